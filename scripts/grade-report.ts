@@ -1,0 +1,53 @@
+/**
+ * Grade every solution in GSM8K's example_model_solutions.jsonl with src/eval/answers.ts and list
+ * where our verdict disagrees with the file's `is_correct` label.
+ *
+ *   npx tsx scripts/grade-report.ts [path/to/example_model_solutions.jsonl] [--all]
+ *
+ * Default path: ../shared/data/gsm8k/example_model_solutions.jsonl relative to the repo root.
+ * Prints one block per disagreement (row, solver, extracted, reference, label, last line).
+ */
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { grade } from '../src/eval/answers';
+
+const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+const args = process.argv.slice(2);
+const file =
+  args.find((a) => !a.startsWith('--')) ??
+  path.resolve(repoRoot, '../shared/data/gsm8k/example_model_solutions.jsonl');
+const showAll = args.includes('--all');
+
+interface Row {
+  question: string;
+  ground_truth: string;
+  [solver: string]: string | { is_correct: boolean; solution: string };
+}
+
+const lines = readFileSync(file, 'utf8').split('\n').filter((l) => l.trim());
+let total = 0;
+let agree = 0;
+const disagreements: string[] = [];
+lines.forEach((line, i) => {
+  const row = JSON.parse(line) as Row;
+  for (const [solver, value] of Object.entries(row)) {
+    if (typeof value !== 'object' || value === null) continue;
+    total++;
+    const g = grade('gsm8k', value.solution, row.ground_truth);
+    if (g.correct === value.is_correct) {
+      agree++;
+      continue;
+    }
+    const lastLine = value.solution.trim().split('\n').pop() ?? '';
+    disagreements.push(
+      `#${i + 1} ${solver}: extracted=${g.extracted} reference=${g.reference} label=${value.is_correct} ours=${g.correct}\n` +
+        `    last line: ${JSON.stringify(lastLine.slice(0, 160))}` +
+        (showAll ? `\n    solution: ${JSON.stringify(value.solution)}` : ''),
+    );
+  }
+});
+
+console.log(`${file}`);
+console.log(`agreement: ${agree} / ${total} (${((100 * agree) / total).toFixed(2)}%), disagreements: ${total - agree}`);
+for (const d of disagreements) console.log(d);

@@ -1,0 +1,27 @@
+// Rotate-half RoPE in place on x[t, head, :] (HF convention: pairs (i, i + headDim/2)).
+// cos/sin come from a host-computed table [position, headDim/2] so rope_theta and Llama-3
+// rope_scaling live in one place (the CPU) and precision does not depend on the GPU's cos().
+struct Params { tokens: u32, heads: u32, headDim: u32, maxPos: u32 }
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read_write> x: array<f32>;
+@group(0) @binding(2) var<storage, read> positions: array<u32>;
+@group(0) @binding(3) var<storage, read> cosTable: array<f32>;
+@group(0) @binding(4) var<storage, read> sinTable: array<f32>;
+
+@compute @workgroup_size(64)
+fn main(@builtin(global_invocation_id) g: vec3<u32>, @builtin(num_workgroups) nw: vec3<u32>) {
+  let half = p.headDim / 2u;
+  let i = g.x + g.y * nw.x * 64u;
+  if (i >= p.tokens * p.heads * half) { return; }
+  let j = i % half;
+  let th = i / half;            // token * heads + head
+  let t = th / p.heads;
+  let pos = positions[t];
+  let c = cosTable[pos * half + j];
+  let s = sinTable[pos * half + j];
+  let base = th * p.headDim;
+  let x1 = x[base + j];
+  let x2 = x[base + j + half];
+  x[base + j] = x1 * c - x2 * s;
+  x[base + j + half] = x2 * c + x1 * s;
+}

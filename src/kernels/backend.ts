@@ -1,0 +1,54 @@
+/**
+ * The ops of a Llama-family forward pass, implemented twice: on WebGPU (gpu.ts, the product) and in
+ * plain TypeScript (cpu.ts, the twin every kernel is tested against). The model's forward pass is
+ * written once against this interface.
+ */
+
+/** A linear weight [rows, cols] (HF layout [out, in]), possibly split into row shards on the GPU. */
+export interface WeightShape {
+  rows: number;
+  cols: number;
+}
+
+export interface KvCacheShape {
+  slots: number;
+  maxSeq: number;
+  kvDim: number;
+}
+
+export interface Backend<T, W, I> {
+  readonly name: string;
+  /** Element type the weights are stored in. */
+  readonly weightType: 'f16' | 'f32';
+  /** A 2-D weight from f32 values, or from f16 bit patterns when weightType is 'f16'. */
+  weight(label: string, data: Float32Array | Uint16Array, rows: number, cols: number): W & WeightShape;
+  /** A small f32 vector (norm weights, biases, rope tables); never sharded or converted. */
+  vector(label: string, data: Float32Array): W;
+  indices(data: Uint32Array): I;
+  tensor(n: number, label?: string): T;
+  fromHost(data: Float32Array): T;
+  toHost(t: T, n: number, offset?: number): Promise<Float32Array>;
+  free(t: T): void;
+  freeIndices(i: I): void;
+  freeWeight(w: W): void;
+  /** out[t, :] = table[ids[t], :] */
+  embedding(ids: I, table: W & WeightShape, tokens: number, out: T): void;
+  /** out[r, :] = rmsnorm(x[r, :]) * weight */
+  rmsnorm(x: T, weight: W, rows: number, dim: number, eps: number, out: T): void;
+  /** out[M, N] = x[M, K] · w[N, K]^T (+ bias) */
+  matmul(x: T, w: W & WeightShape, bias: W | null, m: number, out: T): void;
+  /** In-place rotate-half RoPE on x[tokens, heads, headDim] using cos/sin tables [maxPos, headDim/2]. */
+  rope(x: T, positions: I, cos: W, sin: W, tokens: number, heads: number, headDim: number, maxPos: number): void;
+  kvWrite(k: T, v: T, cacheK: T, cacheV: T, slots: I, positions: I, tokens: number, cache: KvCacheShape): void;
+  attention(q: T, cacheK: T, cacheV: T, slots: I, positions: I, tokens: number, heads: number, kvHeads: number, headDim: number, maxSeq: number, out: T): void;
+  swiglu(gate: T, up: T, n: number, out: T): void;
+  /** x += y */
+  add(x: T, y: T, n: number): void;
+  /** out[i, :] = src[rows[i], :] (row gather on the host side of the pipeline; cheap copies) */
+  gatherRows(src: T, rows: number[], cols: number, out: T): void;
+  /** Submit queued work (no-op on the CPU). */
+  flush(): void;
+}
+
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+export type AnyBackend = Backend<any, any, any>;

@@ -1,0 +1,60 @@
+/**
+ * WGSL sources from shaders/ (one op per file) and the tiny preprocessor that picks variants:
+ * `//#if NAME`, `//#if !NAME`, `//#else`, `//#endif`, and the weight element type `WT`.
+ */
+
+export const SHADER_NAMES = ['matmul', 'embedding', 'rmsnorm', 'rope', 'kv_write', 'attention', 'swiglu', 'residual_add'] as const;
+export type ShaderName = (typeof SHADER_NAMES)[number];
+
+const sources = new Map<string, string>();
+
+/** Load every shader once: from the file system in Node, from Vite's bundle in the browser. */
+export async function loadShaders(): Promise<void> {
+  if (sources.size) return;
+  if (typeof process !== 'undefined' && process.versions?.node && typeof window === 'undefined') {
+    const fs = await import('node:fs/promises');
+    for (const name of SHADER_NAMES) {
+      const url = new URL(`../../shaders/${name}.wgsl`, import.meta.url);
+      sources.set(name, await fs.readFile(url, 'utf8'));
+    }
+    return;
+  }
+  const modules = import.meta.glob('../../shaders/*.wgsl', { query: '?raw', import: 'default', eager: true }) as Record<string, string>;
+  for (const [path, text] of Object.entries(modules)) {
+    sources.set(path.replace(/^.*\//, '').replace(/\.wgsl$/, ''), text);
+  }
+}
+
+export function preprocess(source: string, defines: Record<string, boolean>, weightType: 'f16' | 'f32' = 'f32'): string {
+  const out: string[] = [];
+  const stack: { active: boolean; parentActive: boolean }[] = [];
+  let active = true;
+  for (const line of source.split('\n')) {
+    const t = line.trim();
+    let m: RegExpMatchArray | null;
+    if ((m = t.match(/^\/\/#if\s+(!?)(\w+)$/))) {
+      const value = Boolean(defines[m[2]]) !== (m[1] === '!');
+      stack.push({ active, parentActive: active });
+      active = active && value;
+      stack[stack.length - 1].active = active;
+    } else if (t === '//#else') {
+      const top = stack[stack.length - 1];
+      if (!top) throw new Error('shader preprocessor: #else without #if');
+      active = top.parentActive && !top.active;
+    } else if (t === '//#endif') {
+      const top = stack.pop();
+      if (!top) throw new Error('shader preprocessor: #endif without #if');
+      active = top.parentActive;
+    } else if (active) {
+      out.push(line);
+    }
+  }
+  if (stack.length) throw new Error('shader preprocessor: unterminated #if');
+  return out.join('\n').replace(/\bWT\b/g, weightType);
+}
+
+export function shaderSource(name: ShaderName, defines: Record<string, boolean> = {}, weightType: 'f16' | 'f32' = 'f32'): string {
+  const src = sources.get(name);
+  if (src === undefined) throw new Error(`shader ${name}.wgsl is not loaded (call loadShaders() first)`);
+  return preprocess(src, { ...defines, F16: weightType === 'f16' }, weightType);
+}
