@@ -5,12 +5,16 @@
  *   npx tsx scripts/grade-report.ts [path/to/example_model_solutions.jsonl] [--all]
  *
  * Default path: ../shared/data/gsm8k/example_model_solutions.jsonl relative to the repo root.
- * Prints one block per disagreement (row, solver, extracted, reference, label, last line).
+ * Prints one block per disagreement (row, solver, extracted, reference, label, last line), then
+ * "suspect labels": solutions whose reasoning ends on the reference value while the stated final
+ * answer ("A: n") differs from it and is a digit prefix of it (e.g. body 5600, "A: 5"), which
+ * looks like the final answer was cut at a thousands comma when the file was made. Such labels
+ * grade the truncated line (false) although the worked solution is right.
  */
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { grade } from '../src/eval/answers';
+import { answersEqual, extractAnswer, grade } from '../src/eval/answers';
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const args = process.argv.slice(2);
@@ -29,12 +33,26 @@ const lines = readFileSync(file, 'utf8').split('\n').filter((l) => l.trim());
 let total = 0;
 let agree = 0;
 const disagreements: string[] = [];
+const suspects: string[] = [];
 lines.forEach((line, i) => {
   const row = JSON.parse(line) as Row;
   for (const [solver, value] of Object.entries(row)) {
     if (typeof value !== 'object' || value === null) continue;
     total++;
     const g = grade('gsm8k', value.solution, row.ground_truth);
+    const body = value.solution.replace(/\n\s*A:[^\n]*\s*$/, '');
+    if (body !== value.solution && g.extracted !== null && g.reference !== null) {
+      const fromBody = extractAnswer('gsm8k', body);
+      if (
+        fromBody !== null &&
+        !g.correct &&
+        answersEqual('gsm8k', fromBody, g.reference) &&
+        fromBody.startsWith(g.extracted) &&
+        fromBody.length > g.extracted.length
+      ) {
+        suspects.push(`#${i + 1} ${solver}: stated=${g.extracted} body=${fromBody} reference=${g.reference} label=${value.is_correct}`);
+      }
+    }
     if (g.correct === value.is_correct) {
       agree++;
       continue;
@@ -51,3 +69,5 @@ lines.forEach((line, i) => {
 console.log(`${file}`);
 console.log(`agreement: ${agree} / ${total} (${((100 * agree) / total).toFixed(2)}%), disagreements: ${total - agree}`);
 for (const d of disagreements) console.log(d);
+console.log(`suspect labels (final answer looks truncated at a thousands comma): ${suspects.length}`);
+for (const d of suspects) console.log(`  ${d}`);

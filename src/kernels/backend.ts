@@ -42,8 +42,8 @@ export interface Backend<T, W, I> {
   kvWrite(k: T, v: T, cacheK: T, cacheV: T, slots: I, positions: I, tokens: number, cache: KvCacheShape): void;
   attention(q: T, cacheK: T, cacheV: T, slots: I, positions: I, tokens: number, heads: number, kvHeads: number, headDim: number, maxSeq: number, out: T): void;
   swiglu(gate: T, up: T, n: number, out: T): void;
-  /** x += y */
-  add(x: T, y: T, n: number): void;
+  /** x += scale · y */
+  add(x: T, y: T, n: number, scale?: number): void;
   /** out[i, :] = src[rows[i], :] (row gather on the host side of the pipeline; cheap copies) */
   gatherRows(src: T, rows: number[], cols: number, out: T): void;
   /** Submit queued work (no-op on the CPU). */

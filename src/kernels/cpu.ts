@@ -93,8 +93,8 @@ export function cpuSwiglu(gate: Float32Array, up: Float32Array, n: number, out: 
   for (let i = 0; i < n; i++) out[i] = (gate[i] / (1 + Math.exp(-gate[i]))) * up[i];
 }
 
-export function cpuAdd(x: Float32Array, y: Float32Array, n: number): void {
-  for (let i = 0; i < n; i++) x[i] += y[i];
+export function cpuAdd(x: Float32Array, y: Float32Array, n: number, scale = 1): void {
+  for (let i = 0; i < n; i++) x[i] += scale * y[i];
 }
 
 export class CpuBackend implements Backend<Float32Array, CpuWeight, Uint32Array> {
@@ -144,8 +144,8 @@ export class CpuBackend implements Backend<Float32Array, CpuWeight, Uint32Array>
   swiglu(gate: Float32Array, up: Float32Array, n: number, out: Float32Array): void {
     cpuSwiglu(gate, up, n, out);
   }
-  add(x: Float32Array, y: Float32Array, n: number): void {
-    cpuAdd(x, y, n);
+  add(x: Float32Array, y: Float32Array, n: number, scale = 1): void {
+    cpuAdd(x, y, n, scale);
   }
   gatherRows(src: Float32Array, rows: number[], cols: number, out: Float32Array): void {
     rows.forEach((r, i) => out.set(src.subarray(r * cols, (r + 1) * cols), i * cols));

@@ -213,8 +213,8 @@ export class GpuBackend implements Backend<GpuTensor, GpuWeight, GpuIndices> {
     this.dispatch('swiglu', {}, 'f32', [n], 'u', [gate.buffer, up.buffer, out.buffer], Math.ceil(n / WG));
   }
 
-  add(x: GpuTensor, y: GpuTensor, n: number): void {
-    this.dispatch('residual_add', {}, 'f32', [n], 'u', [x.buffer, y.buffer], Math.ceil(n / WG));
+  add(x: GpuTensor, y: GpuTensor, n: number, scale = 1): void {
+    this.dispatch('residual_add', {}, 'f32', [n, scale], 'uf', [x.buffer, y.buffer], Math.ceil(n / WG));
   }
 
   gatherRows(src: GpuTensor, rows: number[], cols: number, out: GpuTensor): void {

@@ -168,9 +168,9 @@ describe('kernels: WebGPU vs CPU twin', () => {
       g32.swiglu(g32.fromHost(a), g32.fromHost(b), n, out);
       expect(maxRelErr(await g32.toHost(out, n), ref)).toBeLessThan(1e-5);
       const x = a.slice();
-      cpu.add(x, b, n);
+      cpu.add(x, b, n, 0.75);
       const gx = g32.fromHost(a);
-      g32.add(gx, g32.fromHost(b), n);
+      g32.add(gx, g32.fromHost(b), n, 0.75);
       expect(maxRelErr(await g32.toHost(gx, n), x)).toBeLessThan(1e-6);
     });
   }

@@ -1,0 +1,223 @@
+/**
+ * `agentark debate`: run the multi-agent debate over a question set and append the trajectories
+ * to a JSONL log (resumable: questions already in the log are skipped).
+ */
+import { parseArgs } from 'node:util';
+import type { ChatEngine } from '../engine/types';
+import type { Task } from '../eval/answers';
+import { loadQuestions } from '../teach/datasets';
+import { runDebateSet, type DebateOptions } from '../teach/debate';
+import { OpenAIEngine } from '../teach/openai-engine';
+import { readTrajectories, summarizeTrajectories } from '../teach/trajectory';
+
+export const USAGE = `usage: agentark debate --data FILE --out TRAJ.jsonl [options]
+
+  --data FILE            questions (JSONL / JSON array; GSM8K, MATH or multiple-choice layout) or URL
+  --task T               gsm8k | math | mc (default gsm8k)
+  --out FILE             trajectory JSONL to append to (existing questions are skipped)
+  --agents N             debating agents (default 5)
+  --rounds N             rounds including the independent first one (default 2)
+  --aggregator A         llm | vote (default llm)
+  --engine E             local | openai (default: openai when --base-url is given, else local)
+  --model DIR            local engine: model directory
+  --adapter DIR          local engine: optional LoRA adapter
+  --base-url URL         openai engine: e.g. http://127.0.0.1:8000/v1
+  --api-model NAME       openai engine: model name to request
+  --api-key K            openai engine: API key (default $OPENAI_API_KEY)
+  --request-concurrency N  openai engine: HTTP requests in flight (default agents x concurrency)
+  --timeout-ms MS        openai engine: per-request timeout (default 120000)
+  --max-retries N        openai engine: retries per request (default 4)
+  --limit N              only the first N questions
+  --concurrency C        questions debated at once (default 1)
+  --temperature T        agent temperature (default 0.7)
+  --top-p P              agent top_p (default 1)
+  --max-tokens N         max tokens per reply (default 1024)
+  --seed S               base seed (agent i, round r gets S + i + 1000(r-1))
+  --quiet                no per-question progress lines
+`;
+
+function int(name: string, v: string | undefined, min = 0): number | undefined {
+  if (v === undefined) return undefined;
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < min) throw new UsageError(`--${name} must be an integer >= ${min}, got ${JSON.stringify(v)}`);
+  return n;
+}
+
+function num(name: string, v: string | undefined): number | undefined {
+  if (v === undefined) return undefined;
+  const n = Number(v);
+  if (!Number.isFinite(n)) throw new UsageError(`--${name} must be a number, got ${JSON.stringify(v)}`);
+  return n;
+}
+
+class UsageError extends Error {}
+
+type LocalEngineFactory = (o: { model: string; adapter?: string; onProgress?: (e: unknown) => void }) => Promise<ChatEngine>;
+
+async function loadLocalEngine(model: string, adapter: string | undefined): Promise<ChatEngine> {
+  const spec = '../engine/local';
+  let mod: { createLocalEngine?: LocalEngineFactory };
+  try {
+    mod = (await import(/* @vite-ignore */ spec)) as { createLocalEngine?: LocalEngineFactory };
+  } catch (e) {
+    throw new Error(`--engine local is not available (could not load src/engine/local: ${(e as Error).message}); use --engine openai --base-url URL`);
+  }
+  if (typeof mod.createLocalEngine !== 'function') throw new Error('--engine local: src/engine/local does not export createLocalEngine');
+  return mod.createLocalEngine({
+    model,
+    adapter,
+    onProgress: (e) => {
+      const p = e as { phase?: string; done?: number; total?: number };
+      if (p.total) process.stderr.write(`\r${p.phase ?? 'load'} ${Math.round((100 * (p.done ?? 0)) / p.total)}%   `);
+    },
+  });
+}
+
+export async function run(argv: string[]): Promise<number> {
+  let values: Record<string, string | boolean | undefined>;
+  try {
+    ({ values } = parseArgs({
+      args: argv,
+      options: {
+        data: { type: 'string' },
+        task: { type: 'string', default: 'gsm8k' },
+        out: { type: 'string' },
+        agents: { type: 'string' },
+        rounds: { type: 'string' },
+        aggregator: { type: 'string', default: 'llm' },
+        engine: { type: 'string' },
+        model: { type: 'string' },
+        adapter: { type: 'string' },
+        'base-url': { type: 'string' },
+        'api-model': { type: 'string' },
+        'api-key': { type: 'string' },
+        'request-concurrency': { type: 'string' },
+        'timeout-ms': { type: 'string' },
+        'max-retries': { type: 'string' },
+        limit: { type: 'string' },
+        concurrency: { type: 'string' },
+        temperature: { type: 'string' },
+        'top-p': { type: 'string' },
+        'max-tokens': { type: 'string' },
+        seed: { type: 'string' },
+        quiet: { type: 'boolean', default: false },
+        help: { type: 'boolean', short: 'h', default: false },
+      },
+      allowPositionals: false,
+      strict: true,
+    }));
+  } catch (e) {
+    process.stderr.write(`agentark debate: ${(e as Error).message}\n\n${USAGE}`);
+    return 2;
+  }
+  if (values.help) {
+    process.stdout.write(USAGE);
+    return 0;
+  }
+  let opts: DebateOptions;
+  let engine: ChatEngine;
+  let data: string;
+  let out: string;
+  let limit: number | undefined;
+  let task: Task;
+  try {
+    if (!values.data) throw new UsageError('--data is required');
+    if (!values.out) throw new UsageError('--out is required');
+    data = values.data as string;
+    out = values.out as string;
+    task = values.task as Task;
+    if (task !== 'gsm8k' && task !== 'math' && task !== 'mc') throw new UsageError(`--task must be gsm8k, math or mc, got ${JSON.stringify(task)}`);
+    const aggregator = values.aggregator as string;
+    if (aggregator !== 'llm' && aggregator !== 'vote') throw new UsageError(`--aggregator must be llm or vote, got ${JSON.stringify(aggregator)}`);
+    const agents = int('agents', values.agents as string | undefined, 1) ?? 5;
+    const concurrency = int('concurrency', values.concurrency as string | undefined, 1) ?? 1;
+    limit = int('limit', values.limit as string | undefined, 0);
+    const temperature = num('temperature', values.temperature as string | undefined);
+    if (temperature !== undefined && (temperature < 0 || temperature > 2)) throw new UsageError('--temperature must be in [0, 2]');
+    const topP = num('top-p', values['top-p'] as string | undefined);
+    if (topP !== undefined && (topP <= 0 || topP > 1)) throw new UsageError('--top-p must be in (0, 1]');
+    const kind = (values.engine as string | undefined) ?? (values['base-url'] ? 'openai' : 'local');
+    let model: string;
+    if (kind === 'openai') {
+      if (!values['base-url']) throw new UsageError('--engine openai needs --base-url');
+      model = (values['api-model'] as string | undefined) ?? 'default';
+      engine = new OpenAIEngine({
+        baseUrl: values['base-url'] as string,
+        apiKey: (values['api-key'] as string | undefined) ?? process.env.OPENAI_API_KEY,
+        model,
+        concurrency: int('request-concurrency', values['request-concurrency'] as string | undefined, 1) ?? agents * concurrency,
+        timeoutMs: int('timeout-ms', values['timeout-ms'] as string | undefined, 1),
+        maxRetries: int('max-retries', values['max-retries'] as string | undefined, 0),
+        onRetry: (r) => process.stderr.write(`retry ${r.attempt}/${r.maxAttempts - 1} in ${r.delayMs} ms: ${r.url}: ${r.reason}\n`),
+      });
+    } else if (kind === 'local') {
+      if (!values.model) throw new UsageError('--engine local needs --model DIR');
+      model = values.model as string;
+      engine = await loadLocalEngine(model, values.adapter as string | undefined);
+      process.stderr.write('\n');
+    } else {
+      throw new UsageError(`--engine must be local or openai, got ${JSON.stringify(kind)}`);
+    }
+    opts = {
+      task,
+      numAgents: agents,
+      rounds: int('rounds', values.rounds as string | undefined, 1) ?? 2,
+      aggregator,
+      model,
+      temperature,
+      top_p: topP,
+      max_tokens: int('max-tokens', values['max-tokens'] as string | undefined, 1),
+      seed: int('seed', values.seed as string | undefined, 0),
+      concurrency,
+      engines: engine,
+    };
+  } catch (e) {
+    if (e instanceof UsageError) {
+      process.stderr.write(`agentark debate: ${e.message}\n\n${USAGE}`);
+      return 2;
+    }
+    process.stderr.write(`agentark debate: ${(e as Error).message}\n`);
+    return 1;
+  }
+
+  const ac = new AbortController();
+  const onSigint = () => {
+    process.stderr.write('\ninterrupted: finishing nothing further; the log stays consistent (rerun to resume)\n');
+    ac.abort(new Error('SIGINT'));
+  };
+  process.once('SIGINT', onSigint);
+  const t0 = performance.now();
+  try {
+    const questions = await loadQuestions(data, task, { limit });
+    const quiet = !!values.quiet;
+    const res = await runDebateSet(questions, opts, {
+      out,
+      signal: ac.signal,
+      onWarning: (m) => process.stderr.write(`warning: ${m}\n`),
+      onRecord: (rec, { done, total }) => {
+        if (quiet) return;
+        const perRound = rec.rounds.map((r) => `r${r.round} ${r.messages.filter((m) => m.correct).length}/${r.messages.length}`).join(' ');
+        const tok = rec.totals.promptTokens + rec.totals.completionTokens;
+        process.stderr.write(
+          `[${done}/${total}] ${rec.id}: final=${rec.final.answer ?? '∅'} ${rec.final.correct ? 'correct' : 'wrong'} | ${perRound} | ${rec.totals.calls} calls ${tok} tok ${(rec.totals.wallMs / 1000).toFixed(1)}s\n`,
+        );
+      },
+      onError: (err, q) => process.stderr.write(`error on ${q.id}: ${err.message}\n`),
+    });
+    const ids = new Set(questions.map((q) => String(q.id)));
+    const records = (await readTrajectories(out)).filter((r) => ids.has(r.id));
+    const summary = {
+      ...summarizeTrajectories(records),
+      out,
+      run: { completed: res.completed, skipped: res.skipped, failed: res.failed.length, aborted: res.aborted, ...(res.stoppedEarly ? { stoppedEarly: res.stoppedEarly } : {}), wallMs: Math.round(performance.now() - t0) },
+    };
+    process.stdout.write(`${JSON.stringify(summary, null, 2)}\n`);
+    if (res.aborted) return 130;
+    return res.failed.length ? 1 : 0;
+  } catch (e) {
+    process.stderr.write(`agentark debate: ${(e as Error).message}\n`);
+    return 1;
+  } finally {
+    process.off('SIGINT', onSigint);
+  }
+}

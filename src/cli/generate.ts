@@ -1,0 +1,68 @@
+/** `agentark generate`: one completion from a local model, as text or JSON. */
+import { Runtime } from '../engine/local';
+import { floatFlag, idsFlag, intFlag, parseFlags, runtimeOptions, RUNTIME_FLAGS, stderrProgress, UsageError } from './args';
+
+const USAGE = `usage: agentark generate --model <dir|url|hf-id> (--prompt TEXT | --ids 1,2,3) [--chat]
+       [--max-tokens N] [--temperature T] [--top-p P] [--top-k K] [--repetition-penalty R]
+       [--seed S] [--stop STR] [--ignore-eos] [--json] [--backend webgpu|cpu] [--dtype auto|f16|f32]
+
+  --chat        wrap --prompt as a user message and apply the model's chat template
+  --json        print {"ids", "generated", "text", "timings"} instead of streaming text`;
+
+export async function run(argv: string[]): Promise<number> {
+  const v = parseFlags(
+    argv,
+    {
+      ...RUNTIME_FLAGS,
+      prompt: { type: 'string' },
+      ids: { type: 'string' },
+      chat: { type: 'boolean' },
+      'max-tokens': { type: 'string' },
+      temperature: { type: 'string' },
+      'top-p': { type: 'string' },
+      'top-k': { type: 'string' },
+      'repetition-penalty': { type: 'string' },
+      seed: { type: 'string' },
+      stop: { type: 'string', multiple: true },
+      'ignore-eos': { type: 'boolean' },
+      json: { type: 'boolean' },
+    },
+    USAGE,
+  );
+  if (!v) return 0;
+  if (!v.model) throw new UsageError(`--model is required\n\n${USAGE}`);
+  if ((v.prompt === undefined) === (v.ids === undefined)) throw new UsageError(`give exactly one of --prompt or --ids\n\n${USAGE}`);
+  const runtime = await Runtime.load(v.model as string, { ...runtimeOptions(v), onProgress: v.json ? undefined : stderrProgress('load') });
+  try {
+    let prompt: number[];
+    if (v.ids !== undefined) prompt = idsFlag(v.ids as string);
+    else if (v.chat) prompt = runtime.promptIds([{ role: 'user', content: v.prompt as string }]);
+    else prompt = runtime.requireTokenizer().encode(v.prompt as string);
+    const stream = !v.json && runtime.tokenizer;
+    const result = await runtime.generate({
+      prompt,
+      maxTokens: intFlag(v['max-tokens'] as string | undefined, 'max-tokens', 64),
+      sampling: {
+        temperature: floatFlag(v.temperature as string | undefined, 'temperature', 0),
+        topP: floatFlag(v['top-p'] as string | undefined, 'top-p'),
+        topK: intFlag(v['top-k'] as string | undefined, 'top-k'),
+        repetitionPenalty: floatFlag(v['repetition-penalty'] as string | undefined, 'repetition-penalty'),
+        seed: intFlag(v.seed as string | undefined, 'seed', 0),
+      },
+      stop: (v.stop as string[] | undefined) ?? [],
+      ignoreEos: Boolean(v['ignore-eos']),
+      onToken: stream ? (_id, delta) => process.stdout.write(delta) : undefined,
+    });
+    if (v.json) {
+      console.log(JSON.stringify({ ids: prompt, generated: result.tokens, text: result.text, finish_reason: result.finishReason, timings: { ...result.timings, backend: runtime.describeBackend() } }));
+    } else {
+      if (stream) process.stdout.write('\n');
+      else console.log(result.tokens.join(','));
+      const t = result.timings;
+      process.stderr.write(`[${result.finishReason}] prompt ${prompt.length} tok, ${t.prefillTokensPerS.toFixed(1)} tok/s prefill; ${result.tokens.length} tok generated, ${t.decodeTokensPerS.toFixed(1)} tok/s decode — ${runtime.describeBackend()}\n`);
+    }
+    return 0;
+  } finally {
+    runtime.dispose();
+  }
+}

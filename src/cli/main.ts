@@ -1,0 +1,38 @@
+/** `agentark <command>`: each command is a thin layer over the modules it names. */
+
+type Command = { summary: string; load: () => Promise<{ run: (argv: string[]) => Promise<number> }> };
+
+const COMMANDS: Record<string, Command> = {
+  generate: { summary: 'generate text or token ids with a local model', load: () => import('./generate') },
+  logits: { summary: 'print the logits of one forward pass', load: () => import('./logits') },
+  serve: { summary: 'serve a local model over an OpenAI-compatible HTTP API', load: () => import('./serve') },
+  debate: { summary: 'run a multi-agent debate over a question set and record trajectories', load: () => import('./debate') },
+  grade: { summary: 'grade predictions or trajectories against reference answers', load: () => import('./grade') },
+};
+
+function usage(): string {
+  const lines = Object.entries(COMMANDS).map(([name, c]) => `  ${name.padEnd(10)} ${c.summary}`);
+  return `usage: agentark <command> [options]\n\ncommands:\n${lines.join('\n')}\n\nRun 'agentark <command> --help' for a command's options.`;
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const [name, ...rest] = argv;
+  if (!name || name === '--help' || name === '-h') {
+    console.log(usage());
+    return name ? 0 : 2;
+  }
+  const command = COMMANDS[name];
+  if (!command) {
+    console.error(`agentark: unknown command '${name}'\n\n${usage()}`);
+    return 2;
+  }
+  try {
+    const mod = await command.load();
+    return await mod.run(rest);
+  } catch (e) {
+    const err = e as Error;
+    console.error(`agentark ${name}: ${err.message}`);
+    if (process.env.AGENTARK_DEBUG) console.error(err.stack);
+    return 1;
+  }
+}

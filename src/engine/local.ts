@@ -1,0 +1,217 @@
+/**
+ * The local runtime as a ChatEngine: a checkpoint loaded onto WebGPU (or the CPU twin), a
+ * Generator doing continuous batching, and the OpenAI chat-completions shape on top — the same
+ * shape WebLLM and OpenAI-compatible servers expose, so callers never know which one they drive.
+ */
+import { loadCheckpoint, type Checkpoint } from '../formats/checkpoint';
+import type { HFTokenizer } from '../formats/tokenizer';
+import { Gpu, type GpuOptions } from '../gpu/device';
+import { CpuBackend } from '../kernels/cpu';
+import { GpuBackend } from '../kernels/gpu';
+import type { AnyBackend } from '../kernels/backend';
+import { LlamaModel } from '../model/llama';
+import type { ProgressCallback } from '../progress';
+import { Generator, type GenerationRequest, type GenerationResult } from './generator';
+import type {
+  ChatCompletion,
+  ChatCompletionChunk,
+  ChatCompletionOptions,
+  ChatCompletionRequest,
+  ChatEngine,
+  ChatMessage,
+} from './types';
+
+export interface RuntimeOptions {
+  /** 'webgpu' (default) or 'cpu' (the plain-TS twin; slow, but needs no GPU). */
+  backend?: 'webgpu' | 'cpu';
+  /** Weight storage on the GPU: 'auto' keeps f16/bf16 files in f16 where shader-f16 exists, f32 otherwise. */
+  dtype?: 'auto' | 'f16' | 'f32';
+  contextLength?: number;
+  maxBatch?: number;
+  gpu?: Gpu;
+  gpuOptions?: GpuOptions;
+  onProgress?: ProgressCallback;
+  signal?: AbortSignal;
+}
+
+/** A model on a backend, with its tokenizer and a generator: what every command drives. */
+export class Runtime {
+  private constructor(
+    readonly model: LlamaModel,
+    readonly tokenizer: HFTokenizer | null,
+    readonly generator: Generator,
+    readonly backend: AnyBackend,
+    readonly modelId: string,
+    readonly gpu: Gpu | null,
+  ) {}
+
+  static async load(spec: string, opts: RuntimeOptions = {}): Promise<Runtime> {
+    const ckpt = await loadCheckpoint(spec, { onProgress: opts.onProgress, signal: opts.signal });
+    return Runtime.fromCheckpoint(ckpt, opts);
+  }
+
+  static async fromCheckpoint(ckpt: Checkpoint, opts: RuntimeOptions = {}): Promise<Runtime> {
+    let gpu: Gpu | null = null;
+    let backend: AnyBackend;
+    if (opts.backend === 'cpu') {
+      backend = new CpuBackend();
+    } else {
+      gpu = opts.gpu ?? (await Gpu.create(opts.gpuOptions));
+      const halfFile = [...ckpt.tensors.values()].some((t) => t.dtype !== 'F32');
+      const want = opts.dtype ?? 'auto';
+      const weightType = want === 'auto' ? (gpu.features.f16 && halfFile ? 'f16' : 'f32') : want;
+      backend = await GpuBackend.create(gpu, weightType);
+    }
+    const c = ckpt.config;
+    const contextLength = Math.min(opts.contextLength ?? 2048, c.maxPositionEmbeddings, c.slidingWindow ?? Infinity);
+    const model = LlamaModel.fromTensors(backend, c, ckpt.tensors, contextLength);
+    ckpt.tensors.clear(); // host copies are no longer needed once uploaded
+    const generator = new Generator(model, ckpt.tokenizer, { maxBatch: opts.maxBatch ?? 8, contextLength });
+    const modelId = ckpt.source.replace(/\/+$/, '').split('/').slice(-2).join('/');
+    return new Runtime(model, ckpt.tokenizer, generator, backend, modelId, gpu);
+  }
+
+  describeBackend(): string {
+    return this.gpu ? `webgpu (${this.backend.weightType} weights) on ${this.gpu.describe()}` : 'cpu (TypeScript twin)';
+  }
+
+  requireTokenizer(): HFTokenizer {
+    if (!this.tokenizer) throw new Error(`${this.modelId} has no tokenizer.json: pass token ids instead of text`);
+    return this.tokenizer;
+  }
+
+  promptIds(messages: ChatMessage[]): number[] {
+    return this.requireTokenizer().encodeChat(messages.map((m) => ({ role: m.role, content: m.content })));
+  }
+
+  /** Logits [ids.length, vocab] of one forward pass over `ids` as a single sequence. */
+  async logits(ids: number[]): Promise<Float32Array> {
+    if (ids.length > this.generator.contextLength) throw new Error(`${ids.length} tokens exceed the context length ${this.generator.contextLength}`);
+    return this.generator.exclusive((cache) =>
+      this.model.forward({ ids: Uint32Array.from(ids), positions: Uint32Array.from(ids, (_, i) => i), slots: new Uint32Array(ids.length), logitRows: 'all' }, cache),
+    );
+  }
+
+  generate(req: GenerationRequest): Promise<GenerationResult> {
+    return this.generator.generate(req);
+  }
+
+  dispose(): void {
+    this.generator.dispose();
+    this.gpu?.destroy();
+  }
+}
+
+let completionCounter = 0;
+
+/** The OpenAI chat-completions shape over a Runtime. */
+export class LocalEngine implements ChatEngine {
+  readonly chat: ChatEngine['chat'];
+
+  constructor(readonly runtime: Runtime) {
+    this.chat = { completions: { create: this.create.bind(this) as ChatEngine['chat']['completions']['create'] } };
+  }
+
+  async models(): Promise<string[]> {
+    return [this.runtime.modelId];
+  }
+
+  private requests(req: ChatCompletionRequest, signal?: AbortSignal): GenerationRequest[] {
+    if (!Array.isArray(req.messages) || !req.messages.length) throw new Error('messages must be a non-empty array');
+    const prompt = this.runtime.promptIds(req.messages);
+    const n = req.n ?? 1;
+    const stop = req.stop === undefined ? [] : Array.isArray(req.stop) ? req.stop : [req.stop];
+    const room = this.runtime.generator.contextLength - prompt.length;
+    return Array.from({ length: n }, (_, i) => ({
+      prompt,
+      maxTokens: Math.max(1, Math.min(req.max_tokens ?? room, room)),
+      sampling: {
+        temperature: req.temperature ?? 1,
+        topP: req.top_p,
+        topK: req.top_k,
+        repetitionPenalty: req.repetition_penalty,
+        seed: req.seed === undefined ? undefined : req.seed + i,
+      },
+      stop,
+      signal,
+    }));
+  }
+
+  private async create(req: ChatCompletionRequest, opts: ChatCompletionOptions = {}): Promise<ChatCompletion | AsyncIterable<ChatCompletionChunk>> {
+    const id = `chatcmpl-local-${Date.now().toString(36)}-${completionCounter++}`;
+    const created = Math.floor(Date.now() / 1000);
+    const model = req.model ?? this.runtime.modelId;
+    const gens = this.requests(req, opts.signal);
+    if (!req.stream) {
+      const results = await Promise.all(gens.map((g) => this.runtime.generate(g)));
+      const completion = results.reduce((a, r) => a + r.tokens.length, 0);
+      return {
+        id,
+        object: 'chat.completion',
+        created,
+        model,
+        choices: results.map((r, index) => ({ index, message: { role: 'assistant', content: r.text }, finish_reason: r.finishReason })),
+        usage: { prompt_tokens: gens[0].prompt.length, completion_tokens: completion, total_tokens: gens[0].prompt.length + completion },
+      };
+    }
+    return this.stream(id, created, model, gens);
+  }
+
+  private async *stream(id: string, created: number, model: string, gens: GenerationRequest[]): AsyncIterable<ChatCompletionChunk> {
+    const queue: ChatCompletionChunk[] = [];
+    let wake: (() => void) | null = null;
+    const push = (c: ChatCompletionChunk) => {
+      queue.push(c);
+      wake?.();
+    };
+    const chunk = (index: number, delta: Partial<ChatMessage>, finish: ChatCompletionChunk['choices'][0]['finish_reason']): ChatCompletionChunk => ({
+      id,
+      object: 'chat.completion.chunk',
+      created,
+      model,
+      choices: [{ index, delta, finish_reason: finish }],
+    });
+    gens.forEach((_, index) => push(chunk(index, { role: 'assistant', content: '' }, null)));
+    let failure: Error | null = null;
+    const all = Promise.all(
+      gens.map((g, index) =>
+        this.runtime.generate({ ...g, onToken: (_id, delta) => delta && push(chunk(index, { content: delta }, null)) }).then((r) => {
+          push(chunk(index, {}, r.finishReason));
+          return r;
+        }),
+      ),
+    ).catch((e) => {
+      failure = e as Error;
+      return null;
+    });
+    let done = false;
+    let results: GenerationResult[] | null = null;
+    void all.then((r) => {
+      results = r;
+      done = true;
+      wake?.();
+    });
+    while (true) {
+      while (queue.length) yield queue.shift()!;
+      if (done) break;
+      await new Promise<void>((r) => (wake = r));
+      wake = null;
+    }
+    while (queue.length) yield queue.shift()!;
+    if (failure) throw failure;
+    const completion = (results ?? []).reduce((a: number, r: GenerationResult) => a + r.tokens.length, 0);
+    yield {
+      id,
+      object: 'chat.completion.chunk',
+      created,
+      model,
+      choices: [],
+      usage: { prompt_tokens: gens[0].prompt.length, completion_tokens: completion, total_tokens: gens[0].prompt.length + completion },
+    };
+  }
+}
+
+/** Load a model and wrap it as a ChatEngine (what `agentark debate --engine local` uses). */
+export async function createLocalEngine(opts: { model: string } & RuntimeOptions): Promise<LocalEngine> {
+  return new LocalEngine(await Runtime.load(opts.model, opts));
+}

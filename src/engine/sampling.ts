@@ -1,0 +1,132 @@
+/**
+ * Next-token selection from one row of logits: repetition penalty (HF/CTRL style), temperature,
+ * top-k, top-p, and a seeded RNG per sequence so runs are reproducible.
+ */
+
+export interface SamplingParams {
+  /** 0 (or below) means greedy. */
+  temperature?: number;
+  topK?: number;
+  topP?: number;
+  /** > 1 discourages tokens already in the prompt or the output. */
+  repetitionPenalty?: number;
+  seed?: number;
+}
+
+/** xorshift128+-style generator seeded through splitmix32; returns floats in [0, 1). */
+export class Rng {
+  private s0: number;
+  private s1: number;
+  private s2: number;
+  private s3: number;
+
+  constructor(seed: number) {
+    let x = seed >>> 0;
+    const next = () => {
+      x = (x + 0x9e3779b9) >>> 0;
+      let z = x;
+      z = Math.imul(z ^ (z >>> 16), 0x85ebca6b);
+      z = Math.imul(z ^ (z >>> 13), 0xc2b2ae35);
+      return (z ^ (z >>> 16)) >>> 0;
+    };
+    this.s0 = next();
+    this.s1 = next();
+    this.s2 = next();
+    this.s3 = next() | 1;
+  }
+
+  /** xoshiro128** */
+  next(): number {
+    const result = Math.imul(rotl(Math.imul(this.s1, 5), 7), 9) >>> 0;
+    const t = this.s1 << 9;
+    this.s2 ^= this.s0;
+    this.s3 ^= this.s1;
+    this.s1 ^= this.s2;
+    this.s0 ^= this.s3;
+    this.s2 ^= t;
+    this.s3 = rotl(this.s3, 11);
+    return result / 4294967296;
+  }
+
+  state(): number[] {
+    return [this.s0, this.s1, this.s2, this.s3];
+  }
+
+  setState(s: number[]): void {
+    [this.s0, this.s1, this.s2, this.s3] = s;
+  }
+}
+
+function rotl(x: number, k: number): number {
+  return (x << k) | (x >>> (32 - k));
+}
+
+export function argmax(logits: Float32Array): number {
+  let best = 0;
+  for (let i = 1; i < logits.length; i++) if (logits[i] > logits[best]) best = i;
+  return best;
+}
+
+/** Apply the repetition penalty in place to the tokens seen so far (HF RepetitionPenaltyLogitsProcessor). */
+export function applyRepetitionPenalty(logits: Float32Array, seen: Iterable<number>, penalty: number): void {
+  if (penalty === 1) return;
+  for (const id of new Set(seen)) {
+    const l = logits[id];
+    logits[id] = l > 0 ? l / penalty : l * penalty;
+  }
+}
+
+/** Pick the next token. `logits` may be modified. */
+export function sampleToken(logits: Float32Array, params: SamplingParams, rng: Rng, seen: readonly number[]): number {
+  if (params.repetitionPenalty && params.repetitionPenalty !== 1) applyRepetitionPenalty(logits, seen, params.repetitionPenalty);
+  const temperature = params.temperature ?? 1;
+  if (temperature <= 0) return argmax(logits);
+  const topK = params.topK && params.topK > 0 ? Math.min(params.topK, logits.length) : logits.length;
+  const topP = params.topP ?? 1;
+  // Candidates sorted by logit, descending; ties keep the lower id first (deterministic).
+  let order: number[];
+  if (topK < logits.length) {
+    order = partialTopK(logits, topK);
+  } else {
+    order = Array.from({ length: logits.length }, (_, i) => i);
+    order.sort((a, b) => logits[b] - logits[a] || a - b);
+  }
+  const max = logits[order[0]];
+  const probs = order.map((i) => Math.exp((logits[i] - max) / temperature));
+  let total = probs.reduce((a, b) => a + b, 0);
+  if (topP < 1) {
+    // Keep the smallest prefix whose mass reaches top_p (always at least one token).
+    let cum = 0;
+    let keep = 0;
+    while (keep < probs.length) {
+      cum += probs[keep] / total;
+      keep++;
+      if (cum >= topP) break;
+    }
+    probs.length = keep;
+    order.length = keep;
+    total = probs.reduce((a, b) => a + b, 0);
+  }
+  let r = rng.next() * total;
+  for (let i = 0; i < probs.length; i++) {
+    r -= probs[i];
+    if (r < 0) return order[i];
+  }
+  return order[probs.length - 1];
+}
+
+function partialTopK(logits: Float32Array, k: number): number[] {
+  const top: number[] = [];
+  for (let i = 0; i < logits.length; i++) {
+    if (top.length < k || logits[i] > logits[top[top.length - 1]]) {
+      let j = top.length < k ? top.length : k - 1;
+      if (top.length < k) top.push(i);
+      while (j > 0 && logits[top[j - 1]] < logits[i]) {
+        top[j] = top[j - 1];
+        j--;
+      }
+      top[j] = i;
+    }
+  }
+  return top;
+}

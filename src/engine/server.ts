@@ -1,0 +1,365 @@
+/**
+ * An OpenAI-compatible HTTP server around any ChatEngine (node:http, no framework).
+ *
+ *   POST /v1/chat/completions   JSON, or SSE when `stream: true` (chunks, then `data: [DONE]`;
+ *                               a final usage chunk when `stream_options.include_usage`)
+ *   GET  /v1/models             the served model ids
+ *   GET  /health                liveness
+ *
+ * CORS is open (the browser chat page and other origins may call it). Bad requests get a 400 with
+ * an OpenAI-style `{"error": {"message", "type"}}` body. A client that disconnects aborts its
+ * generation through the AbortSignal passed to the engine. `stats` counts what was served.
+ */
+import * as http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import type { ChatCompletion, ChatCompletionChunk, ChatCompletionRequest, ChatEngine, ChatMessage } from './types';
+
+export interface ServerOptions {
+  host?: string;
+  /** 0 picks a free port. */
+  port?: number;
+  /** The id reported by /v1/models and in responses; default: the engine's first model. */
+  modelId?: string;
+  /** Largest accepted request body in bytes (default 8 MiB). */
+  maxBodyBytes?: number;
+  /** Called for each finished request (method, path, status, ms). */
+  onRequest?: (info: { method: string; path: string; status: number; ms: number }) => void;
+}
+
+export interface ServerStats {
+  /** HTTP requests of any kind. */
+  httpRequests: number;
+  /** POST /v1/chat/completions requests received (valid or not). */
+  requests: number;
+  /** Chat completions that finished and were sent in full. */
+  completions: number;
+  /** Of which streamed. */
+  streamed: number;
+  /** Requests rejected with a 4xx. */
+  badRequests: number;
+  /** Engine errors (5xx or error events). */
+  errors: number;
+  /** Generations stopped because the client went away. */
+  aborted: number;
+  /** Tokens of completions sent in full (from the engine's usage). */
+  promptTokens: number;
+  completionTokens: number;
+}
+
+export interface RunningServer {
+  url: string;
+  /** `${url}/v1`, what an OpenAI client takes as its base URL. */
+  baseUrl: string;
+  port: number;
+  stats: ServerStats;
+  close(): Promise<void>;
+}
+
+class HttpError extends Error {
+  constructor(
+    readonly status: number,
+    message: string,
+    readonly type = 'invalid_request_error',
+    readonly param?: string,
+  ) {
+    super(message);
+  }
+}
+
+const CORS: Record<string, string> = {
+  'access-control-allow-origin': '*',
+  'access-control-allow-methods': 'GET, POST, OPTIONS',
+  'access-control-allow-headers': 'authorization, content-type, x-requested-with',
+  'access-control-max-age': '86400',
+};
+
+function sendJson(res: http.ServerResponse, status: number, body: unknown): void {
+  const text = JSON.stringify(body);
+  res.writeHead(status, { ...CORS, 'content-type': 'application/json; charset=utf-8', 'content-length': Buffer.byteLength(text) });
+  res.end(text);
+}
+
+function sendError(res: http.ServerResponse, err: HttpError): void {
+  sendJson(res, err.status, { error: { message: err.message, type: err.type, param: err.param ?? null, code: null } });
+}
+
+function readBody(req: http.IncomingMessage, limit: number): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    let over = false;
+    req.on('data', (c: Buffer) => {
+      if (over) return;
+      size += c.length;
+      if (size > limit) {
+        over = true;
+        reject(new HttpError(413, `request body larger than ${limit} bytes`));
+        return;
+      }
+      chunks.push(c);
+    });
+    req.on('end', () => {
+      if (!over) resolve(Buffer.concat(chunks).toString('utf8'));
+    });
+    req.on('error', reject);
+  });
+}
+
+type Obj = Record<string, unknown>;
+
+/** Validates an OpenAI chat-completions body; throws HttpError(400) naming the offending field. */
+export function validateChatRequest(body: unknown): ChatCompletionRequest & { stream_options?: { include_usage?: boolean } } {
+  if (typeof body !== 'object' || body === null || Array.isArray(body)) throw new HttpError(400, 'request body must be a JSON object');
+  const b = body as Obj;
+  const bad = (param: string, msg: string): never => {
+    throw new HttpError(400, `'${param}' ${msg}`, 'invalid_request_error', param);
+  };
+  if (!Array.isArray(b.messages)) bad('messages', 'is required and must be an array');
+  const msgs = b.messages as unknown[];
+  if (msgs.length === 0) bad('messages', 'must not be empty');
+  const messages: ChatMessage[] = msgs.map((m, i) => {
+    if (typeof m !== 'object' || m === null) return bad(`messages[${i}]`, 'must be an object');
+    const o = m as Obj;
+    if (o.role !== 'system' && o.role !== 'user' && o.role !== 'assistant') {
+      if (o.role === 'developer') return { role: 'system', content: contentText(o.content, i, bad) };
+      return bad(`messages[${i}].role`, `must be one of system, user, assistant (got ${JSON.stringify(o.role)})`);
+    }
+    return { role: o.role, content: contentText(o.content, i, bad) };
+  });
+  const req: ChatCompletionRequest & { stream_options?: { include_usage?: boolean } } = { messages };
+  if (b.model !== undefined) {
+    if (typeof b.model !== 'string') bad('model', 'must be a string');
+    req.model = b.model as string;
+  }
+  if (b.stream !== undefined && b.stream !== null) {
+    if (typeof b.stream !== 'boolean') bad('stream', 'must be a boolean');
+    req.stream = b.stream as boolean;
+  }
+  const intField = (k: string, min: number, max = Number.MAX_SAFE_INTEGER) => {
+    const v = b[k];
+    if (v === undefined || v === null) return undefined;
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) bad(k, `must be an integer in [${min}, ${max}]`);
+    return v as number;
+  };
+  const numField = (k: string, min: number, max: number) => {
+    const v = b[k];
+    if (v === undefined || v === null) return undefined;
+    if (typeof v !== 'number' || !Number.isFinite(v) || v < min || v > max) bad(k, `must be a number in [${min}, ${max}]`);
+    return v as number;
+  };
+  const maxTokens = intField('max_tokens', 1) ?? intField('max_completion_tokens', 1);
+  if (maxTokens !== undefined) req.max_tokens = maxTokens;
+  const temperature = numField('temperature', 0, 2);
+  if (temperature !== undefined) req.temperature = temperature;
+  const topP = numField('top_p', 0, 1);
+  if (topP !== undefined) req.top_p = topP;
+  const topK = intField('top_k', -1);
+  if (topK !== undefined) req.top_k = topK;
+  const rep = numField('repetition_penalty', 0, 10);
+  if (rep !== undefined) req.repetition_penalty = rep;
+  const seed = intField('seed', Number.MIN_SAFE_INTEGER);
+  if (seed !== undefined) req.seed = seed;
+  const n = intField('n', 1, 128);
+  if (n !== undefined) req.n = n;
+  if (b.stop !== undefined && b.stop !== null) {
+    if (typeof b.stop === 'string') req.stop = b.stop;
+    else if (Array.isArray(b.stop) && b.stop.every((s) => typeof s === 'string')) req.stop = b.stop as string[];
+    else bad('stop', 'must be a string or an array of strings');
+  }
+  if (b.stream_options !== undefined && b.stream_options !== null) {
+    if (typeof b.stream_options !== 'object') bad('stream_options', 'must be an object');
+    const so = b.stream_options as Obj;
+    if (so.include_usage !== undefined && typeof so.include_usage !== 'boolean') bad('stream_options.include_usage', 'must be a boolean');
+    req.stream_options = { include_usage: so.include_usage as boolean | undefined };
+  }
+  return req;
+}
+
+function contentText(c: unknown, i: number, bad: (p: string, m: string) => never): string {
+  if (typeof c === 'string') return c;
+  // The array form [{type: 'text', text}] is accepted for text parts.
+  if (Array.isArray(c)) {
+    return c
+      .map((p, j) => {
+        if (p && typeof p === 'object' && (p as Obj).type === 'text' && typeof (p as Obj).text === 'string') return (p as Obj).text as string;
+        return bad(`messages[${i}].content[${j}]`, 'only text parts are supported');
+      })
+      .join('');
+  }
+  return bad(`messages[${i}].content`, 'must be a string');
+}
+
+function isAsyncIterable(x: unknown): x is AsyncIterable<ChatCompletionChunk> {
+  return !!x && typeof (x as AsyncIterable<unknown>)[Symbol.asyncIterator] === 'function';
+}
+
+/** Starts the server; resolves once it is listening. */
+export async function startServer(engine: ChatEngine, opts: ServerOptions = {}): Promise<RunningServer> {
+  const host = opts.host ?? '127.0.0.1';
+  const limit = opts.maxBodyBytes ?? 8 * 1024 * 1024;
+  const stats: ServerStats = { httpRequests: 0, requests: 0, completions: 0, streamed: 0, badRequests: 0, errors: 0, aborted: 0, promptTokens: 0, completionTokens: 0 };
+  let modelIdsCache: string[] | undefined;
+  const modelIds = async (): Promise<string[]> => {
+    if (opts.modelId) return [opts.modelId];
+    modelIdsCache ??= await engine.models();
+    return modelIdsCache;
+  };
+
+  const handleChat = async (req: http.IncomingMessage, res: http.ServerResponse): Promise<number> => {
+    stats.requests++;
+    const raw = await readBody(req, limit);
+    let body: unknown;
+    try {
+      body = JSON.parse(raw);
+    } catch (e) {
+      throw new HttpError(400, `request body is not valid JSON: ${(e as Error).message}`);
+    }
+    const creq = validateChatRequest(body);
+    const includeUsage = !!creq.stream_options?.include_usage;
+    const stream = !!creq.stream;
+    delete creq.stream_options;
+    const servedModel = opts.modelId ?? creq.model;
+
+    // Client disconnect → abort generation.
+    const ac = new AbortController();
+    const onClose = () => {
+      if (!res.writableFinished) ac.abort(new Error('client disconnected'));
+    };
+    res.on('close', onClose);
+    try {
+      if (!stream) {
+        const out = (await engine.chat.completions.create({ ...creq, stream: false }, { signal: ac.signal })) as ChatCompletion;
+        if (ac.signal.aborted) {
+          stats.aborted++;
+          return 499;
+        }
+        const body: ChatCompletion = { ...out, model: servedModel ?? out.model };
+        stats.completions++;
+        stats.promptTokens += out.usage?.prompt_tokens ?? 0;
+        stats.completionTokens += out.usage?.completion_tokens ?? 0;
+        sendJson(res, 200, body);
+        return 200;
+      }
+      const it = await engine.chat.completions.create({ ...creq, stream: true }, { signal: ac.signal });
+      if (!isAsyncIterable(it)) throw new HttpError(500, 'engine did not return a stream', 'server_error');
+      res.writeHead(200, { ...CORS, 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache', connection: 'keep-alive', 'x-accel-buffering': 'no' });
+      res.flushHeaders();
+      let usage: ChatCompletion['usage'] | undefined;
+      let last: ChatCompletionChunk | undefined;
+      try {
+        for await (const chunk of it) {
+          if (ac.signal.aborted) break;
+          last = chunk;
+          const { usage: u, ...rest } = chunk;
+          if (u) usage = u;
+          if (rest.choices.length === 0) continue; // a usage-only chunk: re-emitted below if asked
+          res.write(`data: ${JSON.stringify({ ...rest, model: servedModel ?? rest.model })}\n\n`);
+        }
+      } catch (e) {
+        if (ac.signal.aborted) {
+          stats.aborted++;
+          return 499;
+        }
+        stats.errors++;
+        res.write(`data: ${JSON.stringify({ error: { message: `generation failed: ${(e as Error).message}`, type: 'server_error' } })}\n\n`);
+        res.end();
+        return 500;
+      }
+      if (ac.signal.aborted) {
+        stats.aborted++;
+        return 499;
+      }
+      if (includeUsage) {
+        const u = usage ?? { prompt_tokens: 0, completion_tokens: 0, total_tokens: 0 };
+        res.write(
+          `data: ${JSON.stringify({ id: last?.id ?? `chatcmpl-${Date.now()}`, object: 'chat.completion.chunk', created: last?.created ?? Math.floor(Date.now() / 1000), model: servedModel ?? last?.model ?? '', choices: [], usage: u })}\n\n`,
+        );
+      }
+      res.write('data: [DONE]\n\n');
+      res.end();
+      stats.completions++;
+      stats.streamed++;
+      stats.promptTokens += usage?.prompt_tokens ?? 0;
+      stats.completionTokens += usage?.completion_tokens ?? 0;
+      return 200;
+    } finally {
+      res.off('close', onClose);
+    }
+  };
+
+  const server = http.createServer((req, res) => {
+    stats.httpRequests++;
+    const t0 = performance.now();
+    const url = new URL(req.url ?? '/', 'http://localhost');
+    const p = url.pathname.replace(/\/+$/, '') || '/';
+    const method = req.method ?? 'GET';
+    const done = (status: number) => opts.onRequest?.({ method, path: p, status, ms: Math.round(performance.now() - t0) });
+    const run = async (): Promise<number> => {
+      if (method === 'OPTIONS') {
+        res.writeHead(204, CORS);
+        res.end();
+        return 204;
+      }
+      if (p === '/v1/chat/completions' || p === '/chat/completions') {
+        if (method !== 'POST') throw new HttpError(405, `${method} not allowed on ${p}; use POST`);
+        return handleChat(req, res);
+      }
+      if (p === '/v1/models' || p === '/models') {
+        if (method !== 'GET') throw new HttpError(405, `${method} not allowed on ${p}; use GET`);
+        const ids = await modelIds();
+        const created = Math.floor(Date.now() / 1000);
+        sendJson(res, 200, { object: 'list', data: ids.map((id) => ({ id, object: 'model', created, owned_by: 'agentark' })) });
+        return 200;
+      }
+      if (p === '/health' || p === '/v1/health') {
+        sendJson(res, 200, { status: 'ok' });
+        return 200;
+      }
+      throw new HttpError(404, `no route for ${method} ${p}`, 'not_found_error');
+    };
+    run().then(done, (e: unknown) => {
+      let err: HttpError;
+      if (e instanceof HttpError) {
+        err = e;
+        if (err.status < 500) stats.badRequests++;
+        else stats.errors++;
+      } else {
+        const status = typeof (e as { status?: unknown })?.status === 'number' ? ((e as { status: number }).status) : 500;
+        const ok = status >= 400 && status < 600;
+        err = new HttpError(ok ? status : 500, `engine error: ${(e as Error)?.message ?? String(e)}`, ok && status < 500 ? 'invalid_request_error' : 'server_error');
+        if (err.status < 500) stats.badRequests++;
+        else stats.errors++;
+      }
+      if (!res.headersSent) sendError(res, err);
+      else if (!res.writableEnded) res.end();
+      done(err.status);
+    });
+  });
+  server.keepAliveTimeout = 5000;
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(opts.port ?? 0, host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  const addr = server.address() as AddressInfo;
+  const h = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address;
+  const url = `http://${h}:${addr.port}`;
+  let closing: Promise<void> | undefined;
+  return {
+    url,
+    baseUrl: `${url}/v1`,
+    port: addr.port,
+    stats,
+    close() {
+      closing ??= new Promise<void>((resolve, reject) => {
+        server.close((err) => (err ? reject(err) : resolve()));
+        server.closeIdleConnections();
+        // Give in-flight responses a moment, then drop whatever is left.
+        setTimeout(() => server.closeAllConnections(), 1000).unref();
+      });
+      return closing;
+    },
+  };
+}

@@ -1,0 +1,496 @@
+/**
+ * The multi-agent debate that produces the teacher trajectories (AgentArk protocol).
+ *
+ * Round 1: every agent answers the question independently. Rounds 2..R: every agent sees the
+ * other agents' latest answers (its own previous answer stays in its own conversation as an
+ * assistant turn) and gives an updated answer. Then an aggregator states the final answer: either
+ * one extra LLM call that reads all final answers (`llm`), or a majority vote over the extracted
+ * answers with ties going to the earliest agent (`vote`). `rounds` counts all rounds, round 1
+ * included (default 2, i.e. one debate round after the independent one), with 5 agents.
+ *
+ * Agents of a round run concurrently (a batching engine decodes them together). Every call's
+ * prompt, completion, usage, latency, extracted answer and correctness goes into the trajectory.
+ */
+import type { ChatCompletion, ChatEngine, ChatMessage, FinishReason } from '../engine/types';
+import type { ProgressCallback } from '../progress';
+import { answersEqual, extractAnswer, referenceAnswer, type Task } from '../eval/answers';
+import type { Question } from './datasets';
+import {
+  TRAJECTORY_SCHEMA,
+  openTrajectoryLog,
+  summarizeTrajectories,
+  type AgentMessage,
+  type AggregatorRecord,
+  type DebateRound,
+  type SamplingParams,
+  type TrajectoryRecord,
+} from './trajectory';
+
+export const DEBATE_PROMPT_VERSION = 'agentark-debate/1';
+
+export interface AgentSpec {
+  /** Shown to the other agents and stored in the trajectory; default `agent<i>`. */
+  name?: string;
+  /** Key into the engines record (default "default"). */
+  engine?: string;
+  /** Model id sent with each request and recorded (default: the run's `model`, else "default"). */
+  model?: string;
+  /** Replaces the task's default system prompt (the answer-format instruction is still appended). */
+  systemPrompt?: string;
+  /** Extra persona text appended to the system prompt (e.g. "You are a sceptical reviewer."). */
+  persona?: string;
+  temperature?: number;
+  top_p?: number;
+  max_tokens?: number;
+  /** Per-agent seed; otherwise derived from the run seed. */
+  seed?: number;
+}
+
+export interface AggregatorSpec {
+  engine?: string;
+  model?: string;
+  systemPrompt?: string;
+  temperature?: number;
+  top_p?: number;
+  max_tokens?: number;
+  seed?: number;
+}
+
+export interface DebateOptions {
+  /** Overrides the question's task. */
+  task?: Task;
+  /** Number of agents (default 5, or agents.length when `agents` is given). */
+  numAgents?: number;
+  /** Per-agent settings; cycled when numAgents is larger. */
+  agents?: AgentSpec[];
+  /** Total rounds including the independent first round (default 2). */
+  rounds?: number;
+  /** Default 'llm'. */
+  aggregator?: 'llm' | 'vote';
+  aggregatorSpec?: AggregatorSpec;
+  /** Defaults for every agent. */
+  model?: string;
+  temperature?: number;
+  top_p?: number;
+  max_tokens?: number;
+  /** Base seed; agent i in round r gets seed + 1000*(r-1) + i. */
+  seed?: number;
+  /**
+   * Keep at most this many characters of each other agent's answer when quoting it (the tail is
+   * kept, since it holds the final answer). Unlimited by default.
+   */
+  maxQuotedChars?: number;
+  /** Questions debated at once by runDebateSet (default 1). */
+  concurrency?: number;
+  /** The engine(s) to use when none are passed explicitly (runDebateSet always uses these). */
+  engines?: Engines;
+}
+
+export type Engines = ChatEngine | Record<string, ChatEngine>;
+
+function isEngine(x: unknown): x is ChatEngine {
+  const c = (x as ChatEngine | undefined)?.chat?.completions?.create;
+  return typeof c === 'function';
+}
+
+function pickEngine(engines: Engines, key: string | undefined): ChatEngine {
+  if (isEngine(engines)) return engines;
+  const k = key ?? 'default';
+  const e = engines[k] ?? (key === undefined ? Object.values(engines)[0] : undefined);
+  if (!e) throw new Error(`debate: no engine named ${JSON.stringify(k)} (have: ${Object.keys(engines).join(', ') || 'none'})`);
+  return e;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Prompts
+
+const FORMAT: Record<Task, string> = {
+  gsm8k: 'Finish with the final numeric answer alone on the last line, written as "#### <number>" (digits only: no units, no commas).',
+  math: 'Finish with the final answer in simplest form inside \\boxed{...} on the last line.',
+  mc: 'Finish with the letter of the correct option on the last line, written as "Answer: <letter>".',
+};
+
+const SYSTEM: Record<Task, string> = {
+  gsm8k: 'You are a careful, accurate solver of grade-school math word problems. Reason step by step, checking each calculation.',
+  math: 'You are an expert competition mathematician. Work through the problem step by step, justifying each step.',
+  mc: 'You are a knowledgeable expert answering multiple-choice questions. Reason step by step about each option before choosing.',
+};
+
+/** The answer-format instruction each agent is given for `task`. */
+export function answerFormatInstruction(task: Task): string {
+  return FORMAT[task];
+}
+
+const LETTERS = 'ABCDEFGHIJ';
+
+/**
+ * Renders a question, with lettered options for multiple choice unless the text already lists
+ * them (loadQuestions puts them into the question text).
+ */
+export function formatQuestion(q: Pick<Question, 'question'> & { choices?: unknown }): string {
+  const choices = q.choices;
+  if (Array.isArray(choices) && choices.every((c) => q.question.includes(String(c)))) return q.question.trim();
+  let opts: string[] = [];
+  if (Array.isArray(choices)) opts = choices.map((c, i) => (/^\s*\(?[A-J][).:]\s/.test(String(c)) ? String(c) : `${LETTERS[i]}. ${String(c)}`));
+  else if (choices && typeof choices === 'object') opts = Object.entries(choices as Record<string, unknown>).map(([k, v]) => `${k}. ${String(v)}`);
+  return opts.length ? `${q.question.trim()}\n\n${opts.join('\n')}` : q.question.trim();
+}
+
+function systemPrompt(task: Task, spec: AgentSpec | AggregatorSpec): string {
+  const base = spec.systemPrompt ?? SYSTEM[task];
+  const persona = 'persona' in spec && spec.persona ? ` ${spec.persona}` : '';
+  return `${base}${persona} ${FORMAT[task]}`;
+}
+
+function quote(text: string, max?: number): string {
+  const t = text.trim();
+  if (!max || t.length <= max) return t;
+  return `[…] ${t.slice(t.length - max)}`;
+}
+
+function debateTurn(task: Task, others: { name: string; answer: string }[], max?: number): string {
+  const quoted = others.map((o) => `--- ${o.name} ---\n${quote(o.answer, max)}`).join('\n\n');
+  return (
+    `Here are the latest solutions from the other agents:\n\n${quoted}\n\n` +
+    'Use their reasoning as additional evidence, but think for yourself: check every step, yours and theirs, ' +
+    'and point out any mistakes you find. Then give your updated step-by-step solution. ' +
+    FORMAT[task]
+  );
+}
+
+function aggregatorPrompt(task: Task, question: string, finals: { name: string; answer: string }[], max?: number): string {
+  const quoted = finals.map((o) => `--- ${o.name} ---\n${quote(o.answer, max)}`).join('\n\n');
+  return (
+    `Question:\n${question}\n\nSeveral agents debated this question. Their final solutions are:\n\n${quoted}\n\n` +
+    'Weigh the arguments, identify which reasoning is correct, and state the single final answer with a brief justification. ' +
+    FORMAT[task]
+  );
+}
+
+// ---------------------------------------------------------------------------------------------
+// One debate
+
+interface ResolvedAgent {
+  name: string;
+  engine: ChatEngine;
+  model: string;
+  system: string;
+  temperature: number;
+  top_p: number;
+  max_tokens: number;
+  seed: number | null;
+}
+
+/** Thrown when a debate is aborted; nothing is written for that question. */
+export class DebateAbortedError extends Error {
+  constructor(id: string) {
+    super(`debate of question ${id} aborted`);
+    this.name = 'AbortError';
+  }
+}
+
+function resolveAgents(task: Task, opts: DebateOptions, engines: Engines): ResolvedAgent[] {
+  const specs = opts.agents && opts.agents.length ? opts.agents : [{}];
+  const n = opts.numAgents ?? (opts.agents && opts.agents.length ? opts.agents.length : 5);
+  if (!(n >= 1)) throw new Error(`debate: need at least one agent, got ${n}`);
+  const out: ResolvedAgent[] = [];
+  for (let i = 0; i < n; i++) {
+    const s = specs[i % specs.length]!;
+    out.push({
+      name: s.name && n <= specs.length ? s.name : s.name ? `${s.name}-${i + 1}` : `agent${i + 1}`,
+      engine: pickEngine(engines, s.engine),
+      model: s.model ?? opts.model ?? 'default',
+      system: systemPrompt(task, s),
+      temperature: s.temperature ?? opts.temperature ?? 0.7,
+      top_p: s.top_p ?? opts.top_p ?? 1,
+      max_tokens: s.max_tokens ?? opts.max_tokens ?? 1024,
+      seed: s.seed ?? (opts.seed !== undefined ? opts.seed + i : null),
+    });
+  }
+  const names = new Set(out.map((a) => a.name));
+  if (names.size !== out.length) throw new Error('debate: agent names must be unique');
+  return out;
+}
+
+interface CallResult {
+  completion: string;
+  usage: { prompt_tokens: number; completion_tokens: number };
+  latencyMs: number;
+  finish_reason: FinishReason;
+}
+
+async function call(engine: ChatEngine, model: string, messages: ChatMessage[], params: SamplingParams, signal: AbortSignal | undefined, id: string): Promise<CallResult> {
+  if (signal?.aborted) throw new DebateAbortedError(id);
+  const t0 = performance.now();
+  const res: ChatCompletion = await engine.chat.completions.create(
+    {
+      messages,
+      model,
+      temperature: params.temperature,
+      top_p: params.top_p,
+      max_tokens: params.max_tokens,
+      ...(params.seed !== null ? { seed: params.seed } : {}),
+      stream: false,
+    },
+    { signal },
+  );
+  const latencyMs = Math.round((performance.now() - t0) * 10) / 10;
+  const choice = res.choices[0];
+  if (signal?.aborted || choice?.finish_reason === 'abort') throw new DebateAbortedError(id);
+  if (!choice) throw new Error(`engine returned no choices for question ${id}`);
+  return {
+    completion: choice.message.content ?? '',
+    usage: { prompt_tokens: res.usage?.prompt_tokens ?? 0, completion_tokens: res.usage?.completion_tokens ?? 0 },
+    latencyMs,
+    finish_reason: choice.finish_reason,
+  };
+}
+
+/** Majority vote over extracted answers; ties go to the answer first given by the earliest agent. */
+export function majorityVote(task: Task, answers: (string | null)[]): { answer: string | null; votes: { answer: string; count: number }[] } {
+  const groups: { answer: string; count: number; first: number }[] = [];
+  answers.forEach((a, i) => {
+    if (a == null) return;
+    const g = groups.find((x) => answersEqual(task, x.answer, a));
+    if (g) g.count++;
+    else groups.push({ answer: a, count: 1, first: i });
+  });
+  let best: (typeof groups)[number] | undefined;
+  for (const g of groups) if (!best || g.count > best.count || (g.count === best.count && g.first < best.first)) best = g;
+  return { answer: best?.answer ?? null, votes: groups.map(({ answer, count }) => ({ answer, count })) };
+}
+
+/** Runs the full debate for one question and returns its trajectory record (not written anywhere). */
+export async function runDebate(question: Question, opts: DebateOptions, engines: Engines | undefined = opts.engines, signal?: AbortSignal): Promise<TrajectoryRecord> {
+  if (!engines) throw new Error('debate: no engine given (pass engines or opts.engines)');
+  const task = (opts.task ?? question.task) as Task;
+  if (task !== 'gsm8k' && task !== 'math' && task !== 'mc') throw new Error(`debate: unknown task ${JSON.stringify(task)}`);
+  const rounds = opts.rounds ?? 2;
+  if (!(rounds >= 1)) throw new Error(`debate: rounds must be >= 1, got ${rounds}`);
+  const aggKind = opts.aggregator ?? 'llm';
+  const agents = resolveAgents(task, opts, engines);
+  const ref = referenceAnswer(task, String(question.answer ?? ''));
+  const grade = (text: string) => {
+    const extracted = extractAnswer(task, text);
+    return { extracted, correct: ref !== null && answersEqual(task, extracted, ref) };
+  };
+  const qText = formatQuestion(question);
+  const t0 = performance.now();
+  let calls = 0;
+  let promptTokens = 0;
+  let completionTokens = 0;
+  const count = (u: { prompt_tokens: number; completion_tokens: number }) => {
+    calls++;
+    promptTokens += u.prompt_tokens;
+    completionTokens += u.completion_tokens;
+  };
+
+  // Each agent's own conversation.
+  const convs: ChatMessage[][] = agents.map((a) => [
+    { role: 'system', content: a.system },
+    { role: 'user', content: `${qText}` },
+  ]);
+  const latest: string[] = agents.map(() => '');
+  const roundRecs: DebateRound[] = [];
+
+  for (let r = 1; r <= rounds; r++) {
+    if (r > 1) {
+      agents.forEach((a, i) => {
+        const others = agents.map((b, j) => ({ name: b.name, answer: latest[j]! })).filter((_, j) => j !== i);
+        convs[i]!.push({ role: 'user', content: debateTurn(task, others, opts.maxQuotedChars) });
+      });
+    }
+    const messages = await Promise.all(
+      agents.map(async (a, i): Promise<AgentMessage> => {
+        const params: SamplingParams = { temperature: a.temperature, top_p: a.top_p, max_tokens: a.max_tokens, seed: a.seed === null ? null : a.seed + 1000 * (r - 1) };
+        const prompt = convs[i]!.map((m) => ({ ...m }));
+        const res = await call(a.engine, a.model, prompt, params, signal, question.id);
+        const g = grade(res.completion);
+        return { agent: a.name, model: a.model, params, prompt, completion: res.completion, usage: res.usage, latencyMs: res.latencyMs, extracted: g.extracted, correct: g.correct, finish_reason: res.finish_reason };
+      }),
+    );
+    messages.forEach((m, i) => {
+      count(m.usage);
+      latest[i] = m.completion;
+      convs[i]!.push({ role: 'assistant', content: m.completion });
+    });
+    roundRecs.push({ round: r, messages });
+  }
+
+  const lastRound = roundRecs[roundRecs.length - 1]!;
+  const vote = majorityVote(
+    task,
+    lastRound.messages.map((m) => m.extracted),
+  );
+  let aggregator: AggregatorRecord;
+  if (aggKind === 'vote') {
+    aggregator = { kind: 'vote', extracted: vote.answer, correct: ref !== null && answersEqual(task, vote.answer, ref), votes: vote.votes };
+  } else {
+    const spec = opts.aggregatorSpec ?? {};
+    const engine = pickEngine(engines, spec.engine);
+    const model = spec.model ?? opts.model ?? agents[0]!.model;
+    const params: SamplingParams = {
+      temperature: spec.temperature ?? 0,
+      top_p: spec.top_p ?? 1,
+      max_tokens: spec.max_tokens ?? opts.max_tokens ?? 1024,
+      seed: spec.seed ?? (opts.seed !== undefined ? opts.seed + 1000 * rounds : null),
+    };
+    const prompt: ChatMessage[] = [
+      { role: 'system', content: spec.systemPrompt ? `${spec.systemPrompt} ${FORMAT[task]}` : `You are the impartial judge of a debate between several agents. ${FORMAT[task]}` },
+      { role: 'user', content: aggregatorPrompt(task, qText, agents.map((a, i) => ({ name: a.name, answer: latest[i]! })), opts.maxQuotedChars) },
+    ];
+    const res = await call(engine, model, prompt, params, signal, question.id);
+    count(res.usage);
+    const g = grade(res.completion);
+    aggregator = { kind: 'llm', model, params, prompt, completion: res.completion, usage: res.usage, latencyMs: res.latencyMs, finish_reason: res.finish_reason, extracted: g.extracted, correct: g.correct };
+    if (g.extracted === null && vote.answer !== null) {
+      aggregator.fallback = 'vote';
+      aggregator.votes = vote.votes;
+    }
+  }
+  const finalAnswer = aggregator.extracted ?? (aggregator.fallback === 'vote' ? vote.answer : null);
+  return {
+    schema: TRAJECTORY_SCHEMA,
+    id: String(question.id),
+    question: question.question,
+    reference: String(question.answer ?? ''),
+    task,
+    ...(Array.isArray(question.choices) ? { choices: (question.choices as unknown[]).map(String) } : {}),
+    config: { agents: agents.length, rounds, aggregator: aggKind, promptVersion: DEBATE_PROMPT_VERSION },
+    rounds: roundRecs,
+    aggregator,
+    final: { answer: finalAnswer, correct: ref !== null && answersEqual(task, finalAnswer, ref) },
+    totals: { calls, promptTokens, completionTokens, wallMs: Math.round(performance.now() - t0) },
+    createdAt: new Date().toISOString(),
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// A resumable set
+
+export interface DebateSetOptions {
+  /** Trajectory JSONL; records already there are skipped (resume). */
+  out: string;
+  onProgress?: ProgressCallback;
+  /** Called after each record is durably written. */
+  onRecord?: (rec: TrajectoryRecord, info: { done: number; total: number }) => void;
+  /** Called when a question fails (after the engine's own retries); it is not written and a rerun retries it. */
+  onError?: (err: Error, question: Question) => void;
+  onWarning?: (msg: string) => void;
+  signal?: AbortSignal;
+  /** Stop the run after this many consecutive question failures (default 5; 0 = never). */
+  maxConsecutiveFailures?: number;
+}
+
+export interface DebateSetResult {
+  total: number;
+  /** Already in the log before this run. */
+  skipped: number;
+  /** Written by this run. */
+  completed: number;
+  failed: { id: string; error: string }[];
+  aborted: boolean;
+  /** Set when the run stopped because of too many consecutive failures. */
+  stoppedEarly?: string;
+  wallMs: number;
+}
+
+/**
+ * Debates every question not yet in `out` with `opts.engines`, `opts.concurrency` questions at a time, appending each
+ * finished record. Aborting (signal) stops new work, abandons in-flight questions (nothing half
+ * is written) and resolves with `aborted: true`.
+ */
+export async function runDebateSet(questions: Question[], opts: DebateOptions, set: DebateSetOptions): Promise<DebateSetResult> {
+  const engines = opts.engines;
+  if (!engines) throw new Error('runDebateSet: opts.engines is required');
+  const t0 = performance.now();
+  const log = await openTrajectoryLog(set.out, { onWarning: set.onWarning });
+  const seen = new Set<string>();
+  const todo: Question[] = [];
+  let skipped = 0;
+  for (const q of questions) {
+    const id = String(q.id);
+    if (seen.has(id)) {
+      set.onWarning?.(`question id ${JSON.stringify(id)} appears more than once in the input; debating it once`);
+      continue;
+    }
+    seen.add(id);
+    if (log.finishedIds.has(id)) skipped++;
+    else todo.push(q);
+  }
+  const total = seen.size;
+  const done = () => skipped + completed;
+  let completed = 0;
+  let consecutiveFailures = 0;
+  const failed: { id: string; error: string }[] = [];
+  const maxFail = set.maxConsecutiveFailures ?? 5;
+  const inner = new AbortController();
+  let stoppedEarly: string | undefined;
+  const onOuterAbort = () => inner.abort(set.signal?.reason);
+  if (set.signal?.aborted) inner.abort(set.signal.reason);
+  else set.signal?.addEventListener('abort', onOuterAbort, { once: true });
+  const written: TrajectoryRecord[] = log.existing.filter((r) => seen.has(r.id));
+  const tRun = performance.now();
+
+  const progress = () => {
+    if (!set.onProgress) return;
+    const elapsed = (performance.now() - tRun) / 1000;
+    const rate = completed > 0 ? completed / elapsed : 0;
+    const left = total - done();
+    const s = summarizeTrajectories(written);
+    set.onProgress({
+      phase: 'debate',
+      done: done(),
+      total,
+      unit: 'questions',
+      ...(rate > 0 ? { etaS: Math.round(left / rate) } : {}),
+      metrics: { accuracy: s.accuracy, calls: s.calls, promptTokens: s.promptTokens, completionTokens: s.completionTokens, failed: failed.length },
+    });
+  };
+  progress();
+
+  let next = 0;
+  const worker = async () => {
+    while (!inner.signal.aborted) {
+      const q = todo[next++];
+      if (!q) return;
+      try {
+        const rec = await runDebate(q, opts, engines, inner.signal);
+        if (inner.signal.aborted) return; // finished only because of the abort: do not record
+        await log.append(rec);
+        written.push(rec);
+        completed++;
+        consecutiveFailures = 0;
+        set.onRecord?.(rec, { done: done(), total });
+        progress();
+      } catch (e) {
+        if (inner.signal.aborted) return;
+        const err = e instanceof Error ? e : new Error(String(e));
+        failed.push({ id: String(q.id), error: err.message });
+        consecutiveFailures++;
+        set.onError?.(err, q);
+        progress();
+        if (maxFail > 0 && consecutiveFailures >= maxFail) {
+          stoppedEarly = `stopped after ${consecutiveFailures} consecutive failures; last: ${err.message}`;
+          inner.abort(new Error(stoppedEarly));
+        }
+      }
+    }
+  };
+  const c = Math.max(1, Math.min(opts.concurrency ?? 1, todo.length || 1));
+  try {
+    await Promise.all(Array.from({ length: c }, worker));
+  } finally {
+    set.signal?.removeEventListener('abort', onOuterAbort);
+    await log.close();
+  }
+  return {
+    total,
+    skipped,
+    completed,
+    failed,
+    aborted: !!set.signal?.aborted,
+    ...(stoppedEarly ? { stoppedEarly } : {}),
+    wallMs: Math.round(performance.now() - t0),
+  };
+}
