@@ -9,6 +9,8 @@ import { loadQuestions } from '../teach/datasets';
 import { runDebateSet, type DebateOptions } from '../teach/debate';
 import { OpenAIEngine } from '../teach/openai-engine';
 import { readTrajectories, summarizeTrajectories } from '../teach/trajectory';
+import type { ProgressCallback } from '../progress';
+import { runtimeOptions, stderrProgress } from './args';
 
 export const USAGE = `usage: agentark debate --data FILE --out TRAJ.jsonl [options]
 
@@ -21,6 +23,10 @@ export const USAGE = `usage: agentark debate --data FILE --out TRAJ.jsonl [optio
   --engine E             local | openai (default: openai when --base-url is given, else local)
   --model DIR            local engine: model directory
   --adapter DIR          local engine: optional LoRA adapter
+  --backend B            local engine: webgpu | cpu (default webgpu)
+  --dtype D              local engine: auto | f16 | f32 (default auto)
+  --context-length N     local engine: context length
+  --max-batch N          local engine: sequences decoded together (default agents x concurrency)
   --base-url URL         openai engine: e.g. http://127.0.0.1:8000/v1
   --api-model NAME       openai engine: model name to request
   --api-key K            openai engine: API key (default $OPENAI_API_KEY)
@@ -33,6 +39,7 @@ export const USAGE = `usage: agentark debate --data FILE --out TRAJ.jsonl [optio
   --top-p P              agent top_p (default 1)
   --max-tokens N         max tokens per reply (default 1024)
   --seed S               base seed (agent i, round r gets S + i + 1000(r-1))
+  --max-quoted-chars N   quote at most the last N characters of each other agent's answer
   --quiet                no per-question progress lines
 `;
 
@@ -52,25 +59,15 @@ function num(name: string, v: string | undefined): number | undefined {
 
 class UsageError extends Error {}
 
-type LocalEngineFactory = (o: { model: string; adapter?: string; onProgress?: (e: unknown) => void }) => Promise<ChatEngine>;
-
-async function loadLocalEngine(model: string, adapter: string | undefined): Promise<ChatEngine> {
-  const spec = '../engine/local';
-  let mod: { createLocalEngine?: LocalEngineFactory };
+async function loadLocalEngine(model: string, adapter: string | undefined, runtime: Record<string, unknown>): Promise<ChatEngine> {
+  let mod: { createLocalEngine?: (o: { model: string; adapter?: string; onProgress?: ProgressCallback } & Record<string, unknown>) => Promise<ChatEngine> };
   try {
-    mod = (await import(/* @vite-ignore */ spec)) as { createLocalEngine?: LocalEngineFactory };
+    mod = await import('../engine/local');
   } catch (e) {
     throw new Error(`--engine local is not available (could not load src/engine/local: ${(e as Error).message}); use --engine openai --base-url URL`);
   }
   if (typeof mod.createLocalEngine !== 'function') throw new Error('--engine local: src/engine/local does not export createLocalEngine');
-  return mod.createLocalEngine({
-    model,
-    adapter,
-    onProgress: (e) => {
-      const p = e as { phase?: string; done?: number; total?: number };
-      if (p.total) process.stderr.write(`\r${p.phase ?? 'load'} ${Math.round((100 * (p.done ?? 0)) / p.total)}%   `);
-    },
-  });
+  return mod.createLocalEngine({ model, ...(adapter ? { adapter } : {}), ...runtime, onProgress: stderrProgress('load') });
 }
 
 export async function run(argv: string[]): Promise<number> {
@@ -88,6 +85,10 @@ export async function run(argv: string[]): Promise<number> {
         engine: { type: 'string' },
         model: { type: 'string' },
         adapter: { type: 'string' },
+        backend: { type: 'string' },
+        dtype: { type: 'string' },
+        'context-length': { type: 'string' },
+        'max-batch': { type: 'string' },
         'base-url': { type: 'string' },
         'api-model': { type: 'string' },
         'api-key': { type: 'string' },
@@ -100,6 +101,7 @@ export async function run(argv: string[]): Promise<number> {
         'top-p': { type: 'string' },
         'max-tokens': { type: 'string' },
         seed: { type: 'string' },
+        'max-quoted-chars': { type: 'string' },
         quiet: { type: 'boolean', default: false },
         help: { type: 'boolean', short: 'h', default: false },
       },
@@ -153,8 +155,14 @@ export async function run(argv: string[]): Promise<number> {
     } else if (kind === 'local') {
       if (!values.model) throw new UsageError('--engine local needs --model DIR');
       model = values.model as string;
-      engine = await loadLocalEngine(model, values.adapter as string | undefined);
-      process.stderr.write('\n');
+      let rt: Record<string, unknown>;
+      try {
+        rt = runtimeOptions(values as { backend?: string; dtype?: string; 'context-length'?: string });
+      } catch (e) {
+        throw new UsageError((e as Error).message);
+      }
+      rt.maxBatch = int('max-batch', values['max-batch'] as string | undefined, 1) ?? agents * concurrency;
+      engine = await loadLocalEngine(model, values.adapter as string | undefined, rt);
     } else {
       throw new UsageError(`--engine must be local or openai, got ${JSON.stringify(kind)}`);
     }
@@ -168,6 +176,7 @@ export async function run(argv: string[]): Promise<number> {
       top_p: topP,
       max_tokens: int('max-tokens', values['max-tokens'] as string | undefined, 1),
       seed: int('seed', values.seed as string | undefined, 0),
+      maxQuotedChars: int('max-quoted-chars', values['max-quoted-chars'] as string | undefined, 1),
       concurrency,
       engines: engine,
     };

@@ -106,9 +106,7 @@ export class Generator {
         prefillMs: 0,
         decodeMs: 0,
       });
-      this.loop ??= this.run().finally(() => {
-        this.loop = null;
-      });
+      this.loop ??= this.run();
     });
   }
 
@@ -127,8 +125,13 @@ export class Generator {
   }
 
   private async run(): Promise<void> {
+    // Never finish synchronously, so `this.loop` is assigned before it is cleared below. It is
+    // cleared in the same microtask in which the loop sees no work — not after another await — so
+    // a request that arrives a moment later starts a new loop instead of waiting on a finished one.
+    await Promise.resolve();
     while (this.pending.length || this.running.length) {
       this.admit();
+      if (!this.running.length) continue;
       try {
         await this.step();
       } catch (e) {
@@ -140,6 +143,7 @@ export class Generator {
         }
       }
     }
+    this.loop = null;
   }
 
   private admit(): void {

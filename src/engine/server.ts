@@ -11,7 +11,7 @@
  * generation through the AbortSignal passed to the engine. `stats` counts what was served.
  */
 import * as http from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
 import type { ChatCompletion, ChatCompletionChunk, ChatCompletionRequest, ChatEngine, ChatMessage } from './types';
 
 export interface ServerOptions {
@@ -284,6 +284,7 @@ export async function startServer(engine: ChatEngine, opts: ServerOptions = {}):
       return 200;
     } finally {
       res.off('close', onClose);
+      if (ac.signal.aborted && !res.writableEnded) res.destroy();
     }
   };
 
@@ -336,6 +337,22 @@ export async function startServer(engine: ChatEngine, opts: ServerOptions = {}):
     });
   });
   server.keepAliveTimeout = 5000;
+  // Requests in progress per socket, so close() can drop idle (or never-used) sockets at once.
+  const active = new Map<Socket, number>();
+  let closingFlag = false;
+  server.on('connection', (sock: Socket) => {
+    active.set(sock, 0);
+    sock.on('close', () => active.delete(sock));
+  });
+  server.on('request', (req: http.IncomingMessage, res: http.ServerResponse) => {
+    const sock = req.socket;
+    active.set(sock, (active.get(sock) ?? 0) + 1);
+    res.on('close', () => {
+      const n = (active.get(sock) ?? 1) - 1;
+      if (active.has(sock)) active.set(sock, n);
+      if (closingFlag && n <= 0) sock.destroy();
+    });
+  });
   await new Promise<void>((resolve, reject) => {
     server.once('error', reject);
     server.listen(opts.port ?? 0, host, () => {
@@ -354,8 +371,10 @@ export async function startServer(engine: ChatEngine, opts: ServerOptions = {}):
     stats,
     close() {
       closing ??= new Promise<void>((resolve, reject) => {
+        closingFlag = true;
         server.close((err) => (err ? reject(err) : resolve()));
         server.closeIdleConnections();
+        for (const [sock, n] of active) if (n <= 0) sock.destroy();
         // Give in-flight responses a moment, then drop whatever is left.
         setTimeout(() => server.closeAllConnections(), 1000).unref();
       });

@@ -262,7 +262,7 @@ async function readGenerationConfig(source: FileSource): Promise<GenerationConfi
 function progressReporter(total: number, onProgress: ProgressCallback | undefined): (done: number) => void {
   const started = Date.now();
   const step = Math.max(1, Math.floor(total / 200));
-  let lastReported = -1;
+  let lastReported = -Infinity;
   return (done) => {
     if (!onProgress || (done - lastReported < step && done !== total) || done === lastReported) return;
     lastReported = done;

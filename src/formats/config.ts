@@ -233,22 +233,26 @@ export function parseConfig(json: unknown): ModelConfig {
  * (transformers evaluates in float32, so the last bit may differ from a given torch build).
  */
 export function ropeInvFreq(cfg: ModelConfig): Float32Array {
+  // transformers computes these in float32 (arange cast to float, pow and reciprocal in float32);
+  // rounding after every operation reproduces its values to the bit in practice, where a float64
+  // computation rounded once differs in the last bit for a third of the frequencies.
+  const f = Math.fround;
   const half = cfg.headDim / 2;
   const out = new Float32Array(half);
   const scaling = cfg.ropeScaling;
   for (let i = 0; i < half; i++) {
-    let invFreq = 1 / cfg.ropeTheta ** ((2 * i) / cfg.headDim);
+    let invFreq = f(1 / f(f(cfg.ropeTheta) ** f(f(2 * i) / cfg.headDim)));
     if (scaling) {
       const oldContext = scaling.originalMaxPositionEmbeddings;
       const lowFreqWavelen = oldContext / scaling.lowFreqFactor;
       const highFreqWavelen = oldContext / scaling.highFreqFactor;
-      const wavelen = (2 * Math.PI) / invFreq;
+      const wavelen = f((2 * Math.PI) / invFreq);
       if (wavelen > lowFreqWavelen) {
-        invFreq = invFreq / scaling.factor; // long wavelengths: fully interpolated
+        invFreq = f(invFreq / scaling.factor); // long wavelengths: fully interpolated
       } else if (wavelen >= highFreqWavelen) {
         // Medium band: blend between interpolated and original frequencies.
-        const smooth = (oldContext / wavelen - scaling.lowFreqFactor) / (scaling.highFreqFactor - scaling.lowFreqFactor);
-        invFreq = ((1 - smooth) * invFreq) / scaling.factor + smooth * invFreq;
+        const smooth = f((f(oldContext / wavelen) - scaling.lowFreqFactor) / (scaling.highFreqFactor - scaling.lowFreqFactor));
+        invFreq = f(f(f(1 - smooth) * invFreq) / scaling.factor + f(smooth * invFreq));
       } // short wavelengths (< highFreqWavelen): unchanged
     }
     out[i] = invFreq;

@@ -380,6 +380,10 @@ export interface DebateSetOptions {
   signal?: AbortSignal;
   /** Stop the run after this many consecutive question failures (default 5; 0 = never). */
   maxConsecutiveFailures?: number;
+  /** Overrides opts.engines. */
+  engines?: Engines;
+  /** Overrides opts.concurrency. */
+  concurrency?: number;
 }
 
 export interface DebateSetResult {
@@ -401,8 +405,8 @@ export interface DebateSetResult {
  * is written) and resolves with `aborted: true`.
  */
 export async function runDebateSet(questions: Question[], opts: DebateOptions, set: DebateSetOptions): Promise<DebateSetResult> {
-  const engines = opts.engines;
-  if (!engines) throw new Error('runDebateSet: opts.engines is required');
+  const engines = set.engines ?? opts.engines;
+  if (!engines) throw new Error('runDebateSet: no engine (set opts.engines)');
   const t0 = performance.now();
   const log = await openTrajectoryLog(set.out, { onWarning: set.onWarning });
   const seen = new Set<string>();
@@ -477,7 +481,7 @@ export async function runDebateSet(questions: Question[], opts: DebateOptions, s
       }
     }
   };
-  const c = Math.max(1, Math.min(opts.concurrency ?? 1, todo.length || 1));
+  const c = Math.max(1, Math.min(set.concurrency ?? opts.concurrency ?? 1, todo.length || 1));
   try {
     await Promise.all(Array.from({ length: c }, worker));
   } finally {

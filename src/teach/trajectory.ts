@@ -325,7 +325,11 @@ export async function openTrajectoryLog(file: string, opts: { onWarning?: (msg: 
     if (closed) return Promise.reject(new Error(`trajectory log ${file} is closed`));
     const line = JSON.stringify(rec);
     // Validate what we write so the reader can never choke on our own output.
-    parseTrajectoryLine(line, 0);
+    try {
+      parseTrajectoryLine(line, 0);
+    } catch (e) {
+      return Promise.reject(new Error(`refusing to append an invalid record (id ${JSON.stringify(rec?.id)}) to ${file}: ${(e as Error).message.replace(/^line 0: /, '')}`));
+    }
     const bytes = Buffer.from(`${line}\n`, 'utf8');
     const p = chain.then(async () => {
       let off = 0;

@@ -87,11 +87,11 @@ export function bytesToUnicode(): string[] {
 
 /** Common English pairs; each merge's parts exist before it (checked when building). */
 const MERGES: [string, string][] = [
-  ['Ġ', 't'], ['h', 'e'], ['Ġt', 'he'], ['i', 'n'], ['e', 'r'], ['a', 'n'], ['Ġ', 'a'], ['o', 'n'],
+  ['Ġ', 't'], ['h', 'e'], ['Ġt', 'he'], ['i', 'n'], ['e', 'r'], ['Ġ', 'a'], ['a', 'n'], ['o', 'n'],
   ['r', 'e'], ['Ġ', 's'], ['e', 'd'], ['Ġ', 'w'], ['i', 's'], ['Ġ', 'o'], ['o', 'r'], ['Ġ', 'c'],
   ['a', 't'], ['e', 'n'], ['Ġ', 'b'], ['i', 't'], ['Ġ', 'h'], ['e', 's'], ['Ġ', 'f'], ['Ġ', 'm'],
   ['l', 'l'], ['Ġ', 'p'], ['o', 'u'], ['Ġ', 'd'], ['a', 'r'], ['in', 'g'], ['Ġa', 'n'], ['Ġan', 'd'],
-  ['Ġo', 'f'], ['Ġt', 'o'], ['Ġ', 'i'], ['Ġi', 'n'], ['Ġi', 's'], ['Ġ', 'l'], ['l', 'e'], ['H', 'e'],
+  ['Ġo', 'f'], ['Ġt', 'o'], ['Ġ', 'i'], ['Ġi', 'n'], ['Ġ', 'is'], ['Ġ', 'l'], ['l', 'e'], ['H', 'e'],
   ['He', 'll'], ['Hell', 'o'], ['Ġw', 'or'], ['Ġwor', 'l'], ['Ġworl', 'd'], ['Ġ', 'y'], ['Ġy', 'ou'],
   ['Ġ', 'W'], ['ĠW', 'h'], ['ĠWh', 'at'],
 ];
@@ -404,7 +404,7 @@ export interface ServedDirectory {
   /** http://127.0.0.1:PORT, no trailing slash. Use `${url}` as a base folder URL or as AGENTARK_HF_ENDPOINT. */
   url: string;
   /** Every request seen, in order. */
-  requests: { method: string; file: string; range: string | null }[];
+  requests: { method: string; path: string; file: string; range: string | null }[];
   close(): Promise<void>;
 }
 
@@ -421,7 +421,7 @@ export async function serveDirectory(dir: string, options: ServeOptions = {}): P
     const urlPath = decodeURIComponent(new URL(req.url ?? '/', 'http://x').pathname);
     const file = urlPath.match(/^\/[^/]+\/[^/]+\/resolve\/[^/]+\/(.+)$/)?.[1] ?? urlPath.replace(/^\/+/, '');
     const range = options.noRange ? null : (req.headers.range ?? null);
-    requests.push({ method: req.method ?? 'GET', file, range: req.headers.range ?? null });
+    requests.push({ method: req.method ?? 'GET', path: urlPath, file, range: req.headers.range ?? null });
 
     const full = path.resolve(root, file);
     if (!full.startsWith(root + path.sep) || !fs.existsSync(full) || !fs.statSync(full).isFile()) {

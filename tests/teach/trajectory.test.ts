@@ -163,19 +163,20 @@ describe('openTrajectoryLog', () => {
     const file = path.join(dir, 'killed.jsonl');
     const child = path.join(dir, 'writer.mts');
     const trajPath = path.join(repoRoot, 'src/teach/trajectory.ts');
-    // The child builds records with this file's makeRecord (its transpiled source, inlined).
+    // The child appends copies of one big record with ids 0, 1, 2, ...
+    const template = makeRecord('0', true, 'x'.repeat(20000));
     await fsp.writeFile(
       child,
       `import { openTrajectoryLog } from ${JSON.stringify(trajPath)};
-       const TRAJECTORY_SCHEMA = ${JSON.stringify(TRAJECTORY_SCHEMA)};
-       const makeRecord = ${makeRecord.toString()};
+       const template = ${JSON.stringify(template)};
        const log = await openTrajectoryLog(${JSON.stringify(file)});
-       process.stdout.write('ready\\n');
-       for (let i = 0; i < 20000; i++) await log.append(makeRecord(String(i), true, 'x'.repeat(20000)));
+       process.stdout.write('ready');
+       for (let i = 0; i < 20000; i++) await log.append({ ...template, id: String(i), question: 'question ' + i });
        await log.close();
       `,
     );
     const proc = spawn(process.execPath, ['--import', 'tsx', child], { cwd: repoRoot, stdio: ['ignore', 'pipe', 'pipe'] });
+    const exited = new Promise<number | null>((r) => proc.on('exit', (code) => r(code)));
     let stderr = '';
     proc.stderr.on('data', (d) => (stderr += d));
     await new Promise<void>((resolve, reject) => {
@@ -184,7 +185,7 @@ describe('openTrajectoryLog', () => {
         clearTimeout(t);
         resolve();
       });
-      proc.on('exit', (c) => reject(new Error(`writer exited early (${c}): ${stderr}`)));
+      void exited.then((c) => reject(new Error(`writer exited early (${c}): ${stderr}`)));
     });
     // Let it write for a while, then kill it hard.
     for (let i = 0; i < 200; i++) {
@@ -193,10 +194,12 @@ describe('openTrajectoryLog', () => {
       if (st && st.size > 2_000_000) break;
     }
     proc.kill('SIGKILL');
-    await new Promise((r) => proc.on('exit', r));
+    await exited;
+    expect(stderr).toBe('');
     const buf = await fsp.readFile(file);
     expect(buf.length).toBeGreaterThan(0);
     const complete = buf.subarray(0, buf.lastIndexOf(0x0a) + 1).toString('utf8').split('\n').filter(Boolean);
+    expect(complete.length).toBeGreaterThan(3);
     complete.forEach((l, i) => expect(parseTrajectoryLine(l, i + 1).id).toBe(String(i))); // no duplicates, no gaps
     const log = await openTrajectoryLog(file);
     expect(log.finishedIds.size).toBe(complete.length);
