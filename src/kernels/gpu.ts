@@ -123,7 +123,11 @@ export class GpuBackend implements Backend<GpuTensor, GpuWeight, GpuIndices> {
     this.encoder = null;
   }
 
-  private dispatch(
+  /**
+   * Record one dispatch of `shader` (a file in shaders/) with its uniform `params` (`kinds`: one
+   * 'u' or 'f' per value) and storage `buffers` bound at 1.. in order.
+   */
+  dispatch(
     shader: ShaderName,
     defines: Record<string, boolean>,
     weightType: 'f16' | 'f32',

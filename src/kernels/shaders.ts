@@ -3,6 +3,7 @@
  * `//#if NAME`, `//#if !NAME`, `//#else`, `//#endif`, and the weight element type `WT`.
  */
 
+/** Every file in shaders/, forward ops first; each has a CPU twin and a test. */
 export const SHADER_NAMES = ['matmul', 'embedding', 'rmsnorm', 'rope', 'kv_write', 'attention', 'swiglu', 'residual_add'] as const;
 export type ShaderName = (typeof SHADER_NAMES)[number];
 
