@@ -66,13 +66,37 @@ fn tile(m0: u32, n0: u32) {
 }
 
 //#if GEMV
+// One row by four columns: the remainder rows of a decode batch (no wasted clamped rows).
+fn row1(m: u32, n0: u32) {
+  let n = vec4<u32>(n0, min(n0 + 1u, p.N - 1u), min(n0 + 2u, p.N - 1u), min(n0 + 3u, p.N - 1u));
+  var a = vec4<f32>(0.0);
+  let k4 = p.K & ~3u;
+  for (var k = 0u; k < k4; k += 4u) {
+    let xk = xv(m, k);
+    a += vec4<f32>(dot(xk, wv(n.x, k)), dot(xk, wv(n.y, k)), dot(xk, wv(n.z, k)), dot(xk, wv(n.w, k)));
+  }
+//#if !VEC4
+  for (var k = k4; k < p.K; k++) {
+    let ws = vec4<f32>(f32(w[n.x * p.K + k]), f32(w[n.y * p.K + k]), f32(w[n.z * p.K + k]), f32(w[n.w * p.K + k]));
+    a += x[m * p.K + k] * ws;
+  }
+//#endif
+  if (p.hasBias != 0u) { a += vec4<f32>(bias[n.x], bias[n.y], bias[n.z], bias[n.w]); }
+  let base = m * p.ldy + p.nOffset;
+  for (var j = 0u; j < 4u; j++) {
+    if (n0 + j < p.N) { y[base + n0 + j] = a[j]; }
+  }
+}
+
 // Decode path: few rows (the batch), many columns. A 1-D grid over column quads; each invocation
-// walks the rows in blocks of 4, so a weight row is streamed once per 4 sequences.
+// walks the rows in blocks of 4 (then single rows), so a weight row is streamed once per 4 sequences.
 @compute @workgroup_size(64)
 fn main(@builtin(global_invocation_id) g: vec3<u32>, @builtin(num_workgroups) nw: vec3<u32>) {
   let n0 = (g.x + g.y * nw.x * 64u) * 4u;
   if (n0 >= p.N) { return; }
-  for (var m0 = 0u; m0 < p.M; m0 += 4u) { tile(m0, n0); }
+  var m0 = 0u;
+  for (; m0 + 4u <= p.M; m0 += 4u) { tile(m0, n0); }
+  for (; m0 < p.M; m0++) { row1(m0, n0); }
 }
 //#else
 @compute @workgroup_size(8, 8)

@@ -1,0 +1,183 @@
+/**
+ * Speed benchmarks shared by `npm run bench` (Node) and the page's Benchmark view: per-kernel
+ * GFLOP/s and whole-model prefill/decode tokens/s, WebGPU beside the CPU twin, on random weights
+ * of a few Llama-layout sizes. Results are ratios measured side by side in one run; absolute
+ * numbers on a software adapter are noise.
+ */
+import type { ModelConfig } from '../formats/config';
+import type { HostTensor } from '../formats/checkpoint';
+import { expectedTensors } from '../formats/config';
+import { Gpu } from '../gpu/device';
+import { CpuBackend } from '../kernels/cpu';
+import { GpuBackend } from '../kernels/gpu';
+import type { AnyBackend } from '../kernels/backend';
+import { LlamaModel } from '../model/llama';
+
+export interface ModelSize {
+  name: string;
+  hidden: number;
+  layers: number;
+  heads: number;
+  kvHeads: number;
+  intermediate: number;
+  vocab: number;
+}
+
+export const BENCH_SIZES: ModelSize[] = [
+  { name: 'tiny-0.2M', hidden: 64, layers: 2, heads: 4, kvHeads: 2, intermediate: 176, vocab: 256 },
+  { name: 'small-2.6M', hidden: 256, layers: 4, heads: 8, kvHeads: 4, intermediate: 688, vocab: 512 },
+  { name: 'medium-14M', hidden: 512, layers: 6, heads: 8, kvHeads: 4, intermediate: 1376, vocab: 2048 },
+];
+
+export function benchConfig(s: ModelSize): ModelConfig {
+  return {
+    architecture: 'llama',
+    hfArchitecture: 'LlamaForCausalLM',
+    vocabSize: s.vocab,
+    hiddenSize: s.hidden,
+    intermediateSize: s.intermediate,
+    numLayers: s.layers,
+    numHeads: s.heads,
+    numKvHeads: s.kvHeads,
+    headDim: s.hidden / s.heads,
+    rmsNormEps: 1e-5,
+    ropeTheta: 10000,
+    ropeScaling: null,
+    maxPositionEmbeddings: 1024,
+    tieWordEmbeddings: true,
+    attentionBias: false,
+    outputBias: false,
+    qkNorm: false,
+    bosTokenId: null,
+    eosTokenIds: [],
+    slidingWindow: null,
+    torchDtype: 'float32',
+  };
+}
+
+/** Random F32 host tensors for every tensor the config implies (deterministic). */
+export function randomTensors(config: ModelConfig, seed = 1): Map<string, HostTensor> {
+  let s = seed >>> 0;
+  const next = () => {
+    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+    return s / 4294967296 - 0.5;
+  };
+  const out = new Map<string, HostTensor>();
+  for (const [name, shape] of expectedTensors(config)) {
+    const n = shape.reduce((a, b) => a * b, 1);
+    const f = new Float32Array(n);
+    const isNorm = name.endsWith('norm.weight');
+    for (let i = 0; i < n; i++) f[i] = isNorm ? 1 + 0.1 * next() : (0.5 * next()) / Math.sqrt(shape[shape.length - 1]);
+    out.set(name, { name, dtype: 'F32', shape, data: new Uint8Array(f.buffer) });
+  }
+  return out;
+}
+
+export interface KernelResult {
+  kernel: string;
+  shape: string;
+  webgpuGflops: number;
+  cpuGflops: number;
+}
+
+export interface ModelResult {
+  model: string;
+  params: number;
+  backend: string;
+  prefillTokens: number;
+  prefillTokensPerS: number;
+  decodeTokensPerS: number;
+}
+
+async function timeIt(fn: () => Promise<void>, minMs = 300, maxRuns = 20): Promise<number> {
+  await fn(); // warm-up: pipeline compilation, buffer pools
+  const t0 = performance.now();
+  let runs = 0;
+  while (runs < maxRuns && (runs === 0 || performance.now() - t0 < minMs)) {
+    await fn();
+    runs++;
+  }
+  return (performance.now() - t0) / runs;
+}
+
+/** GFLOP/s of the forward matmul (GEMM and GEMV paths), WebGPU vs the CPU twin. */
+export async function benchmarkKernels(gpu: Gpu, shapes: [number, number, number][] = [[1, 1024, 1024], [128, 512, 512], [256, 1024, 1024]]): Promise<KernelResult[]> {
+  const g = await GpuBackend.create(gpu, 'f32');
+  const cpu = new CpuBackend();
+  const results: KernelResult[] = [];
+  for (const [m, n, k] of shapes) {
+    const x = new Float32Array(m * k).map((_, i) => Math.sin(i));
+    const w = new Float32Array(n * k).map((_, i) => Math.cos(i));
+    const gx = g.fromHost(x);
+    const gw = g.weight('bench.w', w, n, k);
+    const gout = g.tensor(m * n);
+    const gpuMs = await timeIt(async () => {
+      g.matmul(gx, gw, null, m, gout);
+      await g.toHost(gout, 1);
+    });
+    const cw = cpu.weight('w', w, n, k);
+    const cout = new Float32Array(m * n);
+    const cpuMs = await timeIt(async () => cpu.matmul(x, cw, null, m, cout), 200, 3);
+    const flops = 2 * m * n * k;
+    results.push({ kernel: m <= 8 ? 'matmul (gemv)' : 'matmul (gemm)', shape: `${m}x${n}x${k}`, webgpuGflops: flops / gpuMs / 1e6, cpuGflops: flops / cpuMs / 1e6 });
+    g.free(gx);
+    g.free(gout);
+    g.freeWeight(gw);
+  }
+  return results;
+}
+
+/** Prefill (one sequence of `prefillTokens`) and decode (`decodeSteps` single-token steps) tokens/s. */
+export async function benchmarkModel(backend: AnyBackend, size: ModelSize, prefillTokens = 64, decodeSteps = 16): Promise<ModelResult> {
+  const config = benchConfig(size);
+  const tensors = randomTensors(config);
+  let params = 0;
+  for (const t of tensors.values()) params += t.shape.reduce((a, b) => a * b, 1);
+  const model = LlamaModel.fromTensors(backend, config, tensors, prefillTokens + decodeSteps + 1);
+  const cache = model.createCache(1, prefillTokens + decodeSteps + 1);
+  const ids = Uint32Array.from({ length: prefillTokens }, (_, i) => (i * 7) % size.vocab);
+  const prefill = () => model.forward({ ids, positions: Uint32Array.from(ids, (_, i) => i), slots: new Uint32Array(prefillTokens), logitRows: [prefillTokens - 1] }, cache);
+  await prefill(); // warm-up
+  let t0 = performance.now();
+  await prefill();
+  const prefillMs = performance.now() - t0;
+  t0 = performance.now();
+  for (let s = 0; s < decodeSteps; s++) {
+    await model.forward({ ids: Uint32Array.of(s % size.vocab), positions: Uint32Array.of(prefillTokens + s), slots: Uint32Array.of(0), logitRows: [0] }, cache);
+  }
+  const decodeMs = performance.now() - t0;
+  model.freeCache(cache);
+  return {
+    model: size.name,
+    params,
+    backend: backend.name,
+    prefillTokens,
+    prefillTokensPerS: (prefillTokens / prefillMs) * 1000,
+    decodeTokensPerS: (decodeSteps / decodeMs) * 1000,
+  };
+}
+
+export interface SpeedReport {
+  adapter: string;
+  kernels: KernelResult[];
+  models: ModelResult[];
+}
+
+export async function runSpeedBenchmarks(opts: { sizes?: ModelSize[]; cpuTwin?: boolean; log?: (line: string) => void } = {}): Promise<SpeedReport> {
+  const log = opts.log ?? (() => {});
+  const gpu = await Gpu.create();
+  const report: SpeedReport = { adapter: gpu.describe(), kernels: [], models: [] };
+  log(`adapter: ${report.adapter}`);
+  report.kernels = await benchmarkKernels(gpu);
+  for (const k of report.kernels) log(`kernel ${k.kernel} ${k.shape}: webgpu ${k.webgpuGflops.toFixed(2)} GFLOP/s, cpu twin ${k.cpuGflops.toFixed(2)} GFLOP/s`);
+  const backend = await GpuBackend.create(gpu, 'f32');
+  for (const size of opts.sizes ?? BENCH_SIZES) {
+    const backends: AnyBackend[] = opts.cpuTwin === false ? [backend] : [backend, new CpuBackend()];
+    for (const b of backends) {
+      const r = await benchmarkModel(b, size);
+      report.models.push(r);
+      log(`model ${r.model} (${(r.params / 1e6).toFixed(2)}M params) on ${r.backend}: prefill ${r.prefillTokensPerS.toFixed(1)} tok/s, decode ${r.decodeTokensPerS.toFixed(1)} tok/s`);
+    }
+  }
+  return report;
+}
