@@ -53,15 +53,16 @@ export function stderrProgress(label: string) {
 
 export const RUNTIME_FLAGS = {
   model: { type: 'string' },
+  adapter: { type: 'string' },
   backend: { type: 'string' },
   dtype: { type: 'string' },
   'context-length': { type: 'string' },
 } as const;
 
-export function runtimeOptions(v: { backend?: string; dtype?: string; 'context-length'?: string }) {
+export function runtimeOptions(v: { backend?: string; dtype?: string; 'context-length'?: string; adapter?: string }) {
   const backend = v.backend ?? 'webgpu';
   if (backend !== 'webgpu' && backend !== 'cpu') throw new UsageError(`--backend must be webgpu or cpu, got '${backend}'`);
   const dtype = v.dtype ?? 'auto';
   if (!['auto', 'f16', 'f32'].includes(dtype)) throw new UsageError(`--dtype must be auto, f16 or f32, got '${dtype}'`);
-  return { backend: backend as 'webgpu' | 'cpu', dtype: dtype as 'auto' | 'f16' | 'f32', contextLength: intFlag(v['context-length'], 'context-length') };
+  return { backend: backend as 'webgpu' | 'cpu', dtype: dtype as 'auto' | 'f16' | 'f32', contextLength: intFlag(v['context-length'], 'context-length'), adapter: v.adapter };
 }

@@ -6,6 +6,8 @@ const COMMANDS: Record<string, Command> = {
   generate: { summary: 'generate text or token ids with a local model', load: () => import('./generate') },
   logits: { summary: 'print the logits of one forward pass', load: () => import('./logits') },
   serve: { summary: 'serve a local model over an OpenAI-compatible HTTP API', load: () => import('./serve') },
+  train: { summary: 'train a LoRA adapter (PEFT) or a whole tiny model on WebGPU', load: () => import('./train') },
+  merge: { summary: 'merge a LoRA adapter into its base and save HF safetensors', load: () => import('./merge') },
   debate: { summary: 'run a multi-agent debate over a question set and record trajectories', load: () => import('./debate') },
   grade: { summary: 'grade predictions or trajectories against reference answers', load: () => import('./grade') },
 };

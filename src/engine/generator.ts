@@ -61,12 +61,15 @@ export interface GeneratorOptions {
   contextLength?: number;
   /** Prompt tokens admitted into one step, so a long prompt does not stall running decodes. */
   prefillBudget?: number;
+  /** Default stop ids (config.json, generation_config.json and tokenizer EOS merged). */
+  eosTokenIds?: number[];
 }
 
 export class Generator {
   readonly maxBatch: number;
   readonly contextLength: number;
   private readonly prefillBudget: number;
+  private readonly eosTokenIds: number[];
   private readonly cache: KvCache<unknown>;
   private readonly pending: Sequence[] = [];
   private readonly running: Sequence[] = [];
@@ -81,6 +84,7 @@ export class Generator {
     this.maxBatch = opts.maxBatch ?? 8;
     this.contextLength = Math.min(opts.contextLength ?? 2048, model.maxPositions);
     this.prefillBudget = opts.prefillBudget ?? 1024;
+    this.eosTokenIds = opts.eosTokenIds ?? model.config.eosTokenIds;
     this.cache = model.createCache(this.maxBatch, this.contextLength);
     this.freeSlots = Array.from({ length: this.maxBatch }, (_, i) => this.maxBatch - 1 - i);
   }
@@ -203,7 +207,7 @@ export class Generator {
       const seen = s.req.sampling?.repetitionPenalty ? [...s.req.prompt, ...s.tokens] : [];
       const id = sampleToken(row, s.req.sampling ?? {}, s.rng, seen);
       s.tokens.push(id);
-      const eos = s.req.eosTokenIds ?? this.model.config.eosTokenIds;
+      const eos = s.req.eosTokenIds ?? this.eosTokenIds;
       if (!s.req.ignoreEos && eos.includes(id)) {
         s.req.onToken?.(id, '');
         return this.finish(s, 'stop');

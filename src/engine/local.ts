@@ -12,6 +12,7 @@ import type { AnyBackend } from '../kernels/backend';
 import { LlamaModel } from '../model/llama';
 import type { ProgressCallback } from '../progress';
 import { Generator, type GenerationRequest, type GenerationResult } from './generator';
+import { AdapterRegistry } from './adapters';
 import type {
   ChatCompletion,
   ChatCompletionChunk,
@@ -28,6 +29,8 @@ export interface RuntimeOptions {
   dtype?: 'auto' | 'f16' | 'f32';
   contextLength?: number;
   maxBatch?: number;
+  /** A PEFT LoRA adapter (dir, URL or HF id) to load and activate on top of the base. */
+  adapter?: string;
   gpu?: Gpu;
   gpuOptions?: GpuOptions;
   onProgress?: ProgressCallback;
@@ -36,6 +39,9 @@ export interface RuntimeOptions {
 
 /** A model on a backend, with its tokenizer and a generator: what every command drives. */
 export class Runtime {
+  /** LoRA adapters resident next to the base; hot-swappable between requests. */
+  readonly adapters: AdapterRegistry;
+
   private constructor(
     readonly model: LlamaModel,
     readonly tokenizer: HFTokenizer | null,
@@ -43,7 +49,9 @@ export class Runtime {
     readonly backend: AnyBackend,
     readonly modelId: string,
     readonly gpu: Gpu | null,
-  ) {}
+  ) {
+    this.adapters = new AdapterRegistry(model);
+  }
 
   static async load(spec: string, opts: RuntimeOptions = {}): Promise<Runtime> {
     const ckpt = await loadCheckpoint(spec, { onProgress: opts.onProgress, signal: opts.signal });
@@ -66,9 +74,14 @@ export class Runtime {
     const contextLength = Math.min(opts.contextLength ?? 2048, c.maxPositionEmbeddings, c.slidingWindow ?? Infinity);
     const model = LlamaModel.fromTensors(backend, c, ckpt.tensors, contextLength);
     ckpt.tensors.clear(); // host copies are no longer needed once uploaded
-    const generator = new Generator(model, ckpt.tokenizer, { maxBatch: opts.maxBatch ?? 8, contextLength });
+    const generator = new Generator(model, ckpt.tokenizer, { maxBatch: opts.maxBatch ?? 8, contextLength, eosTokenIds: ckpt.eosTokenIds });
     const modelId = ckpt.source.replace(/\/+$/, '').split('/').slice(-2).join('/');
-    return new Runtime(model, ckpt.tokenizer, generator, backend, modelId, gpu);
+    const runtime = new Runtime(model, ckpt.tokenizer, generator, backend, modelId, gpu);
+    if (opts.adapter) {
+      await runtime.adapters.load('default', opts.adapter);
+      runtime.adapters.activate('default');
+    }
+    return runtime;
   }
 
   describeBackend(): string {

@@ -31,6 +31,8 @@ export interface Backend<T, W, I> {
   free(t: T): void;
   freeIndices(i: I): void;
   freeWeight(w: W): void;
+  /** The f32 storage of an unsharded f32 weight as a tensor, so an optimizer can update it in place. */
+  weightAsTensor(w: W): T;
   /** out[t, :] = table[ids[t], :] */
   embedding(ids: I, table: W & WeightShape, tokens: number, out: T): void;
   /** out[r, :] = rmsnorm(x[r, :]) * weight */
@@ -44,7 +46,7 @@ export interface Backend<T, W, I> {
   swiglu(gate: T, up: T, n: number, out: T): void;
   /** x += scale · y */
   add(x: T, y: T, n: number, scale?: number): void;
-  /** out[i, :] = src[rows[i], :] (row gather on the host side of the pipeline; cheap copies) */
+  /** out[i, :] = src[rows[i], :] (buffer copies, no kernel; rows [0] with cols = n copies a whole tensor) */
   gatherRows(src: T, rows: number[], cols: number, out: T): void;
   /** Submit queued work (no-op on the CPU). */
   flush(): void;

@@ -123,6 +123,9 @@ export class CpuBackend implements Backend<Float32Array, CpuWeight, Uint32Array>
   free(): void {}
   freeIndices(): void {}
   freeWeight(): void {}
+  weightAsTensor(w: CpuWeight): Float32Array {
+    return w.data;
+  }
   embedding(ids: Uint32Array, table: CpuWeight, tokens: number, out: Float32Array): void {
     cpuEmbedding(ids, table.data, table.cols, tokens, out);
   }
@@ -132,7 +135,7 @@ export class CpuBackend implements Backend<Float32Array, CpuWeight, Uint32Array>
   matmul(x: Float32Array, w: CpuWeight, bias: CpuWeight | null, m: number, out: Float32Array): void {
     cpuMatmul(x, w.data, bias ? bias.data : null, m, w.rows, w.cols, out);
   }
-  rope(x: Float32Array, positions: Uint32Array, cos: CpuWeight, sin: CpuWeight, tokens: number, heads: number, headDim: number): void {
+  rope(x: Float32Array, positions: Uint32Array, cos: CpuWeight, sin: CpuWeight, tokens: number, heads: number, headDim: number, _maxPos?: number): void {
     cpuRope(x, positions, cos.data, sin.data, tokens, heads, headDim);
   }
   kvWrite(k: Float32Array, v: Float32Array, cacheK: Float32Array, cacheV: Float32Array, slots: Uint32Array, positions: Uint32Array, tokens: number, cache: KvCacheShape): void {

@@ -54,8 +54,10 @@ export class GpuBackend implements Backend<GpuTensor, GpuWeight, GpuIndices> {
   // ---- memory -------------------------------------------------------------------------------
 
   weight(label: string, data: Float32Array | Uint16Array, rows: number, cols: number): GpuWeight {
+    // The element type follows the data: frozen base weights use the backend's weightType, while
+    // trainable weights (LoRA, full fine-tuning) are always f32.
     const dtype: 'f16' | 'f32' = data instanceof Uint16Array ? 'f16' : 'f32';
-    if (dtype !== this.weightType) throw new Error(`weight ${label}: got ${dtype} data for a ${this.weightType} backend`);
+    if (dtype === 'f16' && !this.gpu.features.f16) throw new GpuError(`weight ${label}: f16 data needs the shader-f16 feature`);
     if (data.length !== rows * cols) throw new Error(`weight ${label}: ${data.length} values for shape [${rows}, ${cols}]`);
     const rowBytes = cols * data.BYTES_PER_ELEMENT;
     // Shard by rows so no binding exceeds maxStorageBufferBindingSize (e.g. a large vocabulary).
@@ -100,6 +102,11 @@ export class GpuBackend implements Backend<GpuTensor, GpuWeight, GpuIndices> {
 
   freeIndices(i: GpuIndices): void {
     this.gpu.release(i.buffer);
+  }
+
+  weightAsTensor(w: GpuWeight): GpuTensor {
+    if (w.shards.length !== 1 || w.dtype !== 'f32') throw new GpuError(`only an unsharded f32 weight can be trained in place (got ${w.shards.length} shards, ${w.dtype})`);
+    return { buffer: w.shards[0].buffer, length: w.rows * w.cols };
   }
 
   freeWeight(w: GpuWeight): void {

@@ -73,8 +73,9 @@ export class LlamaModel<T = unknown, W = unknown, I = unknown> {
     readonly norm: W,
     readonly lmHead: W,
     readonly maxPositions: number,
-    private readonly cos: W,
-    private readonly sin: W,
+    /** RoPE tables [maxPositions, headDim/2]. */
+    readonly cos: W,
+    readonly sin: W,
   ) {
     this.layers = layers;
   }

@@ -5,6 +5,7 @@ import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LocalEngine, Runtime } from '../../src/engine/local';
 import type { ChatCompletion, ChatCompletionChunk } from '../../src/engine/types';
+import type { GenerationResult } from '../../src/engine/generator';
 import { writeTinyModel } from '../helpers/tiny-model';
 import { testGpu } from '../helpers/gpu';
 import { relativeRowError } from '../helpers/reference';
@@ -48,7 +49,7 @@ describe('generation on WebGPU', () => {
       { prompt: [11], maxTokens: 15, sampling: { temperature: 1.2, topP: 0.8, seed: 9, repetitionPenalty: 1.3 } },
       { prompt: [42, 43], maxTokens: 5, sampling: { temperature: 0.7, seed: 1 } },
     ];
-    const alone = [];
+    const alone: GenerationResult[] = [];
     for (const r of reqs) alone.push(await runtime.generate({ ...r, ignoreEos: true }));
     const together = await Promise.all(reqs.map((r) => runtime.generate({ ...r, ignoreEos: true })));
     for (let i = 0; i < reqs.length; i++) {

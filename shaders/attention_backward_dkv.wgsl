@@ -1,0 +1,77 @@
+// Causal GQA attention backward, pass 2 of 2: one workgroup per (slot, block of 64 key positions,
+// kv head); invocation lid owns key position j = block * 64 + lid and accumulates its dk, dv rows
+// in registers, so there are no races and no atomics. The workgroup walks the batch's tokens in
+// order and, for those in its slot whose position reaches the block, over the kv group's query
+// heads h: with P = exp(scale * q.k_j - lse) and dS = P (dout.v_j - D) (lse, D from pass 1),
+//   dk_j += scale * dS * q_h,   dv_j += P * dout_h.
+// Every key position of the cache is written (zero where no query attends to it).
+struct Params { tokens: u32, heads: u32, kvHeads: u32, headDim: u32, maxSeq: u32, slotCount: u32, scale: f32 }
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> dout: array<f32>;
+@group(0) @binding(2) var<storage, read> q: array<f32>;
+@group(0) @binding(3) var<storage, read> cacheK: array<f32>;
+@group(0) @binding(4) var<storage, read> cacheV: array<f32>;
+@group(0) @binding(5) var<storage, read> stats: array<u32>;
+@group(0) @binding(6) var<storage, read_write> dk: array<f32>;
+@group(0) @binding(7) var<storage, read_write> dv: array<f32>;
+
+const CHUNK = 64u;
+//#if SMALL_HEAD_DIM
+const MAXD = 64u;
+//#else
+const MAXD = 256u;
+//#endif
+var<workgroup> qs: array<f32, MAXD>;
+var<workgroup> dos: array<f32, MAXD>;
+
+@compute @workgroup_size(64)
+fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nw: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
+  let id = wg.x + wg.y * nw.x;
+  let blocks = (p.maxSeq + CHUNK - 1u) / CHUNK;
+  let kvh = id % p.kvHeads;
+  let slot = id / p.kvHeads / blocks;
+  if (slot >= p.slotCount) { return; }
+  let j0 = (id / p.kvHeads) % blocks * CHUNK;
+  let j = j0 + lid;
+  let jv = j < p.maxSeq;
+  let group = p.heads / p.kvHeads;
+  let kvDim = p.kvHeads * p.headDim;
+  let kb = (slot * p.maxSeq + min(j, p.maxSeq - 1u)) * kvDim + kvh * p.headDim;
+  let meta = p.tokens * p.heads * 2u;
+  var dkAcc: array<f32, MAXD>;
+  var dvAcc: array<f32, MAXD>;
+  for (var t = 0u; t < p.tokens; t++) {
+    let pos = stats[meta + t * 2u + 1u];
+    if (stats[meta + t * 2u] != slot || pos < j0) { continue; }
+    for (var hg = 0u; hg < group; hg++) {
+      let th = t * p.heads + kvh * group + hg;
+      workgroupBarrier();                // the previous head's qs/dos are no longer read
+      for (var d = lid; d < p.headDim; d += CHUNK) {
+        qs[d] = q[th * p.headDim + d];
+        dos[d] = dout[th * p.headDim + d];
+      }
+      workgroupBarrier();
+      if (jv && j <= pos) {
+        let lse = bitcast<f32>(stats[th * 2u]);
+        let D = bitcast<f32>(stats[th * 2u + 1u]);
+        var s = 0.0;
+        var dp = 0.0;
+        for (var d = 0u; d < p.headDim; d++) {
+          s += qs[d] * cacheK[kb + d];
+          dp += dos[d] * cacheV[kb + d];
+        }
+        let pj = exp(s * p.scale - lse);
+        let ds = pj * (dp - D) * p.scale;
+        for (var d = 0u; d < p.headDim; d++) {
+          dkAcc[d] += ds * qs[d];
+          dvAcc[d] += pj * dos[d];
+        }
+      }
+    }
+  }
+  if (!jv) { return; }
+  for (var d = 0u; d < p.headDim; d++) {
+    dk[kb + d] = dkAcc[d];
+    dv[kb + d] = dvAcc[d];
+  }
+}

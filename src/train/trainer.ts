@@ -1,0 +1,377 @@
+/**
+ * The trainer: LoRA (PEFT semantics) or full fine-tuning of a Llama-family model on WebGPU or the
+ * CPU twin. Masked causal-LM loss (HF convention), micro-batches with padding, gradient
+ * accumulation, AdamW / SGD, clipping by global norm, warmup + schedule, seeded data order, progress
+ * events, and checkpoints that resume bit-for-bit (data order and dropout masks are pure functions
+ * of the seed, the epoch and the step).
+ */
+import type { AnyBackend } from '../kernels/backend';
+import type { AdamWParams, TrainOps } from '../kernels/train-backend';
+import { CpuTrainOps } from '../kernels/train-cpu';
+import { GpuTrainOps } from '../kernels/train-gpu';
+import { CpuBackend } from '../kernels/cpu';
+import { GpuBackend } from '../kernels/gpu';
+import { PROJECTIONS, type LlamaModel, type Projection, type AdapterWeights } from '../model/llama';
+import { TrainingPass, hfName, type LoraParam, type TrainableSet } from '../model/backward';
+import type { ProgressCallback } from '../progress';
+import type { TrainExample } from './data';
+import { batchExamples } from './data';
+import { initLoraPair, loraScale, type LoraConfig, type PeftAdapter } from '../formats/peft';
+import { lrMultiplier, type ScheduleKind } from './schedule';
+import { Rng } from '../engine/sampling';
+
+export interface TrainOptions {
+  mode: 'lora' | 'full';
+  rank: number;
+  alpha: number;
+  dropout: number;
+  targets: Projection[];
+  useRslora: boolean;
+  lr: number;
+  optimizer: 'adamw' | 'sgd';
+  weightDecay: number;
+  betas: [number, number];
+  eps: number;
+  maxGradNorm: number;
+  schedule: ScheduleKind;
+  warmupSteps: number;
+  /** Optimizer steps; when absent, `epochs` passes over the data. */
+  steps?: number;
+  epochs?: number;
+  batchSize: number;
+  gradAccum: number;
+  seed: number;
+  padTokenId: number;
+}
+
+export const DEFAULT_TRAIN_OPTIONS: TrainOptions = {
+  mode: 'lora',
+  // PEFT's LoraConfig defaults (r 8, alpha 8, dropout 0, q/v projections for Llama-family models).
+  rank: 8,
+  alpha: 8,
+  dropout: 0,
+  targets: ['q_proj', 'v_proj'],
+  useRslora: false,
+  lr: 2e-4,
+  optimizer: 'adamw',
+  weightDecay: 0,
+  betas: [0.9, 0.999],
+  eps: 1e-8,
+  maxGradNorm: 1,
+  schedule: 'linear',
+  warmupSteps: 0,
+  batchSize: 4,
+  gradAccum: 1,
+  seed: 42,
+  padTokenId: 0,
+};
+
+/** One trainable tensor with its gradient and optimizer moments. */
+interface ParamSlot {
+  name: string;
+  weight: unknown; // backend weight handle (forward uses it)
+  tensor: unknown; // the same storage as a tensor (optimizer updates it)
+  grad: unknown;
+  m: unknown | null;
+  v: unknown | null;
+  n: number;
+}
+
+/** Everything needed to continue a run exactly where it stopped. */
+export interface TrainerState {
+  step: number;
+  epoch: number;
+  cursor: number;
+  tokensSeen: number;
+  lastLoss: number | null;
+}
+
+export interface StepReport {
+  step: number;
+  totalSteps: number;
+  loss: number;
+  lr: number;
+  gradNorm: number;
+  tokens: number;
+  tokensPerS: number;
+  stepMs: number;
+  etaS: number;
+}
+
+export class NonFiniteLossError extends Error {}
+
+export function trainOpsFor(backend: AnyBackend): TrainOps<unknown, unknown, unknown> {
+  if (backend instanceof GpuBackend) return new GpuTrainOps(backend) as TrainOps<unknown, unknown, unknown>;
+  if (backend instanceof CpuBackend) return new CpuTrainOps() as TrainOps<unknown, unknown, unknown>;
+  throw new Error(`no training ops for backend ${backend.name}`);
+}
+
+export class Trainer {
+  readonly params: ParamSlot[] = [];
+  readonly set: TrainableSet;
+  readonly totalSteps: number;
+  readonly state: TrainerState = { step: 0, epoch: 0, cursor: 0, tokensSeen: 0, lastLoss: null };
+  private readonly ops: TrainOps<any, any, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
+  private readonly pass: TrainingPass;
+  private readonly be: AnyBackend;
+  private readonly stepsPerEpoch: number;
+
+  constructor(
+    readonly model: LlamaModel,
+    readonly examples: TrainExample[],
+    readonly opts: TrainOptions,
+    init?: PeftAdapter,
+  ) {
+    if (!examples.length) throw new Error('the training dataset is empty');
+    if (opts.batchSize < 1 || opts.gradAccum < 1) throw new Error('--batch and --grad-accum must be at least 1');
+    if (!(opts.lr >= 0)) throw new Error(`learning rate must be a non-negative number, got ${opts.lr}`);
+    this.be = model.backend;
+    this.ops = trainOpsFor(this.be);
+    this.stepsPerEpoch = Math.max(1, Math.ceil(examples.length / (opts.batchSize * opts.gradAccum)));
+    this.totalSteps = opts.steps ?? Math.ceil((opts.epochs ?? 1) * this.stepsPerEpoch);
+    if (this.totalSteps < 1) throw new Error('nothing to train: steps must be at least 1');
+    this.set = opts.mode === 'lora' ? this.setupLora(init) : this.setupFull();
+    this.pass = new TrainingPass(model, this.ops, this.set);
+  }
+
+  private slot(name: string, weight: unknown, n: number): ParamSlot {
+    const be = this.be;
+    const grad = be.tensor(n, `grad.${name}`);
+    const adam = this.opts.optimizer === 'adamw';
+    const m = adam ? be.tensor(n, `adam.m.${name}`) : null;
+    const v = adam ? be.tensor(n, `adam.v.${name}`) : null;
+    for (const t of [m, v]) if (t) this.ops.zero(t, n);
+    const p: ParamSlot = { name, weight, tensor: be.weightAsTensor(weight), grad, m, v, n };
+    this.params.push(p);
+    return p;
+  }
+
+  private setupLora(init?: PeftAdapter): TrainableSet {
+    const o = this.opts;
+    const c = this.model.config;
+    if (init) {
+      o.rank = init.config.r;
+      o.alpha = init.config.loraAlpha;
+      o.useRslora = init.config.useRslora;
+      o.targets = [...new Set(init.pairs.map((p) => p.module))];
+    }
+    if (!Number.isInteger(o.rank) || o.rank < 1) throw new Error(`LoRA rank must be a positive integer, got ${o.rank}`);
+    if (!o.targets.length) throw new Error('no LoRA target modules given');
+    for (const t of o.targets) {
+      if (!(PROJECTIONS as readonly string[]).includes(t)) throw new Error(`target module '${t}' does not exist in ${c.hfArchitecture}; choose from ${PROJECTIONS.join(', ')}`);
+    }
+    const config: LoraConfig = this.loraConfig();
+    const rng = new Rng(o.seed);
+    const lora = new Map<string, LoraParam>();
+    const adapter: AdapterWeights<unknown> = new Map();
+    const scale = loraScale(config);
+    for (let layer = 0; layer < c.numLayers; layer++) {
+      for (const module of o.targets) {
+        const w = this.model.layers[layer][PROJ_FIELD[module]] as { rows: number; cols: number };
+        const pair = init
+          ? init.pairs.find((p) => p.layer === layer && p.module === module)
+          : initLoraPair(layer, module, o.rank, w.cols, w.rows, () => rng.next());
+        if (!pair) continue;
+        const a = this.be.weight(`lora.${layer}.${module}.A`, pair.a.data.slice(), pair.a.shape[0], pair.a.shape[1]);
+        const b = this.be.weight(`lora.${layer}.${module}.B`, pair.b.data.slice(), pair.b.shape[0], pair.b.shape[1]);
+        const pa = this.slot(`${layer}.${module}.A`, a, pair.a.data.length);
+        const pb = this.slot(`${layer}.${module}.B`, b, pair.b.data.length);
+        lora.set(`${layer}.${module}`, { layer, module, a, b, rank: o.rank, inFeatures: w.cols, outFeatures: w.rows, gradA: pa.grad, gradB: pb.grad });
+        adapter.set(`${layer}.${module}`, { a, b, rank: o.rank, scale });
+      }
+    }
+    // The model's own forward (generation, evaluation) sees the adapter being trained.
+    this.model.setAdapter(adapter as never);
+    return { mode: 'lora', lora, loraScale: scale, loraDropout: o.dropout, full: new Map() };
+  }
+
+  private setupFull(): TrainableSet {
+    const full = new Map<string, unknown>();
+    for (const [name, w] of this.namedWeights()) {
+      const shape = w as { rows: number; cols: number };
+      full.set(name, this.slot(name, w, shape.rows * shape.cols).grad);
+    }
+    this.model.setAdapter(null);
+    return { mode: 'full', lora: new Map(), loraScale: 0, loraDropout: 0, full };
+  }
+
+  /** Every weight of the model by HF name (tied lm_head appears once, as the embedding). */
+  namedWeights(): [string, unknown][] {
+    const m = this.model;
+    const c = m.config;
+    const out: [string, unknown][] = [['model.embed_tokens.weight', m.embed]];
+    m.layers.forEach((L, i) => {
+      out.push([hfName(i, 'input_layernorm'), L.inputNorm], [hfName(i, 'post_attention_layernorm'), L.postNorm]);
+      for (const p of PROJECTIONS) out.push([hfName(i, p), L[PROJ_FIELD[p]]]);
+      const biases: [Projection, unknown][] = [['q_proj', L.qBias], ['k_proj', L.kBias], ['v_proj', L.vBias], ['o_proj', L.oBias]];
+      for (const [p, b] of biases) if (b) out.push([hfName(i, p, 'bias'), b]);
+      if (L.qNorm) out.push([hfName(i, 'q_norm'), L.qNorm], [hfName(i, 'k_norm'), L.kNorm]);
+    });
+    out.push(['model.norm.weight', m.norm]);
+    if (!c.tieWordEmbeddings) out.push(['lm_head.weight', m.lmHead]);
+    return out;
+  }
+
+  loraConfig(): LoraConfig {
+    const o = this.opts;
+    return { r: o.rank, loraAlpha: o.alpha, loraDropout: o.dropout, targetModules: [...o.targets], useRslora: o.useRslora, baseModelNameOrPath: null, bias: 'none' };
+  }
+
+  /** The example order of an epoch: a seeded shuffle, a pure function of (seed, epoch). */
+  epochOrder(epoch: number): number[] {
+    const order = this.examples.map((_, i) => i);
+    const rng = new Rng((this.opts.seed * 1000003 + epoch) >>> 0);
+    for (let i = order.length - 1; i > 0; i--) {
+      const j = Math.floor(rng.next() * (i + 1));
+      [order[i], order[j]] = [order[j], order[i]];
+    }
+    return order;
+  }
+
+  /** The next optimizer step's micro-batches, advancing the data cursor (wrapping epochs). */
+  private nextExamples(): number[][] {
+    const per = this.opts.batchSize;
+    const micro: number[][] = [];
+    for (let g = 0; g < this.opts.gradAccum; g++) {
+      if (this.state.cursor >= this.examples.length) {
+        this.state.epoch++;
+        this.state.cursor = 0;
+      }
+      const order = this.epochOrder(this.state.epoch);
+      const ids = order.slice(this.state.cursor, this.state.cursor + per);
+      this.state.cursor += ids.length;
+      micro.push(ids);
+    }
+    return micro;
+  }
+
+  /** One optimizer step. Throws NonFiniteLossError (before touching the weights) on a NaN/inf loss. */
+  async step(): Promise<StepReport> {
+    const t0 = performance.now();
+    const o = this.opts;
+    const savedCursor = { epoch: this.state.epoch, cursor: this.state.cursor };
+    const micro = this.nextExamples();
+    const batches = micro.map((ids) => batchExamples(this.examples, ids, ids.length, o.padTokenId)[0]);
+    let totalTokens = 0;
+    for (const b of batches) for (let i = 0; i < b.labels.length; i++) if (b.labels[i] >= 0 && i % b.seqLen !== 0) totalTokens++;
+    for (const p of this.params) this.ops.zero(p.grad, p.n);
+    let lossSum = 0;
+    let tokens = 0;
+    for (let g = 0; g < batches.length; g++) {
+      const stepSeed = (Math.imul(o.seed + 1, 0x9e3779b1) ^ Math.imul(this.state.step + 1, 0x85ebca6b) ^ (g * 0x27d4eb2f)) >>> 0;
+      const r = await this.pass.step(batches[g], 1 / Math.max(1, totalTokens), stepSeed);
+      lossSum += r.lossSum;
+      tokens += r.tokens;
+    }
+    const loss = tokens ? lossSum / tokens : 0;
+    if (!Number.isFinite(loss)) {
+      Object.assign(this.state, savedCursor);
+      throw new NonFiniteLossError(`the loss became ${loss} at step ${this.state.step + 1}; training stopped before updating the weights`);
+    }
+    let sq = 0;
+    for (const p of this.params) sq += await this.ops.sumSquares(p.grad, p.n);
+    const gradNorm = Math.sqrt(sq);
+    if (!Number.isFinite(gradNorm)) {
+      Object.assign(this.state, savedCursor);
+      throw new NonFiniteLossError(`the gradient norm became ${gradNorm} at step ${this.state.step + 1}; training stopped before updating the weights`);
+    }
+    const clip = o.maxGradNorm > 0 ? Math.min(1, o.maxGradNorm / (gradNorm + 1e-6)) : 1;
+    const lr = o.lr * lrMultiplier(o.schedule, this.state.step, this.totalSteps, o.warmupSteps);
+    for (const p of this.params) {
+      if (o.optimizer === 'sgd') {
+        this.ops.sgd(p.tensor, p.grad, p.n, lr, clip);
+      } else {
+        // Norm weights and biases are 1-D; like HF's default param groups, no decay on them.
+        const decay = isMatrix(p) ? o.weightDecay : 0;
+        const ap: AdamWParams = { lr, beta1: o.betas[0], beta2: o.betas[1], eps: o.eps, weightDecay: decay, step: this.state.step + 1, gradScale: clip };
+        this.ops.adamw(p.tensor, p.grad, p.m, p.v, p.n, ap);
+      }
+    }
+    this.be.flush();
+    this.state.step++;
+    this.state.tokensSeen += tokens;
+    this.state.lastLoss = loss;
+    const stepMs = performance.now() - t0;
+    return {
+      step: this.state.step,
+      totalSteps: this.totalSteps,
+      loss,
+      lr,
+      gradNorm,
+      tokens,
+      tokensPerS: (tokens / stepMs) * 1000,
+      stepMs,
+      etaS: ((this.totalSteps - this.state.step) * stepMs) / 1000,
+    };
+  }
+
+  /** Train until `totalSteps`, calling `onStep` after each step (checkpointing is the caller's). */
+  async run(opts: { onStep?: (r: StepReport) => Promise<void> | void; onProgress?: ProgressCallback; signal?: AbortSignal } = {}): Promise<StepReport[]> {
+    const reports: StepReport[] = [];
+    while (this.state.step < this.totalSteps) {
+      if (opts.signal?.aborted) break;
+      const r = await this.step();
+      reports.push(r);
+      opts.onProgress?.({ phase: 'train', done: r.step, total: r.totalSteps, unit: 'steps', etaS: r.etaS, metrics: { loss: r.loss, lr: r.lr, gradNorm: r.gradNorm, tokensPerS: r.tokensPerS } });
+      await opts.onStep?.(r);
+    }
+    return reports;
+  }
+
+  /** Host copies of every trainable tensor and optimizer moment (for checkpoints and export). */
+  async snapshot(): Promise<Map<string, Float32Array>> {
+    const out = new Map<string, Float32Array>();
+    for (const p of this.params) {
+      out.set(p.name, await this.be.toHost(p.tensor, p.n));
+      if (p.m) out.set(`${p.name}.exp_avg`, await this.be.toHost(p.m, p.n));
+      if (p.v) out.set(`${p.name}.exp_avg_sq`, await this.be.toHost(p.v, p.n));
+    }
+    return out;
+  }
+
+  /** Restore tensors written by snapshot() (resume). */
+  restore(tensors: Map<string, Float32Array>, state: TrainerState): void {
+    for (const p of this.params) {
+      for (const [suffix, target] of [['', p.tensor], ['.exp_avg', p.m], ['.exp_avg_sq', p.v]] as const) {
+        if (!target) continue;
+        const data = tensors.get(p.name + suffix);
+        if (!data || data.length !== p.n) throw new Error(`checkpoint is missing or has a wrong-sized tensor ${p.name + suffix}`);
+        writeTensor(this.be, target, data);
+      }
+    }
+    Object.assign(this.state, state);
+  }
+
+  /** The adapter being trained, as PEFT tensors (LoRA mode). */
+  async adapter(): Promise<PeftAdapter> {
+    if (this.set.mode !== 'lora') throw new Error('adapter() is only available in LoRA mode');
+    const snap = await this.snapshot();
+    const pairs = [...this.set.lora.values()].map((p) => ({
+      layer: p.layer,
+      module: p.module,
+      a: { shape: [p.rank, p.inFeatures] as [number, number], data: snap.get(`${p.layer}.${p.module}.A`)! },
+      b: { shape: [p.outFeatures, p.rank] as [number, number], data: snap.get(`${p.layer}.${p.module}.B`)! },
+    }));
+    return { config: this.loraConfig(), pairs };
+  }
+
+  dispose(): void {
+    for (const p of this.params) for (const t of [p.grad, p.m, p.v]) if (t) this.be.free(t);
+  }
+}
+
+const PROJ_FIELD = { q_proj: 'q', k_proj: 'k', v_proj: 'v', o_proj: 'o', gate_proj: 'gate', up_proj: 'up', down_proj: 'down' } as const;
+
+function isMatrix(p: ParamSlot): boolean {
+  const w = p.weight as { rows: number; cols: number };
+  return w.rows > 1 && w.cols > 1;
+}
+
+function writeTensor(be: AnyBackend, target: unknown, data: Float32Array): void {
+  if (target instanceof Float32Array) {
+    target.set(data);
+    return;
+  }
+  const g = be as GpuBackend;
+  g.gpu.write((target as { buffer: GPUBuffer }).buffer, data);
+}
