@@ -37,12 +37,12 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nw: vec3<
   let group = p.heads / p.kvHeads;
   let kvDim = p.kvHeads * p.headDim;
   let kb = (slot * p.maxSeq + min(j, p.maxSeq - 1u)) * kvDim + kvh * p.headDim;
-  let meta = p.tokens * p.heads * 2u;
+  let seqInfo = p.tokens * p.heads * 2u;
   var dkAcc: array<f32, MAXD>;
   var dvAcc: array<f32, MAXD>;
   for (var t = 0u; t < p.tokens; t++) {
-    let pos = stats[meta + t * 2u + 1u];
-    if (stats[meta + t * 2u] != slot || pos < j0) { continue; }
+    let pos = stats[seqInfo + t * 2u + 1u];
+    if (stats[seqInfo + t * 2u] != slot || pos < j0) { continue; }
     for (var hg = 0u; hg < group; hg++) {
       let th = t * p.heads + kvh * group + hg;
       workgroupBarrier();                // the previous head's qs/dos are no longer read

@@ -122,9 +122,9 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nw: vec3<
     stats[th * 2u] = bitcast<u32>(lse);
     stats[th * 2u + 1u] = bitcast<u32>(D);
     if (h == 0u) {
-      let meta = p.tokens * p.heads * 2u;
-      stats[meta + t * 2u] = slot;
-      stats[meta + t * 2u + 1u] = last;
+      let seqInfo = p.tokens * p.heads * 2u;
+      stats[seqInfo + t * 2u] = slot;
+      stats[seqInfo + t * 2u + 1u] = last;
     }
   }
 }

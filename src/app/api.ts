@@ -111,6 +111,8 @@ export interface LoadedModel {
 export type LoadProgress = ProgressEvent & { phase: 'inspect' | 'download' | 'upload' | string; note?: string };
 
 export interface ChatStats {
+  /** The whole reply (the streamed pieces joined). */
+  text: string;
   promptTokens: number;
   completionTokens: number;
   /** Time to the first token. */

@@ -41,12 +41,19 @@ function endTask(id: string, c: AbortController): void {
   if (tasks.get(id) === c) tasks.delete(id);
 }
 
-/** Calls a comlink-proxied page callback without waiting for it (or failing on it). */
-function notify<T>(fn: (x: T) => unknown, x: T): void {
+/**
+ * Calls a comlink-proxied page callback without waiting for it (or failing on it). Returns a
+ * promise that settles once the page handled it; calls on one callback arrive in order, so
+ * awaiting the last one before returning means the page has seen every event.
+ */
+function notify<T>(fn: (x: T) => unknown, x: T): Promise<void> {
   try {
-    void Promise.resolve(fn(x)).catch(() => {});
+    return Promise.resolve(fn(x)).then(
+      () => {},
+      () => {},
+    );
   } catch {
-    /* the page went away */
+    return Promise.resolve(); // the page went away
   }
 }
 
@@ -180,21 +187,25 @@ function unload(): void {
 async function load(source: ModelSource, settings: LoadSettings, taskId: string, onProgress: (e: LoadProgress) => void): Promise<LoadedModel> {
   const ctrl = startTask(taskId);
   const t0 = performance.now();
+  let delivered: Promise<void> = Promise.resolve();
+  const progress = (e: LoadProgress) => {
+    delivered = notify(onProgress, e);
+  };
   try {
     const { files, cached } = openModel(source);
-    notify(onProgress, { phase: 'inspect', done: 0, total: 1, unit: 'items' });
+    progress({ phase: 'inspect', done: 0, total: 1, unit: 'items', note: 'reading config.json and weight headers' });
     const inspected = await inspectSource(files, settings, ctrl.signal);
     const blocking = inspected.estimate.checks.find((c) => c.level === 'error');
     if (blocking) throw new Error(blocking.text);
     // Free the old model before the new one's weights arrive.
     unload();
-    const ckpt = await loadCheckpoint(files, { signal: ctrl.signal, onProgress: (e) => notify(onProgress, e) });
+    const ckpt = await loadCheckpoint(files, { signal: ctrl.signal, onProgress: progress });
     if (!ckpt.tokenizer) throw new Error(`${files.location} has no tokenizer.json; the app needs one to chat`);
     await cached?.save(true).catch(() => {});
     ctrl.signal.throwIfAborted();
-    notify(onProgress, { phase: 'upload', done: 0, total: 1, unit: 'items', note: 'uploading weights to the GPU' });
+    progress({ phase: 'upload', done: 0, total: 1, unit: 'items', note: 'uploading weights to the GPU and compiling kernels' });
     const runtime = await Runtime.fromCheckpoint(ckpt, { contextLength: settings.contextLength, maxBatch: settings.maxBatch, dtype: settings.dtype });
-    notify(onProgress, { phase: 'upload', done: 1, total: 1, unit: 'items' });
+    progress({ phase: 'upload', done: 1, total: 1, unit: 'items', note: 'ready' });
     const info: LoadedModel = {
       id: runtime.modelId,
       summary: inspected.summary,
@@ -206,6 +217,7 @@ async function load(source: ModelSource, settings: LoadSettings, taskId: string,
       cached: cached !== null,
     };
     current = { runtime, engine: new LocalEngine(runtime), info };
+    await delivered;
     return info;
   } finally {
     endTask(taskId, ctrl);
@@ -229,6 +241,8 @@ async function chat(taskId: string, req: ChatCompletionRequest, onDelta: (text: 
   let promptTokens = 0;
   let completionTokens = 0;
   let deltas = 0;
+  let text = '';
+  let delivered: Promise<void> = Promise.resolve();
   try {
     const stream = await engine.chat.completions.create({ ...req, stream: true, n: 1 }, { signal: ctrl.signal });
     for await (const chunk of stream) {
@@ -236,7 +250,8 @@ async function chat(taskId: string, req: ChatCompletionRequest, onDelta: (text: 
         if (ch.delta.content) {
           if (!first) first = performance.now();
           deltas++;
-          notify(onDelta, ch.delta.content);
+          text += ch.delta.content;
+          delivered = notify(onDelta, ch.delta.content);
         }
         if (ch.finish_reason) finishReason = ch.finish_reason;
       }
@@ -248,11 +263,13 @@ async function chat(taskId: string, req: ChatCompletionRequest, onDelta: (text: 
   } finally {
     endTask(taskId, ctrl);
   }
+  await delivered;
   const end = performance.now();
   if (ctrl.signal.aborted) finishReason = 'abort';
   const tokens = completionTokens || deltas;
   const decodeS = first ? (end - first) / 1000 : 0;
   return {
+    text,
     promptTokens,
     completionTokens: tokens,
     ttftMs: first ? Math.round(first - t0) : Math.round(end - t0),
@@ -321,7 +338,10 @@ function tapEngine(base: ChatEngine, index: number, agents: number, rounds: numb
 
 async function debate(taskId: string, questions: Question[], settings: DebateRunSettings, onEvent: (e: DebateEvent) => void): Promise<DebateRunResult> {
   const ctrl = startTask(taskId);
-  const emit = (e: DebateEvent) => notify(onEvent, e);
+  let delivered: Promise<void> = Promise.resolve();
+  const emit = (e: DebateEvent) => {
+    delivered = notify(onEvent, e);
+  };
   const t0 = performance.now();
   const failed: { id: string; error: string }[] = [];
   let completed = 0;
@@ -359,6 +379,7 @@ async function debate(taskId: string, questions: Question[], settings: DebateRun
   } finally {
     endTask(taskId, ctrl);
   }
+  await delivered;
   return { completed, failed, aborted: ctrl.signal.aborted, wallMs: Math.round(performance.now() - t0) };
 }
 

@@ -234,7 +234,10 @@ function compileFullMatch(pattern: string): RegExp {
 
 interface ParsedConfig {
   config: LoraConfig;
-  /** For a regex target_modules: decides which projections it selects once the layers are known. */
+  /**
+   * For a regex (or absent) target_modules: the projections it selects are those of the file's
+   * pairs, each of which must match.
+   */
   regex: RegExp | null;
 }
 
@@ -293,6 +296,11 @@ export function parseAdapterConfig(json: unknown): ParsedConfig {
     }
   } else if (Array.isArray(targets) && targets.every((t) => typeof t === 'string')) {
     targetModules = targets as string[];
+  } else if (targets === undefined || targets === null) {
+    // PEFT fills target_modules in when it wraps the model, so saved adapters carry it; for a
+    // hand-written config without it, the modules present in the file decide.
+    regex = /^/;
+    targetModules = [];
   } else {
     throw new PeftError(`${file}: "target_modules" must be a list of module names or a regex string, got ${JSON.stringify(targets)}`);
   }

@@ -101,7 +101,7 @@ export class CpuTrainOps implements TrainOps<Float32Array, CpuWeight, Uint32Arra
     }
   }
 
-  ropeBackward(dx: Float32Array, positions: Uint32Array, cos: CpuWeight, sin: CpuWeight, tokens: number, heads: number, headDim: number): void {
+  ropeBackward(dx: Float32Array, positions: Uint32Array, cos: CpuWeight, sin: CpuWeight, tokens: number, heads: number, headDim: number, _maxPos?: number): void {
     const half = headDim / 2;
     for (let t = 0; t < tokens; t++) {
       const pos = positions[t];

@@ -275,7 +275,8 @@ export function tokenizeRow(row: unknown, tok: HFTokenizer | null, opts: Tokeniz
     if (!messages.some((m) => m.role === 'assistant')) {
       throw new TrainingDataError(`${where}: no assistant message, so nothing to learn (the loss covers assistant turns only)`);
     }
-    example = encodeSegments(t, chatSegments(t, messages, () => true, where), endTokenIds(t, opts));
+    const isAssistant = (i: number) => messages[i].role === 'assistant';
+    example = encodeSegments(t, chatSegments(t, messages, isAssistant, where), endTokenIds(t, opts));
   } else if ('prompt' in row || 'completion' in row) {
     example = promptCompletion(row, tok, opts, where);
   } else if ('text' in row) {

@@ -1,0 +1,186 @@
+/**
+ * Chat with the loaded model: streamed replies rendered as sanitised Markdown (KaTeX math), a stop
+ * button, system prompt, sampling controls and tokens/s.
+ */
+import type { ChatCompletionRequest, ChatMessage } from '../../engine/types';
+import type { ChatStats, LoadedModel } from '../api';
+import { Comlink, newTaskId, type AppContext, type Page } from '../client';
+import { errorText, field, h, numberInput, readNumber } from '../dom';
+import { setMarkdown } from '../markdown';
+
+const DEFAULT_SYSTEM = 'You are a helpful assistant. Think step by step and answer concisely.';
+
+function statsText(s: ChatStats): string {
+  const parts = [`${s.completionTokens} tokens`, `${s.tokensPerS.toFixed(1)} tokens/s`, `first token ${s.ttftMs} ms`, `prompt ${s.promptTokens} tokens`];
+  if (s.finishReason === 'length') parts.push('stopped at max tokens');
+  if (s.finishReason === 'abort') parts.push('stopped');
+  return parts.join(' · ');
+}
+
+export const chatPage: Page = {
+  id: 'chat',
+  title: 'Chat',
+  mount(root: HTMLElement, ctx: AppContext) {
+    const { api, state } = ctx;
+    const history: ChatMessage[] = [];
+    let generating: string | null = null;
+
+    // ---- settings -------------------------------------------------------------------------
+    const system = h('textarea', { rows: 4, id: 'chat-system', spellcheck: 'true' });
+    system.value = DEFAULT_SYSTEM;
+    const temperature = numberInput({ value: 0.7, min: 0, max: 2, step: 0.05 });
+    temperature.id = 'chat-temperature';
+    const topP = numberInput({ value: 0.95, min: 0, max: 1, step: 0.01 });
+    topP.id = 'chat-top-p';
+    const topK = numberInput({ value: 40, min: 0, step: 1 });
+    topK.id = 'chat-top-k';
+    const maxTokens = numberInput({ value: 256, min: 1, step: 1 });
+    maxTokens.id = 'chat-max-tokens';
+    const seed = numberInput({ value: '', min: 0, step: 1, placeholder: 'random' });
+    seed.id = 'chat-seed';
+    const adapter = h('select', { id: 'chat-adapter', disabled: true }, h('option', { value: '' }, 'No adapters loaded'));
+    const settings = h(
+      'aside',
+      { class: 'card chat-settings', 'aria-labelledby': 'chat-settings-h' },
+      h('h2', { id: 'chat-settings-h' }, 'Settings'),
+      field('System prompt', system),
+      h('div', { class: 'grid2' }, field('Temperature', temperature), field('Top p', topP), field('Top k', topK, '0 = off'), field('Max tokens', maxTokens), field('Seed', seed, 'Empty = random')),
+      field('Adapter', adapter, 'No adapters loaded. LoRA adapters appear here once training is available.'),
+    );
+
+    // ---- conversation ---------------------------------------------------------------------
+    const notice = h('div', { class: 'notice', id: 'chat-notice' });
+    const log = h('div', { class: 'messages', id: 'chat-log', role: 'log', 'aria-live': 'polite', 'aria-label': 'Conversation' });
+    const empty = h('div', { class: 'muted empty markdown' });
+    setMarkdown(empty, 'Replies are rendered as **Markdown** with math, e.g. $e^{i\\pi}+1=0$.');
+    log.append(empty);
+    const input = h('textarea', { id: 'chat-input', rows: 3, placeholder: 'Ask something… (Enter to send, Shift+Enter for a new line)', 'aria-label': 'Message' });
+    const send = h('button', { type: 'submit', class: 'primary', id: 'chat-send' }, 'Send');
+    const stop = h('button', { type: 'button', class: 'danger', id: 'chat-stop', hidden: true }, 'Stop');
+    const clearBtn = h('button', { type: 'button', class: 'secondary', id: 'chat-clear' }, 'Clear');
+    const stats = h('p', { class: 'stats muted', id: 'chat-stats', 'aria-live': 'off' });
+    const composer = h('form', { class: 'composer' }, input, h('div', { class: 'composer-actions' }, send, stop, clearBtn));
+    const conversation = h('div', { class: 'card chat-main' }, notice, log, composer, stats);
+
+    const addMessage = (role: 'user' | 'assistant', text: string): { el: HTMLElement; body: HTMLElement } => {
+      empty.remove();
+      const body = h('div', { class: 'content markdown' });
+      const el = h('article', { class: `msg ${role}`, 'data-role': role }, h('header', {}, role === 'user' ? 'You' : (state.model?.id ?? 'Model')), body);
+      setMarkdown(body, text);
+      log.append(el);
+      log.scrollTop = log.scrollHeight;
+      return { el, body };
+    };
+
+    const updateAvailability = () => {
+      const m: LoadedModel | null = state.model;
+      const ready = !!m;
+      send.disabled = !ready || !!generating;
+      input.disabled = !ready;
+      notice.replaceChildren();
+      if (!ready) {
+        const go = h('button', { type: 'button', class: 'link', onclick: () => ctx.show('models') }, 'Models page');
+        notice.append(state.busy ? `${state.busy} ` : 'No model loaded. Load one on the ', state.busy ? '' : go, state.busy ? '' : '.');
+        notice.hidden = false;
+      } else {
+        notice.hidden = true;
+      }
+    };
+    state.on('model', updateAvailability);
+    state.on('busy', updateAvailability);
+
+    const sampling = (): Omit<ChatCompletionRequest, 'messages'> => {
+      const s = readNumber(seed, NaN);
+      return {
+        temperature: readNumber(temperature, 0.7),
+        top_p: readNumber(topP, 1),
+        top_k: Math.floor(readNumber(topK, 0)) || undefined,
+        max_tokens: Math.max(1, Math.floor(readNumber(maxTokens, 256))),
+        ...(Number.isFinite(s) ? { seed: Math.floor(s) } : {}),
+      };
+    };
+
+    const submit = async () => {
+      const text = input.value.trim();
+      if (!text || generating || !state.model) return;
+      input.value = '';
+      history.push({ role: 'user', content: text });
+      addMessage('user', text);
+      const reply = addMessage('assistant', '');
+      reply.el.classList.add('streaming');
+      reply.el.dataset.deltas = '0';
+      let replyText = '';
+      let frame = 0;
+      const t0 = performance.now();
+      let pieces = 0;
+      const onDelta = (piece: string) => {
+        replyText += piece;
+        pieces++;
+        reply.el.dataset.deltas = String(pieces);
+        if (!frame) {
+          frame = requestAnimationFrame(() => {
+            frame = 0;
+            setMarkdown(reply.body, replyText);
+            log.scrollTop = log.scrollHeight;
+            const s = (performance.now() - t0) / 1000;
+            stats.textContent = `${pieces} tokens · ${(pieces / Math.max(s, 1e-3)).toFixed(1)} tokens/s…`;
+          });
+        }
+      };
+      const id = newTaskId('chat');
+      generating = id;
+      stop.hidden = false;
+      updateAvailability();
+      stats.textContent = 'Generating…';
+      try {
+        const sys = system.value.trim();
+        const messages: ChatMessage[] = [...(sys ? [{ role: 'system' as const, content: sys }] : []), ...history];
+        const result = await api.chat(id, { messages, ...sampling() }, Comlink.proxy(onDelta));
+        cancelAnimationFrame(frame);
+        frame = 0;
+        replyText = result.text;
+        setMarkdown(reply.body, replyText);
+        history.push({ role: 'assistant', content: replyText });
+        stats.textContent = statsText(result);
+        reply.el.dataset.finish = result.finishReason;
+        if (result.finishReason === 'abort') reply.el.append(h('p', { class: 'note' }, 'Stopped.'));
+      } catch (e) {
+        cancelAnimationFrame(frame);
+        history.pop(); // the failed turn is not part of the context
+        reply.el.classList.add('error');
+        reply.body.textContent = `Error: ${errorText(e)}`;
+        stats.textContent = '';
+      } finally {
+        reply.el.classList.remove('streaming');
+        generating = null;
+        stop.hidden = true;
+        updateAvailability();
+        log.scrollTop = log.scrollHeight;
+        input.focus();
+      }
+    };
+
+    composer.addEventListener('submit', (e) => {
+      e.preventDefault();
+      void submit();
+    });
+    input.addEventListener('keydown', (e) => {
+      if (e.key === 'Enter' && !e.shiftKey && !e.isComposing) {
+        e.preventDefault();
+        void submit();
+      }
+    });
+    stop.addEventListener('click', () => {
+      if (generating) void api.abort(generating);
+    });
+    clearBtn.addEventListener('click', () => {
+      if (generating) void api.abort(generating);
+      history.length = 0;
+      log.replaceChildren(empty);
+      stats.textContent = '';
+    });
+
+    root.append(h('div', { class: 'chat-layout' }, conversation, settings));
+    updateAvailability();
+  },
+};
