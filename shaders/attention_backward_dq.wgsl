@@ -4,28 +4,44 @@
 //   D = sum_j P_j dP_j (= dout.out),  dS_j = P_j (dP_j - D),  dq = scale * sum_j dS_j k_j.
 // Sweep 1: each invocation keeps an online (max, sum exp, sum exp*dP) over its own keys j = lid
 // (mod 64) — no barriers per chunk — and the 64 triples are merged once. Sweep 2: chunks of 64 keys
-// compute dS (one key per invocation), then the invocations switch to owning head dims
-// (lid, lid+64, ...) to accumulate dq, as the forward kernel does for the output.
+// compute dS (one key per invocation), then the invocations switch to owning head dims to
+// accumulate dq, as the forward kernel does for the output.
+// VEC4 (headDim % 4 == 0): K, V, q and dout are read as vec4 and each invocation owns 4 dims.
 // stats (u32 words): [lse, D] per (token, head) as f32 bits, then [slot, position] per token, so
 // pass 2 needs no more bindings than the limit of 8 storage buffers.
 struct Params { tokens: u32, heads: u32, kvHeads: u32, headDim: u32, maxSeq: u32, scale: f32 }
 @group(0) @binding(0) var<uniform> p: Params;
-@group(0) @binding(1) var<storage, read> dout: array<f32>;
-@group(0) @binding(2) var<storage, read> q: array<f32>;
-@group(0) @binding(3) var<storage, read> cacheK: array<f32>;
-@group(0) @binding(4) var<storage, read> cacheV: array<f32>;
+//#if VEC4
+alias V = vec4<f32>;
+const W = 4u;
+//#else
+alias V = f32;
+const W = 1u;
+//#endif
+@group(0) @binding(1) var<storage, read> dout: array<V>;
+@group(0) @binding(2) var<storage, read> q: array<V>;
+@group(0) @binding(3) var<storage, read> cacheK: array<V>;
+@group(0) @binding(4) var<storage, read> cacheV: array<V>;
 @group(0) @binding(5) var<storage, read> slots: array<u32>;
 @group(0) @binding(6) var<storage, read> positions: array<u32>;
-@group(0) @binding(7) var<storage, read_write> dq: array<f32>;
+@group(0) @binding(7) var<storage, read_write> dq: array<V>;
 @group(0) @binding(8) var<storage, read_write> stats: array<u32>;
 
 const CHUNK = 64u;
-var<workgroup> qs: array<f32, 256>;
-var<workgroup> dos: array<f32, 256>;
+var<workgroup> qs: array<V, 256 / W>;
+var<workgroup> dos: array<V, 256 / W>;
 var<workgroup> rm: array<f32, 64>;
 var<workgroup> rl: array<f32, 64>;
 var<workgroup> ra: array<f32, 64>;
 var<workgroup> dsc: array<f32, 64>;
+
+fn vsum(v: V) -> f32 {
+//#if VEC4
+  return v.x + v.y + v.z + v.w;
+//#else
+  return v;
+//#endif
+}
 
 @compute @workgroup_size(64)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nw: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
@@ -34,16 +50,17 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nw: vec3<
   let t = min(th / p.heads, p.tokens - 1u);
   let h = th % p.heads;
   let kvh = h / (p.heads / p.kvHeads);
-  let kvDim = p.kvHeads * p.headDim;
-  let qBase = min(th, p.tokens * p.heads - 1u) * p.headDim;
-  for (var d = lid; d < p.headDim; d += CHUNK) {
+  let hd = p.headDim / W;                // in units of V
+  let kvDim = p.kvHeads * hd;
+  let qBase = min(th, p.tokens * p.heads - 1u) * hd;
+  for (var d = lid; d < hd; d += CHUNK) {
     qs[d] = q[qBase + d];
     dos[d] = dout[qBase + d];
   }
   workgroupBarrier();
   let last = positions[t];
   let slot = slots[t];
-  let cacheBase = slot * p.maxSeq * kvDim + kvh * p.headDim;
+  let cacheBase = slot * p.maxSeq * kvDim + kvh * hd;
 
   // Sweep 1: per-invocation online softmax statistics.
   var mi = -3.0e38;
@@ -51,22 +68,22 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nw: vec3<
   var ai = 0.0;
   for (var j = lid; j <= last; j += CHUNK) {
     let kb = cacheBase + j * kvDim;
-    var s = 0.0;
-    var dp = 0.0;
-    for (var d = 0u; d < p.headDim; d++) {
+    var s = V(0.0);
+    var dp = V(0.0);
+    for (var d = 0u; d < hd; d++) {
       s += qs[d] * cacheK[kb + d];
       dp += dos[d] * cacheV[kb + d];
     }
-    s *= p.scale;
-    if (s > mi) {
-      let alpha = exp(mi - s);
+    let sj = vsum(s) * p.scale;
+    if (sj > mi) {
+      let alpha = exp(mi - sj);
       li *= alpha;
       ai *= alpha;
-      mi = s;
+      mi = sj;
     }
-    let e = exp(s - mi);
+    let e = exp(sj - mi);
     li += e;
-    ai += e * dp;
+    ai += e * vsum(dp);
   }
   rm[lid] = mi;
   rl[lid] = li;
@@ -84,21 +101,21 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nw: vec3<
   let lse = gm + log(gl);
   let D = ga / gl;
 
-  // Sweep 2: dS per key, then dq accumulated over dims.
-  var acc = vec4<f32>(0.0);              // dims lid, lid+64, lid+128, lid+192
+  // Sweep 2: dS per key, then dq accumulated over dims (lid, lid + 64, ...) in units of V.
+  var acc = array<V, 4>(V(0.0), V(0.0), V(0.0), V(0.0));
   for (var c0 = 0u; c0 <= last; c0 += CHUNK) {
     let j = c0 + lid;
     var ds = 0.0;
     if (j <= last) {
       let kb = cacheBase + j * kvDim;
-      var s = 0.0;
-      var dp = 0.0;
-      for (var d = 0u; d < p.headDim; d++) {
+      var s = V(0.0);
+      var dp = V(0.0);
+      for (var d = 0u; d < hd; d++) {
         s += qs[d] * cacheK[kb + d];
         dp += dos[d] * cacheV[kb + d];
       }
-      let pj = exp(s * p.scale - lse);
-      ds = pj * (dp - D);
+      let pj = exp(vsum(s) * p.scale - lse);
+      ds = pj * (vsum(dp) - D);
     }
     dsc[lid] = ds;
     workgroupBarrier();
@@ -106,17 +123,17 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nw: vec3<
     for (var i = 0u; i < n; i++) {
       let w = dsc[i];
       let kb = cacheBase + (c0 + i) * kvDim;
-      for (var r = 0u; r < 4u; r++) {
+      for (var r = 0u; r < 4u / W; r++) {
         let d = lid + r * CHUNK;
-        if (d < p.headDim) { acc[r] += w * cacheK[kb + d]; }
+        if (d < hd) { acc[r] += w * cacheK[kb + d]; }
       }
     }
     workgroupBarrier();                  // dsc is overwritten by the next chunk
   }
   if (!valid) { return; }
-  for (var r = 0u; r < 4u; r++) {
+  for (var r = 0u; r < 4u / W; r++) {
     let d = lid + r * CHUNK;
-    if (d < p.headDim) { dq[qBase + d] = acc[r] * p.scale; }
+    if (d < hd) { dq[qBase + d] = acc[r] * p.scale; }
   }
   if (lid == 0u) {
     stats[th * 2u] = bitcast<u32>(lse);

@@ -11,6 +11,13 @@ import { devicePage } from './views/device';
 import { modelsPage } from './views/models';
 import { teachPage } from './views/teach';
 
+/** The ark: a hull carrying three agents (static markup). */
+const LOGO_SVG =
+  '<svg viewBox="0 0 32 32" width="28" height="28" aria-hidden="true" focusable="false">' +
+  '<path d="M3 17h26l-4.5 8.5a3 3 0 0 1-2.6 1.5H10.1a3 3 0 0 1-2.6-1.5z" fill="currentColor"/>' +
+  '<circle cx="10" cy="12" r="3" fill="currentColor" opacity=".55"/><circle cx="16" cy="9" r="3.4" fill="currentColor" opacity=".8"/>' +
+  '<circle cx="22" cy="12" r="3" fill="currentColor" opacity=".55"/></svg>';
+
 /** Tab order. Training and evaluation pages slot in here. */
 const pages: Page[] = [chatPage, modelsPage, teachPage, devicePage];
 
@@ -21,13 +28,15 @@ function boot(): void {
   const api = startWorker();
   const params = new URLSearchParams(location.search);
 
+  const logo = h('span', { class: 'logo' });
+  logo.innerHTML = LOGO_SVG;
   const tablist = h('nav', { class: 'tabs', role: 'tablist', 'aria-label': 'Pages' });
   const modelBadge = h('span', { class: 'badge', id: 'model-badge', title: 'Loaded model' }, 'No model loaded');
   const busyBadge = h('span', { class: 'badge busy', id: 'busy-badge', hidden: true });
   const header = h(
     'header',
     { class: 'app-header' },
-    h('div', { class: 'brand' }, h('span', { class: 'logo', 'aria-hidden': 'true' }, '⛵'), h('h1', {}, 'AgentArk Web'), h('span', { class: 'tagline' }, 'multi-agent debate → one small student model, on WebGPU')),
+    h('div', { class: 'brand' }, logo, h('h1', {}, 'AgentArk Web'), h('span', { class: 'tagline' }, 'multi-agent debate → one small student model, on WebGPU')),
     h('div', { class: 'header-status' }, busyBadge, modelBadge),
   );
   const main = h('main', { class: 'pages' });
