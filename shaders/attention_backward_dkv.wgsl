@@ -57,6 +57,11 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nw: vec3<
   let seqInfo = p.tokens * p.heads * 2u;
   var dkAcc: array<V, MAXD>;
   var dvAcc: array<V, MAXD>;
+//#if KREG
+  var kr: array<V, MAXD>;
+  var vr: array<V, MAXD>;
+  for (var d = 0u; d < hd; d++) { kr[d] = cacheK[kb + d]; vr[d] = cacheV[kb + d]; }
+//#endif
   for (var t = 0u; t < p.tokens; t++) {
     let pos = stats[seqInfo + t * 2u + 1u];
     if (stats[seqInfo + t * 2u] != slot || pos < j0) { continue; }
@@ -74,8 +79,13 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nw: vec3<
         var s = V(0.0);
         var dp = V(0.0);
         for (var d = 0u; d < hd; d++) {
+//#if KREG
+          s += qs[d] * kr[d];
+          dp += dos[d] * vr[d];
+//#else
           s += qs[d] * cacheK[kb + d];
           dp += dos[d] * cacheV[kb + d];
+//#endif
         }
         let pj = exp(vsum(s) * p.scale - lse);
         let ds = pj * (vsum(dp) - D) * p.scale;

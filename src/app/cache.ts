@@ -96,7 +96,7 @@ export class CachedSource implements FileSource {
   async exists(name: string): Promise<boolean> {
     const m = await this.state();
     if (name in m.files) return true;
-    if (m.complete && m.absent.includes(name)) return false;
+    if (m.absent.includes(name)) return false;
     if (await this.hit(name)) return true;
     const found = await this.inner.exists(name);
     await this.note(name, found ? -1 : null);

@@ -139,8 +139,20 @@ function sameOrigin(url: string): boolean {
   }
 }
 
+/** A short model name for the UI and trajectories: the repo id, the folder name or the URL's last path part. */
+function displayName(source: ModelSource): string {
+  if (source.kind === 'hf') return source.id;
+  if (source.kind === 'files') return source.label;
+  const u = new URL(source.url);
+  const parts = u.pathname.split('/').filter(Boolean);
+  return parts.length ? decodeURIComponent(parts.slice(-2).join('/')) : u.host;
+}
+
+/** One CachedSource per cache for the worker's lifetime, so what it learnt (sizes, absent files) is reused. */
+const cachedSources = new Map<string, CachedSource>();
+
 /** The FileSource for a model; downloads from other origins go through the Cache Storage. */
-function openModel(source: ModelSource): { files: FileSource; cached: CachedSource | null; label: string } {
+async function openModel(source: ModelSource): Promise<{ files: FileSource; cached: CachedSource | null; label: string }> {
   let inner: FileSource;
   let label: string;
   switch (source.kind) {
@@ -158,7 +170,11 @@ function openModel(source: ModelSource): { files: FileSource; cached: CachedSour
       break;
   }
   if (!cacheAvailable()) return { files: inner, cached: null, label };
-  const cached = new CachedSource(inner);
+  const fresh = new CachedSource(inner);
+  // Reuse the remembered one unless the page deleted its cache meanwhile.
+  const known = cachedSources.get(fresh.cacheName);
+  const cached = known && (await caches.has(fresh.cacheName)) ? known : fresh;
+  cachedSources.set(cached.cacheName, cached);
   return { files: cached, cached, label };
 }
 
@@ -173,7 +189,7 @@ async function inspectSource(files: FileSource, settings: LoadSettings, signal?:
 async function inspect(source: ModelSource, settings: LoadSettings, taskId: string): Promise<InspectResult> {
   const ctrl = startTask(taskId);
   try {
-    return await inspectSource(openModel(source).files, settings, ctrl.signal);
+    return await inspectSource((await openModel(source)).files, settings, ctrl.signal);
   } finally {
     endTask(taskId, ctrl);
   }
@@ -192,7 +208,7 @@ async function load(source: ModelSource, settings: LoadSettings, taskId: string,
     delivered = notify(onProgress, e);
   };
   try {
-    const { files, cached } = openModel(source);
+    const { files, cached } = await openModel(source);
     progress({ phase: 'inspect', done: 0, total: 1, unit: 'items', note: 'reading config.json and weight headers' });
     const inspected = await inspectSource(files, settings, ctrl.signal);
     const blocking = inspected.estimate.checks.find((c) => c.level === 'error');
@@ -207,7 +223,7 @@ async function load(source: ModelSource, settings: LoadSettings, taskId: string,
     const runtime = await Runtime.fromCheckpoint(ckpt, { contextLength: settings.contextLength, maxBatch: settings.maxBatch, dtype: settings.dtype });
     progress({ phase: 'upload', done: 1, total: 1, unit: 'items', note: 'ready' });
     const info: LoadedModel = {
-      id: runtime.modelId,
+      id: displayName(source),
       summary: inspected.summary,
       estimate: inspected.estimate,
       backend: runtime.describeBackend(),

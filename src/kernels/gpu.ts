@@ -77,8 +77,19 @@ export class GpuBackend implements Backend<GpuTensor, GpuWeight, GpuIndices> {
 
   indices(data: Uint32Array): GpuIndices {
     const buffer = this.gpu.acquire(Math.max(16, data.byteLength), 'indices');
-    this.gpu.write(buffer, data);
+    this.write(buffer, data);
     return { buffer, length: data.length };
+  }
+
+  /**
+   * Host → GPU copy, ordered after every dispatch recorded so far. queue.writeBuffer runs before
+   * command buffers submitted later, so pending work is submitted first: otherwise a pooled buffer
+   * still read by a recorded dispatch, or a tensor a recorded dispatch zeroes, would be overwritten
+   * out of order.
+   */
+  write(buffer: GPUBuffer, data: ArrayBufferView): void {
+    this.flush();
+    this.gpu.write(buffer, data);
   }
 
   tensor(n: number, label = 'activation'): GpuTensor {
@@ -87,7 +98,7 @@ export class GpuBackend implements Backend<GpuTensor, GpuWeight, GpuIndices> {
 
   fromHost(data: Float32Array): GpuTensor {
     const t = this.tensor(data.length);
-    this.gpu.write(t.buffer, data);
+    this.write(t.buffer, data);
     return t;
   }
 

@@ -16,7 +16,7 @@ import { TrainingPass, hfName, type LoraParam, type TrainableSet } from '../mode
 import type { ProgressCallback } from '../progress';
 import type { TrainExample } from './data';
 import { batchExamples } from './data';
-import { initLoraPair, loraScale, type LoraConfig, type PeftAdapter } from '../formats/peft';
+import { initLoraPair, loraScale, validateAdapter, type LoraConfig, type PeftAdapter } from '../formats/peft';
 import { lrMultiplier, type ScheduleKind } from './schedule';
 import { Rng } from '../engine/sampling';
 
@@ -150,6 +150,7 @@ export class Trainer {
     const o = this.opts;
     const c = this.model.config;
     if (init) {
+      validateAdapter(init, c);
       o.rank = init.config.r;
       o.alpha = init.config.loraAlpha;
       o.useRslora = init.config.useRslora;
@@ -372,6 +373,5 @@ function writeTensor(be: AnyBackend, target: unknown, data: Float32Array): void 
     target.set(data);
     return;
   }
-  const g = be as GpuBackend;
-  g.gpu.write((target as { buffer: GPUBuffer }).buffer, data);
+  (be as GpuBackend).write((target as { buffer: GPUBuffer }).buffer, data);
 }

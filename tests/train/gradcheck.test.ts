@@ -107,7 +107,7 @@ describe('WebGPU training pass vs CPU twin', () => {
         for (const p of t.params) if (p.name.endsWith('.B')) {
           const vals = Float32Array.from({ length: p.n }, (_, i) => Math.sin(i + p.n) * 0.3);
           if (p.tensor instanceof Float32Array) p.tensor.set(vals);
-          else (t.model.backend as GpuBackend).gpu.write((p.tensor as { buffer: GPUBuffer }).buffer, vals);
+          else (t.model.backend as GpuBackend).write((p.tensor as { buffer: GPUBuffer }).buffer, vals);
         }
       }
       const lc = await lossOf(cpu.trainer);

@@ -12,8 +12,9 @@ const KEY_FEATURES: [string, string][] = [
 
 const BYTE_LIMITS = /Size$/;
 
-function yesNo(v: boolean): HTMLElement {
-  return h('span', { class: `pill ${v ? 'yes' : 'no'}` }, v ? 'yes' : 'no');
+/** A yes/no pill; `needed` marks a "no" as a problem rather than a missing extra. */
+function yesNo(v: boolean, needed = false): HTMLElement {
+  return h('span', { class: `pill ${v ? 'yes' : needed ? 'bad' : 'no'}` }, v ? 'yes' : 'no');
 }
 
 function render(body: HTMLElement, d: AdapterReport, mem: { allocatedBytes: number; peakBytes: number } | null, backend: string | null): void {
@@ -25,8 +26,8 @@ function render(body: HTMLElement, d: AdapterReport, mem: { allocatedBytes: numb
     h(
       'tbody',
       {},
-      h('tr', {}, h('th', { scope: 'row' }, 'WebGPU'), h('td', {}, yesNo(d.available))),
-      h('tr', {}, h('th', { scope: 'row' }, 'Cross-origin isolated'), h('td', {}, yesNo(d.crossOriginIsolated))),
+      h('tr', {}, h('th', { scope: 'row' }, 'WebGPU'), h('td', {}, yesNo(d.available, true))),
+      h('tr', {}, h('th', { scope: 'row' }, 'Cross-origin isolated'), h('td', {}, yesNo(d.crossOriginIsolated, true))),
       h('tr', {}, h('th', { scope: 'row' }, 'CPU threads'), h('td', {}, String(d.hardwareConcurrency))),
       h('tr', {}, h('th', { scope: 'row' }, 'Device memory'), h('td', {}, d.deviceMemoryGB ? `≈ ${d.deviceMemoryGB} GB (browser estimate)` : 'unknown')),
     ),

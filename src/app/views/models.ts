@@ -263,6 +263,8 @@ export const modelsPage: Page = {
           progress.max = Math.max(1, e.total);
           progress.value = e.done;
           progress.dataset.phase = 'download';
+          progress.dataset.bytes = String(e.done);
+          progress.dataset.total = String(e.total);
         } else {
           progress.dataset.phase = e.phase;
           if (e.phase === 'upload') progress.removeAttribute('value');
@@ -336,11 +338,9 @@ export const modelsPage: Page = {
         return h(
           'tr',
           { 'data-cache': c.cacheName.slice(MODEL_CACHE_PREFIX.length) },
-          h('td', { class: 'break' }, c.location),
-          h('td', { class: 'num' }, String(c.files)),
-          h('td', { class: 'num' }, formatBytes(c.bytes)),
-          h('td', {}, c.complete ? 'complete' : 'partial'),
-          h('td', {}, c.savedAt ? new Date(c.savedAt).toLocaleString() : '—'),
+          h('td', { class: 'break location' }, c.location, h('div', { class: 'muted small' }, `${c.files} files · ${c.complete ? 'complete' : 'partial download'}`)),
+          h('td', { class: 'num nowrap' }, formatBytes(c.bytes)),
+          h('td', { class: 'nowrap' }, c.savedAt ? new Date(c.savedAt).toLocaleString(undefined, { dateStyle: 'short', timeStyle: 'short' }) : '—'),
           h('td', { class: 'row-actions' }, use, del),
         );
       });
@@ -348,7 +348,7 @@ export const modelsPage: Page = {
         h(
           'table',
           { class: 'list', id: 'cache-table' },
-          h('thead', {}, h('tr', {}, h('th', { scope: 'col' }, 'Model'), h('th', { scope: 'col', class: 'num' }, 'Files'), h('th', { scope: 'col', class: 'num' }, 'Size'), h('th', { scope: 'col' }, 'State'), h('th', { scope: 'col' }, 'Saved'), h('th', { scope: 'col' }, h('span', { class: 'visually-hidden' }, 'Actions')))),
+          h('thead', {}, h('tr', {}, h('th', { scope: 'col' }, 'Model'), h('th', { scope: 'col', class: 'num' }, 'Size'), h('th', { scope: 'col' }, 'Saved'), h('th', { scope: 'col' }, h('span', { class: 'visually-hidden' }, 'Actions')))),
           h('tbody', {}, ...rows),
         ),
       );

@@ -13,8 +13,8 @@ import { clear, downloadText, errorText, field, h, numberInput, readNumber, stat
 import { setMarkdown } from '../markdown';
 
 const TASKS: [Task, string][] = [
-  ['gsm8k', 'GSM8K (numeric answer)'],
-  ['math', 'MATH (boxed answer)'],
+  ['gsm8k', 'GSM8K'],
+  ['math', 'MATH'],
   ['mc', 'Multiple choice'],
 ];
 
@@ -291,11 +291,19 @@ export const teachPage: Page = {
                 const c = v.cells.get(cellKey(round.round, i));
                 if (!c) return;
                 setMarkdown(c.body, m.completion);
-                c.meta.replaceChildren(h('span', { class: `pill ${m.correct ? 'yes' : 'no'}` }, m.extracted === null ? 'no answer' : `answer ${m.extracted}`), ` ${m.usage.completion_tokens} tokens · ${(m.latencyMs / 1000).toFixed(1)} s`);
+                c.meta.replaceChildren(h('span', { class: `pill ${m.correct ? 'yes' : 'bad'}` }, m.extracted === null ? 'no answer' : `answer ${m.extracted}`), ` ${m.usage.completion_tokens} tokens · ${(m.latencyMs / 1000).toFixed(1)} s`);
               });
             }
             const agg = v.cells.get('agg');
-            if (agg && e.record.aggregator.completion !== undefined) setMarkdown(agg.body, e.record.aggregator.completion);
+            const a = e.record.aggregator;
+            if (agg && a.completion !== undefined) {
+              setMarkdown(agg.body, a.completion);
+              const how = a.fallback === 'vote' ? ' · unparsed, majority vote used' : '';
+              agg.meta.replaceChildren(
+                h('span', { class: `pill ${a.correct ? 'yes' : 'bad'}` }, a.extracted === null ? 'no answer' : `answer ${a.extracted}`),
+                ` ${a.usage?.completion_tokens ?? 0} tokens · ${((a.latencyMs ?? 0) / 1000).toFixed(1)} s${how}`,
+              );
+            }
             const f = e.record.final;
             v.final.className = `final ${f.correct ? 'ok-text' : 'bad-text'}`;
             v.final.textContent = `final answer ${f.answer ?? '—'} (${f.correct ? 'correct' : 'wrong'})`;
