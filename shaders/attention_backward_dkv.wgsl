@@ -5,7 +5,8 @@
 // heads h: with P = exp(scale * q.k_j - lse) and dS = P (dout.v_j - D) (lse, D from pass 1),
 //   dk_j += scale * dS * q_h,   dv_j += P * dout_h.
 // Every key position of the cache is written (zero where no query attends to it).
-// VEC4 (headDim % 4 == 0): rows are read as vec4. SMALL_HEAD_DIM: headDim <= 64.
+// VEC4 (headDim % 4 == 0): rows are read as vec4. SMALL_HEAD_DIM (headDim <= 64): the key's own
+// k_j, v_j rows are also kept in registers, so the inner loops read only workgroup memory.
 struct Params { tokens: u32, heads: u32, kvHeads: u32, headDim: u32, maxSeq: u32, slotCount: u32, scale: f32 }
 @group(0) @binding(0) var<uniform> p: Params;
 //#if VEC4
@@ -57,7 +58,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nw: vec3<
   let seqInfo = p.tokens * p.heads * 2u;
   var dkAcc: array<V, MAXD>;
   var dvAcc: array<V, MAXD>;
-//#if KREG
+//#if SMALL_HEAD_DIM
   var kr: array<V, MAXD>;
   var vr: array<V, MAXD>;
   for (var d = 0u; d < hd; d++) { kr[d] = cacheK[kb + d]; vr[d] = cacheV[kb + d]; }
@@ -79,7 +80,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nw: vec3<
         var s = V(0.0);
         var dp = V(0.0);
         for (var d = 0u; d < hd; d++) {
-//#if KREG
+//#if SMALL_HEAD_DIM
           s += qs[d] * kr[d];
           dp += dos[d] * vr[d];
 //#else

@@ -147,6 +147,7 @@ export async function benchmarkModel(backend: AnyBackend, size: ModelSize, prefi
   }
   const decodeMs = performance.now() - t0;
   model.freeCache(cache);
+  model.dispose();
   return {
     model: size.name,
     params,
@@ -157,16 +158,54 @@ export async function benchmarkModel(backend: AnyBackend, size: ModelSize, prefi
   };
 }
 
+export interface TrainResult {
+  model: string;
+  mode: 'lora' | 'full';
+  backend: string;
+  batch: number;
+  seqLen: number;
+  stepMs: number;
+  tokensPerS: number;
+  /** Peak bytes of GPU buffers allocated during the run (weights + activations + optimizer); null on the CPU. */
+  peakGpuBytes: number | null;
+}
+
+/** Training steps per second on random data: one micro-batch of `batch` x `seqLen` tokens per step. */
+export async function benchmarkTraining(backend: AnyBackend, size: ModelSize, mode: 'lora' | 'full', batch = 4, seqLen = 64, steps = 3): Promise<TrainResult> {
+  const { Trainer, DEFAULT_TRAIN_OPTIONS } = await import('../train/trainer');
+  const gpu = backend instanceof GpuBackend ? backend.gpu : null;
+  gpu?.resetPeak();
+  const baseline = gpu ? gpu.memoryStats().allocatedBytes : 0;
+  const config = benchConfig(size);
+  const model = LlamaModel.fromTensors(backend, config, randomTensors(config), seqLen);
+  const examples = Array.from({ length: batch * (steps + 1) }, (_, r) => {
+    const ids = Array.from({ length: seqLen }, (_, i) => (r * 31 + i * 7) % size.vocab);
+    return { inputIds: ids, labels: ids };
+  });
+  const trainer = new Trainer(model, examples, { ...DEFAULT_TRAIN_OPTIONS, mode, batchSize: batch, steps: steps + 1, targets: ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'], rank: 8, alpha: 16 });
+  await trainer.step(); // warm-up
+  const t0 = performance.now();
+  let tokens = 0;
+  for (let i = 0; i < steps; i++) tokens += (await trainer.step()).tokens;
+  const ms = (performance.now() - t0) / steps;
+  // Peak above what was allocated before this run: weights, activations, gradients, optimizer state.
+  const peak = gpu ? gpu.memoryStats().peakBytes - baseline : null;
+  trainer.dispose();
+  model.dispose();
+  return { model: size.name, mode, backend: backend.name, batch, seqLen, stepMs: ms, tokensPerS: (tokens / steps / ms) * 1000, peakGpuBytes: peak };
+}
+
 export interface SpeedReport {
   adapter: string;
   kernels: KernelResult[];
   models: ModelResult[];
+  training: TrainResult[];
 }
 
 export async function runSpeedBenchmarks(opts: { sizes?: ModelSize[]; cpuTwin?: boolean; log?: (line: string) => void } = {}): Promise<SpeedReport> {
   const log = opts.log ?? (() => {});
   const gpu = await Gpu.create();
-  const report: SpeedReport = { adapter: gpu.describe(), kernels: [], models: [] };
+  const report: SpeedReport = { adapter: gpu.describe(), kernels: [], models: [], training: [] };
   log(`adapter: ${report.adapter}`);
   report.kernels = await benchmarkKernels(gpu);
   for (const k of report.kernels) log(`kernel ${k.kernel} ${k.shape}: webgpu ${k.webgpuGflops.toFixed(2)} GFLOP/s, cpu twin ${k.cpuGflops.toFixed(2)} GFLOP/s`);
@@ -177,6 +216,17 @@ export async function runSpeedBenchmarks(opts: { sizes?: ModelSize[]; cpuTwin?: 
       const r = await benchmarkModel(b, size);
       report.models.push(r);
       log(`model ${r.model} (${(r.params / 1e6).toFixed(2)}M params) on ${r.backend}: prefill ${r.prefillTokensPerS.toFixed(1)} tok/s, decode ${r.decodeTokensPerS.toFixed(1)} tok/s`);
+    }
+  }
+  // Training: the two smaller sizes (the CPU twin is too slow beyond), LoRA and full, side by side.
+  for (const size of (opts.sizes ?? BENCH_SIZES).slice(0, 2)) {
+    for (const mode of ['lora', 'full'] as const) {
+      const backends: AnyBackend[] = opts.cpuTwin === false ? [backend] : [backend, new CpuBackend()];
+      for (const b of backends) {
+        const r = await benchmarkTraining(b, size, mode);
+        report.training.push(r);
+        log(`train ${r.model} ${r.mode} on ${r.backend}: ${r.tokensPerS.toFixed(1)} tok/s, ${r.stepMs.toFixed(0)} ms/step${r.peakGpuBytes !== null ? `, peak GPU buffers ${(r.peakGpuBytes / 2 ** 20).toFixed(1)} MiB` : ''}`);
+      }
     }
   }
   return report;

@@ -143,6 +143,14 @@ export class LlamaModel<T = unknown, W = unknown, I = unknown> {
     for (const t of [...cache.k, ...cache.v]) this.backend.free(t);
   }
 
+  /** Free every weight on the backend (the model cannot be used afterwards). */
+  dispose(): void {
+    const be = this.backend;
+    const all = new Set<W>([this.embed, this.lmHead, this.norm, this.cos, this.sin]);
+    for (const L of this.layers) for (const w of Object.values(L)) if (w) all.add(w as W);
+    for (const w of all) be.freeWeight(w);
+  }
+
   setAdapter(adapter: AdapterWeights<W> | null): void {
     this.adapter = adapter;
   }
