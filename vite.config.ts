@@ -3,12 +3,15 @@
  *
  * - COOP/COEP headers on every response (dev and preview), so the page is crossOriginIsolated.
  * - The engine runs in an ES-module Web Worker (src/app/worker.ts).
- * - Node-only modules reached from src/ (node:fs, node:path, the `webgpu` npm package) sit behind
- *   dynamic imports and runtime checks; they are left out of the browser bundle.
+ * - Node-only modules reached from src/ (node:fs, node:path, the `webgpu` npm package) are only
+ *   used behind runtime checks. In the browser they resolve to stubs whose exports throw when
+ *   used, so a static `import { promises } from 'node:fs'` in shared code (src/teach/trajectory.ts)
+ *   loads in dev and build alike instead of failing at import time.
  * - `virtual:agentark-public` tells the app what ships in public/: the question sets
  *   public/data/*.jsonl and whether the embedded model public/models/default/ exists.
  */
 import * as fs from 'node:fs';
+import { builtinModules, createRequire } from 'node:module';
 import * as path from 'node:path';
 import { defineConfig, type Plugin } from 'vite';
 
@@ -18,8 +21,48 @@ const isolation = {
   'Cross-Origin-Resource-Policy': 'same-origin',
 };
 
-/** Modules only Node paths import (always dynamically, behind a runtime check). */
-const nodeOnly = ['webgpu'];
+/** npm packages only Node paths import, with the names they export. */
+const NODE_ONLY_PACKAGES: Record<string, string[]> = { webgpu: ['create', 'globals'] };
+
+/** Browser stand-ins for Node built-ins and Node-only packages: every export throws when touched. */
+function nodeStubs(): Plugin {
+  const prefix = '\0agentark-node-stub:';
+  const require = createRequire(import.meta.url);
+  const builtins = new Set(builtinModules);
+  const exportNames = (mod: string): string[] => {
+    if (NODE_ONLY_PACKAGES[mod]) return NODE_ONLY_PACKAGES[mod];
+    try {
+      return Object.keys(require(`node:${mod}`) as object).filter((k) => /^[A-Za-z_$][\w$]*$/.test(k) && k !== 'default');
+    } catch {
+      return [];
+    }
+  };
+  return {
+    name: 'agentark-node-stubs',
+    enforce: 'pre',
+    applyToEnvironment: (env) => env.config.consumer === 'client',
+    resolveId(source) {
+      if (Object.hasOwn(NODE_ONLY_PACKAGES, source)) return prefix + source;
+      if (source.startsWith('node:') && builtins.has(source.slice(5))) return prefix + source.slice(5);
+      return null;
+    },
+    load(id) {
+      if (!id.startsWith(prefix)) return null;
+      const mod = id.slice(prefix.length);
+      const lines = [
+        `const fail = (name) => { throw new Error(${JSON.stringify(mod)} + ': ' + name + ' is only available in Node, not in the browser'); };`,
+        'const stub = (name) => new Proxy(function () {}, {',
+        "  get: (_, key) => (key === 'then' || typeof key === 'symbol' ? undefined : fail(name + '.' + String(key))),",
+        '  apply: () => fail(name),',
+        '  construct: () => fail(name),',
+        '});',
+        "export default stub('default');",
+        ...exportNames(mod).map((k) => `export const ${k} = stub(${JSON.stringify(k)});`),
+      ];
+      return lines.join('\n');
+    },
+  };
+}
 
 function publicContents(): Plugin {
   const id = 'virtual:agentark-public';
@@ -57,18 +100,19 @@ function publicContents(): Plugin {
 }
 
 export default defineConfig({
-  plugins: [publicContents()],
+  plugins: [nodeStubs(), publicContents()],
   server: { host: '127.0.0.1', headers: isolation },
   preview: { host: '127.0.0.1', headers: isolation },
-  worker: { format: 'es', rolldownOptions: { external: nodeOnly } },
+  // The stubs are shared by a static import (trajectory.ts) and dynamic ones (source.ts): expected.
+  worker: { format: 'es', plugins: () => [nodeStubs()], rolldownOptions: { checks: { ineffectiveDynamicImport: false } } },
   optimizeDeps: {
-    exclude: nodeOnly,
+    exclude: Object.keys(NODE_ONLY_PACKAGES),
     // Everything the worker imports, so the dev server never re-optimizes (and reloads) mid-session.
-    include: ['comlink', 'marked', 'dompurify', 'katex', 'marked-katex-extension', '@huggingface/tokenizers', '@huggingface/jinja'],
+    include: ['comlink', 'marked', 'dompurify', 'katex', 'marked-katex-extension', '@huggingface/tokenizers', '@huggingface/jinja', '@mlc-ai/web-llm'],
   },
   build: {
     target: 'es2022',
     chunkSizeWarningLimit: 8000, // @mlc-ai/web-llm is one large, lazily loaded chunk
-    rolldownOptions: { external: nodeOnly },
+    rolldownOptions: { checks: { ineffectiveDynamicImport: false } },
   },
 });

@@ -95,7 +95,9 @@ export interface InspectResult {
 }
 
 export interface LoadedModel {
+  /** Short name: repo id, folder name or the URL's last path parts. */
   id: string;
+  sourceKind: ModelSource['kind'];
   summary: ModelSummary;
   estimate: MemoryEstimate;
   /** e.g. "webgpu (f32 weights) on google / swiftshader ...". */

@@ -152,30 +152,27 @@ function displayName(source: ModelSource): string {
 const cachedSources = new Map<string, CachedSource>();
 
 /** The FileSource for a model; downloads from other origins go through the Cache Storage. */
-async function openModel(source: ModelSource): Promise<{ files: FileSource; cached: CachedSource | null; label: string }> {
+async function openModel(source: ModelSource): Promise<{ files: FileSource; cached: CachedSource | null }> {
   let inner: FileSource;
-  let label: string;
   switch (source.kind) {
     case 'files':
-      return { files: filesSource(source.files, source.label), cached: null, label: source.label };
+      return { files: filesSource(source.files, source.label), cached: null };
     case 'hf':
       inner = hfSource(source.id, { hfEndpoint: source.endpoint, hfToken: source.token });
-      label = source.id;
       break;
     case 'url':
       if (!/^https?:\/\//i.test(source.url)) throw new Error(`not an http(s) URL: ${source.url}`);
       inner = new HttpSource(source.url);
-      label = source.url;
-      if (sameOrigin(source.url)) return { files: inner, cached: null, label };
+      if (sameOrigin(source.url)) return { files: inner, cached: null };
       break;
   }
-  if (!cacheAvailable()) return { files: inner, cached: null, label };
+  if (!cacheAvailable()) return { files: inner, cached: null };
   const fresh = new CachedSource(inner);
   // Reuse the remembered one unless the page deleted its cache meanwhile.
   const known = cachedSources.get(fresh.cacheName);
   const cached = known && (await caches.has(fresh.cacheName)) ? known : fresh;
   cachedSources.set(cached.cacheName, cached);
-  return { files: cached, cached, label };
+  return { files: cached, cached };
 }
 
 async function inspectSource(files: FileSource, settings: LoadSettings, signal?: AbortSignal): Promise<InspectResult> {
@@ -213,6 +210,8 @@ async function load(source: ModelSource, settings: LoadSettings, taskId: string,
     const inspected = await inspectSource(files, settings, ctrl.signal);
     const blocking = inspected.estimate.checks.find((c) => c.level === 'error');
     if (blocking) throw new Error(blocking.text);
+    const busy = [...tasks.keys()].find((id) => /^(chat|debate)-/.test(id));
+    if (busy) throw new Error(`Stop the running ${busy.split('-')[0]} before loading another model.`);
     // Free the old model before the new one's weights arrive.
     unload();
     const ckpt = await loadCheckpoint(files, { signal: ctrl.signal, onProgress: progress });
@@ -224,6 +223,7 @@ async function load(source: ModelSource, settings: LoadSettings, taskId: string,
     progress({ phase: 'upload', done: 1, total: 1, unit: 'items', note: 'ready' });
     const info: LoadedModel = {
       id: displayName(source),
+      sourceKind: source.kind,
       summary: inspected.summary,
       estimate: inspected.estimate,
       backend: runtime.describeBackend(),
@@ -411,6 +411,7 @@ const api: WorkerApi = {
   inspect,
   load,
   async unload() {
+    for (const [id, c] of tasks) if (/^(chat|debate)-/.test(id)) c.abort(new DOMException('The model was unloaded', 'AbortError'));
     unload();
   },
   async loaded() {

@@ -9,6 +9,10 @@ const COMMANDS: Record<string, Command> = {
   train: { summary: 'train a LoRA adapter (PEFT) or a whole tiny model on WebGPU', load: () => import('./train') },
   merge: { summary: 'merge a LoRA adapter into its base and save HF safetensors', load: () => import('./merge') },
   debate: { summary: 'run a multi-agent debate over a question set and record trajectories', load: () => import('./debate') },
+  distill: { summary: 'build R-SFT / DA / PAD training sets (TRL JSONL) from trajectories', load: () => import('./distill') },
+  prm: { summary: 'train or evaluate a process reward model head on the frozen student', load: () => import('./prm') },
+  rl: { summary: 'RL on the student LoRA: RLOO advantages, PPO-clip, KL to the base, PRM + verifiable reward', load: () => import('./rl') },
+  eval: { summary: 'evaluate base, debate and students: accuracy, self-correction, robustness, cost', load: () => import('./eval') },
   grade: { summary: 'grade predictions or trajectories against reference answers', load: () => import('./grade') },
 };
 

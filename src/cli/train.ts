@@ -21,7 +21,7 @@ const USAGE = `usage: agentark train --model <dir|url|hf-id> --data <file.jsonl>
        [--rslora] [--lr LR] [--optimizer adamw|sgd] [--weight-decay WD] [--max-grad-norm N]
        [--schedule linear|cosine|constant] [--warmup STEPS] [--steps N | --epochs E] [--batch B]
        [--grad-accum G] [--context-length N] [--init-adapter <dir>] [--resume] [--seed S]
-       [--checkpoint-every N] [--backend webgpu|cpu]
+       [--checkpoint-every N] [--group-by-length] [--backend webgpu|cpu]
 
 Data rows (JSONL): {"messages": [...]} (loss on assistant turns), {"prompt", "completion"},
 {"text"}, or pre-tokenized {"input_ids", "labels"}. Writes a PEFT adapter (LoRA) or an HF
@@ -57,6 +57,7 @@ export async function run(argv: string[]): Promise<number> {
       resume: { type: 'boolean' },
       seed: { type: 'string' },
       'checkpoint-every': { type: 'string' },
+      'group-by-length': { type: 'boolean' },
       backend: { type: 'string' },
       quiet: { type: 'boolean' },
     },
@@ -91,6 +92,7 @@ export async function run(argv: string[]): Promise<number> {
     batchSize: intFlag(v.batch as string | undefined, 'batch', DEFAULT_TRAIN_OPTIONS.batchSize),
     gradAccum: intFlag(v['grad-accum'] as string | undefined, 'grad-accum', 1),
     seed: intFlag(v.seed as string | undefined, 'seed', DEFAULT_TRAIN_OPTIONS.seed),
+    groupByLength: Boolean(v['group-by-length']),
   };
   if (opts.dropout < 0 || opts.dropout >= 1) throw new UsageError(`--dropout must be in [0, 1), got ${opts.dropout}`);
   for (const t of targets) {

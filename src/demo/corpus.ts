@@ -90,6 +90,27 @@ export const GSM8K_DEBATE_PROMPTS: DebatePrompts = {
   agentName: (i) => `agent${i + 1}`,
 };
 
+/**
+ * A PROPOSAL, not what debate.ts sends today: the same protocol with short instructions, so a
+ * 5-agent debate row fits a small context. Using it for training only makes sense once debate.ts
+ * can send these exact strings (e.g. a `promptStyle: 'compact'` option).
+ */
+const COMPACT_FORMAT = 'End with the answer as "#### <number>".';
+export const COMPACT_DEBATE_PROMPTS: DebatePrompts = {
+  system: `Solve the math word problem step by step. ${COMPACT_FORMAT}`,
+  question: (question) => formatQuestion({ question }),
+  debateTurn: (others) => {
+    const quoted = others.map((o) => `--- ${o.name} ---\n${o.answer.trim()}`).join('\n\n');
+    return `Answers from the other agents:\n\n${quoted}\n\nCheck each step, yours and theirs, and give your corrected solution. ${COMPACT_FORMAT}`;
+  },
+  aggregatorSystem: `You judge a debate between agents. ${COMPACT_FORMAT}`,
+  aggregatorUser: (question, finals) => {
+    const quoted = finals.map((o) => `--- ${o.name} ---\n${o.answer.trim()}`).join('\n\n');
+    return `Question:\n${formatQuestion({ question })}\n\nFinal answers of the agents:\n\n${quoted}\n\nState the correct final answer. ${COMPACT_FORMAT}`;
+  },
+  agentName: (i) => `agent${i + 1}`,
+};
+
 // ---------------------------------------------------------------------------------------------
 // Wrong answers
 
@@ -313,7 +334,10 @@ export function rowMessages(row: DemoRow): ChatMessage[] {
   return 'messages' in row ? row.messages : [...row.prompt, ...row.completion];
 }
 
-/** A row as the model sees it (ChatML text): what to train the demo tokenizer on. */
+/**
+ * A row as the model sees it (ChatML text). `buildDemoTokenizer(rows.map(renderRow))` trains the
+ * tokenizer on exactly what the model reads and writes, in the proportions of the mix.
+ */
 export function renderRow(row: DemoRow): string {
   return renderChatML(rowMessages(row));
 }

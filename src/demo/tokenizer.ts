@@ -25,7 +25,7 @@ export const DEMO_SPECIAL_TOKENS = [ENDOFTEXT, IM_START, IM_END] as const;
  * with an optional leading space and either one trailing space before a digit or trailing
  * newlines; words with an optional leading space; newline runs; other whitespace.
  */
-export const DEMO_SPLIT_REGEX = String.raw`\p{N}| ?[^\s\p{L}\p{N}]+(?: (?=\p{N})|[\r\n]*)| ?\p{L}+|\s*[\r\n]+|\s+(?!\S)|\s+`;
+export const DEMO_SPLIT_REGEX = String.raw`\p{N}| ?[^\s\p{L}\p{N}]+(?: (?=\p{N})|[\r\n]*)| ?\p{L}+(?: (?=\p{N}))?|\s*[\r\n]+|\s+(?!\S)|\s+`;
 
 /** ChatML, as Qwen and the test fixtures write it; no default system prompt. */
 export const DEMO_CHAT_TEMPLATE =
@@ -43,6 +43,12 @@ export interface DemoTokenizerOptions {
   vocabSize?: number;
   /** A pair must occur at least this often to be merged (default 2). */
   minFrequency?: number;
+  /**
+   * Texts whose merges are learned first, before any from `corpusTexts` (e.g. the problems and
+   * solutions, so the words the model reads and writes are whole tokens even though the long
+   * fixed prompts are more frequent in the rows).
+   */
+  priorityTexts?: readonly string[];
 }
 
 export interface DemoTokenizerFiles {
@@ -52,6 +58,7 @@ export interface DemoTokenizerFiles {
   tokenizerConfig: Record<string, unknown>;
   /** Ids 0..size-1 are all used; size = 256 + merges + 3 (≤ vocabSize). */
   size: number;
+  /** Learned merges (a few may rebuild an existing token from other parts). */
   merges: number;
   ids: { endoftext: number; imStart: number; imEnd: number };
 }
@@ -94,14 +101,43 @@ function withoutSpecials(text: string): string[] {
 const isDigit = (sym: string): boolean => /[0-9]/.test(sym);
 
 /**
- * Learns up to `maxMerges` merges from word counts. Symbols are strings of byte characters; a
- * pair with a digit in either part is never merged.
+ * Learns merges from word counts until the vocabulary (`startTokens` plus merged tokens) has
+ * `maxTokens` entries or no pair occurs `minFrequency` times. Symbols are strings of byte
+ * characters; a pair with a digit in either part is never merged; ties go to the
+ * lexicographically smallest pair. `prior` merges (learned earlier) are applied to the words
+ * first, in order, and their tokens count as existing. A merge whose result already exists (the
+ * same string built from other parts) is recorded but adds no token.
  */
-export function learnMerges(wordCounts: Map<string, number>, maxMerges: number, minFrequency = 2): [string, string][] {
+export function learnMerges(
+  wordCounts: Map<string, number>,
+  maxTokens: number,
+  opts: { minFrequency?: number; prior?: readonly [string, string][]; startTokens?: number } = {},
+): [string, string][] {
+  const minFrequency = opts.minFrequency ?? 2;
+  const prior = opts.prior ?? [];
+  const known = new Set<string>(BYTE_CHARS);
+  for (const [a, b] of prior) known.add(a + b);
+  let tokens = (opts.startTokens ?? 256) + new Set(prior.map(([a, b]) => a + b)).size;
   const words: { syms: string[]; count: number }[] = [];
   for (const [w, count] of wordCounts) words.push({ syms: Array.from(w), count });
+  const mergeAll = (a: string, b: string) => {
+    const merged = a + b;
+    for (const w of words) {
+      const s = w.syms;
+      if (s.length < 2) continue;
+      let j = 0;
+      for (let i = 0; i < s.length; i++) {
+        if (i + 1 < s.length && s[i] === a && s[i + 1] === b) {
+          s[j++] = merged;
+          i++;
+        } else s[j++] = s[i]!;
+      }
+      s.length = j;
+    }
+  };
+  for (const [a, b] of prior) mergeAll(a, b);
   const merges: [string, string][] = [];
-  while (merges.length < maxMerges) {
+  while (tokens < maxTokens) {
     const pairCounts = new Map<string, number>();
     for (const { syms, count } of words) {
       for (let i = 0; i + 1 < syms.length; i++) {
@@ -123,19 +159,11 @@ export function learnMerges(wordCounts: Map<string, number>, maxMerges: number, 
     if (best === null || bestCount < minFrequency) break;
     const [a, b] = best.split(' ') as [string, string];
     merges.push([a, b]);
-    const merged = a + b;
-    for (const w of words) {
-      const s = w.syms;
-      if (s.length < 2) continue;
-      const next: string[] = [];
-      for (let i = 0; i < s.length; i++) {
-        if (i + 1 < s.length && s[i] === a && s[i + 1] === b) {
-          next.push(merged);
-          i++;
-        } else next.push(s[i]!);
-      }
-      w.syms = next;
+    if (!known.has(a + b)) {
+      known.add(a + b);
+      tokens++;
     }
+    mergeAll(a, b);
   }
   return merges;
 }
@@ -161,15 +189,18 @@ export function buildDemoTokenizer(corpusTexts: readonly string[], opts: DemoTok
   if (!Number.isInteger(vocabSize) || vocabSize < 256 + specials) {
     throw new Error(`demo tokenizer: vocabSize must be an integer >= ${256 + specials}, got ${vocabSize}`);
   }
-  const merges = learnMerges(countWords(corpusTexts), vocabSize - 256 - specials, opts.minFrequency ?? 2);
+  const maxTokens = vocabSize - specials;
+  const minFrequency = opts.minFrequency ?? 2;
+  let merges: [string, string][] = [];
+  if (opts.priorityTexts?.length) merges = learnMerges(countWords(opts.priorityTexts), maxTokens, { minFrequency });
+  merges = [...merges, ...learnMerges(countWords(corpusTexts), maxTokens, { minFrequency, prior: merges })];
 
   const vocab: Record<string, number> = {};
   BYTE_CHARS.forEach((ch, b) => (vocab[ch] = b));
   let next = 256;
   for (const [a, b] of merges) {
-    const token = a + b;
-    if (token in vocab) throw new Error(`demo tokenizer: merge ${a} ${b} produced a duplicate token`);
-    vocab[token] = next++;
+    if (!(a in vocab) || !(b in vocab)) throw new Error(`demo tokenizer: merge ${a} ${b} uses an unknown part`);
+    if (!(a + b in vocab)) vocab[a + b] = next++;
   }
   const ids = { endoftext: next, imStart: next + 1, imEnd: next + 2 };
   const addedTokens = DEMO_SPECIAL_TOKENS.map((content, i) => ({

@@ -99,9 +99,18 @@ export class Runtime {
 
   /** Logits [ids.length, vocab] of one forward pass over `ids` as a single sequence. */
   async logits(ids: number[]): Promise<Float32Array> {
+    return this.fullForward(ids, 'all', 'logits');
+  }
+
+  /** Final-normed hidden states [rows.length, hidden] at the given positions of `ids`. */
+  async hidden(ids: number[], rows: number[]): Promise<Float32Array> {
+    return this.fullForward(ids, rows, 'hidden');
+  }
+
+  private async fullForward(ids: number[], rows: number[] | 'all', output: 'logits' | 'hidden'): Promise<Float32Array> {
     if (ids.length > this.generator.contextLength) throw new Error(`${ids.length} tokens exceed the context length ${this.generator.contextLength}`);
     return this.generator.exclusive((cache) =>
-      this.model.forward({ ids: Uint32Array.from(ids), positions: Uint32Array.from(ids, (_, i) => i), slots: new Uint32Array(ids.length), logitRows: 'all' }, cache),
+      this.model.forward({ ids: Uint32Array.from(ids), positions: Uint32Array.from(ids, (_, i) => i), slots: new Uint32Array(ids.length), logitRows: rows, output }, cache),
     );
   }
 

@@ -4,7 +4,7 @@
  */
 
 /** Every file in shaders/, forward ops first; each has a CPU twin and a test. */
-export const SHADER_NAMES = ['matmul', 'embedding', 'rmsnorm', 'rope', 'kv_write', 'attention', 'swiglu', 'residual_add', 'matmul_backward', 'bias_backward', 'rmsnorm_backward', 'rope_backward', 'attention_backward_dq', 'attention_backward_dkv', 'kv_gather', 'swiglu_backward', 'embedding_backward', 'cross_entropy', 'dropout', 'sum_squares', 'adamw', 'sgd', 'fill'] as const;
+export const SHADER_NAMES = ['matmul', 'embedding', 'rmsnorm', 'rope', 'kv_write', 'attention', 'swiglu', 'residual_add', 'matmul_backward', 'bias_backward', 'rmsnorm_backward', 'rope_backward', 'attention_backward_dq', 'attention_backward_dkv', 'kv_gather', 'swiglu_backward', 'embedding_backward', 'cross_entropy', 'dropout', 'sum_squares', 'adamw', 'sgd', 'fill', 'scale_rows'] as const;
 export type ShaderName = (typeof SHADER_NAMES)[number];
 
 const sources = new Map<string, string>();

@@ -63,4 +63,6 @@ export interface TrainOps<T, W, I> {
   sgd(param: T, grad: T, n: number, lr: number, gradScale: number): void;
   /** x = 0 */
   zero(x: T, n: number): void;
+  /** x[r, :] *= scale[r] (per-token weights of a policy-gradient loss). */
+  scaleRows(x: T, scale: T, rows: number, cols: number): void;
 }

@@ -240,4 +240,8 @@ export class CpuTrainOps implements TrainOps<Float32Array, CpuWeight, Uint32Arra
   zero(x: Float32Array, n: number): void {
     x.fill(0, 0, n);
   }
+
+  scaleRows(x: Float32Array, scale: Float32Array, rows: number, cols: number): void {
+    for (let r = 0; r < rows; r++) for (let c = 0; c < cols; c++) x[r * cols + c] *= scale[r];
+  }
 }

@@ -183,4 +183,9 @@ export class GpuTrainOps implements TrainOps<GpuTensor, GpuWeight, GpuIndices> {
     if (n === 0) return;
     this.backend.dispatch('fill', {}, 'f32', [n, 0], 'uf', [x.buffer], Math.ceil(n / WG));
   }
+
+  scaleRows(x: GpuTensor, scale: GpuTensor, rows: number, cols: number): void {
+    if (rows * cols === 0) return;
+    this.backend.dispatch('scale_rows', {}, 'f32', [rows, cols], 'uu', [x.buffer, scale.buffer], Math.ceil((rows * cols) / WG));
+  }
 }

@@ -166,7 +166,12 @@ export class TrainingPass {
    * the loss is HF's mean over unmasked tokens even with gradient accumulation).
    * Returns the summed loss over this micro-batch's unmasked tokens and their count.
    */
-  async step(mb: MicroBatch, gradScale: number, stepSeed: number): Promise<{ lossSum: number; tokens: number }> {
+  async step(
+    mb: MicroBatch,
+    gradScale: number,
+    stepSeed: number,
+    policyGradient?: (logp: Float32Array) => Float32Array,
+  ): Promise<{ lossSum: number; tokens: number }> {
     const { be, ops, model } = this;
     const c = model.config;
     const n = mb.batch * mb.seqLen;
@@ -261,7 +266,21 @@ export class TrainingPass {
     be.matmul(normed, model.lmHead, null, n, logits);
     const losses = be.tensor(n, 'losses');
     const dlogits = be.tensor(n * V, 'dlogits');
-    ops.crossEntropy(logits, labels, n, V, gradScale, losses, dlogits);
+    let lossHost: Float32Array | null = null;
+    if (policyGradient) {
+      // RL: d(loss)/d(logits) = (d loss/d logp) · (onehot − softmax) = −w · (softmax − onehot), so
+      // the cross-entropy gradient (scale 1) is rescaled per row by −w.
+      ops.crossEntropy(logits, labels, n, V, 1, losses, dlogits);
+      lossHost = await be.toHost(losses, n);
+      const logp = lossHost.map((l, i) => (shifted[i] === IGNORE_INDEX ? 0 : -l));
+      const w = policyGradient(logp);
+      if (w.length !== n) throw new Error(`policy gradient returned ${w.length} weights for ${n} rows`);
+      const rowScale = be.fromHost(w.map((x) => -x));
+      ops.scaleRows(dlogits, rowScale, n, V);
+      be.free(rowScale);
+    } else {
+      ops.crossEntropy(logits, labels, n, V, gradScale, losses, dlogits);
+    }
     be.free(logits);
 
     // ---- backward ----
@@ -318,7 +337,7 @@ export class TrainingPass {
     }
     if (full) ops.embeddingBackward(dx, ids, n, V, H, full.get('model.embed_tokens.weight'), true);
 
-    const lossHost = await be.toHost(losses, n);
+    lossHost ??= await be.toHost(losses, n);
     let lossSum = 0;
     for (let i = 0; i < n; i++) lossSum += lossHost[i];
 

@@ -46,6 +46,8 @@ export interface ForwardBatch {
   slots: Uint32Array;
   /** Token rows whose logits are wanted (e.g. the last token of each sequence), or 'all'. */
   logitRows: number[] | 'all';
+  /** 'hidden' returns the final-normed hidden states [rows, hidden] instead of logits (reward heads). */
+  output?: 'logits' | 'hidden';
 }
 
 /**
@@ -176,7 +178,7 @@ export class LlamaModel<T = unknown, W = unknown, I = unknown> {
     }
   }
 
-  /** One forward pass; returns logits [logitRows, vocab] as f32 on the host. */
+  /** One forward pass; returns logits [logitRows, vocab] (or hidden states) as f32 on the host. */
   async forward(batch: ForwardBatch, cache: KvCache<T>): Promise<Float32Array> {
     const be = this.backend;
     const c = this.config;
@@ -240,9 +242,10 @@ export class LlamaModel<T = unknown, W = unknown, I = unknown> {
     }
     const normed = be.tensor(m * H, 'x.norm');
     be.rmsnorm(last, this.norm, m, H, c.rmsNormEps, normed);
-    const logits = be.tensor(m * c.vocabSize, 'logits');
-    be.matmul(normed, this.lmHead, null, m, logits);
-    const out = await be.toHost(logits, m * c.vocabSize);
+    const hiddenOnly = batch.output === 'hidden';
+    const logits = be.tensor(hiddenOnly ? 1 : m * c.vocabSize, 'logits');
+    if (!hiddenOnly) be.matmul(normed, this.lmHead, null, m, logits);
+    const out = hiddenOnly ? await be.toHost(normed, m * H) : await be.toHost(logits, m * c.vocabSize);
     for (const t of [x, h, q, k, v, att, proj, gate, up, act, normed, logits]) be.free(t);
     if (c.qkNorm) for (const t of [qn, kn]) be.free(t);
     if (rows) be.free(last);

@@ -6,8 +6,6 @@
  * very last line half-written; the next `openTrajectoryLog` truncates such a tail away (with a
  * warning naming the byte offset) and never touches complete lines.
  */
-import { promises as fsp } from 'node:fs';
-import * as path from 'node:path';
 import type { ChatMessage, FinishReason } from '../engine/types';
 
 export const TRAJECTORY_SCHEMA = 'agentark.trajectory/1';
@@ -236,6 +234,7 @@ function parseBuffer(buf: Buffer): ReadResult {
 
 async function readIfExists(file: string): Promise<Buffer | null> {
   try {
+    const { promises: fsp } = await import('node:fs');
     return await fsp.readFile(file);
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') return null;
@@ -280,6 +279,8 @@ export interface TrajectoryLog {
  * invalid complete line throws instead of being silently removed).
  */
 export async function openTrajectoryLog(file: string, opts: { onWarning?: (msg: string) => void } = {}): Promise<TrajectoryLog> {
+  const { promises: fsp } = await import('node:fs');
+  const path = await import('node:path');
   await fsp.mkdir(path.dirname(path.resolve(file)), { recursive: true });
   const warnings: string[] = [];
   const warn = (m: string) => {

@@ -12,7 +12,13 @@ import { GpuTrainOps } from '../kernels/train-gpu';
 import { CpuBackend } from '../kernels/cpu';
 import { GpuBackend } from '../kernels/gpu';
 import { PROJECTIONS, type LlamaModel, type Projection, type AdapterWeights } from '../model/llama';
-import { TrainingPass, hfName, type LoraParam, type TrainableSet } from '../model/backward';
+import { TrainingPass, hfName, type LoraParam, type MicroBatch, type TrainableSet } from '../model/backward';
+
+/**
+ * For micro-batch `index`, given each row's log-probability of its label token (0 for rows without
+ * a label), return d(loss)/d(logp) per row, already divided by the normaliser (e.g. token count).
+ */
+export type PolicyGradientFn = (index: number, logp: Float32Array) => Float32Array;
 import type { ProgressCallback } from '../progress';
 import type { TrainExample } from './data';
 import { batchExamples } from './data';
@@ -42,6 +48,8 @@ export interface TrainOptions {
   gradAccum: number;
   seed: number;
   padTokenId: number;
+  /** Like transformers' group_by_length: batch rows of similar length together (less padding). */
+  groupByLength?: boolean;
 }
 
 export const DEFAULT_TRAIN_OPTIONS: TrainOptions = {
@@ -226,7 +234,22 @@ export class Trainer {
       const j = Math.floor(rng.next() * (i + 1));
       [order[i], order[j]] = [order[j], order[i]];
     }
-    return order;
+    if (!this.opts.groupByLength) return order;
+    // Sort within mega-batches of 50 micro-batches (still random across them), then shuffle the
+    // resulting batches so long and short ones alternate.
+    const per = this.opts.batchSize;
+    const mega = per * 50;
+    const sorted: number[] = [];
+    for (let i = 0; i < order.length; i += mega) {
+      sorted.push(...order.slice(i, i + mega).sort((a, b) => this.examples[b].inputIds.length - this.examples[a].inputIds.length));
+    }
+    const batches: number[][] = [];
+    for (let i = 0; i < sorted.length; i += per) batches.push(sorted.slice(i, i + per));
+    for (let i = batches.length - 1; i > 0; i--) {
+      const j = Math.floor(rng.next() * (i + 1));
+      [batches[i], batches[j]] = [batches[j], batches[i]];
+    }
+    return batches.flat();
   }
 
   /** The next optimizer step's micro-batches, advancing the data cursor (wrapping epochs). */
@@ -246,13 +269,27 @@ export class Trainer {
     return micro;
   }
 
-  /** One optimizer step. Throws NonFiniteLossError (before touching the weights) on a NaN/inf loss. */
+  /** One optimizer step on the next batches of the dataset. Throws NonFiniteLossError (before touching the weights) on a NaN/inf loss. */
   async step(): Promise<StepReport> {
-    const t0 = performance.now();
-    const o = this.opts;
     const savedCursor = { epoch: this.state.epoch, cursor: this.state.cursor };
     const micro = this.nextExamples();
-    const batches = micro.map((ids) => batchExamples(this.examples, ids, ids.length, o.padTokenId)[0]);
+    const batches = micro.map((ids) => batchExamples(this.examples, ids, ids.length, this.opts.padTokenId)[0]);
+    try {
+      return await this.stepOn(batches);
+    } catch (e) {
+      if (e instanceof NonFiniteLossError) Object.assign(this.state, savedCursor);
+      throw e;
+    }
+  }
+
+  /**
+   * One optimizer step on given micro-batches (gradient accumulation over them). With
+   * `policyGradient`, the loss is not cross-entropy but a per-token objective whose derivative with
+   * respect to each token's log-probability the callback returns (RL); see TrainingPass.step.
+   */
+  async stepOn(batches: MicroBatch[], policyGradient?: PolicyGradientFn): Promise<StepReport> {
+    const t0 = performance.now();
+    const o = this.opts;
     let totalTokens = 0;
     for (const b of batches) for (let i = 0; i < b.labels.length; i++) if (b.labels[i] >= 0 && i % b.seqLen !== 0) totalTokens++;
     for (const p of this.params) this.ops.zero(p.grad, p.n);
@@ -260,20 +297,19 @@ export class Trainer {
     let tokens = 0;
     for (let g = 0; g < batches.length; g++) {
       const stepSeed = (Math.imul(o.seed + 1, 0x9e3779b1) ^ Math.imul(this.state.step + 1, 0x85ebca6b) ^ (g * 0x27d4eb2f)) >>> 0;
-      const r = await this.pass.step(batches[g], 1 / Math.max(1, totalTokens), stepSeed);
+      const pg = policyGradient ? (logp: Float32Array) => policyGradient(g, logp) : undefined;
+      const r = await this.pass.step(batches[g], 1 / Math.max(1, totalTokens), stepSeed, pg);
       lossSum += r.lossSum;
       tokens += r.tokens;
     }
     const loss = tokens ? lossSum / tokens : 0;
     if (!Number.isFinite(loss)) {
-      Object.assign(this.state, savedCursor);
       throw new NonFiniteLossError(`the loss became ${loss} at step ${this.state.step + 1}; training stopped before updating the weights`);
     }
     let sq = 0;
     for (const p of this.params) sq += await this.ops.sumSquares(p.grad, p.n);
     const gradNorm = Math.sqrt(sq);
     if (!Number.isFinite(gradNorm)) {
-      Object.assign(this.state, savedCursor);
       throw new NonFiniteLossError(`the gradient norm became ${gradNorm} at step ${this.state.step + 1}; training stopped before updating the weights`);
     }
     const clip = o.maxGradNorm > 0 ? Math.min(1, o.maxGradNorm / (gradNorm + 1e-6)) : 1;

@@ -63,7 +63,9 @@ describe('web app in Chromium (WebGPU on the software adapter)', () => {
     expect(await page.evaluate(() => self.crossOriginIsolated)).toBe(true);
     const name = page.locator('#adapter-name');
     await name.waitFor({ timeout: 30_000 });
-    expect((await name.textContent())?.trim()).toMatch(/\S/);
+    const adapterName = (await name.textContent())?.trim() ?? '';
+    expect(adapterName).toMatch(/\S/);
+    expect(adapterName).not.toBe('unknown adapter');
     const features = await page.locator('#adapter-features').textContent();
     expect(features).toContain('shader-f16');
     expect(features).toContain('subgroups');
@@ -139,6 +141,12 @@ describe('web app in Chromium (WebGPU on the software adapter)', () => {
   it('runs a 2-agent × 2-round debate on the local model and downloads the trajectories', async () => {
     const t0 = performance.now();
     await page.click('#tab-teach');
+    // WebLLM's prebuilt list loads in the worker without touching the network; f32 models only here.
+    await page.check('input[name=teach-engine][value=webllm]');
+    await expect.poll(() => page.locator('#teach-webllm option').count(), { timeout: 30_000 }).toBeGreaterThan(1);
+    const webllmModels = await page.locator('#teach-webllm option').allTextContents();
+    expect(webllmModels.every((m) => /f32/.test(m))).toBe(true);
+    await page.check('input[name=teach-engine][value=local]');
     await page.check('input[name=teach-source][value=file]');
     const questions = [
       { question: 'Tom has 2 apples and buys 3 more. How many apples does he have?', answer: 'He has 2 + 3 = 5 apples.\n#### 5' },
@@ -176,11 +184,60 @@ describe('web app in Chromium (WebGPU on the software adapter)', () => {
       expect(r.rounds[0]!.messages[0]!.usage.completion_tokens).toBeGreaterThan(0);
     }
     expect(records.map((r) => r.question)).toEqual(questions.map((q) => q.question));
+  }, 240_000);
+
+  it('loads a model from a local folder', async () => {
+    const t0 = performance.now();
+    await page.click('#tab-models');
+    await page.check('input[name=model-kind][value=folder]');
+    // The folder picker itself cannot be driven headless; its <input webkitdirectory> fallback can.
+    await page.setInputFiles('#model-folder-input', modelDir);
+    await expect.poll(() => page.locator('.source-box[data-kind=folder] .muted').textContent()).toMatch(/\d+ files/);
+    await page.click('#load-model');
+    await expect.poll(() => page.locator('#model-status').textContent(), { timeout: 60_000 }).toContain(path.basename(modelDir));
+    expect(await page.locator('.loaded-body').textContent()).toContain('local folder');
+    lap('folder load', t0);
+    await screenshot(page, 'models-folder');
+  });
+
+  it('loads the downloaded model again from Cache Storage with its server gone', async () => {
+    const t0 = performance.now();
+    await model!.close();
+    const toModelHost: string[] = [];
+    const track = (r: { url(): string }) => r.url().startsWith(model!.url) && toModelHost.push(r.url());
+    browser!.context.on('request', track);
+    try {
+      await page.goto(`${app!.url}/?model=${encodeURIComponent(`${model!.url}/`)}&visit=2#models`);
+      await page.locator('#model-status[data-state=loaded]').waitFor({ timeout: 60_000 });
+      expect(await page.locator('.loaded-body').textContent()).toContain('yes (Cache Storage)');
+      expect(toModelHost, 'everything came from the cache').toEqual([]);
+    } finally {
+      browser!.context.off('request', track);
+    }
+    lap('cached load', t0);
   });
 
   it('never reached beyond localhost and raised no page errors', () => {
     expect(browser!.blocked).toEqual([]);
     expect(pageErrors).toEqual([]);
     expect(dialogs).toEqual([]);
+  });
+
+  it('says clearly when WebGPU is unavailable', async () => {
+    const plain = await launchBrowser({ webgpu: false });
+    try {
+      const p = await plain.context.newPage();
+      await p.goto(`${app!.url}/#device`);
+      const alert = p.locator('#webgpu-unavailable');
+      await alert.waitFor({ timeout: 30_000 });
+      expect(await alert.textContent()).toMatch(/WebGPU is unavailable/);
+      await screenshot(p, 'device-no-webgpu');
+      await p.click('#tab-chat');
+      expect(await p.locator('#chat-notice').textContent()).toMatch(/No model loaded/);
+      expect(await p.locator('#chat-send').isDisabled()).toBe(true);
+      await screenshot(p, 'chat-no-model');
+    } finally {
+      await plain.close();
+    }
   });
 });

@@ -54,11 +54,12 @@ export interface Browser {
 }
 
 /**
- * Chromium with WebGPU on the software adapter, exactly as in webgpu-on-cpu.md. Every request to
+ * Chromium with WebGPU on the software adapter, exactly as in webgpu-on-cpu.md (`webgpu: false`
+ * leaves out --enable-unsafe-webgpu, so no adapter is found). Every request to
  * a host other than 127.0.0.1/localhost is aborted. Requests to `corsOrigins` get CORS headers
  * added, as a model host like huggingface.co sends them.
  */
-export async function launchBrowser(opts: { corsOrigins?: string[] } = {}): Promise<Browser> {
+export async function launchBrowser(opts: { corsOrigins?: string[]; webgpu?: boolean } = {}): Promise<Browser> {
   requireChromium();
   const { chromium } = await import('playwright-core');
   const userDataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'agentark-e2e-profile-'));
@@ -70,7 +71,7 @@ export async function launchBrowser(opts: { corsOrigins?: string[] } = {}): Prom
       '--headless=new',
       '--no-sandbox',
       '--disable-gpu-sandbox',
-      '--enable-unsafe-webgpu',
+      ...(opts.webgpu === false ? [] : ['--enable-unsafe-webgpu']),
       '--disable-quic',
       '--no-first-run',
       '--disable-background-networking',

@@ -330,7 +330,7 @@ describe('training kernels: WebGPU vs CPU twin', () => {
     });
   }
 
-  it('matmul backward dX with f16 weights (the CPU twin on the same f16 values)', async ({ skip }) => {
+  it('matmul backward dX and rmsnorm backward with f16 weights (the CPU twin on the same f16 values)', async ({ skip }) => {
     if (!g16 || !t16) skip();
     for (const [m, n, k] of [[6, 45, 36], [13, 40, 21]]) {
       const dy = randn(m * n, 5);
@@ -341,6 +341,19 @@ describe('training kernels: WebGPU vs CPU twin', () => {
       t16!.matmulBackwardInput(g16!.fromHost(dy), g16!.weight('w', bits, n, k), m, n, k, out, false);
       expect(maxRelErr(await g16!.toHost(out, m * k), ref)).toBeLessThan(1e-4);
     }
+    // An f16 norm weight works too (rmsnorm backward reads it as WT).
+    const [rows, dim] = [3, 37];
+    const x = randn(rows * dim, 7);
+    const dy = randn(rows * dim, 8);
+    const wb = f32ToF16Bits(randn(dim, 9));
+    const rdx = new Float32Array(rows * dim);
+    const rdw = new Float32Array(dim);
+    ct.rmsnormBackward(dy, x, cpu.weight('w', wb, 1, dim), rows, dim, 1e-5, rdx, rdw);
+    const gdx = g16!.tensor(rows * dim);
+    const gdw = g16!.fromHost(new Float32Array(dim));
+    t16!.rmsnormBackward(g16!.fromHost(dy), g16!.fromHost(x), g16!.weight('w', wb, 1, dim), rows, dim, 1e-5, gdx, gdw);
+    expect(maxRelErr(await g16!.toHost(gdx, rows * dim), rdx)).toBeLessThan(1e-4);
+    expect(maxRelErr(await g16!.toHost(gdw, dim), rdw)).toBeLessThan(1e-4);
   });
 
   it('matmul backward dX over a weight sharded by rows (f32, and f16 when available)', async () => {
@@ -412,26 +425,32 @@ describe('training kernels: WebGPU vs CPU twin', () => {
   }
 
   // (label, sequence lengths, first position of each sequence, slot of each sequence, slotCount,
-  // heads, kvHeads, headDim, maxSeq). Tokens of the sequences are interleaved in the batch.
-  const attnCases: [string, number[], number[], number[], number, number, number, number, number][] = [
-    ['GQA 4/2, 3 sequences (5, 70, 33) in 3 slots, head_dim 10', [5, 70, 33], [0, 0, 0], [2, 0, 1], 3, 4, 2, 10, 80],
-    ['GQA 4/2, 2 sequences with cached prefixes, head_dim 6', [12, 40], [30, 3], [1, 0], 3, 4, 2, 6, 130],
-    ['GQA 6/2, one sequence of 67, head_dim 72 (> 64 variant)', [67], [0], [0], 1, 6, 2, 72, 70],
-    ['MHA 2/2, single-token decode in 2 slots, head_dim 16', [1, 1], [9, 64], [0, 1], 2, 2, 2, 16, 65],
+  // heads, kvHeads, headDim, maxSeq, packed). Packed: the sequences' tokens back to back in the
+  // batch (as a trainer lays them out; sequence boundaries fall inside the kernel's 4-token
+  // groups); otherwise interleaved token by token (every group mixes slots).
+  const attnCases: [string, number[], number[], number[], number, number, number, number, number, boolean][] = [
+    ['GQA 4/2, 3 sequences (5, 70, 33) interleaved in 3 slots, head_dim 10', [5, 70, 33], [0, 0, 0], [2, 0, 1], 3, 4, 2, 10, 80, false],
+    ['GQA 4/2, 3 sequences (5, 70, 30) packed, head_dim 12', [5, 70, 30], [0, 0, 0], [1, 2, 0], 3, 4, 2, 12, 72, true],
+    ['GQA 4/2, 2 sequences with cached prefixes, head_dim 6', [12, 40], [30, 3], [1, 0], 3, 4, 2, 6, 130, false],
+    ['GQA 6/2, one sequence of 67, head_dim 72 (> 64 variant)', [67], [0], [0], 1, 6, 2, 72, 70, true],
+    ['MHA 2/2, single-token decode in 2 slots, head_dim 16', [1, 1], [9, 64], [0, 1], 2, 2, 2, 16, 65, false],
+    ['MHA 2/2, 2 packed sequences (3, 6), head_dim 256', [3, 6], [0, 2], [0, 1], 2, 2, 2, 256, 9, true],
   ];
-  for (const [label, lens, starts, seqSlots, slotCount, heads, kvHeads, headDim, maxSeq] of attnCases) {
+  for (const [label, lens, starts, seqSlots, slotCount, heads, kvHeads, headDim, maxSeq, packed] of attnCases) {
     it(`attention backward: ${label}`, async () => {
       const kvDim = kvHeads * headDim;
       const slotList: number[] = [];
       const posList: number[] = [];
-      const longest = Math.max(...lens);
-      for (let i = 0; i < longest; i++) {
+      const push = (s: number, i: number) => {
+        slotList.push(seqSlots[s]);
+        posList.push(starts[s] + i);
+      };
+      if (packed) {
         lens.forEach((len, s) => {
-          if (i < len) {
-            slotList.push(seqSlots[s]);
-            posList.push(starts[s] + i);
-          }
+          for (let i = 0; i < len; i++) push(s, i);
         });
+      } else {
+        for (let i = 0; i < Math.max(...lens); i++) lens.forEach((len, s) => i < len && push(s, i));
       }
       const slots = Uint32Array.from(slotList);
       const positions = Uint32Array.from(posList);
@@ -500,6 +519,19 @@ describe('training kernels: WebGPU vs CPU twin', () => {
 
       t32.zero(gp, n);
       expect((await host(gp, n)).every((x) => x === 0)).toBe(true);
+    });
+  }
+
+  for (const [rows, cols] of [[1, 1], [7, 33], [130, 50]]) {
+    it(`scaleRows rows=${rows} cols=${cols}`, async () => {
+      const x = randn(rows * cols, rows);
+      const scale = randn(rows, cols);
+      const ref = x.slice();
+      ct.scaleRows(ref, scale, rows, cols);
+      expect(ref[cols - 1]).toBeCloseTo(x[cols - 1] * scale[0], 6);
+      const gx = g32.fromHost(x);
+      t32.scaleRows(gx, g32.fromHost(scale), rows, cols);
+      expect(maxRelErr(await host(gx, rows * cols), ref)).toBeLessThan(1e-6);
     });
   }
 

@@ -46,6 +46,10 @@ export function checksList(e: MemoryEstimate): HTMLUListElement {
   return h('ul', { class: 'checks' }, ...e.checks.map((c) => h('li', { 'data-level': c.level }, h('span', { class: 'icon', 'aria-hidden': 'true' }, c.level === 'ok' ? '✓' : c.level === 'warn' ? '!' : '✕'), h('span', { class: 'visually-hidden' }, `${c.level}: `), c.text)));
 }
 
+function duration(ms: number): string {
+  return ms < 1000 ? `${Math.round(ms)} ms` : `${(ms / 1000).toFixed(1)} s`;
+}
+
 function summaryText(s: ModelSummary): string {
   return `${s.hfArchitecture} · ${s.layers} layers · hidden ${s.hidden} · ${s.heads}/${s.kvHeads} heads · vocab ${s.vocab} · files ${s.fileDtypes.join('/')}`;
 }
@@ -80,18 +84,18 @@ export const modelsPage: Page = {
         return;
       }
       loadedBody.append(
-        h('p', { id: 'model-status', class: 'ok-text', 'data-state': 'loaded' }, `Loaded ${m.id} in ${(m.loadMs / 1000).toFixed(1)} s.`),
+        h('p', { id: 'model-status', class: 'ok-text', 'data-state': 'loaded' }, `Loaded ${m.id} in ${duration(m.loadMs)}.`),
         h(
           'table',
           { class: 'kv' },
           h(
             'tbody',
             {},
-            h('tr', {}, h('th', { scope: 'row' }, 'Source'), h('td', { class: 'break' }, m.summary.location)),
+            h('tr', {}, h('th', { scope: 'row' }, 'Source'), h('td', { class: 'break' }, m.sourceKind === 'files' ? `${m.summary.location} (local folder)` : m.sourceKind === 'hf' ? `${m.summary.location} (Hugging Face)` : m.summary.location)),
             h('tr', {}, h('th', { scope: 'row' }, 'Model'), h('td', {}, summaryText(m.summary))),
             h('tr', {}, h('th', { scope: 'row' }, 'Backend'), h('td', {}, m.backend)),
             h('tr', {}, h('th', { scope: 'row' }, 'Context'), h('td', {}, `${m.contextLength} positions × ${m.maxBatch} batch slots`)),
-            h('tr', {}, h('th', { scope: 'row' }, 'Cached'), h('td', {}, m.cached ? 'yes (Cache Storage)' : 'no (local or same-origin files)')),
+            h('tr', {}, h('th', { scope: 'row' }, 'Cached'), h('td', {}, m.cached ? 'yes (Cache Storage)' : m.sourceKind === 'files' ? 'no (read from your disk)' : 'no (served by this site)')),
           ),
         ),
         estimateTable(m.estimate),
@@ -112,12 +116,18 @@ export const modelsPage: Page = {
 
     const hfInput = h('input', { type: 'text', placeholder: 'Qwen/Qwen2.5-0.5B-Instruct', autocomplete: 'off', spellcheck: 'false' });
     const hfEndpoint = h('input', { type: 'url', value: 'https://huggingface.co', spellcheck: 'false' });
+    const hfToken = h('input', { type: 'password', autocomplete: 'off', placeholder: 'hf_…', spellcheck: 'false' });
     const urlInput = h('input', { type: 'url', placeholder: 'https://example.org/models/my-model/', spellcheck: 'false' });
     const folderBtn = h('button', { type: 'button', class: 'secondary' }, 'Choose folder…');
-    const folderFallback = h('input', { type: 'file', hidden: true, multiple: true });
+    const folderFallback = h('input', { type: 'file', hidden: true, multiple: true, id: 'model-folder-input' });
     folderFallback.setAttribute('webkitdirectory', '');
     const folderLabel = h('span', { class: 'muted' }, 'No folder chosen');
-    const hfBox = h('div', { class: 'source-box', 'data-kind': 'hf' }, field('Repository id', hfInput, 'owner/name or owner/name@revision; downloads are cached in the browser.'), field('Hub endpoint', hfEndpoint));
+    const hfBox = h(
+      'div',
+      { class: 'source-box', 'data-kind': 'hf' },
+      field('Repository id', hfInput, 'owner/name or owner/name@revision; downloads are cached in the browser.'),
+      h('div', { class: 'grid2' }, field('Access token', hfToken, 'Only for gated or private repos; kept in this tab.'), field('Hub endpoint', hfEndpoint)),
+    );
     const urlBox = h('div', { class: 'source-box', 'data-kind': 'url', hidden: true }, field('Folder URL', urlInput, 'A folder with config.json, *.safetensors and tokenizer.json (the server must allow CORS).'));
     const folderBox = h('div', { class: 'source-box', 'data-kind': 'folder', hidden: true }, h('div', { class: 'field' }, h('span', { class: 'label' }, 'Folder'), h('div', { class: 'row' }, folderBtn, folderLabel), folderFallback));
     let picked: { files: File[]; label: string } | null = null;
@@ -198,7 +208,8 @@ export const modelsPage: Page = {
         const id = hfInput.value.trim();
         if (!looksLikeHfRepoId(id)) throw new Error('Enter a repository id like owner/name.');
         const endpoint = hfEndpoint.value.trim().replace(/\/+$/, '');
-        return { kind: 'hf', id, ...(endpoint && endpoint !== 'https://huggingface.co' ? { endpoint } : {}) };
+        const token = hfToken.value.trim();
+        return { kind: 'hf', id, ...(endpoint && endpoint !== 'https://huggingface.co' ? { endpoint } : {}), ...(token ? { token } : {}) };
       }
       if (kind === 'url') {
         const url = urlInput.value.trim();
@@ -273,11 +284,12 @@ export const modelsPage: Page = {
       };
       try {
         const m = await api.load(source, settings(), id, Comlink.proxy(onProgress));
+        clear(estimateBox); // the loaded-model card shows it now
         state.set('model', m);
         status.set(`Loaded ${m.id}.`, 'ok');
         progress.max = 1;
         progress.value = 1;
-        progressLabel.textContent = `Done in ${(m.loadMs / 1000).toFixed(1)} s.`;
+        progressLabel.textContent = `Done in ${duration(m.loadMs)}.`;
         void refreshCache();
       } catch (e) {
         const aborted = (e as Error).name === 'AbortError' || /abort/i.test(errorText(e));
@@ -340,18 +352,13 @@ export const modelsPage: Page = {
           { 'data-cache': c.cacheName.slice(MODEL_CACHE_PREFIX.length) },
           h('td', { class: 'break location' }, c.location, h('div', { class: 'muted small' }, `${c.files} files · ${c.complete ? 'complete' : 'partial download'}`)),
           h('td', { class: 'num nowrap' }, formatBytes(c.bytes)),
-          h('td', { class: 'nowrap' }, c.savedAt ? new Date(c.savedAt).toLocaleString(undefined, { dateStyle: 'short', timeStyle: 'short' }) : '—'),
+          h('td', { class: 'small' }, c.savedAt ? new Date(c.savedAt).toLocaleString(undefined, { dateStyle: 'short', timeStyle: 'short' }) : '—'),
           h('td', { class: 'row-actions' }, use, del),
         );
       });
-      cacheBody.append(
-        h(
-          'table',
-          { class: 'list', id: 'cache-table' },
-          h('thead', {}, h('tr', {}, h('th', { scope: 'col' }, 'Model'), h('th', { scope: 'col', class: 'num' }, 'Size'), h('th', { scope: 'col' }, 'Saved'), h('th', { scope: 'col' }, h('span', { class: 'visually-hidden' }, 'Actions')))),
-          h('tbody', {}, ...rows),
-        ),
-      );
+      const head = h('tr', {}, h('th', { scope: 'col' }, 'Model'), h('th', { scope: 'col', class: 'num' }, 'Size'), h('th', { scope: 'col' }, 'Saved'), h('th', { scope: 'col' }, h('span', { class: 'visually-hidden' }, 'Actions')));
+      const table = h('table', { class: 'list', id: 'cache-table' }, h('thead', {}, head), h('tbody', {}, ...rows));
+      cacheBody.append(h('div', { class: 'table-scroll' }, table));
     };
     refreshBtn.addEventListener('click', () => void refreshCache());
 
@@ -360,20 +367,18 @@ export const modelsPage: Page = {
 
     // ---- startup model --------------------------------------------------------------------
     const requested = ctx.params.get('model');
-    const startup = requested ?? defaultModel;
+    const startup: ModelSource | null = requested ? parseModelSpec(requested) : defaultModel ? { kind: 'url', url: new URL(defaultModel, document.baseURI).href } : null;
     if (startup) {
-      const source = parseModelSpec(startup);
-      if (source.kind === 'hf') hfInput.value = source.id;
-      else {
-        urlInput.value = source.kind === 'url' ? source.url : '';
-        (kinds.querySelector<HTMLInputElement>('input[value=url]')!).checked = true;
+      if (startup.kind === 'hf') hfInput.value = startup.id;
+      else if (startup.kind === 'url') {
+        urlInput.value = startup.url;
+        kinds.querySelector<HTMLInputElement>('input[value=url]')!.checked = true;
         kinds.dispatchEvent(new Event('change'));
       }
       void (async () => {
-        const r = await inspect(source);
-        if (r && !r.estimate.checks.some((c) => c.level === 'error')) await load(source);
+        const r = await inspect(startup);
+        if (r && !r.estimate.checks.some((c) => c.level === 'error')) await load(startup);
       })();
     }
   },
-  onShow() {},
 };

@@ -146,8 +146,8 @@ export const teachPage: Page = {
     const localBox = h('div', { 'data-eng': 'local' }, localInfo);
     const webllmBox = h('div', { 'data-eng': 'webllm', hidden: true }, field('Model', webllmSelect, 'Downloads weights from huggingface.co and a model library on first use; only f32 models are listed when the adapter lacks shader-f16.'));
     const openaiBox = h(
-      'div',
-      { 'data-eng': 'openai', hidden: true },
+      'form',
+      { 'data-eng': 'openai', hidden: true, onsubmit: (e: Event) => e.preventDefault() },
       field('Base URL', openaiUrl, 'The server must allow CORS from this page.'),
       h('div', { class: 'grid2' }, field('API key', openaiKey, 'Kept in this tab only.'), field('Model', openaiModel), field('Parallel requests', openaiConc)),
     );
@@ -306,7 +306,7 @@ export const teachPage: Page = {
             }
             const f = e.record.final;
             v.final.className = `final ${f.correct ? 'ok-text' : 'bad-text'}`;
-            v.final.textContent = `final answer ${f.answer ?? '—'} (${f.correct ? 'correct' : 'wrong'})`;
+            v.final.textContent = f.answer === null ? 'no final answer' : `final answer ${f.answer} (${f.correct ? 'correct' : 'wrong'})`;
           }
           const correct = records.filter((r) => r.final.correct).length;
           runProgress.value = records.length;

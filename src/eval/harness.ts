@@ -1,0 +1,470 @@
+/**
+ * The evaluation harness: any number of *systems* on one question set, each driven only through
+ * ChatEngines, reported side by side as a versioned JSON `EvalReport` (charted by the web page;
+ * `report.ts` renders it as Markdown).
+ *
+ * Systems:
+ * - `single`: one agent, one call per question with the student prompt (`studentMessages`) —
+ *   the base model, or a student (the same base with an adapter, or any other engine);
+ * - `debate`: `runDebate` from teach/debate.ts (agents × rounds calls, plus the aggregator's).
+ *
+ * Per system:
+ * - accuracy: each question answered once (the student prompt / the whole debate), graded with
+ *   answers.ts against the reference;
+ * - self-correction (single systems; null for the debate): attempt 1 is the answer above; attempt
+ *   2 is the reply to a follow-up user turn `REVIEW_PROMPT` in the same conversation. Reported:
+ *   accuracy at both attempts, Δ = attempt2 − attempt1, and the wrong→right and right→wrong
+ *   rates, both as fractions of ALL questions (so Δ = wrongToRight − rightToWrong), plus counts;
+ * - robustness: accuracy on perturbed questions (perturb.ts): `distractor` (an irrelevant
+ *   sentence added; every question) and `rename` (names changed, numbers scaled with the answer
+ *   recomputed for structured questions; only questions the perturbation actually changed). Each
+ *   comes with `baseline`, the system's accuracy on the same original questions, and
+ *   `delta` = accuracy − baseline. A single system answers perturbed questions once (attempt 1);
+ *   a debate runs a whole debate on each;
+ * - cost: calls (responses received), prompt and completion tokens (summed from the `usage` of
+ *   every response) and wall time, for answering the question set once (`cost`, with per-question means) and for
+ *   everything the evaluation of the system made (`costAll`: + self-correction + robustness).
+ *
+ * A call that throws (after the engine's own retries) or is aborted counts as a wrong answer
+ * for its phase and is counted in `errors` (its message kept per question); the run goes on.
+ * Systems are evaluated one after the other (a system's `setup`, e.g. activating its adapter on
+ * a shared runtime, runs right before it); questions of one system `concurrency` at a time.
+ */
+import type { ChatEngine, ChatMessage } from '../engine/types';
+import type { ProgressCallback } from '../progress';
+import { studentMessages } from '../distill/common';
+import { runDebate, answerFormatInstruction, type DebateOptions, type Engines } from '../teach/debate';
+import type { Question } from '../teach/datasets';
+import { answersEqual, extractAnswer, referenceAnswer, type Task } from './answers';
+import { perturbQuestion, type PerturbableQuestion, type Perturbed } from './perturb';
+
+export const EVAL_SCHEMA = 'agentark.eval/1';
+
+/** The follow-up turn of the self-correction probe (the task's answer-format instruction is appended). */
+export const REVIEW_PROMPT = 'Review your answer and fix it if it is wrong. Check each step of your reasoning; if you find a mistake, correct it and give the corrected solution.';
+
+export function reviewPrompt(task: Task): string {
+  return `${REVIEW_PROMPT} ${answerFormatInstruction(task)}`;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Systems
+
+interface SystemBase {
+  /** Unique name in the report, e.g. "single", "debate", "student:adapter-a". */
+  name: string;
+  /** Runs right before the system is evaluated (e.g. `runtime.adapters.activate(...)`). */
+  setup?: () => void | Promise<void>;
+  /** Free-form provenance recorded in the report (model, adapter dir, ...). */
+  meta?: Record<string, string | number | boolean>;
+}
+
+export interface SingleSystem extends SystemBase {
+  kind: 'single';
+  engine: ChatEngine;
+  /** Model id sent with each request. */
+  model?: string;
+  /** Student system prompt: undefined → default, null → none, string → as is. */
+  system?: string | null;
+  /** Overrides the evaluation's temperature / max tokens / seed. */
+  temperature?: number;
+  top_p?: number;
+  maxTokens?: number;
+  seed?: number;
+}
+
+export interface DebateSystem extends SystemBase {
+  kind: 'debate';
+  engines: Engines;
+  /** Debate settings; `task`, and unless set here `max_tokens` and `seed`, come from the evaluation. */
+  debate: DebateOptions;
+}
+
+export type EvalSystem = SingleSystem | DebateSystem;
+
+export interface EvalOptions {
+  /** Default: each question's own task. */
+  task?: Task;
+  /** Max tokens per reply (default 512). */
+  maxTokens?: number;
+  /** Single systems' sampling temperature (default 0: greedy). */
+  temperature?: number;
+  seed?: number;
+  /** Run the self-correction probe (default true). */
+  selfCorrection?: boolean;
+  /** Run the perturbed questions (default true). */
+  robustness?: boolean;
+  /** Seed of the perturbations (default 0). */
+  perturbSeed?: number;
+  /** Questions of one system in flight at once (default 1). */
+  concurrency?: number;
+  /** Recorded in the report. */
+  dataset?: string;
+  onProgress?: ProgressCallback;
+  signal?: AbortSignal;
+  /** Clock in ms for wall times (default performance.now); injectable for tests. */
+  now?: () => number;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Report
+
+export interface CostTotals {
+  calls: number;
+  promptTokens: number;
+  completionTokens: number;
+  wallMs: number;
+}
+
+export interface Cost extends CostTotals {
+  /** Means per question. */
+  perQuestion: CostTotals;
+}
+
+export interface SelfCorrectionStats {
+  n: number;
+  /** Accuracy at attempt 1 (= the system's accuracy). */
+  attempt1: number;
+  attempt2: number;
+  /** attempt2 − attempt1. */
+  delta: number;
+  /** Fraction of all questions wrong at attempt 1 and right at attempt 2. */
+  wrongToRight: number;
+  /** Fraction of all questions right at attempt 1 and wrong at attempt 2. */
+  rightToWrong: number;
+  counts: { correct1: number; correct2: number; wrongToRight: number; rightToWrong: number };
+}
+
+export interface RobustnessEntry {
+  /** Perturbed questions evaluated. */
+  n: number;
+  correct: number;
+  accuracy: number;
+  /** The system's accuracy on the same questions unperturbed. */
+  baseline: number;
+  /** accuracy − baseline. */
+  delta: number;
+}
+
+export interface Outcome {
+  correct: boolean;
+  extracted: string | null;
+  error?: string;
+}
+
+export interface QuestionResult extends Outcome {
+  id: string;
+  /** Cost of answering this question once. */
+  cost: CostTotals;
+  attempt2?: Outcome;
+  distractor?: Outcome;
+  rename?: Outcome;
+}
+
+export interface SystemReport {
+  name: string;
+  kind: 'single' | 'debate';
+  meta?: Record<string, string | number | boolean>;
+  n: number;
+  correct: number;
+  accuracy: number;
+  /** Answers that could not be parsed. */
+  unparsed: number;
+  /** Calls that failed (counted as wrong). */
+  errors: number;
+  selfCorrection: SelfCorrectionStats | null;
+  /** null when robustness was not run; an entry is null when no question was perturbed that way. */
+  robustness: { distractor: RobustnessEntry | null; rename: RobustnessEntry | null } | null;
+  cost: Cost;
+  costAll: CostTotals;
+  /** Wall time of the whole evaluation of this system (questions may overlap). */
+  elapsedMs: number;
+  questions: QuestionResult[];
+}
+
+export interface PerturbationSummary {
+  seed: number;
+  /** Questions with the distractor sentence (all). */
+  distractor: number;
+  rename: { changed: number; namesChanged: number; numbersScaled: number; answerRecomputed: number; structureIgnored: number };
+}
+
+export interface EvalReport {
+  schema: typeof EVAL_SCHEMA;
+  createdAt: string;
+  task: Task | 'mixed';
+  dataset?: string;
+  questions: number;
+  settings: { maxTokens: number; temperature: number; seed: number | null; selfCorrection: boolean; robustness: boolean; concurrency: number; reviewPrompt: string };
+  perturbations: PerturbationSummary | null;
+  systems: SystemReport[];
+}
+
+// ---------------------------------------------------------------------------------------------
+// Running
+
+const zero = (): CostTotals => ({ calls: 0, promptTokens: 0, completionTokens: 0, wallMs: 0 });
+const addCost = (a: CostTotals, b: CostTotals) => {
+  a.calls += b.calls;
+  a.promptTokens += b.promptTokens;
+  a.completionTokens += b.completionTokens;
+  a.wallMs += b.wallMs;
+};
+const round1 = (x: number) => Math.round(x * 10) / 10;
+
+interface Answer extends Outcome {
+  cost: CostTotals;
+  /** The reply text (single systems), for the follow-up turn. */
+  text?: string;
+  messages?: ChatMessage[];
+}
+
+function gradeAnswer(task: Task, extracted: string | null, reference: string): boolean {
+  const ref = referenceAnswer(task, reference);
+  return ref !== null && answersEqual(task, extracted, ref);
+}
+
+class AbortedError extends Error {
+  constructor() {
+    super('evaluation aborted');
+    this.name = 'AbortError';
+  }
+}
+
+async function chatCall(engine: ChatEngine, messages: ChatMessage[], sys: SingleSystem, opts: EvalOptions, signal?: AbortSignal) {
+  const seed = sys.seed ?? opts.seed;
+  const res = await engine.chat.completions.create(
+    {
+      messages,
+      ...(sys.model !== undefined ? { model: sys.model } : {}),
+      temperature: sys.temperature ?? opts.temperature ?? 0,
+      ...(sys.top_p !== undefined ? { top_p: sys.top_p } : {}),
+      max_tokens: sys.maxTokens ?? opts.maxTokens ?? 512,
+      ...(seed !== undefined ? { seed } : {}),
+      stream: false,
+    },
+    { signal },
+  );
+  const choice = res.choices[0];
+  if (!choice) throw new Error('engine returned no choices');
+  if (choice.finish_reason === 'abort') throw new Error('generation aborted');
+  return { text: choice.message.content ?? '', usage: { prompt: res.usage?.prompt_tokens ?? 0, completion: res.usage?.completion_tokens ?? 0 } };
+}
+
+/** One single-agent answer to `messages`, graded against `reference`. */
+async function singleAnswer(sys: SingleSystem, task: Task, messages: ChatMessage[], reference: string, opts: EvalOptions, now: () => number): Promise<Answer> {
+  const t0 = now();
+  try {
+    const r = await chatCall(sys.engine, messages, sys, opts, opts.signal);
+    const extracted = extractAnswer(task, r.text);
+    return {
+      correct: gradeAnswer(task, extracted, reference),
+      extracted,
+      text: r.text,
+      messages,
+      cost: { calls: 1, promptTokens: r.usage.prompt, completionTokens: r.usage.completion, wallMs: round1(now() - t0) },
+    };
+  } catch (e) {
+    if (opts.signal?.aborted) throw new AbortedError();
+    return { correct: false, extracted: null, error: (e as Error).message, cost: { ...zero(), wallMs: round1(now() - t0) } };
+  }
+}
+
+async function debateAnswer(sys: DebateSystem, task: Task, q: Question, opts: EvalOptions, now: () => number): Promise<Answer> {
+  const t0 = now();
+  try {
+    const dopts: DebateOptions = { max_tokens: opts.maxTokens ?? 512, ...(opts.seed !== undefined ? { seed: opts.seed } : {}) };
+    for (const [k, v] of Object.entries(sys.debate)) if (v !== undefined) (dopts as Record<string, unknown>)[k] = v;
+    const rec = await runDebate(q, { ...dopts, task }, sys.engines, opts.signal);
+    return {
+      correct: rec.final.correct,
+      extracted: rec.final.answer,
+      cost: { calls: rec.totals.calls, promptTokens: rec.totals.promptTokens, completionTokens: rec.totals.completionTokens, wallMs: round1(now() - t0) },
+    };
+  } catch (e) {
+    if (opts.signal?.aborted) throw new AbortedError();
+    return { correct: false, extracted: null, error: (e as Error).message, cost: { ...zero(), wallMs: round1(now() - t0) } };
+  }
+}
+
+const outcome = (a: Answer): Outcome => ({ correct: a.correct, extracted: a.extracted, ...(a.error !== undefined ? { error: a.error } : {}) });
+
+interface Prepared {
+  q: PerturbableQuestion;
+  task: Task;
+  distractor: Perturbed | null;
+  rename: Perturbed | null;
+  /** A carried structure was not usable (see perturb.ts). */
+  structureIgnored: boolean;
+}
+
+async function evalQuestion(sys: EvalSystem, p: Prepared, opts: EvalOptions, now: () => number): Promise<{ result: QuestionResult; all: CostTotals; errors: number }> {
+  const { q, task } = p;
+  const all = zero();
+  let errors = 0;
+  const ask = async (question: Question): Promise<Answer> => {
+    const a =
+      sys.kind === 'single'
+        ? await singleAnswer(sys, task, studentMessages(task, question, { system: sys.system }), String(question.answer), opts, now)
+        : await debateAnswer(sys, task, question, opts, now);
+    addCost(all, a.cost);
+    if (a.error !== undefined) errors++;
+    return a;
+  };
+  const first = await ask(q);
+  const result: QuestionResult = { id: String(q.id), ...outcome(first), cost: { ...first.cost } };
+  if (sys.kind === 'single' && (opts.selfCorrection ?? true)) {
+    let second: Answer;
+    if (first.error !== undefined || first.messages === undefined) {
+      second = { correct: false, extracted: null, error: 'attempt 1 failed', cost: zero() };
+    } else {
+      const messages: ChatMessage[] = [...first.messages, { role: 'assistant', content: first.text ?? '' }, { role: 'user', content: reviewPrompt(task) }];
+      second = await singleAnswer(sys, task, messages, String(q.answer), opts, now);
+      addCost(all, second.cost);
+      if (second.error !== undefined) errors++;
+    }
+    result.attempt2 = outcome(second);
+  }
+  if (p.distractor) result.distractor = outcome(await ask(p.distractor.question));
+  if (p.rename) result.rename = outcome(await ask(p.rename.question));
+  return { result, all, errors };
+}
+
+function robustnessEntry(results: QuestionResult[], key: 'distractor' | 'rename'): RobustnessEntry | null {
+  const used = results.filter((r) => r[key] !== undefined);
+  if (!used.length) return null;
+  const correct = used.filter((r) => r[key]!.correct).length;
+  const base = used.filter((r) => r.correct).length;
+  const accuracy = correct / used.length;
+  const baseline = base / used.length;
+  return { n: used.length, correct, accuracy, baseline, delta: accuracy - baseline };
+}
+
+/** Evaluates every system on `questions` (see the module comment). */
+export async function evaluate(questions: PerturbableQuestion[], systems: EvalSystem[], opts: EvalOptions = {}): Promise<EvalReport> {
+  const now = opts.now ?? (() => performance.now());
+  const names = new Set<string>();
+  for (const s of systems) {
+    if (names.has(s.name)) throw new Error(`evaluate: duplicate system name ${JSON.stringify(s.name)}`);
+    names.add(s.name);
+  }
+  const selfCorrection = opts.selfCorrection ?? true;
+  const robustness = opts.robustness ?? true;
+  const perturbSeed = opts.perturbSeed ?? 0;
+  const concurrency = Math.max(1, Math.floor(opts.concurrency ?? 1));
+  const prepared: Prepared[] = questions.map((q) => {
+    const task = (opts.task ?? q.task) as Task;
+    if (!robustness) return { q, task, distractor: null, rename: null, structureIgnored: false };
+    const p = perturbQuestion({ ...q, task }, perturbSeed);
+    return { q, task, distractor: p.distractor.changed ? p.distractor : null, rename: p.rename.changed ? p.rename : null, structureIgnored: p.rename.structureIgnored !== undefined };
+  });
+  const tasks = new Set(prepared.map((p) => p.task));
+
+  let perturbations: PerturbationSummary | null = null;
+  if (robustness) {
+    const ren = prepared.map((p) => p.rename).filter((r): r is Perturbed => r !== null);
+    perturbations = {
+      seed: perturbSeed,
+      distractor: prepared.filter((p) => p.distractor).length,
+      rename: {
+        changed: ren.length,
+        namesChanged: ren.filter((r) => (r.names ?? []).length > 0).length,
+        numbersScaled: ren.filter((r) => r.scale != null).length,
+        answerRecomputed: ren.filter((r) => r.answerRecomputed).length,
+        structureIgnored: prepared.filter((p) => p.structureIgnored).length,
+      },
+    };
+  }
+
+  const reports: SystemReport[] = [];
+  for (const sys of systems) {
+    if (opts.signal?.aborted) throw new AbortedError();
+    await sys.setup?.();
+    const t0 = now();
+    const results: QuestionResult[] = new Array(prepared.length);
+    const costAll = zero();
+    let errors = 0;
+    let done = 0;
+    let next = 0;
+    const worker = async () => {
+      while (true) {
+        if (opts.signal?.aborted) throw new AbortedError();
+        const i = next++;
+        if (i >= prepared.length) return;
+        const r = await evalQuestion(sys, prepared[i]!, opts, now);
+        results[i] = r.result;
+        addCost(costAll, r.all);
+        errors += r.errors;
+        done++;
+        opts.onProgress?.({
+          phase: `eval ${sys.name}`,
+          done,
+          total: prepared.length,
+          unit: 'questions',
+          metrics: { accuracy: results.filter((x) => x?.correct).length / done },
+        });
+      }
+    };
+    await Promise.all(Array.from({ length: Math.min(concurrency, Math.max(1, prepared.length)) }, worker));
+    const n = results.length;
+    const correct = results.filter((r) => r.correct).length;
+    const cost = zero();
+    for (const r of results) addCost(cost, r.cost);
+    const mean = (x: number) => (n ? x / n : 0);
+    let sc: SelfCorrectionStats | null = null;
+    if (sys.kind === 'single' && selfCorrection) {
+      const c1 = correct;
+      const c2 = results.filter((r) => r.attempt2?.correct).length;
+      const w2r = results.filter((r) => !r.correct && r.attempt2?.correct).length;
+      const r2w = results.filter((r) => r.correct && !r.attempt2?.correct).length;
+      sc = {
+        n,
+        attempt1: mean(c1),
+        attempt2: mean(c2),
+        delta: mean(c2) - mean(c1),
+        wrongToRight: mean(w2r),
+        rightToWrong: mean(r2w),
+        counts: { correct1: c1, correct2: c2, wrongToRight: w2r, rightToWrong: r2w },
+      };
+    }
+    costAll.wallMs = round1(costAll.wallMs);
+    cost.wallMs = round1(cost.wallMs);
+    reports.push({
+      name: sys.name,
+      kind: sys.kind,
+      ...(sys.meta ? { meta: sys.meta } : {}),
+      n,
+      correct,
+      accuracy: mean(correct),
+      unparsed: results.filter((r) => r.extracted === null && r.error === undefined).length,
+      errors,
+      selfCorrection: sc,
+      robustness: robustness ? { distractor: robustnessEntry(results, 'distractor'), rename: robustnessEntry(results, 'rename') } : null,
+      cost: {
+        ...cost,
+        perQuestion: { calls: mean(cost.calls), promptTokens: mean(cost.promptTokens), completionTokens: mean(cost.completionTokens), wallMs: round1(mean(cost.wallMs)) },
+      },
+      costAll,
+      elapsedMs: round1(now() - t0),
+      questions: results,
+    });
+  }
+  return {
+    schema: EVAL_SCHEMA,
+    createdAt: new Date().toISOString(),
+    task: tasks.size === 1 ? [...tasks][0]! : tasks.size === 0 ? (opts.task ?? 'gsm8k') : 'mixed',
+    ...(opts.dataset !== undefined ? { dataset: opts.dataset } : {}),
+    questions: questions.length,
+    settings: {
+      maxTokens: opts.maxTokens ?? 512,
+      temperature: opts.temperature ?? 0,
+      seed: opts.seed ?? null,
+      selfCorrection,
+      robustness,
+      concurrency,
+      reviewPrompt: REVIEW_PROMPT,
+    },
+    perturbations,
+    systems: reports,
+  };
+}
