@@ -8,6 +8,9 @@
  */
 import type { ChatCompletionRequest, FinishReason } from '../engine/types';
 import type { Task } from '../eval/answers';
+import type { EvalReport } from '../eval/harness';
+import type { KernelResult, ModelResult, SpeedReport, TrainResult } from '../eval/speed';
+import type { Projection } from '../model/llama';
 import type { ProgressEvent } from '../progress';
 import type { Question } from '../teach/datasets';
 import type { TrajectoryRecord } from '../teach/trajectory';
@@ -162,6 +165,205 @@ export interface DebateRunResult {
   wallMs: number;
 }
 
+// ---- Distillation and training -----------------------------------------------------------------
+
+/** Where the training data comes from. File and URL contents are read by the page. */
+export type TrainDataSource =
+  | { kind: 'debate' }
+  | { kind: 'example'; count: number }
+  | { kind: 'text'; text: string; name: string };
+
+export type DistillStrategy = 'rsft' | 'da' | 'pad';
+
+export interface DistillSettings {
+  strategy: DistillStrategy;
+  /** Task of AgentArk inference output (the other layouts carry theirs). */
+  task: Task;
+  /** messages: train on every assistant turn; prompt-completion: only the last one. */
+  format: 'messages' | 'prompt-completion';
+  /** Remove GSM8K <<a=b>> calculator annotations. */
+  stripCalculator: boolean;
+  /** Start each conversation with the task's student system prompt (else no system message). */
+  systemPrompt: boolean;
+  /** DA: at most K distinct correct paths per question. */
+  perQuestion: number;
+  /** DA: build self-correction conversations. */
+  selfCorrection: boolean;
+  /** Only the first N records (0 = all). */
+  limit: number;
+}
+
+export interface TokenStats {
+  examples: number;
+  tokens: number;
+  /** Tokens the loss covers. */
+  labelled: number;
+  longest: number;
+  /** Rows longer than the context (left out of training). */
+  tooLong: number;
+  contextLength: number;
+}
+
+export interface DatasetSummary {
+  /** Handle of the built rows in the worker (for training and download). */
+  id: string;
+  source: string;
+  /** Layout of the input; 'training-rows' = already TRL rows, used as they are. */
+  inputFormat: 'trajectory' | 'example_model_solutions' | 'agentark' | 'training-rows';
+  records: number;
+  strategy: DistillStrategy | 'rows';
+  rows: number;
+  /** The builder's counts (skipped by reason, rows by source, PAD step counts…). */
+  stats: Record<string, number | Record<string, number>>;
+  warnings: string[];
+  /** False for PAD's stepwise rows (they train a process reward model, not the student). */
+  trainable: boolean;
+  /** Token counts against the loaded model (null with no model or untrainable rows). */
+  tokens: TokenStats | null;
+  /** The first row, pretty-printed. */
+  preview: string;
+}
+
+export interface TrainSettings {
+  /** Name the adapter is registered under. */
+  name: string;
+  rank: number;
+  alpha: number;
+  dropout: number;
+  targets: Projection[];
+  lr: number;
+  schedule: 'linear' | 'cosine' | 'constant';
+  warmupSteps: number;
+  /** Optimizer steps; when absent, `epochs` passes over the data. */
+  steps?: number;
+  epochs?: number;
+  batchSize: number;
+  gradAccum: number;
+  seed: number;
+  /** Write a checkpoint to the browser's storage every N steps (0 = only on pause). */
+  checkpointEvery: number;
+}
+
+export interface TrainPoint {
+  step: number;
+  loss: number;
+  lr: number;
+}
+
+export type TrainEvent =
+  | { type: 'status'; text: string }
+  | {
+      type: 'start';
+      name: string;
+      step: number;
+      totalSteps: number;
+      examples: number;
+      trainableParams: number;
+      /** Checkpoint step the run resumed from (null = a fresh run). */
+      resumedFrom: number | null;
+      /** Loss / lr of the steps before `step` (restored with the checkpoint). */
+      history: TrainPoint[];
+      settings: TrainSettings;
+      source: string;
+    }
+  | { type: 'step'; step: number; totalSteps: number; loss: number; lr: number; gradNorm: number; tokens: number; tokensPerS: number; stepMs: number; etaS: number }
+  | { type: 'checkpoint'; step: number; bytes: number; ms: number };
+
+export interface AdapterInfo {
+  name: string;
+  rank: number;
+  alpha: number;
+  targets: string[];
+  parameters: number;
+  origin: 'trained' | 'file';
+}
+
+export interface TrainOutcome {
+  status: 'finished' | 'paused' | 'cancelled';
+  step: number;
+  totalSteps: number;
+  finalLoss: number | null;
+  /** The registered adapter (finished runs). */
+  adapter: AdapterInfo | null;
+}
+
+/** An unfinished run kept in the browser's storage (OPFS). */
+export interface StoredRunInfo {
+  name: string;
+  modelId: string;
+  /** Whether the loaded model is the one the run was started on (id and config). */
+  sameModel: boolean;
+  step: number;
+  totalSteps: number;
+  status: 'running' | 'paused';
+  savedAt: string;
+  source: string;
+  examples: number;
+  history: TrainPoint[];
+  settings: TrainSettings;
+}
+
+export interface TrainingState {
+  state: 'idle' | 'running' | 'paused';
+  name: string | null;
+  step: number;
+  totalSteps: number;
+}
+
+/** PEFT files of an adapter, by name. */
+export interface AdapterFiles {
+  'adapter_config.json': string;
+  'adapter_model.safetensors': Uint8Array;
+}
+
+// ---- Evaluation -------------------------------------------------------------------------------
+
+export interface EvalRunSettings {
+  /** The base model answering alone. */
+  single: boolean;
+  /** The debate on the base model (null = not evaluated). */
+  debate: { agents: number; rounds: number; aggregator: 'llm' | 'vote' } | null;
+  /** Adapter names: one student system each. */
+  students: string[];
+  maxTokens: number;
+  temperature: number;
+  seed?: number;
+  selfCorrection: boolean;
+  robustness: boolean;
+  task?: Task;
+  dataset?: string;
+}
+
+export type EvalEvent = { type: 'progress'; system: string; systemIndex: number; systems: number; done: number; total: number; accuracy: number };
+
+// ---- Benchmarks -------------------------------------------------------------------------------
+
+export interface BenchSettings {
+  /** BENCH_SIZES names for the whole-model and training runs. */
+  sizes: string[];
+  /** [m, n, k] matmul shapes ([] = no kernel benchmark). */
+  kernelShapes: [number, number, number][];
+  models: boolean;
+  training: boolean;
+  trainingModes: ('lora' | 'full')[];
+  /** The CPU twin beside WebGPU. */
+  cpuTwin: boolean;
+}
+
+export type BenchEvent =
+  | { type: 'status'; text: string; done: number; total: number }
+  | { type: 'kernel'; result: KernelResult }
+  | { type: 'model'; result: ModelResult }
+  | { type: 'train'; result: TrainResult };
+
+/** Event name on AppState (an EventTarget) when the adapters or the active one change. */
+export const ADAPTERS_EVENT = 'adapters';
+
+export interface AdapterList {
+  list: AdapterInfo[];
+  active: string | null;
+}
+
 export interface WorkerApi {
   /** The WebGPU adapter as the worker sees it (where the engine runs). */
   device(): Promise<AdapterReport>;
@@ -180,4 +382,35 @@ export interface WorkerApi {
   /** Debates each question in turn; records arrive through `onEvent` as they finish. */
   debate(taskId: string, questions: Question[], settings: DebateRunSettings, onEvent: (e: DebateEvent) => void): Promise<DebateRunResult>;
   abort(taskId: string): void;
+
+  // ---- distillation and training
+  /** Trajectory records of the last debate run on the Teach page. */
+  debateRecordCount(): Promise<number>;
+  /** Builds training rows (R-SFT / DA / PAD) and, with a model loaded, counts their tokens. */
+  prepareDataset(source: TrainDataSource, settings: DistillSettings): Promise<DatasetSummary>;
+  /** The rows of a prepared dataset as JSONL. */
+  datasetJsonl(id: string): Promise<string>;
+  /** LoRA training of the loaded model on a prepared dataset; resolves when it finishes, pauses or is cancelled. */
+  startTraining(taskId: string, datasetId: string, settings: TrainSettings, onEvent: (e: TrainEvent) => void): Promise<TrainOutcome>;
+  /** Continues the paused run (in memory), else the run stored in the browser (OPFS). */
+  resumeTraining(taskId: string, onEvent: (e: TrainEvent) => void): Promise<TrainOutcome>;
+  /** Stops the running job after its current step and checkpoints it. */
+  pauseTraining(): Promise<void>;
+  /** Stops a running job or discards a paused / stored one (its checkpoints are deleted). */
+  cancelTraining(): Promise<void>;
+  trainingState(): Promise<TrainingState>;
+  /** The unfinished run stored in the browser, if any. */
+  storedRun(): Promise<StoredRunInfo | null>;
+
+  // ---- adapters (on the loaded model)
+  adapters(): Promise<AdapterList>;
+  /** Hot-swaps the adapter used by chat (null = the base model). */
+  activateAdapter(name: string | null): Promise<void>;
+  adapterFiles(name: string): Promise<AdapterFiles>;
+  /** Loads a PEFT adapter from its files (adapter_config.json + adapter_model.safetensors). */
+  loadAdapterFiles(name: string, files: File[]): Promise<AdapterInfo>;
+
+  // ---- evaluation and benchmarks
+  evaluate(taskId: string, questions: Question[], settings: EvalRunSettings, onEvent: (e: EvalEvent) => void): Promise<EvalReport>;
+  bench(taskId: string, settings: BenchSettings, onEvent: (e: BenchEvent) => void): Promise<SpeedReport>;
 }

@@ -3,16 +3,50 @@
  * here, so the page never blocks. Exposed with comlink; see api.ts for the contract.
  */
 import * as Comlink from 'comlink';
+import { toJsonl } from '../distill/common';
+import { buildDa } from '../distill/da';
+import { importedToTrajectories, parseDistillInput } from '../distill/from-imported';
+import { buildPad } from '../distill/pad-labels';
+import { buildRsft } from '../distill/rsft';
+import { generateProblems } from '../demo/problems';
 import { LocalEngine, Runtime } from '../engine/local';
 import type { ChatCompletion, ChatCompletionChunk, ChatCompletionOptions, ChatCompletionRequest, ChatEngine, FinishReason } from '../engine/types';
+import { evaluate, type EvalReport, type EvalSystem } from '../eval/harness';
+import { BENCH_SIZES, benchmarkKernels, benchmarkModel, benchmarkTraining, type SpeedReport } from '../eval/speed';
 import { listWeightFiles, loadCheckpoint, readModelConfig, readWeightFileHeader } from '../formats/checkpoint';
+import { loadPeftAdapter, serializePeftAdapter, type PeftAdapter } from '../formats/peft';
 import { filesSource, hfSource, HttpSource, type FileSource } from '../formats/source';
+import { Gpu } from '../gpu/device';
+import type { AnyBackend } from '../kernels/backend';
+import { CpuBackend } from '../kernels/cpu';
+import { GpuBackend } from '../kernels/gpu';
 import { runDebate, type DebateOptions } from '../teach/debate';
 import { collectStream, OpenAIEngine } from '../teach/openai-engine';
 import type { Question } from '../teach/datasets';
+import type { TrajectoryRecord } from '../teach/trajectory';
+import { checkpointFiles, parseTrainerState, restoreFromFiles } from '../train/checkpoint';
+import { parseTrainingJsonl, tokenizeRow, TrainingDataError, type TrainExample } from '../train/data';
+import { DEFAULT_TRAIN_OPTIONS, Trainer, type TrainOptions } from '../train/trainer';
 import type {
+  AdapterFiles,
+  AdapterInfo,
+  AdapterList,
   AdapterReport,
+  BenchEvent,
+  BenchSettings,
   ChatStats,
+  DatasetSummary,
+  DistillSettings,
+  EvalEvent,
+  EvalRunSettings,
+  StoredRunInfo,
+  TokenStats,
+  TrainDataSource,
+  TrainEvent,
+  TrainingState,
+  TrainOutcome,
+  TrainPoint,
+  TrainSettings,
   DebateEvent,
   DebateRunResult,
   DebateRunSettings,
@@ -27,6 +61,7 @@ import type {
 } from './api';
 import { CachedSource, cacheAvailable } from './cache';
 import { estimateMemory, summarize, type DeviceBudget } from './estimate';
+import { beginRun, discardRun, loadRun, opfsAvailable, readRunMeta, RUN_META_VERSION, updateRunMeta, writeCheckpoint, type RunMeta } from './opfs';
 
 const tasks = new Map<string, AbortController>();
 
@@ -39,6 +74,23 @@ function startTask(id: string): AbortController {
 
 function endTask(id: string, c: AbortController): void {
   if (tasks.get(id) === c) tasks.delete(id);
+}
+
+const TASK_NAMES: Record<string, string> = { chat: 'chat reply', debate: 'debate', eval: 'evaluation', bench: 'benchmark', train: 'training run', load: 'model load' };
+
+/** The first running task of one of `kinds` (other than `self`), as a readable name. */
+function runningTask(kinds: string[], self?: string): string | null {
+  for (const id of tasks.keys()) {
+    const kind = id.split('-')[0]!;
+    if (id !== self && kinds.includes(kind)) return TASK_NAMES[kind] ?? kind;
+  }
+  return null;
+}
+
+/** Throws when one of `kinds` is running: they would compete for the GPU (or the model's adapter). */
+function requireNo(kinds: string[], what: string, self?: string): void {
+  const busy = runningTask(kinds, self);
+  if (busy) throw new Error(`A ${busy} is running: stop or pause it before ${what}.`);
 }
 
 /**
@@ -193,6 +245,10 @@ async function inspect(source: ModelSource, settings: LoadSettings, taskId: stri
 }
 
 function unload(): void {
+  // A paused training job and the adapters live on the old model; the stored run stays in OPFS.
+  if (job) disposeJob(job);
+  job = null;
+  hostAdapters.clear();
   current?.runtime.dispose();
   current = null;
 }
@@ -210,8 +266,8 @@ async function load(source: ModelSource, settings: LoadSettings, taskId: string,
     const inspected = await inspectSource(files, settings, ctrl.signal);
     const blocking = inspected.estimate.checks.find((c) => c.level === 'error');
     if (blocking) throw new Error(blocking.text);
-    const busy = [...tasks.keys()].find((id) => /^(chat|debate)-/.test(id));
-    if (busy) throw new Error(`Stop the running ${busy.split('-')[0]} before loading another model.`);
+    const busy = [...tasks.keys()].find((id) => /^(chat|debate|eval|train|bench)-/.test(id));
+    if (busy) throw new Error(`Stop the running ${TASK_NAMES[busy.split('-')[0]!] ?? busy.split('-')[0]} before loading another model.`);
     // Free the old model before the new one's weights arrive.
     unload();
     const ckpt = await loadCheckpoint(files, { signal: ctrl.signal, onProgress: progress });
@@ -250,6 +306,7 @@ function requireEngine(): LocalEngine {
 
 async function chat(taskId: string, req: ChatCompletionRequest, onDelta: (text: string) => void): Promise<ChatStats> {
   const engine = requireEngine();
+  requireNo(['train', 'eval', 'bench'], 'chatting');
   const ctrl = startTask(taskId);
   const t0 = performance.now();
   let first = 0;
@@ -352,8 +409,13 @@ function tapEngine(base: ChatEngine, index: number, agents: number, rounds: numb
   return { chat: { completions: { create: create as ChatEngine['chat']['completions']['create'] } }, models: () => base.models() };
 }
 
+/** Trajectories of the last debate (the Train page can distil them). */
+let lastDebate: TrajectoryRecord[] = [];
+
 async function debate(taskId: string, questions: Question[], settings: DebateRunSettings, onEvent: (e: DebateEvent) => void): Promise<DebateRunResult> {
+  if (settings.engine.kind === 'local') requireNo(['train', 'eval', 'bench'], 'debating');
   const ctrl = startTask(taskId);
+  lastDebate = [];
   let delivered: Promise<void> = Promise.resolve();
   const emit = (e: DebateEvent) => {
     delivered = notify(onEvent, e);
@@ -384,6 +446,7 @@ async function debate(taskId: string, questions: Question[], settings: DebateRun
         const record = await runDebate(q, opts, tapEngine(engine, index, agents, rounds, emit), ctrl.signal);
         if (ctrl.signal.aborted) break;
         completed++;
+        lastDebate.push(record);
         emit({ type: 'record', index, record });
       } catch (e) {
         if (ctrl.signal.aborted) break;
@@ -402,6 +465,577 @@ async function debate(taskId: string, questions: Question[], settings: DebateRun
 async function webllmModels(withoutF16: boolean): Promise<string[]> {
   const { webllmTeacherModels } = await import('../teach/webllm-engine');
   return webllmTeacherModels({ withoutShaderF16: withoutF16 });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Distillation: trajectories → training rows
+
+/** Built training sets by id (the last few only). */
+const datasets = new Map<string, { rows: object[]; trainable: boolean; source: string }>();
+let datasetCounter = 0;
+
+/**
+ * The built-in example: demo word problems (src/demo/problems.ts) as one-round trajectories with
+ * three "agents": the worked solution twice and once with a slip in the last step, so every
+ * strategy has something to build (R-SFT a target, DA a correction, PAD good and bad steps).
+ */
+function exampleTrajectories(count: number): TrajectoryRecord[] {
+  const problems = generateProblems({ seed: 7, count: Math.max(1, Math.min(200, Math.floor(count))), split: 'train', difficulty: 0 });
+  const sets = problems.map((p) => {
+    const wrong = p.answer.replace(new RegExp(`= ${p.final}(?![\\d])`, 'g'), `= ${p.final + 1}`).replace(/#### \d+\s*$/, `#### ${p.final + 1}`);
+    return {
+      id: `example-${p.id}`,
+      question: p.question,
+      reference: p.answer,
+      task: 'gsm8k' as const,
+      solutions: [
+        { agent: 'agent1', text: p.answer },
+        { agent: 'agent2', text: wrong },
+        { agent: 'agent3', text: p.answer },
+      ],
+    };
+  });
+  return importedToTrajectories(sets).records;
+}
+
+/** Whether JSONL text already holds training rows (TRL messages / prompt-completion / text / input_ids). */
+function looksLikeTrainingRows(text: string): boolean {
+  const first = text.replace(/^\uFEFF/, '').trimStart();
+  let row: unknown;
+  if (first.startsWith('[')) {
+    try {
+      row = (JSON.parse(first) as unknown[])[0];
+    } catch {
+      return false;
+    }
+  } else {
+    const line = first.split('\n', 1)[0] ?? '';
+    try {
+      row = JSON.parse(line);
+    } catch {
+      return false;
+    }
+  }
+  if (typeof row !== 'object' || row === null) return false;
+  const r = row as Record<string, unknown>;
+  if (r.schema !== undefined || r.response !== undefined || r.solutions !== undefined) return false;
+  return Array.isArray(r.messages) || ('prompt' in r && 'completion' in r) || typeof r.text === 'string' || Array.isArray(r.input_ids);
+}
+
+/** Rows → examples against the loaded model; rows too long for the context are counted and left out. */
+function tokenizeRows(rows: object[], where: string): { examples: TrainExample[]; stats: TokenStats; errors: string[] } {
+  const cur = requireCurrent();
+  const contextLength = cur.runtime.generator.contextLength;
+  const examples: TrainExample[] = [];
+  const errors: string[] = [];
+  let tooLong = 0;
+  rows.forEach((row, i) => {
+    try {
+      examples.push(tokenizeRow(row, cur.runtime.tokenizer, { maxLength: contextLength, vocabSize: cur.runtime.model.config.vocabSize }, `${where} row ${i + 1}`));
+    } catch (e) {
+      if (e instanceof TrainingDataError && /longer than the context/.test(e.message)) tooLong++;
+      else errors.push((e as Error).message);
+    }
+  });
+  let tokens = 0;
+  let labelled = 0;
+  let longest = 0;
+  for (const e of examples) {
+    tokens += e.inputIds.length;
+    longest = Math.max(longest, e.inputIds.length);
+    for (let i = 1; i < e.labels.length; i++) if (e.labels[i]! >= 0) labelled++;
+  }
+  return { examples, stats: { examples: examples.length, tokens, labelled, longest, tooLong, contextLength }, errors };
+}
+
+async function prepareDataset(source: TrainDataSource, s: DistillSettings): Promise<DatasetSummary> {
+  const warnings: string[] = [];
+  let records: TrajectoryRecord[];
+  let inputFormat: DatasetSummary['inputFormat'] = 'trajectory';
+  let name: string;
+  let rows: object[];
+  let strategy: DatasetSummary['strategy'] = s.strategy;
+  let stats: DatasetSummary['stats'];
+  let trainable = true;
+
+  if (source.kind === 'text' && looksLikeTrainingRows(source.text)) {
+    rows = parseTrainingJsonl(source.text, source.name) as object[];
+    if (s.limit > 0) rows = rows.slice(0, s.limit);
+    name = source.name;
+    inputFormat = 'training-rows';
+    strategy = 'rows';
+    records = [];
+    stats = { rows: rows.length };
+  } else {
+    if (source.kind === 'debate') {
+      if (!lastDebate.length) throw new Error('No debate has finished in this session yet: run one on the Teach page, or pick another source.');
+      records = [...lastDebate];
+      name = `last debate (${records.length} record${records.length === 1 ? '' : 's'})`;
+    } else if (source.kind === 'example') {
+      records = exampleTrajectories(source.count);
+      name = `built-in example (${records.length} demo problems)`;
+    } else {
+      const parsed = parseDistillInput(source.text, source.name, { task: s.task, onWarning: (m) => warnings.push(m) });
+      records = parsed.records;
+      inputFormat = parsed.format;
+      name = source.name;
+      if (parsed.labelDisagreements.length) warnings.push(`${parsed.labelDisagreements.length} solution label(s) in the file disagree with the re-grade (the re-grade is used).`);
+    }
+    if (s.limit > 0) records = records.slice(0, s.limit);
+    if (!records.length) throw new Error(`${name}: no records`);
+    const clean = { stripCalculator: s.stripCalculator, answerLine: true, ...(s.systemPrompt ? {} : { system: null }) };
+    if (s.strategy === 'rsft') {
+      const r = buildRsft(records, { ...clean, format: s.format });
+      rows = r.rows;
+      stats = r.stats as unknown as DatasetSummary['stats'];
+    } else if (s.strategy === 'da') {
+      const r = buildDa(records, { ...clean, format: s.format, perQuestion: Math.max(1, Math.floor(s.perQuestion)), selfCorrection: s.selfCorrection });
+      rows = r.rows;
+      stats = r.stats as unknown as DatasetSummary['stats'];
+    } else {
+      const r = buildPad(records, { stripCalculator: s.stripCalculator });
+      rows = r.rows;
+      stats = r.stats as unknown as DatasetSummary['stats'];
+      trainable = false;
+    }
+  }
+  const id = `ds${++datasetCounter}`;
+  datasets.set(id, { rows, trainable, source: name });
+  while (datasets.size > 4) datasets.delete(datasets.keys().next().value!);
+  let tokens: TokenStats | null = null;
+  if (trainable && current && rows.length) {
+    const t = tokenizeRows(rows, name);
+    tokens = t.stats;
+    if (t.errors.length) warnings.push(`${t.errors.length} row(s) cannot be used: ${t.errors[0]}`);
+  }
+  return {
+    id,
+    source: name,
+    inputFormat,
+    records: records.length,
+    strategy,
+    rows: rows.length,
+    stats,
+    warnings,
+    trainable,
+    tokens,
+    preview: rows.length ? JSON.stringify(rows[0], null, 2) : '',
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Training (LoRA on the loaded model), checkpointed to OPFS
+
+interface TrainJob {
+  trainer: Trainer;
+  model: Current;
+  meta: RunMeta<TrainSettings>;
+  settings: TrainSettings;
+  history: TrainPoint[];
+  state: 'running' | 'paused';
+  taskId: string | null;
+  pauseRequested: boolean;
+  cancelRequested: boolean;
+  /** Whether checkpoints can be written (OPFS available and the first write worked). */
+  store: boolean;
+}
+
+let job: TrainJob | null = null;
+
+/** PEFT adapters registered on the loaded runtime, with their host copies (for downloads). */
+const hostAdapters = new Map<string, { adapter: PeftAdapter; info: AdapterInfo }>();
+
+function requireCurrent(): Current {
+  if (!current) throw new Error('No model is loaded: load one on the Models page first.');
+  return current;
+}
+
+/** FNV-1a of the model config plus its id: a stored run resumes only on the same model. */
+function modelKey(cur: Current): string {
+  const text = `${cur.info.id}|${JSON.stringify(cur.runtime.model.config)}`;
+  let h = 0x811c9dc5;
+  for (let i = 0; i < text.length; i++) h = Math.imul(h ^ text.charCodeAt(i), 0x01000193);
+  return `${cur.info.id}#${(h >>> 0).toString(16)}`;
+}
+
+function trainOptions(s: TrainSettings, cur: Current): TrainOptions {
+  const tok = cur.runtime.tokenizer;
+  return {
+    ...DEFAULT_TRAIN_OPTIONS,
+    mode: 'lora',
+    rank: s.rank,
+    alpha: s.alpha,
+    dropout: s.dropout,
+    targets: [...s.targets],
+    lr: s.lr,
+    schedule: s.schedule,
+    warmupSteps: s.warmupSteps,
+    ...(s.steps ? { steps: s.steps } : { epochs: s.epochs ?? 1 }),
+    batchSize: s.batchSize,
+    gradAccum: s.gradAccum,
+    seed: s.seed,
+    padTokenId: tok?.padTokenId ?? cur.runtime.model.config.eosTokenIds[0] ?? 0,
+  };
+}
+
+function adapterInfo(name: string, a: PeftAdapter, origin: AdapterInfo['origin']): AdapterInfo {
+  let parameters = 0;
+  for (const p of a.pairs) parameters += p.a.data.length + p.b.data.length;
+  return { name, rank: a.config.r, alpha: a.config.loraAlpha, targets: [...a.config.targetModules], parameters, origin };
+}
+
+/** Frees a job's GPU memory; the Trainer leaves the adapter the registry had active in place. */
+function disposeJob(j: TrainJob): void {
+  const be = j.trainer.model.backend;
+  j.trainer.dispose();
+  for (const p of j.trainer.params) be.freeWeight(p.weight as never);
+  if (current === j.model) j.model.runtime.adapters.activate(j.model.runtime.adapters.activeName());
+}
+
+function newTrainer(cur: Current, examples: TrainExample[], opts: TrainOptions): Trainer {
+  const trainer = new Trainer(cur.runtime.model, examples, opts);
+  // The Trainer attaches its adapter to the model; chat keeps using what the registry has active.
+  cur.runtime.adapters.activate(cur.runtime.adapters.activeName());
+  return trainer;
+}
+
+async function saveCheckpoint(j: TrainJob, status: 'running' | 'paused', emit: (e: TrainEvent) => void): Promise<void> {
+  if (!j.store) return;
+  const t0 = performance.now();
+  try {
+    const files = await checkpointFiles(j.trainer);
+    const meta: RunMeta<TrainSettings> = { ...j.meta, step: j.trainer.state.step, status, history: j.history.filter((p) => p.step <= j.trainer.state.step) };
+    const r = await writeCheckpoint(meta, files);
+    j.meta = r.meta;
+    emit({ type: 'checkpoint', step: r.meta.step, bytes: r.bytes, ms: Math.round(performance.now() - t0) });
+  } catch (e) {
+    j.store = false;
+    emit({ type: 'status', text: `Could not write a checkpoint to the browser's storage (${(e as Error).message}); training goes on without checkpoints.` });
+  }
+}
+
+async function runJob(taskId: string, j: TrainJob, resumedFrom: number | null, onEvent: (e: TrainEvent) => void): Promise<TrainOutcome> {
+  const ctrl = startTask(taskId);
+  let delivered: Promise<void> = Promise.resolve();
+  const emit = (e: TrainEvent) => {
+    delivered = notify(onEvent, e);
+  };
+  j.state = 'running';
+  j.taskId = taskId;
+  j.pauseRequested = false;
+  j.cancelRequested = false;
+  const t = j.trainer;
+  emit({
+    type: 'start',
+    name: j.settings.name,
+    step: t.state.step,
+    totalSteps: t.totalSteps,
+    examples: t.examples.length,
+    trainableParams: t.params.reduce((a, p) => a + p.n, 0),
+    resumedFrom,
+    history: [...j.history],
+    settings: j.settings,
+    source: j.meta.source,
+  });
+  const every = Math.max(0, Math.floor(j.settings.checkpointEvery));
+  try {
+    while (t.state.step < t.totalSteps && !j.pauseRequested && !j.cancelRequested && !ctrl.signal.aborted) {
+      const r = await t.step();
+      j.history.push({ step: r.step, loss: r.loss, lr: r.lr });
+      emit({ type: 'step', step: r.step, totalSteps: r.totalSteps, loss: r.loss, lr: r.lr, gradNorm: r.gradNorm, tokens: r.tokens, tokensPerS: r.tokensPerS, stepMs: r.stepMs, etaS: r.etaS });
+      if (every > 0 && r.step % every === 0 && r.step < r.totalSteps && !j.cancelRequested) await saveCheckpoint(j, 'running', emit);
+    }
+  } catch (e) {
+    // The stored checkpoint stays (marked paused, so it is not resumed automatically in a loop).
+    if (j.store) await updateRunMeta({ ...j.meta, status: 'paused' }).catch(() => {});
+    disposeJob(j);
+    if (job === j) job = null;
+    endTask(taskId, ctrl);
+    await delivered;
+    throw e;
+  }
+  endTask(taskId, ctrl);
+  const base = { step: t.state.step, totalSteps: t.totalSteps, finalLoss: t.state.lastLoss };
+  if (j.cancelRequested || ctrl.signal.aborted) {
+    disposeJob(j);
+    if (job === j) job = null;
+    await discardRun().catch(() => {});
+    await delivered;
+    return { status: 'cancelled', ...base, adapter: null };
+  }
+  if (t.state.step < t.totalSteps) {
+    await saveCheckpoint(j, 'paused', emit);
+    j.state = 'paused';
+    j.taskId = null;
+    await delivered;
+    return { status: 'paused', ...base, adapter: null };
+  }
+  // Finished: register the adapter on the runtime (hot-swappable in chat) and drop the run.
+  const adapter = await t.adapter();
+  const cur = j.model;
+  await cur.runtime.adapters.load(j.settings.name, adapter);
+  const info = adapterInfo(j.settings.name, adapter, 'trained');
+  hostAdapters.set(j.settings.name, { adapter, info });
+  disposeJob(j);
+  if (job === j) job = null;
+  await discardRun().catch(() => {});
+  await delivered;
+  return { status: 'finished', ...base, adapter: info };
+}
+
+async function startTraining(taskId: string, datasetId: string, settings: TrainSettings, onEvent: (e: TrainEvent) => void): Promise<TrainOutcome> {
+  const cur = requireCurrent();
+  requireNo(['chat', 'debate', 'eval', 'bench', 'train', 'load'], 'training');
+  if (job) throw new Error(`The run "${job.settings.name}" is paused: resume or cancel it first.`);
+  const ds = datasets.get(datasetId);
+  if (!ds) throw new Error('The training set is gone: build it again.');
+  if (!ds.trainable) throw new Error('PAD step labels train a process reward model (agentark prm), not the student: pick R-SFT or DA.');
+  if (!settings.name.trim()) throw new Error('Give the adapter a name.');
+  const { examples, stats, errors } = tokenizeRows(ds.rows, ds.source);
+  if (!examples.length) {
+    throw new Error(stats.tooLong ? `Every row is longer than the context (${stats.contextLength} positions): load the model with a longer context.` : `No usable row: ${errors[0] ?? 'the set is empty'}`);
+  }
+  const trainer = newTrainer(cur, examples, trainOptions(settings, cur));
+  const now = new Date().toISOString();
+  const meta: RunMeta<TrainSettings> = {
+    version: RUN_META_VERSION,
+    runId: `run-${Date.now().toString(36)}`,
+    name: settings.name,
+    modelId: cur.info.id,
+    modelKey: modelKey(cur),
+    settings,
+    source: ds.source,
+    examples: examples.length,
+    totalSteps: trainer.totalSteps,
+    step: 0,
+    slot: null,
+    status: 'running',
+    history: [],
+    createdAt: now,
+    savedAt: now,
+  };
+  const j: TrainJob = { trainer, model: cur, meta, settings, history: [], state: 'running', taskId: null, pauseRequested: false, cancelRequested: false, store: opfsAvailable() };
+  if (j.store) {
+    try {
+      await beginRun(meta, examples, toJsonl(ds.rows));
+    } catch (e) {
+      j.store = false;
+      void notify(onEvent, { type: 'status', text: `The browser's storage is not writable (${(e as Error).message}); this run cannot be resumed after a reload.` } as TrainEvent);
+    }
+  }
+  job = j;
+  return runJob(taskId, j, null, onEvent);
+}
+
+async function resumeTraining(taskId: string, onEvent: (e: TrainEvent) => void): Promise<TrainOutcome> {
+  requireNo(['chat', 'debate', 'eval', 'bench', 'train', 'load'], 'training');
+  if (job?.state === 'running') throw new Error('Training is already running.');
+  if (job) {
+    if (job.store) await updateRunMeta({ ...job.meta, status: 'running' }).catch(() => {});
+    job.meta = { ...job.meta, status: 'running' };
+    return runJob(taskId, job, null, onEvent);
+  }
+  const cur = requireCurrent();
+  const stored = await loadRun<TrainSettings>();
+  if (!stored) throw new Error('There is no unfinished run to resume.');
+  const { meta, examples, files } = stored;
+  if (meta.modelKey !== modelKey(cur)) throw new Error(`This run was started on ${meta.modelId}: load that model (same files and settings) to resume it.`);
+  const dec = new TextDecoder();
+  const stateJson = files['trainer_state.json'] ? dec.decode(files['trainer_state.json']) : null;
+  const opts = stateJson ? parseTrainerState(stateJson, 'trainer_state.json in browser storage').options : trainOptions(meta.settings, cur);
+  const trainer = newTrainer(cur, examples, opts);
+  try {
+    if (stateJson) {
+      const tensors = files['trainer_state.safetensors'];
+      if (!tensors) throw new Error('the stored checkpoint has no trainer_state.safetensors');
+      restoreFromFiles(trainer, stateJson, tensors, 'checkpoint in browser storage');
+    }
+  } catch (e) {
+    trainer.dispose();
+    throw e;
+  }
+  const step = trainer.state.step;
+  const j: TrainJob = {
+    trainer,
+    model: cur,
+    meta: { ...meta, status: 'running' },
+    settings: meta.settings,
+    history: meta.history.filter((p) => p.step <= step),
+    state: 'running',
+    taskId: null,
+    pauseRequested: false,
+    cancelRequested: false,
+    store: true,
+  };
+  await updateRunMeta(j.meta).catch(() => {});
+  job = j;
+  return runJob(taskId, j, step, onEvent);
+}
+
+async function storedRun(): Promise<StoredRunInfo | null> {
+  const meta = await readRunMeta<TrainSettings>().catch(() => null);
+  if (!meta) return null;
+  return {
+    name: meta.name,
+    modelId: meta.modelId,
+    sameModel: !!current && meta.modelKey === modelKey(current),
+    step: meta.step,
+    totalSteps: meta.totalSteps,
+    status: meta.status,
+    savedAt: meta.savedAt,
+    source: meta.source,
+    examples: meta.examples,
+    history: meta.history,
+    settings: meta.settings,
+  };
+}
+
+function adapterList(): AdapterList {
+  if (!current) return { list: [], active: null };
+  const names = current.runtime.adapters.names();
+  return { list: names.map((n) => hostAdapters.get(n)?.info).filter((x): x is AdapterInfo => !!x), active: current.runtime.adapters.activeName() };
+}
+
+async function loadAdapterFiles(name: string, files: File[]): Promise<AdapterInfo> {
+  const cur = requireCurrent();
+  requireNo(['train', 'eval'], 'loading an adapter');
+  if (!name.trim()) throw new Error('Give the adapter a name.');
+  const adapter = await loadPeftAdapter(filesSource(files, name));
+  await cur.runtime.adapters.load(name, adapter);
+  const info = adapterInfo(name, adapter, 'file');
+  hostAdapters.set(name, { adapter, info });
+  return info;
+}
+
+function adapterFiles(name: string): AdapterFiles {
+  const a = hostAdapters.get(name);
+  if (!a) throw new Error(`No adapter named ${name}`);
+  const base = current?.info.sourceKind === 'hf' ? current.info.id : (a.adapter.config.baseModelNameOrPath ?? current?.info.id ?? null);
+  return serializePeftAdapter({ ...a.adapter, config: { ...a.adapter.config, baseModelNameOrPath: base } });
+}
+
+// ---------------------------------------------------------------------------------------------
+// Evaluation
+
+async function runEvaluation(taskId: string, questions: Question[], s: EvalRunSettings, onEvent: (e: EvalEvent) => void): Promise<EvalReport> {
+  const cur = requireCurrent();
+  requireNo(['chat', 'debate', 'eval', 'bench', 'train', 'load'], 'evaluating');
+  if (!questions.length) throw new Error('No questions to evaluate.');
+  const rt = cur.runtime;
+  const model = cur.info.id;
+  const base = () => rt.adapters.activate(null);
+  const systems: EvalSystem[] = [];
+  if (s.single) systems.push({ name: 'single', kind: 'single', engine: cur.engine, model, setup: base, meta: { role: 'base', model } });
+  if (s.debate) {
+    const d = s.debate;
+    systems.push({
+      name: 'debate',
+      kind: 'debate',
+      engines: cur.engine,
+      setup: base,
+      meta: { role: 'base', model, agents: d.agents, rounds: d.rounds, aggregator: d.aggregator },
+      debate: { numAgents: Math.max(1, Math.floor(d.agents)), rounds: Math.max(1, Math.floor(d.rounds)), aggregator: d.aggregator, model },
+    });
+  }
+  for (const name of s.students) {
+    if (!rt.adapters.names().includes(name)) throw new Error(`The adapter ${name} is not loaded.`);
+    systems.push({ name: `student:${name}`, kind: 'single', engine: cur.engine, model, setup: () => rt.adapters.activate(name), meta: { role: 'student', adapter: name } });
+  }
+  if (!systems.length) throw new Error('Pick at least one system to evaluate.');
+  const perQuestion = s.debate ? Math.max(1, s.debate.agents) : 1;
+  const concurrency = Math.max(1, Math.floor(cur.info.maxBatch / perQuestion));
+  const names = systems.map((x) => x.name);
+  const ctrl = startTask(taskId);
+  const previous = rt.adapters.activeName();
+  let delivered: Promise<void> = Promise.resolve();
+  try {
+    const report = await evaluate(questions, systems, {
+      ...(s.task ? { task: s.task } : {}),
+      maxTokens: s.maxTokens,
+      temperature: s.temperature,
+      ...(s.seed !== undefined ? { seed: s.seed } : {}),
+      selfCorrection: s.selfCorrection,
+      robustness: s.robustness,
+      concurrency,
+      ...(s.dataset ? { dataset: s.dataset } : {}),
+      signal: ctrl.signal,
+      onProgress: (p) => {
+        const system = p.phase.replace(/^eval /, '');
+        delivered = notify(onEvent, { type: 'progress', system, systemIndex: names.indexOf(system), systems: names.length, done: p.done, total: p.total, accuracy: p.metrics?.accuracy ?? 0 });
+      },
+    });
+    await delivered;
+    return report;
+  } finally {
+    if (current === cur) rt.adapters.activate(previous && rt.adapters.names().includes(previous) ? previous : null);
+    endTask(taskId, ctrl);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Speed benchmarks (a separate GPU device; the same SpeedReport as `npm run bench`)
+
+async function runBench(taskId: string, s: BenchSettings, onEvent: (e: BenchEvent) => void): Promise<SpeedReport> {
+  requireNo(['chat', 'debate', 'eval', 'bench', 'train', 'load'], 'benchmarking');
+  const sizes = BENCH_SIZES.filter((b) => s.sizes.includes(b.name));
+  const trainSizes = s.training ? sizes : [];
+  const modes = s.trainingModes.length ? s.trainingModes : (['lora'] as const);
+  const perBackend = s.cpuTwin ? 2 : 1;
+  const total = s.kernelShapes.length + (s.models ? sizes.length * perBackend : 0) + trainSizes.length * modes.length * perBackend;
+  const ctrl = startTask(taskId);
+  let delivered: Promise<void> = Promise.resolve();
+  const emit = (e: BenchEvent) => {
+    delivered = notify(onEvent, e);
+  };
+  let done = 0;
+  const status = (text: string) => emit({ type: 'status', text, done, total });
+  const check = () => ctrl.signal.throwIfAborted();
+  let gpu: Gpu | null = null;
+  try {
+    status('Creating a WebGPU device…');
+    gpu = await Gpu.create();
+    const report: SpeedReport = { adapter: gpu.describe(), kernels: [], models: [], training: [] };
+    for (const shape of s.kernelShapes) {
+      check();
+      status(`Kernel matmul ${shape.join('×')}…`);
+      const [r] = await benchmarkKernels(gpu, [shape]);
+      report.kernels.push(r!);
+      done++;
+      emit({ type: 'kernel', result: r! });
+    }
+    const gpuBackend = await GpuBackend.create(gpu, 'f32');
+    const backends = (): AnyBackend[] => (s.cpuTwin ? [gpuBackend, new CpuBackend()] : [gpuBackend]);
+    if (s.models) {
+      for (const size of sizes) {
+        for (const b of backends()) {
+          check();
+          status(`Model ${size.name} on ${b.name}: prefill and decode…`);
+          const r = await benchmarkModel(b, size);
+          report.models.push(r);
+          done++;
+          emit({ type: 'model', result: r });
+        }
+      }
+    }
+    for (const size of trainSizes) {
+      for (const mode of modes) {
+        for (const b of backends()) {
+          check();
+          status(`Training ${size.name} (${mode}) on ${b.name}…`);
+          const r = await benchmarkTraining(b, size, mode);
+          report.training.push(r);
+          done++;
+          emit({ type: 'train', result: r });
+        }
+      }
+    }
+    status('Done.');
+    await delivered;
+    return report;
+  } finally {
+    gpu?.destroy();
+    endTask(taskId, ctrl);
+  }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -426,6 +1060,48 @@ const api: WorkerApi = {
   abort(taskId: string) {
     tasks.get(taskId)?.abort(new DOMException('Stopped by the user', 'AbortError'));
   },
+
+  async debateRecordCount() {
+    return lastDebate.length;
+  },
+  prepareDataset,
+  async datasetJsonl(id: string) {
+    const ds = datasets.get(id);
+    if (!ds) throw new Error('The training set is gone: build it again.');
+    return toJsonl(ds.rows);
+  },
+  startTraining,
+  resumeTraining,
+  async pauseTraining() {
+    if (job?.state === 'running') job.pauseRequested = true;
+  },
+  async cancelTraining() {
+    if (job?.state === 'running') {
+      job.cancelRequested = true;
+      return;
+    }
+    if (job) disposeJob(job);
+    job = null;
+    await discardRun();
+  },
+  async trainingState(): Promise<TrainingState> {
+    if (!job) return { state: 'idle', name: null, step: 0, totalSteps: 0 };
+    return { state: job.state, name: job.settings.name, step: job.trainer.state.step, totalSteps: job.trainer.totalSteps };
+  },
+  storedRun,
+  async adapters() {
+    return adapterList();
+  },
+  async activateAdapter(name: string | null) {
+    requireNo(['train', 'eval'], 'switching adapters');
+    requireCurrent().runtime.adapters.activate(name);
+  },
+  async adapterFiles(name: string) {
+    return adapterFiles(name);
+  },
+  loadAdapterFiles,
+  evaluate: runEvaluation,
+  bench: runBench,
 };
 
 Comlink.expose(api);

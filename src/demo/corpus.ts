@@ -17,14 +17,15 @@
  *
  * Nothing in a prompt gives the answer away beyond what a real debate shows (the peers' answers).
  */
-import { answerFormatInstruction, formatQuestion } from '../teach/debate';
+import { aggregatorPrompt, aggregatorSystemPrompt, answerFormatInstruction, debateTurn, defaultAgentSystemPrompt, formatQuestion } from '../teach/debate';
 import { EXPRESSION_RE, apply, expression, generateProblems, hashString, pick, seededRandom, writeGsm8kJsonl, type Difficulty, type Problem, type Step } from './problems';
 import { renderChatML } from './tokenizer';
 
-export interface ChatMessage {
+/** A type alias (not an interface) so it is assignable to HFTokenizer's ChatTemplateMessage. */
+export type ChatMessage = {
   role: 'system' | 'user' | 'assistant';
   content: string;
-}
+};
 
 export type RowKind = 'single' | 'debate' | 'aggregator';
 
@@ -95,19 +96,13 @@ export const GSM8K_DEBATE_PROMPTS: DebatePrompts = {
  * 5-agent debate row fits a small context. Using it for training only makes sense once debate.ts
  * can send these exact strings (e.g. a `promptStyle: 'compact'` option).
  */
-const COMPACT_FORMAT = 'End with the answer as "#### <number>".';
+/** The debate's compact prompt style (src/teach/debate.ts promptStyle 'compact'), task gsm8k. */
 export const COMPACT_DEBATE_PROMPTS: DebatePrompts = {
-  system: `Solve the math word problem step by step. ${COMPACT_FORMAT}`,
+  system: defaultAgentSystemPrompt('gsm8k', 'compact'),
   question: (question) => formatQuestion({ question }),
-  debateTurn: (others) => {
-    const quoted = others.map((o) => `--- ${o.name} ---\n${o.answer.trim()}`).join('\n\n');
-    return `Answers from the other agents:\n\n${quoted}\n\nCheck each step, yours and theirs, and give your corrected solution. ${COMPACT_FORMAT}`;
-  },
-  aggregatorSystem: `You judge a debate between agents. ${COMPACT_FORMAT}`,
-  aggregatorUser: (question, finals) => {
-    const quoted = finals.map((o) => `--- ${o.name} ---\n${o.answer.trim()}`).join('\n\n');
-    return `Question:\n${formatQuestion({ question })}\n\nFinal answers of the agents:\n\n${quoted}\n\nState the correct final answer. ${COMPACT_FORMAT}`;
-  },
+  debateTurn: (others) => debateTurn('gsm8k', others, undefined, 'compact'),
+  aggregatorSystem: aggregatorSystemPrompt('gsm8k', undefined, 'compact'),
+  aggregatorUser: (question, finals) => aggregatorPrompt('gsm8k', formatQuestion({ question }), finals, undefined, 'compact'),
   agentName: (i) => `agent${i + 1}`,
 };
 

@@ -7,9 +7,9 @@
  *
  * Arithmetic stays learnable: the pre-tokenizer isolates every digit and the trainer never merges
  * a digit with anything, so each digit 0–9 is always its own token (and always the same token:
- * a space before a number is never fused with the digit). Punctuation and operators absorb the
- * one space before a following number (" + " in "3 + 4", "#### " in "#### 7"), which saves a token
- * per operand without touching digits.
+ * a space before a number is never fused with the digit). Instead, the word, punctuation or
+ * operator before a number absorbs that one space (" has " in "has 3", " + " in "3 + 4", "#### "
+ * in "#### 7"), which saves a token per number without touching digits.
  *
  * The trainer is the classic one: pre-tokenize, count words, repeatedly merge the most frequent
  * adjacent pair (ties: the lexicographically smallest pair), until the vocabulary is full.
@@ -23,7 +23,8 @@ export const DEMO_SPECIAL_TOKENS = [ENDOFTEXT, IM_START, IM_END] as const;
 /**
  * Pre-tokenizer (Oniguruma syntax, also a valid JS `u` regex): one digit; punctuation/symbol runs
  * with an optional leading space and either one trailing space before a digit or trailing
- * newlines; words with an optional leading space; newline runs; other whitespace.
+ * newlines; words with an optional leading space and one trailing space before a digit; newline
+ * runs; other whitespace.
  */
 export const DEMO_SPLIT_REGEX = String.raw`\p{N}| ?[^\s\p{L}\p{N}]+(?: (?=\p{N})|[\r\n]*)| ?\p{L}+(?: (?=\p{N}))?|\s*[\r\n]+|\s+(?!\S)|\s+`;
 
@@ -56,7 +57,7 @@ export interface DemoTokenizerFiles {
   tokenizerJson: Record<string, unknown>;
   /** tokenizer_config.json contents. */
   tokenizerConfig: Record<string, unknown>;
-  /** Ids 0..size-1 are all used; size = 256 + merges + 3 (≤ vocabSize). */
+  /** Ids 0..size-1 are all used: 256 bytes, the merged tokens, then the 3 special tokens (size ≤ vocabSize). */
   size: number;
   /** Learned merges (a few may rebuild an existing token from other parts). */
   merges: number;
@@ -78,17 +79,22 @@ export function bytesToUnicode(): string[] {
 const BYTE_CHARS = bytesToUnicode();
 const encoder = new TextEncoder();
 
+function toByteChars(piece: string): string {
+  let s = '';
+  for (const byte of encoder.encode(piece)) s += BYTE_CHARS[byte];
+  return s;
+}
+
+/** Text (no special tokens) → the raw pieces of the Split pre-tokenizer. */
+function splitPieces(text: string): string[] {
+  const out: string[] = [];
+  for (const m of text.matchAll(new RegExp(DEMO_SPLIT_REGEX, 'gu'))) if (m[0] !== '') out.push(m[0]);
+  return out;
+}
+
 /** Text (no special tokens) → byte-level pre-tokens, as the tokenizer's pre-tokenizer produces them. */
 export function pretokenize(text: string): string[] {
-  const re = new RegExp(DEMO_SPLIT_REGEX, 'gu');
-  const out: string[] = [];
-  for (const m of text.matchAll(re)) {
-    if (m[0] === '') continue;
-    let s = '';
-    for (const byte of encoder.encode(m[0])) s += BYTE_CHARS[byte];
-    out.push(s);
-  }
-  return out;
+  return splitPieces(text).map(toByteChars);
 }
 
 /** Splits around the special tokens (which are never part of BPE words). */
@@ -170,11 +176,16 @@ export function learnMerges(
 
 /** Word (pre-token) frequencies of a corpus; special tokens are cut out first. */
 export function countWords(texts: readonly string[]): Map<string, number> {
-  const counts = new Map<string, number>();
+  const raw = new Map<string, number>();
   for (const text of texts) {
     for (const part of withoutSpecials(text)) {
-      for (const w of pretokenize(part)) counts.set(w, (counts.get(w) ?? 0) + 1);
+      for (const piece of splitPieces(part)) raw.set(piece, (raw.get(piece) ?? 0) + 1);
     }
+  }
+  const counts = new Map<string, number>();
+  for (const [piece, n] of raw) {
+    const w = toByteChars(piece);
+    counts.set(w, (counts.get(w) ?? 0) + n);
   }
   return counts;
 }

@@ -12,7 +12,7 @@
  */
 import type { ChatMessage } from '../engine/types';
 import { answersEqual, extractAnswer, lastBoxed, referenceAnswer, type Task } from '../eval/answers';
-import { answerFormatInstruction, formatQuestion } from '../teach/debate';
+import { answerFormatInstruction, defaultAgentSystemPrompt, formatQuestion, type PromptStyle } from '../teach/debate';
 import type { TrajectoryRecord } from '../teach/trajectory';
 
 // ---------------------------------------------------------------------------------------------
@@ -36,11 +36,13 @@ export interface StudentPromptOptions {
    * a string → used as is.
    */
   system?: string | null;
+  /** 'compact': the debate's compact agent prompt (small models, e.g. the embedded demo). */
+  style?: PromptStyle;
 }
 
 /** The messages the student is given for a question (system?, user). */
 export function studentMessages(task: Task, question: { question: string; choices?: unknown }, opts: StudentPromptOptions = {}): ChatMessage[] {
-  const system = opts.system === undefined ? studentSystemPrompt(task) : opts.system;
+  const system = opts.system === undefined ? (opts.style === 'compact' ? defaultAgentSystemPrompt(task, 'compact') : studentSystemPrompt(task)) : opts.system;
   const out: ChatMessage[] = [];
   if (system) out.push({ role: 'system', content: system });
   out.push({ role: 'user', content: formatQuestion(question) });

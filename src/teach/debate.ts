@@ -80,6 +80,11 @@ export interface DebateOptions {
    * kept, since it holds the final answer). Unlimited by default.
    */
   maxQuotedChars?: number;
+  /**
+   * 'default': the full wording above; 'compact': short instructions for small models with short
+   * contexts (the embedded demo is trained on exactly these strings).
+   */
+  promptStyle?: PromptStyle;
   /** Questions debated at once by runDebateSet (default 1). */
   concurrency?: number;
   /** The engine(s) to use when none are passed explicitly (runDebateSet always uses these). */
@@ -116,9 +121,28 @@ const SYSTEM: Record<Task, string> = {
   mc: 'You are a knowledgeable expert answering multiple-choice questions. Reason step by step about each option before choosing.',
 };
 
+export type PromptStyle = 'default' | 'compact';
+
+const COMPACT_FORMAT: Record<Task, string> = {
+  gsm8k: 'End with the answer as "#### <number>".',
+  math: 'End with the answer as \\boxed{...}.',
+  mc: 'End with "Answer: <letter>".',
+};
+
+const COMPACT_SYSTEM: Record<Task, string> = {
+  gsm8k: 'Solve the math word problem step by step.',
+  math: 'Solve the math problem step by step.',
+  mc: 'Answer the multiple-choice question step by step.',
+};
+
 /** The answer-format instruction each agent is given for `task`. */
-export function answerFormatInstruction(task: Task): string {
-  return FORMAT[task];
+export function answerFormatInstruction(task: Task, style: PromptStyle = 'default'): string {
+  return style === 'compact' ? COMPACT_FORMAT[task] : FORMAT[task];
+}
+
+/** An agent's system prompt when no custom one is given. */
+export function defaultAgentSystemPrompt(task: Task, style: PromptStyle = 'default'): string {
+  return style === 'compact' ? `${COMPACT_SYSTEM[task]} ${COMPACT_FORMAT[task]}` : `${SYSTEM[task]} ${FORMAT[task]}`;
 }
 
 const LETTERS = 'ABCDEFGHIJ';
@@ -136,10 +160,10 @@ export function formatQuestion(q: Pick<Question, 'question'> & { choices?: unkno
   return opts.length ? `${q.question.trim()}\n\n${opts.join('\n')}` : q.question.trim();
 }
 
-function systemPrompt(task: Task, spec: AgentSpec | AggregatorSpec): string {
-  const base = spec.systemPrompt ?? SYSTEM[task];
+function systemPrompt(task: Task, spec: AgentSpec | AggregatorSpec, style: PromptStyle = 'default'): string {
+  const base = spec.systemPrompt ?? (style === 'compact' ? COMPACT_SYSTEM[task] : SYSTEM[task]);
   const persona = 'persona' in spec && spec.persona ? ` ${spec.persona}` : '';
-  return `${base}${persona} ${FORMAT[task]}`;
+  return `${base}${persona} ${answerFormatInstruction(task, style)}`;
 }
 
 function quote(text: string, max?: number): string {
@@ -148,8 +172,10 @@ function quote(text: string, max?: number): string {
   return `[…] ${t.slice(t.length - max)}`;
 }
 
-function debateTurn(task: Task, others: { name: string; answer: string }[], max?: number): string {
+/** The user turn of a later round: the other agents' latest answers and the request to revise. */
+export function debateTurn(task: Task, others: { name: string; answer: string }[], max?: number, style: PromptStyle = 'default'): string {
   const quoted = others.map((o) => `--- ${o.name} ---\n${quote(o.answer, max)}`).join('\n\n');
+  if (style === 'compact') return `Answers from the other agents:\n\n${quoted}\n\nCheck each step, yours and theirs, and give your corrected solution. ${COMPACT_FORMAT[task]}`;
   return (
     `Here are the latest solutions from the other agents:\n\n${quoted}\n\n` +
     'Use their reasoning as additional evidence, but think for yourself: check every step, yours and theirs, ' +
@@ -158,13 +184,21 @@ function debateTurn(task: Task, others: { name: string; answer: string }[], max?
   );
 }
 
-function aggregatorPrompt(task: Task, question: string, finals: { name: string; answer: string }[], max?: number): string {
+/** The aggregator's user turn: the question and every agent's final answer. */
+export function aggregatorPrompt(task: Task, question: string, finals: { name: string; answer: string }[], max?: number, style: PromptStyle = 'default'): string {
   const quoted = finals.map((o) => `--- ${o.name} ---\n${quote(o.answer, max)}`).join('\n\n');
+  if (style === 'compact') return `Question:\n${question}\n\nFinal answers of the agents:\n\n${quoted}\n\nState the correct final answer. ${COMPACT_FORMAT[task]}`;
   return (
     `Question:\n${question}\n\nSeveral agents debated this question. Their final solutions are:\n\n${quoted}\n\n` +
     'Weigh the arguments, identify which reasoning is correct, and state the single final answer with a brief justification. ' +
     FORMAT[task]
   );
+}
+
+/** The aggregator's system prompt. */
+export function aggregatorSystemPrompt(task: Task, custom?: string, style: PromptStyle = 'default'): string {
+  if (custom) return `${custom} ${answerFormatInstruction(task, style)}`;
+  return style === 'compact' ? `You judge a debate between agents. ${COMPACT_FORMAT[task]}` : `You are the impartial judge of a debate between several agents. ${FORMAT[task]}`;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -200,7 +234,7 @@ function resolveAgents(task: Task, opts: DebateOptions, engines: Engines): Resol
       name: s.name && n <= specs.length ? s.name : s.name ? `${s.name}-${i + 1}` : `agent${i + 1}`,
       engine: pickEngine(engines, s.engine),
       model: s.model ?? opts.model ?? 'default',
-      system: systemPrompt(task, s),
+      system: systemPrompt(task, s, opts.promptStyle),
       temperature: s.temperature ?? opts.temperature ?? 0.7,
       top_p: s.top_p ?? opts.top_p ?? 1,
       max_tokens: s.max_tokens ?? opts.max_tokens ?? 1024,
@@ -297,7 +331,7 @@ export async function runDebate(question: Question, opts: DebateOptions, engines
     if (r > 1) {
       agents.forEach((a, i) => {
         const others = agents.map((b, j) => ({ name: b.name, answer: latest[j]! })).filter((_, j) => j !== i);
-        convs[i]!.push({ role: 'user', content: debateTurn(task, others, opts.maxQuotedChars) });
+        convs[i]!.push({ role: 'user', content: debateTurn(task, others, opts.maxQuotedChars, opts.promptStyle) });
       });
     }
     const messages = await Promise.all(
@@ -336,8 +370,8 @@ export async function runDebate(question: Question, opts: DebateOptions, engines
       seed: spec.seed ?? (opts.seed !== undefined ? opts.seed + 1000 * rounds : null),
     };
     const prompt: ChatMessage[] = [
-      { role: 'system', content: spec.systemPrompt ? `${spec.systemPrompt} ${FORMAT[task]}` : `You are the impartial judge of a debate between several agents. ${FORMAT[task]}` },
-      { role: 'user', content: aggregatorPrompt(task, qText, agents.map((a, i) => ({ name: a.name, answer: latest[i]! })), opts.maxQuotedChars) },
+      { role: 'system', content: aggregatorSystemPrompt(task, spec.systemPrompt, opts.promptStyle) },
+      { role: 'user', content: aggregatorPrompt(task, qText, agents.map((a, i) => ({ name: a.name, answer: latest[i]! })), opts.maxQuotedChars, opts.promptStyle) },
     ];
     const res = await call(engine, model, prompt, params, signal, question.id);
     count(res.usage);

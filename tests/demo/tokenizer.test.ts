@@ -104,6 +104,16 @@ describe('buildDemoTokenizer', () => {
     ]);
   });
 
+  it('learns the merges of priorityTexts first', () => {
+    const corpus = ['the the the the the the'];
+    const plain = buildDemoTokenizer(corpus, { vocabSize: 265 });
+    expect((plain.tokenizerJson.model as { merges: string[] }).merges).toEqual(['h e', 't he', 'Ġ the']);
+    expect(plain.size).toBe(262); // the corpus ran out of pairs
+    const prio = buildDemoTokenizer(corpus, { vocabSize: 265, priorityTexts: ['zebra zebra'] });
+    expect((prio.tokenizerJson.model as { merges: string[] }).merges).toEqual(['b r', 'br a', 'e bra', 'z ebra', 'h e', 't he']);
+    expect(prio.size).toBe(265);
+  });
+
   it('keeps every digit its own token', () => {
     const vocab = (files.tokenizerJson.model as { vocab: Record<string, number> }).vocab;
     const withDigit = Object.keys(vocab).filter((t) => /[0-9]/.test(t));

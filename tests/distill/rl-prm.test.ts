@@ -71,13 +71,13 @@ describe('process reward model', () => {
     const dir = mkdtempSync(path.join(tmpdir(), 'agentark-prm-'));
     writeTinyModel(dir, { arch: 'llama', dtype: 'F32', seed: 2, hidden: 64 });
     const cfgPath = path.join(dir, 'config.json');
-    const runtime = await Runtime.load(dir, { gpu: await testGpu(), maxBatch: 1, contextLength: 512 });
+    const runtime = await Runtime.load(dir, { gpu: await testGpu(), maxBatch: 1, contextLength: 256 });
     void cfgPath;
     const t0 = performance.now();
-    const sets = importExampleModelSolutions(readFileSync(path.resolve(REPO_ROOT, '../shared/data/gsm8k/example_model_solutions.jsonl'), 'utf8')).slice(0, 40);
+    const sets = importExampleModelSolutions(readFileSync(path.resolve(REPO_ROOT, '../shared/data/gsm8k/example_model_solutions.jsonl'), 'utf8')).slice(0, 32);
     const rows = sets.flatMap((s) => s.solutions.map((sol) => ({ prompt: s.question, steps: splitSteps(sol.text), label: Boolean(sol.label), qid: s.id })));
-    const train = rows.slice(0, 25 * 4);
-    const test = rows.slice(25 * 4);
+    const train = rows.slice(0, 20 * 4);
+    const test = rows.slice(20 * 4);
     const feats: Float32Array[] = [];
     const labels: boolean[] = [];
     for (const r of train) {

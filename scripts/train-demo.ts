@@ -1,0 +1,104 @@
+/**
+ * `npm run train:demo`: reproduces the embedded demo model in public/models/default/.
+ *
+ * 1. Seeded GSM8K-style problems (single-digit operands, 2 steps) → train/test question sets.
+ * 2. A training corpus in the exact formats the model will be used in: answering alone, debate
+ *    rounds (revising after reading 4 peers' answers, some wrong), and aggregating final answers —
+ *    with the debate's compact prompts.
+ * 3. A byte-level BPE tokenizer learned on that corpus (digits never merged) + ChatML template.
+ * 4. A tiny Llama model trained from scratch with this project's trainer (`agentark train
+ *    --mode full --from-scratch`), resumable (`--resume` is passed on every run; rerunning the
+ *    script after an interruption continues from the last checkpoint).
+ *
+ * Environment: DEMO_STEPS (default 1500), DEMO_OUT (default public/models/default),
+ * DEMO_WORK (default .cache/demo-train).
+ */
+import { spawn } from 'node:child_process';
+import * as fs from 'node:fs/promises';
+import * as path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { COMPACT_DEBATE_PROMPTS, demoCorpus, renderRow, toTrainingJsonl, writeQuestionSets } from '../src/demo/corpus';
+import { buildDemoTokenizer } from '../src/demo/tokenizer';
+
+const ROOT = fileURLToPath(new URL('..', import.meta.url));
+export const DEMO = {
+  seed: 20261122,
+  difficulty: 0 as const,
+  trainProblems: 8000,
+  testProblems: 400,
+  vocabSize: 512,
+  model: { hidden_size: 128, num_hidden_layers: 4, num_attention_heads: 4, num_key_value_heads: 2, intermediate_size: 352 },
+  contextLength: 384,
+  train: { steps: Number(process.env.DEMO_STEPS ?? 1500), batch: 16, lr: 3e-3, warmup: 50, schedule: 'cosine' },
+};
+
+async function main(): Promise<void> {
+  const out = path.resolve(ROOT, process.env.DEMO_OUT ?? 'public/models/default');
+  const work = path.resolve(ROOT, process.env.DEMO_WORK ?? '.cache/demo-train');
+  const base = path.join(work, 'base');
+  await fs.mkdir(base, { recursive: true });
+  const dataDir = path.resolve(ROOT, 'public/data');
+  const { train, test } = await writeQuestionSets(dataDir, { seed: DEMO.seed, difficulty: DEMO.difficulty, trainCount: DEMO.trainProblems, testCount: DEMO.testProblems });
+  await fs.rename(path.join(dataDir, 'train.jsonl'), path.join(dataDir, 'demo-train.jsonl')).catch(() => {});
+  await fs.rename(path.join(dataDir, 'test.jsonl'), path.join(dataDir, 'demo-test.jsonl')).catch(() => {});
+  const rows = demoCorpus({ seed: DEMO.seed, problems: train, prompts: COMPACT_DEBATE_PROMPTS, mix: { single: 1, debate: 0.5, aggregator: 0.25 } });
+  const tok = buildDemoTokenizer(rows.map(renderRow), { vocabSize: DEMO.vocabSize });
+  const config = {
+    architectures: ['LlamaForCausalLM'],
+    model_type: 'llama',
+    vocab_size: tok.size,
+    ...DEMO.model,
+    head_dim: DEMO.model.hidden_size / DEMO.model.num_attention_heads,
+    hidden_act: 'silu',
+    max_position_embeddings: DEMO.contextLength,
+    rms_norm_eps: 1e-5,
+    rope_theta: 10000,
+    tie_word_embeddings: true,
+    attention_bias: false,
+    mlp_bias: false,
+    initializer_range: 0.02,
+    bos_token_id: null,
+    eos_token_id: tok.ids.imEnd,
+    pad_token_id: tok.ids.endoftext,
+    torch_dtype: 'float32',
+  };
+  await fs.writeFile(path.join(base, 'config.json'), JSON.stringify(config, null, 2));
+  await fs.writeFile(path.join(base, 'tokenizer.json'), JSON.stringify(tok.tokenizerJson));
+  await fs.writeFile(path.join(base, 'tokenizer_config.json'), JSON.stringify(tok.tokenizerConfig, null, 2));
+  await fs.writeFile(path.join(base, 'generation_config.json'), JSON.stringify({ eos_token_id: tok.ids.imEnd, pad_token_id: tok.ids.endoftext, temperature: 0.7, do_sample: true }, null, 2));
+  const corpus = path.join(work, 'corpus.jsonl');
+  await fs.writeFile(corpus, toTrainingJsonl(rows, { stripMeta: true }));
+  console.error(`demo: ${train.length} train / ${test.length} test problems, ${rows.length} corpus rows, tokenizer ${tok.size} tokens`);
+
+  const t = DEMO.train;
+  const args = [
+    path.join(ROOT, 'bin/agentark.js'), 'train', '--model', base, '--from-scratch', '--mode', 'full', '--data', corpus, '--out', path.join(work, 'trained'),
+    '--steps', String(t.steps), '--batch', String(t.batch), '--lr', String(t.lr), '--warmup', String(t.warmup), '--schedule', t.schedule,
+    '--context-length', String(DEMO.contextLength), '--group-by-length', '--checkpoint-every', '25', '--seed', String(DEMO.seed), '--resume',
+  ];
+  const log = await fs.open(path.join(work, 'training-log.txt'), 'a');
+  await log.write(`# ${new Date().toISOString()} node ${args.slice(1).join(' ')}\n`);
+  const code = await new Promise<number>((resolve) => {
+    const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    child.stderr.on('data', (d: Buffer) => {
+      process.stderr.write(d);
+      void log.write(d.toString());
+    });
+    child.stdout.on('data', (d: Buffer) => {
+      process.stdout.write(d);
+      void log.write(d.toString());
+    });
+    child.on('exit', (c) => resolve(c ?? 1));
+  });
+  await log.close();
+  if (code !== 0) throw new Error(`training exited with ${code}; rerun to resume from the last checkpoint`);
+  await fs.mkdir(out, { recursive: true });
+  for (const f of ['config.json', 'model.safetensors', 'tokenizer.json', 'tokenizer_config.json', 'generation_config.json']) {
+    await fs.copyFile(path.join(work, 'trained', f), path.join(out, f));
+  }
+  await fs.copyFile(path.join(work, 'training-log.txt'), path.join(out, 'training-log.txt'));
+  await fs.writeFile(path.join(out, 'README.md'), `# AgentArk demo student (base)\n\nA ${config.num_hidden_layers}-layer Llama-architecture model (hidden ${config.hidden_size}) trained from scratch by \`npm run train:demo\` with seed ${DEMO.seed} on generated GSM8K-style problems (difficulty ${DEMO.difficulty}) in single-agent, debate-round and aggregator formats. Training settings: ${JSON.stringify(DEMO.train)}. See training-log.txt.\n`);
+  console.error(`demo model written to ${out}`);
+}
+
+await main();
