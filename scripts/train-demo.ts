@@ -27,9 +27,11 @@ export const DEMO = {
   trainProblems: 8000,
   testProblems: 400,
   vocabSize: 512,
-  model: { hidden_size: 128, num_hidden_layers: 4, num_attention_heads: 4, num_key_value_heads: 2, intermediate_size: 352 },
+  model: { hidden_size: 96, num_hidden_layers: 4, num_attention_heads: 4, num_key_value_heads: 2, intermediate_size: 256 },
   contextLength: 384,
-  train: { steps: Number(process.env.DEMO_STEPS ?? 1500), batch: 16, lr: 3e-3, warmup: 50, schedule: 'cosine' },
+  // Rows per problem: answering alone, revising in a debate round, aggregating (compute is the budget).
+  mix: { single: 1, debate: 0.3, aggregator: 0.1 },
+  train: { steps: Number(process.env.DEMO_STEPS ?? 700), batch: 16, lr: 3e-3, warmup: 50, schedule: 'cosine' },
 };
 
 async function main(): Promise<void> {
@@ -41,7 +43,7 @@ async function main(): Promise<void> {
   const { train, test } = await writeQuestionSets(dataDir, { seed: DEMO.seed, difficulty: DEMO.difficulty, trainCount: DEMO.trainProblems, testCount: DEMO.testProblems });
   await fs.rename(path.join(dataDir, 'train.jsonl'), path.join(dataDir, 'demo-train.jsonl')).catch(() => {});
   await fs.rename(path.join(dataDir, 'test.jsonl'), path.join(dataDir, 'demo-test.jsonl')).catch(() => {});
-  const rows = demoCorpus({ seed: DEMO.seed, problems: train, prompts: COMPACT_DEBATE_PROMPTS, mix: { single: 1, debate: 0.5, aggregator: 0.25 } });
+  const rows = demoCorpus({ seed: DEMO.seed, problems: train, prompts: COMPACT_DEBATE_PROMPTS, mix: DEMO.mix });
   const tok = buildDemoTokenizer(rows.map(renderRow), { vocabSize: DEMO.vocabSize });
   const config = {
     architectures: ['LlamaForCausalLM'],
