@@ -40,7 +40,12 @@ export function stepEnds(runtime: Runtime, row: StepwiseRow): { ids: number[]; e
   return { ids, ends };
 }
 
-/** Hidden-state features, one per step, from the frozen student. Long rows keep their last steps. */
+/**
+ * Features of each step from the frozen student: its final hidden state at the step's last token,
+ * plus the student's own confidence in the step's tokens (mean and minimum log-probability, read
+ * from its LM head) — a model that has learnt the task finds a wrong step surprising. Long rows
+ * keep their last tokens.
+ */
 export async function stepFeatures(runtime: Runtime, row: StepwiseRow): Promise<Float32Array[]> {
   let { ids, ends } = stepEnds(runtime, row);
   const ctx = runtime.generator.contextLength;
@@ -51,8 +56,36 @@ export async function stepFeatures(runtime: Runtime, row: StepwiseRow): Promise<
   }
   const valid = ends.map((e) => Math.max(0, e));
   const h = await runtime.hidden(ids, valid);
+  const logp = tokenLogprobs(await runtime.logits(ids), ids, runtime.model.config.vocabSize);
   const H = runtime.model.config.hiddenSize;
-  return valid.map((_, k) => h.slice(k * H, (k + 1) * H));
+  return valid.map((end, k) => {
+    const start = k === 0 ? 1 : valid[k - 1] + 1;
+    let sum = 0;
+    let min = 0;
+    for (let t = start; t <= end; t++) {
+      sum += logp[t];
+      min = Math.min(min, logp[t]);
+    }
+    const f = new Float32Array(H + 2);
+    f.set(h.subarray(k * H, (k + 1) * H));
+    f[H] = end >= start ? sum / (end - start + 1) : 0;
+    f[H + 1] = min;
+    return f;
+  });
+}
+
+/** logp[t] = log p(ids[t] | ids[<t]) (0 for t = 0). */
+function tokenLogprobs(logits: Float32Array, ids: number[], vocab: number): Float32Array {
+  const out = new Float32Array(ids.length);
+  for (let t = 1; t < ids.length; t++) {
+    const row = logits.subarray((t - 1) * vocab, t * vocab);
+    let max = -Infinity;
+    for (let i = 0; i < vocab; i++) max = Math.max(max, row[i]);
+    let sum = 0;
+    for (let i = 0; i < vocab; i++) sum += Math.exp(row[i] - max);
+    out[t] = row[ids[t]] - max - Math.log(sum);
+  }
+  return out;
 }
 
 function sigmoid(z: number): number {
