@@ -6,10 +6,13 @@ import 'katex/dist/katex.min.css';
 import './styles.css';
 import { AppState, startWorker, type AppContext, type Page } from './client';
 import { h } from './dom';
+import { benchPage } from './views/bench';
 import { chatPage } from './views/chat';
 import { devicePage } from './views/device';
+import { evaluatePage } from './views/evaluate';
 import { modelsPage } from './views/models';
 import { teachPage } from './views/teach';
+import { trainPage } from './views/train';
 
 /** The ark: a hull carrying three agents (static markup). */
 const LOGO_SVG =
@@ -18,8 +21,8 @@ const LOGO_SVG =
   '<circle cx="10" cy="12" r="3" fill="currentColor" opacity=".55"/><circle cx="16" cy="9" r="3.4" fill="currentColor" opacity=".8"/>' +
   '<circle cx="22" cy="12" r="3" fill="currentColor" opacity=".55"/></svg>';
 
-/** Tab order. Training and evaluation pages slot in here. */
-const pages: Page[] = [chatPage, modelsPage, teachPage, devicePage];
+/** Tab order. */
+const pages: Page[] = [chatPage, modelsPage, teachPage, trainPage, evaluatePage, benchPage, devicePage];
 
 function boot(): void {
   const app = document.getElementById('app');

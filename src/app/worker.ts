@@ -638,6 +638,8 @@ interface TrainJob {
   cancelRequested: boolean;
   /** Whether checkpoints can be written (OPFS available and the first write worked). */
   store: boolean;
+  /** Settles when the running loop has stopped (finished, paused, cancelled or failed). */
+  stopped: Promise<void>;
 }
 
 let job: TrainJob | null = null;
@@ -715,6 +717,16 @@ async function saveCheckpoint(j: TrainJob, status: 'running' | 'paused', emit: (
 }
 
 async function runJob(taskId: string, j: TrainJob, resumedFrom: number | null, onEvent: (e: TrainEvent) => void): Promise<TrainOutcome> {
+  let stopped = () => {};
+  j.stopped = new Promise<void>((resolve) => (stopped = resolve));
+  try {
+    return await runLoop(taskId, j, resumedFrom, onEvent);
+  } finally {
+    stopped();
+  }
+}
+
+async function runLoop(taskId: string, j: TrainJob, resumedFrom: number | null, onEvent: (e: TrainEvent) => void): Promise<TrainOutcome> {
   const ctrl = startTask(taskId);
   let delivered: Promise<void> = Promise.resolve();
   const emit = (e: TrainEvent) => {
@@ -814,7 +826,7 @@ async function startTraining(taskId: string, datasetId: string, settings: TrainS
     createdAt: now,
     savedAt: now,
   };
-  const j: TrainJob = { trainer, model: cur, meta, settings, history: [], state: 'running', taskId: null, pauseRequested: false, cancelRequested: false, store: opfsAvailable() };
+  const j: TrainJob = { trainer, model: cur, meta, settings, history: [], state: 'running', taskId: null, pauseRequested: false, cancelRequested: false, store: opfsAvailable(), stopped: Promise.resolve() };
   if (j.store) {
     try {
       await beginRun(meta, examples, toJsonl(ds.rows));
@@ -866,6 +878,7 @@ async function resumeTraining(taskId: string, onEvent: (e: TrainEvent) => void):
     pauseRequested: false,
     cancelRequested: false,
     store: true,
+    stopped: Promise.resolve(),
   };
   await updateRunMeta(j.meta).catch(() => {});
   job = j;
@@ -1045,7 +1058,12 @@ const api: WorkerApi = {
   inspect,
   load,
   async unload() {
-    for (const [id, c] of tasks) if (/^(chat|debate)-/.test(id)) c.abort(new DOMException('The model was unloaded', 'AbortError'));
+    for (const [id, c] of tasks) if (/^(chat|debate|eval)-/.test(id)) c.abort(new DOMException('The model was unloaded', 'AbortError'));
+    // A running training job stops after its step and checkpoints (resumable once the model is back).
+    if (job?.state === 'running') {
+      job.pauseRequested = true;
+      await job.stopped;
+    }
     unload();
   },
   async loaded() {

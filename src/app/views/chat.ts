@@ -3,7 +3,7 @@
  * button, system prompt, sampling controls and tokens/s.
  */
 import type { ChatCompletionRequest, ChatMessage } from '../../engine/types';
-import type { ChatStats, LoadedModel } from '../api';
+import { ADAPTERS_EVENT, type ChatStats, type LoadedModel } from '../api';
 import { Comlink, newTaskId, type AppContext, type Page } from '../client';
 import { errorText, field, h, numberInput, readNumber } from '../dom';
 import { setMarkdown } from '../markdown';
@@ -38,14 +38,17 @@ export const chatPage: Page = {
     maxTokens.id = 'chat-max-tokens';
     const seed = numberInput({ value: '', min: 0, step: 1, placeholder: 'random' });
     seed.id = 'chat-seed';
-    const adapter = h('select', { id: 'chat-adapter', disabled: true }, h('option', { value: '' }, 'No adapters loaded'));
+    const adapter = h('select', { id: 'chat-adapter', disabled: true }, h('option', { value: '' }, 'Base model'));
+    const adapterFiles = h('input', { type: 'file', id: 'chat-adapter-files', multiple: true, accept: '.json,.safetensors', class: 'visually-hidden', tabindex: -1 });
+    const adapterLoad = h('button', { type: 'button', class: 'secondary small', id: 'chat-adapter-load', disabled: true }, 'Load PEFT files…');
+    const adapterNote = h('small', { class: 'hint', id: 'chat-adapter-note' }, 'Base model, or a LoRA adapter trained on the Train page; switching needs no reload.');
     const settings = h(
       'aside',
       { class: 'card chat-settings', 'aria-labelledby': 'chat-settings-h' },
       h('h2', { id: 'chat-settings-h' }, 'Settings'),
       field('System prompt', system),
       h('div', { class: 'grid2' }, field('Temperature', temperature), field('Top p', topP), field('Top k', topK, '0 = off'), field('Max tokens', maxTokens), field('Seed', seed, 'Empty = random')),
-      field('Adapter', adapter, 'No adapters loaded. LoRA adapters appear here once training is available.'),
+      h('div', { class: 'field' }, h('label', { for: 'chat-adapter' }, 'Adapter'), h('div', { class: 'row adapter-row' }, adapter, adapterLoad), adapterNote, adapterFiles),
     );
 
     // ---- conversation ---------------------------------------------------------------------
@@ -179,6 +182,45 @@ export const chatPage: Page = {
       log.replaceChildren(empty);
       stats.textContent = '';
     });
+
+    // ---- adapter picker: hot-swaps LoRA adapters on the loaded model --------------------------
+    const refreshAdapters = async () => {
+      const { list, active } = state.model ? await api.adapters().catch(() => ({ list: [], active: null })) : { list: [], active: null };
+      adapter.replaceChildren(h('option', { value: '' }, 'Base model'), ...list.map((a) => h('option', { value: a.name }, `${a.name} (LoRA r${a.rank})`)));
+      adapter.value = active ?? '';
+      adapter.disabled = !state.model || !list.length;
+      adapterLoad.disabled = !state.model;
+      adapterNote.textContent = list.length
+        ? `Replies come from ${active ?? 'the base model'} (${list.length} adapter${list.length === 1 ? '' : 's'} loaded; switching needs no reload).`
+        : 'Base model, or a LoRA adapter trained on the Train page; switching needs no reload.';
+    };
+    adapter.addEventListener('change', async () => {
+      try {
+        await api.activateAdapter(adapter.value || null);
+        state.dispatchEvent(new Event(ADAPTERS_EVENT));
+      } catch (e) {
+        await refreshAdapters();
+        adapterNote.textContent = errorText(e);
+      }
+    });
+    adapterLoad.addEventListener('click', () => adapterFiles.click());
+    adapterFiles.addEventListener('change', async () => {
+      const files = [...(adapterFiles.files ?? [])];
+      adapterFiles.value = '';
+      if (!files.length) return;
+      const dir = files[0]!.webkitRelativePath.split('/')[0];
+      const name = dir || `adapter-${Date.now().toString(36).slice(-4)}`;
+      try {
+        await api.loadAdapterFiles(name, files);
+        await api.activateAdapter(name);
+      } catch (e) {
+        adapterNote.textContent = `Cannot load the adapter: ${errorText(e)}`;
+        return;
+      }
+      state.dispatchEvent(new Event(ADAPTERS_EVENT));
+    });
+    state.addEventListener(ADAPTERS_EVENT, () => void refreshAdapters());
+    state.on('model', () => void refreshAdapters());
 
     root.append(h('div', { class: 'chat-layout' }, conversation, settings));
     updateAvailability();

@@ -1,0 +1,311 @@
+/**
+ * Distil & train, Evaluate and Benchmark pages end to end, in Debian's Chromium with WebGPU on
+ * SwiftShader: the built app served by `vite preview`, a tiny random Qwen2 checkpoint (and a
+ * trajectory file) served from another localhost port with CORS, every request outside localhost
+ * blocked.
+ *
+ * - a short LoRA run on rows distilled (R-SFT) from the served trajectory file: the loss chart
+ *   grows step by step, the PEFT adapter downloads (its safetensors header parses) and the
+ *   adapter appears in the Chat page's picker;
+ * - a 2-question evaluation of the base model and that student fills the report table;
+ * - the quick benchmark runs and offers its SpeedReport JSON, which compares against itself;
+ * - a reload in the middle of a run resumes from the last checkpoint stored in the browser (OPFS).
+ *
+ * Screenshots go to test-artifacts/e2e/.
+ */
+import * as fs from 'node:fs';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import type { Page } from 'playwright-core';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { importedToTrajectories } from '../../src/distill/from-imported';
+import { parseEvalReport } from '../../src/eval/report';
+import { readSafetensors } from '../../src/formats/safetensors';
+import { serveDirectory, writeTinyModel, type ServedDirectory } from '../helpers/tiny-model';
+import { ARTIFACTS, buildAndPreview, launchBrowser, requireChromium, screenshot, type Browser, type ServedApp } from './harness';
+
+const PROBLEMS = [
+  ['Tom has 2 apples and buys 3 more. How many apples does he have?', 'Tom has 2 + 3 = 5 apples.\n#### 5', 5],
+  ['A box holds 4 pens. How many pens are in 2 boxes?', 'There are 4 * 2 = 8 pens.\n#### 8', 8],
+  ['Ann had 9 stamps and gave away 4. How many are left?', 'Ann has 9 - 4 = 5 stamps left.\n#### 5', 5],
+  ['Bo reads 3 pages a day for 3 days. How many pages?', 'Bo reads 3 * 3 = 9 pages.\n#### 9', 9],
+  ['Cy has 6 cards and wins 1. How many cards now?', 'Cy has 6 + 1 = 7 cards.\n#### 7', 7],
+  ['Di bakes 8 buns and eats 2. How many are left?', 'Di has 8 - 2 = 6 buns.\n#### 6', 6],
+] as const;
+
+/** One-round trajectories: two agents right, one wrong (as the debate's JSONL records). */
+function trajectoryJsonl(): string {
+  const sets = PROBLEMS.map(([question, answer, final], i) => ({
+    id: `p${i + 1}`,
+    question,
+    reference: answer,
+    task: 'gsm8k' as const,
+    solutions: [
+      { agent: 'agent1', text: answer },
+      { agent: 'agent2', text: answer.replace(`#### ${final}`, `#### ${final + 1}`) },
+      { agent: 'agent3', text: answer },
+    ],
+  }));
+  return importedToTrajectories(sets, { createdAt: '2025-01-01T00:00:00.000Z' }).records.map((r) => JSON.stringify(r)).join('\n') + '\n';
+}
+
+describe('distil & train, evaluate and benchmark pages in Chromium', () => {
+  let modelDir = '';
+  let model: ServedDirectory | null = null;
+  let app: ServedApp | null = null;
+  let browser: Browser | null = null;
+  let page: Page;
+  const pageErrors: string[] = [];
+  const timings: Record<string, number> = {};
+  const lap = (name: string, t0: number) => (timings[name] = Math.round(performance.now() - t0));
+  const modelUrl = () => `${model!.url}/`;
+  const waitForModel = (p: Page) => p.locator('#model-badge.ok').waitFor({ timeout: 60_000 });
+
+  beforeAll(async () => {
+    requireChromium();
+    const t0 = performance.now();
+    modelDir = fs.mkdtempSync(path.join(os.tmpdir(), 'agentark-e2e-train-'));
+    writeTinyModel(modelDir, { arch: 'qwen2', dtype: 'F32' });
+    const configPath = path.join(modelDir, 'config.json');
+    const config = JSON.parse(fs.readFileSync(configPath, 'utf8')) as Record<string, unknown>;
+    fs.writeFileSync(configPath, JSON.stringify({ ...config, max_position_embeddings: 4096 }, null, 2));
+    fs.writeFileSync(path.join(modelDir, 'trajectories.jsonl'), trajectoryJsonl());
+    model = await serveDirectory(modelDir);
+    app = await buildAndPreview();
+    lap('build+preview', t0);
+    browser = await launchBrowser({ corsOrigins: [model.url] });
+    page = await browser.context.newPage();
+    page.on('pageerror', (e) => pageErrors.push(e.message));
+    page.on('dialog', (d) => void d.accept());
+    fs.mkdirSync(ARTIFACTS, { recursive: true });
+  }, 180_000);
+
+  afterAll(async () => {
+    await browser?.close();
+    await app?.close();
+    await model?.close();
+    if (modelDir) fs.rmSync(modelDir, { recursive: true, force: true });
+    if (Object.keys(timings).length) console.log('e2e train/eval timings (ms):', JSON.stringify(timings));
+  });
+
+  it('distils a served trajectory file (R-SFT), trains a LoRA adapter with a live loss chart and downloads it', async () => {
+    const t0 = performance.now();
+    await page.goto(`${app!.url}/?model=${encodeURIComponent(modelUrl())}#train`);
+    await waitForModel(page);
+    lap('model load', t0);
+    await page.check('input[name=train-source][value=url]');
+    await page.fill('#train-url', `${model!.url}/trajectories.jsonl`);
+    await page.click('#train-fetch');
+    await page.uncheck('#train-system');
+    await expect.poll(() => page.locator('#train-data-status').getAttribute('data-rows'), { timeout: 20_000 }).toBe(String(PROBLEMS.length));
+    await expect.poll(() => page.locator('#train-counts-table').textContent()).toContain('Tokens');
+    // PAD builds stepwise rows (counted, downloadable, not trained here); DA adds self-corrections.
+    await page.check('input[name=train-strategy][value=pad]');
+    await expect.poll(() => page.locator('#train-counts-table').textContent()).toContain('Stepwise rows');
+    expect(await page.locator('#train-counts-table').textContent()).toMatch(/Negative steps\s*[1-9]/);
+    expect(await page.locator('#train-start').isDisabled()).toBe(true);
+    await page.check('input[name=train-strategy][value=da]');
+    await expect.poll(async () => Number(await page.locator('#train-data-status').getAttribute('data-rows'))).toBeGreaterThan(PROBLEMS.length);
+    await page.check('input[name=train-strategy][value=rsft]');
+    await expect.poll(() => page.locator('#train-data-status').getAttribute('data-rows')).toBe(String(PROBLEMS.length));
+    await page.fill('#train-name', 'tiny-student');
+    await page.selectOption('#train-length-kind', 'steps');
+    await page.fill('#train-steps', '6');
+    await page.fill('#train-batch', '2');
+    await page.fill('#train-lr', '0.002');
+    await page.fill('#train-ckpt-every', '2');
+    // Record the loss chart's point count as it changes.
+    await page.evaluate(() => {
+      const w = window as unknown as { __points: number[] };
+      w.__points = [];
+      const el = document.getElementById('train-loss-chart')!;
+      new MutationObserver(() => w.__points.push(Number(el.dataset.points))).observe(el, { attributes: true, attributeFilter: ['data-points'] });
+    });
+    const t1 = performance.now();
+    await page.click('#train-start');
+    await page.locator('#train-status[data-done=true]').waitFor({ timeout: 120_000 });
+    lap('train 6 steps', t1);
+    expect(await page.locator('#train-step').getAttribute('data-step')).toBe('6');
+    expect(await page.locator('#train-loss-chart').getAttribute('data-points')).toBe('6');
+    expect(await page.locator('#train-lr-chart').getAttribute('data-points')).toBe('6');
+    const points = await page.evaluate(() => (window as unknown as { __points: number[] }).__points);
+    expect(new Set(points.filter((p) => p > 0)).size, 'the loss chart grows step by step').toBeGreaterThanOrEqual(3);
+    expect(Number(await page.locator('#train-checkpoint').getAttribute('data-step'))).toBe(4);
+    expect(await page.locator('#train-progress-label').textContent()).toMatch(/loss \d/);
+    await screenshot(page, 'train');
+    await page.locator('#train-loss-chart').scrollIntoViewIfNeeded();
+    await screenshot(page, 'train-charts');
+
+    const download = page.waitForEvent('download');
+    await page.click('#train-download-weights');
+    const d = await download;
+    expect(d.suggestedFilename()).toBe('adapter_model.safetensors');
+    const file = path.join(ARTIFACTS, 'adapter_model.safetensors');
+    await d.saveAs(file);
+    const st = readSafetensors(new Uint8Array(fs.readFileSync(file)));
+    const names = st.tensors.map((t) => t.name);
+    expect(names).toContain('base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight');
+    expect(names).toContain('base_model.model.model.layers.1.self_attn.v_proj.lora_B.weight');
+    expect(st.tensors.find((t) => t.name.endsWith('q_proj.lora_A.weight'))!.shape[0]).toBe(8);
+    const cfgDownload = page.waitForEvent('download');
+    await page.click('#train-download-config');
+    const cfgFile = path.join(ARTIFACTS, 'adapter_config.json');
+    await (await cfgDownload).saveAs(cfgFile);
+    expect(JSON.parse(fs.readFileSync(cfgFile, 'utf8'))).toMatchObject({ peft_type: 'LORA', r: 8, lora_alpha: 16 });
+
+    // The adapter is in the Chat page's picker and hot-swaps.
+    await page.click('#train-use-in-chat');
+    await expect.poll(() => page.locator('#chat-adapter').inputValue()).toBe('tiny-student');
+    expect(await page.locator('#chat-adapter option').allTextContents()).toEqual(['Base model', 'tiny-student (LoRA r8)']);
+    await page.fill('#chat-max-tokens', '6');
+    await page.fill('#chat-input', 'What is 2 + 3?');
+    await page.press('#chat-input', 'Enter');
+    await expect.poll(() => page.locator('#chat-log .msg.assistant').last().getAttribute('data-finish'), { timeout: 30_000 }).not.toBeNull();
+    await page.selectOption('#chat-adapter', '');
+    await expect.poll(() => page.locator('#chat-adapter-note').textContent()).toContain('base model');
+    await screenshot(page, 'chat-adapter');
+  }, 240_000);
+
+  it('evaluates the base model and the student on 2 questions and fills the report', async () => {
+    const t0 = performance.now();
+    await page.click('#tab-evaluate');
+    await page.check('input[name=eval-source][value=file]');
+    const questions = PROBLEMS.slice(0, 2).map(([question, answer]) => ({ question, answer }));
+    await page.setInputFiles('#eval-file', { name: 'questions.jsonl', mimeType: 'application/json', buffer: Buffer.from(questions.map((q) => JSON.stringify(q)).join('\n')) });
+    await expect.poll(() => page.locator('#eval-q-status').textContent()).toContain('2 questions');
+    await page.fill('#eval-limit', '2');
+    await page.fill('#eval-max-tokens', '8');
+    await expect.poll(() => page.locator('input[name=eval-student]').count()).toBe(1);
+    expect(await page.locator('input[name=eval-student]').isChecked()).toBe(true);
+    await page.click('#eval-run');
+    await page.locator('#eval-status[data-done=true]').waitFor({ timeout: 150_000 });
+    lap('eval 2 questions × 2 systems', t0);
+    const rows = page.locator('#eval-table tbody tr');
+    expect(await rows.count()).toBe(2);
+    expect(await rows.evaluateAll((trs) => trs.map((tr) => tr.getAttribute('data-system')))).toEqual(['single', 'student:tiny-student']);
+    const cells = await rows.first().locator('td').allTextContents();
+    expect(cells[1]).toMatch(/%\s*\(\d\/2\)/);
+    expect(cells[2]).toMatch(/→/); // self-correction attempt 1 → 2
+    expect(Number(await page.locator('#eval-accuracy-chart').getAttribute('data-points'))).toBeGreaterThanOrEqual(2);
+    expect(Number(await page.locator('#eval-cost-chart').getAttribute('data-points'))).toBe(6);
+    await page.locator('#eval-results').scrollIntoViewIfNeeded();
+    await screenshot(page, 'evaluate');
+
+    const download = page.waitForEvent('download');
+    await page.click('#eval-download');
+    const file = path.join(ARTIFACTS, 'eval-report.json');
+    await (await download).saveAs(file);
+    const report = parseEvalReport(fs.readFileSync(file, 'utf8'));
+    expect(report.questions).toBe(2);
+    expect(report.systems.map((s) => s.name)).toEqual(['single', 'student:tiny-student']);
+    expect(report.systems[1]!.meta).toMatchObject({ role: 'student', adapter: 'tiny-student' });
+    expect(report.systems[0]!.cost.calls).toBe(2);
+
+    // A report JSON opens in the same view.
+    await page.setInputFiles('#eval-open', file);
+    await expect.poll(() => page.locator('#eval-report-head').textContent()).toContain('eval-report.json');
+    expect(await rows.count()).toBe(2);
+  }, 240_000);
+
+  it('runs the quick benchmark and offers the SpeedReport JSON, which compares side by side', async () => {
+    const t0 = performance.now();
+    await page.goto(`${app!.url}/?bench=quick#bench`);
+    await page.click('#bench-run');
+    await page.locator('#bench-status[data-done=true]').waitFor({ timeout: 150_000 });
+    lap('bench quick', t0);
+    expect((await page.locator('#bench-adapter .adapter-name').textContent())?.trim()).toMatch(/\S/);
+    expect(await page.locator('#bench-kernels-table tbody tr').count()).toBe(4);
+    expect(await page.locator('#bench-models-table tbody tr').count()).toBe(4);
+    expect(await page.locator('#bench-training-table tbody tr').count()).toBe(2);
+    const download = page.waitForEvent('download');
+    await page.click('#bench-download');
+    const file = path.join(ARTIFACTS, 'bench-results.json');
+    await (await download).saveAs(file);
+    const report = JSON.parse(fs.readFileSync(file, 'utf8')) as { adapter: string; kernels: { webgpuGflops: number }[]; models: { model: string; backend: string }[]; training: { mode: string }[] };
+    expect(report.adapter).toMatch(/\S/);
+    expect(report.kernels).toHaveLength(2);
+    expect(report.kernels.every((k) => k.webgpuGflops > 0)).toBe(true);
+    expect(report.models.map((m) => `${m.model}/${m.backend}`)).toEqual(['tiny-0.2M/webgpu', 'tiny-0.2M/cpu']);
+    expect(report.training.map((t) => t.mode)).toEqual(['lora', 'lora']);
+    await page.setInputFiles('#bench-compare', file);
+    await expect.poll(() => page.locator('#bench-kernels-table td.ratio').first().textContent()).toBe('1.00×');
+    await screenshot(page, 'bench');
+  }, 240_000);
+
+  it('resumes a run from the last checkpoint stored in the browser after a reload', async () => {
+    const t0 = performance.now();
+    // Every value the step counter takes, from the first moment of each page load.
+    await page.addInitScript(() => {
+      const w = window as unknown as { __steps: number[] };
+      w.__steps = [];
+      new MutationObserver((muts) => {
+        for (const m of muts) {
+          const el = m.target as HTMLElement;
+          if (el.id === 'train-step') w.__steps.push(Number(el.dataset.step));
+        }
+      }).observe(document, { subtree: true, attributes: true, attributeFilter: ['data-step'] });
+    });
+    await page.goto(`${app!.url}/?model=${encodeURIComponent(modelUrl())}#train`);
+    await waitForModel(page);
+    await page.check('input[name=train-source][value=example]');
+    await page.fill('#train-example-count', '12');
+    await page.uncheck('#train-system');
+    await expect.poll(() => page.locator('#train-data-status').getAttribute('data-rows'), { timeout: 20_000 }).toBe('12');
+    await expect.poll(() => page.locator('#train-counts-table').textContent()).toContain('Tokens');
+    await page.fill('#train-name', 'resumed-student');
+    await page.selectOption('#train-length-kind', 'steps');
+    await page.fill('#train-steps', '200');
+    await page.fill('#train-batch', '1');
+    await page.fill('#train-ckpt-every', '3');
+    await page.click('#train-start');
+    await expect.poll(async () => Number(await page.locator('#train-checkpoint').getAttribute('data-step')), { timeout: 120_000 }).toBeGreaterThanOrEqual(3);
+    const seen = Number(await page.locator('#train-checkpoint').getAttribute('data-step'));
+    const before = Number(await page.locator('#train-step').getAttribute('data-step'));
+    expect(before).toBeLessThan(200);
+
+    await page.reload();
+    await expect.poll(() => page.locator('#train-run').getAttribute('data-resumed-from'), { timeout: 90_000 }).toMatch(/^\d+$/);
+    const resumedFrom = Number(await page.locator('#train-run').getAttribute('data-resumed-from'));
+    expect(resumedFrom).toBeGreaterThanOrEqual(seen);
+    expect(resumedFrom % 3).toBe(0);
+    await expect.poll(async () => Number(await page.locator('#train-step').getAttribute('data-step')), { timeout: 60_000 }).toBeGreaterThan(resumedFrom);
+    const steps = await page.evaluate(() => (window as unknown as { __steps: number[] }).__steps);
+    expect(steps[0], 'the step counter starts at the checkpoint, not 0').toBe(resumedFrom);
+    expect(Math.min(...steps)).toBe(resumedFrom);
+    expect(steps).toContain(resumedFrom + 1);
+    // The loss history came back with the checkpoint.
+    expect(Number(await page.locator('#train-loss-chart').getAttribute('data-points'))).toBeGreaterThan(resumedFrom);
+    expect(await page.locator('#train-status').textContent()).toContain(`checkpoint at step ${resumedFrom}`);
+    lap('train, reload, resume', t0);
+    await screenshot(page, 'train-resumed');
+
+    // Pause keeps the state (and checkpoints it); resume continues from the same step.
+    await page.click('#train-pause');
+    await expect.poll(() => page.locator('#train-status').textContent(), { timeout: 60_000 }).toMatch(/Paused at step \d+/);
+    const pausedAt = Number(/Paused at step (\d+)/.exec((await page.locator('#train-status').textContent())!)![1]);
+    expect(Number(await page.locator('#train-checkpoint').getAttribute('data-step'))).toBe(pausedAt);
+    expect(await page.locator('#train-resume').isVisible()).toBe(true);
+    await page.click('#train-resume');
+    await expect.poll(async () => Number(await page.locator('#train-step').getAttribute('data-step')), { timeout: 60_000 }).toBeGreaterThan(pausedAt);
+    const afterPause = await page.evaluate(() => (window as unknown as { __steps: number[] }).__steps);
+    const sincePause = afterPause.slice(afterPause.indexOf(pausedAt));
+    expect(Math.min(...sincePause), 'resume continues from the paused step').toBe(pausedAt);
+    expect(sincePause).toContain(pausedAt + 1);
+
+    await page.click('#train-cancel');
+    await expect.poll(() => page.locator('#train-status').textContent(), { timeout: 60_000 }).toMatch(/Cancelled/);
+    await expect.poll(() => page.locator('#train-stored').isHidden()).toBe(true);
+    // Nothing is left in the browser's storage.
+    expect(await page.evaluate(async () => {
+      const root = await navigator.storage.getDirectory();
+      const names: string[] = [];
+      for await (const key of (root as unknown as { keys(): AsyncIterable<string> }).keys()) names.push(key);
+      return names;
+    })).toEqual([]);
+  }, 300_000);
+
+  it('never reached beyond localhost and raised no page errors', () => {
+    expect(browser!.blocked).toEqual([]);
+    expect(pageErrors).toEqual([]);
+  });
+});
