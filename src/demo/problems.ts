@@ -13,6 +13,7 @@
  *
  * Pure and browser-safe except `writeGsm8kJsonl` (Node, imports node:fs lazily).
  */
+import { mulberry32 } from '../util/random';
 
 export type Op = '+' | '-' | '*';
 export type Difficulty = 0 | 1 | 2;
@@ -62,17 +63,7 @@ export const MAX_VALUE = 99;
 // ---------------------------------------------------------------------------------------------
 // Deterministic randomness and hashing
 
-/** mulberry32: a small, fast, seedable PRNG in [0, 1). */
-export function seededRandom(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+export const seededRandom = mulberry32;
 
 /** FNV-1a with a murmur3 finaliser, 32-bit unsigned. */
 export function hashString(s: string): number {

@@ -4,6 +4,7 @@
  * identical replies; tokens are whitespace-separated words. It streams word by word, honours
  * max_tokens (finish_reason 'length') and AbortSignal, and counts calls and tokens.
  */
+import { mulberry32 } from '../../src/util/random';
 import type {
   ChatCompletion,
   ChatCompletionChunk,
@@ -32,17 +33,7 @@ export function fnv1a(s: string): number {
   return h >>> 0;
 }
 
-/** mulberry32 */
-export function seededRng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+export const seededRng = mulberry32;
 
 export const countTokens = (s: string): number => s.split(/\s+/).filter(Boolean).length;
 

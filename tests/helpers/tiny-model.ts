@@ -4,6 +4,7 @@
  * generation_config.json) plus a real byte-level BPE tokenizer.json/tokenizer_config.json with a
  * ChatML chat template. Also a static HTTP server that can mimic the Hub and misbehave on demand.
  */
+import { mulberry32 } from '../../src/util/random';
 import * as fs from 'node:fs';
 import * as http from 'node:http';
 import * as path from 'node:path';
@@ -42,16 +43,6 @@ export type HFConfigJson = Record<string, unknown>;
 // ---------------------------------------------------------------------------------------------
 // Deterministic randomness
 
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function normalSampler(seed: number): () => number {
   const uniform = mulberry32(seed);
