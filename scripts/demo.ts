@@ -30,6 +30,7 @@ import { writeFilesAtomically } from '../src/train/checkpoint';
 import { grade } from '../src/eval/answers';
 import { evaluate, type EvalSystem } from '../src/eval/harness';
 import { toMarkdown } from '../src/eval/report';
+import { attachStructures } from '../src/cli/eval';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const MODEL = path.join(ROOT, 'public/models/default');
@@ -66,7 +67,9 @@ async function main(): Promise<void> {
   log(`model ${MODEL} on ${runtime.describeBackend()}`);
   const engine = new LocalEngine(runtime);
   const train = await loadQuestions(path.join(ROOT, 'public/data/demo-train.jsonl'), 'gsm8k', { limit: N_TRAIN });
-  const test = await loadQuestions(path.join(ROOT, 'public/data/demo-test.jsonl'), 'gsm8k', { limit: N_TEST });
+  const testFile = path.join(ROOT, 'public/data/demo-test.jsonl');
+  // The generator's arithmetic steps let the robustness probe change numbers and recompute answers.
+  const test = attachStructures(await fs.readFile(testFile, 'utf8'), await loadQuestions(testFile, 'gsm8k', { limit: N_TEST }), testFile);
 
   // 1. Teach: the debate over the train split, recorded as trajectories.
   const trajPath = path.join(OUT, 'trajectories.jsonl');

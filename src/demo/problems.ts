@@ -434,7 +434,8 @@ export function generateProblems(opts: GenerateOptions): Problem[] {
 
 /** GSM8K layout, one {"id","question","answer"} object per line (what loadQuestions reads). */
 export function toGsm8kJsonl(problems: readonly Problem[]): string {
-  return problems.map((p) => JSON.stringify({ id: p.id, question: p.question, answer: p.answer })).join('\n') + (problems.length ? '\n' : '');
+  // `steps` lets the evaluation change numbers consistently and recompute the answer (perturb.ts).
+  return problems.map((p) => JSON.stringify({ id: p.id, question: p.question, answer: p.answer, steps: p.steps })).join('\n') + (problems.length ? '\n' : '');
 }
 
 /** Writes `toGsm8kJsonl(problems)` to `path` (Node only), creating the folder. */
