@@ -7,8 +7,14 @@
  *   used behind runtime checks. In the browser they resolve to stubs whose exports throw when
  *   used, so a static `import { promises } from 'node:fs'` in shared code (src/teach/trajectory.ts)
  *   loads in dev and build alike instead of failing at import time.
- * - `virtual:agentark-public` tells the app what ships in public/: the question sets
- *   public/data/*.jsonl and whether the embedded model public/models/default/ exists.
+ * - `virtual:agentark-public` tells the app what ships in public/ (so it never fetches a file that
+ *   is not there): the question sets public/data/*.jsonl, whether the embedded model
+ *   public/models/default/ exists (and its files, so the loader probes no optional file), its LoRA adapter public/models/default/adapter/ (PEFT files,
+ *   named by an optional agentark.json) and the demo's report public/data/demo-report.json.
+ * - appType 'mpa': a missing file is a 404 (the model loader probes optional files), never the
+ *   SPA fallback's index.html.
+ * - AGENTARK_PUBLIC_DIR points the public dir elsewhere (default public/), e.g. a temporary folder
+ *   with a tiny model in the end-to-end tests.
  */
 import * as fs from 'node:fs';
 import { builtinModules, createRequire } from 'node:module';
@@ -64,16 +70,45 @@ function nodeStubs(): Plugin {
   };
 }
 
+/** What public/ holds, as the app sees it (virtual:agentark-public; see src/app/virtual.d.ts). */
+interface PublicContents {
+  shippedData: string[];
+  defaultModel: string | null;
+  defaultModelFiles: string[];
+  defaultAdapter: { path: string; name: string; strategy: string | null } | null;
+  demoReport: string | null;
+}
+
+/** The adapter's display name when agentark.json is missing or gives none. */
+const DEFAULT_ADAPTER_NAME = 'demo adapter';
+
+function scanPublic(publicDir: string): PublicContents {
+  const dataDir = path.join(publicDir, 'data');
+  const data = fs.existsSync(dataDir) ? fs.readdirSync(dataDir).filter((f) => f.endsWith('.jsonl')).sort() : [];
+  const modelDir = path.join(publicDir, 'models', 'default');
+  const defaultModel = fs.existsSync(path.join(modelDir, 'config.json'));
+  const defaultModelFiles = defaultModel ? fs.readdirSync(modelDir, { withFileTypes: true }).filter((e) => e.isFile()).map((e) => e.name).sort() : [];
+  const adapterDir = path.join(modelDir, 'adapter');
+  let defaultAdapter: PublicContents['defaultAdapter'] = null;
+  if (defaultModel && ['adapter_config.json', 'adapter_model.safetensors'].every((f) => fs.existsSync(path.join(adapterDir, f)))) {
+    let meta: Record<string, unknown> = {};
+    try {
+      const m = JSON.parse(fs.readFileSync(path.join(adapterDir, 'agentark.json'), 'utf8')) as unknown;
+      if (m && typeof m === 'object' && !Array.isArray(m)) meta = m as Record<string, unknown>;
+    } catch {
+      // No (or unreadable) agentark.json: the default name.
+    }
+    const name = typeof meta.name === 'string' && meta.name.trim() ? meta.name.trim() : DEFAULT_ADAPTER_NAME;
+    defaultAdapter = { path: 'models/default/adapter/', name, strategy: typeof meta.strategy === 'string' ? meta.strategy : null };
+  }
+  const demoReport = fs.existsSync(path.join(dataDir, 'demo-report.json')) ? 'data/demo-report.json' : null;
+  return { shippedData: data.map((f) => `data/${f}`), defaultModel: defaultModel ? 'models/default/' : null, defaultModelFiles, defaultAdapter, demoReport };
+}
+
 function publicContents(): Plugin {
   const id = 'virtual:agentark-public';
   const resolved = '\0' + id;
   let publicDir = path.resolve('public');
-  const scan = () => {
-    const dataDir = path.join(publicDir, 'data');
-    const data = fs.existsSync(dataDir) ? fs.readdirSync(dataDir).filter((f) => f.endsWith('.jsonl')).sort() : [];
-    const defaultModel = fs.existsSync(path.join(publicDir, 'models', 'default', 'config.json'));
-    return { data: data.map((f) => `data/${f}`), defaultModel: defaultModel ? 'models/default/' : null };
-  };
   return {
     name: 'agentark-public-contents',
     configResolved(config) {
@@ -84,8 +119,10 @@ function publicContents(): Plugin {
     },
     load(loadId) {
       if (loadId !== resolved) return null;
-      const { data, defaultModel } = scan();
-      return `export const shippedData = ${JSON.stringify(data)};\nexport const defaultModel = ${JSON.stringify(defaultModel)};\n`;
+      const c = scanPublic(publicDir);
+      return Object.entries(c)
+        .map(([k, v]) => `export const ${k} = ${JSON.stringify(v)};\n`)
+        .join('');
     },
     configureServer(server) {
       const refresh = (file: string) => {
@@ -95,12 +132,19 @@ function publicContents(): Plugin {
       };
       server.watcher.on('add', refresh);
       server.watcher.on('unlink', refresh);
+      server.watcher.on('change', (file) => {
+        if (path.basename(file) === 'agentark.json') refresh(file);
+      });
     },
   };
 }
 
 export default defineConfig({
+  publicDir: process.env.AGENTARK_PUBLIC_DIR ? path.resolve(process.env.AGENTARK_PUBLIC_DIR) : 'public',
   plugins: [nodeStubs(), publicContents()],
+  // Pages are routed by #hash, so no SPA fallback: a missing file (a model's optional
+  // model.safetensors.index.json, say) must be a 404, not index.html with 200.
+  appType: 'mpa',
   server: { host: '127.0.0.1', headers: isolation },
   preview: { host: '127.0.0.1', headers: isolation },
   // The stubs are shared by a static import (trajectory.ts) and dynamic ones (source.ts): expected.

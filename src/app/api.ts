@@ -17,7 +17,12 @@ import type { TrajectoryRecord } from '../teach/trajectory';
 
 /** Where a model comes from. `url` is an absolute base-folder URL (the page resolves relative ones). */
 export type ModelSource =
-  | { kind: 'url'; url: string }
+  | {
+      kind: 'url';
+      url: string;
+      /** The folder's file names when known (the embedded model): same-origin loads then ask the server only for files that exist. */
+      files?: string[];
+    }
   | { kind: 'hf'; id: string; endpoint?: string; token?: string }
   | { kind: 'files'; files: File[]; label: string };
 

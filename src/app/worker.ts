@@ -200,6 +200,20 @@ function displayName(source: ModelSource): string {
   return parts.length ? decodeURIComponent(parts.slice(-2).join('/')) : u.host;
 }
 
+/** A source whose file list is known (the build's listing of the embedded model): exists() asks no server, so no 404s. */
+function listedSource(inner: FileSource, files: string[]): FileSource {
+  const known = new Set(files);
+  return {
+    location: inner.location,
+    describe: (name) => inner.describe(name),
+    exists: async (name) => known.has(name),
+    readText: (name) => inner.readText(name),
+    size: (name) => inner.size(name),
+    readRange: (name, start, end, options) => inner.readRange(name, start, end, options),
+    stream: (name, onBytes, options) => inner.stream(name, onBytes, options),
+  };
+}
+
 /** One CachedSource per cache for the worker's lifetime, so what it learnt (sizes, absent files) is reused. */
 const cachedSources = new Map<string, CachedSource>();
 
@@ -215,7 +229,7 @@ async function openModel(source: ModelSource): Promise<{ files: FileSource; cach
     case 'url':
       if (!/^https?:\/\//i.test(source.url)) throw new Error(`not an http(s) URL: ${source.url}`);
       inner = new HttpSource(source.url);
-      if (sameOrigin(source.url)) return { files: inner, cached: null };
+      if (sameOrigin(source.url)) return { files: source.files ? listedSource(inner, source.files) : inner, cached: null };
       break;
   }
   if (!cacheAvailable()) return { files: inner, cached: null };

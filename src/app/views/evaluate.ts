@@ -3,9 +3,10 @@
  * question set (shipped, a file or a URL), run in the engine worker with progress. The EvalReport
  * (eval/harness.ts) is shown as a table (accuracy, self-correction attempt 1 → 2, Δ, wrong→right,
  * right→wrong, robustness, cost per question) and charts, and can be downloaded as JSON (or
- * Markdown). A report JSON — e.g. the demo's — can be opened and viewed the same way.
+ * Markdown). A report JSON — e.g. the demo's — can be opened and viewed the same way; the embedded
+ * demo's report (public/data/demo-report.json, when the build ships one) is shown on first open.
  */
-import { shippedData } from 'virtual:agentark-public';
+import { demoReport, shippedData } from 'virtual:agentark-public';
 import type { Task } from '../../eval/answers';
 import type { EvalReport, RobustnessEntry, SystemReport } from '../../eval/harness';
 import { parseEvalReport, toMarkdown } from '../../eval/report';
@@ -18,6 +19,19 @@ import { clear, downloadText, errorText, field, h, numberInput, readNumber, stat
 const pct = (x: number | null | undefined) => (x == null || !Number.isFinite(x) ? '—' : `${(100 * x).toFixed(1)}%`);
 const pts = (x: number | null | undefined) => (x == null || !Number.isFinite(x) ? '—' : `${x >= 0 ? '+' : '−'}${Math.abs(100 * x).toFixed(1)}`);
 const num = (x: number) => (Number.isInteger(x) ? String(x) : x.toFixed(1));
+
+/** A line on the extras scripts/demo.ts adds to its report (`demo`: RL rewards, PRM AUC, debate accuracy). */
+function demoExtras(r: EvalReport): string {
+  const d = (r as EvalReport & { demo?: unknown }).demo;
+  if (!d || typeof d !== 'object') return '';
+  const x = d as Record<string, unknown>;
+  const parts: string[] = [];
+  if (typeof x.debateTrainFinalAccuracy === 'number') parts.push(`debate accuracy on the training questions ${pct(x.debateTrainFinalAccuracy)}`);
+  if (typeof x.prmAuc === 'number') parts.push(`PRM held-out AUC ${x.prmAuc.toFixed(3)}`);
+  const rl = Array.isArray(x.rl) ? x.rl.filter((v): v is number => typeof v === 'number') : [];
+  if (rl.length) parts.push(`RL mean reward ${rl[0]!.toFixed(2)} → ${rl[rl.length - 1]!.toFixed(2)} over ${rl.length} steps`);
+  return parts.join(' · ');
+}
 
 function stamp(): string {
   const d = new Date();
@@ -208,6 +222,7 @@ export const evaluatePage: Page = {
     const downloadBtn = h('button', { type: 'button', class: 'secondary', id: 'eval-download', disabled: true }, 'Download JSON');
     const downloadMd = h('button', { type: 'button', class: 'secondary', id: 'eval-download-md', disabled: true }, 'Markdown');
     const reportHead = h('p', { class: 'muted', id: 'eval-report-head' }, 'Run an evaluation, or open a report JSON (e.g. the demo’s).');
+    const reportNote = h('p', { class: 'muted small', id: 'eval-report-note', hidden: true });
     const tableBox = h('div', { class: 'table-scroll' });
     const accuracyChart = barChart({ id: 'eval-accuracy-chart', title: 'Accuracy per system', yLabel: 'accuracy', percent: true });
     const costChart = barChart({ id: 'eval-cost-chart', title: 'Cost per question per system', yLabel: 'tokens per question', rightLabel: 'seconds per question' });
@@ -223,6 +238,7 @@ export const evaluatePage: Page = {
       { class: 'card', id: 'eval-results', 'aria-labelledby': 'eval-res-h' },
       h('div', { class: 'card-head' }, h('h2', { id: 'eval-res-h' }, 'Report'), h('div', { class: 'row' }, openBtn, downloadBtn, downloadMd, openInput)),
       reportHead,
+      reportNote,
       tableBox,
       charts,
       perQuestion,
@@ -230,8 +246,12 @@ export const evaluatePage: Page = {
     root.append(h('div', { class: 'teach-setup' }, questionsCard, systemsCard, runCard), resultsCard);
 
     let report: EvalReport | null = null;
-    const showReport = (r: EvalReport, origin: string) => {
+    const showReport = (r: EvalReport, origin: string, source: 'demo' | 'run' | 'file' = 'file') => {
       report = r;
+      resultsCard.dataset.source = source;
+      const extras = demoExtras(r);
+      reportNote.textContent = extras ? `Demo: ${extras}.` : '';
+      reportNote.hidden = !extras;
       const st = r.settings;
       reportHead.textContent = `${origin} · ${r.task}${r.dataset ? ` · ${r.dataset}` : ''} · ${r.questions} questions · max tokens ${st.maxTokens} · temperature ${st.temperature}${st.seed !== null ? ` · seed ${st.seed}` : ''} · ${new Date(r.createdAt).toLocaleString()}`;
       clear(tableBox);
@@ -336,7 +356,7 @@ export const evaluatePage: Page = {
       };
       try {
         const r = await api.evaluate(id, picked, settings, Comlink.proxy(onEvent));
-        showReport(r, 'This run');
+        showReport(r, 'This run', 'run');
         runStatus.set(`Done in ${((performance.now() - t0) / 1000).toFixed(1)} s.`, 'ok');
         runStatus.el.dataset.done = 'true';
       } catch (e) {
@@ -353,7 +373,25 @@ export const evaluatePage: Page = {
     stopBtn.addEventListener('click', () => {
       if (running) void api.abort(running);
     });
-    this.onShow = () => void refreshStudents();
+    // The embedded demo's report, fetched the first time the page is shown (unless another report is up by then).
+    let demoTried = false;
+    const showDemoReport = async (file: string) => {
+      try {
+        const res = await fetch(new URL(file, document.baseURI));
+        if (!res.ok) throw new Error(`HTTP ${res.status} ${res.statusText}`);
+        const r = parseEvalReport(await res.text());
+        if (!report) showReport(r, 'Embedded demo report', 'demo');
+      } catch (e) {
+        if (!report) runStatus.set(`Cannot show the embedded demo report (${file}): ${errorText(e)}`, 'warn');
+      }
+    };
+    this.onShow = () => {
+      void refreshStudents();
+      if (demoReport && !demoTried) {
+        demoTried = true;
+        void showDemoReport(demoReport);
+      }
+    };
     void refreshStudents();
   },
 };

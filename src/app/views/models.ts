@@ -1,11 +1,13 @@
 /**
  * Models: load a checkpoint from a Hugging Face id, a URL or a local folder, with byte progress,
  * a memory estimate against the device before loading, and the Cache Storage copies of earlier
- * downloads (size, load, delete). At startup it loads `?model=` or the embedded default model.
+ * downloads (size, load, delete). At startup it loads `?model=` or the embedded default model; with
+ * the default model it also loads the demo's LoRA adapter shipped beside it (if any) and activates
+ * it, so Chat starts on the distilled student (the base model stays one pick away).
  */
 import { looksLikeHfRepoId } from '../../formats/source';
-import { defaultModel } from 'virtual:agentark-public';
-import type { InspectResult, LoadedModel, LoadProgress, LoadSettings, MemoryEstimate, ModelSource, ModelSummary } from '../api';
+import { defaultAdapter, defaultModel, defaultModelFiles } from 'virtual:agentark-public';
+import { ADAPTERS_EVENT, type InspectResult, type LoadedModel, type LoadProgress, type LoadSettings, type MemoryEstimate, type ModelSource, type ModelSummary } from '../api';
 import { cacheAvailable, deleteCachedModel, listCachedModels, MODEL_CACHE_PREFIX } from '../cache';
 import { Comlink, newTaskId, type AppContext, type Page } from '../client';
 import { clear, errorText, field, h, numberInput, readNumber, statusLine } from '../dom';
@@ -74,10 +76,14 @@ export const modelsPage: Page = {
     // ---- loaded model ---------------------------------------------------------------------
     const loadedBody = h('div', { class: 'loaded-body' });
     const unloadBtn = h('button', { type: 'button', class: 'secondary', disabled: true }, 'Unload');
-    const loadedCard = h('section', { class: 'card', 'aria-labelledby': 'loaded-h' }, h('div', { class: 'card-head' }, h('h2', { id: 'loaded-h' }, 'Loaded model'), unloadBtn), loadedBody);
+    const adapterStatus = statusLine();
+    adapterStatus.el.id = 'model-adapter-status';
+    adapterStatus.set('');
+    const loadedCard = h('section', { class: 'card', 'aria-labelledby': 'loaded-h' }, h('div', { class: 'card-head' }, h('h2', { id: 'loaded-h' }, 'Loaded model'), unloadBtn), loadedBody, adapterStatus.el);
 
     const renderLoaded = (m: LoadedModel | null) => {
       clear(loadedBody);
+      adapterStatus.set(''); // adapters live on the model they were loaded onto
       unloadBtn.disabled = !m;
       if (!m) {
         loadedBody.append(h('p', { class: 'muted', id: 'model-status' }, 'No model loaded. Choose one below.'));
@@ -254,7 +260,7 @@ export const modelsPage: Page = {
       }
     };
 
-    const load = async (source: ModelSource) => {
+    const load = async (source: ModelSource): Promise<LoadedModel | null> => {
       const id = newTaskId('load');
       setRunning(id, 'Loading model…');
       status.set(`Loading ${describeSource(source)}…`);
@@ -291,6 +297,7 @@ export const modelsPage: Page = {
         progress.value = 1;
         progressLabel.textContent = `Done in ${duration(m.loadMs)}.`;
         void refreshCache();
+        return m;
       } catch (e) {
         const aborted = (e as Error).name === 'AbortError' || /abort/i.test(errorText(e));
         status.set(aborted ? 'Loading cancelled.' : `Loading failed: ${errorText(e)}`, aborted ? 'warn' : 'error');
@@ -298,6 +305,7 @@ export const modelsPage: Page = {
         progressLabel.textContent = '';
         state.set('model', await api.loaded());
         void refreshCache();
+        return null;
       } finally {
         setRunning(null);
       }
@@ -365,9 +373,35 @@ export const modelsPage: Page = {
     root.append(h('div', { class: 'page-grid' }, h('div', { class: 'col' }, loadedCard, form), h('div', { class: 'col' }, cacheCard)));
     void refreshCache();
 
+    // ---- the embedded demo's adapter --------------------------------------------------------
+    /** Fetches the PEFT files shipped beside the default model, registers them under their name and activates them. */
+    const loadDefaultAdapter = async (a: NonNullable<typeof defaultAdapter>) => {
+      const base = new URL(a.path, document.baseURI);
+      checkBtn.disabled = loadBtn.disabled = true; // the adapter belongs to this model: no other load meanwhile
+      state.set('busy', `Loading adapter ${a.name}…`);
+      try {
+        const files = await Promise.all(
+          ['adapter_config.json', 'adapter_model.safetensors'].map(async (f) => {
+            const res = await fetch(new URL(f, base));
+            if (!res.ok) throw new Error(`${f}: HTTP ${res.status} ${res.statusText}`);
+            return new File([await res.blob()], f);
+          }),
+        );
+        const info = await api.loadAdapterFiles(a.name, files);
+        await api.activateAdapter(a.name);
+        adapterStatus.set(`Adapter ${info.name} (LoRA r${info.rank}${a.strategy ? `, ${a.strategy}` : ''}) loaded with the embedded model and active in Chat; pick “Base model” there to compare.`, 'ok');
+      } catch (e) {
+        adapterStatus.set(`Could not load the embedded adapter ${a.name}: ${errorText(e)}`, 'warn');
+      } finally {
+        checkBtn.disabled = loadBtn.disabled = !!running;
+        state.set('busy', null);
+        state.dispatchEvent(new Event(ADAPTERS_EVENT));
+      }
+    };
+
     // ---- startup model --------------------------------------------------------------------
     const requested = ctx.params.get('model');
-    const startup: ModelSource | null = requested ? parseModelSpec(requested) : defaultModel ? { kind: 'url', url: new URL(defaultModel, document.baseURI).href } : null;
+    const startup: ModelSource | null = requested ? parseModelSpec(requested) : defaultModel ? { kind: 'url', url: new URL(defaultModel, document.baseURI).href, files: defaultModelFiles } : null;
     if (startup) {
       if (startup.kind === 'hf') hfInput.value = startup.id;
       else if (startup.kind === 'url') {
@@ -377,7 +411,9 @@ export const modelsPage: Page = {
       }
       void (async () => {
         const r = await inspect(startup);
-        if (r && !r.estimate.checks.some((c) => c.level === 'error')) await load(startup);
+        if (!r || r.estimate.checks.some((c) => c.level === 'error')) return;
+        const m = await load(startup);
+        if (m && !requested && defaultAdapter) await loadDefaultAdapter(defaultAdapter);
       })();
     }
   },
