@@ -99,7 +99,7 @@ async function main(): Promise<void> {
     await fs.copyFile(path.join(work, 'trained', f), path.join(out, f));
   }
   await fs.copyFile(path.join(work, 'training-log.txt'), path.join(out, 'training-log.txt'));
-  await fs.writeFile(path.join(out, 'README.md'), `# AgentArk demo student (base)\n\nA ${config.num_hidden_layers}-layer Llama-architecture model (hidden ${config.hidden_size}) trained from scratch by \`npm run train:demo\` with seed ${DEMO.seed} on generated GSM8K-style problems (difficulty ${DEMO.difficulty}) in single-agent, debate-round and aggregator formats. Training settings: ${JSON.stringify(DEMO.train)}. See training-log.txt.\n`);
+  await fs.writeFile(path.join(out, 'README.md'), `# AgentArk demo student (base)\n\nA ${config.num_hidden_layers}-layer Llama-architecture model (hidden ${config.hidden_size}) trained from scratch by \`npm run train:demo\` with seed ${DEMO.seed} on generated GSM8K-style problems (difficulty ${DEMO.difficulty}) in single-agent, debate-round and aggregator formats. Training settings: ${JSON.stringify(DEMO.train)}; the run resumes from its last checkpoint, so an interrupted run continued with different DEMO_STEPS changes the cosine schedule from that point (training-log.txt records every run and step).\n`);
   console.error(`demo model written to ${out}`);
 }
 
