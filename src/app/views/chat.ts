@@ -7,8 +7,10 @@ import { ADAPTERS_EVENT, type ChatStats, type LoadedModel } from '../api';
 import { Comlink, newTaskId, type AppContext, type Page } from '../client';
 import { errorText, field, h, numberInput, readNumber } from '../dom';
 import { setMarkdown } from '../markdown';
+import { defaultAgentSystemPrompt } from '../../teach/debate';
 
-const DEFAULT_SYSTEM = 'You are a helpful assistant. Think step by step and answer concisely.';
+// The embedded student was trained with the debate's compact agent prompt; start from that.
+const DEFAULT_SYSTEM = defaultAgentSystemPrompt('gsm8k', 'compact');
 
 function statsText(s: ChatStats): string {
   const parts = [`${s.completionTokens} tokens`, `${s.tokensPerS.toFixed(1)} tokens/s`, `first token ${s.ttftMs} ms`, `prompt ${s.promptTokens} tokens`];
