@@ -1,5 +1,5 @@
 /** `agentark merge`: fold a PEFT LoRA adapter into its base model and write an HF checkpoint. */
-import { loadCheckpoint } from '../formats/checkpoint';
+import { loadCheckpoint, readModelSideFiles } from '../formats/checkpoint';
 import { openSource } from '../formats/source';
 import { loadPeftAdapter } from '../formats/peft';
 import { writeSafetensors } from '../formats/safetensors';
@@ -21,9 +21,7 @@ export async function run(argv: string[]): Promise<number> {
   const files: Record<string, string | Uint8Array> = {
     'model.safetensors': writeSafetensors([...merged.values()].map((t) => ({ name: t.name, dtype: t.dtype, shape: t.shape, data: t.data })), { format: 'pt' }),
   };
-  for (const name of ['config.json', 'tokenizer.json', 'tokenizer_config.json', 'generation_config.json', 'special_tokens_map.json', 'chat_template.jinja']) {
-    if (await source.exists(name)) files[name] = await source.readText(name);
-  }
+  Object.assign(files, await readModelSideFiles(source));
   await writeFilesAtomically(v.out as string, files);
   console.log(JSON.stringify({ out: v.out, mergedModules: adapter.pairs.length, tensors: merged.size }));
   return 0;

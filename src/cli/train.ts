@@ -1,7 +1,7 @@
 /** `agentark train`: LoRA or full fine-tuning on WebGPU, PEFT / HF safetensors out. */
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
-import { loadCheckpoint, readModelConfig, loadTokenizerFrom, type Checkpoint } from '../formats/checkpoint';
+import { loadCheckpoint, readModelSideFiles, readModelConfig, loadTokenizerFrom, type Checkpoint } from '../formats/checkpoint';
 import { openSource } from '../formats/source';
 import { loadPeftAdapter } from '../formats/peft';
 import { Gpu } from '../gpu/device';
@@ -170,9 +170,7 @@ export async function run(argv: string[]): Promise<number> {
     await moveFilesInto(out + '.final', out);
   } else {
     const files: Record<string, string | Uint8Array> = { 'model.safetensors': await fullModelSafetensors(trainer) };
-    for (const name of ['config.json', 'tokenizer.json', 'tokenizer_config.json', 'generation_config.json', 'special_tokens_map.json', 'chat_template.jinja']) {
-      if (await source.exists(name)) files[name] = await source.readText(name);
-    }
+    Object.assign(files, await readModelSideFiles(source));
     await writeFilesAtomically(out + '.final', files);
     await moveFilesInto(out + '.final', out);
   }

@@ -6,7 +6,7 @@
  * (a few hundred parameters: on the host); scoring a solution reads the same hidden states.
  */
 import type { Runtime } from '../engine/local';
-import { Rng } from '../engine/sampling';
+import { Rng, tokenLogprobs } from '../engine/sampling';
 import { writeSafetensors, readSafetensors } from '../formats/safetensors';
 
 export interface StepwiseRow {
@@ -74,19 +74,6 @@ export async function stepFeatures(runtime: Runtime, row: StepwiseRow): Promise<
   });
 }
 
-/** logp[t] = log p(ids[t] | ids[<t]) (0 for t = 0). */
-function tokenLogprobs(logits: Float32Array, ids: number[], vocab: number): Float32Array {
-  const out = new Float32Array(ids.length);
-  for (let t = 1; t < ids.length; t++) {
-    const row = logits.subarray((t - 1) * vocab, t * vocab);
-    let max = -Infinity;
-    for (let i = 0; i < vocab; i++) max = Math.max(max, row[i]);
-    let sum = 0;
-    for (let i = 0; i < vocab; i++) sum += Math.exp(row[i] - max);
-    out[t] = row[ids[t]] - max - Math.log(sum);
-  }
-  return out;
-}
 
 function sigmoid(z: number): number {
   return z >= 0 ? 1 / (1 + Math.exp(-z)) : Math.exp(z) / (1 + Math.exp(z));

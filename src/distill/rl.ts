@@ -5,7 +5,7 @@
  * penalty to the base model (k3 estimator, as in GRPO), token-mean normalised.
  */
 import type { Runtime } from '../engine/local';
-import type { SamplingParams } from '../engine/sampling';
+import { tokenLogprobs, type SamplingParams } from '../engine/sampling';
 import type { MicroBatch } from '../model/backward';
 import type { Trainer } from '../train/trainer';
 
@@ -67,18 +67,7 @@ export function leaveOneOutAdvantages(rewards: number[]): number[] {
 /** log p(token | prefix) of every completion token, from one forward pass over prompt + completion. */
 async function completionLogprobs(runtime: Runtime, prompt: number[], completion: number[]): Promise<Float32Array> {
   const ids = [...prompt, ...completion];
-  const logits = await runtime.logits(ids);
-  const V = runtime.model.config.vocabSize;
-  const out = new Float32Array(completion.length);
-  for (let j = 0; j < completion.length; j++) {
-    const row = logits.subarray((prompt.length - 1 + j) * V, (prompt.length + j) * V);
-    let max = -Infinity;
-    for (let i = 0; i < V; i++) max = Math.max(max, row[i]);
-    let sum = 0;
-    for (let i = 0; i < V; i++) sum += Math.exp(row[i] - max);
-    out[j] = row[completion[j]] - max - Math.log(sum);
-  }
-  return out;
+  return tokenLogprobs(await runtime.logits(ids), ids, runtime.model.config.vocabSize).slice(prompt.length);
 }
 
 export interface PpoTokenStats {

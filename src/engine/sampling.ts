@@ -67,6 +67,20 @@ export function argmax(logits: Float32Array): number {
   return best;
 }
 
+/** logp[t] = log p(ids[t] | ids[<t]) from full-sequence logits [ids.length, vocab] (0 for t = 0). */
+export function tokenLogprobs(logits: Float32Array, ids: readonly number[], vocab: number): Float32Array {
+  const out = new Float32Array(ids.length);
+  for (let t = 1; t < ids.length; t++) {
+    const row = logits.subarray((t - 1) * vocab, t * vocab);
+    let max = -Infinity;
+    for (let i = 0; i < vocab; i++) max = Math.max(max, row[i]);
+    let sum = 0;
+    for (let i = 0; i < vocab; i++) sum += Math.exp(row[i] - max);
+    out[t] = row[ids[t]] - max - Math.log(sum);
+  }
+  return out;
+}
+
 /** Apply the repetition penalty in place to the tokens seen so far (HF RepetitionPenaltyLogitsProcessor). */
 export function applyRepetitionPenalty(logits: Float32Array, seen: Iterable<number>, penalty: number): void {
   if (penalty === 1) return;

@@ -5,8 +5,7 @@
  * numbers on a software adapter are noise.
  */
 import type { ModelConfig } from '../formats/config';
-import type { HostTensor } from '../formats/checkpoint';
-import { expectedTensors } from '../formats/config';
+import { randomInitTensors } from '../train/init';
 import { Gpu } from '../gpu/device';
 import { CpuBackend } from '../kernels/cpu';
 import { GpuBackend } from '../kernels/gpu';
@@ -55,23 +54,6 @@ export function benchConfig(s: ModelSize): ModelConfig {
   };
 }
 
-/** Random F32 host tensors for every tensor the config implies (deterministic). */
-export function randomTensors(config: ModelConfig, seed = 1): Map<string, HostTensor> {
-  let s = seed >>> 0;
-  const next = () => {
-    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
-    return s / 4294967296 - 0.5;
-  };
-  const out = new Map<string, HostTensor>();
-  for (const [name, shape] of expectedTensors(config)) {
-    const n = shape.reduce((a, b) => a * b, 1);
-    const f = new Float32Array(n);
-    const isNorm = name.endsWith('norm.weight');
-    for (let i = 0; i < n; i++) f[i] = isNorm ? 1 + 0.1 * next() : (0.5 * next()) / Math.sqrt(shape[shape.length - 1]);
-    out.set(name, { name, dtype: 'F32', shape, data: new Uint8Array(f.buffer) });
-  }
-  return out;
-}
 
 export interface KernelResult {
   kernel: string;
@@ -130,7 +112,7 @@ export async function benchmarkKernels(gpu: Gpu, shapes: [number, number, number
 /** Prefill (one sequence of `prefillTokens`) and decode (`decodeSteps` single-token steps) tokens/s. */
 export async function benchmarkModel(backend: AnyBackend, size: ModelSize, prefillTokens = 64, decodeSteps = 16): Promise<ModelResult> {
   const config = benchConfig(size);
-  const tensors = randomTensors(config);
+  const tensors = randomInitTensors(config, 1);
   let params = 0;
   for (const t of tensors.values()) params += t.shape.reduce((a, b) => a * b, 1);
   const model = LlamaModel.fromTensors(backend, config, tensors, prefillTokens + decodeSteps + 1);
@@ -177,7 +159,7 @@ export async function benchmarkTraining(backend: AnyBackend, size: ModelSize, mo
   gpu?.resetPeak();
   const baseline = gpu ? gpu.memoryStats().allocatedBytes : 0;
   const config = benchConfig(size);
-  const model = LlamaModel.fromTensors(backend, config, randomTensors(config), seqLen);
+  const model = LlamaModel.fromTensors(backend, config, randomInitTensors(config, 1), seqLen);
   const examples = Array.from({ length: batch * (steps + 1) }, (_, r) => {
     const ids = Array.from({ length: seqLen }, (_, i) => (r * 31 + i * 7) % size.vocab);
     return { inputIds: ids, labels: ids };

@@ -17,6 +17,16 @@ import {
 import { openSource, type FileSource } from './source';
 import { HFTokenizer } from './tokenizer';
 
+/** The small files that travel with a model's weights (copied into merged / trained checkpoints). */
+export const MODEL_SIDE_FILES = ['config.json', 'tokenizer.json', 'tokenizer_config.json', 'generation_config.json', 'special_tokens_map.json', 'chat_template.jinja'] as const;
+
+/** The side files `source` has, as text by name. */
+export async function readModelSideFiles(source: FileSource): Promise<Record<string, string>> {
+  const out: Record<string, string> = {};
+  for (const name of MODEL_SIDE_FILES) if (await source.exists(name)) out[name] = await source.readText(name);
+  return out;
+}
+
 export interface HostTensor {
   name: string;
   dtype: FloatDtype;
