@@ -6,7 +6,7 @@
 import type { Gpu } from '../gpu/device';
 import { GpuError } from '../gpu/device';
 import type { Backend, KvCacheShape, WeightShape } from './backend';
-import { loadShaders, shaderSource, type ShaderName } from './shaders';
+import { loadShaders, shaderSource, type ShaderDefines, type ShaderName } from './shaders';
 
 export interface GpuTensor {
   buffer: GPUBuffer;
@@ -31,6 +31,11 @@ export interface GpuIndices {
 }
 
 const WG = 64;
+/**
+ * From this many query tokens on, attention runs the tiled kernel (attention_prefill.wgsl); below
+ * it (decode steps, whose tokens are in different slots) the one-workgroup-per-query kernel.
+ */
+export const PREFILL_ATTENTION_MIN_TOKENS = 16;
 
 export class GpuBackend implements Backend<GpuTensor, GpuWeight, GpuIndices> {
   readonly name = 'webgpu';
@@ -147,7 +152,7 @@ export class GpuBackend implements Backend<GpuTensor, GpuWeight, GpuIndices> {
    */
   dispatch(
     shader: ShaderName,
-    defines: Record<string, boolean>,
+    defines: ShaderDefines,
     weightType: 'f16' | 'f32',
     params: number[],
     kinds: string,
@@ -155,7 +160,7 @@ export class GpuBackend implements Backend<GpuTensor, GpuWeight, GpuIndices> {
     workgroups: number | [number, number],
   ): void {
     this.gpu.checkAlive();
-    const key = `${shader}:${weightType}:${Object.entries(defines).filter(([, v]) => v).map(([k]) => k).join(',')}`;
+    const key = `${shader}:${weightType}:${Object.entries(defines).filter(([, v]) => v !== false).map(([k, v]) => (v === true ? k : `${k}=${v}`)).join(',')}`;
     const pipeline = this.gpu.pipeline(key, shaderSource(shader, defines, weightType));
     const entries: GPUBindGroupEntry[] = [{ binding: 0, resource: { buffer: this.gpu.uniform(params, kinds) } }];
     buffers.forEach((buffer, i) => entries.push({ binding: i + 1, resource: { buffer } }));
@@ -228,7 +233,15 @@ export class GpuBackend implements Backend<GpuTensor, GpuWeight, GpuIndices> {
 
   attention(q: GpuTensor, cacheK: GpuTensor, cacheV: GpuTensor, slots: GpuIndices, positions: GpuIndices, tokens: number, heads: number, kvHeads: number, headDim: number, maxSeq: number, out: GpuTensor): void {
     if (headDim > 256) throw new GpuError(`attention kernel supports head_dim up to 256, got ${headDim}`);
-    this.dispatch('attention', {}, 'f32', [tokens, heads, kvHeads, headDim, maxSeq, 1 / Math.sqrt(headDim)], 'uuuuuf', [q.buffer, cacheK.buffer, cacheV.buffer, slots.buffer, positions.buffer, out.buffer], tokens * heads);
+    const params = [tokens, heads, kvHeads, headDim, maxSeq, 1 / Math.sqrt(headDim)];
+    const buffers = [q.buffer, cacheK.buffer, cacheV.buffer, slots.buffer, positions.buffer, out.buffer];
+    if (tokens >= PREFILL_ATTENTION_MIN_TOKENS) {
+      // Prefill/training: 64 queries per workgroup share every key row read (see the shader).
+      const defines = { HD: headDim, KC: Math.max(1, Math.floor(1024 / headDim)) };
+      this.dispatch('attention_prefill', defines, 'f32', params, 'uuuuuf', buffers, Math.ceil(tokens / 64) * heads);
+      return;
+    }
+    this.dispatch('attention', {}, 'f32', params, 'uuuuuf', buffers, tokens * heads);
   }
 
   swiglu(gate: GpuTensor, up: GpuTensor, n: number, out: GpuTensor): void {

@@ -1,10 +1,14 @@
 /**
  * WGSL sources from shaders/ (one op per file) and the tiny preprocessor that picks variants:
- * `//#if NAME`, `//#if !NAME`, `//#else`, `//#endif`, and the weight element type `WT`.
+ * `//#if NAME`, `//#if !NAME`, `//#else`, `//#endif`, the weight element type `WT`, and numeric
+ * defines (a number value replaces the word NAME with that u32 constant, e.g. a head dim compiled
+ * in so that per-row loops unroll).
  */
 
+export type ShaderDefines = Record<string, boolean | number>;
+
 /** Every file in shaders/, forward ops first; each has a CPU twin and a test. */
-export const SHADER_NAMES = ['matmul', 'embedding', 'rmsnorm', 'rope', 'kv_write', 'attention', 'swiglu', 'residual_add', 'matmul_backward', 'bias_backward', 'rmsnorm_backward', 'rope_backward', 'attention_backward_dq', 'attention_backward_dkv', 'kv_gather', 'swiglu_backward', 'embedding_backward', 'cross_entropy', 'dropout', 'sum_squares', 'adamw', 'sgd', 'fill', 'scale_rows'] as const;
+export const SHADER_NAMES = ['matmul', 'embedding', 'rmsnorm', 'rope', 'kv_write', 'attention', 'attention_prefill', 'swiglu', 'residual_add', 'matmul_backward', 'bias_backward', 'rmsnorm_backward', 'rope_backward', 'attention_backward_dq', 'attention_backward_dkv', 'kv_gather', 'swiglu_backward', 'embedding_backward', 'cross_entropy', 'dropout', 'sum_squares', 'adamw', 'sgd', 'fill', 'scale_rows'] as const;
 export type ShaderName = (typeof SHADER_NAMES)[number];
 
 const sources = new Map<string, string>();
@@ -26,7 +30,7 @@ export async function loadShaders(): Promise<void> {
   }
 }
 
-export function preprocess(source: string, defines: Record<string, boolean>, weightType: 'f16' | 'f32' = 'f32'): string {
+export function preprocess(source: string, defines: ShaderDefines, weightType: 'f16' | 'f32' = 'f32'): string {
   const out: string[] = [];
   const stack: { active: boolean; parentActive: boolean }[] = [];
   let active = true;
@@ -51,10 +55,14 @@ export function preprocess(source: string, defines: Record<string, boolean>, wei
     }
   }
   if (stack.length) throw new Error('shader preprocessor: unterminated #if');
-  return out.join('\n').replace(/\bWT\b/g, weightType);
+  let text = out.join('\n').replace(/\bWT\b/g, weightType);
+  for (const [name, value] of Object.entries(defines)) {
+    if (typeof value === 'number') text = text.replace(new RegExp(`\\b${name}\\b`, 'g'), `${value >>> 0}u`);
+  }
+  return text;
 }
 
-export function shaderSource(name: ShaderName, defines: Record<string, boolean> = {}, weightType: 'f16' | 'f32' = 'f32'): string {
+export function shaderSource(name: ShaderName, defines: ShaderDefines = {}, weightType: 'f16' | 'f32' = 'f32'): string {
   const src = sources.get(name);
   if (src === undefined) throw new Error(`shader ${name}.wgsl is not loaded (call loadShaders() first)`);
   return preprocess(src, { ...defines, F16: weightType === 'f16' }, weightType);

@@ -114,15 +114,17 @@ export class GpuTrainOps implements TrainOps<GpuTensor, GpuWeight, GpuIndices> {
     }
     // [lse, D] per (token, head), then [slot, position] per token (written by pass 1).
     const stats = this.scratchBuffer('attn-stats', (tokens * heads * 2 + tokens * 2) * 4);
-    const vec4 = headDim % 4 === 0;
-    // Pass 1: one workgroup per (4 consecutive tokens, head); pass 2: per (slot, 64 keys, kv head).
+    // Pass 1: one workgroup per (64 consecutive tokens, head); pass 2: per (slot, 64 keys, kv head).
+    const group = heads / kvHeads;
+    const dqDefines = { HD: headDim, KC: Math.max(1, Math.floor(1024 / headDim)) };
     this.backend.dispatch(
-      'attention_backward_dq', { VEC4: vec4 }, 'f32', [tokens, heads, kvHeads, headDim, maxSeq, scale], 'uuuuuf',
-      [dout.buffer, q.buffer, k.buffer, v.buffer, slots.buffer, positions.buffer, dq.buffer, stats], Math.ceil(tokens / 4) * heads,
+      'attention_backward_dq', dqDefines, 'f32', [tokens, heads, kvHeads, headDim, maxSeq, scale], 'uuuuuf',
+      [dout.buffer, q.buffer, k.buffer, v.buffer, slots.buffer, positions.buffer, dq.buffer, stats], Math.ceil(tokens / 64) * heads,
     );
     const blocks = Math.ceil(maxSeq / WG);
+    const dkvDefines = { HD: headDim, GQ: group, QC: Math.max(1, Math.min(64, Math.floor(1024 / (group * headDim)))) };
     this.backend.dispatch(
-      'attention_backward_dkv', { VEC4: vec4, SMALL_HEAD_DIM: headDim <= 64 }, 'f32', [tokens, heads, kvHeads, headDim, maxSeq, slotCount, scale], 'uuuuuuf',
+      'attention_backward_dkv', dkvDefines, 'f32', [tokens, heads, kvHeads, headDim, maxSeq, slotCount, scale], 'uuuuuuf',
       [dout.buffer, q.buffer, k.buffer, v.buffer, stats, dk.buffer, dv.buffer], slotCount * blocks * kvHeads,
     );
   }

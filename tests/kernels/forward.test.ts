@@ -128,6 +128,11 @@ describe('kernels: WebGPU vs CPU twin', () => {
     ['decode', 1, 6, 3, 10, 90, 1],
     ['batched decode', 4, 4, 4, 8, 130, 4],
     ['mha head_dim 256', 2, 2, 2, 256, 20, 1],
+    // From PREFILL_ATTENTION_MIN_TOKENS tokens on, the tiled kernel: tiles that mix slots at
+    // scattered positions, a last tile that is not full, head dims that are not multiples of 4.
+    ['tiled, 3 slots interleaved', 90, 4, 2, 24, 60, 3],
+    ['tiled, odd head_dim', 33, 3, 3, 10, 50, 2],
+    ['tiled head_dim 256', 20, 2, 1, 256, 40, 1],
   ];
   for (const [label, tokens, heads, kvHeads, headDim, maxSeq, slots] of attnCases) {
     it(`kv_write + attention: ${label}`, async () => {
