@@ -30,7 +30,7 @@ import { serializePeftAdapter, type PeftAdapter } from '../src/formats/peft';
 import { writeFilesAtomically } from '../src/train/checkpoint';
 import { grade } from '../src/eval/answers';
 import { evaluate, type EvalSystem } from '../src/eval/harness';
-import { toMarkdown } from '../src/eval/report';
+import { debateGap, debateGapMarkdown, toMarkdown } from '../src/eval/report';
 import { attachStructures } from '../src/cli/eval';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
@@ -145,12 +145,24 @@ async function main(): Promise<void> {
     ...(['rsft', 'da', 'pad'] as const).map((n): EvalSystem => ({ kind: 'single', name: `student ${n.toUpperCase()}`, engine, system: SYSTEM, setup: () => runtime.adapters.activate(n) })),
   ];
   const report = await evaluate(test, systems, { task: 'gsm8k', maxTokens: MAX_TOKENS, temperature: 0, seed: SEED, concurrency: 6, dataset: 'public/data/demo-test.jsonl', onProgress: (e) => void (e.done % 20 === 0 && log(`eval ${e.phase} ${e.done}/${e.total}`)) });
-  const extra = { rl: rl.map((r) => r.meanReward), prmAuc, debateTrainFinalAccuracy: records.filter((r) => r.final.correct).length / records.length };
+  const [baseline, teacher] = [systems[0].name, systems[1].name];
+  const gap = debateGap(report, baseline, teacher);
+  const extra = { baseline, teacher, rl: rl.map((r) => r.meanReward), prmAuc, debateTrainFinalAccuracy: records.filter((r) => r.final.correct).length / records.length };
   await fs.writeFile(path.join(OUT, 'report.json'), JSON.stringify({ ...report, demo: extra }, null, 2));
-  const md = toMarkdown(report);
+  const md = `${toMarkdown(report)}\n${debateGapMarkdown(gap)}`;
   await fs.writeFile(path.join(OUT, 'report.md'), md);
-  await fs.copyFile(path.join(OUT, 'report.json'), path.join(ROOT, 'public/data/demo-report.json')).catch(() => {});
+  await fs.copyFile(path.join(OUT, 'report.json'), path.join(ROOT, 'public/data/demo-report.json'));
+
+  // 5. Deploy: the best student's adapter goes beside the embedded model; the app loads it.
+  const best = [...gap.students].sort((a, b) => b.accuracy - a.accuracy)[0];
+  const bestKey = best.name.replace(/^student /, '').toLowerCase();
+  const shipped = path.join(MODEL, 'adapter');
+  await writeFilesAtomically(shipped, {
+    ...serializePeftAdapter(adapters[bestKey]),
+    'agentark.json': JSON.stringify({ name: best.name, strategy: bestKey, accuracy: best.accuracy, baseline: gap.baseline.accuracy, debate: gap.teacher.accuracy, questions: report.questions, verdict: best.verdict }, null, 2),
+  });
   console.log(md);
+  log(`shipped ${best.name} (${(100 * best.accuracy).toFixed(1)}%: ${best.verdict}) as ${path.relative(ROOT, shipped)}`);
   log(`done; outputs in ${OUT}`);
   runtime.dispose();
 }

@@ -10,8 +10,12 @@
  *    --mode full --from-scratch`), resumable (`--resume` is passed on every run; rerunning the
  *    script after an interruption continues from the last checkpoint).
  *
- * Environment: DEMO_STEPS (default 1500), DEMO_OUT (default public/models/default),
- * DEMO_WORK (default .cache/demo-train).
+ * The shipped model was trained in two stages, which this script replays exactly: a 700-step
+ * cosine schedule stopped at step 525 (the first budget proved too small), then a warm restart
+ * onto a 1075-step cosine schedule from that checkpoint, stopped at DEMO.stages[1].stopAfter.
+ *
+ * Environment: DEMO_STEPS (one plain cosine schedule of that many steps instead of the stages),
+ * DEMO_OUT (default public/models/default), DEMO_WORK (default .cache/demo-train).
  */
 import { spawn } from 'node:child_process';
 import * as fs from 'node:fs/promises';
@@ -31,7 +35,11 @@ export const DEMO = {
   contextLength: 384,
   // Rows per problem: answering alone, revising in a debate round, aggregating (compute is the budget).
   mix: { single: 1, debate: 0.3, aggregator: 0.1 },
-  train: { steps: Number(process.env.DEMO_STEPS ?? 700), batch: 16, lr: 3e-3, warmup: 50, schedule: 'cosine' },
+  train: { batch: 16, lr: 3e-3, warmup: 50, schedule: 'cosine' },
+  // Each stage resumes the previous one's checkpoint; `steps` sets that stage's cosine schedule.
+  stages: process.env.DEMO_STEPS
+    ? [{ steps: Number(process.env.DEMO_STEPS), stopAfter: Number(process.env.DEMO_STEPS) }]
+    : [{ steps: 700, stopAfter: 525 }, { steps: 1075, stopAfter: 1075 }],
 };
 
 async function main(): Promise<void> {
@@ -73,33 +81,38 @@ async function main(): Promise<void> {
   console.error(`demo: ${train.length} train / ${test.length} test problems, ${rows.length} corpus rows, tokenizer ${tok.size} tokens`);
 
   const t = DEMO.train;
-  const args = [
-    path.join(ROOT, 'bin/agentark.js'), 'train', '--model', base, '--from-scratch', '--mode', 'full', '--data', corpus, '--out', path.join(work, 'trained'),
-    '--steps', String(t.steps), '--batch', String(t.batch), '--lr', String(t.lr), '--warmup', String(t.warmup), '--schedule', t.schedule,
-    '--context-length', String(DEMO.contextLength), '--group-by-length', '--checkpoint-every', '25', '--seed', String(DEMO.seed), '--resume',
-  ];
   const log = await fs.open(path.join(work, 'training-log.txt'), 'a');
-  await log.write(`# ${new Date().toISOString()} node ${args.slice(1).join(' ')}\n`);
-  const code = await new Promise<number>((resolve) => {
-    const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-    child.stderr.on('data', (d: Buffer) => {
-      process.stderr.write(d);
-      void log.write(d.toString());
+  for (const stage of DEMO.stages) {
+    const args = [
+      path.join(ROOT, 'bin/agentark.js'), 'train', '--model', base, '--from-scratch', '--mode', 'full', '--data', corpus, '--out', path.join(work, 'trained'),
+      '--steps', String(stage.steps), '--stop-after', String(stage.stopAfter), '--batch', String(t.batch), '--lr', String(t.lr), '--warmup', String(t.warmup),
+      '--schedule', t.schedule, '--context-length', String(DEMO.contextLength), '--group-by-length', '--checkpoint-every', '25', '--seed', String(DEMO.seed), '--resume',
+    ];
+    await log.write(`# ${new Date().toISOString()} node ${args.slice(1).join(' ')}\n`);
+    const code = await new Promise<number>((resolve) => {
+      const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+      child.stderr.on('data', (d: Buffer) => {
+        process.stderr.write(d);
+        void log.write(d.toString());
+      });
+      child.stdout.on('data', (d: Buffer) => {
+        process.stdout.write(d);
+        void log.write(d.toString());
+      });
+      child.on('exit', (c) => resolve(c ?? 1));
     });
-    child.stdout.on('data', (d: Buffer) => {
-      process.stdout.write(d);
-      void log.write(d.toString());
-    });
-    child.on('exit', (c) => resolve(c ?? 1));
-  });
+    if (code !== 0) {
+      await log.close();
+      throw new Error(`training exited with ${code}; rerun to resume from the last checkpoint`);
+    }
+  }
   await log.close();
-  if (code !== 0) throw new Error(`training exited with ${code}; rerun to resume from the last checkpoint`);
   await fs.mkdir(out, { recursive: true });
   for (const f of ['config.json', 'model.safetensors', 'tokenizer.json', 'tokenizer_config.json', 'generation_config.json']) {
     await fs.copyFile(path.join(work, 'trained', f), path.join(out, f));
   }
   await fs.copyFile(path.join(work, 'training-log.txt'), path.join(out, 'training-log.txt'));
-  await fs.writeFile(path.join(out, 'README.md'), `# AgentArk demo student (base)\n\nA ${config.num_hidden_layers}-layer Llama-architecture model (hidden ${config.hidden_size}) trained from scratch by \`npm run train:demo\` with seed ${DEMO.seed} on generated GSM8K-style problems (difficulty ${DEMO.difficulty}) in single-agent, debate-round and aggregator formats. Training settings: ${JSON.stringify(DEMO.train)}; the run resumes from its last checkpoint, so an interrupted run continued with different DEMO_STEPS changes the cosine schedule from that point (training-log.txt records every run and step).\n`);
+  await fs.writeFile(path.join(out, 'README.md'), `# AgentArk demo student (base)\n\nA ${config.num_hidden_layers}-layer Llama-architecture model (hidden ${config.hidden_size}) trained from scratch by \`npm run train:demo\` with seed ${DEMO.seed} on generated GSM8K-style problems (difficulty ${DEMO.difficulty}) in single-agent, debate-round and aggregator formats. Training settings: ${JSON.stringify(DEMO.train)}, stages ${JSON.stringify(DEMO.stages)} (each stage resumes the previous checkpoint on its own cosine schedule; training-log.txt records every run and step).\n`);
   console.error(`demo model written to ${out}`);
 }
 

@@ -21,12 +21,13 @@ const USAGE = `usage: agentark train --model <dir|url|hf-id> --data <file.jsonl>
        [--rslora] [--lr LR] [--optimizer adamw|sgd] [--weight-decay WD] [--max-grad-norm N]
        [--schedule linear|cosine|constant] [--warmup STEPS] [--steps N | --epochs E] [--batch B]
        [--grad-accum G] [--context-length N] [--init-adapter <dir>] [--resume] [--seed S]
-       [--checkpoint-every N] [--group-by-length] [--backend webgpu|cpu]
+       [--checkpoint-every N] [--stop-after N] [--group-by-length] [--backend webgpu|cpu]
 
 Data rows (JSONL): {"messages": [...]} (loss on assistant turns), {"prompt", "completion"},
 {"text"}, or pre-tokenized {"input_ids", "labels"}. Writes a PEFT adapter (LoRA) or an HF
 checkpoint (full) to --out, checkpoints to --out/checkpoint (resume with --resume), and a JSON
-summary on stdout.`;
+summary on stdout. --stop-after N ends this run at step N (the schedule still spans --steps), with
+a checkpoint and the weights of that step, so a later --resume run carries on where it stopped.`;
 
 export async function run(argv: string[]): Promise<number> {
   const v = parseFlags(
@@ -55,6 +56,7 @@ export async function run(argv: string[]): Promise<number> {
       'context-length': { type: 'string' },
       'init-adapter': { type: 'string' },
       resume: { type: 'boolean' },
+      'stop-after': { type: 'string' },
       seed: { type: 'string' },
       'checkpoint-every': { type: 'string' },
       'group-by-length': { type: 'boolean' },
@@ -142,12 +144,17 @@ export async function run(argv: string[]): Promise<number> {
   }
 
   const every = intFlag(v['checkpoint-every'] as string | undefined, 'checkpoint-every', 50);
+  const stopAfter = intFlag(v['stop-after'] as string | undefined, 'stop-after', trainer.totalSteps);
+  const stop = new AbortController();
+  if (trainer.state.step >= stopAfter) stop.abort();
   const losses: number[] = [];
   let lastSaved = trainer.state.step;
   const t0 = performance.now();
   try {
     await trainer.run({
+      signal: stop.signal,
       onStep: async (r) => {
+        if (r.step >= stopAfter) stop.abort();
         losses.push(r.loss);
         log(`step ${r.step}/${r.totalSteps} loss ${r.loss.toFixed(4)} lr ${r.lr.toExponential(3)} grad_norm ${r.gradNorm.toFixed(3)} ${r.tokensPerS.toFixed(1)} tok/s eta ${r.etaS.toFixed(0)}s`);
         if (every > 0 && r.step % every === 0 && r.step < r.totalSteps) {

@@ -1,6 +1,8 @@
 /**
- * Rendering and checking of `EvalReport`s (harness.ts): a Markdown summary (`toMarkdown`) and a
- * structural check for reports read back from JSON (`parseEvalReport`, used by the web page).
+ * Rendering and checking of `EvalReport`s (harness.ts): a Markdown summary (`toMarkdown`), the
+ * distillation comparison (`debateGap`: how much of the debate's lead over the single agent each
+ * student recovers, question by question) and a structural check for reports read back from JSON
+ * (`parseEvalReport`, used by the web page).
  */
 import { EVAL_SCHEMA, type EvalReport, type RobustnessEntry, type SystemReport } from './harness';
 
@@ -79,6 +81,113 @@ export function toMarkdown(report: EvalReport): string {
   const errs = report.systems.filter((s) => s.errors > 0);
   if (errs.length) notes.push(`Failed calls (counted wrong): ${errs.map((s) => `${cell(s.name)} ${s.errors}`).join(', ')}.`);
   for (const n of notes) lines.push(`- ${n}`);
+  lines.push('');
+  return lines.join('\n');
+}
+
+/** One student against the baseline single agent and the debate teacher. */
+export interface GapRow {
+  name: string;
+  accuracy: number;
+  /** Accuracy minus the baseline's (fraction). */
+  delta: number;
+  /** Questions the student gets right and the baseline wrong, and the reverse. */
+  wins: number;
+  losses: number;
+  /** Two-sided exact sign test on wins vs losses: how likely a difference this big is by chance. */
+  pValue: number;
+  /** delta / (debate accuracy − baseline accuracy); null when the debate does not lead. */
+  gapClosed: number | null;
+  callsPerQuestion: number;
+  verdict: string;
+}
+
+export interface DebateGap {
+  baseline: { name: string; accuracy: number; callsPerQuestion: number };
+  teacher: { name: string; accuracy: number; callsPerQuestion: number; wins: number; losses: number; pValue: number };
+  /** Debate accuracy minus baseline accuracy. */
+  gap: number;
+  students: GapRow[];
+}
+
+/** Two-sided exact binomial sign test (p = 1/2) for `a` successes against `b` failures. */
+export function signTest(a: number, b: number): number {
+  const n = a + b;
+  if (n === 0) return 1;
+  const k = Math.min(a, b);
+  let tail = 0;
+  let c = 1; // C(n, i)
+  for (let i = 0; i <= k; i++) {
+    tail += c;
+    c = (c * (n - i)) / (i + 1);
+  }
+  return Math.min(1, (2 * tail) / 2 ** n);
+}
+
+function pairedCounts(a: SystemReport, b: SystemReport): { wins: number; losses: number } {
+  const byId = new Map(b.questions.map((q) => [q.id, q.correct]));
+  let wins = 0;
+  let losses = 0;
+  for (const q of a.questions) {
+    const other = byId.get(q.id);
+    if (other === undefined) continue;
+    if (q.correct && !other) wins++;
+    if (!q.correct && other) losses++;
+  }
+  return { wins, losses };
+}
+
+/**
+ * The AgentArk comparison: the debate's lead over the single agent, and for every other system
+ * (a distilled student) its change against the single agent, question by question, and the share
+ * of the debate's lead it recovers — with a plain verdict, so a strategy that does not help says so.
+ */
+export function debateGap(report: EvalReport, baselineName: string, teacherName: string): DebateGap {
+  const find = (name: string) => {
+    const s = report.systems.find((x) => x.name === name);
+    if (!s) throw new Error(`the report has no system named '${name}' (it has ${report.systems.map((x) => `'${x.name}'`).join(', ')})`);
+    return s;
+  };
+  const base = find(baselineName);
+  const teacher = find(teacherName);
+  const gap = teacher.accuracy - base.accuracy;
+  const t = pairedCounts(teacher, base);
+  const students = report.systems
+    .filter((s) => s !== base && s !== teacher)
+    .map((s): GapRow => {
+      const { wins, losses } = pairedCounts(s, base);
+      const delta = s.accuracy - base.accuracy;
+      const pValue = signTest(wins, losses);
+      const gapClosed = gap > 0 ? delta / gap : null;
+      let verdict: string;
+      if (delta < 0) verdict = 'hurts: below the single agent';
+      else if (delta === 0) verdict = 'does not help: same accuracy as the single agent';
+      else if (gapClosed === null) verdict = 'helps, but the debate has no lead to close';
+      else verdict = `helps: recovers ${(100 * gapClosed).toFixed(0)}% of the debate's lead${pValue >= 0.05 ? ' (not significant at this size)' : ''}`;
+      return { name: s.name, accuracy: s.accuracy, delta, wins, losses, pValue, gapClosed, callsPerQuestion: s.cost.perQuestion.calls, verdict };
+    });
+  return {
+    baseline: { name: base.name, accuracy: base.accuracy, callsPerQuestion: base.cost.perQuestion.calls },
+    teacher: { name: teacher.name, accuracy: teacher.accuracy, callsPerQuestion: teacher.cost.perQuestion.calls, ...t, pValue: signTest(t.wins, t.losses) },
+    gap,
+    students,
+  };
+}
+
+/** The comparison as a Markdown section (the demo appends it to its report). */
+export function debateGapMarkdown(g: DebateGap): string {
+  const lines = ["## Distillation: how much of the debate's lead each student recovers", ''];
+  lines.push(
+    `The debate (${cell(g.teacher.name)}, ${num(g.teacher.callsPerQuestion)} calls/q) scores ${pct(g.teacher.accuracy)} against ${pct(g.baseline.accuracy)} for the single agent ` +
+      `(${cell(g.baseline.name)}, ${num(g.baseline.callsPerQuestion)} call/q): a lead of ${signedPts(g.gap)} pts ` +
+      `(right on ${g.teacher.wins} questions the single agent misses, wrong on ${g.teacher.losses} it gets; sign test p = ${g.teacher.pValue.toPrecision(2)}).`,
+  );
+  lines.push('');
+  lines.push("| Student | Accuracy | vs single (pts) | Won / lost vs single | Sign test p | Share of the debate's lead | Calls/q | Verdict |");
+  lines.push('| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |');
+  for (const s of g.students) {
+    lines.push(`| ${cell(s.name)} | ${pct(s.accuracy)} | ${signedPts(s.delta)} | ${s.wins} / ${s.losses} | ${s.pValue.toPrecision(2)} | ${s.gapClosed === null ? '—' : pct(s.gapClosed)} | ${num(s.callsPerQuestion)} | ${cell(s.verdict)} |`);
+  }
   lines.push('');
   return lines.join('\n');
 }

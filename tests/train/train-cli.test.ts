@@ -153,6 +153,13 @@ describe('agentark train', () => {
     const a = readFileSync(path.join(straight, 'adapter_model.safetensors'));
     const b = readFileSync(path.join(killed, 'adapter_model.safetensors'));
     expect(Buffer.compare(a, b)).toBe(0);
+    // --stop-after ends a run early on the same schedule; --resume finishes it identically.
+    const staged = path.join(dir, 'staged');
+    const first = JSON.parse(agentark(['train', ...common, '--out', staged, '--stop-after', '4']).stdout);
+    expect(first.steps).toBe(4);
+    expect(JSON.parse(readFileSync(path.join(staged, 'checkpoint', 'trainer_state.json'), 'utf8')).state.step).toBe(4);
+    expect(JSON.parse(agentark(['train', ...common, '--out', staged, '--resume']).stdout).steps).toBe(8);
+    expect(Buffer.compare(a, readFileSync(path.join(staged, 'adapter_model.safetensors')))).toBe(0);
   });
 
   it('bad inputs are clear errors', async () => {

@@ -9,12 +9,13 @@
 import { demoReport, shippedData } from 'virtual:agentark-public';
 import type { Task } from '../../eval/answers';
 import type { EvalReport, RobustnessEntry, SystemReport } from '../../eval/harness';
-import { parseEvalReport, toMarkdown } from '../../eval/report';
+import { debateGap, debateGapMarkdown, parseEvalReport, toMarkdown } from '../../eval/report';
 import { parseQuestions, type Question } from '../../teach/datasets';
 import { ADAPTERS_EVENT, type EvalEvent, type EvalRunSettings } from '../api';
 import { barChart } from '../charts';
 import { Comlink, newTaskId, type AppContext, type Page } from '../client';
 import { clear, downloadText, errorText, field, h, numberInput, readNumber, statusLine } from '../dom';
+import { setMarkdown } from '../markdown';
 
 const pct = (x: number | null | undefined) => (x == null || !Number.isFinite(x) ? '—' : `${(100 * x).toFixed(1)}%`);
 const pts = (x: number | null | undefined) => (x == null || !Number.isFinite(x) ? '—' : `${x >= 0 ? '+' : '−'}${Math.abs(100 * x).toFixed(1)}`);
@@ -31,6 +32,19 @@ function demoExtras(r: EvalReport): string {
   const rl = Array.isArray(x.rl) ? x.rl.filter((v): v is number => typeof v === 'number') : [];
   if (rl.length) parts.push(`RL mean reward ${rl[0]!.toFixed(2)} → ${rl[rl.length - 1]!.toFixed(2)} over ${rl.length} steps`);
   return parts.join(' · ');
+}
+
+/** The demo's distillation comparison (`demo.baseline` vs `demo.teacher`, report.ts), when named. */
+function gapSection(r: EvalReport): HTMLElement | null {
+  const d = (r as EvalReport & { demo?: { baseline?: unknown; teacher?: unknown } }).demo;
+  if (typeof d?.baseline !== 'string' || typeof d.teacher !== 'string') return null;
+  const box = h('div', { id: 'eval-gap' });
+  try {
+    setMarkdown(box, debateGapMarkdown(debateGap(r, d.baseline, d.teacher)));
+  } catch (e) {
+    box.textContent = `Cannot compare the students with the debate: ${errorText(e)}`;
+  }
+  return box;
 }
 
 function stamp(): string {
@@ -258,6 +272,8 @@ export const evaluatePage: Page = {
       const head = h('tr', {}, ...COLUMNS.map((c) => h('th', { scope: 'col', class: c.num ? 'num' : null, title: c.title }, c.head)));
       const rows = r.systems.map((s) => h('tr', { 'data-system': s.name }, ...COLUMNS.map((c) => h('td', { class: c.num ? 'num nowrap' : null }, c.cell(s)))));
       tableBox.append(h('table', { class: 'list report', id: 'eval-table' }, h('thead', {}, head), h('tbody', {}, ...rows)));
+      const gap = gapSection(r);
+      if (gap) tableBox.append(gap);
       const errs = r.systems.filter((s) => s.errors > 0);
       if (errs.length) tableBox.append(h('p', { class: 'bad-text small' }, `Failed calls (counted wrong): ${errs.map((s) => `${s.name} ${s.errors}`).join(', ')}.`));
       const names = r.systems.map((s) => s.name);
