@@ -109,6 +109,47 @@ export async function benchmarkKernels(gpu: Gpu, shapes: [number, number, number
   return results;
 }
 
+/**
+ * Causal attention over a prefilled cache (`seqs` sequences of `len` tokens, each in its own slot):
+ * the tiled prefill kernel and the one-workgroup-per-query kernel side by side, and the CPU twin.
+ * GFLOP/s count 4 * headDim flops per (query head, visible key): q.k and the weighted sum of v.
+ */
+export async function benchmarkAttention(gpu: Gpu, shapes: { seqs: number; len: number; heads: number; kvHeads: number; headDim: number }[] = [
+  { seqs: 4, len: 128, heads: 4, kvHeads: 2, headDim: 24 },
+  { seqs: 2, len: 256, heads: 8, kvHeads: 8, headDim: 64 },
+]): Promise<KernelResult[]> {
+  const g = await GpuBackend.create(gpu, 'f32');
+  const cpu = new CpuBackend();
+  const results: KernelResult[] = [];
+  for (const { seqs, len, heads, kvHeads, headDim } of shapes) {
+    const tokens = seqs * len;
+    const kvDim = kvHeads * headDim;
+    const slots = Uint32Array.from({ length: tokens }, (_, t) => Math.floor(t / len));
+    const positions = Uint32Array.from({ length: tokens }, (_, t) => t % len);
+    const q = new Float32Array(tokens * heads * headDim).map((_, i) => Math.sin(i));
+    const cacheK = new Float32Array(seqs * len * kvDim).map((_, i) => Math.cos(i));
+    const cacheV = new Float32Array(seqs * len * kvDim).map((_, i) => Math.sin(2 * i));
+    const flops = 4 * headDim * heads * seqs * ((len * (len + 1)) / 2);
+    const gq = g.fromHost(q);
+    const [gk, gv] = [g.fromHost(cacheK), g.fromHost(cacheV)];
+    const [gs, gp] = [g.indices(slots), g.indices(positions)];
+    const gout = g.tensor(q.length);
+    const cout = new Float32Array(q.length);
+    const cpuMs = await timeIt(async () => cpu.attention(q, cacheK, cacheV, slots, positions, tokens, heads, kvHeads, headDim, len, cout), 200, 3);
+    for (const kernel of ['tiled', 'per-query'] as const) {
+      g.attentionKernel = kernel;
+      const gpuMs = await timeIt(async () => {
+        g.attention(gq, gk, gv, gs, gp, tokens, heads, kvHeads, headDim, len, gout);
+        await g.toHost(gout, 1);
+      });
+      results.push({ kernel: `attention (${kernel})`, shape: `${seqs}x${len} tokens, ${heads}/${kvHeads} heads x ${headDim}`, webgpuGflops: flops / gpuMs / 1e6, cpuGflops: flops / cpuMs / 1e6 });
+    }
+    g.attentionKernel = 'auto';
+    for (const t of [gq, gk, gv, gout]) g.free(t);
+  }
+  return results;
+}
+
 /** Prefill (one sequence of `prefillTokens`) and decode (`decodeSteps` single-token steps) tokens/s. */
 export async function benchmarkModel(backend: AnyBackend, size: ModelSize, prefillTokens = 64, decodeSteps = 16): Promise<ModelResult> {
   const config = benchConfig(size);
@@ -189,7 +230,7 @@ export async function runSpeedBenchmarks(opts: { sizes?: ModelSize[]; cpuTwin?: 
   const gpu = await Gpu.create();
   const report: SpeedReport = { adapter: gpu.describe(), kernels: [], models: [], training: [] };
   log(`adapter: ${report.adapter}`);
-  report.kernels = await benchmarkKernels(gpu);
+  report.kernels = [...(await benchmarkKernels(gpu)), ...(await benchmarkAttention(gpu))];
   for (const k of report.kernels) log(`kernel ${k.kernel} ${k.shape}: webgpu ${k.webgpuGflops.toFixed(2)} GFLOP/s, cpu twin ${k.cpuGflops.toFixed(2)} GFLOP/s`);
   const backend = await GpuBackend.create(gpu, 'f32');
   for (const size of opts.sizes ?? BENCH_SIZES) {

@@ -43,6 +43,8 @@ export class GpuBackend implements Backend<GpuTensor, GpuWeight, GpuIndices> {
   private encoder: GPUCommandEncoder | null = null;
   private pass: GPUComputePassEncoder | null = null;
   private readonly dummy: GPUBuffer;
+  /** Which attention kernel runs: by token count ('auto'), or one forced (benchmarks, tests). */
+  attentionKernel: 'auto' | 'tiled' | 'per-query' = 'auto';
 
   private constructor(readonly gpu: Gpu, weightType: 'f16' | 'f32') {
     this.weightType = weightType;
@@ -235,7 +237,7 @@ export class GpuBackend implements Backend<GpuTensor, GpuWeight, GpuIndices> {
     if (headDim > 256) throw new GpuError(`attention kernel supports head_dim up to 256, got ${headDim}`);
     const params = [tokens, heads, kvHeads, headDim, maxSeq, 1 / Math.sqrt(headDim)];
     const buffers = [q.buffer, cacheK.buffer, cacheV.buffer, slots.buffer, positions.buffer, out.buffer];
-    if (tokens >= PREFILL_ATTENTION_MIN_TOKENS) {
+    if (this.attentionKernel === 'tiled' || (this.attentionKernel === 'auto' && tokens >= PREFILL_ATTENTION_MIN_TOKENS)) {
       // Prefill/training: 64 queries per workgroup share every key row read (see the shader).
       const defines = { HD: headDim, KC: Math.max(1, Math.floor(1024 / headDim)) };
       this.dispatch('attention_prefill', defines, 'f32', params, 'uuuuuf', buffers, Math.ceil(tokens / 64) * heads);

@@ -63,7 +63,7 @@ function demoReport(): EvalReport & { demo: Record<string, unknown> } {
       system('debate 3x2 (base)', 'debate', [true, true, false, true], 7),
       system('student RSFT', 'single', [true, true, false, false], 1),
     ],
-    demo: { rl: [0.5, 0.75], prmAuc: 0.8125, debateTrainFinalAccuracy: 0.75 },
+    demo: { baseline: 'single agent (base)', teacher: 'debate 3x2 (base)', rl: [0.5, 0.75], prmAuc: 0.8125, debateTrainFinalAccuracy: 0.75 },
   };
 }
 
@@ -172,6 +172,10 @@ describe('embedded demo: default model + adapter + report', () => {
     expect(await rows.nth(1).getAttribute('data-system')).toBe('debate 3x2 (base)');
     expect(await rows.nth(1).textContent()).toContain('75.0% (3/4)');
     expect(await page.locator('#eval-report-note').textContent()).toContain('PRM held-out AUC 0.813');
+    // The distillation comparison: debate 75% vs single 25%; the student (50%) recovers half.
+    const gap = page.locator('#eval-gap');
+    expect(await gap.textContent()).toContain('a lead of +50.0 pts');
+    expect(await gap.locator('tbody tr').first().textContent()).toContain("helps: recovers 50% of the debate's lead (not significant at this size)");
     expect(await page.locator('#eval-results .chart-grid').isHidden()).toBe(false);
     expect(await page.locator('#eval-download').isEnabled()).toBe(true);
     // The user can still run an evaluation of their own (the demo adapter is one of the students).

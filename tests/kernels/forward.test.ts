@@ -1,6 +1,6 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import { CpuBackend } from '../../src/kernels/cpu';
-import { GpuBackend } from '../../src/kernels/gpu';
+import { GpuBackend, PREFILL_ATTENTION_MIN_TOKENS } from '../../src/kernels/gpu';
 import { Gpu } from '../../src/gpu/device';
 import { testGpu } from '../helpers/gpu';
 import { maxRelErr, randn, rng } from '../helpers/rng';
@@ -159,6 +159,14 @@ describe('kernels: WebGPU vs CPU twin', () => {
       const out = g32.tensor(ref.length);
       g32.attention(g32.fromHost(q), gk, gv, gs, gp, tokens, heads, kvHeads, headDim, maxSeq, out);
       expect(maxRelErr(await g32.toHost(gk, rk.length), rk)).toBe(0);
+      expect(maxRelErr(await g32.toHost(out, ref.length), ref)).toBeLessThan(1e-5);
+      // The other kernel (tiled below the token threshold, per-query above it) on the same inputs.
+      g32.attentionKernel = tokens >= PREFILL_ATTENTION_MIN_TOKENS ? 'per-query' : 'tiled';
+      try {
+        g32.attention(g32.fromHost(q), gk, gv, gs, gp, tokens, heads, kvHeads, headDim, maxSeq, out);
+      } finally {
+        g32.attentionKernel = 'auto';
+      }
       expect(maxRelErr(await g32.toHost(out, ref.length), ref)).toBeLessThan(1e-5);
     });
   }
