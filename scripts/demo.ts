@@ -7,9 +7,16 @@
  *      PRM + verifiable reward)
  *   → evaluation on the held-out test split: single agent, debate, and each distilled student.
  *
- * Prints the table and writes trajectories, training sets, adapters and the report to
- * demo-output/ (DEMO_OUTPUT). Sizes: DEMO_TRAIN_QUESTIONS (32), DEMO_TEST_QUESTIONS (24),
- * DEMO_RL_STEPS (4) — sized so the whole run fits in about 15 minutes on a 2-core software adapter.
+ * Prints the table and the distillation comparison (the share of the debate's lead over the
+ * single agent that each student recovers, with a paired sign test), writes trajectories, training
+ * sets, adapters and the report to demo-output/ (DEMO_OUTPUT), the report to
+ * public/data/demo-report.json (the Evaluate page) and the best student's adapter to
+ * public/models/default/adapter/ (the app loads it).
+ *
+ * Sizes: DEMO_TRAIN_QUESTIONS (debated train questions), DEMO_TEST_QUESTIONS, DEMO_RL_STEPS and
+ * DEMO_RL_QUESTIONS (the train-split pool RL samples its prompts from; RL needs only questions and
+ * reference answers) — the defaults fit the whole run in about 15 minutes on a 2-core software
+ * adapter. DEMO_ROBUSTNESS=1 adds the robustness probes (perturbed questions) to the evaluation.
  */
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
@@ -39,6 +46,8 @@ const OUT = path.resolve(ROOT, process.env.DEMO_OUTPUT ?? 'demo-output');
 const N_TRAIN = Number(process.env.DEMO_TRAIN_QUESTIONS ?? 32);
 const N_TEST = Number(process.env.DEMO_TEST_QUESTIONS ?? 24);
 const RL_STEPS = Number(process.env.DEMO_RL_STEPS ?? 4);
+const RL_QUESTIONS = Number(process.env.DEMO_RL_QUESTIONS ?? 256);
+const ROBUSTNESS = process.env.DEMO_ROBUSTNESS === '1';
 const SEED = 7;
 const STYLE = 'compact' as const;
 const SYSTEM = defaultAgentSystemPrompt('gsm8k', STYLE);
@@ -80,7 +89,9 @@ async function main(): Promise<void> {
   const runtime = await Runtime.load(MODEL, { maxBatch: 32, contextLength: 384 });
   log(`model ${MODEL} on ${runtime.describeBackend()}`);
   const engine = new LocalEngine(runtime);
-  const train = await loadQuestions(path.join(ROOT, 'public/data/demo-train.jsonl'), 'gsm8k', { limit: N_TRAIN });
+  const trainPool = await loadQuestions(path.join(ROOT, 'public/data/demo-train.jsonl'), 'gsm8k', { limit: Math.max(N_TRAIN, RL_QUESTIONS) });
+  const train = trainPool.slice(0, N_TRAIN);
+  const rlQuestions = trainPool.slice(0, RL_QUESTIONS);
   const testFile = path.join(ROOT, 'public/data/demo-test.jsonl');
   // The generator's arithmetic steps let the robustness probe change numbers and recompute answers.
   const test = attachStructures(await fs.readFile(testFile, 'utf8'), await loadQuestions(testFile, 'gsm8k', { limit: N_TEST }), testFile);
@@ -118,12 +129,12 @@ async function main(): Promise<void> {
   await fs.mkdir(path.join(OUT, 'prm'), { recursive: true });
   await fs.writeFile(path.join(OUT, 'prm', 'prm_head.safetensors'), serializePrmHead(head, { base_model: 'public/models/default' }));
   log(`PRM: ${feats.length} step examples, held-out AUC ${prmAuc.toFixed(3)} on ${held.length} solutions`);
-  const rlTrainer = new Trainer(runtime.model, train.map((q) => { const ids = runtime.promptIds(studentMessages('gsm8k', q, { system: SYSTEM })); return { inputIds: ids, labels: ids }; }), { ...DEFAULT_TRAIN_OPTIONS, ...LORA, lr: 5e-4, schedule: 'constant', steps: 1000 } as TrainOptions, adapters.rsft);
-  const byId = new Map(train.map((q) => [q.id, q]));
+  const rlTrainer = new Trainer(runtime.model, rlQuestions.map((q) => { const ids = runtime.promptIds(studentMessages('gsm8k', q, { system: SYSTEM })); return { inputIds: ids, labels: ids }; }), { ...DEFAULT_TRAIN_OPTIONS, ...LORA, lr: 5e-4, schedule: 'constant', steps: 1000 } as TrainOptions, adapters.rsft);
+  const byId = new Map(rlQuestions.map((q) => [q.id, q]));
   const rl = await runRl(
     runtime,
     rlTrainer,
-    train.map((q) => ({ id: q.id, prompt: runtime.promptIds(studentMessages('gsm8k', q, { system: SYSTEM })) })),
+    rlQuestions.map((q) => ({ id: q.id, prompt: runtime.promptIds(studentMessages('gsm8k', q, { system: SYSTEM })) })),
     async (s) => {
       const q = byId.get(s.prompt.id)!;
       const correct = grade('gsm8k', s.text, q.answer).correct ? 1 : 0;
@@ -144,7 +155,7 @@ async function main(): Promise<void> {
     { kind: 'debate', name: 'debate 5x2 (base)', engines: engine, debate: { ...DEBATE, concurrency: 1 }, setup: () => runtime.adapters.activate(null) },
     ...(['rsft', 'da', 'pad'] as const).map((n): EvalSystem => ({ kind: 'single', name: `student ${n.toUpperCase()}`, engine, system: SYSTEM, setup: () => runtime.adapters.activate(n) })),
   ];
-  const report = await evaluate(test, systems, { task: 'gsm8k', maxTokens: MAX_TOKENS, temperature: 0, seed: SEED, concurrency: 6, dataset: 'public/data/demo-test.jsonl', onProgress: (e) => void (e.done % 20 === 0 && log(`eval ${e.phase} ${e.done}/${e.total}`)) });
+  const report = await evaluate(test, systems, { task: 'gsm8k', maxTokens: MAX_TOKENS, temperature: 0, seed: SEED, concurrency: 6, robustness: ROBUSTNESS, dataset: 'public/data/demo-test.jsonl', onProgress: (e) => void (e.done % 20 === 0 && log(`eval ${e.phase} ${e.done}/${e.total}`)) });
   const [baseline, teacher] = [systems[0].name, systems[1].name];
   const gap = debateGap(report, baseline, teacher);
   const extra = { baseline, teacher, rl: rl.map((r) => r.meanReward), prmAuc, debateTrainFinalAccuracy: records.filter((r) => r.final.correct).length / records.length };
