@@ -44,8 +44,8 @@ const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const MODEL = path.join(ROOT, 'public/models/default');
 const OUT = path.resolve(ROOT, process.env.DEMO_OUTPUT ?? 'demo-output');
 const N_TRAIN = Number(process.env.DEMO_TRAIN_QUESTIONS ?? 32);
-const N_TEST = Number(process.env.DEMO_TEST_QUESTIONS ?? 24);
-const RL_STEPS = Number(process.env.DEMO_RL_STEPS ?? 4);
+const N_TEST = Number(process.env.DEMO_TEST_QUESTIONS ?? 40);
+const RL_STEPS = Number(process.env.DEMO_RL_STEPS ?? 6);
 const RL_QUESTIONS = Number(process.env.DEMO_RL_QUESTIONS ?? 256);
 const ROBUSTNESS = process.env.DEMO_ROBUSTNESS === '1';
 const SEED = 7;
@@ -56,7 +56,7 @@ const MAX_TOKENS = 64;
 const t0 = performance.now();
 const log = (msg: string) => process.stderr.write(`[demo ${((performance.now() - t0) / 1000).toFixed(0)}s] ${msg}\n`);
 
-const DEBATE: DebateOptions = { numAgents: 5, rounds: 2, aggregator: 'llm', promptStyle: STYLE, temperature: 0.8, max_tokens: MAX_TOKENS, seed: SEED, concurrency: 3 };
+const DEBATE: DebateOptions = { numAgents: 5, rounds: 2, aggregator: 'llm', promptStyle: STYLE, temperature: 0.3, max_tokens: MAX_TOKENS, seed: SEED, concurrency: 3 };
 const LORA: Partial<TrainOptions> = { mode: 'lora', rank: 16, alpha: 32, dropout: 0, targets: ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'], lr: 2e-3, batchSize: 8, schedule: 'cosine', warmupSteps: 5, seed: SEED };
 
 async function trainAdapter(runtime: Runtime, name: string, rows: object[], epochs: number, init?: PeftAdapter): Promise<PeftAdapter> {

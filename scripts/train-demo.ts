@@ -10,9 +10,11 @@
  *    --mode full --from-scratch`), resumable (`--resume` is passed on every run; rerunning the
  *    script after an interruption continues from the last checkpoint).
  *
- * The shipped model was trained in two stages, which this script replays exactly: a 700-step
- * cosine schedule stopped at step 525 (the first budget proved too small), then a warm restart
- * onto a 1075-step cosine schedule from that checkpoint, stopped at DEMO.stages[1].stopAfter.
+ * The shipped model was trained in stages as the compute budget was revised, and this script
+ * replays them (each resumes the previous checkpoint, so the result equals one run with that
+ * piecewise schedule, up to float summation order: the first 525 steps ran with earlier attention
+ * kernels): a 700-step cosine schedule to step 150, a 420-step one to step 420, the
+ * 700-step one again to step 525, then a warm restart onto a 1075-step cosine schedule to the end.
  *
  * Environment: DEMO_STEPS (one plain cosine schedule of that many steps instead of the stages),
  * DEMO_OUT (default public/models/default), DEMO_WORK (default .cache/demo-train).
@@ -39,7 +41,7 @@ export const DEMO = {
   // Each stage resumes the previous one's checkpoint; `steps` sets that stage's cosine schedule.
   stages: process.env.DEMO_STEPS
     ? [{ steps: Number(process.env.DEMO_STEPS), stopAfter: Number(process.env.DEMO_STEPS) }]
-    : [{ steps: 700, stopAfter: 525 }, { steps: 1075, stopAfter: 1075 }],
+    : [{ steps: 700, stopAfter: 150 }, { steps: 420, stopAfter: 420 }, { steps: 700, stopAfter: 525 }, { steps: 1075, stopAfter: 1075 }],
 };
 
 async function main(): Promise<void> {
