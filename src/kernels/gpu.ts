@@ -37,6 +37,11 @@ const WG = 64;
  */
 export const PREFILL_ATTENTION_MIN_TOKENS = 16;
 
+/** Key (or value) rows per workgroup-memory chunk in the tiled attention kernels: 4 KiB of f32. */
+export function attentionChunkRows(headDim: number): number {
+  return Math.max(1, Math.floor(1024 / headDim));
+}
+
 export class GpuBackend implements Backend<GpuTensor, GpuWeight, GpuIndices> {
   readonly name = 'webgpu';
   readonly weightType: 'f16' | 'f32';
@@ -239,7 +244,7 @@ export class GpuBackend implements Backend<GpuTensor, GpuWeight, GpuIndices> {
     const buffers = [q.buffer, cacheK.buffer, cacheV.buffer, slots.buffer, positions.buffer, out.buffer];
     if (this.attentionKernel === 'tiled' || (this.attentionKernel === 'auto' && tokens >= PREFILL_ATTENTION_MIN_TOKENS)) {
       // Prefill/training: 64 queries per workgroup share every key row read (see the shader).
-      const defines = { HD: headDim, KC: Math.max(1, Math.floor(1024 / headDim)) };
+      const defines = { HD: headDim, KC: attentionChunkRows(headDim) };
       this.dispatch('attention_prefill', defines, 'f32', params, 'uuuuuf', buffers, Math.ceil(tokens / 64) * heads);
       return;
     }

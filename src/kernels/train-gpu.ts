@@ -5,6 +5,7 @@
  */
 import { GpuError } from '../gpu/device';
 import type { GpuBackend, GpuIndices, GpuTensor, GpuWeight } from './gpu';
+import { attentionChunkRows } from './gpu';
 import type { AdamWParams, TrainOps } from './train-backend';
 import { dropoutScale, dropoutThreshold } from './train-cpu';
 
@@ -116,7 +117,7 @@ export class GpuTrainOps implements TrainOps<GpuTensor, GpuWeight, GpuIndices> {
     const stats = this.scratchBuffer('attn-stats', (tokens * heads * 2 + tokens * 2) * 4);
     // Pass 1: one workgroup per (64 consecutive tokens, head); pass 2: per (slot, 64 keys, kv head).
     const group = heads / kvHeads;
-    const dqDefines = { HD: headDim, KC: Math.max(1, Math.floor(1024 / headDim)) };
+    const dqDefines = { HD: headDim, KC: attentionChunkRows(headDim) };
     this.backend.dispatch(
       'attention_backward_dq', dqDefines, 'f32', [tokens, heads, kvHeads, headDim, maxSeq, scale], 'uuuuuf',
       [dout.buffer, q.buffer, k.buffer, v.buffer, slots.buffer, positions.buffer, dq.buffer, stats], Math.ceil(tokens / 64) * heads,

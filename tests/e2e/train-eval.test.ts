@@ -211,7 +211,7 @@ describe('distil & train, evaluate and benchmark pages in Chromium', () => {
     const t0 = performance.now();
     await page.goto(`${app!.url}/?bench=quick#bench`);
     await page.click('#bench-run');
-    await page.locator('#bench-status[data-done=true]').waitFor({ timeout: 150_000 });
+    await page.locator('#bench-status[data-done=true]').waitFor({ timeout: 150_000 }).catch(async (e) => { throw new Error(`${e} — status: ${await page.locator('#bench-status').textContent()}`); });
     lap('bench quick', t0);
     expect((await page.locator('#bench-adapter .adapter-name').textContent())?.trim()).toMatch(/\S/);
     expect(await page.locator('#bench-kernels-table tbody tr').count()).toBe(4);
