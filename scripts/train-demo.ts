@@ -14,7 +14,10 @@
  * replays them (each resumes the previous checkpoint, so the result equals one run with that
  * piecewise schedule, up to float summation order: the first 525 steps ran with earlier attention
  * kernels): a 700-step cosine schedule to step 150, a 420-step one to step 420, the
- * 700-step one again to step 525, then a warm restart onto a 1075-step cosine schedule to the end.
+ * 700-step one again to step 525, then a warm restart onto a 1075-step cosine schedule to step
+ * 1075. Last, a debate-weighted stage: 160 steps of full fine-tuning from those weights on fresh
+ * rows (2,000 problems: half a single-agent row, one debate-round row and 0.3 aggregator rows each,
+ * lr 1e-3), because revising after reading peers is the skill the main mix under-trains.
  *
  * Environment: DEMO_STEPS (one plain cosine schedule of that many steps instead of the stages),
  * DEMO_OUT (default public/models/default), DEMO_WORK (default .cache/demo-train).
@@ -42,7 +45,30 @@ export const DEMO = {
   stages: process.env.DEMO_STEPS
     ? [{ steps: Number(process.env.DEMO_STEPS), stopAfter: Number(process.env.DEMO_STEPS) }]
     : [{ steps: 700, stopAfter: 150 }, { steps: 420, stopAfter: 420 }, { steps: 700, stopAfter: 525 }, { steps: 1075, stopAfter: 1075 }],
+  // Then a debate-weighted stage (full fine-tuning from those weights on fresh rows): revising
+  // after reading peers is the skill the main mix under-trains.
+  debateStage: process.env.DEMO_STEPS
+    ? null
+    : { problems: 2000, seed: 20261123, mix: { single: 0.5, debate: 1, aggregator: 0.3 }, steps: 160, lr: 1e-3, warmup: 10 },
 };
+
+/** One `agentark train` run, its output appended to the training log. */
+async function runTrain(args: string[], log: fs.FileHandle): Promise<void> {
+  await log.write(`# ${new Date().toISOString()} node ${args.slice(1).join(' ')}\n`);
+  const code = await new Promise<number>((resolve) => {
+    const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    child.stderr.on('data', (d: Buffer) => {
+      process.stderr.write(d);
+      void log.write(d.toString());
+    });
+    child.stdout.on('data', (d: Buffer) => {
+      process.stdout.write(d);
+      void log.write(d.toString());
+    });
+    child.on('exit', (c) => resolve(c ?? 1));
+  });
+  if (code !== 0) throw new Error(`training exited with ${code}; rerun to resume from the last checkpoint`);
+}
 
 async function main(): Promise<void> {
   const out = path.resolve(ROOT, process.env.DEMO_OUT ?? 'public/models/default');
@@ -84,37 +110,35 @@ async function main(): Promise<void> {
 
   const t = DEMO.train;
   const log = await fs.open(path.join(work, 'training-log.txt'), 'a');
-  for (const stage of DEMO.stages) {
-    const args = [
-      path.join(ROOT, 'bin/agentark.js'), 'train', '--model', base, '--from-scratch', '--mode', 'full', '--data', corpus, '--out', path.join(work, 'trained'),
-      '--steps', String(stage.steps), '--stop-after', String(stage.stopAfter), '--batch', String(t.batch), '--lr', String(t.lr), '--warmup', String(t.warmup),
-      '--schedule', t.schedule, '--context-length', String(DEMO.contextLength), '--group-by-length', '--checkpoint-every', '25', '--seed', String(DEMO.seed), '--resume',
-    ];
-    await log.write(`# ${new Date().toISOString()} node ${args.slice(1).join(' ')}\n`);
-    const code = await new Promise<number>((resolve) => {
-      const child = spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-      child.stderr.on('data', (d: Buffer) => {
-        process.stderr.write(d);
-        void log.write(d.toString());
-      });
-      child.stdout.on('data', (d: Buffer) => {
-        process.stdout.write(d);
-        void log.write(d.toString());
-      });
-      child.on('exit', (c) => resolve(c ?? 1));
-    });
-    if (code !== 0) {
-      await log.close();
-      throw new Error(`training exited with ${code}; rerun to resume from the last checkpoint`);
+  const common = ['--batch', String(t.batch), '--schedule', t.schedule, '--context-length', String(DEMO.contextLength), '--group-by-length', '--checkpoint-every', '25', '--resume'];
+  let final = path.join(work, 'trained');
+  try {
+    for (const stage of DEMO.stages) {
+      await runTrain([
+        path.join(ROOT, 'bin/agentark.js'), 'train', '--model', base, '--from-scratch', '--mode', 'full', '--data', corpus, '--out', final,
+        '--steps', String(stage.steps), '--stop-after', String(stage.stopAfter), '--lr', String(t.lr), '--warmup', String(t.warmup), '--seed', String(DEMO.seed), ...common,
+      ], log);
     }
+    const ds = DEMO.debateStage;
+    if (ds) {
+      const dsCorpus = path.join(work, 'corpus-debate.jsonl');
+      await fs.writeFile(dsCorpus, toTrainingJsonl(demoCorpus({ seed: ds.seed, problems: train.slice(0, ds.problems), prompts: COMPACT_DEBATE_PROMPTS, mix: ds.mix }), { stripMeta: true }));
+      const from = final;
+      final = path.join(work, 'trained-debate');
+      await runTrain([
+        path.join(ROOT, 'bin/agentark.js'), 'train', '--model', from, '--mode', 'full', '--data', dsCorpus, '--out', final,
+        '--steps', String(ds.steps), '--lr', String(ds.lr), '--warmup', String(ds.warmup), '--seed', String(ds.seed), ...common,
+      ], log);
+    }
+  } finally {
+    await log.close();
   }
-  await log.close();
   await fs.mkdir(out, { recursive: true });
   for (const f of ['config.json', 'model.safetensors', 'tokenizer.json', 'tokenizer_config.json', 'generation_config.json']) {
-    await fs.copyFile(path.join(work, 'trained', f), path.join(out, f));
+    await fs.copyFile(path.join(final, f), path.join(out, f));
   }
+  // The model card (README.md beside the weights) is kept by hand: it records measurements.
   await fs.copyFile(path.join(work, 'training-log.txt'), path.join(out, 'training-log.txt'));
-  await fs.writeFile(path.join(out, 'README.md'), `# AgentArk demo student (base)\n\nA ${config.num_hidden_layers}-layer Llama-architecture model (hidden ${config.hidden_size}) trained from scratch by \`npm run train:demo\` with seed ${DEMO.seed} on generated GSM8K-style problems (difficulty ${DEMO.difficulty}) in single-agent, debate-round and aggregator formats. Training settings: ${JSON.stringify(DEMO.train)}, stages ${JSON.stringify(DEMO.stages)} (each stage resumes the previous checkpoint on its own cosine schedule; training-log.txt records every run and step).\n`);
   console.error(`demo model written to ${out}`);
 }
 
