@@ -1003,6 +1003,12 @@ async function runEvaluation(taskId: string, questions: Question[], s: EvalRunSe
 // Speed benchmarks (a separate GPU device; the same SpeedReport as `npm run bench`)
 
 async function runBench(taskId: string, s: BenchSettings, onEvent: (e: BenchEvent) => void): Promise<SpeedReport> {
+  // The app loads the default model when it opens; a benchmark started meanwhile waits for that
+  // load rather than failing (the two would compete for the GPU). Other tasks must be stopped.
+  if (runningTask(['load'])) {
+    await notify(onEvent, { type: 'status', text: 'Waiting for the model load to finish…', done: 0, total: 1 });
+    while (runningTask(['load'])) await new Promise((resolve) => setTimeout(resolve, 100));
+  }
   requireNo(['chat', 'debate', 'eval', 'bench', 'train', 'load'], 'benchmarking');
   const sizes = BENCH_SIZES.filter((b) => s.sizes.includes(b.name));
   const trainSizes = s.training ? sizes : [];
