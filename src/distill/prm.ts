@@ -74,7 +74,6 @@ export async function stepFeatures(runtime: Runtime, row: StepwiseRow): Promise<
   });
 }
 
-
 function sigmoid(z: number): number {
   return z >= 0 ? 1 / (1 + Math.exp(-z)) : Math.exp(z) / (1 + Math.exp(z));
 }

@@ -54,7 +54,6 @@ export function benchConfig(s: ModelSize): ModelConfig {
   };
 }
 
-
 export interface KernelResult {
   kernel: string;
   shape: string;
@@ -146,6 +145,8 @@ export async function benchmarkAttention(gpu: Gpu, shapes: { seqs: number; len: 
     }
     g.attentionKernel = 'auto';
     for (const t of [gq, gk, gv, gout]) g.free(t);
+    g.freeIndices(gs);
+    g.freeIndices(gp);
   }
   return results;
 }

@@ -148,10 +148,10 @@ export class Gpu {
     if (this.lost) throw new GpuError(`The WebGPU device was lost (${this.lost}). Reload the model to continue.`);
   }
 
-  pipeline(key: string, code: string, entryPoint = 'main'): GPUComputePipeline {
+  pipeline(key: string, code: () => string, entryPoint = 'main'): GPUComputePipeline {
     let p = this.pipelines.get(key);
     if (!p) {
-      const module = this.device.createShaderModule({ code, label: key });
+      const module = this.device.createShaderModule({ code: code(), label: key });
       p = this.device.createComputePipeline({ layout: 'auto', compute: { module, entryPoint }, label: key });
       this.pipelines.set(key, p);
     }

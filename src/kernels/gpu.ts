@@ -168,7 +168,8 @@ export class GpuBackend implements Backend<GpuTensor, GpuWeight, GpuIndices> {
   ): void {
     this.gpu.checkAlive();
     const key = `${shader}:${weightType}:${Object.entries(defines).filter(([, v]) => v !== false).map(([k, v]) => (v === true ? k : `${k}=${v}`)).join(',')}`;
-    const pipeline = this.gpu.pipeline(key, shaderSource(shader, defines, weightType));
+    // The WGSL is preprocessed only when the pipeline is not cached yet (dispatch is a hot path).
+    const pipeline = this.gpu.pipeline(key, () => shaderSource(shader, defines, weightType));
     const entries: GPUBindGroupEntry[] = [{ binding: 0, resource: { buffer: this.gpu.uniform(params, kinds) } }];
     buffers.forEach((buffer, i) => entries.push({ binding: i + 1, resource: { buffer } }));
     const bindGroup = this.gpu.device.createBindGroup({ layout: pipeline.getBindGroupLayout(0), entries });
