@@ -17,17 +17,26 @@
  * 700-step one again to step 525, then a warm restart onto a 1075-step cosine schedule to step
  * 1075. Last, a debate-weighted stage: 160 steps of full fine-tuning from those weights on fresh
  * rows (2,000 problems: half a single-agent row, one debate-round row and 0.3 aggregator rows each,
- * lr 1e-3), because revising after reading peers is the skill the main mix under-trains.
+ * lr 1e-3), because revising after reading peers is the skill the main mix under-trains. Then a
+ * self-play stage: the model answers 1,000 fresh problems as five debate agents at the demo's
+ * temperature, and 220 steps train it to revise after reading those actual answers and to judge
+ * them, against the reference solutions.
  *
  * Environment: DEMO_STEPS (one plain cosine schedule of that many steps instead of the stages),
- * DEMO_OUT (default public/models/default), DEMO_WORK (default .cache/demo-train).
+ * DEMO_START_FROM (a model directory: skip the stages before self-play and start it from those
+ * weights, e.g. the shipped model), DEMO_OUT (default public/models/default), DEMO_WORK (default
+ * .cache/demo-train).
  */
 import { spawn } from 'node:child_process';
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { COMPACT_DEBATE_PROMPTS, demoCorpus, renderRow, toTrainingJsonl, writeQuestionSets } from '../src/demo/corpus';
+import { COMPACT_DEBATE_PROMPTS, demoCorpus, renderRow, selfPlayRows, toTrainingJsonl, writeQuestionSets } from '../src/demo/corpus';
 import { buildDemoTokenizer } from '../src/demo/tokenizer';
+import type { Problem } from '../src/demo/problems';
+import { LocalEngine, Runtime } from '../src/engine/local';
+import { runDebateSet } from '../src/teach/debate';
+import { readTrajectories } from '../src/teach/trajectory';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 export const DEMO = {
@@ -50,7 +59,29 @@ export const DEMO = {
   debateStage: process.env.DEMO_STEPS
     ? null
     : { problems: 2000, seed: 20261123, mix: { single: 0.5, debate: 1, aggregator: 0.3 }, steps: 160, lr: 1e-3, warmup: 10 },
+  // Last, self-play: the model answers fresh problems as 5 debate agents (round 1, the demo's
+  // temperature), and is trained to revise after reading those actual answers and to judge them
+  // (see selfPlayRows). Synthetic mistakes taught the format; its own mistakes are what it meets.
+  selfPlay: process.env.DEMO_STEPS
+    ? null
+    : { from: 2000, problems: 1000, seed: 20261124, temperature: 0.3, debatePerQuestion: 2, aggregatorPerQuestion: 1, singlePerQuestion: 0.5, steps: 220, lr: 1e-3, warmup: 10 },
 };
+
+/** Round 1 of a 5-agent debate by the model in `modelDir` over `problems`, as trajectories. */
+async function selfPlayRound(modelDir: string, problems: readonly Problem[], temperature: number, seed: number, out: string): Promise<void> {
+  const runtime = await Runtime.load(modelDir, { maxBatch: 32, contextLength: DEMO.contextLength });
+  try {
+    await fs.rm(out, { force: true });
+    const questions = problems.map((p) => ({ id: p.id, question: p.question, answer: p.answer, task: 'gsm8k' as const }));
+    const t0 = performance.now();
+    await runDebateSet(questions, { numAgents: 5, rounds: 1, aggregator: 'vote', promptStyle: 'compact', temperature, max_tokens: 64, seed, concurrency: 6, engines: new LocalEngine(runtime) }, {
+      out,
+      onRecord: (_r, i) => void (i.done % 100 === 0 && console.error(`self-play: ${i.done}/${i.total} questions, ${((performance.now() - t0) / 1000).toFixed(0)} s`)),
+    });
+  } finally {
+    runtime.dispose();
+  }
+}
 
 /** One `agentark train` run, its output appended to the training log. */
 async function runTrain(args: string[], log: fs.FileHandle): Promise<void> {
@@ -109,17 +140,21 @@ async function main(): Promise<void> {
   console.error(`demo: ${train.length} train / ${test.length} test problems, ${rows.length} corpus rows, tokenizer ${tok.size} tokens`);
 
   const t = DEMO.train;
-  const log = await fs.open(path.join(work, 'training-log.txt'), 'a');
+  const startFrom = process.env.DEMO_START_FROM ? path.resolve(process.env.DEMO_START_FROM) : null;
+  const logPath = path.join(work, 'training-log.txt');
+  // Starting from a shipped model continues its log.
+  if (startFrom) await fs.copyFile(path.join(startFrom, 'training-log.txt'), logPath, fs.constants.COPYFILE_EXCL).catch(() => {});
+  const log = await fs.open(logPath, 'a');
   const common = ['--batch', String(t.batch), '--schedule', t.schedule, '--context-length', String(DEMO.contextLength), '--group-by-length', '--checkpoint-every', '25', '--resume'];
-  let final = path.join(work, 'trained');
+  let final = startFrom ?? path.join(work, 'trained');
   try {
-    for (const stage of DEMO.stages) {
+    for (const stage of startFrom ? [] : DEMO.stages) {
       await runTrain([
         path.join(ROOT, 'bin/agentark.js'), 'train', '--model', base, '--from-scratch', '--mode', 'full', '--data', corpus, '--out', final,
         '--steps', String(stage.steps), '--stop-after', String(stage.stopAfter), '--lr', String(t.lr), '--warmup', String(t.warmup), '--seed', String(DEMO.seed), ...common,
       ], log);
     }
-    const ds = DEMO.debateStage;
+    const ds = startFrom ? null : DEMO.debateStage;
     if (ds) {
       const dsCorpus = path.join(work, 'corpus-debate.jsonl');
       await fs.writeFile(dsCorpus, toTrainingJsonl(demoCorpus({ seed: ds.seed, problems: train.slice(0, ds.problems), prompts: COMPACT_DEBATE_PROMPTS, mix: ds.mix }), { stripMeta: true }));
@@ -128,6 +163,23 @@ async function main(): Promise<void> {
       await runTrain([
         path.join(ROOT, 'bin/agentark.js'), 'train', '--model', from, '--mode', 'full', '--data', dsCorpus, '--out', final,
         '--steps', String(ds.steps), '--lr', String(ds.lr), '--warmup', String(ds.warmup), '--seed', String(ds.seed), ...common,
+      ], log);
+    }
+    const sp = DEMO.selfPlay;
+    if (sp) {
+      const trajectories = path.join(work, 'self-play-round1.jsonl');
+      // A finished round from an interrupted run is reused (generating it takes minutes).
+      const done = await readTrajectories(trajectories).then((r) => r.length, () => 0);
+      if (done !== sp.problems) await selfPlayRound(final, train.slice(sp.from, sp.from + sp.problems), sp.temperature, sp.seed, trajectories);
+      const spRows = selfPlayRows(await readTrajectories(trajectories), { prompts: COMPACT_DEBATE_PROMPTS, ...sp });
+      const spCorpus = path.join(work, 'corpus-self-play.jsonl');
+      await fs.writeFile(spCorpus, toTrainingJsonl(spRows, { stripMeta: true }));
+      await log.write(`# self-play: ${sp.problems} problems answered by ${path.relative(ROOT, final)} at temperature ${sp.temperature} -> ${spRows.length} rows\n`);
+      const from = final;
+      final = path.join(work, 'trained-self-play');
+      await runTrain([
+        path.join(ROOT, 'bin/agentark.js'), 'train', '--model', from, '--mode', 'full', '--data', spCorpus, '--out', final,
+        '--steps', String(sp.steps), '--lr', String(sp.lr), '--warmup', String(sp.warmup), '--seed', String(sp.seed), ...common,
       ], log);
     }
   } finally {

@@ -264,6 +264,15 @@ function attempts(p: Problem, n: number, rng: () => number, o: Required<Pick<Dem
   return Array.from({ length: n }, () => (rng() < o.peerAccuracy ? correctAttempt(p) : (shared ?? randomWrongAttempt(p, rng, o.mistakes))));
 }
 
+/** Fisher–Yates with the given generator; returns `items`. */
+function shuffleInPlace<T>(items: T[], rng: () => number): T[] {
+  for (let i = items.length - 1; i > 0; i--) {
+    const j = Math.floor(rng() * (i + 1));
+    [items[i], items[j]] = [items[j]!, items[i]!];
+  }
+  return items;
+}
+
 function rowsOf(mean: number, rng: () => number): number {
   const whole = Math.floor(mean);
   return whole + (rng() < mean - whole ? 1 : 0);
@@ -316,12 +325,70 @@ export function demoCorpus(opts: DemoCorpusOptions): DemoRow[] {
     }
   }
   // Interleave kinds (deterministically) so a prefix of the file is a fair sample.
-  const order = seededRandom(hashString(`demo-corpus-order|${opts.seed}`));
-  for (let i = rows.length - 1; i > 0; i--) {
-    const j = Math.floor(order() * (i + 1));
-    [rows[i], rows[j]] = [rows[j]!, rows[i]!];
+  return shuffleInPlace(rows, seededRandom(hashString(`demo-corpus-order|${opts.seed}`)));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Self-play rows: the model's own round-1 answers as the debate's evidence
+
+export interface SelfPlayOptions {
+  seed: number;
+  /** Debate-round rows per question, each from a different agent's seat (default 2, at most the agents). */
+  debatePerQuestion?: number;
+  /** Aggregator rows per question (default 1; fractions are drawn). */
+  aggregatorPerQuestion?: number;
+  /** Single-agent rows per question (default 0.5; fractions are drawn), so answering alone is not forgotten. */
+  singlePerQuestion?: number;
+  prompts?: DebatePrompts;
+}
+
+/**
+ * Training rows built on what the model itself wrote in round 1 of a real debate (`rounds[0]` of
+ * trajectories recorded with the same prompts), each labelled with the reference solution: the
+ * revision turn after reading the other agents' actual answers, the judge's turn over the actual
+ * five finals, and some plain answering. Synthetic mistakes (`demoCorpus`) teach the format; these
+ * teach the model to revise in the situations its own samples create (its own kinds of slips, its
+ * own agreement rates), which is what a debate at test time shows it.
+ */
+export function selfPlayRows(records: readonly { id: string; question: string; reference: string; rounds: readonly { messages: readonly { completion: string; extracted: string | null }[] }[] }[], opts: SelfPlayOptions): DemoRow[] {
+  const prompts = opts.prompts ?? GSM8K_DEBATE_PROMPTS;
+  const rows: DemoRow[] = [];
+  for (const rec of records) {
+    const first = rec.rounds[0]?.messages;
+    if (!first || first.length < 2) throw new Error(`self-play rows: question ${rec.id} has no round 1 with at least 2 agents`);
+    const m = /^#### (\d+)$/m.exec(rec.reference);
+    if (!m) throw new Error(`self-play rows: question ${rec.id}: the reference does not end in "#### n"`);
+    const final = Number(m[1]);
+    const rng = seededRandom(hashString(`self-play|${opts.seed}|${rec.id}`));
+    const answers = first.map((a) => a.completion.trim());
+    const finals = first.map((a) => (a.extracted !== null && /^\d+$/.test(a.extracted) ? Number(a.extracted) : NaN));
+    const system: ChatMessage = { role: 'system', content: prompts.system };
+    const user: ChatMessage = { role: 'user', content: prompts.question(rec.question) };
+    const seats = shuffleInPlace(answers.map((_, i) => i), rng);
+    const majorityCorrect = plurality(finals.filter((f) => !Number.isNaN(f))) === final;
+    for (const self of seats.slice(0, Math.min(opts.debatePerQuestion ?? 2, seats.length))) {
+      const others = answers.map((answer, j) => ({ name: prompts.agentName(j), answer })).filter((_, j) => j !== self);
+      rows.push({
+        prompt: [system, user, { role: 'assistant', content: answers[self]! }, { role: 'user', content: prompts.debateTurn(others) }],
+        completion: [{ role: 'assistant', content: rec.reference.trim() }],
+        meta: { kind: 'debate', problemId: rec.id, final, shown: [finals[self]!, ...finals.filter((_, j) => j !== self)], majorityCorrect },
+      });
+    }
+    for (let r = rowsOf(opts.aggregatorPerQuestion ?? 1, rng); r > 0; r--) {
+      rows.push({
+        messages: [
+          { role: 'system', content: prompts.aggregatorSystem },
+          { role: 'user', content: prompts.aggregatorUser(rec.question, answers.map((answer, j) => ({ name: prompts.agentName(j), answer }))) },
+          { role: 'assistant', content: `#### ${final}` },
+        ],
+        meta: { kind: 'aggregator', problemId: rec.id, final, shown: finals, majorityCorrect },
+      });
+    }
+    for (let r = rowsOf(opts.singlePerQuestion ?? 0.5, rng); r > 0; r--) {
+      rows.push({ messages: [system, user, { role: 'assistant', content: rec.reference.trim() }], meta: { kind: 'single', problemId: rec.id, final } });
+    }
   }
-  return rows;
+  return shuffleInPlace(rows, seededRandom(hashString(`self-play-order|${opts.seed}`)));
 }
 
 /** All messages of a row, in order (prompt then completion). */

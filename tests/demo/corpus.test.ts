@@ -11,6 +11,7 @@ import {
   randomWrongAttempt,
   renderRow,
   rowMessages,
+  selfPlayRows,
   toTrainingJsonl,
   writeQuestionSets,
   wrongAttempt,
@@ -251,6 +252,54 @@ describe('demoCorpus', () => {
     const compact = measure('compact prompts', COMPACT_DEBATE_PROMPTS, 0);
     expect(compact.debate!.mean).toBeLessThan(d0.debate!.mean);
     measure('compact prompts', COMPACT_DEBATE_PROMPTS, 1);
+  });
+});
+
+describe('selfPlayRows', () => {
+  it('rebuild the exact round-2 and judge prompts of a real debate from its round 1, labelled with the reference', async () => {
+    const ps = generateProblems({ seed: 12, count: 6, difficulty: 0, split: 'train' });
+    const rng = seededRandom(5);
+    const P = COMPACT_DEBATE_PROMPTS;
+    const records = [];
+    for (const p of ps) {
+      const answers = [correctAttempt(p), randomWrongAttempt(p, rng), correctAttempt(p), randomWrongAttempt(p, rng), correctAttempt(p)];
+      const engine = createFakeEngine({ reply: (_req, { call }) => answers[(call - 1) % answers.length]!.text });
+      records.push(await runDebate({ id: p.id, question: p.question, answer: p.answer, task: 'gsm8k' }, { numAgents: 5, rounds: 2, aggregator: 'vote', promptStyle: 'compact', seed: 1 }, engine));
+    }
+    const out = selfPlayRows(records, { seed: 3, prompts: P, debatePerQuestion: 3, aggregatorPerQuestion: 1, singlePerQuestion: 1 });
+    expect(byKind(out, 'debate')).toHaveLength(18);
+    expect(byKind(out, 'aggregator')).toHaveLength(6);
+    expect(byKind(out, 'single')).toHaveLength(6);
+    for (const r of out) {
+      const rec = records.find((x) => x.id === r.meta.problemId)!;
+      const p = ps.find((x) => x.id === r.meta.problemId)!;
+      expect(r.meta.final).toBe(p.final);
+      if (r.meta.kind === 'debate') {
+        if (!('prompt' in r)) throw new Error('debate rows are prompt/completion rows');
+        // The prompt is what that seat was sent in round 2; the loss covers the reference only.
+        const seat = rec.rounds[1]!.messages.find((m) => m.prompt[2]!.content === r.prompt[2]!.content && m.prompt[3]!.content === r.prompt[3]!.content);
+        expect(seat).toBeDefined();
+        expect(r.prompt).toEqual(seat!.prompt);
+        expect(r.completion).toEqual([{ role: 'assistant', content: p.answer }]);
+      } else if (r.meta.kind === 'aggregator') {
+        if (!('messages' in r)) throw new Error('aggregator rows are messages rows');
+        expect(r.messages[1]!.content).toBe(P.aggregatorUser(p.question, rec.rounds[0]!.messages.map((m) => ({ name: m.agent, answer: m.completion }))));
+        expect(r.messages[2]!.content).toBe(`#### ${p.final}`);
+        expect(r.meta.majorityCorrect).toBe(true);
+      } else {
+        expect(rowMessages(r).map((m) => m.content)).toEqual([P.system, p.question, p.answer]);
+      }
+    }
+    // Two seats of one question differ (no seat repeated).
+    const seats = byKind(out, 'debate').filter((r) => r.meta.problemId === ps[0]!.id).map((r) => ('prompt' in r ? r.prompt[3]!.content : ''));
+    expect(new Set(seats).size).toBe(3);
+    expect(selfPlayRows(records, { seed: 3, prompts: P })).toEqual(selfPlayRows(records, { seed: 3, prompts: P }));
+  });
+
+  it('names a record without a usable round 1 or reference', () => {
+    const rec = { id: 'q7', question: 'x', reference: 'no final line', rounds: [{ messages: [{ completion: 'a', extracted: '1' }, { completion: 'b', extracted: '2' }] }] };
+    expect(() => selfPlayRows([rec], { seed: 1 })).toThrow(/q7.*#### n/);
+    expect(() => selfPlayRows([{ ...rec, rounds: [] }], { seed: 1 })).toThrow(/q7.*round 1/);
   });
 });
 
