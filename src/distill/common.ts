@@ -143,6 +143,19 @@ export interface CleanOptions {
 }
 
 /**
+ * Whether `text` holds reasoning besides its final answer: something other than the "#### n"
+ * line (gsm8k), the \boxed{…} (math) or the "Answer: X" line (mc) is left. A judge that only
+ * states a verdict ("#### 12") is right or wrong but has nothing to distil.
+ */
+export function hasReasoning(task: Task, text: string): boolean {
+  const rest =
+    task === 'gsm8k' ? text.replace(/^\s*####.*$/gm, '')
+    : task === 'math' ? text.replace(/\\boxed\s*\{(?:[^{}]|\{(?:[^{}]|\{[^{}]*\})*\})*\}/g, '')
+    : text.replace(/^\s*Answer:\s*[A-Ea-e]\s*$/gm, '');
+  return /[\p{L}\p{N}]/u.test(rest);
+}
+
+/**
  * Cleans one teacher reasoning for use as a training target. The result is re-graded: if the
  * clean-up changed the extracted answer, the original (trimmed) text is returned instead, so a
  * correct reasoning always stays correct.

@@ -27,6 +27,7 @@ import type { TrajectoryRecord } from '../teach/trajectory';
 import {
   Tally,
   cleanReasoning,
+  hasReasoning,
   isCorrect,
   isNearDuplicate,
   recordReference,
@@ -84,7 +85,7 @@ export function distinctCorrectPaths(rec: TrajectoryRecord, opts: DaOptions = {}
   const rounds = [...rec.rounds].sort((a, b) => a.round - b.round);
   for (const r of rounds) {
     for (const m of r.messages) {
-      if (!usable(m) || !isCorrect(task, m.completion, ref)) continue;
+      if (!usable(m) || !hasReasoning(task, m.completion) || !isCorrect(task, m.completion, ref)) continue;
       candidates++;
       const text = cleanReasoning(task, m.completion, opts);
       if (paths.some((p) => isNearDuplicate(p.text, text, opts))) {

@@ -3,10 +3,12 @@
  * assistant turn is the debate's final reasoning, and only when that reasoning is correct.
  *
  * Per question, the target is
- *   1. the LLM aggregator's output, if it re-grades correct against the reference; else
+ *   1. the LLM aggregator's output, if it re-grades correct against the reference and holds
+ *      reasoning (a bare verdict such as "#### 12" does not: `hasReasoning`); else
  *   2. the best correct message of the final round: those whose answer agrees with the debate's
  *      final answer first, then the shortest (trimmed length), then the earliest agent.
- * Messages cut off by the token limit (finish_reason "length"/"abort") are never targets.
+ * Messages cut off by the token limit (finish_reason "length"/"abort"), and bare answers without
+ * reasoning, are never targets.
  * Questions with no correct final reasoning are skipped (and counted by reason). Correctness is
  * always re-graded with answers.ts; the stored `correct` flags are not trusted.
  *
@@ -20,6 +22,7 @@ import type { AgentMessage, TrajectoryRecord } from '../teach/trajectory';
 import {
   Tally,
   cleanReasoning,
+  hasReasoning,
   isCorrect,
   recordReference,
   studentMessages,
@@ -68,14 +71,14 @@ export function selectRsftTarget(rec: TrajectoryRecord): { text: string; from: s
   const ref = recordReference(rec);
   if (ref === null) return { skip: 'no-reference-answer' };
   const ag = rec.aggregator;
-  if (ag.kind === 'llm' && typeof ag.completion === 'string' && usable(ag) && isCorrect(task, ag.completion, ref)) {
+  if (ag.kind === 'llm' && typeof ag.completion === 'string' && usable(ag) && hasReasoning(task, ag.completion) && isCorrect(task, ag.completion, ref)) {
     return { text: ag.completion, from: 'aggregator' };
   }
   const last = finalRound(rec);
   if (!last || !last.messages.length) return { skip: 'no-rounds' };
   const candidates = last.messages
     .map((m, i) => ({ m, i }))
-    .filter(({ m }) => usable(m) && isCorrect(task, m.completion, ref));
+    .filter(({ m }) => usable(m) && hasReasoning(task, m.completion) && isCorrect(task, m.completion, ref));
   if (!candidates.length) return { skip: 'no-correct-final-reasoning' };
   const agrees = (m: AgentMessage) => answersEqual(task, m.extracted, rec.final.answer);
   candidates.sort((a, b) => Number(agrees(b.m)) - Number(agrees(a.m)) || a.m.completion.trim().length - b.m.completion.trim().length || a.i - b.i);

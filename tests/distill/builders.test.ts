@@ -7,6 +7,7 @@ import { answersEqual, extractAnswer, referenceAnswer, type Task } from '../../s
 import {
   cleanReasoning,
   dedupTokens,
+  hasReasoning,
   isNearDuplicate,
   jaccard,
   normalizeText,
@@ -16,7 +17,7 @@ import {
   type MessagesRow,
   type PromptCompletionRow,
 } from '../../src/distill/common';
-import { buildDa, critiquePrompt, selfCorrections } from '../../src/distill/da';
+import { buildDa, critiquePrompt, distinctCorrectPaths, selfCorrections } from '../../src/distill/da';
 import { buildPad, intermediateNumbers, labelSteps, numberKeys, splitSteps, stepEvidence } from '../../src/distill/pad-labels';
 import { buildRsft, selectRsftTarget } from '../../src/distill/rsft';
 import type { FinishReason } from '../../src/engine/types';
@@ -115,6 +116,20 @@ describe('R-SFT target selection', () => {
     // agent2 and agent3 are both the shortest correct (22 characters); agent2 comes first.
     expect(rec.rounds[0]!.messages[1]!.completion.length).toBe(rec.rounds[0]!.messages[2]!.completion.length);
     expect(selectRsftTarget(rec)).toMatchObject({ from: 'agent:agent2' });
+  });
+
+  it('a bare verdict is no reasoning: a judge that only says "#### 10" gives way to an agent\'s worked answer', () => {
+    const worked = '3 * 4 = 12, 12 - 2 = 10\n#### 10';
+    const rec = makeRecord({ question: Q, reference: REF, rounds: [['#### 10', worked, '  #### 10 ']], aggregator: '#### 10' });
+    expect(selectRsftTarget(rec)).toEqual({ text: worked, from: 'agent:agent2' });
+    expect(selectRsftTarget(makeRecord({ question: Q, reference: REF, rounds: [['#### 10']], aggregator: '#### 10' }))).toEqual({ skip: 'no-correct-final-reasoning' });
+    expect(distinctCorrectPaths(rec).paths.map((p) => p.agent)).toEqual(['agent2']);
+    expect(hasReasoning('gsm8k', '#### 10')).toBe(false);
+    expect(hasReasoning('gsm8k', 'So 10.\n#### 10')).toBe(true);
+    expect(hasReasoning('math', '\\boxed{\\frac{1}{2}}')).toBe(false);
+    expect(hasReasoning('math', 'It is one half: \\boxed{0.5}')).toBe(true);
+    expect(hasReasoning('mc', 'Answer: B')).toBe(false);
+    expect(hasReasoning('mc', 'Only B is prime.\nAnswer: B')).toBe(true);
   });
 
   it('skips questions without correct final reasoning, even if an earlier round was right', () => {
