@@ -49,6 +49,10 @@ const RL_STEPS = Number(process.env.DEMO_RL_STEPS ?? 6);
 const RL_QUESTIONS = Number(process.env.DEMO_RL_QUESTIONS ?? 256);
 const ROBUSTNESS = process.env.DEMO_ROBUSTNESS === '1';
 const SEED = 7;
+// Every agent of the debate samples at this temperature, and so do the single agent and the
+// students it is compared with: one of the debate's agents, alone. A greedy single agent is
+// reported beside them for reference.
+const TEMPERATURE = Number(process.env.DEMO_TEMPERATURE ?? 0.3);
 const STYLE = 'compact' as const;
 const SYSTEM = defaultAgentSystemPrompt('gsm8k', STYLE);
 const MAX_TOKENS = 64;
@@ -56,7 +60,7 @@ const MAX_TOKENS = 64;
 const t0 = performance.now();
 const log = (msg: string) => process.stderr.write(`[demo ${((performance.now() - t0) / 1000).toFixed(0)}s] ${msg}\n`);
 
-const DEBATE: DebateOptions = { numAgents: 5, rounds: 2, aggregator: 'llm', promptStyle: STYLE, temperature: 0.3, max_tokens: MAX_TOKENS, seed: SEED, concurrency: 3 };
+const DEBATE: DebateOptions = { numAgents: 5, rounds: 2, aggregator: 'llm', promptStyle: STYLE, temperature: TEMPERATURE, max_tokens: MAX_TOKENS, seed: SEED, concurrency: 3 };
 const LORA: Partial<TrainOptions> = { mode: 'lora', rank: 16, alpha: 32, dropout: 0, targets: ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'], lr: 2e-3, batchSize: 8, schedule: 'cosine', warmupSteps: 5, seed: SEED };
 
 async function trainAdapter(runtime: Runtime, name: string, rows: object[], epochs: number, init?: PeftAdapter): Promise<PeftAdapter> {
@@ -152,13 +156,15 @@ async function main(): Promise<void> {
   // 4. Evaluate on the held-out split.
   const systems: EvalSystem[] = [
     { kind: 'single', name: 'single agent (base)', engine, system: SYSTEM, setup: () => runtime.adapters.activate(null) },
+    { kind: 'single', name: 'single agent (base, greedy)', engine, system: SYSTEM, temperature: 0, setup: () => runtime.adapters.activate(null) },
     { kind: 'debate', name: 'debate 5x2 (base)', engines: engine, debate: { ...DEBATE, concurrency: 1 }, setup: () => runtime.adapters.activate(null) },
     ...(['rsft', 'da', 'pad'] as const).map((n): EvalSystem => ({ kind: 'single', name: `student ${n.toUpperCase()}`, engine, system: SYSTEM, setup: () => runtime.adapters.activate(n) })),
   ];
-  const report = await evaluate(test, systems, { task: 'gsm8k', maxTokens: MAX_TOKENS, temperature: 0, seed: SEED, concurrency: 6, robustness: ROBUSTNESS, dataset: 'public/data/demo-test.jsonl', onProgress: (e) => void (e.done % 20 === 0 && log(`eval ${e.phase} ${e.done}/${e.total}`)) });
-  const [baseline, teacher] = [systems[0].name, systems[1].name];
-  const gap = debateGap(report, baseline, teacher);
-  const extra = { baseline, teacher, rl: rl.map((r) => r.meanReward), prmAuc, debateTrainFinalAccuracy: records.filter((r) => r.final.correct).length / records.length };
+  const report = await evaluate(test, systems, { task: 'gsm8k', maxTokens: MAX_TOKENS, temperature: TEMPERATURE, seed: SEED, concurrency: 6, robustness: ROBUSTNESS, dataset: 'public/data/demo-test.jsonl', onProgress: (e) => void (e.done % 20 === 0 && log(`eval ${e.phase} ${e.done}/${e.total}`)) });
+  const [baseline, teacher] = [systems[0].name, systems[2].name];
+  const students = systems.slice(3).map((s) => s.name);
+  const gap = debateGap(report, baseline, teacher, students);
+  const extra = { baseline, teacher, students, temperature: TEMPERATURE, rl: rl.map((r) => r.meanReward), prmAuc, debateTrainFinalAccuracy: records.filter((r) => r.final.correct).length / records.length };
   await fs.writeFile(path.join(OUT, 'report.json'), JSON.stringify({ ...report, demo: extra }, null, 2));
   const md = `${toMarkdown(report)}\n${debateGapMarkdown(gap)}`;
   await fs.writeFile(path.join(OUT, 'report.md'), md);

@@ -47,6 +47,8 @@ export const DEMO = {
   vocabSize: 512,
   model: { hidden_size: 96, num_hidden_layers: 4, num_attention_heads: 4, num_key_value_heads: 2, intermediate_size: 256 },
   contextLength: 384,
+  /** The sampling temperature of the demo's agents (scripts/demo.ts DEMO_TEMPERATURE's default). */
+  temperature: 0.3,
   // Rows per problem: answering alone, revising in a debate round, aggregating (compute is the budget).
   mix: { single: 1, debate: 0.3, aggregator: 0.1 },
   train: { batch: 16, lr: 3e-3, warmup: 50, schedule: 'cosine' },
@@ -64,7 +66,7 @@ export const DEMO = {
   // (see selfPlayRows). Synthetic mistakes taught the format; its own mistakes are what it meets.
   selfPlay: process.env.DEMO_STEPS
     ? null
-    : { from: 2000, problems: 1000, seed: 20261124, temperature: 0.3, debatePerQuestion: 2, aggregatorPerQuestion: 1, singlePerQuestion: 0.5, steps: 220, lr: 1e-3, warmup: 10 },
+    : { from: 2000, problems: 1000, seed: 20261124, debatePerQuestion: 2, aggregatorPerQuestion: 1, singlePerQuestion: 0.5, steps: 220, lr: 1e-3, warmup: 10 },
 };
 
 /** Round 1 of a 5-agent debate by the model in `modelDir` over `problems`, as trajectories. */
@@ -134,7 +136,9 @@ async function main(): Promise<void> {
   await fs.writeFile(path.join(base, 'config.json'), JSON.stringify(config, null, 2));
   await fs.writeFile(path.join(base, 'tokenizer.json'), JSON.stringify(tok.tokenizerJson));
   await fs.writeFile(path.join(base, 'tokenizer_config.json'), JSON.stringify(tok.tokenizerConfig, null, 2));
-  await fs.writeFile(path.join(base, 'generation_config.json'), JSON.stringify({ eos_token_id: tok.ids.imEnd, pad_token_id: tok.ids.endoftext, temperature: 0.7, do_sample: true }, null, 2));
+  // Sampling as the demo runs it (debate agents, single agent and students alike).
+  const generationConfig = JSON.stringify({ eos_token_id: tok.ids.imEnd, pad_token_id: tok.ids.endoftext, temperature: DEMO.temperature, do_sample: true }, null, 2);
+  await fs.writeFile(path.join(base, 'generation_config.json'), generationConfig);
   const corpus = path.join(work, 'corpus.jsonl');
   await fs.writeFile(corpus, toTrainingJsonl(rows, { stripMeta: true }));
   console.error(`demo: ${train.length} train / ${test.length} test problems, ${rows.length} corpus rows, tokenizer ${tok.size} tokens`);
@@ -170,11 +174,11 @@ async function main(): Promise<void> {
       const trajectories = path.join(work, 'self-play-round1.jsonl');
       // A finished round from an interrupted run is reused (generating it takes minutes).
       const done = await readTrajectories(trajectories).then((r) => r.length, () => 0);
-      if (done !== sp.problems) await selfPlayRound(final, train.slice(sp.from, sp.from + sp.problems), sp.temperature, sp.seed, trajectories);
+      if (done !== sp.problems) await selfPlayRound(final, train.slice(sp.from, sp.from + sp.problems), DEMO.temperature, sp.seed, trajectories);
       const spRows = selfPlayRows(await readTrajectories(trajectories), { prompts: COMPACT_DEBATE_PROMPTS, ...sp });
       const spCorpus = path.join(work, 'corpus-self-play.jsonl');
       await fs.writeFile(spCorpus, toTrainingJsonl(spRows, { stripMeta: true }));
-      await log.write(`# self-play: ${sp.problems} problems answered by ${path.relative(ROOT, final)} at temperature ${sp.temperature} -> ${spRows.length} rows\n`);
+      await log.write(`# self-play: ${sp.problems} problems answered by ${path.relative(ROOT, final)} at temperature ${DEMO.temperature} -> ${spRows.length} rows\n`);
       const from = final;
       final = path.join(work, 'trained-self-play');
       await runTrain([
@@ -186,9 +190,10 @@ async function main(): Promise<void> {
     await log.close();
   }
   await fs.mkdir(out, { recursive: true });
-  for (const f of ['config.json', 'model.safetensors', 'tokenizer.json', 'tokenizer_config.json', 'generation_config.json']) {
+  for (const f of ['config.json', 'model.safetensors', 'tokenizer.json', 'tokenizer_config.json']) {
     await fs.copyFile(path.join(final, f), path.join(out, f));
   }
+  await fs.writeFile(path.join(out, 'generation_config.json'), generationConfig);
   // The model card (README.md beside the weights) is kept by hand: it records measurements.
   await fs.copyFile(path.join(work, 'training-log.txt'), path.join(out, 'training-log.txt'));
   console.error(`demo model written to ${out}`);

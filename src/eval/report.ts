@@ -141,8 +141,10 @@ function pairedCounts(a: SystemReport, b: SystemReport): { wins: number; losses:
  * The AgentArk comparison: the debate's lead over the single agent, and for every other system
  * (a distilled student) its change against the single agent, question by question, and the share
  * of the debate's lead it recovers — with a plain verdict, so a strategy that does not help says so.
+ * `studentNames` limits the students to those systems (other rows, e.g. a greedy reference, stay
+ * out of the comparison).
  */
-export function debateGap(report: EvalReport, baselineName: string, teacherName: string): DebateGap {
+export function debateGap(report: EvalReport, baselineName: string, teacherName: string, studentNames?: readonly string[]): DebateGap {
   const find = (name: string) => {
     const s = report.systems.find((x) => x.name === name);
     if (!s) throw new Error(`the report has no system named '${name}' (it has ${report.systems.map((x) => `'${x.name}'`).join(', ')})`);
@@ -152,8 +154,7 @@ export function debateGap(report: EvalReport, baselineName: string, teacherName:
   const teacher = find(teacherName);
   const gap = teacher.accuracy - base.accuracy;
   const t = pairedCounts(teacher, base);
-  const students = report.systems
-    .filter((s) => s !== base && s !== teacher)
+  const students = (studentNames ? studentNames.map(find) : report.systems.filter((s) => s !== base && s !== teacher))
     .map((s): GapRow => {
       const { wins, losses } = pairedCounts(s, base);
       const delta = s.accuracy - base.accuracy;

@@ -53,5 +53,8 @@ describe('debateGap', () => {
     expect(md).toContain('| student A | 40.0% | +10.0 | 2 / 1 |');
     expect(md).toContain('a lead of +40.0 pts');
     expect(() => debateGap(report, 'single', 'nope')).toThrow(/no system named 'nope'/);
+    // Named students only: other rows (a greedy reference, say) stay out of the comparison.
+    expect(debateGap(report, 'single', 'debate', ['student C', 'student A']).students.map((s) => s.name)).toEqual(['student C', 'student A']);
+    expect(() => debateGap(report, 'single', 'debate', ['student X'])).toThrow(/no system named 'student X'/);
   });
 });

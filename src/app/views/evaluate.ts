@@ -27,6 +27,7 @@ function demoExtras(r: EvalReport): string {
   if (!d || typeof d !== 'object') return '';
   const x = d as Record<string, unknown>;
   const parts: string[] = [];
+  if (typeof x.temperature === 'number') parts.push(`agents, single agent and students sample at temperature ${x.temperature}`);
   if (typeof x.debateTrainFinalAccuracy === 'number') parts.push(`debate accuracy on the training questions ${pct(x.debateTrainFinalAccuracy)}`);
   if (typeof x.prmAuc === 'number') parts.push(`PRM held-out AUC ${x.prmAuc.toFixed(3)}`);
   const rl = Array.isArray(x.rl) ? x.rl.filter((v): v is number => typeof v === 'number') : [];
@@ -34,13 +35,14 @@ function demoExtras(r: EvalReport): string {
   return parts.join(' · ');
 }
 
-/** The demo's distillation comparison (`demo.baseline` vs `demo.teacher`, report.ts), when named. */
+/** The demo's distillation comparison (`demo.baseline` vs `demo.teacher`, of `demo.students` if listed; report.ts), when named. */
 function gapSection(r: EvalReport): HTMLElement | null {
-  const d = (r as EvalReport & { demo?: { baseline?: unknown; teacher?: unknown } }).demo;
+  const d = (r as EvalReport & { demo?: { baseline?: unknown; teacher?: unknown; students?: unknown } }).demo;
   if (typeof d?.baseline !== 'string' || typeof d.teacher !== 'string') return null;
+  const students = Array.isArray(d.students) && d.students.every((x) => typeof x === 'string') ? (d.students as string[]) : undefined;
   const box = h('div', { id: 'eval-gap' });
   try {
-    setMarkdown(box, debateGapMarkdown(debateGap(r, d.baseline, d.teacher)));
+    setMarkdown(box, debateGapMarkdown(debateGap(r, d.baseline, d.teacher, students)));
   } catch (e) {
     box.textContent = `Cannot compare the students with the debate: ${errorText(e)}`;
   }
