@@ -1,7 +1,8 @@
 /**
  * `npm run demo`: the whole AgentArk pipeline, headless, on the embedded model (offline).
  *
- *   debate over the demo train split (5 agents x 2 rounds + aggregator, the base model)
+ *   debate over the demo train split (5 agents x 2 rounds + aggregator, the base model; round 2
+ *   and the aggregator read the other agents' final answers: a sparse debate)
  *   → R-SFT, DA and PAD training sets → a LoRA adapter per strategy
  *     (PAD: a process reward model head on the frozen student, then RL from the R-SFT adapter with
  *      PRM + verifiable reward)
@@ -60,7 +61,7 @@ const MAX_TOKENS = 64;
 const t0 = performance.now();
 const log = (msg: string) => process.stderr.write(`[demo ${((performance.now() - t0) / 1000).toFixed(0)}s] ${msg}\n`);
 
-const DEBATE: DebateOptions = { numAgents: 5, rounds: 2, aggregator: 'llm', promptStyle: STYLE, temperature: TEMPERATURE, max_tokens: MAX_TOKENS, seed: SEED, concurrency: 3 };
+const DEBATE: DebateOptions = { numAgents: 5, rounds: 2, aggregator: 'llm', promptStyle: STYLE, quote: 'answer', temperature: TEMPERATURE, max_tokens: MAX_TOKENS, seed: SEED, concurrency: 3 };
 const LORA: Partial<TrainOptions> = { mode: 'lora', rank: 16, alpha: 32, dropout: 0, targets: ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'], lr: 2e-3, batchSize: 8, schedule: 'cosine', warmupSteps: 5, seed: SEED };
 
 async function trainAdapter(runtime: Runtime, name: string, rows: object[], epochs: number, init?: PeftAdapter): Promise<PeftAdapter> {

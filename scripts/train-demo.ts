@@ -19,8 +19,9 @@
  * rows (2,000 problems: half a single-agent row, one debate-round row and 0.3 aggregator rows each,
  * lr 1e-3), because revising after reading peers is the skill the main mix under-trains. Then a
  * self-play stage: the model answers 1,000 fresh problems as five debate agents at the demo's
- * temperature, and 220 steps train it to revise after reading those actual answers and to judge
- * them, against the reference solutions.
+ * temperature, and two passes of 220 steps train it to revise after reading those actual answers
+ * and to judge them, against the reference solutions: with whole solutions quoted, then with final
+ * answers only (the sparse debate `npm run demo` runs).
  *
  * Environment: DEMO_STEPS (one plain cosine schedule of that many steps instead of the stages),
  * DEMO_START_FROM (a model directory: skip the stages before self-play and start it from those
@@ -63,10 +64,22 @@ export const DEMO = {
     : { problems: 2000, seed: 20261123, mix: { single: 0.5, debate: 1, aggregator: 0.3 }, steps: 160, lr: 1e-3, warmup: 10 },
   // Last, self-play: the model answers fresh problems as 5 debate agents (round 1, the demo's
   // temperature), and is trained to revise after reading those actual answers and to judge them
-  // (see selfPlayRows). Synthetic mistakes taught the format; its own mistakes are what it meets.
+  // (see selfPlayRows): first with whole solutions quoted, then with final answers only (the
+  // sparse debate the demo runs: a round-2 prompt of ~140 tokens instead of ~250, which a model
+  // this small reads far more reliably). Synthetic mistakes taught the format; its own mistakes
+  // are what it meets.
   selfPlay: process.env.DEMO_STEPS
     ? null
-    : { from: 2000, problems: 1000, seed: 20261124, debatePerQuestion: 2, aggregatorPerQuestion: 1, singlePerQuestion: 0.5, steps: 220, lr: 1e-3, warmup: 10 },
+    : {
+        from: 2000,
+        problems: 1000,
+        seed: 20261124,
+        rows: { debatePerQuestion: 2, aggregatorPerQuestion: 1, singlePerQuestion: 0.5 },
+        passes: [
+          { name: 'self-play', quote: 'solution' as const, steps: 220, lr: 1e-3, warmup: 10 },
+          { name: 'self-play-answers', quote: 'answer' as const, steps: 220, lr: 1e-3, warmup: 10 },
+        ],
+      },
 };
 
 /** Round 1 of a 5-agent debate by the model in `modelDir` over `problems`, as trajectories. */
@@ -175,16 +188,20 @@ async function main(): Promise<void> {
       // A finished round from an interrupted run is reused (generating it takes minutes).
       const done = await readTrajectories(trajectories).then((r) => r.length, () => 0);
       if (done !== sp.problems) await selfPlayRound(final, train.slice(sp.from, sp.from + sp.problems), DEMO.temperature, sp.seed, trajectories);
-      const spRows = selfPlayRows(await readTrajectories(trajectories), { prompts: COMPACT_DEBATE_PROMPTS, ...sp });
-      const spCorpus = path.join(work, 'corpus-self-play.jsonl');
-      await fs.writeFile(spCorpus, toTrainingJsonl(spRows, { stripMeta: true }));
-      await log.write(`# self-play: ${sp.problems} problems answered by ${path.relative(ROOT, final)} at temperature ${DEMO.temperature} -> ${spRows.length} rows\n`);
-      const from = final;
-      final = path.join(work, 'trained-self-play');
-      await runTrain([
-        path.join(ROOT, 'bin/agentark.js'), 'train', '--model', from, '--mode', 'full', '--data', spCorpus, '--out', final,
-        '--steps', String(sp.steps), '--lr', String(sp.lr), '--warmup', String(sp.warmup), '--seed', String(sp.seed), ...common,
-      ], log);
+      const records = await readTrajectories(trajectories);
+      await log.write(`# self-play: ${sp.problems} problems answered by ${path.relative(ROOT, final)} at temperature ${DEMO.temperature}\n`);
+      for (const pass of sp.passes) {
+        const spRows = selfPlayRows(records, { seed: sp.seed, prompts: COMPACT_DEBATE_PROMPTS, quote: pass.quote, ...sp.rows });
+        const spCorpus = path.join(work, `corpus-${pass.name}.jsonl`);
+        await fs.writeFile(spCorpus, toTrainingJsonl(spRows, { stripMeta: true }));
+        await log.write(`# ${pass.name}: peers quoted as ${pass.quote}s, ${spRows.length} rows\n`);
+        const from = final;
+        final = path.join(work, `trained-${pass.name}`);
+        await runTrain([
+          path.join(ROOT, 'bin/agentark.js'), 'train', '--model', from, '--mode', 'full', '--data', spCorpus, '--out', final,
+          '--steps', String(pass.steps), '--lr', String(pass.lr), '--warmup', String(pass.warmup), '--seed', String(sp.seed), ...common,
+        ], log);
+      }
     }
   } finally {
     await log.close();

@@ -40,8 +40,15 @@ export const USAGE = `usage: agentark debate --data FILE --out TRAJ.jsonl [optio
   --max-tokens N         max tokens per reply (default 1024)
   --seed S               base seed (agent i, round r gets S + i + 1000(r-1))
   --max-quoted-chars N   quote at most the last N characters of each other agent's answer
+  --quote solution|answer  what agents and the aggregator read of the others: whole solutions
+                         (default) or final answers only (a sparse debate)
   --quiet                no per-question progress lines
 `;
+
+function quoteMode(v: string | undefined): 'solution' | 'answer' | undefined {
+  if (v === undefined || v === 'solution' || v === 'answer') return v;
+  throw new UsageError(`--quote must be solution or answer, got ${JSON.stringify(v)}`);
+}
 
 function int(name: string, v: string | undefined, min = 0): number | undefined {
   if (v === undefined) return undefined;
@@ -102,6 +109,7 @@ export async function run(argv: string[]): Promise<number> {
         'max-tokens': { type: 'string' },
         seed: { type: 'string' },
         'max-quoted-chars': { type: 'string' },
+        quote: { type: 'string' },
         quiet: { type: 'boolean', default: false },
         help: { type: 'boolean', short: 'h', default: false },
       },
@@ -177,6 +185,7 @@ export async function run(argv: string[]): Promise<number> {
       max_tokens: int('max-tokens', values['max-tokens'] as string | undefined, 1),
       seed: int('seed', values.seed as string | undefined, 0),
       maxQuotedChars: int('max-quoted-chars', values['max-quoted-chars'] as string | undefined, 1),
+      quote: quoteMode(values.quote as string | undefined),
       concurrency,
       engines: engine,
     };

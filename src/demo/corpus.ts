@@ -17,7 +17,7 @@
  *
  * Nothing in a prompt gives the answer away beyond what a real debate shows (the peers' answers).
  */
-import { aggregatorPrompt, aggregatorSystemPrompt, answerFormatInstruction, debateTurn, defaultAgentSystemPrompt, formatQuestion } from '../teach/debate';
+import { aggregatorPrompt, aggregatorSystemPrompt, answerFormatInstruction, answerLine, debateTurn, defaultAgentSystemPrompt, formatQuestion } from '../teach/debate';
 import { EXPRESSION_RE, apply, expression, generateProblems, hashString, pick, seededRandom, writeGsm8kJsonl, type Difficulty, type Problem, type Step } from './problems';
 import { renderChatML } from './tokenizer';
 
@@ -340,6 +340,8 @@ export interface SelfPlayOptions {
   /** Single-agent rows per question (default 0.5; fractions are drawn), so answering alone is not forgotten. */
   singlePerQuestion?: number;
   prompts?: DebatePrompts;
+  /** What the revising agent and the judge read of the others (DebateOptions.quote; default 'solution'). */
+  quote?: 'solution' | 'answer';
 }
 
 /**
@@ -361,13 +363,14 @@ export function selfPlayRows(records: readonly { id: string; question: string; r
     const final = Number(m[1]);
     const rng = seededRandom(hashString(`self-play|${opts.seed}|${rec.id}`));
     const answers = first.map((a) => a.completion.trim());
+    const quoted = opts.quote === 'answer' ? first.map((a) => answerLine('gsm8k', a.extracted)) : answers;
     const finals = first.map((a) => (a.extracted !== null && /^\d+$/.test(a.extracted) ? Number(a.extracted) : NaN));
     const system: ChatMessage = { role: 'system', content: prompts.system };
     const user: ChatMessage = { role: 'user', content: prompts.question(rec.question) };
     const seats = shuffleInPlace(answers.map((_, i) => i), rng);
     const majorityCorrect = plurality(finals.filter((f) => !Number.isNaN(f))) === final;
     for (const self of seats.slice(0, Math.min(opts.debatePerQuestion ?? 2, seats.length))) {
-      const others = answers.map((answer, j) => ({ name: prompts.agentName(j), answer })).filter((_, j) => j !== self);
+      const others = quoted.map((answer, j) => ({ name: prompts.agentName(j), answer })).filter((_, j) => j !== self);
       rows.push({
         prompt: [system, user, { role: 'assistant', content: answers[self]! }, { role: 'user', content: prompts.debateTurn(others) }],
         completion: [{ role: 'assistant', content: rec.reference.trim() }],
@@ -378,7 +381,7 @@ export function selfPlayRows(records: readonly { id: string; question: string; r
       rows.push({
         messages: [
           { role: 'system', content: prompts.aggregatorSystem },
-          { role: 'user', content: prompts.aggregatorUser(rec.question, answers.map((answer, j) => ({ name: prompts.agentName(j), answer }))) },
+          { role: 'user', content: prompts.aggregatorUser(rec.question, quoted.map((answer, j) => ({ name: prompts.agentName(j), answer }))) },
           { role: 'assistant', content: `#### ${final}` },
         ],
         meta: { kind: 'aggregator', problemId: rec.id, final, shown: finals, majorityCorrect },

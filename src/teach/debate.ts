@@ -81,6 +81,12 @@ export interface DebateOptions {
    */
   maxQuotedChars?: number;
   /**
+   * What later rounds and the aggregator read of each agent: its whole latest solution (default)
+   * or only its final answer, written in the task's answer format ("#### 12"): a sparse debate,
+   * cheaper, and short enough for a small model's context.
+   */
+  quote?: 'solution' | 'answer';
+  /**
    * 'default': the full wording above; 'compact': short instructions for small models with short
    * contexts (the embedded demo is trained on exactly these strings).
    */
@@ -170,6 +176,12 @@ function quote(text: string, max?: number): string {
   const t = text.trim();
   if (!max || t.length <= max) return t;
   return `[…] ${t.slice(t.length - max)}`;
+}
+
+/** A final answer alone, in the task's answer format (what a sparse debate quotes). */
+export function answerLine(task: Task, answer: string | null): string {
+  if (answer === null) return '(no final answer)';
+  return task === 'gsm8k' ? `#### ${answer}` : task === 'math' ? `\\boxed{${answer}}` : `Answer: ${answer}`;
 }
 
 /** The user turn of a later round: the other agents' latest answers and the request to revise. */
@@ -301,6 +313,7 @@ export async function runDebate(question: Question, opts: DebateOptions, engines
   if (task !== 'gsm8k' && task !== 'math' && task !== 'mc') throw new Error(`debate: unknown task ${JSON.stringify(task)}`);
   const rounds = opts.rounds ?? 2;
   if (!(rounds >= 1)) throw new Error(`debate: rounds must be >= 1, got ${rounds}`);
+  if (opts.quote !== undefined && opts.quote !== 'solution' && opts.quote !== 'answer') throw new Error(`debate: quote must be 'solution' or 'answer', got ${JSON.stringify(opts.quote)}`);
   const aggKind = opts.aggregator ?? 'llm';
   const agents = resolveAgents(task, opts, engines);
   const ref = referenceAnswer(task, String(question.answer ?? ''));
@@ -324,6 +337,7 @@ export async function runDebate(question: Question, opts: DebateOptions, engines
     { role: 'system', content: a.system },
     { role: 'user', content: `${qText}` },
   ]);
+  // What the others read of each agent's latest message (see DebateOptions.quote).
   const latest: string[] = agents.map(() => '');
   const roundRecs: DebateRound[] = [];
 
@@ -345,7 +359,7 @@ export async function runDebate(question: Question, opts: DebateOptions, engines
     );
     messages.forEach((m, i) => {
       count(m.usage);
-      latest[i] = m.completion;
+      latest[i] = opts.quote === 'answer' ? answerLine(task, m.extracted) : m.completion;
       convs[i]!.push({ role: 'assistant', content: m.completion });
     });
     roundRecs.push({ round: r, messages });

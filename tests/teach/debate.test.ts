@@ -126,6 +126,25 @@ describe('runDebate (fake engine)', () => {
     expect(rec.rounds[1]!.messages.every((m) => m.extracted === '4' && !m.correct)).toBe(true);
   });
 
+  it("quote 'answer': later rounds and the judge read the others' final answers only (a sparse debate)", async () => {
+    const engine = createFakeEngine({ reply: (req) => (isJudge(req) ? '#### 7' : uniqueReply((r) => (r.seed ?? 0) % 10)(req)) });
+    const rec = await runDebate(q, { numAgents: 3, rounds: 2, aggregator: 'llm', seed: 20, quote: 'answer', promptStyle: 'compact' }, engine);
+    const [r1, r2] = [rec.rounds[0]!.messages, rec.rounds[1]!.messages];
+    r2.forEach((m, i) => {
+      // Its own earlier reply stays whole (an assistant turn); the others appear as "#### n" only.
+      expect(m.prompt[2]).toEqual({ role: 'assistant', content: r1[i]!.completion });
+      const turn = m.prompt[3]!.content;
+      r1.forEach((o, j) => {
+        expect(turn.includes(o.completion.split('\n')[0]!)).toBe(false);
+        expect(turn.includes(`--- ${o.agent} ---\n#### ${o.extracted}\n`)).toBe(j !== i);
+      });
+    });
+    const judge = rec.aggregator.prompt![1]!.content;
+    for (const m of r2) expect(judge).toContain(`--- ${m.agent} ---\n#### ${m.extracted}`);
+    expect(judge).not.toContain('Solution ');
+    await expect(runDebate(q, { numAgents: 2, rounds: 2, quote: 'summary' as never }, engine)).rejects.toThrow(/quote must be 'solution' or 'answer'/);
+  });
+
   it('llm aggregator without a parseable answer falls back to the vote', async () => {
     const engine = createFakeEngine({ reply: (req) => (isJudge(req) ? 'I cannot decide.' : uniqueReply(() => 7)(req)) });
     const rec = await runDebate(q, { numAgents: 3, rounds: 1, aggregator: 'llm' }, engine);
