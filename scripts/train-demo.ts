@@ -76,8 +76,8 @@ export const DEMO = {
         seed: 20261124,
         rows: { debatePerQuestion: 2, aggregatorPerQuestion: 1, singlePerQuestion: 0.5 },
         passes: [
-          { name: 'self-play', quote: 'solution' as const, steps: 220, lr: 1e-3, warmup: 10 },
-          { name: 'self-play-answers', quote: 'answer' as const, steps: 220, lr: 1e-3, warmup: 10 },
+          { name: 'self-play', temperature: 0.3, quote: 'solution' as const, restateQuestion: false, steps: 220, lr: 1e-3, warmup: 10 },
+          { name: 'self-play-sparse', temperature: 0.7, quote: 'answer' as const, restateQuestion: true, steps: 220, lr: 1e-3, warmup: 10 },
         ],
       },
 };
@@ -184,17 +184,17 @@ async function main(): Promise<void> {
     }
     const sp = DEMO.selfPlay;
     if (sp) {
-      const trajectories = path.join(work, 'self-play-round1.jsonl');
-      // A finished round from an interrupted run is reused (generating it takes minutes).
-      const done = await readTrajectories(trajectories).then((r) => r.length, () => 0);
-      if (done !== sp.problems) await selfPlayRound(final, train.slice(sp.from, sp.from + sp.problems), DEMO.temperature, sp.seed, trajectories);
-      const records = await readTrajectories(trajectories);
-      await log.write(`# self-play: ${sp.problems} problems answered by ${path.relative(ROOT, final)} at temperature ${DEMO.temperature}\n`);
-      for (const pass of sp.passes) {
-        const spRows = selfPlayRows(records, { seed: sp.seed, prompts: COMPACT_DEBATE_PROMPTS, quote: pass.quote, ...sp.rows });
+      for (const [k, pass] of sp.passes.entries()) {
+        // Each pass: the current model answers its own slice of fresh problems (round 1, on
+        // policy); a finished round from an interrupted run is reused (generating it takes minutes).
+        const trajectories = path.join(work, `${pass.name}-round1.jsonl`);
+        const done = await readTrajectories(trajectories).then((r) => r.length, () => 0);
+        const from0 = sp.from + k * sp.problems;
+        if (done !== sp.problems) await selfPlayRound(final, train.slice(from0, from0 + sp.problems), pass.temperature, sp.seed + k, trajectories);
+        const spRows = selfPlayRows(await readTrajectories(trajectories), { seed: sp.seed, prompts: COMPACT_DEBATE_PROMPTS, quote: pass.quote, restateQuestion: pass.restateQuestion, ...sp.rows });
         const spCorpus = path.join(work, `corpus-${pass.name}.jsonl`);
         await fs.writeFile(spCorpus, toTrainingJsonl(spRows, { stripMeta: true }));
-        await log.write(`# ${pass.name}: peers quoted as ${pass.quote}s, ${spRows.length} rows\n`);
+        await log.write(`# ${pass.name}: ${sp.problems} problems answered by ${path.relative(ROOT, final)} at temperature ${pass.temperature}; peers quoted as ${pass.quote}s${pass.restateQuestion ? ', question restated' : ''}; ${spRows.length} rows\n`);
         const from = final;
         final = path.join(work, `trained-${pass.name}`);
         await runTrain([

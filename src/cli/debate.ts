@@ -42,6 +42,7 @@ export const USAGE = `usage: agentark debate --data FILE --out TRAJ.jsonl [optio
   --max-quoted-chars N   quote at most the last N characters of each other agent's answer
   --quote solution|answer  what agents and the aggregator read of the others: whole solutions
                          (default) or final answers only (a sparse debate)
+  --restate-question     repeat the question in later rounds' turns (helps small models)
   --quiet                no per-question progress lines
 `;
 
@@ -110,6 +111,7 @@ export async function run(argv: string[]): Promise<number> {
         seed: { type: 'string' },
         'max-quoted-chars': { type: 'string' },
         quote: { type: 'string' },
+        'restate-question': { type: 'boolean' },
         quiet: { type: 'boolean', default: false },
         help: { type: 'boolean', short: 'h', default: false },
       },
@@ -186,6 +188,7 @@ export async function run(argv: string[]): Promise<number> {
       seed: int('seed', values.seed as string | undefined, 0),
       maxQuotedChars: int('max-quoted-chars', values['max-quoted-chars'] as string | undefined, 1),
       quote: quoteMode(values.quote as string | undefined),
+      restateQuestion: values['restate-question'] === true,
       concurrency,
       engines: engine,
     };

@@ -56,8 +56,8 @@ export interface DebatePrompts {
   system: string;
   /** The round-1 user turn. */
   question(question: string): string;
-  /** The user turn of rounds ≥ 2. */
-  debateTurn(others: { name: string; answer: string }[]): string;
+  /** The user turn of rounds ≥ 2 (with `question`: restated, DebateOptions.restateQuestion). */
+  debateTurn(others: { name: string; answer: string }[], question?: string): string;
   aggregatorSystem: string;
   aggregatorUser(question: string, finals: { name: string; answer: string }[]): string;
   /** Agent i's name (0-based), as the debate names agents. */
@@ -70,10 +70,10 @@ const FORMAT = answerFormatInstruction('gsm8k');
 export const GSM8K_DEBATE_PROMPTS: DebatePrompts = {
   system: `You are a careful, accurate solver of grade-school math word problems. Reason step by step, checking each calculation. ${FORMAT}`,
   question: (question) => formatQuestion({ question }),
-  debateTurn: (others) => {
+  debateTurn: (others, question) => {
     const quoted = others.map((o) => `--- ${o.name} ---\n${o.answer.trim()}`).join('\n\n');
     return (
-      `Here are the latest solutions from the other agents:\n\n${quoted}\n\n` +
+      `Here are the latest solutions from the other agents:\n\n${quoted}\n\n${question === undefined ? '' : `Question: ${question}\n\n`}` +
       'Use their reasoning as additional evidence, but think for yourself: check every step, yours and theirs, ' +
       'and point out any mistakes you find. Then give your updated step-by-step solution. ' +
       FORMAT
@@ -100,7 +100,7 @@ export const GSM8K_DEBATE_PROMPTS: DebatePrompts = {
 export const COMPACT_DEBATE_PROMPTS: DebatePrompts = {
   system: defaultAgentSystemPrompt('gsm8k', 'compact'),
   question: (question) => formatQuestion({ question }),
-  debateTurn: (others) => debateTurn('gsm8k', others, undefined, 'compact'),
+  debateTurn: (others, question) => debateTurn('gsm8k', others, undefined, 'compact', question),
   aggregatorSystem: aggregatorSystemPrompt('gsm8k', undefined, 'compact'),
   aggregatorUser: (question, finals) => aggregatorPrompt('gsm8k', formatQuestion({ question }), finals, undefined, 'compact'),
   agentName: (i) => `agent${i + 1}`,
@@ -342,6 +342,8 @@ export interface SelfPlayOptions {
   prompts?: DebatePrompts;
   /** What the revising agent and the judge read of the others (DebateOptions.quote; default 'solution'). */
   quote?: 'solution' | 'answer';
+  /** Repeat the question in the revision turn (DebateOptions.restateQuestion). */
+  restateQuestion?: boolean;
 }
 
 /**
@@ -372,7 +374,7 @@ export function selfPlayRows(records: readonly { id: string; question: string; r
     for (const self of seats.slice(0, Math.min(opts.debatePerQuestion ?? 2, seats.length))) {
       const others = quoted.map((answer, j) => ({ name: prompts.agentName(j), answer })).filter((_, j) => j !== self);
       rows.push({
-        prompt: [system, user, { role: 'assistant', content: answers[self]! }, { role: 'user', content: prompts.debateTurn(others) }],
+        prompt: [system, user, { role: 'assistant', content: answers[self]! }, { role: 'user', content: prompts.debateTurn(others, opts.restateQuestion ? prompts.question(rec.question) : undefined) }],
         completion: [{ role: 'assistant', content: rec.reference.trim() }],
         meta: { kind: 'debate', problemId: rec.id, final, shown: [finals[self]!, ...finals.filter((_, j) => j !== self)], majorityCorrect },
       });

@@ -87,6 +87,11 @@ export interface DebateOptions {
    */
   quote?: 'solution' | 'answer';
   /**
+   * Repeat the question at the end of later rounds' turns, next to where the agent starts
+   * writing: a small model loses track of numbers stated a few hundred tokens back.
+   */
+  restateQuestion?: boolean;
+  /**
    * 'default': the full wording above; 'compact': short instructions for small models with short
    * contexts (the embedded demo is trained on exactly these strings).
    */
@@ -184,12 +189,16 @@ export function answerLine(task: Task, answer: string | null): string {
   return task === 'gsm8k' ? `#### ${answer}` : task === 'math' ? `\\boxed{${answer}}` : `Answer: ${answer}`;
 }
 
-/** The user turn of a later round: the other agents' latest answers and the request to revise. */
-export function debateTurn(task: Task, others: { name: string; answer: string }[], max?: number, style: PromptStyle = 'default'): string {
+/**
+ * The user turn of a later round: the other agents' latest answers and the request to revise;
+ * with `question`, the question is repeated just before the request.
+ */
+export function debateTurn(task: Task, others: { name: string; answer: string }[], max?: number, style: PromptStyle = 'default', question?: string): string {
   const quoted = others.map((o) => `--- ${o.name} ---\n${quote(o.answer, max)}`).join('\n\n');
-  if (style === 'compact') return `Answers from the other agents:\n\n${quoted}\n\nCheck each step, yours and theirs, and give your corrected solution. ${COMPACT_FORMAT[task]}`;
+  const again = question === undefined ? '' : `Question: ${question}\n\n`;
+  if (style === 'compact') return `Answers from the other agents:\n\n${quoted}\n\n${again}Check each step, yours and theirs, and give your corrected solution. ${COMPACT_FORMAT[task]}`;
   return (
-    `Here are the latest solutions from the other agents:\n\n${quoted}\n\n` +
+    `Here are the latest solutions from the other agents:\n\n${quoted}\n\n${again}` +
     'Use their reasoning as additional evidence, but think for yourself: check every step, yours and theirs, ' +
     'and point out any mistakes you find. Then give your updated step-by-step solution. ' +
     FORMAT[task]
@@ -345,7 +354,7 @@ export async function runDebate(question: Question, opts: DebateOptions, engines
     if (r > 1) {
       agents.forEach((a, i) => {
         const others = agents.map((b, j) => ({ name: b.name, answer: latest[j]! })).filter((_, j) => j !== i);
-        convs[i]!.push({ role: 'user', content: debateTurn(task, others, opts.maxQuotedChars, opts.promptStyle) });
+        convs[i]!.push({ role: 'user', content: debateTurn(task, others, opts.maxQuotedChars, opts.promptStyle, opts.restateQuestion ? qText : undefined) });
       });
     }
     const messages = await Promise.all(

@@ -300,13 +300,14 @@ describe('selfPlayRows', () => {
       const rec = records.find((x) => x.id === p.id)!;
       const replies = rec.rounds[0]!.messages.map((m) => m.completion);
       const engine = createFakeEngine({ reply: (_req, { call }) => replies[(call - 1) % replies.length]! });
-      sparse.push(await runDebate({ id: p.id, question: p.question, answer: p.answer, task: 'gsm8k' }, { numAgents: 5, rounds: 2, aggregator: 'vote', promptStyle: 'compact', quote: 'answer', seed: 1 }, engine));
+      sparse.push(await runDebate({ id: p.id, question: p.question, answer: p.answer, task: 'gsm8k' }, { numAgents: 5, rounds: 2, aggregator: 'vote', promptStyle: 'compact', quote: 'answer', restateQuestion: true, seed: 1 }, engine));
     }
-    for (const r of byKind(selfPlayRows(sparse, { seed: 3, prompts: P, quote: 'answer', debatePerQuestion: 5 }), 'debate')) {
+    for (const r of byKind(selfPlayRows(sparse, { seed: 3, prompts: P, quote: 'answer', restateQuestion: true, debatePerQuestion: 5 }), 'debate')) {
       if (!('prompt' in r)) throw new Error('debate rows are prompt/completion rows');
       const rec = sparse.find((x) => x.id === r.meta.problemId)!;
       expect(rec.rounds[1]!.messages.some((m) => JSON.stringify(m.prompt) === JSON.stringify(r.prompt))).toBe(true);
       expect(r.prompt[3]!.content).not.toContain(' = ');
+      expect(r.prompt[3]!.content).toContain(`Question: ${rec.question}`);
     }
   });
 

@@ -41,7 +41,7 @@ describe('agentark debate', () => {
     const server = await startServer(engine, { modelId: 'fake' });
     try {
       const out = path.join(dir, 'traj.jsonl');
-      const args = ['--data', gsm8k, '--task', 'gsm8k', '--out', out, '--agents', '3', '--rounds', '2', '--aggregator', 'vote', '--engine', 'openai', '--base-url', server.baseUrl, '--api-model', 'fake', '--seed', '3', '--max-tokens', '128', '--temperature', '0.8'];
+      const args = ['--data', gsm8k, '--task', 'gsm8k', '--out', out, '--agents', '3', '--rounds', '2', '--aggregator', 'vote', '--engine', 'openai', '--base-url', server.baseUrl, '--api-model', 'fake', '--seed', '3', '--max-tokens', '128', '--temperature', '0.8', '--quote', 'answer', '--restate-question'];
       const r = await capture(() => run([...args, '--limit', '3', '--concurrency', '2']));
       expect(r.code).toBe(0);
       expect(r.err.match(/^\[\d\/3\] .*final=.*\| r1 \d\/3 r2 \d\/3 \| 6 calls/gm)).toHaveLength(3);
@@ -55,6 +55,10 @@ describe('agentark debate', () => {
       expect(recs).toHaveLength(3);
       expect(recs[0]!.rounds[0]!.messages[0]!.params).toEqual({ temperature: 0.8, top_p: 1, max_tokens: 128, seed: 3 });
       expect(recs[0]!.rounds[0]!.messages[0]!.model).toBe('fake');
+      // --quote answer --restate-question: round 2 reads "#### n" lines, then the question again.
+      const turn = recs[0]!.rounds[1]!.messages[0]!.prompt[3]!.content;
+      expect(turn).toContain(`--- agent2 ---\n#### ${recs[0]!.rounds[0]!.messages[1]!.extracted}\n`);
+      expect(turn).toContain(`Question: ${recs[0]!.question}`);
       // Resume with a larger limit: only the new questions are debated; the summary covers all 4.
       const before = server.stats.completions;
       const r2 = await capture(() => run([...args, '--limit', '4']));

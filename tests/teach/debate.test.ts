@@ -126,9 +126,9 @@ describe('runDebate (fake engine)', () => {
     expect(rec.rounds[1]!.messages.every((m) => m.extracted === '4' && !m.correct)).toBe(true);
   });
 
-  it("quote 'answer': later rounds and the judge read the others' final answers only (a sparse debate)", async () => {
+  it("quote 'answer': later rounds and the judge read the others' final answers only (a sparse debate); restateQuestion repeats the question", async () => {
     const engine = createFakeEngine({ reply: (req) => (isJudge(req) ? '#### 7' : uniqueReply((r) => (r.seed ?? 0) % 10)(req)) });
-    const rec = await runDebate(q, { numAgents: 3, rounds: 2, aggregator: 'llm', seed: 20, quote: 'answer', promptStyle: 'compact' }, engine);
+    const rec = await runDebate(q, { numAgents: 3, rounds: 2, aggregator: 'llm', seed: 20, quote: 'answer', restateQuestion: true, promptStyle: 'compact' }, engine);
     const [r1, r2] = [rec.rounds[0]!.messages, rec.rounds[1]!.messages];
     r2.forEach((m, i) => {
       // Its own earlier reply stays whole (an assistant turn); the others appear as "#### n" only.
@@ -138,6 +138,7 @@ describe('runDebate (fake engine)', () => {
         expect(turn.includes(o.completion.split('\n')[0]!)).toBe(false);
         expect(turn.includes(`--- ${o.agent} ---\n#### ${o.extracted}\n`)).toBe(j !== i);
       });
+      expect(turn).toContain(`\n\nQuestion: ${q.question}\n\nCheck each step`);
     });
     const judge = rec.aggregator.prompt![1]!.content;
     for (const m of r2) expect(judge).toContain(`--- ${m.agent} ---\n#### ${m.extracted}`);
