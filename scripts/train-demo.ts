@@ -49,7 +49,7 @@ export const DEMO = {
   model: { hidden_size: 96, num_hidden_layers: 4, num_attention_heads: 4, num_key_value_heads: 2, intermediate_size: 256 },
   contextLength: 384,
   /** The sampling temperature of the demo's agents (scripts/demo.ts DEMO_TEMPERATURE's default). */
-  temperature: 0.3,
+  temperature: 0.7,
   // Rows per problem: answering alone, revising in a debate round, aggregating (compute is the budget).
   mix: { single: 1, debate: 0.3, aggregator: 0.1 },
   train: { batch: 16, lr: 3e-3, warmup: 50, schedule: 'cosine' },
