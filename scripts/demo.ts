@@ -16,8 +16,9 @@
  *
  * Sizes: DEMO_TRAIN_QUESTIONS (debated train questions), DEMO_TEST_QUESTIONS, DEMO_RL_STEPS and
  * DEMO_RL_QUESTIONS (the train-split pool RL samples its prompts from; RL needs only questions and
- * reference answers) — the defaults fit the whole run in about 15 minutes on a 2-core software
- * adapter. DEMO_ROBUSTNESS=1 adds the robustness probes (perturbed questions) to the evaluation.
+ * reference answers) — the defaults fit the whole run in about 8 minutes on a 2-core software
+ * adapter. DEMO_TEMPERATURE (default 0.7) is the sampling temperature of every system but the greedy
+ * reference. DEMO_ROBUSTNESS=1 adds the robustness probes (perturbed questions) to the evaluation.
  */
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
