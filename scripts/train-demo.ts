@@ -17,11 +17,11 @@
  * 700-step one again to step 525, then a warm restart onto a 1075-step cosine schedule to step
  * 1075. Last, a debate-weighted stage: 160 steps of full fine-tuning from those weights on fresh
  * rows (2,000 problems: half a single-agent row, one debate-round row and 0.3 aggregator rows each,
- * lr 1e-3), because revising after reading peers is the skill the main mix under-trains. Then a
- * self-play stage: the model answers 1,000 fresh problems as five debate agents at the demo's
- * temperature, and two passes of 220 steps train it to revise after reading those actual answers
- * and to judge them, against the reference solutions: with whole solutions quoted, then with final
- * answers only (the sparse debate `npm run demo` runs).
+ * lr 1e-3), because revising after reading peers is the skill the main mix under-trains. Then two
+ * self-play passes of 220 steps: in each, the model answers 1,000 fresh problems as five debate
+ * agents, and is trained to revise after reading those actual answers and to judge them, against
+ * the reference solutions — first at temperature 0.3 with whole solutions quoted, then at 0.7 with
+ * final answers only and the question restated (the sparse debate `npm run demo` runs).
  *
  * Environment: DEMO_STEPS (one plain cosine schedule of that many steps instead of the stages),
  * DEMO_START_FROM (a model directory: skip the stages before self-play and start it from those
@@ -62,12 +62,12 @@ export const DEMO = {
   debateStage: process.env.DEMO_STEPS
     ? null
     : { problems: 2000, seed: 20261123, mix: { single: 0.5, debate: 1, aggregator: 0.3 }, steps: 160, lr: 1e-3, warmup: 10 },
-  // Last, self-play: the model answers fresh problems as 5 debate agents (round 1, the demo's
-  // temperature), and is trained to revise after reading those actual answers and to judge them
-  // (see selfPlayRows): first with whole solutions quoted, then with final answers only (the
-  // sparse debate the demo runs: a round-2 prompt of ~140 tokens instead of ~250, which a model
-  // this small reads far more reliably). Synthetic mistakes taught the format; its own mistakes
-  // are what it meets.
+  // Last, self-play: the model answers fresh problems as 5 debate agents (round 1), and is
+  // trained to revise after reading those actual answers and to judge them (see selfPlayRows):
+  // first with whole solutions quoted, then as the demo debates — final answers only and the
+  // question repeated next to where the reply starts (a model this small loses numbers stated a
+  // few hundred tokens back). Synthetic mistakes taught the format; its own mistakes are what it
+  // meets.
   selfPlay: process.env.DEMO_STEPS
     ? null
     : {

@@ -149,6 +149,11 @@ export interface DebateRunSettings {
   seed?: number;
   /** Overrides each question's task. */
   task?: Task;
+  /**
+   * Prompt format: 'standard' (default wording, whole solutions quoted) or 'small' (compact
+   * wording, final answers quoted, the question restated: what the embedded demo model debates in).
+   */
+  format?: 'standard' | 'small';
 }
 
 /** Which call of a debate a streamed piece belongs to. */

@@ -451,6 +451,7 @@ async function debate(taskId: string, questions: Question[], settings: DebateRun
       max_tokens: settings.max_tokens,
       ...(settings.seed !== undefined ? { seed: settings.seed } : {}),
       ...(settings.task ? { task: settings.task } : {}),
+      ...(settings.format === 'small' ? { promptStyle: 'compact' as const, quote: 'answer' as const, restateQuestion: true } : {}),
     };
     const names = Array.from({ length: agents }, (_, i) => `agent${i + 1}`);
     for (let index = 0; index < questions.length && !ctrl.signal.aborted; index++) {

@@ -91,11 +91,6 @@ export const GSM8K_DEBATE_PROMPTS: DebatePrompts = {
   agentName: (i) => `agent${i + 1}`,
 };
 
-/**
- * A PROPOSAL, not what debate.ts sends today: the same protocol with short instructions, so a
- * 5-agent debate row fits a small context. Using it for training only makes sense once debate.ts
- * can send these exact strings (e.g. a `promptStyle: 'compact'` option).
- */
 /** The debate's compact prompt style (src/teach/debate.ts promptStyle 'compact'), task gsm8k. */
 export const COMPACT_DEBATE_PROMPTS: DebatePrompts = {
   system: defaultAgentSystemPrompt('gsm8k', 'compact'),

@@ -158,6 +158,10 @@ describe('web app in Chromium (WebGPU on the software adapter)', () => {
     await page.fill('#teach-agents', '2');
     await page.fill('#teach-rounds', '2');
     await page.selectOption('#teach-aggregator', 'llm');
+    // A long-context model starts on the standard format; the small one (answers only, question
+    // restated) is one choice away.
+    expect(await page.locator('#teach-format').inputValue()).toBe('standard');
+    await page.selectOption('#teach-format', 'small');
     await page.fill('#teach-max-tokens', '6');
     await page.fill('#teach-seed', '1');
     await page.click('#teach-run');
@@ -182,6 +186,9 @@ describe('web app in Chromium (WebGPU on the software adapter)', () => {
       expect(r.rounds.map((x) => x.messages.length)).toEqual([2, 2]);
       expect(r.aggregator.kind).toBe('llm');
       expect(r.rounds[0]!.messages[0]!.usage.completion_tokens).toBeGreaterThan(0);
+      const turn = r.rounds[1]!.messages[0]!.prompt[3]!.content;
+      expect(turn).toContain(`Question: ${r.question}`);
+      expect(turn).toMatch(/--- agent2 ---\n(#### \S+|\(no final answer\))\n\nQuestion: /);
     }
     expect(records.map((r) => r.question)).toEqual(questions.map((q) => q.question));
   }, 240_000);

@@ -7,7 +7,7 @@ import { shippedData } from 'virtual:agentark-public';
 import type { Task } from '../../eval/answers';
 import { parseQuestions, type Question } from '../../teach/datasets';
 import type { TrajectoryRecord } from '../../teach/trajectory';
-import type { DebateEvent, DebateRunSettings, DebateSlot, TeacherEngineSpec } from '../api';
+import type { DebateEvent, DebateRunSettings, DebateSlot, LoadedModel, TeacherEngineSpec } from '../api';
 import { Comlink, newTaskId, type AppContext, type Page } from '../client';
 import { clear, downloadText, errorText, field, h, numberInput, readNumber, statusLine } from '../dom';
 import { setMarkdown } from '../markdown';
@@ -186,6 +186,17 @@ export const teachPage: Page = {
     roundsInput.id = 'teach-rounds';
     const aggSelect = h('select', { id: 'teach-aggregator' }, h('option', { value: 'llm' }, 'LLM judge'), h('option', { value: 'vote' }, 'Majority vote'));
     const tempInput = numberInput({ value: 0.7, min: 0, max: 2, step: 0.05 });
+    const formatSelect = h(
+      'select',
+      { id: 'teach-format' },
+      h('option', { value: 'standard' }, 'Standard (whole solutions)'),
+      h('option', { value: 'small' }, 'Small model (answers only, question restated)'),
+    );
+    // A short context cannot hold a standard debate that quotes whole solutions (the embedded
+    // demo model has 384 tokens), so such models start on the small format.
+    const pickFormat = (m: LoadedModel | null) => void (formatSelect.value = m && m.contextLength <= 512 ? 'small' : 'standard');
+    pickFormat(ctx.state.model);
+    ctx.state.on('model', pickFormat);
     tempInput.id = 'teach-temperature';
     const maxTokInput = numberInput({ value: 512, min: 1, step: 1 });
     maxTokInput.id = 'teach-max-tokens';
@@ -201,7 +212,7 @@ export const teachPage: Page = {
       'section',
       { class: 'card', 'aria-labelledby': 'teach-d-h' },
       h('h2', { id: 'teach-d-h' }, '3 · Debate'),
-      h('div', { class: 'grid3' }, field('Agents', agentsInput), field('Rounds', roundsInput, 'Including the independent first round.'), field('Aggregator', aggSelect), field('Temperature', tempInput), field('Max tokens per reply', maxTokInput), field('Seed', seedInput)),
+      h('div', { class: 'grid3' }, field('Agents', agentsInput), field('Rounds', roundsInput, 'Including the independent first round.'), field('Aggregator', aggSelect), field('Format', formatSelect, 'Small model: the compact, sparse debate the embedded demo model was trained on.'), field('Temperature', tempInput), field('Max tokens per reply', maxTokInput), field('Seed', seedInput)),
       h('div', { class: 'row actions' }, runBtn, stopBtn, downloadBtn),
       runProgress,
       runStatus.el,
@@ -342,6 +353,7 @@ export const teachPage: Page = {
         max_tokens: Math.max(1, Math.floor(readNumber(maxTokInput, 512))),
         ...(Number.isFinite(seed) ? { seed: Math.floor(seed) } : {}),
         task: taskSelect.value as Task,
+        format: formatSelect.value as 'standard' | 'small',
       };
       const id = newTaskId('debate');
       running = id;
