@@ -152,10 +152,18 @@ export interface Outcome {
   error?: string;
 }
 
+/** Of a debate round's agent answers, how many were right. */
+export interface RoundTally {
+  correct: number;
+  agents: number;
+}
+
 export interface QuestionResult extends Outcome {
   id: string;
   /** Cost of answering this question once. */
   cost: CostTotals;
+  /** Debate systems: right answers among the agents' answers, per round. */
+  rounds?: RoundTally[];
   attempt2?: Outcome;
   distractor?: Outcome;
   rename?: Outcome;
@@ -173,6 +181,12 @@ export interface SystemReport {
   /** Calls that failed (counted as wrong). */
   errors: number;
   selfCorrection: SelfCorrectionStats | null;
+  /**
+   * Debate systems: the share of right answers among all agents' answers, per round. Round 1 is
+   * one independent sample per agent: a single agent's accuracy, estimated from agents × questions
+   * samples instead of one per question.
+   */
+  roundAccuracy?: number[];
   /** null when robustness was not run; an entry is null when no question was perturbed that way. */
   robustness: { distractor: RobustnessEntry | null; rename: RobustnessEntry | null } | null;
   cost: Cost;
@@ -214,6 +228,8 @@ const round1 = (x: number) => Math.round(x * 10) / 10;
 
 interface Answer extends Outcome {
   cost: CostTotals;
+  /** Debate systems: right answers among the agents' answers, per round. */
+  rounds?: RoundTally[];
   /** The reply text (single systems), for the follow-up turn. */
   text?: string;
   messages?: ChatMessage[];
@@ -279,12 +295,26 @@ async function debateAnswer(sys: DebateSystem, task: Task, q: Question, opts: Ev
     return {
       correct: rec.final.correct,
       extracted: rec.final.answer,
+      rounds: rec.rounds.map((r) => ({ correct: r.messages.filter((m) => m.correct).length, agents: r.messages.length })),
       cost: { calls: rec.totals.calls, promptTokens: rec.totals.promptTokens, completionTokens: rec.totals.completionTokens, wallMs: round1(now() - t0) },
     };
   } catch (e) {
     if (opts.signal?.aborted) throw new AbortedError();
     return { correct: false, extracted: null, error: (e as Error).message, cost: { ...zero(), wallMs: round1(now() - t0) } };
   }
+}
+
+/** Right answers over all agents' answers, per round (rounds missing from failed debates are skipped). */
+function debateRoundAccuracy(results: readonly QuestionResult[]): number[] {
+  const sums: RoundTally[] = [];
+  for (const r of results) {
+    r.rounds?.forEach((t, k) => {
+      const s = (sums[k] ??= { correct: 0, agents: 0 });
+      s.correct += t.correct;
+      s.agents += t.agents;
+    });
+  }
+  return sums.map((s) => (s.agents ? s.correct / s.agents : 0));
 }
 
 const outcome = (a: Answer): Outcome => ({ correct: a.correct, extracted: a.extracted, ...(a.error !== undefined ? { error: a.error } : {}) });
@@ -312,7 +342,7 @@ async function evalQuestion(sys: EvalSystem, p: Prepared, opts: EvalOptions, now
     return a;
   };
   const first = await ask(q);
-  const result: QuestionResult = { id: String(q.id), ...outcome(first), cost: { ...first.cost } };
+  const result: QuestionResult = { id: String(q.id), ...outcome(first), cost: { ...first.cost }, ...(first.rounds ? { rounds: first.rounds } : {}) };
   if (sys.kind === 'single' && (opts.selfCorrection ?? true)) {
     let second: Answer;
     if (first.error !== undefined || first.messages === undefined) {
@@ -429,6 +459,7 @@ export async function evaluate(questions: PerturbableQuestion[], systems: EvalSy
     }
     costAll.wallMs = round1(costAll.wallMs);
     cost.wallMs = round1(cost.wallMs);
+    const roundAccuracy = sys.kind === 'debate' ? debateRoundAccuracy(results) : undefined;
     reports.push({
       name: sys.name,
       kind: sys.kind,
@@ -439,6 +470,7 @@ export async function evaluate(questions: PerturbableQuestion[], systems: EvalSy
       unparsed: results.filter((r) => r.extracted === null && r.error === undefined).length,
       errors,
       selfCorrection: sc,
+      ...(roundAccuracy ? { roundAccuracy } : {}),
       robustness: robustness ? { distractor: robustnessEntry(results, 'distractor'), rename: robustnessEntry(results, 'rename') } : null,
       cost: {
         ...cost,

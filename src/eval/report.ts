@@ -77,6 +77,9 @@ export function toMarkdown(report: EvalReport): string {
         `Renamed: person names changed (${p.rename.namesChanged}), numbers scaled with the answer recomputed (${p.rename.numbersScaled}); ${p.rename.changed} questions changed.`,
     );
   }
+  for (const s of report.systems) {
+    if (s.roundAccuracy?.length) notes.push(`${cell(s.name)}: agents' answers right in ${s.roundAccuracy.map((a, k) => `round ${k + 1} ${pct(a)}`).join(', ')} (round 1: one independent sample per agent and question).`);
+  }
   notes.push('Cost: per question, for answering it once; tokens from the engines\' usage.');
   const errs = report.systems.filter((s) => s.errors > 0);
   if (errs.length) notes.push(`Failed calls (counted wrong): ${errs.map((s) => `${cell(s.name)} ${s.errors}`).join(', ')}.`);
@@ -104,7 +107,8 @@ export interface GapRow {
 
 export interface DebateGap {
   baseline: { name: string; accuracy: number; callsPerQuestion: number };
-  teacher: { name: string; accuracy: number; callsPerQuestion: number; wins: number; losses: number; pValue: number };
+  /** `roundAccuracy`: the debate's agents' accuracy per round, when the report has it. */
+  teacher: { name: string; accuracy: number; callsPerQuestion: number; wins: number; losses: number; pValue: number; roundAccuracy?: number[] };
   /** Debate accuracy minus baseline accuracy. */
   gap: number;
   students: GapRow[];
@@ -169,7 +173,7 @@ export function debateGap(report: EvalReport, baselineName: string, teacherName:
     });
   return {
     baseline: { name: base.name, accuracy: base.accuracy, callsPerQuestion: base.cost.perQuestion.calls },
-    teacher: { name: teacher.name, accuracy: teacher.accuracy, callsPerQuestion: teacher.cost.perQuestion.calls, ...t, pValue: signTest(t.wins, t.losses) },
+    teacher: { name: teacher.name, accuracy: teacher.accuracy, callsPerQuestion: teacher.cost.perQuestion.calls, ...t, pValue: signTest(t.wins, t.losses), ...(teacher.roundAccuracy ? { roundAccuracy: teacher.roundAccuracy } : {}) },
     gap,
     students,
   };
@@ -183,6 +187,8 @@ export function debateGapMarkdown(g: DebateGap): string {
       `(${cell(g.baseline.name)}, ${num(g.baseline.callsPerQuestion)} call/q): a lead of ${signedPts(g.gap)} pts ` +
       `(right on ${g.teacher.wins} questions the single agent misses, wrong on ${g.teacher.losses} it gets; sign test p = ${g.teacher.pValue.toPrecision(2)}).`,
   );
+  const r1 = g.teacher.roundAccuracy?.[0];
+  if (r1 !== undefined) lines[lines.length - 1] += ` Its round-1 agents — each one independent sample of the same model on the same questions — are right ${pct(r1)} of the time.`;
   lines.push('');
   lines.push("| Student | Accuracy | vs single (pts) | Won / lost vs single | Sign test p | Share of the debate's lead | Calls/q | Verdict |");
   lines.push('| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |');

@@ -158,6 +158,9 @@ describe('evaluate', () => {
       unparsed: 0,
       errors: 0,
       selfCorrection: null,
+      // Round 1: both agents answer as the base model does alone (right on q1, q3) → 4/8;
+      // round 2: every debated answer is right → 8/8.
+      roundAccuracy: [0.5, 1],
       robustness: {
         distractor: { n: 4, correct: 2, accuracy: 0.5, baseline: 0.75, delta: -0.25 },
         rename: { n: 3, correct: 2, accuracy: 2 / 3, baseline: 2 / 3, delta: 0 },
@@ -168,6 +171,8 @@ describe('evaluate', () => {
       questions: expect.any(Array),
     });
     expect(debate!.questions.every((q) => q.attempt2 === undefined)).toBe(true);
+    expect(debate!.questions.map((q) => q.rounds!.map((r) => `${r.correct}/${r.agents}`))).toEqual([['2/2', '2/2'], ['0/2', '2/2'], ['2/2', '2/2'], ['0/2', '2/2']]);
+    expect(single!.roundAccuracy).toBeUndefined();
 
     // Student: attempt 1 all right; review breaks q1 → 3/4 (Δ −1/4, right→wrong 1/4).
     // Distractor: q2 wrong → 3/4 vs 1; renamed all right → 1 vs 1.
@@ -313,6 +318,7 @@ describe('agentark eval', () => {
         unparsed: 0,
         errors: 0,
         selfCorrection: null,
+        roundAccuracy: [0.5, 1],
         robustness: {
           distractor: { n: 4, correct: 2, accuracy: 0.5, baseline: 0.75, delta: -0.25 },
           rename: { n: 3, correct: 2, accuracy: 2 / 3, baseline: 2 / 3, delta: 0 },
