@@ -17,7 +17,7 @@
  *
  * Nothing in a prompt gives the answer away beyond what a real debate shows (the peers' answers).
  */
-import { aggregatorPrompt, aggregatorSystemPrompt, answerFormatInstruction, answerLine, debateTurn, defaultAgentSystemPrompt, formatQuestion } from '../teach/debate';
+import { aggregatorPrompt, aggregatorSystemPrompt, answerLine, debateTurn, defaultAgentSystemPrompt, formatQuestion, type PromptStyle } from '../teach/debate';
 import { EXPRESSION_RE, apply, expression, generateProblems, hashString, pick, seededRandom, writeGsm8kJsonl, type Difficulty, type Problem, type Step } from './problems';
 import { renderChatML } from './tokenizer';
 
@@ -46,10 +46,8 @@ export type DemoRow =
 // ---------------------------------------------------------------------------------------------
 // Prompts: the debate's, for task gsm8k.
 //
-// `answerFormatInstruction` and `formatQuestion` are imported from debate.ts; the system prompt,
-// the debate turn and the aggregator prompts are private there and mirrored here verbatim
-// (tests/demo/corpus.test.ts runs a real debate with a scripted engine and checks that every
-// prompt it sends equals what these builders produce).
+// Built from debate.ts's own prompt functions (tests/demo/corpus.test.ts also runs a real debate
+// with a scripted engine and checks that every prompt it sends equals what these builders produce).
 
 export interface DebatePrompts {
   /** The agents' system prompt. */
@@ -64,42 +62,23 @@ export interface DebatePrompts {
   agentName(i: number): string;
 }
 
-const FORMAT = answerFormatInstruction('gsm8k');
+/** The debate's prompts in one prompt style, task gsm8k, no personas, no quoting limit. */
+function gsm8kDebatePrompts(style: PromptStyle): DebatePrompts {
+  return {
+    system: defaultAgentSystemPrompt('gsm8k', style),
+    question: (question) => formatQuestion({ question }),
+    debateTurn: (others, question) => debateTurn('gsm8k', others, undefined, style, question),
+    aggregatorSystem: aggregatorSystemPrompt('gsm8k', undefined, style),
+    aggregatorUser: (question, finals) => aggregatorPrompt('gsm8k', formatQuestion({ question }), finals, undefined, style),
+    agentName: (i) => `agent${i + 1}`,
+  };
+}
 
-/** Mirrors src/teach/debate.ts (DEBATE_PROMPT_VERSION 'agentark-debate/1'), task gsm8k, no personas, no quoting limit. */
-export const GSM8K_DEBATE_PROMPTS: DebatePrompts = {
-  system: `You are a careful, accurate solver of grade-school math word problems. Reason step by step, checking each calculation. ${FORMAT}`,
-  question: (question) => formatQuestion({ question }),
-  debateTurn: (others, question) => {
-    const quoted = others.map((o) => `--- ${o.name} ---\n${o.answer.trim()}`).join('\n\n');
-    return (
-      `Here are the latest solutions from the other agents:\n\n${quoted}\n\n${question === undefined ? '' : `Question: ${question}\n\n`}` +
-      'Use their reasoning as additional evidence, but think for yourself: check every step, yours and theirs, ' +
-      'and point out any mistakes you find. Then give your updated step-by-step solution. ' +
-      FORMAT
-    );
-  },
-  aggregatorSystem: `You are the impartial judge of a debate between several agents. ${FORMAT}`,
-  aggregatorUser: (question, finals) => {
-    const quoted = finals.map((o) => `--- ${o.name} ---\n${o.answer.trim()}`).join('\n\n');
-    return (
-      `Question:\n${formatQuestion({ question })}\n\nSeveral agents debated this question. Their final solutions are:\n\n${quoted}\n\n` +
-      'Weigh the arguments, identify which reasoning is correct, and state the single final answer with a brief justification. ' +
-      FORMAT
-    );
-  },
-  agentName: (i) => `agent${i + 1}`,
-};
+/** The debate's default prompts (DEBATE_PROMPT_VERSION 'agentark-debate/1'), task gsm8k. */
+export const GSM8K_DEBATE_PROMPTS: DebatePrompts = gsm8kDebatePrompts('default');
 
-/** The debate's compact prompt style (src/teach/debate.ts promptStyle 'compact'), task gsm8k. */
-export const COMPACT_DEBATE_PROMPTS: DebatePrompts = {
-  system: defaultAgentSystemPrompt('gsm8k', 'compact'),
-  question: (question) => formatQuestion({ question }),
-  debateTurn: (others, question) => debateTurn('gsm8k', others, undefined, 'compact', question),
-  aggregatorSystem: aggregatorSystemPrompt('gsm8k', undefined, 'compact'),
-  aggregatorUser: (question, finals) => aggregatorPrompt('gsm8k', formatQuestion({ question }), finals, undefined, 'compact'),
-  agentName: (i) => `agent${i + 1}`,
-};
+/** The debate's compact prompt style (promptStyle 'compact'), task gsm8k: what the demo model reads. */
+export const COMPACT_DEBATE_PROMPTS: DebatePrompts = gsm8kDebatePrompts('compact');
 
 // ---------------------------------------------------------------------------------------------
 // Wrong answers
