@@ -25,7 +25,7 @@ import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { LocalEngine, Runtime } from '../src/engine/local';
 import { loadQuestions } from '../src/teach/datasets';
-import { defaultAgentSystemPrompt, runDebateSet, type DebateOptions } from '../src/teach/debate';
+import { SMALL_MODEL_DEBATE, defaultAgentSystemPrompt, runDebateSet, type DebateOptions } from '../src/teach/debate';
 import { readTrajectories } from '../src/teach/trajectory';
 import { buildRsft } from '../src/distill/rsft';
 import { buildDa } from '../src/distill/da';
@@ -55,8 +55,7 @@ const SEED = 7;
 // students it is compared with: one of the debate's agents, alone. A greedy single agent is
 // reported beside them for reference.
 const TEMPERATURE = Number(process.env.DEMO_TEMPERATURE ?? 0.7);
-const STYLE = 'compact' as const;
-const SYSTEM = defaultAgentSystemPrompt('gsm8k', STYLE);
+const SYSTEM = defaultAgentSystemPrompt('gsm8k', SMALL_MODEL_DEBATE.promptStyle);
 const MAX_TOKENS = 64;
 
 const t0 = performance.now();
@@ -64,7 +63,7 @@ const log = (msg: string) => process.stderr.write(`[demo ${((performance.now() -
 
 // The model's judge is weaker than a vote over the revised answers (48% vs 60% on held-out
 // problems 101-200, which chose these settings), so the round-2 answers are voted on.
-const DEBATE: DebateOptions = { numAgents: 5, rounds: 2, aggregator: 'vote', promptStyle: STYLE, quote: 'answer', restateQuestion: true, temperature: TEMPERATURE, max_tokens: MAX_TOKENS, seed: SEED, concurrency: 3 };
+const DEBATE: DebateOptions = { numAgents: 5, rounds: 2, aggregator: 'vote', ...SMALL_MODEL_DEBATE, temperature: TEMPERATURE, max_tokens: MAX_TOKENS, seed: SEED, concurrency: 3 };
 const LORA: Partial<TrainOptions> = { mode: 'lora', rank: 16, alpha: 32, dropout: 0, targets: ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'], lr: 2e-3, batchSize: 8, schedule: 'cosine', warmupSteps: 5, seed: SEED };
 
 async function trainAdapter(runtime: Runtime, name: string, rows: object[], epochs: number, init?: PeftAdapter): Promise<PeftAdapter> {

@@ -20,7 +20,7 @@ import { Gpu } from '../gpu/device';
 import type { AnyBackend } from '../kernels/backend';
 import { CpuBackend } from '../kernels/cpu';
 import { GpuBackend } from '../kernels/gpu';
-import { runDebate, type DebateOptions } from '../teach/debate';
+import { SMALL_MODEL_DEBATE, runDebate, type DebateOptions } from '../teach/debate';
 import { collectStream, OpenAIEngine } from '../teach/openai-engine';
 import type { Question } from '../teach/datasets';
 import type { TrajectoryRecord } from '../teach/trajectory';
@@ -451,7 +451,7 @@ async function debate(taskId: string, questions: Question[], settings: DebateRun
       max_tokens: settings.max_tokens,
       ...(settings.seed !== undefined ? { seed: settings.seed } : {}),
       ...(settings.task ? { task: settings.task } : {}),
-      ...(settings.format === 'small' ? { promptStyle: 'compact' as const, quote: 'answer' as const, restateQuestion: true } : {}),
+      ...(settings.format === 'small' ? SMALL_MODEL_DEBATE : {}),
     };
     const names = Array.from({ length: agents }, (_, i) => `agent${i + 1}`);
     for (let index = 0; index < questions.length && !ctrl.signal.aborted; index++) {

@@ -183,6 +183,12 @@ function quote(text: string, max?: number): string {
   return `[…] ${t.slice(t.length - max)}`;
 }
 
+/**
+ * The debate for small models (the embedded demo model is trained on exactly this): compact
+ * wording, the others' final answers only, the question restated in later rounds.
+ */
+export const SMALL_MODEL_DEBATE = { promptStyle: 'compact', quote: 'answer', restateQuestion: true } as const satisfies Pick<DebateOptions, 'promptStyle' | 'quote' | 'restateQuestion'>;
+
 /** A final answer alone, in the task's answer format (what a sparse debate quotes). */
 export function answerLine(task: Task, answer: string | null): string {
   if (answer === null) return '(no final answer)';
