@@ -43,12 +43,18 @@ export const USAGE = `usage: agentark debate --data FILE --out TRAJ.jsonl [optio
   --quote solution|answer  what agents and the aggregator read of the others: whole solutions
                          (default) or final answers only (a sparse debate)
   --restate-question     repeat the question in later rounds' turns (helps small models)
+  --prompt-style default|compact  compact: short instructions (what the embedded demo model reads)
   --quiet                no per-question progress lines
 `;
 
 function quoteMode(v: string | undefined): 'solution' | 'answer' | undefined {
   if (v === undefined || v === 'solution' || v === 'answer') return v;
   throw new UsageError(`--quote must be solution or answer, got ${JSON.stringify(v)}`);
+}
+
+function promptStyle(v: string | undefined): 'default' | 'compact' | undefined {
+  if (v === undefined || v === 'default' || v === 'compact') return v;
+  throw new UsageError(`--prompt-style must be default or compact, got ${JSON.stringify(v)}`);
 }
 
 function int(name: string, v: string | undefined, min = 0): number | undefined {
@@ -112,6 +118,7 @@ export async function run(argv: string[]): Promise<number> {
         'max-quoted-chars': { type: 'string' },
         quote: { type: 'string' },
         'restate-question': { type: 'boolean' },
+        'prompt-style': { type: 'string' },
         quiet: { type: 'boolean', default: false },
         help: { type: 'boolean', short: 'h', default: false },
       },
@@ -189,6 +196,7 @@ export async function run(argv: string[]): Promise<number> {
       maxQuotedChars: int('max-quoted-chars', values['max-quoted-chars'] as string | undefined, 1),
       quote: quoteMode(values.quote as string | undefined),
       restateQuestion: values['restate-question'] === true,
+      promptStyle: promptStyle(values['prompt-style'] as string | undefined),
       concurrency,
       engines: engine,
     };

@@ -78,6 +78,7 @@ describe('agentark debate', () => {
     expect((await capture(() => run(['--data', 'x', '--out', 'y', '--aggregator', 'mean', '--base-url', 'http://127.0.0.1:1/v1']))).err).toMatch(/--aggregator must be llm or vote/);
     expect((await capture(() => run(['--data', 'x', '--out', 'y', '--agents', '0', '--base-url', 'http://127.0.0.1:1/v1']))).err).toMatch(/--agents must be an integer >= 1/);
     expect((await capture(() => run(['--data', 'x', '--out', 'y', '--quote', 'summary', '--base-url', 'http://127.0.0.1:1/v1']))).err).toMatch(/--quote must be solution or answer/);
+    expect((await capture(() => run(['--data', 'x', '--out', 'y', '--prompt-style', 'tiny', '--base-url', 'http://127.0.0.1:1/v1']))).err).toMatch(/--prompt-style must be default or compact/);
     expect((await capture(() => run(['--data', 'x', '--out', 'y', '--engine', 'openai']))).err).toMatch(/needs --base-url/);
     expect((await capture(() => run(['--data', 'x', '--out', 'y', '--engine', 'local']))).err).toMatch(/needs --model/);
     const help = await capture(() => run(['--help']));
