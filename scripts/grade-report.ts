@@ -4,7 +4,7 @@
  *
  *   npx tsx scripts/grade-report.ts [path/to/example_model_solutions.jsonl] [--all]
  *
- * Default path: ../shared/data/gsm8k/example_model_solutions.jsonl relative to the repo root.
+ * Default path: public/data/gsm8k/example_model_solutions.jsonl relative to the repo root.
  * Prints one block per disagreement (row, solver, extracted, reference, label, last line), then
  * "suspect labels": solutions whose reasoning ends on the reference value while the stated final
  * answer ("A: n") differs from it and is a digit prefix of it (e.g. body 5600, "A: 5"), which
@@ -20,7 +20,7 @@ const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..'
 const args = process.argv.slice(2);
 const file =
   args.find((a) => !a.startsWith('--')) ??
-  path.resolve(repoRoot, '../shared/data/gsm8k/example_model_solutions.jsonl');
+  path.resolve(repoRoot, 'public/data/gsm8k/example_model_solutions.jsonl');
 const showAll = args.includes('--all');
 
 interface Row {

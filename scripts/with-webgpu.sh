@@ -4,8 +4,7 @@
 set -euo pipefail
 here=$(cd "$(dirname "$0")/.." && pwd)
 if [ -z "${VK_ICD_FILENAMES:-}" ]; then
-  setup="$here/../shared/scripts/software-webgpu.sh"
-  [ -x "$setup" ] || setup="$here/scripts/software-webgpu.sh"
+  setup="$here/scripts/software-webgpu.sh"
   eval "$("$setup" ${AGENTARK_WEBGPU:-})"
 fi
 exec "$@"

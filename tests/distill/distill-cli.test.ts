@@ -16,7 +16,7 @@ import type { Question } from '../../src/teach/datasets';
 import { createFakeEngine } from '../helpers/fake-engine';
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-const solutionsFile = path.resolve(repoRoot, '../shared/data/gsm8k/example_model_solutions.jsonl');
+const solutionsFile = path.resolve(repoRoot, 'public/data/gsm8k/example_model_solutions.jsonl');
 type RawRow = { question: string; ground_truth: string } & Record<string, unknown>;
 const raw: RawRow[] = readFileSync(solutionsFile, 'utf8')
   .split('\n')

@@ -18,7 +18,7 @@ import { importExampleModelSolutions } from '../../src/teach/importers';
 import { parseTrajectoryLine, type TrajectoryRecord } from '../../src/teach/trajectory';
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-const dataDir = path.resolve(repoRoot, '../shared/data/gsm8k');
+const dataDir = path.resolve(repoRoot, 'public/data/gsm8k');
 const text = readFileSync(path.join(dataDir, 'example_model_solutions.jsonl'), 'utf8');
 
 interface RawSolution {

@@ -9,7 +9,7 @@ import { describe, expect, it } from 'vitest';
 import { grade, referenceAnswer } from '../../src/eval/answers';
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-const dataDir = path.resolve(repoRoot, '../shared/data/gsm8k');
+const dataDir = path.resolve(repoRoot, 'public/data/gsm8k');
 
 interface Solution {
   is_correct: boolean;

@@ -24,7 +24,7 @@ import { generateProblems } from '../../src/demo/problems';
 import { parseQuestions, type Question } from '../../src/teach/datasets';
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-const gsm8k = parseQuestions(readFileSync(path.resolve(repoRoot, '../shared/data/gsm8k/test.jsonl'), 'utf8'), 'gsm8k', 'test.jsonl');
+const gsm8k = parseQuestions(readFileSync(path.resolve(repoRoot, 'public/data/gsm8k/test.jsonl'), 'utf8'), 'gsm8k', 'test.jsonl');
 const digits = (s: string) => s.match(/\d+(?:[.,]\d+)*/g) ?? [];
 const content = (s: string) => new Set((s.toLowerCase().match(/\p{L}{4,}/gu) ?? []).filter((w) => !['that', 'this', 'with', 'from', 'have', 'into', 'their', 'there', 'nearby', 'across', 'through'].includes(w)));
 

@@ -9,7 +9,7 @@ import { grade, referenceAnswer } from '../../src/eval/answers';
 import { loadQuestions, parseQuestions } from '../../src/teach/datasets';
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-const gsm8kTest = path.resolve(repoRoot, '../shared/data/gsm8k/test.jsonl');
+const gsm8kTest = path.resolve(repoRoot, 'public/data/gsm8k/test.jsonl');
 
 const jsonl = (...rows: unknown[]) => rows.map((r) => JSON.stringify(r)).join('\n') + '\n';
 

@@ -11,7 +11,7 @@ import { readTrajectories } from '../../src/teach/trajectory';
 import { createFakeEngine } from '../helpers/fake-engine';
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-const gsm8k = path.resolve(repoRoot, '../shared/data/gsm8k/test.jsonl');
+const gsm8k = path.resolve(repoRoot, 'public/data/gsm8k/test.jsonl');
 
 let dir: string;
 beforeAll(async () => {

@@ -17,7 +17,7 @@ import { readTrajectories, summarizeTrajectories, type TrajectoryRecord } from '
 import { createFakeEngine } from '../helpers/fake-engine';
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-const gsm8k = path.resolve(repoRoot, '../shared/data/gsm8k/test.jsonl');
+const gsm8k = path.resolve(repoRoot, 'public/data/gsm8k/test.jsonl');
 
 let dir: string;
 let questions: Question[];

@@ -6,7 +6,7 @@ import { grade } from '../../src/eval/answers';
 import { importAgentArkOutput, importExampleModelSolutions, splitAgentArkResponse } from '../../src/teach/importers';
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-const dataDir = path.resolve(repoRoot, '../shared/data/gsm8k');
+const dataDir = path.resolve(repoRoot, 'public/data/gsm8k');
 const exampleText = readFileSync(path.join(dataDir, 'example_model_solutions.jsonl'), 'utf8');
 const SOLVERS = ['6b_finetuning', '6b_verification', '175b_finetuning', '175b_verification'];
 

@@ -13,7 +13,7 @@ import { writeTinyModel } from '../helpers/tiny-model';
 import { agentark, REPO_ROOT } from '../helpers/reference';
 
 const CLI = path.join(REPO_ROOT, 'bin/agentark.js');
-const GSM8K = path.resolve(REPO_ROOT, '../shared/data/gsm8k/test.jsonl');
+const GSM8K = path.resolve(REPO_ROOT, 'public/data/gsm8k/test.jsonl');
 const children: ChildProcess[] = [];
 
 afterAll(() => children.forEach((c) => c.kill('SIGKILL')));
