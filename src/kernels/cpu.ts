@@ -3,6 +3,8 @@
  * semantics. Tests compare each GPU kernel against these; benchmarks run them side by side.
  */
 import type { Backend, KvCacheShape, WeightShape } from './backend';
+import type { TrainOps } from './train-backend';
+import { CpuTrainOps } from './train-cpu';
 import { f16ToF32 as f16BitsToF32 } from '../formats/dtype';
 
 export interface CpuWeight extends WeightShape {
@@ -120,6 +122,9 @@ export class CpuBackend implements Backend<Float32Array, CpuWeight, Uint32Array>
   async toHost(t: Float32Array, n: number, offset = 0): Promise<Float32Array> {
     return t.slice(offset, offset + n);
   }
+  upload(t: Float32Array, data: Float32Array): void {
+    t.set(data);
+  }
   free(): void {}
   freeIndices(): void {}
   freeWeight(): void {}
@@ -154,4 +159,7 @@ export class CpuBackend implements Backend<Float32Array, CpuWeight, Uint32Array>
     rows.forEach((r, i) => out.set(src.subarray(r * cols, (r + 1) * cols), i * cols));
   }
   flush(): void {}
+  createTrainOps(): TrainOps<Float32Array, CpuWeight, Uint32Array> {
+    return new CpuTrainOps();
+  }
 }
