@@ -6,7 +6,7 @@
  */
 import { promises as fsp } from 'node:fs';
 import { parseArgs } from 'node:util';
-import type { Task } from '../eval/answers';
+import type { Task } from '../tasks/answers';
 import { writeJsonl, type SftFormat } from '../distill/common';
 import { buildDa } from '../distill/da';
 import { parseDistillInput } from '../distill/from-imported';

@@ -13,11 +13,11 @@ import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 import type { ChatEngine } from '../engine/types';
-import type { Task } from '../eval/answers';
+import type { Task } from '../tasks/answers';
 import { evaluate, type EvalSystem } from '../eval/harness';
 import type { ArithmeticStep, PerturbableQuestion, StructuredProblem } from '../eval/perturb';
 import { toMarkdown } from '../eval/report';
-import { loadQuestions, type Question } from '../teach/datasets';
+import { loadQuestions, type Question } from '../tasks/datasets';
 import { OpenAIEngine } from '../teach/openai-engine';
 import { runtimeOptions, stderrProgress } from './args';
 

@@ -32,10 +32,10 @@
  */
 import type { ChatEngine, ChatMessage } from '../engine/types';
 import type { ProgressCallback } from '../progress';
-import { studentMessages } from '../distill/common';
-import { runDebate, answerFormatInstruction, type DebateOptions, type Engines } from '../teach/debate';
-import type { Question } from '../teach/datasets';
-import { answersEqual, extractAnswer, referenceAnswer, type Task } from './answers';
+import { answerFormatInstruction, studentMessages } from '../tasks/prompts';
+import { runDebate, type DebateOptions, type Engines } from '../teach/debate';
+import type { Question } from '../tasks/datasets';
+import { answersEqual, extractAnswer, referenceAnswer, type Task } from '../tasks/answers';
 import { perturbQuestion, type PerturbableQuestion, type Perturbed } from './perturb';
 
 export const EVAL_SCHEMA = 'agentark.eval/1';
