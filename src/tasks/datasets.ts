@@ -23,6 +23,8 @@ export interface Question {
   task: Task;
   /** Multiple choice only: the choice texts, in letter order. */
   choices?: string[];
+  /** The question set's label when several sets are evaluated in one run (`agentark eval --data A --data B`). */
+  set?: string;
 }
 
 export interface LoadOptions {
