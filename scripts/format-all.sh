@@ -4,6 +4,9 @@
 # run the tests, commit. Afterwards `npm test` (biome ci) keeps the tree there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# The project has no ESLint: its disable comments are dead (Biome reports what they hid).
+git ls-files -z -- '*.ts' '*.js' | xargs -0 sed -i -E \
+  -e '/^\s*(\/\/|\/\*) eslint-disable[^\n]*$/d' -e 's# *// eslint-disable-(next-)?line.*$##'
 # Formatting and the linter's safe fixes (the last step below reports what is left).
 npx biome check --write . >/dev/null 2>&1 || true
 # Unsafe-labelled fixes that are behaviour-preserving here: string concatenation to template
