@@ -113,10 +113,9 @@ export const RUNTIME_FLAGS = {
 } as const;
 
 export function runtimeOptions(v: { backend?: string; dtype?: string; 'context-length'?: string; adapter?: string }) {
-  return {
-    backend: choiceFlag(v.backend, 'backend', ['webgpu', 'cpu'], 'webgpu'),
-    dtype: choiceFlag(v.dtype, 'dtype', ['auto', 'f16', 'f32'], 'auto'),
-    contextLength: intFlag(v['context-length'], 'context-length', undefined, { min: 1 }),
-    adapter: v.adapter,
-  };
+  const backend = v.backend ?? 'webgpu';
+  if (backend !== 'webgpu' && backend !== 'cpu') throw new UsageError(`--backend must be webgpu or cpu, got '${backend}'`);
+  const dtype = v.dtype ?? 'auto';
+  if (!['auto', 'f16', 'f32'].includes(dtype)) throw new UsageError(`--dtype must be auto, f16 or f32, got '${dtype}'`);
+  return { backend: backend as 'webgpu' | 'cpu', dtype: dtype as 'auto' | 'f16' | 'f32', contextLength: intFlag(v['context-length'], 'context-length'), adapter: v.adapter };
 }
