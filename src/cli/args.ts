@@ -22,6 +22,15 @@ export function reportUsageError(command: string, e: UsageError, usage = e.usage
   return 2;
 }
 
+/** The parsed type of one parseArgs option. */
+type FlagValue<O> = O extends { type: 'boolean' }
+  ? O extends { multiple: true }
+    ? boolean[]
+    : boolean
+  : O extends { multiple: true }
+    ? string[]
+    : string;
+
 /** Parses `argv` against `options` (plus -h/--help); null after printing the usage for --help. */
 export function parseFlags<T extends NonNullable<ParseArgsConfig['options']>>(argv: string[], options: T, usage: string) {
   let parsed: ReturnType<typeof parseArgs>;
@@ -34,7 +43,7 @@ export function parseFlags<T extends NonNullable<ParseArgsConfig['options']>>(ar
     process.stdout.write(`${usage.trimEnd()}\n`);
     return null;
   }
-  return parsed.values as { [K in keyof T]?: T[K]['type'] extends 'boolean' ? boolean : string };
+  return parsed.values as { [K in keyof T]?: FlagValue<T[K]> };
 }
 
 /** Inclusive bounds of a number flag; `above` is an exclusive lower bound. */

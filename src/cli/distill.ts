@@ -5,7 +5,7 @@
  * Prints a JSON summary on stdout.
  */
 import { promises as fsp } from 'node:fs';
-import type { Task } from '../eval/answers';
+import type { Task } from '../tasks/answers';
 import { writeJsonl, type SftFormat } from '../distill/common';
 import { buildDa } from '../distill/da';
 import { parseDistillInput } from '../distill/from-imported';

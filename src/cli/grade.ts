@@ -5,7 +5,7 @@
  */
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
-import { answersEqual, extractAnswer, referenceAnswer, type Task } from '../eval/answers';
+import { answersEqual, extractAnswer, referenceAnswer, type Task } from '../tasks/answers';
 import { parseTrajectoryLine, summarizeTrajectories, type TrajectoryRecord } from '../teach/trajectory';
 import { choiceFlag, parseFlags, reportUsageError, UsageError } from './args';
 

@@ -12,11 +12,12 @@
  * {temperature 0, top_p 1, max_tokens 0, seed null}, usage 0, latency 0, finish_reason "stop",
  * and `prompt` is the student prompt of the question (what the solver saw is unknown).
  */
-import { answersEqual, extractAnswer, type Task } from '../eval/answers';
+import { answersEqual, extractAnswer, type Task } from '../tasks/answers';
 import { majorityVote } from '../teach/debate';
 import { importAgentArkOutput, importExampleModelSolutions, type ImportedSolutionSet } from '../teach/importers';
 import { TRAJECTORY_SCHEMA, parseTrajectoryLine, type AgentMessage, type TrajectoryRecord } from '../teach/trajectory';
-import { recordReference, studentMessages } from './common';
+import { studentMessages } from '../tasks/prompts';
+import { recordReference } from './common';
 
 export const IMPORTED_PROMPT_VERSION = 'imported/1';
 

@@ -9,7 +9,7 @@
  * `ImportedSolutionSet` is deliberately minimal; converting it to the debate module's trajectory
  * record is the caller's business.
  */
-import type { Task } from '../eval/answers';
+import type { Task } from '../tasks/answers';
 
 export interface ImportedSolution {
   agent: string;

@@ -9,10 +9,10 @@ import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { run } from '../../src/cli/distill';
-import { grade } from '../../src/eval/answers';
+import { grade } from '../../src/tasks/answers';
 import type { MessagesRow, PromptCompletionRow, StepwiseRow } from '../../src/distill/common';
 import { runDebateSet } from '../../src/teach/debate';
-import type { Question } from '../../src/teach/datasets';
+import type { Question } from '../../src/tasks/datasets';
 import { createFakeEngine } from '../helpers/fake-engine';
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');

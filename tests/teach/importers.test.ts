@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import { grade } from '../../src/eval/answers';
+import { grade } from '../../src/tasks/answers';
 import { importAgentArkOutput, importExampleModelSolutions, splitAgentArkResponse } from '../../src/teach/importers';
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
