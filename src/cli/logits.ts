@@ -2,13 +2,13 @@
 import { Runtime } from '../engine/local';
 import { idsFlag, parseFlags, runtimeOptions, RUNTIME_FLAGS, UsageError } from './args';
 
-export const USAGE = `usage: agentark logits --model <dir|url|hf-id> --ids 1,2,3 [--adapter PEFT_DIR] [--backend webgpu|cpu] [--dtype auto|f16|f32]
+const USAGE = `usage: agentark logits --model <dir|url|hf-id> --ids 1,2,3 [--adapter PEFT_DIR] [--backend webgpu|cpu] [--dtype auto|f16|f32]
   prints {"ids": [...], "logits": [[one float per vocab entry] for every position]}`;
 
 export async function run(argv: string[]): Promise<number> {
   const v = parseFlags(argv, { ...RUNTIME_FLAGS, ids: { type: 'string' } }, USAGE);
   if (!v) return 0;
-  if (!v.model || !v.ids) throw new UsageError(`--model and --ids are required`);
+  if (!v.model || !v.ids) throw new UsageError(`--model and --ids are required\n\n${USAGE}`);
   const ids = idsFlag(v.ids as string);
   const opts = runtimeOptions(v);
   const runtime = await Runtime.load(v.model as string, { ...opts, contextLength: Math.max(ids.length, opts.contextLength ?? 0), maxBatch: 1 });

@@ -7,13 +7,13 @@ import { mergeAdapter } from '../engine/adapters';
 import { writeFilesAtomically } from '../train/checkpoint';
 import { parseFlags, stderrProgress, UsageError } from './args';
 
-export const USAGE = `usage: agentark merge --model <dir|url|hf-id> --adapter <PEFT dir> --out <dir>
+const USAGE = `usage: agentark merge --model <dir|url|hf-id> --adapter <PEFT dir> --out <dir>
   writes config.json, model.safetensors (same dtypes as the base) and the tokenizer files`;
 
 export async function run(argv: string[]): Promise<number> {
   const v = parseFlags(argv, { model: { type: 'string' }, adapter: { type: 'string' }, out: { type: 'string' } }, USAGE);
   if (!v) return 0;
-  if (!v.model || !v.adapter || !v.out) throw new UsageError(`--model, --adapter and --out are required`);
+  if (!v.model || !v.adapter || !v.out) throw new UsageError(`--model, --adapter and --out are required\n\n${USAGE}`);
   const source = openSource(v.model as string);
   const ckpt = await loadCheckpoint(source, { onProgress: stderrProgress('load') });
   const adapter = await loadPeftAdapter(v.adapter as string);

@@ -6,7 +6,7 @@ import { auc, fitPrmHead, parsePrmHead, scoreFeature, serializePrmHead, stepFeat
 import { Rng } from '../engine/sampling';
 import { floatFlag, intFlag, parseFlags, runtimeOptions, RUNTIME_FLAGS, stderrProgress, UsageError } from './args';
 
-export const USAGE = `usage: agentark prm train --model DIR --data pad.jsonl --out PRM_DIR [--holdout 0.2] [--epochs 100] [--lr 0.05] [--seed S] [--limit N]
+const USAGE = `usage: agentark prm train --model DIR --data pad.jsonl --out PRM_DIR [--holdout 0.2] [--epochs 100] [--lr 0.05] [--seed S] [--limit N]
        agentark prm eval  --model DIR --prm PRM_DIR --data pad.jsonl [--limit N]
   pad.jsonl: TRL stepwise rows {"prompt", "completions": [steps], "labels": [bool]} (agentark distill --strategy pad).
   A solution's score is its weakest step; AUC is over solutions (all steps good = positive).`;
@@ -42,25 +42,21 @@ async function solutionScores(runtime: Runtime, head: ReturnType<typeof parsePrm
 
 export async function run(argv: string[]): Promise<number> {
   const [sub, ...rest] = argv;
-  if (sub === '--help' || sub === '-h') {
-    process.stdout.write(`${USAGE}\n`);
-    return 0;
-  }
-  if (sub !== 'train' && sub !== 'eval') throw new UsageError(`the first argument must be train or eval, got ${JSON.stringify(sub ?? '')}`);
+  if (sub !== 'train' && sub !== 'eval') throw new UsageError(USAGE);
   const v = parseFlags(rest, { ...RUNTIME_FLAGS, data: { type: 'string' }, out: { type: 'string' }, prm: { type: 'string' }, holdout: { type: 'string' }, epochs: { type: 'string' }, lr: { type: 'string' }, seed: { type: 'string' }, limit: { type: 'string' } }, USAGE);
   if (!v) return 0;
-  if (!v.model || !v.data) throw new UsageError(`--model and --data are required`);
+  if (!v.model || !v.data) throw new UsageError(`--model and --data are required\n\n${USAGE}`);
   const rows = await readStepwise(v.data as string, intFlag(v.limit as string | undefined, 'limit'));
   const runtime = await Runtime.load(v.model as string, { ...runtimeOptions(v), maxBatch: 1, onProgress: stderrProgress('load') });
   try {
     if (sub === 'eval') {
-      if (!v.prm) throw new UsageError(`--prm is required`);
+      if (!v.prm) throw new UsageError(`--prm is required\n\n${USAGE}`);
       const head = parsePrmHead(new Uint8Array(await fs.readFile(path.join(v.prm as string, 'prm_head.safetensors'))));
       const { scores, labels } = await solutionScores(runtime, head, rows);
       console.log(JSON.stringify({ solutions: rows.length, auc: auc(scores, labels) }));
       return 0;
     }
-    if (!v.out) throw new UsageError(`--out is required`);
+    if (!v.out) throw new UsageError(`--out is required\n\n${USAGE}`);
     const seed = intFlag(v.seed as string | undefined, 'seed', 0);
     const holdout = floatFlag(v.holdout as string | undefined, 'holdout', 0.2)!;
     // Hold out whole prompts (questions), not single solutions, so the AUC is on unseen questions.

@@ -3,14 +3,14 @@ import { LocalEngine, Runtime } from '../engine/local';
 import { intFlag, parseFlags, runtimeOptions, RUNTIME_FLAGS, stderrProgress, UsageError } from './args';
 import { serveEngine } from './serve-http';
 
-export const USAGE = `usage: agentark serve --model <dir|url|hf-id> [--port P] [--host H] [--max-batch N]
+const USAGE = `usage: agentark serve --model <dir|url|hf-id> [--port P] [--host H] [--max-batch N]
        [--adapter PEFT_DIR] [--backend webgpu|cpu] [--dtype auto|f16|f32] [--context-length N]
   POST /v1/chat/completions (stream: true for server-sent events), GET /v1/models`;
 
 export async function run(argv: string[]): Promise<number> {
   const v = parseFlags(argv, { ...RUNTIME_FLAGS, port: { type: 'string' }, host: { type: 'string' }, 'max-batch': { type: 'string' } }, USAGE);
   if (!v) return 0;
-  if (!v.model) throw new UsageError(`--model is required`);
+  if (!v.model) throw new UsageError(`--model is required\n\n${USAGE}`);
   const runtime = await Runtime.load(v.model as string, {
     ...runtimeOptions(v),
     maxBatch: intFlag(v['max-batch'] as string | undefined, 'max-batch', 8),
