@@ -5,7 +5,6 @@
  * Prints a JSON summary on stdout.
  */
 import { promises as fsp } from 'node:fs';
-import { parseArgs } from 'node:util';
 import type { Task } from '../tasks/answers';
 import { writeJsonl, type SftFormat } from '../distill/common';
 import { buildDa } from '../distill/da';
@@ -14,6 +13,7 @@ import { buildPad } from '../distill/pad-labels';
 import { buildPadSolutions, candidatesFromRecords, candidatesFromSets, judgeLabels } from '../distill/pad-solutions';
 import { OpenAIEngine } from '../teach/openai-engine';
 import { buildRsft } from '../distill/rsft';
+import { floatFlag, intFlag, parseFlags, reportUsageError, UsageError } from './args';
 
 export const USAGE = `usage: agentark distill --strategy rsft|da|pad --traj FILE --out FILE [options]
 
@@ -44,21 +44,12 @@ export const USAGE = `usage: agentark distill --strategy rsft|da|pad --traj FILE
   --limit N             only the first N questions
 `;
 
-class UsageError extends Error {}
-
-function int(name: string, v: string | undefined, min: number): number | undefined {
-  if (v === undefined) return undefined;
-  const n = Number(v);
-  if (!Number.isInteger(n) || n < min) throw new UsageError(`--${name} must be an integer >= ${min}, got ${JSON.stringify(v)}`);
-  return n;
-}
-
 export async function run(argv: string[]): Promise<number> {
-  let values: Record<string, string | boolean | undefined>;
+  let values: Record<string, string | boolean | undefined> | null;
   try {
-    ({ values } = parseArgs({
-      args: argv,
-      options: {
+    values = parseFlags(
+      argv,
+      {
         strategy: { type: 'string' },
         traj: { type: 'string' },
         out: { type: 'string' },
@@ -78,19 +69,13 @@ export async function run(argv: string[]): Promise<number> {
         'judge-model': { type: 'string' },
         'judge-api-key': { type: 'string' },
         'no-aggregator-last': { type: 'boolean', default: false },
-        help: { type: 'boolean', short: 'h', default: false },
       },
-      allowPositionals: false,
-      strict: true,
-    }));
+      USAGE,
+    );
   } catch (e) {
-    process.stderr.write(`agentark distill: ${(e as Error).message}\n\n${USAGE}`);
-    return 2;
+    return reportUsageError('distill', e as UsageError);
   }
-  if (values.help) {
-    process.stdout.write(USAGE);
-    return 0;
-  }
+  if (!values) return 0;
   let strategy: 'rsft' | 'da' | 'pad';
   let traj: string;
   let out: string;
@@ -109,15 +94,12 @@ export async function run(argv: string[]): Promise<number> {
     out = values.out as string;
     task = values.task as Task | undefined;
     if (task !== undefined && task !== 'gsm8k' && task !== 'math' && task !== 'mc') throw new UsageError(`--task must be gsm8k, math or mc, got ${JSON.stringify(task)}`);
-    perQuestion = int('per-question', values['per-question'] as string | undefined, 1);
-    if (values.jaccard !== undefined) {
-      threshold = Number(values.jaccard);
-      if (!(threshold > 0 && threshold <= 1)) throw new UsageError(`--jaccard must be in (0, 1], got ${JSON.stringify(values.jaccard)}`);
-    }
+    perQuestion = intFlag(values['per-question'] as string | undefined, 'per-question', undefined, { min: 1 });
+    threshold = floatFlag(values.jaccard as string | undefined, 'jaccard', undefined, { above: 0, max: 1 });
     format = values.format as SftFormat;
     if (format !== 'messages' && format !== 'prompt-completion') throw new UsageError(`--format must be messages or prompt-completion, got ${JSON.stringify(format)}`);
     if (values.system !== undefined && values['no-system']) throw new UsageError('--system and --no-system are exclusive');
-    limit = int('limit', values.limit as string | undefined, 0);
+    limit = intFlag(values.limit as string | undefined, 'limit', undefined, { min: 0 });
     if (values['pad-steps'] !== 'solution' && values['pad-steps'] !== 'paragraph') throw new UsageError(`--pad-steps must be solution or paragraph, got ${JSON.stringify(values['pad-steps'])}`);
     if (values.labels !== 'file' && values.labels !== 'graded') throw new UsageError(`--labels must be file or graded, got ${JSON.stringify(values.labels)}`);
     const padSolutionOnly = argv.some((a) => /^--(labels|judge-base-url|judge-model|judge-api-key)(=|$)/.test(a));
@@ -126,8 +108,7 @@ export async function run(argv: string[]): Promise<number> {
       throw new UsageError('--per-question, --jaccard and --no-self-correct apply to --strategy da only');
     }
   } catch (e) {
-    process.stderr.write(`agentark distill: ${(e as Error).message}\n\n${USAGE}`);
-    return 2;
+    return reportUsageError('distill', e as UsageError, USAGE);
   }
 
   try {

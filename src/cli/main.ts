@@ -1,6 +1,7 @@
 /** `agentark <command>`: each command is a thin layer over the modules it names. */
+import { reportUsageError, UsageError } from './args';
 
-type Command = { summary: string; load: () => Promise<{ run: (argv: string[]) => Promise<number> }> };
+type Command = { summary: string; load: () => Promise<{ run: (argv: string[]) => Promise<number>; USAGE?: string }> };
 
 const COMMANDS: Record<string, Command> = {
   generate: { summary: 'generate text or token ids with a local model', load: () => import('./generate') },
@@ -32,10 +33,13 @@ export async function main(argv: string[]): Promise<number> {
     console.error(`agentark: unknown command '${name}'\n\n${usage()}`);
     return 2;
   }
+  let commandUsage: string | undefined;
   try {
     const mod = await command.load();
+    commandUsage = mod.USAGE;
     return await mod.run(rest);
   } catch (e) {
+    if (e instanceof UsageError) return reportUsageError(name, e, e.usage ?? commandUsage);
     const err = e as Error;
     console.error(`agentark ${name}: ${err.message}`);
     if (process.env.AGENTARK_DEBUG) console.error(err.stack);

@@ -13,7 +13,7 @@ import { writeFilesAtomically } from '../train/checkpoint';
 import type { Projection } from '../model/llama';
 import { floatFlag, intFlag, parseFlags, runtimeOptions, RUNTIME_FLAGS, stderrProgress, UsageError } from './args';
 
-const USAGE = `usage: agentark rl --model DIR --data questions.jsonl --task gsm8k --out ADAPTER_DIR
+export const USAGE = `usage: agentark rl --model DIR --data questions.jsonl --task gsm8k --out ADAPTER_DIR
        [--init-adapter DIR] [--prm PRM_DIR] [--prm-weight 0.5] [--group-size 4] [--prompts-per-step 2]
        [--steps 10] [--ppo-epochs 2] [--lr 1e-4] [--clip 0.2] [--kl 0.04] [--max-tokens 128]
        [--temperature 1] [--rank 8] [--alpha 16] [--targets q_proj,v_proj] [--limit N] [--seed S]
@@ -32,7 +32,7 @@ export async function run(argv: string[]): Promise<number> {
     USAGE,
   );
   if (!v) return 0;
-  for (const req of ['model', 'data', 'out'] as const) if (!v[req]) throw new UsageError(`--${req} is required\n\n${USAGE}`);
+  for (const req of ['model', 'data', 'out'] as const) if (!v[req]) throw new UsageError(`--${req} is required`);
   const task = ((v.task as string | undefined) ?? 'gsm8k') as Task;
   const questions = await loadQuestions(v.data as string, task, { limit: intFlag(v.limit as string | undefined, 'limit') });
   const opts = { ...runtimeOptions(v), adapter: undefined };

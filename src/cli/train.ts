@@ -16,7 +16,7 @@ import { fullModelSafetensors, resumeCheckpoint, saveCheckpoint, writeFilesAtomi
 import { serializePeftAdapter } from '../formats/peft';
 import { floatFlag, intFlag, parseFlags, stderrProgress, UsageError } from './args';
 
-const USAGE = `usage: agentark train --model <dir|url|hf-id> --data <file.jsonl> --out <dir>
+export const USAGE = `usage: agentark train --model <dir|url|hf-id> --data <file.jsonl> --out <dir>
        [--mode lora|full] [--from-scratch] [--rank R] [--alpha A] [--dropout P] [--targets q_proj,v_proj,...]
        [--rslora] [--lr LR] [--optimizer adamw|sgd] [--weight-decay WD] [--max-grad-norm N]
        [--schedule linear|cosine|constant] [--warmup STEPS] [--steps N | --epochs E] [--batch B]
@@ -66,7 +66,7 @@ export async function run(argv: string[]): Promise<number> {
     USAGE,
   );
   if (!v) return 0;
-  for (const req of ['model', 'data', 'out'] as const) if (!v[req]) throw new UsageError(`--${req} is required\n\n${USAGE}`);
+  for (const req of ['model', 'data', 'out'] as const) if (!v[req]) throw new UsageError(`--${req} is required`);
   const mode = (v.mode as string | undefined) ?? 'lora';
   if (mode !== 'lora' && mode !== 'full') throw new UsageError(`--mode must be lora or full, got '${mode}'`);
   const optimizer = (v.optimizer as string | undefined) ?? DEFAULT_TRAIN_OPTIONS.optimizer;
