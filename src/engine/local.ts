@@ -21,6 +21,7 @@ import type {
   ChatEngine,
   ChatMessage,
 } from './types';
+import { EngineRequestError } from './types';
 
 export interface RuntimeOptions {
   /** 'webgpu' (default) or 'cpu' (the plain-TS twin; slow, but needs no GPU). */
@@ -143,7 +144,17 @@ export class LocalEngine implements ChatEngine {
     const prompt = this.runtime.promptIds(req.messages);
     const n = req.n ?? 1;
     const stop = req.stop === undefined ? [] : Array.isArray(req.stop) ? req.stop : [req.stop];
-    const room = this.runtime.generator.contextLength - prompt.length;
+    const contextLength = this.runtime.generator.contextLength;
+    // The prompt plus at least one generated token must fit.
+    if (prompt.length >= contextLength) {
+      throw new EngineRequestError(
+        `This model's maximum context length is ${contextLength} tokens. However, your messages resulted in ${prompt.length} tokens. Please reduce the length of the messages.`,
+        400,
+        'context_length_exceeded',
+        'messages',
+      );
+    }
+    const room = contextLength - prompt.length;
     return Array.from({ length: n }, (_, i) => ({
       prompt,
       maxTokens: Math.max(1, Math.min(req.max_tokens ?? room, room)),
