@@ -7,6 +7,8 @@ import type { Gpu } from '../gpu/device';
 import { GpuError } from '../gpu/device';
 import type { Backend, KvCacheShape, WeightShape } from './backend';
 import { loadShaders, shaderSource, type ShaderDefines, type ShaderName } from './shaders';
+import type { QuantizedMatrix } from '../quant/quantize';
+import { isQuantized, quantEmbedding, quantMatmul, uploadQuantized } from './quant-gpu';
 
 export interface GpuTensor {
   buffer: GPUBuffer;
@@ -16,6 +18,8 @@ export interface GpuTensor {
 
 export interface GpuWeightShard {
   buffer: GPUBuffer;
+  /** f16 scales of a q8/q4 shard (src/quant/quantize.ts). */
+  scales?: GPUBuffer;
   rowStart: number;
   rows: number;
 }
@@ -23,6 +27,8 @@ export interface GpuWeightShard {
 export interface GpuWeight extends WeightShape {
   shards: GpuWeightShard[];
   dtype: 'f16' | 'f32';
+  /** Set for a frozen q8/q4 weight: the shards then hold packed values and scales, not dtype. */
+  quant?: 'q8' | 'q4';
 }
 
 export interface GpuIndices {
@@ -83,6 +89,15 @@ export class GpuBackend implements Backend<GpuTensor, GpuWeight, GpuIndices> {
     return { shards, rows, cols, dtype };
   }
 
+  quantizedWeight(label: string, q: QuantizedMatrix): GpuWeight {
+    return uploadQuantized(this, label, q);
+  }
+
+  /** A small placeholder storage buffer for unused bindings (e.g. no bias). */
+  get dummyBuffer(): GPUBuffer {
+    return this.dummy;
+  }
+
   vector(label: string, data: Float32Array): GpuWeight {
     return { shards: [{ buffer: this.gpu.createStorage(data, label), rowStart: 0, rows: 1 }], rows: 1, cols: data.length, dtype: 'f32' };
   }
@@ -128,12 +143,16 @@ export class GpuBackend implements Backend<GpuTensor, GpuWeight, GpuIndices> {
   }
 
   weightAsTensor(w: GpuWeight): GpuTensor {
+    if (w.quant) throw new GpuError('a quantized weight is frozen: it cannot be trained in place (use LoRA)');
     if (w.shards.length !== 1 || w.dtype !== 'f32') throw new GpuError(`only an unsharded f32 weight can be trained in place (got ${w.shards.length} shards, ${w.dtype})`);
     return { buffer: w.shards[0].buffer, length: w.rows * w.cols };
   }
 
   freeWeight(w: GpuWeight): void {
-    for (const s of w.shards) this.gpu.destroyBuffer(s.buffer);
+    for (const s of w.shards) {
+      this.gpu.destroyBuffer(s.buffer);
+      if (s.scales) this.gpu.destroyBuffer(s.scales);
+    }
   }
 
   // ---- dispatch -----------------------------------------------------------------------------
@@ -187,6 +206,7 @@ export class GpuBackend implements Backend<GpuTensor, GpuWeight, GpuIndices> {
   // ---- ops ----------------------------------------------------------------------------------
 
   embedding(ids: GpuIndices, table: GpuWeight, tokens: number, out: GpuTensor): void {
+    if (isQuantized(table)) return quantEmbedding(this, ids, table, tokens, out);
     for (const s of table.shards) {
       this.dispatch('embedding', {}, table.dtype, [tokens, table.cols, s.rowStart, s.rows], 'uuuu', [ids.buffer, s.buffer, out.buffer], Math.ceil((tokens * table.cols) / WG));
     }
@@ -197,6 +217,7 @@ export class GpuBackend implements Backend<GpuTensor, GpuWeight, GpuIndices> {
   }
 
   matmul(x: GpuTensor, w: GpuWeight, bias: GpuWeight | null, m: number, out: GpuTensor): void {
+    if (isQuantized(w)) return quantMatmul(this, x, w, bias ? w.shards.map((s) => this.biasShard(bias, s)) : null, m, out);
     const k = w.cols;
     const vec4 = k % 4 === 0;
     // Few rows (decode, small batches): a 1-D grid over columns that streams each weight row once.

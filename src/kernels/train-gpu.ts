@@ -8,6 +8,7 @@ import type { GpuBackend, GpuIndices, GpuTensor, GpuWeight } from './gpu';
 import { attentionChunkRows } from './gpu';
 import type { AdamWParams, TrainOps } from './train-backend';
 import { dropoutScale, dropoutThreshold } from './train-cpu';
+import { isQuantized, quantMatmulBackwardInput } from './quant-gpu';
 
 const WG = 64;
 /** Output tile of one 8x8 workgroup of the register-tiled GEMMs (4x4 per invocation). */
@@ -49,6 +50,7 @@ export class GpuTrainOps implements TrainOps<GpuTensor, GpuWeight, GpuIndices> {
       return;
     }
     if (w.rows !== n || w.cols !== k) throw new GpuError(`matmulBackwardInput: weight is [${w.rows}, ${w.cols}], expected [${n}, ${k}]`);
+    if (isQuantized(w)) return quantMatmulBackwardInput(this.backend, dy, w, m, dx, accumulate);
     // dX = sum over row-shards of dY[:, shard] · W[shard]: the first shard honours `accumulate`,
     // the others add to it (dispatches in one pass run in order).
     w.shards.forEach((s, i) => {
