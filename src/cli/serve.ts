@@ -4,7 +4,7 @@ import { intFlag, parseFlags, runtimeOptions, RUNTIME_FLAGS, stderrProgress, Usa
 import { serveEngine } from './serve-http';
 
 const USAGE = `usage: agentark serve --model <dir|url|hf-id> [--port P] [--host H] [--max-batch N]
-       [--adapter PEFT_DIR] [--backend webgpu|cpu] [--dtype auto|f16|f32] [--context-length N]
+       [--adapter PEFT_DIR] [--backend webgpu|cpu] [--dtype auto|f16|f32] [--quantize q8|q4] [--context-length N]
   POST /v1/chat/completions (stream: true for server-sent events), GET /v1/models`;
 
 export async function run(argv: string[]): Promise<number> {
