@@ -40,7 +40,7 @@ fn store(row: u32, col0: u32, a: vec4<f32>) {
   }
 }
 
-@compute @workgroup_size(8, 8)
+@compute @workgroup_size(WG_X, WG_Y)
 fn main(@builtin(global_invocation_id) g: vec3<u32>) {
   let k0 = g.x * 4u;
   let m0 = g.y * 4u;

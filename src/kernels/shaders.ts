@@ -67,3 +67,8 @@ export function shaderSource(name: ShaderName, defines: ShaderDefines = {}, weig
   if (src === undefined) throw new Error(`shader ${name}.wgsl is not loaded (call loadShaders() first)`);
   return preprocess(src, { ...defines, F16: weightType === 'f16' }, weightType);
 }
+
+/** Key (or value) rows per workgroup-memory chunk in the tiled attention kernels: 4 KiB of f32. */
+export function attentionChunkRows(headDim: number): number {
+  return Math.max(1, Math.floor(1024 / headDim));
+}
