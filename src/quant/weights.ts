@@ -9,7 +9,8 @@ import { toFloat32, type HostTensor } from '../formats/checkpoint';
 import { PROJECTIONS } from '../model/llama';
 import type { ProgressCallback } from '../progress';
 import { defaultQuantCache, type QuantCache } from './cache';
-import { quantize, type QuantFormat, type QuantizedMatrix } from './quantize';
+import { f32ToF16Bits } from '../formats/dtype';
+import { dequantize, quantize, type QuantFormat, type QuantizedMatrix } from './quantize';
 
 /** Bump when the rules or the packing change: cached files of another version are ignored. */
 export const QUANT_CACHE_VERSION = 'agentark.quant/1';
@@ -144,4 +145,16 @@ export function decodeQuantized(bytes: Uint8Array): Map<string, QuantizedMatrix>
     });
   }
   return out;
+}
+
+/**
+ * Replace each quantized tensor of `tensors` by its dequantized values (in place), as F32 or F16:
+ * the base a QLoRA adapter was trained against, for merging or exporting.
+ */
+export function dequantizeInto(tensors: Map<string, HostTensor>, matrices: Map<string, QuantizedMatrix>, dtype: 'F32' | 'F16'): void {
+  for (const [name, m] of matrices) {
+    const values = dequantize(m);
+    const data = dtype === 'F32' ? new Uint8Array(values.buffer) : new Uint8Array(f32ToF16Bits(values).buffer);
+    tensors.set(name, { name, dtype, shape: [m.rows, m.cols], data });
+  }
 }
