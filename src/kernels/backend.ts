@@ -5,6 +5,8 @@
  */
 import type { TrainOps } from './train-backend';
 
+import type { QuantizedMatrix } from '../quant/quantize';
+
 /** A linear weight [rows, cols] (HF layout [out, in]), possibly split into row shards on the GPU. */
 export interface WeightShape {
   rows: number;
@@ -23,6 +25,8 @@ export interface Backend<T, W, I> {
   readonly weightType: 'f16' | 'f32';
   /** A 2-D weight from f32 values, or from f16 bit patterns when weightType is 'f16'. */
   weight(label: string, data: Float32Array | Uint16Array, rows: number, cols: number): W & WeightShape;
+  /** A frozen q8/q4 weight (src/quant/quantize.ts), read packed by the kernels. */
+  quantizedWeight(label: string, q: QuantizedMatrix): W & WeightShape;
   /** A small f32 vector (norm weights, biases, rope tables); never sharded or converted. */
   vector(label: string, data: Float32Array): W;
   indices(data: Uint32Array): I;

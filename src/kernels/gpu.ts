@@ -12,6 +12,8 @@ import { checkAgainstWgsl, declareKernel, groups1d, invocations, size2d, KernelE
 import { attentionChunkRows, loadShaders, shaderSource, type ShaderDefines } from './shaders';
 
 export { attentionChunkRows };
+import type { QuantizedMatrix } from '../quant/quantize';
+import { isQuantized, quantEmbedding, quantMatmul, uploadQuantized } from './quant-gpu';
 
 export interface GpuTensor {
   buffer: GPUBuffer;
@@ -21,6 +23,8 @@ export interface GpuTensor {
 
 export interface GpuWeightShard {
   buffer: GPUBuffer;
+  /** f16 scales of a q8/q4 shard (src/quant/quantize.ts). */
+  scales?: GPUBuffer;
   rowStart: number;
   rows: number;
 }
@@ -28,6 +32,8 @@ export interface GpuWeightShard {
 export interface GpuWeight extends WeightShape {
   shards: GpuWeightShard[];
   dtype: 'f16' | 'f32';
+  /** Set for a frozen q8/q4 weight: the shards then hold packed values and scales, not dtype. */
+  quant?: 'q8' | 'q4';
 }
 
 export interface GpuIndices {
@@ -183,6 +189,15 @@ export class GpuBackend implements Backend<GpuTensor, GpuWeight, GpuIndices> {
     return { shards, rows, cols, dtype };
   }
 
+  quantizedWeight(label: string, q: QuantizedMatrix): GpuWeight {
+    return uploadQuantized(this, label, q);
+  }
+
+  /** A small placeholder storage buffer for unused bindings (e.g. no bias). */
+  get dummyBuffer(): GPUBuffer {
+    return this.dummy;
+  }
+
   vector(label: string, data: Float32Array): GpuWeight {
     return { shards: [{ buffer: this.gpu.createStorage(data, label), rowStart: 0, rows: 1 }], rows: 1, cols: data.length, dtype: 'f32' };
   }
@@ -237,12 +252,16 @@ export class GpuBackend implements Backend<GpuTensor, GpuWeight, GpuIndices> {
   }
 
   weightAsTensor(w: GpuWeight): GpuTensor {
+    if (w.quant) throw new GpuError('a quantized weight is frozen: it cannot be trained in place (use LoRA)');
     if (w.shards.length !== 1 || w.dtype !== 'f32') throw new GpuError(`only an unsharded f32 weight can be trained in place (got ${w.shards.length} shards, ${w.dtype})`);
     return { buffer: w.shards[0].buffer, length: w.rows * w.cols };
   }
 
   freeWeight(w: GpuWeight): void {
-    for (const s of w.shards) this.gpu.destroyBuffer(s.buffer);
+    for (const s of w.shards) {
+      this.gpu.destroyBuffer(s.buffer);
+      if (s.scales) this.gpu.destroyBuffer(s.scales);
+    }
   }
 
   // ---- dispatch -----------------------------------------------------------------------------
@@ -315,6 +334,7 @@ export class GpuBackend implements Backend<GpuTensor, GpuWeight, GpuIndices> {
   // ---- ops ----------------------------------------------------------------------------------
 
   embedding(ids: GpuIndices, table: GpuWeight, tokens: number, out: GpuTensor): void {
+    if (isQuantized(table)) return quantEmbedding(this, ids, table, tokens, out);
     for (const s of table.shards) {
       const params = { tokens, dim: table.cols, rowStart: s.rowStart, rows: s.rows };
       this.run(EMBEDDING, params, { ids, table: s.buffer, out }, groups1d(EMBEDDING, tokens * table.cols), { weightType: table.dtype });
@@ -326,6 +346,7 @@ export class GpuBackend implements Backend<GpuTensor, GpuWeight, GpuIndices> {
   }
 
   matmul(x: GpuTensor, w: GpuWeight, bias: GpuWeight | null, m: number, out: GpuTensor): void {
+    if (isQuantized(w)) return quantMatmul(this, x, w, bias ? w.shards.map((s) => this.biasShard(bias, s)) : null, m, out);
     const k = w.cols;
     const defines = { VEC4: k % 4 === 0 };
     for (const s of w.shards) {

@@ -10,6 +10,7 @@ import type { ModelConfig } from '../formats/config';
 import { ropeInvFreq } from '../formats/config';
 import type { HostTensor } from '../formats/checkpoint';
 import { toF16Bits, toFloat32 } from '../formats/checkpoint';
+import type { QuantizedMatrix } from '../quant/quantize';
 
 export interface LayerWeights<W> {
   inputNorm: W;
@@ -161,13 +162,22 @@ export class LlamaModel<T = unknown, W extends WeightShape = WeightShape, I = un
    * Upload a checkpoint's tensors. Linear weights go to the backend's weight type (f16 or f32);
    * norms and biases stay f32. Host copies are dropped as each tensor is uploaded.
    */
-  static fromTensors<T, W extends WeightShape, I>(backend: Backend<T, W, I>, config: ModelConfig, tensors: Map<string, HostTensor>, maxPositions: number): LlamaModel<T, W, I> {
+  static fromTensors<T, W extends WeightShape, I>(
+    backend: Backend<T, W, I>,
+    config: ModelConfig,
+    tensors: Map<string, HostTensor>,
+    maxPositions: number,
+    quantized?: Map<string, QuantizedMatrix>,
+  ): LlamaModel<T, W, I> {
     const take = (name: string): HostTensor => {
       const t = tensors.get(name);
       if (!t) throw new Error(`checkpoint is missing tensor ${name}`);
       return t;
     };
     const linear = (name: string) => {
+      // q8/q4 weights (src/quant) replace the file's values; their host tensor is not needed.
+      const q = quantized?.get(name);
+      if (q) return backend.quantizedWeight(name, q);
       const t = take(name);
       const data = backend.weightType === 'f16' ? toF16Bits(t) : toFloat32(t);
       return backend.weight(name, data, t.shape[0], t.shape[1]);
