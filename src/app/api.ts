@@ -6,6 +6,7 @@
  * output comes back through callbacks the page wraps in `Comlink.proxy(...)`; the worker never
  * waits for them.
  */
+import type { DistillStrategy } from '../distill/build';
 import type { ChatCompletionRequest, FinishReason } from '../engine/types';
 import type { Task } from '../eval/answers';
 import type { EvalReport } from '../eval/harness';
@@ -183,7 +184,7 @@ export type TrainDataSource =
   | { kind: 'example'; count: number }
   | { kind: 'text'; text: string; name: string };
 
-export type DistillStrategy = 'rsft' | 'da' | 'pad';
+export type { DistillStrategy };
 
 export interface DistillSettings {
   strategy: DistillStrategy;

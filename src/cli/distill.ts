@@ -8,10 +8,8 @@ import { promises as fsp } from 'node:fs';
 import { parseArgs } from 'node:util';
 import type { Task } from '../eval/answers';
 import { writeJsonl, type SftFormat } from '../distill/common';
-import { buildDa } from '../distill/da';
+import { buildTrainingSet, DISTILL_STRATEGIES, type DistillStrategy } from '../distill/build';
 import { parseDistillInput } from '../distill/from-imported';
-import { buildPad } from '../distill/pad-labels';
-import { buildRsft } from '../distill/rsft';
 
 export const USAGE = `usage: agentark distill --strategy rsft|da|pad --traj FILE --out FILE [options]
 
@@ -72,7 +70,7 @@ export async function run(argv: string[]): Promise<number> {
     process.stdout.write(USAGE);
     return 0;
   }
-  let strategy: 'rsft' | 'da' | 'pad';
+  let strategy: DistillStrategy;
   let traj: string;
   let out: string;
   let task: Task | undefined;
@@ -81,9 +79,9 @@ export async function run(argv: string[]): Promise<number> {
   let format: SftFormat;
   let limit: number | undefined;
   try {
-    strategy = values.strategy as 'rsft' | 'da' | 'pad';
+    strategy = values.strategy as DistillStrategy;
     if (!strategy) throw new UsageError('--strategy is required (rsft, da or pad)');
-    if (!['rsft', 'da', 'pad'].includes(strategy)) throw new UsageError(`--strategy must be rsft, da or pad, got ${JSON.stringify(strategy)}`);
+    if (!DISTILL_STRATEGIES.includes(strategy)) throw new UsageError(`--strategy must be rsft, da or pad, got ${JSON.stringify(strategy)}`);
     if (!values.traj) throw new UsageError('--traj is required');
     if (!values.out) throw new UsageError('--out is required');
     traj = values.traj as string;
@@ -120,21 +118,7 @@ export async function run(argv: string[]): Promise<number> {
     const records = limit !== undefined ? input.records.slice(0, limit) : input.records;
     const system = values['no-system'] ? null : (values.system as string | undefined);
     const clean = { stripCalculator: !values['keep-calculator'], answerLine: !values['keep-answer-line'] };
-    let rows: object[];
-    let stats: object;
-    if (strategy === 'rsft') {
-      const r = buildRsft(records, { ...clean, system, format });
-      rows = r.rows;
-      stats = r.stats;
-    } else if (strategy === 'da') {
-      const r = buildDa(records, { ...clean, system, format, perQuestion, threshold, selfCorrection: !values['no-self-correct'] });
-      rows = r.rows;
-      stats = r.stats;
-    } else {
-      const r = buildPad(records, { stripCalculator: !values['keep-calculator'] });
-      rows = r.rows;
-      stats = r.stats;
-    }
+    const { rows, stats } = buildTrainingSet(strategy, records, { ...clean, system, format, perQuestion, threshold, selfCorrection: !values['no-self-correct'] });
     await writeJsonl(out, rows);
     const summary = {
       strategy,

@@ -22,7 +22,7 @@ import { importedToTrajectories } from '../../src/distill/from-imported';
 import { parseEvalReport } from '../../src/eval/report';
 import { readSafetensors } from '../../src/formats/safetensors';
 import { serveDirectory, writeTinyModel, type ServedDirectory } from '../helpers/tiny-model';
-import { ARTIFACTS, buildAndPreview, launchBrowser, requireChromium, screenshot, type Browser, type ServedApp } from './harness';
+import { ARTIFACTS, buildAndPreview, launchBrowser, requireChromium, screenshot, waitInPage, type Browser, type ServedApp } from './harness';
 
 const PROBLEMS = [
   ['Tom has 2 apples and buys 3 more. How many apples does he have?', 'Tom has 2 + 3 = 5 apples.\n#### 5', 5],
@@ -258,17 +258,20 @@ describe('distil & train, evaluate and benchmark pages in Chromium', () => {
     await page.fill('#train-batch', '1');
     await page.fill('#train-ckpt-every', '3');
     await page.click('#train-start');
-    await expect.poll(async () => Number(await page.locator('#train-checkpoint').getAttribute('data-step')), { timeout: 120_000 }).toBeGreaterThanOrEqual(3);
+    // Every wait below is for an event the page shows (a checkpoint, a resumed run, a step), with a
+    // generous bound: a busy machine makes them slower, never different.
+    const runState = async () => `status: ${await page.locator('#train-status').textContent()}; step ${await page.locator('#train-step').getAttribute('data-step')}`;
+    await waitInPage(page, 'the first checkpoint (step 3) stored in the browser', (a) => Number(document.querySelector(a.sel)?.getAttribute('data-step') ?? 0) >= 3, { sel: '#train-checkpoint' }, { describe: runState });
     const seen = Number(await page.locator('#train-checkpoint').getAttribute('data-step'));
     const before = Number(await page.locator('#train-step').getAttribute('data-step'));
     expect(before).toBeLessThan(200);
 
     await page.reload();
-    await expect.poll(() => page.locator('#train-run').getAttribute('data-resumed-from'), { timeout: 90_000 }).toMatch(/^\d+$/);
+    await waitInPage(page, 'the run to resume from its checkpoint after the reload', (a) => /^\d+$/.test(document.querySelector(a.sel)?.getAttribute(a.name) ?? ''), { sel: '#train-run', name: 'data-resumed-from' }, { describe: runState });
     const resumedFrom = Number(await page.locator('#train-run').getAttribute('data-resumed-from'));
     expect(resumedFrom).toBeGreaterThanOrEqual(seen);
     expect(resumedFrom % 3).toBe(0);
-    await expect.poll(async () => Number(await page.locator('#train-step').getAttribute('data-step')), { timeout: 60_000 }).toBeGreaterThan(resumedFrom);
+    await waitInPage(page, `a step after the resumed checkpoint (${resumedFrom})`, (a) => Number(document.querySelector('#train-step')?.getAttribute('data-step') ?? 0) > a, resumedFrom, { describe: runState });
     const steps = await page.evaluate(() => (window as unknown as { __steps: number[] }).__steps);
     expect(steps[0], 'the step counter starts at the checkpoint, not 0').toBe(resumedFrom);
     expect(Math.min(...steps)).toBe(resumedFrom);
@@ -281,19 +284,19 @@ describe('distil & train, evaluate and benchmark pages in Chromium', () => {
 
     // Pause keeps the state (and checkpoints it); resume continues from the same step.
     await page.click('#train-pause');
-    await expect.poll(() => page.locator('#train-status').textContent(), { timeout: 60_000 }).toMatch(/Paused at step \d+/);
+    await waitInPage(page, 'the run to pause after its current step', () => /Paused at step \d+/.test(document.querySelector('#train-status')?.textContent ?? ''), null, { describe: runState });
     const pausedAt = Number(/Paused at step (\d+)/.exec((await page.locator('#train-status').textContent())!)![1]);
     expect(Number(await page.locator('#train-checkpoint').getAttribute('data-step'))).toBe(pausedAt);
     expect(await page.locator('#train-resume').isVisible()).toBe(true);
     await page.click('#train-resume');
-    await expect.poll(async () => Number(await page.locator('#train-step').getAttribute('data-step')), { timeout: 60_000 }).toBeGreaterThan(pausedAt);
+    await waitInPage(page, `a step after the pause (${pausedAt})`, (a) => Number(document.querySelector('#train-step')?.getAttribute('data-step') ?? 0) > a, pausedAt, { describe: runState });
     const afterPause = await page.evaluate(() => (window as unknown as { __steps: number[] }).__steps);
     const sincePause = afterPause.slice(afterPause.indexOf(pausedAt));
     expect(Math.min(...sincePause), 'resume continues from the paused step').toBe(pausedAt);
     expect(sincePause).toContain(pausedAt + 1);
 
     await page.click('#train-cancel');
-    await expect.poll(() => page.locator('#train-status').textContent(), { timeout: 60_000 }).toMatch(/Cancelled/);
+    await waitInPage(page, 'the run to stop after Cancel', () => /Cancelled/.test(document.querySelector('#train-status')?.textContent ?? ''), null, { describe: runState });
     await expect.poll(() => page.locator('#train-stored').isHidden()).toBe(true);
     // Nothing is left in the browser's storage.
     expect(await page.evaluate(async () => {
@@ -302,7 +305,7 @@ describe('distil & train, evaluate and benchmark pages in Chromium', () => {
       for await (const key of (root as unknown as { keys(): AsyncIterable<string> }).keys()) names.push(key);
       return names;
     })).toEqual([]);
-  }, 300_000);
+  }, 1_800_000); // the waits inside are bounded (10 min each) and say what they wait for
 
   it('never reached beyond localhost and raised no page errors', () => {
     expect(browser!.blocked).toEqual([]);
