@@ -307,6 +307,53 @@ describe('distil & train, evaluate and benchmark pages in Chromium', () => {
     })).toEqual([]);
   }, 1_800_000); // the waits inside are bounded (10 min each) and say what they wait for
 
+  it('runs one training run per browser: a second tab shows it read-only, chats, and takes it over when the first tab closes', async () => {
+    const first = page;
+    await first.goto(`${app!.url}/?model=${encodeURIComponent(modelUrl())}#train`);
+    await waitForModel(first);
+    await first.check('input[name=train-source][value=example]');
+    await first.fill('#train-example-count', '12');
+    await first.uncheck('#train-system');
+    await expect.poll(() => first.locator('#train-data-status').getAttribute('data-rows'), { timeout: 20_000 }).toBe('12');
+    await first.fill('#train-name', 'one-run');
+    await first.selectOption('#train-length-kind', 'steps');
+    await first.fill('#train-steps', '400');
+    await first.fill('#train-batch', '1');
+    await first.fill('#train-ckpt-every', '2');
+    await first.click('#train-start');
+    const state = (p: Page) => async () => `status: ${await p.locator('#train-status').textContent()}; step ${await p.locator('#train-step').getAttribute('data-step')}`;
+    await waitInPage(first, 'the first checkpoint of the run in tab 1', () => Number(document.querySelector('#train-checkpoint')?.getAttribute('data-step') ?? 0) >= 2, null, { describe: state(first) });
+
+    // A second tab, opened on Chat: it must not resume the run, only show it.
+    const second = await browser!.context.newPage();
+    second.on('pageerror', (e) => pageErrors.push(`tab 2: ${e.message}`));
+    await second.goto(`${app!.url}/?model=${encodeURIComponent(modelUrl())}#chat`);
+    await waitForModel(second);
+    await waitInPage(second, 'the read-only view of the run in tab 1', () => !(document.querySelector('#train-other-tab') as HTMLElement | null)?.hidden, null, { describe: state(second) });
+    expect(await second.locator('#train-other-tab').textContent()).toContain('Another tab of this browser is training one-run');
+    expect(await second.locator('#busy-badge').textContent()).toBe('Training in another tab…');
+    const shown = Number(await second.locator('#train-step').getAttribute('data-step'));
+    await waitInPage(second, 'a step of tab 1 mirrored in tab 2', (a) => Number(document.querySelector('#train-step')?.getAttribute('data-step') ?? 0) > a, shown, { describe: state(second) });
+    expect(await second.locator('#train-start').isDisabled()).toBe(true);
+    expect(await second.locator('#train-pause').isHidden()).toBe(true);
+    expect(await second.locator('#train-stored-resume').isDisabled()).toBe(true);
+    // Its chat is not refused (it does not train).
+    await second.fill('#chat-max-tokens', '4');
+    await second.fill('#chat-input', 'Hi');
+    await second.press('#chat-input', 'Enter');
+    await waitInPage(second, 'a chat reply in tab 2', () => document.querySelector('#chat-log .msg.assistant:last-child')?.getAttribute('data-finish') != null, null);
+    expect(await second.locator('#chat-log .msg.assistant').last().getAttribute('data-finish')).not.toBe('error');
+
+    // Tab 1 closes mid-run: tab 2 takes the run over from the last checkpoint.
+    await first.close();
+    page = second;
+    await waitInPage(second, 'tab 2 to resume the run after tab 1 closed', () => /^\d+$/.test(document.querySelector('#train-run')?.getAttribute('data-resumed-from') ?? ''), null, { describe: state(second) });
+    expect(Number(await second.locator('#train-run').getAttribute('data-resumed-from')) % 2).toBe(0);
+    expect(await second.locator('#train-pause').isVisible()).toBe(true);
+    await second.click('#train-cancel');
+    await waitInPage(second, 'the run to stop after Cancel', () => /Cancelled/.test(document.querySelector('#train-status')?.textContent ?? ''), null, { describe: state(second) });
+  }, 1_800_000);
+
   it('never reached beyond localhost and raised no page errors', () => {
     expect(browser!.blocked).toEqual([]);
     expect(pageErrors).toEqual([]);

@@ -1,8 +1,45 @@
 /** Chat: one streamed assistant reply from the loaded model, with its timing. */
-import type { ChatCompletionRequest, FinishReason } from '../../engine/types';
+import type { Runtime } from '../../engine/local';
+import type { ChatCompletionRequest, ChatMessage, FinishReason } from '../../engine/types';
 import type { ChatStats } from '../api';
 import type { Models } from './models';
 import { emitter, type Tasks } from './tasks';
+
+/** Positions kept free for the reply when fitting the history: the requested max tokens, at most a quarter of the context. */
+function replyRoom(contextLength: number, maxTokens: number | undefined): number {
+  return Math.max(1, Math.min(maxTokens ?? 256, Math.floor(contextLength / 4)));
+}
+
+/**
+ * The conversation fitted to the context: the system message and the last user message always,
+ * then as many of the most recent earlier turns as fit with room for the reply. Throws a clear
+ * error when even the system prompt and the last message do not fit.
+ */
+export function fitToContext(runtime: Runtime, messages: ChatMessage[], maxTokens: number | undefined): { messages: ChatMessage[]; dropped: number; promptTokens: number } {
+  const contextLength = runtime.generator.contextLength;
+  const budget = contextLength - replyRoom(contextLength, maxTokens);
+  const system = messages[0]?.role === 'system' ? [messages[0]] : [];
+  const turns = messages.slice(system.length);
+  const last = turns.at(-1);
+  if (!last) throw new Error('There is no message to answer.');
+  const count = (m: ChatMessage[]) => runtime.promptIds(m).length;
+  const minimal = count([...system, last]);
+  if (minimal > budget) {
+    throw new Error(
+      `This message${system.length ? ' and the system prompt' : ''} take ${minimal} tokens; the context holds ${contextLength}, with ${contextLength - budget} kept for the reply. ` +
+        'Shorten the message or the system prompt, lower Max tokens, or load the model with a longer context on the Models page.',
+    );
+  }
+  // Drop the oldest earlier turns (whole user/assistant pairs where possible) until the prompt fits.
+  let start = 0;
+  let tokens = count(messages);
+  while (tokens > budget && start < turns.length - 1) {
+    start++;
+    if (turns[start]?.role === 'assistant' && start < turns.length - 1) start++;
+    tokens = count([...system, ...turns.slice(start)]);
+  }
+  return { messages: [...system, ...turns.slice(start)], dropped: start, promptTokens: tokens };
+}
 
 export class Chat {
   constructor(
@@ -11,7 +48,8 @@ export class Chat {
   ) {}
 
   async reply(taskId: string, req: ChatCompletionRequest, onDelta: (text: string) => void): Promise<ChatStats> {
-    const { engine } = this.models.require();
+    const { engine, runtime } = this.models.require();
+    const fitted = fitToContext(runtime, req.messages, req.max_tokens);
     this.tasks.requireNo(['train', 'prm', 'rl', 'eval', 'bench'], 'chatting');
     const ctrl = this.tasks.start(taskId);
     const t0 = performance.now();
@@ -23,7 +61,7 @@ export class Chat {
     let text = '';
     const { emit, delivered } = emitter(onDelta);
     try {
-      const stream = await engine.chat.completions.create({ ...req, stream: true, n: 1 }, { signal: ctrl.signal });
+      const stream = await engine.chat.completions.create({ ...req, messages: fitted.messages, stream: true, n: 1 }, { signal: ctrl.signal });
       for await (const chunk of stream) {
         for (const ch of chunk.choices) {
           if (ch.delta.content) {
@@ -55,6 +93,7 @@ export class Chat {
       totalMs: Math.round(end - t0),
       tokensPerS: decodeS > 0 && tokens > 1 ? (tokens - 1) / decodeS : tokens / Math.max((end - t0) / 1000, 1e-3),
       finishReason,
+      droppedMessages: fitted.dropped,
     };
   }
 }

@@ -8,9 +8,10 @@ import { checkpointFiles, parseTrainerState, restoreFromFiles } from '../../trai
 import type { TrainExample } from '../../train/data';
 import { DEFAULT_TRAIN_OPTIONS, Trainer, type TrainOptions } from '../../train/trainer';
 import type { StoredRunInfo, TrainEvent, TrainingState, TrainOutcome, TrainPoint, TrainSettings } from '../api';
+import { RUN_CHANNEL, runLockHeld, tryTakeRunLock, type RunMessage } from '../run-lock';
 import { beginRun, discardRun, loadRun, opfsAvailable, readRunMeta, RUN_META_VERSION, updateRunMeta, writeCheckpoint, type RunMeta } from '../opfs';
 import type { Adapters } from './adapters';
-import { tokenizeRows, type Datasets } from './datasets';
+import { tokenizeRows, type BuiltDataset, type Datasets } from './datasets';
 import { modelKey, type LoadedRuntime, type Models } from './models';
 import { emitter, GPU_TASKS, notify, type Tasks } from './tasks';
 
@@ -57,8 +58,13 @@ function newTrainer(m: LoadedRuntime, examples: TrainExample[], opts: TrainOptio
   return trainer;
 }
 
+const OTHER_TAB = 'A training run is going on in another tab of this browser (one run per browser): its progress shows here; pause, cancel or finish it in that tab.';
+
 export class Training {
   private job: TrainJob | null = null;
+  /** The browser-wide run lock while this worker owns the run (see run-lock.ts). */
+  private lock: { release(): void } | null = null;
+  private channel: BroadcastChannel | null = null;
 
   constructor(
     private readonly tasks: Tasks,
@@ -81,6 +87,49 @@ export class Training {
   private drop(): void {
     if (this.job) this.dispose(this.job);
     this.job = null;
+    this.disown();
+  }
+
+  /** Takes the browser-wide run lock (or keeps it); throws when another tab owns the run. */
+  private async own(): Promise<void> {
+    if (this.lock) return;
+    const lock = await tryTakeRunLock();
+    if (!lock) throw new Error(OTHER_TAB);
+    this.lock = lock;
+  }
+
+  private disown(): void {
+    this.lock?.release();
+    this.lock = null;
+  }
+
+  /** Mirrors the run on the BroadcastChannel for other tabs; answers a new tab's hello with the run so far. */
+  private broadcast(m: RunMessage): void {
+    if (typeof BroadcastChannel === 'undefined') return;
+    if (!this.channel) {
+      this.channel = new BroadcastChannel(RUN_CHANNEL);
+      this.channel.onmessage = (e: MessageEvent<RunMessage>) => {
+        const j = this.job;
+        if (e.data?.type === 'hello' && j && this.lock) this.channel!.postMessage({ type: 'event', event: this.startEvent(j, null) } satisfies RunMessage);
+      };
+    }
+    this.channel.postMessage(m);
+  }
+
+  private startEvent(j: TrainJob, resumedFrom: number | null): TrainEvent {
+    const t = j.trainer;
+    return {
+      type: 'start',
+      name: j.settings.name,
+      step: t.state.step,
+      totalSteps: t.totalSteps,
+      examples: t.examples.length,
+      trainableParams: t.params.reduce((a, p) => a + p.n, 0),
+      resumedFrom,
+      history: [...j.history],
+      settings: j.settings,
+      source: j.meta.source,
+    };
   }
 
   /** Asks a running job to stop after its step (it checkpoints) and waits for it. */
@@ -117,24 +166,18 @@ export class Training {
 
   private async runLoop(taskId: string, j: TrainJob, resumedFrom: number | null, onEvent: (e: TrainEvent) => void): Promise<TrainOutcome> {
     const ctrl = this.tasks.start(taskId);
-    const { emit, delivered } = emitter(onEvent);
+    const page = emitter(onEvent);
+    const delivered = page.delivered;
+    const emit = (e: TrainEvent) => {
+      page.emit(e);
+      this.broadcast({ type: 'event', event: e });
+    };
     j.state = 'running';
     j.taskId = taskId;
     j.pauseRequested = false;
     j.cancelRequested = false;
     const t = j.trainer;
-    emit({
-      type: 'start',
-      name: j.settings.name,
-      step: t.state.step,
-      totalSteps: t.totalSteps,
-      examples: t.examples.length,
-      trainableParams: t.params.reduce((a, p) => a + p.n, 0),
-      resumedFrom,
-      history: [...j.history],
-      settings: j.settings,
-      source: j.meta.source,
-    });
+    emit(this.startEvent(j, resumedFrom));
     const every = Math.max(0, Math.floor(j.settings.checkpointEvery));
     try {
       while (t.state.step < t.totalSteps && !j.pauseRequested && !j.cancelRequested && !ctrl.signal.aborted) {
@@ -148,6 +191,8 @@ export class Training {
       if (j.store) await updateRunMeta({ ...j.meta, status: 'paused' }).catch(() => {});
       this.dispose(j);
       if (this.job === j) this.job = null;
+      this.disown();
+      this.broadcast({ type: 'end', outcome: { status: 'failed', error: (e as Error).message ?? String(e) } });
       this.tasks.end(taskId, ctrl);
       await delivered();
       throw e;
@@ -158,15 +203,20 @@ export class Training {
       this.dispose(j);
       if (this.job === j) this.job = null;
       await discardRun().catch(() => {});
+      this.disown();
+      const outcome: TrainOutcome = { status: 'cancelled', ...base, adapter: null };
+      this.broadcast({ type: 'end', outcome });
       await delivered();
-      return { status: 'cancelled', ...base, adapter: null };
+      return outcome;
     }
     if (t.state.step < t.totalSteps) {
       await this.saveCheckpoint(j, 'paused', emit);
       j.state = 'paused';
       j.taskId = null;
+      const outcome: TrainOutcome = { status: 'paused', ...base, adapter: null };
+      this.broadcast({ type: 'end', outcome });
       await delivered();
-      return { status: 'paused', ...base, adapter: null };
+      return outcome;
     }
     // Finished: register the adapter on the runtime (hot-swappable in chat) and drop the run.
     const adapter = await t.adapter();
@@ -174,8 +224,11 @@ export class Training {
     this.dispose(j);
     if (this.job === j) this.job = null;
     await discardRun().catch(() => {});
+    this.disown();
+    const outcome: TrainOutcome = { status: 'finished', ...base, adapter: info };
+    this.broadcast({ type: 'end', outcome });
     await delivered();
-    return { status: 'finished', ...base, adapter: info };
+    return outcome;
   }
 
   async start(taskId: string, datasetId: string, settings: TrainSettings, onEvent: (e: TrainEvent) => void): Promise<TrainOutcome> {
@@ -185,6 +238,16 @@ export class Training {
     const ds = this.datasets.get(datasetId);
     if (!ds.trainable) throw new Error('PAD step labels train a process reward model (agentark prm), not the student: pick R-SFT or DA.');
     if (!settings.name.trim()) throw new Error('Give the adapter a name.');
+    await this.own();
+    try {
+      return await this.startOwned(taskId, m, ds, settings, onEvent);
+    } catch (e) {
+      if (!this.job) this.disown();
+      throw e;
+    }
+  }
+
+  private async startOwned(taskId: string, m: LoadedRuntime, ds: BuiltDataset, settings: TrainSettings, onEvent: (e: TrainEvent) => void): Promise<TrainOutcome> {
     const { examples, stats, errors } = tokenizeRows(m, ds.rows, ds.source);
     if (!examples.length) {
       throw new Error(stats.tooLong ? `Every row is longer than the context (${stats.contextLength} positions): load the model with a longer context.` : `No usable row: ${errors[0] ?? 'the set is empty'}`);
@@ -230,6 +293,16 @@ export class Training {
       return this.runJob(taskId, this.job, null, onEvent);
     }
     const m = this.models.require();
+    await this.own();
+    try {
+      return await this.resumeStored(taskId, m, onEvent);
+    } catch (e) {
+      if (!this.job) this.disown();
+      throw e;
+    }
+  }
+
+  private async resumeStored(taskId: string, m: LoadedRuntime, onEvent: (e: TrainEvent) => void): Promise<TrainOutcome> {
     const stored = await loadRun<TrainSettings>();
     if (!stored) throw new Error('There is no unfinished run to resume.');
     const { meta, examples, files } = stored;
@@ -277,6 +350,7 @@ export class Training {
       this.job.cancelRequested = true;
       return;
     }
+    if (!this.job && !this.lock && (await runLockHeld())) throw new Error(OTHER_TAB);
     this.drop();
     await discardRun();
   }
@@ -292,6 +366,7 @@ export class Training {
     if (!meta) return null;
     const m = this.models.loaded;
     return {
+      elsewhere: !this.lock && (await runLockHeld()),
       name: meta.name,
       modelId: meta.modelId,
       sameModel: !!m && meta.modelKey === modelKey(m),
