@@ -7,12 +7,10 @@
 import { promises as fsp } from 'node:fs';
 import type { Task } from '../tasks/answers';
 import { writeJsonl, type SftFormat } from '../distill/common';
-import { buildDa } from '../distill/da';
+import { buildTrainingSet, DISTILL_STRATEGIES, type DistillStrategy } from '../distill/build';
 import { parseDistillInput } from '../distill/from-imported';
-import { buildPad } from '../distill/pad-labels';
-import { buildPadSolutions, candidatesFromRecords, candidatesFromSets, judgeLabels } from '../distill/pad-solutions';
+import { candidatesFromRecords, candidatesFromSets, judgeLabels } from '../distill/pad-solutions';
 import { OpenAIEngine } from '../teach/openai-engine';
-import { buildRsft } from '../distill/rsft';
 import { floatFlag, intFlag, parseFlags, reportUsageError, UsageError } from './args';
 
 export const USAGE = `usage: agentark distill --strategy rsft|da|pad --traj FILE --out FILE [options]
@@ -76,7 +74,7 @@ export async function run(argv: string[]): Promise<number> {
     return reportUsageError('distill', e as UsageError);
   }
   if (!values) return 0;
-  let strategy: 'rsft' | 'da' | 'pad';
+  let strategy: DistillStrategy;
   let traj: string;
   let out: string;
   let task: Task | undefined;
@@ -85,9 +83,9 @@ export async function run(argv: string[]): Promise<number> {
   let format: SftFormat;
   let limit: number | undefined;
   try {
-    strategy = values.strategy as 'rsft' | 'da' | 'pad';
+    strategy = values.strategy as DistillStrategy;
     if (!strategy) throw new UsageError('--strategy is required (rsft, da or pad)');
-    if (!['rsft', 'da', 'pad'].includes(strategy)) throw new UsageError(`--strategy must be rsft, da or pad, got ${JSON.stringify(strategy)}`);
+    if (!DISTILL_STRATEGIES.includes(strategy)) throw new UsageError(`--strategy must be rsft, da or pad, got ${JSON.stringify(strategy)}`);
     if (!values.traj) throw new UsageError('--traj is required');
     if (!values.out) throw new UsageError('--out is required');
     traj = values.traj as string;
@@ -124,33 +122,30 @@ export async function run(argv: string[]): Promise<number> {
     const records = limit !== undefined ? input.records.slice(0, limit) : input.records;
     const system = values['no-system'] ? null : (values.system as string | undefined);
     const clean = { stripCalculator: !values['keep-calculator'], answerLine: !values['keep-answer-line'] };
-    let rows: object[];
-    let stats: object;
-    if (strategy === 'rsft') {
-      const r = buildRsft(records, { ...clean, system, format });
-      rows = r.rows;
-      stats = r.stats;
-    } else if (strategy === 'da') {
-      const r = buildDa(records, { ...clean, system, format, perQuestion, threshold, selfCorrection: !values['no-self-correct'] });
-      rows = r.rows;
-      stats = r.stats;
-    } else if (values['pad-steps'] === 'paragraph') {
-      const r = buildPad(records, { stripCalculator: !values['keep-calculator'] });
-      rows = r.rows;
-      stats = { padSteps: 'paragraph', ...r.stats };
-    } else {
+    const padSteps = values['pad-steps'] as 'solution' | 'paragraph';
+    let padCandidates: ReturnType<typeof candidatesFromSets> | undefined;
+    let judged: Map<string, boolean[]> | undefined;
+    if (strategy === 'pad' && padSteps === 'solution') {
       const sets = input.sets && limit !== undefined ? input.sets.slice(0, limit) : input.sets;
-      const candidates = sets ? candidatesFromSets(sets) : candidatesFromRecords(records);
-      let judged: Map<string, boolean[]> | undefined;
+      padCandidates = sets ? candidatesFromSets(sets) : candidatesFromRecords(records);
       const judgeUrl = values['judge-base-url'] as string | undefined;
       if (judgeUrl) {
-        const engine = new OpenAIEngine({ baseUrl: judgeUrl, apiKey: (values['judge-api-key'] as string | undefined) ?? process.env.OPENAI_API_KEY, model: (values['judge-model'] as string | undefined) ?? 'default' });
-        judged = await judgeLabels(candidates, engine, { model: (values['judge-model'] as string | undefined) ?? 'default', onProgress: (d, t) => void (d % 50 === 0 || d === t ? process.stderr.write(`judge ${d}/${t}\n`) : 0) });
+        const model = (values['judge-model'] as string | undefined) ?? 'default';
+        const engine = new OpenAIEngine({ baseUrl: judgeUrl, apiKey: (values['judge-api-key'] as string | undefined) ?? process.env.OPENAI_API_KEY, model });
+        judged = await judgeLabels(padCandidates, engine, { model, onProgress: (d, t) => void (d % 50 === 0 || d === t ? process.stderr.write(`judge ${d}/${t}\n`) : 0) });
       }
-      const r = buildPadSolutions(candidates, { labels: values.labels as 'file' | 'graded', judged });
-      rows = r.rows;
-      stats = { padSteps: 'solution', ...r.stats };
     }
+    const { rows, stats } = buildTrainingSet(strategy, records, {
+      ...clean,
+      system,
+      format,
+      perQuestion,
+      threshold,
+      selfCorrection: !values['no-self-correct'],
+      padSteps,
+      padCandidates,
+      padLabels: { labels: values.labels as 'file' | 'graded', judged },
+    });
     await writeJsonl(out, rows);
     const summary = {
       strategy,
