@@ -21,7 +21,7 @@ function table(report: SpeedReport): string {
     for (const p of report.peer) {
       lines.push(`| ${p.model} | ${p.prefillTokens} | ${p.ours.prefillMs.toFixed(1)} | ${p.ort.prefillMs.toFixed(1)} | ${p.prefillRatio.toFixed(2)}x | ${p.ours.decodeMsPerToken.toFixed(2)} | ${p.ort.decodeMsPerToken.toFixed(2)} | ${p.decodeRatio.toFixed(2)}x |`);
     }
-    lines.push('(ratio = onnxruntime-web time / our time, warm medians; onnxruntime-web ' + report.peer.map((p) => `${p.model} on its ${p.ortEp} EP, session ${p.ortSessionS.toFixed(1)} s`).join('; ') + ')');
+    lines.push('(ratio = onnxruntime-web time / our time, warm medians; onnxruntime-web ' + report.peer.map((p) => `${p.model} on its ${p.ortEp} EP, session ${p.ortSessionS.toFixed(1)} s, prefill logits max |Δ| ${p.maxAbsDiff.toExponential(1)} of max |logit| ${p.maxAbsLogit.toFixed(2)}`).join('; ') + ')');
   }
   if (report.batchDecode?.length) {
     lines.push('', '| model | backend | 1 sequence ms/step | batch | batch ms/step | batch / single | dispatches/step |', '|---|---|---|---|---|---|---|');
