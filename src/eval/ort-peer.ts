@@ -7,6 +7,7 @@
 import type { Gpu } from '../gpu/device';
 import { GpuBackend } from '../kernels/gpu';
 import { LlamaModel } from '../model/llama';
+import { modelLinearShapes, type KernelTuner } from '../kernels/autotune';
 import { randomInitTensors } from '../train/init';
 import { buildDecoderGraph, ONNX_OPSETS } from '../export/onnx-decoder';
 import { OrtDecoder, type OrtEp } from '../export/ort';
@@ -48,6 +49,8 @@ export interface PeerOptions {
   /** Timed repetitions after the warm-up; the median is reported. */
   runs?: number;
   ep?: OrtEp;
+  /** Our runtime's autotuner (kernel choices for this model's shapes are made before timing). */
+  tuner?: KernelTuner | null;
   log?: (line: string) => void;
 }
 
@@ -67,6 +70,10 @@ export async function benchmarkOrtPeer(gpu: Gpu, size: ModelSize, opts: PeerOpti
   // ---- ours ---------------------------------------------------------------------------------
   const backend = await GpuBackend.create(gpu, 'f32');
   const model = LlamaModel.fromTensors(backend, config, tensors, maxSeq);
+  if (opts.tuner) {
+    backend.tuner = opts.tuner;
+    await backend.autotune(modelLinearShapes(model));
+  }
   const cache = model.createCache(1, maxSeq);
   const ourPrefill = () => model.forward({ ids: Uint32Array.from(ids), positions: Uint32Array.from(ids, (_, i) => i), slots: new Uint32Array(prefillTokens), logitRows: 'all' }, cache);
   const ourDecode = async () => {

@@ -11,6 +11,7 @@
  *   workgroup per column splitting K, reduced in workgroup memory).
  */
 import type { Gpu } from '../gpu/device';
+import type { LayerWeights, LlamaModel } from '../model/llama';
 import { shaderSource } from './shaders';
 
 export const KERNEL_FAMILIES = { gemv: ['register', 'splitk'] } as const;
@@ -166,4 +167,17 @@ export class KernelTuner {
     }
     return { adapterKey: this.adapterKey, choices, tuningMs: this.tuningMs };
   }
+}
+
+/** The [N, K] and weight type of every linear weight shard a model multiplies by (what GEMV sees). */
+export function modelLinearShapes(model: Pick<LlamaModel, 'lmHead'> & { layers: readonly LayerWeights<unknown>[] }): { n: number; k: number; dtype: 'f16' | 'f32' }[] {
+  const out: { n: number; k: number; dtype: 'f16' | 'f32' }[] = [];
+  const add = (w: unknown) => {
+    const g = w as { cols?: number; dtype?: string; shards?: { rows: number }[] };
+    if (!g?.shards || (g.dtype !== 'f16' && g.dtype !== 'f32')) return; // quantized or CPU weights
+    for (const s of g.shards) out.push({ n: s.rows, k: g.cols!, dtype: g.dtype });
+  };
+  for (const L of model.layers) for (const w of [L.q, L.k, L.v, L.o, L.gate, L.up, L.down]) add(w);
+  add(model.lmHead);
+  return out;
 }

@@ -9,7 +9,7 @@ import type { Backend, KvCacheShape, WeightShape } from './backend';
 import type { TrainOps } from './train-backend';
 import { GpuTrainOps } from './train-gpu';
 import { checkAgainstWgsl, declareKernel, groups1d, invocations, size2d, KernelError, packUniform, uniformKey, workgroupDefines, type Kernel, type ParamTypes, type ParamValues } from './kernel';
-import { gemvShapeKey, KERNEL_FAMILIES, type GemvVariant, type KernelTuner } from './autotune';
+import { gemvShapeKey, KERNEL_FAMILIES, parseForcedKernels, type GemvVariant, type KernelTuner } from './autotune';
 import { attentionChunkRows, loadShaders, shaderSource, type ShaderDefines } from './shaders';
 
 export { attentionChunkRows };
@@ -158,8 +158,8 @@ export class GpuBackend implements Backend<GpuTensor, GpuWeight, GpuIndices> {
   private readonly dummy: GPUBuffer;
   /** Picks GEMV variants per shape class (null: the register-tiled kernel, untuned). */
   tuner: KernelTuner | null = null;
-  /** Force one GEMV variant regardless of the tuner (tests). */
-  gemvKernel: 'auto' | GemvVariant = 'auto';
+  /** Force one GEMV variant regardless of the tuner (tests; AGENTARK_KERNELS=gemv=... in Node). */
+  gemvKernel: 'auto' | GemvVariant = ((typeof process !== 'undefined' && parseForcedKernels(process.env?.AGENTARK_KERNELS).gemv) || 'auto') as 'auto' | GemvVariant;
   /** Which attention kernel runs: by token count ('auto'), or one forced (benchmarks, tests). */
   attentionKernel: 'auto' | 'tiled' | 'per-query' = 'auto';
 
