@@ -150,6 +150,9 @@ export const RESIDUAL_ADD = declareKernel({
 export const PREFILL_ATTENTION_MIN_TOKENS = 16;
 
 
+/** Bind groups kept for reuse (a decode step of a 24-layer model records a few hundred). */
+const BIND_GROUP_CACHE = 4096;
+
 export class GpuBackend implements Backend<GpuTensor, GpuWeight, GpuIndices> {
   readonly name = 'webgpu';
   readonly weightType: 'f16' | 'f32';
@@ -291,6 +294,33 @@ export class GpuBackend implements Backend<GpuTensor, GpuWeight, GpuIndices> {
   /** Dispatches recorded so far (the benchmark reports them per decode step). */
   dispatches = 0;
 
+  /**
+   * Bind groups by pipeline and buffer identities: pooled buffers and cached uniforms recur from
+   * one decode step to the next, so a step's bind groups are created once and then reused. A
+   * destroyed buffer's entries are never hit again (a new buffer gets a new id); the cache is
+   * cleared when it grows past BIND_GROUP_CACHE entries.
+   */
+  private readonly bindGroups = new Map<string, GPUBindGroup>();
+  private readonly bufferIds = new WeakMap<GPUBuffer, number>();
+  private nextBufferId = 1;
+
+  private bindGroup(variantKey: string, pipeline: GPUComputePipeline, entries: GPUBindGroupEntry[]): GPUBindGroup {
+    let key = variantKey;
+    for (const e of entries) {
+      const buffer = (e.resource as GPUBufferBinding).buffer;
+      let id = this.bufferIds.get(buffer);
+      if (id === undefined) this.bufferIds.set(buffer, (id = this.nextBufferId++));
+      key += `|${id}`;
+    }
+    let group = this.bindGroups.get(key);
+    if (!group) {
+      if (this.bindGroups.size >= BIND_GROUP_CACHE) this.bindGroups.clear();
+      group = this.gpu.device.createBindGroup({ layout: pipeline.getBindGroupLayout(0), entries });
+      this.bindGroups.set(key, group);
+    }
+    return group;
+  }
+
   /** Pipelines by variant key, with the element size of each binding read from their WGSL. */
   private readonly variants = new Map<string, { pipeline: GPUComputePipeline; scalarBytes: number[] }>();
 
@@ -329,7 +359,7 @@ export class GpuBackend implements Backend<GpuTensor, GpuWeight, GpuIndices> {
       const extra = Object.keys(buffers).filter((k) => !kernel.bindingNames.includes(k as B));
       throw new KernelError(`kernel ${kernel.name}: unknown binding${extra.length > 1 ? 's' : ''} ${extra.map((e) => `'${e}'`).join(', ')}`);
     }
-    const bindGroup = this.gpu.device.createBindGroup({ layout: variant.pipeline.getBindGroupLayout(0), entries });
+    const bindGroup = this.bindGroup(key, variant.pipeline, entries);
     this.dispatches++;
     const pass = this.computePass();
     pass.setPipeline(variant.pipeline);
