@@ -113,9 +113,11 @@ export async function benchmarkOrtPeer(gpu: Gpu, size: ModelSize, opts: PeerOpti
     diff = Math.max(diff, Math.abs(ourCheck[i] - ortCheck[i]));
     scale = Math.max(scale, Math.abs(ourCheck[i]));
   }
-  // A wrong graph or a mis-fed cache is off by the logits' own size; ORT's WebGPU kernels
-  // (other summation orders, approximate exp) differ from ours by a small fraction of it.
-  if (!(diff < 0.25 * scale)) throw new Error(`onnxruntime-web (${ep}) and our runtime disagree on ${size.name}: max |Δlogit| ${diff} (max |logit| ${scale})`);
+  // The exported graph itself is exact (onnxruntime-web's wasm EP matches our logits to ~1e-6 on
+  // this model; tests/export). Its WebGPU EP deviates on software adapters (measured: 0.05 of 1.8
+  // on lavapipe, 0.9 on SwiftShader, whose subgroups are 8 and 4 wide), so the deviation is
+  // reported beside the times rather than treated as a broken export.
+  if (!(diff < 1e-3 * Math.max(1, scale))) opts.log?.(`warning: onnxruntime-web's ${ep} EP deviates from our logits on ${size.name}: max |Δ| ${diff.toExponential(2)} of max |logit| ${scale.toFixed(3)} (its wasm EP matches; see src/eval/ort-peer.ts)`);
   const ort = await timePair(ortPrefill, ortDecode, runs, decodeSteps);
   decoder.disposePast(past);
   await decoder.release();
