@@ -16,6 +16,7 @@
 import { toFloat32 } from './checkpoint';
 import type { ModelConfig } from './config';
 import { isSupportedDtype, readSafetensors, writeSafetensors, type TensorToWrite } from './safetensors';
+import { backtrackingRegexReason } from './regex-safety';
 import { openSource, type FileSource } from './source';
 import { PROJECTIONS, type Projection } from '../model/llama';
 
@@ -223,8 +224,24 @@ function isEmptyPattern(v: unknown): boolean {
   return v === undefined || v === null || (isObject(v) && Object.keys(v).length === 0);
 }
 
-/** Python `re` → JS for the patterns target_modules uses in practice; fullmatch semantics. */
+/** Longest target_modules regex accepted, and most unbounded quantifiers in it. */
+const MAX_TARGET_REGEX_CHARS = 1000;
+const MAX_TARGET_REGEX_STARS = 4;
+
+/**
+ * Python `re` → JS for the patterns target_modules uses in practice; fullmatch semantics. The
+ * pattern comes from a stranger's file and JS regexes backtrack, so shapes that can take
+ * exponential time (nested quantifiers, backreferences) are refused, and so are more than a few
+ * unbounded quantifiers (polynomial time). It is only ever run against the model's own module
+ * names (`model.layers.<i>.<group>.<proj>`, under 64 characters), so what passes is fast.
+ */
 function compileFullMatch(pattern: string): RegExp {
+  const where = `adapter_config.json: target_modules regex ${JSON.stringify(pattern.slice(0, 120))}`;
+  if (pattern.length > MAX_TARGET_REGEX_CHARS) throw new PeftError(`${where} is ${pattern.length} characters long; at most ${MAX_TARGET_REGEX_CHARS} are supported`);
+  const reason = backtrackingRegexReason(pattern);
+  if (reason) throw new PeftError(`${where} ${reason}; use a list of module names instead (PEFT matches them exactly or as a '.'-suffix)`);
+  const stars = pattern.replace(/\\./g, '').replace(/\[(?:\\.|[^\]])*\]/g, 'c').match(/[*+]|\{\d+,\}/g)?.length ?? 0;
+  if (stars > MAX_TARGET_REGEX_STARS) throw new PeftError(`${where} has ${stars} unbounded repetitions; at most ${MAX_TARGET_REGEX_STARS} are supported`);
   try {
     return new RegExp(`^(?:${pattern})$`);
   } catch (e) {
@@ -248,8 +265,8 @@ export function parseAdapterConfig(json: unknown): ParsedConfig {
   const peftType = json.peft_type ?? 'LORA';
   if (peftType !== 'LORA') throw new PeftError(`${file}: peft_type ${JSON.stringify(peftType)} is not supported (only LORA)`);
   const r = json.r ?? 8; // LoraConfig's default
-  if (typeof r !== 'number' || !Number.isInteger(r) || r <= 0) {
-    throw new PeftError(`${file}: "r" must be a positive integer, got ${JSON.stringify(r)}`);
+  if (typeof r !== 'number' || !Number.isInteger(r) || r <= 0 || r > 65536) {
+    throw new PeftError(`${file}: "r" must be an integer in [1, 65536], got ${JSON.stringify(r)}`);
   }
   const loraAlpha = json.lora_alpha ?? 8;
   if (typeof loraAlpha !== 'number' || !Number.isFinite(loraAlpha)) {
@@ -295,6 +312,9 @@ export function parseAdapterConfig(json: unknown): ParsedConfig {
       targetModules = []; // filled in from the tensors once they are read
     }
   } else if (Array.isArray(targets) && targets.every((t) => typeof t === 'string')) {
+    if (targets.length > 1000 || targets.some((t) => t.length > 256)) {
+      throw new PeftError(`${file}: "target_modules" lists ${targets.length} names (at most 1000, each at most 256 characters)`);
+    }
     targetModules = targets as string[];
   } else if (targets === undefined || targets === null) {
     // PEFT fills target_modules in when it wraps the model, so saved adapters carry it; for a
@@ -386,6 +406,8 @@ export function readAdapterTensors(bytes: Uint8Array, fileName = ADAPTER_WEIGHTS
     if (entry[key.which]) throw new PeftError(`${fileName}: two lora_${key.which} tensors for ${id}`);
     // toFloat32 views F32 data in place; copy so the pair owns its values.
     const data = Float32Array.from(toFloat32({ name: t.name, dtype: t.dtype, shape: t.shape, data: t.data }));
+    const bad = data.findIndex((x) => !Number.isFinite(x));
+    if (bad >= 0) throw new PeftError(`${fileName}: ${t.name} holds non-finite values (${data[bad]} at element ${bad} of ${data.length})`);
     entry[key.which] = { shape: [t.shape[0], t.shape[1]], data };
   }
   const pairs: LoraTensorPair[] = [];

@@ -259,8 +259,34 @@ function describeRow(row: Json): string {
 }
 
 /** One row → one example; `where` (e.g. 'train.jsonl:3 row 3') prefixes every error. */
+/**
+ * No token is this long, so a row with more characters than maxLength × this cannot fit the
+ * context: rejected before the (slow, memory-hungry) template rendering and tokenization.
+ */
+export const MAX_CHARS_PER_TOKEN = 64;
+
+/** Characters in every string of a row, stopping early once past `limit`. */
+function rowChars(value: unknown, limit: number): number {
+  let total = 0;
+  const stack: unknown[] = [value];
+  while (stack.length > 0 && total <= limit) {
+    const v = stack.pop();
+    if (typeof v === 'string') total += v.length;
+    else if (Array.isArray(v)) {
+      total += v.length; // token-id lists count one per entry
+      for (const x of v) stack.push(x);
+    } else if (isObject(v)) for (const x of Object.values(v)) stack.push(x);
+  }
+  return total;
+}
+
 export function tokenizeRow(row: unknown, tok: HFTokenizer | null, opts: TokenizeOptions, where: string): TrainExample {
   if (!isObject(row)) throw new TrainingDataError(`${where}: expected a JSON object`);
+  const charLimit = opts.maxLength * MAX_CHARS_PER_TOKEN;
+  const chars = rowChars(row, charLimit);
+  if (chars > charLimit) {
+    throw new TrainingDataError(`${where}: the row is over ${charLimit} characters, more than a ${opts.maxLength}-token context can hold; shorten or split it`);
+  }
   let example: TrainExample;
   if ('input_ids' in row) {
     const inputIds = tokenIds(row.input_ids, where, 'input_ids', false);
