@@ -188,7 +188,7 @@ describe('PEFT target_modules never runs a backtracking regex', () => {
   const files = serializePeftAdapter(adapter);
   const load = (targetModules: unknown) => {
     const json = { ...JSON.parse(files['adapter_config.json']), target_modules: targetModules };
-    return loadPeftAdapter(new BlobSource(new Map([['adapter_config.json', new Blob([JSON.stringify(json)])], ['adapter_model.safetensors', new Blob([files['adapter_model.safetensors']])]])));
+    return loadPeftAdapter(new BlobSource(new Map([['adapter_config.json', new Blob([JSON.stringify(json)])], ['adapter_model.safetensors', new Blob([files['adapter_model.safetensors'] as Uint8Array<ArrayBuffer>])]])));
   };
 
   it('"(.*)*X" is refused at once; PEFT-style regexes and lists still work', async () => {
