@@ -215,3 +215,18 @@ describe('training rows are size-checked before tokenization', () => {
     expect(() => tokenizeRow(ids, tok, { maxLength: 512 }, 'r')).toThrow(/over 32768 characters/);
   });
 });
+
+describe('KaTeX in chat output', () => {
+  it('caps user-given sizes and macro expansion', async () => {
+    const katex = (await import('katex')).default;
+    const { KATEX_OPTIONS } = await import('../../src/app/katex-options');
+    const rule = katex.renderToString(String.raw`\rule{2000em}{2000em}`, { ...KATEX_OPTIONS });
+    const sizes = [...rule.matchAll(/(?:width|height|border-right-width|border-top-width):\s*([\d.]+)em/g)].map((m) => Number(m[1]));
+    expect(sizes.length).toBeGreaterThan(0);
+    expect(Math.max(...sizes)).toBeLessThanOrEqual(20);
+    const unbounded = katex.renderToString(String.raw`\rule{2000em}{2000em}`, { output: 'html' });
+    expect(unbounded).toMatch(/2000em/); // what the options prevent
+    const loop = katex.renderToString(String.raw`\def\a{\a\a}\a`, { ...KATEX_OPTIONS });
+    expect(loop).toMatch(/Too many expansions/);
+  });
+});
