@@ -250,6 +250,14 @@ export class HFTokenizer {
       throw new TokenizerError(`tokenizer.json: ${(e as Error).message}`, { cause: e });
     }
     this.config = tokenizerConfig;
+    // The library checks little of the file up front; a malformed section (e.g. a pre-tokenizer
+    // "behavior" that is not a string) would otherwise fail on the user's first prompt.
+    try {
+      const probe = this.tokenizer.encode('Hello, world! 123 é', { add_special_tokens: true }).ids;
+      if (probe.length > 0) this.tokenizer.decode(probe, { skip_special_tokens: false });
+    } catch (e) {
+      throw new TokenizerError(`tokenizer.json: the tokenizer cannot encode a test sentence (${(e as Error).message}); the file is malformed`, { cause: e });
+    }
 
     this.specialIds = new Set<number>();
     for (const [id, token] of this.tokenizer.get_added_tokens_decoder()) if (token.special) this.specialIds.add(id);
@@ -296,12 +304,20 @@ export class HFTokenizer {
 
   encode(text: string, options: { addSpecialTokens?: boolean } = {}): number[] {
     if (text.length > MAX_ENCODE_CHARS) throw new TokenizerError(`text of ${text.length} characters is too long to tokenize (at most ${MAX_ENCODE_CHARS})`);
-    return this.tokenizer.encode(text, { add_special_tokens: options.addSpecialTokens ?? true }).ids;
+    try {
+      return this.tokenizer.encode(text, { add_special_tokens: options.addSpecialTokens ?? true }).ids;
+    } catch (e) {
+      throw new TokenizerError(`tokenizer.json: tokenizing failed (${(e as Error).message}); the tokenizer file is malformed`, { cause: e });
+    }
   }
 
   decode(ids: ArrayLike<number>, options: { skipSpecialTokens?: boolean } = {}): string {
     if (ids.length === 0) return ''; // the library rejects empty input
-    return this.tokenizer.decode(Array.from(ids), { skip_special_tokens: options.skipSpecialTokens ?? false });
+    try {
+      return this.tokenizer.decode(Array.from(ids), { skip_special_tokens: options.skipSpecialTokens ?? false });
+    } catch (e) {
+      throw new TokenizerError(`tokenizer.json: decoding failed (${(e as Error).message}); the tokenizer file is malformed`, { cause: e });
+    }
   }
 
   tokenToId(token: string): number | undefined {
