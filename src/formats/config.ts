@@ -178,7 +178,8 @@ export function parseConfig(json: unknown): ModelConfig {
   if (!hfArchitecture) {
     throw new ConfigError(`missing "architectures"; supported: ${SUPPORTED_HF_ARCHITECTURES.join(', ')}`);
   }
-  const architecture = ARCHITECTURES[hfArchitecture];
+  // Own keys only: "constructor" or "__proto__" must not find Object.prototype's members.
+  const architecture = Object.hasOwn(ARCHITECTURES, hfArchitecture) ? ARCHITECTURES[hfArchitecture] : undefined;
   if (!architecture) {
     throw new ConfigError(
       `unsupported architecture "${hfArchitecture}"; supported: ${SUPPORTED_HF_ARCHITECTURES.join(', ')}`,

@@ -16,7 +16,7 @@ const DTYPE_SIZES: Record<string, number> = {
 };
 
 export function dtypeSize(dtype: string): number {
-  const size = DTYPE_SIZES[dtype];
+  const size = Object.hasOwn(DTYPE_SIZES, dtype) ? DTYPE_SIZES[dtype] : undefined;
   if (size === undefined) throw new SafetensorsError(`unknown dtype "${dtype}"`);
   return size;
 }
@@ -119,7 +119,7 @@ export function parseSafetensorsHeader(
     }
     if (!isObject(info)) fail(options, `tensor "${name}": entry is not an object`);
     const { dtype, shape, data_offsets: offsets } = info;
-    if (typeof dtype !== 'string' || !(dtype in DTYPE_SIZES)) {
+    if (typeof dtype !== 'string' || !Object.hasOwn(DTYPE_SIZES, dtype)) {
       fail(options, `tensor "${name}" has unknown dtype ${JSON.stringify(dtype)}`);
     }
     if (!options?.allowUnsupportedDtypes && !isSupportedDtype(dtype)) {

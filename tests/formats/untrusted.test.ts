@@ -46,6 +46,17 @@ describe('config.json numbers are bounded', () => {
     }
   });
 
+  it('names that are Object.prototype members are not looked up there (found by the fuzzer)', () => {
+    for (const name of ['constructor', '__proto__', 'toString', 'hasOwnProperty']) {
+      expect(() => parseConfig({ ...base(), architectures: [name] }), name).toThrow(/unsupported architecture/);
+    }
+    const json = new TextEncoder().encode(JSON.stringify({ w: { dtype: 'toString', shape: [1], data_offsets: [0, 4] } }));
+    const file = new Uint8Array(8 + json.length + 4);
+    new DataView(file.buffer).setBigUint64(0, BigInt(json.length), true);
+    file.set(json, 8);
+    expect(() => readSafetensors(file, { allowUnsupportedDtypes: true })).toThrow(/tensor "w" has unknown dtype "toString"/);
+  });
+
   it('bounds the implied parameter count even when every field is individually allowed', () => {
     const big = { ...base(), vocab_size: 1 << 21, hidden_size: 1 << 16, intermediate_size: 1 << 18, num_hidden_layers: 1024, num_attention_heads: 512, num_key_value_heads: 512, head_dim: 128 };
     expect(() => parseConfig(big)).toThrow(/implies .* parameters, above the supported maximum/);
