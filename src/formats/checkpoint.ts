@@ -104,7 +104,13 @@ export function toFloat32(t: HostTensor): Float32Array {
 /** f16 bit patterns (rounded to nearest even from F32/BF16); for F16 tensors a view of `t.data`. */
 export function toF16Bits(t: HostTensor): Uint16Array {
   if (t.dtype === 'F16') return view(t, 2, (b, o, n) => new Uint16Array(b, o, n));
-  return f32ToF16Bits(toFloat32(t));
+  const bits = f32ToF16Bits(toFloat32(t));
+  // Finite F32/BF16 values beyond ±65504 become ±Inf in F16, which would poison every output.
+  const overflow = firstNonFinite({ ...t, dtype: 'F16', data: new Uint8Array(bits.buffer, bits.byteOffset, bits.byteLength) });
+  if (overflow !== null) {
+    throw new CheckpointError(`${t.name} holds ${toFloat32(t)[overflow.index]} at element ${overflow.index}, beyond F16's range (±65504); load it with --dtype f32`);
+  }
+  return bits;
 }
 
 /** bf16 bit patterns (rounded to nearest even from F32; F16 → BF16 may lose mantissa bits). */

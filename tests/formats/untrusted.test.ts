@@ -128,6 +128,14 @@ describe('non-finite weights are found at load', () => {
     }
   });
 
+  it('F32 values beyond F16 range are refused when converting to F16, not turned into Inf', async () => {
+    const { toF16Bits } = await import('../../src/formats/checkpoint');
+    const f = new Float32Array([1, 2, 1e6]);
+    expect(() => toF16Bits({ name: 'model.norm.weight', dtype: 'F32', shape: [3], data: new Uint8Array(f.buffer) })).toThrow(/model\.norm\.weight holds 1000000 at element 2, beyond F16's range \(±65504\); load it with --dtype f32/);
+    const ok = new Float32Array([65504, -65504, 0.1]);
+    expect(toF16Bits({ name: 'x', dtype: 'F32', shape: [3], data: new Uint8Array(ok.buffer) })).toHaveLength(3);
+  });
+
   it('finite extremes pass', () => {
     const f = new Float32Array([3.4e38, -3.4e38, 0, -0, 1e-45]);
     expect(firstNonFinite({ name: 'x', dtype: 'F32', shape: [5], data: new Uint8Array(f.buffer) })).toBeNull();
