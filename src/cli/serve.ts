@@ -6,7 +6,7 @@ import { serveEngine } from './serve-http';
 
 const USAGE = `usage: agentark serve --model <dir|url|hf-id> [--port P] [--host H] [--max-batch N]
        [--served-model-name NAME] [--api-key KEY] [--cors ORIGIN]...
-       [--adapter PEFT_DIR] [--backend webgpu|cpu] [--dtype auto|f16|f32] [--context-length N]
+       [--adapter PEFT_DIR] [--backend webgpu|cpu] [--dtype auto|f16|f32] [--quantize q8|q4] [--context-length N]
   POST /v1/chat/completions (stream: true for server-sent events), GET /v1/models
   --served-model-name NAME  the model id clients must send (default: the model folder's name);
                             any other id is answered 404 model_not_found
