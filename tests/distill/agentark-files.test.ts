@@ -142,7 +142,7 @@ describe('agentark distill --strategy pad on AgentArk files', () => {
         return sol.includes(`The answer is ${gt}.`) ? 'true' : 'false';
       },
     });
-    const server = await startServer(judge);
+    const server = await startServer(judge, { modelId: 'judge' });
     try {
       const out = path.join(dir, 'pad-judged.jsonl');
       const r = await capture(() => run(['--strategy', 'pad', '--traj', sequential, '--out', out, '--judge-base-url', server.baseUrl, '--judge-model', 'judge']));
