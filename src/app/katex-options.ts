@@ -4,4 +4,12 @@
  * `maxExpand` caps macro expansion (a self-referencing \\def would loop). Kept apart from
  * markdown.ts so it can be checked without a DOM.
  */
-export const KATEX_OPTIONS = { throwOnError: false, nonStandard: true, output: 'htmlAndMathml', maxSize: 20, maxExpand: 200, trust: false, strict: 'ignore' } as const;
+export const KATEX_OPTIONS = {
+  throwOnError: false,
+  nonStandard: true,
+  output: 'htmlAndMathml',
+  maxSize: 20,
+  maxExpand: 200,
+  trust: false,
+  strict: 'ignore',
+} as const;

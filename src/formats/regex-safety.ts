@@ -11,7 +11,10 @@
  */
 export function backtrackingRegexReason(pattern: string): string | null {
   if (pattern.length > 10_000) return `is ${pattern.length} characters long`;
-  interface Frame { repeats: boolean; alternates: boolean }
+  interface Frame {
+    repeats: boolean;
+    alternates: boolean;
+  }
   const stack: Frame[] = [{ repeats: false, alternates: false }];
   /** Length of a quantifier at i (0 if none) and whether it allows more than one repetition. */
   const quantifierAt = (i: number): { length: number; many: boolean } => {
@@ -20,7 +23,8 @@ export function backtrackingRegexReason(pattern: string): string | null {
     if (c === '?') return { length: 1, many: false };
     if (c === '{') {
       const m = /^\{(\d+)(,(\d*))?\}/.exec(pattern.slice(i, i + 24));
-      if (m) return { length: m[0].length, many: m[2] !== undefined ? m[3] === '' || Number(m[3]) > 1 : Number(m[1]) > 1 };
+      if (m)
+        return { length: m[0].length, many: m[2] !== undefined ? m[3] === '' || Number(m[3]) > 1 : Number(m[1]) > 1 };
     }
     return { length: 0, many: false };
   };
@@ -53,7 +57,8 @@ export function backtrackingRegexReason(pattern: string): string | null {
       while (i < pattern.length && depth > 0) {
         if (pattern[i] === '\\') i += 2;
         else {
-          if (pattern[i] === '[') depth++; // nested classes (Oniguruma / v-flag)
+          if (pattern[i] === '[')
+            depth++; // nested classes (Oniguruma / v-flag)
           else if (pattern[i] === ']') depth--;
           i++;
         }
@@ -66,7 +71,7 @@ export function backtrackingRegexReason(pattern: string): string | null {
         i++;
         const m = /^(<[=!]|[=!:>]|<[A-Za-z_]\w*>|[a-zA-Z-]+:|[a-zA-Z-]+\))/.exec(pattern.slice(i, i + 40));
         if (m) i += m[0].length;
-        if (m && m[0].endsWith(')')) stack.pop(); // inline flags such as (?i)
+        if (m?.[0].endsWith(')')) stack.pop(); // inline flags such as (?i)
       }
     } else if (c === ')') {
       if (stack.length === 1) return 'has an unbalanced ")"';
@@ -89,4 +94,3 @@ export function backtrackingRegexReason(pattern: string): string | null {
   }
   return null;
 }
-

@@ -50,7 +50,12 @@ export const MAX_ENCODE_CHARS = 16 << 20;
 class TemplateLimitError extends Error {}
 
 /** Every `{"Regex": "..."}` pattern in a tokenizer.json (normalizers, pre-tokenizers, decoders), with its JSON path. */
-function tokenizerRegexes(json: unknown, where = 'tokenizer.json', out: { where: string; pattern: string }[] = [], depth = 0): { where: string; pattern: string }[] {
+function tokenizerRegexes(
+  json: unknown,
+  where = 'tokenizer.json',
+  out: { where: string; pattern: string }[] = [],
+  depth = 0,
+): { where: string; pattern: string }[] {
   if (depth > 32 || typeof json !== 'object' || json === null) return out;
   if (Array.isArray(json)) {
     json.forEach((v, i) => tokenizerRegexes(v, `${where}[${i}]`, out, depth + 1));
@@ -68,28 +73,40 @@ function tokenizerRegexes(json: unknown, where = 'tokenizer.json', out: { where:
 function checkTokenizerJson(json: Json): void {
   const added = json.added_tokens ?? [];
   if (!Array.isArray(added)) throw new TokenizerError('tokenizer.json: "added_tokens" must be a list');
-  if (added.length > MAX_ADDED_TOKENS) throw new TokenizerError(`tokenizer.json: ${added.length} added tokens; at most ${MAX_ADDED_TOKENS} are supported`);
+  if (added.length > MAX_ADDED_TOKENS)
+    throw new TokenizerError(`tokenizer.json: ${added.length} added tokens; at most ${MAX_ADDED_TOKENS} are supported`);
   added.forEach((t, i) => {
     const id = isObject(t) ? t.id : undefined;
     if (typeof id !== 'number' || !Number.isInteger(id) || id < 0 || id > MAX_TOKEN_ID) {
-      throw new TokenizerError(`tokenizer.json: added_tokens[${i}] has id ${JSON.stringify(id)}; ids must be integers in [0, ${MAX_TOKEN_ID}]`);
+      throw new TokenizerError(
+        `tokenizer.json: added_tokens[${i}] has id ${JSON.stringify(id)}; ids must be integers in [0, ${MAX_TOKEN_ID}]`,
+      );
     }
-    if (typeof t.content !== 'string' || t.content.length > 1024) throw new TokenizerError(`tokenizer.json: added_tokens[${i}] (id ${id}) must have a "content" string of at most 1024 characters`);
+    if (typeof t.content !== 'string' || t.content.length > 1024)
+      throw new TokenizerError(
+        `tokenizer.json: added_tokens[${i}] (id ${id}) must have a "content" string of at most 1024 characters`,
+      );
   });
   const model = json.model as Json;
   const vocab = model.vocab;
   if (Array.isArray(vocab)) {
-    if (vocab.length > MAX_TOKEN_ID + 1) throw new TokenizerError(`tokenizer.json: model.vocab has ${vocab.length} entries; at most ${MAX_TOKEN_ID + 1} are supported`);
+    if (vocab.length > MAX_TOKEN_ID + 1)
+      throw new TokenizerError(
+        `tokenizer.json: model.vocab has ${vocab.length} entries; at most ${MAX_TOKEN_ID + 1} are supported`,
+      );
   } else if (isObject(vocab)) {
     for (const [token, id] of Object.entries(vocab)) {
       if (typeof id !== 'number' || !Number.isInteger(id) || id < 0 || id > MAX_TOKEN_ID) {
-        throw new TokenizerError(`tokenizer.json: model.vocab[${JSON.stringify(token.slice(0, 40))}] has id ${JSON.stringify(id)}; ids must be integers in [0, ${MAX_TOKEN_ID}]`);
+        throw new TokenizerError(
+          `tokenizer.json: model.vocab[${JSON.stringify(token.slice(0, 40))}] has id ${JSON.stringify(id)}; ids must be integers in [0, ${MAX_TOKEN_ID}]`,
+        );
       }
     }
   }
   for (const { where, pattern } of tokenizerRegexes(json)) {
     const reason = backtrackingRegexReason(pattern);
-    if (reason) throw new TokenizerError(`${where}: the pattern ${JSON.stringify(pattern.slice(0, 80))} ${reason}; refusing it`);
+    if (reason)
+      throw new TokenizerError(`${where}: the pattern ${JSON.stringify(pattern.slice(0, 80))} ${reason}; refusing it`);
   }
 }
 
@@ -108,8 +125,10 @@ class BudgetedInterpreter extends Interpreter {
 
   override evaluate(...args: Parameters<Interpreter['evaluate']>): ReturnType<Interpreter['evaluate']> {
     const { limits } = this;
-    if (++this.steps > limits.maxSteps) throw new TemplateLimitError(`rendering took more than ${limits.maxSteps} steps`);
-    if ((this.steps & 1023) === 0 && performance.now() > this.deadline) throw new TemplateLimitError(`rendering took longer than ${limits.maxMs} ms`);
+    if (++this.steps > limits.maxSteps)
+      throw new TemplateLimitError(`rendering took more than ${limits.maxSteps} steps`);
+    if ((this.steps & 1023) === 0 && performance.now() > this.deadline)
+      throw new TemplateLimitError(`rendering took longer than ${limits.maxMs} ms`);
     const out = super.evaluate(...args);
     if (out.type === 'StringValue' && (out.value as string).length > limits.maxOutputChars) {
       throw new TemplateLimitError(`rendering produced more than ${limits.maxOutputChars} characters`);
@@ -118,7 +137,20 @@ class BudgetedInterpreter extends Interpreter {
   }
 }
 
-const MONTHS = ['January', 'February', 'March', 'April', 'May', 'June', 'July', 'August', 'September', 'October', 'November', 'December'];
+const MONTHS = [
+  'January',
+  'February',
+  'March',
+  'April',
+  'May',
+  'June',
+  'July',
+  'August',
+  'September',
+  'October',
+  'November',
+  'December',
+];
 
 /** transformers' strftime_now (Llama 3 templates print today's date), for the codes templates use. */
 function strftimeNow(format: string): string {
@@ -126,32 +158,51 @@ function strftimeNow(format: string): string {
   const pad = (n: number) => String(n).padStart(2, '0');
   return String(format).replace(/%[YmdbBHM%]/g, (code) => {
     switch (code) {
-      case '%Y': return String(d.getFullYear());
-      case '%m': return pad(d.getMonth() + 1);
-      case '%d': return pad(d.getDate());
-      case '%b': return MONTHS[d.getMonth()]!.slice(0, 3);
-      case '%B': return MONTHS[d.getMonth()]!;
-      case '%H': return pad(d.getHours());
-      case '%M': return pad(d.getMinutes());
-      default: return '%';
+      case '%Y':
+        return String(d.getFullYear());
+      case '%m':
+        return pad(d.getMonth() + 1);
+      case '%d':
+        return pad(d.getDate());
+      case '%b':
+        return MONTHS[d.getMonth()]!.slice(0, 3);
+      case '%B':
+        return MONTHS[d.getMonth()]!;
+      case '%H':
+        return pad(d.getHours());
+      case '%M':
+        return pad(d.getMinutes());
+      default:
+        return '%';
     }
   });
 }
 
 /** Renders a parsed template like Template.render, under `limits`. */
-export function renderTemplateWithLimits(template: Template, context: Record<string, unknown>, limits: ChatTemplateLimits = DEFAULT_CHAT_TEMPLATE_LIMITS): string {
+export function renderTemplateWithLimits(
+  template: Template,
+  context: Record<string, unknown>,
+  limits: ChatTemplateLimits = DEFAULT_CHAT_TEMPLATE_LIMITS,
+): string {
   const range = (start: number, stop?: number, step = 1): number[] => {
     if (stop === undefined) [start, stop] = [0, start];
-    if (![start, stop, step].every((x) => typeof x === 'number' && Number.isFinite(x))) throw new Error('range() needs finite numbers');
+    if (![start, stop, step].every((x) => typeof x === 'number' && Number.isFinite(x)))
+      throw new Error('range() needs finite numbers');
     if (step === 0) throw new Error('range() step must not be zero');
     const length = Math.max(0, Math.ceil((stop - start) / step));
-    if (length > limits.maxRangeLength) throw new TemplateLimitError(`range() of ${length} items is longer than the limit ${limits.maxRangeLength}`);
+    if (length > limits.maxRangeLength)
+      throw new TemplateLimitError(`range() of ${length} items is longer than the limit ${limits.maxRangeLength}`);
     return Array.from({ length }, (_, i) => start + i * step);
   };
   // The globals Template.render sets up, with a bounded range().
   const env = new Environment();
   const globals: Record<string, unknown> = {
-    false: false, true: true, none: null, False: false, True: true, None: null,
+    false: false,
+    true: true,
+    none: null,
+    False: false,
+    True: true,
+    None: null,
     raise_exception: (message: unknown) => {
       throw new Error(String(message));
     },
@@ -225,9 +276,17 @@ export class HFTokenizer {
   readonly unkToken: string | null;
 
   /** From file contents; errors name the file that is malformed. */
-  static fromText(tokenizerJson: string, tokenizerConfigJson?: string | null, chatTemplate?: string | null): HFTokenizer {
-    if (tokenizerJson.length > MAX_TOKENIZER_JSON_CHARS) throw new TokenizerError(`tokenizer.json is ${tokenizerJson.length} characters; at most ${MAX_TOKENIZER_JSON_CHARS} are supported`);
-    if (tokenizerConfigJson && tokenizerConfigJson.length > MAX_TOKENIZER_JSON_CHARS) throw new TokenizerError(`tokenizer_config.json is ${tokenizerConfigJson.length} characters; too large`);
+  static fromText(
+    tokenizerJson: string,
+    tokenizerConfigJson?: string | null,
+    chatTemplate?: string | null,
+  ): HFTokenizer {
+    if (tokenizerJson.length > MAX_TOKENIZER_JSON_CHARS)
+      throw new TokenizerError(
+        `tokenizer.json is ${tokenizerJson.length} characters; at most ${MAX_TOKENIZER_JSON_CHARS} are supported`,
+      );
+    if (tokenizerConfigJson && tokenizerConfigJson.length > MAX_TOKENIZER_JSON_CHARS)
+      throw new TokenizerError(`tokenizer_config.json is ${tokenizerConfigJson.length} characters; too large`);
     const tokenizer = parseJsonFile(tokenizerJson, 'tokenizer.json');
     const config = tokenizerConfigJson == null ? {} : parseJsonFile(tokenizerConfigJson, 'tokenizer_config.json');
     return new HFTokenizer(tokenizer, config, chatTemplate);
@@ -243,7 +302,14 @@ export class HFTokenizer {
     if (!isObject(tokenizerConfig)) throw new TokenizerError('tokenizer_config.json: expected a JSON object');
     checkTokenizerJson(tokenizerJson);
     // The library indexes these sections unconditionally; older files omit the empty ones.
-    const completed: Json = { added_tokens: [], normalizer: null, pre_tokenizer: null, post_processor: null, decoder: null, ...tokenizerJson };
+    const completed: Json = {
+      added_tokens: [],
+      normalizer: null,
+      pre_tokenizer: null,
+      post_processor: null,
+      decoder: null,
+      ...tokenizerJson,
+    };
     try {
       this.tokenizer = new Tokenizer(completed, tokenizerConfig);
     } catch (e) {
@@ -256,7 +322,10 @@ export class HFTokenizer {
       const probe = this.tokenizer.encode('Hello, world! 123 é', { add_special_tokens: true }).ids;
       if (probe.length > 0) this.tokenizer.decode(probe, { skip_special_tokens: false });
     } catch (e) {
-      throw new TokenizerError(`tokenizer.json: the tokenizer cannot encode a test sentence (${(e as Error).message}); the file is malformed`, { cause: e });
+      throw new TokenizerError(
+        `tokenizer.json: the tokenizer cannot encode a test sentence (${(e as Error).message}); the file is malformed`,
+        { cause: e },
+      );
     }
 
     this.specialIds = new Set<number>();
@@ -282,7 +351,10 @@ export class HFTokenizer {
       }
     }
     for (const [name, source] of this.chatTemplates) {
-      if (source.length > MAX_CHAT_TEMPLATE_CHARS) throw new TokenizerError(`chat template "${name}" is ${source.length} characters; at most ${MAX_CHAT_TEMPLATE_CHARS} are supported`);
+      if (source.length > MAX_CHAT_TEMPLATE_CHARS)
+        throw new TokenizerError(
+          `chat template "${name}" is ${source.length} characters; at most ${MAX_CHAT_TEMPLATE_CHARS} are supported`,
+        );
     }
   }
 
@@ -303,11 +375,17 @@ export class HFTokenizer {
   }
 
   encode(text: string, options: { addSpecialTokens?: boolean } = {}): number[] {
-    if (text.length > MAX_ENCODE_CHARS) throw new TokenizerError(`text of ${text.length} characters is too long to tokenize (at most ${MAX_ENCODE_CHARS})`);
+    if (text.length > MAX_ENCODE_CHARS)
+      throw new TokenizerError(
+        `text of ${text.length} characters is too long to tokenize (at most ${MAX_ENCODE_CHARS})`,
+      );
     try {
       return this.tokenizer.encode(text, { add_special_tokens: options.addSpecialTokens ?? true }).ids;
     } catch (e) {
-      throw new TokenizerError(`tokenizer.json: tokenizing failed (${(e as Error).message}); the tokenizer file is malformed`, { cause: e });
+      throw new TokenizerError(
+        `tokenizer.json: tokenizing failed (${(e as Error).message}); the tokenizer file is malformed`,
+        { cause: e },
+      );
     }
   }
 
@@ -316,7 +394,10 @@ export class HFTokenizer {
     try {
       return this.tokenizer.decode(Array.from(ids), { skip_special_tokens: options.skipSpecialTokens ?? false });
     } catch (e) {
-      throw new TokenizerError(`tokenizer.json: decoding failed (${(e as Error).message}); the tokenizer file is malformed`, { cause: e });
+      throw new TokenizerError(
+        `tokenizer.json: decoding failed (${(e as Error).message}); the tokenizer file is malformed`,
+        { cause: e },
+      );
     }
   }
 
@@ -348,7 +429,9 @@ export class HFTokenizer {
     if (name === undefined) name = options.tools?.length && this.chatTemplates.has('tool_use') ? 'tool_use' : 'default';
     const source = this.chatTemplates.get(name);
     if (source === undefined) {
-      throw new TokenizerError(`no chat template named "${name}"; available: ${[...this.chatTemplates.keys()].join(', ')}`);
+      throw new TokenizerError(
+        `no chat template named "${name}"; available: ${[...this.chatTemplates.keys()].join(', ')}`,
+      );
     }
     let compiled = this.templates.get(name);
     if (!compiled) {
@@ -384,7 +467,11 @@ export class HFTokenizer {
     try {
       return renderTemplateWithLimits(template, context, this.templateLimits);
     } catch (e) {
-      if (e instanceof TemplateLimitError) throw new TokenizerError(`chat template stopped: ${e.message} (a safety limit; the template is broken or hostile)`, { cause: e });
+      if (e instanceof TemplateLimitError)
+        throw new TokenizerError(
+          `chat template stopped: ${e.message} (a safety limit; the template is broken or hostile)`,
+          { cause: e },
+        );
       throw new TokenizerError(`chat template failed: ${(e as Error).message}`, { cause: e });
     }
   }

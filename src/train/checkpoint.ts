@@ -21,9 +21,17 @@ export interface TrainerStateFile {
 }
 
 /** All files of a checkpoint, by name (pure: usable for OPFS in the browser too). */
-export async function checkpointFiles(trainer: Trainer, extra: Record<string, string | Uint8Array> = {}): Promise<Record<string, string | Uint8Array>> {
+export async function checkpointFiles(
+  trainer: Trainer,
+  extra: Record<string, string | Uint8Array> = {},
+): Promise<Record<string, string | Uint8Array>> {
   const snap = await trainer.snapshot();
-  const tensors = [...snap].map(([name, data]) => ({ name, dtype: 'F32' as const, shape: [data.length], data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength) }));
+  const tensors = [...snap].map(([name, data]) => ({
+    name,
+    dtype: 'F32' as const,
+    shape: [data.length],
+    data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength),
+  }));
   const stateFile: TrainerStateFile = {
     version: TRAINER_STATE_VERSION,
     state: { ...trainer.state },
@@ -49,8 +57,14 @@ export async function fullModelSafetensors(trainer: Trainer): Promise<Uint8Array
   for (const [name, w] of trainer.namedWeights()) {
     const shape = w as { rows: number; cols: number };
     const data = await be.toHost(be.weightAsTensor(w), shape.rows * shape.cols);
-    const isVector = shape.rows === 1 && !name.endsWith('proj.weight') && !name.includes('embed') && name !== 'lm_head.weight';
-    tensors.push({ name, dtype: 'F32' as const, shape: isVector ? [shape.cols] : [shape.rows, shape.cols], data: new Uint8Array(data.buffer) });
+    const isVector =
+      shape.rows === 1 && !name.endsWith('proj.weight') && !name.includes('embed') && name !== 'lm_head.weight';
+    tensors.push({
+      name,
+      dtype: 'F32' as const,
+      shape: isVector ? [shape.cols] : [shape.rows, shape.cols],
+      data: new Uint8Array(data.buffer),
+    });
   }
   return writeSafetensors(tensors);
 }
@@ -62,14 +76,22 @@ export function parseTrainerState(json: string, where: string): TrainerStateFile
   } catch (e) {
     throw new Error(`${where}: not valid JSON (${(e as Error).message})`);
   }
-  if (parsed.version !== TRAINER_STATE_VERSION) throw new Error(`${where}: unsupported trainer state version ${parsed.version}`);
+  if (parsed.version !== TRAINER_STATE_VERSION)
+    throw new Error(`${where}: unsupported trainer state version ${parsed.version}`);
   return parsed;
 }
 
-export function restoreFromFiles(trainer: Trainer, stateJson: string, tensorsBytes: Uint8Array, where: string): TrainerStateFile {
+export function restoreFromFiles(
+  trainer: Trainer,
+  stateJson: string,
+  tensorsBytes: Uint8Array,
+  where: string,
+): TrainerStateFile {
   const st = parseTrainerState(stateJson, where);
   if (st.datasetSize !== trainer.examples.length) {
-    throw new Error(`${where}: the checkpoint was made on a dataset of ${st.datasetSize} rows, this one has ${trainer.examples.length}`);
+    throw new Error(
+      `${where}: the checkpoint was made on a dataset of ${st.datasetSize} rows, this one has ${trainer.examples.length}`,
+    );
   }
   const parsed = readSafetensors(tensorsBytes);
   const tensors = new Map<string, Float32Array>();
@@ -114,7 +136,10 @@ async function findDebris(target: string): Promise<Debris[]> {
 
 async function exists(p: string): Promise<boolean> {
   const fs = await import('node:fs/promises');
-  return fs.stat(p).then(() => true, () => false);
+  return fs.stat(p).then(
+    () => true,
+    () => false,
+  );
 }
 
 /**
@@ -182,7 +207,11 @@ export async function writeFilesAtomically(dir: string, files: Record<string, st
   if (had) await fs.rm(old, { recursive: true, force: true });
 }
 
-export async function saveCheckpoint(dir: string, trainer: Trainer, extra: Record<string, string | Uint8Array> = {}): Promise<void> {
+export async function saveCheckpoint(
+  dir: string,
+  trainer: Trainer,
+  extra: Record<string, string | Uint8Array> = {},
+): Promise<void> {
   await writeFilesAtomically(dir, await checkpointFiles(trainer, extra));
 }
 
@@ -199,7 +228,11 @@ export class CheckpointResumeError extends Error {
  * anything else that looks like a checkpoint but cannot be used is an error, never a silent
  * restart from step 0.
  */
-export async function resumeCheckpoint(dir: string, trainer: Trainer, onNote?: (message: string) => void): Promise<TrainerStateFile | null> {
+export async function resumeCheckpoint(
+  dir: string,
+  trainer: Trainer,
+  onNote?: (message: string) => void,
+): Promise<TrainerStateFile | null> {
   const fs = await import('node:fs/promises');
   const path = await import('node:path');
   for (const note of await recoverInterruptedSwap(dir)) onNote?.(`${dir}: ${note}`);
@@ -218,11 +251,21 @@ export async function resumeCheckpoint(dir: string, trainer: Trainer, onNote?: (
   if (stateJson === null) {
     const entries = await fs.readdir(dir).catch(() => [] as string[]);
     if (entries.length === 0) return null;
-    throw new CheckpointResumeError(`--resume: ${dir} exists but has no trainer_state.json (it holds ${entries.slice(0, 5).join(', ')}${entries.length > 5 ? ', ...' : ''}); not a checkpoint of this trainer`);
+    throw new CheckpointResumeError(
+      `--resume: ${dir} exists but has no trainer_state.json (it holds ${entries.slice(0, 5).join(', ')}` +
+        `${entries.length > 5 ? ', ...' : ''}); not a checkpoint of this trainer`,
+    );
   }
   const tensorsFile = path.join(dir, 'trainer_state.safetensors');
   const bytes = await fs.readFile(tensorsFile).catch((e: NodeJS.ErrnoException) => {
-    throw new CheckpointResumeError(`--resume: ${tensorsFile} cannot be read (${e.code ?? e.message}); the checkpoint is incomplete`);
+    throw new CheckpointResumeError(
+      `--resume: ${tensorsFile} cannot be read (${e.code ?? e.message}); the checkpoint is incomplete`,
+    );
   });
-  return restoreFromFiles(trainer, stateJson, new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength), stateFile);
+  return restoreFromFiles(
+    trainer,
+    stateJson,
+    new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.byteLength),
+    stateFile,
+  );
 }

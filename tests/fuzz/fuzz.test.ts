@@ -9,7 +9,14 @@ import { describeFindings, runFuzz } from './run';
 import { TARGETS } from './targets';
 
 const seed = Number(process.env.FUZZ_SEED ?? 20251202);
-const CASES: Record<string, number> = { safetensors: 60, config: 150, tokenizer: 100, peft: 150, trajectory: 120, training: 150 };
+const CASES: Record<string, number> = {
+  safetensors: 60,
+  config: 150,
+  tokenizer: 100,
+  peft: 150,
+  trajectory: 120,
+  training: 150,
+};
 
 describe('parser fuzzers', () => {
   for (const target of Object.keys(TARGETS)) {

@@ -64,7 +64,17 @@ export async function runFuzz(target: string, opts: FuzzOptions = {}): Promise<F
   const caseMs = opts.caseMs ?? 3000;
   const caseMemoryMb = opts.caseMemoryMb ?? 256;
   const heapLimitMb = opts.heapLimitMb ?? 768;
-  const result: FuzzResult = { target, seed, cases, ok: 0, errors: 0, findings: [], errorKinds: new Map(), maxMs: 0, wallMs: 0 };
+  const result: FuzzResult = {
+    target,
+    seed,
+    cases,
+    ok: 0,
+    errors: 0,
+    findings: [],
+    errorKinds: new Map(),
+    maxMs: 0,
+    wallMs: 0,
+  };
   const t0 = performance.now();
   let from = opts.from ?? 0;
   while (from < cases) {
@@ -88,10 +98,13 @@ export async function runFuzz(target: string, opts: FuzzOptions = {}): Promise<F
       const arm = () => {
         clearTimeout(watchdog);
         // Generous for the first case (the worker is still loading modules).
-        watchdog = setTimeout(() => {
-          result.findings.push({ case: current, kind: 'hang', detail: `still running after ${4 * caseMs} ms` });
-          finish(current + 1);
-        }, 4 * caseMs + (current === from ? 30_000 : 0));
+        watchdog = setTimeout(
+          () => {
+            result.findings.push({ case: current, kind: 'hang', detail: `still running after ${4 * caseMs} ms` });
+            finish(current + 1);
+          },
+          4 * caseMs + (current === from ? 30_000 : 0),
+        );
       };
       arm();
       worker.on('message', (m: FuzzCaseReport | { type: 'start'; case: number } | { type: 'finished' }) => {
@@ -106,13 +119,27 @@ export async function runFuzz(target: string, opts: FuzzOptions = {}): Promise<F
             const kind = m.message.replace(/\d+/g, 'N').slice(0, 80);
             result.errorKinds.set(kind, (result.errorKinds.get(kind) ?? 0) + 1);
           } else result.findings.push({ case: m.case, kind: 'crash', detail: m.message });
-          if (m.ms > caseMs) result.findings.push({ case: m.case, kind: 'slow', detail: `${m.ms.toFixed(0)} ms > ${caseMs} ms (${m.outcome}: ${m.message.slice(0, 200)})` });
-          if (m.memoryMb > caseMemoryMb) result.findings.push({ case: m.case, kind: 'memory', detail: `grew memory by ${m.memoryMb.toFixed(0)} MB > ${caseMemoryMb} MB` });
+          if (m.ms > caseMs)
+            result.findings.push({
+              case: m.case,
+              kind: 'slow',
+              detail: `${m.ms.toFixed(0)} ms > ${caseMs} ms (${m.outcome}: ${m.message.slice(0, 200)})`,
+            });
+          if (m.memoryMb > caseMemoryMb)
+            result.findings.push({
+              case: m.case,
+              kind: 'memory',
+              detail: `grew memory by ${m.memoryMb.toFixed(0)} MB > ${caseMemoryMb} MB`,
+            });
         } else if (m.type === 'finished') finish(cases);
       });
       worker.on('error', (e: Error & { code?: string }) => {
         const oom = e.code === 'ERR_WORKER_OUT_OF_MEMORY';
-        result.findings.push({ case: current, kind: oom ? 'out-of-memory' : 'worker-died', detail: `${e.name}: ${e.message}`.slice(0, 500) });
+        result.findings.push({
+          case: current,
+          kind: oom ? 'out-of-memory' : 'worker-died',
+          detail: `${e.name}: ${e.message}`.slice(0, 500),
+        });
         finish(current + 1);
       });
       worker.on('exit', (code) => {
@@ -129,6 +156,10 @@ export async function runFuzz(target: string, opts: FuzzOptions = {}): Promise<F
 
 export function describeFindings(r: FuzzResult): string {
   return r.findings
-    .map((f) => `[${r.target}] case ${f.case} (seed ${r.seed}): ${f.kind}: ${f.detail}\n  reproduce: npm run fuzz -- --target ${r.target} --seed ${r.seed} --from ${f.case} --cases ${f.case + 1}`)
+    .map(
+      (f) =>
+        `[${r.target}] case ${f.case} (seed ${r.seed}): ${f.kind}: ${f.detail}\n` +
+        `  reproduce: npm run fuzz -- --target ${r.target} --seed ${r.seed} --from ${f.case} --cases ${f.case + 1}`,
+    )
     .join('\n');
 }

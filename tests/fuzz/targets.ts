@@ -13,7 +13,12 @@ import { loadPeftAdapter, serializePeftAdapter, validateAdapter } from '../../sr
 import { readSafetensors, writeSafetensors, type TensorToWrite } from '../../src/formats/safetensors';
 import { BlobSource } from '../../src/formats/source';
 import type { HFTokenizer } from '../../src/formats/tokenizer';
-import { openTrajectoryLog, readTrajectories, summarizeTrajectories, TRAJECTORY_SCHEMA } from '../../src/teach/trajectory';
+import {
+  openTrajectoryLog,
+  readTrajectories,
+  summarizeTrajectories,
+  TRAJECTORY_SCHEMA,
+} from '../../src/teach/trajectory';
 import { parseTrainingJsonl, tokenizeRow } from '../../src/train/data';
 import { randomPeftAdapter } from '../helpers/peft-fixture';
 import { tinyModelConfig, tinyModelWeights, tinyTokenizer, type TinyArch } from '../helpers/tiny-model';
@@ -38,7 +43,15 @@ export class FuzzViolation extends Error {
   }
 }
 
-const CRASH_TYPES = new Set(['TypeError', 'RangeError', 'ReferenceError', 'SyntaxError', 'EvalError', 'URIError', 'FuzzViolation']);
+const CRASH_TYPES = new Set([
+  'TypeError',
+  'RangeError',
+  'ReferenceError',
+  'SyntaxError',
+  'EvalError',
+  'URIError',
+  'FuzzViolation',
+]);
 
 /** An error a user can act on: one of ours (or a plain Error with a message), not a JS engine fault. */
 export function isClearError(e: unknown): boolean {
@@ -46,13 +59,17 @@ export function isClearError(e: unknown): boolean {
   return !CRASH_TYPES.has(e.name) && !CRASH_TYPES.has(e.constructor.name);
 }
 
-const source = (files: Files) => new BlobSource(new Map(Object.entries(files).map(([k, v]) => [k, new Blob([v as string | Uint8Array<ArrayBuffer>])])));
+const source = (files: Files) =>
+  new BlobSource(
+    new Map(Object.entries(files).map(([k, v]) => [k, new Blob([v as string | Uint8Array<ArrayBuffer>])])),
+  );
 const json = (v: unknown) => JSON.stringify(v, null, 2);
 
 function modelFiles(arch: TinyArch, sharded: boolean): Files {
   const opts = { arch, layers: 2 };
   const tensors: TensorToWrite[] = [];
-  for (const [name, { shape, values }] of tinyModelWeights(opts)) tensors.push({ name, dtype: 'F32', shape, data: new Uint8Array(values.buffer.slice(0)) });
+  for (const [name, { shape, values }] of tinyModelWeights(opts))
+    tensors.push({ name, dtype: 'F32', shape, data: new Uint8Array(values.buffer.slice(0)) });
   const files: Files = { 'config.json': json(tinyModelConfig(opts)) };
   if (!sharded) {
     files['model.safetensors'] = writeSafetensors(tensors, { format: 'pt' });
@@ -71,15 +88,31 @@ function modelFiles(arch: TinyArch, sharded: boolean): Files {
 
 function trajectoryRecord(id: string, rounds: number): Record<string, unknown> {
   const msg = (agent: string, ok: boolean) => ({
-    agent, model: 'm', params: { temperature: 0.7, top_p: 1, max_tokens: 64, seed: 3 },
-    prompt: [{ role: 'system', content: 'sys' }, { role: 'user', content: `question ${id}` }],
-    completion: ok ? '#### 7' : '#### 8', usage: { prompt_tokens: 10, completion_tokens: 3 }, latencyMs: 1.5,
-    extracted: ok ? '7' : '8', correct: ok, finish_reason: 'stop',
+    agent,
+    model: 'm',
+    params: { temperature: 0.7, top_p: 1, max_tokens: 64, seed: 3 },
+    prompt: [
+      { role: 'system', content: 'sys' },
+      { role: 'user', content: `question ${id}` },
+    ],
+    completion: ok ? '#### 7' : '#### 8',
+    usage: { prompt_tokens: 10, completion_tokens: 3 },
+    latencyMs: 1.5,
+    extracted: ok ? '7' : '8',
+    correct: ok,
+    finish_reason: 'stop',
   });
   return {
-    schema: TRAJECTORY_SCHEMA, id, question: `question ${id}`, reference: '#### 7', task: 'gsm8k',
+    schema: TRAJECTORY_SCHEMA,
+    id,
+    question: `question ${id}`,
+    reference: '#### 7',
+    task: 'gsm8k',
     config: { agents: 2, rounds, aggregator: 'vote' },
-    rounds: Array.from({ length: rounds }, (_, r) => ({ round: r + 1, messages: [msg('agent1', r > 0), msg('agent2', true)] })),
+    rounds: Array.from({ length: rounds }, (_, r) => ({
+      round: r + 1,
+      messages: [msg('agent1', r > 0), msg('agent2', true)],
+    })),
     aggregator: { kind: 'vote', extracted: '7', correct: true, votes: [{ answer: '7', count: 2 }] },
     final: { answer: '7', correct: true },
     totals: { calls: 2 * rounds, promptTokens: 20 * rounds, completionTokens: 6 * rounds, wallMs: 10 },
@@ -100,7 +133,9 @@ let tokenizerForRows: HFTokenizer | null = null;
 async function rowTokenizer(): Promise<HFTokenizer> {
   if (!tokenizerForRows) {
     const { tokenizerJson, tokenizerConfig } = tinyTokenizer('qwen2');
-    tokenizerForRows = (await loadTokenizerFrom(source({ 'tokenizer.json': json(tokenizerJson), 'tokenizer_config.json': json(tokenizerConfig) })))!;
+    tokenizerForRows = (await loadTokenizerFrom(
+      source({ 'tokenizer.json': json(tokenizerJson), 'tokenizer_config.json': json(tokenizerConfig) }),
+    ))!;
   }
   return tokenizerForRows;
 }
@@ -125,7 +160,10 @@ export const TARGETS: Record<string, FuzzTarget> = {
   },
   config: {
     name: 'config.json',
-    seeds: () => (['llama', 'mistral', 'qwen2', 'qwen3'] as TinyArch[]).map((arch) => ({ 'config.json': json(tinyModelConfig({ arch, ...(arch === 'llama' ? { ropeScaling: true } : {}) })) })),
+    seeds: () =>
+      (['llama', 'mistral', 'qwen2', 'qwen3'] as TinyArch[]).map((arch) => ({
+        'config.json': json(tinyModelConfig({ arch, ...(arch === 'llama' ? { ropeScaling: true } : {}) })),
+      })),
     async run(files) {
       const config = await readModelConfig(source(files));
       expectedTensors(config);
@@ -142,7 +180,11 @@ export const TARGETS: Record<string, FuzzTarget> = {
         const { chat_template: template, ...rest } = tokenizerConfig as Record<string, unknown>;
         return [
           { 'tokenizer.json': json(tokenizerJson), 'tokenizer_config.json': json(tokenizerConfig) },
-          { 'tokenizer.json': json(tokenizerJson), 'tokenizer_config.json': json(rest), 'chat_template.jinja': String(template) },
+          {
+            'tokenizer.json': json(tokenizerJson),
+            'tokenizer_config.json': json(rest),
+            'chat_template.jinja': String(template),
+          },
         ];
       }),
     async run(files) {
@@ -153,7 +195,13 @@ export const TARGETS: Record<string, FuzzTarget> = {
       const stream = tok.createStreamDecoder();
       for (const id of ids) stream.push(id);
       stream.flush();
-      if (tok.hasChatTemplate) tok.encodeChat([{ role: 'system', content: 'Be brief.' }, { role: 'user', content: 'What is 6 * 7?' }, { role: 'assistant', content: '42' }, { role: 'user', content: 'And 6 * 8?' }]);
+      if (tok.hasChatTemplate)
+        tok.encodeChat([
+          { role: 'system', content: 'Be brief.' },
+          { role: 'user', content: 'What is 6 * 7?' },
+          { role: 'assistant', content: '42' },
+          { role: 'user', content: 'And 6 * 8?' },
+        ]);
     },
   },
   peft: {
@@ -173,7 +221,11 @@ export const TARGETS: Record<string, FuzzTarget> = {
   trajectory: {
     name: 'trajectory JSONL',
     seeds: () => [
-      { 'traj.jsonl': [trajectoryRecord('a', 2), trajectoryRecord('b', 3), trajectoryRecord('c', 1)].map((r) => JSON.stringify(r)).join('\n') + '\n' },
+      {
+        'traj.jsonl': `${[trajectoryRecord('a', 2), trajectoryRecord('b', 3), trajectoryRecord('c', 1)]
+          .map((r) => JSON.stringify(r))
+          .join('\n')}\n`,
+      },
     ],
     async run(files) {
       const content = files['traj.jsonl'] as string;
@@ -185,24 +237,36 @@ export const TARGETS: Record<string, FuzzTarget> = {
       }
       // Opening for append never rewrites anything but a partial record of ours.
       const before = await fsp.readFile(file);
-      let log;
+      let log: Awaited<ReturnType<typeof openTrajectoryLog>>;
       try {
         log = await openTrajectoryLog(file);
       } catch (e) {
         const after = await fsp.readFile(file);
-        if (!after.equals(before)) throw new FuzzViolation(`openTrajectoryLog refused the file (${(e as Error).message}) but changed it`);
+        if (!after.equals(before))
+          throw new FuzzViolation(`openTrajectoryLog refused the file (${(e as Error).message}) but changed it`);
         throw e;
       }
       await log.close();
       const after = await fsp.readFile(file);
       const prefix = after.length <= before.length && before.subarray(0, after.length).equals(after);
-      const addedNewline = after.length === before.length + 1 && after.subarray(0, before.length).equals(before) && after[before.length] === 0x0a;
-      if (!prefix && !addedNewline) throw new FuzzViolation('openTrajectoryLog rewrote the file beyond cutting a partial tail or adding a newline');
+      const addedNewline =
+        after.length === before.length + 1 &&
+        after.subarray(0, before.length).equals(before) &&
+        after[before.length] === 0x0a;
+      if (!prefix && !addedNewline)
+        throw new FuzzViolation('openTrajectoryLog rewrote the file beyond cutting a partial tail or adding a newline');
       if (prefix && after.length < before.length) {
         const cut = before.subarray(after.length).toString('utf8');
-        if (cut.includes('\n')) throw new FuzzViolation(`openTrajectoryLog cut complete lines: ${JSON.stringify(cut.slice(0, 80))}`);
-        if (cut.trim() !== '' && !cut.startsWith('{"schema":"agentark.trajectory/1"') && !'{"schema":"agentark.trajectory/1"'.startsWith(cut)) {
-          throw new FuzzViolation(`openTrajectoryLog cut a tail that is not the start of a record: ${JSON.stringify(cut.slice(0, 80))}`);
+        if (cut.includes('\n'))
+          throw new FuzzViolation(`openTrajectoryLog cut complete lines: ${JSON.stringify(cut.slice(0, 80))}`);
+        if (
+          cut.trim() !== '' &&
+          !cut.startsWith('{"schema":"agentark.trajectory/1"') &&
+          !'{"schema":"agentark.trajectory/1"'.startsWith(cut)
+        ) {
+          throw new FuzzViolation(
+            `openTrajectoryLog cut a tail that is not the start of a record: ${JSON.stringify(cut.slice(0, 80))}`,
+          );
         }
       }
       summarizeTrajectories(log.existing);
@@ -212,13 +276,24 @@ export const TARGETS: Record<string, FuzzTarget> = {
     name: 'training JSONL',
     seeds: () => [
       {
-        'train.jsonl': [
-          { messages: [{ role: 'system', content: 'Be brief.' }, { role: 'user', content: 'What is 6 * 7?' }, { role: 'assistant', content: '#### 42' }] },
-          { prompt: [{ role: 'user', content: 'What is 2 + 2?' }], completion: [{ role: 'assistant', content: '#### 4' }] },
+        'train.jsonl': `${[
+          {
+            messages: [
+              { role: 'system', content: 'Be brief.' },
+              { role: 'user', content: 'What is 6 * 7?' },
+              { role: 'assistant', content: '#### 42' },
+            ],
+          },
+          {
+            prompt: [{ role: 'user', content: 'What is 2 + 2?' }],
+            completion: [{ role: 'assistant', content: '#### 4' }],
+          },
           { prompt: 'Q: 3 + 4 = ', completion: '7' },
           { text: 'Plain pretraining text 123.' },
           { input_ids: [1, 2, 3, 4, 5], labels: [-100, -100, 3, 4, 5] },
-        ].map((r) => JSON.stringify(r)).join('\n') + '\n',
+        ]
+          .map((r) => JSON.stringify(r))
+          .join('\n')}\n`,
       },
     ],
     async run(files) {

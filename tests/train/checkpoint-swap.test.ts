@@ -79,20 +79,26 @@ describe('checkpoint folder swap', () => {
   it('--resume fails loudly on debris it cannot use, and on a folder that is not a checkpoint', async () => {
     const dir = fresh();
     write(`${dir}.tmp-555`, 100); // the first checkpoint was being written: nothing complete
-    await expect(resumeCheckpoint(dir, noTrainer)).rejects.toThrow(/no .*checkpoint, but unfinished checkpoint writes are next to it \(checkpoint\.tmp-555\); they cannot be resumed from\. Delete them to start over from step 0/);
+    await expect(resumeCheckpoint(dir, noTrainer)).rejects.toThrow(
+      /no .*checkpoint, but unfinished checkpoint writes are next to it \(checkpoint\.tmp-555\); they cannot be resumed from\. Delete them/,
+    );
     expect(fs.existsSync(`${dir}.tmp-555`)).toBe(true); // left for the user to inspect
 
     const other = fresh();
     write(other, 1);
-    await expect(resumeCheckpoint(other, noTrainer)).rejects.toThrow(/exists but has no trainer_state\.json \(it holds step\.txt\)/);
+    await expect(resumeCheckpoint(other, noTrainer)).rejects.toThrow(
+      /exists but has no trainer_state\.json \(it holds step\.txt\)/,
+    );
     fs.writeFileSync(path.join(other, 'trainer_state.json'), '{}');
-    await expect(resumeCheckpoint(other, noTrainer)).rejects.toThrow(/trainer_state\.safetensors cannot be read \(ENOENT\); the checkpoint is incomplete/);
+    await expect(resumeCheckpoint(other, noTrainer)).rejects.toThrow(
+      /trainer_state\.safetensors cannot be read \(ENOENT\); the checkpoint is incomplete/,
+    );
 
     // Nothing at all: a fresh start, no error.
     expect(await resumeCheckpoint(fresh(), noTrainer)).toBeNull();
   });
 
-  it('someone else\'s similarly named folders are left alone', async () => {
+  it("someone else's similarly named folders are left alone", async () => {
     const dir = fresh();
     write(dir, 1);
     write(`${dir}.backup`, 2);
