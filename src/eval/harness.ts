@@ -46,8 +46,10 @@
  * Systems are evaluated one after the other (a system's `setup`, e.g. activating its adapter on
  * a shared runtime, runs right before it); questions of one system `concurrency` at a time.
  */
+import { complete } from '../engine/complete';
 import type { ChatEngine, ChatMessage } from '../engine/types';
 import type { ProgressCallback } from '../progress';
+import { AbortError } from '../util/abort';
 import { answerFormatInstruction, studentMessages } from '../tasks/prompts';
 import { majorityVote, runDebate, type DebateOptions, type Engines } from '../teach/debate';
 import type { Question } from '../tasks/datasets';
@@ -325,32 +327,19 @@ function gradeAnswer(task: Task, extracted: string | null, reference: string): b
   return ref !== null && answersEqual(task, extracted, ref);
 }
 
-class AbortedError extends Error {
-  constructor() {
-    super('evaluation aborted');
-    this.name = 'AbortError';
-  }
-}
-
 async function chatCall(engine: ChatEngine, messages: ChatMessage[], sys: SingleSystem | SelfConsistencySystem, opts: EvalOptions, signal?: AbortSignal, seedOffset = 0) {
   const base = sys.seed ?? opts.seed;
   const seed = base === undefined ? undefined : base + seedOffset;
-  const res = await engine.chat.completions.create(
-    {
-      messages,
-      ...(sys.model !== undefined ? { model: sys.model } : {}),
-      temperature: sys.temperature ?? opts.temperature ?? 0,
-      ...(sys.top_p !== undefined ? { top_p: sys.top_p } : {}),
-      max_tokens: sys.maxTokens ?? opts.maxTokens ?? 512,
-      ...(seed !== undefined ? { seed } : {}),
-      stream: false,
-    },
-    { signal },
-  );
-  const choice = res.choices[0];
-  if (!choice) throw new Error('engine returned no choices');
-  if (choice.finish_reason === 'abort') throw new Error('generation aborted');
-  return { text: choice.message.content ?? '', usage: { prompt: res.usage?.prompt_tokens ?? 0, completion: res.usage?.completion_tokens ?? 0 } };
+  const req = {
+    messages,
+    ...(sys.model !== undefined ? { model: sys.model } : {}),
+    temperature: sys.temperature ?? opts.temperature ?? 0,
+    ...(sys.top_p !== undefined ? { top_p: sys.top_p } : {}),
+    max_tokens: sys.maxTokens ?? opts.maxTokens ?? 512,
+    ...(seed !== undefined ? { seed } : {}),
+  };
+  const r = await complete(engine, req, { signal });
+  return { text: r.text, usage: { prompt: r.usage.prompt_tokens, completion: r.usage.completion_tokens } };
 }
 
 /** One single-agent answer to `messages`, graded against `reference`. */
@@ -367,7 +356,7 @@ async function singleAnswer(sys: SingleSystem, task: Task, messages: ChatMessage
       cost: { calls: 1, promptTokens: r.usage.prompt, completionTokens: r.usage.completion, wallMs: round1(now() - t0) },
     };
   } catch (e) {
-    if (opts.signal?.aborted) throw new AbortedError();
+    if (opts.signal?.aborted) throw new AbortError('evaluation aborted');
     return { correct: false, extracted: null, error: (e as Error).message, cost: { ...zero(), wallMs: round1(now() - t0) } };
   }
 }
@@ -387,7 +376,7 @@ async function selfConsistencyAnswer(sys: SelfConsistencySystem, task: Task, mes
     }
     return { correct: gradeAnswer(task, vote.answer, reference), extracted: vote.answer, cost };
   } catch (e) {
-    if (opts.signal?.aborted) throw new AbortedError();
+    if (opts.signal?.aborted) throw new AbortError('evaluation aborted');
     return { correct: false, extracted: null, error: (e as Error).message, cost: { ...zero(), wallMs: round1(now() - t0) } };
   }
 }
@@ -405,7 +394,7 @@ async function debateAnswer(sys: DebateSystem, task: Task, q: Question, opts: Ev
       cost: { calls: rec.totals.calls, promptTokens: rec.totals.promptTokens, completionTokens: rec.totals.completionTokens, wallMs: round1(now() - t0) },
     };
   } catch (e) {
-    if (opts.signal?.aborted) throw new AbortedError();
+    if (opts.signal?.aborted) throw new AbortError('evaluation aborted');
     return { correct: false, extracted: null, error: (e as Error).message, cost: { ...zero(), wallMs: round1(now() - t0) } };
   }
 }
@@ -573,7 +562,7 @@ export async function evaluate(questions: PerturbableQuestion[], givenSystems: E
 
   const reports: SystemReport[] = [];
   for (const sys of systems) {
-    if (opts.signal?.aborted) throw new AbortedError();
+    if (opts.signal?.aborted) throw new AbortError('evaluation aborted');
     await sys.setup?.();
     const t0 = now();
     const results: QuestionResult[] = new Array(prepared.length);
@@ -583,7 +572,7 @@ export async function evaluate(questions: PerturbableQuestion[], givenSystems: E
     let next = 0;
     const worker = async () => {
       while (true) {
-        if (opts.signal?.aborted) throw new AbortedError();
+        if (opts.signal?.aborted) throw new AbortError('evaluation aborted');
         const i = next++;
         if (i >= prepared.length) return;
         const r = await evalQuestion(sys, prepared[i]!, opts, now);

@@ -11,8 +11,10 @@
  * Agents of a round run concurrently (a batching engine decodes them together). Every call's
  * prompt, completion, usage, latency, extracted answer and correctness goes into the trajectory.
  */
-import type { ChatCompletion, ChatEngine, ChatMessage, FinishReason } from '../engine/types';
+import { complete } from '../engine/complete';
+import type { ChatEngine, ChatMessage, FinishReason } from '../engine/types';
 import type { ProgressCallback } from '../progress';
+import { AbortError, isAbortError } from '../util/abort';
 import { answersEqual, extractAnswer, referenceAnswer, type Task } from '../tasks/answers';
 import type { Question } from '../tasks/datasets';
 import { answerFormatInstruction, answerLine, formatQuestion, taskPersona, type PromptStyle } from '../tasks/prompts';
@@ -187,10 +189,9 @@ interface ResolvedAgent {
 }
 
 /** Thrown when a debate is aborted; nothing is written for that question. */
-export class DebateAbortedError extends Error {
+export class DebateAbortedError extends AbortError {
   constructor(id: string) {
     super(`debate of question ${id} aborted`);
-    this.name = 'AbortError';
   }
 }
 
@@ -225,30 +226,14 @@ interface CallResult {
 }
 
 async function call(engine: ChatEngine, model: string, messages: ChatMessage[], params: SamplingParams, signal: AbortSignal | undefined, id: string): Promise<CallResult> {
-  if (signal?.aborted) throw new DebateAbortedError(id);
-  const t0 = performance.now();
-  const res: ChatCompletion = await engine.chat.completions.create(
-    {
-      messages,
-      model,
-      temperature: params.temperature,
-      top_p: params.top_p,
-      max_tokens: params.max_tokens,
-      ...(params.seed !== null ? { seed: params.seed } : {}),
-      stream: false,
-    },
-    { signal },
-  );
-  const latencyMs = Math.round((performance.now() - t0) * 10) / 10;
-  const choice = res.choices[0];
-  if (signal?.aborted || choice?.finish_reason === 'abort') throw new DebateAbortedError(id);
-  if (!choice) throw new Error(`engine returned no choices for question ${id}`);
-  return {
-    completion: choice.message.content ?? '',
-    usage: { prompt_tokens: res.usage?.prompt_tokens ?? 0, completion_tokens: res.usage?.completion_tokens ?? 0 },
-    latencyMs,
-    finish_reason: choice.finish_reason,
-  };
+  const req = { messages, model, temperature: params.temperature, top_p: params.top_p, max_tokens: params.max_tokens, ...(params.seed !== null ? { seed: params.seed } : {}) };
+  try {
+    const r = await complete(engine, req, { signal, label: `question ${id}` });
+    return { completion: r.text, usage: r.usage, latencyMs: r.latencyMs, finish_reason: r.finishReason };
+  } catch (e) {
+    if (isAbortError(e)) throw new DebateAbortedError(id);
+    throw e;
+  }
 }
 
 /** Majority vote over extracted answers; ties go to the answer first given by the earliest agent. */
