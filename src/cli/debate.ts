@@ -24,6 +24,7 @@ export const USAGE = `usage: agentark debate --data FILE --out TRAJ.jsonl [optio
   --adapter DIR          local engine: optional LoRA adapter
   --backend B            local engine: webgpu | cpu (default webgpu)
   --dtype D              local engine: auto | f16 | f32 (default auto)
+  --quantize q8|q4       local engine: frozen weights quantized on load (cached)
   --context-length N     local engine: context length
   --max-batch N          local engine: sequences decoded together (default agents x concurrency)
   --base-url URL         openai engine: e.g. http://127.0.0.1:8000/v1
@@ -75,6 +76,7 @@ export async function run(argv: string[]): Promise<number> {
         backend: { type: 'string' },
         dtype: { type: 'string' },
         'context-length': { type: 'string' },
+        quantize: { type: 'string' },
         'max-batch': { type: 'string' },
         'base-url': { type: 'string' },
         'api-model': { type: 'string' },
@@ -139,7 +141,7 @@ export async function run(argv: string[]): Promise<number> {
       model = values.model as string;
       let rt: Record<string, unknown>;
       try {
-        rt = runtimeOptions(values as { backend?: string; dtype?: string; 'context-length'?: string });
+        rt = runtimeOptions(values as { backend?: string; dtype?: string; 'context-length'?: string; quantize?: string });
       } catch (e) {
         throw new UsageError((e as Error).message);
       }

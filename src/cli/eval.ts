@@ -40,6 +40,7 @@ export const USAGE = `usage: agentark eval --data FILE [--task T] [--data FILE2 
   --adapter DIR            local engine: a student LoRA adapter (repeatable: one "student" system each)
   --backend B              local engine: webgpu | cpu (default webgpu)
   --dtype D                local engine: auto | f16 | f32
+  --quantize q8|q4         local engine: frozen weights quantized on load (cached)
   --context-length N       local engine: context length
   --max-batch N            local engine: sequences decoded together (default: max(debate agents, sc samples) x concurrency)
   --base-url URL           OpenAI-compatible endpoint instead of a local model
@@ -127,6 +128,7 @@ export async function run(argv: string[]): Promise<number> {
         backend: { type: 'string' },
         dtype: { type: 'string' },
         'context-length': { type: 'string' },
+        quantize: { type: 'string' },
         'max-batch': { type: 'string' },
         'base-url': { type: 'string' },
         'api-model': { type: 'string' },
@@ -271,7 +273,7 @@ export async function run(argv: string[]): Promise<number> {
     } else {
       let rt: ReturnType<typeof runtimeOptions>;
       try {
-        rt = runtimeOptions(values as { backend?: string; dtype?: string; 'context-length'?: string });
+        rt = runtimeOptions(values as { backend?: string; dtype?: string; 'context-length'?: string; quantize?: string });
       } catch (e) {
         throw new UsageError((e as Error).message);
       }

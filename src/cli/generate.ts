@@ -4,7 +4,7 @@ import { floatFlag, idsFlag, intFlag, parseFlags, runtimeOptions, RUNTIME_FLAGS,
 
 export const USAGE = `usage: agentark generate --model <dir|url|hf-id> (--prompt TEXT | --ids 1,2,3) [--chat]
        [--max-tokens N] [--temperature T] [--top-p P] [--top-k K] [--repetition-penalty R]
-       [--seed S] [--stop STR] [--ignore-eos] [--json] [--adapter PEFT_DIR] [--backend webgpu|cpu] [--dtype auto|f16|f32]
+       [--seed S] [--stop STR] [--ignore-eos] [--json] [--adapter PEFT_DIR] [--backend webgpu|cpu] [--dtype auto|f16|f32] [--quantize q8|q4]
 
   --chat        wrap --prompt as a user message and apply the model's chat template
   --json        print {"ids", "generated", "text", "timings"} instead of streaming text`;

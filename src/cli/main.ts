@@ -8,6 +8,7 @@ const COMMANDS: Record<string, Command> = {
   logits: { summary: 'print the logits of one forward pass', load: () => import('./logits') },
   serve: { summary: 'serve a local model over an OpenAI-compatible HTTP API', load: () => import('./serve') },
   train: { summary: 'train a LoRA adapter (PEFT) or a whole tiny model on WebGPU', load: () => import('./train') },
+  export: { summary: 'export the (merged) student as ONNX for transformers.js / onnxruntime', load: () => import('./export') },
   merge: { summary: 'merge a LoRA adapter into its base and save HF safetensors', load: () => import('./merge') },
   debate: { summary: 'run a multi-agent debate over a question set and record trajectories', load: () => import('./debate') },
   distill: { summary: 'build R-SFT / DA / PAD training sets (TRL JSONL) from trajectories', load: () => import('./distill') },

@@ -17,6 +17,7 @@ export const USAGE = `usage: agentark rl --model DIR --data questions.jsonl --ta
        [--init-adapter DIR] [--prm PRM_DIR] [--prm-weight 0.5] [--group-size 4] [--prompts-per-step 2]
        [--steps 10] [--ppo-epochs 2] [--lr 1e-4] [--clip 0.2] [--kl 0.04] [--max-tokens 128]
        [--temperature 1] [--rank 8] [--alpha 16] [--targets q_proj,v_proj] [--limit N] [--seed S]
+       [--quantize q8|q4] [--backend webgpu|cpu] [--dtype auto|f16|f32]
   reward = 1 for a correct final answer + prm-weight x (PRM score of the weakest step)`;
 
 export async function run(argv: string[]): Promise<number> {

@@ -96,9 +96,9 @@ describe('agentark distill on example_model_solutions.jsonl', () => {
     expect(perQ.size).toBe(solvable(raw.slice(0, 40)));
   });
 
-  it('pad: one stepwise row per solution', async () => {
+  it('pad --pad-steps paragraph: one stepwise row per solution', async () => {
     const out = path.join(dir, 'pad.jsonl');
-    const r = await capture(() => run(['--strategy', 'pad', '--traj', solutionsFile, '--out', out, '--limit', '25']));
+    const r = await capture(() => run(['--strategy', 'pad', '--pad-steps', 'paragraph', '--traj', solutionsFile, '--out', out, '--limit', '25']));
     expect(r.code).toBe(0);
     const s = JSON.parse(r.out);
     const rows = await readJsonl<StepwiseRow>(out);
