@@ -45,7 +45,7 @@ describe('util', () => {
             choices: [{ index: 0, message: { role: 'assistant', content: 'hi' }, finish_reason: 'stop' }],
             usage: { prompt_tokens: 3, completion_tokens: 1, total_tokens: 4 },
             ...over,
-          })) as ChatEngine['chat']['completions']['create'],
+          })) as unknown as ChatEngine['chat']['completions']['create'],
         },
       },
       models: async () => ['m'],
