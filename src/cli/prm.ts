@@ -3,7 +3,7 @@ import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import { Runtime } from '../engine/local';
 import { auc, fitPrmHead, parsePrmHead, scoreFeature, serializePrmHead, stepFeatures, type StepwiseRow } from '../distill/prm';
-import { Rng } from '../engine/sampling';
+import { Rng } from '../util/random';
 import { floatFlag, intFlag, parseFlags, runtimeOptions, RUNTIME_FLAGS, stderrProgress, UsageError } from './args';
 
 const USAGE = `usage: agentark prm train --model DIR --data pad.jsonl --out PRM_DIR [--holdout 0.2] [--epochs 100] [--lr 0.05] [--seed S] [--limit N] [--quantize q8|q4]

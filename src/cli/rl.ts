@@ -10,7 +10,7 @@ import { parsePrmHead, scoreSolution, splitSteps } from '../distill/prm';
 import { DEFAULT_RL_OPTIONS, runRl, type RlPrompt } from '../distill/rl';
 import { DEFAULT_TRAIN_OPTIONS, Trainer } from '../train/trainer';
 import { writeFilesAtomically } from '../train/checkpoint';
-import type { Projection } from '../model/llama';
+import type { Projection } from '../formats/config';
 import { floatFlag, intFlag, parseFlags, runtimeOptions, RUNTIME_FLAGS, stderrProgress, UsageError } from './args';
 
 export const USAGE = `usage: agentark rl --model DIR --data questions.jsonl --task gsm8k --out ADAPTER_DIR

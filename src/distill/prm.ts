@@ -6,7 +6,8 @@
  * (a few hundred parameters: on the host); scoring a solution reads the same hidden states.
  */
 import type { Runtime } from '../engine/local';
-import { Rng, tokenLogprobs } from '../engine/sampling';
+import { tokenLogprobs } from '../engine/sampling';
+import { Rng } from '../util/random';
 import { writeSafetensors, readSafetensors } from '../formats/safetensors';
 
 export interface StepwiseRow {

@@ -7,7 +7,8 @@
  */
 import type { WeightShape } from '../kernels/backend';
 import { IGNORE_INDEX, type TrainOps } from '../kernels/train-backend';
-import { Activations, type LayerActivations, type LlamaModel, type Projection } from './llama';
+import type { Projection } from '../formats/config';
+import { Activations, type LayerActivations, type LlamaModel } from './llama';
 
 export interface LoraParam<T, W> {
   layer: number;

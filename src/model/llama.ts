@@ -6,7 +6,7 @@
  * (backward.ts), as llm.c's forward fills its activation struct.
  */
 import type { Backend, KvCacheShape, WeightShape } from '../kernels/backend';
-import type { ModelConfig } from '../formats/config';
+import type { ModelConfig, Projection } from '../formats/config';
 import { ropeInvFreq } from '../formats/config';
 import type { HostTensor } from '../formats/checkpoint';
 import { toF16Bits, toFloat32 } from '../formats/checkpoint';
@@ -29,10 +29,6 @@ export interface LayerWeights<W> {
   up: W;
   down: W;
 }
-
-/** The projections LoRA can target, by their HF module names. */
-export const PROJECTIONS = ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'] as const;
-export type Projection = (typeof PROJECTIONS)[number];
 
 /** The LayerWeights field of each projection. */
 export const PROJECTION_FIELD = { q_proj: 'q', k_proj: 'k', v_proj: 'v', o_proj: 'o', gate_proj: 'gate', up_proj: 'up', down_proj: 'down' } as const;

@@ -4,9 +4,8 @@
  * is cached (on disk in Node, in OPFS in the browser) under a key derived from the tensors' bytes,
  * so a second load of the same weights reads the packed values instead of quantizing again.
  */
-import type { ModelConfig } from '../formats/config';
+import { PROJECTIONS, type ModelConfig } from '../formats/config';
 import { toFloat32, type HostTensor } from '../formats/checkpoint';
-import { PROJECTIONS } from '../model/llama';
 import type { ProgressCallback } from '../progress';
 import { defaultQuantCache, type QuantCache } from './cache';
 import { f32ToF16Bits } from '../formats/dtype';

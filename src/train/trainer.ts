@@ -7,7 +7,8 @@
  */
 import type { Backend, WeightShape } from '../kernels/backend';
 import type { AdamWParams, TrainOps } from '../kernels/train-backend';
-import { PROJECTION_FIELD, PROJECTIONS, type LlamaModel, type Projection, type AdapterWeights } from '../model/llama';
+import { PROJECTIONS, type Projection } from '../formats/config';
+import { PROJECTION_FIELD, type LlamaModel, type AdapterWeights } from '../model/llama';
 import { TrainingPass, hfName, type LoraParam, type MicroBatch, type TrainableSet } from '../model/backward';
 
 /**
@@ -20,7 +21,7 @@ import type { TrainExample } from './data';
 import { batchExamples } from './data';
 import { initLoraPair, loraScale, validateAdapter, type LoraConfig, type PeftAdapter } from '../formats/peft';
 import { lrMultiplier, type ScheduleKind } from './schedule';
-import { Rng } from '../engine/sampling';
+import { Rng } from '../util/random';
 
 export interface TrainOptions {
   mode: 'lora' | 'full';

@@ -6,7 +6,7 @@
  * (a reload resumes from the last one) and the PEFT adapter to download. The finished adapter is
  * registered on the runtime and appears in the Chat page's adapter picker.
  */
-import { PROJECTIONS } from '../../model/llama';
+import { PROJECTIONS } from '../../formats/config';
 import {
   ADAPTERS_EVENT,
   type AdapterInfo,
