@@ -339,7 +339,7 @@ async function readTensorData(
  */
 export function firstNonFinite(t: HostTensor): { index: number; value: string } | null {
   const n = elementCount(t);
-  const describe = (isNaN: boolean, negative: boolean) => (isNaN ? 'NaN' : negative ? '-Infinity' : 'Infinity');
+  const describe = (nan: boolean, negative: boolean) => (nan ? 'NaN' : negative ? '-Infinity' : 'Infinity');
   if (t.dtype === 'F32') {
     const bits = view(t, 4, (b, o, len) => new Uint32Array(b, o, len));
     for (let i = 0; i < n; i++) {

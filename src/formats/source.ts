@@ -39,6 +39,7 @@ export class SourceError extends Error {
 /** A file name read from an untrusted file must be a plain relative path inside the folder. */
 export function unsafeFileNameReason(name: string): string | null {
   if (name.length > 1024) return 'is too long';
+  // biome-ignore lint/suspicious/noControlCharactersInRegex: finding control characters is this check's purpose
   if (/[\u0000-\u001f\u007f]/.test(name)) return 'contains control characters';
   if (name.includes('\\')) return 'contains a backslash';
   if (name.startsWith('/')) return 'is an absolute path';
