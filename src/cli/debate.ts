@@ -192,7 +192,7 @@ export async function run(argv: string[]): Promise<number> {
         const perRound = rec.rounds.map((r) => `r${r.round} ${r.messages.filter((m) => m.correct).length}/${r.messages.length}`).join(' ');
         const tok = rec.totals.promptTokens + rec.totals.completionTokens;
         process.stderr.write(
-          `[${done}/${total}] ${rec.id}: final=${rec.final.answer ?? '∅'} ${rec.final.correct ? 'correct' : 'wrong'} | ${perRound} | ${rec.totals.calls} calls ${tok} tok ${(rec.totals.wallMs / 1000).toFixed(1)}s\n`,
+          `[${done}/${total}] ${rec.id}: final=${rec.final.answer ?? '∅'} ${rec.final.correct ? 'correct' : 'wrong'} | ` + `${perRound} | ${rec.totals.calls} calls ${tok} tok ${(rec.totals.wallMs / 1000).toFixed(1)}s\n`,
         );
       },
       onError: (err, q) => process.stderr.write(`error on ${q.id}: ${err.message}\n`),

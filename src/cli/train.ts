@@ -144,7 +144,7 @@ export async function run(argv: string[]): Promise<number> {
   const init = v['init-adapter'] ? await loadPeftAdapter(v['init-adapter'] as string) : undefined;
   if (init && mode !== 'lora') throw new UsageError('--init-adapter needs --mode lora');
   const trainer = new Trainer(model, examples, opts, init);
-  log(`training ${mode} on ${examples.length} rows, ${trainer.totalSteps} steps, ${trainer.params.reduce((a, p) => a + p.n, 0)} trainable parameters — ${gpu ? gpu.describe() : 'cpu twin'}`);
+  log(`training ${mode} on ${examples.length} rows, ${trainer.totalSteps} steps, ` + `${trainer.params.reduce((a, p) => a + p.n, 0)} trainable parameters — ${gpu ? gpu.describe() : 'cpu twin'}`);
 
   if (v.resume) {
     const st = await resumeCheckpoint(checkpointDir, trainer);
@@ -165,7 +165,7 @@ export async function run(argv: string[]): Promise<number> {
       onStep: async (r) => {
         if (r.step >= stopAfter) stop.abort();
         losses.push(r.loss);
-        log(`step ${r.step}/${r.totalSteps} loss ${r.loss.toFixed(4)} lr ${r.lr.toExponential(3)} grad_norm ${r.gradNorm.toFixed(3)} ${r.tokensPerS.toFixed(1)} tok/s eta ${r.etaS.toFixed(0)}s`);
+        log(`step ${r.step}/${r.totalSteps} loss ${r.loss.toFixed(4)} lr ${r.lr.toExponential(3)} grad_norm ${r.gradNorm.toFixed(3)} ` + `${r.tokensPerS.toFixed(1)} tok/s eta ${r.etaS.toFixed(0)}s`);
         if (every > 0 && r.step % every === 0 && r.step < r.totalSteps) {
           await saveCheckpoint(checkpointDir, trainer);
           lastSaved = r.step;
