@@ -62,5 +62,5 @@ export interface Backend<T, W, I> {
 }
 
 /** A backend whose handle types the caller does not name (code that only passes handles along). */
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
+// biome-ignore lint/suspicious/noExplicitAny: Backend is invariant in T/W/I (parameters and results), so `unknown` would reject every concrete backend
 export type AnyBackend = Backend<any, any, any>;
