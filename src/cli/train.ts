@@ -15,7 +15,7 @@ import { randomInitTensors } from '../train/init';
 import { DEFAULT_TRAIN_OPTIONS, NonFiniteLossError, Trainer, type TrainOptions } from '../train/trainer';
 import { fullModelSafetensors, resumeCheckpoint, saveCheckpoint, writeFilesAtomically } from '../train/checkpoint';
 import { serializePeftAdapter } from '../formats/peft';
-import { floatFlag, intFlag, parseFlags, quantizeFlag, stderrProgress, UsageError } from './args';
+import { choiceFlag, floatFlag, intFlag, parseFlags, quantizeFlag, stderrProgress, UsageError } from './args';
 import { quantizeWeights } from '../quant/weights';
 
 export const USAGE = `usage: agentark train --model <dir|url|hf-id> --data <file.jsonl> --out <dir>
@@ -73,14 +73,11 @@ export async function run(argv: string[]): Promise<number> {
   );
   if (!v) return 0;
   for (const req of ['model', 'data', 'out'] as const) if (!v[req]) throw new UsageError(`--${req} is required`);
-  const mode = (v.mode as string | undefined) ?? 'lora';
-  if (mode !== 'lora' && mode !== 'full') throw new UsageError(`--mode must be lora or full, got '${mode}'`);
+  const mode = choiceFlag(v.mode as string | undefined, 'mode', ['lora', 'full'], 'lora');
   const quantizeTo = quantizeFlag(v.quantize as string | undefined);
   if (quantizeTo && mode !== 'lora') throw new UsageError(`--quantize ${quantizeTo} freezes the base weights: it needs --mode lora (QLoRA)`);
-  const optimizer = (v.optimizer as string | undefined) ?? DEFAULT_TRAIN_OPTIONS.optimizer;
-  if (optimizer !== 'adamw' && optimizer !== 'sgd') throw new UsageError(`--optimizer must be adamw or sgd, got '${optimizer}'`);
-  const schedule = (v.schedule as string | undefined) ?? DEFAULT_TRAIN_OPTIONS.schedule;
-  if (!['linear', 'cosine', 'constant'].includes(schedule)) throw new UsageError(`--schedule must be linear, cosine or constant`);
+  const optimizer = choiceFlag(v.optimizer as string | undefined, 'optimizer', ['adamw', 'sgd'], DEFAULT_TRAIN_OPTIONS.optimizer);
+  const schedule = choiceFlag(v.schedule as string | undefined, 'schedule', ['linear', 'cosine', 'constant'], DEFAULT_TRAIN_OPTIONS.schedule);
   if (v.steps && v.epochs) throw new UsageError('give --steps or --epochs, not both');
   const targets = v.targets ? (v.targets as string).split(',').map((s) => s.trim()).filter(Boolean) : DEFAULT_TRAIN_OPTIONS.targets;
   const opts: TrainOptions = {
@@ -95,7 +92,7 @@ export async function run(argv: string[]): Promise<number> {
     optimizer,
     weightDecay: floatFlag(v['weight-decay'] as string | undefined, 'weight-decay', DEFAULT_TRAIN_OPTIONS.weightDecay)!,
     maxGradNorm: floatFlag(v['max-grad-norm'] as string | undefined, 'max-grad-norm', DEFAULT_TRAIN_OPTIONS.maxGradNorm)!,
-    schedule: schedule as TrainOptions['schedule'],
+    schedule,
     warmupSteps: intFlag(v.warmup as string | undefined, 'warmup', 0),
     steps: intFlag(v.steps as string | undefined, 'steps'),
     epochs: floatFlag(v.epochs as string | undefined, 'epochs'),
