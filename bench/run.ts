@@ -11,7 +11,7 @@ function table(report: SpeedReport): string {
   lines.push('', '| model | params | backend | prefill tok/s | decode tok/s |', '|---|---|---|---|---|');
   for (const m of report.models) lines.push(`| ${m.model} | ${(m.params / 1e6).toFixed(2)}M | ${m.backend} | ${m.prefillTokensPerS.toFixed(1)} | ${m.decodeTokensPerS.toFixed(1)} |`);
   lines.push('', '| train | mode | backend | batch x seq | ms/step | tok/s | peak GPU buffers |', '|---|---|---|---|---|---|---|');
-  for (const t of report.training) lines.push(`| ${t.model} | ${t.mode} | ${t.backend} | ${t.batch}x${t.seqLen} | ${t.stepMs.toFixed(0)} | ${t.tokensPerS.toFixed(1)} | ${t.peakGpuBytes === null ? '-' : (t.peakGpuBytes / 2 ** 20).toFixed(1) + ' MiB'} |`);
+  for (const t of report.training) lines.push(`| ${t.model} | ${t.mode} | ${t.backend} | ${t.batch}x${t.seqLen} | ${t.stepMs.toFixed(0)} | ` + `${t.tokensPerS.toFixed(1)} | ${t.peakGpuBytes === null ? '-' : (t.peakGpuBytes / 2 ** 20).toFixed(1) + ' MiB'} |`);
   return lines.join('\n');
 }
 

@@ -95,7 +95,7 @@ export function estimateMemory(config: ModelConfig, headers: WeightFileHeader[],
     if (kvLayerBytes > limit) {
       checks.push({
         level: 'error',
-        text: `One layer's KV cache needs ${formatBytes(kvLayerBytes)}, above this adapter's ${formatBytes(limit)} buffer limit: lower the context length or the batch slots.`,
+        text: `One layer's KV cache needs ${formatBytes(kvLayerBytes)}, above this adapter's ${formatBytes(limit)} buffer limit: ` + `lower the context length or the batch slots.`,
       });
     } else {
       checks.push({ level: 'ok', text: `KV cache per layer ${formatBytes(kvLayerBytes)} fits the ${formatBytes(limit)} buffer limit.` });
@@ -111,7 +111,7 @@ export function estimateMemory(config: ModelConfig, headers: WeightFileHeader[],
   if (device.deviceMemoryGB) {
     const ram = device.deviceMemoryGB * 2 ** 30;
     const share = totalBytes / ram;
-    if (share > 0.75) checks.push({ level: 'warn', text: `About ${formatBytes(totalBytes)} against roughly ${device.deviceMemoryGB} GB of device memory reported by the browser: loading may fail or swap.` });
+    if (share > 0.75) checks.push({ level: 'warn', text: `About ${formatBytes(totalBytes)} against roughly ${device.deviceMemoryGB} GB of device memory ` + `reported by the browser: loading may fail or swap.` });
     else checks.push({ level: 'ok', text: `About ${formatBytes(totalBytes)} of roughly ${device.deviceMemoryGB} GB device memory (browser's estimate).` });
   }
   return {

@@ -156,7 +156,7 @@ export function judgePrompt(question: string, solution: string, groundTruth: str
     '',
     'Rules',
     '- If the ground truth is a number, the solution should match in numeric value.',
-    "- If the ground truth is a person's name, the solution might slightly differ, e.g. `Richard Bertrand Spencer`, `Richard B. Spencer`, `Spencer` are all the same person.",
+    "- If the ground truth is a person's name, the solution might slightly differ, " + "e.g. `Richard Bertrand Spencer`, `Richard B. Spencer`, `Spencer` are all the same person.",
     '--------------------------------',
     '# CANDIDATE SOLUTION:',
     solution,

@@ -341,9 +341,15 @@ export async function startServer(engine: ChatEngine, opts: ServerOptions = {}):
       }
       if (includeUsage) {
         const u = usage ?? { prompt_tokens: 0, completion_tokens: 0, total_tokens: 0 };
-        res.write(
-          `data: ${JSON.stringify({ id: last?.id ?? `chatcmpl-${Date.now()}`, object: 'chat.completion.chunk', created: last?.created ?? Math.floor(Date.now() / 1000), model: servedModel ?? last?.model ?? '', choices: [], usage: u })}\n\n`,
-        );
+        const usageChunk = {
+          id: last?.id ?? `chatcmpl-${Date.now()}`,
+          object: 'chat.completion.chunk',
+          created: last?.created ?? Math.floor(Date.now() / 1000),
+          model: servedModel ?? last?.model ?? '',
+          choices: [],
+          usage: u,
+        };
+        res.write(`data: ${JSON.stringify(usageChunk)}\n\n`);
       }
       res.write('data: [DONE]\n\n');
       res.end();
@@ -375,7 +381,7 @@ export async function startServer(engine: ChatEngine, opts: ServerOptions = {}):
       // Who may talk to us at all: checked before anything else is read.
       const hostHeader = req.headers.host;
       if (loopbackBind && (hostHeader === undefined || !isLoopbackHost(hostOfHeader(hostHeader)))) {
-        throw new HttpError(403, `Host ${JSON.stringify(hostHeader ?? '')} refused: this server listens on loopback and answers only to localhost / 127.0.0.1 / [::1] (a web page re-pointing its own name at this machine is refused)`, 'permission_error', undefined, 'host_not_allowed');
+        throw new HttpError(403, `Host ${JSON.stringify(hostHeader ?? '')} refused: this server listens on loopback and answers only to localhost / 127.0.0.1 / [::1] ` + `(a web page re-pointing its own name at this machine is refused)`, 'permission_error', undefined, 'host_not_allowed');
       }
       const origin = req.headers.origin;
       if (origin !== undefined) {

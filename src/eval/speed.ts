@@ -239,7 +239,7 @@ export async function runSpeedBenchmarks(opts: { sizes?: ModelSize[]; cpuTwin?: 
     for (const b of backends) {
       const r = await benchmarkModel(b, size);
       report.models.push(r);
-      log(`model ${r.model} (${(r.params / 1e6).toFixed(2)}M params) on ${r.backend}: prefill ${r.prefillTokensPerS.toFixed(1)} tok/s, decode ${r.decodeTokensPerS.toFixed(1)} tok/s`);
+      log(`model ${r.model} (${(r.params / 1e6).toFixed(2)}M params) on ${r.backend}: ` + `prefill ${r.prefillTokensPerS.toFixed(1)} tok/s, decode ${r.decodeTokensPerS.toFixed(1)} tok/s`);
     }
   }
   // Training: the two smaller sizes (the CPU twin is too slow beyond), LoRA and full, side by side.
@@ -249,7 +249,7 @@ export async function runSpeedBenchmarks(opts: { sizes?: ModelSize[]; cpuTwin?: 
       for (const b of backends) {
         const r = await benchmarkTraining(b, size, mode);
         report.training.push(r);
-        log(`train ${r.model} ${r.mode} on ${r.backend}: ${r.tokensPerS.toFixed(1)} tok/s, ${r.stepMs.toFixed(0)} ms/step${r.peakGpuBytes !== null ? `, peak GPU buffers ${(r.peakGpuBytes / 2 ** 20).toFixed(1)} MiB` : ''}`);
+        log(`train ${r.model} ${r.mode} on ${r.backend}: ${r.tokensPerS.toFixed(1)} tok/s, ${r.stepMs.toFixed(0)} ms/step` + `${r.peakGpuBytes !== null ? `, peak GPU buffers ${(r.peakGpuBytes / 2 ** 20).toFixed(1)} MiB` : ''}`);
       }
     }
   }

@@ -327,7 +327,7 @@ async function readTensorData(
   for (const t of tensors) {
     const bad = firstNonFinite(t);
     if (bad !== null) {
-      throw new CheckpointError(`${t.name} (in ${file}) holds non-finite values (${bad.value} at element ${bad.index} of ${elementCount(t)}); the checkpoint is corrupt or was saved after training diverged`);
+      throw new CheckpointError(`${t.name} (in ${file}) holds non-finite values (${bad.value} at element ${bad.index} of ${elementCount(t)}); ` + `the checkpoint is corrupt or was saved after training diverged`);
     }
   }
   return tensors;

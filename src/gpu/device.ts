@@ -173,7 +173,7 @@ export class Gpu {
   acquire(bytes: number, label = 'activation'): GPUBuffer {
     this.checkAlive();
     if (bytes > this.maxBindingBytes) {
-      throw new GpuError(`Buffer '${label}' needs ${bytes} bytes, above this adapter's maxStorageBufferBindingSize (${this.maxBindingBytes}); reduce the batch or context length.`);
+      throw new GpuError(`Buffer '${label}' needs ${bytes} bytes, ` + `above this adapter's maxStorageBufferBindingSize (${this.maxBindingBytes}); reduce the batch or context length.`);
     }
     const size = bucketSize(bytes);
     const list = this.freeBuffers.get(`s${size}`);

@@ -148,7 +148,7 @@ export const SMALL_MODEL_DEBATE = { promptStyle: 'compact', quote: 'answer', res
 export function debateTurn(task: Task, others: { name: string; answer: string }[], max?: number, style: PromptStyle = 'default', question?: string): string {
   const quoted = others.map((o) => `--- ${o.name} ---\n${quote(o.answer, max)}`).join('\n\n');
   const again = question === undefined ? '' : `Question: ${question}\n\n`;
-  if (style === 'compact') return `Answers from the other agents:\n\n${quoted}\n\n${again}Check each step, yours and theirs, and give your corrected solution. ${answerFormatInstruction(task, 'compact')}`;
+  if (style === 'compact') return `Answers from the other agents:\n\n${quoted}\n\n${again}` + `Check each step, yours and theirs, and give your corrected solution. ${answerFormatInstruction(task, 'compact')}`;
   return (
     `Here are the latest solutions from the other agents:\n\n${quoted}\n\n${again}` +
     'Use their reasoning as additional evidence, but think for yourself: check every step, yours and theirs, ' +

@@ -314,7 +314,7 @@ export class OpenAIEngine implements ChatEngine {
     }
     const retryAfterMs = retryable ? parseRetryAfter(res.headers.get('retry-after')) : undefined;
     throw new AttemptError(
-      `HTTP ${res.status}${res.statusText ? ` ${res.statusText}` : ''}${msg ? `: ${excerpt(msg)}` : ''}${retryAfterMs !== undefined ? ` (Retry-After ${retryAfterMs} ms)` : ''}`,
+      `HTTP ${res.status}${res.statusText ? ` ${res.statusText}` : ''}${msg ? `: ${excerpt(msg)}` : ''}` + `${retryAfterMs !== undefined ? ` (Retry-After ${retryAfterMs} ms)` : ''}`,
       retryable,
       res.status,
       retryAfterMs,

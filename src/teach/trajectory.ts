@@ -332,13 +332,13 @@ export async function openTrajectoryLog(file: string, opts: { onWarning?: (msg: 
     existing = r.records;
     if (r.partialTail && !isOurPartialRecord(buf.subarray(r.partialTail.offset), r.records.length)) {
       throw new Error(
-        `${file} does not look like a trajectory log (${r.records.length ? `after ${r.records.length} records it ends in` : 'it holds'} ${r.partialTail.bytes} bytes that are not a trajectory record); ` +
+        `${file} does not look like a trajectory log (` + `${r.records.length ? `after ${r.records.length} records it ends in` : 'it holds'} ${r.partialTail.bytes} bytes that are not a trajectory record); ` +
           'refusing to write to it, the file is left untouched (choose another --out)',
       );
     }
     if (r.partialTail) {
       await fsp.truncate(file, r.partialTail.offset);
-      warn(`${file}: truncated a partial last line (${r.partialTail.bytes} bytes at byte offset ${r.partialTail.offset}), left by an interrupted write; its question will be redone`);
+      warn(`${file}: truncated a partial last line (${r.partialTail.bytes} bytes at byte offset ${r.partialTail.offset}), ` + `left by an interrupted write; its question will be redone`);
     } else if (r.missingFinalNewline) {
       const fh = await fsp.open(file, 'a');
       try {

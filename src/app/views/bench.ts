@@ -91,7 +91,7 @@ export const benchPage: Page = {
       'section',
       { class: 'card', 'aria-labelledby': 'bench-s-h' },
       h('h2', { id: 'bench-s-h' }, 'Speed on this GPU'),
-      h('p', { class: 'muted small' }, 'Random weights in the Llama layout; the engine runs them on a WebGPU device of its own (a loaded model stays loaded). Compare ratios within one run: on a software adapter absolute numbers are noise.'),
+      h('p', { class: 'muted small' }, 'Random weights in the Llama layout; the engine runs them on a WebGPU device of its own (a loaded model stays loaded). ' + 'Compare ratios within one run: on a software adapter absolute numbers are noise.'),
       h('fieldset', { class: 'choices' }, h('legend', {}, 'Model sizes'), ...sizes.map((s) => s.el)),
       h('div', { class: 'field' }, h('label', { for: 'bench-kernels' }, 'Matmul kernels'), kernels),
       h('fieldset', { class: 'choices' }, h('legend', {}, 'Measure'), models.el, training.el, full.el, cpu.el),

@@ -205,7 +205,7 @@ export const chatPage: Page = {
           if (result.droppedMessages) {
             reply.el.dataset.dropped = String(result.droppedMessages);
             reply.el.before(
-              h('p', { class: 'note thread-note' }, `${result.droppedMessages} earlier message${result.droppedMessages === 1 ? ' was' : 's were'} left out so the conversation fits the context (${result.promptTokens} tokens sent).`),
+              h('p', { class: 'note thread-note' }, `${result.droppedMessages} earlier message${result.droppedMessages === 1 ? ' was' : 's were'} left out so the conversation fits the context ` + `(${result.promptTokens} tokens sent).`),
             );
           }
         }

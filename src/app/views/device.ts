@@ -34,7 +34,7 @@ function render(body: HTMLElement, d: AdapterReport, mem: { allocatedBytes: numb
   );
   if (!d.available) {
     body.append(
-      h('div', { class: 'alert error', role: 'alert', id: 'webgpu-unavailable' }, h('strong', {}, 'WebGPU is unavailable. '), d.reason, h('p', {}, 'The app needs WebGPU to run models: use a recent Chrome, Edge or another browser with WebGPU enabled, on a machine whose GPU is not block-listed. The Teach page can still use an OpenAI-compatible server.')),
+      h('div', { class: 'alert error', role: 'alert', id: 'webgpu-unavailable' }, h('strong', {}, 'WebGPU is unavailable. '), d.reason, h('p', {}, 'The app needs WebGPU to run models: use a recent Chrome, Edge or another browser with WebGPU enabled, on a machine whose GPU is not block-listed. ' + 'The Teach page can still use an OpenAI-compatible server.')),
       env,
     );
     return;

@@ -290,7 +290,7 @@ export const evaluatePage: Page = {
       reportNote.textContent = extras ? `Demo: ${extras}.` : '';
       reportNote.hidden = !extras;
       const st = r.settings;
-      reportHead.textContent = `${origin} · ${r.task}${r.dataset ? ` · ${r.dataset}` : ''} · ${r.questions} questions · max tokens ${st.maxTokens} · temperature ${st.temperature}${st.seed !== null ? ` · seed ${st.seed}` : ''} · ${new Date(r.createdAt).toLocaleString()}`;
+      reportHead.textContent = `${origin} · ${r.task}${r.dataset ? ` · ${r.dataset}` : ''} · ${r.questions} questions · ` + `max tokens ${st.maxTokens} · temperature ${st.temperature}${st.seed !== null ? ` · seed ${st.seed}` : ''} · ` + `${new Date(r.createdAt).toLocaleString()}`;
       clear(tableBox);
       const head = h('tr', {}, ...COLUMNS.map((c) => h('th', { scope: 'col', class: c.num ? 'num' : null, title: c.title }, c.head)));
       const rows = r.systems.map((s) => h('tr', { 'data-system': s.name }, ...COLUMNS.map((c) => h('td', { class: c.num ? 'num nowrap' : null }, c.cell(s)))));
@@ -385,8 +385,8 @@ export const evaluatePage: Page = {
       }
       settingsOrigin.hidden = resetSettings.hidden = false;
       settingsOrigin.textContent =
-        `Settings of the embedded report: the compact agent system prompt, temperature ${st.temperature} (a greedy single agent beside), max tokens ${st.maxTokens}, ` +
-        `seed ${st.seed ?? 'none'}${st.selfCorrection ? ', the self-correction probe' : ''}; the debate ${d.agents}×${d.rounds} with ${d.aggregator === 'vote' ? 'a vote' : 'an LLM judge'} in the ${d.debateFormat === 'small' ? 'small-model' : 'standard'} format. ` +
+        `Settings of the embedded report: the compact agent system prompt, ` + `temperature ${st.temperature} (a greedy single agent beside), max tokens ${st.maxTokens}, ` +
+        `seed ${st.seed ?? 'none'}${st.selfCorrection ? ', the self-correction probe' : ''}; ` + `the debate ${d.agents}×${d.rounds} with ${d.aggregator === 'vote' ? 'a vote' : 'an LLM judge'} ` + `in the ${d.debateFormat === 'small' ? 'small-model' : 'standard'} format. ` +
         'A run on its questions is compared with it question by question.';
       updateRun();
     };

@@ -53,7 +53,7 @@ function duration(ms: number): string {
 }
 
 function summaryText(s: ModelSummary): string {
-  return `${s.hfArchitecture} · ${s.layers} layers · hidden ${s.hidden} · ${s.heads}/${s.kvHeads} heads · vocab ${s.vocab} · files ${s.fileDtypes.join('/')}`;
+  return `${s.hfArchitecture} · ${s.layers} layers · hidden ${s.hidden} · ` + `${s.heads}/${s.kvHeads} heads · vocab ${s.vocab} · files ${s.fileDtypes.join('/')}`;
 }
 
 function progressText(e: LoadProgress, rate: number | null): string {
@@ -389,7 +389,7 @@ export const modelsPage: Page = {
         );
         const info = await api.loadAdapterFiles(a.name, files);
         await api.activateAdapter(a.name);
-        adapterStatus.set(`Adapter ${info.name} (LoRA r${info.rank}${a.strategy ? `, ${a.strategy}` : ''}) loaded with the embedded model and active in Chat; pick “Base model” there to compare.`, 'ok');
+        adapterStatus.set(`Adapter ${info.name} (LoRA r${info.rank}${a.strategy ? `, ${a.strategy}` : ''}) loaded with the embedded model and active in Chat; ` + `pick “Base model” there to compare.`, 'ok');
       } catch (e) {
         adapterStatus.set(`Could not load the embedded adapter ${a.name}: ${errorText(e)}`, 'warn');
       } finally {

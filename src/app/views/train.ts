@@ -291,7 +291,7 @@ export const trainPage: Page = {
         dataset = d;
         const what = d.strategy === 'rows' ? 'ready training rows (used as they are)' : `${STRATEGIES.find((s) => s[0] === d.strategy)![1]} from ${d.records} record${d.records === 1 ? '' : 's'}`;
         const tone = !d.rows ? 'warn' : d.warnings.length ? 'warn' : 'ok';
-        dataStatus.set(`${d.source}: ${d.rows} row${d.rows === 1 ? '' : 's'} — ${what}.${d.warnings.length ? ` ${d.warnings.join(' ')}` : ''}${d.trainable ? '' : ' PAD rows train a process reward model (CLI: agentark prm); download them here.'}`, tone);
+        dataStatus.set(`${d.source}: ${d.rows} row${d.rows === 1 ? '' : 's'} — ${what}.${d.warnings.length ? ` ${d.warnings.join(' ')}` : ''}` + `${d.trainable ? '' : ' PAD rows train a process reward model (CLI: agentark prm); download them here.'}`, tone);
         dataStatus.el.dataset.rows = String(d.rows);
         renderCounts(d);
         if (d.preview) {
@@ -477,7 +477,7 @@ export const trainPage: Page = {
           setStep(e.step, e.totalSteps);
           stepEma = stepEma ? 0.7 * stepEma + 0.3 * e.stepMs : e.stepMs;
           const eta = ((e.totalSteps - e.step) * stepEma) / 1000;
-          progressLabel.textContent = `loss ${e.loss.toFixed(4)} · lr ${e.lr.toExponential(2)} · ${e.tokensPerS.toFixed(0)} tokens/s · ${e.step < e.totalSteps ? `about ${duration(eta)} left` : 'done'}`;
+          progressLabel.textContent = `loss ${e.loss.toFixed(4)} · lr ${e.lr.toExponential(2)} · ${e.tokensPerS.toFixed(0)} tokens/s · ` + `${e.step < e.totalSteps ? `about ${duration(eta)} left` : 'done'}`;
           progressLabel.dataset.eta = String(Math.round(eta));
           break;
         }
@@ -635,9 +635,9 @@ export const trainPage: Page = {
       });
       append(
         stored,
-        h('p', {}, h('strong', {}, 'Unfinished run: '), `${r.name} — ${r.step ? `checkpoint at step ${r.step}` : 'no checkpoint yet'} of ${r.totalSteps}, ${r.examples} rows from ${r.source}, saved ${when}${r.status === 'paused' ? ' (paused)' : ''}.`),
+        h('p', {}, h('strong', {}, 'Unfinished run: '), `${r.name} — ${r.step ? `checkpoint at step ${r.step}` : 'no checkpoint yet'} of ${r.totalSteps}, ` + `${r.examples} rows from ${r.source}, saved ${when}${r.status === 'paused' ? ' (paused)' : ''}.`),
         r.elsewhere
-          ? h('p', { class: 'muted small' }, 'Another tab of this browser owns it: resume, pause or discard it there. This tab takes it over from its last checkpoint if that tab closes mid-run.')
+          ? h('p', { class: 'muted small' }, 'Another tab of this browser owns it: resume, pause or discard it there. ' + 'This tab takes it over from its last checkpoint if that tab closes mid-run.')
           : r.sameModel
             ? null
             : h('p', { class: 'bad-text small' }, `It was started on ${r.modelId}: load that model to resume it.`),

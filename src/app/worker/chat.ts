@@ -26,7 +26,7 @@ export function fitToContext(runtime: Runtime, messages: ChatMessage[], maxToken
   const minimal = count([...system, last]);
   if (minimal > budget) {
     throw new Error(
-      `This message${system.length ? ' and the system prompt' : ''} take ${minimal} tokens; the context holds ${contextLength}, with ${contextLength - budget} kept for the reply. ` +
+      `This message${system.length ? ' and the system prompt' : ''} take ${minimal} tokens; ` + `the context holds ${contextLength}, with ${contextLength - budget} kept for the reply. ` +
         'Shorten the message or the system prompt, lower Max tokens, or load the model with a longer context on the Models page.',
     );
   }
