@@ -144,7 +144,7 @@ export async function run(argv: string[]): Promise<number> {
   log(`training ${mode} on ${examples.length} rows, ${trainer.totalSteps} steps, ` + `${trainer.params.reduce((a, p) => a + p.n, 0)} trainable parameters — ${gpu ? gpu.describe() : 'cpu twin'}`);
 
   if (v.resume) {
-    const st = await resumeCheckpoint(checkpointDir, trainer);
+    const st = await resumeCheckpoint(checkpointDir, trainer, log);
     if (st) log(`resumed from ${checkpointDir} at step ${st.state.step}`);
     else log(`no checkpoint in ${checkpointDir}; starting from step 0`);
   }

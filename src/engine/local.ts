@@ -160,7 +160,8 @@ export class LocalEngine implements ChatEngine {
     // The prompt plus at least one generated token must fit.
     if (prompt.length >= contextLength) {
       throw new EngineRequestError(
-        `This model's maximum context length is ${contextLength} tokens. However, ` + `your messages resulted in ${prompt.length} tokens. Please reduce the length of the messages.`,
+        `This model's maximum context length is ${contextLength} tokens. ` +
+          `However, your messages resulted in ${prompt.length} tokens. Please reduce the length of the messages.`,
         400,
         'context_length_exceeded',
         'messages',
