@@ -331,6 +331,81 @@ export interface AdapterFiles {
   'adapter_model.safetensors': Uint8Array;
 }
 
+// ---- PAD: process reward model and RL ---------------------------------------------------------
+
+export interface PrmSettings {
+  /** Share of the questions held out for the AUC (whole questions, not single solutions). */
+  holdout: number;
+  epochs: number;
+  lr: number;
+  seed: number;
+}
+
+export type PrmEvent =
+  | { type: 'features'; done: number; total: number }
+  | { type: 'epoch'; epoch: number; epochs: number; loss: number }
+  | { type: 'scoring'; done: number; total: number };
+
+export interface PrmResult {
+  trainSolutions: number;
+  trainSteps: number;
+  heldOutSolutions: number;
+  /** Held-out AUC over solutions (all steps right = positive); null without held-out solutions of both kinds. */
+  heldOutAuc: number | null;
+  firstLoss: number | null;
+  finalLoss: number | null;
+  losses: number[];
+}
+
+export interface RlSettings {
+  /** Name the finished adapter is registered under. */
+  name: string;
+  /** Start from this loaded adapter (e.g. the R-SFT student); null = a fresh LoRA on the base model. */
+  initAdapter: string | null;
+  /** Student system prompt: undefined = the task's default, null = none. */
+  system?: string | null;
+  /** Add prmWeight × the PRM's score of the weakest step to the verifiable reward. */
+  usePrm: boolean;
+  prmWeight: number;
+  groupSize: number;
+  promptsPerStep: number;
+  steps: number;
+  ppoEpochs: number;
+  lr: number;
+  clip: number;
+  klCoef: number;
+  maxTokens: number;
+  temperature: number;
+  /** Fresh LoRA only (an initial adapter brings its own). */
+  rank: number;
+  alpha: number;
+  targets: Projection[];
+  seed: number;
+}
+
+export interface RlPoint {
+  step: number;
+  /** Mean reward of the step's samples. */
+  reward: number;
+  /** Mean KL to the base model (k3 estimator). */
+  kl: number;
+  /** Share of the step's samples with a correct final answer. */
+  accuracy: number;
+  clipFraction: number;
+}
+
+export type RlEvent =
+  | { type: 'start'; name: string; step: number; steps: number; history: RlPoint[] }
+  | ({ type: 'step'; steps: number; stepMs: number } & RlPoint);
+
+export interface RlOutcome {
+  status: 'finished' | 'paused' | 'cancelled';
+  step: number;
+  steps: number;
+  history: RlPoint[];
+  adapter: AdapterInfo | null;
+}
+
 // ---- Evaluation -------------------------------------------------------------------------------
 
 export interface EvalRunSettings {
@@ -432,6 +507,22 @@ export interface WorkerApi {
   adapterFiles(name: string): Promise<AdapterFiles>;
   /** Loads a PEFT adapter from its files (adapter_config.json + adapter_model.safetensors). */
   loadAdapterFiles(name: string, files: File[]): Promise<AdapterInfo>;
+
+  // ---- PAD: reward model and RL
+  /** Trains the PRM head on a built PAD set; the AUC is on held-out questions. */
+  trainPrm(taskId: string, datasetId: string, settings: PrmSettings, onEvent: (e: PrmEvent) => void): Promise<PrmResult>;
+  /** The PRM trained in this session, if any. */
+  prmResult(): Promise<PrmResult | null>;
+  /** The PRM head as prm_head.safetensors. */
+  prmFile(): Promise<Uint8Array>;
+  /** RL on a student LoRA; resolves when it finishes, pauses or is cancelled. */
+  startRl(taskId: string, questions: Question[], settings: RlSettings, onEvent: (e: RlEvent) => void): Promise<RlOutcome>;
+  resumeRl(taskId: string, onEvent: (e: RlEvent) => void): Promise<RlOutcome>;
+  /** Stops after the current RL step; the run stays in memory (resume continues it). */
+  pauseRl(): Promise<void>;
+  /** Stops a running RL run after its step, or drops a paused one (its adapter is not kept). */
+  cancelRl(): Promise<void>;
+  rlState(): Promise<{ state: 'idle' | 'running' | 'paused'; step: number; steps: number }>;
 
   // ---- evaluation and benchmarks
   evaluate(taskId: string, questions: Question[], settings: EvalRunSettings, onEvent: (e: EvalEvent) => void): Promise<EvalReport>;

@@ -207,6 +207,67 @@ describe('distil & train, evaluate and benchmark pages in Chromium', () => {
     expect(await rows.count()).toBe(2);
   }, 240_000);
 
+  it('trains the PAD reward model (with its held-out AUC) and runs RL on the student with pause and resume', async () => {
+    const t0 = performance.now();
+    await page.click('#tab-train');
+    await page.check('input[name=train-source][value=example]');
+    await page.fill('#train-example-count', '16');
+    await page.locator('#train-example-count').dispatchEvent('change');
+    await page.check('input[name=train-strategy][value=pad]');
+    await expect.poll(() => page.locator('#train-counts-table').textContent(), { timeout: 20_000 }).toContain('Stepwise rows');
+    await waitInPage(page, 'the PRM button to enable on PAD rows', () => !(document.querySelector('#pad-prm-train') as HTMLButtonElement).disabled, null);
+    await page.fill('#pad-epochs', '30');
+    await page.fill('#pad-holdout', '0.25');
+    await page.click('#pad-prm-train');
+    const prmState = async () => `status: ${await page.locator('#pad-prm-status').textContent()}; ${await page.locator('#pad-prm-label').textContent()}`;
+    await waitInPage(page, 'the reward model to train', () => document.querySelector('#pad-prm-status')?.getAttribute('data-done') === 'true', null, { describe: prmState });
+    expect(await page.locator('#pad-prm-status').textContent()).toMatch(/Trained on \d+ steps of \d+ solutions/);
+    const aucText = await page.locator('#pad-prm-status').getAttribute('data-auc');
+    if (aucText) {
+      expect(Number(aucText)).toBeGreaterThanOrEqual(0);
+      expect(Number(aucText)).toBeLessThanOrEqual(1);
+      expect(await page.locator('#pad-prm-status').textContent()).toContain('Held-out AUC');
+    }
+    expect(Number(await page.locator('#pad-prm-loss-chart').getAttribute('data-points'))).toBe(30);
+    expect(await page.locator('#rl-use-prm').isChecked()).toBe(true);
+    const prmDownload = page.waitForEvent('download');
+    await page.click('#pad-prm-download');
+    expect((await prmDownload).suggestedFilename()).toBe('prm_head.safetensors');
+    lap('PRM', t0);
+
+    // RL from the R-SFT student, with the PRM in the reward: pause after a step, resume, finish.
+    const t1 = performance.now();
+    await page.check('input[name=rl-source][value=file]');
+    const questions = PROBLEMS.map(([question, answer], i) => ({ id: `rl${i}`, question, answer }));
+    await page.setInputFiles('#rl-file', { name: 'rl.jsonl', mimeType: 'application/json', buffer: Buffer.from(questions.map((q) => JSON.stringify(q)).join('\n')) });
+    await expect.poll(() => page.locator('#rl-q-status').textContent()).toContain('6 questions');
+    await page.selectOption('#rl-init', 'tiny-student');
+    await page.fill('#rl-name', 'tiny-pad');
+    await page.fill('#rl-steps', '3');
+    await page.fill('#rl-group', '2');
+    await page.fill('#rl-prompts', '1');
+    await page.fill('#rl-ppo-epochs', '1');
+    await page.fill('#rl-max-tokens', '6');
+    await page.click('#rl-start');
+    const rlState = async () => `status: ${await page.locator('#rl-status').textContent()}; step ${await page.locator('#rl-step').getAttribute('data-step')}`;
+    await waitInPage(page, 'the first RL step', () => Number(document.querySelector('#rl-step')?.getAttribute('data-step') ?? 0) >= 1, null, { describe: rlState });
+    await page.click('#rl-pause');
+    await waitInPage(page, 'RL to pause', () => /Paused at step \d/.test(document.querySelector('#rl-status')?.textContent ?? ''), null, { describe: rlState });
+    const pausedAt = Number(await page.locator('#rl-step').getAttribute('data-step'));
+    expect(await page.locator('#rl-label').textContent()).toMatch(/reward [\d.]+ · KL -?[\d.e-]+ · group accuracy \d+%/);
+    await page.click('#rl-resume');
+    await waitInPage(page, 'RL to finish', () => document.querySelector('#rl-status')?.getAttribute('data-done') === 'true', null, { describe: rlState });
+    expect(pausedAt).toBeGreaterThanOrEqual(1);
+    expect(await page.locator('#rl-step').getAttribute('data-step')).toBe('3');
+    expect(Number(await page.locator('#rl-reward-chart').getAttribute('data-points'))).toBe(3);
+    expect(Number(await page.locator('#rl-accuracy-chart').getAttribute('data-points'))).toBe(3);
+    await page.locator('#train-pad').scrollIntoViewIfNeeded();
+    await screenshot(page, 'train-pad');
+    await page.click('#rl-use-in-chat');
+    await expect.poll(() => page.locator('#chat-adapter').inputValue()).toBe('tiny-pad');
+    lap('RL 3 steps', t1);
+  }, 1_800_000);
+
   it('runs the quick benchmark and offers the SpeedReport JSON, which compares side by side', async () => {
     const t0 = performance.now();
     await page.goto(`${app!.url}/?bench=quick#bench`);

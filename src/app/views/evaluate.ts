@@ -6,17 +6,19 @@
  * Markdown). A report JSON — e.g. the demo's — can be opened and viewed the same way; the embedded
  * demo's report (public/data/demo-report.json, when the build ships one) is shown on first open.
  */
-import { demoReport, shippedData } from 'virtual:agentark-public';
-import type { Task } from '../../eval/answers';
+import { defaultModel, demoReport, shippedData } from 'virtual:agentark-public';
 import type { EvalReport, RobustnessEntry, SystemReport } from '../../eval/harness';
 import { debateGap, debateGapMarkdown, parseEvalReport, toMarkdown } from '../../eval/report';
 import { demoEvalSettings, type DemoEvalSettings } from '../../demo/eval-settings';
-import { parseQuestions, type Question } from '../../teach/datasets';
 import { ADAPTERS_EVENT, type EvalEvent, type EvalRunSettings } from '../api';
 import { barChart } from '../charts';
 import { Comlink, newTaskId, type AppContext, type Page } from '../client';
 import { clear, downloadText, errorText, field, h, numberInput, readNumber, statusLine } from '../dom';
 import { setMarkdown } from '../markdown';
+import { questionsCard } from './questions-card';
+
+/** How the app names the embedded model (public/models/default/). */
+const EMBEDDED_ID = 'models/default';
 
 const pct = (x: number | null | undefined) => (x == null || !Number.isFinite(x) ? '—' : `${(100 * x).toFixed(1)}%`);
 const pts = (x: number | null | undefined) => (x == null || !Number.isFinite(x) ? '—' : `${x >= 0 ? '+' : '−'}${Math.abs(100 * x).toFixed(1)}`);
@@ -81,93 +83,9 @@ export const evaluatePage: Page = {
     const { api, state } = ctx;
 
     // ---- questions --------------------------------------------------------------------------
-    const hasShipped = shippedData.length > 0;
-    const radio = (value: string, label: string, checked: boolean, disabled = false) =>
-      h('label', { class: 'choice' }, h('input', { type: 'radio', name: 'eval-source', value, checked, disabled }), ` ${label}`);
-    const sources = h('fieldset', { class: 'choices' }, h('legend', {}, 'Questions from'), radio('shipped', 'Shipped set', hasShipped, !hasShipped), radio('file', 'File', !hasShipped), radio('url', 'URL', false));
-    const shippedSelect = h('select', { id: 'eval-shipped', disabled: !hasShipped }, ...(hasShipped ? shippedData.map((p) => h('option', { value: p }, p.replace(/^data\//, ''))) : [h('option', { value: '' }, 'none in this build')]));
-    const fileInput = h('input', { type: 'file', id: 'eval-file', accept: '.jsonl,.json,.ndjson,application/json' });
-    const urlInput = h('input', { type: 'url', id: 'eval-url', placeholder: 'https://…/test.jsonl', spellcheck: 'false' });
-    const fetchBtn = h('button', { type: 'button', class: 'secondary', id: 'eval-fetch' }, 'Fetch');
-    const shippedBox = h('div', { 'data-src': 'shipped', hidden: !hasShipped }, field('Set', shippedSelect));
-    const fileBox = h('div', { 'data-src': 'file', hidden: hasShipped }, field('JSONL file', fileInput, 'GSM8K, MATH, multiple-choice or {question, answer} rows.'));
-    const urlBox = h('div', { 'data-src': 'url', hidden: true }, h('div', { class: 'field' }, h('label', { for: 'eval-url' }, 'URL'), h('div', { class: 'row' }, urlInput, fetchBtn)));
-    const taskSelect = h('select', { id: 'eval-task' }, h('option', { value: 'gsm8k' }, 'GSM8K'), h('option', { value: 'math' }, 'MATH'), h('option', { value: 'mc' }, 'Multiple choice'));
-    const limitInput = numberInput({ value: 20, min: 1, step: 1 });
-    limitInput.id = 'eval-limit';
-    const qStatus = statusLine();
-    qStatus.el.id = 'eval-q-status';
-    const questionsCard = h(
-      'section',
-      { class: 'card', 'aria-labelledby': 'eval-q-h' },
-      h('h2', { id: 'eval-q-h' }, '1 · Questions'),
-      sources,
-      shippedBox,
-      fileBox,
-      urlBox,
-      h('div', { class: 'grid2' }, field('Task', taskSelect), field('Use the first', limitInput, 'questions')),
-      qStatus.el,
-    );
-
-    let raw: { text: string; name: string } | null = null;
-    let questions: Question[] = [];
-    const currentSrc = () => sources.querySelector<HTMLInputElement>('input:checked')?.value ?? 'file';
-    const limit = () => Math.max(1, Math.floor(readNumber(limitInput, 20)));
-    const reparse = () => {
-      questions = [];
-      if (!raw) qStatus.set('');
-      else {
-        try {
-          questions = parseQuestions(raw.text, taskSelect.value as Task, raw.name);
-          if (!questions.length) throw new Error('no questions in it');
-          qStatus.set(`${questions.length} questions in ${raw.name}; evaluating the first ${Math.min(limit(), questions.length)}.`, 'ok');
-        } catch (e) {
-          qStatus.set(`Cannot read ${raw.name}: ${errorText(e)}`, 'error');
-        }
-      }
-      updateRun();
-    };
-    let loadSeq = 0;
-    const loadUrl = async (url: string, name: string) => {
-      const seq = ++loadSeq;
-      qStatus.set(`Fetching ${name}…`);
-      try {
-        const res = await fetch(url);
-        if (!res.ok) throw new Error(`HTTP ${res.status} ${res.statusText}`);
-        const text = await res.text();
-        if (seq !== loadSeq) return; // a later pick replaced this one
-        raw = { text, name };
-      } catch (e) {
-        if (seq !== loadSeq) return;
-        raw = null;
-        qStatus.set(`Cannot fetch ${name}: ${errorText(e)}`, 'error');
-        updateRun();
-        return;
-      }
-      reparse();
-    };
-    const loadShipped = () => void loadUrl(new URL(shippedSelect.value, document.baseURI).href, shippedSelect.value.replace(/^data\//, ''));
-    sources.addEventListener('change', () => {
-      const v = currentSrc();
-      for (const box of [shippedBox, fileBox, urlBox]) box.hidden = box.dataset.src !== v;
-      raw = null;
-      if (v === 'shipped' && hasShipped) loadShipped();
-      else reparse();
-    });
-    shippedSelect.addEventListener('change', loadShipped);
-    fileInput.addEventListener('change', async () => {
-      const f = fileInput.files?.[0];
-      if (!f) return;
-      raw = { text: await f.text(), name: f.name };
-      reparse();
-    });
-    fetchBtn.addEventListener('click', () => {
-      const u = urlInput.value.trim();
-      if (u) void loadUrl(u, decodeURIComponent(u.split('/').pop() || u));
-    });
-    taskSelect.addEventListener('change', reparse);
-    limitInput.addEventListener('change', reparse);
-    if (hasShipped) loadShipped();
+    const qc = questionsCard({ prefix: 'eval', heading: '1 · Questions', defaultLimit: 20, usage: (n) => `evaluating the first ${n}` });
+    const questionsCardEl = qc.el;
+    qc.onChange(() => updateRun());
 
     // ---- systems ----------------------------------------------------------------------------
     const check = (id: string, label: string | Node, checked: boolean, extra: Record<string, string> = {}) => {
@@ -280,7 +198,7 @@ export const evaluatePage: Page = {
       charts,
       perQuestion,
     );
-    root.append(h('div', { class: 'teach-setup' }, questionsCard, systemsCard, runCard), resultsCard);
+    root.append(h('div', { class: 'teach-setup' }, questionsCardEl, systemsCard, runCard), resultsCard);
 
     let report: EvalReport | null = null;
     const showReport = (r: EvalReport, origin: string, source: 'demo' | 'run' | 'file' = 'file') => {
@@ -376,13 +294,8 @@ export const evaluatePage: Page = {
       rounds.value = String(d.rounds);
       aggregator.value = d.aggregator;
       debateFormat.value = d.debateFormat;
-      if (r.dataset) {
-        const shipped = shippedData.find((p) => r.dataset!.endsWith(p));
-        if (shipped && hasShipped && shippedSelect.value !== shipped) {
-          shippedSelect.value = shipped;
-          loadShipped();
-        }
-      }
+      const shipped = r.dataset ? shippedData.find((p) => r.dataset!.endsWith(p)) : undefined;
+      if (shipped) qc.selectShipped(shipped);
       settingsOrigin.hidden = resetSettings.hidden = false;
       settingsOrigin.textContent =
         `Settings of the embedded report: the compact agent system prompt, temperature ${st.temperature} (a greedy single agent beside), max tokens ${st.maxTokens}, ` +
@@ -390,6 +303,20 @@ export const evaluatePage: Page = {
         'A run on its questions is compared with it question by question.';
       updateRun();
     };
+    /** The report describes the embedded model: its settings are the defaults while that model is loaded. */
+    let applied = false;
+    const applyIfEmbedded = () => {
+      if (applied || !shippedReport || !defaultModel || state.model?.sourceKind !== 'url' || state.model.id !== EMBEDDED_ID) return;
+      applied = true;
+      applyReportSettings(shippedReport);
+    };
+    state.on('model', () => {
+      if (state.model && state.model.id !== EMBEDDED_ID) {
+        reportNames = null;
+        settingsOrigin.hidden = resetSettings.hidden = true;
+      }
+      applyIfEmbedded();
+    });
     resetSettings.addEventListener('click', () => {
       if (shippedReport) applyReportSettings(shippedReport);
     });
@@ -442,14 +369,14 @@ export const evaluatePage: Page = {
     const selectedStudents = () => [...students.querySelectorAll<HTMLInputElement>('input:checked')].map((i) => i.value);
     const updateRun = () => {
       const any = single.input.checked || greedy.input.checked || debate.input.checked || selectedStudents().length > 0;
-      runBtn.disabled = !!running || !state.model || !questions.length || !any;
-      runBtn.title = !state.model ? 'Load a model first' : !questions.length ? 'Pick questions first' : !any ? 'Pick at least one system' : '';
+      runBtn.disabled = !!running || !state.model || !qc.all().length || !any;
+      runBtn.title = !state.model ? 'Load a model first' : !qc.all().length ? 'Pick questions first' : !any ? 'Pick at least one system' : '';
     };
     state.on('model', updateRun);
 
     runBtn.addEventListener('click', async () => {
       if (running) return;
-      const picked = questions.slice(0, limit());
+      const picked = qc.picked();
       const s = readNumber(seed, NaN);
       const temp = Math.max(0, readNumber(temperature, 0));
       const sys = systemPrompt.value.trim();
@@ -473,8 +400,8 @@ export const evaluatePage: Page = {
         ...(Number.isFinite(s) ? { seed: Math.floor(s) } : {}),
         selfCorrection: selfCorrection.input.checked,
         robustness: robustness.input.checked,
-        task: taskSelect.value as Task,
-        dataset: raw?.name,
+        task: qc.task(),
+        dataset: qc.sourceName() ?? undefined,
       };
       const nSystems = (settings.single ? 1 : 0) + (settings.greedy ? 1 : 0) + (settings.debate ? 1 : 0) + settings.students.length;
       const id = newTaskId('eval');
@@ -527,7 +454,7 @@ export const evaluatePage: Page = {
         if (!res.ok) throw new Error(`HTTP ${res.status} ${res.statusText}`);
         const r = parseEvalReport(await res.text());
         shippedReport = r;
-        applyReportSettings(r);
+        applyIfEmbedded();
         if (!report) showReport(r, 'Embedded demo report', 'demo');
       } catch (e) {
         if (!report) runStatus.set(`Cannot show the embedded demo report (${file}): ${errorText(e)}`, 'warn');

@@ -3,20 +3,12 @@
  * WebLLM prebuilt model or an OpenAI-compatible server), watch every agent in every round as it
  * writes, and download the trajectories as JSONL (the training data of the student).
  */
-import { shippedData } from 'virtual:agentark-public';
-import type { Task } from '../../eval/answers';
-import { parseQuestions, type Question } from '../../teach/datasets';
 import type { TrajectoryRecord } from '../../teach/trajectory';
 import type { DebateEvent, DebateRunSettings, DebateSlot, LoadedModel, TeacherEngineSpec } from '../api';
 import { Comlink, newTaskId, type AppContext, type Page } from '../client';
-import { clear, downloadText, errorText, field, h, numberInput, readNumber, statusLine } from '../dom';
+import { downloadText, errorText, field, h, numberInput, readNumber, statusLine } from '../dom';
 import { setMarkdown } from '../markdown';
-
-const TASKS: [Task, string][] = [
-  ['gsm8k', 'GSM8K'],
-  ['math', 'MATH'],
-  ['mc', 'Multiple choice'],
-];
+import { questionsCard } from './questions-card';
 
 interface QuestionView {
   section: HTMLElement;
@@ -39,99 +31,9 @@ export const teachPage: Page = {
     const { api, state } = ctx;
 
     // ---- questions ------------------------------------------------------------------------
-    const srcName = 'teach-source';
-    const srcRadio = (value: string, label: string, checked: boolean, disabled = false) =>
-      h('label', { class: 'choice' }, h('input', { type: 'radio', name: srcName, value, checked, disabled }), ` ${label}`);
-    const hasShipped = shippedData.length > 0;
-    const sources = h(
-      'fieldset',
-      { class: 'choices' },
-      h('legend', {}, 'Questions from'),
-      srcRadio('shipped', 'Shipped set', hasShipped, !hasShipped),
-      srcRadio('file', 'File', !hasShipped),
-      srcRadio('url', 'URL', false),
-    );
-    const shippedSelect = h('select', { id: 'teach-shipped', disabled: !hasShipped }, ...(hasShipped ? shippedData.map((p) => h('option', { value: p }, p.replace(/^data\//, ''))) : [h('option', { value: '' }, 'none in this build')]));
-    const fileInput = h('input', { type: 'file', id: 'teach-file', accept: '.jsonl,.json,.ndjson,application/json' });
-    const urlInput = h('input', { type: 'url', id: 'teach-url', placeholder: 'https://…/questions.jsonl', spellcheck: 'false' });
-    const fetchBtn = h('button', { type: 'button', class: 'secondary' }, 'Fetch');
-    const shippedBox = h('div', { 'data-src': 'shipped', hidden: !hasShipped }, field('Set', shippedSelect, hasShipped ? undefined : 'No question sets ship with this build (public/data/*.jsonl).'));
-    const fileBox = h('div', { 'data-src': 'file', hidden: hasShipped }, field('JSONL file', fileInput, 'GSM8K, MATH, multiple-choice or plain {question, answer} rows.'));
-    const urlBox = h('div', { 'data-src': 'url', hidden: true }, h('div', { class: 'field' }, h('label', { for: 'teach-url' }, 'URL'), h('div', { class: 'row' }, urlInput, fetchBtn)));
-    const taskSelect = h('select', { id: 'teach-task' }, ...TASKS.map(([t, label]) => h('option', { value: t }, label)));
-    const limitInput = numberInput({ value: 3, min: 1, step: 1 });
-    limitInput.id = 'teach-limit';
-    const qStatus = statusLine();
-    const qPreview = h('div', { class: 'preview' });
-    const questionsCard = h(
-      'section',
-      { class: 'card', 'aria-labelledby': 'teach-q-h' },
-      h('h2', { id: 'teach-q-h' }, '1 · Questions'),
-      sources,
-      shippedBox,
-      fileBox,
-      urlBox,
-      h('div', { class: 'grid2' }, field('Task', taskSelect), field('Use the first', limitInput, 'questions')),
-      qStatus.el,
-      qPreview,
-    );
-
-    let rawText: { text: string; name: string } | null = null;
-    let questions: Question[] = [];
-    const currentSrc = () => sources.querySelector<HTMLInputElement>('input:checked')?.value ?? 'file';
-    const reparse = () => {
-      clear(qPreview);
-      questions = [];
-      if (!rawText) {
-        qStatus.set('');
-        return;
-      }
-      try {
-        questions = parseQuestions(rawText.text, taskSelect.value as Task, rawText.name);
-        if (!questions.length) throw new Error('no questions in it');
-        const n = Math.min(questions.length, Math.max(1, Math.floor(readNumber(limitInput, 3))));
-        qStatus.set(`${questions.length} questions in ${rawText.name}; the debate uses the first ${n}.`, 'ok');
-        const first = h('div', { class: 'markdown' });
-        setMarkdown(first, questions[0]!.question);
-        qPreview.append(h('details', {}, h('summary', {}, `First question (${questions[0]!.id})`), first));
-      } catch (e) {
-        qStatus.set(`Cannot read ${rawText.name}: ${errorText(e)}`, 'error');
-      }
-      updateRun();
-    };
-    const loadUrl = async (url: string, name: string) => {
-      qStatus.set(`Fetching ${name}…`);
-      try {
-        const res = await fetch(url);
-        if (!res.ok) throw new Error(`HTTP ${res.status} ${res.statusText}`);
-        rawText = { text: await res.text(), name };
-      } catch (e) {
-        rawText = null;
-        qStatus.set(`Cannot fetch ${name}: ${errorText(e)}`, 'error');
-        updateRun();
-        return;
-      }
-      reparse();
-    };
-    sources.addEventListener('change', () => {
-      const v = currentSrc();
-      for (const box of [shippedBox, fileBox, urlBox]) box.hidden = box.dataset.src !== v;
-      if (v === 'shipped' && hasShipped) void loadUrl(new URL(shippedSelect.value, document.baseURI).href, shippedSelect.value.replace(/^data\//, ''));
-    });
-    shippedSelect.addEventListener('change', () => void loadUrl(new URL(shippedSelect.value, document.baseURI).href, shippedSelect.value.replace(/^data\//, '')));
-    fileInput.addEventListener('change', async () => {
-      const f = fileInput.files?.[0];
-      if (!f) return;
-      rawText = { text: await f.text(), name: f.name };
-      reparse();
-    });
-    fetchBtn.addEventListener('click', () => {
-      const u = urlInput.value.trim();
-      if (u) void loadUrl(u, u.split('/').pop() || u);
-    });
-    taskSelect.addEventListener('change', reparse);
-    limitInput.addEventListener('change', reparse);
-    if (hasShipped) void loadUrl(new URL(shippedData[0]!, document.baseURI).href, shippedData[0]!.replace(/^data\//, ''));
+    const qc = questionsCard({ prefix: 'teach', heading: '1 · Questions', defaultLimit: 3, usage: (n) => `the debate uses the first ${n}`, preview: true });
+    const questionsEl = qc.el;
+    qc.onChange(() => updateRun());
 
     // ---- teacher --------------------------------------------------------------------------
     const engName = 'teach-engine';
@@ -189,12 +91,18 @@ export const teachPage: Page = {
     const formatSelect = h(
       'select',
       { id: 'teach-format' },
-      h('option', { value: 'standard' }, 'Standard (whole solutions)'),
-      h('option', { value: 'small' }, 'Small model (answers only, question restated)'),
+      h('option', { value: 'standard' }, 'Standard'),
+      h('option', { value: 'small' }, 'Small model'),
     );
     // A short context cannot hold a standard debate that quotes whole solutions (the embedded
     // demo model has 384 tokens), so such models start on the small format.
-    const pickFormat = (m: LoadedModel | null) => void (formatSelect.value = m && m.contextLength <= 512 ? 'small' : 'standard');
+    // Their judge is weaker than a vote over the revised answers (the demo model card: 48% vs 60%),
+    // so they start on the vote too.
+    const pickFormat = (m: LoadedModel | null) => {
+      const small = !!m && m.contextLength <= 512;
+      formatSelect.value = small ? 'small' : 'standard';
+      aggSelect.value = small ? 'vote' : 'llm';
+    };
     pickFormat(ctx.state.model);
     ctx.state.on('model', pickFormat);
     tempInput.id = 'teach-temperature';
@@ -212,7 +120,7 @@ export const teachPage: Page = {
       'section',
       { class: 'card', 'aria-labelledby': 'teach-d-h' },
       h('h2', { id: 'teach-d-h' }, '3 · Debate'),
-      h('div', { class: 'grid3' }, field('Agents', agentsInput), field('Rounds', roundsInput, 'Including the independent first round.'), field('Aggregator', aggSelect), field('Format', formatSelect, 'Small model: the compact, sparse debate the embedded demo model was trained on.'), field('Temperature', tempInput), field('Max tokens per reply', maxTokInput), field('Seed', seedInput)),
+      h('div', { class: 'grid3' }, field('Agents', agentsInput), field('Rounds', roundsInput, 'Including the independent first round.'), field('Aggregator', aggSelect), field('Format', formatSelect, 'Standard quotes whole solutions; Small model quotes answers only and restates the question (the compact debate the demo model learnt).'), field('Temperature', tempInput), field('Max tokens per reply', maxTokInput), field('Seed', seedInput)),
       h('div', { class: 'row actions' }, runBtn, stopBtn, downloadBtn),
       runProgress,
       runStatus.el,
@@ -222,7 +130,7 @@ export const teachPage: Page = {
     const updateRun = () => {
       const m = state.model;
       localInfo.textContent = m ? `Uses the loaded model ${m.id} (agents in a round decode as one batch).` : 'No model loaded: load one on the Models page, or pick another engine.';
-      runBtn.disabled = !!running || !questions.length || (currentEng() === 'local' && !m);
+      runBtn.disabled = !!running || !qc.all().length || (currentEng() === 'local' && !m);
     };
     state.on('model', updateRun);
 
@@ -340,8 +248,7 @@ export const teachPage: Page = {
     let total = 0;
     runBtn.addEventListener('click', async () => {
       if (running) return;
-      const n = Math.min(questions.length, Math.max(1, Math.floor(readNumber(limitInput, 3))));
-      const picked = questions.slice(0, n);
+      const picked = qc.picked();
       const seed = readNumber(seedInput, NaN);
       const settings: DebateRunSettings = {
         engine: engineSpec(),
@@ -352,7 +259,7 @@ export const teachPage: Page = {
         top_p: 1,
         max_tokens: Math.max(1, Math.floor(readNumber(maxTokInput, 512))),
         ...(Number.isFinite(seed) ? { seed: Math.floor(seed) } : {}),
-        task: taskSelect.value as Task,
+        task: qc.task(),
         format: formatSelect.value as 'standard' | 'small',
       };
       const id = newTaskId('debate');
@@ -397,7 +304,7 @@ export const teachPage: Page = {
       downloadText(`trajectories-${stamp()}.jsonl`, records.map((r) => JSON.stringify(r)).join('\n') + '\n');
     });
 
-    root.append(h('div', { class: 'teach-setup' }, questionsCard, teacherCard, debateCard), live);
+    root.append(h('div', { class: 'teach-setup' }, questionsEl, teacherCard, debateCard), live);
     updateRun();
   },
 };

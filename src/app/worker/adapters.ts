@@ -46,6 +46,13 @@ export class Adapters {
     return this.register(name, await loadPeftAdapter(filesSource(files, name)), 'file');
   }
 
+  /** The host copy of a registered adapter (e.g. to start RL from it). */
+  peft(name: string): PeftAdapter {
+    const a = this.host.get(name);
+    if (!a) throw new Error(`No adapter named ${name} is loaded.`);
+    return a.adapter;
+  }
+
   activate(name: string | null): void {
     this.tasks.requireNo(['train', 'rl', 'eval'], 'switching adapters');
     this.models.require().runtime.adapters.activate(name);

@@ -236,7 +236,7 @@ export class Training {
     this.tasks.requireNo(GPU_TASKS, 'training');
     if (this.job) throw new Error(`The run "${this.job.settings.name}" is paused: resume or cancel it first.`);
     const ds = this.datasets.get(datasetId);
-    if (!ds.trainable) throw new Error('PAD step labels train a process reward model (agentark prm), not the student: pick R-SFT or DA.');
+    if (!ds.trainable) throw new Error('PAD step labels train the process reward model (card 4), not the student directly: pick R-SFT or DA here.');
     if (!settings.name.trim()) throw new Error('Give the adapter a name.');
     await this.own();
     try {
