@@ -441,6 +441,8 @@ export interface BenchSettings {
   sizes: string[];
   /** [m, n, k] matmul shapes ([] = no kernel benchmark). */
   kernelShapes: [number, number, number][];
+  /** The attention kernels (tiled and per-query prefill, with the CPU twin), as in `npm run bench`. */
+  attention?: boolean;
   models: boolean;
   training: boolean;
   trainingModes: ('lora' | 'full')[];
@@ -497,6 +499,8 @@ export interface WorkerApi {
   /** Stops a running job or discards a paused / stored one (its checkpoints are deleted). */
   cancelTraining(): Promise<void>;
   trainingState(): Promise<TrainingState>;
+  /** Registers the last cancelled run's adapter, as it was at its last step, under "<name>-step<k>". */
+  keepCancelledAdapter(): Promise<AdapterInfo>;
   /** The unfinished run stored in the browser, if any. */
   storedRun(): Promise<StoredRunInfo | null>;
 

@@ -69,6 +69,7 @@ const api: WorkerApi = {
     return training.state();
   },
   storedRun: () => training.storedRun(),
+  keepCancelledAdapter: () => training.keepCancelled(),
 
   async adapters() {
     return adapters.list();

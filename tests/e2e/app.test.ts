@@ -240,7 +240,11 @@ describe('web app in Chromium (WebGPU on the software adapter)', () => {
       expect(await alert.textContent()).toMatch(/WebGPU is unavailable/);
       await screenshot(p, 'device-no-webgpu');
       await p.click('#tab-chat');
-      expect(await p.locator('#chat-notice').textContent()).toMatch(/No model loaded/);
+      await expect.poll(() => p.locator('#chat-notice').textContent()).toMatch(/^WebGPU is unavailable here/);
+      // The Models page says so first too, not that the model "does not fit the device".
+      await p.click('#tab-models');
+      await expect.poll(() => p.locator('#model-load-status').textContent(), { timeout: 30_000 }).toMatch(/WebGPU is unavailable here/);
+      await p.click('#tab-chat');
       expect(await p.locator('#chat-send').isDisabled()).toBe(true);
       await screenshot(p, 'chat-no-model');
     } finally {

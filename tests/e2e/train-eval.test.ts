@@ -282,11 +282,13 @@ describe('distil & train, evaluate and benchmark pages in Chromium', () => {
     await page.click('#bench-download');
     const file = path.join(ARTIFACTS, 'bench-results.json');
     await (await download).saveAs(file);
-    const report = JSON.parse(fs.readFileSync(file, 'utf8')) as { adapter: string; kernels: { webgpuGflops: number }[]; models: { model: string; backend: string }[]; training: { mode: string }[] };
+    const report = JSON.parse(fs.readFileSync(file, 'utf8')) as { adapter: string; kernels: { webgpuGflops: number }[]; models: { model: string; backend: string; params: number }[]; training: { mode: string }[] };
     expect(report.adapter).toMatch(/\S/);
     expect(report.kernels).toHaveLength(2);
     expect(report.kernels.every((k) => k.webgpuGflops > 0)).toBe(true);
-    expect(report.models.map((m) => `${m.model}/${m.backend}`)).toEqual(['tiny-0.2M/webgpu', 'tiny-0.2M/cpu']);
+    // Each size is named by its parameter count.
+    expect(report.models.every((m) => Math.abs(m.params / 1e6 - Number(/-([\d.]+)M$/.exec(m.model)![1])) / (m.params / 1e6) < 0.05)).toBe(true);
+    expect(report.models.map((m) => `${m.model}/${m.backend}`)).toEqual(['tiny-0.11M/webgpu', 'tiny-0.11M/cpu']);
     expect(report.training.map((t) => t.mode)).toEqual(['lora', 'lora']);
     await page.setInputFiles('#bench-compare', file);
     await expect.poll(() => page.locator('#bench-kernels-table td.ratio').first().textContent()).toBe('1.00×');

@@ -77,6 +77,7 @@ export const benchPage: Page = {
     const sizes = BENCH_SIZES.map((s, i) => check('bench-size', s.name, `${s.name} (hidden ${s.hidden}, ${s.layers} layers)`, quick ? i === 0 : i < 2));
     const kernels = h('select', { id: 'bench-kernels' }, ...Object.entries(KERNEL_PRESETS).map(([k, p]) => h('option', { value: k }, p.label)));
     kernels.value = quick ? 'quick' : 'standard';
+    const attention = check('bench-what', 'attention', 'Attention kernels', !quick, 'bench-attention');
     const models = check('bench-what', 'models', 'Prefill / decode', true, 'bench-models');
     const training = check('bench-what', 'training', 'Training (LoRA)', true, 'bench-training');
     const full = check('bench-what', 'full', 'Training (full)', !quick, 'bench-full');
@@ -94,7 +95,7 @@ export const benchPage: Page = {
       h('p', { class: 'muted small' }, 'Random weights in the Llama layout; the engine runs them on a WebGPU device of its own (a loaded model stays loaded). Compare ratios within one run: on a software adapter absolute numbers are noise.'),
       h('fieldset', { class: 'choices' }, h('legend', {}, 'Model sizes'), ...sizes.map((s) => s.el)),
       h('div', { class: 'field' }, h('label', { for: 'bench-kernels' }, 'Matmul kernels'), kernels),
-      h('fieldset', { class: 'choices' }, h('legend', {}, 'Measure'), models.el, training.el, full.el, cpu.el),
+      h('fieldset', { class: 'choices' }, h('legend', {}, 'Measure'), attention.el, models.el, training.el, full.el, cpu.el),
       h('div', { class: 'row actions' }, runBtn, stopBtn),
       h('div', { class: 'progress-row' }, progress, progressLabel),
       status.el,
@@ -168,7 +169,7 @@ export const benchPage: Page = {
       adapterLine.append(h('p', {}, h('strong', {}, `Adapter (${mine ? mineName : otherName}): `), h('span', { class: 'adapter-name' }, a.adapter)));
       if (b) adapterLine.append(h('p', {}, h('strong', {}, `Compared with (${otherName}): `), b.adapter, ' ', clearCompare));
       clearCompare.hidden = !b;
-      const t1 = table('bench-kernels-table', 'Matmul kernels', ['Kernel', 'Shape', 'Backend'], 'GFLOP/s', kernelRows(a), b ? kernelRows(b) : null);
+      const t1 = table('bench-kernels-table', 'Kernels (matmul, attention)', ['Kernel', 'Shape', 'Backend'], 'GFLOP/s', kernelRows(a), b ? kernelRows(b) : null);
       const t2 = table('bench-models-table', 'Whole model (prefill / decode)', ['Model', 'Params', 'Backend', 'Phase'], 'tokens/s', modelRows(a), b ? modelRows(b) : null);
       const t3 = table('bench-training-table', 'Training steps', ['Model', 'Mode', 'Backend', 'Batch×seq', 'Step', 'Peak GPU'], 'tokens/s', trainRows(a), b ? trainRows(b) : null);
       for (const t of [t1, t2, t3]) if (t) tables.append(t);
@@ -226,6 +227,7 @@ export const benchPage: Page = {
     const settings = (): BenchSettings => ({
       sizes: sizes.filter((s) => s.input.checked).map((s) => s.input.value),
       kernelShapes: KERNEL_PRESETS[kernels.value]?.shapes ?? [],
+      attention: attention.input.checked,
       models: models.input.checked,
       training: training.input.checked || full.input.checked,
       trainingModes: [...(training.input.checked ? (['lora'] as const) : []), ...(full.input.checked ? (['full'] as const) : [])],

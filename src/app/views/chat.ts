@@ -114,7 +114,9 @@ export const chatPage: Page = {
       notice.replaceChildren();
       if (!ready) {
         const go = h('button', { type: 'button', class: 'link', onclick: () => ctx.show('models') }, 'Models page');
-        notice.append(state.busy ? `${state.busy} ` : 'No model loaded. Load one on the ', state.busy ? '' : go, state.busy ? '' : '.');
+        const d = state.device;
+        if (d && !d.available) notice.append(`WebGPU is unavailable here, so no model can run: ${d.reason}`);
+        else notice.append(state.busy ? `${state.busy} ` : 'No model loaded. Load one on the ', state.busy ? '' : go, state.busy ? '' : '.');
         notice.hidden = false;
       } else {
         notice.hidden = true;
@@ -122,6 +124,7 @@ export const chatPage: Page = {
     };
     state.on('model', updateAvailability);
     state.on('busy', updateAvailability);
+    state.on('device', updateAvailability);
 
     const sampling = (): Omit<ChatCompletionRequest, 'messages'> => {
       const s = readNumber(seed, NaN);

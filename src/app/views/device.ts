@@ -17,8 +17,15 @@ function yesNo(v: boolean, needed = false): HTMLElement {
   return h('span', { class: `pill ${v ? 'yes' : needed ? 'bad' : 'no'}` }, v ? 'yes' : 'no');
 }
 
+/** A CPU-emulated adapter (SwiftShader, llvmpipe / lavapipe, WARP…): it works, slowly. */
+export function isSoftwareAdapter(d: AdapterReport): boolean {
+  if (!d.available) return false;
+  return d.isFallbackAdapter || /swiftshader|llvmpipe|lavapipe|software|basic render|warp/i.test(`${d.vendor} ${d.architecture} ${d.device} ${d.description}`);
+}
+
 function render(body: HTMLElement, d: AdapterReport, mem: { allocatedBytes: number; peakBytes: number } | null, backend: string | null): void {
   clear(body);
+  const software = isSoftwareAdapter(d);
   const env = h(
     'table',
     { class: 'kv' },
@@ -26,7 +33,7 @@ function render(body: HTMLElement, d: AdapterReport, mem: { allocatedBytes: numb
     h(
       'tbody',
       {},
-      h('tr', {}, h('th', { scope: 'row' }, 'WebGPU'), h('td', {}, yesNo(d.available, true))),
+      h('tr', {}, h('th', { scope: 'row' }, 'WebGPU'), h('td', {}, software ? h('span', { class: 'pill warn' }, 'yes, on the CPU') : yesNo(d.available, true))),
       h('tr', {}, h('th', { scope: 'row' }, 'Cross-origin isolated'), h('td', {}, yesNo(d.crossOriginIsolated, true))),
       h('tr', {}, h('th', { scope: 'row' }, 'CPU threads'), h('td', {}, String(d.hardwareConcurrency))),
       h('tr', {}, h('th', { scope: 'row' }, 'Device memory'), h('td', {}, d.deviceMemoryGB ? `≈ ${d.deviceMemoryGB} GB (browser estimate)` : 'unknown')),
@@ -40,6 +47,16 @@ function render(body: HTMLElement, d: AdapterReport, mem: { allocatedBytes: numb
     return;
   }
   const name = [d.vendor, d.architecture, d.device].filter(Boolean).join(' / ') || 'unknown adapter';
+  if (software) {
+    body.append(
+      h(
+        'div',
+        { class: 'alert warn', role: 'status', id: 'software-adapter' },
+        h('strong', {}, 'A software adapter: everything will be slow. '),
+        `${name} runs WebGPU on the CPU. The app works, but generation and training are many times slower than on a GPU; enable hardware acceleration in the browser settings, or use a machine with a supported GPU.`,
+      ),
+    );
+  }
   const adapter = h(
     'table',
     { class: 'kv', id: 'adapter-info' },
@@ -49,7 +66,7 @@ function render(body: HTMLElement, d: AdapterReport, mem: { allocatedBytes: numb
       {},
       h('tr', {}, h('th', { scope: 'row' }, 'Adapter'), h('td', { id: 'adapter-name' }, name)),
       d.description ? h('tr', {}, h('th', { scope: 'row' }, 'Description'), h('td', {}, d.description)) : null,
-      h('tr', {}, h('th', { scope: 'row' }, 'Fallback (software) adapter'), h('td', {}, yesNo(d.isFallbackAdapter))),
+      h('tr', {}, h('th', { scope: 'row' }, 'Software (CPU) adapter'), h('td', {}, software ? h('span', { class: 'pill warn' }, 'yes: slow') : yesNo(false))),
       backend ? h('tr', {}, h('th', { scope: 'row' }, 'Model backend'), h('td', {}, backend)) : null,
       mem ? h('tr', {}, h('th', { scope: 'row' }, 'Model GPU memory'), h('td', {}, `${formatBytes(mem.allocatedBytes)} allocated, peak ${formatBytes(mem.peakBytes)}`)) : null,
     ),

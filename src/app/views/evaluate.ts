@@ -46,6 +46,13 @@ function gapSection(r: EvalReport): HTMLElement | null {
   const box = h('div', { id: 'eval-gap' });
   try {
     setMarkdown(box, debateGapMarkdown(debateGap(r, d.baseline, d.teacher, students)));
+    box.append(
+      h(
+        'p',
+        { class: 'muted small', id: 'eval-gap-share' },
+        "Share of the debate's lead = (student − single agent) ÷ (debate − single agent): 100% matches the debate, above 100% (e.g. 166.7%) beats it, below 0% falls behind the single agent. On a few questions these shares swing widely; the sign test says whether the difference from the single agent is more than chance.",
+      ),
+    );
   } catch (e) {
     box.textContent = `Cannot compare the students with the debate: ${errorText(e)}`;
   }

@@ -65,7 +65,8 @@ function progressText(e: LoadProgress, rate: number | null): string {
   return parts.join(' · ');
 }
 
-type DirHandle = { name: string; entries(): AsyncIterable<[string, { kind: 'file' | 'directory'; getFile?: () => Promise<File> }]> };
+type DirEntry = { kind: 'file' | 'directory'; getFile?: () => Promise<File>; entries?: () => AsyncIterable<[string, DirEntry]> };
+type DirHandle = { name: string; entries(): AsyncIterable<[string, DirEntry]> };
 
 export const modelsPage: Page = {
   id: 'models',
@@ -136,7 +137,7 @@ export const modelsPage: Page = {
     );
     const urlBox = h('div', { class: 'source-box', 'data-kind': 'url', hidden: true }, field('Folder URL', urlInput, 'A folder with config.json, *.safetensors and tokenizer.json (the server must allow CORS).'));
     const folderBox = h('div', { class: 'source-box', 'data-kind': 'folder', hidden: true }, h('div', { class: 'field' }, h('span', { class: 'label' }, 'Folder'), h('div', { class: 'row' }, folderBtn, folderLabel), folderFallback));
-    let picked: { files: File[]; label: string } | null = null;
+    let picked: { files: File[]; label: string; adapter: File[] | null } | null = null;
 
     const currentKind = () => (kinds.querySelector<HTMLInputElement>('input:checked')?.value ?? 'hf') as 'hf' | 'url' | 'folder';
     kinds.addEventListener('change', () => {
@@ -152,22 +153,32 @@ export const modelsPage: Page = {
       try {
         const dir = await picker({ mode: 'read' });
         const files: File[] = [];
-        for await (const [, entry] of dir.entries()) if (entry.kind === 'file' && entry.getFile) files.push(await entry.getFile());
-        setPicked(files, dir.name);
+        const adapterFiles: File[] = [];
+        for await (const [name, entry] of dir.entries()) {
+          if (entry.kind === 'file' && entry.getFile) files.push(await entry.getFile());
+          else if (entry.kind === 'directory' && name === 'adapter' && entry.entries) {
+            for await (const [, sub] of entry.entries()) if (sub.kind === 'file' && sub.getFile) adapterFiles.push(await sub.getFile());
+          }
+        }
+        setPicked(files, dir.name, adapterFiles);
       } catch (e) {
         if ((e as Error).name !== 'AbortError') status.set(errorText(e), 'error');
       }
     });
     folderFallback.addEventListener('change', () => {
       const all = [...(folderFallback.files ?? [])];
-      // Only the folder's own files: subfolders (onnx/, original/…) are not part of the checkpoint.
-      const top = all.filter((f) => (f.webkitRelativePath || f.name).split('/').length <= 2);
-      setPicked(top, all[0]?.webkitRelativePath.split('/')[0] || 'selected folder');
+      // Only the folder's own files: subfolders (onnx/, original/…) are not part of the checkpoint,
+      // except a PEFT adapter in adapter/ (as the embedded demo ships it), loaded with the model.
+      const parts = (f: File) => (f.webkitRelativePath || f.name).split('/');
+      const top = all.filter((f) => parts(f).length <= 2);
+      const adapter = all.filter((f) => parts(f).length === 3 && parts(f)[1] === 'adapter');
+      setPicked(top, all[0]?.webkitRelativePath.split('/')[0] || 'selected folder', adapter);
     });
-    const setPicked = (files: File[], label: string) => {
-      picked = { files, label };
+    const setPicked = (files: File[], label: string, adapterFiles: File[] = []) => {
+      const hasAdapter = adapterFiles.some((f) => f.name === 'adapter_config.json') && adapterFiles.some((f) => f.name.endsWith('.safetensors'));
+      picked = { files, label, adapter: hasAdapter ? adapterFiles : null };
       const total = files.reduce((a, f) => a + f.size, 0);
-      folderLabel.textContent = `${label}: ${files.length} files, ${formatBytes(total)}`;
+      folderLabel.textContent = `${label}: ${files.length} files, ${formatBytes(total)}${hasAdapter ? ' + a LoRA adapter in adapter/' : ''}`;
     };
 
     const ctxInput = numberInput({ value: 2048, min: 64, max: 131072, step: 64 });
@@ -192,6 +203,7 @@ export const modelsPage: Page = {
     const progress = h('progress', { max: 1, value: 0, hidden: true, 'aria-label': 'Download progress' });
     const progressLabel = h('span', { class: 'muted progress-label' });
     const status = statusLine();
+    status.el.id = 'model-load-status';
     const estimateBox = h('div', { class: 'estimate-box', 'aria-live': 'polite' });
     const form = h(
       'form',
@@ -245,10 +257,18 @@ export const modelsPage: Page = {
     const inspect = async (source: ModelSource): Promise<InspectResult | null> => {
       const id = newTaskId('inspect');
       setRunning(id, 'Reading model headers…');
+      // A new action: the previous one's outcome ("Done in …") no longer applies.
+      progress.hidden = true;
+      progressLabel.textContent = '';
       status.set(`Reading config.json and weight headers of ${describeSource(source)}…`);
       try {
         const r = await api.inspect(source, settings(), id);
         showEstimate(r);
+        const device = await api.device();
+        if (!device.available) {
+          status.set(`WebGPU is unavailable here, so no model can be loaded: ${device.reason}`, 'error');
+          return null;
+        }
         const bad = r.estimate.checks.find((c) => c.level === 'error');
         status.set(bad ? 'This model does not fit the device with these settings.' : 'Estimate ready.', bad ? 'error' : 'ok');
         return r;
@@ -292,7 +312,14 @@ export const modelsPage: Page = {
         const m = await api.load(source, settings(), id, Comlink.proxy(onProgress));
         clear(estimateBox); // the loaded-model card shows it now
         state.set('model', m);
-        status.set(`Loaded ${m.id}.`, 'ok');
+        const asked = settings().contextLength;
+        status.set(
+          m.contextLength < asked
+            ? `Loaded ${m.id} with a context of ${m.contextLength} positions: the model holds no more (its max_position_embeddings), not the ${asked} asked for.`
+            : `Loaded ${m.id}.`,
+          'ok',
+        );
+        status.el.dataset.contextLength = String(m.contextLength);
         progress.max = 1;
         progress.value = 1;
         progressLabel.textContent = `Done in ${duration(m.loadMs)}.`;
@@ -327,7 +354,10 @@ export const modelsPage: Page = {
         return;
       }
       const r = await inspect(source);
-      if (r && !r.estimate.checks.some((c) => c.level === 'error')) await load(source);
+      if (!r || r.estimate.checks.some((c) => c.level === 'error')) return;
+      const adapterFiles = source.kind === 'files' ? picked?.adapter : null;
+      const m = await load(source);
+      if (m && adapterFiles) await loadFolderAdapter(adapterFiles, source.kind === 'files' ? source.label : m.id);
     });
 
     // ---- cache ----------------------------------------------------------------------------
@@ -395,6 +425,29 @@ export const modelsPage: Page = {
       } finally {
         checkBtn.disabled = loadBtn.disabled = !!running;
         state.set('busy', null);
+        state.dispatchEvent(new Event(ADAPTERS_EVENT));
+      }
+    };
+
+    /** The PEFT adapter in a local folder's adapter/ subfolder, named by its agentark.json (else "<folder>/adapter"). */
+    const loadFolderAdapter = async (files: File[], folder: string) => {
+      let name = `${folder}/adapter`;
+      const meta = files.find((f) => f.name === 'agentark.json');
+      if (meta) {
+        try {
+          const j = JSON.parse(await meta.text()) as { name?: unknown };
+          if (typeof j.name === 'string' && j.name.trim()) name = j.name.trim();
+        } catch {
+          // A broken agentark.json only loses the name.
+        }
+      }
+      try {
+        const info = await api.loadAdapterFiles(name, files.filter((f) => f.name !== 'agentark.json'));
+        await api.activateAdapter(name);
+        adapterStatus.set(`Adapter ${info.name} (LoRA r${info.rank}) from the folder's adapter/ loaded and active in Chat; pick “Base model” there to compare.`, 'ok');
+      } catch (e) {
+        adapterStatus.set(`Could not load the folder's adapter/: ${errorText(e)}`, 'warn');
+      } finally {
         state.dispatchEvent(new Event(ADAPTERS_EVENT));
       }
     };

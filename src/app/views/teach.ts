@@ -287,6 +287,13 @@ export const teachPage: Page = {
         if (r.aborted) parts.push('stopped');
         runStatus.set(`${parts.join(' · ')}.`, r.failed.length && !r.completed ? 'error' : r.aborted ? 'warn' : 'ok');
         runStatus.el.dataset.done = 'true';
+        // A question cut off by Stop is no longer being debated.
+        for (const v of views.values()) {
+          if (v.final.textContent === 'Debating…') {
+            v.final.className = 'final muted';
+            v.final.textContent = 'stopped before the end (not recorded)';
+          }
+        }
       } catch (e) {
         runStatus.set(`Debate failed: ${errorText(e)}`, 'error');
       } finally {

@@ -9,7 +9,7 @@ import { filesSource, hfSource, HttpSource, type FileSource } from '../../format
 import type { InspectResult, LoadedModel, LoadProgress, LoadSettings, ModelSource } from '../api';
 import { CachedSource, cacheAvailable } from '../cache';
 import { estimateMemory, summarize } from '../estimate';
-import { deviceBudget } from './device';
+import { device, deviceBudget } from './device';
 import { emitter, type Tasks } from './tasks';
 
 /** The loaded model: its runtime (weights, tokenizer, adapters), the engine over it and what the page shows. */
@@ -134,6 +134,8 @@ export class Models {
     const t0 = performance.now();
     const { emit: progress, delivered } = emitter(onProgress);
     try {
+      const d = await device();
+      if (!d.available) throw new Error(`WebGPU is unavailable here: ${d.reason}`);
       const { files, cached } = await this.open(source);
       progress({ phase: 'inspect', done: 0, total: 1, unit: 'items', note: 'reading config.json and weight headers' });
       const inspected = await this.inspectFiles(files, settings, ctrl.signal);

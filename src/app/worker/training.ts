@@ -6,8 +6,9 @@
 import { toJsonl } from '../../distill/common';
 import { checkpointFiles, parseTrainerState, restoreFromFiles } from '../../train/checkpoint';
 import type { TrainExample } from '../../train/data';
+import type { PeftAdapter } from '../../formats/peft';
 import { DEFAULT_TRAIN_OPTIONS, Trainer, type TrainOptions } from '../../train/trainer';
-import type { StoredRunInfo, TrainEvent, TrainingState, TrainOutcome, TrainPoint, TrainSettings } from '../api';
+import type { AdapterInfo, StoredRunInfo, TrainEvent, TrainingState, TrainOutcome, TrainPoint, TrainSettings } from '../api';
 import { RUN_CHANNEL, runLockHeld, tryTakeRunLock, type RunMessage } from '../run-lock';
 import { beginRun, discardRun, loadRun, opfsAvailable, readRunMeta, RUN_META_VERSION, updateRunMeta, writeCheckpoint, type RunMeta } from '../opfs';
 import type { Adapters } from './adapters';
@@ -65,6 +66,8 @@ export class Training {
   /** The browser-wide run lock while this worker owns the run (see run-lock.ts). */
   private lock: { release(): void } | null = null;
   private channel: BroadcastChannel | null = null;
+  /** The adapter of the last cancelled run at its last step, until kept or replaced. */
+  private cancelled: { name: string; step: number; adapter: PeftAdapter } | null = null;
 
   constructor(
     private readonly tasks: Tasks,
@@ -73,7 +76,10 @@ export class Training {
     private readonly adapters: Adapters,
   ) {
     // A paused job lives on the old model; the stored run stays in OPFS.
-    models.onUnload(() => this.drop());
+    models.onUnload(() => {
+      this.drop();
+      this.cancelled = null;
+    });
   }
 
   /** Frees a job's GPU memory; the Trainer leaves the adapter the registry had active in place. */
@@ -200,6 +206,8 @@ export class Training {
     this.tasks.end(taskId, ctrl);
     const base = { step: t.state.step, totalSteps: t.totalSteps, finalLoss: t.state.lastLoss };
     if (j.cancelRequested || ctrl.signal.aborted) {
+      // The partial adapter is offered to the page before the run's memory goes.
+      this.cancelled = t.state.step > 0 ? { name: j.settings.name, step: t.state.step, adapter: await t.adapter() } : null;
       this.dispose(j);
       if (this.job === j) this.job = null;
       await discardRun().catch(() => {});
@@ -338,6 +346,14 @@ export class Training {
     await updateRunMeta(j.meta).catch(() => {});
     this.job = j;
     return this.runJob(taskId, j, step, onEvent);
+  }
+
+  /** Registers the cancelled run's adapter (as it was at its last step) under "<name>-step<k>". */
+  async keepCancelled(): Promise<AdapterInfo> {
+    const c = this.cancelled;
+    if (!c) throw new Error('There is no cancelled run to keep.');
+    this.cancelled = null;
+    return this.adapters.register(`${c.name}-step${c.step}`, c.adapter, 'trained');
   }
 
   pause(): void {

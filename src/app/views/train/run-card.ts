@@ -175,13 +175,35 @@ export function runCard(ctx: AppContext, data: DataCard, lora: LoraCard): RunCar
     );
   };
 
+  /** After a cancel: the adapter as it was at the last step, on request. */
+  const offerPartial = (step: number) => {
+    const keep = h('button', { type: 'button', class: 'secondary small', id: 'train-keep-partial' }, `Keep the adapter from step ${step}`);
+    keep.addEventListener('click', async () => {
+      keep.disabled = true;
+      try {
+        const a = await api.keepCancelledAdapter();
+        showResult(a);
+        state.dispatchEvent(new Event(ADAPTERS_EVENT));
+        runStatus.set(`Kept the adapter from step ${step} as ${a.name}.`, 'ok');
+      } catch (e) {
+        runStatus.set(errorText(e), 'error');
+      }
+    });
+    runStatus.el.append(' ', keep);
+  };
+
   const finish = (r: TrainOutcome) => {
+    // "about … left" belongs to a running run only.
+    progressLabel.textContent = (progressLabel.textContent ?? '').replace(/ · about .* left$/, '');
     if (r.status === 'paused') {
       phase = 'paused';
       runStatus.set(`Paused at step ${r.step} of ${r.totalSteps}; the state is kept (and checkpointed in this browser).`, 'warn');
     } else {
       phase = 'idle';
-      if (r.status === 'cancelled') runStatus.set(`Cancelled at step ${r.step}; its checkpoints were deleted.`, 'warn');
+      if (r.status === 'cancelled') {
+        runStatus.set(`Cancelled at step ${r.step}; its checkpoints were deleted.`, 'warn');
+        if (r.step > 0) offerPartial(r.step);
+      }
       else {
         runStatus.set(`Finished ${r.totalSteps} steps${r.finalLoss !== null ? `, final loss ${r.finalLoss.toFixed(4)}` : ''}. The adapter is registered on the model.`, 'ok');
         runStatus.el.dataset.done = 'true';
