@@ -13,6 +13,8 @@
  *   named by an optional agentark.json) and the demo's report public/data/demo-report.json.
  * - appType 'mpa': a missing file is a 404 (the model loader probes optional files), never the
  *   SPA fallback's index.html.
+ * - Installable and offline: a web app manifest, icons and a service worker that precaches the
+ *   build and the embedded model (src/app/pwa/plugin.ts).
  * - AGENTARK_PUBLIC_DIR points the public dir elsewhere (default public/), e.g. a temporary folder
  *   with a tiny model in the end-to-end tests.
  */
@@ -20,6 +22,7 @@ import * as fs from 'node:fs';
 import { builtinModules, createRequire } from 'node:module';
 import * as path from 'node:path';
 import { defineConfig, type Plugin } from 'vite';
+import { pwa } from './src/app/pwa/plugin';
 
 const isolation = {
   'Cross-Origin-Opener-Policy': 'same-origin',
@@ -141,7 +144,7 @@ function publicContents(): Plugin {
 
 export default defineConfig({
   publicDir: process.env.AGENTARK_PUBLIC_DIR ? path.resolve(process.env.AGENTARK_PUBLIC_DIR) : 'public',
-  plugins: [nodeStubs(), publicContents()],
+  plugins: [nodeStubs(), publicContents(), pwa()],
   // Pages are routed by #hash, so no SPA fallback: a missing file (a model's optional
   // model.safetensors.index.json, say) must be a 404, not index.html with 200.
   appType: 'mpa',

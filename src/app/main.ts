@@ -97,4 +97,16 @@ function boot(): void {
   void api.device().then((d) => state.set('device', d));
 }
 
+/**
+ * The production build works offline after the first visit: its service worker (dist/sw.js,
+ * src/app/pwa/) keeps the app, the embedded model and the shipped data. Not in dev (no sw.js).
+ */
+function registerServiceWorker(): void {
+  if (!import.meta.env.PROD || !('serviceWorker' in navigator)) return;
+  navigator.serviceWorker.register(new URL('sw.js', document.baseURI), { scope: './' }).catch((e: unknown) => {
+    console.warn(`The offline copy is unavailable: ${(e as Error).message}`);
+  });
+}
+
 boot();
+registerServiceWorker();
