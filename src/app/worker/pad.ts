@@ -210,7 +210,10 @@ export class Pad {
             if (ok) correct++;
             const verifiable = ok ? 1 : 0;
             if (!s.usePrm || !this.prm) return verifiable;
-            const { solution } = await scoreSolution(rt, this.prm.head, q.question, splitSteps(sample.text));
+            // An empty completion has no step to score (and nothing to run the model on).
+            const steps = splitSteps(sample.text);
+            if (!steps.length) return verifiable;
+            const { solution } = await scoreSolution(rt, this.prm.head, q.question, steps);
             return verifiable + s.prmWeight * solution;
           },
           {
