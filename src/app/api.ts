@@ -529,6 +529,7 @@ export interface WorkerApi {
   rlState(): Promise<{ state: 'idle' | 'running' | 'paused'; step: number; steps: number }>;
 
   // ---- evaluation and benchmarks
-  evaluate(taskId: string, questions: Question[], settings: EvalRunSettings, onEvent: (e: EvalEvent) => void): Promise<EvalReport>;
+  /** Evaluates each system in turn; after a Stop, the systems finished before it come back with `stopped`. */
+  evaluate(taskId: string, questions: Question[], settings: EvalRunSettings, onEvent: (e: EvalEvent) => void): Promise<EvalReport & { stopped?: boolean }>;
   bench(taskId: string, settings: BenchSettings, onEvent: (e: BenchEvent) => void): Promise<SpeedReport>;
 }

@@ -428,15 +428,16 @@ export const evaluatePage: Page = {
         progressLabel.textContent = `${e.system}: ${e.done} of ${e.total} · accuracy so far ${pct(e.accuracy)}`;
       };
       try {
-        const r = await api.evaluate(id, picked, settings, Comlink.proxy(onEvent));
-        showReport(r, 'This run', 'run');
+        const { stopped, ...r } = await api.evaluate(id, picked, settings, Comlink.proxy(onEvent));
+        showReport(r, stopped ? 'This run (stopped: the systems finished before Stop)' : 'This run', 'run');
         showComparison(r);
         const took = `${((performance.now() - t0) / 1000).toFixed(1)} s`;
         const failedCalls = r.systems.reduce((a, x) => a + x.errors, 0);
         if (failedCalls) {
           const first = r.systems.flatMap((x) => x.questions).find((q) => q.error)?.error;
           runStatus.set(`Finished in ${took} with ${failedCalls} failed call${failedCalls === 1 ? '' : 's'} (counted wrong)${first ? `, e.g. ${first}` : ''}.`, 'warn');
-        } else runStatus.set(`Done in ${took}.`, 'ok');
+        } else if (stopped) runStatus.set(`Stopped after ${took}: the report keeps the ${r.systems.length} system${r.systems.length === 1 ? '' : 's'} finished before Stop.`, 'warn');
+        else runStatus.set(`Done in ${took}.`, 'ok');
         runStatus.el.dataset.done = 'true';
         runStatus.el.dataset.failedCalls = String(failedCalls);
       } catch (e) {

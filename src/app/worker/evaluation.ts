@@ -12,7 +12,7 @@ export class Evaluation {
     private readonly models: Models,
   ) {}
 
-  async run(taskId: string, questions: Question[], s: EvalRunSettings, onEvent: (e: EvalEvent) => void): Promise<EvalReport> {
+  async run(taskId: string, questions: Question[], s: EvalRunSettings, onEvent: (e: EvalEvent) => void): Promise<EvalReport & { stopped?: boolean }> {
     const m = this.models.require();
     this.tasks.requireNo(GPU_TASKS, 'evaluating');
     if (!questions.length) throw new Error('No questions to evaluate.');
@@ -58,24 +58,36 @@ export class Evaluation {
     const ctrl = this.tasks.start(taskId);
     const previous = rt.adapters.activeName();
     const { emit, delivered } = emitter(onEvent);
+    const opts = {
+      ...(s.task ? { task: s.task } : {}),
+      maxTokens: s.maxTokens,
+      temperature: s.temperature,
+      ...(s.seed !== undefined ? { seed: s.seed } : {}),
+      selfCorrection: s.selfCorrection,
+      robustness: s.robustness,
+      concurrency,
+      ...(s.dataset ? { dataset: s.dataset } : {}),
+      signal: ctrl.signal,
+      onProgress: (p: { phase: string; done: number; total: number; metrics?: { accuracy?: number } }) => {
+        const system = p.phase.replace(/^eval /, '');
+        emit({ type: 'progress', system, systemIndex: systemNames.indexOf(system), systems: systemNames.length, done: p.done, total: p.total, accuracy: p.metrics?.accuracy ?? 0 });
+      },
+    };
     try {
-      const report = await evaluate(questions, systems, {
-        ...(s.task ? { task: s.task } : {}),
-        maxTokens: s.maxTokens,
-        temperature: s.temperature,
-        ...(s.seed !== undefined ? { seed: s.seed } : {}),
-        selfCorrection: s.selfCorrection,
-        robustness: s.robustness,
-        concurrency,
-        ...(s.dataset ? { dataset: s.dataset } : {}),
-        signal: ctrl.signal,
-        onProgress: (p) => {
-          const system = p.phase.replace(/^eval /, '');
-          emit({ type: 'progress', system, systemIndex: systemNames.indexOf(system), systems: systemNames.length, done: p.done, total: p.total, accuracy: p.metrics?.accuracy ?? 0 });
-        },
-      });
+      // One system at a time (each is seeded per question, so this is the same evaluation), so a
+      // Stop keeps the systems already finished.
+      const done: EvalReport[] = [];
+      for (const system of systems) {
+        try {
+          done.push(await evaluate(questions, [system], opts));
+        } catch (e) {
+          if (!ctrl.signal.aborted || !done.length) throw e;
+          await delivered();
+          return { ...done[0]!, systems: done.flatMap((r) => r.systems), stopped: true };
+        }
+      }
       await delivered();
-      return report;
+      return { ...done[0]!, systems: done.flatMap((r) => r.systems) };
     } finally {
       if (this.models.loaded === m) rt.adapters.activate(previous && rt.adapters.names().includes(previous) ? previous : null);
       this.tasks.end(taskId, ctrl);
