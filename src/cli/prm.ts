@@ -6,7 +6,7 @@ import { auc, fitPrmHead, parsePrmHead, scoreFeature, serializePrmHead, stepFeat
 import { Rng } from '../engine/sampling';
 import { floatFlag, intFlag, parseFlags, runtimeOptions, RUNTIME_FLAGS, stderrProgress, UsageError } from './args';
 
-const USAGE = `usage: agentark prm train --model DIR --data pad.jsonl --out PRM_DIR [--holdout 0.2] [--epochs 100] [--lr 0.05] [--seed S] [--limit N]
+const USAGE = `usage: agentark prm train --model DIR --data pad.jsonl --out PRM_DIR [--holdout 0.2] [--epochs 100] [--lr 0.05] [--seed S] [--limit N] [--quantize q8|q4]
        agentark prm eval  --model DIR --prm PRM_DIR --data pad.jsonl [--limit N]
   pad.jsonl: TRL stepwise rows {"prompt", "completions": [steps], "labels": [bool]} (agentark distill --strategy pad).
   A solution's score is its weakest step; AUC is over solutions (all steps good = positive).`;

@@ -3,9 +3,9 @@ import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import { Runtime } from '../engine/local';
 import { loadPeftAdapter, serializePeftAdapter } from '../formats/peft';
-import { loadQuestions } from '../teach/datasets';
-import { grade, type Task } from '../eval/answers';
-import { studentMessages } from '../distill/common';
+import { loadQuestions } from '../tasks/datasets';
+import { grade, type Task } from '../tasks/answers';
+import { studentMessages } from '../tasks/prompts';
 import { parsePrmHead, scoreSolution, splitSteps } from '../distill/prm';
 import { DEFAULT_RL_OPTIONS, runRl, type RlPrompt } from '../distill/rl';
 import { DEFAULT_TRAIN_OPTIONS, Trainer } from '../train/trainer';
@@ -13,10 +13,11 @@ import { writeFilesAtomically } from '../train/checkpoint';
 import type { Projection } from '../model/llama';
 import { floatFlag, intFlag, parseFlags, runtimeOptions, RUNTIME_FLAGS, stderrProgress, UsageError } from './args';
 
-const USAGE = `usage: agentark rl --model DIR --data questions.jsonl --task gsm8k --out ADAPTER_DIR
+export const USAGE = `usage: agentark rl --model DIR --data questions.jsonl --task gsm8k --out ADAPTER_DIR
        [--init-adapter DIR] [--prm PRM_DIR] [--prm-weight 0.5] [--group-size 4] [--prompts-per-step 2]
        [--steps 10] [--ppo-epochs 2] [--lr 1e-4] [--clip 0.2] [--kl 0.04] [--max-tokens 128]
        [--temperature 1] [--rank 8] [--alpha 16] [--targets q_proj,v_proj] [--limit N] [--seed S]
+       [--quantize q8|q4] [--backend webgpu|cpu] [--dtype auto|f16|f32]
   reward = 1 for a correct final answer + prm-weight x (PRM score of the weakest step)`;
 
 export async function run(argv: string[]): Promise<number> {
@@ -32,7 +33,7 @@ export async function run(argv: string[]): Promise<number> {
     USAGE,
   );
   if (!v) return 0;
-  for (const req of ['model', 'data', 'out'] as const) if (!v[req]) throw new UsageError(`--${req} is required\n\n${USAGE}`);
+  for (const req of ['model', 'data', 'out'] as const) if (!v[req]) throw new UsageError(`--${req} is required`);
   const task = ((v.task as string | undefined) ?? 'gsm8k') as Task;
   const questions = await loadQuestions(v.data as string, task, { limit: intFlag(v.limit as string | undefined, 'limit') });
   const opts = { ...runtimeOptions(v), adapter: undefined };

@@ -3,7 +3,8 @@
  * these), so the app's Evaluate page can start from the very settings its shipped report used and
  * reproduce its numbers. One definition for both.
  */
-import { defaultAgentSystemPrompt, SMALL_MODEL_DEBATE } from '../teach/debate';
+import { defaultAgentSystemPrompt } from '../tasks/prompts';
+import { SMALL_MODEL_DEBATE } from '../teach/debate';
 
 export interface DemoEvalSettings {
   /** The student/single-agent system prompt: the debate's compact agent prompt. */

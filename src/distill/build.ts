@@ -5,10 +5,12 @@
  */
 import { generateProblems } from '../demo/problems';
 import type { TrajectoryRecord } from '../teach/trajectory';
-import type { CleanOptions, SftFormat, StudentPromptOptions } from './common';
+import type { StudentPromptOptions } from '../tasks/prompts';
+import type { CleanOptions, SftFormat } from './common';
 import { buildDa } from './da';
 import { importedToTrajectories } from './from-imported';
 import { buildPad } from './pad-labels';
+import { buildPadSolutions, candidatesFromRecords, type PadCandidate, type PadSolutionOptions } from './pad-solutions';
 import { buildRsft } from './rsft';
 
 export type DistillStrategy = 'rsft' | 'da' | 'pad';
@@ -24,6 +26,15 @@ export interface BuildTrainingSetOptions extends StudentPromptOptions, CleanOpti
   threshold?: number;
   /** da: build self-correction conversations (default true). */
   selfCorrection?: boolean;
+  /**
+   * pad: 'solution' (default, the AgentArk paper's rows: one per question, whole solutions as
+   * steps) or 'paragraph' (this project's paragraph heuristic).
+   */
+  padSteps?: 'solution' | 'paragraph';
+  /** pad solution: the candidates when the caller has better ones than `records` (imported labelled sets). */
+  padCandidates?: readonly PadCandidate[];
+  /** pad solution: where labels come from (file labels, grading, an LLM judge's verdicts). */
+  padLabels?: PadSolutionOptions;
 }
 
 export interface TrainingSet {
@@ -40,7 +51,7 @@ export interface TrainingSet {
 /** Builds the rows of `strategy` from debate trajectories. */
 export function buildTrainingSet(strategy: DistillStrategy, records: TrajectoryRecord[], opts: BuildTrainingSetOptions = {}): TrainingSet {
   const counts = (s: object) => s as unknown as TrainingSet['stats'];
-  const { format, perQuestion, threshold, selfCorrection, ...clean } = opts;
+  const { format, perQuestion, threshold, selfCorrection, padSteps = 'solution', padCandidates, padLabels, ...clean } = opts;
   switch (strategy) {
     case 'rsft': {
       const r = buildRsft(records, { ...clean, format });
@@ -51,8 +62,12 @@ export function buildTrainingSet(strategy: DistillStrategy, records: TrajectoryR
       return { rows: r.rows, stats: counts(r.stats), studentRows: true };
     }
     case 'pad': {
-      const r = buildPad(records, { stripCalculator: clean.stripCalculator });
-      return { rows: r.rows, stats: counts(r.stats), studentRows: false };
+      if (padSteps === 'paragraph') {
+        const r = buildPad(records, { stripCalculator: clean.stripCalculator });
+        return { rows: r.rows, stats: counts({ padSteps, ...r.stats }), studentRows: false };
+      }
+      const r = buildPadSolutions(padCandidates ?? candidatesFromRecords(records), padLabels);
+      return { rows: r.rows, stats: counts({ padSteps, ...r.stats }), studentRows: false };
     }
   }
 }

@@ -21,8 +21,8 @@
  * Rows: TRL conversational (`messages`, default) or conversational prompt-completion (`format:
  * "prompt-completion"`: the wrong attempt then sits in the prompt and is not trained on).
  */
-import type { Task } from '../eval/answers';
-import { answerFormatInstruction } from '../teach/debate';
+import type { Task } from '../tasks/answers';
+import { answerFormatInstruction, studentMessages, type StudentPromptOptions } from '../tasks/prompts';
 import type { TrajectoryRecord } from '../teach/trajectory';
 import {
   Tally,
@@ -32,14 +32,12 @@ import {
   isNearDuplicate,
   recordReference,
   stripCalculator,
-  studentMessages,
   toFormat,
   type CleanOptions,
   type DedupOptions,
   type MessagesRow,
   type SftFormat,
   type SftRow,
-  type StudentPromptOptions,
 } from './common';
 import type { BuildResult } from './rsft';
 

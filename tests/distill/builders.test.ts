@@ -3,7 +3,7 @@
  * clean-up, on small synthetic debates whose every message is written out here.
  */
 import { describe, expect, it } from 'vitest';
-import { answersEqual, extractAnswer, referenceAnswer, type Task } from '../../src/eval/answers';
+import { answersEqual, extractAnswer, referenceAnswer, type Task } from '../../src/tasks/answers';
 import {
   cleanReasoning,
   dedupTokens,
@@ -11,12 +11,12 @@ import {
   isNearDuplicate,
   jaccard,
   normalizeText,
-  studentMessages,
   toFormat,
   wordNgrams,
   type MessagesRow,
   type PromptCompletionRow,
 } from '../../src/distill/common';
+import { studentMessages } from '../../src/tasks/prompts';
 import { buildDa, critiquePrompt, distinctCorrectPaths, selfCorrections } from '../../src/distill/da';
 import { buildPad, intermediateNumbers, labelSteps, numberKeys, splitSteps, stepEvidence } from '../../src/distill/pad-labels';
 import { buildRsft, selectRsftTarget } from '../../src/distill/rsft';

@@ -4,8 +4,8 @@
  * used. Element ids start with the page's prefix (`eval-file`, `teach-limit`, …).
  */
 import { shippedData } from 'virtual:agentark-public';
-import type { Task } from '../../eval/answers';
-import { parseQuestions, type Question } from '../../teach/datasets';
+import type { Task } from '../../tasks/answers';
+import { parseQuestions, type Question } from '../../tasks/datasets';
 import { clear, errorText, field, h, numberInput, readNumber, statusLine } from '../dom';
 import { setMarkdown } from '../markdown';
 

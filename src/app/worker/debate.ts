@@ -4,7 +4,7 @@
  * last debate (the Distil & train page can distil them).
  */
 import type { ChatCompletion, ChatCompletionChunk, ChatCompletionOptions, ChatCompletionRequest, ChatEngine } from '../../engine/types';
-import type { Question } from '../../teach/datasets';
+import type { Question } from '../../tasks/datasets';
 import { runDebate, SMALL_MODEL_DEBATE, type DebateOptions } from '../../teach/debate';
 import { collectStream, OpenAIEngine } from '../../teach/openai-engine';
 import type { TrajectoryRecord } from '../../teach/trajectory';

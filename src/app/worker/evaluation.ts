@@ -1,6 +1,6 @@
 /** Evaluation: the base model alone, the debate on it and each student adapter, on a question set. */
 import { evaluate, type EvalReport, type EvalSystem } from '../../eval/harness';
-import type { Question } from '../../teach/datasets';
+import type { Question } from '../../tasks/datasets';
 import { SMALL_MODEL_DEBATE } from '../../teach/debate';
 import type { EvalEvent, EvalRunSettings } from '../api';
 import type { Models } from './models';

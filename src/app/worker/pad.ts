@@ -5,13 +5,13 @@
  * step with progress (reward, KL, accuracy of the group) and pause / resume / cancel. The
  * finished adapter is registered like a trained one.
  */
-import { studentMessages } from '../../distill/common';
+import { studentMessages } from '../../tasks/prompts';
 import { auc, fitPrmHead, scoreFeature, scoreSolution, serializePrmHead, splitSteps, stepFeatures, type PrmHead, type StepwiseRow } from '../../distill/prm';
 import { DEFAULT_RL_OPTIONS, runRl, type RlPrompt } from '../../distill/rl';
 import { Rng } from '../../engine/sampling';
-import { grade } from '../../eval/answers';
+import { grade } from '../../tasks/answers';
 import type { AdapterWeights } from '../../model/llama';
-import type { Question } from '../../teach/datasets';
+import type { Question } from '../../tasks/datasets';
 import { DEFAULT_TRAIN_OPTIONS, Trainer } from '../../train/trainer';
 import type { PrmEvent, PrmResult, RlEvent, RlOutcome, RlSettings, PrmSettings, RlPoint } from '../api';
 import type { Adapters } from './adapters';

@@ -7,7 +7,7 @@
  */
 import { DEFAULT_RL_OPTIONS } from '../../../distill/rl';
 import { PROJECTIONS } from '../../../model/llama';
-import { defaultAgentSystemPrompt } from '../../../teach/debate';
+import { defaultAgentSystemPrompt } from '../../../tasks/prompts';
 import { ADAPTERS_EVENT, type PrmEvent, type RlEvent, type RlOutcome, type RlSettings } from '../../api';
 import { lineChart } from '../../charts';
 import { Comlink, newTaskId, type AppContext } from '../../client';
