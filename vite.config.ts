@@ -41,7 +41,9 @@ function nodeStubs(): Plugin {
   const exportNames = (mod: string): string[] => {
     if (NODE_ONLY_PACKAGES[mod]) return NODE_ONLY_PACKAGES[mod];
     try {
-      return Object.keys(require(`node:${mod}`) as object).filter((k) => /^[A-Za-z_$][\w$]*$/.test(k) && k !== 'default');
+      return Object.keys(require(`node:${mod}`) as object).filter(
+        (k) => /^[A-Za-z_$][\w$]*$/.test(k) && k !== 'default',
+      );
     } catch {
       return [];
     }
@@ -87,13 +89,27 @@ const DEFAULT_ADAPTER_NAME = 'demo adapter';
 
 function scanPublic(publicDir: string): PublicContents {
   const dataDir = path.join(publicDir, 'data');
-  const data = fs.existsSync(dataDir) ? fs.readdirSync(dataDir).filter((f) => f.endsWith('.jsonl')).sort() : [];
+  const data = fs.existsSync(dataDir)
+    ? fs
+        .readdirSync(dataDir)
+        .filter((f) => f.endsWith('.jsonl'))
+        .sort()
+    : [];
   const modelDir = path.join(publicDir, 'models', 'default');
   const defaultModel = fs.existsSync(path.join(modelDir, 'config.json'));
-  const defaultModelFiles = defaultModel ? fs.readdirSync(modelDir, { withFileTypes: true }).filter((e) => e.isFile()).map((e) => e.name).sort() : [];
+  const defaultModelFiles = defaultModel
+    ? fs
+        .readdirSync(modelDir, { withFileTypes: true })
+        .filter((e) => e.isFile())
+        .map((e) => e.name)
+        .sort()
+    : [];
   const adapterDir = path.join(modelDir, 'adapter');
   let defaultAdapter: PublicContents['defaultAdapter'] = null;
-  if (defaultModel && ['adapter_config.json', 'adapter_model.safetensors'].every((f) => fs.existsSync(path.join(adapterDir, f)))) {
+  if (
+    defaultModel &&
+    ['adapter_config.json', 'adapter_model.safetensors'].every((f) => fs.existsSync(path.join(adapterDir, f)))
+  ) {
     let meta: Record<string, unknown> = {};
     try {
       const m = JSON.parse(fs.readFileSync(path.join(adapterDir, 'agentark.json'), 'utf8')) as unknown;
@@ -102,15 +118,25 @@ function scanPublic(publicDir: string): PublicContents {
       // No (or unreadable) agentark.json: the default name.
     }
     const name = typeof meta.name === 'string' && meta.name.trim() ? meta.name.trim() : DEFAULT_ADAPTER_NAME;
-    defaultAdapter = { path: 'models/default/adapter/', name, strategy: typeof meta.strategy === 'string' ? meta.strategy : null };
+    defaultAdapter = {
+      path: 'models/default/adapter/',
+      name,
+      strategy: typeof meta.strategy === 'string' ? meta.strategy : null,
+    };
   }
   const demoReport = fs.existsSync(path.join(dataDir, 'demo-report.json')) ? 'data/demo-report.json' : null;
-  return { shippedData: data.map((f) => `data/${f}`), defaultModel: defaultModel ? 'models/default/' : null, defaultModelFiles, defaultAdapter, demoReport };
+  return {
+    shippedData: data.map((f) => `data/${f}`),
+    defaultModel: defaultModel ? 'models/default/' : null,
+    defaultModelFiles,
+    defaultAdapter,
+    demoReport,
+  };
 }
 
 function publicContents(): Plugin {
   const id = 'virtual:agentark-public';
-  const resolved = '\0' + id;
+  const resolved = `\0${id}`;
   let publicDir = path.resolve('public');
   return {
     name: 'agentark-public-contents',
@@ -151,11 +177,24 @@ export default defineConfig({
   server: { host: '127.0.0.1', headers: isolation },
   preview: { host: '127.0.0.1', headers: isolation },
   // The stubs are shared by a static import (trajectory.ts) and dynamic ones (source.ts): expected.
-  worker: { format: 'es', plugins: () => [nodeStubs()], rolldownOptions: { checks: { ineffectiveDynamicImport: false } } },
+  worker: {
+    format: 'es',
+    plugins: () => [nodeStubs()],
+    rolldownOptions: { checks: { ineffectiveDynamicImport: false } },
+  },
   optimizeDeps: {
     exclude: Object.keys(NODE_ONLY_PACKAGES),
     // Everything the worker imports, so the dev server never re-optimizes (and reloads) mid-session.
-    include: ['comlink', 'marked', 'dompurify', 'katex', 'marked-katex-extension', '@huggingface/tokenizers', '@huggingface/jinja', '@mlc-ai/web-llm'],
+    include: [
+      'comlink',
+      'marked',
+      'dompurify',
+      'katex',
+      'marked-katex-extension',
+      '@huggingface/tokenizers',
+      '@huggingface/jinja',
+      '@mlc-ai/web-llm',
+    ],
   },
   build: {
     target: 'es2022',

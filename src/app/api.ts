@@ -53,7 +53,13 @@ export type AdapterReport =
       deviceMemoryGB: number | null;
       hardwareConcurrency: number;
     }
-  | { available: false; reason: string; crossOriginIsolated: boolean; deviceMemoryGB: number | null; hardwareConcurrency: number };
+  | {
+      available: false;
+      reason: string;
+      crossOriginIsolated: boolean;
+      deviceMemoryGB: number | null;
+      hardwareConcurrency: number;
+    };
 
 export interface ModelSummary {
   /** Directory, URL, repo id or folder name. */
@@ -164,7 +170,15 @@ export type DebateSlot = number | 'aggregator';
 
 export type DebateEvent =
   | { type: 'status'; text: string; progress?: number }
-  | { type: 'question'; index: number; id: string; question: string; agents: string[]; rounds: number; aggregator: 'llm' | 'vote' }
+  | {
+      type: 'question';
+      index: number;
+      id: string;
+      question: string;
+      agents: string[];
+      rounds: number;
+      aggregator: 'llm' | 'vote';
+    }
   | { type: 'call'; index: number; round: number; slot: DebateSlot }
   | { type: 'delta'; index: number; round: number; slot: DebateSlot; text: string }
   | { type: 'call-done'; index: number; round: number; slot: DebateSlot; finishReason: FinishReason }
@@ -279,7 +293,18 @@ export type TrainEvent =
       settings: TrainSettings;
       source: string;
     }
-  | { type: 'step'; step: number; totalSteps: number; loss: number; lr: number; gradNorm: number; tokens: number; tokensPerS: number; stepMs: number; etaS: number }
+  | {
+      type: 'step';
+      step: number;
+      totalSteps: number;
+      loss: number;
+      lr: number;
+      gradNorm: number;
+      tokens: number;
+      tokensPerS: number;
+      stepMs: number;
+      etaS: number;
+    }
   | { type: 'checkpoint'; step: number; bytes: number; ms: number };
 
 export interface AdapterInfo {
@@ -414,7 +439,13 @@ export interface EvalRunSettings {
   /** The base model answering alone, greedy (temperature 0), beside the sampled one. */
   greedy?: boolean;
   /** The debate on the base model (null = not evaluated); its agents sample at `temperature` (default: the debate's own). */
-  debate: { agents: number; rounds: number; aggregator: 'llm' | 'vote'; format?: 'standard' | 'small'; temperature?: number } | null;
+  debate: {
+    agents: number;
+    rounds: number;
+    aggregator: 'llm' | 'vote';
+    format?: 'standard' | 'small';
+    temperature?: number;
+  } | null;
   /** System prompt of the single agent and the students: undefined = the task's default, null = none. */
   system?: string | null;
   /** Report names of the base systems (default "single", "single (greedy)", "debate"). */
@@ -432,7 +463,15 @@ export interface EvalRunSettings {
   dataset?: string;
 }
 
-export type EvalEvent = { type: 'progress'; system: string; systemIndex: number; systems: number; done: number; total: number; accuracy: number };
+export type EvalEvent = {
+  type: 'progress';
+  system: string;
+  systemIndex: number;
+  systems: number;
+  done: number;
+  total: number;
+  accuracy: number;
+};
 
 // ---- Benchmarks -------------------------------------------------------------------------------
 
@@ -470,7 +509,12 @@ export interface WorkerApi {
   /** Reads config.json and the safetensors headers only (a few KB), and estimates memory. */
   inspect(source: ModelSource, settings: LoadSettings, taskId: string): Promise<InspectResult>;
   /** Downloads (or reads from cache) and uploads a model; replaces the current one. */
-  load(source: ModelSource, settings: LoadSettings, taskId: string, onProgress: (e: LoadProgress) => void): Promise<LoadedModel>;
+  load(
+    source: ModelSource,
+    settings: LoadSettings,
+    taskId: string,
+    onProgress: (e: LoadProgress) => void,
+  ): Promise<LoadedModel>;
   unload(): Promise<void>;
   loaded(): Promise<LoadedModel | null>;
   /** GPU buffer bytes the loaded model holds (null on the CPU path or with no model). */
@@ -480,7 +524,12 @@ export interface WorkerApi {
   /** WebLLM prebuilt chat models (only those without shader-f16 when `withoutF16`). */
   webllmModels(withoutF16: boolean): Promise<string[]>;
   /** Debates each question in turn; records arrive through `onEvent` as they finish. */
-  debate(taskId: string, questions: Question[], settings: DebateRunSettings, onEvent: (e: DebateEvent) => void): Promise<DebateRunResult>;
+  debate(
+    taskId: string,
+    questions: Question[],
+    settings: DebateRunSettings,
+    onEvent: (e: DebateEvent) => void,
+  ): Promise<DebateRunResult>;
   abort(taskId: string): void;
 
   // ---- distillation and training
@@ -491,7 +540,12 @@ export interface WorkerApi {
   /** The rows of a prepared dataset as JSONL. */
   datasetJsonl(id: string): Promise<string>;
   /** LoRA training of the loaded model on a prepared dataset; resolves when it finishes, pauses or is cancelled. */
-  startTraining(taskId: string, datasetId: string, settings: TrainSettings, onEvent: (e: TrainEvent) => void): Promise<TrainOutcome>;
+  startTraining(
+    taskId: string,
+    datasetId: string,
+    settings: TrainSettings,
+    onEvent: (e: TrainEvent) => void,
+  ): Promise<TrainOutcome>;
   /** Continues the paused run (in memory), else the run stored in the browser (OPFS). */
   resumeTraining(taskId: string, onEvent: (e: TrainEvent) => void): Promise<TrainOutcome>;
   /** Stops the running job after its current step and checkpoints it. */
@@ -514,13 +568,23 @@ export interface WorkerApi {
 
   // ---- PAD: reward model and RL
   /** Trains the PRM head on a built PAD set; the AUC is on held-out questions. */
-  trainPrm(taskId: string, datasetId: string, settings: PrmSettings, onEvent: (e: PrmEvent) => void): Promise<PrmResult>;
+  trainPrm(
+    taskId: string,
+    datasetId: string,
+    settings: PrmSettings,
+    onEvent: (e: PrmEvent) => void,
+  ): Promise<PrmResult>;
   /** The PRM trained in this session, if any. */
   prmResult(): Promise<PrmResult | null>;
   /** The PRM head as prm_head.safetensors. */
   prmFile(): Promise<Uint8Array>;
   /** RL on a student LoRA; resolves when it finishes, pauses or is cancelled. */
-  startRl(taskId: string, questions: Question[], settings: RlSettings, onEvent: (e: RlEvent) => void): Promise<RlOutcome>;
+  startRl(
+    taskId: string,
+    questions: Question[],
+    settings: RlSettings,
+    onEvent: (e: RlEvent) => void,
+  ): Promise<RlOutcome>;
   resumeRl(taskId: string, onEvent: (e: RlEvent) => void): Promise<RlOutcome>;
   /** Stops after the current RL step; the run stays in memory (resume continues it). */
   pauseRl(): Promise<void>;
@@ -530,6 +594,11 @@ export interface WorkerApi {
 
   // ---- evaluation and benchmarks
   /** Evaluates each system in turn; after a Stop, the systems finished before it come back with `stopped`. */
-  evaluate(taskId: string, questions: Question[], settings: EvalRunSettings, onEvent: (e: EvalEvent) => void): Promise<EvalReport & { stopped?: boolean }>;
+  evaluate(
+    taskId: string,
+    questions: Question[],
+    settings: EvalRunSettings,
+    onEvent: (e: EvalEvent) => void,
+  ): Promise<EvalReport & { stopped?: boolean }>;
   bench(taskId: string, settings: BenchSettings, onEvent: (e: BenchEvent) => void): Promise<SpeedReport>;
 }

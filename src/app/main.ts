@@ -39,7 +39,13 @@ function boot(): void {
   const header = h(
     'header',
     { class: 'app-header' },
-    h('div', { class: 'brand' }, logo, h('h1', {}, 'AgentArk Web'), h('span', { class: 'tagline' }, 'multi-agent debate → one small student model, on WebGPU')),
+    h(
+      'div',
+      { class: 'brand' },
+      logo,
+      h('h1', {}, 'AgentArk Web'),
+      h('span', { class: 'tagline' }, 'multi-agent debate → one small student model, on WebGPU'),
+    ),
     h('div', { class: 'header-status' }, busyBadge, modelBadge),
   );
   const main = h('main', { class: 'pages' });
@@ -62,8 +68,24 @@ function boot(): void {
   const ctx: AppContext = { api, state, show, params };
 
   for (const page of pages) {
-    const tab = h('button', { role: 'tab', id: `tab-${page.id}`, 'aria-controls': `panel-${page.id}`, type: 'button', onclick: () => show(page.id) }, page.title);
-    const panel = h('section', { role: 'tabpanel', id: `panel-${page.id}`, 'aria-labelledby': `tab-${page.id}`, class: `page page-${page.id}`, hidden: true });
+    const tab = h(
+      'button',
+      {
+        role: 'tab',
+        id: `tab-${page.id}`,
+        'aria-controls': `panel-${page.id}`,
+        type: 'button',
+        onclick: () => show(page.id),
+      },
+      page.title,
+    );
+    const panel = h('section', {
+      role: 'tabpanel',
+      id: `panel-${page.id}`,
+      'aria-labelledby': `tab-${page.id}`,
+      class: `page page-${page.id}`,
+      hidden: true,
+    });
     tablist.append(tab);
     main.append(panel);
     tabs.set(page.id, { tab, panel, page });

@@ -7,7 +7,16 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { buildAndPreview, launchBrowser, requireChromium, ROOT, screenshot, waitInPage, type Browser, type ServedApp } from './harness';
+import {
+  buildAndPreview,
+  launchBrowser,
+  requireChromium,
+  ROOT,
+  screenshot,
+  waitInPage,
+  type Browser,
+  type ServedApp,
+} from './harness';
 
 const hasDemo = fs.existsSync(path.join(ROOT, 'public', 'models', 'default', 'config.json'));
 
@@ -41,7 +50,9 @@ describe.skipIf(!hasDemo)('installable and offline after the first visit', () =>
     for (const icon of manifest.icons as { src: string; type: string }[]) {
       const ok = await page.evaluate(async (src) => {
         const r = await fetch(src);
-        return r.ok && (r.headers.get('content-type') ?? '').startsWith('image/') && (await r.arrayBuffer()).byteLength > 100;
+        return (
+          r.ok && (r.headers.get('content-type') ?? '').startsWith('image/') && (await r.arrayBuffer()).byteLength > 100
+        );
       }, icon.src);
       expect(ok, icon.src).toBe(true);
     }
@@ -52,12 +63,24 @@ describe.skipIf(!hasDemo)('installable and offline after the first visit', () =>
     await waitInPage(page, 'the service worker to control the page', () => !!navigator.serviceWorker.controller, null);
     const cached = await page.evaluate(async () => {
       const names = (await caches.keys()).filter((k) => k.startsWith('agentark-app-'));
-      const urls = names.length ? (await (await caches.open(names[0]!)).keys()).map((r) => new URL(r.url).pathname) : [];
+      const urls = names.length
+        ? (await (await caches.open(names[0]!)).keys()).map((r) => new URL(r.url).pathname)
+        : [];
       return { names, urls };
     });
     expect(cached.names).toHaveLength(1);
-    expect(cached.urls).toEqual(expect.arrayContaining(['/', '/models/default/model.safetensors', '/models/default/tokenizer.json', '/data/demo-report.json']));
-    expect(cached.urls.some((u) => /^\/assets\/worker-.*\.js$/.test(u)), 'the engine worker').toBe(true);
+    expect(cached.urls).toEqual(
+      expect.arrayContaining([
+        '/',
+        '/models/default/model.safetensors',
+        '/models/default/tokenizer.json',
+        '/data/demo-report.json',
+      ]),
+    );
+    expect(
+      cached.urls.some((u) => /^\/assets\/worker-.*\.js$/.test(u)),
+      'the engine worker',
+    ).toBe(true);
   });
 
   it('reloads with the server gone and the browser offline, loads the model and chats', async () => {
@@ -71,7 +94,12 @@ describe.skipIf(!hasDemo)('installable and offline after the first visit', () =>
     await page.fill('#chat-max-tokens', '16');
     await page.fill('#chat-input', 'Tom has 2 apples and buys 3 more. How many apples does he have?');
     await page.press('#chat-input', 'Enter');
-    await waitInPage(page, 'the offline chat reply', () => document.querySelector('#chat-log .msg.assistant:last-child')?.getAttribute('data-finish') != null, null);
+    await waitInPage(
+      page,
+      'the offline chat reply',
+      () => document.querySelector('#chat-log .msg.assistant:last-child')?.getAttribute('data-finish') != null,
+      null,
+    );
     const reply = page.locator('#chat-log .msg.assistant').last();
     expect(await reply.getAttribute('data-finish')).not.toBe('error');
     expect(((await reply.locator('.content').textContent()) ?? '').trim()).toMatch(/\S/);

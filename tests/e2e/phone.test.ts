@@ -8,7 +8,16 @@ import * as fs from 'node:fs';
 import * as path from 'node:path';
 import type { Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { buildAndPreview, launchBrowser, requireChromium, ROOT, screenshot, waitInPage, type Browser, type ServedApp } from './harness';
+import {
+  buildAndPreview,
+  launchBrowser,
+  requireChromium,
+  ROOT,
+  screenshot,
+  waitInPage,
+  type Browser,
+  type ServedApp,
+} from './harness';
 
 const PAGES = ['chat', 'models', 'teach', 'train', 'evaluate', 'bench', 'device'];
 const hasDemo = fs.existsSync(path.join(ROOT, 'public', 'models', 'default', 'config.json'));
@@ -19,7 +28,10 @@ async function overflow(page: Page): Promise<{ docWidth: number; viewport: numbe
     const viewport = window.innerWidth;
     const offenders: string[] = [];
     const panel = document.querySelector('[role=tabpanel]:not([hidden])')!;
-    const describe = (el: Element) => `${el.tagName.toLowerCase()}${el.id ? `#${el.id}` : ''}${el.className && typeof el.className === 'string' ? `.${el.className.split(' ').join('.')}` : ''}`;
+    const describe = (el: Element) => {
+      const cls = el.className && typeof el.className === 'string' ? `.${el.className.split(' ').join('.')}` : '';
+      return `${el.tagName.toLowerCase()}${el.id ? `#${el.id}` : ''}${cls}`;
+    };
     for (const el of [...panel.querySelectorAll('*'), ...document.querySelectorAll('header *, nav *')]) {
       const r = el.getBoundingClientRect();
       if (!r.width || !r.height) continue;
@@ -34,7 +46,8 @@ async function overflow(page: Page): Promise<{ docWidth: number; viewport: numbe
         }
         scroller = scroller.parentElement;
       }
-      if (!scrolled && (r.right > viewport + 1 || r.left < -1)) offenders.push(`${describe(el)} [${Math.round(r.left)}, ${Math.round(r.right)}]`);
+      if (!scrolled && (r.right > viewport + 1 || r.left < -1))
+        offenders.push(`${describe(el)} [${Math.round(r.left)}, ${Math.round(r.right)}]`);
     }
     // A table wider than its box must be able to scroll (not clipped by overflow: hidden).
     for (const t of panel.querySelectorAll('table')) {
@@ -50,9 +63,14 @@ async function overflow(page: Page): Promise<{ docWidth: number; viewport: numbe
         box = box.parentElement;
       }
       const r = t.getBoundingClientRect();
-      if (!ok && r.width > viewport) offenders.push(`${describe(t)} is ${Math.round(r.width)} px wide and cannot scroll`);
+      if (!ok && r.width > viewport)
+        offenders.push(`${describe(t)} is ${Math.round(r.width)} px wide and cannot scroll`);
     }
-    return { docWidth: Math.max(document.documentElement.scrollWidth, document.body.scrollWidth), viewport, offenders: offenders.slice(0, 10) };
+    return {
+      docWidth: Math.max(document.documentElement.scrollWidth, document.body.scrollWidth),
+      viewport,
+      offenders: offenders.slice(0, 10),
+    };
   });
 }
 
@@ -89,8 +107,10 @@ describe.skipIf(!hasDemo)('phones: every page at 375 × 800', () => {
   for (const id of PAGES) {
     it(`${id}: nothing scrolls the page sideways`, async () => {
       await page.click(`#tab-${id}`);
-      if (id === 'train') await waitInPage(page, 'the example training set', () => !!document.querySelector('#train-counts-table'), null);
-      if (id === 'evaluate') await waitInPage(page, 'the embedded report', () => !!document.querySelector('#eval-table'), null);
+      if (id === 'train')
+        await waitInPage(page, 'the example training set', () => !!document.querySelector('#train-counts-table'), null);
+      if (id === 'evaluate')
+        await waitInPage(page, 'the embedded report', () => !!document.querySelector('#eval-table'), null);
       const o = await overflow(page);
       await screenshot(page, `phone-${id}`);
       expect(o.offenders, `elements sticking out of the 375 px page on ${id}`).toEqual([]);

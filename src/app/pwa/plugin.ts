@@ -74,13 +74,19 @@ export function iconPng(size: number): Buffer {
   ihdr.writeUInt32BE(size, 0);
   ihdr.writeUInt32BE(size, 4);
   ihdr.set([8, 6, 0, 0, 0], 8); // 8-bit RGBA
-  return Buffer.concat([Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]), chunk('IHDR', ihdr), chunk('IDAT', zlib.deflateSync(Buffer.concat(rows))), chunk('IEND', Buffer.alloc(0))]);
+  return Buffer.concat([
+    Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]),
+    chunk('IHDR', ihdr),
+    chunk('IDAT', zlib.deflateSync(Buffer.concat(rows))),
+    chunk('IEND', Buffer.alloc(0)),
+  ]);
 }
 
 export const MANIFEST = {
   name: 'AgentArk Web',
   short_name: 'AgentArk',
-  description: 'Distil a multi-agent LLM debate into one small student model that runs and trains on WebGPU in your browser.',
+  description:
+    'Distil a multi-agent LLM debate into one small student model that runs and trains on WebGPU in your browser.',
   start_url: './',
   scope: './',
   display: 'standalone',
@@ -141,22 +147,30 @@ export function pwa(): Plugin {
       });
     },
     generateBundle(_options, bundle) {
-      for (const [fileName, f] of Object.entries(pwaFiles())) this.emitFile({ type: 'asset', fileName, source: f.body });
+      for (const [fileName, f] of Object.entries(pwaFiles()))
+        this.emitFile({ type: 'asset', fileName, source: f.body });
       // Large lazily loaded chunks (WebLLM, which needs the network for its models anyway) are
       // cached on first use instead of on install.
-      const size = (o: (typeof bundle)[string]) => (o.type === 'chunk' ? o.code.length : typeof o.source === 'string' ? o.source.length : o.source.byteLength);
+      const size = (o: (typeof bundle)[string]) =>
+        o.type === 'chunk' ? o.code.length : typeof o.source === 'string' ? o.source.length : o.source.byteLength;
       const built = Object.entries(bundle)
         // KaTeX ships each font as woff2, woff and ttf; every browser that has WebGPU takes woff2.
         .filter(([f, o]) => !f.endsWith('.map') && !/\.(woff|ttf)$/.test(f) && size(o) <= PRECACHE_MAX_BYTES)
         .map(([f]) => f);
-      const precache = ['./', ...new Set([...built, ...Object.keys(pwaFiles()), ...publicPrecache(publicDir)])].filter((f) => f !== 'index.html');
+      const precache = ['./', ...new Set([...built, ...Object.keys(pwaFiles()), ...publicPrecache(publicDir)])].filter(
+        (f) => f !== 'index.html',
+      );
       const hash = crypto.createHash('sha256');
       for (const f of precache) hash.update(f);
       for (const f of publicPrecache(publicDir)) hash.update(String(fs.statSync(path.join(publicDir, f)).mtimeMs));
       for (const [f, out] of Object.entries(bundle)) if (out.type === 'chunk') hash.update(f + out.code.length);
       const version = hash.digest('hex').slice(0, 12);
       const source = fs.readFileSync(path.join(HERE, 'service-worker.js'), 'utf8');
-      this.emitFile({ type: 'asset', fileName: 'sw.js', source: `const VERSION = ${JSON.stringify(version)};\nconst PRECACHE = ${JSON.stringify(precache)};\n${source}` });
+      this.emitFile({
+        type: 'asset',
+        fileName: 'sw.js',
+        source: `const VERSION = ${JSON.stringify(version)};\nconst PRECACHE = ${JSON.stringify(precache)};\n${source}`,
+      });
     },
   };
 }

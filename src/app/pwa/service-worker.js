@@ -35,7 +35,8 @@ self.addEventListener('install', (event) => {
 self.addEventListener('activate', (event) => {
   event.waitUntil(
     (async () => {
-      for (const key of await caches.keys()) if (key.startsWith('agentark-app-') && key !== CACHE) await caches.delete(key);
+      for (const key of await caches.keys())
+        if (key.startsWith('agentark-app-') && key !== CACHE) await caches.delete(key);
       await self.clients.claim();
     })(),
   );
@@ -54,7 +55,9 @@ async function navigation(req) {
     return await fetch(req);
   } catch (e) {
     const cache = await caches.open(CACHE);
-    const app = (await cache.match(new URL('./', self.registration.scope).href)) ?? (await cache.match(new URL('index.html', self.registration.scope).href));
+    const app =
+      (await cache.match(new URL('./', self.registration.scope).href)) ??
+      (await cache.match(new URL('index.html', self.registration.scope).href));
     if (app) return app;
     throw e;
   }
@@ -64,8 +67,10 @@ async function resource(req, url) {
   const cache = await caches.open(CACHE);
   const key = url.origin + url.pathname;
   const cached = await cache.match(key);
-  if (cached) return req.method === 'HEAD' ? new Response(null, { status: cached.status, headers: cached.headers }) : cached;
+  if (cached)
+    return req.method === 'HEAD' ? new Response(null, { status: cached.status, headers: cached.headers }) : cached;
   const res = await fetch(req);
-  if (req.method === 'GET' && res.status === 200 && !req.headers.has('range')) await cache.put(key, res.clone()).catch(() => {});
+  if (req.method === 'GET' && res.status === 200 && !req.headers.has('range'))
+    await cache.put(key, res.clone()).catch(() => {});
   return res;
 }

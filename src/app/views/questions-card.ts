@@ -45,19 +45,59 @@ export function questionsCard(opts: {
   const p = opts.prefix;
   const hasShipped = shippedData.length > 0;
   const radio = (value: string, label: string, checked: boolean, disabled = false) =>
-    h('label', { class: 'choice' }, h('input', { type: 'radio', name: `${p}-source`, value, checked, disabled }), ` ${label}`);
-  const sources = h('fieldset', { class: 'choices' }, h('legend', {}, 'Questions from'), radio('shipped', 'Shipped set', hasShipped, !hasShipped), radio('file', 'File', !hasShipped), radio('url', 'URL', false));
+    h(
+      'label',
+      { class: 'choice' },
+      h('input', { type: 'radio', name: `${p}-source`, value, checked, disabled }),
+      ` ${label}`,
+    );
+  const sources = h(
+    'fieldset',
+    { class: 'choices' },
+    h('legend', {}, 'Questions from'),
+    radio('shipped', 'Shipped set', hasShipped, !hasShipped),
+    radio('file', 'File', !hasShipped),
+    radio('url', 'URL', false),
+  );
   const shippedSelect = h(
     'select',
     { id: `${p}-shipped`, disabled: !hasShipped },
-    ...(hasShipped ? shippedData.map((d) => h('option', { value: d }, d.replace(/^data\//, ''))) : [h('option', { value: '' }, 'none in this build')]),
+    ...(hasShipped
+      ? shippedData.map((d) => h('option', { value: d }, d.replace(/^data\//, '')))
+      : [h('option', { value: '' }, 'none in this build')]),
   );
   const fileInput = h('input', { type: 'file', id: `${p}-file`, accept: '.jsonl,.json,.ndjson,application/json' });
-  const urlInput = h('input', { type: 'url', id: `${p}-url`, placeholder: 'https://…/questions.jsonl', spellcheck: 'false' });
+  const urlInput = h('input', {
+    type: 'url',
+    id: `${p}-url`,
+    placeholder: 'https://…/questions.jsonl',
+    spellcheck: 'false',
+  });
   const fetchBtn = h('button', { type: 'button', class: 'secondary', id: `${p}-fetch` }, 'Fetch');
-  const shippedBox = h('div', { 'data-src': 'shipped', hidden: !hasShipped }, field('Set', shippedSelect, hasShipped ? undefined : 'No question sets ship with this build (public/data/*.jsonl).'));
-  const fileBox = h('div', { 'data-src': 'file', hidden: hasShipped }, field('JSONL file', fileInput, 'GSM8K, MATH, multiple-choice or plain {question, answer} rows.'));
-  const urlBox = h('div', { 'data-src': 'url', hidden: true }, h('div', { class: 'field' }, h('label', { for: `${p}-url` }, 'URL'), h('div', { class: 'row' }, urlInput, fetchBtn)));
+  const shippedBox = h(
+    'div',
+    { 'data-src': 'shipped', hidden: !hasShipped },
+    field(
+      'Set',
+      shippedSelect,
+      hasShipped ? undefined : 'No question sets ship with this build (public/data/*.jsonl).',
+    ),
+  );
+  const fileBox = h(
+    'div',
+    { 'data-src': 'file', hidden: hasShipped },
+    field('JSONL file', fileInput, 'GSM8K, MATH, multiple-choice or plain {question, answer} rows.'),
+  );
+  const urlBox = h(
+    'div',
+    { 'data-src': 'url', hidden: true },
+    h(
+      'div',
+      { class: 'field' },
+      h('label', { for: `${p}-url` }, 'URL'),
+      h('div', { class: 'row' }, urlInput, fetchBtn),
+    ),
+  );
   const taskSelect = h('select', { id: `${p}-task` }, ...TASKS.map(([t, label]) => h('option', { value: t }, label)));
   const limitInput = numberInput({ value: opts.defaultLimit, min: 1, step: 1 });
   limitInput.id = `${p}-limit`;
@@ -90,7 +130,10 @@ export function questionsCard(opts: {
       try {
         questions = parseQuestions(raw.text, taskSelect.value as Task, raw.name);
         if (!questions.length) throw new Error('no questions in it');
-        status.set(`${questions.length} questions in ${raw.name}; ${opts.usage(Math.min(limit(), questions.length))}.`, 'ok');
+        status.set(
+          `${questions.length} questions in ${raw.name}; ${opts.usage(Math.min(limit(), questions.length))}.`,
+          'ok',
+        );
         if (opts.preview) {
           const first = h('div', { class: 'markdown' });
           setMarkdown(first, questions[0]!.question);
@@ -122,7 +165,8 @@ export function questionsCard(opts: {
     }
     reparse();
   };
-  const loadShipped = () => void loadUrl(new URL(shippedSelect.value, document.baseURI).href, shippedSelect.value.replace(/^data\//, ''));
+  const loadShipped = () =>
+    void loadUrl(new URL(shippedSelect.value, document.baseURI).href, shippedSelect.value.replace(/^data\//, ''));
   const current = () => sources.querySelector<HTMLInputElement>('input:checked')?.value ?? 'file';
   sources.addEventListener('change', () => {
     const v = current();

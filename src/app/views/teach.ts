@@ -31,30 +31,82 @@ export const teachPage: Page = {
     const { api, state } = ctx;
 
     // ---- questions ------------------------------------------------------------------------
-    const qc = questionsCard({ prefix: 'teach', heading: '1 · Questions', defaultLimit: 3, usage: (n) => `the debate uses the first ${n}`, preview: true });
+    const qc = questionsCard({
+      prefix: 'teach',
+      heading: '1 · Questions',
+      defaultLimit: 3,
+      usage: (n) => `the debate uses the first ${n}`,
+      preview: true,
+    });
     const questionsEl = qc.el;
     qc.onChange(() => updateRun());
 
     // ---- teacher --------------------------------------------------------------------------
     const engName = 'teach-engine';
-    const engRadio = (value: string, label: string, checked = false) => h('label', { class: 'choice' }, h('input', { type: 'radio', name: engName, value, checked }), ` ${label}`);
-    const engines = h('fieldset', { class: 'choices' }, h('legend', {}, 'Teacher engine'), engRadio('local', 'Local model', true), engRadio('webllm', 'WebLLM prebuilt'), engRadio('openai', 'OpenAI-compatible'));
+    const engRadio = (value: string, label: string, checked = false) =>
+      h('label', { class: 'choice' }, h('input', { type: 'radio', name: engName, value, checked }), ` ${label}`);
+    const engines = h(
+      'fieldset',
+      { class: 'choices' },
+      h('legend', {}, 'Teacher engine'),
+      engRadio('local', 'Local model', true),
+      engRadio('webllm', 'WebLLM prebuilt'),
+      engRadio('openai', 'OpenAI-compatible'),
+    );
     const localInfo = h('p', { class: 'muted', id: 'teach-local-info' });
     const webllmSelect = h('select', { id: 'teach-webllm' }, h('option', { value: '' }, 'Loading list…'));
-    const openaiUrl = h('input', { type: 'url', id: 'teach-openai-url', placeholder: 'http://127.0.0.1:8000/v1', spellcheck: 'false' });
-    const openaiKey = h('input', { type: 'password', id: 'teach-openai-key', autocomplete: 'off', placeholder: 'optional' });
-    const openaiModel = h('input', { type: 'text', id: 'teach-openai-model', placeholder: 'model name', spellcheck: 'false' });
+    const openaiUrl = h('input', {
+      type: 'url',
+      id: 'teach-openai-url',
+      placeholder: 'http://127.0.0.1:8000/v1',
+      spellcheck: 'false',
+    });
+    const openaiKey = h('input', {
+      type: 'password',
+      id: 'teach-openai-key',
+      autocomplete: 'off',
+      placeholder: 'optional',
+    });
+    const openaiModel = h('input', {
+      type: 'text',
+      id: 'teach-openai-model',
+      placeholder: 'model name',
+      spellcheck: 'false',
+    });
     const openaiConc = numberInput({ value: 4, min: 1, max: 64, step: 1 });
     const localBox = h('div', { 'data-eng': 'local' }, localInfo);
-    const webllmBox = h('div', { 'data-eng': 'webllm', hidden: true }, field('Model', webllmSelect, 'Downloads weights from huggingface.co and a model library on first use; only f32 models are listed when the adapter lacks shader-f16.'));
+    const webllmBox = h(
+      'div',
+      { 'data-eng': 'webllm', hidden: true },
+      field(
+        'Model',
+        webllmSelect,
+        'Downloads weights from huggingface.co and a model library on first use; only f32 models are listed when the adapter lacks shader-f16.',
+      ),
+    );
     const openaiBox = h(
       'form',
       { 'data-eng': 'openai', hidden: true, onsubmit: (e: Event) => e.preventDefault() },
       field('Base URL', openaiUrl, 'The server must allow CORS from this page.'),
-      h('div', { class: 'grid2' }, field('API key', openaiKey, 'Kept in this tab only.'), field('Model', openaiModel), field('Parallel requests', openaiConc)),
+      h(
+        'div',
+        { class: 'grid2' },
+        field('API key', openaiKey, 'Kept in this tab only.'),
+        field('Model', openaiModel),
+        field('Parallel requests', openaiConc),
+      ),
     );
-    const teacherCard = h('section', { class: 'card', 'aria-labelledby': 'teach-t-h' }, h('h2', { id: 'teach-t-h' }, '2 · Teacher'), engines, localBox, webllmBox, openaiBox);
-    const currentEng = () => (engines.querySelector<HTMLInputElement>('input:checked')?.value ?? 'local') as TeacherEngineSpec['kind'];
+    const teacherCard = h(
+      'section',
+      { class: 'card', 'aria-labelledby': 'teach-t-h' },
+      h('h2', { id: 'teach-t-h' }, '2 · Teacher'),
+      engines,
+      localBox,
+      webllmBox,
+      openaiBox,
+    );
+    const currentEng = () =>
+      (engines.querySelector<HTMLInputElement>('input:checked')?.value ?? 'local') as TeacherEngineSpec['kind'];
     let webllmListed = false;
     engines.addEventListener('change', async () => {
       const v = currentEng();
@@ -77,7 +129,14 @@ export const teachPage: Page = {
     const engineSpec = (): TeacherEngineSpec => {
       const v = currentEng();
       if (v === 'webllm') return { kind: 'webllm', model: webllmSelect.value };
-      if (v === 'openai') return { kind: 'openai', baseUrl: openaiUrl.value.trim(), apiKey: openaiKey.value, model: openaiModel.value.trim(), concurrency: Math.max(1, Math.floor(readNumber(openaiConc, 4))) };
+      if (v === 'openai')
+        return {
+          kind: 'openai',
+          baseUrl: openaiUrl.value.trim(),
+          apiKey: openaiKey.value,
+          model: openaiModel.value.trim(),
+          concurrency: Math.max(1, Math.floor(readNumber(openaiConc, 4))),
+        };
       return { kind: 'local' };
     };
 
@@ -86,7 +145,12 @@ export const teachPage: Page = {
     agentsInput.id = 'teach-agents';
     const roundsInput = numberInput({ value: 2, min: 1, max: 10, step: 1 });
     roundsInput.id = 'teach-rounds';
-    const aggSelect = h('select', { id: 'teach-aggregator' }, h('option', { value: 'llm' }, 'LLM judge'), h('option', { value: 'vote' }, 'Majority vote'));
+    const aggSelect = h(
+      'select',
+      { id: 'teach-aggregator' },
+      h('option', { value: 'llm' }, 'LLM judge'),
+      h('option', { value: 'vote' }, 'Majority vote'),
+    );
     const tempInput = numberInput({ value: 0.7, min: 0, max: 2, step: 0.05 });
     const formatSelect = h(
       'select',
@@ -112,7 +176,11 @@ export const teachPage: Page = {
     seedInput.id = 'teach-seed';
     const runBtn = h('button', { type: 'button', class: 'primary', id: 'teach-run' }, 'Run debate');
     const stopBtn = h('button', { type: 'button', class: 'danger', id: 'teach-stop', hidden: true }, 'Stop');
-    const downloadBtn = h('button', { type: 'button', class: 'secondary', id: 'teach-download', disabled: true }, 'Download trajectories (JSONL)');
+    const downloadBtn = h(
+      'button',
+      { type: 'button', class: 'secondary', id: 'teach-download', disabled: true },
+      'Download trajectories (JSONL)',
+    );
     const runStatus = statusLine();
     runStatus.el.id = 'teach-status';
     const runProgress = h('progress', { max: 1, value: 0, hidden: true, 'aria-label': 'Questions debated' });
@@ -120,7 +188,21 @@ export const teachPage: Page = {
       'section',
       { class: 'card', 'aria-labelledby': 'teach-d-h' },
       h('h2', { id: 'teach-d-h' }, '3 · Debate'),
-      h('div', { class: 'grid3' }, field('Agents', agentsInput), field('Rounds', roundsInput, 'Including the independent first round.'), field('Aggregator', aggSelect), field('Format', formatSelect, 'Standard quotes whole solutions; Small model quotes answers only and restates the question (the compact debate the demo model learnt).'), field('Temperature', tempInput), field('Max tokens per reply', maxTokInput), field('Seed', seedInput)),
+      h(
+        'div',
+        { class: 'grid3' },
+        field('Agents', agentsInput),
+        field('Rounds', roundsInput, 'Including the independent first round.'),
+        field('Aggregator', aggSelect),
+        field(
+          'Format',
+          formatSelect,
+          'Standard quotes whole solutions; Small model quotes answers only and restates the question (the compact debate the demo model learnt).',
+        ),
+        field('Temperature', tempInput),
+        field('Max tokens per reply', maxTokInput),
+        field('Seed', seedInput),
+      ),
       h('div', { class: 'row actions' }, runBtn, stopBtn, downloadBtn),
       runProgress,
       runStatus.el,
@@ -129,7 +211,9 @@ export const teachPage: Page = {
 
     const updateRun = () => {
       const m = state.model;
-      localInfo.textContent = m ? `Uses the loaded model ${m.id} (agents in a round decode as one batch).` : 'No model loaded: load one on the Models page, or pick another engine.';
+      localInfo.textContent = m
+        ? `Uses the loaded model ${m.id} (agents in a round decode as one batch).`
+        : 'No model loaded: load one on the Models page, or pick another engine.';
       runBtn.disabled = !!running || !qc.all().length || (currentEng() === 'local' && !m);
     };
     state.on('model', updateRun);
@@ -138,13 +222,14 @@ export const teachPage: Page = {
     const views = new Map<number, QuestionView>();
     const records: TrajectoryRecord[] = [];
     let dirty = new Set<{ body: HTMLElement; text: string }>();
-    let frame = 0;
+    let _frame = 0;
     const flush = () => {
-      frame = 0;
+      _frame = 0;
       for (const c of dirty) setMarkdown(c.body, c.text);
       dirty = new Set();
     };
-    const cellFor = (index: number, round: number, slot: DebateSlot) => views.get(index)?.cells.get(cellKey(round, slot));
+    const cellFor = (index: number, round: number, slot: DebateSlot) =>
+      views.get(index)?.cells.get(cellKey(round, slot));
 
     const onEvent = (e: DebateEvent) => {
       switch (e.type) {
@@ -156,21 +241,58 @@ export const teachPage: Page = {
           const qBody = h('div', { class: 'markdown question' });
           setMarkdown(qBody, e.question);
           const table = h('table', { class: 'debate' });
-          const head = h('tr', {}, h('th', { scope: 'col' }, 'Round'), ...e.agents.map((a) => h('th', { scope: 'col' }, a)));
+          const head = h(
+            'tr',
+            {},
+            h('th', { scope: 'col' }, 'Round'),
+            ...e.agents.map((a) => h('th', { scope: 'col' }, a)),
+          );
           const tbody = h('tbody', {});
           const cells: QuestionView['cells'] = new Map();
           const makeCell = (round: number, slot: DebateSlot, colspan?: number) => {
             const body = h('div', { class: 'markdown cell-body' });
             const meta = h('div', { class: 'cell-meta' });
-            const el = h('td', { class: 'cell waiting', 'data-round': round, 'data-slot': String(slot), colspan }, body, meta);
+            const el = h(
+              'td',
+              { class: 'cell waiting', 'data-round': round, 'data-slot': String(slot), colspan },
+              body,
+              meta,
+            );
             cells.set(cellKey(round, slot), { el, body, text: '', meta });
             return el;
           };
-          for (let r = 1; r <= e.rounds; r++) tbody.append(h('tr', {}, h('th', { scope: 'row' }, String(r)), ...e.agents.map((_, i) => makeCell(r, i))));
-          if (e.aggregator === 'llm') tbody.append(h('tr', { class: 'agg' }, h('th', { scope: 'row' }, 'Judge'), makeCell(e.rounds + 1, 'aggregator', e.agents.length)));
+          for (let r = 1; r <= e.rounds; r++)
+            tbody.append(h('tr', {}, h('th', { scope: 'row' }, String(r)), ...e.agents.map((_, i) => makeCell(r, i))));
+          if (e.aggregator === 'llm')
+            tbody.append(
+              h(
+                'tr',
+                { class: 'agg' },
+                h('th', { scope: 'row' }, 'Judge'),
+                makeCell(e.rounds + 1, 'aggregator', e.agents.length),
+              ),
+            );
           table.append(h('thead', {}, head), tbody);
           const final = h('p', { class: 'final muted' }, 'Debating…');
-          const section = h('section', { class: 'card question-view', 'data-index': e.index }, h('details', { open: true }, h('summary', {}, h('span', { class: 'q-title' }, `Question ${e.index + 1}`), ' ', h('code', {}, e.id), ' ', final), qBody, h('div', { class: 'table-scroll' }, table)));
+          const section = h(
+            'section',
+            { class: 'card question-view', 'data-index': e.index },
+            h(
+              'details',
+              { open: true },
+              h(
+                'summary',
+                {},
+                h('span', { class: 'q-title' }, `Question ${e.index + 1}`),
+                ' ',
+                h('code', {}, e.id),
+                ' ',
+                final,
+              ),
+              qBody,
+              h('div', { class: 'table-scroll' }, table),
+            ),
+          );
           live.prepend(section);
           views.set(e.index, { section, cells, final });
           runStatus.set(`Question ${e.index + 1} of ${total}: debating…`);
@@ -189,7 +311,7 @@ export const teachPage: Page = {
           if (!c) break;
           c.text += e.text;
           dirty.add(c);
-          frame ||= requestAnimationFrame(flush);
+          _frame ||= requestAnimationFrame(flush);
           break;
         }
         case 'call-done': {
@@ -210,7 +332,14 @@ export const teachPage: Page = {
                 const c = v.cells.get(cellKey(round.round, i));
                 if (!c) return;
                 setMarkdown(c.body, m.completion);
-                c.meta.replaceChildren(h('span', { class: `pill ${m.correct ? 'yes' : 'bad'}` }, m.extracted === null ? 'no answer' : `answer ${m.extracted}`), ` ${m.usage.completion_tokens} tokens · ${(m.latencyMs / 1000).toFixed(1)} s`);
+                c.meta.replaceChildren(
+                  h(
+                    'span',
+                    { class: `pill ${m.correct ? 'yes' : 'bad'}` },
+                    m.extracted === null ? 'no answer' : `answer ${m.extracted}`,
+                  ),
+                  ` ${m.usage.completion_tokens} tokens · ${(m.latencyMs / 1000).toFixed(1)} s`,
+                );
               });
             }
             const agg = v.cells.get('agg');
@@ -219,17 +348,25 @@ export const teachPage: Page = {
               setMarkdown(agg.body, a.completion);
               const how = a.fallback === 'vote' ? ' · unparsed, majority vote used' : '';
               agg.meta.replaceChildren(
-                h('span', { class: `pill ${a.correct ? 'yes' : 'bad'}` }, a.extracted === null ? 'no answer' : `answer ${a.extracted}`),
+                h(
+                  'span',
+                  { class: `pill ${a.correct ? 'yes' : 'bad'}` },
+                  a.extracted === null ? 'no answer' : `answer ${a.extracted}`,
+                ),
                 ` ${a.usage?.completion_tokens ?? 0} tokens · ${((a.latencyMs ?? 0) / 1000).toFixed(1)} s${how}`,
               );
             }
             const f = e.record.final;
             v.final.className = `final ${f.correct ? 'ok-text' : 'bad-text'}`;
-            v.final.textContent = f.answer === null ? 'no final answer' : `final answer ${f.answer} (${f.correct ? 'correct' : 'wrong'})`;
+            v.final.textContent =
+              f.answer === null ? 'no final answer' : `final answer ${f.answer} (${f.correct ? 'correct' : 'wrong'})`;
           }
           const correct = records.filter((r) => r.final.correct).length;
           runProgress.value = records.length;
-          runStatus.set(`${records.length} of ${total} debated · ${correct} correct (${Math.round((100 * correct) / records.length)}%)`, 'ok');
+          runStatus.set(
+            `${records.length} of ${total} debated · ${correct} correct (${Math.round((100 * correct) / records.length)}%)`,
+            'ok',
+          );
           downloadBtn.disabled = false;
           break;
         }
@@ -276,7 +413,9 @@ export const teachPage: Page = {
       runProgress.value = 0;
       updateRun();
       state.set('busy', 'Debating…');
-      runStatus.set(`Starting ${settings.agents} agents × ${settings.rounds} rounds on ${total} question${total === 1 ? '' : 's'}…`);
+      runStatus.set(
+        `Starting ${settings.agents} agents × ${settings.rounds} rounds on ${total} question${total === 1 ? '' : 's'}…`,
+      );
       try {
         const r = await api.debate(id, picked, settings, Comlink.proxy(onEvent));
         flush();
@@ -308,7 +447,7 @@ export const teachPage: Page = {
     });
     downloadBtn.addEventListener('click', () => {
       if (!records.length) return;
-      downloadText(`trajectories-${stamp()}.jsonl`, records.map((r) => JSON.stringify(r)).join('\n') + '\n');
+      downloadText(`trajectories-${stamp()}.jsonl`, `${records.map((r) => JSON.stringify(r)).join('\n')}\n`);
     });
 
     root.append(h('div', { class: 'teach-setup' }, questionsEl, teacherCard, debateCard), live);

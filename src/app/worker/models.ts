@@ -93,7 +93,8 @@ export class Models {
       case 'url':
         if (!/^https?:\/\//i.test(source.url)) throw new Error(`not an http(s) URL: ${source.url}`);
         inner = new HttpSource(source.url);
-        if (sameOrigin(source.url)) return { files: source.files ? listedSource(inner, source.files) : inner, cached: null };
+        if (sameOrigin(source.url))
+          return { files: source.files ? listedSource(inner, source.files) : inner, cached: null };
         break;
     }
     if (!cacheAvailable()) return { files: inner, cached: null };
@@ -110,7 +111,10 @@ export class Models {
     const weightFiles = await listWeightFiles(files);
     const headers = await Promise.all(weightFiles.map((f) => readWeightFileHeader(files, f, signal)));
     const hasTokenizer = await files.exists('tokenizer.json');
-    return { summary: summarize(files.location, config, headers, hasTokenizer), estimate: estimateMemory(config, headers, settings, await deviceBudget()) };
+    return {
+      summary: summarize(files.location, config, headers, hasTokenizer),
+      estimate: estimateMemory(config, headers, settings, await deviceBudget()),
+    };
   }
 
   async inspect(source: ModelSource, settings: LoadSettings, taskId: string): Promise<InspectResult> {
@@ -129,7 +133,12 @@ export class Models {
     this.current = null;
   }
 
-  async load(source: ModelSource, settings: LoadSettings, taskId: string, onProgress: (e: LoadProgress) => void): Promise<LoadedModel> {
+  async load(
+    source: ModelSource,
+    settings: LoadSettings,
+    taskId: string,
+    onProgress: (e: LoadProgress) => void,
+  ): Promise<LoadedModel> {
     const ctrl = this.tasks.start(taskId);
     const t0 = performance.now();
     const { emit: progress, delivered } = emitter(onProgress);
@@ -149,8 +158,18 @@ export class Models {
       if (!ckpt.tokenizer) throw new Error(`${files.location} has no tokenizer.json; the app needs one to chat`);
       await cached?.save(true).catch(() => {});
       ctrl.signal.throwIfAborted();
-      progress({ phase: 'upload', done: 0, total: 1, unit: 'items', note: 'uploading weights to the GPU and compiling kernels' });
-      const runtime = await Runtime.fromCheckpoint(ckpt, { contextLength: settings.contextLength, maxBatch: settings.maxBatch, dtype: settings.dtype });
+      progress({
+        phase: 'upload',
+        done: 0,
+        total: 1,
+        unit: 'items',
+        note: 'uploading weights to the GPU and compiling kernels',
+      });
+      const runtime = await Runtime.fromCheckpoint(ckpt, {
+        contextLength: settings.contextLength,
+        maxBatch: settings.maxBatch,
+        dtype: settings.dtype,
+      });
       progress({ phase: 'upload', done: 1, total: 1, unit: 'items', note: 'ready' });
       const info: LoadedModel = {
         id: displayName(source),

@@ -6,7 +6,17 @@
  * finished adapter is registered like a trained one.
  */
 import { studentMessages } from '../../tasks/prompts';
-import { auc, fitPrmHead, scoreFeature, scoreSolution, serializePrmHead, splitSteps, stepFeatures, type PrmHead, type StepwiseRow } from '../../distill/prm';
+import {
+  auc,
+  fitPrmHead,
+  scoreFeature,
+  scoreSolution,
+  serializePrmHead,
+  splitSteps,
+  stepFeatures,
+  type PrmHead,
+  type StepwiseRow,
+} from '../../distill/prm';
 import { DEFAULT_RL_OPTIONS, runRl, type RlPrompt } from '../../distill/rl';
 import { Rng } from '../../engine/sampling';
 import { grade } from '../../tasks/answers';
@@ -36,7 +46,12 @@ interface RlJob {
 
 function isStepwise(r: unknown): r is StepwiseRow {
   const x = r as StepwiseRow;
-  return typeof x?.prompt === 'string' && Array.isArray(x.completions) && Array.isArray(x.labels) && x.completions.length === x.labels.length;
+  return (
+    typeof x?.prompt === 'string' &&
+    Array.isArray(x.completions) &&
+    Array.isArray(x.labels) &&
+    x.completions.length === x.labels.length
+  );
 }
 
 export class Pad {
@@ -58,12 +73,20 @@ export class Pad {
   }
 
   /** Trains the PRM head on a built PAD set: whole questions held out for the AUC. */
-  async trainPrm(taskId: string, datasetId: string, s: PrmSettings, onEvent: (e: PrmEvent) => void): Promise<PrmResult> {
+  async trainPrm(
+    taskId: string,
+    datasetId: string,
+    s: PrmSettings,
+    onEvent: (e: PrmEvent) => void,
+  ): Promise<PrmResult> {
     const m = this.models.require();
     this.tasks.requireNo(GPU_TASKS, 'training the reward model');
     const ds = this.datasets.get(datasetId);
     const rows = ds.rows.filter(isStepwise);
-    if (ds.strategy !== 'pad' || !rows.length) throw new Error('The reward model trains on PAD step labels: build the training set with the PAD strategy first.');
+    if (ds.strategy !== 'pad' || !rows.length)
+      throw new Error(
+        'The reward model trains on PAD step labels: build the training set with the PAD strategy first.',
+      );
     const ctrl = this.tasks.start(taskId);
     const { emit, delivered } = emitter(onEvent);
     try {
@@ -88,7 +111,12 @@ export class Pad {
         emit({ type: 'features', done: i + 1, total: trainRows.length });
       }
       ctrl.signal.throwIfAborted();
-      const { head, losses } = fitPrmHead(features, labels, { epochs: s.epochs, lr: s.lr, seed: s.seed, onProgress: (epoch, loss) => emit({ type: 'epoch', epoch, epochs: s.epochs, loss }) });
+      const { head, losses } = fitPrmHead(features, labels, {
+        epochs: s.epochs,
+        lr: s.lr,
+        seed: s.seed,
+        onProgress: (epoch, loss) => emit({ type: 'epoch', epoch, epochs: s.epochs, loss }),
+      });
       const scores: number[] = [];
       for (const [i, r] of testRows.entries()) {
         ctrl.signal.throwIfAborted();
@@ -96,7 +124,12 @@ export class Pad {
         scores.push(Math.min(...f.map((x) => scoreFeature(head, x))));
         emit({ type: 'scoring', done: i + 1, total: testRows.length });
       }
-      const heldOutAuc = testRows.length ? auc(scores, testRows.map((r) => r.labels.every(Boolean))) : null;
+      const heldOutAuc = testRows.length
+        ? auc(
+            scores,
+            testRows.map((r) => r.labels.every(Boolean)),
+          )
+        : null;
       const result: PrmResult = {
         trainSolutions: trainRows.length,
         trainSteps: features.length,
@@ -118,7 +151,10 @@ export class Pad {
   prmFile(): Uint8Array {
     if (!this.prm) throw new Error('No reward model has been trained in this session.');
     const m = this.models.loaded;
-    return serializePrmHead(this.prm.head, { base_model: m?.info.id ?? '', features: 'final-norm hidden state at the last token of each step' });
+    return serializePrmHead(this.prm.head, {
+      base_model: m?.info.id ?? '',
+      features: 'final-norm hidden state at the last token of each step',
+    });
   }
 
   prmResult(): PrmResult | null {
@@ -130,27 +166,62 @@ export class Pad {
     return j ? { state: j.state, step: j.step, steps: j.settings.steps } : { state: 'idle', step: 0, steps: 0 };
   }
 
-  async startRl(taskId: string, questions: Question[], s: RlSettings, onEvent: (e: RlEvent) => void): Promise<RlOutcome> {
+  async startRl(
+    taskId: string,
+    questions: Question[],
+    s: RlSettings,
+    onEvent: (e: RlEvent) => void,
+  ): Promise<RlOutcome> {
     const m = this.models.require();
     this.tasks.requireNo(GPU_TASKS, 'RL');
     if (this.job) throw new Error(`The RL run ${this.job.settings.name} is paused: resume or cancel it first.`);
     if (!questions.length) throw new Error('Pick the questions RL practises on.');
     if (!s.name.trim()) throw new Error('Give the adapter a name.');
-    if (s.groupSize < 2) throw new Error('RL compares each sample with the rest of its group: the group needs at least 2 samples.');
+    if (s.groupSize < 2)
+      throw new Error('RL compares each sample with the rest of its group: the group needs at least 2 samples.');
     if (s.usePrm && !this.prm) throw new Error('Train the reward model first, or leave it out of the reward.');
     const init = s.initAdapter ? this.adapters.peft(s.initAdapter) : undefined;
     const system = s.system === undefined ? {} : { system: s.system };
-    const prompts = questions.map((q) => ({ id: q.id, prompt: m.runtime.promptIds(studentMessages(q.task, q, system)) }));
+    const prompts = questions.map((q) => ({
+      id: q.id,
+      prompt: m.runtime.promptIds(studentMessages(q.task, q, system)),
+    }));
     const tooLong = prompts.find((p) => p.prompt.length + s.maxTokens > m.runtime.generator.contextLength);
-    if (tooLong) throw new Error(`Question ${tooLong.id} takes ${tooLong.prompt.length} tokens; with ${s.maxTokens} for the answer that exceeds the context (${m.runtime.generator.contextLength}). Lower Max tokens or the system prompt.`);
+    if (tooLong)
+      throw new Error(
+        `Question ${tooLong.id} takes ${tooLong.prompt.length} tokens; with ${s.maxTokens} for the answer that ` +
+          `exceeds the context (${m.runtime.generator.contextLength}). Lower Max tokens or the system prompt.`,
+      );
     const trainer = new Trainer(
       m.runtime.model,
       prompts.map((p) => ({ inputIds: p.prompt, labels: p.prompt })),
-      { ...DEFAULT_TRAIN_OPTIONS, mode: 'lora', rank: s.rank, alpha: s.alpha, targets: [...s.targets], lr: s.lr, schedule: 'constant', steps: s.steps * s.ppoEpochs, seed: s.seed },
+      {
+        ...DEFAULT_TRAIN_OPTIONS,
+        mode: 'lora',
+        rank: s.rank,
+        alpha: s.alpha,
+        targets: [...s.targets],
+        lr: s.lr,
+        schedule: 'constant',
+        steps: s.steps * s.ppoEpochs,
+        seed: s.seed,
+      },
       init,
     );
     const policy = m.runtime.model.getAdapter() as AdapterWeights<unknown> | null;
-    this.job = { trainer, model: m, policy, settings: s, prompts, byId: new Map(questions.map((q) => [q.id, q])), step: 0, history: [], state: 'running', pauseRequested: false, cancelRequested: false };
+    this.job = {
+      trainer,
+      model: m,
+      policy,
+      settings: s,
+      prompts,
+      byId: new Map(questions.map((q) => [q.id, q])),
+      step: 0,
+      history: [],
+      state: 'running',
+      pauseRequested: false,
+      cancelRequested: false,
+    };
     return this.run(taskId, this.job, onEvent);
   }
 
@@ -230,7 +301,13 @@ export class Pad {
           },
         );
         j.step++;
-        const point: RlPoint = { step: j.step, reward: r!.meanReward, kl: r!.meanKl, accuracy: samples ? correct / samples : 0, clipFraction: r!.clipFraction };
+        const point: RlPoint = {
+          step: j.step,
+          reward: r!.meanReward,
+          kl: r!.meanKl,
+          accuracy: samples ? correct / samples : 0,
+          clipFraction: r!.clipFraction,
+        };
         j.history.push(point);
         emit({ type: 'step', ...point, steps: s.steps, stepMs: Math.round(performance.now() - t0) });
       }

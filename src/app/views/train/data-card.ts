@@ -10,9 +10,21 @@ import { formatCount } from '../../estimate';
 import { labelOf, stamp } from './common';
 
 export const STRATEGIES: [DistillStrategy, string, string][] = [
-  ['rsft', 'R-SFT', 'One conversation per question whose debate ended correct: the final (judge or best agent) reasoning.'],
-  ['da', 'DA', 'Data augmentation: up to K distinct correct reasoning paths per question, plus self-correction conversations.'],
-  ['pad', 'PAD labels', 'Step-wise correctness labels of every solution (TRL stepwise rows): they train the process reward model in card 4.'],
+  [
+    'rsft',
+    'R-SFT',
+    'One conversation per question whose debate ended correct: the final (judge or best agent) reasoning.',
+  ],
+  [
+    'da',
+    'DA',
+    'Data augmentation: up to K distinct correct reasoning paths per question, plus self-correction conversations.',
+  ],
+  [
+    'pad',
+    'PAD labels',
+    'Step-wise correctness labels of every solution (TRL stepwise rows): they train the process reward model in card 4.',
+  ],
 ];
 
 export interface DataCard {
@@ -38,7 +50,13 @@ export function dataCard(ctx: AppContext): DataCard {
     'fieldset',
     { class: 'choices' },
     h('legend', {}, 'Trajectories from'),
-    h('label', { class: 'choice' }, h('input', { type: 'radio', name: 'train-source', value: 'debate' }), ' ', debateLabel),
+    h(
+      'label',
+      { class: 'choice' },
+      h('input', { type: 'radio', name: 'train-source', value: 'debate' }),
+      ' ',
+      debateLabel,
+    ),
     radio('train-source', 'example', 'Built-in example', true),
     radio('train-source', 'file', 'File'),
     radio('train-source', 'url', 'URL'),
@@ -46,27 +64,76 @@ export function dataCard(ctx: AppContext): DataCard {
   const exampleCount = numberInput({ value: 24, min: 1, max: 200, step: 1 });
   exampleCount.id = 'train-example-count';
   const fileInput = h('input', { type: 'file', id: 'train-file', accept: '.jsonl,.json,.ndjson,application/json' });
-  const urlInput = h('input', { type: 'url', id: 'train-url', placeholder: 'https://huggingface.co/datasets/<id>/resolve/main/<file>.jsonl', spellcheck: 'false' });
+  const urlInput = h('input', {
+    type: 'url',
+    id: 'train-url',
+    placeholder: 'https://huggingface.co/datasets/<id>/resolve/main/<file>.jsonl',
+    spellcheck: 'false',
+  });
   const fetchBtn = h('button', { type: 'button', class: 'secondary', id: 'train-fetch' }, 'Fetch');
-  const debateBox = h('div', { 'data-src': 'debate', hidden: true }, h('p', { class: 'muted small', id: 'train-debate-info' }, 'Run a debate on the Teach page first.'));
-  const exampleBox = h('div', { 'data-src': 'example' }, field('Demo word problems', exampleCount, 'Generated GSM8K-style problems, each with two correct solutions and one with a slip.'));
-  const fileBox = h('div', { 'data-src': 'file', hidden: true }, field('JSONL file', fileInput, 'Trajectories (agentark.trajectory/1), GSM8K example_model_solutions.jsonl, AgentArk output, or ready training rows.'));
+  const debateBox = h(
+    'div',
+    { 'data-src': 'debate', hidden: true },
+    h('p', { class: 'muted small', id: 'train-debate-info' }, 'Run a debate on the Teach page first.'),
+  );
+  const exampleBox = h(
+    'div',
+    { 'data-src': 'example' },
+    field(
+      'Demo word problems',
+      exampleCount,
+      'Generated GSM8K-style problems, each with two correct solutions and one with a slip.',
+    ),
+  );
+  const fileBox = h(
+    'div',
+    { 'data-src': 'file', hidden: true },
+    field(
+      'JSONL file',
+      fileInput,
+      'Trajectories (agentark.trajectory/1), GSM8K example_model_solutions.jsonl, AgentArk output, or ready training rows.',
+    ),
+  );
   const urlBox = h(
     'div',
     { 'data-src': 'url', hidden: true },
-    h('div', { class: 'field' }, h('label', { for: 'train-url' }, 'URL'), h('div', { class: 'row' }, urlInput, fetchBtn), h('small', { class: 'hint' }, 'Any CORS-enabled file, e.g. a dataset file on the Hugging Face Hub.')),
+    h(
+      'div',
+      { class: 'field' },
+      h('label', { for: 'train-url' }, 'URL'),
+      h('div', { class: 'row' }, urlInput, fetchBtn),
+      h('small', { class: 'hint' }, 'Any CORS-enabled file, e.g. a dataset file on the Hugging Face Hub.'),
+    ),
   );
 
   const strategies = h(
     'fieldset',
     { class: 'choices' },
     h('legend', {}, 'Strategy'),
-    ...STRATEGIES.map(([v, label, title], i) => h('label', { class: 'choice', title }, h('input', { type: 'radio', name: 'train-strategy', value: v, checked: i === 0 }), ` ${label}`)),
+    ...STRATEGIES.map(([v, label, title], i) =>
+      h(
+        'label',
+        { class: 'choice', title },
+        h('input', { type: 'radio', name: 'train-strategy', value: v, checked: i === 0 }),
+        ` ${label}`,
+      ),
+    ),
   );
   const strategyHint = h('p', { class: 'hint strategy-hint' });
-  const taskSelect = h('select', { id: 'train-task' }, h('option', { value: 'gsm8k' }, 'GSM8K'), h('option', { value: 'math' }, 'MATH'), h('option', { value: 'mc' }, 'Multiple choice'));
+  const taskSelect = h(
+    'select',
+    { id: 'train-task' },
+    h('option', { value: 'gsm8k' }, 'GSM8K'),
+    h('option', { value: 'math' }, 'MATH'),
+    h('option', { value: 'mc' }, 'Multiple choice'),
+  );
   const taskField = field('Task', taskSelect, 'of AgentArk output files');
-  const formatSelect = h('select', { id: 'train-format' }, h('option', { value: 'messages' }, 'messages (every assistant turn)'), h('option', { value: 'prompt-completion' }, 'prompt-completion (last turn)'));
+  const formatSelect = h(
+    'select',
+    { id: 'train-format' },
+    h('option', { value: 'messages' }, 'messages (every assistant turn)'),
+    h('option', { value: 'prompt-completion' }, 'prompt-completion (last turn)'),
+  );
   const limitInput = numberInput({ value: '', min: 0, step: 1, placeholder: 'all' });
   limitInput.id = 'train-limit';
   const perQuestion = numberInput({ value: 4, min: 1, max: 32, step: 1 });
@@ -78,12 +145,21 @@ export function dataCard(ctx: AppContext): DataCard {
   const selfCorrect = check('train-self-correct', 'Self-correction conversations', true);
   const systemPrompt = check('train-system', "Task's system prompt", true);
   const stripCalc = check('train-strip-calc', 'Strip <<a=b>> calculator notes', true);
-  const daBox = h('div', { class: 'grid2', hidden: true }, field('Paths per question (K)', perQuestion), h('div', { class: 'field checks-field' }, selfCorrect.el));
+  const daBox = h(
+    'div',
+    { class: 'grid2', hidden: true },
+    field('Paths per question (K)', perQuestion),
+    h('div', { class: 'field checks-field' }, selfCorrect.el),
+  );
   const dataStatus = statusLine();
   dataStatus.el.id = 'train-data-status';
   const counts = h('div', { class: 'counts', id: 'train-counts' });
   const preview = h('div', { class: 'preview' });
-  const rowsDownload = h('button', { type: 'button', class: 'secondary small', id: 'train-rows-download', disabled: true }, 'Download rows (JSONL)');
+  const rowsDownload = h(
+    'button',
+    { type: 'button', class: 'secondary small', id: 'train-rows-download', disabled: true },
+    'Download rows (JSONL)',
+  );
   const dataCard = h(
     'section',
     { class: 'card', 'aria-labelledby': 'train-data-h' },
@@ -111,7 +187,8 @@ export function dataCard(ctx: AppContext): DataCard {
   let buildTimer = 0;
   let debateCount = 0;
   const currentSource = () => sources.querySelector<HTMLInputElement>('input:checked')?.value ?? 'example';
-  const currentStrategy = () => (strategies.querySelector<HTMLInputElement>('input:checked')?.value ?? 'rsft') as DistillStrategy;
+  const currentStrategy = () =>
+    (strategies.querySelector<HTMLInputElement>('input:checked')?.value ?? 'rsft') as DistillStrategy;
 
   const distillSettings = (): DistillSettings => ({
     strategy: currentStrategy(),
@@ -160,7 +237,13 @@ export function dataCard(ctx: AppContext): DataCard {
     clear(counts);
     if (!src) {
       const v = currentSource();
-      dataStatus.set(v === 'debate' ? 'No debate has finished in this session: run one on the Teach page.' : v === 'file' ? 'Choose a file.' : 'Enter a URL and fetch it.');
+      dataStatus.set(
+        v === 'debate'
+          ? 'No debate has finished in this session: run one on the Teach page.'
+          : v === 'file'
+            ? 'Choose a file.'
+            : 'Enter a URL and fetch it.',
+      );
       updateButtons();
       return;
     }
@@ -169,9 +252,17 @@ export function dataCard(ctx: AppContext): DataCard {
       const d = await api.prepareDataset(src, distillSettings());
       if (seq !== buildSeq) return;
       dataset = d;
-      const what = d.strategy === 'rows' ? 'ready training rows (used as they are)' : `${STRATEGIES.find((s) => s[0] === d.strategy)![1]} from ${d.records} record${d.records === 1 ? '' : 's'}`;
+      const what =
+        d.strategy === 'rows'
+          ? 'ready training rows (used as they are)'
+          : `${STRATEGIES.find((s) => s[0] === d.strategy)![1]} from ${d.records} record${d.records === 1 ? '' : 's'}`;
       const tone = !d.rows ? 'warn' : d.warnings.length ? 'warn' : 'ok';
-      dataStatus.set(`${d.source}: ${d.rows} row${d.rows === 1 ? '' : 's'} — ${what}.${d.warnings.length ? ` ${d.warnings.join(' ')}` : ''}${d.trainable ? '' : ' PAD rows train the process reward model in card 4 below (or download them for agentark prm).'}`, tone);
+      dataStatus.set(
+        `${d.source}: ${d.rows} row${d.rows === 1 ? '' : 's'} — ${what}.` +
+          `${d.warnings.length ? ` ${d.warnings.join(' ')}` : ''}` +
+          `${d.trainable ? '' : ' PAD rows train the process reward model in card 4 below (or download them for agentark prm).'}`,
+        tone,
+      );
       dataStatus.el.dataset.rows = String(d.rows);
       renderCounts(d);
       if (d.preview) {
@@ -214,7 +305,17 @@ export function dataCard(ctx: AppContext): DataCard {
     updateStrategyUi();
     rebuild();
   });
-  for (const el of [taskSelect, formatSelect, limitInput, perQuestion, exampleCount, selfCorrect.input, systemPrompt.input, stripCalc.input]) el.addEventListener('change', rebuild);
+  for (const el of [
+    taskSelect,
+    formatSelect,
+    limitInput,
+    perQuestion,
+    exampleCount,
+    selfCorrect.input,
+    systemPrompt.input,
+    stripCalc.input,
+  ])
+    el.addEventListener('change', rebuild);
   const readFile = async () => {
     const f = fileInput.files?.[0];
     if (!f) return;

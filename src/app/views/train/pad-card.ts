@@ -29,21 +29,59 @@ export function padCard(ctx: AppContext, data: DataCard): HTMLElement {
   const epochs = num('pad-epochs', 100, { min: 1, step: 1 });
   const prmLr = num('pad-lr', 0.05, { min: 0, step: 'any' });
   const prmSeed = num('pad-seed', 0, { min: 0, step: 1 });
-  const prmTrain = h('button', { type: 'button', class: 'primary', id: 'pad-prm-train', disabled: true }, 'Train the reward model');
+  const prmTrain = h(
+    'button',
+    { type: 'button', class: 'primary', id: 'pad-prm-train', disabled: true },
+    'Train the reward model',
+  );
   const prmStop = h('button', { type: 'button', class: 'danger', id: 'pad-prm-stop', hidden: true }, 'Stop');
-  const prmDownload = h('button', { type: 'button', class: 'secondary small', id: 'pad-prm-download', disabled: true }, '⤓ prm_head.safetensors');
-  const prmProgress = h('progress', { id: 'pad-prm-progress', max: 1, value: 0, hidden: true, 'aria-label': 'Reward model training' });
+  const prmDownload = h(
+    'button',
+    { type: 'button', class: 'secondary small', id: 'pad-prm-download', disabled: true },
+    '⤓ prm_head.safetensors',
+  );
+  const prmProgress = h('progress', {
+    id: 'pad-prm-progress',
+    max: 1,
+    value: 0,
+    hidden: true,
+    'aria-label': 'Reward model training',
+  });
   const prmLabel = h('span', { class: 'muted progress-label', id: 'pad-prm-label' });
   const prmStatus = statusLine();
   prmStatus.el.id = 'pad-prm-status';
-  const prmLoss = lineChart({ id: 'pad-prm-loss-chart', title: 'Reward model loss per epoch', xLabel: 'epoch', yLabel: 'loss', format: (v) => v.toFixed(4) });
+  const prmLoss = lineChart({
+    id: 'pad-prm-loss-chart',
+    title: 'Reward model loss per epoch',
+    xLabel: 'epoch',
+    yLabel: 'loss',
+    format: (v) => v.toFixed(4),
+  });
   const prmNote = h('p', { class: 'muted small', id: 'pad-prm-note' });
 
   // ---- RL -----------------------------------------------------------------------------------
-  const qc = questionsCard({ prefix: 'rl', heading: 'Questions RL practises on', defaultLimit: 64, usage: (n) => `RL practises on the first ${n}`, initial: 'data/demo-train.jsonl', tag: 'div' });
-  const rlName = h('input', { type: 'text', id: 'rl-name', value: `student-PAD-${stamp()}`, spellcheck: 'false', autocomplete: 'off' });
+  const qc = questionsCard({
+    prefix: 'rl',
+    heading: 'Questions RL practises on',
+    defaultLimit: 64,
+    usage: (n) => `RL practises on the first ${n}`,
+    initial: 'data/demo-train.jsonl',
+    tag: 'div',
+  });
+  const rlName = h('input', {
+    type: 'text',
+    id: 'rl-name',
+    value: `student-PAD-${stamp()}`,
+    spellcheck: 'false',
+    autocomplete: 'off',
+  });
   const rlInit = h('select', { id: 'rl-init' }, h('option', { value: '' }, 'A fresh LoRA on the base model'));
-  const rlSystem = h('textarea', { id: 'rl-system', rows: 2, spellcheck: 'false', placeholder: "Empty = the task's default student prompt" });
+  const rlSystem = h('textarea', {
+    id: 'rl-system',
+    rows: 2,
+    spellcheck: 'false',
+    placeholder: "Empty = the task's default student prompt",
+  });
   const usePrm = h('input', { type: 'checkbox', id: 'rl-use-prm', disabled: true });
   const prmWeight = num('rl-prm-weight', 0.5, { min: 0, step: 'any' });
   const steps = num('rl-steps', DEFAULT_RL_OPTIONS.steps, { min: 1, step: 1 });
@@ -54,7 +92,11 @@ export function padCard(ctx: AppContext, data: DataCard): HTMLElement {
   const kl = num('rl-kl', DEFAULT_RL_OPTIONS.klCoef, { min: 0, step: 'any' });
   const clip = num('rl-clip', DEFAULT_RL_OPTIONS.clip, { min: 0, step: 'any' });
   const maxTokens = num('rl-max-tokens', DEFAULT_RL_OPTIONS.maxTokens, { min: 1, step: 1 });
-  const temperature = num('rl-temperature', DEFAULT_RL_OPTIONS.sampling.temperature ?? 1, { min: 0, max: 2, step: 0.05 });
+  const temperature = num('rl-temperature', DEFAULT_RL_OPTIONS.sampling.temperature ?? 1, {
+    min: 0,
+    max: 2,
+    step: 0.05,
+  });
   const rlSeed = num('rl-seed', DEFAULT_RL_OPTIONS.seed, { min: 0, step: 1 });
   const rlStart = h('button', { type: 'button', class: 'primary', id: 'rl-start', disabled: true }, 'Start RL');
   const rlPause = h('button', { type: 'button', class: 'secondary', id: 'rl-pause', hidden: true }, 'Pause');
@@ -65,33 +107,86 @@ export function padCard(ctx: AppContext, data: DataCard): HTMLElement {
   const rlLabel = h('span', { class: 'muted progress-label', id: 'rl-label' });
   const rlStatus = statusLine();
   rlStatus.el.id = 'rl-status';
-  const rewardChart = lineChart({ id: 'rl-reward-chart', title: 'Mean reward per RL step', xLabel: 'step', yLabel: 'reward', format: (v) => v.toFixed(3) });
-  const accuracyChart = lineChart({ id: 'rl-accuracy-chart', title: 'Accuracy of the group per RL step', xLabel: 'step', yLabel: 'accuracy', color: palette2(), format: (v) => `${(100 * v).toFixed(0)}%` });
+  const rewardChart = lineChart({
+    id: 'rl-reward-chart',
+    title: 'Mean reward per RL step',
+    xLabel: 'step',
+    yLabel: 'reward',
+    format: (v) => v.toFixed(3),
+  });
+  const accuracyChart = lineChart({
+    id: 'rl-accuracy-chart',
+    title: 'Accuracy of the group per RL step',
+    xLabel: 'step',
+    yLabel: 'accuracy',
+    color: palette2(),
+    format: (v) => `${(100 * v).toFixed(0)}%`,
+  });
   const rlResult = h('div', { id: 'rl-result' });
 
   const el = h(
     'section',
     { class: 'card', id: 'train-pad', 'aria-labelledby': 'train-pad-h' },
     h('h2', { id: 'train-pad-h' }, '4 · PAD: reward model and RL'),
-    h('p', { class: 'muted small' }, "PAD's step labels (card 1, strategy PAD labels) train a process reward model; RL then improves a student with a correct final answer's reward plus the reward model's score of its weakest step."),
-    h('div', { class: 'pad-grid' },
-      h('div', { class: 'pad-col' },
+    h(
+      'p',
+      { class: 'muted small' },
+      "PAD's step labels (card 1, strategy PAD labels) train a process reward model; RL then improves a student " +
+        "with a correct final answer's reward plus the reward model's score of its weakest step.",
+    ),
+    h(
+      'div',
+      { class: 'pad-grid' },
+      h(
+        'div',
+        { class: 'pad-col' },
         h('h3', {}, 'Process reward model'),
-        h('div', { class: 'grid2' }, field('Held-out share', holdout, 'whole questions, for the AUC'), field('Epochs', epochs), field('Learning rate', prmLr), field('Seed', prmSeed)),
+        h(
+          'div',
+          { class: 'grid2' },
+          field('Held-out share', holdout, 'whole questions, for the AUC'),
+          field('Epochs', epochs),
+          field('Learning rate', prmLr),
+          field('Seed', prmSeed),
+        ),
         h('div', { class: 'row actions' }, prmTrain, prmStop, prmDownload),
         h('div', { class: 'progress-row' }, prmProgress, prmLabel),
         prmNote,
         prmStatus.el,
         h('figure', {}, prmLoss.el),
       ),
-      h('div', { class: 'pad-col' },
+      h(
+        'div',
+        { class: 'pad-col' },
         h('h3', {}, 'RL on a student'),
         qc.el,
-        h('div', { class: 'grid2' }, field('Adapter name', rlName), field('Start from', rlInit, 'e.g. the R-SFT student')),
+        h(
+          'div',
+          { class: 'grid2' },
+          field('Adapter name', rlName),
+          field('Start from', rlInit, 'e.g. the R-SFT student'),
+        ),
         field('System prompt', rlSystem),
-        h('div', { class: 'field' }, h('label', { class: 'check', for: 'rl-use-prm' }, usePrm, ' Add the reward model to the reward'), h('small', { class: 'hint', id: 'rl-use-prm-hint' }, 'Train the reward model first.')),
-        h('div', { class: 'grid3' }, field('PRM weight', prmWeight), field('Steps', steps), field('Group size', group, 'samples per question')),
-        h('div', { class: 'grid3' }, field('Questions / step', prompts), field('PPO epochs', ppo), field('Learning rate', rlLr)),
+        h(
+          'div',
+          { class: 'field' },
+          h('label', { class: 'check', for: 'rl-use-prm' }, usePrm, ' Add the reward model to the reward'),
+          h('small', { class: 'hint', id: 'rl-use-prm-hint' }, 'Train the reward model first.'),
+        ),
+        h(
+          'div',
+          { class: 'grid3' },
+          field('PRM weight', prmWeight),
+          field('Steps', steps),
+          field('Group size', group, 'samples per question'),
+        ),
+        h(
+          'div',
+          { class: 'grid3' },
+          field('Questions / step', prompts),
+          field('PPO epochs', ppo),
+          field('Learning rate', rlLr),
+        ),
         h('div', { class: 'grid3' }, field('KL penalty', kl), field('Clip', clip), field('Max tokens', maxTokens)),
         h('div', { class: 'grid2' }, field('Temperature', temperature), field('Seed', rlSeed)),
         h('div', { class: 'row actions' }, rlStart, rlPause, rlResume, rlCancel),
@@ -112,12 +207,17 @@ export function padCard(ctx: AppContext, data: DataCard): HTMLElement {
     const m = state.model;
     const busy = !!prmTask || rlPhase === 'running';
     prmTrain.disabled = busy || !m || !d || d.strategy !== 'pad' || !d.rows;
-    prmTrain.title = !m ? 'Load a model first' : !d || d.strategy !== 'pad' ? 'Build PAD step labels in card 1 first' : '';
-    prmNote.textContent = d?.strategy === 'pad' ? `${d.rows} stepwise rows from ${d.source}.` : 'Pick the PAD labels strategy in card 1 to build step labels.';
+    prmTrain.title = !m ? 'Load a model first' : d?.strategy !== 'pad' ? 'Build PAD step labels in card 1 first' : '';
+    prmNote.textContent =
+      d?.strategy === 'pad'
+        ? `${d.rows} stepwise rows from ${d.source}.`
+        : 'Pick the PAD labels strategy in card 1 to build step labels.';
     prmStop.hidden = !prmTask;
     prmDownload.disabled = !hasPrm;
     usePrm.disabled = !hasPrm;
-    (el.querySelector('#rl-use-prm-hint') as HTMLElement).textContent = hasPrm ? 'Reward = 1 for a correct answer + weight × the PRM score of the weakest step.' : 'Train the reward model first.';
+    (el.querySelector('#rl-use-prm-hint') as HTMLElement).textContent = hasPrm
+      ? 'Reward = 1 for a correct answer + weight × the PRM score of the weakest step.'
+      : 'Train the reward model first.';
     rlStart.hidden = rlPhase !== 'idle';
     rlStart.disabled = busy || !m || !qc.all().length;
     rlPause.hidden = rlPhase !== 'running';
@@ -151,7 +251,12 @@ export function padCard(ctx: AppContext, data: DataCard): HTMLElement {
       }
     };
     try {
-      const s = { holdout: Math.min(0.9, Math.max(0, readNumber(holdout, 0.2))), epochs: Math.max(1, Math.floor(readNumber(epochs, 100))), lr: readNumber(prmLr, 0.05), seed: Math.max(0, Math.floor(readNumber(prmSeed, 0))) };
+      const s = {
+        holdout: Math.min(0.9, Math.max(0, readNumber(holdout, 0.2))),
+        epochs: Math.max(1, Math.floor(readNumber(epochs, 100))),
+        lr: readNumber(prmLr, 0.05),
+        seed: Math.max(0, Math.floor(readNumber(prmSeed, 0))),
+      };
       const r = await api.trainPrm(id, d.id, s, Comlink.proxy(onEvent));
       hasPrm = true;
       usePrm.checked = true;
@@ -166,7 +271,10 @@ export function padCard(ctx: AppContext, data: DataCard): HTMLElement {
       prmStatus.el.dataset.done = 'true';
     } catch (e) {
       const aborted = /abort/i.test(errorText(e)) || (e as Error).name === 'AbortError';
-      prmStatus.set(aborted ? 'Stopped; nothing was kept.' : `The reward model could not be trained: ${errorText(e)}`, aborted ? 'warn' : 'error');
+      prmStatus.set(
+        aborted ? 'Stopped; nothing was kept.' : `The reward model could not be trained: ${errorText(e)}`,
+        aborted ? 'warn' : 'error',
+      );
     } finally {
       prmTask = null;
       prmProgress.hidden = true;
@@ -204,7 +312,9 @@ export function padCard(ctx: AppContext, data: DataCard): HTMLElement {
     rewardChart.push(e.step, e.reward);
     accuracyChart.push(e.step, e.accuracy);
     setStep(e.step, e.steps);
-    rlLabel.textContent = `reward ${e.reward.toFixed(3)} · KL ${e.kl.toFixed(4)} · group accuracy ${(100 * e.accuracy).toFixed(0)}% · ${e.step < e.steps ? `about ${duration(((e.steps - e.step) * e.stepMs) / 1000)} left` : 'done'}`;
+    rlLabel.textContent =
+      `reward ${e.reward.toFixed(3)} · KL ${e.kl.toFixed(4)} · group accuracy ${(100 * e.accuracy).toFixed(0)}% ` +
+      `· ${e.step < e.steps ? `about ${duration(((e.steps - e.step) * e.stepMs) / 1000)} left` : 'done'}`;
   };
   const finish = (r: RlOutcome) => {
     rlLabel.textContent = r.history.length ? rlLabel.textContent!.replace(/ · about .* left$/, '') : '';
@@ -224,7 +334,10 @@ export function padCard(ctx: AppContext, data: DataCard): HTMLElement {
           state.dispatchEvent(new Event(ADAPTERS_EVENT));
           ctx.show('chat');
         });
-        rlResult.replaceChildren(h('p', {}, h('strong', {}, a.name), ` — rank ${a.rank}: pick it in Chat or compare it on the Evaluate page.`), use);
+        rlResult.replaceChildren(
+          h('p', {}, h('strong', {}, a.name), ` — rank ${a.rank}: pick it in Chat or compare it on the Evaluate page.`),
+          use,
+        );
         state.dispatchEvent(new Event(ADAPTERS_EVENT));
         rlName.value = `student-PAD-${stamp()}`;
       }
@@ -302,9 +415,14 @@ export function padCard(ctx: AppContext, data: DataCard): HTMLElement {
 
   // The adapters RL can start from, and the student prompt of short-context models.
   const refreshAdapters = async () => {
-    const { list, active } = state.model ? await api.adapters().catch(() => ({ list: [], active: null })) : { list: [], active: null };
+    const { list, active } = state.model
+      ? await api.adapters().catch(() => ({ list: [], active: null }))
+      : { list: [], active: null };
     const was = rlInit.value;
-    rlInit.replaceChildren(h('option', { value: '' }, 'A fresh LoRA on the base model'), ...list.map((a) => h('option', { value: a.name }, `${a.name} (LoRA r${a.rank})`)));
+    rlInit.replaceChildren(
+      h('option', { value: '' }, 'A fresh LoRA on the base model'),
+      ...list.map((a) => h('option', { value: a.name }, `${a.name} (LoRA r${a.rank})`)),
+    );
     rlInit.value = list.some((a) => a.name === was) ? was : (active ?? '');
   };
   state.addEventListener(ADAPTERS_EVENT, () => void refreshAdapters());

@@ -22,7 +22,11 @@ export interface RunCard {
 
 export function runCard(ctx: AppContext, data: DataCard, lora: LoraCard): RunCard {
   const { api, state } = ctx;
-  const startBtn = h('button', { type: 'button', class: 'primary', id: 'train-start', disabled: true }, 'Start training');
+  const startBtn = h(
+    'button',
+    { type: 'button', class: 'primary', id: 'train-start', disabled: true },
+    'Start training',
+  );
   const pauseBtn = h('button', { type: 'button', class: 'secondary', id: 'train-pause', hidden: true }, 'Pause');
   const resumeBtn = h('button', { type: 'button', class: 'primary', id: 'train-resume', hidden: true }, 'Resume');
   const cancelBtn = h('button', { type: 'button', class: 'danger', id: 'train-cancel', hidden: true }, 'Cancel');
@@ -50,17 +54,41 @@ export function runCard(ctx: AppContext, data: DataCard, lora: LoraCard): RunCar
   );
 
   const chartsNote = h('span', { class: 'muted small' });
-  const lossChart = lineChart({ id: 'train-loss-chart', title: 'Training loss per step', xLabel: 'step', yLabel: 'loss', format: (v) => v.toFixed(4) });
-  const lrChart = lineChart({ id: 'train-lr-chart', title: 'Learning rate per step', xLabel: 'step', yLabel: 'learning rate', color: palette2(), format: (v) => v.toExponential(2), tickFormat: (v) => v.toExponential(1) });
+  const lossChart = lineChart({
+    id: 'train-loss-chart',
+    title: 'Training loss per step',
+    xLabel: 'step',
+    yLabel: 'loss',
+    format: (v) => v.toFixed(4),
+  });
+  const lrChart = lineChart({
+    id: 'train-lr-chart',
+    title: 'Learning rate per step',
+    xLabel: 'step',
+    yLabel: 'learning rate',
+    color: palette2(),
+    format: (v) => v.toExponential(2),
+    tickFormat: (v) => v.toExponential(1),
+  });
   const chartsCard = h(
     'section',
     { class: 'card', id: 'train-charts', 'aria-labelledby': 'train-charts-h', hidden: true },
     h('div', { class: 'card-head' }, h('h2', { id: 'train-charts-h' }, 'Loss and learning rate'), chartsNote),
-    h('div', { class: 'chart-grid' }, h('figure', {}, h('figcaption', {}, 'Loss'), lossChart.el), h('figure', {}, h('figcaption', {}, 'Learning rate'), lrChart.el)),
+    h(
+      'div',
+      { class: 'chart-grid' },
+      h('figure', {}, h('figcaption', {}, 'Loss'), lossChart.el),
+      h('figure', {}, h('figcaption', {}, 'Learning rate'), lrChart.el),
+    ),
   );
 
   const resultBody = h('div', {});
-  const resultCard = h('section', { class: 'card', id: 'train-result', 'aria-labelledby': 'train-result-h', hidden: true }, h('h2', { id: 'train-result-h' }, 'Adapter'), resultBody);
+  const resultCard = h(
+    'section',
+    { class: 'card', id: 'train-result', 'aria-labelledby': 'train-result-h', hidden: true },
+    h('h2', { id: 'train-result-h' }, 'Adapter'),
+    resultBody,
+  );
 
   let phase: 'idle' | 'running' | 'paused' = 'idle';
   let storedRun: StoredRunInfo | null = null;
@@ -111,8 +139,14 @@ export function runCard(ctx: AppContext, data: DataCard, lora: LoraCard): RunCar
         progressLabel.textContent = e.step ? '' : 'first step…';
         metrics.replaceChildren(
           ...metric('Data', `${e.examples} rows · ${e.source}`),
-          ...metric('LoRA', `r ${e.settings.rank}, alpha ${e.settings.alpha} on ${e.settings.targets.join(', ')} · ${formatCount(e.trainableParams)} parameters`),
-          ...metric('Optimizer', `lr ${e.settings.lr} (${e.settings.schedule}) · batch ${e.settings.batchSize} × ${e.settings.gradAccum}`),
+          ...metric(
+            'LoRA',
+            `r ${e.settings.rank}, alpha ${e.settings.alpha} on ${e.settings.targets.join(', ')} · ${formatCount(e.trainableParams)} parameters`,
+          ),
+          ...metric(
+            'Optimizer',
+            `lr ${e.settings.lr} (${e.settings.schedule}) · batch ${e.settings.batchSize} × ${e.settings.gradAccum}`,
+          ),
         );
         runStatus.set(
           e.resumedFrom !== null
@@ -129,7 +163,9 @@ export function runCard(ctx: AppContext, data: DataCard, lora: LoraCard): RunCar
         setStep(e.step, e.totalSteps);
         stepEma = stepEma ? 0.7 * stepEma + 0.3 * e.stepMs : e.stepMs;
         const eta = ((e.totalSteps - e.step) * stepEma) / 1000;
-        progressLabel.textContent = `loss ${e.loss.toFixed(4)} · lr ${e.lr.toExponential(2)} · ${e.tokensPerS.toFixed(0)} tokens/s · ${e.step < e.totalSteps ? `about ${duration(eta)} left` : 'done'}`;
+        progressLabel.textContent =
+          `loss ${e.loss.toFixed(4)} · lr ${e.lr.toExponential(2)} · ${e.tokensPerS.toFixed(0)} tokens/s · ` +
+          `${e.step < e.totalSteps ? `about ${duration(eta)} left` : 'done'}`;
         progressLabel.dataset.eta = String(Math.round(eta));
         break;
       }
@@ -167,17 +203,44 @@ export function runCard(ctx: AppContext, data: DataCard, lora: LoraCard): RunCar
       }
     });
     resultBody.append(
-      h('p', { class: 'ok-text' }, h('strong', {}, a.name), ` — rank ${a.rank}, alpha ${a.alpha}, ${a.targets.join(', ')} · ${formatCount(a.parameters)} parameters.`),
-      h('p', { class: 'muted small' }, 'Registered on the loaded model: pick it in the Chat page (hot swap, no reload) or evaluate it on the Evaluate page.'),
-      h('div', { class: 'field' }, h('span', { class: 'label' }, 'PEFT files'), h('div', { class: 'row' }, dl('adapter_model.safetensors', 'train-download-weights'), dl('adapter_config.json', 'train-download-config'))),
-      h('small', { class: 'hint' }, 'Save both in one folder: it loads in Hugging Face PEFT and with `agentark … --adapter <folder>`.'),
+      h(
+        'p',
+        { class: 'ok-text' },
+        h('strong', {}, a.name),
+        ` — rank ${a.rank}, alpha ${a.alpha}, ${a.targets.join(', ')} · ${formatCount(a.parameters)} parameters.`,
+      ),
+      h(
+        'p',
+        { class: 'muted small' },
+        'Registered on the loaded model: pick it in the Chat page (hot swap, no reload) or evaluate it on the Evaluate page.',
+      ),
+      h(
+        'div',
+        { class: 'field' },
+        h('span', { class: 'label' }, 'PEFT files'),
+        h(
+          'div',
+          { class: 'row' },
+          dl('adapter_model.safetensors', 'train-download-weights'),
+          dl('adapter_config.json', 'train-download-config'),
+        ),
+      ),
+      h(
+        'small',
+        { class: 'hint' },
+        'Save both in one folder: it loads in Hugging Face PEFT and with `agentark … --adapter <folder>`.',
+      ),
       h('div', { class: 'row actions' }, use),
     );
   };
 
   /** After a cancel: the adapter as it was at the last step, on request. */
   const offerPartial = (step: number) => {
-    const keep = h('button', { type: 'button', class: 'secondary small', id: 'train-keep-partial' }, `Keep the adapter from step ${step}`);
+    const keep = h(
+      'button',
+      { type: 'button', class: 'secondary small', id: 'train-keep-partial' },
+      `Keep the adapter from step ${step}`,
+    );
     keep.addEventListener('click', async () => {
       keep.disabled = true;
       try {
@@ -197,15 +260,20 @@ export function runCard(ctx: AppContext, data: DataCard, lora: LoraCard): RunCar
     progressLabel.textContent = (progressLabel.textContent ?? '').replace(/ · about .* left$/, '');
     if (r.status === 'paused') {
       phase = 'paused';
-      runStatus.set(`Paused at step ${r.step} of ${r.totalSteps}; the state is kept (and checkpointed in this browser).`, 'warn');
+      runStatus.set(
+        `Paused at step ${r.step} of ${r.totalSteps}; the state is kept (and checkpointed in this browser).`,
+        'warn',
+      );
     } else {
       phase = 'idle';
       if (r.status === 'cancelled') {
         runStatus.set(`Cancelled at step ${r.step}; its checkpoints were deleted.`, 'warn');
         if (r.step > 0) offerPartial(r.step);
-      }
-      else {
-        runStatus.set(`Finished ${r.totalSteps} steps${r.finalLoss !== null ? `, final loss ${r.finalLoss.toFixed(4)}` : ''}. The adapter is registered on the model.`, 'ok');
+      } else {
+        runStatus.set(
+          `Finished ${r.totalSteps} steps${r.finalLoss !== null ? `, final loss ${r.finalLoss.toFixed(4)}` : ''}. The adapter is registered on the model.`,
+          'ok',
+        );
         runStatus.el.dataset.done = 'true';
         if (r.adapter) showResult(r.adapter);
         state.dispatchEvent(new Event(ADAPTERS_EVENT));
@@ -229,7 +297,8 @@ export function runCard(ctx: AppContext, data: DataCard, lora: LoraCard): RunCar
     try {
       finish(await call(id));
     } catch (e) {
-      phase = (await api.trainingState().catch(() => ({ state: 'idle' as const }))).state === 'paused' ? 'paused' : 'idle';
+      phase =
+        (await api.trainingState().catch(() => ({ state: 'idle' as const }))).state === 'paused' ? 'paused' : 'idle';
       state.set('busy', null);
       runStatus.set(`Training stopped: ${errorText(e)}`, 'error');
       updateButtons();
@@ -245,7 +314,11 @@ export function runCard(ctx: AppContext, data: DataCard, lora: LoraCard): RunCar
       runStatus.set('Pick at least one target module.', 'error');
       return;
     }
-    if (storedRun && !confirm(`Starting a new run replaces the unfinished run ${storedRun.name} stored in this browser. Start anyway?`)) return;
+    if (
+      storedRun &&
+      !confirm(`Starting a new run replaces the unfinished run ${storedRun.name} stored in this browser. Start anyway?`)
+    )
+      return;
     chartsNote.textContent = '';
     lossChart.set([]);
     lrChart.set([]);
@@ -297,22 +370,42 @@ export function runCard(ctx: AppContext, data: DataCard, lora: LoraCard): RunCar
     }
     const r = storedRun;
     const when = new Date(r.savedAt).toLocaleString(undefined, { dateStyle: 'short', timeStyle: 'short' });
-    const resumeStored = h('button', { type: 'button', class: 'primary small', id: 'train-stored-resume', disabled: !r.sameModel || r.elsewhere }, 'Resume');
-    const discard = h('button', { type: 'button', class: 'danger small', id: 'train-stored-discard', disabled: r.elsewhere }, 'Discard');
+    const resumeStored = h(
+      'button',
+      { type: 'button', class: 'primary small', id: 'train-stored-resume', disabled: !r.sameModel || r.elsewhere },
+      'Resume',
+    );
+    const discard = h(
+      'button',
+      { type: 'button', class: 'danger small', id: 'train-stored-discard', disabled: r.elsewhere },
+      'Discard',
+    );
     resumeStored.addEventListener('click', () => {
       lora.apply(r.settings);
       resume();
     });
     discard.addEventListener('click', async () => {
-      if (!confirm(`Delete the unfinished run ${r.name} (step ${r.step} of ${r.totalSteps}) from this browser?`)) return;
+      if (!confirm(`Delete the unfinished run ${r.name} (step ${r.step} of ${r.totalSteps}) from this browser?`))
+        return;
       await api.cancelTraining();
       void refreshStored();
     });
     append(
       stored,
-      h('p', {}, h('strong', {}, 'Unfinished run: '), `${r.name} — ${r.step ? `checkpoint at step ${r.step}` : 'no checkpoint yet'} of ${r.totalSteps}, ${r.examples} rows from ${r.source}, saved ${when}${r.status === 'paused' ? ' (paused)' : ''}.`),
+      h(
+        'p',
+        {},
+        h('strong', {}, 'Unfinished run: '),
+        `${r.name} — ${r.step ? `checkpoint at step ${r.step}` : 'no checkpoint yet'} of ${r.totalSteps}, ${r.examples} ` +
+          `rows from ${r.source}, saved ${when}${r.status === 'paused' ? ' (paused)' : ''}.`,
+      ),
       r.elsewhere
-        ? h('p', { class: 'muted small' }, 'Another tab of this browser owns it: resume, pause or discard it there. This tab takes it over from its last checkpoint if that tab closes mid-run.')
+        ? h(
+            'p',
+            { class: 'muted small' },
+            'Another tab of this browser owns it: resume, pause or discard it there. This tab takes it over from ' +
+              'its last checkpoint if that tab closes mid-run.',
+          )
         : r.sameModel
           ? null
           : h('p', { class: 'bad-text small' }, `It was started on ${r.modelId}: load that model to resume it.`),
@@ -365,7 +458,10 @@ export function runCard(ctx: AppContext, data: DataCard, lora: LoraCard): RunCar
         watching = false;
         state.set('busy', null);
         const o = msg.outcome;
-        otherTab.textContent = o.status === 'failed' ? `The run in the other tab stopped: ${o.error}` : `The run in the other tab was ${o.status === 'finished' ? 'finished' : o.status} at step ${o.step} of ${o.totalSteps}.`;
+        otherTab.textContent =
+          o.status === 'failed'
+            ? `The run in the other tab stopped: ${o.error}`
+            : `The run in the other tab was ${o.status === 'finished' ? 'finished' : o.status} at step ${o.step} of ${o.totalSteps}.`;
         progressLabel.textContent = '';
         updateButtons();
         void refreshStored();
