@@ -22,10 +22,11 @@ export interface ModelSize {
   vocab: number;
 }
 
+/** Named by their parameter count (tied embeddings): 108,864, 3,033,344 and 18,455,040. */
 export const BENCH_SIZES: ModelSize[] = [
-  { name: 'tiny-0.2M', hidden: 64, layers: 2, heads: 4, kvHeads: 2, intermediate: 176, vocab: 256 },
-  { name: 'small-2.6M', hidden: 256, layers: 4, heads: 8, kvHeads: 4, intermediate: 688, vocab: 512 },
-  { name: 'medium-14M', hidden: 512, layers: 6, heads: 8, kvHeads: 4, intermediate: 1376, vocab: 2048 },
+  { name: 'tiny-0.11M', hidden: 64, layers: 2, heads: 4, kvHeads: 2, intermediate: 176, vocab: 256 },
+  { name: 'small-3.0M', hidden: 256, layers: 4, heads: 8, kvHeads: 4, intermediate: 688, vocab: 512 },
+  { name: 'medium-18M', hidden: 512, layers: 6, heads: 8, kvHeads: 4, intermediate: 1376, vocab: 2048 },
 ];
 
 export function benchConfig(s: ModelSize): ModelConfig {
