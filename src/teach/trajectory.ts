@@ -317,7 +317,12 @@ export interface TrajectoryLog {
   close(): Promise<void>;
 }
 
-const RECORD_PREFIX = Buffer.from(`{"schema":${JSON.stringify(TRAJECTORY_SCHEMA)}`, 'utf8');
+let recordPrefixBytes: Buffer | null = null;
+/** How every record of ours starts on disk; built on first use (this module also loads in the browser, which has no Buffer). */
+function recordPrefix(): Buffer {
+  recordPrefixBytes ??= Buffer.from(`{"schema":${JSON.stringify(TRAJECTORY_SCHEMA)}`, 'utf8');
+  return recordPrefixBytes;
+}
 
 /**
  * Whether a tail without its newline is what an interrupted append of ours leaves: blank, or the
@@ -325,9 +330,10 @@ const RECORD_PREFIX = Buffer.from(`{"schema":${JSON.stringify(TRAJECTORY_SCHEMA)
  * that prefix only counts after records of ours, so nobody else's file is ever cut.
  */
 function isOurPartialRecord(tail: Buffer, recordsBefore: number): boolean {
+  const prefix = recordPrefix();
   if (tail.toString('utf8').trim() === '') return true;
-  if (tail.length >= RECORD_PREFIX.length) return tail.subarray(0, RECORD_PREFIX.length).equals(RECORD_PREFIX);
-  return recordsBefore > 0 && RECORD_PREFIX.subarray(0, tail.length).equals(tail);
+  if (tail.length >= prefix.length) return tail.subarray(0, prefix.length).equals(prefix);
+  return recordsBefore > 0 && prefix.subarray(0, tail.length).equals(tail);
 }
 
 /**
