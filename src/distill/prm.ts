@@ -6,7 +6,7 @@
  * (a few hundred parameters: on the host); scoring a solution reads the same hidden states.
  */
 import type { Runtime } from '../engine/local';
-import { Rng, tokenLogprobs } from '../engine/sampling';
+import { Rng } from '../engine/sampling';
 import { writeSafetensors, readSafetensors } from '../formats/safetensors';
 
 export interface StepwiseRow {
@@ -56,7 +56,7 @@ export async function stepFeatures(runtime: Runtime, row: StepwiseRow): Promise<
   }
   const valid = ends.map((e) => Math.max(0, e));
   const h = await runtime.hidden(ids, valid);
-  const logp = tokenLogprobs(await runtime.logits(ids), ids, runtime.model.config.vocabSize);
+  const logp = await runtime.tokenLogprobs(ids);
   const H = runtime.model.config.hiddenSize;
   return valid.map((end, k) => {
     const start = k === 0 ? 1 : valid[k - 1] + 1;

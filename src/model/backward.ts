@@ -8,6 +8,7 @@
 import type { AnyBackend } from '../kernels/backend';
 import { IGNORE_INDEX, type TrainOps } from '../kernels/train-backend';
 import type { LayerWeights, LlamaModel, Projection } from './llama';
+import { chunkedLossHead } from './loss-head';
 
 /* eslint-disable @typescript-eslint/no-explicit-any */
 type T = any;
@@ -199,7 +200,6 @@ export class TrainingPass {
     const positions = be.indices(Uint32Array.from({ length: n }, (_, i) => i % mb.seqLen));
     const slots = be.indices(Uint32Array.from({ length: n }, (_, i) => Math.floor(i / mb.seqLen)));
     const ids = be.indices(mb.inputIds);
-    const labels = be.indices(shifted);
     const cacheShape = { slots: mb.batch, maxSeq: mb.seqLen, kvDim };
     const { cos, sin } = model;
 
@@ -262,36 +262,14 @@ export class TrainingPass {
     const xL = x;
     const normed = be.tensor(n * H, 'x.norm');
     be.rmsnorm(xL, model.norm, n, H, eps, normed);
-    const logits = be.tensor(n * V, 'logits');
-    be.matmul(normed, model.lmHead, null, n, logits);
-    const losses = be.tensor(n, 'losses');
-    const dlogits = be.tensor(n * V, 'dlogits');
-    let lossHost: Float32Array | null = null;
-    if (policyGradient) {
-      // RL: d(loss)/d(logits) = (d loss/d logp) · (onehot − softmax) = −w · (softmax − onehot), so
-      // the cross-entropy gradient (scale 1) is rescaled per row by −w.
-      ops.crossEntropy(logits, labels, n, V, 1, losses, dlogits);
-      lossHost = await be.toHost(losses, n);
-      const logp = lossHost.map((l, i) => (shifted[i] === IGNORE_INDEX ? 0 : -l));
-      const w = policyGradient(logp);
-      if (w.length !== n) throw new Error(`policy gradient returned ${w.length} weights for ${n} rows`);
-      const rowScale = be.fromHost(w.map((x) => -x));
-      ops.scaleRows(dlogits, rowScale, n, V);
-      be.free(rowScale);
-    } else {
-      ops.crossEntropy(logits, labels, n, V, gradScale, losses, dlogits);
-    }
-    be.free(logits);
+    // ---- loss and backward through the LM head, in row chunks (see loss-head.ts) ----
+    const full = this.params.mode === 'full' ? this.params.full : null;
+    const headGrad = full ? full.get(c.tieWordEmbeddings ? 'model.embed_tokens.weight' : 'lm_head.weight') : null;
+    const head = await chunkedLossHead(be, ops, model, normed, shifted, gradScale, { policyGradient, headGrad });
+    const lossHost = head.losses;
+    const dnormed = head.dnormed;
 
     // ---- backward ----
-    const full = this.params.mode === 'full' ? this.params.full : null;
-    const dnormed = be.tensor(n * H, 'd.normed');
-    ops.matmulBackwardInput(dlogits, model.lmHead, n, V, H, dnormed, false);
-    if (full) {
-      const headName = c.tieWordEmbeddings ? 'model.embed_tokens.weight' : 'lm_head.weight';
-      ops.matmulBackwardWeight(dlogits, normed, n, V, H, full.get(headName), true);
-    }
-    be.free(dlogits);
     const dx = be.tensor(n * H, 'dx');
     ops.rmsnormBackward(dnormed, xL, model.norm, n, H, eps, dx, full ? full.get('model.norm.weight') : null);
     const dtmp = be.tensor(n * H, 'd.tmp');
@@ -337,12 +315,11 @@ export class TrainingPass {
     }
     if (full) ops.embeddingBackward(dx, ids, n, V, H, full.get('model.embed_tokens.weight'), true);
 
-    lossHost ??= await be.toHost(losses, n);
     let lossSum = 0;
     for (let i = 0; i < n; i++) lossSum += lossHost[i];
 
     // ---- release ----
-    const free = [xL, normed, losses, dnormed, dx, dtmp, dact, dgate, dup, datt, dq, dk, dv, proj];
+    const free = [xL, normed, dnormed, dx, dtmp, dact, dgate, dup, datt, dq, dk, dv, proj];
     if (dqRaw) free.push(dqRaw, dkRaw);
     for (const a of layerActs) {
       free.push(a.xIn, a.h1, a.q, a.kCache, a.vCache, a.att, a.x2, a.h2, a.gate, a.up, a.act);
@@ -353,7 +330,7 @@ export class TrainingPass {
       }
     }
     for (const t of free) be.free(t);
-    for (const i of [positions, slots, ids, labels]) be.freeIndices(i);
+    for (const i of [positions, slots, ids]) be.freeIndices(i);
     return { lossSum, tokens };
   }
 }
