@@ -14,7 +14,6 @@ import type { QuantFormat } from '../quant/quantize';
 import type { QuantCache } from '../quant/cache';
 import { quantizeWeights } from '../quant/weights';
 import { chunkedTokenLogprobs } from '../model/loss-head';
-import { trainOpsFor } from '../train/trainer';
 import type { TrainOps } from '../kernels/train-backend';
 import type { ProgressCallback } from '../progress';
 import { Generator, type GenerationRequest, type GenerationResult } from './generator';
@@ -125,8 +124,9 @@ export class Runtime {
    */
   async tokenLogprobs(ids: number[]): Promise<Float32Array> {
     const hidden = await this.hidden(ids, ids.map((_, i) => i));
-    this.trainOps ??= trainOpsFor(this.backend);
-    return this.generator.exclusive(() => chunkedTokenLogprobs(this.backend, this.trainOps as never, this.model, hidden, ids));
+    this.trainOps ??= this.backend.createTrainOps() as TrainOps<unknown, unknown, unknown>;
+    const ops = this.trainOps;
+    return this.generator.exclusive(() => chunkedTokenLogprobs(this.backend, ops as never, this.model as never, hidden, ids));
   }
 
   /** Final-normed hidden states [rows.length, hidden] at the given positions of `ids`. */

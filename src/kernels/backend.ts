@@ -1,8 +1,9 @@
 /**
  * The ops of a Llama-family forward pass, implemented twice: on WebGPU (gpu.ts, the product) and in
- * plain TypeScript (cpu.ts, the twin every kernel is tested against). The model's forward pass is
- * written once against this interface.
+ * plain TypeScript (cpu.ts, the twin every kernel is tested against). The model (model/llama.ts)
+ * is written against this interface; each backend also makes the training ops of its own kind.
  */
+import type { TrainOps } from './train-backend';
 
 import type { QuantizedMatrix } from '../quant/quantize';
 
@@ -32,6 +33,8 @@ export interface Backend<T, W, I> {
   tensor(n: number, label?: string): T;
   fromHost(data: Float32Array): T;
   toHost(t: T, n: number, offset?: number): Promise<Float32Array>;
+  /** Overwrite the start of tensor `t` with `data` (e.g. restoring a checkpoint). */
+  upload(t: T, data: Float32Array): void;
   free(t: T): void;
   freeIndices(i: I): void;
   freeWeight(w: W): void;
@@ -56,7 +59,10 @@ export interface Backend<T, W, I> {
   copy(src: T, srcOffset: number, dst: T, dstOffset: number, n: number): void;
   /** Submit queued work (no-op on the CPU). */
   flush(): void;
+  /** The training ops (backward kernels, loss, optimizers) on this backend's tensors. */
+  createTrainOps(): TrainOps<T, W, I>;
 }
 
+/** A backend whose handle types the caller does not name (code that only passes handles along). */
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 export type AnyBackend = Backend<any, any, any>;

@@ -3,6 +3,8 @@
  * semantics. Tests compare each GPU kernel against these; benchmarks run them side by side.
  */
 import type { Backend, KvCacheShape, WeightShape } from './backend';
+import type { TrainOps } from './train-backend';
+import { CpuTrainOps } from './train-cpu';
 import { f16ToF32 as f16BitsToF32 } from '../formats/dtype';
 import type { QuantizedMatrix } from '../quant/quantize';
 import { cpuEmbeddingQ, cpuMatmulQ } from './quant-cpu';
@@ -127,6 +129,9 @@ export class CpuBackend implements Backend<Float32Array, CpuWeight, Uint32Array>
   async toHost(t: Float32Array, n: number, offset = 0): Promise<Float32Array> {
     return t.slice(offset, offset + n);
   }
+  upload(t: Float32Array, data: Float32Array): void {
+    t.set(data);
+  }
   free(): void {}
   freeIndices(): void {}
   freeWeight(): void {}
@@ -167,4 +172,7 @@ export class CpuBackend implements Backend<Float32Array, CpuWeight, Uint32Array>
     dst.set(src.subarray(srcOffset, srcOffset + n), dstOffset);
   }
   flush(): void {}
+  createTrainOps(): TrainOps<Float32Array, CpuWeight, Uint32Array> {
+    return new CpuTrainOps();
+  }
 }

@@ -6,6 +6,8 @@
 import type { Gpu } from '../gpu/device';
 import { GpuError } from '../gpu/device';
 import type { Backend, KvCacheShape, WeightShape } from './backend';
+import type { TrainOps } from './train-backend';
+import { GpuTrainOps } from './train-gpu';
 import { checkAgainstWgsl, declareKernel, groups1d, invocations, size2d, KernelError, packUniform, uniformKey, workgroupDefines, type Kernel, type ParamTypes, type ParamValues } from './kernel';
 import { attentionChunkRows, loadShaders, shaderSource, type ShaderDefines } from './shaders';
 
@@ -230,6 +232,15 @@ export class GpuBackend implements Backend<GpuTensor, GpuWeight, GpuIndices> {
   async toHost(t: GpuTensor, n: number, offset = 0): Promise<Float32Array> {
     this.flush();
     return this.gpu.readF32(t.buffer, n, offset);
+  }
+
+  upload(t: GpuTensor, data: Float32Array): void {
+    if (data.length > t.length) throw new GpuError(`upload: ${data.length} values into a tensor of ${t.length}`);
+    this.write(t.buffer, data);
+  }
+
+  createTrainOps(): TrainOps<GpuTensor, GpuWeight, GpuIndices> {
+    return new GpuTrainOps(this);
   }
 
   free(t: GpuTensor): void {

@@ -5,12 +5,9 @@
  * back through the head into d(hidden) (and the head's weight gradient in full fine-tuning), and
  * reuses the same two [chunkRows, vocab] buffers for the next rows.
  */
-import type { AnyBackend } from '../kernels/backend';
+import type { Backend, WeightShape } from '../kernels/backend';
 import { IGNORE_INDEX, type TrainOps } from '../kernels/train-backend';
 import type { LlamaModel } from './llama';
-
-/* eslint-disable @typescript-eslint/no-explicit-any */
-type T = any;
 
 /** Bytes one [chunkRows, vocab] f32 logits buffer may take (two are live: logits and dlogits). */
 export const LOGITS_CHUNK_BYTES = 16 * 2 ** 20;
@@ -20,7 +17,7 @@ export function lossChunkRows(vocab: number, rows: number, chunkBytes = LOGITS_C
   return Math.max(1, Math.min(rows, Math.floor(chunkBytes / (vocab * 4))));
 }
 
-export interface LossHeadOptions {
+export interface LossHeadOptions<T> {
   /** RL: given every row's log-probability of its label (0 for unlabelled rows), d(loss)/d(logp) per row. */
   policyGradient?: (logp: Float32Array) => Float32Array;
   /** Full fine-tuning: the LM head weight's gradient, accumulated into. */
@@ -33,7 +30,15 @@ export interface LossHeadOptions {
  * rows ignored), gradient scaled by gradScale. Returns each row's loss on the host and
  * d(loss)/d(normed) [n, hidden] on the backend (the caller frees it).
  */
-export async function chunkedLossHead(be: AnyBackend, ops: TrainOps<T, T, T>, model: LlamaModel, normed: T, labels: Uint32Array, gradScale: number, opts: LossHeadOptions = {}): Promise<{ losses: Float32Array; dnormed: T }> {
+export async function chunkedLossHead<T, W extends WeightShape, I>(
+  be: Backend<T, W, I>,
+  ops: TrainOps<T, W, I>,
+  model: LlamaModel<T, W, I>,
+  normed: T,
+  labels: Uint32Array,
+  gradScale: number,
+  opts: LossHeadOptions<T> = {},
+): Promise<{ losses: Float32Array; dnormed: T }> {
   const n = labels.length;
   const H = model.config.hiddenSize;
   const V = model.config.vocabSize;
@@ -103,7 +108,7 @@ export async function chunkedLossHead(be: AnyBackend, ops: TrainOps<T, T, T>, mo
  * through the LM head in row chunks (never the whole [n, vocab] logits): the PRM features and
  * the RL reference/old-policy log-probabilities.
  */
-export async function chunkedTokenLogprobs(be: AnyBackend, ops: TrainOps<T, T, T>, model: LlamaModel, hidden: Float32Array, ids: readonly number[], chunkBytes?: number): Promise<Float32Array> {
+export async function chunkedTokenLogprobs<T, W extends WeightShape, I>(be: Backend<T, W, I>, ops: TrainOps<T, W, I>, model: LlamaModel<T, W, I>, hidden: Float32Array, ids: readonly number[], chunkBytes?: number): Promise<Float32Array> {
   const n = ids.length;
   const H = model.config.hiddenSize;
   const V = model.config.vocabSize;

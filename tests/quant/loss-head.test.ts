@@ -11,7 +11,7 @@ import { GpuBackend } from '../../src/kernels/gpu';
 import { CpuBackend } from '../../src/kernels/cpu';
 import { IGNORE_INDEX } from '../../src/kernels/train-backend';
 import { tokenLogprobs } from '../../src/engine/sampling';
-import { trainOpsFor } from '../../src/train/trainer';
+import type { AnyBackend } from '../../src/kernels/backend';
 import { writeTinyModel } from '../helpers/tiny-model';
 import { testGpu } from '../helpers/gpu';
 import { maxRelErr, randn } from '../helpers/rng';
@@ -34,8 +34,8 @@ describe('chunked LM head loss', () => {
 
   for (const backendName of ['webgpu', 'cpu']) {
     it(`${backendName}: losses, d(hidden), head gradient and the policy-gradient path equal the one-chunk result`, async () => {
-      const be = backendName === 'cpu' ? new CpuBackend() : await GpuBackend.create(gpu, 'f32');
-      const ops = trainOpsFor(be);
+      const be: AnyBackend = backendName === 'cpu' ? new CpuBackend() : await GpuBackend.create(gpu, 'f32');
+      const ops = be.createTrainOps();
       const ckpt = await loadCheckpoint(dir);
       const model = LlamaModel.fromTensors(be, ckpt.config, ckpt.tensors, 16);
       const { hiddenSize: H, vocabSize: V } = model.config;
@@ -45,7 +45,7 @@ describe('chunked LM head loss', () => {
       const run = async (chunkBytes: number, pg: boolean) => {
         const headGrad = be.fromHost(new Float32Array(V * H));
         const policyGradient = pg ? (logp: Float32Array) => logp.map((l, i) => (i % 2 ? 0.5 : -0.25) + 0 * l) : undefined;
-        const r = await chunkedLossHead(be, ops as never, model, normed, labels, 0.1, { headGrad, chunkBytes, policyGradient });
+        const r = await chunkedLossHead(be, ops, model as never, normed, labels, 0.1, { headGrad, chunkBytes, policyGradient });
         return { losses: r.losses, dn: await be.toHost(r.dnormed, n * H), dw: await be.toHost(headGrad, V * H) };
       };
       for (const pg of [false, true]) {
