@@ -44,6 +44,11 @@ export interface TrainOptions {
   gradAccum: number;
   seed: number;
   padTokenId: number;
+  /**
+   * Activation recomputation per block: the forward keeps only each block's input and the backward
+   * runs each block's forward again just before its backward (peak: one block's activations).
+   */
+  recompute?: boolean;
   /** Like transformers' group_by_length: batch rows of similar length together (less padding). */
   groupByLength?: boolean;
 }
