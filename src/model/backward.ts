@@ -27,6 +27,8 @@ export type FullGrads<T> = Map<string, T>;
 
 export interface TrainableSet<T, W> {
   mode: 'lora' | 'full';
+  /** Rebuild each block's activations in the backward instead of keeping them (--recompute). */
+  recompute?: boolean;
   /** LoRA parameters keyed `${layer}.${module}`; the model's adapter holds the same A and B. */
   lora: Map<string, LoraParam<T, W>>;
   loraScale: number;
@@ -166,6 +168,7 @@ export class TrainingPass<T, W extends WeightShape, I> {
             return xd;
           }
         : undefined,
+      this.params.recompute ?? false,
     );
     const cache = model.createCache(mb.batch, mb.seqLen);
     const batch = {
@@ -211,7 +214,8 @@ export class TrainingPass<T, W extends WeightShape, I> {
       const dkRaw = c.qkNorm ? tensor(n * kvDim, 'd.k.raw') : null;
       for (let li = c.numLayers - 1; li >= 0; li--) {
         const L = model.layers[li];
-        const a = acts.layers[li];
+        // With recomputation, the block's forward runs again here from its saved input.
+        const a = acts.recompute ? model.recomputeLayer(li, acts, cache) : acts.layers[li];
         // MLP branch: x_out = x2 + down(swiglu(gate(h2), up(h2))), h2 = norm(x2)
         this.projectBackward(dx, a.act, L.down, n, dact, false, li, 'down_proj', a, stepSeed, false);
         ops.swigluBackward(dact, a.gate, a.up, n * I, dgate, dup);
@@ -237,6 +241,7 @@ export class TrainingPass<T, W extends WeightShape, I> {
         this.projectBackward(dv, a.h1, L.v, n, dtmp, true, li, 'v_proj', a, stepSeed, Boolean(L.vBias));
         ops.rmsnormBackward(dtmp, a.xIn, L.inputNorm, n, H, eps, dbranch, normGrad(hfName(li, 'input_layernorm')));
         be.add(dx, dbranch, n * H);
+        if (acts.recompute) model.freeRecomputed(a);
       }
       if (full) ops.embeddingBackward(dx, ids, n, V, H, this.fullGrad('model.embed_tokens.weight'), true);
 

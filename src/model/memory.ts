@@ -306,7 +306,7 @@ export interface MemoryLimits {
   budgetBytes?: number;
 }
 
-const mib = (b: number) => `${(b / 2 ** 20).toFixed(0)} MiB`;
+const mib = (b: number) => `${(b / 2 ** 20).toFixed(b < 10 * 2 ** 20 ? 2 : 0)} MiB`;
 
 /** Throw a MemoryPlanError naming what to change when the estimate does not fit the limits. */
 export function checkMemoryPlan(estimate: MemoryEstimate, limits: MemoryLimits, opts: MemoryPlanOptions): void {

@@ -40,8 +40,8 @@ async function measure(configJson: Record<string, unknown>, plan: MemoryPlanOpti
 describe('memory planner', () => {
   const tiny = tinyModelConfig({ arch: 'qwen2', tied: true, hidden: 96, heads: 4, kvHeads: 2, intermediate: 160, layers: 3, vocab: 2000 });
   for (const weights of ['q4', 'f32'] as const) {
-    for (const recompute of [false]) {
-      it(`estimate within 15% of the measured peak: tiny qwen2, ${weights}, batch 2 x 40, rank 8 on all linear layers`, async () => {
+    for (const recompute of [false, true]) {
+      it(`estimate within 15% of the measured peak: tiny qwen2, ${weights}, batch 2 x 40, rank 8 on all linear layers${recompute ? ", --recompute" : ""}`, async () => {
         const plan: MemoryPlanOptions = { weights, train: { batch: 2, seqLen: 40, rank: 8, targets: [...PROJECTIONS], recompute } };
         const est = await estimatePeakBytes(parseConfig(tiny), plan);
         const measured = await measure(tiny, plan);
