@@ -4,6 +4,9 @@
  */
 import { writeFileSync } from 'node:fs';
 import { runSpeedBenchmarks, type SpeedReport } from '../src/eval/speed';
+import { Gpu } from '../src/gpu/device';
+import { GpuBackend } from '../src/kernels/gpu';
+import { benchmarkWeightFormats } from '../src/quant/speed';
 
 function table(report: SpeedReport): string {
   const lines = [`adapter: ${report.adapter}`, '', '| kernel | shape | WebGPU GFLOP/s | CPU twin GFLOP/s | ratio |', '|---|---|---|---|---|'];
@@ -17,6 +20,11 @@ function table(report: SpeedReport): string {
 
 const report = await runSpeedBenchmarks({ log: (l) => process.stderr.write(l + '\n') });
 console.log(table(report));
-writeFileSync('bench-results.json', JSON.stringify(report, null, 2));
+// Weight formats side by side (f32, f16, q8, q4): the same product, same adapter, one run.
+const gpu = await Gpu.create();
+const formats = await benchmarkWeightFormats(await GpuBackend.create(gpu, 'f32'), gpu.features.f16 ? await GpuBackend.create(gpu, 'f16') : null);
+gpu.destroy();
+console.log(['', '| weights | shape | GFLOP/s | time vs f32 |', '|---|---|---|---|', ...formats.map((f) => `| ${f.format} | ${f.shape} | ${f.gflops.toFixed(2)} | ${f.vsF32.toFixed(2)}x |`)].join('\n'));
+writeFileSync('bench-results.json', JSON.stringify({ ...report, weightFormats: formats }, null, 2));
 console.log('\nwrote bench-results.json');
 process.exit(0);

@@ -44,6 +44,7 @@ export function commandUsesWebGpu(argv: string[]): boolean {
     case 'train':
     case 'prm':
     case 'rl':
+    case 'bench':
       return true;
     case 'debate':
       return value('--engine') !== 'openai' && !has('--base-url');

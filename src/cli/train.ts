@@ -17,6 +17,7 @@ import { fullModelSafetensors, resumeCheckpoint, saveCheckpoint, writeFilesAtomi
 import { serializePeftAdapter } from '../formats/peft';
 import { choiceFlag, floatFlag, intFlag, parseFlags, quantizeFlag, stderrProgress, UsageError } from './args';
 import { quantizeWeights } from '../quant/weights';
+import { checkMemoryPlan, estimatePeakBytes, type MemoryPlanOptions } from '../model/memory';
 
 export const USAGE = `usage: agentark train --model <dir|url|hf-id> --data <file.jsonl> --out <dir>
        [--mode lora|full] [--from-scratch] [--rank R] [--alpha A] [--dropout P] [--targets q_proj,v_proj,...]
@@ -24,7 +25,7 @@ export const USAGE = `usage: agentark train --model <dir|url|hf-id> --data <file
        [--schedule linear|cosine|constant] [--warmup STEPS] [--steps N | --epochs E] [--batch B]
        [--grad-accum G] [--context-length N] [--init-adapter <dir>] [--resume] [--seed S]
        [--checkpoint-every N] [--stop-after N] [--group-by-length] [--backend webgpu|cpu]
-       [--quantize q8|q4]
+       [--quantize q8|q4] [--recompute] [--memory-budget MIB]
 
 Data rows (JSONL): {"messages": [...]} (loss on assistant turns), {"prompt", "completion"},
 {"text"}, or pre-tokenized {"input_ids", "labels"}. Writes a PEFT adapter (LoRA) or an HF
@@ -32,7 +33,11 @@ checkpoint (full) to --out, checkpoints to --out/checkpoint (resume with --resum
 summary on stdout. --stop-after N ends this run at step N (the schedule still spans --steps), with
 a checkpoint and the weights of that step, so a later --resume run carries on where it stopped.
 --quantize q8|q4 (LoRA only) trains on a quantized frozen base (QLoRA): the base is read packed,
-the LoRA weights and their gradients stay f32, and the adapter is an ordinary PEFT adapter.`;
+the LoRA weights and their gradients stay f32, and the adapter is an ordinary PEFT adapter.
+--recompute keeps only each block's input in the forward and recomputes the block before its
+backward (peak activations: one block's worth plus the residual stream). Before allocating, the
+memory planner estimates the step's peak GPU bytes and refuses a plan above the adapter's buffer
+limits or --memory-budget, naming what to change.`;
 
 export async function run(argv: string[]): Promise<number> {
   const v = parseFlags(
@@ -67,6 +72,8 @@ export async function run(argv: string[]): Promise<number> {
       'group-by-length': { type: 'boolean' },
       backend: { type: 'string' },
       quantize: { type: 'string' },
+      recompute: { type: 'boolean' },
+      'memory-budget': { type: 'string' },
       quiet: { type: 'boolean' },
     },
     USAGE,
@@ -100,6 +107,7 @@ export async function run(argv: string[]): Promise<number> {
     gradAccum: intFlag(v['grad-accum'] as string | undefined, 'grad-accum', 1),
     seed: intFlag(v.seed as string | undefined, 'seed', DEFAULT_TRAIN_OPTIONS.seed),
     groupByLength: Boolean(v['group-by-length']),
+    recompute: Boolean(v.recompute),
   };
   if (opts.dropout < 0 || opts.dropout >= 1) throw new UsageError(`--dropout must be in [0, 1), got ${opts.dropout}`);
   for (const t of targets) {
@@ -124,6 +132,8 @@ export async function run(argv: string[]): Promise<number> {
   const contextLength = Math.min(intFlag(v['context-length'] as string | undefined, 'context-length', 1024), c.maxPositionEmbeddings);
   opts.padTokenId = ckpt.tokenizer?.padTokenId ?? c.eosTokenIds[0] ?? 0;
 
+  const examples = await loadTrainingData(v.data as string, ckpt.tokenizer, { maxLength: contextLength, vocabSize: c.vocabSize });
+
   // Host tensors → model on the backend. Trainable weights (full mode) must be f32 and unsharded.
   let backend: AnyBackend;
   let gpu: Gpu | null = null;
@@ -132,12 +142,23 @@ export async function run(argv: string[]): Promise<number> {
     gpu = await Gpu.create();
     const halfFile = [...ckpt.tensors.values()].some((t) => t.dtype !== 'F32');
     backend = await GpuBackend.create(gpu, mode === 'lora' && halfFile && gpu.features.f16 ? 'f16' : 'f32');
+    // The memory plan, before any weight is uploaded: refuse what cannot fit, saying what to change.
+    const seqLen = Math.min(contextLength, Math.max(...examples.map((e) => e.inputIds.length)));
+    const plan: MemoryPlanOptions = {
+      weights: quantizeTo ?? backend.weightType,
+      contextLength,
+      maxBindingBytes: gpu.weightShardBytes,
+      train: { batch: opts.batchSize, seqLen, mode, rank: opts.rank, targets: opts.targets, optimizer: opts.optimizer, dropout: opts.dropout, recompute: opts.recompute },
+    };
+    const estimate = await estimatePeakBytes(c, plan);
+    const budget = floatFlag(v['memory-budget'] as string | undefined, 'memory-budget');
+    checkMemoryPlan(estimate, { maxBufferSize: gpu.info.maxBufferSize, maxStorageBufferBindingSize: gpu.info.maxStorageBufferBindingSize, budgetBytes: budget === undefined ? undefined : budget * 2 ** 20 }, plan);
+    log(`memory plan: about ${(estimate.peakBytes / 2 ** 20).toFixed(0)} MiB peak (${estimate.describe})`);
   }
   const quantized = quantizeTo ? await quantizeWeights(c, ckpt.tensors, quantizeTo, { onProgress: v.quiet ? undefined : stderrProgress('load') }) : null;
   const model = LlamaModel.fromTensors(backend, c, ckpt.tensors, contextLength, quantized?.matrices);
   ckpt.tensors.clear();
 
-  const examples = await loadTrainingData(v.data as string, ckpt.tokenizer, { maxLength: contextLength, vocabSize: c.vocabSize });
   const init = v['init-adapter'] ? await loadPeftAdapter(v['init-adapter'] as string) : undefined;
   if (init && mode !== 'lora') throw new UsageError('--init-adapter needs --mode lora');
   const trainer = new Trainer(model, examples, opts, init);

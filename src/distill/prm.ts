@@ -57,7 +57,7 @@ export async function stepFeatures(runtime: Runtime, row: StepwiseRow): Promise<
   }
   const valid = ends.map((e) => Math.max(0, e));
   const h = await runtime.hidden(ids, valid);
-  const logp = tokenLogprobs(await runtime.logits(ids), ids, runtime.model.config.vocabSize);
+  const logp = await runtime.tokenLogprobs(ids);
   const H = runtime.model.config.hiddenSize;
   return valid.map((end, k) => {
     const start = k === 0 ? 1 : valid[k - 1] + 1;

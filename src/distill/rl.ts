@@ -5,7 +5,7 @@
  * penalty to the base model (k3 estimator, as in GRPO), token-mean normalised.
  */
 import type { Runtime } from '../engine/local';
-import { tokenLogprobs, type SamplingParams } from '../engine/sampling';
+import type { SamplingParams } from '../engine/sampling';
 import type { MicroBatch } from '../model/backward';
 import type { Trainer } from '../train/trainer';
 
@@ -67,7 +67,7 @@ export function leaveOneOutAdvantages(rewards: number[]): number[] {
 /** log p(token | prefix) of every completion token, from one forward pass over prompt + completion. */
 async function completionLogprobs(runtime: Runtime, prompt: number[], completion: number[]): Promise<Float32Array> {
   const ids = [...prompt, ...completion];
-  return tokenLogprobs(await runtime.logits(ids), ids, runtime.model.config.vocabSize).slice(prompt.length);
+  return (await runtime.tokenLogprobs(ids)).slice(prompt.length);
 }
 
 export interface PpoTokenStats {

@@ -61,7 +61,7 @@ interface PooledBuffer {
 }
 
 /** Round sizes up so a pool hit is likely while wasting at most ~25% of memory. */
-function bucketSize(bytes: number): number {
+export function bucketSize(bytes: number): number {
   const minimum = 256;
   if (bytes <= minimum) return minimum;
   const pow = 2 ** Math.floor(Math.log2(bytes));

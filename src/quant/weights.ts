@@ -44,7 +44,7 @@ async function sha256Hex(parts: Uint8Array[]): Promise<string> {
   const digests: Uint8Array[] = [];
   for (const p of parts) digests.push(new Uint8Array(await crypto.subtle.digest('SHA-256', p as Uint8Array<ArrayBuffer>)));
   const all = new Uint8Array(digests.length * 32);
-  digests.forEach((d, i) => all.set(d, i * 32));
+  for (const [i, d] of digests.entries()) all.set(d, i * 32);
   const top = new Uint8Array(await crypto.subtle.digest('SHA-256', all));
   return Array.from(top, (b) => b.toString(16).padStart(2, '0')).join('');
 }
