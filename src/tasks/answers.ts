@@ -1,5 +1,7 @@
+import { casEqual } from './math-equivalence';
+
 /**
- * Answer extraction and grading for the three task families the project evaluates:
+ * Answer extraction and grading for the task families the project evaluates:
  *
  * - `gsm8k`: a single number (grade-school maths word problems);
  * - `math`:  a LaTeX expression, normally the last `\boxed{...}` (MATH / Hendrycks style);
@@ -330,7 +332,7 @@ export function normalizeMath(input: string): string {
   s = s.replace(/^\\\(|\\\)$/g, '').replace(/^\\\[|\\\]$/g, '');
   s = s.replace(/\\\\/g, '\\');
   s = s.replace(/\\(?:display|text|script)style(?![a-zA-Z])/g, '');
-  s = s.replace(/\\[dt]frac(?![a-zA-Z])/g, '\\frac');
+  s = s.replace(/\\[dt]frac(?![a-zA-Z])/g, '\\frac').replace(/\\[dt]binom(?![a-zA-Z])/g, '\\binom');
   s = s.replace(/\\(?:left|right|bigl|bigr|Bigl|Bigr|big|Big)(?![a-zA-Z])/g, '');
   s = s.replace(/\\[!,;:]|\\quad(?![a-zA-Z])|\\qquad(?![a-zA-Z])|\\ /g, ' ');
   s = s.replace(/\^\s*\{\s*\\circ\s*\}|\^\s*\\circ(?![a-zA-Z])|\\circ(?![a-zA-Z])|°|\\degree(?![a-zA-Z])/g, '');
@@ -346,6 +348,8 @@ export function normalizeMath(input: string): string {
   const eq = /^([a-zA-Z](?:_\{?\w+\}?)?|\\[a-zA-Z]+)=([^=]+)$/.exec(s);
   if (eq && !/[<>]/.test(eq[2]!)) s = eq[2]!;
   s = fixFracs(s);
+  // \binom{n}{k} of integers → its value (the CAS does not read \binom).
+  s = s.replace(/\\binom\{(\d+)\}\{(\d+)\}/g, (_m, n: string, k: string) => String(binomial(Number(n), Number(k))));
   // "3/4" → "\frac{3}{4}" for plain integers.
   const slash = /^(-?)(\d+)\/(\d+)$/.exec(s);
   if (slash) s = `${slash[1]}\\frac{${slash[2]}}{${slash[3]}}`;
@@ -355,6 +359,13 @@ export function normalizeMath(input: string): string {
   if (/^-?\.\d/.test(s)) s = s.replace(/^(-?)\./, '$10.');
   if (/^-?\d+\.\d*$/.test(s)) s = s.replace(/0+$/, '').replace(/\.$/, '');
   return s;
+}
+
+function binomial(n: number, k: number): number {
+  if (k < 0 || k > n) return 0;
+  let r = 1;
+  for (let i = 1; i <= Math.min(k, n - k); i++) r = (r * (n - i + 1)) / i;
+  return Math.round(r);
 }
 
 /** Numeric value of a normalised MATH answer: integers, decimals, \frac{a}{b}, a/b, \sqrt{n}, signs. */
@@ -406,17 +417,29 @@ function splitTuple(s: string): { open: string; close: string; parts: string[] }
   return parts.length > 1 ? { open, close, parts } : null;
 }
 
+/**
+ * Equality of two normalised MATH answers: equal strings, equal numbers, tuples / intervals / sets
+ * element-wise with the same brackets, unions (\cup) part by part, then mathematical equality by
+ * the computer-algebra system (math-equivalence.ts).
+ */
 function mathEqual(a: string, b: string): boolean {
   if (a === b) return a !== '';
+  if (!a || !b) return false;
   const x = mathNumber(a);
   const y = mathNumber(b);
   if (x !== null && y !== null) return numbersClose(x, y);
+  const ua = a.split('\\cup');
+  const ub = b.split('\\cup');
+  if (ua.length > 1 || ub.length > 1) return ua.length === ub.length && ua.every((p, i) => mathEqual(normalizeMath(p), normalizeMath(ub[i]!)));
   const ta = splitTuple(a);
   const tb = splitTuple(b);
-  if (ta && tb && ta.open === tb.open && ta.close === tb.close && ta.parts.length === tb.parts.length) {
+  if (ta || tb) {
+    if (!ta || !tb || ta.open !== tb.open || ta.close !== tb.close || ta.parts.length !== tb.parts.length) return false;
     return ta.parts.every((p, i) => mathEqual(normalizeMath(p), normalizeMath(tb.parts[i]!)));
   }
-  return false;
+  // A bare word ("Evelyn", "odd") is only equal to itself, modulo case.
+  if (/^[A-Za-z ]{2,}$/.test(a) || /^[A-Za-z ]{2,}$/.test(b)) return a.toLowerCase() === b.toLowerCase();
+  return casEqual(a, b);
 }
 
 // ---------------------------------------------------------------------------------------------
