@@ -4,7 +4,7 @@
  */
 import { parseArgs } from 'node:util';
 import type { ChatEngine } from '../engine/types';
-import type { Task } from '../tasks/answers';
+import { isTask, type Task } from '../tasks/answers';
 import { loadQuestions } from '../tasks/datasets';
 import { runDebateSet, type DebateOptions } from '../teach/debate';
 import { OpenAIEngine } from '../teach/openai-engine';
@@ -15,7 +15,7 @@ import { runtimeOptions, stderrProgress } from './args';
 export const USAGE = `usage: agentark debate --data FILE --out TRAJ.jsonl [options]
 
   --data FILE            questions (JSONL / JSON array; GSM8K, MATH or multiple-choice layout) or URL
-  --task T               gsm8k | math | mc (default gsm8k)
+  --task T               gsm8k | math | mc | qa (default gsm8k)
   --out FILE             trajectory JSONL to append to (existing questions are skipped)
   --agents N             debating agents (default 5)
   --rounds N             rounds including the independent first one (default 2)
@@ -145,7 +145,7 @@ export async function run(argv: string[]): Promise<number> {
     data = values.data as string;
     out = values.out as string;
     task = values.task as Task;
-    if (task !== 'gsm8k' && task !== 'math' && task !== 'mc') throw new UsageError(`--task must be gsm8k, math or mc, got ${JSON.stringify(task)}`);
+    if (!isTask(task)) throw new UsageError(`--task must be gsm8k, math, mc or qa, got ${JSON.stringify(task)}`);
     const aggregator = values.aggregator as string;
     if (aggregator !== 'llm' && aggregator !== 'vote') throw new UsageError(`--aggregator must be llm or vote, got ${JSON.stringify(aggregator)}`);
     const agents = int('agents', values.agents as string | undefined, 1) ?? 5;

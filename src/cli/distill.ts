@@ -6,7 +6,7 @@
  */
 import { promises as fsp } from 'node:fs';
 import { parseArgs } from 'node:util';
-import type { Task } from '../tasks/answers';
+import { isTask, type Task } from '../tasks/answers';
 import { writeJsonl, type SftFormat } from '../distill/common';
 import { buildDa } from '../distill/da';
 import { parseDistillInput } from '../distill/from-imported';
@@ -21,7 +21,7 @@ export const USAGE = `usage: agentark distill --strategy rsft|da|pad --traj FILE
   --traj FILE           trajectory JSONL (agentark.trajectory/1), or GSM8K example_model_solutions.jsonl,
                         or AgentArk inference output (the layout is detected)
   --out FILE            training JSONL to write (TRL format: messages / prompt-completion / stepwise)
-  --task T              gsm8k | math | mc: task of AgentArk inference output (default gsm8k)
+  --task T              gsm8k | math | mc | qa: task of AgentArk inference output (default gsm8k)
   --pad-steps S         pad: solution (default: AgentArk's PRM rows, one per question: the final-round
                         agents' solutions and the aggregator's, labelled, mixed-label questions only)
                         | paragraph (this project's variant: every solution split into paragraphs,
@@ -108,7 +108,7 @@ export async function run(argv: string[]): Promise<number> {
     traj = values.traj as string;
     out = values.out as string;
     task = values.task as Task | undefined;
-    if (task !== undefined && task !== 'gsm8k' && task !== 'math' && task !== 'mc') throw new UsageError(`--task must be gsm8k, math or mc, got ${JSON.stringify(task)}`);
+    if (task !== undefined && !isTask(task)) throw new UsageError(`--task must be gsm8k, math, mc or qa, got ${JSON.stringify(task)}`);
     perQuestion = int('per-question', values['per-question'] as string | undefined, 1);
     if (values.jaccard !== undefined) {
       threshold = Number(values.jaccard);

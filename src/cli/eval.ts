@@ -15,7 +15,7 @@ import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
 import type { ChatEngine } from '../engine/types';
-import type { Task } from '../tasks/answers';
+import { isTask, type Task } from '../tasks/answers';
 import { DEFAULT_SAMPLED_TEMPERATURE, evaluate, type Decoding, type EvalSystem } from '../eval/harness';
 import type { ArithmeticStep, PerturbableQuestion, StructuredProblem } from '../eval/perturb';
 import { toMarkdown } from '../eval/report';
@@ -29,7 +29,7 @@ export const USAGE = `usage: agentark eval --data FILE [--task T] [--data FILE2 
                            a row may carry a "structure" (template, names, numbers, answer formula) or the
                            demo generator's "steps"; then perturbed numbers get a recomputed answer.
                            Repeatable: several sets in one run, one report column per set (generalization)
-  --task T                 gsm8k | math | mc (default gsm8k); once for all --data, or once per --data, in order
+  --task T                 gsm8k | math | mc | qa (default gsm8k); once for all --data, or once per --data, in order
   --out FILE               the JSON report (agentark.eval/1)
   --markdown FILE          also write the Markdown table
   --systems LIST           comma-separated subset of single,self-consistency,debate,student
@@ -202,7 +202,7 @@ export async function run(argv: string[]): Promise<number> {
     if (!datas.length) throw new UsageError('--data is required');
     if (!str('out')) throw new UsageError('--out is required');
     const taskList = list('task').length ? list('task') : ['gsm8k'];
-    for (const t of taskList) if (t !== 'gsm8k' && t !== 'math' && t !== 'mc') throw new UsageError(`--task must be gsm8k, math or mc, got ${JSON.stringify(t)}`);
+    for (const t of taskList) if (!isTask(t)) throw new UsageError(`--task must be gsm8k, math, mc or qa, got ${JSON.stringify(t)}`);
     if (taskList.length !== 1 && taskList.length !== datas.length) throw new UsageError(`give --task once (for every --data) or once per --data: got ${taskList.length} --task for ${datas.length} --data`);
     const sets = datas.map((data, i) => ({ data, task: (taskList.length === 1 ? taskList[0] : taskList[i]) as Task }));
     if (sets.length > 1) {

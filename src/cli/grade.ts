@@ -6,14 +6,14 @@
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
-import { answersEqual, extractAnswer, referenceAnswer, type Task } from '../tasks/answers';
+import { answersEqual, extractAnswer, isTask, referenceAnswer, type Task } from '../tasks/answers';
 import { parseTrajectoryLine, summarizeTrajectories, type TrajectoryRecord } from '../teach/trajectory';
 
 export const USAGE = `usage: agentark grade --data FILE [--task gsm8k|math|mc] [--out graded.jsonl]
 
   --data FILE   trajectories (agentark.trajectory/1) or rows {question, answer, prediction}
                 (also accepted: reference/gt for the answer, response/output/completion for the prediction)
-  --task T      gsm8k | math | mc (default: each row's "task" field, else gsm8k)
+  --task T      gsm8k | math | mc | qa (default: each row's "task" field, else gsm8k)
   --out FILE    write every row plus "extracted" and boolean "correct"
 `;
 
@@ -64,8 +64,8 @@ export async function run(argv: string[]): Promise<number> {
     return 2;
   }
   const forced = values.task as Task | undefined;
-  if (forced !== undefined && forced !== 'gsm8k' && forced !== 'math' && forced !== 'mc') {
-    process.stderr.write(`agentark grade: --task must be gsm8k, math or mc, got ${JSON.stringify(forced)}\n\n${USAGE}`);
+  if (forced !== undefined && !isTask(forced)) {
+    process.stderr.write(`agentark grade: --task must be gsm8k, math, mc or qa, got ${JSON.stringify(forced)}\n\n${USAGE}`);
     return 2;
   }
   let text: string;
@@ -118,7 +118,7 @@ export async function run(argv: string[]): Promise<number> {
         nTraj++;
       } else {
         task = forced ?? ((row.task as Task | undefined) ?? 'gsm8k');
-        if (task !== 'gsm8k' && task !== 'math' && task !== 'mc') throw new Error(`${values.data}:${lineNo}: unknown task ${JSON.stringify(task)}`);
+        if (!isTask(task)) throw new Error(`${values.data}:${lineNo}: unknown task ${JSON.stringify(task)}`);
         const pred = pick(row, PRED_KEYS);
         const ref = pick(row, REF_KEYS);
         if (pred === undefined) throw new Error(`${values.data}:${lineNo}: no prediction (expected one of ${PRED_KEYS.join(', ')})`);

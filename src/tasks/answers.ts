@@ -5,7 +5,10 @@ import { casEqual } from './math-equivalence';
  *
  * - `gsm8k`: a single number (grade-school maths word problems);
  * - `math`:  a LaTeX expression, normally the last `\boxed{...}` (MATH / Hendrycks style);
- * - `mc`:    a multiple-choice letter A–E.
+ * - `mc`:    a multiple-choice letter A–E;
+ * - `qa`:    a short free-text answer (HotpotQA-style), compared as SQuAD's exact match after
+ *            its normalisation (lowercase, punctuation and articles removed); `qaF1` gives SQuAD's
+ *            token F1.
  *
  * `extractAnswer` pulls a normalised answer out of free model output, `referenceAnswer` does the
  * same for a dataset's reference (a GSM8K "#### 18" solution, a MATH solution, a bare answer),
@@ -13,7 +16,14 @@ import { casEqual } from './math-equivalence';
  * `grade` chains the three. Pure functions, no dependencies: usable in the browser and in Node.
  */
 
-export type Task = 'gsm8k' | 'math' | 'mc';
+export type Task = 'gsm8k' | 'math' | 'mc' | 'qa';
+
+/** Every task, in the order usage texts list them. */
+export const TASKS: readonly Task[] = ['gsm8k', 'math', 'mc', 'qa'];
+
+export function isTask(x: unknown): x is Task {
+  return typeof x === 'string' && (TASKS as readonly string[]).includes(x);
+}
 
 export interface GradeResult {
   extracted: string | null;
@@ -34,6 +44,8 @@ export function extractAnswer(task: Task, text: string): string | null {
       return extractMath(text);
     case 'mc':
       return extractChoice(text);
+    case 'qa':
+      return extractShortAnswer(text);
   }
 }
 
@@ -61,6 +73,8 @@ export function referenceAnswer(task: Task, reference: string): string | null {
       if (bare) return bare[1]!.toUpperCase();
       return extractChoice(ref);
     }
+    case 'qa':
+      return ref;
   }
 }
 
@@ -78,6 +92,10 @@ export function answersEqual(task: Task, a: string | null, b: string | null): bo
       return mathEqual(normalizeMath(a), normalizeMath(b));
     case 'mc':
       return a.trim().toUpperCase() === b.trim().toUpperCase() && a.trim() !== '';
+    case 'qa': {
+      const x = squadNormalize(a);
+      return x !== '' && x === squadNormalize(b);
+    }
   }
 }
 
@@ -500,4 +518,60 @@ function extractChoice(text: string): string | null {
   const restated = new RegExp(String.raw`^(${L})[.)]\s+\S`).exec(lastLine);
   if (restated) return restated[1]!;
   return null;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Short-answer QA (SQuAD v1.1 evaluation: normalize_answer, exact_match_score, f1_score)
+
+/** SQuAD's answer normalisation: lowercase, punctuation removed, articles removed, whitespace collapsed. */
+export function squadNormalize(s: string): string {
+  return s
+    .toLowerCase()
+    .replace(/[!"#$%&'()*+,\-./:;<=>?@[\\\]^_`{|}~]/g, '')
+    .replace(/\b(a|an|the)\b/g, ' ')
+    .split(/\s+/)
+    .filter(Boolean)
+    .join(' ');
+}
+
+/** SQuAD exact match (1 or 0) of a prediction against a gold answer. */
+export function qaExactMatch(prediction: string, gold: string): number {
+  return squadNormalize(prediction) === squadNormalize(gold) ? 1 : 0;
+}
+
+/** SQuAD token F1 of a prediction against a gold answer (bag of normalised tokens). */
+export function qaF1(prediction: string, gold: string): number {
+  const p = squadNormalize(prediction).split(' ').filter(Boolean);
+  const g = squadNormalize(gold).split(' ').filter(Boolean);
+  const counts = new Map<string, number>();
+  for (const t of g) counts.set(t, (counts.get(t) ?? 0) + 1);
+  let same = 0;
+  for (const t of p) {
+    const c = counts.get(t) ?? 0;
+    if (c > 0) {
+      same++;
+      counts.set(t, c - 1);
+    }
+  }
+  if (same === 0) return 0;
+  const precision = same / p.length;
+  const recall = same / g.length;
+  return (2 * precision * recall) / (precision + recall);
+}
+
+/**
+ * The short answer of free text: the last "Final Answer: X" (AgentArk's aggregator format),
+ * "The answer is X" or "Answer: X" statement (rest of its line, a trailing period dropped), else
+ * the last non-empty line.
+ */
+function extractShortAnswer(text: string): string | null {
+  const statements = [/\bfinal\s+answer\s*[:：]\s*([^\n]+)/gi, /\bthe\s+(?:final\s+)?answer\s+is\s*[:：]?\s*([^\n]+)/gi, /(?:^|\n)\s*\**answer\**\s*[:：]\s*([^\n]+)/gi];
+  const clean = (s: string) => s.replace(/\*\*/g, '').replace(/\\boxed\{([^{}]*)\}/g, '$1').trim().replace(/\.$/, '').trim();
+  for (const re of statements) {
+    let last: string | null = null;
+    for (const m of text.matchAll(re)) if (clean(m[1] ?? '')) last = clean(m[1]!);
+    if (last !== null) return last;
+  }
+  const lines = text.split('\n').map((l) => l.trim()).filter(Boolean);
+  return lines.length ? clean(lines[lines.length - 1]!) : null;
 }
