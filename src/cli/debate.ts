@@ -6,6 +6,7 @@ import { parseArgs } from 'node:util';
 import type { ChatEngine } from '../engine/types';
 import { isTask, type Task } from '../tasks/answers';
 import { loadQuestions } from '../tasks/datasets';
+import { DATA_FLAGS, DATA_HELP, dataOptions } from './data-flags';
 import { runDebateSet, type DebateOptions } from '../teach/debate';
 import { OpenAIEngine } from '../teach/openai-engine';
 import { readTrajectories, summarizeTrajectories } from '../teach/trajectory';
@@ -45,7 +46,7 @@ export const USAGE = `usage: agentark debate --data FILE --out TRAJ.jsonl [optio
   --restate-question     repeat the question in later rounds' turns (helps small models)
   --prompt-style default|compact  compact: short instructions (what the embedded demo model reads)
   --quiet                no per-question progress lines
-`;
+${DATA_HELP}`;
 
 function quoteMode(v: string | undefined): 'solution' | 'answer' | undefined {
   if (v === undefined || v === 'solution' || v === 'answer') return v;
@@ -91,6 +92,7 @@ export async function run(argv: string[]): Promise<number> {
       args: argv,
       options: {
         data: { type: 'string' },
+        ...DATA_FLAGS,
         task: { type: 'string', default: 'gsm8k' },
         out: { type: 'string' },
         agents: { type: 'string' },
@@ -217,7 +219,7 @@ export async function run(argv: string[]): Promise<number> {
   process.once('SIGINT', onSigint);
   const t0 = performance.now();
   try {
-    const questions = await loadQuestions(data, task, { limit });
+    const questions = await loadQuestions(data, task, { limit, ...dataOptions(values, !!values.quiet) });
     const quiet = !!values.quiet;
     const res = await runDebateSet(questions, opts, {
       out,

@@ -19,7 +19,9 @@ export const USAGE = `usage: agentark distill --strategy rsft|da|pad --traj FILE
 
   --strategy S          rsft | da | pad
   --traj FILE           trajectory JSONL (agentark.trajectory/1), or GSM8K example_model_solutions.jsonl,
-                        or AgentArk inference output (the layout is detected)
+                        or AgentArk inference output (the layout is detected); also a .parquet file or
+                        a Hugging Face dataset id of such rows (--config / --split / --revision)
+  --config / --split / --revision   the Hub dataset's config, split (default train) and revision
   --out FILE            training JSONL to write (TRL format: messages / prompt-completion / stepwise)
   --task T              gsm8k | math | mc | qa: task of AgentArk inference output (default gsm8k)
   --pad-steps S         pad: solution (default: AgentArk's PRM rows, one per question: the final-round
@@ -72,6 +74,9 @@ export async function run(argv: string[]): Promise<number> {
         'keep-calculator': { type: 'boolean', default: false },
         'keep-answer-line': { type: 'boolean', default: false },
         limit: { type: 'string' },
+        config: { type: 'string' },
+        split: { type: 'string' },
+        revision: { type: 'string' },
         'pad-steps': { type: 'string', default: 'solution' },
         labels: { type: 'string', default: 'file' },
         'judge-base-url': { type: 'string' },
@@ -132,10 +137,24 @@ export async function run(argv: string[]): Promise<number> {
 
   try {
     let text: string;
-    try {
-      text = await fsp.readFile(traj, 'utf8');
-    } catch (e) {
-      throw new Error(`cannot read --traj ${traj}: ${(e as Error).message}`);
+    const { isHubDatasetSpec, loadHubDatasetRows } = await import('../tasks/hub');
+    if (/\.parquet$/i.test(traj) || (await isHubDatasetSpec(traj))) {
+      // Rows of a Parquet file or a Hub dataset, as JSON lines for the layout detection below.
+      let rows: unknown[];
+      if (/\.parquet$/i.test(traj)) {
+        const { readParquetRows, readParquetSource } = await import('../tasks/parquet');
+        rows = (await readParquetRows(await readParquetSource(traj), traj)).map((r) => r.row);
+      } else {
+        const str = (k: string) => values[k] as string | undefined;
+        rows = (await loadHubDatasetRows(traj, { config: str('config'), split: str('split') ?? 'train', revision: str('revision') })).rows.map((r) => r.row);
+      }
+      text = rows.map((r) => JSON.stringify(r, (_k, v) => (typeof v === 'bigint' ? Number(v) : v))).join('\n');
+    } else {
+      try {
+        text = await fsp.readFile(traj, 'utf8');
+      } catch (e) {
+        throw new Error(`cannot read --traj ${traj}: ${(e as Error).message}`);
+      }
     }
     const warnings: string[] = [];
     const input = parseDistillInput(text, traj, { task, aggregatorLast: !values['no-aggregator-last'], onWarning: (m) => warnings.push(m) });

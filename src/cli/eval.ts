@@ -22,6 +22,7 @@ import { toMarkdown } from '../eval/report';
 import { loadQuestions, type Question } from '../tasks/datasets';
 import { OpenAIEngine } from '../teach/openai-engine';
 import { runtimeOptions, stderrProgress } from './args';
+import { DATA_FLAGS, DATA_HELP, dataOptions } from './data-flags';
 
 export const USAGE = `usage: agentark eval --data FILE [--task T] [--data FILE2 --task T2 ...] --out REPORT.json (--model DIR | --base-url URL) [options]
 
@@ -62,7 +63,7 @@ export const USAGE = `usage: agentark eval --data FILE [--task T] [--data FILE2 
   --no-robustness          skip the perturbed questions
   --perturb-seed S         seed of the perturbations (default 0)
   --quiet                  no progress on stderr
-`;
+${DATA_HELP}`;
 
 class UsageError extends Error {}
 
@@ -133,6 +134,7 @@ export async function run(argv: string[]): Promise<number> {
       args: argv,
       options: {
         data: { type: 'string', multiple: true },
+        ...DATA_FLAGS,
         task: { type: 'string', multiple: true },
         decoding: { type: 'string', default: 'greedy,sampled' },
         'sc-samples': { type: 'string' },
@@ -251,6 +253,13 @@ export async function run(argv: string[]): Promise<number> {
     return 2;
   }
 
+  let dataOpts: ReturnType<typeof dataOptions>;
+  try {
+    dataOpts = dataOptions(values, values.quiet === true);
+  } catch (e) {
+    process.stderr.write(`agentark eval: ${(e as Error).message}\n\n${USAGE}`);
+    return 2;
+  }
   const ac = new AbortController();
   const onSigint = () => {
     process.stderr.write('\ninterrupted: stopping the evaluation (no report written)\n');
@@ -261,8 +270,8 @@ export async function run(argv: string[]): Promise<number> {
   try {
     const questions: PerturbableQuestion[] = [];
     for (const st of cfg.sets) {
-      let qs: PerturbableQuestion[] = await loadQuestions(st.data, st.task, { limit: cfg.limit });
-      if (!/^https?:\/\//i.test(st.data)) qs = attachStructures(await fsp.readFile(st.data, 'utf8'), qs, st.data);
+      let qs: PerturbableQuestion[] = await loadQuestions(st.data, st.task, { limit: cfg.limit, ...dataOpts });
+      if (/\.jsonl?$/i.test(st.data) && !/^https?:\/\//i.test(st.data)) qs = attachStructures(await fsp.readFile(st.data, 'utf8'), qs, st.data);
       if (!qs.length) throw new Error(`no questions in ${st.data}`);
       // Several sets: ids get the set's label, so equal row ids of two files stay apart.
       questions.push(...(st.label === undefined ? qs : qs.map((q) => ({ ...q, id: `${st.label}/${q.id}`, set: st.label }))));

@@ -16,6 +16,7 @@ import { DEFAULT_TRAIN_OPTIONS, Trainer } from '../train/trainer';
 import { writeFilesAtomically } from '../train/checkpoint';
 import type { Projection } from '../model/llama';
 import { floatFlag, intFlag, parseFlags, runtimeOptions, RUNTIME_FLAGS, stderrProgress, UsageError } from './args';
+import { DATA_FLAGS, DATA_HELP, dataOptions } from './data-flags';
 
 const USAGE = `usage: agentark rl --model DIR --data questions.jsonl --task gsm8k --out ADAPTER_DIR [options]
 
@@ -40,14 +41,15 @@ const USAGE = `usage: agentark rl --model DIR --data questions.jsonl --task gsm8
   --steps N              RL steps (default 10)
   --lr X                 learning rate (default 1e-4)
   --rank R --alpha A --targets q_proj,v_proj   the LoRA (default 8, 16, q_proj,v_proj)
-  --limit N --seed S`;
+  --limit N --seed S
+${DATA_HELP}`;
 
 export async function run(argv: string[]): Promise<number> {
   const v = parseFlags(
     argv,
     {
       ...RUNTIME_FLAGS,
-      data: { type: 'string' }, task: { type: 'string' }, out: { type: 'string' }, 'init-adapter': { type: 'string' }, prm: { type: 'string' },
+      ...DATA_FLAGS, data: { type: 'string' }, task: { type: 'string' }, out: { type: 'string' }, 'init-adapter': { type: 'string' }, prm: { type: 'string' },
       'prm-weight': { type: 'string' }, 'group-size': { type: 'string' }, samples: { type: 'string' }, reward: { type: 'string' },
       'softmin-temperature': { type: 'string' }, 'vr-coef': { type: 'string' }, 'prompts-per-step': { type: 'string' }, steps: { type: 'string' },
       'ppo-epochs': { type: 'string' }, lr: { type: 'string' }, clip: { type: 'string' }, kl: { type: 'string' }, 'max-tokens': { type: 'string' },
@@ -62,7 +64,13 @@ export async function run(argv: string[]): Promise<number> {
   if (mode !== 'prmvr' && mode !== 'scalar') throw new UsageError(`--reward must be prmvr or scalar, got '${v.reward}'\n\n${USAGE}`);
   if (v.samples && v['group-size']) throw new UsageError('--samples and --group-size are the same setting: give one');
   const base = mode === 'prmvr' ? PAPER_RL_OPTIONS : { ...DEFAULT_RL_OPTIONS, maxTokens: 128 };
-  const questions = await loadQuestions(v.data as string, task, { limit: intFlag(v.limit as string | undefined, 'limit') });
+  let dataOpts: ReturnType<typeof dataOptions>;
+  try {
+    dataOpts = dataOptions(v);
+  } catch (e) {
+    throw new UsageError(`${(e as Error).message}\n\n${USAGE}`);
+  }
+  const questions = await loadQuestions(v.data as string, task, { limit: intFlag(v.limit as string | undefined, 'limit'), ...dataOpts });
   const opts = { ...runtimeOptions(v), adapter: undefined };
   const runtime = await Runtime.load(v.model as string, { ...opts, dtype: opts.dtype === 'auto' ? 'f32' : opts.dtype, maxBatch: 16, onProgress: stderrProgress('load') });
   const prompts: RlPrompt[] = questions.map((q) => ({ id: q.id, prompt: runtime.promptIds(studentMessages(task, q)) }));
