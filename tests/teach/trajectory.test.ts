@@ -75,7 +75,7 @@ describe('parseTrajectoryLine', () => {
     expect(() => parseTrajectoryLine(bad((r) => (r.schema = 'agentark.trajectory/2')), 3)).toThrow(/unsupported schema "agentark.trajectory\/2"/);
     expect(() => parseTrajectoryLine(bad((r) => (r.rounds[1].messages[0].usage.prompt_tokens = '10')), 4)).toThrow(/rounds\[1\]\.messages\[0\]\.usage\.prompt_tokens must be a finite number/);
     expect(() => parseTrajectoryLine(bad((r) => (r.rounds[0].messages[1].prompt = [{ role: 'user' }])), 4)).toThrow(/prompt\[0\] must be \{role, content\}/);
-    expect(() => parseTrajectoryLine(bad((r) => (r.task = 'squad')), 2)).toThrow(/task must be gsm8k, math or mc/);
+    expect(() => parseTrajectoryLine(bad((r) => (r.task = 'squad')), 2)).toThrow(/task must be gsm8k, math, mc or qa/);
     expect(() => parseTrajectoryLine(bad((r) => (r.final.correct = 'yes')), 2)).toThrow(/final\.correct must be a boolean/);
     expect(() => parseTrajectoryLine(bad((r) => (r.aggregator = { kind: 'llm', extracted: '7', correct: true })), 2)).toThrow(/aggregator\.completion must be a string/);
     expect(() => parseTrajectoryLine(bad((r) => delete r.totals.wallMs), 2)).toThrow(/totals\.wallMs/);
