@@ -118,7 +118,8 @@ export async function run(argv: string[]): Promise<number> {
       heldOutSteps: test.labels.length,
       contrastive,
       heldOutAuc,
-      [`heldOutAucContrastive${otherWeight}`]: heldOutAucOther,
+      // The same features and settings with the other objective (0 ↔ 0.5), for comparison.
+      heldOutAucOther: { contrastive: otherWeight, auc: heldOutAucOther },
       firstLoss: losses[0],
       finalLoss: losses[losses.length - 1],
       seed,

@@ -328,7 +328,8 @@ export function parsePrmHead(bytes: Uint8Array): PrmHead {
   const get = (name: string) => {
     const t = find(name);
     if (!t || t.dtype !== 'F32') throw new Error(`PRM head file is missing F32 tensor ${name}`);
-    return new Float32Array(t.data.slice().buffer);
+    // A copy of exactly the tensor's bytes (a Node Buffer's slice() is a view of a shared pool).
+    return new Float32Array(t.data.buffer.slice(t.data.byteOffset, t.data.byteOffset + t.data.byteLength));
   };
   const head: PrmHead = { weight: get('score.weight'), bias: get('score.bias')[0]!, mean: get('feature.mean'), std: get('feature.std') };
   if (find('proj.weight')) {
