@@ -22,6 +22,7 @@
  * error naming file and row.
  */
 import { referenceAnswer, type Task } from './answers';
+import type { DatasetCache } from './hub';
 
 export type { Task } from './answers';
 
@@ -48,6 +49,12 @@ export interface LoadOptions {
   split?: string;
   /** Hub dataset ids: revision (default "main"). */
   revision?: string;
+  /** Hub dataset ids: the Hub endpoint (default $AGENTARK_HF_ENDPOINT or https://huggingface.co). */
+  endpoint?: string;
+  /** Hub dataset ids: a token for gated datasets (default $HF_TOKEN under Node). */
+  token?: string;
+  /** Hub dataset ids: where downloads are kept (default: ~/.cache/agentark under Node, none in a browser). */
+  cache?: DatasetCache | null;
   /** Download progress (bytes) of Parquet files and Hub datasets. */
   onProgress?: (e: { phase: string; done: number; total: number; unit: 'bytes' }) => void;
   signal?: AbortSignal;
@@ -97,6 +104,21 @@ export async function loadQuestions(spec: string, task: Task, opts: LoadOptions 
     }
   }
   return parseQuestionsLimited(text, task, spec, opts.limit, opts);
+}
+
+/**
+ * Questions from a file's bytes (a browser File, a download): Parquet when the name ends in
+ * .parquet or the bytes start with "PAR1", else JSONL / a JSON array.
+ */
+export async function parseQuestionFile(bytes: ArrayBuffer | Uint8Array, name: string, task: Task, opts: Pick<LoadOptions, 'limit' | 'copBase'> = {}): Promise<Question[]> {
+  const u8 = bytes instanceof Uint8Array ? bytes : new Uint8Array(bytes);
+  const magic = u8.length >= 4 && u8[0] === 0x50 && u8[1] === 0x41 && u8[2] === 0x52 && u8[3] === 0x31;
+  if (isParquetName(name) || magic) {
+    const { readParquetRows } = await import('./parquet');
+    const buf = u8.buffer.slice(u8.byteOffset, u8.byteOffset + u8.byteLength) as ArrayBuffer;
+    return rowsToQuestions(await readParquetRows(buf, name, { limit: opts.limit }), task, name, { ...opts, defaultCopBase: 0 });
+  }
+  return parseQuestionsLimited(new TextDecoder().decode(u8), task, name, opts.limit, opts);
 }
 
 /** Parse JSONL (or a JSON array) text into questions; `sourceName` names the file in ids and errors. */

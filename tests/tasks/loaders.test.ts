@@ -170,3 +170,14 @@ describe('Parquet files', () => {
     await expect(loadQuestions(bad, 'gsm8k')).rejects.toThrow(/broken\.parquet: not a readable Parquet file/);
   });
 });
+
+describe('parseQuestionFile (bytes, as a browser File gives them)', () => {
+  it('reads Parquet by name or by its PAR1 magic, and JSONL otherwise', async () => {
+    const { parseQuestionFile } = await import('../../src/tasks/datasets');
+    const bytes = writeParquet([{ name: 'question', type: 'string' }, { name: 'answer', type: 'string' }], [{ question: 'What is 2 + 2?', answer: '#### 4' }], { codec: 'zstd' });
+    expect((await parseQuestionFile(bytes, 'upload.parquet', 'gsm8k'))[0]).toMatchObject({ id: 'upload.parquet#1', question: 'What is 2 + 2?' });
+    expect((await parseQuestionFile(bytes, 'unnamed', 'gsm8k'))[0]!.answer).toBe('#### 4');
+    const text = new TextEncoder().encode('{"question": "What is 1 + 1?", "answer": "#### 2"}\n');
+    expect((await parseQuestionFile(text, 'q.jsonl', 'gsm8k'))[0]!.id).toBe('q.jsonl#1');
+  });
+});
