@@ -38,7 +38,8 @@ export const USAGE = `usage: agentark distill --strategy rsft|da|pad --traj FILE
   --per-question K      da: at most K distinct correct paths per question (default 4)
   --jaccard X           da: word-3-gram Jaccard at or above which two paths are duplicates (default 0.7)
   --no-self-correct     da: no self-correction conversations
-  --format F            rsft/da: messages (default) | prompt-completion (only the last assistant turn is trained)
+  --format F            rsft/da: messages (default) | prompt-completion (only the last assistant turn is trained);
+                        DA's self-correction rows are always prompt-completion (the wrong attempt is never trained)
   --system TEXT         rsft/da: student system prompt (default: the task's solver prompt)
   --no-system           rsft/da: no system message
   --keep-calculator     rsft/da/pad paragraph: keep GSM8K <<a=b>> calculator annotations
