@@ -8,12 +8,10 @@ import { promises as fsp } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { isTask, type Task } from '../tasks/answers';
 import { writeJsonl, type SftFormat } from '../distill/common';
-import { buildDa } from '../distill/da';
+import { buildTrainingSet } from '../distill/build';
 import { parseDistillInput } from '../distill/from-imported';
-import { buildPad } from '../distill/pad-labels';
-import { buildPadSolutions, candidatesFromRecords, candidatesFromSets, judgeLabels } from '../distill/pad-solutions';
+import { candidatesFromRecords, candidatesFromSets, judgeLabels } from '../distill/pad-solutions';
 import { OpenAIEngine } from '../teach/openai-engine';
-import { buildRsft } from '../distill/rsft';
 
 export const USAGE = `usage: agentark distill --strategy rsft|da|pad --traj FILE --out FILE [options]
 
@@ -161,35 +159,31 @@ export async function run(argv: string[]): Promise<number> {
     const input = parseDistillInput(text, traj, { task, aggregatorLast: !values['no-aggregator-last'], onWarning: (m) => warnings.push(m) });
     for (const w of warnings) process.stderr.write(`warning: ${w}\n`);
     const records = limit !== undefined ? input.records.slice(0, limit) : input.records;
-    const system = values['no-system'] ? null : (values.system as string | undefined);
-    const clean = { stripCalculator: !values['keep-calculator'], answerLine: !values['keep-answer-line'] };
-    let rows: object[];
-    let stats: object;
-    if (strategy === 'rsft') {
-      const r = buildRsft(records, { ...clean, system, format });
-      rows = r.rows;
-      stats = r.stats;
-    } else if (strategy === 'da') {
-      const r = buildDa(records, { ...clean, system, format, perQuestion, threshold, selfCorrection: !values['no-self-correct'] });
-      rows = r.rows;
-      stats = r.stats;
-    } else if (values['pad-steps'] === 'paragraph') {
-      const r = buildPad(records, { stripCalculator: !values['keep-calculator'] });
-      rows = r.rows;
-      stats = { padSteps: 'paragraph', ...r.stats };
-    } else {
-      const sets = input.sets && limit !== undefined ? input.sets.slice(0, limit) : input.sets;
+    const sets = input.sets && limit !== undefined ? input.sets.slice(0, limit) : input.sets;
+    let judged: Map<string, boolean[]> | undefined;
+    const judgeUrl = values['judge-base-url'] as string | undefined;
+    if (strategy === 'pad' && judgeUrl) {
       const candidates = sets ? candidatesFromSets(sets) : candidatesFromRecords(records);
-      let judged: Map<string, boolean[]> | undefined;
-      const judgeUrl = values['judge-base-url'] as string | undefined;
-      if (judgeUrl) {
-        const engine = new OpenAIEngine({ baseUrl: judgeUrl, apiKey: (values['judge-api-key'] as string | undefined) ?? process.env.OPENAI_API_KEY, model: (values['judge-model'] as string | undefined) ?? 'default' });
-        judged = await judgeLabels(candidates, engine, { model: (values['judge-model'] as string | undefined) ?? 'default', onProgress: (d, t) => void (d % 50 === 0 || d === t ? process.stderr.write(`judge ${d}/${t}\n`) : 0) });
-      }
-      const r = buildPadSolutions(candidates, { labels: values.labels as 'file' | 'graded', judged });
-      rows = r.rows;
-      stats = { padSteps: 'solution', ...r.stats };
+      const model = (values['judge-model'] as string | undefined) ?? 'default';
+      const engine = new OpenAIEngine({ baseUrl: judgeUrl, apiKey: (values['judge-api-key'] as string | undefined) ?? process.env.OPENAI_API_KEY, model });
+      judged = await judgeLabels(candidates, engine, { model, onProgress: (d, t) => void (d % 50 === 0 || d === t ? process.stderr.write(`judge ${d}/${t}\n`) : 0) });
     }
+    const { rows, stats } = buildTrainingSet(
+      { records, ...(sets ? { sets } : {}) },
+      {
+        strategy,
+        format,
+        system: values['no-system'] ? null : (values.system as string | undefined),
+        stripCalculator: !values['keep-calculator'],
+        answerLine: !values['keep-answer-line'],
+        perQuestion,
+        threshold,
+        selfCorrection: !values['no-self-correct'],
+        padSteps: values['pad-steps'] as 'solution' | 'paragraph',
+        labels: values.labels as 'file' | 'graded',
+        judged,
+      },
+    );
     await writeJsonl(out, rows);
     const summary = {
       strategy,
