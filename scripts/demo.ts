@@ -25,6 +25,7 @@ import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { LocalEngine, Runtime } from '../src/engine/local';
 import { loadQuestions } from '../src/tasks/datasets';
+import { DEMO_EVAL } from '../src/demo/eval-settings';
 import { SMALL_MODEL_DEBATE, runDebateSet, type DebateOptions } from '../src/teach/debate';
 import { defaultAgentSystemPrompt, studentMessages } from '../src/tasks/prompts';
 import { readTrajectories } from '../src/teach/trajectory';
@@ -51,20 +52,19 @@ const N_TEST = Number(process.env.DEMO_TEST_QUESTIONS ?? 100);
 const RL_STEPS = Number(process.env.DEMO_RL_STEPS ?? 6);
 const RL_QUESTIONS = Number(process.env.DEMO_RL_QUESTIONS ?? 256);
 const ROBUSTNESS = process.env.DEMO_ROBUSTNESS === '1';
-const SEED = 7;
+const SEED = DEMO_EVAL.seed;
 // Every agent of the debate samples at this temperature, and so do the single agent and the
 // students it is compared with: one of the debate's agents, alone. A greedy single agent is
 // reported beside them for reference.
-const TEMPERATURE = Number(process.env.DEMO_TEMPERATURE ?? 0.7);
-const SYSTEM = defaultAgentSystemPrompt('gsm8k', SMALL_MODEL_DEBATE.promptStyle);
-const MAX_TOKENS = 64;
+const TEMPERATURE = Number(process.env.DEMO_TEMPERATURE ?? DEMO_EVAL.temperature);
+const SYSTEM = DEMO_EVAL.system;
+const MAX_TOKENS = DEMO_EVAL.maxTokens;
 
 const t0 = performance.now();
 const log = (msg: string) => process.stderr.write(`[demo ${((performance.now() - t0) / 1000).toFixed(0)}s] ${msg}\n`);
 
-// The model's judge is weaker than a vote over the revised answers (48% vs 60% on held-out
-// problems 101-200, which chose these settings), so the round-2 answers are voted on.
-const DEBATE: DebateOptions = { numAgents: 5, rounds: 2, aggregator: 'vote', ...SMALL_MODEL_DEBATE, temperature: TEMPERATURE, max_tokens: MAX_TOKENS, seed: SEED, concurrency: 3 };
+// The agents, rounds and aggregator (a vote: see src/demo/eval-settings.ts) the app's Evaluate page starts from too.
+const DEBATE: DebateOptions = { numAgents: DEMO_EVAL.agents, rounds: DEMO_EVAL.rounds, aggregator: DEMO_EVAL.aggregator, ...SMALL_MODEL_DEBATE, temperature: TEMPERATURE, max_tokens: MAX_TOKENS, seed: SEED, concurrency: 3 };
 const LORA: Partial<TrainOptions> = { mode: 'lora', rank: 16, alpha: 32, dropout: 0, targets: ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'], lr: 2e-3, batchSize: 8, schedule: 'cosine', warmupSteps: 5, seed: SEED };
 
 async function trainAdapter(runtime: Runtime, name: string, rows: object[], epochs: number, init?: PeftAdapter): Promise<PeftAdapter> {
@@ -168,7 +168,7 @@ async function main(): Promise<void> {
   const [baseline, teacher] = [systems[0].name, systems[2].name];
   const students = systems.slice(3).map((s) => s.name);
   const gap = debateGap(report, baseline, teacher, students);
-  const extra = { baseline, teacher, students, temperature: TEMPERATURE, rl: rl.map((r) => r.meanReward), prmAuc, debateTrainFinalAccuracy: records.filter((r) => r.final.correct).length / records.length };
+  const extra = { baseline, teacher, students, evalSettings: { ...DEMO_EVAL, temperature: TEMPERATURE }, temperature: TEMPERATURE, rl: rl.map((r) => r.meanReward), prmAuc, debateTrainFinalAccuracy: records.filter((r) => r.final.correct).length / records.length };
   await fs.writeFile(path.join(OUT, 'report.json'), JSON.stringify({ ...report, demo: extra }, null, 2));
   const md = `${toMarkdown(report)}\n${debateGapMarkdown(gap)}`;
   await fs.writeFile(path.join(OUT, 'report.md'), md);

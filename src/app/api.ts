@@ -6,6 +6,7 @@
  * output comes back through callbacks the page wraps in `Comlink.proxy(...)`; the worker never
  * waits for them.
  */
+import type { DistillStrategy } from '../distill/build';
 import type { ChatCompletionRequest, FinishReason } from '../engine/types';
 import type { Task } from '../tasks/answers';
 import type { EvalReport } from '../eval/harness';
@@ -131,6 +132,8 @@ export interface ChatStats {
   /** Completion tokens per second after the first one (decode speed). */
   tokensPerS: number;
   finishReason: FinishReason;
+  /** Earlier messages left out so the conversation fits the context (the oldest first). */
+  droppedMessages: number;
 }
 
 export type TeacherEngineSpec =
@@ -183,7 +186,7 @@ export type TrainDataSource =
   | { kind: 'example'; count: number }
   | { kind: 'text'; text: string; name: string };
 
-export type DistillStrategy = 'rsft' | 'da' | 'pad';
+export type { DistillStrategy };
 
 export interface DistillSettings {
   strategy: DistillStrategy;
@@ -299,6 +302,8 @@ export interface TrainOutcome {
 
 /** An unfinished run kept in the browser's storage (OPFS). */
 export interface StoredRunInfo {
+  /** Whether another tab of this browser owns the run (it trains or holds it paused there). */
+  elsewhere: boolean;
   name: string;
   modelId: string;
   /** Whether the loaded model is the one the run was started on (id and config). */
@@ -329,12 +334,20 @@ export interface AdapterFiles {
 // ---- Evaluation -------------------------------------------------------------------------------
 
 export interface EvalRunSettings {
-  /** The base model answering alone. */
+  /** The base model answering alone (at `temperature`). */
   single: boolean;
-  /** The debate on the base model (null = not evaluated). */
-  debate: { agents: number; rounds: number; aggregator: 'llm' | 'vote' } | null;
-  /** Adapter names: one student system each. */
+  /** The base model answering alone, greedy (temperature 0), beside the sampled one. */
+  greedy?: boolean;
+  /** The debate on the base model (null = not evaluated); its agents sample at `temperature` (default: the debate's own). */
+  debate: { agents: number; rounds: number; aggregator: 'llm' | 'vote'; format?: 'standard' | 'small'; temperature?: number } | null;
+  /** System prompt of the single agent and the students: undefined = the task's default, null = none. */
+  system?: string | null;
+  /** Report names of the base systems (default "single", "single (greedy)", "debate"). */
+  names?: { single?: string; greedy?: string; debate?: string };
+  /** Adapter names: one student system each (named "student:<adapter>" unless `plainStudentNames`). */
   students: string[];
+  /** Name student systems by their adapter name alone (as the demo report does). */
+  plainStudentNames?: boolean;
   maxTokens: number;
   temperature: number;
   seed?: number;

@@ -5,13 +5,13 @@
  * Prints a JSON summary on stdout.
  */
 import { promises as fsp } from 'node:fs';
-import { parseArgs } from 'node:util';
 import { isTask, type Task } from '../tasks/answers';
 import { writeJsonl, type SftFormat } from '../distill/common';
-import { buildTrainingSet } from '../distill/build';
+import { buildTrainingSet, DISTILL_STRATEGIES, type DistillStrategy } from '../distill/build';
 import { parseDistillInput } from '../distill/from-imported';
 import { candidatesFromRecords, candidatesFromSets, judgeLabels } from '../distill/pad-solutions';
 import { OpenAIEngine } from '../teach/openai-engine';
+import { floatFlag, intFlag, parseFlags, reportUsageError, UsageError } from './args';
 
 export const USAGE = `usage: agentark distill --strategy rsft|da|pad --traj FILE --out FILE [options]
 
@@ -45,21 +45,12 @@ export const USAGE = `usage: agentark distill --strategy rsft|da|pad --traj FILE
   --limit N             only the first N questions
 `;
 
-class UsageError extends Error {}
-
-function int(name: string, v: string | undefined, min: number): number | undefined {
-  if (v === undefined) return undefined;
-  const n = Number(v);
-  if (!Number.isInteger(n) || n < min) throw new UsageError(`--${name} must be an integer >= ${min}, got ${JSON.stringify(v)}`);
-  return n;
-}
-
 export async function run(argv: string[]): Promise<number> {
-  let values: Record<string, string | boolean | undefined>;
+  let values: Record<string, string | boolean | undefined> | null;
   try {
-    ({ values } = parseArgs({
-      args: argv,
-      options: {
+    values = parseFlags(
+      argv,
+      {
         strategy: { type: 'string' },
         traj: { type: 'string' },
         out: { type: 'string' },
@@ -82,20 +73,14 @@ export async function run(argv: string[]): Promise<number> {
         'judge-model': { type: 'string' },
         'judge-api-key': { type: 'string' },
         'no-aggregator-last': { type: 'boolean', default: false },
-        help: { type: 'boolean', short: 'h', default: false },
       },
-      allowPositionals: false,
-      strict: true,
-    }));
+      USAGE,
+    );
   } catch (e) {
-    process.stderr.write(`agentark distill: ${(e as Error).message}\n\n${USAGE}`);
-    return 2;
+    return reportUsageError('distill', e as UsageError);
   }
-  if (values.help) {
-    process.stdout.write(USAGE);
-    return 0;
-  }
-  let strategy: 'rsft' | 'da' | 'pad';
+  if (!values) return 0;
+  let strategy: DistillStrategy;
   let traj: string;
   let out: string;
   let task: Task | undefined;
@@ -104,24 +89,21 @@ export async function run(argv: string[]): Promise<number> {
   let format: SftFormat;
   let limit: number | undefined;
   try {
-    strategy = values.strategy as 'rsft' | 'da' | 'pad';
+    strategy = values.strategy as DistillStrategy;
     if (!strategy) throw new UsageError('--strategy is required (rsft, da or pad)');
-    if (!['rsft', 'da', 'pad'].includes(strategy)) throw new UsageError(`--strategy must be rsft, da or pad, got ${JSON.stringify(strategy)}`);
+    if (!DISTILL_STRATEGIES.includes(strategy)) throw new UsageError(`--strategy must be rsft, da or pad, got ${JSON.stringify(strategy)}`);
     if (!values.traj) throw new UsageError('--traj is required');
     if (!values.out) throw new UsageError('--out is required');
     traj = values.traj as string;
     out = values.out as string;
     task = values.task as Task | undefined;
     if (task !== undefined && !isTask(task)) throw new UsageError(`--task must be gsm8k, math, mc or qa, got ${JSON.stringify(task)}`);
-    perQuestion = int('per-question', values['per-question'] as string | undefined, 1);
-    if (values.jaccard !== undefined) {
-      threshold = Number(values.jaccard);
-      if (!(threshold > 0 && threshold <= 1)) throw new UsageError(`--jaccard must be in (0, 1], got ${JSON.stringify(values.jaccard)}`);
-    }
+    perQuestion = intFlag(values['per-question'] as string | undefined, 'per-question', undefined, { min: 1 });
+    threshold = floatFlag(values.jaccard as string | undefined, 'jaccard', undefined, { above: 0, max: 1 });
     format = values.format as SftFormat;
     if (format !== 'messages' && format !== 'prompt-completion') throw new UsageError(`--format must be messages or prompt-completion, got ${JSON.stringify(format)}`);
     if (values.system !== undefined && values['no-system']) throw new UsageError('--system and --no-system are exclusive');
-    limit = int('limit', values.limit as string | undefined, 0);
+    limit = intFlag(values.limit as string | undefined, 'limit', undefined, { min: 0 });
     if (values['pad-steps'] !== 'solution' && values['pad-steps'] !== 'paragraph') throw new UsageError(`--pad-steps must be solution or paragraph, got ${JSON.stringify(values['pad-steps'])}`);
     if (values.labels !== 'file' && values.labels !== 'graded') throw new UsageError(`--labels must be file or graded, got ${JSON.stringify(values.labels)}`);
     const padSolutionOnly = argv.some((a) => /^--(labels|judge-base-url|judge-model|judge-api-key)(=|$)/.test(a));
@@ -130,8 +112,7 @@ export async function run(argv: string[]): Promise<number> {
       throw new UsageError('--per-question, --jaccard and --no-self-correct apply to --strategy da only');
     }
   } catch (e) {
-    process.stderr.write(`agentark distill: ${(e as Error).message}\n\n${USAGE}`);
-    return 2;
+    return reportUsageError('distill', e as UsageError, USAGE);
   }
 
   try {
@@ -159,31 +140,32 @@ export async function run(argv: string[]): Promise<number> {
     const input = parseDistillInput(text, traj, { task, aggregatorLast: !values['no-aggregator-last'], onWarning: (m) => warnings.push(m) });
     for (const w of warnings) process.stderr.write(`warning: ${w}\n`);
     const records = limit !== undefined ? input.records.slice(0, limit) : input.records;
-    const sets = input.sets && limit !== undefined ? input.sets.slice(0, limit) : input.sets;
+    const system = values['no-system'] ? null : (values.system as string | undefined);
+    const clean = { stripCalculator: !values['keep-calculator'], answerLine: !values['keep-answer-line'] };
+    const padSteps = values['pad-steps'] as 'solution' | 'paragraph';
+    let padCandidates: ReturnType<typeof candidatesFromSets> | undefined;
     let judged: Map<string, boolean[]> | undefined;
-    const judgeUrl = values['judge-base-url'] as string | undefined;
-    if (strategy === 'pad' && judgeUrl) {
-      const candidates = sets ? candidatesFromSets(sets) : candidatesFromRecords(records);
-      const model = (values['judge-model'] as string | undefined) ?? 'default';
-      const engine = new OpenAIEngine({ baseUrl: judgeUrl, apiKey: (values['judge-api-key'] as string | undefined) ?? process.env.OPENAI_API_KEY, model });
-      judged = await judgeLabels(candidates, engine, { model, onProgress: (d, t) => void (d % 50 === 0 || d === t ? process.stderr.write(`judge ${d}/${t}\n`) : 0) });
+    if (strategy === 'pad' && padSteps === 'solution') {
+      const sets = input.sets && limit !== undefined ? input.sets.slice(0, limit) : input.sets;
+      padCandidates = sets ? candidatesFromSets(sets) : candidatesFromRecords(records);
+      const judgeUrl = values['judge-base-url'] as string | undefined;
+      if (judgeUrl) {
+        const model = (values['judge-model'] as string | undefined) ?? 'default';
+        const engine = new OpenAIEngine({ baseUrl: judgeUrl, apiKey: (values['judge-api-key'] as string | undefined) ?? process.env.OPENAI_API_KEY, model });
+        judged = await judgeLabels(padCandidates, engine, { model, onProgress: (d, t) => void (d % 50 === 0 || d === t ? process.stderr.write(`judge ${d}/${t}\n`) : 0) });
+      }
     }
-    const { rows, stats } = buildTrainingSet(
-      { records, ...(sets ? { sets } : {}) },
-      {
-        strategy,
-        format,
-        system: values['no-system'] ? null : (values.system as string | undefined),
-        stripCalculator: !values['keep-calculator'],
-        answerLine: !values['keep-answer-line'],
-        perQuestion,
-        threshold,
-        selfCorrection: !values['no-self-correct'],
-        padSteps: values['pad-steps'] as 'solution' | 'paragraph',
-        labels: values.labels as 'file' | 'graded',
-        judged,
-      },
-    );
+    const { rows, stats } = buildTrainingSet(strategy, records, {
+      ...clean,
+      system,
+      format,
+      perQuestion,
+      threshold,
+      selfCorrection: !values['no-self-correct'],
+      padSteps,
+      padCandidates,
+      padLabels: { labels: values.labels as 'file' | 'graded', judged },
+    });
     await writeJsonl(out, rows);
     const summary = {
       strategy,

@@ -13,7 +13,6 @@
  */
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
-import { parseArgs } from 'node:util';
 import type { ChatEngine } from '../engine/types';
 import { isTask, type Task } from '../tasks/answers';
 import { DEFAULT_SAMPLED_TEMPERATURE, evaluate, type Decoding, type EvalSystem } from '../eval/harness';
@@ -21,7 +20,7 @@ import type { ArithmeticStep, PerturbableQuestion, StructuredProblem } from '../
 import { toMarkdown } from '../eval/report';
 import { loadQuestions, type Question } from '../tasks/datasets';
 import { OpenAIEngine } from '../teach/openai-engine';
-import { runtimeOptions, stderrProgress } from './args';
+import { floatFlag, intFlag, parseFlags, reportUsageError, runtimeOptions, stderrProgress, UsageError } from './args';
 import { DATA_FLAGS, DATA_HELP, dataOptions } from './data-flags';
 
 export const USAGE = `usage: agentark eval --data FILE [--task T] [--data FILE2 --task T2 ...] --out REPORT.json (--model DIR | --base-url URL) [options]
@@ -42,6 +41,7 @@ export const USAGE = `usage: agentark eval --data FILE [--task T] [--data FILE2 
   --adapter DIR            local engine: a student LoRA adapter (repeatable: one "student" system each)
   --backend B              local engine: webgpu | cpu (default webgpu)
   --dtype D                local engine: auto | f16 | f32
+  --quantize q8|q4         local engine: frozen weights quantized on load (cached)
   --context-length N       local engine: context length
   --max-batch N            local engine: sequences decoded together (default: max(debate agents, sc samples) x concurrency)
   --base-url URL           OpenAI-compatible endpoint instead of a local model
@@ -64,22 +64,6 @@ export const USAGE = `usage: agentark eval --data FILE [--task T] [--data FILE2 
   --perturb-seed S         seed of the perturbations (default 0)
   --quiet                  no progress on stderr
 ${DATA_HELP}`;
-
-class UsageError extends Error {}
-
-function int(name: string, v: string | undefined, min: number): number | undefined {
-  if (v === undefined) return undefined;
-  const n = Number(v);
-  if (!Number.isInteger(n) || n < min) throw new UsageError(`--${name} must be an integer >= ${min}, got ${JSON.stringify(v)}`);
-  return n;
-}
-
-function num(name: string, v: string | undefined, lo: number, hi: number): number | undefined {
-  if (v === undefined) return undefined;
-  const n = Number(v);
-  if (!Number.isFinite(n) || n < lo || n > hi) throw new UsageError(`--${name} must be a number in [${lo}, ${hi}], got ${JSON.stringify(v)}`);
-  return n;
-}
 
 function isStructure(x: unknown): x is StructuredProblem {
   const s = x as StructuredProblem | undefined;
@@ -128,11 +112,11 @@ export function attachStructures(text: string, questions: Question[], sourceName
 }
 
 export async function run(argv: string[]): Promise<number> {
-  let values: Record<string, string | boolean | string[] | undefined>;
+  let values: Record<string, string | boolean | string[] | undefined> | null;
   try {
-    ({ values } = parseArgs({
-      args: argv,
-      options: {
+    values = parseFlags(
+      argv,
+      {
         data: { type: 'string', multiple: true },
         ...DATA_FLAGS,
         task: { type: 'string', multiple: true },
@@ -146,6 +130,7 @@ export async function run(argv: string[]): Promise<number> {
         backend: { type: 'string' },
         dtype: { type: 'string' },
         'context-length': { type: 'string' },
+        quantize: { type: 'string' },
         'max-batch': { type: 'string' },
         'base-url': { type: 'string' },
         'api-model': { type: 'string' },
@@ -166,19 +151,13 @@ export async function run(argv: string[]): Promise<number> {
         'no-robustness': { type: 'boolean', default: false },
         'perturb-seed': { type: 'string' },
         quiet: { type: 'boolean', default: false },
-        help: { type: 'boolean', short: 'h', default: false },
       },
-      allowPositionals: false,
-      strict: true,
-    }));
+      USAGE,
+    );
   } catch (e) {
-    process.stderr.write(`agentark eval: ${(e as Error).message}\n\n${USAGE}`);
-    return 2;
+    return reportUsageError('eval', e as UsageError);
   }
-  if (values.help) {
-    process.stdout.write(USAGE);
-    return 0;
-  }
+  if (!values) return 0;
 
   const str = (k: string) => values[k] as string | undefined;
   const list = (k: string) => (values[k] as string[] | undefined) ?? [];
@@ -234,23 +213,22 @@ export async function run(argv: string[]): Promise<number> {
     cfg = {
       sets,
       decodings: decodings as Decoding[],
-      scSamples: int('sc-samples', str('sc-samples'), 1) ?? 5,
+      scSamples: intFlag(str('sc-samples'), 'sc-samples', 5, { min: 1 }),
       out: str('out')!,
       wanted,
-      agents: int('debate-agents', str('debate-agents'), 1) ?? 5,
-      rounds: int('debate-rounds', str('debate-rounds'), 1) ?? 2,
+      agents: intFlag(str('debate-agents'), 'debate-agents', 5, { min: 1 }),
+      rounds: intFlag(str('debate-rounds'), 'debate-rounds', 2, { min: 1 }),
       aggregator,
-      debateTemperature: num('debate-temperature', str('debate-temperature'), 0, 2) ?? 0.7,
-      temperature: num('temperature', str('temperature'), 0, 2) ?? DEFAULT_SAMPLED_TEMPERATURE,
-      maxTokens: int('max-tokens', str('max-tokens'), 1) ?? 512,
-      seed: int('seed', str('seed'), 0),
-      limit: int('limit', str('limit'), 0),
-      concurrency: int('concurrency', str('concurrency'), 1) ?? 1,
-      perturbSeed: int('perturb-seed', str('perturb-seed'), 0) ?? 0,
+      debateTemperature: floatFlag(str('debate-temperature'), 'debate-temperature', 0.7, { min: 0, max: 2 }),
+      temperature: floatFlag(str('temperature'), 'temperature', DEFAULT_SAMPLED_TEMPERATURE, { min: 0, max: 2 }),
+      maxTokens: intFlag(str('max-tokens'), 'max-tokens', 512, { min: 1 }),
+      seed: intFlag(str('seed'), 'seed', undefined, { min: 0 }),
+      limit: intFlag(str('limit'), 'limit', undefined, { min: 0 }),
+      concurrency: intFlag(str('concurrency'), 'concurrency', 1, { min: 1 }),
+      perturbSeed: intFlag(str('perturb-seed'), 'perturb-seed', 0, { min: 0 }),
     };
   } catch (e) {
-    process.stderr.write(`agentark eval: ${(e as Error).message}\n\n${USAGE}`);
-    return 2;
+    return reportUsageError('eval', e as UsageError, USAGE);
   }
 
   let dataOpts: ReturnType<typeof dataOptions>;
@@ -295,8 +273,8 @@ export async function run(argv: string[]): Promise<number> {
         apiKey: str('api-key') ?? process.env.OPENAI_API_KEY,
         model: baseModel,
         concurrency: Math.max(cfg.agents, cfg.scSamples, 1) * cfg.concurrency,
-        timeoutMs: int('timeout-ms', str('timeout-ms'), 1),
-        maxRetries: int('max-retries', str('max-retries'), 0),
+        timeoutMs: intFlag(str('timeout-ms'), 'timeout-ms', undefined, { min: 1 }),
+        maxRetries: intFlag(str('max-retries'), 'max-retries', undefined, { min: 0 }),
         onRetry: (r) => process.stderr.write(`retry ${r.attempt}/${r.maxAttempts - 1} in ${r.delayMs} ms: ${r.url}: ${r.reason}\n`),
       });
       const names = list('student-model');
@@ -304,12 +282,12 @@ export async function run(argv: string[]): Promise<number> {
     } else {
       let rt: ReturnType<typeof runtimeOptions>;
       try {
-        rt = runtimeOptions(values as { backend?: string; dtype?: string; 'context-length'?: string });
+        rt = runtimeOptions(values as { backend?: string; dtype?: string; 'context-length'?: string; quantize?: string });
       } catch (e) {
         throw new UsageError((e as Error).message);
       }
       const { Runtime, LocalEngine } = await import('../engine/local');
-      const maxBatch = int('max-batch', str('max-batch'), 1) ?? Math.max(cfg.agents, cfg.scSamples, 1) * cfg.concurrency;
+      const maxBatch = intFlag(str('max-batch'), 'max-batch', Math.max(cfg.agents, cfg.scSamples, 1) * cfg.concurrency, { min: 1 });
       const { adapter: _ignored, ...rtOpts } = rt;
       const runtime = await Runtime.load(str('model')!, { ...rtOpts, maxBatch, onProgress: values.quiet ? undefined : stderrProgress('load'), signal: ac.signal });
       dispose = () => runtime.dispose();
@@ -375,10 +353,7 @@ export async function run(argv: string[]): Promise<number> {
     if (errors) process.stderr.write(`agentark eval: ${errors} call(s) failed and were counted as wrong answers\n`);
     return errors ? 1 : 0;
   } catch (e) {
-    if (e instanceof UsageError) {
-      process.stderr.write(`agentark eval: ${e.message}\n\n${USAGE}`);
-      return 2;
-    }
+    if (e instanceof UsageError) return reportUsageError('eval', e, USAGE);
     if (ac.signal.aborted) return 130;
     process.stderr.write(`agentark eval: ${(e as Error).message}\n`);
     return 1;

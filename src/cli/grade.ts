@@ -5,9 +5,9 @@
  */
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
-import { parseArgs } from 'node:util';
-import { answersEqual, extractAnswer, isTask, referenceAnswer, type Task } from '../tasks/answers';
+import { answersEqual, extractAnswer, isTask, referenceAnswer, TASKS, type Task } from '../tasks/answers';
 import { parseTrajectoryLine, summarizeTrajectories, type TrajectoryRecord } from '../teach/trajectory';
+import { choiceFlag, parseFlags, reportUsageError, UsageError } from './args';
 
 export const USAGE = `usage: agentark grade --data FILE [--task gsm8k|math|mc] [--out graded.jsonl]
 
@@ -43,30 +43,15 @@ export interface GradeSummary {
 }
 
 export async function run(argv: string[]): Promise<number> {
-  let values: { data?: string; task?: string; out?: string; help?: boolean };
+  let values: { data?: string; task?: string; out?: string } | null;
+  let forced: Task | undefined;
   try {
-    ({ values } = parseArgs({
-      args: argv,
-      options: { data: { type: 'string' }, task: { type: 'string' }, out: { type: 'string' }, help: { type: 'boolean', short: 'h' } },
-      strict: true,
-      allowPositionals: false,
-    }));
+    values = parseFlags(argv, { data: { type: 'string' }, task: { type: 'string' }, out: { type: 'string' } }, USAGE);
+    if (!values) return 0;
+    if (!values.data) throw new UsageError('--data is required', USAGE);
+    forced = choiceFlag(values.task, 'task', TASKS);
   } catch (e) {
-    process.stderr.write(`agentark grade: ${(e as Error).message}\n\n${USAGE}`);
-    return 2;
-  }
-  if (values.help) {
-    process.stdout.write(USAGE);
-    return 0;
-  }
-  if (!values.data) {
-    process.stderr.write(`agentark grade: --data is required\n\n${USAGE}`);
-    return 2;
-  }
-  const forced = values.task as Task | undefined;
-  if (forced !== undefined && !isTask(forced)) {
-    process.stderr.write(`agentark grade: --task must be gsm8k, math, mc or qa, got ${JSON.stringify(forced)}\n\n${USAGE}`);
-    return 2;
+    return reportUsageError('grade', e as UsageError, USAGE);
   }
   let text: string;
   try {

@@ -18,6 +18,7 @@ const USAGE = `usage: agentark prm train --model DIR --data pad.jsonl --out PRM_
   --dim N           embedding size of the head (default 32)
   --holdout F       share of questions held out for the AUC (default 0.2)
   --epochs N        (default 100)   --lr X (default 0.01)   --seed S   --limit N
+  --quantize q8|q4  the student's weights (features from the quantized base)
   AUC: over the held-out completions (each labelled step: a solution, or a paragraph), by P(correct).`;
 
 export async function readStepwise(file: string, limit?: number): Promise<StepwiseRow[]> {

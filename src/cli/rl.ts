@@ -18,7 +18,7 @@ import type { Projection } from '../model/llama';
 import { floatFlag, intFlag, parseFlags, runtimeOptions, RUNTIME_FLAGS, stderrProgress, UsageError } from './args';
 import { DATA_FLAGS, DATA_HELP, dataOptions } from './data-flags';
 
-const USAGE = `usage: agentark rl --model DIR --data questions.jsonl --task gsm8k --out ADAPTER_DIR [options]
+export const USAGE = `usage: agentark rl --model DIR --data questions.jsonl --task gsm8k --out ADAPTER_DIR [options]
 
   --reward M             prmvr (default: AgentArk's PRMVR — PRM score P(correct) − P(wrong) at each
                          "\\n\\n"-separated step's last token, softmin-weighted towards the weakest step,
@@ -42,6 +42,7 @@ const USAGE = `usage: agentark rl --model DIR --data questions.jsonl --task gsm8
   --lr X                 learning rate (default 1e-4)
   --rank R --alpha A --targets q_proj,v_proj   the LoRA (default 8, 16, q_proj,v_proj)
   --limit N --seed S
+  --quantize q8|q4 --backend webgpu|cpu --dtype auto|f16|f32   the base model's runtime
 ${DATA_HELP}`;
 
 export async function run(argv: string[]): Promise<number> {
@@ -58,7 +59,7 @@ export async function run(argv: string[]): Promise<number> {
     USAGE,
   );
   if (!v) return 0;
-  for (const req of ['model', 'data', 'out'] as const) if (!v[req]) throw new UsageError(`--${req} is required\n\n${USAGE}`);
+  for (const req of ['model', 'data', 'out'] as const) if (!v[req]) throw new UsageError(`--${req} is required`);
   const task = ((v.task as string | undefined) ?? 'gsm8k') as Task;
   const mode = ((v.reward as string | undefined) ?? 'prmvr') as 'prmvr' | 'scalar';
   if (mode !== 'prmvr' && mode !== 'scalar') throw new UsageError(`--reward must be prmvr or scalar, got '${v.reward}'\n\n${USAGE}`);

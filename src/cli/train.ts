@@ -14,20 +14,24 @@ import { randomInitTensors } from '../train/init';
 import { DEFAULT_TRAIN_OPTIONS, NonFiniteLossError, Trainer, type TrainOptions } from '../train/trainer';
 import { fullModelSafetensors, resumeCheckpoint, saveCheckpoint, writeFilesAtomically } from '../train/checkpoint';
 import { serializePeftAdapter } from '../formats/peft';
-import { floatFlag, intFlag, parseFlags, stderrProgress, UsageError } from './args';
+import { floatFlag, intFlag, parseFlags, quantizeFlag, stderrProgress, UsageError } from './args';
+import { quantizeWeights } from '../quant/weights';
 
-const USAGE = `usage: agentark train --model <dir|url|hf-id> --data <file.jsonl> --out <dir>
+export const USAGE = `usage: agentark train --model <dir|url|hf-id> --data <file.jsonl> --out <dir>
        [--mode lora|full] [--from-scratch] [--rank R] [--alpha A] [--dropout P] [--targets q_proj,v_proj,...]
        [--rslora] [--lr LR] [--optimizer adamw|sgd] [--weight-decay WD] [--max-grad-norm N]
        [--schedule linear|cosine|constant] [--warmup STEPS] [--steps N | --epochs E] [--batch B]
        [--grad-accum G] [--context-length N] [--init-adapter <dir>] [--resume] [--seed S]
        [--checkpoint-every N] [--stop-after N] [--group-by-length] [--backend webgpu|cpu]
+       [--quantize q8|q4]
 
 Data rows (JSONL): {"messages": [...]} (loss on assistant turns), {"prompt", "completion"},
 {"text"}, or pre-tokenized {"input_ids", "labels"}. Writes a PEFT adapter (LoRA) or an HF
 checkpoint (full) to --out, checkpoints to --out/checkpoint (resume with --resume), and a JSON
 summary on stdout. --stop-after N ends this run at step N (the schedule still spans --steps), with
-a checkpoint and the weights of that step, so a later --resume run carries on where it stopped.`;
+a checkpoint and the weights of that step, so a later --resume run carries on where it stopped.
+--quantize q8|q4 (LoRA only) trains on a quantized frozen base (QLoRA): the base is read packed,
+the LoRA weights and their gradients stay f32, and the adapter is an ordinary PEFT adapter.`;
 
 export async function run(argv: string[]): Promise<number> {
   const v = parseFlags(
@@ -61,14 +65,17 @@ export async function run(argv: string[]): Promise<number> {
       'checkpoint-every': { type: 'string' },
       'group-by-length': { type: 'boolean' },
       backend: { type: 'string' },
+      quantize: { type: 'string' },
       quiet: { type: 'boolean' },
     },
     USAGE,
   );
   if (!v) return 0;
-  for (const req of ['model', 'data', 'out'] as const) if (!v[req]) throw new UsageError(`--${req} is required\n\n${USAGE}`);
+  for (const req of ['model', 'data', 'out'] as const) if (!v[req]) throw new UsageError(`--${req} is required`);
   const mode = (v.mode as string | undefined) ?? 'lora';
   if (mode !== 'lora' && mode !== 'full') throw new UsageError(`--mode must be lora or full, got '${mode}'`);
+  const quantizeTo = quantizeFlag(v.quantize as string | undefined);
+  if (quantizeTo && mode !== 'lora') throw new UsageError(`--quantize ${quantizeTo} freezes the base weights: it needs --mode lora (QLoRA)`);
   const optimizer = (v.optimizer as string | undefined) ?? DEFAULT_TRAIN_OPTIONS.optimizer;
   if (optimizer !== 'adamw' && optimizer !== 'sgd') throw new UsageError(`--optimizer must be adamw or sgd, got '${optimizer}'`);
   const schedule = (v.schedule as string | undefined) ?? DEFAULT_TRAIN_OPTIONS.schedule;
@@ -128,7 +135,8 @@ export async function run(argv: string[]): Promise<number> {
     const halfFile = [...ckpt.tensors.values()].some((t) => t.dtype !== 'F32');
     backend = await GpuBackend.create(gpu, mode === 'lora' && halfFile && gpu.features.f16 ? 'f16' : 'f32');
   }
-  const model = LlamaModel.fromTensors(backend, c, ckpt.tensors, contextLength);
+  const quantized = quantizeTo ? await quantizeWeights(c, ckpt.tensors, quantizeTo, { onProgress: v.quiet ? undefined : stderrProgress('load') }) : null;
+  const model = LlamaModel.fromTensors(backend, c, ckpt.tensors, contextLength, quantized?.matrices);
   ckpt.tensors.clear();
 
   const examples = await loadTrainingData(v.data as string, ckpt.tokenizer, { maxLength: contextLength, vocabSize: c.vocabSize });
@@ -192,6 +200,7 @@ export async function run(argv: string[]): Promise<number> {
     wallS: (performance.now() - t0) / 1000,
     out,
     backend: gpu ? gpu.describe() : 'cpu',
+    quantize: quantizeTo ?? null,
   };
   console.log(JSON.stringify(summary));
   trainer.dispose();

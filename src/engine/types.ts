@@ -72,3 +72,19 @@ export interface ChatEngine {
   /** Model ids this engine serves (for GET /v1/models). */
   models(): Promise<string[]>;
 }
+
+/**
+ * A request the engine cannot serve as asked (the client's fault, not the engine's): carries the
+ * HTTP status and OpenAI error code the server answers with, e.g. 400 `context_length_exceeded`.
+ */
+export class EngineRequestError extends Error {
+  constructor(
+    message: string,
+    readonly status: number,
+    readonly code: string,
+    readonly param?: string,
+  ) {
+    super(message);
+    this.name = 'EngineRequestError';
+  }
+}

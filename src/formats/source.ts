@@ -36,6 +36,17 @@ export class SourceError extends Error {
   }
 }
 
+/** A file name read from an untrusted file must be a plain relative path inside the folder. */
+export function unsafeFileNameReason(name: string): string | null {
+  if (name.length > 1024) return 'is too long';
+  if (/[\u0000-\u001f\u007f]/.test(name)) return 'contains control characters';
+  if (name.includes('\\')) return 'contains a backslash';
+  if (name.startsWith('/')) return 'is an absolute path';
+  if (/^[A-Za-z]:/.test(name) || /^[A-Za-z][A-Za-z0-9+.-]*:\/\//.test(name)) return 'names a drive or URL';
+  if (name.split('/').some((seg) => seg === '' || seg === '.' || seg === '..')) return "has an empty, '.' or '..' path segment";
+  return null;
+}
+
 function isNode(): boolean {
   return typeof process !== 'undefined' && typeof process.versions?.node === 'string';
 }
@@ -128,6 +139,8 @@ export class LocalDirectorySource implements FileSource {
 
   private async pathOf(name: string): Promise<string> {
     const { path } = await loadNodeModules();
+    const problem = unsafeFileNameReason(name);
+    if (problem) throw new SourceError(`refusing to read ${JSON.stringify(name.slice(0, 200))} from ${this.location}: the name ${problem}`);
     return path.join(this.location, name);
   }
 
@@ -226,6 +239,9 @@ export class HttpSource implements FileSource {
   }
 
   url(name: string): string {
+    // Every segment is percent-encoded, and none may be '.'/'..', so the URL stays under the base (the repo).
+    const problem = unsafeFileNameReason(name);
+    if (problem) throw new SourceError(`refusing to fetch ${JSON.stringify(name.slice(0, 200))} from ${this.base}: the name ${problem}`);
     return this.base + name.split('/').map(encodeURIComponent).join('/');
   }
 

@@ -39,13 +39,15 @@ export interface GpuOptions {
 
 let nodeGpu: GPU | null = null;
 
+/** Uniform buffers kept before the cache is emptied (each is 16-48 bytes, plus a driver object). */
+export const MAX_CACHED_UNIFORMS = 4096;
+
 async function getGpu(): Promise<GPU> {
   if (typeof navigator !== 'undefined' && (navigator as Navigator).gpu) return (navigator as Navigator).gpu;
   if (typeof process !== 'undefined' && process.versions?.node) {
     if (!nodeGpu) {
       const mod = (await import('webgpu')) as unknown as { create: (flags: string[]) => GPU; globals: Record<string, unknown> };
       Object.assign(globalThis, mod.globals);
-      // Dawn keeps the process alive while this object lives; it is dropped in destroyGpu().
       nodeGpu = mod.create([]);
     }
     return nodeGpu;
@@ -79,6 +81,7 @@ export class Gpu {
   private readonly pipelines = new Map<string, GPUComputePipeline>();
   private readonly freeBuffers = new Map<string, PooledBuffer[]>();
   private readonly uniformCache = new Map<string, GPUBuffer>();
+  private readonly recorders = new Set<() => void>();
   private allocatedBytes = 0;
   private peakBytes = 0;
 
@@ -213,25 +216,43 @@ export class Gpu {
     buffer.destroy();
   }
 
-  /** Uniform buffers are cached by content: the same shape parameters recur every layer and step. */
-  uniform(values: ArrayLike<number>, kinds: string): GPUBuffer {
-    const key = kinds + ':' + Array.prototype.join.call(values, ',');
+  /**
+   * Whatever records GPU work against this device and has not submitted it yet (a GpuBackend's
+   * open compute pass). Called before cached uniform buffers are destroyed, so no recorded
+   * dispatch refers to a destroyed buffer.
+   */
+  addRecorder(flush: () => void): void {
+    this.recorders.add(flush);
+  }
+
+  /**
+   * A uniform buffer with the bytes `pack()` returns, cached under `key` (the kernel and its
+   * parameter values): the same shape parameters recur every layer and step. When the cache is
+   * full, pending work is submitted and every cached buffer is destroyed.
+   */
+  uniform(key: string, pack: () => ArrayBuffer): GPUBuffer {
     let buf = this.uniformCache.get(key);
     if (!buf) {
-      const bytes = new ArrayBuffer(Math.max(16, Math.ceil((values.length * 4) / 16) * 16));
-      const u32 = new Uint32Array(bytes);
-      const f32 = new Float32Array(bytes);
-      for (let i = 0; i < values.length; i++) {
-        if (kinds[i] === 'f') f32[i] = values[i];
-        else u32[i] = values[i] >>> 0;
-      }
+      if (this.uniformCache.size >= MAX_CACHED_UNIFORMS) this.clearUniforms();
+      const bytes = pack();
       buf = this.createBuffer(bytes.byteLength, GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST, 'uniform', true);
       new Uint8Array(buf.getMappedRange()).set(new Uint8Array(bytes));
       buf.unmap();
-      if (this.uniformCache.size > 4096) this.uniformCache.clear();
       this.uniformCache.set(key, buf);
     }
     return buf;
+  }
+
+  /** Destroy every cached uniform buffer (after submitting what recorders hold). */
+  clearUniforms(): void {
+    for (const flush of this.recorders) flush();
+    for (const buf of this.uniformCache.values()) this.destroyBuffer(buf);
+    this.uniformCache.clear();
+  }
+
+  /** Number of uniform buffers in the cache (for tests). */
+  get cachedUniforms(): number {
+    return this.uniformCache.size;
   }
 
   write(buffer: GPUBuffer, data: ArrayBufferView, offset = 0): void {
@@ -272,11 +293,8 @@ export class Gpu {
   destroy(): void {
     for (const list of this.freeBuffers.values()) for (const b of list) b.buffer.destroy();
     this.freeBuffers.clear();
+    for (const buf of this.uniformCache.values()) buf.destroy();
+    this.uniformCache.clear();
     this.device.destroy();
   }
-}
-
-/** Let Node exit: Dawn keeps the event loop alive while the GPU object exists. */
-export function releaseNodeGpu(): void {
-  nodeGpu = null;
 }

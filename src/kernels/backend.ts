@@ -1,8 +1,11 @@
 /**
  * The ops of a Llama-family forward pass, implemented twice: on WebGPU (gpu.ts, the product) and in
- * plain TypeScript (cpu.ts, the twin every kernel is tested against). The model's forward pass is
- * written once against this interface.
+ * plain TypeScript (cpu.ts, the twin every kernel is tested against). The model (model/llama.ts)
+ * is written against this interface; each backend also makes the training ops of its own kind.
  */
+import type { TrainOps } from './train-backend';
+
+import type { QuantizedMatrix } from '../quant/quantize';
 
 /** A linear weight [rows, cols] (HF layout [out, in]), possibly split into row shards on the GPU. */
 export interface WeightShape {
@@ -22,12 +25,16 @@ export interface Backend<T, W, I> {
   readonly weightType: 'f16' | 'f32';
   /** A 2-D weight from f32 values, or from f16 bit patterns when weightType is 'f16'. */
   weight(label: string, data: Float32Array | Uint16Array, rows: number, cols: number): W & WeightShape;
+  /** A frozen q8/q4 weight (src/quant/quantize.ts), read packed by the kernels. */
+  quantizedWeight(label: string, q: QuantizedMatrix): W & WeightShape;
   /** A small f32 vector (norm weights, biases, rope tables); never sharded or converted. */
   vector(label: string, data: Float32Array): W;
   indices(data: Uint32Array): I;
   tensor(n: number, label?: string): T;
   fromHost(data: Float32Array): T;
   toHost(t: T, n: number, offset?: number): Promise<Float32Array>;
+  /** Overwrite the start of tensor `t` with `data` (e.g. restoring a checkpoint). */
+  upload(t: T, data: Float32Array): void;
   free(t: T): void;
   freeIndices(i: I): void;
   freeWeight(w: W): void;
@@ -50,7 +57,10 @@ export interface Backend<T, W, I> {
   gatherRows(src: T, rows: number[], cols: number, out: T): void;
   /** Submit queued work (no-op on the CPU). */
   flush(): void;
+  /** The training ops (backward kernels, loss, optimizers) on this backend's tensors. */
+  createTrainOps(): TrainOps<T, W, I>;
 }
 
+/** A backend whose handle types the caller does not name (code that only passes handles along). */
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
 export type AnyBackend = Backend<any, any, any>;

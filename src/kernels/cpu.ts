@@ -3,10 +3,16 @@
  * semantics. Tests compare each GPU kernel against these; benchmarks run them side by side.
  */
 import type { Backend, KvCacheShape, WeightShape } from './backend';
+import type { TrainOps } from './train-backend';
+import { CpuTrainOps } from './train-cpu';
 import { f16ToF32 as f16BitsToF32 } from '../formats/dtype';
+import type { QuantizedMatrix } from '../quant/quantize';
+import { cpuEmbeddingQ, cpuMatmulQ } from './quant-cpu';
 
 export interface CpuWeight extends WeightShape {
+  /** f32 values; empty for a quantized weight, which `quant` holds packed. */
   data: Float32Array;
+  quant?: QuantizedMatrix;
 }
 
 export function cpuEmbedding(ids: Uint32Array, table: Float32Array, dim: number, tokens: number, out: Float32Array): void {
@@ -105,6 +111,9 @@ export class CpuBackend implements Backend<Float32Array, CpuWeight, Uint32Array>
     const f32 = data instanceof Uint16Array ? f16BitsToF32(data) : data;
     return { data: f32, rows, cols };
   }
+  quantizedWeight(_label: string, q: QuantizedMatrix): CpuWeight {
+    return { data: new Float32Array(0), rows: q.rows, cols: q.cols, quant: q };
+  }
   vector(_label: string, data: Float32Array): CpuWeight {
     return { data, rows: 1, cols: data.length };
   }
@@ -120,19 +129,25 @@ export class CpuBackend implements Backend<Float32Array, CpuWeight, Uint32Array>
   async toHost(t: Float32Array, n: number, offset = 0): Promise<Float32Array> {
     return t.slice(offset, offset + n);
   }
+  upload(t: Float32Array, data: Float32Array): void {
+    t.set(data);
+  }
   free(): void {}
   freeIndices(): void {}
   freeWeight(): void {}
   weightAsTensor(w: CpuWeight): Float32Array {
+    if (w.quant) throw new Error('a quantized weight is frozen: it cannot be trained in place (use LoRA)');
     return w.data;
   }
   embedding(ids: Uint32Array, table: CpuWeight, tokens: number, out: Float32Array): void {
+    if (table.quant) return cpuEmbeddingQ(ids, table.quant, tokens, out);
     cpuEmbedding(ids, table.data, table.cols, tokens, out);
   }
   rmsnorm(x: Float32Array, weight: CpuWeight, rows: number, dim: number, eps: number, out: Float32Array): void {
     cpuRmsnorm(x, weight.data, rows, dim, eps, out);
   }
   matmul(x: Float32Array, w: CpuWeight, bias: CpuWeight | null, m: number, out: Float32Array): void {
+    if (w.quant) return cpuMatmulQ(x, w.quant, bias ? bias.data : null, m, out);
     cpuMatmul(x, w.data, bias ? bias.data : null, m, w.rows, w.cols, out);
   }
   rope(x: Float32Array, positions: Uint32Array, cos: CpuWeight, sin: CpuWeight, tokens: number, heads: number, headDim: number, _maxPos?: number): void {
@@ -154,4 +169,7 @@ export class CpuBackend implements Backend<Float32Array, CpuWeight, Uint32Array>
     rows.forEach((r, i) => out.set(src.subarray(r * cols, (r + 1) * cols), i * cols));
   }
   flush(): void {}
+  createTrainOps(): TrainOps<Float32Array, CpuWeight, Uint32Array> {
+    return new CpuTrainOps();
+  }
 }

@@ -6,7 +6,14 @@
 import type { Gpu } from '../gpu/device';
 import { GpuError } from '../gpu/device';
 import type { Backend, KvCacheShape, WeightShape } from './backend';
-import { loadShaders, shaderSource, type ShaderDefines, type ShaderName } from './shaders';
+import type { TrainOps } from './train-backend';
+import { GpuTrainOps } from './train-gpu';
+import { checkAgainstWgsl, declareKernel, groups1d, invocations, size2d, KernelError, packUniform, uniformKey, workgroupDefines, type Kernel, type ParamTypes, type ParamValues } from './kernel';
+import { attentionChunkRows, loadShaders, shaderSource, type ShaderDefines } from './shaders';
+
+export { attentionChunkRows };
+import type { QuantizedMatrix } from '../quant/quantize';
+import { isQuantized, quantEmbedding, quantMatmul, uploadQuantized } from './quant-gpu';
 
 export interface GpuTensor {
   buffer: GPUBuffer;
@@ -16,6 +23,8 @@ export interface GpuTensor {
 
 export interface GpuWeightShard {
   buffer: GPUBuffer;
+  /** f16 scales of a q8/q4 shard (src/quant/quantize.ts). */
+  scales?: GPUBuffer;
   rowStart: number;
   rows: number;
 }
@@ -23,6 +32,8 @@ export interface GpuWeightShard {
 export interface GpuWeight extends WeightShape {
   shards: GpuWeightShard[];
   dtype: 'f16' | 'f32';
+  /** Set for a frozen q8/q4 weight: the shards then hold packed values and scales, not dtype. */
+  quant?: 'q8' | 'q4';
 }
 
 export interface GpuIndices {
@@ -30,17 +41,111 @@ export interface GpuIndices {
   length: number;
 }
 
-const WG = 64;
+/** A storage binding: a tensor or index list (its `length` 4-byte elements), or a whole buffer. */
+export type Bindable = GpuTensor | GpuIndices | GPUBuffer;
+
+export interface RunOptions {
+  /** Defines of this dispatch (VEC4, compiled-in head dims...), on top of the kernel's own. */
+  defines?: ShaderDefines;
+  /** The WT of the shader (a weight binding's element type); 'f32' when absent. */
+  weightType?: 'f16' | 'f32';
+}
+
+// ---- kernel declarations (see kernel.ts) ------------------------------------------------------
+
+export const EMBEDDING = declareKernel({
+  name: 'embedding',
+  shader: 'embedding',
+  workgroupSize: 64,
+  params: { tokens: 'u32', dim: 'u32', rowStart: 'u32', rows: 'u32' },
+  bindings: { ids: (p) => p.tokens, table: (p) => p.rows * p.dim, out: (p) => p.tokens * p.dim },
+});
+
+export const RMSNORM = declareKernel({
+  name: 'rmsnorm',
+  shader: 'rmsnorm',
+  workgroupSize: 64,
+  params: { rows: 'u32', dim: 'u32', eps: 'f32' },
+  bindings: { x: (p) => p.rows * p.dim, weight: (p) => p.dim, out: (p) => p.rows * p.dim },
+});
+
+const matmulParams = { M: 'u32', N: 'u32', K: 'u32', nOffset: 'u32', ldy: 'u32', hasBias: 'u32' } as const;
+const matmulBindings = {
+  x: (p: ParamValues<typeof matmulParams>) => p.M * p.K,
+  w: (p: ParamValues<typeof matmulParams>) => p.N * p.K,
+  bias: (p: ParamValues<typeof matmulParams>) => (p.hasBias ? p.N : 0),
+  y: (p: ParamValues<typeof matmulParams>) => (p.M === 0 ? 0 : (p.M - 1) * p.ldy + p.nOffset + p.N),
+};
+/** Y[M, nOffset..nOffset+N] = X·Wᵀ (+ bias): register-tiled, each invocation a 4x4 output tile. */
+export const MATMUL = declareKernel({ name: 'matmul', shader: 'matmul', workgroupSize: [8, 8], params: matmulParams, bindings: matmulBindings });
+/** The same product for few rows (decode): a 1-D grid over column quads. */
+export const MATMUL_GEMV = declareKernel({ name: 'matmul(gemv)', shader: 'matmul', defines: { GEMV: true }, workgroupSize: 64, params: matmulParams, bindings: matmulBindings });
+
+export const ROPE = declareKernel({
+  name: 'rope',
+  shader: 'rope',
+  workgroupSize: 64,
+  params: { tokens: 'u32', heads: 'u32', headDim: 'u32', maxPos: 'u32' },
+  bindings: {
+    x: (p) => p.tokens * p.heads * p.headDim,
+    positions: (p) => p.tokens,
+    cosTable: (p) => (p.maxPos * p.headDim) / 2,
+    sinTable: (p) => (p.maxPos * p.headDim) / 2,
+  },
+});
+
+export const KV_WRITE = declareKernel({
+  name: 'kv_write',
+  shader: 'kv_write',
+  workgroupSize: 64,
+  params: { tokens: 'u32', kvDim: 'u32', maxSeq: 'u32' },
+  bindings: {
+    k: (p) => p.tokens * p.kvDim,
+    v: (p) => p.tokens * p.kvDim,
+    slots: (p) => p.tokens,
+    positions: (p) => p.tokens,
+    // At least one slot (the slot count is not a parameter of the kernel).
+    cacheK: (p) => p.maxSeq * p.kvDim,
+    cacheV: (p) => p.maxSeq * p.kvDim,
+  },
+});
+
+const attentionParams = { tokens: 'u32', heads: 'u32', kvHeads: 'u32', headDim: 'u32', maxSeq: 'u32', scale: 'f32' } as const;
+const attentionBindings = {
+  q: (p: ParamValues<typeof attentionParams>) => p.tokens * p.heads * p.headDim,
+  cacheK: (p: ParamValues<typeof attentionParams>) => p.maxSeq * p.kvHeads * p.headDim,
+  cacheV: (p: ParamValues<typeof attentionParams>) => p.maxSeq * p.kvHeads * p.headDim,
+  slots: (p: ParamValues<typeof attentionParams>) => p.tokens,
+  positions: (p: ParamValues<typeof attentionParams>) => p.tokens,
+  out: (p: ParamValues<typeof attentionParams>) => p.tokens * p.heads * p.headDim,
+};
+/** One workgroup per (token, query head); head_dim up to 4 · workgroup size (and 256). */
+export const ATTENTION = declareKernel({ name: 'attention', shader: 'attention', workgroupSize: 64, params: attentionParams, bindings: attentionBindings });
+/** One invocation per (token, head), a workgroup per WG consecutive tokens of one head. */
+export const ATTENTION_PREFILL = declareKernel({ name: 'attention_prefill', shader: 'attention_prefill', workgroupSize: 64, params: attentionParams, bindings: attentionBindings });
+
+export const SWIGLU = declareKernel({
+  name: 'swiglu',
+  shader: 'swiglu',
+  workgroupSize: 64,
+  params: { n: 'u32' },
+  bindings: { gate: (p) => p.n, up: (p) => p.n, out: (p) => p.n },
+});
+
+export const RESIDUAL_ADD = declareKernel({
+  name: 'residual_add',
+  shader: 'residual_add',
+  workgroupSize: 64,
+  params: { n: 'u32', scale: 'f32' },
+  bindings: { x: (p) => p.n, y: (p) => p.n },
+});
+
 /**
  * From this many query tokens on, attention runs the tiled kernel (attention_prefill.wgsl); below
  * it (decode steps, whose tokens are in different slots) the one-workgroup-per-query kernel.
  */
 export const PREFILL_ATTENTION_MIN_TOKENS = 16;
 
-/** Key (or value) rows per workgroup-memory chunk in the tiled attention kernels: 4 KiB of f32. */
-export function attentionChunkRows(headDim: number): number {
-  return Math.max(1, Math.floor(1024 / headDim));
-}
 
 export class GpuBackend implements Backend<GpuTensor, GpuWeight, GpuIndices> {
   readonly name = 'webgpu';
@@ -54,6 +159,7 @@ export class GpuBackend implements Backend<GpuTensor, GpuWeight, GpuIndices> {
   private constructor(readonly gpu: Gpu, weightType: 'f16' | 'f32') {
     this.weightType = weightType;
     this.dummy = gpu.createStorage(new Float32Array(4), 'dummy-bias');
+    gpu.addRecorder(() => this.flush());
   }
 
   /** `weightType` 'f16' needs the adapter's shader-f16 feature. */
@@ -81,6 +187,15 @@ export class GpuBackend implements Backend<GpuTensor, GpuWeight, GpuIndices> {
       shards.push({ buffer: this.gpu.createStorage(part, `${label}[${r}:${r + n}]`), rowStart: r, rows: n });
     }
     return { shards, rows, cols, dtype };
+  }
+
+  quantizedWeight(label: string, q: QuantizedMatrix): GpuWeight {
+    return uploadQuantized(this, label, q);
+  }
+
+  /** A small placeholder storage buffer for unused bindings (e.g. no bias). */
+  get dummyBuffer(): GPUBuffer {
+    return this.dummy;
   }
 
   vector(label: string, data: Float32Array): GpuWeight {
@@ -119,6 +234,15 @@ export class GpuBackend implements Backend<GpuTensor, GpuWeight, GpuIndices> {
     return this.gpu.readF32(t.buffer, n, offset);
   }
 
+  upload(t: GpuTensor, data: Float32Array): void {
+    if (data.length > t.length) throw new GpuError(`upload: ${data.length} values into a tensor of ${t.length}`);
+    this.write(t.buffer, data);
+  }
+
+  createTrainOps(): TrainOps<GpuTensor, GpuWeight, GpuIndices> {
+    return new GpuTrainOps(this);
+  }
+
   free(t: GpuTensor): void {
     this.gpu.release(t.buffer);
   }
@@ -128,12 +252,16 @@ export class GpuBackend implements Backend<GpuTensor, GpuWeight, GpuIndices> {
   }
 
   weightAsTensor(w: GpuWeight): GpuTensor {
+    if (w.quant) throw new GpuError('a quantized weight is frozen: it cannot be trained in place (use LoRA)');
     if (w.shards.length !== 1 || w.dtype !== 'f32') throw new GpuError(`only an unsharded f32 weight can be trained in place (got ${w.shards.length} shards, ${w.dtype})`);
     return { buffer: w.shards[0].buffer, length: w.rows * w.cols };
   }
 
   freeWeight(w: GpuWeight): void {
-    for (const s of w.shards) this.gpu.destroyBuffer(s.buffer);
+    for (const s of w.shards) {
+      this.gpu.destroyBuffer(s.buffer);
+      if (s.scales) this.gpu.destroyBuffer(s.scales);
+    }
   }
 
   // ---- dispatch -----------------------------------------------------------------------------
@@ -153,28 +281,47 @@ export class GpuBackend implements Backend<GpuTensor, GpuWeight, GpuIndices> {
     this.encoder = null;
   }
 
+  /** Pipelines by variant key, with the element size of each binding read from their WGSL. */
+  private readonly variants = new Map<string, { pipeline: GPUComputePipeline; scalarBytes: number[] }>();
+
   /**
-   * Record one dispatch of `shader` (a file in shaders/) with its uniform `params` (`kinds`: one
-   * 'u' or 'f' per value) and storage `buffers` bound at 1.. in order.
+   * Record one dispatch of `kernel` with its named `params` and storage `buffers` (by WGSL
+   * binding name). The first dispatch of each variant checks the declaration against the WGSL;
+   * every dispatch checks the parameters and each buffer's size (see kernel.ts).
    */
-  dispatch(
-    shader: ShaderName,
-    defines: ShaderDefines,
-    weightType: 'f16' | 'f32',
-    params: number[],
-    kinds: string,
-    buffers: GPUBuffer[],
-    workgroups: number | [number, number],
-  ): void {
+  run<P extends ParamTypes, B extends string>(kernel: Kernel<P, B>, params: ParamValues<P>, buffers: Record<B, Bindable>, workgroups: number | [number, number], opts: RunOptions = {}): void {
     this.gpu.checkAlive();
-    const key = `${shader}:${weightType}:${Object.entries(defines).filter(([, v]) => v !== false).map(([k, v]) => (v === true ? k : `${k}=${v}`)).join(',')}`;
-    // The WGSL is preprocessed only when the pipeline is not cached yet (dispatch is a hot path).
-    const pipeline = this.gpu.pipeline(key, () => shaderSource(shader, defines, weightType));
-    const entries: GPUBindGroupEntry[] = [{ binding: 0, resource: { buffer: this.gpu.uniform(params, kinds) } }];
-    buffers.forEach((buffer, i) => entries.push({ binding: i + 1, resource: { buffer } }));
-    const bindGroup = this.gpu.device.createBindGroup({ layout: pipeline.getBindGroupLayout(0), entries });
+    const weightType = opts.weightType ?? 'f32';
+    const defines: ShaderDefines = { ...kernel.defines, ...opts.defines, ...workgroupDefines(kernel.workgroupSize) };
+    const key = `${kernel.name}:${weightType}:${Object.entries(defines).filter(([, v]) => v !== false).map(([k, v]) => (v === true ? k : `${k}=${v}`)).join(',')}`;
+    let variant = this.variants.get(key);
+    if (!variant) {
+      // The WGSL is preprocessed and checked only when the variant is new (run is a hot path).
+      const code = shaderSource(kernel.shader, defines, weightType);
+      const scalarBytes = checkAgainstWgsl(kernel, code);
+      variant = { pipeline: this.gpu.pipeline(key, () => code), scalarBytes };
+      this.variants.set(key, variant);
+    }
+    const uniform = this.gpu.uniform(uniformKey(kernel, params), () => packUniform(kernel, params));
+    const entries: GPUBindGroupEntry[] = [{ binding: 0, resource: { buffer: uniform } }];
+    kernel.bindingNames.forEach((name, i) => {
+      const bound: Bindable | undefined = buffers[name];
+      if (!bound) throw new KernelError(`kernel ${kernel.name}: no buffer given for binding '${name}'`);
+      const buffer = 'buffer' in bound ? bound.buffer : bound;
+      const have = 'buffer' in bound ? Math.min(bound.length * 4, bound.buffer.size) : bound.size;
+      const need = kernel.bindings[name](params) * variant.scalarBytes[i];
+      if (need > have) {
+        throw new KernelError(`kernel ${kernel.name}: binding '${name}' (${i + 1}) needs ${need} bytes for ${JSON.stringify(params)} but its buffer holds ${have} bytes`);
+      }
+      entries.push({ binding: i + 1, resource: { buffer } });
+    });
+    if (Object.keys(buffers).length !== kernel.bindingNames.length) {
+      const extra = Object.keys(buffers).filter((k) => !kernel.bindingNames.includes(k as B));
+      throw new KernelError(`kernel ${kernel.name}: unknown binding${extra.length > 1 ? 's' : ''} ${extra.map((e) => `'${e}'`).join(', ')}`);
+    }
+    const bindGroup = this.gpu.device.createBindGroup({ layout: variant.pipeline.getBindGroupLayout(0), entries });
     const pass = this.computePass();
-    pass.setPipeline(pipeline);
+    pass.setPipeline(variant.pipeline);
     pass.setBindGroup(0, bindGroup);
     if (typeof workgroups === 'number') {
       const [x, y] = grid(workgroups);
@@ -187,29 +334,38 @@ export class GpuBackend implements Backend<GpuTensor, GpuWeight, GpuIndices> {
   // ---- ops ----------------------------------------------------------------------------------
 
   embedding(ids: GpuIndices, table: GpuWeight, tokens: number, out: GpuTensor): void {
+    if (isQuantized(table)) return quantEmbedding(this, ids, table, tokens, out);
     for (const s of table.shards) {
-      this.dispatch('embedding', {}, table.dtype, [tokens, table.cols, s.rowStart, s.rows], 'uuuu', [ids.buffer, s.buffer, out.buffer], Math.ceil((tokens * table.cols) / WG));
+      const params = { tokens, dim: table.cols, rowStart: s.rowStart, rows: s.rows };
+      this.run(EMBEDDING, params, { ids, table: s.buffer, out }, groups1d(EMBEDDING, tokens * table.cols), { weightType: table.dtype });
     }
   }
 
   rmsnorm(x: GpuTensor, weight: GpuWeight, rows: number, dim: number, eps: number, out: GpuTensor): void {
-    this.dispatch('rmsnorm', {}, 'f32', [rows, dim, eps], 'uuf', [x.buffer, weight.shards[0].buffer, out.buffer], rows);
+    this.run(RMSNORM, { rows, dim, eps }, { x, weight: weight.shards[0].buffer, out }, rows);
   }
 
   matmul(x: GpuTensor, w: GpuWeight, bias: GpuWeight | null, m: number, out: GpuTensor): void {
+    if (isQuantized(w)) return quantMatmul(this, x, w, bias ? w.shards.map((s) => this.biasShard(bias, s)) : null, m, out);
     const k = w.cols;
-    const vec4 = k % 4 === 0;
-    // Few rows (decode, small batches): a 1-D grid over columns that streams each weight row once.
-    const gemv = m <= 8;
+    const defines = { VEC4: k % 4 === 0 };
     for (const s of w.shards) {
-      const biasBuffer = bias ? this.biasShard(bias, s) : this.dummy;
-      const params = [m, s.rows, k, s.rowStart, w.rows, bias ? 1 : 0];
-      const buffers = [x.buffer, s.buffer, biasBuffer, out.buffer];
-      if (gemv) {
-        this.dispatch('matmul', { VEC4: vec4, GEMV: true }, w.dtype, params, 'uuuuuu', buffers, Math.ceil(s.rows / 4 / WG));
-      } else {
-        this.dispatch('matmul', { VEC4: vec4 }, w.dtype, params, 'uuuuuu', buffers, [Math.ceil(s.rows / 32), Math.ceil(m / 32)]);
-      }
+      const params = { M: m, N: s.rows, K: k, nOffset: s.rowStart, ldy: w.rows, hasBias: bias ? 1 : 0 };
+      const buffers = { x, w: s.buffer, bias: bias ? this.biasShard(bias, s) : this.dummy, y: out };
+      this.matmulRows(params, buffers, defines, w.dtype);
+    }
+  }
+
+  /**
+   * One Y = X·Wᵀ dispatch: few rows (decode, small batches) take a 1-D grid over column quads that
+   * streams each weight row once; more rows the register-tiled GEMM (4x4 outputs an invocation).
+   */
+  matmulRows(params: ParamValues<typeof MATMUL.params>, buffers: Record<'x' | 'w' | 'bias' | 'y', Bindable>, defines: ShaderDefines, weightType: 'f16' | 'f32'): void {
+    if (params.M <= 8) {
+      this.run(MATMUL_GEMV, params, buffers, groups1d(MATMUL_GEMV, Math.ceil(params.N / 4)), { defines, weightType });
+    } else {
+      const [wx, wy] = size2d(MATMUL.workgroupSize);
+      this.run(MATMUL, params, buffers, [Math.ceil(params.N / (4 * wx)), Math.ceil(params.M / (4 * wy))], { defines, weightType });
     }
   }
 
@@ -232,32 +388,35 @@ export class GpuBackend implements Backend<GpuTensor, GpuWeight, GpuIndices> {
   }
 
   rope(x: GpuTensor, positions: GpuIndices, cos: GpuWeight, sin: GpuWeight, tokens: number, heads: number, headDim: number, maxPos: number): void {
-    this.dispatch('rope', {}, 'f32', [tokens, heads, headDim, maxPos], 'uuuu', [x.buffer, positions.buffer, cos.shards[0].buffer, sin.shards[0].buffer], Math.ceil((tokens * heads * (headDim / 2)) / WG));
+    const buffers = { x, positions, cosTable: cos.shards[0].buffer, sinTable: sin.shards[0].buffer };
+    this.run(ROPE, { tokens, heads, headDim, maxPos }, buffers, groups1d(ROPE, (tokens * heads * headDim) / 2));
   }
 
   kvWrite(k: GpuTensor, v: GpuTensor, cacheK: GpuTensor, cacheV: GpuTensor, slots: GpuIndices, positions: GpuIndices, tokens: number, cache: KvCacheShape): void {
-    this.dispatch('kv_write', {}, 'f32', [tokens, cache.kvDim, cache.maxSeq], 'uuu', [k.buffer, v.buffer, slots.buffer, positions.buffer, cacheK.buffer, cacheV.buffer], Math.ceil((tokens * cache.kvDim) / WG));
+    const params = { tokens, kvDim: cache.kvDim, maxSeq: cache.maxSeq };
+    this.run(KV_WRITE, params, { k, v, slots, positions, cacheK, cacheV }, groups1d(KV_WRITE, tokens * cache.kvDim));
   }
 
   attention(q: GpuTensor, cacheK: GpuTensor, cacheV: GpuTensor, slots: GpuIndices, positions: GpuIndices, tokens: number, heads: number, kvHeads: number, headDim: number, maxSeq: number, out: GpuTensor): void {
-    if (headDim > 256) throw new GpuError(`attention kernel supports head_dim up to 256, got ${headDim}`);
-    const params = [tokens, heads, kvHeads, headDim, maxSeq, 1 / Math.sqrt(headDim)];
-    const buffers = [q.buffer, cacheK.buffer, cacheV.buffer, slots.buffer, positions.buffer, out.buffer];
+    const maxHeadDim = Math.min(256, 4 * invocations(ATTENTION.workgroupSize));
+    if (headDim > maxHeadDim) throw new GpuError(`attention kernel supports head_dim up to ${maxHeadDim}, got ${headDim}`);
+    const params = { tokens, heads, kvHeads, headDim, maxSeq, scale: 1 / Math.sqrt(headDim) };
+    const buffers = { q, cacheK, cacheV, slots, positions, out };
     if (this.attentionKernel === 'tiled' || (this.attentionKernel === 'auto' && tokens >= PREFILL_ATTENTION_MIN_TOKENS)) {
-      // Prefill/training: 64 queries per workgroup share every key row read (see the shader).
+      // Prefill/training: a workgroup of queries shares every key row read (see the shader).
       const defines = { HD: headDim, KC: attentionChunkRows(headDim) };
-      this.dispatch('attention_prefill', defines, 'f32', params, 'uuuuuf', buffers, Math.ceil(tokens / 64) * heads);
+      this.run(ATTENTION_PREFILL, params, buffers, groups1d(ATTENTION_PREFILL, tokens) * heads, { defines });
       return;
     }
-    this.dispatch('attention', {}, 'f32', params, 'uuuuuf', buffers, tokens * heads);
+    this.run(ATTENTION, params, buffers, tokens * heads);
   }
 
   swiglu(gate: GpuTensor, up: GpuTensor, n: number, out: GpuTensor): void {
-    this.dispatch('swiglu', {}, 'f32', [n], 'u', [gate.buffer, up.buffer, out.buffer], Math.ceil(n / WG));
+    this.run(SWIGLU, { n }, { gate, up, out }, groups1d(SWIGLU, n));
   }
 
   add(x: GpuTensor, y: GpuTensor, n: number, scale = 1): void {
-    this.dispatch('residual_add', {}, 'f32', [n, scale], 'uf', [x.buffer, y.buffer], Math.ceil(n / WG));
+    this.run(RESIDUAL_ADD, { n, scale }, { x, y }, groups1d(RESIDUAL_ADD, n));
   }
 
   gatherRows(src: GpuTensor, rows: number[], cols: number, out: GpuTensor): void {

@@ -194,6 +194,11 @@ export class DebateAbortedError extends Error {
   }
 }
 
+function engineModel(engine: ChatEngine): string {
+  const own = (engine as { model?: unknown }).model;
+  return typeof own === 'string' && own !== '' ? own : 'default';
+}
+
 function resolveAgents(task: Task, opts: DebateOptions, engines: Engines): ResolvedAgent[] {
   const specs = opts.agents && opts.agents.length ? opts.agents : [{}];
   const n = opts.numAgents ?? (opts.agents && opts.agents.length ? opts.agents.length : 5);
@@ -204,7 +209,8 @@ function resolveAgents(task: Task, opts: DebateOptions, engines: Engines): Resol
     out.push({
       name: s.name && n <= specs.length ? s.name : s.name ? `${s.name}-${i + 1}` : `agent${i + 1}`,
       engine: pickEngine(engines, s.engine),
-      model: s.model ?? opts.model ?? 'default',
+      // An engine bound to one model (OpenAIEngine's `model`) names it; servers answer unknown ids with 404.
+      model: s.model ?? opts.model ?? engineModel(pickEngine(engines, s.engine)),
       system: systemPrompt(task, s, opts.promptStyle),
       temperature: s.temperature ?? opts.temperature ?? 0.7,
       top_p: s.top_p ?? opts.top_p ?? 1,

@@ -4,7 +4,8 @@
  * Every line carries `"schema": "agentark.trajectory/1"`. The writer is append-only: each finished
  * record goes out as one write of `JSON + "\n"` followed by fsync, so a kill can at worst leave the
  * very last line half-written; the next `openTrajectoryLog` truncates such a tail away (with a
- * warning naming the byte offset) and never touches complete lines.
+ * warning naming the byte offset) and never touches complete lines. A file that is not ours (any
+ * other content, or a tail that is not the start of a record) is refused and left untouched.
  */
 import type { ChatMessage, FinishReason } from '../engine/types';
 
@@ -99,6 +100,11 @@ export class TrajectoryParseError extends Error {
   }
 }
 
+/** Bounds on the numbers a record may carry (far above any real debate). */
+export const MAX_AGENTS = 1000;
+export const MAX_ROUNDS = 1000;
+const MAX_TOKEN_COUNT = 1e9;
+
 type Obj = Record<string, unknown>;
 const isObj = (x: unknown): x is Obj => typeof x === 'object' && x !== null && !Array.isArray(x);
 
@@ -131,8 +137,8 @@ export function parseTrajectoryLine(line: string, lineNo: number): TrajectoryRec
   };
   const usage = (u: unknown, where: string) => {
     if (!isObj(u)) return fail(`${where} must be an object`);
-    num(u, 'prompt_tokens', `${where}.`);
-    num(u, 'completion_tokens', `${where}.`);
+    tokens(u, 'prompt_tokens', `${where}.`);
+    tokens(u, 'completion_tokens', `${where}.`);
   };
   const prompt = (p: unknown, where: string) => {
     if (!Array.isArray(p)) return fail(`${where} must be an array`);
@@ -140,6 +146,14 @@ export function parseTrajectoryLine(line: string, lineNo: number): TrajectoryRec
       if (!isObj(m) || typeof m.role !== 'string' || typeof m.content !== 'string') fail(`${where}[${i}] must be {role, content}`);
     });
   };
+  // Numbers later used as indices or sizes: bounded integers, so a hostile file cannot make a
+  // summary allocate an array of a billion rounds.
+  const count = (o: Obj, k: string, where: string, min: number, max: number): number => {
+    const v = o[k];
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) fail(`${where}${k} must be an integer in [${min}, ${max}], got ${JSON.stringify(v)}`);
+    return v as number;
+  };
+  const tokens = (o: Obj, k: string, where: string) => count(o, k, where, 0, MAX_TOKEN_COUNT);
   str(j, 'id', '');
   str(j, 'question', '');
   str(j, 'reference', '');
@@ -147,14 +161,15 @@ export function parseTrajectoryLine(line: string, lineNo: number): TrajectoryRec
   if (j.choices !== undefined && !(Array.isArray(j.choices) && j.choices.every((c) => typeof c === 'string'))) fail('choices must be an array of strings');
   if (!isObj(j.config)) fail('config must be an object');
   const cfg = j.config as Obj;
-  num(cfg, 'agents', 'config.');
-  num(cfg, 'rounds', 'config.');
+  count(cfg, 'agents', 'config.', 1, MAX_AGENTS);
+  const rounds = count(cfg, 'rounds', 'config.', 1, MAX_ROUNDS);
   if (cfg.aggregator !== 'llm' && cfg.aggregator !== 'vote') fail('config.aggregator must be "llm" or "vote"');
   if (!Array.isArray(j.rounds)) fail('rounds must be an array');
+  if ((j.rounds as unknown[]).length > rounds) fail(`rounds has ${(j.rounds as unknown[]).length} entries but config.rounds is ${rounds}`);
   (j.rounds as unknown[]).forEach((r, ri) => {
     const w = `rounds[${ri}].`;
     if (!isObj(r)) return fail(`rounds[${ri}] must be an object`);
-    num(r, 'round', w);
+    count(r, 'round', w, 1, rounds);
     if (!Array.isArray(r.messages)) return fail(`${w}messages must be an array`);
     r.messages.forEach((m: unknown, mi: number) => {
       const mw = `${w}messages[${mi}].`;
@@ -165,7 +180,7 @@ export function parseTrajectoryLine(line: string, lineNo: number): TrajectoryRec
       const p = m.params as Obj;
       num(p, 'temperature', `${mw}params.`);
       num(p, 'top_p', `${mw}params.`);
-      num(p, 'max_tokens', `${mw}params.`);
+      count(p, 'max_tokens', `${mw}params.`, 0, MAX_TOKEN_COUNT);
       if (p.seed !== null && typeof p.seed !== 'number') fail(`${mw}params.seed must be a number or null`);
       prompt(m.prompt, `${mw}prompt`);
       str(m, 'completion', mw);
@@ -190,7 +205,8 @@ export function parseTrajectoryLine(line: string, lineNo: number): TrajectoryRec
   strOrNull(j.final as Obj, 'answer', 'final.');
   bool(j.final as Obj, 'correct', 'final.');
   if (!isObj(j.totals)) fail('totals must be an object');
-  for (const k of ['calls', 'promptTokens', 'completionTokens', 'wallMs']) num(j.totals as Obj, k, 'totals.');
+  for (const k of ['calls', 'promptTokens', 'completionTokens']) count(j.totals as Obj, k, 'totals.', 0, Number.MAX_SAFE_INTEGER);
+  num(j.totals as Obj, 'wallMs', 'totals.');
   str(j, 'createdAt', '');
   return j as unknown as TrajectoryRecord;
 }
@@ -273,6 +289,19 @@ export interface TrajectoryLog {
   close(): Promise<void>;
 }
 
+const RECORD_PREFIX = Buffer.from(`{"schema":${JSON.stringify(TRAJECTORY_SCHEMA)}`, 'utf8');
+
+/**
+ * Whether a tail without its newline is what an interrupted append of ours leaves: blank, or the
+ * start of a record as JSON.stringify writes it (the schema key first). A fragment shorter than
+ * that prefix only counts after records of ours, so nobody else's file is ever cut.
+ */
+function isOurPartialRecord(tail: Buffer, recordsBefore: number): boolean {
+  if (tail.toString('utf8').trim() === '') return true;
+  if (tail.length >= RECORD_PREFIX.length) return tail.subarray(0, RECORD_PREFIX.length).equals(RECORD_PREFIX);
+  return recordsBefore > 0 && RECORD_PREFIX.subarray(0, tail.length).equals(tail);
+}
+
 /**
  * Opens (creating if needed) an append-only trajectory log. A partial last line left by a crash is
  * truncated away with a warning naming its byte offset; complete lines are never dropped (an
@@ -295,11 +324,18 @@ export async function openTrajectoryLog(file: string, opts: { onWarning?: (msg: 
       r = parseBuffer(buf);
     } catch (e) {
       if (e instanceof TrajectoryParseError) {
-        throw new TrajectoryParseError(`${file}: ${e.message.replace(/^line \d+: /, '')} (a complete line is corrupt; refusing to append to it)`, e.lineNo);
+        const what = e.lineNo === 1 ? 'not a trajectory log' : 'a complete line is corrupt';
+        throw new TrajectoryParseError(`${file}: ${e.message.replace(/^line \d+: /, '')} (${what}; refusing to append to it, the file is left untouched)`, e.lineNo);
       }
       throw e;
     }
     existing = r.records;
+    if (r.partialTail && !isOurPartialRecord(buf.subarray(r.partialTail.offset), r.records.length)) {
+      throw new Error(
+        `${file} does not look like a trajectory log (${r.records.length ? `after ${r.records.length} records it ends in` : 'it holds'} ${r.partialTail.bytes} bytes that are not a trajectory record); ` +
+          'refusing to write to it, the file is left untouched (choose another --out)',
+      );
+    }
     if (r.partialTail) {
       await fsp.truncate(file, r.partialTail.offset);
       warn(`${file}: truncated a partial last line (${r.partialTail.bytes} bytes at byte offset ${r.partialTail.offset}), left by an interrupted write; its question will be redone`);

@@ -94,6 +94,24 @@ export function parseTrainingJsonl(text: string, sourceName: string): unknown[] 
   return parseRows(text, sourceName).map((r) => r.row);
 }
 
+/**
+ * Whether JSONL (or JSON array) text already holds training rows (TRL messages /
+ * prompt-completion / text / input_ids), judged from its first row; debate trajectories, PAD
+ * stepwise rows and imported solution files are not.
+ */
+export function looksLikeTrainingRows(text: string): boolean {
+  const first = text.replace(/^\uFEFF/, '').trimStart();
+  let row: unknown;
+  try {
+    row = first.startsWith('[') ? (JSON.parse(first) as unknown[])[0] : JSON.parse(first.split('\n', 1)[0] ?? '');
+  } catch {
+    return false;
+  }
+  if (!isObject(row)) return false;
+  if (row.schema !== undefined || row.response !== undefined || row.solutions !== undefined) return false;
+  return Array.isArray(row.messages) || ('prompt' in row && 'completion' in row) || typeof row.text === 'string' || Array.isArray(row.input_ids);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Chat rows
 

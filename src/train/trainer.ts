@@ -5,13 +5,9 @@
  * events, and checkpoints that resume bit-for-bit (data order and dropout masks are pure functions
  * of the seed, the epoch and the step).
  */
-import type { AnyBackend } from '../kernels/backend';
+import type { Backend, WeightShape } from '../kernels/backend';
 import type { AdamWParams, TrainOps } from '../kernels/train-backend';
-import { CpuTrainOps } from '../kernels/train-cpu';
-import { GpuTrainOps } from '../kernels/train-gpu';
-import { CpuBackend } from '../kernels/cpu';
-import { GpuBackend } from '../kernels/gpu';
-import { PROJECTIONS, type LlamaModel, type Projection, type AdapterWeights } from '../model/llama';
+import { PROJECTION_FIELD, PROJECTIONS, type LlamaModel, type Projection, type AdapterWeights } from '../model/llama';
 import { TrainingPass, hfName, type LoraParam, type MicroBatch, type TrainableSet } from '../model/backward';
 
 /**
@@ -75,13 +71,15 @@ export const DEFAULT_TRAIN_OPTIONS: TrainOptions = {
 };
 
 /** One trainable tensor with its gradient and optimizer moments. */
-interface ParamSlot {
+interface ParamSlot<T, W> {
   name: string;
-  weight: unknown; // backend weight handle (forward uses it)
-  tensor: unknown; // the same storage as a tensor (optimizer updates it)
-  grad: unknown;
-  m: unknown | null;
-  v: unknown | null;
+  /** The backend weight handle (the forward reads it). */
+  weight: W;
+  /** The same storage as a tensor (the optimizer updates it in place). */
+  tensor: T;
+  grad: T;
+  m: T | null;
+  v: T | null;
   n: number;
 }
 
@@ -108,24 +106,22 @@ export interface StepReport {
 
 export class NonFiniteLossError extends Error {}
 
-export function trainOpsFor(backend: AnyBackend): TrainOps<unknown, unknown, unknown> {
-  if (backend instanceof GpuBackend) return new GpuTrainOps(backend) as TrainOps<unknown, unknown, unknown>;
-  if (backend instanceof CpuBackend) return new CpuTrainOps() as TrainOps<unknown, unknown, unknown>;
-  throw new Error(`no training ops for backend ${backend.name}`);
-}
-
-export class Trainer {
-  readonly params: ParamSlot[] = [];
-  readonly set: TrainableSet;
+/**
+ * Trains `model` on its own backend: the tensor, weight and index types T, W, I are the backend's,
+ * and so are the training ops (Backend.createTrainOps).
+ */
+export class Trainer<T = unknown, W extends WeightShape = WeightShape, I = unknown> {
+  readonly params: ParamSlot<T, W>[] = [];
+  readonly set: TrainableSet<T, W>;
   readonly totalSteps: number;
   readonly state: TrainerState = { step: 0, epoch: 0, cursor: 0, tokensSeen: 0, lastLoss: null };
-  private readonly ops: TrainOps<any, any, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
-  private readonly pass: TrainingPass;
-  private readonly be: AnyBackend;
+  private readonly ops: TrainOps<T, W, I>;
+  private readonly pass: TrainingPass<T, W, I>;
+  private readonly be: Backend<T, W, I>;
   private readonly stepsPerEpoch: number;
 
   constructor(
-    readonly model: LlamaModel,
+    readonly model: LlamaModel<T, W, I>,
     readonly examples: TrainExample[],
     readonly opts: TrainOptions,
     init?: PeftAdapter,
@@ -134,7 +130,7 @@ export class Trainer {
     if (opts.batchSize < 1 || opts.gradAccum < 1) throw new Error('--batch and --grad-accum must be at least 1');
     if (!(opts.lr >= 0)) throw new Error(`learning rate must be a non-negative number, got ${opts.lr}`);
     this.be = model.backend;
-    this.ops = trainOpsFor(this.be);
+    this.ops = this.be.createTrainOps();
     this.stepsPerEpoch = Math.max(1, Math.ceil(examples.length / (opts.batchSize * opts.gradAccum)));
     this.totalSteps = opts.steps ?? Math.ceil((opts.epochs ?? 1) * this.stepsPerEpoch);
     if (this.totalSteps < 1) throw new Error('nothing to train: steps must be at least 1');
@@ -142,19 +138,19 @@ export class Trainer {
     this.pass = new TrainingPass(model, this.ops, this.set);
   }
 
-  private slot(name: string, weight: unknown, n: number): ParamSlot {
+  private slot(name: string, weight: W, n: number): ParamSlot<T, W> {
     const be = this.be;
     const grad = be.tensor(n, `grad.${name}`);
     const adam = this.opts.optimizer === 'adamw';
     const m = adam ? be.tensor(n, `adam.m.${name}`) : null;
     const v = adam ? be.tensor(n, `adam.v.${name}`) : null;
     for (const t of [m, v]) if (t) this.ops.zero(t, n);
-    const p: ParamSlot = { name, weight, tensor: be.weightAsTensor(weight), grad, m, v, n };
+    const p: ParamSlot<T, W> = { name, weight, tensor: be.weightAsTensor(weight), grad, m, v, n };
     this.params.push(p);
     return p;
   }
 
-  private setupLora(init?: PeftAdapter): TrainableSet {
+  private setupLora(init?: PeftAdapter): TrainableSet<T, W> {
     const o = this.opts;
     const c = this.model.config;
     if (init) {
@@ -171,12 +167,12 @@ export class Trainer {
     }
     const config: LoraConfig = this.loraConfig();
     const rng = new Rng(o.seed);
-    const lora = new Map<string, LoraParam>();
-    const adapter: AdapterWeights<unknown> = new Map();
+    const lora = new Map<string, LoraParam<T, W>>();
+    const adapter: AdapterWeights<W> = new Map();
     const scale = loraScale(config);
     for (let layer = 0; layer < c.numLayers; layer++) {
       for (const module of o.targets) {
-        const w = this.model.layers[layer][PROJ_FIELD[module]] as { rows: number; cols: number };
+        const w = this.model.layers[layer][PROJECTION_FIELD[module]];
         const pair = init
           ? init.pairs.find((p) => p.layer === layer && p.module === module)
           : initLoraPair(layer, module, o.rank, w.cols, w.rows, () => rng.next());
@@ -190,31 +186,28 @@ export class Trainer {
       }
     }
     // The model's own forward (generation, evaluation) sees the adapter being trained.
-    this.model.setAdapter(adapter as never);
+    this.model.setAdapter(adapter);
     return { mode: 'lora', lora, loraScale: scale, loraDropout: o.dropout, full: new Map() };
   }
 
-  private setupFull(): TrainableSet {
-    const full = new Map<string, unknown>();
-    for (const [name, w] of this.namedWeights()) {
-      const shape = w as { rows: number; cols: number };
-      full.set(name, this.slot(name, w, shape.rows * shape.cols).grad);
-    }
+  private setupFull(): TrainableSet<T, W> {
+    const full = new Map<string, T>();
+    for (const [name, w] of this.namedWeights()) full.set(name, this.slot(name, w, w.rows * w.cols).grad);
     this.model.setAdapter(null);
     return { mode: 'full', lora: new Map(), loraScale: 0, loraDropout: 0, full };
   }
 
   /** Every weight of the model by HF name (tied lm_head appears once, as the embedding). */
-  namedWeights(): [string, unknown][] {
+  namedWeights(): [string, W][] {
     const m = this.model;
     const c = m.config;
-    const out: [string, unknown][] = [['model.embed_tokens.weight', m.embed]];
+    const out: [string, W][] = [['model.embed_tokens.weight', m.embed]];
     m.layers.forEach((L, i) => {
       out.push([hfName(i, 'input_layernorm'), L.inputNorm], [hfName(i, 'post_attention_layernorm'), L.postNorm]);
-      for (const p of PROJECTIONS) out.push([hfName(i, p), L[PROJ_FIELD[p]]]);
-      const biases: [Projection, unknown][] = [['q_proj', L.qBias], ['k_proj', L.kBias], ['v_proj', L.vBias], ['o_proj', L.oBias]];
+      for (const p of PROJECTIONS) out.push([hfName(i, p), L[PROJECTION_FIELD[p]]]);
+      const biases: [Projection, W | null][] = [['q_proj', L.qBias], ['k_proj', L.kBias], ['v_proj', L.vBias], ['o_proj', L.oBias]];
       for (const [p, b] of biases) if (b) out.push([hfName(i, p, 'bias'), b]);
-      if (L.qNorm) out.push([hfName(i, 'q_norm'), L.qNorm], [hfName(i, 'k_norm'), L.kNorm]);
+      if (L.qNorm && L.kNorm) out.push([hfName(i, 'q_norm'), L.qNorm], [hfName(i, 'k_norm'), L.kNorm]);
     });
     out.push(['model.norm.weight', m.norm]);
     if (!c.tieWordEmbeddings) out.push(['lm_head.weight', m.lmHead]);
@@ -321,6 +314,7 @@ export class Trainer {
         // Norm weights and biases are 1-D; like HF's default param groups, no decay on them.
         const decay = isMatrix(p) ? o.weightDecay : 0;
         const ap: AdamWParams = { lr, beta1: o.betas[0], beta2: o.betas[1], eps: o.eps, weightDecay: decay, step: this.state.step + 1, gradScale: clip };
+        if (!p.m || !p.v) throw new Error(`AdamW moments of ${p.name} are missing`);
         this.ops.adamw(p.tensor, p.grad, p.m, p.v, p.n, ap);
       }
     }
@@ -373,7 +367,7 @@ export class Trainer {
         if (!target) continue;
         const data = tensors.get(p.name + suffix);
         if (!data || data.length !== p.n) throw new Error(`checkpoint is missing or has a wrong-sized tensor ${p.name + suffix}`);
-        writeTensor(this.be, target, data);
+        this.be.upload(target, data);
       }
     }
     Object.assign(this.state, state);
@@ -397,17 +391,6 @@ export class Trainer {
   }
 }
 
-const PROJ_FIELD = { q_proj: 'q', k_proj: 'k', v_proj: 'v', o_proj: 'o', gate_proj: 'gate', up_proj: 'up', down_proj: 'down' } as const;
-
-function isMatrix(p: ParamSlot): boolean {
-  const w = p.weight as { rows: number; cols: number };
-  return w.rows > 1 && w.cols > 1;
-}
-
-function writeTensor(be: AnyBackend, target: unknown, data: Float32Array): void {
-  if (target instanceof Float32Array) {
-    target.set(data);
-    return;
-  }
-  (be as GpuBackend).write((target as { buffer: GPUBuffer }).buffer, data);
+function isMatrix<T, W extends WeightShape>(p: ParamSlot<T, W>): boolean {
+  return p.weight.rows > 1 && p.weight.cols > 1;
 }

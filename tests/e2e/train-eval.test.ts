@@ -22,7 +22,7 @@ import { importedToTrajectories } from '../../src/distill/from-imported';
 import { parseEvalReport } from '../../src/eval/report';
 import { readSafetensors } from '../../src/formats/safetensors';
 import { serveDirectory, writeTinyModel, type ServedDirectory } from '../helpers/tiny-model';
-import { ARTIFACTS, buildAndPreview, launchBrowser, requireChromium, screenshot, type Browser, type ServedApp } from './harness';
+import { ARTIFACTS, buildAndPreview, launchBrowser, requireChromium, screenshot, waitInPage, type Browser, type ServedApp } from './harness';
 
 const PROBLEMS = [
   ['Tom has 2 apples and buys 3 more. How many apples does he have?', 'Tom has 2 + 3 = 5 apples.\n#### 5', 5],
@@ -258,17 +258,20 @@ describe('distil & train, evaluate and benchmark pages in Chromium', () => {
     await page.fill('#train-batch', '1');
     await page.fill('#train-ckpt-every', '3');
     await page.click('#train-start');
-    await expect.poll(async () => Number(await page.locator('#train-checkpoint').getAttribute('data-step')), { timeout: 120_000 }).toBeGreaterThanOrEqual(3);
+    // Every wait below is for an event the page shows (a checkpoint, a resumed run, a step), with a
+    // generous bound: a busy machine makes them slower, never different.
+    const runState = async () => `status: ${await page.locator('#train-status').textContent()}; step ${await page.locator('#train-step').getAttribute('data-step')}`;
+    await waitInPage(page, 'the first checkpoint (step 3) stored in the browser', (a) => Number(document.querySelector(a.sel)?.getAttribute('data-step') ?? 0) >= 3, { sel: '#train-checkpoint' }, { describe: runState });
     const seen = Number(await page.locator('#train-checkpoint').getAttribute('data-step'));
     const before = Number(await page.locator('#train-step').getAttribute('data-step'));
     expect(before).toBeLessThan(200);
 
     await page.reload();
-    await expect.poll(() => page.locator('#train-run').getAttribute('data-resumed-from'), { timeout: 90_000 }).toMatch(/^\d+$/);
+    await waitInPage(page, 'the run to resume from its checkpoint after the reload', (a) => /^\d+$/.test(document.querySelector(a.sel)?.getAttribute(a.name) ?? ''), { sel: '#train-run', name: 'data-resumed-from' }, { describe: runState });
     const resumedFrom = Number(await page.locator('#train-run').getAttribute('data-resumed-from'));
     expect(resumedFrom).toBeGreaterThanOrEqual(seen);
     expect(resumedFrom % 3).toBe(0);
-    await expect.poll(async () => Number(await page.locator('#train-step').getAttribute('data-step')), { timeout: 60_000 }).toBeGreaterThan(resumedFrom);
+    await waitInPage(page, `a step after the resumed checkpoint (${resumedFrom})`, (a) => Number(document.querySelector('#train-step')?.getAttribute('data-step') ?? 0) > a, resumedFrom, { describe: runState });
     const steps = await page.evaluate(() => (window as unknown as { __steps: number[] }).__steps);
     expect(steps[0], 'the step counter starts at the checkpoint, not 0').toBe(resumedFrom);
     expect(Math.min(...steps)).toBe(resumedFrom);
@@ -281,19 +284,19 @@ describe('distil & train, evaluate and benchmark pages in Chromium', () => {
 
     // Pause keeps the state (and checkpoints it); resume continues from the same step.
     await page.click('#train-pause');
-    await expect.poll(() => page.locator('#train-status').textContent(), { timeout: 60_000 }).toMatch(/Paused at step \d+/);
+    await waitInPage(page, 'the run to pause after its current step', () => /Paused at step \d+/.test(document.querySelector('#train-status')?.textContent ?? ''), null, { describe: runState });
     const pausedAt = Number(/Paused at step (\d+)/.exec((await page.locator('#train-status').textContent())!)![1]);
     expect(Number(await page.locator('#train-checkpoint').getAttribute('data-step'))).toBe(pausedAt);
     expect(await page.locator('#train-resume').isVisible()).toBe(true);
     await page.click('#train-resume');
-    await expect.poll(async () => Number(await page.locator('#train-step').getAttribute('data-step')), { timeout: 60_000 }).toBeGreaterThan(pausedAt);
+    await waitInPage(page, `a step after the pause (${pausedAt})`, (a) => Number(document.querySelector('#train-step')?.getAttribute('data-step') ?? 0) > a, pausedAt, { describe: runState });
     const afterPause = await page.evaluate(() => (window as unknown as { __steps: number[] }).__steps);
     const sincePause = afterPause.slice(afterPause.indexOf(pausedAt));
     expect(Math.min(...sincePause), 'resume continues from the paused step').toBe(pausedAt);
     expect(sincePause).toContain(pausedAt + 1);
 
     await page.click('#train-cancel');
-    await expect.poll(() => page.locator('#train-status').textContent(), { timeout: 60_000 }).toMatch(/Cancelled/);
+    await waitInPage(page, 'the run to stop after Cancel', () => /Cancelled/.test(document.querySelector('#train-status')?.textContent ?? ''), null, { describe: runState });
     await expect.poll(() => page.locator('#train-stored').isHidden()).toBe(true);
     // Nothing is left in the browser's storage.
     expect(await page.evaluate(async () => {
@@ -302,7 +305,54 @@ describe('distil & train, evaluate and benchmark pages in Chromium', () => {
       for await (const key of (root as unknown as { keys(): AsyncIterable<string> }).keys()) names.push(key);
       return names;
     })).toEqual([]);
-  }, 300_000);
+  }, 1_800_000); // the waits inside are bounded (10 min each) and say what they wait for
+
+  it('runs one training run per browser: a second tab shows it read-only, chats, and takes it over when the first tab closes', async () => {
+    const first = page;
+    await first.goto(`${app!.url}/?model=${encodeURIComponent(modelUrl())}#train`);
+    await waitForModel(first);
+    await first.check('input[name=train-source][value=example]');
+    await first.fill('#train-example-count', '12');
+    await first.uncheck('#train-system');
+    await expect.poll(() => first.locator('#train-data-status').getAttribute('data-rows'), { timeout: 20_000 }).toBe('12');
+    await first.fill('#train-name', 'one-run');
+    await first.selectOption('#train-length-kind', 'steps');
+    await first.fill('#train-steps', '400');
+    await first.fill('#train-batch', '1');
+    await first.fill('#train-ckpt-every', '2');
+    await first.click('#train-start');
+    const state = (p: Page) => async () => `status: ${await p.locator('#train-status').textContent()}; step ${await p.locator('#train-step').getAttribute('data-step')}`;
+    await waitInPage(first, 'the first checkpoint of the run in tab 1', () => Number(document.querySelector('#train-checkpoint')?.getAttribute('data-step') ?? 0) >= 2, null, { describe: state(first) });
+
+    // A second tab, opened on Chat: it must not resume the run, only show it.
+    const second = await browser!.context.newPage();
+    second.on('pageerror', (e) => pageErrors.push(`tab 2: ${e.message}`));
+    await second.goto(`${app!.url}/?model=${encodeURIComponent(modelUrl())}#chat`);
+    await waitForModel(second);
+    await waitInPage(second, 'the read-only view of the run in tab 1', () => !(document.querySelector('#train-other-tab') as HTMLElement | null)?.hidden, null, { describe: state(second) });
+    expect(await second.locator('#train-other-tab').textContent()).toContain('Another tab of this browser is training one-run');
+    expect(await second.locator('#busy-badge').textContent()).toBe('Training in another tab…');
+    const shown = Number(await second.locator('#train-step').getAttribute('data-step'));
+    await waitInPage(second, 'a step of tab 1 mirrored in tab 2', (a) => Number(document.querySelector('#train-step')?.getAttribute('data-step') ?? 0) > a, shown, { describe: state(second) });
+    expect(await second.locator('#train-start').isDisabled()).toBe(true);
+    expect(await second.locator('#train-pause').isHidden()).toBe(true);
+    expect(await second.locator('#train-stored-resume').isDisabled()).toBe(true);
+    // Its chat is not refused (it does not train).
+    await second.fill('#chat-max-tokens', '4');
+    await second.fill('#chat-input', 'Hi');
+    await second.press('#chat-input', 'Enter');
+    await waitInPage(second, 'a chat reply in tab 2', () => document.querySelector('#chat-log .msg.assistant:last-child')?.getAttribute('data-finish') != null, null);
+    expect(await second.locator('#chat-log .msg.assistant').last().getAttribute('data-finish')).not.toBe('error');
+
+    // Tab 1 closes mid-run: tab 2 takes the run over from the last checkpoint.
+    await first.close();
+    page = second;
+    await waitInPage(second, 'tab 2 to resume the run after tab 1 closed', () => /^\d+$/.test(document.querySelector('#train-run')?.getAttribute('data-resumed-from') ?? ''), null, { describe: state(second) });
+    expect(Number(await second.locator('#train-run').getAttribute('data-resumed-from')) % 2).toBe(0);
+    expect(await second.locator('#train-pause').isVisible()).toBe(true);
+    await second.click('#train-cancel');
+    await waitInPage(second, 'the run to stop after Cancel', () => /Cancelled/.test(document.querySelector('#train-status')?.textContent ?? ''), null, { describe: state(second) });
+  }, 1_800_000);
 
   it('never reached beyond localhost and raised no page errors', () => {
     expect(browser!.blocked).toEqual([]);

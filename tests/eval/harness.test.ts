@@ -76,7 +76,8 @@ function scriptedEngine(onCall?: () => void): ChatEngine & { calls: () => number
   const engine = {
     calls: () => fake.calls,
     requests: () => fake.requests,
-    models: () => fake.models(),
+    // The scripted replies depend on the requested model, so the server must list both.
+    models: async () => ['base', 'student'],
     chat: {
       completions: {
         create: (async (req: ChatCompletionRequest, o?: { signal?: AbortSignal }) => {

@@ -40,8 +40,8 @@ describe('bf16', () => {
   it('round-trips every bf16 pattern (NaNs stay NaN)', () => {
     const back = f32ToBf16Bits(bf16ToF32(allU16));
     for (let h = 0; h < 65536; h++) {
-      const isNaN = (h & 0x7f80) === 0x7f80 && (h & 0x7f) !== 0;
-      if (isNaN) expect((back[h] & 0x7f80) === 0x7f80 && (back[h] & 0x7f) !== 0).toBe(true);
+      const nanPattern = (h & 0x7f80) === 0x7f80 && (h & 0x7f) !== 0;
+      if (nanPattern) expect((back[h] & 0x7f80) === 0x7f80 && (back[h] & 0x7f) !== 0).toBe(true);
       else if (back[h] !== h) expect.fail(`bf16 0x${h.toString(16)} came back as 0x${back[h].toString(16)}`);
     }
   });
@@ -76,8 +76,8 @@ describe('f16', () => {
   it('round-trips every f16 pattern (NaNs stay NaN)', () => {
     const back = f32ToF16Bits(f16ToF32(allU16));
     for (let h = 0; h < 65536; h++) {
-      const isNaN = (h & 0x7c00) === 0x7c00 && (h & 0x3ff) !== 0;
-      if (isNaN) expect((back[h] & 0x7c00) === 0x7c00 && (back[h] & 0x3ff) !== 0).toBe(true);
+      const nanPattern = (h & 0x7c00) === 0x7c00 && (h & 0x3ff) !== 0;
+      if (nanPattern) expect((back[h] & 0x7c00) === 0x7c00 && (back[h] & 0x3ff) !== 0).toBe(true);
       else if (back[h] !== h) expect.fail(`f16 0x${h.toString(16)} came back as 0x${back[h].toString(16)}`);
     }
   });

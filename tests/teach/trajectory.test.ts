@@ -73,7 +73,7 @@ describe('parseTrajectoryLine', () => {
     expect(() => parseTrajectoryLine('{"schema": ', 7)).toThrow(/line 7: not valid JSON/);
     expect(() => parseTrajectoryLine(bad((r) => delete r.schema), 3)).toThrow(/line 3: missing "schema"/);
     expect(() => parseTrajectoryLine(bad((r) => (r.schema = 'agentark.trajectory/2')), 3)).toThrow(/unsupported schema "agentark.trajectory\/2"/);
-    expect(() => parseTrajectoryLine(bad((r) => (r.rounds[1].messages[0].usage.prompt_tokens = '10')), 4)).toThrow(/rounds\[1\]\.messages\[0\]\.usage\.prompt_tokens must be a finite number/);
+    expect(() => parseTrajectoryLine(bad((r) => (r.rounds[1].messages[0].usage.prompt_tokens = '10')), 4)).toThrow(/rounds\[1\]\.messages\[0\]\.usage\.prompt_tokens must be an integer/);
     expect(() => parseTrajectoryLine(bad((r) => (r.rounds[0].messages[1].prompt = [{ role: 'user' }])), 4)).toThrow(/prompt\[0\] must be \{role, content\}/);
     expect(() => parseTrajectoryLine(bad((r) => (r.task = 'squad')), 2)).toThrow(/task must be gsm8k, math, mc or qa/);
     expect(() => parseTrajectoryLine(bad((r) => (r.final.correct = 'yes')), 2)).toThrow(/final\.correct must be a boolean/);
@@ -129,6 +129,44 @@ describe('openTrajectoryLog', () => {
     await log.append(makeRecord('3'));
     await log.close();
     expect((await readTrajectories(file)).map((r) => r.id)).toEqual(['1', '2', '3']);
+  });
+
+  it('refuses, untouched, a file that is not a trajectory log (debate --out on someone else\'s file)', async () => {
+    const cases: [string, string][] = [
+      ['results.json', '{"accuracy": 0.5, "runs": [1, 2, 3]}'], // one JSON line, no newline
+      ['pretty.json', '{\n  "accuracy": 0.5\n}\n'],
+      ['notes.txt', 'some notes\nmore notes'],
+      ['after-ours.jsonl', `${JSON.stringify(makeRecord('1'))}\nsomething else without a newline`],
+      ['short.jsonl', '{"sch'], // a prefix of a record, but with no record of ours before it
+    ];
+    for (const [name, content] of cases) {
+      const file = path.join(dir, name);
+      await fsp.writeFile(file, content);
+      await expect(openTrajectoryLog(file), name).rejects.toThrow(/refusing to (write|append) to it, the file is left untouched/);
+      expect(await fsp.readFile(file, 'utf8'), name).toBe(content);
+    }
+    // A first record cut mid-write is ours: repaired.
+    const first = path.join(dir, 'first-cut.jsonl');
+    await fsp.writeFile(first, JSON.stringify(makeRecord('1')).slice(0, 80));
+    const log = await openTrajectoryLog(first);
+    await log.close();
+    expect(await fsp.readFile(first, 'utf8')).toBe('');
+  });
+
+  it('validates numbers used as indices and sizes (round 1e9 is an error, not a heap crash)', () => {
+    const bad = (mutate: (r: Record<string, any>) => void, re: RegExp) => {
+      const r = JSON.parse(JSON.stringify(makeRecord('1')));
+      mutate(r);
+      expect(() => parseTrajectoryLine(JSON.stringify(r), 3)).toThrow(re);
+    };
+    bad((r) => (r.rounds[1].round = 1e9), /line 3: rounds\[1\]\.round must be an integer in \[1, 2\], got 1000000000/);
+    bad((r) => (r.rounds[0].round = 0), /rounds\[0\]\.round must be an integer/);
+    bad((r) => (r.rounds[0].round = 1.5), /rounds\[0\]\.round must be an integer/);
+    bad((r) => (r.config.rounds = 1e9), /config\.rounds must be an integer in \[1, 1000\]/);
+    bad((r) => (r.config.agents = -1), /config\.agents must be an integer/);
+    bad((r) => (r.config.rounds = 1), /rounds has 2 entries but config\.rounds is 1/);
+    bad((r) => (r.rounds[0].messages[0].usage.prompt_tokens = -5), /usage\.prompt_tokens must be an integer/);
+    bad((r) => (r.totals.calls = 0.5), /totals\.calls must be an integer/);
   });
 
   it('readTrajectories skips (but does not repair) a partial tail', async () => {

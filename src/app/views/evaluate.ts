@@ -10,6 +10,7 @@ import { demoReport, shippedData } from 'virtual:agentark-public';
 import type { Task } from '../../tasks/answers';
 import type { EvalReport, RobustnessEntry, SystemReport } from '../../eval/harness';
 import { debateGap, debateGapMarkdown, parseEvalReport, toMarkdown } from '../../eval/report';
+import { demoEvalSettings, type DemoEvalSettings } from '../../demo/eval-settings';
 import { parseQuestions, type Question } from '../../tasks/datasets';
 import { ADAPTERS_EVENT, type EvalEvent, type EvalRunSettings } from '../api';
 import { barChart } from '../charts';
@@ -126,13 +127,18 @@ export const evaluatePage: Page = {
       }
       updateRun();
     };
+    let loadSeq = 0;
     const loadUrl = async (url: string, name: string) => {
+      const seq = ++loadSeq;
       qStatus.set(`Fetching ${name}…`);
       try {
         const res = await fetch(url);
         if (!res.ok) throw new Error(`HTTP ${res.status} ${res.statusText}`);
-        raw = { text: await res.text(), name };
+        const text = await res.text();
+        if (seq !== loadSeq) return; // a later pick replaced this one
+        raw = { text, name };
       } catch (e) {
+        if (seq !== loadSeq) return;
         raw = null;
         qStatus.set(`Cannot fetch ${name}: ${errorText(e)}`, 'error');
         updateRun();
@@ -169,24 +175,32 @@ export const evaluatePage: Page = {
       return { input, el: h('label', { class: 'check', for: id }, input, ' ', label) };
     };
     const single = check('eval-single', 'Single agent (base model)', true);
+    const greedy = check('eval-greedy', 'Single agent, greedy (temperature 0)', false);
     const debate = check('eval-debate', 'Debate on the base model', false);
     const agents = numberInput({ value: 3, min: 1, max: 8, step: 1 });
     agents.id = 'eval-agents';
     const rounds = numberInput({ value: 2, min: 1, max: 5, step: 1 });
     rounds.id = 'eval-rounds';
-    const aggregator = h('select', { id: 'eval-aggregator' }, h('option', { value: 'llm' }, 'LLM judge'), h('option', { value: 'vote' }, 'Majority vote'));
-    const debateBox = h('div', { class: 'grid3 indent', hidden: true }, field('Agents', agents), field('Rounds', rounds), field('Aggregator', aggregator));
+    const aggregator = h('select', { id: 'eval-aggregator' }, h('option', { value: 'vote' }, 'Majority vote'), h('option', { value: 'llm' }, 'LLM judge'));
+    const debateFormat = h(
+      'select',
+      { id: 'eval-debate-format' },
+      h('option', { value: 'small' }, 'Small model (compact, answers quoted)'),
+      h('option', { value: 'standard' }, 'Standard (whole solutions quoted)'),
+    );
+    const debateBox = h('div', { class: 'grid2 indent', hidden: true }, field('Agents', agents), field('Rounds', rounds), field('Aggregator', aggregator), field('Prompt format', debateFormat, 'Small fits short contexts.'));
     debate.input.addEventListener('change', () => {
       debateBox.hidden = !debate.input.checked;
       updateRun();
     });
     single.input.addEventListener('change', () => updateRun());
+    greedy.input.addEventListener('change', () => updateRun());
     const students = h('div', { id: 'eval-students', class: 'students' });
     const systemsCard = h(
       'section',
       { class: 'card', 'aria-labelledby': 'eval-s-h' },
       h('h2', { id: 'eval-s-h' }, '2 · Systems'),
-      h('div', { class: 'check-list' }, single.el, debate.el),
+      h('div', { class: 'check-list' }, single.el, greedy.el, debate.el),
       debateBox,
       h('h3', {}, 'Students (LoRA adapters)'),
       students,
@@ -213,6 +227,9 @@ export const evaluatePage: Page = {
     temperature.id = 'eval-temperature';
     const seed = numberInput({ value: '', min: 0, step: 1, placeholder: 'none' });
     seed.id = 'eval-seed';
+    const systemPrompt = h('textarea', { id: 'eval-system', rows: 3, spellcheck: 'false', placeholder: "Empty = the task's default student prompt" });
+    const settingsOrigin = h('p', { class: 'muted small', id: 'eval-settings-origin', hidden: true });
+    const resetSettings = h('button', { type: 'button', class: 'link', id: 'eval-settings-reset', hidden: true }, "Back to the report's settings");
     const selfCorrection = check('eval-self-correction', 'Self-correction probe (a second "review your answer" turn)', true);
     const robustness = check('eval-robustness', 'Robustness (distractor sentence, renamed names / scaled numbers)', true);
     const runBtn = h('button', { type: 'button', class: 'primary', id: 'eval-run', disabled: true }, 'Run evaluation');
@@ -225,6 +242,8 @@ export const evaluatePage: Page = {
       'section',
       { class: 'card', 'aria-labelledby': 'eval-r-h' },
       h('h2', { id: 'eval-r-h' }, '3 · Run'),
+      h('div', {}, settingsOrigin, resetSettings),
+      field('System prompt', systemPrompt, 'Of the single agent and the students.'),
       h('div', { class: 'grid3' }, field('Max tokens', maxTokens), field('Temperature', temperature, '0 = greedy'), field('Seed', seed)),
       h('div', { class: 'check-list' }, selfCorrection.el, robustness.el),
       h('div', { class: 'row actions' }, runBtn, stopBtn),
@@ -240,6 +259,7 @@ export const evaluatePage: Page = {
     const reportHead = h('p', { class: 'muted', id: 'eval-report-head' }, 'Run an evaluation, or open a report JSON (e.g. the demo’s).');
     const reportNote = h('p', { class: 'muted small', id: 'eval-report-note', hidden: true });
     const tableBox = h('div', { class: 'table-scroll' });
+    const compareBox = h('div', { id: 'eval-compare', hidden: true });
     const accuracyChart = barChart({ id: 'eval-accuracy-chart', title: 'Accuracy per system', yLabel: 'accuracy', percent: true });
     const costChart = barChart({ id: 'eval-cost-chart', title: 'Cost per question per system', yLabel: 'tokens per question', rightLabel: 'seconds per question' });
     const perQuestion = h('div', { class: 'per-question' });
@@ -255,6 +275,7 @@ export const evaluatePage: Page = {
       h('div', { class: 'card-head' }, h('h2', { id: 'eval-res-h' }, 'Report'), h('div', { class: 'row' }, openBtn, downloadBtn, downloadMd, openInput)),
       reportHead,
       reportNote,
+      compareBox,
       tableBox,
       charts,
       perQuestion,
@@ -330,10 +351,97 @@ export const evaluatePage: Page = {
       }
     });
 
+    // ---- the embedded report's own settings, and this run compared with it ----------------------
+    /** The embedded demo report: the page starts from its settings and compares runs with it. */
+    let shippedReport: EvalReport | null = null;
+    /** The report's system names, used for this run's systems while its settings are in place. */
+    let reportNames: EvalRunSettings['names'] | null = null;
+    const applyReportSettings = (r: EvalReport) => {
+      const d: DemoEvalSettings = demoEvalSettings(r);
+      const st = r.settings;
+      const extras = (r as EvalReport & { demo?: { baseline?: string; teacher?: string } }).demo ?? {};
+      const greedyName = r.systems.find((x) => x.kind === 'single' && /greedy/.test(x.name))?.name;
+      reportNames = { single: extras.baseline, greedy: greedyName, debate: extras.teacher };
+      systemPrompt.value = d.system;
+      maxTokens.value = String(st.maxTokens);
+      temperature.value = String(st.temperature);
+      seed.value = st.seed === null ? '' : String(st.seed);
+      selfCorrection.input.checked = st.selfCorrection;
+      robustness.input.checked = st.robustness;
+      single.input.checked = !!extras.baseline;
+      greedy.input.checked = !!greedyName;
+      debate.input.checked = !!extras.teacher;
+      debateBox.hidden = !debate.input.checked;
+      agents.value = String(d.agents);
+      rounds.value = String(d.rounds);
+      aggregator.value = d.aggregator;
+      debateFormat.value = d.debateFormat;
+      if (r.dataset) {
+        const shipped = shippedData.find((p) => r.dataset!.endsWith(p));
+        if (shipped && hasShipped && shippedSelect.value !== shipped) {
+          shippedSelect.value = shipped;
+          loadShipped();
+        }
+      }
+      settingsOrigin.hidden = resetSettings.hidden = false;
+      settingsOrigin.textContent =
+        `Settings of the embedded report: the compact agent system prompt, temperature ${st.temperature} (a greedy single agent beside), max tokens ${st.maxTokens}, ` +
+        `seed ${st.seed ?? 'none'}${st.selfCorrection ? ', the self-correction probe' : ''}; the debate ${d.agents}×${d.rounds} with ${d.aggregator === 'vote' ? 'a vote' : 'an LLM judge'} in the ${d.debateFormat === 'small' ? 'small-model' : 'standard'} format. ` +
+        'A run on its questions is compared with it question by question.';
+      updateRun();
+    };
+    resetSettings.addEventListener('click', () => {
+      if (shippedReport) applyReportSettings(shippedReport);
+    });
+    /** A run's systems beside the embedded report's systems of the same name, on the same questions. */
+    const showComparison = (r: EvalReport) => {
+      clear(compareBox);
+      compareBox.hidden = true;
+      const ref = shippedReport;
+      if (!ref) return;
+      const rows: HTMLElement[] = [];
+      for (const sys of r.systems) {
+        const other = ref.systems.find((x) => x.name === sys.name);
+        if (!other) continue;
+        const byId = new Map(other.questions.map((q) => [q.id, q.correct]));
+        const shared = sys.questions.filter((q) => byId.has(q.id));
+        if (!shared.length) continue;
+        const here = shared.filter((q) => q.correct).length;
+        const there = shared.filter((q) => byId.get(q.id)).length;
+        const same = shared.filter((q) => q.correct === byId.get(q.id)).length;
+        rows.push(
+          h(
+            'tr',
+            { 'data-system': sys.name, 'data-here': here, 'data-report': there, 'data-same': same, 'data-n': shared.length },
+            h('th', { scope: 'row' }, sys.name),
+            h('td', { class: 'num' }, `${here}/${shared.length}`),
+            h('td', { class: 'num' }, `${there}/${shared.length}`),
+            h('td', { class: 'num' }, `${same}/${shared.length}`),
+          ),
+        );
+      }
+      if (!rows.length) return;
+      compareBox.hidden = false;
+      compareBox.append(
+        h('h3', {}, 'Compared with the embedded report'),
+        h(
+          'div',
+          { class: 'table-scroll' },
+          h(
+            'table',
+            { class: 'list compact', id: 'eval-compare-table' },
+            h('thead', {}, h('tr', {}, h('th', { scope: 'col' }, 'System'), h('th', { scope: 'col', class: 'num' }, 'This run'), h('th', { scope: 'col', class: 'num' }, 'Report, same questions'), h('th', { scope: 'col', class: 'num' }, 'Same verdict'))),
+            h('tbody', {}, ...rows),
+          ),
+        ),
+        h('p', { class: 'muted small' }, 'Greedy systems should agree on every question; sampled ones agree within sampling noise.'),
+      );
+    };
+
     let running: string | null = null;
     const selectedStudents = () => [...students.querySelectorAll<HTMLInputElement>('input:checked')].map((i) => i.value);
     const updateRun = () => {
-      const any = single.input.checked || debate.input.checked || selectedStudents().length > 0;
+      const any = single.input.checked || greedy.input.checked || debate.input.checked || selectedStudents().length > 0;
       runBtn.disabled = !!running || !state.model || !questions.length || !any;
       runBtn.title = !state.model ? 'Load a model first' : !questions.length ? 'Pick questions first' : !any ? 'Pick at least one system' : '';
     };
@@ -343,19 +451,32 @@ export const evaluatePage: Page = {
       if (running) return;
       const picked = questions.slice(0, limit());
       const s = readNumber(seed, NaN);
+      const temp = Math.max(0, readNumber(temperature, 0));
+      const sys = systemPrompt.value.trim();
       const settings: EvalRunSettings = {
         single: single.input.checked,
-        debate: debate.input.checked ? { agents: Math.max(1, Math.floor(readNumber(agents, 3))), rounds: Math.max(1, Math.floor(readNumber(rounds, 2))), aggregator: aggregator.value as 'llm' | 'vote' } : null,
+        greedy: greedy.input.checked,
+        debate: debate.input.checked
+          ? {
+              agents: Math.max(1, Math.floor(readNumber(agents, 3))),
+              rounds: Math.max(1, Math.floor(readNumber(rounds, 2))),
+              aggregator: aggregator.value as 'llm' | 'vote',
+              format: debateFormat.value as 'small' | 'standard',
+              temperature: temp,
+            }
+          : null,
+        ...(sys ? { system: sys } : {}),
+        ...(reportNames ? { names: reportNames, plainStudentNames: true } : {}),
         students: selectedStudents(),
         maxTokens: Math.max(1, Math.floor(readNumber(maxTokens, 256))),
-        temperature: Math.max(0, readNumber(temperature, 0)),
+        temperature: temp,
         ...(Number.isFinite(s) ? { seed: Math.floor(s) } : {}),
         selfCorrection: selfCorrection.input.checked,
         robustness: robustness.input.checked,
         task: taskSelect.value as Task,
         dataset: raw?.name,
       };
-      const nSystems = (settings.single ? 1 : 0) + (settings.debate ? 1 : 0) + settings.students.length;
+      const nSystems = (settings.single ? 1 : 0) + (settings.greedy ? 1 : 0) + (settings.debate ? 1 : 0) + settings.students.length;
       const id = newTaskId('eval');
       running = id;
       updateRun();
@@ -375,8 +496,15 @@ export const evaluatePage: Page = {
       try {
         const r = await api.evaluate(id, picked, settings, Comlink.proxy(onEvent));
         showReport(r, 'This run', 'run');
-        runStatus.set(`Done in ${((performance.now() - t0) / 1000).toFixed(1)} s.`, 'ok');
+        showComparison(r);
+        const took = `${((performance.now() - t0) / 1000).toFixed(1)} s`;
+        const failedCalls = r.systems.reduce((a, x) => a + x.errors, 0);
+        if (failedCalls) {
+          const first = r.systems.flatMap((x) => x.questions).find((q) => q.error)?.error;
+          runStatus.set(`Finished in ${took} with ${failedCalls} failed call${failedCalls === 1 ? '' : 's'} (counted wrong)${first ? `, e.g. ${first}` : ''}.`, 'warn');
+        } else runStatus.set(`Done in ${took}.`, 'ok');
         runStatus.el.dataset.done = 'true';
+        runStatus.el.dataset.failedCalls = String(failedCalls);
       } catch (e) {
         const aborted = (e as Error).name === 'AbortError' || /abort/i.test(errorText(e));
         runStatus.set(aborted ? 'Evaluation stopped.' : `Evaluation failed: ${errorText(e)}`, aborted ? 'warn' : 'error');
@@ -398,6 +526,8 @@ export const evaluatePage: Page = {
         const res = await fetch(new URL(file, document.baseURI));
         if (!res.ok) throw new Error(`HTTP ${res.status} ${res.statusText}`);
         const r = parseEvalReport(await res.text());
+        shippedReport = r;
+        applyReportSettings(r);
         if (!report) showReport(r, 'Embedded demo report', 'demo');
       } catch (e) {
         if (!report) runStatus.set(`Cannot show the embedded demo report (${file}): ${errorText(e)}`, 'warn');
@@ -405,11 +535,11 @@ export const evaluatePage: Page = {
     };
     this.onShow = () => {
       void refreshStudents();
-      if (demoReport && !demoTried) {
-        demoTried = true;
-        void showDemoReport(demoReport);
-      }
     };
+    if (demoReport && !demoTried) {
+      demoTried = true;
+      void showDemoReport(demoReport);
+    }
     void refreshStudents();
   },
 };

@@ -23,6 +23,7 @@ import { lineChart } from '../charts';
 import { Comlink, newTaskId, type AppContext, type Page } from '../client';
 import { append, clear, downloadText, errorText, field, h, numberInput, readNumber, statusLine } from '../dom';
 import { formatCount } from '../estimate';
+import { RUN_CHANNEL, whenRunLockFree, type RunMessage } from '../run-lock';
 
 const STRATEGIES: [DistillStrategy, string, string][] = [
   ['rsft', 'R-SFT', 'One conversation per question whose debate ended correct: the final (judge or best agent) reasoning.'],
@@ -192,11 +193,13 @@ export const trainPage: Page = {
     const runStatus = statusLine();
     runStatus.el.id = 'train-status';
     const stored = h('div', { class: 'stored-run', id: 'train-stored', hidden: true });
+    const otherTab = h('p', { class: 'note', id: 'train-other-tab', hidden: true });
     const metrics = h('dl', { class: 'metrics', id: 'train-metrics' });
     const runCard = h(
       'section',
       { class: 'card run-card', id: 'train-run', 'aria-labelledby': 'train-run-h' },
       h('h2', { id: 'train-run-h' }, '3 · Train'),
+      otherTab,
       stored,
       h('p', { class: 'muted small', id: 'train-model-info' }),
       h('div', { class: 'row actions' }, startBtn, pauseBtn, resumeBtn, cancelBtn),
@@ -374,6 +377,9 @@ export const trainPage: Page = {
     let storedRun: StoredRunInfo | null = null;
     let autoResumeDone = false;
     let stepEma = 0;
+    /** Another tab's run shows here read-only (it holds the browser's run lock). */
+    let watching = false;
+    let waitingForLock = false;
 
     const trainSettings = (): TrainSettings => {
       const t = [...targets.querySelectorAll<HTMLInputElement>('input:checked')].map((i) => i.value) as TrainSettings['targets'];
@@ -416,7 +422,7 @@ export const trainPage: Page = {
     const updateButtons = () => {
       const m = state.model;
       startBtn.hidden = phase !== 'idle';
-      startBtn.disabled = !m || !dataset || !dataset.trainable || !dataset.rows;
+      startBtn.disabled = watching || !!storedRun?.elsewhere || !m || !dataset || !dataset.trainable || !dataset.rows;
       pauseBtn.hidden = phase !== 'running';
       resumeBtn.hidden = phase !== 'paused';
       cancelBtn.hidden = phase === 'idle';
@@ -540,6 +546,8 @@ export const trainPage: Page = {
     const run = async (call: (id: string) => Promise<TrainOutcome>) => {
       const id = newTaskId('train');
       phase = 'running';
+      watching = false;
+      otherTab.hidden = true;
       delete runStatus.el.dataset.done;
       stored.hidden = true;
       state.set('busy', 'Training…');
@@ -614,8 +622,8 @@ export const trainPage: Page = {
       }
       const r = storedRun;
       const when = new Date(r.savedAt).toLocaleString(undefined, { dateStyle: 'short', timeStyle: 'short' });
-      const resumeStored = h('button', { type: 'button', class: 'primary small', id: 'train-stored-resume', disabled: !r.sameModel }, 'Resume');
-      const discard = h('button', { type: 'button', class: 'danger small', id: 'train-stored-discard' }, 'Discard');
+      const resumeStored = h('button', { type: 'button', class: 'primary small', id: 'train-stored-resume', disabled: !r.sameModel || r.elsewhere }, 'Resume');
+      const discard = h('button', { type: 'button', class: 'danger small', id: 'train-stored-discard', disabled: r.elsewhere }, 'Discard');
       resumeStored.addEventListener('click', () => {
         applySettings(r.settings);
         resume();
@@ -628,7 +636,11 @@ export const trainPage: Page = {
       append(
         stored,
         h('p', {}, h('strong', {}, 'Unfinished run: '), `${r.name} — ${r.step ? `checkpoint at step ${r.step}` : 'no checkpoint yet'} of ${r.totalSteps}, ${r.examples} rows from ${r.source}, saved ${when}${r.status === 'paused' ? ' (paused)' : ''}.`),
-        r.sameModel ? null : h('p', { class: 'bad-text small' }, `It was started on ${r.modelId}: load that model to resume it.`),
+        r.elsewhere
+          ? h('p', { class: 'muted small' }, 'Another tab of this browser owns it: resume, pause or discard it there. This tab takes it over from its last checkpoint if that tab closes mid-run.')
+          : r.sameModel
+            ? null
+            : h('p', { class: 'bad-text small' }, `It was started on ${r.modelId}: load that model to resume it.`),
         h('div', { class: 'row' }, resumeStored, discard),
       );
       if (r.history.length) {
@@ -637,6 +649,18 @@ export const trainPage: Page = {
         chartsCard.hidden = false;
         chartsNote.textContent = `stored run ${r.name}, up to step ${r.step}`;
       }
+      if (r.elsewhere) {
+        // Never resume a run another tab holds; when that tab lets go (closed mid-run), look again.
+        if (!waitingForLock) {
+          waitingForLock = true;
+          void whenRunLockFree().then(() => {
+            waitingForLock = false;
+            void refreshStored();
+          });
+        }
+        updateButtons();
+        return;
+      }
       // A run cut off by a reload (not paused on purpose) continues by itself on the same model.
       if (r.sameModel && r.status === 'running' && !autoResumeDone && phase === 'idle') {
         autoResumeDone = true;
@@ -644,6 +668,36 @@ export const trainPage: Page = {
         resume();
       }
     };
+
+    // ---- another tab's run, read-only ----------------------------------------------------------
+    if (typeof BroadcastChannel !== 'undefined') {
+      const channel = new BroadcastChannel(RUN_CHANNEL);
+      channel.onmessage = (ev: MessageEvent<RunMessage>) => {
+        const msg = ev.data;
+        if (phase !== 'idle') return; // this tab's own run (its worker posts here too)
+        if (msg.type === 'event') {
+          if (!watching) {
+            watching = true;
+            state.set('busy', 'Training in another tab…');
+          }
+          onEvent(msg.event);
+          if (msg.event.type === 'start') {
+            otherTab.hidden = false;
+            otherTab.textContent = `Another tab of this browser is training ${msg.event.name}: its progress shows here, read-only (one run per browser).`;
+          }
+          updateButtons();
+        } else if (msg.type === 'end' && watching) {
+          watching = false;
+          state.set('busy', null);
+          const o = msg.outcome;
+          otherTab.textContent = o.status === 'failed' ? `The run in the other tab stopped: ${o.error}` : `The run in the other tab was ${o.status === 'finished' ? 'finished' : o.status} at step ${o.step} of ${o.totalSteps}.`;
+          progressLabel.textContent = '';
+          updateButtons();
+          void refreshStored();
+        }
+      };
+      channel.postMessage({ type: 'hello' } satisfies RunMessage);
+    }
 
     // ---- wiring ---------------------------------------------------------------------------
     const refreshDebate = async () => {
