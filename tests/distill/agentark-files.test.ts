@@ -135,6 +135,7 @@ describe('agentark distill --strategy pad on AgentArk files', () => {
     expect(judgePrompt('Q?', 'S', '7')).toMatch(/^You are labeling whether a solution correctly solves a question\.[\s\S]*# GROUND TRUTH FINAL ANSWER:\n7\n[\s\S]*Respond ONLY with: true or false[\s\S]*# CANDIDATE SOLUTION:\nS$/);
     // A strict judge: true only when the solution says "The answer is <gt>" (so bare "Final Answer: n" is false).
     const judge = createFakeEngine({
+      modelId: 'judge',
       reply: (req) => {
         const p = req.messages[0]!.content;
         const gt = /# GROUND TRUTH FINAL ANSWER:\n(.*)\n/.exec(p)![1]!;

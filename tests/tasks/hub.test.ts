@@ -121,7 +121,7 @@ describe('Hub dataset ids', () => {
     const o = vi.spyOn(process.stdout, 'write').mockImplementation(() => true);
     const e = vi.spyOn(process.stderr, 'write').mockImplementation((s: string | Uint8Array) => ((err += String(s)), true));
     try {
-      const code = await evalRun(['--data', 'openai/gsm8k', '--config', 'socratic', '--split', 'test', '--base-url', api.baseUrl, '--systems', 'single', '--decoding', 'greedy', '--no-self-correction', '--no-robustness', '--out', out, '--quiet']);
+      const code = await evalRun(['--data', 'openai/gsm8k', '--config', 'socratic', '--split', 'test', '--base-url', api.baseUrl, '--api-model', 'fake-model', '--systems', 'single', '--decoding', 'greedy', '--no-self-correction', '--no-robustness', '--out', out, '--quiet']);
       expect(err).toBe('');
       expect(code).toBe(0);
       const report = JSON.parse(await (await import('node:fs/promises')).readFile(out, 'utf8'));
