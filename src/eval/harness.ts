@@ -53,7 +53,7 @@ import { AbortError } from '../util/abort';
 import { answerFormatInstruction, studentMessages } from '../tasks/prompts';
 import { majorityVote, runDebate, type DebateOptions, type Engines } from '../teach/debate';
 import type { Question } from '../tasks/datasets';
-import { answersEqual, extractAnswer, referenceAnswer, type Task } from '../tasks/answers';
+import { answersEqual, extractAnswer, qaF1, referenceAnswer, type Task } from '../tasks/answers';
 import { perturbQuestion, type PerturbableQuestion, type Perturbed } from './perturb';
 import { signTest, wilsonInterval } from './stats';
 
@@ -209,6 +209,8 @@ export interface QuestionResult extends Outcome {
   id: string;
   /** The question set's label, when the questions carry one. */
   set?: string;
+  /** Short-answer QA: SQuAD token F1 of the extracted answer against the reference. */
+  f1?: number;
   /** Cost of answering this question once. */
   cost: CostTotals;
   /** Debate systems: right answers among the agents' answers, per round. */
@@ -237,6 +239,8 @@ export interface SystemReport {
   accuracy: number;
   /** Wilson 95% interval of the accuracy (absent in reports written before it existed). */
   ci95?: [number, number];
+  /** Short-answer QA questions: mean SQuAD token F1 (accuracy is SQuAD exact match). */
+  f1?: number;
   /** Per question set, when the questions carry `set` labels. */
   bySet?: Record<string, AccuracyStats>;
   /** Answers that could not be parsed. */
@@ -439,7 +443,8 @@ async function evalQuestion(sys: EvalSystem, p: Prepared, opts: EvalOptions, now
     return a;
   };
   const first = await ask(q);
-  const result: QuestionResult = { id: String(q.id), ...(q.set !== undefined ? { set: q.set } : {}), ...outcome(first), cost: { ...first.cost }, ...(first.rounds ? { rounds: first.rounds } : {}) };
+  const f1 = task === 'qa' ? { f1: qaF1(first.extracted ?? '', referenceAnswer('qa', String(q.answer)) ?? '') } : {};
+  const result: QuestionResult = { id: String(q.id), ...(q.set !== undefined ? { set: q.set } : {}), ...f1, ...outcome(first), cost: { ...first.cost }, ...(first.rounds ? { rounds: first.rounds } : {}) };
   if (sys.kind === 'single' && (opts.selfCorrection ?? true)) {
     let second: Answer;
     if (first.error !== undefined || first.messages === undefined) {
@@ -484,6 +489,8 @@ function underDecoding(sys: EvalSystem, decoding: Decoding, opts: EvalOptions, s
     }
   }
 }
+
+const mean0 = (xs: number[]) => (xs.length ? xs.reduce((a, b) => a + b, 0) / xs.length : 0);
 
 /** Accuracy and its Wilson 95% interval over `results`. */
 function accuracyStats(results: readonly QuestionResult[]): AccuracyStats {
@@ -625,6 +632,7 @@ export async function evaluate(questions: PerturbableQuestion[], givenSystems: E
       correct,
       accuracy: mean(correct),
       ci95: wilsonInterval(correct, n),
+      ...(results.some((r) => r.f1 !== undefined) ? { f1: mean0(results.filter((r) => r.f1 !== undefined).map((r) => r.f1!)) } : {}),
       ...(Object.keys(bySet).length ? { bySet } : {}),
       unparsed: results.filter((r) => r.extracted === null && r.error === undefined).length,
       errors,

@@ -116,6 +116,8 @@ export function toMarkdown(report: EvalReport): string {
   for (const s of report.systems) {
     if (s.roundAccuracy?.length) notes.push(`${cell(s.name)}: agents' answers right in ${s.roundAccuracy.map((a, k) => `round ${k + 1} ${pct(a)}`).join(', ')} ` + `(round 1: one independent sample per agent and question).`);
   }
+  const f1 = report.systems.filter((s) => s.f1 !== undefined);
+  if (f1.length) notes.push(`Short-answer QA: accuracy is SQuAD exact match; mean SQuAD token F1 — ${f1.map((s) => `${cell(s.name)} ${pct(s.f1)}`).join(', ')}.`);
   notes.push('Cost: per question, for answering it once; tokens from the engines\' usage.');
   const errs = report.systems.filter((s) => s.errors > 0);
   if (errs.length) notes.push(`Failed calls (counted wrong): ${errs.map((s) => `${cell(s.name)} ${s.errors}`).join(', ')}.`);

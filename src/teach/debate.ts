@@ -15,7 +15,7 @@ import { complete } from '../engine/complete';
 import type { ChatEngine, ChatMessage, FinishReason } from '../engine/types';
 import type { ProgressCallback } from '../progress';
 import { AbortError, isAbortError } from '../util/abort';
-import { answersEqual, extractAnswer, referenceAnswer, type Task } from '../tasks/answers';
+import { answersEqual, extractAnswer, isTask, referenceAnswer, type Task } from '../tasks/answers';
 import type { Question } from '../tasks/datasets';
 import { answerFormatInstruction, answerLine, formatQuestion, taskPersona, type PromptStyle } from '../tasks/prompts';
 import {
@@ -260,7 +260,7 @@ export function majorityVote(task: Task, answers: (string | null)[]): { answer: 
 export async function runDebate(question: Question, opts: DebateOptions, engines: Engines | undefined = opts.engines, signal?: AbortSignal): Promise<TrajectoryRecord> {
   if (!engines) throw new Error('debate: no engine given (pass engines or opts.engines)');
   const task = (opts.task ?? question.task) as Task;
-  if (task !== 'gsm8k' && task !== 'math' && task !== 'mc') throw new Error(`debate: unknown task ${JSON.stringify(task)}`);
+  if (!isTask(task)) throw new Error(`debate: unknown task ${JSON.stringify(task)}`);
   const rounds = opts.rounds ?? 2;
   if (!(rounds >= 1)) throw new Error(`debate: rounds must be >= 1, got ${rounds}`);
   if (opts.quote !== undefined && opts.quote !== 'solution' && opts.quote !== 'answer') throw new Error(`debate: quote must be 'solution' or 'answer', got ${JSON.stringify(opts.quote)}`);

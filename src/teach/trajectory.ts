@@ -11,7 +11,7 @@ import type { ChatMessage, FinishReason } from '../engine/types';
 
 export const TRAJECTORY_SCHEMA = 'agentark.trajectory/1';
 
-export type TrajectoryTask = 'gsm8k' | 'math' | 'mc';
+export type TrajectoryTask = 'gsm8k' | 'math' | 'mc' | 'qa';
 
 export interface SamplingParams {
   temperature: number;
@@ -163,8 +163,8 @@ export function parseTrajectoryLine(line: string, lineNo: number): TrajectoryRec
   str(j, 'id', '');
   str(j, 'question', '');
   str(j, 'reference', '');
-  if (j.task !== 'gsm8k' && j.task !== 'math' && j.task !== 'mc')
-    fail(`task must be gsm8k, math or mc, got ${JSON.stringify(j.task)}`);
+  if (j.task !== 'gsm8k' && j.task !== 'math' && j.task !== 'mc' && j.task !== 'qa')
+    fail(`task must be gsm8k, math, mc or qa, got ${JSON.stringify(j.task)}`);
   if (j.choices !== undefined && !(Array.isArray(j.choices) && j.choices.every((c) => typeof c === 'string')))
     fail('choices must be an array of strings');
   if (!isObj(j.config)) fail('config must be an object');

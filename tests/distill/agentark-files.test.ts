@@ -139,6 +139,7 @@ describe('agentark distill --strategy pad on AgentArk files', () => {
     expect(judgePrompt('Q?', 'S', '7')).toMatch(judged);
     // A strict judge: true only when the solution says "The answer is <gt>" (so bare "Final Answer: n" is false).
     const judge = createFakeEngine({
+      modelId: 'judge',
       reply: (req) => {
         const p = req.messages[0]!.content;
         const gt = /# GROUND TRUTH FINAL ANSWER:\n(.*)\n/.exec(p)![1]!;

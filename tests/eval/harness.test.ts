@@ -418,7 +418,7 @@ describe('agentark eval', () => {
       [['--data', 'd', '--out', 'o', '--base-url', 'http://x', '--systems', 'student'], /needs --adapter/],
       [['--data', 'd', '--out', 'o', '--base-url', 'http://x', '--debate-agents', '0'], /--debate-agents must be an integer >= 1/],
       [['--data', 'd', '--out', 'o', '--base-url', 'http://x', '--debate-aggregator', 'mean'], /--debate-aggregator must be llm or vote/],
-      [['--data', 'd', '--out', 'o', '--base-url', 'http://x', '--task', 'qa'], /--task must be/],
+      [['--data', 'd', '--out', 'o', '--base-url', 'http://x', '--task', 'essay'], /--task must be/],
       [['--nope'], /Unknown option/],
     ];
     for (const [argv, re] of cases) {
