@@ -110,7 +110,7 @@ async function main(): Promise<void> {
   await runDebateSet(train, { ...DEBATE, engines: engine }, { out: trajPath, onRecord: (_r, i) => void (i.done % 10 === 0 && log(`debate ${i.done}/${i.total}`)) });
   const records = await readTrajectories(trajPath);
   const round1 = records.flatMap((r) => r.rounds[0].messages.map((m) => m.correct));
-  log(`debate: ${records.length} questions, round-1 agent accuracy ${(round1.filter(Boolean).length / round1.length).toFixed(3)}, final ${(records.filter((r) => r.final.correct).length / records.length).toFixed(3)}`);
+  log(`debate: ${records.length} questions, round-1 agent accuracy ${(round1.filter(Boolean).length / round1.length).toFixed(3)}, ` + `final ${(records.filter((r) => r.final.correct).length / records.length).toFixed(3)}`);
 
   // 2. Distil: training sets in TRL format.
   const rsft = buildRsft(records, { system: SYSTEM });

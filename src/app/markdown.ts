@@ -35,7 +35,22 @@ purifier.addHook('afterSanitizeAttributes', (node) => {
 
 const PURIFY = {
   USE_PROFILES: { html: true, mathMl: true },
-  FORBID_TAGS: ['img', 'style', 'form', 'input', 'button', 'textarea', 'select', 'video', 'audio', 'source', 'picture', 'iframe', 'object', 'embed'],
+  FORBID_TAGS: [
+    'img',
+    'style',
+    'form',
+    'input',
+    'button',
+    'textarea',
+    'select',
+    'video',
+    'audio',
+    'source',
+    'picture',
+    'iframe',
+    'object',
+    'embed',
+  ],
   FORBID_ATTR: ['srcset', 'background', 'poster'],
   ALLOW_DATA_ATTR: false,
 };

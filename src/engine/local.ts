@@ -13,6 +13,8 @@ import { LlamaModel } from '../model/llama';
 import type { QuantFormat } from '../quant/quantize';
 import type { QuantCache } from '../quant/cache';
 import { quantizeWeights } from '../quant/weights';
+import { chunkedTokenLogprobs } from '../model/loss-head';
+import type { TrainOps } from '../kernels/train-backend';
 import type { ProgressCallback } from '../progress';
 import { Generator, type GenerationRequest, type GenerationResult } from './generator';
 import { AdapterRegistry } from './adapters';
@@ -113,6 +115,19 @@ export class Runtime {
   /** Logits [ids.length, vocab] of one forward pass over `ids` as a single sequence. */
   async logits(ids: number[]): Promise<Float32Array> {
     return this.fullForward(ids, 'all', 'logits');
+  }
+
+  private trainOps: TrainOps<unknown, unknown, unknown> | null = null;
+
+  /**
+   * log p(ids[t] | ids[<t]) for every t ≥ 1 (0 at t = 0), through the LM head in row chunks: the
+   * [tokens, vocab] logits are never held whole (PRM features, RL log-probabilities).
+   */
+  async tokenLogprobs(ids: number[]): Promise<Float32Array> {
+    const hidden = await this.hidden(ids, ids.map((_, i) => i));
+    this.trainOps ??= this.backend.createTrainOps() as TrainOps<unknown, unknown, unknown>;
+    const ops = this.trainOps;
+    return this.generator.exclusive(() => chunkedTokenLogprobs(this.backend, ops as never, this.model as never, hidden, ids));
   }
 
   /** Final-normed hidden states [rows.length, hidden] at the given positions of `ids`. */

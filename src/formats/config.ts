@@ -338,6 +338,10 @@ export function ropeInvFreq(cfg: ModelConfig): Float32Array {
   return out;
 }
 
+/** The linear projections of a Llama-family block, by their HF module names (what LoRA adapters target). */
+export const PROJECTIONS = ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'] as const;
+export type Projection = (typeof PROJECTIONS)[number];
+
 /** Every tensor the model needs, by HF name, with its shape, in checkpoint order. */
 export function expectedTensors(cfg: ModelConfig): Map<string, number[]> {
   const H = cfg.hiddenSize;

@@ -14,11 +14,10 @@
  * rank_pattern / alpha_pattern).
  */
 import { toFloat32 } from './checkpoint';
-import type { ModelConfig } from './config';
+import { PROJECTIONS, type ModelConfig, type Projection } from './config';
 import { isSupportedDtype, readSafetensors, writeSafetensors, type TensorToWrite } from './safetensors';
 import { backtrackingRegexReason } from './regex-safety';
 import { openSource, type FileSource } from './source';
-import { PROJECTIONS, type Projection } from '../model/llama';
 
 export interface LoraConfig {
   r: number;

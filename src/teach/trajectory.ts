@@ -11,7 +11,7 @@ import type { ChatMessage, FinishReason } from '../engine/types';
 
 export const TRAJECTORY_SCHEMA = 'agentark.trajectory/1';
 
-export type TrajectoryTask = 'gsm8k' | 'math' | 'mc';
+export type TrajectoryTask = 'gsm8k' | 'math' | 'mc' | 'qa';
 
 export interface SamplingParams {
   temperature: number;
@@ -163,8 +163,8 @@ export function parseTrajectoryLine(line: string, lineNo: number): TrajectoryRec
   str(j, 'id', '');
   str(j, 'question', '');
   str(j, 'reference', '');
-  if (j.task !== 'gsm8k' && j.task !== 'math' && j.task !== 'mc')
-    fail(`task must be gsm8k, math or mc, got ${JSON.stringify(j.task)}`);
+  if (j.task !== 'gsm8k' && j.task !== 'math' && j.task !== 'mc' && j.task !== 'qa')
+    fail(`task must be gsm8k, math, mc or qa, got ${JSON.stringify(j.task)}`);
   if (j.choices !== undefined && !(Array.isArray(j.choices) && j.choices.every((c) => typeof c === 'string')))
     fail('choices must be an array of strings');
   if (!isObj(j.config)) fail('config must be an object');
@@ -317,7 +317,12 @@ export interface TrajectoryLog {
   close(): Promise<void>;
 }
 
-const RECORD_PREFIX = Buffer.from(`{"schema":${JSON.stringify(TRAJECTORY_SCHEMA)}`, 'utf8');
+let recordPrefixBytes: Buffer | null = null;
+/** How every record of ours starts on disk; built on first use (this module also loads in the browser, which has no Buffer). */
+function recordPrefix(): Buffer {
+  recordPrefixBytes ??= Buffer.from(`{"schema":${JSON.stringify(TRAJECTORY_SCHEMA)}`, 'utf8');
+  return recordPrefixBytes;
+}
 
 /**
  * Whether a tail without its newline is what an interrupted append of ours leaves: blank, or the
@@ -325,9 +330,10 @@ const RECORD_PREFIX = Buffer.from(`{"schema":${JSON.stringify(TRAJECTORY_SCHEMA)
  * that prefix only counts after records of ours, so nobody else's file is ever cut.
  */
 function isOurPartialRecord(tail: Buffer, recordsBefore: number): boolean {
+  const prefix = recordPrefix();
   if (tail.toString('utf8').trim() === '') return true;
-  if (tail.length >= RECORD_PREFIX.length) return tail.subarray(0, RECORD_PREFIX.length).equals(RECORD_PREFIX);
-  return recordsBefore > 0 && RECORD_PREFIX.subarray(0, tail.length).equals(tail);
+  if (tail.length >= prefix.length) return tail.subarray(0, prefix.length).equals(prefix);
+  return recordsBefore > 0 && prefix.subarray(0, tail.length).equals(tail);
 }
 
 /**

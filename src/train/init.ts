@@ -4,7 +4,7 @@
  */
 import type { HostTensor } from '../formats/checkpoint';
 import { checkPlannedBytes, expectedTensors, parameterCount, type ModelConfig } from '../formats/config';
-import { Rng } from '../engine/sampling';
+import { Rng } from '../util/random';
 
 export function randomInitTensors(config: ModelConfig, seed: number, initializerRange = 0.02): Map<string, HostTensor> {
   checkPlannedBytes(

@@ -49,7 +49,8 @@ describe('generation on WebGPU', () => {
         );
       }
     });
-    for (let t = 0; t < ids.length; t++) expect(maxRelErr(rows[t], full.subarray(t * V, (t + 1) * V)), `position ${t}`).toBeLessThan(1e-5);
+    for (let t = 0; t < ids.length; t++)
+      expect(maxRelErr(rows[t], full.subarray(t * V, (t + 1) * V)), `position ${t}`).toBeLessThan(1e-5);
   });
 
   it('a batch of sequences of different lengths and settings gives the same tokens as each alone', async () => {
