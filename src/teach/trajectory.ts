@@ -289,7 +289,9 @@ export interface TrajectoryLog {
   close(): Promise<void>;
 }
 
-const RECORD_PREFIX = Buffer.from(`{"schema":${JSON.stringify(TRAJECTORY_SCHEMA)}`, 'utf8');
+// Made on first use: the web app imports this module, and a browser has no Buffer.
+let recordPrefix: Buffer | null = null;
+const RECORD_PREFIX = (): Buffer => (recordPrefix ??= Buffer.from(`{"schema":${JSON.stringify(TRAJECTORY_SCHEMA)}`, 'utf8'));
 
 /**
  * Whether a tail without its newline is what an interrupted append of ours leaves: blank, or the
@@ -298,8 +300,9 @@ const RECORD_PREFIX = Buffer.from(`{"schema":${JSON.stringify(TRAJECTORY_SCHEMA)
  */
 function isOurPartialRecord(tail: Buffer, recordsBefore: number): boolean {
   if (tail.toString('utf8').trim() === '') return true;
-  if (tail.length >= RECORD_PREFIX.length) return tail.subarray(0, RECORD_PREFIX.length).equals(RECORD_PREFIX);
-  return recordsBefore > 0 && RECORD_PREFIX.subarray(0, tail.length).equals(tail);
+  const prefix = RECORD_PREFIX();
+  if (tail.length >= prefix.length) return tail.subarray(0, prefix.length).equals(prefix);
+  return recordsBefore > 0 && prefix.subarray(0, tail.length).equals(tail);
 }
 
 /**
