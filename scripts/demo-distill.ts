@@ -42,6 +42,7 @@ import { writeFilesAtomically } from '../src/train/checkpoint';
 import { answersEqual, referenceAnswer } from '../src/eval/answers';
 import { evaluate, type EvalReport, type EvalSystem, type SystemReport } from '../src/eval/harness';
 import { signTest } from '../src/eval/report';
+import { arithmeticChecks, checkedVote } from '../src/demo/arithmetic';
 import { DEMO_DEBATE, DEMO_MAX_TOKENS, DEMO_SEED, DEMO_SYSTEM, DEMO_TEMPERATURE } from '../src/demo/settings';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
@@ -49,6 +50,7 @@ const MODEL = path.join(ROOT, 'public/models/default');
 const DATA = path.resolve(ROOT, process.env.DEMO_DATA_OUT ?? '.cache/demo-distill');
 const OUT = path.resolve(ROOT, process.env.DEMO_DISTILL_OUT ?? 'demo-output/distill');
 const PHASES = new Set((process.env.DEMO_DISTILL_PHASES ?? 'baselines,students').split(',').map((s) => s.trim()));
+const STUDENT_SETS = ['rsft', 'da', 'star', 'star-da', 'rsft-checked', 'da-checked', 'star-checked', 'star-da-checked', 'reference'] as const;
 const STUDENTS = (process.env.DEMO_DISTILL_STUDENTS ?? 'rsft,da,star,star-da').split(',').map((s) => s.trim());
 const EPOCHS = Number(process.env.DEMO_DISTILL_EPOCHS ?? 2);
 const LORA: Partial<TrainOptions> = { mode: 'lora', rank: 16, alpha: 32, dropout: 0, targets: ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'], lr: 2e-3, batchSize: 8, schedule: 'cosine', warmupSteps: 5, seed: DEMO_SEED };
@@ -94,6 +96,21 @@ function starRecords(debate: TrajectoryRecord[], samples: Map<string, Trajectory
       totals: { calls: d.rounds[0]!.messages.length + s.rounds[0]!.messages.length, promptTokens: 0, completionTokens: 0, wallMs: 0 },
     } as TrajectoryRecord;
   });
+}
+
+/**
+ * The arithmetic critic applied to a record: a message whose written arithmetic is wrong cannot be
+ * a distillation target (its answer is replaced by "no answer", so R-SFT, DA and the vote skip it),
+ * whatever its final answer.
+ */
+function criticChecked(rec: TrajectoryRecord): TrajectoryRecord {
+  return { ...rec, rounds: rec.rounds.map((r) => ({ ...r, messages: r.messages.map((m) => (arithmeticChecks(m.completion) ? m : { ...m, completion: m.completion.replace(/####.*$/s, '').trimEnd(), extracted: null, correct: false })) })) };
+}
+
+/** DA rows whose every assistant turn's arithmetic checks (self-correction rows quote peers, who may be wrong). */
+function checkedRows(set: { rows: object[]; stats: unknown }): { rows: object[]; stats: unknown } {
+  const rows = set.rows.filter((r) => ((r as { messages?: { role: string; content: string }[] }).messages ?? []).every((m) => m.role !== 'assistant' || arithmeticChecks(m.content)));
+  return { rows, stats: { ...(set.stats as object), droppedByCritic: set.rows.length - rows.length } };
 }
 
 async function trainAdapter(runtime: Runtime, name: string, rows: object[], epochs: number): Promise<PeftAdapter> {
@@ -178,7 +195,7 @@ function rowOf(s: SystemReport, base: SystemReport | undefined): Row {
 
 async function main(): Promise<void> {
   if (!(Number.isInteger(EPOCHS) && EPOCHS >= 1)) throw new Error(`DEMO_DISTILL_EPOCHS must be a positive integer, got ${JSON.stringify(process.env.DEMO_DISTILL_EPOCHS)}`);
-  for (const s of STUDENTS) if (!['rsft', 'da', 'star', 'star-da'].includes(s)) throw new Error(`DEMO_DISTILL_STUDENTS: unknown student ${JSON.stringify(s)} (rsft, da, star, star-da)`);
+  for (const s of STUDENTS) if (!(STUDENT_SETS as readonly string[]).includes(s)) throw new Error(`DEMO_DISTILL_STUDENTS: unknown student ${JSON.stringify(s)} (${STUDENT_SETS.join(', ')})`);
   await fs.mkdir(OUT, { recursive: true });
   const runtime = await Runtime.load(MODEL, { maxBatch: 32, contextLength: 384 });
   log(`model ${MODEL} on ${runtime.describeBackend()}`);
@@ -186,7 +203,6 @@ async function main(): Promise<void> {
   const { table, selection } = splits(await loadQuestions(path.join(ROOT, 'public/data/demo-test.jsonl'), 'gsm8k'));
   const base = () => runtime.adapters.activate(null);
   const greedyBase: EvalSystem = { kind: 'single', name: 'single agent (base, greedy)', engine, system: DEMO_SYSTEM, temperature: 0, setup: base };
-  const reports: { table: EvalReport[]; selection: EvalReport[] } = { table: [], selection: [] };
 
   if (PHASES.has('baselines')) {
     const systems: EvalSystem[] = [
@@ -195,11 +211,12 @@ async function main(): Promise<void> {
       { kind: 'debate', name: `self-consistency 5 samples, vote (base, T ${DEMO_TEMPERATURE})`, engines: engine, debate: { ...DEMO_DEBATE, rounds: 1, concurrency: 1 }, setup: base },
       ...(process.env.DEMO_DISTILL_DEBATE === '0' ? [] : [{ kind: 'debate', name: `debate 5x2, vote (base, T ${DEMO_TEMPERATURE})`, engines: engine, debate: { ...DEMO_DEBATE, concurrency: 1 }, setup: base } as EvalSystem]),
     ];
-    for (const s of systems) reports.table.push(await evalCached('table', table, s));
-    reports.selection.push(await evalCached('selection', selection, greedyBase));
+    for (const s of systems) await evalCached('table', table, s);
+    await evalCached('selection', selection, greedyBase);
   }
 
   let data: Record<string, unknown> = {};
+  // Phase `report` alone (DEMO_DISTILL_PHASES=report) assembles the cached evaluations.
   if (PHASES.has('students')) {
     const debateAll = await readTrajectories(path.join(DATA, 'debate.jsonl'));
     const samples = new Map((await readTrajectories(path.join(DATA, 'samples.jsonl'))).map((r) => [r.id, r]));
@@ -211,11 +228,19 @@ async function main(): Promise<void> {
     debate = debate.sort((a, b) => order(a.id) - order(b.id)).slice(0, limit);
     const star = starRecords(debate, samples);
     const acc = (xs: boolean[]) => xs.filter(Boolean).length / xs.length;
+    const checkedDebate = debate.map(criticChecked);
+    const checkedStar = star.map(criticChecked);
     const sets: Record<string, { rows: object[]; stats: unknown }> = {
       rsft: buildRsft(debate, { system: DEMO_SYSTEM }),
       da: buildDa(debate, { system: DEMO_SYSTEM, perQuestion: 4 }),
       star: buildRsft(star, { system: DEMO_SYSTEM }),
       'star-da': buildDa(star, { system: DEMO_SYSTEM, perQuestion: 4 }),
+      'rsft-checked': buildRsft(checkedDebate, { system: DEMO_SYSTEM }),
+      'da-checked': checkedRows(buildDa(checkedDebate, { system: DEMO_SYSTEM, perQuestion: 4 })),
+      'star-checked': buildRsft(checkedStar, { system: DEMO_SYSTEM }),
+      'star-da-checked': checkedRows(buildDa(checkedStar, { system: DEMO_SYSTEM, perQuestion: 4 })),
+      // The control: the generator's own worked solutions of the same problems (no model calls).
+      reference: { rows: debate.map((r) => ({ messages: [{ role: 'system', content: DEMO_SYSTEM }, { role: 'user', content: r.question }, { role: 'assistant', content: r.reference }], id: r.id, source: 'reference' })), stats: {} },
     };
     data = {
       problems: debate.length,
@@ -231,36 +256,112 @@ async function main(): Promise<void> {
       epochs: EPOCHS,
       lora: LORA,
     };
+    // The panel, read several ways on the debated training problems, against greedy decoding of
+    // the base on the same problems (paired): the vote over round 1 (self-consistency@5), over
+    // round 2 (the debate), the arithmetic critic's checked votes, and the vote over all ten
+    // independent samples.
+    const trainQs: Question[] = debate.map((r) => ({ id: r.id, question: r.question, answer: r.reference, task: 'gsm8k' }));
+    const greedyTrain = (await evalCached(`train-${debate.length}`, trainQs, greedyBase)).systems[0]!;
+    const greedyRight = new Map(greedyTrain.questions.map((q) => [q.id, q.correct]));
+    const panel = (name: string, answer: (r: TrajectoryRecord, k: number) => string | null) => {
+      let wins = 0;
+      let losses = 0;
+      let right = 0;
+      debate.forEach((r, k) => {
+        const ok = answersEqual('gsm8k', answer(r, k), referenceAnswer('gsm8k', r.reference));
+        const g = greedyRight.get(r.id)!;
+        right += Number(ok);
+        wins += Number(ok && !g);
+        losses += Number(!ok && g);
+      });
+      return { name, accuracy: right / debate.length, wins, losses, pValue: signTest(wins, losses) };
+    };
+    const votes = (ms: readonly { extracted: string | null }[]) => majorityVote('gsm8k', ms.map((m) => m.extracted)).answer;
+    data.panelOnTrainProblems = {
+      greedyBase: greedyTrain.accuracy,
+      variants: [
+        panel('vote over round 1 (self-consistency@5)', (r) => votes(r.rounds[0]!.messages)),
+        panel('vote over round 2 (the debate)', (r) => r.final.answer),
+        panel('arithmetic-checked vote over round 1', (r) => checkedVote(r.rounds[0]!.messages)),
+        panel('arithmetic-checked vote over round 2', (r) => checkedVote(r.rounds[1]!.messages)),
+        panel('arithmetic-checked vote over rounds 1 and 2', (r) => checkedVote([...r.rounds[0]!.messages, ...r.rounds[1]!.messages])),
+        panel('vote over 10 independent samples (self-consistency@10)', (_r, k) => star[k]!.final.answer),
+        panel('arithmetic-checked vote over 10 independent samples', (_r, k) => checkedVote(star[k]!.rounds[0]!.messages)),
+      ],
+      wrongRound1AnswersWithAnArithmeticSlip: acc(debate.flatMap((r) => r.rounds[0]!.messages.filter((m) => !m.correct).map((m) => !arithmeticChecks(m.completion)))),
+    };
     log(`data: ${JSON.stringify(data)}`);
     await fs.mkdir(path.join(OUT, 'sets'), { recursive: true });
     for (const [name, set] of Object.entries(sets)) await fs.writeFile(path.join(OUT, 'sets', `${name}.jsonl`), toJsonl(set.rows));
     for (const name of STUDENTS) {
       const adapter = await trainAdapter(runtime, name, sets[name]!.rows, EPOCHS);
       await runtime.adapters.load(name, adapter);
-      const student: EvalSystem = { kind: 'single', name: `student ${name.toUpperCase()} (greedy)`, engine, system: DEMO_SYSTEM, temperature: 0, setup: () => runtime.adapters.activate(name) };
-      reports.selection.push(await evalCached('selection', selection, student));
-      reports.table.push(await evalCached('table', table, student));
+      const student: EvalSystem = { kind: 'single', name: studentName(name), engine, system: DEMO_SYSTEM, temperature: 0, setup: () => runtime.adapters.activate(name) };
+      await evalCached('selection', selection, student);
+      await evalCached('table', table, student);
     }
   }
 
-  // The report: the table's systems in one EvalReport (the Evaluate page reads it), every row with
-  // its interval and its paired test against the greedy base; the selection split beside it.
+  if (Object.keys(data).length) await fs.writeFile(path.join(OUT, 'data.json'), JSON.stringify(data, null, 2));
+  await writeReport(runtime);
+  runtime.dispose();
+}
+
+/** Every cached evaluation of a split, baselines first, then students in STUDENT_SETS order. */
+async function cachedReports(split: string): Promise<EvalReport[]> {
+  const dir = path.join(OUT, 'eval', split);
+  const files = await fs.readdir(dir).catch(() => [] as string[]);
+  const reports = await Promise.all(files.filter((f) => f.endsWith('.json')).map(async (f) => JSON.parse(await fs.readFile(path.join(dir, f), 'utf8')) as EvalReport));
+  const rank = (r: EvalReport) => {
+    const name = r.systems[0]!.name;
+    const k = STUDENT_SETS.findIndex((s) => name === studentName(s));
+    return k < 0 ? -1000 + ['greedy', 'T ', 'self-consistency', 'debate'].findIndex((w) => name.includes(w)) : k;
+  };
+  return reports.sort((a, b) => rank(a) - rank(b));
+}
+
+const studentName = (set: string) => `student ${set.toUpperCase()} (greedy)`;
+
+/**
+ * The report: the table's systems in one EvalReport (the Evaluate page reads it), every row with
+ * its Wilson interval and its paired sign test against the greedy base; the selection split beside
+ * it. With DEMO_DISTILL_SHIP=1 the student best on the selection split (problems 101–200: the table
+ * does not choose) is shipped with the report.
+ */
+async function writeReport(runtime: Runtime): Promise<void> {
   const merge = (rs: EvalReport[]): EvalReport | null => (rs.length ? { ...rs[0]!, createdAt: new Date().toISOString(), systems: rs.flatMap((r) => r.systems) } : null);
-  const table_ = merge(reports.table);
-  const sel = merge(reports.selection);
-  if (!table_) return void runtime.dispose();
-  const gb = table_.systems.find((s) => s.name === greedyBase.name);
-  const gbSel = sel?.systems.find((s) => s.name === greedyBase.name);
-  const rows = table_.systems.map((s) => rowOf(s, gb));
+  const table = merge(await cachedReports('table'));
+  const sel = merge(await cachedReports('selection'));
+  if (!table) return;
+  const baseName = 'single agent (base, greedy)';
+  const gb = table.systems.find((s) => s.name === baseName);
+  const gbSel = sel?.systems.find((s) => s.name === baseName);
+  const rows = table.systems.map((s) => rowOf(s, gb));
   const selRows = sel?.systems.map((s) => rowOf(s, gbSel)) ?? [];
-  const out = { ...table_, dataset: 'public/data/demo-test.jsonl, problems 1–100 and 201–400', demo: { baseline: greedyBase.name, rows, selection: { questions: 'problems 101–200', rows: selRows }, data } };
+  const data = JSON.parse(await fs.readFile(path.join(OUT, 'data.json'), 'utf8').catch(() => '{}')) as Record<string, unknown>;
+  const students = table.systems.filter((s) => s.name.startsWith('student ')).map((s) => s.name);
+  const teacher = table.systems.find((s) => s.name.startsWith('debate '))?.name;
+  const best = selRows.filter((r) => students.includes(r.name)).sort((a, b) => b.accuracy - a.accuracy)[0];
+  const demo = { baseline: baseName, ...(teacher ? { teacher } : {}), students, ...(best ? { shipped: best.name } : {}), temperature: DEMO_TEMPERATURE, rows, selection: { questions: 'public/data/demo-test.jsonl problems 101–200 (chose the settings and the shipped student)', rows: selRows }, data };
+  const out = { ...table, dataset: 'public/data/demo-test.jsonl, problems 1–100 and 201–400', demo };
   await fs.writeFile(path.join(OUT, 'report.json'), JSON.stringify(out, null, 2));
   const fmt = (r: Row) => `| ${r.name} | ${(100 * r.accuracy).toFixed(1)}% (${r.correct}/${r.n}) | ${(100 * r.wilson95[0]).toFixed(1)}–${(100 * r.wilson95[1]).toFixed(1)}% | ${r.vsGreedyBase ? `${r.vsGreedyBase.wins} / ${r.vsGreedyBase.losses}, p = ${r.vsGreedyBase.pValue.toPrecision(2)}` : '—'} | ${r.callsPerQuestion} |`;
   const head = '| System | Accuracy | Wilson 95% | Won / lost vs greedy base, sign test | Calls/q |\n|---|---:|---:|---:|---:|';
   const md = `## Held-out problems 1–100, 201–400\n\n${head}\n${rows.map(fmt).join('\n')}\n\n## Problems 101–200 (settings)\n\n${head}\n${selRows.map(fmt).join('\n')}\n`;
   await fs.writeFile(path.join(OUT, 'report.md'), md);
   console.log(md);
-  runtime.dispose();
+  if (process.env.DEMO_DISTILL_SHIP !== '1') return;
+  if (!best) throw new Error('DEMO_DISTILL_SHIP=1: no student has been evaluated on problems 101–200');
+  const key = STUDENT_SETS.find((s) => studentName(s) === best.name)!;
+  const adapter = await loadPeftAdapter(path.join(OUT, 'adapters', key));
+  const tableRow = rows.find((r) => r.name === best.name)!;
+  await writeFilesAtomically(path.join(MODEL, 'adapter'), {
+    ...serializePeftAdapter(adapter),
+    'agentark.json': JSON.stringify({ name: best.name, strategy: key, accuracy: tableRow.accuracy, wilson95: tableRow.wilson95, baseline: gb?.accuracy, vsGreedyBase: tableRow.vsGreedyBase, questions: table.questions, dataset: out.dataset, chosenOn: 'problems 101–200' }, null, 2),
+  });
+  await fs.writeFile(path.join(ROOT, 'public/data/demo-report.json'), JSON.stringify(out, null, 2));
+  log(`shipped ${best.name} (best on problems 101–200: ${(100 * best.accuracy).toFixed(1)}%; table ${(100 * tableRow.accuracy).toFixed(1)}%) and public/data/demo-report.json`);
+  void runtime;
 }
 
 await main();

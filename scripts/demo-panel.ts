@@ -24,7 +24,7 @@ import { loadQuestions } from '../src/teach/datasets';
 import { majorityVote, runDebateSet, type DebateOptions } from '../src/teach/debate';
 import { readTrajectories, type TrajectoryRecord } from '../src/teach/trajectory';
 import { answersEqual, grade, referenceAnswer } from '../src/eval/answers';
-import { arithmeticChecks } from '../src/demo/arithmetic';
+import { arithmeticChecks, checkedVote } from '../src/demo/arithmetic';
 import { DEMO_DEBATE, DEMO_SYSTEM, DEMO_MAX_TOKENS } from '../src/demo/settings';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
@@ -37,11 +37,6 @@ export const PANEL_VARIANTS: Record<string, DebateOptions> = {
   t03: { ...DEMO_DEBATE, rounds: 3, temperature: 0.3 },
 };
 
-/** The vote over the answers whose arithmetic checks; the plain vote when none does. */
-export function checkedVote(messages: readonly { completion: string; extracted: string | null }[]): string | null {
-  const ok = messages.filter((m) => arithmeticChecks(m.completion));
-  return majorityVote('gsm8k', (ok.length ? ok : messages).map((m) => m.extracted)).answer;
-}
 
 function summarize(records: TrajectoryRecord[]): { round: number; agents: number; vote: number; checkedVote: number; agentsChecked: number }[] {
   const rounds = Math.min(...records.map((r) => r.rounds.length));

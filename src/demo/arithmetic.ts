@@ -4,6 +4,7 @@
  * round-1 debate answers on training problems 4,001–4,100, three in four had a step whose written
  * result is wrong), which a calculator sees and a vote over such answers does not.
  */
+import { majorityVote } from '../teach/debate';
 import { EXPRESSION_RE, apply, type Op } from './problems';
 
 const ALL_EXPRESSIONS = new RegExp(EXPRESSION_RE.source, 'g');
@@ -21,4 +22,13 @@ export function arithmeticErrors(text: string): { expression: string; expected: 
 /** True when every written step computes right (a solution with no steps passes). */
 export function arithmeticChecks(text: string): boolean {
   return arithmeticErrors(text).length === 0;
+}
+
+/**
+ * The critic's vote: a majority over the answers whose written arithmetic checks; the plain
+ * majority when none does.
+ */
+export function checkedVote(messages: readonly { completion: string; extracted: string | null }[]): string | null {
+  const ok = messages.filter((m) => arithmeticChecks(m.completion));
+  return majorityVote('gsm8k', (ok.length ? ok : messages).map((m) => m.extracted)).answer;
 }
