@@ -23,7 +23,7 @@ import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { LocalEngine, Runtime } from '../src/engine/local';
-import { loadQuestions } from '../src/teach/datasets';
+import { loadQuestions } from '../src/tasks/datasets';
 import { runDebateSet, type DebateOptions } from '../src/teach/debate';
 import { DEMO_DEBATE, DEMO_INDEPENDENT_SAMPLES } from '../src/demo/settings';
 

@@ -29,7 +29,7 @@ import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { LocalEngine, Runtime } from '../src/engine/local';
-import { loadQuestions, type Question } from '../src/teach/datasets';
+import { loadQuestions, type Question } from '../src/tasks/datasets';
 import { readTrajectories, type TrajectoryRecord } from '../src/teach/trajectory';
 import { majorityVote } from '../src/teach/debate';
 import { buildRsft } from '../src/distill/rsft';
@@ -39,9 +39,9 @@ import { tokenizeRow, TrainingDataError, type TrainExample } from '../src/train/
 import { DEFAULT_TRAIN_OPTIONS, Trainer, type TrainOptions } from '../src/train/trainer';
 import { loadPeftAdapter, serializePeftAdapter, type PeftAdapter } from '../src/formats/peft';
 import { writeFilesAtomically } from '../src/train/checkpoint';
-import { answersEqual, referenceAnswer } from '../src/eval/answers';
+import { answersEqual, referenceAnswer } from '../src/tasks/answers';
 import { evaluate, type EvalReport, type EvalSystem, type SystemReport } from '../src/eval/harness';
-import { signTest } from '../src/eval/report';
+import { signTest, wilsonInterval } from '../src/eval/stats';
 import { arithmeticChecks, checkedVote } from '../src/demo/arithmetic';
 import { DEMO_DEBATE, DEMO_MAX_TOKENS, DEMO_SEED, DEMO_SYSTEM, DEMO_TEMPERATURE } from '../src/demo/settings';
 
@@ -62,16 +62,6 @@ const log = (msg: string) => process.stderr.write(`[demo:distill ${((performance
 function splits(test: Question[]): { table: Question[]; selection: Question[] } {
   if (test.length < 400) throw new Error(`public/data/demo-test.jsonl has ${test.length} problems; the demo's splits need 400`);
   return { table: [...test.slice(0, 100), ...test.slice(200, 400)], selection: test.slice(100, 200) };
-}
-
-/** Wilson score interval (95%) of k successes in n trials. */
-export function wilson(k: number, n: number, z = 1.959964): [number, number] {
-  if (n === 0) return [0, 1];
-  const p = k / n;
-  const d = 1 + (z * z) / n;
-  const c = (p + (z * z) / (2 * n)) / d;
-  const h = (z * Math.sqrt((p * (1 - p)) / n + (z * z) / (4 * n * n))) / d;
-  return [Math.max(0, c - h), Math.min(1, c + h)];
 }
 
 /**
@@ -190,7 +180,7 @@ function rowOf(s: SystemReport, base: SystemReport | undefined): Row {
     }
     vs = { wins, losses, pValue: signTest(wins, losses) };
   }
-  return { name: s.name, accuracy: s.accuracy, correct: s.correct, n: s.n, wilson95: wilson(s.correct, s.n), callsPerQuestion: s.cost.perQuestion.calls, vsGreedyBase: vs };
+  return { name: s.name, accuracy: s.accuracy, correct: s.correct, n: s.n, wilson95: wilsonInterval(s.correct, s.n), callsPerQuestion: s.cost.perQuestion.calls, vsGreedyBase: vs };
 }
 
 async function main(): Promise<void> {

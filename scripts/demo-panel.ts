@@ -20,10 +20,10 @@ import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { LocalEngine, Runtime } from '../src/engine/local';
-import { loadQuestions } from '../src/teach/datasets';
+import { loadQuestions } from '../src/tasks/datasets';
 import { majorityVote, runDebateSet, type DebateOptions } from '../src/teach/debate';
 import { readTrajectories, type TrajectoryRecord } from '../src/teach/trajectory';
-import { answersEqual, grade, referenceAnswer } from '../src/eval/answers';
+import { answersEqual, grade, referenceAnswer } from '../src/tasks/answers';
 import { arithmeticChecks, checkedVote } from '../src/demo/arithmetic';
 import { DEMO_DEBATE, DEMO_SYSTEM, DEMO_MAX_TOKENS } from '../src/demo/settings';
 

@@ -7,12 +7,12 @@
  * waits for them.
  */
 import type { ChatCompletionRequest, FinishReason } from '../engine/types';
-import type { Task } from '../eval/answers';
+import type { Task } from '../tasks/answers';
 import type { EvalReport } from '../eval/harness';
 import type { KernelResult, ModelResult, SpeedReport, TrainResult } from '../eval/speed';
 import type { Projection } from '../model/llama';
 import type { ProgressEvent } from '../progress';
-import type { Question } from '../teach/datasets';
+import type { Question } from '../tasks/datasets';
 import type { TrajectoryRecord } from '../teach/trajectory';
 
 /** Where a model comes from. `url` is an absolute base-folder URL (the page resolves relative ones). */

@@ -22,7 +22,7 @@ import { CpuBackend } from '../kernels/cpu';
 import { GpuBackend } from '../kernels/gpu';
 import { SMALL_MODEL_DEBATE, runDebate, type DebateOptions } from '../teach/debate';
 import { collectStream, OpenAIEngine } from '../teach/openai-engine';
-import type { Question } from '../teach/datasets';
+import type { Question } from '../tasks/datasets';
 import type { TrajectoryRecord } from '../teach/trajectory';
 import { checkpointFiles, parseTrainerState, restoreFromFiles } from '../train/checkpoint';
 import { parseTrainingJsonl, tokenizeRow, TrainingDataError, type TrainExample } from '../train/data';

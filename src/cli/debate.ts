@@ -4,8 +4,8 @@
  */
 import { parseArgs } from 'node:util';
 import type { ChatEngine } from '../engine/types';
-import type { Task } from '../eval/answers';
-import { loadQuestions } from '../teach/datasets';
+import type { Task } from '../tasks/answers';
+import { loadQuestions } from '../tasks/datasets';
 import { runDebateSet, type DebateOptions } from '../teach/debate';
 import { OpenAIEngine } from '../teach/openai-engine';
 import { readTrajectories, summarizeTrajectories } from '../teach/trajectory';

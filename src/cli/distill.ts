@@ -6,11 +6,13 @@
  */
 import { promises as fsp } from 'node:fs';
 import { parseArgs } from 'node:util';
-import type { Task } from '../eval/answers';
+import type { Task } from '../tasks/answers';
 import { writeJsonl, type SftFormat } from '../distill/common';
 import { buildDa } from '../distill/da';
 import { parseDistillInput } from '../distill/from-imported';
 import { buildPad } from '../distill/pad-labels';
+import { buildPadSolutions, candidatesFromRecords, candidatesFromSets, judgeLabels } from '../distill/pad-solutions';
+import { OpenAIEngine } from '../teach/openai-engine';
 import { buildRsft } from '../distill/rsft';
 
 export const USAGE = `usage: agentark distill --strategy rsft|da|pad --traj FILE --out FILE [options]
@@ -20,13 +22,24 @@ export const USAGE = `usage: agentark distill --strategy rsft|da|pad --traj FILE
                         or AgentArk inference output (the layout is detected)
   --out FILE            training JSONL to write (TRL format: messages / prompt-completion / stepwise)
   --task T              gsm8k | math | mc: task of AgentArk inference output (default gsm8k)
+  --pad-steps S         pad: solution (default: AgentArk's PRM rows, one per question: the final-round
+                        agents' solutions and the aggregator's, labelled, mixed-label questions only)
+                        | paragraph (this project's variant: every solution split into paragraphs,
+                        step labels by number matching against correct solutions)
+  --labels L            pad solution: file (default: an AgentArk labelled file keeps its labels;
+                        otherwise graded against the reference) | graded (always re-grade)
+  --judge-base-url URL  pad solution: label with an LLM judge (AgentArk label.py's prompt, true/false)
+                        on this OpenAI-compatible endpoint instead
+  --judge-model NAME    pad solution: the judge's model name (default "default")
+  --judge-api-key K     pad solution: the judge endpoint's API key (default $OPENAI_API_KEY)
+  --no-aggregator-last  AgentArk input: the last block is one more agent, not the aggregator's output
   --per-question K      da: at most K distinct correct paths per question (default 4)
   --jaccard X           da: word-3-gram Jaccard at or above which two paths are duplicates (default 0.7)
   --no-self-correct     da: no self-correction conversations
   --format F            rsft/da: messages (default) | prompt-completion (only the last assistant turn is trained)
   --system TEXT         rsft/da: student system prompt (default: the task's solver prompt)
   --no-system           rsft/da: no system message
-  --keep-calculator     keep GSM8K <<a=b>> calculator annotations
+  --keep-calculator     rsft/da/pad paragraph: keep GSM8K <<a=b>> calculator annotations
   --keep-answer-line    rsft/da: keep the reasoning's own last line (default: canonical "#### n" / \\boxed{} / "Answer: X")
   --limit N             only the first N questions
 `;
@@ -59,6 +72,12 @@ export async function run(argv: string[]): Promise<number> {
         'keep-calculator': { type: 'boolean', default: false },
         'keep-answer-line': { type: 'boolean', default: false },
         limit: { type: 'string' },
+        'pad-steps': { type: 'string', default: 'solution' },
+        labels: { type: 'string', default: 'file' },
+        'judge-base-url': { type: 'string' },
+        'judge-model': { type: 'string' },
+        'judge-api-key': { type: 'string' },
+        'no-aggregator-last': { type: 'boolean', default: false },
         help: { type: 'boolean', short: 'h', default: false },
       },
       allowPositionals: false,
@@ -99,6 +118,10 @@ export async function run(argv: string[]): Promise<number> {
     if (format !== 'messages' && format !== 'prompt-completion') throw new UsageError(`--format must be messages or prompt-completion, got ${JSON.stringify(format)}`);
     if (values.system !== undefined && values['no-system']) throw new UsageError('--system and --no-system are exclusive');
     limit = int('limit', values.limit as string | undefined, 0);
+    if (values['pad-steps'] !== 'solution' && values['pad-steps'] !== 'paragraph') throw new UsageError(`--pad-steps must be solution or paragraph, got ${JSON.stringify(values['pad-steps'])}`);
+    if (values.labels !== 'file' && values.labels !== 'graded') throw new UsageError(`--labels must be file or graded, got ${JSON.stringify(values.labels)}`);
+    const padSolutionOnly = argv.some((a) => /^--(labels|judge-base-url|judge-model|judge-api-key)(=|$)/.test(a));
+    if (padSolutionOnly && (strategy !== 'pad' || values['pad-steps'] !== 'solution')) throw new UsageError('--labels and --judge-* apply to --strategy pad with --pad-steps solution only');
     if (strategy !== 'da' && (perQuestion !== undefined || threshold !== undefined || values['no-self-correct'])) {
       throw new UsageError('--per-question, --jaccard and --no-self-correct apply to --strategy da only');
     }
@@ -115,7 +138,7 @@ export async function run(argv: string[]): Promise<number> {
       throw new Error(`cannot read --traj ${traj}: ${(e as Error).message}`);
     }
     const warnings: string[] = [];
-    const input = parseDistillInput(text, traj, { task, onWarning: (m) => warnings.push(m) });
+    const input = parseDistillInput(text, traj, { task, aggregatorLast: !values['no-aggregator-last'], onWarning: (m) => warnings.push(m) });
     for (const w of warnings) process.stderr.write(`warning: ${w}\n`);
     const records = limit !== undefined ? input.records.slice(0, limit) : input.records;
     const system = values['no-system'] ? null : (values.system as string | undefined);
@@ -130,10 +153,22 @@ export async function run(argv: string[]): Promise<number> {
       const r = buildDa(records, { ...clean, system, format, perQuestion, threshold, selfCorrection: !values['no-self-correct'] });
       rows = r.rows;
       stats = r.stats;
-    } else {
+    } else if (values['pad-steps'] === 'paragraph') {
       const r = buildPad(records, { stripCalculator: !values['keep-calculator'] });
       rows = r.rows;
-      stats = r.stats;
+      stats = { padSteps: 'paragraph', ...r.stats };
+    } else {
+      const sets = input.sets && limit !== undefined ? input.sets.slice(0, limit) : input.sets;
+      const candidates = sets ? candidatesFromSets(sets) : candidatesFromRecords(records);
+      let judged: Map<string, boolean[]> | undefined;
+      const judgeUrl = values['judge-base-url'] as string | undefined;
+      if (judgeUrl) {
+        const engine = new OpenAIEngine({ baseUrl: judgeUrl, apiKey: (values['judge-api-key'] as string | undefined) ?? process.env.OPENAI_API_KEY, model: (values['judge-model'] as string | undefined) ?? 'default' });
+        judged = await judgeLabels(candidates, engine, { model: (values['judge-model'] as string | undefined) ?? 'default', onProgress: (d, t) => void (d % 50 === 0 || d === t ? process.stderr.write(`judge ${d}/${t}\n`) : 0) });
+      }
+      const r = buildPadSolutions(candidates, { labels: values.labels as 'file' | 'graded', judged });
+      rows = r.rows;
+      stats = { padSteps: 'solution', ...r.stats };
     }
     await writeJsonl(out, rows);
     const summary = {

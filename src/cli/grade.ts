@@ -6,7 +6,7 @@
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import { parseArgs } from 'node:util';
-import { answersEqual, extractAnswer, referenceAnswer, type Task } from '../eval/answers';
+import { answersEqual, extractAnswer, referenceAnswer, type Task } from '../tasks/answers';
 import { parseTrajectoryLine, summarizeTrajectories, type TrajectoryRecord } from '../teach/trajectory';
 
 export const USAGE = `usage: agentark grade --data FILE [--task gsm8k|math|mc] [--out graded.jsonl]

@@ -2,7 +2,8 @@
  * The embedded demo's debate and sampling settings, shared by `npm run demo` (scripts/demo.ts) and
  * its larger data run (scripts/demo-data.ts), so the students and the table use one definition.
  */
-import { SMALL_MODEL_DEBATE, defaultAgentSystemPrompt, type DebateOptions } from '../teach/debate';
+import { defaultAgentSystemPrompt } from '../tasks/prompts';
+import { SMALL_MODEL_DEBATE, type DebateOptions } from '../teach/debate';
 
 export const DEMO_SEED = 7;
 /** Sampling temperature of the debate's agents and of every sampled system the demo reports. */

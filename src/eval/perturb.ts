@@ -34,8 +34,8 @@
  *    if no factor in {2, 3, 4, 5, 10} qualifies, the numbers are left as they are. Formulas are
  *    parsed by a small recursive-descent parser (+ − × ÷, parentheses, unary minus) — never eval.
  */
-import { answersEqual, referenceAnswer, type Task } from './answers';
-import type { Question } from '../teach/datasets';
+import { answersEqual, referenceAnswer, type Task } from '../tasks/answers';
+import type { Question } from '../tasks/datasets';
 
 // ---------------------------------------------------------------------------------------------
 // Seeded randomness

@@ -13,8 +13,9 @@
  */
 import type { ChatCompletion, ChatEngine, ChatMessage, FinishReason } from '../engine/types';
 import type { ProgressCallback } from '../progress';
-import { answersEqual, extractAnswer, referenceAnswer, type Task } from '../eval/answers';
-import type { Question } from './datasets';
+import { answersEqual, extractAnswer, referenceAnswer, type Task } from '../tasks/answers';
+import type { Question } from '../tasks/datasets';
+import { answerFormatInstruction, answerLine, formatQuestion, taskPersona, type PromptStyle } from '../tasks/prompts';
 import {
   TRAJECTORY_SCHEMA,
   openTrajectoryLog,
@@ -120,59 +121,8 @@ function pickEngine(engines: Engines, key: string | undefined): ChatEngine {
 // ---------------------------------------------------------------------------------------------
 // Prompts
 
-const FORMAT: Record<Task, string> = {
-  gsm8k: 'Finish with the final numeric answer alone on the last line, written as "#### <number>" (digits only: no units, no commas).',
-  math: 'Finish with the final answer in simplest form inside \\boxed{...} on the last line.',
-  mc: 'Finish with the letter of the correct option on the last line, written as "Answer: <letter>".',
-};
-
-const SYSTEM: Record<Task, string> = {
-  gsm8k: 'You are a careful, accurate solver of grade-school math word problems. Reason step by step, checking each calculation.',
-  math: 'You are an expert competition mathematician. Work through the problem step by step, justifying each step.',
-  mc: 'You are a knowledgeable expert answering multiple-choice questions. Reason step by step about each option before choosing.',
-};
-
-export type PromptStyle = 'default' | 'compact';
-
-const COMPACT_FORMAT: Record<Task, string> = {
-  gsm8k: 'End with the answer as "#### <number>".',
-  math: 'End with the answer as \\boxed{...}.',
-  mc: 'End with "Answer: <letter>".',
-};
-
-const COMPACT_SYSTEM: Record<Task, string> = {
-  gsm8k: 'Solve the math word problem step by step.',
-  math: 'Solve the math problem step by step.',
-  mc: 'Answer the multiple-choice question step by step.',
-};
-
-/** The answer-format instruction each agent is given for `task`. */
-export function answerFormatInstruction(task: Task, style: PromptStyle = 'default'): string {
-  return style === 'compact' ? COMPACT_FORMAT[task] : FORMAT[task];
-}
-
-/** An agent's system prompt when no custom one is given. */
-export function defaultAgentSystemPrompt(task: Task, style: PromptStyle = 'default'): string {
-  return style === 'compact' ? `${COMPACT_SYSTEM[task]} ${COMPACT_FORMAT[task]}` : `${SYSTEM[task]} ${FORMAT[task]}`;
-}
-
-const LETTERS = 'ABCDEFGHIJ';
-
-/**
- * Renders a question, with lettered options for multiple choice unless the text already lists
- * them (loadQuestions puts them into the question text).
- */
-export function formatQuestion(q: Pick<Question, 'question'> & { choices?: unknown }): string {
-  const choices = q.choices;
-  if (Array.isArray(choices) && choices.every((c) => q.question.includes(String(c)))) return q.question.trim();
-  let opts: string[] = [];
-  if (Array.isArray(choices)) opts = choices.map((c, i) => (/^\s*\(?[A-J][).:]\s/.test(String(c)) ? String(c) : `${LETTERS[i]}. ${String(c)}`));
-  else if (choices && typeof choices === 'object') opts = Object.entries(choices as Record<string, unknown>).map(([k, v]) => `${k}. ${String(v)}`);
-  return opts.length ? `${q.question.trim()}\n\n${opts.join('\n')}` : q.question.trim();
-}
-
 function systemPrompt(task: Task, spec: AgentSpec | AggregatorSpec, style: PromptStyle = 'default'): string {
-  const base = spec.systemPrompt ?? (style === 'compact' ? COMPACT_SYSTEM[task] : SYSTEM[task]);
+  const base = spec.systemPrompt ?? taskPersona(task, style);
   const persona = 'persona' in spec && spec.persona ? ` ${spec.persona}` : '';
   return `${base}${persona} ${answerFormatInstruction(task, style)}`;
 }
@@ -189,12 +139,6 @@ function quote(text: string, max?: number): string {
  */
 export const SMALL_MODEL_DEBATE = { promptStyle: 'compact', quote: 'answer', restateQuestion: true } as const satisfies Pick<DebateOptions, 'promptStyle' | 'quote' | 'restateQuestion'>;
 
-/** A final answer alone, in the task's answer format (what a sparse debate quotes). */
-export function answerLine(task: Task, answer: string | null): string {
-  if (answer === null) return '(no final answer)';
-  return task === 'gsm8k' ? `#### ${answer}` : task === 'math' ? `\\boxed{${answer}}` : `Answer: ${answer}`;
-}
-
 /**
  * The user turn of a later round: the other agents' latest answers and the request to revise;
  * with `question`, the question is repeated just before the request.
@@ -202,30 +146,30 @@ export function answerLine(task: Task, answer: string | null): string {
 export function debateTurn(task: Task, others: { name: string; answer: string }[], max?: number, style: PromptStyle = 'default', question?: string): string {
   const quoted = others.map((o) => `--- ${o.name} ---\n${quote(o.answer, max)}`).join('\n\n');
   const again = question === undefined ? '' : `Question: ${question}\n\n`;
-  if (style === 'compact') return `Answers from the other agents:\n\n${quoted}\n\n${again}Check each step, yours and theirs, and give your corrected solution. ${COMPACT_FORMAT[task]}`;
+  if (style === 'compact') return `Answers from the other agents:\n\n${quoted}\n\n${again}Check each step, yours and theirs, and give your corrected solution. ${answerFormatInstruction(task, 'compact')}`;
   return (
     `Here are the latest solutions from the other agents:\n\n${quoted}\n\n${again}` +
     'Use their reasoning as additional evidence, but think for yourself: check every step, yours and theirs, ' +
     'and point out any mistakes you find. Then give your updated step-by-step solution. ' +
-    FORMAT[task]
+    answerFormatInstruction(task)
   );
 }
 
 /** The aggregator's user turn: the question and every agent's final answer. */
 export function aggregatorPrompt(task: Task, question: string, finals: { name: string; answer: string }[], max?: number, style: PromptStyle = 'default'): string {
   const quoted = finals.map((o) => `--- ${o.name} ---\n${quote(o.answer, max)}`).join('\n\n');
-  if (style === 'compact') return `Question:\n${question}\n\nFinal answers of the agents:\n\n${quoted}\n\nState the correct final answer. ${COMPACT_FORMAT[task]}`;
+  if (style === 'compact') return `Question:\n${question}\n\nFinal answers of the agents:\n\n${quoted}\n\nState the correct final answer. ${answerFormatInstruction(task, 'compact')}`;
   return (
     `Question:\n${question}\n\nSeveral agents debated this question. Their final solutions are:\n\n${quoted}\n\n` +
     'Weigh the arguments, identify which reasoning is correct, and state the single final answer with a brief justification. ' +
-    FORMAT[task]
+    answerFormatInstruction(task)
   );
 }
 
 /** The aggregator's system prompt. */
 export function aggregatorSystemPrompt(task: Task, custom?: string, style: PromptStyle = 'default'): string {
   if (custom) return `${custom} ${answerFormatInstruction(task, style)}`;
-  return style === 'compact' ? `You judge a debate between agents. ${COMPACT_FORMAT[task]}` : `You are the impartial judge of a debate between several agents. ${FORMAT[task]}`;
+  return style === 'compact' ? `You judge a debate between agents. ${answerFormatInstruction(task, 'compact')}` : `You are the impartial judge of a debate between several agents. ${answerFormatInstruction(task)}`;
 }
 
 // ---------------------------------------------------------------------------------------------

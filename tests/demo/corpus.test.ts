@@ -21,9 +21,9 @@ import {
 } from '../../src/demo/corpus';
 import { canonicalStructure, generateProblems, seededRandom, type Problem } from '../../src/demo/problems';
 import { buildDemoTokenizer } from '../../src/demo/tokenizer';
-import { grade, referenceAnswer } from '../../src/eval/answers';
+import { grade, referenceAnswer } from '../../src/tasks/answers';
 import { HFTokenizer } from '../../src/formats/tokenizer';
-import { loadQuestions } from '../../src/teach/datasets';
+import { loadQuestions } from '../../src/tasks/datasets';
 import { runDebate } from '../../src/teach/debate';
 import { IGNORE_INDEX, parseTrainingJsonl, tokenizeRow } from '../../src/train/data';
 import { createFakeEngine } from '../helpers/fake-engine';

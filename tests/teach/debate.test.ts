@@ -1,7 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import type { ChatCompletionRequest } from '../../src/engine/types';
-import type { Question } from '../../src/teach/datasets';
-import { DebateAbortedError, answerFormatInstruction, majorityVote, runDebate, type DebateOptions } from '../../src/teach/debate';
+import type { Question } from '../../src/tasks/datasets';
+import { DebateAbortedError, majorityVote, runDebate, type DebateOptions } from '../../src/teach/debate';
+import { answerFormatInstruction } from '../../src/tasks/prompts';
 import { parseTrajectoryLine } from '../../src/teach/trajectory';
 import { createFakeEngine, fnv1a } from '../helpers/fake-engine';
 

@@ -3,7 +3,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { ChatMessage } from '../../src/engine/types';
-import type { Question } from '../../src/teach/datasets';
+import type { Question } from '../../src/tasks/datasets';
 import { runDebateSet } from '../../src/teach/debate';
 import { OpenAIEngine, OpenAIEngineError, Semaphore, collectStream, parseRetryAfter, type RetryInfo } from '../../src/teach/openai-engine';
 import { readTrajectories } from '../../src/teach/trajectory';

@@ -7,7 +7,7 @@ import { ADAPTERS_EVENT, type ChatStats, type LoadedModel } from '../api';
 import { Comlink, newTaskId, type AppContext, type Page } from '../client';
 import { errorText, field, h, numberInput, readNumber } from '../dom';
 import { setMarkdown } from '../markdown';
-import { defaultAgentSystemPrompt } from '../../teach/debate';
+import { defaultAgentSystemPrompt } from '../../tasks/prompts';
 
 // The embedded student was trained with the debate's compact agent prompt; start from that.
 const DEFAULT_SYSTEM = defaultAgentSystemPrompt('gsm8k', 'compact');

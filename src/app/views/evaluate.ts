@@ -7,10 +7,10 @@
  * demo's report (public/data/demo-report.json, when the build ships one) is shown on first open.
  */
 import { demoReport, shippedData } from 'virtual:agentark-public';
-import type { Task } from '../../eval/answers';
+import type { Task } from '../../tasks/answers';
 import type { EvalReport, RobustnessEntry, SystemReport } from '../../eval/harness';
 import { debateGap, debateGapMarkdown, parseEvalReport, toMarkdown } from '../../eval/report';
-import { parseQuestions, type Question } from '../../teach/datasets';
+import { parseQuestions, type Question } from '../../tasks/datasets';
 import { ADAPTERS_EVENT, type EvalEvent, type EvalRunSettings } from '../api';
 import { barChart } from '../charts';
 import { Comlink, newTaskId, type AppContext, type Page } from '../client';

@@ -4,8 +4,8 @@
  * writes, and download the trajectories as JSONL (the training data of the student).
  */
 import { shippedData } from 'virtual:agentark-public';
-import type { Task } from '../../eval/answers';
-import { parseQuestions, type Question } from '../../teach/datasets';
+import type { Task } from '../../tasks/answers';
+import { parseQuestions, type Question } from '../../tasks/datasets';
 import type { TrajectoryRecord } from '../../teach/trajectory';
 import type { DebateEvent, DebateRunSettings, DebateSlot, LoadedModel, TeacherEngineSpec } from '../api';
 import { Comlink, newTaskId, type AppContext, type Page } from '../client';

@@ -10,9 +10,9 @@
  * Ids are the row's `id` when present, else `<basename>#<line>` (1-based line; `#<item>` for a
  * JSON array), so they are stable across runs. Bad rows throw an error naming file and line.
  */
-import { referenceAnswer, type Task } from '../eval/answers';
+import { referenceAnswer, type Task } from './answers';
 
-export type { Task } from '../eval/answers';
+export type { Task } from './answers';
 
 export interface Question {
   id: string;
@@ -23,6 +23,8 @@ export interface Question {
   task: Task;
   /** Multiple choice only: the choice texts, in letter order. */
   choices?: string[];
+  /** The question set's label when several sets are evaluated in one run (`agentark eval --data A --data B`). */
+  set?: string;
 }
 
 export interface LoadOptions {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { answersEqual, extractAnswer, grade, lastBoxed, normalizeMath, referenceAnswer } from '../../src/eval/answers';
+import { answersEqual, extractAnswer, grade, lastBoxed, normalizeMath, referenceAnswer } from '../../src/tasks/answers';
 
 describe('GSM8K extraction', () => {
   const cases: [string, string, string | null][] = [
