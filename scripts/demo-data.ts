@@ -14,7 +14,8 @@
  * finished; the sampler is seeded per agent and prompt), so an interrupted run continues where it
  * stopped and a rerun with the same settings reproduces the files byte for byte except timings.
  *
- * Environment: DEMO_DATA_OUT (default .cache/demo-distill), DEMO_DATA_FROM (default 4000),
+ * Environment: DEMO_DATA_OUT (default data/demo-distill, committed: a rerun there resumes, i.e. does nothing;
+ * point it at an empty folder to regenerate the files), DEMO_DATA_FROM (default 4000),
  * DEMO_DATA_COUNT (default 2000), DEMO_DATA_CHUNK (default 100), DEMO_DATA_CONCURRENCY (questions at
  * once, default 6: 30 sequences per batch; results do not depend on it), DEMO_DATA_SAMPLES=0 to skip the
  * independent samples.
@@ -29,7 +30,7 @@ import { DEMO_DEBATE, DEMO_INDEPENDENT_SAMPLES } from '../src/demo/settings';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const MODEL = path.join(ROOT, 'public/models/default');
-const OUT = path.resolve(ROOT, process.env.DEMO_DATA_OUT ?? '.cache/demo-distill');
+const OUT = path.resolve(ROOT, process.env.DEMO_DATA_OUT ?? 'data/demo-distill');
 const FROM = Number(process.env.DEMO_DATA_FROM ?? 4000);
 const COUNT = Number(process.env.DEMO_DATA_COUNT ?? 2000);
 const CHUNK = Number(process.env.DEMO_DATA_CHUNK ?? 100);

@@ -19,7 +19,7 @@
  * OUT/report.json and, with DEMO_DISTILL_SHIP=1, to public/data/demo-report.json with the best
  * student's adapter in public/models/default/adapter/.
  *
- * Environment: DEMO_DATA_OUT (where demo:data wrote, default .cache/demo-distill), DEMO_DISTILL_OUT
+ * Environment: DEMO_DATA_OUT (where demo:data wrote, default data/demo-distill), DEMO_DISTILL_OUT
  * (default demo-output/distill), DEMO_DISTILL_QUESTIONS (default: every problem both files have),
  * DEMO_DISTILL_PHASES (default "baselines,students"), DEMO_DISTILL_STUDENTS (default
  * "rsft,da,star,star-da"), DEMO_DISTILL_EPOCHS (default 2), DEMO_DISTILL_DEBATE=0 skips the
@@ -47,7 +47,7 @@ import { DEMO_DEBATE, DEMO_MAX_TOKENS, DEMO_SEED, DEMO_SYSTEM, DEMO_TEMPERATURE 
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const MODEL = path.join(ROOT, 'public/models/default');
-const DATA = path.resolve(ROOT, process.env.DEMO_DATA_OUT ?? '.cache/demo-distill');
+const DATA = path.resolve(ROOT, process.env.DEMO_DATA_OUT ?? 'data/demo-distill');
 const OUT = path.resolve(ROOT, process.env.DEMO_DISTILL_OUT ?? 'demo-output/distill');
 const PHASES = new Set((process.env.DEMO_DISTILL_PHASES ?? 'baselines,students').split(',').map((s) => s.trim()));
 const STUDENT_SETS = ['rsft', 'da', 'star', 'star-da', 'rsft-checked', 'da-checked', 'star-checked', 'star-da-checked', 'reference'] as const;

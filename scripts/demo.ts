@@ -213,7 +213,9 @@ async function checkShipped(runtime: Runtime, engine: LocalEngine): Promise<void
   const got = check.systems[0]!.questions;
   const differ = got.filter((q, i) => q.extracted !== expected[i]!.extracted).length;
   const msg = `shipped ${sys.name} (${path.relative(ROOT, adapterDir)}) on the report's first ${got.length} questions: ${got.filter((q) => q.correct).length} right (report: ${expected.filter((q) => q.correct).length}), ${differ} answers differ from the report`;
-  if (differ) throw new Error(`${msg}: the shipped adapter does not reproduce the shipped report`);
+  // Greedy decoding of a fixed adapter is deterministic up to float summation order (batches are
+  // composed differently here), so a handful of answers may flip; more means a different adapter.
+  if (differ > Math.max(3, got.length / 20)) throw new Error(`${msg}: the shipped adapter does not reproduce the shipped report`);
   log(msg);
 }
 
