@@ -246,41 +246,45 @@ async function main(): Promise<void> {
       epochs: EPOCHS,
       lora: LORA,
     };
-    // The panel, read several ways on the debated training problems, against greedy decoding of
-    // the base on the same problems (paired): the vote over round 1 (self-consistency@5), over
-    // round 2 (the debate), the arithmetic critic's checked votes, and the vote over all ten
-    // independent samples.
-    const trainQs: Question[] = debate.map((r) => ({ id: r.id, question: r.question, answer: r.reference, task: 'gsm8k' }));
-    const greedyTrain = (await evalCached(`train-${debate.length}`, trainQs, greedyBase)).systems[0]!;
-    const greedyRight = new Map(greedyTrain.questions.map((q) => [q.id, q.correct]));
-    const panel = (name: string, answer: (r: TrajectoryRecord, k: number) => string | null) => {
-      let wins = 0;
-      let losses = 0;
-      let right = 0;
-      debate.forEach((r, k) => {
-        const ok = answersEqual('gsm8k', answer(r, k), referenceAnswer('gsm8k', r.reference));
-        const g = greedyRight.get(r.id)!;
-        right += Number(ok);
-        wins += Number(ok && !g);
-        losses += Number(!ok && g);
-      });
-      return { name, accuracy: right / debate.length, wins, losses, pValue: signTest(wins, losses) };
-    };
-    const votes = (ms: readonly { extracted: string | null }[]) => majorityVote('gsm8k', ms.map((m) => m.extracted)).answer;
-    data.panelOnTrainProblems = {
-      greedyBase: greedyTrain.accuracy,
-      variants: [
-        panel('vote over round 1 (self-consistency@5)', (r) => votes(r.rounds[0]!.messages)),
-        panel('vote over round 2 (the debate)', (r) => r.final.answer),
-        panel('arithmetic-checked vote over round 1', (r) => checkedVote(r.rounds[0]!.messages)),
-        panel('arithmetic-checked vote over round 2', (r) => checkedVote(r.rounds[1]!.messages)),
-        panel('arithmetic-checked vote over rounds 1 and 2', (r) => checkedVote([...r.rounds[0]!.messages, ...r.rounds[1]!.messages])),
-        panel('vote over 10 independent samples (self-consistency@10)', (_r, k) => star[k]!.final.answer),
-        panel('arithmetic-checked vote over 10 independent samples', (_r, k) => checkedVote(star[k]!.rounds[0]!.messages)),
-      ],
-      wrongRound1AnswersWithAnArithmeticSlip: acc(debate.flatMap((r) => r.rounds[0]!.messages.filter((m) => !m.correct).map((m) => !arithmeticChecks(m.completion)))),
-    };
+    if (process.env.DEMO_DISTILL_PANEL !== '0') {
+      // The panel, read several ways on the debated training problems, against greedy decoding of
+      // the base on the same problems (paired): the vote over round 1 (self-consistency@5), over
+      // round 2 (the debate), the arithmetic critic's checked votes, and the vote over all ten
+      // independent samples.
+      const trainQs: Question[] = debate.map((r) => ({ id: r.id, question: r.question, answer: r.reference, task: 'gsm8k' }));
+      const greedyTrain = (await evalCached(`train-${debate.length}`, trainQs, greedyBase)).systems[0]!;
+      const greedyRight = new Map(greedyTrain.questions.map((q) => [q.id, q.correct]));
+      const panel = (name: string, answer: (r: TrajectoryRecord, k: number) => string | null) => {
+        let wins = 0;
+        let losses = 0;
+        let right = 0;
+        debate.forEach((r, k) => {
+          const ok = answersEqual('gsm8k', answer(r, k), referenceAnswer('gsm8k', r.reference));
+          const g = greedyRight.get(r.id)!;
+          right += Number(ok);
+          wins += Number(ok && !g);
+          losses += Number(!ok && g);
+        });
+        return { name, accuracy: right / debate.length, wins, losses, pValue: signTest(wins, losses) };
+      };
+      const votes = (ms: readonly { extracted: string | null }[]) => majorityVote('gsm8k', ms.map((m) => m.extracted)).answer;
+      data.panelOnTrainProblems = {
+        greedyBase: greedyTrain.accuracy,
+        variants: [
+          panel('vote over round 1 (self-consistency@5)', (r) => votes(r.rounds[0]!.messages)),
+          panel('vote over round 2 (the debate)', (r) => r.final.answer),
+          panel('arithmetic-checked vote over round 1', (r) => checkedVote(r.rounds[0]!.messages)),
+          panel('arithmetic-checked vote over round 2', (r) => checkedVote(r.rounds[1]!.messages)),
+          panel('arithmetic-checked vote over rounds 1 and 2', (r) => checkedVote([...r.rounds[0]!.messages, ...r.rounds[1]!.messages])),
+          panel('vote over 10 independent samples (self-consistency@10)', (_r, k) => star[k]!.final.answer),
+          panel('arithmetic-checked vote over 10 independent samples', (_r, k) => checkedVote(star[k]!.rounds[0]!.messages)),
+        ],
+        wrongRound1AnswersWithAnArithmeticSlip: acc(debate.flatMap((r) => r.rounds[0]!.messages.filter((m) => !m.correct).map((m) => !arithmeticChecks(m.completion)))),
+      };
+    }
     log(`data: ${JSON.stringify(data)}`);
+    // Parallel runs (one student each) share data.json: only the run that reads the panel writes it.
+    if (process.env.DEMO_DISTILL_PANEL !== '0') await fs.writeFile(path.join(OUT, 'data.json'), JSON.stringify(data, null, 2));
     await fs.mkdir(path.join(OUT, 'sets'), { recursive: true });
     for (const [name, set] of Object.entries(sets)) await fs.writeFile(path.join(OUT, 'sets', `${name}.jsonl`), toJsonl(set.rows));
     for (const name of STUDENTS) {
@@ -292,7 +296,6 @@ async function main(): Promise<void> {
     }
   }
 
-  if (Object.keys(data).length) await fs.writeFile(path.join(OUT, 'data.json'), JSON.stringify(data, null, 2));
   await writeReport(runtime);
   runtime.dispose();
 }
