@@ -7,6 +7,9 @@
  *                    [--peer-sizes small-2.6M] [--out bench-results.json] [--kernels gemv=splitk] [--no-autotune]
  */
 import { writeFileSync } from 'node:fs';
+import { Gpu } from '../src/gpu/device';
+import { GpuBackend } from '../src/kernels/gpu';
+import { benchmarkWeightFormats } from '../src/quant/speed';
 import { parseArgs } from 'node:util';
 import { parseForcedKernels } from '../src/kernels/autotune';
 import { BENCH_SECTIONS, BENCH_SIZES, runSpeedBenchmarks, type BenchSection, type ModelSize, type SpeedReport } from '../src/eval/speed';
@@ -63,7 +66,12 @@ const sections = values.only?.split(',').map((s) => s.trim()) as BenchSection[] 
 for (const s of sections ?? []) if (!BENCH_SECTIONS.includes(s)) throw new Error(`--only: unknown section '${s}' (known: ${BENCH_SECTIONS.join(', ')})`);
 const report = await runSpeedBenchmarks({ autotune: !values['no-autotune'], sections, sizes: sizesFlag(values.sizes, 'sizes'), peerSizes: sizesFlag(values['peer-sizes'], 'peer-sizes'), log: (l) => process.stderr.write(l + '\n') });
 console.log(table(report));
+// Weight formats side by side (f32, f16, q8, q4): the same product, same adapter, one run.
+const gpu = await Gpu.create();
+const formats = await benchmarkWeightFormats(await GpuBackend.create(gpu, 'f32'), gpu.features.f16 ? await GpuBackend.create(gpu, 'f16') : null);
+gpu.destroy();
+console.log(['', '| weights | shape | GFLOP/s | time vs f32 |', '|---|---|---|---|', ...formats.map((f) => `| ${f.format} | ${f.shape} | ${f.gflops.toFixed(2)} | ${f.vsF32.toFixed(2)}x |`)].join('\n'));
 const out = values.out ?? 'bench-results.json';
-writeFileSync(out, JSON.stringify(report, null, 2));
+writeFileSync(out, JSON.stringify({ ...report, weightFormats: formats }, null, 2));
 console.log(`\nwrote ${out}`);
 process.exit(0);

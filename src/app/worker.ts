@@ -14,6 +14,7 @@ import { Debates } from './worker/debate';
 import { device } from './worker/device';
 import { Evaluation } from './worker/evaluation';
 import { Models } from './worker/models';
+import { Pad } from './worker/pad';
 import { Tasks } from './worker/tasks';
 import { Training } from './worker/training';
 
@@ -24,6 +25,7 @@ const chat = new Chat(tasks, models);
 const debates = new Debates(tasks, models);
 const datasets = new Datasets(models, debates);
 const training = new Training(tasks, models, datasets, adapters);
+const pad = new Pad(tasks, models, datasets, adapters);
 const evaluation = new Evaluation(tasks, models);
 const benchmark = new Benchmark(tasks);
 
@@ -67,6 +69,7 @@ const api: WorkerApi = {
     return training.state();
   },
   storedRun: () => training.storedRun(),
+  keepCancelledAdapter: () => training.keepCancelled(),
 
   async adapters() {
     return adapters.list();
@@ -78,6 +81,25 @@ const api: WorkerApi = {
     return adapters.files(name);
   },
   loadAdapterFiles: (name, files) => adapters.loadFiles(name, files),
+
+  trainPrm: (taskId, datasetId, settings, onEvent) => pad.trainPrm(taskId, datasetId, settings, onEvent),
+  async prmResult() {
+    return pad.prmResult();
+  },
+  async prmFile() {
+    return pad.prmFile();
+  },
+  startRl: (taskId, questions, settings, onEvent) => pad.startRl(taskId, questions, settings, onEvent),
+  resumeRl: (taskId, onEvent) => pad.resumeRl(taskId, onEvent),
+  async pauseRl() {
+    pad.pauseRl();
+  },
+  async cancelRl() {
+    pad.cancelRl();
+  },
+  async rlState() {
+    return pad.rlState();
+  },
 
   evaluate: (taskId, questions, settings, onEvent) => evaluation.run(taskId, questions, settings, onEvent),
   bench: (taskId, settings, onEvent) => benchmark.run(taskId, settings, onEvent),

@@ -49,9 +49,22 @@ export interface TrainingSet {
 }
 
 /** Builds the rows of `strategy` from debate trajectories. */
-export function buildTrainingSet(strategy: DistillStrategy, records: TrajectoryRecord[], opts: BuildTrainingSetOptions = {}): TrainingSet {
+export function buildTrainingSet(
+  strategy: DistillStrategy,
+  records: TrajectoryRecord[],
+  opts: BuildTrainingSetOptions = {},
+): TrainingSet {
   const counts = (s: object) => s as unknown as TrainingSet['stats'];
-  const { format, perQuestion, threshold, selfCorrection, padSteps = 'solution', padCandidates, padLabels, ...clean } = opts;
+  const {
+    format,
+    perQuestion,
+    threshold,
+    selfCorrection,
+    padSteps = 'solution',
+    padCandidates,
+    padLabels,
+    ...clean
+  } = opts;
   switch (strategy) {
     case 'rsft': {
       const r = buildRsft(records, { ...clean, format });
@@ -78,9 +91,16 @@ export function buildTrainingSet(strategy: DistillStrategy, records: TrajectoryR
  * strategy has something to build (R-SFT a target, DA a correction, PAD good and bad steps).
  */
 export function exampleTrajectories(count: number): TrajectoryRecord[] {
-  const problems = generateProblems({ seed: 7, count: Math.max(1, Math.min(200, Math.floor(count))), split: 'train', difficulty: 0 });
+  const problems = generateProblems({
+    seed: 7,
+    count: Math.max(1, Math.min(200, Math.floor(count))),
+    split: 'train',
+    difficulty: 0,
+  });
   const sets = problems.map((p) => {
-    const wrong = p.answer.replace(new RegExp(`= ${p.final}(?![\\d])`, 'g'), `= ${p.final + 1}`).replace(/#### \d+\s*$/, `#### ${p.final + 1}`);
+    const wrong = p.answer
+      .replace(new RegExp(`= ${p.final}(?![\\d])`, 'g'), `= ${p.final + 1}`)
+      .replace(/#### \d+\s*$/, `#### ${p.final + 1}`);
     return {
       id: `example-${p.id}`,
       question: p.question,

@@ -28,10 +28,11 @@ export interface ModelSize {
   vocab: number;
 }
 
+/** Named by their parameter count (tied embeddings): 108,864, 3,033,344 and 18,455,040. */
 export const BENCH_SIZES: ModelSize[] = [
-  { name: 'tiny-0.2M', hidden: 64, layers: 2, heads: 4, kvHeads: 2, intermediate: 176, vocab: 256 },
-  { name: 'small-2.6M', hidden: 256, layers: 4, heads: 8, kvHeads: 4, intermediate: 688, vocab: 512 },
-  { name: 'medium-14M', hidden: 512, layers: 6, heads: 8, kvHeads: 4, intermediate: 1376, vocab: 2048 },
+  { name: 'tiny-0.11M', hidden: 64, layers: 2, heads: 4, kvHeads: 2, intermediate: 176, vocab: 256 },
+  { name: 'small-3.0M', hidden: 256, layers: 4, heads: 8, kvHeads: 4, intermediate: 688, vocab: 512 },
+  { name: 'medium-18M', hidden: 512, layers: 6, heads: 8, kvHeads: 4, intermediate: 1376, vocab: 2048 },
 ];
 
 export function benchConfig(s: ModelSize): ModelConfig {
@@ -344,7 +345,7 @@ export async function runSpeedBenchmarks(opts: SpeedOptions = {}): Promise<Speed
     for (const b of backends) {
       const r = await benchmarkModel(b, size);
       report.models.push(r);
-      log(`model ${r.model} (${(r.params / 1e6).toFixed(2)}M params) on ${r.backend}: prefill ${r.prefillTokensPerS.toFixed(1)} tok/s, decode ${r.decodeTokensPerS.toFixed(1)} tok/s`);
+      log(`model ${r.model} (${(r.params / 1e6).toFixed(2)}M params) on ${r.backend}: ` + `prefill ${r.prefillTokensPerS.toFixed(1)} tok/s, decode ${r.decodeTokensPerS.toFixed(1)} tok/s`);
     }
   }
   // Training: the two smaller sizes (the CPU twin is too slow beyond), LoRA and full, side by side.
@@ -354,7 +355,7 @@ export async function runSpeedBenchmarks(opts: SpeedOptions = {}): Promise<Speed
       for (const b of backends) {
         const r = await benchmarkTraining(b, size, mode);
         report.training.push(r);
-        log(`train ${r.model} ${r.mode} on ${r.backend}: ${r.tokensPerS.toFixed(1)} tok/s, ${r.stepMs.toFixed(0)} ms/step${r.peakGpuBytes !== null ? `, peak GPU buffers ${(r.peakGpuBytes / 2 ** 20).toFixed(1)} MiB` : ''}`);
+        log(`train ${r.model} ${r.mode} on ${r.backend}: ${r.tokensPerS.toFixed(1)} tok/s, ${r.stepMs.toFixed(0)} ms/step` + `${r.peakGpuBytes !== null ? `, peak GPU buffers ${(r.peakGpuBytes / 2 ** 20).toFixed(1)} MiB` : ''}`);
       }
     }
   }

@@ -510,6 +510,18 @@ export class GpuBackend implements Backend<GpuTensor, GpuWeight, GpuIndices> {
     this.run(RESIDUAL_ADD, { n, scale }, { x, y }, groups1d(RESIDUAL_ADD, n));
   }
 
+  copy(src: GpuTensor, srcOffset: number, dst: GpuTensor, dstOffset: number, n: number): void {
+    if (n === 0) return;
+    if (srcOffset + n > src.length || dstOffset + n > dst.length) throw new GpuError(`copy of ${n} elements out of bounds (${srcOffset}/${src.length} -> ${dstOffset}/${dst.length})`);
+    // Buffer copies must happen outside a compute pass.
+    if (this.pass) {
+      this.pass.end();
+      this.pass = null;
+    }
+    this.encoder ??= this.gpu.device.createCommandEncoder();
+    this.encoder.copyBufferToBuffer(src.buffer, srcOffset * 4, dst.buffer, dstOffset * 4, n * 4);
+  }
+
   gatherRows(src: GpuTensor, rows: number[], cols: number, out: GpuTensor): void {
     // Buffer copies must happen outside a compute pass.
     if (this.pass) {

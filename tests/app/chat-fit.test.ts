@@ -6,7 +6,11 @@ import { fitToContext } from '../../src/app/worker/chat';
 
 /** A runtime whose chat template costs 2 tokens per message plus one per word. */
 function runtime(contextLength: number): Runtime {
-  const promptIds = (messages: ChatMessage[]) => Array.from({ length: messages.reduce((a, m) => a + 2 + m.content.split(/\s+/).filter(Boolean).length, 0) }, () => 1);
+  const promptIds = (messages: ChatMessage[]) =>
+    Array.from(
+      { length: messages.reduce((a, m) => a + 2 + m.content.split(/\s+/).filter(Boolean).length, 0) },
+      () => 1,
+    );
   return { generator: { contextLength }, promptIds } as unknown as Runtime;
 }
 
@@ -43,7 +47,12 @@ describe('fitToContext', () => {
   });
 
   it('says clearly what to do when even the last message does not fit', () => {
-    const msgs: ChatMessage[] = [{ role: 'system', content: words(50) }, { role: 'user', content: words(60) }];
-    expect(() => fitToContext(runtime(128), msgs, 32)).toThrow(/take 114 tokens; the context holds 128, with 32 kept for the reply\. Shorten the message or the system prompt/);
+    const msgs: ChatMessage[] = [
+      { role: 'system', content: words(50) },
+      { role: 'user', content: words(60) },
+    ];
+    expect(() => fitToContext(runtime(128), msgs, 32)).toThrow(
+      /take 114 tokens; the context holds 128, with 32 kept for the reply\. Shorten the message or the system prompt/,
+    );
   });
 });

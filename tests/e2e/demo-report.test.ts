@@ -18,17 +18,28 @@ import * as path from 'node:path';
 import type { Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseEvalReport } from '../../src/eval/report';
-import { buildAndPreview, launchBrowser, requireChromium, ROOT, screenshot, waitInPage, type Browser, type ServedApp } from './harness';
+import {
+  buildAndPreview,
+  launchBrowser,
+  requireChromium,
+  ROOT,
+  screenshot,
+  waitInPage,
+  type Browser,
+  type ServedApp,
+} from './harness';
 
 const REPORT = path.join(ROOT, 'public', 'data', 'demo-report.json');
-const hasDemo = fs.existsSync(REPORT) && fs.existsSync(path.join(ROOT, 'public', 'models', 'default', 'model.safetensors'));
+const hasDemo =
+  fs.existsSync(REPORT) && fs.existsSync(path.join(ROOT, 'public', 'models', 'default', 'model.safetensors'));
 
 describe.skipIf(!hasDemo)('the embedded demo as shipped: Evaluate reproduces its report, Chat fits its context', () => {
   let app: ServedApp | null = null;
   let browser: Browser | null = null;
   let page: Page;
   const pageErrors: string[] = [];
-  const status = async () => `status: ${await page.locator('#eval-status').textContent()}; ${await page.locator('#eval-progress-label').textContent()}`;
+  const status = async () =>
+    `status: ${await page.locator('#eval-status').textContent()}; ${await page.locator('#eval-progress-label').textContent()}`;
 
   beforeAll(async () => {
     requireChromium();
@@ -47,8 +58,18 @@ describe.skipIf(!hasDemo)('the embedded demo as shipped: Evaluate reproduces its
   it("starts from the report's own settings", async () => {
     await page.goto(`${app!.url}/#evaluate`);
     await page.locator('#model-badge.ok').waitFor({ timeout: 120_000 });
-    await waitInPage(page, "the report's settings", () => !(document.querySelector('#eval-settings-origin') as HTMLElement).hidden, null);
-    await waitInPage(page, 'the held-out questions', () => /demo-test\.jsonl/.test(document.querySelector('#eval-q-status')?.textContent ?? ''), null);
+    await waitInPage(
+      page,
+      "the report's settings",
+      () => !(document.querySelector('#eval-settings-origin') as HTMLElement).hidden,
+      null,
+    );
+    await waitInPage(
+      page,
+      'the held-out questions',
+      () => /demo-test\.jsonl/.test(document.querySelector('#eval-q-status')?.textContent ?? ''),
+      null,
+    );
     const report = parseEvalReport(fs.readFileSync(REPORT, 'utf8'));
     expect(await page.locator('#eval-max-tokens').inputValue()).toBe(String(report.settings.maxTokens));
     expect(Number(await page.locator('#eval-temperature').inputValue())).toBe(report.settings.temperature);
@@ -68,10 +89,22 @@ describe.skipIf(!hasDemo)('the embedded demo as shipped: Evaluate reproduces its
     await page.fill('#eval-limit', '20');
     await page.locator('#eval-limit').dispatchEvent('change');
     await page.click('#eval-run');
-    await waitInPage(page, 'the 20-question evaluation to finish', () => document.querySelector('#eval-status')?.getAttribute('data-done') === 'true', null, { describe: status });
+    await waitInPage(
+      page,
+      'the 20-question evaluation to finish',
+      () => document.querySelector('#eval-status')?.getAttribute('data-done') === 'true',
+      null,
+      { describe: status },
+    );
     expect(await page.locator('#eval-status').getAttribute('data-failed-calls')).toBe('0');
     const rows = await page.locator('#eval-compare-table tbody tr').evaluateAll((trs) =>
-      trs.map((tr) => ({ name: tr.getAttribute('data-system'), here: Number(tr.getAttribute('data-here')), report: Number(tr.getAttribute('data-report')), same: Number(tr.getAttribute('data-same')), n: Number(tr.getAttribute('data-n')) })),
+      trs.map((tr) => ({
+        name: tr.getAttribute('data-system'),
+        here: Number(tr.getAttribute('data-here')),
+        report: Number(tr.getAttribute('data-report')),
+        same: Number(tr.getAttribute('data-same')),
+        n: Number(tr.getAttribute('data-n')),
+      })),
     );
     console.log('demo report vs this run (first 20 held-out questions):', JSON.stringify(rows));
     const greedy = rows.find((r) => /greedy/.test(r.name ?? ''));
@@ -82,7 +115,8 @@ describe.skipIf(!hasDemo)('the embedded demo as shipped: Evaluate reproduces its
     const sampled = rows.filter((r) => r !== greedy);
     expect(sampled.map((r) => r.name).sort()).toEqual(['single agent (base)', 'student PAD']);
     // Two binomial(20, p) counts differ by more than 6 in under 5% of runs for any p.
-    for (const r of sampled) expect(Math.abs(r.here - r.report), `${r.name}: ${r.here} vs ${r.report} of 20`).toBeLessThanOrEqual(6);
+    for (const r of sampled)
+      expect(Math.abs(r.here - r.report), `${r.name}: ${r.here} vs ${r.report} of 20`).toBeLessThanOrEqual(6);
     await page.locator('#eval-compare').scrollIntoViewIfNeeded();
     await screenshot(page, 'evaluate-vs-report');
   }, 1_800_000);
@@ -97,7 +131,13 @@ describe.skipIf(!hasDemo)('the embedded demo as shipped: Evaluate reproduces its
     await page.fill('#eval-limit', '2');
     await page.locator('#eval-limit').dispatchEvent('change');
     await page.click('#eval-run');
-    await waitInPage(page, 'the 2-question debate evaluation to finish', () => document.querySelector('#eval-status')?.getAttribute('data-done') === 'true', null, { describe: status });
+    await waitInPage(
+      page,
+      'the 2-question debate evaluation to finish',
+      () => document.querySelector('#eval-status')?.getAttribute('data-done') === 'true',
+      null,
+      { describe: status },
+    );
     expect(await page.locator('#eval-status').getAttribute('data-failed-calls')).toBe('0');
     expect(await page.locator('#eval-status').textContent()).toMatch(/^Done in/);
   }, 1_800_000);
@@ -108,7 +148,13 @@ describe.skipIf(!hasDemo)('the embedded demo as shipped: Evaluate reproduces its
     await page.uncheck('#eval-debate');
     await page.fill('#eval-system', 'Think. '.repeat(400));
     await page.click('#eval-run');
-    await waitInPage(page, 'the failing evaluation to end', () => document.querySelector('#eval-status')?.getAttribute('data-done') === 'true', null, { describe: status });
+    await waitInPage(
+      page,
+      'the failing evaluation to end',
+      () => document.querySelector('#eval-status')?.getAttribute('data-done') === 'true',
+      null,
+      { describe: status },
+    );
     expect(await page.locator('#eval-status').getAttribute('data-failed-calls')).toBe('2');
     expect(await page.locator('#eval-status').getAttribute('data-tone')).toBe('warn');
     expect(await page.locator('#eval-status').textContent()).toMatch(/with 2 failed calls/);
@@ -116,19 +162,34 @@ describe.skipIf(!hasDemo)('the embedded demo as shipped: Evaluate reproduces its
 
   it('chats one question at a time on the 384-position model, with the answer marker shown as an answer', async () => {
     await page.click('#tab-chat');
-    expect(await page.locator('#chat-single').isChecked(), 'single-question mode is the default for contexts <= 512').toBe(true);
+    expect(
+      await page.locator('#chat-single').isChecked(),
+      'single-question mode is the default for contexts <= 512',
+    ).toBe(true);
     await page.fill('#chat-temperature', '0');
-    for (const q of ['A box holds 4 pens. How many pens are in 2 boxes?', 'Tom has 2 apples and buys 3 more. How many apples does he have?', 'Ann had 9 stamps and gave away 4. How many are left?']) {
+    for (const q of [
+      'A box holds 4 pens. How many pens are in 2 boxes?',
+      'Tom has 2 apples and buys 3 more. How many apples does he have?',
+      'Ann had 9 stamps and gave away 4. How many are left?',
+    ]) {
       await page.fill('#chat-input', q);
       await page.press('#chat-input', 'Enter');
-      await waitInPage(page, `the reply to "${q}"`, () => document.querySelector('#chat-log .msg.assistant:last-child')?.getAttribute('data-finish') != null, null);
+      await waitInPage(
+        page,
+        `the reply to "${q}"`,
+        () => document.querySelector('#chat-log .msg.assistant:last-child')?.getAttribute('data-finish') != null,
+        null,
+      );
       expect(await page.locator('#chat-log .msg.assistant').last().getAttribute('data-finish')).not.toBe('error');
     }
     const header = await page.locator('#chat-log .msg.assistant header').last().textContent();
     expect(header).toContain('adapter student PAD');
     const replies = await page.locator('#chat-log .msg.assistant .content').allInnerTexts();
     expect(await page.locator('#chat-log .msg.assistant .content h4').count(), '"#### n" is not a heading').toBe(0);
-    expect(replies.some((t) => /Answer: \S/.test(t)), replies.join(' | ')).toBe(true);
+    expect(
+      replies.some((t) => /Answer: \S/.test(t)),
+      replies.join(' | '),
+    ).toBe(true);
     await screenshot(page, 'demo-chat-single');
   }, 600_000);
 

@@ -31,8 +31,19 @@ export interface ServedApp {
 export async function buildAndPreview(): Promise<ServedApp> {
   const { build, preview } = await import('vite');
   const outDir = fs.mkdtempSync(path.join(os.tmpdir(), 'agentark-e2e-dist-'));
-  await build({ root: ROOT, configFile: path.join(ROOT, 'vite.config.ts'), logLevel: 'error', build: { outDir, emptyOutDir: true } });
-  const server = await preview({ root: ROOT, configFile: path.join(ROOT, 'vite.config.ts'), logLevel: 'error', build: { outDir }, preview: { host: '127.0.0.1', port: 0, strictPort: false } });
+  await build({
+    root: ROOT,
+    configFile: path.join(ROOT, 'vite.config.ts'),
+    logLevel: 'error',
+    build: { outDir, emptyOutDir: true },
+  });
+  const server = await preview({
+    root: ROOT,
+    configFile: path.join(ROOT, 'vite.config.ts'),
+    logLevel: 'error',
+    build: { outDir },
+    preview: { host: '127.0.0.1', port: 0, strictPort: false },
+  });
   const address = server.httpServer.address();
   if (!address || typeof address === 'string') throw new Error('vite preview did not report a port');
   return {
@@ -130,9 +141,14 @@ export async function waitInPage<A>(
 ): Promise<void> {
   const timeoutMs = opts.timeoutMs ?? 600_000;
   try {
-    await page.waitForFunction(check as (arg: unknown) => boolean, arg as unknown, { timeout: timeoutMs, polling: 200 });
+    await page.waitForFunction(check as (arg: unknown) => boolean, arg as unknown, {
+      timeout: timeoutMs,
+      polling: 200,
+    });
   } catch (e) {
     const state = opts.describe ? await opts.describe().catch(() => '') : '';
-    throw new Error(`Waited ${Math.round(timeoutMs / 1000)} s for ${what}${state ? ` (${state})` : ''}: ${(e as Error).message.split('\n')[0]}`);
+    throw new Error(
+      `Waited ${Math.round(timeoutMs / 1000)} s for ${what}${state ? ` (${state})` : ''}: ${(e as Error).message.split('\n')[0]}`,
+    );
   }
 }

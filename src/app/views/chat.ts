@@ -24,7 +24,12 @@ export function answerMarkerAsAnswer(text: string): string {
 }
 
 function statsText(s: ChatStats): string {
-  const parts = [`${s.completionTokens} tokens`, `${s.tokensPerS.toFixed(1)} tokens/s`, `first token ${s.ttftMs} ms`, `prompt ${s.promptTokens} tokens`];
+  const parts = [
+    `${s.completionTokens} tokens`,
+    `${s.tokensPerS.toFixed(1)} tokens/s`,
+    `first token ${s.ttftMs} ms`,
+    `prompt ${s.promptTokens} tokens`,
+  ];
   if (s.finishReason === 'length') parts.push('stopped at max tokens');
   if (s.finishReason === 'abort') parts.push('stopped');
   return parts.join(' · ');
@@ -58,37 +63,91 @@ export const chatPage: Page = {
     single.addEventListener('change', () => (singleTouched = true));
     const singleNote = h('small', { class: 'hint', id: 'chat-single-hint' });
     const adapter = h('select', { id: 'chat-adapter', disabled: true }, h('option', { value: '' }, 'Base model'));
-    const adapterFiles = h('input', { type: 'file', id: 'chat-adapter-files', multiple: true, accept: '.json,.safetensors', class: 'visually-hidden', tabindex: -1 });
-    const adapterLoad = h('button', { type: 'button', class: 'secondary small', id: 'chat-adapter-load', disabled: true }, 'Load PEFT files…');
-    const adapterNote = h('small', { class: 'hint', id: 'chat-adapter-note' }, 'Base model, or a LoRA adapter trained on the Train page; switching needs no reload.');
+    const adapterFiles = h('input', {
+      type: 'file',
+      id: 'chat-adapter-files',
+      multiple: true,
+      accept: '.json,.safetensors',
+      class: 'visually-hidden',
+      tabindex: -1,
+    });
+    const adapterLoad = h(
+      'button',
+      { type: 'button', class: 'secondary small', id: 'chat-adapter-load', disabled: true },
+      'Load PEFT files…',
+    );
+    const adapterNote = h(
+      'small',
+      { class: 'hint', id: 'chat-adapter-note' },
+      'Base model, or a LoRA adapter trained on the Train page; switching needs no reload.',
+    );
     const settings = h(
       'aside',
       { class: 'card chat-settings', 'aria-labelledby': 'chat-settings-h' },
       h('h2', { id: 'chat-settings-h' }, 'Settings'),
       field('System prompt', system),
-      h('div', { class: 'field' }, h('label', { class: 'check', for: 'chat-single' }, single, ' Single question'), singleNote),
-      h('div', { class: 'grid2' }, field('Temperature', temperature), field('Top p', topP), field('Top k', topK, '0 = off'), field('Max tokens', maxTokens), field('Seed', seed, 'Empty = random')),
-      h('div', { class: 'field' }, h('label', { for: 'chat-adapter' }, 'Adapter'), h('div', { class: 'row adapter-row' }, adapter, adapterLoad), adapterNote, adapterFiles),
+      h(
+        'div',
+        { class: 'field' },
+        h('label', { class: 'check', for: 'chat-single' }, single, ' Single question'),
+        singleNote,
+      ),
+      h(
+        'div',
+        { class: 'grid2' },
+        field('Temperature', temperature),
+        field('Top p', topP),
+        field('Top k', topK, '0 = off'),
+        field('Max tokens', maxTokens),
+        field('Seed', seed, 'Empty = random'),
+      ),
+      h(
+        'div',
+        { class: 'field' },
+        h('label', { for: 'chat-adapter' }, 'Adapter'),
+        h('div', { class: 'row adapter-row' }, adapter, adapterLoad),
+        adapterNote,
+        adapterFiles,
+      ),
     );
 
     // ---- conversation ---------------------------------------------------------------------
     const notice = h('div', { class: 'notice', id: 'chat-notice' });
-    const log = h('div', { class: 'messages', id: 'chat-log', role: 'log', 'aria-live': 'polite', 'aria-label': 'Conversation' });
+    const log = h('div', {
+      class: 'messages',
+      id: 'chat-log',
+      role: 'log',
+      'aria-live': 'polite',
+      'aria-label': 'Conversation',
+    });
     const empty = h('div', { class: 'muted empty markdown' });
     setMarkdown(empty, 'Replies are rendered as **Markdown** with math, e.g. $e^{i\\pi}+1=0$.');
     log.append(empty);
-    const input = h('textarea', { id: 'chat-input', rows: 3, placeholder: 'Ask something… (Enter to send, Shift+Enter for a new line)', 'aria-label': 'Message' });
+    const input = h('textarea', {
+      id: 'chat-input',
+      rows: 3,
+      placeholder: 'Ask something… (Enter to send, Shift+Enter for a new line)',
+      'aria-label': 'Message',
+    });
     const send = h('button', { type: 'submit', class: 'primary', id: 'chat-send' }, 'Send');
     const stop = h('button', { type: 'button', class: 'danger', id: 'chat-stop', hidden: true }, 'Stop');
     const clearBtn = h('button', { type: 'button', class: 'secondary', id: 'chat-clear' }, 'Clear');
     const stats = h('p', { class: 'stats muted', id: 'chat-stats', 'aria-live': 'off' });
-    const composer = h('form', { class: 'composer' }, input, h('div', { class: 'composer-actions' }, send, stop, clearBtn));
+    const composer = h(
+      'form',
+      { class: 'composer' },
+      input,
+      h('div', { class: 'composer-actions' }, send, stop, clearBtn),
+    );
     const conversation = h('div', { class: 'card chat-main' }, notice, log, composer, stats);
 
     const addMessage = (role: 'user' | 'assistant', text: string): { el: HTMLElement; body: HTMLElement } => {
       empty.remove();
       const body = h('div', { class: 'content markdown' });
-      const label = role === 'user' ? 'You' : `${state.model?.id ?? 'Model'} · ${activeAdapter ? `adapter ${activeAdapter}` : 'base model'}`;
+      const label =
+        role === 'user'
+          ? 'You'
+          : `${state.model?.id ?? 'Model'} · ${activeAdapter ? `adapter ${activeAdapter}` : 'base model'}`;
       const el = h('article', { class: `msg ${role}`, 'data-role': role }, h('header', {}, label), body);
       setMarkdown(body, role === 'assistant' ? answerMarkerAsAnswer(text) : text);
       log.append(el);
@@ -114,7 +173,14 @@ export const chatPage: Page = {
       notice.replaceChildren();
       if (!ready) {
         const go = h('button', { type: 'button', class: 'link', onclick: () => ctx.show('models') }, 'Models page');
-        notice.append(state.busy ? `${state.busy} ` : 'No model loaded. Load one on the ', state.busy ? '' : go, state.busy ? '' : '.');
+        const d = state.device;
+        if (d && !d.available) notice.append(`WebGPU is unavailable here, so no model can run: ${d.reason}`);
+        else
+          notice.append(
+            state.busy ? `${state.busy} ` : 'No model loaded. Load one on the ',
+            state.busy ? '' : go,
+            state.busy ? '' : '.',
+          );
         notice.hidden = false;
       } else {
         notice.hidden = true;
@@ -122,6 +188,7 @@ export const chatPage: Page = {
     };
     state.on('model', updateAvailability);
     state.on('busy', updateAvailability);
+    state.on('device', updateAvailability);
 
     const sampling = (): Omit<ChatCompletionRequest, 'messages'> => {
       const s = readNumber(seed, NaN);
@@ -205,7 +272,12 @@ export const chatPage: Page = {
           if (result.droppedMessages) {
             reply.el.dataset.dropped = String(result.droppedMessages);
             reply.el.before(
-              h('p', { class: 'note thread-note' }, `${result.droppedMessages} earlier message${result.droppedMessages === 1 ? ' was' : 's were'} left out so the conversation fits the context (${result.promptTokens} tokens sent).`),
+              h(
+                'p',
+                { class: 'note thread-note' },
+                `${result.droppedMessages} earlier message${result.droppedMessages === 1 ? ' was' : 's were'} left out ` +
+                  `so the conversation fits the context (${result.promptTokens} tokens sent).`,
+              ),
             );
           }
         }
@@ -216,9 +288,26 @@ export const chatPage: Page = {
           reply.el.classList.add('error');
           reply.el.dataset.finish = 'error';
           reply.body.textContent = `Error: ${errorText(e)}`;
-          const clearIt = h('button', { type: 'button', class: 'link', onclick: () => clearBtn.click() }, 'Clear the conversation');
-          const singleIt = h('button', { type: 'button', class: 'link', onclick: () => { single.checked = true; singleTouched = true; updateSingle(); } }, 'switch to Single question');
-          if (/context holds/.test(errorText(e))) reply.el.append(h('p', { class: 'note' }, clearIt, ' or ', singleIt, '.'));
+          const clearIt = h(
+            'button',
+            { type: 'button', class: 'link', onclick: () => clearBtn.click() },
+            'Clear the conversation',
+          );
+          const singleIt = h(
+            'button',
+            {
+              type: 'button',
+              class: 'link',
+              onclick: () => {
+                single.checked = true;
+                singleTouched = true;
+                updateSingle();
+              },
+            },
+            'switch to Single question',
+          );
+          if (/context holds/.test(errorText(e)))
+            reply.el.append(h('p', { class: 'note' }, clearIt, ' or ', singleIt, '.'));
           stats.textContent = '';
         }
       } finally {
@@ -259,8 +348,13 @@ export const chatPage: Page = {
 
     // ---- adapter picker: hot-swaps LoRA adapters on the loaded model --------------------------
     const refreshAdapters = async () => {
-      const { list, active } = state.model ? await api.adapters().catch(() => ({ list: [], active: null })) : { list: [], active: null };
-      adapter.replaceChildren(h('option', { value: '' }, 'Base model'), ...list.map((a) => h('option', { value: a.name }, `${a.name} (LoRA r${a.rank})`)));
+      const { list, active } = state.model
+        ? await api.adapters().catch(() => ({ list: [], active: null }))
+        : { list: [], active: null };
+      adapter.replaceChildren(
+        h('option', { value: '' }, 'Base model'),
+        ...list.map((a) => h('option', { value: a.name }, `${a.name} (LoRA r${a.rank})`)),
+      );
       adapter.value = active ?? '';
       activeAdapter = active;
       adapter.disabled = !state.model || !list.length;

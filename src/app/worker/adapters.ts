@@ -11,7 +11,14 @@ import type { Tasks } from './tasks';
 function adapterInfo(name: string, a: PeftAdapter, origin: AdapterInfo['origin']): AdapterInfo {
   let parameters = 0;
   for (const p of a.pairs) parameters += p.a.data.length + p.b.data.length;
-  return { name, rank: a.config.r, alpha: a.config.loraAlpha, targets: [...a.config.targetModules], parameters, origin };
+  return {
+    name,
+    rank: a.config.r,
+    alpha: a.config.loraAlpha,
+    targets: [...a.config.targetModules],
+    parameters,
+    origin,
+  };
 }
 
 export class Adapters {
@@ -28,7 +35,10 @@ export class Adapters {
     const m = this.models.loaded;
     if (!m) return { list: [], active: null };
     const names = m.runtime.adapters.names();
-    return { list: names.map((n) => this.host.get(n)?.info).filter((x): x is AdapterInfo => !!x), active: m.runtime.adapters.activeName() };
+    return {
+      list: names.map((n) => this.host.get(n)?.info).filter((x): x is AdapterInfo => !!x),
+      active: m.runtime.adapters.activeName(),
+    };
   }
 
   /** Registers an adapter on the loaded model under `name` (replacing one of that name). */
@@ -44,6 +54,13 @@ export class Adapters {
     this.tasks.requireNo(['train', 'prm', 'rl', 'eval'], 'loading an adapter');
     if (!name.trim()) throw new Error('Give the adapter a name.');
     return this.register(name, await loadPeftAdapter(filesSource(files, name)), 'file');
+  }
+
+  /** The host copy of a registered adapter (e.g. to start RL from it). */
+  peft(name: string): PeftAdapter {
+    const a = this.host.get(name);
+    if (!a) throw new Error(`No adapter named ${name} is loaded.`);
+    return a.adapter;
   }
 
   activate(name: string | null): void {

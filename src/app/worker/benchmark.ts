@@ -1,5 +1,12 @@
 /** Speed benchmarks on a separate GPU device: the same SpeedReport as `npm run bench`. */
-import { BENCH_SIZES, benchmarkKernels, benchmarkModel, benchmarkTraining, type SpeedReport } from '../../eval/speed';
+import {
+  BENCH_SIZES,
+  benchmarkAttention,
+  benchmarkKernels,
+  benchmarkModel,
+  benchmarkTraining,
+  type SpeedReport,
+} from '../../eval/speed';
 import { Gpu } from '../../gpu/device';
 import type { AnyBackend } from '../../kernels/backend';
 import { CpuBackend } from '../../kernels/cpu';
@@ -22,7 +29,11 @@ export class Benchmark {
     const trainSizes = s.training ? sizes : [];
     const modes = s.trainingModes.length ? s.trainingModes : (['lora'] as const);
     const perBackend = s.cpuTwin ? 2 : 1;
-    const total = s.kernelShapes.length + (s.models ? sizes.length * perBackend : 0) + trainSizes.length * modes.length * perBackend;
+    const total =
+      s.kernelShapes.length +
+      (s.attention ? 1 : 0) +
+      (s.models ? sizes.length * perBackend : 0) +
+      trainSizes.length * modes.length * perBackend;
     const ctrl = this.tasks.start(taskId);
     const { emit, delivered } = emitter(onEvent);
     let done = 0;
@@ -40,6 +51,15 @@ export class Benchmark {
         report.kernels.push(r!);
         done++;
         emit({ type: 'kernel', result: r! });
+      }
+      if (s.attention) {
+        check();
+        status('Attention kernels (tiled and per-query)…');
+        for (const r of await benchmarkAttention(gpu)) {
+          report.kernels.push(r);
+          emit({ type: 'kernel', result: r });
+        }
+        done++;
       }
       const gpuBackend = await GpuBackend.create(gpu, 'f32');
       const backends = (): AnyBackend[] => (s.cpuTwin ? [gpuBackend, new CpuBackend()] : [gpuBackend]);

@@ -15,7 +15,11 @@ function replyRoom(contextLength: number, maxTokens: number | undefined): number
  * then as many of the most recent earlier turns as fit with room for the reply. Throws a clear
  * error when even the system prompt and the last message do not fit.
  */
-export function fitToContext(runtime: Runtime, messages: ChatMessage[], maxTokens: number | undefined): { messages: ChatMessage[]; dropped: number; promptTokens: number } {
+export function fitToContext(
+  runtime: Runtime,
+  messages: ChatMessage[],
+  maxTokens: number | undefined,
+): { messages: ChatMessage[]; dropped: number; promptTokens: number } {
   const contextLength = runtime.generator.contextLength;
   const budget = contextLength - replyRoom(contextLength, maxTokens);
   const system = messages[0]?.role === 'system' ? [messages[0]] : [];
@@ -26,7 +30,8 @@ export function fitToContext(runtime: Runtime, messages: ChatMessage[], maxToken
   const minimal = count([...system, last]);
   if (minimal > budget) {
     throw new Error(
-      `This message${system.length ? ' and the system prompt' : ''} take ${minimal} tokens; the context holds ${contextLength}, with ${contextLength - budget} kept for the reply. ` +
+      `This message${system.length ? ' and the system prompt' : ''} take ${minimal} tokens; ` +
+        `the context holds ${contextLength}, with ${contextLength - budget} kept for the reply. ` +
         'Shorten the message or the system prompt, lower Max tokens, or load the model with a longer context on the Models page.',
     );
   }
@@ -61,7 +66,10 @@ export class Chat {
     let text = '';
     const { emit, delivered } = emitter(onDelta);
     try {
-      const stream = await engine.chat.completions.create({ ...req, messages: fitted.messages, stream: true, n: 1 }, { signal: ctrl.signal });
+      const stream = await engine.chat.completions.create(
+        { ...req, messages: fitted.messages, stream: true, n: 1 },
+        { signal: ctrl.signal },
+      );
       for await (const chunk of stream) {
         for (const ch of chunk.choices) {
           if (ch.delta.content) {

@@ -7,7 +7,13 @@ import { buildTrainingSet, exampleTrajectories } from '../../distill/build';
 import { toJsonl } from '../../distill/common';
 import { parseDistillInput } from '../../distill/from-imported';
 import type { TrajectoryRecord } from '../../teach/trajectory';
-import { looksLikeTrainingRows, parseTrainingJsonl, tokenizeRow, TrainingDataError, type TrainExample } from '../../train/data';
+import {
+  looksLikeTrainingRows,
+  parseTrainingJsonl,
+  tokenizeRow,
+  TrainingDataError,
+  type TrainExample,
+} from '../../train/data';
 import type { DatasetSummary, DistillSettings, TokenStats, TrainDataSource } from '../api';
 import type { Debates } from './debate';
 import type { LoadedRuntime, Models } from './models';
@@ -21,14 +27,25 @@ export interface BuiltDataset {
 }
 
 /** Rows → examples against the loaded model; rows too long for the context are counted and left out. */
-export function tokenizeRows(m: LoadedRuntime, rows: object[], where: string): { examples: TrainExample[]; stats: TokenStats; errors: string[] } {
+export function tokenizeRows(
+  m: LoadedRuntime,
+  rows: object[],
+  where: string,
+): { examples: TrainExample[]; stats: TokenStats; errors: string[] } {
   const contextLength = m.runtime.generator.contextLength;
   const examples: TrainExample[] = [];
   const errors: string[] = [];
   let tooLong = 0;
   rows.forEach((row, i) => {
     try {
-      examples.push(tokenizeRow(row, m.runtime.tokenizer, { maxLength: contextLength, vocabSize: m.runtime.model.config.vocabSize }, `${where} row ${i + 1}`));
+      examples.push(
+        tokenizeRow(
+          row,
+          m.runtime.tokenizer,
+          { maxLength: contextLength, vocabSize: m.runtime.model.config.vocabSize },
+          `${where} row ${i + 1}`,
+        ),
+      );
     } catch (e) {
       if (e instanceof TrainingDataError && /longer than the context/.test(e.message)) tooLong++;
       else errors.push((e as Error).message);
@@ -86,17 +103,26 @@ export class Datasets {
     } else {
       if (source.kind === 'debate') {
         records = this.debates.lastRecords();
-        if (!records.length) throw new Error('No debate has finished in this session yet: run one on the Teach page, or pick another source.');
+        if (!records.length)
+          throw new Error(
+            'No debate has finished in this session yet: run one on the Teach page, or pick another source.',
+          );
         name = `last debate (${records.length} record${records.length === 1 ? '' : 's'})`;
       } else if (source.kind === 'example') {
         records = exampleTrajectories(source.count);
         name = `built-in example (${records.length} demo problems)`;
       } else {
-        const parsed = parseDistillInput(source.text, source.name, { task: s.task, onWarning: (m) => warnings.push(m) });
+        const parsed = parseDistillInput(source.text, source.name, {
+          task: s.task,
+          onWarning: (m) => warnings.push(m),
+        });
         records = parsed.records;
         inputFormat = parsed.format;
         name = source.name;
-        if (parsed.labelDisagreements.length) warnings.push(`${parsed.labelDisagreements.length} solution label(s) in the file disagree with the re-grade (the re-grade is used).`);
+        if (parsed.labelDisagreements.length)
+          warnings.push(
+            `${parsed.labelDisagreements.length} solution label(s) in the file disagree with the re-grade (the re-grade is used).`,
+          );
       }
       if (s.limit > 0) records = records.slice(0, s.limit);
       if (!records.length) throw new Error(`${name}: no records`);

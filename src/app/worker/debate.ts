@@ -3,7 +3,13 @@
  * server), a debate over a list of questions streamed call by call, and the trajectories of the
  * last debate (the Distil & train page can distil them).
  */
-import type { ChatCompletion, ChatCompletionChunk, ChatCompletionOptions, ChatCompletionRequest, ChatEngine } from '../../engine/types';
+import type {
+  ChatCompletion,
+  ChatCompletionChunk,
+  ChatCompletionOptions,
+  ChatCompletionRequest,
+  ChatEngine,
+} from '../../engine/types';
 import type { Question } from '../../tasks/datasets';
 import { runDebate, SMALL_MODEL_DEBATE, type DebateOptions } from '../../teach/debate';
 import { collectStream, OpenAIEngine } from '../../teach/openai-engine';
@@ -17,9 +23,18 @@ import { emitter, type Tasks } from './tasks';
  * plain completions and starts a round's calls in agent order, then the aggregator, so the n-th
  * call identifies its round and agent.
  */
-function tapEngine(base: ChatEngine, index: number, agents: number, rounds: number, emit: (e: DebateEvent) => void): ChatEngine {
+function tapEngine(
+  base: ChatEngine,
+  index: number,
+  agents: number,
+  rounds: number,
+  emit: (e: DebateEvent) => void,
+): ChatEngine {
   let calls = 0;
-  const create = async (req: ChatCompletionRequest, opts?: ChatCompletionOptions): Promise<ChatCompletion | AsyncIterable<ChatCompletionChunk>> => {
+  const create = async (
+    req: ChatCompletionRequest,
+    opts?: ChatCompletionOptions,
+  ): Promise<ChatCompletion | AsyncIterable<ChatCompletionChunk>> => {
     if (req.stream) return base.chat.completions.create(req, opts);
     const n = calls++;
     const round = Math.min(Math.floor(n / agents) + 1, rounds + 1);
@@ -28,7 +43,8 @@ function tapEngine(base: ChatEngine, index: number, agents: number, rounds: numb
     const stream = await base.chat.completions.create({ ...req, stream: true }, opts);
     const tapped = (async function* () {
       for await (const chunk of stream) {
-        for (const ch of chunk.choices) if (ch.delta.content) emit({ type: 'delta', index, round, slot, text: ch.delta.content });
+        for (const ch of chunk.choices)
+          if (ch.delta.content) emit({ type: 'delta', index, round, slot, text: ch.delta.content });
         yield chunk;
       }
     })();
@@ -36,7 +52,10 @@ function tapEngine(base: ChatEngine, index: number, agents: number, rounds: numb
     emit({ type: 'call-done', index, round, slot, finishReason: completion.choices[0]?.finish_reason ?? 'stop' });
     return completion;
   };
-  return { chat: { completions: { create: create as ChatEngine['chat']['completions']['create'] } }, models: () => base.models() };
+  return {
+    chat: { completions: { create: create as ChatEngine['chat']['completions']['create'] } },
+    models: () => base.models(),
+  };
 }
 
 export class Debates {
@@ -59,23 +78,44 @@ export class Debates {
     return webllmTeacherModels({ withoutShaderF16: withoutF16 });
   }
 
-  private async teacherEngine(spec: TeacherEngineSpec, emit: (e: DebateEvent) => void): Promise<{ engine: ChatEngine; model: string }> {
+  private async teacherEngine(
+    spec: TeacherEngineSpec,
+    emit: (e: DebateEvent) => void,
+  ): Promise<{ engine: ChatEngine; model: string }> {
     switch (spec.kind) {
       case 'local': {
         const m = this.models.require();
         return { engine: m.engine, model: m.info.id };
       }
       case 'openai':
-        if (!spec.baseUrl) throw new Error('Enter the base URL of the OpenAI-compatible server (e.g. http://127.0.0.1:8000/v1).');
+        if (!spec.baseUrl)
+          throw new Error('Enter the base URL of the OpenAI-compatible server (e.g. http://127.0.0.1:8000/v1).');
         if (!spec.model) throw new Error('Enter the model name the server should use.');
-        return { engine: new OpenAIEngine({ baseUrl: spec.baseUrl, apiKey: spec.apiKey || undefined, model: spec.model, concurrency: spec.concurrency ?? 4 }), model: spec.model };
+        return {
+          engine: new OpenAIEngine({
+            baseUrl: spec.baseUrl,
+            apiKey: spec.apiKey || undefined,
+            model: spec.model,
+            concurrency: spec.concurrency ?? 4,
+          }),
+          model: spec.model,
+        };
       case 'webllm': {
         if (this.webllm?.model !== spec.model) {
           this.webllm = null;
-          emit({ type: 'status', text: `Loading WebLLM model ${spec.model} (downloads weights and a model library on first use)…`, progress: 0 });
+          emit({
+            type: 'status',
+            text: `Loading WebLLM model ${spec.model} (downloads weights and a model library on first use)…`,
+            progress: 0,
+          });
           const { createWebLLMEngine } = await import('../../teach/webllm-engine');
           const engine = await createWebLLMEngine(spec.model, {
-            onProgress: (e) => emit({ type: 'status', text: `Loading WebLLM model ${spec.model}…`, progress: e.total ? e.done / e.total : 0 }),
+            onProgress: (e) =>
+              emit({
+                type: 'status',
+                text: `Loading WebLLM model ${spec.model}…`,
+                progress: e.total ? e.done / e.total : 0,
+              }),
           });
           this.webllm = { model: spec.model, engine };
         }
@@ -84,7 +124,12 @@ export class Debates {
     }
   }
 
-  async run(taskId: string, questions: Question[], settings: DebateRunSettings, onEvent: (e: DebateEvent) => void): Promise<DebateRunResult> {
+  async run(
+    taskId: string,
+    questions: Question[],
+    settings: DebateRunSettings,
+    onEvent: (e: DebateEvent) => void,
+  ): Promise<DebateRunResult> {
     if (settings.engine.kind === 'local') this.tasks.requireNo(['train', 'prm', 'rl', 'eval', 'bench'], 'debating');
     const ctrl = this.tasks.start(taskId);
     this.last = [];
@@ -111,7 +156,15 @@ export class Debates {
       const names = Array.from({ length: agents }, (_, i) => `agent${i + 1}`);
       for (let index = 0; index < questions.length && !ctrl.signal.aborted; index++) {
         const q = questions[index]!;
-        emit({ type: 'question', index, id: q.id, question: q.question, agents: names, rounds, aggregator: settings.aggregator });
+        emit({
+          type: 'question',
+          index,
+          id: q.id,
+          question: q.question,
+          agents: names,
+          rounds,
+          aggregator: settings.aggregator,
+        });
         try {
           const record = await runDebate(q, opts, tapEngine(engine, index, agents, rounds, emit), ctrl.signal);
           if (ctrl.signal.aborted) break;

@@ -8,10 +8,19 @@ function deviceMemoryGB(): number | null {
 }
 
 async function queryAdapter(): Promise<AdapterReport> {
-  const base = { crossOriginIsolated: self.crossOriginIsolated === true, deviceMemoryGB: deviceMemoryGB(), hardwareConcurrency: navigator.hardwareConcurrency ?? 1 };
+  const base = {
+    crossOriginIsolated: self.crossOriginIsolated === true,
+    deviceMemoryGB: deviceMemoryGB(),
+    hardwareConcurrency: navigator.hardwareConcurrency ?? 1,
+  };
   const gpu = (navigator as Navigator).gpu;
   if (!gpu) {
-    return { available: false, reason: 'WebGPU is not available here: navigator.gpu is missing. Use a recent Chrome or Edge (or enable WebGPU in the browser flags).', ...base };
+    return {
+      available: false,
+      reason:
+        'WebGPU is not available here: navigator.gpu is missing. Use a recent Chrome or Edge (or enable WebGPU in the browser flags).',
+      ...base,
+    };
   }
   let adapter: GPUAdapter | null = null;
   try {
@@ -20,7 +29,11 @@ async function queryAdapter(): Promise<AdapterReport> {
     return { available: false, reason: `requestAdapter() failed: ${(e as Error).message}`, ...base };
   }
   if (!adapter) {
-    return { available: false, reason: 'navigator.gpu exists but no WebGPU adapter was found (the GPU may be block-listed or WebGPU disabled).', ...base };
+    return {
+      available: false,
+      reason: 'navigator.gpu exists but no WebGPU adapter was found (the GPU may be block-listed or WebGPU disabled).',
+      ...base,
+    };
   }
   const info = (adapter as GPUAdapter & { info?: GPUAdapterInfo }).info;
   const limits: Record<string, number> = {};
@@ -56,7 +69,10 @@ export async function deviceBudget(): Promise<DeviceBudget> {
   const d = await device();
   if (!d.available) return { limits: null, f16: false, deviceMemoryGB: d.deviceMemoryGB };
   return {
-    limits: { maxStorageBufferBindingSize: d.limits.maxStorageBufferBindingSize ?? 0, maxBufferSize: d.limits.maxBufferSize ?? 0 },
+    limits: {
+      maxStorageBufferBindingSize: d.limits.maxStorageBufferBindingSize ?? 0,
+      maxBufferSize: d.limits.maxBufferSize ?? 0,
+    },
     f16: d.f16,
     deviceMemoryGB: d.deviceMemoryGB,
   };

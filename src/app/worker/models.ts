@@ -6,10 +6,11 @@
 import { LocalEngine, Runtime } from '../../engine/local';
 import { listWeightFiles, loadCheckpoint, readModelConfig, readWeightFileHeader } from '../../formats/checkpoint';
 import { filesSource, hfSource, HttpSource, type FileSource } from '../../formats/source';
+import { fnv1a } from '../../util/hash';
 import type { InspectResult, LoadedModel, LoadProgress, LoadSettings, ModelSource } from '../api';
 import { CachedSource, cacheAvailable } from '../cache';
 import { estimateMemory, summarize } from '../estimate';
-import { deviceBudget } from './device';
+import { device, deviceBudget } from './device';
 import { emitter, type Tasks } from './tasks';
 
 /** The loaded model: its runtime (weights, tokenizer, adapters), the engine over it and what the page shows. */
@@ -52,10 +53,7 @@ function listedSource(inner: FileSource, files: string[]): FileSource {
 
 /** FNV-1a of the model config plus its id: a stored run resumes only on the same model. */
 export function modelKey(m: LoadedRuntime): string {
-  const text = `${m.info.id}|${JSON.stringify(m.runtime.model.config)}`;
-  let h = 0x811c9dc5;
-  for (let i = 0; i < text.length; i++) h = Math.imul(h ^ text.charCodeAt(i), 0x01000193);
-  return `${m.info.id}#${(h >>> 0).toString(16)}`;
+  return `${m.info.id}#${fnv1a(`${m.info.id}|${JSON.stringify(m.runtime.model.config)}`).toString(16)}`;
 }
 
 export class Models {
@@ -93,7 +91,8 @@ export class Models {
       case 'url':
         if (!/^https?:\/\//i.test(source.url)) throw new Error(`not an http(s) URL: ${source.url}`);
         inner = new HttpSource(source.url);
-        if (sameOrigin(source.url)) return { files: source.files ? listedSource(inner, source.files) : inner, cached: null };
+        if (sameOrigin(source.url))
+          return { files: source.files ? listedSource(inner, source.files) : inner, cached: null };
         break;
     }
     if (!cacheAvailable()) return { files: inner, cached: null };
@@ -110,7 +109,10 @@ export class Models {
     const weightFiles = await listWeightFiles(files);
     const headers = await Promise.all(weightFiles.map((f) => readWeightFileHeader(files, f, signal)));
     const hasTokenizer = await files.exists('tokenizer.json');
-    return { summary: summarize(files.location, config, headers, hasTokenizer), estimate: estimateMemory(config, headers, settings, await deviceBudget()) };
+    return {
+      summary: summarize(files.location, config, headers, hasTokenizer),
+      estimate: estimateMemory(config, headers, settings, await deviceBudget()),
+    };
   }
 
   async inspect(source: ModelSource, settings: LoadSettings, taskId: string): Promise<InspectResult> {
@@ -129,11 +131,18 @@ export class Models {
     this.current = null;
   }
 
-  async load(source: ModelSource, settings: LoadSettings, taskId: string, onProgress: (e: LoadProgress) => void): Promise<LoadedModel> {
+  async load(
+    source: ModelSource,
+    settings: LoadSettings,
+    taskId: string,
+    onProgress: (e: LoadProgress) => void,
+  ): Promise<LoadedModel> {
     const ctrl = this.tasks.start(taskId);
     const t0 = performance.now();
     const { emit: progress, delivered } = emitter(onProgress);
     try {
+      const d = await device();
+      if (!d.available) throw new Error(`WebGPU is unavailable here: ${d.reason}`);
       const { files, cached } = await this.open(source);
       progress({ phase: 'inspect', done: 0, total: 1, unit: 'items', note: 'reading config.json and weight headers' });
       const inspected = await this.inspectFiles(files, settings, ctrl.signal);
@@ -147,8 +156,23 @@ export class Models {
       if (!ckpt.tokenizer) throw new Error(`${files.location} has no tokenizer.json; the app needs one to chat`);
       await cached?.save(true).catch(() => {});
       ctrl.signal.throwIfAborted();
-      progress({ phase: 'upload', done: 0, total: 1, unit: 'items', note: 'uploading weights to the GPU and compiling kernels' });
-      const runtime = await Runtime.fromCheckpoint(ckpt, { contextLength: settings.contextLength, maxBatch: settings.maxBatch, dtype: settings.dtype });
+      progress({
+        phase: 'upload',
+        done: 0,
+        total: 1,
+        unit: 'items',
+        note: 'uploading weights to the GPU and compiling kernels',
+      });
+      if (settings.quantize) {
+        const note = `quantizing the weights to ${settings.quantize} (kept in this browser for the next load)`;
+        progress({ phase: 'upload', done: 0, total: 1, unit: 'items', note });
+      }
+      const runtime = await Runtime.fromCheckpoint(ckpt, {
+        contextLength: settings.contextLength,
+        maxBatch: settings.maxBatch,
+        dtype: settings.dtype,
+        ...(settings.quantize ? { quantize: settings.quantize } : {}),
+      });
       progress({ phase: 'upload', done: 1, total: 1, unit: 'items', note: 'ready' });
       const info: LoadedModel = {
         id: displayName(source),

@@ -6,10 +6,29 @@
 import { toJsonl } from '../../distill/common';
 import { checkpointFiles, parseTrainerState, restoreFromFiles } from '../../train/checkpoint';
 import type { TrainExample } from '../../train/data';
+import type { PeftAdapter } from '../../formats/peft';
 import { DEFAULT_TRAIN_OPTIONS, Trainer, type TrainOptions } from '../../train/trainer';
-import type { StoredRunInfo, TrainEvent, TrainingState, TrainOutcome, TrainPoint, TrainSettings } from '../api';
+import type {
+  AdapterInfo,
+  StoredRunInfo,
+  TrainEvent,
+  TrainingState,
+  TrainOutcome,
+  TrainPoint,
+  TrainSettings,
+} from '../api';
 import { RUN_CHANNEL, runLockHeld, tryTakeRunLock, type RunMessage } from '../run-lock';
-import { beginRun, discardRun, loadRun, opfsAvailable, readRunMeta, RUN_META_VERSION, updateRunMeta, writeCheckpoint, type RunMeta } from '../opfs';
+import {
+  beginRun,
+  discardRun,
+  loadRun,
+  opfsAvailable,
+  readRunMeta,
+  RUN_META_VERSION,
+  updateRunMeta,
+  writeCheckpoint,
+  type RunMeta,
+} from '../opfs';
 import type { Adapters } from './adapters';
 import { tokenizeRows, type BuiltDataset, type Datasets } from './datasets';
 import { modelKey, type LoadedRuntime, type Models } from './models';
@@ -58,13 +77,16 @@ function newTrainer(m: LoadedRuntime, examples: TrainExample[], opts: TrainOptio
   return trainer;
 }
 
-const OTHER_TAB = 'A training run is going on in another tab of this browser (one run per browser): its progress shows here; pause, cancel or finish it in that tab.';
+const OTHER_TAB =
+  'A training run is going on in another tab of this browser (one run per browser): its progress shows here; pause, cancel or finish it in that tab.';
 
 export class Training {
   private job: TrainJob | null = null;
   /** The browser-wide run lock while this worker owns the run (see run-lock.ts). */
   private lock: { release(): void } | null = null;
   private channel: BroadcastChannel | null = null;
+  /** The adapter of the last cancelled run at its last step, until kept or replaced. */
+  private cancelled: { name: string; step: number; adapter: PeftAdapter } | null = null;
 
   constructor(
     private readonly tasks: Tasks,
@@ -73,7 +95,10 @@ export class Training {
     private readonly adapters: Adapters,
   ) {
     // A paused job lives on the old model; the stored run stays in OPFS.
-    models.onUnload(() => this.drop());
+    models.onUnload(() => {
+      this.drop();
+      this.cancelled = null;
+    });
   }
 
   /** Frees a job's GPU memory; the Trainer leaves the adapter the registry had active in place. */
@@ -110,7 +135,8 @@ export class Training {
       this.channel = new BroadcastChannel(RUN_CHANNEL);
       this.channel.onmessage = (e: MessageEvent<RunMessage>) => {
         const j = this.job;
-        if (e.data?.type === 'hello' && j && this.lock) this.channel!.postMessage({ type: 'event', event: this.startEvent(j, null) } satisfies RunMessage);
+        if (e.data?.type === 'hello' && j && this.lock)
+          this.channel!.postMessage({ type: 'event', event: this.startEvent(j, null) } satisfies RunMessage);
       };
     }
     this.channel.postMessage(m);
@@ -139,22 +165,39 @@ export class Training {
     await this.job.stopped;
   }
 
-  private async saveCheckpoint(j: TrainJob, status: 'running' | 'paused', emit: (e: TrainEvent) => void): Promise<void> {
+  private async saveCheckpoint(
+    j: TrainJob,
+    status: 'running' | 'paused',
+    emit: (e: TrainEvent) => void,
+  ): Promise<void> {
     if (!j.store) return;
     const t0 = performance.now();
     try {
       const files = await checkpointFiles(j.trainer);
-      const meta: RunMeta<TrainSettings> = { ...j.meta, step: j.trainer.state.step, status, history: j.history.filter((p) => p.step <= j.trainer.state.step) };
+      const meta: RunMeta<TrainSettings> = {
+        ...j.meta,
+        step: j.trainer.state.step,
+        status,
+        history: j.history.filter((p) => p.step <= j.trainer.state.step),
+      };
       const r = await writeCheckpoint(meta, files);
       j.meta = r.meta;
       emit({ type: 'checkpoint', step: r.meta.step, bytes: r.bytes, ms: Math.round(performance.now() - t0) });
     } catch (e) {
       j.store = false;
-      emit({ type: 'status', text: `Could not write a checkpoint to the browser's storage (${(e as Error).message}); training goes on without checkpoints.` });
+      emit({
+        type: 'status',
+        text: `Could not write a checkpoint to the browser's storage (${(e as Error).message}); training goes on without checkpoints.`,
+      });
     }
   }
 
-  private async runJob(taskId: string, j: TrainJob, resumedFrom: number | null, onEvent: (e: TrainEvent) => void): Promise<TrainOutcome> {
+  private async runJob(
+    taskId: string,
+    j: TrainJob,
+    resumedFrom: number | null,
+    onEvent: (e: TrainEvent) => void,
+  ): Promise<TrainOutcome> {
     let stopped = () => {};
     j.stopped = new Promise<void>((resolve) => (stopped = resolve));
     try {
@@ -164,7 +207,12 @@ export class Training {
     }
   }
 
-  private async runLoop(taskId: string, j: TrainJob, resumedFrom: number | null, onEvent: (e: TrainEvent) => void): Promise<TrainOutcome> {
+  private async runLoop(
+    taskId: string,
+    j: TrainJob,
+    resumedFrom: number | null,
+    onEvent: (e: TrainEvent) => void,
+  ): Promise<TrainOutcome> {
     const ctrl = this.tasks.start(taskId);
     const page = emitter(onEvent);
     const delivered = page.delivered;
@@ -183,8 +231,20 @@ export class Training {
       while (t.state.step < t.totalSteps && !j.pauseRequested && !j.cancelRequested && !ctrl.signal.aborted) {
         const r = await t.step();
         j.history.push({ step: r.step, loss: r.loss, lr: r.lr });
-        emit({ type: 'step', step: r.step, totalSteps: r.totalSteps, loss: r.loss, lr: r.lr, gradNorm: r.gradNorm, tokens: r.tokens, tokensPerS: r.tokensPerS, stepMs: r.stepMs, etaS: r.etaS });
-        if (every > 0 && r.step % every === 0 && r.step < r.totalSteps && !j.cancelRequested) await this.saveCheckpoint(j, 'running', emit);
+        emit({
+          type: 'step',
+          step: r.step,
+          totalSteps: r.totalSteps,
+          loss: r.loss,
+          lr: r.lr,
+          gradNorm: r.gradNorm,
+          tokens: r.tokens,
+          tokensPerS: r.tokensPerS,
+          stepMs: r.stepMs,
+          etaS: r.etaS,
+        });
+        if (every > 0 && r.step % every === 0 && r.step < r.totalSteps && !j.cancelRequested)
+          await this.saveCheckpoint(j, 'running', emit);
       }
     } catch (e) {
       // The stored checkpoint stays (marked paused, so it is not resumed automatically in a loop).
@@ -200,6 +260,9 @@ export class Training {
     this.tasks.end(taskId, ctrl);
     const base = { step: t.state.step, totalSteps: t.totalSteps, finalLoss: t.state.lastLoss };
     if (j.cancelRequested || ctrl.signal.aborted) {
+      // The partial adapter is offered to the page before the run's memory goes.
+      this.cancelled =
+        t.state.step > 0 ? { name: j.settings.name, step: t.state.step, adapter: await t.adapter() } : null;
       this.dispose(j);
       if (this.job === j) this.job = null;
       await discardRun().catch(() => {});
@@ -231,12 +294,20 @@ export class Training {
     return outcome;
   }
 
-  async start(taskId: string, datasetId: string, settings: TrainSettings, onEvent: (e: TrainEvent) => void): Promise<TrainOutcome> {
+  async start(
+    taskId: string,
+    datasetId: string,
+    settings: TrainSettings,
+    onEvent: (e: TrainEvent) => void,
+  ): Promise<TrainOutcome> {
     const m = this.models.require();
     this.tasks.requireNo(GPU_TASKS, 'training');
     if (this.job) throw new Error(`The run "${this.job.settings.name}" is paused: resume or cancel it first.`);
     const ds = this.datasets.get(datasetId);
-    if (!ds.trainable) throw new Error('PAD step labels train a process reward model (agentark prm), not the student: pick R-SFT or DA.');
+    if (!ds.trainable)
+      throw new Error(
+        'PAD step labels train the process reward model (card 4), not the student directly: pick R-SFT or DA here.',
+      );
     if (!settings.name.trim()) throw new Error('Give the adapter a name.');
     await this.own();
     try {
@@ -247,10 +318,20 @@ export class Training {
     }
   }
 
-  private async startOwned(taskId: string, m: LoadedRuntime, ds: BuiltDataset, settings: TrainSettings, onEvent: (e: TrainEvent) => void): Promise<TrainOutcome> {
+  private async startOwned(
+    taskId: string,
+    m: LoadedRuntime,
+    ds: BuiltDataset,
+    settings: TrainSettings,
+    onEvent: (e: TrainEvent) => void,
+  ): Promise<TrainOutcome> {
     const { examples, stats, errors } = tokenizeRows(m, ds.rows, ds.source);
     if (!examples.length) {
-      throw new Error(stats.tooLong ? `Every row is longer than the context (${stats.contextLength} positions): load the model with a longer context.` : `No usable row: ${errors[0] ?? 'the set is empty'}`);
+      throw new Error(
+        stats.tooLong
+          ? `Every row is longer than the context (${stats.contextLength} positions): load the model with a longer context.`
+          : `No usable row: ${errors[0] ?? 'the set is empty'}`,
+      );
     }
     const trainer = newTrainer(m, examples, trainOptions(settings, m));
     const now = new Date().toISOString();
@@ -271,13 +352,28 @@ export class Training {
       createdAt: now,
       savedAt: now,
     };
-    const j: TrainJob = { trainer, model: m, meta, settings, history: [], state: 'running', taskId: null, pauseRequested: false, cancelRequested: false, store: opfsAvailable(), stopped: Promise.resolve() };
+    const j: TrainJob = {
+      trainer,
+      model: m,
+      meta,
+      settings,
+      history: [],
+      state: 'running',
+      taskId: null,
+      pauseRequested: false,
+      cancelRequested: false,
+      store: opfsAvailable(),
+      stopped: Promise.resolve(),
+    };
     if (j.store) {
       try {
         await beginRun(meta, examples, toJsonl(ds.rows));
       } catch (e) {
         j.store = false;
-        void notify(onEvent, { type: 'status', text: `The browser's storage is not writable (${(e as Error).message}); this run cannot be resumed after a reload.` } as TrainEvent);
+        void notify(onEvent, {
+          type: 'status',
+          text: `The browser's storage is not writable (${(e as Error).message}); this run cannot be resumed after a reload.`,
+        } as TrainEvent);
       }
     }
     this.job = j;
@@ -302,14 +398,23 @@ export class Training {
     }
   }
 
-  private async resumeStored(taskId: string, m: LoadedRuntime, onEvent: (e: TrainEvent) => void): Promise<TrainOutcome> {
+  private async resumeStored(
+    taskId: string,
+    m: LoadedRuntime,
+    onEvent: (e: TrainEvent) => void,
+  ): Promise<TrainOutcome> {
     const stored = await loadRun<TrainSettings>();
     if (!stored) throw new Error('There is no unfinished run to resume.');
     const { meta, examples, files } = stored;
-    if (meta.modelKey !== modelKey(m)) throw new Error(`This run was started on ${meta.modelId}: load that model (same files and settings) to resume it.`);
+    if (meta.modelKey !== modelKey(m))
+      throw new Error(
+        `This run was started on ${meta.modelId}: load that model (same files and settings) to resume it.`,
+      );
     const dec = new TextDecoder();
     const stateJson = files['trainer_state.json'] ? dec.decode(files['trainer_state.json']) : null;
-    const opts = stateJson ? parseTrainerState(stateJson, 'trainer_state.json in browser storage').options : trainOptions(meta.settings, m);
+    const opts = stateJson
+      ? parseTrainerState(stateJson, 'trainer_state.json in browser storage').options
+      : trainOptions(meta.settings, m);
     const trainer = newTrainer(m, examples, opts);
     try {
       if (stateJson) {
@@ -338,6 +443,14 @@ export class Training {
     await updateRunMeta(j.meta).catch(() => {});
     this.job = j;
     return this.runJob(taskId, j, step, onEvent);
+  }
+
+  /** Registers the cancelled run's adapter (as it was at its last step) under "<name>-step<k>". */
+  async keepCancelled(): Promise<AdapterInfo> {
+    const c = this.cancelled;
+    if (!c) throw new Error('There is no cancelled run to keep.');
+    this.cancelled = null;
+    return this.adapters.register(`${c.name}-step${c.step}`, c.adapter, 'trained');
   }
 
   pause(): void {
