@@ -3,8 +3,8 @@
  * onnxruntime-web's WebGPU execution provider (same weights, same adapter, one run).
  * Prints tables and writes bench-results.json (see src/eval/speed.ts and src/eval/ort-peer.ts).
  *
- *   npm run bench -- [--only kernels,models,training,batch,peer] [--sizes tiny-0.2M,small-2.6M,medium-14M]
- *                    [--peer-sizes small-2.6M] [--out bench-results.json] [--kernels gemv=splitk] [--no-autotune]
+ *   npm run bench -- [--only kernels,models,training,batch,peer] [--sizes tiny-0.11M,small-3.0M,medium-18M]
+ *                    [--peer-sizes small-3.0M] [--out bench-results.json] [--kernels gemv=splitk] [--no-autotune]
  */
 import { writeFileSync } from 'node:fs';
 import { Gpu } from '../src/gpu/device';
@@ -66,11 +66,15 @@ const sections = values.only?.split(',').map((s) => s.trim()) as BenchSection[] 
 for (const s of sections ?? []) if (!BENCH_SECTIONS.includes(s)) throw new Error(`--only: unknown section '${s}' (known: ${BENCH_SECTIONS.join(', ')})`);
 const report = await runSpeedBenchmarks({ autotune: !values['no-autotune'], sections, sizes: sizesFlag(values.sizes, 'sizes'), peerSizes: sizesFlag(values['peer-sizes'], 'peer-sizes'), log: (l) => process.stderr.write(l + '\n') });
 console.log(table(report));
-// Weight formats side by side (f32, f16, q8, q4): the same product, same adapter, one run.
-const gpu = await Gpu.create();
-const formats = await benchmarkWeightFormats(await GpuBackend.create(gpu, 'f32'), gpu.features.f16 ? await GpuBackend.create(gpu, 'f16') : null);
-gpu.destroy();
-console.log(['', '| weights | shape | GFLOP/s | time vs f32 |', '|---|---|---|---|', ...formats.map((f) => `| ${f.format} | ${f.shape} | ${f.gflops.toFixed(2)} | ${f.vsF32.toFixed(2)}x |`)].join('\n'));
+// Weight formats side by side (f32, f16, q8, q4): the same product, same adapter, one run
+// (with the kernel section).
+let formats: Awaited<ReturnType<typeof benchmarkWeightFormats>> = [];
+if (!sections || sections.includes('kernels')) {
+  const gpu = await Gpu.create();
+  formats = await benchmarkWeightFormats(await GpuBackend.create(gpu, 'f32'), gpu.features.f16 ? await GpuBackend.create(gpu, 'f16') : null);
+  gpu.destroy();
+  console.log(['', '| weights | shape | GFLOP/s | time vs f32 |', '|---|---|---|---|', ...formats.map((f) => `| ${f.format} | ${f.shape} | ${f.gflops.toFixed(2)} | ${f.vsF32.toFixed(2)}x |`)].join('\n'));
+}
 const out = values.out ?? 'bench-results.json';
 writeFileSync(out, JSON.stringify({ ...report, weightFormats: formats }, null, 2));
 console.log(`\nwrote ${out}`);

@@ -302,7 +302,7 @@ export interface SpeedOptions {
   sections?: readonly BenchSection[];
   /** false: no autotuner (the register-tiled GEMV everywhere unless AGENTARK_KERNELS forces one). */
   autotune?: boolean;
-  /** Sizes compared with onnxruntime-web (default the 2.6M model; each one costs an ORT session). */
+  /** Sizes compared with onnxruntime-web (default the 3.0M model; each one costs an ORT session). */
   peerSizes?: ModelSize[];
   log?: (line: string) => void;
 }
@@ -328,7 +328,7 @@ export async function runSpeedBenchmarks(opts: SpeedOptions = {}): Promise<Speed
   backend.tuner = tuner;
   if (sections.has('peer')) {
     const { benchmarkOrtPeer } = await import('./ort-peer');
-    for (const size of opts.peerSizes ?? BENCH_SIZES.filter((s) => s.name === 'small-2.6M')) report.peer.push(await benchmarkOrtPeer(gpu, size, { log, tuner }));
+    for (const size of opts.peerSizes ?? [BENCH_SIZES[1]]) report.peer.push(await benchmarkOrtPeer(gpu, size, { log, tuner }));
   }
   if (sections.has('batch')) {
     for (const size of opts.sizes ?? BENCH_SIZES) {
