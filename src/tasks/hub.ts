@@ -5,7 +5,8 @@
  * headers), then the files are downloaded from `{endpoint}/datasets/{id}/resolve/{revision}/{path}`
  * with progress, and read as Parquet (hyparquet) or JSON Lines.
  *
- * Files are cached under Node (`$AGENTARK_CACHE`, default `~/.cache/agentark`, then
+ * A dataset with no data files on its main branch (built by a loading script) is read from the
+ * Hub's Parquet conversion (the `refs/convert/parquet` branch). Files are cached under Node (`$AGENTARK_CACHE`, default `~/.cache/agentark`, then
  * `datasets/{id}/{revision}/{path}`); without network the cached files of the split are used. In
  * the browser, pass `cache` (e.g. one backed by the Cache API or OPFS). The endpoint is
  * `$AGENTARK_HF_ENDPOINT` or https://huggingface.co; `$HF_TOKEN` authorises gated datasets.
@@ -39,6 +40,13 @@ export interface HubOptions extends LoadOptions {
 const isNode = () => typeof process !== 'undefined' && typeof process.versions?.node === 'string';
 const env = (k: string) => (isNode() ? process.env[k] : undefined);
 const DATA_FILE = /\.(parquet|jsonl|json)$/i;
+/** Data files, not the metadata JSON a dataset repo may carry. */
+const isDataFile = (p: string) =>
+  DATA_FILE.test(p) &&
+  !/(^|\/)(dataset_infos?|dataset_dict|state)\.json$/.test(p) &&
+  !p.split('/').some((seg) => seg.startsWith('.'));
+/** The branch where the Hub keeps its Parquet conversion of every dataset. */
+export const CONVERTED = 'refs/convert/parquet';
 const ID = /^(?:hf:\/\/datasets\/)?([A-Za-z0-9][\w.-]*\/[A-Za-z0-9][\w.-]*)$/;
 
 /**
@@ -109,7 +117,7 @@ export function pickSplitFiles(
   opts: { config?: string; split?: string } = {},
 ): HubFile[] {
   const split = opts.split ?? 'test';
-  const data = files.filter((f) => DATA_FILE.test(f.path) && !f.path.split('/').some((seg) => seg.startsWith('.')));
+  const data = files.filter((f) => isDataFile(f.path));
   const esc = split.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
   const inSplit = new RegExp(`(^|/)${esc}(/|[-_.])`);
   const ofSplit = data.filter((f) => inSplit.test(f.path));
@@ -207,20 +215,32 @@ export async function loadHubDatasetRows(
   opts: HubOptions = {},
 ): Promise<{ rows: RawRow[]; name: string; parquet: boolean; files: string[] }> {
   const id = hubId(spec);
-  const revision = opts.revision ?? 'main';
+  let revision = opts.revision ?? 'main';
   const cache = opts.cache === undefined ? (isNode() ? await nodeDatasetCache() : null) : opts.cache;
-  const prefix = `${id}/${revision}/`;
   let files: HubFile[];
   try {
-    files = pickSplitFiles(id, await listHubDatasetFiles(id, opts), opts);
+    const listed = await listHubDatasetFiles(id, { ...opts, revision });
+    if (opts.revision === undefined && !listed.some((f) => isDataFile(f.path))) {
+      // No data files on main (a dataset built by a loading script): the Hub's own Parquet
+      // conversion, `{config}/{split}/0000.parquet` on the refs/convert/parquet branch.
+      revision = CONVERTED;
+      files = pickSplitFiles(id, await listHubDatasetFiles(id, { ...opts, revision }), opts);
+    } else files = pickSplitFiles(id, listed, opts);
   } catch (e) {
     // Offline (the listing failed to connect): the cached files of the split, if any.
-    const cached = cache?.list
-      ? (await cache.list(prefix)).map((k) => ({ path: k.slice(prefix.length), size: 0 }))
-      : [];
-    if (!cached.length || !(e instanceof TypeError)) throw e;
-    files = pickSplitFiles(id, cached, opts);
+    if (!(e instanceof TypeError) || !cache?.list) throw e;
+    files = [];
+    for (const rev of opts.revision === undefined ? [revision, CONVERTED] : [revision]) {
+      const p = `${id}/${rev}/`;
+      const cached = (await cache.list(p)).map((k) => ({ path: k.slice(p.length), size: 0 }));
+      if (!cached.length) continue;
+      revision = rev;
+      files = pickSplitFiles(id, cached, opts);
+      break;
+    }
+    if (!files.length) throw e;
   }
+  const prefix = `${id}/${revision}/`;
   const name = `${id}${opts.config ? `/${opts.config}` : ''}/${opts.split ?? 'test'}`;
   const rows: RawRow[] = [];
   const limit = opts.limit ?? Infinity;

@@ -40,6 +40,8 @@ const FILES: Record<string, Uint8Array> = {
   'socratic/test-00000-of-00001.parquet': shard(50, 2, 'zstd'),
 };
 
+const CONVERTED_FILE = shard(70, 2, 'snappy');
+
 let server: Server;
 let endpoint: string;
 const requests: string[] = [];
@@ -61,6 +63,24 @@ beforeAll(async () => {
         res.setHeader('Link', `<${endpoint}/api/datasets/openai/gsm8k/tree/main?recursive=true&cursor=2>; rel="next"`);
       res.setHeader('Content-Type', 'application/json');
       res.end(JSON.stringify(entries));
+      return;
+    }
+    // A dataset built by a loading script: no data files on main, Parquet on refs/convert/parquet.
+    const plainPath = decodeURIComponent(url.pathname);
+    if (plainPath === '/api/datasets/x/scripted/tree/main') {
+      res.end(
+        JSON.stringify(
+          ['scripted.py', 'README.md', 'dataset_infos.json'].map((p) => ({ type: 'file', path: p, size: 10 })),
+        ),
+      );
+      return;
+    }
+    if (plainPath === '/api/datasets/x/scripted/tree/refs/convert/parquet') {
+      res.end(JSON.stringify([{ type: 'file', path: 'default/test/0000.parquet', size: CONVERTED_FILE.length }]));
+      return;
+    }
+    if (plainPath === '/datasets/x/scripted/resolve/refs/convert/parquet/default/test/0000.parquet') {
+      res.end(CONVERTED_FILE);
       return;
     }
     const m = /^\/datasets\/openai\/gsm8k\/resolve\/main\/(.+)$/.exec(url.pathname);
@@ -151,6 +171,12 @@ describe('Hub dataset ids', () => {
     } finally {
       vi.stubEnv('AGENTARK_HF_ENDPOINT', endpoint);
     }
+  });
+
+  it("a dataset without data files on main is read from the Hub's Parquet conversion", async () => {
+    const qs = await loadQuestions('x/scripted', 'gsm8k', { split: 'test' });
+    expect(qs.map((q) => q.question)).toEqual(['What is 70 + 1?', 'What is 71 + 1?']);
+    expect(requests).toContain('/datasets/x/scripted/resolve/refs%2Fconvert%2Fparquet/default/test/0000.parquet');
   });
 
   it('agentark eval --data owner/name --config --split', async () => {
