@@ -8,7 +8,7 @@ import { GpuError } from '../gpu/device';
 import type { Backend, KvCacheShape, WeightShape } from './backend';
 import type { TrainOps } from './train-backend';
 import { GpuTrainOps } from './train-gpu';
-import { checkAgainstWgsl, declareKernel, groups1d, invocations, size2d, KernelError, packUniform, uniformKey, workgroupDefines, type Kernel, type ParamTypes, type ParamValues } from './kernel';
+import { checkAgainstWgsl, declareKernel, groups1d, invocations, size2d, KernelError, packUniform, uniformKey, type Kernel, type ParamTypes, type ParamValues } from './kernel';
 import { attentionChunkRows, loadShaders, shaderSource, type ShaderDefines } from './shaders';
 
 export { attentionChunkRows };
@@ -262,7 +262,7 @@ export class GpuBackend implements Backend<GpuTensor, GpuWeight, GpuIndices> {
   }
 
   /** Pipelines by variant key, with the element size of each binding read from their WGSL. */
-  private readonly variants = new Map<string, { pipeline: GPUComputePipeline; scalarBytes: number[] }>();
+  private readonly variants = new Map<string, { pipeline: GPUComputePipeline; layout: GPUBindGroupLayout; scalarBytes: number[] }>();
 
   /**
    * Record one dispatch of `kernel` with its named `params` and storage `buffers` (by WGSL
@@ -272,14 +272,19 @@ export class GpuBackend implements Backend<GpuTensor, GpuWeight, GpuIndices> {
   run<P extends ParamTypes, B extends string>(kernel: Kernel<P, B>, params: ParamValues<P>, buffers: Record<B, Bindable>, workgroups: number | [number, number], opts: RunOptions = {}): void {
     this.gpu.checkAlive();
     const weightType = opts.weightType ?? 'f32';
-    const defines: ShaderDefines = { ...kernel.defines, ...opts.defines, ...workgroupDefines(kernel.workgroupSize) };
-    const key = `${kernel.name}:${weightType}:${Object.entries(defines).filter(([, v]) => v !== false).map(([k, v]) => (v === true ? k : `${k}=${v}`)).join(',')}`;
+    const defines = opts.defines ? { ...kernel.fixedDefines, ...opts.defines } : kernel.fixedDefines;
+    let key = `${kernel.name}:${weightType}`;
+    for (const k in defines) {
+      const v = defines[k];
+      if (v !== false) key += v === true ? `,${k}` : `,${k}=${v}`;
+    }
     let variant = this.variants.get(key);
     if (!variant) {
       // The WGSL is preprocessed and checked only when the variant is new (run is a hot path).
       const code = shaderSource(kernel.shader, defines, weightType);
       const scalarBytes = checkAgainstWgsl(kernel, code);
-      variant = { pipeline: this.gpu.pipeline(key, () => code), scalarBytes };
+      const pipeline = this.gpu.pipeline(key, () => code);
+      variant = { pipeline, layout: pipeline.getBindGroupLayout(0), scalarBytes };
       this.variants.set(key, variant);
     }
     const uniform = this.gpu.uniform(uniformKey(kernel, params), () => packUniform(kernel, params));
@@ -299,7 +304,7 @@ export class GpuBackend implements Backend<GpuTensor, GpuWeight, GpuIndices> {
       const extra = Object.keys(buffers).filter((k) => !kernel.bindingNames.includes(k as B));
       throw new KernelError(`kernel ${kernel.name}: unknown binding${extra.length > 1 ? 's' : ''} ${extra.map((e) => `'${e}'`).join(', ')}`);
     }
-    const bindGroup = this.gpu.device.createBindGroup({ layout: variant.pipeline.getBindGroupLayout(0), entries });
+    const bindGroup = this.gpu.device.createBindGroup({ layout: variant.layout, entries });
     const pass = this.computePass();
     pass.setPipeline(variant.pipeline);
     pass.setBindGroup(0, bindGroup);

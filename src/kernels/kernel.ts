@@ -58,6 +58,8 @@ export interface KernelDeclaration<P extends ParamTypes, B extends string> {
 export interface Kernel<P extends ParamTypes = ParamTypes, B extends string = string> extends KernelDeclaration<P, B> {
   readonly paramNames: readonly (keyof P & string)[];
   readonly bindingNames: readonly B[];
+  /** The declaration's defines plus the workgroup size (WG or WG_X, WG_Y). */
+  readonly fixedDefines: ShaderDefines;
 }
 
 export class KernelError extends Error {
@@ -71,7 +73,12 @@ export function declareKernel<P extends ParamTypes, B extends string>(decl: Kern
   const ws = decl.workgroupSize;
   const sizes = typeof ws === 'number' ? [ws] : [...ws];
   if (!sizes.every((s) => Number.isInteger(s) && s > 0)) throw new KernelError(`kernel ${decl.name}: workgroup size ${JSON.stringify(ws)} is not positive integers`);
-  return { ...decl, paramNames: Object.keys(decl.params) as (keyof P & string)[], bindingNames: Object.keys(decl.bindings) as B[] };
+  return {
+    ...decl,
+    paramNames: Object.keys(decl.params) as (keyof P & string)[],
+    bindingNames: Object.keys(decl.bindings) as B[],
+    fixedDefines: { ...decl.defines, ...workgroupDefines(ws) },
+  };
 }
 
 /** The defines that carry a workgroup size into the WGSL (merged into every dispatch's defines). */
