@@ -4,5 +4,14 @@
 import { register } from 'tsx/esm/api';
 
 register();
-const { main } = await import('../src/cli/main.ts');
-process.exitCode = await main(process.argv.slice(2));
+const argv = process.argv.slice(2);
+// On a machine without a GPU driver, re-run with a software Vulkan adapter: this must happen
+// before anything loads Dawn, which reads the driver's environment once.
+const { softwareDriverFor, rerunWithSoftwareDriver } = await import('../src/cli/software-adapter.ts');
+const software = softwareDriverFor(argv);
+if (software) {
+  process.exitCode = await rerunWithSoftwareDriver(software.driver, software.adapter);
+} else {
+  const { main } = await import('../src/cli/main.ts');
+  process.exitCode = await main(argv);
+}

@@ -1,5 +1,5 @@
 /**
- * Grade every solution in GSM8K's example_model_solutions.jsonl with src/eval/answers.ts and list
+ * Grade every solution in GSM8K's example_model_solutions.jsonl with src/tasks/answers.ts and list
  * where our verdict disagrees with the file's `is_correct` label.
  *
  *   npx tsx scripts/grade-report.ts [path/to/example_model_solutions.jsonl] [--all]
@@ -14,7 +14,7 @@
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { answersEqual, extractAnswer, grade } from '../src/eval/answers';
+import { answersEqual, extractAnswer, grade } from '../src/tasks/answers';
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const args = process.argv.slice(2);

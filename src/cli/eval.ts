@@ -1,6 +1,8 @@
 /**
- * `agentark eval`: evaluate the base model alone ("single"), the base model in a debate
- * ("debate") and one student per adapter ("student") on a question set — accuracy,
+ * `agentark eval`: evaluate the base model alone ("single"), the base model voting over N samples
+ * ("self-consistency"), the base model in a debate ("debate") and one student per adapter
+ * ("student") on one or more question sets, greedy and sampled — accuracy with Wilson intervals,
+ * the paired sign test of each system against the single agent, per-task accuracy,
  * self-correction, robustness to perturbations and cost — and write the versioned JSON report
  * (plus an optional Markdown table; the table is also printed on stdout).
  *
@@ -11,31 +13,37 @@
  */
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
-import { parseArgs } from 'node:util';
 import type { ChatEngine } from '../engine/types';
-import type { Task } from '../eval/answers';
-import { evaluate, type EvalSystem } from '../eval/harness';
+import { isTask, type Task } from '../tasks/answers';
+import { DEFAULT_SAMPLED_TEMPERATURE, evaluate, type Decoding, type EvalSystem } from '../eval/harness';
 import type { ArithmeticStep, PerturbableQuestion, StructuredProblem } from '../eval/perturb';
 import { toMarkdown } from '../eval/report';
-import { loadQuestions, type Question } from '../teach/datasets';
+import { loadQuestions, type Question } from '../tasks/datasets';
 import { OpenAIEngine } from '../teach/openai-engine';
-import { runtimeOptions, stderrProgress } from './args';
+import { floatFlag, intFlag, parseFlags, reportUsageError, runtimeOptions, stderrProgress, UsageError } from './args';
+import { DATA_FLAGS, DATA_HELP, dataOptions } from './data-flags';
 
-export const USAGE = `usage: agentark eval --data FILE --out REPORT.json (--model DIR | --base-url URL) [options]
+export const USAGE = `usage: agentark eval --data FILE [--task T] [--data FILE2 --task T2 ...] --out REPORT.json (--model DIR | --base-url URL) [options]
 
   --data FILE              questions (JSONL / JSON array; GSM8K, MATH or multiple-choice layout) or URL;
                            a row may carry a "structure" (template, names, numbers, answer formula) or the
-                           demo generator's "steps"; then perturbed numbers get a recomputed answer
-  --task T                 gsm8k | math | mc (default gsm8k)
+                           demo generator's "steps"; then perturbed numbers get a recomputed answer.
+                           Repeatable: several sets in one run, one report column per set (generalization)
+  --task T                 gsm8k | math | mc | qa (default gsm8k); once for all --data, or once per --data, in order
   --out FILE               the JSON report (agentark.eval/1)
   --markdown FILE          also write the Markdown table
-  --systems LIST           comma-separated subset of single,debate,student (default: all that apply)
+  --systems LIST           comma-separated subset of single,self-consistency,debate,student
+                           (default: all that apply)
+  --decoding LIST          greedy,sampled (default both: every system twice, greedy = temperature 0 as in
+                           AgentArk's evaluation; self-consistency is only sampled)
+  --sc-samples N           self-consistency: samples per question, majority vote (default 5)
   --model DIR              local engine: base model (dir, URL or HF id)
   --adapter DIR            local engine: a student LoRA adapter (repeatable: one "student" system each)
   --backend B              local engine: webgpu | cpu (default webgpu)
   --dtype D                local engine: auto | f16 | f32
+  --quantize q8|q4         local engine: frozen weights quantized on load (cached)
   --context-length N       local engine: context length
-  --max-batch N            local engine: sequences decoded together (default: debate agents x concurrency)
+  --max-batch N            local engine: sequences decoded together (default: max(debate agents, sc samples) x concurrency)
   --base-url URL           OpenAI-compatible endpoint instead of a local model
   --api-model NAME         endpoint: the base model's name (default "default")
   --student-model NAME     endpoint: a student model's name (repeatable)
@@ -45,8 +53,8 @@ export const USAGE = `usage: agentark eval --data FILE --out REPORT.json (--mode
   --debate-agents N        debate agents (default 5)
   --debate-rounds N        debate rounds including the first (default 2)
   --debate-aggregator A    llm | vote (default llm)
-  --debate-temperature T   debate agents' temperature (default 0.7)
-  --temperature T          single/student temperature (default 0: greedy)
+  --debate-temperature T   debate agents' sampled temperature (default 0.7)
+  --temperature T          single/student/self-consistency sampled temperature (default 0.7)
   --max-tokens N           max tokens per reply (default 512)
   --seed S                 seed sent with every request
   --limit N                only the first N questions
@@ -55,23 +63,7 @@ export const USAGE = `usage: agentark eval --data FILE --out REPORT.json (--mode
   --no-robustness          skip the perturbed questions
   --perturb-seed S         seed of the perturbations (default 0)
   --quiet                  no progress on stderr
-`;
-
-class UsageError extends Error {}
-
-function int(name: string, v: string | undefined, min: number): number | undefined {
-  if (v === undefined) return undefined;
-  const n = Number(v);
-  if (!Number.isInteger(n) || n < min) throw new UsageError(`--${name} must be an integer >= ${min}, got ${JSON.stringify(v)}`);
-  return n;
-}
-
-function num(name: string, v: string | undefined, lo: number, hi: number): number | undefined {
-  if (v === undefined) return undefined;
-  const n = Number(v);
-  if (!Number.isFinite(n) || n < lo || n > hi) throw new UsageError(`--${name} must be a number in [${lo}, ${hi}], got ${JSON.stringify(v)}`);
-  return n;
-}
+${DATA_HELP}`;
 
 function isStructure(x: unknown): x is StructuredProblem {
   const s = x as StructuredProblem | undefined;
@@ -120,13 +112,16 @@ export function attachStructures(text: string, questions: Question[], sourceName
 }
 
 export async function run(argv: string[]): Promise<number> {
-  let values: Record<string, string | boolean | string[] | undefined>;
+  let values: Record<string, string | boolean | string[] | undefined> | null;
   try {
-    ({ values } = parseArgs({
-      args: argv,
-      options: {
-        data: { type: 'string' },
-        task: { type: 'string', default: 'gsm8k' },
+    values = parseFlags(
+      argv,
+      {
+        data: { type: 'string', multiple: true },
+        ...DATA_FLAGS,
+        task: { type: 'string', multiple: true },
+        decoding: { type: 'string', default: 'greedy,sampled' },
+        'sc-samples': { type: 'string' },
         out: { type: 'string' },
         markdown: { type: 'string' },
         systems: { type: 'string' },
@@ -135,6 +130,7 @@ export async function run(argv: string[]): Promise<number> {
         backend: { type: 'string' },
         dtype: { type: 'string' },
         'context-length': { type: 'string' },
+        quantize: { type: 'string' },
         'max-batch': { type: 'string' },
         'base-url': { type: 'string' },
         'api-model': { type: 'string' },
@@ -155,26 +151,21 @@ export async function run(argv: string[]): Promise<number> {
         'no-robustness': { type: 'boolean', default: false },
         'perturb-seed': { type: 'string' },
         quiet: { type: 'boolean', default: false },
-        help: { type: 'boolean', short: 'h', default: false },
       },
-      allowPositionals: false,
-      strict: true,
-    }));
+      USAGE,
+    );
   } catch (e) {
-    process.stderr.write(`agentark eval: ${(e as Error).message}\n\n${USAGE}`);
-    return 2;
+    return reportUsageError('eval', e as UsageError);
   }
-  if (values.help) {
-    process.stdout.write(USAGE);
-    return 0;
-  }
+  if (!values) return 0;
 
   const str = (k: string) => values[k] as string | undefined;
   const list = (k: string) => (values[k] as string[] | undefined) ?? [];
   let cfg: {
-    data: string;
+    sets: { data: string; task: Task; label?: string }[];
+    decodings: Decoding[];
+    scSamples: number;
     out: string;
-    task: Task;
     wanted: Set<string>;
     agents: number;
     rounds: number;
@@ -188,15 +179,31 @@ export async function run(argv: string[]): Promise<number> {
     perturbSeed: number;
   };
   try {
-    if (!str('data')) throw new UsageError('--data is required');
+    const datas = list('data');
+    if (!datas.length) throw new UsageError('--data is required');
     if (!str('out')) throw new UsageError('--out is required');
-    const task = str('task') as Task;
-    if (task !== 'gsm8k' && task !== 'math' && task !== 'mc') throw new UsageError(`--task must be gsm8k, math or mc, got ${JSON.stringify(task)}`);
+    const taskList = list('task').length ? list('task') : ['gsm8k'];
+    for (const t of taskList) if (!isTask(t)) throw new UsageError(`--task must be gsm8k, math, mc or qa, got ${JSON.stringify(t)}`);
+    if (taskList.length !== 1 && taskList.length !== datas.length) throw new UsageError(`give --task once (for every --data) or once per --data: got ${taskList.length} --task for ${datas.length} --data`);
+    const sets = datas.map((data, i) => ({ data, task: (taskList.length === 1 ? taskList[0] : taskList[i]) as Task }));
+    if (sets.length > 1) {
+      // One report column per set: the file's name, made unique.
+      const used = new Set<string>();
+      for (const st of sets) {
+        const stem = (st.data.split(/[\\/]/).filter(Boolean).pop() ?? st.data).replace(/\.(jsonl|json|parquet)$/i, '');
+        let label = stem;
+        for (let k = 2; used.has(label); k++) label = `${stem}-${k}`;
+        used.add(label);
+        (st as { label?: string }).label = label;
+      }
+    }
+    const decodings = (str('decoding') ?? '').split(',').map((d) => d.trim()).filter(Boolean);
+    if (!decodings.length || decodings.some((d) => d !== 'greedy' && d !== 'sampled')) throw new UsageError(`--decoding must be greedy, sampled or greedy,sampled, got ${JSON.stringify(str('decoding'))}`);
     if (!str('model') && !str('base-url')) throw new UsageError('give --model DIR (local engine) or --base-url URL (OpenAI-compatible endpoint)');
     if (str('model') && str('base-url')) throw new UsageError('--model and --base-url are exclusive');
     if (str('base-url') && list('adapter').length) throw new UsageError('--adapter needs the local engine (--model); with --base-url name served students with --student-model');
     if (str('model') && list('student-model').length) throw new UsageError('--student-model applies to --base-url; with --model give --adapter DIR');
-    const all = ['single', 'debate', 'student'];
+    const all = ['single', 'self-consistency', 'debate', 'student'];
     const wanted = new Set(str('systems') ? str('systems')!.split(',').map((s) => s.trim()).filter(Boolean) : all);
     for (const s of wanted) if (!all.includes(s)) throw new UsageError(`--systems: unknown system ${JSON.stringify(s)} (expected ${all.join(', ')})`);
     const students = list('adapter').length + list('student-model').length;
@@ -204,26 +211,33 @@ export async function run(argv: string[]): Promise<number> {
     const aggregator = str('debate-aggregator') as 'llm' | 'vote';
     if (aggregator !== 'llm' && aggregator !== 'vote') throw new UsageError(`--debate-aggregator must be llm or vote, got ${JSON.stringify(aggregator)}`);
     cfg = {
-      data: str('data')!,
+      sets,
+      decodings: decodings as Decoding[],
+      scSamples: intFlag(str('sc-samples'), 'sc-samples', 5, { min: 1 }),
       out: str('out')!,
-      task,
       wanted,
-      agents: int('debate-agents', str('debate-agents'), 1) ?? 5,
-      rounds: int('debate-rounds', str('debate-rounds'), 1) ?? 2,
+      agents: intFlag(str('debate-agents'), 'debate-agents', 5, { min: 1 }),
+      rounds: intFlag(str('debate-rounds'), 'debate-rounds', 2, { min: 1 }),
       aggregator,
-      debateTemperature: num('debate-temperature', str('debate-temperature'), 0, 2) ?? 0.7,
-      temperature: num('temperature', str('temperature'), 0, 2) ?? 0,
-      maxTokens: int('max-tokens', str('max-tokens'), 1) ?? 512,
-      seed: int('seed', str('seed'), 0),
-      limit: int('limit', str('limit'), 0),
-      concurrency: int('concurrency', str('concurrency'), 1) ?? 1,
-      perturbSeed: int('perturb-seed', str('perturb-seed'), 0) ?? 0,
+      debateTemperature: floatFlag(str('debate-temperature'), 'debate-temperature', 0.7, { min: 0, max: 2 }),
+      temperature: floatFlag(str('temperature'), 'temperature', DEFAULT_SAMPLED_TEMPERATURE, { min: 0, max: 2 }),
+      maxTokens: intFlag(str('max-tokens'), 'max-tokens', 512, { min: 1 }),
+      seed: intFlag(str('seed'), 'seed', undefined, { min: 0 }),
+      limit: intFlag(str('limit'), 'limit', undefined, { min: 0 }),
+      concurrency: intFlag(str('concurrency'), 'concurrency', 1, { min: 1 }),
+      perturbSeed: intFlag(str('perturb-seed'), 'perturb-seed', 0, { min: 0 }),
     };
+  } catch (e) {
+    return reportUsageError('eval', e as UsageError, USAGE);
+  }
+
+  let dataOpts: ReturnType<typeof dataOptions>;
+  try {
+    dataOpts = dataOptions(values, values.quiet === true);
   } catch (e) {
     process.stderr.write(`agentark eval: ${(e as Error).message}\n\n${USAGE}`);
     return 2;
   }
-
   const ac = new AbortController();
   const onSigint = () => {
     process.stderr.write('\ninterrupted: stopping the evaluation (no report written)\n');
@@ -232,9 +246,14 @@ export async function run(argv: string[]): Promise<number> {
   process.once('SIGINT', onSigint);
   let dispose: (() => void) | undefined;
   try {
-    let questions: PerturbableQuestion[] = await loadQuestions(cfg.data, cfg.task, { limit: cfg.limit });
-    if (!/^https?:\/\//i.test(cfg.data)) questions = attachStructures(await fsp.readFile(cfg.data, 'utf8'), questions, cfg.data);
-    if (!questions.length) throw new Error(`no questions in ${cfg.data}`);
+    const questions: PerturbableQuestion[] = [];
+    for (const st of cfg.sets) {
+      let qs: PerturbableQuestion[] = await loadQuestions(st.data, st.task, { limit: cfg.limit, ...dataOpts });
+      if (/\.jsonl?$/i.test(st.data) && !/^https?:\/\//i.test(st.data)) qs = attachStructures(await fsp.readFile(st.data, 'utf8'), qs, st.data);
+      if (!qs.length) throw new Error(`no questions in ${st.data}`);
+      // Several sets: ids get the set's label, so equal row ids of two files stay apart.
+      questions.push(...(st.label === undefined ? qs : qs.map((q) => ({ ...q, id: `${st.label}/${q.id}`, set: st.label }))));
+    }
 
     const systems: EvalSystem[] = [];
     const unique = (name: string) => {
@@ -253,9 +272,9 @@ export async function run(argv: string[]): Promise<number> {
         baseUrl: base,
         apiKey: str('api-key') ?? process.env.OPENAI_API_KEY,
         model: baseModel,
-        concurrency: Math.max(cfg.agents, 1) * cfg.concurrency,
-        timeoutMs: int('timeout-ms', str('timeout-ms'), 1),
-        maxRetries: int('max-retries', str('max-retries'), 0),
+        concurrency: Math.max(cfg.agents, cfg.scSamples, 1) * cfg.concurrency,
+        timeoutMs: intFlag(str('timeout-ms'), 'timeout-ms', undefined, { min: 1 }),
+        maxRetries: intFlag(str('max-retries'), 'max-retries', undefined, { min: 0 }),
         onRetry: (r) => process.stderr.write(`retry ${r.attempt}/${r.maxAttempts - 1} in ${r.delayMs} ms: ${r.url}: ${r.reason}\n`),
       });
       const names = list('student-model');
@@ -263,12 +282,12 @@ export async function run(argv: string[]): Promise<number> {
     } else {
       let rt: ReturnType<typeof runtimeOptions>;
       try {
-        rt = runtimeOptions(values as { backend?: string; dtype?: string; 'context-length'?: string });
+        rt = runtimeOptions(values as { backend?: string; dtype?: string; 'context-length'?: string; quantize?: string });
       } catch (e) {
         throw new UsageError((e as Error).message);
       }
       const { Runtime, LocalEngine } = await import('../engine/local');
-      const maxBatch = int('max-batch', str('max-batch'), 1) ?? Math.max(cfg.agents, 1) * cfg.concurrency;
+      const maxBatch = intFlag(str('max-batch'), 'max-batch', Math.max(cfg.agents, cfg.scSamples, 1) * cfg.concurrency, { min: 1 });
       const { adapter: _ignored, ...rtOpts } = rt;
       const runtime = await Runtime.load(str('model')!, { ...rtOpts, maxBatch, onProgress: values.quiet ? undefined : stderrProgress('load'), signal: ac.signal });
       dispose = () => runtime.dispose();
@@ -289,6 +308,9 @@ export async function run(argv: string[]): Promise<number> {
     if (cfg.wanted.has('single')) {
       systems.push({ name: unique('single'), kind: 'single', engine, model: baseModel, setup: baseSetup, meta: { role: 'base', model: baseModel } });
     }
+    if (cfg.wanted.has('self-consistency')) {
+      systems.push({ name: unique('self-consistency'), kind: 'self-consistency', engine, model: baseModel, samples: cfg.scSamples, setup: baseSetup, meta: { role: 'base', model: baseModel, samples: String(cfg.scSamples) } });
+    }
     if (cfg.wanted.has('debate')) {
       systems.push({
         name: unique('debate'),
@@ -305,7 +327,8 @@ export async function run(argv: string[]): Promise<number> {
     if (!systems.length) throw new UsageError('no system to evaluate');
 
     const report = await evaluate(questions, systems, {
-      task: cfg.task,
+      ...(cfg.sets.length === 1 ? { task: cfg.sets[0]!.task } : {}),
+      decodings: cfg.decodings,
       maxTokens: cfg.maxTokens,
       temperature: cfg.temperature,
       seed: cfg.seed,
@@ -313,7 +336,7 @@ export async function run(argv: string[]): Promise<number> {
       robustness: !values['no-robustness'],
       perturbSeed: cfg.perturbSeed,
       concurrency: cfg.concurrency,
-      dataset: cfg.data,
+      dataset: cfg.sets.map((st) => st.data).join(', '),
       signal: ac.signal,
       onProgress: values.quiet ? undefined : stderrProgress('eval'),
     });
@@ -330,10 +353,7 @@ export async function run(argv: string[]): Promise<number> {
     if (errors) process.stderr.write(`agentark eval: ${errors} call(s) failed and were counted as wrong answers\n`);
     return errors ? 1 : 0;
   } catch (e) {
-    if (e instanceof UsageError) {
-      process.stderr.write(`agentark eval: ${e.message}\n\n${USAGE}`);
-      return 2;
-    }
+    if (e instanceof UsageError) return reportUsageError('eval', e, USAGE);
     if (ac.signal.aborted) return 130;
     process.stderr.write(`agentark eval: ${(e as Error).message}\n`);
     return 1;

@@ -17,7 +17,8 @@
  *
  * Nothing in a prompt gives the answer away beyond what a real debate shows (the peers' answers).
  */
-import { aggregatorPrompt, aggregatorSystemPrompt, answerLine, debateTurn, defaultAgentSystemPrompt, formatQuestion, type PromptStyle } from '../teach/debate';
+import { answerLine, defaultAgentSystemPrompt, formatQuestion, type PromptStyle } from '../tasks/prompts';
+import { aggregatorPrompt, aggregatorSystemPrompt, debateTurn } from '../teach/debate';
 import { EXPRESSION_RE, apply, expression, generateProblems, hashString, pick, seededRandom, writeGsm8kJsonl, type Difficulty, type Problem, type Step } from './problems';
 import { renderChatML } from './tokenizer';
 

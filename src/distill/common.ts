@@ -1,8 +1,6 @@
 /**
- * Shared pieces of the distillation builders (R-SFT, DA, PAD) and the evaluation harness:
+ * Shared pieces of the distillation builders (R-SFT, DA, PAD):
  *
- * - the student prompt: the messages the distilled student sees for a question, identical in the
- *   training rows and in `agentark eval`'s single-agent systems;
  * - TRL-compatible row types (conversational `messages`, conversational prompt-completion,
  *   stepwise supervision) and a JSONL writer;
  * - text clean-up of teacher reasoning (GSM8K calculator annotations, a canonical last answer line);
@@ -11,43 +9,8 @@
  * Everything here except `writeJsonl` is pure and runs in the browser as well.
  */
 import type { ChatMessage } from '../engine/types';
-import { answersEqual, extractAnswer, lastBoxed, referenceAnswer, type Task } from '../eval/answers';
-import { answerFormatInstruction, defaultAgentSystemPrompt, formatQuestion, type PromptStyle } from '../teach/debate';
+import { answersEqual, extractAnswer, lastBoxed, referenceAnswer, type Task } from '../tasks/answers';
 import type { TrajectoryRecord } from '../teach/trajectory';
-
-// ---------------------------------------------------------------------------------------------
-// Student prompt
-
-/** The task's persona, worded as the debate agents' default system prompts. */
-const STUDENT_PERSONA: Record<Task, string> = {
-  gsm8k: 'You are a careful, accurate solver of grade-school math word problems. Reason step by step, checking each calculation.',
-  math: 'You are an expert competition mathematician. Work through the problem step by step, justifying each step.',
-  mc: 'You are a knowledgeable expert answering multiple-choice questions. Reason step by step about each option before choosing.',
-};
-
-/** The default student system prompt: the debate agents' persona plus the answer-format instruction. */
-export function studentSystemPrompt(task: Task): string {
-  return `${STUDENT_PERSONA[task]} ${answerFormatInstruction(task)}`;
-}
-
-export interface StudentPromptOptions {
-  /**
-   * The system message: undefined → `studentSystemPrompt(task)`, null or '' → no system message,
-   * a string → used as is.
-   */
-  system?: string | null;
-  /** 'compact': the debate's compact agent prompt (small models, e.g. the embedded demo). */
-  style?: PromptStyle;
-}
-
-/** The messages the student is given for a question (system?, user). */
-export function studentMessages(task: Task, question: { question: string; choices?: unknown }, opts: StudentPromptOptions = {}): ChatMessage[] {
-  const system = opts.system === undefined ? (opts.style === 'compact' ? defaultAgentSystemPrompt(task, 'compact') : studentSystemPrompt(task)) : opts.system;
-  const out: ChatMessage[] = [];
-  if (system) out.push({ role: 'system', content: system });
-  out.push({ role: 'user', content: formatQuestion(question) });
-  return out;
-}
 
 // ---------------------------------------------------------------------------------------------
 // Row shapes (Hugging Face TRL dataset formats)
@@ -151,6 +114,7 @@ export function hasReasoning(task: Task, text: string): boolean {
   const rest =
     task === 'gsm8k' ? text.replace(/^\s*####.*$/gm, '')
     : task === 'math' ? text.replace(/\\boxed\s*\{(?:[^{}]|\{(?:[^{}]|\{[^{}]*\})*\})*\}/g, '')
+    : task === 'qa' ? text.replace(/^\s*(?:Final\s+)?Answer\s*:.*$/gim, '')
     : text.replace(/^\s*Answer:\s*[A-Ea-e]\s*$/gm, '');
   return /[\p{L}\p{N}]/u.test(rest);
 }
@@ -191,6 +155,10 @@ function withAnswerLine(task: Task, text: string, answer: string): string {
     }
     case 'mc': {
       if (/^Answer:\s*[A-E]\s*$/.test(last)) return text;
+      return `${text}\nAnswer: ${answer}`;
+    }
+    case 'qa': {
+      if (/^(?:Final\s+)?Answer\s*:\s*\S/i.test(last)) return text;
       return `${text}\nAnswer: ${answer}`;
     }
   }

@@ -4,19 +4,23 @@
  *
  * Each set becomes one `agentark.trajectory/1` record with a single round in which every solution
  * is one agent (agent = the solver key, e.g. `175b_verification`). Every solution is re-graded
- * with answers.ts (the file's own labels are only compared, see `labelDisagreements`). There is
- * no LLM aggregator: the aggregator is a majority `vote` over the extracted answers (ties → the
- * earliest agent), exactly as the debate's vote aggregator, and `final` is the vote's answer.
+ * with answers.ts (the file's own labels are only compared, see `labelDisagreements`; PAD's
+ * solution rows read them from `ParsedInput.sets`). A solution marked `role: 'aggregator'`
+ * (AgentArk's last block) becomes the record's LLM aggregator — R-SFT then prefers it when it is
+ * correct, as for our own debates — and `final` is its answer (the agents' vote when it states
+ * none, `fallback: 'vote'`). Without one, the aggregator is a majority `vote` over the extracted
+ * answers (ties → the earliest agent), exactly as the debate's vote aggregator.
  *
  * What the source files do not record is filled with neutral placeholders: `params`
  * {temperature 0, top_p 1, max_tokens 0, seed null}, usage 0, latency 0, finish_reason "stop",
  * and `prompt` is the student prompt of the question (what the solver saw is unknown).
  */
-import { answersEqual, extractAnswer, type Task } from '../eval/answers';
+import { answersEqual, extractAnswer, type Task } from '../tasks/answers';
 import { majorityVote } from '../teach/debate';
 import { importAgentArkOutput, importExampleModelSolutions, type ImportedSolutionSet } from '../teach/importers';
 import { TRAJECTORY_SCHEMA, parseTrajectoryLine, type AgentMessage, type TrajectoryRecord } from '../teach/trajectory';
-import { recordReference, studentMessages } from './common';
+import { studentMessages } from '../tasks/prompts';
+import { recordReference } from './common';
 
 export const IMPORTED_PROMPT_VERSION = 'imported/1';
 
@@ -40,7 +44,12 @@ export function importedToTrajectories(sets: ImportedSolutionSet[], opts: FromIm
     const ref = recordReference(set);
     const prompt = studentMessages(task, set);
     const seen = new Map<string, number>();
-    const messages = set.solutions.map((s): AgentMessage => {
+    const aggregatorSolution = set.solutions.find((s) => s.role === 'aggregator');
+    if (aggregatorSolution?.label !== undefined) {
+      const graded = ref !== null && answersEqual(task, extractAnswer(task, aggregatorSolution.text), ref);
+      if (graded !== aggregatorSolution.label) labelDisagreements.push({ id: set.id, agent: aggregatorSolution.agent, label: aggregatorSolution.label, graded });
+    }
+    const messages = set.solutions.filter((s) => s.role !== 'aggregator').map((s): AgentMessage => {
       const extracted = extractAnswer(task, s.text);
       const correct = ref !== null && answersEqual(task, extracted, ref);
       if (s.label !== undefined && s.label !== correct) labelDisagreements.push({ id: set.id, agent: s.agent, label: s.label, graded: correct });
@@ -66,16 +75,25 @@ export function importedToTrajectories(sets: ImportedSolutionSet[], opts: FromIm
       messages.map((m) => m.extracted),
     );
     const voteCorrect = ref !== null && answersEqual(task, vote.answer, ref);
+    let aggregator: TrajectoryRecord['aggregator'] = { kind: 'vote', extracted: vote.answer, correct: voteCorrect, votes: vote.votes };
+    if (aggregatorSolution) {
+      const extracted = extractAnswer(task, aggregatorSolution.text);
+      const correct = ref !== null && answersEqual(task, extracted, ref);
+      aggregator =
+        extracted !== null
+          ? { kind: 'llm', model: 'imported', prompt: [], completion: aggregatorSolution.text, usage: { prompt_tokens: 0, completion_tokens: 0 }, latencyMs: 0, finish_reason: 'stop', extracted, correct }
+          : { kind: 'llm', model: 'imported', prompt: [], completion: aggregatorSolution.text, usage: { prompt_tokens: 0, completion_tokens: 0 }, latencyMs: 0, finish_reason: 'stop', extracted: vote.answer, correct: voteCorrect, fallback: 'vote', votes: vote.votes };
+    }
     return {
       schema: TRAJECTORY_SCHEMA,
       id: set.id,
       question: set.question,
       reference: set.reference,
       task,
-      config: { agents: messages.length, rounds: 1, aggregator: 'vote', promptVersion: IMPORTED_PROMPT_VERSION },
+      config: { agents: messages.length, rounds: 1, aggregator: aggregator.kind, promptVersion: IMPORTED_PROMPT_VERSION },
       rounds: [{ round: 1, messages }],
-      aggregator: { kind: 'vote', extracted: vote.answer, correct: voteCorrect, votes: vote.votes },
-      final: { answer: vote.answer, correct: voteCorrect },
+      aggregator,
+      final: { answer: aggregator.extracted, correct: aggregator.correct },
       totals: { calls: 0, promptTokens: 0, completionTokens: 0, wallMs: 0 },
       createdAt,
     };
@@ -112,6 +130,8 @@ export interface ParsedInput {
   format: InputFormat;
   records: TrajectoryRecord[];
   labelDisagreements: FromImportedResult['labelDisagreements'];
+  /** Imported layouts: the solution sets as read (file labels and order kept), one per record. */
+  sets?: ImportedSolutionSet[];
 }
 
 /**
@@ -122,7 +142,7 @@ export interface ParsedInput {
 export function parseDistillInput(
   text: string,
   sourceName: string,
-  opts: { task?: Task; createdAt?: string; onWarning?: (msg: string) => void } = {},
+  opts: { task?: Task; createdAt?: string; onWarning?: (msg: string) => void; aggregatorLast?: boolean } = {},
 ): ParsedInput {
   const format = detectInputFormat(text);
   if (format === 'trajectory') {
@@ -142,7 +162,7 @@ export function parseDistillInput(
     return { format, records, labelDisagreements: [] };
   }
   const base = sourceName.split(/[\\/]/).filter(Boolean).pop() ?? sourceName;
-  const sets = format === 'example_model_solutions' ? importExampleModelSolutions(text, base) : importAgentArkOutput(text, opts.task ?? 'gsm8k', base);
+  const sets = format === 'example_model_solutions' ? importExampleModelSolutions(text, base) : importAgentArkOutput(text, opts.task ?? 'gsm8k', base, { aggregatorLast: opts.aggregatorLast });
   const r = importedToTrajectories(sets, { createdAt: opts.createdAt });
-  return { format, records: r.records, labelDisagreements: r.labelDisagreements };
+  return { format, records: r.records, labelDisagreements: r.labelDisagreements, sets };
 }

@@ -25,8 +25,8 @@
  * `survived`: the solution's extracted answer equals the debate's final answer (false when
  * either is missing).
  */
-import { answersEqual, extractAnswer, type Task } from '../eval/answers';
-import { formatQuestion } from '../teach/debate';
+import { answersEqual, extractAnswer, type Task } from '../tasks/answers';
+import { formatQuestion } from '../tasks/prompts';
 import type { TrajectoryRecord } from '../teach/trajectory';
 import { Tally, isCorrect, normalizeText, recordReference, stripCalculator, type StepwiseRow } from './common';
 

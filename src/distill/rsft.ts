@@ -17,7 +17,8 @@
  * the cleaned reasoning (calculator annotations removed, canonical answer line; see
  * `cleanReasoning`, which re-checks that the answer is unchanged).
  */
-import { answersEqual, type Task } from '../eval/answers';
+import { answersEqual, type Task } from '../tasks/answers';
+import { studentMessages, type StudentPromptOptions } from '../tasks/prompts';
 import type { AgentMessage, TrajectoryRecord } from '../teach/trajectory';
 import {
   Tally,
@@ -25,13 +26,11 @@ import {
   hasReasoning,
   isCorrect,
   recordReference,
-  studentMessages,
   toFormat,
   type CleanOptions,
   type MessagesRow,
   type SftFormat,
   type SftRow,
-  type StudentPromptOptions,
 } from './common';
 
 export interface RsftOptions extends StudentPromptOptions, CleanOptions {

@@ -6,7 +6,23 @@
  * Systems:
  * - `single`: one agent, one call per question with the student prompt (`studentMessages`) —
  *   the base model, or a student (the same base with an adapter, or any other engine);
- * - `debate`: `runDebate` from teach/debate.ts (agents × rounds calls, plus the aggregator's).
+ * - `debate`: `runDebate` from teach/debate.ts (agents × rounds calls, plus the aggregator's);
+ * - `self-consistency`: one agent, N sampled answers to the student prompt, majority vote over
+ *   the extracted answers (Wang et al.; AgentArk's `methods/self_consistency`, `parallel_num: 5`)
+ *   — the baseline that separates "the debate helps" from "voting over samples helps".
+ *
+ * Decodings (`decodings`): each system can be run greedy (temperature 0: the setting AgentArk's
+ * evaluation reports) and sampled (its own temperature, else the evaluation's), each as its own
+ * row with `decoding` set. Self-consistency is only run sampled: greedy samples are identical
+ * and its vote would be the greedy single agent's answer.
+ *
+ * Statistics: every accuracy carries a Wilson 95% interval (`ci95`); `comparisons` pairs every
+ * system with the single agent of the same decoding (the base, `meta.role === 'base'`) question
+ * by question: wins, losses and the two-sided exact sign test.
+ *
+ * Question sets: questions may carry a `set` label (several `--data`/`--task` pairs evaluated in
+ * one run); each system then also reports its accuracy per set (`bySet`), so a student distilled
+ * on one task is shown on the others.
  *
  * Per system:
  * - accuracy: each question answered once (the student prompt / the whole debate), graded with
@@ -30,13 +46,16 @@
  * Systems are evaluated one after the other (a system's `setup`, e.g. activating its adapter on
  * a shared runtime, runs right before it); questions of one system `concurrency` at a time.
  */
+import { complete } from '../engine/complete';
 import type { ChatEngine, ChatMessage } from '../engine/types';
 import type { ProgressCallback } from '../progress';
-import { studentMessages } from '../distill/common';
-import { runDebate, answerFormatInstruction, type DebateOptions, type Engines } from '../teach/debate';
-import type { Question } from '../teach/datasets';
-import { answersEqual, extractAnswer, referenceAnswer, type Task } from './answers';
+import { AbortError } from '../util/abort';
+import { answerFormatInstruction, studentMessages } from '../tasks/prompts';
+import { majorityVote, runDebate, type DebateOptions, type Engines } from '../teach/debate';
+import type { Question } from '../tasks/datasets';
+import { answersEqual, extractAnswer, qaF1, referenceAnswer, type Task } from '../tasks/answers';
 import { perturbQuestion, type PerturbableQuestion, type Perturbed } from './perturb';
+import { signTest, wilsonInterval } from './stats';
 
 export const EVAL_SCHEMA = 'agentark.eval/1';
 
@@ -80,7 +99,29 @@ export interface DebateSystem extends SystemBase {
   debate: DebateOptions;
 }
 
-export type EvalSystem = SingleSystem | DebateSystem;
+export interface SelfConsistencySystem extends SystemBase {
+  kind: 'self-consistency';
+  engine: ChatEngine;
+  model?: string;
+  /** Student system prompt: undefined → default, null → none, string → as is. */
+  system?: string | null;
+  /** Samples per question (default 5, AgentArk's `parallel_num`). */
+  samples?: number;
+  /** Sampling temperature (default: the evaluation's, else 0.7). */
+  temperature?: number;
+  top_p?: number;
+  maxTokens?: number;
+  seed?: number;
+}
+
+export type EvalSystem = SingleSystem | DebateSystem | SelfConsistencySystem;
+export type SystemKind = EvalSystem['kind'];
+
+/** 'greedy': temperature 0 everywhere; 'sampled': the system's own temperature (else the evaluation's). */
+export type Decoding = 'greedy' | 'sampled';
+
+/** The sampled temperature when neither the system nor the evaluation sets one. */
+export const DEFAULT_SAMPLED_TEMPERATURE = 0.7;
 
 export interface EvalOptions {
   /** Default: each question's own task. */
@@ -90,6 +131,12 @@ export interface EvalOptions {
   /** Single systems' sampling temperature (default 0: greedy). */
   temperature?: number;
   seed?: number;
+  /**
+   * Run every system once per decoding, each run its own row named "<name> [greedy]" /
+   * "<name> [sampled]" (the name alone when only one decoding is given). Default: one run at each
+   * system's own settings, named as given.
+   */
+  decodings?: Decoding[];
   /** Run the self-correction probe (default true). */
   selfCorrection?: boolean;
   /** Run the perturbed questions (default true). */
@@ -160,6 +207,10 @@ export interface RoundTally {
 
 export interface QuestionResult extends Outcome {
   id: string;
+  /** The question set's label, when the questions carry one. */
+  set?: string;
+  /** Short-answer QA: SQuAD token F1 of the extracted answer against the reference. */
+  f1?: number;
   /** Cost of answering this question once. */
   cost: CostTotals;
   /** Debate systems: right answers among the agents' answers, per round. */
@@ -169,13 +220,29 @@ export interface QuestionResult extends Outcome {
   rename?: Outcome;
 }
 
+/** Accuracy with its Wilson 95% interval. */
+export interface AccuracyStats {
+  n: number;
+  correct: number;
+  accuracy: number;
+  ci95: [number, number];
+}
+
 export interface SystemReport {
   name: string;
-  kind: 'single' | 'debate';
+  kind: SystemKind;
+  /** Set when the evaluation ran `decodings`. */
+  decoding?: Decoding;
   meta?: Record<string, string | number | boolean>;
   n: number;
   correct: number;
   accuracy: number;
+  /** Wilson 95% interval of the accuracy (absent in reports written before it existed). */
+  ci95?: [number, number];
+  /** Short-answer QA questions: mean SQuAD token F1 (accuracy is SQuAD exact match). */
+  f1?: number;
+  /** Per question set, when the questions carry `set` labels. */
+  bySet?: Record<string, AccuracyStats>;
   /** Answers that could not be parsed. */
   unparsed: number;
   /** Calls that failed (counted as wrong). */
@@ -203,15 +270,39 @@ export interface PerturbationSummary {
   rename: { changed: number; namesChanged: number; numbersScaled: number; answerRecomputed: number; structureIgnored: number };
 }
 
+/** One system against the single agent of the same decoding, question by question. */
+export interface PairedComparison {
+  system: string;
+  baseline: string;
+  decoding?: Decoding;
+  /** Accuracy minus the baseline's (fraction). */
+  delta: number;
+  /** Questions the system gets right and the baseline wrong, and the reverse. */
+  wins: number;
+  losses: number;
+  /** Two-sided exact sign test on wins vs losses. */
+  pValue: number;
+}
+
+export interface QuestionSetInfo {
+  name: string;
+  task: Task;
+  questions: number;
+}
+
 export interface EvalReport {
   schema: typeof EVAL_SCHEMA;
   createdAt: string;
   task: Task | 'mixed';
   dataset?: string;
   questions: number;
-  settings: { maxTokens: number; temperature: number; seed: number | null; selfCorrection: boolean; robustness: boolean; concurrency: number; reviewPrompt: string };
+  settings: { maxTokens: number; temperature: number; decodings?: Decoding[]; seed: number | null; selfCorrection: boolean; robustness: boolean; concurrency: number; reviewPrompt: string };
   perturbations: PerturbationSummary | null;
   systems: SystemReport[];
+  /** Every system against the base single agent of its decoding (absent when there is none). */
+  comparisons?: PairedComparison[];
+  /** The question sets, when the questions carry `set` labels. */
+  sets?: QuestionSetInfo[];
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -240,31 +331,19 @@ function gradeAnswer(task: Task, extracted: string | null, reference: string): b
   return ref !== null && answersEqual(task, extracted, ref);
 }
 
-class AbortedError extends Error {
-  constructor() {
-    super('evaluation aborted');
-    this.name = 'AbortError';
-  }
-}
-
-async function chatCall(engine: ChatEngine, messages: ChatMessage[], sys: SingleSystem, opts: EvalOptions, signal?: AbortSignal) {
-  const seed = sys.seed ?? opts.seed;
-  const res = await engine.chat.completions.create(
-    {
-      messages,
-      ...(sys.model !== undefined ? { model: sys.model } : {}),
-      temperature: sys.temperature ?? opts.temperature ?? 0,
-      ...(sys.top_p !== undefined ? { top_p: sys.top_p } : {}),
-      max_tokens: sys.maxTokens ?? opts.maxTokens ?? 512,
-      ...(seed !== undefined ? { seed } : {}),
-      stream: false,
-    },
-    { signal },
-  );
-  const choice = res.choices[0];
-  if (!choice) throw new Error('engine returned no choices');
-  if (choice.finish_reason === 'abort') throw new Error('generation aborted');
-  return { text: choice.message.content ?? '', usage: { prompt: res.usage?.prompt_tokens ?? 0, completion: res.usage?.completion_tokens ?? 0 } };
+async function chatCall(engine: ChatEngine, messages: ChatMessage[], sys: SingleSystem | SelfConsistencySystem, opts: EvalOptions, signal?: AbortSignal, seedOffset = 0) {
+  const base = sys.seed ?? opts.seed;
+  const seed = base === undefined ? undefined : base + seedOffset;
+  const req = {
+    messages,
+    ...(sys.model !== undefined ? { model: sys.model } : {}),
+    temperature: sys.temperature ?? opts.temperature ?? 0,
+    ...(sys.top_p !== undefined ? { top_p: sys.top_p } : {}),
+    max_tokens: sys.maxTokens ?? opts.maxTokens ?? 512,
+    ...(seed !== undefined ? { seed } : {}),
+  };
+  const r = await complete(engine, req, { signal });
+  return { text: r.text, usage: { prompt: r.usage.prompt_tokens, completion: r.usage.completion_tokens } };
 }
 
 /** One single-agent answer to `messages`, graded against `reference`. */
@@ -281,7 +360,27 @@ async function singleAnswer(sys: SingleSystem, task: Task, messages: ChatMessage
       cost: { calls: 1, promptTokens: r.usage.prompt, completionTokens: r.usage.completion, wallMs: round1(now() - t0) },
     };
   } catch (e) {
-    if (opts.signal?.aborted) throw new AbortedError();
+    if (opts.signal?.aborted) throw new AbortError('evaluation aborted');
+    return { correct: false, extracted: null, error: (e as Error).message, cost: { ...zero(), wallMs: round1(now() - t0) } };
+  }
+}
+
+/** N sampled answers (concurrently), majority vote over the extracted answers (ties: the earliest sample). */
+async function selfConsistencyAnswer(sys: SelfConsistencySystem, task: Task, messages: ChatMessage[], reference: string, opts: EvalOptions, now: () => number): Promise<Answer> {
+  const t0 = now();
+  const n = Math.max(1, Math.floor(sys.samples ?? 5));
+  const temperature = sys.temperature ?? (opts.temperature ? opts.temperature : DEFAULT_SAMPLED_TEMPERATURE);
+  try {
+    const replies = await Promise.all(Array.from({ length: n }, (_, k) => chatCall(sys.engine, messages, { ...sys, temperature }, opts, opts.signal, k)));
+    const vote = majorityVote(task, replies.map((r) => extractAnswer(task, r.text)));
+    const cost: CostTotals = { calls: n, promptTokens: 0, completionTokens: 0, wallMs: round1(now() - t0) };
+    for (const r of replies) {
+      cost.promptTokens += r.usage.prompt;
+      cost.completionTokens += r.usage.completion;
+    }
+    return { correct: gradeAnswer(task, vote.answer, reference), extracted: vote.answer, cost };
+  } catch (e) {
+    if (opts.signal?.aborted) throw new AbortError('evaluation aborted');
     return { correct: false, extracted: null, error: (e as Error).message, cost: { ...zero(), wallMs: round1(now() - t0) } };
   }
 }
@@ -299,7 +398,7 @@ async function debateAnswer(sys: DebateSystem, task: Task, q: Question, opts: Ev
       cost: { calls: rec.totals.calls, promptTokens: rec.totals.promptTokens, completionTokens: rec.totals.completionTokens, wallMs: round1(now() - t0) },
     };
   } catch (e) {
-    if (opts.signal?.aborted) throw new AbortedError();
+    if (opts.signal?.aborted) throw new AbortError('evaluation aborted');
     return { correct: false, extracted: null, error: (e as Error).message, cost: { ...zero(), wallMs: round1(now() - t0) } };
   }
 }
@@ -336,13 +435,16 @@ async function evalQuestion(sys: EvalSystem, p: Prepared, opts: EvalOptions, now
     const a =
       sys.kind === 'single'
         ? await singleAnswer(sys, task, studentMessages(task, question, { system: sys.system }), String(question.answer), opts, now)
-        : await debateAnswer(sys, task, question, opts, now);
+        : sys.kind === 'self-consistency'
+          ? await selfConsistencyAnswer(sys, task, studentMessages(task, question, { system: sys.system }), String(question.answer), opts, now)
+          : await debateAnswer(sys, task, question, opts, now);
     addCost(all, a.cost);
     if (a.error !== undefined) errors++;
     return a;
   };
   const first = await ask(q);
-  const result: QuestionResult = { id: String(q.id), ...outcome(first), cost: { ...first.cost }, ...(first.rounds ? { rounds: first.rounds } : {}) };
+  const f1 = task === 'qa' ? { f1: qaF1(first.extracted ?? '', referenceAnswer('qa', String(q.answer)) ?? '') } : {};
+  const result: QuestionResult = { id: String(q.id), ...(q.set !== undefined ? { set: q.set } : {}), ...f1, ...outcome(first), cost: { ...first.cost }, ...(first.rounds ? { rounds: first.rounds } : {}) };
   if (sys.kind === 'single' && (opts.selfCorrection ?? true)) {
     let second: Answer;
     if (first.error !== undefined || first.messages === undefined) {
@@ -370,14 +472,73 @@ function robustnessEntry(results: QuestionResult[], key: 'distractor' | 'rename'
   return { n: used.length, correct, accuracy, baseline, delta: accuracy - baseline };
 }
 
+/** The system as run under `decoding` (see EvalOptions.decodings); null when that run would be degenerate. */
+function underDecoding(sys: EvalSystem, decoding: Decoding, opts: EvalOptions, suffix: boolean): EvalSystem | null {
+  const name = suffix ? `${sys.name} [${decoding}]` : sys.name;
+  const sampledT = opts.temperature ? opts.temperature : DEFAULT_SAMPLED_TEMPERATURE;
+  switch (sys.kind) {
+    case 'single':
+      return { ...sys, name, temperature: decoding === 'greedy' ? 0 : (sys.temperature ?? sampledT) };
+    case 'self-consistency':
+      return decoding === 'greedy' ? null : { ...sys, name, temperature: sys.temperature ?? sampledT };
+    case 'debate': {
+      if (decoding === 'sampled') return { ...sys, name };
+      const debate: DebateOptions = { ...sys.debate, temperature: 0, agents: sys.debate.agents?.map((a) => ({ ...a, temperature: 0 })) };
+      if (sys.debate.aggregatorSpec) debate.aggregatorSpec = { ...sys.debate.aggregatorSpec, temperature: 0 };
+      return { ...sys, name, debate };
+    }
+  }
+}
+
+const mean0 = (xs: number[]) => (xs.length ? xs.reduce((a, b) => a + b, 0) / xs.length : 0);
+
+/** Accuracy and its Wilson 95% interval over `results`. */
+function accuracyStats(results: readonly QuestionResult[]): AccuracyStats {
+  const n = results.length;
+  const correct = results.filter((r) => r.correct).length;
+  return { n, correct, accuracy: n ? correct / n : 0, ci95: wilsonInterval(correct, n) };
+}
+
+/** Every system against the base single agent of its decoding (the first `single` with role "base", else the first `single`). */
+export function pairedComparisons(systems: readonly SystemReport[]): PairedComparison[] {
+  const out: PairedComparison[] = [];
+  const groups = new Map<string, SystemReport[]>();
+  for (const s of systems) {
+    const k = s.decoding ?? '';
+    groups.set(k, [...(groups.get(k) ?? []), s]);
+  }
+  for (const group of groups.values()) {
+    const base = group.find((s) => s.kind === 'single' && s.meta?.role === 'base') ?? group.find((s) => s.kind === 'single');
+    if (!base) continue;
+    const byId = new Map(base.questions.map((q) => [q.id, q.correct]));
+    for (const s of group) {
+      if (s === base) continue;
+      let wins = 0;
+      let losses = 0;
+      for (const q of s.questions) {
+        const other = byId.get(q.id);
+        if (other === undefined) continue;
+        if (q.correct && !other) wins++;
+        if (!q.correct && other) losses++;
+      }
+      out.push({ system: s.name, baseline: base.name, ...(s.decoding ? { decoding: s.decoding } : {}), delta: s.accuracy - base.accuracy, wins, losses, pValue: signTest(wins, losses) });
+    }
+  }
+  return out;
+}
+
 /** Evaluates every system on `questions` (see the module comment). */
-export async function evaluate(questions: PerturbableQuestion[], systems: EvalSystem[], opts: EvalOptions = {}): Promise<EvalReport> {
+export async function evaluate(questions: PerturbableQuestion[], givenSystems: EvalSystem[], opts: EvalOptions = {}): Promise<EvalReport> {
   const now = opts.now ?? (() => performance.now());
   const names = new Set<string>();
-  for (const s of systems) {
+  for (const s of givenSystems) {
     if (names.has(s.name)) throw new Error(`evaluate: duplicate system name ${JSON.stringify(s.name)}`);
     names.add(s.name);
   }
+  const decodings = opts.decodings && opts.decodings.length ? [...new Set(opts.decodings)] : null;
+  const systems: (EvalSystem & { decoding?: Decoding })[] = decodings
+    ? decodings.flatMap((d) => givenSystems.map((s) => underDecoding(s, d, opts, decodings.length > 1)).filter((s): s is EvalSystem => s !== null).map((s) => ({ ...s, decoding: d })))
+    : givenSystems;
   const selfCorrection = opts.selfCorrection ?? true;
   const robustness = opts.robustness ?? true;
   const perturbSeed = opts.perturbSeed ?? 0;
@@ -408,7 +569,7 @@ export async function evaluate(questions: PerturbableQuestion[], systems: EvalSy
 
   const reports: SystemReport[] = [];
   for (const sys of systems) {
-    if (opts.signal?.aborted) throw new AbortedError();
+    if (opts.signal?.aborted) throw new AbortError('evaluation aborted');
     await sys.setup?.();
     const t0 = now();
     const results: QuestionResult[] = new Array(prepared.length);
@@ -418,7 +579,7 @@ export async function evaluate(questions: PerturbableQuestion[], systems: EvalSy
     let next = 0;
     const worker = async () => {
       while (true) {
-        if (opts.signal?.aborted) throw new AbortedError();
+        if (opts.signal?.aborted) throw new AbortError('evaluation aborted');
         const i = next++;
         if (i >= prepared.length) return;
         const r = await evalQuestion(sys, prepared[i]!, opts, now);
@@ -460,13 +621,19 @@ export async function evaluate(questions: PerturbableQuestion[], systems: EvalSy
     costAll.wallMs = round1(costAll.wallMs);
     cost.wallMs = round1(cost.wallMs);
     const roundAccuracy = sys.kind === 'debate' ? debateRoundAccuracy(results) : undefined;
+    const bySet: Record<string, AccuracyStats> = {};
+    for (const label of new Set(results.map((r) => r.set).filter((x): x is string => x !== undefined))) bySet[label] = accuracyStats(results.filter((r) => r.set === label));
     reports.push({
       name: sys.name,
       kind: sys.kind,
+      ...(sys.decoding ? { decoding: sys.decoding } : {}),
       ...(sys.meta ? { meta: sys.meta } : {}),
       n,
       correct,
       accuracy: mean(correct),
+      ci95: wilsonInterval(correct, n),
+      ...(results.some((r) => r.f1 !== undefined) ? { f1: mean0(results.filter((r) => r.f1 !== undefined).map((r) => r.f1!)) } : {}),
+      ...(Object.keys(bySet).length ? { bySet } : {}),
       unparsed: results.filter((r) => r.extracted === null && r.error === undefined).length,
       errors,
       selfCorrection: sc,
@@ -481,6 +648,15 @@ export async function evaluate(questions: PerturbableQuestion[], systems: EvalSy
       questions: results,
     });
   }
+  const comparisons = pairedComparisons(reports);
+  const sets: QuestionSetInfo[] = [];
+  for (const p of prepared) {
+    const label = p.q.set;
+    if (label === undefined) continue;
+    const info = sets.find((x) => x.name === label);
+    if (info) info.questions++;
+    else sets.push({ name: label, task: p.task, questions: 1 });
+  }
   return {
     schema: EVAL_SCHEMA,
     createdAt: new Date().toISOString(),
@@ -490,6 +666,7 @@ export async function evaluate(questions: PerturbableQuestion[], systems: EvalSy
     settings: {
       maxTokens: opts.maxTokens ?? 512,
       temperature: opts.temperature ?? 0,
+      ...(decodings ? { decodings } : {}),
       seed: opts.seed ?? null,
       selfCorrection,
       robustness,
@@ -498,5 +675,7 @@ export async function evaluate(questions: PerturbableQuestion[], systems: EvalSy
     },
     perturbations,
     systems: reports,
+    ...(comparisons.length ? { comparisons } : {}),
+    ...(sets.length ? { sets } : {}),
   };
 }

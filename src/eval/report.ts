@@ -4,7 +4,10 @@
  * student recovers, question by question) and a structural check for reports read back from JSON
  * (`parseEvalReport`, used by the web page).
  */
-import { EVAL_SCHEMA, type EvalReport, type RobustnessEntry, type SystemReport } from './harness';
+import { EVAL_SCHEMA, pairedComparisons, type EvalReport, type RobustnessEntry, type SystemReport } from './harness';
+import { signTest, wilsonInterval } from './stats';
+
+export { signTest } from './stats';
 
 const pct = (x: number | null | undefined) => (x == null || !Number.isFinite(x) ? '—' : `${(100 * x).toFixed(1)}%`);
 const signedPts = (x: number | null | undefined) => (x == null || !Number.isFinite(x) ? '—' : `${x >= 0 ? '+' : '−'}${Math.abs(100 * x).toFixed(1)}`);
@@ -16,13 +19,22 @@ function robust(e: RobustnessEntry | null | undefined): string {
   return `${pct(e.accuracy)} (${signedPts(e.delta)}, n=${e.n})`;
 }
 
+/** "[lo–hi]" in percent, one decimal. */
+function interval(ci: readonly [number, number]): string {
+  return `[${(100 * ci[0]).toFixed(1)}–${(100 * ci[1]).toFixed(1)}]`;
+}
+
+function accuracyCell(correct: number, n: number, ci?: readonly [number, number]): string {
+  return `${pct(n ? correct / n : null)} (${correct}/${n}) ${interval(ci ?? wilsonInterval(correct, n))}`;
+}
+
 function row(s: SystemReport): string[] {
   const sc = s.selfCorrection;
   const pq = s.cost.perQuestion;
   return [
     cell(s.name),
     s.kind,
-    `${pct(s.accuracy)} (${s.correct}/${s.n})`,
+    accuracyCell(s.correct, s.n, s.ci95),
     sc ? `${pct(sc.attempt1)} → ${pct(sc.attempt2)}` : '—',
     sc ? signedPts(sc.delta) : '—',
     sc ? pct(sc.wrongToRight) : '—',
@@ -41,7 +53,7 @@ export function toMarkdown(report: EvalReport): string {
   const head = [
     'System',
     'Kind',
-    'Accuracy',
+    'Accuracy [95% CI]',
     'Self-correction (1 → 2)',
     'Δ (pts)',
     'Wrong→right',
@@ -57,8 +69,11 @@ export function toMarkdown(report: EvalReport): string {
   lines.push(`# Evaluation: ${report.task}${report.dataset ? ` — ${cell(report.dataset)}` : ''}`);
   lines.push('');
   const st = report.settings;
+  const decoding = !st.decodings?.length
+    ? ` · temperature ${st.temperature}`
+    : ` · ${st.decodings.join(' + ')}${st.decodings.includes('sampled') ? ` (sampled at temperature ${st.temperature || 'of each system'})` : ''}`;
   lines.push(
-    `${report.questions} questions · max tokens ${st.maxTokens} · temperature ${st.temperature}` +
+    `${report.questions} questions · max tokens ${st.maxTokens}${decoding}` +
       `${st.seed !== null ? ` · seed ${st.seed}` : ''} · ${report.createdAt} · schema ${report.schema}`,
   );
   lines.push('');
@@ -66,20 +81,43 @@ export function toMarkdown(report: EvalReport): string {
   lines.push(`| ${head.map((_, i) => (i < 2 ? '---' : '---:')).join(' | ')} |`);
   for (const s of report.systems) lines.push(`| ${row(s).join(' | ')} |`);
   lines.push('');
+  if (report.sets && report.sets.length > 1) {
+    const sets = report.sets;
+    lines.push('## Accuracy per task [95% CI]');
+    lines.push('');
+    lines.push(`| System | ${sets.map((x) => `${cell(x.name)} (${x.task}, n=${x.questions})`).join(' | ')} |`);
+    lines.push(`| --- | ${sets.map(() => '---:').join(' | ')} |`);
+    for (const s of report.systems) {
+      lines.push(`| ${cell(s.name)} | ${sets.map((x) => { const a = s.bySet?.[x.name]; return a ? accuracyCell(a.correct, a.n, a.ci95) : '—'; }).join(' | ')} |`);
+    }
+    lines.push('');
+  }
+  const comparisons = report.comparisons ?? pairedComparisons(report.systems);
+  if (comparisons.length) {
+    lines.push('## Paired comparison with the single agent');
+    lines.push('');
+    lines.push('| System | Against | Δ (pts) | Won / lost | Sign test p |');
+    lines.push('| --- | --- | ---: | ---: | ---: |');
+    for (const c of comparisons) lines.push(`| ${cell(c.system)} | ${cell(c.baseline)} | ${signedPts(c.delta)} | ${c.wins} / ${c.losses} | ${c.pValue.toPrecision(2)} |`);
+    lines.push('');
+  }
   const notes = [
-    'Accuracy: each question answered once (a single call, or a whole debate).',
-    'Self-correction: attempt 2 answers a follow-up "Review your answer and fix it if it is wrong" turn; wrong→right and right→wrong are fractions of all questions (Δ = wrong→right − right→wrong); "—" for the debate.',
+    'Accuracy: each question answered once (a single call, a majority vote over samples, or a whole debate); 95% Wilson interval in brackets.',
+    'Paired comparison: on the same questions, won = right where the single agent of the same decoding is wrong, ' + 'lost = the reverse; two-sided exact sign test.',
+    'Self-correction: attempt 2 answers a follow-up "Review your answer and fix it if it is wrong" turn; ' + 'wrong→right and right→wrong are fractions of all questions (Δ = wrong→right − right→wrong); ' + '"—" for the debate and self-consistency.',
   ];
   if (report.perturbations) {
     const p = report.perturbations;
     notes.push(
-      `Robustness: accuracy on perturbed questions, Δ against the same questions unperturbed. Distractor: an irrelevant sentence added (${p.distractor} questions). ` +
-        `Renamed: person names changed (${p.rename.namesChanged}), numbers scaled with the answer recomputed (${p.rename.numbersScaled}); ${p.rename.changed} questions changed.`,
+      `Robustness: accuracy on perturbed questions, Δ against the same questions unperturbed. ` + `Distractor: an irrelevant sentence added (${p.distractor} questions). ` +
+        `Renamed: person names changed (${p.rename.namesChanged}), ` + `numbers scaled with the answer recomputed (${p.rename.numbersScaled}); ${p.rename.changed} questions changed.`,
     );
   }
   for (const s of report.systems) {
-    if (s.roundAccuracy?.length) notes.push(`${cell(s.name)}: agents' answers right in ${s.roundAccuracy.map((a, k) => `round ${k + 1} ${pct(a)}`).join(', ')} (round 1: one independent sample per agent and question).`);
+    if (s.roundAccuracy?.length) notes.push(`${cell(s.name)}: agents' answers right in ${s.roundAccuracy.map((a, k) => `round ${k + 1} ${pct(a)}`).join(', ')} ` + `(round 1: one independent sample per agent and question).`);
   }
+  const f1 = report.systems.filter((s) => s.f1 !== undefined);
+  if (f1.length) notes.push(`Short-answer QA: accuracy is SQuAD exact match; mean SQuAD token F1 — ${f1.map((s) => `${cell(s.name)} ${pct(s.f1)}`).join(', ')}.`);
   notes.push('Cost: per question, for answering it once; tokens from the engines\' usage.');
   const errs = report.systems.filter((s) => s.errors > 0);
   if (errs.length) notes.push(`Failed calls (counted wrong): ${errs.map((s) => `${cell(s.name)} ${s.errors}`).join(', ')}.`);
@@ -112,20 +150,6 @@ export interface DebateGap {
   /** Debate accuracy minus baseline accuracy. */
   gap: number;
   students: GapRow[];
-}
-
-/** Two-sided exact binomial sign test (p = 1/2) for `a` successes against `b` failures. */
-export function signTest(a: number, b: number): number {
-  const n = a + b;
-  if (n === 0) return 1;
-  const k = Math.min(a, b);
-  let tail = 0;
-  let c = 1; // C(n, i)
-  for (let i = 0; i <= k; i++) {
-    tail += c;
-    c = (c * (n - i)) / (i + 1);
-  }
-  return Math.min(1, (2 * tail) / 2 ** n);
 }
 
 function pairedCounts(a: SystemReport, b: SystemReport): { wins: number; losses: number } {
@@ -183,7 +207,7 @@ export function debateGap(report: EvalReport, baselineName: string, teacherName:
 export function debateGapMarkdown(g: DebateGap): string {
   const lines = ["## Distillation: how much of the debate's lead each student recovers", ''];
   lines.push(
-    `The debate (${cell(g.teacher.name)}, ${num(g.teacher.callsPerQuestion)} calls/q) scores ${pct(g.teacher.accuracy)} against ${pct(g.baseline.accuracy)} for the single agent ` +
+    `The debate (${cell(g.teacher.name)}, ${num(g.teacher.callsPerQuestion)} calls/q) ` + `scores ${pct(g.teacher.accuracy)} against ${pct(g.baseline.accuracy)} for the single agent ` +
       `(${cell(g.baseline.name)}, ${num(g.baseline.callsPerQuestion)} call/q): a lead of ${signedPts(g.gap)} pts ` +
       `(right on ${g.teacher.wins} questions the single agent misses, wrong on ${g.teacher.losses} it gets; sign test p = ${g.teacher.pValue.toPrecision(2)}).`,
   );
@@ -193,7 +217,7 @@ export function debateGapMarkdown(g: DebateGap): string {
   lines.push("| Student | Accuracy | vs single (pts) | Won / lost vs single | Sign test p | Share of the debate's lead | Calls/q | Verdict |");
   lines.push('| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |');
   for (const s of g.students) {
-    lines.push(`| ${cell(s.name)} | ${pct(s.accuracy)} | ${signedPts(s.delta)} | ${s.wins} / ${s.losses} | ${s.pValue.toPrecision(2)} | ${s.gapClosed === null ? '—' : pct(s.gapClosed)} | ${num(s.callsPerQuestion)} | ${cell(s.verdict)} |`);
+    lines.push(`| ${cell(s.name)} | ${pct(s.accuracy)} | ${signedPts(s.delta)} | ${s.wins} / ${s.losses} | ` + `${s.pValue.toPrecision(2)} | ${s.gapClosed === null ? '—' : pct(s.gapClosed)} | ${num(s.callsPerQuestion)} | ${cell(s.verdict)} |`);
   }
   lines.push('');
   return lines.join('\n');
@@ -211,7 +235,7 @@ export function parseEvalReport(json: string | unknown): EvalReport {
   if (!Array.isArray(r.systems)) fail('systems must be an array');
   (r.systems as Record<string, unknown>[]).forEach((s, i) => {
     if (typeof s?.name !== 'string') fail(`systems[${i}].name must be a string`);
-    if (s.kind !== 'single' && s.kind !== 'debate') fail(`systems[${i}].kind must be single or debate`);
+    if (s.kind !== 'single' && s.kind !== 'debate' && s.kind !== 'self-consistency') fail(`systems[${i}].kind must be single, debate or self-consistency`);
     for (const k of ['n', 'correct', 'accuracy', 'errors']) if (typeof s[k] !== 'number') fail(`systems[${i}].${k} must be a number`);
     const c = s.cost as Record<string, unknown> | undefined;
     if (!c || typeof c.calls !== 'number' || typeof c.perQuestion !== 'object') fail(`systems[${i}].cost is malformed`);

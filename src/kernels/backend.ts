@@ -5,6 +5,8 @@
  */
 import type { TrainOps } from './train-backend';
 
+import type { QuantizedMatrix } from '../quant/quantize';
+
 /** A linear weight [rows, cols] (HF layout [out, in]), possibly split into row shards on the GPU. */
 export interface WeightShape {
   rows: number;
@@ -23,6 +25,8 @@ export interface Backend<T, W, I> {
   readonly weightType: 'f16' | 'f32';
   /** A 2-D weight from f32 values, or from f16 bit patterns when weightType is 'f16'. */
   weight(label: string, data: Float32Array | Uint16Array, rows: number, cols: number): W & WeightShape;
+  /** A frozen q8/q4 weight (src/quant/quantize.ts), read packed by the kernels. */
+  quantizedWeight(label: string, q: QuantizedMatrix): W & WeightShape;
   /** A small f32 vector (norm weights, biases, rope tables); never sharded or converted. */
   vector(label: string, data: Float32Array): W;
   indices(data: Uint32Array): I;
@@ -51,6 +55,8 @@ export interface Backend<T, W, I> {
   add(x: T, y: T, n: number, scale?: number): void;
   /** out[i, :] = src[rows[i], :] (buffer copies, no kernel; rows [0] with cols = n copies a whole tensor) */
   gatherRows(src: T, rows: number[], cols: number, out: T): void;
+  /** dst[dstOffset .. +n] = src[srcOffset .. +n] (elements; a buffer copy, no kernel). */
+  copy(src: T, srcOffset: number, dst: T, dstOffset: number, n: number): void;
   /** Submit queued work (no-op on the CPU). */
   flush(): void;
   /** The training ops (backward kernels, loss, optimizers) on this backend's tensors. */
@@ -58,5 +64,5 @@ export interface Backend<T, W, I> {
 }
 
 /** A backend whose handle types the caller does not name (code that only passes handles along). */
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
+// biome-ignore lint/suspicious/noExplicitAny: Backend is invariant in T/W/I (parameters and results), so `unknown` would reject every concrete backend
 export type AnyBackend = Backend<any, any, any>;

@@ -6,9 +6,13 @@ import type { Backend, KvCacheShape, WeightShape } from './backend';
 import type { TrainOps } from './train-backend';
 import { CpuTrainOps } from './train-cpu';
 import { f16ToF32 as f16BitsToF32 } from '../formats/dtype';
+import type { QuantizedMatrix } from '../quant/quantize';
+import { cpuEmbeddingQ, cpuMatmulQ } from './quant-cpu';
 
 export interface CpuWeight extends WeightShape {
+  /** f32 values; empty for a quantized weight, which `quant` holds packed. */
   data: Float32Array;
+  quant?: QuantizedMatrix;
 }
 
 export function cpuEmbedding(ids: Uint32Array, table: Float32Array, dim: number, tokens: number, out: Float32Array): void {
@@ -107,6 +111,9 @@ export class CpuBackend implements Backend<Float32Array, CpuWeight, Uint32Array>
     const f32 = data instanceof Uint16Array ? f16BitsToF32(data) : data;
     return { data: f32, rows, cols };
   }
+  quantizedWeight(_label: string, q: QuantizedMatrix): CpuWeight {
+    return { data: new Float32Array(0), rows: q.rows, cols: q.cols, quant: q };
+  }
   vector(_label: string, data: Float32Array): CpuWeight {
     return { data, rows: 1, cols: data.length };
   }
@@ -129,15 +136,18 @@ export class CpuBackend implements Backend<Float32Array, CpuWeight, Uint32Array>
   freeIndices(): void {}
   freeWeight(): void {}
   weightAsTensor(w: CpuWeight): Float32Array {
+    if (w.quant) throw new Error('a quantized weight is frozen: it cannot be trained in place (use LoRA)');
     return w.data;
   }
   embedding(ids: Uint32Array, table: CpuWeight, tokens: number, out: Float32Array): void {
+    if (table.quant) return cpuEmbeddingQ(ids, table.quant, tokens, out);
     cpuEmbedding(ids, table.data, table.cols, tokens, out);
   }
   rmsnorm(x: Float32Array, weight: CpuWeight, rows: number, dim: number, eps: number, out: Float32Array): void {
     cpuRmsnorm(x, weight.data, rows, dim, eps, out);
   }
   matmul(x: Float32Array, w: CpuWeight, bias: CpuWeight | null, m: number, out: Float32Array): void {
+    if (w.quant) return cpuMatmulQ(x, w.quant, bias ? bias.data : null, m, out);
     cpuMatmul(x, w.data, bias ? bias.data : null, m, w.rows, w.cols, out);
   }
   rope(x: Float32Array, positions: Uint32Array, cos: CpuWeight, sin: CpuWeight, tokens: number, heads: number, headDim: number, _maxPos?: number): void {
@@ -157,6 +167,9 @@ export class CpuBackend implements Backend<Float32Array, CpuWeight, Uint32Array>
   }
   gatherRows(src: Float32Array, rows: number[], cols: number, out: Float32Array): void {
     rows.forEach((r, i) => out.set(src.subarray(r * cols, (r + 1) * cols), i * cols));
+  }
+  copy(src: Float32Array, srcOffset: number, dst: Float32Array, dstOffset: number, n: number): void {
+    dst.set(src.subarray(srcOffset, srcOffset + n), dstOffset);
   }
   flush(): void {}
   createTrainOps(): TrainOps<Float32Array, CpuWeight, Uint32Array> {

@@ -12,6 +12,8 @@ import { checkAgainstWgsl, declareKernel, groups1d, invocations, size2d, KernelE
 import { attentionChunkRows, loadShaders, shaderSource, type ShaderDefines } from './shaders';
 
 export { attentionChunkRows };
+import type { QuantizedMatrix } from '../quant/quantize';
+import { isQuantized, quantEmbedding, quantMatmul, uploadQuantized } from './quant-gpu';
 
 export interface GpuTensor {
   buffer: GPUBuffer;
@@ -21,6 +23,8 @@ export interface GpuTensor {
 
 export interface GpuWeightShard {
   buffer: GPUBuffer;
+  /** f16 scales of a q8/q4 shard (src/quant/quantize.ts). */
+  scales?: GPUBuffer;
   rowStart: number;
   rows: number;
 }
@@ -28,6 +32,8 @@ export interface GpuWeightShard {
 export interface GpuWeight extends WeightShape {
   shards: GpuWeightShard[];
   dtype: 'f16' | 'f32';
+  /** Set for a frozen q8/q4 weight: the shards then hold packed values and scales, not dtype. */
+  quant?: 'q8' | 'q4';
 }
 
 export interface GpuIndices {
@@ -182,6 +188,15 @@ export class GpuBackend implements Backend<GpuTensor, GpuWeight, GpuIndices> {
     return { shards, rows, cols, dtype };
   }
 
+  quantizedWeight(label: string, q: QuantizedMatrix): GpuWeight {
+    return uploadQuantized(this, label, q);
+  }
+
+  /** A small placeholder storage buffer for unused bindings (e.g. no bias). */
+  get dummyBuffer(): GPUBuffer {
+    return this.dummy;
+  }
+
   vector(label: string, data: Float32Array): GpuWeight {
     return { shards: [{ buffer: this.gpu.createStorage(data, label), rowStart: 0, rows: 1 }], rows: 1, cols: data.length, dtype: 'f32' };
   }
@@ -236,12 +251,16 @@ export class GpuBackend implements Backend<GpuTensor, GpuWeight, GpuIndices> {
   }
 
   weightAsTensor(w: GpuWeight): GpuTensor {
+    if (w.quant) throw new GpuError('a quantized weight is frozen: it cannot be trained in place (use LoRA)');
     if (w.shards.length !== 1 || w.dtype !== 'f32') throw new GpuError(`only an unsharded f32 weight can be trained in place (got ${w.shards.length} shards, ${w.dtype})`);
     return { buffer: w.shards[0].buffer, length: w.rows * w.cols };
   }
 
   freeWeight(w: GpuWeight): void {
-    for (const s of w.shards) this.gpu.destroyBuffer(s.buffer);
+    for (const s of w.shards) {
+      this.gpu.destroyBuffer(s.buffer);
+      if (s.scales) this.gpu.destroyBuffer(s.scales);
+    }
   }
 
   // ---- dispatch -----------------------------------------------------------------------------
@@ -260,6 +279,9 @@ export class GpuBackend implements Backend<GpuTensor, GpuWeight, GpuIndices> {
     this.pass = null;
     this.encoder = null;
   }
+
+  /** Dispatches recorded so far (the benchmark reports them per decode step). */
+  dispatches = 0;
 
   /** Pipelines by variant key, with the element size of each binding read from their WGSL. */
   private readonly variants = new Map<string, { pipeline: GPUComputePipeline; layout: GPUBindGroupLayout; scalarBytes: number[] }>();
@@ -305,6 +327,7 @@ export class GpuBackend implements Backend<GpuTensor, GpuWeight, GpuIndices> {
       throw new KernelError(`kernel ${kernel.name}: unknown binding${extra.length > 1 ? 's' : ''} ${extra.map((e) => `'${e}'`).join(', ')}`);
     }
     const bindGroup = this.gpu.device.createBindGroup({ layout: variant.layout, entries });
+    this.dispatches++;
     const pass = this.computePass();
     pass.setPipeline(variant.pipeline);
     pass.setBindGroup(0, bindGroup);
@@ -319,6 +342,7 @@ export class GpuBackend implements Backend<GpuTensor, GpuWeight, GpuIndices> {
   // ---- ops ----------------------------------------------------------------------------------
 
   embedding(ids: GpuIndices, table: GpuWeight, tokens: number, out: GpuTensor): void {
+    if (isQuantized(table)) return quantEmbedding(this, ids, table, tokens, out);
     for (const s of table.shards) {
       const params = { tokens, dim: table.cols, rowStart: s.rowStart, rows: s.rows };
       this.run(EMBEDDING, params, { ids, table: s.buffer, out }, groups1d(EMBEDDING, tokens * table.cols), { weightType: table.dtype });
@@ -330,6 +354,7 @@ export class GpuBackend implements Backend<GpuTensor, GpuWeight, GpuIndices> {
   }
 
   matmul(x: GpuTensor, w: GpuWeight, bias: GpuWeight | null, m: number, out: GpuTensor): void {
+    if (isQuantized(w)) return quantMatmul(this, x, w, bias ? w.shards.map((s) => this.biasShard(bias, s)) : null, m, out);
     const k = w.cols;
     const defines = { VEC4: k % 4 === 0 };
     for (const s of w.shards) {
@@ -400,6 +425,18 @@ export class GpuBackend implements Backend<GpuTensor, GpuWeight, GpuIndices> {
 
   add(x: GpuTensor, y: GpuTensor, n: number, scale = 1): void {
     this.run(RESIDUAL_ADD, { n, scale }, { x, y }, groups1d(RESIDUAL_ADD, n));
+  }
+
+  copy(src: GpuTensor, srcOffset: number, dst: GpuTensor, dstOffset: number, n: number): void {
+    if (n === 0) return;
+    if (srcOffset + n > src.length || dstOffset + n > dst.length) throw new GpuError(`copy of ${n} elements out of bounds (${srcOffset}/${src.length} -> ${dstOffset}/${dst.length})`);
+    // Buffer copies must happen outside a compute pass.
+    if (this.pass) {
+      this.pass.end();
+      this.pass = null;
+    }
+    this.encoder ??= this.gpu.device.createCommandEncoder();
+    this.encoder.copyBufferToBuffer(src.buffer, srcOffset * 4, dst.buffer, dstOffset * 4, n * 4);
   }
 
   gatherRows(src: GpuTensor, rows: number[], cols: number, out: GpuTensor): void {

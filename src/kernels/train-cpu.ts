@@ -4,6 +4,7 @@
  * themselves checked against finite differences of the forward twins in cpu.ts.
  */
 import type { CpuWeight } from './cpu';
+import { cpuMatmulQBackwardInput } from './quant-cpu';
 import { IGNORE_INDEX, type AdamWParams, type TrainOps } from './train-backend';
 
 type CpuW = CpuWeight | Float32Array;
@@ -37,6 +38,7 @@ export function dropoutScale(p: number): number {
 
 export class CpuTrainOps implements TrainOps<Float32Array, CpuWeight, Uint32Array> {
   matmulBackwardInput(dy: Float32Array, w: CpuW, m: number, n: number, k: number, dx: Float32Array, accumulate: boolean): void {
+    if (!(w instanceof Float32Array) && w.quant) return cpuMatmulQBackwardInput(dy, w.quant, m, dx, accumulate);
     const wd = values(w);
     const row = new Float64Array(k);
     for (let i = 0; i < m; i++) {

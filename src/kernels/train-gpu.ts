@@ -9,6 +9,7 @@ import { attentionChunkRows } from './shaders';
 import { declareKernel, groups1d, invocations, size2d, type ParamValues } from './kernel';
 import type { AdamWParams, TrainOps } from './train-backend';
 import { dropoutScale, dropoutThreshold } from './train-cpu';
+import { isQuantized, quantMatmulBackwardInput } from './quant-gpu';
 
 function isWeight(w: GpuWeight | GpuTensor): w is GpuWeight {
   return (w as GpuWeight).shards !== undefined;
@@ -241,6 +242,7 @@ export class GpuTrainOps implements TrainOps<GpuTensor, GpuWeight, GpuIndices> {
       return;
     }
     if (w.rows !== n || w.cols !== k) throw new GpuError(`matmulBackwardInput: weight is [${w.rows}, ${w.cols}], expected [${n}, ${k}]`);
+    if (isQuantized(w)) return quantMatmulBackwardInput(this.backend, dy, w, m, dx, accumulate);
     // dX = sum over row-shards of dY[:, shard] · W[shard]: the first shard honours `accumulate`,
     // the others add to it (dispatches in one pass run in order).
     w.shards.forEach((s, i) => {

@@ -11,10 +11,13 @@
  * Agents of a round run concurrently (a batching engine decodes them together). Every call's
  * prompt, completion, usage, latency, extracted answer and correctness goes into the trajectory.
  */
-import type { ChatCompletion, ChatEngine, ChatMessage, FinishReason } from '../engine/types';
+import { complete } from '../engine/complete';
+import type { ChatEngine, ChatMessage, FinishReason } from '../engine/types';
 import type { ProgressCallback } from '../progress';
-import { answersEqual, extractAnswer, referenceAnswer, type Task } from '../eval/answers';
-import type { Question } from './datasets';
+import { AbortError, isAbortError } from '../util/abort';
+import { answersEqual, extractAnswer, isTask, referenceAnswer, type Task } from '../tasks/answers';
+import type { Question } from '../tasks/datasets';
+import { answerFormatInstruction, answerLine, formatQuestion, taskPersona, type PromptStyle } from '../tasks/prompts';
 import {
   TRAJECTORY_SCHEMA,
   openTrajectoryLog,
@@ -120,59 +123,8 @@ function pickEngine(engines: Engines, key: string | undefined): ChatEngine {
 // ---------------------------------------------------------------------------------------------
 // Prompts
 
-const FORMAT: Record<Task, string> = {
-  gsm8k: 'Finish with the final numeric answer alone on the last line, written as "#### <number>" (digits only: no units, no commas).',
-  math: 'Finish with the final answer in simplest form inside \\boxed{...} on the last line.',
-  mc: 'Finish with the letter of the correct option on the last line, written as "Answer: <letter>".',
-};
-
-const SYSTEM: Record<Task, string> = {
-  gsm8k: 'You are a careful, accurate solver of grade-school math word problems. Reason step by step, checking each calculation.',
-  math: 'You are an expert competition mathematician. Work through the problem step by step, justifying each step.',
-  mc: 'You are a knowledgeable expert answering multiple-choice questions. Reason step by step about each option before choosing.',
-};
-
-export type PromptStyle = 'default' | 'compact';
-
-const COMPACT_FORMAT: Record<Task, string> = {
-  gsm8k: 'End with the answer as "#### <number>".',
-  math: 'End with the answer as \\boxed{...}.',
-  mc: 'End with "Answer: <letter>".',
-};
-
-const COMPACT_SYSTEM: Record<Task, string> = {
-  gsm8k: 'Solve the math word problem step by step.',
-  math: 'Solve the math problem step by step.',
-  mc: 'Answer the multiple-choice question step by step.',
-};
-
-/** The answer-format instruction each agent is given for `task`. */
-export function answerFormatInstruction(task: Task, style: PromptStyle = 'default'): string {
-  return style === 'compact' ? COMPACT_FORMAT[task] : FORMAT[task];
-}
-
-/** An agent's system prompt when no custom one is given. */
-export function defaultAgentSystemPrompt(task: Task, style: PromptStyle = 'default'): string {
-  return style === 'compact' ? `${COMPACT_SYSTEM[task]} ${COMPACT_FORMAT[task]}` : `${SYSTEM[task]} ${FORMAT[task]}`;
-}
-
-const LETTERS = 'ABCDEFGHIJ';
-
-/**
- * Renders a question, with lettered options for multiple choice unless the text already lists
- * them (loadQuestions puts them into the question text).
- */
-export function formatQuestion(q: Pick<Question, 'question'> & { choices?: unknown }): string {
-  const choices = q.choices;
-  if (Array.isArray(choices) && choices.every((c) => q.question.includes(String(c)))) return q.question.trim();
-  let opts: string[] = [];
-  if (Array.isArray(choices)) opts = choices.map((c, i) => (/^\s*\(?[A-J][).:]\s/.test(String(c)) ? String(c) : `${LETTERS[i]}. ${String(c)}`));
-  else if (choices && typeof choices === 'object') opts = Object.entries(choices as Record<string, unknown>).map(([k, v]) => `${k}. ${String(v)}`);
-  return opts.length ? `${q.question.trim()}\n\n${opts.join('\n')}` : q.question.trim();
-}
-
 function systemPrompt(task: Task, spec: AgentSpec | AggregatorSpec, style: PromptStyle = 'default'): string {
-  const base = spec.systemPrompt ?? (style === 'compact' ? COMPACT_SYSTEM[task] : SYSTEM[task]);
+  const base = spec.systemPrompt ?? taskPersona(task, style);
   const persona = 'persona' in spec && spec.persona ? ` ${spec.persona}` : '';
   return `${base}${persona} ${answerFormatInstruction(task, style)}`;
 }
@@ -189,12 +141,6 @@ function quote(text: string, max?: number): string {
  */
 export const SMALL_MODEL_DEBATE = { promptStyle: 'compact', quote: 'answer', restateQuestion: true } as const satisfies Pick<DebateOptions, 'promptStyle' | 'quote' | 'restateQuestion'>;
 
-/** A final answer alone, in the task's answer format (what a sparse debate quotes). */
-export function answerLine(task: Task, answer: string | null): string {
-  if (answer === null) return '(no final answer)';
-  return task === 'gsm8k' ? `#### ${answer}` : task === 'math' ? `\\boxed{${answer}}` : `Answer: ${answer}`;
-}
-
 /**
  * The user turn of a later round: the other agents' latest answers and the request to revise;
  * with `question`, the question is repeated just before the request.
@@ -202,30 +148,30 @@ export function answerLine(task: Task, answer: string | null): string {
 export function debateTurn(task: Task, others: { name: string; answer: string }[], max?: number, style: PromptStyle = 'default', question?: string): string {
   const quoted = others.map((o) => `--- ${o.name} ---\n${quote(o.answer, max)}`).join('\n\n');
   const again = question === undefined ? '' : `Question: ${question}\n\n`;
-  if (style === 'compact') return `Answers from the other agents:\n\n${quoted}\n\n${again}Check each step, yours and theirs, and give your corrected solution. ${COMPACT_FORMAT[task]}`;
+  if (style === 'compact') return `Answers from the other agents:\n\n${quoted}\n\n${again}` + `Check each step, yours and theirs, and give your corrected solution. ${answerFormatInstruction(task, 'compact')}`;
   return (
     `Here are the latest solutions from the other agents:\n\n${quoted}\n\n${again}` +
     'Use their reasoning as additional evidence, but think for yourself: check every step, yours and theirs, ' +
     'and point out any mistakes you find. Then give your updated step-by-step solution. ' +
-    FORMAT[task]
+    answerFormatInstruction(task)
   );
 }
 
 /** The aggregator's user turn: the question and every agent's final answer. */
 export function aggregatorPrompt(task: Task, question: string, finals: { name: string; answer: string }[], max?: number, style: PromptStyle = 'default'): string {
   const quoted = finals.map((o) => `--- ${o.name} ---\n${quote(o.answer, max)}`).join('\n\n');
-  if (style === 'compact') return `Question:\n${question}\n\nFinal answers of the agents:\n\n${quoted}\n\nState the correct final answer. ${COMPACT_FORMAT[task]}`;
+  if (style === 'compact') return `Question:\n${question}\n\nFinal answers of the agents:\n\n${quoted}\n\nState the correct final answer. ${answerFormatInstruction(task, 'compact')}`;
   return (
     `Question:\n${question}\n\nSeveral agents debated this question. Their final solutions are:\n\n${quoted}\n\n` +
     'Weigh the arguments, identify which reasoning is correct, and state the single final answer with a brief justification. ' +
-    FORMAT[task]
+    answerFormatInstruction(task)
   );
 }
 
 /** The aggregator's system prompt. */
 export function aggregatorSystemPrompt(task: Task, custom?: string, style: PromptStyle = 'default'): string {
   if (custom) return `${custom} ${answerFormatInstruction(task, style)}`;
-  return style === 'compact' ? `You judge a debate between agents. ${COMPACT_FORMAT[task]}` : `You are the impartial judge of a debate between several agents. ${FORMAT[task]}`;
+  return style === 'compact' ? `You judge a debate between agents. ${answerFormatInstruction(task, 'compact')}` : `You are the impartial judge of a debate between several agents. ${answerFormatInstruction(task)}`;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -243,11 +189,15 @@ interface ResolvedAgent {
 }
 
 /** Thrown when a debate is aborted; nothing is written for that question. */
-export class DebateAbortedError extends Error {
+export class DebateAbortedError extends AbortError {
   constructor(id: string) {
     super(`debate of question ${id} aborted`);
-    this.name = 'AbortError';
   }
+}
+
+function engineModel(engine: ChatEngine): string {
+  const own = (engine as { model?: unknown }).model;
+  return typeof own === 'string' && own !== '' ? own : 'default';
 }
 
 function resolveAgents(task: Task, opts: DebateOptions, engines: Engines): ResolvedAgent[] {
@@ -260,7 +210,8 @@ function resolveAgents(task: Task, opts: DebateOptions, engines: Engines): Resol
     out.push({
       name: s.name && n <= specs.length ? s.name : s.name ? `${s.name}-${i + 1}` : `agent${i + 1}`,
       engine: pickEngine(engines, s.engine),
-      model: s.model ?? opts.model ?? 'default',
+      // An engine bound to one model (OpenAIEngine's `model`) names it; servers answer unknown ids with 404.
+      model: s.model ?? opts.model ?? engineModel(pickEngine(engines, s.engine)),
       system: systemPrompt(task, s, opts.promptStyle),
       temperature: s.temperature ?? opts.temperature ?? 0.7,
       top_p: s.top_p ?? opts.top_p ?? 1,
@@ -281,30 +232,14 @@ interface CallResult {
 }
 
 async function call(engine: ChatEngine, model: string, messages: ChatMessage[], params: SamplingParams, signal: AbortSignal | undefined, id: string): Promise<CallResult> {
-  if (signal?.aborted) throw new DebateAbortedError(id);
-  const t0 = performance.now();
-  const res: ChatCompletion = await engine.chat.completions.create(
-    {
-      messages,
-      model,
-      temperature: params.temperature,
-      top_p: params.top_p,
-      max_tokens: params.max_tokens,
-      ...(params.seed !== null ? { seed: params.seed } : {}),
-      stream: false,
-    },
-    { signal },
-  );
-  const latencyMs = Math.round((performance.now() - t0) * 10) / 10;
-  const choice = res.choices[0];
-  if (signal?.aborted || choice?.finish_reason === 'abort') throw new DebateAbortedError(id);
-  if (!choice) throw new Error(`engine returned no choices for question ${id}`);
-  return {
-    completion: choice.message.content ?? '',
-    usage: { prompt_tokens: res.usage?.prompt_tokens ?? 0, completion_tokens: res.usage?.completion_tokens ?? 0 },
-    latencyMs,
-    finish_reason: choice.finish_reason,
-  };
+  const req = { messages, model, temperature: params.temperature, top_p: params.top_p, max_tokens: params.max_tokens, ...(params.seed !== null ? { seed: params.seed } : {}) };
+  try {
+    const r = await complete(engine, req, { signal, label: `question ${id}` });
+    return { completion: r.text, usage: r.usage, latencyMs: r.latencyMs, finish_reason: r.finishReason };
+  } catch (e) {
+    if (isAbortError(e)) throw new DebateAbortedError(id);
+    throw e;
+  }
 }
 
 /** Majority vote over extracted answers; ties go to the answer first given by the earliest agent. */
@@ -325,7 +260,7 @@ export function majorityVote(task: Task, answers: (string | null)[]): { answer: 
 export async function runDebate(question: Question, opts: DebateOptions, engines: Engines | undefined = opts.engines, signal?: AbortSignal): Promise<TrajectoryRecord> {
   if (!engines) throw new Error('debate: no engine given (pass engines or opts.engines)');
   const task = (opts.task ?? question.task) as Task;
-  if (task !== 'gsm8k' && task !== 'math' && task !== 'mc') throw new Error(`debate: unknown task ${JSON.stringify(task)}`);
+  if (!isTask(task)) throw new Error(`debate: unknown task ${JSON.stringify(task)}`);
   const rounds = opts.rounds ?? 2;
   if (!(rounds >= 1)) throw new Error(`debate: rounds must be >= 1, got ${rounds}`);
   if (opts.quote !== undefined && opts.quote !== 'solution' && opts.quote !== 'answer') throw new Error(`debate: quote must be 'solution' or 'answer', got ${JSON.stringify(opts.quote)}`);

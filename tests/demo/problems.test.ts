@@ -15,8 +15,8 @@ import {
   type Difficulty,
   type Problem,
 } from '../../src/demo/problems';
-import { extractAnswer, grade, referenceAnswer } from '../../src/eval/answers';
-import { loadQuestions, parseQuestions } from '../../src/teach/datasets';
+import { extractAnswer, grade, referenceAnswer } from '../../src/tasks/answers';
+import { loadQuestions, parseQuestions } from '../../src/tasks/datasets';
 
 const DIFFICULTIES: Difficulty[] = [0, 1, 2];
 

@@ -3,7 +3,7 @@
  * clean-up, on small synthetic debates whose every message is written out here.
  */
 import { describe, expect, it } from 'vitest';
-import { answersEqual, extractAnswer, referenceAnswer, type Task } from '../../src/eval/answers';
+import { answersEqual, extractAnswer, referenceAnswer, type Task } from '../../src/tasks/answers';
 import {
   cleanReasoning,
   dedupTokens,
@@ -11,12 +11,12 @@ import {
   isNearDuplicate,
   jaccard,
   normalizeText,
-  studentMessages,
   toFormat,
   wordNgrams,
   type MessagesRow,
   type PromptCompletionRow,
 } from '../../src/distill/common';
+import { studentMessages } from '../../src/tasks/prompts';
 import { buildDa, critiquePrompt, distinctCorrectPaths, selfCorrections } from '../../src/distill/da';
 import { buildPad, intermediateNumbers, labelSteps, numberKeys, splitSteps, stepEvidence } from '../../src/distill/pad-labels';
 import { buildRsft, selectRsftTarget } from '../../src/distill/rsft';
@@ -210,10 +210,13 @@ describe('DA self-correction examples', () => {
     const sc = selfCorrections(rec);
     expect(sc).toHaveLength(1);
     const { rows, stats } = buildDa([rec], { perQuestion: 4 });
-    const scRows = (rows as MessagesRow[]).filter((r) => r.source === 'da-selfcorrect');
+    const scRows = (rows as PromptCompletionRow[]).filter((r) => r.source === 'da-selfcorrect');
     expect(scRows).toHaveLength(1);
     expect(stats.bySource['da-selfcorrect']).toBe(1);
-    const row = scRows[0]!;
+    // Always prompt-completion: the wrong attempt is in the (untrained) prompt, the fix alone is trained.
+    expect(scRows[0]!.completion).toEqual([{ role: 'assistant', content: r2[1] }]);
+    expect('messages' in scRows[0]!).toBe(false);
+    const row = { id: scRows[0]!.id, messages: [...scRows[0]!.prompt, ...scRows[0]!.completion] };
     expect(row.id).toBe('q1#sc-agent2-r2');
     expect(row.messages.map((m) => m.role)).toEqual(['system', 'user', 'assistant', 'user', 'assistant']);
     expect(row.messages[1]!.content).toBe(Q);

@@ -9,10 +9,10 @@ import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { run } from '../../src/cli/distill';
-import { grade } from '../../src/eval/answers';
+import { grade } from '../../src/tasks/answers';
 import type { MessagesRow, PromptCompletionRow, StepwiseRow } from '../../src/distill/common';
 import { runDebateSet } from '../../src/teach/debate';
-import type { Question } from '../../src/teach/datasets';
+import type { Question } from '../../src/tasks/datasets';
 import { createFakeEngine } from '../helpers/fake-engine';
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
@@ -96,9 +96,9 @@ describe('agentark distill on example_model_solutions.jsonl', () => {
     expect(perQ.size).toBe(solvable(raw.slice(0, 40)));
   });
 
-  it('pad: one stepwise row per solution', async () => {
+  it('pad --pad-steps paragraph: one stepwise row per solution', async () => {
     const out = path.join(dir, 'pad.jsonl');
-    const r = await capture(() => run(['--strategy', 'pad', '--traj', solutionsFile, '--out', out, '--limit', '25']));
+    const r = await capture(() => run(['--strategy', 'pad', '--pad-steps', 'paragraph', '--traj', solutionsFile, '--out', out, '--limit', '25']));
     expect(r.code).toBe(0);
     const s = JSON.parse(r.out);
     const rows = await readJsonl<StepwiseRow>(out);
@@ -161,8 +161,12 @@ describe('agentark distill on debate trajectories', () => {
     const r = await capture(() => run(['--strategy', 'da', '--traj', traj, '--out', out, '--per-question', '3']));
     expect(r.code).toBe(0);
     const s = JSON.parse(r.out);
-    const rows = await readJsonl<MessagesRow>(out);
-    const sc = rows.filter((x) => x.source === 'da-selfcorrect');
+    const rows = await readJsonl<MessagesRow & Partial<PromptCompletionRow>>(out);
+    const sc = rows.filter((x) => x.source === 'da-selfcorrect').map((x) => {
+      // Self-correction rows are prompt-completion even with the default --format messages.
+      expect(x.completion).toHaveLength(1);
+      return { ...x, messages: [...x.prompt!, ...x.completion!] };
+    });
     expect(sc.map((x) => x.id)).toEqual(['a#sc-agent2-r2', 'b#sc-agent2-r2']);
     expect(s.bySource['da-selfcorrect']).toBe(2);
     for (const x of sc) {

@@ -76,7 +76,8 @@ function scriptedEngine(onCall?: () => void): ChatEngine & { calls: () => number
   const engine = {
     calls: () => fake.calls,
     requests: () => fake.requests,
-    models: () => fake.models(),
+    // The scripted replies depend on the requested model, so the server must list both.
+    models: async () => ['base', 'student'],
     chat: {
       completions: {
         create: (async (req: ChatCompletionRequest, o?: { signal?: AbortSignal }) => {
@@ -127,6 +128,7 @@ describe('evaluate', () => {
       n: 4,
       correct: 2,
       accuracy: 0.5,
+      ci95: [expect.closeTo(0.15004, 4), expect.closeTo(0.84996, 4)],
       unparsed: 0,
       errors: 0,
       selfCorrection: { n: 4, attempt1: 0.5, attempt2: 0.75, delta: 0.25, wrongToRight: 0.5, rightToWrong: 0.25, counts: { correct1: 2, correct2: 3, wrongToRight: 2, rightToWrong: 1 } },
@@ -155,6 +157,7 @@ describe('evaluate', () => {
       n: 4,
       correct: 3,
       accuracy: 0.75,
+      ci95: [expect.closeTo(0.30064, 4), expect.closeTo(0.95442, 4)],
       unparsed: 0,
       errors: 0,
       selfCorrection: null,
@@ -183,6 +186,7 @@ describe('evaluate', () => {
       n: 4,
       correct: 4,
       accuracy: 1,
+      ci95: [expect.closeTo(0.51007, 4), 1],
       unparsed: 0,
       errors: 0,
       selfCorrection: { n: 4, attempt1: 1, attempt2: 0.75, delta: -0.25, wrongToRight: 0, rightToWrong: 0.25, counts: { correct1: 4, correct2: 3, wrongToRight: 0, rightToWrong: 1 } },
@@ -198,9 +202,9 @@ describe('evaluate', () => {
     expect(engine.calls()).toBe(15 + 55 + 15);
 
     const md = toMarkdown(report);
-    expect(md).toContain('| single | single | 50.0% (2/4) | 50.0% → 75.0% | +25.0 | 50.0% | 25.0% | 25.0% (−25.0, n=4) | 66.7% (+33.3, n=3) | 1 | 20 | 4 | 0.10 |');
-    expect(md).toContain('| debate | debate | 75.0% (3/4) | — | — | — | — | 50.0% (−25.0, n=4) | 66.7% (+0.0, n=3) | 5 | 140 | 20 | 0.50 |');
-    expect(md).toContain('| student | single | 100.0% (4/4) | 100.0% → 75.0% | −25.0 | 0.0% | 25.0% | 75.0% (−25.0, n=4) | 100.0% (+0.0, n=3) | 1 | 20 | 4 | 0.10 |');
+    expect(md).toContain('| single | single | 50.0% (2/4) [15.0–85.0] | 50.0% → 75.0% | +25.0 | ' + '50.0% | 25.0% | 25.0% (−25.0, n=4) | 66.7% (+33.3, n=3) | 1 | 20 | 4 | 0.10 |');
+    expect(md).toContain('| debate | debate | 75.0% (3/4) [30.1–95.4] | — | — | — | — | 50.0% (−25.0, n=4) | 66.7% (+0.0, n=3) | 5 | 140 | 20 | 0.50 |');
+    expect(md).toContain('| student | single | 100.0% (4/4) [51.0–100.0] | 100.0% → 75.0% | −25.0 | ' + '0.0% | 25.0% | 75.0% (−25.0, n=4) | 100.0% (+0.0, n=3) | 1 | 20 | 4 | 0.10 |');
   });
 
   it('without self-correction and robustness only the answering calls are made', async () => {
@@ -268,7 +272,7 @@ describe('agentark eval', () => {
       const out = path.join(dir, 'out', 'report.json');
       const md = path.join(dir, 'out', 'report.md');
       const args = ['--data', data, '--task', 'gsm8k', '--base-url', server.baseUrl, '--api-model', 'base', '--student-model', 'student'];
-      const r = await capture(() => run([...args, '--debate-agents', '2', '--debate-rounds', '2', '--max-tokens', '64', '--seed', '5', '--out', out, '--markdown', md, '--quiet']));
+      const r = await capture(() => run([...args, '--decoding', 'greedy', '--systems', 'single,debate,student', '--debate-agents', '2', '--debate-rounds', '2', '--max-tokens', '64', '--seed', '5', '--out', out, '--markdown', md, '--quiet']));
       expect(r.err).toBe('');
       expect(r.code).toBe(0);
       const report = parseEvalReport(await fsp.readFile(out, 'utf8'));
@@ -277,7 +281,7 @@ describe('agentark eval', () => {
         task: 'gsm8k',
         dataset: data,
         questions: 4,
-        settings: { maxTokens: 64, temperature: 0, seed: 5, selfCorrection: true, robustness: true },
+        settings: { maxTokens: 64, temperature: 0.7, decodings: ['greedy'], seed: 5, selfCorrection: true, robustness: true },
         perturbations: { distractor: 4, rename: { changed: 3, namesChanged: 3, numbersScaled: 1, answerRecomputed: 1, structureIgnored: 0 } },
       });
       expect(report.systems.map((s) => [s.name, s.kind, s.meta])).toEqual([
@@ -296,9 +300,11 @@ describe('agentark eval', () => {
       expect(single).toEqual({
         name: 'single',
         kind: 'single',
+        decoding: 'greedy',
         n: 4,
         correct: 2,
         accuracy: 0.5,
+        ci95: [expect.closeTo(0.15004, 4), expect.closeTo(0.84996, 4)],
         unparsed: 0,
         errors: 0,
         selfCorrection: { n: 4, attempt1: 0.5, attempt2: 0.75, delta: 0.25, wrongToRight: 0.5, rightToWrong: 0.25, counts: { correct1: 2, correct2: 3, wrongToRight: 2, rightToWrong: 1 } },
@@ -312,9 +318,11 @@ describe('agentark eval', () => {
       expect(debate).toEqual({
         name: 'debate',
         kind: 'debate',
+        decoding: 'greedy',
         n: 4,
         correct: 3,
         accuracy: 0.75,
+        ci95: [expect.closeTo(0.30064, 4), expect.closeTo(0.95442, 4)],
         unparsed: 0,
         errors: 0,
         selfCorrection: null,
@@ -329,9 +337,11 @@ describe('agentark eval', () => {
       expect(student).toEqual({
         name: 'student',
         kind: 'single',
+        decoding: 'greedy',
         n: 4,
         correct: 4,
         accuracy: 1,
+        ci95: [expect.closeTo(0.51007, 4), 1],
         unparsed: 0,
         errors: 0,
         selfCorrection: { n: 4, attempt1: 1, attempt2: 0.75, delta: -0.25, wrongToRight: 0, rightToWrong: 0.25, counts: { correct1: 4, correct2: 3, wrongToRight: 0, rightToWrong: 1 } },
@@ -346,23 +356,29 @@ describe('agentark eval', () => {
       expect(server.stats.completions).toBe(85);
       expect(server.stats.promptTokens).toBe(380 + 1540 + 380);
       expect(server.stats.completionTokens).toBe(60 + 220 + 60);
-      // Every request carried max_tokens and a seed; single systems were greedy, debate agents sampled.
+      // Every request carried max_tokens and a seed; under --decoding greedy everything is greedy.
       const reqs = engine.requests();
       expect(reqs).toHaveLength(85);
       expect(reqs.every((q) => q.max_tokens === 64 && typeof q.seed === 'number')).toBe(true);
-      const single1 = reqs.filter((q) => q.model === 'student' || (q.model === 'base' && q.temperature === 0 && !q.messages[0]!.content.includes('impartial')));
-      expect(single1.every((q) => q.seed === 5 && q.temperature === 0)).toBe(true);
-      expect(single1).toHaveLength(30);
-      expect(reqs.filter((q) => q.temperature === 0.7)).toHaveLength(44); // 11 debates x 2 agents x 2 rounds
+      const studentReqs = reqs.filter((q) => q.model === 'student');
+      expect(studentReqs.every((q) => q.seed === 5)).toBe(true);
+      expect(studentReqs).toHaveLength(15);
+      expect(reqs.filter((q) => q.temperature === 0)).toHaveLength(85);
+      // The paired comparison with the single agent (greedy): debate wins q2, loses none; student wins q2 and q4.
+      expect(report.comparisons).toEqual([
+        { system: 'debate', baseline: 'single', decoding: 'greedy', delta: 0.25, wins: 1, losses: 0, pValue: 1 },
+        { system: 'student', baseline: 'single', decoding: 'greedy', delta: 0.5, wins: 2, losses: 0, pValue: 0.5 },
+      ]);
       const markdown = await fsp.readFile(md, 'utf8');
       expect(r.out).toBe(markdown);
       expect(markdown).toMatch(/^# Evaluation: gsm8k/);
-      expect(markdown).toContain('| single | single | 50.0% (2/4) | 50.0% → 75.0% | +25.0 | 50.0% | 25.0% | 25.0% (−25.0, n=4) | 66.7% (+33.3, n=3) | 1 | 20 | 4 |');
-      expect(markdown).toContain('| student | single | 100.0% (4/4) | 100.0% → 75.0% | −25.0 | 0.0% | 25.0% | 75.0% (−25.0, n=4) | 100.0% (+0.0, n=3) | 1 | 20 | 4 |');
+      expect(markdown).toContain('| student | single | +50.0 | 2 / 0 | 0.50 |');
+      expect(markdown).toContain('| single | single | 50.0% (2/4) [15.0–85.0] | 50.0% → 75.0% | +25.0 | ' + '50.0% | 25.0% | 25.0% (−25.0, n=4) | 66.7% (+33.3, n=3) | 1 | 20 | 4 |');
+      expect(markdown).toContain('| student | single | 100.0% (4/4) [51.0–100.0] | 100.0% → 75.0% | −25.0 | ' + '0.0% | 25.0% | 75.0% (−25.0, n=4) | 100.0% (+0.0, n=3) | 1 | 20 | 4 |');
 
       // --systems, --limit and the switches.
       const out2 = path.join(dir, 'r2.json');
-      const r2 = await capture(() => run([...args, '--systems', 'single', '--limit', '2', '--no-self-correction', '--no-robustness', '--out', out2, '--quiet']));
+      const r2 = await capture(() => run([...args, '--decoding', 'greedy', '--systems', 'single', '--limit', '2', '--no-self-correction', '--no-robustness', '--out', out2, '--quiet']));
       expect(r2.code).toBe(0);
       const rep2 = parseEvalReport(await fsp.readFile(out2, 'utf8'));
       expect(rep2.questions).toBe(2);
@@ -402,7 +418,7 @@ describe('agentark eval', () => {
       [['--data', 'd', '--out', 'o', '--base-url', 'http://x', '--systems', 'student'], /needs --adapter/],
       [['--data', 'd', '--out', 'o', '--base-url', 'http://x', '--debate-agents', '0'], /--debate-agents must be an integer >= 1/],
       [['--data', 'd', '--out', 'o', '--base-url', 'http://x', '--debate-aggregator', 'mean'], /--debate-aggregator must be llm or vote/],
-      [['--data', 'd', '--out', 'o', '--base-url', 'http://x', '--task', 'qa'], /--task must be/],
+      [['--data', 'd', '--out', 'o', '--base-url', 'http://x', '--task', 'essay'], /--task must be/],
       [['--nope'], /Unknown option/],
     ];
     for (const [argv, re] of cases) {

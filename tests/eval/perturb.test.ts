@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import { referenceAnswer } from '../../src/eval/answers';
+import { referenceAnswer } from '../../src/tasks/answers';
 import {
   DISTRACTOR_SENTENCES,
   FEMALE_NAMES,
@@ -21,7 +21,7 @@ import {
   type PerturbableQuestion,
 } from '../../src/eval/perturb';
 import { generateProblems } from '../../src/demo/problems';
-import { parseQuestions, type Question } from '../../src/teach/datasets';
+import { parseQuestions, type Question } from '../../src/tasks/datasets';
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const gsm8k = parseQuestions(readFileSync(path.resolve(repoRoot, 'public/data/gsm8k/test.jsonl'), 'utf8'), 'gsm8k', 'test.jsonl');

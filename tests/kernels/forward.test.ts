@@ -139,7 +139,14 @@ describe('kernels: WebGPU vs CPU twin', () => {
       const kvDim = kvHeads * headDim;
       const r = rng(tokens * 31 + headDim);
       const slotIds = Uint32Array.from({ length: tokens }, (_, t) => (slots === 1 ? 0 : t % slots));
-      const positions = Uint32Array.from({ length: tokens }, (_, t) => (slots === 1 ? maxSeq - tokens - 5 + t : Math.floor(r() * maxSeq)));
+      // Scattered positions, distinct within a slot: two tokens writing one cache cell would race
+      // on the GPU (the model never does that), and the CPU twin's last-write-wins would not match.
+      const freeCells = Array.from({ length: slots }, () => Array.from({ length: maxSeq }, (_, p) => p));
+      const positions = Uint32Array.from({ length: tokens }, (_, t) => {
+        if (slots === 1) return maxSeq - tokens - 5 + t;
+        const free = freeCells[t % slots];
+        return free.splice(Math.floor(r() * free.length), 1)[0];
+      });
       const cacheK = randn(slots * maxSeq * kvDim, 21);
       const cacheV = randn(slots * maxSeq * kvDim, 22);
       const k = randn(tokens * kvDim, 23);

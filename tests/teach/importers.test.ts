@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
-import { grade } from '../../src/eval/answers';
+import { grade } from '../../src/tasks/answers';
 import { importAgentArkOutput, importExampleModelSolutions, splitAgentArkResponse } from '../../src/teach/importers';
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
@@ -62,12 +62,13 @@ describe('importAgentArkOutput', () => {
     '\\boxed{5}',
   ].join('\n');
 
-  it('splits ===== Solution N ===== blocks into agent_N', () => {
+  it('splits ===== Solution N ===== blocks into agent_N; the last of several is the aggregator', () => {
     expect(splitAgentArkResponse(response)).toEqual([
       { agent: 'agent_1', text: 'First, 2 + 3 = 5.\nThe answer is 5.' },
       { agent: 'agent_2', text: 'I think it is 6.\n#### 6' },
-      { agent: 'agent_3', text: '\\boxed{5}' },
+      { agent: 'aggregator', text: '\\boxed{5}', role: 'aggregator' },
     ]);
+    expect(splitAgentArkResponse(response, { aggregatorLast: false }).map((s) => s.agent)).toEqual(['agent_1', 'agent_2', 'agent_3']);
     expect(splitAgentArkResponse('just one answer: 4')).toEqual([{ agent: 'agent_1', text: 'just one answer: 4' }]);
     expect(splitAgentArkResponse('')).toEqual([]);
   });
@@ -106,7 +107,7 @@ describe('importAgentArkOutput', () => {
     const [set] = importAgentArkOutput(JSON.stringify(row), 'gsm8k');
     expect(set!.solutions).toEqual([
       { agent: 'agent_1', text: 'A: 3', label: true },
-      { agent: 'agent_2', text: 'A: 4', label: false },
+      { agent: 'aggregator', text: 'A: 4', label: false, role: 'aggregator' },
     ]);
   });
 

@@ -5,8 +5,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { grade, referenceAnswer } from '../../src/eval/answers';
-import { loadQuestions, parseQuestions } from '../../src/teach/datasets';
+import { grade, referenceAnswer } from '../../src/tasks/answers';
+import { loadQuestions, parseQuestions } from '../../src/tasks/datasets';
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const gsm8kTest = path.resolve(repoRoot, 'public/data/gsm8k/test.jsonl');
