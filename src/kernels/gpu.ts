@@ -146,7 +146,6 @@ export const RESIDUAL_ADD = declareKernel({
  */
 export const PREFILL_ATTENTION_MIN_TOKENS = 16;
 
-
 export class GpuBackend implements Backend<GpuTensor, GpuWeight, GpuIndices> {
   readonly name = 'webgpu';
   readonly weightType: 'f16' | 'f32';
