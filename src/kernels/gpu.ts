@@ -8,19 +8,8 @@ import { GpuError } from '../gpu/device';
 import type { Backend, KvCacheShape, WeightShape } from './backend';
 import type { TrainOps } from './train-backend';
 import { GpuTrainOps } from './train-gpu';
-import {
-  checkAgainstWgsl,
-  declareKernel,
-  groups1d,
-  invocations,
-  size2d,
-  KernelError,
-  packUniform,
-  uniformKey,
-  type Kernel,
-  type ParamTypes,
-  type ParamValues,
-} from './kernel';
+import { checkAgainstWgsl, declareKernel, groups1d, invocations, size2d, KernelError, packUniform, uniformKey, workgroupDefines, type Kernel, type ParamTypes, type ParamValues } from './kernel';
+import { gemvShapeKey, KERNEL_FAMILIES, parseForcedKernels, type GemvVariant, type KernelTuner } from './autotune';
 import { attentionChunkRows, loadShaders, shaderSource, type ShaderDefines } from './shaders';
 
 export { attentionChunkRows };
@@ -89,13 +78,9 @@ const matmulBindings = {
   y: (p: ParamValues<typeof matmulParams>) => (p.M === 0 ? 0 : (p.M - 1) * p.ldy + p.nOffset + p.N),
 };
 /** Y[M, nOffset..nOffset+N] = X·Wᵀ (+ bias): register-tiled, each invocation a 4x4 output tile. */
-export const MATMUL = declareKernel({
-  name: 'matmul',
-  shader: 'matmul',
-  workgroupSize: [8, 8],
-  params: matmulParams,
-  bindings: matmulBindings,
-});
+export const MATMUL = declareKernel({ name: 'matmul', shader: 'matmul', workgroupSize: [8, 8], params: matmulParams, bindings: matmulBindings });
+/** The same product for few rows, GPU-class: one workgroup per column splits K and reduces in workgroup memory. */
+export const MATMUL_SPLITK = declareKernel({ name: 'matmul(gemv-splitk)', shader: 'matmul_splitk', workgroupSize: 64, params: matmulParams, bindings: matmulBindings });
 /** The same product for few rows (decode): a 1-D grid over column quads. */
 export const MATMUL_GEMV = declareKernel({
   name: 'matmul(gemv)',
@@ -190,12 +175,20 @@ export const RESIDUAL_ADD = declareKernel({
  */
 export const PREFILL_ATTENTION_MIN_TOKENS = 16;
 
+
+/** Bind groups kept for reuse (a decode step of a 24-layer model records a few hundred). */
+const BIND_GROUP_CACHE = 4096;
+
 export class GpuBackend implements Backend<GpuTensor, GpuWeight, GpuIndices> {
   readonly name = 'webgpu';
   readonly weightType: 'f16' | 'f32';
   private encoder: GPUCommandEncoder | null = null;
   private pass: GPUComputePassEncoder | null = null;
   private readonly dummy: GPUBuffer;
+  /** Picks GEMV variants per shape class (null: the register-tiled kernel, untuned). */
+  tuner: KernelTuner | null = null;
+  /** Force one GEMV variant regardless of the tuner (tests; AGENTARK_KERNELS=gemv=... in Node). */
+  gemvKernel: 'auto' | GemvVariant = ((typeof process !== 'undefined' && parseForcedKernels(process.env?.AGENTARK_KERNELS).gemv) || 'auto') as 'auto' | GemvVariant;
   /** Which attention kernel runs: by token count ('auto'), or one forced (benchmarks, tests). */
   attentionKernel: 'auto' | 'tiled' | 'per-query' = 'auto';
 
@@ -341,6 +334,33 @@ export class GpuBackend implements Backend<GpuTensor, GpuWeight, GpuIndices> {
   /** Dispatches recorded so far (the benchmark reports them per decode step). */
   dispatches = 0;
 
+  /**
+   * Bind groups by pipeline and buffer identities: pooled buffers and cached uniforms recur from
+   * one decode step to the next, so a step's bind groups are created once and then reused. A
+   * destroyed buffer's entries are never hit again (a new buffer gets a new id); the cache is
+   * cleared when it grows past BIND_GROUP_CACHE entries.
+   */
+  private readonly bindGroups = new Map<string, GPUBindGroup>();
+  private readonly bufferIds = new WeakMap<GPUBuffer, number>();
+  private nextBufferId = 1;
+
+  private bindGroup(variantKey: string, pipeline: GPUComputePipeline, entries: GPUBindGroupEntry[]): GPUBindGroup {
+    let key = variantKey;
+    for (const e of entries) {
+      const buffer = (e.resource as GPUBufferBinding).buffer;
+      let id = this.bufferIds.get(buffer);
+      if (id === undefined) this.bufferIds.set(buffer, (id = this.nextBufferId++));
+      key += `|${id}`;
+    }
+    let group = this.bindGroups.get(key);
+    if (!group) {
+      if (this.bindGroups.size >= BIND_GROUP_CACHE) this.bindGroups.clear();
+      group = this.gpu.device.createBindGroup({ layout: pipeline.getBindGroupLayout(0), entries });
+      this.bindGroups.set(key, group);
+    }
+    return group;
+  }
+
   /** Pipelines by variant key, with the element size of each binding read from their WGSL. */
   private readonly variants = new Map<
     string,
@@ -397,7 +417,7 @@ export class GpuBackend implements Backend<GpuTensor, GpuWeight, GpuIndices> {
         `kernel ${kernel.name}: unknown binding${extra.length > 1 ? 's' : ''} ${extra.map((e) => `'${e}'`).join(', ')}`,
       );
     }
-    const bindGroup = this.gpu.device.createBindGroup({ layout: variant.layout, entries });
+    const bindGroup = this.bindGroup(key, variant.pipeline, entries);
     this.dispatches++;
     const pass = this.computePass();
     pass.setPipeline(variant.pipeline);
@@ -449,13 +469,63 @@ export class GpuBackend implements Backend<GpuTensor, GpuWeight, GpuIndices> {
     weightType: 'f16' | 'f32',
   ): void {
     if (params.M <= 8) {
-      this.run(MATMUL_GEMV, params, buffers, groups1d(MATMUL_GEMV, Math.ceil(params.N / 4)), { defines, weightType });
+      const variant = this.gemvKernel !== 'auto' ? this.gemvKernel : (this.tuner?.choice('gemv', gemvShapeKey(params.M, params.N, params.K, weightType), 'register') ?? 'register');
+      this.runGemv(variant as GemvVariant, params, buffers, defines, weightType);
     } else {
       const [wx, wy] = size2d(MATMUL.workgroupSize);
       this.run(MATMUL, params, buffers, [Math.ceil(params.N / (4 * wx)), Math.ceil(params.M / (4 * wy))], {
         defines,
         weightType,
       });
+    }
+  }
+
+  private runGemv(variant: GemvVariant, params: ParamValues<typeof MATMUL.params>, buffers: Record<'x' | 'w' | 'bias' | 'y', Bindable>, defines: ShaderDefines, weightType: 'f16' | 'f32'): void {
+    if (variant === 'splitk') this.run(MATMUL_SPLITK, params, buffers, params.N, { defines, weightType });
+    else this.run(MATMUL_GEMV, params, buffers, groups1d(MATMUL_GEMV, Math.ceil(params.N / 4)), { defines, weightType });
+  }
+
+  /**
+   * Time every GEMV candidate on the weight shapes given (each at M = 1 and M = 5, the debate's
+   * batch) unless the tuner already has a choice for that shape class, and record the fastest.
+   * Each candidate: one warm-up batch, then the median of 3 batches of 8 dispatches, wall clock
+   * around submit → onSubmittedWorkDone (timestamp queries are coarse or absent in browsers).
+   */
+  async autotune(shapes: { n: number; k: number; dtype: 'f16' | 'f32' }[]): Promise<void> {
+    const tuner = this.tuner;
+    if (!tuner) return;
+    const seen = new Set<string>();
+    for (const { n, k, dtype } of shapes) {
+      for (const m of [1, 5]) {
+        const key = gemvShapeKey(m, n, k, dtype);
+        if (seen.has(key) || !tuner.needsTuning('gemv', key)) continue;
+        seen.add(key);
+        const started = performance.now();
+        const x = this.tensor(m * k, 'tune.x');
+        const y = this.tensor(m * n, 'tune.y');
+        const bytes = dtype === 'f16' ? 2 : 4;
+        const w = this.gpu.createBuffer(Math.max(16, Math.ceil((n * k * bytes) / 4) * 4), GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST, 'tune.w');
+        const params = { M: m, N: n, K: k, nOffset: 0, ldy: n, hasBias: 0 };
+        const buffers = { x, w, bias: this.dummy, y };
+        const defines = { VEC4: k % 4 === 0 };
+        const ms: Record<string, number> = {};
+        for (const variant of KERNEL_FAMILIES.gemv) {
+          const batch = async () => {
+            const t0 = performance.now();
+            for (let i = 0; i < 8; i++) this.runGemv(variant, params, buffers, defines, dtype);
+            this.flush();
+            await this.gpu.device.queue.onSubmittedWorkDone();
+            return (performance.now() - t0) / 8;
+          };
+          await batch();
+          const times = [await batch(), await batch(), await batch()].sort((a, b) => a - b);
+          ms[variant] = times[1];
+        }
+        this.free(x);
+        this.free(y);
+        this.gpu.destroyBuffer(w);
+        await tuner.record(key, ms, performance.now() - started);
+      }
     }
   }
 
