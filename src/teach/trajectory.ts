@@ -317,7 +317,8 @@ export interface TrajectoryLog {
   close(): Promise<void>;
 }
 
-const RECORD_PREFIX = Buffer.from(`{"schema":${JSON.stringify(TRAJECTORY_SCHEMA)}`, 'utf8');
+/** How every record starts as JSON.stringify writes it (ASCII). This module also loads in browsers: no Buffer here. */
+const RECORD_PREFIX = `{"schema":${JSON.stringify(TRAJECTORY_SCHEMA)}`;
 
 /**
  * Whether a tail without its newline is what an interrupted append of ours leaves: blank, or the
@@ -326,8 +327,9 @@ const RECORD_PREFIX = Buffer.from(`{"schema":${JSON.stringify(TRAJECTORY_SCHEMA)
  */
 function isOurPartialRecord(tail: Buffer, recordsBefore: number): boolean {
   if (tail.toString('utf8').trim() === '') return true;
-  if (tail.length >= RECORD_PREFIX.length) return tail.subarray(0, RECORD_PREFIX.length).equals(RECORD_PREFIX);
-  return recordsBefore > 0 && RECORD_PREFIX.subarray(0, tail.length).equals(tail);
+  const prefix = Buffer.from(RECORD_PREFIX, 'utf8');
+  if (tail.length >= prefix.length) return tail.subarray(0, prefix.length).equals(prefix);
+  return recordsBefore > 0 && prefix.subarray(0, tail.length).equals(tail);
 }
 
 /**
