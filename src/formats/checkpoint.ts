@@ -378,9 +378,13 @@ async function readTensorData(
  */
 export function firstNonFinite(t: HostTensor): { index: number; value: string } | null {
   const n = elementCount(t);
-  const describe = (notANumber: boolean, negative: boolean) => (notANumber ? 'NaN' : negative ? '-Infinity' : 'Infinity');
+  const describe = (notANumber: boolean, negative: boolean) =>
+    notANumber ? 'NaN' : negative ? '-Infinity' : 'Infinity';
   if (t.dtype === 'F32') {
-    const i = firstAllOnes32(view(t, 4, (b, o, len) => new Uint32Array(b, o, len)), 0x7f800000);
+    const i = firstAllOnes32(
+      view(t, 4, (b, o, len) => new Uint32Array(b, o, len)),
+      0x7f800000,
+    );
     if (i < 0) return null;
     const x = view(t, 4, (b, o, len) => new Uint32Array(b, o, len))[i]!;
     return { index: i, value: describe((x & 0x007fffff) !== 0, x >>> 31 === 1) };
@@ -389,7 +393,8 @@ export function firstNonFinite(t: HostTensor): { index: number; value: string } 
   const bits = view(t, 2, (b, o, len) => new Uint16Array(b, o, len));
   // Fast pass over pairs when the bytes allow a 32-bit view; the exact element is found after.
   const pairs = bits.byteOffset % 4 === 0 ? new Uint32Array(bits.buffer, bits.byteOffset, n >> 1) : null;
-  if (pairs && firstPairWithAllOnes(pairs, exponent) < 0 && (n % 2 === 0 || (bits[n - 1]! & exponent) !== exponent)) return null;
+  if (pairs && firstPairWithAllOnes(pairs, exponent) < 0 && (n % 2 === 0 || (bits[n - 1]! & exponent) !== exponent))
+    return null;
   for (let i = 0; i < n; i++) {
     const x = bits[i]!;
     if ((x & exponent) === exponent) return { index: i, value: describe((x & mantissa) !== 0, x >>> 15 === 1) };
