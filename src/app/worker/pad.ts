@@ -54,6 +54,13 @@ function isStepwise(r: unknown): r is StepwiseRow {
   );
 }
 
+/** Frees a trainer's GPU memory, its LoRA weights included (as the training module does). */
+function freeTrainer(t: Trainer): void {
+  const be = t.model.backend;
+  t.dispose();
+  for (const p of t.params) be.freeWeight(p.weight as never);
+}
+
 export class Pad {
   private prm: { head: PrmHead; result: PrmResult } | null = null;
   private job: RlJob | null = null;
@@ -67,7 +74,7 @@ export class Pad {
     // The head and a paused run were built on the loaded model's features and weights.
     models.onUnload(() => {
       this.prm = null;
-      if (this.job) this.job.trainer.dispose();
+      if (this.job) freeTrainer(this.job.trainer);
       this.job = null;
     });
   }
@@ -246,7 +253,7 @@ export class Pad {
   }
 
   private dispose(j: RlJob): void {
-    j.trainer.dispose();
+    freeTrainer(j.trainer);
     if (this.job === j) this.job = null;
     // Chat goes back to what the adapter registry has active.
     if (this.models.loaded === j.model) j.model.runtime.adapters.activate(j.model.runtime.adapters.activeName());
