@@ -44,6 +44,11 @@ interface RlJob {
   cancelRequested: boolean;
 }
 
+/** A row of the AgentArk layout (pad-solutions.ts): completions are whole solutions by named agents. */
+function isSolutionRow(r: StepwiseRow): boolean {
+  return Array.isArray((r as StepwiseRow & { agents?: unknown }).agents);
+}
+
 function isStepwise(r: unknown): r is StepwiseRow {
   const x = r as StepwiseRow;
   return (
@@ -124,23 +129,31 @@ export class Pad {
         seed: s.seed,
         onProgress: (epoch, loss) => emit({ type: 'epoch', epoch, epochs: s.epochs, loss }),
       });
+      // The AgentArk layout (a row per question, each completion a whole solution): the AUC is over
+      // the held-out solutions. The paragraph layout: over solutions too, a solution's score being
+      // its weakest step and it counting as right when every step is.
+      const unit = rows.every(isSolutionRow) ? 'solution' : 'step';
       const scores: number[] = [];
+      const truth: boolean[] = [];
       for (const [i, r] of testRows.entries()) {
         ctrl.signal.throwIfAborted();
-        const f = await stepFeatures(m.runtime, r);
-        scores.push(Math.min(...f.map((x) => scoreFeature(head, x))));
+        const f = (await stepFeatures(m.runtime, r)).map((x) => scoreFeature(head, x));
+        if (unit === 'solution') {
+          scores.push(...f);
+          truth.push(...r.labels.map(Boolean));
+        } else {
+          scores.push(Math.min(...f));
+          truth.push(r.labels.every(Boolean));
+        }
         emit({ type: 'scoring', done: i + 1, total: testRows.length });
       }
-      const heldOutAuc = testRows.length
-        ? auc(
-            scores,
-            testRows.map((r) => r.labels.every(Boolean)),
-          )
-        : null;
+      const heldOutAuc = scores.length ? auc(scores, truth) : null;
       const result: PrmResult = {
-        trainSolutions: trainRows.length,
-        trainSteps: features.length,
-        heldOutSolutions: testRows.length,
+        unit,
+        trainRows: trainRows.length,
+        trainExamples: features.length,
+        heldOutRows: testRows.length,
+        heldOutExamples: scores.length,
         heldOutAuc: heldOutAuc !== null && Number.isFinite(heldOutAuc) ? heldOutAuc : null,
         firstLoss: losses[0] ?? null,
         finalLoss: losses.at(-1) ?? null,
@@ -289,7 +302,8 @@ export class Pad {
             const verifiable = ok ? 1 : 0;
             if (!s.usePrm || !this.prm) return verifiable;
             // An empty completion has no step to score (and nothing to run the model on).
-            const steps = splitSteps(sample.text);
+            const steps =
+              this.prm.result.unit === 'solution' ? [sample.text.trim()].filter(Boolean) : splitSteps(sample.text);
             if (!steps.length) return verifiable;
             const { solution } = await scoreSolution(rt, this.prm.head, q.question, steps);
             return verifiable + s.prmWeight * solution;

@@ -216,7 +216,7 @@ export function dataCard(ctx: AppContext): DataCard {
     rows.push(row(d.strategy === 'pad' ? 'Stepwise rows' : 'Training rows', String(d.rows)));
     for (const [k, v] of Object.entries(d.stats)) {
       if (k === 'rows' || k === 'questions') continue;
-      if (typeof v === 'number') rows.push(row(labelOf(k), String(v)));
+      if (typeof v === 'number' || typeof v === 'string') rows.push(row(labelOf(k), String(v)));
       else for (const [k2, v2] of Object.entries(v)) rows.push(row(`${labelOf(k)}: ${k2}`, String(v2)));
     }
     if (d.tokens) {
