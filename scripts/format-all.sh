@@ -11,11 +11,11 @@ git ls-files -z -- '*.ts' '*.js' | xargs -0 sed -i -E \
 npx biome check --write . >/dev/null 2>&1 || true
 # Unsafe-labelled fixes that are behaviour-preserving here: string concatenation to template
 # literals, optional chains for `a && a.b`, indexOf for findIndex on a value, a needless regex
-# escape; unused parameters/variables are renamed with a leading underscore.
+# escape; unused imports go; unused parameters/variables are renamed with a leading underscore.
 npx biome lint --write --unsafe \
   --only=style/useTemplate --only=complexity/useOptionalChain --only=complexity/useIndexOf \
   --only=complexity/noUselessEscapeInRegex \
-  --only=correctness/noUnusedFunctionParameters --only=correctness/noUnusedVariables . >/dev/null 2>&1 || true
+  --only=correctness/noUnusedFunctionParameters --only=correctness/noUnusedVariables --only=correctness/noUnusedImports . >/dev/null 2>&1 || true
 # The unsafe fixes can leave lines to re-wrap; then show what is left for a person to fix
 # (`npm test`'s own check: Biome, then lines over 160 characters).
 npx biome format --write . >/dev/null

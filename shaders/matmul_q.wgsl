@@ -101,10 +101,14 @@ fn tile(m0: u32, n0: u32) {
       let xa1 = xv(m.y, k); let xb1 = xv(m.y, k + 4u);
       let xa2 = xv(m.z, k); let xb2 = xv(m.z, k + 4u);
       let xa3 = xv(m.w, k); let xb3 = xv(m.w, k + 4u);
-      s0 += vec4<f32>(dot(xa0, w0[0]) + dot(xb0, w0[1]), dot(xa0, w1[0]) + dot(xb0, w1[1]), dot(xa0, w2[0]) + dot(xb0, w2[1]), dot(xa0, w3[0]) + dot(xb0, w3[1]));
-      s1 += vec4<f32>(dot(xa1, w0[0]) + dot(xb1, w0[1]), dot(xa1, w1[0]) + dot(xb1, w1[1]), dot(xa1, w2[0]) + dot(xb1, w2[1]), dot(xa1, w3[0]) + dot(xb1, w3[1]));
-      s2 += vec4<f32>(dot(xa2, w0[0]) + dot(xb2, w0[1]), dot(xa2, w1[0]) + dot(xb2, w1[1]), dot(xa2, w2[0]) + dot(xb2, w2[1]), dot(xa2, w3[0]) + dot(xb2, w3[1]));
-      s3 += vec4<f32>(dot(xa3, w0[0]) + dot(xb3, w0[1]), dot(xa3, w1[0]) + dot(xb3, w1[1]), dot(xa3, w2[0]) + dot(xb3, w2[1]), dot(xa3, w3[0]) + dot(xb3, w3[1]));
+      s0 += vec4<f32>(dot(xa0, w0[0]) + dot(xb0, w0[1]), dot(xa0, w1[0]) + dot(xb0, w1[1]),
+                      dot(xa0, w2[0]) + dot(xb0, w2[1]), dot(xa0, w3[0]) + dot(xb0, w3[1]));
+      s1 += vec4<f32>(dot(xa1, w0[0]) + dot(xb1, w0[1]), dot(xa1, w1[0]) + dot(xb1, w1[1]),
+                      dot(xa1, w2[0]) + dot(xb1, w2[1]), dot(xa1, w3[0]) + dot(xb1, w3[1]));
+      s2 += vec4<f32>(dot(xa2, w0[0]) + dot(xb2, w0[1]), dot(xa2, w1[0]) + dot(xb2, w1[1]),
+                      dot(xa2, w2[0]) + dot(xb2, w2[1]), dot(xa2, w3[0]) + dot(xb2, w3[1]));
+      s3 += vec4<f32>(dot(xa3, w0[0]) + dot(xb3, w0[1]), dot(xa3, w1[0]) + dot(xb3, w1[1]),
+                      dot(xa3, w2[0]) + dot(xb3, w2[1]), dot(xa3, w3[0]) + dot(xb3, w3[1]));
     }
     let sc = vec4<f32>(scale(n.x, g), scale(n.y, g), scale(n.z, g), scale(n.w, g));
     a[0] += s0 * sc; a[1] += s1 * sc; a[2] += s2 * sc; a[3] += s3 * sc;

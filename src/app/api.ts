@@ -11,7 +11,7 @@ import type { ChatCompletionRequest, FinishReason } from '../engine/types';
 import type { Task } from '../tasks/answers';
 import type { EvalReport } from '../eval/harness';
 import type { KernelResult, ModelResult, SpeedReport, TrainResult } from '../eval/speed';
-import type { Projection } from '../model/llama';
+import type { Projection } from '../formats/config';
 import type { ProgressEvent } from '../progress';
 import type { Question } from '../tasks/datasets';
 import type { TrajectoryRecord } from '../teach/trajectory';

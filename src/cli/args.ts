@@ -124,15 +124,15 @@ export const RUNTIME_FLAGS = {
 
 /** `--quantize q8|q4` (frozen weights quantized on load, see src/quant/quantize.ts). */
 export function quantizeFlag(value: string | undefined): 'q8' | 'q4' | undefined {
-  if (value === undefined) return undefined;
-  if (value !== 'q8' && value !== 'q4') throw new UsageError(`--quantize must be q8 or q4, got '${value}'`);
-  return value;
+  return choiceFlag(value, 'quantize', ['q8', 'q4']);
 }
 
 export function runtimeOptions(v: { backend?: string; dtype?: string; 'context-length'?: string; adapter?: string; quantize?: string }) {
-  const backend = v.backend ?? 'webgpu';
-  if (backend !== 'webgpu' && backend !== 'cpu') throw new UsageError(`--backend must be webgpu or cpu, got '${backend}'`);
-  const dtype = v.dtype ?? 'auto';
-  if (!['auto', 'f16', 'f32'].includes(dtype)) throw new UsageError(`--dtype must be auto, f16 or f32, got '${dtype}'`);
-  return { backend: backend as 'webgpu' | 'cpu', dtype: dtype as 'auto' | 'f16' | 'f32', contextLength: intFlag(v['context-length'], 'context-length'), adapter: v.adapter, quantize: quantizeFlag(v.quantize) };
+  return {
+    backend: choiceFlag(v.backend, 'backend', ['webgpu', 'cpu'], 'webgpu'),
+    dtype: choiceFlag(v.dtype, 'dtype', ['auto', 'f16', 'f32'], 'auto'),
+    contextLength: intFlag(v['context-length'], 'context-length', undefined, { min: 1 }),
+    adapter: v.adapter,
+    quantize: quantizeFlag(v.quantize),
+  };
 }

@@ -3,8 +3,9 @@
  * to a JSONL log (resumable: questions already in the log are skipped).
  */
 import type { ChatEngine } from '../engine/types';
-import type { Task } from '../tasks/answers';
+import { isTask, type Task } from '../tasks/answers';
 import { loadQuestions } from '../tasks/datasets';
+import { DATA_FLAGS, DATA_HELP, dataOptions } from './data-flags';
 import { runDebateSet, type DebateOptions } from '../teach/debate';
 import { OpenAIEngine } from '../teach/openai-engine';
 import { readTrajectories, summarizeTrajectories } from '../teach/trajectory';
@@ -14,7 +15,7 @@ import { choiceFlag, floatFlag, intFlag, parseFlags, reportUsageError, runtimeOp
 export const USAGE = `usage: agentark debate --data FILE --out TRAJ.jsonl [options]
 
   --data FILE            questions (JSONL / JSON array; GSM8K, MATH or multiple-choice layout) or URL
-  --task T               gsm8k | math | mc (default gsm8k)
+  --task T               gsm8k | math | mc | qa (default gsm8k)
   --out FILE             trajectory JSONL to append to (existing questions are skipped)
   --agents N             debating agents (default 5)
   --rounds N             rounds including the independent first one (default 2)
@@ -45,7 +46,7 @@ export const USAGE = `usage: agentark debate --data FILE --out TRAJ.jsonl [optio
   --restate-question     repeat the question in later rounds' turns (helps small models)
   --prompt-style default|compact  compact: short instructions (what the embedded demo model reads)
   --quiet                no per-question progress lines
-`;
+${DATA_HELP}`;
 
 async function loadLocalEngine(model: string, adapter: string | undefined, runtime: Record<string, unknown>): Promise<ChatEngine> {
   let mod: { createLocalEngine?: (o: { model: string; adapter?: string; onProgress?: ProgressCallback } & Record<string, unknown>) => Promise<ChatEngine> };
@@ -65,6 +66,7 @@ export async function run(argv: string[]): Promise<number> {
       argv,
       {
         data: { type: 'string' },
+        ...DATA_FLAGS,
         task: { type: 'string', default: 'gsm8k' },
         out: { type: 'string' },
         agents: { type: 'string' },
@@ -114,7 +116,7 @@ export async function run(argv: string[]): Promise<number> {
     data = values.data as string;
     out = values.out as string;
     task = values.task as Task;
-    if (task !== 'gsm8k' && task !== 'math' && task !== 'mc') throw new UsageError(`--task must be gsm8k, math or mc, got ${JSON.stringify(task)}`);
+    if (!isTask(task)) throw new UsageError(`--task must be gsm8k, math, mc or qa, got ${JSON.stringify(task)}`);
     const aggregator = values.aggregator as string;
     if (aggregator !== 'llm' && aggregator !== 'vote') throw new UsageError(`--aggregator must be llm or vote, got ${JSON.stringify(aggregator)}`);
     const agents = intFlag(values.agents as string | undefined, 'agents', 5, { min: 1 });
@@ -181,7 +183,7 @@ export async function run(argv: string[]): Promise<number> {
   process.once('SIGINT', onSigint);
   const t0 = performance.now();
   try {
-    const questions = await loadQuestions(data, task, { limit });
+    const questions = await loadQuestions(data, task, { limit, ...dataOptions(values, !!values.quiet) });
     const quiet = !!values.quiet;
     const res = await runDebateSet(questions, opts, {
       out,
@@ -192,7 +194,7 @@ export async function run(argv: string[]): Promise<number> {
         const perRound = rec.rounds.map((r) => `r${r.round} ${r.messages.filter((m) => m.correct).length}/${r.messages.length}`).join(' ');
         const tok = rec.totals.promptTokens + rec.totals.completionTokens;
         process.stderr.write(
-          `[${done}/${total}] ${rec.id}: final=${rec.final.answer ?? '∅'} ${rec.final.correct ? 'correct' : 'wrong'} | ${perRound} | ${rec.totals.calls} calls ${tok} tok ${(rec.totals.wallMs / 1000).toFixed(1)}s\n`,
+          `[${done}/${total}] ${rec.id}: final=${rec.final.answer ?? '∅'} ${rec.final.correct ? 'correct' : 'wrong'} | ` + `${perRound} | ${rec.totals.calls} calls ${tok} tok ${(rec.totals.wallMs / 1000).toFixed(1)}s\n`,
         );
       },
       onError: (err, q) => process.stderr.write(`error on ${q.id}: ${err.message}\n`),

@@ -5,7 +5,7 @@
  * Prints a JSON summary on stdout.
  */
 import { promises as fsp } from 'node:fs';
-import type { Task } from '../tasks/answers';
+import { isTask, type Task } from '../tasks/answers';
 import { writeJsonl, type SftFormat } from '../distill/common';
 import { buildTrainingSet, DISTILL_STRATEGIES, type DistillStrategy } from '../distill/build';
 import { parseDistillInput } from '../distill/from-imported';
@@ -17,9 +17,11 @@ export const USAGE = `usage: agentark distill --strategy rsft|da|pad --traj FILE
 
   --strategy S          rsft | da | pad
   --traj FILE           trajectory JSONL (agentark.trajectory/1), or GSM8K example_model_solutions.jsonl,
-                        or AgentArk inference output (the layout is detected)
+                        or AgentArk inference output (the layout is detected); also a .parquet file or
+                        a Hugging Face dataset id of such rows (--config / --split / --revision)
+  --config / --split / --revision   the Hub dataset's config, split (default train) and revision
   --out FILE            training JSONL to write (TRL format: messages / prompt-completion / stepwise)
-  --task T              gsm8k | math | mc: task of AgentArk inference output (default gsm8k)
+  --task T              gsm8k | math | mc | qa: task of AgentArk inference output (default gsm8k)
   --pad-steps S         pad: solution (default: AgentArk's PRM rows, one per question: the final-round
                         agents' solutions and the aggregator's, labelled, mixed-label questions only)
                         | paragraph (this project's variant: every solution split into paragraphs,
@@ -34,7 +36,8 @@ export const USAGE = `usage: agentark distill --strategy rsft|da|pad --traj FILE
   --per-question K      da: at most K distinct correct paths per question (default 4)
   --jaccard X           da: word-3-gram Jaccard at or above which two paths are duplicates (default 0.7)
   --no-self-correct     da: no self-correction conversations
-  --format F            rsft/da: messages (default) | prompt-completion (only the last assistant turn is trained)
+  --format F            rsft/da: messages (default) | prompt-completion (only the last assistant turn is trained);
+                        DA's self-correction rows are always prompt-completion (the wrong attempt is never trained)
   --system TEXT         rsft/da: student system prompt (default: the task's solver prompt)
   --no-system           rsft/da: no system message
   --keep-calculator     rsft/da/pad paragraph: keep GSM8K <<a=b>> calculator annotations
@@ -61,6 +64,9 @@ export async function run(argv: string[]): Promise<number> {
         'keep-calculator': { type: 'boolean', default: false },
         'keep-answer-line': { type: 'boolean', default: false },
         limit: { type: 'string' },
+        config: { type: 'string' },
+        split: { type: 'string' },
+        revision: { type: 'string' },
         'pad-steps': { type: 'string', default: 'solution' },
         labels: { type: 'string', default: 'file' },
         'judge-base-url': { type: 'string' },
@@ -91,7 +97,7 @@ export async function run(argv: string[]): Promise<number> {
     traj = values.traj as string;
     out = values.out as string;
     task = values.task as Task | undefined;
-    if (task !== undefined && task !== 'gsm8k' && task !== 'math' && task !== 'mc') throw new UsageError(`--task must be gsm8k, math or mc, got ${JSON.stringify(task)}`);
+    if (task !== undefined && !isTask(task)) throw new UsageError(`--task must be gsm8k, math, mc or qa, got ${JSON.stringify(task)}`);
     perQuestion = intFlag(values['per-question'] as string | undefined, 'per-question', undefined, { min: 1 });
     threshold = floatFlag(values.jaccard as string | undefined, 'jaccard', undefined, { above: 0, max: 1 });
     format = values.format as SftFormat;
@@ -111,10 +117,24 @@ export async function run(argv: string[]): Promise<number> {
 
   try {
     let text: string;
-    try {
-      text = await fsp.readFile(traj, 'utf8');
-    } catch (e) {
-      throw new Error(`cannot read --traj ${traj}: ${(e as Error).message}`);
+    const { isHubDatasetSpec, loadHubDatasetRows } = await import('../tasks/hub');
+    if (/\.parquet$/i.test(traj) || (await isHubDatasetSpec(traj))) {
+      // Rows of a Parquet file or a Hub dataset, as JSON lines for the layout detection below.
+      let rows: unknown[];
+      if (/\.parquet$/i.test(traj)) {
+        const { readParquetRows, readParquetSource } = await import('../tasks/parquet');
+        rows = (await readParquetRows(await readParquetSource(traj), traj)).map((r) => r.row);
+      } else {
+        const str = (k: string) => values[k] as string | undefined;
+        rows = (await loadHubDatasetRows(traj, { config: str('config'), split: str('split') ?? 'train', revision: str('revision') })).rows.map((r) => r.row);
+      }
+      text = rows.map((r) => JSON.stringify(r, (_k, v) => (typeof v === 'bigint' ? Number(v) : v))).join('\n');
+    } else {
+      try {
+        text = await fsp.readFile(traj, 'utf8');
+      } catch (e) {
+        throw new Error(`cannot read --traj ${traj}: ${(e as Error).message}`);
+      }
     }
     const warnings: string[] = [];
     const input = parseDistillInput(text, traj, { task, aggregatorLast: !values['no-aggregator-last'], onWarning: (m) => warnings.push(m) });

@@ -14,13 +14,14 @@
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
 import type { ChatEngine } from '../engine/types';
-import type { Task } from '../tasks/answers';
+import { isTask, type Task } from '../tasks/answers';
 import { DEFAULT_SAMPLED_TEMPERATURE, evaluate, type Decoding, type EvalSystem } from '../eval/harness';
 import type { ArithmeticStep, PerturbableQuestion, StructuredProblem } from '../eval/perturb';
 import { toMarkdown } from '../eval/report';
 import { loadQuestions, type Question } from '../tasks/datasets';
 import { OpenAIEngine } from '../teach/openai-engine';
 import { floatFlag, intFlag, parseFlags, reportUsageError, runtimeOptions, stderrProgress, UsageError } from './args';
+import { DATA_FLAGS, DATA_HELP, dataOptions } from './data-flags';
 
 export const USAGE = `usage: agentark eval --data FILE [--task T] [--data FILE2 --task T2 ...] --out REPORT.json (--model DIR | --base-url URL) [options]
 
@@ -28,7 +29,7 @@ export const USAGE = `usage: agentark eval --data FILE [--task T] [--data FILE2 
                            a row may carry a "structure" (template, names, numbers, answer formula) or the
                            demo generator's "steps"; then perturbed numbers get a recomputed answer.
                            Repeatable: several sets in one run, one report column per set (generalization)
-  --task T                 gsm8k | math | mc (default gsm8k); once for all --data, or once per --data, in order
+  --task T                 gsm8k | math | mc | qa (default gsm8k); once for all --data, or once per --data, in order
   --out FILE               the JSON report (agentark.eval/1)
   --markdown FILE          also write the Markdown table
   --systems LIST           comma-separated subset of single,self-consistency,debate,student
@@ -62,7 +63,7 @@ export const USAGE = `usage: agentark eval --data FILE [--task T] [--data FILE2 
   --no-robustness          skip the perturbed questions
   --perturb-seed S         seed of the perturbations (default 0)
   --quiet                  no progress on stderr
-`;
+${DATA_HELP}`;
 
 function isStructure(x: unknown): x is StructuredProblem {
   const s = x as StructuredProblem | undefined;
@@ -117,6 +118,7 @@ export async function run(argv: string[]): Promise<number> {
       argv,
       {
         data: { type: 'string', multiple: true },
+        ...DATA_FLAGS,
         task: { type: 'string', multiple: true },
         decoding: { type: 'string', default: 'greedy,sampled' },
         'sc-samples': { type: 'string' },
@@ -181,7 +183,7 @@ export async function run(argv: string[]): Promise<number> {
     if (!datas.length) throw new UsageError('--data is required');
     if (!str('out')) throw new UsageError('--out is required');
     const taskList = list('task').length ? list('task') : ['gsm8k'];
-    for (const t of taskList) if (t !== 'gsm8k' && t !== 'math' && t !== 'mc') throw new UsageError(`--task must be gsm8k, math or mc, got ${JSON.stringify(t)}`);
+    for (const t of taskList) if (!isTask(t)) throw new UsageError(`--task must be gsm8k, math, mc or qa, got ${JSON.stringify(t)}`);
     if (taskList.length !== 1 && taskList.length !== datas.length) throw new UsageError(`give --task once (for every --data) or once per --data: got ${taskList.length} --task for ${datas.length} --data`);
     const sets = datas.map((data, i) => ({ data, task: (taskList.length === 1 ? taskList[0] : taskList[i]) as Task }));
     if (sets.length > 1) {
@@ -229,6 +231,13 @@ export async function run(argv: string[]): Promise<number> {
     return reportUsageError('eval', e as UsageError, USAGE);
   }
 
+  let dataOpts: ReturnType<typeof dataOptions>;
+  try {
+    dataOpts = dataOptions(values, values.quiet === true);
+  } catch (e) {
+    process.stderr.write(`agentark eval: ${(e as Error).message}\n\n${USAGE}`);
+    return 2;
+  }
   const ac = new AbortController();
   const onSigint = () => {
     process.stderr.write('\ninterrupted: stopping the evaluation (no report written)\n');
@@ -239,8 +248,8 @@ export async function run(argv: string[]): Promise<number> {
   try {
     const questions: PerturbableQuestion[] = [];
     for (const st of cfg.sets) {
-      let qs: PerturbableQuestion[] = await loadQuestions(st.data, st.task, { limit: cfg.limit });
-      if (!/^https?:\/\//i.test(st.data)) qs = attachStructures(await fsp.readFile(st.data, 'utf8'), qs, st.data);
+      let qs: PerturbableQuestion[] = await loadQuestions(st.data, st.task, { limit: cfg.limit, ...dataOpts });
+      if (/\.jsonl?$/i.test(st.data) && !/^https?:\/\//i.test(st.data)) qs = attachStructures(await fsp.readFile(st.data, 'utf8'), qs, st.data);
       if (!qs.length) throw new Error(`no questions in ${st.data}`);
       // Several sets: ids get the set's label, so equal row ids of two files stay apart.
       questions.push(...(st.label === undefined ? qs : qs.map((q) => ({ ...q, id: `${st.label}/${q.id}`, set: st.label }))));

@@ -63,7 +63,7 @@ export async function run(argv: string[]): Promise<number> {
       if (stream) process.stdout.write('\n');
       else console.log(result.tokens.join(','));
       const t = result.timings;
-      process.stderr.write(`[${result.finishReason}] prompt ${prompt.length} tok, ${t.prefillTokensPerS.toFixed(1)} tok/s prefill; ${result.tokens.length} tok generated, ${t.decodeTokensPerS.toFixed(1)} tok/s decode — ${runtime.describeBackend()}\n`);
+      process.stderr.write(`[${result.finishReason}] prompt ${prompt.length} tok, ${t.prefillTokensPerS.toFixed(1)} tok/s prefill; ` + `${result.tokens.length} tok generated, ${t.decodeTokensPerS.toFixed(1)} tok/s decode — ${runtime.describeBackend()}\n`);
     }
     return 0;
   } finally {

@@ -5,7 +5,7 @@
  */
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
-import { answersEqual, extractAnswer, referenceAnswer, type Task } from '../tasks/answers';
+import { answersEqual, extractAnswer, isTask, referenceAnswer, TASKS, type Task } from '../tasks/answers';
 import { parseTrajectoryLine, summarizeTrajectories, type TrajectoryRecord } from '../teach/trajectory';
 import { choiceFlag, parseFlags, reportUsageError, UsageError } from './args';
 
@@ -13,7 +13,7 @@ export const USAGE = `usage: agentark grade --data FILE [--task gsm8k|math|mc] [
 
   --data FILE   trajectories (agentark.trajectory/1) or rows {question, answer, prediction}
                 (also accepted: reference/gt for the answer, response/output/completion for the prediction)
-  --task T      gsm8k | math | mc (default: each row's "task" field, else gsm8k)
+  --task T      gsm8k | math | mc | qa (default: each row's "task" field, else gsm8k)
   --out FILE    write every row plus "extracted" and boolean "correct"
 `;
 
@@ -49,7 +49,7 @@ export async function run(argv: string[]): Promise<number> {
     values = parseFlags(argv, { data: { type: 'string' }, task: { type: 'string' }, out: { type: 'string' } }, USAGE);
     if (!values) return 0;
     if (!values.data) throw new UsageError('--data is required', USAGE);
-    forced = choiceFlag(values.task, 'task', ['gsm8k', 'math', 'mc']);
+    forced = choiceFlag(values.task, 'task', TASKS);
   } catch (e) {
     return reportUsageError('grade', e as UsageError, USAGE);
   }
@@ -103,7 +103,7 @@ export async function run(argv: string[]): Promise<number> {
         nTraj++;
       } else {
         task = forced ?? ((row.task as Task | undefined) ?? 'gsm8k');
-        if (task !== 'gsm8k' && task !== 'math' && task !== 'mc') throw new Error(`${values.data}:${lineNo}: unknown task ${JSON.stringify(task)}`);
+        if (!isTask(task)) throw new Error(`${values.data}:${lineNo}: unknown task ${JSON.stringify(task)}`);
         const pred = pick(row, PRED_KEYS);
         const ref = pick(row, REF_KEYS);
         if (pred === undefined) throw new Error(`${values.data}:${lineNo}: no prediction (expected one of ${PRED_KEYS.join(', ')})`);

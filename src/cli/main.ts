@@ -15,6 +15,7 @@ const COMMANDS: Record<string, Command> = {
   prm: { summary: 'train or evaluate a process reward model head on the frozen student', load: () => import('./prm') },
   rl: { summary: 'RL on the student LoRA: RLOO advantages, PPO-clip, KL to the base, PRM + verifiable reward', load: () => import('./rl') },
   eval: { summary: 'evaluate base, debate and students: accuracy, self-correction, robustness, cost', load: () => import('./eval') },
+  bench: { summary: 'how fast a model runs here: cold load, prefill/decode tokens/s, a LoRA step, peak GPU memory vs the plan', load: () => import('./bench') },
   grade: { summary: 'grade predictions or trajectories against reference answers', load: () => import('./grade') },
 };
 

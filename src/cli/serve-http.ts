@@ -31,8 +31,13 @@ export async function serveEngine(engine: ChatEngine, opts: ServeOptions = {}): 
     onRequest: opts.verbose ? (r) => process.stderr.write(`${r.method} ${r.path} ${r.status} ${r.ms}ms\n`) : undefined,
   });
   const models = opts.modelId ? [opts.modelId] : await engine.models().catch(() => [] as string[]);
-  process.stdout.write(`serving ${models.join(', ') || 'model'} at ${server.baseUrl} (OpenAI-compatible: POST /v1/chat/completions, GET /v1/models); Ctrl-C to stop\n`);
-  const access = [opts.apiKey ? 'API key required' : 'no API key', opts.cors?.length ? `browser origins: ${opts.cors.join(', ')}` : 'no browser origins (CORS off)'];
+  process.stdout.write(
+    `serving ${models.join(', ') || 'model'} at ${server.baseUrl} (OpenAI-compatible: POST /v1/chat/completions, GET /v1/models); Ctrl-C to stop\n`,
+  );
+  const access = [
+    opts.apiKey ? 'API key required' : 'no API key',
+    opts.cors?.length ? `browser origins: ${opts.cors.join(', ')}` : 'no browser origins (CORS off)',
+  ];
   process.stderr.write(`access: ${access.join('; ')}\n`);
   opts.onListening?.(server);
   await new Promise<void>((resolve) => {
@@ -49,6 +54,8 @@ export async function serveEngine(engine: ChatEngine, opts: ServeOptions = {}): 
   });
   await server.close();
   const s = server.stats;
-  process.stderr.write(`stopped: ${s.completions} completions, ${s.promptTokens} prompt + ${s.completionTokens} completion tokens served\n`);
+  process.stderr.write(
+    `stopped: ${s.completions} completions, ${s.promptTokens} prompt + ${s.completionTokens} completion tokens served\n`,
+  );
   return 0;
 }

@@ -35,7 +35,9 @@ export async function run(argv: string[]): Promise<number> {
   const apiKey = (v['api-key'] as string | undefined) ?? (process.env.AGENTARK_API_KEY || undefined);
   // Checked before the model loads, so a refused bind costs nothing.
   if (!isLoopbackHost(host) && !apiKey) {
-    throw new UsageError(`--host ${host} exposes the model beyond this machine: set --api-key KEY (or AGENTARK_API_KEY) so only clients with the key can use it`);
+    throw new UsageError(
+      `--host ${host} exposes the model beyond this machine: set --api-key KEY (or AGENTARK_API_KEY) so only clients with the key can use it`,
+    );
   }
   const cors = (v.cors as unknown as string[] | undefined) ?? [];
   const runtime = await Runtime.load(v.model as string, {

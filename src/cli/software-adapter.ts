@@ -44,6 +44,7 @@ export function commandUsesWebGpu(argv: string[]): boolean {
     case 'train':
     case 'prm':
     case 'rl':
+    case 'bench':
       return true;
     case 'debate':
       return value('--engine') !== 'openai' && !has('--base-url');
@@ -124,6 +125,21 @@ process.exit(0);`;
 }
 
 /**
+ * Whether the kernel exposes a GPU to user space at all (DRM render nodes, NVIDIA's devices): a
+ * hardware Vulkan driver needs one, so without them the (half-second) hardware probe is skipped.
+ */
+export function hasGpuDeviceNodes(): boolean {
+  const list = (dir: string) => {
+    try {
+      return fs.readdirSync(dir);
+    } catch {
+      return [];
+    }
+  };
+  return list('/dev/dri').some((n) => n.startsWith('renderD')) || list('/dev').some((n) => /^nvidia\d/.test(n));
+}
+
+/**
  * The software driver to re-run `argv` with, or null when the command needs no software adapter:
  * it does not use WebGPU, the user chose a driver (VK_ICD_FILENAMES), this already is the re-run,
  * the current environment has an adapter, or no working software driver was found (then the
@@ -131,7 +147,7 @@ process.exit(0);`;
  */
 export function softwareDriverFor(argv: string[], env: NodeJS.ProcessEnv = process.env): { driver: SoftwareDriver; adapter: string } | null {
   if (process.platform !== 'linux' || env.VK_ICD_FILENAMES || env[SOFTWARE_ADAPTER_ENV] || !commandUsesWebGpu(argv)) return null;
-  if (probeAdapter(env) !== null) return null;
+  if (hasGpuDeviceNodes() && probeAdapter(env) !== null) return null;
   for (const driver of findSoftwareDrivers(env)) {
     const adapter = probeAdapter(driverEnv(driver, env));
     if (adapter !== null) return { driver, adapter };

@@ -18,8 +18,12 @@
  * with `source: "da-selfcorrect"`. At most `maxSelfCorrect` (default K) per question, distinct
  * under the same duplicate rule applied to the fixed answer.
  *
- * Rows: TRL conversational (`messages`, default) or conversational prompt-completion (`format:
- * "prompt-completion"`: the wrong attempt then sits in the prompt and is not trained on).
+ * Rows: paths in TRL conversational `messages` form (default) or conversational prompt-completion
+ * (`format: "prompt-completion"`). Self-correction rows are always prompt-completion: the earlier
+ * turns, the wrong attempt included, are the `prompt` (not trained on) and only the corrected
+ * answer is the `completion` — in `messages` form TRL's SFTTrainer (`assistant_only_loss`) would
+ * train on every assistant turn and so learn the wrong attempt too. No trained turn of a DA row
+ * ends in a wrong final answer.
  */
 import type { Task } from '../tasks/answers';
 import { answerFormatInstruction, studentMessages, type StudentPromptOptions } from '../tasks/prompts';
@@ -142,7 +146,7 @@ export function buildDa(records: TrajectoryRecord[], opts: DaOptions = {}): Buil
           id: `${rec.id}#sc-${ex.agent}-r${ex.round}`,
           source: 'da-selfcorrect',
         };
-        rows.push(toFormat(row, format));
+        rows.push(toFormat(row, 'prompt-completion'));
         bySource.add('da-selfcorrect');
       }
     }

@@ -17,6 +17,7 @@
  * rows finetune2.py would train on. The paragraph-level heuristic of pad-labels.ts stays
  * available as `--pad-steps paragraph` (this project's own variant).
  */
+import { complete } from '../engine/complete';
 import type { ChatEngine } from '../engine/types';
 import { referenceAnswer, type Task } from '../tasks/answers';
 import { formatQuestion } from '../tasks/prompts';
@@ -155,7 +156,7 @@ export function judgePrompt(question: string, solution: string, groundTruth: str
     '',
     'Rules',
     '- If the ground truth is a number, the solution should match in numeric value.',
-    "- If the ground truth is a person's name, the solution might slightly differ, e.g. `Richard Bertrand Spencer`, `Richard B. Spencer`, `Spencer` are all the same person.",
+    "- If the ground truth is a person's name, the solution might slightly differ, " + "e.g. `Richard Bertrand Spencer`, `Richard B. Spencer`, `Spencer` are all the same person.",
     '--------------------------------',
     '# CANDIDATE SOLUTION:',
     solution,
@@ -190,12 +191,14 @@ export async function judgeLabels(candidates: readonly PadCandidate[], engine: C
     while (next < jobs.length) {
       const job = jobs[next++]!;
       const gt = referenceAnswer(job.c.task, job.c.reference) ?? job.c.reference;
-      const res = await engine.chat.completions.create(
-        { messages: [{ role: 'user', content: judgePrompt(job.c.prompt, job.text, gt) }], ...(opts.model ? { model: opts.model } : {}), temperature: 0, max_tokens: 5, stream: false },
-        { signal: opts.signal },
+      // An aborted or empty judgement throws (complete()) instead of becoming a "wrong" label.
+      const res = await complete(
+        engine,
+        { messages: [{ role: 'user', content: judgePrompt(job.c.prompt, job.text, gt) }], ...(opts.model ? { model: opts.model } : {}), temperature: 0, max_tokens: 5 },
+        { signal: opts.signal, label: `the judgement of ${job.c.id} solution ${job.k + 1}` },
       );
       const labels = out.get(job.c.id) ?? [];
-      labels[job.k] = parseJudgeVerdict(res.choices[0]?.message.content ?? '');
+      labels[job.k] = parseJudgeVerdict(res.text);
       out.set(job.c.id, labels);
       opts.onProgress?.(++done, jobs.length);
     }

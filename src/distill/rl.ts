@@ -1,11 +1,25 @@
 /**
  * RL on the student's LoRA (PAD step c), all on the device that runs the student: for each prompt
- * sample G completions with the current adapter, reward each (verifiable reward + PRM step
- * rewards), take leave-one-out advantages (RLOO), and optimise the PPO-clip objective with a KL
- * penalty to the base model (k3 estimator, as in GRPO), token-mean normalised.
+ * sample G completions with the current adapter, reward them, and optimise the PPO-clip objective.
+ * Two reward modes:
+ *
+ * - `prmvr` (default; AgentArk's GRPO run: `openrlhf` PURE trainer, `--reward_mode PRMVR
+ *   --advantage_estimator rloo --reward_baseline token --init_kl_coef 0.001`): the completion is
+ *   split into steps at tokens ending in "\n\n"; each step gets the PRM's P(correct) − P(wrong)
+ *   at its last token, weighted towards the weakest step (softmin over the completion's steps,
+ *   temperature 0.1: the weighted sum approximates the minimum); a leave-one-out baseline (the
+ *   other samples' process reward per token, times the step's tokens) is subtracted at each step
+ *   end; the verifiable reward (0 right, −1 wrong) minus the other samples' mean goes to the last
+ *   token (coefficient 1.0); the KL to the base (log π − log π_base per token, coefficient 0.001)
+ *   is subtracted from every token's reward; the advantage of a token is its return (the sum of
+ *   the rewards from it to the end), zero on step-end tokens; PPO-clip 0.2 per token, averaged
+ *   over each sequence's tokens, then over sequences.
+ * - `scalar` (this project's earlier mode): one number per completion, RLOO advantages for every
+ *   token, and the KL to the base as a loss term (k3 estimator, as in GRPO), token-mean
+ *   normalised.
  */
 import type { Runtime } from '../engine/local';
-import { tokenLogprobs, type SamplingParams } from '../engine/sampling';
+import type { SamplingParams } from '../engine/sampling';
 import type { MicroBatch } from '../model/backward';
 import type { Trainer } from '../train/trainer';
 
@@ -22,6 +36,12 @@ export interface RlSample {
 }
 
 export interface RlOptions {
+  /** 'prmvr' (default) or 'scalar': see the module comment. */
+  rewardMode?: 'prmvr' | 'scalar';
+  /** prmvr: softmin temperature over the steps' process rewards (default 0.1). */
+  softminTemperature?: number;
+  /** prmvr: coefficient of the verifiable reward (default 1.0). */
+  verifiableCoef?: number;
   groupSize: number;
   promptsPerStep: number;
   steps: number;
@@ -29,14 +49,16 @@ export interface RlOptions {
   sampling: SamplingParams;
   /** PPO clip range ε. */
   clip: number;
-  /** KL penalty β towards the base model. */
+  /** KL coefficient β towards the base model: in the reward (prmvr) or the loss (scalar). */
   klCoef: number;
   /** Optimisation passes over each batch of samples (ratio ≠ 1 from the second on). */
   ppoEpochs: number;
   seed: number;
 }
 
+/** The scalar mode's settings (KL as a k3 loss term, 0.04). */
 export const DEFAULT_RL_OPTIONS: RlOptions = {
+  rewardMode: 'scalar',
   groupSize: 4,
   promptsPerStep: 2,
   steps: 10,
@@ -47,6 +69,105 @@ export const DEFAULT_RL_OPTIONS: RlOptions = {
   ppoEpochs: 2,
   seed: 0,
 };
+
+/** AgentArk's GRPO settings (README: `--n_samples_per_prompt 8 --temperature 0.5 --init_kl_coef 0.001`, PRMVR, RLOO). */
+export const PAPER_RL_OPTIONS: RlOptions = {
+  rewardMode: 'prmvr',
+  softminTemperature: 0.1,
+  verifiableCoef: 1.0,
+  groupSize: 8,
+  promptsPerStep: 2,
+  steps: 10,
+  maxTokens: 256,
+  sampling: { temperature: 0.5, topP: 1 },
+  clip: 0.2,
+  klCoef: 0.001,
+  ppoEpochs: 1,
+  seed: 0,
+};
+
+/** What the prmvr reward callback returns for one completion. */
+export interface ProcessReward {
+  /** P(correct) − P(wrong) of each step, in [−1, 1] (one per step passed in). */
+  stepScores: number[];
+  /** Whether the final answer is right; null when there is no reference (verifiable reward 0). */
+  correct: boolean | null;
+}
+
+/** A completion's steps: token spans ending at a token whose text ends in "\n\n", the last at the last token. */
+export function stepSpans(tokens: readonly number[], decodeToken: (id: number) => string): { start: number; end: number; separator: boolean }[] {
+  const spans: { start: number; end: number; separator: boolean }[] = [];
+  let start = 0;
+  for (let i = 0; i < tokens.length; i++) {
+    if (decodeToken(tokens[i]!).endsWith('\n\n')) {
+      spans.push({ start, end: i, separator: true });
+      start = i + 1;
+    }
+  }
+  if (start < tokens.length || !spans.length) spans.push({ start, end: Math.max(tokens.length - 1, 0), separator: false });
+  else spans[spans.length - 1]!.separator = false; // the last token ends the completion (PURE marks it as the eos step)
+  return spans;
+}
+
+/** softmax(−r/T)·r per step: the weighted sum approximates min(r) as T → 0 (PURE's min-form credit assignment). */
+export function softminWeighted(scores: readonly number[], temperature: number): number[] {
+  if (!scores.length) return [];
+  const z = scores.map((r) => -r / temperature);
+  const m = Math.max(...z);
+  const e = z.map((x) => Math.exp(x - m));
+  const sum = e.reduce((a, b) => a + b, 0);
+  return scores.map((r, k) => (e[k]! / sum) * r);
+}
+
+export interface PrmvrSample {
+  /** Completion length in tokens. */
+  length: number;
+  /** Token index where each step ends (its reward position) and its number of tokens before that. */
+  steps: { end: number; tokens: number }[];
+  /** Raw process scores per step, P(correct) − P(wrong). */
+  scores: number[];
+  /** 0 right, −1 wrong, 0 without a reference. */
+  verifiable: number;
+}
+
+/**
+ * The token rewards of one prompt's group before the KL term (PURE's `process_experiences` with
+ * `reward_baseline token`): softmin-weighted process rewards at step ends minus the leave-one-out
+ * per-token baseline times the step's tokens, plus the leave-one-out verifiable reward at the last token.
+ */
+export function prmvrGroupRewards(group: readonly PrmvrSample[], opts: { temperature?: number; verifiableCoef?: number } = {}): Float64Array[] {
+  const T = opts.temperature ?? 0.1;
+  const coef = opts.verifiableCoef ?? 1.0;
+  const g = group.length;
+  const weighted = group.map((s) => softminWeighted(s.scores, T));
+  const outcome = weighted.map((w) => w.reduce((a, b) => a + b, 0));
+  const totalOutcome = outcome.reduce((a, b) => a + b, 0);
+  const totalLength = group.reduce((a, s) => a + s.length, 0);
+  const totalVr = group.reduce((a, s) => a + s.verifiable, 0);
+  return group.map((s, i) => {
+    const r = new Float64Array(s.length);
+    const otherLen = totalLength - s.length;
+    const perToken = g > 1 && otherLen > 0 ? (totalOutcome - outcome[i]!) / otherLen : 0;
+    s.steps.forEach((st, k) => {
+      r[st.end] += weighted[i]![k]! - perToken * st.tokens;
+    });
+    const vrBaseline = g > 1 ? (totalVr - s.verifiable) / (g - 1) : 0;
+    if (s.length) r[s.length - 1] += coef * (s.verifiable - vrBaseline);
+    return r;
+  });
+}
+
+/** Returns (reverse cumulative sums) of token rewards, zeroed on step-end tokens (PURE masks their advantage). */
+export function tokenAdvantages(rewards: Float64Array, stepEnds: readonly number[]): Float64Array {
+  const adv = new Float64Array(rewards.length);
+  let acc = 0;
+  for (let t = rewards.length - 1; t >= 0; t--) {
+    acc += rewards[t]!;
+    adv[t] = acc;
+  }
+  for (const e of stepEnds) if (e < adv.length) adv[e] = 0;
+  return adv;
+}
 
 export interface RlStepReport {
   step: number;
@@ -67,7 +188,7 @@ export function leaveOneOutAdvantages(rewards: number[]): number[] {
 /** log p(token | prefix) of every completion token, from one forward pass over prompt + completion. */
 async function completionLogprobs(runtime: Runtime, prompt: number[], completion: number[]): Promise<Float32Array> {
   const ids = [...prompt, ...completion];
-  return tokenLogprobs(await runtime.logits(ids), ids, runtime.model.config.vocabSize).slice(prompt.length);
+  return (await runtime.tokenLogprobs(ids)).slice(prompt.length);
 }
 
 export interface PpoTokenStats {
@@ -101,13 +222,16 @@ export async function runRl(
   runtime: Runtime,
   trainer: Trainer,
   prompts: RlPrompt[],
-  reward: (s: RlSample) => Promise<number> | number,
+  reward: (s: RlSample & { steps: string[] }) => Promise<number | ProcessReward> | number | ProcessReward,
   opts: RlOptions,
   onStep?: (r: RlStepReport) => void,
 ): Promise<RlStepReport[]> {
   if (trainer.set.mode !== 'lora') throw new Error('RL trains the student LoRA: use a LoRA trainer');
-  if (opts.groupSize < 2) throw new Error('RLOO needs at least 2 samples per prompt (--group-size)');
+  if (opts.groupSize < 2) throw new Error('RLOO needs at least 2 samples per prompt (--samples)');
+  const mode = opts.rewardMode ?? 'scalar';
   const policy = runtime.model.getAdapter();
+  const tok = mode === 'prmvr' ? runtime.requireTokenizer() : null;
+  const decodeToken = (id: number) => tok!.decode([id], { skipSpecialTokens: false });
   const reports: RlStepReport[] = [];
   let cursor = 0;
   for (let step = 1; step <= opts.steps; step++) {
@@ -122,21 +246,58 @@ export async function runRl(
       ),
     );
     for (const { p, r } of gens) samples.push({ prompt: p, tokens: r.tokens.length ? r.tokens : [], text: r.text });
-    // 2. Rewards and leave-one-out advantages within each prompt's group.
-    const rewards = await Promise.all(samples.map((s) => reward(s)));
+    // 2. Rewards (a PRM reads the base: stepFeatures switches the adapter off).
+    const spans = samples.map((s) => (mode === 'prmvr' && s.tokens.length ? stepSpans(s.tokens, decodeToken) : []));
+    const stepTexts = samples.map((s, i) => (mode === 'prmvr' ? spans[i]!.map((sp) => tok!.decode(s.tokens.slice(sp.start, sp.separator ? sp.end : sp.end + 1), { skipSpecialTokens: true }).trim()) : []));
+    const raw = await Promise.all(samples.map((s, i) => reward({ ...s, steps: stepTexts[i]! })));
+    let rewards: number[];
+    let tokenRewards: Float64Array[] | null = null;
     const advantages: number[] = [];
-    for (let pi = 0; pi < batchPrompts.length; pi++) {
-      advantages.push(...leaveOneOutAdvantages(rewards.slice(pi * opts.groupSize, (pi + 1) * opts.groupSize)));
+    if (mode === 'prmvr') {
+      const pr = raw.map((r) => {
+        if (typeof r === 'number') throw new Error('rewardMode prmvr: the reward callback must return {stepScores, correct}');
+        return r;
+      });
+      tokenRewards = [];
+      for (let pi = 0; pi < batchPrompts.length; pi++) {
+        const group = samples.slice(pi * opts.groupSize, (pi + 1) * opts.groupSize).map((s, g): PrmvrSample => {
+          const i = pi * opts.groupSize + g;
+          const sp = spans[i]!;
+          const scores = pr[i]!.stepScores;
+          if (scores.length !== sp.length) throw new Error(`rewardMode prmvr: ${scores.length} step scores for ${sp.length} steps`);
+          return { length: s.tokens.length, steps: sp.map((x) => ({ end: x.end, tokens: x.end - x.start })), scores, verifiable: pr[i]!.correct === false ? -1 : 0 };
+        });
+        tokenRewards.push(...prmvrGroupRewards(group, { temperature: opts.softminTemperature, verifiableCoef: opts.verifiableCoef }));
+      }
+      rewards = tokenRewards.map((r) => r.reduce((a, b) => a + b, 0));
+      advantages.push(...rewards.map(() => 0));
+    } else {
+      rewards = raw.map((r) => {
+        if (typeof r !== 'number') throw new Error('rewardMode scalar: the reward callback must return a number');
+        return r;
+      });
+      for (let pi = 0; pi < batchPrompts.length; pi++) {
+        advantages.push(...leaveOneOutAdvantages(rewards.slice(pi * opts.groupSize, (pi + 1) * opts.groupSize)));
+      }
     }
     // 3. Old (policy) and reference (base) log-probabilities of the sampled tokens.
-    const kept = samples.map((s, i) => ({ s, a: advantages[i] })).filter((x) => x.s.tokens.length > 0);
+    const kept = samples.map((s, i) => ({ s, a: advantages[i]!, i })).filter((x) => x.s.tokens.length > 0);
     const old: Float32Array[] = [];
     const ref: Float32Array[] = [];
     for (const { s } of kept) old.push(await completionLogprobs(runtime, s.prompt.prompt, s.tokens));
     runtime.model.setAdapter(null);
     for (const { s } of kept) ref.push(await completionLogprobs(runtime, s.prompt.prompt, s.tokens));
     runtime.model.setAdapter(policy);
-    // 4. PPO epochs: one micro-batch per sample (sequences differ in length), token-mean loss.
+    // prmvr: KL to the base in the reward (k1: log π − log π_base per token), then per-token advantages.
+    const tokenAdv = tokenRewards
+      ? kept.map(({ s, i }, k) => {
+          const r = Float64Array.from(tokenRewards![i]!);
+          for (let j = 0; j < s.tokens.length; j++) r[j] -= opts.klCoef * (old[k]![j]! - ref[k]![j]!);
+          return tokenAdvantages(r, spans[i]!.map((sp) => sp.end));
+        })
+      : null;
+    // 4. PPO epochs: one micro-batch per sample (sequences differ in length); scalar: token-mean
+    // loss with the KL term; prmvr: each sequence's token mean, averaged over sequences.
     const totalTokens = kept.reduce((a, k) => a + k.s.tokens.length, 0);
     const batches: MicroBatch[] = kept.map(({ s }) => {
       const ids = [...s.prompt.prompt, ...s.tokens];
@@ -152,8 +313,10 @@ export async function runRl(
         const start = s.prompt.prompt.length - 1; // row predicting the first completion token
         const w = new Float32Array(logp.length);
         for (let j = 0; j < s.tokens.length; j++) {
-          const t = ppoTokenGradient(logp[start + j], old[index][j], ref[index][j], a, opts.clip, opts.klCoef);
-          w[start + j] = t.grad / totalTokens;
+          const t = tokenAdv
+            ? ppoTokenGradient(logp[start + j]!, old[index]![j]!, ref[index]![j]!, tokenAdv[index]![j]!, opts.clip, 0)
+            : ppoTokenGradient(logp[start + j]!, old[index]![j]!, ref[index]![j]!, a, opts.clip, opts.klCoef);
+          w[start + j] = tokenAdv ? t.grad / (s.tokens.length * kept.length) : t.grad / totalTokens;
           if (epoch === opts.ppoEpochs - 1) {
             klSum += t.kl;
             clippedCount += t.clipped ? 1 : 0;

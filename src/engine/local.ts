@@ -13,6 +13,8 @@ import { LlamaModel } from '../model/llama';
 import type { QuantFormat } from '../quant/quantize';
 import type { QuantCache } from '../quant/cache';
 import { quantizeWeights } from '../quant/weights';
+import { chunkedTokenLogprobs } from '../model/loss-head';
+import type { TrainOps } from '../kernels/train-backend';
 import type { ProgressCallback } from '../progress';
 import { Generator, type GenerationRequest, type GenerationResult } from './generator';
 import { AdapterRegistry } from './adapters';
@@ -115,6 +117,19 @@ export class Runtime {
     return this.fullForward(ids, 'all', 'logits');
   }
 
+  private trainOps: TrainOps<unknown, unknown, unknown> | null = null;
+
+  /**
+   * log p(ids[t] | ids[<t]) for every t ≥ 1 (0 at t = 0), through the LM head in row chunks: the
+   * [tokens, vocab] logits are never held whole (PRM features, RL log-probabilities).
+   */
+  async tokenLogprobs(ids: number[]): Promise<Float32Array> {
+    const hidden = await this.hidden(ids, ids.map((_, i) => i));
+    this.trainOps ??= this.backend.createTrainOps() as TrainOps<unknown, unknown, unknown>;
+    const ops = this.trainOps;
+    return this.generator.exclusive(() => chunkedTokenLogprobs(this.backend, ops as never, this.model as never, hidden, ids));
+  }
+
   /** Final-normed hidden states [rows.length, hidden] at the given positions of `ids`. */
   async hidden(ids: number[], rows: number[]): Promise<Float32Array> {
     return this.fullForward(ids, rows, 'hidden');
@@ -160,7 +175,8 @@ export class LocalEngine implements ChatEngine {
     // The prompt plus at least one generated token must fit.
     if (prompt.length >= contextLength) {
       throw new EngineRequestError(
-        `This model's maximum context length is ${contextLength} tokens. However, your messages resulted in ${prompt.length} tokens. Please reduce the length of the messages.`,
+        `This model's maximum context length is ${contextLength} tokens. ` +
+          `However, your messages resulted in ${prompt.length} tokens. Please reduce the length of the messages.`,
         400,
         'context_length_exceeded',
         'messages',

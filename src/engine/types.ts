@@ -64,9 +64,15 @@ export interface ChatCompletionOptions {
 export interface ChatEngine {
   chat: {
     completions: {
-      create(req: ChatCompletionRequest & { stream: true }, opts?: ChatCompletionOptions): Promise<AsyncIterable<ChatCompletionChunk>>;
+      create(
+        req: ChatCompletionRequest & { stream: true },
+        opts?: ChatCompletionOptions,
+      ): Promise<AsyncIterable<ChatCompletionChunk>>;
       create(req: ChatCompletionRequest & { stream?: false }, opts?: ChatCompletionOptions): Promise<ChatCompletion>;
-      create(req: ChatCompletionRequest, opts?: ChatCompletionOptions): Promise<ChatCompletion | AsyncIterable<ChatCompletionChunk>>;
+      create(
+        req: ChatCompletionRequest,
+        opts?: ChatCompletionOptions,
+      ): Promise<ChatCompletion | AsyncIterable<ChatCompletionChunk>>;
     };
   };
   /** Model ids this engine serves (for GET /v1/models). */

@@ -46,12 +46,14 @@
  * Systems are evaluated one after the other (a system's `setup`, e.g. activating its adapter on
  * a shared runtime, runs right before it); questions of one system `concurrency` at a time.
  */
+import { complete } from '../engine/complete';
 import type { ChatEngine, ChatMessage } from '../engine/types';
 import type { ProgressCallback } from '../progress';
+import { AbortError } from '../util/abort';
 import { answerFormatInstruction, studentMessages } from '../tasks/prompts';
 import { majorityVote, runDebate, type DebateOptions, type Engines } from '../teach/debate';
 import type { Question } from '../tasks/datasets';
-import { answersEqual, extractAnswer, referenceAnswer, type Task } from '../tasks/answers';
+import { answersEqual, extractAnswer, qaF1, referenceAnswer, type Task } from '../tasks/answers';
 import { perturbQuestion, type PerturbableQuestion, type Perturbed } from './perturb';
 import { signTest, wilsonInterval } from './stats';
 
@@ -207,6 +209,8 @@ export interface QuestionResult extends Outcome {
   id: string;
   /** The question set's label, when the questions carry one. */
   set?: string;
+  /** Short-answer QA: SQuAD token F1 of the extracted answer against the reference. */
+  f1?: number;
   /** Cost of answering this question once. */
   cost: CostTotals;
   /** Debate systems: right answers among the agents' answers, per round. */
@@ -235,6 +239,8 @@ export interface SystemReport {
   accuracy: number;
   /** Wilson 95% interval of the accuracy (absent in reports written before it existed). */
   ci95?: [number, number];
+  /** Short-answer QA questions: mean SQuAD token F1 (accuracy is SQuAD exact match). */
+  f1?: number;
   /** Per question set, when the questions carry `set` labels. */
   bySet?: Record<string, AccuracyStats>;
   /** Answers that could not be parsed. */
@@ -325,32 +331,19 @@ function gradeAnswer(task: Task, extracted: string | null, reference: string): b
   return ref !== null && answersEqual(task, extracted, ref);
 }
 
-class AbortedError extends Error {
-  constructor() {
-    super('evaluation aborted');
-    this.name = 'AbortError';
-  }
-}
-
 async function chatCall(engine: ChatEngine, messages: ChatMessage[], sys: SingleSystem | SelfConsistencySystem, opts: EvalOptions, signal?: AbortSignal, seedOffset = 0) {
   const base = sys.seed ?? opts.seed;
   const seed = base === undefined ? undefined : base + seedOffset;
-  const res = await engine.chat.completions.create(
-    {
-      messages,
-      ...(sys.model !== undefined ? { model: sys.model } : {}),
-      temperature: sys.temperature ?? opts.temperature ?? 0,
-      ...(sys.top_p !== undefined ? { top_p: sys.top_p } : {}),
-      max_tokens: sys.maxTokens ?? opts.maxTokens ?? 512,
-      ...(seed !== undefined ? { seed } : {}),
-      stream: false,
-    },
-    { signal },
-  );
-  const choice = res.choices[0];
-  if (!choice) throw new Error('engine returned no choices');
-  if (choice.finish_reason === 'abort') throw new Error('generation aborted');
-  return { text: choice.message.content ?? '', usage: { prompt: res.usage?.prompt_tokens ?? 0, completion: res.usage?.completion_tokens ?? 0 } };
+  const req = {
+    messages,
+    ...(sys.model !== undefined ? { model: sys.model } : {}),
+    temperature: sys.temperature ?? opts.temperature ?? 0,
+    ...(sys.top_p !== undefined ? { top_p: sys.top_p } : {}),
+    max_tokens: sys.maxTokens ?? opts.maxTokens ?? 512,
+    ...(seed !== undefined ? { seed } : {}),
+  };
+  const r = await complete(engine, req, { signal });
+  return { text: r.text, usage: { prompt: r.usage.prompt_tokens, completion: r.usage.completion_tokens } };
 }
 
 /** One single-agent answer to `messages`, graded against `reference`. */
@@ -367,7 +360,7 @@ async function singleAnswer(sys: SingleSystem, task: Task, messages: ChatMessage
       cost: { calls: 1, promptTokens: r.usage.prompt, completionTokens: r.usage.completion, wallMs: round1(now() - t0) },
     };
   } catch (e) {
-    if (opts.signal?.aborted) throw new AbortedError();
+    if (opts.signal?.aborted) throw new AbortError('evaluation aborted');
     return { correct: false, extracted: null, error: (e as Error).message, cost: { ...zero(), wallMs: round1(now() - t0) } };
   }
 }
@@ -387,7 +380,7 @@ async function selfConsistencyAnswer(sys: SelfConsistencySystem, task: Task, mes
     }
     return { correct: gradeAnswer(task, vote.answer, reference), extracted: vote.answer, cost };
   } catch (e) {
-    if (opts.signal?.aborted) throw new AbortedError();
+    if (opts.signal?.aborted) throw new AbortError('evaluation aborted');
     return { correct: false, extracted: null, error: (e as Error).message, cost: { ...zero(), wallMs: round1(now() - t0) } };
   }
 }
@@ -405,7 +398,7 @@ async function debateAnswer(sys: DebateSystem, task: Task, q: Question, opts: Ev
       cost: { calls: rec.totals.calls, promptTokens: rec.totals.promptTokens, completionTokens: rec.totals.completionTokens, wallMs: round1(now() - t0) },
     };
   } catch (e) {
-    if (opts.signal?.aborted) throw new AbortedError();
+    if (opts.signal?.aborted) throw new AbortError('evaluation aborted');
     return { correct: false, extracted: null, error: (e as Error).message, cost: { ...zero(), wallMs: round1(now() - t0) } };
   }
 }
@@ -450,7 +443,8 @@ async function evalQuestion(sys: EvalSystem, p: Prepared, opts: EvalOptions, now
     return a;
   };
   const first = await ask(q);
-  const result: QuestionResult = { id: String(q.id), ...(q.set !== undefined ? { set: q.set } : {}), ...outcome(first), cost: { ...first.cost }, ...(first.rounds ? { rounds: first.rounds } : {}) };
+  const f1 = task === 'qa' ? { f1: qaF1(first.extracted ?? '', referenceAnswer('qa', String(q.answer)) ?? '') } : {};
+  const result: QuestionResult = { id: String(q.id), ...(q.set !== undefined ? { set: q.set } : {}), ...f1, ...outcome(first), cost: { ...first.cost }, ...(first.rounds ? { rounds: first.rounds } : {}) };
   if (sys.kind === 'single' && (opts.selfCorrection ?? true)) {
     let second: Answer;
     if (first.error !== undefined || first.messages === undefined) {
@@ -495,6 +489,8 @@ function underDecoding(sys: EvalSystem, decoding: Decoding, opts: EvalOptions, s
     }
   }
 }
+
+const mean0 = (xs: number[]) => (xs.length ? xs.reduce((a, b) => a + b, 0) / xs.length : 0);
 
 /** Accuracy and its Wilson 95% interval over `results`. */
 function accuracyStats(results: readonly QuestionResult[]): AccuracyStats {
@@ -573,7 +569,7 @@ export async function evaluate(questions: PerturbableQuestion[], givenSystems: E
 
   const reports: SystemReport[] = [];
   for (const sys of systems) {
-    if (opts.signal?.aborted) throw new AbortedError();
+    if (opts.signal?.aborted) throw new AbortError('evaluation aborted');
     await sys.setup?.();
     const t0 = now();
     const results: QuestionResult[] = new Array(prepared.length);
@@ -583,7 +579,7 @@ export async function evaluate(questions: PerturbableQuestion[], givenSystems: E
     let next = 0;
     const worker = async () => {
       while (true) {
-        if (opts.signal?.aborted) throw new AbortedError();
+        if (opts.signal?.aborted) throw new AbortError('evaluation aborted');
         const i = next++;
         if (i >= prepared.length) return;
         const r = await evalQuestion(sys, prepared[i]!, opts, now);
@@ -636,6 +632,7 @@ export async function evaluate(questions: PerturbableQuestion[], givenSystems: E
       correct,
       accuracy: mean(correct),
       ci95: wilsonInterval(correct, n),
+      ...(results.some((r) => r.f1 !== undefined) ? { f1: mean0(results.filter((r) => r.f1 !== undefined).map((r) => r.f1!)) } : {}),
       ...(Object.keys(bySet).length ? { bySet } : {}),
       unparsed: results.filter((r) => r.extracted === null && r.error === undefined).length,
       errors,

@@ -103,19 +103,21 @@ export function toMarkdown(report: EvalReport): string {
   }
   const notes = [
     'Accuracy: each question answered once (a single call, a majority vote over samples, or a whole debate); 95% Wilson interval in brackets.',
-    'Paired comparison: on the same questions, won = right where the single agent of the same decoding is wrong, lost = the reverse; two-sided exact sign test.',
-    'Self-correction: attempt 2 answers a follow-up "Review your answer and fix it if it is wrong" turn; wrong→right and right→wrong are fractions of all questions (Δ = wrong→right − right→wrong); "—" for the debate and self-consistency.',
+    'Paired comparison: on the same questions, won = right where the single agent of the same decoding is wrong, ' + 'lost = the reverse; two-sided exact sign test.',
+    'Self-correction: attempt 2 answers a follow-up "Review your answer and fix it if it is wrong" turn; ' + 'wrong→right and right→wrong are fractions of all questions (Δ = wrong→right − right→wrong); ' + '"—" for the debate and self-consistency.',
   ];
   if (report.perturbations) {
     const p = report.perturbations;
     notes.push(
-      `Robustness: accuracy on perturbed questions, Δ against the same questions unperturbed. Distractor: an irrelevant sentence added (${p.distractor} questions). ` +
-        `Renamed: person names changed (${p.rename.namesChanged}), numbers scaled with the answer recomputed (${p.rename.numbersScaled}); ${p.rename.changed} questions changed.`,
+      `Robustness: accuracy on perturbed questions, Δ against the same questions unperturbed. ` + `Distractor: an irrelevant sentence added (${p.distractor} questions). ` +
+        `Renamed: person names changed (${p.rename.namesChanged}), ` + `numbers scaled with the answer recomputed (${p.rename.numbersScaled}); ${p.rename.changed} questions changed.`,
     );
   }
   for (const s of report.systems) {
-    if (s.roundAccuracy?.length) notes.push(`${cell(s.name)}: agents' answers right in ${s.roundAccuracy.map((a, k) => `round ${k + 1} ${pct(a)}`).join(', ')} (round 1: one independent sample per agent and question).`);
+    if (s.roundAccuracy?.length) notes.push(`${cell(s.name)}: agents' answers right in ${s.roundAccuracy.map((a, k) => `round ${k + 1} ${pct(a)}`).join(', ')} ` + `(round 1: one independent sample per agent and question).`);
   }
+  const f1 = report.systems.filter((s) => s.f1 !== undefined);
+  if (f1.length) notes.push(`Short-answer QA: accuracy is SQuAD exact match; mean SQuAD token F1 — ${f1.map((s) => `${cell(s.name)} ${pct(s.f1)}`).join(', ')}.`);
   notes.push('Cost: per question, for answering it once; tokens from the engines\' usage.');
   const errs = report.systems.filter((s) => s.errors > 0);
   if (errs.length) notes.push(`Failed calls (counted wrong): ${errs.map((s) => `${cell(s.name)} ${s.errors}`).join(', ')}.`);
@@ -205,7 +207,7 @@ export function debateGap(report: EvalReport, baselineName: string, teacherName:
 export function debateGapMarkdown(g: DebateGap): string {
   const lines = ["## Distillation: how much of the debate's lead each student recovers", ''];
   lines.push(
-    `The debate (${cell(g.teacher.name)}, ${num(g.teacher.callsPerQuestion)} calls/q) scores ${pct(g.teacher.accuracy)} against ${pct(g.baseline.accuracy)} for the single agent ` +
+    `The debate (${cell(g.teacher.name)}, ${num(g.teacher.callsPerQuestion)} calls/q) ` + `scores ${pct(g.teacher.accuracy)} against ${pct(g.baseline.accuracy)} for the single agent ` +
       `(${cell(g.baseline.name)}, ${num(g.baseline.callsPerQuestion)} call/q): a lead of ${signedPts(g.gap)} pts ` +
       `(right on ${g.teacher.wins} questions the single agent misses, wrong on ${g.teacher.losses} it gets; sign test p = ${g.teacher.pValue.toPrecision(2)}).`,
   );
@@ -215,7 +217,7 @@ export function debateGapMarkdown(g: DebateGap): string {
   lines.push("| Student | Accuracy | vs single (pts) | Won / lost vs single | Sign test p | Share of the debate's lead | Calls/q | Verdict |");
   lines.push('| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |');
   for (const s of g.students) {
-    lines.push(`| ${cell(s.name)} | ${pct(s.accuracy)} | ${signedPts(s.delta)} | ${s.wins} / ${s.losses} | ${s.pValue.toPrecision(2)} | ${s.gapClosed === null ? '—' : pct(s.gapClosed)} | ${num(s.callsPerQuestion)} | ${cell(s.verdict)} |`);
+    lines.push(`| ${cell(s.name)} | ${pct(s.accuracy)} | ${signedPts(s.delta)} | ${s.wins} / ${s.losses} | ` + `${s.pValue.toPrecision(2)} | ${s.gapClosed === null ? '—' : pct(s.gapClosed)} | ${num(s.callsPerQuestion)} | ${cell(s.verdict)} |`);
   }
   lines.push('');
   return lines.join('\n');

@@ -18,7 +18,14 @@ import { openSource, unsafeFileNameReason, type FileSource } from './source';
 import { HFTokenizer } from './tokenizer';
 
 /** The small files that travel with a model's weights (copied into merged / trained checkpoints). */
-export const MODEL_SIDE_FILES = ['config.json', 'tokenizer.json', 'tokenizer_config.json', 'generation_config.json', 'special_tokens_map.json', 'chat_template.jinja'] as const;
+export const MODEL_SIDE_FILES = [
+  'config.json',
+  'tokenizer.json',
+  'tokenizer_config.json',
+  'generation_config.json',
+  'special_tokens_map.json',
+  'chat_template.jinja',
+] as const;
 
 /** The side files `source` has, as text by name. */
 export async function readModelSideFiles(source: FileSource): Promise<Record<string, string>> {
@@ -82,7 +89,11 @@ function elementCount(t: HostTensor): number {
 }
 
 /** A typed view when the bytes are suitably aligned, else an aligned copy. */
-function view<T>(t: HostTensor, bytesPerElement: number, make: (buffer: ArrayBufferLike, offset: number, length: number) => T): T {
+function view<T>(
+  t: HostTensor,
+  bytesPerElement: number,
+  make: (buffer: ArrayBufferLike, offset: number, length: number) => T,
+): T {
   const n = elementCount(t);
   if (t.data.byteOffset % bytesPerElement === 0) return make(t.data.buffer, t.data.byteOffset, n);
   const copy = t.data.slice();
@@ -104,7 +115,19 @@ export function toFloat32(t: HostTensor): Float32Array {
 /** f16 bit patterns (rounded to nearest even from F32/BF16); for F16 tensors a view of `t.data`. */
 export function toF16Bits(t: HostTensor): Uint16Array {
   if (t.dtype === 'F16') return view(t, 2, (b, o, n) => new Uint16Array(b, o, n));
-  return f32ToF16Bits(toFloat32(t));
+  const bits = f32ToF16Bits(toFloat32(t));
+  // Finite F32/BF16 values beyond ±65504 become ±Inf in F16, which would poison every output.
+  const overflow = firstNonFinite({
+    ...t,
+    dtype: 'F16',
+    data: new Uint8Array(bits.buffer, bits.byteOffset, bits.byteLength),
+  });
+  if (overflow !== null) {
+    throw new CheckpointError(
+      `${t.name} holds ${toFloat32(t)[overflow.index]} at element ${overflow.index}, beyond F16's range (±65504); load it with --dtype f32`,
+    );
+  }
+  return bits;
 }
 
 /** bf16 bit patterns (rounded to nearest even from F32; F16 → BF16 may lose mantissa bits). */
@@ -146,10 +169,14 @@ export function shardFilesOfIndex(index: unknown, indexName = 'model.safetensors
   if (files.length === 0 || !files.every((f) => typeof f === 'string' && f.length > 0)) {
     throw new CheckpointError(`${indexName}: "weight_map" must map tensor names to file names`);
   }
-  if (files.length > MAX_SHARDS) throw new CheckpointError(`${indexName}: names ${files.length} shard files; at most ${MAX_SHARDS} are supported`);
+  if (files.length > MAX_SHARDS)
+    throw new CheckpointError(`${indexName}: names ${files.length} shard files; at most ${MAX_SHARDS} are supported`);
   for (const f of files as string[]) {
     const problem = unsafeFileNameReason(f);
-    if (problem) throw new CheckpointError(`${indexName}: shard file name ${JSON.stringify(f.slice(0, 200))} ${problem}; shards must be files inside the model folder`);
+    if (problem)
+      throw new CheckpointError(
+        `${indexName}: shard file name ${JSON.stringify(f.slice(0, 200))} ${problem}; shards must be files inside the model folder`,
+      );
   }
   return (files as string[]).sort();
 }
@@ -175,7 +202,11 @@ export interface WeightFileHeader {
 }
 
 /** Reads only the header of one safetensors file (a Range request over HTTP). */
-export async function readWeightFileHeader(source: FileSource, file: string, signal?: AbortSignal): Promise<WeightFileHeader> {
+export async function readWeightFileHeader(
+  source: FileSource,
+  file: string,
+  signal?: AbortSignal,
+): Promise<WeightFileHeader> {
   const size = await source.size(file);
   const options = { fileName: file, allowUnsupportedDtypes: true };
   let bytes = await source.readRange(file, 0, Math.min(size, HEADER_PROBE_BYTES), { signal });
@@ -323,11 +354,19 @@ async function readTensorData(
   if (position < needed) {
     throw new CheckpointError(`${file} is truncated: got ${position} bytes, its header promises ${needed}`);
   }
-  const tensors = targets.map(({ entry, data }) => ({ name: entry.name, dtype: entry.dtype, shape: entry.shape, data }));
+  const tensors = targets.map(({ entry, data }) => ({
+    name: entry.name,
+    dtype: entry.dtype,
+    shape: entry.shape,
+    data,
+  }));
   for (const t of tensors) {
     const bad = firstNonFinite(t);
     if (bad !== null) {
-      throw new CheckpointError(`${t.name} (in ${file}) holds non-finite values (${bad.value} at element ${bad.index} of ${elementCount(t)}); the checkpoint is corrupt or was saved after training diverged`);
+      throw new CheckpointError(
+        `${t.name} (in ${file}) holds non-finite values (${bad.value} at element ${bad.index} of ${elementCount(t)}); ` +
+          'the checkpoint is corrupt or was saved after training diverged',
+      );
     }
   }
   return tensors;
@@ -339,7 +378,8 @@ async function readTensorData(
  */
 export function firstNonFinite(t: HostTensor): { index: number; value: string } | null {
   const n = elementCount(t);
-  const describe = (isNaN: boolean, negative: boolean) => (isNaN ? 'NaN' : negative ? '-Infinity' : 'Infinity');
+  const describe = (notANumber: boolean, negative: boolean) =>
+    notANumber ? 'NaN' : negative ? '-Infinity' : 'Infinity';
   if (t.dtype === 'F32') {
     const bits = view(t, 4, (b, o, len) => new Uint32Array(b, o, len));
     for (let i = 0; i < n; i++) {

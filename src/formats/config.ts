@@ -148,10 +148,15 @@ export function tokenIdList(v: unknown, key = 'eos_token_id'): number[] {
  */
 function parseRope(json: Json, defaultTheta: number): { ropeTheta: number; ropeScaling: RopeScaling | null } {
   const params = isObject(json.rope_parameters) ? json.rope_parameters : null;
-  const scaling = params ?? (json.rope_scaling ?? null);
-  const ropeTheta = positiveNumber(params && params.rope_theta !== undefined ? params : json, 'rope_theta', defaultTheta);
+  const scaling = params ?? json.rope_scaling ?? null;
+  const ropeTheta = positiveNumber(
+    params && params.rope_theta !== undefined ? params : json,
+    'rope_theta',
+    defaultTheta,
+  );
   if (scaling === null) return { ropeTheta, ropeScaling: null };
-  if (!isObject(scaling)) throw new ConfigError(`"rope_scaling" must be an object or null, got ${JSON.stringify(scaling)}`);
+  if (!isObject(scaling))
+    throw new ConfigError(`"rope_scaling" must be an object or null, got ${JSON.stringify(scaling)}`);
   const kind = scaling.rope_type ?? scaling.type ?? 'default';
   if (kind === 'default') return { ropeTheta, ropeScaling: null };
   if (kind !== 'llama3') {
@@ -178,7 +183,8 @@ export function parseConfig(json: unknown): ModelConfig {
   if (!hfArchitecture) {
     throw new ConfigError(`missing "architectures"; supported: ${SUPPORTED_HF_ARCHITECTURES.join(', ')}`);
   }
-  const architecture = ARCHITECTURES[hfArchitecture];
+  // Own keys only: "constructor" or "__proto__" must not find Object.prototype's members.
+  const architecture = Object.hasOwn(ARCHITECTURES, hfArchitecture) ? ARCHITECTURES[hfArchitecture] : undefined;
   if (!architecture) {
     throw new ConfigError(
       `unsupported architecture "${hfArchitecture}"; supported: ${SUPPORTED_HF_ARCHITECTURES.join(', ')}`,
@@ -252,7 +258,9 @@ export function parseConfig(json: unknown): ModelConfig {
   };
   const parameters = parameterCount(config);
   if (parameters > MAX_PARAMETERS) {
-    throw new ConfigError(`the config implies ${parameters.toExponential(2)} parameters, above the supported maximum ${MAX_PARAMETERS.toExponential(2)}`);
+    throw new ConfigError(
+      `the config implies ${parameters.toExponential(2)} parameters, above the supported maximum ${MAX_PARAMETERS.toExponential(2)}`,
+    );
   }
   return config;
 }
@@ -272,7 +280,8 @@ export function parameterCount(cfg: ModelConfig): number {
 
 /** Memory this process may reasonably plan to use: 3/4 of RAM under Node, 4 GiB elsewhere. */
 export function memoryBudgetBytes(): number {
-  const getBuiltin = (globalThis as { process?: { getBuiltinModule?: (id: string) => unknown } }).process?.getBuiltinModule;
+  const getBuiltin = (globalThis as { process?: { getBuiltinModule?: (id: string) => unknown } }).process
+    ?.getBuiltinModule;
   const os = getBuiltin?.('node:os') as { totalmem(): number } | undefined;
   return os ? Math.floor(os.totalmem() * 0.75) : 4 * 2 ** 30;
 }
@@ -288,7 +297,9 @@ export class PlannedMemoryError extends Error {
 export function checkPlannedBytes(bytes: number, what: string, budget = memoryBudgetBytes()): void {
   if (!(bytes <= budget)) {
     const gib = (b: number) => `${(b / 2 ** 30).toFixed(2)} GiB`;
-    throw new PlannedMemoryError(`${what} needs ${gib(bytes)}, more than the ${gib(budget)} this machine can give it; refusing before allocating`);
+    throw new PlannedMemoryError(
+      `${what} needs ${gib(bytes)}, more than the ${gib(budget)} this machine can give it; refusing before allocating`,
+    );
   }
 }
 
@@ -316,7 +327,9 @@ export function ropeInvFreq(cfg: ModelConfig): Float32Array {
         invFreq = f(invFreq / scaling.factor); // long wavelengths: fully interpolated
       } else if (wavelen >= highFreqWavelen) {
         // Medium band: blend between interpolated and original frequencies.
-        const smooth = f((f(oldContext / wavelen) - scaling.lowFreqFactor) / (scaling.highFreqFactor - scaling.lowFreqFactor));
+        const smooth = f(
+          (f(oldContext / wavelen) - scaling.lowFreqFactor) / (scaling.highFreqFactor - scaling.lowFreqFactor),
+        );
         invFreq = f(f(f(1 - smooth) * invFreq) / scaling.factor + f(smooth * invFreq));
       } // short wavelengths (< highFreqWavelen): unchanged
     }
@@ -324,6 +337,10 @@ export function ropeInvFreq(cfg: ModelConfig): Float32Array {
   }
   return out;
 }
+
+/** The linear projections of a Llama-family block, by their HF module names (what LoRA adapters target). */
+export const PROJECTIONS = ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'] as const;
+export type Projection = (typeof PROJECTIONS)[number];
 
 /** Every tensor the model needs, by HF name, with its shape, in checkpoint order. */
 export function expectedTensors(cfg: ModelConfig): Map<string, number[]> {

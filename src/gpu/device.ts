@@ -61,7 +61,7 @@ interface PooledBuffer {
 }
 
 /** Round sizes up so a pool hit is likely while wasting at most ~25% of memory. */
-function bucketSize(bytes: number): number {
+export function bucketSize(bytes: number): number {
   const minimum = 256;
   if (bytes <= minimum) return minimum;
   const pow = 2 ** Math.floor(Math.log2(bytes));
@@ -173,7 +173,7 @@ export class Gpu {
   acquire(bytes: number, label = 'activation'): GPUBuffer {
     this.checkAlive();
     if (bytes > this.maxBindingBytes) {
-      throw new GpuError(`Buffer '${label}' needs ${bytes} bytes, above this adapter's maxStorageBufferBindingSize (${this.maxBindingBytes}); reduce the batch or context length.`);
+      throw new GpuError(`Buffer '${label}' needs ${bytes} bytes, ` + `above this adapter's maxStorageBufferBindingSize (${this.maxBindingBytes}); reduce the batch or context length.`);
     }
     const size = bucketSize(bytes);
     const list = this.freeBuffers.get(`s${size}`);

@@ -55,6 +55,8 @@ export interface Backend<T, W, I> {
   add(x: T, y: T, n: number, scale?: number): void;
   /** out[i, :] = src[rows[i], :] (buffer copies, no kernel; rows [0] with cols = n copies a whole tensor) */
   gatherRows(src: T, rows: number[], cols: number, out: T): void;
+  /** dst[dstOffset .. +n] = src[srcOffset .. +n] (elements; a buffer copy, no kernel). */
+  copy(src: T, srcOffset: number, dst: T, dstOffset: number, n: number): void;
   /** Submit queued work (no-op on the CPU). */
   flush(): void;
   /** The training ops (backward kernels, loss, optimizers) on this backend's tensors. */
@@ -62,5 +64,5 @@ export interface Backend<T, W, I> {
 }
 
 /** A backend whose handle types the caller does not name (code that only passes handles along). */
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
+// biome-ignore lint/suspicious/noExplicitAny: Backend is invariant in T/W/I (parameters and results), so `unknown` would reject every concrete backend
 export type AnyBackend = Backend<any, any, any>;

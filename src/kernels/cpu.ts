@@ -168,6 +168,9 @@ export class CpuBackend implements Backend<Float32Array, CpuWeight, Uint32Array>
   gatherRows(src: Float32Array, rows: number[], cols: number, out: Float32Array): void {
     rows.forEach((r, i) => out.set(src.subarray(r * cols, (r + 1) * cols), i * cols));
   }
+  copy(src: Float32Array, srcOffset: number, dst: Float32Array, dstOffset: number, n: number): void {
+    dst.set(src.subarray(srcOffset, srcOffset + n), dstOffset);
+  }
   flush(): void {}
   createTrainOps(): TrainOps<Float32Array, CpuWeight, Uint32Array> {
     return new CpuTrainOps();

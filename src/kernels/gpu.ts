@@ -146,7 +146,6 @@ export const RESIDUAL_ADD = declareKernel({
  */
 export const PREFILL_ATTENTION_MIN_TOKENS = 16;
 
-
 export class GpuBackend implements Backend<GpuTensor, GpuWeight, GpuIndices> {
   readonly name = 'webgpu';
   readonly weightType: 'f16' | 'f32';
@@ -281,6 +280,9 @@ export class GpuBackend implements Backend<GpuTensor, GpuWeight, GpuIndices> {
     this.encoder = null;
   }
 
+  /** Dispatches recorded so far (the benchmark reports them per decode step). */
+  dispatches = 0;
+
   /** Pipelines by variant key, with the element size of each binding read from their WGSL. */
   private readonly variants = new Map<string, { pipeline: GPUComputePipeline; scalarBytes: number[] }>();
 
@@ -320,6 +322,7 @@ export class GpuBackend implements Backend<GpuTensor, GpuWeight, GpuIndices> {
       throw new KernelError(`kernel ${kernel.name}: unknown binding${extra.length > 1 ? 's' : ''} ${extra.map((e) => `'${e}'`).join(', ')}`);
     }
     const bindGroup = this.gpu.device.createBindGroup({ layout: variant.pipeline.getBindGroupLayout(0), entries });
+    this.dispatches++;
     const pass = this.computePass();
     pass.setPipeline(variant.pipeline);
     pass.setBindGroup(0, bindGroup);
@@ -417,6 +420,18 @@ export class GpuBackend implements Backend<GpuTensor, GpuWeight, GpuIndices> {
 
   add(x: GpuTensor, y: GpuTensor, n: number, scale = 1): void {
     this.run(RESIDUAL_ADD, { n, scale }, { x, y }, groups1d(RESIDUAL_ADD, n));
+  }
+
+  copy(src: GpuTensor, srcOffset: number, dst: GpuTensor, dstOffset: number, n: number): void {
+    if (n === 0) return;
+    if (srcOffset + n > src.length || dstOffset + n > dst.length) throw new GpuError(`copy of ${n} elements out of bounds (${srcOffset}/${src.length} -> ${dstOffset}/${dst.length})`);
+    // Buffer copies must happen outside a compute pass.
+    if (this.pass) {
+      this.pass.end();
+      this.pass = null;
+    }
+    this.encoder ??= this.gpu.device.createCommandEncoder();
+    this.encoder.copyBufferToBuffer(src.buffer, srcOffset * 4, dst.buffer, dstOffset * 4, n * 4);
   }
 
   gatherRows(src: GpuTensor, rows: number[], cols: number, out: GpuTensor): void {

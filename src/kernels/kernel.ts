@@ -24,6 +24,10 @@
  * wherever the shader depends on the workgroup size (strides, workgroup arrays; tree reductions
  * need a power of two). Fixed `defines` select one `//#if` variant of a shared file (a variant
  * whose bindings differ is its own declaration); per-dispatch defines (VEC4, head dims) go to run().
+ * Grids: `groups1d(K, n)` workgroups cover n invocations of a 1-D kernel; `size2d(K.workgroupSize)`
+ * gives [x, y] for 2-D grids, so no workgroup size is written a second time in TypeScript.
+ * Another workgroup size of the same WGSL (an autotuner's candidate) is another declaration:
+ * `declareKernel({ ...RMSNORM, name: 'rmsnorm@128', workgroupSize: 128 })` (its own pipeline).
  *
  * Checks, each an error naming the kernel:
  * - at pipeline creation (once per variant): the params' names and types against the WGSL

@@ -7,7 +7,9 @@
  */
 import type { WeightShape } from '../kernels/backend';
 import { IGNORE_INDEX, type TrainOps } from '../kernels/train-backend';
-import { Activations, type LayerActivations, type LlamaModel, type Projection } from './llama';
+import type { Projection } from '../formats/config';
+import { Activations, type LayerActivations, type LlamaModel } from './llama';
+import { chunkedLossHead } from './loss-head';
 
 export interface LoraParam<T, W> {
   layer: number;
@@ -26,6 +28,8 @@ export type FullGrads<T> = Map<string, T>;
 
 export interface TrainableSet<T, W> {
   mode: 'lora' | 'full';
+  /** Rebuild each block's activations in the backward instead of keeping them (--recompute). */
+  recompute?: boolean;
   /** LoRA parameters keyed `${layer}.${module}`; the model's adapter holds the same A and B. */
   lora: Map<string, LoraParam<T, W>>;
   loraScale: number;
@@ -165,6 +169,7 @@ export class TrainingPass<T, W extends WeightShape, I> {
             return xd;
           }
         : undefined,
+      this.params.recompute ?? false,
     );
     const cache = model.createCache(mb.batch, mb.seqLen);
     const batch = {
@@ -172,44 +177,29 @@ export class TrainingPass<T, W extends WeightShape, I> {
       positions: Uint32Array.from({ length: n }, (_, i) => i % mb.seqLen),
       slots: Uint32Array.from({ length: n }, (_, i) => Math.floor(i / mb.seqLen)),
       logitRows: 'all' as const,
+      // The LM head runs in row chunks below (loss-head.ts): the forward stops at the final norm.
+      output: 'hidden' as const,
     };
-    const labels = be.indices(shifted);
-    const losses = be.tensor(n, 'losses');
-    const dlogits = be.tensor(n * V, 'dlogits');
-    const temps: T[] = [losses];
+    const temps: T[] = [];
     try {
       model.forwardOnDevice(batch, cache, acts);
-      const { positions, slots, ids, xOut: xL, normed, output: logits } = acts.recorded();
+      const { positions, slots, ids, xOut: xL, normed } = acts.recorded();
       const { cos, sin } = model;
-      let lossHost: Float32Array | null = null;
-      if (policyGradient) {
-        // RL: d(loss)/d(logits) = (d loss/d logp) · (onehot − softmax) = −w · (softmax − onehot), so
-        // the cross-entropy gradient (scale 1) is rescaled per row by −w.
-        ops.crossEntropy(logits, labels, n, V, 1, losses, dlogits);
-        lossHost = await be.toHost(losses, n);
-        const logp = lossHost.map((l, i) => (shifted[i] === IGNORE_INDEX ? 0 : -l));
-        const w = policyGradient(logp);
-        if (w.length !== n) throw new Error(`policy gradient returned ${w.length} weights for ${n} rows`);
-        const rowScale = be.fromHost(w.map((x) => -x));
-        ops.scaleRows(dlogits, rowScale, n, V);
-        be.free(rowScale);
-      } else {
-        ops.crossEntropy(logits, labels, n, V, gradScale, losses, dlogits);
-      }
-      be.free(logits);
-      acts.output = null;
+      const full = this.params.mode === 'full';
+      // ---- loss and the backward through the LM head, in row chunks ----
+      const headGrad = full ? this.fullGrad(c.tieWordEmbeddings ? 'model.embed_tokens.weight' : 'lm_head.weight') : null;
+      const head = await chunkedLossHead(be, ops, model, normed, shifted, gradScale, { policyGradient, headGrad });
+      const lossHost = head.losses;
+      const dnormed = head.dnormed;
+      temps.push(dnormed);
 
       // ---- backward ----
-      const full = this.params.mode === 'full';
       const normGrad = (name: string): T | null => (full ? this.fullGrad(name) : null);
       const tensor = (size: number, label: string): T => {
         const t = be.tensor(size, label);
         temps.push(t);
         return t;
       };
-      const dnormed = tensor(n * H, 'd.normed');
-      ops.matmulBackwardInput(dlogits, model.lmHead, n, V, H, dnormed, false);
-      if (full) ops.matmulBackwardWeight(dlogits, normed, n, V, H, this.fullGrad(c.tieWordEmbeddings ? 'model.embed_tokens.weight' : 'lm_head.weight'), true);
       const dx = tensor(n * H, 'dx');
       ops.rmsnormBackward(dnormed, xL, model.norm, n, H, eps, dx, normGrad('model.norm.weight'));
       const dtmp = tensor(n * H, 'd.tmp');
@@ -225,7 +215,8 @@ export class TrainingPass<T, W extends WeightShape, I> {
       const dkRaw = c.qkNorm ? tensor(n * kvDim, 'd.k.raw') : null;
       for (let li = c.numLayers - 1; li >= 0; li--) {
         const L = model.layers[li];
-        const a = acts.layers[li];
+        // With recomputation, the block's forward runs again here from its saved input.
+        const a = acts.recompute ? model.recomputeLayer(li, acts, cache) : acts.layers[li];
         // MLP branch: x_out = x2 + down(swiglu(gate(h2), up(h2))), h2 = norm(x2)
         this.projectBackward(dx, a.act, L.down, n, dact, false, li, 'down_proj', a, stepSeed, false);
         ops.swigluBackward(dact, a.gate, a.up, n * I, dgate, dup);
@@ -251,17 +242,15 @@ export class TrainingPass<T, W extends WeightShape, I> {
         this.projectBackward(dv, a.h1, L.v, n, dtmp, true, li, 'v_proj', a, stepSeed, Boolean(L.vBias));
         ops.rmsnormBackward(dtmp, a.xIn, L.inputNorm, n, H, eps, dbranch, normGrad(hfName(li, 'input_layernorm')));
         be.add(dx, dbranch, n * H);
+        if (acts.recompute) model.freeRecomputed(a);
       }
       if (full) ops.embeddingBackward(dx, ids, n, V, H, this.fullGrad('model.embed_tokens.weight'), true);
 
-      lossHost ??= await be.toHost(losses, n);
       let lossSum = 0;
       for (let i = 0; i < n; i++) lossSum += lossHost[i];
       return { lossSum, tokens };
     } finally {
-      be.free(dlogits);
       for (const t of temps) be.free(t);
-      be.freeIndices(labels);
       acts.free(be);
       model.freeCache(cache);
     }

@@ -6,7 +6,7 @@
  * (backward.ts), as llm.c's forward fills its activation struct.
  */
 import type { Backend, KvCacheShape, WeightShape } from '../kernels/backend';
-import type { ModelConfig } from '../formats/config';
+import type { ModelConfig, Projection } from '../formats/config';
 import { ropeInvFreq } from '../formats/config';
 import type { HostTensor } from '../formats/checkpoint';
 import { toF16Bits, toFloat32 } from '../formats/checkpoint';
@@ -29,10 +29,6 @@ export interface LayerWeights<W> {
   up: W;
   down: W;
 }
-
-/** The projections LoRA can target, by their HF module names. */
-export const PROJECTIONS = ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'] as const;
-export type Projection = (typeof PROJECTIONS)[number];
 
 /** The LayerWeights field of each projection. */
 export const PROJECTION_FIELD = { q_proj: 'q', k_proj: 'k', v_proj: 'v', o_proj: 'o', gate_proj: 'gate', up_proj: 'up', down_proj: 'down' } as const;
@@ -114,7 +110,16 @@ export class Activations<T, I> {
   normed: T | null = null;
   output: T | null = null;
 
-  constructor(readonly loraDropout?: (x: T, rows: number, features: number, layer: number, proj: Projection) => T) {}
+  /** Recomputation: the input of every block (the residual stream before it), in order. */
+  readonly inputs: T[] = [];
+  /** Tokens of the recorded batch. */
+  tokens = 0;
+
+  constructor(
+    readonly loraDropout?: (x: T, rows: number, features: number, layer: number, proj: Projection) => T,
+    /** Keep only each block's input (`inputs`); the backward rebuilds a block with recomputeLayer(). */
+    readonly recompute = false,
+  ) {}
 
   /** What the end of a recorded forward stored (throws when nothing was recorded). */
   recorded(): { ids: I; positions: I; slots: I; xOut: T; normed: T; output: T } {
@@ -130,8 +135,9 @@ export class Activations<T, I> {
       for (const t of [a.xIn, a.h1, a.qRaw, a.kRaw, a.q, a.att, a.x2, a.h2, a.gate, a.up, a.act]) if (t) tensors.add(t);
       for (const l of a.lora.values()) for (const t of [l.xd, l.xa]) if (t) tensors.add(t);
     }
-    for (const t of [this.xOut, this.normed, this.output]) if (t) tensors.add(t);
+    for (const t of [this.xOut, this.normed, this.output, ...this.inputs]) if (t) tensors.add(t);
     for (const t of tensors) backend.free(t);
+    this.inputs.length = 0;
     for (const i of [this.ids, this.positions, this.slots]) if (i) backend.freeIndices(i);
     this.layers.length = 0;
     this.xOut = this.normed = this.output = null;
@@ -255,7 +261,8 @@ export class LlamaModel<T = unknown, W extends WeightShape = WeightShape, I = un
     be.matmul(x, w, bias, rows, out);
     const delta = this.adapter?.get(`${layer}.${proj}`);
     if (!delta || (delta.scale === 0 && !acts)) return;
-    const xd = acts && record?.loraDropout ? record.loraDropout(x, rows, w.cols, layer, proj) : null;
+    // Training applies LoRA dropout whether or not this pass keeps the activations (recomputation).
+    const xd = record?.loraDropout ? record.loraDropout(x, rows, w.cols, layer, proj) : null;
     const xa = be.tensor(rows * delta.rank, 'lora.xa');
     be.matmul(xd ?? x, delta.a, null, rows, xa);
     const upd = be.tensor(rows * w.rows, 'lora.update');
@@ -263,7 +270,10 @@ export class LlamaModel<T = unknown, W extends WeightShape = WeightShape, I = un
     be.add(out, upd, rows * w.rows, delta.scale);
     be.free(upd);
     if (acts) acts.lora.set(proj, { xd, xa });
-    else be.free(xa);
+    else {
+      be.free(xa);
+      if (xd) be.free(xd);
+    }
   }
 
   /** One forward pass; returns logits [logitRows, vocab] (or hidden states) as f32 on the host. */
@@ -274,6 +284,121 @@ export class LlamaModel<T = unknown, W extends WeightShape = WeightShape, I = un
     } finally {
       this.backend.free(output);
     }
+  }
+
+  /** One block's activation buffers (xIn given; x2 is set by the block). */
+  private layerBuffers(xIn: T, n: number): LayerActivations<T> {
+    const be = this.backend;
+    const c = this.config;
+    const H = c.hiddenSize;
+    const qDim = c.numHeads * c.headDim;
+    const kvDim = c.numKvHeads * c.headDim;
+    const I = c.intermediateSize;
+    return {
+      xIn,
+      h1: be.tensor(n * H, 'h1'),
+      // WebGPU forbids binding one buffer as both input and output, so q/k norms write elsewhere.
+      qRaw: c.qkNorm ? be.tensor(n * qDim, 'q.raw') : null,
+      kRaw: c.qkNorm ? be.tensor(n * kvDim, 'k.raw') : null,
+      q: be.tensor(n * qDim, 'q'),
+      att: be.tensor(n * qDim, 'att'),
+      x2: xIn,
+      h2: be.tensor(n * H, 'h2'),
+      gate: be.tensor(n * I, 'gate'),
+      up: be.tensor(n * I, 'up'),
+      act: be.tensor(n * I, 'act'),
+      lora: new Map(),
+    };
+  }
+
+  /** Free what layerBuffers() allocated (not xIn, not x2). */
+  private freeLayerBuffers(a: LayerActivations<T>): void {
+    for (const t of [a.h1, a.qRaw, a.kRaw, a.q, a.att, a.h2, a.gate, a.up, a.act]) if (t) this.backend.free(t);
+  }
+
+  private layerScratch(n: number): { k: T; v: T; proj: T } {
+    const be = this.backend;
+    const c = this.config;
+    const kvDim = c.numKvHeads * c.headDim;
+    return { k: be.tensor(n * kvDim, 'k'), v: be.tensor(n * kvDim, 'v'), proj: be.tensor(n * c.hiddenSize, 'proj') };
+  }
+
+  /**
+   * Block `li` on the residual stream x into the buffers `a`; returns the block's output. With
+   * `keepInputs`, residual sums go to new tensors (x and x2 stay what the backward reads); `acts`
+   * keeps the adapters' inputs; `record` applies its LoRA dropout (training).
+   */
+  private layerForward(
+    li: number,
+    x: T,
+    a: LayerActivations<T>,
+    acts: LayerActivations<T> | null,
+    record: Activations<T, I> | undefined,
+    s: { k: T; v: T; proj: T; positions: I; slots: I; cache: KvCache<T>; n: number },
+    keepInputs: boolean,
+  ): T {
+    const be = this.backend;
+    const c = this.config;
+    const { k, v, proj, positions, slots, cache, n } = s;
+    const H = c.hiddenSize;
+    const eps = c.rmsNormEps;
+    /** x + y: in place, or (keeping inputs) into a new tensor so that x stays what the backward reads. */
+    const residual = (x: T, y: T, label: string): T => {
+      if (!keepInputs) {
+        be.add(x, y, n * H);
+        return x;
+      }
+      const out = be.tensor(n * H, label);
+      be.gatherRows(x, [0], n * H, out);
+      be.add(out, y, n * H);
+      return out;
+    };
+    const L = this.layers[li];
+    a.xIn = x;
+    be.rmsnorm(x, L.inputNorm, n, H, eps, a.h1);
+    this.project(a.h1, L.q, L.qBias, n, a.qRaw ?? a.q, li, 'q_proj', acts, record);
+    this.project(a.h1, L.k, L.kBias, n, a.kRaw ?? k, li, 'k_proj', acts, record);
+    this.project(a.h1, L.v, L.vBias, n, v, li, 'v_proj', acts, record);
+    if (a.qRaw && a.kRaw && L.qNorm && L.kNorm) {
+      // Qwen3: RMSNorm over each head's vector, before RoPE.
+      be.rmsnorm(a.qRaw, L.qNorm, n * c.numHeads, c.headDim, eps, a.q);
+      be.rmsnorm(a.kRaw, L.kNorm, n * c.numKvHeads, c.headDim, eps, k);
+    }
+    be.rope(a.q, positions, this.cos, this.sin, n, c.numHeads, c.headDim, this.maxPositions);
+    be.rope(k, positions, this.cos, this.sin, n, c.numKvHeads, c.headDim, this.maxPositions);
+    be.kvWrite(k, v, cache.k[li], cache.v[li], slots, positions, n, cache.shape);
+    be.attention(a.q, cache.k[li], cache.v[li], slots, positions, n, c.numHeads, c.numKvHeads, c.headDim, cache.shape.maxSeq, a.att);
+    this.project(a.att, L.o, L.oBias, n, proj, li, 'o_proj', acts, record);
+    a.x2 = residual(x, proj, 'x2');
+    be.rmsnorm(a.x2, L.postNorm, n, H, eps, a.h2);
+    this.project(a.h2, L.gate, null, n, a.gate, li, 'gate_proj', acts, record);
+    this.project(a.h2, L.up, null, n, a.up, li, 'up_proj', acts, record);
+    be.swiglu(a.gate, a.up, n * c.intermediateSize, a.act);
+    this.project(a.act, L.down, null, n, proj, li, 'down_proj', acts, record);
+    return residual(a.x2, proj, 'x');
+  }
+
+  /**
+   * Recomputation (--recompute): block `li`'s activations rebuilt from its recorded input, for its
+   * backward. The caller frees them with freeRecomputed() after that block's backward.
+   */
+  recomputeLayer(li: number, record: Activations<T, I>, cache: KvCache<T>): LayerActivations<T> {
+    const { positions, slots } = record.recorded();
+    const x = record.inputs[li];
+    const n = record.tokens;
+    const a = this.layerBuffers(x, n);
+    const scratch = this.layerScratch(n);
+    const out = this.layerForward(li, x, a, a, record, { ...scratch, positions, slots, cache, n }, true);
+    this.backend.free(out);
+    for (const t of Object.values(scratch)) this.backend.free(t);
+    return a;
+  }
+
+  /** Free a recomputed block's activations (not its input, which the recorder owns). */
+  freeRecomputed(a: LayerActivations<T>): void {
+    this.freeLayerBuffers(a);
+    this.backend.free(a.x2);
+    for (const l of a.lora.values()) for (const t of [l.xd, l.xa]) if (t) this.backend.free(t);
   }
 
   /**
@@ -292,77 +417,26 @@ export class LlamaModel<T = unknown, W extends WeightShape = WeightShape, I = un
       if (batch.slots[i] >= cache.shape.slots) throw new Error(`slot ${batch.slots[i]} is past the cache's ${cache.shape.slots} slots`);
     }
     const H = c.hiddenSize;
-    const qDim = c.numHeads * c.headDim;
-    const kvDim = c.numKvHeads * c.headDim;
-    const I = c.intermediateSize;
     const eps = c.rmsNormEps;
     const ids = be.indices(batch.ids);
     const positions = be.indices(batch.positions);
     const slots = be.indices(batch.slots);
-    // One set of layer buffers reused by every layer, or (recording) a fresh set per layer.
-    const layerBuffers = (xIn: T): LayerActivations<T> => ({
-      xIn,
-      h1: be.tensor(n * H, 'h1'),
-      // WebGPU forbids binding one buffer as both input and output, so q/k norms write elsewhere.
-      qRaw: c.qkNorm ? be.tensor(n * qDim, 'q.raw') : null,
-      kRaw: c.qkNorm ? be.tensor(n * kvDim, 'k.raw') : null,
-      q: be.tensor(n * qDim, 'q'),
-      att: be.tensor(n * qDim, 'att'),
-      x2: xIn,
-      h2: be.tensor(n * H, 'h2'),
-      gate: be.tensor(n * I, 'gate'),
-      up: be.tensor(n * I, 'up'),
-      act: be.tensor(n * I, 'act'),
-      lora: new Map(),
-    });
-    const k = be.tensor(n * kvDim, 'k');
-    const v = be.tensor(n * kvDim, 'v');
-    const proj = be.tensor(n * H, 'proj');
-    /** x + y: in place, or (recording) into a new tensor so that x stays what the backward reads. */
-    const residual = (x: T, y: T, label: string): T => {
-      if (!record) {
-        be.add(x, y, n * H);
-        return x;
-      }
-      const out = be.tensor(n * H, label);
-      be.gatherRows(x, [0], n * H, out);
-      be.add(out, y, n * H);
-      return out;
-    };
+    const { k, v, proj } = this.layerScratch(n);
     let x = be.tensor(n * H, 'x');
     be.embedding(ids, this.embed, n, x);
-    const shared = record ? null : layerBuffers(x);
+    // Recomputation keeps only each block's input; its activations are rebuilt in the backward.
+    const keepAll = record && !record.recompute;
+    const shared = keepAll ? null : this.layerBuffers(x, n);
     for (let li = 0; li < c.numLayers; li++) {
-      const L = this.layers[li];
-      const a = shared ?? layerBuffers(x);
-      const acts = record ? a : null;
-      be.rmsnorm(x, L.inputNorm, n, H, eps, a.h1);
-      this.project(a.h1, L.q, L.qBias, n, a.qRaw ?? a.q, li, 'q_proj', acts, record);
-      this.project(a.h1, L.k, L.kBias, n, a.kRaw ?? k, li, 'k_proj', acts, record);
-      this.project(a.h1, L.v, L.vBias, n, v, li, 'v_proj', acts, record);
-      if (a.qRaw && a.kRaw && L.qNorm && L.kNorm) {
-        // Qwen3: RMSNorm over each head's vector, before RoPE.
-        be.rmsnorm(a.qRaw, L.qNorm, n * c.numHeads, c.headDim, eps, a.q);
-        be.rmsnorm(a.kRaw, L.kNorm, n * c.numKvHeads, c.headDim, eps, k);
-      }
-      be.rope(a.q, positions, this.cos, this.sin, n, c.numHeads, c.headDim, this.maxPositions);
-      be.rope(k, positions, this.cos, this.sin, n, c.numKvHeads, c.headDim, this.maxPositions);
-      be.kvWrite(k, v, cache.k[li], cache.v[li], slots, positions, n, cache.shape);
-      be.attention(a.q, cache.k[li], cache.v[li], slots, positions, n, c.numHeads, c.numKvHeads, c.headDim, cache.shape.maxSeq, a.att);
-      this.project(a.att, L.o, L.oBias, n, proj, li, 'o_proj', acts, record);
-      a.x2 = residual(x, proj, 'x2');
-      be.rmsnorm(a.x2, L.postNorm, n, H, eps, a.h2);
-      this.project(a.h2, L.gate, null, n, a.gate, li, 'gate_proj', acts, record);
-      this.project(a.h2, L.up, null, n, a.up, li, 'up_proj', acts, record);
-      be.swiglu(a.gate, a.up, n * I, a.act);
-      this.project(a.act, L.down, null, n, proj, li, 'down_proj', acts, record);
-      x = residual(a.x2, proj, 'x');
-      if (record) record.layers.push(a);
+      const a = shared ?? this.layerBuffers(x, n);
+      if (record?.recompute) record.inputs.push(x);
+      const next = this.layerForward(li, x, a, keepAll ? a : null, record, { k, v, proj, positions, slots, cache, n }, Boolean(record));
+      if (record?.recompute && a.x2 !== x) be.free(a.x2);
+      x = next;
+      if (keepAll) record.layers.push(a);
     }
     for (const t of [k, v, proj]) be.free(t);
-    if (shared) {
-      for (const t of [shared.h1, shared.qRaw, shared.kRaw, shared.q, shared.att, shared.h2, shared.gate, shared.up, shared.act]) if (t) be.free(t);
-    }
+    if (shared) this.freeLayerBuffers(shared);
     const rows = batch.logitRows === 'all' ? null : batch.logitRows;
     const m = rows ? rows.length : n;
     let last = x;
@@ -380,7 +454,7 @@ export class LlamaModel<T = unknown, W extends WeightShape = WeightShape, I = un
     }
     if (rows) be.free(last);
     if (record) {
-      Object.assign(record, { ids, positions, slots, xOut: x, normed, output });
+      Object.assign(record, { ids, positions, slots, xOut: x, normed, output, tokens: n });
     } else {
       be.free(x);
       if (!hiddenOnly) be.free(normed);

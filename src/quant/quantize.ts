@@ -107,12 +107,27 @@ export function quantize(w: Float32Array, rows: number, cols: number, format: Qu
       const scaleBits = f32ToF16(Math.fround(absmax / hi));
       const scale = f16Value(scaleBits);
       scales[r * groups + g] = scaleBits;
+      if (scale === 0) continue; // all-zero group: q = 0, already the packed value
       const base = (r * groups + g) * wpg;
+      // Hot loop (every weight of the model): round half to even and clamp inline, and build each
+      // packed word in a local before storing it.
+      let word = 0;
+      let filled = 0;
+      let at = base;
       for (let i = start; i < end; i++) {
-        const q = scale === 0 ? 0 : Math.min(hi, Math.max(lo, roundHalfEven(Math.fround(w[i] / scale))));
-        const j = i - start;
-        quants[base + Math.floor(j / perWord)] |= ((q & mask) << (bits * (j % perWord))) >>> 0;
+        const v = Math.fround(w[i] / scale);
+        let q = Math.round(v);
+        if (q - v === 0.5 && (q & 1) !== 0) q -= 1;
+        if (q > hi) q = hi;
+        else if (q < lo) q = lo;
+        word |= (q & mask) << (bits * filled);
+        if (++filled === perWord) {
+          quants[at++] = word >>> 0;
+          word = 0;
+          filled = 0;
+        }
       }
+      if (filled) quants[at] = word >>> 0;
     }
   }
   return { format, rows, cols, quants, scales };

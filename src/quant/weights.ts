@@ -4,9 +4,8 @@
  * is cached (on disk in Node, in OPFS in the browser) under a key derived from the tensors' bytes,
  * so a second load of the same weights reads the packed values instead of quantizing again.
  */
-import type { ModelConfig } from '../formats/config';
+import { PROJECTIONS, type ModelConfig } from '../formats/config';
 import { toFloat32, type HostTensor } from '../formats/checkpoint';
-import { PROJECTIONS } from '../model/llama';
 import type { ProgressCallback } from '../progress';
 import { defaultQuantCache, type QuantCache } from './cache';
 import { f32ToF16Bits } from '../formats/dtype';
@@ -45,7 +44,7 @@ async function sha256Hex(parts: Uint8Array[]): Promise<string> {
   const digests: Uint8Array[] = [];
   for (const p of parts) digests.push(new Uint8Array(await crypto.subtle.digest('SHA-256', p as Uint8Array<ArrayBuffer>)));
   const all = new Uint8Array(digests.length * 32);
-  digests.forEach((d, i) => all.set(d, i * 32));
+  for (const [i, d] of digests.entries()) all.set(d, i * 32);
   const top = new Uint8Array(await crypto.subtle.digest('SHA-256', all));
   return Array.from(top, (b) => b.toString(16).padStart(2, '0')).join('');
 }

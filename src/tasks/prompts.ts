@@ -18,24 +18,28 @@ const FORMAT: Record<Task, string> = {
   gsm8k: 'Finish with the final numeric answer alone on the last line, written as "#### <number>" (digits only: no units, no commas).',
   math: 'Finish with the final answer in simplest form inside \\boxed{...} on the last line.',
   mc: 'Finish with the letter of the correct option on the last line, written as "Answer: <letter>".',
+  qa: 'Finish with the short final answer (a few words, no explanation) alone on the last line, written as "Answer: <answer>".',
 };
 
 const PERSONA: Record<Task, string> = {
   gsm8k: 'You are a careful, accurate solver of grade-school math word problems. Reason step by step, checking each calculation.',
   math: 'You are an expert competition mathematician. Work through the problem step by step, justifying each step.',
   mc: 'You are a knowledgeable expert answering multiple-choice questions. Reason step by step about each option before choosing.',
+  qa: 'You are a knowledgeable assistant answering questions. Reason step by step over what you know before answering.',
 };
 
 const COMPACT_FORMAT: Record<Task, string> = {
   gsm8k: 'End with the answer as "#### <number>".',
   math: 'End with the answer as \\boxed{...}.',
   mc: 'End with "Answer: <letter>".',
+  qa: 'End with "Answer: <short answer>".',
 };
 
 const COMPACT_PERSONA: Record<Task, string> = {
   gsm8k: 'Solve the math word problem step by step.',
   math: 'Solve the math problem step by step.',
   mc: 'Answer the multiple-choice question step by step.',
+  qa: 'Answer the question step by step.',
 };
 
 /** The answer-format instruction each agent is given for `task`. */
@@ -71,7 +75,7 @@ export function formatQuestion(q: { question: string; choices?: unknown }): stri
 /** A final answer alone, in the task's answer format (what a sparse debate quotes). */
 export function answerLine(task: Task, answer: string | null): string {
   if (answer === null) return '(no final answer)';
-  return task === 'gsm8k' ? `#### ${answer}` : task === 'math' ? `\\boxed{${answer}}` : `Answer: ${answer}`;
+  return task === 'gsm8k' ? `#### ${answer}` : task === 'math' ? `\\boxed{${answer}}` : `Answer: ${answer}`; // mc, qa
 }
 
 // ---------------------------------------------------------------------------------------------

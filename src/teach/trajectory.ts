@@ -11,7 +11,7 @@ import type { ChatMessage, FinishReason } from '../engine/types';
 
 export const TRAJECTORY_SCHEMA = 'agentark.trajectory/1';
 
-export type TrajectoryTask = 'gsm8k' | 'math' | 'mc';
+export type TrajectoryTask = 'gsm8k' | 'math' | 'mc' | 'qa';
 
 export interface SamplingParams {
   temperature: number;
@@ -121,7 +121,11 @@ export function parseTrajectoryLine(line: string, lineNo: number): TrajectoryRec
   };
   if (!isObj(j)) return fail('not a JSON object');
   if (j.schema !== TRAJECTORY_SCHEMA) {
-    return fail(j.schema === undefined ? `missing "schema" (expected "${TRAJECTORY_SCHEMA}")` : `unsupported schema ${JSON.stringify(j.schema)} (expected "${TRAJECTORY_SCHEMA}")`);
+    return fail(
+      j.schema === undefined
+        ? `missing "schema" (expected "${TRAJECTORY_SCHEMA}")`
+        : `unsupported schema ${JSON.stringify(j.schema)} (expected "${TRAJECTORY_SCHEMA}")`,
+    );
   }
   const str = (o: Obj, k: string, where: string) => {
     if (typeof o[k] !== 'string') fail(`${where}${k} must be a string`);
@@ -143,29 +147,34 @@ export function parseTrajectoryLine(line: string, lineNo: number): TrajectoryRec
   const prompt = (p: unknown, where: string) => {
     if (!Array.isArray(p)) return fail(`${where} must be an array`);
     p.forEach((m, i) => {
-      if (!isObj(m) || typeof m.role !== 'string' || typeof m.content !== 'string') fail(`${where}[${i}] must be {role, content}`);
+      if (!isObj(m) || typeof m.role !== 'string' || typeof m.content !== 'string')
+        fail(`${where}[${i}] must be {role, content}`);
     });
   };
   // Numbers later used as indices or sizes: bounded integers, so a hostile file cannot make a
   // summary allocate an array of a billion rounds.
   const count = (o: Obj, k: string, where: string, min: number, max: number): number => {
     const v = o[k];
-    if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) fail(`${where}${k} must be an integer in [${min}, ${max}], got ${JSON.stringify(v)}`);
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max)
+      fail(`${where}${k} must be an integer in [${min}, ${max}], got ${JSON.stringify(v)}`);
     return v as number;
   };
   const tokens = (o: Obj, k: string, where: string) => count(o, k, where, 0, MAX_TOKEN_COUNT);
   str(j, 'id', '');
   str(j, 'question', '');
   str(j, 'reference', '');
-  if (j.task !== 'gsm8k' && j.task !== 'math' && j.task !== 'mc') fail(`task must be gsm8k, math or mc, got ${JSON.stringify(j.task)}`);
-  if (j.choices !== undefined && !(Array.isArray(j.choices) && j.choices.every((c) => typeof c === 'string'))) fail('choices must be an array of strings');
+  if (j.task !== 'gsm8k' && j.task !== 'math' && j.task !== 'mc' && j.task !== 'qa')
+    fail(`task must be gsm8k, math, mc or qa, got ${JSON.stringify(j.task)}`);
+  if (j.choices !== undefined && !(Array.isArray(j.choices) && j.choices.every((c) => typeof c === 'string')))
+    fail('choices must be an array of strings');
   if (!isObj(j.config)) fail('config must be an object');
   const cfg = j.config as Obj;
   count(cfg, 'agents', 'config.', 1, MAX_AGENTS);
   const rounds = count(cfg, 'rounds', 'config.', 1, MAX_ROUNDS);
   if (cfg.aggregator !== 'llm' && cfg.aggregator !== 'vote') fail('config.aggregator must be "llm" or "vote"');
   if (!Array.isArray(j.rounds)) fail('rounds must be an array');
-  if ((j.rounds as unknown[]).length > rounds) fail(`rounds has ${(j.rounds as unknown[]).length} entries but config.rounds is ${rounds}`);
+  if ((j.rounds as unknown[]).length > rounds)
+    fail(`rounds has ${(j.rounds as unknown[]).length} entries but config.rounds is ${rounds}`);
   (j.rounds as unknown[]).forEach((r, ri) => {
     const w = `rounds[${ri}].`;
     if (!isObj(r)) return fail(`rounds[${ri}] must be an object`);
@@ -205,7 +214,8 @@ export function parseTrajectoryLine(line: string, lineNo: number): TrajectoryRec
   strOrNull(j.final as Obj, 'answer', 'final.');
   bool(j.final as Obj, 'correct', 'final.');
   if (!isObj(j.totals)) fail('totals must be an object');
-  for (const k of ['calls', 'promptTokens', 'completionTokens']) count(j.totals as Obj, k, 'totals.', 0, Number.MAX_SAFE_INTEGER);
+  for (const k of ['calls', 'promptTokens', 'completionTokens'])
+    count(j.totals as Obj, k, 'totals.', 0, Number.MAX_SAFE_INTEGER);
   num(j.totals as Obj, 'wallMs', 'totals.');
   str(j, 'createdAt', '');
   return j as unknown as TrajectoryRecord;
@@ -233,12 +243,23 @@ function parseBuffer(buf: Buffer): ReadResult {
     if (nl < 0) {
       // Last line without a newline: either a crash mid-write or a complete line whose "\n" was lost.
       const text = buf.subarray(pos).toString('utf8');
-      if (text.trim() === '') return { records, validBytes: pos, partialTail: { offset: pos, bytes: buf.length - pos }, missingFinalNewline: false };
+      if (text.trim() === '')
+        return {
+          records,
+          validBytes: pos,
+          partialTail: { offset: pos, bytes: buf.length - pos },
+          missingFinalNewline: false,
+        };
       try {
         records.push(parseTrajectoryLine(text, lineNo));
         return { records, validBytes: buf.length, missingFinalNewline: true };
       } catch {
-        return { records, validBytes: pos, partialTail: { offset: pos, bytes: buf.length - pos }, missingFinalNewline: false };
+        return {
+          records,
+          validBytes: pos,
+          partialTail: { offset: pos, bytes: buf.length - pos },
+          missingFinalNewline: false,
+        };
       }
     }
     const text = buf.subarray(pos, nl).toString('utf8');
@@ -262,17 +283,24 @@ async function readIfExists(file: string): Promise<Buffer | null> {
  * Reads every record. A half-written last line (from a crash) is skipped with a warning; any
  * other invalid line throws, naming the line.
  */
-export async function readTrajectories(file: string, opts: { onWarning?: (msg: string) => void } = {}): Promise<TrajectoryRecord[]> {
+export async function readTrajectories(
+  file: string,
+  opts: { onWarning?: (msg: string) => void } = {},
+): Promise<TrajectoryRecord[]> {
   const buf = await readIfExists(file);
   if (!buf) throw new Error(`trajectory file not found: ${file}`);
   let r: ReadResult;
   try {
     r = parseBuffer(buf);
   } catch (e) {
-    if (e instanceof TrajectoryParseError) throw new TrajectoryParseError(`${file}: ${e.message.replace(/^line \d+: /, '')}`, e.lineNo);
+    if (e instanceof TrajectoryParseError)
+      throw new TrajectoryParseError(`${file}: ${e.message.replace(/^line \d+: /, '')}`, e.lineNo);
     throw e;
   }
-  if (r.partialTail) opts.onWarning?.(`${file}: ignoring a partial last line of ${r.partialTail.bytes} bytes at byte offset ${r.partialTail.offset}`);
+  if (r.partialTail)
+    opts.onWarning?.(
+      `${file}: ignoring a partial last line of ${r.partialTail.bytes} bytes at byte offset ${r.partialTail.offset}`,
+    );
   return r.records;
 }
 
@@ -289,9 +317,12 @@ export interface TrajectoryLog {
   close(): Promise<void>;
 }
 
-// Made on first use: the web app imports this module, and a browser has no Buffer.
-let recordPrefix: Buffer | null = null;
-const RECORD_PREFIX = (): Buffer => (recordPrefix ??= Buffer.from(`{"schema":${JSON.stringify(TRAJECTORY_SCHEMA)}`, 'utf8'));
+let recordPrefixBytes: Buffer | null = null;
+/** How every record of ours starts on disk; built on first use (this module also loads in the browser, which has no Buffer). */
+function recordPrefix(): Buffer {
+  recordPrefixBytes ??= Buffer.from(`{"schema":${JSON.stringify(TRAJECTORY_SCHEMA)}`, 'utf8');
+  return recordPrefixBytes;
+}
 
 /**
  * Whether a tail without its newline is what an interrupted append of ours leaves: blank, or the
@@ -299,8 +330,8 @@ const RECORD_PREFIX = (): Buffer => (recordPrefix ??= Buffer.from(`{"schema":${J
  * that prefix only counts after records of ours, so nobody else's file is ever cut.
  */
 function isOurPartialRecord(tail: Buffer, recordsBefore: number): boolean {
+  const prefix = recordPrefix();
   if (tail.toString('utf8').trim() === '') return true;
-  const prefix = RECORD_PREFIX();
   if (tail.length >= prefix.length) return tail.subarray(0, prefix.length).equals(prefix);
   return recordsBefore > 0 && prefix.subarray(0, tail.length).equals(tail);
 }
@@ -310,7 +341,10 @@ function isOurPartialRecord(tail: Buffer, recordsBefore: number): boolean {
  * truncated away with a warning naming its byte offset; complete lines are never dropped (an
  * invalid complete line throws instead of being silently removed).
  */
-export async function openTrajectoryLog(file: string, opts: { onWarning?: (msg: string) => void } = {}): Promise<TrajectoryLog> {
+export async function openTrajectoryLog(
+  file: string,
+  opts: { onWarning?: (msg: string) => void } = {},
+): Promise<TrajectoryLog> {
   const { promises: fsp } = await import('node:fs');
   const path = await import('node:path');
   await fsp.mkdir(path.dirname(path.resolve(file)), { recursive: true });
@@ -321,27 +355,34 @@ export async function openTrajectoryLog(file: string, opts: { onWarning?: (msg: 
   };
   const buf = await readIfExists(file);
   let existing: TrajectoryRecord[] = [];
-  if (buf && buf.length) {
+  if (buf?.length) {
     let r: ReadResult;
     try {
       r = parseBuffer(buf);
     } catch (e) {
       if (e instanceof TrajectoryParseError) {
         const what = e.lineNo === 1 ? 'not a trajectory log' : 'a complete line is corrupt';
-        throw new TrajectoryParseError(`${file}: ${e.message.replace(/^line \d+: /, '')} (${what}; refusing to append to it, the file is left untouched)`, e.lineNo);
+        throw new TrajectoryParseError(
+          `${file}: ${e.message.replace(/^line \d+: /, '')} (${what}; refusing to append to it, the file is left untouched)`,
+          e.lineNo,
+        );
       }
       throw e;
     }
     existing = r.records;
     if (r.partialTail && !isOurPartialRecord(buf.subarray(r.partialTail.offset), r.records.length)) {
       throw new Error(
-        `${file} does not look like a trajectory log (${r.records.length ? `after ${r.records.length} records it ends in` : 'it holds'} ${r.partialTail.bytes} bytes that are not a trajectory record); ` +
+        `${file} does not look like a trajectory log (${r.records.length ? `after ${r.records.length} records it ends in` : 'it holds'} ` +
+          `${r.partialTail.bytes} bytes that are not a trajectory record); ` +
           'refusing to write to it, the file is left untouched (choose another --out)',
       );
     }
     if (r.partialTail) {
       await fsp.truncate(file, r.partialTail.offset);
-      warn(`${file}: truncated a partial last line (${r.partialTail.bytes} bytes at byte offset ${r.partialTail.offset}), left by an interrupted write; its question will be redone`);
+      warn(
+        `${file}: truncated a partial last line (${r.partialTail.bytes} bytes at byte offset ${r.partialTail.offset}), ` +
+          'left by an interrupted write; its question will be redone',
+      );
     } else if (r.missingFinalNewline) {
       const fh = await fsp.open(file, 'a');
       try {
@@ -368,7 +409,11 @@ export async function openTrajectoryLog(file: string, opts: { onWarning?: (msg: 
     try {
       parseTrajectoryLine(line, 0);
     } catch (e) {
-      return Promise.reject(new Error(`refusing to append an invalid record (id ${JSON.stringify(rec?.id)}) to ${file}: ${(e as Error).message.replace(/^line 0: /, '')}`));
+      return Promise.reject(
+        new Error(
+          `refusing to append an invalid record (id ${JSON.stringify(rec?.id)}) to ${file}: ${(e as Error).message.replace(/^line 0: /, '')}`,
+        ),
+      );
     }
     const bytes = Buffer.from(`${line}\n`, 'utf8');
     const p = chain.then(async () => {
@@ -444,7 +489,9 @@ export function summarizeTrajectories(records: TrajectoryRecord[]): TrajectorySu
     accuracy: n ? round4(correct / n) : 0,
     correct,
     unparsed,
-    roundAccuracy: Array.from({ length: roundTotal.length }, (_, i) => (roundTotal[i] ? round4((roundCorrect[i] ?? 0) / roundTotal[i]) : 0)),
+    roundAccuracy: Array.from({ length: roundTotal.length }, (_, i) =>
+      roundTotal[i] ? round4((roundCorrect[i] ?? 0) / roundTotal[i]) : 0,
+    ),
     calls,
     promptTokens,
     completionTokens,

@@ -7,7 +7,8 @@
  */
 import type { Backend, WeightShape } from '../kernels/backend';
 import type { AdamWParams, TrainOps } from '../kernels/train-backend';
-import { PROJECTION_FIELD, PROJECTIONS, type LlamaModel, type Projection, type AdapterWeights } from '../model/llama';
+import { PROJECTIONS, type Projection } from '../formats/config';
+import { PROJECTION_FIELD, type LlamaModel, type AdapterWeights } from '../model/llama';
 import { TrainingPass, hfName, type LoraParam, type MicroBatch, type TrainableSet } from '../model/backward';
 
 /**
@@ -20,7 +21,7 @@ import type { TrainExample } from './data';
 import { batchExamples } from './data';
 import { initLoraPair, loraScale, validateAdapter, type LoraConfig, type PeftAdapter } from '../formats/peft';
 import { lrMultiplier, type ScheduleKind } from './schedule';
-import { Rng } from '../engine/sampling';
+import { Rng } from '../util/random';
 
 export interface TrainOptions {
   mode: 'lora' | 'full';
@@ -44,6 +45,11 @@ export interface TrainOptions {
   gradAccum: number;
   seed: number;
   padTokenId: number;
+  /**
+   * Activation recomputation per block: the forward keeps only each block's input and the backward
+   * runs each block's forward again just before its backward (peak: one block's activations).
+   */
+  recompute?: boolean;
   /** Like transformers' group_by_length: batch rows of similar length together (less padding). */
   groupByLength?: boolean;
 }
@@ -187,14 +193,14 @@ export class Trainer<T = unknown, W extends WeightShape = WeightShape, I = unkno
     }
     // The model's own forward (generation, evaluation) sees the adapter being trained.
     this.model.setAdapter(adapter);
-    return { mode: 'lora', lora, loraScale: scale, loraDropout: o.dropout, full: new Map() };
+    return { mode: 'lora', lora, loraScale: scale, loraDropout: o.dropout, full: new Map(), recompute: o.recompute };
   }
 
   private setupFull(): TrainableSet<T, W> {
     const full = new Map<string, T>();
     for (const [name, w] of this.namedWeights()) full.set(name, this.slot(name, w, w.rows * w.cols).grad);
     this.model.setAdapter(null);
-    return { mode: 'full', lora: new Map(), loraScale: 0, loraDropout: 0, full };
+    return { mode: 'full', lora: new Map(), loraScale: 0, loraDropout: 0, full, recompute: this.opts.recompute };
   }
 
   /** Every weight of the model by HF name (tied lm_head appears once, as the embedding). */

@@ -52,6 +52,7 @@ describe('software WebGPU adapter for the CLI', () => {
     expect(commandUsesWebGpu(['eval', '--base-url=http://x/v1'])).toBe(false);
     expect(commandUsesWebGpu(['grade', '--data', 'x'])).toBe(false);
     expect(commandUsesWebGpu(['merge', '--model', 'm'])).toBe(false);
+    expect(commandUsesWebGpu(['bench', '--synthetic', 'qwen2.5-0.5b'])).toBe(true);
     expect(commandUsesWebGpu([])).toBe(false);
   });
 

@@ -132,9 +132,14 @@ describe('agentark distill --strategy pad on AgentArk files', () => {
     expect(parseJudgeVerdict(' True\n')).toBe(true);
     expect(parseJudgeVerdict('false')).toBe(false);
     expect(parseJudgeVerdict('maybe')).toBe(false);
-    expect(judgePrompt('Q?', 'S', '7')).toMatch(/^You are labeling whether a solution correctly solves a question\.[\s\S]*# GROUND TRUTH FINAL ANSWER:\n7\n[\s\S]*Respond ONLY with: true or false[\s\S]*# CANDIDATE SOLUTION:\nS$/);
+    const judged = new RegExp(
+      String.raw`^You are labeling whether a solution correctly solves a question\.[\s\S]*# GROUND TRUTH FINAL ANSWER:\n7\n` +
+        String.raw`[\s\S]*Respond ONLY with: true or false[\s\S]*# CANDIDATE SOLUTION:\nS$`,
+    );
+    expect(judgePrompt('Q?', 'S', '7')).toMatch(judged);
     // A strict judge: true only when the solution says "The answer is <gt>" (so bare "Final Answer: n" is false).
     const judge = createFakeEngine({
+      modelId: 'judge',
       reply: (req) => {
         const p = req.messages[0]!.content;
         const gt = /# GROUND TRUTH FINAL ANSWER:\n(.*)\n/.exec(p)![1]!;
@@ -142,7 +147,7 @@ describe('agentark distill --strategy pad on AgentArk files', () => {
         return sol.includes(`The answer is ${gt}.`) ? 'true' : 'false';
       },
     });
-    const server = await startServer(judge);
+    const server = await startServer(judge, { modelId: 'judge' });
     try {
       const out = path.join(dir, 'pad-judged.jsonl');
       const r = await capture(() => run(['--strategy', 'pad', '--traj', sequential, '--out', out, '--judge-base-url', server.baseUrl, '--judge-model', 'judge']));

@@ -210,10 +210,13 @@ describe('DA self-correction examples', () => {
     const sc = selfCorrections(rec);
     expect(sc).toHaveLength(1);
     const { rows, stats } = buildDa([rec], { perQuestion: 4 });
-    const scRows = (rows as MessagesRow[]).filter((r) => r.source === 'da-selfcorrect');
+    const scRows = (rows as PromptCompletionRow[]).filter((r) => r.source === 'da-selfcorrect');
     expect(scRows).toHaveLength(1);
     expect(stats.bySource['da-selfcorrect']).toBe(1);
-    const row = scRows[0]!;
+    // Always prompt-completion: the wrong attempt is in the (untrained) prompt, the fix alone is trained.
+    expect(scRows[0]!.completion).toEqual([{ role: 'assistant', content: r2[1] }]);
+    expect('messages' in scRows[0]!).toBe(false);
+    const row = { id: scRows[0]!.id, messages: [...scRows[0]!.prompt, ...scRows[0]!.completion] };
     expect(row.id).toBe('q1#sc-agent2-r2');
     expect(row.messages.map((m) => m.role)).toEqual(['system', 'user', 'assistant', 'user', 'assistant']);
     expect(row.messages[1]!.content).toBe(Q);

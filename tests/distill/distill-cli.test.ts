@@ -161,8 +161,12 @@ describe('agentark distill on debate trajectories', () => {
     const r = await capture(() => run(['--strategy', 'da', '--traj', traj, '--out', out, '--per-question', '3']));
     expect(r.code).toBe(0);
     const s = JSON.parse(r.out);
-    const rows = await readJsonl<MessagesRow>(out);
-    const sc = rows.filter((x) => x.source === 'da-selfcorrect');
+    const rows = await readJsonl<MessagesRow & Partial<PromptCompletionRow>>(out);
+    const sc = rows.filter((x) => x.source === 'da-selfcorrect').map((x) => {
+      // Self-correction rows are prompt-completion even with the default --format messages.
+      expect(x.completion).toHaveLength(1);
+      return { ...x, messages: [...x.prompt!, ...x.completion!] };
+    });
     expect(sc.map((x) => x.id)).toEqual(['a#sc-agent2-r2', 'b#sc-agent2-r2']);
     expect(s.bySource['da-selfcorrect']).toBe(2);
     for (const x of sc) {

@@ -30,25 +30,58 @@ async function serve(opts: ServerOptions = {}, engine = createFakeEngine()) {
 const messages = [{ role: 'user' as const, content: 'What is 2 + 2?' }];
 
 /** A raw request with full control of the headers (fetch will not let us forge Host). */
-function rawRequest(port: number, opts: { method?: string; path?: string; headers?: Record<string, string>; body?: string }): Promise<{ status: number; headers: http.IncomingHttpHeaders; body: string }> {
+function rawRequest(
+  port: number,
+  opts: { method?: string; path?: string; headers?: Record<string, string>; body?: string },
+): Promise<{ status: number; headers: http.IncomingHttpHeaders; body: string }> {
   return new Promise((resolve, reject) => {
-    const req = http.request({ host: '127.0.0.1', port, method: opts.method ?? 'GET', path: opts.path ?? '/v1/models', headers: opts.headers, agent: false }, (res) => {
-      let body = '';
-      res.setEncoding('utf8');
-      res.on('data', (c: string) => (body += c));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body }));
-    });
+    const req = http.request(
+      {
+        host: '127.0.0.1',
+        port,
+        method: opts.method ?? 'GET',
+        path: opts.path ?? '/v1/models',
+        headers: opts.headers,
+        agent: false,
+      },
+      (res) => {
+        let body = '';
+        res.setEncoding('utf8');
+        res.on('data', (c: string) => (body += c));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body }));
+      },
+    );
     req.on('error', reject);
     req.end(opts.body);
   });
 }
 
-const errorOf = (body: string) => (JSON.parse(body) as { error: { message: string; type: string; code: string | null; param: string | null } }).error;
+const errorOf = (body: string) =>
+  (JSON.parse(body) as { error: { message: string; type: string; code: string | null; param: string | null } }).error;
 
 describe('isLoopbackHost', () => {
   it('knows loopback names and addresses', () => {
-    for (const h of ['localhost', 'LOCALHOST', 'app.localhost', '127.0.0.1', '127.1.2.3', '::1', '[::1]', '::ffff:127.0.0.1']) expect(isLoopbackHost(h), h).toBe(true);
-    for (const h of ['0.0.0.0', '::', '192.168.1.5', 'example.com', 'localhost.example.com', '127.0.0.1.nip.io', '10.0.0.1']) expect(isLoopbackHost(h), h).toBe(false);
+    for (const h of [
+      'localhost',
+      'LOCALHOST',
+      'app.localhost',
+      '127.0.0.1',
+      '127.1.2.3',
+      '::1',
+      '[::1]',
+      '::ffff:127.0.0.1',
+    ])
+      expect(isLoopbackHost(h), h).toBe(true);
+    for (const h of [
+      '0.0.0.0',
+      '::',
+      '192.168.1.5',
+      'example.com',
+      'localhost.example.com',
+      '127.0.0.1.nip.io',
+      '10.0.0.1',
+    ])
+      expect(isLoopbackHost(h), h).toBe(false);
   });
 });
 
@@ -61,7 +94,14 @@ describe('server access control', () => {
     const plain = await client.chat.completions.create({ model: 'fake-model', messages, seed: 2, temperature: 0.5 });
     expect(plain.choices[0]!.message.content).toMatch(/#### \d/);
     expect(plain.usage!.total_tokens).toBe(plain.usage!.prompt_tokens + plain.usage!.completion_tokens);
-    const stream = await client.chat.completions.create({ model: 'fake-model', messages, seed: 2, temperature: 0.5, stream: true, stream_options: { include_usage: true } });
+    const stream = await client.chat.completions.create({
+      model: 'fake-model',
+      messages,
+      seed: 2,
+      temperature: 0.5,
+      stream: true,
+      stream_options: { include_usage: true },
+    });
     let text = '';
     let usage: OpenAI.CompletionUsage | undefined | null;
     for await (const chunk of stream) {
@@ -94,35 +134,62 @@ describe('server access control', () => {
     expect(err.param).toBe('model');
     expect(err.message).toMatch(/gpt-4o.*fake-model/);
     expect(engine.calls).toBe(0);
-    const res = await rawRequest(s.port, { method: 'POST', path: '/v1/chat/completions', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ messages }) });
+    const res = await rawRequest(s.port, {
+      method: 'POST',
+      path: '/v1/chat/completions',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ messages }),
+    });
     expect(res.status).toBe(200);
     expect(JSON.parse(res.body).model).toBe('fake-model');
   });
 
   it('CORS is off by default: any Origin is refused with 403 and no allow-origin header', async () => {
     const s = await serve();
-    const pre = await rawRequest(s.port, { method: 'OPTIONS', path: '/v1/chat/completions', headers: { origin: 'https://evil.example', 'access-control-request-method': 'POST' } });
+    const pre = await rawRequest(s.port, {
+      method: 'OPTIONS',
+      path: '/v1/chat/completions',
+      headers: { origin: 'https://evil.example', 'access-control-request-method': 'POST' },
+    });
     expect(pre.status).toBe(403);
     expect(pre.headers['access-control-allow-origin']).toBeUndefined();
     const get = await rawRequest(s.port, { headers: { origin: 'https://evil.example' } });
     expect(get.status).toBe(403);
-    expect(errorOf(get.body)).toMatchObject({ code: 'origin_not_allowed', message: expect.stringContaining('--cors https://evil.example') });
+    expect(errorOf(get.body)).toMatchObject({
+      code: 'origin_not_allowed',
+      message: expect.stringContaining('--cors https://evil.example'),
+    });
     expect(get.headers['access-control-allow-origin']).toBeUndefined();
   });
 
   it('--cors ORIGIN allows exactly the listed origins (preflight and answers)', async () => {
     const s = await serve({ cors: ['http://localhost:5173', 'https://chat.example'] });
-    const pre = await rawRequest(s.port, { method: 'OPTIONS', path: '/v1/chat/completions', headers: { origin: 'http://localhost:5173', 'access-control-request-method': 'POST', 'access-control-request-headers': 'content-type' } });
+    const pre = await rawRequest(s.port, {
+      method: 'OPTIONS',
+      path: '/v1/chat/completions',
+      headers: {
+        origin: 'http://localhost:5173',
+        'access-control-request-method': 'POST',
+        'access-control-request-headers': 'content-type',
+      },
+    });
     expect(pre.status).toBe(204);
     expect(pre.headers['access-control-allow-origin']).toBe('http://localhost:5173');
     expect(pre.headers['access-control-allow-headers']).toContain('content-type');
     expect(pre.headers.vary).toBe('Origin');
-    const post = await rawRequest(s.port, { method: 'POST', path: '/v1/chat/completions', headers: { origin: 'https://chat.example', 'content-type': 'application/json' }, body: JSON.stringify({ messages }) });
+    const post = await rawRequest(s.port, {
+      method: 'POST',
+      path: '/v1/chat/completions',
+      headers: { origin: 'https://chat.example', 'content-type': 'application/json' },
+      body: JSON.stringify({ messages }),
+    });
     expect(post.status).toBe(200);
     expect(post.headers['access-control-allow-origin']).toBe('https://chat.example');
     const other = await rawRequest(s.port, { headers: { origin: 'http://localhost:5174' } });
     expect(other.status).toBe(403);
-    await expect(startServer(createFakeEngine(), { cors: ['localhost:5173/path'] })).rejects.toThrow(/expected an origin/);
+    await expect(startServer(createFakeEngine(), { cors: ['localhost:5173/path'] })).rejects.toThrow(
+      /expected an origin/,
+    );
   });
 
   it('a loopback bind answers only loopback Host values (DNS rebinding is refused)', async () => {
@@ -141,13 +208,27 @@ describe('server access control', () => {
     const engine = createFakeEngine();
     const s = await serve({}, engine);
     for (const type of ['text/plain', 'application/x-www-form-urlencoded', 'multipart/form-data; boundary=x']) {
-      const r = await rawRequest(s.port, { method: 'POST', path: '/v1/chat/completions', headers: { 'content-type': type }, body: JSON.stringify({ messages }) });
+      const r = await rawRequest(s.port, {
+        method: 'POST',
+        path: '/v1/chat/completions',
+        headers: { 'content-type': type },
+        body: JSON.stringify({ messages }),
+      });
       expect(r.status, type).toBe(415);
       expect(errorOf(r.body).message).toMatch(/application\/json/);
     }
-    const noType = await rawRequest(s.port, { method: 'POST', path: '/v1/chat/completions', body: JSON.stringify({ messages }) });
+    const noType = await rawRequest(s.port, {
+      method: 'POST',
+      path: '/v1/chat/completions',
+      body: JSON.stringify({ messages }),
+    });
     expect(noType.status).toBe(415);
-    const ok = await rawRequest(s.port, { method: 'POST', path: '/v1/chat/completions', headers: { 'content-type': 'Application/JSON; charset=utf-8' }, body: JSON.stringify({ messages }) });
+    const ok = await rawRequest(s.port, {
+      method: 'POST',
+      path: '/v1/chat/completions',
+      headers: { 'content-type': 'Application/JSON; charset=utf-8' },
+      body: JSON.stringify({ messages }),
+    });
     expect(ok.status).toBe(200);
     expect(engine.calls).toBe(1);
   });
@@ -157,7 +238,9 @@ describe('server access control', () => {
     const s = await serve({ host: '0.0.0.0', apiKey: 'k1' });
     // No Host restriction off loopback (the key is the protection), but the key is required.
     expect((await rawRequest(s.port, { headers: { host: 'my-box.lan' } })).status).toBe(401);
-    expect((await rawRequest(s.port, { headers: { host: 'my-box.lan', authorization: 'Bearer k1' } })).status).toBe(200);
+    expect((await rawRequest(s.port, { headers: { host: 'my-box.lan', authorization: 'Bearer k1' } })).status).toBe(
+      200,
+    );
   });
 
   it('a request whose body never finishes is cut off (408) after the request timeout', async () => {
@@ -171,7 +254,9 @@ describe('server access control', () => {
       const t0 = Date.now();
       sock.once('close', () => r(Date.now() - t0));
     });
-    sock.write(`POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1:${s.port}\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{"messa`);
+    sock.write(
+      `POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1:${s.port}\r\nContent-Type: application/json\r\nContent-Length: 1000\r\n\r\n{"messa`,
+    );
     const ms = await closed;
     expect(got).toMatch(/^HTTP\/1\.1 408/);
     expect(ms).toBeLessThan(5000);
@@ -215,12 +300,19 @@ describe('server + LocalEngine', () => {
     const s = await startServer(new LocalEngine(runtime), { modelId: 'tiny' });
     servers.push(s);
     const client = new OpenAI({ baseURL: s.baseUrl, apiKey: 'unused', maxRetries: 0 });
-    const e = await client.chat.completions.create({ model: 'tiny', messages: [{ role: 'user', content: 'many words '.repeat(40) }] }).catch((x: unknown) => x);
+    const e = await client.chat.completions
+      .create({ model: 'tiny', messages: [{ role: 'user', content: 'many words '.repeat(40) }] })
+      .catch((x: unknown) => x);
     expect(e).toBeInstanceOf(OpenAI.BadRequestError);
     const err = e as InstanceType<typeof OpenAI.APIError>;
     expect(err.code).toBe('context_length_exceeded');
     expect(err.message).toMatch(/maximum context length is 32 tokens/);
-    const ok = await client.chat.completions.create({ model: 'tiny', messages: [{ role: 'user', content: 'hi' }], max_tokens: 3, temperature: 0 });
+    const ok = await client.chat.completions.create({
+      model: 'tiny',
+      messages: [{ role: 'user', content: 'hi' }],
+      max_tokens: 3,
+      temperature: 0,
+    });
     expect(ok.choices[0]!.finish_reason).toMatch(/stop|length/);
   });
 });

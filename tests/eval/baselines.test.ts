@@ -130,7 +130,7 @@ describe('agentark eval with several question sets', () => {
       const mc = path.join(dir, 'quiz.jsonl');
       await fsp.writeFile(mc, [{ id: 'a', question: 'Pick one', choices: ['x', 'y', 'z'], answer: 'B' }, { id: 'b', question: 'Pick again', choices: ['x', 'y'], answer: 'A' }].map((r) => JSON.stringify(r)).join('\n'));
       const out = path.join(dir, 'report.json');
-      const common = ['--base-url', server.baseUrl, '--out', out, '--quiet', '--no-self-correction', '--no-robustness', '--seed', '10'];
+      const common = ['--base-url', server.baseUrl, '--api-model', 'fake-model', '--out', out, '--quiet', '--no-self-correction', '--no-robustness', '--seed', '10'];
       const r = await capture(() => run(['--data', math, '--task', 'gsm8k', '--data', mc, '--task', 'mc', '--debate-agents', '2', ...common]));
       expect(r.err).toBe('');
       expect(r.code).toBe(0);

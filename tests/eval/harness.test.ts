@@ -202,9 +202,9 @@ describe('evaluate', () => {
     expect(engine.calls()).toBe(15 + 55 + 15);
 
     const md = toMarkdown(report);
-    expect(md).toContain('| single | single | 50.0% (2/4) [15.0–85.0] | 50.0% → 75.0% | +25.0 | 50.0% | 25.0% | 25.0% (−25.0, n=4) | 66.7% (+33.3, n=3) | 1 | 20 | 4 | 0.10 |');
+    expect(md).toContain('| single | single | 50.0% (2/4) [15.0–85.0] | 50.0% → 75.0% | +25.0 | ' + '50.0% | 25.0% | 25.0% (−25.0, n=4) | 66.7% (+33.3, n=3) | 1 | 20 | 4 | 0.10 |');
     expect(md).toContain('| debate | debate | 75.0% (3/4) [30.1–95.4] | — | — | — | — | 50.0% (−25.0, n=4) | 66.7% (+0.0, n=3) | 5 | 140 | 20 | 0.50 |');
-    expect(md).toContain('| student | single | 100.0% (4/4) [51.0–100.0] | 100.0% → 75.0% | −25.0 | 0.0% | 25.0% | 75.0% (−25.0, n=4) | 100.0% (+0.0, n=3) | 1 | 20 | 4 | 0.10 |');
+    expect(md).toContain('| student | single | 100.0% (4/4) [51.0–100.0] | 100.0% → 75.0% | −25.0 | ' + '0.0% | 25.0% | 75.0% (−25.0, n=4) | 100.0% (+0.0, n=3) | 1 | 20 | 4 | 0.10 |');
   });
 
   it('without self-correction and robustness only the answering calls are made', async () => {
@@ -373,8 +373,8 @@ describe('agentark eval', () => {
       expect(r.out).toBe(markdown);
       expect(markdown).toMatch(/^# Evaluation: gsm8k/);
       expect(markdown).toContain('| student | single | +50.0 | 2 / 0 | 0.50 |');
-      expect(markdown).toContain('| single | single | 50.0% (2/4) [15.0–85.0] | 50.0% → 75.0% | +25.0 | 50.0% | 25.0% | 25.0% (−25.0, n=4) | 66.7% (+33.3, n=3) | 1 | 20 | 4 |');
-      expect(markdown).toContain('| student | single | 100.0% (4/4) [51.0–100.0] | 100.0% → 75.0% | −25.0 | 0.0% | 25.0% | 75.0% (−25.0, n=4) | 100.0% (+0.0, n=3) | 1 | 20 | 4 |');
+      expect(markdown).toContain('| single | single | 50.0% (2/4) [15.0–85.0] | 50.0% → 75.0% | +25.0 | ' + '50.0% | 25.0% | 25.0% (−25.0, n=4) | 66.7% (+33.3, n=3) | 1 | 20 | 4 |');
+      expect(markdown).toContain('| student | single | 100.0% (4/4) [51.0–100.0] | 100.0% → 75.0% | −25.0 | ' + '0.0% | 25.0% | 75.0% (−25.0, n=4) | 100.0% (+0.0, n=3) | 1 | 20 | 4 |');
 
       // --systems, --limit and the switches.
       const out2 = path.join(dir, 'r2.json');
@@ -418,7 +418,7 @@ describe('agentark eval', () => {
       [['--data', 'd', '--out', 'o', '--base-url', 'http://x', '--systems', 'student'], /needs --adapter/],
       [['--data', 'd', '--out', 'o', '--base-url', 'http://x', '--debate-agents', '0'], /--debate-agents must be an integer >= 1/],
       [['--data', 'd', '--out', 'o', '--base-url', 'http://x', '--debate-aggregator', 'mean'], /--debate-aggregator must be llm or vote/],
-      [['--data', 'd', '--out', 'o', '--base-url', 'http://x', '--task', 'qa'], /--task must be/],
+      [['--data', 'd', '--out', 'o', '--base-url', 'http://x', '--task', 'essay'], /--task must be/],
       [['--nope'], /Unknown option/],
     ];
     for (const [argv, re] of cases) {

@@ -68,7 +68,16 @@ describe('bf16', () => {
 describe('f16', () => {
   it('widens known patterns', () => {
     const out = f16ToF32(new Uint16Array([0x3c00, 0x0001, 0x03ff, 0x0400, 0x7bff, 0xc000, 0x7c00, 0xfc00, 0x8000]));
-    expect(Array.from(out.slice(0, 8))).toEqual([1, 2 ** -24, 1023 * 2 ** -24, 2 ** -14, 65504, -2, Infinity, -Infinity]);
+    expect(Array.from(out.slice(0, 8))).toEqual([
+      1,
+      2 ** -24,
+      1023 * 2 ** -24,
+      2 ** -14,
+      65504,
+      -2,
+      Infinity,
+      -Infinity,
+    ]);
     expect(Object.is(out[8], -0)).toBe(true);
     expect(Number.isNaN(f16ToF32(new Uint16Array([0x7e00]))[0])).toBe(true);
   });

@@ -288,10 +288,6 @@ describe('training kernels: CPU twins vs finite differences of the forward twins
 });
 
 describe('training kernels: WebGPU vs CPU twin', () => {
-  it('reports the adapter', () => {
-    console.log(`adapter: ${gpu.describe()}`);
-  });
-
   // Shapes straddle the 32x32 tiles and the vec4 paths (K % 4, N % 4 == 0 and != 0), M = 1 included.
   const shapes: [number, number, number][] = [[1, 1, 1], [1, 37, 20], [3, 50, 19], [5, 64, 64], [9, 33, 12], [33, 65, 7], [70, 31, 44], [128, 96, 64]];
   for (const [m, n, k] of shapes) {

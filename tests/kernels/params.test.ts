@@ -38,7 +38,10 @@ describe('kernel declarations: named parameters checked against the WGSL', () =>
     const swapped = declareKernel({ ...RMSNORM, name: 'rmsnorm-swapped', params: { dim: 'u32', rows: 'u32', eps: 'f32' } });
     const x = g32.tensor(8);
     expect(() => g32.run(swapped, { rows: 1, dim: 8, eps: 1e-6 }, { x, weight: x, out: x }, 1)).toThrow(
-      /kernel rmsnorm-swapped: its params are declared as \{ dim: u32, rows: u32, eps: f32 \} but shaders\/rmsnorm\.wgsl has struct Params \{ rows: u32, dim: u32, eps: f32 \}/,
+      new RegExp(
+        String.raw`kernel rmsnorm-swapped: its params are declared as \{ dim: u32, rows: u32, eps: f32 \} ` +
+          String.raw`but shaders/rmsnorm\.wgsl has struct Params \{ rows: u32, dim: u32, eps: f32 \}`,
+      ),
     );
   });
 

@@ -80,7 +80,10 @@ describe('QLoRA', () => {
     const data = path.join(dir, 'rows.jsonl');
     writeFileSync(data, JSON.stringify({ input_ids: example.inputIds, labels: example.labels }) + '\n');
     const out = path.join(dir, 'adapter');
-    const train = agentark(['train', '--model', dir, '--data', data, '--out', out, '--quantize', 'q4', '--steps', '3', '--batch', '1', '--lr', '0.01', '--targets', 'q_proj,v_proj,down_proj', '--quiet']);
+    const refused = agentark(['train', '--model', dir, '--data', data, '--out', path.join(dir, 'y'), '--quantize', 'q4', '--memory-budget', '0.01'], { allowFail: true });
+    expect(refused.status).not.toBe(0);
+    expect(refused.stderr).toMatch(/above the budget of 0.01 MiB\. Try .*--recompute/);
+    const train = agentark(['train', '--model', dir, '--data', data, '--out', out, '--quantize', 'q4', '--recompute', '--steps', '3', '--batch', '1', '--lr', '0.01', '--targets', 'q_proj,v_proj,down_proj', '--quiet']);
     const summary = JSON.parse(train.stdout.trim().split('\n').pop()!);
     expect(summary.quantize).toBe('q4');
     expect(summary.finalLoss).toBeLessThan(summary.firstLoss);

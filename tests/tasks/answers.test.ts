@@ -136,7 +136,7 @@ describe('MATH extraction', () => {
     expect(answersEqual('math', '(1,2)', '[1,2]')).toBe(false);
     expect(answersEqual('math', '\\frac{1}{3}', '0.33')).toBe(false);
     expect(answersEqual('math', '2\\sqrt{2}', '2 \\sqrt 2')).toBe(true);
-    expect(answersEqual('math', 'x+1', '1+x')).toBe(false); // no symbolic algebra
+    expect(answersEqual('math', 'x+1', '1+x')).toBe(true); // symbolic algebra (math-equivalence.ts)
     expect(answersEqual('math', '', '')).toBe(false);
   });
 

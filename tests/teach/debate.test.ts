@@ -4,7 +4,8 @@ import type { Question } from '../../src/tasks/datasets';
 import { DebateAbortedError, majorityVote, runDebate, type DebateOptions } from '../../src/teach/debate';
 import { answerFormatInstruction } from '../../src/tasks/prompts';
 import { parseTrajectoryLine } from '../../src/teach/trajectory';
-import { createFakeEngine, fnv1a } from '../helpers/fake-engine';
+import { createFakeEngine } from '../helpers/fake-engine';
+import { fnv1a } from '../../src/util/hash';
 
 const q: Question = { id: 'q1', question: 'Tom has 3 apples and buys 4 more. How many apples does he have?', answer: 'He has 3 + 4 = 7.\n#### 7', task: 'gsm8k' };
 

@@ -6,6 +6,7 @@
 import { LocalEngine, Runtime } from '../../engine/local';
 import { listWeightFiles, loadCheckpoint, readModelConfig, readWeightFileHeader } from '../../formats/checkpoint';
 import { filesSource, hfSource, HttpSource, type FileSource } from '../../formats/source';
+import { fnv1a } from '../../util/hash';
 import type { InspectResult, LoadedModel, LoadProgress, LoadSettings, ModelSource } from '../api';
 import { CachedSource, cacheAvailable } from '../cache';
 import { estimateMemory, summarize } from '../estimate';
@@ -52,10 +53,7 @@ function listedSource(inner: FileSource, files: string[]): FileSource {
 
 /** FNV-1a of the model config plus its id: a stored run resumes only on the same model. */
 export function modelKey(m: LoadedRuntime): string {
-  const text = `${m.info.id}|${JSON.stringify(m.runtime.model.config)}`;
-  let h = 0x811c9dc5;
-  for (let i = 0; i < text.length; i++) h = Math.imul(h ^ text.charCodeAt(i), 0x01000193);
-  return `${m.info.id}#${(h >>> 0).toString(16)}`;
+  return `${m.info.id}#${fnv1a(`${m.info.id}|${JSON.stringify(m.runtime.model.config)}`).toString(16)}`;
 }
 
 export class Models {

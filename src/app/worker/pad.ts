@@ -18,7 +18,7 @@ import {
   type StepwiseRow,
 } from '../../distill/prm';
 import { DEFAULT_RL_OPTIONS, runRl, type RlPrompt } from '../../distill/rl';
-import { Rng } from '../../engine/sampling';
+import { Rng } from '../../util/random';
 import { grade } from '../../tasks/answers';
 import type { AdapterWeights } from '../../model/llama';
 import type { Question } from '../../tasks/datasets';

@@ -1,5 +1,5 @@
 /** Card 2 of Distil & train: the LoRA adapter and optimizer settings of a training run. */
-import { PROJECTIONS } from '../../../model/llama';
+import { PROJECTIONS } from '../../../formats/config';
 import type { TrainSettings } from '../../api';
 import { field, h, numberInput, readNumber } from '../../dom';
 import { stamp } from './common';

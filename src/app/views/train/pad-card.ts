@@ -6,7 +6,7 @@
  * pause / resume / cancel. The finished adapter is registered like a trained one.
  */
 import { DEFAULT_RL_OPTIONS } from '../../../distill/rl';
-import { PROJECTIONS } from '../../../model/llama';
+import { PROJECTIONS } from '../../../formats/config';
 import { defaultAgentSystemPrompt } from '../../../tasks/prompts';
 import { ADAPTERS_EVENT, type PrmEvent, type RlEvent, type RlOutcome, type RlSettings } from '../../api';
 import { lineChart } from '../../charts';
