@@ -129,22 +129,15 @@ export class Pad {
         seed: s.seed,
         onProgress: (epoch, loss) => emit({ type: 'epoch', epoch, epochs: s.epochs, loss }),
       });
-      // The AgentArk layout (a row per question, each completion a whole solution): the AUC is over
-      // the held-out solutions. The paragraph layout: over solutions too, a solution's score being
-      // its weakest step and it counting as right when every step is.
+      // The AUC is over the held-out labelled completions (as `agentark prm` reports it): whole
+      // solutions in the AgentArk layout (a row per question), paragraphs in the paragraph layout.
       const unit = rows.every(isSolutionRow) ? 'solution' : 'step';
       const scores: number[] = [];
       const truth: boolean[] = [];
       for (const [i, r] of testRows.entries()) {
         ctrl.signal.throwIfAborted();
-        const f = (await stepFeatures(m.runtime, r)).map((x) => scoreFeature(head, x));
-        if (unit === 'solution') {
-          scores.push(...f);
-          truth.push(...r.labels.map(Boolean));
-        } else {
-          scores.push(Math.min(...f));
-          truth.push(r.labels.every(Boolean));
-        }
+        for (const x of await stepFeatures(m.runtime, r)) scores.push(scoreFeature(head, x));
+        truth.push(...r.labels.map(Boolean));
         emit({ type: 'scoring', done: i + 1, total: testRows.length });
       }
       const heldOutAuc = scores.length ? auc(scores, truth) : null;

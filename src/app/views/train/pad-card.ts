@@ -270,7 +270,7 @@ export function padCard(ctx: AppContext, data: DataCard): HTMLElement {
             ? `No held-out AUC: the held-out ${r.unit === 'solution' ? 'solutions' : 'rows'} need both right and wrong ones.`
             : r.unit === 'solution'
               ? `Held-out AUC ${r.heldOutAuc.toFixed(3)} on ${r.heldOutExamples} solutions of ${r.heldOutRows} unseen questions (0.5 = chance).`
-              : `Held-out AUC ${r.heldOutAuc.toFixed(3)} on ${r.heldOutRows} solutions of unseen questions (0.5 = chance).`),
+              : `Held-out AUC ${r.heldOutAuc.toFixed(3)} on ${r.heldOutExamples} steps of ${r.heldOutRows} unseen solutions (0.5 = chance).`),
         'ok',
       );
       prmStatus.el.dataset.done = 'true';
