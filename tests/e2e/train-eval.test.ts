@@ -271,7 +271,9 @@ describe('distil & train, evaluate and benchmark pages in Chromium', () => {
     const aucText = await page.locator('#pad-prm-status').getAttribute('data-auc');
     // Every held-out question has right and wrong solutions (two agents right, one wrong): an AUC exists.
     expect(aucText).toMatch(/^[01]\.\d{4}$/);
-    expect(await page.locator('#pad-prm-status').textContent()).toMatch(/Held-out AUC [\d.]+ on 12 solutions of 4 unseen questions/);
+    expect(await page.locator('#pad-prm-status').textContent()).toMatch(
+      /Held-out AUC [\d.]+ on 12 solutions of 4 unseen questions/,
+    );
     expect(Number(await page.locator('#pad-prm-loss-chart').getAttribute('data-points'))).toBe(30);
     expect(await page.locator('#rl-use-prm').isChecked()).toBe(true);
     const prmDownload = page.waitForEvent('download');
