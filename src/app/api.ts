@@ -219,6 +219,8 @@ export interface DistillSettings {
   perQuestion: number;
   /** DA: build self-correction conversations. */
   selfCorrection: boolean;
+  /** PAD: a label per whole solution (the AgentArk rows, default) or per paragraph of one. */
+  padSteps?: 'solution' | 'paragraph';
   /** Only the first N records (0 = all). */
   limit: number;
 }

@@ -116,6 +116,11 @@ describe('distil & train, evaluate and benchmark pages in Chromium', () => {
     await page.check('input[name=train-strategy][value=pad]');
     await expect.poll(() => page.locator('#train-counts-table').textContent()).toContain('Stepwise rows');
     expect(await page.locator('#train-counts-table').textContent()).toMatch(/Wrong solutions\s*[1-9]/);
+    // The paragraph layout (agentark distill --pad-steps paragraph) labels steps of a solution instead.
+    await page.selectOption('#train-pad-steps', 'paragraph');
+    await expect.poll(() => page.locator('#train-counts-table').textContent()).toMatch(/Negative steps\s*[1-9]/);
+    await page.selectOption('#train-pad-steps', 'solution');
+    await expect.poll(() => page.locator('#train-counts-table').textContent()).toMatch(/Wrong solutions\s*[1-9]/);
     expect(await page.locator('#train-start').isDisabled()).toBe(true);
     await page.check('input[name=train-strategy][value=da]');
     await expect
