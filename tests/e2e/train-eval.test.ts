@@ -115,7 +115,12 @@ describe('distil & train, evaluate and benchmark pages in Chromium', () => {
     // PAD builds stepwise rows (counted, downloadable, not trained here); DA adds self-corrections.
     await page.check('input[name=train-strategy][value=pad]');
     await expect.poll(() => page.locator('#train-counts-table').textContent()).toContain('Stepwise rows');
-    expect(await page.locator('#train-counts-table').textContent()).toMatch(/Negative steps\s*[1-9]/);
+    expect(await page.locator('#train-counts-table').textContent()).toMatch(/Wrong solutions\s*[1-9]/);
+    // The paragraph layout (agentark distill --pad-steps paragraph) labels steps of a solution instead.
+    await page.selectOption('#train-pad-steps', 'paragraph');
+    await expect.poll(() => page.locator('#train-counts-table').textContent()).toMatch(/Negative steps\s*[1-9]/);
+    await page.selectOption('#train-pad-steps', 'solution');
+    await expect.poll(() => page.locator('#train-counts-table').textContent()).toMatch(/Wrong solutions\s*[1-9]/);
     expect(await page.locator('#train-start').isDisabled()).toBe(true);
     await page.check('input[name=train-strategy][value=da]');
     await expect
@@ -265,13 +270,15 @@ describe('distil & train, evaluate and benchmark pages in Chromium', () => {
       null,
       { describe: prmState },
     );
-    expect(await page.locator('#pad-prm-status').textContent()).toMatch(/Trained on \d+ steps of \d+ solutions/);
+    expect(await page.locator('#pad-prm-status').textContent()).toMatch(
+      /Trained on \d+ labelled solutions of \d+ questions/,
+    );
     const aucText = await page.locator('#pad-prm-status').getAttribute('data-auc');
-    if (aucText) {
-      expect(Number(aucText)).toBeGreaterThanOrEqual(0);
-      expect(Number(aucText)).toBeLessThanOrEqual(1);
-      expect(await page.locator('#pad-prm-status').textContent()).toContain('Held-out AUC');
-    }
+    // Every held-out question has right and wrong solutions (two agents right, one wrong): an AUC exists.
+    expect(aucText).toMatch(/^[01]\.\d{4}$/);
+    expect(await page.locator('#pad-prm-status').textContent()).toMatch(
+      /Held-out AUC [\d.]+ on 12 solutions of 4 unseen questions/,
+    );
     expect(Number(await page.locator('#pad-prm-loss-chart').getAttribute('data-points'))).toBe(30);
     expect(await page.locator('#rl-use-prm').isChecked()).toBe(true);
     const prmDownload = page.waitForEvent('download');
