@@ -53,7 +53,7 @@ describe('CLI flags', () => {
         ['debate', ['--data', 'd', '--out', 'o', '--base-url', 'http://127.0.0.1:9/v1', '--agents', '0'], /--agents must be an integer >= 1/],
         ['eval', ['--data', 'd', '--out', 'o', '--base-url', 'http://127.0.0.1:9/v1', '--temperature', '3'], /--temperature must be a number in \[0, 2\]/],
         ['distill', ['--strategy', 'da', '--traj', 't', '--out', 'o', '--jaccard', '0'], /--jaccard must be a number in \(0, 1\]/],
-        ['grade', ['--data', 'd', '--task', 'qa'], /--task must be gsm8k, math or mc, got "qa"/],
+        ['grade', ['--data', 'd', '--task', 'squad'], /--task must be gsm8k, math, mc or qa, got "squad"/],
         ['grade', ['--bogus'], /Unknown option '--bogus'/],
       ];
       for (const [command, argv, message] of cases) {
