@@ -34,6 +34,8 @@ export interface LoadSettings {
   maxBatch: number;
   /** Weight storage on the GPU; 'auto' keeps f16 files in f16 where shader-f16 exists. */
   dtype: 'auto' | 'f16' | 'f32';
+  /** Quantize the frozen Linear and embedding weights on load (kept in the browser for the next load). */
+  quantize?: 'q8' | 'q4';
 }
 
 export type AdapterReport =
@@ -88,7 +90,8 @@ export interface MemoryEstimate {
   parameters: number;
   /** Bytes of the safetensors files (what is downloaded). */
   fileBytes: number;
-  weightType: 'f16' | 'f32';
+  /** How the weights are kept on the GPU (q8 / q4: quantized on load, with f16 group scales). */
+  weightType: 'f16' | 'f32' | 'q8' | 'q4';
   /** parameters × bytes per weight on the GPU. */
   weightBytes: number;
   /** K and V for every layer, slot and position (f32). */

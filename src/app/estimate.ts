@@ -82,8 +82,10 @@ export function estimateMemory(
     if (entry.dtype !== 'F32') halfFile = true;
     if (n > largest.elements) largest = { name, elements: n };
   }
-  const weightType = settings.dtype === 'auto' ? (device.f16 && halfFile ? 'f16' : 'f32') : settings.dtype;
-  const bytesPerWeight = weightType === 'f16' ? 2 : 4;
+  const weightType =
+    settings.quantize ?? (settings.dtype === 'auto' ? (device.f16 && halfFile ? 'f16' : 'f32') : settings.dtype);
+  // q8 / q4: one byte or half a byte per weight plus an f16 scale per group of 32 (src/quant/quantize.ts).
+  const bytesPerWeight = { f32: 4, f16: 2, q8: 1 + 2 / 32, q4: 0.5 + 2 / 32 }[weightType];
   const contextLength = effectiveContext(config, settings.contextLength);
   const kvDim = config.numKvHeads * config.headDim;
   const kvLayerBytes = settings.maxBatch * contextLength * kvDim * 4;

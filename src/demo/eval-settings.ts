@@ -3,8 +3,7 @@
  * these), so the app's Evaluate page can start from the very settings its shipped report used and
  * reproduce its numbers. One definition for both.
  */
-import { defaultAgentSystemPrompt } from '../tasks/prompts';
-import { SMALL_MODEL_DEBATE } from '../teach/debate';
+import { DEMO_DEBATE, DEMO_MAX_TOKENS, DEMO_SEED, DEMO_SYSTEM, DEMO_TEMPERATURE } from './settings';
 
 export interface DemoEvalSettings {
   /** The student/single-agent system prompt: the debate's compact agent prompt. */
@@ -20,17 +19,16 @@ export interface DemoEvalSettings {
   seed: number;
 }
 
+/** The demo's settings (src/demo/settings.ts, which scripts/demo.ts runs with) in the page's terms. */
 export const DEMO_EVAL: DemoEvalSettings = {
-  system: defaultAgentSystemPrompt('gsm8k', SMALL_MODEL_DEBATE.promptStyle),
+  system: DEMO_SYSTEM,
   debateFormat: 'small',
-  agents: 5,
-  rounds: 2,
-  // The model's judge is weaker than a vote over the revised answers (48% vs 60% on held-out
-  // problems 101-200, which chose these settings), so the round-2 answers are voted on.
-  aggregator: 'vote',
-  maxTokens: 64,
-  temperature: 0.7,
-  seed: 7,
+  agents: DEMO_DEBATE.numAgents ?? 5,
+  rounds: DEMO_DEBATE.rounds ?? 2,
+  aggregator: DEMO_DEBATE.aggregator === 'llm' ? 'llm' : 'vote',
+  maxTokens: DEMO_MAX_TOKENS,
+  temperature: DEMO_TEMPERATURE,
+  seed: DEMO_SEED,
 };
 
 /** Reads `demo.evalSettings` of a report (written by scripts/demo.ts), else the current definition. */

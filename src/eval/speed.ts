@@ -220,22 +220,113 @@ export async function benchmarkTraining(backend: AnyBackend, size: ModelSize, mo
   return { model: size.name, mode, backend: backend.name, batch, seqLen, stepMs: ms, tokensPerS: (tokens / steps / ms) * 1000, peakGpuBytes: peak };
 }
 
+export interface BatchDecodeResult {
+  model: string;
+  batch: number;
+  /** Milliseconds of one decode step of one sequence, and of `batch` sequences in one forward. */
+  singleStepMs: number;
+  batchStepMs: number;
+  /** batchStepMs / singleStepMs: well under `batch` means batching pays. */
+  ratio: number;
+  /** Kernel dispatches one decode step records (WebGPU only; null on the CPU). */
+  dispatchesPerStep: number | null;
+}
+
+/**
+ * Decode cost of a batch (the debate's agents, one token each, in their own cache slots) against
+ * one sequence, warm medians over `steps` steps each, and the dispatches one step records.
+ */
+export async function benchmarkBatchDecode(backend: AnyBackend, size: ModelSize, batch = 5, promptTokens = 32, steps = 8): Promise<BatchDecodeResult> {
+  const config = benchConfig(size);
+  const model = LlamaModel.fromTensors(backend, config, randomInitTensors(config, 1), promptTokens + 2 * steps + 2);
+  const maxSeq = promptTokens + 2 * steps + 2;
+  const cache = model.createCache(batch, maxSeq);
+  const n = batch * promptTokens;
+  await model.forward({ ids: Uint32Array.from({ length: n }, (_, i) => (i * 7) % size.vocab), positions: Uint32Array.from({ length: n }, (_, i) => i % promptTokens), slots: Uint32Array.from({ length: n }, (_, i) => Math.floor(i / promptTokens)), logitRows: [n - 1] }, cache);
+  let pos = promptTokens;
+  const step = (rows: number) => model.forward({ ids: Uint32Array.from({ length: rows }, (_, r) => (pos * 3 + r) % size.vocab), positions: new Uint32Array(rows).fill(pos), slots: Uint32Array.from({ length: rows }, (_, r) => r), logitRows: Array.from({ length: rows }, (_, r) => r) }, cache);
+  const timeSteps = async (rows: number): Promise<number> => {
+    const times: number[] = [];
+    for (let s = 0; s < steps; s++) {
+      const t0 = performance.now();
+      await step(rows);
+      times.push(performance.now() - t0);
+      pos++;
+    }
+    times.sort((a, b) => a - b);
+    return times[times.length >> 1];
+  };
+  await step(batch); // warm-up of the batch shapes (the prefill warmed nothing of decode)
+  await step(1);
+  pos++;
+  const gpuBackend = backend instanceof GpuBackend ? backend : null;
+  const before = gpuBackend?.dispatches ?? 0;
+  await step(1);
+  const dispatchesPerStep = gpuBackend ? gpuBackend.dispatches - before : null;
+  pos++;
+  const singleStepMs = await timeSteps(1);
+  const batchStepMs = await timeSteps(batch);
+  model.freeCache(cache);
+  model.dispose();
+  return { model: size.name, batch, singleStepMs, batchStepMs, ratio: batchStepMs / singleStepMs, dispatchesPerStep };
+}
+
 export interface SpeedReport {
   adapter: string;
   kernels: KernelResult[];
   models: ModelResult[];
   training: TrainResult[];
+  /** Optional so reports built elsewhere (the app's Benchmark page) need not carry them. */
+  batchDecode?: (BatchDecodeResult & { backend: string })[];
+  /** Our runtime beside onnxruntime-web's WebGPU EP on the same weights and adapter. */
+  peer?: import('./ort-peer').PeerResult[];
 }
 
-export async function runSpeedBenchmarks(opts: { sizes?: ModelSize[]; cpuTwin?: boolean; log?: (line: string) => void } = {}): Promise<SpeedReport> {
+export type BenchSection = 'kernels' | 'models' | 'training' | 'batch' | 'peer';
+export const BENCH_SECTIONS: readonly BenchSection[] = ['kernels', 'models', 'training', 'batch', 'peer'];
+
+export interface SpeedOptions {
+  sizes?: ModelSize[];
+  cpuTwin?: boolean;
+  /** Sections to run (default all). */
+  sections?: readonly BenchSection[];
+  /** Sizes compared with onnxruntime-web (default the 2.6M model; each one costs an ORT session). */
+  peerSizes?: ModelSize[];
+  log?: (line: string) => void;
+}
+
+export async function runSpeedBenchmarks(opts: SpeedOptions = {}): Promise<SpeedReport> {
   const log = opts.log ?? (() => {});
+  const sections = new Set(opts.sections ?? BENCH_SECTIONS);
+  if (sections.has('peer')) {
+    // onnxruntime-web's WebGPU EP finds the adapter through navigator.gpu: in Node, provide it
+    // before our device is created, so both runtimes sit on one Dawn instance and adapter.
+    const { provideNavigatorGpu } = await import('../export/ort');
+    await provideNavigatorGpu();
+  }
   const gpu = await Gpu.create();
-  const report: SpeedReport = { adapter: gpu.describe(), kernels: [], models: [], training: [] };
+  const report: SpeedReport & Required<Pick<SpeedReport, 'batchDecode' | 'peer'>> = { adapter: gpu.describe(), kernels: [], models: [], training: [], batchDecode: [], peer: [] };
   log(`adapter: ${report.adapter}`);
-  report.kernels = [...(await benchmarkKernels(gpu)), ...(await benchmarkAttention(gpu))];
-  for (const k of report.kernels) log(`kernel ${k.kernel} ${k.shape}: webgpu ${k.webgpuGflops.toFixed(2)} GFLOP/s, cpu twin ${k.cpuGflops.toFixed(2)} GFLOP/s`);
+  if (sections.has('kernels')) {
+    report.kernels = [...(await benchmarkKernels(gpu)), ...(await benchmarkAttention(gpu))];
+    for (const k of report.kernels) log(`kernel ${k.kernel} ${k.shape}: webgpu ${k.webgpuGflops.toFixed(2)} GFLOP/s, cpu twin ${k.cpuGflops.toFixed(2)} GFLOP/s`);
+  }
   const backend = await GpuBackend.create(gpu, 'f32');
-  for (const size of opts.sizes ?? BENCH_SIZES) {
+  if (sections.has('peer')) {
+    const { benchmarkOrtPeer } = await import('./ort-peer');
+    for (const size of opts.peerSizes ?? BENCH_SIZES.filter((s) => s.name === 'small-2.6M')) report.peer.push(await benchmarkOrtPeer(gpu, size, { log }));
+  }
+  if (sections.has('batch')) {
+    for (const size of opts.sizes ?? BENCH_SIZES) {
+      const backends: AnyBackend[] = opts.cpuTwin === false ? [backend] : [backend, new CpuBackend()];
+      for (const b of backends) {
+        const r = { ...(await benchmarkBatchDecode(b, size)), backend: b.name };
+        report.batchDecode.push(r);
+        log(`batch decode ${r.model} on ${r.backend}: 1 sequence ${r.singleStepMs.toFixed(2)} ms/step, ${r.batch} sequences ${r.batchStepMs.toFixed(2)} ms/step (x${r.ratio.toFixed(2)})${r.dispatchesPerStep !== null ? `, ${r.dispatchesPerStep} dispatches/step` : ''}`);
+      }
+    }
+  }
+  for (const size of sections.has('models') ? opts.sizes ?? BENCH_SIZES : []) {
     const backends: AnyBackend[] = opts.cpuTwin === false ? [backend] : [backend, new CpuBackend()];
     for (const b of backends) {
       const r = await benchmarkModel(b, size);
@@ -244,7 +335,7 @@ export async function runSpeedBenchmarks(opts: { sizes?: ModelSize[]; cpuTwin?: 
     }
   }
   // Training: the two smaller sizes (the CPU twin is too slow beyond), LoRA and full, side by side.
-  for (const size of (opts.sizes ?? BENCH_SIZES).slice(0, 2)) {
+  for (const size of sections.has('training') ? (opts.sizes ?? BENCH_SIZES).slice(0, 2) : []) {
     for (const mode of ['lora', 'full'] as const) {
       const backends: AnyBackend[] = opts.cpuTwin === false ? [backend] : [backend, new CpuBackend()];
       for (const b of backends) {

@@ -59,6 +59,28 @@ export async function provideNavigatorGpu(): Promise<void> {
   Object.defineProperty(globalThis, 'navigator', { value: nav, configurable: true, writable: true });
 }
 
+/**
+ * Node only: onnxruntime-web waits for Dawn's mapAsync from inside its wasm (asyncify), and Dawn
+ * delivers the callback only while Node's event loop turns; with nothing else scheduled the wait
+ * never ends (observed here: a 2x3 MatMul hung for minutes, and ran at once with a timer). So a
+ * 1 ms timer runs while any WebGPU session is alive.
+ */
+let tickerUsers = 0;
+let ticker: ReturnType<typeof setInterval> | null = null;
+function holdEventLoopTicker(): () => void {
+  if (!isNode) return () => {};
+  if (tickerUsers++ === 0) ticker = setInterval(() => {}, 1);
+  let released = false;
+  return () => {
+    if (released) return;
+    released = true;
+    if (--tickerUsers === 0 && ticker) {
+      clearInterval(ticker);
+      ticker = null;
+    }
+  };
+}
+
 const loaded = new Map<OrtEp, Promise<OrtModule>>();
 
 /** onnxruntime-web with the bundle for `ep` (the WebGPU bundle also carries the wasm EP). */
@@ -102,6 +124,7 @@ export class OrtDecoder {
     readonly session: Ort.InferenceSession,
     readonly shape: OrtDecoderShape,
     readonly ep: OrtEp,
+    private readonly releaseTicker: () => void,
   ) {}
 
   static async create(model: Uint8Array, shape: OrtDecoderShape, ep: OrtEp, externalData: { path: string; data: Uint8Array }[] = []): Promise<OrtDecoder> {
@@ -113,8 +136,14 @@ export class OrtDecoder {
       ...(externalData.length ? { externalData } : {}),
       ...(ep === 'webgpu' ? { preferredOutputLocation: Object.fromEntries([['logits', 'cpu'], ...presentNames.map((n) => [n, 'gpu-buffer'])]) } : {}),
     };
-    const session = await ort.InferenceSession.create(model, options);
-    return new OrtDecoder(ort, session, shape, ep);
+    const releaseTicker = ep === 'webgpu' ? holdEventLoopTicker() : () => {};
+    try {
+      const session = await ort.InferenceSession.create(model, options);
+      return new OrtDecoder(ort, session, shape, ep, releaseTicker);
+    } catch (e) {
+      releaseTicker();
+      throw e;
+    }
   }
 
   emptyPast(): OrtPast {
@@ -152,6 +181,10 @@ export class OrtDecoder {
   }
 
   async release(): Promise<void> {
-    await this.session.release();
+    try {
+      await this.session.release();
+    } finally {
+      this.releaseTicker();
+    }
   }
 }

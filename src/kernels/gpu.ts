@@ -280,6 +280,9 @@ export class GpuBackend implements Backend<GpuTensor, GpuWeight, GpuIndices> {
     this.encoder = null;
   }
 
+  /** Dispatches recorded so far (the benchmark reports them per decode step). */
+  dispatches = 0;
+
   /** Pipelines by variant key, with the element size of each binding read from their WGSL. */
   private readonly variants = new Map<string, { pipeline: GPUComputePipeline; scalarBytes: number[] }>();
 
@@ -319,6 +322,7 @@ export class GpuBackend implements Backend<GpuTensor, GpuWeight, GpuIndices> {
       throw new KernelError(`kernel ${kernel.name}: unknown binding${extra.length > 1 ? 's' : ''} ${extra.map((e) => `'${e}'`).join(', ')}`);
     }
     const bindGroup = this.gpu.device.createBindGroup({ layout: variant.pipeline.getBindGroupLayout(0), entries });
+    this.dispatches++;
     const pass = this.computePass();
     pass.setPipeline(variant.pipeline);
     pass.setBindGroup(0, bindGroup);

@@ -15,7 +15,6 @@ async function capture(fn: () => Promise<number>) {
   let out = '';
   let err = '';
   const o = vi.spyOn(console, 'log').mockImplementation((s: unknown) => void (out += `${String(s)}\n`));
-  // --help goes through args.ts's parseFlags, which writes to stdout directly.
   const w = vi.spyOn(process.stdout, 'write').mockImplementation((s: string | Uint8Array) => ((out += String(s)), true));
   const e = vi.spyOn(process.stderr, 'write').mockImplementation((s: string | Uint8Array) => ((err += String(s)), true));
   try {

@@ -18,6 +18,7 @@ import {
   launchBrowser,
   requireChromium,
   screenshot,
+  waitInPage,
   type Browser,
   type ServedApp,
 } from './harness';
@@ -255,6 +256,32 @@ describe('web app in Chromium (WebGPU on the software adapter)', () => {
     }
     lap('cached load', t0);
   });
+
+  it('loads the model quantized to q4 on the Models page and chats', async () => {
+    // The model's files come from Cache Storage (its server is gone since the last test).
+    await page.click('#tab-models');
+    await page.selectOption('#model-dtype', 'q4');
+    await page.click('#load-model');
+    await waitInPage(
+      page,
+      'the q4 load',
+      () => /q4 weights/.test(document.querySelector('.loaded-body')?.textContent ?? ''),
+      null,
+    );
+    expect(await page.locator('.loaded-body').textContent()).toMatch(/Weights \(q4\)/);
+    await page.click('#tab-chat');
+    await page.fill('#chat-max-tokens', '6');
+    await page.fill('#chat-input', 'What is 2 + 3?');
+    await page.press('#chat-input', 'Enter');
+    await waitInPage(
+      page,
+      'a reply from the q4 model',
+      () => document.querySelector('#chat-log .msg.assistant:last-child')?.getAttribute('data-finish') != null,
+      null,
+    );
+    expect(await page.locator('#chat-log .msg.assistant').last().getAttribute('data-finish')).not.toBe('error');
+    await page.selectOption('#model-dtype', 'auto').catch(() => {});
+  }, 600_000);
 
   it('never reached beyond localhost and raised no page errors', () => {
     expect(browser!.blocked).toEqual([]);

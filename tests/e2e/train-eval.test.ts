@@ -492,6 +492,20 @@ describe('distil & train, evaluate and benchmark pages in Chromium', () => {
         return names;
       }),
     ).toEqual([]);
+    // The cancelled run's adapter, as it was at its last step, is offered and can be kept.
+    const keep = page.locator('#train-keep-partial');
+    expect(await keep.textContent()).toMatch(/Keep the adapter from step \d+/);
+    const step = /step (\d+)/.exec((await keep.textContent())!)![1];
+    await keep.click();
+    await waitInPage(
+      page,
+      'the partial adapter to register',
+      () => /Kept the adapter/.test(document.querySelector('#train-status')?.textContent ?? ''),
+      null,
+    );
+    await expect
+      .poll(() => page.locator('#chat-adapter option').allTextContents())
+      .toContain(`resumed-student-step${step} (LoRA r8)`);
   }, 1_800_000); // the waits inside are bounded (10 min each) and say what they wait for
 
   it('runs one training run per browser: a second tab shows it read-only, chats, and takes it over when the first tab closes', async () => {

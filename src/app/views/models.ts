@@ -298,22 +298,30 @@ export const modelsPage: Page = {
     const batchInput = numberInput({ value: 4, min: 1, max: 64, step: 1 });
     const dtypeSelect = h(
       'select',
-      {},
+      { id: 'model-dtype' },
       h('option', { value: 'auto' }, 'auto'),
       h('option', { value: 'f32' }, 'f32'),
       h('option', { value: 'f16' }, 'f16 (needs shader-f16)'),
+      h('option', { value: 'q8' }, 'q8 (quantized on load)'),
+      h('option', { value: 'q4' }, 'q4 (quantized on load)'),
     );
     const settingsRow = h(
       'div',
       { class: 'grid3' },
       field('Context length', ctxInput, 'Positions per sequence.'),
       field('Batch slots', batchInput, 'Sequences decoded together (debate agents).'),
-      field('Weights on GPU', dtypeSelect),
+      field(
+        'Weights on GPU',
+        dtypeSelect,
+        'q8 / q4 take about ¼ / ⅛ of f32; the quantized copy is kept in this browser.',
+      ),
     );
     const settings = (): LoadSettings => ({
       contextLength: Math.max(16, Math.floor(readNumber(ctxInput, 2048))),
       maxBatch: Math.max(1, Math.floor(readNumber(batchInput, 4))),
-      dtype: dtypeSelect.value as LoadSettings['dtype'],
+      ...(dtypeSelect.value === 'q8' || dtypeSelect.value === 'q4'
+        ? { dtype: 'auto' as const, quantize: dtypeSelect.value }
+        : { dtype: dtypeSelect.value as LoadSettings['dtype'] }),
     });
 
     const checkBtn = h('button', { type: 'button', class: 'secondary' }, 'Check memory');

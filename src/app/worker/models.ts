@@ -163,10 +163,15 @@ export class Models {
         unit: 'items',
         note: 'uploading weights to the GPU and compiling kernels',
       });
+      if (settings.quantize) {
+        const note = `quantizing the weights to ${settings.quantize} (kept in this browser for the next load)`;
+        progress({ phase: 'upload', done: 0, total: 1, unit: 'items', note });
+      }
       const runtime = await Runtime.fromCheckpoint(ckpt, {
         contextLength: settings.contextLength,
         maxBatch: settings.maxBatch,
         dtype: settings.dtype,
+        ...(settings.quantize ? { quantize: settings.quantize } : {}),
       });
       progress({ phase: 'upload', done: 1, total: 1, unit: 'items', note: 'ready' });
       const info: LoadedModel = {

@@ -470,7 +470,8 @@ export function runCard(ctx: AppContext, data: DataCard, lora: LoraCard): RunCar
     channel.postMessage({ type: 'hello' } satisfies RunMessage);
     // Other pages clear the badge when their own work ends; another tab's run is still going.
     state.on('busy', (b) => {
-      if (watching && !b) state.set('busy', 'Training in another tab…');
+      // After every listener of this change has run (the header's too), not in the middle of them.
+      if (watching && !b) setTimeout(() => watching && !state.busy && state.set('busy', 'Training in another tab…'), 0);
     });
   }
 
