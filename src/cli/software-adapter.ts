@@ -82,10 +82,19 @@ export function findSoftwareDrivers(env: NodeJS.ProcessEnv = process.env): Softw
     }
   }
   const swiftshader: SoftwareDriver[] = [];
-  const chromiumDirs = ['/usr/lib/chromium', '/usr/lib/chromium-browser', '/usr/lib64/chromium-browser', '/opt/google/chrome'];
+  const chromiumDirs = [
+    '/usr/lib/chromium',
+    '/usr/lib/chromium-browser',
+    '/usr/lib64/chromium-browser',
+    '/opt/google/chrome',
+  ];
   const playwright = path.join(home, '.cache/ms-playwright');
   try {
-    for (const d of fs.readdirSync(playwright).filter((d) => d.startsWith('chromium')).sort().reverse()) {
+    for (const d of fs
+      .readdirSync(playwright)
+      .filter((d) => d.startsWith('chromium'))
+      .sort()
+      .reverse()) {
       for (const sub of ['chrome-linux', 'chrome-linux64']) chromiumDirs.push(path.join(playwright, d, sub));
     }
   } catch {}
@@ -100,7 +109,8 @@ export function findSoftwareDrivers(env: NodeJS.ProcessEnv = process.env): Softw
 /** The environment a process needs to use `driver`. */
 export function driverEnv(driver: SoftwareDriver, env: NodeJS.ProcessEnv = process.env): NodeJS.ProcessEnv {
   const out: NodeJS.ProcessEnv = { ...env, VK_ICD_FILENAMES: driver.icd };
-  if (driver.libraryPath) out.LD_LIBRARY_PATH = env.LD_LIBRARY_PATH ? `${driver.libraryPath}:${env.LD_LIBRARY_PATH}` : driver.libraryPath;
+  if (driver.libraryPath)
+    out.LD_LIBRARY_PATH = env.LD_LIBRARY_PATH ? `${driver.libraryPath}:${env.LD_LIBRARY_PATH}` : driver.libraryPath;
   return out;
 }
 
@@ -115,7 +125,11 @@ const adapter = await create([]).requestAdapter({ powerPreference: 'high-perform
 const i = adapter?.info;
 process.stdout.write(JSON.stringify(adapter ? i.description || [i.vendor, i.architecture].filter(Boolean).join(' ') || 'unknown adapter' : null));
 process.exit(0);`;
-  const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { env, encoding: 'utf8', timeout: 60_000 });
+  const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], {
+    env,
+    encoding: 'utf8',
+    timeout: 60_000,
+  });
   if (r.status !== 0) return null;
   try {
     return JSON.parse(r.stdout.trim().split('\n').pop() ?? 'null') as string | null;
@@ -145,8 +159,12 @@ export function hasGpuDeviceNodes(): boolean {
  * the current environment has an adapter, or no working software driver was found (then the
  * command runs as is and fails with the GPU layer's "No WebGPU adapter found").
  */
-export function softwareDriverFor(argv: string[], env: NodeJS.ProcessEnv = process.env): { driver: SoftwareDriver; adapter: string } | null {
-  if (process.platform !== 'linux' || env.VK_ICD_FILENAMES || env[SOFTWARE_ADAPTER_ENV] || !commandUsesWebGpu(argv)) return null;
+export function softwareDriverFor(
+  argv: string[],
+  env: NodeJS.ProcessEnv = process.env,
+): { driver: SoftwareDriver; adapter: string } | null {
+  if (process.platform !== 'linux' || env.VK_ICD_FILENAMES || env[SOFTWARE_ADAPTER_ENV] || !commandUsesWebGpu(argv))
+    return null;
   if (hasGpuDeviceNodes() && probeAdapter(env) !== null) return null;
   for (const driver of findSoftwareDrivers(env)) {
     const adapter = probeAdapter(driverEnv(driver, env));

@@ -5,7 +5,12 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { commandUsesWebGpu, findSoftwareDrivers, probeAdapter, SOFTWARE_ADAPTER_ENV } from '../../src/cli/software-adapter';
+import {
+  commandUsesWebGpu,
+  findSoftwareDrivers,
+  probeAdapter,
+  SOFTWARE_ADAPTER_ENV,
+} from '../../src/cli/software-adapter';
 import { writeTinyModel } from '../helpers/tiny-model';
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
@@ -63,13 +68,21 @@ describe('software WebGPU adapter for the CLI', () => {
     fs.writeFileSync(path.join(lib, 'libvulkan_lvp.so'), '');
     fs.writeFileSync(path.join(cache, 'lvp_icd.json'), '{}');
     const drivers = findSoftwareDrivers({ ...plainEnv(), SOFTWARE_WEBGPU_CACHE: cache });
-    expect(drivers[0]).toEqual({ label: `Mesa lavapipe (${cache})`, icd: path.join(cache, 'lvp_icd.json'), libraryPath: lib });
+    expect(drivers[0]).toEqual({
+      label: `Mesa lavapipe (${cache})`,
+      icd: path.join(cache, 'lvp_icd.json'),
+      libraryPath: lib,
+    });
     const swift = findSoftwareDrivers({ ...plainEnv(), SOFTWARE_WEBGPU_CACHE: cache, AGENTARK_WEBGPU: 'swiftshader' });
     const firstLavapipe = swift.findIndex((d) => d.label.startsWith('Mesa lavapipe'));
     expect(swift.slice(0, firstLavapipe).every((d) => d.label.startsWith('SwiftShader'))).toBe(true);
     expect(swift).toHaveLength(drivers.length);
     // Without the cache folder it is not offered.
-    expect(findSoftwareDrivers({ ...plainEnv(), SOFTWARE_WEBGPU_CACHE: path.join(dir, 'none') }).some((d) => d.icd.startsWith(cache))).toBe(false);
+    expect(
+      findSoftwareDrivers({ ...plainEnv(), SOFTWARE_WEBGPU_CACHE: path.join(dir, 'none') }).some((d) =>
+        d.icd.startsWith(cache),
+      ),
+    ).toBe(false);
   });
 
   it('`agentark generate` without VK_ICD_FILENAMES says once that it uses a software adapter, then succeeds', async () => {
@@ -92,7 +105,10 @@ describe('software WebGPU adapter for the CLI', () => {
   });
 
   it('`--backend cpu` neither probes nor mentions an adapter', async () => {
-    const r = await runCli(['generate', '--model', model, '--ids', '1,2,3', '--max-tokens', '2', '--json', '--backend', 'cpu'], plainEnv());
+    const r = await runCli(
+      ['generate', '--model', model, '--ids', '1,2,3', '--max-tokens', '2', '--json', '--backend', 'cpu'],
+      plainEnv(),
+    );
     expect(r.code, r.err).toBe(0);
     expect(JSON.parse(r.out).generated).toHaveLength(2);
     expect(r.err).not.toMatch(/software adapter/);
