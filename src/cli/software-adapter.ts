@@ -153,24 +153,41 @@ export function hasGpuDeviceNodes(): boolean {
   return list('/dev/dri').some((n) => n.startsWith('renderD')) || list('/dev').some((n) => /^nvidia\d/.test(n));
 }
 
+/** What the search before Dawn starts decided. */
+export type AdapterSearch =
+  /** Run as is: no WebGPU needed, the user chose a driver, this is the re-run, or a GPU answered. */
+  | { kind: 'as-is' }
+  /** No adapter of any kind: run as is (the GPU layer then fails) after saying what was tried. */
+  | { kind: 'none'; tried: string[] }
+  | { kind: 'software'; driver: SoftwareDriver; adapter: string };
+
 /**
- * The software driver to re-run `argv` with, or null when the command needs no software adapter:
- * it does not use WebGPU, the user chose a driver (VK_ICD_FILENAMES), this already is the re-run,
- * the current environment has an adapter, or no working software driver was found (then the
- * command runs as is and fails with the GPU layer's "No WebGPU adapter found").
+ * Whether `argv` should run as is or be re-run with a software driver: the first software driver
+ * (`drivers`, by default the ones on this machine) a fresh process finds an adapter with.
  */
-export function softwareDriverFor(
+export function searchAdapter(
   argv: string[],
   env: NodeJS.ProcessEnv = process.env,
-): { driver: SoftwareDriver; adapter: string } | null {
+  drivers?: SoftwareDriver[],
+): AdapterSearch {
   if (process.platform !== 'linux' || env.VK_ICD_FILENAMES || env[SOFTWARE_ADAPTER_ENV] || !commandUsesWebGpu(argv))
-    return null;
-  if (hasGpuDeviceNodes() && probeAdapter(env) !== null) return null;
-  for (const driver of findSoftwareDrivers(env)) {
+    return { kind: 'as-is' };
+  if (hasGpuDeviceNodes() && probeAdapter(env) !== null) return { kind: 'as-is' };
+  const candidates = drivers ?? findSoftwareDrivers(env);
+  for (const driver of candidates) {
     const adapter = probeAdapter(driverEnv(driver, env));
-    if (adapter !== null) return { driver, adapter };
+    if (adapter !== null) return { kind: 'software', driver, adapter };
   }
-  return null;
+  return { kind: 'none', tried: candidates.map((d) => `${d.label}: ${d.icd}`) };
+}
+
+/** Says on stderr that no software adapter worked either, what was tried and how to get one. */
+export function reportNoAdapter(tried: string[]): void {
+  const what = tried.length ? `tried ${tried.join('; ')}` : 'found no Mesa lavapipe or SwiftShader Vulkan driver';
+  process.stderr.write(
+    `agentark: no hardware WebGPU adapter, and no software one either (${what}). ` +
+      '`bash scripts/software-webgpu.sh` sets one up (Mesa lavapipe); --backend cpu needs none.\n',
+  );
 }
 
 /**

@@ -4,9 +4,12 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import {
   commandUsesWebGpu,
+  hasGpuDeviceNodes,
+  reportNoAdapter,
+  searchAdapter,
   findSoftwareDrivers,
   probeAdapter,
   SOFTWARE_ADAPTER_ENV,
@@ -83,6 +86,32 @@ describe('software WebGPU adapter for the CLI', () => {
         d.icd.startsWith(cache),
       ),
     ).toBe(false);
+  });
+
+  it('searches only when it must, and says what it tried when no driver works', () => {
+    const env = plainEnv();
+    const argv = ['generate', '--model', 'm', '--ids', '1'];
+    expect(searchAdapter(argv, { ...env, VK_ICD_FILENAMES: '/mine.json' })).toEqual({ kind: 'as-is' });
+    expect(searchAdapter([...argv, '--backend', 'cpu'], env)).toEqual({ kind: 'as-is' });
+    expect(searchAdapter(argv, { ...env, [SOFTWARE_ADAPTER_ENV]: 'x' })).toEqual({ kind: 'as-is' });
+    const missing = { label: 'nothing here', icd: path.join(dir, 'no-such-icd.json') };
+    const search = searchAdapter(argv, env, [missing]);
+    if (hasGpuDeviceNodes() && probeAdapter(env) !== null) expect(search).toEqual({ kind: 'as-is' });
+    else expect(search).toEqual({ kind: 'none', tried: [`nothing here: ${missing.icd}`] });
+    let err = '';
+    const spy = vi.spyOn(process.stderr, 'write').mockImplementation((s: string | Uint8Array) => {
+      err += String(s);
+      return true;
+    });
+    try {
+      reportNoAdapter([`nothing here: ${missing.icd}`]);
+    } finally {
+      spy.mockRestore();
+    }
+    expect(err).toBe(
+      `agentark: no hardware WebGPU adapter, and no software one either (tried nothing here: ${missing.icd}). ` +
+        '`bash scripts/software-webgpu.sh` sets one up (Mesa lavapipe); --backend cpu needs none.\n',
+    );
   });
 
   it('`agentark generate` without VK_ICD_FILENAMES says once that it uses a software adapter, then succeeds', async () => {
