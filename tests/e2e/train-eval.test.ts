@@ -146,7 +146,16 @@ describe('distil & train, evaluate and benchmark pages in Chromium', () => {
     });
     const t1 = performance.now();
     await page.click('#train-start');
-    await page.locator('#train-status[data-done=true]').waitFor({ timeout: 120_000 });
+    await waitInPage(
+      page,
+      'the 6-step training run to finish',
+      () => document.querySelector('#train-status')?.getAttribute('data-done') === 'true',
+      null,
+      {
+        describe: async () =>
+          `status: ${await page.locator('#train-status').textContent()}; step ${await page.locator('#train-step').getAttribute('data-step')}`,
+      },
+    );
     lap('train 6 steps', t1);
     expect(await page.locator('#train-step').getAttribute('data-step')).toBe('6');
     expect(await page.locator('#train-loss-chart').getAttribute('data-points')).toBe('6');
