@@ -73,7 +73,11 @@ function trainOptions(s: TrainSettings, m: LoadedRuntime): TrainOptions {
   };
 }
 
-function newTrainer(m: LoadedRuntime, examples: TrainExample[], opts: TrainOptions): { trainer: Trainer; policy: AdapterWeights<unknown> | null } {
+function newTrainer(
+  m: LoadedRuntime,
+  examples: TrainExample[],
+  opts: TrainOptions,
+): { trainer: Trainer; policy: AdapterWeights<unknown> | null } {
   const trainer = new Trainer(m.runtime.model, examples, opts);
   const policy = m.runtime.model.getAdapter() as AdapterWeights<unknown> | null;
   // The Trainer attaches its adapter to the model; until the loop runs, chat keeps what the registry has active.
