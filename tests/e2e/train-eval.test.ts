@@ -574,10 +574,12 @@ describe('distil & train, evaluate and benchmark pages in Chromium', () => {
       shown,
       { describe: state(second) },
     );
+    await second.click('#tab-train');
     expect(await second.locator('#train-start').isDisabled()).toBe(true);
     expect(await second.locator('#train-pause').isHidden()).toBe(true);
     expect(await second.locator('#train-stored-resume').isDisabled()).toBe(true);
     // Its chat is not refused (it does not train).
+    await second.click('#tab-chat');
     await second.fill('#chat-max-tokens', '4');
     await second.fill('#chat-input', 'Hi');
     await second.press('#chat-input', 'Enter');
@@ -600,7 +602,8 @@ describe('distil & train, evaluate and benchmark pages in Chromium', () => {
       { describe: state(second) },
     );
     expect(Number(await second.locator('#train-run').getAttribute('data-resumed-from')) % 2).toBe(0);
-    expect(await second.locator('#train-pause').isVisible()).toBe(true);
+    await second.click('#tab-train');
+    expect(await second.locator('#train-pause').isVisible(), await state(second)()).toBe(true);
     await second.click('#train-cancel');
     await waitInPage(
       second,
