@@ -146,7 +146,16 @@ describe('distil & train, evaluate and benchmark pages in Chromium', () => {
     });
     const t1 = performance.now();
     await page.click('#train-start');
-    await page.locator('#train-status[data-done=true]').waitFor({ timeout: 120_000 });
+    await waitInPage(
+      page,
+      'the 6-step training run to finish',
+      () => document.querySelector('#train-status')?.getAttribute('data-done') === 'true',
+      null,
+      {
+        describe: async () =>
+          `status: ${await page.locator('#train-status').textContent()}; step ${await page.locator('#train-step').getAttribute('data-step')}`,
+      },
+    );
     lap('train 6 steps', t1);
     expect(await page.locator('#train-step').getAttribute('data-step')).toBe('6');
     expect(await page.locator('#train-loss-chart').getAttribute('data-points')).toBe('6');
@@ -565,10 +574,12 @@ describe('distil & train, evaluate and benchmark pages in Chromium', () => {
       shown,
       { describe: state(second) },
     );
+    await second.click('#tab-train');
     expect(await second.locator('#train-start').isDisabled()).toBe(true);
     expect(await second.locator('#train-pause').isHidden()).toBe(true);
     expect(await second.locator('#train-stored-resume').isDisabled()).toBe(true);
     // Its chat is not refused (it does not train).
+    await second.click('#tab-chat');
     await second.fill('#chat-max-tokens', '4');
     await second.fill('#chat-input', 'Hi');
     await second.press('#chat-input', 'Enter');
@@ -591,7 +602,8 @@ describe('distil & train, evaluate and benchmark pages in Chromium', () => {
       { describe: state(second) },
     );
     expect(Number(await second.locator('#train-run').getAttribute('data-resumed-from')) % 2).toBe(0);
-    expect(await second.locator('#train-pause').isVisible()).toBe(true);
+    await second.click('#tab-train');
+    expect(await second.locator('#train-pause').isVisible(), await state(second)()).toBe(true);
     await second.click('#train-cancel');
     await waitInPage(
       second,
