@@ -7,6 +7,7 @@
 import type { Gpu } from '../gpu/device';
 import { GpuBackend } from '../kernels/gpu';
 import { LlamaModel } from '../model/llama';
+import { modelLinearShapes, type KernelTuner } from '../kernels/autotune';
 import { randomInitTensors } from '../train/init';
 import { buildDecoderGraph, ONNX_OPSETS } from '../export/onnx-decoder';
 import { OrtDecoder, type OrtEp } from '../export/ort';
@@ -31,6 +32,9 @@ export interface PeerResult {
   decodeRatio: number;
   /** Seconds onnxruntime-web took to create its session (graph optimisation, weight upload). */
   ortSessionS: number;
+  /** Prefill logits: max |ORT − ours| and max |ours| (all positions). */
+  maxAbsDiff: number;
+  maxAbsLogit: number;
 }
 
 function median(xs: number[]): number {
@@ -45,6 +49,8 @@ export interface PeerOptions {
   /** Timed repetitions after the warm-up; the median is reported. */
   runs?: number;
   ep?: OrtEp;
+  /** Our runtime's autotuner (kernel choices for this model's shapes are made before timing). */
+  tuner?: KernelTuner | null;
   log?: (line: string) => void;
 }
 
@@ -64,6 +70,10 @@ export async function benchmarkOrtPeer(gpu: Gpu, size: ModelSize, opts: PeerOpti
   // ---- ours ---------------------------------------------------------------------------------
   const backend = await GpuBackend.create(gpu, 'f32');
   const model = LlamaModel.fromTensors(backend, config, tensors, maxSeq);
+  if (opts.tuner) {
+    backend.tuner = opts.tuner;
+    await backend.autotune(modelLinearShapes(model));
+  }
   const cache = model.createCache(1, maxSeq);
   const ourPrefill = () => model.forward({ ids: Uint32Array.from(ids), positions: Uint32Array.from(ids, (_, i) => i), slots: new Uint32Array(prefillTokens), logitRows: 'all' }, cache);
   const ourDecode = async () => {
@@ -98,8 +108,16 @@ export async function benchmarkOrtPeer(gpu: Gpu, size: ModelSize, opts: PeerOpti
   const ortCheck = await ortPrefill();
   // Same weights, same work: the two agree (guards against benchmarking a broken export).
   let diff = 0;
-  for (let i = 0; i < ourCheck.length; i++) diff = Math.max(diff, Math.abs(ourCheck[i] - ortCheck[i]));
-  if (!(diff < 1e-2)) throw new Error(`onnxruntime-web (${ep}) and our runtime disagree on ${size.name}: max |Δlogit| ${diff}`);
+  let scale = 0;
+  for (let i = 0; i < ourCheck.length; i++) {
+    diff = Math.max(diff, Math.abs(ourCheck[i] - ortCheck[i]));
+    scale = Math.max(scale, Math.abs(ourCheck[i]));
+  }
+  // The exported graph itself is exact (onnxruntime-web's wasm EP matches our logits to ~1e-6 on
+  // this model; tests/export). Its WebGPU EP deviates on software adapters (measured: 0.05 of 1.8
+  // on lavapipe, 0.9 on SwiftShader, whose subgroups are 8 and 4 wide), so the deviation is
+  // reported beside the times rather than treated as a broken export.
+  if (!(diff < 1e-3 * Math.max(1, scale))) opts.log?.(`warning: onnxruntime-web's ${ep} EP deviates from our logits on ${size.name}: max |Δ| ${diff.toExponential(2)} of max |logit| ${scale.toFixed(3)} (its wasm EP matches; see src/eval/ort-peer.ts)`);
   const ort = await timePair(ortPrefill, ortDecode, runs, decodeSteps);
   decoder.disposePast(past);
   await decoder.release();
@@ -114,10 +132,12 @@ export async function benchmarkOrtPeer(gpu: Gpu, size: ModelSize, opts: PeerOpti
     prefillRatio: ort.prefillMs / ours.prefillMs,
     decodeRatio: ort.decodeMsPerToken / ours.decodeMsPerToken,
     ortSessionS,
+    maxAbsDiff: diff,
+    maxAbsLogit: scale,
   };
   opts.log?.(
     `peer ${size.name}: prefill ${prefillTokens} tok ours ${ours.prefillMs.toFixed(1)} ms, onnxruntime-web ${ort.prefillMs.toFixed(1)} ms (x${result.prefillRatio.toFixed(2)}); ` +
-      `decode ours ${ours.decodeMsPerToken.toFixed(2)} ms/tok, onnxruntime-web ${ort.decodeMsPerToken.toFixed(2)} ms/tok (x${result.decodeRatio.toFixed(2)})`,
+      `decode ours ${ours.decodeMsPerToken.toFixed(2)} ms/tok, onnxruntime-web ${ort.decodeMsPerToken.toFixed(2)} ms/tok (x${result.decodeRatio.toFixed(2)}); prefill logits max |Δ| ${diff.toExponential(2)} of max |logit| ${scale.toFixed(3)}`,
   );
   return result;
 }

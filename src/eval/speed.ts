@@ -11,6 +11,12 @@ import { CpuBackend } from '../kernels/cpu';
 import { GpuBackend } from '../kernels/gpu';
 import type { AnyBackend } from '../kernels/backend';
 import { LlamaModel } from '../model/llama';
+import { KernelTuner, modelLinearShapes, type TuningSummary } from '../kernels/autotune';
+
+/** Let the backend's autotuner (if any) pick kernel variants for this model's shapes. */
+async function tuneFor(backend: AnyBackend, model: LlamaModel): Promise<void> {
+  if (backend instanceof GpuBackend && backend.tuner) await backend.autotune(modelLinearShapes(model));
+}
 
 export interface ModelSize {
   name: string;
@@ -159,6 +165,7 @@ export async function benchmarkModel(backend: AnyBackend, size: ModelSize, prefi
   let params = 0;
   for (const t of tensors.values()) params += t.shape.reduce((a, b) => a * b, 1);
   const model = LlamaModel.fromTensors(backend, config, tensors, prefillTokens + decodeSteps + 1);
+  await tuneFor(backend, model);
   const cache = model.createCache(1, prefillTokens + decodeSteps + 1);
   const ids = Uint32Array.from({ length: prefillTokens }, (_, i) => (i * 7) % size.vocab);
   const prefill = () => model.forward({ ids, positions: Uint32Array.from(ids, (_, i) => i), slots: new Uint32Array(prefillTokens), logitRows: [prefillTokens - 1] }, cache);
@@ -239,6 +246,7 @@ export interface BatchDecodeResult {
 export async function benchmarkBatchDecode(backend: AnyBackend, size: ModelSize, batch = 5, promptTokens = 32, steps = 8): Promise<BatchDecodeResult> {
   const config = benchConfig(size);
   const model = LlamaModel.fromTensors(backend, config, randomInitTensors(config, 1), promptTokens + 2 * steps + 2);
+  await tuneFor(backend, model);
   const maxSeq = promptTokens + 2 * steps + 2;
   const cache = model.createCache(batch, maxSeq);
   const n = batch * promptTokens;
@@ -280,6 +288,8 @@ export interface SpeedReport {
   batchDecode?: (BatchDecodeResult & { backend: string })[];
   /** Our runtime beside onnxruntime-web's WebGPU EP on the same weights and adapter. */
   peer?: import('./ort-peer').PeerResult[];
+  /** The autotuner's choices on this adapter and the time spent timing candidates. */
+  tuning?: TuningSummary;
 }
 
 export type BenchSection = 'kernels' | 'models' | 'training' | 'batch' | 'peer';
@@ -290,7 +300,9 @@ export interface SpeedOptions {
   cpuTwin?: boolean;
   /** Sections to run (default all). */
   sections?: readonly BenchSection[];
-  /** Sizes compared with onnxruntime-web (default the 2.6M model; each one costs an ORT session). */
+  /** false: no autotuner (the register-tiled GEMV everywhere unless AGENTARK_KERNELS forces one). */
+  autotune?: boolean;
+  /** Sizes compared with onnxruntime-web (default the 3.0M model; each one costs an ORT session). */
   peerSizes?: ModelSize[];
   log?: (line: string) => void;
 }
@@ -312,9 +324,11 @@ export async function runSpeedBenchmarks(opts: SpeedOptions = {}): Promise<Speed
     for (const k of report.kernels) log(`kernel ${k.kernel} ${k.shape}: webgpu ${k.webgpuGflops.toFixed(2)} GFLOP/s, cpu twin ${k.cpuGflops.toFixed(2)} GFLOP/s`);
   }
   const backend = await GpuBackend.create(gpu, 'f32');
+  const tuner = opts.autotune === false ? null : await KernelTuner.create(gpu);
+  backend.tuner = tuner;
   if (sections.has('peer')) {
     const { benchmarkOrtPeer } = await import('./ort-peer');
-    for (const size of opts.peerSizes ?? BENCH_SIZES.filter((s) => s.name === 'small-2.6M')) report.peer.push(await benchmarkOrtPeer(gpu, size, { log }));
+    for (const size of opts.peerSizes ?? [BENCH_SIZES[1]]) report.peer.push(await benchmarkOrtPeer(gpu, size, { log, tuner }));
   }
   if (sections.has('batch')) {
     for (const size of opts.sizes ?? BENCH_SIZES) {
@@ -344,6 +358,11 @@ export async function runSpeedBenchmarks(opts: SpeedOptions = {}): Promise<Speed
         log(`train ${r.model} ${r.mode} on ${r.backend}: ${r.tokensPerS.toFixed(1)} tok/s, ${r.stepMs.toFixed(0)} ms/step` + `${r.peakGpuBytes !== null ? `, peak GPU buffers ${(r.peakGpuBytes / 2 ** 20).toFixed(1)} MiB` : ''}`);
       }
     }
+  }
+  if (tuner) {
+    report.tuning = tuner.summary();
+    const t = report.tuning;
+    log(`autotuner: ${Object.keys(t.choices).length} shape classes, ${(t.tuningMs / 1000).toFixed(1)} s timing candidates in this run`);
   }
   return report;
 }
