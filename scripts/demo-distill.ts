@@ -40,7 +40,7 @@ import { DEFAULT_TRAIN_OPTIONS, Trainer, type TrainOptions } from '../src/train/
 import { loadPeftAdapter, serializePeftAdapter, type PeftAdapter } from '../src/formats/peft';
 import { writeFilesAtomically } from '../src/train/checkpoint';
 import { answersEqual, referenceAnswer } from '../src/tasks/answers';
-import { evaluate, type EvalReport, type EvalSystem, type SystemReport } from '../src/eval/harness';
+import { evaluate, pairedComparisons, type EvalReport, type EvalSystem, type SystemReport } from '../src/eval/harness';
 import { signTest, wilsonInterval } from '../src/eval/stats';
 import { arithmeticChecks, checkedVote } from '../src/demo/arithmetic';
 import { DEMO_DEBATE, DEMO_MAX_TOKENS, DEMO_SEED, DEMO_SYSTEM, DEMO_TEMPERATURE } from '../src/demo/settings';
@@ -308,7 +308,8 @@ async function cachedReports(split: string): Promise<EvalReport[]> {
   const rank = (r: EvalReport) => {
     const name = r.systems[0]!.name;
     const k = STUDENT_SETS.findIndex((s) => name === studentName(s));
-    return k < 0 ? -1000 + ['greedy', 'T ', 'self-consistency', 'debate'].findIndex((w) => name.includes(w)) : k;
+    const baseline = name.startsWith('debate') ? 3 : name.startsWith('self-consistency') ? 2 : name.includes('greedy') ? 0 : 1;
+    return k < 0 ? -1000 + baseline : k;
   };
   return reports.sort((a, b) => rank(a) - rank(b));
 }
@@ -336,7 +337,9 @@ async function writeReport(runtime: Runtime): Promise<void> {
   const teacher = table.systems.find((s) => s.name.startsWith('debate '))?.name;
   const best = selRows.filter((r) => students.includes(r.name)).sort((a, b) => b.accuracy - a.accuracy)[0];
   const demo = { baseline: baseName, ...(teacher ? { teacher } : {}), students, ...(best ? { shipped: best.name } : {}), temperature: DEMO_TEMPERATURE, rows, selection: { questions: 'public/data/demo-test.jsonl problems 101–200 (chose the settings and the shipped student)', rows: selRows }, data };
-  const out = { ...table, dataset: 'public/data/demo-test.jsonl, problems 1–100 and 201–400', demo };
+  // Evaluations cached before the harness had intervals get theirs here.
+  for (const s of table.systems) s.ci95 ??= wilsonInterval(s.correct, s.n);
+  const out = { ...table, dataset: 'public/data/demo-test.jsonl, problems 1–100 and 201–400', comparisons: pairedComparisons(table.systems), demo };
   await fs.writeFile(path.join(OUT, 'report.json'), JSON.stringify(out, null, 2));
   const fmt = (r: Row) => `| ${r.name} | ${(100 * r.accuracy).toFixed(1)}% (${r.correct}/${r.n}) | ${(100 * r.wilson95[0]).toFixed(1)}–${(100 * r.wilson95[1]).toFixed(1)}% | ${r.vsGreedyBase ? `${r.vsGreedyBase.wins} / ${r.vsGreedyBase.losses}, p = ${r.vsGreedyBase.pValue.toPrecision(2)}` : '—'} | ${r.callsPerQuestion} |`;
   const head = '| System | Accuracy | Wilson 95% | Won / lost vs greedy base, sign test | Calls/q |\n|---|---:|---:|---:|---:|';
