@@ -50,7 +50,7 @@ const MODEL = path.join(ROOT, 'public/models/default');
 const DATA = path.resolve(ROOT, process.env.DEMO_DATA_OUT ?? 'data/demo-distill');
 const OUT = path.resolve(ROOT, process.env.DEMO_DISTILL_OUT ?? 'demo-output/distill');
 const PHASES = new Set((process.env.DEMO_DISTILL_PHASES ?? 'baselines,students').split(',').map((s) => s.trim()));
-const STUDENT_SETS = ['rsft', 'da', 'star', 'star-da', 'rsft-checked', 'da-checked', 'star-checked', 'star-da-checked', 'reference'] as const;
+const STUDENT_SETS = ['rsft', 'da', 'star', 'star-da', 'rsft-checked', 'da-checked', 'star-checked', 'star-da-checked', 'star-da-hard', 'reference'] as const;
 const STUDENTS = (process.env.DEMO_DISTILL_STUDENTS ?? 'rsft,da,star,star-da').split(',').map((s) => s.trim());
 const EPOCHS = Number(process.env.DEMO_DISTILL_EPOCHS ?? 2);
 const LORA: Partial<TrainOptions> = { mode: 'lora', rank: 16, alpha: 32, dropout: 0, targets: ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'], lr: 2e-3, batchSize: 8, schedule: 'cosine', warmupSteps: 5, seed: DEMO_SEED };
@@ -101,6 +101,16 @@ function criticChecked(rec: TrajectoryRecord): TrajectoryRecord {
 function checkedRows(set: { rows: object[]; stats: unknown }): { rows: object[]; stats: unknown } {
   const rows = set.rows.filter((r) => ((r as { messages?: { role: string; content: string }[] }).messages ?? []).every((m) => m.role !== 'assistant' || arithmeticChecks(m.content)));
   return { rows, stats: { ...(set.stats as object), droppedByCritic: set.rows.length - rows.length } };
+}
+
+/** The rows of the problems that greedy decoding of the base gets wrong (evaluated once, cached). */
+async function hardRows(set: { rows: object[]; stats: unknown }, debate: TrajectoryRecord[]): Promise<{ rows: object[]; stats: unknown }> {
+  const file = path.join(OUT, 'eval', `train-${debate.length}`, 'single_agent_base_greedy_.json');
+  const greedy = JSON.parse(await fs.readFile(file, 'utf8').catch(() => 'null')) as EvalReport | null;
+  if (!greedy) return { rows: [], stats: { note: `needs ${path.relative(ROOT, file)} (the panel's greedy evaluation)` } };
+  const wrong = new Set(greedy.systems[0]!.questions.filter((q) => !q.correct).map((q) => q.id));
+  const rows = set.rows.filter((r) => wrong.has(String((r as { id?: string }).id ?? '').replace(/#.*$/, '')));
+  return { rows, stats: { problemsGreedyGetsWrong: wrong.size, rows: rows.length } };
 }
 
 async function trainAdapter(runtime: Runtime, name: string, rows: object[], epochs: number): Promise<PeftAdapter> {
@@ -230,6 +240,8 @@ async function main(): Promise<void> {
       'star-checked': buildRsft(checkedStar, { system: DEMO_SYSTEM }),
       'star-da-checked': checkedRows(buildDa(checkedStar, { system: DEMO_SYSTEM, perQuestion: 4 })),
       // The control: the generator's own worked solutions of the same problems (no model calls).
+      // STaR-DA on the problems greedy decoding of the base gets wrong (its weak spots) only.
+      'star-da-hard': await hardRows(buildDa(star, { system: DEMO_SYSTEM, perQuestion: 4 }), debate),
       reference: { rows: debate.map((r) => ({ messages: [{ role: 'system', content: DEMO_SYSTEM }, { role: 'user', content: r.question }, { role: 'assistant', content: r.reference }], id: r.id, source: 'reference' })), stats: {} },
     };
     data = {
