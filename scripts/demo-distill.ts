@@ -326,6 +326,14 @@ async function cachedReports(split: string): Promise<EvalReport[]> {
   return reports.sort((a, b) => rank(a) - rank(b));
 }
 
+/**
+ * What the Evaluate page says above the table: what was measured and why no student beats greedy
+ * (kept by hand beside the numbers it summarizes; README's demo section has the detail).
+ */
+const DEMO_SUMMARY =
+  'Students distilled from 200 debated training problems (R-SFT, DA), the same calls spent on independent samples (STaR, STaR-DA) and the reference solutions of those problems (control), all decoded greedily, against greedy decoding of the base: none is significantly better. ' +
+  "The panel's errors are mostly arithmetic slips a vote cannot see (79% of wrong round-1 answers); an arithmetic critic lifts the panel above greedy (75.5% vs 65% on the debated problems), but with a reference to filter by it barely changes what the students learn";
+
 const studentName = (set: string) => `student ${set.toUpperCase()} (greedy)`;
 
 /**
@@ -348,7 +356,8 @@ async function writeReport(runtime: Runtime): Promise<void> {
   const students = table.systems.filter((s) => s.name.startsWith('student ')).map((s) => s.name);
   const teacher = table.systems.find((s) => s.name.startsWith('debate '))?.name;
   const best = selRows.filter((r) => students.includes(r.name)).sort((a, b) => b.accuracy - a.accuracy)[0];
-  const demo = { baseline: baseName, ...(teacher ? { teacher } : {}), students, ...(best ? { shipped: best.name } : {}), temperature: DEMO_TEMPERATURE, rows, selection: { questions: 'public/data/demo-test.jsonl problems 101–200 (chose the settings and the shipped student)', rows: selRows }, data };
+  const summary = DEMO_SUMMARY;
+  const demo = { summary, ...(typeof data.debateFinalAccuracy === 'number' ? { debateTrainFinalAccuracy: data.debateFinalAccuracy } : {}), baseline: baseName, ...(teacher ? { teacher } : {}), students, ...(best ? { shipped: best.name } : {}), temperature: DEMO_TEMPERATURE, rows, selection: { questions: 'public/data/demo-test.jsonl problems 101–200 (chose the settings and the shipped student)', rows: selRows }, data };
   // Evaluations cached before the harness had intervals get theirs here.
   for (const s of table.systems) s.ci95 ??= wilsonInterval(s.correct, s.n);
   const out = { ...table, dataset: 'public/data/demo-test.jsonl, problems 1–100 and 201–400', comparisons: pairedComparisons(table.systems), demo };
