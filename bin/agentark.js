@@ -7,11 +7,12 @@ register();
 const argv = process.argv.slice(2);
 // On a machine without a GPU driver, re-run with a software Vulkan adapter: this must happen
 // before anything loads Dawn, which reads the driver's environment once.
-const { softwareDriverFor, rerunWithSoftwareDriver } = await import('../src/cli/software-adapter.ts');
-const software = softwareDriverFor(argv);
-if (software) {
-  process.exitCode = await rerunWithSoftwareDriver(software.driver, software.adapter);
+const { reportNoAdapter, rerunWithSoftwareDriver, searchAdapter } = await import('../src/cli/software-adapter.ts');
+const search = searchAdapter(argv);
+if (search.kind === 'software') {
+  process.exitCode = await rerunWithSoftwareDriver(search.driver, search.adapter);
 } else {
+  if (search.kind === 'none') reportNoAdapter(search.tried);
   const { main } = await import('../src/cli/main.ts');
   process.exitCode = await main(argv);
 }

@@ -32,10 +32,19 @@ type FlagValue<O> = O extends { type: 'boolean' }
     : string;
 
 /** Parses `argv` against `options` (plus -h/--help); null after printing the usage for --help. */
-export function parseFlags<T extends NonNullable<ParseArgsConfig['options']>>(argv: string[], options: T, usage: string) {
+export function parseFlags<T extends NonNullable<ParseArgsConfig['options']>>(
+  argv: string[],
+  options: T,
+  usage: string,
+) {
   let parsed: ReturnType<typeof parseArgs>;
   try {
-    parsed = parseArgs({ args: argv, options: { ...options, help: { type: 'boolean', short: 'h' } }, allowPositionals: false, strict: true });
+    parsed = parseArgs({
+      args: argv,
+      options: { ...options, help: { type: 'boolean', short: 'h' } },
+      allowPositionals: false,
+      strict: true,
+    });
   } catch (e) {
     throw new UsageError((e as Error).message, usage);
   }
@@ -58,7 +67,12 @@ function checkRange(n: number, value: string, name: string, kind: string, range:
   const bad = (min !== undefined && n < min) || (above !== undefined && n <= above) || (max !== undefined && n > max);
   if (bad) {
     const lo = above !== undefined ? `(${above}` : min !== undefined ? `[${min}` : '';
-    const want = max !== undefined ? `${kind} in ${lo || '(-∞'}, ${max}]` : above !== undefined ? `${kind} > ${above}` : `${kind} >= ${min}`;
+    const want =
+      max !== undefined
+        ? `${kind} in ${lo || '(-∞'}, ${max}]`
+        : above !== undefined
+          ? `${kind} > ${above}`
+          : `${kind} >= ${min}`;
     throw new UsageError(`--${name} must be ${want}, got ${JSON.stringify(value)}`);
   }
   return n;
@@ -66,28 +80,65 @@ function checkRange(n: number, value: string, name: string, kind: string, range:
 
 /** An integer flag: `fallback` when absent; a UsageError naming the flag when not an integer in `range`. */
 export function intFlag(value: string | undefined, name: string, fallback: number, range?: FlagRange): number;
-export function intFlag(value: string | undefined, name: string, fallback?: number, range?: FlagRange): number | undefined;
-export function intFlag(value: string | undefined, name: string, fallback?: number, range: FlagRange = {}): number | undefined {
+export function intFlag(
+  value: string | undefined,
+  name: string,
+  fallback?: number,
+  range?: FlagRange,
+): number | undefined;
+export function intFlag(
+  value: string | undefined,
+  name: string,
+  fallback?: number,
+  range: FlagRange = {},
+): number | undefined {
   if (value === undefined) return fallback;
   const n = Number(value);
-  if (value.trim() === '' || !Number.isInteger(n)) throw new UsageError(`--${name} must be an integer, got ${JSON.stringify(value)}`);
+  if (value.trim() === '' || !Number.isInteger(n))
+    throw new UsageError(`--${name} must be an integer, got ${JSON.stringify(value)}`);
   return checkRange(n, value, name, 'an integer', range);
 }
 
 /** A number flag: `fallback` when absent; a UsageError naming the flag when not a finite number in `range`. */
 export function floatFlag(value: string | undefined, name: string, fallback: number, range?: FlagRange): number;
-export function floatFlag(value: string | undefined, name: string, fallback?: number, range?: FlagRange): number | undefined;
-export function floatFlag(value: string | undefined, name: string, fallback?: number, range: FlagRange = {}): number | undefined {
+export function floatFlag(
+  value: string | undefined,
+  name: string,
+  fallback?: number,
+  range?: FlagRange,
+): number | undefined;
+export function floatFlag(
+  value: string | undefined,
+  name: string,
+  fallback?: number,
+  range: FlagRange = {},
+): number | undefined {
   if (value === undefined) return fallback;
   const n = Number(value);
-  if (value.trim() === '' || !Number.isFinite(n)) throw new UsageError(`--${name} must be a number, got ${JSON.stringify(value)}`);
+  if (value.trim() === '' || !Number.isFinite(n))
+    throw new UsageError(`--${name} must be a number, got ${JSON.stringify(value)}`);
   return checkRange(n, value, name, 'a number', range);
 }
 
 /** One of a fixed set of words: `fallback` when absent. */
-export function choiceFlag<const C extends string>(value: string | undefined, name: string, choices: readonly C[], fallback: C): C;
-export function choiceFlag<const C extends string>(value: string | undefined, name: string, choices: readonly C[], fallback?: C): C | undefined;
-export function choiceFlag<const C extends string>(value: string | undefined, name: string, choices: readonly C[], fallback?: C): C | undefined {
+export function choiceFlag<const C extends string>(
+  value: string | undefined,
+  name: string,
+  choices: readonly C[],
+  fallback: C,
+): C;
+export function choiceFlag<const C extends string>(
+  value: string | undefined,
+  name: string,
+  choices: readonly C[],
+  fallback?: C,
+): C | undefined;
+export function choiceFlag<const C extends string>(
+  value: string | undefined,
+  name: string,
+  choices: readonly C[],
+  fallback?: C,
+): C | undefined {
   if (value === undefined) return fallback;
   if ((choices as readonly string[]).includes(value)) return value as C;
   const list = choices.length > 1 ? `${choices.slice(0, -1).join(', ')} or ${choices[choices.length - 1]}` : choices[0];
@@ -95,8 +146,13 @@ export function choiceFlag<const C extends string>(value: string | undefined, na
 }
 
 export function idsFlag(value: string): number[] {
-  const ids = value.split(',').map((s) => s.trim()).filter(Boolean).map(Number);
-  if (!ids.length || ids.some((n) => !Number.isInteger(n) || n < 0)) throw new UsageError(`--ids must be comma-separated non-negative integers, got '${value}'`);
+  const ids = value
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean)
+    .map(Number);
+  if (!ids.length || ids.some((n) => !Number.isInteger(n) || n < 0))
+    throw new UsageError(`--ids must be comma-separated non-negative integers, got '${value}'`);
   return ids;
 }
 
@@ -108,7 +164,10 @@ export function stderrProgress(label: string) {
     if (now - last < 500 && e.done < e.total) return;
     last = now;
     const pct = e.total ? ((100 * e.done) / e.total).toFixed(0) : '?';
-    const amount = e.unit === 'bytes' ? `${(e.done / 2 ** 20).toFixed(1)}/${(e.total / 2 ** 20).toFixed(1)} MiB` : `${e.done}/${e.total} ${e.unit}`;
+    const amount =
+      e.unit === 'bytes'
+        ? `${(e.done / 2 ** 20).toFixed(1)}/${(e.total / 2 ** 20).toFixed(1)} MiB`
+        : `${e.done}/${e.total} ${e.unit}`;
     process.stderr.write(`${label} ${e.phase}: ${amount} (${pct}%)\n`);
   };
 }
@@ -127,7 +186,13 @@ export function quantizeFlag(value: string | undefined): 'q8' | 'q4' | undefined
   return choiceFlag(value, 'quantize', ['q8', 'q4']);
 }
 
-export function runtimeOptions(v: { backend?: string; dtype?: string; 'context-length'?: string; adapter?: string; quantize?: string }) {
+export function runtimeOptions(v: {
+  backend?: string;
+  dtype?: string;
+  'context-length'?: string;
+  adapter?: string;
+  quantize?: string;
+}) {
   return {
     backend: choiceFlag(v.backend, 'backend', ['webgpu', 'cpu'], 'webgpu'),
     dtype: choiceFlag(v.dtype, 'dtype', ['auto', 'f16', 'f32'], 'auto'),

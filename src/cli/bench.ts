@@ -63,17 +63,23 @@ export async function run(argv: string[]): Promise<number> {
     USAGE,
   );
   if (!v) return 0;
-  if (Boolean(v.model) === Boolean(v.synthetic)) throw new UsageError(`give exactly one of --model or --synthetic\n\n${USAGE}`);
+  if (Boolean(v.model) === Boolean(v.synthetic))
+    throw new UsageError(`give exactly one of --model or --synthetic\n\n${USAGE}`);
   const quantize = quantizeFlag(v.quantize as string | undefined);
   const batch = intFlag(v.batch as string | undefined, 'batch', 1);
   const seq = intFlag(v.seq as string | undefined, 'seq', 128);
   const decodeTokens = intFlag(v['decode-tokens'] as string | undefined, 'decode-tokens', 16);
   const runs = intFlag(v.runs as string | undefined, 'runs', 3);
   const rank = intFlag(v.rank as string | undefined, 'rank', 16);
-  if (batch < 1 || seq < 2 || decodeTokens < 1 || runs < 1 || rank < 1) throw new UsageError('--batch, --runs, --rank and --decode-tokens must be at least 1, --seq at least 2');
+  if (batch < 1 || seq < 2 || decodeTokens < 1 || runs < 1 || rank < 1)
+    throw new UsageError('--batch, --runs, --rank and --decode-tokens must be at least 1, --seq at least 2');
   const targetsFlag = (v.targets as string | undefined) ?? 'all';
-  const targets = (targetsFlag === 'all' ? [...PROJECTIONS] : targetsFlag.split(',').map((s) => s.trim())) as Projection[];
-  for (const t of targets) if (!(PROJECTIONS as readonly string[]).includes(t)) throw new UsageError(`unknown target module '${t}'; choose from ${PROJECTIONS.join(', ')} or all`);
+  const targets = (
+    targetsFlag === 'all' ? [...PROJECTIONS] : targetsFlag.split(',').map((s) => s.trim())
+  ) as Projection[];
+  for (const t of targets)
+    if (!(PROJECTIONS as readonly string[]).includes(t))
+      throw new UsageError(`unknown target module '${t}'; choose from ${PROJECTIONS.join(', ')} or all`);
   const dtype = (v.dtype as string | undefined) ?? 'auto';
   if (!['auto', 'f16', 'f32'].includes(dtype)) throw new UsageError(`--dtype must be auto, f16 or f32, got '${dtype}'`);
   const log = v.json ? () => {} : (line: string) => process.stderr.write(line + '\n');
@@ -89,17 +95,25 @@ export async function run(argv: string[]): Promise<number> {
     const t0 = performance.now();
     let ckpt: Pick<Checkpoint, 'config' | 'tensors' | 'source'>;
     if (v.synthetic) {
-      const config = parseConfig(syntheticConfigJson(v.synthetic as string, intFlag(v.layers as string | undefined, 'layers')));
+      const config = parseConfig(
+        syntheticConfigJson(v.synthetic as string, intFlag(v.layers as string | undefined, 'layers')),
+      );
       log(`building a synthetic ${v.synthetic} checkpoint (${config.numLayers} layers, random weights)...`);
       ckpt = { config, tensors: syntheticTensors(config, 1), source: `synthetic:${v.synthetic}` };
     } else {
-      ckpt = await loadCheckpoint(v.model as string, { loadTokenizer: false, onProgress: v.json ? undefined : stderrProgress('load') });
+      ckpt = await loadCheckpoint(v.model as string, {
+        loadTokenizer: false,
+        onProgress: v.json ? undefined : stderrProgress('load'),
+      });
     }
     const c = ckpt.config;
     const readS = (performance.now() - t0) / 1000;
     if (gpu) {
       const halfFile = [...ckpt.tensors.values()].some((t) => t.dtype !== 'F32');
-      backend = await GpuBackend.create(gpu, dtype === 'auto' ? (gpu.features.f16 && halfFile ? 'f16' : 'f32') : (dtype as 'f16' | 'f32'));
+      backend = await GpuBackend.create(
+        gpu,
+        dtype === 'auto' ? (gpu.features.f16 && halfFile ? 'f16' : 'f32') : (dtype as 'f16' | 'f32'),
+      );
     }
     backend = backend!;
     const weights = quantize ?? backend.weightType;
@@ -112,25 +126,52 @@ export async function run(argv: string[]): Promise<number> {
     const estimate = await estimatePeakBytes(c, plan);
     if (gpu) {
       const budget = floatFlag(v['memory-budget'] as string | undefined, 'memory-budget');
-      checkMemoryPlan(estimate, { maxBufferSize: gpu.info.maxBufferSize, maxStorageBufferBindingSize: gpu.info.maxStorageBufferBindingSize, budgetBytes: budget === undefined ? undefined : budget * 2 ** 20 }, plan);
+      checkMemoryPlan(
+        estimate,
+        {
+          maxBufferSize: gpu.info.maxBufferSize,
+          maxStorageBufferBindingSize: gpu.info.maxStorageBufferBindingSize,
+          budgetBytes: budget === undefined ? undefined : budget * 2 ** 20,
+        },
+        plan,
+      );
     }
-    log(`memory plan: ${estimate.describe}: about ${(estimate.peakBytes / 2 ** 20).toFixed(0)} MiB peak, weights ${(estimate.weightBytes / 2 ** 20).toFixed(0)} MiB`);
+    log(
+      `memory plan: ${estimate.describe}: about ${(estimate.peakBytes / 2 ** 20).toFixed(0)} MiB peak, weights ${(estimate.weightBytes / 2 ** 20).toFixed(0)} MiB`,
+    );
     const t1 = performance.now();
-    const q = quantize ? await quantizeWeights(c, ckpt.tensors, quantize, { onProgress: v.json ? undefined : stderrProgress('load') }) : null;
+    const q = quantize
+      ? await quantizeWeights(c, ckpt.tensors, quantize, { onProgress: v.json ? undefined : stderrProgress('load') })
+      : null;
     const quantizeS = (performance.now() - t1) / 1000;
     const model = LlamaModel.fromTensors(backend, c, ckpt.tensors, contextLength, q?.matrices);
     ckpt.tensors.clear();
     backend.flush();
     const coldLoadS = (performance.now() - t0) / 1000;
     const weightGpuBytes = gpu ? gpu.memoryStats().allocatedBytes : null;
-    log(`cold load ${coldLoadS.toFixed(1)} s (read ${readS.toFixed(1)} s, ${quantize ? `${q!.fromCache ? 'quantized weights from the cache' : 'quantize'} ${quantizeS.toFixed(1)} s, ` : ''}upload)`);
+    log(
+      `cold load ${coldLoadS.toFixed(1)} s (read ${readS.toFixed(1)} s, ${quantize ? `${q!.fromCache ? 'quantized weights from the cache' : 'quantize'} ${quantizeS.toFixed(1)} s, ` : ''}upload)`,
+    );
 
     // ---- one training step (first, so the measured peak is the step's, not inference leftovers) ----
     let trainStepS: number | null = null;
     if (plan.train) {
       const ids = Array.from({ length: seq }, (_, i) => (i * 7919 + 13) % c.vocabSize);
-      const trainer = new Trainer(model, [{ inputIds: ids, labels: ids }], { ...DEFAULT_TRAIN_OPTIONS, rank, alpha: rank, targets, batchSize: batch, steps: runs + 1, recompute: Boolean(v.recompute) });
-      const micro = { inputIds: Uint32Array.from({ length: batch * seq }, (_, i) => ids[i % seq]), labels: Int32Array.from({ length: batch * seq }, (_, i) => ids[i % seq]), batch, seqLen: seq };
+      const trainer = new Trainer(model, [{ inputIds: ids, labels: ids }], {
+        ...DEFAULT_TRAIN_OPTIONS,
+        rank,
+        alpha: rank,
+        targets,
+        batchSize: batch,
+        steps: runs + 1,
+        recompute: Boolean(v.recompute),
+      });
+      const micro = {
+        inputIds: Uint32Array.from({ length: batch * seq }, (_, i) => ids[i % seq]),
+        labels: Int32Array.from({ length: batch * seq }, (_, i) => ids[i % seq]),
+        batch,
+        seqLen: seq,
+      };
       const times: number[] = [];
       for (let r = 0; r <= runs; r++) {
         const s = await timed(() => trainer.stepOn([micro]));
@@ -146,10 +187,27 @@ export async function run(argv: string[]): Promise<number> {
     // ---- prefill and decode ----
     const cache = model.createCache(1, contextLength);
     const promptIds = Uint32Array.from({ length: seq }, (_, i) => (i * 7 + 1) % c.vocabSize);
-    const prefill = () => model.forward({ ids: promptIds, positions: Uint32Array.from(promptIds, (_, i) => i), slots: new Uint32Array(seq), logitRows: [seq - 1] }, cache);
+    const prefill = () =>
+      model.forward(
+        {
+          ids: promptIds,
+          positions: Uint32Array.from(promptIds, (_, i) => i),
+          slots: new Uint32Array(seq),
+          logitRows: [seq - 1],
+        },
+        cache,
+      );
     const decode = async () => {
       for (let s = 0; s < decodeTokens; s++) {
-        await model.forward({ ids: Uint32Array.of((s * 31 + 5) % c.vocabSize), positions: Uint32Array.of(seq + s), slots: Uint32Array.of(0), logitRows: [0] }, cache);
+        await model.forward(
+          {
+            ids: Uint32Array.of((s * 31 + 5) % c.vocabSize),
+            positions: Uint32Array.of(seq + s),
+            slots: Uint32Array.of(0),
+            logitRows: [0],
+          },
+          cache,
+        );
       }
     };
     const prefillS: number[] = [];
@@ -161,7 +219,9 @@ export async function run(argv: string[]): Promise<number> {
         prefillS.push(p);
         decodeS.push(d);
       }
-      log(`prefill ${seq} tokens ${p.toFixed(2)} s, decode ${decodeTokens} tokens ${d.toFixed(2)} s${r === 0 ? ' (warm-up)' : ''}`);
+      log(
+        `prefill ${seq} tokens ${p.toFixed(2)} s, decode ${decodeTokens} tokens ${d.toFixed(2)} s${r === 0 ? ' (warm-up)' : ''}`,
+      );
     }
     model.freeCache(cache);
     const result = {

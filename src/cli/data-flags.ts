@@ -22,9 +22,13 @@ export const DATA_HELP = `  --data also takes a .parquet file or URL, or a Huggi
 `;
 
 /** LoadOptions from the parsed flags; throws an Error naming a bad value. */
-export function dataOptions(values: Record<string, unknown>, quiet = false): Pick<LoadOptions, 'config' | 'split' | 'revision' | 'copBase' | 'onProgress'> {
+export function dataOptions(
+  values: Record<string, unknown>,
+  quiet = false,
+): Pick<LoadOptions, 'config' | 'split' | 'revision' | 'copBase' | 'onProgress'> {
   const cop = values['cop-base'];
-  if (cop !== undefined && cop !== '0' && cop !== '1') throw new Error(`--cop-base must be 0 or 1, got ${JSON.stringify(cop)}`);
+  if (cop !== undefined && cop !== '0' && cop !== '1')
+    throw new Error(`--cop-base must be 0 or 1, got ${JSON.stringify(cop)}`);
   const str = (k: string) => (typeof values[k] === 'string' ? (values[k] as string) : undefined);
   return {
     ...(str('config') !== undefined ? { config: str('config') } : {}),

@@ -91,23 +91,30 @@ export async function run(argv: string[]): Promise<number> {
   try {
     strategy = values.strategy as DistillStrategy;
     if (!strategy) throw new UsageError('--strategy is required (rsft, da or pad)');
-    if (!DISTILL_STRATEGIES.includes(strategy)) throw new UsageError(`--strategy must be rsft, da or pad, got ${JSON.stringify(strategy)}`);
+    if (!DISTILL_STRATEGIES.includes(strategy))
+      throw new UsageError(`--strategy must be rsft, da or pad, got ${JSON.stringify(strategy)}`);
     if (!values.traj) throw new UsageError('--traj is required');
     if (!values.out) throw new UsageError('--out is required');
     traj = values.traj as string;
     out = values.out as string;
     task = values.task as Task | undefined;
-    if (task !== undefined && !isTask(task)) throw new UsageError(`--task must be gsm8k, math, mc or qa, got ${JSON.stringify(task)}`);
+    if (task !== undefined && !isTask(task))
+      throw new UsageError(`--task must be gsm8k, math, mc or qa, got ${JSON.stringify(task)}`);
     perQuestion = intFlag(values['per-question'] as string | undefined, 'per-question', undefined, { min: 1 });
     threshold = floatFlag(values.jaccard as string | undefined, 'jaccard', undefined, { above: 0, max: 1 });
     format = values.format as SftFormat;
-    if (format !== 'messages' && format !== 'prompt-completion') throw new UsageError(`--format must be messages or prompt-completion, got ${JSON.stringify(format)}`);
-    if (values.system !== undefined && values['no-system']) throw new UsageError('--system and --no-system are exclusive');
+    if (format !== 'messages' && format !== 'prompt-completion')
+      throw new UsageError(`--format must be messages or prompt-completion, got ${JSON.stringify(format)}`);
+    if (values.system !== undefined && values['no-system'])
+      throw new UsageError('--system and --no-system are exclusive');
     limit = intFlag(values.limit as string | undefined, 'limit', undefined, { min: 0 });
-    if (values['pad-steps'] !== 'solution' && values['pad-steps'] !== 'paragraph') throw new UsageError(`--pad-steps must be solution or paragraph, got ${JSON.stringify(values['pad-steps'])}`);
-    if (values.labels !== 'file' && values.labels !== 'graded') throw new UsageError(`--labels must be file or graded, got ${JSON.stringify(values.labels)}`);
+    if (values['pad-steps'] !== 'solution' && values['pad-steps'] !== 'paragraph')
+      throw new UsageError(`--pad-steps must be solution or paragraph, got ${JSON.stringify(values['pad-steps'])}`);
+    if (values.labels !== 'file' && values.labels !== 'graded')
+      throw new UsageError(`--labels must be file or graded, got ${JSON.stringify(values.labels)}`);
     const padSolutionOnly = argv.some((a) => /^--(labels|judge-base-url|judge-model|judge-api-key)(=|$)/.test(a));
-    if (padSolutionOnly && (strategy !== 'pad' || values['pad-steps'] !== 'solution')) throw new UsageError('--labels and --judge-* apply to --strategy pad with --pad-steps solution only');
+    if (padSolutionOnly && (strategy !== 'pad' || values['pad-steps'] !== 'solution'))
+      throw new UsageError('--labels and --judge-* apply to --strategy pad with --pad-steps solution only');
     if (strategy !== 'da' && (perQuestion !== undefined || threshold !== undefined || values['no-self-correct'])) {
       throw new UsageError('--per-question, --jaccard and --no-self-correct apply to --strategy da only');
     }
@@ -126,7 +133,13 @@ export async function run(argv: string[]): Promise<number> {
         rows = (await readParquetRows(await readParquetSource(traj), traj)).map((r) => r.row);
       } else {
         const str = (k: string) => values[k] as string | undefined;
-        rows = (await loadHubDatasetRows(traj, { config: str('config'), split: str('split') ?? 'train', revision: str('revision') })).rows.map((r) => r.row);
+        rows = (
+          await loadHubDatasetRows(traj, {
+            config: str('config'),
+            split: str('split') ?? 'train',
+            revision: str('revision'),
+          })
+        ).rows.map((r) => r.row);
       }
       text = rows.map((r) => JSON.stringify(r, (_k, v) => (typeof v === 'bigint' ? Number(v) : v))).join('\n');
     } else {
@@ -137,7 +150,11 @@ export async function run(argv: string[]): Promise<number> {
       }
     }
     const warnings: string[] = [];
-    const input = parseDistillInput(text, traj, { task, aggregatorLast: !values['no-aggregator-last'], onWarning: (m) => warnings.push(m) });
+    const input = parseDistillInput(text, traj, {
+      task,
+      aggregatorLast: !values['no-aggregator-last'],
+      onWarning: (m) => warnings.push(m),
+    });
     for (const w of warnings) process.stderr.write(`warning: ${w}\n`);
     const records = limit !== undefined ? input.records.slice(0, limit) : input.records;
     const system = values['no-system'] ? null : (values.system as string | undefined);
@@ -151,8 +168,15 @@ export async function run(argv: string[]): Promise<number> {
       const judgeUrl = values['judge-base-url'] as string | undefined;
       if (judgeUrl) {
         const model = (values['judge-model'] as string | undefined) ?? 'default';
-        const engine = new OpenAIEngine({ baseUrl: judgeUrl, apiKey: (values['judge-api-key'] as string | undefined) ?? process.env.OPENAI_API_KEY, model });
-        judged = await judgeLabels(padCandidates, engine, { model, onProgress: (d, t) => void (d % 50 === 0 || d === t ? process.stderr.write(`judge ${d}/${t}\n`) : 0) });
+        const engine = new OpenAIEngine({
+          baseUrl: judgeUrl,
+          apiKey: (values['judge-api-key'] as string | undefined) ?? process.env.OPENAI_API_KEY,
+          model,
+        });
+        judged = await judgeLabels(padCandidates, engine, {
+          model,
+          onProgress: (d, t) => void (d % 50 === 0 || d === t ? process.stderr.write(`judge ${d}/${t}\n`) : 0),
+        });
       }
     }
     const { rows, stats } = buildTrainingSet(strategy, records, {
@@ -169,7 +193,12 @@ export async function run(argv: string[]): Promise<number> {
     await writeJsonl(out, rows);
     const summary = {
       strategy,
-      input: { file: traj, format: input.format, records: input.records.length, ...(input.format !== 'trajectory' ? { labelDisagreements: input.labelDisagreements.length } : {}) },
+      input: {
+        file: traj,
+        format: input.format,
+        records: input.records.length,
+        ...(input.format !== 'trajectory' ? { labelDisagreements: input.labelDisagreements.length } : {}),
+      },
       ...stats,
       out,
       written: rows.length,

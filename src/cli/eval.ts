@@ -67,7 +67,14 @@ ${DATA_HELP}`;
 
 function isStructure(x: unknown): x is StructuredProblem {
   const s = x as StructuredProblem | undefined;
-  return !!s && typeof s === 'object' && typeof s.template === 'string' && typeof s.answer === 'string' && typeof s.numbers === 'object' && s.numbers !== null;
+  return (
+    !!s &&
+    typeof s === 'object' &&
+    typeof s.template === 'string' &&
+    typeof s.answer === 'string' &&
+    typeof s.numbers === 'object' &&
+    s.numbers !== null
+  );
 }
 
 /**
@@ -83,7 +90,11 @@ export function attachStructures(text: string, questions: Question[], sourceName
     const r = row as Record<string, unknown>;
     const extra: { structure?: StructuredProblem; steps?: ArithmeticStep[] } = {};
     if (isStructure(r.structure)) extra.structure = r.structure;
-    if (Array.isArray(r.steps) && r.steps.every((s) => s && typeof s === 'object' && typeof (s as ArithmeticStep).op === 'string')) extra.steps = r.steps as ArithmeticStep[];
+    if (
+      Array.isArray(r.steps) &&
+      r.steps.every((s) => s && typeof s === 'object' && typeof (s as ArithmeticStep).op === 'string')
+    )
+      extra.steps = r.steps as ArithmeticStep[];
     if (!extra.structure && !extra.steps) return;
     const id = typeof r.id === 'string' && r.id.trim() ? r.id : typeof r.id === 'number' ? String(r.id) : fallback;
     byId.set(id, extra);
@@ -183,8 +194,12 @@ export async function run(argv: string[]): Promise<number> {
     if (!datas.length) throw new UsageError('--data is required');
     if (!str('out')) throw new UsageError('--out is required');
     const taskList = list('task').length ? list('task') : ['gsm8k'];
-    for (const t of taskList) if (!isTask(t)) throw new UsageError(`--task must be gsm8k, math, mc or qa, got ${JSON.stringify(t)}`);
-    if (taskList.length !== 1 && taskList.length !== datas.length) throw new UsageError(`give --task once (for every --data) or once per --data: got ${taskList.length} --task for ${datas.length} --data`);
+    for (const t of taskList)
+      if (!isTask(t)) throw new UsageError(`--task must be gsm8k, math, mc or qa, got ${JSON.stringify(t)}`);
+    if (taskList.length !== 1 && taskList.length !== datas.length)
+      throw new UsageError(
+        `give --task once (for every --data) or once per --data: got ${taskList.length} --task for ${datas.length} --data`,
+      );
     const sets = datas.map((data, i) => ({ data, task: (taskList.length === 1 ? taskList[0] : taskList[i]) as Task }));
     if (sets.length > 1) {
       // One report column per set: the file's name, made unique.
@@ -197,19 +212,41 @@ export async function run(argv: string[]): Promise<number> {
         (st as { label?: string }).label = label;
       }
     }
-    const decodings = (str('decoding') ?? '').split(',').map((d) => d.trim()).filter(Boolean);
-    if (!decodings.length || decodings.some((d) => d !== 'greedy' && d !== 'sampled')) throw new UsageError(`--decoding must be greedy, sampled or greedy,sampled, got ${JSON.stringify(str('decoding'))}`);
-    if (!str('model') && !str('base-url')) throw new UsageError('give --model DIR (local engine) or --base-url URL (OpenAI-compatible endpoint)');
+    const decodings = (str('decoding') ?? '')
+      .split(',')
+      .map((d) => d.trim())
+      .filter(Boolean);
+    if (!decodings.length || decodings.some((d) => d !== 'greedy' && d !== 'sampled'))
+      throw new UsageError(
+        `--decoding must be greedy, sampled or greedy,sampled, got ${JSON.stringify(str('decoding'))}`,
+      );
+    if (!str('model') && !str('base-url'))
+      throw new UsageError('give --model DIR (local engine) or --base-url URL (OpenAI-compatible endpoint)');
     if (str('model') && str('base-url')) throw new UsageError('--model and --base-url are exclusive');
-    if (str('base-url') && list('adapter').length) throw new UsageError('--adapter needs the local engine (--model); with --base-url name served students with --student-model');
-    if (str('model') && list('student-model').length) throw new UsageError('--student-model applies to --base-url; with --model give --adapter DIR');
+    if (str('base-url') && list('adapter').length)
+      throw new UsageError(
+        '--adapter needs the local engine (--model); with --base-url name served students with --student-model',
+      );
+    if (str('model') && list('student-model').length)
+      throw new UsageError('--student-model applies to --base-url; with --model give --adapter DIR');
     const all = ['single', 'self-consistency', 'debate', 'student'];
-    const wanted = new Set(str('systems') ? str('systems')!.split(',').map((s) => s.trim()).filter(Boolean) : all);
-    for (const s of wanted) if (!all.includes(s)) throw new UsageError(`--systems: unknown system ${JSON.stringify(s)} (expected ${all.join(', ')})`);
+    const wanted = new Set(
+      str('systems')
+        ? str('systems')!
+            .split(',')
+            .map((s) => s.trim())
+            .filter(Boolean)
+        : all,
+    );
+    for (const s of wanted)
+      if (!all.includes(s))
+        throw new UsageError(`--systems: unknown system ${JSON.stringify(s)} (expected ${all.join(', ')})`);
     const students = list('adapter').length + list('student-model').length;
-    if (str('systems') && wanted.has('student') && !students) throw new UsageError('--systems student needs --adapter (or --student-model)');
+    if (str('systems') && wanted.has('student') && !students)
+      throw new UsageError('--systems student needs --adapter (or --student-model)');
     const aggregator = str('debate-aggregator') as 'llm' | 'vote';
-    if (aggregator !== 'llm' && aggregator !== 'vote') throw new UsageError(`--debate-aggregator must be llm or vote, got ${JSON.stringify(aggregator)}`);
+    if (aggregator !== 'llm' && aggregator !== 'vote')
+      throw new UsageError(`--debate-aggregator must be llm or vote, got ${JSON.stringify(aggregator)}`);
     cfg = {
       sets,
       decodings: decodings as Decoding[],
@@ -249,10 +286,13 @@ export async function run(argv: string[]): Promise<number> {
     const questions: PerturbableQuestion[] = [];
     for (const st of cfg.sets) {
       let qs: PerturbableQuestion[] = await loadQuestions(st.data, st.task, { limit: cfg.limit, ...dataOpts });
-      if (/\.jsonl?$/i.test(st.data) && !/^https?:\/\//i.test(st.data)) qs = attachStructures(await fsp.readFile(st.data, 'utf8'), qs, st.data);
+      if (/\.jsonl?$/i.test(st.data) && !/^https?:\/\//i.test(st.data))
+        qs = attachStructures(await fsp.readFile(st.data, 'utf8'), qs, st.data);
       if (!qs.length) throw new Error(`no questions in ${st.data}`);
       // Several sets: ids get the set's label, so equal row ids of two files stay apart.
-      questions.push(...(st.label === undefined ? qs : qs.map((q) => ({ ...q, id: `${st.label}/${q.id}`, set: st.label }))));
+      questions.push(
+        ...(st.label === undefined ? qs : qs.map((q) => ({ ...q, id: `${st.label}/${q.id}`, set: st.label }))),
+      );
     }
 
     const systems: EvalSystem[] = [];
@@ -275,21 +315,39 @@ export async function run(argv: string[]): Promise<number> {
         concurrency: Math.max(cfg.agents, cfg.scSamples, 1) * cfg.concurrency,
         timeoutMs: intFlag(str('timeout-ms'), 'timeout-ms', undefined, { min: 1 }),
         maxRetries: intFlag(str('max-retries'), 'max-retries', undefined, { min: 0 }),
-        onRetry: (r) => process.stderr.write(`retry ${r.attempt}/${r.maxAttempts - 1} in ${r.delayMs} ms: ${r.url}: ${r.reason}\n`),
+        onRetry: (r) =>
+          process.stderr.write(`retry ${r.attempt}/${r.maxAttempts - 1} in ${r.delayMs} ms: ${r.url}: ${r.reason}\n`),
       });
       const names = list('student-model');
-      for (const m of names) students.push({ name: names.length === 1 ? 'student' : `student:${m}`, model: m, meta: { role: 'student', model: m } });
+      for (const m of names)
+        students.push({
+          name: names.length === 1 ? 'student' : `student:${m}`,
+          model: m,
+          meta: { role: 'student', model: m },
+        });
     } else {
       let rt: ReturnType<typeof runtimeOptions>;
       try {
-        rt = runtimeOptions(values as { backend?: string; dtype?: string; 'context-length'?: string; quantize?: string });
+        rt = runtimeOptions(
+          values as { backend?: string; dtype?: string; 'context-length'?: string; quantize?: string },
+        );
       } catch (e) {
         throw new UsageError((e as Error).message);
       }
       const { Runtime, LocalEngine } = await import('../engine/local');
-      const maxBatch = intFlag(str('max-batch'), 'max-batch', Math.max(cfg.agents, cfg.scSamples, 1) * cfg.concurrency, { min: 1 });
+      const maxBatch = intFlag(
+        str('max-batch'),
+        'max-batch',
+        Math.max(cfg.agents, cfg.scSamples, 1) * cfg.concurrency,
+        { min: 1 },
+      );
       const { adapter: _ignored, ...rtOpts } = rt;
-      const runtime = await Runtime.load(str('model')!, { ...rtOpts, maxBatch, onProgress: values.quiet ? undefined : stderrProgress('load'), signal: ac.signal });
+      const runtime = await Runtime.load(str('model')!, {
+        ...rtOpts,
+        maxBatch,
+        onProgress: values.quiet ? undefined : stderrProgress('load'),
+        signal: ac.signal,
+      });
       dispose = () => runtime.dispose();
       engine = new LocalEngine(runtime);
       baseModel = runtime.modelId;
@@ -302,14 +360,33 @@ export async function run(argv: string[]): Promise<number> {
         used.add(label);
         const key = `student:${label}`;
         await runtime.adapters.load(key, dir);
-        students.push({ name: dirs.length === 1 ? 'student' : key, setup: () => runtime.adapters.activate(key), meta: { role: 'student', adapter: dir } });
+        students.push({
+          name: dirs.length === 1 ? 'student' : key,
+          setup: () => runtime.adapters.activate(key),
+          meta: { role: 'student', adapter: dir },
+        });
       }
     }
     if (cfg.wanted.has('single')) {
-      systems.push({ name: unique('single'), kind: 'single', engine, model: baseModel, setup: baseSetup, meta: { role: 'base', model: baseModel } });
+      systems.push({
+        name: unique('single'),
+        kind: 'single',
+        engine,
+        model: baseModel,
+        setup: baseSetup,
+        meta: { role: 'base', model: baseModel },
+      });
     }
     if (cfg.wanted.has('self-consistency')) {
-      systems.push({ name: unique('self-consistency'), kind: 'self-consistency', engine, model: baseModel, samples: cfg.scSamples, setup: baseSetup, meta: { role: 'base', model: baseModel, samples: String(cfg.scSamples) } });
+      systems.push({
+        name: unique('self-consistency'),
+        kind: 'self-consistency',
+        engine,
+        model: baseModel,
+        samples: cfg.scSamples,
+        setup: baseSetup,
+        meta: { role: 'base', model: baseModel, samples: String(cfg.scSamples) },
+      });
     }
     if (cfg.wanted.has('debate')) {
       systems.push({
@@ -317,12 +394,32 @@ export async function run(argv: string[]): Promise<number> {
         kind: 'debate',
         engines: engine,
         setup: baseSetup,
-        meta: { role: 'base', model: baseModel, agents: String(cfg.agents), rounds: String(cfg.rounds), aggregator: cfg.aggregator },
-        debate: { numAgents: cfg.agents, rounds: cfg.rounds, aggregator: cfg.aggregator, model: baseModel, temperature: cfg.debateTemperature },
+        meta: {
+          role: 'base',
+          model: baseModel,
+          agents: String(cfg.agents),
+          rounds: String(cfg.rounds),
+          aggregator: cfg.aggregator,
+        },
+        debate: {
+          numAgents: cfg.agents,
+          rounds: cfg.rounds,
+          aggregator: cfg.aggregator,
+          model: baseModel,
+          temperature: cfg.debateTemperature,
+        },
       });
     }
     if (cfg.wanted.has('student')) {
-      for (const s of students) systems.push({ name: unique(s.name), kind: 'single', engine, model: s.model ?? baseModel, setup: s.setup, meta: s.meta });
+      for (const s of students)
+        systems.push({
+          name: unique(s.name),
+          kind: 'single',
+          engine,
+          model: s.model ?? baseModel,
+          setup: s.setup,
+          meta: s.meta,
+        });
     }
     if (!systems.length) throw new UsageError('no system to evaluate');
 

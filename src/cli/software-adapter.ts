@@ -82,10 +82,19 @@ export function findSoftwareDrivers(env: NodeJS.ProcessEnv = process.env): Softw
     }
   }
   const swiftshader: SoftwareDriver[] = [];
-  const chromiumDirs = ['/usr/lib/chromium', '/usr/lib/chromium-browser', '/usr/lib64/chromium-browser', '/opt/google/chrome'];
+  const chromiumDirs = [
+    '/usr/lib/chromium',
+    '/usr/lib/chromium-browser',
+    '/usr/lib64/chromium-browser',
+    '/opt/google/chrome',
+  ];
   const playwright = path.join(home, '.cache/ms-playwright');
   try {
-    for (const d of fs.readdirSync(playwright).filter((d) => d.startsWith('chromium')).sort().reverse()) {
+    for (const d of fs
+      .readdirSync(playwright)
+      .filter((d) => d.startsWith('chromium'))
+      .sort()
+      .reverse()) {
       for (const sub of ['chrome-linux', 'chrome-linux64']) chromiumDirs.push(path.join(playwright, d, sub));
     }
   } catch {}
@@ -100,7 +109,8 @@ export function findSoftwareDrivers(env: NodeJS.ProcessEnv = process.env): Softw
 /** The environment a process needs to use `driver`. */
 export function driverEnv(driver: SoftwareDriver, env: NodeJS.ProcessEnv = process.env): NodeJS.ProcessEnv {
   const out: NodeJS.ProcessEnv = { ...env, VK_ICD_FILENAMES: driver.icd };
-  if (driver.libraryPath) out.LD_LIBRARY_PATH = env.LD_LIBRARY_PATH ? `${driver.libraryPath}:${env.LD_LIBRARY_PATH}` : driver.libraryPath;
+  if (driver.libraryPath)
+    out.LD_LIBRARY_PATH = env.LD_LIBRARY_PATH ? `${driver.libraryPath}:${env.LD_LIBRARY_PATH}` : driver.libraryPath;
   return out;
 }
 
@@ -115,7 +125,11 @@ const adapter = await create([]).requestAdapter({ powerPreference: 'high-perform
 const i = adapter?.info;
 process.stdout.write(JSON.stringify(adapter ? i.description || [i.vendor, i.architecture].filter(Boolean).join(' ') || 'unknown adapter' : null));
 process.exit(0);`;
-  const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], { env, encoding: 'utf8', timeout: 60_000 });
+  const r = spawnSync(process.execPath, ['--input-type=module', '-e', script], {
+    env,
+    encoding: 'utf8',
+    timeout: 60_000,
+  });
   if (r.status !== 0) return null;
   try {
     return JSON.parse(r.stdout.trim().split('\n').pop() ?? 'null') as string | null;
@@ -139,20 +153,41 @@ export function hasGpuDeviceNodes(): boolean {
   return list('/dev/dri').some((n) => n.startsWith('renderD')) || list('/dev').some((n) => /^nvidia\d/.test(n));
 }
 
+/** What the search before Dawn starts decided. */
+export type AdapterSearch =
+  /** Run as is: no WebGPU needed, the user chose a driver, this is the re-run, or a GPU answered. */
+  | { kind: 'as-is' }
+  /** No adapter of any kind: run as is (the GPU layer then fails) after saying what was tried. */
+  | { kind: 'none'; tried: string[] }
+  | { kind: 'software'; driver: SoftwareDriver; adapter: string };
+
 /**
- * The software driver to re-run `argv` with, or null when the command needs no software adapter:
- * it does not use WebGPU, the user chose a driver (VK_ICD_FILENAMES), this already is the re-run,
- * the current environment has an adapter, or no working software driver was found (then the
- * command runs as is and fails with the GPU layer's "No WebGPU adapter found").
+ * Whether `argv` should run as is or be re-run with a software driver: the first software driver
+ * (`drivers`, by default the ones on this machine) a fresh process finds an adapter with.
  */
-export function softwareDriverFor(argv: string[], env: NodeJS.ProcessEnv = process.env): { driver: SoftwareDriver; adapter: string } | null {
-  if (process.platform !== 'linux' || env.VK_ICD_FILENAMES || env[SOFTWARE_ADAPTER_ENV] || !commandUsesWebGpu(argv)) return null;
-  if (hasGpuDeviceNodes() && probeAdapter(env) !== null) return null;
-  for (const driver of findSoftwareDrivers(env)) {
+export function searchAdapter(
+  argv: string[],
+  env: NodeJS.ProcessEnv = process.env,
+  drivers?: SoftwareDriver[],
+): AdapterSearch {
+  if (process.platform !== 'linux' || env.VK_ICD_FILENAMES || env[SOFTWARE_ADAPTER_ENV] || !commandUsesWebGpu(argv))
+    return { kind: 'as-is' };
+  if (hasGpuDeviceNodes() && probeAdapter(env) !== null) return { kind: 'as-is' };
+  const candidates = drivers ?? findSoftwareDrivers(env);
+  for (const driver of candidates) {
     const adapter = probeAdapter(driverEnv(driver, env));
-    if (adapter !== null) return { driver, adapter };
+    if (adapter !== null) return { kind: 'software', driver, adapter };
   }
-  return null;
+  return { kind: 'none', tried: candidates.map((d) => `${d.label}: ${d.icd}`) };
+}
+
+/** Says on stderr that no software adapter worked either, what was tried and how to get one. */
+export function reportNoAdapter(tried: string[]): void {
+  const what = tried.length ? `tried ${tried.join('; ')}` : 'found no Mesa lavapipe or SwiftShader Vulkan driver';
+  process.stderr.write(
+    `agentark: no hardware WebGPU adapter, and no software one either (${what}). ` +
+      '`bash scripts/software-webgpu.sh` sets one up (Mesa lavapipe); --backend cpu needs none.\n',
+  );
 }
 
 /**

@@ -21,7 +21,11 @@ export interface CompleteOptions {
   label?: string;
 }
 
-export async function complete(engine: ChatEngine, req: ChatCompletionRequest, opts: CompleteOptions = {}): Promise<CompletionResult> {
+export async function complete(
+  engine: ChatEngine,
+  req: ChatCompletionRequest,
+  opts: CompleteOptions = {},
+): Promise<CompletionResult> {
   const { signal, label } = opts;
   const what = label ? ` for ${label}` : '';
   if (signal?.aborted) throw new AbortError(`completion${what} aborted`);

@@ -46,13 +46,18 @@ async function getGpu(): Promise<GPU> {
   if (typeof navigator !== 'undefined' && (navigator as Navigator).gpu) return (navigator as Navigator).gpu;
   if (typeof process !== 'undefined' && process.versions?.node) {
     if (!nodeGpu) {
-      const mod = (await import('webgpu')) as unknown as { create: (flags: string[]) => GPU; globals: Record<string, unknown> };
+      const mod = (await import('webgpu')) as unknown as {
+        create: (flags: string[]) => GPU;
+        globals: Record<string, unknown>;
+      };
       Object.assign(globalThis, mod.globals);
       nodeGpu = mod.create([]);
     }
     return nodeGpu;
   }
-  throw new GpuError('WebGPU is not available in this browser (navigator.gpu is missing). Use a recent Chrome/Edge, or enable WebGPU in your browser flags.');
+  throw new GpuError(
+    'WebGPU is not available in this browser (navigator.gpu is missing). Use a recent Chrome/Edge, or enable WebGPU in your browser flags.',
+  );
 }
 
 interface PooledBuffer {
@@ -143,7 +148,11 @@ export class Gpu {
   describe(): string {
     const i = this.info;
     const name = [i.vendor, i.architecture, i.device, i.description].filter(Boolean).join(' / ') || 'unknown adapter';
-    const feats = Object.entries(i.features).filter(([, v]) => v).map(([k]) => k).join(',') || 'none';
+    const feats =
+      Object.entries(i.features)
+        .filter(([, v]) => v)
+        .map(([k]) => k)
+        .join(',') || 'none';
     return `${name} [features: ${feats}; maxStorageBinding ${(i.maxStorageBufferBindingSize / 2 ** 20).toFixed(0)} MiB]`;
   }
 
@@ -166,14 +175,20 @@ export class Gpu {
     const module = this.device.createShaderModule({ code, label: key });
     const info = await module.getCompilationInfo();
     const errors = info.messages.filter((m) => m.type === 'error');
-    if (errors.length) throw new GpuError(`WGSL compile error in ${key}: ${errors.map((e) => `${e.lineNum}:${e.linePos} ${e.message}`).join('; ')}`);
+    if (errors.length)
+      throw new GpuError(
+        `WGSL compile error in ${key}: ${errors.map((e) => `${e.lineNum}:${e.linePos} ${e.message}`).join('; ')}`,
+      );
   }
 
   /** A storage buffer from the pool (contents undefined). Release with `release()`. */
   acquire(bytes: number, label = 'activation'): GPUBuffer {
     this.checkAlive();
     if (bytes > this.maxBindingBytes) {
-      throw new GpuError(`Buffer '${label}' needs ${bytes} bytes, ` + `above this adapter's maxStorageBufferBindingSize (${this.maxBindingBytes}); reduce the batch or context length.`);
+      throw new GpuError(
+        `Buffer '${label}' needs ${bytes} bytes, ` +
+          `above this adapter's maxStorageBufferBindingSize (${this.maxBindingBytes}); reduce the batch or context length.`,
+      );
     }
     const size = bucketSize(bytes);
     const list = this.freeBuffers.get(`s${size}`);
@@ -192,7 +207,12 @@ export class Gpu {
   /** A dedicated (unpooled) storage buffer holding `data`, e.g. a weight shard. */
   createStorage(data: ArrayBufferView, label: string): GPUBuffer {
     const size = Math.max(16, Math.ceil(data.byteLength / 4) * 4);
-    const buffer = this.createBuffer(size, GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST | GPUBufferUsage.COPY_SRC, label, true);
+    const buffer = this.createBuffer(
+      size,
+      GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST | GPUBufferUsage.COPY_SRC,
+      label,
+      true,
+    );
     const range = buffer.getMappedRange();
     new Uint8Array(range).set(new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
     buffer.unmap();
@@ -262,7 +282,10 @@ export class Gpu {
   /** Copy `bytes` from a GPU buffer to the host. */
   async read(buffer: GPUBuffer, bytes: number, offset = 0): Promise<ArrayBuffer> {
     this.checkAlive();
-    const staging = this.device.createBuffer({ size: Math.ceil(bytes / 4) * 4, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
+    const staging = this.device.createBuffer({
+      size: Math.ceil(bytes / 4) * 4,
+      usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
+    });
     const enc = this.device.createCommandEncoder();
     enc.copyBufferToBuffer(buffer, offset, staging, 0, staging.size);
     this.device.queue.submit([enc.finish()]);

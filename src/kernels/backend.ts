@@ -49,7 +49,19 @@ export interface Backend<T, W, I> {
   /** In-place rotate-half RoPE on x[tokens, heads, headDim] using cos/sin tables [maxPos, headDim/2]. */
   rope(x: T, positions: I, cos: W, sin: W, tokens: number, heads: number, headDim: number, maxPos: number): void;
   kvWrite(k: T, v: T, cacheK: T, cacheV: T, slots: I, positions: I, tokens: number, cache: KvCacheShape): void;
-  attention(q: T, cacheK: T, cacheV: T, slots: I, positions: I, tokens: number, heads: number, kvHeads: number, headDim: number, maxSeq: number, out: T): void;
+  attention(
+    q: T,
+    cacheK: T,
+    cacheV: T,
+    slots: I,
+    positions: I,
+    tokens: number,
+    heads: number,
+    kvHeads: number,
+    headDim: number,
+    maxSeq: number,
+    out: T,
+  ): void;
   swiglu(gate: T, up: T, n: number, out: T): void;
   /** x += scale · y */
   add(x: T, y: T, n: number, scale?: number): void;

@@ -15,11 +15,24 @@ export interface CpuWeight extends WeightShape {
   quant?: QuantizedMatrix;
 }
 
-export function cpuEmbedding(ids: Uint32Array, table: Float32Array, dim: number, tokens: number, out: Float32Array): void {
+export function cpuEmbedding(
+  ids: Uint32Array,
+  table: Float32Array,
+  dim: number,
+  tokens: number,
+  out: Float32Array,
+): void {
   for (let t = 0; t < tokens; t++) out.set(table.subarray(ids[t] * dim, ids[t] * dim + dim), t * dim);
 }
 
-export function cpuRmsnorm(x: Float32Array, weight: Float32Array, rows: number, dim: number, eps: number, out: Float32Array): void {
+export function cpuRmsnorm(
+  x: Float32Array,
+  weight: Float32Array,
+  rows: number,
+  dim: number,
+  eps: number,
+  out: Float32Array,
+): void {
   for (let r = 0; r < rows; r++) {
     let s = 0;
     for (let d = 0; d < dim; d++) s += x[r * dim + d] * x[r * dim + d];
@@ -28,7 +41,15 @@ export function cpuRmsnorm(x: Float32Array, weight: Float32Array, rows: number, 
   }
 }
 
-export function cpuMatmul(x: Float32Array, w: Float32Array, bias: Float32Array | null, m: number, n: number, k: number, out: Float32Array): void {
+export function cpuMatmul(
+  x: Float32Array,
+  w: Float32Array,
+  bias: Float32Array | null,
+  m: number,
+  n: number,
+  k: number,
+  out: Float32Array,
+): void {
   for (let i = 0; i < m; i++) {
     const xo = i * k;
     for (let j = 0; j < n; j++) {
@@ -40,7 +61,15 @@ export function cpuMatmul(x: Float32Array, w: Float32Array, bias: Float32Array |
   }
 }
 
-export function cpuRope(x: Float32Array, positions: Uint32Array, cos: Float32Array, sin: Float32Array, tokens: number, heads: number, headDim: number): void {
+export function cpuRope(
+  x: Float32Array,
+  positions: Uint32Array,
+  cos: Float32Array,
+  sin: Float32Array,
+  tokens: number,
+  heads: number,
+  headDim: number,
+): void {
   const half = headDim / 2;
   for (let t = 0; t < tokens; t++) {
     const pos = positions[t];
@@ -58,7 +87,16 @@ export function cpuRope(x: Float32Array, positions: Uint32Array, cos: Float32Arr
   }
 }
 
-export function cpuKvWrite(k: Float32Array, v: Float32Array, cacheK: Float32Array, cacheV: Float32Array, slots: Uint32Array, positions: Uint32Array, tokens: number, c: KvCacheShape): void {
+export function cpuKvWrite(
+  k: Float32Array,
+  v: Float32Array,
+  cacheK: Float32Array,
+  cacheV: Float32Array,
+  slots: Uint32Array,
+  positions: Uint32Array,
+  tokens: number,
+  c: KvCacheShape,
+): void {
   for (let t = 0; t < tokens; t++) {
     const dst = (slots[t] * c.maxSeq + positions[t]) * c.kvDim;
     cacheK.set(k.subarray(t * c.kvDim, (t + 1) * c.kvDim), dst);
@@ -66,7 +104,19 @@ export function cpuKvWrite(k: Float32Array, v: Float32Array, cacheK: Float32Arra
   }
 }
 
-export function cpuAttention(q: Float32Array, cacheK: Float32Array, cacheV: Float32Array, slots: Uint32Array, positions: Uint32Array, tokens: number, heads: number, kvHeads: number, headDim: number, maxSeq: number, out: Float32Array): void {
+export function cpuAttention(
+  q: Float32Array,
+  cacheK: Float32Array,
+  cacheV: Float32Array,
+  slots: Uint32Array,
+  positions: Uint32Array,
+  tokens: number,
+  heads: number,
+  kvHeads: number,
+  headDim: number,
+  maxSeq: number,
+  out: Float32Array,
+): void {
   const kvDim = kvHeads * headDim;
   const group = heads / kvHeads;
   const scale = 1 / Math.sqrt(headDim);
@@ -85,7 +135,7 @@ export function cpuAttention(q: Float32Array, cacheK: Float32Array, cacheV: Floa
         max = Math.max(max, scores[j]);
       }
       let sum = 0;
-      for (let j = 0; j <= last; j++) sum += (scores[j] = Math.exp(scores[j] - max));
+      for (let j = 0; j <= last; j++) sum += scores[j] = Math.exp(scores[j] - max);
       for (let d = 0; d < headDim; d++) {
         let acc = 0;
         for (let j = 0; j <= last; j++) acc += scores[j] * cacheV[cb + j * kvDim + d];
@@ -150,13 +200,43 @@ export class CpuBackend implements Backend<Float32Array, CpuWeight, Uint32Array>
     if (w.quant) return cpuMatmulQ(x, w.quant, bias ? bias.data : null, m, out);
     cpuMatmul(x, w.data, bias ? bias.data : null, m, w.rows, w.cols, out);
   }
-  rope(x: Float32Array, positions: Uint32Array, cos: CpuWeight, sin: CpuWeight, tokens: number, heads: number, headDim: number, _maxPos?: number): void {
+  rope(
+    x: Float32Array,
+    positions: Uint32Array,
+    cos: CpuWeight,
+    sin: CpuWeight,
+    tokens: number,
+    heads: number,
+    headDim: number,
+    _maxPos?: number,
+  ): void {
     cpuRope(x, positions, cos.data, sin.data, tokens, heads, headDim);
   }
-  kvWrite(k: Float32Array, v: Float32Array, cacheK: Float32Array, cacheV: Float32Array, slots: Uint32Array, positions: Uint32Array, tokens: number, cache: KvCacheShape): void {
+  kvWrite(
+    k: Float32Array,
+    v: Float32Array,
+    cacheK: Float32Array,
+    cacheV: Float32Array,
+    slots: Uint32Array,
+    positions: Uint32Array,
+    tokens: number,
+    cache: KvCacheShape,
+  ): void {
     cpuKvWrite(k, v, cacheK, cacheV, slots, positions, tokens, cache);
   }
-  attention(q: Float32Array, cacheK: Float32Array, cacheV: Float32Array, slots: Uint32Array, positions: Uint32Array, tokens: number, heads: number, kvHeads: number, headDim: number, maxSeq: number, out: Float32Array): void {
+  attention(
+    q: Float32Array,
+    cacheK: Float32Array,
+    cacheV: Float32Array,
+    slots: Uint32Array,
+    positions: Uint32Array,
+    tokens: number,
+    heads: number,
+    kvHeads: number,
+    headDim: number,
+    maxSeq: number,
+    out: Float32Array,
+  ): void {
     cpuAttention(q, cacheK, cacheV, slots, positions, tokens, heads, kvHeads, headDim, maxSeq, out);
   }
   swiglu(gate: Float32Array, up: Float32Array, n: number, out: Float32Array): void {

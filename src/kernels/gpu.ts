@@ -82,7 +82,14 @@ export const MATMUL = declareKernel({ name: 'matmul', shader: 'matmul', workgrou
 /** The same product for few rows, GPU-class: one workgroup per column splits K and reduces in workgroup memory. */
 export const MATMUL_SPLITK = declareKernel({ name: 'matmul(gemv-splitk)', shader: 'matmul_splitk', workgroupSize: 64, params: matmulParams, bindings: matmulBindings });
 /** The same product for few rows (decode): a 1-D grid over column quads. */
-export const MATMUL_GEMV = declareKernel({ name: 'matmul(gemv)', shader: 'matmul', defines: { GEMV: true }, workgroupSize: 64, params: matmulParams, bindings: matmulBindings });
+export const MATMUL_GEMV = declareKernel({
+  name: 'matmul(gemv)',
+  shader: 'matmul',
+  defines: { GEMV: true },
+  workgroupSize: 64,
+  params: matmulParams,
+  bindings: matmulBindings,
+});
 
 export const ROPE = declareKernel({
   name: 'rope',
@@ -113,7 +120,14 @@ export const KV_WRITE = declareKernel({
   },
 });
 
-const attentionParams = { tokens: 'u32', heads: 'u32', kvHeads: 'u32', headDim: 'u32', maxSeq: 'u32', scale: 'f32' } as const;
+const attentionParams = {
+  tokens: 'u32',
+  heads: 'u32',
+  kvHeads: 'u32',
+  headDim: 'u32',
+  maxSeq: 'u32',
+  scale: 'f32',
+} as const;
 const attentionBindings = {
   q: (p: ParamValues<typeof attentionParams>) => p.tokens * p.heads * p.headDim,
   cacheK: (p: ParamValues<typeof attentionParams>) => p.maxSeq * p.kvHeads * p.headDim,
@@ -123,9 +137,21 @@ const attentionBindings = {
   out: (p: ParamValues<typeof attentionParams>) => p.tokens * p.heads * p.headDim,
 };
 /** One workgroup per (token, query head); head_dim up to 4 · workgroup size (and 256). */
-export const ATTENTION = declareKernel({ name: 'attention', shader: 'attention', workgroupSize: 64, params: attentionParams, bindings: attentionBindings });
+export const ATTENTION = declareKernel({
+  name: 'attention',
+  shader: 'attention',
+  workgroupSize: 64,
+  params: attentionParams,
+  bindings: attentionBindings,
+});
 /** One invocation per (token, head), a workgroup per WG consecutive tokens of one head. */
-export const ATTENTION_PREFILL = declareKernel({ name: 'attention_prefill', shader: 'attention_prefill', workgroupSize: 64, params: attentionParams, bindings: attentionBindings });
+export const ATTENTION_PREFILL = declareKernel({
+  name: 'attention_prefill',
+  shader: 'attention_prefill',
+  workgroupSize: 64,
+  params: attentionParams,
+  bindings: attentionBindings,
+});
 
 export const SWIGLU = declareKernel({
   name: 'swiglu',
@@ -166,7 +192,10 @@ export class GpuBackend implements Backend<GpuTensor, GpuWeight, GpuIndices> {
   /** Which attention kernel runs: by token count ('auto'), or one forced (benchmarks, tests). */
   attentionKernel: 'auto' | 'tiled' | 'per-query' = 'auto';
 
-  private constructor(readonly gpu: Gpu, weightType: 'f16' | 'f32') {
+  private constructor(
+    readonly gpu: Gpu,
+    weightType: 'f16' | 'f32',
+  ) {
     this.weightType = weightType;
     this.dummy = gpu.createStorage(new Float32Array(4), 'dummy-bias');
     gpu.addRecorder(() => this.flush());
@@ -174,7 +203,8 @@ export class GpuBackend implements Backend<GpuTensor, GpuWeight, GpuIndices> {
 
   /** `weightType` 'f16' needs the adapter's shader-f16 feature. */
   static async create(gpu: Gpu, weightType: 'f16' | 'f32' = 'f32'): Promise<GpuBackend> {
-    if (weightType === 'f16' && !gpu.features.f16) throw new GpuError('f16 weights need the shader-f16 feature, which this adapter lacks');
+    if (weightType === 'f16' && !gpu.features.f16)
+      throw new GpuError('f16 weights need the shader-f16 feature, which this adapter lacks');
     await loadShaders();
     return new GpuBackend(gpu, weightType);
   }
@@ -185,8 +215,10 @@ export class GpuBackend implements Backend<GpuTensor, GpuWeight, GpuIndices> {
     // The element type follows the data: frozen base weights use the backend's weightType, while
     // trainable weights (LoRA, full fine-tuning) are always f32.
     const dtype: 'f16' | 'f32' = data instanceof Uint16Array ? 'f16' : 'f32';
-    if (dtype === 'f16' && !this.gpu.features.f16) throw new GpuError(`weight ${label}: f16 data needs the shader-f16 feature`);
-    if (data.length !== rows * cols) throw new Error(`weight ${label}: ${data.length} values for shape [${rows}, ${cols}]`);
+    if (dtype === 'f16' && !this.gpu.features.f16)
+      throw new GpuError(`weight ${label}: f16 data needs the shader-f16 feature`);
+    if (data.length !== rows * cols)
+      throw new Error(`weight ${label}: ${data.length} values for shape [${rows}, ${cols}]`);
     const rowBytes = cols * data.BYTES_PER_ELEMENT;
     // Shard by rows so no binding exceeds maxStorageBufferBindingSize (e.g. a large vocabulary).
     const rowsPerShard = Math.max(1, Math.floor(this.gpu.weightShardBytes / rowBytes));
@@ -209,7 +241,12 @@ export class GpuBackend implements Backend<GpuTensor, GpuWeight, GpuIndices> {
   }
 
   vector(label: string, data: Float32Array): GpuWeight {
-    return { shards: [{ buffer: this.gpu.createStorage(data, label), rowStart: 0, rows: 1 }], rows: 1, cols: data.length, dtype: 'f32' };
+    return {
+      shards: [{ buffer: this.gpu.createStorage(data, label), rowStart: 0, rows: 1 }],
+      rows: 1,
+      cols: data.length,
+      dtype: 'f32',
+    };
   }
 
   indices(data: Uint32Array): GpuIndices {
@@ -263,7 +300,10 @@ export class GpuBackend implements Backend<GpuTensor, GpuWeight, GpuIndices> {
 
   weightAsTensor(w: GpuWeight): GpuTensor {
     if (w.quant) throw new GpuError('a quantized weight is frozen: it cannot be trained in place (use LoRA)');
-    if (w.shards.length !== 1 || w.dtype !== 'f32') throw new GpuError(`only an unsharded f32 weight can be trained in place (got ${w.shards.length} shards, ${w.dtype})`);
+    if (w.shards.length !== 1 || w.dtype !== 'f32')
+      throw new GpuError(
+        `only an unsharded f32 weight can be trained in place (got ${w.shards.length} shards, ${w.dtype})`,
+      );
     return { buffer: w.shards[0].buffer, length: w.rows * w.cols };
   }
 
@@ -322,24 +362,38 @@ export class GpuBackend implements Backend<GpuTensor, GpuWeight, GpuIndices> {
   }
 
   /** Pipelines by variant key, with the element size of each binding read from their WGSL. */
-  private readonly variants = new Map<string, { pipeline: GPUComputePipeline; scalarBytes: number[] }>();
+  private readonly variants = new Map<
+    string,
+    { pipeline: GPUComputePipeline; layout: GPUBindGroupLayout; scalarBytes: number[] }
+  >();
 
   /**
    * Record one dispatch of `kernel` with its named `params` and storage `buffers` (by WGSL
    * binding name). The first dispatch of each variant checks the declaration against the WGSL;
    * every dispatch checks the parameters and each buffer's size (see kernel.ts).
    */
-  run<P extends ParamTypes, B extends string>(kernel: Kernel<P, B>, params: ParamValues<P>, buffers: Record<B, Bindable>, workgroups: number | [number, number], opts: RunOptions = {}): void {
+  run<P extends ParamTypes, B extends string>(
+    kernel: Kernel<P, B>,
+    params: ParamValues<P>,
+    buffers: Record<B, Bindable>,
+    workgroups: number | [number, number],
+    opts: RunOptions = {},
+  ): void {
     this.gpu.checkAlive();
     const weightType = opts.weightType ?? 'f32';
-    const defines: ShaderDefines = { ...kernel.defines, ...opts.defines, ...workgroupDefines(kernel.workgroupSize) };
-    const key = `${kernel.name}:${weightType}:${Object.entries(defines).filter(([, v]) => v !== false).map(([k, v]) => (v === true ? k : `${k}=${v}`)).join(',')}`;
+    const defines = opts.defines ? { ...kernel.fixedDefines, ...opts.defines } : kernel.fixedDefines;
+    let key = `${kernel.name}:${weightType}`;
+    for (const k in defines) {
+      const v = defines[k];
+      if (v !== false) key += v === true ? `,${k}` : `,${k}=${v}`;
+    }
     let variant = this.variants.get(key);
     if (!variant) {
       // The WGSL is preprocessed and checked only when the variant is new (run is a hot path).
       const code = shaderSource(kernel.shader, defines, weightType);
       const scalarBytes = checkAgainstWgsl(kernel, code);
-      variant = { pipeline: this.gpu.pipeline(key, () => code), scalarBytes };
+      const pipeline = this.gpu.pipeline(key, () => code);
+      variant = { pipeline, layout: pipeline.getBindGroupLayout(0), scalarBytes };
       this.variants.set(key, variant);
     }
     const uniform = this.gpu.uniform(uniformKey(kernel, params), () => packUniform(kernel, params));
@@ -351,13 +405,17 @@ export class GpuBackend implements Backend<GpuTensor, GpuWeight, GpuIndices> {
       const have = 'buffer' in bound ? Math.min(bound.length * 4, bound.buffer.size) : bound.size;
       const need = kernel.bindings[name](params) * variant.scalarBytes[i];
       if (need > have) {
-        throw new KernelError(`kernel ${kernel.name}: binding '${name}' (${i + 1}) needs ${need} bytes for ${JSON.stringify(params)} but its buffer holds ${have} bytes`);
+        throw new KernelError(
+          `kernel ${kernel.name}: binding '${name}' (${i + 1}) needs ${need} bytes for ${JSON.stringify(params)} but its buffer holds ${have} bytes`,
+        );
       }
       entries.push({ binding: i + 1, resource: { buffer } });
     });
     if (Object.keys(buffers).length !== kernel.bindingNames.length) {
       const extra = Object.keys(buffers).filter((k) => !kernel.bindingNames.includes(k as B));
-      throw new KernelError(`kernel ${kernel.name}: unknown binding${extra.length > 1 ? 's' : ''} ${extra.map((e) => `'${e}'`).join(', ')}`);
+      throw new KernelError(
+        `kernel ${kernel.name}: unknown binding${extra.length > 1 ? 's' : ''} ${extra.map((e) => `'${e}'`).join(', ')}`,
+      );
     }
     const bindGroup = this.bindGroup(key, variant.pipeline, entries);
     this.dispatches++;
@@ -378,7 +436,9 @@ export class GpuBackend implements Backend<GpuTensor, GpuWeight, GpuIndices> {
     if (isQuantized(table)) return quantEmbedding(this, ids, table, tokens, out);
     for (const s of table.shards) {
       const params = { tokens, dim: table.cols, rowStart: s.rowStart, rows: s.rows };
-      this.run(EMBEDDING, params, { ids, table: s.buffer, out }, groups1d(EMBEDDING, tokens * table.cols), { weightType: table.dtype });
+      this.run(EMBEDDING, params, { ids, table: s.buffer, out }, groups1d(EMBEDDING, tokens * table.cols), {
+        weightType: table.dtype,
+      });
     }
   }
 
@@ -387,7 +447,8 @@ export class GpuBackend implements Backend<GpuTensor, GpuWeight, GpuIndices> {
   }
 
   matmul(x: GpuTensor, w: GpuWeight, bias: GpuWeight | null, m: number, out: GpuTensor): void {
-    if (isQuantized(w)) return quantMatmul(this, x, w, bias ? w.shards.map((s) => this.biasShard(bias, s)) : null, m, out);
+    if (isQuantized(w))
+      return quantMatmul(this, x, w, bias ? w.shards.map((s) => this.biasShard(bias, s)) : null, m, out);
     const k = w.cols;
     const defines = { VEC4: k % 4 === 0 };
     for (const s of w.shards) {
@@ -401,13 +462,21 @@ export class GpuBackend implements Backend<GpuTensor, GpuWeight, GpuIndices> {
    * One Y = X·Wᵀ dispatch: few rows (decode, small batches) take a 1-D grid over column quads that
    * streams each weight row once; more rows the register-tiled GEMM (4x4 outputs an invocation).
    */
-  matmulRows(params: ParamValues<typeof MATMUL.params>, buffers: Record<'x' | 'w' | 'bias' | 'y', Bindable>, defines: ShaderDefines, weightType: 'f16' | 'f32'): void {
+  matmulRows(
+    params: ParamValues<typeof MATMUL.params>,
+    buffers: Record<'x' | 'w' | 'bias' | 'y', Bindable>,
+    defines: ShaderDefines,
+    weightType: 'f16' | 'f32',
+  ): void {
     if (params.M <= 8) {
       const variant = this.gemvKernel !== 'auto' ? this.gemvKernel : (this.tuner?.choice('gemv', gemvShapeKey(params.M, params.N, params.K, weightType), 'register') ?? 'register');
       this.runGemv(variant as GemvVariant, params, buffers, defines, weightType);
     } else {
       const [wx, wy] = size2d(MATMUL.workgroupSize);
-      this.run(MATMUL, params, buffers, [Math.ceil(params.N / (4 * wx)), Math.ceil(params.M / (4 * wy))], { defines, weightType });
+      this.run(MATMUL, params, buffers, [Math.ceil(params.N / (4 * wx)), Math.ceil(params.M / (4 * wy))], {
+        defines,
+        weightType,
+      });
     }
   }
 
@@ -470,7 +539,11 @@ export class GpuBackend implements Backend<GpuTensor, GpuWeight, GpuIndices> {
     if (!buf) {
       // Offset bindings must be 256-byte aligned; a separate small buffer avoids that constraint.
       const enc = this.gpu.device.createCommandEncoder();
-      buf = this.gpu.createBuffer(Math.max(16, s.rows * 4), GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST, 'bias-shard');
+      buf = this.gpu.createBuffer(
+        Math.max(16, s.rows * 4),
+        GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST,
+        'bias-shard',
+      );
       enc.copyBufferToBuffer(bias.shards[0].buffer, s.rowStart * 4, buf, 0, s.rows * 4);
       this.gpu.device.queue.submit([enc.finish()]);
       m.set(s.rowStart, buf);
@@ -478,22 +551,56 @@ export class GpuBackend implements Backend<GpuTensor, GpuWeight, GpuIndices> {
     return buf;
   }
 
-  rope(x: GpuTensor, positions: GpuIndices, cos: GpuWeight, sin: GpuWeight, tokens: number, heads: number, headDim: number, maxPos: number): void {
+  rope(
+    x: GpuTensor,
+    positions: GpuIndices,
+    cos: GpuWeight,
+    sin: GpuWeight,
+    tokens: number,
+    heads: number,
+    headDim: number,
+    maxPos: number,
+  ): void {
     const buffers = { x, positions, cosTable: cos.shards[0].buffer, sinTable: sin.shards[0].buffer };
     this.run(ROPE, { tokens, heads, headDim, maxPos }, buffers, groups1d(ROPE, (tokens * heads * headDim) / 2));
   }
 
-  kvWrite(k: GpuTensor, v: GpuTensor, cacheK: GpuTensor, cacheV: GpuTensor, slots: GpuIndices, positions: GpuIndices, tokens: number, cache: KvCacheShape): void {
+  kvWrite(
+    k: GpuTensor,
+    v: GpuTensor,
+    cacheK: GpuTensor,
+    cacheV: GpuTensor,
+    slots: GpuIndices,
+    positions: GpuIndices,
+    tokens: number,
+    cache: KvCacheShape,
+  ): void {
     const params = { tokens, kvDim: cache.kvDim, maxSeq: cache.maxSeq };
     this.run(KV_WRITE, params, { k, v, slots, positions, cacheK, cacheV }, groups1d(KV_WRITE, tokens * cache.kvDim));
   }
 
-  attention(q: GpuTensor, cacheK: GpuTensor, cacheV: GpuTensor, slots: GpuIndices, positions: GpuIndices, tokens: number, heads: number, kvHeads: number, headDim: number, maxSeq: number, out: GpuTensor): void {
+  attention(
+    q: GpuTensor,
+    cacheK: GpuTensor,
+    cacheV: GpuTensor,
+    slots: GpuIndices,
+    positions: GpuIndices,
+    tokens: number,
+    heads: number,
+    kvHeads: number,
+    headDim: number,
+    maxSeq: number,
+    out: GpuTensor,
+  ): void {
     const maxHeadDim = Math.min(256, 4 * invocations(ATTENTION.workgroupSize));
-    if (headDim > maxHeadDim) throw new GpuError(`attention kernel supports head_dim up to ${maxHeadDim}, got ${headDim}`);
+    if (headDim > maxHeadDim)
+      throw new GpuError(`attention kernel supports head_dim up to ${maxHeadDim}, got ${headDim}`);
     const params = { tokens, heads, kvHeads, headDim, maxSeq, scale: 1 / Math.sqrt(headDim) };
     const buffers = { q, cacheK, cacheV, slots, positions, out };
-    if (this.attentionKernel === 'tiled' || (this.attentionKernel === 'auto' && tokens >= PREFILL_ATTENTION_MIN_TOKENS)) {
+    if (
+      this.attentionKernel === 'tiled' ||
+      (this.attentionKernel === 'auto' && tokens >= PREFILL_ATTENTION_MIN_TOKENS)
+    ) {
       // Prefill/training: a workgroup of queries shares every key row read (see the shader).
       const defines = { HD: headDim, KC: attentionChunkRows(headDim) };
       this.run(ATTENTION_PREFILL, params, buffers, groups1d(ATTENTION_PREFILL, tokens) * heads, { defines });
@@ -512,7 +619,10 @@ export class GpuBackend implements Backend<GpuTensor, GpuWeight, GpuIndices> {
 
   copy(src: GpuTensor, srcOffset: number, dst: GpuTensor, dstOffset: number, n: number): void {
     if (n === 0) return;
-    if (srcOffset + n > src.length || dstOffset + n > dst.length) throw new GpuError(`copy of ${n} elements out of bounds (${srcOffset}/${src.length} -> ${dstOffset}/${dst.length})`);
+    if (srcOffset + n > src.length || dstOffset + n > dst.length)
+      throw new GpuError(
+        `copy of ${n} elements out of bounds (${srcOffset}/${src.length} -> ${dstOffset}/${dst.length})`,
+      );
     // Buffer copies must happen outside a compute pass.
     if (this.pass) {
       this.pass.end();
@@ -529,7 +639,9 @@ export class GpuBackend implements Backend<GpuTensor, GpuWeight, GpuIndices> {
       this.pass = null;
     }
     this.encoder ??= this.gpu.device.createCommandEncoder();
-    rows.forEach((r, i) => this.encoder!.copyBufferToBuffer(src.buffer, r * cols * 4, out.buffer, i * cols * 4, cols * 4));
+    rows.forEach((r, i) =>
+      this.encoder!.copyBufferToBuffer(src.buffer, r * cols * 4, out.buffer, i * cols * 4, cols * 4),
+    );
   }
 }
 

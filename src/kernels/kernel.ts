@@ -58,6 +58,8 @@ export interface KernelDeclaration<P extends ParamTypes, B extends string> {
 export interface Kernel<P extends ParamTypes = ParamTypes, B extends string = string> extends KernelDeclaration<P, B> {
   readonly paramNames: readonly (keyof P & string)[];
   readonly bindingNames: readonly B[];
+  /** The declaration's defines plus the workgroup size (WG or WG_X, WG_Y). */
+  readonly fixedDefines: ShaderDefines;
 }
 
 export class KernelError extends Error {
@@ -70,8 +72,14 @@ export class KernelError extends Error {
 export function declareKernel<P extends ParamTypes, B extends string>(decl: KernelDeclaration<P, B>): Kernel<P, B> {
   const ws = decl.workgroupSize;
   const sizes = typeof ws === 'number' ? [ws] : [...ws];
-  if (!sizes.every((s) => Number.isInteger(s) && s > 0)) throw new KernelError(`kernel ${decl.name}: workgroup size ${JSON.stringify(ws)} is not positive integers`);
-  return { ...decl, paramNames: Object.keys(decl.params) as (keyof P & string)[], bindingNames: Object.keys(decl.bindings) as B[] };
+  if (!sizes.every((s) => Number.isInteger(s) && s > 0))
+    throw new KernelError(`kernel ${decl.name}: workgroup size ${JSON.stringify(ws)} is not positive integers`);
+  return {
+    ...decl,
+    paramNames: Object.keys(decl.params) as (keyof P & string)[],
+    bindingNames: Object.keys(decl.bindings) as B[],
+    fixedDefines: { ...decl.defines, ...workgroupDefines(ws) },
+  };
 }
 
 /** The defines that carry a workgroup size into the WGSL (merged into every dispatch's defines). */
@@ -136,15 +144,22 @@ export function checkAgainstWgsl<P extends ParamTypes, B extends string>(kernel:
   const declared = kernel.paramNames.map((n) => `${n}: ${kernel.params[n]}`).join(', ');
   const actual = iface.params.map((f) => `${f.name}: ${f.type}`).join(', ');
   if (declared !== actual) {
-    throw new KernelError(`kernel ${kernel.name}: its params are declared as { ${declared} } but shaders/${kernel.shader}.wgsl has struct Params { ${actual} }`);
+    throw new KernelError(
+      `kernel ${kernel.name}: its params are declared as { ${declared} } but shaders/${kernel.shader}.wgsl has struct Params { ${actual} }`,
+    );
   }
   const uniform = iface.bindings.get(0);
-  if (!uniform || uniform.space !== 'uniform') throw new KernelError(`kernel ${kernel.name}: shaders/${kernel.shader}.wgsl has no var<uniform> Params at binding 0`);
+  if (uniform?.space !== 'uniform')
+    throw new KernelError(
+      `kernel ${kernel.name}: shaders/${kernel.shader}.wgsl has no var<uniform> Params at binding 0`,
+    );
   const storageNumbers = [...iface.bindings.keys()].filter((b) => b !== 0).sort((a, b) => a - b);
   const wgslNames = storageNumbers.map((b) => `${b}:${iface.bindings.get(b)!.name}`).join(', ');
   const declNames = kernel.bindingNames.map((n, i) => `${i + 1}:${n}`).join(', ');
   if (wgslNames !== declNames) {
-    throw new KernelError(`kernel ${kernel.name}: its bindings are declared as [${declNames}] but shaders/${kernel.shader}.wgsl binds [${wgslNames}]`);
+    throw new KernelError(
+      `kernel ${kernel.name}: its bindings are declared as [${declNames}] but shaders/${kernel.shader}.wgsl binds [${wgslNames}]`,
+    );
   }
   return kernel.bindingNames.map((_, i) => iface.bindings.get(i + 1)!.scalarBytes);
 }
@@ -159,14 +174,19 @@ export function uniformKey<P extends ParamTypes>(kernel: Kernel<P, string>, valu
     if (v === undefined) throw new KernelError(`kernel ${kernel.name}: parameter '${name}' is missing`);
     const type = kernel.params[name];
     if (!Number.isFinite(v)) throw new KernelError(`kernel ${kernel.name}: parameter '${name}' is ${v}`);
-    if (type !== 'f32' && (!Number.isInteger(v) || (type === 'u32' ? v < 0 || v > 0xffffffff : v < -(2 ** 31) || v >= 2 ** 31))) {
+    if (
+      type !== 'f32' &&
+      (!Number.isInteger(v) || (type === 'u32' ? v < 0 || v > 0xffffffff : v < -(2 ** 31) || v >= 2 ** 31))
+    ) {
       throw new KernelError(`kernel ${kernel.name}: parameter '${name}' (${type}) is ${v}`);
     }
-    key += ',' + v;
+    key += `,${v}`;
   }
   if (Object.keys(values).length !== kernel.paramNames.length) {
     const extra = Object.keys(values).filter((k) => !(k in kernel.params));
-    throw new KernelError(`kernel ${kernel.name}: unknown parameter${extra.length > 1 ? 's' : ''} ${extra.map((e) => `'${e}'`).join(', ')}`);
+    throw new KernelError(
+      `kernel ${kernel.name}: unknown parameter${extra.length > 1 ? 's' : ''} ${extra.map((e) => `'${e}'`).join(', ')}`,
+    );
   }
   return key;
 }

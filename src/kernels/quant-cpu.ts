@@ -6,7 +6,13 @@
 import { GROUP_SIZE, groupsPerRow, quantAt, scaleValues, type QuantizedMatrix } from '../quant/quantize';
 
 /** out[M, N] = x[M, K] · W[N, K]ᵀ (+ bias) with W quantized. */
-export function cpuMatmulQ(x: Float32Array, w: QuantizedMatrix, bias: Float32Array | null, m: number, out: Float32Array): void {
+export function cpuMatmulQ(
+  x: Float32Array,
+  w: QuantizedMatrix,
+  bias: Float32Array | null,
+  m: number,
+  out: Float32Array,
+): void {
   const { rows: n, cols: k } = w;
   const groups = groupsPerRow(k);
   const scales = scaleValues(w);
@@ -32,19 +38,27 @@ export function cpuEmbeddingQ(ids: Uint32Array, table: QuantizedMatrix, tokens: 
   const scales = scaleValues(table);
   for (let t = 0; t < tokens; t++) {
     const id = ids[t];
-    for (let d = 0; d < dim; d++) out[t * dim + d] = Math.fround(quantAt(table, id, d) * scales[id * groups + Math.floor(d / GROUP_SIZE)]);
+    for (let d = 0; d < dim; d++)
+      out[t * dim + d] = Math.fround(quantAt(table, id, d) * scales[id * groups + Math.floor(d / GROUP_SIZE)]);
   }
 }
 
 /** dx[M, K] (+)= dy[M, N] · W[N, K] with W quantized (dequantized one row at a time). */
-export function cpuMatmulQBackwardInput(dy: Float32Array, w: QuantizedMatrix, m: number, dx: Float32Array, accumulate: boolean): void {
+export function cpuMatmulQBackwardInput(
+  dy: Float32Array,
+  w: QuantizedMatrix,
+  m: number,
+  dx: Float32Array,
+  accumulate: boolean,
+): void {
   const { rows: n, cols: k } = w;
   const groups = groupsPerRow(k);
   const scales = scaleValues(w);
   const acc = new Float64Array(m * k);
   const row = new Float32Array(k);
   for (let j = 0; j < n; j++) {
-    for (let c = 0; c < k; c++) row[c] = Math.fround(quantAt(w, j, c) * scales[j * groups + Math.floor(c / GROUP_SIZE)]);
+    for (let c = 0; c < k; c++)
+      row[c] = Math.fround(quantAt(w, j, c) * scales[j * groups + Math.floor(c / GROUP_SIZE)]);
     for (let i = 0; i < m; i++) {
       const g = dy[i * n + j];
       if (g === 0) continue;

@@ -24,7 +24,10 @@ export async function loadShaders(): Promise<void> {
     }
     return;
   }
-  const modules = import.meta.glob('../../shaders/*.wgsl', { query: '?raw', import: 'default', eager: true }) as Record<string, string>;
+  const modules = import.meta.glob('../../shaders/*.wgsl', { query: '?raw', import: 'default', eager: true }) as Record<
+    string,
+    string
+  >;
   for (const [path, text] of Object.entries(modules)) {
     sources.set(path.replace(/^.*\//, '').replace(/\.wgsl$/, ''), text);
   }

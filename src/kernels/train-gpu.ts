@@ -38,7 +38,11 @@ export const MATMUL_BACKWARD_DW = declareKernel({
   defines: { DW: true },
   workgroupSize: [8, 8],
   params: matmulBackwardParams,
-  bindings: { dy: (p: MatmulBackwardParams) => p.M * p.N, x: (p: MatmulBackwardParams) => p.M * p.K, out: (p: MatmulBackwardParams) => p.N * p.K },
+  bindings: {
+    dy: (p: MatmulBackwardParams) => p.M * p.N,
+    x: (p: MatmulBackwardParams) => p.M * p.K,
+    out: (p: MatmulBackwardParams) => p.N * p.K,
+  },
 });
 
 export const BIAS_BACKWARD = declareKernel({
@@ -72,7 +76,12 @@ export const RMSNORM_BACKWARD_DWEIGHT = declareKernel({
   defines: { DWEIGHT: true },
   workgroupSize: 64,
   params: rmsnormParams,
-  bindings: { dy: (p: RmsnormParams) => p.rows * p.dim, x: (p: RmsnormParams) => p.rows * p.dim, rstd: (p: RmsnormParams) => p.rows, dweight: (p: RmsnormParams) => p.dim },
+  bindings: {
+    dy: (p: RmsnormParams) => p.rows * p.dim,
+    x: (p: RmsnormParams) => p.rows * p.dim,
+    rstd: (p: RmsnormParams) => p.rows,
+    dweight: (p: RmsnormParams) => p.dim,
+  },
 });
 
 export const ROPE_BACKWARD = declareKernel({
@@ -111,7 +120,15 @@ export const ATTENTION_BACKWARD_DKV = declareKernel({
   name: 'attention_backward_dkv',
   shader: 'attention_backward_dkv',
   workgroupSize: 64,
-  params: { tokens: 'u32', heads: 'u32', kvHeads: 'u32', headDim: 'u32', maxSeq: 'u32', slotCount: 'u32', scale: 'f32' },
+  params: {
+    tokens: 'u32',
+    heads: 'u32',
+    kvHeads: 'u32',
+    headDim: 'u32',
+    maxSeq: 'u32',
+    slotCount: 'u32',
+    scale: 'f32',
+  },
   bindings: {
     dout: (p) => p.tokens * p.heads * p.headDim,
     q: (p) => p.tokens * p.heads * p.headDim,
@@ -128,7 +145,12 @@ export const KV_GATHER = declareKernel({
   shader: 'kv_gather',
   workgroupSize: 64,
   params: { tokens: 'u32', kvDim: 'u32', maxSeq: 'u32' },
-  bindings: { cache: (p) => p.maxSeq * p.kvDim, slots: (p) => p.tokens, positions: (p) => p.tokens, out: (p) => p.tokens * p.kvDim },
+  bindings: {
+    cache: (p) => p.maxSeq * p.kvDim,
+    slots: (p) => p.tokens,
+    positions: (p) => p.tokens,
+    out: (p) => p.tokens * p.kvDim,
+  },
 });
 
 export const SWIGLU_BACKWARD = declareKernel({
@@ -152,7 +174,12 @@ export const CROSS_ENTROPY = declareKernel({
   shader: 'cross_entropy',
   workgroupSize: 64,
   params: { rows: 'u32', vocab: 'u32', gradScale: 'f32' },
-  bindings: { logits: (p) => p.rows * p.vocab, labels: (p) => p.rows, losses: (p) => p.rows, dlogits: (p) => p.rows * p.vocab },
+  bindings: {
+    logits: (p) => p.rows * p.vocab,
+    labels: (p) => p.rows,
+    losses: (p) => p.rows,
+    dlogits: (p) => p.rows * p.vocab,
+  },
 });
 
 export const DROPOUT = declareKernel({
@@ -176,7 +203,17 @@ export const ADAMW = declareKernel({
   name: 'adamw',
   shader: 'adamw',
   workgroupSize: 64,
-  params: { n: 'u32', lr: 'f32', beta1: 'f32', beta2: 'f32', eps: 'f32', weightDecay: 'f32', bc1: 'f32', bc2: 'f32', gradScale: 'f32' },
+  params: {
+    n: 'u32',
+    lr: 'f32',
+    beta1: 'f32',
+    beta2: 'f32',
+    eps: 'f32',
+    weightDecay: 'f32',
+    bc1: 'f32',
+    bc2: 'f32',
+    gradScale: 'f32',
+  },
   bindings: { param: (p) => p.n, grad: (p) => p.n, m: (p) => p.n, v: (p) => p.n },
 });
 
@@ -232,31 +269,59 @@ export class GpuTrainOps implements TrainOps<GpuTensor, GpuWeight, GpuIndices> {
     return buf;
   }
 
-  matmulBackwardInput(dy: GpuTensor, w: GpuWeight | GpuTensor, m: number, n: number, k: number, dx: GpuTensor, accumulate: boolean): void {
+  matmulBackwardInput(
+    dy: GpuTensor,
+    w: GpuWeight | GpuTensor,
+    m: number,
+    n: number,
+    k: number,
+    dx: GpuTensor,
+    accumulate: boolean,
+  ): void {
     if (m === 0 || k === 0) return;
     const vec4 = k % 4 === 0;
     const grid = tiledGrid(MATMUL_BACKWARD_DX.workgroupSize, k, m);
     if (!isWeight(w)) {
       const params = { M: m, N: n, K: k, nOffset: 0, ldy: n, accumulate: accumulate ? 1 : 0 };
-      this.backend.run(MATMUL_BACKWARD_DX, params, { dy, w, out: dx }, grid, { defines: { VEC4: vec4, YVEC4: n % 4 === 0 } });
+      this.backend.run(MATMUL_BACKWARD_DX, params, { dy, w, out: dx }, grid, {
+        defines: { VEC4: vec4, YVEC4: n % 4 === 0 },
+      });
       return;
     }
-    if (w.rows !== n || w.cols !== k) throw new GpuError(`matmulBackwardInput: weight is [${w.rows}, ${w.cols}], expected [${n}, ${k}]`);
+    if (w.rows !== n || w.cols !== k)
+      throw new GpuError(`matmulBackwardInput: weight is [${w.rows}, ${w.cols}], expected [${n}, ${k}]`);
     if (isQuantized(w)) return quantMatmulBackwardInput(this.backend, dy, w, m, dx, accumulate);
     // dX = sum over row-shards of dY[:, shard] · W[shard]: the first shard honours `accumulate`,
     // the others add to it (dispatches in one pass run in order).
     w.shards.forEach((s, i) => {
       const params = { M: m, N: s.rows, K: k, nOffset: s.rowStart, ldy: n, accumulate: accumulate || i > 0 ? 1 : 0 };
       const defines = { VEC4: vec4, YVEC4: n % 4 === 0 && s.rowStart % 4 === 0 };
-      this.backend.run(MATMUL_BACKWARD_DX, params, { dy, w: s.buffer, out: dx }, grid, { defines, weightType: w.dtype });
+      this.backend.run(MATMUL_BACKWARD_DX, params, { dy, w: s.buffer, out: dx }, grid, {
+        defines,
+        weightType: w.dtype,
+      });
     });
   }
 
-  matmulBackwardWeight(dy: GpuTensor, x: GpuTensor, m: number, n: number, k: number, dw: GpuTensor, accumulate: boolean): void {
+  matmulBackwardWeight(
+    dy: GpuTensor,
+    x: GpuTensor,
+    m: number,
+    n: number,
+    k: number,
+    dw: GpuTensor,
+    accumulate: boolean,
+  ): void {
     if (n === 0 || k === 0) return;
     const params = { M: m, N: n, K: k, nOffset: 0, ldy: n, accumulate: accumulate ? 1 : 0 };
     const defines = { VEC4: k % 4 === 0, YVEC4: n % 4 === 0 };
-    this.backend.run(MATMUL_BACKWARD_DW, params, { dy, x, out: dw }, tiledGrid(MATMUL_BACKWARD_DW.workgroupSize, k, n), { defines });
+    this.backend.run(
+      MATMUL_BACKWARD_DW,
+      params,
+      { dy, x, out: dw },
+      tiledGrid(MATMUL_BACKWARD_DW.workgroupSize, k, n),
+      { defines },
+    );
   }
 
   matmulTensor(x: GpuTensor, w: GpuTensor, m: number, n: number, k: number, out: GpuTensor): void {
@@ -267,34 +332,81 @@ export class GpuTrainOps implements TrainOps<GpuTensor, GpuWeight, GpuIndices> {
   }
 
   biasBackward(dy: GpuTensor, m: number, n: number, dbias: GpuTensor, accumulate: boolean): void {
-    this.backend.run(BIAS_BACKWARD, { M: m, N: n, accumulate: accumulate ? 1 : 0 }, { dy, dbias }, groups1d(BIAS_BACKWARD, n));
+    this.backend.run(
+      BIAS_BACKWARD,
+      { M: m, N: n, accumulate: accumulate ? 1 : 0 },
+      { dy, dbias },
+      groups1d(BIAS_BACKWARD, n),
+    );
   }
 
   /** dweight, when given, is accumulated into (+=): zero it at the start of a step. */
-  rmsnormBackward(dy: GpuTensor, x: GpuTensor, weight: GpuWeight | GpuTensor, rows: number, dim: number, eps: number, dx: GpuTensor, dweight: GpuTensor | null): void {
+  rmsnormBackward(
+    dy: GpuTensor,
+    x: GpuTensor,
+    weight: GpuWeight | GpuTensor,
+    rows: number,
+    dim: number,
+    eps: number,
+    dx: GpuTensor,
+    dweight: GpuTensor | null,
+  ): void {
     if (rows === 0) return;
     const wBuf = isWeight(weight) ? weight.shards[0].buffer : weight.buffer;
     const weightType = isWeight(weight) ? weight.dtype : 'f32';
-    if (isWeight(weight) && weight.shards.length > 1) throw new GpuError('rmsnormBackward: the norm weight must not be sharded');
+    if (isWeight(weight) && weight.shards.length > 1)
+      throw new GpuError('rmsnormBackward: the norm weight must not be sharded');
     const rstd = this.scratchBuffer('rstd', rows * 4);
     this.backend.run(RMSNORM_BACKWARD, { rows, dim, eps }, { dy, x, weight: wBuf, dx, rstd }, rows, { weightType });
     if (dweight) {
-      this.backend.run(RMSNORM_BACKWARD_DWEIGHT, { rows, dim, eps }, { dy, x, rstd, dweight }, groups1d(RMSNORM_BACKWARD_DWEIGHT, dim));
+      this.backend.run(
+        RMSNORM_BACKWARD_DWEIGHT,
+        { rows, dim, eps },
+        { dy, x, rstd, dweight },
+        groups1d(RMSNORM_BACKWARD_DWEIGHT, dim),
+      );
     }
   }
 
-  ropeBackward(dx: GpuTensor, positions: GpuIndices, cos: GpuWeight, sin: GpuWeight, tokens: number, heads: number, headDim: number, maxPos: number): void {
+  ropeBackward(
+    dx: GpuTensor,
+    positions: GpuIndices,
+    cos: GpuWeight,
+    sin: GpuWeight,
+    tokens: number,
+    heads: number,
+    headDim: number,
+    maxPos: number,
+  ): void {
     const buffers = { x: dx, positions, cosTable: cos.shards[0].buffer, sinTable: sin.shards[0].buffer };
-    this.backend.run(ROPE_BACKWARD, { tokens, heads, headDim, maxPos }, buffers, groups1d(ROPE_BACKWARD, (tokens * heads * headDim) / 2));
+    this.backend.run(
+      ROPE_BACKWARD,
+      { tokens, heads, headDim, maxPos },
+      buffers,
+      groups1d(ROPE_BACKWARD, (tokens * heads * headDim) / 2),
+    );
   }
 
   attentionBackward(
-    dout: GpuTensor, q: GpuTensor, k: GpuTensor, v: GpuTensor, slots: GpuIndices, positions: GpuIndices,
-    tokens: number, heads: number, kvHeads: number, headDim: number, maxSeq: number, slotCount: number,
-    dq: GpuTensor, dk: GpuTensor, dv: GpuTensor,
+    dout: GpuTensor,
+    q: GpuTensor,
+    k: GpuTensor,
+    v: GpuTensor,
+    slots: GpuIndices,
+    positions: GpuIndices,
+    tokens: number,
+    heads: number,
+    kvHeads: number,
+    headDim: number,
+    maxSeq: number,
+    slotCount: number,
+    dq: GpuTensor,
+    dk: GpuTensor,
+    dv: GpuTensor,
   ): void {
     if (headDim > 256) throw new GpuError(`attention backward supports head_dim up to 256, got ${headDim}`);
-    if (heads % kvHeads !== 0) throw new GpuError(`attention backward: ${heads} heads are not a multiple of ${kvHeads} kv heads`);
+    if (heads % kvHeads !== 0)
+      throw new GpuError(`attention backward: ${heads} heads are not a multiple of ${kvHeads} kv heads`);
     const scale = 1 / Math.sqrt(headDim);
     if (tokens === 0) {
       this.zero(dk, slotCount * maxSeq * kvHeads * headDim);
@@ -307,31 +419,71 @@ export class GpuTrainOps implements TrainOps<GpuTensor, GpuWeight, GpuIndices> {
     const group = heads / kvHeads;
     const dqDefines = { HD: headDim, KC: attentionChunkRows(headDim) };
     this.backend.run(
-      ATTENTION_BACKWARD_DQ, { tokens, heads, kvHeads, headDim, maxSeq, scale },
-      { dout, q, cacheK: k, cacheV: v, slots, positions, dq, stats }, groups1d(ATTENTION_BACKWARD_DQ, tokens) * heads, { defines: dqDefines },
+      ATTENTION_BACKWARD_DQ,
+      { tokens, heads, kvHeads, headDim, maxSeq, scale },
+      { dout, q, cacheK: k, cacheV: v, slots, positions, dq, stats },
+      groups1d(ATTENTION_BACKWARD_DQ, tokens) * heads,
+      { defines: dqDefines },
     );
     const blocks = groups1d(ATTENTION_BACKWARD_DKV, maxSeq);
     const dkvDefines = { HD: headDim, GQ: group, QC: Math.max(1, Math.min(64, Math.floor(1024 / (group * headDim)))) };
     this.backend.run(
-      ATTENTION_BACKWARD_DKV, { tokens, heads, kvHeads, headDim, maxSeq, slotCount, scale },
-      { dout, q, cacheK: k, cacheV: v, stats, dk, dv }, slotCount * blocks * kvHeads, { defines: dkvDefines },
+      ATTENTION_BACKWARD_DKV,
+      { tokens, heads, kvHeads, headDim, maxSeq, slotCount, scale },
+      { dout, q, cacheK: k, cacheV: v, stats, dk, dv },
+      slotCount * blocks * kvHeads,
+      { defines: dkvDefines },
     );
   }
 
-  kvGather(cache: GpuTensor, slots: GpuIndices, positions: GpuIndices, tokens: number, kvDim: number, maxSeq: number, out: GpuTensor): void {
-    this.backend.run(KV_GATHER, { tokens, kvDim, maxSeq }, { cache, slots, positions, out }, groups1d(KV_GATHER, tokens * kvDim));
+  kvGather(
+    cache: GpuTensor,
+    slots: GpuIndices,
+    positions: GpuIndices,
+    tokens: number,
+    kvDim: number,
+    maxSeq: number,
+    out: GpuTensor,
+  ): void {
+    this.backend.run(
+      KV_GATHER,
+      { tokens, kvDim, maxSeq },
+      { cache, slots, positions, out },
+      groups1d(KV_GATHER, tokens * kvDim),
+    );
   }
 
   swigluBackward(dout: GpuTensor, gate: GpuTensor, up: GpuTensor, n: number, dgate: GpuTensor, dup: GpuTensor): void {
     this.backend.run(SWIGLU_BACKWARD, { n }, { dout, gate, up, dgate, dup }, groups1d(SWIGLU_BACKWARD, n));
   }
 
-  embeddingBackward(dout: GpuTensor, ids: GpuIndices, tokens: number, vocab: number, dim: number, dtable: GpuTensor, accumulate: boolean): void {
+  embeddingBackward(
+    dout: GpuTensor,
+    ids: GpuIndices,
+    tokens: number,
+    vocab: number,
+    dim: number,
+    dtable: GpuTensor,
+    accumulate: boolean,
+  ): void {
     if (!accumulate) this.zero(dtable, vocab * dim);
-    this.backend.run(EMBEDDING_BACKWARD, { tokens, vocab, dim }, { dout, ids, dtable }, groups1d(EMBEDDING_BACKWARD, dim));
+    this.backend.run(
+      EMBEDDING_BACKWARD,
+      { tokens, vocab, dim },
+      { dout, ids, dtable },
+      groups1d(EMBEDDING_BACKWARD, dim),
+    );
   }
 
-  crossEntropy(logits: GpuTensor, labels: GpuIndices, rows: number, vocab: number, gradScale: number, losses: GpuTensor, dlogits: GpuTensor): void {
+  crossEntropy(
+    logits: GpuTensor,
+    labels: GpuIndices,
+    rows: number,
+    vocab: number,
+    gradScale: number,
+    losses: GpuTensor,
+    dlogits: GpuTensor,
+  ): void {
     if (logits.buffer === dlogits.buffer) throw new GpuError('crossEntropy: dlogits must not alias logits');
     this.backend.run(CROSS_ENTROPY, { rows, vocab, gradScale }, { logits, labels, losses, dlogits }, rows);
   }
@@ -364,7 +516,17 @@ export class GpuTrainOps implements TrainOps<GpuTensor, GpuWeight, GpuIndices> {
   adamw(param: GpuTensor, grad: GpuTensor, m: GpuTensor, v: GpuTensor, n: number, p: AdamWParams): void {
     const bc1 = 1 - p.beta1 ** p.step;
     const bc2 = 1 - p.beta2 ** p.step;
-    const params = { n, lr: p.lr, beta1: p.beta1, beta2: p.beta2, eps: p.eps, weightDecay: p.weightDecay, bc1, bc2, gradScale: p.gradScale };
+    const params = {
+      n,
+      lr: p.lr,
+      beta1: p.beta1,
+      beta2: p.beta2,
+      eps: p.eps,
+      weightDecay: p.weightDecay,
+      bc1,
+      bc2,
+      gradScale: p.gradScale,
+    };
     this.backend.run(ADAMW, params, { param, grad, m, v }, groups1d(ADAMW, n));
   }
 

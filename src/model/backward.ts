@@ -44,7 +44,15 @@ export interface MicroBatch {
   seqLen: number;
 }
 
-const PROJ_INDEX: Record<Projection, number> = { q_proj: 0, k_proj: 1, v_proj: 2, o_proj: 3, gate_proj: 4, up_proj: 5, down_proj: 6 };
+const PROJ_INDEX: Record<Projection, number> = {
+  q_proj: 0,
+  k_proj: 1,
+  v_proj: 2,
+  o_proj: 3,
+  gate_proj: 4,
+  up_proj: 5,
+  down_proj: 6,
+};
 
 /** Per-(step, layer, module) dropout seed: the backward reuses it to rebuild the same mask. */
 export function dropoutSeed(stepSeed: number, layer: number, module: Projection): number {
@@ -53,7 +61,11 @@ export function dropoutSeed(stepSeed: number, layer: number, module: Projection)
   return (h ^ (h >>> 15)) >>> 0;
 }
 
-export function hfName(layer: number, module: Projection | 'input_layernorm' | 'post_attention_layernorm' | 'q_norm' | 'k_norm', kind: 'weight' | 'bias' = 'weight'): string {
+export function hfName(
+  layer: number,
+  module: Projection | 'input_layernorm' | 'post_attention_layernorm' | 'q_norm' | 'k_norm',
+  kind: 'weight' | 'bias' = 'weight',
+): string {
   const attn = ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'q_norm', 'k_norm'].includes(module);
   const mlp = ['gate_proj', 'up_proj', 'down_proj'].includes(module);
   return `model.layers.${layer}.${attn ? 'self_attn.' : mlp ? 'mlp.' : ''}${module}.${kind}`;
@@ -69,7 +81,8 @@ export class TrainingPass<T, W extends WeightShape, I> {
     const adapter = model.getAdapter();
     for (const [key, p] of params.lora) {
       const d = adapter?.get(key);
-      if (!d || d.a !== p.a || d.b !== p.b || d.scale !== params.loraScale) throw new Error(`the model's adapter does not hold the LoRA weights being trained at ${key}`);
+      if (!d || d.a !== p.a || d.b !== p.b || d.scale !== params.loraScale)
+        throw new Error(`the model's adapter does not hold the LoRA weights being trained at ${key}`);
     }
     if (params.mode === 'full' && adapter?.size) throw new Error('full fine-tuning needs the model without an adapter');
   }
@@ -85,7 +98,19 @@ export class TrainingPass<T, W extends WeightShape, I> {
    * dx (+)= dy·W (+ the LoRA path), and the parameter gradients of this projection.
    * `x` is the projection's input saved by the forward.
    */
-  private projectBackward(dy: T, x: T, w: W, n: number, dx: T, accumulate: boolean, layer: number, module: Projection, acts: LayerActivations<T>, stepSeed: number, hasBias: boolean): void {
+  private projectBackward(
+    dy: T,
+    x: T,
+    w: W,
+    n: number,
+    dx: T,
+    accumulate: boolean,
+    layer: number,
+    module: Projection,
+    acts: LayerActivations<T>,
+    stepSeed: number,
+    hasBias: boolean,
+  ): void {
     const { ops } = this;
     const be = this.model.backend;
     const outDim = w.rows;
@@ -143,7 +168,8 @@ export class TrainingPass<T, W extends WeightShape, I> {
     const I = c.intermediateSize;
     const V = c.vocabSize;
     const eps = c.rmsNormEps;
-    if (mb.seqLen > model.maxPositions) throw new Error(`a training row of ${mb.seqLen} tokens exceeds the context length ${model.maxPositions}`);
+    if (mb.seqLen > model.maxPositions)
+      throw new Error(`a training row of ${mb.seqLen} tokens exceeds the context length ${model.maxPositions}`);
 
     // Shifted labels: row (b, t) predicts labels[b, t+1].
     const shifted = new Uint32Array(n).fill(IGNORE_INDEX);
@@ -187,7 +213,9 @@ export class TrainingPass<T, W extends WeightShape, I> {
       const { cos, sin } = model;
       const full = this.params.mode === 'full';
       // ---- loss and the backward through the LM head, in row chunks ----
-      const headGrad = full ? this.fullGrad(c.tieWordEmbeddings ? 'model.embed_tokens.weight' : 'lm_head.weight') : null;
+      const headGrad = full
+        ? this.fullGrad(c.tieWordEmbeddings ? 'model.embed_tokens.weight' : 'lm_head.weight')
+        : null;
       const head = await chunkedLossHead(be, ops, model, normed, shifted, gradScale, { policyGradient, headGrad });
       const lossHost = head.losses;
       const dnormed = head.dnormed;
@@ -222,18 +250,61 @@ export class TrainingPass<T, W extends WeightShape, I> {
         ops.swigluBackward(dact, a.gate, a.up, n * I, dgate, dup);
         this.projectBackward(dgate, a.h2, L.gate, n, dtmp, false, li, 'gate_proj', a, stepSeed, false);
         this.projectBackward(dup, a.h2, L.up, n, dtmp, true, li, 'up_proj', a, stepSeed, false);
-        ops.rmsnormBackward(dtmp, a.x2, L.postNorm, n, H, eps, dbranch, normGrad(hfName(li, 'post_attention_layernorm')));
+        ops.rmsnormBackward(
+          dtmp,
+          a.x2,
+          L.postNorm,
+          n,
+          H,
+          eps,
+          dbranch,
+          normGrad(hfName(li, 'post_attention_layernorm')),
+        );
         be.add(dx, dbranch, n * H);
         // Attention branch: x2 = xIn + o(attn(rope(q), rope(k), v)), q/k/v from h1 = norm(xIn)
         this.projectBackward(dx, a.att, L.o, n, datt, false, li, 'o_proj', a, stepSeed, Boolean(L.oBias));
-        ops.attentionBackward(datt, a.q, cache.k[li], cache.v[li], slots, positions, n, c.numHeads, c.numKvHeads, c.headDim, mb.seqLen, mb.batch, dq, dk, dv);
+        ops.attentionBackward(
+          datt,
+          a.q,
+          cache.k[li],
+          cache.v[li],
+          slots,
+          positions,
+          n,
+          c.numHeads,
+          c.numKvHeads,
+          c.headDim,
+          mb.seqLen,
+          mb.batch,
+          dq,
+          dk,
+          dv,
+        );
         ops.ropeBackward(dq, positions, cos, sin, n, c.numHeads, c.headDim, model.maxPositions);
         ops.ropeBackward(dk, positions, cos, sin, n, c.numKvHeads, c.headDim, model.maxPositions);
         let dqProj = dq;
         let dkProj = dk;
         if (a.qRaw && a.kRaw && L.qNorm && L.kNorm && dqRaw && dkRaw) {
-          ops.rmsnormBackward(dq, a.qRaw, L.qNorm, n * c.numHeads, c.headDim, eps, dqRaw, normGrad(hfName(li, 'q_norm')));
-          ops.rmsnormBackward(dk, a.kRaw, L.kNorm, n * c.numKvHeads, c.headDim, eps, dkRaw, normGrad(hfName(li, 'k_norm')));
+          ops.rmsnormBackward(
+            dq,
+            a.qRaw,
+            L.qNorm,
+            n * c.numHeads,
+            c.headDim,
+            eps,
+            dqRaw,
+            normGrad(hfName(li, 'q_norm')),
+          );
+          ops.rmsnormBackward(
+            dk,
+            a.kRaw,
+            L.kNorm,
+            n * c.numKvHeads,
+            c.headDim,
+            eps,
+            dkRaw,
+            normGrad(hfName(li, 'k_norm')),
+          );
           dqProj = dqRaw;
           dkProj = dkRaw;
         }

@@ -31,7 +31,15 @@ export interface LayerWeights<W> {
 }
 
 /** The LayerWeights field of each projection. */
-export const PROJECTION_FIELD = { q_proj: 'q', k_proj: 'k', v_proj: 'v', o_proj: 'o', gate_proj: 'gate', up_proj: 'up', down_proj: 'down' } as const;
+export const PROJECTION_FIELD = {
+  q_proj: 'q',
+  k_proj: 'k',
+  v_proj: 'v',
+  o_proj: 'o',
+  gate_proj: 'gate',
+  up_proj: 'up',
+  down_proj: 'down',
+} as const;
 
 /** Per-sequence KV storage for every layer: [slots, maxSeq, kvHeads * headDim], f32. */
 export class KvCache<T> {
@@ -124,7 +132,8 @@ export class Activations<T, I> {
   /** What the end of a recorded forward stored (throws when nothing was recorded). */
   recorded(): { ids: I; positions: I; slots: I; xOut: T; normed: T; output: T } {
     const { ids, positions, slots, xOut, normed, output } = this;
-    if (ids === null || positions === null || slots === null || xOut === null || normed === null || output === null) throw new Error('no forward pass was recorded');
+    if (ids === null || positions === null || slots === null || xOut === null || normed === null || output === null)
+      throw new Error('no forward pass was recorded');
     return { ids, positions, slots, xOut, normed, output };
   }
 
@@ -195,32 +204,43 @@ export class LlamaModel<T = unknown, W extends WeightShape = WeightShape, I = un
     for (let i = 0; i < c.numLayers; i++) {
       const p = `model.layers.${i}.`;
       layers.push({
-        inputNorm: vec(p + 'input_layernorm.weight'),
-        q: linear(p + 'self_attn.q_proj.weight'),
-        k: linear(p + 'self_attn.k_proj.weight'),
-        v: linear(p + 'self_attn.v_proj.weight'),
-        o: linear(p + 'self_attn.o_proj.weight'),
-        qBias: opt(p + 'self_attn.q_proj.bias', c.attentionBias),
-        kBias: opt(p + 'self_attn.k_proj.bias', c.attentionBias),
-        vBias: opt(p + 'self_attn.v_proj.bias', c.attentionBias),
-        oBias: opt(p + 'self_attn.o_proj.bias', c.outputBias),
-        qNorm: opt(p + 'self_attn.q_norm.weight', c.qkNorm),
-        kNorm: opt(p + 'self_attn.k_norm.weight', c.qkNorm),
-        postNorm: vec(p + 'post_attention_layernorm.weight'),
-        gate: linear(p + 'mlp.gate_proj.weight'),
-        up: linear(p + 'mlp.up_proj.weight'),
-        down: linear(p + 'mlp.down_proj.weight'),
+        inputNorm: vec(`${p}input_layernorm.weight`),
+        q: linear(`${p}self_attn.q_proj.weight`),
+        k: linear(`${p}self_attn.k_proj.weight`),
+        v: linear(`${p}self_attn.v_proj.weight`),
+        o: linear(`${p}self_attn.o_proj.weight`),
+        qBias: opt(`${p}self_attn.q_proj.bias`, c.attentionBias),
+        kBias: opt(`${p}self_attn.k_proj.bias`, c.attentionBias),
+        vBias: opt(`${p}self_attn.v_proj.bias`, c.attentionBias),
+        oBias: opt(`${p}self_attn.o_proj.bias`, c.outputBias),
+        qNorm: opt(`${p}self_attn.q_norm.weight`, c.qkNorm),
+        kNorm: opt(`${p}self_attn.k_norm.weight`, c.qkNorm),
+        postNorm: vec(`${p}post_attention_layernorm.weight`),
+        gate: linear(`${p}mlp.gate_proj.weight`),
+        up: linear(`${p}mlp.up_proj.weight`),
+        down: linear(`${p}mlp.down_proj.weight`),
       });
     }
     const embed = linear('model.embed_tokens.weight');
     const lmHead = c.tieWordEmbeddings ? embed : linear('lm_head.weight');
     const norm = vec('model.norm.weight');
     const { cos, sin } = ropeTables(c, maxPositions);
-    return new LlamaModel(backend, c, embed, layers, norm, lmHead, maxPositions, backend.vector('rope.cos', cos), backend.vector('rope.sin', sin));
+    return new LlamaModel(
+      backend,
+      c,
+      embed,
+      layers,
+      norm,
+      lmHead,
+      maxPositions,
+      backend.vector('rope.cos', cos),
+      backend.vector('rope.sin', sin),
+    );
   }
 
   createCache(slots: number, maxSeq: number): KvCache<T> {
-    if (maxSeq > this.maxPositions) throw new Error(`KV cache of ${maxSeq} positions exceeds the model's RoPE table (${this.maxPositions})`);
+    if (maxSeq > this.maxPositions)
+      throw new Error(`KV cache of ${maxSeq} positions exceeds the model's RoPE table (${this.maxPositions})`);
     const kvDim = this.config.numKvHeads * this.config.headDim;
     const n = slots * maxSeq * kvDim;
     const k: T[] = [];
@@ -256,7 +276,17 @@ export class LlamaModel<T = unknown, W extends WeightShape = WeightShape, I = un
    * out = x·Wᵀ + bias (+ the adapter's low-rank update for this projection, if any). Recording, the
    * adapter's input (after dropout) and x·Aᵀ are kept for the backward.
    */
-  private project(x: T, w: W, bias: W | null, rows: number, out: T, layer: number, proj: Projection, acts: LayerActivations<T> | null, record: Activations<T, I> | undefined): void {
+  private project(
+    x: T,
+    w: W,
+    bias: W | null,
+    rows: number,
+    out: T,
+    layer: number,
+    proj: Projection,
+    acts: LayerActivations<T> | null,
+    record: Activations<T, I> | undefined,
+  ): void {
     const be = this.backend;
     be.matmul(x, w, bias, rows, out);
     const delta = this.adapter?.get(`${layer}.${proj}`);
@@ -367,7 +397,19 @@ export class LlamaModel<T = unknown, W extends WeightShape = WeightShape, I = un
     be.rope(a.q, positions, this.cos, this.sin, n, c.numHeads, c.headDim, this.maxPositions);
     be.rope(k, positions, this.cos, this.sin, n, c.numKvHeads, c.headDim, this.maxPositions);
     be.kvWrite(k, v, cache.k[li], cache.v[li], slots, positions, n, cache.shape);
-    be.attention(a.q, cache.k[li], cache.v[li], slots, positions, n, c.numHeads, c.numKvHeads, c.headDim, cache.shape.maxSeq, a.att);
+    be.attention(
+      a.q,
+      cache.k[li],
+      cache.v[li],
+      slots,
+      positions,
+      n,
+      c.numHeads,
+      c.numKvHeads,
+      c.headDim,
+      cache.shape.maxSeq,
+      a.att,
+    );
     this.project(a.att, L.o, L.oBias, n, proj, li, 'o_proj', acts, record);
     a.x2 = residual(x, proj, 'x2');
     be.rmsnorm(a.x2, L.postNorm, n, H, eps, a.h2);
@@ -412,9 +454,12 @@ export class LlamaModel<T = unknown, W extends WeightShape = WeightShape, I = un
     const c = this.config;
     const n = batch.ids.length;
     for (let i = 0; i < n; i++) {
-      if (batch.ids[i] >= c.vocabSize) throw new Error(`token id ${batch.ids[i]} is outside the vocabulary (${c.vocabSize})`);
-      if (batch.positions[i] >= cache.shape.maxSeq) throw new Error(`position ${batch.positions[i]} is past the context length (${cache.shape.maxSeq})`);
-      if (batch.slots[i] >= cache.shape.slots) throw new Error(`slot ${batch.slots[i]} is past the cache's ${cache.shape.slots} slots`);
+      if (batch.ids[i] >= c.vocabSize)
+        throw new Error(`token id ${batch.ids[i]} is outside the vocabulary (${c.vocabSize})`);
+      if (batch.positions[i] >= cache.shape.maxSeq)
+        throw new Error(`position ${batch.positions[i]} is past the context length (${cache.shape.maxSeq})`);
+      if (batch.slots[i] >= cache.shape.slots)
+        throw new Error(`slot ${batch.slots[i]} is past the cache's ${cache.shape.slots} slots`);
     }
     const H = c.hiddenSize;
     const eps = c.rmsNormEps;
@@ -430,7 +475,15 @@ export class LlamaModel<T = unknown, W extends WeightShape = WeightShape, I = un
     for (let li = 0; li < c.numLayers; li++) {
       const a = shared ?? this.layerBuffers(x, n);
       if (record?.recompute) record.inputs.push(x);
-      const next = this.layerForward(li, x, a, keepAll ? a : null, record, { k, v, proj, positions, slots, cache, n }, Boolean(record));
+      const next = this.layerForward(
+        li,
+        x,
+        a,
+        keepAll ? a : null,
+        record,
+        { k, v, proj, positions, slots, cache, n },
+        Boolean(record),
+      );
       if (record?.recompute && a.x2 !== x) be.free(a.x2);
       x = next;
       if (keepAll) record.layers.push(a);

@@ -108,7 +108,14 @@ export async function chunkedLossHead<T, W extends WeightShape, I>(
  * through the LM head in row chunks (never the whole [n, vocab] logits): the PRM features and
  * the RL reference/old-policy log-probabilities.
  */
-export async function chunkedTokenLogprobs<T, W extends WeightShape, I>(be: Backend<T, W, I>, ops: TrainOps<T, W, I>, model: LlamaModel<T, W, I>, hidden: Float32Array, ids: readonly number[], chunkBytes?: number): Promise<Float32Array> {
+export async function chunkedTokenLogprobs<T, W extends WeightShape, I>(
+  be: Backend<T, W, I>,
+  ops: TrainOps<T, W, I>,
+  model: LlamaModel<T, W, I>,
+  hidden: Float32Array,
+  ids: readonly number[],
+  chunkBytes?: number,
+): Promise<Float32Array> {
   const n = ids.length;
   const H = model.config.hiddenSize;
   const V = model.config.vocabSize;

@@ -115,7 +115,16 @@ class DryTrainOps implements TrainOps<DryTensor, DryWeight, DryIndices> {
     if (rows > 0) this.grow('rstd', rows * 4);
   }
   ropeBackward(): void {}
-  attentionBackward(_d: DryTensor, _q: DryTensor, _k: DryTensor, _v: DryTensor, _s: DryIndices, _p: DryIndices, tokens: number, heads: number): void {
+  attentionBackward(
+    _d: DryTensor,
+    _q: DryTensor,
+    _k: DryTensor,
+    _v: DryTensor,
+    _s: DryIndices,
+    _p: DryIndices,
+    tokens: number,
+    heads: number,
+  ): void {
     if (tokens > 0) this.grow('attn-stats', (tokens * heads * 2 + tokens * 2) * 4);
   }
   kvGather(): void {}
@@ -141,7 +150,10 @@ class DryTrainOps implements TrainOps<DryTensor, DryWeight, DryIndices> {
 export class DryRunBackend implements Backend<DryTensor, DryWeight, DryIndices> {
   readonly name = 'dry-run';
   readonly books: Books;
-  constructor(readonly weightType: 'f16' | 'f32', maxBindingBytes = 2 ** 31) {
+  constructor(
+    readonly weightType: 'f16' | 'f32',
+    maxBindingBytes = 2 ** 31,
+  ) {
     this.books = new Books(maxBindingBytes);
     this.books.storage(16); // GpuBackend's dummy bias
   }
@@ -207,7 +219,16 @@ export class DryRunBackend implements Backend<DryTensor, DryWeight, DryIndices> 
   rmsnorm(): void {}
   matmul(): void {}
   rope(): void {}
-  kvWrite(_k: DryTensor, _v: DryTensor, _ck: DryTensor, _cv: DryTensor, _s: DryIndices, _p: DryIndices, _t: number, _c: KvCacheShape): void {}
+  kvWrite(
+    _k: DryTensor,
+    _v: DryTensor,
+    _ck: DryTensor,
+    _cv: DryTensor,
+    _s: DryIndices,
+    _p: DryIndices,
+    _t: number,
+    _c: KvCacheShape,
+  ): void {}
   attention(): void {}
   swiglu(): void {}
   add(): void {}
@@ -220,7 +241,12 @@ export class DryRunBackend implements Backend<DryTensor, DryWeight, DryIndices> 
 }
 
 /** A model with `config`'s shapes on the dry-run backend (no host tensors are made). */
-function dryModel(be: DryRunBackend, config: ModelConfig, format: WeightFormat, maxPositions: number): LlamaModel<DryTensor, DryWeight, DryIndices> {
+function dryModel(
+  be: DryRunBackend,
+  config: ModelConfig,
+  format: WeightFormat,
+  maxPositions: number,
+): LlamaModel<DryTensor, DryWeight, DryIndices> {
   const c = config;
   const H = c.hiddenSize;
   const qDim = c.numHeads * c.headDim;
@@ -279,14 +305,27 @@ export async function estimatePeakBytes(config: ModelConfig, opts: MemoryPlanOpt
       batchSize: t.batch,
       steps: 1,
     });
-    const micro = { inputIds: new Uint32Array(t.batch * t.seqLen), labels: new Int32Array(t.batch * t.seqLen), batch: t.batch, seqLen: t.seqLen };
+    const micro = {
+      inputIds: new Uint32Array(t.batch * t.seqLen),
+      labels: new Int32Array(t.batch * t.seqLen),
+      batch: t.batch,
+      seqLen: t.seqLen,
+    };
     await trainer.stepOn([micro]);
     describe = `${opts.weights} weights, ${mode === 'lora' ? `LoRA rank ${trainer.opts.rank} on ${trainer.opts.targets.join(',')}` : 'full fine-tuning'}, batch ${t.batch} x ${t.seqLen} tokens${t.recompute ? ', --recompute' : ''}`;
   } else {
     const slots = opts.maxBatch ?? 1;
     const cache = model.createCache(slots, contextLength);
     const n = Math.min(opts.prefillTokens ?? contextLength, contextLength);
-    await model.forward({ ids: new Uint32Array(n), positions: Uint32Array.from({ length: n }, (_, i) => i), slots: new Uint32Array(n), logitRows: [n - 1] }, cache);
+    await model.forward(
+      {
+        ids: new Uint32Array(n),
+        positions: Uint32Array.from({ length: n }, (_, i) => i),
+        slots: new Uint32Array(n),
+        logitRows: [n - 1],
+      },
+      cache,
+    );
     describe = `${opts.weights} weights, KV cache ${slots} x ${contextLength} positions, prefill ${n} tokens`;
   }
   return { peakBytes: be.books.peak, weightBytes, largestBufferBytes: be.books.largest, describe };
@@ -319,10 +358,14 @@ export function checkMemoryPlan(estimate: MemoryEstimate, limits: MemoryLimits, 
   else advice.push(`a shorter --context-length (now ${opts.contextLength ?? 'default'})`);
   const binding = Math.min(limits.maxBufferSize, limits.maxStorageBufferBindingSize);
   if (estimate.largestBufferBytes > binding) {
-    throw new MemoryPlanError(`${estimate.describe}: one activation buffer needs ${mib(estimate.largestBufferBytes)}, above this adapter's largest buffer (${mib(binding)}). Try ${advice.filter((a) => !a.startsWith('--quantize')).join(', or ')}.`);
+    throw new MemoryPlanError(
+      `${estimate.describe}: one activation buffer needs ${mib(estimate.largestBufferBytes)}, above this adapter's largest buffer (${mib(binding)}). Try ${advice.filter((a) => !a.startsWith('--quantize')).join(', or ')}.`,
+    );
   }
   if (limits.budgetBytes !== undefined && estimate.peakBytes > limits.budgetBytes) {
-    throw new MemoryPlanError(`${estimate.describe}: needs about ${mib(estimate.peakBytes)} of GPU memory (weights ${mib(estimate.weightBytes)}), above the budget of ${mib(limits.budgetBytes)}. Try ${advice.join(', or ')}.`);
+    throw new MemoryPlanError(
+      `${estimate.describe}: needs about ${mib(estimate.peakBytes)} of GPU memory (weights ${mib(estimate.weightBytes)}), above the budget of ${mib(limits.budgetBytes)}. Try ${advice.join(', or ')}.`,
+    );
   }
 }
 

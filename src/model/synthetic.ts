@@ -47,7 +47,11 @@ export function syntheticConfigJson(name: string, layers?: number): Record<strin
 }
 
 /** Random BF16 (or F32) tensors for every weight `config` expects, from a seeded xorshift. */
-export function syntheticTensors(config: ModelConfig, seed = 1, dtype: 'BF16' | 'F32' = 'BF16'): Map<string, HostTensor> {
+export function syntheticTensors(
+  config: ModelConfig,
+  seed = 1,
+  dtype: 'BF16' | 'F32' = 'BF16',
+): Map<string, HostTensor> {
   let s = (seed * 2654435761) >>> 0 || 1;
   const half = 0.02 * Math.sqrt(3); // uniform(-a, a) has std a / sqrt(3)
   const chunk = new Float32Array(1 << 16);
@@ -76,7 +80,11 @@ export function syntheticTensors(config: ModelConfig, seed = 1, dtype: 'BF16' | 
 }
 
 /** Write config.json, generation_config.json and model.safetensors of a synthetic model into `dir`. */
-export async function writeSyntheticCheckpoint(dir: string, name: string, opts: { layers?: number; seed?: number } = {}): Promise<ModelConfig> {
+export async function writeSyntheticCheckpoint(
+  dir: string,
+  name: string,
+  opts: { layers?: number; seed?: number } = {},
+): Promise<ModelConfig> {
   const fs = await import('node:fs/promises');
   const path = await import('node:path');
   const json = syntheticConfigJson(name, opts.layers);
@@ -84,7 +92,10 @@ export async function writeSyntheticCheckpoint(dir: string, name: string, opts: 
   const tensors = syntheticTensors(config, opts.seed ?? 1);
   await fs.mkdir(dir, { recursive: true });
   await fs.writeFile(path.join(dir, 'config.json'), JSON.stringify(json, null, 2));
-  await fs.writeFile(path.join(dir, 'generation_config.json'), JSON.stringify({ bos_token_id: json.bos_token_id, eos_token_id: json.eos_token_id }));
+  await fs.writeFile(
+    path.join(dir, 'generation_config.json'),
+    JSON.stringify({ bos_token_id: json.bos_token_id, eos_token_id: json.eos_token_id }),
+  );
   await fs.writeFile(path.join(dir, 'model.safetensors'), writeSafetensors([...tensors.values()], { format: 'pt' }));
   return config;
 }

@@ -40,7 +40,9 @@ export async function nodeQuantCache(dir: string): Promise<QuantCache> {
 }
 
 export async function opfsQuantCache(): Promise<QuantCache | null> {
-  const storage = (globalThis as { navigator?: { storage?: { getDirectory?: () => Promise<FileSystemDirectoryHandle> } } }).navigator?.storage;
+  const storage = (
+    globalThis as { navigator?: { storage?: { getDirectory?: () => Promise<FileSystemDirectoryHandle> } } }
+  ).navigator?.storage;
   if (!storage?.getDirectory) return null;
   const root = await storage.getDirectory();
   const dir = await root.getDirectoryHandle('agentark-quantized', { create: true });
@@ -57,7 +59,9 @@ export async function opfsQuantCache(): Promise<QuantCache | null> {
     async put(key, data) {
       try {
         const handle = await dir.getFileHandle(`${key}.bin`, { create: true });
-        const w = await (handle as FileSystemFileHandle & { createWritable(): Promise<FileSystemWritableFileStream> }).createWritable();
+        const w = await (
+          handle as FileSystemFileHandle & { createWritable(): Promise<FileSystemWritableFileStream> }
+        ).createWritable();
         await w.write(data as Uint8Array<ArrayBuffer>);
         await w.close();
       } catch {
@@ -71,7 +75,11 @@ export async function defaultQuantCache(): Promise<QuantCache | null> {
   if (isNode) {
     const path = await import('node:path');
     const os = await import('node:os');
-    const root = process.env.AGENTARK_CACHE_DIR ?? (process.env.XDG_CACHE_HOME ? path.join(process.env.XDG_CACHE_HOME, 'agentark') : path.join(os.homedir(), '.cache', 'agentark'));
+    const root =
+      process.env.AGENTARK_CACHE_DIR ??
+      (process.env.XDG_CACHE_HOME
+        ? path.join(process.env.XDG_CACHE_HOME, 'agentark')
+        : path.join(os.homedir(), '.cache', 'agentark'));
     return nodeQuantCache(path.join(root, 'quantized'));
   }
   return opfsQuantCache();

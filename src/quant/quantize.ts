@@ -101,7 +101,8 @@ export function quantize(w: Float32Array, rows: number, cols: number, format: Qu
       let absmax = 0;
       for (let i = start; i < end; i++) {
         const a = Math.abs(w[i]);
-        if (!(a < Infinity)) throw new Error(`quantize: weight value ${w[i]} at row ${r}, column ${i - r * cols} is not finite`);
+        if (!(a < Infinity))
+          throw new Error(`quantize: weight value ${w[i]} at row ${r}, column ${i - r * cols} is not finite`);
         if (a > absmax) absmax = a;
       }
       const scaleBits = f32ToF16(Math.fround(absmax / hi));
@@ -139,7 +140,7 @@ export function quantAt(m: QuantizedMatrix, row: number, col: number): number {
   const g = Math.floor(col / GROUP_SIZE);
   const j = col % GROUP_SIZE;
   const word = m.quants[(row * groups + g) * wordsPerGroup(m.format) + Math.floor(j / (m.format === 'q8' ? 4 : 8))];
-  if (m.format === 'q8') return ((word << (24 - 8 * (j % 4))) >> 24);
+  if (m.format === 'q8') return (word << (24 - 8 * (j % 4))) >> 24;
   return (word << (28 - 4 * (j % 8))) >> 28;
 }
 
@@ -173,5 +174,11 @@ export function sliceRows(m: QuantizedMatrix, r0: number, r1: number): Quantized
   const n = (r1 - r0) * groups;
   const scales = new Uint16Array(n + (n & 1));
   scales.set(m.scales.subarray(r0 * groups, r1 * groups));
-  return { format: m.format, rows: r1 - r0, cols: m.cols, quants: m.quants.slice(r0 * groups * wpg, r1 * groups * wpg), scales };
+  return {
+    format: m.format,
+    rows: r1 - r0,
+    cols: m.cols,
+    quants: m.quants.slice(r0 * groups * wpg, r1 * groups * wpg),
+    scales,
+  };
 }

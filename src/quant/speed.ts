@@ -16,7 +16,13 @@ export interface FormatSpeed {
   vsF32: number;
 }
 
-export async function benchmarkWeightFormats(f32: GpuBackend, f16: GpuBackend | null, n = 4864, k = 896, reps = 3): Promise<FormatSpeed[]> {
+export async function benchmarkWeightFormats(
+  f32: GpuBackend,
+  f16: GpuBackend | null,
+  n = 4864,
+  k = 896,
+  reps = 3,
+): Promise<FormatSpeed[]> {
   const w = new Float32Array(n * k);
   let s = 7;
   for (let i = 0; i < w.length; i++) {
@@ -25,7 +31,10 @@ export async function benchmarkWeightFormats(f32: GpuBackend, f16: GpuBackend | 
   }
   const weights: [FormatSpeed['format'], GpuBackend, GpuWeight][] = [['f32', f32, f32.weight('w.f32', w, n, k)]];
   if (f16) weights.push(['f16', f16, f16.weight('w.f16', f32ToF16Bits(w), n, k)]);
-  weights.push(['q8', f32, f32.quantizedWeight('w.q8', quantize(w, n, k, 'q8'))], ['q4', f32, f32.quantizedWeight('w.q4', quantize(w, n, k, 'q4'))]);
+  weights.push(
+    ['q8', f32, f32.quantizedWeight('w.q8', quantize(w, n, k, 'q8'))],
+    ['q4', f32, f32.quantizedWeight('w.q4', quantize(w, n, k, 'q4'))],
+  );
   const out: FormatSpeed[] = [];
   for (const m of [1, 64]) {
     let base = 0;
@@ -39,7 +48,13 @@ export async function benchmarkWeightFormats(f32: GpuBackend, f16: GpuBackend | 
       await be.toHost(y, 1);
       const ms = (performance.now() - t0) / reps;
       if (format === 'f32') base = ms;
-      out.push({ format, shape: `${m}x${k} · ${n}x${k}ᵀ`, rows: m, gflops: (2 * m * n * k) / ms / 1e6, vsF32: ms / base });
+      out.push({
+        format,
+        shape: `${m}x${k} · ${n}x${k}ᵀ`,
+        rows: m,
+        gflops: (2 * m * n * k) / ms / 1e6,
+        vsF32: ms / base,
+      });
       be.free(x);
       be.free(y);
     }

@@ -14,12 +14,21 @@ import { dequantize, quantize, type QuantFormat, type QuantizedMatrix } from './
 /** Bump when the rules or the packing change: cached files of another version are ignored. */
 export const QUANT_CACHE_VERSION = 'agentark.quant/1';
 
-const MODULE_PATH: Record<string, string> = { q_proj: 'self_attn', k_proj: 'self_attn', v_proj: 'self_attn', o_proj: 'self_attn', gate_proj: 'mlp', up_proj: 'mlp', down_proj: 'mlp' };
+const MODULE_PATH: Record<string, string> = {
+  q_proj: 'self_attn',
+  k_proj: 'self_attn',
+  v_proj: 'self_attn',
+  o_proj: 'self_attn',
+  gate_proj: 'mlp',
+  up_proj: 'mlp',
+  down_proj: 'mlp',
+};
 
 /** HF names of the tensors a q8/q4 model stores quantized. */
 export function quantizedTensorNames(config: ModelConfig): string[] {
   const names: string[] = [];
-  for (let i = 0; i < config.numLayers; i++) for (const p of PROJECTIONS) names.push(`model.layers.${i}.${MODULE_PATH[p]}.${p}.weight`);
+  for (let i = 0; i < config.numLayers; i++)
+    for (const p of PROJECTIONS) names.push(`model.layers.${i}.${MODULE_PATH[p]}.${p}.weight`);
   names.push('model.embed_tokens.weight');
   if (!config.tieWordEmbeddings) names.push('lm_head.weight');
   return names;
@@ -42,7 +51,8 @@ export interface QuantizedWeights {
 async function sha256Hex(parts: Uint8Array[]): Promise<string> {
   // One digest per part, then a digest of the digests: no single huge buffer is needed.
   const digests: Uint8Array[] = [];
-  for (const p of parts) digests.push(new Uint8Array(await crypto.subtle.digest('SHA-256', p as Uint8Array<ArrayBuffer>)));
+  for (const p of parts)
+    digests.push(new Uint8Array(await crypto.subtle.digest('SHA-256', p as Uint8Array<ArrayBuffer>)));
   const all = new Uint8Array(digests.length * 32);
   for (const [i, d] of digests.entries()) all.set(d, i * 32);
   const top = new Uint8Array(await crypto.subtle.digest('SHA-256', all));
@@ -50,7 +60,11 @@ async function sha256Hex(parts: Uint8Array[]): Promise<string> {
 }
 
 /** The cache key: rules version, format, and every quantized tensor's name, dtype, shape and bytes. */
-export async function quantCacheKey(config: ModelConfig, tensors: Map<string, HostTensor>, format: QuantFormat): Promise<string> {
+export async function quantCacheKey(
+  config: ModelConfig,
+  tensors: Map<string, HostTensor>,
+  format: QuantFormat,
+): Promise<string> {
   const enc = new TextEncoder();
   const parts: Uint8Array[] = [enc.encode(`${QUANT_CACHE_VERSION}:${format}`)];
   for (const name of quantizedTensorNames(config)) {
@@ -62,7 +76,12 @@ export async function quantCacheKey(config: ModelConfig, tensors: Map<string, Ho
 }
 
 /** Quantize (or read from the cache) every tensor quantizedTensorNames() lists. */
-export async function quantizeWeights(config: ModelConfig, tensors: Map<string, HostTensor>, format: QuantFormat, opts: QuantizeWeightsOptions = {}): Promise<QuantizedWeights> {
+export async function quantizeWeights(
+  config: ModelConfig,
+  tensors: Map<string, HostTensor>,
+  format: QuantFormat,
+  opts: QuantizeWeightsOptions = {},
+): Promise<QuantizedWeights> {
   const cache = opts.cache === undefined ? await defaultQuantCache() : opts.cache;
   const names = quantizedTensorNames(config);
   const cacheKey = await quantCacheKey(config, tensors, format);
@@ -108,7 +127,16 @@ export function encodeQuantized(matrices: Map<string, QuantizedMatrix>): Uint8Ar
     offset += m.quants.byteLength;
     const scalesOffset = offset;
     offset += Math.ceil(m.scales.byteLength / 4) * 4;
-    entries.push({ name, format: m.format, rows: m.rows, cols: m.cols, quantsOffset, quantsWords: m.quants.length, scalesOffset, scalesCount: m.scales.length });
+    entries.push({
+      name,
+      format: m.format,
+      rows: m.rows,
+      cols: m.cols,
+      quantsOffset,
+      quantsWords: m.quants.length,
+      scalesOffset,
+      scalesCount: m.scales.length,
+    });
   }
   let header = new TextEncoder().encode(JSON.stringify({ version: QUANT_CACHE_VERSION, entries }));
   const headerLen = Math.ceil(header.length / 4) * 4;
@@ -129,12 +157,17 @@ export function encodeQuantized(matrices: Map<string, QuantizedMatrix>): Uint8Ar
 export function decodeQuantized(bytes: Uint8Array): Map<string, QuantizedMatrix> {
   const buf = bytes.byteOffset % 4 === 0 ? bytes : bytes.slice();
   const headerLen = new DataView(buf.buffer, buf.byteOffset, buf.byteLength).getUint32(0, true);
-  const header = JSON.parse(new TextDecoder().decode(buf.subarray(4, 4 + headerLen))) as { version: string; entries: EntryHeader[] };
-  if (header.version !== QUANT_CACHE_VERSION) throw new Error(`quantized cache version ${header.version}, expected ${QUANT_CACHE_VERSION}`);
+  const header = JSON.parse(new TextDecoder().decode(buf.subarray(4, 4 + headerLen))) as {
+    version: string;
+    entries: EntryHeader[];
+  };
+  if (header.version !== QUANT_CACHE_VERSION)
+    throw new Error(`quantized cache version ${header.version}, expected ${QUANT_CACHE_VERSION}`);
   const base = buf.byteOffset + 4 + headerLen;
   const out = new Map<string, QuantizedMatrix>();
   for (const e of header.entries) {
-    if (base - buf.byteOffset + e.scalesOffset + e.scalesCount * 2 > buf.byteLength) throw new Error('quantized cache file is truncated');
+    if (base - buf.byteOffset + e.scalesOffset + e.scalesCount * 2 > buf.byteLength)
+      throw new Error('quantized cache file is truncated');
     out.set(e.name, {
       format: e.format,
       rows: e.rows,
@@ -150,7 +183,11 @@ export function decodeQuantized(bytes: Uint8Array): Map<string, QuantizedMatrix>
  * Replace each quantized tensor of `tensors` by its dequantized values (in place), as F32 or F16:
  * the base a QLoRA adapter was trained against, for merging or exporting.
  */
-export function dequantizeInto(tensors: Map<string, HostTensor>, matrices: Map<string, QuantizedMatrix>, dtype: 'F32' | 'F16'): void {
+export function dequantizeInto(
+  tensors: Map<string, HostTensor>,
+  matrices: Map<string, QuantizedMatrix>,
+  dtype: 'F32' | 'F16',
+): void {
   for (const [name, m] of matrices) {
     const values = dequantize(m);
     const data = dtype === 'F32' ? new Uint8Array(values.buffer) : new Uint8Array(f32ToF16Bits(values).buffer);

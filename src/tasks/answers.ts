@@ -125,7 +125,10 @@ function numberRegex(flags = 'g'): RegExp {
 
 /** Parse a (possibly messy) numeric string: "1,000", "$18.00", "-3/4", "50%", "1e3". */
 export function parseNumber(raw: string): number | null {
-  let s = raw.trim().replace(/\\!|\\,|\\\$|\$|\s/g, '').replace(/[−–]/g, '-');
+  let s = raw
+    .trim()
+    .replace(/\\!|\\,|\\\$|\$|\s/g, '')
+    .replace(/[−–]/g, '-');
   s = s.replace(/\.$/, '').replace(/%$|\\%$/, '');
   if (/^[-+]?(?:\d{1,3}(?:,\d{3})+)(?:\.\d+)?$/.test(s)) s = s.replace(/,/g, '');
   if (/^[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?$/.test(s)) {
@@ -154,7 +157,10 @@ function gcd(a: number, b: number): number {
 
 /** Canonical text for a matched number: "1,000.50" → "1000.5", "-$3" → "-3", "6/8" → "0.75", "2/6" → "1/3". */
 function canonicalNumber(raw: string): string | null {
-  const cleaned = raw.replace(/[−–]/g, '-').replace(/[\s$%]/g, '').replace(/,/g, '');
+  const cleaned = raw
+    .replace(/[−–]/g, '-')
+    .replace(/[\s$%]/g, '')
+    .replace(/,/g, '');
   const frac = /^(-?)(\d+)\/(\d+)$/.exec(cleaned);
   if (frac) {
     const num = Number(frac[2]);
@@ -274,10 +280,7 @@ function extractMath(text: string): string | null {
   const boxed = lastBoxed(text);
   if (boxed !== null) return normalizeMath(boxed);
   // "The final answer is $x$." (Minerva style) or "The answer is: x".
-  const statements = [
-    /\b(?:final\s+)?answer\s+is\s*[:：]?\s*([^\n]*)/gi,
-    /\b(?:final\s+)?answer\s*[:：]\s*([^\n]*)/gi,
-  ];
+  const statements = [/\b(?:final\s+)?answer\s+is\s*[:：]?\s*([^\n]*)/gi, /\b(?:final\s+)?answer\s*[:：]\s*([^\n]*)/gi];
   for (const re of statements) {
     let last: string | null = null;
     for (const m of text.matchAll(re)) {
@@ -292,7 +295,10 @@ function extractMath(text: string): string | null {
 
 /** The answer part of "…answer is <segment>": its first inline `$…$` if any, else the text up to the sentence end. */
 function mathSegment(seg: string): string | null {
-  let s = seg.trim().replace(/^\*\*|\*\*$/g, '').trim();
+  let s = seg
+    .trim()
+    .replace(/^\*\*|\*\*$/g, '')
+    .trim();
   const dollars = /^\$\$?([^$]+)\$/.exec(s) ?? /^\\\((.+?)\\\)/.exec(s) ?? /^\\\[(.+?)\\\]/.exec(s);
   if (dollars) return dollars[1]!.trim();
   const inline = /\$([^$]+)\$/.exec(s);
@@ -360,7 +366,10 @@ export function normalizeMath(input: string): string {
   s = s.replace(/\{,\}/g, ',');
   s = s.replace(/\s+/g, '');
   s = s.replace(/\.+$/, '');
-  s = s.replace(/\\le(?![a-zA-Z])/g, '\\leq').replace(/\\ge(?![a-zA-Z])/g, '\\geq').replace(/\\ne(?![a-zA-Z])/g, '\\neq');
+  s = s
+    .replace(/\\le(?![a-zA-Z])/g, '\\leq')
+    .replace(/\\ge(?![a-zA-Z])/g, '\\geq')
+    .replace(/\\ne(?![a-zA-Z])/g, '\\neq');
   s = stripOuterBraces(s);
   // "x=5" → "5" (a single variable assigned once, as in "the value of x").
   const eq = /^([a-zA-Z](?:_\{?\w+\}?)?|\\[a-zA-Z]+)=([^=]+)$/.exec(s);
@@ -448,7 +457,8 @@ function mathEqual(a: string, b: string): boolean {
   if (x !== null && y !== null) return numbersClose(x, y);
   const ua = a.split('\\cup');
   const ub = b.split('\\cup');
-  if (ua.length > 1 || ub.length > 1) return ua.length === ub.length && ua.every((p, i) => mathEqual(normalizeMath(p), normalizeMath(ub[i]!)));
+  if (ua.length > 1 || ub.length > 1)
+    return ua.length === ub.length && ua.every((p, i) => mathEqual(normalizeMath(p), normalizeMath(ub[i]!)));
   const ta = splitTuple(a);
   const tb = splitTuple(b);
   if (ta || tb) {
@@ -474,7 +484,10 @@ const CHOICE_STATEMENTS: RegExp[] = [
   ),
   /\b(?:[Aa]nswer|ANSWER)\b(?:\s+is)?\s*[:：]?\s*[*_\s]*\(([a-e])\)/g,
   // "the correct option is C", "correct choice: (B)"
-  new RegExp(String.raw`\b[Cc]orrect\s+(?:option|choice|letter)\s*(?:is)?\s*[:：]?\s*[*_([\s]*(${L})(?![A-Za-z0-9])`, 'g'),
+  new RegExp(
+    String.raw`\b[Cc]orrect\s+(?:option|choice|letter)\s*(?:is)?\s*[:：]?\s*[*_([\s]*(${L})(?![A-Za-z0-9])`,
+    'g',
+  ),
   // "(C) is correct", "Option C is the correct answer"
   new RegExp(String.raw`(?:^|[\s(*])(${L})\)?[*]*\s+is\s+(?:the\s+)?(?:correct|right|best)\b`, 'g'),
 ];
@@ -485,9 +498,7 @@ function boxedChoice(text: string): { letter: string; index: number } | null {
   for (const m of text.matchAll(re)) {
     const content = boxedAt(text, m.index!);
     if (content === null) continue;
-    const inner = content
-      .replace(/\\(?:text|textbf|mathrm|mathbf)\s*\{([^{}]*)\}/g, '$1')
-      .trim();
+    const inner = content.replace(/\\(?:text|textbf|mathrm|mathbf)\s*\{([^{}]*)\}/g, '$1').trim();
     const letter = /^[(\s]*([A-Ea-e])(?:[).:\s]|$)/.exec(inner);
     if (letter) best = { letter: letter[1]!.toUpperCase(), index: m.index! };
   }
@@ -507,7 +518,10 @@ function extractChoice(text: string): string | null {
   const bold = [...text.matchAll(new RegExp(String.raw`\*\*\(?(${L})[).:]?\*\*`, 'g'))];
   if (bold.length) return bold[bold.length - 1]![1]!;
   // 3. A lone letter on the last non-empty line: "C", "(C)", "C.".
-  const lines = text.split('\n').map((l) => l.trim()).filter(Boolean);
+  const lines = text
+    .split('\n')
+    .map((l) => l.trim())
+    .filter(Boolean);
   const lastLine = lines[lines.length - 1] ?? '';
   const lone = new RegExp(String.raw`^[\s*_([]*(${L})[\s)\].:*_]*$`).exec(lastLine);
   if (lone) return lone[1]!;
@@ -565,13 +579,26 @@ export function qaF1(prediction: string, gold: string): number {
  * the last non-empty line.
  */
 function extractShortAnswer(text: string): string | null {
-  const statements = [/\bfinal\s+answer\s*[:：]\s*([^\n]+)/gi, /\bthe\s+(?:final\s+)?answer\s+is\s*[:：]?\s*([^\n]+)/gi, /(?:^|\n)\s*\**answer\**\s*[:：]\s*([^\n]+)/gi];
-  const clean = (s: string) => s.replace(/\*\*/g, '').replace(/\\boxed\{([^{}]*)\}/g, '$1').trim().replace(/\.$/, '').trim();
+  const statements = [
+    /\bfinal\s+answer\s*[:：]\s*([^\n]+)/gi,
+    /\bthe\s+(?:final\s+)?answer\s+is\s*[:：]?\s*([^\n]+)/gi,
+    /(?:^|\n)\s*\**answer\**\s*[:：]\s*([^\n]+)/gi,
+  ];
+  const clean = (s: string) =>
+    s
+      .replace(/\*\*/g, '')
+      .replace(/\\boxed\{([^{}]*)\}/g, '$1')
+      .trim()
+      .replace(/\.$/, '')
+      .trim();
   for (const re of statements) {
     let last: string | null = null;
     for (const m of text.matchAll(re)) if (clean(m[1] ?? '')) last = clean(m[1]!);
     if (last !== null) return last;
   }
-  const lines = text.split('\n').map((l) => l.trim()).filter(Boolean);
+  const lines = text
+    .split('\n')
+    .map((l) => l.trim())
+    .filter(Boolean);
   return lines.length ? clean(lines[lines.length - 1]!) : null;
 }

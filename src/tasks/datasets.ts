@@ -88,7 +88,10 @@ export async function loadQuestions(spec: string, task: Task, opts: LoadOptions 
   if (isParquetName(spec)) {
     const { readParquetRows, readParquetSource } = await import('./parquet');
     const bytes = await readParquetSource(spec, opts);
-    return rowsToQuestions(await readParquetRows(bytes, spec, { limit: opts.limit }), task, spec, { ...opts, defaultCopBase: 0 });
+    return rowsToQuestions(await readParquetRows(bytes, spec, { limit: opts.limit }), task, spec, {
+      ...opts,
+      defaultCopBase: 0,
+    });
   }
   let text: string;
   if (/^https?:\/\//i.test(spec)) {
@@ -110,19 +113,32 @@ export async function loadQuestions(spec: string, task: Task, opts: LoadOptions 
  * Questions from a file's bytes (a browser File, a download): Parquet when the name ends in
  * .parquet or the bytes start with "PAR1", else JSONL / a JSON array.
  */
-export async function parseQuestionFile(bytes: ArrayBuffer | Uint8Array, name: string, task: Task, opts: Pick<LoadOptions, 'limit' | 'copBase'> = {}): Promise<Question[]> {
+export async function parseQuestionFile(
+  bytes: ArrayBuffer | Uint8Array,
+  name: string,
+  task: Task,
+  opts: Pick<LoadOptions, 'limit' | 'copBase'> = {},
+): Promise<Question[]> {
   const u8 = bytes instanceof Uint8Array ? bytes : new Uint8Array(bytes);
   const magic = u8.length >= 4 && u8[0] === 0x50 && u8[1] === 0x41 && u8[2] === 0x52 && u8[3] === 0x31;
   if (isParquetName(name) || magic) {
     const { readParquetRows } = await import('./parquet');
     const buf = u8.buffer.slice(u8.byteOffset, u8.byteOffset + u8.byteLength) as ArrayBuffer;
-    return rowsToQuestions(await readParquetRows(buf, name, { limit: opts.limit }), task, name, { ...opts, defaultCopBase: 0 });
+    return rowsToQuestions(await readParquetRows(buf, name, { limit: opts.limit }), task, name, {
+      ...opts,
+      defaultCopBase: 0,
+    });
   }
   return parseQuestionsLimited(new TextDecoder().decode(u8), task, name, opts.limit, opts);
 }
 
 /** Parse JSONL (or a JSON array) text into questions; `sourceName` names the file in ids and errors. */
-export function parseQuestions(jsonlText: string, task: Task, sourceName: string, opts: Pick<LoadOptions, 'copBase'> = {}): Question[] {
+export function parseQuestions(
+  jsonlText: string,
+  task: Task,
+  sourceName: string,
+  opts: Pick<LoadOptions, 'copBase'> = {},
+): Question[] {
   return parseQuestionsLimited(jsonlText, task, sourceName, undefined, opts);
 }
 
@@ -140,7 +156,8 @@ export function readJsonRows(text: string, sourceName: string, limit?: number): 
       throw new Error(`${sourceName}: invalid JSON array: ${(err as Error).message}`);
     }
     if (!Array.isArray(items)) throw new Error(`${sourceName}: expected a JSON array`);
-    for (let i = 0; i < items.length && out.length < max; i++) out.push({ row: items[i], index: i + 1, where: `${sourceName}: item ${i + 1}` });
+    for (let i = 0; i < items.length && out.length < max; i++)
+      out.push({ row: items[i], index: i + 1, where: `${sourceName}: item ${i + 1}` });
     return out;
   }
   const lines = body.split(/\r?\n/);
@@ -157,7 +174,13 @@ export function readJsonRows(text: string, sourceName: string, limit?: number): 
   return out;
 }
 
-function parseQuestionsLimited(text: string, task: Task, sourceName: string, limit: number | undefined, opts: Pick<LoadOptions, 'copBase'>): Question[] {
+function parseQuestionsLimited(
+  text: string,
+  task: Task,
+  sourceName: string,
+  limit: number | undefined,
+  opts: Pick<LoadOptions, 'copBase'>,
+): Question[] {
   return rowsToQuestions(readJsonRows(text, sourceName, limit), task, sourceName, opts);
 }
 
@@ -165,10 +188,16 @@ function parseQuestionsLimited(text: string, task: Task, sourceName: string, lim
  * Questions from raw rows of any layout (see the module comment). `defaultCopBase`: MedMCQA's
  * `cop` base when the rows do not show it (Parquet from the Hub: 0).
  */
-export function rowsToQuestions(rows: readonly RawRow[], task: Task, sourceName: string, opts: Pick<LoadOptions, 'copBase'> & { defaultCopBase?: 0 | 1 } = {}): Question[] {
+export function rowsToQuestions(
+  rows: readonly RawRow[],
+  task: Task,
+  sourceName: string,
+  opts: Pick<LoadOptions, 'copBase'> & { defaultCopBase?: 0 | 1 } = {},
+): Question[] {
   const base = basename(sourceName);
   const objects = rows.map((r) => {
-    if (typeof r.row !== 'object' || r.row === null || Array.isArray(r.row)) throw new Error(`${r.where}: expected a JSON object per line`);
+    if (typeof r.row !== 'object' || r.row === null || Array.isArray(r.row))
+      throw new Error(`${r.where}: expected a JSON object per line`);
     return withLowercaseKeys(r.row as Record<string, unknown>);
   });
   const copBase = opts.copBase ?? detectCopBase(objects, sourceName, opts.defaultCopBase);
@@ -189,28 +218,39 @@ function withLowercaseKeys(r: Record<string, unknown>): Record<string, unknown> 
 const isMedMcqa = (r: Record<string, unknown>) => 'opa' in r && 'opb' in r && 'cop' in r;
 
 /** MedMCQA's `cop` base from the rows: a 0 means 0-based, a 4 means 1-based. */
-function detectCopBase(rows: readonly Record<string, unknown>[], sourceName: string, fallback: 0 | 1 | undefined): 0 | 1 | null {
+function detectCopBase(
+  rows: readonly Record<string, unknown>[],
+  sourceName: string,
+  fallback: 0 | 1 | undefined,
+): 0 | 1 | null {
   const cops = rows.filter(isMedMcqa).map((r) => Number(r.cop));
   if (!cops.length) return null;
   const zero = cops.includes(0);
   const four = cops.includes(4);
-  if (zero && four) throw new Error(`${sourceName}: MedMCQA "cop" holds both 0 and 4: neither 0- nor 1-based; fix the file`);
+  if (zero && four)
+    throw new Error(`${sourceName}: MedMCQA "cop" holds both 0 and 4: neither 0- nor 1-based; fix the file`);
   if (zero) return 0;
   if (four) return 1;
   if (fallback !== undefined) return fallback;
-  throw new Error(`${sourceName}: cannot tell whether MedMCQA "cop" counts from 0 (the Hub's files) or 1 (the original JSON): no row has 0 or 4; give --cop-base 0 or 1`);
+  throw new Error(
+    `${sourceName}: cannot tell whether MedMCQA "cop" counts from 0 (the Hub's files) or 1 (the original JSON): no row has 0 or 4; give --cop-base 0 or 1`,
+  );
 }
 
 /** Known source layouts rewritten into the generic one (choices + answer). */
 function adaptRow(r: Record<string, unknown>, copBase: 0 | 1 | null): Record<string, unknown> {
   if (isMedMcqa(r)) {
-    const choices = ['opa', 'opb', 'opc', 'opd', 'ope'].filter((k) => typeof r[k] === 'string' || typeof r[k] === 'number').map((k) => String(r[k]));
+    const choices = ['opa', 'opb', 'opc', 'opd', 'ope']
+      .filter((k) => typeof r[k] === 'string' || typeof r[k] === 'number')
+      .map((k) => String(r[k]));
     return { ...r, choices, answer: Number(r.cop) - (copBase ?? 0) };
   }
   if (r.options && typeof r.options === 'object' && !Array.isArray(r.options) && typeof r.answer_idx === 'string') {
     // MedQA: an options map keyed by letter, answer_idx the letter.
     const map = r.options as Record<string, unknown>;
-    const keys = Object.keys(map).filter((k) => map[k] !== null && map[k] !== undefined).sort();
+    const keys = Object.keys(map)
+      .filter((k) => map[k] !== null && map[k] !== undefined)
+      .sort();
     return { ...r, choices: keys.map((k) => String(map[k])), answer: r.answer_idx };
   }
   return r;
@@ -243,15 +283,14 @@ function toQuestion(row: unknown, task: Task, defaultId: string, where: string):
     throw new Error(`${where}: expected a JSON object per line`);
   }
   const r = row as Record<string, unknown>;
-  const id =
-    typeof r.id === 'string' && r.id.trim() ? r.id : typeof r.id === 'number' ? String(r.id) : defaultId;
+  const id = typeof r.id === 'string' && r.id.trim() ? r.id : typeof r.id === 'number' ? String(r.id) : defaultId;
 
   const q = firstString(r, QUESTION_KEYS);
   if (!q) throw new Error(`${where}: no question text (expected one of ${QUESTION_KEYS.join(', ')})`);
 
   if (task === 'mc') return toChoiceQuestion(r, id, q.value, where);
 
-  const answer = task === 'math' ? mathReference(r) : firstString(r, ANSWER_KEYS)?.value ?? null;
+  const answer = task === 'math' ? mathReference(r) : (firstString(r, ANSWER_KEYS)?.value ?? null);
   if (answer === null) throw new Error(`${where}: no answer (expected one of ${ANSWER_KEYS.join(', ')})`);
   if (referenceAnswer(task, answer) === null) {
     throw new Error(`${where}: cannot find a ${task} reference answer in ${JSON.stringify(answer.slice(-120))}`);
@@ -318,7 +357,8 @@ function toChoiceQuestion(r: Record<string, unknown>, id: string, question: stri
   if (choices && choices.texts.length > LETTERS.length) {
     throw new Error(`${where}: ${choices.texts.length} choices; at most ${LETTERS.length} (A–E) are supported`);
   }
-  if (choices && choices.texts.length < 2) throw new Error(`${where}: a multiple-choice question needs at least 2 choices`);
+  if (choices && choices.texts.length < 2)
+    throw new Error(`${where}: a multiple-choice question needs at least 2 choices`);
   const raw = r.answer ?? r.answerKey ?? r.label ?? r.gt ?? r.ground_truth;
   const letter = choiceLetter(raw, choices, where);
   if (!choices) {
@@ -337,14 +377,16 @@ function toChoiceQuestion(r: Record<string, unknown>, id: string, question: stri
 function choiceLetter(raw: unknown, choices: { texts: string[]; labels: string[] } | null, where: string): string {
   const n = choices?.texts.length ?? LETTERS.length;
   const byIndex = (i: number): string => {
-    if (!Number.isInteger(i) || i < 0 || i >= n) throw new Error(`${where}: answer index ${i} out of range 0..${n - 1}`);
+    if (!Number.isInteger(i) || i < 0 || i >= n)
+      throw new Error(`${where}: answer index ${i} out of range 0..${n - 1}`);
     return LETTERS[i]!;
   };
   if (typeof raw === 'number') return byIndex(raw);
-  if (typeof raw !== 'string' || !raw.trim()) throw new Error(`${where}: no answer (expected "answer" letter or index)`);
+  if (typeof raw !== 'string' || !raw.trim())
+    throw new Error(`${where}: no answer (expected "answer" letter or index)`);
   const s = raw.trim();
   if (choices) {
-    const labelIdx = choices.labels.findIndex((l) => l === s);
+    const labelIdx = choices.labels.indexOf(s);
     if (labelIdx >= 0) return byIndex(labelIdx);
   }
   const letter = /^\(?([A-Ea-e])\)?\.?$/.exec(s);

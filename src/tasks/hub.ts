@@ -5,7 +5,8 @@
  * headers), then the files are downloaded from `{endpoint}/datasets/{id}/resolve/{revision}/{path}`
  * with progress, and read as Parquet (hyparquet) or JSON Lines.
  *
- * Files are cached under Node (`$AGENTARK_CACHE`, default `~/.cache/agentark`, then
+ * A dataset with no data files on its main branch (built by a loading script) is read from the
+ * Hub's Parquet conversion (the `refs/convert/parquet` branch). Files are cached under Node (`$AGENTARK_CACHE`, default `~/.cache/agentark`, then
  * `datasets/{id}/{revision}/{path}`); without network the cached files of the split are used. In
  * the browser, pass `cache` (e.g. one backed by the Cache API or OPFS). The endpoint is
  * `$AGENTARK_HF_ENDPOINT` or https://huggingface.co; `$HF_TOKEN` authorises gated datasets.
@@ -39,6 +40,13 @@ export interface HubOptions extends LoadOptions {
 const isNode = () => typeof process !== 'undefined' && typeof process.versions?.node === 'string';
 const env = (k: string) => (isNode() ? process.env[k] : undefined);
 const DATA_FILE = /\.(parquet|jsonl|json)$/i;
+/** Data files, not the metadata JSON a dataset repo may carry. */
+const isDataFile = (p: string) =>
+  DATA_FILE.test(p) &&
+  !/(^|\/)(dataset_infos?|dataset_dict|state)\.json$/.test(p) &&
+  !p.split('/').some((seg) => seg.startsWith('.'));
+/** The branch where the Hub keeps its Parquet conversion of every dataset. */
+export const CONVERTED = 'refs/convert/parquet';
 const ID = /^(?:hf:\/\/datasets\/)?([A-Za-z0-9][\w.-]*\/[A-Za-z0-9][\w.-]*)$/;
 
 /**
@@ -80,12 +88,16 @@ export async function listHubDatasetFiles(id: string, opts: HubOptions = {}): Pr
   const out: HubFile[] = [];
   while (url) {
     const res: Response = await fetch(url, { headers: headersOf(opts), signal: opts.signal });
-    if (res.status === 401 || res.status === 403) throw new Error(`Hub dataset ${id}: access denied (HTTP ${res.status}); set HF_TOKEN for gated or private datasets`);
+    if (res.status === 401 || res.status === 403)
+      throw new Error(
+        `Hub dataset ${id}: access denied (HTTP ${res.status}); set HF_TOKEN for gated or private datasets`,
+      );
     if (res.status === 404) throw new Error(`Hub dataset ${id}@${revision} not found (HTTP 404)`);
     if (!res.ok) throw new Error(`listing Hub dataset ${id}: HTTP ${res.status} ${res.statusText}`);
     const page = (await res.json()) as { type?: string; path?: string; size?: number }[];
     if (!Array.isArray(page)) throw new Error(`listing Hub dataset ${id}: unexpected answer (not a list of files)`);
-    for (const e of page) if (e.type === 'file' && typeof e.path === 'string') out.push({ path: e.path, size: Number(e.size ?? 0) });
+    for (const e of page)
+      if (e.type === 'file' && typeof e.path === 'string') out.push({ path: e.path, size: Number(e.size ?? 0) });
     const next = /<([^>]+)>;\s*rel="next"/.exec(res.headers.get('link') ?? '');
     url = next ? next[1]! : null;
   }
@@ -99,9 +111,13 @@ export async function listHubDatasetFiles(id: string, opts: HubOptions = {}): Pr
  * config directories (`data/…`, top level) are taken, else the only config; several configs need
  * one to be named. Parquet is preferred over JSON when a split has both.
  */
-export function pickSplitFiles(id: string, files: readonly HubFile[], opts: { config?: string; split?: string } = {}): HubFile[] {
+export function pickSplitFiles(
+  id: string,
+  files: readonly HubFile[],
+  opts: { config?: string; split?: string } = {},
+): HubFile[] {
   const split = opts.split ?? 'test';
-  const data = files.filter((f) => DATA_FILE.test(f.path) && !f.path.split('/').some((seg) => seg.startsWith('.')));
+  const data = files.filter((f) => isDataFile(f.path));
   const esc = split.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
   const inSplit = new RegExp(`(^|/)${esc}(/|[-_.])`);
   const ofSplit = data.filter((f) => inSplit.test(f.path));
@@ -109,19 +125,41 @@ export function pickSplitFiles(id: string, files: readonly HubFile[], opts: { co
   const neutral = (d: string) => d === '' || d === 'data';
   let chosen: HubFile[];
   if (opts.config !== undefined) {
-    chosen = ofSplit.filter((f) => topDir(f.path) === opts.config || (f.path.startsWith('data/') && f.path.slice(5).split('/')[0] === opts.config));
+    chosen = ofSplit.filter(
+      (f) =>
+        topDir(f.path) === opts.config || (f.path.startsWith('data/') && f.path.slice(5).split('/')[0] === opts.config),
+    );
     if (!chosen.length && opts.config === 'default') chosen = ofSplit.filter((f) => neutral(topDir(f.path)));
   } else {
     const configs = [...new Set(ofSplit.map((f) => topDir(f.path)).filter((d) => !neutral(d)))];
     const plain = ofSplit.filter((f) => neutral(topDir(f.path)));
     if (plain.length) chosen = plain;
     else if (configs.length === 1) chosen = ofSplit;
-    else if (configs.length > 1) throw new Error(`Hub dataset ${id} has several configs with a "${split}" split: ${configs.join(', ')}; give --config`);
+    else if (configs.length > 1)
+      throw new Error(
+        `Hub dataset ${id} has several configs with a "${split}" split: ${configs.join(', ')}; give --config`,
+      );
     else chosen = [];
   }
   if (!chosen.length) {
-    const splits = [...new Set(data.map((f) => f.path.split('/').pop()!.replace(/[-_.].*$/, '')))].slice(0, 12);
-    throw new Error(`Hub dataset ${id}: no data files for ${opts.config !== undefined ? `config "${opts.config}", ` : ''}split "${split}" (data files: ${data.slice(0, 8).map((f) => f.path).join(', ') || 'none'}${splits.length ? `; splits seen: ${splits.join(', ')}` : ''})`);
+    const splits = [
+      ...new Set(
+        data.map((f) =>
+          f.path
+            .split('/')
+            .pop()!
+            .replace(/[-_.].*$/, ''),
+        ),
+      ),
+    ].slice(0, 12);
+    throw new Error(
+      `Hub dataset ${id}: no data files for ${opts.config !== undefined ? `config "${opts.config}", ` : ''}split "${split}" (data files: ${
+        data
+          .slice(0, 8)
+          .map((f) => f.path)
+          .join(', ') || 'none'
+      }${splits.length ? `; splits seen: ${splits.join(', ')}` : ''})`,
+    );
   }
   const parquet = chosen.filter((f) => /\.parquet$/i.test(f.path));
   return (parquet.length ? parquet : chosen).sort((a, b) => a.path.localeCompare(b.path));
@@ -172,20 +210,37 @@ export async function nodeDatasetCache(root?: string): Promise<DatasetCache> {
  * The rows of a Hub dataset's split: files listed, picked, fetched (from the cache when there),
  * read and concatenated in file order (at most `limit` rows). Offline, the cached files are used.
  */
-export async function loadHubDatasetRows(spec: string, opts: HubOptions = {}): Promise<{ rows: RawRow[]; name: string; parquet: boolean; files: string[] }> {
+export async function loadHubDatasetRows(
+  spec: string,
+  opts: HubOptions = {},
+): Promise<{ rows: RawRow[]; name: string; parquet: boolean; files: string[] }> {
   const id = hubId(spec);
-  const revision = opts.revision ?? 'main';
+  let revision = opts.revision ?? 'main';
   const cache = opts.cache === undefined ? (isNode() ? await nodeDatasetCache() : null) : opts.cache;
-  const prefix = `${id}/${revision}/`;
   let files: HubFile[];
   try {
-    files = pickSplitFiles(id, await listHubDatasetFiles(id, opts), opts);
+    const listed = await listHubDatasetFiles(id, { ...opts, revision });
+    if (opts.revision === undefined && !listed.some((f) => isDataFile(f.path))) {
+      // No data files on main (a dataset built by a loading script): the Hub's own Parquet
+      // conversion, `{config}/{split}/0000.parquet` on the refs/convert/parquet branch.
+      revision = CONVERTED;
+      files = pickSplitFiles(id, await listHubDatasetFiles(id, { ...opts, revision }), opts);
+    } else files = pickSplitFiles(id, listed, opts);
   } catch (e) {
     // Offline (the listing failed to connect): the cached files of the split, if any.
-    const cached = cache?.list ? (await cache.list(prefix)).map((k) => ({ path: k.slice(prefix.length), size: 0 })) : [];
-    if (!cached.length || !(e instanceof TypeError)) throw e;
-    files = pickSplitFiles(id, cached, opts);
+    if (!(e instanceof TypeError) || !cache?.list) throw e;
+    files = [];
+    for (const rev of opts.revision === undefined ? [revision, CONVERTED] : [revision]) {
+      const p = `${id}/${rev}/`;
+      const cached = (await cache.list(p)).map((k) => ({ path: k.slice(p.length), size: 0 }));
+      if (!cached.length) continue;
+      revision = rev;
+      files = pickSplitFiles(id, cached, opts);
+      break;
+    }
+    if (!files.length) throw e;
   }
+  const prefix = `${id}/${revision}/`;
   const name = `${id}${opts.config ? `/${opts.config}` : ''}/${opts.split ?? 'test'}`;
   const rows: RawRow[] = [];
   const limit = opts.limit ?? Infinity;
@@ -200,7 +255,18 @@ export async function loadHubDatasetRows(spec: string, opts: HubOptions = {}): P
       const res = await fetch(url, { headers: headersOf(opts), signal: opts.signal });
       if (!res.ok) throw new Error(`downloading ${id}/${f.path}: HTTP ${res.status} ${res.statusText}`);
       const base = doneBefore;
-      bytes = await readBody(res, `download ${id}/${f.path}`, opts.onProgress && ((e) => opts.onProgress!({ phase: `download ${name}`, done: base + e.done, total: Math.max(total, base + e.total), unit: 'bytes' })));
+      bytes = await readBody(
+        res,
+        `download ${id}/${f.path}`,
+        opts.onProgress &&
+          ((e) =>
+            opts.onProgress!({
+              phase: `download ${name}`,
+              done: base + e.done,
+              total: Math.max(total, base + e.total),
+              unit: 'bytes',
+            })),
+      );
       await cache?.put(key, bytes);
     }
     doneBefore += bytes.byteLength;

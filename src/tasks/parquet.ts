@@ -9,10 +9,18 @@ import { compressors } from 'hyparquet-compressors';
 import type { LoadOptions, RawRow } from './datasets';
 
 /** The rows of a Parquet file (at most `limit`), as RawRows numbered from 1. */
-export async function readParquetRows(file: ArrayBuffer, sourceName: string, opts: { limit?: number } = {}): Promise<RawRow[]> {
+export async function readParquetRows(
+  file: ArrayBuffer,
+  sourceName: string,
+  opts: { limit?: number } = {},
+): Promise<RawRow[]> {
   let rows: Record<string, unknown>[];
   try {
-    rows = (await parquetReadObjects({ file, compressors, ...(opts.limit !== undefined ? { rowEnd: Math.max(0, Math.floor(opts.limit)) } : {}) })) as Record<string, unknown>[];
+    rows = (await parquetReadObjects({
+      file,
+      compressors,
+      ...(opts.limit !== undefined ? { rowEnd: Math.max(0, Math.floor(opts.limit)) } : {}),
+    })) as Record<string, unknown>[];
   } catch (e) {
     throw new Error(`${sourceName}: not a readable Parquet file: ${(e as Error).message}`);
   }
@@ -20,7 +28,11 @@ export async function readParquetRows(file: ArrayBuffer, sourceName: string, opt
 }
 
 /** Reads a whole response body, reporting bytes as they arrive. */
-export async function readBody(res: Response, phase: string, onProgress?: LoadOptions['onProgress']): Promise<ArrayBuffer> {
+export async function readBody(
+  res: Response,
+  phase: string,
+  onProgress?: LoadOptions['onProgress'],
+): Promise<ArrayBuffer> {
   const total = Number(res.headers.get('content-length') ?? 0);
   if (!res.body) return res.arrayBuffer();
   const reader = res.body.getReader();
@@ -44,7 +56,10 @@ export async function readBody(res: Response, phase: string, onProgress?: LoadOp
 }
 
 /** The bytes of a Parquet file from a path (Node) or an http(s) URL, with download progress. */
-export async function readParquetSource(spec: string, opts: Pick<LoadOptions, 'onProgress' | 'signal'> = {}): Promise<ArrayBuffer> {
+export async function readParquetSource(
+  spec: string,
+  opts: Pick<LoadOptions, 'onProgress' | 'signal'> = {},
+): Promise<ArrayBuffer> {
   if (/^https?:\/\//i.test(spec)) {
     const res = await fetch(spec, { signal: opts.signal });
     if (!res.ok) throw new Error(`GET ${spec} failed: HTTP ${res.status} ${res.statusText}`);

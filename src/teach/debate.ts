@@ -201,8 +201,8 @@ function engineModel(engine: ChatEngine): string {
 }
 
 function resolveAgents(task: Task, opts: DebateOptions, engines: Engines): ResolvedAgent[] {
-  const specs = opts.agents && opts.agents.length ? opts.agents : [{}];
-  const n = opts.numAgents ?? (opts.agents && opts.agents.length ? opts.agents.length : 5);
+  const specs = opts.agents?.length ? opts.agents : [{}];
+  const n = opts.numAgents ?? (opts.agents?.length ? opts.agents.length : 5);
   if (!(n >= 1)) throw new Error(`debate: need at least one agent, got ${n}`);
   const out: ResolvedAgent[] = [];
   for (let i = 0; i < n; i++) {
@@ -293,7 +293,7 @@ export async function runDebate(question: Question, opts: DebateOptions, engines
 
   for (let r = 1; r <= rounds; r++) {
     if (r > 1) {
-      agents.forEach((a, i) => {
+      agents.forEach((_a, i) => {
         const others = agents.map((b, j) => ({ name: b.name, answer: latest[j]! })).filter((_, j) => j !== i);
         convs[i]!.push({ role: 'user', content: debateTurn(task, others, opts.maxQuotedChars, opts.promptStyle, opts.restateQuestion ? qText : undefined) });
       });

@@ -169,7 +169,10 @@ export class Trainer<T = unknown, W extends WeightShape = WeightShape, I = unkno
     if (!Number.isInteger(o.rank) || o.rank < 1) throw new Error(`LoRA rank must be a positive integer, got ${o.rank}`);
     if (!o.targets.length) throw new Error('no LoRA target modules given');
     for (const t of o.targets) {
-      if (!(PROJECTIONS as readonly string[]).includes(t)) throw new Error(`target module '${t}' does not exist in ${c.hfArchitecture}; choose from ${PROJECTIONS.join(', ')}`);
+      if (!(PROJECTIONS as readonly string[]).includes(t))
+        throw new Error(
+          `target module '${t}' does not exist in ${c.hfArchitecture}; choose from ${PROJECTIONS.join(', ')}`,
+        );
     }
     const config: LoraConfig = this.loraConfig();
     const rng = new Rng(o.seed);
@@ -187,7 +190,17 @@ export class Trainer<T = unknown, W extends WeightShape = WeightShape, I = unkno
         const b = this.be.weight(`lora.${layer}.${module}.B`, pair.b.data.slice(), pair.b.shape[0], pair.b.shape[1]);
         const pa = this.slot(`${layer}.${module}.A`, a, pair.a.data.length);
         const pb = this.slot(`${layer}.${module}.B`, b, pair.b.data.length);
-        lora.set(`${layer}.${module}`, { layer, module, a, b, rank: o.rank, inFeatures: w.cols, outFeatures: w.rows, gradA: pa.grad, gradB: pb.grad });
+        lora.set(`${layer}.${module}`, {
+          layer,
+          module,
+          a,
+          b,
+          rank: o.rank,
+          inFeatures: w.cols,
+          outFeatures: w.rows,
+          gradA: pa.grad,
+          gradB: pb.grad,
+        });
         adapter.set(`${layer}.${module}`, { a, b, rank: o.rank, scale });
       }
     }
@@ -211,7 +224,12 @@ export class Trainer<T = unknown, W extends WeightShape = WeightShape, I = unkno
     m.layers.forEach((L, i) => {
       out.push([hfName(i, 'input_layernorm'), L.inputNorm], [hfName(i, 'post_attention_layernorm'), L.postNorm]);
       for (const p of PROJECTIONS) out.push([hfName(i, p), L[PROJECTION_FIELD[p]]]);
-      const biases: [Projection, W | null][] = [['q_proj', L.qBias], ['k_proj', L.kBias], ['v_proj', L.vBias], ['o_proj', L.oBias]];
+      const biases: [Projection, W | null][] = [
+        ['q_proj', L.qBias],
+        ['k_proj', L.kBias],
+        ['v_proj', L.vBias],
+        ['o_proj', L.oBias],
+      ];
       for (const [p, b] of biases) if (b) out.push([hfName(i, p, 'bias'), b]);
       if (L.qNorm && L.kNorm) out.push([hfName(i, 'q_norm'), L.qNorm], [hfName(i, 'k_norm'), L.kNorm]);
     });
@@ -222,7 +240,15 @@ export class Trainer<T = unknown, W extends WeightShape = WeightShape, I = unkno
 
   loraConfig(): LoraConfig {
     const o = this.opts;
-    return { r: o.rank, loraAlpha: o.alpha, loraDropout: o.dropout, targetModules: [...o.targets], useRslora: o.useRslora, baseModelNameOrPath: null, bias: 'none' };
+    return {
+      r: o.rank,
+      loraAlpha: o.alpha,
+      loraDropout: o.dropout,
+      targetModules: [...o.targets],
+      useRslora: o.useRslora,
+      baseModelNameOrPath: null,
+      bias: 'none',
+    };
   }
 
   /** The example order of an epoch: a seeded shuffle, a pure function of (seed, epoch). */
@@ -240,7 +266,9 @@ export class Trainer<T = unknown, W extends WeightShape = WeightShape, I = unkno
     const mega = per * 50;
     const sorted: number[] = [];
     for (let i = 0; i < order.length; i += mega) {
-      sorted.push(...order.slice(i, i + mega).sort((a, b) => this.examples[b].inputIds.length - this.examples[a].inputIds.length));
+      sorted.push(
+        ...order.slice(i, i + mega).sort((a, b) => this.examples[b].inputIds.length - this.examples[a].inputIds.length),
+      );
     }
     const batches: number[][] = [];
     for (let i = 0; i < sorted.length; i += per) batches.push(sorted.slice(i, i + per));
@@ -290,12 +318,14 @@ export class Trainer<T = unknown, W extends WeightShape = WeightShape, I = unkno
     const t0 = performance.now();
     const o = this.opts;
     let totalTokens = 0;
-    for (const b of batches) for (let i = 0; i < b.labels.length; i++) if (b.labels[i] >= 0 && i % b.seqLen !== 0) totalTokens++;
+    for (const b of batches)
+      for (let i = 0; i < b.labels.length; i++) if (b.labels[i] >= 0 && i % b.seqLen !== 0) totalTokens++;
     for (const p of this.params) this.ops.zero(p.grad, p.n);
     let lossSum = 0;
     let tokens = 0;
     for (let g = 0; g < batches.length; g++) {
-      const stepSeed = (Math.imul(o.seed + 1, 0x9e3779b1) ^ Math.imul(this.state.step + 1, 0x85ebca6b) ^ (g * 0x27d4eb2f)) >>> 0;
+      const stepSeed =
+        (Math.imul(o.seed + 1, 0x9e3779b1) ^ Math.imul(this.state.step + 1, 0x85ebca6b) ^ (g * 0x27d4eb2f)) >>> 0;
       const pg = policyGradient ? (logp: Float32Array) => policyGradient(g, logp) : undefined;
       const r = await this.pass.step(batches[g], 1 / Math.max(1, totalTokens), stepSeed, pg);
       lossSum += r.lossSum;
@@ -303,13 +333,17 @@ export class Trainer<T = unknown, W extends WeightShape = WeightShape, I = unkno
     }
     const loss = tokens ? lossSum / tokens : 0;
     if (!Number.isFinite(loss)) {
-      throw new NonFiniteLossError(`the loss became ${loss} at step ${this.state.step + 1}; training stopped before updating the weights`);
+      throw new NonFiniteLossError(
+        `the loss became ${loss} at step ${this.state.step + 1}; training stopped before updating the weights`,
+      );
     }
     let sq = 0;
     for (const p of this.params) sq += await this.ops.sumSquares(p.grad, p.n);
     const gradNorm = Math.sqrt(sq);
     if (!Number.isFinite(gradNorm)) {
-      throw new NonFiniteLossError(`the gradient norm became ${gradNorm} at step ${this.state.step + 1}; training stopped before updating the weights`);
+      throw new NonFiniteLossError(
+        `the gradient norm became ${gradNorm} at step ${this.state.step + 1}; training stopped before updating the weights`,
+      );
     }
     const clip = o.maxGradNorm > 0 ? Math.min(1, o.maxGradNorm / (gradNorm + 1e-6)) : 1;
     const lr = o.lr * lrMultiplier(o.schedule, this.state.step, this.totalSteps, o.warmupSteps);
@@ -319,7 +353,15 @@ export class Trainer<T = unknown, W extends WeightShape = WeightShape, I = unkno
       } else {
         // Norm weights and biases are 1-D; like HF's default param groups, no decay on them.
         const decay = isMatrix(p) ? o.weightDecay : 0;
-        const ap: AdamWParams = { lr, beta1: o.betas[0], beta2: o.betas[1], eps: o.eps, weightDecay: decay, step: this.state.step + 1, gradScale: clip };
+        const ap: AdamWParams = {
+          lr,
+          beta1: o.betas[0],
+          beta2: o.betas[1],
+          eps: o.eps,
+          weightDecay: decay,
+          step: this.state.step + 1,
+          gradScale: clip,
+        };
         if (!p.m || !p.v) throw new Error(`AdamW moments of ${p.name} are missing`);
         this.ops.adamw(p.tensor, p.grad, p.m, p.v, p.n, ap);
       }
@@ -343,13 +385,26 @@ export class Trainer<T = unknown, W extends WeightShape = WeightShape, I = unkno
   }
 
   /** Train until `totalSteps`, calling `onStep` after each step (checkpointing is the caller's). */
-  async run(opts: { onStep?: (r: StepReport) => Promise<void> | void; onProgress?: ProgressCallback; signal?: AbortSignal } = {}): Promise<StepReport[]> {
+  async run(
+    opts: {
+      onStep?: (r: StepReport) => Promise<void> | void;
+      onProgress?: ProgressCallback;
+      signal?: AbortSignal;
+    } = {},
+  ): Promise<StepReport[]> {
     const reports: StepReport[] = [];
     while (this.state.step < this.totalSteps) {
       if (opts.signal?.aborted) break;
       const r = await this.step();
       reports.push(r);
-      opts.onProgress?.({ phase: 'train', done: r.step, total: r.totalSteps, unit: 'steps', etaS: r.etaS, metrics: { loss: r.loss, lr: r.lr, gradNorm: r.gradNorm, tokensPerS: r.tokensPerS } });
+      opts.onProgress?.({
+        phase: 'train',
+        done: r.step,
+        total: r.totalSteps,
+        unit: 'steps',
+        etaS: r.etaS,
+        metrics: { loss: r.loss, lr: r.lr, gradNorm: r.gradNorm, tokensPerS: r.tokensPerS },
+      });
       await opts.onStep?.(r);
     }
     return reports;
@@ -369,10 +424,15 @@ export class Trainer<T = unknown, W extends WeightShape = WeightShape, I = unkno
   /** Restore tensors written by snapshot() (resume). */
   restore(tensors: Map<string, Float32Array>, state: TrainerState): void {
     for (const p of this.params) {
-      for (const [suffix, target] of [['', p.tensor], ['.exp_avg', p.m], ['.exp_avg_sq', p.v]] as const) {
+      for (const [suffix, target] of [
+        ['', p.tensor],
+        ['.exp_avg', p.m],
+        ['.exp_avg_sq', p.v],
+      ] as const) {
         if (!target) continue;
         const data = tensors.get(p.name + suffix);
-        if (!data || data.length !== p.n) throw new Error(`checkpoint is missing or has a wrong-sized tensor ${p.name + suffix}`);
+        if (!data || data.length !== p.n)
+          throw new Error(`checkpoint is missing or has a wrong-sized tensor ${p.name + suffix}`);
         this.be.upload(target, data);
       }
     }

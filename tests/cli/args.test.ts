@@ -8,11 +8,15 @@ describe('CLI flags', () => {
     expect(intFlag(undefined, 'n', 5)).toBe(5);
     expect(intFlag(undefined, 'n')).toBeUndefined();
     expect(intFlag('7', 'n', 5, { min: 1 })).toBe(7);
-    expect(() => intFlag('0', 'agents', 5, { min: 1 })).toThrow(new UsageError('--agents must be an integer >= 1, got "0"'));
+    expect(() => intFlag('0', 'agents', 5, { min: 1 })).toThrow(
+      new UsageError('--agents must be an integer >= 1, got "0"'),
+    );
     expect(() => intFlag('1.5', 'n')).toThrow(/--n must be an integer, got "1.5"/);
     expect(() => intFlag('', 'n')).toThrow(/--n must be an integer/);
     expect(floatFlag('0.5', 'top-p', undefined, { above: 0, max: 1 })).toBe(0.5);
-    expect(() => floatFlag('0', 'top-p', undefined, { above: 0, max: 1 })).toThrow(/--top-p must be a number in \(0, 1\], got "0"/);
+    expect(() => floatFlag('0', 'top-p', undefined, { above: 0, max: 1 })).toThrow(
+      /--top-p must be a number in \(0, 1\], got "0"/,
+    );
     expect(() => floatFlag('3', 't', 0, { min: 0, max: 2 })).toThrow(/--t must be a number in \[0, 2\]/);
     expect(() => floatFlag('x', 't')).toThrow(/--t must be a number, got "x"/);
     expect(choiceFlag(undefined, 'q', ['a', 'b'], 'a')).toBe('a');
@@ -50,10 +54,22 @@ describe('CLI flags', () => {
       expect(text).toBe('agentark x: bad\n\nusage: x\n');
       const cases: [string, string[], RegExp][] = [
         ['generate', ['--model', 'm', '--ids', '1', '--max-tokens=x'], /--max-tokens must be an integer, got "x"/],
-        ['debate', ['--data', 'd', '--out', 'o', '--base-url', 'http://127.0.0.1:9/v1', '--agents', '0'], /--agents must be an integer >= 1/],
-        ['eval', ['--data', 'd', '--out', 'o', '--base-url', 'http://127.0.0.1:9/v1', '--temperature', '3'], /--temperature must be a number in \[0, 2\]/],
-        ['distill', ['--strategy', 'da', '--traj', 't', '--out', 'o', '--jaccard', '0'], /--jaccard must be a number in \(0, 1\]/],
-        ['grade', ['--data', 'd', '--task', 'qa'], /--task must be gsm8k, math or mc, got "qa"/],
+        [
+          'debate',
+          ['--data', 'd', '--out', 'o', '--base-url', 'http://127.0.0.1:9/v1', '--agents', '0'],
+          /--agents must be an integer >= 1/,
+        ],
+        [
+          'eval',
+          ['--data', 'd', '--out', 'o', '--base-url', 'http://127.0.0.1:9/v1', '--temperature', '3'],
+          /--temperature must be a number in \[0, 2\]/,
+        ],
+        [
+          'distill',
+          ['--strategy', 'da', '--traj', 't', '--out', 'o', '--jaccard', '0'],
+          /--jaccard must be a number in \(0, 1\]/,
+        ],
+        ['grade', ['--data', 'd', '--task', 'squad'], /--task must be gsm8k, math, mc or qa, got "squad"/],
         ['grade', ['--bogus'], /Unknown option '--bogus'/],
       ];
       for (const [command, argv, message] of cases) {

@@ -4,8 +4,16 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { commandUsesWebGpu, findSoftwareDrivers, probeAdapter, SOFTWARE_ADAPTER_ENV } from '../../src/cli/software-adapter';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import {
+  commandUsesWebGpu,
+  hasGpuDeviceNodes,
+  reportNoAdapter,
+  searchAdapter,
+  findSoftwareDrivers,
+  probeAdapter,
+  SOFTWARE_ADAPTER_ENV,
+} from '../../src/cli/software-adapter';
 import { writeTinyModel } from '../helpers/tiny-model';
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
@@ -63,13 +71,47 @@ describe('software WebGPU adapter for the CLI', () => {
     fs.writeFileSync(path.join(lib, 'libvulkan_lvp.so'), '');
     fs.writeFileSync(path.join(cache, 'lvp_icd.json'), '{}');
     const drivers = findSoftwareDrivers({ ...plainEnv(), SOFTWARE_WEBGPU_CACHE: cache });
-    expect(drivers[0]).toEqual({ label: `Mesa lavapipe (${cache})`, icd: path.join(cache, 'lvp_icd.json'), libraryPath: lib });
+    expect(drivers[0]).toEqual({
+      label: `Mesa lavapipe (${cache})`,
+      icd: path.join(cache, 'lvp_icd.json'),
+      libraryPath: lib,
+    });
     const swift = findSoftwareDrivers({ ...plainEnv(), SOFTWARE_WEBGPU_CACHE: cache, AGENTARK_WEBGPU: 'swiftshader' });
     const firstLavapipe = swift.findIndex((d) => d.label.startsWith('Mesa lavapipe'));
     expect(swift.slice(0, firstLavapipe).every((d) => d.label.startsWith('SwiftShader'))).toBe(true);
     expect(swift).toHaveLength(drivers.length);
     // Without the cache folder it is not offered.
-    expect(findSoftwareDrivers({ ...plainEnv(), SOFTWARE_WEBGPU_CACHE: path.join(dir, 'none') }).some((d) => d.icd.startsWith(cache))).toBe(false);
+    expect(
+      findSoftwareDrivers({ ...plainEnv(), SOFTWARE_WEBGPU_CACHE: path.join(dir, 'none') }).some((d) =>
+        d.icd.startsWith(cache),
+      ),
+    ).toBe(false);
+  });
+
+  it('searches only when it must, and says what it tried when no driver works', () => {
+    const env = plainEnv();
+    const argv = ['generate', '--model', 'm', '--ids', '1'];
+    expect(searchAdapter(argv, { ...env, VK_ICD_FILENAMES: '/mine.json' })).toEqual({ kind: 'as-is' });
+    expect(searchAdapter([...argv, '--backend', 'cpu'], env)).toEqual({ kind: 'as-is' });
+    expect(searchAdapter(argv, { ...env, [SOFTWARE_ADAPTER_ENV]: 'x' })).toEqual({ kind: 'as-is' });
+    const missing = { label: 'nothing here', icd: path.join(dir, 'no-such-icd.json') };
+    const search = searchAdapter(argv, env, [missing]);
+    if (hasGpuDeviceNodes() && probeAdapter(env) !== null) expect(search).toEqual({ kind: 'as-is' });
+    else expect(search).toEqual({ kind: 'none', tried: [`nothing here: ${missing.icd}`] });
+    let err = '';
+    const spy = vi.spyOn(process.stderr, 'write').mockImplementation((s: string | Uint8Array) => {
+      err += String(s);
+      return true;
+    });
+    try {
+      reportNoAdapter([`nothing here: ${missing.icd}`]);
+    } finally {
+      spy.mockRestore();
+    }
+    expect(err).toBe(
+      `agentark: no hardware WebGPU adapter, and no software one either (tried nothing here: ${missing.icd}). ` +
+        '`bash scripts/software-webgpu.sh` sets one up (Mesa lavapipe); --backend cpu needs none.\n',
+    );
   });
 
   it('`agentark generate` without VK_ICD_FILENAMES says once that it uses a software adapter, then succeeds', async () => {
@@ -92,7 +134,10 @@ describe('software WebGPU adapter for the CLI', () => {
   });
 
   it('`--backend cpu` neither probes nor mentions an adapter', async () => {
-    const r = await runCli(['generate', '--model', model, '--ids', '1,2,3', '--max-tokens', '2', '--json', '--backend', 'cpu'], plainEnv());
+    const r = await runCli(
+      ['generate', '--model', model, '--ids', '1,2,3', '--max-tokens', '2', '--json', '--backend', 'cpu'],
+      plainEnv(),
+    );
     expect(r.code, r.err).toBe(0);
     expect(JSON.parse(r.out).generated).toHaveLength(2);
     expect(r.err).not.toMatch(/software adapter/);

@@ -31,7 +31,13 @@ describe('agentark eval --model --adapter (local engine, CPU)', () => {
     const adapter = path.join(dir, 'my-adapter');
     writeRandomPeftAdapter(adapter, parseConfig(config), { r: 2, alpha: 4, targets: ['q_proj', 'v_proj'], seed: 3 });
     const data = path.join(dir, 'q.jsonl');
-    await fsp.writeFile(data, ['{"question": "Ann has 2 pens. How many?", "answer": "#### 2"}', '{"question": "Bo has 3 cups. How many?", "answer": "#### 3"}'].join('\n'));
+    await fsp.writeFile(
+      data,
+      [
+        '{"question": "Ann has 2 pens. How many?", "answer": "#### 2"}',
+        '{"question": "Bo has 3 cups. How many?", "answer": "#### 3"}',
+      ].join('\n'),
+    );
 
     const active: (string | null)[] = [];
     const original = Runtime.prototype.generate;
@@ -42,11 +48,37 @@ describe('agentark eval --model --adapter (local engine, CPU)', () => {
     const loads = vi.spyOn(AdapterRegistry.prototype, 'load');
     const out = path.join(dir, 'report.json');
     let stdout = '';
-    const o = vi.spyOn(process.stdout, 'write').mockImplementation((s: string | Uint8Array) => ((stdout += String(s)), true));
+    const o = vi
+      .spyOn(process.stdout, 'write')
+      .mockImplementation((s: string | Uint8Array) => ((stdout += String(s)), true));
     const e = vi.spyOn(process.stderr, 'write').mockImplementation(() => true);
     let code: number;
     try {
-      code = await run(['--data', data, '--model', model, '--adapter', adapter, '--backend', 'cpu', '--debate-agents', '2', '--debate-rounds', '1', '--debate-aggregator', 'vote', '--sc-samples', '2', '--max-tokens', '3', '--no-robustness', '--no-self-correction', '--out', out, '--quiet']);
+      code = await run([
+        '--data',
+        data,
+        '--model',
+        model,
+        '--adapter',
+        adapter,
+        '--backend',
+        'cpu',
+        '--debate-agents',
+        '2',
+        '--debate-rounds',
+        '1',
+        '--debate-aggregator',
+        'vote',
+        '--sc-samples',
+        '2',
+        '--max-tokens',
+        '3',
+        '--no-robustness',
+        '--no-self-correction',
+        '--out',
+        out,
+        '--quiet',
+      ]);
     } finally {
       o.mockRestore();
       e.mockRestore();

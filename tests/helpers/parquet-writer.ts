@@ -37,7 +37,7 @@ class Thrift {
   }
   private zigzag(n: bigint | number): void {
     const v = BigInt(n);
-    this.varint(v >= 0n ? v << 1n : ((-v) << 1n) - 1n);
+    this.varint(v >= 0n ? v << 1n : (-v << 1n) - 1n);
   }
   private header(id: number, type: number): void {
     const delta = id - this.last[this.last.length - 1]!;
@@ -73,7 +73,12 @@ class Thrift {
     this.last.pop();
     return this;
   }
-  list(id: number, elemType: 'i32' | 'string' | 'struct', items: unknown[], write: (t: Thrift, item: unknown) => void): this {
+  list(
+    id: number,
+    elemType: 'i32' | 'string' | 'struct',
+    items: unknown[],
+    write: (t: Thrift, item: unknown) => void,
+  ): this {
     this.header(id, 9);
     const t = { i32: 5, string: 8, struct: 12 }[elemType];
     if (items.length < 15) this.bytes.push((items.length << 4) | t);
@@ -301,18 +306,29 @@ function schemaElements(fields: Field[]): ((t: Thrift) => void)[] {
 }
 
 /** A Parquet file of `rows` with the given fields, codec and rows per row group. */
-export function writeParquet(fields: Field[], rows: Record<string, unknown>[], opts: { codec?: Codec; rowGroupSize?: number } = {}): Uint8Array {
+export function writeParquet(
+  fields: Field[],
+  rows: Record<string, unknown>[],
+  opts: { codec?: Codec; rowGroupSize?: number } = {},
+): Uint8Array {
   const codec = opts.codec ?? 'snappy';
   const groupSize = opts.rowGroupSize ?? (rows.length || 1);
   const cols = leaves(fields);
   const out: number[] = [0x50, 0x41, 0x52, 0x31]; // PAR1
-  const groups: { chunks: { leaf: Leaf; offset: number; count: number; compressed: number; uncompressed: number }[]; rows: number }[] = [];
+  const groups: {
+    chunks: { leaf: Leaf; offset: number; count: number; compressed: number; uncompressed: number }[];
+    rows: number;
+  }[] = [];
   for (let g = 0; g < Math.max(1, Math.ceil(rows.length / groupSize)); g++) {
     const part = rows.slice(g * groupSize, (g + 1) * groupSize);
     const chunks: (typeof groups)[number]['chunks'] = [];
     for (const leaf of cols) {
       const { values, def, rep, count } = leaf.shred(part);
-      const body = Uint8Array.from([...(leaf.maxRep ? levels(rep, leaf.maxRep) : []), ...(leaf.maxDef ? levels(def, leaf.maxDef) : []), ...plain(leaf.type, values)]);
+      const body = Uint8Array.from([
+        ...(leaf.maxRep ? levels(rep, leaf.maxRep) : []),
+        ...(leaf.maxDef ? levels(def, leaf.maxDef) : []),
+        ...plain(leaf.type, values),
+      ]);
       const packed = compress(codec, body);
       const header = new Thrift()
         .i32(1, 0) // DATA_PAGE
@@ -322,7 +338,13 @@ export function writeParquet(fields: Field[], rows: Record<string, unknown>[], o
       header.bytes.push(0);
       const offset = out.length;
       out.push(...header.bytes, ...packed);
-      chunks.push({ leaf, offset, count, compressed: header.bytes.length + packed.length, uncompressed: header.bytes.length + body.length });
+      chunks.push({
+        leaf,
+        offset,
+        count,
+        compressed: header.bytes.length + packed.length,
+        uncompressed: header.bytes.length + body.length,
+      });
     }
     groups.push({ chunks, rows: part.length });
   }
@@ -346,12 +368,25 @@ export function writeParquet(fields: Field[], rows: Record<string, unknown>[], o
             .i64(9, c.offset),
         );
       })
-        .i64(2, g.chunks.reduce((a, c) => a + c.uncompressed, 0))
+        .i64(
+          2,
+          g.chunks.reduce((a, c) => a + c.uncompressed, 0),
+        )
         .i64(3, g.rows);
     })
     .string(6, 'agentark-web test writer');
   meta.bytes.push(0);
   const len = meta.bytes.length;
-  out.push(...meta.bytes, len & 0xff, (len >>> 8) & 0xff, (len >>> 16) & 0xff, (len >>> 24) & 0xff, 0x50, 0x41, 0x52, 0x31);
+  out.push(
+    ...meta.bytes,
+    len & 0xff,
+    (len >>> 8) & 0xff,
+    (len >>> 16) & 0xff,
+    (len >>> 24) & 0xff,
+    0x50,
+    0x41,
+    0x52,
+    0x31,
+  );
   return Uint8Array.from(out);
 }

@@ -21,10 +21,20 @@ describe('kernel declarations: named parameters checked against the WGSL', () =>
     await loadShaders();
     const iface = parseWgslInterface(shaderSource('matmul', { VEC4: true, WG_X: 8, WG_Y: 8 }, 'f16'));
     expect(iface.params).toEqual([
-      { name: 'M', type: 'u32' }, { name: 'N', type: 'u32' }, { name: 'K', type: 'u32' },
-      { name: 'nOffset', type: 'u32' }, { name: 'ldy', type: 'u32' }, { name: 'hasBias', type: 'u32' },
+      { name: 'M', type: 'u32' },
+      { name: 'N', type: 'u32' },
+      { name: 'K', type: 'u32' },
+      { name: 'nOffset', type: 'u32' },
+      { name: 'ldy', type: 'u32' },
+      { name: 'hasBias', type: 'u32' },
     ]);
-    expect([...iface.bindings].map(([b, v]) => [b, v.name, v.scalarBytes])).toEqual([[0, 'p', 4], [1, 'x', 4], [2, 'w', 2], [3, 'bias', 4], [4, 'y', 4]]);
+    expect([...iface.bindings].map(([b, v]) => [b, v.name, v.scalarBytes])).toEqual([
+      [0, 'p', 4],
+      [1, 'x', 4],
+      [2, 'w', 2],
+      [3, 'bias', 4],
+      [4, 'y', 4],
+    ]);
   });
 
   it('packs the uniform in the struct order, u32 and f32 by their declared types', () => {
@@ -35,7 +45,11 @@ describe('kernel declarations: named parameters checked against the WGSL', () =>
   });
 
   it('a declaration whose params are in another order than the WGSL struct fails at pipeline creation, naming the kernel', () => {
-    const swapped = declareKernel({ ...RMSNORM, name: 'rmsnorm-swapped', params: { dim: 'u32', rows: 'u32', eps: 'f32' } });
+    const swapped = declareKernel({
+      ...RMSNORM,
+      name: 'rmsnorm-swapped',
+      params: { dim: 'u32', rows: 'u32', eps: 'f32' },
+    });
     const x = g32.tensor(8);
     expect(() => g32.run(swapped, { rows: 1, dim: 8, eps: 1e-6 }, { x, weight: x, out: x }, 1)).toThrow(
       new RegExp(
@@ -47,26 +61,54 @@ describe('kernel declarations: named parameters checked against the WGSL', () =>
 
   it('a declaration with a wrong type or a missing field fails too', () => {
     const x = g32.tensor(8);
-    const asU32 = declareKernel({ ...RMSNORM, name: 'rmsnorm-eps-u32', params: { rows: 'u32', dim: 'u32', eps: 'u32' } } as never) as typeof RMSNORM;
-    expect(() => g32.run(asU32, { rows: 1, dim: 8, eps: 0 }, { x, weight: x, out: x }, 1)).toThrow(/rmsnorm-eps-u32: its params are declared as \{ rows: u32, dim: u32, eps: u32 \}/);
-    const short = declareKernel({ ...RMSNORM, name: 'rmsnorm-short', params: { rows: 'u32', dim: 'u32' } } as never) as typeof RMSNORM;
-    expect(() => g32.run(short, { rows: 1, dim: 8 } as never, { x, weight: x, out: x }, 1)).toThrow(/rmsnorm-short: its params are declared as \{ rows: u32, dim: u32 \}/);
+    const asU32 = declareKernel({
+      ...RMSNORM,
+      name: 'rmsnorm-eps-u32',
+      params: { rows: 'u32', dim: 'u32', eps: 'u32' },
+    } as never) as typeof RMSNORM;
+    expect(() => g32.run(asU32, { rows: 1, dim: 8, eps: 0 }, { x, weight: x, out: x }, 1)).toThrow(
+      /rmsnorm-eps-u32: its params are declared as \{ rows: u32, dim: u32, eps: u32 \}/,
+    );
+    const short = declareKernel({
+      ...RMSNORM,
+      name: 'rmsnorm-short',
+      params: { rows: 'u32', dim: 'u32' },
+    } as never) as typeof RMSNORM;
+    expect(() => g32.run(short, { rows: 1, dim: 8 } as never, { x, weight: x, out: x }, 1)).toThrow(
+      /rmsnorm-short: its params are declared as \{ rows: u32, dim: u32 \}/,
+    );
   });
 
   it('a declaration whose bindings differ from the WGSL fails, naming both lists', () => {
     const x = g32.tensor(8);
-    const renamed = declareKernel({ ...SWIGLU, name: 'swiglu-renamed', bindings: { up: (p) => p.n, gate: (p) => p.n, out: (p) => p.n } });
-    expect(() => g32.run(renamed, { n: 8 }, { up: x, gate: x, out: x }, 1)).toThrow(/swiglu-renamed: its bindings are declared as \[1:up, 2:gate, 3:out\] but shaders\/swiglu\.wgsl binds \[1:gate, 2:up, 3:out\]/);
+    const renamed = declareKernel({
+      ...SWIGLU,
+      name: 'swiglu-renamed',
+      bindings: { up: (p) => p.n, gate: (p) => p.n, out: (p) => p.n },
+    });
+    expect(() => g32.run(renamed, { n: 8 }, { up: x, gate: x, out: x }, 1)).toThrow(
+      /swiglu-renamed: its bindings are declared as \[1:up, 2:gate, 3:out\] but shaders\/swiglu\.wgsl binds \[1:gate, 2:up, 3:out\]/,
+    );
   });
 
   it('a missing, unknown or ill-typed parameter at dispatch is an error naming the kernel and the parameter', () => {
     const x = g32.tensor(8);
     const buffers = { x, weight: x, out: x };
-    expect(() => g32.run(RMSNORM, { rows: 1, dim: 8 } as never, buffers, 1)).toThrow("kernel rmsnorm: parameter 'eps' is missing");
-    expect(() => g32.run(RMSNORM, { rows: 1, dim: 8, eps: 1e-6, epsilon: 1 } as never, buffers, 1)).toThrow("kernel rmsnorm: unknown parameter 'epsilon'");
-    expect(() => g32.run(RMSNORM, { rows: 1.5, dim: 8, eps: 1e-6 }, buffers, 1)).toThrow("kernel rmsnorm: parameter 'rows' (u32) is 1.5");
-    expect(() => g32.run(RMSNORM, { rows: -1, dim: 8, eps: 1e-6 }, buffers, 1)).toThrow("kernel rmsnorm: parameter 'rows' (u32) is -1");
-    expect(() => g32.run(RMSNORM, { rows: 1, dim: 8, eps: NaN }, buffers, 1)).toThrow("kernel rmsnorm: parameter 'eps' is NaN");
+    expect(() => g32.run(RMSNORM, { rows: 1, dim: 8 } as never, buffers, 1)).toThrow(
+      "kernel rmsnorm: parameter 'eps' is missing",
+    );
+    expect(() => g32.run(RMSNORM, { rows: 1, dim: 8, eps: 1e-6, epsilon: 1 } as never, buffers, 1)).toThrow(
+      "kernel rmsnorm: unknown parameter 'epsilon'",
+    );
+    expect(() => g32.run(RMSNORM, { rows: 1.5, dim: 8, eps: 1e-6 }, buffers, 1)).toThrow(
+      "kernel rmsnorm: parameter 'rows' (u32) is 1.5",
+    );
+    expect(() => g32.run(RMSNORM, { rows: -1, dim: 8, eps: 1e-6 }, buffers, 1)).toThrow(
+      "kernel rmsnorm: parameter 'rows' (u32) is -1",
+    );
+    expect(() => g32.run(RMSNORM, { rows: 1, dim: 8, eps: NaN }, buffers, 1)).toThrow(
+      "kernel rmsnorm: parameter 'eps' is NaN",
+    );
   });
 
   it('an undersized buffer is an error naming the kernel, the binding and both sizes', () => {
@@ -79,14 +121,20 @@ describe('kernel declarations: named parameters checked against the WGSL', () =>
       /kernel rmsnorm: binding 'out' \(3\) needs 120 bytes for \{"rows":3,"dim":10,"eps":0\.000001\} but its buffer holds 116 bytes/,
     );
     // Through the typed wrappers too: a wrong length no longer reads or writes out of bounds.
-    expect(() => g32.swiglu(x, x, rows * dim + 1, out)).toThrow(/kernel swiglu: binding 'gate' \(1\) needs 124 bytes .* holds 120 bytes/);
+    expect(() => g32.swiglu(x, x, rows * dim + 1, out)).toThrow(
+      /kernel swiglu: binding 'gate' \(1\) needs 124 bytes .* holds 120 bytes/,
+    );
     g32.flush();
   });
 
   it('a missing or unknown buffer is an error naming the binding', () => {
     const x = g32.tensor(8);
-    expect(() => g32.run(SWIGLU, { n: 8 }, { gate: x, up: x } as never, 1)).toThrow("kernel swiglu: no buffer given for binding 'out'");
-    expect(() => g32.run(SWIGLU, { n: 8 }, { gate: x, up: x, out: x, extra: x } as never, 1)).toThrow("kernel swiglu: unknown binding 'extra'");
+    expect(() => g32.run(SWIGLU, { n: 8 }, { gate: x, up: x } as never, 1)).toThrow(
+      "kernel swiglu: no buffer given for binding 'out'",
+    );
+    expect(() => g32.run(SWIGLU, { n: 8 }, { gate: x, up: x, out: x, extra: x } as never, 1)).toThrow(
+      "kernel swiglu: unknown binding 'extra'",
+    );
   });
 
   it('the workgroup size is one definition: the same WGSL runs at 32, 64 and 128 invocations with the same results', async () => {
@@ -102,11 +150,21 @@ describe('kernel declarations: named parameters checked against the WGSL', () =>
     for (const size of [32, 64, 128]) {
       const norm = declareKernel({ ...RMSNORM, name: `rmsnorm-wg${size}`, workgroupSize: size });
       const out = g32.tensor(rows * dim);
-      g32.run(norm, { rows, dim, eps: 1e-6 }, { x: g32.fromHost(x), weight: g32.vector('w', w).shards[0].buffer, out }, rows);
+      g32.run(
+        norm,
+        { rows, dim, eps: 1e-6 },
+        { x: g32.fromHost(x), weight: g32.vector('w', w).shards[0].buffer, out },
+        rows,
+      );
       expect(maxRelErr(await g32.toHost(out, rows * dim), ref), `rmsnorm at ${size}`).toBeLessThan(1e-5);
       const swiglu = declareKernel({ ...SWIGLU, name: `swiglu-wg${size}`, workgroupSize: size });
       const sout = g32.tensor(1000);
-      g32.run(swiglu, { n: 1000 }, { gate: g32.fromHost(gate), up: g32.fromHost(up), out: sout }, groups1d(swiglu, 1000));
+      g32.run(
+        swiglu,
+        { n: 1000 },
+        { gate: g32.fromHost(gate), up: g32.fromHost(up), out: sout },
+        groups1d(swiglu, 1000),
+      );
       expect(maxRelErr(await g32.toHost(sout, 1000), sref), `swiglu at ${size}`).toBeLessThan(1e-5);
     }
   });

@@ -23,9 +23,17 @@ async function check<T, W extends WeightShape, I>(backend: Backend<T, W, I>, arc
   const c = model.config;
   // An adapter on q and down, so the recorded LoRA path is exercised too.
   const adapter: AdapterWeights<W> = new Map();
-  for (const [proj, w] of [['q_proj', model.layers[1].q], ['down_proj', model.layers[0].down]] as const) {
+  for (const [proj, w] of [
+    ['q_proj', model.layers[1].q],
+    ['down_proj', model.layers[0].down],
+  ] as const) {
     const layer = proj === 'q_proj' ? 1 : 0;
-    adapter.set(`${layer}.${proj}`, { a: backend.weight('a', randn(4 * w.cols, 1, 0.3), 4, w.cols), b: backend.weight('b', randn(w.rows * 4, 2, 0.3), w.rows, 4), rank: 4, scale: 2 });
+    adapter.set(`${layer}.${proj}`, {
+      a: backend.weight('a', randn(4 * w.cols, 1, 0.3), 4, w.cols),
+      b: backend.weight('b', randn(w.rows * 4, 2, 0.3), w.rows, 4),
+      rank: 4,
+      scale: 2,
+    });
   }
   model.setAdapter(adapter);
   const n = 10;
@@ -50,7 +58,9 @@ async function check<T, W extends WeightShape, I>(backend: Backend<T, W, I>, arc
   const x1 = await backend.toHost(acts.layers[1].xIn, n * c.hiddenSize);
   const table = await backend.toHost(backend.weightAsTensor(model.embed), c.vocabSize * c.hiddenSize);
   const row = batch.ids[3];
-  expect(Array.from(x0.subarray(3 * c.hiddenSize, 4 * c.hiddenSize))).toEqual(Array.from(table.subarray(row * c.hiddenSize, (row + 1) * c.hiddenSize)));
+  expect(Array.from(x0.subarray(3 * c.hiddenSize, 4 * c.hiddenSize))).toEqual(
+    Array.from(table.subarray(row * c.hiddenSize, (row + 1) * c.hiddenSize)),
+  );
   expect(maxRelErr(x1, x0)).toBeGreaterThan(1e-3);
   // Only the adapted projections recorded LoRA activations; Qwen3 keeps q and k before their norms.
   expect([...acts.layers[0].lora.keys()]).toEqual(['down_proj']);

@@ -11,9 +11,31 @@ describe('agentark bench', () => {
     const dir = mkdtempSync(path.join(tmpdir(), 'agentark-bench-'));
     writeTinyModel(dir, { arch: 'qwen2', dtype: 'BF16', tied: true, seed: 8 });
     process.env.AGENTARK_CACHE_DIR = path.join(dir, 'cache');
-    const args = ['bench', '--model', dir, '--quantize', 'q8', '--batch', '2', '--seq', '24', '--decode-tokens', '3', '--runs', '2', '--json'];
+    const args = [
+      'bench',
+      '--model',
+      dir,
+      '--quantize',
+      'q8',
+      '--batch',
+      '2',
+      '--seq',
+      '24',
+      '--decode-tokens',
+      '3',
+      '--runs',
+      '2',
+      '--json',
+    ];
     const first = JSON.parse(agentark(args).stdout.trim());
-    for (const k of ['prefillTokensPerS', 'decodeTokensPerS', 'trainStepS', 'peakGpuBytes', 'estimatedPeakGpuBytes', 'coldLoadS']) {
+    for (const k of [
+      'prefillTokensPerS',
+      'decodeTokensPerS',
+      'trainStepS',
+      'peakGpuBytes',
+      'estimatedPeakGpuBytes',
+      'coldLoadS',
+    ]) {
       expect(first[k], k).toBeGreaterThan(0);
     }
     expect(first.adapter).toMatch(/features/);
@@ -21,7 +43,11 @@ describe('agentark bench', () => {
     expect(Math.abs(first.estimatedPeakGpuBytes / first.peakGpuBytes - 1)).toBeLessThan(0.15);
     const second = JSON.parse(agentark(args).stdout.trim());
     expect(second.quantizedFromCache).toBe(true);
-    expect(agentark(['bench', '--model', dir, '--quantize', 'q3'], { allowFail: true }).stderr).toMatch(/--quantize must be q8 or q4/);
-    expect(agentark(['bench', '--model', dir, '--memory-budget', '0.001'], { allowFail: true }).stderr).toMatch(/above the budget/);
+    expect(agentark(['bench', '--model', dir, '--quantize', 'q3'], { allowFail: true }).stderr).toMatch(
+      /--quantize must be q8 or q4/,
+    );
+    expect(agentark(['bench', '--model', dir, '--memory-budget', '0.001'], { allowFail: true }).stderr).toMatch(
+      /above the budget/,
+    );
   });
 });

@@ -24,7 +24,12 @@ function ids(n: number, max: number, seed: number): Uint32Array {
 }
 
 /** The reference: the f32 matmul of the CPU twin on the dequantized weight. */
-function dequantRef(x: Float32Array, wq: ReturnType<typeof quantize>, bias: Float32Array | null, m: number): Float32Array {
+function dequantRef(
+  x: Float32Array,
+  wq: ReturnType<typeof quantize>,
+  bias: Float32Array | null,
+  m: number,
+): Float32Array {
   const ref = new Float32Array(m * wq.rows);
   cpu.matmul(x, cpu.weight('w', dequantize(wq), wq.rows, wq.cols), bias ? cpu.vector('b', bias) : null, m, ref);
   return ref;
@@ -35,7 +40,15 @@ describe('quantized-weight kernels: WebGPU vs CPU twin vs dequantized f32', () =
 
   // M <= 8 takes the GEMV path (4-row tiles then single rows), larger M the tiled GEMM; K covers
   // whole groups, a short last group, and K % 4 != 0 (scalar X loads).
-  const shapes: [number, number, number][] = [[1, 37, 64], [1, 5, 37], [5, 50, 40], [8, 33, 96], [9, 33, 37], [33, 65, 64], [70, 31, 44]];
+  const shapes: [number, number, number][] = [
+    [1, 37, 64],
+    [1, 5, 37],
+    [5, 50, 40],
+    [8, 33, 96],
+    [9, 33, 37],
+    [33, 65, 64],
+    [70, 31, 44],
+  ];
   for (const format of ['q8', 'q4'] as QuantFormat[]) {
     for (const [m, n, k] of shapes) {
       it(`${format} matmul M=${m} N=${n} K=${k}`, async () => {
@@ -70,7 +83,11 @@ describe('quantized-weight kernels: WebGPU vs CPU twin vs dequantized f32', () =
       expect(Array.from(await g.toHost(out, tokens * dim))).toEqual(Array.from(ref));
     });
 
-    for (const [m, n, k] of [[5, 13, 37], [33, 40, 64], [9, 70, 44]] as [number, number, number][]) {
+    for (const [m, n, k] of [
+      [5, 13, 37],
+      [33, 40, 64],
+      [9, 70, 44],
+    ] as [number, number, number][]) {
       it(`${format} matmul backward input M=${m} N=${n} K=${k}`, async () => {
         const dy = randn(m * n, m + n + k);
         const wq = quantize(randn(n * k, n * 3 + k), n, k, format);
@@ -82,7 +99,12 @@ describe('quantized-weight kernels: WebGPU vs CPU twin vs dequantized f32', () =
         const ops = new GpuTrainOps(g);
         const dx = g.fromHost(new Float32Array(m * k).fill(1));
         ops.matmulBackwardInput(g.fromHost(dy), g.quantizedWeight('w', wq), m, n, k, dx, true);
-        expect(maxRelErr(await g.toHost(dx, m * k), ref.map((v) => v + 1))).toBeLessThan(1e-5);
+        expect(
+          maxRelErr(
+            await g.toHost(dx, m * k),
+            ref.map((v) => v + 1),
+          ),
+        ).toBeLessThan(1e-5);
       });
     }
   }

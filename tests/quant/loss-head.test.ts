@@ -44,8 +44,14 @@ describe('chunked LM head loss', () => {
       const labels = Uint32Array.from({ length: n }, (_, i) => (i % 4 === 3 ? IGNORE_INDEX : (i * 37) % V));
       const run = async (chunkBytes: number, pg: boolean) => {
         const headGrad = be.fromHost(new Float32Array(V * H));
-        const policyGradient = pg ? (logp: Float32Array) => logp.map((l, i) => (i % 2 ? 0.5 : -0.25) + 0 * l) : undefined;
-        const r = await chunkedLossHead(be, ops, model as never, normed, labels, 0.1, { headGrad, chunkBytes, policyGradient });
+        const policyGradient = pg
+          ? (logp: Float32Array) => logp.map((l, i) => (i % 2 ? 0.5 : -0.25) + 0 * l)
+          : undefined;
+        const r = await chunkedLossHead(be, ops, model as never, normed, labels, 0.1, {
+          headGrad,
+          chunkBytes,
+          policyGradient,
+        });
         return { losses: r.losses, dn: await be.toHost(r.dnormed, n * H), dw: await be.toHost(headGrad, V * H) };
       };
       for (const pg of [false, true]) {

@@ -36,7 +36,10 @@ const prompt = [5, 17, 240, 33, 8, 101, 64];
 
 const models: [string, TinyModelOptions][] = [
   // hidden 72 and intermediate 100: rows whose last group of 32 is short.
-  ['qwen2 tied, hidden 72', { arch: 'qwen2', dtype: 'BF16', tied: true, seed: 5, hidden: 72, heads: 4, kvHeads: 2, intermediate: 100 }],
+  [
+    'qwen2 tied, hidden 72',
+    { arch: 'qwen2', dtype: 'BF16', tied: true, seed: 5, hidden: 72, heads: 4, kvHeads: 2, intermediate: 100 },
+  ],
   ['llama untied lm_head', { arch: 'llama', dtype: 'F32', tied: false, seed: 6 }],
 ];
 
@@ -47,9 +50,26 @@ describe('quantized models: logits and tokens vs the dequantized-f32 model', () 
         const dir = mkdtempSync(path.join(tmpdir(), 'agentark-quant-'));
         writeTinyModel(dir, opts);
         const cache = await nodeQuantCache(path.join(dir, 'qcache'));
-        const ref = await Runtime.fromCheckpoint(await dequantizedCheckpoint(dir, format), { gpu, dtype: 'f32', contextLength: 32, maxBatch: 1 });
-        const quant = await Runtime.fromCheckpoint(await loadCheckpoint(dir), { gpu, quantize: format, quantCache: cache, contextLength: 32, maxBatch: 1 });
-        const quantCpu = await Runtime.fromCheckpoint(await loadCheckpoint(dir), { backend: 'cpu', quantize: format, quantCache: cache, contextLength: 32, maxBatch: 1 });
+        const ref = await Runtime.fromCheckpoint(await dequantizedCheckpoint(dir, format), {
+          gpu,
+          dtype: 'f32',
+          contextLength: 32,
+          maxBatch: 1,
+        });
+        const quant = await Runtime.fromCheckpoint(await loadCheckpoint(dir), {
+          gpu,
+          quantize: format,
+          quantCache: cache,
+          contextLength: 32,
+          maxBatch: 1,
+        });
+        const quantCpu = await Runtime.fromCheckpoint(await loadCheckpoint(dir), {
+          backend: 'cpu',
+          quantize: format,
+          quantCache: cache,
+          contextLength: 32,
+          maxBatch: 1,
+        });
         expect(quant.describeBackend()).toContain(`${format} weights`);
         const want = await ref.logits(prompt);
         const V = ref.model.config.vocabSize;
@@ -103,6 +123,8 @@ describe('quantized models: logits and tokens vs the dequantized-f32 model', () 
     writeTinyModel(dir, { arch: 'qwen2', seed: 2 });
     const ckpt = await loadCheckpoint(dir);
     const q = await quantizeWeights(ckpt.config, ckpt.tensors, 'q8', { cache: null });
-    expect(() => be.weightAsTensor(be.quantizedWeight('w', q.matrices.get('model.embed_tokens.weight')!))).toThrow(/frozen.*LoRA/);
+    expect(() => be.weightAsTensor(be.quantizedWeight('w', q.matrices.get('model.embed_tokens.weight')!))).toThrow(
+      /frozen.*LoRA/,
+    );
   });
 });

@@ -29,7 +29,10 @@ beforeAll(async () => {
   process.env.AGENTARK_CACHE_DIR = mkdtempSync(path.join(tmpdir(), 'agentark-qcache-'));
 });
 
-const example = { inputIds: [5, 17, 99, 3, 250, 41, 7, 8, 120, 66, 2], labels: [-100, -100, -100, 3, 250, 41, 7, 8, 120, 66, 2] };
+const example = {
+  inputIds: [5, 17, 99, 3, 250, 41, 7, 8, 120, 66, 2],
+  labels: [-100, -100, -100, 3, 250, 41, 7, 8, 120, 66, 2],
+};
 
 async function trainedAdapter(dir: string, backend: AnyBackend, format: QuantFormat, quantizedBase: boolean) {
   const ckpt = await loadCheckpoint(dir);
@@ -57,7 +60,16 @@ describe('QLoRA', () => {
   for (const format of ['q8', 'q4'] as QuantFormat[]) {
     it(`${format}: two LoRA steps on the quantized base equal those on the dequantized f32 base (WebGPU and CPU twin)`, async () => {
       const dir = mkdtempSync(path.join(tmpdir(), 'agentark-qlora-'));
-      writeTinyModel(dir, { arch: 'qwen2', dtype: 'BF16', tied: true, seed: 31, hidden: 72, heads: 4, kvHeads: 2, intermediate: 100 });
+      writeTinyModel(dir, {
+        arch: 'qwen2',
+        dtype: 'BF16',
+        tied: true,
+        seed: 31,
+        hidden: 72,
+        heads: 4,
+        kvHeads: 2,
+        intermediate: 100,
+      });
       const g = await GpuBackend.create(gpu, 'f32');
       const ref = await trainedAdapter(dir, g, format, false);
       for (const be of [g, new CpuBackend()]) {
@@ -80,26 +92,75 @@ describe('QLoRA', () => {
     const data = path.join(dir, 'rows.jsonl');
     writeFileSync(data, JSON.stringify({ input_ids: example.inputIds, labels: example.labels }) + '\n');
     const out = path.join(dir, 'adapter');
-    const refused = agentark(['train', '--model', dir, '--data', data, '--out', path.join(dir, 'y'), '--quantize', 'q4', '--memory-budget', '0.01'], { allowFail: true });
+    const refused = agentark(
+      [
+        'train',
+        '--model',
+        dir,
+        '--data',
+        data,
+        '--out',
+        path.join(dir, 'y'),
+        '--quantize',
+        'q4',
+        '--memory-budget',
+        '0.01',
+      ],
+      { allowFail: true },
+    );
     expect(refused.status).not.toBe(0);
     expect(refused.stderr).toMatch(/above the budget of 0.01 MiB\. Try .*--recompute/);
-    const train = agentark(['train', '--model', dir, '--data', data, '--out', out, '--quantize', 'q4', '--recompute', '--steps', '3', '--batch', '1', '--lr', '0.01', '--targets', 'q_proj,v_proj,down_proj', '--quiet']);
+    const train = agentark([
+      'train',
+      '--model',
+      dir,
+      '--data',
+      data,
+      '--out',
+      out,
+      '--quantize',
+      'q4',
+      '--recompute',
+      '--steps',
+      '3',
+      '--batch',
+      '1',
+      '--lr',
+      '0.01',
+      '--targets',
+      'q_proj,v_proj,down_proj',
+      '--quiet',
+    ]);
     const summary = JSON.parse(train.stdout.trim().split('\n').pop()!);
     expect(summary.quantize).toBe('q4');
     expect(summary.finalLoss).toBeLessThan(summary.firstLoss);
     const adapter = await loadPeftAdapter(out);
     expect(adapter.config.targetModules.sort()).toEqual(['down_proj', 'q_proj', 'v_proj']);
-    expect(agentark(['train', '--model', dir, '--data', data, '--out', path.join(dir, 'x'), '--quantize', 'q4', '--mode', 'full'], { allowFail: true }).stderr).toMatch(/needs --mode lora/);
+    expect(
+      agentark(
+        ['train', '--model', dir, '--data', data, '--out', path.join(dir, 'x'), '--quantize', 'q4', '--mode', 'full'],
+        { allowFail: true },
+      ).stderr,
+    ).toMatch(/needs --mode lora/);
 
     const merged = path.join(dir, 'merged');
-    const m = JSON.parse(agentark(['merge', '--model', dir, '--adapter', out, '--out', merged, '--quantize', 'q4']).stdout.trim());
+    const m = JSON.parse(
+      agentark(['merge', '--model', dir, '--adapter', out, '--out', merged, '--quantize', 'q4']).stdout.trim(),
+    );
     expect(m).toMatchObject({ base: 'q4 dequantized', dtype: 'f32' });
     const mergedCkpt = await loadCheckpoint(merged);
     expect(toFloat32(mergedCkpt.tensors.get('model.layers.0.self_attn.q_proj.weight')!).length).toBeGreaterThan(0);
     expect(mergedCkpt.tensors.get('model.layers.0.self_attn.q_proj.weight')!.dtype).toBe('F32');
     // The merged f32 model computes what the q4 base plus the adapter computes.
     const a = await Runtime.fromCheckpoint(mergedCkpt, { gpu, dtype: 'f32', contextLength: 32, maxBatch: 1 });
-    const b = await Runtime.fromCheckpoint(await loadCheckpoint(dir), { gpu, quantize: 'q4', quantCache: null, adapter: out, contextLength: 32, maxBatch: 1 });
+    const b = await Runtime.fromCheckpoint(await loadCheckpoint(dir), {
+      gpu,
+      quantize: 'q4',
+      quantCache: null,
+      adapter: out,
+      contextLength: 32,
+      maxBatch: 1,
+    });
     expect(maxRelErr(await b.logits(example.inputIds), await a.logits(example.inputIds))).toBeLessThan(1e-3);
     for (const r of [a, b]) r.generator.dispose();
   });

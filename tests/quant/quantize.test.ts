@@ -19,7 +19,12 @@ describe('q8 / q4 quantization rules', () => {
     const s = 0.0200042724609375;
     expect([0, 1, 2, 3].map((c) => quantAt(q, 0, c))).toEqual([127, -50, 0, -127]);
     const d = dequantize(q);
-    expect(Array.from(d.subarray(0, 4))).toEqual([Math.fround(127 * s), Math.fround(-50 * s), 0, Math.fround(-127 * s)]);
+    expect(Array.from(d.subarray(0, 4))).toEqual([
+      Math.fround(127 * s),
+      Math.fround(-50 * s),
+      0,
+      Math.fround(-127 * s),
+    ]);
     expect(d[1]).toBe(-1.000213623046875);
     // byte j % 4 of word j / 4, two's complement: 127 = 0x7f, -50 = 0xce, 0, -127 = 0x81
     expect(q.quants[0]).toBe(0x8100ce7f);
@@ -41,7 +46,9 @@ describe('q8 / q4 quantization rules', () => {
     expect(q.quants[0]).toBe(0x90c4e2f1);
     const d = dequantize(q);
     expect(Array.from(d.subarray(0, 10))).toEqual([1, -1, 2, -2, 4, -4, 0, -7, 2, 7]);
-    expect(Array.from(d.subarray(32))).toEqual([7 * 2 ** -24, -8 * 2 ** -24, 2 * 2 ** -24, 0, -1 * 2 ** -24].map(Math.fround));
+    expect(Array.from(d.subarray(32))).toEqual(
+      [7 * 2 ** -24, -8 * 2 ** -24, 2 * 2 ** -24, 0, -1 * 2 ** -24].map(Math.fround),
+    );
   });
 
   it('an all-zero group has scale 0 and dequantizes to 0; non-finite weights are refused', () => {
@@ -61,7 +68,8 @@ describe('q8 / q4 quantization rules', () => {
         for (let c = 0; c < cols; c++) {
           const g = Math.floor(c / 32);
           let absmax = 0;
-          for (let i = g * 32; i < Math.min(cols, g * 32 + 32); i++) absmax = Math.max(absmax, Math.abs(w[r * cols + i]));
+          for (let i = g * 32; i < Math.min(cols, g * 32 + 32); i++)
+            absmax = Math.max(absmax, Math.abs(w[r * cols + i]));
           const step = absmax / (format === 'q8' ? 127 : 7);
           expect(Math.abs(d[r * cols + c] - w[r * cols + c])).toBeLessThanOrEqual(step * 0.51 + 1e-7);
         }

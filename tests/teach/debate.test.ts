@@ -113,7 +113,7 @@ describe('runDebate (fake engine)', () => {
   });
 
   it('llm aggregator: one extra call that reads every final answer; its answer is final', async () => {
-    const engine = createFakeEngine({ reply: (req, ctx) => (isJudge(req) ? 'Having weighed them: the answer is 7.\n#### 7' : uniqueReply(() => 4)(req)) });
+    const engine = createFakeEngine({ reply: (req, _ctx) => (isJudge(req) ? 'Having weighed them: the answer is 7.\n#### 7' : uniqueReply(() => 4)(req)) });
     const rec = await runDebate(q, { numAgents: 3, rounds: 2, aggregator: 'llm', seed: 5, model: 'judge-model' }, engine);
     expect(engine.calls).toBe(7);
     const ag = rec.aggregator;

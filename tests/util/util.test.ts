@@ -41,7 +41,10 @@ describe('util', () => {
       chat: {
         completions: {
           create: (async () => ({
-            id: 'x', object: 'chat.completion', created: 0, model: 'm',
+            id: 'x',
+            object: 'chat.completion',
+            created: 0,
+            model: 'm',
             choices: [{ index: 0, message: { role: 'assistant', content: 'hi' }, finish_reason: 'stop' }],
             usage: { prompt_tokens: 3, completion_tokens: 1, total_tokens: 4 },
             ...over,
@@ -53,11 +56,17 @@ describe('util', () => {
     const r = await complete(reply({}), { messages: [{ role: 'user', content: 'q' }] });
     expect(r).toMatchObject({ text: 'hi', finishReason: 'stop', usage: { prompt_tokens: 3, completion_tokens: 1 } });
     expect(r.latencyMs).toBeGreaterThanOrEqual(0);
-    await expect(complete(reply({ choices: [] }), { messages: [] }, { label: 'question 7' })).rejects.toThrow('engine returned no choices for question 7');
-    const aborted = reply({ choices: [{ index: 0, message: { role: 'assistant', content: '' }, finish_reason: 'abort' }] });
+    await expect(complete(reply({ choices: [] }), { messages: [] }, { label: 'question 7' })).rejects.toThrow(
+      'engine returned no choices for question 7',
+    );
+    const aborted = reply({
+      choices: [{ index: 0, message: { role: 'assistant', content: '' }, finish_reason: 'abort' }],
+    });
     await expect(complete(aborted, { messages: [] })).rejects.toBeInstanceOf(AbortError);
     const ac = new AbortController();
     ac.abort();
-    await expect(complete(reply({}), { messages: [] }, { signal: ac.signal, label: 'question 7' })).rejects.toThrow(/completion for question 7 aborted/);
+    await expect(complete(reply({}), { messages: [] }, { signal: ac.signal, label: 'question 7' })).rejects.toThrow(
+      /completion for question 7 aborted/,
+    );
   });
 });
