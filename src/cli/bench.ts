@@ -122,6 +122,8 @@ export async function run(argv: string[]): Promise<number> {
       contextLength,
       maxBindingBytes: gpu?.weightShardBytes,
       train: v['no-train'] ? undefined : { batch, seqLen: seq, rank, targets, recompute: Boolean(v.recompute) },
+      maxBatch: 1,
+      prefillTokens: seq,
     };
     const estimate = await estimatePeakBytes(c, plan);
     if (gpu) {
@@ -182,7 +184,8 @@ export async function run(argv: string[]): Promise<number> {
       trainer.dispose();
       model.setAdapter(null);
     }
-    const peakGpuBytes = gpu ? gpu.memoryStats().peakBytes : null;
+    // With training, the plan (and so the comparison) is the step's; without, generation's.
+    let peakGpuBytes = gpu ? gpu.memoryStats().peakBytes : null;
 
     // ---- prefill and decode ----
     const cache = model.createCache(1, contextLength);
@@ -224,6 +227,7 @@ export async function run(argv: string[]): Promise<number> {
       );
     }
     model.freeCache(cache);
+    if (gpu && !plan.train) peakGpuBytes = gpu.memoryStats().peakBytes;
     const result = {
       model: ckpt.source,
       layers: c.numLayers,

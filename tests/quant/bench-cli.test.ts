@@ -43,6 +43,11 @@ describe('agentark bench', () => {
     expect(Math.abs(first.estimatedPeakGpuBytes / first.peakGpuBytes - 1)).toBeLessThan(0.15);
     const second = JSON.parse(agentark(args).stdout.trim());
     expect(second.quantizedFromCache).toBe(true);
+    // Generation only: the plan is the KV cache and the prefill.
+    const gen = JSON.parse(agentark([...args, '--no-train']).stdout.trim());
+    expect(gen.trainStepS).toBeNull();
+    expect(gen.peakGpuBytes).toBeGreaterThan(gen.weightGpuBytes);
+    expect(Math.abs(gen.estimatedPeakGpuBytes / gen.peakGpuBytes - 1)).toBeLessThan(0.15);
     expect(agentark(['bench', '--model', dir, '--quantize', 'q3'], { allowFail: true }).stderr).toMatch(
       /--quantize must be q8 or q4/,
     );
