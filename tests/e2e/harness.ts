@@ -69,8 +69,14 @@ export interface Browser {
  * leaves out --enable-unsafe-webgpu, so no adapter is found). Every request to
  * a host other than 127.0.0.1/localhost is aborted. Requests to `corsOrigins` get CORS headers
  * added, as a model host like huggingface.co sends them.
+ *
+ * `serviceWorkers: true` (the offline test): Playwright's request routing keeps a service worker
+ * from registering, so instead of routing, every host but localhost is made unresolvable
+ * (--host-resolver-rules): nothing leaves the machine either way, but `blocked` stays empty.
  */
-export async function launchBrowser(opts: { corsOrigins?: string[]; webgpu?: boolean } = {}): Promise<Browser> {
+export async function launchBrowser(
+  opts: { corsOrigins?: string[]; webgpu?: boolean; serviceWorkers?: boolean } = {},
+): Promise<Browser> {
   requireChromium();
   const { chromium } = await import('playwright-core');
   const userDataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'agentark-e2e-profile-'));
@@ -88,31 +94,33 @@ export async function launchBrowser(opts: { corsOrigins?: string[]; webgpu?: boo
       '--disable-background-networking',
       '--disable-component-update',
       '--disable-sync',
+      ...(opts.serviceWorkers ? ['--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1, EXCLUDE localhost'] : []),
     ],
     viewport: { width: 1360, height: 900 },
     acceptDownloads: true,
   });
   const blocked: string[] = [];
   const cors = new Set(opts.corsOrigins ?? []);
-  await context.route('**/*', async (route: Route) => {
-    const url = new URL(route.request().url());
-    if (url.protocol === 'data:' || url.protocol === 'blob:') return route.continue();
-    if (!LOCAL_HOSTS.has(url.hostname)) {
-      blocked.push(url.href);
-      return route.abort('blockedbyclient');
-    }
-    if (!cors.has(url.origin)) return route.continue();
-    const corsHeaders = {
-      'access-control-allow-origin': '*',
-      'access-control-allow-headers': '*',
-      'access-control-allow-methods': 'GET, HEAD, OPTIONS',
-      'access-control-expose-headers': 'Content-Length, Content-Range, Accept-Ranges, Content-Encoding',
-      'cross-origin-resource-policy': 'cross-origin',
-    };
-    if (route.request().method() === 'OPTIONS') return route.fulfill({ status: 204, headers: corsHeaders });
-    const response = await route.fetch();
-    return route.fulfill({ response, headers: { ...response.headers(), ...corsHeaders } });
-  });
+  if (!opts.serviceWorkers)
+    await context.route('**/*', async (route: Route) => {
+      const url = new URL(route.request().url());
+      if (url.protocol === 'data:' || url.protocol === 'blob:') return route.continue();
+      if (!LOCAL_HOSTS.has(url.hostname)) {
+        blocked.push(url.href);
+        return route.abort('blockedbyclient');
+      }
+      if (!cors.has(url.origin)) return route.continue();
+      const corsHeaders = {
+        'access-control-allow-origin': '*',
+        'access-control-allow-headers': '*',
+        'access-control-allow-methods': 'GET, HEAD, OPTIONS',
+        'access-control-expose-headers': 'Content-Length, Content-Range, Accept-Ranges, Content-Encoding',
+        'cross-origin-resource-policy': 'cross-origin',
+      };
+      if (route.request().method() === 'OPTIONS') return route.fulfill({ status: 204, headers: corsHeaders });
+      const response = await route.fetch();
+      return route.fulfill({ response, headers: { ...response.headers(), ...corsHeaders } });
+    });
   return {
     context,
     blocked,
