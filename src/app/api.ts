@@ -219,6 +219,8 @@ export interface DistillSettings {
   perQuestion: number;
   /** DA: build self-correction conversations. */
   selfCorrection: boolean;
+  /** PAD: a label per whole solution (the AgentArk rows, default) or per paragraph of one. */
+  padSteps?: 'solution' | 'paragraph';
   /** Only the first N records (0 = all). */
   limit: number;
 }
@@ -244,7 +246,7 @@ export interface DatasetSummary {
   strategy: DistillStrategy | 'rows';
   rows: number;
   /** The builder's counts (skipped by reason, rows by source, PAD step counts…). */
-  stats: Record<string, number | Record<string, number>>;
+  stats: Record<string, number | string | Record<string, number>>;
   warnings: string[];
   /** False for PAD's stepwise rows (they train a process reward model, not the student). */
   trainable: boolean;
@@ -375,9 +377,13 @@ export type PrmEvent =
   | { type: 'scoring'; done: number; total: number };
 
 export interface PrmResult {
-  trainSolutions: number;
-  trainSteps: number;
-  heldOutSolutions: number;
+  /** What a labelled example is: a whole solution (the AgentArk layout) or a step of one (paragraph layout). */
+  unit: 'solution' | 'step';
+  /** Rows (questions for solutions, solutions for steps) and labelled examples, trained on and held out. */
+  trainRows: number;
+  trainExamples: number;
+  heldOutRows: number;
+  heldOutExamples: number;
   /** Held-out AUC over solutions (all steps right = positive); null without held-out solutions of both kinds. */
   heldOutAuc: number | null;
   firstLoss: number | null;

@@ -278,12 +278,15 @@ export function parameterCount(cfg: ModelConfig): number {
   return cfg.vocabSize * H * (cfg.tieWordEmbeddings ? 1 : 2) + cfg.numLayers * perLayer + H;
 }
 
-/** Memory this process may reasonably plan to use: 3/4 of RAM under Node, 4 GiB elsewhere. */
+/**
+ * Memory this process may reasonably plan to use: 3/4 of RAM under Node; 8 GiB in a browser,
+ * which does not say (navigator.deviceMemory stops at 8 GB) and fails on its own past that.
+ */
 export function memoryBudgetBytes(): number {
   const getBuiltin = (globalThis as { process?: { getBuiltinModule?: (id: string) => unknown } }).process
     ?.getBuiltinModule;
   const os = getBuiltin?.('node:os') as { totalmem(): number } | undefined;
-  return os ? Math.floor(os.totalmem() * 0.75) : 4 * 2 ** 30;
+  return os ? Math.floor(os.totalmem() * 0.75) : 8 * 2 ** 30;
 }
 
 export class PlannedMemoryError extends Error {

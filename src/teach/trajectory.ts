@@ -317,12 +317,8 @@ export interface TrajectoryLog {
   close(): Promise<void>;
 }
 
-let recordPrefixBytes: Buffer | null = null;
-/** How every record of ours starts on disk; built on first use (this module also loads in the browser, which has no Buffer). */
-function recordPrefix(): Buffer {
-  recordPrefixBytes ??= Buffer.from(`{"schema":${JSON.stringify(TRAJECTORY_SCHEMA)}`, 'utf8');
-  return recordPrefixBytes;
-}
+/** How every record starts as JSON.stringify writes it (ASCII). This module also loads in browsers: no Buffer here. */
+const RECORD_PREFIX = `{"schema":${JSON.stringify(TRAJECTORY_SCHEMA)}`;
 
 /**
  * Whether a tail without its newline is what an interrupted append of ours leaves: blank, or the
@@ -330,8 +326,8 @@ function recordPrefix(): Buffer {
  * that prefix only counts after records of ours, so nobody else's file is ever cut.
  */
 function isOurPartialRecord(tail: Buffer, recordsBefore: number): boolean {
-  const prefix = recordPrefix();
   if (tail.toString('utf8').trim() === '') return true;
+  const prefix = Buffer.from(RECORD_PREFIX, 'utf8');
   if (tail.length >= prefix.length) return tail.subarray(0, prefix.length).equals(prefix);
   return recordsBefore > 0 && prefix.subarray(0, tail.length).equals(tail);
 }

@@ -25,6 +25,12 @@ describe.skipIf(!hasDemo)('installable and offline after the first visit', () =>
   let browser: Browser | null = null;
   let page: Page;
   const pageErrors: string[] = [];
+  const state = async () =>
+    page.evaluate(async () => {
+      const reg = await navigator.serviceWorker.getRegistration();
+      const models = document.querySelector('#model-load-status')?.textContent ?? '';
+      return `model: ${models}; service worker: ${reg?.active?.state ?? reg?.installing?.state ?? 'none'}, controller ${!!navigator.serviceWorker.controller}`;
+    });
 
   beforeAll(async () => {
     requireChromium();
@@ -59,7 +65,9 @@ describe.skipIf(!hasDemo)('installable and offline after the first visit', () =>
   });
 
   it('precaches the app and the embedded model on the first visit', async () => {
-    await page.locator('#model-badge.ok').waitFor({ timeout: 120_000 });
+    await waitInPage(page, 'the embedded model to load', () => !!document.querySelector('#model-badge.ok'), null, {
+      describe: state,
+    });
     await waitInPage(page, 'the service worker to control the page', () => !!navigator.serviceWorker.controller, null);
     const cached = await page.evaluate(async () => {
       const names = (await caches.keys()).filter((k) => k.startsWith('agentark-app-'));
@@ -81,14 +89,20 @@ describe.skipIf(!hasDemo)('installable and offline after the first visit', () =>
       cached.urls.some((u) => /^\/assets\/worker-.*\.js$/.test(u)),
       'the engine worker',
     ).toBe(true);
-  });
+  }, 900_000);
 
   it('reloads with the server gone and the browser offline, loads the model and chats', async () => {
     await app!.close();
     app = null;
     await browser!.context.setOffline(true);
     await page.reload();
-    await page.locator('#model-badge.ok').waitFor({ timeout: 120_000 });
+    await waitInPage(
+      page,
+      'the embedded model to load offline',
+      () => !!document.querySelector('#model-badge.ok'),
+      null,
+      { describe: state },
+    );
     expect(await page.evaluate(() => navigator.onLine)).toBe(false);
     await page.fill('#chat-temperature', '0');
     await page.fill('#chat-max-tokens', '16');

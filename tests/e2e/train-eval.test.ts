@@ -115,7 +115,12 @@ describe('distil & train, evaluate and benchmark pages in Chromium', () => {
     // PAD builds stepwise rows (counted, downloadable, not trained here); DA adds self-corrections.
     await page.check('input[name=train-strategy][value=pad]');
     await expect.poll(() => page.locator('#train-counts-table').textContent()).toContain('Stepwise rows');
-    expect(await page.locator('#train-counts-table').textContent()).toMatch(/Negative steps\s*[1-9]/);
+    expect(await page.locator('#train-counts-table').textContent()).toMatch(/Wrong solutions\s*[1-9]/);
+    // The paragraph layout (agentark distill --pad-steps paragraph) labels steps of a solution instead.
+    await page.selectOption('#train-pad-steps', 'paragraph');
+    await expect.poll(() => page.locator('#train-counts-table').textContent()).toMatch(/Negative steps\s*[1-9]/);
+    await page.selectOption('#train-pad-steps', 'solution');
+    await expect.poll(() => page.locator('#train-counts-table').textContent()).toMatch(/Wrong solutions\s*[1-9]/);
     expect(await page.locator('#train-start').isDisabled()).toBe(true);
     await page.check('input[name=train-strategy][value=da]');
     await expect
@@ -141,7 +146,16 @@ describe('distil & train, evaluate and benchmark pages in Chromium', () => {
     });
     const t1 = performance.now();
     await page.click('#train-start');
-    await page.locator('#train-status[data-done=true]').waitFor({ timeout: 120_000 });
+    await waitInPage(
+      page,
+      'the 6-step training run to finish',
+      () => document.querySelector('#train-status')?.getAttribute('data-done') === 'true',
+      null,
+      {
+        describe: async () =>
+          `status: ${await page.locator('#train-status').textContent()}; step ${await page.locator('#train-step').getAttribute('data-step')}`,
+      },
+    );
     lap('train 6 steps', t1);
     expect(await page.locator('#train-step').getAttribute('data-step')).toBe('6');
     expect(await page.locator('#train-loss-chart').getAttribute('data-points')).toBe('6');
@@ -265,13 +279,15 @@ describe('distil & train, evaluate and benchmark pages in Chromium', () => {
       null,
       { describe: prmState },
     );
-    expect(await page.locator('#pad-prm-status').textContent()).toMatch(/Trained on \d+ steps of \d+ solutions/);
+    expect(await page.locator('#pad-prm-status').textContent()).toMatch(
+      /Trained on \d+ labelled solutions of \d+ questions/,
+    );
     const aucText = await page.locator('#pad-prm-status').getAttribute('data-auc');
-    if (aucText) {
-      expect(Number(aucText)).toBeGreaterThanOrEqual(0);
-      expect(Number(aucText)).toBeLessThanOrEqual(1);
-      expect(await page.locator('#pad-prm-status').textContent()).toContain('Held-out AUC');
-    }
+    // Every held-out question has right and wrong solutions (two agents right, one wrong): an AUC exists.
+    expect(aucText).toMatch(/^[01]\.\d{4}$/);
+    expect(await page.locator('#pad-prm-status').textContent()).toMatch(
+      /Held-out AUC [\d.]+ on 12 solutions of 4 unseen questions/,
+    );
     expect(Number(await page.locator('#pad-prm-loss-chart').getAttribute('data-points'))).toBe(30);
     expect(await page.locator('#rl-use-prm').isChecked()).toBe(true);
     const prmDownload = page.waitForEvent('download');
@@ -558,10 +574,12 @@ describe('distil & train, evaluate and benchmark pages in Chromium', () => {
       shown,
       { describe: state(second) },
     );
+    await second.click('#tab-train');
     expect(await second.locator('#train-start').isDisabled()).toBe(true);
     expect(await second.locator('#train-pause').isHidden()).toBe(true);
     expect(await second.locator('#train-stored-resume').isDisabled()).toBe(true);
     // Its chat is not refused (it does not train).
+    await second.click('#tab-chat');
     await second.fill('#chat-max-tokens', '4');
     await second.fill('#chat-input', 'Hi');
     await second.press('#chat-input', 'Enter');
@@ -584,7 +602,8 @@ describe('distil & train, evaluate and benchmark pages in Chromium', () => {
       { describe: state(second) },
     );
     expect(Number(await second.locator('#train-run').getAttribute('data-resumed-from')) % 2).toBe(0);
-    expect(await second.locator('#train-pause').isVisible()).toBe(true);
+    await second.click('#tab-train');
+    expect(await second.locator('#train-pause').isVisible(), await state(second)()).toBe(true);
     await second.click('#train-cancel');
     await waitInPage(
       second,

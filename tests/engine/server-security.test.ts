@@ -13,6 +13,7 @@ import OpenAI from 'openai';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { LocalEngine, Runtime } from '../../src/engine/local';
 import { isLoopbackHost, startServer, type RunningServer, type ServerOptions } from '../../src/engine/server';
+import { serveEngine } from '../../src/cli/serve-http';
 import { createFakeEngine } from '../helpers/fake-engine';
 import { writeTinyModel } from '../helpers/tiny-model';
 
@@ -280,6 +281,45 @@ describe('server access control', () => {
     expect(a.destroyed || b.destroyed).toBe(false);
     a.destroy();
     b.destroy();
+  });
+});
+
+describe('serveEngine (agentark serve) passes the access flags through', () => {
+  it('--api-key and --cors reach the server; the access line is printed', async () => {
+    const ac = new AbortController();
+    let err = '';
+    const write = process.stderr.write.bind(process.stderr);
+    process.stderr.write = ((s: string | Uint8Array) => ((err += String(s)), true)) as typeof process.stderr.write;
+    const checks: Promise<void>[] = [];
+    const outWrite = process.stdout.write.bind(process.stdout);
+    process.stdout.write = (() => true) as typeof process.stdout.write;
+    try {
+      const code = await serveEngine(createFakeEngine(), {
+        port: 0,
+        modelId: 'm',
+        apiKey: 'secret',
+        cors: ['http://localhost:5173'],
+        signal: ac.signal,
+        onListening: (s) => {
+          checks.push(
+            (async () => {
+              expect((await rawRequest(s.port, {})).status).toBe(401);
+              const ok = await rawRequest(s.port, {
+                headers: { authorization: 'Bearer secret', origin: 'http://localhost:5173' },
+              });
+              expect(ok.status).toBe(200);
+              expect(ok.headers['access-control-allow-origin']).toBe('http://localhost:5173');
+            })().finally(() => ac.abort()),
+          );
+        },
+      });
+      await Promise.all(checks);
+      expect(code).toBe(0);
+    } finally {
+      process.stderr.write = write;
+      process.stdout.write = outWrite;
+    }
+    expect(err).toContain('access: API key required; browser origins: http://localhost:5173');
   });
 });
 

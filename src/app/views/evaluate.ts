@@ -25,16 +25,15 @@ const pts = (x: number | null | undefined) =>
   x == null || !Number.isFinite(x) ? '—' : `${x >= 0 ? '+' : '−'}${Math.abs(100 * x).toFixed(1)}`;
 const num = (x: number) => (Number.isInteger(x) ? String(x) : x.toFixed(1));
 
-/** A line on the extras scripts/demo.ts adds to its report (`demo`: RL rewards, PRM AUC, debate accuracy). */
+/** A line on the extras the demo scripts add to their reports (`demo`: a summary, RL rewards, PRM AUC, debate accuracy). */
 function demoExtras(r: EvalReport): string {
   const d = (r as EvalReport & { demo?: unknown }).demo;
   if (!d || typeof d !== 'object') return '';
   const x = d as Record<string, unknown>;
   const parts: string[] = [];
-  if (typeof x.temperature === 'number')
-    parts.push(`agents, single agent and students sample at temperature ${x.temperature}`);
-  if (typeof x.debateTrainFinalAccuracy === 'number')
-    parts.push(`debate accuracy on the training questions ${pct(x.debateTrainFinalAccuracy)}`);
+  if (typeof x.summary === 'string') parts.push(x.summary);
+  if (typeof x.temperature === 'number') parts.push(`sampled systems (marked T) use temperature ${x.temperature}; the others decode greedily`);
+  if (typeof x.debateTrainFinalAccuracy === 'number') parts.push(`debate accuracy on the training questions ${pct(x.debateTrainFinalAccuracy)}`);
   if (typeof x.prmAuc === 'number') parts.push(`PRM held-out AUC ${x.prmAuc.toFixed(3)}`);
   const rl = Array.isArray(x.rl) ? x.rl.filter((v): v is number => typeof v === 'number') : [];
   if (rl.length)

@@ -133,6 +133,7 @@ export class Datasets {
         format: s.format,
         perQuestion: Math.max(1, Math.floor(s.perQuestion)),
         selfCorrection: s.selfCorrection,
+        ...(s.padSteps ? { padSteps: s.padSteps } : {}),
       });
       rows = set.rows;
       stats = set.stats;

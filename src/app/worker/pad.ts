@@ -44,6 +44,11 @@ interface RlJob {
   cancelRequested: boolean;
 }
 
+/** A row of the AgentArk layout (pad-solutions.ts): completions are whole solutions by named agents. */
+function isSolutionRow(r: StepwiseRow): boolean {
+  return Array.isArray((r as StepwiseRow & { agents?: unknown }).agents);
+}
+
 function isStepwise(r: unknown): r is StepwiseRow {
   const x = r as StepwiseRow;
   return (
@@ -52,6 +57,13 @@ function isStepwise(r: unknown): r is StepwiseRow {
     Array.isArray(x.labels) &&
     x.completions.length === x.labels.length
   );
+}
+
+/** Frees a trainer's GPU memory, its LoRA weights included (as the training module does). */
+function freeTrainer(t: Trainer): void {
+  const be = t.model.backend;
+  t.dispose();
+  for (const p of t.params) be.freeWeight(p.weight as never);
 }
 
 export class Pad {
@@ -67,7 +79,7 @@ export class Pad {
     // The head and a paused run were built on the loaded model's features and weights.
     models.onUnload(() => {
       this.prm = null;
-      if (this.job) this.job.trainer.dispose();
+      if (this.job) freeTrainer(this.job.trainer);
       this.job = null;
     });
   }
@@ -117,23 +129,24 @@ export class Pad {
         seed: s.seed,
         onProgress: (epoch, loss) => emit({ type: 'epoch', epoch, epochs: s.epochs, loss }),
       });
+      // The AUC is over the held-out labelled completions (as `agentark prm` reports it): whole
+      // solutions in the AgentArk layout (a row per question), paragraphs in the paragraph layout.
+      const unit = rows.every(isSolutionRow) ? 'solution' : 'step';
       const scores: number[] = [];
+      const truth: boolean[] = [];
       for (const [i, r] of testRows.entries()) {
         ctrl.signal.throwIfAborted();
-        const f = await stepFeatures(m.runtime, r);
-        scores.push(Math.min(...f.map((x) => scoreFeature(head, x))));
+        for (const x of await stepFeatures(m.runtime, r)) scores.push(scoreFeature(head, x));
+        truth.push(...r.labels.map(Boolean));
         emit({ type: 'scoring', done: i + 1, total: testRows.length });
       }
-      const heldOutAuc = testRows.length
-        ? auc(
-            scores,
-            testRows.map((r) => r.labels.every(Boolean)),
-          )
-        : null;
+      const heldOutAuc = scores.length ? auc(scores, truth) : null;
       const result: PrmResult = {
-        trainSolutions: trainRows.length,
-        trainSteps: features.length,
-        heldOutSolutions: testRows.length,
+        unit,
+        trainRows: trainRows.length,
+        trainExamples: features.length,
+        heldOutRows: testRows.length,
+        heldOutExamples: scores.length,
         heldOutAuc: heldOutAuc !== null && Number.isFinite(heldOutAuc) ? heldOutAuc : null,
         firstLoss: losses[0] ?? null,
         finalLoss: losses.at(-1) ?? null,
@@ -246,7 +259,7 @@ export class Pad {
   }
 
   private dispose(j: RlJob): void {
-    j.trainer.dispose();
+    freeTrainer(j.trainer);
     if (this.job === j) this.job = null;
     // Chat goes back to what the adapter registry has active.
     if (this.models.loaded === j.model) j.model.runtime.adapters.activate(j.model.runtime.adapters.activeName());
@@ -282,7 +295,8 @@ export class Pad {
             const verifiable = ok ? 1 : 0;
             if (!s.usePrm || !this.prm) return verifiable;
             // An empty completion has no step to score (and nothing to run the model on).
-            const steps = splitSteps(sample.text);
+            const steps =
+              this.prm.result.unit === 'solution' ? [sample.text.trim()].filter(Boolean) : splitSteps(sample.text);
             if (!steps.length) return verifiable;
             const { solution } = await scoreSolution(rt, this.prm.head, q.question, steps);
             return verifiable + s.prmWeight * solution;

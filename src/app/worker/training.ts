@@ -7,6 +7,7 @@ import { toJsonl } from '../../distill/common';
 import { checkpointFiles, parseTrainerState, restoreFromFiles } from '../../train/checkpoint';
 import type { TrainExample } from '../../train/data';
 import type { PeftAdapter } from '../../formats/peft';
+import type { AdapterWeights } from '../../model/llama';
 import { DEFAULT_TRAIN_OPTIONS, Trainer, type TrainOptions } from '../../train/trainer';
 import type {
   AdapterInfo,
@@ -36,6 +37,8 @@ import { emitter, GPU_TASKS, notify, type Tasks } from './tasks';
 
 interface TrainJob {
   trainer: Trainer;
+  /** The adapter the trainer trains: attached to the model while the loop runs (the forward records its activations). */
+  policy: AdapterWeights<unknown> | null;
   model: LoadedRuntime;
   meta: RunMeta<TrainSettings>;
   settings: TrainSettings;
@@ -70,11 +73,16 @@ function trainOptions(s: TrainSettings, m: LoadedRuntime): TrainOptions {
   };
 }
 
-function newTrainer(m: LoadedRuntime, examples: TrainExample[], opts: TrainOptions): Trainer {
+function newTrainer(
+  m: LoadedRuntime,
+  examples: TrainExample[],
+  opts: TrainOptions,
+): { trainer: Trainer; policy: AdapterWeights<unknown> | null } {
   const trainer = new Trainer(m.runtime.model, examples, opts);
-  // The Trainer attaches its adapter to the model; chat keeps using what the registry has active.
+  const policy = m.runtime.model.getAdapter() as AdapterWeights<unknown> | null;
+  // The Trainer attaches its adapter to the model; until the loop runs, chat keeps what the registry has active.
   m.runtime.adapters.activate(m.runtime.adapters.activeName());
-  return trainer;
+  return { trainer, policy };
 }
 
 const OTHER_TAB =
@@ -227,6 +235,12 @@ export class Training {
     const t = j.trainer;
     emit(this.startEvent(j, resumedFrom));
     const every = Math.max(0, Math.floor(j.settings.checkpointEvery));
+    const rt = j.model.runtime;
+    // The trained adapter on the model while the loop runs; what the registry has active afterwards.
+    rt.model.setAdapter(j.policy as never);
+    const restore = () => {
+      if (this.models.loaded === j.model) rt.adapters.activate(rt.adapters.activeName());
+    };
     try {
       while (t.state.step < t.totalSteps && !j.pauseRequested && !j.cancelRequested && !ctrl.signal.aborted) {
         const r = await t.step();
@@ -247,6 +261,7 @@ export class Training {
           await this.saveCheckpoint(j, 'running', emit);
       }
     } catch (e) {
+      restore();
       // The stored checkpoint stays (marked paused, so it is not resumed automatically in a loop).
       if (j.store) await updateRunMeta({ ...j.meta, status: 'paused' }).catch(() => {});
       this.dispose(j);
@@ -257,6 +272,7 @@ export class Training {
       await delivered();
       throw e;
     }
+    restore();
     this.tasks.end(taskId, ctrl);
     const base = { step: t.state.step, totalSteps: t.totalSteps, finalLoss: t.state.lastLoss };
     if (j.cancelRequested || ctrl.signal.aborted) {
@@ -333,7 +349,7 @@ export class Training {
           : `No usable row: ${errors[0] ?? 'the set is empty'}`,
       );
     }
-    const trainer = newTrainer(m, examples, trainOptions(settings, m));
+    const { trainer, policy } = newTrainer(m, examples, trainOptions(settings, m));
     const now = new Date().toISOString();
     const meta: RunMeta<TrainSettings> = {
       version: RUN_META_VERSION,
@@ -354,6 +370,7 @@ export class Training {
     };
     const j: TrainJob = {
       trainer,
+      policy,
       model: m,
       meta,
       settings,
@@ -415,7 +432,7 @@ export class Training {
     const opts = stateJson
       ? parseTrainerState(stateJson, 'trainer_state.json in browser storage').options
       : trainOptions(meta.settings, m);
-    const trainer = newTrainer(m, examples, opts);
+    const { trainer, policy } = newTrainer(m, examples, opts);
     try {
       if (stateJson) {
         const tensors = files['trainer_state.safetensors'];
@@ -429,6 +446,7 @@ export class Training {
     const step = trainer.state.step;
     const j: TrainJob = {
       trainer,
+      policy,
       model: m,
       meta: { ...meta, status: 'running' },
       settings: meta.settings,

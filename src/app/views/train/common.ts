@@ -40,6 +40,10 @@ export function labelOf(key: string): string {
     steps: 'Steps',
     positiveSteps: 'Positive steps',
     negativeSteps: 'Negative steps',
+    padSteps: 'A step is a whole',
+    positive: 'Right solutions',
+    negative: 'Wrong solutions',
+    labelSource: 'Labels',
   };
   return words[key] ?? key.replace(/([A-Z])/g, ' $1').replace(/^./, (c) => c.toUpperCase());
 }

@@ -134,6 +134,17 @@ export function dataCard(ctx: AppContext): DataCard {
     h('option', { value: 'messages' }, 'messages (every assistant turn)'),
     h('option', { value: 'prompt-completion' }, 'prompt-completion (last turn)'),
   );
+  const padSteps = h(
+    'select',
+    { id: 'train-pad-steps' },
+    h('option', { value: 'solution' }, 'whole solutions (AgentArk)'),
+    h('option', { value: 'paragraph' }, 'paragraphs of a solution'),
+  );
+  const padBox = h(
+    'div',
+    { hidden: true },
+    field('PAD steps', padSteps, 'What one label is about (agentark distill --pad-steps).'),
+  );
   const limitInput = numberInput({ value: '', min: 0, step: 1, placeholder: 'all' });
   limitInput.id = 'train-limit';
   const perQuestion = numberInput({ value: 4, min: 1, max: 32, step: 1 });
@@ -174,6 +185,7 @@ export function dataCard(ctx: AppContext): DataCard {
     h('div', { class: 'grid2' }, taskField, field('Use the first', limitInput, 'records (empty = all)')),
     field('Row format', formatSelect),
     daBox,
+    padBox,
     h('div', { class: 'check-row' }, systemPrompt.el, stripCalc.el),
     dataStatus.el,
     counts,
@@ -194,6 +206,7 @@ export function dataCard(ctx: AppContext): DataCard {
     strategy: currentStrategy(),
     task: taskSelect.value as DistillSettings['task'],
     format: formatSelect.value as DistillSettings['format'],
+    padSteps: padSteps.value as DistillSettings['padSteps'],
     stripCalculator: stripCalc.input.checked,
     systemPrompt: systemPrompt.input.checked,
     perQuestion: Math.max(1, Math.floor(readNumber(perQuestion, 4))),
@@ -216,7 +229,7 @@ export function dataCard(ctx: AppContext): DataCard {
     rows.push(row(d.strategy === 'pad' ? 'Stepwise rows' : 'Training rows', String(d.rows)));
     for (const [k, v] of Object.entries(d.stats)) {
       if (k === 'rows' || k === 'questions') continue;
-      if (typeof v === 'number') rows.push(row(labelOf(k), String(v)));
+      if (typeof v === 'number' || typeof v === 'string') rows.push(row(labelOf(k), String(v)));
       else for (const [k2, v2] of Object.entries(v)) rows.push(row(`${labelOf(k)}: ${k2}`, String(v2)));
     }
     if (d.tokens) {
@@ -286,6 +299,7 @@ export function dataCard(ctx: AppContext): DataCard {
     const s = currentStrategy();
     strategyHint.textContent = STRATEGIES.find((x) => x[0] === s)![2];
     daBox.hidden = s !== 'da';
+    padBox.hidden = s !== 'pad';
     formatSelect.disabled = s === 'pad';
     systemPrompt.input.disabled = s === 'pad';
   };
@@ -308,6 +322,7 @@ export function dataCard(ctx: AppContext): DataCard {
   for (const el of [
     taskSelect,
     formatSelect,
+    padSteps,
     limitInput,
     perQuestion,
     exampleCount,

@@ -247,7 +247,7 @@ export function padCard(ctx: AppContext, data: DataCard): HTMLElement {
       } else {
         prmProgress.max = e.total;
         prmProgress.value = e.done;
-        prmLabel.textContent = `${e.type === 'features' ? 'features of solution' : 'scoring held-out solution'} ${e.done} of ${e.total}`;
+        prmLabel.textContent = `${e.type === 'features' ? 'features of row' : 'scoring held-out row'} ${e.done} of ${e.total}`;
       }
     };
     try {
@@ -262,10 +262,15 @@ export function padCard(ctx: AppContext, data: DataCard): HTMLElement {
       usePrm.checked = true;
       prmStatus.el.dataset.auc = r.heldOutAuc === null ? '' : r.heldOutAuc.toFixed(4);
       prmStatus.set(
-        `Trained on ${r.trainSteps} steps of ${r.trainSolutions} solutions (loss ${r.firstLoss?.toFixed(3)} → ${r.finalLoss?.toFixed(3)}). ` +
+        (r.unit === 'solution'
+          ? `Trained on ${r.trainExamples} labelled solutions of ${r.trainRows} questions`
+          : `Trained on ${r.trainExamples} steps of ${r.trainRows} solutions`) +
+          ` (loss ${r.firstLoss?.toFixed(3)} → ${r.finalLoss?.toFixed(3)}). ` +
           (r.heldOutAuc === null
-            ? `No held-out AUC: the ${r.heldOutSolutions} held-out solutions need both right and wrong ones.`
-            : `Held-out AUC ${r.heldOutAuc.toFixed(3)} on ${r.heldOutSolutions} solutions of unseen questions (0.5 = chance).`),
+            ? `No held-out AUC: the held-out ${r.unit === 'solution' ? 'solutions' : 'rows'} need both right and wrong ones.`
+            : r.unit === 'solution'
+              ? `Held-out AUC ${r.heldOutAuc.toFixed(3)} on ${r.heldOutExamples} solutions of ${r.heldOutRows} unseen questions (0.5 = chance).`
+              : `Held-out AUC ${r.heldOutAuc.toFixed(3)} on ${r.heldOutExamples} steps of ${r.heldOutRows} unseen solutions (0.5 = chance).`),
         'ok',
       );
       prmStatus.el.dataset.done = 'true';
