@@ -331,8 +331,8 @@ async function cachedReports(split: string): Promise<EvalReport[]> {
  * (kept by hand beside the numbers it summarizes; README's demo section has the detail).
  */
 const DEMO_SUMMARY =
-  'Students distilled from 200 debated training problems (R-SFT, DA), the same calls spent on independent samples (STaR, STaR-DA) and the reference solutions of those problems (control), all decoded greedily, against greedy decoding of the base: none is significantly better. ' +
-  "The panel's errors are mostly arithmetic slips a vote cannot see (79% of wrong round-1 answers); an arithmetic critic lifts the panel above greedy (75.5% vs 65% on the debated problems), but with a reference to filter by it barely changes what the students learn";
+  'Students distilled from 200 debated training problems (R-SFT, DA), the same calls spent on independent samples (STaR, STaR-DA) ' + 'and the reference solutions of those problems (control), all decoded greedily, against greedy decoding of the base: none is significantly better. ' +
+  "The panel's errors are mostly arithmetic slips a vote cannot see (79% of wrong round-1 answers); " + "an arithmetic critic lifts the panel above greedy " + "(75.5% vs 65% on the debated problems), but with a reference to filter by it barely changes what the students learn";
 
 const studentName = (set: string) => `student ${set.toUpperCase()} (greedy)`;
 
