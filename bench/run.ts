@@ -21,11 +21,11 @@ function table(report: SpeedReport): string {
     for (const k of report.kernels) lines.push(`| ${k.kernel} | ${k.shape} | ${k.webgpuGflops.toFixed(2)} | ${k.cpuGflops.toFixed(2)} | ${(k.webgpuGflops / k.cpuGflops).toFixed(2)}x |`);
   }
   if (report.peer?.length) {
-    lines.push('', '| model | prefill tokens | ours prefill ms | onnxruntime-web prefill ms | prefill ratio | ours decode ms/tok | onnxruntime-web decode ms/tok | decode ratio |', '|---|---|---|---|---|---|---|---|');
+    lines.push('', '| model | prefill tokens | ours prefill ms | onnxruntime-web prefill ms | ' + 'prefill ratio | ours decode ms/tok | onnxruntime-web decode ms/tok | decode ratio |', '|---|---|---|---|---|---|---|---|');
     for (const p of report.peer) {
-      lines.push(`| ${p.model} | ${p.prefillTokens} | ${p.ours.prefillMs.toFixed(1)} | ${p.ort.prefillMs.toFixed(1)} | ${p.prefillRatio.toFixed(2)}x | ${p.ours.decodeMsPerToken.toFixed(2)} | ${p.ort.decodeMsPerToken.toFixed(2)} | ${p.decodeRatio.toFixed(2)}x |`);
+      lines.push(`| ${p.model} | ${p.prefillTokens} | ${p.ours.prefillMs.toFixed(1)} | ${p.ort.prefillMs.toFixed(1)} | ${p.prefillRatio.toFixed(2)}x | ` + `${p.ours.decodeMsPerToken.toFixed(2)} | ${p.ort.decodeMsPerToken.toFixed(2)} | ${p.decodeRatio.toFixed(2)}x |`);
     }
-    lines.push('(ratio = onnxruntime-web time / our time, warm medians; onnxruntime-web ' + report.peer.map((p) => `${p.model} on its ${p.ortEp} EP, session ${p.ortSessionS.toFixed(1)} s, prefill logits max |Δ| ${p.maxAbsDiff.toExponential(1)} of max |logit| ${p.maxAbsLogit.toFixed(2)}`).join('; ') + ')');
+    lines.push('(ratio = onnxruntime-web time / our time, warm medians; onnxruntime-web ' + report.peer.map((p) => `${p.model} on its ${p.ortEp} EP, session ${p.ortSessionS.toFixed(1)} s, ` + `prefill logits max |Δ| ${p.maxAbsDiff.toExponential(1)} of max |logit| ${p.maxAbsLogit.toFixed(2)}`).join('; ') + ')');
   }
   if (report.tuning) {
     const t = report.tuning;
@@ -34,7 +34,7 @@ function table(report: SpeedReport): string {
   }
   if (report.batchDecode?.length) {
     lines.push('', '| model | backend | 1 sequence ms/step | batch | batch ms/step | batch / single | dispatches/step |', '|---|---|---|---|---|---|---|');
-    for (const b of report.batchDecode) lines.push(`| ${b.model} | ${b.backend} | ${b.singleStepMs.toFixed(2)} | ${b.batch} | ${b.batchStepMs.toFixed(2)} | ${b.ratio.toFixed(2)}x | ${b.dispatchesPerStep ?? '-'} |`);
+    for (const b of report.batchDecode) lines.push(`| ${b.model} | ${b.backend} | ${b.singleStepMs.toFixed(2)} | ${b.batch} | ` + `${b.batchStepMs.toFixed(2)} | ${b.ratio.toFixed(2)}x | ${b.dispatchesPerStep ?? '-'} |`);
   }
   if (report.models.length) {
     lines.push('', '| model | params | backend | prefill tok/s | decode tok/s |', '|---|---|---|---|---|');
@@ -42,7 +42,7 @@ function table(report: SpeedReport): string {
   }
   if (report.training.length) {
     lines.push('', '| train | mode | backend | batch x seq | ms/step | tok/s | peak GPU buffers |', '|---|---|---|---|---|---|---|');
-    for (const t of report.training) lines.push(`| ${t.model} | ${t.mode} | ${t.backend} | ${t.batch}x${t.seqLen} | ${t.stepMs.toFixed(0)} | ${t.tokensPerS.toFixed(1)} | ${t.peakGpuBytes === null ? '-' : (t.peakGpuBytes / 2 ** 20).toFixed(1) + ' MiB'} |`);
+    for (const t of report.training) lines.push(`| ${t.model} | ${t.mode} | ${t.backend} | ${t.batch}x${t.seqLen} | ${t.stepMs.toFixed(0)} | ` + `${t.tokensPerS.toFixed(1)} | ${t.peakGpuBytes === null ? '-' : (t.peakGpuBytes / 2 ** 20).toFixed(1) + ' MiB'} |`);
   }
   return lines.join('\n');
 }

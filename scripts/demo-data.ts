@@ -62,7 +62,7 @@ async function main(): Promise<void> {
       const tc = performance.now();
       const res = await runDebateSet(chunk, { ...opts, engines: engine }, { out: path.join(OUT, file), onWarning: log });
       if (res.failed.length) throw new Error(`${file}: ${res.failed.length} questions failed; first: ${res.failed[0]!.error}`);
-      if (res.completed) log(`${file}: ${res.skipped + res.completed}/${questions.length} questions (${res.completed} in ${((performance.now() - tc) / 1000).toFixed(0)} s, ${((performance.now() - tc) / 1000 / res.completed).toFixed(2)} s/question)`);
+      if (res.completed) log(`${file}: ${res.skipped + res.completed}/${questions.length} questions (${res.completed} in ${((performance.now() - tc) / 1000).toFixed(0)} s, ` + `${((performance.now() - tc) / 1000 / res.completed).toFixed(2)} s/question)`);
     }
   }
   log('done');

@@ -136,7 +136,7 @@ async function trainAdapter(runtime: Runtime, name: string, rows: object[], epoc
   const adapter = await trainer.adapter();
   trainer.dispose();
   runtime.model.setAdapter(null);
-  log(`${name}: ${examples.length} rows, ${reports.length} steps in ${((performance.now() - tt) / 1000).toFixed(0)} s, loss ${reports[0]?.loss.toFixed(3)} → ${reports[reports.length - 1]?.loss.toFixed(3)}`);
+  log(`${name}: ${examples.length} rows, ${reports.length} steps in ${((performance.now() - tt) / 1000).toFixed(0)} s, ` + `loss ${reports[0]?.loss.toFixed(3)} → ${reports[reports.length - 1]?.loss.toFixed(3)}`);
   await writeFilesAtomically(dir, serializePeftAdapter(adapter));
   return adapter;
 }
@@ -223,7 +223,7 @@ async function main(): Promise<void> {
     // Problems in file order (demo:data writes them in chunks, in order) that both files have.
     let debate = debateAll.filter((r) => samples.has(r.id));
     const limit = process.env.DEMO_DISTILL_QUESTIONS ? Number(process.env.DEMO_DISTILL_QUESTIONS) : debate.length;
-    if (!(Number.isInteger(limit) && limit >= 1 && limit <= debate.length)) throw new Error(`DEMO_DISTILL_QUESTIONS must be an integer in 1..${debate.length} (the problems both ${DATA}/debate.jsonl and samples.jsonl have), got ${JSON.stringify(process.env.DEMO_DISTILL_QUESTIONS)}`);
+    if (!(Number.isInteger(limit) && limit >= 1 && limit <= debate.length)) throw new Error(`DEMO_DISTILL_QUESTIONS must be an integer in 1..${debate.length} ` + `(the problems both ${DATA}/debate.jsonl and samples.jsonl have), got ${JSON.stringify(process.env.DEMO_DISTILL_QUESTIONS)}`);
     const order = (id: string) => Number(id.split('-').pop());
     debate = debate.sort((a, b) => order(a.id) - order(b.id)).slice(0, limit);
     const star = starRecords(debate, samples);
@@ -331,8 +331,8 @@ async function cachedReports(split: string): Promise<EvalReport[]> {
  * (kept by hand beside the numbers it summarizes; README's demo section has the detail).
  */
 const DEMO_SUMMARY =
-  'Students distilled from 200 debated training problems (R-SFT, DA), the same calls spent on independent samples (STaR, STaR-DA) and the reference solutions of those problems (control), all decoded greedily, against greedy decoding of the base: none is significantly better. ' +
-  "The panel's errors are mostly arithmetic slips a vote cannot see (79% of wrong round-1 answers); an arithmetic critic lifts the panel above greedy (75.5% vs 65% on the debated problems), but with a reference to filter by it barely changes what the students learn";
+  'Students distilled from 200 debated training problems (R-SFT, DA), the same calls spent on independent samples (STaR, STaR-DA) ' + 'and the reference solutions of those problems (control), all decoded greedily, against greedy decoding of the base: none is significantly better. ' +
+  "The panel's errors are mostly arithmetic slips a vote cannot see (79% of wrong round-1 answers); " + "an arithmetic critic lifts the panel above greedy " + "(75.5% vs 65% on the debated problems), but with a reference to filter by it barely changes what the students learn";
 
 const studentName = (set: string) => `student ${set.toUpperCase()} (greedy)`;
 
@@ -362,9 +362,9 @@ async function writeReport(runtime: Runtime): Promise<void> {
   for (const s of table.systems) s.ci95 ??= wilsonInterval(s.correct, s.n);
   const out = { ...table, dataset: 'public/data/demo-test.jsonl, problems 1–100 and 201–400', comparisons: pairedComparisons(table.systems), demo };
   await fs.writeFile(path.join(OUT, 'report.json'), JSON.stringify(out, null, 2));
-  const fmt = (r: Row) => `| ${r.name} | ${(100 * r.accuracy).toFixed(1)}% (${r.correct}/${r.n}) | ${(100 * r.wilson95[0]).toFixed(1)}–${(100 * r.wilson95[1]).toFixed(1)}% | ${r.vsGreedyBase ? `${r.vsGreedyBase.wins} / ${r.vsGreedyBase.losses}, p = ${r.vsGreedyBase.pValue.toPrecision(2)}` : '—'} | ${r.callsPerQuestion} |`;
+  const fmt = (r: Row) => `| ${r.name} | ${(100 * r.accuracy).toFixed(1)}% (${r.correct}/${r.n}) | ${(100 * r.wilson95[0]).toFixed(1)}–${(100 * r.wilson95[1]).toFixed(1)}% | ` + `${r.vsGreedyBase ? `${r.vsGreedyBase.wins} / ${r.vsGreedyBase.losses}, p = ${r.vsGreedyBase.pValue.toPrecision(2)}` : '—'}` + ` | ${r.callsPerQuestion} |`;
   const head = '| System | Accuracy | Wilson 95% | Won / lost vs greedy base, sign test | Calls/q |\n|---|---:|---:|---:|---:|';
-  const md = `## Held-out problems 1–100, 201–400\n\n${head}\n${rows.map(fmt).join('\n')}\n\n## Problems 101–200 (settings)\n\n${head}\n${selRows.map(fmt).join('\n')}\n`;
+  const md = `## Held-out problems 1–100, 201–400\n\n${head}\n${rows.map(fmt).join('\n')}\n\n` + `## Problems 101–200 (settings)\n\n${head}\n${selRows.map(fmt).join('\n')}\n`;
   await fs.writeFile(path.join(OUT, 'report.md'), md);
   console.log(md);
   if (process.env.DEMO_DISTILL_SHIP !== '1') return;
@@ -377,7 +377,7 @@ async function writeReport(runtime: Runtime): Promise<void> {
     'agentark.json': JSON.stringify({ name: best.name, strategy: key, accuracy: tableRow.accuracy, wilson95: tableRow.wilson95, baseline: gb?.accuracy, vsGreedyBase: tableRow.vsGreedyBase, questions: table.questions, dataset: out.dataset, chosenOn: 'problems 101–200' }, null, 2),
   });
   await fs.writeFile(path.join(ROOT, 'public/data/demo-report.json'), JSON.stringify(out, null, 2));
-  log(`shipped ${best.name} (best on problems 101–200: ${(100 * best.accuracy).toFixed(1)}%; table ${(100 * tableRow.accuracy).toFixed(1)}%) and public/data/demo-report.json`);
+  log(`shipped ${best.name} (best on problems 101–200: ${(100 * best.accuracy).toFixed(1)}%; ` + `table ${(100 * tableRow.accuracy).toFixed(1)}%) and public/data/demo-report.json`);
   void runtime;
 }
 

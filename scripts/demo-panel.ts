@@ -90,7 +90,7 @@ async function main(): Promise<void> {
     const rows = summarize(await readTrajectories(file));
     result[name] = rows;
     console.log(`${name} (${((performance.now() - t) / 1000).toFixed(0)} s):`);
-    for (const r of rows) console.log(`  round ${r.round}: agents ${(100 * r.agents).toFixed(1)}%, vote ${(100 * r.vote).toFixed(0)}%, arithmetic-checked vote ${(100 * r.checkedVote).toFixed(0)}% (agents whose arithmetic checks ${(100 * r.agentsChecked).toFixed(1)}%)`);
+    for (const r of rows) console.log(`  round ${r.round}: agents ${(100 * r.agents).toFixed(1)}%, vote ${(100 * r.vote).toFixed(0)}%, ` + `arithmetic-checked vote ${(100 * r.checkedVote).toFixed(0)}% (agents whose arithmetic checks ${(100 * r.agentsChecked).toFixed(1)}%)`);
   }
   await fs.writeFile(path.join(OUT, 'panel.json'), JSON.stringify(result, null, 2));
   runtime.dispose();

@@ -194,7 +194,7 @@ async function checkShipped(runtime: Runtime, engine: LocalEngine): Promise<void
   if (rows) {
     console.log(`## Shipped result (${path.relative(ROOT, reportPath)}: ${shipped.dataset}, ${shipped.questions} questions)\n`);
     console.log('| System | Accuracy | Wilson 95% | Won / lost vs greedy base, sign test |\n|---|---:|---:|---:|');
-    for (const r of rows) console.log(`| ${r.name} | ${(100 * r.accuracy).toFixed(1)}% (${r.correct}/${r.n}) | ${(100 * r.wilson95[0]).toFixed(1)}–${(100 * r.wilson95[1]).toFixed(1)}% | ${r.vsGreedyBase ? `${r.vsGreedyBase.wins} / ${r.vsGreedyBase.losses}, p = ${r.vsGreedyBase.pValue.toPrecision(2)}` : '—'} |`);
+    for (const r of rows) console.log(`| ${r.name} | ${(100 * r.accuracy).toFixed(1)}% (${r.correct}/${r.n}) | ` + `${(100 * r.wilson95[0]).toFixed(1)}–${(100 * r.wilson95[1]).toFixed(1)}% | ` + `${r.vsGreedyBase ? `${r.vsGreedyBase.wins} / ${r.vsGreedyBase.losses}, p = ${r.vsGreedyBase.pValue.toPrecision(2)}` : '—'}` + ` |`);
     console.log('');
   }
   const name = shipped.demo?.shipped;
@@ -213,7 +213,7 @@ async function checkShipped(runtime: Runtime, engine: LocalEngine): Promise<void
   const check = await evaluate(questions, [{ kind: 'single', name: sys.name, engine, system: SYSTEM, temperature: 0, setup: () => runtime.adapters.activate('shipped') }], { task: 'gsm8k', maxTokens: MAX_TOKENS, seed: SEED, concurrency: 6, selfCorrection: false, robustness: false });
   const got = check.systems[0]!.questions;
   const differ = got.filter((q, i) => q.extracted !== expected[i]!.extracted).length;
-  const msg = `shipped ${sys.name} (${path.relative(ROOT, adapterDir)}) on the report's first ${got.length} questions: ${got.filter((q) => q.correct).length} right (report: ${expected.filter((q) => q.correct).length}), ${differ} answers differ from the report`;
+  const msg = `shipped ${sys.name} (${path.relative(ROOT, adapterDir)}) on the report's first ${got.length} questions: ` + `${got.filter((q) => q.correct).length} right (report: ${expected.filter((q) => q.correct).length}), ${differ} answers differ from the report`;
   // Greedy decoding of a fixed adapter is deterministic up to float summation order (batches are
   // composed differently here), so a handful of answers may flip; more means a different adapter.
   if (differ > Math.max(3, got.length / 20)) throw new Error(`${msg}: the shipped adapter does not reproduce the shipped report`);

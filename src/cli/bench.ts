@@ -139,7 +139,7 @@ export async function run(argv: string[]): Promise<number> {
       );
     }
     log(
-      `memory plan: ${estimate.describe}: about ${(estimate.peakBytes / 2 ** 20).toFixed(0)} MiB peak, weights ${(estimate.weightBytes / 2 ** 20).toFixed(0)} MiB`,
+      `memory plan: ${estimate.describe}: about ${(estimate.peakBytes / 2 ** 20).toFixed(0)} MiB peak, ` + `weights ${(estimate.weightBytes / 2 ** 20).toFixed(0)} MiB`,
     );
     const t1 = performance.now();
     const q = quantize
@@ -152,7 +152,7 @@ export async function run(argv: string[]): Promise<number> {
     const coldLoadS = (performance.now() - t0) / 1000;
     const weightGpuBytes = gpu ? gpu.memoryStats().allocatedBytes : null;
     log(
-      `cold load ${coldLoadS.toFixed(1)} s (read ${readS.toFixed(1)} s, ${quantize ? `${q!.fromCache ? 'quantized weights from the cache' : 'quantize'} ${quantizeS.toFixed(1)} s, ` : ''}upload)`,
+      `cold load ${coldLoadS.toFixed(1)} s (read ${readS.toFixed(1)} s, ` + `${quantize ? `${q!.fromCache ? 'quantized weights from the cache' : 'quantize'} ${quantizeS.toFixed(1)} s, ` : ''}upload)`,
     );
 
     // ---- one training step (first, so the measured peak is the step's, not inference leftovers) ----
@@ -250,13 +250,18 @@ export async function run(argv: string[]): Promise<number> {
     if (v.json) console.log(JSON.stringify(result));
     else {
       const mib = (b: number | null) => (b === null ? 'n/a' : `${(b / 2 ** 20).toFixed(1)} MiB`);
+      const lora = `LoRA rank ${rank} on ${targets.length === PROJECTIONS.length ? 'all linear layers' : targets.join(',')}`;
+      const trainStep =
+        trainStepS === null
+          ? 'n/a'
+          : `${trainStepS.toFixed(2)} s (batch ${batch} x ${seq}, ${lora}${v.recompute ? ', --recompute' : ''})`;
       console.log(
         [
           `${result.model} (${c.numLayers} layers, ${weights} weights) on ${result.adapter}`,
-          `cold load        ${coldLoadS.toFixed(1)} s${q ? (q.fromCache ? ' (quantized weights read from the cache)' : ' (quantized now; cached for the next load)') : ''}`,
+          `cold load        ${coldLoadS.toFixed(1)} s` + `${q ? (q.fromCache ? ' (quantized weights read from the cache)' : ' (quantized now; cached for the next load)') : ''}`,
           `prefill          ${result.prefillTokensPerS.toFixed(1)} tokens/s (${seq} tokens, median of ${runs})`,
           `decode           ${result.decodeTokensPerS.toFixed(2)} tokens/s (median of ${runs} x ${decodeTokens} tokens)`,
-          `train step       ${trainStepS === null ? 'n/a' : `${trainStepS.toFixed(2)} s (batch ${batch} x ${seq}, LoRA rank ${rank} on ${targets.length === PROJECTIONS.length ? 'all linear layers' : targets.join(',')}${v.recompute ? ', --recompute' : ''})`}`,
+          `train step       ${trainStep}`,
           `weights on GPU   ${mib(weightGpuBytes)}`,
           `peak GPU memory  ${mib(peakGpuBytes)} measured, ${mib(estimate.peakBytes)} estimated`,
         ].join('\n'),

@@ -117,7 +117,7 @@ export async function benchmarkOrtPeer(gpu: Gpu, size: ModelSize, opts: PeerOpti
   // this model; tests/export). Its WebGPU EP deviates on software adapters (measured: 0.05 of 1.8
   // on lavapipe, 0.9 on SwiftShader, whose subgroups are 8 and 4 wide), so the deviation is
   // reported beside the times rather than treated as a broken export.
-  if (!(diff < 1e-3 * Math.max(1, scale))) opts.log?.(`warning: onnxruntime-web's ${ep} EP deviates from our logits on ${size.name}: max |Δ| ${diff.toExponential(2)} of max |logit| ${scale.toFixed(3)} (its wasm EP matches; see src/eval/ort-peer.ts)`);
+  if (!(diff < 1e-3 * Math.max(1, scale))) opts.log?.(`warning: onnxruntime-web's ${ep} EP deviates from our logits on ${size.name}: ` + `max |Δ| ${diff.toExponential(2)} of max |logit| ${scale.toFixed(3)} (its wasm EP matches; see src/eval/ort-peer.ts)`);
   const ort = await timePair(ortPrefill, ortDecode, runs, decodeSteps);
   decoder.disposePast(past);
   await decoder.release();
@@ -136,8 +136,8 @@ export async function benchmarkOrtPeer(gpu: Gpu, size: ModelSize, opts: PeerOpti
     maxAbsLogit: scale,
   };
   opts.log?.(
-    `peer ${size.name}: prefill ${prefillTokens} tok ours ${ours.prefillMs.toFixed(1)} ms, onnxruntime-web ${ort.prefillMs.toFixed(1)} ms (x${result.prefillRatio.toFixed(2)}); ` +
-      `decode ours ${ours.decodeMsPerToken.toFixed(2)} ms/tok, onnxruntime-web ${ort.decodeMsPerToken.toFixed(2)} ms/tok (x${result.decodeRatio.toFixed(2)}); prefill logits max |Δ| ${diff.toExponential(2)} of max |logit| ${scale.toFixed(3)}`,
+    `peer ${size.name}: prefill ${prefillTokens} tok ours ${ours.prefillMs.toFixed(1)} ms, onnxruntime-web ${ort.prefillMs.toFixed(1)} ms ` + `(x${result.prefillRatio.toFixed(2)}); ` +
+      `decode ours ${ours.decodeMsPerToken.toFixed(2)} ms/tok, ` + `onnxruntime-web ${ort.decodeMsPerToken.toFixed(2)} ms/tok (x${result.decodeRatio.toFixed(2)}); ` + `prefill logits max |Δ| ${diff.toExponential(2)} of max |logit| ${scale.toFixed(3)}`,
   );
   return result;
 }

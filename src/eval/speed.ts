@@ -336,7 +336,7 @@ export async function runSpeedBenchmarks(opts: SpeedOptions = {}): Promise<Speed
       for (const b of backends) {
         const r = { ...(await benchmarkBatchDecode(b, size)), backend: b.name };
         report.batchDecode.push(r);
-        log(`batch decode ${r.model} on ${r.backend}: 1 sequence ${r.singleStepMs.toFixed(2)} ms/step, ${r.batch} sequences ${r.batchStepMs.toFixed(2)} ms/step (x${r.ratio.toFixed(2)})${r.dispatchesPerStep !== null ? `, ${r.dispatchesPerStep} dispatches/step` : ''}`);
+        log(`batch decode ${r.model} on ${r.backend}: 1 sequence ${r.singleStepMs.toFixed(2)} ms/step, ` + `${r.batch} sequences ${r.batchStepMs.toFixed(2)} ms/step (x${r.ratio.toFixed(2)})` + `${r.dispatchesPerStep !== null ? `, ${r.dispatchesPerStep} dispatches/step` : ''}`);
       }
     }
   }
