@@ -1,6 +1,7 @@
 /**
  * `npm run demo`: the whole AgentArk pipeline, headless, on the embedded model (offline), small
- * enough to run in about 8 minutes on a 2-core software adapter — and a check of the shipped result.
+ * enough to run in under 8 minutes on a 2-core software adapter (measured 7:39) — and a check of
+ * the shipped result.
  *
  *   debate over the first DEMO_TRAIN_QUESTIONS problems of the demo train split (5 agents x 2
  *   rounds, the base model; round 2 reads the other agents' final answers with the question
