@@ -13,6 +13,8 @@
  *   named by an optional agentark.json) and the demo's report public/data/demo-report.json.
  * - appType 'mpa': a missing file is a 404 (the model loader probes optional files), never the
  *   SPA fallback's index.html.
+ * - Installable and offline: a web app manifest, icons and a service worker that precaches the
+ *   build and the embedded model (src/app/pwa/plugin.ts).
  * - AGENTARK_PUBLIC_DIR points the public dir elsewhere (default public/), e.g. a temporary folder
  *   with a tiny model in the end-to-end tests.
  */
@@ -20,6 +22,7 @@ import * as fs from 'node:fs';
 import { builtinModules, createRequire } from 'node:module';
 import * as path from 'node:path';
 import { defineConfig, type Plugin } from 'vite';
+import { pwa } from './src/app/pwa/plugin';
 
 const isolation = {
   'Cross-Origin-Opener-Policy': 'same-origin',
@@ -38,7 +41,9 @@ function nodeStubs(): Plugin {
   const exportNames = (mod: string): string[] => {
     if (NODE_ONLY_PACKAGES[mod]) return NODE_ONLY_PACKAGES[mod];
     try {
-      return Object.keys(require(`node:${mod}`) as object).filter((k) => /^[A-Za-z_$][\w$]*$/.test(k) && k !== 'default');
+      return Object.keys(require(`node:${mod}`) as object).filter(
+        (k) => /^[A-Za-z_$][\w$]*$/.test(k) && k !== 'default',
+      );
     } catch {
       return [];
     }
@@ -84,13 +89,27 @@ const DEFAULT_ADAPTER_NAME = 'demo adapter';
 
 function scanPublic(publicDir: string): PublicContents {
   const dataDir = path.join(publicDir, 'data');
-  const data = fs.existsSync(dataDir) ? fs.readdirSync(dataDir).filter((f) => f.endsWith('.jsonl')).sort() : [];
+  const data = fs.existsSync(dataDir)
+    ? fs
+        .readdirSync(dataDir)
+        .filter((f) => f.endsWith('.jsonl'))
+        .sort()
+    : [];
   const modelDir = path.join(publicDir, 'models', 'default');
   const defaultModel = fs.existsSync(path.join(modelDir, 'config.json'));
-  const defaultModelFiles = defaultModel ? fs.readdirSync(modelDir, { withFileTypes: true }).filter((e) => e.isFile()).map((e) => e.name).sort() : [];
+  const defaultModelFiles = defaultModel
+    ? fs
+        .readdirSync(modelDir, { withFileTypes: true })
+        .filter((e) => e.isFile())
+        .map((e) => e.name)
+        .sort()
+    : [];
   const adapterDir = path.join(modelDir, 'adapter');
   let defaultAdapter: PublicContents['defaultAdapter'] = null;
-  if (defaultModel && ['adapter_config.json', 'adapter_model.safetensors'].every((f) => fs.existsSync(path.join(adapterDir, f)))) {
+  if (
+    defaultModel &&
+    ['adapter_config.json', 'adapter_model.safetensors'].every((f) => fs.existsSync(path.join(adapterDir, f)))
+  ) {
     let meta: Record<string, unknown> = {};
     try {
       const m = JSON.parse(fs.readFileSync(path.join(adapterDir, 'agentark.json'), 'utf8')) as unknown;
@@ -99,15 +118,25 @@ function scanPublic(publicDir: string): PublicContents {
       // No (or unreadable) agentark.json: the default name.
     }
     const name = typeof meta.name === 'string' && meta.name.trim() ? meta.name.trim() : DEFAULT_ADAPTER_NAME;
-    defaultAdapter = { path: 'models/default/adapter/', name, strategy: typeof meta.strategy === 'string' ? meta.strategy : null };
+    defaultAdapter = {
+      path: 'models/default/adapter/',
+      name,
+      strategy: typeof meta.strategy === 'string' ? meta.strategy : null,
+    };
   }
   const demoReport = fs.existsSync(path.join(dataDir, 'demo-report.json')) ? 'data/demo-report.json' : null;
-  return { shippedData: data.map((f) => `data/${f}`), defaultModel: defaultModel ? 'models/default/' : null, defaultModelFiles, defaultAdapter, demoReport };
+  return {
+    shippedData: data.map((f) => `data/${f}`),
+    defaultModel: defaultModel ? 'models/default/' : null,
+    defaultModelFiles,
+    defaultAdapter,
+    demoReport,
+  };
 }
 
 function publicContents(): Plugin {
   const id = 'virtual:agentark-public';
-  const resolved = '\0' + id;
+  const resolved = `\0${id}`;
   let publicDir = path.resolve('public');
   return {
     name: 'agentark-public-contents',
@@ -141,18 +170,31 @@ function publicContents(): Plugin {
 
 export default defineConfig({
   publicDir: process.env.AGENTARK_PUBLIC_DIR ? path.resolve(process.env.AGENTARK_PUBLIC_DIR) : 'public',
-  plugins: [nodeStubs(), publicContents()],
+  plugins: [nodeStubs(), publicContents(), pwa()],
   // Pages are routed by #hash, so no SPA fallback: a missing file (a model's optional
   // model.safetensors.index.json, say) must be a 404, not index.html with 200.
   appType: 'mpa',
   server: { host: '127.0.0.1', headers: isolation },
   preview: { host: '127.0.0.1', headers: isolation },
   // The stubs are shared by a static import (trajectory.ts) and dynamic ones (source.ts): expected.
-  worker: { format: 'es', plugins: () => [nodeStubs()], rolldownOptions: { checks: { ineffectiveDynamicImport: false } } },
+  worker: {
+    format: 'es',
+    plugins: () => [nodeStubs()],
+    rolldownOptions: { checks: { ineffectiveDynamicImport: false } },
+  },
   optimizeDeps: {
     exclude: Object.keys(NODE_ONLY_PACKAGES),
     // Everything the worker imports, so the dev server never re-optimizes (and reloads) mid-session.
-    include: ['comlink', 'marked', 'dompurify', 'katex', 'marked-katex-extension', '@huggingface/tokenizers', '@huggingface/jinja', '@mlc-ai/web-llm'],
+    include: [
+      'comlink',
+      'marked',
+      'dompurify',
+      'katex',
+      'marked-katex-extension',
+      '@huggingface/tokenizers',
+      '@huggingface/jinja',
+      '@mlc-ai/web-llm',
+    ],
   },
   build: {
     target: 'es2022',

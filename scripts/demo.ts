@@ -35,6 +35,7 @@ import { LocalEngine, Runtime } from '../src/engine/local';
 import { loadQuestions } from '../src/tasks/datasets';
 import { runDebateSet } from '../src/teach/debate';
 import { studentMessages } from '../src/tasks/prompts';
+import { DEMO_EVAL } from '../src/demo/eval-settings';
 import { DEMO_DEBATE, DEMO_MAX_TOKENS, DEMO_SEED, DEMO_SYSTEM, DEMO_TEMPERATURE } from '../src/demo/settings';
 import { readTrajectories } from '../src/teach/trajectory';
 import { buildRsft } from '../src/distill/rsft';
@@ -116,7 +117,7 @@ async function main(): Promise<void> {
   await runDebateSet(train, { ...DEBATE, engines: engine }, { out: trajPath, onRecord: (_r, i) => void (i.done % 10 === 0 && log(`debate ${i.done}/${i.total}`)) });
   const records = await readTrajectories(trajPath);
   const round1 = records.flatMap((r) => r.rounds[0].messages.map((m) => m.correct));
-  log(`debate: ${records.length} questions, round-1 agent accuracy ${(round1.filter(Boolean).length / round1.length).toFixed(3)}, final ${(records.filter((r) => r.final.correct).length / records.length).toFixed(3)}`);
+  log(`debate: ${records.length} questions, round-1 agent accuracy ${(round1.filter(Boolean).length / round1.length).toFixed(3)}, ` + `final ${(records.filter((r) => r.final.correct).length / records.length).toFixed(3)}`);
 
   // 2. Distil: training sets in TRL format.
   const rsft = buildRsft(records, { system: SYSTEM });
@@ -176,7 +177,7 @@ async function main(): Promise<void> {
   const [baseline, teacher] = [systems[0].name, systems[2].name];
   const students = systems.slice(3).map((s) => s.name);
   const gap = debateGap(report, baseline, teacher, students);
-  const extra = { baseline, teacher, students, temperature: TEMPERATURE, rl: rl.map((r) => r.meanReward), prmAuc, debateTrainFinalAccuracy: records.filter((r) => r.final.correct).length / records.length };
+  const extra = { baseline, teacher, students, evalSettings: { ...DEMO_EVAL, temperature: TEMPERATURE }, temperature: TEMPERATURE, rl: rl.map((r) => r.meanReward), prmAuc, debateTrainFinalAccuracy: records.filter((r) => r.final.correct).length / records.length };
   await fs.writeFile(path.join(OUT, 'report.json'), JSON.stringify({ ...report, demo: extra }, null, 2));
   const md = `${toMarkdown(report)}\n${debateGapMarkdown(gap)}`;
   await fs.writeFile(path.join(OUT, 'report.md'), md);

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# `npm test`: every test, on a software WebGPU adapter when no GPU driver is configured.
+# `npm test`: the format and lint check (scripts/lint.sh), then every test, on a software WebGPU
+# adapter when no GPU driver is configured.
 # Installs the system pieces the tests need when missing (as root): Debian's PyTorch (the
 # independent oracle for HF parity tests) and, via software-webgpu.sh, Chromium + Mesa lavapipe.
 set -euo pipefail
@@ -14,6 +15,8 @@ if ! /usr/bin/python3 -c 'import torch, numpy' 2>/dev/null; then
     exit 1
   fi
 fi
+# Format and lint first (biome.json; fast): a style slip fails here, before the long test run.
+bash scripts/lint.sh
 mkdir -p test-artifacts
 set +e
 bash scripts/with-webgpu.sh npx vitest run --reporter=default --reporter=json --outputFile.json=test-artifacts/vitest.json "$@"

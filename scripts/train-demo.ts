@@ -194,7 +194,7 @@ async function main(): Promise<void> {
         const spRows = selfPlayRows(await readTrajectories(trajectories), { seed: sp.seed, prompts: COMPACT_DEBATE_PROMPTS, quote: pass.quote, restateQuestion: pass.restateQuestion, ...sp.rows });
         const spCorpus = path.join(work, `corpus-${pass.name}.jsonl`);
         await fs.writeFile(spCorpus, toTrainingJsonl(spRows, { stripMeta: true }));
-        await log.write(`# ${pass.name}: ${sp.problems} problems answered by ${path.relative(ROOT, final)} at temperature ${pass.temperature}; peers quoted as ${pass.quote}s${pass.restateQuestion ? ', question restated' : ''}; ${spRows.length} rows\n`);
+        await log.write(`# ${pass.name}: ${sp.problems} problems answered by ${path.relative(ROOT, final)} at temperature ${pass.temperature}; ` + `peers quoted as ${pass.quote}s${pass.restateQuestion ? ', question restated' : ''}; ${spRows.length} rows\n`);
         const from = final;
         final = path.join(work, `trained-${pass.name}`);
         await runTrain([

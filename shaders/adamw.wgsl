@@ -9,9 +9,9 @@ struct Params { n: u32, lr: f32, beta1: f32, beta2: f32, eps: f32, weightDecay: 
 @group(0) @binding(3) var<storage, read_write> m: array<f32>;
 @group(0) @binding(4) var<storage, read_write> v: array<f32>;
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(WG)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nw: vec3<u32>) {
-  let i = gid.x + gid.y * nw.x * 64u;
+  let i = gid.x + gid.y * nw.x * WG;
   if (i >= p.n) { return; }
   let g = grad[i] * p.gradScale;
   let mi = p.beta1 * m[i] + (1.0 - p.beta1) * g;

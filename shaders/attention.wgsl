@@ -1,7 +1,7 @@
 // Causal grouped-query attention over the KV cache, one workgroup per (token, query head).
 // Token t attends to cache positions 0..position[t] of its own slot, so one kernel serves prefill
 // (many tokens of one sequence), single-token decode and a batch of sequences of different
-// lengths. Keys are scanned in chunks of 64 with an online softmax, so context length is bounded
+// lengths. Keys are scanned in chunks of WG (the workgroup size) with an online softmax, so context length is bounded
 // by the cache, not by workgroup memory. Query head h reads kv head h / (heads / kvHeads), as in
 // HF's repeat_kv.
 struct Params { tokens: u32, heads: u32, kvHeads: u32, headDim: u32, maxSeq: u32, scale: f32 }
@@ -13,12 +13,12 @@ struct Params { tokens: u32, heads: u32, kvHeads: u32, headDim: u32, maxSeq: u32
 @group(0) @binding(5) var<storage, read> positions: array<u32>;
 @group(0) @binding(6) var<storage, read_write> out: array<f32>;
 
-const CHUNK = 64u;
+const CHUNK = WG;
 const MAX_HEAD_DIM = 256u;
 var<workgroup> qs: array<f32, 256>;
-var<workgroup> scores: array<f32, 64>;
+var<workgroup> scores: array<f32, WG>;
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nw: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
   let th = wg.x + wg.y * nw.x;           // token * heads + head (uniform across the workgroup)
   let valid = th < p.tokens * p.heads;
@@ -33,7 +33,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nw: vec3<
   let cacheBase = slots[t] * p.maxSeq * kvDim + kvh * p.headDim;
   var m = -3.0e38;
   var l = 0.0;
-  var acc = vec4<f32>(0.0);              // dims lid, lid+64, lid+128, lid+192
+  var acc = vec4<f32>(0.0);              // dims lid, lid+WG, lid+2WG, lid+3WG (head_dim <= 4 WG)
   for (var c0 = 0u; c0 <= last; c0 += CHUNK) {
     let j = c0 + lid;
     var s = -3.0e38;

@@ -1,5 +1,5 @@
-// Causal GQA attention backward, pass 2 of 2: one workgroup per (slot, block of 64 key positions,
-// kv head); invocation lid owns key position j = block * 64 + lid and accumulates its dk, dv rows
+// Causal GQA attention backward, pass 2 of 2: one workgroup per (slot, block of WG key positions,
+// kv head); invocation lid owns key position j = block * WG + lid and accumulates its dk, dv rows
 // in registers, so there are no races and no atomics. The batch's tokens are streamed through
 // workgroup memory QC at a time (their q and dout rows for the GQ query heads of this kv head,
 // and lse, D from pass 1); for each token in this slot whose position reaches j:
@@ -16,7 +16,7 @@ struct Params { tokens: u32, heads: u32, kvHeads: u32, headDim: u32, maxSeq: u32
 @group(0) @binding(6) var<storage, read_write> dk: array<f32>;
 @group(0) @binding(7) var<storage, read_write> dv: array<f32>;
 
-const BLOCK = 64u;
+const BLOCK = WG;
 var<workgroup> qs: array<f32, QC * GQ * HD>;
 var<workgroup> dos: array<f32, QC * GQ * HD>;
 var<workgroup> lses: array<f32, QC * GQ>;
@@ -24,7 +24,7 @@ var<workgroup> dts: array<f32, QC * GQ>;  // D of each (token, head)
 var<workgroup> tokPos: array<u32, QC>;   // position of each chunk token in this slot, else NONE (QC <= 64)
 const NONE = 0xffffffffu;
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nw: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
   let id = wg.x + wg.y * nw.x;           // uniform across the workgroup
   let blocks = (p.maxSeq + BLOCK - 1u) / BLOCK;

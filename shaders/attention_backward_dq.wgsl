@@ -2,7 +2,7 @@
 // pass 2 (attention_backward_dkv.wgsl). With s_j = scale * q.k_j, P = softmax(s) over keys
 // 0..position[t] of slot[t] and dP_j = dout.v_j:
 //   D = sum_j P_j dP_j (= dout.out),  dS_j = P_j (dP_j - D),  dq = scale * sum_j dS_j k_j.
-// Laid out like attention_prefill.wgsl: one invocation per (token, query head), 64 consecutive
+// Laid out like attention_prefill.wgsl: one invocation per (token, query head), WG consecutive
 // tokens of one head per workgroup, the slot's K and V rows streamed through workgroup memory in
 // chunks of KC, and the query, dout and dq rows in registers (HD, the head dim, and KC are
 // compiled in so those loops unroll). Sweep 1 runs an online (max, sum exp, sum exp*dP) for lse
@@ -20,7 +20,7 @@ struct Params { tokens: u32, heads: u32, kvHeads: u32, headDim: u32, maxSeq: u32
 @group(0) @binding(7) var<storage, read_write> dq: array<f32>;
 @group(0) @binding(8) var<storage, read_write> stats: array<u32>;
 
-const TQ = 64u;
+const TQ = WG;
 const NONE = 0xffffffffu;
 var<workgroup> ks: array<f32, KC * HD>;
 var<workgroup> vs: array<f32, KC * HD>;
@@ -38,7 +38,7 @@ fn loadChunk(cacheBase: u32, kvDim: u32, c0: u32, last: u32, lid: u32) {
   }
 }
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nw: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
   let id = wg.x + wg.y * nw.x;           // tile * heads + head (uniform across the workgroup)
   let h = id % p.heads;

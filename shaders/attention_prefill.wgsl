@@ -1,6 +1,6 @@
 // Causal grouped-query attention for many query tokens at once (prefill and training), the same
 // op as attention.wgsl (and the same CPU twin) laid out the other way round: one invocation per
-// (token, query head), 64 consecutive tokens of one head per workgroup, and the keys and values of
+// (token, query head), WG consecutive tokens of one head per workgroup, and the keys and values of
 // their slot streamed through workgroup memory in chunks of KC rows. Each invocation keeps its
 // query row and its output accumulator in registers and runs a FlashAttention-style online
 // softmax, so every (query, key) pair costs one dot product, one exp and one axpy — the
@@ -18,7 +18,7 @@ struct Params { tokens: u32, heads: u32, kvHeads: u32, headDim: u32, maxSeq: u32
 @group(0) @binding(5) var<storage, read> positions: array<u32>;
 @group(0) @binding(6) var<storage, read_write> out: array<f32>;
 
-const TQ = 64u;
+const TQ = WG;
 const NONE = 0xffffffffu;
 var<workgroup> ks: array<f32, KC * HD>;
 var<workgroup> vs: array<f32, KC * HD>;
@@ -26,7 +26,7 @@ var<workgroup> pendingSlot: array<u32, TQ>; // slot of each tile token not serve
 var<workgroup> curSlot: u32;
 var<workgroup> curLast: u32;
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nw: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
   let id = wg.x + wg.y * nw.x;           // tile * heads + head (uniform across the workgroup)
   let h = id % p.heads;

@@ -13,9 +13,9 @@ fn pcg(v: u32) -> u32 {
   return (word >> 22u) ^ word;
 }
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(WG)
 fn main(@builtin(global_invocation_id) g: vec3<u32>, @builtin(num_workgroups) nw: vec3<u32>) {
-  let i = g.x + g.y * nw.x * 64u;
+  let i = g.x + g.y * nw.x * WG;
   if (i >= p.n) { return; }
   let h = pcg(i + pcg(p.seed));
   out[i] = select(0.0, x[i] * p.scale, h >= p.threshold);

@@ -9,9 +9,9 @@ struct Params { tokens: u32, dim: u32, rowStart: u32, rows: u32 }
 @group(0) @binding(2) var<storage, read> table: array<WT>;
 @group(0) @binding(3) var<storage, read_write> out: array<f32>;
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(WG)
 fn main(@builtin(global_invocation_id) g: vec3<u32>, @builtin(num_workgroups) nw: vec3<u32>) {
-  let i = g.x + g.y * nw.x * 64u;
+  let i = g.x + g.y * nw.x * WG;
   if (i >= p.tokens * p.dim) { return; }
   let t = i / p.dim;
   let d = i % p.dim;

@@ -7,9 +7,9 @@ struct Params { tokens: u32, vocab: u32, dim: u32 }
 @group(0) @binding(2) var<storage, read> ids: array<u32>;
 @group(0) @binding(3) var<storage, read_write> dtable: array<f32>;
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(WG)
 fn main(@builtin(global_invocation_id) g: vec3<u32>, @builtin(num_workgroups) nw: vec3<u32>) {
-  let d = g.x + g.y * nw.x * 64u;
+  let d = g.x + g.y * nw.x * WG;
   if (d >= p.dim) { return; }
   for (var t = 0u; t < p.tokens; t++) {
     let id = ids[t];

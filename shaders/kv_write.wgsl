@@ -9,9 +9,9 @@ struct Params { tokens: u32, kvDim: u32, maxSeq: u32 }
 @group(0) @binding(5) var<storage, read_write> cacheK: array<f32>;
 @group(0) @binding(6) var<storage, read_write> cacheV: array<f32>;
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(WG)
 fn main(@builtin(global_invocation_id) g: vec3<u32>, @builtin(num_workgroups) nw: vec3<u32>) {
-  let i = g.x + g.y * nw.x * 64u;
+  let i = g.x + g.y * nw.x * WG;
   if (i >= p.tokens * p.kvDim) { return; }
   let t = i / p.kvDim;
   let e = i % p.kvDim;

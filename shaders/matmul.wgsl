@@ -90,16 +90,16 @@ fn row1(m: u32, n0: u32) {
 
 // Decode path: few rows (the batch), many columns. A 1-D grid over column quads; each invocation
 // walks the rows in blocks of 4 (then single rows), so a weight row is streamed once per 4 sequences.
-@compute @workgroup_size(64)
+@compute @workgroup_size(WG)
 fn main(@builtin(global_invocation_id) g: vec3<u32>, @builtin(num_workgroups) nw: vec3<u32>) {
-  let n0 = (g.x + g.y * nw.x * 64u) * 4u;
+  let n0 = (g.x + g.y * nw.x * WG) * 4u;
   if (n0 >= p.N) { return; }
   var m0 = 0u;
   for (; m0 + 4u <= p.M; m0 += 4u) { tile(m0, n0); }
   for (; m0 < p.M; m0++) { row1(m0, n0); }
 }
 //#else
-@compute @workgroup_size(8, 8)
+@compute @workgroup_size(WG_X, WG_Y)
 fn main(@builtin(global_invocation_id) g: vec3<u32>) {
   let n0 = g.x * 4u;
   let m0 = g.y * 4u;

@@ -75,7 +75,7 @@ fn dyrow(row: u32, n0: u32, nc: vec4<u32>) -> vec4<f32> {
 //#endif
 }
 
-@compute @workgroup_size(8, 8)
+@compute @workgroup_size(WG_X, WG_Y)
 fn main(@builtin(global_invocation_id) g: vec3<u32>) {
   let k0 = g.x * 4u;
   let n0 = g.y * 4u;
@@ -112,7 +112,7 @@ fn wrow(n: u32, k0: u32, kc: vec4<u32>) -> vec4<f32> {
 //#endif
 }
 
-@compute @workgroup_size(8, 8)
+@compute @workgroup_size(WG_X, WG_Y)
 fn main(@builtin(global_invocation_id) g: vec3<u32>) {
   let k0 = g.x * 4u;
   let m0 = g.y * 4u;

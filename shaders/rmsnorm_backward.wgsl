@@ -14,9 +14,9 @@ struct Params { rows: u32, dim: u32, eps: f32 }
 @group(0) @binding(3) var<storage, read> rstd: array<f32>;
 @group(0) @binding(4) var<storage, read_write> dweight: array<f32>;
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(WG)
 fn main(@builtin(global_invocation_id) g: vec3<u32>, @builtin(num_workgroups) nw: vec3<u32>) {
-  let d = g.x + g.y * nw.x * 64u;
+  let d = g.x + g.y * nw.x * WG;
   if (d >= p.dim) { return; }
   var s = 0.0;
   for (var r = 0u; r < p.rows; r++) { s += dy[r * p.dim + d] * x[r * p.dim + d] * rstd[r]; }
@@ -26,17 +26,17 @@ fn main(@builtin(global_invocation_id) g: vec3<u32>, @builtin(num_workgroups) nw
 @group(0) @binding(3) var<storage, read> weight: array<WT>;
 @group(0) @binding(4) var<storage, read_write> dx: array<f32>;
 @group(0) @binding(5) var<storage, read_write> rstd: array<f32>;
-var<workgroup> ss: array<f32, 64>;
-var<workgroup> gx: array<f32, 64>;
+var<workgroup> ss: array<f32, WG>;
+var<workgroup> gx: array<f32, WG>;
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(WG)
 fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nw: vec3<u32>, @builtin(local_invocation_index) lid: u32) {
   let row = wg.x + wg.y * nw.x;
   if (row >= p.rows) { return; }
   let base = row * p.dim;
   var s = 0.0;
   var t = 0.0;
-  for (var d = lid; d < p.dim; d += 64u) {
+  for (var d = lid; d < p.dim; d += WG) {
     let v = x[base + d];
     s += v * v;
     t += dy[base + d] * f32(weight[d]) * v;
@@ -44,7 +44,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nw: vec3<
   ss[lid] = s;
   gx[lid] = t;
   workgroupBarrier();
-  for (var stride = 32u; stride > 0u; stride >>= 1u) {
+  for (var stride = WG / 2u; stride > 0u; stride >>= 1u) {
     if (lid < stride) {
       ss[lid] += ss[lid + stride];
       gx[lid] += gx[lid + stride];
@@ -53,7 +53,7 @@ fn main(@builtin(workgroup_id) wg: vec3<u32>, @builtin(num_workgroups) nw: vec3<
   }
   let r = inverseSqrt(ss[0] / f32(p.dim) + p.eps);
   let c = r * r * r * gx[0] / f32(p.dim);
-  for (var d = lid; d < p.dim; d += 64u) {
+  for (var d = lid; d < p.dim; d += WG) {
     dx[base + d] = r * dy[base + d] * f32(weight[d]) - x[base + d] * c;
   }
   if (lid == 0u) { rstd[row] = r; }

@@ -8,10 +8,10 @@ struct Params { tokens: u32, heads: u32, headDim: u32, maxPos: u32 }
 @group(0) @binding(3) var<storage, read> cosTable: array<f32>;
 @group(0) @binding(4) var<storage, read> sinTable: array<f32>;
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(WG)
 fn main(@builtin(global_invocation_id) g: vec3<u32>, @builtin(num_workgroups) nw: vec3<u32>) {
   let half = p.headDim / 2u;
-  let i = g.x + g.y * nw.x * 64u;
+  let i = g.x + g.y * nw.x * WG;
   if (i >= p.tokens * p.heads * half) { return; }
   let j = i % half;
   let th = i / half;            // token * heads + head

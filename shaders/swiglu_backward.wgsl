@@ -8,9 +8,9 @@ struct Params { n: u32 }
 @group(0) @binding(4) var<storage, read_write> dgate: array<f32>;
 @group(0) @binding(5) var<storage, read_write> dup: array<f32>;
 
-@compute @workgroup_size(64)
+@compute @workgroup_size(WG)
 fn main(@builtin(global_invocation_id) g: vec3<u32>, @builtin(num_workgroups) nw: vec3<u32>) {
-  let i = g.x + g.y * nw.x * 64u;
+  let i = g.x + g.y * nw.x * WG;
   if (i >= p.n) { return; }
   let a = gate[i];
   let s = 1.0 / (1.0 + exp(-a));

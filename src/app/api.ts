@@ -6,11 +6,12 @@
  * output comes back through callbacks the page wraps in `Comlink.proxy(...)`; the worker never
  * waits for them.
  */
+import type { DistillStrategy } from '../distill/build';
 import type { ChatCompletionRequest, FinishReason } from '../engine/types';
 import type { Task } from '../tasks/answers';
 import type { EvalReport } from '../eval/harness';
 import type { KernelResult, ModelResult, SpeedReport, TrainResult } from '../eval/speed';
-import type { Projection } from '../model/llama';
+import type { Projection } from '../formats/config';
 import type { ProgressEvent } from '../progress';
 import type { Question } from '../tasks/datasets';
 import type { TrajectoryRecord } from '../teach/trajectory';
@@ -33,6 +34,8 @@ export interface LoadSettings {
   maxBatch: number;
   /** Weight storage on the GPU; 'auto' keeps f16 files in f16 where shader-f16 exists. */
   dtype: 'auto' | 'f16' | 'f32';
+  /** Quantize the frozen Linear and embedding weights on load (kept in the browser for the next load). */
+  quantize?: 'q8' | 'q4';
 }
 
 export type AdapterReport =
@@ -52,7 +55,13 @@ export type AdapterReport =
       deviceMemoryGB: number | null;
       hardwareConcurrency: number;
     }
-  | { available: false; reason: string; crossOriginIsolated: boolean; deviceMemoryGB: number | null; hardwareConcurrency: number };
+  | {
+      available: false;
+      reason: string;
+      crossOriginIsolated: boolean;
+      deviceMemoryGB: number | null;
+      hardwareConcurrency: number;
+    };
 
 export interface ModelSummary {
   /** Directory, URL, repo id or folder name. */
@@ -81,7 +90,8 @@ export interface MemoryEstimate {
   parameters: number;
   /** Bytes of the safetensors files (what is downloaded). */
   fileBytes: number;
-  weightType: 'f16' | 'f32';
+  /** How the weights are kept on the GPU (q8 / q4: quantized on load, with f16 group scales). */
+  weightType: 'f16' | 'f32' | 'q8' | 'q4';
   /** parameters × bytes per weight on the GPU. */
   weightBytes: number;
   /** K and V for every layer, slot and position (f32). */
@@ -131,6 +141,8 @@ export interface ChatStats {
   /** Completion tokens per second after the first one (decode speed). */
   tokensPerS: number;
   finishReason: FinishReason;
+  /** Earlier messages left out so the conversation fits the context (the oldest first). */
+  droppedMessages: number;
 }
 
 export type TeacherEngineSpec =
@@ -161,7 +173,15 @@ export type DebateSlot = number | 'aggregator';
 
 export type DebateEvent =
   | { type: 'status'; text: string; progress?: number }
-  | { type: 'question'; index: number; id: string; question: string; agents: string[]; rounds: number; aggregator: 'llm' | 'vote' }
+  | {
+      type: 'question';
+      index: number;
+      id: string;
+      question: string;
+      agents: string[];
+      rounds: number;
+      aggregator: 'llm' | 'vote';
+    }
   | { type: 'call'; index: number; round: number; slot: DebateSlot }
   | { type: 'delta'; index: number; round: number; slot: DebateSlot; text: string }
   | { type: 'call-done'; index: number; round: number; slot: DebateSlot; finishReason: FinishReason }
@@ -183,7 +203,7 @@ export type TrainDataSource =
   | { kind: 'example'; count: number }
   | { kind: 'text'; text: string; name: string };
 
-export type DistillStrategy = 'rsft' | 'da' | 'pad';
+export type { DistillStrategy };
 
 export interface DistillSettings {
   strategy: DistillStrategy;
@@ -199,6 +219,8 @@ export interface DistillSettings {
   perQuestion: number;
   /** DA: build self-correction conversations. */
   selfCorrection: boolean;
+  /** PAD: a label per whole solution (the AgentArk rows, default) or per paragraph of one. */
+  padSteps?: 'solution' | 'paragraph';
   /** Only the first N records (0 = all). */
   limit: number;
 }
@@ -224,7 +246,7 @@ export interface DatasetSummary {
   strategy: DistillStrategy | 'rows';
   rows: number;
   /** The builder's counts (skipped by reason, rows by source, PAD step counts…). */
-  stats: Record<string, number | Record<string, number>>;
+  stats: Record<string, number | string | Record<string, number>>;
   warnings: string[];
   /** False for PAD's stepwise rows (they train a process reward model, not the student). */
   trainable: boolean;
@@ -276,7 +298,18 @@ export type TrainEvent =
       settings: TrainSettings;
       source: string;
     }
-  | { type: 'step'; step: number; totalSteps: number; loss: number; lr: number; gradNorm: number; tokens: number; tokensPerS: number; stepMs: number; etaS: number }
+  | {
+      type: 'step';
+      step: number;
+      totalSteps: number;
+      loss: number;
+      lr: number;
+      gradNorm: number;
+      tokens: number;
+      tokensPerS: number;
+      stepMs: number;
+      etaS: number;
+    }
   | { type: 'checkpoint'; step: number; bytes: number; ms: number };
 
 export interface AdapterInfo {
@@ -299,6 +332,8 @@ export interface TrainOutcome {
 
 /** An unfinished run kept in the browser's storage (OPFS). */
 export interface StoredRunInfo {
+  /** Whether another tab of this browser owns the run (it trains or holds it paused there). */
+  elsewhere: boolean;
   name: string;
   modelId: string;
   /** Whether the loaded model is the one the run was started on (id and config). */
@@ -326,15 +361,108 @@ export interface AdapterFiles {
   'adapter_model.safetensors': Uint8Array;
 }
 
+// ---- PAD: process reward model and RL ---------------------------------------------------------
+
+export interface PrmSettings {
+  /** Share of the questions held out for the AUC (whole questions, not single solutions). */
+  holdout: number;
+  epochs: number;
+  lr: number;
+  seed: number;
+}
+
+export type PrmEvent =
+  | { type: 'features'; done: number; total: number }
+  | { type: 'epoch'; epoch: number; epochs: number; loss: number }
+  | { type: 'scoring'; done: number; total: number };
+
+export interface PrmResult {
+  /** What a labelled example is: a whole solution (the AgentArk layout) or a step of one (paragraph layout). */
+  unit: 'solution' | 'step';
+  /** Rows (questions for solutions, solutions for steps) and labelled examples, trained on and held out. */
+  trainRows: number;
+  trainExamples: number;
+  heldOutRows: number;
+  heldOutExamples: number;
+  /** Held-out AUC over solutions (all steps right = positive); null without held-out solutions of both kinds. */
+  heldOutAuc: number | null;
+  firstLoss: number | null;
+  finalLoss: number | null;
+  losses: number[];
+}
+
+export interface RlSettings {
+  /** Name the finished adapter is registered under. */
+  name: string;
+  /** Start from this loaded adapter (e.g. the R-SFT student); null = a fresh LoRA on the base model. */
+  initAdapter: string | null;
+  /** Student system prompt: undefined = the task's default, null = none. */
+  system?: string | null;
+  /** Add prmWeight × the PRM's score of the weakest step to the verifiable reward. */
+  usePrm: boolean;
+  prmWeight: number;
+  groupSize: number;
+  promptsPerStep: number;
+  steps: number;
+  ppoEpochs: number;
+  lr: number;
+  clip: number;
+  klCoef: number;
+  maxTokens: number;
+  temperature: number;
+  /** Fresh LoRA only (an initial adapter brings its own). */
+  rank: number;
+  alpha: number;
+  targets: Projection[];
+  seed: number;
+}
+
+export interface RlPoint {
+  step: number;
+  /** Mean reward of the step's samples. */
+  reward: number;
+  /** Mean KL to the base model (k3 estimator). */
+  kl: number;
+  /** Share of the step's samples with a correct final answer. */
+  accuracy: number;
+  clipFraction: number;
+}
+
+export type RlEvent =
+  | { type: 'start'; name: string; step: number; steps: number; history: RlPoint[] }
+  | ({ type: 'step'; steps: number; stepMs: number } & RlPoint);
+
+export interface RlOutcome {
+  status: 'finished' | 'paused' | 'cancelled';
+  step: number;
+  steps: number;
+  history: RlPoint[];
+  adapter: AdapterInfo | null;
+}
+
 // ---- Evaluation -------------------------------------------------------------------------------
 
 export interface EvalRunSettings {
-  /** The base model answering alone. */
+  /** The base model answering alone (at `temperature`). */
   single: boolean;
-  /** The debate on the base model (null = not evaluated). */
-  debate: { agents: number; rounds: number; aggregator: 'llm' | 'vote' } | null;
-  /** Adapter names: one student system each. */
+  /** The base model answering alone, greedy (temperature 0), beside the sampled one. */
+  greedy?: boolean;
+  /** The debate on the base model (null = not evaluated); its agents sample at `temperature` (default: the debate's own). */
+  debate: {
+    agents: number;
+    rounds: number;
+    aggregator: 'llm' | 'vote';
+    format?: 'standard' | 'small';
+    temperature?: number;
+  } | null;
+  /** System prompt of the single agent and the students: undefined = the task's default, null = none. */
+  system?: string | null;
+  /** Report names of the base systems (default "single", "single (greedy)", "debate"). */
+  names?: { single?: string; greedy?: string; debate?: string };
+  /** Adapter names: one student system each (named "student:<adapter>" unless `plainStudentNames`). */
   students: string[];
+  /** Name student systems by their adapter name alone (as the demo report does). */
+  plainStudentNames?: boolean;
   maxTokens: number;
   temperature: number;
   seed?: number;
@@ -344,7 +472,15 @@ export interface EvalRunSettings {
   dataset?: string;
 }
 
-export type EvalEvent = { type: 'progress'; system: string; systemIndex: number; systems: number; done: number; total: number; accuracy: number };
+export type EvalEvent = {
+  type: 'progress';
+  system: string;
+  systemIndex: number;
+  systems: number;
+  done: number;
+  total: number;
+  accuracy: number;
+};
 
 // ---- Benchmarks -------------------------------------------------------------------------------
 
@@ -353,6 +489,8 @@ export interface BenchSettings {
   sizes: string[];
   /** [m, n, k] matmul shapes ([] = no kernel benchmark). */
   kernelShapes: [number, number, number][];
+  /** The attention kernels (tiled and per-query prefill, with the CPU twin), as in `npm run bench`. */
+  attention?: boolean;
   models: boolean;
   training: boolean;
   trainingModes: ('lora' | 'full')[];
@@ -380,7 +518,12 @@ export interface WorkerApi {
   /** Reads config.json and the safetensors headers only (a few KB), and estimates memory. */
   inspect(source: ModelSource, settings: LoadSettings, taskId: string): Promise<InspectResult>;
   /** Downloads (or reads from cache) and uploads a model; replaces the current one. */
-  load(source: ModelSource, settings: LoadSettings, taskId: string, onProgress: (e: LoadProgress) => void): Promise<LoadedModel>;
+  load(
+    source: ModelSource,
+    settings: LoadSettings,
+    taskId: string,
+    onProgress: (e: LoadProgress) => void,
+  ): Promise<LoadedModel>;
   unload(): Promise<void>;
   loaded(): Promise<LoadedModel | null>;
   /** GPU buffer bytes the loaded model holds (null on the CPU path or with no model). */
@@ -390,7 +533,12 @@ export interface WorkerApi {
   /** WebLLM prebuilt chat models (only those without shader-f16 when `withoutF16`). */
   webllmModels(withoutF16: boolean): Promise<string[]>;
   /** Debates each question in turn; records arrive through `onEvent` as they finish. */
-  debate(taskId: string, questions: Question[], settings: DebateRunSettings, onEvent: (e: DebateEvent) => void): Promise<DebateRunResult>;
+  debate(
+    taskId: string,
+    questions: Question[],
+    settings: DebateRunSettings,
+    onEvent: (e: DebateEvent) => void,
+  ): Promise<DebateRunResult>;
   abort(taskId: string): void;
 
   // ---- distillation and training
@@ -401,7 +549,12 @@ export interface WorkerApi {
   /** The rows of a prepared dataset as JSONL. */
   datasetJsonl(id: string): Promise<string>;
   /** LoRA training of the loaded model on a prepared dataset; resolves when it finishes, pauses or is cancelled. */
-  startTraining(taskId: string, datasetId: string, settings: TrainSettings, onEvent: (e: TrainEvent) => void): Promise<TrainOutcome>;
+  startTraining(
+    taskId: string,
+    datasetId: string,
+    settings: TrainSettings,
+    onEvent: (e: TrainEvent) => void,
+  ): Promise<TrainOutcome>;
   /** Continues the paused run (in memory), else the run stored in the browser (OPFS). */
   resumeTraining(taskId: string, onEvent: (e: TrainEvent) => void): Promise<TrainOutcome>;
   /** Stops the running job after its current step and checkpoints it. */
@@ -409,6 +562,8 @@ export interface WorkerApi {
   /** Stops a running job or discards a paused / stored one (its checkpoints are deleted). */
   cancelTraining(): Promise<void>;
   trainingState(): Promise<TrainingState>;
+  /** Registers the last cancelled run's adapter, as it was at its last step, under "<name>-step<k>". */
+  keepCancelledAdapter(): Promise<AdapterInfo>;
   /** The unfinished run stored in the browser, if any. */
   storedRun(): Promise<StoredRunInfo | null>;
 
@@ -420,7 +575,39 @@ export interface WorkerApi {
   /** Loads a PEFT adapter from its files (adapter_config.json + adapter_model.safetensors). */
   loadAdapterFiles(name: string, files: File[]): Promise<AdapterInfo>;
 
+  // ---- PAD: reward model and RL
+  /** Trains the PRM head on a built PAD set; the AUC is on held-out questions. */
+  trainPrm(
+    taskId: string,
+    datasetId: string,
+    settings: PrmSettings,
+    onEvent: (e: PrmEvent) => void,
+  ): Promise<PrmResult>;
+  /** The PRM trained in this session, if any. */
+  prmResult(): Promise<PrmResult | null>;
+  /** The PRM head as prm_head.safetensors. */
+  prmFile(): Promise<Uint8Array>;
+  /** RL on a student LoRA; resolves when it finishes, pauses or is cancelled. */
+  startRl(
+    taskId: string,
+    questions: Question[],
+    settings: RlSettings,
+    onEvent: (e: RlEvent) => void,
+  ): Promise<RlOutcome>;
+  resumeRl(taskId: string, onEvent: (e: RlEvent) => void): Promise<RlOutcome>;
+  /** Stops after the current RL step; the run stays in memory (resume continues it). */
+  pauseRl(): Promise<void>;
+  /** Stops a running RL run after its step, or drops a paused one (its adapter is not kept). */
+  cancelRl(): Promise<void>;
+  rlState(): Promise<{ state: 'idle' | 'running' | 'paused'; step: number; steps: number }>;
+
   // ---- evaluation and benchmarks
-  evaluate(taskId: string, questions: Question[], settings: EvalRunSettings, onEvent: (e: EvalEvent) => void): Promise<EvalReport>;
+  /** Evaluates each system in turn; after a Stop, the systems finished before it come back with `stopped`. */
+  evaluate(
+    taskId: string,
+    questions: Question[],
+    settings: EvalRunSettings,
+    onEvent: (e: EvalEvent) => void,
+  ): Promise<EvalReport & { stopped?: boolean }>;
   bench(taskId: string, settings: BenchSettings, onEvent: (e: BenchEvent) => void): Promise<SpeedReport>;
 }

@@ -63,7 +63,13 @@ export class CachedSource implements FileSource {
     this.manifestLoaded ??= (async () => {
       const hit = await (await this.cache()).match(MANIFEST_KEY);
       const saved = hit ? ((await hit.json().catch(() => null)) as CacheManifest | null) : null;
-      this.manifest = saved ?? { location: this.location, files: {}, absent: [], complete: false, savedAt: new Date().toISOString() };
+      this.manifest = saved ?? {
+        location: this.location,
+        files: {},
+        absent: [],
+        complete: false,
+        savedAt: new Date().toISOString(),
+      };
     })();
     await this.manifestLoaded;
     return this.manifest!;
@@ -90,7 +96,10 @@ export class CachedSource implements FileSource {
     const m = await this.state();
     m.complete = complete;
     m.savedAt = new Date().toISOString();
-    await (await this.cache()).put(MANIFEST_KEY, new Response(JSON.stringify(m), { headers: { 'content-type': 'application/json' } }));
+    await (await this.cache()).put(
+      MANIFEST_KEY,
+      new Response(JSON.stringify(m), { headers: { 'content-type': 'application/json' } }),
+    );
   }
 
   async exists(name: string): Promise<boolean> {
@@ -128,7 +137,10 @@ export class CachedSource implements FileSource {
     const cached = await this.hit(name);
     if (!cached) return this.inner.readRange(name, start, end, options);
     const blob = await cached.blob();
-    if (end > blob.size) throw new Error(`${this.describe(name)} (cached): wanted bytes [${start}, ${end}) but the file ends at ${blob.size}`);
+    if (end > blob.size)
+      throw new Error(
+        `${this.describe(name)} (cached): wanted bytes [${start}, ${end}) but the file ends at ${blob.size}`,
+      );
     return new Uint8Array(await blob.slice(start, end).arrayBuffer());
   }
 
@@ -156,7 +168,10 @@ export class CachedSource implements FileSource {
     const cache = await this.cache();
     const pipe = new TransformStream<Uint8Array, Uint8Array>();
     const writer = pipe.writable.getWriter();
-    const put = cache.put(this.inner.describe(name), new Response(pipe.readable, { headers: { 'content-type': 'application/octet-stream' } }));
+    const put = cache.put(
+      this.inner.describe(name),
+      new Response(pipe.readable, { headers: { 'content-type': 'application/octet-stream' } }),
+    );
     let caching = true;
     put.catch(() => {
       caching = false; // quota exceeded or similar: keep loading, just without the cache

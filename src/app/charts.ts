@@ -20,7 +20,18 @@ import {
 } from 'chart.js';
 import { h } from './dom';
 
-Chart.register(LineController, LineElement, PointElement, BarController, BarElement, LinearScale, LogarithmicScale, CategoryScale, Tooltip, Legend);
+Chart.register(
+  LineController,
+  LineElement,
+  PointElement,
+  BarController,
+  BarElement,
+  LinearScale,
+  LogarithmicScale,
+  CategoryScale,
+  Tooltip,
+  Legend,
+);
 
 function cssVar(name: string, fallback: string): string {
   const v = getComputedStyle(document.documentElement).getPropertyValue(name).trim();
@@ -29,7 +40,15 @@ function cssVar(name: string, fallback: string): string {
 
 /** A palette for series, starting with the accent colour. */
 function palette(): string[] {
-  return [cssVar('--accent', '#2f5fd0'), cssVar('--ok', '#1c7c45'), cssVar('--warn', '#9a6200'), cssVar('--bad', '#b42318'), '#7c4dbc', '#0f8a8a', '#b0567a'];
+  return [
+    cssVar('--accent', '#2f5fd0'),
+    cssVar('--ok', '#1c7c45'),
+    cssVar('--warn', '#9a6200'),
+    cssVar('--bad', '#b42318'),
+    '#7c4dbc',
+    '#0f8a8a',
+    '#b0567a',
+  ];
 }
 
 function baseColors() {
@@ -74,7 +93,20 @@ export function lineChart(opts: {
   const data: { x: number; y: number }[] = [];
   const chart = new Chart(canvas, {
     type: 'line',
-    data: { datasets: [{ label: opts.yLabel, data, borderColor: color, backgroundColor: color, borderWidth: 2, pointRadius: 0, pointHitRadius: 6, tension: 0 }] },
+    data: {
+      datasets: [
+        {
+          label: opts.yLabel,
+          data,
+          borderColor: color,
+          backgroundColor: color,
+          borderWidth: 2,
+          pointRadius: 0,
+          pointHitRadius: 6,
+          tension: 0,
+        },
+      ],
+    },
     options: {
       responsive: true,
       maintainAspectRatio: false,
@@ -85,10 +117,19 @@ export function lineChart(opts: {
       plugins: {
         legend: { display: false },
         title: { display: false },
-        tooltip: { callbacks: { label: (ctx) => `${opts.yLabel}: ${opts.format ? opts.format(ctx.parsed.y ?? 0) : String(ctx.parsed.y)}` } },
+        tooltip: {
+          callbacks: {
+            label: (ctx) => `${opts.yLabel}: ${opts.format ? opts.format(ctx.parsed.y ?? 0) : String(ctx.parsed.y)}`,
+          },
+        },
       },
       scales: {
-        x: { type: 'linear', title: { display: true, text: opts.xLabel, color: c.text }, ticks: { color: c.text, precision: 0 }, grid: { color: c.grid } },
+        x: {
+          type: 'linear',
+          title: { display: true, text: opts.xLabel, color: c.text },
+          ticks: { color: c.text, precision: 0 },
+          grid: { color: c.grid },
+        },
         y: {
           type: 'linear',
           title: { display: true, text: opts.yLabel, color: c.text },
@@ -139,11 +180,19 @@ export interface BarChart {
 }
 
 /** Grouped bars: one group per category (e.g. system), one bar per series. */
-export function barChart(opts: { id: string; title: string; yLabel: string; rightLabel?: string; percent?: boolean; height?: string }): BarChart {
+export function barChart(opts: {
+  id: string;
+  title: string;
+  yLabel: string;
+  rightLabel?: string;
+  percent?: boolean;
+  height?: string;
+}): BarChart {
   const { wrap, canvas } = frame(opts.id, opts.title, opts.height ?? '260px');
   const c = baseColors();
   const colors = palette();
-  const fmt = (v: number) => (opts.percent ? `${Math.round(v * 100)}%` : v >= 100 ? v.toFixed(0) : v >= 10 ? v.toFixed(1) : v.toFixed(2));
+  const fmt = (v: number) =>
+    opts.percent ? `${Math.round(v * 100)}%` : v >= 100 ? v.toFixed(0) : v >= 10 ? v.toFixed(1) : v.toFixed(2);
   const chart = new Chart<'bar', (number | null)[], string>(canvas, {
     type: 'bar',
     data: { labels: [], datasets: [] },
@@ -153,7 +202,9 @@ export function barChart(opts: { id: string; title: string; yLabel: string; righ
       animation: false,
       plugins: {
         legend: { position: 'bottom', labels: { color: c.text, boxWidth: 12 } },
-        tooltip: { callbacks: { label: (ctx) => `${ctx.dataset.label}: ${ctx.parsed.y === null ? '—' : fmt(ctx.parsed.y)}` } },
+        tooltip: {
+          callbacks: { label: (ctx) => `${ctx.dataset.label}: ${ctx.parsed.y === null ? '—' : fmt(ctx.parsed.y)}` },
+        },
       },
       scales: {
         x: { ticks: { color: c.text }, grid: { display: false } },

@@ -7,7 +7,11 @@ type Attrs = Record<string, string | number | boolean | null | undefined | Event
  * `h('button', {class: 'primary', onclick: fn}, 'Send')`. String children become text nodes;
  * attributes starting with `on` are listeners; `true` sets a boolean attribute, false/null skips it.
  */
-export function h<K extends keyof HTMLElementTagNameMap>(tag: K, attrs: Attrs = {}, ...children: (Child | Child[])[]): HTMLElementTagNameMap[K] {
+export function h<K extends keyof HTMLElementTagNameMap>(
+  tag: K,
+  attrs: Attrs = {},
+  ...children: (Child | Child[])[]
+): HTMLElementTagNameMap[K] {
   const el = document.createElement(tag);
   for (const [k, v] of Object.entries(attrs)) {
     if (v === null || v === undefined || v === false) continue;
@@ -45,8 +49,24 @@ export function field(label: string, control: HTMLElement, hint?: string): HTMLD
   return h('div', { class: 'field' }, h('label', { for: id }, label), control, hintEl);
 }
 
-export function numberInput(opts: { value: number | ''; min?: number; max?: number; step?: number | 'any'; name?: string; placeholder?: string }): HTMLInputElement {
-  return h('input', { type: 'number', value: String(opts.value), min: opts.min, max: opts.max, step: opts.step ?? 'any', name: opts.name, placeholder: opts.placeholder, inputmode: 'decimal' });
+export function numberInput(opts: {
+  value: number | '';
+  min?: number;
+  max?: number;
+  step?: number | 'any';
+  name?: string;
+  placeholder?: string;
+}): HTMLInputElement {
+  return h('input', {
+    type: 'number',
+    value: String(opts.value),
+    min: opts.min,
+    max: opts.max,
+    step: opts.step ?? 'any',
+    name: opts.name,
+    placeholder: opts.placeholder,
+    inputmode: 'decimal',
+  });
 }
 
 /** Value of a number input, or `fallback` when empty/invalid. */
@@ -56,7 +76,10 @@ export function readNumber(input: HTMLInputElement, fallback: number): number {
 }
 
 /** A status line (`role=status`) whose text and tone can be set. */
-export function statusLine(): { el: HTMLParagraphElement; set(text: string, tone?: 'info' | 'ok' | 'warn' | 'error'): void } {
+export function statusLine(): {
+  el: HTMLParagraphElement;
+  set(text: string, tone?: 'info' | 'ok' | 'warn' | 'error'): void;
+} {
   const el = h('p', { class: 'status', role: 'status', 'aria-live': 'polite' });
   return {
     el,

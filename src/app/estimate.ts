@@ -42,7 +42,12 @@ export function effectiveContext(config: ModelConfig, contextLength: number): nu
   return Math.min(contextLength, config.maxPositionEmbeddings, config.slidingWindow ?? Infinity);
 }
 
-export function summarize(location: string, config: ModelConfig, headers: WeightFileHeader[], hasTokenizer: boolean): ModelSummary {
+export function summarize(
+  location: string,
+  config: ModelConfig,
+  headers: WeightFileHeader[],
+  hasTokenizer: boolean,
+): ModelSummary {
   const dtypes = new Set<string>();
   for (const h of headers) for (const t of h.tensors) dtypes.add(t.dtype);
   return {
@@ -61,7 +66,12 @@ export function summarize(location: string, config: ModelConfig, headers: Weight
   };
 }
 
-export function estimateMemory(config: ModelConfig, headers: WeightFileHeader[], settings: LoadSettings, device: DeviceBudget): MemoryEstimate {
+export function estimateMemory(
+  config: ModelConfig,
+  headers: WeightFileHeader[],
+  settings: LoadSettings,
+  device: DeviceBudget,
+): MemoryEstimate {
   const planned = planTensors(config, headers);
   let parameters = 0;
   let halfFile = false;
@@ -72,14 +82,17 @@ export function estimateMemory(config: ModelConfig, headers: WeightFileHeader[],
     if (entry.dtype !== 'F32') halfFile = true;
     if (n > largest.elements) largest = { name, elements: n };
   }
-  const weightType = settings.dtype === 'auto' ? (device.f16 && halfFile ? 'f16' : 'f32') : settings.dtype;
-  const bytesPerWeight = weightType === 'f16' ? 2 : 4;
+  const weightType =
+    settings.quantize ?? (settings.dtype === 'auto' ? (device.f16 && halfFile ? 'f16' : 'f32') : settings.dtype);
+  // q8 / q4: one byte or half a byte per weight plus an f16 scale per group of 32 (src/quant/quantize.ts).
+  const bytesPerWeight = { f32: 4, f16: 2, q8: 1 + 2 / 32, q4: 0.5 + 2 / 32 }[weightType];
   const contextLength = effectiveContext(config, settings.contextLength);
   const kvDim = config.numKvHeads * config.headDim;
   const kvLayerBytes = settings.maxBatch * contextLength * kvDim * 4;
   const kvBytes = 2 * config.numLayers * kvLayerBytes;
   const tokens = Math.min(PREFILL_TOKENS, contextLength * settings.maxBatch);
-  const perToken = 4 * (4 * config.hiddenSize + 2 * config.numHeads * config.headDim + 2 * kvDim + 3 * config.intermediateSize);
+  const perToken =
+    4 * (4 * config.hiddenSize + 2 * config.numHeads * config.headDim + 2 * kvDim + 3 * config.intermediateSize);
   const attention = 4 * config.numHeads * Math.min(tokens, contextLength) * contextLength;
   const workspaceBytes = tokens * perToken + attention + settings.maxBatch * config.vocabSize * 4;
   const weightBytes = parameters * bytesPerWeight;
@@ -95,24 +108,45 @@ export function estimateMemory(config: ModelConfig, headers: WeightFileHeader[],
     if (kvLayerBytes > limit) {
       checks.push({
         level: 'error',
-        text: `One layer's KV cache needs ${formatBytes(kvLayerBytes)}, above this adapter's ${formatBytes(limit)} buffer limit: lower the context length or the batch slots.`,
+        text:
+          `One layer's KV cache needs ${formatBytes(kvLayerBytes)}, above this adapter's ${formatBytes(limit)} ` +
+          `buffer limit: lower the context length or the batch slots.`,
       });
     } else {
-      checks.push({ level: 'ok', text: `KV cache per layer ${formatBytes(kvLayerBytes)} fits the ${formatBytes(limit)} buffer limit.` });
+      checks.push({
+        level: 'ok',
+        text: `KV cache per layer ${formatBytes(kvLayerBytes)} fits the ${formatBytes(limit)} buffer limit.`,
+      });
     }
     const largestBytes = largest.elements * bytesPerWeight;
     if (largestBytes > limit) {
-      checks.push({ level: 'ok', text: `The largest tensor (${largest.name}, ${formatBytes(largestBytes)}) exceeds one buffer (${formatBytes(limit)}); it is split into row shards.` });
+      checks.push({
+        level: 'ok',
+        text: `The largest tensor (${largest.name}, ${formatBytes(largestBytes)}) exceeds one buffer (${formatBytes(limit)}); it is split into row shards.`,
+      });
     }
   }
   if (weightType === 'f16' && !device.f16) {
-    checks.push({ level: 'error', text: 'f16 weights need the shader-f16 feature, which this adapter lacks: choose f32 or auto.' });
+    checks.push({
+      level: 'error',
+      text: 'f16 weights need the shader-f16 feature, which this adapter lacks: choose f32 or auto.',
+    });
   }
   if (device.deviceMemoryGB) {
     const ram = device.deviceMemoryGB * 2 ** 30;
     const share = totalBytes / ram;
-    if (share > 0.75) checks.push({ level: 'warn', text: `About ${formatBytes(totalBytes)} against roughly ${device.deviceMemoryGB} GB of device memory reported by the browser: loading may fail or swap.` });
-    else checks.push({ level: 'ok', text: `About ${formatBytes(totalBytes)} of roughly ${device.deviceMemoryGB} GB device memory (browser's estimate).` });
+    if (share > 0.75)
+      checks.push({
+        level: 'warn',
+        text:
+          `About ${formatBytes(totalBytes)} against roughly ${device.deviceMemoryGB} GB of device memory reported ` +
+          `by the browser: loading may fail or swap.`,
+      });
+    else
+      checks.push({
+        level: 'ok',
+        text: `About ${formatBytes(totalBytes)} of roughly ${device.deviceMemoryGB} GB device memory (browser's estimate).`,
+      });
   }
   return {
     parameters,

@@ -39,7 +39,13 @@ function boot(): void {
   const header = h(
     'header',
     { class: 'app-header' },
-    h('div', { class: 'brand' }, logo, h('h1', {}, 'AgentArk Web'), h('span', { class: 'tagline' }, 'multi-agent debate → one small student model, on WebGPU')),
+    h(
+      'div',
+      { class: 'brand' },
+      logo,
+      h('h1', {}, 'AgentArk Web'),
+      h('span', { class: 'tagline' }, 'multi-agent debate → one small student model, on WebGPU'),
+    ),
     h('div', { class: 'header-status' }, busyBadge, modelBadge),
   );
   const main = h('main', { class: 'pages' });
@@ -62,8 +68,24 @@ function boot(): void {
   const ctx: AppContext = { api, state, show, params };
 
   for (const page of pages) {
-    const tab = h('button', { role: 'tab', id: `tab-${page.id}`, 'aria-controls': `panel-${page.id}`, type: 'button', onclick: () => show(page.id) }, page.title);
-    const panel = h('section', { role: 'tabpanel', id: `panel-${page.id}`, 'aria-labelledby': `tab-${page.id}`, class: `page page-${page.id}`, hidden: true });
+    const tab = h(
+      'button',
+      {
+        role: 'tab',
+        id: `tab-${page.id}`,
+        'aria-controls': `panel-${page.id}`,
+        type: 'button',
+        onclick: () => show(page.id),
+      },
+      page.title,
+    );
+    const panel = h('section', {
+      role: 'tabpanel',
+      id: `panel-${page.id}`,
+      'aria-labelledby': `tab-${page.id}`,
+      class: `page page-${page.id}`,
+      hidden: true,
+    });
     tablist.append(tab);
     main.append(panel);
     tabs.set(page.id, { tab, panel, page });
@@ -97,4 +119,16 @@ function boot(): void {
   void api.device().then((d) => state.set('device', d));
 }
 
+/**
+ * The production build works offline after the first visit: its service worker (dist/sw.js,
+ * src/app/pwa/) keeps the app, the embedded model and the shipped data. Not in dev (no sw.js).
+ */
+function registerServiceWorker(): void {
+  if (!import.meta.env.PROD || !('serviceWorker' in navigator)) return;
+  navigator.serviceWorker.register(new URL('sw.js', document.baseURI), { scope: './' }).catch((e: unknown) => {
+    console.warn(`The offline copy is unavailable: ${(e as Error).message}`);
+  });
+}
+
 boot();
+registerServiceWorker();

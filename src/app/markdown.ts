@@ -6,12 +6,13 @@
 import DOMPurify from 'dompurify';
 import { Marked } from 'marked';
 import markedKatex from 'marked-katex-extension';
+import { KATEX_OPTIONS } from './katex-options';
 
 const ESCAPES: Record<string, string> = { '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' };
 const escapeHtml = (s: string) => s.replace(/[&<>"']/g, (c) => ESCAPES[c]!);
 
 const marked = new Marked({ gfm: true, breaks: true, async: false });
-marked.use(markedKatex({ throwOnError: false, nonStandard: true, output: 'htmlAndMathml' }));
+marked.use(markedKatex({ ...KATEX_OPTIONS }));
 marked.use({
   renderer: {
     // Raw HTML written by the user or the model is shown as text, never interpreted.
@@ -34,7 +35,22 @@ purifier.addHook('afterSanitizeAttributes', (node) => {
 
 const PURIFY = {
   USE_PROFILES: { html: true, mathMl: true },
-  FORBID_TAGS: ['img', 'style', 'form', 'input', 'button', 'textarea', 'select', 'video', 'audio', 'source', 'picture', 'iframe', 'object', 'embed'],
+  FORBID_TAGS: [
+    'img',
+    'style',
+    'form',
+    'input',
+    'button',
+    'textarea',
+    'select',
+    'video',
+    'audio',
+    'source',
+    'picture',
+    'iframe',
+    'object',
+    'embed',
+  ],
   FORBID_ATTR: ['srcset', 'background', 'poster'],
   ALLOW_DATA_ATTR: false,
 };

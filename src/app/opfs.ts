@@ -40,13 +40,25 @@ export async function opfsDir(path: string[], create = true): Promise<FileSystem
   return dir;
 }
 
-type SyncHandle = { write(data: BufferSource, opts?: { at?: number }): number; truncate(n: number): void; flush(): void; close(): void };
+type SyncHandle = {
+  write(data: BufferSource, opts?: { at?: number }): number;
+  truncate(n: number): void;
+  flush(): void;
+  close(): void;
+};
 
 /** Writes a whole file (replacing it). */
-export async function writeFile(dir: FileSystemDirectoryHandle, name: string, data: string | Uint8Array): Promise<void> {
+export async function writeFile(
+  dir: FileSystemDirectoryHandle,
+  name: string,
+  data: string | Uint8Array,
+): Promise<void> {
   const handle = await dir.getFileHandle(name, { create: true });
   const bytes = typeof data === 'string' ? new TextEncoder().encode(data) : data;
-  const h = handle as FileSystemFileHandle & { createWritable?: () => Promise<FileSystemWritableFileStream>; createSyncAccessHandle?: () => Promise<SyncHandle> };
+  const h = handle as FileSystemFileHandle & {
+    createWritable?: () => Promise<FileSystemWritableFileStream>;
+    createSyncAccessHandle?: () => Promise<SyncHandle>;
+  };
   if (typeof h.createWritable === 'function') {
     const w = await h.createWritable();
     try {
@@ -203,7 +215,10 @@ export async function beginRun<S>(meta: RunMeta<S>, examples: TrainExample[], ro
 }
 
 /** Writes a checkpoint into the free slot, then points run.json at it. Returns the bytes written. */
-export async function writeCheckpoint<S>(meta: RunMeta<S>, files: Record<string, string | Uint8Array>): Promise<{ meta: RunMeta<S>; bytes: number }> {
+export async function writeCheckpoint<S>(
+  meta: RunMeta<S>,
+  files: Record<string, string | Uint8Array>,
+): Promise<{ meta: RunMeta<S>; bytes: number }> {
   const dir = (await runDir(true))!;
   const slot: 'a' | 'b' = meta.slot === 'a' ? 'b' : 'a';
   await removeEntry(dir, slotDir(slot));
@@ -235,8 +250,11 @@ export async function loadRun<S>(): Promise<StoredCheckpoint<S> | null> {
   const files: Record<string, Uint8Array> = {};
   if (meta.slot) {
     const sd = await dir.getDirectoryHandle(slotDir(meta.slot));
-    for await (const [name, entry] of (sd as unknown as { entries(): AsyncIterable<[string, FileSystemHandle]> }).entries()) {
-      if (entry.kind === 'file') files[name] = new Uint8Array(await (await (entry as FileSystemFileHandle).getFile()).arrayBuffer());
+    for await (const [name, entry] of (
+      sd as unknown as { entries(): AsyncIterable<[string, FileSystemHandle]> }
+    ).entries()) {
+      if (entry.kind === 'file')
+        files[name] = new Uint8Array(await (await (entry as FileSystemFileHandle).getFile()).arrayBuffer());
     }
   }
   return { meta, examples, files };

@@ -2,20 +2,20 @@
  * `agentark debate`: run the multi-agent debate over a question set and append the trajectories
  * to a JSONL log (resumable: questions already in the log are skipped).
  */
-import { parseArgs } from 'node:util';
 import type { ChatEngine } from '../engine/types';
-import type { Task } from '../tasks/answers';
+import { isTask, type Task } from '../tasks/answers';
 import { loadQuestions } from '../tasks/datasets';
+import { DATA_FLAGS, DATA_HELP, dataOptions } from './data-flags';
 import { runDebateSet, type DebateOptions } from '../teach/debate';
 import { OpenAIEngine } from '../teach/openai-engine';
 import { readTrajectories, summarizeTrajectories } from '../teach/trajectory';
 import type { ProgressCallback } from '../progress';
-import { runtimeOptions, stderrProgress } from './args';
+import { choiceFlag, floatFlag, intFlag, parseFlags, reportUsageError, runtimeOptions, stderrProgress, UsageError } from './args';
 
 export const USAGE = `usage: agentark debate --data FILE --out TRAJ.jsonl [options]
 
   --data FILE            questions (JSONL / JSON array; GSM8K, MATH or multiple-choice layout) or URL
-  --task T               gsm8k | math | mc (default gsm8k)
+  --task T               gsm8k | math | mc | qa (default gsm8k)
   --out FILE             trajectory JSONL to append to (existing questions are skipped)
   --agents N             debating agents (default 5)
   --rounds N             rounds including the independent first one (default 2)
@@ -25,6 +25,7 @@ export const USAGE = `usage: agentark debate --data FILE --out TRAJ.jsonl [optio
   --adapter DIR          local engine: optional LoRA adapter
   --backend B            local engine: webgpu | cpu (default webgpu)
   --dtype D              local engine: auto | f16 | f32 (default auto)
+  --quantize q8|q4       local engine: frozen weights quantized on load (cached)
   --context-length N     local engine: context length
   --max-batch N          local engine: sequences decoded together (default agents x concurrency)
   --base-url URL         openai engine: e.g. http://127.0.0.1:8000/v1
@@ -45,33 +46,7 @@ export const USAGE = `usage: agentark debate --data FILE --out TRAJ.jsonl [optio
   --restate-question     repeat the question in later rounds' turns (helps small models)
   --prompt-style default|compact  compact: short instructions (what the embedded demo model reads)
   --quiet                no per-question progress lines
-`;
-
-function quoteMode(v: string | undefined): 'solution' | 'answer' | undefined {
-  if (v === undefined || v === 'solution' || v === 'answer') return v;
-  throw new UsageError(`--quote must be solution or answer, got ${JSON.stringify(v)}`);
-}
-
-function promptStyle(v: string | undefined): 'default' | 'compact' | undefined {
-  if (v === undefined || v === 'default' || v === 'compact') return v;
-  throw new UsageError(`--prompt-style must be default or compact, got ${JSON.stringify(v)}`);
-}
-
-function int(name: string, v: string | undefined, min = 0): number | undefined {
-  if (v === undefined) return undefined;
-  const n = Number(v);
-  if (!Number.isInteger(n) || n < min) throw new UsageError(`--${name} must be an integer >= ${min}, got ${JSON.stringify(v)}`);
-  return n;
-}
-
-function num(name: string, v: string | undefined): number | undefined {
-  if (v === undefined) return undefined;
-  const n = Number(v);
-  if (!Number.isFinite(n)) throw new UsageError(`--${name} must be a number, got ${JSON.stringify(v)}`);
-  return n;
-}
-
-class UsageError extends Error {}
+${DATA_HELP}`;
 
 async function loadLocalEngine(model: string, adapter: string | undefined, runtime: Record<string, unknown>): Promise<ChatEngine> {
   let mod: { createLocalEngine?: (o: { model: string; adapter?: string; onProgress?: ProgressCallback } & Record<string, unknown>) => Promise<ChatEngine> };
@@ -85,12 +60,13 @@ async function loadLocalEngine(model: string, adapter: string | undefined, runti
 }
 
 export async function run(argv: string[]): Promise<number> {
-  let values: Record<string, string | boolean | undefined>;
+  let values: Record<string, string | boolean | undefined> | null;
   try {
-    ({ values } = parseArgs({
-      args: argv,
-      options: {
+    values = parseFlags(
+      argv,
+      {
         data: { type: 'string' },
+        ...DATA_FLAGS,
         task: { type: 'string', default: 'gsm8k' },
         out: { type: 'string' },
         agents: { type: 'string' },
@@ -102,6 +78,7 @@ export async function run(argv: string[]): Promise<number> {
         backend: { type: 'string' },
         dtype: { type: 'string' },
         'context-length': { type: 'string' },
+        quantize: { type: 'string' },
         'max-batch': { type: 'string' },
         'base-url': { type: 'string' },
         'api-model': { type: 'string' },
@@ -120,19 +97,13 @@ export async function run(argv: string[]): Promise<number> {
         'restate-question': { type: 'boolean' },
         'prompt-style': { type: 'string' },
         quiet: { type: 'boolean', default: false },
-        help: { type: 'boolean', short: 'h', default: false },
       },
-      allowPositionals: false,
-      strict: true,
-    }));
+      USAGE,
+    );
   } catch (e) {
-    process.stderr.write(`agentark debate: ${(e as Error).message}\n\n${USAGE}`);
-    return 2;
+    return reportUsageError('debate', e as UsageError);
   }
-  if (values.help) {
-    process.stdout.write(USAGE);
-    return 0;
-  }
+  if (!values) return 0;
   let opts: DebateOptions;
   let engine: ChatEngine;
   let data: string;
@@ -145,16 +116,14 @@ export async function run(argv: string[]): Promise<number> {
     data = values.data as string;
     out = values.out as string;
     task = values.task as Task;
-    if (task !== 'gsm8k' && task !== 'math' && task !== 'mc') throw new UsageError(`--task must be gsm8k, math or mc, got ${JSON.stringify(task)}`);
+    if (!isTask(task)) throw new UsageError(`--task must be gsm8k, math, mc or qa, got ${JSON.stringify(task)}`);
     const aggregator = values.aggregator as string;
     if (aggregator !== 'llm' && aggregator !== 'vote') throw new UsageError(`--aggregator must be llm or vote, got ${JSON.stringify(aggregator)}`);
-    const agents = int('agents', values.agents as string | undefined, 1) ?? 5;
-    const concurrency = int('concurrency', values.concurrency as string | undefined, 1) ?? 1;
-    limit = int('limit', values.limit as string | undefined, 0);
-    const temperature = num('temperature', values.temperature as string | undefined);
-    if (temperature !== undefined && (temperature < 0 || temperature > 2)) throw new UsageError('--temperature must be in [0, 2]');
-    const topP = num('top-p', values['top-p'] as string | undefined);
-    if (topP !== undefined && (topP <= 0 || topP > 1)) throw new UsageError('--top-p must be in (0, 1]');
+    const agents = intFlag(values.agents as string | undefined, 'agents', 5, { min: 1 });
+    const concurrency = intFlag(values.concurrency as string | undefined, 'concurrency', 1, { min: 1 });
+    limit = intFlag(values.limit as string | undefined, 'limit', undefined, { min: 0 });
+    const temperature = floatFlag(values.temperature as string | undefined, 'temperature', undefined, { min: 0, max: 2 });
+    const topP = floatFlag(values['top-p'] as string | undefined, 'top-p', undefined, { above: 0, max: 1 });
     const kind = (values.engine as string | undefined) ?? (values['base-url'] ? 'openai' : 'local');
     let model: string;
     if (kind === 'openai') {
@@ -164,9 +133,9 @@ export async function run(argv: string[]): Promise<number> {
         baseUrl: values['base-url'] as string,
         apiKey: (values['api-key'] as string | undefined) ?? process.env.OPENAI_API_KEY,
         model,
-        concurrency: int('request-concurrency', values['request-concurrency'] as string | undefined, 1) ?? agents * concurrency,
-        timeoutMs: int('timeout-ms', values['timeout-ms'] as string | undefined, 1),
-        maxRetries: int('max-retries', values['max-retries'] as string | undefined, 0),
+        concurrency: intFlag(values['request-concurrency'] as string | undefined, 'request-concurrency', agents * concurrency, { min: 1 }),
+        timeoutMs: intFlag(values['timeout-ms'] as string | undefined, 'timeout-ms', undefined, { min: 1 }),
+        maxRetries: intFlag(values['max-retries'] as string | undefined, 'max-retries', undefined, { min: 0 }),
         onRetry: (r) => process.stderr.write(`retry ${r.attempt}/${r.maxAttempts - 1} in ${r.delayMs} ms: ${r.url}: ${r.reason}\n`),
       });
     } else if (kind === 'local') {
@@ -174,11 +143,11 @@ export async function run(argv: string[]): Promise<number> {
       model = values.model as string;
       let rt: Record<string, unknown>;
       try {
-        rt = runtimeOptions(values as { backend?: string; dtype?: string; 'context-length'?: string });
+        rt = runtimeOptions(values as { backend?: string; dtype?: string; 'context-length'?: string; quantize?: string });
       } catch (e) {
         throw new UsageError((e as Error).message);
       }
-      rt.maxBatch = int('max-batch', values['max-batch'] as string | undefined, 1) ?? agents * concurrency;
+      rt.maxBatch = intFlag(values['max-batch'] as string | undefined, 'max-batch', agents * concurrency, { min: 1 });
       engine = await loadLocalEngine(model, values.adapter as string | undefined, rt);
     } else {
       throw new UsageError(`--engine must be local or openai, got ${JSON.stringify(kind)}`);
@@ -186,25 +155,22 @@ export async function run(argv: string[]): Promise<number> {
     opts = {
       task,
       numAgents: agents,
-      rounds: int('rounds', values.rounds as string | undefined, 1) ?? 2,
+      rounds: intFlag(values.rounds as string | undefined, 'rounds', 2, { min: 1 }),
       aggregator,
       model,
       temperature,
       top_p: topP,
-      max_tokens: int('max-tokens', values['max-tokens'] as string | undefined, 1),
-      seed: int('seed', values.seed as string | undefined, 0),
-      maxQuotedChars: int('max-quoted-chars', values['max-quoted-chars'] as string | undefined, 1),
-      quote: quoteMode(values.quote as string | undefined),
+      max_tokens: intFlag(values['max-tokens'] as string | undefined, 'max-tokens', undefined, { min: 1 }),
+      seed: intFlag(values.seed as string | undefined, 'seed', undefined, { min: 0 }),
+      maxQuotedChars: intFlag(values['max-quoted-chars'] as string | undefined, 'max-quoted-chars', undefined, { min: 1 }),
+      quote: choiceFlag(values.quote as string | undefined, 'quote', ['solution', 'answer']),
       restateQuestion: values['restate-question'] === true,
-      promptStyle: promptStyle(values['prompt-style'] as string | undefined),
+      promptStyle: choiceFlag(values['prompt-style'] as string | undefined, 'prompt-style', ['default', 'compact']),
       concurrency,
       engines: engine,
     };
   } catch (e) {
-    if (e instanceof UsageError) {
-      process.stderr.write(`agentark debate: ${e.message}\n\n${USAGE}`);
-      return 2;
-    }
+    if (e instanceof UsageError) return reportUsageError('debate', e, USAGE);
     process.stderr.write(`agentark debate: ${(e as Error).message}\n`);
     return 1;
   }
@@ -217,7 +183,7 @@ export async function run(argv: string[]): Promise<number> {
   process.once('SIGINT', onSigint);
   const t0 = performance.now();
   try {
-    const questions = await loadQuestions(data, task, { limit });
+    const questions = await loadQuestions(data, task, { limit, ...dataOptions(values, !!values.quiet) });
     const quiet = !!values.quiet;
     const res = await runDebateSet(questions, opts, {
       out,
@@ -228,7 +194,7 @@ export async function run(argv: string[]): Promise<number> {
         const perRound = rec.rounds.map((r) => `r${r.round} ${r.messages.filter((m) => m.correct).length}/${r.messages.length}`).join(' ');
         const tok = rec.totals.promptTokens + rec.totals.completionTokens;
         process.stderr.write(
-          `[${done}/${total}] ${rec.id}: final=${rec.final.answer ?? '∅'} ${rec.final.correct ? 'correct' : 'wrong'} | ${perRound} | ${rec.totals.calls} calls ${tok} tok ${(rec.totals.wallMs / 1000).toFixed(1)}s\n`,
+          `[${done}/${total}] ${rec.id}: final=${rec.final.answer ?? '∅'} ${rec.final.correct ? 'correct' : 'wrong'} | ` + `${perRound} | ${rec.totals.calls} calls ${tok} tok ${(rec.totals.wallMs / 1000).toFixed(1)}s\n`,
         );
       },
       onError: (err, q) => process.stderr.write(`error on ${q.id}: ${err.message}\n`),

@@ -13,15 +13,15 @@
  */
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
-import { parseArgs } from 'node:util';
 import type { ChatEngine } from '../engine/types';
-import type { Task } from '../tasks/answers';
+import { isTask, type Task } from '../tasks/answers';
 import { DEFAULT_SAMPLED_TEMPERATURE, evaluate, type Decoding, type EvalSystem } from '../eval/harness';
 import type { ArithmeticStep, PerturbableQuestion, StructuredProblem } from '../eval/perturb';
 import { toMarkdown } from '../eval/report';
 import { loadQuestions, type Question } from '../tasks/datasets';
 import { OpenAIEngine } from '../teach/openai-engine';
-import { runtimeOptions, stderrProgress } from './args';
+import { floatFlag, intFlag, parseFlags, reportUsageError, runtimeOptions, stderrProgress, UsageError } from './args';
+import { DATA_FLAGS, DATA_HELP, dataOptions } from './data-flags';
 
 export const USAGE = `usage: agentark eval --data FILE [--task T] [--data FILE2 --task T2 ...] --out REPORT.json (--model DIR | --base-url URL) [options]
 
@@ -29,7 +29,7 @@ export const USAGE = `usage: agentark eval --data FILE [--task T] [--data FILE2 
                            a row may carry a "structure" (template, names, numbers, answer formula) or the
                            demo generator's "steps"; then perturbed numbers get a recomputed answer.
                            Repeatable: several sets in one run, one report column per set (generalization)
-  --task T                 gsm8k | math | mc (default gsm8k); once for all --data, or once per --data, in order
+  --task T                 gsm8k | math | mc | qa (default gsm8k); once for all --data, or once per --data, in order
   --out FILE               the JSON report (agentark.eval/1)
   --markdown FILE          also write the Markdown table
   --systems LIST           comma-separated subset of single,self-consistency,debate,student
@@ -41,6 +41,7 @@ export const USAGE = `usage: agentark eval --data FILE [--task T] [--data FILE2 
   --adapter DIR            local engine: a student LoRA adapter (repeatable: one "student" system each)
   --backend B              local engine: webgpu | cpu (default webgpu)
   --dtype D                local engine: auto | f16 | f32
+  --quantize q8|q4         local engine: frozen weights quantized on load (cached)
   --context-length N       local engine: context length
   --max-batch N            local engine: sequences decoded together (default: max(debate agents, sc samples) x concurrency)
   --base-url URL           OpenAI-compatible endpoint instead of a local model
@@ -62,27 +63,18 @@ export const USAGE = `usage: agentark eval --data FILE [--task T] [--data FILE2 
   --no-robustness          skip the perturbed questions
   --perturb-seed S         seed of the perturbations (default 0)
   --quiet                  no progress on stderr
-`;
-
-class UsageError extends Error {}
-
-function int(name: string, v: string | undefined, min: number): number | undefined {
-  if (v === undefined) return undefined;
-  const n = Number(v);
-  if (!Number.isInteger(n) || n < min) throw new UsageError(`--${name} must be an integer >= ${min}, got ${JSON.stringify(v)}`);
-  return n;
-}
-
-function num(name: string, v: string | undefined, lo: number, hi: number): number | undefined {
-  if (v === undefined) return undefined;
-  const n = Number(v);
-  if (!Number.isFinite(n) || n < lo || n > hi) throw new UsageError(`--${name} must be a number in [${lo}, ${hi}], got ${JSON.stringify(v)}`);
-  return n;
-}
+${DATA_HELP}`;
 
 function isStructure(x: unknown): x is StructuredProblem {
   const s = x as StructuredProblem | undefined;
-  return !!s && typeof s === 'object' && typeof s.template === 'string' && typeof s.answer === 'string' && typeof s.numbers === 'object' && s.numbers !== null;
+  return (
+    !!s &&
+    typeof s === 'object' &&
+    typeof s.template === 'string' &&
+    typeof s.answer === 'string' &&
+    typeof s.numbers === 'object' &&
+    s.numbers !== null
+  );
 }
 
 /**
@@ -98,7 +90,11 @@ export function attachStructures(text: string, questions: Question[], sourceName
     const r = row as Record<string, unknown>;
     const extra: { structure?: StructuredProblem; steps?: ArithmeticStep[] } = {};
     if (isStructure(r.structure)) extra.structure = r.structure;
-    if (Array.isArray(r.steps) && r.steps.every((s) => s && typeof s === 'object' && typeof (s as ArithmeticStep).op === 'string')) extra.steps = r.steps as ArithmeticStep[];
+    if (
+      Array.isArray(r.steps) &&
+      r.steps.every((s) => s && typeof s === 'object' && typeof (s as ArithmeticStep).op === 'string')
+    )
+      extra.steps = r.steps as ArithmeticStep[];
     if (!extra.structure && !extra.steps) return;
     const id = typeof r.id === 'string' && r.id.trim() ? r.id : typeof r.id === 'number' ? String(r.id) : fallback;
     byId.set(id, extra);
@@ -127,12 +123,13 @@ export function attachStructures(text: string, questions: Question[], sourceName
 }
 
 export async function run(argv: string[]): Promise<number> {
-  let values: Record<string, string | boolean | string[] | undefined>;
+  let values: Record<string, string | boolean | string[] | undefined> | null;
   try {
-    ({ values } = parseArgs({
-      args: argv,
-      options: {
+    values = parseFlags(
+      argv,
+      {
         data: { type: 'string', multiple: true },
+        ...DATA_FLAGS,
         task: { type: 'string', multiple: true },
         decoding: { type: 'string', default: 'greedy,sampled' },
         'sc-samples': { type: 'string' },
@@ -144,6 +141,7 @@ export async function run(argv: string[]): Promise<number> {
         backend: { type: 'string' },
         dtype: { type: 'string' },
         'context-length': { type: 'string' },
+        quantize: { type: 'string' },
         'max-batch': { type: 'string' },
         'base-url': { type: 'string' },
         'api-model': { type: 'string' },
@@ -164,19 +162,13 @@ export async function run(argv: string[]): Promise<number> {
         'no-robustness': { type: 'boolean', default: false },
         'perturb-seed': { type: 'string' },
         quiet: { type: 'boolean', default: false },
-        help: { type: 'boolean', short: 'h', default: false },
       },
-      allowPositionals: false,
-      strict: true,
-    }));
+      USAGE,
+    );
   } catch (e) {
-    process.stderr.write(`agentark eval: ${(e as Error).message}\n\n${USAGE}`);
-    return 2;
+    return reportUsageError('eval', e as UsageError);
   }
-  if (values.help) {
-    process.stdout.write(USAGE);
-    return 0;
-  }
+  if (!values) return 0;
 
   const str = (k: string) => values[k] as string | undefined;
   const list = (k: string) => (values[k] as string[] | undefined) ?? [];
@@ -202,8 +194,12 @@ export async function run(argv: string[]): Promise<number> {
     if (!datas.length) throw new UsageError('--data is required');
     if (!str('out')) throw new UsageError('--out is required');
     const taskList = list('task').length ? list('task') : ['gsm8k'];
-    for (const t of taskList) if (t !== 'gsm8k' && t !== 'math' && t !== 'mc') throw new UsageError(`--task must be gsm8k, math or mc, got ${JSON.stringify(t)}`);
-    if (taskList.length !== 1 && taskList.length !== datas.length) throw new UsageError(`give --task once (for every --data) or once per --data: got ${taskList.length} --task for ${datas.length} --data`);
+    for (const t of taskList)
+      if (!isTask(t)) throw new UsageError(`--task must be gsm8k, math, mc or qa, got ${JSON.stringify(t)}`);
+    if (taskList.length !== 1 && taskList.length !== datas.length)
+      throw new UsageError(
+        `give --task once (for every --data) or once per --data: got ${taskList.length} --task for ${datas.length} --data`,
+      );
     const sets = datas.map((data, i) => ({ data, task: (taskList.length === 1 ? taskList[0] : taskList[i]) as Task }));
     if (sets.length > 1) {
       // One report column per set: the file's name, made unique.
@@ -216,41 +212,69 @@ export async function run(argv: string[]): Promise<number> {
         (st as { label?: string }).label = label;
       }
     }
-    const decodings = (str('decoding') ?? '').split(',').map((d) => d.trim()).filter(Boolean);
-    if (!decodings.length || decodings.some((d) => d !== 'greedy' && d !== 'sampled')) throw new UsageError(`--decoding must be greedy, sampled or greedy,sampled, got ${JSON.stringify(str('decoding'))}`);
-    if (!str('model') && !str('base-url')) throw new UsageError('give --model DIR (local engine) or --base-url URL (OpenAI-compatible endpoint)');
+    const decodings = (str('decoding') ?? '')
+      .split(',')
+      .map((d) => d.trim())
+      .filter(Boolean);
+    if (!decodings.length || decodings.some((d) => d !== 'greedy' && d !== 'sampled'))
+      throw new UsageError(
+        `--decoding must be greedy, sampled or greedy,sampled, got ${JSON.stringify(str('decoding'))}`,
+      );
+    if (!str('model') && !str('base-url'))
+      throw new UsageError('give --model DIR (local engine) or --base-url URL (OpenAI-compatible endpoint)');
     if (str('model') && str('base-url')) throw new UsageError('--model and --base-url are exclusive');
-    if (str('base-url') && list('adapter').length) throw new UsageError('--adapter needs the local engine (--model); with --base-url name served students with --student-model');
-    if (str('model') && list('student-model').length) throw new UsageError('--student-model applies to --base-url; with --model give --adapter DIR');
+    if (str('base-url') && list('adapter').length)
+      throw new UsageError(
+        '--adapter needs the local engine (--model); with --base-url name served students with --student-model',
+      );
+    if (str('model') && list('student-model').length)
+      throw new UsageError('--student-model applies to --base-url; with --model give --adapter DIR');
     const all = ['single', 'self-consistency', 'debate', 'student'];
-    const wanted = new Set(str('systems') ? str('systems')!.split(',').map((s) => s.trim()).filter(Boolean) : all);
-    for (const s of wanted) if (!all.includes(s)) throw new UsageError(`--systems: unknown system ${JSON.stringify(s)} (expected ${all.join(', ')})`);
+    const wanted = new Set(
+      str('systems')
+        ? str('systems')!
+            .split(',')
+            .map((s) => s.trim())
+            .filter(Boolean)
+        : all,
+    );
+    for (const s of wanted)
+      if (!all.includes(s))
+        throw new UsageError(`--systems: unknown system ${JSON.stringify(s)} (expected ${all.join(', ')})`);
     const students = list('adapter').length + list('student-model').length;
-    if (str('systems') && wanted.has('student') && !students) throw new UsageError('--systems student needs --adapter (or --student-model)');
+    if (str('systems') && wanted.has('student') && !students)
+      throw new UsageError('--systems student needs --adapter (or --student-model)');
     const aggregator = str('debate-aggregator') as 'llm' | 'vote';
-    if (aggregator !== 'llm' && aggregator !== 'vote') throw new UsageError(`--debate-aggregator must be llm or vote, got ${JSON.stringify(aggregator)}`);
+    if (aggregator !== 'llm' && aggregator !== 'vote')
+      throw new UsageError(`--debate-aggregator must be llm or vote, got ${JSON.stringify(aggregator)}`);
     cfg = {
       sets,
       decodings: decodings as Decoding[],
-      scSamples: int('sc-samples', str('sc-samples'), 1) ?? 5,
+      scSamples: intFlag(str('sc-samples'), 'sc-samples', 5, { min: 1 }),
       out: str('out')!,
       wanted,
-      agents: int('debate-agents', str('debate-agents'), 1) ?? 5,
-      rounds: int('debate-rounds', str('debate-rounds'), 1) ?? 2,
+      agents: intFlag(str('debate-agents'), 'debate-agents', 5, { min: 1 }),
+      rounds: intFlag(str('debate-rounds'), 'debate-rounds', 2, { min: 1 }),
       aggregator,
-      debateTemperature: num('debate-temperature', str('debate-temperature'), 0, 2) ?? 0.7,
-      temperature: num('temperature', str('temperature'), 0, 2) ?? DEFAULT_SAMPLED_TEMPERATURE,
-      maxTokens: int('max-tokens', str('max-tokens'), 1) ?? 512,
-      seed: int('seed', str('seed'), 0),
-      limit: int('limit', str('limit'), 0),
-      concurrency: int('concurrency', str('concurrency'), 1) ?? 1,
-      perturbSeed: int('perturb-seed', str('perturb-seed'), 0) ?? 0,
+      debateTemperature: floatFlag(str('debate-temperature'), 'debate-temperature', 0.7, { min: 0, max: 2 }),
+      temperature: floatFlag(str('temperature'), 'temperature', DEFAULT_SAMPLED_TEMPERATURE, { min: 0, max: 2 }),
+      maxTokens: intFlag(str('max-tokens'), 'max-tokens', 512, { min: 1 }),
+      seed: intFlag(str('seed'), 'seed', undefined, { min: 0 }),
+      limit: intFlag(str('limit'), 'limit', undefined, { min: 0 }),
+      concurrency: intFlag(str('concurrency'), 'concurrency', 1, { min: 1 }),
+      perturbSeed: intFlag(str('perturb-seed'), 'perturb-seed', 0, { min: 0 }),
     };
+  } catch (e) {
+    return reportUsageError('eval', e as UsageError, USAGE);
+  }
+
+  let dataOpts: ReturnType<typeof dataOptions>;
+  try {
+    dataOpts = dataOptions(values, values.quiet === true);
   } catch (e) {
     process.stderr.write(`agentark eval: ${(e as Error).message}\n\n${USAGE}`);
     return 2;
   }
-
   const ac = new AbortController();
   const onSigint = () => {
     process.stderr.write('\ninterrupted: stopping the evaluation (no report written)\n');
@@ -261,11 +285,14 @@ export async function run(argv: string[]): Promise<number> {
   try {
     const questions: PerturbableQuestion[] = [];
     for (const st of cfg.sets) {
-      let qs: PerturbableQuestion[] = await loadQuestions(st.data, st.task, { limit: cfg.limit });
-      if (!/^https?:\/\//i.test(st.data)) qs = attachStructures(await fsp.readFile(st.data, 'utf8'), qs, st.data);
+      let qs: PerturbableQuestion[] = await loadQuestions(st.data, st.task, { limit: cfg.limit, ...dataOpts });
+      if (/\.jsonl?$/i.test(st.data) && !/^https?:\/\//i.test(st.data))
+        qs = attachStructures(await fsp.readFile(st.data, 'utf8'), qs, st.data);
       if (!qs.length) throw new Error(`no questions in ${st.data}`);
       // Several sets: ids get the set's label, so equal row ids of two files stay apart.
-      questions.push(...(st.label === undefined ? qs : qs.map((q) => ({ ...q, id: `${st.label}/${q.id}`, set: st.label }))));
+      questions.push(
+        ...(st.label === undefined ? qs : qs.map((q) => ({ ...q, id: `${st.label}/${q.id}`, set: st.label }))),
+      );
     }
 
     const systems: EvalSystem[] = [];
@@ -286,23 +313,41 @@ export async function run(argv: string[]): Promise<number> {
         apiKey: str('api-key') ?? process.env.OPENAI_API_KEY,
         model: baseModel,
         concurrency: Math.max(cfg.agents, cfg.scSamples, 1) * cfg.concurrency,
-        timeoutMs: int('timeout-ms', str('timeout-ms'), 1),
-        maxRetries: int('max-retries', str('max-retries'), 0),
-        onRetry: (r) => process.stderr.write(`retry ${r.attempt}/${r.maxAttempts - 1} in ${r.delayMs} ms: ${r.url}: ${r.reason}\n`),
+        timeoutMs: intFlag(str('timeout-ms'), 'timeout-ms', undefined, { min: 1 }),
+        maxRetries: intFlag(str('max-retries'), 'max-retries', undefined, { min: 0 }),
+        onRetry: (r) =>
+          process.stderr.write(`retry ${r.attempt}/${r.maxAttempts - 1} in ${r.delayMs} ms: ${r.url}: ${r.reason}\n`),
       });
       const names = list('student-model');
-      for (const m of names) students.push({ name: names.length === 1 ? 'student' : `student:${m}`, model: m, meta: { role: 'student', model: m } });
+      for (const m of names)
+        students.push({
+          name: names.length === 1 ? 'student' : `student:${m}`,
+          model: m,
+          meta: { role: 'student', model: m },
+        });
     } else {
       let rt: ReturnType<typeof runtimeOptions>;
       try {
-        rt = runtimeOptions(values as { backend?: string; dtype?: string; 'context-length'?: string });
+        rt = runtimeOptions(
+          values as { backend?: string; dtype?: string; 'context-length'?: string; quantize?: string },
+        );
       } catch (e) {
         throw new UsageError((e as Error).message);
       }
       const { Runtime, LocalEngine } = await import('../engine/local');
-      const maxBatch = int('max-batch', str('max-batch'), 1) ?? Math.max(cfg.agents, cfg.scSamples, 1) * cfg.concurrency;
+      const maxBatch = intFlag(
+        str('max-batch'),
+        'max-batch',
+        Math.max(cfg.agents, cfg.scSamples, 1) * cfg.concurrency,
+        { min: 1 },
+      );
       const { adapter: _ignored, ...rtOpts } = rt;
-      const runtime = await Runtime.load(str('model')!, { ...rtOpts, maxBatch, onProgress: values.quiet ? undefined : stderrProgress('load'), signal: ac.signal });
+      const runtime = await Runtime.load(str('model')!, {
+        ...rtOpts,
+        maxBatch,
+        onProgress: values.quiet ? undefined : stderrProgress('load'),
+        signal: ac.signal,
+      });
       dispose = () => runtime.dispose();
       engine = new LocalEngine(runtime);
       baseModel = runtime.modelId;
@@ -315,14 +360,33 @@ export async function run(argv: string[]): Promise<number> {
         used.add(label);
         const key = `student:${label}`;
         await runtime.adapters.load(key, dir);
-        students.push({ name: dirs.length === 1 ? 'student' : key, setup: () => runtime.adapters.activate(key), meta: { role: 'student', adapter: dir } });
+        students.push({
+          name: dirs.length === 1 ? 'student' : key,
+          setup: () => runtime.adapters.activate(key),
+          meta: { role: 'student', adapter: dir },
+        });
       }
     }
     if (cfg.wanted.has('single')) {
-      systems.push({ name: unique('single'), kind: 'single', engine, model: baseModel, setup: baseSetup, meta: { role: 'base', model: baseModel } });
+      systems.push({
+        name: unique('single'),
+        kind: 'single',
+        engine,
+        model: baseModel,
+        setup: baseSetup,
+        meta: { role: 'base', model: baseModel },
+      });
     }
     if (cfg.wanted.has('self-consistency')) {
-      systems.push({ name: unique('self-consistency'), kind: 'self-consistency', engine, model: baseModel, samples: cfg.scSamples, setup: baseSetup, meta: { role: 'base', model: baseModel, samples: String(cfg.scSamples) } });
+      systems.push({
+        name: unique('self-consistency'),
+        kind: 'self-consistency',
+        engine,
+        model: baseModel,
+        samples: cfg.scSamples,
+        setup: baseSetup,
+        meta: { role: 'base', model: baseModel, samples: String(cfg.scSamples) },
+      });
     }
     if (cfg.wanted.has('debate')) {
       systems.push({
@@ -330,12 +394,32 @@ export async function run(argv: string[]): Promise<number> {
         kind: 'debate',
         engines: engine,
         setup: baseSetup,
-        meta: { role: 'base', model: baseModel, agents: String(cfg.agents), rounds: String(cfg.rounds), aggregator: cfg.aggregator },
-        debate: { numAgents: cfg.agents, rounds: cfg.rounds, aggregator: cfg.aggregator, model: baseModel, temperature: cfg.debateTemperature },
+        meta: {
+          role: 'base',
+          model: baseModel,
+          agents: String(cfg.agents),
+          rounds: String(cfg.rounds),
+          aggregator: cfg.aggregator,
+        },
+        debate: {
+          numAgents: cfg.agents,
+          rounds: cfg.rounds,
+          aggregator: cfg.aggregator,
+          model: baseModel,
+          temperature: cfg.debateTemperature,
+        },
       });
     }
     if (cfg.wanted.has('student')) {
-      for (const s of students) systems.push({ name: unique(s.name), kind: 'single', engine, model: s.model ?? baseModel, setup: s.setup, meta: s.meta });
+      for (const s of students)
+        systems.push({
+          name: unique(s.name),
+          kind: 'single',
+          engine,
+          model: s.model ?? baseModel,
+          setup: s.setup,
+          meta: s.meta,
+        });
     }
     if (!systems.length) throw new UsageError('no system to evaluate');
 
@@ -366,10 +450,7 @@ export async function run(argv: string[]): Promise<number> {
     if (errors) process.stderr.write(`agentark eval: ${errors} call(s) failed and were counted as wrong answers\n`);
     return errors ? 1 : 0;
   } catch (e) {
-    if (e instanceof UsageError) {
-      process.stderr.write(`agentark eval: ${e.message}\n\n${USAGE}`);
-      return 2;
-    }
+    if (e instanceof UsageError) return reportUsageError('eval', e, USAGE);
     if (ac.signal.aborted) return 130;
     process.stderr.write(`agentark eval: ${(e as Error).message}\n`);
     return 1;

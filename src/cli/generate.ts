@@ -2,9 +2,9 @@
 import { Runtime } from '../engine/local';
 import { floatFlag, idsFlag, intFlag, parseFlags, runtimeOptions, RUNTIME_FLAGS, stderrProgress, UsageError } from './args';
 
-const USAGE = `usage: agentark generate --model <dir|url|hf-id> (--prompt TEXT | --ids 1,2,3) [--chat]
+export const USAGE = `usage: agentark generate --model <dir|url|hf-id> (--prompt TEXT | --ids 1,2,3) [--chat]
        [--max-tokens N] [--temperature T] [--top-p P] [--top-k K] [--repetition-penalty R]
-       [--seed S] [--stop STR] [--ignore-eos] [--json] [--adapter PEFT_DIR] [--backend webgpu|cpu] [--dtype auto|f16|f32]
+       [--seed S] [--stop STR] [--ignore-eos] [--json] [--adapter PEFT_DIR] [--backend webgpu|cpu] [--dtype auto|f16|f32] [--quantize q8|q4]
 
   --chat        wrap --prompt as a user message and apply the model's chat template
   --json        print {"ids", "generated", "text", "timings"} instead of streaming text`;
@@ -30,25 +30,29 @@ export async function run(argv: string[]): Promise<number> {
     USAGE,
   );
   if (!v) return 0;
-  if (!v.model) throw new UsageError(`--model is required\n\n${USAGE}`);
-  if ((v.prompt === undefined) === (v.ids === undefined)) throw new UsageError(`give exactly one of --prompt or --ids\n\n${USAGE}`);
+  if (!v.model) throw new UsageError(`--model is required`);
+  if ((v.prompt === undefined) === (v.ids === undefined)) throw new UsageError(`give exactly one of --prompt or --ids`);
+  // Every flag is checked before the (possibly long) model load.
+  const ids = v.ids !== undefined ? idsFlag(v.ids as string) : undefined;
+  const maxTokens = intFlag(v['max-tokens'] as string | undefined, 'max-tokens', 64, { min: 1 });
+  const sampling = {
+    temperature: floatFlag(v.temperature as string | undefined, 'temperature', 0, { min: 0 }),
+    topP: floatFlag(v['top-p'] as string | undefined, 'top-p', undefined, { above: 0, max: 1 }),
+    topK: intFlag(v['top-k'] as string | undefined, 'top-k', undefined, { min: 0 }),
+    repetitionPenalty: floatFlag(v['repetition-penalty'] as string | undefined, 'repetition-penalty', undefined, { above: 0 }),
+    seed: intFlag(v.seed as string | undefined, 'seed', 0),
+  };
   const runtime = await Runtime.load(v.model as string, { ...runtimeOptions(v), onProgress: v.json ? undefined : stderrProgress('load') });
   try {
     let prompt: number[];
-    if (v.ids !== undefined) prompt = idsFlag(v.ids as string);
+    if (ids) prompt = ids;
     else if (v.chat) prompt = runtime.promptIds([{ role: 'user', content: v.prompt as string }]);
     else prompt = runtime.requireTokenizer().encode(v.prompt as string);
     const stream = !v.json && runtime.tokenizer;
     const result = await runtime.generate({
       prompt,
-      maxTokens: intFlag(v['max-tokens'] as string | undefined, 'max-tokens', 64),
-      sampling: {
-        temperature: floatFlag(v.temperature as string | undefined, 'temperature', 0),
-        topP: floatFlag(v['top-p'] as string | undefined, 'top-p'),
-        topK: intFlag(v['top-k'] as string | undefined, 'top-k'),
-        repetitionPenalty: floatFlag(v['repetition-penalty'] as string | undefined, 'repetition-penalty'),
-        seed: intFlag(v.seed as string | undefined, 'seed', 0),
-      },
+      maxTokens,
+      sampling,
       stop: (v.stop as string[] | undefined) ?? [],
       ignoreEos: Boolean(v['ignore-eos']),
       onToken: stream ? (_id, delta) => process.stdout.write(delta) : undefined,
@@ -59,7 +63,7 @@ export async function run(argv: string[]): Promise<number> {
       if (stream) process.stdout.write('\n');
       else console.log(result.tokens.join(','));
       const t = result.timings;
-      process.stderr.write(`[${result.finishReason}] prompt ${prompt.length} tok, ${t.prefillTokensPerS.toFixed(1)} tok/s prefill; ${result.tokens.length} tok generated, ${t.decodeTokensPerS.toFixed(1)} tok/s decode — ${runtime.describeBackend()}\n`);
+      process.stderr.write(`[${result.finishReason}] prompt ${prompt.length} tok, ${t.prefillTokensPerS.toFixed(1)} tok/s prefill; ` + `${result.tokens.length} tok generated, ${t.decodeTokensPerS.toFixed(1)} tok/s decode — ${runtime.describeBackend()}\n`);
     }
     return 0;
   } finally {

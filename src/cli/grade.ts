@@ -5,15 +5,15 @@
  */
 import { promises as fsp } from 'node:fs';
 import * as path from 'node:path';
-import { parseArgs } from 'node:util';
-import { answersEqual, extractAnswer, referenceAnswer, type Task } from '../tasks/answers';
+import { answersEqual, extractAnswer, isTask, referenceAnswer, TASKS, type Task } from '../tasks/answers';
 import { parseTrajectoryLine, summarizeTrajectories, type TrajectoryRecord } from '../teach/trajectory';
+import { choiceFlag, parseFlags, reportUsageError, UsageError } from './args';
 
 export const USAGE = `usage: agentark grade --data FILE [--task gsm8k|math|mc] [--out graded.jsonl]
 
   --data FILE   trajectories (agentark.trajectory/1) or rows {question, answer, prediction}
                 (also accepted: reference/gt for the answer, response/output/completion for the prediction)
-  --task T      gsm8k | math | mc (default: each row's "task" field, else gsm8k)
+  --task T      gsm8k | math | mc | qa (default: each row's "task" field, else gsm8k)
   --out FILE    write every row plus "extracted" and boolean "correct"
 `;
 
@@ -43,30 +43,15 @@ export interface GradeSummary {
 }
 
 export async function run(argv: string[]): Promise<number> {
-  let values: { data?: string; task?: string; out?: string; help?: boolean };
+  let values: { data?: string; task?: string; out?: string } | null;
+  let forced: Task | undefined;
   try {
-    ({ values } = parseArgs({
-      args: argv,
-      options: { data: { type: 'string' }, task: { type: 'string' }, out: { type: 'string' }, help: { type: 'boolean', short: 'h' } },
-      strict: true,
-      allowPositionals: false,
-    }));
+    values = parseFlags(argv, { data: { type: 'string' }, task: { type: 'string' }, out: { type: 'string' } }, USAGE);
+    if (!values) return 0;
+    if (!values.data) throw new UsageError('--data is required', USAGE);
+    forced = choiceFlag(values.task, 'task', TASKS);
   } catch (e) {
-    process.stderr.write(`agentark grade: ${(e as Error).message}\n\n${USAGE}`);
-    return 2;
-  }
-  if (values.help) {
-    process.stdout.write(USAGE);
-    return 0;
-  }
-  if (!values.data) {
-    process.stderr.write(`agentark grade: --data is required\n\n${USAGE}`);
-    return 2;
-  }
-  const forced = values.task as Task | undefined;
-  if (forced !== undefined && forced !== 'gsm8k' && forced !== 'math' && forced !== 'mc') {
-    process.stderr.write(`agentark grade: --task must be gsm8k, math or mc, got ${JSON.stringify(forced)}\n\n${USAGE}`);
-    return 2;
+    return reportUsageError('grade', e as UsageError, USAGE);
   }
   let text: string;
   try {
@@ -118,7 +103,7 @@ export async function run(argv: string[]): Promise<number> {
         nTraj++;
       } else {
         task = forced ?? ((row.task as Task | undefined) ?? 'gsm8k');
-        if (task !== 'gsm8k' && task !== 'math' && task !== 'mc') throw new Error(`${values.data}:${lineNo}: unknown task ${JSON.stringify(task)}`);
+        if (!isTask(task)) throw new Error(`${values.data}:${lineNo}: unknown task ${JSON.stringify(task)}`);
         const pred = pick(row, PRED_KEYS);
         const ref = pick(row, REF_KEYS);
         if (pred === undefined) throw new Error(`${values.data}:${lineNo}: no prediction (expected one of ${PRED_KEYS.join(', ')})`);

@@ -2,7 +2,7 @@
 import { Runtime } from '../engine/local';
 import { idsFlag, parseFlags, runtimeOptions, RUNTIME_FLAGS, UsageError } from './args';
 
-const USAGE = `usage: agentark logits --model <dir|url|hf-id> --ids 1,2,3 [--adapter PEFT_DIR] [--backend webgpu|cpu] [--dtype auto|f16|f32]
+const USAGE = `usage: agentark logits --model <dir|url|hf-id> --ids 1,2,3 [--adapter PEFT_DIR] [--backend webgpu|cpu] [--dtype auto|f16|f32] [--quantize q8|q4]
   prints {"ids": [...], "logits": [[one float per vocab entry] for every position]}`;
 
 export async function run(argv: string[]): Promise<number> {

@@ -2,8 +2,16 @@
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import { Runtime } from '../engine/local';
-import { auc, fitPrmHead, parsePrmHead, scoreFeature, serializePrmHead, stepFeatures, type StepwiseRow } from '../distill/prm';
-import { Rng } from '../engine/sampling';
+import {
+  auc,
+  fitPrmHead,
+  parsePrmHead,
+  scoreFeature,
+  serializePrmHead,
+  stepFeatures,
+  type StepwiseRow,
+} from '../distill/prm';
+import { Rng } from '../util/random';
 import { floatFlag, intFlag, parseFlags, runtimeOptions, RUNTIME_FLAGS, stderrProgress, UsageError } from './args';
 
 const USAGE = `usage: agentark prm train --model DIR --data pad.jsonl --out PRM_DIR [options]
@@ -18,6 +26,7 @@ const USAGE = `usage: agentark prm train --model DIR --data pad.jsonl --out PRM_
   --dim N           embedding size of the head (default 32)
   --holdout F       share of questions held out for the AUC (default 0.2)
   --epochs N        (default 100)   --lr X (default 0.01)   --seed S   --limit N
+  --quantize q8|q4  the student's weights (features from the quantized base)
   AUC: over the held-out completions (each labelled step: a solution, or a paragraph), by P(correct).`;
 
 export async function readStepwise(file: string, limit?: number): Promise<StepwiseRow[]> {
@@ -31,8 +40,15 @@ export async function readStepwise(file: string, limit?: number): Promise<Stepwi
     } catch (e) {
       throw new Error(`${file}:${i + 1}: not valid JSON (${(e as Error).message})`);
     }
-    if (typeof r.prompt !== 'string' || !Array.isArray(r.completions) || !Array.isArray(r.labels) || r.completions.length !== r.labels.length) {
-      throw new Error(`${file}:${i + 1}: expected a TRL stepwise row {prompt, completions[], labels[]} of equal lengths`);
+    if (
+      typeof r.prompt !== 'string' ||
+      !Array.isArray(r.completions) ||
+      !Array.isArray(r.labels) ||
+      r.completions.length !== r.labels.length
+    ) {
+      throw new Error(
+        `${file}:${i + 1}: expected a TRL stepwise row {prompt, completions[], labels[]} of equal lengths`,
+      );
     }
     rows.push(r);
   });
@@ -54,20 +70,41 @@ async function stepExamples(runtime: Runtime, rows: StepwiseRow[], onRow?: (i: n
   return { feats, labels };
 }
 
-const stepAuc = (head: ReturnType<typeof parsePrmHead>, ex: { feats: Float32Array[]; labels: boolean[] }) => auc(ex.feats.map((f) => scoreFeature(head, f)), ex.labels);
+const stepAuc = (head: ReturnType<typeof parsePrmHead>, ex: { feats: Float32Array[]; labels: boolean[] }) =>
+  auc(
+    ex.feats.map((f) => scoreFeature(head, f)),
+    ex.labels,
+  );
 
 export async function run(argv: string[]): Promise<number> {
   const [sub, ...rest] = argv;
   if (sub !== 'train' && sub !== 'eval') throw new UsageError(USAGE);
   const v = parseFlags(
     rest,
-    { ...RUNTIME_FLAGS, data: { type: 'string' }, out: { type: 'string' }, prm: { type: 'string' }, holdout: { type: 'string' }, epochs: { type: 'string' }, lr: { type: 'string' }, seed: { type: 'string' }, limit: { type: 'string' }, contrastive: { type: 'string' }, temperature: { type: 'string' }, dim: { type: 'string' } },
+    {
+      ...RUNTIME_FLAGS,
+      data: { type: 'string' },
+      out: { type: 'string' },
+      prm: { type: 'string' },
+      holdout: { type: 'string' },
+      epochs: { type: 'string' },
+      lr: { type: 'string' },
+      seed: { type: 'string' },
+      limit: { type: 'string' },
+      contrastive: { type: 'string' },
+      temperature: { type: 'string' },
+      dim: { type: 'string' },
+    },
     USAGE,
   );
   if (!v) return 0;
   if (!v.model || !v.data) throw new UsageError(`--model and --data are required\n\n${USAGE}`);
   const rows = await readStepwise(v.data as string, intFlag(v.limit as string | undefined, 'limit'));
-  const runtime = await Runtime.load(v.model as string, { ...runtimeOptions(v), maxBatch: 1, onProgress: stderrProgress('load') });
+  const runtime = await Runtime.load(v.model as string, {
+    ...runtimeOptions(v),
+    maxBatch: 1,
+    onProgress: stderrProgress('load'),
+  });
   try {
     if (sub === 'eval') {
       if (!v.prm) throw new UsageError(`--prm is required\n\n${USAGE}`);
@@ -89,7 +126,11 @@ export async function run(argv: string[]): Promise<number> {
     const heldOut = new Set(prompts.slice(0, Math.round(prompts.length * holdout)));
     const trainRows = rows.filter((r) => !heldOut.has(r.prompt));
     const testRows = rows.filter((r) => heldOut.has(r.prompt));
-    const train = await stepExamples(runtime, trainRows, (i) => void (i % 20 === 0 && process.stderr.write(`features ${i + 1}/${trainRows.length}\n`)));
+    const train = await stepExamples(
+      runtime,
+      trainRows,
+      (i) => void (i % 20 === 0 && process.stderr.write(`features ${i + 1}/${trainRows.length}\n`)),
+    );
     const test = await stepExamples(runtime, testRows);
     const contrastive = floatFlag(v.contrastive as string | undefined, 'contrastive', 0.5)!;
     if (!(contrastive >= 0)) throw new UsageError(`--contrastive must be >= 0, got '${v.contrastive}'`);
@@ -109,7 +150,11 @@ export async function run(argv: string[]): Promise<number> {
     await fs.mkdir(v.out as string, { recursive: true });
     await fs.writeFile(
       path.join(v.out as string, 'prm_head.safetensors'),
-      serializePrmHead(head, { base_model: String(v.model), features: 'final-norm hidden state at each completion\'s separator token + mean/min token log-probability', contrastive: String(contrastive) }),
+      serializePrmHead(head, {
+        base_model: String(v.model),
+        features: "final-norm hidden state at each completion's separator token + mean/min token log-probability",
+        contrastive: String(contrastive),
+      }),
     );
     const summary = {
       trainRows: trainRows.length,
@@ -118,12 +163,25 @@ export async function run(argv: string[]): Promise<number> {
       heldOutSteps: test.labels.length,
       contrastive,
       heldOutAuc,
-      [`heldOutAucContrastive${otherWeight}`]: heldOutAucOther,
+      // The same features and settings with the other objective (0 ↔ 0.5), for comparison.
+      heldOutAucOther: { contrastive: otherWeight, auc: heldOutAucOther },
       firstLoss: losses[0],
       finalLoss: losses[losses.length - 1],
       seed,
     };
-    await fs.writeFile(path.join(v.out as string, 'prm_config.json'), JSON.stringify({ base_model: v.model, hidden_size: runtime.model.config.hiddenSize, score: 'sigmoid(w·relu(W·standardise(f) + b0) + b) per step', ...summary }, null, 2));
+    await fs.writeFile(
+      path.join(v.out as string, 'prm_config.json'),
+      JSON.stringify(
+        {
+          base_model: v.model,
+          hidden_size: runtime.model.config.hiddenSize,
+          score: 'sigmoid(w·relu(W·standardise(f) + b0) + b) per step',
+          ...summary,
+        },
+        null,
+        2,
+      ),
+    );
     console.log(JSON.stringify(summary));
     return 0;
   } finally {

@@ -8,26 +8,36 @@ import { Gpu } from '../gpu/device';
 import { CpuBackend } from '../kernels/cpu';
 import { GpuBackend } from '../kernels/gpu';
 import type { AnyBackend } from '../kernels/backend';
-import { LlamaModel, PROJECTIONS, type Projection } from '../model/llama';
+import { PROJECTIONS, type Projection } from '../formats/config';
+import { LlamaModel } from '../model/llama';
 import { loadTrainingData } from '../train/data';
 import { randomInitTensors } from '../train/init';
 import { DEFAULT_TRAIN_OPTIONS, NonFiniteLossError, Trainer, type TrainOptions } from '../train/trainer';
 import { fullModelSafetensors, resumeCheckpoint, saveCheckpoint, writeFilesAtomically } from '../train/checkpoint';
 import { serializePeftAdapter } from '../formats/peft';
-import { floatFlag, intFlag, parseFlags, stderrProgress, UsageError } from './args';
+import { choiceFlag, floatFlag, intFlag, parseFlags, quantizeFlag, stderrProgress, UsageError } from './args';
+import { quantizeWeights } from '../quant/weights';
+import { checkMemoryPlan, estimatePeakBytes, type MemoryPlanOptions } from '../model/memory';
 
-const USAGE = `usage: agentark train --model <dir|url|hf-id> --data <file.jsonl> --out <dir>
+export const USAGE = `usage: agentark train --model <dir|url|hf-id> --data <file.jsonl> --out <dir>
        [--mode lora|full] [--from-scratch] [--rank R] [--alpha A] [--dropout P] [--targets q_proj,v_proj,...]
        [--rslora] [--lr LR] [--optimizer adamw|sgd] [--weight-decay WD] [--max-grad-norm N]
        [--schedule linear|cosine|constant] [--warmup STEPS] [--steps N | --epochs E] [--batch B]
        [--grad-accum G] [--context-length N] [--init-adapter <dir>] [--resume] [--seed S]
        [--checkpoint-every N] [--stop-after N] [--group-by-length] [--backend webgpu|cpu]
+       [--quantize q8|q4] [--recompute] [--memory-budget MIB]
 
 Data rows (JSONL): {"messages": [...]} (loss on assistant turns), {"prompt", "completion"},
 {"text"}, or pre-tokenized {"input_ids", "labels"}. Writes a PEFT adapter (LoRA) or an HF
 checkpoint (full) to --out, checkpoints to --out/checkpoint (resume with --resume), and a JSON
 summary on stdout. --stop-after N ends this run at step N (the schedule still spans --steps), with
-a checkpoint and the weights of that step, so a later --resume run carries on where it stopped.`;
+a checkpoint and the weights of that step, so a later --resume run carries on where it stopped.
+--quantize q8|q4 (LoRA only) trains on a quantized frozen base (QLoRA): the base is read packed,
+the LoRA weights and their gradients stay f32, and the adapter is an ordinary PEFT adapter.
+--recompute keeps only each block's input in the forward and recomputes the block before its
+backward (peak activations: one block's worth plus the residual stream). Before allocating, the
+memory planner estimates the step's peak GPU bytes and refuses a plan above the adapter's buffer
+limits or --memory-budget, naming what to change.`;
 
 export async function run(argv: string[]): Promise<number> {
   const v = parseFlags(
@@ -61,18 +71,20 @@ export async function run(argv: string[]): Promise<number> {
       'checkpoint-every': { type: 'string' },
       'group-by-length': { type: 'boolean' },
       backend: { type: 'string' },
+      quantize: { type: 'string' },
+      recompute: { type: 'boolean' },
+      'memory-budget': { type: 'string' },
       quiet: { type: 'boolean' },
     },
     USAGE,
   );
   if (!v) return 0;
-  for (const req of ['model', 'data', 'out'] as const) if (!v[req]) throw new UsageError(`--${req} is required\n\n${USAGE}`);
-  const mode = (v.mode as string | undefined) ?? 'lora';
-  if (mode !== 'lora' && mode !== 'full') throw new UsageError(`--mode must be lora or full, got '${mode}'`);
-  const optimizer = (v.optimizer as string | undefined) ?? DEFAULT_TRAIN_OPTIONS.optimizer;
-  if (optimizer !== 'adamw' && optimizer !== 'sgd') throw new UsageError(`--optimizer must be adamw or sgd, got '${optimizer}'`);
-  const schedule = (v.schedule as string | undefined) ?? DEFAULT_TRAIN_OPTIONS.schedule;
-  if (!['linear', 'cosine', 'constant'].includes(schedule)) throw new UsageError(`--schedule must be linear, cosine or constant`);
+  for (const req of ['model', 'data', 'out'] as const) if (!v[req]) throw new UsageError(`--${req} is required`);
+  const mode = choiceFlag(v.mode as string | undefined, 'mode', ['lora', 'full'], 'lora');
+  const quantizeTo = quantizeFlag(v.quantize as string | undefined);
+  if (quantizeTo && mode !== 'lora') throw new UsageError(`--quantize ${quantizeTo} freezes the base weights: it needs --mode lora (QLoRA)`);
+  const optimizer = choiceFlag(v.optimizer as string | undefined, 'optimizer', ['adamw', 'sgd'], DEFAULT_TRAIN_OPTIONS.optimizer);
+  const schedule = choiceFlag(v.schedule as string | undefined, 'schedule', ['linear', 'cosine', 'constant'], DEFAULT_TRAIN_OPTIONS.schedule);
   if (v.steps && v.epochs) throw new UsageError('give --steps or --epochs, not both');
   const targets = v.targets ? (v.targets as string).split(',').map((s) => s.trim()).filter(Boolean) : DEFAULT_TRAIN_OPTIONS.targets;
   const opts: TrainOptions = {
@@ -87,7 +99,7 @@ export async function run(argv: string[]): Promise<number> {
     optimizer,
     weightDecay: floatFlag(v['weight-decay'] as string | undefined, 'weight-decay', DEFAULT_TRAIN_OPTIONS.weightDecay)!,
     maxGradNorm: floatFlag(v['max-grad-norm'] as string | undefined, 'max-grad-norm', DEFAULT_TRAIN_OPTIONS.maxGradNorm)!,
-    schedule: schedule as TrainOptions['schedule'],
+    schedule,
     warmupSteps: intFlag(v.warmup as string | undefined, 'warmup', 0),
     steps: intFlag(v.steps as string | undefined, 'steps'),
     epochs: floatFlag(v.epochs as string | undefined, 'epochs'),
@@ -95,6 +107,7 @@ export async function run(argv: string[]): Promise<number> {
     gradAccum: intFlag(v['grad-accum'] as string | undefined, 'grad-accum', 1),
     seed: intFlag(v.seed as string | undefined, 'seed', DEFAULT_TRAIN_OPTIONS.seed),
     groupByLength: Boolean(v['group-by-length']),
+    recompute: Boolean(v.recompute),
   };
   if (opts.dropout < 0 || opts.dropout >= 1) throw new UsageError(`--dropout must be in [0, 1), got ${opts.dropout}`);
   for (const t of targets) {
@@ -119,6 +132,8 @@ export async function run(argv: string[]): Promise<number> {
   const contextLength = Math.min(intFlag(v['context-length'] as string | undefined, 'context-length', 1024), c.maxPositionEmbeddings);
   opts.padTokenId = ckpt.tokenizer?.padTokenId ?? c.eosTokenIds[0] ?? 0;
 
+  const examples = await loadTrainingData(v.data as string, ckpt.tokenizer, { maxLength: contextLength, vocabSize: c.vocabSize });
+
   // Host tensors → model on the backend. Trainable weights (full mode) must be f32 and unsharded.
   let backend: AnyBackend;
   let gpu: Gpu | null = null;
@@ -127,18 +142,30 @@ export async function run(argv: string[]): Promise<number> {
     gpu = await Gpu.create();
     const halfFile = [...ckpt.tensors.values()].some((t) => t.dtype !== 'F32');
     backend = await GpuBackend.create(gpu, mode === 'lora' && halfFile && gpu.features.f16 ? 'f16' : 'f32');
+    // The memory plan, before any weight is uploaded: refuse what cannot fit, saying what to change.
+    const seqLen = Math.min(contextLength, Math.max(...examples.map((e) => e.inputIds.length)));
+    const plan: MemoryPlanOptions = {
+      weights: quantizeTo ?? backend.weightType,
+      contextLength,
+      maxBindingBytes: gpu.weightShardBytes,
+      train: { batch: opts.batchSize, seqLen, mode, rank: opts.rank, targets: opts.targets, optimizer: opts.optimizer, dropout: opts.dropout, recompute: opts.recompute },
+    };
+    const estimate = await estimatePeakBytes(c, plan);
+    const budget = floatFlag(v['memory-budget'] as string | undefined, 'memory-budget');
+    checkMemoryPlan(estimate, { maxBufferSize: gpu.info.maxBufferSize, maxStorageBufferBindingSize: gpu.info.maxStorageBufferBindingSize, budgetBytes: budget === undefined ? undefined : budget * 2 ** 20 }, plan);
+    log(`memory plan: about ${(estimate.peakBytes / 2 ** 20).toFixed(0)} MiB peak (${estimate.describe})`);
   }
-  const model = LlamaModel.fromTensors(backend, c, ckpt.tensors, contextLength);
+  const quantized = quantizeTo ? await quantizeWeights(c, ckpt.tensors, quantizeTo, { onProgress: v.quiet ? undefined : stderrProgress('load') }) : null;
+  const model = LlamaModel.fromTensors(backend, c, ckpt.tensors, contextLength, quantized?.matrices);
   ckpt.tensors.clear();
 
-  const examples = await loadTrainingData(v.data as string, ckpt.tokenizer, { maxLength: contextLength, vocabSize: c.vocabSize });
   const init = v['init-adapter'] ? await loadPeftAdapter(v['init-adapter'] as string) : undefined;
   if (init && mode !== 'lora') throw new UsageError('--init-adapter needs --mode lora');
   const trainer = new Trainer(model, examples, opts, init);
-  log(`training ${mode} on ${examples.length} rows, ${trainer.totalSteps} steps, ${trainer.params.reduce((a, p) => a + p.n, 0)} trainable parameters — ${gpu ? gpu.describe() : 'cpu twin'}`);
+  log(`training ${mode} on ${examples.length} rows, ${trainer.totalSteps} steps, ` + `${trainer.params.reduce((a, p) => a + p.n, 0)} trainable parameters — ${gpu ? gpu.describe() : 'cpu twin'}`);
 
   if (v.resume) {
-    const st = await resumeCheckpoint(checkpointDir, trainer);
+    const st = await resumeCheckpoint(checkpointDir, trainer, log);
     if (st) log(`resumed from ${checkpointDir} at step ${st.state.step}`);
     else log(`no checkpoint in ${checkpointDir}; starting from step 0`);
   }
@@ -156,7 +183,7 @@ export async function run(argv: string[]): Promise<number> {
       onStep: async (r) => {
         if (r.step >= stopAfter) stop.abort();
         losses.push(r.loss);
-        log(`step ${r.step}/${r.totalSteps} loss ${r.loss.toFixed(4)} lr ${r.lr.toExponential(3)} grad_norm ${r.gradNorm.toFixed(3)} ${r.tokensPerS.toFixed(1)} tok/s eta ${r.etaS.toFixed(0)}s`);
+        log(`step ${r.step}/${r.totalSteps} loss ${r.loss.toFixed(4)} lr ${r.lr.toExponential(3)} grad_norm ${r.gradNorm.toFixed(3)} ` + `${r.tokensPerS.toFixed(1)} tok/s eta ${r.etaS.toFixed(0)}s`);
         if (every > 0 && r.step % every === 0 && r.step < r.totalSteps) {
           await saveCheckpoint(checkpointDir, trainer);
           lastSaved = r.step;
@@ -192,6 +219,7 @@ export async function run(argv: string[]): Promise<number> {
     wallS: (performance.now() - t0) / 1000,
     out,
     backend: gpu ? gpu.describe() : 'cpu',
+    quantize: quantizeTo ?? null,
   };
   console.log(JSON.stringify(summary));
   trainer.dispose();

@@ -13,6 +13,7 @@
  *
  * Pure and browser-safe except `writeGsm8kJsonl` (Node, imports node:fs lazily).
  */
+import { fmix32, fnv1a } from '../util/hash';
 import { mulberry32 } from '../util/random';
 
 export type Op = '+' | '-' | '*';
@@ -67,17 +68,7 @@ export const seededRandom = mulberry32;
 
 /** FNV-1a with a murmur3 finaliser, 32-bit unsigned. */
 export function hashString(s: string): number {
-  let h = 0x811c9dc5;
-  for (let i = 0; i < s.length; i++) {
-    h ^= s.charCodeAt(i);
-    h = Math.imul(h, 0x01000193);
-  }
-  h ^= h >>> 16;
-  h = Math.imul(h, 0x85ebca6b);
-  h ^= h >>> 13;
-  h = Math.imul(h, 0xc2b2ae35);
-  h ^= h >>> 16;
-  return h >>> 0;
+  return fmix32(fnv1a(s));
 }
 
 export function randInt(rng: () => number, lo: number, hi: number): number {

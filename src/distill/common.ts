@@ -114,6 +114,7 @@ export function hasReasoning(task: Task, text: string): boolean {
   const rest =
     task === 'gsm8k' ? text.replace(/^\s*####.*$/gm, '')
     : task === 'math' ? text.replace(/\\boxed\s*\{(?:[^{}]|\{(?:[^{}]|\{[^{}]*\})*\})*\}/g, '')
+    : task === 'qa' ? text.replace(/^\s*(?:Final\s+)?Answer\s*:.*$/gim, '')
     : text.replace(/^\s*Answer:\s*[A-Ea-e]\s*$/gm, '');
   return /[\p{L}\p{N}]/u.test(rest);
 }
@@ -154,6 +155,10 @@ function withAnswerLine(task: Task, text: string, answer: string): string {
     }
     case 'mc': {
       if (/^Answer:\s*[A-E]\s*$/.test(last)) return text;
+      return `${text}\nAnswer: ${answer}`;
+    }
+    case 'qa': {
+      if (/^(?:Final\s+)?Answer\s*:\s*\S/i.test(last)) return text;
       return `${text}\nAnswer: ${answer}`;
     }
   }

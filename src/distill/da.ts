@@ -76,7 +76,10 @@ export function critiquePrompt(task: Task, peers: { name: string; answer: string
 }
 
 /** Distinct correct paths of one record (cleaned texts, at most K). */
-export function distinctCorrectPaths(rec: TrajectoryRecord, opts: DaOptions = {}): { paths: { text: string; agent: string; round: number }[]; duplicates: number; candidates: number } {
+export function distinctCorrectPaths(
+  rec: TrajectoryRecord,
+  opts: DaOptions = {},
+): { paths: { text: string; agent: string; round: number }[]; duplicates: number; candidates: number } {
   const task = rec.task as Task;
   const ref = recordReference(rec);
   const k = opts.perQuestion ?? 4;
@@ -121,9 +124,14 @@ export function buildDa(records: TrajectoryRecord[], opts: DaOptions = {}): Buil
     const prompt = studentMessages(task, rec, opts);
     const { paths, duplicates, candidates } = distinctCorrectPaths(rec, opts);
     if (duplicates) skipped.add('duplicate-path', duplicates);
-    if (candidates - duplicates > paths.length) skipped.add('over-per-question-limit', candidates - duplicates - paths.length);
+    if (candidates - duplicates > paths.length)
+      skipped.add('over-per-question-limit', candidates - duplicates - paths.length);
     paths.forEach((p, i) => {
-      const row: MessagesRow = { messages: [...prompt, { role: 'assistant', content: p.text }], id: `${rec.id}#da${i + 1}`, source: 'da' };
+      const row: MessagesRow = {
+        messages: [...prompt, { role: 'assistant', content: p.text }],
+        id: `${rec.id}#da${i + 1}`,
+        source: 'da',
+      };
       rows.push(toFormat(row, format));
       bySource.add('da');
     });
@@ -142,7 +150,12 @@ export function buildDa(records: TrajectoryRecord[], opts: DaOptions = {}): Buil
         kept.push(ex.fixed);
         sc++;
         const row: MessagesRow = {
-          messages: [...prompt, { role: 'assistant', content: ex.wrong }, { role: 'user', content: ex.critique }, { role: 'assistant', content: ex.fixed }],
+          messages: [
+            ...prompt,
+            { role: 'assistant', content: ex.wrong },
+            { role: 'user', content: ex.critique },
+            { role: 'assistant', content: ex.fixed },
+          ],
           id: `${rec.id}#sc-${ex.agent}-r${ex.round}`,
           source: 'da-selfcorrect',
         };
@@ -152,7 +165,10 @@ export function buildDa(records: TrajectoryRecord[], opts: DaOptions = {}): Buil
     }
     if (!paths.length && !sc) skipped.add('no-correct-reasoning');
   }
-  return { rows, stats: { questions: records.length, rows: rows.length, skipped: skipped.counts, bySource: bySource.counts } };
+  return {
+    rows,
+    stats: { questions: records.length, rows: rows.length, skipped: skipped.counts, bySource: bySource.counts },
+  };
 }
 
 export interface SelfCorrection {
@@ -165,7 +181,10 @@ export interface SelfCorrection {
 }
 
 /** The wrong-at-round-1 → right-later flips of one record (see the module comment). */
-export function selfCorrections(rec: TrajectoryRecord, opts: Pick<DaOptions, 'maxQuotedChars' | 'stripCalculator' | 'answerLine'> = {}): SelfCorrection[] {
+export function selfCorrections(
+  rec: TrajectoryRecord,
+  opts: Pick<DaOptions, 'maxQuotedChars' | 'stripCalculator' | 'answerLine'> = {},
+): SelfCorrection[] {
   const task = rec.task as Task;
   const ref = recordReference(rec);
   if (ref === null) return [];
@@ -183,7 +202,9 @@ export function selfCorrections(rec: TrajectoryRecord, opts: Pick<DaOptions, 'ma
       const mine = prev.messages.find((x) => x.agent === m1.agent);
       if (!mine) break;
       const strip = opts.stripCalculator ?? true;
-      const peers = prev.messages.filter((x) => x.agent !== m1.agent).map((x) => ({ name: x.agent, answer: strip ? stripCalculator(x.completion) : x.completion }));
+      const peers = prev.messages
+        .filter((x) => x.agent !== m1.agent)
+        .map((x) => ({ name: x.agent, answer: strip ? stripCalculator(x.completion) : x.completion }));
       if (!peers.length) break;
       out.push({
         agent: m1.agent,

@@ -36,7 +36,10 @@ export interface FromImportedResult {
 }
 
 /** Converts imported solution sets into one-round, vote-aggregated trajectory records. */
-export function importedToTrajectories(sets: ImportedSolutionSet[], opts: FromImportedOptions = {}): FromImportedResult {
+export function importedToTrajectories(
+  sets: ImportedSolutionSet[],
+  opts: FromImportedOptions = {},
+): FromImportedResult {
   const createdAt = opts.createdAt ?? new Date().toISOString();
   const labelDisagreements: FromImportedResult['labelDisagreements'] = [];
   const records = sets.map((set): TrajectoryRecord => {
@@ -47,42 +50,78 @@ export function importedToTrajectories(sets: ImportedSolutionSet[], opts: FromIm
     const aggregatorSolution = set.solutions.find((s) => s.role === 'aggregator');
     if (aggregatorSolution?.label !== undefined) {
       const graded = ref !== null && answersEqual(task, extractAnswer(task, aggregatorSolution.text), ref);
-      if (graded !== aggregatorSolution.label) labelDisagreements.push({ id: set.id, agent: aggregatorSolution.agent, label: aggregatorSolution.label, graded });
+      if (graded !== aggregatorSolution.label)
+        labelDisagreements.push({
+          id: set.id,
+          agent: aggregatorSolution.agent,
+          label: aggregatorSolution.label,
+          graded,
+        });
     }
-    const messages = set.solutions.filter((s) => s.role !== 'aggregator').map((s): AgentMessage => {
-      const extracted = extractAnswer(task, s.text);
-      const correct = ref !== null && answersEqual(task, extracted, ref);
-      if (s.label !== undefined && s.label !== correct) labelDisagreements.push({ id: set.id, agent: s.agent, label: s.label, graded: correct });
-      // Agent names must be unique within a round.
-      const k = (seen.get(s.agent) ?? 0) + 1;
-      seen.set(s.agent, k);
-      const agent = k === 1 ? s.agent : `${s.agent}-${k}`;
-      return {
-        agent,
-        model: s.agent,
-        params: { temperature: 0, top_p: 1, max_tokens: 0, seed: null },
-        prompt: prompt.map((m) => ({ ...m })),
-        completion: s.text,
-        usage: { prompt_tokens: 0, completion_tokens: 0 },
-        latencyMs: 0,
-        extracted,
-        correct,
-        finish_reason: 'stop',
-      };
-    });
+    const messages = set.solutions
+      .filter((s) => s.role !== 'aggregator')
+      .map((s): AgentMessage => {
+        const extracted = extractAnswer(task, s.text);
+        const correct = ref !== null && answersEqual(task, extracted, ref);
+        if (s.label !== undefined && s.label !== correct)
+          labelDisagreements.push({ id: set.id, agent: s.agent, label: s.label, graded: correct });
+        // Agent names must be unique within a round.
+        const k = (seen.get(s.agent) ?? 0) + 1;
+        seen.set(s.agent, k);
+        const agent = k === 1 ? s.agent : `${s.agent}-${k}`;
+        return {
+          agent,
+          model: s.agent,
+          params: { temperature: 0, top_p: 1, max_tokens: 0, seed: null },
+          prompt: prompt.map((m) => ({ ...m })),
+          completion: s.text,
+          usage: { prompt_tokens: 0, completion_tokens: 0 },
+          latencyMs: 0,
+          extracted,
+          correct,
+          finish_reason: 'stop',
+        };
+      });
     const vote = majorityVote(
       task,
       messages.map((m) => m.extracted),
     );
     const voteCorrect = ref !== null && answersEqual(task, vote.answer, ref);
-    let aggregator: TrajectoryRecord['aggregator'] = { kind: 'vote', extracted: vote.answer, correct: voteCorrect, votes: vote.votes };
+    let aggregator: TrajectoryRecord['aggregator'] = {
+      kind: 'vote',
+      extracted: vote.answer,
+      correct: voteCorrect,
+      votes: vote.votes,
+    };
     if (aggregatorSolution) {
       const extracted = extractAnswer(task, aggregatorSolution.text);
       const correct = ref !== null && answersEqual(task, extracted, ref);
       aggregator =
         extracted !== null
-          ? { kind: 'llm', model: 'imported', prompt: [], completion: aggregatorSolution.text, usage: { prompt_tokens: 0, completion_tokens: 0 }, latencyMs: 0, finish_reason: 'stop', extracted, correct }
-          : { kind: 'llm', model: 'imported', prompt: [], completion: aggregatorSolution.text, usage: { prompt_tokens: 0, completion_tokens: 0 }, latencyMs: 0, finish_reason: 'stop', extracted: vote.answer, correct: voteCorrect, fallback: 'vote', votes: vote.votes };
+          ? {
+              kind: 'llm',
+              model: 'imported',
+              prompt: [],
+              completion: aggregatorSolution.text,
+              usage: { prompt_tokens: 0, completion_tokens: 0 },
+              latencyMs: 0,
+              finish_reason: 'stop',
+              extracted,
+              correct,
+            }
+          : {
+              kind: 'llm',
+              model: 'imported',
+              prompt: [],
+              completion: aggregatorSolution.text,
+              usage: { prompt_tokens: 0, completion_tokens: 0 },
+              latencyMs: 0,
+              finish_reason: 'stop',
+              extracted: vote.answer,
+              correct: voteCorrect,
+              fallback: 'vote',
+              votes: vote.votes,
+            };
     }
     return {
       schema: TRAJECTORY_SCHEMA,
@@ -90,7 +129,12 @@ export function importedToTrajectories(sets: ImportedSolutionSet[], opts: FromIm
       question: set.question,
       reference: set.reference,
       task,
-      config: { agents: messages.length, rounds: 1, aggregator: aggregator.kind, promptVersion: IMPORTED_PROMPT_VERSION },
+      config: {
+        agents: messages.length,
+        rounds: 1,
+        aggregator: aggregator.kind,
+        promptVersion: IMPORTED_PROMPT_VERSION,
+      },
       rounds: [{ round: 1, messages }],
       aggregator,
       final: { answer: aggregator.extracted, correct: aggregator.correct },
@@ -119,11 +163,20 @@ export function detectInputFormat(text: string): InputFormat {
   if (typeof row !== 'object' || row === null || Array.isArray(row)) throw new Error('first line is not a JSON object');
   const r = row as Record<string, unknown>;
   if (r.schema === TRAJECTORY_SCHEMA) return 'trajectory';
-  if (r.schema !== undefined) throw new Error(`unsupported schema ${JSON.stringify(r.schema)} (expected "${TRAJECTORY_SCHEMA}")`);
-  const hasSolutionObject = Object.values(r).some((v) => typeof v === 'object' && v !== null && !Array.isArray(v) && typeof (v as { solution?: unknown }).solution === 'string');
+  if (r.schema !== undefined)
+    throw new Error(`unsupported schema ${JSON.stringify(r.schema)} (expected "${TRAJECTORY_SCHEMA}")`);
+  const hasSolutionObject = Object.values(r).some(
+    (v) =>
+      typeof v === 'object' &&
+      v !== null &&
+      !Array.isArray(v) &&
+      typeof (v as { solution?: unknown }).solution === 'string',
+  );
   if (typeof r.ground_truth === 'string' && hasSolutionObject) return 'example_model_solutions';
   if (typeof r.response === 'string' || Array.isArray(r.solutions)) return 'agentark';
-  throw new Error('unrecognised input: expected agentark.trajectory/1 records, GSM8K example_model_solutions.jsonl rows or AgentArk inference rows (response / solutions)');
+  throw new Error(
+    'unrecognised input: expected agentark.trajectory/1 records, GSM8K example_model_solutions.jsonl rows or AgentArk inference rows (response / solutions)',
+  );
 }
 
 export interface ParsedInput {
@@ -155,14 +208,18 @@ export function parseDistillInput(
         records.push(parseTrajectoryLine(l, i + 1));
       } catch (e) {
         // A half-written last line (a debate killed mid-write) is skipped, as readTrajectories does.
-        if (i === lines.length - 1) opts.onWarning?.(`${sourceName}: ignoring a partial last line (${(e as Error).message})`);
+        if (i === lines.length - 1)
+          opts.onWarning?.(`${sourceName}: ignoring a partial last line (${(e as Error).message})`);
         else throw new Error(`${sourceName}: ${(e as Error).message}`);
       }
     });
     return { format, records, labelDisagreements: [] };
   }
   const base = sourceName.split(/[\\/]/).filter(Boolean).pop() ?? sourceName;
-  const sets = format === 'example_model_solutions' ? importExampleModelSolutions(text, base) : importAgentArkOutput(text, opts.task ?? 'gsm8k', base, { aggregatorLast: opts.aggregatorLast });
+  const sets =
+    format === 'example_model_solutions'
+      ? importExampleModelSolutions(text, base)
+      : importAgentArkOutput(text, opts.task ?? 'gsm8k', base, { aggregatorLast: opts.aggregatorLast });
   const r = importedToTrajectories(sets, { createdAt: opts.createdAt });
   return { format, records: r.records, labelDisagreements: r.labelDisagreements, sets };
 }

@@ -17,6 +17,7 @@
  * rows finetune2.py would train on. The paragraph-level heuristic of pad-labels.ts stays
  * available as `--pad-steps paragraph` (this project's own variant).
  */
+import { complete } from '../engine/complete';
 import type { ChatEngine } from '../engine/types';
 import { referenceAnswer, type Task } from '../tasks/answers';
 import { formatQuestion } from '../tasks/prompts';
@@ -61,7 +62,8 @@ export function candidatesFromRecords(records: readonly TrajectoryRecord[]): Pad
   return records.map((rec) => {
     const last = finalRound(rec);
     const solutions = (last?.messages ?? []).map((m) => ({ agent: m.agent, text: m.completion }));
-    if (rec.aggregator.kind === 'llm' && typeof rec.aggregator.completion === 'string') solutions.push({ agent: 'aggregator', text: rec.aggregator.completion });
+    if (rec.aggregator.kind === 'llm' && typeof rec.aggregator.completion === 'string')
+      solutions.push({ agent: 'aggregator', text: rec.aggregator.completion });
     return { id: rec.id, task: rec.task as Task, prompt: formatQuestion(rec), reference: rec.reference, solutions };
   });
 }
@@ -73,7 +75,11 @@ export function candidatesFromSets(sets: readonly ImportedSolutionSet[]): PadCan
     task: s.task,
     prompt: s.question,
     reference: s.reference,
-    solutions: s.solutions.map((x) => ({ agent: x.agent, text: x.text, ...(x.label !== undefined ? { label: x.label } : {}) })),
+    solutions: s.solutions.map((x) => ({
+      agent: x.agent,
+      text: x.text,
+      ...(x.label !== undefined ? { label: x.label } : {}),
+    })),
   }));
 }
 
@@ -88,7 +94,10 @@ export interface PadSolutionOptions {
 }
 
 /** Labels each candidate and keeps the mixed-label questions (AgentArk's PRM rows). */
-export function buildPadSolutions(candidates: readonly PadCandidate[], opts: PadSolutionOptions = {}): { rows: PadSolutionRow[]; stats: PadSolutionStats } {
+export function buildPadSolutions(
+  candidates: readonly PadCandidate[],
+  opts: PadSolutionOptions = {},
+): { rows: PadSolutionRow[]; stats: PadSolutionStats } {
   const skipped = new Tally();
   const source = new Tally();
   const rows: PadSolutionRow[] = [];
@@ -127,9 +136,26 @@ export function buildPadSolutions(candidates: readonly PadCandidate[], opts: Pad
     source.add(from);
     positive += labels.filter(Boolean).length;
     negative += labels.filter((l) => !l).length;
-    rows.push({ prompt: c.prompt, completions: texts.map((s) => s.text), labels, id: c.id, agents: texts.map((s) => s.agent) });
+    rows.push({
+      prompt: c.prompt,
+      completions: texts.map((s) => s.text),
+      labels,
+      id: c.id,
+      agents: texts.map((s) => s.agent),
+    });
   }
-  return { rows, stats: { questions: candidates.length, rows: rows.length, solutions, positive, negative, labelSource: source.counts, skipped: skipped.counts } };
+  return {
+    rows,
+    stats: {
+      questions: candidates.length,
+      rows: rows.length,
+      solutions,
+      positive,
+      negative,
+      labelSource: source.counts,
+      skipped: skipped.counts,
+    },
+  };
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -155,7 +181,8 @@ export function judgePrompt(question: string, solution: string, groundTruth: str
     '',
     'Rules',
     '- If the ground truth is a number, the solution should match in numeric value.',
-    "- If the ground truth is a person's name, the solution might slightly differ, e.g. `Richard Bertrand Spencer`, `Richard B. Spencer`, `Spencer` are all the same person.",
+    "- If the ground truth is a person's name, the solution might slightly differ, " +
+      'e.g. `Richard Bertrand Spencer`, `Richard B. Spencer`, `Spencer` are all the same person.',
     '--------------------------------',
     '# CANDIDATE SOLUTION:',
     solution,
@@ -164,7 +191,12 @@ export function judgePrompt(question: string, solution: string, groundTruth: str
 
 /** The judge's verdict: "true" → true; anything else (including unparsable output) → false, as label.py. */
 export function parseJudgeVerdict(text: string): boolean {
-  return text.trim().toLowerCase().replace(/[^a-z]/g, '') === 'true';
+  return (
+    text
+      .trim()
+      .toLowerCase()
+      .replace(/[^a-z]/g, '') === 'true'
+  );
 }
 
 export interface JudgeOptions {
@@ -180,9 +212,14 @@ export interface JudgeOptions {
  * any ChatEngine (e.g. an OpenAIEngine on an OpenAI-compatible server). The ground truth is the
  * reference's final answer (label.py extracts it for GSM8K/MATH), else the reference as given.
  */
-export async function judgeLabels(candidates: readonly PadCandidate[], engine: ChatEngine, opts: JudgeOptions = {}): Promise<Map<string, boolean[]>> {
+export async function judgeLabels(
+  candidates: readonly PadCandidate[],
+  engine: ChatEngine,
+  opts: JudgeOptions = {},
+): Promise<Map<string, boolean[]>> {
   const jobs: { c: PadCandidate; k: number; text: string }[] = [];
-  for (const c of candidates) c.solutions.filter((s) => s.text.trim() !== '').forEach((s, k) => jobs.push({ c, k, text: s.text }));
+  for (const c of candidates)
+    c.solutions.filter((s) => s.text.trim() !== '').forEach((s, k) => jobs.push({ c, k, text: s.text }));
   const out = new Map<string, boolean[]>();
   let next = 0;
   let done = 0;
@@ -190,12 +227,19 @@ export async function judgeLabels(candidates: readonly PadCandidate[], engine: C
     while (next < jobs.length) {
       const job = jobs[next++]!;
       const gt = referenceAnswer(job.c.task, job.c.reference) ?? job.c.reference;
-      const res = await engine.chat.completions.create(
-        { messages: [{ role: 'user', content: judgePrompt(job.c.prompt, job.text, gt) }], ...(opts.model ? { model: opts.model } : {}), temperature: 0, max_tokens: 5, stream: false },
-        { signal: opts.signal },
+      // An aborted or empty judgement throws (complete()) instead of becoming a "wrong" label.
+      const res = await complete(
+        engine,
+        {
+          messages: [{ role: 'user', content: judgePrompt(job.c.prompt, job.text, gt) }],
+          ...(opts.model ? { model: opts.model } : {}),
+          temperature: 0,
+          max_tokens: 5,
+        },
+        { signal: opts.signal, label: `the judgement of ${job.c.id} solution ${job.k + 1}` },
       );
       const labels = out.get(job.c.id) ?? [];
-      labels[job.k] = parseJudgeVerdict(res.choices[0]?.message.content ?? '');
+      labels[job.k] = parseJudgeVerdict(res.text);
       out.set(job.c.id, labels);
       opts.onProgress?.(++done, jobs.length);
     }

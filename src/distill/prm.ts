@@ -16,7 +16,7 @@
  * cross-entropy alone). A few thousand parameters: trained on the host.
  */
 import type { Runtime } from '../engine/local';
-import { Rng, tokenLogprobs } from '../engine/sampling';
+import { Rng } from '../util/random';
 import { writeSafetensors, readSafetensors } from '../formats/safetensors';
 
 export interface StepwiseRow {
@@ -85,7 +85,7 @@ async function baseStepFeatures(runtime: Runtime, row: StepwiseRow): Promise<Flo
   }
   const valid = ends.map((e) => Math.max(0, e));
   const h = await runtime.hidden(ids, valid);
-  const logp = tokenLogprobs(await runtime.logits(ids), ids, runtime.model.config.vocabSize);
+  const logp = await runtime.tokenLogprobs(ids);
   const H = runtime.model.config.hiddenSize;
   return valid.map((end, k) => {
     const start = k === 0 ? 1 : valid[k - 1] + 1;
@@ -153,7 +153,11 @@ export interface PrmTrainOptions {
  * temperature, each anchor's log-probability of its same-label partners among all other rows,
  * averaged over partners and over the anchors that have one.
  */
-export function supConLoss(a: Float32Array[], labels: readonly boolean[], temperature: number): { loss: number; grad: Float32Array[] } {
+export function supConLoss(
+  a: Float32Array[],
+  labels: readonly boolean[],
+  temperature: number,
+): { loss: number; grad: Float32Array[] } {
   const n = a.length;
   const dim = n ? a[0]!.length : 0;
   const norms = a.map((v) => Math.max(Math.hypot(...v), 1e-12));
@@ -195,7 +199,11 @@ export function supConLoss(a: Float32Array[], labels: readonly boolean[], temper
 }
 
 /** Fit the head: AdamW on cross-entropy + `contrastive` × supervised contrastive (see the module comment). */
-export function fitPrmHead(features: Float32Array[], labels: boolean[], opts: PrmTrainOptions = {}): { head: PrmHead; losses: number[] } {
+export function fitPrmHead(
+  features: Float32Array[],
+  labels: boolean[],
+  opts: PrmTrainOptions = {},
+): { head: PrmHead; losses: number[] } {
   if (!features.length) throw new Error('no PRM training examples (are the PAD rows empty?)');
   const F = features[0]!.length;
   const n = features.length;
@@ -205,7 +213,16 @@ export function fitPrmHead(features: Float32Array[], labels: boolean[], opts: Pr
   for (const f of features) for (let i = 0; i < F; i++) std[i] += (f[i]! - mean[i]!) ** 2 / n;
   for (let i = 0; i < F; i++) std[i] = Math.sqrt(std[i]!) + 1e-6;
   const x = features.map((f) => standardise({ mean, std }, f));
-  const { epochs = 200, lr = 0.01, weightDecay = 1e-2, seed = 0, contrastive = 0.5, temperature = 0.1, dim: P = 32, batch = 32 } = opts;
+  const {
+    epochs = 200,
+    lr = 0.01,
+    weightDecay = 1e-2,
+    seed = 0,
+    contrastive = 0.5,
+    temperature = 0.1,
+    dim: P = 32,
+    batch = 32,
+  } = opts;
   const rng = new Rng(seed);
   const gauss = () => Math.sqrt(-2 * Math.log(1 - rng.next())) * Math.cos(2 * Math.PI * rng.next());
   // Parameters in one buffer: W [P×F], bp [P], w [P], b.
@@ -256,7 +273,11 @@ export function fitPrmHead(features: Float32Array[], labels: boolean[], opts: Pr
         }
       });
       if (contrastive > 0 && B > 1) {
-        const sc = supConLoss(pre, idx.map((i) => labels[i]!), temperature);
+        const sc = supConLoss(
+          pre,
+          idx.map((i) => labels[i]!),
+          temperature,
+        );
         loss += contrastive * sc.loss;
         sc.grad.forEach((gr, r) => {
           for (let p = 0; p < P; p++) dPre[r]![p] += contrastive * gr[p]!;
@@ -288,13 +309,24 @@ export function fitPrmHead(features: Float32Array[], labels: boolean[], opts: Pr
     opts.onProgress?.(e + 1, epochLoss / batches);
   }
   return {
-    head: { weight: params.slice(nW + P, nW + 2 * P), bias: params[nW + 2 * P]!, mean, std, proj: { weight: params.slice(0, nW), bias: params.slice(nW, nW + P), dim: P } },
+    head: {
+      weight: params.slice(nW + P, nW + 2 * P),
+      bias: params[nW + 2 * P]!,
+      mean,
+      std,
+      proj: { weight: params.slice(0, nW), bias: params.slice(nW, nW + P), dim: P },
+    },
     losses,
   };
 }
 
 /** Score each step of a solution; the solution's score is its weakest step (min), as is usual for PRMs. */
-export async function scoreSolution(runtime: Runtime, head: PrmHead, prompt: string, steps: string[]): Promise<{ steps: number[]; solution: number }> {
+export async function scoreSolution(
+  runtime: Runtime,
+  head: PrmHead,
+  prompt: string,
+  steps: string[],
+): Promise<{ steps: number[]; solution: number }> {
   const feats = await stepFeatures(runtime, { prompt, completions: steps, labels: steps.map(() => true) });
   const scores = feats.map((f) => scoreFeature(head, f));
   return { steps: scores, solution: scores.length ? Math.min(...scores) : 0 };
@@ -311,14 +343,33 @@ export function auc(scores: number[], labels: boolean[]): number {
 }
 
 export function splitSteps(solution: string): string[] {
-  const blocks = solution.split(/\n\s*\n/).map((s) => s.trim()).filter(Boolean);
-  return blocks.length > 1 ? blocks : solution.split('\n').map((s) => s.trim()).filter(Boolean);
+  const blocks = solution
+    .split(/\n\s*\n/)
+    .map((s) => s.trim())
+    .filter(Boolean);
+  return blocks.length > 1
+    ? blocks
+    : solution
+        .split('\n')
+        .map((s) => s.trim())
+        .filter(Boolean);
 }
 
 export function serializePrmHead(head: PrmHead, meta: Record<string, string>): Uint8Array {
-  const t = (name: string, data: Float32Array, shape = [data.length]) => ({ name, dtype: 'F32', shape, data: new Uint8Array(data.buffer.slice(data.byteOffset, data.byteOffset + data.byteLength)) });
-  const tensors = [t('score.weight', head.weight), t('score.bias', Float32Array.of(head.bias)), t('feature.mean', head.mean), t('feature.std', head.std)];
-  if (head.proj) tensors.push(t('proj.weight', head.proj.weight, [head.proj.dim, head.mean.length]), t('proj.bias', head.proj.bias));
+  const t = (name: string, data: Float32Array, shape = [data.length]) => ({
+    name,
+    dtype: 'F32',
+    shape,
+    data: new Uint8Array(data.buffer.slice(data.byteOffset, data.byteOffset + data.byteLength)),
+  });
+  const tensors = [
+    t('score.weight', head.weight),
+    t('score.bias', Float32Array.of(head.bias)),
+    t('feature.mean', head.mean),
+    t('feature.std', head.std),
+  ];
+  if (head.proj)
+    tensors.push(t('proj.weight', head.proj.weight, [head.proj.dim, head.mean.length]), t('proj.bias', head.proj.bias));
   return writeSafetensors(tensors, { format: 'pt', ...meta });
 }
 
@@ -327,14 +378,21 @@ export function parsePrmHead(bytes: Uint8Array): PrmHead {
   const find = (name: string) => tensors.find((x) => x.name === name);
   const get = (name: string) => {
     const t = find(name);
-    if (!t || t.dtype !== 'F32') throw new Error(`PRM head file is missing F32 tensor ${name}`);
-    return new Float32Array(t.data.slice().buffer);
+    if (t?.dtype !== 'F32') throw new Error(`PRM head file is missing F32 tensor ${name}`);
+    // A copy of exactly the tensor's bytes (a Node Buffer's slice() is a view of a shared pool).
+    return new Float32Array(t.data.buffer.slice(t.data.byteOffset, t.data.byteOffset + t.data.byteLength));
   };
-  const head: PrmHead = { weight: get('score.weight'), bias: get('score.bias')[0]!, mean: get('feature.mean'), std: get('feature.std') };
+  const head: PrmHead = {
+    weight: get('score.weight'),
+    bias: get('score.bias')[0]!,
+    mean: get('feature.mean'),
+    std: get('feature.std'),
+  };
   if (find('proj.weight')) {
     const bias = get('proj.bias');
     head.proj = { weight: get('proj.weight'), bias, dim: bias.length };
-    if (head.proj.weight.length !== bias.length * head.mean.length || head.weight.length !== bias.length) throw new Error('PRM head file: proj.weight, proj.bias and score.weight shapes disagree');
+    if (head.proj.weight.length !== bias.length * head.mean.length || head.weight.length !== bias.length)
+      throw new Error('PRM head file: proj.weight, proj.bias and score.weight shapes disagree');
   }
   return head;
 }

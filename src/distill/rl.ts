@@ -19,7 +19,7 @@
  *   normalised.
  */
 import type { Runtime } from '../engine/local';
-import { tokenLogprobs, type SamplingParams } from '../engine/sampling';
+import type { SamplingParams } from '../engine/sampling';
 import type { MicroBatch } from '../model/backward';
 import type { Trainer } from '../train/trainer';
 
@@ -95,7 +95,10 @@ export interface ProcessReward {
 }
 
 /** A completion's steps: token spans ending at a token whose text ends in "\n\n", the last at the last token. */
-export function stepSpans(tokens: readonly number[], decodeToken: (id: number) => string): { start: number; end: number; separator: boolean }[] {
+export function stepSpans(
+  tokens: readonly number[],
+  decodeToken: (id: number) => string,
+): { start: number; end: number; separator: boolean }[] {
   const spans: { start: number; end: number; separator: boolean }[] = [];
   let start = 0;
   for (let i = 0; i < tokens.length; i++) {
@@ -104,7 +107,8 @@ export function stepSpans(tokens: readonly number[], decodeToken: (id: number) =
       start = i + 1;
     }
   }
-  if (start < tokens.length || !spans.length) spans.push({ start, end: Math.max(tokens.length - 1, 0), separator: false });
+  if (start < tokens.length || !spans.length)
+    spans.push({ start, end: Math.max(tokens.length - 1, 0), separator: false });
   else spans[spans.length - 1]!.separator = false; // the last token ends the completion (PURE marks it as the eos step)
   return spans;
 }
@@ -135,7 +139,10 @@ export interface PrmvrSample {
  * `reward_baseline token`): softmin-weighted process rewards at step ends minus the leave-one-out
  * per-token baseline times the step's tokens, plus the leave-one-out verifiable reward at the last token.
  */
-export function prmvrGroupRewards(group: readonly PrmvrSample[], opts: { temperature?: number; verifiableCoef?: number } = {}): Float64Array[] {
+export function prmvrGroupRewards(
+  group: readonly PrmvrSample[],
+  opts: { temperature?: number; verifiableCoef?: number } = {},
+): Float64Array[] {
   const T = opts.temperature ?? 0.1;
   const coef = opts.verifiableCoef ?? 1.0;
   const g = group.length;
@@ -188,7 +195,7 @@ export function leaveOneOutAdvantages(rewards: number[]): number[] {
 /** log p(token | prefix) of every completion token, from one forward pass over prompt + completion. */
 async function completionLogprobs(runtime: Runtime, prompt: number[], completion: number[]): Promise<Float32Array> {
   const ids = [...prompt, ...completion];
-  return tokenLogprobs(await runtime.logits(ids), ids, runtime.model.config.vocabSize).slice(prompt.length);
+  return (await runtime.tokenLogprobs(ids)).slice(prompt.length);
 }
 
 export interface PpoTokenStats {
@@ -200,7 +207,14 @@ export interface PpoTokenStats {
  * d(loss)/d(logp) for one token of the PPO-clip + KL objective:
  * loss = −min(ρA, clip(ρ, 1−ε, 1+ε)A) + β·(e^(ref−logp) − (ref−logp) − 1), ρ = e^(logp − old).
  */
-export function ppoTokenGradient(logp: number, oldLogp: number, refLogp: number, advantage: number, clip: number, klCoef: number): { grad: number } & PpoTokenStats {
+export function ppoTokenGradient(
+  logp: number,
+  oldLogp: number,
+  refLogp: number,
+  advantage: number,
+  clip: number,
+  klCoef: number,
+): { grad: number } & PpoTokenStats {
   const ratio = Math.exp(logp - oldLogp);
   const unclipped = ratio * advantage;
   const clippedRatio = Math.min(Math.max(ratio, 1 - clip), 1 + clip);
@@ -235,27 +249,45 @@ export async function runRl(
   const reports: RlStepReport[] = [];
   let cursor = 0;
   for (let step = 1; step <= opts.steps; step++) {
-    const batchPrompts = Array.from({ length: Math.min(opts.promptsPerStep, prompts.length) }, () => prompts[cursor++ % prompts.length]);
+    const batchPrompts = Array.from(
+      { length: Math.min(opts.promptsPerStep, prompts.length) },
+      () => prompts[cursor++ % prompts.length],
+    );
     // 1. Sample G completions per prompt with the current policy (one batched decode).
     const samples: RlSample[] = [];
     const gens = await Promise.all(
       batchPrompts.flatMap((p, pi) =>
         Array.from({ length: opts.groupSize }, (_, g) =>
-          runtime.generate({ prompt: p.prompt, maxTokens: opts.maxTokens, sampling: { ...opts.sampling, seed: opts.seed * 1_000_003 + step * 1009 + pi * 101 + g } }).then((r) => ({ p, r })),
+          runtime
+            .generate({
+              prompt: p.prompt,
+              maxTokens: opts.maxTokens,
+              sampling: { ...opts.sampling, seed: opts.seed * 1_000_003 + step * 1009 + pi * 101 + g },
+            })
+            .then((r) => ({ p, r })),
         ),
       ),
     );
     for (const { p, r } of gens) samples.push({ prompt: p, tokens: r.tokens.length ? r.tokens : [], text: r.text });
     // 2. Rewards (a PRM reads the base: stepFeatures switches the adapter off).
     const spans = samples.map((s) => (mode === 'prmvr' && s.tokens.length ? stepSpans(s.tokens, decodeToken) : []));
-    const stepTexts = samples.map((s, i) => (mode === 'prmvr' ? spans[i]!.map((sp) => tok!.decode(s.tokens.slice(sp.start, sp.separator ? sp.end : sp.end + 1), { skipSpecialTokens: true }).trim()) : []));
+    const stepTexts = samples.map((s, i) =>
+      mode === 'prmvr'
+        ? spans[i]!.map((sp) =>
+            tok!
+              .decode(s.tokens.slice(sp.start, sp.separator ? sp.end : sp.end + 1), { skipSpecialTokens: true })
+              .trim(),
+          )
+        : [],
+    );
     const raw = await Promise.all(samples.map((s, i) => reward({ ...s, steps: stepTexts[i]! })));
     let rewards: number[];
     let tokenRewards: Float64Array[] | null = null;
     const advantages: number[] = [];
     if (mode === 'prmvr') {
       const pr = raw.map((r) => {
-        if (typeof r === 'number') throw new Error('rewardMode prmvr: the reward callback must return {stepScores, correct}');
+        if (typeof r === 'number')
+          throw new Error('rewardMode prmvr: the reward callback must return {stepScores, correct}');
         return r;
       });
       tokenRewards = [];
@@ -264,10 +296,18 @@ export async function runRl(
           const i = pi * opts.groupSize + g;
           const sp = spans[i]!;
           const scores = pr[i]!.stepScores;
-          if (scores.length !== sp.length) throw new Error(`rewardMode prmvr: ${scores.length} step scores for ${sp.length} steps`);
-          return { length: s.tokens.length, steps: sp.map((x) => ({ end: x.end, tokens: x.end - x.start })), scores, verifiable: pr[i]!.correct === false ? -1 : 0 };
+          if (scores.length !== sp.length)
+            throw new Error(`rewardMode prmvr: ${scores.length} step scores for ${sp.length} steps`);
+          return {
+            length: s.tokens.length,
+            steps: sp.map((x) => ({ end: x.end, tokens: x.end - x.start })),
+            scores,
+            verifiable: pr[i]!.correct === false ? -1 : 0,
+          };
         });
-        tokenRewards.push(...prmvrGroupRewards(group, { temperature: opts.softminTemperature, verifiableCoef: opts.verifiableCoef }));
+        tokenRewards.push(
+          ...prmvrGroupRewards(group, { temperature: opts.softminTemperature, verifiableCoef: opts.verifiableCoef }),
+        );
       }
       rewards = tokenRewards.map((r) => r.reduce((a, b) => a + b, 0));
       advantages.push(...rewards.map(() => 0));
@@ -293,7 +333,10 @@ export async function runRl(
       ? kept.map(({ s, i }, k) => {
           const r = Float64Array.from(tokenRewards![i]!);
           for (let j = 0; j < s.tokens.length; j++) r[j] -= opts.klCoef * (old[k]![j]! - ref[k]![j]!);
-          return tokenAdvantages(r, spans[i]!.map((sp) => sp.end));
+          return tokenAdvantages(
+            r,
+            spans[i]!.map((sp) => sp.end),
+          );
         })
       : null;
     // 4. PPO epochs: one micro-batch per sample (sequences differ in length); scalar: token-mean

@@ -74,7 +74,7 @@ export function selectRsftTarget(rec: TrajectoryRecord): { text: string; from: s
     return { text: ag.completion, from: 'aggregator' };
   }
   const last = finalRound(rec);
-  if (!last || !last.messages.length) return { skip: 'no-rounds' };
+  if (!last?.messages.length) return { skip: 'no-rounds' };
   const candidates = last.messages
     .map((m, i) => ({ m, i }))
     .filter(({ m }) => usable(m) && hasReasoning(task, m.completion) && isCorrect(task, m.completion, ref));

@@ -6,7 +6,8 @@
  * step instead of waiting for the batch to drain.
  */
 import type { LlamaModel, KvCache } from '../model/llama';
-import { Rng, sampleToken, type SamplingParams } from './sampling';
+import { Rng } from '../util/random';
+import { sampleToken, type SamplingParams } from './sampling';
 
 export interface TokenDecoder {
   decode(ids: number[], opts?: { skipSpecialTokens?: boolean }): string;

@@ -10,6 +10,11 @@ import { CpuBackend } from '../kernels/cpu';
 import { GpuBackend } from '../kernels/gpu';
 import type { AnyBackend } from '../kernels/backend';
 import { LlamaModel } from '../model/llama';
+import type { QuantFormat } from '../quant/quantize';
+import type { QuantCache } from '../quant/cache';
+import { quantizeWeights } from '../quant/weights';
+import { chunkedTokenLogprobs } from '../model/loss-head';
+import type { TrainOps } from '../kernels/train-backend';
 import type { ProgressCallback } from '../progress';
 import { Generator, type GenerationRequest, type GenerationResult } from './generator';
 import { AdapterRegistry } from './adapters';
@@ -21,6 +26,7 @@ import type {
   ChatEngine,
   ChatMessage,
 } from './types';
+import { EngineRequestError } from './types';
 
 export interface RuntimeOptions {
   /** 'webgpu' (default) or 'cpu' (the plain-TS twin; slow, but needs no GPU). */
@@ -29,6 +35,10 @@ export interface RuntimeOptions {
   dtype?: 'auto' | 'f16' | 'f32';
   contextLength?: number;
   maxBatch?: number;
+  /** Quantize the frozen Linear/embedding weights to q8 or q4 on load (cached for the next load). */
+  quantize?: QuantFormat;
+  /** Where quantized weights are cached (default: defaultQuantCache(); null: no cache). */
+  quantCache?: QuantCache | null;
   /** A PEFT LoRA adapter (dir, URL or HF id) to load and activate on top of the base. */
   adapter?: string;
   gpu?: Gpu;
@@ -41,6 +51,8 @@ export interface RuntimeOptions {
 export class Runtime {
   /** LoRA adapters resident next to the base; hot-swappable between requests. */
   readonly adapters: AdapterRegistry;
+  /** The frozen weights' q8/q4 format, or null when they are f16/f32. */
+  quantized: QuantFormat | null = null;
 
   private constructor(
     readonly model: LlamaModel,
@@ -72,11 +84,13 @@ export class Runtime {
     }
     const c = ckpt.config;
     const contextLength = Math.min(opts.contextLength ?? 2048, c.maxPositionEmbeddings, c.slidingWindow ?? Infinity);
-    const model = LlamaModel.fromTensors(backend, c, ckpt.tensors, contextLength);
+    const quantized = opts.quantize ? await quantizeWeights(c, ckpt.tensors, opts.quantize, { cache: opts.quantCache, onProgress: opts.onProgress }) : null;
+    const model = LlamaModel.fromTensors(backend, c, ckpt.tensors, contextLength, quantized?.matrices);
     ckpt.tensors.clear(); // host copies are no longer needed once uploaded
     const generator = new Generator(model, ckpt.tokenizer, { maxBatch: opts.maxBatch ?? 8, contextLength, eosTokenIds: ckpt.eosTokenIds });
     const modelId = ckpt.source.replace(/\/+$/, '').split('/').slice(-2).join('/');
     const runtime = new Runtime(model, ckpt.tokenizer, generator, backend, modelId, gpu);
+    runtime.quantized = opts.quantize ?? null;
     if (opts.adapter) {
       await runtime.adapters.load('default', opts.adapter);
       runtime.adapters.activate('default');
@@ -85,7 +99,8 @@ export class Runtime {
   }
 
   describeBackend(): string {
-    return this.gpu ? `webgpu (${this.backend.weightType} weights) on ${this.gpu.describe()}` : 'cpu (TypeScript twin)';
+    const weights = this.quantized ?? this.backend.weightType;
+    return this.gpu ? `webgpu (${weights} weights) on ${this.gpu.describe()}` : `cpu (TypeScript twin${this.quantized ? `, ${this.quantized} weights` : ''})`;
   }
 
   requireTokenizer(): HFTokenizer {
@@ -100,6 +115,19 @@ export class Runtime {
   /** Logits [ids.length, vocab] of one forward pass over `ids` as a single sequence. */
   async logits(ids: number[]): Promise<Float32Array> {
     return this.fullForward(ids, 'all', 'logits');
+  }
+
+  private trainOps: TrainOps<unknown, unknown, unknown> | null = null;
+
+  /**
+   * log p(ids[t] | ids[<t]) for every t ≥ 1 (0 at t = 0), through the LM head in row chunks: the
+   * [tokens, vocab] logits are never held whole (PRM features, RL log-probabilities).
+   */
+  async tokenLogprobs(ids: number[]): Promise<Float32Array> {
+    const hidden = await this.hidden(ids, ids.map((_, i) => i));
+    this.trainOps ??= this.backend.createTrainOps() as TrainOps<unknown, unknown, unknown>;
+    const ops = this.trainOps;
+    return this.generator.exclusive(() => chunkedTokenLogprobs(this.backend, ops as never, this.model as never, hidden, ids));
   }
 
   /** Final-normed hidden states [rows.length, hidden] at the given positions of `ids`. */
@@ -143,7 +171,18 @@ export class LocalEngine implements ChatEngine {
     const prompt = this.runtime.promptIds(req.messages);
     const n = req.n ?? 1;
     const stop = req.stop === undefined ? [] : Array.isArray(req.stop) ? req.stop : [req.stop];
-    const room = this.runtime.generator.contextLength - prompt.length;
+    const contextLength = this.runtime.generator.contextLength;
+    // The prompt plus at least one generated token must fit.
+    if (prompt.length >= contextLength) {
+      throw new EngineRequestError(
+        `This model's maximum context length is ${contextLength} tokens. ` +
+          `However, your messages resulted in ${prompt.length} tokens. Please reduce the length of the messages.`,
+        400,
+        'context_length_exceeded',
+        'messages',
+      );
+    }
+    const room = contextLength - prompt.length;
     return Array.from({ length: n }, (_, i) => ({
       prompt,
       maxTokens: Math.max(1, Math.min(req.max_tokens ?? room, room)),

@@ -64,11 +64,33 @@ export interface ChatCompletionOptions {
 export interface ChatEngine {
   chat: {
     completions: {
-      create(req: ChatCompletionRequest & { stream: true }, opts?: ChatCompletionOptions): Promise<AsyncIterable<ChatCompletionChunk>>;
+      create(
+        req: ChatCompletionRequest & { stream: true },
+        opts?: ChatCompletionOptions,
+      ): Promise<AsyncIterable<ChatCompletionChunk>>;
       create(req: ChatCompletionRequest & { stream?: false }, opts?: ChatCompletionOptions): Promise<ChatCompletion>;
-      create(req: ChatCompletionRequest, opts?: ChatCompletionOptions): Promise<ChatCompletion | AsyncIterable<ChatCompletionChunk>>;
+      create(
+        req: ChatCompletionRequest,
+        opts?: ChatCompletionOptions,
+      ): Promise<ChatCompletion | AsyncIterable<ChatCompletionChunk>>;
     };
   };
   /** Model ids this engine serves (for GET /v1/models). */
   models(): Promise<string[]>;
+}
+
+/**
+ * A request the engine cannot serve as asked (the client's fault, not the engine's): carries the
+ * HTTP status and OpenAI error code the server answers with, e.g. 400 `context_length_exceeded`.
+ */
+export class EngineRequestError extends Error {
+  constructor(
+    message: string,
+    readonly status: number,
+    readonly code: string,
+    readonly param?: string,
+  ) {
+    super(message);
+    this.name = 'EngineRequestError';
+  }
 }

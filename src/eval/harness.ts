@@ -46,19 +46,22 @@
  * Systems are evaluated one after the other (a system's `setup`, e.g. activating its adapter on
  * a shared runtime, runs right before it); questions of one system `concurrency` at a time.
  */
+import { complete } from '../engine/complete';
 import type { ChatEngine, ChatMessage } from '../engine/types';
 import type { ProgressCallback } from '../progress';
+import { AbortError } from '../util/abort';
 import { answerFormatInstruction, studentMessages } from '../tasks/prompts';
 import { majorityVote, runDebate, type DebateOptions, type Engines } from '../teach/debate';
 import type { Question } from '../tasks/datasets';
-import { answersEqual, extractAnswer, referenceAnswer, type Task } from '../tasks/answers';
+import { answersEqual, extractAnswer, qaF1, referenceAnswer, type Task } from '../tasks/answers';
 import { perturbQuestion, type PerturbableQuestion, type Perturbed } from './perturb';
 import { signTest, wilsonInterval } from './stats';
 
 export const EVAL_SCHEMA = 'agentark.eval/1';
 
 /** The follow-up turn of the self-correction probe (the task's answer-format instruction is appended). */
-export const REVIEW_PROMPT = 'Review your answer and fix it if it is wrong. Check each step of your reasoning; if you find a mistake, correct it and give the corrected solution.';
+export const REVIEW_PROMPT =
+  'Review your answer and fix it if it is wrong. Check each step of your reasoning; if you find a mistake, correct it and give the corrected solution.';
 
 export function reviewPrompt(task: Task): string {
   return `${REVIEW_PROMPT} ${answerFormatInstruction(task)}`;
@@ -207,6 +210,8 @@ export interface QuestionResult extends Outcome {
   id: string;
   /** The question set's label, when the questions carry one. */
   set?: string;
+  /** Short-answer QA: SQuAD token F1 of the extracted answer against the reference. */
+  f1?: number;
   /** Cost of answering this question once. */
   cost: CostTotals;
   /** Debate systems: right answers among the agents' answers, per round. */
@@ -235,6 +240,8 @@ export interface SystemReport {
   accuracy: number;
   /** Wilson 95% interval of the accuracy (absent in reports written before it existed). */
   ci95?: [number, number];
+  /** Short-answer QA questions: mean SQuAD token F1 (accuracy is SQuAD exact match). */
+  f1?: number;
   /** Per question set, when the questions carry `set` labels. */
   bySet?: Record<string, AccuracyStats>;
   /** Answers that could not be parsed. */
@@ -261,7 +268,13 @@ export interface PerturbationSummary {
   seed: number;
   /** Questions with the distractor sentence (all). */
   distractor: number;
-  rename: { changed: number; namesChanged: number; numbersScaled: number; answerRecomputed: number; structureIgnored: number };
+  rename: {
+    changed: number;
+    namesChanged: number;
+    numbersScaled: number;
+    answerRecomputed: number;
+    structureIgnored: number;
+  };
 }
 
 /** One system against the single agent of the same decoding, question by question. */
@@ -290,7 +303,16 @@ export interface EvalReport {
   task: Task | 'mixed';
   dataset?: string;
   questions: number;
-  settings: { maxTokens: number; temperature: number; decodings?: Decoding[]; seed: number | null; selfCorrection: boolean; robustness: boolean; concurrency: number; reviewPrompt: string };
+  settings: {
+    maxTokens: number;
+    temperature: number;
+    decodings?: Decoding[];
+    seed: number | null;
+    selfCorrection: boolean;
+    robustness: boolean;
+    concurrency: number;
+    reviewPrompt: string;
+  };
   perturbations: PerturbationSummary | null;
   systems: SystemReport[];
   /** Every system against the base single agent of its decoding (absent when there is none). */
@@ -325,36 +347,37 @@ function gradeAnswer(task: Task, extracted: string | null, reference: string): b
   return ref !== null && answersEqual(task, extracted, ref);
 }
 
-class AbortedError extends Error {
-  constructor() {
-    super('evaluation aborted');
-    this.name = 'AbortError';
-  }
-}
-
-async function chatCall(engine: ChatEngine, messages: ChatMessage[], sys: SingleSystem | SelfConsistencySystem, opts: EvalOptions, signal?: AbortSignal, seedOffset = 0) {
+async function chatCall(
+  engine: ChatEngine,
+  messages: ChatMessage[],
+  sys: SingleSystem | SelfConsistencySystem,
+  opts: EvalOptions,
+  signal?: AbortSignal,
+  seedOffset = 0,
+) {
   const base = sys.seed ?? opts.seed;
   const seed = base === undefined ? undefined : base + seedOffset;
-  const res = await engine.chat.completions.create(
-    {
-      messages,
-      ...(sys.model !== undefined ? { model: sys.model } : {}),
-      temperature: sys.temperature ?? opts.temperature ?? 0,
-      ...(sys.top_p !== undefined ? { top_p: sys.top_p } : {}),
-      max_tokens: sys.maxTokens ?? opts.maxTokens ?? 512,
-      ...(seed !== undefined ? { seed } : {}),
-      stream: false,
-    },
-    { signal },
-  );
-  const choice = res.choices[0];
-  if (!choice) throw new Error('engine returned no choices');
-  if (choice.finish_reason === 'abort') throw new Error('generation aborted');
-  return { text: choice.message.content ?? '', usage: { prompt: res.usage?.prompt_tokens ?? 0, completion: res.usage?.completion_tokens ?? 0 } };
+  const req = {
+    messages,
+    ...(sys.model !== undefined ? { model: sys.model } : {}),
+    temperature: sys.temperature ?? opts.temperature ?? 0,
+    ...(sys.top_p !== undefined ? { top_p: sys.top_p } : {}),
+    max_tokens: sys.maxTokens ?? opts.maxTokens ?? 512,
+    ...(seed !== undefined ? { seed } : {}),
+  };
+  const r = await complete(engine, req, { signal });
+  return { text: r.text, usage: { prompt: r.usage.prompt_tokens, completion: r.usage.completion_tokens } };
 }
 
 /** One single-agent answer to `messages`, graded against `reference`. */
-async function singleAnswer(sys: SingleSystem, task: Task, messages: ChatMessage[], reference: string, opts: EvalOptions, now: () => number): Promise<Answer> {
+async function singleAnswer(
+  sys: SingleSystem,
+  task: Task,
+  messages: ChatMessage[],
+  reference: string,
+  opts: EvalOptions,
+  now: () => number,
+): Promise<Answer> {
   const t0 = now();
   try {
     const r = await chatCall(sys.engine, messages, sys, opts, opts.signal);
@@ -364,22 +387,46 @@ async function singleAnswer(sys: SingleSystem, task: Task, messages: ChatMessage
       extracted,
       text: r.text,
       messages,
-      cost: { calls: 1, promptTokens: r.usage.prompt, completionTokens: r.usage.completion, wallMs: round1(now() - t0) },
+      cost: {
+        calls: 1,
+        promptTokens: r.usage.prompt,
+        completionTokens: r.usage.completion,
+        wallMs: round1(now() - t0),
+      },
     };
   } catch (e) {
-    if (opts.signal?.aborted) throw new AbortedError();
-    return { correct: false, extracted: null, error: (e as Error).message, cost: { ...zero(), wallMs: round1(now() - t0) } };
+    if (opts.signal?.aborted) throw new AbortError('evaluation aborted');
+    return {
+      correct: false,
+      extracted: null,
+      error: (e as Error).message,
+      cost: { ...zero(), wallMs: round1(now() - t0) },
+    };
   }
 }
 
 /** N sampled answers (concurrently), majority vote over the extracted answers (ties: the earliest sample). */
-async function selfConsistencyAnswer(sys: SelfConsistencySystem, task: Task, messages: ChatMessage[], reference: string, opts: EvalOptions, now: () => number): Promise<Answer> {
+async function selfConsistencyAnswer(
+  sys: SelfConsistencySystem,
+  task: Task,
+  messages: ChatMessage[],
+  reference: string,
+  opts: EvalOptions,
+  now: () => number,
+): Promise<Answer> {
   const t0 = now();
   const n = Math.max(1, Math.floor(sys.samples ?? 5));
   const temperature = sys.temperature ?? (opts.temperature ? opts.temperature : DEFAULT_SAMPLED_TEMPERATURE);
   try {
-    const replies = await Promise.all(Array.from({ length: n }, (_, k) => chatCall(sys.engine, messages, { ...sys, temperature }, opts, opts.signal, k)));
-    const vote = majorityVote(task, replies.map((r) => extractAnswer(task, r.text)));
+    const replies = await Promise.all(
+      Array.from({ length: n }, (_, k) =>
+        chatCall(sys.engine, messages, { ...sys, temperature }, opts, opts.signal, k),
+      ),
+    );
+    const vote = majorityVote(
+      task,
+      replies.map((r) => extractAnswer(task, r.text)),
+    );
     const cost: CostTotals = { calls: n, promptTokens: 0, completionTokens: 0, wallMs: round1(now() - t0) };
     for (const r of replies) {
       cost.promptTokens += r.usage.prompt;
@@ -387,26 +434,53 @@ async function selfConsistencyAnswer(sys: SelfConsistencySystem, task: Task, mes
     }
     return { correct: gradeAnswer(task, vote.answer, reference), extracted: vote.answer, cost };
   } catch (e) {
-    if (opts.signal?.aborted) throw new AbortedError();
-    return { correct: false, extracted: null, error: (e as Error).message, cost: { ...zero(), wallMs: round1(now() - t0) } };
+    if (opts.signal?.aborted) throw new AbortError('evaluation aborted');
+    return {
+      correct: false,
+      extracted: null,
+      error: (e as Error).message,
+      cost: { ...zero(), wallMs: round1(now() - t0) },
+    };
   }
 }
 
-async function debateAnswer(sys: DebateSystem, task: Task, q: Question, opts: EvalOptions, now: () => number): Promise<Answer> {
+async function debateAnswer(
+  sys: DebateSystem,
+  task: Task,
+  q: Question,
+  opts: EvalOptions,
+  now: () => number,
+): Promise<Answer> {
   const t0 = now();
   try {
-    const dopts: DebateOptions = { max_tokens: opts.maxTokens ?? 512, ...(opts.seed !== undefined ? { seed: opts.seed } : {}) };
+    const dopts: DebateOptions = {
+      max_tokens: opts.maxTokens ?? 512,
+      ...(opts.seed !== undefined ? { seed: opts.seed } : {}),
+    };
     for (const [k, v] of Object.entries(sys.debate)) if (v !== undefined) (dopts as Record<string, unknown>)[k] = v;
     const rec = await runDebate(q, { ...dopts, task }, sys.engines, opts.signal);
     return {
       correct: rec.final.correct,
       extracted: rec.final.answer,
-      rounds: rec.rounds.map((r) => ({ correct: r.messages.filter((m) => m.correct).length, agents: r.messages.length })),
-      cost: { calls: rec.totals.calls, promptTokens: rec.totals.promptTokens, completionTokens: rec.totals.completionTokens, wallMs: round1(now() - t0) },
+      rounds: rec.rounds.map((r) => ({
+        correct: r.messages.filter((m) => m.correct).length,
+        agents: r.messages.length,
+      })),
+      cost: {
+        calls: rec.totals.calls,
+        promptTokens: rec.totals.promptTokens,
+        completionTokens: rec.totals.completionTokens,
+        wallMs: round1(now() - t0),
+      },
     };
   } catch (e) {
-    if (opts.signal?.aborted) throw new AbortedError();
-    return { correct: false, extracted: null, error: (e as Error).message, cost: { ...zero(), wallMs: round1(now() - t0) } };
+    if (opts.signal?.aborted) throw new AbortError('evaluation aborted');
+    return {
+      correct: false,
+      extracted: null,
+      error: (e as Error).message,
+      cost: { ...zero(), wallMs: round1(now() - t0) },
+    };
   }
 }
 
@@ -423,7 +497,11 @@ function debateRoundAccuracy(results: readonly QuestionResult[]): number[] {
   return sums.map((s) => (s.agents ? s.correct / s.agents : 0));
 }
 
-const outcome = (a: Answer): Outcome => ({ correct: a.correct, extracted: a.extracted, ...(a.error !== undefined ? { error: a.error } : {}) });
+const outcome = (a: Answer): Outcome => ({
+  correct: a.correct,
+  extracted: a.extracted,
+  ...(a.error !== undefined ? { error: a.error } : {}),
+});
 
 interface Prepared {
   q: PerturbableQuestion;
@@ -434,29 +512,60 @@ interface Prepared {
   structureIgnored: boolean;
 }
 
-async function evalQuestion(sys: EvalSystem, p: Prepared, opts: EvalOptions, now: () => number): Promise<{ result: QuestionResult; all: CostTotals; errors: number }> {
+async function evalQuestion(
+  sys: EvalSystem,
+  p: Prepared,
+  opts: EvalOptions,
+  now: () => number,
+): Promise<{ result: QuestionResult; all: CostTotals; errors: number }> {
   const { q, task } = p;
   const all = zero();
   let errors = 0;
   const ask = async (question: Question): Promise<Answer> => {
     const a =
       sys.kind === 'single'
-        ? await singleAnswer(sys, task, studentMessages(task, question, { system: sys.system }), String(question.answer), opts, now)
+        ? await singleAnswer(
+            sys,
+            task,
+            studentMessages(task, question, { system: sys.system }),
+            String(question.answer),
+            opts,
+            now,
+          )
         : sys.kind === 'self-consistency'
-          ? await selfConsistencyAnswer(sys, task, studentMessages(task, question, { system: sys.system }), String(question.answer), opts, now)
+          ? await selfConsistencyAnswer(
+              sys,
+              task,
+              studentMessages(task, question, { system: sys.system }),
+              String(question.answer),
+              opts,
+              now,
+            )
           : await debateAnswer(sys, task, question, opts, now);
     addCost(all, a.cost);
     if (a.error !== undefined) errors++;
     return a;
   };
   const first = await ask(q);
-  const result: QuestionResult = { id: String(q.id), ...(q.set !== undefined ? { set: q.set } : {}), ...outcome(first), cost: { ...first.cost }, ...(first.rounds ? { rounds: first.rounds } : {}) };
+  const f1 = task === 'qa' ? { f1: qaF1(first.extracted ?? '', referenceAnswer('qa', String(q.answer)) ?? '') } : {};
+  const result: QuestionResult = {
+    id: String(q.id),
+    ...(q.set !== undefined ? { set: q.set } : {}),
+    ...f1,
+    ...outcome(first),
+    cost: { ...first.cost },
+    ...(first.rounds ? { rounds: first.rounds } : {}),
+  };
   if (sys.kind === 'single' && (opts.selfCorrection ?? true)) {
     let second: Answer;
     if (first.error !== undefined || first.messages === undefined) {
       second = { correct: false, extracted: null, error: 'attempt 1 failed', cost: zero() };
     } else {
-      const messages: ChatMessage[] = [...first.messages, { role: 'assistant', content: first.text ?? '' }, { role: 'user', content: reviewPrompt(task) }];
+      const messages: ChatMessage[] = [
+        ...first.messages,
+        { role: 'assistant', content: first.text ?? '' },
+        { role: 'user', content: reviewPrompt(task) },
+      ];
       second = await singleAnswer(sys, task, messages, String(q.answer), opts, now);
       addCost(all, second.cost);
       if (second.error !== undefined) errors++;
@@ -489,12 +598,18 @@ function underDecoding(sys: EvalSystem, decoding: Decoding, opts: EvalOptions, s
       return decoding === 'greedy' ? null : { ...sys, name, temperature: sys.temperature ?? sampledT };
     case 'debate': {
       if (decoding === 'sampled') return { ...sys, name };
-      const debate: DebateOptions = { ...sys.debate, temperature: 0, agents: sys.debate.agents?.map((a) => ({ ...a, temperature: 0 })) };
+      const debate: DebateOptions = {
+        ...sys.debate,
+        temperature: 0,
+        agents: sys.debate.agents?.map((a) => ({ ...a, temperature: 0 })),
+      };
       if (sys.debate.aggregatorSpec) debate.aggregatorSpec = { ...sys.debate.aggregatorSpec, temperature: 0 };
       return { ...sys, name, debate };
     }
   }
 }
+
+const mean0 = (xs: number[]) => (xs.length ? xs.reduce((a, b) => a + b, 0) / xs.length : 0);
 
 /** Accuracy and its Wilson 95% interval over `results`. */
 function accuracyStats(results: readonly QuestionResult[]): AccuracyStats {
@@ -512,7 +627,8 @@ export function pairedComparisons(systems: readonly SystemReport[]): PairedCompa
     groups.set(k, [...(groups.get(k) ?? []), s]);
   }
   for (const group of groups.values()) {
-    const base = group.find((s) => s.kind === 'single' && s.meta?.role === 'base') ?? group.find((s) => s.kind === 'single');
+    const base =
+      group.find((s) => s.kind === 'single' && s.meta?.role === 'base') ?? group.find((s) => s.kind === 'single');
     if (!base) continue;
     const byId = new Map(base.questions.map((q) => [q.id, q.correct]));
     for (const s of group) {
@@ -525,23 +641,40 @@ export function pairedComparisons(systems: readonly SystemReport[]): PairedCompa
         if (q.correct && !other) wins++;
         if (!q.correct && other) losses++;
       }
-      out.push({ system: s.name, baseline: base.name, ...(s.decoding ? { decoding: s.decoding } : {}), delta: s.accuracy - base.accuracy, wins, losses, pValue: signTest(wins, losses) });
+      out.push({
+        system: s.name,
+        baseline: base.name,
+        ...(s.decoding ? { decoding: s.decoding } : {}),
+        delta: s.accuracy - base.accuracy,
+        wins,
+        losses,
+        pValue: signTest(wins, losses),
+      });
     }
   }
   return out;
 }
 
 /** Evaluates every system on `questions` (see the module comment). */
-export async function evaluate(questions: PerturbableQuestion[], givenSystems: EvalSystem[], opts: EvalOptions = {}): Promise<EvalReport> {
+export async function evaluate(
+  questions: PerturbableQuestion[],
+  givenSystems: EvalSystem[],
+  opts: EvalOptions = {},
+): Promise<EvalReport> {
   const now = opts.now ?? (() => performance.now());
   const names = new Set<string>();
   for (const s of givenSystems) {
     if (names.has(s.name)) throw new Error(`evaluate: duplicate system name ${JSON.stringify(s.name)}`);
     names.add(s.name);
   }
-  const decodings = opts.decodings && opts.decodings.length ? [...new Set(opts.decodings)] : null;
+  const decodings = opts.decodings?.length ? [...new Set(opts.decodings)] : null;
   const systems: (EvalSystem & { decoding?: Decoding })[] = decodings
-    ? decodings.flatMap((d) => givenSystems.map((s) => underDecoding(s, d, opts, decodings.length > 1)).filter((s): s is EvalSystem => s !== null).map((s) => ({ ...s, decoding: d })))
+    ? decodings.flatMap((d) =>
+        givenSystems
+          .map((s) => underDecoding(s, d, opts, decodings.length > 1))
+          .filter((s): s is EvalSystem => s !== null)
+          .map((s) => ({ ...s, decoding: d })),
+      )
     : givenSystems;
   const selfCorrection = opts.selfCorrection ?? true;
   const robustness = opts.robustness ?? true;
@@ -551,7 +684,13 @@ export async function evaluate(questions: PerturbableQuestion[], givenSystems: E
     const task = (opts.task ?? q.task) as Task;
     if (!robustness) return { q, task, distractor: null, rename: null, structureIgnored: false };
     const p = perturbQuestion({ ...q, task }, perturbSeed);
-    return { q, task, distractor: p.distractor.changed ? p.distractor : null, rename: p.rename.changed ? p.rename : null, structureIgnored: p.rename.structureIgnored !== undefined };
+    return {
+      q,
+      task,
+      distractor: p.distractor.changed ? p.distractor : null,
+      rename: p.rename.changed ? p.rename : null,
+      structureIgnored: p.rename.structureIgnored !== undefined,
+    };
   });
   const tasks = new Set(prepared.map((p) => p.task));
 
@@ -573,7 +712,7 @@ export async function evaluate(questions: PerturbableQuestion[], givenSystems: E
 
   const reports: SystemReport[] = [];
   for (const sys of systems) {
-    if (opts.signal?.aborted) throw new AbortedError();
+    if (opts.signal?.aborted) throw new AbortError('evaluation aborted');
     await sys.setup?.();
     const t0 = now();
     const results: QuestionResult[] = new Array(prepared.length);
@@ -583,7 +722,7 @@ export async function evaluate(questions: PerturbableQuestion[], givenSystems: E
     let next = 0;
     const worker = async () => {
       while (true) {
-        if (opts.signal?.aborted) throw new AbortedError();
+        if (opts.signal?.aborted) throw new AbortError('evaluation aborted');
         const i = next++;
         if (i >= prepared.length) return;
         const r = await evalQuestion(sys, prepared[i]!, opts, now);
@@ -626,7 +765,8 @@ export async function evaluate(questions: PerturbableQuestion[], givenSystems: E
     cost.wallMs = round1(cost.wallMs);
     const roundAccuracy = sys.kind === 'debate' ? debateRoundAccuracy(results) : undefined;
     const bySet: Record<string, AccuracyStats> = {};
-    for (const label of new Set(results.map((r) => r.set).filter((x): x is string => x !== undefined))) bySet[label] = accuracyStats(results.filter((r) => r.set === label));
+    for (const label of new Set(results.map((r) => r.set).filter((x): x is string => x !== undefined)))
+      bySet[label] = accuracyStats(results.filter((r) => r.set === label));
     reports.push({
       name: sys.name,
       kind: sys.kind,
@@ -636,15 +776,25 @@ export async function evaluate(questions: PerturbableQuestion[], givenSystems: E
       correct,
       accuracy: mean(correct),
       ci95: wilsonInterval(correct, n),
+      ...(results.some((r) => r.f1 !== undefined)
+        ? { f1: mean0(results.filter((r) => r.f1 !== undefined).map((r) => r.f1!)) }
+        : {}),
       ...(Object.keys(bySet).length ? { bySet } : {}),
       unparsed: results.filter((r) => r.extracted === null && r.error === undefined).length,
       errors,
       selfCorrection: sc,
       ...(roundAccuracy ? { roundAccuracy } : {}),
-      robustness: robustness ? { distractor: robustnessEntry(results, 'distractor'), rename: robustnessEntry(results, 'rename') } : null,
+      robustness: robustness
+        ? { distractor: robustnessEntry(results, 'distractor'), rename: robustnessEntry(results, 'rename') }
+        : null,
       cost: {
         ...cost,
-        perQuestion: { calls: mean(cost.calls), promptTokens: mean(cost.promptTokens), completionTokens: mean(cost.completionTokens), wallMs: round1(mean(cost.wallMs)) },
+        perQuestion: {
+          calls: mean(cost.calls),
+          promptTokens: mean(cost.promptTokens),
+          completionTokens: mean(cost.completionTokens),
+          wallMs: round1(mean(cost.wallMs)),
+        },
       },
       costAll,
       elapsedMs: round1(now() - t0),

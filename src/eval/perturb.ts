@@ -36,28 +36,14 @@
  */
 import { answersEqual, referenceAnswer, type Task } from '../tasks/answers';
 import type { Question } from '../tasks/datasets';
+import { fnv1a } from '../util/hash';
+import { mulberry32 } from '../util/random';
 
 // ---------------------------------------------------------------------------------------------
 // Seeded randomness
 
-function fnv1a(s: string): number {
-  let h = 0x811c9dc5;
-  for (let i = 0; i < s.length; i++) {
-    h ^= s.charCodeAt(i);
-    h = Math.imul(h, 0x01000193);
-  }
-  return h >>> 0;
-}
-
 function rngFor(seed: number, ...parts: string[]): () => number {
-  let a = fnv1a(`${seed}\u0000${parts.join('\u0000')}`);
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  return mulberry32(fnv1a(`${seed}\u0000${parts.join('\u0000')}`));
 }
 
 function shuffled<T>(xs: readonly T[], rng: () => number): T[] {

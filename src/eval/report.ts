@@ -10,7 +10,8 @@ import { signTest, wilsonInterval } from './stats';
 export { signTest } from './stats';
 
 const pct = (x: number | null | undefined) => (x == null || !Number.isFinite(x) ? '—' : `${(100 * x).toFixed(1)}%`);
-const signedPts = (x: number | null | undefined) => (x == null || !Number.isFinite(x) ? '—' : `${x >= 0 ? '+' : '−'}${Math.abs(100 * x).toFixed(1)}`);
+const signedPts = (x: number | null | undefined) =>
+  x == null || !Number.isFinite(x) ? '—' : `${x >= 0 ? '+' : '−'}${Math.abs(100 * x).toFixed(1)}`;
 const num = (x: number, digits = 1) => (Number.isInteger(x) ? String(x) : x.toFixed(digits));
 const cell = (s: string) => s.replace(/\|/g, '\\|').replace(/\n/g, ' ');
 
@@ -88,7 +89,14 @@ export function toMarkdown(report: EvalReport): string {
     lines.push(`| System | ${sets.map((x) => `${cell(x.name)} (${x.task}, n=${x.questions})`).join(' | ')} |`);
     lines.push(`| --- | ${sets.map(() => '---:').join(' | ')} |`);
     for (const s of report.systems) {
-      lines.push(`| ${cell(s.name)} | ${sets.map((x) => { const a = s.bySet?.[x.name]; return a ? accuracyCell(a.correct, a.n, a.ci95) : '—'; }).join(' | ')} |`);
+      lines.push(
+        `| ${cell(s.name)} | ${sets
+          .map((x) => {
+            const a = s.bySet?.[x.name];
+            return a ? accuracyCell(a.correct, a.n, a.ci95) : '—';
+          })
+          .join(' | ')} |`,
+      );
     }
     lines.push('');
   }
@@ -98,27 +106,45 @@ export function toMarkdown(report: EvalReport): string {
     lines.push('');
     lines.push('| System | Against | Δ (pts) | Won / lost | Sign test p |');
     lines.push('| --- | --- | ---: | ---: | ---: |');
-    for (const c of comparisons) lines.push(`| ${cell(c.system)} | ${cell(c.baseline)} | ${signedPts(c.delta)} | ${c.wins} / ${c.losses} | ${c.pValue.toPrecision(2)} |`);
+    for (const c of comparisons)
+      lines.push(
+        `| ${cell(c.system)} | ${cell(c.baseline)} | ${signedPts(c.delta)} | ${c.wins} / ${c.losses} | ${c.pValue.toPrecision(2)} |`,
+      );
     lines.push('');
   }
   const notes = [
     'Accuracy: each question answered once (a single call, a majority vote over samples, or a whole debate); 95% Wilson interval in brackets.',
-    'Paired comparison: on the same questions, won = right where the single agent of the same decoding is wrong, lost = the reverse; two-sided exact sign test.',
-    'Self-correction: attempt 2 answers a follow-up "Review your answer and fix it if it is wrong" turn; wrong→right and right→wrong are fractions of all questions (Δ = wrong→right − right→wrong); "—" for the debate and self-consistency.',
+    'Paired comparison: on the same questions, won = right where the single agent of the same decoding is wrong, ' +
+      'lost = the reverse; two-sided exact sign test.',
+    'Self-correction: attempt 2 answers a follow-up "Review your answer and fix it if it is wrong" turn; ' +
+      'wrong→right and right→wrong are fractions of all questions (Δ = wrong→right − right→wrong); ' +
+      '"—" for the debate and self-consistency.',
   ];
   if (report.perturbations) {
     const p = report.perturbations;
     notes.push(
-      `Robustness: accuracy on perturbed questions, Δ against the same questions unperturbed. Distractor: an irrelevant sentence added (${p.distractor} questions). ` +
-        `Renamed: person names changed (${p.rename.namesChanged}), numbers scaled with the answer recomputed (${p.rename.numbersScaled}); ${p.rename.changed} questions changed.`,
+      `Robustness: accuracy on perturbed questions, Δ against the same questions unperturbed. ` +
+        `Distractor: an irrelevant sentence added (${p.distractor} questions). ` +
+        `Renamed: person names changed (${p.rename.namesChanged}), ` +
+        `numbers scaled with the answer recomputed (${p.rename.numbersScaled}); ${p.rename.changed} questions changed.`,
     );
   }
   for (const s of report.systems) {
-    if (s.roundAccuracy?.length) notes.push(`${cell(s.name)}: agents' answers right in ${s.roundAccuracy.map((a, k) => `round ${k + 1} ${pct(a)}`).join(', ')} (round 1: one independent sample per agent and question).`);
+    if (s.roundAccuracy?.length)
+      notes.push(
+        `${cell(s.name)}: agents' answers right in ${s.roundAccuracy.map((a, k) => `round ${k + 1} ${pct(a)}`).join(', ')} ` +
+          '(round 1: one independent sample per agent and question).',
+      );
   }
-  notes.push('Cost: per question, for answering it once; tokens from the engines\' usage.');
+  const f1 = report.systems.filter((s) => s.f1 !== undefined);
+  if (f1.length)
+    notes.push(
+      `Short-answer QA: accuracy is SQuAD exact match; mean SQuAD token F1 — ${f1.map((s) => `${cell(s.name)} ${pct(s.f1)}`).join(', ')}.`,
+    );
+  notes.push("Cost: per question, for answering it once; tokens from the engines' usage.");
   const errs = report.systems.filter((s) => s.errors > 0);
-  if (errs.length) notes.push(`Failed calls (counted wrong): ${errs.map((s) => `${cell(s.name)} ${s.errors}`).join(', ')}.`);
+  if (errs.length)
+    notes.push(`Failed calls (counted wrong): ${errs.map((s) => `${cell(s.name)} ${s.errors}`).join(', ')}.`);
   for (const n of notes) lines.push(`- ${n}`);
   lines.push('');
   return lines.join('\n');
@@ -144,7 +170,15 @@ export interface GapRow {
 export interface DebateGap {
   baseline: { name: string; accuracy: number; callsPerQuestion: number };
   /** `roundAccuracy`: the debate's agents' accuracy per round, when the report has it. */
-  teacher: { name: string; accuracy: number; callsPerQuestion: number; wins: number; losses: number; pValue: number; roundAccuracy?: number[] };
+  teacher: {
+    name: string;
+    accuracy: number;
+    callsPerQuestion: number;
+    wins: number;
+    losses: number;
+    pValue: number;
+    roundAccuracy?: number[];
+  };
   /** Debate accuracy minus baseline accuracy. */
   gap: number;
   students: GapRow[];
@@ -170,32 +204,59 @@ function pairedCounts(a: SystemReport, b: SystemReport): { wins: number; losses:
  * `studentNames` limits the students to those systems (other rows, e.g. a greedy reference, stay
  * out of the comparison).
  */
-export function debateGap(report: EvalReport, baselineName: string, teacherName: string, studentNames?: readonly string[]): DebateGap {
+export function debateGap(
+  report: EvalReport,
+  baselineName: string,
+  teacherName: string,
+  studentNames?: readonly string[],
+): DebateGap {
   const find = (name: string) => {
     const s = report.systems.find((x) => x.name === name);
-    if (!s) throw new Error(`the report has no system named '${name}' (it has ${report.systems.map((x) => `'${x.name}'`).join(', ')})`);
+    if (!s)
+      throw new Error(
+        `the report has no system named '${name}' (it has ${report.systems.map((x) => `'${x.name}'`).join(', ')})`,
+      );
     return s;
   };
   const base = find(baselineName);
   const teacher = find(teacherName);
   const gap = teacher.accuracy - base.accuracy;
   const t = pairedCounts(teacher, base);
-  const students = (studentNames ? studentNames.map(find) : report.systems.filter((s) => s !== base && s !== teacher))
-    .map((s): GapRow => {
-      const { wins, losses } = pairedCounts(s, base);
-      const delta = s.accuracy - base.accuracy;
-      const pValue = signTest(wins, losses);
-      const gapClosed = gap > 0 ? delta / gap : null;
-      let verdict: string;
-      if (delta < 0) verdict = 'hurts: below the single agent';
-      else if (delta === 0) verdict = 'does not help: same accuracy as the single agent';
-      else if (gapClosed === null) verdict = 'helps, but the debate has no lead to close';
-      else verdict = `helps: recovers ${(100 * gapClosed).toFixed(0)}% of the debate's lead${pValue >= 0.05 ? ' (not significant at this size)' : ''}`;
-      return { name: s.name, accuracy: s.accuracy, delta, wins, losses, pValue, gapClosed, callsPerQuestion: s.cost.perQuestion.calls, verdict };
-    });
+  const students = (
+    studentNames ? studentNames.map(find) : report.systems.filter((s) => s !== base && s !== teacher)
+  ).map((s): GapRow => {
+    const { wins, losses } = pairedCounts(s, base);
+    const delta = s.accuracy - base.accuracy;
+    const pValue = signTest(wins, losses);
+    const gapClosed = gap > 0 ? delta / gap : null;
+    let verdict: string;
+    if (delta < 0) verdict = 'hurts: below the single agent';
+    else if (delta === 0) verdict = 'does not help: same accuracy as the single agent';
+    else if (gapClosed === null) verdict = 'helps, but the debate has no lead to close';
+    else
+      verdict = `helps: recovers ${(100 * gapClosed).toFixed(0)}% of the debate's lead${pValue >= 0.05 ? ' (not significant at this size)' : ''}`;
+    return {
+      name: s.name,
+      accuracy: s.accuracy,
+      delta,
+      wins,
+      losses,
+      pValue,
+      gapClosed,
+      callsPerQuestion: s.cost.perQuestion.calls,
+      verdict,
+    };
+  });
   return {
     baseline: { name: base.name, accuracy: base.accuracy, callsPerQuestion: base.cost.perQuestion.calls },
-    teacher: { name: teacher.name, accuracy: teacher.accuracy, callsPerQuestion: teacher.cost.perQuestion.calls, ...t, pValue: signTest(t.wins, t.losses), ...(teacher.roundAccuracy ? { roundAccuracy: teacher.roundAccuracy } : {}) },
+    teacher: {
+      name: teacher.name,
+      accuracy: teacher.accuracy,
+      callsPerQuestion: teacher.cost.perQuestion.calls,
+      ...t,
+      pValue: signTest(t.wins, t.losses),
+      ...(teacher.roundAccuracy ? { roundAccuracy: teacher.roundAccuracy } : {}),
+    },
     gap,
     students,
   };
@@ -205,17 +266,25 @@ export function debateGap(report: EvalReport, baselineName: string, teacherName:
 export function debateGapMarkdown(g: DebateGap): string {
   const lines = ["## Distillation: how much of the debate's lead each student recovers", ''];
   lines.push(
-    `The debate (${cell(g.teacher.name)}, ${num(g.teacher.callsPerQuestion)} calls/q) scores ${pct(g.teacher.accuracy)} against ${pct(g.baseline.accuracy)} for the single agent ` +
+    `The debate (${cell(g.teacher.name)}, ${num(g.teacher.callsPerQuestion)} calls/q) ` +
+      `scores ${pct(g.teacher.accuracy)} against ${pct(g.baseline.accuracy)} for the single agent ` +
       `(${cell(g.baseline.name)}, ${num(g.baseline.callsPerQuestion)} call/q): a lead of ${signedPts(g.gap)} pts ` +
       `(right on ${g.teacher.wins} questions the single agent misses, wrong on ${g.teacher.losses} it gets; sign test p = ${g.teacher.pValue.toPrecision(2)}).`,
   );
   const r1 = g.teacher.roundAccuracy?.[0];
-  if (r1 !== undefined) lines[lines.length - 1] += ` Its round-1 agents — each one independent sample of the same model on the same questions — are right ${pct(r1)} of the time.`;
+  if (r1 !== undefined)
+    lines[lines.length - 1] +=
+      ` Its round-1 agents — each one independent sample of the same model on the same questions — are right ${pct(r1)} of the time.`;
   lines.push('');
-  lines.push("| Student | Accuracy | vs single (pts) | Won / lost vs single | Sign test p | Share of the debate's lead | Calls/q | Verdict |");
+  lines.push(
+    "| Student | Accuracy | vs single (pts) | Won / lost vs single | Sign test p | Share of the debate's lead | Calls/q | Verdict |",
+  );
   lines.push('| --- | ---: | ---: | ---: | ---: | ---: | ---: | --- |');
   for (const s of g.students) {
-    lines.push(`| ${cell(s.name)} | ${pct(s.accuracy)} | ${signedPts(s.delta)} | ${s.wins} / ${s.losses} | ${s.pValue.toPrecision(2)} | ${s.gapClosed === null ? '—' : pct(s.gapClosed)} | ${num(s.callsPerQuestion)} | ${cell(s.verdict)} |`);
+    lines.push(
+      `| ${cell(s.name)} | ${pct(s.accuracy)} | ${signedPts(s.delta)} | ${s.wins} / ${s.losses} | ` +
+        `${s.pValue.toPrecision(2)} | ${s.gapClosed === null ? '—' : pct(s.gapClosed)} | ${num(s.callsPerQuestion)} | ${cell(s.verdict)} |`,
+    );
   }
   lines.push('');
   return lines.join('\n');
@@ -233,8 +302,10 @@ export function parseEvalReport(json: string | unknown): EvalReport {
   if (!Array.isArray(r.systems)) fail('systems must be an array');
   (r.systems as Record<string, unknown>[]).forEach((s, i) => {
     if (typeof s?.name !== 'string') fail(`systems[${i}].name must be a string`);
-    if (s.kind !== 'single' && s.kind !== 'debate' && s.kind !== 'self-consistency') fail(`systems[${i}].kind must be single, debate or self-consistency`);
-    for (const k of ['n', 'correct', 'accuracy', 'errors']) if (typeof s[k] !== 'number') fail(`systems[${i}].${k} must be a number`);
+    if (s.kind !== 'single' && s.kind !== 'debate' && s.kind !== 'self-consistency')
+      fail(`systems[${i}].kind must be single, debate or self-consistency`);
+    for (const k of ['n', 'correct', 'accuracy', 'errors'])
+      if (typeof s[k] !== 'number') fail(`systems[${i}].${k} must be a number`);
     const c = s.cost as Record<string, unknown> | undefined;
     if (!c || typeof c.calls !== 'number' || typeof c.perQuestion !== 'object') fail(`systems[${i}].cost is malformed`);
   });

@@ -11,6 +11,12 @@ import { CpuBackend } from '../kernels/cpu';
 import { GpuBackend } from '../kernels/gpu';
 import type { AnyBackend } from '../kernels/backend';
 import { LlamaModel } from '../model/llama';
+import { KernelTuner, modelLinearShapes, type TuningSummary } from '../kernels/autotune';
+
+/** Let the backend's autotuner (if any) pick kernel variants for this model's shapes. */
+async function tuneFor(backend: AnyBackend, model: LlamaModel): Promise<void> {
+  if (backend instanceof GpuBackend && backend.tuner) await backend.autotune(modelLinearShapes(model));
+}
 
 export interface ModelSize {
   name: string;
@@ -22,10 +28,11 @@ export interface ModelSize {
   vocab: number;
 }
 
+/** Named by their parameter count (tied embeddings): 108,864, 3,033,344 and 18,455,040. */
 export const BENCH_SIZES: ModelSize[] = [
-  { name: 'tiny-0.2M', hidden: 64, layers: 2, heads: 4, kvHeads: 2, intermediate: 176, vocab: 256 },
-  { name: 'small-2.6M', hidden: 256, layers: 4, heads: 8, kvHeads: 4, intermediate: 688, vocab: 512 },
-  { name: 'medium-14M', hidden: 512, layers: 6, heads: 8, kvHeads: 4, intermediate: 1376, vocab: 2048 },
+  { name: 'tiny-0.11M', hidden: 64, layers: 2, heads: 4, kvHeads: 2, intermediate: 176, vocab: 256 },
+  { name: 'small-3.0M', hidden: 256, layers: 4, heads: 8, kvHeads: 4, intermediate: 688, vocab: 512 },
+  { name: 'medium-18M', hidden: 512, layers: 6, heads: 8, kvHeads: 4, intermediate: 1376, vocab: 2048 },
 ];
 
 export function benchConfig(s: ModelSize): ModelConfig {
@@ -158,6 +165,7 @@ export async function benchmarkModel(backend: AnyBackend, size: ModelSize, prefi
   let params = 0;
   for (const t of tensors.values()) params += t.shape.reduce((a, b) => a * b, 1);
   const model = LlamaModel.fromTensors(backend, config, tensors, prefillTokens + decodeSteps + 1);
+  await tuneFor(backend, model);
   const cache = model.createCache(1, prefillTokens + decodeSteps + 1);
   const ids = Uint32Array.from({ length: prefillTokens }, (_, i) => (i * 7) % size.vocab);
   const prefill = () => model.forward({ ids, positions: Uint32Array.from(ids, (_, i) => i), slots: new Uint32Array(prefillTokens), logitRows: [prefillTokens - 1] }, cache);
@@ -219,39 +227,142 @@ export async function benchmarkTraining(backend: AnyBackend, size: ModelSize, mo
   return { model: size.name, mode, backend: backend.name, batch, seqLen, stepMs: ms, tokensPerS: (tokens / steps / ms) * 1000, peakGpuBytes: peak };
 }
 
+export interface BatchDecodeResult {
+  model: string;
+  batch: number;
+  /** Milliseconds of one decode step of one sequence, and of `batch` sequences in one forward. */
+  singleStepMs: number;
+  batchStepMs: number;
+  /** batchStepMs / singleStepMs: well under `batch` means batching pays. */
+  ratio: number;
+  /** Kernel dispatches one decode step records (WebGPU only; null on the CPU). */
+  dispatchesPerStep: number | null;
+}
+
+/**
+ * Decode cost of a batch (the debate's agents, one token each, in their own cache slots) against
+ * one sequence, warm medians over `steps` steps each, and the dispatches one step records.
+ */
+export async function benchmarkBatchDecode(backend: AnyBackend, size: ModelSize, batch = 5, promptTokens = 32, steps = 8): Promise<BatchDecodeResult> {
+  const config = benchConfig(size);
+  const model = LlamaModel.fromTensors(backend, config, randomInitTensors(config, 1), promptTokens + 2 * steps + 2);
+  await tuneFor(backend, model);
+  const maxSeq = promptTokens + 2 * steps + 2;
+  const cache = model.createCache(batch, maxSeq);
+  const n = batch * promptTokens;
+  await model.forward({ ids: Uint32Array.from({ length: n }, (_, i) => (i * 7) % size.vocab), positions: Uint32Array.from({ length: n }, (_, i) => i % promptTokens), slots: Uint32Array.from({ length: n }, (_, i) => Math.floor(i / promptTokens)), logitRows: [n - 1] }, cache);
+  let pos = promptTokens;
+  const step = (rows: number) => model.forward({ ids: Uint32Array.from({ length: rows }, (_, r) => (pos * 3 + r) % size.vocab), positions: new Uint32Array(rows).fill(pos), slots: Uint32Array.from({ length: rows }, (_, r) => r), logitRows: Array.from({ length: rows }, (_, r) => r) }, cache);
+  const timeSteps = async (rows: number): Promise<number> => {
+    const times: number[] = [];
+    for (let s = 0; s < steps; s++) {
+      const t0 = performance.now();
+      await step(rows);
+      times.push(performance.now() - t0);
+      pos++;
+    }
+    times.sort((a, b) => a - b);
+    return times[times.length >> 1];
+  };
+  await step(batch); // warm-up of the batch shapes (the prefill warmed nothing of decode)
+  await step(1);
+  pos++;
+  const gpuBackend = backend instanceof GpuBackend ? backend : null;
+  const before = gpuBackend?.dispatches ?? 0;
+  await step(1);
+  const dispatchesPerStep = gpuBackend ? gpuBackend.dispatches - before : null;
+  pos++;
+  const singleStepMs = await timeSteps(1);
+  const batchStepMs = await timeSteps(batch);
+  model.freeCache(cache);
+  model.dispose();
+  return { model: size.name, batch, singleStepMs, batchStepMs, ratio: batchStepMs / singleStepMs, dispatchesPerStep };
+}
+
 export interface SpeedReport {
   adapter: string;
   kernels: KernelResult[];
   models: ModelResult[];
   training: TrainResult[];
+  /** Optional so reports built elsewhere (the app's Benchmark page) need not carry them. */
+  batchDecode?: (BatchDecodeResult & { backend: string })[];
+  /** Our runtime beside onnxruntime-web's WebGPU EP on the same weights and adapter. */
+  peer?: import('./ort-peer').PeerResult[];
+  /** The autotuner's choices on this adapter and the time spent timing candidates. */
+  tuning?: TuningSummary;
 }
 
-export async function runSpeedBenchmarks(opts: { sizes?: ModelSize[]; cpuTwin?: boolean; log?: (line: string) => void } = {}): Promise<SpeedReport> {
+export type BenchSection = 'kernels' | 'models' | 'training' | 'batch' | 'peer';
+export const BENCH_SECTIONS: readonly BenchSection[] = ['kernels', 'models', 'training', 'batch', 'peer'];
+
+export interface SpeedOptions {
+  sizes?: ModelSize[];
+  cpuTwin?: boolean;
+  /** Sections to run (default all). */
+  sections?: readonly BenchSection[];
+  /** false: no autotuner (the register-tiled GEMV everywhere unless AGENTARK_KERNELS forces one). */
+  autotune?: boolean;
+  /** Sizes compared with onnxruntime-web (default the 3.0M model; each one costs an ORT session). */
+  peerSizes?: ModelSize[];
+  log?: (line: string) => void;
+}
+
+export async function runSpeedBenchmarks(opts: SpeedOptions = {}): Promise<SpeedReport> {
   const log = opts.log ?? (() => {});
+  const sections = new Set(opts.sections ?? BENCH_SECTIONS);
+  if (sections.has('peer')) {
+    // onnxruntime-web's WebGPU EP finds the adapter through navigator.gpu: in Node, provide it
+    // before our device is created, so both runtimes sit on one Dawn instance and adapter.
+    const { provideNavigatorGpu } = await import('../export/ort');
+    await provideNavigatorGpu();
+  }
   const gpu = await Gpu.create();
-  const report: SpeedReport = { adapter: gpu.describe(), kernels: [], models: [], training: [] };
+  const report: SpeedReport & Required<Pick<SpeedReport, 'batchDecode' | 'peer'>> = { adapter: gpu.describe(), kernels: [], models: [], training: [], batchDecode: [], peer: [] };
   log(`adapter: ${report.adapter}`);
-  report.kernels = [...(await benchmarkKernels(gpu)), ...(await benchmarkAttention(gpu))];
-  for (const k of report.kernels) log(`kernel ${k.kernel} ${k.shape}: webgpu ${k.webgpuGflops.toFixed(2)} GFLOP/s, cpu twin ${k.cpuGflops.toFixed(2)} GFLOP/s`);
+  if (sections.has('kernels')) {
+    report.kernels = [...(await benchmarkKernels(gpu)), ...(await benchmarkAttention(gpu))];
+    for (const k of report.kernels) log(`kernel ${k.kernel} ${k.shape}: webgpu ${k.webgpuGflops.toFixed(2)} GFLOP/s, cpu twin ${k.cpuGflops.toFixed(2)} GFLOP/s`);
+  }
   const backend = await GpuBackend.create(gpu, 'f32');
-  for (const size of opts.sizes ?? BENCH_SIZES) {
+  const tuner = opts.autotune === false ? null : await KernelTuner.create(gpu);
+  backend.tuner = tuner;
+  if (sections.has('peer')) {
+    const { benchmarkOrtPeer } = await import('./ort-peer');
+    for (const size of opts.peerSizes ?? [BENCH_SIZES[1]]) report.peer.push(await benchmarkOrtPeer(gpu, size, { log, tuner }));
+  }
+  if (sections.has('batch')) {
+    for (const size of opts.sizes ?? BENCH_SIZES) {
+      const backends: AnyBackend[] = opts.cpuTwin === false ? [backend] : [backend, new CpuBackend()];
+      for (const b of backends) {
+        const r = { ...(await benchmarkBatchDecode(b, size)), backend: b.name };
+        report.batchDecode.push(r);
+        log(`batch decode ${r.model} on ${r.backend}: 1 sequence ${r.singleStepMs.toFixed(2)} ms/step, ${r.batch} sequences ${r.batchStepMs.toFixed(2)} ms/step (x${r.ratio.toFixed(2)})${r.dispatchesPerStep !== null ? `, ${r.dispatchesPerStep} dispatches/step` : ''}`);
+      }
+    }
+  }
+  for (const size of sections.has('models') ? opts.sizes ?? BENCH_SIZES : []) {
     const backends: AnyBackend[] = opts.cpuTwin === false ? [backend] : [backend, new CpuBackend()];
     for (const b of backends) {
       const r = await benchmarkModel(b, size);
       report.models.push(r);
-      log(`model ${r.model} (${(r.params / 1e6).toFixed(2)}M params) on ${r.backend}: prefill ${r.prefillTokensPerS.toFixed(1)} tok/s, decode ${r.decodeTokensPerS.toFixed(1)} tok/s`);
+      log(`model ${r.model} (${(r.params / 1e6).toFixed(2)}M params) on ${r.backend}: ` + `prefill ${r.prefillTokensPerS.toFixed(1)} tok/s, decode ${r.decodeTokensPerS.toFixed(1)} tok/s`);
     }
   }
   // Training: the two smaller sizes (the CPU twin is too slow beyond), LoRA and full, side by side.
-  for (const size of (opts.sizes ?? BENCH_SIZES).slice(0, 2)) {
+  for (const size of sections.has('training') ? (opts.sizes ?? BENCH_SIZES).slice(0, 2) : []) {
     for (const mode of ['lora', 'full'] as const) {
       const backends: AnyBackend[] = opts.cpuTwin === false ? [backend] : [backend, new CpuBackend()];
       for (const b of backends) {
         const r = await benchmarkTraining(b, size, mode);
         report.training.push(r);
-        log(`train ${r.model} ${r.mode} on ${r.backend}: ${r.tokensPerS.toFixed(1)} tok/s, ${r.stepMs.toFixed(0)} ms/step${r.peakGpuBytes !== null ? `, peak GPU buffers ${(r.peakGpuBytes / 2 ** 20).toFixed(1)} MiB` : ''}`);
+        log(`train ${r.model} ${r.mode} on ${r.backend}: ${r.tokensPerS.toFixed(1)} tok/s, ${r.stepMs.toFixed(0)} ms/step` + `${r.peakGpuBytes !== null ? `, peak GPU buffers ${(r.peakGpuBytes / 2 ** 20).toFixed(1)} MiB` : ''}`);
       }
     }
+  }
+  if (tuner) {
+    report.tuning = tuner.summary();
+    const t = report.tuning;
+    log(`autotuner: ${Object.keys(t.choices).length} shape classes, ${(t.tuningMs / 1000).toFixed(1)} s timing candidates in this run`);
   }
   return report;
 }

@@ -4,7 +4,7 @@
  * transferred, so a wrong or broken checkpoint fails in milliseconds, not after a 1 GB download.
  */
 import type { ProgressCallback } from '../progress';
-import { expectedTensors, parseConfig, tokenIdList, type ModelConfig } from './config';
+import { checkPlannedBytes, expectedTensors, parseConfig, tokenIdList, type ModelConfig } from './config';
 import { bf16ToF32, f16ToF32, f32ToBf16Bits, f32ToF16Bits } from './dtype';
 import {
   isSupportedDtype,
@@ -14,11 +14,18 @@ import {
   type FloatDtype,
   type SafetensorsEntry,
 } from './safetensors';
-import { openSource, type FileSource } from './source';
+import { openSource, unsafeFileNameReason, type FileSource } from './source';
 import { HFTokenizer } from './tokenizer';
 
 /** The small files that travel with a model's weights (copied into merged / trained checkpoints). */
-export const MODEL_SIDE_FILES = ['config.json', 'tokenizer.json', 'tokenizer_config.json', 'generation_config.json', 'special_tokens_map.json', 'chat_template.jinja'] as const;
+export const MODEL_SIDE_FILES = [
+  'config.json',
+  'tokenizer.json',
+  'tokenizer_config.json',
+  'generation_config.json',
+  'special_tokens_map.json',
+  'chat_template.jinja',
+] as const;
 
 /** The side files `source` has, as text by name. */
 export async function readModelSideFiles(source: FileSource): Promise<Record<string, string>> {
@@ -82,7 +89,11 @@ function elementCount(t: HostTensor): number {
 }
 
 /** A typed view when the bytes are suitably aligned, else an aligned copy. */
-function view<T>(t: HostTensor, bytesPerElement: number, make: (buffer: ArrayBufferLike, offset: number, length: number) => T): T {
+function view<T>(
+  t: HostTensor,
+  bytesPerElement: number,
+  make: (buffer: ArrayBufferLike, offset: number, length: number) => T,
+): T {
   const n = elementCount(t);
   if (t.data.byteOffset % bytesPerElement === 0) return make(t.data.buffer, t.data.byteOffset, n);
   const copy = t.data.slice();
@@ -104,7 +115,19 @@ export function toFloat32(t: HostTensor): Float32Array {
 /** f16 bit patterns (rounded to nearest even from F32/BF16); for F16 tensors a view of `t.data`. */
 export function toF16Bits(t: HostTensor): Uint16Array {
   if (t.dtype === 'F16') return view(t, 2, (b, o, n) => new Uint16Array(b, o, n));
-  return f32ToF16Bits(toFloat32(t));
+  const bits = f32ToF16Bits(toFloat32(t));
+  // Finite F32/BF16 values beyond ±65504 become ±Inf in F16, which would poison every output.
+  const overflow = firstNonFinite({
+    ...t,
+    dtype: 'F16',
+    data: new Uint8Array(bits.buffer, bits.byteOffset, bits.byteLength),
+  });
+  if (overflow !== null) {
+    throw new CheckpointError(
+      `${t.name} holds ${toFloat32(t)[overflow.index]} at element ${overflow.index}, beyond F16's range (±65504); load it with --dtype f32`,
+    );
+  }
+  return bits;
 }
 
 /** bf16 bit patterns (rounded to nearest even from F32; F16 → BF16 may lose mantissa bits). */
@@ -130,21 +153,38 @@ export async function readModelConfig(source: FileSource): Promise<ModelConfig> 
   return parseConfig(await readJson(source, 'config.json'));
 }
 
+/** At most this many shards (real checkpoints have a few hundred at most). */
+const MAX_SHARDS = 10_000;
+
+/**
+ * The shard names of a model.safetensors.index.json, checked to stay inside the model folder
+ * (or repo): relative, no '..' or '.' segments, no backslashes, drive letters or control characters.
+ */
+export function shardFilesOfIndex(index: unknown, indexName = 'model.safetensors.index.json'): string[] {
+  const weightMap = (index as { weight_map?: unknown })?.weight_map;
+  if (typeof weightMap !== 'object' || weightMap === null || Array.isArray(weightMap)) {
+    throw new CheckpointError(`${indexName}: missing "weight_map"`);
+  }
+  const files = [...new Set(Object.values(weightMap))];
+  if (files.length === 0 || !files.every((f) => typeof f === 'string' && f.length > 0)) {
+    throw new CheckpointError(`${indexName}: "weight_map" must map tensor names to file names`);
+  }
+  if (files.length > MAX_SHARDS)
+    throw new CheckpointError(`${indexName}: names ${files.length} shard files; at most ${MAX_SHARDS} are supported`);
+  for (const f of files as string[]) {
+    const problem = unsafeFileNameReason(f);
+    if (problem)
+      throw new CheckpointError(
+        `${indexName}: shard file name ${JSON.stringify(f.slice(0, 200))} ${problem}; shards must be files inside the model folder`,
+      );
+  }
+  return (files as string[]).sort();
+}
+
 /** The safetensors files of a checkpoint: the shards named by the index, or the single file. */
 export async function listWeightFiles(source: FileSource): Promise<string[]> {
   const indexName = 'model.safetensors.index.json';
-  if (await source.exists(indexName)) {
-    const index = await readJson(source, indexName);
-    const weightMap = (index as { weight_map?: unknown })?.weight_map;
-    if (typeof weightMap !== 'object' || weightMap === null || Array.isArray(weightMap)) {
-      throw new CheckpointError(`${indexName}: missing "weight_map"`);
-    }
-    const files = [...new Set(Object.values(weightMap))];
-    if (files.length === 0 || !files.every((f) => typeof f === 'string' && f.length > 0)) {
-      throw new CheckpointError(`${indexName}: "weight_map" must map tensor names to file names`);
-    }
-    return (files as string[]).sort();
-  }
+  if (await source.exists(indexName)) return shardFilesOfIndex(await readJson(source, indexName), indexName);
   if (await source.exists('model.safetensors')) return ['model.safetensors'];
   throw new CheckpointError(
     `no model.safetensors or model.safetensors.index.json in ${source.location} ` +
@@ -162,7 +202,11 @@ export interface WeightFileHeader {
 }
 
 /** Reads only the header of one safetensors file (a Range request over HTTP). */
-export async function readWeightFileHeader(source: FileSource, file: string, signal?: AbortSignal): Promise<WeightFileHeader> {
+export async function readWeightFileHeader(
+  source: FileSource,
+  file: string,
+  signal?: AbortSignal,
+): Promise<WeightFileHeader> {
   const size = await source.size(file);
   const options = { fileName: file, allowUnsupportedDtypes: true };
   let bytes = await source.readRange(file, 0, Math.min(size, HEADER_PROBE_BYTES), { signal });
@@ -310,7 +354,69 @@ async function readTensorData(
   if (position < needed) {
     throw new CheckpointError(`${file} is truncated: got ${position} bytes, its header promises ${needed}`);
   }
-  return targets.map(({ entry, data }) => ({ name: entry.name, dtype: entry.dtype, shape: entry.shape, data }));
+  const tensors = targets.map(({ entry, data }) => ({
+    name: entry.name,
+    dtype: entry.dtype,
+    shape: entry.shape,
+    data,
+  }));
+  for (const t of tensors) {
+    const bad = firstNonFinite(t);
+    if (bad !== null) {
+      throw new CheckpointError(
+        `${t.name} (in ${file}) holds non-finite values (${bad.value} at element ${bad.index} of ${elementCount(t)}); ` +
+          'the checkpoint is corrupt or was saved after training diverged',
+      );
+    }
+  }
+  return tensors;
+}
+
+/**
+ * The first NaN or ±Inf of a tensor, found on the bit patterns (exponent all ones), or null.
+ * One linear pass (16-bit data two values per step), cheap next to reading the bytes.
+ */
+export function firstNonFinite(t: HostTensor): { index: number; value: string } | null {
+  const n = elementCount(t);
+  const describe = (notANumber: boolean, negative: boolean) =>
+    notANumber ? 'NaN' : negative ? '-Infinity' : 'Infinity';
+  if (t.dtype === 'F32') {
+    const i = firstAllOnes32(
+      view(t, 4, (b, o, len) => new Uint32Array(b, o, len)),
+      0x7f800000,
+    );
+    if (i < 0) return null;
+    const x = view(t, 4, (b, o, len) => new Uint32Array(b, o, len))[i]!;
+    return { index: i, value: describe((x & 0x007fffff) !== 0, x >>> 31 === 1) };
+  }
+  const [exponent, mantissa] = t.dtype === 'F16' ? [0x7c00, 0x03ff] : [0x7f80, 0x007f];
+  const bits = view(t, 2, (b, o, len) => new Uint16Array(b, o, len));
+  // Fast pass over pairs when the bytes allow a 32-bit view; the exact element is found after.
+  const pairs = bits.byteOffset % 4 === 0 ? new Uint32Array(bits.buffer, bits.byteOffset, n >> 1) : null;
+  if (pairs && firstPairWithAllOnes(pairs, exponent) < 0 && (n % 2 === 0 || (bits[n - 1]! & exponent) !== exponent))
+    return null;
+  for (let i = 0; i < n; i++) {
+    const x = bits[i]!;
+    if ((x & exponent) === exponent) return { index: i, value: describe((x & mantissa) !== 0, x >>> 15 === 1) };
+  }
+  return null;
+}
+
+/** Index of the first word either of whose 16-bit halves has all bits of `mask` set, or -1. */
+function firstPairWithAllOnes(words: Uint32Array, mask: number): number {
+  const high = (mask << 16) >>> 0;
+  for (let i = 0; i < words.length; i++) {
+    const x = words[i]!;
+    if ((x & mask) === mask || (x & high) >>> 0 === high) return i;
+  }
+  return -1;
+}
+
+/** Index of the first word whose bits under `mask` are all set, or -1. */
+function firstAllOnes32(words: Uint32Array, mask: number): number {
+  const m = mask >>> 0;
+  for (let i = 0; i < words.length; i++) if ((words[i]! & m) >>> 0 === m) return i;
+  return -1;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -335,6 +441,11 @@ export async function loadCheckpoint(spec: string | FileSource, opts: LoadCheckp
       `tokenizer has ${tokenizer.vocabSize} tokens but the model's vocab_size is ${config.vocabSize}`,
     );
   }
+
+  // Host memory for the tensors we keep: checked before the first byte is allocated.
+  let plannedBytes = 0;
+  for (const { entry } of planned.values()) plannedBytes += entry.end - entry.begin;
+  checkPlannedBytes(plannedBytes, `loading ${planned.size} tensors from ${source.location}`);
 
   const total = headers.reduce((sum, h) => sum + h.size, 0);
   const report = progressReporter(total, opts.onProgress);

@@ -79,12 +79,34 @@ function isObject(v: unknown): v is Json {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
+/**
+ * Upper bounds on config numbers: each far above any released model of these architectures
+ * (largest vocabularies ~262k, hidden 16k, 126 layers, 10M context), low enough that a hostile
+ * config fails here instead of allocating until the process dies.
+ */
+export const CONFIG_LIMITS: Readonly<Record<string, number>> = {
+  vocab_size: 1 << 21,
+  hidden_size: 1 << 16,
+  intermediate_size: 1 << 18,
+  num_hidden_layers: 1024,
+  num_attention_heads: 1024,
+  num_key_value_heads: 1024,
+  head_dim: 1024,
+  max_position_embeddings: 1 << 24,
+  sliding_window: 1 << 24,
+};
+
+/** Largest parameter count a config may imply (about 1.1 trillion; real limits come from memory). */
+export const MAX_PARAMETERS = 2 ** 40;
+
 function positiveInt(json: Json, key: string, fallback?: number): number {
   const v = json[key] ?? fallback;
   if (v === undefined) throw new ConfigError(`missing required field "${key}"`);
   if (typeof v !== 'number' || !Number.isInteger(v) || v <= 0) {
     throw new ConfigError(`"${key}" must be a positive integer, got ${JSON.stringify(v)}`);
   }
+  const max = CONFIG_LIMITS[key];
+  if (max !== undefined && v > max) throw new ConfigError(`"${key}" is ${v}, above the supported maximum ${max}`);
   return v;
 }
 
@@ -105,7 +127,7 @@ function optionalBool(json: Json, key: string, fallback: boolean): boolean {
 }
 
 function tokenId(v: unknown, key: string): number {
-  if (typeof v !== 'number' || !Number.isInteger(v) || v < 0) {
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < 0 || v >= 2 ** 31) {
     throw new ConfigError(`"${key}" must be a non-negative integer (or a list of them), got ${JSON.stringify(v)}`);
   }
   return v;
@@ -115,6 +137,7 @@ function tokenId(v: unknown, key: string): number {
 export function tokenIdList(v: unknown, key = 'eos_token_id'): number[] {
   if (v === undefined || v === null) return [];
   const list = Array.isArray(v) ? v : [v];
+  if (list.length > 1024) throw new ConfigError(`"${key}" lists ${list.length} ids; at most 1024 are supported`);
   return [...new Set(list.map((id) => tokenId(id, key)))];
 }
 
@@ -125,10 +148,15 @@ export function tokenIdList(v: unknown, key = 'eos_token_id'): number[] {
  */
 function parseRope(json: Json, defaultTheta: number): { ropeTheta: number; ropeScaling: RopeScaling | null } {
   const params = isObject(json.rope_parameters) ? json.rope_parameters : null;
-  const scaling = params ?? (json.rope_scaling ?? null);
-  const ropeTheta = positiveNumber(params && params.rope_theta !== undefined ? params : json, 'rope_theta', defaultTheta);
+  const scaling = params ?? json.rope_scaling ?? null;
+  const ropeTheta = positiveNumber(
+    params && params.rope_theta !== undefined ? params : json,
+    'rope_theta',
+    defaultTheta,
+  );
   if (scaling === null) return { ropeTheta, ropeScaling: null };
-  if (!isObject(scaling)) throw new ConfigError(`"rope_scaling" must be an object or null, got ${JSON.stringify(scaling)}`);
+  if (!isObject(scaling))
+    throw new ConfigError(`"rope_scaling" must be an object or null, got ${JSON.stringify(scaling)}`);
   const kind = scaling.rope_type ?? scaling.type ?? 'default';
   if (kind === 'default') return { ropeTheta, ropeScaling: null };
   if (kind !== 'llama3') {
@@ -155,7 +183,8 @@ export function parseConfig(json: unknown): ModelConfig {
   if (!hfArchitecture) {
     throw new ConfigError(`missing "architectures"; supported: ${SUPPORTED_HF_ARCHITECTURES.join(', ')}`);
   }
-  const architecture = ARCHITECTURES[hfArchitecture];
+  // Own keys only: "constructor" or "__proto__" must not find Object.prototype's members.
+  const architecture = Object.hasOwn(ARCHITECTURES, hfArchitecture) ? ARCHITECTURES[hfArchitecture] : undefined;
   if (!architecture) {
     throw new ConfigError(
       `unsupported architecture "${hfArchitecture}"; supported: ${SUPPORTED_HF_ARCHITECTURES.join(', ')}`,
@@ -202,7 +231,9 @@ export function parseConfig(json: unknown): ModelConfig {
   const bosTokenId = json.bos_token_id == null ? null : tokenId(json.bos_token_id, 'bos_token_id');
   const dtype = json.torch_dtype ?? json.dtype ?? null;
 
-  return {
+  const rmsNormEps = positiveNumber(json, 'rms_norm_eps', defaults.rmsNormEps);
+  if (rmsNormEps >= 1) throw new ConfigError(`"rms_norm_eps" must be below 1, got ${rmsNormEps}`);
+  const config: ModelConfig = {
     architecture,
     hfArchitecture,
     vocabSize,
@@ -212,7 +243,7 @@ export function parseConfig(json: unknown): ModelConfig {
     numHeads,
     numKvHeads,
     headDim,
-    rmsNormEps: positiveNumber(json, 'rms_norm_eps', defaults.rmsNormEps),
+    rmsNormEps,
     ropeTheta,
     ropeScaling,
     maxPositionEmbeddings: positiveInt(json, 'max_position_embeddings', defaults.maxPositionEmbeddings),
@@ -225,6 +256,54 @@ export function parseConfig(json: unknown): ModelConfig {
     slidingWindow,
     torchDtype: typeof dtype === 'string' ? dtype : null,
   };
+  const parameters = parameterCount(config);
+  if (parameters > MAX_PARAMETERS) {
+    throw new ConfigError(
+      `the config implies ${parameters.toExponential(2)} parameters, above the supported maximum ${MAX_PARAMETERS.toExponential(2)}`,
+    );
+  }
+  return config;
+}
+
+/** Parameters the config implies (every tensor of expectedTensors), computed without listing them. */
+export function parameterCount(cfg: ModelConfig): number {
+  const H = cfg.hiddenSize;
+  const q = cfg.numHeads * cfg.headDim;
+  const kv = cfg.numKvHeads * cfg.headDim;
+  const I = cfg.intermediateSize;
+  let perLayer = 2 * H + q * H + 2 * kv * H + H * q + 3 * I * H;
+  if (cfg.attentionBias) perLayer += q + 2 * kv;
+  if (cfg.outputBias) perLayer += H;
+  if (cfg.qkNorm) perLayer += 2 * cfg.headDim;
+  return cfg.vocabSize * H * (cfg.tieWordEmbeddings ? 1 : 2) + cfg.numLayers * perLayer + H;
+}
+
+/**
+ * Memory this process may reasonably plan to use: 3/4 of RAM under Node; 8 GiB in a browser,
+ * which does not say (navigator.deviceMemory stops at 8 GB) and fails on its own past that.
+ */
+export function memoryBudgetBytes(): number {
+  const getBuiltin = (globalThis as { process?: { getBuiltinModule?: (id: string) => unknown } }).process
+    ?.getBuiltinModule;
+  const os = getBuiltin?.('node:os') as { totalmem(): number } | undefined;
+  return os ? Math.floor(os.totalmem() * 0.75) : 8 * 2 ** 30;
+}
+
+export class PlannedMemoryError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'PlannedMemoryError';
+  }
+}
+
+/** Throws before allocating when `bytes` is beyond the budget, naming what wanted them. */
+export function checkPlannedBytes(bytes: number, what: string, budget = memoryBudgetBytes()): void {
+  if (!(bytes <= budget)) {
+    const gib = (b: number) => `${(b / 2 ** 30).toFixed(2)} GiB`;
+    throw new PlannedMemoryError(
+      `${what} needs ${gib(bytes)}, more than the ${gib(budget)} this machine can give it; refusing before allocating`,
+    );
+  }
 }
 
 /**
@@ -251,7 +330,9 @@ export function ropeInvFreq(cfg: ModelConfig): Float32Array {
         invFreq = f(invFreq / scaling.factor); // long wavelengths: fully interpolated
       } else if (wavelen >= highFreqWavelen) {
         // Medium band: blend between interpolated and original frequencies.
-        const smooth = f((f(oldContext / wavelen) - scaling.lowFreqFactor) / (scaling.highFreqFactor - scaling.lowFreqFactor));
+        const smooth = f(
+          (f(oldContext / wavelen) - scaling.lowFreqFactor) / (scaling.highFreqFactor - scaling.lowFreqFactor),
+        );
         invFreq = f(f(f(1 - smooth) * invFreq) / scaling.factor + f(smooth * invFreq));
       } // short wavelengths (< highFreqWavelen): unchanged
     }
@@ -259,6 +340,10 @@ export function ropeInvFreq(cfg: ModelConfig): Float32Array {
   }
   return out;
 }
+
+/** The linear projections of a Llama-family block, by their HF module names (what LoRA adapters target). */
+export const PROJECTIONS = ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'] as const;
+export type Projection = (typeof PROJECTIONS)[number];
 
 /** Every tensor the model needs, by HF name, with its shape, in checkpoint order. */
 export function expectedTensors(cfg: ModelConfig): Map<string, number[]> {

@@ -28,7 +28,8 @@ function f16ToF32Table(): Float32Array {
     const exponent = (h >> 10) & 0x1f;
     const mantissa = h & 0x3ff;
     let value: number;
-    if (exponent === 0) value = mantissa * 2 ** -24; // zero or subnormal
+    if (exponent === 0)
+      value = mantissa * 2 ** -24; // zero or subnormal
     else if (exponent === 0x1f) value = mantissa ? NaN : Infinity;
     else value = (1 + mantissa / 1024) * 2 ** (exponent - 15);
     table[h] = sign * value;

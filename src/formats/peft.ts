@@ -14,10 +14,10 @@
  * rank_pattern / alpha_pattern).
  */
 import { toFloat32 } from './checkpoint';
-import type { ModelConfig } from './config';
+import { PROJECTIONS, type ModelConfig, type Projection } from './config';
 import { isSupportedDtype, readSafetensors, writeSafetensors, type TensorToWrite } from './safetensors';
+import { backtrackingRegexReason } from './regex-safety';
 import { openSource, type FileSource } from './source';
-import { PROJECTIONS, type Projection } from '../model/llama';
 
 export interface LoraConfig {
   r: number;
@@ -162,10 +162,14 @@ export function validateAdapter(adapter: PeftAdapter, model: ModelConfig): void 
     throw new PeftError(`adapter_config.json: "r" must be a positive integer, got ${JSON.stringify(r)}`);
   }
   if (typeof config.loraAlpha !== 'number' || !Number.isFinite(config.loraAlpha)) {
-    throw new PeftError(`adapter_config.json: "lora_alpha" must be a finite number, got ${JSON.stringify(config.loraAlpha)}`);
+    throw new PeftError(
+      `adapter_config.json: "lora_alpha" must be a finite number, got ${JSON.stringify(config.loraAlpha)}`,
+    );
   }
   if (!(config.loraDropout >= 0 && config.loraDropout < 1)) {
-    throw new PeftError(`adapter_config.json: "lora_dropout" must be in [0, 1), got ${JSON.stringify(config.loraDropout)}`);
+    throw new PeftError(
+      `adapter_config.json: "lora_dropout" must be in [0, 1), got ${JSON.stringify(config.loraDropout)}`,
+    );
   }
   if (config.targetModules.length === 0) throw new PeftError('adapter_config.json: "target_modules" is empty');
   const targeted = new Set<Projection>();
@@ -196,11 +200,16 @@ export function validateAdapter(adapter: PeftAdapter, model: ModelConfig): void 
     const check = (which: 'A' | 'B', got: { shape: readonly number[]; data: Float32Array }, want: [number, number]) => {
       const name = peftKey(layer, module, which);
       if (got.shape.length !== 2 || got.shape[0] !== want[0] || got.shape[1] !== want[1]) {
-        const dims = which === 'A' ? `[r, in_features] with r=${r}, ${module} in_features=${inFeatures}` : `[out_features, r] with ${module} out_features=${outFeatures}, r=${r}`;
+        const dims =
+          which === 'A'
+            ? `[r, in_features] with r=${r}, ${module} in_features=${inFeatures}`
+            : `[out_features, r] with ${module} out_features=${outFeatures}, r=${r}`;
         throw new PeftError(`${name} has shape ${shapeText(got.shape)}, expected ${shapeText(want)} (${dims})`);
       }
       if (got.data.length !== want[0] * want[1]) {
-        throw new PeftError(`${name}: shape ${shapeText(want)} needs ${want[0] * want[1]} values, got ${got.data.length}`);
+        throw new PeftError(
+          `${name}: shape ${shapeText(want)} needs ${want[0] * want[1]} values, got ${got.data.length}`,
+        );
       }
     };
     if (!pair.a) throw new PeftError(`${peftKey(layer, module, 'A')} is missing (its lora_B is present)`);
@@ -223,12 +232,42 @@ function isEmptyPattern(v: unknown): boolean {
   return v === undefined || v === null || (isObject(v) && Object.keys(v).length === 0);
 }
 
-/** Python `re` → JS for the patterns target_modules uses in practice; fullmatch semantics. */
+/** Longest target_modules regex accepted, and most unbounded quantifiers in it. */
+const MAX_TARGET_REGEX_CHARS = 1000;
+const MAX_TARGET_REGEX_STARS = 4;
+
+/**
+ * Python `re` → JS for the patterns target_modules uses in practice; fullmatch semantics. The
+ * pattern comes from a stranger's file and JS regexes backtrack, so shapes that can take
+ * exponential time (nested quantifiers, backreferences) are refused, and so are more than a few
+ * unbounded quantifiers (polynomial time). It is only ever run against the model's own module
+ * names (`model.layers.<i>.<group>.<proj>`, under 64 characters), so what passes is fast.
+ */
 function compileFullMatch(pattern: string): RegExp {
+  const where = `adapter_config.json: target_modules regex ${JSON.stringify(pattern.slice(0, 120))}`;
+  if (pattern.length > MAX_TARGET_REGEX_CHARS)
+    throw new PeftError(
+      `${where} is ${pattern.length} characters long; at most ${MAX_TARGET_REGEX_CHARS} are supported`,
+    );
+  const reason = backtrackingRegexReason(pattern);
+  if (reason)
+    throw new PeftError(
+      `${where} ${reason}; use a list of module names instead (PEFT matches them exactly or as a '.'-suffix)`,
+    );
+  const stars =
+    pattern
+      .replace(/\\./g, '')
+      .replace(/\[(?:\\.|[^\]])*\]/g, 'c')
+      .match(/[*+]|\{\d+,\}/g)?.length ?? 0;
+  if (stars > MAX_TARGET_REGEX_STARS)
+    throw new PeftError(`${where} has ${stars} unbounded repetitions; at most ${MAX_TARGET_REGEX_STARS} are supported`);
   try {
     return new RegExp(`^(?:${pattern})$`);
   } catch (e) {
-    throw new PeftError(`adapter_config.json: target_modules regex ${JSON.stringify(pattern)} does not compile: ${(e as Error).message}`, { cause: e });
+    throw new PeftError(
+      `adapter_config.json: target_modules regex ${JSON.stringify(pattern)} does not compile: ${(e as Error).message}`,
+      { cause: e },
+    );
   }
 }
 
@@ -246,10 +285,11 @@ export function parseAdapterConfig(json: unknown): ParsedConfig {
   const file = ADAPTER_CONFIG_FILE;
   if (!isObject(json)) throw new PeftError(`${file}: expected a JSON object`);
   const peftType = json.peft_type ?? 'LORA';
-  if (peftType !== 'LORA') throw new PeftError(`${file}: peft_type ${JSON.stringify(peftType)} is not supported (only LORA)`);
+  if (peftType !== 'LORA')
+    throw new PeftError(`${file}: peft_type ${JSON.stringify(peftType)} is not supported (only LORA)`);
   const r = json.r ?? 8; // LoraConfig's default
-  if (typeof r !== 'number' || !Number.isInteger(r) || r <= 0) {
-    throw new PeftError(`${file}: "r" must be a positive integer, got ${JSON.stringify(r)}`);
+  if (typeof r !== 'number' || !Number.isInteger(r) || r <= 0 || r > 65536) {
+    throw new PeftError(`${file}: "r" must be an integer in [1, 65536], got ${JSON.stringify(r)}`);
   }
   const loraAlpha = json.lora_alpha ?? 8;
   if (typeof loraAlpha !== 'number' || !Number.isFinite(loraAlpha)) {
@@ -261,7 +301,9 @@ export function parseAdapterConfig(json: unknown): ParsedConfig {
   }
   for (const key of ['rank_pattern', 'alpha_pattern'] as const) {
     if (!isEmptyPattern(json[key])) {
-      throw new PeftError(`${file}: "${key}" ${JSON.stringify(json[key])} is not supported (one rank and alpha for every module)`);
+      throw new PeftError(
+        `${file}: "${key}" ${JSON.stringify(json[key])} is not supported (one rank and alpha for every module)`,
+      );
     }
   }
   const unsupportedFlags: [string, string][] = [
@@ -274,7 +316,9 @@ export function parseAdapterConfig(json: unknown): ParsedConfig {
   if (bias !== 'none') throw new PeftError(`${file}: bias ${JSON.stringify(bias)} is not supported (only "none")`);
   const modulesToSave = json.modules_to_save;
   if (Array.isArray(modulesToSave) && modulesToSave.length > 0) {
-    throw new PeftError(`${file}: modules_to_save ${JSON.stringify(modulesToSave)} is not supported (full copies of modules)`);
+    throw new PeftError(
+      `${file}: modules_to_save ${JSON.stringify(modulesToSave)} is not supported (full copies of modules)`,
+    );
   }
   const useRslora = json.use_rslora ?? false;
   if (typeof useRslora !== 'boolean') throw new PeftError(`${file}: "use_rslora" must be a boolean`);
@@ -295,6 +339,11 @@ export function parseAdapterConfig(json: unknown): ParsedConfig {
       targetModules = []; // filled in from the tensors once they are read
     }
   } else if (Array.isArray(targets) && targets.every((t) => typeof t === 'string')) {
+    if (targets.length > 1000 || targets.some((t) => t.length > 256)) {
+      throw new PeftError(
+        `${file}: "target_modules" lists ${targets.length} names (at most 1000, each at most 256 characters)`,
+      );
+    }
     targetModules = targets as string[];
   } else if (targets === undefined || targets === null) {
     // PEFT fills target_modules in when it wraps the model, so saved adapters carry it; for a
@@ -302,7 +351,9 @@ export function parseAdapterConfig(json: unknown): ParsedConfig {
     regex = /^/;
     targetModules = [];
   } else {
-    throw new PeftError(`${file}: "target_modules" must be a list of module names or a regex string, got ${JSON.stringify(targets)}`);
+    throw new PeftError(
+      `${file}: "target_modules" must be a list of module names or a regex string, got ${JSON.stringify(targets)}`,
+    );
   }
 
   const config: LoraConfig = {
@@ -348,7 +399,11 @@ export function adapterConfigJson(config: LoraConfig): string {
     use_dora: false,
     use_rslora: config.useRslora,
   };
-  const sorted = Object.fromEntries(Object.keys(json).sort().map((k) => [k, json[k]]));
+  const sorted = Object.fromEntries(
+    Object.keys(json)
+      .sort()
+      .map((k) => [k, json[k]]),
+  );
   return JSON.stringify(sorted, null, 2);
 }
 
@@ -374,18 +429,28 @@ export function readAdapterTensors(bytes: Uint8Array, fileName = ADAPTER_WEIGHTS
   } catch (e) {
     throw new PeftError((e as Error).message, { cause: e });
   }
-  const halves = new Map<string, { layer: number; module: Projection; A?: LoraTensorPair['a']; B?: LoraTensorPair['b'] }>();
+  const halves = new Map<
+    string,
+    { layer: number; module: Projection; A?: LoraTensorPair['a']; B?: LoraTensorPair['b'] }
+  >();
   for (const t of tensors) {
     const key = parsePeftKey(t.name);
     if (!key) throw new PeftError(`${fileName}: unsupported tensor ${t.name}: ${unsupportedTensorReason(t.name)}`);
-    if (!isSupportedDtype(t.dtype)) throw new PeftError(`${fileName}: ${t.name} has dtype ${t.dtype}; supported: F32, F16, BF16`);
-    if (t.shape.length !== 2) throw new PeftError(`${fileName}: ${t.name} has shape ${shapeText(t.shape)}, expected a matrix`);
+    if (!isSupportedDtype(t.dtype))
+      throw new PeftError(`${fileName}: ${t.name} has dtype ${t.dtype}; supported: F32, F16, BF16`);
+    if (t.shape.length !== 2)
+      throw new PeftError(`${fileName}: ${t.name} has shape ${shapeText(t.shape)}, expected a matrix`);
     const id = moduleName(key.layer, key.module);
     let entry = halves.get(id);
     if (!entry) halves.set(id, (entry = { layer: key.layer, module: key.module }));
     if (entry[key.which]) throw new PeftError(`${fileName}: two lora_${key.which} tensors for ${id}`);
     // toFloat32 views F32 data in place; copy so the pair owns its values.
     const data = Float32Array.from(toFloat32({ name: t.name, dtype: t.dtype, shape: t.shape, data: t.data }));
+    const bad = data.findIndex((x) => !Number.isFinite(x));
+    if (bad >= 0)
+      throw new PeftError(
+        `${fileName}: ${t.name} holds non-finite values (${data[bad]} at element ${bad} of ${data.length})`,
+      );
     entry[key.which] = { shape: [t.shape[0], t.shape[1]], data };
   }
   const pairs: LoraTensorPair[] = [];
@@ -409,11 +474,15 @@ export async function loadPeftAdapter(spec: string | FileSource): Promise<PeftAd
   try {
     json = JSON.parse(text);
   } catch (e) {
-    throw new PeftError(`${source.describe(ADAPTER_CONFIG_FILE)}: invalid JSON (${(e as Error).message})`, { cause: e });
+    throw new PeftError(`${source.describe(ADAPTER_CONFIG_FILE)}: invalid JSON (${(e as Error).message})`, {
+      cause: e,
+    });
   }
   const { config, regex } = parseAdapterConfig(json);
   if (!(await source.exists(ADAPTER_WEIGHTS_FILE))) {
-    const legacy = (await source.exists('adapter_model.bin')) ? ' (adapter_model.bin, the pickle format, is not supported)' : '';
+    const legacy = (await source.exists('adapter_model.bin'))
+      ? ' (adapter_model.bin, the pickle format, is not supported)'
+      : '';
     throw new PeftError(`no ${ADAPTER_WEIGHTS_FILE} in ${source.location}${legacy}`);
   }
   const size = await source.size(ADAPTER_WEIGHTS_FILE);
@@ -439,12 +508,25 @@ export async function loadPeftAdapter(spec: string | FileSource): Promise<PeftAd
 }
 
 /** The two files of a PEFT adapter folder, tensors in F32 (with PEFT's {"format": "pt"} metadata). */
-export function serializePeftAdapter(adapter: PeftAdapter): { 'adapter_config.json': string; 'adapter_model.safetensors': Uint8Array } {
+export function serializePeftAdapter(adapter: PeftAdapter): {
+  'adapter_config.json': string;
+  'adapter_model.safetensors': Uint8Array;
+} {
   const tensors: TensorToWrite[] = [];
   const bytesOf = (f: Float32Array) => new Uint8Array(f.buffer, f.byteOffset, f.byteLength);
   for (const pair of adapter.pairs) {
-    tensors.push({ name: peftKey(pair.layer, pair.module, 'A'), dtype: 'F32', shape: [...pair.a.shape], data: bytesOf(pair.a.data) });
-    tensors.push({ name: peftKey(pair.layer, pair.module, 'B'), dtype: 'F32', shape: [...pair.b.shape], data: bytesOf(pair.b.data) });
+    tensors.push({
+      name: peftKey(pair.layer, pair.module, 'A'),
+      dtype: 'F32',
+      shape: [...pair.a.shape],
+      data: bytesOf(pair.a.data),
+    });
+    tensors.push({
+      name: peftKey(pair.layer, pair.module, 'B'),
+      dtype: 'F32',
+      shape: [...pair.b.shape],
+      data: bytesOf(pair.b.data),
+    });
   }
   return {
     'adapter_config.json': adapterConfigJson(adapter.config),

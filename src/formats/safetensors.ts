@@ -11,12 +11,25 @@ export const SUPPORTED_DTYPES: readonly FloatDtype[] = ['F32', 'F16', 'BF16'];
 
 /** Bytes per element of every dtype the format defines (so foreign tensors can still be bounds-checked). */
 const DTYPE_SIZES: Record<string, number> = {
-  F64: 8, F32: 4, F16: 2, BF16: 2, F8_E4M3: 1, F8_E5M2: 1,
-  I64: 8, I32: 4, I16: 2, I8: 1, U64: 8, U32: 4, U16: 2, U8: 1, BOOL: 1,
+  F64: 8,
+  F32: 4,
+  F16: 2,
+  BF16: 2,
+  F8_E4M3: 1,
+  F8_E5M2: 1,
+  I64: 8,
+  I32: 4,
+  I16: 2,
+  I8: 1,
+  U64: 8,
+  U32: 4,
+  U16: 2,
+  U8: 1,
+  BOOL: 1,
 };
 
 export function dtypeSize(dtype: string): number {
-  const size = DTYPE_SIZES[dtype];
+  const size = Object.hasOwn(DTYPE_SIZES, dtype) ? DTYPE_SIZES[dtype] : undefined;
   if (size === undefined) throw new SafetensorsError(`unknown dtype "${dtype}"`);
   return size;
 }
@@ -119,7 +132,7 @@ export function parseSafetensorsHeader(
     }
     if (!isObject(info)) fail(options, `tensor "${name}": entry is not an object`);
     const { dtype, shape, data_offsets: offsets } = info;
-    if (typeof dtype !== 'string' || !(dtype in DTYPE_SIZES)) {
+    if (typeof dtype !== 'string' || !Object.hasOwn(DTYPE_SIZES, dtype)) {
       fail(options, `tensor "${name}" has unknown dtype ${JSON.stringify(dtype)}`);
     }
     if (!options?.allowUnsupportedDtypes && !isSupportedDtype(dtype)) {
@@ -128,7 +141,12 @@ export function parseSafetensorsHeader(
     if (!Array.isArray(shape) || !shape.every(isNonNegativeInt)) {
       fail(options, `tensor "${name}" has invalid shape ${JSON.stringify(shape)}`);
     }
-    if (!Array.isArray(offsets) || offsets.length !== 2 || !offsets.every(isNonNegativeInt) || offsets[1] < offsets[0]) {
+    if (
+      !Array.isArray(offsets) ||
+      offsets.length !== 2 ||
+      !offsets.every(isNonNegativeInt) ||
+      offsets[1] < offsets[0]
+    ) {
       fail(options, `tensor "${name}" has invalid data_offsets ${JSON.stringify(offsets)}`);
     }
     const [begin, end] = offsets as [number, number];
@@ -222,7 +240,12 @@ export function readSafetensors(
 ): { tensors: TensorToWrite[]; metadata: Record<string, string> } {
   const header = parseSafetensorsHeader(bytes, bytes.length, options);
   return {
-    tensors: header.tensors.map((t) => ({ name: t.name, dtype: t.dtype, shape: t.shape, data: bytes.subarray(t.begin, t.end) })),
+    tensors: header.tensors.map((t) => ({
+      name: t.name,
+      dtype: t.dtype,
+      shape: t.shape,
+      data: bytes.subarray(t.begin, t.end),
+    })),
     metadata: header.metadata,
   };
 }

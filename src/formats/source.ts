@@ -36,6 +36,21 @@ export class SourceError extends Error {
   }
 }
 
+/** A file name read from an untrusted file must be a plain relative path inside the folder. */
+export function unsafeFileNameReason(name: string): string | null {
+  if (name.length > 1024) return 'is too long';
+  for (let i = 0; i < name.length; i++) {
+    const code = name.charCodeAt(i);
+    if (code < 0x20 || code === 0x7f) return 'contains control characters';
+  }
+  if (name.includes('\\')) return 'contains a backslash';
+  if (name.startsWith('/')) return 'is an absolute path';
+  if (/^[A-Za-z]:/.test(name) || /^[A-Za-z][A-Za-z0-9+.-]*:\/\//.test(name)) return 'names a drive or URL';
+  if (name.split('/').some((seg) => seg === '' || seg === '.' || seg === '..'))
+    return "has an empty, '.' or '..' path segment";
+  return null;
+}
+
 function isNode(): boolean {
   return typeof process !== 'undefined' && typeof process.versions?.node === 'string';
 }
@@ -81,7 +96,8 @@ async function* readWebStream(
       }
       if (result.done) break;
       received += result.value.length;
-      if (expectedTotal !== null && received > expectedTotal) throw interrupted('server sent more bytes than announced');
+      if (expectedTotal !== null && received > expectedTotal)
+        throw interrupted('server sent more bytes than announced');
       onBytes?.(received, expectedTotal);
       yield result.value;
     }
@@ -114,7 +130,10 @@ type NodePath = typeof import('node:path');
 let nodeModules: Promise<{ fs: NodeFs; path: NodePath }> | null = null;
 
 function loadNodeModules(): Promise<{ fs: NodeFs; path: NodePath }> {
-  if (!isNode()) throw new SourceError('local directories can only be read under Node; in a browser use a URL, a repo id or picked files');
+  if (!isNode())
+    throw new SourceError(
+      'local directories can only be read under Node; in a browser use a URL, a repo id or picked files',
+    );
   nodeModules ??= Promise.all([import('node:fs'), import('node:path')]).then(([fs, path]) => ({ fs, path }));
   return nodeModules;
 }
@@ -128,6 +147,11 @@ export class LocalDirectorySource implements FileSource {
 
   private async pathOf(name: string): Promise<string> {
     const { path } = await loadNodeModules();
+    const problem = unsafeFileNameReason(name);
+    if (problem)
+      throw new SourceError(
+        `refusing to read ${JSON.stringify(name.slice(0, 200))} from ${this.location}: the name ${problem}`,
+      );
     return path.join(this.location, name);
   }
 
@@ -178,7 +202,9 @@ export class LocalDirectorySource implements FileSource {
       while (filled < out.length) {
         const { bytesRead } = await handle.read(out, filled, out.length - filled, start + filled);
         if (bytesRead === 0) {
-          throw new SourceError(`${this.describe(name)}: wanted bytes [${start}, ${end}) but the file ends at ${start + filled}`);
+          throw new SourceError(
+            `${this.describe(name)}: wanted bytes [${start}, ${end}) but the file ends at ${start + filled}`,
+          );
         }
         filled += bytesRead;
       }
@@ -201,7 +227,10 @@ export class LocalDirectorySource implements FileSource {
       }
     } catch (e) {
       throwIfAborted(options?.signal);
-      throw new SourceError(`reading ${this.describe(name)} failed after ${received} of ${total} bytes: ${errorText(e)}`, { cause: e });
+      throw new SourceError(
+        `reading ${this.describe(name)} failed after ${received} of ${total} bytes: ${errorText(e)}`,
+        { cause: e },
+      );
     } finally {
       file.destroy();
     }
@@ -226,6 +255,12 @@ export class HttpSource implements FileSource {
   }
 
   url(name: string): string {
+    // Every segment is percent-encoded, and none may be '.'/'..', so the URL stays under the base (the repo).
+    const problem = unsafeFileNameReason(name);
+    if (problem)
+      throw new SourceError(
+        `refusing to fetch ${JSON.stringify(name.slice(0, 200))} from ${this.base}: the name ${problem}`,
+      );
     return this.base + name.split('/').map(encodeURIComponent).join('/');
   }
 
@@ -248,7 +283,9 @@ export class HttpSource implements FileSource {
       response.status === 401 || response.status === 403
         ? ' (private or gated repository? set HF_TOKEN, or check the repo id)'
         : '';
-    return new SourceError(`${name}: HTTP ${response.status} ${response.statusText} from ${response.url || this.url(name)}${hint}`);
+    return new SourceError(
+      `${name}: HTTP ${response.status} ${response.statusText} from ${response.url || this.url(name)}${hint}`,
+    );
   }
 
   async exists(name: string): Promise<boolean> {
@@ -289,16 +326,22 @@ export class HttpSource implements FileSource {
     await probe.body?.cancel();
     if (!probe.ok) throw this.statusError(name, probe);
     const total = probe.status === 206 ? contentRangeTotal(probe) : contentLength(probe);
-    if (total === null) throw new SourceError(`cannot determine the size of ${name} at ${this.url(name)}: no Content-Length`);
+    if (total === null)
+      throw new SourceError(`cannot determine the size of ${name} at ${this.url(name)}: no Content-Length`);
     return total;
   }
 
   async readRange(name: string, start: number, end: number, options?: StreamOptions): Promise<Uint8Array> {
     if (end <= start) return new Uint8Array(0);
-    const response = await this.fetch(name, { headers: { Range: `bytes=${start}-${end - 1}` }, signal: options?.signal });
+    const response = await this.fetch(name, {
+      headers: { Range: `bytes=${start}-${end - 1}` },
+      signal: options?.signal,
+    });
     if (response.status === 416) {
       await response.body?.cancel();
-      throw new SourceError(`${name}: wanted bytes [${start}, ${end}) but the file is shorter (HTTP 416 from ${this.url(name)})`);
+      throw new SourceError(
+        `${name}: wanted bytes [${start}, ${end}) but the file is shorter (HTTP 416 from ${this.url(name)})`,
+      );
     }
     if (!response.ok || !response.body) throw this.statusError(name, response);
     const what = `${name} from ${this.url(name)}`;
@@ -308,10 +351,18 @@ export class HttpSource implements FileSource {
         if (rangeStart !== start) {
           throw new SourceError(`${name}: asked for bytes from ${start}, server answered from ${rangeStart}`);
         }
-        return await collectRange(readWebStream(response.body, what, contentLength(response), undefined, options?.signal), 0, end - start);
+        return await collectRange(
+          readWebStream(response.body, what, contentLength(response), undefined, options?.signal),
+          0,
+          end - start,
+        );
       }
       // Server ignored Range and sent the whole file: keep the wanted slice, cancel the rest.
-      return await collectRange(readWebStream(response.body, what, identityLength(response), undefined, options?.signal), start, end);
+      return await collectRange(
+        readWebStream(response.body, what, identityLength(response), undefined, options?.signal),
+        start,
+        end,
+      );
     } catch (e) {
       if (e instanceof SourceError && e.message.startsWith('wanted bytes')) {
         throw new SourceError(`${what}: ${e.message}`, { cause: e });
@@ -323,7 +374,13 @@ export class HttpSource implements FileSource {
   async *stream(name: string, onBytes?: OnBytes, options?: StreamOptions): AsyncGenerator<Uint8Array> {
     const response = await this.fetch(name, { signal: options?.signal });
     if (!response.ok || !response.body) throw this.statusError(name, response);
-    yield* readWebStream(response.body, `${name} from ${this.url(name)}`, identityLength(response), onBytes, options?.signal);
+    yield* readWebStream(
+      response.body,
+      `${name} from ${this.url(name)}`,
+      identityLength(response),
+      onBytes,
+      options?.signal,
+    );
   }
 }
 
@@ -382,13 +439,22 @@ export class BlobSource implements FileSource {
 
   async readRange(name: string, start: number, end: number): Promise<Uint8Array> {
     const blob = this.get(name);
-    if (end > blob.size) throw new SourceError(`${this.describe(name)}: wanted bytes [${start}, ${end}) but the file ends at ${blob.size}`);
+    if (end > blob.size)
+      throw new SourceError(
+        `${this.describe(name)}: wanted bytes [${start}, ${end}) but the file ends at ${blob.size}`,
+      );
     return new Uint8Array(await blob.slice(start, end).arrayBuffer());
   }
 
   async *stream(name: string, onBytes?: OnBytes, options?: StreamOptions): AsyncGenerator<Uint8Array> {
     const blob = this.get(name);
-    yield* readWebStream(blob.stream() as ReadableStream<Uint8Array>, this.describe(name), blob.size, onBytes, options?.signal);
+    yield* readWebStream(
+      blob.stream() as ReadableStream<Uint8Array>,
+      this.describe(name),
+      blob.size,
+      onBytes,
+      options?.signal,
+    );
   }
 }
 
@@ -409,7 +475,7 @@ export interface OpenSourceOptions {
   hfToken?: string;
 }
 
-const HF_REPO_ID = /^[A-Za-z0-9][\w.-]*\/[A-Za-z0-9][\w.-]*(@[\w.\/-]+)?$/;
+const HF_REPO_ID = /^[A-Za-z0-9][\w.-]*\/[A-Za-z0-9][\w.-]*(@[\w./-]+)?$/;
 
 /** `owner/name` or `owner/name@revision`: looks like a Hugging Face repo id (could also be a relative path). */
 export function looksLikeHfRepoId(spec: string): boolean {

@@ -39,18 +39,25 @@ export interface GpuOptions {
 
 let nodeGpu: GPU | null = null;
 
+/** Uniform buffers kept before the cache is emptied (each is 16-48 bytes, plus a driver object). */
+export const MAX_CACHED_UNIFORMS = 4096;
+
 async function getGpu(): Promise<GPU> {
   if (typeof navigator !== 'undefined' && (navigator as Navigator).gpu) return (navigator as Navigator).gpu;
   if (typeof process !== 'undefined' && process.versions?.node) {
     if (!nodeGpu) {
-      const mod = (await import('webgpu')) as unknown as { create: (flags: string[]) => GPU; globals: Record<string, unknown> };
+      const mod = (await import('webgpu')) as unknown as {
+        create: (flags: string[]) => GPU;
+        globals: Record<string, unknown>;
+      };
       Object.assign(globalThis, mod.globals);
-      // Dawn keeps the process alive while this object lives; it is dropped in destroyGpu().
       nodeGpu = mod.create([]);
     }
     return nodeGpu;
   }
-  throw new GpuError('WebGPU is not available in this browser (navigator.gpu is missing). Use a recent Chrome/Edge, or enable WebGPU in your browser flags.');
+  throw new GpuError(
+    'WebGPU is not available in this browser (navigator.gpu is missing). Use a recent Chrome/Edge, or enable WebGPU in your browser flags.',
+  );
 }
 
 interface PooledBuffer {
@@ -59,7 +66,7 @@ interface PooledBuffer {
 }
 
 /** Round sizes up so a pool hit is likely while wasting at most ~25% of memory. */
-function bucketSize(bytes: number): number {
+export function bucketSize(bytes: number): number {
   const minimum = 256;
   if (bytes <= minimum) return minimum;
   const pow = 2 ** Math.floor(Math.log2(bytes));
@@ -79,6 +86,7 @@ export class Gpu {
   private readonly pipelines = new Map<string, GPUComputePipeline>();
   private readonly freeBuffers = new Map<string, PooledBuffer[]>();
   private readonly uniformCache = new Map<string, GPUBuffer>();
+  private readonly recorders = new Set<() => void>();
   private allocatedBytes = 0;
   private peakBytes = 0;
 
@@ -140,7 +148,11 @@ export class Gpu {
   describe(): string {
     const i = this.info;
     const name = [i.vendor, i.architecture, i.device, i.description].filter(Boolean).join(' / ') || 'unknown adapter';
-    const feats = Object.entries(i.features).filter(([, v]) => v).map(([k]) => k).join(',') || 'none';
+    const feats =
+      Object.entries(i.features)
+        .filter(([, v]) => v)
+        .map(([k]) => k)
+        .join(',') || 'none';
     return `${name} [features: ${feats}; maxStorageBinding ${(i.maxStorageBufferBindingSize / 2 ** 20).toFixed(0)} MiB]`;
   }
 
@@ -163,14 +175,20 @@ export class Gpu {
     const module = this.device.createShaderModule({ code, label: key });
     const info = await module.getCompilationInfo();
     const errors = info.messages.filter((m) => m.type === 'error');
-    if (errors.length) throw new GpuError(`WGSL compile error in ${key}: ${errors.map((e) => `${e.lineNum}:${e.linePos} ${e.message}`).join('; ')}`);
+    if (errors.length)
+      throw new GpuError(
+        `WGSL compile error in ${key}: ${errors.map((e) => `${e.lineNum}:${e.linePos} ${e.message}`).join('; ')}`,
+      );
   }
 
   /** A storage buffer from the pool (contents undefined). Release with `release()`. */
   acquire(bytes: number, label = 'activation'): GPUBuffer {
     this.checkAlive();
     if (bytes > this.maxBindingBytes) {
-      throw new GpuError(`Buffer '${label}' needs ${bytes} bytes, above this adapter's maxStorageBufferBindingSize (${this.maxBindingBytes}); reduce the batch or context length.`);
+      throw new GpuError(
+        `Buffer '${label}' needs ${bytes} bytes, ` +
+          `above this adapter's maxStorageBufferBindingSize (${this.maxBindingBytes}); reduce the batch or context length.`,
+      );
     }
     const size = bucketSize(bytes);
     const list = this.freeBuffers.get(`s${size}`);
@@ -189,7 +207,12 @@ export class Gpu {
   /** A dedicated (unpooled) storage buffer holding `data`, e.g. a weight shard. */
   createStorage(data: ArrayBufferView, label: string): GPUBuffer {
     const size = Math.max(16, Math.ceil(data.byteLength / 4) * 4);
-    const buffer = this.createBuffer(size, GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST | GPUBufferUsage.COPY_SRC, label, true);
+    const buffer = this.createBuffer(
+      size,
+      GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST | GPUBufferUsage.COPY_SRC,
+      label,
+      true,
+    );
     const range = buffer.getMappedRange();
     new Uint8Array(range).set(new Uint8Array(data.buffer, data.byteOffset, data.byteLength));
     buffer.unmap();
@@ -213,25 +236,43 @@ export class Gpu {
     buffer.destroy();
   }
 
-  /** Uniform buffers are cached by content: the same shape parameters recur every layer and step. */
-  uniform(values: ArrayLike<number>, kinds: string): GPUBuffer {
-    const key = kinds + ':' + Array.prototype.join.call(values, ',');
+  /**
+   * Whatever records GPU work against this device and has not submitted it yet (a GpuBackend's
+   * open compute pass). Called before cached uniform buffers are destroyed, so no recorded
+   * dispatch refers to a destroyed buffer.
+   */
+  addRecorder(flush: () => void): void {
+    this.recorders.add(flush);
+  }
+
+  /**
+   * A uniform buffer with the bytes `pack()` returns, cached under `key` (the kernel and its
+   * parameter values): the same shape parameters recur every layer and step. When the cache is
+   * full, pending work is submitted and every cached buffer is destroyed.
+   */
+  uniform(key: string, pack: () => ArrayBuffer): GPUBuffer {
     let buf = this.uniformCache.get(key);
     if (!buf) {
-      const bytes = new ArrayBuffer(Math.max(16, Math.ceil((values.length * 4) / 16) * 16));
-      const u32 = new Uint32Array(bytes);
-      const f32 = new Float32Array(bytes);
-      for (let i = 0; i < values.length; i++) {
-        if (kinds[i] === 'f') f32[i] = values[i];
-        else u32[i] = values[i] >>> 0;
-      }
+      if (this.uniformCache.size >= MAX_CACHED_UNIFORMS) this.clearUniforms();
+      const bytes = pack();
       buf = this.createBuffer(bytes.byteLength, GPUBufferUsage.UNIFORM | GPUBufferUsage.COPY_DST, 'uniform', true);
       new Uint8Array(buf.getMappedRange()).set(new Uint8Array(bytes));
       buf.unmap();
-      if (this.uniformCache.size > 4096) this.uniformCache.clear();
       this.uniformCache.set(key, buf);
     }
     return buf;
+  }
+
+  /** Destroy every cached uniform buffer (after submitting what recorders hold). */
+  clearUniforms(): void {
+    for (const flush of this.recorders) flush();
+    for (const buf of this.uniformCache.values()) this.destroyBuffer(buf);
+    this.uniformCache.clear();
+  }
+
+  /** Number of uniform buffers in the cache (for tests). */
+  get cachedUniforms(): number {
+    return this.uniformCache.size;
   }
 
   write(buffer: GPUBuffer, data: ArrayBufferView, offset = 0): void {
@@ -241,7 +282,10 @@ export class Gpu {
   /** Copy `bytes` from a GPU buffer to the host. */
   async read(buffer: GPUBuffer, bytes: number, offset = 0): Promise<ArrayBuffer> {
     this.checkAlive();
-    const staging = this.device.createBuffer({ size: Math.ceil(bytes / 4) * 4, usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST });
+    const staging = this.device.createBuffer({
+      size: Math.ceil(bytes / 4) * 4,
+      usage: GPUBufferUsage.MAP_READ | GPUBufferUsage.COPY_DST,
+    });
     const enc = this.device.createCommandEncoder();
     enc.copyBufferToBuffer(buffer, offset, staging, 0, staging.size);
     this.device.queue.submit([enc.finish()]);
@@ -272,11 +316,8 @@ export class Gpu {
   destroy(): void {
     for (const list of this.freeBuffers.values()) for (const b of list) b.buffer.destroy();
     this.freeBuffers.clear();
+    for (const buf of this.uniformCache.values()) buf.destroy();
+    this.uniformCache.clear();
     this.device.destroy();
   }
-}
-
-/** Let Node exit: Dawn keeps the event loop alive while the GPU object exists. */
-export function releaseNodeGpu(): void {
-  nodeGpu = null;
 }

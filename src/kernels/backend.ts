@@ -1,8 +1,11 @@
 /**
  * The ops of a Llama-family forward pass, implemented twice: on WebGPU (gpu.ts, the product) and in
- * plain TypeScript (cpu.ts, the twin every kernel is tested against). The model's forward pass is
- * written once against this interface.
+ * plain TypeScript (cpu.ts, the twin every kernel is tested against). The model (model/llama.ts)
+ * is written against this interface; each backend also makes the training ops of its own kind.
  */
+import type { TrainOps } from './train-backend';
+
+import type { QuantizedMatrix } from '../quant/quantize';
 
 /** A linear weight [rows, cols] (HF layout [out, in]), possibly split into row shards on the GPU. */
 export interface WeightShape {
@@ -22,12 +25,16 @@ export interface Backend<T, W, I> {
   readonly weightType: 'f16' | 'f32';
   /** A 2-D weight from f32 values, or from f16 bit patterns when weightType is 'f16'. */
   weight(label: string, data: Float32Array | Uint16Array, rows: number, cols: number): W & WeightShape;
+  /** A frozen q8/q4 weight (src/quant/quantize.ts), read packed by the kernels. */
+  quantizedWeight(label: string, q: QuantizedMatrix): W & WeightShape;
   /** A small f32 vector (norm weights, biases, rope tables); never sharded or converted. */
   vector(label: string, data: Float32Array): W;
   indices(data: Uint32Array): I;
   tensor(n: number, label?: string): T;
   fromHost(data: Float32Array): T;
   toHost(t: T, n: number, offset?: number): Promise<Float32Array>;
+  /** Overwrite the start of tensor `t` with `data` (e.g. restoring a checkpoint). */
+  upload(t: T, data: Float32Array): void;
   free(t: T): void;
   freeIndices(i: I): void;
   freeWeight(w: W): void;
@@ -42,15 +49,32 @@ export interface Backend<T, W, I> {
   /** In-place rotate-half RoPE on x[tokens, heads, headDim] using cos/sin tables [maxPos, headDim/2]. */
   rope(x: T, positions: I, cos: W, sin: W, tokens: number, heads: number, headDim: number, maxPos: number): void;
   kvWrite(k: T, v: T, cacheK: T, cacheV: T, slots: I, positions: I, tokens: number, cache: KvCacheShape): void;
-  attention(q: T, cacheK: T, cacheV: T, slots: I, positions: I, tokens: number, heads: number, kvHeads: number, headDim: number, maxSeq: number, out: T): void;
+  attention(
+    q: T,
+    cacheK: T,
+    cacheV: T,
+    slots: I,
+    positions: I,
+    tokens: number,
+    heads: number,
+    kvHeads: number,
+    headDim: number,
+    maxSeq: number,
+    out: T,
+  ): void;
   swiglu(gate: T, up: T, n: number, out: T): void;
   /** x += scale · y */
   add(x: T, y: T, n: number, scale?: number): void;
   /** out[i, :] = src[rows[i], :] (buffer copies, no kernel; rows [0] with cols = n copies a whole tensor) */
   gatherRows(src: T, rows: number[], cols: number, out: T): void;
+  /** dst[dstOffset .. +n] = src[srcOffset .. +n] (elements; a buffer copy, no kernel). */
+  copy(src: T, srcOffset: number, dst: T, dstOffset: number, n: number): void;
   /** Submit queued work (no-op on the CPU). */
   flush(): void;
+  /** The training ops (backward kernels, loss, optimizers) on this backend's tensors. */
+  createTrainOps(): TrainOps<T, W, I>;
 }
 
-// eslint-disable-next-line @typescript-eslint/no-explicit-any
+/** A backend whose handle types the caller does not name (code that only passes handles along). */
+// biome-ignore lint/suspicious/noExplicitAny: Backend is invariant in T/W/I (parameters and results), so `unknown` would reject every concrete backend
 export type AnyBackend = Backend<any, any, any>;

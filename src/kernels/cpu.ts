@@ -3,17 +3,36 @@
  * semantics. Tests compare each GPU kernel against these; benchmarks run them side by side.
  */
 import type { Backend, KvCacheShape, WeightShape } from './backend';
+import type { TrainOps } from './train-backend';
+import { CpuTrainOps } from './train-cpu';
 import { f16ToF32 as f16BitsToF32 } from '../formats/dtype';
+import type { QuantizedMatrix } from '../quant/quantize';
+import { cpuEmbeddingQ, cpuMatmulQ } from './quant-cpu';
 
 export interface CpuWeight extends WeightShape {
+  /** f32 values; empty for a quantized weight, which `quant` holds packed. */
   data: Float32Array;
+  quant?: QuantizedMatrix;
 }
 
-export function cpuEmbedding(ids: Uint32Array, table: Float32Array, dim: number, tokens: number, out: Float32Array): void {
+export function cpuEmbedding(
+  ids: Uint32Array,
+  table: Float32Array,
+  dim: number,
+  tokens: number,
+  out: Float32Array,
+): void {
   for (let t = 0; t < tokens; t++) out.set(table.subarray(ids[t] * dim, ids[t] * dim + dim), t * dim);
 }
 
-export function cpuRmsnorm(x: Float32Array, weight: Float32Array, rows: number, dim: number, eps: number, out: Float32Array): void {
+export function cpuRmsnorm(
+  x: Float32Array,
+  weight: Float32Array,
+  rows: number,
+  dim: number,
+  eps: number,
+  out: Float32Array,
+): void {
   for (let r = 0; r < rows; r++) {
     let s = 0;
     for (let d = 0; d < dim; d++) s += x[r * dim + d] * x[r * dim + d];
@@ -22,7 +41,15 @@ export function cpuRmsnorm(x: Float32Array, weight: Float32Array, rows: number, 
   }
 }
 
-export function cpuMatmul(x: Float32Array, w: Float32Array, bias: Float32Array | null, m: number, n: number, k: number, out: Float32Array): void {
+export function cpuMatmul(
+  x: Float32Array,
+  w: Float32Array,
+  bias: Float32Array | null,
+  m: number,
+  n: number,
+  k: number,
+  out: Float32Array,
+): void {
   for (let i = 0; i < m; i++) {
     const xo = i * k;
     for (let j = 0; j < n; j++) {
@@ -34,7 +61,15 @@ export function cpuMatmul(x: Float32Array, w: Float32Array, bias: Float32Array |
   }
 }
 
-export function cpuRope(x: Float32Array, positions: Uint32Array, cos: Float32Array, sin: Float32Array, tokens: number, heads: number, headDim: number): void {
+export function cpuRope(
+  x: Float32Array,
+  positions: Uint32Array,
+  cos: Float32Array,
+  sin: Float32Array,
+  tokens: number,
+  heads: number,
+  headDim: number,
+): void {
   const half = headDim / 2;
   for (let t = 0; t < tokens; t++) {
     const pos = positions[t];
@@ -52,7 +87,16 @@ export function cpuRope(x: Float32Array, positions: Uint32Array, cos: Float32Arr
   }
 }
 
-export function cpuKvWrite(k: Float32Array, v: Float32Array, cacheK: Float32Array, cacheV: Float32Array, slots: Uint32Array, positions: Uint32Array, tokens: number, c: KvCacheShape): void {
+export function cpuKvWrite(
+  k: Float32Array,
+  v: Float32Array,
+  cacheK: Float32Array,
+  cacheV: Float32Array,
+  slots: Uint32Array,
+  positions: Uint32Array,
+  tokens: number,
+  c: KvCacheShape,
+): void {
   for (let t = 0; t < tokens; t++) {
     const dst = (slots[t] * c.maxSeq + positions[t]) * c.kvDim;
     cacheK.set(k.subarray(t * c.kvDim, (t + 1) * c.kvDim), dst);
@@ -60,7 +104,19 @@ export function cpuKvWrite(k: Float32Array, v: Float32Array, cacheK: Float32Arra
   }
 }
 
-export function cpuAttention(q: Float32Array, cacheK: Float32Array, cacheV: Float32Array, slots: Uint32Array, positions: Uint32Array, tokens: number, heads: number, kvHeads: number, headDim: number, maxSeq: number, out: Float32Array): void {
+export function cpuAttention(
+  q: Float32Array,
+  cacheK: Float32Array,
+  cacheV: Float32Array,
+  slots: Uint32Array,
+  positions: Uint32Array,
+  tokens: number,
+  heads: number,
+  kvHeads: number,
+  headDim: number,
+  maxSeq: number,
+  out: Float32Array,
+): void {
   const kvDim = kvHeads * headDim;
   const group = heads / kvHeads;
   const scale = 1 / Math.sqrt(headDim);
@@ -79,7 +135,7 @@ export function cpuAttention(q: Float32Array, cacheK: Float32Array, cacheV: Floa
         max = Math.max(max, scores[j]);
       }
       let sum = 0;
-      for (let j = 0; j <= last; j++) sum += (scores[j] = Math.exp(scores[j] - max));
+      for (let j = 0; j <= last; j++) sum += scores[j] = Math.exp(scores[j] - max);
       for (let d = 0; d < headDim; d++) {
         let acc = 0;
         for (let j = 0; j <= last; j++) acc += scores[j] * cacheV[cb + j * kvDim + d];
@@ -105,6 +161,9 @@ export class CpuBackend implements Backend<Float32Array, CpuWeight, Uint32Array>
     const f32 = data instanceof Uint16Array ? f16BitsToF32(data) : data;
     return { data: f32, rows, cols };
   }
+  quantizedWeight(_label: string, q: QuantizedMatrix): CpuWeight {
+    return { data: new Float32Array(0), rows: q.rows, cols: q.cols, quant: q };
+  }
   vector(_label: string, data: Float32Array): CpuWeight {
     return { data, rows: 1, cols: data.length };
   }
@@ -120,28 +179,64 @@ export class CpuBackend implements Backend<Float32Array, CpuWeight, Uint32Array>
   async toHost(t: Float32Array, n: number, offset = 0): Promise<Float32Array> {
     return t.slice(offset, offset + n);
   }
+  upload(t: Float32Array, data: Float32Array): void {
+    t.set(data);
+  }
   free(): void {}
   freeIndices(): void {}
   freeWeight(): void {}
   weightAsTensor(w: CpuWeight): Float32Array {
+    if (w.quant) throw new Error('a quantized weight is frozen: it cannot be trained in place (use LoRA)');
     return w.data;
   }
   embedding(ids: Uint32Array, table: CpuWeight, tokens: number, out: Float32Array): void {
+    if (table.quant) return cpuEmbeddingQ(ids, table.quant, tokens, out);
     cpuEmbedding(ids, table.data, table.cols, tokens, out);
   }
   rmsnorm(x: Float32Array, weight: CpuWeight, rows: number, dim: number, eps: number, out: Float32Array): void {
     cpuRmsnorm(x, weight.data, rows, dim, eps, out);
   }
   matmul(x: Float32Array, w: CpuWeight, bias: CpuWeight | null, m: number, out: Float32Array): void {
+    if (w.quant) return cpuMatmulQ(x, w.quant, bias ? bias.data : null, m, out);
     cpuMatmul(x, w.data, bias ? bias.data : null, m, w.rows, w.cols, out);
   }
-  rope(x: Float32Array, positions: Uint32Array, cos: CpuWeight, sin: CpuWeight, tokens: number, heads: number, headDim: number, _maxPos?: number): void {
+  rope(
+    x: Float32Array,
+    positions: Uint32Array,
+    cos: CpuWeight,
+    sin: CpuWeight,
+    tokens: number,
+    heads: number,
+    headDim: number,
+    _maxPos?: number,
+  ): void {
     cpuRope(x, positions, cos.data, sin.data, tokens, heads, headDim);
   }
-  kvWrite(k: Float32Array, v: Float32Array, cacheK: Float32Array, cacheV: Float32Array, slots: Uint32Array, positions: Uint32Array, tokens: number, cache: KvCacheShape): void {
+  kvWrite(
+    k: Float32Array,
+    v: Float32Array,
+    cacheK: Float32Array,
+    cacheV: Float32Array,
+    slots: Uint32Array,
+    positions: Uint32Array,
+    tokens: number,
+    cache: KvCacheShape,
+  ): void {
     cpuKvWrite(k, v, cacheK, cacheV, slots, positions, tokens, cache);
   }
-  attention(q: Float32Array, cacheK: Float32Array, cacheV: Float32Array, slots: Uint32Array, positions: Uint32Array, tokens: number, heads: number, kvHeads: number, headDim: number, maxSeq: number, out: Float32Array): void {
+  attention(
+    q: Float32Array,
+    cacheK: Float32Array,
+    cacheV: Float32Array,
+    slots: Uint32Array,
+    positions: Uint32Array,
+    tokens: number,
+    heads: number,
+    kvHeads: number,
+    headDim: number,
+    maxSeq: number,
+    out: Float32Array,
+  ): void {
     cpuAttention(q, cacheK, cacheV, slots, positions, tokens, heads, kvHeads, headDim, maxSeq, out);
   }
   swiglu(gate: Float32Array, up: Float32Array, n: number, out: Float32Array): void {
@@ -153,5 +248,11 @@ export class CpuBackend implements Backend<Float32Array, CpuWeight, Uint32Array>
   gatherRows(src: Float32Array, rows: number[], cols: number, out: Float32Array): void {
     rows.forEach((r, i) => out.set(src.subarray(r * cols, (r + 1) * cols), i * cols));
   }
+  copy(src: Float32Array, srcOffset: number, dst: Float32Array, dstOffset: number, n: number): void {
+    dst.set(src.subarray(srcOffset, srcOffset + n), dstOffset);
+  }
   flush(): void {}
+  createTrainOps(): TrainOps<Float32Array, CpuWeight, Uint32Array> {
+    return new CpuTrainOps();
+  }
 }

@@ -6,7 +6,15 @@
 import type { Gpu } from '../gpu/device';
 import { GpuError } from '../gpu/device';
 import type { Backend, KvCacheShape, WeightShape } from './backend';
-import { loadShaders, shaderSource, type ShaderDefines, type ShaderName } from './shaders';
+import type { TrainOps } from './train-backend';
+import { GpuTrainOps } from './train-gpu';
+import { checkAgainstWgsl, declareKernel, groups1d, invocations, size2d, KernelError, packUniform, uniformKey, workgroupDefines, type Kernel, type ParamTypes, type ParamValues } from './kernel';
+import { gemvShapeKey, KERNEL_FAMILIES, parseForcedKernels, type GemvVariant, type KernelTuner } from './autotune';
+import { attentionChunkRows, loadShaders, shaderSource, type ShaderDefines } from './shaders';
+
+export { attentionChunkRows };
+import type { QuantizedMatrix } from '../quant/quantize';
+import { isQuantized, quantEmbedding, quantMatmul, uploadQuantized } from './quant-gpu';
 
 export interface GpuTensor {
   buffer: GPUBuffer;
@@ -16,6 +24,8 @@ export interface GpuTensor {
 
 export interface GpuWeightShard {
   buffer: GPUBuffer;
+  /** f16 scales of a q8/q4 shard (src/quant/quantize.ts). */
+  scales?: GPUBuffer;
   rowStart: number;
   rows: number;
 }
@@ -23,6 +33,8 @@ export interface GpuWeightShard {
 export interface GpuWeight extends WeightShape {
   shards: GpuWeightShard[];
   dtype: 'f16' | 'f32';
+  /** Set for a frozen q8/q4 weight: the shards then hold packed values and scales, not dtype. */
+  quant?: 'q8' | 'q4';
 }
 
 export interface GpuIndices {
@@ -30,17 +42,142 @@ export interface GpuIndices {
   length: number;
 }
 
-const WG = 64;
+/** A storage binding: a tensor or index list (its `length` 4-byte elements), or a whole buffer. */
+export type Bindable = GpuTensor | GpuIndices | GPUBuffer;
+
+export interface RunOptions {
+  /** Defines of this dispatch (VEC4, compiled-in head dims...), on top of the kernel's own. */
+  defines?: ShaderDefines;
+  /** The WT of the shader (a weight binding's element type); 'f32' when absent. */
+  weightType?: 'f16' | 'f32';
+}
+
+// ---- kernel declarations (see kernel.ts) ------------------------------------------------------
+
+export const EMBEDDING = declareKernel({
+  name: 'embedding',
+  shader: 'embedding',
+  workgroupSize: 64,
+  params: { tokens: 'u32', dim: 'u32', rowStart: 'u32', rows: 'u32' },
+  bindings: { ids: (p) => p.tokens, table: (p) => p.rows * p.dim, out: (p) => p.tokens * p.dim },
+});
+
+export const RMSNORM = declareKernel({
+  name: 'rmsnorm',
+  shader: 'rmsnorm',
+  workgroupSize: 64,
+  params: { rows: 'u32', dim: 'u32', eps: 'f32' },
+  bindings: { x: (p) => p.rows * p.dim, weight: (p) => p.dim, out: (p) => p.rows * p.dim },
+});
+
+const matmulParams = { M: 'u32', N: 'u32', K: 'u32', nOffset: 'u32', ldy: 'u32', hasBias: 'u32' } as const;
+const matmulBindings = {
+  x: (p: ParamValues<typeof matmulParams>) => p.M * p.K,
+  w: (p: ParamValues<typeof matmulParams>) => p.N * p.K,
+  bias: (p: ParamValues<typeof matmulParams>) => (p.hasBias ? p.N : 0),
+  y: (p: ParamValues<typeof matmulParams>) => (p.M === 0 ? 0 : (p.M - 1) * p.ldy + p.nOffset + p.N),
+};
+/** Y[M, nOffset..nOffset+N] = X·Wᵀ (+ bias): register-tiled, each invocation a 4x4 output tile. */
+export const MATMUL = declareKernel({ name: 'matmul', shader: 'matmul', workgroupSize: [8, 8], params: matmulParams, bindings: matmulBindings });
+/** The same product for few rows, GPU-class: one workgroup per column splits K and reduces in workgroup memory. */
+export const MATMUL_SPLITK = declareKernel({ name: 'matmul(gemv-splitk)', shader: 'matmul_splitk', workgroupSize: 64, params: matmulParams, bindings: matmulBindings });
+/** The same product for few rows (decode): a 1-D grid over column quads. */
+export const MATMUL_GEMV = declareKernel({
+  name: 'matmul(gemv)',
+  shader: 'matmul',
+  defines: { GEMV: true },
+  workgroupSize: 64,
+  params: matmulParams,
+  bindings: matmulBindings,
+});
+
+export const ROPE = declareKernel({
+  name: 'rope',
+  shader: 'rope',
+  workgroupSize: 64,
+  params: { tokens: 'u32', heads: 'u32', headDim: 'u32', maxPos: 'u32' },
+  bindings: {
+    x: (p) => p.tokens * p.heads * p.headDim,
+    positions: (p) => p.tokens,
+    cosTable: (p) => (p.maxPos * p.headDim) / 2,
+    sinTable: (p) => (p.maxPos * p.headDim) / 2,
+  },
+});
+
+export const KV_WRITE = declareKernel({
+  name: 'kv_write',
+  shader: 'kv_write',
+  workgroupSize: 64,
+  params: { tokens: 'u32', kvDim: 'u32', maxSeq: 'u32' },
+  bindings: {
+    k: (p) => p.tokens * p.kvDim,
+    v: (p) => p.tokens * p.kvDim,
+    slots: (p) => p.tokens,
+    positions: (p) => p.tokens,
+    // At least one slot (the slot count is not a parameter of the kernel).
+    cacheK: (p) => p.maxSeq * p.kvDim,
+    cacheV: (p) => p.maxSeq * p.kvDim,
+  },
+});
+
+const attentionParams = {
+  tokens: 'u32',
+  heads: 'u32',
+  kvHeads: 'u32',
+  headDim: 'u32',
+  maxSeq: 'u32',
+  scale: 'f32',
+} as const;
+const attentionBindings = {
+  q: (p: ParamValues<typeof attentionParams>) => p.tokens * p.heads * p.headDim,
+  cacheK: (p: ParamValues<typeof attentionParams>) => p.maxSeq * p.kvHeads * p.headDim,
+  cacheV: (p: ParamValues<typeof attentionParams>) => p.maxSeq * p.kvHeads * p.headDim,
+  slots: (p: ParamValues<typeof attentionParams>) => p.tokens,
+  positions: (p: ParamValues<typeof attentionParams>) => p.tokens,
+  out: (p: ParamValues<typeof attentionParams>) => p.tokens * p.heads * p.headDim,
+};
+/** One workgroup per (token, query head); head_dim up to 4 · workgroup size (and 256). */
+export const ATTENTION = declareKernel({
+  name: 'attention',
+  shader: 'attention',
+  workgroupSize: 64,
+  params: attentionParams,
+  bindings: attentionBindings,
+});
+/** One invocation per (token, head), a workgroup per WG consecutive tokens of one head. */
+export const ATTENTION_PREFILL = declareKernel({
+  name: 'attention_prefill',
+  shader: 'attention_prefill',
+  workgroupSize: 64,
+  params: attentionParams,
+  bindings: attentionBindings,
+});
+
+export const SWIGLU = declareKernel({
+  name: 'swiglu',
+  shader: 'swiglu',
+  workgroupSize: 64,
+  params: { n: 'u32' },
+  bindings: { gate: (p) => p.n, up: (p) => p.n, out: (p) => p.n },
+});
+
+export const RESIDUAL_ADD = declareKernel({
+  name: 'residual_add',
+  shader: 'residual_add',
+  workgroupSize: 64,
+  params: { n: 'u32', scale: 'f32' },
+  bindings: { x: (p) => p.n, y: (p) => p.n },
+});
+
 /**
  * From this many query tokens on, attention runs the tiled kernel (attention_prefill.wgsl); below
  * it (decode steps, whose tokens are in different slots) the one-workgroup-per-query kernel.
  */
 export const PREFILL_ATTENTION_MIN_TOKENS = 16;
 
-/** Key (or value) rows per workgroup-memory chunk in the tiled attention kernels: 4 KiB of f32. */
-export function attentionChunkRows(headDim: number): number {
-  return Math.max(1, Math.floor(1024 / headDim));
-}
+
+/** Bind groups kept for reuse (a decode step of a 24-layer model records a few hundred). */
+const BIND_GROUP_CACHE = 4096;
 
 export class GpuBackend implements Backend<GpuTensor, GpuWeight, GpuIndices> {
   readonly name = 'webgpu';
@@ -48,17 +185,26 @@ export class GpuBackend implements Backend<GpuTensor, GpuWeight, GpuIndices> {
   private encoder: GPUCommandEncoder | null = null;
   private pass: GPUComputePassEncoder | null = null;
   private readonly dummy: GPUBuffer;
+  /** Picks GEMV variants per shape class (null: the register-tiled kernel, untuned). */
+  tuner: KernelTuner | null = null;
+  /** Force one GEMV variant regardless of the tuner (tests; AGENTARK_KERNELS=gemv=... in Node). */
+  gemvKernel: 'auto' | GemvVariant = ((typeof process !== 'undefined' && parseForcedKernels(process.env?.AGENTARK_KERNELS).gemv) || 'auto') as 'auto' | GemvVariant;
   /** Which attention kernel runs: by token count ('auto'), or one forced (benchmarks, tests). */
   attentionKernel: 'auto' | 'tiled' | 'per-query' = 'auto';
 
-  private constructor(readonly gpu: Gpu, weightType: 'f16' | 'f32') {
+  private constructor(
+    readonly gpu: Gpu,
+    weightType: 'f16' | 'f32',
+  ) {
     this.weightType = weightType;
     this.dummy = gpu.createStorage(new Float32Array(4), 'dummy-bias');
+    gpu.addRecorder(() => this.flush());
   }
 
   /** `weightType` 'f16' needs the adapter's shader-f16 feature. */
   static async create(gpu: Gpu, weightType: 'f16' | 'f32' = 'f32'): Promise<GpuBackend> {
-    if (weightType === 'f16' && !gpu.features.f16) throw new GpuError('f16 weights need the shader-f16 feature, which this adapter lacks');
+    if (weightType === 'f16' && !gpu.features.f16)
+      throw new GpuError('f16 weights need the shader-f16 feature, which this adapter lacks');
     await loadShaders();
     return new GpuBackend(gpu, weightType);
   }
@@ -69,8 +215,10 @@ export class GpuBackend implements Backend<GpuTensor, GpuWeight, GpuIndices> {
     // The element type follows the data: frozen base weights use the backend's weightType, while
     // trainable weights (LoRA, full fine-tuning) are always f32.
     const dtype: 'f16' | 'f32' = data instanceof Uint16Array ? 'f16' : 'f32';
-    if (dtype === 'f16' && !this.gpu.features.f16) throw new GpuError(`weight ${label}: f16 data needs the shader-f16 feature`);
-    if (data.length !== rows * cols) throw new Error(`weight ${label}: ${data.length} values for shape [${rows}, ${cols}]`);
+    if (dtype === 'f16' && !this.gpu.features.f16)
+      throw new GpuError(`weight ${label}: f16 data needs the shader-f16 feature`);
+    if (data.length !== rows * cols)
+      throw new Error(`weight ${label}: ${data.length} values for shape [${rows}, ${cols}]`);
     const rowBytes = cols * data.BYTES_PER_ELEMENT;
     // Shard by rows so no binding exceeds maxStorageBufferBindingSize (e.g. a large vocabulary).
     const rowsPerShard = Math.max(1, Math.floor(this.gpu.weightShardBytes / rowBytes));
@@ -83,8 +231,22 @@ export class GpuBackend implements Backend<GpuTensor, GpuWeight, GpuIndices> {
     return { shards, rows, cols, dtype };
   }
 
+  quantizedWeight(label: string, q: QuantizedMatrix): GpuWeight {
+    return uploadQuantized(this, label, q);
+  }
+
+  /** A small placeholder storage buffer for unused bindings (e.g. no bias). */
+  get dummyBuffer(): GPUBuffer {
+    return this.dummy;
+  }
+
   vector(label: string, data: Float32Array): GpuWeight {
-    return { shards: [{ buffer: this.gpu.createStorage(data, label), rowStart: 0, rows: 1 }], rows: 1, cols: data.length, dtype: 'f32' };
+    return {
+      shards: [{ buffer: this.gpu.createStorage(data, label), rowStart: 0, rows: 1 }],
+      rows: 1,
+      cols: data.length,
+      dtype: 'f32',
+    };
   }
 
   indices(data: Uint32Array): GpuIndices {
@@ -119,6 +281,15 @@ export class GpuBackend implements Backend<GpuTensor, GpuWeight, GpuIndices> {
     return this.gpu.readF32(t.buffer, n, offset);
   }
 
+  upload(t: GpuTensor, data: Float32Array): void {
+    if (data.length > t.length) throw new GpuError(`upload: ${data.length} values into a tensor of ${t.length}`);
+    this.write(t.buffer, data);
+  }
+
+  createTrainOps(): TrainOps<GpuTensor, GpuWeight, GpuIndices> {
+    return new GpuTrainOps(this);
+  }
+
   free(t: GpuTensor): void {
     this.gpu.release(t.buffer);
   }
@@ -128,12 +299,19 @@ export class GpuBackend implements Backend<GpuTensor, GpuWeight, GpuIndices> {
   }
 
   weightAsTensor(w: GpuWeight): GpuTensor {
-    if (w.shards.length !== 1 || w.dtype !== 'f32') throw new GpuError(`only an unsharded f32 weight can be trained in place (got ${w.shards.length} shards, ${w.dtype})`);
+    if (w.quant) throw new GpuError('a quantized weight is frozen: it cannot be trained in place (use LoRA)');
+    if (w.shards.length !== 1 || w.dtype !== 'f32')
+      throw new GpuError(
+        `only an unsharded f32 weight can be trained in place (got ${w.shards.length} shards, ${w.dtype})`,
+      );
     return { buffer: w.shards[0].buffer, length: w.rows * w.cols };
   }
 
   freeWeight(w: GpuWeight): void {
-    for (const s of w.shards) this.gpu.destroyBuffer(s.buffer);
+    for (const s of w.shards) {
+      this.gpu.destroyBuffer(s.buffer);
+      if (s.scales) this.gpu.destroyBuffer(s.scales);
+    }
   }
 
   // ---- dispatch -----------------------------------------------------------------------------
@@ -153,28 +331,96 @@ export class GpuBackend implements Backend<GpuTensor, GpuWeight, GpuIndices> {
     this.encoder = null;
   }
 
+  /** Dispatches recorded so far (the benchmark reports them per decode step). */
+  dispatches = 0;
+
   /**
-   * Record one dispatch of `shader` (a file in shaders/) with its uniform `params` (`kinds`: one
-   * 'u' or 'f' per value) and storage `buffers` bound at 1.. in order.
+   * Bind groups by pipeline and buffer identities: pooled buffers and cached uniforms recur from
+   * one decode step to the next, so a step's bind groups are created once and then reused. A
+   * destroyed buffer's entries are never hit again (a new buffer gets a new id); the cache is
+   * cleared when it grows past BIND_GROUP_CACHE entries.
    */
-  dispatch(
-    shader: ShaderName,
-    defines: ShaderDefines,
-    weightType: 'f16' | 'f32',
-    params: number[],
-    kinds: string,
-    buffers: GPUBuffer[],
+  private readonly bindGroups = new Map<string, GPUBindGroup>();
+  private readonly bufferIds = new WeakMap<GPUBuffer, number>();
+  private nextBufferId = 1;
+
+  private bindGroup(variantKey: string, pipeline: GPUComputePipeline, entries: GPUBindGroupEntry[]): GPUBindGroup {
+    let key = variantKey;
+    for (const e of entries) {
+      const buffer = (e.resource as GPUBufferBinding).buffer;
+      let id = this.bufferIds.get(buffer);
+      if (id === undefined) this.bufferIds.set(buffer, (id = this.nextBufferId++));
+      key += `|${id}`;
+    }
+    let group = this.bindGroups.get(key);
+    if (!group) {
+      if (this.bindGroups.size >= BIND_GROUP_CACHE) this.bindGroups.clear();
+      group = this.gpu.device.createBindGroup({ layout: pipeline.getBindGroupLayout(0), entries });
+      this.bindGroups.set(key, group);
+    }
+    return group;
+  }
+
+  /** Pipelines by variant key, with the element size of each binding read from their WGSL. */
+  private readonly variants = new Map<
+    string,
+    { pipeline: GPUComputePipeline; layout: GPUBindGroupLayout; scalarBytes: number[] }
+  >();
+
+  /**
+   * Record one dispatch of `kernel` with its named `params` and storage `buffers` (by WGSL
+   * binding name). The first dispatch of each variant checks the declaration against the WGSL;
+   * every dispatch checks the parameters and each buffer's size (see kernel.ts).
+   */
+  run<P extends ParamTypes, B extends string>(
+    kernel: Kernel<P, B>,
+    params: ParamValues<P>,
+    buffers: Record<B, Bindable>,
     workgroups: number | [number, number],
+    opts: RunOptions = {},
   ): void {
     this.gpu.checkAlive();
-    const key = `${shader}:${weightType}:${Object.entries(defines).filter(([, v]) => v !== false).map(([k, v]) => (v === true ? k : `${k}=${v}`)).join(',')}`;
-    // The WGSL is preprocessed only when the pipeline is not cached yet (dispatch is a hot path).
-    const pipeline = this.gpu.pipeline(key, () => shaderSource(shader, defines, weightType));
-    const entries: GPUBindGroupEntry[] = [{ binding: 0, resource: { buffer: this.gpu.uniform(params, kinds) } }];
-    buffers.forEach((buffer, i) => entries.push({ binding: i + 1, resource: { buffer } }));
-    const bindGroup = this.gpu.device.createBindGroup({ layout: pipeline.getBindGroupLayout(0), entries });
+    const weightType = opts.weightType ?? 'f32';
+    const defines = opts.defines ? { ...kernel.fixedDefines, ...opts.defines } : kernel.fixedDefines;
+    let key = `${kernel.name}:${weightType}`;
+    for (const k in defines) {
+      const v = defines[k];
+      if (v !== false) key += v === true ? `,${k}` : `,${k}=${v}`;
+    }
+    let variant = this.variants.get(key);
+    if (!variant) {
+      // The WGSL is preprocessed and checked only when the variant is new (run is a hot path).
+      const code = shaderSource(kernel.shader, defines, weightType);
+      const scalarBytes = checkAgainstWgsl(kernel, code);
+      const pipeline = this.gpu.pipeline(key, () => code);
+      variant = { pipeline, layout: pipeline.getBindGroupLayout(0), scalarBytes };
+      this.variants.set(key, variant);
+    }
+    const uniform = this.gpu.uniform(uniformKey(kernel, params), () => packUniform(kernel, params));
+    const entries: GPUBindGroupEntry[] = [{ binding: 0, resource: { buffer: uniform } }];
+    kernel.bindingNames.forEach((name, i) => {
+      const bound: Bindable | undefined = buffers[name];
+      if (!bound) throw new KernelError(`kernel ${kernel.name}: no buffer given for binding '${name}'`);
+      const buffer = 'buffer' in bound ? bound.buffer : bound;
+      const have = 'buffer' in bound ? Math.min(bound.length * 4, bound.buffer.size) : bound.size;
+      const need = kernel.bindings[name](params) * variant.scalarBytes[i];
+      if (need > have) {
+        throw new KernelError(
+          `kernel ${kernel.name}: binding '${name}' (${i + 1}) needs ${need} bytes for ${JSON.stringify(params)} but its buffer holds ${have} bytes`,
+        );
+      }
+      entries.push({ binding: i + 1, resource: { buffer } });
+    });
+    if (Object.keys(buffers).length !== kernel.bindingNames.length) {
+      const extra = Object.keys(buffers).filter((k) => !kernel.bindingNames.includes(k as B));
+      throw new KernelError(
+        `kernel ${kernel.name}: unknown binding${extra.length > 1 ? 's' : ''} ${extra.map((e) => `'${e}'`).join(', ')}`,
+      );
+    }
+    const bindGroup = this.bindGroup(key, variant.pipeline, entries);
+    this.dispatches++;
     const pass = this.computePass();
-    pass.setPipeline(pipeline);
+    pass.setPipeline(variant.pipeline);
     pass.setBindGroup(0, bindGroup);
     if (typeof workgroups === 'number') {
       const [x, y] = grid(workgroups);
@@ -187,28 +433,98 @@ export class GpuBackend implements Backend<GpuTensor, GpuWeight, GpuIndices> {
   // ---- ops ----------------------------------------------------------------------------------
 
   embedding(ids: GpuIndices, table: GpuWeight, tokens: number, out: GpuTensor): void {
+    if (isQuantized(table)) return quantEmbedding(this, ids, table, tokens, out);
     for (const s of table.shards) {
-      this.dispatch('embedding', {}, table.dtype, [tokens, table.cols, s.rowStart, s.rows], 'uuuu', [ids.buffer, s.buffer, out.buffer], Math.ceil((tokens * table.cols) / WG));
+      const params = { tokens, dim: table.cols, rowStart: s.rowStart, rows: s.rows };
+      this.run(EMBEDDING, params, { ids, table: s.buffer, out }, groups1d(EMBEDDING, tokens * table.cols), {
+        weightType: table.dtype,
+      });
     }
   }
 
   rmsnorm(x: GpuTensor, weight: GpuWeight, rows: number, dim: number, eps: number, out: GpuTensor): void {
-    this.dispatch('rmsnorm', {}, 'f32', [rows, dim, eps], 'uuf', [x.buffer, weight.shards[0].buffer, out.buffer], rows);
+    this.run(RMSNORM, { rows, dim, eps }, { x, weight: weight.shards[0].buffer, out }, rows);
   }
 
   matmul(x: GpuTensor, w: GpuWeight, bias: GpuWeight | null, m: number, out: GpuTensor): void {
+    if (isQuantized(w))
+      return quantMatmul(this, x, w, bias ? w.shards.map((s) => this.biasShard(bias, s)) : null, m, out);
     const k = w.cols;
-    const vec4 = k % 4 === 0;
-    // Few rows (decode, small batches): a 1-D grid over columns that streams each weight row once.
-    const gemv = m <= 8;
+    const defines = { VEC4: k % 4 === 0 };
     for (const s of w.shards) {
-      const biasBuffer = bias ? this.biasShard(bias, s) : this.dummy;
-      const params = [m, s.rows, k, s.rowStart, w.rows, bias ? 1 : 0];
-      const buffers = [x.buffer, s.buffer, biasBuffer, out.buffer];
-      if (gemv) {
-        this.dispatch('matmul', { VEC4: vec4, GEMV: true }, w.dtype, params, 'uuuuuu', buffers, Math.ceil(s.rows / 4 / WG));
-      } else {
-        this.dispatch('matmul', { VEC4: vec4 }, w.dtype, params, 'uuuuuu', buffers, [Math.ceil(s.rows / 32), Math.ceil(m / 32)]);
+      const params = { M: m, N: s.rows, K: k, nOffset: s.rowStart, ldy: w.rows, hasBias: bias ? 1 : 0 };
+      const buffers = { x, w: s.buffer, bias: bias ? this.biasShard(bias, s) : this.dummy, y: out };
+      this.matmulRows(params, buffers, defines, w.dtype);
+    }
+  }
+
+  /**
+   * One Y = X·Wᵀ dispatch: few rows (decode, small batches) take a 1-D grid over column quads that
+   * streams each weight row once; more rows the register-tiled GEMM (4x4 outputs an invocation).
+   */
+  matmulRows(
+    params: ParamValues<typeof MATMUL.params>,
+    buffers: Record<'x' | 'w' | 'bias' | 'y', Bindable>,
+    defines: ShaderDefines,
+    weightType: 'f16' | 'f32',
+  ): void {
+    if (params.M <= 8) {
+      const variant = this.gemvKernel !== 'auto' ? this.gemvKernel : (this.tuner?.choice('gemv', gemvShapeKey(params.M, params.N, params.K, weightType), 'register') ?? 'register');
+      this.runGemv(variant as GemvVariant, params, buffers, defines, weightType);
+    } else {
+      const [wx, wy] = size2d(MATMUL.workgroupSize);
+      this.run(MATMUL, params, buffers, [Math.ceil(params.N / (4 * wx)), Math.ceil(params.M / (4 * wy))], {
+        defines,
+        weightType,
+      });
+    }
+  }
+
+  private runGemv(variant: GemvVariant, params: ParamValues<typeof MATMUL.params>, buffers: Record<'x' | 'w' | 'bias' | 'y', Bindable>, defines: ShaderDefines, weightType: 'f16' | 'f32'): void {
+    if (variant === 'splitk') this.run(MATMUL_SPLITK, params, buffers, params.N, { defines, weightType });
+    else this.run(MATMUL_GEMV, params, buffers, groups1d(MATMUL_GEMV, Math.ceil(params.N / 4)), { defines, weightType });
+  }
+
+  /**
+   * Time every GEMV candidate on the weight shapes given (each at M = 1 and M = 5, the debate's
+   * batch) unless the tuner already has a choice for that shape class, and record the fastest.
+   * Each candidate: one warm-up batch, then the median of 3 batches of 8 dispatches, wall clock
+   * around submit → onSubmittedWorkDone (timestamp queries are coarse or absent in browsers).
+   */
+  async autotune(shapes: { n: number; k: number; dtype: 'f16' | 'f32' }[]): Promise<void> {
+    const tuner = this.tuner;
+    if (!tuner) return;
+    const seen = new Set<string>();
+    for (const { n, k, dtype } of shapes) {
+      for (const m of [1, 5]) {
+        const key = gemvShapeKey(m, n, k, dtype);
+        if (seen.has(key) || !tuner.needsTuning('gemv', key)) continue;
+        seen.add(key);
+        const started = performance.now();
+        const x = this.tensor(m * k, 'tune.x');
+        const y = this.tensor(m * n, 'tune.y');
+        const bytes = dtype === 'f16' ? 2 : 4;
+        const w = this.gpu.createBuffer(Math.max(16, Math.ceil((n * k * bytes) / 4) * 4), GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST, 'tune.w');
+        const params = { M: m, N: n, K: k, nOffset: 0, ldy: n, hasBias: 0 };
+        const buffers = { x, w, bias: this.dummy, y };
+        const defines = { VEC4: k % 4 === 0 };
+        const ms: Record<string, number> = {};
+        for (const variant of KERNEL_FAMILIES.gemv) {
+          const batch = async () => {
+            const t0 = performance.now();
+            for (let i = 0; i < 8; i++) this.runGemv(variant, params, buffers, defines, dtype);
+            this.flush();
+            await this.gpu.device.queue.onSubmittedWorkDone();
+            return (performance.now() - t0) / 8;
+          };
+          await batch();
+          const times = [await batch(), await batch(), await batch()].sort((a, b) => a - b);
+          ms[variant] = times[1];
+        }
+        this.free(x);
+        this.free(y);
+        this.gpu.destroyBuffer(w);
+        await tuner.record(key, ms, performance.now() - started);
       }
     }
   }
@@ -223,7 +539,11 @@ export class GpuBackend implements Backend<GpuTensor, GpuWeight, GpuIndices> {
     if (!buf) {
       // Offset bindings must be 256-byte aligned; a separate small buffer avoids that constraint.
       const enc = this.gpu.device.createCommandEncoder();
-      buf = this.gpu.createBuffer(Math.max(16, s.rows * 4), GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST, 'bias-shard');
+      buf = this.gpu.createBuffer(
+        Math.max(16, s.rows * 4),
+        GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST,
+        'bias-shard',
+      );
       enc.copyBufferToBuffer(bias.shards[0].buffer, s.rowStart * 4, buf, 0, s.rows * 4);
       this.gpu.device.queue.submit([enc.finish()]);
       m.set(s.rowStart, buf);
@@ -231,33 +551,85 @@ export class GpuBackend implements Backend<GpuTensor, GpuWeight, GpuIndices> {
     return buf;
   }
 
-  rope(x: GpuTensor, positions: GpuIndices, cos: GpuWeight, sin: GpuWeight, tokens: number, heads: number, headDim: number, maxPos: number): void {
-    this.dispatch('rope', {}, 'f32', [tokens, heads, headDim, maxPos], 'uuuu', [x.buffer, positions.buffer, cos.shards[0].buffer, sin.shards[0].buffer], Math.ceil((tokens * heads * (headDim / 2)) / WG));
+  rope(
+    x: GpuTensor,
+    positions: GpuIndices,
+    cos: GpuWeight,
+    sin: GpuWeight,
+    tokens: number,
+    heads: number,
+    headDim: number,
+    maxPos: number,
+  ): void {
+    const buffers = { x, positions, cosTable: cos.shards[0].buffer, sinTable: sin.shards[0].buffer };
+    this.run(ROPE, { tokens, heads, headDim, maxPos }, buffers, groups1d(ROPE, (tokens * heads * headDim) / 2));
   }
 
-  kvWrite(k: GpuTensor, v: GpuTensor, cacheK: GpuTensor, cacheV: GpuTensor, slots: GpuIndices, positions: GpuIndices, tokens: number, cache: KvCacheShape): void {
-    this.dispatch('kv_write', {}, 'f32', [tokens, cache.kvDim, cache.maxSeq], 'uuu', [k.buffer, v.buffer, slots.buffer, positions.buffer, cacheK.buffer, cacheV.buffer], Math.ceil((tokens * cache.kvDim) / WG));
+  kvWrite(
+    k: GpuTensor,
+    v: GpuTensor,
+    cacheK: GpuTensor,
+    cacheV: GpuTensor,
+    slots: GpuIndices,
+    positions: GpuIndices,
+    tokens: number,
+    cache: KvCacheShape,
+  ): void {
+    const params = { tokens, kvDim: cache.kvDim, maxSeq: cache.maxSeq };
+    this.run(KV_WRITE, params, { k, v, slots, positions, cacheK, cacheV }, groups1d(KV_WRITE, tokens * cache.kvDim));
   }
 
-  attention(q: GpuTensor, cacheK: GpuTensor, cacheV: GpuTensor, slots: GpuIndices, positions: GpuIndices, tokens: number, heads: number, kvHeads: number, headDim: number, maxSeq: number, out: GpuTensor): void {
-    if (headDim > 256) throw new GpuError(`attention kernel supports head_dim up to 256, got ${headDim}`);
-    const params = [tokens, heads, kvHeads, headDim, maxSeq, 1 / Math.sqrt(headDim)];
-    const buffers = [q.buffer, cacheK.buffer, cacheV.buffer, slots.buffer, positions.buffer, out.buffer];
-    if (this.attentionKernel === 'tiled' || (this.attentionKernel === 'auto' && tokens >= PREFILL_ATTENTION_MIN_TOKENS)) {
-      // Prefill/training: 64 queries per workgroup share every key row read (see the shader).
+  attention(
+    q: GpuTensor,
+    cacheK: GpuTensor,
+    cacheV: GpuTensor,
+    slots: GpuIndices,
+    positions: GpuIndices,
+    tokens: number,
+    heads: number,
+    kvHeads: number,
+    headDim: number,
+    maxSeq: number,
+    out: GpuTensor,
+  ): void {
+    const maxHeadDim = Math.min(256, 4 * invocations(ATTENTION.workgroupSize));
+    if (headDim > maxHeadDim)
+      throw new GpuError(`attention kernel supports head_dim up to ${maxHeadDim}, got ${headDim}`);
+    const params = { tokens, heads, kvHeads, headDim, maxSeq, scale: 1 / Math.sqrt(headDim) };
+    const buffers = { q, cacheK, cacheV, slots, positions, out };
+    if (
+      this.attentionKernel === 'tiled' ||
+      (this.attentionKernel === 'auto' && tokens >= PREFILL_ATTENTION_MIN_TOKENS)
+    ) {
+      // Prefill/training: a workgroup of queries shares every key row read (see the shader).
       const defines = { HD: headDim, KC: attentionChunkRows(headDim) };
-      this.dispatch('attention_prefill', defines, 'f32', params, 'uuuuuf', buffers, Math.ceil(tokens / 64) * heads);
+      this.run(ATTENTION_PREFILL, params, buffers, groups1d(ATTENTION_PREFILL, tokens) * heads, { defines });
       return;
     }
-    this.dispatch('attention', {}, 'f32', params, 'uuuuuf', buffers, tokens * heads);
+    this.run(ATTENTION, params, buffers, tokens * heads);
   }
 
   swiglu(gate: GpuTensor, up: GpuTensor, n: number, out: GpuTensor): void {
-    this.dispatch('swiglu', {}, 'f32', [n], 'u', [gate.buffer, up.buffer, out.buffer], Math.ceil(n / WG));
+    this.run(SWIGLU, { n }, { gate, up, out }, groups1d(SWIGLU, n));
   }
 
   add(x: GpuTensor, y: GpuTensor, n: number, scale = 1): void {
-    this.dispatch('residual_add', {}, 'f32', [n, scale], 'uf', [x.buffer, y.buffer], Math.ceil(n / WG));
+    this.run(RESIDUAL_ADD, { n, scale }, { x, y }, groups1d(RESIDUAL_ADD, n));
+  }
+
+  copy(src: GpuTensor, srcOffset: number, dst: GpuTensor, dstOffset: number, n: number): void {
+    if (n === 0) return;
+    if (srcOffset + n > src.length || dstOffset + n > dst.length)
+      throw new GpuError(
+        `copy of ${n} elements out of bounds (${srcOffset}/${src.length} -> ${dstOffset}/${dst.length})`,
+      );
+    // Buffer copies must happen outside a compute pass.
+    if (this.pass) {
+      this.pass.end();
+      this.pass = null;
+    }
+    this.encoder ??= this.gpu.device.createCommandEncoder();
+    this.encoder.copyBufferToBuffer(src.buffer, srcOffset * 4, dst.buffer, dstOffset * 4, n * 4);
   }
 
   gatherRows(src: GpuTensor, rows: number[], cols: number, out: GpuTensor): void {
@@ -267,7 +639,9 @@ export class GpuBackend implements Backend<GpuTensor, GpuWeight, GpuIndices> {
       this.pass = null;
     }
     this.encoder ??= this.gpu.device.createCommandEncoder();
-    rows.forEach((r, i) => this.encoder!.copyBufferToBuffer(src.buffer, r * cols * 4, out.buffer, i * cols * 4, cols * 4));
+    rows.forEach((r, i) =>
+      this.encoder!.copyBufferToBuffer(src.buffer, r * cols * 4, out.buffer, i * cols * 4, cols * 4),
+    );
   }
 }
 

@@ -8,7 +8,7 @@
 export type ShaderDefines = Record<string, boolean | number>;
 
 /** Every file in shaders/, forward ops first; each has a CPU twin and a test. */
-export const SHADER_NAMES = ['matmul', 'embedding', 'rmsnorm', 'rope', 'kv_write', 'attention', 'attention_prefill', 'swiglu', 'residual_add', 'matmul_backward', 'bias_backward', 'rmsnorm_backward', 'rope_backward', 'attention_backward_dq', 'attention_backward_dkv', 'kv_gather', 'swiglu_backward', 'embedding_backward', 'cross_entropy', 'dropout', 'sum_squares', 'adamw', 'sgd', 'fill', 'scale_rows'] as const;
+export const SHADER_NAMES = ['matmul', 'embedding', 'rmsnorm', 'rope', 'kv_write', 'attention', 'attention_prefill', 'swiglu', 'residual_add', 'matmul_backward', 'bias_backward', 'rmsnorm_backward', 'rope_backward', 'attention_backward_dq', 'attention_backward_dkv', 'kv_gather', 'swiglu_backward', 'embedding_backward', 'cross_entropy', 'dropout', 'sum_squares', 'adamw', 'sgd', 'fill', 'scale_rows', 'matmul_q', 'embedding_q', 'matmul_q_backward', 'matmul_splitk'] as const;
 export type ShaderName = (typeof SHADER_NAMES)[number];
 
 const sources = new Map<string, string>();
@@ -24,7 +24,10 @@ export async function loadShaders(): Promise<void> {
     }
     return;
   }
-  const modules = import.meta.glob('../../shaders/*.wgsl', { query: '?raw', import: 'default', eager: true }) as Record<string, string>;
+  const modules = import.meta.glob('../../shaders/*.wgsl', { query: '?raw', import: 'default', eager: true }) as Record<
+    string,
+    string
+  >;
   for (const [path, text] of Object.entries(modules)) {
     sources.set(path.replace(/^.*\//, '').replace(/\.wgsl$/, ''), text);
   }
@@ -66,4 +69,9 @@ export function shaderSource(name: ShaderName, defines: ShaderDefines = {}, weig
   const src = sources.get(name);
   if (src === undefined) throw new Error(`shader ${name}.wgsl is not loaded (call loadShaders() first)`);
   return preprocess(src, { ...defines, F16: weightType === 'f16' }, weightType);
+}
+
+/** Key (or value) rows per workgroup-memory chunk in the tiled attention kernels: 4 KiB of f32. */
+export function attentionChunkRows(headDim: number): number {
+  return Math.max(1, Math.floor(1024 / headDim));
 }

@@ -33,14 +33,39 @@ export interface TrainOps<T, W, I> {
   /** dx = RMSNorm backward (weight may be W or T); dweight (+)= Σ_rows (if given). */
   rmsnormBackward(dy: T, x: T, weight: W | T, rows: number, dim: number, eps: number, dx: T, dweight: T | null): void;
   /** In place: undo the rotation on the gradient (rotate by -angle). Same tables as forward rope. */
-  ropeBackward(dx: T, positions: I, cos: W, sin: W, tokens: number, heads: number, headDim: number, maxPos: number): void;
+  ropeBackward(
+    dx: T,
+    positions: I,
+    cos: W,
+    sin: W,
+    tokens: number,
+    heads: number,
+    headDim: number,
+    maxPos: number,
+  ): void;
   /**
    * Causal GQA attention backward for training batches: q [tokens, heads*hd]; k, v in cache layout
    * [slots, maxSeq, kvHeads*hd] exactly as the forward kv_write left them; token t sees positions
    * 0..positions[t] of slots[t]. Writes dq [tokens, heads*hd] and dk, dv in cache layout
    * (overwritten, summed over the query heads of each kv group and over queries).
    */
-  attentionBackward(dout: T, q: T, k: T, v: T, slots: I, positions: I, tokens: number, heads: number, kvHeads: number, headDim: number, maxSeq: number, slotCount: number, dq: T, dk: T, dv: T): void;
+  attentionBackward(
+    dout: T,
+    q: T,
+    k: T,
+    v: T,
+    slots: I,
+    positions: I,
+    tokens: number,
+    heads: number,
+    kvHeads: number,
+    headDim: number,
+    maxSeq: number,
+    slotCount: number,
+    dq: T,
+    dk: T,
+    dv: T,
+  ): void;
   /** Gather the rows written by kv_write back into token order: out[t, :] = cache[slots[t], positions[t], :] */
   kvGather(cache: T, slots: I, positions: I, tokens: number, kvDim: number, maxSeq: number, out: T): void;
   /** dgate, dup from dout for out = silu(gate) * up. */

@@ -4,6 +4,7 @@
  * themselves checked against finite differences of the forward twins in cpu.ts.
  */
 import type { CpuWeight } from './cpu';
+import { cpuMatmulQBackwardInput } from './quant-cpu';
 import { IGNORE_INDEX, type AdamWParams, type TrainOps } from './train-backend';
 
 type CpuW = CpuWeight | Float32Array;
@@ -36,7 +37,16 @@ export function dropoutScale(p: number): number {
 }
 
 export class CpuTrainOps implements TrainOps<Float32Array, CpuWeight, Uint32Array> {
-  matmulBackwardInput(dy: Float32Array, w: CpuW, m: number, n: number, k: number, dx: Float32Array, accumulate: boolean): void {
+  matmulBackwardInput(
+    dy: Float32Array,
+    w: CpuW,
+    m: number,
+    n: number,
+    k: number,
+    dx: Float32Array,
+    accumulate: boolean,
+  ): void {
+    if (!(w instanceof Float32Array) && w.quant) return cpuMatmulQBackwardInput(dy, w.quant, m, dx, accumulate);
     const wd = values(w);
     const row = new Float64Array(k);
     for (let i = 0; i < m; i++) {
@@ -50,7 +60,15 @@ export class CpuTrainOps implements TrainOps<Float32Array, CpuWeight, Uint32Arra
     }
   }
 
-  matmulBackwardWeight(dy: Float32Array, x: Float32Array, m: number, n: number, k: number, dw: Float32Array, accumulate: boolean): void {
+  matmulBackwardWeight(
+    dy: Float32Array,
+    x: Float32Array,
+    m: number,
+    n: number,
+    k: number,
+    dw: Float32Array,
+    accumulate: boolean,
+  ): void {
     const row = new Float64Array(k);
     for (let j = 0; j < n; j++) {
       row.fill(0);
@@ -82,7 +100,16 @@ export class CpuTrainOps implements TrainOps<Float32Array, CpuWeight, Uint32Arra
   }
 
   /** dweight, when given, is accumulated into (+=): zero it at the start of a step. */
-  rmsnormBackward(dy: Float32Array, x: Float32Array, weight: CpuW, rows: number, dim: number, eps: number, dx: Float32Array, dweight: Float32Array | null): void {
+  rmsnormBackward(
+    dy: Float32Array,
+    x: Float32Array,
+    weight: CpuW,
+    rows: number,
+    dim: number,
+    eps: number,
+    dx: Float32Array,
+    dweight: Float32Array | null,
+  ): void {
     const w = values(weight);
     for (let r = 0; r < rows; r++) {
       const b = r * dim;
@@ -101,7 +128,16 @@ export class CpuTrainOps implements TrainOps<Float32Array, CpuWeight, Uint32Arra
     }
   }
 
-  ropeBackward(dx: Float32Array, positions: Uint32Array, cos: CpuWeight, sin: CpuWeight, tokens: number, heads: number, headDim: number, _maxPos?: number): void {
+  ropeBackward(
+    dx: Float32Array,
+    positions: Uint32Array,
+    cos: CpuWeight,
+    sin: CpuWeight,
+    tokens: number,
+    heads: number,
+    headDim: number,
+    _maxPos?: number,
+  ): void {
     const half = headDim / 2;
     for (let t = 0; t < tokens; t++) {
       const pos = positions[t];
@@ -120,9 +156,21 @@ export class CpuTrainOps implements TrainOps<Float32Array, CpuWeight, Uint32Arra
   }
 
   attentionBackward(
-    dout: Float32Array, q: Float32Array, k: Float32Array, v: Float32Array, slots: Uint32Array, positions: Uint32Array,
-    tokens: number, heads: number, kvHeads: number, headDim: number, maxSeq: number, slotCount: number,
-    dq: Float32Array, dk: Float32Array, dv: Float32Array,
+    dout: Float32Array,
+    q: Float32Array,
+    k: Float32Array,
+    v: Float32Array,
+    slots: Uint32Array,
+    positions: Uint32Array,
+    tokens: number,
+    heads: number,
+    kvHeads: number,
+    headDim: number,
+    maxSeq: number,
+    slotCount: number,
+    dq: Float32Array,
+    dk: Float32Array,
+    dv: Float32Array,
   ): void {
     const kvDim = kvHeads * headDim;
     const group = heads / kvHeads;
@@ -151,7 +199,7 @@ export class CpuTrainOps implements TrainOps<Float32Array, CpuWeight, Uint32Arra
           max = Math.max(max, p[j]);
         }
         let sum = 0;
-        for (let j = 0; j <= last; j++) sum += (p[j] = Math.exp(p[j] - max));
+        for (let j = 0; j <= last; j++) sum += p[j] = Math.exp(p[j] - max);
         let D = 0;
         for (let j = 0; j <= last; j++) D += (p[j] /= sum) * dp[j];
         for (let j = 0; j <= last; j++) {
@@ -167,14 +215,29 @@ export class CpuTrainOps implements TrainOps<Float32Array, CpuWeight, Uint32Arra
     }
   }
 
-  kvGather(cache: Float32Array, slots: Uint32Array, positions: Uint32Array, tokens: number, kvDim: number, maxSeq: number, out: Float32Array): void {
+  kvGather(
+    cache: Float32Array,
+    slots: Uint32Array,
+    positions: Uint32Array,
+    tokens: number,
+    kvDim: number,
+    maxSeq: number,
+    out: Float32Array,
+  ): void {
     for (let t = 0; t < tokens; t++) {
       const src = (slots[t] * maxSeq + positions[t]) * kvDim;
       out.set(cache.subarray(src, src + kvDim), t * kvDim);
     }
   }
 
-  swigluBackward(dout: Float32Array, gate: Float32Array, up: Float32Array, n: number, dgate: Float32Array, dup: Float32Array): void {
+  swigluBackward(
+    dout: Float32Array,
+    gate: Float32Array,
+    up: Float32Array,
+    n: number,
+    dgate: Float32Array,
+    dup: Float32Array,
+  ): void {
     for (let i = 0; i < n; i++) {
       const a = gate[i];
       const s = 1 / (1 + Math.exp(-a));
@@ -183,7 +246,15 @@ export class CpuTrainOps implements TrainOps<Float32Array, CpuWeight, Uint32Arra
     }
   }
 
-  embeddingBackward(dout: Float32Array, ids: Uint32Array, tokens: number, vocab: number, dim: number, dtable: Float32Array, accumulate: boolean): void {
+  embeddingBackward(
+    dout: Float32Array,
+    ids: Uint32Array,
+    tokens: number,
+    vocab: number,
+    dim: number,
+    dtable: Float32Array,
+    accumulate: boolean,
+  ): void {
     if (!accumulate) dtable.fill(0, 0, vocab * dim);
     for (let t = 0; t < tokens; t++) {
       const id = ids[t];
@@ -192,7 +263,15 @@ export class CpuTrainOps implements TrainOps<Float32Array, CpuWeight, Uint32Arra
     }
   }
 
-  crossEntropy(logits: Float32Array, labels: Uint32Array, rows: number, vocab: number, gradScale: number, losses: Float32Array, dlogits: Float32Array): void {
+  crossEntropy(
+    logits: Float32Array,
+    labels: Uint32Array,
+    rows: number,
+    vocab: number,
+    gradScale: number,
+    losses: Float32Array,
+    dlogits: Float32Array,
+  ): void {
     for (let r = 0; r < rows; r++) {
       const b = r * vocab;
       const label = labels[r];
@@ -206,7 +285,8 @@ export class CpuTrainOps implements TrainOps<Float32Array, CpuWeight, Uint32Arra
       let sum = 0;
       for (let j = 0; j < vocab; j++) sum += Math.exp(logits[b + j] - max);
       losses[r] = Math.log(sum) + max - logits[b + label];
-      for (let j = 0; j < vocab; j++) dlogits[b + j] = (Math.exp(logits[b + j] - max) / sum - (j === label ? 1 : 0)) * gradScale;
+      for (let j = 0; j < vocab; j++)
+        dlogits[b + j] = (Math.exp(logits[b + j] - max) / sum - (j === label ? 1 : 0)) * gradScale;
     }
   }
 

@@ -5,16 +5,246 @@
  */
 import { GpuError } from '../gpu/device';
 import type { GpuBackend, GpuIndices, GpuTensor, GpuWeight } from './gpu';
-import { attentionChunkRows } from './gpu';
+import { attentionChunkRows } from './shaders';
+import { declareKernel, groups1d, invocations, size2d, type ParamValues } from './kernel';
 import type { AdamWParams, TrainOps } from './train-backend';
 import { dropoutScale, dropoutThreshold } from './train-cpu';
-
-const WG = 64;
-/** Output tile of one 8x8 workgroup of the register-tiled GEMMs (4x4 per invocation). */
-const TILE = 32;
+import { isQuantized, quantMatmulBackwardInput } from './quant-gpu';
 
 function isWeight(w: GpuWeight | GpuTensor): w is GpuWeight {
   return (w as GpuWeight).shards !== undefined;
+}
+
+// ---- kernel declarations (see kernel.ts) ------------------------------------------------------
+
+const matmulBackwardParams = { M: 'u32', N: 'u32', K: 'u32', nOffset: 'u32', ldy: 'u32', accumulate: 'u32' } as const;
+type MatmulBackwardParams = ParamValues<typeof matmulBackwardParams>;
+/** dX[M, K] (+)= dY[:, nOffset..nOffset+N] · W[N, K] for one row-shard of W (4x4 tiles of dX). */
+export const MATMUL_BACKWARD_DX = declareKernel({
+  name: 'matmul_backward(dX)',
+  shader: 'matmul_backward',
+  workgroupSize: [8, 8],
+  params: matmulBackwardParams,
+  bindings: {
+    dy: (p: MatmulBackwardParams) => (p.M === 0 ? 0 : (p.M - 1) * p.ldy + p.nOffset + p.N),
+    w: (p: MatmulBackwardParams) => p.N * p.K,
+    out: (p: MatmulBackwardParams) => p.M * p.K,
+  },
+});
+/** dW[N, K] (+)= dY[M, N]ᵀ · X[M, K] (4x4 tiles of dW). */
+export const MATMUL_BACKWARD_DW = declareKernel({
+  name: 'matmul_backward(dW)',
+  shader: 'matmul_backward',
+  defines: { DW: true },
+  workgroupSize: [8, 8],
+  params: matmulBackwardParams,
+  bindings: {
+    dy: (p: MatmulBackwardParams) => p.M * p.N,
+    x: (p: MatmulBackwardParams) => p.M * p.K,
+    out: (p: MatmulBackwardParams) => p.N * p.K,
+  },
+});
+
+export const BIAS_BACKWARD = declareKernel({
+  name: 'bias_backward',
+  shader: 'bias_backward',
+  workgroupSize: 64,
+  params: { M: 'u32', N: 'u32', accumulate: 'u32' },
+  bindings: { dy: (p) => p.M * p.N, dbias: (p) => p.N },
+});
+
+const rmsnormParams = { rows: 'u32', dim: 'u32', eps: 'f32' } as const;
+type RmsnormParams = ParamValues<typeof rmsnormParams>;
+/** dx of one row per workgroup; stores 1/rms of each row in rstd for the dweight pass. */
+export const RMSNORM_BACKWARD = declareKernel({
+  name: 'rmsnorm_backward',
+  shader: 'rmsnorm_backward',
+  workgroupSize: 64,
+  params: rmsnormParams,
+  bindings: {
+    dy: (p: RmsnormParams) => p.rows * p.dim,
+    x: (p: RmsnormParams) => p.rows * p.dim,
+    weight: (p: RmsnormParams) => p.dim,
+    dx: (p: RmsnormParams) => p.rows * p.dim,
+    rstd: (p: RmsnormParams) => p.rows,
+  },
+});
+/** dweight[d] += Σ_rows dy · x · rstd, one invocation per column. */
+export const RMSNORM_BACKWARD_DWEIGHT = declareKernel({
+  name: 'rmsnorm_backward(dweight)',
+  shader: 'rmsnorm_backward',
+  defines: { DWEIGHT: true },
+  workgroupSize: 64,
+  params: rmsnormParams,
+  bindings: {
+    dy: (p: RmsnormParams) => p.rows * p.dim,
+    x: (p: RmsnormParams) => p.rows * p.dim,
+    rstd: (p: RmsnormParams) => p.rows,
+    dweight: (p: RmsnormParams) => p.dim,
+  },
+});
+
+export const ROPE_BACKWARD = declareKernel({
+  name: 'rope_backward',
+  shader: 'rope_backward',
+  workgroupSize: 64,
+  params: { tokens: 'u32', heads: 'u32', headDim: 'u32', maxPos: 'u32' },
+  bindings: {
+    x: (p) => p.tokens * p.heads * p.headDim,
+    positions: (p) => p.tokens,
+    cosTable: (p) => (p.maxPos * p.headDim) / 2,
+    sinTable: (p) => (p.maxPos * p.headDim) / 2,
+  },
+});
+
+/** Pass 1: dq, and the softmax statistics [lse, D] per (token, head) then [slot, position] per token. */
+export const ATTENTION_BACKWARD_DQ = declareKernel({
+  name: 'attention_backward_dq',
+  shader: 'attention_backward_dq',
+  workgroupSize: 64,
+  params: { tokens: 'u32', heads: 'u32', kvHeads: 'u32', headDim: 'u32', maxSeq: 'u32', scale: 'f32' },
+  bindings: {
+    dout: (p) => p.tokens * p.heads * p.headDim,
+    q: (p) => p.tokens * p.heads * p.headDim,
+    cacheK: (p) => p.maxSeq * p.kvHeads * p.headDim,
+    cacheV: (p) => p.maxSeq * p.kvHeads * p.headDim,
+    slots: (p) => p.tokens,
+    positions: (p) => p.tokens,
+    dq: (p) => p.tokens * p.heads * p.headDim,
+    stats: (p) => p.tokens * p.heads * 2 + p.tokens * 2,
+  },
+});
+
+/** Pass 2: dk, dv in cache layout, a workgroup per (slot, WG key positions, kv head). */
+export const ATTENTION_BACKWARD_DKV = declareKernel({
+  name: 'attention_backward_dkv',
+  shader: 'attention_backward_dkv',
+  workgroupSize: 64,
+  params: {
+    tokens: 'u32',
+    heads: 'u32',
+    kvHeads: 'u32',
+    headDim: 'u32',
+    maxSeq: 'u32',
+    slotCount: 'u32',
+    scale: 'f32',
+  },
+  bindings: {
+    dout: (p) => p.tokens * p.heads * p.headDim,
+    q: (p) => p.tokens * p.heads * p.headDim,
+    cacheK: (p) => p.slotCount * p.maxSeq * p.kvHeads * p.headDim,
+    cacheV: (p) => p.slotCount * p.maxSeq * p.kvHeads * p.headDim,
+    stats: (p) => p.tokens * p.heads * 2 + p.tokens * 2,
+    dk: (p) => p.slotCount * p.maxSeq * p.kvHeads * p.headDim,
+    dv: (p) => p.slotCount * p.maxSeq * p.kvHeads * p.headDim,
+  },
+});
+
+export const KV_GATHER = declareKernel({
+  name: 'kv_gather',
+  shader: 'kv_gather',
+  workgroupSize: 64,
+  params: { tokens: 'u32', kvDim: 'u32', maxSeq: 'u32' },
+  bindings: {
+    cache: (p) => p.maxSeq * p.kvDim,
+    slots: (p) => p.tokens,
+    positions: (p) => p.tokens,
+    out: (p) => p.tokens * p.kvDim,
+  },
+});
+
+export const SWIGLU_BACKWARD = declareKernel({
+  name: 'swiglu_backward',
+  shader: 'swiglu_backward',
+  workgroupSize: 64,
+  params: { n: 'u32' },
+  bindings: { dout: (p) => p.n, gate: (p) => p.n, up: (p) => p.n, dgate: (p) => p.n, dup: (p) => p.n },
+});
+
+export const EMBEDDING_BACKWARD = declareKernel({
+  name: 'embedding_backward',
+  shader: 'embedding_backward',
+  workgroupSize: 64,
+  params: { tokens: 'u32', vocab: 'u32', dim: 'u32' },
+  bindings: { dout: (p) => p.tokens * p.dim, ids: (p) => p.tokens, dtable: (p) => p.vocab * p.dim },
+});
+
+export const CROSS_ENTROPY = declareKernel({
+  name: 'cross_entropy',
+  shader: 'cross_entropy',
+  workgroupSize: 64,
+  params: { rows: 'u32', vocab: 'u32', gradScale: 'f32' },
+  bindings: {
+    logits: (p) => p.rows * p.vocab,
+    labels: (p) => p.rows,
+    losses: (p) => p.rows,
+    dlogits: (p) => p.rows * p.vocab,
+  },
+});
+
+export const DROPOUT = declareKernel({
+  name: 'dropout',
+  shader: 'dropout',
+  workgroupSize: 64,
+  params: { n: 'u32', seed: 'u32', threshold: 'u32', scale: 'f32' },
+  bindings: { x: (p) => p.n, out: (p) => p.n },
+});
+
+/** Partial sums of squares, one per block of blockSize (a multiple of the workgroup size) elements. */
+export const SUM_SQUARES = declareKernel({
+  name: 'sum_squares',
+  shader: 'sum_squares',
+  workgroupSize: 64,
+  params: { n: 'u32', blockSize: 'u32' },
+  bindings: { x: (p) => p.n, partials: (p) => Math.ceil(p.n / p.blockSize) },
+});
+
+export const ADAMW = declareKernel({
+  name: 'adamw',
+  shader: 'adamw',
+  workgroupSize: 64,
+  params: {
+    n: 'u32',
+    lr: 'f32',
+    beta1: 'f32',
+    beta2: 'f32',
+    eps: 'f32',
+    weightDecay: 'f32',
+    bc1: 'f32',
+    bc2: 'f32',
+    gradScale: 'f32',
+  },
+  bindings: { param: (p) => p.n, grad: (p) => p.n, m: (p) => p.n, v: (p) => p.n },
+});
+
+export const SGD = declareKernel({
+  name: 'sgd',
+  shader: 'sgd',
+  workgroupSize: 64,
+  params: { n: 'u32', step: 'f32' },
+  bindings: { param: (p) => p.n, grad: (p) => p.n },
+});
+
+export const FILL = declareKernel({
+  name: 'fill',
+  shader: 'fill',
+  workgroupSize: 64,
+  params: { n: 'u32', value: 'f32' },
+  bindings: { x: (p) => p.n },
+});
+
+export const SCALE_ROWS = declareKernel({
+  name: 'scale_rows',
+  shader: 'scale_rows',
+  workgroupSize: 64,
+  params: { rows: 'u32', cols: 'u32' },
+  bindings: { x: (p) => p.rows * p.cols, scale: (p) => p.rows },
+});
+
+/** Grid of a 4x4-per-invocation tiled GEMM kernel covering [rows, cols] of output. */
+function tiledGrid(workgroupSize: number | readonly [number, number], cols: number, rows: number): [number, number] {
+  const [wx, wy] = size2d(workgroupSize);
+  return [Math.ceil(cols / (4 * wx)), Math.ceil(rows / (4 * wy))];
 }
 
 export class GpuTrainOps implements TrainOps<GpuTensor, GpuWeight, GpuIndices> {
@@ -39,74 +269,144 @@ export class GpuTrainOps implements TrainOps<GpuTensor, GpuWeight, GpuIndices> {
     return buf;
   }
 
-  matmulBackwardInput(dy: GpuTensor, w: GpuWeight | GpuTensor, m: number, n: number, k: number, dx: GpuTensor, accumulate: boolean): void {
+  matmulBackwardInput(
+    dy: GpuTensor,
+    w: GpuWeight | GpuTensor,
+    m: number,
+    n: number,
+    k: number,
+    dx: GpuTensor,
+    accumulate: boolean,
+  ): void {
     if (m === 0 || k === 0) return;
     const vec4 = k % 4 === 0;
-    const grid: [number, number] = [Math.ceil(k / TILE), Math.ceil(m / TILE)];
+    const grid = tiledGrid(MATMUL_BACKWARD_DX.workgroupSize, k, m);
     if (!isWeight(w)) {
-      const params = [m, n, k, 0, n, accumulate ? 1 : 0];
-      this.backend.dispatch('matmul_backward', { VEC4: vec4, YVEC4: n % 4 === 0 }, 'f32', params, 'uuuuuu', [dy.buffer, w.buffer, dx.buffer], grid);
+      const params = { M: m, N: n, K: k, nOffset: 0, ldy: n, accumulate: accumulate ? 1 : 0 };
+      this.backend.run(MATMUL_BACKWARD_DX, params, { dy, w, out: dx }, grid, {
+        defines: { VEC4: vec4, YVEC4: n % 4 === 0 },
+      });
       return;
     }
-    if (w.rows !== n || w.cols !== k) throw new GpuError(`matmulBackwardInput: weight is [${w.rows}, ${w.cols}], expected [${n}, ${k}]`);
+    if (w.rows !== n || w.cols !== k)
+      throw new GpuError(`matmulBackwardInput: weight is [${w.rows}, ${w.cols}], expected [${n}, ${k}]`);
+    if (isQuantized(w)) return quantMatmulBackwardInput(this.backend, dy, w, m, dx, accumulate);
     // dX = sum over row-shards of dY[:, shard] · W[shard]: the first shard honours `accumulate`,
     // the others add to it (dispatches in one pass run in order).
     w.shards.forEach((s, i) => {
-      const params = [m, s.rows, k, s.rowStart, n, accumulate || i > 0 ? 1 : 0];
+      const params = { M: m, N: s.rows, K: k, nOffset: s.rowStart, ldy: n, accumulate: accumulate || i > 0 ? 1 : 0 };
       const defines = { VEC4: vec4, YVEC4: n % 4 === 0 && s.rowStart % 4 === 0 };
-      this.backend.dispatch('matmul_backward', defines, w.dtype, params, 'uuuuuu', [dy.buffer, s.buffer, dx.buffer], grid);
+      this.backend.run(MATMUL_BACKWARD_DX, params, { dy, w: s.buffer, out: dx }, grid, {
+        defines,
+        weightType: w.dtype,
+      });
     });
   }
 
-  matmulBackwardWeight(dy: GpuTensor, x: GpuTensor, m: number, n: number, k: number, dw: GpuTensor, accumulate: boolean): void {
+  matmulBackwardWeight(
+    dy: GpuTensor,
+    x: GpuTensor,
+    m: number,
+    n: number,
+    k: number,
+    dw: GpuTensor,
+    accumulate: boolean,
+  ): void {
     if (n === 0 || k === 0) return;
-    const params = [m, n, k, 0, n, accumulate ? 1 : 0];
-    const defines = { DW: true, VEC4: k % 4 === 0, YVEC4: n % 4 === 0 };
-    this.backend.dispatch('matmul_backward', defines, 'f32', params, 'uuuuuu', [dy.buffer, x.buffer, dw.buffer], [Math.ceil(k / TILE), Math.ceil(n / TILE)]);
+    const params = { M: m, N: n, K: k, nOffset: 0, ldy: n, accumulate: accumulate ? 1 : 0 };
+    const defines = { VEC4: k % 4 === 0, YVEC4: n % 4 === 0 };
+    this.backend.run(
+      MATMUL_BACKWARD_DW,
+      params,
+      { dy, x, out: dw },
+      tiledGrid(MATMUL_BACKWARD_DW.workgroupSize, k, n),
+      { defines },
+    );
   }
 
   matmulTensor(x: GpuTensor, w: GpuTensor, m: number, n: number, k: number, out: GpuTensor): void {
     if (m === 0 || n === 0) return;
     // The forward GEMM of matmul.wgsl with W an f32 tensor as a single shard and no bias.
-    const params = [m, n, k, 0, n, 0];
-    const buffers = [x.buffer, w.buffer, this.dummy, out.buffer];
-    const vec4 = k % 4 === 0;
-    if (m <= 8) {
-      this.backend.dispatch('matmul', { VEC4: vec4, GEMV: true }, 'f32', params, 'uuuuuu', buffers, Math.ceil(n / 4 / WG));
-    } else {
-      this.backend.dispatch('matmul', { VEC4: vec4 }, 'f32', params, 'uuuuuu', buffers, [Math.ceil(n / TILE), Math.ceil(m / TILE)]);
-    }
+    const params = { M: m, N: n, K: k, nOffset: 0, ldy: n, hasBias: 0 };
+    this.backend.matmulRows(params, { x, w, bias: this.dummy, y: out }, { VEC4: k % 4 === 0 }, 'f32');
   }
 
   biasBackward(dy: GpuTensor, m: number, n: number, dbias: GpuTensor, accumulate: boolean): void {
-    this.backend.dispatch('bias_backward', {}, 'f32', [m, n, accumulate ? 1 : 0], 'uuu', [dy.buffer, dbias.buffer], Math.ceil(n / WG));
+    this.backend.run(
+      BIAS_BACKWARD,
+      { M: m, N: n, accumulate: accumulate ? 1 : 0 },
+      { dy, dbias },
+      groups1d(BIAS_BACKWARD, n),
+    );
   }
 
   /** dweight, when given, is accumulated into (+=): zero it at the start of a step. */
-  rmsnormBackward(dy: GpuTensor, x: GpuTensor, weight: GpuWeight | GpuTensor, rows: number, dim: number, eps: number, dx: GpuTensor, dweight: GpuTensor | null): void {
+  rmsnormBackward(
+    dy: GpuTensor,
+    x: GpuTensor,
+    weight: GpuWeight | GpuTensor,
+    rows: number,
+    dim: number,
+    eps: number,
+    dx: GpuTensor,
+    dweight: GpuTensor | null,
+  ): void {
     if (rows === 0) return;
     const wBuf = isWeight(weight) ? weight.shards[0].buffer : weight.buffer;
-    const wType = isWeight(weight) ? weight.dtype : 'f32';
-    if (isWeight(weight) && weight.shards.length > 1) throw new GpuError('rmsnormBackward: the norm weight must not be sharded');
+    const weightType = isWeight(weight) ? weight.dtype : 'f32';
+    if (isWeight(weight) && weight.shards.length > 1)
+      throw new GpuError('rmsnormBackward: the norm weight must not be sharded');
     const rstd = this.scratchBuffer('rstd', rows * 4);
-    this.backend.dispatch('rmsnorm_backward', {}, wType, [rows, dim, eps], 'uuf', [dy.buffer, x.buffer, wBuf, dx.buffer, rstd], rows);
+    this.backend.run(RMSNORM_BACKWARD, { rows, dim, eps }, { dy, x, weight: wBuf, dx, rstd }, rows, { weightType });
     if (dweight) {
-      this.backend.dispatch('rmsnorm_backward', { DWEIGHT: true }, 'f32', [rows, dim, eps], 'uuf', [dy.buffer, x.buffer, rstd, dweight.buffer], Math.ceil(dim / WG));
+      this.backend.run(
+        RMSNORM_BACKWARD_DWEIGHT,
+        { rows, dim, eps },
+        { dy, x, rstd, dweight },
+        groups1d(RMSNORM_BACKWARD_DWEIGHT, dim),
+      );
     }
   }
 
-  ropeBackward(dx: GpuTensor, positions: GpuIndices, cos: GpuWeight, sin: GpuWeight, tokens: number, heads: number, headDim: number, maxPos: number): void {
-    const params = [tokens, heads, headDim, maxPos];
-    this.backend.dispatch('rope_backward', {}, 'f32', params, 'uuuu', [dx.buffer, positions.buffer, cos.shards[0].buffer, sin.shards[0].buffer], Math.ceil((tokens * heads * (headDim / 2)) / WG));
+  ropeBackward(
+    dx: GpuTensor,
+    positions: GpuIndices,
+    cos: GpuWeight,
+    sin: GpuWeight,
+    tokens: number,
+    heads: number,
+    headDim: number,
+    maxPos: number,
+  ): void {
+    const buffers = { x: dx, positions, cosTable: cos.shards[0].buffer, sinTable: sin.shards[0].buffer };
+    this.backend.run(
+      ROPE_BACKWARD,
+      { tokens, heads, headDim, maxPos },
+      buffers,
+      groups1d(ROPE_BACKWARD, (tokens * heads * headDim) / 2),
+    );
   }
 
   attentionBackward(
-    dout: GpuTensor, q: GpuTensor, k: GpuTensor, v: GpuTensor, slots: GpuIndices, positions: GpuIndices,
-    tokens: number, heads: number, kvHeads: number, headDim: number, maxSeq: number, slotCount: number,
-    dq: GpuTensor, dk: GpuTensor, dv: GpuTensor,
+    dout: GpuTensor,
+    q: GpuTensor,
+    k: GpuTensor,
+    v: GpuTensor,
+    slots: GpuIndices,
+    positions: GpuIndices,
+    tokens: number,
+    heads: number,
+    kvHeads: number,
+    headDim: number,
+    maxSeq: number,
+    slotCount: number,
+    dq: GpuTensor,
+    dk: GpuTensor,
+    dv: GpuTensor,
   ): void {
     if (headDim > 256) throw new GpuError(`attention backward supports head_dim up to 256, got ${headDim}`);
-    if (heads % kvHeads !== 0) throw new GpuError(`attention backward: ${heads} heads are not a multiple of ${kvHeads} kv heads`);
+    if (heads % kvHeads !== 0)
+      throw new GpuError(`attention backward: ${heads} heads are not a multiple of ${kvHeads} kv heads`);
     const scale = 1 / Math.sqrt(headDim);
     if (tokens === 0) {
       this.zero(dk, slotCount * maxSeq * kvHeads * headDim);
@@ -115,51 +415,93 @@ export class GpuTrainOps implements TrainOps<GpuTensor, GpuWeight, GpuIndices> {
     }
     // [lse, D] per (token, head), then [slot, position] per token (written by pass 1).
     const stats = this.scratchBuffer('attn-stats', (tokens * heads * 2 + tokens * 2) * 4);
-    // Pass 1: one workgroup per (64 consecutive tokens, head); pass 2: per (slot, 64 keys, kv head).
+    // Pass 1: one workgroup per (WG consecutive tokens, head); pass 2: per (slot, WG keys, kv head).
     const group = heads / kvHeads;
     const dqDefines = { HD: headDim, KC: attentionChunkRows(headDim) };
-    this.backend.dispatch(
-      'attention_backward_dq', dqDefines, 'f32', [tokens, heads, kvHeads, headDim, maxSeq, scale], 'uuuuuf',
-      [dout.buffer, q.buffer, k.buffer, v.buffer, slots.buffer, positions.buffer, dq.buffer, stats], Math.ceil(tokens / 64) * heads,
+    this.backend.run(
+      ATTENTION_BACKWARD_DQ,
+      { tokens, heads, kvHeads, headDim, maxSeq, scale },
+      { dout, q, cacheK: k, cacheV: v, slots, positions, dq, stats },
+      groups1d(ATTENTION_BACKWARD_DQ, tokens) * heads,
+      { defines: dqDefines },
     );
-    const blocks = Math.ceil(maxSeq / WG);
+    const blocks = groups1d(ATTENTION_BACKWARD_DKV, maxSeq);
     const dkvDefines = { HD: headDim, GQ: group, QC: Math.max(1, Math.min(64, Math.floor(1024 / (group * headDim)))) };
-    this.backend.dispatch(
-      'attention_backward_dkv', dkvDefines, 'f32', [tokens, heads, kvHeads, headDim, maxSeq, slotCount, scale], 'uuuuuuf',
-      [dout.buffer, q.buffer, k.buffer, v.buffer, stats, dk.buffer, dv.buffer], slotCount * blocks * kvHeads,
+    this.backend.run(
+      ATTENTION_BACKWARD_DKV,
+      { tokens, heads, kvHeads, headDim, maxSeq, slotCount, scale },
+      { dout, q, cacheK: k, cacheV: v, stats, dk, dv },
+      slotCount * blocks * kvHeads,
+      { defines: dkvDefines },
     );
   }
 
-  kvGather(cache: GpuTensor, slots: GpuIndices, positions: GpuIndices, tokens: number, kvDim: number, maxSeq: number, out: GpuTensor): void {
-    this.backend.dispatch('kv_gather', {}, 'f32', [tokens, kvDim, maxSeq], 'uuu', [cache.buffer, slots.buffer, positions.buffer, out.buffer], Math.ceil((tokens * kvDim) / WG));
+  kvGather(
+    cache: GpuTensor,
+    slots: GpuIndices,
+    positions: GpuIndices,
+    tokens: number,
+    kvDim: number,
+    maxSeq: number,
+    out: GpuTensor,
+  ): void {
+    this.backend.run(
+      KV_GATHER,
+      { tokens, kvDim, maxSeq },
+      { cache, slots, positions, out },
+      groups1d(KV_GATHER, tokens * kvDim),
+    );
   }
 
   swigluBackward(dout: GpuTensor, gate: GpuTensor, up: GpuTensor, n: number, dgate: GpuTensor, dup: GpuTensor): void {
-    this.backend.dispatch('swiglu_backward', {}, 'f32', [n], 'u', [dout.buffer, gate.buffer, up.buffer, dgate.buffer, dup.buffer], Math.ceil(n / WG));
+    this.backend.run(SWIGLU_BACKWARD, { n }, { dout, gate, up, dgate, dup }, groups1d(SWIGLU_BACKWARD, n));
   }
 
-  embeddingBackward(dout: GpuTensor, ids: GpuIndices, tokens: number, vocab: number, dim: number, dtable: GpuTensor, accumulate: boolean): void {
+  embeddingBackward(
+    dout: GpuTensor,
+    ids: GpuIndices,
+    tokens: number,
+    vocab: number,
+    dim: number,
+    dtable: GpuTensor,
+    accumulate: boolean,
+  ): void {
     if (!accumulate) this.zero(dtable, vocab * dim);
-    this.backend.dispatch('embedding_backward', {}, 'f32', [tokens, vocab, dim], 'uuu', [dout.buffer, ids.buffer, dtable.buffer], Math.ceil(dim / WG));
+    this.backend.run(
+      EMBEDDING_BACKWARD,
+      { tokens, vocab, dim },
+      { dout, ids, dtable },
+      groups1d(EMBEDDING_BACKWARD, dim),
+    );
   }
 
-  crossEntropy(logits: GpuTensor, labels: GpuIndices, rows: number, vocab: number, gradScale: number, losses: GpuTensor, dlogits: GpuTensor): void {
+  crossEntropy(
+    logits: GpuTensor,
+    labels: GpuIndices,
+    rows: number,
+    vocab: number,
+    gradScale: number,
+    losses: GpuTensor,
+    dlogits: GpuTensor,
+  ): void {
     if (logits.buffer === dlogits.buffer) throw new GpuError('crossEntropy: dlogits must not alias logits');
-    this.backend.dispatch('cross_entropy', {}, 'f32', [rows, vocab, gradScale], 'uuf', [logits.buffer, labels.buffer, losses.buffer, dlogits.buffer], rows);
+    this.backend.run(CROSS_ENTROPY, { rows, vocab, gradScale }, { logits, labels, losses, dlogits }, rows);
   }
 
   dropout(x: GpuTensor, n: number, p: number, seed: number, out: GpuTensor): void {
-    this.backend.dispatch('dropout', {}, 'f32', [n, seed >>> 0, dropoutThreshold(p), dropoutScale(p)], 'uuuf', [x.buffer, out.buffer], Math.ceil(n / WG));
+    const params = { n, seed: seed >>> 0, threshold: dropoutThreshold(p), scale: dropoutScale(p) };
+    this.backend.run(DROPOUT, params, { x, out }, groups1d(DROPOUT, n));
   }
 
   async sumSquares(x: GpuTensor, n: number): Promise<number> {
     if (n === 0) return 0;
-    // One workgroup per block of 64·iters elements, at most 1024 partials, summed on the host in f64.
-    const groups = Math.min(1024, Math.ceil(n / (WG * 16)));
-    const block = Math.ceil(n / groups / WG) * WG;
-    const count = Math.ceil(n / block);
+    // One workgroup per block of wg·iters elements, at most 1024 partials, summed on the host in f64.
+    const wg = invocations(SUM_SQUARES.workgroupSize);
+    const groups = Math.min(1024, Math.ceil(n / (wg * 16)));
+    const blockSize = Math.ceil(n / groups / wg) * wg;
+    const count = Math.ceil(n / blockSize);
     const partials = this.backend.gpu.acquire(count * 4, 'sum-squares');
-    this.backend.dispatch('sum_squares', {}, 'f32', [n, block], 'uu', [x.buffer, partials], [count, 1]);
+    this.backend.run(SUM_SQUARES, { n, blockSize }, { x, partials: { buffer: partials, length: count } }, [count, 1]);
     this.backend.flush();
     try {
       const parts = await this.backend.gpu.readF32(partials, count);
@@ -174,21 +516,31 @@ export class GpuTrainOps implements TrainOps<GpuTensor, GpuWeight, GpuIndices> {
   adamw(param: GpuTensor, grad: GpuTensor, m: GpuTensor, v: GpuTensor, n: number, p: AdamWParams): void {
     const bc1 = 1 - p.beta1 ** p.step;
     const bc2 = 1 - p.beta2 ** p.step;
-    const params = [n, p.lr, p.beta1, p.beta2, p.eps, p.weightDecay, bc1, bc2, p.gradScale];
-    this.backend.dispatch('adamw', {}, 'f32', params, 'uffffffff', [param.buffer, grad.buffer, m.buffer, v.buffer], Math.ceil(n / WG));
+    const params = {
+      n,
+      lr: p.lr,
+      beta1: p.beta1,
+      beta2: p.beta2,
+      eps: p.eps,
+      weightDecay: p.weightDecay,
+      bc1,
+      bc2,
+      gradScale: p.gradScale,
+    };
+    this.backend.run(ADAMW, params, { param, grad, m, v }, groups1d(ADAMW, n));
   }
 
   sgd(param: GpuTensor, grad: GpuTensor, n: number, lr: number, gradScale: number): void {
-    this.backend.dispatch('sgd', {}, 'f32', [n, lr * gradScale], 'uf', [param.buffer, grad.buffer], Math.ceil(n / WG));
+    this.backend.run(SGD, { n, step: lr * gradScale }, { param, grad }, groups1d(SGD, n));
   }
 
   zero(x: GpuTensor, n: number): void {
     if (n === 0) return;
-    this.backend.dispatch('fill', {}, 'f32', [n, 0], 'uf', [x.buffer], Math.ceil(n / WG));
+    this.backend.run(FILL, { n, value: 0 }, { x }, groups1d(FILL, n));
   }
 
   scaleRows(x: GpuTensor, scale: GpuTensor, rows: number, cols: number): void {
     if (rows * cols === 0) return;
-    this.backend.dispatch('scale_rows', {}, 'f32', [rows, cols], 'uu', [x.buffer, scale.buffer], Math.ceil((rows * cols) / WG));
+    this.backend.run(SCALE_ROWS, { rows, cols }, { x, scale }, groups1d(SCALE_ROWS, rows * cols));
   }
 }

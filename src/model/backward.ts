@@ -1,19 +1,17 @@
 /**
- * Training pass of the Llama-family model, llm.c style: one hand-written forward that keeps the
- * activations each backward step needs, the masked causal-LM loss, and the hand-written backward
- * of every block, accumulating gradients into the trainable parameters (LoRA A/B or every weight).
- * Sequences of a micro-batch occupy KV slots 0..B-1 at positions 0..T-1, so the forward kernels
- * are exactly the inference ones, and the K/V "cache" of a layer is its saved K/V activation.
+ * Training pass of the Llama-family model, llm.c style: the model's own forward, recording the
+ * activations the backward reads (llama.ts, Activations), the masked causal-LM loss, and the
+ * hand-written backward of every block, accumulating gradients into the trainable parameters
+ * (LoRA A/B or every weight). Sequences of a micro-batch occupy KV slots 0..B-1 at positions
+ * 0..T-1, so the K/V "cache" of a layer is its saved K/V activation.
  */
-import type { AnyBackend } from '../kernels/backend';
+import type { WeightShape } from '../kernels/backend';
 import { IGNORE_INDEX, type TrainOps } from '../kernels/train-backend';
-import type { LayerWeights, LlamaModel, Projection } from './llama';
+import type { Projection } from '../formats/config';
+import { Activations, type LayerActivations, type LlamaModel } from './llama';
+import { chunkedLossHead } from './loss-head';
 
-/* eslint-disable @typescript-eslint/no-explicit-any */
-type T = any;
-type W = any;
-
-export interface LoraParam {
+export interface LoraParam<T, W> {
   layer: number;
   module: Projection;
   a: W; // [r, in], f32, trainable in place
@@ -26,15 +24,17 @@ export interface LoraParam {
 }
 
 /** Gradients of every weight in full fine-tuning, keyed by HF tensor name. */
-export type FullGrads = Map<string, T>;
+export type FullGrads<T> = Map<string, T>;
 
-export interface TrainableSet {
+export interface TrainableSet<T, W> {
   mode: 'lora' | 'full';
-  /** LoRA parameters keyed `${layer}.${module}`. */
-  lora: Map<string, LoraParam>;
+  /** Rebuild each block's activations in the backward instead of keeping them (--recompute). */
+  recompute?: boolean;
+  /** LoRA parameters keyed `${layer}.${module}`; the model's adapter holds the same A and B. */
+  lora: Map<string, LoraParam<T, W>>;
   loraScale: number;
   loraDropout: number;
-  full: FullGrads;
+  full: FullGrads<T>;
 }
 
 export interface MicroBatch {
@@ -44,29 +44,15 @@ export interface MicroBatch {
   seqLen: number;
 }
 
-interface LoraActs {
-  xd: T | null; // dropout(x), when dropout > 0
-  xa: T; // xd · Aᵀ
-}
-
-interface LayerActs {
-  xIn: T;
-  h1: T;
-  qRaw: T | null;
-  kRaw: T | null;
-  q: T;
-  kCache: T;
-  vCache: T;
-  att: T;
-  x2: T;
-  h2: T;
-  gate: T;
-  up: T;
-  act: T;
-  lora: Map<Projection, LoraActs>;
-}
-
-const PROJ_INDEX: Record<Projection, number> = { q_proj: 0, k_proj: 1, v_proj: 2, o_proj: 3, gate_proj: 4, up_proj: 5, down_proj: 6 };
+const PROJ_INDEX: Record<Projection, number> = {
+  q_proj: 0,
+  k_proj: 1,
+  v_proj: 2,
+  o_proj: 3,
+  gate_proj: 4,
+  up_proj: 5,
+  down_proj: 6,
+};
 
 /** Per-(step, layer, module) dropout seed: the backward reuses it to rebuild the same mask. */
 export function dropoutSeed(stepSeed: number, layer: number, module: Projection): number {
@@ -75,70 +61,70 @@ export function dropoutSeed(stepSeed: number, layer: number, module: Projection)
   return (h ^ (h >>> 15)) >>> 0;
 }
 
-export function hfName(layer: number, module: Projection | 'input_layernorm' | 'post_attention_layernorm' | 'q_norm' | 'k_norm', kind: 'weight' | 'bias' = 'weight'): string {
+export function hfName(
+  layer: number,
+  module: Projection | 'input_layernorm' | 'post_attention_layernorm' | 'q_norm' | 'k_norm',
+  kind: 'weight' | 'bias' = 'weight',
+): string {
   const attn = ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'q_norm', 'k_norm'].includes(module);
   const mlp = ['gate_proj', 'up_proj', 'down_proj'].includes(module);
   return `model.layers.${layer}.${attn ? 'self_attn.' : mlp ? 'mlp.' : ''}${module}.${kind}`;
 }
 
-export class TrainingPass {
-  private readonly be: AnyBackend;
-
+export class TrainingPass<T, W extends WeightShape, I> {
   constructor(
-    readonly model: LlamaModel,
-    readonly ops: TrainOps<T, W, any>,
-    readonly params: TrainableSet,
+    readonly model: LlamaModel<T, W, I>,
+    readonly ops: TrainOps<T, W, I>,
+    readonly params: TrainableSet<T, W>,
   ) {
-    this.be = model.backend;
-  }
-
-  private copy(src: T, n: number, label: string): T {
-    const out = this.be.tensor(n, label);
-    this.be.gatherRows(src, [0], n, out);
-    return out;
-  }
-
-  private projOut(w: W): number {
-    return (w as { rows: number }).rows;
-  }
-
-  /** out = x·Wᵀ + b (+ scale · B·A·dropout(x)) and remember what the backward needs. */
-  private project(x: T, w: W, bias: W | null, n: number, out: T, layer: number, module: Projection, acts: LayerActs, stepSeed: number): void {
-    const be = this.be;
-    be.matmul(x, w, bias, n, out);
-    const p = this.params.lora.get(`${layer}.${module}`);
-    if (!p) return;
-    let xd: T | null = null;
-    if (this.params.loraDropout > 0) {
-      xd = be.tensor(n * p.inFeatures, 'lora.xd');
-      this.ops.dropout(x, n * p.inFeatures, this.params.loraDropout, dropoutSeed(stepSeed, layer, module), xd);
+    // The forward applies the model's adapter; the backward's gradients are those of this set.
+    const adapter = model.getAdapter();
+    for (const [key, p] of params.lora) {
+      const d = adapter?.get(key);
+      if (!d || d.a !== p.a || d.b !== p.b || d.scale !== params.loraScale)
+        throw new Error(`the model's adapter does not hold the LoRA weights being trained at ${key}`);
     }
-    const xa = be.tensor(n * p.rank, 'lora.xa');
-    be.matmul(xd ?? x, p.a, null, n, xa);
-    const upd = be.tensor(n * p.outFeatures, 'lora.upd');
-    be.matmul(xa, p.b, null, n, upd);
-    be.add(out, upd, n * p.outFeatures, this.params.loraScale);
-    be.free(upd);
-    acts.lora.set(module, { xd, xa });
+    if (params.mode === 'full' && adapter?.size) throw new Error('full fine-tuning needs the model without an adapter');
+  }
+
+  /** The gradient buffer of a weight in full fine-tuning. */
+  private fullGrad(name: string): T {
+    const g = this.params.full.get(name);
+    if (g === undefined) throw new Error(`no gradient buffer for ${name}`);
+    return g;
   }
 
   /**
    * dx (+)= dy·W (+ the LoRA path), and the parameter gradients of this projection.
    * `x` is the projection's input saved by the forward.
    */
-  private projectBackward(dy: T, x: T, w: W, n: number, dx: T, accumulate: boolean, layer: number, module: Projection, acts: LayerActs, stepSeed: number, hasBias: boolean): void {
-    const { be, ops } = this;
-    const outDim = this.projOut(w);
-    const inDim = (w as { cols: number }).cols;
+  private projectBackward(
+    dy: T,
+    x: T,
+    w: W,
+    n: number,
+    dx: T,
+    accumulate: boolean,
+    layer: number,
+    module: Projection,
+    acts: LayerActivations<T>,
+    stepSeed: number,
+    hasBias: boolean,
+  ): void {
+    const { ops } = this;
+    const be = this.model.backend;
+    const outDim = w.rows;
+    const inDim = w.cols;
     ops.matmulBackwardInput(dy, w, n, outDim, inDim, dx, accumulate);
     if (this.params.mode === 'full') {
-      ops.matmulBackwardWeight(dy, x, n, outDim, inDim, this.params.full.get(hfName(layer, module)), true);
-      if (hasBias) ops.biasBackward(dy, n, outDim, this.params.full.get(hfName(layer, module, 'bias')), true);
+      ops.matmulBackwardWeight(dy, x, n, outDim, inDim, this.fullGrad(hfName(layer, module)), true);
+      if (hasBias) ops.biasBackward(dy, n, outDim, this.fullGrad(hfName(layer, module, 'bias')), true);
       return;
     }
     const p = this.params.lora.get(`${layer}.${module}`);
     if (!p) return;
-    const a = acts.lora.get(module)!;
+    const a = acts.lora.get(module);
+    if (!a) throw new Error(`the forward recorded no LoRA activations for layer ${layer} ${module}`);
     const dys = be.tensor(n * outDim, 'lora.dys');
     ops.zero(dys, n * outDim);
     be.add(dys, dy, n * outDim, this.params.loraScale);
@@ -172,7 +158,8 @@ export class TrainingPass {
     stepSeed: number,
     policyGradient?: (logp: Float32Array) => Float32Array,
   ): Promise<{ lossSum: number; tokens: number }> {
-    const { be, ops, model } = this;
+    const { ops, model } = this;
+    const be = model.backend;
     const c = model.config;
     const n = mb.batch * mb.seqLen;
     const H = c.hiddenSize;
@@ -181,7 +168,8 @@ export class TrainingPass {
     const I = c.intermediateSize;
     const V = c.vocabSize;
     const eps = c.rmsNormEps;
-    if (mb.seqLen > model.maxPositions) throw new Error(`a training row of ${mb.seqLen} tokens exceeds the context length ${model.maxPositions}`);
+    if (mb.seqLen > model.maxPositions)
+      throw new Error(`a training row of ${mb.seqLen} tokens exceeds the context length ${model.maxPositions}`);
 
     // Shifted labels: row (b, t) predicts labels[b, t+1].
     const shifted = new Uint32Array(n).fill(IGNORE_INDEX);
@@ -196,164 +184,146 @@ export class TrainingPass {
         }
       }
     }
-    const positions = be.indices(Uint32Array.from({ length: n }, (_, i) => i % mb.seqLen));
-    const slots = be.indices(Uint32Array.from({ length: n }, (_, i) => Math.floor(i / mb.seqLen)));
-    const ids = be.indices(mb.inputIds);
-    const labels = be.indices(shifted);
-    const cacheShape = { slots: mb.batch, maxSeq: mb.seqLen, kvDim };
-    const { cos, sin } = model;
 
-    // ---- forward, keeping activations ----
-    let x = be.tensor(n * H, 'x');
-    be.embedding(ids, model.embed, n, x);
-    const layerActs: LayerActs[] = [];
-    const proj = be.tensor(n * H, 'proj');
-    for (let li = 0; li < c.numLayers; li++) {
-      const L: LayerWeights<W> = model.layers[li];
-      const a: LayerActs = {
-        xIn: x,
-        h1: be.tensor(n * H, 'h1'),
-        qRaw: null,
-        kRaw: null,
-        q: be.tensor(n * qDim, 'q'),
-        kCache: be.tensor(n * kvDim, 'k'),
-        vCache: be.tensor(n * kvDim, 'v'),
-        att: be.tensor(n * qDim, 'att'),
-        x2: null,
-        h2: be.tensor(n * H, 'h2'),
-        gate: be.tensor(n * I, 'gate'),
-        up: be.tensor(n * I, 'up'),
-        act: be.tensor(n * I, 'act'),
-        lora: new Map(),
+    // ---- the model's forward, recording activations ----
+    const dropoutP = this.params.loraDropout;
+    const acts = new Activations<T, I>(
+      dropoutP > 0
+        ? (x, rows, features, layer, proj) => {
+            const xd = be.tensor(rows * features, 'lora.xd');
+            ops.dropout(x, rows * features, dropoutP, dropoutSeed(stepSeed, layer, proj), xd);
+            return xd;
+          }
+        : undefined,
+      this.params.recompute ?? false,
+    );
+    const cache = model.createCache(mb.batch, mb.seqLen);
+    const batch = {
+      ids: mb.inputIds,
+      positions: Uint32Array.from({ length: n }, (_, i) => i % mb.seqLen),
+      slots: Uint32Array.from({ length: n }, (_, i) => Math.floor(i / mb.seqLen)),
+      logitRows: 'all' as const,
+      // The LM head runs in row chunks below (loss-head.ts): the forward stops at the final norm.
+      output: 'hidden' as const,
+    };
+    const temps: T[] = [];
+    try {
+      model.forwardOnDevice(batch, cache, acts);
+      const { positions, slots, ids, xOut: xL, normed } = acts.recorded();
+      const { cos, sin } = model;
+      const full = this.params.mode === 'full';
+      // ---- loss and the backward through the LM head, in row chunks ----
+      const headGrad = full
+        ? this.fullGrad(c.tieWordEmbeddings ? 'model.embed_tokens.weight' : 'lm_head.weight')
+        : null;
+      const head = await chunkedLossHead(be, ops, model, normed, shifted, gradScale, { policyGradient, headGrad });
+      const lossHost = head.losses;
+      const dnormed = head.dnormed;
+      temps.push(dnormed);
+
+      // ---- backward ----
+      const normGrad = (name: string): T | null => (full ? this.fullGrad(name) : null);
+      const tensor = (size: number, label: string): T => {
+        const t = be.tensor(size, label);
+        temps.push(t);
+        return t;
       };
-      be.rmsnorm(x, L.inputNorm, n, H, eps, a.h1);
-      const k = be.tensor(n * kvDim, 'k.tok');
-      const v = be.tensor(n * kvDim, 'v.tok');
-      if (c.qkNorm) {
-        a.qRaw = be.tensor(n * qDim, 'q.raw');
-        a.kRaw = be.tensor(n * kvDim, 'k.raw');
-        this.project(a.h1, L.q, L.qBias, n, a.qRaw, li, 'q_proj', a, stepSeed);
-        this.project(a.h1, L.k, L.kBias, n, a.kRaw, li, 'k_proj', a, stepSeed);
-        be.rmsnorm(a.qRaw, L.qNorm, n * c.numHeads, c.headDim, eps, a.q);
-        be.rmsnorm(a.kRaw, L.kNorm, n * c.numKvHeads, c.headDim, eps, k);
-      } else {
-        this.project(a.h1, L.q, L.qBias, n, a.q, li, 'q_proj', a, stepSeed);
-        this.project(a.h1, L.k, L.kBias, n, k, li, 'k_proj', a, stepSeed);
+      const dx = tensor(n * H, 'dx');
+      ops.rmsnormBackward(dnormed, xL, model.norm, n, H, eps, dx, normGrad('model.norm.weight'));
+      const dtmp = tensor(n * H, 'd.tmp');
+      const dbranch = tensor(n * H, 'd.branch');
+      const dact = tensor(n * I, 'd.act');
+      const dgate = tensor(n * I, 'd.gate');
+      const dup = tensor(n * I, 'd.up');
+      const datt = tensor(n * qDim, 'd.att');
+      const dq = tensor(n * qDim, 'd.q');
+      const dk = tensor(n * kvDim, 'd.k');
+      const dv = tensor(n * kvDim, 'd.v');
+      const dqRaw = c.qkNorm ? tensor(n * qDim, 'd.q.raw') : null;
+      const dkRaw = c.qkNorm ? tensor(n * kvDim, 'd.k.raw') : null;
+      for (let li = c.numLayers - 1; li >= 0; li--) {
+        const L = model.layers[li];
+        // With recomputation, the block's forward runs again here from its saved input.
+        const a = acts.recompute ? model.recomputeLayer(li, acts, cache) : acts.layers[li];
+        // MLP branch: x_out = x2 + down(swiglu(gate(h2), up(h2))), h2 = norm(x2)
+        this.projectBackward(dx, a.act, L.down, n, dact, false, li, 'down_proj', a, stepSeed, false);
+        ops.swigluBackward(dact, a.gate, a.up, n * I, dgate, dup);
+        this.projectBackward(dgate, a.h2, L.gate, n, dtmp, false, li, 'gate_proj', a, stepSeed, false);
+        this.projectBackward(dup, a.h2, L.up, n, dtmp, true, li, 'up_proj', a, stepSeed, false);
+        ops.rmsnormBackward(
+          dtmp,
+          a.x2,
+          L.postNorm,
+          n,
+          H,
+          eps,
+          dbranch,
+          normGrad(hfName(li, 'post_attention_layernorm')),
+        );
+        be.add(dx, dbranch, n * H);
+        // Attention branch: x2 = xIn + o(attn(rope(q), rope(k), v)), q/k/v from h1 = norm(xIn)
+        this.projectBackward(dx, a.att, L.o, n, datt, false, li, 'o_proj', a, stepSeed, Boolean(L.oBias));
+        ops.attentionBackward(
+          datt,
+          a.q,
+          cache.k[li],
+          cache.v[li],
+          slots,
+          positions,
+          n,
+          c.numHeads,
+          c.numKvHeads,
+          c.headDim,
+          mb.seqLen,
+          mb.batch,
+          dq,
+          dk,
+          dv,
+        );
+        ops.ropeBackward(dq, positions, cos, sin, n, c.numHeads, c.headDim, model.maxPositions);
+        ops.ropeBackward(dk, positions, cos, sin, n, c.numKvHeads, c.headDim, model.maxPositions);
+        let dqProj = dq;
+        let dkProj = dk;
+        if (a.qRaw && a.kRaw && L.qNorm && L.kNorm && dqRaw && dkRaw) {
+          ops.rmsnormBackward(
+            dq,
+            a.qRaw,
+            L.qNorm,
+            n * c.numHeads,
+            c.headDim,
+            eps,
+            dqRaw,
+            normGrad(hfName(li, 'q_norm')),
+          );
+          ops.rmsnormBackward(
+            dk,
+            a.kRaw,
+            L.kNorm,
+            n * c.numKvHeads,
+            c.headDim,
+            eps,
+            dkRaw,
+            normGrad(hfName(li, 'k_norm')),
+          );
+          dqProj = dqRaw;
+          dkProj = dkRaw;
+        }
+        this.projectBackward(dqProj, a.h1, L.q, n, dtmp, false, li, 'q_proj', a, stepSeed, Boolean(L.qBias));
+        this.projectBackward(dkProj, a.h1, L.k, n, dtmp, true, li, 'k_proj', a, stepSeed, Boolean(L.kBias));
+        this.projectBackward(dv, a.h1, L.v, n, dtmp, true, li, 'v_proj', a, stepSeed, Boolean(L.vBias));
+        ops.rmsnormBackward(dtmp, a.xIn, L.inputNorm, n, H, eps, dbranch, normGrad(hfName(li, 'input_layernorm')));
+        be.add(dx, dbranch, n * H);
+        if (acts.recompute) model.freeRecomputed(a);
       }
-      this.project(a.h1, L.v, L.vBias, n, v, li, 'v_proj', a, stepSeed);
-      be.rope(a.q, positions, cos, sin, n, c.numHeads, c.headDim, model.maxPositions);
-      be.rope(k, positions, cos, sin, n, c.numKvHeads, c.headDim, model.maxPositions);
-      be.kvWrite(k, v, a.kCache, a.vCache, slots, positions, n, cacheShape);
-      be.free(k);
-      be.free(v);
-      be.attention(a.q, a.kCache, a.vCache, slots, positions, n, c.numHeads, c.numKvHeads, c.headDim, mb.seqLen, a.att);
-      this.project(a.att, L.o, L.oBias, n, proj, li, 'o_proj', a, stepSeed);
-      a.x2 = this.copy(x, n * H, 'x2');
-      be.add(a.x2, proj, n * H);
-      be.rmsnorm(a.x2, L.postNorm, n, H, eps, a.h2);
-      this.project(a.h2, L.gate, null, n, a.gate, li, 'gate_proj', a, stepSeed);
-      this.project(a.h2, L.up, null, n, a.up, li, 'up_proj', a, stepSeed);
-      be.swiglu(a.gate, a.up, n * I, a.act);
-      this.project(a.act, L.down, null, n, proj, li, 'down_proj', a, stepSeed);
-      x = this.copy(a.x2, n * H, 'x');
-      be.add(x, proj, n * H);
-      layerActs.push(a);
-    }
-    const xL = x;
-    const normed = be.tensor(n * H, 'x.norm');
-    be.rmsnorm(xL, model.norm, n, H, eps, normed);
-    const logits = be.tensor(n * V, 'logits');
-    be.matmul(normed, model.lmHead, null, n, logits);
-    const losses = be.tensor(n, 'losses');
-    const dlogits = be.tensor(n * V, 'dlogits');
-    let lossHost: Float32Array | null = null;
-    if (policyGradient) {
-      // RL: d(loss)/d(logits) = (d loss/d logp) · (onehot − softmax) = −w · (softmax − onehot), so
-      // the cross-entropy gradient (scale 1) is rescaled per row by −w.
-      ops.crossEntropy(logits, labels, n, V, 1, losses, dlogits);
-      lossHost = await be.toHost(losses, n);
-      const logp = lossHost.map((l, i) => (shifted[i] === IGNORE_INDEX ? 0 : -l));
-      const w = policyGradient(logp);
-      if (w.length !== n) throw new Error(`policy gradient returned ${w.length} weights for ${n} rows`);
-      const rowScale = be.fromHost(w.map((x) => -x));
-      ops.scaleRows(dlogits, rowScale, n, V);
-      be.free(rowScale);
-    } else {
-      ops.crossEntropy(logits, labels, n, V, gradScale, losses, dlogits);
-    }
-    be.free(logits);
+      if (full) ops.embeddingBackward(dx, ids, n, V, H, this.fullGrad('model.embed_tokens.weight'), true);
 
-    // ---- backward ----
-    const full = this.params.mode === 'full' ? this.params.full : null;
-    const dnormed = be.tensor(n * H, 'd.normed');
-    ops.matmulBackwardInput(dlogits, model.lmHead, n, V, H, dnormed, false);
-    if (full) {
-      const headName = c.tieWordEmbeddings ? 'model.embed_tokens.weight' : 'lm_head.weight';
-      ops.matmulBackwardWeight(dlogits, normed, n, V, H, full.get(headName), true);
+      let lossSum = 0;
+      for (let i = 0; i < n; i++) lossSum += lossHost[i];
+      return { lossSum, tokens };
+    } finally {
+      for (const t of temps) be.free(t);
+      acts.free(be);
+      model.freeCache(cache);
     }
-    be.free(dlogits);
-    const dx = be.tensor(n * H, 'dx');
-    ops.rmsnormBackward(dnormed, xL, model.norm, n, H, eps, dx, full ? full.get('model.norm.weight') : null);
-    const dtmp = be.tensor(n * H, 'd.tmp');
-    const dact = be.tensor(n * I, 'd.act');
-    const dgate = be.tensor(n * I, 'd.gate');
-    const dup = be.tensor(n * I, 'd.up');
-    const datt = be.tensor(n * qDim, 'd.att');
-    const dq = be.tensor(n * qDim, 'd.q');
-    const dk = be.tensor(n * kvDim, 'd.k');
-    const dv = be.tensor(n * kvDim, 'd.v');
-    const dqRaw = c.qkNorm ? be.tensor(n * qDim, 'd.q.raw') : null;
-    const dkRaw = c.qkNorm ? be.tensor(n * kvDim, 'd.k.raw') : null;
-    for (let li = c.numLayers - 1; li >= 0; li--) {
-      const L: LayerWeights<W> = model.layers[li];
-      const a = layerActs[li];
-      // MLP branch: x_out = x2 + down(swiglu(gate(h2), up(h2))), h2 = norm(x2)
-      this.projectBackward(dx, a.act, L.down, n, dact, false, li, 'down_proj', a, stepSeed, false);
-      ops.swigluBackward(dact, a.gate, a.up, n * I, dgate, dup);
-      this.projectBackward(dgate, a.h2, L.gate, n, dtmp, false, li, 'gate_proj', a, stepSeed, false);
-      this.projectBackward(dup, a.h2, L.up, n, dtmp, true, li, 'up_proj', a, stepSeed, false);
-      const dbranch = be.tensor(n * H, 'd.branch');
-      ops.rmsnormBackward(dtmp, a.x2, L.postNorm, n, H, eps, dbranch, full ? full.get(hfName(li, 'post_attention_layernorm')) : null);
-      be.add(dx, dbranch, n * H);
-      // Attention branch: x2 = xIn + o(attn(rope(q), rope(k), v)), q/k/v from h1 = norm(xIn)
-      this.projectBackward(dx, a.att, L.o, n, datt, false, li, 'o_proj', a, stepSeed, Boolean(L.oBias));
-      ops.attentionBackward(datt, a.q, a.kCache, a.vCache, slots, positions, n, c.numHeads, c.numKvHeads, c.headDim, mb.seqLen, mb.batch, dq, dk, dv);
-      ops.ropeBackward(dq, positions, cos, sin, n, c.numHeads, c.headDim, model.maxPositions);
-      ops.ropeBackward(dk, positions, cos, sin, n, c.numKvHeads, c.headDim, model.maxPositions);
-      let dqProj = dq;
-      let dkProj = dk;
-      if (c.qkNorm) {
-        ops.rmsnormBackward(dq, a.qRaw, L.qNorm, n * c.numHeads, c.headDim, eps, dqRaw, full ? full.get(hfName(li, 'q_norm')) : null);
-        ops.rmsnormBackward(dk, a.kRaw, L.kNorm, n * c.numKvHeads, c.headDim, eps, dkRaw, full ? full.get(hfName(li, 'k_norm')) : null);
-        dqProj = dqRaw;
-        dkProj = dkRaw;
-      }
-      this.projectBackward(dqProj, a.h1, L.q, n, dtmp, false, li, 'q_proj', a, stepSeed, Boolean(L.qBias));
-      this.projectBackward(dkProj, a.h1, L.k, n, dtmp, true, li, 'k_proj', a, stepSeed, Boolean(L.kBias));
-      this.projectBackward(dv, a.h1, L.v, n, dtmp, true, li, 'v_proj', a, stepSeed, Boolean(L.vBias));
-      ops.rmsnormBackward(dtmp, a.xIn, L.inputNorm, n, H, eps, dbranch, full ? full.get(hfName(li, 'input_layernorm')) : null);
-      be.add(dx, dbranch, n * H);
-      be.free(dbranch);
-    }
-    if (full) ops.embeddingBackward(dx, ids, n, V, H, full.get('model.embed_tokens.weight'), true);
-
-    lossHost ??= await be.toHost(losses, n);
-    let lossSum = 0;
-    for (let i = 0; i < n; i++) lossSum += lossHost[i];
-
-    // ---- release ----
-    const free = [xL, normed, losses, dnormed, dx, dtmp, dact, dgate, dup, datt, dq, dk, dv, proj];
-    if (dqRaw) free.push(dqRaw, dkRaw);
-    for (const a of layerActs) {
-      free.push(a.xIn, a.h1, a.q, a.kCache, a.vCache, a.att, a.x2, a.h2, a.gate, a.up, a.act);
-      if (a.qRaw) free.push(a.qRaw, a.kRaw);
-      for (const l of a.lora.values()) {
-        free.push(l.xa);
-        if (l.xd) free.push(l.xd);
-      }
-    }
-    for (const t of free) be.free(t);
-    for (const i of [positions, slots, ids, labels]) be.freeIndices(i);
-    return { lossSum, tokens };
   }
 }

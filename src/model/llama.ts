@@ -1,13 +1,16 @@
 /**
- * The Llama-family decoder (Llama, Mistral, Qwen2, Qwen3) written once against the kernel Backend:
- * it owns the weights and runs one forward pass over a batch of tokens that may belong to several
- * sequences (each token carries its KV-cache slot and position). It knows nothing of sampling.
+ * The Llama-family decoder (Llama, Mistral, Qwen2, Qwen3) against the kernel Backend: it owns the
+ * weights and runs one forward pass over a batch of tokens that may belong to several sequences
+ * (each token carries its KV-cache slot and position). It knows nothing of sampling. The same
+ * forward serves training: given an Activations recorder it keeps what the backward reads
+ * (backward.ts), as llm.c's forward fills its activation struct.
  */
-import type { AnyBackend, KvCacheShape } from '../kernels/backend';
-import type { ModelConfig } from '../formats/config';
+import type { Backend, KvCacheShape, WeightShape } from '../kernels/backend';
+import type { ModelConfig, Projection } from '../formats/config';
 import { ropeInvFreq } from '../formats/config';
 import type { HostTensor } from '../formats/checkpoint';
 import { toF16Bits, toFloat32 } from '../formats/checkpoint';
+import type { QuantizedMatrix } from '../quant/quantize';
 
 export interface LayerWeights<W> {
   inputNorm: W;
@@ -27,9 +30,16 @@ export interface LayerWeights<W> {
   down: W;
 }
 
-/** The projections LoRA can target, by their HF module names. */
-export const PROJECTIONS = ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'] as const;
-export type Projection = (typeof PROJECTIONS)[number];
+/** The LayerWeights field of each projection. */
+export const PROJECTION_FIELD = {
+  q_proj: 'q',
+  k_proj: 'k',
+  v_proj: 'v',
+  o_proj: 'o',
+  gate_proj: 'gate',
+  up_proj: 'up',
+  down_proj: 'down',
+} as const;
 
 /** Per-sequence KV storage for every layer: [slots, maxSeq, kvHeads * headDim], f32. */
 export class KvCache<T> {
@@ -63,12 +73,93 @@ export interface LoraDelta<W> {
 
 export type AdapterWeights<W> = Map<string, LoraDelta<W>>; // key: `${layer}.${projection}`
 
-export class LlamaModel<T = unknown, W = unknown, I = unknown> {
+/** What the backward of one adapter reads: its (dropped-out) input and x·Aᵀ. */
+export interface LoraActivations<T> {
+  /** dropout(x), when the recorder applies dropout; otherwise the projection's input is used. */
+  xd: T | null;
+  xa: T;
+}
+
+/** What one layer's forward leaves for its backward. */
+export interface LayerActivations<T> {
+  /** The residual stream entering the layer. */
+  xIn: T;
+  /** input_layernorm(xIn): the input of q, k, v. */
+  h1: T;
+  /** q and k projections before q_norm / k_norm (Qwen3 only; null otherwise). */
+  qRaw: T | null;
+  kRaw: T | null;
+  /** q as attention read it (normed, rotated). K and V are the layer's KV cache. */
+  q: T;
+  att: T;
+  /** xIn + o_proj(att): the residual stream between attention and MLP. */
+  x2: T;
+  /** post_attention_layernorm(x2): the input of gate and up. */
+  h2: T;
+  gate: T;
+  up: T;
+  act: T;
+  lora: Map<Projection, LoraActivations<T>>;
+}
+
+/**
+ * Filled by a recorded forward pass: every activation the backward reads, per layer and at the
+ * end, plus the index lists the backward kernels take. The recorder owns them: free() them after
+ * the backward. `loraDropout`, when given, replaces an adapter's input by a dropped-out copy
+ * (training); the backward rebuilds the same mask from (layer, projection).
+ */
+export class Activations<T, I> {
+  readonly layers: LayerActivations<T>[] = [];
+  ids: I | null = null;
+  positions: I | null = null;
+  slots: I | null = null;
+  /** The residual stream after the last layer, its final norm, and the output (logits or hidden). */
+  xOut: T | null = null;
+  normed: T | null = null;
+  output: T | null = null;
+
+  /** Recomputation: the input of every block (the residual stream before it), in order. */
+  readonly inputs: T[] = [];
+  /** Tokens of the recorded batch. */
+  tokens = 0;
+
+  constructor(
+    readonly loraDropout?: (x: T, rows: number, features: number, layer: number, proj: Projection) => T,
+    /** Keep only each block's input (`inputs`); the backward rebuilds a block with recomputeLayer(). */
+    readonly recompute = false,
+  ) {}
+
+  /** What the end of a recorded forward stored (throws when nothing was recorded). */
+  recorded(): { ids: I; positions: I; slots: I; xOut: T; normed: T; output: T } {
+    const { ids, positions, slots, xOut, normed, output } = this;
+    if (ids === null || positions === null || slots === null || xOut === null || normed === null || output === null)
+      throw new Error('no forward pass was recorded');
+    return { ids, positions, slots, xOut, normed, output };
+  }
+
+  /** Free every recorded tensor and index list on `backend`. */
+  free(backend: Backend<T, WeightShape, I>): void {
+    const tensors = new Set<T>();
+    for (const a of this.layers) {
+      for (const t of [a.xIn, a.h1, a.qRaw, a.kRaw, a.q, a.att, a.x2, a.h2, a.gate, a.up, a.act]) if (t) tensors.add(t);
+      for (const l of a.lora.values()) for (const t of [l.xd, l.xa]) if (t) tensors.add(t);
+    }
+    for (const t of [this.xOut, this.normed, this.output, ...this.inputs]) if (t) tensors.add(t);
+    for (const t of tensors) backend.free(t);
+    this.inputs.length = 0;
+    for (const i of [this.ids, this.positions, this.slots]) if (i) backend.freeIndices(i);
+    this.layers.length = 0;
+    this.xOut = this.normed = this.output = null;
+    this.ids = this.positions = this.slots = null;
+  }
+}
+
+export class LlamaModel<T = unknown, W extends WeightShape = WeightShape, I = unknown> {
   readonly layers: LayerWeights<W>[];
   private adapter: AdapterWeights<W> | null = null;
 
   constructor(
-    readonly backend: AnyBackend,
+    readonly backend: Backend<T, W, I>,
     readonly config: ModelConfig,
     readonly embed: W,
     layers: LayerWeights<W>[],
@@ -86,13 +177,22 @@ export class LlamaModel<T = unknown, W = unknown, I = unknown> {
    * Upload a checkpoint's tensors. Linear weights go to the backend's weight type (f16 or f32);
    * norms and biases stay f32. Host copies are dropped as each tensor is uploaded.
    */
-  static fromTensors(backend: AnyBackend, config: ModelConfig, tensors: Map<string, HostTensor>, maxPositions: number): LlamaModel {
+  static fromTensors<T, W extends WeightShape, I>(
+    backend: Backend<T, W, I>,
+    config: ModelConfig,
+    tensors: Map<string, HostTensor>,
+    maxPositions: number,
+    quantized?: Map<string, QuantizedMatrix>,
+  ): LlamaModel<T, W, I> {
     const take = (name: string): HostTensor => {
       const t = tensors.get(name);
       if (!t) throw new Error(`checkpoint is missing tensor ${name}`);
       return t;
     };
     const linear = (name: string) => {
+      // q8/q4 weights (src/quant) replace the file's values; their host tensor is not needed.
+      const q = quantized?.get(name);
+      if (q) return backend.quantizedWeight(name, q);
       const t = take(name);
       const data = backend.weightType === 'f16' ? toF16Bits(t) : toFloat32(t);
       return backend.weight(name, data, t.shape[0], t.shape[1]);
@@ -100,36 +200,47 @@ export class LlamaModel<T = unknown, W = unknown, I = unknown> {
     const vec = (name: string) => backend.vector(name, toFloat32(take(name)));
     const opt = (name: string, present: boolean) => (present ? vec(name) : null);
     const c = config;
-    const layers: LayerWeights<unknown>[] = [];
+    const layers: LayerWeights<W>[] = [];
     for (let i = 0; i < c.numLayers; i++) {
       const p = `model.layers.${i}.`;
       layers.push({
-        inputNorm: vec(p + 'input_layernorm.weight'),
-        q: linear(p + 'self_attn.q_proj.weight'),
-        k: linear(p + 'self_attn.k_proj.weight'),
-        v: linear(p + 'self_attn.v_proj.weight'),
-        o: linear(p + 'self_attn.o_proj.weight'),
-        qBias: opt(p + 'self_attn.q_proj.bias', c.attentionBias),
-        kBias: opt(p + 'self_attn.k_proj.bias', c.attentionBias),
-        vBias: opt(p + 'self_attn.v_proj.bias', c.attentionBias),
-        oBias: opt(p + 'self_attn.o_proj.bias', c.outputBias),
-        qNorm: opt(p + 'self_attn.q_norm.weight', c.qkNorm),
-        kNorm: opt(p + 'self_attn.k_norm.weight', c.qkNorm),
-        postNorm: vec(p + 'post_attention_layernorm.weight'),
-        gate: linear(p + 'mlp.gate_proj.weight'),
-        up: linear(p + 'mlp.up_proj.weight'),
-        down: linear(p + 'mlp.down_proj.weight'),
+        inputNorm: vec(`${p}input_layernorm.weight`),
+        q: linear(`${p}self_attn.q_proj.weight`),
+        k: linear(`${p}self_attn.k_proj.weight`),
+        v: linear(`${p}self_attn.v_proj.weight`),
+        o: linear(`${p}self_attn.o_proj.weight`),
+        qBias: opt(`${p}self_attn.q_proj.bias`, c.attentionBias),
+        kBias: opt(`${p}self_attn.k_proj.bias`, c.attentionBias),
+        vBias: opt(`${p}self_attn.v_proj.bias`, c.attentionBias),
+        oBias: opt(`${p}self_attn.o_proj.bias`, c.outputBias),
+        qNorm: opt(`${p}self_attn.q_norm.weight`, c.qkNorm),
+        kNorm: opt(`${p}self_attn.k_norm.weight`, c.qkNorm),
+        postNorm: vec(`${p}post_attention_layernorm.weight`),
+        gate: linear(`${p}mlp.gate_proj.weight`),
+        up: linear(`${p}mlp.up_proj.weight`),
+        down: linear(`${p}mlp.down_proj.weight`),
       });
     }
     const embed = linear('model.embed_tokens.weight');
     const lmHead = c.tieWordEmbeddings ? embed : linear('lm_head.weight');
     const norm = vec('model.norm.weight');
     const { cos, sin } = ropeTables(c, maxPositions);
-    return new LlamaModel(backend, c, embed, layers, norm, lmHead, maxPositions, backend.vector('rope.cos', cos), backend.vector('rope.sin', sin));
+    return new LlamaModel(
+      backend,
+      c,
+      embed,
+      layers,
+      norm,
+      lmHead,
+      maxPositions,
+      backend.vector('rope.cos', cos),
+      backend.vector('rope.sin', sin),
+    );
   }
 
   createCache(slots: number, maxSeq: number): KvCache<T> {
-    if (maxSeq > this.maxPositions) throw new Error(`KV cache of ${maxSeq} positions exceeds the model's RoPE table (${this.maxPositions})`);
+    if (maxSeq > this.maxPositions)
+      throw new Error(`KV cache of ${maxSeq} positions exceeds the model's RoPE table (${this.maxPositions})`);
     const kvDim = this.config.numKvHeads * this.config.headDim;
     const n = slots * maxSeq * kvDim;
     const k: T[] = [];
@@ -161,78 +272,224 @@ export class LlamaModel<T = unknown, W = unknown, I = unknown> {
     return this.adapter;
   }
 
-  /** out = x·Wᵀ + bias (+ the adapter's low-rank update for this projection, if any). */
-  private project(x: T, w: W, bias: W | null, rows: number, out: T, layer: number, proj: Projection): void {
+  /**
+   * out = x·Wᵀ + bias (+ the adapter's low-rank update for this projection, if any). Recording, the
+   * adapter's input (after dropout) and x·Aᵀ are kept for the backward.
+   */
+  private project(
+    x: T,
+    w: W,
+    bias: W | null,
+    rows: number,
+    out: T,
+    layer: number,
+    proj: Projection,
+    acts: LayerActivations<T> | null,
+    record: Activations<T, I> | undefined,
+  ): void {
     const be = this.backend;
     be.matmul(x, w, bias, rows, out);
     const delta = this.adapter?.get(`${layer}.${proj}`);
-    if (delta && delta.scale !== 0) {
-      const outDim = (w as unknown as { rows: number }).rows;
-      const xa = be.tensor(rows * delta.rank, 'lora.xa');
-      be.matmul(x, delta.a, null, rows, xa);
-      const upd = be.tensor(rows * outDim, 'lora.update');
-      be.matmul(xa, delta.b, null, rows, upd);
-      be.add(out, upd, rows * outDim, delta.scale);
+    if (!delta || (delta.scale === 0 && !acts)) return;
+    // Training applies LoRA dropout whether or not this pass keeps the activations (recomputation).
+    const xd = record?.loraDropout ? record.loraDropout(x, rows, w.cols, layer, proj) : null;
+    const xa = be.tensor(rows * delta.rank, 'lora.xa');
+    be.matmul(xd ?? x, delta.a, null, rows, xa);
+    const upd = be.tensor(rows * w.rows, 'lora.update');
+    be.matmul(xa, delta.b, null, rows, upd);
+    be.add(out, upd, rows * w.rows, delta.scale);
+    be.free(upd);
+    if (acts) acts.lora.set(proj, { xd, xa });
+    else {
       be.free(xa);
-      be.free(upd);
+      if (xd) be.free(xd);
     }
   }
 
   /** One forward pass; returns logits [logitRows, vocab] (or hidden states) as f32 on the host. */
   async forward(batch: ForwardBatch, cache: KvCache<T>): Promise<Float32Array> {
+    const { output, length } = this.forwardOnDevice(batch, cache);
+    try {
+      return await this.backend.toHost(output, length);
+    } finally {
+      this.backend.free(output);
+    }
+  }
+
+  /** One block's activation buffers (xIn given; x2 is set by the block). */
+  private layerBuffers(xIn: T, n: number): LayerActivations<T> {
     const be = this.backend;
     const c = this.config;
-    const n = batch.ids.length;
-    for (let i = 0; i < n; i++) {
-      if (batch.ids[i] >= c.vocabSize) throw new Error(`token id ${batch.ids[i]} is outside the vocabulary (${c.vocabSize})`);
-      if (batch.positions[i] >= cache.shape.maxSeq) throw new Error(`position ${batch.positions[i]} is past the context length (${cache.shape.maxSeq})`);
-      if (batch.slots[i] >= cache.shape.slots) throw new Error(`slot ${batch.slots[i]} is past the cache's ${cache.shape.slots} slots`);
-    }
     const H = c.hiddenSize;
     const qDim = c.numHeads * c.headDim;
     const kvDim = c.numKvHeads * c.headDim;
     const I = c.intermediateSize;
+    return {
+      xIn,
+      h1: be.tensor(n * H, 'h1'),
+      // WebGPU forbids binding one buffer as both input and output, so q/k norms write elsewhere.
+      qRaw: c.qkNorm ? be.tensor(n * qDim, 'q.raw') : null,
+      kRaw: c.qkNorm ? be.tensor(n * kvDim, 'k.raw') : null,
+      q: be.tensor(n * qDim, 'q'),
+      att: be.tensor(n * qDim, 'att'),
+      x2: xIn,
+      h2: be.tensor(n * H, 'h2'),
+      gate: be.tensor(n * I, 'gate'),
+      up: be.tensor(n * I, 'up'),
+      act: be.tensor(n * I, 'act'),
+      lora: new Map(),
+    };
+  }
+
+  /** Free what layerBuffers() allocated (not xIn, not x2). */
+  private freeLayerBuffers(a: LayerActivations<T>): void {
+    for (const t of [a.h1, a.qRaw, a.kRaw, a.q, a.att, a.h2, a.gate, a.up, a.act]) if (t) this.backend.free(t);
+  }
+
+  private layerScratch(n: number): { k: T; v: T; proj: T } {
+    const be = this.backend;
+    const c = this.config;
+    const kvDim = c.numKvHeads * c.headDim;
+    return { k: be.tensor(n * kvDim, 'k'), v: be.tensor(n * kvDim, 'v'), proj: be.tensor(n * c.hiddenSize, 'proj') };
+  }
+
+  /**
+   * Block `li` on the residual stream x into the buffers `a`; returns the block's output. With
+   * `keepInputs`, residual sums go to new tensors (x and x2 stay what the backward reads); `acts`
+   * keeps the adapters' inputs; `record` applies its LoRA dropout (training).
+   */
+  private layerForward(
+    li: number,
+    x: T,
+    a: LayerActivations<T>,
+    acts: LayerActivations<T> | null,
+    record: Activations<T, I> | undefined,
+    s: { k: T; v: T; proj: T; positions: I; slots: I; cache: KvCache<T>; n: number },
+    keepInputs: boolean,
+  ): T {
+    const be = this.backend;
+    const c = this.config;
+    const { k, v, proj, positions, slots, cache, n } = s;
+    const H = c.hiddenSize;
+    const eps = c.rmsNormEps;
+    /** x + y: in place, or (keeping inputs) into a new tensor so that x stays what the backward reads. */
+    const residual = (x: T, y: T, label: string): T => {
+      if (!keepInputs) {
+        be.add(x, y, n * H);
+        return x;
+      }
+      const out = be.tensor(n * H, label);
+      be.gatherRows(x, [0], n * H, out);
+      be.add(out, y, n * H);
+      return out;
+    };
+    const L = this.layers[li];
+    a.xIn = x;
+    be.rmsnorm(x, L.inputNorm, n, H, eps, a.h1);
+    this.project(a.h1, L.q, L.qBias, n, a.qRaw ?? a.q, li, 'q_proj', acts, record);
+    this.project(a.h1, L.k, L.kBias, n, a.kRaw ?? k, li, 'k_proj', acts, record);
+    this.project(a.h1, L.v, L.vBias, n, v, li, 'v_proj', acts, record);
+    if (a.qRaw && a.kRaw && L.qNorm && L.kNorm) {
+      // Qwen3: RMSNorm over each head's vector, before RoPE.
+      be.rmsnorm(a.qRaw, L.qNorm, n * c.numHeads, c.headDim, eps, a.q);
+      be.rmsnorm(a.kRaw, L.kNorm, n * c.numKvHeads, c.headDim, eps, k);
+    }
+    be.rope(a.q, positions, this.cos, this.sin, n, c.numHeads, c.headDim, this.maxPositions);
+    be.rope(k, positions, this.cos, this.sin, n, c.numKvHeads, c.headDim, this.maxPositions);
+    be.kvWrite(k, v, cache.k[li], cache.v[li], slots, positions, n, cache.shape);
+    be.attention(
+      a.q,
+      cache.k[li],
+      cache.v[li],
+      slots,
+      positions,
+      n,
+      c.numHeads,
+      c.numKvHeads,
+      c.headDim,
+      cache.shape.maxSeq,
+      a.att,
+    );
+    this.project(a.att, L.o, L.oBias, n, proj, li, 'o_proj', acts, record);
+    a.x2 = residual(x, proj, 'x2');
+    be.rmsnorm(a.x2, L.postNorm, n, H, eps, a.h2);
+    this.project(a.h2, L.gate, null, n, a.gate, li, 'gate_proj', acts, record);
+    this.project(a.h2, L.up, null, n, a.up, li, 'up_proj', acts, record);
+    be.swiglu(a.gate, a.up, n * c.intermediateSize, a.act);
+    this.project(a.act, L.down, null, n, proj, li, 'down_proj', acts, record);
+    return residual(a.x2, proj, 'x');
+  }
+
+  /**
+   * Recomputation (--recompute): block `li`'s activations rebuilt from its recorded input, for its
+   * backward. The caller frees them with freeRecomputed() after that block's backward.
+   */
+  recomputeLayer(li: number, record: Activations<T, I>, cache: KvCache<T>): LayerActivations<T> {
+    const { positions, slots } = record.recorded();
+    const x = record.inputs[li];
+    const n = record.tokens;
+    const a = this.layerBuffers(x, n);
+    const scratch = this.layerScratch(n);
+    const out = this.layerForward(li, x, a, a, record, { ...scratch, positions, slots, cache, n }, true);
+    this.backend.free(out);
+    for (const t of Object.values(scratch)) this.backend.free(t);
+    return a;
+  }
+
+  /** Free a recomputed block's activations (not its input, which the recorder owns). */
+  freeRecomputed(a: LayerActivations<T>): void {
+    this.freeLayerBuffers(a);
+    this.backend.free(a.x2);
+    for (const l of a.lora.values()) for (const t of [l.xd, l.xa]) if (t) this.backend.free(t);
+  }
+
+  /**
+   * The forward pass, leaving its output (logits [rows, vocab], or hidden states [rows, hidden])
+   * on the device: the caller frees it, unless `record` is given, which then owns it along with
+   * every activation the backward reads (see Activations). Recording keeps each layer's tensors
+   * instead of reusing one set, and leaves the residual stream of every layer intact.
+   */
+  forwardOnDevice(batch: ForwardBatch, cache: KvCache<T>, record?: Activations<T, I>): { output: T; length: number } {
+    const be = this.backend;
+    const c = this.config;
+    const n = batch.ids.length;
+    for (let i = 0; i < n; i++) {
+      if (batch.ids[i] >= c.vocabSize)
+        throw new Error(`token id ${batch.ids[i]} is outside the vocabulary (${c.vocabSize})`);
+      if (batch.positions[i] >= cache.shape.maxSeq)
+        throw new Error(`position ${batch.positions[i]} is past the context length (${cache.shape.maxSeq})`);
+      if (batch.slots[i] >= cache.shape.slots)
+        throw new Error(`slot ${batch.slots[i]} is past the cache's ${cache.shape.slots} slots`);
+    }
+    const H = c.hiddenSize;
+    const eps = c.rmsNormEps;
     const ids = be.indices(batch.ids);
     const positions = be.indices(batch.positions);
     const slots = be.indices(batch.slots);
-    const x = be.tensor(n * H, 'x');
-    const h = be.tensor(n * H, 'h');
-    const q = be.tensor(n * qDim, 'q');
-    const k = be.tensor(n * kvDim, 'k');
-    const v = be.tensor(n * kvDim, 'v');
-    const att = be.tensor(n * qDim, 'att');
-    const proj = be.tensor(n * H, 'proj');
-    const gate = be.tensor(n * I, 'gate');
-    const up = be.tensor(n * I, 'up');
-    const act = be.tensor(n * I, 'act');
-    // WebGPU forbids binding one buffer as both input and output, so q/k norms write elsewhere.
-    const qn = c.qkNorm ? be.tensor(n * qDim, 'q.norm') : q;
-    const kn = c.qkNorm ? be.tensor(n * kvDim, 'k.norm') : k;
+    const { k, v, proj } = this.layerScratch(n);
+    let x = be.tensor(n * H, 'x');
     be.embedding(ids, this.embed, n, x);
+    // Recomputation keeps only each block's input; its activations are rebuilt in the backward.
+    const keepAll = record && !record.recompute;
+    const shared = keepAll ? null : this.layerBuffers(x, n);
     for (let li = 0; li < c.numLayers; li++) {
-      const L = this.layers[li];
-      be.rmsnorm(x, L.inputNorm, n, H, c.rmsNormEps, h);
-      this.project(h, L.q, L.qBias, n, q, li, 'q_proj');
-      this.project(h, L.k, L.kBias, n, k, li, 'k_proj');
-      this.project(h, L.v, L.vBias, n, v, li, 'v_proj');
-      if (L.qNorm && L.kNorm) {
-        // Qwen3: RMSNorm over each head's vector, before RoPE.
-        be.rmsnorm(q, L.qNorm, n * c.numHeads, c.headDim, c.rmsNormEps, qn);
-        be.rmsnorm(k, L.kNorm, n * c.numKvHeads, c.headDim, c.rmsNormEps, kn);
-      }
-      be.rope(qn, positions, this.cos, this.sin, n, c.numHeads, c.headDim, this.maxPositions);
-      be.rope(kn, positions, this.cos, this.sin, n, c.numKvHeads, c.headDim, this.maxPositions);
-      be.kvWrite(kn, v, cache.k[li], cache.v[li], slots, positions, n, cache.shape);
-      be.attention(qn, cache.k[li], cache.v[li], slots, positions, n, c.numHeads, c.numKvHeads, c.headDim, cache.shape.maxSeq, att);
-      this.project(att, L.o, L.oBias, n, proj, li, 'o_proj');
-      be.add(x, proj, n * H);
-      be.rmsnorm(x, L.postNorm, n, H, c.rmsNormEps, h);
-      this.project(h, L.gate, null, n, gate, li, 'gate_proj');
-      this.project(h, L.up, null, n, up, li, 'up_proj');
-      be.swiglu(gate, up, n * I, act);
-      this.project(act, L.down, null, n, proj, li, 'down_proj');
-      be.add(x, proj, n * H);
+      const a = shared ?? this.layerBuffers(x, n);
+      if (record?.recompute) record.inputs.push(x);
+      const next = this.layerForward(
+        li,
+        x,
+        a,
+        keepAll ? a : null,
+        record,
+        { k, v, proj, positions, slots, cache, n },
+        Boolean(record),
+      );
+      if (record?.recompute && a.x2 !== x) be.free(a.x2);
+      x = next;
+      if (keepAll) record.layers.push(a);
     }
+    for (const t of [k, v, proj]) be.free(t);
+    if (shared) this.freeLayerBuffers(shared);
     const rows = batch.logitRows === 'all' ? null : batch.logitRows;
     const m = rows ? rows.length : n;
     let last = x;
@@ -241,16 +498,22 @@ export class LlamaModel<T = unknown, W = unknown, I = unknown> {
       be.gatherRows(x, rows, H, last);
     }
     const normed = be.tensor(m * H, 'x.norm');
-    be.rmsnorm(last, this.norm, m, H, c.rmsNormEps, normed);
+    be.rmsnorm(last, this.norm, m, H, eps, normed);
     const hiddenOnly = batch.output === 'hidden';
-    const logits = be.tensor(hiddenOnly ? 1 : m * c.vocabSize, 'logits');
-    if (!hiddenOnly) be.matmul(normed, this.lmHead, null, m, logits);
-    const out = hiddenOnly ? await be.toHost(normed, m * H) : await be.toHost(logits, m * c.vocabSize);
-    for (const t of [x, h, q, k, v, att, proj, gate, up, act, normed, logits]) be.free(t);
-    if (c.qkNorm) for (const t of [qn, kn]) be.free(t);
+    let output = normed;
+    if (!hiddenOnly) {
+      output = be.tensor(m * c.vocabSize, 'logits');
+      be.matmul(normed, this.lmHead, null, m, output);
+    }
     if (rows) be.free(last);
-    for (const i of [ids, positions, slots]) be.freeIndices(i);
-    return out;
+    if (record) {
+      Object.assign(record, { ids, positions, slots, xOut: x, normed, output, tokens: n });
+    } else {
+      be.free(x);
+      if (!hiddenOnly) be.free(normed);
+      for (const i of [ids, positions, slots]) be.freeIndices(i);
+    }
+    return { output, length: m * (hiddenOnly ? H : c.vocabSize) };
   }
 }
 

@@ -1,9 +1,14 @@
+import { casEqual } from './math-equivalence';
+
 /**
- * Answer extraction and grading for the three task families the project evaluates:
+ * Answer extraction and grading for the task families the project evaluates:
  *
  * - `gsm8k`: a single number (grade-school maths word problems);
  * - `math`:  a LaTeX expression, normally the last `\boxed{...}` (MATH / Hendrycks style);
- * - `mc`:    a multiple-choice letter A–E.
+ * - `mc`:    a multiple-choice letter A–E;
+ * - `qa`:    a short free-text answer (HotpotQA-style), compared as SQuAD's exact match after
+ *            its normalisation (lowercase, punctuation and articles removed); `qaF1` gives SQuAD's
+ *            token F1.
  *
  * `extractAnswer` pulls a normalised answer out of free model output, `referenceAnswer` does the
  * same for a dataset's reference (a GSM8K "#### 18" solution, a MATH solution, a bare answer),
@@ -11,7 +16,14 @@
  * `grade` chains the three. Pure functions, no dependencies: usable in the browser and in Node.
  */
 
-export type Task = 'gsm8k' | 'math' | 'mc';
+export type Task = 'gsm8k' | 'math' | 'mc' | 'qa';
+
+/** Every task, in the order usage texts list them. */
+export const TASKS: readonly Task[] = ['gsm8k', 'math', 'mc', 'qa'];
+
+export function isTask(x: unknown): x is Task {
+  return typeof x === 'string' && (TASKS as readonly string[]).includes(x);
+}
 
 export interface GradeResult {
   extracted: string | null;
@@ -32,6 +44,8 @@ export function extractAnswer(task: Task, text: string): string | null {
       return extractMath(text);
     case 'mc':
       return extractChoice(text);
+    case 'qa':
+      return extractShortAnswer(text);
   }
 }
 
@@ -59,6 +73,8 @@ export function referenceAnswer(task: Task, reference: string): string | null {
       if (bare) return bare[1]!.toUpperCase();
       return extractChoice(ref);
     }
+    case 'qa':
+      return ref;
   }
 }
 
@@ -76,6 +92,10 @@ export function answersEqual(task: Task, a: string | null, b: string | null): bo
       return mathEqual(normalizeMath(a), normalizeMath(b));
     case 'mc':
       return a.trim().toUpperCase() === b.trim().toUpperCase() && a.trim() !== '';
+    case 'qa': {
+      const x = squadNormalize(a);
+      return x !== '' && x === squadNormalize(b);
+    }
   }
 }
 
@@ -105,7 +125,10 @@ function numberRegex(flags = 'g'): RegExp {
 
 /** Parse a (possibly messy) numeric string: "1,000", "$18.00", "-3/4", "50%", "1e3". */
 export function parseNumber(raw: string): number | null {
-  let s = raw.trim().replace(/\\!|\\,|\\\$|\$|\s/g, '').replace(/[−–]/g, '-');
+  let s = raw
+    .trim()
+    .replace(/\\!|\\,|\\\$|\$|\s/g, '')
+    .replace(/[−–]/g, '-');
   s = s.replace(/\.$/, '').replace(/%$|\\%$/, '');
   if (/^[-+]?(?:\d{1,3}(?:,\d{3})+)(?:\.\d+)?$/.test(s)) s = s.replace(/,/g, '');
   if (/^[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?$/.test(s)) {
@@ -134,7 +157,10 @@ function gcd(a: number, b: number): number {
 
 /** Canonical text for a matched number: "1,000.50" → "1000.5", "-$3" → "-3", "6/8" → "0.75", "2/6" → "1/3". */
 function canonicalNumber(raw: string): string | null {
-  const cleaned = raw.replace(/[−–]/g, '-').replace(/[\s$%]/g, '').replace(/,/g, '');
+  const cleaned = raw
+    .replace(/[−–]/g, '-')
+    .replace(/[\s$%]/g, '')
+    .replace(/,/g, '');
   const frac = /^(-?)(\d+)\/(\d+)$/.exec(cleaned);
   if (frac) {
     const num = Number(frac[2]);
@@ -254,10 +280,7 @@ function extractMath(text: string): string | null {
   const boxed = lastBoxed(text);
   if (boxed !== null) return normalizeMath(boxed);
   // "The final answer is $x$." (Minerva style) or "The answer is: x".
-  const statements = [
-    /\b(?:final\s+)?answer\s+is\s*[:：]?\s*([^\n]*)/gi,
-    /\b(?:final\s+)?answer\s*[:：]\s*([^\n]*)/gi,
-  ];
+  const statements = [/\b(?:final\s+)?answer\s+is\s*[:：]?\s*([^\n]*)/gi, /\b(?:final\s+)?answer\s*[:：]\s*([^\n]*)/gi];
   for (const re of statements) {
     let last: string | null = null;
     for (const m of text.matchAll(re)) {
@@ -272,7 +295,10 @@ function extractMath(text: string): string | null {
 
 /** The answer part of "…answer is <segment>": its first inline `$…$` if any, else the text up to the sentence end. */
 function mathSegment(seg: string): string | null {
-  let s = seg.trim().replace(/^\*\*|\*\*$/g, '').trim();
+  let s = seg
+    .trim()
+    .replace(/^\*\*|\*\*$/g, '')
+    .trim();
   const dollars = /^\$\$?([^$]+)\$/.exec(s) ?? /^\\\((.+?)\\\)/.exec(s) ?? /^\\\[(.+?)\\\]/.exec(s);
   if (dollars) return dollars[1]!.trim();
   const inline = /\$([^$]+)\$/.exec(s);
@@ -330,7 +356,7 @@ export function normalizeMath(input: string): string {
   s = s.replace(/^\\\(|\\\)$/g, '').replace(/^\\\[|\\\]$/g, '');
   s = s.replace(/\\\\/g, '\\');
   s = s.replace(/\\(?:display|text|script)style(?![a-zA-Z])/g, '');
-  s = s.replace(/\\[dt]frac(?![a-zA-Z])/g, '\\frac');
+  s = s.replace(/\\[dt]frac(?![a-zA-Z])/g, '\\frac').replace(/\\[dt]binom(?![a-zA-Z])/g, '\\binom');
   s = s.replace(/\\(?:left|right|bigl|bigr|Bigl|Bigr|big|Big)(?![a-zA-Z])/g, '');
   s = s.replace(/\\[!,;:]|\\quad(?![a-zA-Z])|\\qquad(?![a-zA-Z])|\\ /g, ' ');
   s = s.replace(/\^\s*\{\s*\\circ\s*\}|\^\s*\\circ(?![a-zA-Z])|\\circ(?![a-zA-Z])|°|\\degree(?![a-zA-Z])/g, '');
@@ -340,12 +366,17 @@ export function normalizeMath(input: string): string {
   s = s.replace(/\{,\}/g, ',');
   s = s.replace(/\s+/g, '');
   s = s.replace(/\.+$/, '');
-  s = s.replace(/\\le(?![a-zA-Z])/g, '\\leq').replace(/\\ge(?![a-zA-Z])/g, '\\geq').replace(/\\ne(?![a-zA-Z])/g, '\\neq');
+  s = s
+    .replace(/\\le(?![a-zA-Z])/g, '\\leq')
+    .replace(/\\ge(?![a-zA-Z])/g, '\\geq')
+    .replace(/\\ne(?![a-zA-Z])/g, '\\neq');
   s = stripOuterBraces(s);
   // "x=5" → "5" (a single variable assigned once, as in "the value of x").
   const eq = /^([a-zA-Z](?:_\{?\w+\}?)?|\\[a-zA-Z]+)=([^=]+)$/.exec(s);
   if (eq && !/[<>]/.test(eq[2]!)) s = eq[2]!;
   s = fixFracs(s);
+  // \binom{n}{k} of integers → its value (the CAS does not read \binom).
+  s = s.replace(/\\binom\{(\d+)\}\{(\d+)\}/g, (_m, n: string, k: string) => String(binomial(Number(n), Number(k))));
   // "3/4" → "\frac{3}{4}" for plain integers.
   const slash = /^(-?)(\d+)\/(\d+)$/.exec(s);
   if (slash) s = `${slash[1]}\\frac{${slash[2]}}{${slash[3]}}`;
@@ -355,6 +386,13 @@ export function normalizeMath(input: string): string {
   if (/^-?\.\d/.test(s)) s = s.replace(/^(-?)\./, '$10.');
   if (/^-?\d+\.\d*$/.test(s)) s = s.replace(/0+$/, '').replace(/\.$/, '');
   return s;
+}
+
+function binomial(n: number, k: number): number {
+  if (k < 0 || k > n) return 0;
+  let r = 1;
+  for (let i = 1; i <= Math.min(k, n - k); i++) r = (r * (n - i + 1)) / i;
+  return Math.round(r);
 }
 
 /** Numeric value of a normalised MATH answer: integers, decimals, \frac{a}{b}, a/b, \sqrt{n}, signs. */
@@ -406,17 +444,30 @@ function splitTuple(s: string): { open: string; close: string; parts: string[] }
   return parts.length > 1 ? { open, close, parts } : null;
 }
 
+/**
+ * Equality of two normalised MATH answers: equal strings, equal numbers, tuples / intervals / sets
+ * element-wise with the same brackets, unions (\cup) part by part, then mathematical equality by
+ * the computer-algebra system (math-equivalence.ts).
+ */
 function mathEqual(a: string, b: string): boolean {
   if (a === b) return a !== '';
+  if (!a || !b) return false;
   const x = mathNumber(a);
   const y = mathNumber(b);
   if (x !== null && y !== null) return numbersClose(x, y);
+  const ua = a.split('\\cup');
+  const ub = b.split('\\cup');
+  if (ua.length > 1 || ub.length > 1)
+    return ua.length === ub.length && ua.every((p, i) => mathEqual(normalizeMath(p), normalizeMath(ub[i]!)));
   const ta = splitTuple(a);
   const tb = splitTuple(b);
-  if (ta && tb && ta.open === tb.open && ta.close === tb.close && ta.parts.length === tb.parts.length) {
+  if (ta || tb) {
+    if (!ta || !tb || ta.open !== tb.open || ta.close !== tb.close || ta.parts.length !== tb.parts.length) return false;
     return ta.parts.every((p, i) => mathEqual(normalizeMath(p), normalizeMath(tb.parts[i]!)));
   }
-  return false;
+  // A bare word ("Evelyn", "odd") is only equal to itself, modulo case.
+  if (/^[A-Za-z ]{2,}$/.test(a) || /^[A-Za-z ]{2,}$/.test(b)) return a.toLowerCase() === b.toLowerCase();
+  return casEqual(a, b);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -433,7 +484,10 @@ const CHOICE_STATEMENTS: RegExp[] = [
   ),
   /\b(?:[Aa]nswer|ANSWER)\b(?:\s+is)?\s*[:：]?\s*[*_\s]*\(([a-e])\)/g,
   // "the correct option is C", "correct choice: (B)"
-  new RegExp(String.raw`\b[Cc]orrect\s+(?:option|choice|letter)\s*(?:is)?\s*[:：]?\s*[*_([\s]*(${L})(?![A-Za-z0-9])`, 'g'),
+  new RegExp(
+    String.raw`\b[Cc]orrect\s+(?:option|choice|letter)\s*(?:is)?\s*[:：]?\s*[*_([\s]*(${L})(?![A-Za-z0-9])`,
+    'g',
+  ),
   // "(C) is correct", "Option C is the correct answer"
   new RegExp(String.raw`(?:^|[\s(*])(${L})\)?[*]*\s+is\s+(?:the\s+)?(?:correct|right|best)\b`, 'g'),
 ];
@@ -444,9 +498,7 @@ function boxedChoice(text: string): { letter: string; index: number } | null {
   for (const m of text.matchAll(re)) {
     const content = boxedAt(text, m.index!);
     if (content === null) continue;
-    const inner = content
-      .replace(/\\(?:text|textbf|mathrm|mathbf)\s*\{([^{}]*)\}/g, '$1')
-      .trim();
+    const inner = content.replace(/\\(?:text|textbf|mathrm|mathbf)\s*\{([^{}]*)\}/g, '$1').trim();
     const letter = /^[(\s]*([A-Ea-e])(?:[).:\s]|$)/.exec(inner);
     if (letter) best = { letter: letter[1]!.toUpperCase(), index: m.index! };
   }
@@ -466,7 +518,10 @@ function extractChoice(text: string): string | null {
   const bold = [...text.matchAll(new RegExp(String.raw`\*\*\(?(${L})[).:]?\*\*`, 'g'))];
   if (bold.length) return bold[bold.length - 1]![1]!;
   // 3. A lone letter on the last non-empty line: "C", "(C)", "C.".
-  const lines = text.split('\n').map((l) => l.trim()).filter(Boolean);
+  const lines = text
+    .split('\n')
+    .map((l) => l.trim())
+    .filter(Boolean);
   const lastLine = lines[lines.length - 1] ?? '';
   const lone = new RegExp(String.raw`^[\s*_([]*(${L})[\s)\].:*_]*$`).exec(lastLine);
   if (lone) return lone[1]!;
@@ -477,4 +532,73 @@ function extractChoice(text: string): string | null {
   const restated = new RegExp(String.raw`^(${L})[.)]\s+\S`).exec(lastLine);
   if (restated) return restated[1]!;
   return null;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Short-answer QA (SQuAD v1.1 evaluation: normalize_answer, exact_match_score, f1_score)
+
+/** SQuAD's answer normalisation: lowercase, punctuation removed, articles removed, whitespace collapsed. */
+export function squadNormalize(s: string): string {
+  return s
+    .toLowerCase()
+    .replace(/[!"#$%&'()*+,\-./:;<=>?@[\\\]^_`{|}~]/g, '')
+    .replace(/\b(a|an|the)\b/g, ' ')
+    .split(/\s+/)
+    .filter(Boolean)
+    .join(' ');
+}
+
+/** SQuAD exact match (1 or 0) of a prediction against a gold answer. */
+export function qaExactMatch(prediction: string, gold: string): number {
+  return squadNormalize(prediction) === squadNormalize(gold) ? 1 : 0;
+}
+
+/** SQuAD token F1 of a prediction against a gold answer (bag of normalised tokens). */
+export function qaF1(prediction: string, gold: string): number {
+  const p = squadNormalize(prediction).split(' ').filter(Boolean);
+  const g = squadNormalize(gold).split(' ').filter(Boolean);
+  const counts = new Map<string, number>();
+  for (const t of g) counts.set(t, (counts.get(t) ?? 0) + 1);
+  let same = 0;
+  for (const t of p) {
+    const c = counts.get(t) ?? 0;
+    if (c > 0) {
+      same++;
+      counts.set(t, c - 1);
+    }
+  }
+  if (same === 0) return 0;
+  const precision = same / p.length;
+  const recall = same / g.length;
+  return (2 * precision * recall) / (precision + recall);
+}
+
+/**
+ * The short answer of free text: the last "Final Answer: X" (AgentArk's aggregator format),
+ * "The answer is X" or "Answer: X" statement (rest of its line, a trailing period dropped), else
+ * the last non-empty line.
+ */
+function extractShortAnswer(text: string): string | null {
+  const statements = [
+    /\bfinal\s+answer\s*[:：]\s*([^\n]+)/gi,
+    /\bthe\s+(?:final\s+)?answer\s+is\s*[:：]?\s*([^\n]+)/gi,
+    /(?:^|\n)\s*\**answer\**\s*[:：]\s*([^\n]+)/gi,
+  ];
+  const clean = (s: string) =>
+    s
+      .replace(/\*\*/g, '')
+      .replace(/\\boxed\{([^{}]*)\}/g, '$1')
+      .trim()
+      .replace(/\.$/, '')
+      .trim();
+  for (const re of statements) {
+    let last: string | null = null;
+    for (const m of text.matchAll(re)) if (clean(m[1] ?? '')) last = clean(m[1]!);
+    if (last !== null) return last;
+  }
+  const lines = text
+    .split('\n')
+    .map((l) => l.trim())
+    .filter(Boolean);
+  return lines.length ? clean(lines[lines.length - 1]!) : null;
 }

@@ -11,9 +11,11 @@
  * Agents of a round run concurrently (a batching engine decodes them together). Every call's
  * prompt, completion, usage, latency, extracted answer and correctness goes into the trajectory.
  */
-import type { ChatCompletion, ChatEngine, ChatMessage, FinishReason } from '../engine/types';
+import { complete } from '../engine/complete';
+import type { ChatEngine, ChatMessage, FinishReason } from '../engine/types';
 import type { ProgressCallback } from '../progress';
-import { answersEqual, extractAnswer, referenceAnswer, type Task } from '../tasks/answers';
+import { AbortError, isAbortError } from '../util/abort';
+import { answersEqual, extractAnswer, isTask, referenceAnswer, type Task } from '../tasks/answers';
 import type { Question } from '../tasks/datasets';
 import { answerFormatInstruction, answerLine, formatQuestion, taskPersona, type PromptStyle } from '../tasks/prompts';
 import {
@@ -146,7 +148,7 @@ export const SMALL_MODEL_DEBATE = { promptStyle: 'compact', quote: 'answer', res
 export function debateTurn(task: Task, others: { name: string; answer: string }[], max?: number, style: PromptStyle = 'default', question?: string): string {
   const quoted = others.map((o) => `--- ${o.name} ---\n${quote(o.answer, max)}`).join('\n\n');
   const again = question === undefined ? '' : `Question: ${question}\n\n`;
-  if (style === 'compact') return `Answers from the other agents:\n\n${quoted}\n\n${again}Check each step, yours and theirs, and give your corrected solution. ${answerFormatInstruction(task, 'compact')}`;
+  if (style === 'compact') return `Answers from the other agents:\n\n${quoted}\n\n${again}` + `Check each step, yours and theirs, and give your corrected solution. ${answerFormatInstruction(task, 'compact')}`;
   return (
     `Here are the latest solutions from the other agents:\n\n${quoted}\n\n${again}` +
     'Use their reasoning as additional evidence, but think for yourself: check every step, yours and theirs, ' +
@@ -187,16 +189,20 @@ interface ResolvedAgent {
 }
 
 /** Thrown when a debate is aborted; nothing is written for that question. */
-export class DebateAbortedError extends Error {
+export class DebateAbortedError extends AbortError {
   constructor(id: string) {
     super(`debate of question ${id} aborted`);
-    this.name = 'AbortError';
   }
 }
 
+function engineModel(engine: ChatEngine): string {
+  const own = (engine as { model?: unknown }).model;
+  return typeof own === 'string' && own !== '' ? own : 'default';
+}
+
 function resolveAgents(task: Task, opts: DebateOptions, engines: Engines): ResolvedAgent[] {
-  const specs = opts.agents && opts.agents.length ? opts.agents : [{}];
-  const n = opts.numAgents ?? (opts.agents && opts.agents.length ? opts.agents.length : 5);
+  const specs = opts.agents?.length ? opts.agents : [{}];
+  const n = opts.numAgents ?? (opts.agents?.length ? opts.agents.length : 5);
   if (!(n >= 1)) throw new Error(`debate: need at least one agent, got ${n}`);
   const out: ResolvedAgent[] = [];
   for (let i = 0; i < n; i++) {
@@ -204,7 +210,8 @@ function resolveAgents(task: Task, opts: DebateOptions, engines: Engines): Resol
     out.push({
       name: s.name && n <= specs.length ? s.name : s.name ? `${s.name}-${i + 1}` : `agent${i + 1}`,
       engine: pickEngine(engines, s.engine),
-      model: s.model ?? opts.model ?? 'default',
+      // An engine bound to one model (OpenAIEngine's `model`) names it; servers answer unknown ids with 404.
+      model: s.model ?? opts.model ?? engineModel(pickEngine(engines, s.engine)),
       system: systemPrompt(task, s, opts.promptStyle),
       temperature: s.temperature ?? opts.temperature ?? 0.7,
       top_p: s.top_p ?? opts.top_p ?? 1,
@@ -225,30 +232,14 @@ interface CallResult {
 }
 
 async function call(engine: ChatEngine, model: string, messages: ChatMessage[], params: SamplingParams, signal: AbortSignal | undefined, id: string): Promise<CallResult> {
-  if (signal?.aborted) throw new DebateAbortedError(id);
-  const t0 = performance.now();
-  const res: ChatCompletion = await engine.chat.completions.create(
-    {
-      messages,
-      model,
-      temperature: params.temperature,
-      top_p: params.top_p,
-      max_tokens: params.max_tokens,
-      ...(params.seed !== null ? { seed: params.seed } : {}),
-      stream: false,
-    },
-    { signal },
-  );
-  const latencyMs = Math.round((performance.now() - t0) * 10) / 10;
-  const choice = res.choices[0];
-  if (signal?.aborted || choice?.finish_reason === 'abort') throw new DebateAbortedError(id);
-  if (!choice) throw new Error(`engine returned no choices for question ${id}`);
-  return {
-    completion: choice.message.content ?? '',
-    usage: { prompt_tokens: res.usage?.prompt_tokens ?? 0, completion_tokens: res.usage?.completion_tokens ?? 0 },
-    latencyMs,
-    finish_reason: choice.finish_reason,
-  };
+  const req = { messages, model, temperature: params.temperature, top_p: params.top_p, max_tokens: params.max_tokens, ...(params.seed !== null ? { seed: params.seed } : {}) };
+  try {
+    const r = await complete(engine, req, { signal, label: `question ${id}` });
+    return { completion: r.text, usage: r.usage, latencyMs: r.latencyMs, finish_reason: r.finishReason };
+  } catch (e) {
+    if (isAbortError(e)) throw new DebateAbortedError(id);
+    throw e;
+  }
 }
 
 /** Majority vote over extracted answers; ties go to the answer first given by the earliest agent. */
@@ -269,7 +260,7 @@ export function majorityVote(task: Task, answers: (string | null)[]): { answer: 
 export async function runDebate(question: Question, opts: DebateOptions, engines: Engines | undefined = opts.engines, signal?: AbortSignal): Promise<TrajectoryRecord> {
   if (!engines) throw new Error('debate: no engine given (pass engines or opts.engines)');
   const task = (opts.task ?? question.task) as Task;
-  if (task !== 'gsm8k' && task !== 'math' && task !== 'mc') throw new Error(`debate: unknown task ${JSON.stringify(task)}`);
+  if (!isTask(task)) throw new Error(`debate: unknown task ${JSON.stringify(task)}`);
   const rounds = opts.rounds ?? 2;
   if (!(rounds >= 1)) throw new Error(`debate: rounds must be >= 1, got ${rounds}`);
   if (opts.quote !== undefined && opts.quote !== 'solution' && opts.quote !== 'answer') throw new Error(`debate: quote must be 'solution' or 'answer', got ${JSON.stringify(opts.quote)}`);
@@ -302,7 +293,7 @@ export async function runDebate(question: Question, opts: DebateOptions, engines
 
   for (let r = 1; r <= rounds; r++) {
     if (r > 1) {
-      agents.forEach((a, i) => {
+      agents.forEach((_a, i) => {
         const others = agents.map((b, j) => ({ name: b.name, answer: latest[j]! })).filter((_, j) => j !== i);
         convs[i]!.push({ role: 'user', content: debateTurn(task, others, opts.maxQuotedChars, opts.promptStyle, opts.restateQuestion ? qText : undefined) });
       });

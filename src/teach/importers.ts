@@ -157,7 +157,12 @@ function pickString(row: Record<string, unknown>, keys: string[]): string | null
  * last of two or more blocks is the aggregator's output (`aggregatorLast`, default true).
  * Rows with an `error` and no response, or an empty response, are skipped.
  */
-export function importAgentArkOutput(jsonlText: string, task: Task, sourceName = 'agentark', opts: { aggregatorLast?: boolean } = {}): ImportedSolutionSet[] {
+export function importAgentArkOutput(
+  jsonlText: string,
+  task: Task,
+  sourceName = 'agentark',
+  opts: { aggregatorLast?: boolean } = {},
+): ImportedSolutionSet[] {
   const out: ImportedSolutionSet[] = [];
   for (const { line, row } of jsonlRows(jsonlText, sourceName)) {
     const where = `${sourceName}:${line}`;
@@ -168,12 +173,20 @@ export function importAgentArkOutput(jsonlText: string, task: Task, sourceName =
 
     let solutions: ImportedSolution[];
     if (Array.isArray(row.solutions)) {
-      const labels = Array.isArray(row.labels) && row.labels.length === row.solutions.length && row.labels.every((l) => typeof l === 'boolean') ? (row.labels as boolean[]) : null;
+      const labels =
+        Array.isArray(row.labels) &&
+        row.labels.length === row.solutions.length &&
+        row.labels.every((l) => typeof l === 'boolean')
+          ? (row.labels as boolean[])
+          : null;
       solutions = row.solutions.map((s, i) => {
         if (typeof s === 'string') return { agent: `agent_${i + 1}`, text: s };
         const o = (s ?? {}) as { id?: unknown; text?: unknown; is_correct?: unknown };
         if (typeof o.text !== 'string') throw new Error(`${where}: solutions[${i}] has no "text"`);
-        const sol: ImportedSolution = { agent: `agent_${typeof o.id === 'number' || typeof o.id === 'string' ? o.id : i + 1}`, text: o.text };
+        const sol: ImportedSolution = {
+          agent: `agent_${typeof o.id === 'number' || typeof o.id === 'string' ? o.id : i + 1}`,
+          text: o.text,
+        };
         if (labels) sol.label = labels[i];
         else if (typeof o.is_correct === 'boolean') sol.label = o.is_correct;
         return sol;

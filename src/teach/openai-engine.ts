@@ -20,6 +20,11 @@ import type {
   ChatEngine,
   FinishReason,
 } from '../engine/types';
+import { AbortError } from '../util/abort';
+import { Semaphore } from '../util/semaphore';
+
+/** What a request rejects with when the caller's signal aborted it. */
+const aborted = (url: string) => new AbortError(`request to ${url} aborted by the caller`);
 
 export interface OpenAIEngineOptions {
   /** e.g. `http://127.0.0.1:8000/v1` (a trailing slash is fine). */
@@ -81,61 +86,6 @@ class AttemptError extends Error {
     cause?: unknown,
   ) {
     super(message, cause === undefined ? undefined : { cause });
-  }
-}
-
-/** Thrown when the caller's signal aborted the request. */
-export class RequestAbortedError extends Error {
-  constructor(url: string) {
-    super(`request to ${url} aborted by the caller`);
-    this.name = 'AbortError';
-  }
-}
-
-/** A FIFO counting semaphore. */
-export class Semaphore {
-  private free: number;
-  private waiters: (() => void)[] = [];
-  constructor(readonly size: number) {
-    if (!(size >= 1)) throw new Error(`concurrency must be >= 1, got ${size}`);
-    this.free = size;
-  }
-  /** Resolves with a release function once a slot is free; rejects if the signal aborts first. */
-  acquire(signal?: AbortSignal): Promise<() => void> {
-    const makeRelease = () => {
-      let done = false;
-      return () => {
-        if (done) return;
-        done = true;
-        const next = this.waiters.shift();
-        if (next) next();
-        else this.free++;
-      };
-    };
-    if (signal?.aborted) return Promise.reject(signal.reason ?? new Error('aborted'));
-    if (this.free > 0) {
-      this.free--;
-      return Promise.resolve(makeRelease());
-    }
-    return new Promise((resolve, reject) => {
-      const grant = () => {
-        signal?.removeEventListener('abort', onAbort);
-        resolve(makeRelease());
-      };
-      const onAbort = () => {
-        const i = this.waiters.indexOf(grant);
-        if (i >= 0) this.waiters.splice(i, 1);
-        reject(signal!.reason ?? new Error('aborted'));
-      };
-      this.waiters.push(grant);
-      signal?.addEventListener('abort', onAbort, { once: true });
-    });
-  }
-  get available(): number {
-    return this.free;
-  }
-  get waiting(): number {
-    return this.waiters.length;
   }
 }
 
@@ -298,9 +248,9 @@ export class OpenAIEngine implements ChatEngine {
     const maxAttempts = this.maxRetries + 1;
     const reasons: string[] = [];
     for (let attempt = 1; ; attempt++) {
-      if (signal?.aborted) throw new RequestAbortedError(url);
+      if (signal?.aborted) throw aborted(url);
       const release = await this.sem.acquire(signal).catch(() => {
-        throw new RequestAbortedError(url);
+        throw aborted(url);
       });
       const ctl = new AttemptController(this.timeoutMs, signal);
       this.stats.attempts++;
@@ -315,7 +265,7 @@ export class OpenAIEngine implements ChatEngine {
         ctl.dispose();
         if (!ctl.signal.aborted) ctl.ac.abort(new Error('attempt failed')); // drop any half-read body
         release();
-        if (ctl.callerAborted || e instanceof RequestAbortedError) throw new RequestAbortedError(url);
+        if (ctl.callerAborted || e instanceof AbortError) throw aborted(url);
         if (e instanceof AttemptError) err = e;
         else if (ctl.timedOut) err = new AttemptError(`timed out after ${this.timeoutMs} ms`, true, undefined, undefined, e);
         else err = new AttemptError(`network error: ${describe(e)}`, true, undefined, undefined, e);
@@ -339,7 +289,7 @@ export class OpenAIEngine implements ChatEngine {
       try {
         await sleep(delayMs, signal);
       } catch {
-        throw new RequestAbortedError(url);
+        throw aborted(url);
       }
     }
   }
@@ -364,7 +314,7 @@ export class OpenAIEngine implements ChatEngine {
     }
     const retryAfterMs = retryable ? parseRetryAfter(res.headers.get('retry-after')) : undefined;
     throw new AttemptError(
-      `HTTP ${res.status}${res.statusText ? ` ${res.statusText}` : ''}${msg ? `: ${excerpt(msg)}` : ''}${retryAfterMs !== undefined ? ` (Retry-After ${retryAfterMs} ms)` : ''}`,
+      `HTTP ${res.status}${res.statusText ? ` ${res.statusText}` : ''}${msg ? `: ${excerpt(msg)}` : ''}` + `${retryAfterMs !== undefined ? ` (Retry-After ${retryAfterMs} ms)` : ''}`,
       retryable,
       res.status,
       retryAfterMs,
@@ -417,7 +367,7 @@ export class OpenAIEngine implements ChatEngine {
         return this.normCompletion(j, url, text);
       });
     } catch (e) {
-      if (e instanceof RequestAbortedError) return this.abortedCompletion(req);
+      if (e instanceof AbortError) return this.abortedCompletion(req);
       throw e;
     }
   }

@@ -4,13 +4,14 @@
  * Every line carries `"schema": "agentark.trajectory/1"`. The writer is append-only: each finished
  * record goes out as one write of `JSON + "\n"` followed by fsync, so a kill can at worst leave the
  * very last line half-written; the next `openTrajectoryLog` truncates such a tail away (with a
- * warning naming the byte offset) and never touches complete lines.
+ * warning naming the byte offset) and never touches complete lines. A file that is not ours (any
+ * other content, or a tail that is not the start of a record) is refused and left untouched.
  */
 import type { ChatMessage, FinishReason } from '../engine/types';
 
 export const TRAJECTORY_SCHEMA = 'agentark.trajectory/1';
 
-export type TrajectoryTask = 'gsm8k' | 'math' | 'mc';
+export type TrajectoryTask = 'gsm8k' | 'math' | 'mc' | 'qa';
 
 export interface SamplingParams {
   temperature: number;
@@ -99,6 +100,11 @@ export class TrajectoryParseError extends Error {
   }
 }
 
+/** Bounds on the numbers a record may carry (far above any real debate). */
+export const MAX_AGENTS = 1000;
+export const MAX_ROUNDS = 1000;
+const MAX_TOKEN_COUNT = 1e9;
+
 type Obj = Record<string, unknown>;
 const isObj = (x: unknown): x is Obj => typeof x === 'object' && x !== null && !Array.isArray(x);
 
@@ -115,7 +121,11 @@ export function parseTrajectoryLine(line: string, lineNo: number): TrajectoryRec
   };
   if (!isObj(j)) return fail('not a JSON object');
   if (j.schema !== TRAJECTORY_SCHEMA) {
-    return fail(j.schema === undefined ? `missing "schema" (expected "${TRAJECTORY_SCHEMA}")` : `unsupported schema ${JSON.stringify(j.schema)} (expected "${TRAJECTORY_SCHEMA}")`);
+    return fail(
+      j.schema === undefined
+        ? `missing "schema" (expected "${TRAJECTORY_SCHEMA}")`
+        : `unsupported schema ${JSON.stringify(j.schema)} (expected "${TRAJECTORY_SCHEMA}")`,
+    );
   }
   const str = (o: Obj, k: string, where: string) => {
     if (typeof o[k] !== 'string') fail(`${where}${k} must be a string`);
@@ -131,30 +141,44 @@ export function parseTrajectoryLine(line: string, lineNo: number): TrajectoryRec
   };
   const usage = (u: unknown, where: string) => {
     if (!isObj(u)) return fail(`${where} must be an object`);
-    num(u, 'prompt_tokens', `${where}.`);
-    num(u, 'completion_tokens', `${where}.`);
+    tokens(u, 'prompt_tokens', `${where}.`);
+    tokens(u, 'completion_tokens', `${where}.`);
   };
   const prompt = (p: unknown, where: string) => {
     if (!Array.isArray(p)) return fail(`${where} must be an array`);
     p.forEach((m, i) => {
-      if (!isObj(m) || typeof m.role !== 'string' || typeof m.content !== 'string') fail(`${where}[${i}] must be {role, content}`);
+      if (!isObj(m) || typeof m.role !== 'string' || typeof m.content !== 'string')
+        fail(`${where}[${i}] must be {role, content}`);
     });
   };
+  // Numbers later used as indices or sizes: bounded integers, so a hostile file cannot make a
+  // summary allocate an array of a billion rounds.
+  const count = (o: Obj, k: string, where: string, min: number, max: number): number => {
+    const v = o[k];
+    if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max)
+      fail(`${where}${k} must be an integer in [${min}, ${max}], got ${JSON.stringify(v)}`);
+    return v as number;
+  };
+  const tokens = (o: Obj, k: string, where: string) => count(o, k, where, 0, MAX_TOKEN_COUNT);
   str(j, 'id', '');
   str(j, 'question', '');
   str(j, 'reference', '');
-  if (j.task !== 'gsm8k' && j.task !== 'math' && j.task !== 'mc') fail(`task must be gsm8k, math or mc, got ${JSON.stringify(j.task)}`);
-  if (j.choices !== undefined && !(Array.isArray(j.choices) && j.choices.every((c) => typeof c === 'string'))) fail('choices must be an array of strings');
+  if (j.task !== 'gsm8k' && j.task !== 'math' && j.task !== 'mc' && j.task !== 'qa')
+    fail(`task must be gsm8k, math, mc or qa, got ${JSON.stringify(j.task)}`);
+  if (j.choices !== undefined && !(Array.isArray(j.choices) && j.choices.every((c) => typeof c === 'string')))
+    fail('choices must be an array of strings');
   if (!isObj(j.config)) fail('config must be an object');
   const cfg = j.config as Obj;
-  num(cfg, 'agents', 'config.');
-  num(cfg, 'rounds', 'config.');
+  count(cfg, 'agents', 'config.', 1, MAX_AGENTS);
+  const rounds = count(cfg, 'rounds', 'config.', 1, MAX_ROUNDS);
   if (cfg.aggregator !== 'llm' && cfg.aggregator !== 'vote') fail('config.aggregator must be "llm" or "vote"');
   if (!Array.isArray(j.rounds)) fail('rounds must be an array');
+  if ((j.rounds as unknown[]).length > rounds)
+    fail(`rounds has ${(j.rounds as unknown[]).length} entries but config.rounds is ${rounds}`);
   (j.rounds as unknown[]).forEach((r, ri) => {
     const w = `rounds[${ri}].`;
     if (!isObj(r)) return fail(`rounds[${ri}] must be an object`);
-    num(r, 'round', w);
+    count(r, 'round', w, 1, rounds);
     if (!Array.isArray(r.messages)) return fail(`${w}messages must be an array`);
     r.messages.forEach((m: unknown, mi: number) => {
       const mw = `${w}messages[${mi}].`;
@@ -165,7 +189,7 @@ export function parseTrajectoryLine(line: string, lineNo: number): TrajectoryRec
       const p = m.params as Obj;
       num(p, 'temperature', `${mw}params.`);
       num(p, 'top_p', `${mw}params.`);
-      num(p, 'max_tokens', `${mw}params.`);
+      count(p, 'max_tokens', `${mw}params.`, 0, MAX_TOKEN_COUNT);
       if (p.seed !== null && typeof p.seed !== 'number') fail(`${mw}params.seed must be a number or null`);
       prompt(m.prompt, `${mw}prompt`);
       str(m, 'completion', mw);
@@ -190,7 +214,9 @@ export function parseTrajectoryLine(line: string, lineNo: number): TrajectoryRec
   strOrNull(j.final as Obj, 'answer', 'final.');
   bool(j.final as Obj, 'correct', 'final.');
   if (!isObj(j.totals)) fail('totals must be an object');
-  for (const k of ['calls', 'promptTokens', 'completionTokens', 'wallMs']) num(j.totals as Obj, k, 'totals.');
+  for (const k of ['calls', 'promptTokens', 'completionTokens'])
+    count(j.totals as Obj, k, 'totals.', 0, Number.MAX_SAFE_INTEGER);
+  num(j.totals as Obj, 'wallMs', 'totals.');
   str(j, 'createdAt', '');
   return j as unknown as TrajectoryRecord;
 }
@@ -217,12 +243,23 @@ function parseBuffer(buf: Buffer): ReadResult {
     if (nl < 0) {
       // Last line without a newline: either a crash mid-write or a complete line whose "\n" was lost.
       const text = buf.subarray(pos).toString('utf8');
-      if (text.trim() === '') return { records, validBytes: pos, partialTail: { offset: pos, bytes: buf.length - pos }, missingFinalNewline: false };
+      if (text.trim() === '')
+        return {
+          records,
+          validBytes: pos,
+          partialTail: { offset: pos, bytes: buf.length - pos },
+          missingFinalNewline: false,
+        };
       try {
         records.push(parseTrajectoryLine(text, lineNo));
         return { records, validBytes: buf.length, missingFinalNewline: true };
       } catch {
-        return { records, validBytes: pos, partialTail: { offset: pos, bytes: buf.length - pos }, missingFinalNewline: false };
+        return {
+          records,
+          validBytes: pos,
+          partialTail: { offset: pos, bytes: buf.length - pos },
+          missingFinalNewline: false,
+        };
       }
     }
     const text = buf.subarray(pos, nl).toString('utf8');
@@ -246,17 +283,24 @@ async function readIfExists(file: string): Promise<Buffer | null> {
  * Reads every record. A half-written last line (from a crash) is skipped with a warning; any
  * other invalid line throws, naming the line.
  */
-export async function readTrajectories(file: string, opts: { onWarning?: (msg: string) => void } = {}): Promise<TrajectoryRecord[]> {
+export async function readTrajectories(
+  file: string,
+  opts: { onWarning?: (msg: string) => void } = {},
+): Promise<TrajectoryRecord[]> {
   const buf = await readIfExists(file);
   if (!buf) throw new Error(`trajectory file not found: ${file}`);
   let r: ReadResult;
   try {
     r = parseBuffer(buf);
   } catch (e) {
-    if (e instanceof TrajectoryParseError) throw new TrajectoryParseError(`${file}: ${e.message.replace(/^line \d+: /, '')}`, e.lineNo);
+    if (e instanceof TrajectoryParseError)
+      throw new TrajectoryParseError(`${file}: ${e.message.replace(/^line \d+: /, '')}`, e.lineNo);
     throw e;
   }
-  if (r.partialTail) opts.onWarning?.(`${file}: ignoring a partial last line of ${r.partialTail.bytes} bytes at byte offset ${r.partialTail.offset}`);
+  if (r.partialTail)
+    opts.onWarning?.(
+      `${file}: ignoring a partial last line of ${r.partialTail.bytes} bytes at byte offset ${r.partialTail.offset}`,
+    );
   return r.records;
 }
 
@@ -273,12 +317,30 @@ export interface TrajectoryLog {
   close(): Promise<void>;
 }
 
+/** How every record starts as JSON.stringify writes it (ASCII). This module also loads in browsers: no Buffer here. */
+const RECORD_PREFIX = `{"schema":${JSON.stringify(TRAJECTORY_SCHEMA)}`;
+
+/**
+ * Whether a tail without its newline is what an interrupted append of ours leaves: blank, or the
+ * start of a record as JSON.stringify writes it (the schema key first). A fragment shorter than
+ * that prefix only counts after records of ours, so nobody else's file is ever cut.
+ */
+function isOurPartialRecord(tail: Buffer, recordsBefore: number): boolean {
+  if (tail.toString('utf8').trim() === '') return true;
+  const prefix = Buffer.from(RECORD_PREFIX, 'utf8');
+  if (tail.length >= prefix.length) return tail.subarray(0, prefix.length).equals(prefix);
+  return recordsBefore > 0 && prefix.subarray(0, tail.length).equals(tail);
+}
+
 /**
  * Opens (creating if needed) an append-only trajectory log. A partial last line left by a crash is
  * truncated away with a warning naming its byte offset; complete lines are never dropped (an
  * invalid complete line throws instead of being silently removed).
  */
-export async function openTrajectoryLog(file: string, opts: { onWarning?: (msg: string) => void } = {}): Promise<TrajectoryLog> {
+export async function openTrajectoryLog(
+  file: string,
+  opts: { onWarning?: (msg: string) => void } = {},
+): Promise<TrajectoryLog> {
   const { promises: fsp } = await import('node:fs');
   const path = await import('node:path');
   await fsp.mkdir(path.dirname(path.resolve(file)), { recursive: true });
@@ -289,20 +351,34 @@ export async function openTrajectoryLog(file: string, opts: { onWarning?: (msg: 
   };
   const buf = await readIfExists(file);
   let existing: TrajectoryRecord[] = [];
-  if (buf && buf.length) {
+  if (buf?.length) {
     let r: ReadResult;
     try {
       r = parseBuffer(buf);
     } catch (e) {
       if (e instanceof TrajectoryParseError) {
-        throw new TrajectoryParseError(`${file}: ${e.message.replace(/^line \d+: /, '')} (a complete line is corrupt; refusing to append to it)`, e.lineNo);
+        const what = e.lineNo === 1 ? 'not a trajectory log' : 'a complete line is corrupt';
+        throw new TrajectoryParseError(
+          `${file}: ${e.message.replace(/^line \d+: /, '')} (${what}; refusing to append to it, the file is left untouched)`,
+          e.lineNo,
+        );
       }
       throw e;
     }
     existing = r.records;
+    if (r.partialTail && !isOurPartialRecord(buf.subarray(r.partialTail.offset), r.records.length)) {
+      throw new Error(
+        `${file} does not look like a trajectory log (${r.records.length ? `after ${r.records.length} records it ends in` : 'it holds'} ` +
+          `${r.partialTail.bytes} bytes that are not a trajectory record); ` +
+          'refusing to write to it, the file is left untouched (choose another --out)',
+      );
+    }
     if (r.partialTail) {
       await fsp.truncate(file, r.partialTail.offset);
-      warn(`${file}: truncated a partial last line (${r.partialTail.bytes} bytes at byte offset ${r.partialTail.offset}), left by an interrupted write; its question will be redone`);
+      warn(
+        `${file}: truncated a partial last line (${r.partialTail.bytes} bytes at byte offset ${r.partialTail.offset}), ` +
+          'left by an interrupted write; its question will be redone',
+      );
     } else if (r.missingFinalNewline) {
       const fh = await fsp.open(file, 'a');
       try {
@@ -329,7 +405,11 @@ export async function openTrajectoryLog(file: string, opts: { onWarning?: (msg: 
     try {
       parseTrajectoryLine(line, 0);
     } catch (e) {
-      return Promise.reject(new Error(`refusing to append an invalid record (id ${JSON.stringify(rec?.id)}) to ${file}: ${(e as Error).message.replace(/^line 0: /, '')}`));
+      return Promise.reject(
+        new Error(
+          `refusing to append an invalid record (id ${JSON.stringify(rec?.id)}) to ${file}: ${(e as Error).message.replace(/^line 0: /, '')}`,
+        ),
+      );
     }
     const bytes = Buffer.from(`${line}\n`, 'utf8');
     const p = chain.then(async () => {
@@ -405,7 +485,9 @@ export function summarizeTrajectories(records: TrajectoryRecord[]): TrajectorySu
     accuracy: n ? round4(correct / n) : 0,
     correct,
     unparsed,
-    roundAccuracy: Array.from({ length: roundTotal.length }, (_, i) => (roundTotal[i] ? round4((roundCorrect[i] ?? 0) / roundTotal[i]) : 0)),
+    roundAccuracy: Array.from({ length: roundTotal.length }, (_, i) =>
+      roundTotal[i] ? round4((roundCorrect[i] ?? 0) / roundTotal[i]) : 0,
+    ),
     calls,
     promptTokens,
     completionTokens,

@@ -15,7 +15,7 @@ import type {
   FinishReason,
 } from '../engine/types';
 import type { ProgressCallback } from '../progress';
-import { Semaphore } from './openai-engine';
+import { Semaphore } from '../util/semaphore';
 
 /** The part of WebLLM's MLCEngine the adapter uses (so tests can pass a fake). */
 export interface MLCEngineLike {

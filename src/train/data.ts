@@ -67,7 +67,8 @@ function parseRows(text: string, sourceName: string): RowAt[] {
     }
     return (array as unknown[]).map((row, i) => {
       const where = `${sourceName} row ${i + 1}`;
-      if (!isObject(row)) throw new TrainingDataError(`${where}: expected a JSON object, got ${JSON.stringify(row)?.slice(0, 80)}`);
+      if (!isObject(row))
+        throw new TrainingDataError(`${where}: expected a JSON object, got ${JSON.stringify(row)?.slice(0, 80)}`);
       return { row, where };
     });
   }
@@ -92,6 +93,29 @@ function parseRows(text: string, sourceName: string): RowAt[] {
 /** JSONL → rows; blank lines skipped; errors name `sourceName:line`. A JSON array is accepted too. */
 export function parseTrainingJsonl(text: string, sourceName: string): unknown[] {
   return parseRows(text, sourceName).map((r) => r.row);
+}
+
+/**
+ * Whether JSONL (or JSON array) text already holds training rows (TRL messages /
+ * prompt-completion / text / input_ids), judged from its first row; debate trajectories, PAD
+ * stepwise rows and imported solution files are not.
+ */
+export function looksLikeTrainingRows(text: string): boolean {
+  const first = text.replace(/^\uFEFF/, '').trimStart();
+  let row: unknown;
+  try {
+    row = first.startsWith('[') ? (JSON.parse(first) as unknown[])[0] : JSON.parse(first.split('\n', 1)[0] ?? '');
+  } catch {
+    return false;
+  }
+  if (!isObject(row)) return false;
+  if (row.schema !== undefined || row.response !== undefined || row.solutions !== undefined) return false;
+  return (
+    Array.isArray(row.messages) ||
+    ('prompt' in row && 'completion' in row) ||
+    typeof row.text === 'string' ||
+    Array.isArray(row.input_ids)
+  );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -124,7 +148,12 @@ function parseMessages(value: unknown, where: string, field: string): ChatTempla
   });
 }
 
-function render(tok: HFTokenizer, messages: ChatTemplateMessage[], addGenerationPrompt: boolean, where: string): string {
+function render(
+  tok: HFTokenizer,
+  messages: ChatTemplateMessage[],
+  addGenerationPrompt: boolean,
+  where: string,
+): string {
   try {
     return tok.applyChatTemplate(messages, { addGenerationPrompt });
   } catch (e) {
@@ -150,15 +179,22 @@ function notPrefixError(where: string, what: string, prefix: string, full: strin
  * and the rest of its delta is labelled; every other message's delta is unlabelled unless
  * `labelled(i)` says otherwise. Every rendering must extend the previous one.
  */
-function chatSegments(tok: HFTokenizer, messages: ChatTemplateMessage[], labelled: (i: number) => boolean, where: string): Segment[] {
+function chatSegments(
+  tok: HFTokenizer,
+  messages: ChatTemplateMessage[],
+  labelled: (i: number) => boolean,
+  where: string,
+): Segment[] {
   const segments: Segment[] = [];
   let done = '';
   for (let i = 0; i < messages.length; i++) {
     const full = render(tok, messages.slice(0, i + 1), false, where);
     if (labelled(i) && messages[i].role === 'assistant') {
       const prompt = render(tok, messages.slice(0, i), true, where);
-      if (!prompt.startsWith(done)) throw notPrefixError(where, `messages[:${i}] + generation prompt vs messages[:${i}]`, done, prompt);
-      if (!full.startsWith(prompt)) throw notPrefixError(where, `messages[:${i + 1}] vs messages[:${i}] + generation prompt`, prompt, full);
+      if (!prompt.startsWith(done))
+        throw notPrefixError(where, `messages[:${i}] + generation prompt vs messages[:${i}]`, done, prompt);
+      if (!full.startsWith(prompt))
+        throw notPrefixError(where, `messages[:${i + 1}] vs messages[:${i}] + generation prompt`, prompt, full);
       segments.push({ text: prompt.slice(done.length), labelled: false });
       segments.push({ text: full.slice(prompt.length), labelled: true });
     } else {
@@ -200,7 +236,10 @@ function encodeSegments(tok: HFTokenizer, segments: Segment[], endIds: Set<numbe
 
 function eosId(tok: HFTokenizer | null, opts: TokenizeOptions, where: string): number {
   const id = opts.eosTokenId ?? tok?.eosTokenId ?? null;
-  if (id === null) throw new TrainingDataError(`${where}: no EOS token to end the example (the tokenizer has no eos_token; set eosTokenId)`);
+  if (id === null)
+    throw new TrainingDataError(
+      `${where}: no EOS token to end the example (the tokenizer has no eos_token; set eosTokenId)`,
+    );
   return id;
 }
 
@@ -232,10 +271,14 @@ function promptCompletion(row: Json, tok: HFTokenizer | null, opts: TokenizeOpti
     const promptIds = t.encode(prompt, { addSpecialTokens: true });
     const joint = t.encode(prompt + completion, { addSpecialTokens: true });
     let completionIds: number[];
-    if (joint.length > promptIds.length && promptIds.every((id, i) => joint[i] === id)) completionIds = joint.slice(promptIds.length);
+    if (joint.length > promptIds.length && promptIds.every((id, i) => joint[i] === id))
+      completionIds = joint.slice(promptIds.length);
     else completionIds = t.encode(completion, { addSpecialTokens: false });
     completionIds = withEos(completionIds, eos);
-    return { inputIds: [...promptIds, ...completionIds], labels: [...promptIds.map(() => IGNORE_INDEX), ...completionIds] };
+    return {
+      inputIds: [...promptIds, ...completionIds],
+      labels: [...promptIds.map(() => IGNORE_INDEX), ...completionIds],
+    };
   }
   if (Array.isArray(prompt) && Array.isArray(completion)) {
     const promptMessages = parseMessages(prompt, where, 'prompt');
@@ -259,21 +302,54 @@ function describeRow(row: Json): string {
 }
 
 /** One row → one example; `where` (e.g. 'train.jsonl:3 row 3') prefixes every error. */
+/**
+ * No token is this long, so a row with more characters than maxLength × this cannot fit the
+ * context: rejected before the (slow, memory-hungry) template rendering and tokenization.
+ */
+export const MAX_CHARS_PER_TOKEN = 64;
+
+/** Characters in every string of a row, stopping early once past `limit`. */
+function rowChars(value: unknown, limit: number): number {
+  let total = 0;
+  const stack: unknown[] = [value];
+  while (stack.length > 0 && total <= limit) {
+    const v = stack.pop();
+    if (typeof v === 'string') total += v.length;
+    else if (Array.isArray(v)) {
+      total += v.length; // token-id lists count one per entry
+      for (const x of v) stack.push(x);
+    } else if (isObject(v)) for (const x of Object.values(v)) stack.push(x);
+  }
+  return total;
+}
+
 export function tokenizeRow(row: unknown, tok: HFTokenizer | null, opts: TokenizeOptions, where: string): TrainExample {
   if (!isObject(row)) throw new TrainingDataError(`${where}: expected a JSON object`);
+  const charLimit = opts.maxLength * MAX_CHARS_PER_TOKEN;
+  const chars = rowChars(row, charLimit);
+  if (chars > charLimit) {
+    throw new TrainingDataError(
+      `${where}: the row is over ${charLimit} characters, more than a ${opts.maxLength}-token context can hold; shorten or split it`,
+    );
+  }
   let example: TrainExample;
   if ('input_ids' in row) {
     const inputIds = tokenIds(row.input_ids, where, 'input_ids', false);
-    const labels = row.labels === undefined || row.labels === null ? [...inputIds] : tokenIds(row.labels, where, 'labels', true);
+    const labels =
+      row.labels === undefined || row.labels === null ? [...inputIds] : tokenIds(row.labels, where, 'labels', true);
     if (labels.length !== inputIds.length) {
-      throw new TrainingDataError(`${where}: "labels" has ${labels.length} entries but "input_ids" has ${inputIds.length}`);
+      throw new TrainingDataError(
+        `${where}: "labels" has ${labels.length} entries but "input_ids" has ${inputIds.length}`,
+      );
     }
     example = { inputIds: [...inputIds], labels: [...labels] };
   } else if ('messages' in row) {
     const t = needTokenizer(tok, where, 'messages');
     const messages = parseMessages(row.messages, where, 'messages');
     if (!messages.some((m) => m.role === 'assistant')) {
-      throw new TrainingDataError(`${where}: no assistant message, so nothing to learn (the loss covers assistant turns only)`);
+      throw new TrainingDataError(
+        `${where}: no assistant message, so nothing to learn (the loss covers assistant turns only)`,
+      );
     }
     const isAssistant = (i: number) => messages[i].role === 'assistant';
     example = encodeSegments(t, chatSegments(t, messages, isAssistant, where), endTokenIds(t, opts));
@@ -293,17 +369,26 @@ export function tokenizeRow(row: unknown, tok: HFTokenizer | null, opts: Tokeniz
   const n = example.inputIds.length;
   if (n === 0) throw new TrainingDataError(`${where}: the row has no tokens`);
   if (n > opts.maxLength) {
-    throw new TrainingDataError(`${where} has ${n} tokens, longer than the context (${opts.maxLength}); shorten or split it`);
+    throw new TrainingDataError(
+      `${where} has ${n} tokens, longer than the context (${opts.maxLength}); shorten or split it`,
+    );
   }
   // The loss at position t predicts labels[t+1], so labels[0] never counts.
   if (!example.labels.some((l, i) => i > 0 && l !== IGNORE_INDEX)) {
-    throw new TrainingDataError(`${where}: no labelled token (every label is -100 or only the first one is set), so nothing to learn`);
+    throw new TrainingDataError(
+      `${where}: no labelled token (every label is -100 or only the first one is set), so nothing to learn`,
+    );
   }
   if (opts.vocabSize !== undefined) {
-    for (const [field, ids] of [['input_ids', example.inputIds], ['labels', example.labels]] as const) {
+    for (const [field, ids] of [
+      ['input_ids', example.inputIds],
+      ['labels', example.labels],
+    ] as const) {
       const bad = ids.findIndex((id) => id >= opts.vocabSize!);
       if (bad >= 0) {
-        throw new TrainingDataError(`${where}: ${field}[${bad}] = ${ids[bad]} is not below the model's vocab_size ${opts.vocabSize}`);
+        throw new TrainingDataError(
+          `${where}: ${field}[${bad}] = ${ids[bad]} is not below the model's vocab_size ${opts.vocabSize}`,
+        );
       }
     }
   }
@@ -311,7 +396,11 @@ export function tokenizeRow(row: unknown, tok: HFTokenizer | null, opts: Tokeniz
 }
 
 /** Every row of a JSONL file (path under Node, or http(s) URL) → examples; an empty dataset is an error. */
-export async function loadTrainingData(spec: string, tok: HFTokenizer | null, opts: TokenizeOptions): Promise<TrainExample[]> {
+export async function loadTrainingData(
+  spec: string,
+  tok: HFTokenizer | null,
+  opts: TokenizeOptions,
+): Promise<TrainExample[]> {
   let text: string;
   if (/^https?:\/\//i.test(spec)) {
     let res: Response;
@@ -352,14 +441,22 @@ export interface TrainBatch {
  * (the last one may be smaller), each padded on the right to its own longest example. Right
  * padding never changes the real tokens' logits under a causal mask, and padded labels are -100.
  */
-export function batchExamples(examples: TrainExample[], order: number[], batchSize: number, padId: number): TrainBatch[] {
-  if (!Number.isInteger(batchSize) || batchSize <= 0) throw new TrainingDataError(`batch size must be a positive integer, got ${batchSize}`);
-  if (!Number.isInteger(padId) || padId < 0) throw new TrainingDataError(`pad id must be a non-negative integer, got ${padId}`);
+export function batchExamples(
+  examples: TrainExample[],
+  order: number[],
+  batchSize: number,
+  padId: number,
+): TrainBatch[] {
+  if (!Number.isInteger(batchSize) || batchSize <= 0)
+    throw new TrainingDataError(`batch size must be a positive integer, got ${batchSize}`);
+  if (!Number.isInteger(padId) || padId < 0)
+    throw new TrainingDataError(`pad id must be a non-negative integer, got ${padId}`);
   const batches: TrainBatch[] = [];
   for (let start = 0; start < order.length; start += batchSize) {
     const members = order.slice(start, start + batchSize).map((index) => {
       const example = examples[index];
-      if (!example) throw new TrainingDataError(`batch order refers to example ${index}, but there are ${examples.length}`);
+      if (!example)
+        throw new TrainingDataError(`batch order refers to example ${index}, but there are ${examples.length}`);
       return example;
     });
     const seqLen = Math.max(...members.map((e) => e.inputIds.length));

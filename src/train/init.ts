@@ -3,10 +3,14 @@
  * `_init_weights`: linear and embedding weights ~ N(0, initializer_range), norm weights 1, biases 0.
  */
 import type { HostTensor } from '../formats/checkpoint';
-import { expectedTensors, type ModelConfig } from '../formats/config';
-import { Rng } from '../engine/sampling';
+import { checkPlannedBytes, expectedTensors, parameterCount, type ModelConfig } from '../formats/config';
+import { Rng } from '../util/random';
 
 export function randomInitTensors(config: ModelConfig, seed: number, initializerRange = 0.02): Map<string, HostTensor> {
+  checkPlannedBytes(
+    parameterCount(config) * 4,
+    `random initialisation of ${parameterCount(config).toLocaleString('en-US')} F32 parameters`,
+  );
   const rng = new Rng(seed);
   const out = new Map<string, HostTensor>();
   for (const [name, shape] of expectedTensors(config)) {

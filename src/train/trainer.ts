@@ -5,13 +5,10 @@
  * events, and checkpoints that resume bit-for-bit (data order and dropout masks are pure functions
  * of the seed, the epoch and the step).
  */
-import type { AnyBackend } from '../kernels/backend';
+import type { Backend, WeightShape } from '../kernels/backend';
 import type { AdamWParams, TrainOps } from '../kernels/train-backend';
-import { CpuTrainOps } from '../kernels/train-cpu';
-import { GpuTrainOps } from '../kernels/train-gpu';
-import { CpuBackend } from '../kernels/cpu';
-import { GpuBackend } from '../kernels/gpu';
-import { PROJECTIONS, type LlamaModel, type Projection, type AdapterWeights } from '../model/llama';
+import { PROJECTIONS, type Projection } from '../formats/config';
+import { PROJECTION_FIELD, type LlamaModel, type AdapterWeights } from '../model/llama';
 import { TrainingPass, hfName, type LoraParam, type MicroBatch, type TrainableSet } from '../model/backward';
 
 /**
@@ -24,7 +21,7 @@ import type { TrainExample } from './data';
 import { batchExamples } from './data';
 import { initLoraPair, loraScale, validateAdapter, type LoraConfig, type PeftAdapter } from '../formats/peft';
 import { lrMultiplier, type ScheduleKind } from './schedule';
-import { Rng } from '../engine/sampling';
+import { Rng } from '../util/random';
 
 export interface TrainOptions {
   mode: 'lora' | 'full';
@@ -48,6 +45,11 @@ export interface TrainOptions {
   gradAccum: number;
   seed: number;
   padTokenId: number;
+  /**
+   * Activation recomputation per block: the forward keeps only each block's input and the backward
+   * runs each block's forward again just before its backward (peak: one block's activations).
+   */
+  recompute?: boolean;
   /** Like transformers' group_by_length: batch rows of similar length together (less padding). */
   groupByLength?: boolean;
 }
@@ -75,13 +77,15 @@ export const DEFAULT_TRAIN_OPTIONS: TrainOptions = {
 };
 
 /** One trainable tensor with its gradient and optimizer moments. */
-interface ParamSlot {
+interface ParamSlot<T, W> {
   name: string;
-  weight: unknown; // backend weight handle (forward uses it)
-  tensor: unknown; // the same storage as a tensor (optimizer updates it)
-  grad: unknown;
-  m: unknown | null;
-  v: unknown | null;
+  /** The backend weight handle (the forward reads it). */
+  weight: W;
+  /** The same storage as a tensor (the optimizer updates it in place). */
+  tensor: T;
+  grad: T;
+  m: T | null;
+  v: T | null;
   n: number;
 }
 
@@ -108,24 +112,22 @@ export interface StepReport {
 
 export class NonFiniteLossError extends Error {}
 
-export function trainOpsFor(backend: AnyBackend): TrainOps<unknown, unknown, unknown> {
-  if (backend instanceof GpuBackend) return new GpuTrainOps(backend) as TrainOps<unknown, unknown, unknown>;
-  if (backend instanceof CpuBackend) return new CpuTrainOps() as TrainOps<unknown, unknown, unknown>;
-  throw new Error(`no training ops for backend ${backend.name}`);
-}
-
-export class Trainer {
-  readonly params: ParamSlot[] = [];
-  readonly set: TrainableSet;
+/**
+ * Trains `model` on its own backend: the tensor, weight and index types T, W, I are the backend's,
+ * and so are the training ops (Backend.createTrainOps).
+ */
+export class Trainer<T = unknown, W extends WeightShape = WeightShape, I = unknown> {
+  readonly params: ParamSlot<T, W>[] = [];
+  readonly set: TrainableSet<T, W>;
   readonly totalSteps: number;
   readonly state: TrainerState = { step: 0, epoch: 0, cursor: 0, tokensSeen: 0, lastLoss: null };
-  private readonly ops: TrainOps<any, any, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
-  private readonly pass: TrainingPass;
-  private readonly be: AnyBackend;
+  private readonly ops: TrainOps<T, W, I>;
+  private readonly pass: TrainingPass<T, W, I>;
+  private readonly be: Backend<T, W, I>;
   private readonly stepsPerEpoch: number;
 
   constructor(
-    readonly model: LlamaModel,
+    readonly model: LlamaModel<T, W, I>,
     readonly examples: TrainExample[],
     readonly opts: TrainOptions,
     init?: PeftAdapter,
@@ -134,7 +136,7 @@ export class Trainer {
     if (opts.batchSize < 1 || opts.gradAccum < 1) throw new Error('--batch and --grad-accum must be at least 1');
     if (!(opts.lr >= 0)) throw new Error(`learning rate must be a non-negative number, got ${opts.lr}`);
     this.be = model.backend;
-    this.ops = trainOpsFor(this.be);
+    this.ops = this.be.createTrainOps();
     this.stepsPerEpoch = Math.max(1, Math.ceil(examples.length / (opts.batchSize * opts.gradAccum)));
     this.totalSteps = opts.steps ?? Math.ceil((opts.epochs ?? 1) * this.stepsPerEpoch);
     if (this.totalSteps < 1) throw new Error('nothing to train: steps must be at least 1');
@@ -142,19 +144,19 @@ export class Trainer {
     this.pass = new TrainingPass(model, this.ops, this.set);
   }
 
-  private slot(name: string, weight: unknown, n: number): ParamSlot {
+  private slot(name: string, weight: W, n: number): ParamSlot<T, W> {
     const be = this.be;
     const grad = be.tensor(n, `grad.${name}`);
     const adam = this.opts.optimizer === 'adamw';
     const m = adam ? be.tensor(n, `adam.m.${name}`) : null;
     const v = adam ? be.tensor(n, `adam.v.${name}`) : null;
     for (const t of [m, v]) if (t) this.ops.zero(t, n);
-    const p: ParamSlot = { name, weight, tensor: be.weightAsTensor(weight), grad, m, v, n };
+    const p: ParamSlot<T, W> = { name, weight, tensor: be.weightAsTensor(weight), grad, m, v, n };
     this.params.push(p);
     return p;
   }
 
-  private setupLora(init?: PeftAdapter): TrainableSet {
+  private setupLora(init?: PeftAdapter): TrainableSet<T, W> {
     const o = this.opts;
     const c = this.model.config;
     if (init) {
@@ -167,16 +169,19 @@ export class Trainer {
     if (!Number.isInteger(o.rank) || o.rank < 1) throw new Error(`LoRA rank must be a positive integer, got ${o.rank}`);
     if (!o.targets.length) throw new Error('no LoRA target modules given');
     for (const t of o.targets) {
-      if (!(PROJECTIONS as readonly string[]).includes(t)) throw new Error(`target module '${t}' does not exist in ${c.hfArchitecture}; choose from ${PROJECTIONS.join(', ')}`);
+      if (!(PROJECTIONS as readonly string[]).includes(t))
+        throw new Error(
+          `target module '${t}' does not exist in ${c.hfArchitecture}; choose from ${PROJECTIONS.join(', ')}`,
+        );
     }
     const config: LoraConfig = this.loraConfig();
     const rng = new Rng(o.seed);
-    const lora = new Map<string, LoraParam>();
-    const adapter: AdapterWeights<unknown> = new Map();
+    const lora = new Map<string, LoraParam<T, W>>();
+    const adapter: AdapterWeights<W> = new Map();
     const scale = loraScale(config);
     for (let layer = 0; layer < c.numLayers; layer++) {
       for (const module of o.targets) {
-        const w = this.model.layers[layer][PROJ_FIELD[module]] as { rows: number; cols: number };
+        const w = this.model.layers[layer][PROJECTION_FIELD[module]];
         const pair = init
           ? init.pairs.find((p) => p.layer === layer && p.module === module)
           : initLoraPair(layer, module, o.rank, w.cols, w.rows, () => rng.next());
@@ -185,36 +190,48 @@ export class Trainer {
         const b = this.be.weight(`lora.${layer}.${module}.B`, pair.b.data.slice(), pair.b.shape[0], pair.b.shape[1]);
         const pa = this.slot(`${layer}.${module}.A`, a, pair.a.data.length);
         const pb = this.slot(`${layer}.${module}.B`, b, pair.b.data.length);
-        lora.set(`${layer}.${module}`, { layer, module, a, b, rank: o.rank, inFeatures: w.cols, outFeatures: w.rows, gradA: pa.grad, gradB: pb.grad });
+        lora.set(`${layer}.${module}`, {
+          layer,
+          module,
+          a,
+          b,
+          rank: o.rank,
+          inFeatures: w.cols,
+          outFeatures: w.rows,
+          gradA: pa.grad,
+          gradB: pb.grad,
+        });
         adapter.set(`${layer}.${module}`, { a, b, rank: o.rank, scale });
       }
     }
     // The model's own forward (generation, evaluation) sees the adapter being trained.
-    this.model.setAdapter(adapter as never);
-    return { mode: 'lora', lora, loraScale: scale, loraDropout: o.dropout, full: new Map() };
+    this.model.setAdapter(adapter);
+    return { mode: 'lora', lora, loraScale: scale, loraDropout: o.dropout, full: new Map(), recompute: o.recompute };
   }
 
-  private setupFull(): TrainableSet {
-    const full = new Map<string, unknown>();
-    for (const [name, w] of this.namedWeights()) {
-      const shape = w as { rows: number; cols: number };
-      full.set(name, this.slot(name, w, shape.rows * shape.cols).grad);
-    }
+  private setupFull(): TrainableSet<T, W> {
+    const full = new Map<string, T>();
+    for (const [name, w] of this.namedWeights()) full.set(name, this.slot(name, w, w.rows * w.cols).grad);
     this.model.setAdapter(null);
-    return { mode: 'full', lora: new Map(), loraScale: 0, loraDropout: 0, full };
+    return { mode: 'full', lora: new Map(), loraScale: 0, loraDropout: 0, full, recompute: this.opts.recompute };
   }
 
   /** Every weight of the model by HF name (tied lm_head appears once, as the embedding). */
-  namedWeights(): [string, unknown][] {
+  namedWeights(): [string, W][] {
     const m = this.model;
     const c = m.config;
-    const out: [string, unknown][] = [['model.embed_tokens.weight', m.embed]];
+    const out: [string, W][] = [['model.embed_tokens.weight', m.embed]];
     m.layers.forEach((L, i) => {
       out.push([hfName(i, 'input_layernorm'), L.inputNorm], [hfName(i, 'post_attention_layernorm'), L.postNorm]);
-      for (const p of PROJECTIONS) out.push([hfName(i, p), L[PROJ_FIELD[p]]]);
-      const biases: [Projection, unknown][] = [['q_proj', L.qBias], ['k_proj', L.kBias], ['v_proj', L.vBias], ['o_proj', L.oBias]];
+      for (const p of PROJECTIONS) out.push([hfName(i, p), L[PROJECTION_FIELD[p]]]);
+      const biases: [Projection, W | null][] = [
+        ['q_proj', L.qBias],
+        ['k_proj', L.kBias],
+        ['v_proj', L.vBias],
+        ['o_proj', L.oBias],
+      ];
       for (const [p, b] of biases) if (b) out.push([hfName(i, p, 'bias'), b]);
-      if (L.qNorm) out.push([hfName(i, 'q_norm'), L.qNorm], [hfName(i, 'k_norm'), L.kNorm]);
+      if (L.qNorm && L.kNorm) out.push([hfName(i, 'q_norm'), L.qNorm], [hfName(i, 'k_norm'), L.kNorm]);
     });
     out.push(['model.norm.weight', m.norm]);
     if (!c.tieWordEmbeddings) out.push(['lm_head.weight', m.lmHead]);
@@ -223,7 +240,15 @@ export class Trainer {
 
   loraConfig(): LoraConfig {
     const o = this.opts;
-    return { r: o.rank, loraAlpha: o.alpha, loraDropout: o.dropout, targetModules: [...o.targets], useRslora: o.useRslora, baseModelNameOrPath: null, bias: 'none' };
+    return {
+      r: o.rank,
+      loraAlpha: o.alpha,
+      loraDropout: o.dropout,
+      targetModules: [...o.targets],
+      useRslora: o.useRslora,
+      baseModelNameOrPath: null,
+      bias: 'none',
+    };
   }
 
   /** The example order of an epoch: a seeded shuffle, a pure function of (seed, epoch). */
@@ -241,7 +266,9 @@ export class Trainer {
     const mega = per * 50;
     const sorted: number[] = [];
     for (let i = 0; i < order.length; i += mega) {
-      sorted.push(...order.slice(i, i + mega).sort((a, b) => this.examples[b].inputIds.length - this.examples[a].inputIds.length));
+      sorted.push(
+        ...order.slice(i, i + mega).sort((a, b) => this.examples[b].inputIds.length - this.examples[a].inputIds.length),
+      );
     }
     const batches: number[][] = [];
     for (let i = 0; i < sorted.length; i += per) batches.push(sorted.slice(i, i + per));
@@ -291,12 +318,14 @@ export class Trainer {
     const t0 = performance.now();
     const o = this.opts;
     let totalTokens = 0;
-    for (const b of batches) for (let i = 0; i < b.labels.length; i++) if (b.labels[i] >= 0 && i % b.seqLen !== 0) totalTokens++;
+    for (const b of batches)
+      for (let i = 0; i < b.labels.length; i++) if (b.labels[i] >= 0 && i % b.seqLen !== 0) totalTokens++;
     for (const p of this.params) this.ops.zero(p.grad, p.n);
     let lossSum = 0;
     let tokens = 0;
     for (let g = 0; g < batches.length; g++) {
-      const stepSeed = (Math.imul(o.seed + 1, 0x9e3779b1) ^ Math.imul(this.state.step + 1, 0x85ebca6b) ^ (g * 0x27d4eb2f)) >>> 0;
+      const stepSeed =
+        (Math.imul(o.seed + 1, 0x9e3779b1) ^ Math.imul(this.state.step + 1, 0x85ebca6b) ^ (g * 0x27d4eb2f)) >>> 0;
       const pg = policyGradient ? (logp: Float32Array) => policyGradient(g, logp) : undefined;
       const r = await this.pass.step(batches[g], 1 / Math.max(1, totalTokens), stepSeed, pg);
       lossSum += r.lossSum;
@@ -304,13 +333,17 @@ export class Trainer {
     }
     const loss = tokens ? lossSum / tokens : 0;
     if (!Number.isFinite(loss)) {
-      throw new NonFiniteLossError(`the loss became ${loss} at step ${this.state.step + 1}; training stopped before updating the weights`);
+      throw new NonFiniteLossError(
+        `the loss became ${loss} at step ${this.state.step + 1}; training stopped before updating the weights`,
+      );
     }
     let sq = 0;
     for (const p of this.params) sq += await this.ops.sumSquares(p.grad, p.n);
     const gradNorm = Math.sqrt(sq);
     if (!Number.isFinite(gradNorm)) {
-      throw new NonFiniteLossError(`the gradient norm became ${gradNorm} at step ${this.state.step + 1}; training stopped before updating the weights`);
+      throw new NonFiniteLossError(
+        `the gradient norm became ${gradNorm} at step ${this.state.step + 1}; training stopped before updating the weights`,
+      );
     }
     const clip = o.maxGradNorm > 0 ? Math.min(1, o.maxGradNorm / (gradNorm + 1e-6)) : 1;
     const lr = o.lr * lrMultiplier(o.schedule, this.state.step, this.totalSteps, o.warmupSteps);
@@ -320,7 +353,16 @@ export class Trainer {
       } else {
         // Norm weights and biases are 1-D; like HF's default param groups, no decay on them.
         const decay = isMatrix(p) ? o.weightDecay : 0;
-        const ap: AdamWParams = { lr, beta1: o.betas[0], beta2: o.betas[1], eps: o.eps, weightDecay: decay, step: this.state.step + 1, gradScale: clip };
+        const ap: AdamWParams = {
+          lr,
+          beta1: o.betas[0],
+          beta2: o.betas[1],
+          eps: o.eps,
+          weightDecay: decay,
+          step: this.state.step + 1,
+          gradScale: clip,
+        };
+        if (!p.m || !p.v) throw new Error(`AdamW moments of ${p.name} are missing`);
         this.ops.adamw(p.tensor, p.grad, p.m, p.v, p.n, ap);
       }
     }
@@ -343,13 +385,26 @@ export class Trainer {
   }
 
   /** Train until `totalSteps`, calling `onStep` after each step (checkpointing is the caller's). */
-  async run(opts: { onStep?: (r: StepReport) => Promise<void> | void; onProgress?: ProgressCallback; signal?: AbortSignal } = {}): Promise<StepReport[]> {
+  async run(
+    opts: {
+      onStep?: (r: StepReport) => Promise<void> | void;
+      onProgress?: ProgressCallback;
+      signal?: AbortSignal;
+    } = {},
+  ): Promise<StepReport[]> {
     const reports: StepReport[] = [];
     while (this.state.step < this.totalSteps) {
       if (opts.signal?.aborted) break;
       const r = await this.step();
       reports.push(r);
-      opts.onProgress?.({ phase: 'train', done: r.step, total: r.totalSteps, unit: 'steps', etaS: r.etaS, metrics: { loss: r.loss, lr: r.lr, gradNorm: r.gradNorm, tokensPerS: r.tokensPerS } });
+      opts.onProgress?.({
+        phase: 'train',
+        done: r.step,
+        total: r.totalSteps,
+        unit: 'steps',
+        etaS: r.etaS,
+        metrics: { loss: r.loss, lr: r.lr, gradNorm: r.gradNorm, tokensPerS: r.tokensPerS },
+      });
       await opts.onStep?.(r);
     }
     return reports;
@@ -369,11 +424,16 @@ export class Trainer {
   /** Restore tensors written by snapshot() (resume). */
   restore(tensors: Map<string, Float32Array>, state: TrainerState): void {
     for (const p of this.params) {
-      for (const [suffix, target] of [['', p.tensor], ['.exp_avg', p.m], ['.exp_avg_sq', p.v]] as const) {
+      for (const [suffix, target] of [
+        ['', p.tensor],
+        ['.exp_avg', p.m],
+        ['.exp_avg_sq', p.v],
+      ] as const) {
         if (!target) continue;
         const data = tensors.get(p.name + suffix);
-        if (!data || data.length !== p.n) throw new Error(`checkpoint is missing or has a wrong-sized tensor ${p.name + suffix}`);
-        writeTensor(this.be, target, data);
+        if (!data || data.length !== p.n)
+          throw new Error(`checkpoint is missing or has a wrong-sized tensor ${p.name + suffix}`);
+        this.be.upload(target, data);
       }
     }
     Object.assign(this.state, state);
@@ -397,17 +457,6 @@ export class Trainer {
   }
 }
 
-const PROJ_FIELD = { q_proj: 'q', k_proj: 'k', v_proj: 'v', o_proj: 'o', gate_proj: 'gate', up_proj: 'up', down_proj: 'down' } as const;
-
-function isMatrix(p: ParamSlot): boolean {
-  const w = p.weight as { rows: number; cols: number };
-  return w.rows > 1 && w.cols > 1;
-}
-
-function writeTensor(be: AnyBackend, target: unknown, data: Float32Array): void {
-  if (target instanceof Float32Array) {
-    target.set(data);
-    return;
-  }
-  (be as GpuBackend).write((target as { buffer: GPUBuffer }).buffer, data);
+function isMatrix<T, W extends WeightShape>(p: ParamSlot<T, W>): boolean {
+  return p.weight.rows > 1 && p.weight.cols > 1;
 }

@@ -189,7 +189,7 @@ describe('demoCorpus', () => {
       if (!r.meta.shown!.includes(p.final)) allWrong++;
     }
     const n = debate.length;
-    console.log(`debate rows: ${n}; own answer wrong ${((100 * ownWrong) / n).toFixed(0)}%, majority wrong ${((100 * majorityWrong) / n).toFixed(0)}%, all wrong ${((100 * allWrong) / n).toFixed(0)}%`);
+    console.log(`debate rows: ${n}; own answer wrong ${((100 * ownWrong) / n).toFixed(0)}%, ` + `majority wrong ${((100 * majorityWrong) / n).toFixed(0)}%, all wrong ${((100 * allWrong) / n).toFixed(0)}%`);
     expect(majorityWrong / n).toBeGreaterThan(0.2);
     expect(majorityWrong / n).toBeLessThan(0.55);
     expect(ownWrong / n).toBeGreaterThan(0.35);

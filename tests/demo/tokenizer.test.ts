@@ -158,7 +158,7 @@ describe('buildDemoTokenizer', () => {
     ];
     const full = tok.applyChatTemplate(messages, { addGenerationPrompt: false });
     expect(full).toBe(renderChatML(messages));
-    expect(full).toBe(`<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\n${problems[0]!.question}<|im_end|>\n<|im_start|>assistant\n${problems[0]!.answer}<|im_end|>\n`);
+    expect(full).toBe(`<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\n${problems[0]!.question}<|im_end|>\n` + `<|im_start|>assistant\n${problems[0]!.answer}<|im_end|>\n`);
     const prompt = tok.applyChatTemplate(messages.slice(0, 2));
     expect(prompt).toBe(`${renderChatML(messages.slice(0, 2))}<|im_start|>assistant\n`);
     expect(prompt).toBe(renderChatML(messages.slice(0, 2), true));
@@ -177,7 +177,7 @@ describe('buildDemoTokenizer', () => {
       const lengths = ps.map((p) => t.encode(`${p.question}\n${p.answer}`, { addSpecialTokens: false }).length);
       const answers = ps.map((p) => t.encode(p.answer, { addSpecialTokens: false }).length);
       const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
-      console.log(`demo tokenizer, ${label}: problem+solution ${mean(lengths).toFixed(1)} tokens (max ${Math.max(...lengths)}), solution ${mean(answers).toFixed(1)} (max ${Math.max(...answers)})`);
+      console.log(`demo tokenizer, ${label}: problem+solution ${mean(lengths).toFixed(1)} tokens (max ${Math.max(...lengths)}), ` + `solution ${mean(answers).toFixed(1)} (max ${Math.max(...answers)})`);
       return mean(lengths);
     };
     expect(report('difficulty 1, vocab 512', problems.slice(0, 300), tok)).toBeLessThan(90);

@@ -34,8 +34,12 @@ afterAll(async () => {
 async function capture(fn: () => Promise<number>) {
   let out = '';
   let err = '';
-  const o = vi.spyOn(process.stdout, 'write').mockImplementation((s: string | Uint8Array) => ((out += String(s)), true));
-  const e = vi.spyOn(process.stderr, 'write').mockImplementation((s: string | Uint8Array) => ((err += String(s)), true));
+  const o = vi
+    .spyOn(process.stdout, 'write')
+    .mockImplementation((s: string | Uint8Array) => ((out += String(s)), true));
+  const e = vi
+    .spyOn(process.stderr, 'write')
+    .mockImplementation((s: string | Uint8Array) => ((err += String(s)), true));
   try {
     return { code: await fn(), out, err };
   } finally {
@@ -63,10 +67,12 @@ describe('AgentArk *_infer.jsonl layouts', () => {
     }
     expect(a.map((s) => s.solutions.map((x) => x.text))).toEqual(b.map((s) => s.solutions.map((x) => x.text)));
     expect(a[0]!.solutions[1]!.text).toBe('3 boxes and 4 apples: 3 + 4 = 7. Minus 2 gives 5.\nThe answer is 5.');
-    expect(a[0]!.solutions[3]!.text).toBe('Solutions 1 and 3 multiply correctly; solution 2 adds instead of multiplying.\nFinal Answer: 10');
+    expect(a[0]!.solutions[3]!.text).toBe(
+      'Solutions 1 and 3 multiply correctly; solution 2 adds instead of multiplying.\nFinal Answer: 10',
+    );
   });
 
-  it('the aggregator becomes the record\'s LLM aggregator, not a fourth voter; R-SFT prefers it when correct', () => {
+  it("the aggregator becomes the record's LLM aggregator, not a fourth voter; R-SFT prefers it when correct", () => {
     const { records, format } = parseDistillInput(readFileSync(sequential, 'utf8'), sequential, { task: 'gsm8k' });
     expect(format).toBe('agentark');
     for (const r of records) {
@@ -81,7 +87,13 @@ describe('AgentArk *_infer.jsonl layouts', () => {
     ]);
     const rsft = buildRsft(records);
     expect(rsft.stats.bySource).toEqual({ aggregator: 3 });
-    expect(rsft.rows[0]).toMatchObject({ messages: [{ role: 'system' }, { role: 'user' }, { role: 'assistant', content: expect.stringMatching(/^Solutions 1 and 3 multiply correctly/) }] });
+    expect(rsft.rows[0]).toMatchObject({
+      messages: [
+        { role: 'system' },
+        { role: 'user' },
+        { role: 'assistant', content: expect.stringMatching(/^Solutions 1 and 3 multiply correctly/) },
+      ],
+    });
   });
 });
 
@@ -90,7 +102,11 @@ describe('agentark distill --strategy pad on AgentArk files', () => {
     // finetune2.py's rule, applied to the raw JSON independently of the importer.
     const expected = jsonl(labelled)
       .filter((d) => (d.labels as boolean[]).includes(true) && (d.labels as boolean[]).includes(false))
-      .map((d) => ({ prompt: d.query, completions: (d.solutions as { text: string }[]).map((s) => s.text), labels: d.labels }));
+      .map((d) => ({
+        prompt: d.query,
+        completions: (d.solutions as { text: string }[]).map((s) => s.text),
+        labels: d.labels,
+      }));
     expect(expected).toHaveLength(2);
     const out = path.join(dir, 'pad.jsonl');
     const r = await capture(() => run(['--strategy', 'pad', '--traj', labelled, '--out', out]));
@@ -103,7 +119,13 @@ describe('agentark distill --strategy pad on AgentArk files', () => {
       ['agent_1', 'agent_2', 'agent_3', 'aggregator'],
     ]);
     const summary = JSON.parse(r.out);
-    expect(summary).toMatchObject({ strategy: 'pad', padSteps: 'solution', rows: 2, labelSource: { file: 2 }, skipped: { 'all-correct': 1 } });
+    expect(summary).toMatchObject({
+      strategy: 'pad',
+      padSteps: 'solution',
+      rows: 2,
+      labelSource: { file: 2 },
+      skipped: { 'all-correct': 1 },
+    });
   });
 
   it('--labels graded re-grades instead (the judge\'s false on a correct "Final Answer: 180" is overruled)', async () => {
@@ -128,13 +150,18 @@ describe('agentark distill --strategy pad on AgentArk files', () => {
     expect(JSON.parse(r.out)).toMatchObject({ labelSource: { graded: 2 } });
   });
 
-  it('--judge-base-url labels every solution with an LLM judge (label.py\'s prompt, true/false)', async () => {
+  it("--judge-base-url labels every solution with an LLM judge (label.py's prompt, true/false)", async () => {
     expect(parseJudgeVerdict(' True\n')).toBe(true);
     expect(parseJudgeVerdict('false')).toBe(false);
     expect(parseJudgeVerdict('maybe')).toBe(false);
-    expect(judgePrompt('Q?', 'S', '7')).toMatch(/^You are labeling whether a solution correctly solves a question\.[\s\S]*# GROUND TRUTH FINAL ANSWER:\n7\n[\s\S]*Respond ONLY with: true or false[\s\S]*# CANDIDATE SOLUTION:\nS$/);
+    const judged = new RegExp(
+      String.raw`^You are labeling whether a solution correctly solves a question\.[\s\S]*# GROUND TRUTH FINAL ANSWER:\n7\n` +
+        String.raw`[\s\S]*Respond ONLY with: true or false[\s\S]*# CANDIDATE SOLUTION:\nS$`,
+    );
+    expect(judgePrompt('Q?', 'S', '7')).toMatch(judged);
     // A strict judge: true only when the solution says "The answer is <gt>" (so bare "Final Answer: n" is false).
     const judge = createFakeEngine({
+      modelId: 'judge',
       reply: (req) => {
         const p = req.messages[0]!.content;
         const gt = /# GROUND TRUTH FINAL ANSWER:\n(.*)\n/.exec(p)![1]!;
@@ -142,10 +169,23 @@ describe('agentark distill --strategy pad on AgentArk files', () => {
         return sol.includes(`The answer is ${gt}.`) ? 'true' : 'false';
       },
     });
-    const server = await startServer(judge);
+    const server = await startServer(judge, { modelId: 'judge' });
     try {
       const out = path.join(dir, 'pad-judged.jsonl');
-      const r = await capture(() => run(['--strategy', 'pad', '--traj', sequential, '--out', out, '--judge-base-url', server.baseUrl, '--judge-model', 'judge']));
+      const r = await capture(() =>
+        run([
+          '--strategy',
+          'pad',
+          '--traj',
+          sequential,
+          '--out',
+          out,
+          '--judge-base-url',
+          server.baseUrl,
+          '--judge-model',
+          'judge',
+        ]),
+      );
       expect(r.code).toBe(0);
       expect(jsonl(out).map((x) => x.labels)).toEqual([
         [true, false, true, false],
@@ -161,10 +201,14 @@ describe('agentark distill --strategy pad on AgentArk files', () => {
   });
 
   it('usage errors for the PAD flags', async () => {
-    const bad = await capture(() => run(['--strategy', 'pad', '--pad-steps', 'sentence', '--traj', labelled, '--out', path.join(dir, 'x.jsonl')]));
+    const bad = await capture(() =>
+      run(['--strategy', 'pad', '--pad-steps', 'sentence', '--traj', labelled, '--out', path.join(dir, 'x.jsonl')]),
+    );
     expect(bad.code).toBe(2);
     expect(bad.err).toMatch(/--pad-steps must be solution or paragraph/);
-    const misplaced = await capture(() => run(['--strategy', 'rsft', '--labels', 'graded', '--traj', labelled, '--out', path.join(dir, 'x.jsonl')]));
+    const misplaced = await capture(() =>
+      run(['--strategy', 'rsft', '--labels', 'graded', '--traj', labelled, '--out', path.join(dir, 'x.jsonl')]),
+    );
     expect(misplaced.code).toBe(2);
     expect(misplaced.err).toMatch(/--labels and --judge-\* apply to --strategy pad with --pad-steps solution only/);
   });

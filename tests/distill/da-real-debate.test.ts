@@ -22,14 +22,32 @@ function trainedTurns(row: SftRow): ChatMessage[] {
   return 'completion' in row ? row.completion : row.messages.filter((m) => m.role === 'assistant');
 }
 
-describe('DA on the embedded model\'s own 5 x 2 debate', () => {
+describe("DA on the embedded model's own 5 x 2 debate", () => {
   it('self-correction rows exist, and no trained turn of a DA or R-SFT row ends in a wrong answer', async () => {
-    const runtime = await Runtime.load(path.join(REPO_ROOT, 'public/models/default'), { gpu: await testGpu(), maxBatch: 5, contextLength: 384 });
+    const runtime = await Runtime.load(path.join(REPO_ROOT, 'public/models/default'), {
+      gpu: await testGpu(),
+      maxBatch: 5,
+      contextLength: 384,
+    });
     const engine = new LocalEngine(runtime);
     const questions = await loadQuestions(path.join(REPO_ROOT, 'public/data/demo-train.jsonl'), 'gsm8k', { limit: 6 });
     const records: TrajectoryRecord[] = [];
     for (const q of questions) {
-      records.push(await runDebate(q, { numAgents: 5, rounds: 2, aggregator: 'vote', ...SMALL_MODEL_DEBATE, temperature: 0.7, max_tokens: 64, seed: 7 }, engine));
+      records.push(
+        await runDebate(
+          q,
+          {
+            numAgents: 5,
+            rounds: 2,
+            aggregator: 'vote',
+            ...SMALL_MODEL_DEBATE,
+            temperature: 0.7,
+            max_tokens: 64,
+            seed: 7,
+          },
+          engine,
+        ),
+      );
     }
     // The debate fixes and breaks answers between rounds (what makes this test mean something).
     let fixes = 0;
@@ -61,7 +79,8 @@ describe('DA on the embedded model\'s own 5 x 2 debate', () => {
       }
       for (const row of [...da.rows, ...rsft.rows]) {
         const rec = records.find((r) => row.id === r.id || row.id.startsWith(`${r.id}#`))!;
-        for (const turn of trainedTurns(row)) expect(isCorrect('gsm8k', turn.content, recordReference(rec)), `${format} ${row.id}`).toBe(true);
+        for (const turn of trainedTurns(row))
+          expect(isCorrect('gsm8k', turn.content, recordReference(rec)), `${format} ${row.id}`).toBe(true);
       }
     }
   });

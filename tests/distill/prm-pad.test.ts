@@ -8,8 +8,24 @@ import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { Runtime } from '../../src/engine/local';
-import { auc, fitPrmHead, parsePrmHead, scoreFeature, serializePrmHead, stepEnds, stepFeatures, supConLoss } from '../../src/distill/prm';
-import { PAPER_RL_OPTIONS, prmvrGroupRewards, runRl, softminWeighted, stepSpans, tokenAdvantages } from '../../src/distill/rl';
+import {
+  auc,
+  fitPrmHead,
+  parsePrmHead,
+  scoreFeature,
+  serializePrmHead,
+  stepEnds,
+  stepFeatures,
+  supConLoss,
+} from '../../src/distill/prm';
+import {
+  PAPER_RL_OPTIONS,
+  prmvrGroupRewards,
+  runRl,
+  softminWeighted,
+  stepSpans,
+  tokenAdvantages,
+} from '../../src/distill/rl';
 import { DEFAULT_TRAIN_OPTIONS, Trainer } from '../../src/train/trainer';
 import { uploadAdapter } from '../../src/engine/adapters';
 import { randomPeftAdapter } from '../helpers/peft-fixture';
@@ -25,7 +41,12 @@ describe('supervised contrastive term', () => {
     const { loss, grad } = supConLoss(a, labels, 0.5);
     expect(loss).toBeGreaterThan(0);
     const h = 1e-3;
-    for (const [i, k] of [[0, 0], [1, 3], [4, 2], [5, 1]] as const) {
+    for (const [i, k] of [
+      [0, 0],
+      [1, 3],
+      [4, 2],
+      [5, 1],
+    ] as const) {
       const plus = a.map((v) => Float32Array.from(v));
       const minus = a.map((v) => Float32Array.from(v));
       plus[i]![k] += h;
@@ -63,7 +84,10 @@ describe('PRM head', () => {
     for (const contrastive of [0.5, 0]) {
       const { head, losses } = fitPrmHead(train.feats, train.labels, { epochs: 40, seed: 1, contrastive, dim: 8 });
       expect(losses[losses.length - 1]).toBeLessThan(losses[0]!);
-      const a = auc(test.feats.map((f) => scoreFeature(head, f)), test.labels);
+      const a = auc(
+        test.feats.map((f) => scoreFeature(head, f)),
+        test.labels,
+      );
       expect(a, `contrastive ${contrastive}`).toBeGreaterThan(0.8);
       const back = parsePrmHead(serializePrmHead(head, { contrastive: String(contrastive) }));
       expect(back.proj!.dim).toBe(8);
@@ -102,7 +126,15 @@ describe('PRMVR rewards (PURE, reward_baseline token)', () => {
     // ending at 1 (1 token before), score −1 → −1, wrong (VR −1).
     const [a, b] = prmvrGroupRewards(
       [
-        { length: 4, steps: [{ end: 1, tokens: 1 }, { end: 3, tokens: 1 }], scores: [0.5, 0.5], verifiable: 0 },
+        {
+          length: 4,
+          steps: [
+            { end: 1, tokens: 1 },
+            { end: 3, tokens: 1 },
+          ],
+          scores: [0.5, 0.5],
+          verifiable: 0,
+        },
         { length: 2, steps: [{ end: 1, tokens: 1 }], scores: [-1], verifiable: -1 },
       ],
       { temperature: 0.1, verifiableCoef: 1 },
@@ -129,7 +161,11 @@ describe('the PRM reads the frozen base', () => {
       const none = await stepFeatures(runtime, row);
       const logitsBase = await runtime.logits([1, 2, 3]);
       const withAdapter = async (seed: number) => {
-        const w = uploadAdapter(runtime.model.backend, runtime.model.config, randomPeftAdapter(config as unknown as Record<string, unknown>, { r: 4, alpha: 8, seed }));
+        const w = uploadAdapter(
+          runtime.model.backend,
+          runtime.model.config,
+          randomPeftAdapter(config as unknown as Record<string, unknown>, { r: 4, alpha: 8, seed }),
+        );
         runtime.model.setAdapter(w as never);
         // The adapter does change the model…
         expect(Array.from(await runtime.logits([1, 2, 3]))).not.toEqual(Array.from(logitsBase));
@@ -149,15 +185,27 @@ describe('the PRM reads the frozen base', () => {
 });
 
 describe('runRl in prmvr mode', () => {
-  it('passes each completion\'s steps to the reward, trains the LoRA, and reports finite numbers', async () => {
+  it("passes each completion's steps to the reward, trains the LoRA, and reports finite numbers", async () => {
     const dir = mkdtempSync(path.join(tmpdir(), 'agentark-prmvr-'));
     writeTinyModel(dir, { arch: 'qwen2', dtype: 'F32', seed: 12 });
     const runtime = await Runtime.load(dir, { gpu: await testGpu(), maxBatch: 4, contextLength: 64 });
     try {
       const prompts = [{ id: 'p', prompt: [5, 6, 7] }];
-      const trainer = new Trainer(runtime.model, prompts.map((p) => ({ inputIds: p.prompt, labels: p.prompt })), {
-        ...DEFAULT_TRAIN_OPTIONS, mode: 'lora', rank: 2, alpha: 4, targets: ['q_proj', 'v_proj'], lr: 1e-2, schedule: 'constant', steps: 100, seed: 1,
-      });
+      const trainer = new Trainer(
+        runtime.model,
+        prompts.map((p) => ({ inputIds: p.prompt, labels: p.prompt })),
+        {
+          ...DEFAULT_TRAIN_OPTIONS,
+          mode: 'lora',
+          rank: 2,
+          alpha: 4,
+          targets: ['q_proj', 'v_proj'],
+          lr: 1e-2,
+          schedule: 'constant',
+          steps: 100,
+          seed: 1,
+        },
+      );
       const before = await trainer.adapter();
       const seen: number[] = [];
       const reports = await runRl(
@@ -170,7 +218,15 @@ describe('runRl in prmvr mode', () => {
           // Right when the completion has an even number of tokens: a verifiable signal.
           return { stepScores: s.steps.map((_, k) => (k % 2 ? 0.5 : -0.5)), correct: s.tokens.length % 2 === 0 };
         },
-        { ...PAPER_RL_OPTIONS, groupSize: 4, promptsPerStep: 1, steps: 2, maxTokens: 6, sampling: { temperature: 1 }, seed: 2 },
+        {
+          ...PAPER_RL_OPTIONS,
+          groupSize: 4,
+          promptsPerStep: 1,
+          steps: 2,
+          maxTokens: 6,
+          sampling: { temperature: 1 },
+          seed: 2,
+        },
       );
       expect(seen).toHaveLength(8);
       expect(reports).toHaveLength(2);

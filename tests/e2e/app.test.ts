@@ -12,7 +12,16 @@ import type { Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseTrajectoryLine } from '../../src/teach/trajectory';
 import { serveDirectory, writeTinyModel, type ServedDirectory } from '../helpers/tiny-model';
-import { ARTIFACTS, buildAndPreview, launchBrowser, requireChromium, screenshot, type Browser, type ServedApp } from './harness';
+import {
+  ARTIFACTS,
+  buildAndPreview,
+  launchBrowser,
+  requireChromium,
+  screenshot,
+  waitInPage,
+  type Browser,
+  type ServedApp,
+} from './harness';
 
 const XSS = '<img src=x onerror=alert(1)>';
 
@@ -79,7 +88,9 @@ describe('web app in Chromium (WebGPU on the software adapter)', () => {
     await page.click('#tab-models');
     await page.locator('#model-status[data-state=loaded]').waitFor({ timeout: 90_000 });
     lap('model load', t0);
-    const bytes = await page.locator('.page-models progress').evaluate((p) => ({ done: Number(p.getAttribute('data-bytes')), total: Number(p.getAttribute('data-total')) }));
+    const bytes = await page
+      .locator('.page-models progress')
+      .evaluate((p) => ({ done: Number(p.getAttribute('data-bytes')), total: Number(p.getAttribute('data-total')) }));
     expect(bytes.total).toBe(fs.statSync(path.join(modelDir, 'model.safetensors')).size);
     expect(bytes.done).toBe(bytes.total);
     await expect.poll(() => page.locator('#cache-table tbody tr').count(), { timeout: 10_000 }).toBe(1);
@@ -100,8 +111,17 @@ describe('web app in Chromium (WebGPU on the software adapter)', () => {
       new MutationObserver(() => {
         const msg = document.querySelector<HTMLElement>('#chat-log .msg.assistant:last-of-type');
         if (!msg) return;
-        w.__steps.push({ deltas: Number(msg.dataset.deltas ?? 0), text: msg.querySelector('.content')?.textContent?.length ?? 0, streaming: msg.classList.contains('streaming') });
-      }).observe(document.getElementById('chat-log')!, { subtree: true, childList: true, attributes: true, characterData: true });
+        w.__steps.push({
+          deltas: Number(msg.dataset.deltas ?? 0),
+          text: msg.querySelector('.content')?.textContent?.length ?? 0,
+          streaming: msg.classList.contains('streaming'),
+        });
+      }).observe(document.getElementById('chat-log')!, {
+        subtree: true,
+        childList: true,
+        attributes: true,
+        characterData: true,
+      });
     });
     await page.fill('#chat-input', 'Hello! What is 2 + 3?');
     await page.press('#chat-input', 'Enter');
@@ -109,7 +129,9 @@ describe('web app in Chromium (WebGPU on the software adapter)', () => {
     await reply.waitFor();
     await expect.poll(() => reply.getAttribute('data-finish'), { timeout: 60_000 }).not.toBeNull();
     lap('chat reply', t0);
-    const steps = await page.evaluate(() => (window as unknown as { __steps: { deltas: number; text: number; streaming: boolean }[] }).__steps);
+    const steps = await page.evaluate(
+      () => (window as unknown as { __steps: { deltas: number; text: number; streaming: boolean }[] }).__steps,
+    );
     const streamingDeltas = new Set(steps.filter((s) => s.streaming && s.deltas > 0).map((s) => s.deltas));
     const streamingTexts = new Set(steps.filter((s) => s.streaming && s.text > 0).map((s) => s.text));
     expect(streamingDeltas.size, 'tokens arrive one by one').toBeGreaterThanOrEqual(3);
@@ -149,10 +171,17 @@ describe('web app in Chromium (WebGPU on the software adapter)', () => {
     await page.check('input[name=teach-engine][value=local]');
     await page.check('input[name=teach-source][value=file]');
     const questions = [
-      { question: 'Tom has 2 apples and buys 3 more. How many apples does he have?', answer: 'He has 2 + 3 = 5 apples.\n#### 5' },
+      {
+        question: 'Tom has 2 apples and buys 3 more. How many apples does he have?',
+        answer: 'He has 2 + 3 = 5 apples.\n#### 5',
+      },
       { question: 'A box holds 4 pens. How many pens are in 2 boxes?', answer: '4 * 2 = 8\n#### 8' },
     ];
-    await page.setInputFiles('#teach-file', { name: 'questions.jsonl', mimeType: 'application/json', buffer: Buffer.from(questions.map((q) => JSON.stringify(q)).join('\n')) });
+    await page.setInputFiles('#teach-file', {
+      name: 'questions.jsonl',
+      mimeType: 'application/json',
+      buffer: Buffer.from(questions.map((q) => JSON.stringify(q)).join('\n')),
+    });
     await expect.poll(() => page.locator('.page-teach .status').first().textContent()).toContain('2 questions');
     await page.fill('#teach-limit', '2');
     await page.fill('#teach-agents', '2');
@@ -171,7 +200,9 @@ describe('web app in Chromium (WebGPU on the software adapter)', () => {
     // Both questions, each with 2 agents × 2 rounds and the judge, all finished.
     expect(await page.locator('.question-view').count()).toBe(2);
     expect(await page.locator('.question-view td.cell.done').count()).toBe(2 * (2 * 2 + 1));
-    await page.locator('.question-view[data-index="0"] details').evaluate((d) => ((d as HTMLDetailsElement).open = true));
+    await page
+      .locator('.question-view[data-index="0"] details')
+      .evaluate((d) => ((d as HTMLDetailsElement).open = true));
     await screenshot(page, 'teach');
 
     const download = page.waitForEvent('download');
@@ -201,7 +232,9 @@ describe('web app in Chromium (WebGPU on the software adapter)', () => {
     await page.setInputFiles('#model-folder-input', modelDir);
     await expect.poll(() => page.locator('.source-box[data-kind=folder] .muted').textContent()).toMatch(/\d+ files/);
     await page.click('#load-model');
-    await expect.poll(() => page.locator('#model-status').textContent(), { timeout: 60_000 }).toContain(path.basename(modelDir));
+    await expect
+      .poll(() => page.locator('#model-status').textContent(), { timeout: 60_000 })
+      .toContain(path.basename(modelDir));
     expect(await page.locator('.loaded-body').textContent()).toContain('local folder');
     lap('folder load', t0);
     await screenshot(page, 'models-folder');
@@ -224,6 +257,32 @@ describe('web app in Chromium (WebGPU on the software adapter)', () => {
     lap('cached load', t0);
   });
 
+  it('loads the model quantized to q4 on the Models page and chats', async () => {
+    // The model's files come from Cache Storage (its server is gone since the last test).
+    await page.click('#tab-models');
+    await page.selectOption('#model-dtype', 'q4');
+    await page.click('#load-model');
+    await waitInPage(
+      page,
+      'the q4 load',
+      () => /q4 weights/.test(document.querySelector('.loaded-body')?.textContent ?? ''),
+      null,
+    );
+    expect(await page.locator('.loaded-body').textContent()).toMatch(/Weights \(q4\)/);
+    await page.click('#tab-chat');
+    await page.fill('#chat-max-tokens', '6');
+    await page.fill('#chat-input', 'What is 2 + 3?');
+    await page.press('#chat-input', 'Enter');
+    await waitInPage(
+      page,
+      'a reply from the q4 model',
+      () => document.querySelector('#chat-log .msg.assistant:last-child')?.getAttribute('data-finish') != null,
+      null,
+    );
+    expect(await page.locator('#chat-log .msg.assistant').last().getAttribute('data-finish')).not.toBe('error');
+    await page.selectOption('#model-dtype', 'auto').catch(() => {});
+  }, 600_000);
+
   it('never reached beyond localhost and raised no page errors', () => {
     expect(browser!.blocked).toEqual([]);
     expect(pageErrors).toEqual([]);
@@ -240,7 +299,13 @@ describe('web app in Chromium (WebGPU on the software adapter)', () => {
       expect(await alert.textContent()).toMatch(/WebGPU is unavailable/);
       await screenshot(p, 'device-no-webgpu');
       await p.click('#tab-chat');
-      expect(await p.locator('#chat-notice').textContent()).toMatch(/No model loaded/);
+      await expect.poll(() => p.locator('#chat-notice').textContent()).toMatch(/^WebGPU is unavailable here/);
+      // The Models page says so first too, not that the model "does not fit the device".
+      await p.click('#tab-models');
+      await expect
+        .poll(() => p.locator('#model-load-status').textContent(), { timeout: 30_000 })
+        .toMatch(/WebGPU is unavailable here/);
+      await p.click('#tab-chat');
       expect(await p.locator('#chat-send').isDisabled()).toBe(true);
       await screenshot(p, 'chat-no-model');
     } finally {

@@ -21,7 +21,15 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EVAL_SCHEMA, type EvalReport, type SystemReport } from '../../src/eval/harness';
 import { writeRandomPeftAdapter } from '../helpers/peft-fixture';
 import { writeTinyModel } from '../helpers/tiny-model';
-import { ARTIFACTS, buildAndPreview, launchBrowser, requireChromium, screenshot, type Browser, type ServedApp } from './harness';
+import {
+  ARTIFACTS,
+  buildAndPreview,
+  launchBrowser,
+  requireChromium,
+  screenshot,
+  type Browser,
+  type ServedApp,
+} from './harness';
 
 const ADAPTER_NAME = 'student R-SFT';
 
@@ -29,7 +37,12 @@ function system(name: string, kind: 'single' | 'debate', correct: boolean[], cal
   const n = correct.length;
   const c = correct.filter(Boolean).length;
   const per = { calls, promptTokens: 80 * calls, completionTokens: 40 * calls, wallMs: 500 * calls };
-  const all = { calls: calls * n, promptTokens: per.promptTokens * n, completionTokens: per.completionTokens * n, wallMs: per.wallMs * n };
+  const all = {
+    calls: calls * n,
+    promptTokens: per.promptTokens * n,
+    completionTokens: per.completionTokens * n,
+    wallMs: per.wallMs * n,
+  };
   return {
     name,
     kind,
@@ -56,14 +69,28 @@ function demoReport(): EvalReport & { demo: Record<string, unknown> } {
     task: 'gsm8k',
     dataset: 'public/data/demo-test.jsonl',
     questions: 4,
-    settings: { maxTokens: 64, temperature: 0, seed: 7, selfCorrection: false, robustness: false, concurrency: 1, reviewPrompt: 'Review your answer and fix it if it is wrong.' },
+    settings: {
+      maxTokens: 64,
+      temperature: 0,
+      seed: 7,
+      selfCorrection: false,
+      robustness: false,
+      concurrency: 1,
+      reviewPrompt: 'Review your answer and fix it if it is wrong.',
+    },
     perturbations: null,
     systems: [
       system('single agent (base)', 'single', [true, false, false, false], 1),
       system('debate 3x2 (base)', 'debate', [true, true, false, true], 7),
       system('student RSFT', 'single', [true, true, false, false], 1),
     ],
-    demo: { baseline: 'single agent (base)', teacher: 'debate 3x2 (base)', rl: [0.5, 0.75], prmAuc: 0.8125, debateTrainFinalAccuracy: 0.75 },
+    demo: {
+      baseline: 'single agent (base)',
+      teacher: 'debate 3x2 (base)',
+      rl: [0.5, 0.75],
+      prmAuc: 0.8125,
+      debateTrainFinalAccuracy: 0.75,
+    },
   };
 }
 
@@ -131,7 +158,9 @@ describe('embedded demo: default model + adapter + report', () => {
     await screenshot(page, 'demo-chat-adapter');
 
     await page.click('#tab-models');
-    expect(await page.locator('#model-adapter-status').textContent()).toContain(`Adapter ${ADAPTER_NAME} (LoRA r4, rsft)`);
+    expect(await page.locator('#model-adapter-status').textContent()).toContain(
+      `Adapter ${ADAPTER_NAME} (LoRA r4, rsft)`,
+    );
   });
 
   it('hot-swaps to the base model and back', async () => {
@@ -167,7 +196,9 @@ describe('embedded demo: default model + adapter + report', () => {
     await page.click('#tab-evaluate');
     const rows = page.locator('#eval-table tbody tr');
     await expect.poll(() => rows.count(), { timeout: 10_000 }).toBe(3);
-    expect(await page.locator('#eval-report-head').textContent()).toMatch(/^Embedded demo report · gsm8k · public\/data\/demo-test\.jsonl · 4 questions/);
+    expect(await page.locator('#eval-report-head').textContent()).toMatch(
+      /^Embedded demo report · gsm8k · public\/data\/demo-test\.jsonl · 4 questions/,
+    );
     expect(await page.locator('#eval-results').getAttribute('data-source')).toBe('demo');
     expect(await rows.nth(1).getAttribute('data-system')).toBe('debate 3x2 (base)');
     expect(await rows.nth(1).textContent()).toContain('75.0% (3/4)');
@@ -175,7 +206,9 @@ describe('embedded demo: default model + adapter + report', () => {
     // The distillation comparison: debate 75% vs single 25%; the student (50%) recovers half.
     const gap = page.locator('#eval-gap');
     expect(await gap.textContent()).toContain('a lead of +50.0 pts');
-    expect(await gap.locator('tbody tr').first().textContent()).toContain("helps: recovers 50% of the debate's lead (not significant at this size)");
+    expect(await gap.locator('tbody tr').first().textContent()).toContain(
+      "helps: recovers 50% of the debate's lead (not significant at this size)",
+    );
     expect(await page.locator('#eval-results .chart-grid').isHidden()).toBe(false);
     expect(await page.locator('#eval-download').isEnabled()).toBe(true);
     // The user can still run an evaluation of their own (the demo adapter is one of the students).

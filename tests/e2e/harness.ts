@@ -31,8 +31,19 @@ export interface ServedApp {
 export async function buildAndPreview(): Promise<ServedApp> {
   const { build, preview } = await import('vite');
   const outDir = fs.mkdtempSync(path.join(os.tmpdir(), 'agentark-e2e-dist-'));
-  await build({ root: ROOT, configFile: path.join(ROOT, 'vite.config.ts'), logLevel: 'error', build: { outDir, emptyOutDir: true } });
-  const server = await preview({ root: ROOT, configFile: path.join(ROOT, 'vite.config.ts'), logLevel: 'error', build: { outDir }, preview: { host: '127.0.0.1', port: 0, strictPort: false } });
+  await build({
+    root: ROOT,
+    configFile: path.join(ROOT, 'vite.config.ts'),
+    logLevel: 'error',
+    build: { outDir, emptyOutDir: true },
+  });
+  const server = await preview({
+    root: ROOT,
+    configFile: path.join(ROOT, 'vite.config.ts'),
+    logLevel: 'error',
+    build: { outDir },
+    preview: { host: '127.0.0.1', port: 0, strictPort: false },
+  });
   const address = server.httpServer.address();
   if (!address || typeof address === 'string') throw new Error('vite preview did not report a port');
   return {
@@ -115,4 +126,29 @@ export async function launchBrowser(opts: { corsOrigins?: string[]; webgpu?: boo
 export async function screenshot(page: Page, name: string): Promise<void> {
   fs.mkdirSync(ARTIFACTS, { recursive: true });
   await page.screenshot({ path: path.join(ARTIFACTS, `${name}.png`), fullPage: false });
+}
+
+/**
+ * Waits until `check(arg)` holds in the page, however long the machine takes, up to a generous
+ * bound; a timeout names what it was waiting for (and `describe`'s view of the page then).
+ */
+export async function waitInPage<A>(
+  page: Page,
+  what: string,
+  check: (arg: A) => boolean,
+  arg: A,
+  opts: { timeoutMs?: number; describe?: () => Promise<string> } = {},
+): Promise<void> {
+  const timeoutMs = opts.timeoutMs ?? 600_000;
+  try {
+    await page.waitForFunction(check as (arg: unknown) => boolean, arg as unknown, {
+      timeout: timeoutMs,
+      polling: 200,
+    });
+  } catch (e) {
+    const state = opts.describe ? await opts.describe().catch(() => '') : '';
+    throw new Error(
+      `Waited ${Math.round(timeoutMs / 1000)} s for ${what}${state ? ` (${state})` : ''}: ${(e as Error).message.split('\n')[0]}`,
+    );
+  }
 }

@@ -21,7 +21,9 @@ describe('GPU failures', () => {
 
   it('a buffer beyond the adapter limit is refused with the sizes named', async () => {
     const gpu = await Gpu.create();
-    expect(() => gpu.acquire(gpu.maxBindingBytes + 4, 'kv cache')).toThrow(/'kv cache' needs \d+ bytes, above this adapter's maxStorageBufferBindingSize/);
+    expect(() => gpu.acquire(gpu.maxBindingBytes + 4, 'kv cache')).toThrow(
+      /'kv cache' needs \d+ bytes, above this adapter's maxStorageBufferBindingSize/,
+    );
     gpu.destroy();
   });
 });

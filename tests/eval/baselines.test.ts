@@ -72,7 +72,13 @@ describe('self-consistency and decodings', () => {
       { name: 'single', kind: 'single', engine, meta: { role: 'base' } },
       { name: 'sc', kind: 'self-consistency', engine, samples: 5, meta: { role: 'base' } },
     ];
-    const report = await evaluate(QS, systems, { decodings: ['greedy', 'sampled'], temperature: 0.9, seed: 10, selfCorrection: false, robustness: false });
+    const report = await evaluate(QS, systems, {
+      decodings: ['greedy', 'sampled'],
+      temperature: 0.9,
+      seed: 10,
+      selfCorrection: false,
+      robustness: false,
+    });
     expect(report.systems.map((s) => [s.name, s.kind, s.decoding, s.correct])).toEqual([
       ['single [greedy]', 'single', 'greedy', 1],
       // seed 10: 10 % 3 = 1 → wrong on every question.
@@ -89,7 +95,17 @@ describe('self-consistency and decodings', () => {
     // Greedy requests are temperature 0; sampled ones the evaluation's temperature.
     expect(engine.requests.filter((r) => r.temperature === 0)).toHaveLength(3);
     expect(engine.requests.filter((r) => r.temperature === 0.9)).toHaveLength(3 + 15);
-    expect(report.comparisons).toEqual([{ system: 'sc [sampled]', baseline: 'single [sampled]', decoding: 'sampled', delta: 1, wins: 3, losses: 0, pValue: 0.25 }]);
+    expect(report.comparisons).toEqual([
+      {
+        system: 'sc [sampled]',
+        baseline: 'single [sampled]',
+        decoding: 'sampled',
+        delta: 1,
+        wins: 3,
+        losses: 0,
+        pValue: 0.25,
+      },
+    ]);
     expect(report.settings.decodings).toEqual(['greedy', 'sampled']);
     const md = toMarkdown(report);
     expect(md).toContain('| sc [sampled] | self-consistency | 100.0% (3/3) [43.9–100.0] |');
@@ -99,7 +115,18 @@ describe('self-consistency and decodings', () => {
 
   it('a greedy debate runs every agent at temperature 0', async () => {
     const engine = createFakeEngine({ reply });
-    const report = await evaluate(QS.slice(0, 1), [{ name: 'd', kind: 'debate', engines: engine, debate: { numAgents: 2, rounds: 2, aggregator: 'vote', temperature: 0.8 } }], { decodings: ['greedy'], selfCorrection: false, robustness: false });
+    const report = await evaluate(
+      QS.slice(0, 1),
+      [
+        {
+          name: 'd',
+          kind: 'debate',
+          engines: engine,
+          debate: { numAgents: 2, rounds: 2, aggregator: 'vote', temperature: 0.8 },
+        },
+      ],
+      { decodings: ['greedy'], selfCorrection: false, robustness: false },
+    );
     expect(report.systems.map((s) => s.name)).toEqual(['d']);
     expect(engine.requests).toHaveLength(4);
     expect(engine.requests.every((r) => r.temperature === 0)).toBe(true);
@@ -109,8 +136,12 @@ describe('self-consistency and decodings', () => {
 async function capture(fn: () => Promise<number>) {
   let out = '';
   let err = '';
-  const o = vi.spyOn(process.stdout, 'write').mockImplementation((s: string | Uint8Array) => ((out += String(s)), true));
-  const e = vi.spyOn(process.stderr, 'write').mockImplementation((s: string | Uint8Array) => ((err += String(s)), true));
+  const o = vi
+    .spyOn(process.stdout, 'write')
+    .mockImplementation((s: string | Uint8Array) => ((out += String(s)), true));
+  const e = vi
+    .spyOn(process.stderr, 'write')
+    .mockImplementation((s: string | Uint8Array) => ((err += String(s)), true));
   try {
     return { code: await fn(), out, err };
   } finally {
@@ -122,16 +153,44 @@ async function capture(fn: () => Promise<number>) {
 describe('agentark eval with several question sets', () => {
   it('one column per --data/--task pair; ids carry the set; defaults run greedy and sampled with self-consistency', async () => {
     const dir = await fsp.mkdtemp(path.join(os.tmpdir(), 'eval-sets-'));
-    const engine = createFakeEngine({ reply: (req) => (req.messages.some((m) => m.content.includes('Answer: <letter>')) ? 'Computed.\nAnswer: B' : reply(req)) });
+    const engine = createFakeEngine({
+      reply: (req) =>
+        req.messages.some((m) => m.content.includes('Answer: <letter>')) ? 'Computed.\nAnswer: B' : reply(req),
+    });
     const server = await startServer(engine);
     try {
       const math = path.join(dir, 'arith.jsonl');
-      await fsp.writeFile(math, QS.map((q) => JSON.stringify({ id: q.id, question: q.question, answer: q.answer })).join('\n'));
+      await fsp.writeFile(
+        math,
+        QS.map((q) => JSON.stringify({ id: q.id, question: q.question, answer: q.answer })).join('\n'),
+      );
       const mc = path.join(dir, 'quiz.jsonl');
-      await fsp.writeFile(mc, [{ id: 'a', question: 'Pick one', choices: ['x', 'y', 'z'], answer: 'B' }, { id: 'b', question: 'Pick again', choices: ['x', 'y'], answer: 'A' }].map((r) => JSON.stringify(r)).join('\n'));
+      await fsp.writeFile(
+        mc,
+        [
+          { id: 'a', question: 'Pick one', choices: ['x', 'y', 'z'], answer: 'B' },
+          { id: 'b', question: 'Pick again', choices: ['x', 'y'], answer: 'A' },
+        ]
+          .map((r) => JSON.stringify(r))
+          .join('\n'),
+      );
       const out = path.join(dir, 'report.json');
-      const common = ['--base-url', server.baseUrl, '--out', out, '--quiet', '--no-self-correction', '--no-robustness', '--seed', '10'];
-      const r = await capture(() => run(['--data', math, '--task', 'gsm8k', '--data', mc, '--task', 'mc', '--debate-agents', '2', ...common]));
+      const common = [
+        '--base-url',
+        server.baseUrl,
+        '--api-model',
+        'fake-model',
+        '--out',
+        out,
+        '--quiet',
+        '--no-self-correction',
+        '--no-robustness',
+        '--seed',
+        '10',
+      ];
+      const r = await capture(() =>
+        run(['--data', math, '--task', 'gsm8k', '--data', mc, '--task', 'mc', '--debate-agents', '2', ...common]),
+      );
       expect(r.err).toBe('');
       expect(r.code).toBe(0);
       const report = parseEvalReport(await fsp.readFile(out, 'utf8'));
@@ -140,7 +199,13 @@ describe('agentark eval with several question sets', () => {
         { name: 'arith', task: 'gsm8k', questions: 3 },
         { name: 'quiz', task: 'mc', questions: 2 },
       ]);
-      expect(report.systems.map((s) => s.name)).toEqual(['single [greedy]', 'debate [greedy]', 'single [sampled]', 'self-consistency [sampled]', 'debate [sampled]']);
+      expect(report.systems.map((s) => s.name)).toEqual([
+        'single [greedy]',
+        'debate [greedy]',
+        'single [sampled]',
+        'self-consistency [sampled]',
+        'debate [sampled]',
+      ]);
       const single = report.systems[0]!;
       expect(single.questions.map((q) => [q.id, q.set])).toEqual([
         ['arith/a', 'arith'],
@@ -157,7 +222,9 @@ describe('agentark eval with several question sets', () => {
       expect(r.out).toContain('| System | arith (gsm8k, n=3) | quiz (mc, n=2) |');
       expect(r.out).toContain('| single [greedy] | 33.3% (1/3) [6.1–79.2] | 50.0% (1/2) [9.5–90.5] |');
 
-      const bad = await capture(() => run(['--data', math, '--data', mc, '--task', 'gsm8k', '--task', 'mc', '--task', 'math', ...common]));
+      const bad = await capture(() =>
+        run(['--data', math, '--data', mc, '--task', 'gsm8k', '--task', 'mc', '--task', 'math', ...common]),
+      );
       expect(bad.code).toBe(2);
       expect(bad.err).toMatch(/give --task once \(for every --data\) or once per --data: got 3 --task for 2 --data/);
       const badDecoding = await capture(() => run(['--data', math, '--decoding', 'beam', ...common]));

@@ -3,7 +3,14 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { ProgressEvent } from '../../src/progress';
-import { loadCheckpoint, toBf16Bits, toF16Bits, toFloat32, type Checkpoint, type HostTensor } from '../../src/formats/checkpoint';
+import {
+  loadCheckpoint,
+  toBf16Bits,
+  toF16Bits,
+  toFloat32,
+  type Checkpoint,
+  type HostTensor,
+} from '../../src/formats/checkpoint';
 import { writeSafetensors, readSafetensors } from '../../src/formats/safetensors';
 import { f32ToF16Bits } from '../../src/formats/dtype';
 import {
@@ -70,7 +77,12 @@ describe('loading from disk', () => {
     expect(ck.config.attentionBias).toBe(true);
     expect(ck.tokenizer).not.toBeNull();
     expect(ck.tokenizer!.decode(ck.tokenizer!.encode('héllo wörld'))).toBe('héllo wörld');
-    expect(ck.generationConfig).toMatchObject({ eosTokenIds: [ids.imEnd, ids.endoftext], temperature: 0.7, topP: 0.8, topK: 20 });
+    expect(ck.generationConfig).toMatchObject({
+      eosTokenIds: [ids.imEnd, ids.endoftext],
+      temperature: 0.7,
+      topP: 0.8,
+      topK: 20,
+    });
     expect(ck.eosTokenIds.sort()).toEqual([ids.endoftext, ids.imEnd].sort());
     expect(ck.source).toContain('qwen2');
   });
@@ -78,7 +90,9 @@ describe('loading from disk', () => {
   it('ignores unknown extra tensors and an lm_head saved despite tying', async () => {
     const opts: TinyModelOptions = { arch: 'qwen3', tied: true, extraTensors: true };
     const dir = modelDir(opts);
-    const names = readSafetensors(new Uint8Array(fs.readFileSync(path.join(dir, 'model.safetensors')))).tensors.map((t) => t.name);
+    const names = readSafetensors(new Uint8Array(fs.readFileSync(path.join(dir, 'model.safetensors')))).tensors.map(
+      (t) => t.name,
+    );
     expect(names).toContain('lm_head.weight');
     expect(names).toContain('model.layers.0.self_attn.rotary_emb.inv_freq');
     expectWeights(await loadCheckpoint(dir), opts);
@@ -167,8 +181,12 @@ describe('loading over HTTP', () => {
     const dir = modelDir({ arch: 'qwen2' });
     patchConfig(dir, { intermediate_size: 100 });
     server = await serveDirectory(dir);
-    await expect(loadCheckpoint(server.url)).rejects.toThrow(/mlp\.gate_proj\.weight has shape \[96, 64\], config implies \[100, 64\]/);
-    const full = server.requests.filter((r) => r.file.endsWith('.safetensors') && r.method === 'GET' && r.range === null);
+    await expect(loadCheckpoint(server.url)).rejects.toThrow(
+      /mlp\.gate_proj\.weight has shape \[96, 64\], config implies \[100, 64\]/,
+    );
+    const full = server.requests.filter(
+      (r) => r.file.endsWith('.safetensors') && r.method === 'GET' && r.range === null,
+    );
     expect(full).toEqual([]);
   });
 
@@ -195,7 +213,9 @@ describe('bad checkpoints fail with clear errors', () => {
     const dir = modelDir({ arch: 'llama' });
     const file = path.join(dir, 'model.safetensors');
     fs.truncateSync(file, fs.statSync(file).size - 100);
-    await expect(loadCheckpoint(dir)).rejects.toThrow(/model\.safetensors: file truncated: tensor ".*" ends at data offset \d+/);
+    await expect(loadCheckpoint(dir)).rejects.toThrow(
+      /model\.safetensors: file truncated: tensor ".*" ends at data offset \d+/,
+    );
   });
 
   it('header length past end of file', async () => {
@@ -211,9 +231,7 @@ describe('bad checkpoints fail with clear errors', () => {
 
   it('a dtype the runtime cannot use', async () => {
     const dir = modelDir({ arch: 'qwen2' });
-    rewriteWeights(dir, (tensors) =>
-      tensors.map((t) => (t.name === 'model.norm.weight' ? { ...t, dtype: 'I32' } : t)),
-    );
+    rewriteWeights(dir, (tensors) => tensors.map((t) => (t.name === 'model.norm.weight' ? { ...t, dtype: 'I32' } : t)));
     await expect(loadCheckpoint(dir)).rejects.toThrow(
       'model.norm.weight has unsupported dtype I32 (in model.safetensors); supported: F32, F16, BF16',
     );
@@ -234,7 +252,9 @@ describe('bad checkpoints fail with clear errors', () => {
   it('a missing tensor, by name', async () => {
     const dir = modelDir({ arch: 'mistral' });
     rewriteWeights(dir, (tensors) => tensors.filter((t) => t.name !== 'model.layers.1.mlp.up_proj.weight'));
-    await expect(loadCheckpoint(dir)).rejects.toThrow('missing tensor model.layers.1.mlp.up_proj.weight (not in model.safetensors)');
+    await expect(loadCheckpoint(dir)).rejects.toThrow(
+      'missing tensor model.layers.1.mlp.up_proj.weight (not in model.safetensors)',
+    );
   });
 
   it('an untied config whose checkpoint has no lm_head', async () => {
@@ -246,7 +266,9 @@ describe('bad checkpoints fail with clear errors', () => {
   it('an unknown architecture', async () => {
     const dir = modelDir({ arch: 'llama' });
     patchConfig(dir, { architectures: ['GPTNeoXForCausalLM'] });
-    await expect(loadCheckpoint(dir)).rejects.toThrow(/unsupported architecture "GPTNeoXForCausalLM"; supported: LlamaForCausalLM/);
+    await expect(loadCheckpoint(dir)).rejects.toThrow(
+      /unsupported architecture "GPTNeoXForCausalLM"; supported: LlamaForCausalLM/,
+    );
   });
 
   it('malformed tokenizer.json', async () => {

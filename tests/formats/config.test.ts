@@ -44,7 +44,13 @@ const LLAMA32_1B = {
   num_hidden_layers: 16,
   num_key_value_heads: 8,
   rms_norm_eps: 1e-5,
-  rope_scaling: { factor: 32.0, high_freq_factor: 4.0, low_freq_factor: 1.0, original_max_position_embeddings: 8192, rope_type: 'llama3' },
+  rope_scaling: {
+    factor: 32.0,
+    high_freq_factor: 4.0,
+    low_freq_factor: 1.0,
+    original_max_position_embeddings: 8192,
+    rope_type: 'llama3',
+  },
   rope_theta: 500000.0,
   tie_word_embeddings: true,
   torch_dtype: 'bfloat16',
@@ -125,7 +131,13 @@ describe('parseConfig', () => {
     expect(cfg.architecture).toBe('llama');
     expect(cfg.headDim).toBe(64);
     expect(cfg.eosTokenIds).toEqual([128001, 128008, 128009]);
-    expect(cfg.ropeScaling).toEqual({ type: 'llama3', factor: 32, lowFreqFactor: 1, highFreqFactor: 4, originalMaxPositionEmbeddings: 8192 });
+    expect(cfg.ropeScaling).toEqual({
+      type: 'llama3',
+      factor: 32,
+      lowFreqFactor: 1,
+      highFreqFactor: 4,
+      originalMaxPositionEmbeddings: 8192,
+    });
     expect(cfg.attentionBias).toBe(false);
     expect(cfg.qkNorm).toBe(false);
   });
@@ -182,12 +194,16 @@ describe('parseConfig', () => {
 
   it('rejects invalid sizes with the field name', () => {
     expect(() => parseConfig({ ...QWEN3_06B, hidden_size: undefined })).toThrow(/missing required field "hidden_size"/);
-    expect(() => parseConfig({ ...QWEN3_06B, num_hidden_layers: 0 })).toThrow(/"num_hidden_layers" must be a positive integer, got 0/);
+    expect(() => parseConfig({ ...QWEN3_06B, num_hidden_layers: 0 })).toThrow(
+      /"num_hidden_layers" must be a positive integer, got 0/,
+    );
     expect(() => parseConfig({ ...QWEN3_06B, vocab_size: 1.5 })).toThrow(/"vocab_size" must be a positive integer/);
     expect(() => parseConfig({ ...QWEN3_06B, num_key_value_heads: 6 })).toThrow(
       /num_attention_heads \(16\) must be a multiple of num_key_value_heads \(6\)/,
     );
-    expect(() => parseConfig({ ...MISTRAL_7B_V01, hidden_size: 4000, num_attention_heads: 48 })).toThrow(/not divisible/);
+    expect(() => parseConfig({ ...MISTRAL_7B_V01, hidden_size: 4000, num_attention_heads: 48 })).toThrow(
+      /not divisible/,
+    );
     expect(() => parseConfig({ ...QWEN3_06B, eos_token_id: 'x' })).toThrow(/eos_token_id/);
     expect(() => parseConfig({ ...QWEN3_06B, rms_norm_eps: -1 })).toThrow(/rms_norm_eps/);
   });

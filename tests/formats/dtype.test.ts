@@ -40,8 +40,8 @@ describe('bf16', () => {
   it('round-trips every bf16 pattern (NaNs stay NaN)', () => {
     const back = f32ToBf16Bits(bf16ToF32(allU16));
     for (let h = 0; h < 65536; h++) {
-      const isNaN = (h & 0x7f80) === 0x7f80 && (h & 0x7f) !== 0;
-      if (isNaN) expect((back[h] & 0x7f80) === 0x7f80 && (back[h] & 0x7f) !== 0).toBe(true);
+      const nanPattern = (h & 0x7f80) === 0x7f80 && (h & 0x7f) !== 0;
+      if (nanPattern) expect((back[h] & 0x7f80) === 0x7f80 && (back[h] & 0x7f) !== 0).toBe(true);
       else if (back[h] !== h) expect.fail(`bf16 0x${h.toString(16)} came back as 0x${back[h].toString(16)}`);
     }
   });
@@ -68,7 +68,16 @@ describe('bf16', () => {
 describe('f16', () => {
   it('widens known patterns', () => {
     const out = f16ToF32(new Uint16Array([0x3c00, 0x0001, 0x03ff, 0x0400, 0x7bff, 0xc000, 0x7c00, 0xfc00, 0x8000]));
-    expect(Array.from(out.slice(0, 8))).toEqual([1, 2 ** -24, 1023 * 2 ** -24, 2 ** -14, 65504, -2, Infinity, -Infinity]);
+    expect(Array.from(out.slice(0, 8))).toEqual([
+      1,
+      2 ** -24,
+      1023 * 2 ** -24,
+      2 ** -14,
+      65504,
+      -2,
+      Infinity,
+      -Infinity,
+    ]);
     expect(Object.is(out[8], -0)).toBe(true);
     expect(Number.isNaN(f16ToF32(new Uint16Array([0x7e00]))[0])).toBe(true);
   });
@@ -76,8 +85,8 @@ describe('f16', () => {
   it('round-trips every f16 pattern (NaNs stay NaN)', () => {
     const back = f32ToF16Bits(f16ToF32(allU16));
     for (let h = 0; h < 65536; h++) {
-      const isNaN = (h & 0x7c00) === 0x7c00 && (h & 0x3ff) !== 0;
-      if (isNaN) expect((back[h] & 0x7c00) === 0x7c00 && (back[h] & 0x3ff) !== 0).toBe(true);
+      const nanPattern = (h & 0x7c00) === 0x7c00 && (h & 0x3ff) !== 0;
+      if (nanPattern) expect((back[h] & 0x7c00) === 0x7c00 && (back[h] & 0x3ff) !== 0).toBe(true);
       else if (back[h] !== h) expect.fail(`f16 0x${h.toString(16)} came back as 0x${back[h].toString(16)}`);
     }
   });

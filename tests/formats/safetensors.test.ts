@@ -56,7 +56,10 @@ describe('writeSafetensors / parseSafetensorsHeader', () => {
 
   it('reads a hand-made file in the documented format', () => {
     const data = bytesOf(new Float32Array([1.5, -2]));
-    const file = rawFile({ __metadata__: { format: 'pt' }, w: { dtype: 'F32', shape: [2], data_offsets: [0, 8] } }, data);
+    const file = rawFile(
+      { __metadata__: { format: 'pt' }, w: { dtype: 'F32', shape: [2], data_offsets: [0, 8] } },
+      data,
+    );
     const [t] = readSafetensors(file).tensors;
     expect(Array.from(new Float32Array(t.data.slice().buffer))).toEqual([1.5, -2]);
   });
@@ -83,7 +86,9 @@ describe('parseSafetensorsHeader errors', () => {
       `model.safetensors: header length 1000000 past end of file (size ${file.length})`,
     );
     const huge = rawFile(ok, new Uint8Array(8), 0xffffffffffffffffn);
-    expect(() => parseSafetensorsHeader(huge, huge.length)).toThrow(/header length 18446744073709551615 past end of file/);
+    expect(() => parseSafetensorsHeader(huge, huge.length)).toThrow(
+      /header length 18446744073709551615 past end of file/,
+    );
   });
 
   it('file too small for a header', () => {
@@ -104,7 +109,9 @@ describe('parseSafetensorsHeader errors', () => {
     // A caller that only needs some tensors can still parse (and bounds-check) the rest.
     expect(parseSafetensorsHeader(file, file.length, { allowUnsupportedDtypes: true }).tensors[0].dtype).toBe('I8');
     const bogus = rawFile({ x: { dtype: 'F7', shape: [1], data_offsets: [0, 1] } }, new Uint8Array(1));
-    expect(() => parseSafetensorsHeader(bogus, bogus.length, { allowUnsupportedDtypes: true })).toThrow(/unknown dtype "F7"/);
+    expect(() => parseSafetensorsHeader(bogus, bogus.length, { allowUnsupportedDtypes: true })).toThrow(
+      /unknown dtype "F7"/,
+    );
   });
 
   it('offsets that disagree with shape × dtype', () => {

@@ -40,7 +40,9 @@ async function checkContract(source: FileSource) {
   expect(await source.exists('nope.json')).toBe(false);
   expect(JSON.parse(await source.readText('config.json'))).toEqual({ hello: 'wörld' });
   expect(await source.size('model.safetensors')).toBe(payload.length);
-  expect(Array.from(await source.readRange('model.safetensors', 1000, 1010))).toEqual(Array.from(payload.subarray(1000, 1010)));
+  expect(Array.from(await source.readRange('model.safetensors', 1000, 1010))).toEqual(
+    Array.from(payload.subarray(1000, 1010)),
+  );
   const progress: number[] = [];
   const all = await collect(source, 'model.safetensors', progress);
   expect(all.length).toBe(payload.length);
@@ -48,7 +50,9 @@ async function checkContract(source: FileSource) {
   expect(progress[progress.length - 1]).toBe(payload.length);
   for (let i = 1; i < progress.length; i++) expect(progress[i]).toBeGreaterThan(progress[i - 1]);
   await expect(source.readText('nope.json')).rejects.toThrow(/nope\.json/);
-  await expect(source.readRange('config.json', 0, 1000)).rejects.toThrow(/config\.json.*wanted bytes \[0, 1000\)|config\.json: wanted bytes/);
+  await expect(source.readRange('config.json', 0, 1000)).rejects.toThrow(
+    /config\.json.*wanted bytes \[0, 1000\)|config\.json: wanted bytes/,
+  );
 }
 
 describe('local directory', () => {
@@ -62,7 +66,9 @@ describe('local directory', () => {
   it('stops on abort', async () => {
     const controller = new AbortController();
     const iterate = async () => {
-      for await (const _ of new LocalDirectorySource(dir).stream('model.safetensors', undefined, { signal: controller.signal })) {
+      for await (const _ of new LocalDirectorySource(dir).stream('model.safetensors', undefined, {
+        signal: controller.signal,
+      })) {
         controller.abort();
       }
     };
@@ -128,7 +134,9 @@ describe('http', () => {
     server = await serveDirectory(dir, { dieAfterBytes: 100_000 });
     const source = openSource(server.url);
     await expect(collect(source, 'model.safetensors')).rejects.toThrow(
-      new RegExp(`download of model\\.safetensors from ${server.url}/model\\.safetensors interrupted after \\d+ of 300000 bytes`),
+      new RegExp(
+        `download of model\\.safetensors from ${server.url}/model\\.safetensors interrupted after \\d+ of 300000 bytes`,
+      ),
     );
   });
 
@@ -136,7 +144,9 @@ describe('http', () => {
     server = await serveDirectory(dir);
     const url = server.url;
     await server.close();
-    await expect(openSource(url).readText('config.json')).rejects.toThrow(`fetching config.json from ${url}/config.json failed`);
+    await expect(openSource(url).readText('config.json')).rejects.toThrow(
+      `fetching config.json from ${url}/config.json failed`,
+    );
   });
 });
 

@@ -82,7 +82,7 @@ describe('chat templates', () => {
     const body =
       '<|im_start|>system\nYou are terse.<|im_end|>\n<|im_start|>user\nHello<|im_end|>\n' +
       '<|im_start|>assistant\nHi.<|im_end|>\n<|im_start|>user\nWhat is 2+2?<|im_end|>\n';
-    expect(tokenizer.applyChatTemplate(messages)).toBe(body + '<|im_start|>assistant\n');
+    expect(tokenizer.applyChatTemplate(messages)).toBe(`${body}<|im_start|>assistant\n`);
     expect(tokenizer.applyChatTemplate(messages, { addGenerationPrompt: false })).toBe(body);
   });
 
@@ -99,7 +99,10 @@ describe('chat templates', () => {
   it('supports the named-list form and passes extra variables', () => {
     const { tokenizer } = load('qwen2', {
       chat_template: [
-        { name: 'default', template: '{% for m in messages %}{{ m.role }}:{{ m.content }};{% endfor %}{{ eos_token }}' },
+        {
+          name: 'default',
+          template: '{% for m in messages %}{{ m.role }}:{{ m.content }};{% endfor %}{{ eos_token }}',
+        },
         { name: 'tool_use', template: 'tools={{ tools | length }}{% if flag %}!{% endif %}' },
       ],
     });
@@ -129,13 +132,17 @@ describe('malformed tokenizer files', () => {
   it('bad JSON names the file', () => {
     expect(() => HFTokenizer.fromText('{"model": ')).toThrow(/^tokenizer.json: invalid JSON/);
     const files = tinyTokenizer('qwen2');
-    expect(() => HFTokenizer.fromText(JSON.stringify(files.tokenizerJson), '{oops')).toThrow(/^tokenizer_config.json: invalid JSON/);
+    expect(() => HFTokenizer.fromText(JSON.stringify(files.tokenizerJson), '{oops')).toThrow(
+      /^tokenizer_config.json: invalid JSON/,
+    );
   });
 
   it('missing or broken model section', () => {
     const { model: _, ...noModel } = tinyTokenizer('qwen2').tokenizerJson;
     expect(() => new HFTokenizer(noModel, {})).toThrow('tokenizer.json: missing "model" section');
-    expect(() => new HFTokenizer({ model: { type: 'Mystery' } }, {})).toThrow(/^tokenizer.json: Unknown TokenizerModel type: Mystery/);
+    expect(() => new HFTokenizer({ model: { type: 'Mystery' } }, {})).toThrow(
+      /^tokenizer.json: Unknown TokenizerModel type: Mystery/,
+    );
     expect(() => new HFTokenizer([], {})).toThrow(/^tokenizer.json: expected a JSON object/);
   });
 });

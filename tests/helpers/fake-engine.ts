@@ -4,6 +4,7 @@
  * identical replies; tokens are whitespace-separated words. It streams word by word, honours
  * max_tokens (finish_reason 'length') and AbortSignal, and counts calls and tokens.
  */
+import { fnv1a } from '../../src/util/hash';
 import { mulberry32 } from '../../src/util/random';
 import type {
   ChatCompletion,
@@ -22,15 +23,6 @@ export interface FakeEngineOptions {
   /** Delay between streamed words (ms). */
   streamDelayMs?: number;
   modelId?: string;
-}
-
-export function fnv1a(s: string): number {
-  let h = 0x811c9dc5;
-  for (let i = 0; i < s.length; i++) {
-    h ^= s.charCodeAt(i);
-    h = Math.imul(h, 0x01000193);
-  }
-  return h >>> 0;
 }
 
 export const seededRng = mulberry32;

@@ -5,9 +5,8 @@
  */
 import * as fs from 'node:fs';
 import * as path from 'node:path';
-import { parseConfig, type ModelConfig } from '../../src/formats/config';
+import { PROJECTIONS, parseConfig, type ModelConfig, type Projection } from '../../src/formats/config';
 import { initLoraPair, projectionShape, serializePeftAdapter, type LoraTensorPair, type PeftAdapter } from '../../src/formats/peft';
-import { PROJECTIONS, type Projection } from '../../src/model/llama';
 import { rng as mulberry32 } from './rng';
 
 export interface RandomAdapterOptions {

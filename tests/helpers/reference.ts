@@ -36,14 +36,3 @@ export function agentark(args: string[], opts: { input?: string; allowFail?: boo
     return { stdout: err.stdout, stderr: err.stderr, status: err.status };
   }
 }
-
-/** max |a - b| / max |b| over one row. */
-export function relativeRowError(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  let num = 0;
-  let den = 0;
-  for (let i = 0; i < b.length; i++) {
-    num = Math.max(num, Math.abs(a[i] - b[i]));
-    den = Math.max(den, Math.abs(b[i]));
-  }
-  return a.length === b.length ? num / den : Infinity;
-}

@@ -13,7 +13,8 @@ export function randn(n: number, seed: number, scale = 1): Float32Array {
   return out;
 }
 
-export function maxRelErr(a: Float32Array, b: Float32Array): number {
+/** max |a - b| / max |b|: the error relative to the reference `b`'s largest magnitude (Infinity on a length mismatch). */
+export function maxRelErr(a: ArrayLike<number>, b: ArrayLike<number>): number {
   let num = 0;
   let den = 1e-12;
   for (let i = 0; i < a.length; i++) {

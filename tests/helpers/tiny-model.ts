@@ -4,6 +4,7 @@
  * generation_config.json) plus a real byte-level BPE tokenizer.json/tokenizer_config.json with a
  * ChatML chat template. Also a static HTTP server that can mimic the Hub and misbehave on demand.
  */
+import { fnv1a } from '../../src/util/hash';
 import { mulberry32 } from '../../src/util/random';
 import * as fs from 'node:fs';
 import * as http from 'node:http';
@@ -54,9 +55,7 @@ function normalSampler(seed: number): () => number {
 
 /** Stable per-tensor seed so adding or dropping one tensor does not reshuffle the others. */
 function hashName(name: string, seed: number): number {
-  let h = 2166136261 ^ seed;
-  for (let i = 0; i < name.length; i++) h = Math.imul(h ^ name.charCodeAt(i), 16777619);
-  return h >>> 0;
+  return fnv1a(name, 0x811c9dc5 ^ seed);
 }
 
 // ---------------------------------------------------------------------------------------------

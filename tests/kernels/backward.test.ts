@@ -1,5 +1,14 @@
 import { beforeAll, describe, expect, it } from 'vitest';
-import { CpuBackend, cpuAttention, cpuEmbedding, cpuKvWrite, cpuMatmul, cpuRmsnorm, cpuRope, cpuSwiglu } from '../../src/kernels/cpu';
+import {
+  CpuBackend,
+  cpuAttention,
+  cpuEmbedding,
+  cpuKvWrite,
+  cpuMatmul,
+  cpuRmsnorm,
+  cpuRope,
+  cpuSwiglu,
+} from '../../src/kernels/cpu';
 import { GpuBackend, type GpuTensor } from '../../src/kernels/gpu';
 import { Gpu } from '../../src/gpu/device';
 import { CpuTrainOps, dropoutHash, dropoutThreshold } from '../../src/kernels/train-cpu';
@@ -87,7 +96,12 @@ describe('training kernels: CPU twins vs finite differences of the forward twins
     // A trainable tensor as W gives the same dX; accumulate adds.
     const dx2 = dx.slice();
     ct.matmulBackwardInput(r, w, m, n, k, dx2, true);
-    expect(maxRelErr(dx2, dx.map((v) => 2 * v))).toBeLessThan(1e-6);
+    expect(
+      maxRelErr(
+        dx2,
+        dx.map((v) => 2 * v),
+      ),
+    ).toBeLessThan(1e-6);
     const mt = new Float32Array(m * n);
     ct.matmulTensor(x, w, m, n, k, mt);
     cpuMatmul(x, w, null, m, n, k, out);
@@ -106,7 +120,12 @@ describe('training kernels: CPU twins vs finite differences of the forward twins
     const dw = dwPrev.slice();
     ct.rmsnormBackward(r, x, cpu.vector('w', w), rows, dim, eps, dx, dw);
     expect(maxRelErr(dx, fd(loss, x))).toBeLessThan(1e-2);
-    expect(maxRelErr(dw.map((v, i) => v - dwPrev[i]), fd(loss, w))).toBeLessThan(1e-2);
+    expect(
+      maxRelErr(
+        dw.map((v, i) => v - dwPrev[i]),
+        fd(loss, w),
+      ),
+    ).toBeLessThan(1e-2);
   });
 
   it('rope: backward is the transpose of the forward rotation', () => {
@@ -114,10 +133,11 @@ describe('training kernels: CPU twins vs finite differences of the forward twins
     const half = headDim / 2;
     const cos = new Float32Array(maxPos * half);
     const sin = new Float32Array(maxPos * half);
-    for (let p = 0; p < maxPos; p++) for (let j = 0; j < half; j++) {
-      cos[p * half + j] = Math.cos(p * 0.3 ** j);
-      sin[p * half + j] = Math.sin(p * 0.3 ** j);
-    }
+    for (let p = 0; p < maxPos; p++)
+      for (let j = 0; j < half; j++) {
+        cos[p * half + j] = Math.cos(p * 0.3 ** j);
+        sin[p * half + j] = Math.sin(p * 0.3 ** j);
+      }
     const pos = ids(tokens, maxPos, 9);
     const x = randn(tokens * heads * headDim, 10);
     const r = randn(x.length, 11);
@@ -162,7 +182,23 @@ describe('training kernels: CPU twins vs finite differences of the forward twins
     const dq = new Float32Array(q.length);
     const dk = new Float32Array(ck.length);
     const dv = new Float32Array(cv.length);
-    ct.attentionBackward(r, q, ck, cv, slots, positions, tokens, heads, kvHeads, headDim, maxSeq, slotCount, dq, dk, dv);
+    ct.attentionBackward(
+      r,
+      q,
+      ck,
+      cv,
+      slots,
+      positions,
+      tokens,
+      heads,
+      kvHeads,
+      headDim,
+      maxSeq,
+      slotCount,
+      dq,
+      dk,
+      dv,
+    );
     expect(maxRelErr(dq, fd(loss, q))).toBeLessThan(1e-2);
     // Token-order k, v reach the loss through kv_write: their gradient is kv_gather of dk, dv.
     const dkTok = new Float32Array(k.length);
@@ -249,7 +285,15 @@ describe('training kernels: CPU twins vs finite differences of the forward twins
     const rv = new Float64Array(n);
     for (let step = 1; step <= 4; step++) {
       const grad = randn(n, 26 + step);
-      const opts: AdamWParams = { lr: 0.01, beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: 0.1, step, gradScale: 0.5 };
+      const opts: AdamWParams = {
+        lr: 0.01,
+        beta1: 0.9,
+        beta2: 0.95,
+        eps: 1e-8,
+        weightDecay: 0.1,
+        step,
+        gradScale: 0.5,
+      };
       ct.adamw(param, grad, m, v, n, opts);
       // torch: param.mul_(1 - lr*wd); exp_avg.lerp_(g, 1-b1); exp_avg_sq.mul_(b2).addcmul_(g, g, 1-b2);
       // denom = (exp_avg_sq.sqrt() / sqrt(bc2)).add_(eps); param.addcdiv_(exp_avg, denom, -lr/bc1)
@@ -265,7 +309,15 @@ describe('training kernels: CPU twins vs finite differences of the forward twins
     expect(maxRelErr(param, Float32Array.from(ref))).toBeLessThan(1e-6);
     // First step without decay moves every parameter by ~lr against the gradient's sign.
     const p = new Float32Array([1, 1]);
-    ct.adamw(p, new Float32Array([3, -0.2]), new Float32Array(2), new Float32Array(2), 2, { lr: 0.1, beta1: 0.9, beta2: 0.999, eps: 1e-8, weightDecay: 0, step: 1, gradScale: 1 });
+    ct.adamw(p, new Float32Array([3, -0.2]), new Float32Array(2), new Float32Array(2), 2, {
+      lr: 0.1,
+      beta1: 0.9,
+      beta2: 0.999,
+      eps: 1e-8,
+      weightDecay: 0,
+      step: 1,
+      gradScale: 1,
+    });
     expect(p[0]).toBeCloseTo(0.9, 6);
     expect(p[1]).toBeCloseTo(1.1, 6);
   });
@@ -281,19 +333,24 @@ describe('training kernels: CPU twins vs finite differences of the forward twins
     expect(keep(2, 0.5)).toBeCloseTo(0.5, 1);
     expect(keep(3, 0)).toBe(1);
     let same = 0;
-    for (let i = 0; i < 1000; i++) same += (dropoutHash(7, i) >= 2 ** 31) === (dropoutHash(8, i) >= 2 ** 31) ? 1 : 0;
+    for (let i = 0; i < 1000; i++) same += dropoutHash(7, i) >= 2 ** 31 === dropoutHash(8, i) >= 2 ** 31 ? 1 : 0;
     expect(same).toBeGreaterThan(400);
     expect(same).toBeLessThan(600);
   });
 });
 
 describe('training kernels: WebGPU vs CPU twin', () => {
-  it('reports the adapter', () => {
-    console.log(`adapter: ${gpu.describe()}`);
-  });
-
   // Shapes straddle the 32x32 tiles and the vec4 paths (K % 4, N % 4 == 0 and != 0), M = 1 included.
-  const shapes: [number, number, number][] = [[1, 1, 1], [1, 37, 20], [3, 50, 19], [5, 64, 64], [9, 33, 12], [33, 65, 7], [70, 31, 44], [128, 96, 64]];
+  const shapes: [number, number, number][] = [
+    [1, 1, 1],
+    [1, 37, 20],
+    [3, 50, 19],
+    [5, 64, 64],
+    [9, 33, 12],
+    [33, 65, 7],
+    [70, 31, 44],
+    [128, 96, 64],
+  ];
   for (const [m, n, k] of shapes) {
     it(`matmul backward M=${m} N=${n} K=${k}: dX (frozen weight, tensor), dW, dbias, x·wᵀ`, async () => {
       const dy = randn(m * n, m * 100 + n);
@@ -330,9 +387,14 @@ describe('training kernels: WebGPU vs CPU twin', () => {
     });
   }
 
-  it('matmul backward dX and rmsnorm backward with f16 weights (the CPU twin on the same f16 values)', async ({ skip }) => {
+  it('matmul backward dX and rmsnorm backward with f16 weights (the CPU twin on the same f16 values)', async ({
+    skip,
+  }) => {
     if (!g16 || !t16) skip();
-    for (const [m, n, k] of [[6, 45, 36], [13, 40, 21]]) {
+    for (const [m, n, k] of [
+      [6, 45, 36],
+      [13, 40, 21],
+    ]) {
       const dy = randn(m * n, 5);
       const bits = f32ToF16Bits(randn(n * k, 6, 0.3));
       const ref = new Float32Array(m * k);
@@ -365,7 +427,11 @@ describe('training kernels: WebGPU vs CPU twin', () => {
         const ops = new GpuTrainOps(b);
         // [70, 12] f32: 21 rows a shard (offsets not multiples of 4); [64, 16] f32: 16 rows a shard
         // (the vec4 dY path); f16 halves the bytes a row.
-        for (const [m, n, k, shards] of [[40, 70, 12, type === 'f32' ? 4 : 2], [9, 64, 16, type === 'f32' ? 4 : 2], [1, 50, 7, type === 'f32' ? 2 : 1]]) {
+        for (const [m, n, k, shards] of [
+          [40, 70, 12, type === 'f32' ? 4 : 2],
+          [9, 64, 16, type === 'f32' ? 4 : 2],
+          [1, 50, 7, type === 'f32' ? 2 : 1],
+        ]) {
           const dy = randn(m * n, 1);
           const w = randn(n * k, 2);
           const data = type === 'f16' ? f32ToF16Bits(w) : w;
@@ -386,7 +452,12 @@ describe('training kernels: WebGPU vs CPU twin', () => {
     }
   });
 
-  for (const [rows, dim] of [[1, 8], [5, 63], [17, 200], [3, 1000]]) {
+  for (const [rows, dim] of [
+    [1, 8],
+    [5, 63],
+    [17, 200],
+    [3, 1000],
+  ]) {
     it(`rmsnorm backward rows=${rows} dim=${dim} (weight as vector and as tensor)`, async () => {
       const x = randn(rows * dim, rows + dim, 3);
       const w = randn(dim, 7);
@@ -398,7 +469,16 @@ describe('training kernels: WebGPU vs CPU twin', () => {
       for (const asTensor of [false, true]) {
         const gdx = g32.tensor(rows * dim);
         const gdw = g32.fromHost(prev);
-        t32.rmsnormBackward(g32.fromHost(dy), g32.fromHost(x), asTensor ? g32.fromHost(w) : g32.vector('w', w), rows, dim, 1e-6, gdx, gdw);
+        t32.rmsnormBackward(
+          g32.fromHost(dy),
+          g32.fromHost(x),
+          asTensor ? g32.fromHost(w) : g32.vector('w', w),
+          rows,
+          dim,
+          1e-6,
+          gdx,
+          gdw,
+        );
         expect(maxRelErr(await host(gdx, rows * dim), rdx)).toBeLessThan(1e-4);
         expect(maxRelErr(await host(gdw, dim), rdw)).toBeLessThan(1e-4);
       }
@@ -408,7 +488,11 @@ describe('training kernels: WebGPU vs CPU twin', () => {
     });
   }
 
-  for (const [tokens, heads, headDim] of [[1, 1, 2], [5, 3, 10], [9, 4, 24]]) {
+  for (const [tokens, heads, headDim] of [
+    [1, 1, 2],
+    [5, 3, 10],
+    [9, 4, 24],
+  ]) {
     it(`rope backward tokens=${tokens} heads=${heads} headDim=${headDim}`, async () => {
       const maxPos = 40;
       const half = headDim / 2;
@@ -419,7 +503,16 @@ describe('training kernels: WebGPU vs CPU twin', () => {
       const ref = x.slice();
       ct.ropeBackward(ref, pos, cpu.vector('c', cos), cpu.vector('s', sin), tokens, heads, headDim, maxPos);
       const gx = g32.fromHost(x);
-      t32.ropeBackward(gx, g32.indices(pos), g32.vector('c', cos), g32.vector('s', sin), tokens, heads, headDim, maxPos);
+      t32.ropeBackward(
+        gx,
+        g32.indices(pos),
+        g32.vector('c', cos),
+        g32.vector('s', sin),
+        tokens,
+        heads,
+        headDim,
+        maxPos,
+      );
       expect(maxRelErr(await host(gx, x.length), ref)).toBeLessThan(1e-4);
     });
   }
@@ -429,7 +522,18 @@ describe('training kernels: WebGPU vs CPU twin', () => {
   // batch (as a trainer lays them out; sequence boundaries fall inside the kernel's 4-token
   // groups); otherwise interleaved token by token (every group mixes slots).
   const attnCases: [string, number[], number[], number[], number, number, number, number, number, boolean][] = [
-    ['GQA 4/2, 3 sequences (5, 70, 33) interleaved in 3 slots, head_dim 10', [5, 70, 33], [0, 0, 0], [2, 0, 1], 3, 4, 2, 10, 80, false],
+    [
+      'GQA 4/2, 3 sequences (5, 70, 33) interleaved in 3 slots, head_dim 10',
+      [5, 70, 33],
+      [0, 0, 0],
+      [2, 0, 1],
+      3,
+      4,
+      2,
+      10,
+      80,
+      false,
+    ],
     ['GQA 4/2, 3 sequences (5, 70, 30) packed, head_dim 12', [5, 70, 30], [0, 0, 0], [1, 2, 0], 3, 4, 2, 12, 72, true],
     ['GQA 4/2, 2 sequences with cached prefixes, head_dim 6', [12, 40], [30, 3], [1, 0], 3, 4, 2, 6, 130, false],
     ['GQA 6/2, one sequence of 67, head_dim 72 (> 64 variant)', [67], [0], [0], 1, 6, 2, 72, 70, true],
@@ -458,20 +562,56 @@ describe('training kernels: WebGPU vs CPU twin', () => {
       const seed = tokens * 13 + headDim;
       const ck = randn(slotCount * maxSeq * kvDim, seed + 1);
       const cv = randn(slotCount * maxSeq * kvDim, seed + 2);
-      cpuKvWrite(randn(tokens * kvDim, seed + 3), randn(tokens * kvDim, seed + 4), ck, cv, slots, positions, tokens, { slots: slotCount, maxSeq, kvDim });
+      cpuKvWrite(randn(tokens * kvDim, seed + 3), randn(tokens * kvDim, seed + 4), ck, cv, slots, positions, tokens, {
+        slots: slotCount,
+        maxSeq,
+        kvDim,
+      });
       const q = randn(tokens * heads * headDim, seed + 5);
       const dout = randn(tokens * heads * headDim, seed + 6);
       const rdq = new Float32Array(q.length);
       const rdk = new Float32Array(ck.length);
       const rdv = new Float32Array(cv.length);
-      ct.attentionBackward(dout, q, ck, cv, slots, positions, tokens, heads, kvHeads, headDim, maxSeq, slotCount, rdq, rdk, rdv);
+      ct.attentionBackward(
+        dout,
+        q,
+        ck,
+        cv,
+        slots,
+        positions,
+        tokens,
+        heads,
+        kvHeads,
+        headDim,
+        maxSeq,
+        slotCount,
+        rdq,
+        rdk,
+        rdv,
+      );
       // Outputs start as garbage: dk, dv must be overwritten everywhere.
       const gdq = g32.fromHost(randn(q.length, 1));
       const gdk = g32.fromHost(randn(ck.length, 2));
       const gdv = g32.fromHost(randn(cv.length, 3));
       const gs = g32.indices(slots);
       const gp = g32.indices(positions);
-      t32.attentionBackward(g32.fromHost(dout), g32.fromHost(q), g32.fromHost(ck), g32.fromHost(cv), gs, gp, tokens, heads, kvHeads, headDim, maxSeq, slotCount, gdq, gdk, gdv);
+      t32.attentionBackward(
+        g32.fromHost(dout),
+        g32.fromHost(q),
+        g32.fromHost(ck),
+        g32.fromHost(cv),
+        gs,
+        gp,
+        tokens,
+        heads,
+        kvHeads,
+        headDim,
+        maxSeq,
+        slotCount,
+        gdq,
+        gdk,
+        gdv,
+      );
       expect(maxRelErr(await host(gdq, q.length), rdq)).toBeLessThan(1e-4);
       expect(maxRelErr(await host(gdk, ck.length), rdk)).toBeLessThan(1e-4);
       expect(maxRelErr(await host(gdv, cv.length), rdv)).toBeLessThan(1e-4);
@@ -498,7 +638,12 @@ describe('training kernels: WebGPU vs CPU twin', () => {
       expect(maxRelErr(await host(gg, n), rg)).toBeLessThan(1e-4);
       expect(maxRelErr(await host(gu, n), ru)).toBeLessThan(1e-4);
 
-      for (const [p, seed] of [[0, 5], [0.1, 6], [0.5, 0xdeadbeef], [1, 7]]) {
+      for (const [p, seed] of [
+        [0, 5],
+        [0.1, 6],
+        [0.5, 0xdeadbeef],
+        [1, 7],
+      ]) {
         const ref = new Float32Array(n);
         ct.dropout(gate, n, p, seed, ref);
         const out = g32.tensor(n);
@@ -522,7 +667,11 @@ describe('training kernels: WebGPU vs CPU twin', () => {
     });
   }
 
-  for (const [rows, cols] of [[1, 1], [7, 33], [130, 50]]) {
+  for (const [rows, cols] of [
+    [1, 1],
+    [7, 33],
+    [130, 50],
+  ]) {
     it(`scaleRows rows=${rows} cols=${cols}`, async () => {
       const x = randn(rows * cols, rows);
       const scale = randn(rows, cols);
@@ -535,7 +684,11 @@ describe('training kernels: WebGPU vs CPU twin', () => {
     });
   }
 
-  for (const [tokens, vocab, dim] of [[1, 10, 8], [7, 50, 13], [300, 20, 70]]) {
+  for (const [tokens, vocab, dim] of [
+    [1, 10, 8],
+    [7, 50, 13],
+    [300, 20, 70],
+  ]) {
     it(`embedding backward tokens=${tokens} vocab=${vocab} dim=${dim}`, async () => {
       const tok = ids(tokens, vocab, 12);
       const dout = randn(tokens * dim, 13);
@@ -550,11 +703,18 @@ describe('training kernels: WebGPU vs CPU twin', () => {
     });
   }
 
-  for (const [rows, vocab] of [[1, 1], [5, 50], [9, 1001], [2, 32000]]) {
+  for (const [rows, vocab] of [
+    [1, 1],
+    [5, 50],
+    [9, 1001],
+    [2, 32000],
+  ]) {
     it(`cross-entropy rows=${rows} vocab=${vocab}`, async () => {
       const logits = randn(rows * vocab, rows + vocab, 4);
       const r = rng(vocab);
-      const labels = Uint32Array.from({ length: rows }, (_, i) => (i % 4 === 1 ? IGNORE_INDEX : Math.floor(r() * vocab)));
+      const labels = Uint32Array.from({ length: rows }, (_, i) =>
+        i % 4 === 1 ? IGNORE_INDEX : Math.floor(r() * vocab),
+      );
       const rl = new Float32Array(rows);
       const rd = new Float32Array(rows * vocab);
       ct.crossEntropy(logits, labels, rows, vocab, 0.125, rl, rd);

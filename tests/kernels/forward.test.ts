@@ -29,7 +29,16 @@ describe('kernels: WebGPU vs CPU twin', () => {
   });
 
   // Shapes straddle the 32x32 GEMM tile and the vec4 path (K % 4 == 0 and != 0).
-  const matmulShapes: [number, number, number][] = [[1, 1, 1], [1, 37, 20], [3, 50, 19], [5, 64, 64], [9, 33, 12], [33, 65, 7], [70, 31, 44], [128, 96, 64]];
+  const matmulShapes: [number, number, number][] = [
+    [1, 1, 1],
+    [1, 37, 20],
+    [3, 50, 19],
+    [5, 64, 64],
+    [9, 33, 12],
+    [33, 65, 7],
+    [70, 31, 44],
+    [128, 96, 64],
+  ];
   for (const [m, n, k] of matmulShapes) {
     for (const bias of [false, true]) {
       it(`matmul M=${m} N=${n} K=${k} bias=${bias}`, async () => {
@@ -80,7 +89,10 @@ describe('kernels: WebGPU vs CPU twin', () => {
     small.destroy();
   });
 
-  for (const [tokens, vocab, dim] of [[1, 10, 8], [7, 50, 13]]) {
+  for (const [tokens, vocab, dim] of [
+    [1, 10, 8],
+    [7, 50, 13],
+  ]) {
     it(`embedding tokens=${tokens} vocab=${vocab} dim=${dim}`, async () => {
       const table = randn(vocab * dim, 11);
       const tok = ids(tokens, vocab, 12);
@@ -92,7 +104,12 @@ describe('kernels: WebGPU vs CPU twin', () => {
     });
   }
 
-  for (const [rows, dim] of [[1, 8], [5, 63], [17, 200], [3, 1000]]) {
+  for (const [rows, dim] of [
+    [1, 8],
+    [5, 63],
+    [17, 200],
+    [3, 1000],
+  ]) {
     it(`rmsnorm rows=${rows} dim=${dim}`, async () => {
       const x = randn(rows * dim, rows + dim, 3);
       const w = randn(dim, 7);
@@ -104,7 +121,11 @@ describe('kernels: WebGPU vs CPU twin', () => {
     });
   }
 
-  for (const [tokens, heads, headDim] of [[1, 1, 2], [5, 3, 10], [9, 4, 24]]) {
+  for (const [tokens, heads, headDim] of [
+    [1, 1, 2],
+    [5, 3, 10],
+    [9, 4, 24],
+  ]) {
     it(`rope tokens=${tokens} heads=${heads} headDim=${headDim}`, async () => {
       const maxPos = 40;
       const half = headDim / 2;
@@ -139,7 +160,14 @@ describe('kernels: WebGPU vs CPU twin', () => {
       const kvDim = kvHeads * headDim;
       const r = rng(tokens * 31 + headDim);
       const slotIds = Uint32Array.from({ length: tokens }, (_, t) => (slots === 1 ? 0 : t % slots));
-      const positions = Uint32Array.from({ length: tokens }, (_, t) => (slots === 1 ? maxSeq - tokens - 5 + t : Math.floor(r() * maxSeq)));
+      // Scattered positions, distinct within a slot: two tokens writing one cache cell would race
+      // on the GPU (the model never does that), and the CPU twin's last-write-wins would not match.
+      const freeCells = Array.from({ length: slots }, () => Array.from({ length: maxSeq }, (_, p) => p));
+      const positions = Uint32Array.from({ length: tokens }, (_, t) => {
+        if (slots === 1) return maxSeq - tokens - 5 + t;
+        const free = freeCells[t % slots];
+        return free.splice(Math.floor(r() * free.length), 1)[0];
+      });
       const cacheK = randn(slots * maxSeq * kvDim, 21);
       const cacheV = randn(slots * maxSeq * kvDim, 22);
       const k = randn(tokens * kvDim, 23);

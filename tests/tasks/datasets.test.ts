@@ -11,7 +11,7 @@ import { loadQuestions, parseQuestions } from '../../src/tasks/datasets';
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 const gsm8kTest = path.resolve(repoRoot, 'public/data/gsm8k/test.jsonl');
 
-const jsonl = (...rows: unknown[]) => rows.map((r) => JSON.stringify(r)).join('\n') + '\n';
+const jsonl = (...rows: unknown[]) => `${rows.map((r) => JSON.stringify(r)).join('\n')}\n`;
 
 describe('parseQuestions', () => {
   it('GSM8K rows keep the full solution as the reference; ids are <basename>#<line>', () => {
@@ -76,7 +76,14 @@ describe('parseQuestions', () => {
         { question: 'Q3', choices: { text: ['p', 'q', 'r', 's'], label: ['1', '2', '3', '4'] }, answerKey: '4' },
         { question: 'Q4', choices: ['cat', 'dog'], answer: 'dog' },
         { question: 'Q5', choices: ['a', 'b', 'c', 'd', 'e'], answer: '(E)' },
-        { question: 'Q6', choices: [{ label: 'A', text: 'one' }, { label: 'B', text: 'two' }], answerKey: 'A' },
+        {
+          question: 'Q6',
+          choices: [
+            { label: 'A', text: 'one' },
+            { label: 'B', text: 'two' },
+          ],
+          answerKey: 'A',
+        },
       ),
       'mc',
       'mc.jsonl',
@@ -101,7 +108,14 @@ describe('parseQuestions', () => {
   });
 
   it('accepts a JSON array (AgentArk datasets/data/*.json)', () => {
-    const qs = parseQuestions(JSON.stringify([{ query: 'a', gt: '1' }, { query: 'b', gt: '2' }]), 'gsm8k', 'data/GSM8K.json');
+    const qs = parseQuestions(
+      JSON.stringify([
+        { query: 'a', gt: '1' },
+        { query: 'b', gt: '2' },
+      ]),
+      'gsm8k',
+      'data/GSM8K.json',
+    );
     expect(qs.map((q) => q.id)).toEqual(['GSM8K.json#1', 'GSM8K.json#2']);
   });
 
@@ -117,9 +131,9 @@ describe('parseQuestions', () => {
     expect(() => parseQuestions(jsonl({ question: 'q', choices: ['a', 'b'], answer: 'D' }), 'mc', 'm.jsonl')).toThrow(
       /m\.jsonl:1: answer index 3 out of range/,
     );
-    expect(() => parseQuestions(jsonl({ question: 'q', choices: ['a', 'b'], answer: 'zebra' }), 'mc', 'm.jsonl')).toThrow(
-      /m\.jsonl:1: cannot read answer/,
-    );
+    expect(() =>
+      parseQuestions(jsonl({ question: 'q', choices: ['a', 'b'], answer: 'zebra' }), 'mc', 'm.jsonl'),
+    ).toThrow(/m\.jsonl:1: cannot read answer/);
     expect(() => parseQuestions(jsonl(42), 'gsm8k', 'n.jsonl')).toThrow(/n\.jsonl:1: expected a JSON object/);
   });
 });
@@ -176,7 +190,9 @@ describe('loadQuestions', () => {
 
     it('fetches a URL; ids use the URL basename', async () => {
       const qs = await loadQuestions(`${base}/sets/mc.jsonl?x=1`, 'mc');
-      expect(qs).toEqual([{ id: 'mc.jsonl#1', question: 'Q?\n\nA. a\nB. b', answer: 'B', task: 'mc', choices: ['a', 'b'] }]);
+      expect(qs).toEqual([
+        { id: 'mc.jsonl#1', question: 'Q?\n\nA. a\nB. b', answer: 'B', task: 'mc', choices: ['a', 'b'] },
+      ]);
     });
 
     it('HTTP errors name the URL and status', async () => {

@@ -11,7 +11,7 @@ import { startServer } from '../../src/engine/server';
 import type { ChatCompletionRequest } from '../../src/engine/types';
 import { referenceAnswer } from '../../src/tasks/answers';
 import { loadQuestions, type Question } from '../../src/tasks/datasets';
-import { runDebateSet, type DebateOptions } from '../../src/teach/debate';
+import { runDebateSet, type DebateOptions, type DebateSetResult } from '../../src/teach/debate';
 import { OpenAIEngine } from '../../src/teach/openai-engine';
 import { readTrajectories, summarizeTrajectories, type TrajectoryRecord } from '../../src/teach/trajectory';
 import { createFakeEngine } from '../helpers/fake-engine';
@@ -128,7 +128,7 @@ describe('debate over HTTP (GSM8K)', () => {
     for (const q of questions) a.refs.set(q.question, referenceAnswer('gsm8k', q.answer)!);
     const serverA = await startServer(a.engine);
     const ac = new AbortController();
-    let r1;
+    let r1: DebateSetResult;
     try {
       const client = new OpenAIEngine({ baseUrl: serverA.baseUrl, model: 'fake-model', concurrency: 6 });
       r1 = await runDebateSet(questions, opts(client), {

@@ -4,7 +4,8 @@ import type { Question } from '../../src/tasks/datasets';
 import { DebateAbortedError, majorityVote, runDebate, type DebateOptions } from '../../src/teach/debate';
 import { answerFormatInstruction } from '../../src/tasks/prompts';
 import { parseTrajectoryLine } from '../../src/teach/trajectory';
-import { createFakeEngine, fnv1a } from '../helpers/fake-engine';
+import { createFakeEngine } from '../helpers/fake-engine';
+import { fnv1a } from '../../src/util/hash';
 
 const q: Question = { id: 'q1', question: 'Tom has 3 apples and buys 4 more. How many apples does he have?', answer: 'He has 3 + 4 = 7.\n#### 7', task: 'gsm8k' };
 
@@ -112,7 +113,7 @@ describe('runDebate (fake engine)', () => {
   });
 
   it('llm aggregator: one extra call that reads every final answer; its answer is final', async () => {
-    const engine = createFakeEngine({ reply: (req, ctx) => (isJudge(req) ? 'Having weighed them: the answer is 7.\n#### 7' : uniqueReply(() => 4)(req)) });
+    const engine = createFakeEngine({ reply: (req, _ctx) => (isJudge(req) ? 'Having weighed them: the answer is 7.\n#### 7' : uniqueReply(() => 4)(req)) });
     const rec = await runDebate(q, { numAgents: 3, rounds: 2, aggregator: 'llm', seed: 5, model: 'judge-model' }, engine);
     expect(engine.calls).toBe(7);
     const ag = rec.aggregator;

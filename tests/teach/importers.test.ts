@@ -46,7 +46,9 @@ describe('importExampleModelSolutions (real file)', () => {
   });
 
   it('bad lines name the source and line', () => {
-    expect(() => importExampleModelSolutions('{"question": "q"}\n', 'ems.jsonl')).toThrow(/ems\.jsonl:1: missing "ground_truth"/);
+    expect(() => importExampleModelSolutions('{"question": "q"}\n', 'ems.jsonl')).toThrow(
+      /ems\.jsonl:1: missing "ground_truth"/,
+    );
     expect(() => importExampleModelSolutions('\n{oops\n', 'ems.jsonl')).toThrow(/ems\.jsonl:2: invalid JSON/);
   });
 });
@@ -68,7 +70,11 @@ describe('importAgentArkOutput', () => {
       { agent: 'agent_2', text: 'I think it is 6.\n#### 6' },
       { agent: 'aggregator', text: '\\boxed{5}', role: 'aggregator' },
     ]);
-    expect(splitAgentArkResponse(response, { aggregatorLast: false }).map((s) => s.agent)).toEqual(['agent_1', 'agent_2', 'agent_3']);
+    expect(splitAgentArkResponse(response, { aggregatorLast: false }).map((s) => s.agent)).toEqual([
+      'agent_1',
+      'agent_2',
+      'agent_3',
+    ]);
     expect(splitAgentArkResponse('just one answer: 4')).toEqual([{ agent: 'agent_1', text: 'just one answer: 4' }]);
     expect(splitAgentArkResponse('')).toEqual([]);
   });
@@ -85,8 +91,17 @@ describe('importAgentArkOutput', () => {
       .join('\n');
     const sets = importAgentArkOutput(text, 'gsm8k', 'MATH/llm_debate_infer.jsonl');
     expect(sets).toHaveLength(4); // the failed inference row is skipped
-    expect(sets[0]).toMatchObject({ id: 'MATH/llm_debate_infer.jsonl#1', question: 'What is 2+3?', reference: '5', task: 'gsm8k' });
-    expect(sets[0]!.solutions.map((s) => grade('gsm8k', s.text, sets[0]!.reference).correct)).toEqual([true, false, true]);
+    expect(sets[0]).toMatchObject({
+      id: 'MATH/llm_debate_infer.jsonl#1',
+      question: 'What is 2+3?',
+      reference: '5',
+      task: 'gsm8k',
+    });
+    expect(sets[0]!.solutions.map((s) => grade('gsm8k', s.text, sets[0]!.reference).correct)).toEqual([
+      true,
+      false,
+      true,
+    ]);
     expect(sets[1]).toMatchObject({ question: 'Q2', reference: '#### 7' });
     expect(sets[2]).toMatchObject({ question: 'P3', reference: '\\frac12' });
     expect(grade('math', sets[2]!.solutions[0]!.text, sets[2]!.reference).correct).toBe(true);
@@ -112,8 +127,14 @@ describe('importAgentArkOutput', () => {
   });
 
   it('errors name the line', () => {
-    expect(() => importAgentArkOutput('{"query": "q", "gt": "1"}', 'gsm8k', 'out.jsonl')).toThrow(/out\.jsonl:1: no "response"/);
-    expect(() => importAgentArkOutput('\n{"gt": "1", "response": "x"}', 'gsm8k', 'out.jsonl')).toThrow(/out\.jsonl:2: no question/);
-    expect(() => importAgentArkOutput('{"query": "q", "response": "x"}', 'gsm8k', 'out.jsonl')).toThrow(/out\.jsonl:1: no reference/);
+    expect(() => importAgentArkOutput('{"query": "q", "gt": "1"}', 'gsm8k', 'out.jsonl')).toThrow(
+      /out\.jsonl:1: no "response"/,
+    );
+    expect(() => importAgentArkOutput('\n{"gt": "1", "response": "x"}', 'gsm8k', 'out.jsonl')).toThrow(
+      /out\.jsonl:2: no question/,
+    );
+    expect(() => importAgentArkOutput('{"query": "q", "response": "x"}', 'gsm8k', 'out.jsonl')).toThrow(
+      /out\.jsonl:1: no reference/,
+    );
   });
 });

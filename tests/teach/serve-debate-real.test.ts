@@ -29,7 +29,7 @@ function modelDir(): string {
 }
 
 async function startServe(dir: string): Promise<{ url: string; stop: () => Promise<string> }> {
-  const child = spawn(process.execPath, [CLI, 'serve', '--model', dir, '--port', '0', '--context-length', '2048', '--max-batch', '6'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [CLI, 'serve', '--model', dir, '--port', '0', '--served-model-name', 'tiny', '--context-length', '2048', '--max-batch', '6'], { stdio: ['ignore', 'pipe', 'pipe'] });
   children.push(child);
   let out = '';
   let err = '';

@@ -14,6 +14,9 @@ import {
   type TrajectoryRecord,
 } from '../../src/teach/trajectory';
 
+// biome-ignore lint/suspicious/noExplicitAny: the tests mutate records as free-form JSON
+type FreeJson = any;
+
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
 
 function makeRecord(id: string, correct = true, pad = ''): TrajectoryRecord {
@@ -65,17 +68,17 @@ describe('parseTrajectoryLine', () => {
   });
 
   it('rejects bad lines with the line number and the field', () => {
-    const bad = (mut: (r: Record<string, any>) => void) => {
-      const r = JSON.parse(JSON.stringify(makeRecord('x'))) as Record<string, any>;
+    const bad = (mut: (r: Record<string, FreeJson>) => void) => {
+      const r = JSON.parse(JSON.stringify(makeRecord('x'))) as Record<string, FreeJson>;
       mut(r);
       return JSON.stringify(r);
     };
     expect(() => parseTrajectoryLine('{"schema": ', 7)).toThrow(/line 7: not valid JSON/);
     expect(() => parseTrajectoryLine(bad((r) => delete r.schema), 3)).toThrow(/line 3: missing "schema"/);
     expect(() => parseTrajectoryLine(bad((r) => (r.schema = 'agentark.trajectory/2')), 3)).toThrow(/unsupported schema "agentark.trajectory\/2"/);
-    expect(() => parseTrajectoryLine(bad((r) => (r.rounds[1].messages[0].usage.prompt_tokens = '10')), 4)).toThrow(/rounds\[1\]\.messages\[0\]\.usage\.prompt_tokens must be a finite number/);
+    expect(() => parseTrajectoryLine(bad((r) => (r.rounds[1].messages[0].usage.prompt_tokens = '10')), 4)).toThrow(/rounds\[1\]\.messages\[0\]\.usage\.prompt_tokens must be an integer/);
     expect(() => parseTrajectoryLine(bad((r) => (r.rounds[0].messages[1].prompt = [{ role: 'user' }])), 4)).toThrow(/prompt\[0\] must be \{role, content\}/);
-    expect(() => parseTrajectoryLine(bad((r) => (r.task = 'squad')), 2)).toThrow(/task must be gsm8k, math or mc/);
+    expect(() => parseTrajectoryLine(bad((r) => (r.task = 'squad')), 2)).toThrow(/task must be gsm8k, math, mc or qa/);
     expect(() => parseTrajectoryLine(bad((r) => (r.final.correct = 'yes')), 2)).toThrow(/final\.correct must be a boolean/);
     expect(() => parseTrajectoryLine(bad((r) => (r.aggregator = { kind: 'llm', extracted: '7', correct: true })), 2)).toThrow(/aggregator\.completion must be a string/);
     expect(() => parseTrajectoryLine(bad((r) => delete r.totals.wallMs), 2)).toThrow(/totals\.wallMs/);
@@ -106,7 +109,7 @@ describe('openTrajectoryLog', () => {
 
   it('refuses to write an invalid record', async () => {
     const log = await openTrajectoryLog(path.join(dir, 'inv.jsonl'));
-    const r = makeRecord('x') as any;
+    const r = makeRecord('x') as FreeJson;
     delete r.final;
     await expect(log.append(r)).rejects.toThrow(/final must be an object/);
     await log.close();
@@ -129,6 +132,46 @@ describe('openTrajectoryLog', () => {
     await log.append(makeRecord('3'));
     await log.close();
     expect((await readTrajectories(file)).map((r) => r.id)).toEqual(['1', '2', '3']);
+  });
+
+  it("refuses, untouched, a file that is not a trajectory log (debate --out on someone else's file)", async () => {
+    const cases: [string, string][] = [
+      ['results.json', '{"accuracy": 0.5, "runs": [1, 2, 3]}'], // one JSON line, no newline
+      ['pretty.json', '{\n  "accuracy": 0.5\n}\n'],
+      ['notes.txt', 'some notes\nmore notes'],
+      ['after-ours.jsonl', `${JSON.stringify(makeRecord('1'))}\nsomething else without a newline`],
+      ['short.jsonl', '{"sch'], // a prefix of a record, but with no record of ours before it
+    ];
+    for (const [name, content] of cases) {
+      const file = path.join(dir, name);
+      await fsp.writeFile(file, content);
+      await expect(openTrajectoryLog(file), name).rejects.toThrow(
+        /refusing to (write|append) to it, the file is left untouched/,
+      );
+      expect(await fsp.readFile(file, 'utf8'), name).toBe(content);
+    }
+    // A first record cut mid-write is ours: repaired.
+    const first = path.join(dir, 'first-cut.jsonl');
+    await fsp.writeFile(first, JSON.stringify(makeRecord('1')).slice(0, 80));
+    const log = await openTrajectoryLog(first);
+    await log.close();
+    expect(await fsp.readFile(first, 'utf8')).toBe('');
+  });
+
+  it('validates numbers used as indices and sizes (round 1e9 is an error, not a heap crash)', () => {
+    const bad = (mutate: (r: Record<string, FreeJson>) => void, re: RegExp) => {
+      const r = JSON.parse(JSON.stringify(makeRecord('1')));
+      mutate(r);
+      expect(() => parseTrajectoryLine(JSON.stringify(r), 3)).toThrow(re);
+    };
+    bad((r) => (r.rounds[1].round = 1e9), /line 3: rounds\[1\]\.round must be an integer in \[1, 2\], got 1000000000/);
+    bad((r) => (r.rounds[0].round = 0), /rounds\[0\]\.round must be an integer/);
+    bad((r) => (r.rounds[0].round = 1.5), /rounds\[0\]\.round must be an integer/);
+    bad((r) => (r.config.rounds = 1e9), /config\.rounds must be an integer in \[1, 1000\]/);
+    bad((r) => (r.config.agents = -1), /config\.agents must be an integer/);
+    bad((r) => (r.config.rounds = 1), /rounds has 2 entries but config\.rounds is 1/);
+    bad((r) => (r.rounds[0].messages[0].usage.prompt_tokens = -5), /usage\.prompt_tokens must be an integer/);
+    bad((r) => (r.totals.calls = 0.5), /totals\.calls must be an integer/);
   });
 
   it('readTrajectories skips (but does not repair) a partial tail', async () => {
@@ -175,7 +218,10 @@ describe('openTrajectoryLog', () => {
        await log.close();
       `,
     );
-    const proc = spawn(process.execPath, ['--import', 'tsx', child], { cwd: repoRoot, stdio: ['ignore', 'pipe', 'pipe'] });
+    const proc = spawn(process.execPath, ['--import', 'tsx', child], {
+      cwd: repoRoot,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
     const exited = new Promise<number | null>((r) => proc.on('exit', (code) => r(code)));
     let stderr = '';
     proc.stderr.on('data', (d) => (stderr += d));
@@ -198,7 +244,11 @@ describe('openTrajectoryLog', () => {
     expect(stderr).toBe('');
     const buf = await fsp.readFile(file);
     expect(buf.length).toBeGreaterThan(0);
-    const complete = buf.subarray(0, buf.lastIndexOf(0x0a) + 1).toString('utf8').split('\n').filter(Boolean);
+    const complete = buf
+      .subarray(0, buf.lastIndexOf(0x0a) + 1)
+      .toString('utf8')
+      .split('\n')
+      .filter(Boolean);
     expect(complete.length).toBeGreaterThan(3);
     complete.forEach((l, i) => expect(parseTrajectoryLine(l, i + 1).id).toBe(String(i))); // no duplicates, no gaps
     const log = await openTrajectoryLog(file);

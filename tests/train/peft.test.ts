@@ -3,7 +3,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { parseConfig, type ModelConfig } from '../../src/formats/config';
+import { PROJECTIONS, parseConfig, type ModelConfig } from '../../src/formats/config';
 import { f32ToBf16Bits, f32ToF16Bits, bf16ToF32, f16ToF32 } from '../../src/formats/dtype';
 import {
   initLoraPair,
@@ -20,7 +20,6 @@ import {
 } from '../../src/formats/peft';
 import { readSafetensors, writeSafetensors, type TensorToWrite } from '../../src/formats/safetensors';
 import { BlobSource } from '../../src/formats/source';
-import { PROJECTIONS } from '../../src/model/llama';
 import { randomPeftAdapter, writeRandomPeftAdapter } from '../helpers/peft-fixture';
 import { REPO_ROOT } from '../helpers/reference';
 import { rng } from '../helpers/rng';

@@ -14,8 +14,21 @@ import { Comlink, newTaskId, type AppContext, type Page } from '../client';
 import { clear, downloadText, errorText, h, statusLine } from '../dom';
 
 const KERNEL_PRESETS: Record<string, { label: string; shapes: [number, number, number][] }> = {
-  quick: { label: 'Quick (1×256×256, 64×256×256)', shapes: [[1, 256, 256], [64, 256, 256]] },
-  standard: { label: 'Standard (as npm run bench)', shapes: [[1, 1024, 1024], [128, 512, 512], [256, 1024, 1024]] },
+  quick: {
+    label: 'Quick (1×256×256, 64×256×256)',
+    shapes: [
+      [1, 256, 256],
+      [64, 256, 256],
+    ],
+  },
+  standard: {
+    label: 'Standard (as npm run bench)',
+    shapes: [
+      [1, 1024, 1024],
+      [128, 512, 512],
+      [256, 1024, 1024],
+    ],
+  },
   none: { label: 'None', shapes: [] },
 };
 
@@ -28,7 +41,14 @@ function stamp(): string {
 /** A loose check of a SpeedReport read from JSON. */
 export function parseSpeedReport(text: string): SpeedReport {
   const r = JSON.parse(text) as Partial<SpeedReport>;
-  if (typeof r !== 'object' || r === null || typeof r.adapter !== 'string' || !Array.isArray(r.kernels) || !Array.isArray(r.models) || !Array.isArray(r.training)) {
+  if (
+    typeof r !== 'object' ||
+    r === null ||
+    typeof r.adapter !== 'string' ||
+    !Array.isArray(r.kernels) ||
+    !Array.isArray(r.models) ||
+    !Array.isArray(r.training)
+  ) {
     throw new Error('not a speed report (expected {adapter, kernels, models, training} as written by npm run bench)');
   }
   return r as SpeedReport;
@@ -36,7 +56,8 @@ export function parseSpeedReport(text: string): SpeedReport {
 
 const short = (name: string) => (name.length > 18 ? `${name.slice(0, 16)}…` : name);
 
-const f1 = (x: number | undefined) => (x === undefined || !Number.isFinite(x) ? '—' : x >= 100 ? x.toFixed(0) : x >= 10 ? x.toFixed(1) : x.toFixed(2));
+const f1 = (x: number | undefined) =>
+  x === undefined || !Number.isFinite(x) ? '—' : x >= 100 ? x.toFixed(0) : x >= 10 ? x.toFixed(1) : x.toFixed(2);
 
 /** One comparable measurement: a key, what it is, and the value (higher is better). */
 interface Measure {
@@ -52,13 +73,28 @@ const kernelRows = (r: SpeedReport): Measure[] =>
   ]);
 const modelRows = (r: SpeedReport): Measure[] =>
   r.models.flatMap((m: ModelResult) => [
-    { key: `m|${m.model}|${m.backend}|prefill`, cells: [m.model, `${(m.params / 1e6).toFixed(2)}M`, m.backend, `prefill ${m.prefillTokens}`], value: m.prefillTokensPerS },
-    { key: `m|${m.model}|${m.backend}|decode`, cells: [m.model, `${(m.params / 1e6).toFixed(2)}M`, m.backend, 'decode'], value: m.decodeTokensPerS },
+    {
+      key: `m|${m.model}|${m.backend}|prefill`,
+      cells: [m.model, `${(m.params / 1e6).toFixed(2)}M`, m.backend, `prefill ${m.prefillTokens}`],
+      value: m.prefillTokensPerS,
+    },
+    {
+      key: `m|${m.model}|${m.backend}|decode`,
+      cells: [m.model, `${(m.params / 1e6).toFixed(2)}M`, m.backend, 'decode'],
+      value: m.decodeTokensPerS,
+    },
   ]);
 const trainRows = (r: SpeedReport): Measure[] =>
   r.training.map((t: TrainResult) => ({
     key: `t|${t.model}|${t.mode}|${t.backend}`,
-    cells: [t.model, t.mode, t.backend, `${t.batch}×${t.seqLen}`, `${t.stepMs.toFixed(0)} ms`, t.peakGpuBytes === null ? '—' : `${(t.peakGpuBytes / 2 ** 20).toFixed(1)} MiB`],
+    cells: [
+      t.model,
+      t.mode,
+      t.backend,
+      `${t.batch}×${t.seqLen}`,
+      `${t.stepMs.toFixed(0)} ms`,
+      t.peakGpuBytes === null ? '—' : `${(t.peakGpuBytes / 2 ** 20).toFixed(1)} MiB`,
+    ],
     value: t.tokensPerS,
   }));
 
@@ -74,16 +110,29 @@ export const benchPage: Page = {
       const input = h('input', { type: 'checkbox', name, value, checked, id });
       return { input, el: h('label', { class: 'choice' }, input, ` ${label}`) };
     };
-    const sizes = BENCH_SIZES.map((s, i) => check('bench-size', s.name, `${s.name} (hidden ${s.hidden}, ${s.layers} layers)`, quick ? i === 0 : i < 2));
-    const kernels = h('select', { id: 'bench-kernels' }, ...Object.entries(KERNEL_PRESETS).map(([k, p]) => h('option', { value: k }, p.label)));
+    const sizes = BENCH_SIZES.map((s, i) =>
+      check('bench-size', s.name, `${s.name} (hidden ${s.hidden}, ${s.layers} layers)`, quick ? i === 0 : i < 2),
+    );
+    const kernels = h(
+      'select',
+      { id: 'bench-kernels' },
+      ...Object.entries(KERNEL_PRESETS).map(([k, p]) => h('option', { value: k }, p.label)),
+    );
     kernels.value = quick ? 'quick' : 'standard';
+    const attention = check('bench-what', 'attention', 'Attention kernels', !quick, 'bench-attention');
     const models = check('bench-what', 'models', 'Prefill / decode', true, 'bench-models');
     const training = check('bench-what', 'training', 'Training (LoRA)', true, 'bench-training');
     const full = check('bench-what', 'full', 'Training (full)', !quick, 'bench-full');
     const cpu = check('bench-what', 'cpu', 'CPU twin beside WebGPU', true, 'bench-cpu');
     const runBtn = h('button', { type: 'button', class: 'primary', id: 'bench-run' }, 'Run benchmarks');
     const stopBtn = h('button', { type: 'button', class: 'danger', id: 'bench-stop', hidden: true }, 'Stop');
-    const progress = h('progress', { id: 'bench-progress', max: 1, value: 0, hidden: true, 'aria-label': 'Benchmark progress' });
+    const progress = h('progress', {
+      id: 'bench-progress',
+      max: 1,
+      value: 0,
+      hidden: true,
+      'aria-label': 'Benchmark progress',
+    });
     const progressLabel = h('span', { class: 'muted progress-label' });
     const status = statusLine();
     status.el.id = 'bench-status';
@@ -91,35 +140,85 @@ export const benchPage: Page = {
       'section',
       { class: 'card', 'aria-labelledby': 'bench-s-h' },
       h('h2', { id: 'bench-s-h' }, 'Speed on this GPU'),
-      h('p', { class: 'muted small' }, 'Random weights in the Llama layout; the engine runs them on a WebGPU device of its own (a loaded model stays loaded). Compare ratios within one run: on a software adapter absolute numbers are noise.'),
+      h(
+        'p',
+        { class: 'muted small' },
+        'Random weights in the Llama layout; the engine runs them on a WebGPU device of its own (a loaded model ' +
+          'stays loaded). Compare ratios within one run: on a software adapter absolute numbers are noise.',
+      ),
       h('fieldset', { class: 'choices' }, h('legend', {}, 'Model sizes'), ...sizes.map((s) => s.el)),
       h('div', { class: 'field' }, h('label', { for: 'bench-kernels' }, 'Matmul kernels'), kernels),
-      h('fieldset', { class: 'choices' }, h('legend', {}, 'Measure'), models.el, training.el, full.el, cpu.el),
+      h(
+        'fieldset',
+        { class: 'choices' },
+        h('legend', {}, 'Measure'),
+        attention.el,
+        models.el,
+        training.el,
+        full.el,
+        cpu.el,
+      ),
       h('div', { class: 'row actions' }, runBtn, stopBtn),
       h('div', { class: 'progress-row' }, progress, progressLabel),
       status.el,
     );
 
     // ---- results ----------------------------------------------------------------------------
-    const downloadBtn = h('button', { type: 'button', class: 'secondary', id: 'bench-download', disabled: true }, 'Download JSON');
-    const openInput = h('input', { type: 'file', id: 'bench-open', accept: '.json,application/json', class: 'visually-hidden', tabindex: -1 });
+    const downloadBtn = h(
+      'button',
+      { type: 'button', class: 'secondary', id: 'bench-download', disabled: true },
+      'Download JSON',
+    );
+    const openInput = h('input', {
+      type: 'file',
+      id: 'bench-open',
+      accept: '.json,application/json',
+      class: 'visually-hidden',
+      tabindex: -1,
+    });
     const openBtn = h('button', { type: 'button', class: 'secondary' }, 'Open a report…');
-    const compareInput = h('input', { type: 'file', id: 'bench-compare', accept: '.json,application/json', class: 'visually-hidden', tabindex: -1 });
+    const compareInput = h('input', {
+      type: 'file',
+      id: 'bench-compare',
+      accept: '.json,application/json',
+      class: 'visually-hidden',
+      tabindex: -1,
+    });
     const compareBtn = h('button', { type: 'button', class: 'secondary', id: 'bench-compare-btn' }, 'Compare with…');
     const clearCompare = h('button', { type: 'button', class: 'link', hidden: true }, 'stop comparing');
-    const adapterLine = h('div', { class: 'bench-adapters', id: 'bench-adapter' }, h('p', { class: 'muted' }, 'Run the benchmarks, or open a report JSON (bench-results.json from npm run bench works too).'));
+    const adapterLine = h(
+      'div',
+      { class: 'bench-adapters', id: 'bench-adapter' },
+      h(
+        'p',
+        { class: 'muted' },
+        'Run the benchmarks, or open a report JSON (bench-results.json from npm run bench works too).',
+      ),
+    );
     const tables = h('div', { id: 'bench-tables' });
     const chart = barChart({ id: 'bench-chart', title: 'Tokens per second per model', yLabel: 'tokens / s' });
     const chartFig = h('figure', { hidden: true }, h('figcaption', {}, 'Tokens per second'), chart.el);
     const resultsCard = h(
       'section',
       { class: 'card', 'aria-labelledby': 'bench-r-h' },
-      h('div', { class: 'card-head' }, h('h2', { id: 'bench-r-h' }, 'Results'), h('div', { class: 'row' }, openBtn, compareBtn, downloadBtn, openInput, compareInput)),
+      h(
+        'div',
+        { class: 'card-head' },
+        h('h2', { id: 'bench-r-h' }, 'Results'),
+        h('div', { class: 'row' }, openBtn, compareBtn, downloadBtn, openInput, compareInput),
+      ),
       adapterLine,
       tables,
       chartFig,
     );
-    root.append(h('div', { class: 'page-grid bench-grid' }, h('div', { class: 'col' }, settingsCard), h('div', { class: 'col' }, resultsCard)));
+    root.append(
+      h(
+        'div',
+        { class: 'page-grid bench-grid' },
+        h('div', { class: 'col' }, settingsCard),
+        h('div', { class: 'col' }, resultsCard),
+      ),
+    );
 
     let mine: SpeedReport | null = null;
     let mineName = 'this run';
@@ -136,7 +235,12 @@ export const benchPage: Page = {
         {},
         ...heads.map((x) => h('th', { scope: 'col' }, x)),
         h('th', { scope: 'col', class: 'num', title: mineName }, b ? short(mineName) : unit),
-        ...(b ? [h('th', { scope: 'col', class: 'num', title: otherName }, short(otherName)), h('th', { scope: 'col', class: 'num', title: `${short(mineName)} / ${short(otherName)}` }, 'ratio')] : []),
+        ...(b
+          ? [
+              h('th', { scope: 'col', class: 'num', title: otherName }, short(otherName)),
+              h('th', { scope: 'col', class: 'num', title: `${short(mineName)} / ${short(otherName)}` }, 'ratio'),
+            ]
+          : []),
       );
       const rows = keys.map((k) => {
         const x = aMap.get(k);
@@ -148,10 +252,29 @@ export const benchPage: Page = {
           { 'data-key': k },
           ...cells.map((c) => h('td', {}, c)),
           h('td', { class: 'num' }, f1(x?.value)),
-          ...(b ? [h('td', { class: 'num' }, f1(y?.value)), h('td', { class: `num ratio ${ratio === null ? '' : ratio >= 1 ? 'ok-text' : 'bad-text'}` }, ratio === null ? '—' : `${ratio.toFixed(2)}×`)] : []),
+          ...(b
+            ? [
+                h('td', { class: 'num' }, f1(y?.value)),
+                h(
+                  'td',
+                  { class: `num ratio ${ratio === null ? '' : ratio >= 1 ? 'ok-text' : 'bad-text'}` },
+                  ratio === null ? '—' : `${ratio.toFixed(2)}×`,
+                ),
+              ]
+            : []),
         );
       });
-      return h('div', { class: 'table-scroll' }, h('table', { class: 'list bench', id }, h('caption', {}, caption, h('span', { class: 'muted unit' }, ` · ${unit}${b ? ', higher is faster' : ''}`)), h('thead', {}, head), h('tbody', {}, ...rows)));
+      return h(
+        'div',
+        { class: 'table-scroll' },
+        h(
+          'table',
+          { class: 'list bench', id },
+          h('caption', {}, caption, h('span', { class: 'muted unit' }, ` · ${unit}${b ? ', higher is faster' : ''}`)),
+          h('thead', {}, head),
+          h('tbody', {}, ...rows),
+        ),
+      );
     };
 
     const render = () => {
@@ -165,12 +288,41 @@ export const benchPage: Page = {
       }
       const a = mine ?? other!;
       const b = mine && other ? other : null;
-      adapterLine.append(h('p', {}, h('strong', {}, `Adapter (${mine ? mineName : otherName}): `), h('span', { class: 'adapter-name' }, a.adapter)));
-      if (b) adapterLine.append(h('p', {}, h('strong', {}, `Compared with (${otherName}): `), b.adapter, ' ', clearCompare));
+      adapterLine.append(
+        h(
+          'p',
+          {},
+          h('strong', {}, `Adapter (${mine ? mineName : otherName}): `),
+          h('span', { class: 'adapter-name' }, a.adapter),
+        ),
+      );
+      if (b)
+        adapterLine.append(h('p', {}, h('strong', {}, `Compared with (${otherName}): `), b.adapter, ' ', clearCompare));
       clearCompare.hidden = !b;
-      const t1 = table('bench-kernels-table', 'Matmul kernels', ['Kernel', 'Shape', 'Backend'], 'GFLOP/s', kernelRows(a), b ? kernelRows(b) : null);
-      const t2 = table('bench-models-table', 'Whole model (prefill / decode)', ['Model', 'Params', 'Backend', 'Phase'], 'tokens/s', modelRows(a), b ? modelRows(b) : null);
-      const t3 = table('bench-training-table', 'Training steps', ['Model', 'Mode', 'Backend', 'Batch×seq', 'Step', 'Peak GPU'], 'tokens/s', trainRows(a), b ? trainRows(b) : null);
+      const t1 = table(
+        'bench-kernels-table',
+        'Kernels (matmul, attention)',
+        ['Kernel', 'Shape', 'Backend'],
+        'GFLOP/s',
+        kernelRows(a),
+        b ? kernelRows(b) : null,
+      );
+      const t2 = table(
+        'bench-models-table',
+        'Whole model (prefill / decode)',
+        ['Model', 'Params', 'Backend', 'Phase'],
+        'tokens/s',
+        modelRows(a),
+        b ? modelRows(b) : null,
+      );
+      const t3 = table(
+        'bench-training-table',
+        'Training steps',
+        ['Model', 'Mode', 'Backend', 'Batch×seq', 'Step', 'Peak GPU'],
+        'tokens/s',
+        trainRows(a),
+        b ? trainRows(b) : null,
+      );
       for (const t of [t1, t2, t3]) if (t) tables.append(t);
       if (!t1 && !t2 && !t3) tables.append(h('p', { class: 'muted' }, 'No results yet.'));
       const m = a.models;
@@ -226,9 +378,13 @@ export const benchPage: Page = {
     const settings = (): BenchSettings => ({
       sizes: sizes.filter((s) => s.input.checked).map((s) => s.input.value),
       kernelShapes: KERNEL_PRESETS[kernels.value]?.shapes ?? [],
+      attention: attention.input.checked,
       models: models.input.checked,
       training: training.input.checked || full.input.checked,
-      trainingModes: [...(training.input.checked ? (['lora'] as const) : []), ...(full.input.checked ? (['full'] as const) : [])],
+      trainingModes: [
+        ...(training.input.checked ? (['lora'] as const) : []),
+        ...(full.input.checked ? (['full'] as const) : []),
+      ],
       cpuTwin: cpu.input.checked,
     });
     runBtn.addEventListener('click', async () => {

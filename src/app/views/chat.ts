@@ -12,8 +12,24 @@ import { defaultAgentSystemPrompt } from '../../tasks/prompts';
 // The embedded student was trained with the debate's compact agent prompt; start from that.
 const DEFAULT_SYSTEM = defaultAgentSystemPrompt('gsm8k', 'compact');
 
+/** Contexts up to this many positions start in single-question mode (earlier turns would not fit). */
+const SINGLE_QUESTION_CONTEXT = 512;
+
+/**
+ * GSM8K's answer marker "#### 12" is Markdown for a level-4 heading; in a reply it is the final
+ * answer, so it is shown as one.
+ */
+export function answerMarkerAsAnswer(text: string): string {
+  return text.replace(/^[ \t]*####[ \t]*(\S[^\n]*?)[ \t]*$/gm, (_, a: string) => `**Answer: ${a}**`);
+}
+
 function statsText(s: ChatStats): string {
-  const parts = [`${s.completionTokens} tokens`, `${s.tokensPerS.toFixed(1)} tokens/s`, `first token ${s.ttftMs} ms`, `prompt ${s.promptTokens} tokens`];
+  const parts = [
+    `${s.completionTokens} tokens`,
+    `${s.tokensPerS.toFixed(1)} tokens/s`,
+    `first token ${s.ttftMs} ms`,
+    `prompt ${s.promptTokens} tokens`,
+  ];
   if (s.finishReason === 'length') parts.push('stopped at max tokens');
   if (s.finishReason === 'abort') parts.push('stopped');
   return parts.join(' · ');
@@ -26,6 +42,8 @@ export const chatPage: Page = {
     const { api, state } = ctx;
     const history: ChatMessage[] = [];
     let generating: string | null = null;
+    /** The adapter replies come from (null = the base model), for each reply's label. */
+    let activeAdapter: string | null = null;
 
     // ---- settings -------------------------------------------------------------------------
     const system = h('textarea', { rows: 4, id: 'chat-system', spellcheck: 'true' });
@@ -40,42 +58,112 @@ export const chatPage: Page = {
     maxTokens.id = 'chat-max-tokens';
     const seed = numberInput({ value: '', min: 0, step: 1, placeholder: 'random' });
     seed.id = 'chat-seed';
+    const single = h('input', { type: 'checkbox', id: 'chat-single', checked: true });
+    let singleTouched = false;
+    single.addEventListener('change', () => (singleTouched = true));
+    const singleNote = h('small', { class: 'hint', id: 'chat-single-hint' });
     const adapter = h('select', { id: 'chat-adapter', disabled: true }, h('option', { value: '' }, 'Base model'));
-    const adapterFiles = h('input', { type: 'file', id: 'chat-adapter-files', multiple: true, accept: '.json,.safetensors', class: 'visually-hidden', tabindex: -1 });
-    const adapterLoad = h('button', { type: 'button', class: 'secondary small', id: 'chat-adapter-load', disabled: true }, 'Load PEFT files…');
-    const adapterNote = h('small', { class: 'hint', id: 'chat-adapter-note' }, 'Base model, or a LoRA adapter trained on the Train page; switching needs no reload.');
+    const adapterFiles = h('input', {
+      type: 'file',
+      id: 'chat-adapter-files',
+      multiple: true,
+      accept: '.json,.safetensors',
+      class: 'visually-hidden',
+      tabindex: -1,
+    });
+    const adapterLoad = h(
+      'button',
+      { type: 'button', class: 'secondary small', id: 'chat-adapter-load', disabled: true },
+      'Load PEFT files…',
+    );
+    const adapterNote = h(
+      'small',
+      { class: 'hint', id: 'chat-adapter-note' },
+      'Base model, or a LoRA adapter trained on the Train page; switching needs no reload.',
+    );
     const settings = h(
       'aside',
       { class: 'card chat-settings', 'aria-labelledby': 'chat-settings-h' },
       h('h2', { id: 'chat-settings-h' }, 'Settings'),
       field('System prompt', system),
-      h('div', { class: 'grid2' }, field('Temperature', temperature), field('Top p', topP), field('Top k', topK, '0 = off'), field('Max tokens', maxTokens), field('Seed', seed, 'Empty = random')),
-      h('div', { class: 'field' }, h('label', { for: 'chat-adapter' }, 'Adapter'), h('div', { class: 'row adapter-row' }, adapter, adapterLoad), adapterNote, adapterFiles),
+      h(
+        'div',
+        { class: 'field' },
+        h('label', { class: 'check', for: 'chat-single' }, single, ' Single question'),
+        singleNote,
+      ),
+      h(
+        'div',
+        { class: 'grid2' },
+        field('Temperature', temperature),
+        field('Top p', topP),
+        field('Top k', topK, '0 = off'),
+        field('Max tokens', maxTokens),
+        field('Seed', seed, 'Empty = random'),
+      ),
+      h(
+        'div',
+        { class: 'field' },
+        h('label', { for: 'chat-adapter' }, 'Adapter'),
+        h('div', { class: 'row adapter-row' }, adapter, adapterLoad),
+        adapterNote,
+        adapterFiles,
+      ),
     );
 
     // ---- conversation ---------------------------------------------------------------------
     const notice = h('div', { class: 'notice', id: 'chat-notice' });
-    const log = h('div', { class: 'messages', id: 'chat-log', role: 'log', 'aria-live': 'polite', 'aria-label': 'Conversation' });
+    const log = h('div', {
+      class: 'messages',
+      id: 'chat-log',
+      role: 'log',
+      'aria-live': 'polite',
+      'aria-label': 'Conversation',
+    });
     const empty = h('div', { class: 'muted empty markdown' });
     setMarkdown(empty, 'Replies are rendered as **Markdown** with math, e.g. $e^{i\\pi}+1=0$.');
     log.append(empty);
-    const input = h('textarea', { id: 'chat-input', rows: 3, placeholder: 'Ask something… (Enter to send, Shift+Enter for a new line)', 'aria-label': 'Message' });
+    const input = h('textarea', {
+      id: 'chat-input',
+      rows: 3,
+      placeholder: 'Ask something… (Enter to send, Shift+Enter for a new line)',
+      'aria-label': 'Message',
+    });
     const send = h('button', { type: 'submit', class: 'primary', id: 'chat-send' }, 'Send');
     const stop = h('button', { type: 'button', class: 'danger', id: 'chat-stop', hidden: true }, 'Stop');
     const clearBtn = h('button', { type: 'button', class: 'secondary', id: 'chat-clear' }, 'Clear');
     const stats = h('p', { class: 'stats muted', id: 'chat-stats', 'aria-live': 'off' });
-    const composer = h('form', { class: 'composer' }, input, h('div', { class: 'composer-actions' }, send, stop, clearBtn));
+    const composer = h(
+      'form',
+      { class: 'composer' },
+      input,
+      h('div', { class: 'composer-actions' }, send, stop, clearBtn),
+    );
     const conversation = h('div', { class: 'card chat-main' }, notice, log, composer, stats);
 
     const addMessage = (role: 'user' | 'assistant', text: string): { el: HTMLElement; body: HTMLElement } => {
       empty.remove();
       const body = h('div', { class: 'content markdown' });
-      const el = h('article', { class: `msg ${role}`, 'data-role': role }, h('header', {}, role === 'user' ? 'You' : (state.model?.id ?? 'Model')), body);
-      setMarkdown(body, text);
+      const label =
+        role === 'user'
+          ? 'You'
+          : `${state.model?.id ?? 'Model'} · ${activeAdapter ? `adapter ${activeAdapter}` : 'base model'}`;
+      const el = h('article', { class: `msg ${role}`, 'data-role': role }, h('header', {}, label), body);
+      setMarkdown(body, role === 'assistant' ? answerMarkerAsAnswer(text) : text);
       log.append(el);
       log.scrollTop = log.scrollHeight;
       return { el, body };
     };
+
+    const updateSingle = () => {
+      const m = state.model;
+      if (m && !singleTouched) single.checked = m.contextLength <= SINGLE_QUESTION_CONTEXT;
+      singleNote.textContent = single.checked
+        ? `Each question is sent alone (earlier turns are not)${m ? `: the context holds ${m.contextLength} positions` : ''}.`
+        : 'Earlier turns are sent with each question; the oldest are left out when they no longer fit the context.';
+    };
+    single.addEventListener('change', updateSingle);
+    state.on('model', updateSingle);
 
     const updateAvailability = () => {
       const m: LoadedModel | null = state.model;
@@ -85,7 +173,14 @@ export const chatPage: Page = {
       notice.replaceChildren();
       if (!ready) {
         const go = h('button', { type: 'button', class: 'link', onclick: () => ctx.show('models') }, 'Models page');
-        notice.append(state.busy ? `${state.busy} ` : 'No model loaded. Load one on the ', state.busy ? '' : go, state.busy ? '' : '.');
+        const d = state.device;
+        if (d && !d.available) notice.append(`WebGPU is unavailable here, so no model can run: ${d.reason}`);
+        else
+          notice.append(
+            state.busy ? `${state.busy} ` : 'No model loaded. Load one on the ',
+            state.busy ? '' : go,
+            state.busy ? '' : '.',
+          );
         notice.hidden = false;
       } else {
         notice.hidden = true;
@@ -93,6 +188,7 @@ export const chatPage: Page = {
     };
     state.on('model', updateAvailability);
     state.on('busy', updateAvailability);
+    state.on('device', updateAvailability);
 
     const sampling = (): Omit<ChatCompletionRequest, 'messages'> => {
       const s = readNumber(seed, NaN);
@@ -107,6 +203,11 @@ export const chatPage: Page = {
 
     const submit = async () => {
       const text = input.value.trim();
+      if (!text && !generating && state.model) {
+        stats.textContent = 'Type a message first.';
+        input.focus();
+        return;
+      }
       if (!text || generating || !state.model) return;
       input.value = '';
       history.push({ role: 'user', content: text });
@@ -125,7 +226,8 @@ export const chatPage: Page = {
         if (!frame) {
           frame = requestAnimationFrame(() => {
             frame = 0;
-            setMarkdown(reply.body, replyText);
+            if (stopped) return;
+            setMarkdown(reply.body, answerMarkerAsAnswer(replyText));
             log.scrollTop = log.scrollHeight;
             const s = (performance.now() - t0) / 1000;
             stats.textContent = `${pieces} tokens · ${(pieces / Math.max(s, 1e-3)).toFixed(1)} tokens/s…`;
@@ -134,31 +236,87 @@ export const chatPage: Page = {
       };
       const id = newTaskId('chat');
       generating = id;
+      let stopped = false;
+      // Stop acts at once in the thread, even while the model is still reading the prompt.
+      stopNow = () => {
+        if (stopped) return;
+        stopped = true;
+        cancelAnimationFrame(frame);
+        setMarkdown(reply.body, answerMarkerAsAnswer(replyText));
+        if (replyText) history.push({ role: 'assistant', content: replyText });
+        else history.pop();
+        reply.el.dataset.finish = 'abort';
+        reply.el.append(h('p', { class: 'note' }, replyText ? 'Stopped.' : 'Stopped before the first token.'));
+        stats.textContent = 'Stopped.';
+        generating = null;
+        stop.hidden = true;
+        updateAvailability();
+      };
       stop.hidden = false;
       updateAvailability();
       stats.textContent = 'Generating…';
       try {
         const sys = system.value.trim();
-        const messages: ChatMessage[] = [...(sys ? [{ role: 'system' as const, content: sys }] : []), ...history];
+        const turns = single.checked ? history.slice(-1) : history;
+        const messages: ChatMessage[] = [...(sys ? [{ role: 'system' as const, content: sys }] : []), ...turns];
         const result = await api.chat(id, { messages, ...sampling() }, Comlink.proxy(onDelta));
-        cancelAnimationFrame(frame);
-        frame = 0;
-        replyText = result.text;
-        setMarkdown(reply.body, replyText);
-        history.push({ role: 'assistant', content: replyText });
-        stats.textContent = statsText(result);
-        reply.el.dataset.finish = result.finishReason;
-        if (result.finishReason === 'abort') reply.el.append(h('p', { class: 'note' }, 'Stopped.'));
+        if (!stopped) {
+          cancelAnimationFrame(frame);
+          frame = 0;
+          replyText = result.text;
+          setMarkdown(reply.body, answerMarkerAsAnswer(replyText));
+          history.push({ role: 'assistant', content: replyText });
+          stats.textContent = statsText(result);
+          reply.el.dataset.finish = result.finishReason;
+          if (result.finishReason === 'abort') reply.el.append(h('p', { class: 'note' }, 'Stopped.'));
+          if (result.droppedMessages) {
+            reply.el.dataset.dropped = String(result.droppedMessages);
+            reply.el.before(
+              h(
+                'p',
+                { class: 'note thread-note' },
+                `${result.droppedMessages} earlier message${result.droppedMessages === 1 ? ' was' : 's were'} left out ` +
+                  `so the conversation fits the context (${result.promptTokens} tokens sent).`,
+              ),
+            );
+          }
+        }
       } catch (e) {
         cancelAnimationFrame(frame);
-        history.pop(); // the failed turn is not part of the context
-        reply.el.classList.add('error');
-        reply.body.textContent = `Error: ${errorText(e)}`;
-        stats.textContent = '';
+        if (!stopped) {
+          history.pop(); // the failed turn is not part of the context
+          reply.el.classList.add('error');
+          reply.el.dataset.finish = 'error';
+          reply.body.textContent = `Error: ${errorText(e)}`;
+          const clearIt = h(
+            'button',
+            { type: 'button', class: 'link', onclick: () => clearBtn.click() },
+            'Clear the conversation',
+          );
+          const singleIt = h(
+            'button',
+            {
+              type: 'button',
+              class: 'link',
+              onclick: () => {
+                single.checked = true;
+                singleTouched = true;
+                updateSingle();
+              },
+            },
+            'switch to Single question',
+          );
+          if (/context holds/.test(errorText(e)))
+            reply.el.append(h('p', { class: 'note' }, clearIt, ' or ', singleIt, '.'));
+          stats.textContent = '';
+        }
       } finally {
+        stopNow = null;
         reply.el.classList.remove('streaming');
-        generating = null;
-        stop.hidden = true;
+        if (generating === id) {
+          generating = null;
+          stop.hidden = true;
+        }
         updateAvailability();
         log.scrollTop = log.scrollHeight;
         input.focus();
@@ -175,8 +333,11 @@ export const chatPage: Page = {
         void submit();
       }
     });
+    let stopNow: (() => void) | null = null;
     stop.addEventListener('click', () => {
-      if (generating) void api.abort(generating);
+      if (!generating) return;
+      void api.abort(generating);
+      stopNow?.();
     });
     clearBtn.addEventListener('click', () => {
       if (generating) void api.abort(generating);
@@ -187,9 +348,15 @@ export const chatPage: Page = {
 
     // ---- adapter picker: hot-swaps LoRA adapters on the loaded model --------------------------
     const refreshAdapters = async () => {
-      const { list, active } = state.model ? await api.adapters().catch(() => ({ list: [], active: null })) : { list: [], active: null };
-      adapter.replaceChildren(h('option', { value: '' }, 'Base model'), ...list.map((a) => h('option', { value: a.name }, `${a.name} (LoRA r${a.rank})`)));
+      const { list, active } = state.model
+        ? await api.adapters().catch(() => ({ list: [], active: null }))
+        : { list: [], active: null };
+      adapter.replaceChildren(
+        h('option', { value: '' }, 'Base model'),
+        ...list.map((a) => h('option', { value: a.name }, `${a.name} (LoRA r${a.rank})`)),
+      );
       adapter.value = active ?? '';
+      activeAdapter = active;
       adapter.disabled = !state.model || !list.length;
       adapterLoad.disabled = !state.model;
       adapterNote.textContent = list.length
@@ -226,5 +393,6 @@ export const chatPage: Page = {
 
     root.append(h('div', { class: 'chat-layout' }, conversation, settings));
     updateAvailability();
+    updateSingle();
   },
 };

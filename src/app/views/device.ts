@@ -17,8 +17,25 @@ function yesNo(v: boolean, needed = false): HTMLElement {
   return h('span', { class: `pill ${v ? 'yes' : needed ? 'bad' : 'no'}` }, v ? 'yes' : 'no');
 }
 
-function render(body: HTMLElement, d: AdapterReport, mem: { allocatedBytes: number; peakBytes: number } | null, backend: string | null): void {
+/** A CPU-emulated adapter (SwiftShader, llvmpipe / lavapipe, WARP…): it works, slowly. */
+export function isSoftwareAdapter(d: AdapterReport): boolean {
+  if (!d.available) return false;
+  return (
+    d.isFallbackAdapter ||
+    /swiftshader|llvmpipe|lavapipe|software|basic render|warp/i.test(
+      `${d.vendor} ${d.architecture} ${d.device} ${d.description}`,
+    )
+  );
+}
+
+function render(
+  body: HTMLElement,
+  d: AdapterReport,
+  mem: { allocatedBytes: number; peakBytes: number } | null,
+  backend: string | null,
+): void {
   clear(body);
+  const software = isSoftwareAdapter(d);
   const env = h(
     'table',
     { class: 'kv' },
@@ -26,20 +43,52 @@ function render(body: HTMLElement, d: AdapterReport, mem: { allocatedBytes: numb
     h(
       'tbody',
       {},
-      h('tr', {}, h('th', { scope: 'row' }, 'WebGPU'), h('td', {}, yesNo(d.available, true))),
+      h(
+        'tr',
+        {},
+        h('th', { scope: 'row' }, 'WebGPU'),
+        h('td', {}, software ? h('span', { class: 'pill warn' }, 'yes, on the CPU') : yesNo(d.available, true)),
+      ),
       h('tr', {}, h('th', { scope: 'row' }, 'Cross-origin isolated'), h('td', {}, yesNo(d.crossOriginIsolated, true))),
       h('tr', {}, h('th', { scope: 'row' }, 'CPU threads'), h('td', {}, String(d.hardwareConcurrency))),
-      h('tr', {}, h('th', { scope: 'row' }, 'Device memory'), h('td', {}, d.deviceMemoryGB ? `≈ ${d.deviceMemoryGB} GB (browser estimate)` : 'unknown')),
+      h(
+        'tr',
+        {},
+        h('th', { scope: 'row' }, 'Device memory'),
+        h('td', {}, d.deviceMemoryGB ? `≈ ${d.deviceMemoryGB} GB (browser estimate)` : 'unknown'),
+      ),
     ),
   );
   if (!d.available) {
     body.append(
-      h('div', { class: 'alert error', role: 'alert', id: 'webgpu-unavailable' }, h('strong', {}, 'WebGPU is unavailable. '), d.reason, h('p', {}, 'The app needs WebGPU to run models: use a recent Chrome, Edge or another browser with WebGPU enabled, on a machine whose GPU is not block-listed. The Teach page can still use an OpenAI-compatible server.')),
+      h(
+        'div',
+        { class: 'alert error', role: 'alert', id: 'webgpu-unavailable' },
+        h('strong', {}, 'WebGPU is unavailable. '),
+        d.reason,
+        h(
+          'p',
+          {},
+          'The app needs WebGPU to run models: use a recent Chrome, Edge or another browser with WebGPU enabled, ' +
+            'on a machine whose GPU is not block-listed. The Teach page can still use an OpenAI-compatible server.',
+        ),
+      ),
       env,
     );
     return;
   }
   const name = [d.vendor, d.architecture, d.device].filter(Boolean).join(' / ') || 'unknown adapter';
+  if (software) {
+    body.append(
+      h(
+        'div',
+        { class: 'alert warn', role: 'status', id: 'software-adapter' },
+        h('strong', {}, 'A software adapter: everything will be slow. '),
+        `${name} runs WebGPU on the CPU. The app works, but generation and training are many times slower than ` +
+          `on a GPU; enable hardware acceleration in the browser settings, or use a machine with a supported GPU.`,
+      ),
+    );
+  }
   const adapter = h(
     'table',
     { class: 'kv', id: 'adapter-info' },
@@ -49,16 +98,39 @@ function render(body: HTMLElement, d: AdapterReport, mem: { allocatedBytes: numb
       {},
       h('tr', {}, h('th', { scope: 'row' }, 'Adapter'), h('td', { id: 'adapter-name' }, name)),
       d.description ? h('tr', {}, h('th', { scope: 'row' }, 'Description'), h('td', {}, d.description)) : null,
-      h('tr', {}, h('th', { scope: 'row' }, 'Fallback (software) adapter'), h('td', {}, yesNo(d.isFallbackAdapter))),
+      h(
+        'tr',
+        {},
+        h('th', { scope: 'row' }, 'Software (CPU) adapter'),
+        h('td', {}, software ? h('span', { class: 'pill warn' }, 'yes: slow') : yesNo(false)),
+      ),
       backend ? h('tr', {}, h('th', { scope: 'row' }, 'Model backend'), h('td', {}, backend)) : null,
-      mem ? h('tr', {}, h('th', { scope: 'row' }, 'Model GPU memory'), h('td', {}, `${formatBytes(mem.allocatedBytes)} allocated, peak ${formatBytes(mem.peakBytes)}`)) : null,
+      mem
+        ? h(
+            'tr',
+            {},
+            h('th', { scope: 'row' }, 'Model GPU memory'),
+            h('td', {}, `${formatBytes(mem.allocatedBytes)} allocated, peak ${formatBytes(mem.peakBytes)}`),
+          )
+        : null,
     ),
   );
   const key = h(
     'table',
     { class: 'kv', id: 'adapter-features' },
     h('caption', {}, 'Key features'),
-    h('tbody', {}, ...KEY_FEATURES.map(([f, what]) => h('tr', {}, h('th', { scope: 'row' }, h('code', {}, f)), h('td', {}, yesNo(d.features.includes(f)), ' ', h('span', { class: 'muted' }, what))))),
+    h(
+      'tbody',
+      {},
+      ...KEY_FEATURES.map(([f, what]) =>
+        h(
+          'tr',
+          {},
+          h('th', { scope: 'row' }, h('code', {}, f)),
+          h('td', {}, yesNo(d.features.includes(f)), ' ', h('span', { class: 'muted' }, what)),
+        ),
+      ),
+    ),
   );
   const all = h('p', { class: 'feature-list' }, ...d.features.map((f) => h('code', { class: 'tag' }, f)));
   const limits = h(
@@ -71,21 +143,52 @@ function render(body: HTMLElement, d: AdapterReport, mem: { allocatedBytes: numb
       {},
       ...Object.entries(d.limits)
         .sort(([a], [b]) => a.localeCompare(b))
-        .map(([k, v]) => h('tr', {}, h('td', {}, h('code', {}, k)), h('td', { class: 'num' }, BYTE_LIMITS.test(k) && v >= 1024 ? `${formatBytes(v)} (${v})` : String(v)))),
+        .map(([k, v]) =>
+          h(
+            'tr',
+            {},
+            h('td', {}, h('code', {}, k)),
+            h('td', { class: 'num' }, BYTE_LIMITS.test(k) && v >= 1024 ? `${formatBytes(v)} (${v})` : String(v)),
+          ),
+        ),
     ),
   );
   if (!d.f16) {
-    body.append(h('div', { class: 'alert info' }, 'This adapter has no shader-f16: models run with f32 weights (twice the memory of f16).'));
+    body.append(
+      h(
+        'div',
+        { class: 'alert info' },
+        'This adapter has no shader-f16: models run with f32 weights (twice the memory of f16).',
+      ),
+    );
   }
-  body.append(h('div', { class: 'page-grid' }, h('div', { class: 'col' }, adapter, key, h('h3', {}, 'All features'), all, env), h('div', { class: 'col' }, limits)));
+  body.append(
+    h(
+      'div',
+      { class: 'page-grid' },
+      h('div', { class: 'col' }, adapter, key, h('h3', {}, 'All features'), all, env),
+      h('div', { class: 'col' }, limits),
+    ),
+  );
 }
 
 export const devicePage: Page = {
   id: 'device',
   title: 'Device',
   mount(root: HTMLElement, ctx: AppContext) {
-    const body = h('div', { id: 'device-body' }, h('p', { class: 'muted' }, 'Asking the browser for a WebGPU adapter…'));
-    root.append(h('section', { class: 'card', 'aria-labelledby': 'device-h' }, h('h2', { id: 'device-h' }, 'WebGPU device'), body));
+    const body = h(
+      'div',
+      { id: 'device-body' },
+      h('p', { class: 'muted' }, 'Asking the browser for a WebGPU adapter…'),
+    );
+    root.append(
+      h(
+        'section',
+        { class: 'card', 'aria-labelledby': 'device-h' },
+        h('h2', { id: 'device-h' }, 'WebGPU device'),
+        body,
+      ),
+    );
     const refresh = async () => {
       const d = ctx.state.device ?? (await ctx.api.device());
       const mem = ctx.state.model ? await ctx.api.memoryStats() : null;

@@ -6,19 +6,23 @@
  * Markdown). A report JSON — e.g. the demo's — can be opened and viewed the same way; the embedded
  * demo's report (public/data/demo-report.json, when the build ships one) is shown on first open.
  */
-import { demoReport, shippedData } from 'virtual:agentark-public';
-import type { Task } from '../../tasks/answers';
+import { defaultModel, demoReport, shippedData } from 'virtual:agentark-public';
 import type { EvalReport, RobustnessEntry, SystemReport } from '../../eval/harness';
 import { debateGap, debateGapMarkdown, parseEvalReport, toMarkdown } from '../../eval/report';
-import { parseQuestions, type Question } from '../../tasks/datasets';
+import { demoEvalSettings, type DemoEvalSettings } from '../../demo/eval-settings';
 import { ADAPTERS_EVENT, type EvalEvent, type EvalRunSettings } from '../api';
 import { barChart } from '../charts';
 import { Comlink, newTaskId, type AppContext, type Page } from '../client';
 import { clear, downloadText, errorText, field, h, numberInput, readNumber, statusLine } from '../dom';
 import { setMarkdown } from '../markdown';
+import { questionsCard } from './questions-card';
+
+/** How the app names the embedded model (public/models/default/). */
+const EMBEDDED_ID = 'models/default';
 
 const pct = (x: number | null | undefined) => (x == null || !Number.isFinite(x) ? '—' : `${(100 * x).toFixed(1)}%`);
-const pts = (x: number | null | undefined) => (x == null || !Number.isFinite(x) ? '—' : `${x >= 0 ? '+' : '−'}${Math.abs(100 * x).toFixed(1)}`);
+const pts = (x: number | null | undefined) =>
+  x == null || !Number.isFinite(x) ? '—' : `${x >= 0 ? '+' : '−'}${Math.abs(100 * x).toFixed(1)}`;
 const num = (x: number) => (Number.isInteger(x) ? String(x) : x.toFixed(1));
 
 /** A line on the extras the demo scripts add to their reports (`demo`: a summary, RL rewards, PRM AUC, debate accuracy). */
@@ -32,7 +36,8 @@ function demoExtras(r: EvalReport): string {
   if (typeof x.debateTrainFinalAccuracy === 'number') parts.push(`debate accuracy on the training questions ${pct(x.debateTrainFinalAccuracy)}`);
   if (typeof x.prmAuc === 'number') parts.push(`PRM held-out AUC ${x.prmAuc.toFixed(3)}`);
   const rl = Array.isArray(x.rl) ? x.rl.filter((v): v is number => typeof v === 'number') : [];
-  if (rl.length) parts.push(`RL mean reward ${rl[0]!.toFixed(2)} → ${rl[rl.length - 1]!.toFixed(2)} over ${rl.length} steps`);
+  if (rl.length)
+    parts.push(`RL mean reward ${rl[0]!.toFixed(2)} → ${rl[rl.length - 1]!.toFixed(2)} over ${rl.length} steps`);
   return parts.join(' · ');
 }
 
@@ -40,10 +45,20 @@ function demoExtras(r: EvalReport): string {
 function gapSection(r: EvalReport): HTMLElement | null {
   const d = (r as EvalReport & { demo?: { baseline?: unknown; teacher?: unknown; students?: unknown } }).demo;
   if (typeof d?.baseline !== 'string' || typeof d.teacher !== 'string') return null;
-  const students = Array.isArray(d.students) && d.students.every((x) => typeof x === 'string') ? (d.students as string[]) : undefined;
+  const students =
+    Array.isArray(d.students) && d.students.every((x) => typeof x === 'string') ? (d.students as string[]) : undefined;
   const box = h('div', { id: 'eval-gap' });
   try {
     setMarkdown(box, debateGapMarkdown(debateGap(r, d.baseline, d.teacher, students)));
+    box.append(
+      h(
+        'p',
+        { class: 'muted small', id: 'eval-gap-share' },
+        "Share of the debate's lead = (student − single agent) ÷ (debate − single agent): 100% matches the debate, " +
+          'above 100% (e.g. 166.7%) beats it, below 0% falls behind the single agent. On a few questions these ' +
+          'shares swing widely; the sign test says whether the difference from the single agent is more than chance.',
+      ),
+    );
   } catch (e) {
     box.textContent = `Cannot compare the students with the debate: ${errorText(e)}`;
   }
@@ -61,16 +76,47 @@ function robust(e: RobustnessEntry | null | undefined): string {
 }
 
 const COLUMNS: { head: string; title?: string; cell: (s: SystemReport) => string | HTMLElement; num?: boolean }[] = [
-  { head: 'System', cell: (s) => h('span', {}, h('strong', {}, s.name), s.kind === 'debate' && s.meta ? h('span', { class: 'muted small' }, ` ${s.meta.agents}×${s.meta.rounds}`) : null) },
+  {
+    head: 'System',
+    cell: (s) =>
+      h(
+        'span',
+        {},
+        h('strong', {}, s.name),
+        s.kind === 'debate' && s.meta
+          ? h('span', { class: 'muted small' }, ` ${s.meta.agents}×${s.meta.rounds}`)
+          : null,
+      ),
+  },
   { head: 'Accuracy', num: true, cell: (s) => `${pct(s.accuracy)} (${s.correct}/${s.n})` },
-  { head: 'Attempt 1 → 2', title: 'Self-correction: the reply to "Review your answer and fix it if it is wrong"', num: true, cell: (s) => (s.selfCorrection ? `${pct(s.selfCorrection.attempt1)} → ${pct(s.selfCorrection.attempt2)}` : '—') },
+  {
+    head: 'Attempt 1 → 2',
+    title: 'Self-correction: the reply to "Review your answer and fix it if it is wrong"',
+    num: true,
+    cell: (s) => (s.selfCorrection ? `${pct(s.selfCorrection.attempt1)} → ${pct(s.selfCorrection.attempt2)}` : '—'),
+  },
   { head: 'Δ pts', num: true, cell: (s) => (s.selfCorrection ? pts(s.selfCorrection.delta) : '—') },
   { head: 'Wrong→right', num: true, cell: (s) => (s.selfCorrection ? pct(s.selfCorrection.wrongToRight) : '—') },
   { head: 'Right→wrong', num: true, cell: (s) => (s.selfCorrection ? pct(s.selfCorrection.rightToWrong) : '—') },
-  { head: 'Distractor (Δ)', title: 'Accuracy with an irrelevant sentence added (Δ against the same questions unperturbed)', num: true, cell: (s) => robust(s.robustness?.distractor) },
-  { head: 'Renamed (Δ)', title: 'Accuracy with names changed and numbers scaled (Δ against the same questions)', num: true, cell: (s) => robust(s.robustness?.rename) },
+  {
+    head: 'Distractor (Δ)',
+    title: 'Accuracy with an irrelevant sentence added (Δ against the same questions unperturbed)',
+    num: true,
+    cell: (s) => robust(s.robustness?.distractor),
+  },
+  {
+    head: 'Renamed (Δ)',
+    title: 'Accuracy with names changed and numbers scaled (Δ against the same questions)',
+    num: true,
+    cell: (s) => robust(s.robustness?.rename),
+  },
   { head: 'Calls/q', num: true, cell: (s) => num(s.cost.perQuestion.calls) },
-  { head: 'Tokens/q', title: 'prompt + completion tokens per question', num: true, cell: (s) => `${num(s.cost.perQuestion.promptTokens)} + ${num(s.cost.perQuestion.completionTokens)}` },
+  {
+    head: 'Tokens/q',
+    title: 'prompt + completion tokens per question',
+    num: true,
+    cell: (s) => `${num(s.cost.perQuestion.promptTokens)} + ${num(s.cost.perQuestion.completionTokens)}`,
+  },
   { head: 'Time/q', num: true, cell: (s) => `${(s.cost.perQuestion.wallMs / 1000).toFixed(2)} s` },
 ];
 
@@ -81,88 +127,14 @@ export const evaluatePage: Page = {
     const { api, state } = ctx;
 
     // ---- questions --------------------------------------------------------------------------
-    const hasShipped = shippedData.length > 0;
-    const radio = (value: string, label: string, checked: boolean, disabled = false) =>
-      h('label', { class: 'choice' }, h('input', { type: 'radio', name: 'eval-source', value, checked, disabled }), ` ${label}`);
-    const sources = h('fieldset', { class: 'choices' }, h('legend', {}, 'Questions from'), radio('shipped', 'Shipped set', hasShipped, !hasShipped), radio('file', 'File', !hasShipped), radio('url', 'URL', false));
-    const shippedSelect = h('select', { id: 'eval-shipped', disabled: !hasShipped }, ...(hasShipped ? shippedData.map((p) => h('option', { value: p }, p.replace(/^data\//, ''))) : [h('option', { value: '' }, 'none in this build')]));
-    const fileInput = h('input', { type: 'file', id: 'eval-file', accept: '.jsonl,.json,.ndjson,application/json' });
-    const urlInput = h('input', { type: 'url', id: 'eval-url', placeholder: 'https://…/test.jsonl', spellcheck: 'false' });
-    const fetchBtn = h('button', { type: 'button', class: 'secondary', id: 'eval-fetch' }, 'Fetch');
-    const shippedBox = h('div', { 'data-src': 'shipped', hidden: !hasShipped }, field('Set', shippedSelect));
-    const fileBox = h('div', { 'data-src': 'file', hidden: hasShipped }, field('JSONL file', fileInput, 'GSM8K, MATH, multiple-choice or {question, answer} rows.'));
-    const urlBox = h('div', { 'data-src': 'url', hidden: true }, h('div', { class: 'field' }, h('label', { for: 'eval-url' }, 'URL'), h('div', { class: 'row' }, urlInput, fetchBtn)));
-    const taskSelect = h('select', { id: 'eval-task' }, h('option', { value: 'gsm8k' }, 'GSM8K'), h('option', { value: 'math' }, 'MATH'), h('option', { value: 'mc' }, 'Multiple choice'));
-    const limitInput = numberInput({ value: 20, min: 1, step: 1 });
-    limitInput.id = 'eval-limit';
-    const qStatus = statusLine();
-    qStatus.el.id = 'eval-q-status';
-    const questionsCard = h(
-      'section',
-      { class: 'card', 'aria-labelledby': 'eval-q-h' },
-      h('h2', { id: 'eval-q-h' }, '1 · Questions'),
-      sources,
-      shippedBox,
-      fileBox,
-      urlBox,
-      h('div', { class: 'grid2' }, field('Task', taskSelect), field('Use the first', limitInput, 'questions')),
-      qStatus.el,
-    );
-
-    let raw: { text: string; name: string } | null = null;
-    let questions: Question[] = [];
-    const currentSrc = () => sources.querySelector<HTMLInputElement>('input:checked')?.value ?? 'file';
-    const limit = () => Math.max(1, Math.floor(readNumber(limitInput, 20)));
-    const reparse = () => {
-      questions = [];
-      if (!raw) qStatus.set('');
-      else {
-        try {
-          questions = parseQuestions(raw.text, taskSelect.value as Task, raw.name);
-          if (!questions.length) throw new Error('no questions in it');
-          qStatus.set(`${questions.length} questions in ${raw.name}; evaluating the first ${Math.min(limit(), questions.length)}.`, 'ok');
-        } catch (e) {
-          qStatus.set(`Cannot read ${raw.name}: ${errorText(e)}`, 'error');
-        }
-      }
-      updateRun();
-    };
-    const loadUrl = async (url: string, name: string) => {
-      qStatus.set(`Fetching ${name}…`);
-      try {
-        const res = await fetch(url);
-        if (!res.ok) throw new Error(`HTTP ${res.status} ${res.statusText}`);
-        raw = { text: await res.text(), name };
-      } catch (e) {
-        raw = null;
-        qStatus.set(`Cannot fetch ${name}: ${errorText(e)}`, 'error');
-        updateRun();
-        return;
-      }
-      reparse();
-    };
-    const loadShipped = () => void loadUrl(new URL(shippedSelect.value, document.baseURI).href, shippedSelect.value.replace(/^data\//, ''));
-    sources.addEventListener('change', () => {
-      const v = currentSrc();
-      for (const box of [shippedBox, fileBox, urlBox]) box.hidden = box.dataset.src !== v;
-      raw = null;
-      if (v === 'shipped' && hasShipped) loadShipped();
-      else reparse();
+    const qc = questionsCard({
+      prefix: 'eval',
+      heading: '1 · Questions',
+      defaultLimit: 20,
+      usage: (n) => `evaluating the first ${n}`,
     });
-    shippedSelect.addEventListener('change', loadShipped);
-    fileInput.addEventListener('change', async () => {
-      const f = fileInput.files?.[0];
-      if (!f) return;
-      raw = { text: await f.text(), name: f.name };
-      reparse();
-    });
-    fetchBtn.addEventListener('click', () => {
-      const u = urlInput.value.trim();
-      if (u) void loadUrl(u, decodeURIComponent(u.split('/').pop() || u));
-    });
-    taskSelect.addEventListener('change', reparse);
-    limitInput.addEventListener('change', reparse);
-    if (hasShipped) loadShipped();
+    const questionsCardEl = qc.el;
+    qc.onChange(() => updateRun());
 
     // ---- systems ----------------------------------------------------------------------------
     const check = (id: string, label: string | Node, checked: boolean, extra: Record<string, string> = {}) => {
@@ -170,24 +142,44 @@ export const evaluatePage: Page = {
       return { input, el: h('label', { class: 'check', for: id }, input, ' ', label) };
     };
     const single = check('eval-single', 'Single agent (base model)', true);
+    const greedy = check('eval-greedy', 'Single agent, greedy (temperature 0)', false);
     const debate = check('eval-debate', 'Debate on the base model', false);
     const agents = numberInput({ value: 3, min: 1, max: 8, step: 1 });
     agents.id = 'eval-agents';
     const rounds = numberInput({ value: 2, min: 1, max: 5, step: 1 });
     rounds.id = 'eval-rounds';
-    const aggregator = h('select', { id: 'eval-aggregator' }, h('option', { value: 'llm' }, 'LLM judge'), h('option', { value: 'vote' }, 'Majority vote'));
-    const debateBox = h('div', { class: 'grid3 indent', hidden: true }, field('Agents', agents), field('Rounds', rounds), field('Aggregator', aggregator));
+    const aggregator = h(
+      'select',
+      { id: 'eval-aggregator' },
+      h('option', { value: 'vote' }, 'Majority vote'),
+      h('option', { value: 'llm' }, 'LLM judge'),
+    );
+    const debateFormat = h(
+      'select',
+      { id: 'eval-debate-format' },
+      h('option', { value: 'small' }, 'Small model (compact, answers quoted)'),
+      h('option', { value: 'standard' }, 'Standard (whole solutions quoted)'),
+    );
+    const debateBox = h(
+      'div',
+      { class: 'grid2 indent', hidden: true },
+      field('Agents', agents),
+      field('Rounds', rounds),
+      field('Aggregator', aggregator),
+      field('Prompt format', debateFormat, 'Small fits short contexts.'),
+    );
     debate.input.addEventListener('change', () => {
       debateBox.hidden = !debate.input.checked;
       updateRun();
     });
     single.input.addEventListener('change', () => updateRun());
+    greedy.input.addEventListener('change', () => updateRun());
     const students = h('div', { id: 'eval-students', class: 'students' });
     const systemsCard = h(
       'section',
       { class: 'card', 'aria-labelledby': 'eval-s-h' },
       h('h2', { id: 'eval-s-h' }, '2 · Systems'),
-      h('div', { class: 'check-list' }, single.el, debate.el),
+      h('div', { class: 'check-list' }, single.el, greedy.el, debate.el),
       debateBox,
       h('h3', {}, 'Students (LoRA adapters)'),
       students,
@@ -196,9 +188,21 @@ export const evaluatePage: Page = {
       const was = new Map([...students.querySelectorAll<HTMLInputElement>('input')].map((i) => [i.value, i.checked]));
       const { list } = state.model ? await api.adapters().catch(() => ({ list: [] })) : { list: [] };
       clear(students);
-      if (!list.length) students.append(h('p', { class: 'muted small' }, 'No adapters on the loaded model: train one on the Distil & train page, or load PEFT files in the Chat settings.'));
+      if (!list.length)
+        students.append(
+          h(
+            'p',
+            { class: 'muted small' },
+            'No adapters on the loaded model: train one on the Distil & train page, or load PEFT files in the Chat settings.',
+          ),
+        );
       for (const a of list) {
-        const c = check(`eval-student-${a.name.replace(/[^\w-]/g, '_')}`, h('span', {}, `student: ${a.name}`, h('span', { class: 'muted small' }, ` r${a.rank}`)), was.get(a.name) ?? true, { name: 'eval-student', value: a.name });
+        const c = check(
+          `eval-student-${a.name.replace(/[^\w-]/g, '_')}`,
+          h('span', {}, `student: ${a.name}`, h('span', { class: 'muted small' }, ` r${a.rank}`)),
+          was.get(a.name) ?? true,
+          { name: 'eval-student', value: a.name },
+        );
         c.input.addEventListener('change', () => updateRun());
         students.append(c.el);
       }
@@ -214,11 +218,37 @@ export const evaluatePage: Page = {
     temperature.id = 'eval-temperature';
     const seed = numberInput({ value: '', min: 0, step: 1, placeholder: 'none' });
     seed.id = 'eval-seed';
-    const selfCorrection = check('eval-self-correction', 'Self-correction probe (a second "review your answer" turn)', true);
-    const robustness = check('eval-robustness', 'Robustness (distractor sentence, renamed names / scaled numbers)', true);
+    const systemPrompt = h('textarea', {
+      id: 'eval-system',
+      rows: 3,
+      spellcheck: 'false',
+      placeholder: "Empty = the task's default student prompt",
+    });
+    const settingsOrigin = h('p', { class: 'muted small', id: 'eval-settings-origin', hidden: true });
+    const resetSettings = h(
+      'button',
+      { type: 'button', class: 'link', id: 'eval-settings-reset', hidden: true },
+      "Back to the report's settings",
+    );
+    const selfCorrection = check(
+      'eval-self-correction',
+      'Self-correction probe (a second "review your answer" turn)',
+      true,
+    );
+    const robustness = check(
+      'eval-robustness',
+      'Robustness (distractor sentence, renamed names / scaled numbers)',
+      true,
+    );
     const runBtn = h('button', { type: 'button', class: 'primary', id: 'eval-run', disabled: true }, 'Run evaluation');
     const stopBtn = h('button', { type: 'button', class: 'danger', id: 'eval-stop', hidden: true }, 'Stop');
-    const progress = h('progress', { id: 'eval-progress', max: 1, value: 0, hidden: true, 'aria-label': 'Evaluation progress' });
+    const progress = h('progress', {
+      id: 'eval-progress',
+      max: 1,
+      value: 0,
+      hidden: true,
+      'aria-label': 'Evaluation progress',
+    });
     const progressLabel = h('span', { class: 'muted progress-label', id: 'eval-progress-label' });
     const runStatus = statusLine();
     runStatus.el.id = 'eval-status';
@@ -226,7 +256,15 @@ export const evaluatePage: Page = {
       'section',
       { class: 'card', 'aria-labelledby': 'eval-r-h' },
       h('h2', { id: 'eval-r-h' }, '3 · Run'),
-      h('div', { class: 'grid3' }, field('Max tokens', maxTokens), field('Temperature', temperature, '0 = greedy'), field('Seed', seed)),
+      h('div', {}, settingsOrigin, resetSettings),
+      field('System prompt', systemPrompt, 'Of the single agent and the students.'),
+      h(
+        'div',
+        { class: 'grid3' },
+        field('Max tokens', maxTokens),
+        field('Temperature', temperature, '0 = greedy'),
+        field('Seed', seed),
+      ),
       h('div', { class: 'check-list' }, selfCorrection.el, robustness.el),
       h('div', { class: 'row actions' }, runBtn, stopBtn),
       h('div', { class: 'progress-row' }, progress, progressLabel),
@@ -234,15 +272,44 @@ export const evaluatePage: Page = {
     );
 
     // ---- results ----------------------------------------------------------------------------
-    const openInput = h('input', { type: 'file', id: 'eval-open', accept: '.json,application/json', class: 'visually-hidden', tabindex: -1 });
+    const openInput = h('input', {
+      type: 'file',
+      id: 'eval-open',
+      accept: '.json,application/json',
+      class: 'visually-hidden',
+      tabindex: -1,
+    });
     const openBtn = h('button', { type: 'button', class: 'secondary', id: 'eval-open-btn' }, 'Open a report JSON…');
-    const downloadBtn = h('button', { type: 'button', class: 'secondary', id: 'eval-download', disabled: true }, 'Download JSON');
-    const downloadMd = h('button', { type: 'button', class: 'secondary', id: 'eval-download-md', disabled: true }, 'Markdown');
-    const reportHead = h('p', { class: 'muted', id: 'eval-report-head' }, 'Run an evaluation, or open a report JSON (e.g. the demo’s).');
+    const downloadBtn = h(
+      'button',
+      { type: 'button', class: 'secondary', id: 'eval-download', disabled: true },
+      'Download JSON',
+    );
+    const downloadMd = h(
+      'button',
+      { type: 'button', class: 'secondary', id: 'eval-download-md', disabled: true },
+      'Markdown',
+    );
+    const reportHead = h(
+      'p',
+      { class: 'muted', id: 'eval-report-head' },
+      'Run an evaluation, or open a report JSON (e.g. the demo’s).',
+    );
     const reportNote = h('p', { class: 'muted small', id: 'eval-report-note', hidden: true });
     const tableBox = h('div', { class: 'table-scroll' });
-    const accuracyChart = barChart({ id: 'eval-accuracy-chart', title: 'Accuracy per system', yLabel: 'accuracy', percent: true });
-    const costChart = barChart({ id: 'eval-cost-chart', title: 'Cost per question per system', yLabel: 'tokens per question', rightLabel: 'seconds per question' });
+    const compareBox = h('div', { id: 'eval-compare', hidden: true });
+    const accuracyChart = barChart({
+      id: 'eval-accuracy-chart',
+      title: 'Accuracy per system',
+      yLabel: 'accuracy',
+      percent: true,
+    });
+    const costChart = barChart({
+      id: 'eval-cost-chart',
+      title: 'Cost per question per system',
+      yLabel: 'tokens per question',
+      rightLabel: 'seconds per question',
+    });
     const perQuestion = h('div', { class: 'per-question' });
     const charts = h(
       'div',
@@ -253,14 +320,20 @@ export const evaluatePage: Page = {
     const resultsCard = h(
       'section',
       { class: 'card', id: 'eval-results', 'aria-labelledby': 'eval-res-h' },
-      h('div', { class: 'card-head' }, h('h2', { id: 'eval-res-h' }, 'Report'), h('div', { class: 'row' }, openBtn, downloadBtn, downloadMd, openInput)),
+      h(
+        'div',
+        { class: 'card-head' },
+        h('h2', { id: 'eval-res-h' }, 'Report'),
+        h('div', { class: 'row' }, openBtn, downloadBtn, downloadMd, openInput),
+      ),
       reportHead,
       reportNote,
+      compareBox,
       tableBox,
       charts,
       perQuestion,
     );
-    root.append(h('div', { class: 'teach-setup' }, questionsCard, systemsCard, runCard), resultsCard);
+    root.append(h('div', { class: 'teach-setup' }, questionsCardEl, systemsCard, runCard), resultsCard);
 
     let report: EvalReport | null = null;
     const showReport = (r: EvalReport, origin: string, source: 'demo' | 'run' | 'file' = 'file') => {
@@ -270,20 +343,43 @@ export const evaluatePage: Page = {
       reportNote.textContent = extras ? `Demo: ${extras}.` : '';
       reportNote.hidden = !extras;
       const st = r.settings;
-      reportHead.textContent = `${origin} · ${r.task}${r.dataset ? ` · ${r.dataset}` : ''} · ${r.questions} questions · max tokens ${st.maxTokens} · temperature ${st.temperature}${st.seed !== null ? ` · seed ${st.seed}` : ''} · ${new Date(r.createdAt).toLocaleString()}`;
+      reportHead.textContent =
+        `${origin} · ${r.task}${r.dataset ? ` · ${r.dataset}` : ''} · ${r.questions} questions · max tokens ${st.maxTokens} ` +
+        `· temperature ${st.temperature}${st.seed !== null ? ` · seed ${st.seed}` : ''} · ${new Date(r.createdAt).toLocaleString()}`;
       clear(tableBox);
-      const head = h('tr', {}, ...COLUMNS.map((c) => h('th', { scope: 'col', class: c.num ? 'num' : null, title: c.title }, c.head)));
-      const rows = r.systems.map((s) => h('tr', { 'data-system': s.name }, ...COLUMNS.map((c) => h('td', { class: c.num ? 'num nowrap' : null }, c.cell(s)))));
-      tableBox.append(h('table', { class: 'list report', id: 'eval-table' }, h('thead', {}, head), h('tbody', {}, ...rows)));
+      const head = h(
+        'tr',
+        {},
+        ...COLUMNS.map((c) => h('th', { scope: 'col', class: c.num ? 'num' : null, title: c.title }, c.head)),
+      );
+      const rows = r.systems.map((s) =>
+        h(
+          'tr',
+          { 'data-system': s.name },
+          ...COLUMNS.map((c) => h('td', { class: c.num ? 'num nowrap' : null }, c.cell(s))),
+        ),
+      );
+      tableBox.append(
+        h('table', { class: 'list report', id: 'eval-table' }, h('thead', {}, head), h('tbody', {}, ...rows)),
+      );
       const gap = gapSection(r);
       if (gap) tableBox.append(gap);
       const errs = r.systems.filter((s) => s.errors > 0);
-      if (errs.length) tableBox.append(h('p', { class: 'bad-text small' }, `Failed calls (counted wrong): ${errs.map((s) => `${s.name} ${s.errors}`).join(', ')}.`));
+      if (errs.length)
+        tableBox.append(
+          h(
+            'p',
+            { class: 'bad-text small' },
+            `Failed calls (counted wrong): ${errs.map((s) => `${s.name} ${s.errors}`).join(', ')}.`,
+          ),
+        );
       const names = r.systems.map((s) => s.name);
       charts.hidden = false;
       accuracyChart.set(names, [
         { label: 'accuracy', data: r.systems.map((s) => s.accuracy) },
-        ...(r.settings.selfCorrection ? [{ label: 'after review (attempt 2)', data: r.systems.map((s) => s.selfCorrection?.attempt2 ?? null) }] : []),
+        ...(r.settings.selfCorrection
+          ? [{ label: 'after review (attempt 2)', data: r.systems.map((s) => s.selfCorrection?.attempt2 ?? null) }]
+          : []),
         ...(r.settings.robustness
           ? [
               { label: 'distractor', data: r.systems.map((s) => s.robustness?.distractor?.accuracy ?? null) },
@@ -301,14 +397,42 @@ export const evaluatePage: Page = {
       const ids = r.systems[0]?.questions.map((q) => q.id) ?? [];
       if (ids.length) {
         const mark = (ok: boolean | undefined, extracted: string | null | undefined, error?: string) =>
-          h('td', { class: 'num', title: error ?? (extracted === null ? 'no answer' : `answer ${extracted}`) }, h('span', { class: `pill ${ok ? 'yes' : 'bad'}` }, ok ? '✓' : '✗'));
+          h(
+            'td',
+            { class: 'num', title: error ?? (extracted === null ? 'no answer' : `answer ${extracted}`) },
+            h('span', { class: `pill ${ok ? 'yes' : 'bad'}` }, ok ? '✓' : '✗'),
+          );
         const t = h(
           'table',
           { class: 'list compact' },
-          h('thead', {}, h('tr', {}, h('th', { scope: 'col' }, 'Question'), ...names.map((n) => h('th', { scope: 'col', class: 'num' }, n)))),
-          h('tbody', {}, ...ids.map((id, i) => h('tr', {}, h('td', { class: 'break' }, id), ...r.systems.map((s) => mark(s.questions[i]?.correct, s.questions[i]?.extracted, s.questions[i]?.error))))),
+          h(
+            'thead',
+            {},
+            h(
+              'tr',
+              {},
+              h('th', { scope: 'col' }, 'Question'),
+              ...names.map((n) => h('th', { scope: 'col', class: 'num' }, n)),
+            ),
+          ),
+          h(
+            'tbody',
+            {},
+            ...ids.map((id, i) =>
+              h(
+                'tr',
+                {},
+                h('td', { class: 'break' }, id),
+                ...r.systems.map((s) =>
+                  mark(s.questions[i]?.correct, s.questions[i]?.extracted, s.questions[i]?.error),
+                ),
+              ),
+            ),
+          ),
         );
-        perQuestion.append(h('details', {}, h('summary', {}, `Per question (${ids.length})`), h('div', { class: 'table-scroll' }, t)));
+        perQuestion.append(
+          h('details', {}, h('summary', {}, `Per question (${ids.length})`), h('div', { class: 'table-scroll' }, t)),
+        );
       }
       downloadBtn.disabled = downloadMd.disabled = false;
     };
@@ -331,32 +455,179 @@ export const evaluatePage: Page = {
       }
     });
 
+    // ---- the embedded report's own settings, and this run compared with it ----------------------
+    /** The embedded demo report: the page starts from its settings and compares runs with it. */
+    let shippedReport: EvalReport | null = null;
+    /** The report's system names, used for this run's systems while its settings are in place. */
+    let reportNames: EvalRunSettings['names'] | null = null;
+    const applyReportSettings = (r: EvalReport) => {
+      const d: DemoEvalSettings = demoEvalSettings(r);
+      const st = r.settings;
+      const extras = (r as EvalReport & { demo?: { baseline?: string; teacher?: string } }).demo ?? {};
+      const greedyName = r.systems.find((x) => x.kind === 'single' && /greedy/.test(x.name))?.name;
+      reportNames = { single: extras.baseline, greedy: greedyName, debate: extras.teacher };
+      systemPrompt.value = d.system;
+      maxTokens.value = String(st.maxTokens);
+      temperature.value = String(st.temperature);
+      seed.value = st.seed === null ? '' : String(st.seed);
+      selfCorrection.input.checked = st.selfCorrection;
+      robustness.input.checked = st.robustness;
+      single.input.checked = !!extras.baseline;
+      greedy.input.checked = !!greedyName;
+      debate.input.checked = !!extras.teacher;
+      debateBox.hidden = !debate.input.checked;
+      agents.value = String(d.agents);
+      rounds.value = String(d.rounds);
+      aggregator.value = d.aggregator;
+      debateFormat.value = d.debateFormat;
+      const shipped = r.dataset ? shippedData.find((p) => r.dataset!.endsWith(p)) : undefined;
+      if (shipped) qc.selectShipped(shipped);
+      settingsOrigin.hidden = resetSettings.hidden = false;
+      settingsOrigin.textContent =
+        `Settings of the embedded report: the compact agent system prompt, temperature ${st.temperature} ` +
+        `(a greedy single agent beside), max tokens ${st.maxTokens}, seed ${st.seed ?? 'none'}` +
+        `${st.selfCorrection ? ', the self-correction probe' : ''}; the debate ${d.agents}×${d.rounds} with ` +
+        `${d.aggregator === 'vote' ? 'a vote' : 'an LLM judge'} in the ${d.debateFormat === 'small' ? 'small-model' : 'standard'} format. ` +
+        'A run on its questions is compared with it question by question.';
+      updateRun();
+    };
+    /** The report describes the embedded model: its settings are the defaults while that model is loaded. */
+    let applied = false;
+    const applyIfEmbedded = () => {
+      if (
+        applied ||
+        !shippedReport ||
+        !defaultModel ||
+        state.model?.sourceKind !== 'url' ||
+        state.model.id !== EMBEDDED_ID
+      )
+        return;
+      applied = true;
+      applyReportSettings(shippedReport);
+    };
+    state.on('model', () => {
+      if (state.model && state.model.id !== EMBEDDED_ID) {
+        reportNames = null;
+        settingsOrigin.hidden = resetSettings.hidden = true;
+      }
+      applyIfEmbedded();
+    });
+    resetSettings.addEventListener('click', () => {
+      if (shippedReport) applyReportSettings(shippedReport);
+    });
+    /** A run's systems beside the embedded report's systems of the same name, on the same questions. */
+    const showComparison = (r: EvalReport) => {
+      clear(compareBox);
+      compareBox.hidden = true;
+      const ref = shippedReport;
+      if (!ref) return;
+      const rows: HTMLElement[] = [];
+      for (const sys of r.systems) {
+        const other = ref.systems.find((x) => x.name === sys.name);
+        if (!other) continue;
+        const byId = new Map(other.questions.map((q) => [q.id, q.correct]));
+        const shared = sys.questions.filter((q) => byId.has(q.id));
+        if (!shared.length) continue;
+        const here = shared.filter((q) => q.correct).length;
+        const there = shared.filter((q) => byId.get(q.id)).length;
+        const same = shared.filter((q) => q.correct === byId.get(q.id)).length;
+        rows.push(
+          h(
+            'tr',
+            {
+              'data-system': sys.name,
+              'data-here': here,
+              'data-report': there,
+              'data-same': same,
+              'data-n': shared.length,
+            },
+            h('th', { scope: 'row' }, sys.name),
+            h('td', { class: 'num' }, `${here}/${shared.length}`),
+            h('td', { class: 'num' }, `${there}/${shared.length}`),
+            h('td', { class: 'num' }, `${same}/${shared.length}`),
+          ),
+        );
+      }
+      if (!rows.length) return;
+      compareBox.hidden = false;
+      compareBox.append(
+        h('h3', {}, 'Compared with the embedded report'),
+        h(
+          'div',
+          { class: 'table-scroll' },
+          h(
+            'table',
+            { class: 'list compact', id: 'eval-compare-table' },
+            h(
+              'thead',
+              {},
+              h(
+                'tr',
+                {},
+                h('th', { scope: 'col' }, 'System'),
+                h('th', { scope: 'col', class: 'num' }, 'This run'),
+                h('th', { scope: 'col', class: 'num' }, 'Report, same questions'),
+                h('th', { scope: 'col', class: 'num' }, 'Same verdict'),
+              ),
+            ),
+            h('tbody', {}, ...rows),
+          ),
+        ),
+        h(
+          'p',
+          { class: 'muted small' },
+          'Greedy systems should agree on every question; sampled ones agree within sampling noise.',
+        ),
+      );
+    };
+
     let running: string | null = null;
-    const selectedStudents = () => [...students.querySelectorAll<HTMLInputElement>('input:checked')].map((i) => i.value);
+    const selectedStudents = () =>
+      [...students.querySelectorAll<HTMLInputElement>('input:checked')].map((i) => i.value);
     const updateRun = () => {
-      const any = single.input.checked || debate.input.checked || selectedStudents().length > 0;
-      runBtn.disabled = !!running || !state.model || !questions.length || !any;
-      runBtn.title = !state.model ? 'Load a model first' : !questions.length ? 'Pick questions first' : !any ? 'Pick at least one system' : '';
+      const any = single.input.checked || greedy.input.checked || debate.input.checked || selectedStudents().length > 0;
+      runBtn.disabled = !!running || !state.model || !qc.all().length || !any;
+      runBtn.title = !state.model
+        ? 'Load a model first'
+        : !qc.all().length
+          ? 'Pick questions first'
+          : !any
+            ? 'Pick at least one system'
+            : '';
     };
     state.on('model', updateRun);
 
     runBtn.addEventListener('click', async () => {
       if (running) return;
-      const picked = questions.slice(0, limit());
+      const picked = qc.picked();
       const s = readNumber(seed, NaN);
+      const temp = Math.max(0, readNumber(temperature, 0));
+      const sys = systemPrompt.value.trim();
       const settings: EvalRunSettings = {
         single: single.input.checked,
-        debate: debate.input.checked ? { agents: Math.max(1, Math.floor(readNumber(agents, 3))), rounds: Math.max(1, Math.floor(readNumber(rounds, 2))), aggregator: aggregator.value as 'llm' | 'vote' } : null,
+        greedy: greedy.input.checked,
+        debate: debate.input.checked
+          ? {
+              agents: Math.max(1, Math.floor(readNumber(agents, 3))),
+              rounds: Math.max(1, Math.floor(readNumber(rounds, 2))),
+              aggregator: aggregator.value as 'llm' | 'vote',
+              format: debateFormat.value as 'small' | 'standard',
+              temperature: temp,
+            }
+          : null,
+        ...(sys ? { system: sys } : {}),
+        ...(reportNames ? { names: reportNames, plainStudentNames: true } : {}),
         students: selectedStudents(),
         maxTokens: Math.max(1, Math.floor(readNumber(maxTokens, 256))),
-        temperature: Math.max(0, readNumber(temperature, 0)),
+        temperature: temp,
         ...(Number.isFinite(s) ? { seed: Math.floor(s) } : {}),
         selfCorrection: selfCorrection.input.checked,
         robustness: robustness.input.checked,
-        task: taskSelect.value as Task,
-        dataset: raw?.name,
+        task: qc.task(),
+        dataset: qc.sourceName() ?? undefined,
       };
-      const nSystems = (settings.single ? 1 : 0) + (settings.debate ? 1 : 0) + settings.students.length;
+      const nSystems =
+        (settings.single ? 1 : 0) + (settings.greedy ? 1 : 0) + (settings.debate ? 1 : 0) + settings.students.length;
       const id = newTaskId('eval');
       running = id;
       updateRun();
@@ -365,7 +636,9 @@ export const evaluatePage: Page = {
       progress.max = nSystems * picked.length;
       progress.value = 0;
       delete runStatus.el.dataset.done;
-      runStatus.set(`Evaluating ${nSystems} system${nSystems === 1 ? '' : 's'} on ${picked.length} question${picked.length === 1 ? '' : 's'}…`);
+      runStatus.set(
+        `Evaluating ${nSystems} system${nSystems === 1 ? '' : 's'} on ${picked.length} question${picked.length === 1 ? '' : 's'}…`,
+      );
       state.set('busy', 'Evaluating…');
       const t0 = performance.now();
       const onEvent = (e: EvalEvent) => {
@@ -374,13 +647,31 @@ export const evaluatePage: Page = {
         progressLabel.textContent = `${e.system}: ${e.done} of ${e.total} · accuracy so far ${pct(e.accuracy)}`;
       };
       try {
-        const r = await api.evaluate(id, picked, settings, Comlink.proxy(onEvent));
-        showReport(r, 'This run', 'run');
-        runStatus.set(`Done in ${((performance.now() - t0) / 1000).toFixed(1)} s.`, 'ok');
+        const { stopped, ...r } = await api.evaluate(id, picked, settings, Comlink.proxy(onEvent));
+        showReport(r, stopped ? 'This run (stopped: the systems finished before Stop)' : 'This run', 'run');
+        showComparison(r);
+        const took = `${((performance.now() - t0) / 1000).toFixed(1)} s`;
+        const failedCalls = r.systems.reduce((a, x) => a + x.errors, 0);
+        if (failedCalls) {
+          const first = r.systems.flatMap((x) => x.questions).find((q) => q.error)?.error;
+          runStatus.set(
+            `Finished in ${took} with ${failedCalls} failed call${failedCalls === 1 ? '' : 's'} (counted wrong)${first ? `, e.g. ${first}` : ''}.`,
+            'warn',
+          );
+        } else if (stopped)
+          runStatus.set(
+            `Stopped after ${took}: the report keeps the ${r.systems.length} system${r.systems.length === 1 ? '' : 's'} finished before Stop.`,
+            'warn',
+          );
+        else runStatus.set(`Done in ${took}.`, 'ok');
         runStatus.el.dataset.done = 'true';
+        runStatus.el.dataset.failedCalls = String(failedCalls);
       } catch (e) {
         const aborted = (e as Error).name === 'AbortError' || /abort/i.test(errorText(e));
-        runStatus.set(aborted ? 'Evaluation stopped.' : `Evaluation failed: ${errorText(e)}`, aborted ? 'warn' : 'error');
+        runStatus.set(
+          aborted ? 'Evaluation stopped.' : `Evaluation failed: ${errorText(e)}`,
+          aborted ? 'warn' : 'error',
+        );
       } finally {
         running = null;
         stopBtn.hidden = true;
@@ -399,6 +690,8 @@ export const evaluatePage: Page = {
         const res = await fetch(new URL(file, document.baseURI));
         if (!res.ok) throw new Error(`HTTP ${res.status} ${res.statusText}`);
         const r = parseEvalReport(await res.text());
+        shippedReport = r;
+        applyIfEmbedded();
         if (!report) showReport(r, 'Embedded demo report', 'demo');
       } catch (e) {
         if (!report) runStatus.set(`Cannot show the embedded demo report (${file}): ${errorText(e)}`, 'warn');
@@ -406,11 +699,11 @@ export const evaluatePage: Page = {
     };
     this.onShow = () => {
       void refreshStudents();
-      if (demoReport && !demoTried) {
-        demoTried = true;
-        void showDemoReport(demoReport);
-      }
     };
+    if (demoReport && !demoTried) {
+      demoTried = true;
+      void showDemoReport(demoReport);
+    }
     void refreshStudents();
   },
 };

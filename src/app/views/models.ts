@@ -7,7 +7,16 @@
  */
 import { looksLikeHfRepoId } from '../../formats/source';
 import { defaultAdapter, defaultModel, defaultModelFiles } from 'virtual:agentark-public';
-import { ADAPTERS_EVENT, type InspectResult, type LoadedModel, type LoadProgress, type LoadSettings, type MemoryEstimate, type ModelSource, type ModelSummary } from '../api';
+import {
+  ADAPTERS_EVENT,
+  type InspectResult,
+  type LoadedModel,
+  type LoadProgress,
+  type LoadSettings,
+  type MemoryEstimate,
+  type ModelSource,
+  type ModelSummary,
+} from '../api';
 import { cacheAvailable, deleteCachedModel, listCachedModels, MODEL_CACHE_PREFIX } from '../cache';
 import { Comlink, newTaskId, type AppContext, type Page } from '../client';
 import { clear, errorText, field, h, numberInput, readNumber, statusLine } from '../dom';
@@ -17,7 +26,8 @@ import { formatBytes, formatCount } from '../estimate';
 export function parseModelSpec(spec: string, hfEndpoint?: string): ModelSource {
   const s = spec.trim();
   if (/^https?:\/\//i.test(s)) return { kind: 'url', url: s };
-  if (!s.startsWith('.') && !s.startsWith('/') && looksLikeHfRepoId(s)) return { kind: 'hf', id: s, ...(hfEndpoint ? { endpoint: hfEndpoint } : {}) };
+  if (!s.startsWith('.') && !s.startsWith('/') && looksLikeHfRepoId(s))
+    return { kind: 'hf', id: s, ...(hfEndpoint ? { endpoint: hfEndpoint } : {}) };
   return { kind: 'url', url: new URL(s, document.baseURI).href };
 }
 
@@ -26,7 +36,8 @@ export function describeSource(s: ModelSource): string {
 }
 
 export function estimateTable(e: MemoryEstimate): HTMLTableElement {
-  const row = (k: string, v: string, strong = false) => h('tr', {}, h('th', { scope: 'row' }, k), h('td', {}, strong ? h('strong', {}, v) : v));
+  const row = (k: string, v: string, strong = false) =>
+    h('tr', {}, h('th', { scope: 'row' }, k), h('td', {}, strong ? h('strong', {}, v) : v));
   return h(
     'table',
     { class: 'kv estimate' },
@@ -45,7 +56,19 @@ export function estimateTable(e: MemoryEstimate): HTMLTableElement {
 }
 
 export function checksList(e: MemoryEstimate): HTMLUListElement {
-  return h('ul', { class: 'checks' }, ...e.checks.map((c) => h('li', { 'data-level': c.level }, h('span', { class: 'icon', 'aria-hidden': 'true' }, c.level === 'ok' ? '✓' : c.level === 'warn' ? '!' : '✕'), h('span', { class: 'visually-hidden' }, `${c.level}: `), c.text)));
+  return h(
+    'ul',
+    { class: 'checks' },
+    ...e.checks.map((c) =>
+      h(
+        'li',
+        { 'data-level': c.level },
+        h('span', { class: 'icon', 'aria-hidden': 'true' }, c.level === 'ok' ? '✓' : c.level === 'warn' ? '!' : '✕'),
+        h('span', { class: 'visually-hidden' }, `${c.level}: `),
+        c.text,
+      ),
+    ),
+  );
 }
 
 function duration(ms: number): string {
@@ -53,7 +76,8 @@ function duration(ms: number): string {
 }
 
 function summaryText(s: ModelSummary): string {
-  return `${s.hfArchitecture} · ${s.layers} layers · hidden ${s.hidden} · ${s.heads}/${s.kvHeads} heads · vocab ${s.vocab} · files ${s.fileDtypes.join('/')}`;
+  const shape = `${s.layers} layers · hidden ${s.hidden} · ${s.heads}/${s.kvHeads} heads · vocab ${s.vocab}`;
+  return `${s.hfArchitecture} · ${shape} · files ${s.fileDtypes.join('/')}`;
 }
 
 function progressText(e: LoadProgress, rate: number | null): string {
@@ -65,7 +89,12 @@ function progressText(e: LoadProgress, rate: number | null): string {
   return parts.join(' · ');
 }
 
-type DirHandle = { name: string; entries(): AsyncIterable<[string, { kind: 'file' | 'directory'; getFile?: () => Promise<File> }]> };
+type DirEntry = {
+  kind: 'file' | 'directory';
+  getFile?: () => Promise<File>;
+  entries?: () => AsyncIterable<[string, DirEntry]>;
+};
+type DirHandle = { name: string; entries(): AsyncIterable<[string, DirEntry]> };
 
 export const modelsPage: Page = {
   id: 'models',
@@ -79,7 +108,13 @@ export const modelsPage: Page = {
     const adapterStatus = statusLine();
     adapterStatus.el.id = 'model-adapter-status';
     adapterStatus.set('');
-    const loadedCard = h('section', { class: 'card', 'aria-labelledby': 'loaded-h' }, h('div', { class: 'card-head' }, h('h2', { id: 'loaded-h' }, 'Loaded model'), unloadBtn), loadedBody, adapterStatus.el);
+    const loadedCard = h(
+      'section',
+      { class: 'card', 'aria-labelledby': 'loaded-h' },
+      h('div', { class: 'card-head' }, h('h2', { id: 'loaded-h' }, 'Loaded model'), unloadBtn),
+      loadedBody,
+      adapterStatus.el,
+    );
 
     const renderLoaded = (m: LoadedModel | null) => {
       clear(loadedBody);
@@ -90,18 +125,53 @@ export const modelsPage: Page = {
         return;
       }
       loadedBody.append(
-        h('p', { id: 'model-status', class: 'ok-text', 'data-state': 'loaded' }, `Loaded ${m.id} in ${duration(m.loadMs)}.`),
+        h(
+          'p',
+          { id: 'model-status', class: 'ok-text', 'data-state': 'loaded' },
+          `Loaded ${m.id} in ${duration(m.loadMs)}.`,
+        ),
         h(
           'table',
           { class: 'kv' },
           h(
             'tbody',
             {},
-            h('tr', {}, h('th', { scope: 'row' }, 'Source'), h('td', { class: 'break' }, m.sourceKind === 'files' ? `${m.summary.location} (local folder)` : m.sourceKind === 'hf' ? `${m.summary.location} (Hugging Face)` : m.summary.location)),
+            h(
+              'tr',
+              {},
+              h('th', { scope: 'row' }, 'Source'),
+              h(
+                'td',
+                { class: 'break' },
+                m.sourceKind === 'files'
+                  ? `${m.summary.location} (local folder)`
+                  : m.sourceKind === 'hf'
+                    ? `${m.summary.location} (Hugging Face)`
+                    : m.summary.location,
+              ),
+            ),
             h('tr', {}, h('th', { scope: 'row' }, 'Model'), h('td', {}, summaryText(m.summary))),
             h('tr', {}, h('th', { scope: 'row' }, 'Backend'), h('td', {}, m.backend)),
-            h('tr', {}, h('th', { scope: 'row' }, 'Context'), h('td', {}, `${m.contextLength} positions × ${m.maxBatch} batch slots`)),
-            h('tr', {}, h('th', { scope: 'row' }, 'Cached'), h('td', {}, m.cached ? 'yes (Cache Storage)' : m.sourceKind === 'files' ? 'no (read from your disk)' : 'no (served by this site)')),
+            h(
+              'tr',
+              {},
+              h('th', { scope: 'row' }, 'Context'),
+              h('td', {}, `${m.contextLength} positions × ${m.maxBatch} batch slots`),
+            ),
+            h(
+              'tr',
+              {},
+              h('th', { scope: 'row' }, 'Cached'),
+              h(
+                'td',
+                {},
+                m.cached
+                  ? 'yes (Cache Storage)'
+                  : m.sourceKind === 'files'
+                    ? 'no (read from your disk)'
+                    : 'no (served by this site)',
+              ),
+            ),
           ),
         ),
         estimateTable(m.estimate),
@@ -118,12 +188,28 @@ export const modelsPage: Page = {
     const kindName = 'model-kind';
     const radio = (value: string, label: string, checked = false) =>
       h('label', { class: 'choice' }, h('input', { type: 'radio', name: kindName, value, checked }), ` ${label}`);
-    const kinds = h('fieldset', { class: 'choices' }, h('legend', {}, 'Source'), radio('hf', 'Hugging Face', true), radio('url', 'URL'), radio('folder', 'Local folder'));
+    const kinds = h(
+      'fieldset',
+      { class: 'choices' },
+      h('legend', {}, 'Source'),
+      radio('hf', 'Hugging Face', true),
+      radio('url', 'URL'),
+      radio('folder', 'Local folder'),
+    );
 
-    const hfInput = h('input', { type: 'text', placeholder: 'Qwen/Qwen2.5-0.5B-Instruct', autocomplete: 'off', spellcheck: 'false' });
+    const hfInput = h('input', {
+      type: 'text',
+      placeholder: 'Qwen/Qwen2.5-0.5B-Instruct',
+      autocomplete: 'off',
+      spellcheck: 'false',
+    });
     const hfEndpoint = h('input', { type: 'url', value: 'https://huggingface.co', spellcheck: 'false' });
     const hfToken = h('input', { type: 'password', autocomplete: 'off', placeholder: 'hf_…', spellcheck: 'false' });
-    const urlInput = h('input', { type: 'url', placeholder: 'https://example.org/models/my-model/', spellcheck: 'false' });
+    const urlInput = h('input', {
+      type: 'url',
+      placeholder: 'https://example.org/models/my-model/',
+      spellcheck: 'false',
+    });
     const folderBtn = h('button', { type: 'button', class: 'secondary' }, 'Choose folder…');
     const folderFallback = h('input', { type: 'file', hidden: true, multiple: true, id: 'model-folder-input' });
     folderFallback.setAttribute('webkitdirectory', '');
@@ -132,19 +218,44 @@ export const modelsPage: Page = {
       'div',
       { class: 'source-box', 'data-kind': 'hf' },
       field('Repository id', hfInput, 'owner/name or owner/name@revision; downloads are cached in the browser.'),
-      h('div', { class: 'grid2' }, field('Access token', hfToken, 'Only for gated or private repos; kept in this tab.'), field('Hub endpoint', hfEndpoint)),
+      h(
+        'div',
+        { class: 'grid2' },
+        field('Access token', hfToken, 'Only for gated or private repos; kept in this tab.'),
+        field('Hub endpoint', hfEndpoint),
+      ),
     );
-    const urlBox = h('div', { class: 'source-box', 'data-kind': 'url', hidden: true }, field('Folder URL', urlInput, 'A folder with config.json, *.safetensors and tokenizer.json (the server must allow CORS).'));
-    const folderBox = h('div', { class: 'source-box', 'data-kind': 'folder', hidden: true }, h('div', { class: 'field' }, h('span', { class: 'label' }, 'Folder'), h('div', { class: 'row' }, folderBtn, folderLabel), folderFallback));
-    let picked: { files: File[]; label: string } | null = null;
+    const urlBox = h(
+      'div',
+      { class: 'source-box', 'data-kind': 'url', hidden: true },
+      field(
+        'Folder URL',
+        urlInput,
+        'A folder with config.json, *.safetensors and tokenizer.json (the server must allow CORS).',
+      ),
+    );
+    const folderBox = h(
+      'div',
+      { class: 'source-box', 'data-kind': 'folder', hidden: true },
+      h(
+        'div',
+        { class: 'field' },
+        h('span', { class: 'label' }, 'Folder'),
+        h('div', { class: 'row' }, folderBtn, folderLabel),
+        folderFallback,
+      ),
+    );
+    let picked: { files: File[]; label: string; adapter: File[] | null } | null = null;
 
-    const currentKind = () => (kinds.querySelector<HTMLInputElement>('input:checked')?.value ?? 'hf') as 'hf' | 'url' | 'folder';
+    const currentKind = () =>
+      (kinds.querySelector<HTMLInputElement>('input:checked')?.value ?? 'hf') as 'hf' | 'url' | 'folder';
     kinds.addEventListener('change', () => {
       for (const box of [hfBox, urlBox, folderBox]) box.hidden = box.dataset.kind !== currentKind();
     });
 
     folderBtn.addEventListener('click', async () => {
-      const picker = (window as unknown as { showDirectoryPicker?: (o?: object) => Promise<DirHandle> }).showDirectoryPicker;
+      const picker = (window as unknown as { showDirectoryPicker?: (o?: object) => Promise<DirHandle> })
+        .showDirectoryPicker;
       if (!picker) {
         folderFallback.click();
         return;
@@ -152,38 +263,65 @@ export const modelsPage: Page = {
       try {
         const dir = await picker({ mode: 'read' });
         const files: File[] = [];
-        for await (const [, entry] of dir.entries()) if (entry.kind === 'file' && entry.getFile) files.push(await entry.getFile());
-        setPicked(files, dir.name);
+        const adapterFiles: File[] = [];
+        for await (const [name, entry] of dir.entries()) {
+          if (entry.kind === 'file' && entry.getFile) files.push(await entry.getFile());
+          else if (entry.kind === 'directory' && name === 'adapter' && entry.entries) {
+            for await (const [, sub] of entry.entries())
+              if (sub.kind === 'file' && sub.getFile) adapterFiles.push(await sub.getFile());
+          }
+        }
+        setPicked(files, dir.name, adapterFiles);
       } catch (e) {
         if ((e as Error).name !== 'AbortError') status.set(errorText(e), 'error');
       }
     });
     folderFallback.addEventListener('change', () => {
       const all = [...(folderFallback.files ?? [])];
-      // Only the folder's own files: subfolders (onnx/, original/…) are not part of the checkpoint.
-      const top = all.filter((f) => (f.webkitRelativePath || f.name).split('/').length <= 2);
-      setPicked(top, all[0]?.webkitRelativePath.split('/')[0] || 'selected folder');
+      // Only the folder's own files: subfolders (onnx/, original/…) are not part of the checkpoint,
+      // except a PEFT adapter in adapter/ (as the embedded demo ships it), loaded with the model.
+      const parts = (f: File) => (f.webkitRelativePath || f.name).split('/');
+      const top = all.filter((f) => parts(f).length <= 2);
+      const adapter = all.filter((f) => parts(f).length === 3 && parts(f)[1] === 'adapter');
+      setPicked(top, all[0]?.webkitRelativePath.split('/')[0] || 'selected folder', adapter);
     });
-    const setPicked = (files: File[], label: string) => {
-      picked = { files, label };
+    const setPicked = (files: File[], label: string, adapterFiles: File[] = []) => {
+      const hasAdapter =
+        adapterFiles.some((f) => f.name === 'adapter_config.json') &&
+        adapterFiles.some((f) => f.name.endsWith('.safetensors'));
+      picked = { files, label, adapter: hasAdapter ? adapterFiles : null };
       const total = files.reduce((a, f) => a + f.size, 0);
-      folderLabel.textContent = `${label}: ${files.length} files, ${formatBytes(total)}`;
+      folderLabel.textContent = `${label}: ${files.length} files, ${formatBytes(total)}${hasAdapter ? ' + a LoRA adapter in adapter/' : ''}`;
     };
 
     const ctxInput = numberInput({ value: 2048, min: 64, max: 131072, step: 64 });
     const batchInput = numberInput({ value: 4, min: 1, max: 64, step: 1 });
-    const dtypeSelect = h('select', {}, h('option', { value: 'auto' }, 'auto'), h('option', { value: 'f32' }, 'f32'), h('option', { value: 'f16' }, 'f16 (needs shader-f16)'));
+    const dtypeSelect = h(
+      'select',
+      { id: 'model-dtype' },
+      h('option', { value: 'auto' }, 'auto'),
+      h('option', { value: 'f32' }, 'f32'),
+      h('option', { value: 'f16' }, 'f16 (needs shader-f16)'),
+      h('option', { value: 'q8' }, 'q8 (quantized on load)'),
+      h('option', { value: 'q4' }, 'q4 (quantized on load)'),
+    );
     const settingsRow = h(
       'div',
       { class: 'grid3' },
       field('Context length', ctxInput, 'Positions per sequence.'),
       field('Batch slots', batchInput, 'Sequences decoded together (debate agents).'),
-      field('Weights on GPU', dtypeSelect),
+      field(
+        'Weights on GPU',
+        dtypeSelect,
+        'q8 / q4 take about ¼ / ⅛ of f32; the quantized copy is kept in this browser.',
+      ),
     );
     const settings = (): LoadSettings => ({
       contextLength: Math.max(16, Math.floor(readNumber(ctxInput, 2048))),
       maxBatch: Math.max(1, Math.floor(readNumber(batchInput, 4))),
-      dtype: dtypeSelect.value as LoadSettings['dtype'],
+      ...(dtypeSelect.value === 'q8' || dtypeSelect.value === 'q4'
+        ? { dtype: 'auto' as const, quantize: dtypeSelect.value }
+        : { dtype: dtypeSelect.value as LoadSettings['dtype'] }),
     });
 
     const checkBtn = h('button', { type: 'button', class: 'secondary' }, 'Check memory');
@@ -192,6 +330,7 @@ export const modelsPage: Page = {
     const progress = h('progress', { max: 1, value: 0, hidden: true, 'aria-label': 'Download progress' });
     const progressLabel = h('span', { class: 'muted progress-label' });
     const status = statusLine();
+    status.el.id = 'model-load-status';
     const estimateBox = h('div', { class: 'estimate-box', 'aria-live': 'polite' });
     const form = h(
       'form',
@@ -215,14 +354,19 @@ export const modelsPage: Page = {
         if (!looksLikeHfRepoId(id)) throw new Error('Enter a repository id like owner/name.');
         const endpoint = hfEndpoint.value.trim().replace(/\/+$/, '');
         const token = hfToken.value.trim();
-        return { kind: 'hf', id, ...(endpoint && endpoint !== 'https://huggingface.co' ? { endpoint } : {}), ...(token ? { token } : {}) };
+        return {
+          kind: 'hf',
+          id,
+          ...(endpoint && endpoint !== 'https://huggingface.co' ? { endpoint } : {}),
+          ...(token ? { token } : {}),
+        };
       }
       if (kind === 'url') {
         const url = urlInput.value.trim();
         if (!url) throw new Error('Enter the URL of a model folder.');
         return parseModelSpec(url);
       }
-      if (!picked || !picked.files.length) throw new Error('Choose a folder first.');
+      if (!picked?.files.length) throw new Error('Choose a folder first.');
       return { kind: 'files', files: picked.files, label: picked.label };
     };
 
@@ -239,18 +383,33 @@ export const modelsPage: Page = {
 
     const showEstimate = (r: InspectResult) => {
       clear(estimateBox);
-      estimateBox.append(h('p', { class: 'muted' }, summaryText(r.summary)), estimateTable(r.estimate), checksList(r.estimate));
+      estimateBox.append(
+        h('p', { class: 'muted' }, summaryText(r.summary)),
+        estimateTable(r.estimate),
+        checksList(r.estimate),
+      );
     };
 
     const inspect = async (source: ModelSource): Promise<InspectResult | null> => {
       const id = newTaskId('inspect');
       setRunning(id, 'Reading model headers…');
+      // A new action: the previous one's outcome ("Done in …") no longer applies.
+      progress.hidden = true;
+      progressLabel.textContent = '';
       status.set(`Reading config.json and weight headers of ${describeSource(source)}…`);
       try {
         const r = await api.inspect(source, settings(), id);
         showEstimate(r);
+        const device = await api.device();
+        if (!device.available) {
+          status.set(`WebGPU is unavailable here, so no model can be loaded: ${device.reason}`, 'error');
+          return null;
+        }
         const bad = r.estimate.checks.find((c) => c.level === 'error');
-        status.set(bad ? 'This model does not fit the device with these settings.' : 'Estimate ready.', bad ? 'error' : 'ok');
+        status.set(
+          bad ? 'This model does not fit the device with these settings.' : 'Estimate ready.',
+          bad ? 'error' : 'ok',
+        );
         return r;
       } catch (e) {
         status.set(`Could not read the model: ${errorText(e)}`, 'error');
@@ -292,7 +451,15 @@ export const modelsPage: Page = {
         const m = await api.load(source, settings(), id, Comlink.proxy(onProgress));
         clear(estimateBox); // the loaded-model card shows it now
         state.set('model', m);
-        status.set(`Loaded ${m.id}.`, 'ok');
+        const asked = settings().contextLength;
+        status.set(
+          m.contextLength < asked
+            ? `Loaded ${m.id} with a context of ${m.contextLength} positions: the model holds no more (its max_position_embeddings), ` +
+                `not the ${asked} asked for.`
+            : `Loaded ${m.id}.`,
+          'ok',
+        );
+        status.el.dataset.contextLength = String(m.contextLength);
         progress.max = 1;
         progress.value = 1;
         progressLabel.textContent = `Done in ${duration(m.loadMs)}.`;
@@ -327,28 +494,66 @@ export const modelsPage: Page = {
         return;
       }
       const r = await inspect(source);
-      if (r && !r.estimate.checks.some((c) => c.level === 'error')) await load(source);
+      if (!r || r.estimate.checks.some((c) => c.level === 'error')) return;
+      const adapterFiles = source.kind === 'files' ? picked?.adapter : null;
+      const m = await load(source);
+      if (m && adapterFiles) await loadFolderAdapter(adapterFiles, source.kind === 'files' ? source.label : m.id);
     });
 
     // ---- cache ----------------------------------------------------------------------------
     const cacheBody = h('div', {});
     const refreshBtn = h('button', { type: 'button', class: 'secondary' }, 'Refresh');
-    const cacheCard = h('section', { class: 'card', 'aria-labelledby': 'cache-h' }, h('div', { class: 'card-head' }, h('h2', { id: 'cache-h' }, 'Downloaded models'), refreshBtn), cacheBody);
+    const cacheCard = h(
+      'section',
+      { class: 'card', 'aria-labelledby': 'cache-h' },
+      h('div', { class: 'card-head' }, h('h2', { id: 'cache-h' }, 'Downloaded models'), refreshBtn),
+      cacheBody,
+    );
     const refreshCache = async () => {
       clear(cacheBody);
       if (!cacheAvailable()) {
-        cacheBody.append(h('p', { class: 'muted' }, 'Cache Storage is not available (the page must be served over https or from localhost); downloads are not kept.'));
+        cacheBody.append(
+          h(
+            'p',
+            { class: 'muted' },
+            'Cache Storage is not available (the page must be served over https or from localhost); downloads are not kept.',
+          ),
+        );
         return;
       }
-      const [list, est] = await Promise.all([listCachedModels(), navigator.storage?.estimate?.().catch(() => null) ?? null]);
-      if (est?.quota) cacheBody.append(h('p', { class: 'muted' }, `Browser storage used: ${formatBytes(est.usage ?? 0)} of ${formatBytes(est.quota)} available to this site.`));
+      const [list, est] = await Promise.all([
+        listCachedModels(),
+        navigator.storage?.estimate?.().catch(() => null) ?? null,
+      ]);
+      if (est?.quota)
+        cacheBody.append(
+          h(
+            'p',
+            { class: 'muted' },
+            `Browser storage used: ${formatBytes(est.usage ?? 0)} of ${formatBytes(est.quota)} available to this site.`,
+          ),
+        );
       if (!list.length) {
-        cacheBody.append(h('p', { class: 'muted', id: 'cache-empty' }, 'Nothing cached yet. Models downloaded from the Hub or another site are kept here for offline use.'));
+        cacheBody.append(
+          h(
+            'p',
+            { class: 'muted', id: 'cache-empty' },
+            'Nothing cached yet. Models downloaded from the Hub or another site are kept here for offline use.',
+          ),
+        );
         return;
       }
       const rows = list.map((c) => {
-        const del = h('button', { type: 'button', class: 'danger small', 'aria-label': `Delete cached ${c.location}` }, 'Delete');
-        const use = h('button', { type: 'button', class: 'secondary small', 'aria-label': `Load cached ${c.location}` }, 'Load');
+        const del = h(
+          'button',
+          { type: 'button', class: 'danger small', 'aria-label': `Delete cached ${c.location}` },
+          'Delete',
+        );
+        const use = h(
+          'button',
+          { type: 'button', class: 'secondary small', 'aria-label': `Load cached ${c.location}` },
+          'Load',
+        );
         del.addEventListener('click', async () => {
           if (!confirm(`Delete the cached copy of ${c.location} (${formatBytes(c.bytes)})?`)) return;
           await deleteCachedModel(c.cacheName);
@@ -358,19 +563,42 @@ export const modelsPage: Page = {
         return h(
           'tr',
           { 'data-cache': c.cacheName.slice(MODEL_CACHE_PREFIX.length) },
-          h('td', { class: 'break location' }, c.location, h('div', { class: 'muted small' }, `${c.files} files · ${c.complete ? 'complete' : 'partial download'}`)),
+          h(
+            'td',
+            { class: 'break location' },
+            c.location,
+            h('div', { class: 'muted small' }, `${c.files} files · ${c.complete ? 'complete' : 'partial download'}`),
+          ),
           h('td', { class: 'num nowrap' }, formatBytes(c.bytes)),
-          h('td', { class: 'small' }, c.savedAt ? new Date(c.savedAt).toLocaleString(undefined, { dateStyle: 'short', timeStyle: 'short' }) : '—'),
+          h(
+            'td',
+            { class: 'small' },
+            c.savedAt ? new Date(c.savedAt).toLocaleString(undefined, { dateStyle: 'short', timeStyle: 'short' }) : '—',
+          ),
           h('td', { class: 'row-actions' }, use, del),
         );
       });
-      const head = h('tr', {}, h('th', { scope: 'col' }, 'Model'), h('th', { scope: 'col', class: 'num' }, 'Size'), h('th', { scope: 'col' }, 'Saved'), h('th', { scope: 'col' }, h('span', { class: 'visually-hidden' }, 'Actions')));
+      const head = h(
+        'tr',
+        {},
+        h('th', { scope: 'col' }, 'Model'),
+        h('th', { scope: 'col', class: 'num' }, 'Size'),
+        h('th', { scope: 'col' }, 'Saved'),
+        h('th', { scope: 'col' }, h('span', { class: 'visually-hidden' }, 'Actions')),
+      );
       const table = h('table', { class: 'list', id: 'cache-table' }, h('thead', {}, head), h('tbody', {}, ...rows));
       cacheBody.append(h('div', { class: 'table-scroll' }, table));
     };
     refreshBtn.addEventListener('click', () => void refreshCache());
 
-    root.append(h('div', { class: 'page-grid' }, h('div', { class: 'col' }, loadedCard, form), h('div', { class: 'col' }, cacheCard)));
+    root.append(
+      h(
+        'div',
+        { class: 'page-grid' },
+        h('div', { class: 'col' }, loadedCard, form),
+        h('div', { class: 'col' }, cacheCard),
+      ),
+    );
     void refreshCache();
 
     // ---- the embedded demo's adapter --------------------------------------------------------
@@ -389,7 +617,11 @@ export const modelsPage: Page = {
         );
         const info = await api.loadAdapterFiles(a.name, files);
         await api.activateAdapter(a.name);
-        adapterStatus.set(`Adapter ${info.name} (LoRA r${info.rank}${a.strategy ? `, ${a.strategy}` : ''}) loaded with the embedded model and active in Chat; pick “Base model” there to compare.`, 'ok');
+        adapterStatus.set(
+          `Adapter ${info.name} (LoRA r${info.rank}${a.strategy ? `, ${a.strategy}` : ''}) loaded with the embedded ` +
+            `model and active in Chat; pick “Base model” there to compare.`,
+          'ok',
+        );
       } catch (e) {
         adapterStatus.set(`Could not load the embedded adapter ${a.name}: ${errorText(e)}`, 'warn');
       } finally {
@@ -399,9 +631,42 @@ export const modelsPage: Page = {
       }
     };
 
+    /** The PEFT adapter in a local folder's adapter/ subfolder, named by its agentark.json (else "<folder>/adapter"). */
+    const loadFolderAdapter = async (files: File[], folder: string) => {
+      let name = `${folder}/adapter`;
+      const meta = files.find((f) => f.name === 'agentark.json');
+      if (meta) {
+        try {
+          const j = JSON.parse(await meta.text()) as { name?: unknown };
+          if (typeof j.name === 'string' && j.name.trim()) name = j.name.trim();
+        } catch {
+          // A broken agentark.json only loses the name.
+        }
+      }
+      try {
+        const info = await api.loadAdapterFiles(
+          name,
+          files.filter((f) => f.name !== 'agentark.json'),
+        );
+        await api.activateAdapter(name);
+        adapterStatus.set(
+          `Adapter ${info.name} (LoRA r${info.rank}) from the folder's adapter/ loaded and active in Chat; pick “Base model” there to compare.`,
+          'ok',
+        );
+      } catch (e) {
+        adapterStatus.set(`Could not load the folder's adapter/: ${errorText(e)}`, 'warn');
+      } finally {
+        state.dispatchEvent(new Event(ADAPTERS_EVENT));
+      }
+    };
+
     // ---- startup model --------------------------------------------------------------------
     const requested = ctx.params.get('model');
-    const startup: ModelSource | null = requested ? parseModelSpec(requested) : defaultModel ? { kind: 'url', url: new URL(defaultModel, document.baseURI).href, files: defaultModelFiles } : null;
+    const startup: ModelSource | null = requested
+      ? parseModelSpec(requested)
+      : defaultModel
+        ? { kind: 'url', url: new URL(defaultModel, document.baseURI).href, files: defaultModelFiles }
+        : null;
     if (startup) {
       if (startup.kind === 'hf') hfInput.value = startup.id;
       else if (startup.kind === 'url') {

@@ -3,20 +3,12 @@
  * WebLLM prebuilt model or an OpenAI-compatible server), watch every agent in every round as it
  * writes, and download the trajectories as JSONL (the training data of the student).
  */
-import { shippedData } from 'virtual:agentark-public';
-import type { Task } from '../../tasks/answers';
-import { parseQuestions, type Question } from '../../tasks/datasets';
 import type { TrajectoryRecord } from '../../teach/trajectory';
 import type { DebateEvent, DebateRunSettings, DebateSlot, LoadedModel, TeacherEngineSpec } from '../api';
 import { Comlink, newTaskId, type AppContext, type Page } from '../client';
-import { clear, downloadText, errorText, field, h, numberInput, readNumber, statusLine } from '../dom';
+import { downloadText, errorText, field, h, numberInput, readNumber, statusLine } from '../dom';
 import { setMarkdown } from '../markdown';
-
-const TASKS: [Task, string][] = [
-  ['gsm8k', 'GSM8K'],
-  ['math', 'MATH'],
-  ['mc', 'Multiple choice'],
-];
+import { questionsCard } from './questions-card';
 
 interface QuestionView {
   section: HTMLElement;
@@ -39,120 +31,82 @@ export const teachPage: Page = {
     const { api, state } = ctx;
 
     // ---- questions ------------------------------------------------------------------------
-    const srcName = 'teach-source';
-    const srcRadio = (value: string, label: string, checked: boolean, disabled = false) =>
-      h('label', { class: 'choice' }, h('input', { type: 'radio', name: srcName, value, checked, disabled }), ` ${label}`);
-    const hasShipped = shippedData.length > 0;
-    const sources = h(
-      'fieldset',
-      { class: 'choices' },
-      h('legend', {}, 'Questions from'),
-      srcRadio('shipped', 'Shipped set', hasShipped, !hasShipped),
-      srcRadio('file', 'File', !hasShipped),
-      srcRadio('url', 'URL', false),
-    );
-    const shippedSelect = h('select', { id: 'teach-shipped', disabled: !hasShipped }, ...(hasShipped ? shippedData.map((p) => h('option', { value: p }, p.replace(/^data\//, ''))) : [h('option', { value: '' }, 'none in this build')]));
-    const fileInput = h('input', { type: 'file', id: 'teach-file', accept: '.jsonl,.json,.ndjson,application/json' });
-    const urlInput = h('input', { type: 'url', id: 'teach-url', placeholder: 'https://…/questions.jsonl', spellcheck: 'false' });
-    const fetchBtn = h('button', { type: 'button', class: 'secondary' }, 'Fetch');
-    const shippedBox = h('div', { 'data-src': 'shipped', hidden: !hasShipped }, field('Set', shippedSelect, hasShipped ? undefined : 'No question sets ship with this build (public/data/*.jsonl).'));
-    const fileBox = h('div', { 'data-src': 'file', hidden: hasShipped }, field('JSONL file', fileInput, 'GSM8K, MATH, multiple-choice or plain {question, answer} rows.'));
-    const urlBox = h('div', { 'data-src': 'url', hidden: true }, h('div', { class: 'field' }, h('label', { for: 'teach-url' }, 'URL'), h('div', { class: 'row' }, urlInput, fetchBtn)));
-    const taskSelect = h('select', { id: 'teach-task' }, ...TASKS.map(([t, label]) => h('option', { value: t }, label)));
-    const limitInput = numberInput({ value: 3, min: 1, step: 1 });
-    limitInput.id = 'teach-limit';
-    const qStatus = statusLine();
-    const qPreview = h('div', { class: 'preview' });
-    const questionsCard = h(
-      'section',
-      { class: 'card', 'aria-labelledby': 'teach-q-h' },
-      h('h2', { id: 'teach-q-h' }, '1 · Questions'),
-      sources,
-      shippedBox,
-      fileBox,
-      urlBox,
-      h('div', { class: 'grid2' }, field('Task', taskSelect), field('Use the first', limitInput, 'questions')),
-      qStatus.el,
-      qPreview,
-    );
-
-    let rawText: { text: string; name: string } | null = null;
-    let questions: Question[] = [];
-    const currentSrc = () => sources.querySelector<HTMLInputElement>('input:checked')?.value ?? 'file';
-    const reparse = () => {
-      clear(qPreview);
-      questions = [];
-      if (!rawText) {
-        qStatus.set('');
-        return;
-      }
-      try {
-        questions = parseQuestions(rawText.text, taskSelect.value as Task, rawText.name);
-        if (!questions.length) throw new Error('no questions in it');
-        const n = Math.min(questions.length, Math.max(1, Math.floor(readNumber(limitInput, 3))));
-        qStatus.set(`${questions.length} questions in ${rawText.name}; the debate uses the first ${n}.`, 'ok');
-        const first = h('div', { class: 'markdown' });
-        setMarkdown(first, questions[0]!.question);
-        qPreview.append(h('details', {}, h('summary', {}, `First question (${questions[0]!.id})`), first));
-      } catch (e) {
-        qStatus.set(`Cannot read ${rawText.name}: ${errorText(e)}`, 'error');
-      }
-      updateRun();
-    };
-    const loadUrl = async (url: string, name: string) => {
-      qStatus.set(`Fetching ${name}…`);
-      try {
-        const res = await fetch(url);
-        if (!res.ok) throw new Error(`HTTP ${res.status} ${res.statusText}`);
-        rawText = { text: await res.text(), name };
-      } catch (e) {
-        rawText = null;
-        qStatus.set(`Cannot fetch ${name}: ${errorText(e)}`, 'error');
-        updateRun();
-        return;
-      }
-      reparse();
-    };
-    sources.addEventListener('change', () => {
-      const v = currentSrc();
-      for (const box of [shippedBox, fileBox, urlBox]) box.hidden = box.dataset.src !== v;
-      if (v === 'shipped' && hasShipped) void loadUrl(new URL(shippedSelect.value, document.baseURI).href, shippedSelect.value.replace(/^data\//, ''));
+    const qc = questionsCard({
+      prefix: 'teach',
+      heading: '1 · Questions',
+      defaultLimit: 3,
+      usage: (n) => `the debate uses the first ${n}`,
+      preview: true,
     });
-    shippedSelect.addEventListener('change', () => void loadUrl(new URL(shippedSelect.value, document.baseURI).href, shippedSelect.value.replace(/^data\//, '')));
-    fileInput.addEventListener('change', async () => {
-      const f = fileInput.files?.[0];
-      if (!f) return;
-      rawText = { text: await f.text(), name: f.name };
-      reparse();
-    });
-    fetchBtn.addEventListener('click', () => {
-      const u = urlInput.value.trim();
-      if (u) void loadUrl(u, u.split('/').pop() || u);
-    });
-    taskSelect.addEventListener('change', reparse);
-    limitInput.addEventListener('change', reparse);
-    if (hasShipped) void loadUrl(new URL(shippedData[0]!, document.baseURI).href, shippedData[0]!.replace(/^data\//, ''));
+    const questionsEl = qc.el;
+    qc.onChange(() => updateRun());
 
     // ---- teacher --------------------------------------------------------------------------
     const engName = 'teach-engine';
-    const engRadio = (value: string, label: string, checked = false) => h('label', { class: 'choice' }, h('input', { type: 'radio', name: engName, value, checked }), ` ${label}`);
-    const engines = h('fieldset', { class: 'choices' }, h('legend', {}, 'Teacher engine'), engRadio('local', 'Local model', true), engRadio('webllm', 'WebLLM prebuilt'), engRadio('openai', 'OpenAI-compatible'));
+    const engRadio = (value: string, label: string, checked = false) =>
+      h('label', { class: 'choice' }, h('input', { type: 'radio', name: engName, value, checked }), ` ${label}`);
+    const engines = h(
+      'fieldset',
+      { class: 'choices' },
+      h('legend', {}, 'Teacher engine'),
+      engRadio('local', 'Local model', true),
+      engRadio('webllm', 'WebLLM prebuilt'),
+      engRadio('openai', 'OpenAI-compatible'),
+    );
     const localInfo = h('p', { class: 'muted', id: 'teach-local-info' });
     const webllmSelect = h('select', { id: 'teach-webllm' }, h('option', { value: '' }, 'Loading list…'));
-    const openaiUrl = h('input', { type: 'url', id: 'teach-openai-url', placeholder: 'http://127.0.0.1:8000/v1', spellcheck: 'false' });
-    const openaiKey = h('input', { type: 'password', id: 'teach-openai-key', autocomplete: 'off', placeholder: 'optional' });
-    const openaiModel = h('input', { type: 'text', id: 'teach-openai-model', placeholder: 'model name', spellcheck: 'false' });
+    const openaiUrl = h('input', {
+      type: 'url',
+      id: 'teach-openai-url',
+      placeholder: 'http://127.0.0.1:8000/v1',
+      spellcheck: 'false',
+    });
+    const openaiKey = h('input', {
+      type: 'password',
+      id: 'teach-openai-key',
+      autocomplete: 'off',
+      placeholder: 'optional',
+    });
+    const openaiModel = h('input', {
+      type: 'text',
+      id: 'teach-openai-model',
+      placeholder: 'model name',
+      spellcheck: 'false',
+    });
     const openaiConc = numberInput({ value: 4, min: 1, max: 64, step: 1 });
     const localBox = h('div', { 'data-eng': 'local' }, localInfo);
-    const webllmBox = h('div', { 'data-eng': 'webllm', hidden: true }, field('Model', webllmSelect, 'Downloads weights from huggingface.co and a model library on first use; only f32 models are listed when the adapter lacks shader-f16.'));
+    const webllmBox = h(
+      'div',
+      { 'data-eng': 'webllm', hidden: true },
+      field(
+        'Model',
+        webllmSelect,
+        'Downloads weights from huggingface.co and a model library on first use; only f32 models are listed when the adapter lacks shader-f16.',
+      ),
+    );
     const openaiBox = h(
       'form',
       { 'data-eng': 'openai', hidden: true, onsubmit: (e: Event) => e.preventDefault() },
       field('Base URL', openaiUrl, 'The server must allow CORS from this page.'),
-      h('div', { class: 'grid2' }, field('API key', openaiKey, 'Kept in this tab only.'), field('Model', openaiModel), field('Parallel requests', openaiConc)),
+      h(
+        'div',
+        { class: 'grid2' },
+        field('API key', openaiKey, 'Kept in this tab only.'),
+        field('Model', openaiModel),
+        field('Parallel requests', openaiConc),
+      ),
     );
-    const teacherCard = h('section', { class: 'card', 'aria-labelledby': 'teach-t-h' }, h('h2', { id: 'teach-t-h' }, '2 · Teacher'), engines, localBox, webllmBox, openaiBox);
-    const currentEng = () => (engines.querySelector<HTMLInputElement>('input:checked')?.value ?? 'local') as TeacherEngineSpec['kind'];
+    const teacherCard = h(
+      'section',
+      { class: 'card', 'aria-labelledby': 'teach-t-h' },
+      h('h2', { id: 'teach-t-h' }, '2 · Teacher'),
+      engines,
+      localBox,
+      webllmBox,
+      openaiBox,
+    );
+    const currentEng = () =>
+      (engines.querySelector<HTMLInputElement>('input:checked')?.value ?? 'local') as TeacherEngineSpec['kind'];
     let webllmListed = false;
     engines.addEventListener('change', async () => {
       const v = currentEng();
@@ -175,7 +129,14 @@ export const teachPage: Page = {
     const engineSpec = (): TeacherEngineSpec => {
       const v = currentEng();
       if (v === 'webllm') return { kind: 'webllm', model: webllmSelect.value };
-      if (v === 'openai') return { kind: 'openai', baseUrl: openaiUrl.value.trim(), apiKey: openaiKey.value, model: openaiModel.value.trim(), concurrency: Math.max(1, Math.floor(readNumber(openaiConc, 4))) };
+      if (v === 'openai')
+        return {
+          kind: 'openai',
+          baseUrl: openaiUrl.value.trim(),
+          apiKey: openaiKey.value,
+          model: openaiModel.value.trim(),
+          concurrency: Math.max(1, Math.floor(readNumber(openaiConc, 4))),
+        };
       return { kind: 'local' };
     };
 
@@ -184,17 +145,28 @@ export const teachPage: Page = {
     agentsInput.id = 'teach-agents';
     const roundsInput = numberInput({ value: 2, min: 1, max: 10, step: 1 });
     roundsInput.id = 'teach-rounds';
-    const aggSelect = h('select', { id: 'teach-aggregator' }, h('option', { value: 'llm' }, 'LLM judge'), h('option', { value: 'vote' }, 'Majority vote'));
+    const aggSelect = h(
+      'select',
+      { id: 'teach-aggregator' },
+      h('option', { value: 'llm' }, 'LLM judge'),
+      h('option', { value: 'vote' }, 'Majority vote'),
+    );
     const tempInput = numberInput({ value: 0.7, min: 0, max: 2, step: 0.05 });
     const formatSelect = h(
       'select',
       { id: 'teach-format' },
-      h('option', { value: 'standard' }, 'Standard (whole solutions)'),
-      h('option', { value: 'small' }, 'Small model (answers only, question restated)'),
+      h('option', { value: 'standard' }, 'Standard'),
+      h('option', { value: 'small' }, 'Small model'),
     );
     // A short context cannot hold a standard debate that quotes whole solutions (the embedded
     // demo model has 384 tokens), so such models start on the small format.
-    const pickFormat = (m: LoadedModel | null) => void (formatSelect.value = m && m.contextLength <= 512 ? 'small' : 'standard');
+    // Their judge is weaker than a vote over the revised answers (the demo model card: 48% vs 60%),
+    // so they start on the vote too.
+    const pickFormat = (m: LoadedModel | null) => {
+      const small = !!m && m.contextLength <= 512;
+      formatSelect.value = small ? 'small' : 'standard';
+      aggSelect.value = small ? 'vote' : 'llm';
+    };
     pickFormat(ctx.state.model);
     ctx.state.on('model', pickFormat);
     tempInput.id = 'teach-temperature';
@@ -204,7 +176,11 @@ export const teachPage: Page = {
     seedInput.id = 'teach-seed';
     const runBtn = h('button', { type: 'button', class: 'primary', id: 'teach-run' }, 'Run debate');
     const stopBtn = h('button', { type: 'button', class: 'danger', id: 'teach-stop', hidden: true }, 'Stop');
-    const downloadBtn = h('button', { type: 'button', class: 'secondary', id: 'teach-download', disabled: true }, 'Download trajectories (JSONL)');
+    const downloadBtn = h(
+      'button',
+      { type: 'button', class: 'secondary', id: 'teach-download', disabled: true },
+      'Download trajectories (JSONL)',
+    );
     const runStatus = statusLine();
     runStatus.el.id = 'teach-status';
     const runProgress = h('progress', { max: 1, value: 0, hidden: true, 'aria-label': 'Questions debated' });
@@ -212,7 +188,21 @@ export const teachPage: Page = {
       'section',
       { class: 'card', 'aria-labelledby': 'teach-d-h' },
       h('h2', { id: 'teach-d-h' }, '3 · Debate'),
-      h('div', { class: 'grid3' }, field('Agents', agentsInput), field('Rounds', roundsInput, 'Including the independent first round.'), field('Aggregator', aggSelect), field('Format', formatSelect, 'Small model: the compact, sparse debate the embedded demo model was trained on.'), field('Temperature', tempInput), field('Max tokens per reply', maxTokInput), field('Seed', seedInput)),
+      h(
+        'div',
+        { class: 'grid3' },
+        field('Agents', agentsInput),
+        field('Rounds', roundsInput, 'Including the independent first round.'),
+        field('Aggregator', aggSelect),
+        field(
+          'Format',
+          formatSelect,
+          'Standard quotes whole solutions; Small model quotes answers only and restates the question (the compact debate the demo model learnt).',
+        ),
+        field('Temperature', tempInput),
+        field('Max tokens per reply', maxTokInput),
+        field('Seed', seedInput),
+      ),
       h('div', { class: 'row actions' }, runBtn, stopBtn, downloadBtn),
       runProgress,
       runStatus.el,
@@ -221,8 +211,10 @@ export const teachPage: Page = {
 
     const updateRun = () => {
       const m = state.model;
-      localInfo.textContent = m ? `Uses the loaded model ${m.id} (agents in a round decode as one batch).` : 'No model loaded: load one on the Models page, or pick another engine.';
-      runBtn.disabled = !!running || !questions.length || (currentEng() === 'local' && !m);
+      localInfo.textContent = m
+        ? `Uses the loaded model ${m.id} (agents in a round decode as one batch).`
+        : 'No model loaded: load one on the Models page, or pick another engine.';
+      runBtn.disabled = !!running || !qc.all().length || (currentEng() === 'local' && !m);
     };
     state.on('model', updateRun);
 
@@ -230,13 +222,14 @@ export const teachPage: Page = {
     const views = new Map<number, QuestionView>();
     const records: TrajectoryRecord[] = [];
     let dirty = new Set<{ body: HTMLElement; text: string }>();
-    let frame = 0;
+    let _frame = 0;
     const flush = () => {
-      frame = 0;
+      _frame = 0;
       for (const c of dirty) setMarkdown(c.body, c.text);
       dirty = new Set();
     };
-    const cellFor = (index: number, round: number, slot: DebateSlot) => views.get(index)?.cells.get(cellKey(round, slot));
+    const cellFor = (index: number, round: number, slot: DebateSlot) =>
+      views.get(index)?.cells.get(cellKey(round, slot));
 
     const onEvent = (e: DebateEvent) => {
       switch (e.type) {
@@ -248,21 +241,58 @@ export const teachPage: Page = {
           const qBody = h('div', { class: 'markdown question' });
           setMarkdown(qBody, e.question);
           const table = h('table', { class: 'debate' });
-          const head = h('tr', {}, h('th', { scope: 'col' }, 'Round'), ...e.agents.map((a) => h('th', { scope: 'col' }, a)));
+          const head = h(
+            'tr',
+            {},
+            h('th', { scope: 'col' }, 'Round'),
+            ...e.agents.map((a) => h('th', { scope: 'col' }, a)),
+          );
           const tbody = h('tbody', {});
           const cells: QuestionView['cells'] = new Map();
           const makeCell = (round: number, slot: DebateSlot, colspan?: number) => {
             const body = h('div', { class: 'markdown cell-body' });
             const meta = h('div', { class: 'cell-meta' });
-            const el = h('td', { class: 'cell waiting', 'data-round': round, 'data-slot': String(slot), colspan }, body, meta);
+            const el = h(
+              'td',
+              { class: 'cell waiting', 'data-round': round, 'data-slot': String(slot), colspan },
+              body,
+              meta,
+            );
             cells.set(cellKey(round, slot), { el, body, text: '', meta });
             return el;
           };
-          for (let r = 1; r <= e.rounds; r++) tbody.append(h('tr', {}, h('th', { scope: 'row' }, String(r)), ...e.agents.map((_, i) => makeCell(r, i))));
-          if (e.aggregator === 'llm') tbody.append(h('tr', { class: 'agg' }, h('th', { scope: 'row' }, 'Judge'), makeCell(e.rounds + 1, 'aggregator', e.agents.length)));
+          for (let r = 1; r <= e.rounds; r++)
+            tbody.append(h('tr', {}, h('th', { scope: 'row' }, String(r)), ...e.agents.map((_, i) => makeCell(r, i))));
+          if (e.aggregator === 'llm')
+            tbody.append(
+              h(
+                'tr',
+                { class: 'agg' },
+                h('th', { scope: 'row' }, 'Judge'),
+                makeCell(e.rounds + 1, 'aggregator', e.agents.length),
+              ),
+            );
           table.append(h('thead', {}, head), tbody);
           const final = h('p', { class: 'final muted' }, 'Debating…');
-          const section = h('section', { class: 'card question-view', 'data-index': e.index }, h('details', { open: true }, h('summary', {}, h('span', { class: 'q-title' }, `Question ${e.index + 1}`), ' ', h('code', {}, e.id), ' ', final), qBody, h('div', { class: 'table-scroll' }, table)));
+          const section = h(
+            'section',
+            { class: 'card question-view', 'data-index': e.index },
+            h(
+              'details',
+              { open: true },
+              h(
+                'summary',
+                {},
+                h('span', { class: 'q-title' }, `Question ${e.index + 1}`),
+                ' ',
+                h('code', {}, e.id),
+                ' ',
+                final,
+              ),
+              qBody,
+              h('div', { class: 'table-scroll' }, table),
+            ),
+          );
           live.prepend(section);
           views.set(e.index, { section, cells, final });
           runStatus.set(`Question ${e.index + 1} of ${total}: debating…`);
@@ -281,7 +311,7 @@ export const teachPage: Page = {
           if (!c) break;
           c.text += e.text;
           dirty.add(c);
-          frame ||= requestAnimationFrame(flush);
+          _frame ||= requestAnimationFrame(flush);
           break;
         }
         case 'call-done': {
@@ -302,7 +332,14 @@ export const teachPage: Page = {
                 const c = v.cells.get(cellKey(round.round, i));
                 if (!c) return;
                 setMarkdown(c.body, m.completion);
-                c.meta.replaceChildren(h('span', { class: `pill ${m.correct ? 'yes' : 'bad'}` }, m.extracted === null ? 'no answer' : `answer ${m.extracted}`), ` ${m.usage.completion_tokens} tokens · ${(m.latencyMs / 1000).toFixed(1)} s`);
+                c.meta.replaceChildren(
+                  h(
+                    'span',
+                    { class: `pill ${m.correct ? 'yes' : 'bad'}` },
+                    m.extracted === null ? 'no answer' : `answer ${m.extracted}`,
+                  ),
+                  ` ${m.usage.completion_tokens} tokens · ${(m.latencyMs / 1000).toFixed(1)} s`,
+                );
               });
             }
             const agg = v.cells.get('agg');
@@ -311,17 +348,25 @@ export const teachPage: Page = {
               setMarkdown(agg.body, a.completion);
               const how = a.fallback === 'vote' ? ' · unparsed, majority vote used' : '';
               agg.meta.replaceChildren(
-                h('span', { class: `pill ${a.correct ? 'yes' : 'bad'}` }, a.extracted === null ? 'no answer' : `answer ${a.extracted}`),
+                h(
+                  'span',
+                  { class: `pill ${a.correct ? 'yes' : 'bad'}` },
+                  a.extracted === null ? 'no answer' : `answer ${a.extracted}`,
+                ),
                 ` ${a.usage?.completion_tokens ?? 0} tokens · ${((a.latencyMs ?? 0) / 1000).toFixed(1)} s${how}`,
               );
             }
             const f = e.record.final;
             v.final.className = `final ${f.correct ? 'ok-text' : 'bad-text'}`;
-            v.final.textContent = f.answer === null ? 'no final answer' : `final answer ${f.answer} (${f.correct ? 'correct' : 'wrong'})`;
+            v.final.textContent =
+              f.answer === null ? 'no final answer' : `final answer ${f.answer} (${f.correct ? 'correct' : 'wrong'})`;
           }
           const correct = records.filter((r) => r.final.correct).length;
           runProgress.value = records.length;
-          runStatus.set(`${records.length} of ${total} debated · ${correct} correct (${Math.round((100 * correct) / records.length)}%)`, 'ok');
+          runStatus.set(
+            `${records.length} of ${total} debated · ${correct} correct (${Math.round((100 * correct) / records.length)}%)`,
+            'ok',
+          );
           downloadBtn.disabled = false;
           break;
         }
@@ -340,8 +385,7 @@ export const teachPage: Page = {
     let total = 0;
     runBtn.addEventListener('click', async () => {
       if (running) return;
-      const n = Math.min(questions.length, Math.max(1, Math.floor(readNumber(limitInput, 3))));
-      const picked = questions.slice(0, n);
+      const picked = qc.picked();
       const seed = readNumber(seedInput, NaN);
       const settings: DebateRunSettings = {
         engine: engineSpec(),
@@ -352,7 +396,7 @@ export const teachPage: Page = {
         top_p: 1,
         max_tokens: Math.max(1, Math.floor(readNumber(maxTokInput, 512))),
         ...(Number.isFinite(seed) ? { seed: Math.floor(seed) } : {}),
-        task: taskSelect.value as Task,
+        task: qc.task(),
         format: formatSelect.value as 'standard' | 'small',
       };
       const id = newTaskId('debate');
@@ -369,7 +413,9 @@ export const teachPage: Page = {
       runProgress.value = 0;
       updateRun();
       state.set('busy', 'Debating…');
-      runStatus.set(`Starting ${settings.agents} agents × ${settings.rounds} rounds on ${total} question${total === 1 ? '' : 's'}…`);
+      runStatus.set(
+        `Starting ${settings.agents} agents × ${settings.rounds} rounds on ${total} question${total === 1 ? '' : 's'}…`,
+      );
       try {
         const r = await api.debate(id, picked, settings, Comlink.proxy(onEvent));
         flush();
@@ -380,6 +426,13 @@ export const teachPage: Page = {
         if (r.aborted) parts.push('stopped');
         runStatus.set(`${parts.join(' · ')}.`, r.failed.length && !r.completed ? 'error' : r.aborted ? 'warn' : 'ok');
         runStatus.el.dataset.done = 'true';
+        // A question cut off by Stop is no longer being debated.
+        for (const v of views.values()) {
+          if (v.final.textContent === 'Debating…') {
+            v.final.className = 'final muted';
+            v.final.textContent = 'stopped before the end (not recorded)';
+          }
+        }
       } catch (e) {
         runStatus.set(`Debate failed: ${errorText(e)}`, 'error');
       } finally {
@@ -394,10 +447,10 @@ export const teachPage: Page = {
     });
     downloadBtn.addEventListener('click', () => {
       if (!records.length) return;
-      downloadText(`trajectories-${stamp()}.jsonl`, records.map((r) => JSON.stringify(r)).join('\n') + '\n');
+      downloadText(`trajectories-${stamp()}.jsonl`, `${records.map((r) => JSON.stringify(r)).join('\n')}\n`);
     });
 
-    root.append(h('div', { class: 'teach-setup' }, questionsCard, teacherCard, debateCard), live);
+    root.append(h('div', { class: 'teach-setup' }, questionsEl, teacherCard, debateCard), live);
     updateRun();
   },
 };

@@ -1,0 +1,183 @@
+/**
+ * The kernel autotuner: for each (kernel family, shape class) a model uses, time every candidate
+ * variant on this adapter and keep the fastest. Choices are cached per adapter (vendor,
+ * architecture, device, description — which carries the driver version — features, and a hash of
+ * the candidates' WGSL) on disk in Node and in localStorage in the browser, so later loads skip
+ * the timing. `AGENTARK_KERNELS=gemv=splitk` (or the bench's --kernels) forces a variant.
+ *
+ * Families and candidates so far:
+ * - gemv (Y = X·Wᵀ with M <= 8 rows: decode, small batches): 'register' (matmul.wgsl's 1-D grid
+ *   of 4-column register tiles, tuned on CPU adapters) and 'splitk' (matmul_splitk.wgsl: one
+ *   workgroup per column splitting K, reduced in workgroup memory).
+ */
+import type { Gpu } from '../gpu/device';
+import type { LayerWeights, LlamaModel } from '../model/llama';
+import { shaderSource } from './shaders';
+
+export const KERNEL_FAMILIES = { gemv: ['register', 'splitk'] } as const;
+export type KernelFamily = keyof typeof KERNEL_FAMILIES;
+export type GemvVariant = (typeof KERNEL_FAMILIES)['gemv'][number];
+
+export interface TuneRecord {
+  choice: string;
+  /** Milliseconds per dispatch of each candidate (median of the timed batches). */
+  ms: Record<string, number>;
+}
+
+export interface TuningSummary {
+  adapterKey: string;
+  /** Every choice in force: shape class → record ('forced' choices have no timings). */
+  choices: Record<string, TuneRecord & { source: 'tuned' | 'cached' | 'forced' }>;
+  /** Wall time spent timing candidates in this process. */
+  tuningMs: number;
+}
+
+const STORAGE_KEY = 'agentark.kernel-choices.v1';
+
+/** FNV-1a over a string, as hex (a cache key, not a security hash). */
+function fnv(s: string): string {
+  let h = 2166136261;
+  for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 16777619);
+  return (h >>> 0).toString(16);
+}
+
+/** Parse `gemv=splitk,...`; unknown families or variants are errors naming the known ones. */
+export function parseForcedKernels(spec: string | undefined): Partial<Record<KernelFamily, string>> {
+  const out: Partial<Record<KernelFamily, string>> = {};
+  if (!spec) return out;
+  for (const part of spec.split(',').map((s) => s.trim()).filter(Boolean)) {
+    const [family, variant] = part.split('=').map((s) => s.trim());
+    const known = KERNEL_FAMILIES[family as KernelFamily] as readonly string[] | undefined;
+    if (!known) throw new Error(`AGENTARK_KERNELS: unknown kernel family '${family}' (known: ${Object.keys(KERNEL_FAMILIES).join(', ')})`);
+    if (!known.includes(variant)) throw new Error(`AGENTARK_KERNELS: unknown ${family} variant '${variant}' (known: ${known.join(', ')})`);
+    out[family as KernelFamily] = variant;
+  }
+  return out;
+}
+
+/** Where choices persist: a JSON file in Node, localStorage in the browser, nothing elsewhere. */
+interface ChoiceStore {
+  load(): Promise<Record<string, Record<string, TuneRecord>>>;
+  save(all: Record<string, Record<string, TuneRecord>>): Promise<void>;
+}
+
+function defaultStore(): ChoiceStore {
+  const isNode = typeof process !== 'undefined' && !!process.versions?.node && typeof window === 'undefined';
+  if (isNode) {
+    const file = async () => {
+      const path = await import('node:path');
+      const os = await import('node:os');
+      return path.join(process.env.AGENTARK_CACHE_DIR ?? path.join(os.homedir(), '.cache', 'agentark'), 'kernel-choices.json');
+    };
+    return {
+      async load() {
+        const fs = await import('node:fs/promises');
+        try {
+          return JSON.parse(await fs.readFile(await file(), 'utf8'));
+        } catch {
+          return {}; // absent or unreadable: tune again
+        }
+      },
+      async save(all) {
+        const fs = await import('node:fs/promises');
+        const path = await import('node:path');
+        const f = await file();
+        await fs.mkdir(path.dirname(f), { recursive: true });
+        const tmp = `${f}.tmp-${process.pid}`;
+        await fs.writeFile(tmp, JSON.stringify(all, null, 1));
+        await fs.rename(tmp, f);
+      },
+    };
+  }
+  const ls = (globalThis as { localStorage?: Storage }).localStorage;
+  return {
+    async load() {
+      try {
+        return ls ? JSON.parse(ls.getItem(STORAGE_KEY) ?? '{}') : {};
+      } catch {
+        return {};
+      }
+    },
+    async save(all) {
+      try {
+        ls?.setItem(STORAGE_KEY, JSON.stringify(all));
+      } catch {
+        // Storage full or unavailable (workers have no localStorage): choices live for this session.
+      }
+    },
+  };
+}
+
+/** The cache key of an adapter: what can change a kernel's speed, plus the candidates' sources. */
+export function adapterKey(gpu: Gpu): string {
+  const i = gpu.info;
+  const f = i.features;
+  const sources = Object.keys(KERNEL_FAMILIES).length ? shaderSource('matmul', { GEMV: true }) + shaderSource('matmul_splitk', { WG: 64 }) : '';
+  return [i.vendor, i.architecture, i.device, i.description, `f16=${f.f16}`, `subgroups=${f.subgroups}`, `wgs=${i.maxComputeWorkgroupStorageSize}`, `kernels=${fnv(sources)}`].join('|');
+}
+
+/** Shape class of a GEMV: M as 1 or 2–8 (one sequence or a batch), the exact N and K, the weight type. */
+export function gemvShapeKey(m: number, n: number, k: number, dtype: 'f16' | 'f32'): string {
+  return `gemv:m${m <= 1 ? 1 : 8}:n${n}:k${k}:${dtype}`;
+}
+
+export class KernelTuner {
+  readonly adapterKey: string;
+  private readonly forced: Partial<Record<KernelFamily, string>>;
+  private readonly records = new Map<string, TuneRecord & { source: 'tuned' | 'cached' }>();
+  private all: Record<string, Record<string, TuneRecord>> = {};
+  private tuningMs = 0;
+
+  private constructor(gpu: Gpu, private readonly store: ChoiceStore, forcedSpec: string | undefined) {
+    this.adapterKey = adapterKey(gpu);
+    this.forced = parseForcedKernels(forcedSpec);
+  }
+
+  static async create(gpu: Gpu, opts: { forced?: string; store?: ChoiceStore } = {}): Promise<KernelTuner> {
+    const env = typeof process !== 'undefined' ? process.env?.AGENTARK_KERNELS : undefined;
+    const tuner = new KernelTuner(gpu, opts.store ?? defaultStore(), opts.forced ?? env);
+    tuner.all = await tuner.store.load();
+    for (const [shape, r] of Object.entries(tuner.all[tuner.adapterKey] ?? {})) tuner.records.set(shape, { ...r, source: 'cached' });
+    return tuner;
+  }
+
+  /** The variant to run for this shape class: forced, else tuned/cached, else `fallback`. */
+  choice(family: KernelFamily, shapeKey: string, fallback: string): string {
+    return this.forced[family] ?? this.records.get(shapeKey)?.choice ?? fallback;
+  }
+
+  needsTuning(family: KernelFamily, shapeKey: string): boolean {
+    return !this.forced[family] && !this.records.has(shapeKey);
+  }
+
+  /** Record a timed choice (and persist every choice of this adapter). */
+  async record(shapeKey: string, ms: Record<string, number>, spentMs: number): Promise<void> {
+    const choice = Object.entries(ms).sort((a, b) => a[1] - b[1])[0][0];
+    this.records.set(shapeKey, { choice, ms, source: 'tuned' });
+    this.tuningMs += spentMs;
+    this.all[this.adapterKey] = { ...(this.all[this.adapterKey] ?? {}), [shapeKey]: { choice, ms } };
+    await this.store.save(this.all);
+  }
+
+  summary(): TuningSummary {
+    const choices: TuningSummary['choices'] = {};
+    for (const [shape, r] of this.records) {
+      const family = shape.split(':')[0] as KernelFamily;
+      choices[shape] = this.forced[family] ? { choice: this.forced[family]!, ms: {}, source: 'forced' } : r;
+    }
+    return { adapterKey: this.adapterKey, choices, tuningMs: this.tuningMs };
+  }
+}
+
+/** The [N, K] and weight type of every linear weight shard a model multiplies by (what GEMV sees). */
+export function modelLinearShapes(model: Pick<LlamaModel, 'lmHead'> & { layers: readonly LayerWeights<unknown>[] }): { n: number; k: number; dtype: 'f16' | 'f32' }[] {
+  const out: { n: number; k: number; dtype: 'f16' | 'f32' }[] = [];
+  const add = (w: unknown) => {
+    const g = w as { cols?: number; dtype?: string; shards?: { rows: number }[] };
+    if (!g?.shards || (g.dtype !== 'f16' && g.dtype !== 'f32')) return; // quantized or CPU weights
+    for (const s of g.shards) out.push({ n: s.rows, k: g.cols!, dtype: g.dtype });
+  };
+  for (const L of model.layers) for (const w of [L.q, L.k, L.v, L.o, L.gate, L.up, L.down]) add(w);
+  add(model.lmHead);
+  return out;
+}

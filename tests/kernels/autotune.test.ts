@@ -1,0 +1,145 @@
+/**
+ * Kernel variants against the CPU twin (odd shapes, both weight types), and the autotuner: it
+ * times the candidates once per shape class and adapter, caches the choice, and obeys a forced
+ * variant.
+ */
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import * as path from 'node:path';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { CpuBackend } from '../../src/kernels/cpu';
+import { GpuBackend } from '../../src/kernels/gpu';
+import { KERNEL_FAMILIES, KernelTuner, gemvShapeKey, parseForcedKernels } from '../../src/kernels/autotune';
+import type { Gpu } from '../../src/gpu/device';
+import { f32ToF16Bits } from '../../src/formats/dtype';
+import { testGpu } from '../helpers/gpu';
+import { maxRelErr, randn } from '../helpers/rng';
+
+let gpu: Gpu;
+let g32: GpuBackend;
+let g16: GpuBackend | null = null;
+const cpu = new CpuBackend();
+
+beforeAll(async () => {
+  gpu = await testGpu();
+  g32 = await GpuBackend.create(gpu, 'f32');
+  if (gpu.features.f16) g16 = await GpuBackend.create(gpu, 'f16');
+});
+
+/** A store in memory, so tests never touch ~/.cache. */
+function memoryStore() {
+  let saved: Record<string, Record<string, { choice: string; ms: Record<string, number> }>> = {};
+  return {
+    saves: 0,
+    async load() {
+      return JSON.parse(JSON.stringify(saved));
+    },
+    async save(all: typeof saved) {
+      saved = JSON.parse(JSON.stringify(all));
+      this.saves++;
+    },
+  };
+}
+
+describe('GEMV variants vs the CPU twin', () => {
+  // M up to the GEMV limit of 8; N and K not multiples of 4, 64 or the workgroup size; K below,
+  // around and far above the 64 invocations that split it.
+  const shapes: [number, number, number][] = [[1, 1, 1], [1, 37, 19], [3, 70, 40], [5, 5, 131], [8, 33, 64], [7, 129, 200]];
+  for (const variant of KERNEL_FAMILIES.gemv) {
+    for (const [m, n, k] of shapes) {
+      it(`${variant}: M=${m} N=${n} K=${k}, with and without bias`, async () => {
+        g32.gemvKernel = variant;
+        try {
+          for (const bias of [false, true]) {
+            const x = randn(m * k, m * 100 + k);
+            const w = randn(n * k, n + 7 * k, 0.5);
+            const b = bias ? randn(n, 3) : null;
+            const ref = new Float32Array(m * n);
+            cpu.matmul(x, cpu.weight('w', w, n, k), b ? cpu.vector('b', b) : null, m, ref);
+            const out = g32.tensor(m * n);
+            g32.matmul(g32.fromHost(x), g32.weight('w', w, n, k), b ? g32.vector('b', b) : null, m, out);
+            expect(maxRelErr(await g32.toHost(out, m * n), ref), `bias=${bias}`).toBeLessThan(1e-5);
+          }
+        } finally {
+          g32.gemvKernel = 'auto';
+        }
+      });
+    }
+    it(`${variant}: f16 weights match the CPU twin on the same f16 values`, async ({ skip }) => {
+      if (!g16) skip();
+      const [m, n, k] = [5, 45, 36];
+      const x = randn(m * k, 5);
+      const bits = f32ToF16Bits(randn(n * k, 6, 0.3));
+      const ref = new Float32Array(m * n);
+      cpu.matmul(x, cpu.weight('w', bits, n, k), null, m, ref);
+      g16!.gemvKernel = variant;
+      try {
+        const out = g16!.tensor(m * n);
+        g16!.matmul(g16!.fromHost(x), g16!.weight('w', bits, n, k), null, m, out);
+        expect(maxRelErr(await g16!.toHost(out, m * n), ref)).toBeLessThan(1e-5);
+      } finally {
+        g16!.gemvKernel = 'auto';
+      }
+    });
+  }
+});
+
+describe('autotuner', () => {
+  it('times each candidate once per shape class, keeps the fastest, and reuses the cached choice', async () => {
+    const store = memoryStore();
+    const be = await GpuBackend.create(gpu, 'f32');
+    be.tuner = await KernelTuner.create(gpu, { store, forced: '' });
+    await be.autotune([{ n: 48, k: 40, dtype: 'f32' }, { n: 48, k: 40, dtype: 'f32' }, { n: 17, k: 23, dtype: 'f32' }]);
+    const first = be.tuner.summary();
+    // Two distinct shapes, each at M = 1 and M = 5: four timed classes, the duplicate skipped.
+    expect(Object.keys(first.choices).sort()).toEqual([gemvShapeKey(1, 17, 23, 'f32'), gemvShapeKey(1, 48, 40, 'f32'), gemvShapeKey(5, 17, 23, 'f32'), gemvShapeKey(5, 48, 40, 'f32')].sort());
+    for (const r of Object.values(first.choices)) {
+      expect(r.source).toBe('tuned');
+      expect(Object.keys(r.ms).sort()).toEqual([...KERNEL_FAMILIES.gemv].sort());
+      const fastest = Object.entries(r.ms).sort((a, b) => a[1] - b[1])[0][0];
+      expect(r.choice).toBe(fastest);
+    }
+    expect(first.tuningMs).toBeGreaterThan(0);
+    expect(store.saves).toBe(4);
+    // A later load on the same adapter: cached, nothing timed again.
+    const again = await KernelTuner.create(gpu, { store, forced: '' });
+    expect(again.needsTuning('gemv', gemvShapeKey(1, 48, 40, 'f32'))).toBe(false);
+    expect(again.needsTuning('gemv', gemvShapeKey(1, 49, 40, 'f32'))).toBe(true);
+    expect(Object.values(again.summary().choices).every((r) => r.source === 'cached')).toBe(true);
+    // The tuned backend computes the same product as the CPU twin whichever variant won.
+    const x = randn(5 * 40, 1);
+    const w = randn(48 * 40, 2);
+    const ref = new Float32Array(5 * 48);
+    cpu.matmul(x, cpu.weight('w', w, 48, 40), null, 5, ref);
+    const out = be.tensor(5 * 48);
+    be.matmul(be.fromHost(x), be.weight('w', w, 48, 40), null, 5, out);
+    expect(maxRelErr(await be.toHost(out, 5 * 48), ref)).toBeLessThan(1e-5);
+  });
+
+  it('a forced variant wins over timing; a bad specification names what is known', async () => {
+    const tuner = await KernelTuner.create(gpu, { store: memoryStore(), forced: 'gemv=splitk' });
+    expect(tuner.choice('gemv', gemvShapeKey(1, 8, 8, 'f32'), 'register')).toBe('splitk');
+    expect(tuner.needsTuning('gemv', gemvShapeKey(1, 8, 8, 'f32'))).toBe(false);
+    expect(() => parseForcedKernels('gemv=fast')).toThrow(/unknown gemv variant 'fast' \(known: register, splitk\)/);
+    expect(() => parseForcedKernels('gemm=register')).toThrow(/unknown kernel family 'gemm'/);
+  });
+
+  it('persists choices per adapter in a JSON file under AGENTARK_CACHE_DIR (Node)', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'agentark-tune-'));
+    const before = process.env.AGENTARK_CACHE_DIR;
+    process.env.AGENTARK_CACHE_DIR = dir;
+    try {
+      const be = await GpuBackend.create(gpu, 'f32');
+      be.tuner = await KernelTuner.create(gpu, { forced: '' });
+      await be.autotune([{ n: 9, k: 12, dtype: 'f32' }]);
+      const { readFileSync } = await import('node:fs');
+      const saved = JSON.parse(readFileSync(path.join(dir, 'kernel-choices.json'), 'utf8'));
+      expect(Object.keys(saved)).toEqual([be.tuner.adapterKey]);
+      expect(be.tuner.adapterKey).toContain(gpu.info.vendor);
+      expect(Object.keys(saved[be.tuner.adapterKey]).sort()).toEqual([gemvShapeKey(1, 9, 12, 'f32'), gemvShapeKey(5, 9, 12, 'f32')].sort());
+    } finally {
+      if (before === undefined) delete process.env.AGENTARK_CACHE_DIR;
+      else process.env.AGENTARK_CACHE_DIR = before;
+    }
+  });
+});
