@@ -12,37 +12,96 @@ import { GpuBackend } from '../src/kernels/gpu';
 import { benchmarkWeightFormats } from '../src/quant/speed';
 import { parseArgs } from 'node:util';
 import { parseForcedKernels } from '../src/kernels/autotune';
-import { BENCH_SECTIONS, BENCH_SIZES, runSpeedBenchmarks, type BenchSection, type ModelSize, type SpeedReport } from '../src/eval/speed';
+import {
+  BENCH_SECTIONS,
+  BENCH_SIZES,
+  runSpeedBenchmarks,
+  type BenchSection,
+  type ModelSize,
+  type SpeedReport,
+} from '../src/eval/speed';
 
 function table(report: SpeedReport): string {
   const lines = [`adapter: ${report.adapter}`];
   if (report.kernels.length) {
     lines.push('', '| kernel | shape | WebGPU GFLOP/s | CPU twin GFLOP/s | ratio |', '|---|---|---|---|---|');
-    for (const k of report.kernels) lines.push(`| ${k.kernel} | ${k.shape} | ${k.webgpuGflops.toFixed(2)} | ${k.cpuGflops.toFixed(2)} | ${(k.webgpuGflops / k.cpuGflops).toFixed(2)}x |`);
+    for (const k of report.kernels)
+      lines.push(
+        `| ${k.kernel} | ${k.shape} | ${k.webgpuGflops.toFixed(2)} | ${k.cpuGflops.toFixed(2)} | ${(k.webgpuGflops / k.cpuGflops).toFixed(2)}x |`,
+      );
   }
   if (report.peer?.length) {
-    lines.push('', '| model | prefill tokens | ours prefill ms | onnxruntime-web prefill ms | ' + 'prefill ratio | ours decode ms/tok | onnxruntime-web decode ms/tok | decode ratio |', '|---|---|---|---|---|---|---|---|');
+    lines.push(
+      '',
+      '| model | prefill tokens | ours prefill ms | onnxruntime-web prefill ms | ' +
+        'prefill ratio | ours decode ms/tok | onnxruntime-web decode ms/tok | decode ratio |',
+      '|---|---|---|---|---|---|---|---|',
+    );
     for (const p of report.peer) {
-      lines.push(`| ${p.model} | ${p.prefillTokens} | ${p.ours.prefillMs.toFixed(1)} | ${p.ort.prefillMs.toFixed(1)} | ${p.prefillRatio.toFixed(2)}x | ` + `${p.ours.decodeMsPerToken.toFixed(2)} | ${p.ort.decodeMsPerToken.toFixed(2)} | ${p.decodeRatio.toFixed(2)}x |`);
+      lines.push(
+        `| ${p.model} | ${p.prefillTokens} | ${p.ours.prefillMs.toFixed(1)} | ${p.ort.prefillMs.toFixed(1)} | ${p.prefillRatio.toFixed(2)}x | ` +
+          `${p.ours.decodeMsPerToken.toFixed(2)} | ${p.ort.decodeMsPerToken.toFixed(2)} | ${p.decodeRatio.toFixed(2)}x |`,
+      );
     }
-    lines.push('(ratio = onnxruntime-web time / our time, warm medians; onnxruntime-web ' + report.peer.map((p) => `${p.model} on its ${p.ortEp} EP, session ${p.ortSessionS.toFixed(1)} s, ` + `prefill logits max |Δ| ${p.maxAbsDiff.toExponential(1)} of max |logit| ${p.maxAbsLogit.toFixed(2)}`).join('; ') + ')');
+    lines.push(
+      '(ratio = onnxruntime-web time / our time, warm medians; onnxruntime-web ' +
+        report.peer
+          .map(
+            (p) =>
+              `${p.model} on its ${p.ortEp} EP, session ${p.ortSessionS.toFixed(1)} s, ` +
+              `prefill logits max |Δ| ${p.maxAbsDiff.toExponential(1)} of max |logit| ${p.maxAbsLogit.toFixed(2)}`,
+          )
+          .join('; ') +
+        ')',
+    );
   }
   if (report.tuning) {
     const t = report.tuning;
-    lines.push('', `autotuner (${(t.tuningMs / 1000).toFixed(1)} s timing candidates in this run; cached per adapter):`, '| shape class | choice | source | ms per dispatch |', '|---|---|---|---|');
-    for (const [shape, r] of Object.entries(t.choices)) lines.push(`| ${shape} | ${r.choice} | ${r.source} | ${Object.entries(r.ms).map(([v, ms]) => `${v} ${ms.toFixed(3)}`).join(', ') || '-'} |`);
+    lines.push(
+      '',
+      `autotuner (${(t.tuningMs / 1000).toFixed(1)} s timing candidates in this run; cached per adapter):`,
+      '| shape class | choice | source | ms per dispatch |',
+      '|---|---|---|---|',
+    );
+    for (const [shape, r] of Object.entries(t.choices))
+      lines.push(
+        `| ${shape} | ${r.choice} | ${r.source} | ${
+          Object.entries(r.ms)
+            .map(([v, ms]) => `${v} ${ms.toFixed(3)}`)
+            .join(', ') || '-'
+        } |`,
+      );
   }
   if (report.batchDecode?.length) {
-    lines.push('', '| model | backend | 1 sequence ms/step | batch | batch ms/step | batch / single | dispatches/step |', '|---|---|---|---|---|---|---|');
-    for (const b of report.batchDecode) lines.push(`| ${b.model} | ${b.backend} | ${b.singleStepMs.toFixed(2)} | ${b.batch} | ` + `${b.batchStepMs.toFixed(2)} | ${b.ratio.toFixed(2)}x | ${b.dispatchesPerStep ?? '-'} |`);
+    lines.push(
+      '',
+      '| model | backend | 1 sequence ms/step | batch | batch ms/step | batch / single | dispatches/step |',
+      '|---|---|---|---|---|---|---|',
+    );
+    for (const b of report.batchDecode)
+      lines.push(
+        `| ${b.model} | ${b.backend} | ${b.singleStepMs.toFixed(2)} | ${b.batch} | ` +
+          `${b.batchStepMs.toFixed(2)} | ${b.ratio.toFixed(2)}x | ${b.dispatchesPerStep ?? '-'} |`,
+      );
   }
   if (report.models.length) {
     lines.push('', '| model | params | backend | prefill tok/s | decode tok/s |', '|---|---|---|---|---|');
-    for (const m of report.models) lines.push(`| ${m.model} | ${(m.params / 1e6).toFixed(2)}M | ${m.backend} | ${m.prefillTokensPerS.toFixed(1)} | ${m.decodeTokensPerS.toFixed(1)} |`);
+    for (const m of report.models)
+      lines.push(
+        `| ${m.model} | ${(m.params / 1e6).toFixed(2)}M | ${m.backend} | ${m.prefillTokensPerS.toFixed(1)} | ${m.decodeTokensPerS.toFixed(1)} |`,
+      );
   }
   if (report.training.length) {
-    lines.push('', '| train | mode | backend | batch x seq | ms/step | tok/s | peak GPU buffers |', '|---|---|---|---|---|---|---|');
-    for (const t of report.training) lines.push(`| ${t.model} | ${t.mode} | ${t.backend} | ${t.batch}x${t.seqLen} | ${t.stepMs.toFixed(0)} | ` + `${t.tokensPerS.toFixed(1)} | ${t.peakGpuBytes === null ? '-' : (t.peakGpuBytes / 2 ** 20).toFixed(1) + ' MiB'} |`);
+    lines.push(
+      '',
+      '| train | mode | backend | batch x seq | ms/step | tok/s | peak GPU buffers |',
+      '|---|---|---|---|---|---|---|',
+    );
+    for (const t of report.training)
+      lines.push(
+        `| ${t.model} | ${t.mode} | ${t.backend} | ${t.batch}x${t.seqLen} | ${t.stepMs.toFixed(0)} | ` +
+          `${t.tokensPerS.toFixed(1)} | ${t.peakGpuBytes === null ? '-' : `${(t.peakGpuBytes / 2 ** 20).toFixed(1)} MiB`} |`,
+      );
   }
   return lines.join('\n');
 }
@@ -51,29 +110,57 @@ function sizesFlag(value: string | undefined, flag: string): ModelSize[] | undef
   if (value === undefined) return undefined;
   return value.split(',').map((name) => {
     const size = BENCH_SIZES.find((s) => s.name === name.trim());
-    if (!size) throw new Error(`--${flag}: unknown size '${name}' (known: ${BENCH_SIZES.map((s) => s.name).join(', ')})`);
+    if (!size)
+      throw new Error(`--${flag}: unknown size '${name}' (known: ${BENCH_SIZES.map((s) => s.name).join(', ')})`);
     return size;
   });
 }
 
-const { values } = parseArgs({ options: { only: { type: 'string' }, sizes: { type: 'string' }, 'peer-sizes': { type: 'string' }, out: { type: 'string' }, kernels: { type: 'string' }, 'no-autotune': { type: 'boolean' } } });
+const { values } = parseArgs({
+  options: {
+    only: { type: 'string' },
+    sizes: { type: 'string' },
+    'peer-sizes': { type: 'string' },
+    out: { type: 'string' },
+    kernels: { type: 'string' },
+    'no-autotune': { type: 'boolean' },
+  },
+});
 // --kernels gemv=splitk forces a variant (the same switch as AGENTARK_KERNELS), checked up front.
 if (values.kernels !== undefined) {
   parseForcedKernels(values.kernels);
   process.env.AGENTARK_KERNELS = values.kernels;
 }
 const sections = values.only?.split(',').map((s) => s.trim()) as BenchSection[] | undefined;
-for (const s of sections ?? []) if (!BENCH_SECTIONS.includes(s)) throw new Error(`--only: unknown section '${s}' (known: ${BENCH_SECTIONS.join(', ')})`);
-const report = await runSpeedBenchmarks({ autotune: !values['no-autotune'], sections, sizes: sizesFlag(values.sizes, 'sizes'), peerSizes: sizesFlag(values['peer-sizes'], 'peer-sizes'), log: (l) => process.stderr.write(l + '\n') });
+for (const s of sections ?? [])
+  if (!BENCH_SECTIONS.includes(s))
+    throw new Error(`--only: unknown section '${s}' (known: ${BENCH_SECTIONS.join(', ')})`);
+const report = await runSpeedBenchmarks({
+  autotune: !values['no-autotune'],
+  sections,
+  sizes: sizesFlag(values.sizes, 'sizes'),
+  peerSizes: sizesFlag(values['peer-sizes'], 'peer-sizes'),
+  log: (l) => process.stderr.write(`${l}\n`),
+});
 console.log(table(report));
 // Weight formats side by side (f32, f16, q8, q4): the same product, same adapter, one run
 // (with the kernel section).
 let formats: Awaited<ReturnType<typeof benchmarkWeightFormats>> = [];
 if (!sections || sections.includes('kernels')) {
   const gpu = await Gpu.create();
-  formats = await benchmarkWeightFormats(await GpuBackend.create(gpu, 'f32'), gpu.features.f16 ? await GpuBackend.create(gpu, 'f16') : null);
+  formats = await benchmarkWeightFormats(
+    await GpuBackend.create(gpu, 'f32'),
+    gpu.features.f16 ? await GpuBackend.create(gpu, 'f16') : null,
+  );
   gpu.destroy();
-  console.log(['', '| weights | shape | GFLOP/s | time vs f32 |', '|---|---|---|---|', ...formats.map((f) => `| ${f.format} | ${f.shape} | ${f.gflops.toFixed(2)} | ${f.vsF32.toFixed(2)}x |`)].join('\n'));
+  console.log(
+    [
+      '',
+      '| weights | shape | GFLOP/s | time vs f32 |',
+      '|---|---|---|---|',
+      ...formats.map((f) => `| ${f.format} | ${f.shape} | ${f.gflops.toFixed(2)} | ${f.vsF32.toFixed(2)}x |`),
+    ].join('\n'),
+  );
 }
 const out = values.out ?? 'bench-results.json';
 writeFileSync(out, JSON.stringify({ ...report, weightFormats: formats }, null, 2));

@@ -41,18 +41,25 @@ const CONCURRENCY = Number(process.env.DEMO_DATA_CONCURRENCY ?? 6);
 const SAMPLES = process.env.DEMO_DATA_SAMPLES !== '0';
 
 const t0 = performance.now();
-const log = (msg: string) => process.stderr.write(`[demo:data ${((performance.now() - t0) / 1000).toFixed(0)}s] ${msg}\n`);
+const log = (msg: string) =>
+  process.stderr.write(`[demo:data ${((performance.now() - t0) / 1000).toFixed(0)}s] ${msg}\n`);
 
 async function main(): Promise<void> {
   for (const [k, v] of Object.entries({ DEMO_DATA_FROM: FROM, DEMO_DATA_COUNT: COUNT, DEMO_DATA_CHUNK: CHUNK })) {
-    if (!Number.isInteger(v) || v < (k === 'DEMO_DATA_FROM' ? 0 : 1)) throw new Error(`${k} must be a ${k === 'DEMO_DATA_FROM' ? 'non-negative' : 'positive'} integer, got ${JSON.stringify(process.env[k])}`);
+    if (!Number.isInteger(v) || v < (k === 'DEMO_DATA_FROM' ? 0 : 1))
+      throw new Error(
+        `${k} must be a ${k === 'DEMO_DATA_FROM' ? 'non-negative' : 'positive'} integer, got ${JSON.stringify(process.env[k])}`,
+      );
   }
   await fs.mkdir(OUT, { recursive: true });
   const runtime = await Runtime.load(MODEL, { maxBatch: 32, contextLength: 384 });
   log(`model ${MODEL} on ${runtime.describeBackend()}`);
   const engine = new LocalEngine(runtime);
   const all = await loadQuestions(path.join(ROOT, 'public/data/demo-train.jsonl'), 'gsm8k', { limit: FROM + COUNT });
-  if (all.length < FROM + COUNT) throw new Error(`public/data/demo-train.jsonl has ${all.length} problems; DEMO_DATA_FROM + DEMO_DATA_COUNT = ${FROM + COUNT}`);
+  if (all.length < FROM + COUNT)
+    throw new Error(
+      `public/data/demo-train.jsonl has ${all.length} problems; DEMO_DATA_FROM + DEMO_DATA_COUNT = ${FROM + COUNT}`,
+    );
   const questions = all.slice(FROM, FROM + COUNT);
   const jobs: [string, DebateOptions][] = [['debate.jsonl', { ...DEMO_DEBATE, concurrency: CONCURRENCY }]];
   if (SAMPLES) jobs.push(['samples.jsonl', { ...DEMO_INDEPENDENT_SAMPLES, concurrency: CONCURRENCY }]);
@@ -60,9 +67,18 @@ async function main(): Promise<void> {
     const chunk = questions.slice(0, c + CHUNK);
     for (const [file, opts] of jobs) {
       const tc = performance.now();
-      const res = await runDebateSet(chunk, { ...opts, engines: engine }, { out: path.join(OUT, file), onWarning: log });
-      if (res.failed.length) throw new Error(`${file}: ${res.failed.length} questions failed; first: ${res.failed[0]!.error}`);
-      if (res.completed) log(`${file}: ${res.skipped + res.completed}/${questions.length} questions (${res.completed} in ${((performance.now() - tc) / 1000).toFixed(0)} s, ` + `${((performance.now() - tc) / 1000 / res.completed).toFixed(2)} s/question)`);
+      const res = await runDebateSet(
+        chunk,
+        { ...opts, engines: engine },
+        { out: path.join(OUT, file), onWarning: log },
+      );
+      if (res.failed.length)
+        throw new Error(`${file}: ${res.failed.length} questions failed; first: ${res.failed[0]!.error}`);
+      if (res.completed)
+        log(
+          `${file}: ${res.skipped + res.completed}/${questions.length} questions (${res.completed} in ${((performance.now() - tc) / 1000).toFixed(0)} s, ` +
+            `${((performance.now() - tc) / 1000 / res.completed).toFixed(2)} s/question)`,
+        );
     }
   }
   log('done');

@@ -37,8 +37,9 @@ export const PANEL_VARIANTS: Record<string, DebateOptions> = {
   t03: { ...DEMO_DEBATE, rounds: 3, temperature: 0.3 },
 };
 
-
-function summarize(records: TrajectoryRecord[]): { round: number; agents: number; vote: number; checkedVote: number; agentsChecked: number }[] {
+function summarize(
+  records: TrajectoryRecord[],
+): { round: number; agents: number; vote: number; checkedVote: number; agentsChecked: number }[] {
   const rounds = Math.min(...records.map((r) => r.rounds.length));
   const out = [];
   for (let k = 0; k < rounds; k++) {
@@ -55,17 +56,38 @@ function summarize(records: TrajectoryRecord[]): { round: number; agents: number
         agentsChecked += Number(arithmeticChecks(m.completion));
         n++;
       }
-      vote += Number(answersEqual('gsm8k', majorityVote('gsm8k', ms.map((m) => m.extracted)).answer, ref));
+      vote += Number(
+        answersEqual(
+          'gsm8k',
+          majorityVote(
+            'gsm8k',
+            ms.map((m) => m.extracted),
+          ).answer,
+          ref,
+        ),
+      );
       checked += Number(answersEqual('gsm8k', checkedVote(ms), ref));
     }
-    out.push({ round: k + 1, agents: agents / n, vote: vote / records.length, checkedVote: checked / records.length, agentsChecked: agentsChecked / n });
+    out.push({
+      round: k + 1,
+      agents: agents / n,
+      vote: vote / records.length,
+      checkedVote: checked / records.length,
+      agentsChecked: agentsChecked / n,
+    });
   }
   return out;
 }
 
 async function main(): Promise<void> {
-  const names = (process.env.DEMO_PANEL_VARIANTS ?? Object.keys(PANEL_VARIANTS).join(',')).split(',').map((s) => s.trim());
-  for (const n of names) if (!PANEL_VARIANTS[n]) throw new Error(`DEMO_PANEL_VARIANTS: unknown variant ${JSON.stringify(n)} (${Object.keys(PANEL_VARIANTS).join(', ')})`);
+  const names = (process.env.DEMO_PANEL_VARIANTS ?? Object.keys(PANEL_VARIANTS).join(','))
+    .split(',')
+    .map((s) => s.trim());
+  for (const n of names)
+    if (!PANEL_VARIANTS[n])
+      throw new Error(
+        `DEMO_PANEL_VARIANTS: unknown variant ${JSON.stringify(n)} (${Object.keys(PANEL_VARIANTS).join(', ')})`,
+      );
   await fs.mkdir(OUT, { recursive: true });
   const runtime = await Runtime.load(MODEL, { maxBatch: 32, contextLength: 384 });
   const engine = new LocalEngine(runtime);
@@ -75,13 +97,24 @@ async function main(): Promise<void> {
   let greedyChecked = 0;
   await Promise.all(
     questions.map(async (q) => {
-      const res = await engine.chat.completions.create({ messages: [{ role: 'system', content: DEMO_SYSTEM }, { role: 'user', content: q.question }], temperature: 0, max_tokens: DEMO_MAX_TOKENS });
+      const res = await engine.chat.completions.create({
+        messages: [
+          { role: 'system', content: DEMO_SYSTEM },
+          { role: 'user', content: q.question },
+        ],
+        temperature: 0,
+        max_tokens: DEMO_MAX_TOKENS,
+      });
       const text = 'choices' in res ? (res.choices[0]!.message.content ?? '') : '';
       greedy += Number(grade('gsm8k', text, String(q.answer)).correct);
       greedyChecked += Number(arithmeticChecks(text));
     }),
   );
-  const result: Record<string, unknown> = { questions: 'public/data/demo-test.jsonl problems 101–200', greedy: greedy / questions.length, greedyArithmeticChecks: greedyChecked / questions.length };
+  const result: Record<string, unknown> = {
+    questions: 'public/data/demo-test.jsonl problems 101–200',
+    greedy: greedy / questions.length,
+    greedyArithmeticChecks: greedyChecked / questions.length,
+  };
   console.log(`greedy base: ${greedy}/${questions.length} (its arithmetic checks on ${greedyChecked})`);
   for (const name of names) {
     const file = path.join(OUT, `${name}.jsonl`);
@@ -90,7 +123,11 @@ async function main(): Promise<void> {
     const rows = summarize(await readTrajectories(file));
     result[name] = rows;
     console.log(`${name} (${((performance.now() - t) / 1000).toFixed(0)} s):`);
-    for (const r of rows) console.log(`  round ${r.round}: agents ${(100 * r.agents).toFixed(1)}%, vote ${(100 * r.vote).toFixed(0)}%, ` + `arithmetic-checked vote ${(100 * r.checkedVote).toFixed(0)}% (agents whose arithmetic checks ${(100 * r.agentsChecked).toFixed(1)}%)`);
+    for (const r of rows)
+      console.log(
+        `  round ${r.round}: agents ${(100 * r.agents).toFixed(1)}%, vote ${(100 * r.vote).toFixed(0)}%, ` +
+          `arithmetic-checked vote ${(100 * r.checkedVote).toFixed(0)}% (agents whose arithmetic checks ${(100 * r.agentsChecked).toFixed(1)}%)`,
+      );
   }
   await fs.writeFile(path.join(OUT, 'panel.json'), JSON.stringify(result, null, 2));
   runtime.dispose();

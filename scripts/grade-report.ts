@@ -19,8 +19,7 @@ import { answersEqual, extractAnswer, grade } from '../src/tasks/answers';
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 const args = process.argv.slice(2);
 const file =
-  args.find((a) => !a.startsWith('--')) ??
-  path.resolve(repoRoot, 'public/data/gsm8k/example_model_solutions.jsonl');
+  args.find((a) => !a.startsWith('--')) ?? path.resolve(repoRoot, 'public/data/gsm8k/example_model_solutions.jsonl');
 const showAll = args.includes('--all');
 
 interface Row {
@@ -29,7 +28,9 @@ interface Row {
   [solver: string]: string | { is_correct: boolean; solution: string };
 }
 
-const lines = readFileSync(file, 'utf8').split('\n').filter((l) => l.trim());
+const lines = readFileSync(file, 'utf8')
+  .split('\n')
+  .filter((l) => l.trim());
 let total = 0;
 let agree = 0;
 const disagreements: string[] = [];
@@ -50,7 +51,9 @@ lines.forEach((line, i) => {
         fromBody.startsWith(g.extracted) &&
         fromBody.length > g.extracted.length
       ) {
-        suspects.push(`#${i + 1} ${solver}: stated=${g.extracted} body=${fromBody} reference=${g.reference} label=${value.is_correct}`);
+        suspects.push(
+          `#${i + 1} ${solver}: stated=${g.extracted} body=${fromBody} reference=${g.reference} label=${value.is_correct}`,
+        );
       }
     }
     if (g.correct === value.is_correct) {

@@ -32,7 +32,14 @@ import { spawn } from 'node:child_process';
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { COMPACT_DEBATE_PROMPTS, demoCorpus, renderRow, selfPlayRows, toTrainingJsonl, writeQuestionSets } from '../src/demo/corpus';
+import {
+  COMPACT_DEBATE_PROMPTS,
+  demoCorpus,
+  renderRow,
+  selfPlayRows,
+  toTrainingJsonl,
+  writeQuestionSets,
+} from '../src/demo/corpus';
 import { buildDemoTokenizer } from '../src/demo/tokenizer';
 import type { Problem } from '../src/demo/problems';
 import { LocalEngine, Runtime } from '../src/engine/local';
@@ -46,7 +53,13 @@ export const DEMO = {
   trainProblems: 8000,
   testProblems: 400,
   vocabSize: 512,
-  model: { hidden_size: 96, num_hidden_layers: 4, num_attention_heads: 4, num_key_value_heads: 2, intermediate_size: 256 },
+  model: {
+    hidden_size: 96,
+    num_hidden_layers: 4,
+    num_attention_heads: 4,
+    num_key_value_heads: 2,
+    intermediate_size: 256,
+  },
   contextLength: 384,
   /** The sampling temperature of the demo's agents (scripts/demo.ts DEMO_TEMPERATURE's default). */
   temperature: 0.7,
@@ -56,12 +69,24 @@ export const DEMO = {
   // Each stage resumes the previous one's checkpoint; `steps` sets that stage's cosine schedule.
   stages: process.env.DEMO_STEPS
     ? [{ steps: Number(process.env.DEMO_STEPS), stopAfter: Number(process.env.DEMO_STEPS) }]
-    : [{ steps: 700, stopAfter: 150 }, { steps: 420, stopAfter: 420 }, { steps: 700, stopAfter: 525 }, { steps: 1075, stopAfter: 1075 }],
+    : [
+        { steps: 700, stopAfter: 150 },
+        { steps: 420, stopAfter: 420 },
+        { steps: 700, stopAfter: 525 },
+        { steps: 1075, stopAfter: 1075 },
+      ],
   // Then a debate-weighted stage (full fine-tuning from those weights on fresh rows): revising
   // after reading peers is the skill the main mix under-trains.
   debateStage: process.env.DEMO_STEPS
     ? null
-    : { problems: 2000, seed: 20261123, mix: { single: 0.5, debate: 1, aggregator: 0.3 }, steps: 160, lr: 1e-3, warmup: 10 },
+    : {
+        problems: 2000,
+        seed: 20261123,
+        mix: { single: 0.5, debate: 1, aggregator: 0.3 },
+        steps: 160,
+        lr: 1e-3,
+        warmup: 10,
+      },
   // Last, self-play: the model answers fresh problems as 5 debate agents (round 1), and is
   // trained to revise after reading those actual answers and to judge them (see selfPlayRows):
   // first with whole solutions quoted, then as the demo debates — final answers only and the
@@ -76,23 +101,70 @@ export const DEMO = {
         seed: 20261124,
         rows: { debatePerQuestion: 2, aggregatorPerQuestion: 1, singlePerQuestion: 0.5 },
         passes: [
-          { name: 'self-play', temperature: 0.3, quote: 'solution' as const, restateQuestion: false, steps: 220, lr: 1e-3, warmup: 10 },
-          { name: 'self-play-sparse', temperature: 0.7, quote: 'answer' as const, restateQuestion: true, steps: 220, lr: 1e-3, warmup: 10 },
+          {
+            name: 'self-play',
+            temperature: 0.3,
+            quote: 'solution' as const,
+            restateQuestion: false,
+            steps: 220,
+            lr: 1e-3,
+            warmup: 10,
+          },
+          {
+            name: 'self-play-sparse',
+            temperature: 0.7,
+            quote: 'answer' as const,
+            restateQuestion: true,
+            steps: 220,
+            lr: 1e-3,
+            warmup: 10,
+          },
         ],
       },
 };
 
 /** Round 1 of a 5-agent debate by the model in `modelDir` over `problems`, as trajectories. */
-async function selfPlayRound(modelDir: string, problems: readonly Problem[], temperature: number, seed: number, out: string): Promise<void> {
+async function selfPlayRound(
+  modelDir: string,
+  problems: readonly Problem[],
+  temperature: number,
+  seed: number,
+  out: string,
+): Promise<void> {
   const runtime = await Runtime.load(modelDir, { maxBatch: 32, contextLength: DEMO.contextLength });
   try {
     await fs.rm(out, { force: true });
-    const questions = problems.map((p) => ({ id: p.id, question: p.question, answer: p.answer, task: 'gsm8k' as const }));
+    const questions = problems.map((p) => ({
+      id: p.id,
+      question: p.question,
+      answer: p.answer,
+      task: 'gsm8k' as const,
+    }));
     const t0 = performance.now();
-    await runDebateSet(questions, { numAgents: 5, rounds: 1, aggregator: 'vote', promptStyle: 'compact', temperature, max_tokens: 64, seed, concurrency: 6, engines: new LocalEngine(runtime) }, {
-      out,
-      onRecord: (_r, i) => void (i.done % 100 === 0 && console.error(`self-play: ${i.done}/${i.total} questions, ${((performance.now() - t0) / 1000).toFixed(0)} s`)),
-    });
+    await runDebateSet(
+      questions,
+      {
+        numAgents: 5,
+        rounds: 1,
+        aggregator: 'vote',
+        promptStyle: 'compact',
+        temperature,
+        max_tokens: 64,
+        seed,
+        concurrency: 6,
+        engines: new LocalEngine(runtime),
+      },
+      {
+        out,
+        onRecord: (_r, i) =>
+          void (
+            i.done % 100 === 0 &&
+            console.error(
+              `self-play: ${i.done}/${i.total} questions, ${((performance.now() - t0) / 1000).toFixed(0)} s`,
+            )
+          ),
+      },
+    );
   } finally {
     runtime.dispose();
   }
@@ -122,7 +194,12 @@ async function main(): Promise<void> {
   const base = path.join(work, 'base');
   await fs.mkdir(base, { recursive: true });
   const dataDir = path.resolve(ROOT, 'public/data');
-  const { train, test } = await writeQuestionSets(dataDir, { seed: DEMO.seed, difficulty: DEMO.difficulty, trainCount: DEMO.trainProblems, testCount: DEMO.testProblems });
+  const { train, test } = await writeQuestionSets(dataDir, {
+    seed: DEMO.seed,
+    difficulty: DEMO.difficulty,
+    trainCount: DEMO.trainProblems,
+    testCount: DEMO.testProblems,
+  });
   await fs.rename(path.join(dataDir, 'train.jsonl'), path.join(dataDir, 'demo-train.jsonl')).catch(() => {});
   await fs.rename(path.join(dataDir, 'test.jsonl'), path.join(dataDir, 'demo-test.jsonl')).catch(() => {});
   const rows = demoCorpus({ seed: DEMO.seed, problems: train, prompts: COMPACT_DEBATE_PROMPTS, mix: DEMO.mix });
@@ -150,37 +227,109 @@ async function main(): Promise<void> {
   await fs.writeFile(path.join(base, 'tokenizer.json'), JSON.stringify(tok.tokenizerJson));
   await fs.writeFile(path.join(base, 'tokenizer_config.json'), JSON.stringify(tok.tokenizerConfig, null, 2));
   // Sampling as the demo runs it (debate agents, single agent and students alike).
-  const generationConfig = JSON.stringify({ eos_token_id: tok.ids.imEnd, pad_token_id: tok.ids.endoftext, temperature: DEMO.temperature, do_sample: true }, null, 2);
+  const generationConfig = JSON.stringify(
+    { eos_token_id: tok.ids.imEnd, pad_token_id: tok.ids.endoftext, temperature: DEMO.temperature, do_sample: true },
+    null,
+    2,
+  );
   await fs.writeFile(path.join(base, 'generation_config.json'), generationConfig);
   const corpus = path.join(work, 'corpus.jsonl');
   await fs.writeFile(corpus, toTrainingJsonl(rows, { stripMeta: true }));
-  console.error(`demo: ${train.length} train / ${test.length} test problems, ${rows.length} corpus rows, tokenizer ${tok.size} tokens`);
+  console.error(
+    `demo: ${train.length} train / ${test.length} test problems, ${rows.length} corpus rows, tokenizer ${tok.size} tokens`,
+  );
 
   const t = DEMO.train;
   const startFrom = process.env.DEMO_START_FROM ? path.resolve(process.env.DEMO_START_FROM) : null;
   const logPath = path.join(work, 'training-log.txt');
   // Starting from a shipped model continues its log.
-  if (startFrom) await fs.copyFile(path.join(startFrom, 'training-log.txt'), logPath, fs.constants.COPYFILE_EXCL).catch(() => {});
+  if (startFrom)
+    await fs.copyFile(path.join(startFrom, 'training-log.txt'), logPath, fs.constants.COPYFILE_EXCL).catch(() => {});
   const log = await fs.open(logPath, 'a');
-  const common = ['--batch', String(t.batch), '--schedule', t.schedule, '--context-length', String(DEMO.contextLength), '--group-by-length', '--checkpoint-every', '25', '--resume'];
+  const common = [
+    '--batch',
+    String(t.batch),
+    '--schedule',
+    t.schedule,
+    '--context-length',
+    String(DEMO.contextLength),
+    '--group-by-length',
+    '--checkpoint-every',
+    '25',
+    '--resume',
+  ];
   let final = startFrom ?? path.join(work, 'trained');
   try {
     for (const stage of startFrom ? [] : DEMO.stages) {
-      await runTrain([
-        path.join(ROOT, 'bin/agentark.js'), 'train', '--model', base, '--from-scratch', '--mode', 'full', '--data', corpus, '--out', final,
-        '--steps', String(stage.steps), '--stop-after', String(stage.stopAfter), '--lr', String(t.lr), '--warmup', String(t.warmup), '--seed', String(DEMO.seed), ...common,
-      ], log);
+      await runTrain(
+        [
+          path.join(ROOT, 'bin/agentark.js'),
+          'train',
+          '--model',
+          base,
+          '--from-scratch',
+          '--mode',
+          'full',
+          '--data',
+          corpus,
+          '--out',
+          final,
+          '--steps',
+          String(stage.steps),
+          '--stop-after',
+          String(stage.stopAfter),
+          '--lr',
+          String(t.lr),
+          '--warmup',
+          String(t.warmup),
+          '--seed',
+          String(DEMO.seed),
+          ...common,
+        ],
+        log,
+      );
     }
     const ds = startFrom ? null : DEMO.debateStage;
     if (ds) {
       const dsCorpus = path.join(work, 'corpus-debate.jsonl');
-      await fs.writeFile(dsCorpus, toTrainingJsonl(demoCorpus({ seed: ds.seed, problems: train.slice(0, ds.problems), prompts: COMPACT_DEBATE_PROMPTS, mix: ds.mix }), { stripMeta: true }));
+      await fs.writeFile(
+        dsCorpus,
+        toTrainingJsonl(
+          demoCorpus({
+            seed: ds.seed,
+            problems: train.slice(0, ds.problems),
+            prompts: COMPACT_DEBATE_PROMPTS,
+            mix: ds.mix,
+          }),
+          { stripMeta: true },
+        ),
+      );
       const from = final;
       final = path.join(work, 'trained-debate');
-      await runTrain([
-        path.join(ROOT, 'bin/agentark.js'), 'train', '--model', from, '--mode', 'full', '--data', dsCorpus, '--out', final,
-        '--steps', String(ds.steps), '--lr', String(ds.lr), '--warmup', String(ds.warmup), '--seed', String(ds.seed), ...common,
-      ], log);
+      await runTrain(
+        [
+          path.join(ROOT, 'bin/agentark.js'),
+          'train',
+          '--model',
+          from,
+          '--mode',
+          'full',
+          '--data',
+          dsCorpus,
+          '--out',
+          final,
+          '--steps',
+          String(ds.steps),
+          '--lr',
+          String(ds.lr),
+          '--warmup',
+          String(ds.warmup),
+          '--seed',
+          String(ds.seed),
+          ...common,
+        ],
+        log,
+      );
     }
     const sp = DEMO.selfPlay;
     if (sp) {
@@ -188,19 +337,58 @@ async function main(): Promise<void> {
         // Each pass: the current model answers its own slice of fresh problems (round 1, on
         // policy); a finished round from an interrupted run is reused (generating it takes minutes).
         const trajectories = path.join(work, `${pass.name}-round1.jsonl`);
-        const done = await readTrajectories(trajectories).then((r) => r.length, () => 0);
+        const done = await readTrajectories(trajectories).then(
+          (r) => r.length,
+          () => 0,
+        );
         const from0 = sp.from + k * sp.problems;
-        if (done !== sp.problems) await selfPlayRound(final, train.slice(from0, from0 + sp.problems), pass.temperature, sp.seed + k, trajectories);
-        const spRows = selfPlayRows(await readTrajectories(trajectories), { seed: sp.seed, prompts: COMPACT_DEBATE_PROMPTS, quote: pass.quote, restateQuestion: pass.restateQuestion, ...sp.rows });
+        if (done !== sp.problems)
+          await selfPlayRound(
+            final,
+            train.slice(from0, from0 + sp.problems),
+            pass.temperature,
+            sp.seed + k,
+            trajectories,
+          );
+        const spRows = selfPlayRows(await readTrajectories(trajectories), {
+          seed: sp.seed,
+          prompts: COMPACT_DEBATE_PROMPTS,
+          quote: pass.quote,
+          restateQuestion: pass.restateQuestion,
+          ...sp.rows,
+        });
         const spCorpus = path.join(work, `corpus-${pass.name}.jsonl`);
         await fs.writeFile(spCorpus, toTrainingJsonl(spRows, { stripMeta: true }));
-        await log.write(`# ${pass.name}: ${sp.problems} problems answered by ${path.relative(ROOT, final)} at temperature ${pass.temperature}; ` + `peers quoted as ${pass.quote}s${pass.restateQuestion ? ', question restated' : ''}; ${spRows.length} rows\n`);
+        await log.write(
+          `# ${pass.name}: ${sp.problems} problems answered by ${path.relative(ROOT, final)} at temperature ${pass.temperature}; ` +
+            `peers quoted as ${pass.quote}s${pass.restateQuestion ? ', question restated' : ''}; ${spRows.length} rows\n`,
+        );
         const from = final;
         final = path.join(work, `trained-${pass.name}`);
-        await runTrain([
-          path.join(ROOT, 'bin/agentark.js'), 'train', '--model', from, '--mode', 'full', '--data', spCorpus, '--out', final,
-          '--steps', String(pass.steps), '--lr', String(pass.lr), '--warmup', String(pass.warmup), '--seed', String(sp.seed), ...common,
-        ], log);
+        await runTrain(
+          [
+            path.join(ROOT, 'bin/agentark.js'),
+            'train',
+            '--model',
+            from,
+            '--mode',
+            'full',
+            '--data',
+            spCorpus,
+            '--out',
+            final,
+            '--steps',
+            String(pass.steps),
+            '--lr',
+            String(pass.lr),
+            '--warmup',
+            String(pass.warmup),
+            '--seed',
+            String(sp.seed),
+            ...common,
+          ],
+          log,
+        );
       }
     }
   } finally {

@@ -82,7 +82,7 @@ export async function run(argv: string[]): Promise<number> {
       throw new UsageError(`unknown target module '${t}'; choose from ${PROJECTIONS.join(', ')} or all`);
   const dtype = (v.dtype as string | undefined) ?? 'auto';
   if (!['auto', 'f16', 'f32'].includes(dtype)) throw new UsageError(`--dtype must be auto, f16 or f32, got '${dtype}'`);
-  const log = v.json ? () => {} : (line: string) => process.stderr.write(line + '\n');
+  const log = v.json ? () => {} : (line: string) => process.stderr.write(`${line}\n`);
   const contextLength = seq + decodeTokens + 1;
 
   // ---- cold load: files (or a synthetic checkpoint), quantization or its cache, upload ----
@@ -139,7 +139,8 @@ export async function run(argv: string[]): Promise<number> {
       );
     }
     log(
-      `memory plan: ${estimate.describe}: about ${(estimate.peakBytes / 2 ** 20).toFixed(0)} MiB peak, ` + `weights ${(estimate.weightBytes / 2 ** 20).toFixed(0)} MiB`,
+      `memory plan: ${estimate.describe}: about ${(estimate.peakBytes / 2 ** 20).toFixed(0)} MiB peak, ` +
+        `weights ${(estimate.weightBytes / 2 ** 20).toFixed(0)} MiB`,
     );
     const t1 = performance.now();
     const q = quantize
@@ -152,7 +153,8 @@ export async function run(argv: string[]): Promise<number> {
     const coldLoadS = (performance.now() - t0) / 1000;
     const weightGpuBytes = gpu ? gpu.memoryStats().allocatedBytes : null;
     log(
-      `cold load ${coldLoadS.toFixed(1)} s (read ${readS.toFixed(1)} s, ` + `${quantize ? `${q!.fromCache ? 'quantized weights from the cache' : 'quantize'} ${quantizeS.toFixed(1)} s, ` : ''}upload)`,
+      `cold load ${coldLoadS.toFixed(1)} s (read ${readS.toFixed(1)} s, ` +
+        `${quantize ? `${q!.fromCache ? 'quantized weights from the cache' : 'quantize'} ${quantizeS.toFixed(1)} s, ` : ''}upload)`,
     );
 
     // ---- one training step (first, so the measured peak is the step's, not inference leftovers) ----
@@ -258,7 +260,8 @@ export async function run(argv: string[]): Promise<number> {
       console.log(
         [
           `${result.model} (${c.numLayers} layers, ${weights} weights) on ${result.adapter}`,
-          `cold load        ${coldLoadS.toFixed(1)} s` + `${q ? (q.fromCache ? ' (quantized weights read from the cache)' : ' (quantized now; cached for the next load)') : ''}`,
+          `cold load        ${coldLoadS.toFixed(1)} s` +
+            `${q ? (q.fromCache ? ' (quantized weights read from the cache)' : ' (quantized now; cached for the next load)') : ''}`,
           `prefill          ${result.prefillTokensPerS.toFixed(1)} tokens/s (${seq} tokens, median of ${runs})`,
           `decode           ${result.decodeTokensPerS.toFixed(2)} tokens/s (median of ${runs} x ${decodeTokens} tokens)`,
           `train step       ${trainStep}`,

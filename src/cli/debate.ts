@@ -10,7 +10,16 @@ import { runDebateSet, type DebateOptions } from '../teach/debate';
 import { OpenAIEngine } from '../teach/openai-engine';
 import { readTrajectories, summarizeTrajectories } from '../teach/trajectory';
 import type { ProgressCallback } from '../progress';
-import { choiceFlag, floatFlag, intFlag, parseFlags, reportUsageError, runtimeOptions, stderrProgress, UsageError } from './args';
+import {
+  choiceFlag,
+  floatFlag,
+  intFlag,
+  parseFlags,
+  reportUsageError,
+  runtimeOptions,
+  stderrProgress,
+  UsageError,
+} from './args';
 
 export const USAGE = `usage: agentark debate --data FILE --out TRAJ.jsonl [options]
 
@@ -48,15 +57,31 @@ export const USAGE = `usage: agentark debate --data FILE --out TRAJ.jsonl [optio
   --quiet                no per-question progress lines
 ${DATA_HELP}`;
 
-async function loadLocalEngine(model: string, adapter: string | undefined, runtime: Record<string, unknown>): Promise<ChatEngine> {
-  let mod: { createLocalEngine?: (o: { model: string; adapter?: string; onProgress?: ProgressCallback } & Record<string, unknown>) => Promise<ChatEngine> };
+async function loadLocalEngine(
+  model: string,
+  adapter: string | undefined,
+  runtime: Record<string, unknown>,
+): Promise<ChatEngine> {
+  let mod: {
+    createLocalEngine?: (
+      o: { model: string; adapter?: string; onProgress?: ProgressCallback } & Record<string, unknown>,
+    ) => Promise<ChatEngine>;
+  };
   try {
     mod = await import('../engine/local');
   } catch (e) {
-    throw new Error(`--engine local is not available (could not load src/engine/local: ${(e as Error).message}); use --engine openai --base-url URL`);
+    throw new Error(
+      `--engine local is not available (could not load src/engine/local: ${(e as Error).message}); use --engine openai --base-url URL`,
+    );
   }
-  if (typeof mod.createLocalEngine !== 'function') throw new Error('--engine local: src/engine/local does not export createLocalEngine');
-  return mod.createLocalEngine({ model, ...(adapter ? { adapter } : {}), ...runtime, onProgress: stderrProgress('load') });
+  if (typeof mod.createLocalEngine !== 'function')
+    throw new Error('--engine local: src/engine/local does not export createLocalEngine');
+  return mod.createLocalEngine({
+    model,
+    ...(adapter ? { adapter } : {}),
+    ...runtime,
+    onProgress: stderrProgress('load'),
+  });
 }
 
 export async function run(argv: string[]): Promise<number> {
@@ -118,11 +143,15 @@ export async function run(argv: string[]): Promise<number> {
     task = values.task as Task;
     if (!isTask(task)) throw new UsageError(`--task must be gsm8k, math, mc or qa, got ${JSON.stringify(task)}`);
     const aggregator = values.aggregator as string;
-    if (aggregator !== 'llm' && aggregator !== 'vote') throw new UsageError(`--aggregator must be llm or vote, got ${JSON.stringify(aggregator)}`);
+    if (aggregator !== 'llm' && aggregator !== 'vote')
+      throw new UsageError(`--aggregator must be llm or vote, got ${JSON.stringify(aggregator)}`);
     const agents = intFlag(values.agents as string | undefined, 'agents', 5, { min: 1 });
     const concurrency = intFlag(values.concurrency as string | undefined, 'concurrency', 1, { min: 1 });
     limit = intFlag(values.limit as string | undefined, 'limit', undefined, { min: 0 });
-    const temperature = floatFlag(values.temperature as string | undefined, 'temperature', undefined, { min: 0, max: 2 });
+    const temperature = floatFlag(values.temperature as string | undefined, 'temperature', undefined, {
+      min: 0,
+      max: 2,
+    });
     const topP = floatFlag(values['top-p'] as string | undefined, 'top-p', undefined, { above: 0, max: 1 });
     const kind = (values.engine as string | undefined) ?? (values['base-url'] ? 'openai' : 'local');
     let model: string;
@@ -133,17 +162,25 @@ export async function run(argv: string[]): Promise<number> {
         baseUrl: values['base-url'] as string,
         apiKey: (values['api-key'] as string | undefined) ?? process.env.OPENAI_API_KEY,
         model,
-        concurrency: intFlag(values['request-concurrency'] as string | undefined, 'request-concurrency', agents * concurrency, { min: 1 }),
+        concurrency: intFlag(
+          values['request-concurrency'] as string | undefined,
+          'request-concurrency',
+          agents * concurrency,
+          { min: 1 },
+        ),
         timeoutMs: intFlag(values['timeout-ms'] as string | undefined, 'timeout-ms', undefined, { min: 1 }),
         maxRetries: intFlag(values['max-retries'] as string | undefined, 'max-retries', undefined, { min: 0 }),
-        onRetry: (r) => process.stderr.write(`retry ${r.attempt}/${r.maxAttempts - 1} in ${r.delayMs} ms: ${r.url}: ${r.reason}\n`),
+        onRetry: (r) =>
+          process.stderr.write(`retry ${r.attempt}/${r.maxAttempts - 1} in ${r.delayMs} ms: ${r.url}: ${r.reason}\n`),
       });
     } else if (kind === 'local') {
       if (!values.model) throw new UsageError('--engine local needs --model DIR');
       model = values.model as string;
       let rt: Record<string, unknown>;
       try {
-        rt = runtimeOptions(values as { backend?: string; dtype?: string; 'context-length'?: string; quantize?: string });
+        rt = runtimeOptions(
+          values as { backend?: string; dtype?: string; 'context-length'?: string; quantize?: string },
+        );
       } catch (e) {
         throw new UsageError((e as Error).message);
       }
@@ -162,7 +199,9 @@ export async function run(argv: string[]): Promise<number> {
       top_p: topP,
       max_tokens: intFlag(values['max-tokens'] as string | undefined, 'max-tokens', undefined, { min: 1 }),
       seed: intFlag(values.seed as string | undefined, 'seed', undefined, { min: 0 }),
-      maxQuotedChars: intFlag(values['max-quoted-chars'] as string | undefined, 'max-quoted-chars', undefined, { min: 1 }),
+      maxQuotedChars: intFlag(values['max-quoted-chars'] as string | undefined, 'max-quoted-chars', undefined, {
+        min: 1,
+      }),
       quote: choiceFlag(values.quote as string | undefined, 'quote', ['solution', 'answer']),
       restateQuestion: values['restate-question'] === true,
       promptStyle: choiceFlag(values['prompt-style'] as string | undefined, 'prompt-style', ['default', 'compact']),
@@ -191,10 +230,13 @@ export async function run(argv: string[]): Promise<number> {
       onWarning: (m) => process.stderr.write(`warning: ${m}\n`),
       onRecord: (rec, { done, total }) => {
         if (quiet) return;
-        const perRound = rec.rounds.map((r) => `r${r.round} ${r.messages.filter((m) => m.correct).length}/${r.messages.length}`).join(' ');
+        const perRound = rec.rounds
+          .map((r) => `r${r.round} ${r.messages.filter((m) => m.correct).length}/${r.messages.length}`)
+          .join(' ');
         const tok = rec.totals.promptTokens + rec.totals.completionTokens;
         process.stderr.write(
-          `[${done}/${total}] ${rec.id}: final=${rec.final.answer ?? '∅'} ${rec.final.correct ? 'correct' : 'wrong'} | ` + `${perRound} | ${rec.totals.calls} calls ${tok} tok ${(rec.totals.wallMs / 1000).toFixed(1)}s\n`,
+          `[${done}/${total}] ${rec.id}: final=${rec.final.answer ?? '∅'} ${rec.final.correct ? 'correct' : 'wrong'} | ` +
+            `${perRound} | ${rec.totals.calls} calls ${tok} tok ${(rec.totals.wallMs / 1000).toFixed(1)}s\n`,
         );
       },
       onError: (err, q) => process.stderr.write(`error on ${q.id}: ${err.message}\n`),
@@ -204,7 +246,14 @@ export async function run(argv: string[]): Promise<number> {
     const summary = {
       ...summarizeTrajectories(records),
       out,
-      run: { completed: res.completed, skipped: res.skipped, failed: res.failed.length, aborted: res.aborted, ...(res.stoppedEarly ? { stoppedEarly: res.stoppedEarly } : {}), wallMs: Math.round(performance.now() - t0) },
+      run: {
+        completed: res.completed,
+        skipped: res.skipped,
+        failed: res.failed.length,
+        aborted: res.aborted,
+        ...(res.stoppedEarly ? { stoppedEarly: res.stoppedEarly } : {}),
+        wallMs: Math.round(performance.now() - t0),
+      },
     };
     process.stdout.write(`${JSON.stringify(summary, null, 2)}\n`);
     if (res.aborted) return 130;

@@ -11,7 +11,17 @@ const USAGE = `usage: agentark export --model <dir|url|hf-id> [--adapter <PEFT d
   when they pass protobuf's 2 GB limit, or always with --external-data.`;
 
 export async function run(argv: string[]): Promise<number> {
-  const v = parseFlags(argv, { model: { type: 'string' }, adapter: { type: 'string' }, format: { type: 'string' }, out: { type: 'string' }, 'external-data': { type: 'boolean' } }, USAGE);
+  const v = parseFlags(
+    argv,
+    {
+      model: { type: 'string' },
+      adapter: { type: 'string' },
+      format: { type: 'string' },
+      out: { type: 'string' },
+      'external-data': { type: 'boolean' },
+    },
+    USAGE,
+  );
   if (!v) return 0;
   if (!v.model || !v.out) throw new UsageError(`--model and --out are required\n\n${USAGE}`);
   const format = v.format ?? 'onnx';
@@ -19,8 +29,19 @@ export async function run(argv: string[]): Promise<number> {
   const source = openSource(v.model as string);
   const ckpt = await loadCheckpoint(source, { onProgress: stderrProgress('load') });
   const adapter = v.adapter ? await loadPeftAdapter(v.adapter as string) : null;
-  const result = onnxExportFiles(ckpt, await readModelSideFiles(source), { adapter, externalData: v['external-data'] ? 'always' : 'auto' });
+  const result = onnxExportFiles(ckpt, await readModelSideFiles(source), {
+    adapter,
+    externalData: v['external-data'] ? 'always' : 'auto',
+  });
   await writeExport(v.out as string, result.files);
-  console.log(JSON.stringify({ out: v.out, format, files: [...result.files.keys()], weightBytes: result.weightBytes, mergedModules: result.mergedModules }));
+  console.log(
+    JSON.stringify({
+      out: v.out,
+      format,
+      files: [...result.files.keys()],
+      weightBytes: result.weightBytes,
+      mergedModules: result.mergedModules,
+    }),
+  );
   return 0;
 }

@@ -1,6 +1,15 @@
 /** `agentark generate`: one completion from a local model, as text or JSON. */
 import { Runtime } from '../engine/local';
-import { floatFlag, idsFlag, intFlag, parseFlags, runtimeOptions, RUNTIME_FLAGS, stderrProgress, UsageError } from './args';
+import {
+  floatFlag,
+  idsFlag,
+  intFlag,
+  parseFlags,
+  runtimeOptions,
+  RUNTIME_FLAGS,
+  stderrProgress,
+  UsageError,
+} from './args';
 
 export const USAGE = `usage: agentark generate --model <dir|url|hf-id> (--prompt TEXT | --ids 1,2,3) [--chat]
        [--max-tokens N] [--temperature T] [--top-p P] [--top-k K] [--repetition-penalty R]
@@ -39,10 +48,15 @@ export async function run(argv: string[]): Promise<number> {
     temperature: floatFlag(v.temperature as string | undefined, 'temperature', 0, { min: 0 }),
     topP: floatFlag(v['top-p'] as string | undefined, 'top-p', undefined, { above: 0, max: 1 }),
     topK: intFlag(v['top-k'] as string | undefined, 'top-k', undefined, { min: 0 }),
-    repetitionPenalty: floatFlag(v['repetition-penalty'] as string | undefined, 'repetition-penalty', undefined, { above: 0 }),
+    repetitionPenalty: floatFlag(v['repetition-penalty'] as string | undefined, 'repetition-penalty', undefined, {
+      above: 0,
+    }),
     seed: intFlag(v.seed as string | undefined, 'seed', 0),
   };
-  const runtime = await Runtime.load(v.model as string, { ...runtimeOptions(v), onProgress: v.json ? undefined : stderrProgress('load') });
+  const runtime = await Runtime.load(v.model as string, {
+    ...runtimeOptions(v),
+    onProgress: v.json ? undefined : stderrProgress('load'),
+  });
   try {
     let prompt: number[];
     if (ids) prompt = ids;
@@ -58,12 +72,23 @@ export async function run(argv: string[]): Promise<number> {
       onToken: stream ? (_id, delta) => process.stdout.write(delta) : undefined,
     });
     if (v.json) {
-      console.log(JSON.stringify({ ids: prompt, generated: result.tokens, text: result.text, finish_reason: result.finishReason, timings: { ...result.timings, backend: runtime.describeBackend() } }));
+      console.log(
+        JSON.stringify({
+          ids: prompt,
+          generated: result.tokens,
+          text: result.text,
+          finish_reason: result.finishReason,
+          timings: { ...result.timings, backend: runtime.describeBackend() },
+        }),
+      );
     } else {
       if (stream) process.stdout.write('\n');
       else console.log(result.tokens.join(','));
       const t = result.timings;
-      process.stderr.write(`[${result.finishReason}] prompt ${prompt.length} tok, ${t.prefillTokensPerS.toFixed(1)} tok/s prefill; ` + `${result.tokens.length} tok generated, ${t.decodeTokensPerS.toFixed(1)} tok/s decode — ${runtime.describeBackend()}\n`);
+      process.stderr.write(
+        `[${result.finishReason}] prompt ${prompt.length} tok, ${t.prefillTokensPerS.toFixed(1)} tok/s prefill; ` +
+          `${result.tokens.length} tok generated, ${t.decodeTokensPerS.toFixed(1)} tok/s decode — ${runtime.describeBackend()}\n`,
+      );
     }
     return 0;
   } finally {

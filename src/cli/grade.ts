@@ -102,12 +102,14 @@ export async function run(argv: string[]): Promise<number> {
         trajectories.push(rec);
         nTraj++;
       } else {
-        task = forced ?? ((row.task as Task | undefined) ?? 'gsm8k');
+        task = forced ?? (row.task as Task | undefined) ?? 'gsm8k';
         if (!isTask(task)) throw new Error(`${values.data}:${lineNo}: unknown task ${JSON.stringify(task)}`);
         const pred = pick(row, PRED_KEYS);
         const ref = pick(row, REF_KEYS);
-        if (pred === undefined) throw new Error(`${values.data}:${lineNo}: no prediction (expected one of ${PRED_KEYS.join(', ')})`);
-        if (ref === undefined) throw new Error(`${values.data}:${lineNo}: no reference answer (expected one of ${REF_KEYS.join(', ')})`);
+        if (pred === undefined)
+          throw new Error(`${values.data}:${lineNo}: no prediction (expected one of ${PRED_KEYS.join(', ')})`);
+        if (ref === undefined)
+          throw new Error(`${values.data}:${lineNo}: no reference answer (expected one of ${REF_KEYS.join(', ')})`);
         extracted = extractAnswer(task, pred);
         ok = answersEqual(task, extracted, referenceAnswer(task, ref));
         nPred++;

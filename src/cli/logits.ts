@@ -11,12 +11,16 @@ export async function run(argv: string[]): Promise<number> {
   if (!v.model || !v.ids) throw new UsageError(`--model and --ids are required\n\n${USAGE}`);
   const ids = idsFlag(v.ids as string);
   const opts = runtimeOptions(v);
-  const runtime = await Runtime.load(v.model as string, { ...opts, contextLength: Math.max(ids.length, opts.contextLength ?? 0), maxBatch: 1 });
+  const runtime = await Runtime.load(v.model as string, {
+    ...opts,
+    contextLength: Math.max(ids.length, opts.contextLength ?? 0),
+    maxBatch: 1,
+  });
   try {
     const logits = await runtime.logits(ids);
     const V = runtime.model.config.vocabSize;
     const rows = ids.map((_, i) => Array.from(logits.subarray(i * V, (i + 1) * V)));
-    process.stdout.write(JSON.stringify({ ids, logits: rows }) + '\n');
+    process.stdout.write(`${JSON.stringify({ ids, logits: rows })}\n`);
     return 0;
   } finally {
     runtime.dispose();

@@ -1,7 +1,13 @@
 /** `agentark train`: LoRA or full fine-tuning on WebGPU, PEFT / HF safetensors out. */
 import * as fs from 'node:fs/promises';
 import * as path from 'node:path';
-import { loadCheckpoint, readModelSideFiles, readModelConfig, loadTokenizerFrom, type Checkpoint } from '../formats/checkpoint';
+import {
+  loadCheckpoint,
+  readModelSideFiles,
+  readModelConfig,
+  loadTokenizerFrom,
+  type Checkpoint,
+} from '../formats/checkpoint';
 import { openSource } from '../formats/source';
 import { loadPeftAdapter } from '../formats/peft';
 import { Gpu } from '../gpu/device';
@@ -82,11 +88,27 @@ export async function run(argv: string[]): Promise<number> {
   for (const req of ['model', 'data', 'out'] as const) if (!v[req]) throw new UsageError(`--${req} is required`);
   const mode = choiceFlag(v.mode as string | undefined, 'mode', ['lora', 'full'], 'lora');
   const quantizeTo = quantizeFlag(v.quantize as string | undefined);
-  if (quantizeTo && mode !== 'lora') throw new UsageError(`--quantize ${quantizeTo} freezes the base weights: it needs --mode lora (QLoRA)`);
-  const optimizer = choiceFlag(v.optimizer as string | undefined, 'optimizer', ['adamw', 'sgd'], DEFAULT_TRAIN_OPTIONS.optimizer);
-  const schedule = choiceFlag(v.schedule as string | undefined, 'schedule', ['linear', 'cosine', 'constant'], DEFAULT_TRAIN_OPTIONS.schedule);
+  if (quantizeTo && mode !== 'lora')
+    throw new UsageError(`--quantize ${quantizeTo} freezes the base weights: it needs --mode lora (QLoRA)`);
+  const optimizer = choiceFlag(
+    v.optimizer as string | undefined,
+    'optimizer',
+    ['adamw', 'sgd'],
+    DEFAULT_TRAIN_OPTIONS.optimizer,
+  );
+  const schedule = choiceFlag(
+    v.schedule as string | undefined,
+    'schedule',
+    ['linear', 'cosine', 'constant'],
+    DEFAULT_TRAIN_OPTIONS.schedule,
+  );
   if (v.steps && v.epochs) throw new UsageError('give --steps or --epochs, not both');
-  const targets = v.targets ? (v.targets as string).split(',').map((s) => s.trim()).filter(Boolean) : DEFAULT_TRAIN_OPTIONS.targets;
+  const targets = v.targets
+    ? (v.targets as string)
+        .split(',')
+        .map((s) => s.trim())
+        .filter(Boolean)
+    : DEFAULT_TRAIN_OPTIONS.targets;
   const opts: TrainOptions = {
     ...DEFAULT_TRAIN_OPTIONS,
     mode,
@@ -98,7 +120,11 @@ export async function run(argv: string[]): Promise<number> {
     lr: floatFlag(v.lr as string | undefined, 'lr', mode === 'full' ? 1e-3 : DEFAULT_TRAIN_OPTIONS.lr)!,
     optimizer,
     weightDecay: floatFlag(v['weight-decay'] as string | undefined, 'weight-decay', DEFAULT_TRAIN_OPTIONS.weightDecay)!,
-    maxGradNorm: floatFlag(v['max-grad-norm'] as string | undefined, 'max-grad-norm', DEFAULT_TRAIN_OPTIONS.maxGradNorm)!,
+    maxGradNorm: floatFlag(
+      v['max-grad-norm'] as string | undefined,
+      'max-grad-norm',
+      DEFAULT_TRAIN_OPTIONS.maxGradNorm,
+    )!,
     schedule,
     warmupSteps: intFlag(v.warmup as string | undefined, 'warmup', 0),
     steps: intFlag(v.steps as string | undefined, 'steps'),
@@ -111,11 +137,14 @@ export async function run(argv: string[]): Promise<number> {
   };
   if (opts.dropout < 0 || opts.dropout >= 1) throw new UsageError(`--dropout must be in [0, 1), got ${opts.dropout}`);
   for (const t of targets) {
-    if (!(PROJECTIONS as readonly string[]).includes(t)) throw new UsageError(`target module '${t}' does not exist in Llama-family models; choose from ${PROJECTIONS.join(', ')}`);
+    if (!(PROJECTIONS as readonly string[]).includes(t))
+      throw new UsageError(
+        `target module '${t}' does not exist in Llama-family models; choose from ${PROJECTIONS.join(', ')}`,
+      );
   }
   const out = v.out as string;
   const checkpointDir = path.join(out, 'checkpoint');
-  const log = v.quiet ? () => {} : (line: string) => process.stderr.write(line + '\n');
+  const log = v.quiet ? () => {} : (line: string) => process.stderr.write(`${line}\n`);
 
   // Files → host tensors.
   const source = openSource(v.model as string);
@@ -124,15 +153,27 @@ export async function run(argv: string[]): Promise<number> {
     if (mode !== 'full') throw new UsageError('--from-scratch needs --mode full');
     const config = await readModelConfig(source);
     const tokenizer = await loadTokenizerFrom(source);
-    ckpt = { config, tensors: randomInitTensors(config, opts.seed), tokenizer, source: v.model as string, eosTokenIds: config.eosTokenIds };
+    ckpt = {
+      config,
+      tensors: randomInitTensors(config, opts.seed),
+      tokenizer,
+      source: v.model as string,
+      eosTokenIds: config.eosTokenIds,
+    };
   } else {
     ckpt = await loadCheckpoint(source, { onProgress: v.quiet ? undefined : stderrProgress('load') });
   }
   const c = ckpt.config;
-  const contextLength = Math.min(intFlag(v['context-length'] as string | undefined, 'context-length', 1024), c.maxPositionEmbeddings);
+  const contextLength = Math.min(
+    intFlag(v['context-length'] as string | undefined, 'context-length', 1024),
+    c.maxPositionEmbeddings,
+  );
   opts.padTokenId = ckpt.tokenizer?.padTokenId ?? c.eosTokenIds[0] ?? 0;
 
-  const examples = await loadTrainingData(v.data as string, ckpt.tokenizer, { maxLength: contextLength, vocabSize: c.vocabSize });
+  const examples = await loadTrainingData(v.data as string, ckpt.tokenizer, {
+    maxLength: contextLength,
+    vocabSize: c.vocabSize,
+  });
 
   // Host tensors → model on the backend. Trainable weights (full mode) must be f32 and unsharded.
   let backend: AnyBackend;
@@ -148,21 +189,43 @@ export async function run(argv: string[]): Promise<number> {
       weights: quantizeTo ?? backend.weightType,
       contextLength,
       maxBindingBytes: gpu.weightShardBytes,
-      train: { batch: opts.batchSize, seqLen, mode, rank: opts.rank, targets: opts.targets, optimizer: opts.optimizer, dropout: opts.dropout, recompute: opts.recompute },
+      train: {
+        batch: opts.batchSize,
+        seqLen,
+        mode,
+        rank: opts.rank,
+        targets: opts.targets,
+        optimizer: opts.optimizer,
+        dropout: opts.dropout,
+        recompute: opts.recompute,
+      },
     };
     const estimate = await estimatePeakBytes(c, plan);
     const budget = floatFlag(v['memory-budget'] as string | undefined, 'memory-budget');
-    checkMemoryPlan(estimate, { maxBufferSize: gpu.info.maxBufferSize, maxStorageBufferBindingSize: gpu.info.maxStorageBufferBindingSize, budgetBytes: budget === undefined ? undefined : budget * 2 ** 20 }, plan);
+    checkMemoryPlan(
+      estimate,
+      {
+        maxBufferSize: gpu.info.maxBufferSize,
+        maxStorageBufferBindingSize: gpu.info.maxStorageBufferBindingSize,
+        budgetBytes: budget === undefined ? undefined : budget * 2 ** 20,
+      },
+      plan,
+    );
     log(`memory plan: about ${(estimate.peakBytes / 2 ** 20).toFixed(0)} MiB peak (${estimate.describe})`);
   }
-  const quantized = quantizeTo ? await quantizeWeights(c, ckpt.tensors, quantizeTo, { onProgress: v.quiet ? undefined : stderrProgress('load') }) : null;
+  const quantized = quantizeTo
+    ? await quantizeWeights(c, ckpt.tensors, quantizeTo, { onProgress: v.quiet ? undefined : stderrProgress('load') })
+    : null;
   const model = LlamaModel.fromTensors(backend, c, ckpt.tensors, contextLength, quantized?.matrices);
   ckpt.tensors.clear();
 
   const init = v['init-adapter'] ? await loadPeftAdapter(v['init-adapter'] as string) : undefined;
   if (init && mode !== 'lora') throw new UsageError('--init-adapter needs --mode lora');
   const trainer = new Trainer(model, examples, opts, init);
-  log(`training ${mode} on ${examples.length} rows, ${trainer.totalSteps} steps, ` + `${trainer.params.reduce((a, p) => a + p.n, 0)} trainable parameters — ${gpu ? gpu.describe() : 'cpu twin'}`);
+  log(
+    `training ${mode} on ${examples.length} rows, ${trainer.totalSteps} steps, ` +
+      `${trainer.params.reduce((a, p) => a + p.n, 0)} trainable parameters — ${gpu ? gpu.describe() : 'cpu twin'}`,
+  );
 
   if (v.resume) {
     const st = await resumeCheckpoint(checkpointDir, trainer, log);
@@ -183,7 +246,10 @@ export async function run(argv: string[]): Promise<number> {
       onStep: async (r) => {
         if (r.step >= stopAfter) stop.abort();
         losses.push(r.loss);
-        log(`step ${r.step}/${r.totalSteps} loss ${r.loss.toFixed(4)} lr ${r.lr.toExponential(3)} grad_norm ${r.gradNorm.toFixed(3)} ` + `${r.tokensPerS.toFixed(1)} tok/s eta ${r.etaS.toFixed(0)}s`);
+        log(
+          `step ${r.step}/${r.totalSteps} loss ${r.loss.toFixed(4)} lr ${r.lr.toExponential(3)} grad_norm ${r.gradNorm.toFixed(3)} ` +
+            `${r.tokensPerS.toFixed(1)} tok/s eta ${r.etaS.toFixed(0)}s`,
+        );
         if (every > 0 && r.step % every === 0 && r.step < r.totalSteps) {
           await saveCheckpoint(checkpointDir, trainer);
           lastSaved = r.step;
@@ -192,7 +258,9 @@ export async function run(argv: string[]): Promise<number> {
     });
   } catch (e) {
     if (e instanceof NonFiniteLossError) {
-      throw new Error(`${e.message}. The last good checkpoint (step ${lastSaved}) is kept in ${checkpointDir}; lower the learning rate and resume with --resume.`);
+      throw new Error(
+        `${e.message}. The last good checkpoint (step ${lastSaved}) is kept in ${checkpointDir}; lower the learning rate and resume with --resume.`,
+      );
     }
     throw e;
   }
@@ -200,13 +268,13 @@ export async function run(argv: string[]): Promise<number> {
 
   // Final artefacts in interoperable formats.
   if (mode === 'lora') {
-    await writeFilesAtomically(out + '.final', serializePeftAdapter(await trainer.adapter()));
-    await moveFilesInto(out + '.final', out);
+    await writeFilesAtomically(`${out}.final`, serializePeftAdapter(await trainer.adapter()));
+    await moveFilesInto(`${out}.final`, out);
   } else {
     const files: Record<string, string | Uint8Array> = { 'model.safetensors': await fullModelSafetensors(trainer) };
     Object.assign(files, await readModelSideFiles(source));
-    await writeFilesAtomically(out + '.final', files);
-    await moveFilesInto(out + '.final', out);
+    await writeFilesAtomically(`${out}.final`, files);
+    await moveFilesInto(`${out}.final`, out);
   }
   const summary = {
     mode,

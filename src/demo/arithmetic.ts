@@ -30,5 +30,8 @@ export function arithmeticChecks(text: string): boolean {
  */
 export function checkedVote(messages: readonly { completion: string; extracted: string | null }[]): string | null {
   const ok = messages.filter((m) => arithmeticChecks(m.completion));
-  return majorityVote('gsm8k', (ok.length ? ok : messages).map((m) => m.extracted)).answer;
+  return majorityVote(
+    'gsm8k',
+    (ok.length ? ok : messages).map((m) => m.extracted),
+  ).answer;
 }

@@ -19,7 +19,19 @@
  */
 import { answerLine, defaultAgentSystemPrompt, formatQuestion, type PromptStyle } from '../tasks/prompts';
 import { aggregatorPrompt, aggregatorSystemPrompt, debateTurn } from '../teach/debate';
-import { EXPRESSION_RE, apply, expression, generateProblems, hashString, pick, seededRandom, writeGsm8kJsonl, type Difficulty, type Problem, type Step } from './problems';
+import {
+  EXPRESSION_RE,
+  apply,
+  expression,
+  generateProblems,
+  hashString,
+  pick,
+  seededRandom,
+  writeGsm8kJsonl,
+  type Difficulty,
+  type Problem,
+  type Step,
+} from './problems';
 import { renderChatML } from './tokenizer';
 
 /** A type alias (not an interface) so it is assignable to HFTokenizer's ChatTemplateMessage. */
@@ -70,7 +82,8 @@ function gsm8kDebatePrompts(style: PromptStyle): DebatePrompts {
     question: (question) => formatQuestion({ question }),
     debateTurn: (others, question) => debateTurn('gsm8k', others, undefined, style, question),
     aggregatorSystem: aggregatorSystemPrompt('gsm8k', undefined, style),
-    aggregatorUser: (question, finals) => aggregatorPrompt('gsm8k', formatQuestion({ question }), finals, undefined, style),
+    aggregatorUser: (question, finals) =>
+      aggregatorPrompt('gsm8k', formatQuestion({ question }), finals, undefined, style),
     agentName: (i) => `agent${i + 1}`,
   };
 }
@@ -234,9 +247,16 @@ function plurality(values: number[]): number | null {
 }
 
 /** `n` attempts at `p`: each correct with probability `accuracy`; wrong ones often share one mistake. */
-function attempts(p: Problem, n: number, rng: () => number, o: Required<Pick<DemoCorpusOptions, 'peerAccuracy' | 'sharedMistake' | 'mistakes'>>): Attempt[] {
+function attempts(
+  p: Problem,
+  n: number,
+  rng: () => number,
+  o: Required<Pick<DemoCorpusOptions, 'peerAccuracy' | 'sharedMistake' | 'mistakes'>>,
+): Attempt[] {
   const shared = rng() < o.sharedMistake ? randomWrongAttempt(p, rng, o.mistakes) : null;
-  return Array.from({ length: n }, () => (rng() < o.peerAccuracy ? correctAttempt(p) : (shared ?? randomWrongAttempt(p, rng, o.mistakes))));
+  return Array.from({ length: n }, () =>
+    rng() < o.peerAccuracy ? correctAttempt(p) : (shared ?? randomWrongAttempt(p, rng, o.mistakes)),
+  );
 }
 
 /** Fisher–Yates with the given generator; returns `items`. */
@@ -256,11 +276,17 @@ function rowsOf(mean: number, rng: () => number): number {
 /** Training rows for `problems`, deterministic in all options. */
 export function demoCorpus(opts: DemoCorpusOptions): DemoRow[] {
   const mix: CorpusMix = { ...DEFAULT_MIX, ...opts.mix };
-  for (const [k, v] of Object.entries(mix)) if (!(v >= 0)) throw new Error(`demo corpus: mix.${k} must be >= 0, got ${v}`);
+  for (const [k, v] of Object.entries(mix))
+    if (!(v >= 0)) throw new Error(`demo corpus: mix.${k} must be >= 0, got ${v}`);
   const prompts = opts.prompts ?? GSM8K_DEBATE_PROMPTS;
   const numAgents = opts.numAgents ?? 5;
-  if (!(Number.isInteger(numAgents) && numAgents >= 2)) throw new Error(`demo corpus: numAgents must be an integer >= 2, got ${numAgents}`);
-  const o = { peerAccuracy: opts.peerAccuracy ?? 0.5, sharedMistake: opts.sharedMistake ?? 0.5, mistakes: opts.mistakes ?? DEFAULT_MISTAKES };
+  if (!(Number.isInteger(numAgents) && numAgents >= 2))
+    throw new Error(`demo corpus: numAgents must be an integer >= 2, got ${numAgents}`);
+  const o = {
+    peerAccuracy: opts.peerAccuracy ?? 0.5,
+    sharedMistake: opts.sharedMistake ?? 0.5,
+    mistakes: opts.mistakes ?? DEFAULT_MISTAKES,
+  };
   const aggregatorTarget = opts.aggregatorTarget ?? 'final';
   const rows: DemoRow[] = [];
 
@@ -270,7 +296,10 @@ export function demoCorpus(opts: DemoCorpusOptions): DemoRow[] {
     const user: ChatMessage = { role: 'user', content: prompts.question(p.question) };
 
     for (let r = rowsOf(mix.single, rng); r > 0; r--) {
-      rows.push({ messages: [system, user, { role: 'assistant', content: p.answer }], meta: { kind: 'single', problemId: p.id, final: p.final } });
+      rows.push({
+        messages: [system, user, { role: 'assistant', content: p.answer }],
+        meta: { kind: 'single', problemId: p.id, final: p.final },
+      });
     }
 
     for (let r = rowsOf(mix.debate, rng); r > 0; r--) {
@@ -279,9 +308,20 @@ export function demoCorpus(opts: DemoCorpusOptions): DemoRow[] {
       const others = all.map((a, j) => ({ name: prompts.agentName(j), answer: a.text })).filter((_, j) => j !== self);
       const shown = [all[self]!.final, ...all.filter((_, j) => j !== self).map((a) => a.final)];
       rows.push({
-        prompt: [system, user, { role: 'assistant', content: all[self]!.text }, { role: 'user', content: prompts.debateTurn(others) }],
+        prompt: [
+          system,
+          user,
+          { role: 'assistant', content: all[self]!.text },
+          { role: 'user', content: prompts.debateTurn(others) },
+        ],
         completion: [{ role: 'assistant', content: p.answer }],
-        meta: { kind: 'debate', problemId: p.id, final: p.final, shown, majorityCorrect: plurality(all.map((a) => a.final)) === p.final },
+        meta: {
+          kind: 'debate',
+          problemId: p.id,
+          final: p.final,
+          shown,
+          majorityCorrect: plurality(all.map((a) => a.final)) === p.final,
+        },
       });
     }
 
@@ -295,7 +335,13 @@ export function demoCorpus(opts: DemoCorpusOptions): DemoRow[] {
           { role: 'user', content: prompts.aggregatorUser(p.question, finals) },
           { role: 'assistant', content: aggregatorTarget === 'final' ? `#### ${p.final}` : p.answer },
         ],
-        meta: { kind: 'aggregator', problemId: p.id, final: p.final, shown, majorityCorrect: plurality(shown) === p.final },
+        meta: {
+          kind: 'aggregator',
+          problemId: p.id,
+          final: p.final,
+          shown,
+          majorityCorrect: plurality(shown) === p.final,
+        },
       });
     }
   }
@@ -329,12 +375,21 @@ export interface SelfPlayOptions {
  * teach the model to revise in the situations its own samples create (its own kinds of slips, its
  * own agreement rates), which is what a debate at test time shows it.
  */
-export function selfPlayRows(records: readonly { id: string; question: string; reference: string; rounds: readonly { messages: readonly { completion: string; extracted: string | null }[] }[] }[], opts: SelfPlayOptions): DemoRow[] {
+export function selfPlayRows(
+  records: readonly {
+    id: string;
+    question: string;
+    reference: string;
+    rounds: readonly { messages: readonly { completion: string; extracted: string | null }[] }[];
+  }[],
+  opts: SelfPlayOptions,
+): DemoRow[] {
   const prompts = opts.prompts ?? GSM8K_DEBATE_PROMPTS;
   const rows: DemoRow[] = [];
   for (const rec of records) {
     const first = rec.rounds[0]?.messages;
-    if (!first || first.length < 2) throw new Error(`self-play rows: question ${rec.id} has no round 1 with at least 2 agents`);
+    if (!first || first.length < 2)
+      throw new Error(`self-play rows: question ${rec.id} has no round 1 with at least 2 agents`);
     const m = /^#### (\d+)$/m.exec(rec.reference);
     if (!m) throw new Error(`self-play rows: question ${rec.id}: the reference does not end in "#### n"`);
     const final = Number(m[1]);
@@ -344,28 +399,54 @@ export function selfPlayRows(records: readonly { id: string; question: string; r
     const finals = first.map((a) => (a.extracted !== null && /^\d+$/.test(a.extracted) ? Number(a.extracted) : NaN));
     const system: ChatMessage = { role: 'system', content: prompts.system };
     const user: ChatMessage = { role: 'user', content: prompts.question(rec.question) };
-    const seats = shuffleInPlace(answers.map((_, i) => i), rng);
+    const seats = shuffleInPlace(
+      answers.map((_, i) => i),
+      rng,
+    );
     const majorityCorrect = plurality(finals.filter((f) => !Number.isNaN(f))) === final;
     for (const self of seats.slice(0, Math.min(opts.debatePerQuestion ?? 2, seats.length))) {
       const others = quoted.map((answer, j) => ({ name: prompts.agentName(j), answer })).filter((_, j) => j !== self);
       rows.push({
-        prompt: [system, user, { role: 'assistant', content: answers[self]! }, { role: 'user', content: prompts.debateTurn(others, opts.restateQuestion ? prompts.question(rec.question) : undefined) }],
+        prompt: [
+          system,
+          user,
+          { role: 'assistant', content: answers[self]! },
+          {
+            role: 'user',
+            content: prompts.debateTurn(others, opts.restateQuestion ? prompts.question(rec.question) : undefined),
+          },
+        ],
         completion: [{ role: 'assistant', content: rec.reference.trim() }],
-        meta: { kind: 'debate', problemId: rec.id, final, shown: [finals[self]!, ...finals.filter((_, j) => j !== self)], majorityCorrect },
+        meta: {
+          kind: 'debate',
+          problemId: rec.id,
+          final,
+          shown: [finals[self]!, ...finals.filter((_, j) => j !== self)],
+          majorityCorrect,
+        },
       });
     }
     for (let r = rowsOf(opts.aggregatorPerQuestion ?? 1, rng); r > 0; r--) {
       rows.push({
         messages: [
           { role: 'system', content: prompts.aggregatorSystem },
-          { role: 'user', content: prompts.aggregatorUser(rec.question, quoted.map((answer, j) => ({ name: prompts.agentName(j), answer }))) },
+          {
+            role: 'user',
+            content: prompts.aggregatorUser(
+              rec.question,
+              quoted.map((answer, j) => ({ name: prompts.agentName(j), answer })),
+            ),
+          },
           { role: 'assistant', content: `#### ${final}` },
         ],
         meta: { kind: 'aggregator', problemId: rec.id, final, shown: finals, majorityCorrect },
       });
     }
     for (let r = rowsOf(opts.singlePerQuestion ?? 0.5, rng); r > 0; r--) {
-      rows.push({ messages: [system, user, { role: 'assistant', content: rec.reference.trim() }], meta: { kind: 'single', problemId: rec.id, final } });
+      rows.push({
+        messages: [system, user, { role: 'assistant', content: rec.reference.trim() }],
+        meta: { kind: 'single', problemId: rec.id, final },
+      });
     }
   }
   return shuffleInPlace(rows, seededRandom(hashString(`self-play-order|${opts.seed}`)));
@@ -386,7 +467,13 @@ export function renderRow(row: DemoRow): string {
 
 /** JSONL of training rows (meta kept unless `stripMeta`; the trainer ignores it). */
 export function toTrainingJsonl(rows: readonly DemoRow[], opts: { stripMeta?: boolean } = {}): string {
-  return rows.map((r) => JSON.stringify(opts.stripMeta ? Object.fromEntries(Object.entries(r).filter(([k]) => k !== 'meta')) : r)).join('\n') + (rows.length ? '\n' : '');
+  return (
+    rows
+      .map((r) =>
+        JSON.stringify(opts.stripMeta ? Object.fromEntries(Object.entries(r).filter(([k]) => k !== 'meta')) : r),
+      )
+      .join('\n') + (rows.length ? '\n' : '')
+  );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -402,7 +489,11 @@ export interface QuestionSetOptions {
 
 /** The train and test problems of the demo (disjoint by construction). */
 export function demoQuestionSets(opts: QuestionSetOptions): { train: Problem[]; test: Problem[] } {
-  const common = { seed: opts.seed, difficulty: opts.difficulty ?? 0, ...(opts.testFraction !== undefined ? { testFraction: opts.testFraction } : {}) };
+  const common = {
+    seed: opts.seed,
+    difficulty: opts.difficulty ?? 0,
+    ...(opts.testFraction !== undefined ? { testFraction: opts.testFraction } : {}),
+  };
   return {
     train: generateProblems({ ...common, count: opts.trainCount, split: 'train' }),
     test: generateProblems({ ...common, count: opts.testCount, split: 'test' }),
@@ -413,7 +504,10 @@ export function demoQuestionSets(opts: QuestionSetOptions): { train: Problem[]; 
  * Writes `<dir>/train.jsonl` and `<dir>/test.jsonl` in GSM8K layout (Node only); returns the
  * paths and the problems.
  */
-export async function writeQuestionSets(dir: string, opts: QuestionSetOptions): Promise<{ trainPath: string; testPath: string; train: Problem[]; test: Problem[] }> {
+export async function writeQuestionSets(
+  dir: string,
+  opts: QuestionSetOptions,
+): Promise<{ trainPath: string; testPath: string; train: Problem[]; test: Problem[] }> {
   const { join } = await import('node:path');
   const sets = demoQuestionSets(opts);
   const trainPath = join(dir, 'train.jsonl');

@@ -84,7 +84,9 @@ export function pick<T>(rng: () => number, items: readonly T[]): T {
 
 /** The arithmetic of a problem, independent of names and story: what the train/test split hashes. */
 export function canonicalStructure(steps: readonly Step[]): string {
-  return steps.map((s) => `${s.aFrom !== undefined ? `s${s.aFrom}` : s.a}${s.op}${s.bFrom !== undefined ? `s${s.bFrom}` : s.b}`).join(';');
+  return steps
+    .map((s) => `${s.aFrom !== undefined ? `s${s.aFrom}` : s.a}${s.op}${s.bFrom !== undefined ? `s${s.bFrom}` : s.b}`)
+    .join(';');
 }
 
 /** The split a problem of this arithmetic belongs to (deterministic, seed-independent). */
@@ -179,7 +181,10 @@ const RUNNING: RunningTemplate[] = [
     start: '{N} has {a} {obj}.',
     add: ['On the {ord} day {p} finds {b} more.'],
     sub: ['On the {ord} day {p} loses {b} of them.'],
-    mulAdd: { text: 'On the {ord} day {p} finds {b} bags with {c} {obj} in each.', line: 'The bags hold {expr} {obj}.' },
+    mulAdd: {
+      text: 'On the {ord} day {p} finds {b} bags with {c} {obj} in each.',
+      line: 'The bags hold {expr} {obj}.',
+    },
     line: '{N} has {expr} {obj}.',
     question: 'How many {obj} does {N} have now?',
   },
@@ -256,7 +261,11 @@ function runningProblem(t: RunningTemplate, rng: () => number, difficulty: Diffi
     const c = randInt(rng, MUL_LO, MUL_HI);
     total = a * c;
     d.sentences.push(fill(t.mulStart.text, { ...base, a, c }));
-    pushStep(d, { op: '*', a, b: c, result: total }, fill(t.mulStart.line, { ...base, expr: expression('*', a, c, total) }));
+    pushStep(
+      d,
+      { op: '*', a, b: c, result: total },
+      fill(t.mulStart.line, { ...base, expr: expression('*', a, c, total) }),
+    );
     totalFrom = 0;
     remaining--;
   } else {
@@ -277,10 +286,24 @@ function runningProblem(t: RunningTemplate, rng: () => number, difficulty: Diffi
       if (op === '-' && prod > total) return null;
       const spec = op === '+' ? t.mulAdd! : t.mulSub!;
       d.sentences.push(fill(spec.text, { ...vars, b, c }));
-      if (!pushStep(d, { op: '*', a: b, b: c, result: prod }, fill(spec.line, { ...vars, expr: expression('*', b, c, prod) }))) return null;
+      if (
+        !pushStep(
+          d,
+          { op: '*', a: b, b: c, result: prod },
+          fill(spec.line, { ...vars, expr: expression('*', b, c, prod) }),
+        )
+      )
+        return null;
       const prodFrom = d.steps.length - 1;
       const result = apply(op, total, prod);
-      if (!pushStep(d, { op, a: total, b: prod, result, ...(totalFrom !== undefined ? { aFrom: totalFrom } : {}), bFrom: prodFrom }, fill(t.line, { ...vars, expr: expression(op, total, prod, result) }))) return null;
+      if (
+        !pushStep(
+          d,
+          { op, a: total, b: prod, result, ...(totalFrom !== undefined ? { aFrom: totalFrom } : {}), bFrom: prodFrom },
+          fill(t.line, { ...vars, expr: expression(op, total, prod, result) }),
+        )
+      )
+        return null;
       total = result;
       totalFrom = d.steps.length - 1;
       remaining -= 2;
@@ -291,7 +314,14 @@ function runningProblem(t: RunningTemplate, rng: () => number, difficulty: Diffi
     const b = op === '-' ? randInt(rng, 1, Math.min(9, total)) : randInt(rng, 1, 9);
     const result = apply(op, total, b);
     d.sentences.push(fill(pick(rng, op === '+' ? t.add : t.sub), { ...vars, b }));
-    if (!pushStep(d, { op, a: total, b, result, ...(totalFrom !== undefined ? { aFrom: totalFrom } : {}) }, fill(t.line, { ...vars, expr: expression(op, total, b, result) }))) return null;
+    if (
+      !pushStep(
+        d,
+        { op, a: total, b, result, ...(totalFrom !== undefined ? { aFrom: totalFrom } : {}) },
+        fill(t.line, { ...vars, expr: expression(op, total, b, result) }),
+      )
+    )
+      return null;
     total = result;
     totalFrom = d.steps.length - 1;
     remaining--;
@@ -317,7 +347,12 @@ function comparingProblem(rng: () => number, difficulty: Difficulty): Omit<Probl
     if (difficulty >= 1) ops.push('*');
     let op = pick(rng, ops);
     if (op === '-' && base < 2) op = '+';
-    const b = op === '*' ? randInt(rng, MUL_LO, Math.min(MUL_HI, 4)) : op === '-' ? randInt(rng, 1, Math.min(9, base - 1)) : randInt(rng, 1, 9);
+    const b =
+      op === '*'
+        ? randInt(rng, MUL_LO, Math.min(MUL_HI, 4))
+        : op === '-'
+          ? randInt(rng, 1, Math.min(9, base - 1))
+          : randInt(rng, 1, 9);
     const result = apply(op, base, b);
     d.sentences.push(
       op === '+'
@@ -326,7 +361,11 @@ function comparingProblem(rng: () => number, difficulty: Difficulty): Omit<Probl
           ? `${who.name} has ${b} fewer ${obj} than ${than.name}.`
           : `${who.name} has ${b} times as many ${obj} as ${than.name}.`,
     );
-    return pushStep(d, { op, a: base, b, result, ...(baseFrom !== undefined ? { aFrom: baseFrom } : {}) }, `${who.name} has ${expression(op, base, b, result)} ${obj}.`);
+    return pushStep(
+      d,
+      { op, a: base, b, result, ...(baseFrom !== undefined ? { aFrom: baseFrom } : {}) },
+      `${who.name} has ${expression(op, base, b, result)} ${obj}.`,
+    );
   };
 
   if (!relate(p2, p1, a, undefined)) return null;
@@ -334,20 +373,44 @@ function comparingProblem(rng: () => number, difficulty: Difficulty): Omit<Probl
   if (n === 2) {
     // m, then a + m.
     const t = a + m;
-    if (!pushStep(d, { op: '+', a, b: m, result: t, bFrom: 0 }, `Together they have ${expression('+', a, m, t)} ${obj}.`)) return null;
+    if (
+      !pushStep(d, { op: '+', a, b: m, result: t, bFrom: 0 }, `Together they have ${expression('+', a, m, t)} ${obj}.`)
+    )
+      return null;
     d.sentences.push(`How many ${obj} do ${p1.name} and ${p2.name} have together?`);
   } else {
     if (!relate(p3, p2, m, 0)) return null;
     const l = d.steps[1]!.result;
     if (n === 3) {
       const t = m + l;
-      if (!pushStep(d, { op: '+', a: m, b: l, result: t, aFrom: 0, bFrom: 1 }, `Together they have ${expression('+', m, l, t)} ${obj}.`)) return null;
+      if (
+        !pushStep(
+          d,
+          { op: '+', a: m, b: l, result: t, aFrom: 0, bFrom: 1 },
+          `Together they have ${expression('+', m, l, t)} ${obj}.`,
+        )
+      )
+        return null;
       d.sentences.push(`How many ${obj} do ${p2.name} and ${p3.name} have together?`);
     } else {
       const s = a + m;
-      if (!pushStep(d, { op: '+', a, b: m, result: s, bFrom: 0 }, `${p1.name} and ${p2.name} have ${expression('+', a, m, s)} ${obj}.`)) return null;
+      if (
+        !pushStep(
+          d,
+          { op: '+', a, b: m, result: s, bFrom: 0 },
+          `${p1.name} and ${p2.name} have ${expression('+', a, m, s)} ${obj}.`,
+        )
+      )
+        return null;
       const t = s + l;
-      if (!pushStep(d, { op: '+', a: s, b: l, result: t, aFrom: 2, bFrom: 1 }, `All three have ${expression('+', s, l, t)} ${obj}.`)) return null;
+      if (
+        !pushStep(
+          d,
+          { op: '+', a: s, b: l, result: t, aFrom: 2, bFrom: 1 },
+          `All three have ${expression('+', s, l, t)} ${obj}.`,
+        )
+      )
+        return null;
       d.sentences.push(`How many ${obj} do the three of them have?`);
     }
   }
@@ -395,10 +458,13 @@ export function drawProblem(rng: () => number, difficulty: Difficulty): Omit<Pro
  */
 export function generateProblems(opts: GenerateOptions): Problem[] {
   const difficulty = opts.difficulty ?? 0;
-  if (difficulty !== 0 && difficulty !== 1 && difficulty !== 2) throw new Error(`demo problems: difficulty must be 0, 1 or 2, got ${difficulty}`);
-  if (opts.split !== 'train' && opts.split !== 'test') throw new Error(`demo problems: split must be "train" or "test", got ${opts.split}`);
+  if (difficulty !== 0 && difficulty !== 1 && difficulty !== 2)
+    throw new Error(`demo problems: difficulty must be 0, 1 or 2, got ${difficulty}`);
+  if (opts.split !== 'train' && opts.split !== 'test')
+    throw new Error(`demo problems: split must be "train" or "test", got ${opts.split}`);
   const testFraction = opts.testFraction ?? 0.2;
-  if (!(testFraction > 0 && testFraction < 1)) throw new Error(`demo problems: testFraction must be in (0, 1), got ${testFraction}`);
+  if (!(testFraction > 0 && testFraction < 1))
+    throw new Error(`demo problems: testFraction must be in (0, 1), got ${testFraction}`);
   const rng = seededRandom(hashString(`demo|${opts.seed}|${difficulty}|${opts.split}`));
   const seen = new Set<string>();
   const out: Problem[] = [];
@@ -406,7 +472,9 @@ export function generateProblems(opts: GenerateOptions): Problem[] {
   const patience = 50000;
   for (let misses = 0; out.length < opts.count; ) {
     if (misses >= patience) {
-      throw new Error(`demo problems: only ${out.length} distinct ${opts.split} problems of difficulty ${difficulty} found (asked for ${opts.count})`);
+      throw new Error(
+        `demo problems: only ${out.length} distinct ${opts.split} problems of difficulty ${difficulty} found (asked for ${opts.count})`,
+      );
     }
     const p = drawProblem(rng, difficulty);
     if (!p || splitOf(p.steps, testFraction) !== opts.split || seen.has(p.question)) {
@@ -426,7 +494,11 @@ export function generateProblems(opts: GenerateOptions): Problem[] {
 /** GSM8K layout, one {"id","question","answer"} object per line (what loadQuestions reads). */
 export function toGsm8kJsonl(problems: readonly Problem[]): string {
   // `steps` lets the evaluation change numbers consistently and recompute the answer (perturb.ts).
-  return problems.map((p) => JSON.stringify({ id: p.id, question: p.question, answer: p.answer, steps: p.steps })).join('\n') + (problems.length ? '\n' : '');
+  return (
+    problems
+      .map((p) => JSON.stringify({ id: p.id, question: p.question, answer: p.answer, steps: p.steps }))
+      .join('\n') + (problems.length ? '\n' : '')
+  );
 }
 
 /** Writes `toGsm8kJsonl(problems)` to `path` (Node only), creating the folder. */

@@ -17,7 +17,16 @@ export const DEMO_SYSTEM = defaultAgentSystemPrompt('gsm8k', SMALL_MODEL_DEBATE.
  * the question restated, and a vote over round 2 (the model's judge is weaker than a vote: 48% vs
  * 60% on held-out problems 101-200).
  */
-export const DEMO_DEBATE: DebateOptions = { numAgents: 5, rounds: 2, aggregator: 'vote', ...SMALL_MODEL_DEBATE, temperature: DEMO_TEMPERATURE, max_tokens: DEMO_MAX_TOKENS, seed: DEMO_SEED, concurrency: 3 };
+export const DEMO_DEBATE: DebateOptions = {
+  numAgents: 5,
+  rounds: 2,
+  aggregator: 'vote',
+  ...SMALL_MODEL_DEBATE,
+  temperature: DEMO_TEMPERATURE,
+  max_tokens: DEMO_MAX_TOKENS,
+  seed: DEMO_SEED,
+  concurrency: 3,
+};
 
 /**
  * Five more independent samples of the base per question (a one-round "debate" with other seeds:

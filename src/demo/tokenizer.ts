@@ -34,7 +34,10 @@ export const DEMO_CHAT_TEMPLATE =
   "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}";
 
 /** Exactly what DEMO_CHAT_TEMPLATE renders (for building the BPE corpus without the template engine). */
-export function renderChatML(messages: readonly { role: string; content: string }[], addGenerationPrompt = false): string {
+export function renderChatML(
+  messages: readonly { role: string; content: string }[],
+  addGenerationPrompt = false,
+): string {
   const body = messages.map((m) => `${IM_START}${m.role}\n${m.content}${IM_END}\n`).join('');
   return addGenerationPrompt ? `${body}${IM_START}assistant\n` : body;
 }
@@ -72,7 +75,8 @@ export function bytesToUnicode(): string[] {
   for (let b = 0xae; b <= 0xff; b++) printable.add(b);
   const table = new Array<string>(256);
   let extra = 0;
-  for (let b = 0; b < 256; b++) table[b] = printable.has(b) ? String.fromCharCode(b) : String.fromCharCode(256 + extra++);
+  for (let b = 0; b < 256; b++)
+    table[b] = printable.has(b) ? String.fromCharCode(b) : String.fromCharCode(256 + extra++);
   return table;
 }
 
@@ -194,7 +198,10 @@ export function countWords(texts: readonly string[]): Map<string, number> {
  * Trains the BPE merges on `corpusTexts` (pass the rendered chat rows the model will see, so the
  * role names and prompt words become tokens too) and returns the tokenizer files.
  */
-export function buildDemoTokenizer(corpusTexts: readonly string[], opts: DemoTokenizerOptions = {}): DemoTokenizerFiles {
+export function buildDemoTokenizer(
+  corpusTexts: readonly string[],
+  opts: DemoTokenizerOptions = {},
+): DemoTokenizerFiles {
   const vocabSize = opts.vocabSize ?? 512;
   const specials = DEMO_SPECIAL_TOKENS.length;
   if (!Number.isInteger(vocabSize) || vocabSize < 256 + specials) {
@@ -233,7 +240,10 @@ export function buildDemoTokenizer(corpusTexts: readonly string[], opts: DemoTok
     normalizer: null,
     pre_tokenizer: {
       type: 'Sequence',
-      pretokenizers: [{ type: 'Split', pattern: { Regex: DEMO_SPLIT_REGEX }, behavior: 'Isolated', invert: false }, byteLevel],
+      pretokenizers: [
+        { type: 'Split', pattern: { Regex: DEMO_SPLIT_REGEX }, behavior: 'Isolated', invert: false },
+        byteLevel,
+      ],
     },
     post_processor: byteLevel,
     decoder: byteLevel,

@@ -112,10 +112,13 @@ export interface CleanOptions {
  */
 export function hasReasoning(task: Task, text: string): boolean {
   const rest =
-    task === 'gsm8k' ? text.replace(/^\s*####.*$/gm, '')
-    : task === 'math' ? text.replace(/\\boxed\s*\{(?:[^{}]|\{(?:[^{}]|\{[^{}]*\})*\})*\}/g, '')
-    : task === 'qa' ? text.replace(/^\s*(?:Final\s+)?Answer\s*:.*$/gim, '')
-    : text.replace(/^\s*Answer:\s*[A-Ea-e]\s*$/gm, '');
+    task === 'gsm8k'
+      ? text.replace(/^\s*####.*$/gm, '')
+      : task === 'math'
+        ? text.replace(/\\boxed\s*\{(?:[^{}]|\{(?:[^{}]|\{[^{}]*\})*\})*\}/g, '')
+        : task === 'qa'
+          ? text.replace(/^\s*(?:Final\s+)?Answer\s*:.*$/gim, '')
+          : text.replace(/^\s*Answer:\s*[A-Ea-e]\s*$/gm, '');
   return /[\p{L}\p{N}]/u.test(rest);
 }
 
@@ -129,7 +132,10 @@ export function cleanReasoning(task: Task, text: string, opts: CleanOptions = {}
   const before = extractAnswer(task, original);
   let t = original;
   if (opts.stripCalculator ?? true) t = stripCalculator(t);
-  t = t.replace(/[ \t]+$/gm, '').replace(/\n{3,}/g, '\n\n').trim();
+  t = t
+    .replace(/[ \t]+$/gm, '')
+    .replace(/\n{3,}/g, '\n\n')
+    .trim();
   if ((opts.answerLine ?? true) && before !== null) t = withAnswerLine(task, t, before);
   const after = extractAnswer(task, t);
   if (before !== null && !answersEqual(task, before, after)) return original;

@@ -71,10 +71,43 @@ function toNum(raw: string): number | null {
 const key = (v: number) => String(Math.round(Math.abs(v) * 1e6) / 1e6);
 
 const NUMBER_WORDS: Record<string, number> = {
-  zero: 0, one: 1, two: 2, three: 3, four: 4, five: 5, six: 6, seven: 7, eight: 8, nine: 9, ten: 10,
-  eleven: 11, twelve: 12, thirteen: 13, fourteen: 14, fifteen: 15, sixteen: 16, seventeen: 17, eighteen: 18,
-  nineteen: 19, twenty: 20, thirty: 30, forty: 40, fifty: 50, sixty: 60, seventy: 70, eighty: 80, ninety: 90,
-  hundred: 100, thousand: 1000, million: 1000000, dozen: 12, half: 0.5, twice: 2, double: 2, triple: 3, quarter: 0.25,
+  zero: 0,
+  one: 1,
+  two: 2,
+  three: 3,
+  four: 4,
+  five: 5,
+  six: 6,
+  seven: 7,
+  eight: 8,
+  nine: 9,
+  ten: 10,
+  eleven: 11,
+  twelve: 12,
+  thirteen: 13,
+  fourteen: 14,
+  fifteen: 15,
+  sixteen: 16,
+  seventeen: 17,
+  eighteen: 18,
+  nineteen: 19,
+  twenty: 20,
+  thirty: 30,
+  forty: 40,
+  fifty: 50,
+  sixty: 60,
+  seventy: 70,
+  eighty: 80,
+  ninety: 90,
+  hundred: 100,
+  thousand: 1000,
+  million: 1000000,
+  dozen: 12,
+  half: 0.5,
+  twice: 2,
+  double: 2,
+  triple: 3,
+  quarter: 0.25,
 };
 
 /** Every number in a text (annotations included, and simple number words), as comparison keys. */
@@ -138,8 +171,14 @@ export function stepEvidence(rec: TrajectoryRecord): StepEvidence {
     }
   };
   addSolution(rec.reference);
-  for (const r of rec.rounds) for (const m of r.messages) if (isCorrect(task, m.completion, ref)) addSolution(m.completion);
-  if (rec.aggregator.kind === 'llm' && typeof rec.aggregator.completion === 'string' && isCorrect(task, rec.aggregator.completion, ref)) addSolution(rec.aggregator.completion);
+  for (const r of rec.rounds)
+    for (const m of r.messages) if (isCorrect(task, m.completion, ref)) addSolution(m.completion);
+  if (
+    rec.aggregator.kind === 'llm' &&
+    typeof rec.aggregator.completion === 'string' &&
+    isCorrect(task, rec.aggregator.completion, ref)
+  )
+    addSolution(rec.aggregator.completion);
   return { numbers, steps, questionNumbers };
 }
 
@@ -169,7 +208,18 @@ export function buildPad(records: TrajectoryRecord[], opts: PadOptions = {}): { 
   const strip = opts.stripCalculator ?? true;
   const skipped = new Tally();
   const rows: StepwiseRow[] = [];
-  const stats: PadStats = { questions: records.length, solutions: 0, rows: 0, correctSolutions: 0, wrongSolutions: 0, survived: 0, steps: 0, positiveSteps: 0, negativeSteps: 0, skipped: skipped.counts };
+  const stats: PadStats = {
+    questions: records.length,
+    solutions: 0,
+    rows: 0,
+    correctSolutions: 0,
+    wrongSolutions: 0,
+    survived: 0,
+    steps: 0,
+    positiveSteps: 0,
+    negativeSteps: 0,
+    skipped: skipped.counts,
+  };
   for (const rec of records) {
     const task = rec.task as Task;
     const ref = recordReference(rec);
@@ -185,7 +235,14 @@ export function buildPad(records: TrajectoryRecord[], opts: PadOptions = {}): { 
       for (const m of r.messages) {
         stats.solutions++;
         const pairs = splitSteps(m.completion)
-          .map((rawStep) => ({ rawStep, text: strip ? stripCalculator(rawStep).replace(/[ \t]{2,}/g, ' ').trim() : rawStep }))
+          .map((rawStep) => ({
+            rawStep,
+            text: strip
+              ? stripCalculator(rawStep)
+                  .replace(/[ \t]{2,}/g, ' ')
+                  .trim()
+              : rawStep,
+          }))
           .filter((p) => p.text !== '');
         if (!pairs.length) {
           skipped.add('empty-solution');

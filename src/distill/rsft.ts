@@ -70,7 +70,13 @@ export function selectRsftTarget(rec: TrajectoryRecord): { text: string; from: s
   const ref = recordReference(rec);
   if (ref === null) return { skip: 'no-reference-answer' };
   const ag = rec.aggregator;
-  if (ag.kind === 'llm' && typeof ag.completion === 'string' && usable(ag) && hasReasoning(task, ag.completion) && isCorrect(task, ag.completion, ref)) {
+  if (
+    ag.kind === 'llm' &&
+    typeof ag.completion === 'string' &&
+    usable(ag) &&
+    hasReasoning(task, ag.completion) &&
+    isCorrect(task, ag.completion, ref)
+  ) {
     return { text: ag.completion, from: 'aggregator' };
   }
   const last = finalRound(rec);
@@ -80,7 +86,12 @@ export function selectRsftTarget(rec: TrajectoryRecord): { text: string; from: s
     .filter(({ m }) => usable(m) && hasReasoning(task, m.completion) && isCorrect(task, m.completion, ref));
   if (!candidates.length) return { skip: 'no-correct-final-reasoning' };
   const agrees = (m: AgentMessage) => answersEqual(task, m.extracted, rec.final.answer);
-  candidates.sort((a, b) => Number(agrees(b.m)) - Number(agrees(a.m)) || a.m.completion.trim().length - b.m.completion.trim().length || a.i - b.i);
+  candidates.sort(
+    (a, b) =>
+      Number(agrees(b.m)) - Number(agrees(a.m)) ||
+      a.m.completion.trim().length - b.m.completion.trim().length ||
+      a.i - b.i,
+  );
   const best = candidates[0]!.m;
   return { text: best.completion, from: `agent:${best.agent}` };
 }
@@ -106,5 +117,8 @@ export function buildRsft(records: TrajectoryRecord[], opts: RsftOptions = {}): 
     rows.push(toFormat(row, opts.format ?? 'messages'));
     bySource.add(pick.from === 'aggregator' ? 'aggregator' : 'final-round-agent');
   }
-  return { rows, stats: { questions: records.length, rows: rows.length, skipped: skipped.counts, bySource: bySource.counts } };
+  return {
+    rows,
+    stats: { questions: records.length, rows: rows.length, skipped: skipped.counts, bySource: bySource.counts },
+  };
 }

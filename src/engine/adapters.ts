@@ -53,7 +53,8 @@ export class AdapterRegistry {
 
   /** Switch the active adapter (null = the base model). Takes effect at the next forward pass. */
   activate(name: string | null): void {
-    if (name !== null && !this.loaded.has(name)) throw new Error(`adapter '${name}' is not loaded (loaded: ${[...this.loaded.keys()].join(', ') || 'none'})`);
+    if (name !== null && !this.loaded.has(name))
+      throw new Error(`adapter '${name}' is not loaded (loaded: ${[...this.loaded.keys()].join(', ') || 'none'})`);
     this.active = name;
     this.model.setAdapter(name === null ? null : (this.loaded.get(name)! as never));
   }
@@ -79,7 +80,11 @@ export class AdapterRegistry {
  * W' = W + scale · B·A for every adapted projection, on host tensors; the result keeps each
  * tensor's file dtype (F32 / F16 / BF16) so the merged checkpoint looks like the base.
  */
-export function mergeAdapter(config: ModelConfig, tensors: Map<string, HostTensor>, adapter: PeftAdapter): Map<string, HostTensor> {
+export function mergeAdapter(
+  config: ModelConfig,
+  tensors: Map<string, HostTensor>,
+  adapter: PeftAdapter,
+): Map<string, HostTensor> {
   validateAdapter(adapter, config);
   const scale = loraScale(adapter.config);
   const out = new Map(tensors);
@@ -97,7 +102,10 @@ export function mergeAdapter(config: ModelConfig, tensors: Map<string, HostTenso
         w[o * inF + i] += scale * s;
       }
     }
-    const bytes = base.dtype === 'F32' ? new Uint8Array(w.buffer) : new Uint8Array((base.dtype === 'BF16' ? f32ToBf16Bits(w) : f32ToF16Bits(w)).buffer);
+    const bytes =
+      base.dtype === 'F32'
+        ? new Uint8Array(w.buffer)
+        : new Uint8Array((base.dtype === 'BF16' ? f32ToBf16Bits(w) : f32ToF16Bits(w)).buffer);
     out.set(name, { ...base, data: bytes });
   }
   return out;

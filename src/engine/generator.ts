@@ -36,7 +36,13 @@ export interface GenerationResult {
   text: string;
   finishReason: FinishReason;
   promptTokens: number;
-  timings: { queuedMs: number; prefillMs: number; decodeMs: number; prefillTokensPerS: number; decodeTokensPerS: number };
+  timings: {
+    queuedMs: number;
+    prefillMs: number;
+    decodeMs: number;
+    prefillTokensPerS: number;
+    decodeTokensPerS: number;
+  };
 }
 
 interface Sequence {
@@ -93,7 +99,11 @@ export class Generator {
   generate(req: GenerationRequest): Promise<GenerationResult> {
     if (!req.prompt.length) return Promise.reject(new Error('the prompt is empty: at least one token is needed'));
     if (req.prompt.length >= this.contextLength) {
-      return Promise.reject(new Error(`the prompt has ${req.prompt.length} tokens; the context holds ${this.contextLength} (prompt + completion)`));
+      return Promise.reject(
+        new Error(
+          `the prompt has ${req.prompt.length} tokens; the context holds ${this.contextLength} (prompt + completion)`,
+        ),
+      );
     }
     return new Promise((resolve, reject) => {
       this.pending.push({

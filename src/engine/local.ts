@@ -84,10 +84,16 @@ export class Runtime {
     }
     const c = ckpt.config;
     const contextLength = Math.min(opts.contextLength ?? 2048, c.maxPositionEmbeddings, c.slidingWindow ?? Infinity);
-    const quantized = opts.quantize ? await quantizeWeights(c, ckpt.tensors, opts.quantize, { cache: opts.quantCache, onProgress: opts.onProgress }) : null;
+    const quantized = opts.quantize
+      ? await quantizeWeights(c, ckpt.tensors, opts.quantize, { cache: opts.quantCache, onProgress: opts.onProgress })
+      : null;
     const model = LlamaModel.fromTensors(backend, c, ckpt.tensors, contextLength, quantized?.matrices);
     ckpt.tensors.clear(); // host copies are no longer needed once uploaded
-    const generator = new Generator(model, ckpt.tokenizer, { maxBatch: opts.maxBatch ?? 8, contextLength, eosTokenIds: ckpt.eosTokenIds });
+    const generator = new Generator(model, ckpt.tokenizer, {
+      maxBatch: opts.maxBatch ?? 8,
+      contextLength,
+      eosTokenIds: ckpt.eosTokenIds,
+    });
     const modelId = ckpt.source.replace(/\/+$/, '').split('/').slice(-2).join('/');
     const runtime = new Runtime(model, ckpt.tokenizer, generator, backend, modelId, gpu);
     runtime.quantized = opts.quantize ?? null;
@@ -100,7 +106,9 @@ export class Runtime {
 
   describeBackend(): string {
     const weights = this.quantized ?? this.backend.weightType;
-    return this.gpu ? `webgpu (${weights} weights) on ${this.gpu.describe()}` : `cpu (TypeScript twin${this.quantized ? `, ${this.quantized} weights` : ''})`;
+    return this.gpu
+      ? `webgpu (${weights} weights) on ${this.gpu.describe()}`
+      : `cpu (TypeScript twin${this.quantized ? `, ${this.quantized} weights` : ''})`;
   }
 
   requireTokenizer(): HFTokenizer {
@@ -124,10 +132,15 @@ export class Runtime {
    * [tokens, vocab] logits are never held whole (PRM features, RL log-probabilities).
    */
   async tokenLogprobs(ids: number[]): Promise<Float32Array> {
-    const hidden = await this.hidden(ids, ids.map((_, i) => i));
+    const hidden = await this.hidden(
+      ids,
+      ids.map((_, i) => i),
+    );
     this.trainOps ??= this.backend.createTrainOps() as TrainOps<unknown, unknown, unknown>;
     const ops = this.trainOps;
-    return this.generator.exclusive(() => chunkedTokenLogprobs(this.backend, ops as never, this.model as never, hidden, ids));
+    return this.generator.exclusive(() =>
+      chunkedTokenLogprobs(this.backend, ops as never, this.model as never, hidden, ids),
+    );
   }
 
   /** Final-normed hidden states [rows.length, hidden] at the given positions of `ids`. */
@@ -136,9 +149,19 @@ export class Runtime {
   }
 
   private async fullForward(ids: number[], rows: number[] | 'all', output: 'logits' | 'hidden'): Promise<Float32Array> {
-    if (ids.length > this.generator.contextLength) throw new Error(`${ids.length} tokens exceed the context length ${this.generator.contextLength}`);
+    if (ids.length > this.generator.contextLength)
+      throw new Error(`${ids.length} tokens exceed the context length ${this.generator.contextLength}`);
     return this.generator.exclusive((cache) =>
-      this.model.forward({ ids: Uint32Array.from(ids), positions: Uint32Array.from(ids, (_, i) => i), slots: new Uint32Array(ids.length), logitRows: rows, output }, cache),
+      this.model.forward(
+        {
+          ids: Uint32Array.from(ids),
+          positions: Uint32Array.from(ids, (_, i) => i),
+          slots: new Uint32Array(ids.length),
+          logitRows: rows,
+          output,
+        },
+        cache,
+      ),
     );
   }
 
@@ -198,7 +221,10 @@ export class LocalEngine implements ChatEngine {
     }));
   }
 
-  private async create(req: ChatCompletionRequest, opts: ChatCompletionOptions = {}): Promise<ChatCompletion | AsyncIterable<ChatCompletionChunk>> {
+  private async create(
+    req: ChatCompletionRequest,
+    opts: ChatCompletionOptions = {},
+  ): Promise<ChatCompletion | AsyncIterable<ChatCompletionChunk>> {
     const id = `chatcmpl-local-${Date.now().toString(36)}-${completionCounter++}`;
     const created = Math.floor(Date.now() / 1000);
     const model = req.model ?? this.runtime.modelId;
@@ -211,21 +237,38 @@ export class LocalEngine implements ChatEngine {
         object: 'chat.completion',
         created,
         model,
-        choices: results.map((r, index) => ({ index, message: { role: 'assistant', content: r.text }, finish_reason: r.finishReason })),
-        usage: { prompt_tokens: gens[0].prompt.length, completion_tokens: completion, total_tokens: gens[0].prompt.length + completion },
+        choices: results.map((r, index) => ({
+          index,
+          message: { role: 'assistant', content: r.text },
+          finish_reason: r.finishReason,
+        })),
+        usage: {
+          prompt_tokens: gens[0].prompt.length,
+          completion_tokens: completion,
+          total_tokens: gens[0].prompt.length + completion,
+        },
       };
     }
     return this.stream(id, created, model, gens);
   }
 
-  private async *stream(id: string, created: number, model: string, gens: GenerationRequest[]): AsyncIterable<ChatCompletionChunk> {
+  private async *stream(
+    id: string,
+    created: number,
+    model: string,
+    gens: GenerationRequest[],
+  ): AsyncIterable<ChatCompletionChunk> {
     const queue: ChatCompletionChunk[] = [];
     let wake: (() => void) | null = null;
     const push = (c: ChatCompletionChunk) => {
       queue.push(c);
       wake?.();
     };
-    const chunk = (index: number, delta: Partial<ChatMessage>, finish: ChatCompletionChunk['choices'][0]['finish_reason']): ChatCompletionChunk => ({
+    const chunk = (
+      index: number,
+      delta: Partial<ChatMessage>,
+      finish: ChatCompletionChunk['choices'][0]['finish_reason'],
+    ): ChatCompletionChunk => ({
       id,
       object: 'chat.completion.chunk',
       created,
@@ -236,10 +279,12 @@ export class LocalEngine implements ChatEngine {
     let failure: Error | null = null;
     const all = Promise.all(
       gens.map((g, index) =>
-        this.runtime.generate({ ...g, onToken: (_id, delta) => delta && push(chunk(index, { content: delta }, null)) }).then((r) => {
-          push(chunk(index, {}, r.finishReason));
-          return r;
-        }),
+        this.runtime
+          .generate({ ...g, onToken: (_id, delta) => delta && push(chunk(index, { content: delta }, null)) })
+          .then((r) => {
+            push(chunk(index, {}, r.finishReason));
+            return r;
+          }),
       ),
     ).catch((e) => {
       failure = e as Error;
@@ -267,7 +312,11 @@ export class LocalEngine implements ChatEngine {
       created,
       model,
       choices: [],
-      usage: { prompt_tokens: gens[0].prompt.length, completion_tokens: completion, total_tokens: gens[0].prompt.length + completion },
+      usage: {
+        prompt_tokens: gens[0].prompt.length,
+        completion_tokens: completion,
+        total_tokens: gens[0].prompt.length + completion,
+      },
     };
   }
 }

@@ -45,7 +45,8 @@ export function applyRepetitionPenalty(logits: Float32Array, seen: Iterable<numb
 
 /** Pick the next token. `logits` may be modified. */
 export function sampleToken(logits: Float32Array, params: SamplingParams, rng: Rng, seen: readonly number[]): number {
-  if (params.repetitionPenalty && params.repetitionPenalty !== 1) applyRepetitionPenalty(logits, seen, params.repetitionPenalty);
+  if (params.repetitionPenalty && params.repetitionPenalty !== 1)
+    applyRepetitionPenalty(logits, seen, params.repetitionPenalty);
   const temperature = params.temperature ?? 1;
   if (temperature <= 0) return argmax(logits);
   const topK = params.topK && params.topK > 0 ? Math.min(params.topK, logits.length) : logits.length;

@@ -75,10 +75,27 @@ export async function benchmarkOrtPeer(gpu: Gpu, size: ModelSize, opts: PeerOpti
     await backend.autotune(modelLinearShapes(model));
   }
   const cache = model.createCache(1, maxSeq);
-  const ourPrefill = () => model.forward({ ids: Uint32Array.from(ids), positions: Uint32Array.from(ids, (_, i) => i), slots: new Uint32Array(prefillTokens), logitRows: 'all' }, cache);
+  const ourPrefill = () =>
+    model.forward(
+      {
+        ids: Uint32Array.from(ids),
+        positions: Uint32Array.from(ids, (_, i) => i),
+        slots: new Uint32Array(prefillTokens),
+        logitRows: 'all',
+      },
+      cache,
+    );
   const ourDecode = async () => {
     for (let s = 0; s < decodeSteps; s++) {
-      await model.forward({ ids: Uint32Array.of(decodeIds[s]), positions: Uint32Array.of(prefillTokens + s), slots: Uint32Array.of(0), logitRows: [0] }, cache);
+      await model.forward(
+        {
+          ids: Uint32Array.of(decodeIds[s]),
+          positions: Uint32Array.of(prefillTokens + s),
+          slots: Uint32Array.of(0),
+          logitRows: [0],
+        },
+        cache,
+      );
     }
   };
   const ours = await timePair(ourPrefill, ourDecode, runs, decodeSteps);
@@ -87,9 +104,20 @@ export async function benchmarkOrtPeer(gpu: Gpu, size: ModelSize, opts: PeerOpti
   model.dispose();
 
   // ---- onnxruntime-web ----------------------------------------------------------------------
-  const { model: bytes } = buildDecoderGraph(config, tensors).serialize(ONNX_OPSETS, { producer: 'agentark-web bench' });
+  const { model: bytes } = buildDecoderGraph(config, tensors).serialize(ONNX_OPSETS, {
+    producer: 'agentark-web bench',
+  });
   const t0 = performance.now();
-  const decoder = await OrtDecoder.create(bytes, { numLayers: config.numLayers, numKvHeads: config.numKvHeads, headDim: config.headDim, vocabSize: config.vocabSize }, ep);
+  const decoder = await OrtDecoder.create(
+    bytes,
+    {
+      numLayers: config.numLayers,
+      numKvHeads: config.numKvHeads,
+      headDim: config.headDim,
+      vocabSize: config.vocabSize,
+    },
+    ep,
+  );
   const ortSessionS = (performance.now() - t0) / 1000;
   let past = decoder.emptyPast();
   const ortPrefill = async () => {
@@ -117,7 +145,11 @@ export async function benchmarkOrtPeer(gpu: Gpu, size: ModelSize, opts: PeerOpti
   // this model; tests/export). Its WebGPU EP deviates on software adapters (measured: 0.05 of 1.8
   // on lavapipe, 0.9 on SwiftShader, whose subgroups are 8 and 4 wide), so the deviation is
   // reported beside the times rather than treated as a broken export.
-  if (!(diff < 1e-3 * Math.max(1, scale))) opts.log?.(`warning: onnxruntime-web's ${ep} EP deviates from our logits on ${size.name}: ` + `max |Δ| ${diff.toExponential(2)} of max |logit| ${scale.toFixed(3)} (its wasm EP matches; see src/eval/ort-peer.ts)`);
+  if (!(diff < 1e-3 * Math.max(1, scale)))
+    opts.log?.(
+      `warning: onnxruntime-web's ${ep} EP deviates from our logits on ${size.name}: ` +
+        `max |Δ| ${diff.toExponential(2)} of max |logit| ${scale.toFixed(3)} (its wasm EP matches; see src/eval/ort-peer.ts)`,
+    );
   const ort = await timePair(ortPrefill, ortDecode, runs, decodeSteps);
   decoder.disposePast(past);
   await decoder.release();
@@ -136,14 +168,22 @@ export async function benchmarkOrtPeer(gpu: Gpu, size: ModelSize, opts: PeerOpti
     maxAbsLogit: scale,
   };
   opts.log?.(
-    `peer ${size.name}: prefill ${prefillTokens} tok ours ${ours.prefillMs.toFixed(1)} ms, onnxruntime-web ${ort.prefillMs.toFixed(1)} ms ` + `(x${result.prefillRatio.toFixed(2)}); ` +
-      `decode ours ${ours.decodeMsPerToken.toFixed(2)} ms/tok, ` + `onnxruntime-web ${ort.decodeMsPerToken.toFixed(2)} ms/tok (x${result.decodeRatio.toFixed(2)}); ` + `prefill logits max |Δ| ${diff.toExponential(2)} of max |logit| ${scale.toFixed(3)}`,
+    `peer ${size.name}: prefill ${prefillTokens} tok ours ${ours.prefillMs.toFixed(1)} ms, onnxruntime-web ${ort.prefillMs.toFixed(1)} ms ` +
+      `(x${result.prefillRatio.toFixed(2)}); ` +
+      `decode ours ${ours.decodeMsPerToken.toFixed(2)} ms/tok, ` +
+      `onnxruntime-web ${ort.decodeMsPerToken.toFixed(2)} ms/tok (x${result.decodeRatio.toFixed(2)}); ` +
+      `prefill logits max |Δ| ${diff.toExponential(2)} of max |logit| ${scale.toFixed(3)}`,
   );
   return result;
 }
 
 /** Warm-up once, then `runs` timed prefills each followed by a timed decode of the cache it built. */
-async function timePair(prefill: () => Promise<unknown>, decode: () => Promise<void>, runs: number, decodeSteps: number): Promise<PeerTimes> {
+async function timePair(
+  prefill: () => Promise<unknown>,
+  decode: () => Promise<void>,
+  runs: number,
+  decodeSteps: number,
+): Promise<PeerTimes> {
   await prefill();
   await decode();
   const prefillTimes: number[] = [];

@@ -59,29 +59,230 @@ function shuffled<T>(xs: readonly T[], rng: () => number): T[] {
 // Data
 
 export const FEMALE_NAMES: readonly string[] = [
-  'Janet', 'Mary', 'Sarah', 'Emily', 'Jessica', 'Anna', 'Lisa', 'Linda', 'Karen', 'Nancy', 'Betty', 'Helen',
-  'Sandra', 'Donna', 'Ruth', 'Sharon', 'Michelle', 'Laura', 'Kimberly', 'Deborah', 'Amy', 'Angela', 'Melissa',
-  'Rebecca', 'Stephanie', 'Julie', 'Maria', 'Monica', 'Wendy', 'Tina', 'Diana', 'Alice', 'Claire', 'Fiona',
-  'Zoe', 'Brenda', 'Martha', 'Susan', 'Jennifer', 'Ashley', 'Carla', 'Eliza', 'Marie', 'Tracy', 'Gloria',
-  'Greta', 'Ellen', 'Jane', 'Rachel', 'Julia', 'Sophia', 'Emma', 'Olivia', 'Chloe', 'Natalie', 'Samantha',
-  'Hannah', 'Lucy', 'Katie', 'Megan', 'Kelly', 'Elena', 'Nina', 'Paula', 'Priya', 'Aisha', 'Mei', 'Yuki',
-  'Sally', 'Dora', 'Jenny', 'Cindy', 'Madeline', 'Erin', 'Vanessa', 'Naomi', 'Brianna', 'Erica', 'Bernadette',
-  'Jana', 'Jill', 'Ava', 'Sofie', 'Beatrice', 'Brittany', 'Kylie', 'Andrea', 'Joanne', 'Harriet', 'Tasha',
-  'Carly', 'Kate', 'Clara', 'Sasha', 'Rafaela', 'Denise', 'Sophie', 'Wanda', 'Melanie', 'Gretchen', 'Suzy',
-  'Marcy', 'Freda', 'Dorothy', 'Wendi', 'Anne', 'Ann', 'Mia', 'Eva',
+  'Janet',
+  'Mary',
+  'Sarah',
+  'Emily',
+  'Jessica',
+  'Anna',
+  'Lisa',
+  'Linda',
+  'Karen',
+  'Nancy',
+  'Betty',
+  'Helen',
+  'Sandra',
+  'Donna',
+  'Ruth',
+  'Sharon',
+  'Michelle',
+  'Laura',
+  'Kimberly',
+  'Deborah',
+  'Amy',
+  'Angela',
+  'Melissa',
+  'Rebecca',
+  'Stephanie',
+  'Julie',
+  'Maria',
+  'Monica',
+  'Wendy',
+  'Tina',
+  'Diana',
+  'Alice',
+  'Claire',
+  'Fiona',
+  'Zoe',
+  'Brenda',
+  'Martha',
+  'Susan',
+  'Jennifer',
+  'Ashley',
+  'Carla',
+  'Eliza',
+  'Marie',
+  'Tracy',
+  'Gloria',
+  'Greta',
+  'Ellen',
+  'Jane',
+  'Rachel',
+  'Julia',
+  'Sophia',
+  'Emma',
+  'Olivia',
+  'Chloe',
+  'Natalie',
+  'Samantha',
+  'Hannah',
+  'Lucy',
+  'Katie',
+  'Megan',
+  'Kelly',
+  'Elena',
+  'Nina',
+  'Paula',
+  'Priya',
+  'Aisha',
+  'Mei',
+  'Yuki',
+  'Sally',
+  'Dora',
+  'Jenny',
+  'Cindy',
+  'Madeline',
+  'Erin',
+  'Vanessa',
+  'Naomi',
+  'Brianna',
+  'Erica',
+  'Bernadette',
+  'Jana',
+  'Jill',
+  'Ava',
+  'Sofie',
+  'Beatrice',
+  'Brittany',
+  'Kylie',
+  'Andrea',
+  'Joanne',
+  'Harriet',
+  'Tasha',
+  'Carly',
+  'Kate',
+  'Clara',
+  'Sasha',
+  'Rafaela',
+  'Denise',
+  'Sophie',
+  'Wanda',
+  'Melanie',
+  'Gretchen',
+  'Suzy',
+  'Marcy',
+  'Freda',
+  'Dorothy',
+  'Wendi',
+  'Anne',
+  'Ann',
+  'Mia',
+  'Eva',
 ];
 
 export const MALE_NAMES: readonly string[] = [
-  'John', 'James', 'Robert', 'Michael', 'David', 'Richard', 'Joseph', 'Thomas', 'Charles', 'Daniel', 'Matthew',
-  'Anthony', 'Paul', 'Steven', 'Kevin', 'Brian', 'George', 'Edward', 'Ronald', 'Timothy', 'Jason', 'Jeffrey',
-  'Ryan', 'Jacob', 'Gary', 'Eric', 'Jonathan', 'Justin', 'Brandon', 'Samuel', 'Benjamin', 'Tom', 'Tim', 'Jim',
-  'Ben', 'Josh', 'Mike', 'Billy', 'Raymond', 'Peter', 'Henry', 'Oliver', 'Lucas', 'Ethan', 'Noah', 'Liam',
-  'Mason', 'Logan', 'Carlos', 'Juan', 'Luis', 'Ahmed', 'Omar', 'Kyle', 'Adam', 'Aaron', 'Tyler', 'Nathan',
-  'Dylan', 'Kenneth', 'Steve', 'Greg', 'Jerry', 'Larry', 'Kylar', 'Raj', 'Hiroshi', 'Ivan', 'Fred', 'Bobby',
-  'Joe', 'Harry', 'Jake', 'Marcus', 'Jamal', 'Joey', 'Boris', 'Igor', 'Gerald', 'Carl', 'Sean', 'Tony',
-  'Wayne', 'Andy', 'Leo', 'Stan', 'Stephen', 'Tommy', 'Johnny', 'Jimmy', 'Zack', 'Rick', 'Nick',
-  'Luke', 'Stanley', 'Walter', 'Bruce', 'Jeff', 'Arnold', 'Micah', 'Nate', 'Craig', 'Albert', 'Colin',
-  'Jerome', 'Amir', 'Dave', 'Seth', 'Gunther', 'Griffin', 'Sam', 'Max',
+  'John',
+  'James',
+  'Robert',
+  'Michael',
+  'David',
+  'Richard',
+  'Joseph',
+  'Thomas',
+  'Charles',
+  'Daniel',
+  'Matthew',
+  'Anthony',
+  'Paul',
+  'Steven',
+  'Kevin',
+  'Brian',
+  'George',
+  'Edward',
+  'Ronald',
+  'Timothy',
+  'Jason',
+  'Jeffrey',
+  'Ryan',
+  'Jacob',
+  'Gary',
+  'Eric',
+  'Jonathan',
+  'Justin',
+  'Brandon',
+  'Samuel',
+  'Benjamin',
+  'Tom',
+  'Tim',
+  'Jim',
+  'Ben',
+  'Josh',
+  'Mike',
+  'Billy',
+  'Raymond',
+  'Peter',
+  'Henry',
+  'Oliver',
+  'Lucas',
+  'Ethan',
+  'Noah',
+  'Liam',
+  'Mason',
+  'Logan',
+  'Carlos',
+  'Juan',
+  'Luis',
+  'Ahmed',
+  'Omar',
+  'Kyle',
+  'Adam',
+  'Aaron',
+  'Tyler',
+  'Nathan',
+  'Dylan',
+  'Kenneth',
+  'Steve',
+  'Greg',
+  'Jerry',
+  'Larry',
+  'Kylar',
+  'Raj',
+  'Hiroshi',
+  'Ivan',
+  'Fred',
+  'Bobby',
+  'Joe',
+  'Harry',
+  'Jake',
+  'Marcus',
+  'Jamal',
+  'Joey',
+  'Boris',
+  'Igor',
+  'Gerald',
+  'Carl',
+  'Sean',
+  'Tony',
+  'Wayne',
+  'Andy',
+  'Leo',
+  'Stan',
+  'Stephen',
+  'Tommy',
+  'Johnny',
+  'Jimmy',
+  'Zack',
+  'Rick',
+  'Nick',
+  'Luke',
+  'Stanley',
+  'Walter',
+  'Bruce',
+  'Jeff',
+  'Arnold',
+  'Micah',
+  'Nate',
+  'Craig',
+  'Albert',
+  'Colin',
+  'Jerome',
+  'Amir',
+  'Dave',
+  'Seth',
+  'Gunther',
+  'Griffin',
+  'Sam',
+  'Max',
 ];
 
 /** Irrelevant sentences (each about a subject no word problem shares with it, with a number). */
@@ -98,7 +299,19 @@ export const DISTRACTOR_SENTENCES: readonly string[] = [
   'An old oak tree in the park is 120 years old.',
 ];
 
-const STOPWORDS = new Set(['that', 'this', 'with', 'from', 'have', 'into', 'their', 'there', 'nearby', 'across', 'through']);
+const STOPWORDS = new Set([
+  'that',
+  'this',
+  'with',
+  'from',
+  'have',
+  'into',
+  'their',
+  'there',
+  'nearby',
+  'across',
+  'through',
+]);
 
 function contentWords(s: string): string[] {
   return (s.toLowerCase().match(/\p{L}{4,}/gu) ?? []).filter((w) => !STOPWORDS.has(w));
@@ -194,7 +407,12 @@ export function addDistractor(q: Question, seed = 0): Perturbed {
   // The first (seeded order) sentence sharing no content word; if every one shares some, the least overlapping.
   const sentence = candidates.reduce((best, s) => (overlap(s) < overlap(best) ? s : best), candidates[0]!);
   const text = insertBeforeLastSentence(q.question, sentence);
-  return { kind: 'distractor', question: strip({ ...q, id: `${q.id}~distractor`, question: text }), changed: text !== q.question, sentence };
+  return {
+    kind: 'distractor',
+    question: strip({ ...q, id: `${q.id}~distractor`, question: text }),
+    changed: text !== q.question,
+    sentence,
+  };
 }
 
 function strip(q: Question & { structure?: unknown; steps?: unknown }): Question {
@@ -206,7 +424,8 @@ function strip(q: Question & { structure?: unknown; steps?: unknown }): Question
 // Names
 
 const escapeRe = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
-const wordRe = (name: string, flags = 'g') => new RegExp(`(?<![\\p{L}\\p{N}_])${escapeRe(name)}(?![\\p{L}\\p{N}_])`, `u${flags}`);
+const wordRe = (name: string, flags = 'g') =>
+  new RegExp(`(?<![\\p{L}\\p{N}_])${escapeRe(name)}(?![\\p{L}\\p{N}_])`, `u${flags}`);
 
 /** The listed names occurring in `text`, in order of first occurrence. */
 export function findNames(text: string): string[] {
@@ -247,7 +466,10 @@ export function applyNames(text: string, mapping: { from: string; to: string }[]
 // Formulas
 
 /** Evaluates + − × ÷ arithmetic over named values; returns the value and every intermediate result. */
-export function evaluateFormula(expr: string, vars: Record<string, number>): { value: number; intermediates: number[] } {
+export function evaluateFormula(
+  expr: string,
+  vars: Record<string, number>,
+): { value: number; intermediates: number[] } {
   const toks = expr.match(/\d+(?:\.\d+)?|[A-Za-z_][A-Za-z0-9_]*|[-+*/×÷()]|\S/g) ?? [];
   let i = 0;
   const intermediates: number[] = [];
@@ -319,7 +541,8 @@ const squeeze = (s: string) => s.replace(/\s+/g, ' ').trim();
 export function checkStructure(q: PerturbableQuestion): string | null {
   const s = q.structure;
   if (!s) return 'no structure';
-  if (typeof s.template !== 'string' || typeof s.answer !== 'string' || !s.numbers || typeof s.numbers !== 'object') return 'malformed structure';
+  if (typeof s.template !== 'string' || typeof s.answer !== 'string' || !s.numbers || typeof s.numbers !== 'object')
+    return 'malformed structure';
   try {
     if (squeeze(renderTemplate(s)) !== squeeze(q.question)) return 'template does not reproduce the question';
     const { value } = evaluateFormula(s.answer, s.numbers);
@@ -347,7 +570,7 @@ export function structureFromSteps(question: string, steps: readonly ArithmeticS
   let template = '';
   let last = 0;
   for (const m of question.matchAll(/(?<![\d.,])\d+(?![\d.,]\d)/g)) {
-    template += question.slice(last, m.index).replace(/[{}]/g, '') + `{n${slots.length}}`;
+    template += `${question.slice(last, m.index).replace(/[{}]/g, '')}{n${slots.length}}`;
     slots.push(Number(m[0]));
     last = m.index! + m[0].length;
   }
@@ -382,7 +605,11 @@ export function structureFromSteps(question: string, steps: readonly ArithmeticS
 
 const SCALES = [2, 3, 4, 5, 10];
 
-function scaledNumbers(s: StructuredProblem, task: Task, rng: () => number): { numbers: Record<string, number>; value: number; scale: number } | null {
+function scaledNumbers(
+  s: StructuredProblem,
+  task: Task,
+  rng: () => number,
+): { numbers: Record<string, number>; value: number; scale: number } | null {
   const fixed = new Set(s.fixed ?? []);
   for (const k of shuffled(SCALES, rng)) {
     const numbers: Record<string, number> = {};

@@ -89,7 +89,14 @@ async function timeIt(fn: () => Promise<void>, minMs = 300, maxRuns = 20): Promi
 }
 
 /** GFLOP/s of the forward matmul (GEMM and GEMV paths), WebGPU vs the CPU twin. */
-export async function benchmarkKernels(gpu: Gpu, shapes: [number, number, number][] = [[1, 1024, 1024], [128, 512, 512], [256, 1024, 1024]]): Promise<KernelResult[]> {
+export async function benchmarkKernels(
+  gpu: Gpu,
+  shapes: [number, number, number][] = [
+    [1, 1024, 1024],
+    [128, 512, 512],
+    [256, 1024, 1024],
+  ],
+): Promise<KernelResult[]> {
   const g = await GpuBackend.create(gpu, 'f32');
   const cpu = new CpuBackend();
   const results: KernelResult[] = [];
@@ -107,7 +114,12 @@ export async function benchmarkKernels(gpu: Gpu, shapes: [number, number, number
     const cout = new Float32Array(m * n);
     const cpuMs = await timeIt(async () => cpu.matmul(x, cw, null, m, cout), 200, 3);
     const flops = 2 * m * n * k;
-    results.push({ kernel: m <= 8 ? 'matmul (gemv)' : 'matmul (gemm)', shape: `${m}x${n}x${k}`, webgpuGflops: flops / gpuMs / 1e6, cpuGflops: flops / cpuMs / 1e6 });
+    results.push({
+      kernel: m <= 8 ? 'matmul (gemv)' : 'matmul (gemm)',
+      shape: `${m}x${n}x${k}`,
+      webgpuGflops: flops / gpuMs / 1e6,
+      cpuGflops: flops / cpuMs / 1e6,
+    });
     g.free(gx);
     g.free(gout);
     g.freeWeight(gw);
@@ -120,10 +132,13 @@ export async function benchmarkKernels(gpu: Gpu, shapes: [number, number, number
  * the tiled prefill kernel and the one-workgroup-per-query kernel side by side, and the CPU twin.
  * GFLOP/s count 4 * headDim flops per (query head, visible key): q.k and the weighted sum of v.
  */
-export async function benchmarkAttention(gpu: Gpu, shapes: { seqs: number; len: number; heads: number; kvHeads: number; headDim: number }[] = [
-  { seqs: 4, len: 128, heads: 4, kvHeads: 2, headDim: 24 },
-  { seqs: 2, len: 256, heads: 8, kvHeads: 8, headDim: 64 },
-]): Promise<KernelResult[]> {
+export async function benchmarkAttention(
+  gpu: Gpu,
+  shapes: { seqs: number; len: number; heads: number; kvHeads: number; headDim: number }[] = [
+    { seqs: 4, len: 128, heads: 4, kvHeads: 2, headDim: 24 },
+    { seqs: 2, len: 256, heads: 8, kvHeads: 8, headDim: 64 },
+  ],
+): Promise<KernelResult[]> {
   const g = await GpuBackend.create(gpu, 'f32');
   const cpu = new CpuBackend();
   const results: KernelResult[] = [];
@@ -141,14 +156,23 @@ export async function benchmarkAttention(gpu: Gpu, shapes: { seqs: number; len: 
     const [gs, gp] = [g.indices(slots), g.indices(positions)];
     const gout = g.tensor(q.length);
     const cout = new Float32Array(q.length);
-    const cpuMs = await timeIt(async () => cpu.attention(q, cacheK, cacheV, slots, positions, tokens, heads, kvHeads, headDim, len, cout), 200, 3);
+    const cpuMs = await timeIt(
+      async () => cpu.attention(q, cacheK, cacheV, slots, positions, tokens, heads, kvHeads, headDim, len, cout),
+      200,
+      3,
+    );
     for (const kernel of ['tiled', 'per-query'] as const) {
       g.attentionKernel = kernel;
       const gpuMs = await timeIt(async () => {
         g.attention(gq, gk, gv, gs, gp, tokens, heads, kvHeads, headDim, len, gout);
         await g.toHost(gout, 1);
       });
-      results.push({ kernel: `attention (${kernel})`, shape: `${seqs}x${len} tokens, ${heads}/${kvHeads} heads x ${headDim}`, webgpuGflops: flops / gpuMs / 1e6, cpuGflops: flops / cpuMs / 1e6 });
+      results.push({
+        kernel: `attention (${kernel})`,
+        shape: `${seqs}x${len} tokens, ${heads}/${kvHeads} heads x ${headDim}`,
+        webgpuGflops: flops / gpuMs / 1e6,
+        cpuGflops: flops / cpuMs / 1e6,
+      });
     }
     g.attentionKernel = 'auto';
     for (const t of [gq, gk, gv, gout]) g.free(t);
@@ -159,7 +183,12 @@ export async function benchmarkAttention(gpu: Gpu, shapes: { seqs: number; len: 
 }
 
 /** Prefill (one sequence of `prefillTokens`) and decode (`decodeSteps` single-token steps) tokens/s. */
-export async function benchmarkModel(backend: AnyBackend, size: ModelSize, prefillTokens = 64, decodeSteps = 16): Promise<ModelResult> {
+export async function benchmarkModel(
+  backend: AnyBackend,
+  size: ModelSize,
+  prefillTokens = 64,
+  decodeSteps = 16,
+): Promise<ModelResult> {
   const config = benchConfig(size);
   const tensors = randomInitTensors(config, 1);
   let params = 0;
@@ -168,14 +197,31 @@ export async function benchmarkModel(backend: AnyBackend, size: ModelSize, prefi
   await tuneFor(backend, model);
   const cache = model.createCache(1, prefillTokens + decodeSteps + 1);
   const ids = Uint32Array.from({ length: prefillTokens }, (_, i) => (i * 7) % size.vocab);
-  const prefill = () => model.forward({ ids, positions: Uint32Array.from(ids, (_, i) => i), slots: new Uint32Array(prefillTokens), logitRows: [prefillTokens - 1] }, cache);
+  const prefill = () =>
+    model.forward(
+      {
+        ids,
+        positions: Uint32Array.from(ids, (_, i) => i),
+        slots: new Uint32Array(prefillTokens),
+        logitRows: [prefillTokens - 1],
+      },
+      cache,
+    );
   await prefill(); // warm-up
   let t0 = performance.now();
   await prefill();
   const prefillMs = performance.now() - t0;
   t0 = performance.now();
   for (let s = 0; s < decodeSteps; s++) {
-    await model.forward({ ids: Uint32Array.of(s % size.vocab), positions: Uint32Array.of(prefillTokens + s), slots: Uint32Array.of(0), logitRows: [0] }, cache);
+    await model.forward(
+      {
+        ids: Uint32Array.of(s % size.vocab),
+        positions: Uint32Array.of(prefillTokens + s),
+        slots: Uint32Array.of(0),
+        logitRows: [0],
+      },
+      cache,
+    );
   }
   const decodeMs = performance.now() - t0;
   model.freeCache(cache);
@@ -203,7 +249,14 @@ export interface TrainResult {
 }
 
 /** Training steps per second on random data: one micro-batch of `batch` x `seqLen` tokens per step. */
-export async function benchmarkTraining(backend: AnyBackend, size: ModelSize, mode: 'lora' | 'full', batch = 4, seqLen = 64, steps = 3): Promise<TrainResult> {
+export async function benchmarkTraining(
+  backend: AnyBackend,
+  size: ModelSize,
+  mode: 'lora' | 'full',
+  batch = 4,
+  seqLen = 64,
+  steps = 3,
+): Promise<TrainResult> {
   const { Trainer, DEFAULT_TRAIN_OPTIONS } = await import('../train/trainer');
   const gpu = backend instanceof GpuBackend ? backend.gpu : null;
   gpu?.resetPeak();
@@ -214,7 +267,15 @@ export async function benchmarkTraining(backend: AnyBackend, size: ModelSize, mo
     const ids = Array.from({ length: seqLen }, (_, i) => (r * 31 + i * 7) % size.vocab);
     return { inputIds: ids, labels: ids };
   });
-  const trainer = new Trainer(model, examples, { ...DEFAULT_TRAIN_OPTIONS, mode, batchSize: batch, steps: steps + 1, targets: ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'], rank: 8, alpha: 16 });
+  const trainer = new Trainer(model, examples, {
+    ...DEFAULT_TRAIN_OPTIONS,
+    mode,
+    batchSize: batch,
+    steps: steps + 1,
+    targets: ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'],
+    rank: 8,
+    alpha: 16,
+  });
   await trainer.step(); // warm-up
   const t0 = performance.now();
   let tokens = 0;
@@ -224,7 +285,16 @@ export async function benchmarkTraining(backend: AnyBackend, size: ModelSize, mo
   const peak = gpu ? gpu.memoryStats().peakBytes - baseline : null;
   trainer.dispose();
   model.dispose();
-  return { model: size.name, mode, backend: backend.name, batch, seqLen, stepMs: ms, tokensPerS: (tokens / steps / ms) * 1000, peakGpuBytes: peak };
+  return {
+    model: size.name,
+    mode,
+    backend: backend.name,
+    batch,
+    seqLen,
+    stepMs: ms,
+    tokensPerS: (tokens / steps / ms) * 1000,
+    peakGpuBytes: peak,
+  };
 }
 
 export interface BatchDecodeResult {
@@ -243,16 +313,39 @@ export interface BatchDecodeResult {
  * Decode cost of a batch (the debate's agents, one token each, in their own cache slots) against
  * one sequence, warm medians over `steps` steps each, and the dispatches one step records.
  */
-export async function benchmarkBatchDecode(backend: AnyBackend, size: ModelSize, batch = 5, promptTokens = 32, steps = 8): Promise<BatchDecodeResult> {
+export async function benchmarkBatchDecode(
+  backend: AnyBackend,
+  size: ModelSize,
+  batch = 5,
+  promptTokens = 32,
+  steps = 8,
+): Promise<BatchDecodeResult> {
   const config = benchConfig(size);
   const model = LlamaModel.fromTensors(backend, config, randomInitTensors(config, 1), promptTokens + 2 * steps + 2);
   await tuneFor(backend, model);
   const maxSeq = promptTokens + 2 * steps + 2;
   const cache = model.createCache(batch, maxSeq);
   const n = batch * promptTokens;
-  await model.forward({ ids: Uint32Array.from({ length: n }, (_, i) => (i * 7) % size.vocab), positions: Uint32Array.from({ length: n }, (_, i) => i % promptTokens), slots: Uint32Array.from({ length: n }, (_, i) => Math.floor(i / promptTokens)), logitRows: [n - 1] }, cache);
+  await model.forward(
+    {
+      ids: Uint32Array.from({ length: n }, (_, i) => (i * 7) % size.vocab),
+      positions: Uint32Array.from({ length: n }, (_, i) => i % promptTokens),
+      slots: Uint32Array.from({ length: n }, (_, i) => Math.floor(i / promptTokens)),
+      logitRows: [n - 1],
+    },
+    cache,
+  );
   let pos = promptTokens;
-  const step = (rows: number) => model.forward({ ids: Uint32Array.from({ length: rows }, (_, r) => (pos * 3 + r) % size.vocab), positions: new Uint32Array(rows).fill(pos), slots: Uint32Array.from({ length: rows }, (_, r) => r), logitRows: Array.from({ length: rows }, (_, r) => r) }, cache);
+  const step = (rows: number) =>
+    model.forward(
+      {
+        ids: Uint32Array.from({ length: rows }, (_, r) => (pos * 3 + r) % size.vocab),
+        positions: new Uint32Array(rows).fill(pos),
+        slots: Uint32Array.from({ length: rows }, (_, r) => r),
+        logitRows: Array.from({ length: rows }, (_, r) => r),
+      },
+      cache,
+    );
   const timeSteps = async (rows: number): Promise<number> => {
     const times: number[] = [];
     for (let s = 0; s < steps; s++) {
@@ -317,18 +410,29 @@ export async function runSpeedBenchmarks(opts: SpeedOptions = {}): Promise<Speed
     await provideNavigatorGpu();
   }
   const gpu = await Gpu.create();
-  const report: SpeedReport & Required<Pick<SpeedReport, 'batchDecode' | 'peer'>> = { adapter: gpu.describe(), kernels: [], models: [], training: [], batchDecode: [], peer: [] };
+  const report: SpeedReport & Required<Pick<SpeedReport, 'batchDecode' | 'peer'>> = {
+    adapter: gpu.describe(),
+    kernels: [],
+    models: [],
+    training: [],
+    batchDecode: [],
+    peer: [],
+  };
   log(`adapter: ${report.adapter}`);
   if (sections.has('kernels')) {
     report.kernels = [...(await benchmarkKernels(gpu)), ...(await benchmarkAttention(gpu))];
-    for (const k of report.kernels) log(`kernel ${k.kernel} ${k.shape}: webgpu ${k.webgpuGflops.toFixed(2)} GFLOP/s, cpu twin ${k.cpuGflops.toFixed(2)} GFLOP/s`);
+    for (const k of report.kernels)
+      log(
+        `kernel ${k.kernel} ${k.shape}: webgpu ${k.webgpuGflops.toFixed(2)} GFLOP/s, cpu twin ${k.cpuGflops.toFixed(2)} GFLOP/s`,
+      );
   }
   const backend = await GpuBackend.create(gpu, 'f32');
   const tuner = opts.autotune === false ? null : await KernelTuner.create(gpu);
   backend.tuner = tuner;
   if (sections.has('peer')) {
     const { benchmarkOrtPeer } = await import('./ort-peer');
-    for (const size of opts.peerSizes ?? [BENCH_SIZES[1]]) report.peer.push(await benchmarkOrtPeer(gpu, size, { log, tuner }));
+    for (const size of opts.peerSizes ?? [BENCH_SIZES[1]])
+      report.peer.push(await benchmarkOrtPeer(gpu, size, { log, tuner }));
   }
   if (sections.has('batch')) {
     for (const size of opts.sizes ?? BENCH_SIZES) {
@@ -336,16 +440,23 @@ export async function runSpeedBenchmarks(opts: SpeedOptions = {}): Promise<Speed
       for (const b of backends) {
         const r = { ...(await benchmarkBatchDecode(b, size)), backend: b.name };
         report.batchDecode.push(r);
-        log(`batch decode ${r.model} on ${r.backend}: 1 sequence ${r.singleStepMs.toFixed(2)} ms/step, ` + `${r.batch} sequences ${r.batchStepMs.toFixed(2)} ms/step (x${r.ratio.toFixed(2)})` + `${r.dispatchesPerStep !== null ? `, ${r.dispatchesPerStep} dispatches/step` : ''}`);
+        log(
+          `batch decode ${r.model} on ${r.backend}: 1 sequence ${r.singleStepMs.toFixed(2)} ms/step, ` +
+            `${r.batch} sequences ${r.batchStepMs.toFixed(2)} ms/step (x${r.ratio.toFixed(2)})` +
+            `${r.dispatchesPerStep !== null ? `, ${r.dispatchesPerStep} dispatches/step` : ''}`,
+        );
       }
     }
   }
-  for (const size of sections.has('models') ? opts.sizes ?? BENCH_SIZES : []) {
+  for (const size of sections.has('models') ? (opts.sizes ?? BENCH_SIZES) : []) {
     const backends: AnyBackend[] = opts.cpuTwin === false ? [backend] : [backend, new CpuBackend()];
     for (const b of backends) {
       const r = await benchmarkModel(b, size);
       report.models.push(r);
-      log(`model ${r.model} (${(r.params / 1e6).toFixed(2)}M params) on ${r.backend}: ` + `prefill ${r.prefillTokensPerS.toFixed(1)} tok/s, decode ${r.decodeTokensPerS.toFixed(1)} tok/s`);
+      log(
+        `model ${r.model} (${(r.params / 1e6).toFixed(2)}M params) on ${r.backend}: ` +
+          `prefill ${r.prefillTokensPerS.toFixed(1)} tok/s, decode ${r.decodeTokensPerS.toFixed(1)} tok/s`,
+      );
     }
   }
   // Training: the two smaller sizes (the CPU twin is too slow beyond), LoRA and full, side by side.
@@ -355,14 +466,19 @@ export async function runSpeedBenchmarks(opts: SpeedOptions = {}): Promise<Speed
       for (const b of backends) {
         const r = await benchmarkTraining(b, size, mode);
         report.training.push(r);
-        log(`train ${r.model} ${r.mode} on ${r.backend}: ${r.tokensPerS.toFixed(1)} tok/s, ${r.stepMs.toFixed(0)} ms/step` + `${r.peakGpuBytes !== null ? `, peak GPU buffers ${(r.peakGpuBytes / 2 ** 20).toFixed(1)} MiB` : ''}`);
+        log(
+          `train ${r.model} ${r.mode} on ${r.backend}: ${r.tokensPerS.toFixed(1)} tok/s, ${r.stepMs.toFixed(0)} ms/step` +
+            `${r.peakGpuBytes !== null ? `, peak GPU buffers ${(r.peakGpuBytes / 2 ** 20).toFixed(1)} MiB` : ''}`,
+        );
       }
     }
   }
   if (tuner) {
     report.tuning = tuner.summary();
     const t = report.tuning;
-    log(`autotuner: ${Object.keys(t.choices).length} shape classes, ${(t.tuningMs / 1000).toFixed(1)} s timing candidates in this run`);
+    log(
+      `autotuner: ${Object.keys(t.choices).length} shape classes, ${(t.tuningMs / 1000).toFixed(1)} s timing candidates in this run`,
+    );
   }
   return report;
 }

@@ -62,7 +62,10 @@ export function buildDecoderGraph(config: ModelConfig, tensors: Map<string, Host
   const past: { key: string; value: string }[] = [];
   for (let i = 0; i < c.numLayers; i++) {
     const dims = ['batch_size', c.numKvHeads, 'past_sequence_length', c.headDim];
-    past.push({ key: g.input(`past_key_values.${i}.key`, 'float32', dims), value: g.input(`past_key_values.${i}.value`, 'float32', dims) });
+    past.push({
+      key: g.input(`past_key_values.${i}.key`, 'float32', dims),
+      value: g.input(`past_key_values.${i}.value`, 'float32', dims),
+    });
   }
 
   // ---- sequence lengths for GroupQueryAttention (int32, as it requires) ------------------------
@@ -83,11 +86,19 @@ export function buildDecoderGraph(config: ModelConfig, tensors: Map<string, Host
   const embed = take(embedName);
   const embedTable = g.floats(embedName, embed.shape, toFloat32(embed));
   let residual = g.op('Gather', [embedTable, inputIds], { axis: 0 });
-  let h = g.op('SimplifiedLayerNormalization', [residual, vec('model.layers.0.input_layernorm.weight')], { axis: -1, epsilon: eps, stash_type: 1 });
+  let h = g.op('SimplifiedLayerNormalization', [residual, vec('model.layers.0.input_layernorm.weight')], {
+    axis: -1,
+    epsilon: eps,
+    stash_type: 1,
+  });
 
   const headNorm = (x: string, heads: number, weight: string) => {
     const split = g.op('Reshape', [x, g.ints(g.fresh('shape'), [4], [0, 0, heads, c.headDim])]);
-    const normed = g.op('SimplifiedLayerNormalization', [split, vec(weight)], { axis: -1, epsilon: eps, stash_type: 1 });
+    const normed = g.op('SimplifiedLayerNormalization', [split, vec(weight)], {
+      axis: -1,
+      epsilon: eps,
+      stash_type: 1,
+    });
     return g.op('Reshape', [normed, g.ints(g.fresh('shape'), [3], [0, 0, heads * c.headDim])]);
   };
 
@@ -101,8 +112,18 @@ export function buildDecoderGraph(config: ModelConfig, tensors: Map<string, Host
       q = headNorm(q, c.numHeads, `${p}self_attn.q_norm.weight`);
       k = headNorm(k, c.numKvHeads, `${p}self_attn.k_norm.weight`);
     }
-    q = g.op('RotaryEmbedding', [q, positionIds, cosCache, sinCache], { interleaved: 0, num_heads: c.numHeads }, 'com.microsoft');
-    k = g.op('RotaryEmbedding', [k, positionIds, cosCache, sinCache], { interleaved: 0, num_heads: c.numKvHeads }, 'com.microsoft');
+    q = g.op(
+      'RotaryEmbedding',
+      [q, positionIds, cosCache, sinCache],
+      { interleaved: 0, num_heads: c.numHeads },
+      'com.microsoft',
+    );
+    k = g.op(
+      'RotaryEmbedding',
+      [k, positionIds, cosCache, sinCache],
+      { interleaved: 0, num_heads: c.numKvHeads },
+      'com.microsoft',
+    );
     const [att] = g.node('GroupQueryAttention', [q, k, v, past[li].key, past[li].value, seqlensK, totalLength], {
       domain: 'com.microsoft',
       outputs: [g.fresh('attention'), `present.${li}.key`, `present.${li}.value`],
@@ -126,7 +147,11 @@ export function buildDecoderGraph(config: ModelConfig, tensors: Map<string, Host
     const nextNorm = li + 1 < c.numLayers ? `model.layers.${li + 1}.input_layernorm.weight` : 'model.norm.weight';
     h = g.fresh('norm');
     residual = g.fresh('residual');
-    g.node('SkipSimplifiedLayerNormalization', [down, afterAttention, vec(nextNorm)], { domain: 'com.microsoft', outputs: [h, '', '', residual], attrs: { epsilon: eps } });
+    g.node('SkipSimplifiedLayerNormalization', [down, afterAttention, vec(nextNorm)], {
+      domain: 'com.microsoft',
+      outputs: [h, '', '', residual],
+      attrs: { epsilon: eps },
+    });
   }
 
   // lm_head: a tied head reuses the embedding through a Transpose, which onnxruntime folds into a

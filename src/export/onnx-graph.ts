@@ -79,16 +79,25 @@ export class OnnxGraphBuilder {
   /** An initializer from f32 values (copied into little-endian bytes). */
   floats(name: string, dims: number[], values: Float32Array): string {
     const n = dims.reduce((a, b) => a * b, 1);
-    if (values.length !== n) throw new Error(`initializer ${name}: ${values.length} values for shape [${dims.join(', ')}]`);
+    if (values.length !== n)
+      throw new Error(`initializer ${name}: ${values.length} values for shape [${dims.join(', ')}]`);
     this.claim(name);
-    this.initializers.push({ name, dims, type: 'float32', bytes: new Uint8Array(values.buffer, values.byteOffset, values.byteLength) });
+    this.initializers.push({
+      name,
+      dims,
+      type: 'float32',
+      bytes: new Uint8Array(values.buffer, values.byteOffset, values.byteLength),
+    });
     return name;
   }
 
   /** A small integer constant (shapes, axes, indices). */
   ints(name: string, dims: number[], values: number[], type: 'int64' | 'int32' = 'int64'): string {
     this.claim(name);
-    const bytes = type === 'int64' ? new Uint8Array(BigInt64Array.from(values.map(BigInt)).buffer) : new Uint8Array(Int32Array.from(values).buffer);
+    const bytes =
+      type === 'int64'
+        ? new Uint8Array(BigInt64Array.from(values.map(BigInt)).buffer)
+        : new Uint8Array(Int32Array.from(values).buffer);
     this.initializers.push({ name, dims, type, bytes });
     return name;
   }
@@ -97,10 +106,23 @@ export class OnnxGraphBuilder {
    * Add a node; returns its output names (fresh ones unless `outputs` names them; '' leaves an
    * optional output unused).
    */
-  node(opType: string, inputs: string[], opts: { outputs?: string[] | number; attrs?: Record<string, AttributeValue>; domain?: string; name?: string } = {}): string[] {
-    const outputs = Array.isArray(opts.outputs) ? opts.outputs : Array.from({ length: opts.outputs ?? 1 }, () => this.fresh(opType));
+  node(
+    opType: string,
+    inputs: string[],
+    opts: { outputs?: string[] | number; attrs?: Record<string, AttributeValue>; domain?: string; name?: string } = {},
+  ): string[] {
+    const outputs = Array.isArray(opts.outputs)
+      ? opts.outputs
+      : Array.from({ length: opts.outputs ?? 1 }, () => this.fresh(opType));
     const attribute = Object.entries(opts.attrs ?? {}).map(([name, v]) => attributeProto(name, v));
-    this.nodes.push({ opType, input: inputs, output: outputs, attribute, domain: opts.domain ?? '', name: opts.name ?? this.fresh(`node_${opType}`) });
+    this.nodes.push({
+      opType,
+      input: inputs,
+      output: outputs,
+      attribute,
+      domain: opts.domain ?? '',
+      name: opts.name ?? this.fresh(`node_${opType}`),
+    });
     return outputs;
   }
 
@@ -118,7 +140,11 @@ export class OnnxGraphBuilder {
    * Serialize as a ModelProto at IR version 8 with the given opsets. With `external`, every
    * initializer of 1 KiB or more goes to the external data files (the small constants stay inline).
    */
-  serialize(opsets: Record<string, number>, meta: { producer: string; docString?: string }, external?: ExternalDataOptions): SerializedModel {
+  serialize(
+    opsets: Record<string, number>,
+    meta: { producer: string; docString?: string },
+    external?: ExternalDataOptions,
+  ): SerializedModel {
     const externalData = new Map<string, Uint8Array[]>();
     let file = '';
     let fileBytes = 0;
@@ -168,7 +194,12 @@ export class OnnxGraphBuilder {
 function valueInfo(name: string, type: ElemType, dims: Dim[]): ValueInfoProto {
   return {
     name,
-    type: { tensorType: { elemType: ELEM[type], shape: { dim: dims.map((d) => (typeof d === 'number' ? { dimValue: d } : { dimParam: d })) } } },
+    type: {
+      tensorType: {
+        elemType: ELEM[type],
+        shape: { dim: dims.map((d) => (typeof d === 'number' ? { dimValue: d } : { dimParam: d })) },
+      },
+    },
   };
 }
 

@@ -38,14 +38,21 @@ export interface OnnxExport {
 }
 
 /** Build every file of the export in memory (no I/O: usable in the browser as well as in Node). */
-export function onnxExportFiles(ckpt: Checkpoint, sideFiles: Record<string, string>, opts: OnnxExportOptions = {}): OnnxExport {
+export function onnxExportFiles(
+  ckpt: Checkpoint,
+  sideFiles: Record<string, string>,
+  opts: OnnxExportOptions = {},
+): OnnxExport {
   const tensors = opts.adapter ? mergeAdapter(ckpt.config, ckpt.tensors, opts.adapter) : ckpt.tensors;
   const graph = buildDecoderGraph(ckpt.config, tensors);
   const weightBytes = graph.weightBytes();
   const external = opts.externalData === 'always' || weightBytes > INLINE_LIMIT_BYTES;
   const { model, externalData } = graph.serialize(
     ONNX_OPSETS,
-    { producer: opts.producer ?? 'agentark-web', docString: `${ckpt.config.hfArchitecture} decoder exported from ${ckpt.source}${opts.adapter ? ' with a merged LoRA adapter' : ''}` },
+    {
+      producer: opts.producer ?? 'agentark-web',
+      docString: `${ckpt.config.hfArchitecture} decoder exported from ${ckpt.source}${opts.adapter ? ' with a merged LoRA adapter' : ''}`,
+    },
     external ? { fileName: 'model.onnx_data', chunkBytes: opts.chunkBytes ?? DEFAULT_CHUNK_BYTES } : undefined,
   );
   const files: ExportFiles = new Map();
@@ -54,7 +61,12 @@ export function onnxExportFiles(ckpt: Checkpoint, sideFiles: Record<string, stri
   files.set('config.json', exportConfigJson(ckpt, sideFiles['config.json'], externalData.size));
   files.set('generation_config.json', sideFiles['generation_config.json'] ?? defaultGenerationConfig(ckpt));
   for (const [name, text] of Object.entries(sideFiles)) if (!files.has(name)) files.set(name, text);
-  return { files, externalDataFiles: [...externalData.keys()], weightBytes, mergedModules: opts.adapter?.pairs.length ?? 0 };
+  return {
+    files,
+    externalDataFiles: [...externalData.keys()],
+    weightBytes,
+    mergedModules: opts.adapter?.pairs.length ?? 0,
+  };
 }
 
 /**
@@ -67,18 +79,21 @@ function exportConfigJson(ckpt: Checkpoint, original: string | undefined, extern
   json.model_type ??= c.architecture;
   json.head_dim ??= c.headDim;
   json.num_key_value_heads ??= c.numKvHeads;
-  const tjs: Record<string, unknown> = { ...((json['transformers.js_config'] as Record<string, unknown> | undefined) ?? {}), dtype: 'fp32' };
+  const tjs: Record<string, unknown> = {
+    ...((json['transformers.js_config'] as Record<string, unknown> | undefined) ?? {}),
+    dtype: 'fp32',
+  };
   if (externalChunks > 0) tjs.use_external_data_format = externalChunks === 1 ? true : externalChunks;
   else delete tjs.use_external_data_format;
   json['transformers.js_config'] = tjs;
-  return JSON.stringify(json, null, 2) + '\n';
+  return `${JSON.stringify(json, null, 2)}\n`;
 }
 
 function defaultGenerationConfig(ckpt: Checkpoint): string {
   const g: Record<string, unknown> = {};
   if (ckpt.config.bosTokenId !== null) g.bos_token_id = ckpt.config.bosTokenId;
   if (ckpt.eosTokenIds.length) g.eos_token_id = ckpt.eosTokenIds.length === 1 ? ckpt.eosTokenIds[0] : ckpt.eosTokenIds;
-  return JSON.stringify(g, null, 2) + '\n';
+  return `${JSON.stringify(g, null, 2)}\n`;
 }
 
 /**
@@ -112,7 +127,10 @@ export async function writeExport(outDir: string, files: ExportFiles): Promise<v
     throw e;
   }
   const old = `${target}.old-${process.pid}`;
-  const exists = await fs.stat(target).then(() => true, () => false);
+  const exists = await fs.stat(target).then(
+    () => true,
+    () => false,
+  );
   if (exists) await fs.rename(target, old);
   await fs.rename(tmp, target);
   if (exists) await fs.rm(old, { recursive: true, force: true });

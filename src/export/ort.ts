@@ -22,13 +22,22 @@ export async function provideNavigatorGpu(): Promise<void> {
   if (!isNode) return;
   const g = globalThis as unknown as { navigator?: { gpu?: GPU; __agentarkShim?: boolean } };
   if (g.navigator?.__agentarkShim) return;
-  const mod = (await import('webgpu')) as unknown as { create: (flags: string[]) => GPU; globals: Record<string, unknown> };
+  const mod = (await import('webgpu')) as unknown as {
+    create: (flags: string[]) => GPU;
+    globals: Record<string, unknown>;
+  };
   Object.assign(globalThis, mod.globals);
   const dawn = g.navigator?.gpu ?? mod.create([]);
   const wrapDevice = (device: GPUDevice): GPUDevice => {
     const queue = device.queue;
     const write = queue.writeBuffer.bind(queue);
-    queue.writeBuffer = ((buffer: GPUBuffer, offset: number, data: BufferSource, dataOffset?: number, size?: number) => {
+    queue.writeBuffer = ((
+      buffer: GPUBuffer,
+      offset: number,
+      data: BufferSource,
+      dataOffset?: number,
+      size?: number,
+    ) => {
       if (ArrayBuffer.isView(data) && data.buffer instanceof SharedArrayBuffer) {
         const bpe = (data as unknown as { BYTES_PER_ELEMENT?: number }).BYTES_PER_ELEMENT ?? 1;
         const start = data.byteOffset + (dataOffset ?? 0) * bpe;
@@ -43,7 +52,8 @@ export async function provideNavigatorGpu(): Promise<void> {
     adapter &&
     new Proxy(adapter, {
       get(target, prop) {
-        if (prop === 'requestDevice') return async (desc?: GPUDeviceDescriptor) => wrapDevice(await target.requestDevice(desc));
+        if (prop === 'requestDevice')
+          return async (desc?: GPUDeviceDescriptor) => wrapDevice(await target.requestDevice(desc));
         const value = (target as unknown as Record<string | symbol, unknown>)[prop];
         return typeof value === 'function' ? value.bind(target) : value;
       },
@@ -89,7 +99,9 @@ export function loadOrt(ep: OrtEp): Promise<OrtModule> {
   if (!p) {
     p = (async () => {
       if (ep === 'webgpu') await provideNavigatorGpu();
-      const ort = (ep === 'webgpu' ? await import('onnxruntime-web/webgpu') : await import('onnxruntime-web')) as OrtModule & { default?: OrtModule };
+      const ort = (
+        ep === 'webgpu' ? await import('onnxruntime-web/webgpu') : await import('onnxruntime-web')
+      ) as OrtModule & { default?: OrtModule };
       const mod = (ort.InferenceSession ? ort : ort.default) as OrtModule;
       // Node has no cross-origin-isolated worker setup for ORT's threads; one thread suffices for a check.
       if (isNode) mod.env.wasm.numThreads = 1;
@@ -127,14 +139,29 @@ export class OrtDecoder {
     private readonly releaseTicker: () => void,
   ) {}
 
-  static async create(model: Uint8Array, shape: OrtDecoderShape, ep: OrtEp, externalData: { path: string; data: Uint8Array }[] = []): Promise<OrtDecoder> {
+  static async create(
+    model: Uint8Array,
+    shape: OrtDecoderShape,
+    ep: OrtEp,
+    externalData: { path: string; data: Uint8Array }[] = [],
+  ): Promise<OrtDecoder> {
     const ort = await loadOrt(ep);
-    const presentNames = Array.from({ length: shape.numLayers }, (_, i) => [`present.${i}.key`, `present.${i}.value`]).flat();
+    const presentNames = Array.from({ length: shape.numLayers }, (_, i) => [
+      `present.${i}.key`,
+      `present.${i}.value`,
+    ]).flat();
     const options: Ort.InferenceSession.SessionOptions = {
       executionProviders: [ep],
       graphOptimizationLevel: 'all',
       ...(externalData.length ? { externalData } : {}),
-      ...(ep === 'webgpu' ? { preferredOutputLocation: Object.fromEntries([['logits', 'cpu'], ...presentNames.map((n) => [n, 'gpu-buffer'])]) } : {}),
+      ...(ep === 'webgpu'
+        ? {
+            preferredOutputLocation: Object.fromEntries([
+              ['logits', 'cpu'],
+              ...presentNames.map((n) => [n, 'gpu-buffer']),
+            ]),
+          }
+        : {}),
     };
     const releaseTicker = ep === 'webgpu' ? holdEventLoopTicker() : () => {};
     try {
@@ -150,7 +177,11 @@ export class OrtDecoder {
     const { numLayers, numKvHeads, headDim } = this.shape;
     const tensors = new Map<string, Ort.Tensor>();
     for (let i = 0; i < numLayers; i++) {
-      for (const kind of ['key', 'value']) tensors.set(`past_key_values.${i}.${kind}`, new this.ort.Tensor('float32', new Float32Array(0), [1, numKvHeads, 0, headDim]));
+      for (const kind of ['key', 'value'])
+        tensors.set(
+          `past_key_values.${i}.${kind}`,
+          new this.ort.Tensor('float32', new Float32Array(0), [1, numKvHeads, 0, headDim]),
+        );
     }
     return { tensors, length: 0 };
   }
@@ -162,7 +193,11 @@ export class OrtDecoder {
     const feeds: Record<string, Ort.Tensor> = {
       input_ids: new this.ort.Tensor('int64', BigInt64Array.from(Array.from(ids, BigInt)), [1, n]),
       attention_mask: new this.ort.Tensor('int64', new BigInt64Array(total).fill(1n), [1, total]),
-      position_ids: new this.ort.Tensor('int64', BigInt64Array.from({ length: n }, (_, i) => BigInt(past.length + i)), [1, n]),
+      position_ids: new this.ort.Tensor(
+        'int64',
+        BigInt64Array.from({ length: n }, (_, i) => BigInt(past.length + i)),
+        [1, n],
+      ),
     };
     for (const [name, t] of past.tensors) feeds[name] = t;
     const out = await this.session.run(feeds);

@@ -45,11 +45,18 @@ function fnv(s: string): string {
 export function parseForcedKernels(spec: string | undefined): Partial<Record<KernelFamily, string>> {
   const out: Partial<Record<KernelFamily, string>> = {};
   if (!spec) return out;
-  for (const part of spec.split(',').map((s) => s.trim()).filter(Boolean)) {
+  for (const part of spec
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean)) {
     const [family, variant] = part.split('=').map((s) => s.trim());
     const known = KERNEL_FAMILIES[family as KernelFamily] as readonly string[] | undefined;
-    if (!known) throw new Error(`AGENTARK_KERNELS: unknown kernel family '${family}' (known: ${Object.keys(KERNEL_FAMILIES).join(', ')})`);
-    if (!known.includes(variant)) throw new Error(`AGENTARK_KERNELS: unknown ${family} variant '${variant}' (known: ${known.join(', ')})`);
+    if (!known)
+      throw new Error(
+        `AGENTARK_KERNELS: unknown kernel family '${family}' (known: ${Object.keys(KERNEL_FAMILIES).join(', ')})`,
+      );
+    if (!known.includes(variant))
+      throw new Error(`AGENTARK_KERNELS: unknown ${family} variant '${variant}' (known: ${known.join(', ')})`);
     out[family as KernelFamily] = variant;
   }
   return out;
@@ -67,7 +74,10 @@ function defaultStore(): ChoiceStore {
     const file = async () => {
       const path = await import('node:path');
       const os = await import('node:os');
-      return path.join(process.env.AGENTARK_CACHE_DIR ?? path.join(os.homedir(), '.cache', 'agentark'), 'kernel-choices.json');
+      return path.join(
+        process.env.AGENTARK_CACHE_DIR ?? path.join(os.homedir(), '.cache', 'agentark'),
+        'kernel-choices.json',
+      );
     };
     return {
       async load() {
@@ -112,8 +122,19 @@ function defaultStore(): ChoiceStore {
 export function adapterKey(gpu: Gpu): string {
   const i = gpu.info;
   const f = i.features;
-  const sources = Object.keys(KERNEL_FAMILIES).length ? shaderSource('matmul', { GEMV: true }) + shaderSource('matmul_splitk', { WG: 64 }) : '';
-  return [i.vendor, i.architecture, i.device, i.description, `f16=${f.f16}`, `subgroups=${f.subgroups}`, `wgs=${i.maxComputeWorkgroupStorageSize}`, `kernels=${fnv(sources)}`].join('|');
+  const sources = Object.keys(KERNEL_FAMILIES).length
+    ? shaderSource('matmul', { GEMV: true }) + shaderSource('matmul_splitk', { WG: 64 })
+    : '';
+  return [
+    i.vendor,
+    i.architecture,
+    i.device,
+    i.description,
+    `f16=${f.f16}`,
+    `subgroups=${f.subgroups}`,
+    `wgs=${i.maxComputeWorkgroupStorageSize}`,
+    `kernels=${fnv(sources)}`,
+  ].join('|');
 }
 
 /** Shape class of a GEMV: M as 1 or 2–8 (one sequence or a batch), the exact N and K, the weight type. */
@@ -128,7 +149,11 @@ export class KernelTuner {
   private all: Record<string, Record<string, TuneRecord>> = {};
   private tuningMs = 0;
 
-  private constructor(gpu: Gpu, private readonly store: ChoiceStore, forcedSpec: string | undefined) {
+  private constructor(
+    gpu: Gpu,
+    private readonly store: ChoiceStore,
+    forcedSpec: string | undefined,
+  ) {
     this.adapterKey = adapterKey(gpu);
     this.forced = parseForcedKernels(forcedSpec);
   }
@@ -137,7 +162,8 @@ export class KernelTuner {
     const env = typeof process !== 'undefined' ? process.env?.AGENTARK_KERNELS : undefined;
     const tuner = new KernelTuner(gpu, opts.store ?? defaultStore(), opts.forced ?? env);
     tuner.all = await tuner.store.load();
-    for (const [shape, r] of Object.entries(tuner.all[tuner.adapterKey] ?? {})) tuner.records.set(shape, { ...r, source: 'cached' });
+    for (const [shape, r] of Object.entries(tuner.all[tuner.adapterKey] ?? {}))
+      tuner.records.set(shape, { ...r, source: 'cached' });
     return tuner;
   }
 
@@ -170,7 +196,9 @@ export class KernelTuner {
 }
 
 /** The [N, K] and weight type of every linear weight shard a model multiplies by (what GEMV sees). */
-export function modelLinearShapes(model: Pick<LlamaModel, 'lmHead'> & { layers: readonly LayerWeights<unknown>[] }): { n: number; k: number; dtype: 'f16' | 'f32' }[] {
+export function modelLinearShapes(
+  model: Pick<LlamaModel, 'lmHead'> & { layers: readonly LayerWeights<unknown>[] },
+): { n: number; k: number; dtype: 'f16' | 'f32' }[] {
   const out: { n: number; k: number; dtype: 'f16' | 'f32' }[] = [];
   const add = (w: unknown) => {
     const g = w as { cols?: number; dtype?: string; shards?: { rows: number }[] };

@@ -8,7 +8,19 @@ import { GpuError } from '../gpu/device';
 import type { Backend, KvCacheShape, WeightShape } from './backend';
 import type { TrainOps } from './train-backend';
 import { GpuTrainOps } from './train-gpu';
-import { checkAgainstWgsl, declareKernel, groups1d, invocations, size2d, KernelError, packUniform, uniformKey, workgroupDefines, type Kernel, type ParamTypes, type ParamValues } from './kernel';
+import {
+  checkAgainstWgsl,
+  declareKernel,
+  groups1d,
+  invocations,
+  size2d,
+  KernelError,
+  packUniform,
+  uniformKey,
+  type Kernel,
+  type ParamTypes,
+  type ParamValues,
+} from './kernel';
 import { gemvShapeKey, KERNEL_FAMILIES, parseForcedKernels, type GemvVariant, type KernelTuner } from './autotune';
 import { attentionChunkRows, loadShaders, shaderSource, type ShaderDefines } from './shaders';
 
@@ -78,9 +90,21 @@ const matmulBindings = {
   y: (p: ParamValues<typeof matmulParams>) => (p.M === 0 ? 0 : (p.M - 1) * p.ldy + p.nOffset + p.N),
 };
 /** Y[M, nOffset..nOffset+N] = X·Wᵀ (+ bias): register-tiled, each invocation a 4x4 output tile. */
-export const MATMUL = declareKernel({ name: 'matmul', shader: 'matmul', workgroupSize: [8, 8], params: matmulParams, bindings: matmulBindings });
+export const MATMUL = declareKernel({
+  name: 'matmul',
+  shader: 'matmul',
+  workgroupSize: [8, 8],
+  params: matmulParams,
+  bindings: matmulBindings,
+});
 /** The same product for few rows, GPU-class: one workgroup per column splits K and reduces in workgroup memory. */
-export const MATMUL_SPLITK = declareKernel({ name: 'matmul(gemv-splitk)', shader: 'matmul_splitk', workgroupSize: 64, params: matmulParams, bindings: matmulBindings });
+export const MATMUL_SPLITK = declareKernel({
+  name: 'matmul(gemv-splitk)',
+  shader: 'matmul_splitk',
+  workgroupSize: 64,
+  params: matmulParams,
+  bindings: matmulBindings,
+});
 /** The same product for few rows (decode): a 1-D grid over column quads. */
 export const MATMUL_GEMV = declareKernel({
   name: 'matmul(gemv)',
@@ -175,7 +199,6 @@ export const RESIDUAL_ADD = declareKernel({
  */
 export const PREFILL_ATTENTION_MIN_TOKENS = 16;
 
-
 /** Bind groups kept for reuse (a decode step of a 24-layer model records a few hundred). */
 const BIND_GROUP_CACHE = 4096;
 
@@ -188,7 +211,9 @@ export class GpuBackend implements Backend<GpuTensor, GpuWeight, GpuIndices> {
   /** Picks GEMV variants per shape class (null: the register-tiled kernel, untuned). */
   tuner: KernelTuner | null = null;
   /** Force one GEMV variant regardless of the tuner (tests; AGENTARK_KERNELS=gemv=... in Node). */
-  gemvKernel: 'auto' | GemvVariant = ((typeof process !== 'undefined' && parseForcedKernels(process.env?.AGENTARK_KERNELS).gemv) || 'auto') as 'auto' | GemvVariant;
+  gemvKernel: 'auto' | GemvVariant = ((typeof process !== 'undefined' &&
+    parseForcedKernels(process.env?.AGENTARK_KERNELS).gemv) ||
+    'auto') as 'auto' | GemvVariant;
   /** Which attention kernel runs: by token count ('auto'), or one forced (benchmarks, tests). */
   attentionKernel: 'auto' | 'tiled' | 'per-query' = 'auto';
 
@@ -469,7 +494,11 @@ export class GpuBackend implements Backend<GpuTensor, GpuWeight, GpuIndices> {
     weightType: 'f16' | 'f32',
   ): void {
     if (params.M <= 8) {
-      const variant = this.gemvKernel !== 'auto' ? this.gemvKernel : (this.tuner?.choice('gemv', gemvShapeKey(params.M, params.N, params.K, weightType), 'register') ?? 'register');
+      const variant =
+        this.gemvKernel !== 'auto'
+          ? this.gemvKernel
+          : (this.tuner?.choice('gemv', gemvShapeKey(params.M, params.N, params.K, weightType), 'register') ??
+            'register');
       this.runGemv(variant as GemvVariant, params, buffers, defines, weightType);
     } else {
       const [wx, wy] = size2d(MATMUL.workgroupSize);
@@ -480,9 +509,16 @@ export class GpuBackend implements Backend<GpuTensor, GpuWeight, GpuIndices> {
     }
   }
 
-  private runGemv(variant: GemvVariant, params: ParamValues<typeof MATMUL.params>, buffers: Record<'x' | 'w' | 'bias' | 'y', Bindable>, defines: ShaderDefines, weightType: 'f16' | 'f32'): void {
+  private runGemv(
+    variant: GemvVariant,
+    params: ParamValues<typeof MATMUL.params>,
+    buffers: Record<'x' | 'w' | 'bias' | 'y', Bindable>,
+    defines: ShaderDefines,
+    weightType: 'f16' | 'f32',
+  ): void {
     if (variant === 'splitk') this.run(MATMUL_SPLITK, params, buffers, params.N, { defines, weightType });
-    else this.run(MATMUL_GEMV, params, buffers, groups1d(MATMUL_GEMV, Math.ceil(params.N / 4)), { defines, weightType });
+    else
+      this.run(MATMUL_GEMV, params, buffers, groups1d(MATMUL_GEMV, Math.ceil(params.N / 4)), { defines, weightType });
   }
 
   /**
@@ -504,7 +540,11 @@ export class GpuBackend implements Backend<GpuTensor, GpuWeight, GpuIndices> {
         const x = this.tensor(m * k, 'tune.x');
         const y = this.tensor(m * n, 'tune.y');
         const bytes = dtype === 'f16' ? 2 : 4;
-        const w = this.gpu.createBuffer(Math.max(16, Math.ceil((n * k * bytes) / 4) * 4), GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST, 'tune.w');
+        const w = this.gpu.createBuffer(
+          Math.max(16, Math.ceil((n * k * bytes) / 4) * 4),
+          GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST,
+          'tune.w',
+        );
         const params = { M: m, N: n, K: k, nOffset: 0, ldy: n, hasBias: 0 };
         const buffers = { x, w, bias: this.dummy, y };
         const defines = { VEC4: k % 4 === 0 };

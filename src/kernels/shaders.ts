@@ -8,7 +8,37 @@
 export type ShaderDefines = Record<string, boolean | number>;
 
 /** Every file in shaders/, forward ops first; each has a CPU twin and a test. */
-export const SHADER_NAMES = ['matmul', 'embedding', 'rmsnorm', 'rope', 'kv_write', 'attention', 'attention_prefill', 'swiglu', 'residual_add', 'matmul_backward', 'bias_backward', 'rmsnorm_backward', 'rope_backward', 'attention_backward_dq', 'attention_backward_dkv', 'kv_gather', 'swiglu_backward', 'embedding_backward', 'cross_entropy', 'dropout', 'sum_squares', 'adamw', 'sgd', 'fill', 'scale_rows', 'matmul_q', 'embedding_q', 'matmul_q_backward', 'matmul_splitk'] as const;
+export const SHADER_NAMES = [
+  'matmul',
+  'embedding',
+  'rmsnorm',
+  'rope',
+  'kv_write',
+  'attention',
+  'attention_prefill',
+  'swiglu',
+  'residual_add',
+  'matmul_backward',
+  'bias_backward',
+  'rmsnorm_backward',
+  'rope_backward',
+  'attention_backward_dq',
+  'attention_backward_dkv',
+  'kv_gather',
+  'swiglu_backward',
+  'embedding_backward',
+  'cross_entropy',
+  'dropout',
+  'sum_squares',
+  'adamw',
+  'sgd',
+  'fill',
+  'scale_rows',
+  'matmul_q',
+  'embedding_q',
+  'matmul_q_backward',
+  'matmul_splitk',
+] as const;
 export type ShaderName = (typeof SHADER_NAMES)[number];
 
 const sources = new Map<string, string>();

@@ -312,7 +312,10 @@ export async function estimatePeakBytes(config: ModelConfig, opts: MemoryPlanOpt
       seqLen: t.seqLen,
     };
     await trainer.stepOn([micro]);
-    describe = `${opts.weights} weights, ` + `${mode === 'lora' ? `LoRA rank ${trainer.opts.rank} on ${trainer.opts.targets.join(',')}` : 'full fine-tuning'}` + `, batch ${t.batch} x ${t.seqLen} tokens${t.recompute ? ', --recompute' : ''}`;
+    describe =
+      `${opts.weights} weights, ` +
+      `${mode === 'lora' ? `LoRA rank ${trainer.opts.rank} on ${trainer.opts.targets.join(',')}` : 'full fine-tuning'}` +
+      `, batch ${t.batch} x ${t.seqLen} tokens${t.recompute ? ', --recompute' : ''}`;
   } else {
     const slots = opts.maxBatch ?? 1;
     const cache = model.createCache(slots, contextLength);
@@ -359,12 +362,14 @@ export function checkMemoryPlan(estimate: MemoryEstimate, limits: MemoryLimits, 
   const binding = Math.min(limits.maxBufferSize, limits.maxStorageBufferBindingSize);
   if (estimate.largestBufferBytes > binding) {
     throw new MemoryPlanError(
-      `${estimate.describe}: one activation buffer needs ${mib(estimate.largestBufferBytes)}, ` + `above this adapter's largest buffer (${mib(binding)}). Try ${advice.filter((a) => !a.startsWith('--quantize')).join(', or ')}.`,
+      `${estimate.describe}: one activation buffer needs ${mib(estimate.largestBufferBytes)}, ` +
+        `above this adapter's largest buffer (${mib(binding)}). Try ${advice.filter((a) => !a.startsWith('--quantize')).join(', or ')}.`,
     );
   }
   if (limits.budgetBytes !== undefined && estimate.peakBytes > limits.budgetBytes) {
     throw new MemoryPlanError(
-      `${estimate.describe}: needs about ${mib(estimate.peakBytes)} of GPU memory (weights ${mib(estimate.weightBytes)}), ` + `above the budget of ${mib(limits.budgetBytes)}. Try ${advice.join(', or ')}.`,
+      `${estimate.describe}: needs about ${mib(estimate.peakBytes)} of GPU memory (weights ${mib(estimate.weightBytes)}), ` +
+        `above the budget of ${mib(limits.budgetBytes)}. Try ${advice.join(', or ')}.`,
     );
   }
 }

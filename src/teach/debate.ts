@@ -116,7 +116,10 @@ function pickEngine(engines: Engines, key: string | undefined): ChatEngine {
   if (isEngine(engines)) return engines;
   const k = key ?? 'default';
   const e = engines[k] ?? (key === undefined ? Object.values(engines)[0] : undefined);
-  if (!e) throw new Error(`debate: no engine named ${JSON.stringify(k)} (have: ${Object.keys(engines).join(', ') || 'none'})`);
+  if (!e)
+    throw new Error(
+      `debate: no engine named ${JSON.stringify(k)} (have: ${Object.keys(engines).join(', ') || 'none'})`,
+    );
   return e;
 }
 
@@ -139,16 +142,30 @@ function quote(text: string, max?: number): string {
  * The debate for small models (the embedded demo model is trained on exactly this): compact
  * wording, the others' final answers only, the question restated in later rounds.
  */
-export const SMALL_MODEL_DEBATE = { promptStyle: 'compact', quote: 'answer', restateQuestion: true } as const satisfies Pick<DebateOptions, 'promptStyle' | 'quote' | 'restateQuestion'>;
+export const SMALL_MODEL_DEBATE = {
+  promptStyle: 'compact',
+  quote: 'answer',
+  restateQuestion: true,
+} as const satisfies Pick<DebateOptions, 'promptStyle' | 'quote' | 'restateQuestion'>;
 
 /**
  * The user turn of a later round: the other agents' latest answers and the request to revise;
  * with `question`, the question is repeated just before the request.
  */
-export function debateTurn(task: Task, others: { name: string; answer: string }[], max?: number, style: PromptStyle = 'default', question?: string): string {
+export function debateTurn(
+  task: Task,
+  others: { name: string; answer: string }[],
+  max?: number,
+  style: PromptStyle = 'default',
+  question?: string,
+): string {
   const quoted = others.map((o) => `--- ${o.name} ---\n${quote(o.answer, max)}`).join('\n\n');
   const again = question === undefined ? '' : `Question: ${question}\n\n`;
-  if (style === 'compact') return `Answers from the other agents:\n\n${quoted}\n\n${again}` + `Check each step, yours and theirs, and give your corrected solution. ${answerFormatInstruction(task, 'compact')}`;
+  if (style === 'compact')
+    return (
+      `Answers from the other agents:\n\n${quoted}\n\n${again}` +
+      `Check each step, yours and theirs, and give your corrected solution. ${answerFormatInstruction(task, 'compact')}`
+    );
   return (
     `Here are the latest solutions from the other agents:\n\n${quoted}\n\n${again}` +
     'Use their reasoning as additional evidence, but think for yourself: check every step, yours and theirs, ' +
@@ -158,9 +175,16 @@ export function debateTurn(task: Task, others: { name: string; answer: string }[
 }
 
 /** The aggregator's user turn: the question and every agent's final answer. */
-export function aggregatorPrompt(task: Task, question: string, finals: { name: string; answer: string }[], max?: number, style: PromptStyle = 'default'): string {
+export function aggregatorPrompt(
+  task: Task,
+  question: string,
+  finals: { name: string; answer: string }[],
+  max?: number,
+  style: PromptStyle = 'default',
+): string {
   const quoted = finals.map((o) => `--- ${o.name} ---\n${quote(o.answer, max)}`).join('\n\n');
-  if (style === 'compact') return `Question:\n${question}\n\nFinal answers of the agents:\n\n${quoted}\n\nState the correct final answer. ${answerFormatInstruction(task, 'compact')}`;
+  if (style === 'compact')
+    return `Question:\n${question}\n\nFinal answers of the agents:\n\n${quoted}\n\nState the correct final answer. ${answerFormatInstruction(task, 'compact')}`;
   return (
     `Question:\n${question}\n\nSeveral agents debated this question. Their final solutions are:\n\n${quoted}\n\n` +
     'Weigh the arguments, identify which reasoning is correct, and state the single final answer with a brief justification. ' +
@@ -171,7 +195,9 @@ export function aggregatorPrompt(task: Task, question: string, finals: { name: s
 /** The aggregator's system prompt. */
 export function aggregatorSystemPrompt(task: Task, custom?: string, style: PromptStyle = 'default'): string {
   if (custom) return `${custom} ${answerFormatInstruction(task, style)}`;
-  return style === 'compact' ? `You judge a debate between agents. ${answerFormatInstruction(task, 'compact')}` : `You are the impartial judge of a debate between several agents. ${answerFormatInstruction(task)}`;
+  return style === 'compact'
+    ? `You judge a debate between agents. ${answerFormatInstruction(task, 'compact')}`
+    : `You are the impartial judge of a debate between several agents. ${answerFormatInstruction(task)}`;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -231,8 +257,22 @@ interface CallResult {
   finish_reason: FinishReason;
 }
 
-async function call(engine: ChatEngine, model: string, messages: ChatMessage[], params: SamplingParams, signal: AbortSignal | undefined, id: string): Promise<CallResult> {
-  const req = { messages, model, temperature: params.temperature, top_p: params.top_p, max_tokens: params.max_tokens, ...(params.seed !== null ? { seed: params.seed } : {}) };
+async function call(
+  engine: ChatEngine,
+  model: string,
+  messages: ChatMessage[],
+  params: SamplingParams,
+  signal: AbortSignal | undefined,
+  id: string,
+): Promise<CallResult> {
+  const req = {
+    messages,
+    model,
+    temperature: params.temperature,
+    top_p: params.top_p,
+    max_tokens: params.max_tokens,
+    ...(params.seed !== null ? { seed: params.seed } : {}),
+  };
   try {
     const r = await complete(engine, req, { signal, label: `question ${id}` });
     return { completion: r.text, usage: r.usage, latencyMs: r.latencyMs, finish_reason: r.finishReason };
@@ -243,7 +283,10 @@ async function call(engine: ChatEngine, model: string, messages: ChatMessage[], 
 }
 
 /** Majority vote over extracted answers; ties go to the answer first given by the earliest agent. */
-export function majorityVote(task: Task, answers: (string | null)[]): { answer: string | null; votes: { answer: string; count: number }[] } {
+export function majorityVote(
+  task: Task,
+  answers: (string | null)[],
+): { answer: string | null; votes: { answer: string; count: number }[] } {
   const groups: { answer: string; count: number; first: number }[] = [];
   answers.forEach((a, i) => {
     if (a == null) return;
@@ -252,18 +295,25 @@ export function majorityVote(task: Task, answers: (string | null)[]): { answer: 
     else groups.push({ answer: a, count: 1, first: i });
   });
   let best: (typeof groups)[number] | undefined;
-  for (const g of groups) if (!best || g.count > best.count || (g.count === best.count && g.first < best.first)) best = g;
+  for (const g of groups)
+    if (!best || g.count > best.count || (g.count === best.count && g.first < best.first)) best = g;
   return { answer: best?.answer ?? null, votes: groups.map(({ answer, count }) => ({ answer, count })) };
 }
 
 /** Runs the full debate for one question and returns its trajectory record (not written anywhere). */
-export async function runDebate(question: Question, opts: DebateOptions, engines: Engines | undefined = opts.engines, signal?: AbortSignal): Promise<TrajectoryRecord> {
+export async function runDebate(
+  question: Question,
+  opts: DebateOptions,
+  engines: Engines | undefined = opts.engines,
+  signal?: AbortSignal,
+): Promise<TrajectoryRecord> {
   if (!engines) throw new Error('debate: no engine given (pass engines or opts.engines)');
   const task = (opts.task ?? question.task) as Task;
   if (!isTask(task)) throw new Error(`debate: unknown task ${JSON.stringify(task)}`);
   const rounds = opts.rounds ?? 2;
   if (!(rounds >= 1)) throw new Error(`debate: rounds must be >= 1, got ${rounds}`);
-  if (opts.quote !== undefined && opts.quote !== 'solution' && opts.quote !== 'answer') throw new Error(`debate: quote must be 'solution' or 'answer', got ${JSON.stringify(opts.quote)}`);
+  if (opts.quote !== undefined && opts.quote !== 'solution' && opts.quote !== 'answer')
+    throw new Error(`debate: quote must be 'solution' or 'answer', got ${JSON.stringify(opts.quote)}`);
   const aggKind = opts.aggregator ?? 'llm';
   const agents = resolveAgents(task, opts, engines);
   const ref = referenceAnswer(task, String(question.answer ?? ''));
@@ -295,16 +345,41 @@ export async function runDebate(question: Question, opts: DebateOptions, engines
     if (r > 1) {
       agents.forEach((_a, i) => {
         const others = agents.map((b, j) => ({ name: b.name, answer: latest[j]! })).filter((_, j) => j !== i);
-        convs[i]!.push({ role: 'user', content: debateTurn(task, others, opts.maxQuotedChars, opts.promptStyle, opts.restateQuestion ? qText : undefined) });
+        convs[i]!.push({
+          role: 'user',
+          content: debateTurn(
+            task,
+            others,
+            opts.maxQuotedChars,
+            opts.promptStyle,
+            opts.restateQuestion ? qText : undefined,
+          ),
+        });
       });
     }
     const messages = await Promise.all(
       agents.map(async (a, i): Promise<AgentMessage> => {
-        const params: SamplingParams = { temperature: a.temperature, top_p: a.top_p, max_tokens: a.max_tokens, seed: a.seed === null ? null : a.seed + 1000 * (r - 1) };
+        const params: SamplingParams = {
+          temperature: a.temperature,
+          top_p: a.top_p,
+          max_tokens: a.max_tokens,
+          seed: a.seed === null ? null : a.seed + 1000 * (r - 1),
+        };
         const prompt = convs[i]!.map((m) => ({ ...m }));
         const res = await call(a.engine, a.model, prompt, params, signal, question.id);
         const g = grade(res.completion);
-        return { agent: a.name, model: a.model, params, prompt, completion: res.completion, usage: res.usage, latencyMs: res.latencyMs, extracted: g.extracted, correct: g.correct, finish_reason: res.finish_reason };
+        return {
+          agent: a.name,
+          model: a.model,
+          params,
+          prompt,
+          completion: res.completion,
+          usage: res.usage,
+          latencyMs: res.latencyMs,
+          extracted: g.extracted,
+          correct: g.correct,
+          finish_reason: res.finish_reason,
+        };
       }),
     );
     messages.forEach((m, i) => {
@@ -322,7 +397,12 @@ export async function runDebate(question: Question, opts: DebateOptions, engines
   );
   let aggregator: AggregatorRecord;
   if (aggKind === 'vote') {
-    aggregator = { kind: 'vote', extracted: vote.answer, correct: ref !== null && answersEqual(task, vote.answer, ref), votes: vote.votes };
+    aggregator = {
+      kind: 'vote',
+      extracted: vote.answer,
+      correct: ref !== null && answersEqual(task, vote.answer, ref),
+      votes: vote.votes,
+    };
   } else {
     const spec = opts.aggregatorSpec ?? {};
     const engine = pickEngine(engines, spec.engine);
@@ -335,12 +415,32 @@ export async function runDebate(question: Question, opts: DebateOptions, engines
     };
     const prompt: ChatMessage[] = [
       { role: 'system', content: aggregatorSystemPrompt(task, spec.systemPrompt, opts.promptStyle) },
-      { role: 'user', content: aggregatorPrompt(task, qText, agents.map((a, i) => ({ name: a.name, answer: latest[i]! })), opts.maxQuotedChars, opts.promptStyle) },
+      {
+        role: 'user',
+        content: aggregatorPrompt(
+          task,
+          qText,
+          agents.map((a, i) => ({ name: a.name, answer: latest[i]! })),
+          opts.maxQuotedChars,
+          opts.promptStyle,
+        ),
+      },
     ];
     const res = await call(engine, model, prompt, params, signal, question.id);
     count(res.usage);
     const g = grade(res.completion);
-    aggregator = { kind: 'llm', model, params, prompt, completion: res.completion, usage: res.usage, latencyMs: res.latencyMs, finish_reason: res.finish_reason, extracted: g.extracted, correct: g.correct };
+    aggregator = {
+      kind: 'llm',
+      model,
+      params,
+      prompt,
+      completion: res.completion,
+      usage: res.usage,
+      latencyMs: res.latencyMs,
+      finish_reason: res.finish_reason,
+      extracted: g.extracted,
+      correct: g.correct,
+    };
     if (g.extracted === null && vote.answer !== null) {
       aggregator.fallback = 'vote';
       aggregator.votes = vote.votes;
@@ -402,7 +502,11 @@ export interface DebateSetResult {
  * finished record. Aborting (signal) stops new work, abandons in-flight questions (nothing half
  * is written) and resolves with `aborted: true`.
  */
-export async function runDebateSet(questions: Question[], opts: DebateOptions, set: DebateSetOptions): Promise<DebateSetResult> {
+export async function runDebateSet(
+  questions: Question[],
+  opts: DebateOptions,
+  set: DebateSetOptions,
+): Promise<DebateSetResult> {
   const engines = set.engines ?? opts.engines;
   if (!engines) throw new Error('runDebateSet: no engine (set opts.engines)');
   const t0 = performance.now();
@@ -446,7 +550,13 @@ export async function runDebateSet(questions: Question[], opts: DebateOptions, s
       total,
       unit: 'questions',
       ...(rate > 0 ? { etaS: Math.round(left / rate) } : {}),
-      metrics: { accuracy: s.accuracy, calls: s.calls, promptTokens: s.promptTokens, completionTokens: s.completionTokens, failed: failed.length },
+      metrics: {
+        accuracy: s.accuracy,
+        calls: s.calls,
+        promptTokens: s.promptTokens,
+        completionTokens: s.completionTokens,
+        failed: failed.length,
+      },
     });
   };
   progress();

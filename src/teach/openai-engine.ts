@@ -65,7 +65,10 @@ export class OpenAIEngineError extends Error {
   readonly attempt: number;
   readonly attempts: string[];
   readonly retryable: boolean;
-  constructor(message: string, init: { url: string; status?: number; attempt: number; attempts: string[]; retryable: boolean; cause?: unknown }) {
+  constructor(
+    message: string,
+    init: { url: string; status?: number; attempt: number; attempts: string[]; retryable: boolean; cause?: unknown },
+  ) {
     super(message, init.cause === undefined ? undefined : { cause: init.cause });
     this.name = 'OpenAIEngineError';
     this.url = init.url;
@@ -129,7 +132,14 @@ function describe(err: unknown): string {
   return String(err);
 }
 
-const FINISH: Record<string, FinishReason> = { stop: 'stop', length: 'length', abort: 'abort', eos: 'stop', tool_calls: 'stop', content_filter: 'stop' };
+const FINISH: Record<string, FinishReason> = {
+  stop: 'stop',
+  length: 'length',
+  abort: 'abort',
+  eos: 'stop',
+  tool_calls: 'stop',
+  content_filter: 'stop',
+};
 function normFinish(x: unknown): FinishReason {
   return (typeof x === 'string' && FINISH[x]) || 'stop';
 }
@@ -214,7 +224,8 @@ export class OpenAIEngine implements ChatEngine {
     this.onRetry = opts.onRetry;
     this.fetchImpl = opts.fetch ?? globalThis.fetch.bind(globalThis);
     this.sem = new Semaphore(this.concurrency);
-    const create = ((req: ChatCompletionRequest, o?: ChatCompletionOptions) => this.create(req, o)) as ChatEngine['chat']['completions']['create'];
+    const create = ((req: ChatCompletionRequest, o?: ChatCompletionOptions) =>
+      this.create(req, o)) as ChatEngine['chat']['completions']['create'];
     this.chat = { completions: { create } };
   }
 
@@ -267,21 +278,27 @@ export class OpenAIEngine implements ChatEngine {
         release();
         if (ctl.callerAborted || e instanceof AbortError) throw aborted(url);
         if (e instanceof AttemptError) err = e;
-        else if (ctl.timedOut) err = new AttemptError(`timed out after ${this.timeoutMs} ms`, true, undefined, undefined, e);
+        else if (ctl.timedOut)
+          err = new AttemptError(`timed out after ${this.timeoutMs} ms`, true, undefined, undefined, e);
         else err = new AttemptError(`network error: ${describe(e)}`, true, undefined, undefined, e);
       }
       reasons.push(`attempt ${attempt}: ${err.message}`);
       if (!err.retryable || attempt >= maxAttempts) {
         this.stats.failures++;
-        const why = err.retryable ? `gave up after ${attempt} attempt${attempt > 1 ? 's' : ''}` : `failed on attempt ${attempt}/${maxAttempts} (not retryable)`;
-        throw new OpenAIEngineError(`${method} ${url} ${why}: ${err.message}${reasons.length > 1 ? `\n  ${reasons.join('\n  ')}` : ''}`, {
-          url,
-          status: err.status,
-          attempt,
-          attempts: reasons,
-          retryable: err.retryable,
-          cause: err,
-        });
+        const why = err.retryable
+          ? `gave up after ${attempt} attempt${attempt > 1 ? 's' : ''}`
+          : `failed on attempt ${attempt}/${maxAttempts} (not retryable)`;
+        throw new OpenAIEngineError(
+          `${method} ${url} ${why}: ${err.message}${reasons.length > 1 ? `\n  ${reasons.join('\n  ')}` : ''}`,
+          {
+            url,
+            status: err.status,
+            attempt,
+            attempts: reasons,
+            retryable: err.retryable,
+            cause: err,
+          },
+        );
       }
       const delayMs = this.backoff(attempt, err.retryAfterMs);
       this.stats.retries++;
@@ -314,7 +331,8 @@ export class OpenAIEngine implements ChatEngine {
     }
     const retryAfterMs = retryable ? parseRetryAfter(res.headers.get('retry-after')) : undefined;
     throw new AttemptError(
-      `HTTP ${res.status}${res.statusText ? ` ${res.statusText}` : ''}${msg ? `: ${excerpt(msg)}` : ''}` + `${retryAfterMs !== undefined ? ` (Retry-After ${retryAfterMs} ms)` : ''}`,
+      `HTTP ${res.status}${res.statusText ? ` ${res.statusText}` : ''}${msg ? `: ${excerpt(msg)}` : ''}` +
+        `${retryAfterMs !== undefined ? ` (Retry-After ${retryAfterMs} ms)` : ''}`,
       retryable,
       res.status,
       retryAfterMs,
@@ -334,7 +352,8 @@ export class OpenAIEngine implements ChatEngine {
         throw new AttemptError(`malformed JSON from ${url}: ${excerpt(text, 200)}`, true);
       }
       const data = (j as { data?: unknown }).data;
-      if (!Array.isArray(data)) throw new AttemptError(`unexpected response from ${url} (no "data" array): ${excerpt(text, 200)}`, true);
+      if (!Array.isArray(data))
+        throw new AttemptError(`unexpected response from ${url} (no "data" array): ${excerpt(text, 200)}`, true);
       return data.map((m) => String((m as { id?: unknown }).id));
     });
   }
@@ -346,7 +365,10 @@ export class OpenAIEngine implements ChatEngine {
     return JSON.stringify(b);
   }
 
-  create(req: ChatCompletionRequest, opts?: ChatCompletionOptions): Promise<ChatCompletion | AsyncIterable<ChatCompletionChunk>> {
+  create(
+    req: ChatCompletionRequest,
+    opts?: ChatCompletionOptions,
+  ): Promise<ChatCompletion | AsyncIterable<ChatCompletionChunk>> {
     return req.stream ? this.createStream(req, opts?.signal) : this.createOnce(req, opts?.signal);
   }
 
@@ -355,7 +377,12 @@ export class OpenAIEngine implements ChatEngine {
     const body = this.body(req, false);
     try {
       return await this.withRetries('POST', url, signal, async (ctl) => {
-        const res = await this.fetchImpl(url, { method: 'POST', headers: this.headers(true), body, signal: ctl.signal });
+        const res = await this.fetchImpl(url, {
+          method: 'POST',
+          headers: this.headers(true),
+          body,
+          signal: ctl.signal,
+        });
         await this.checkStatus(res);
         const text = await res.text();
         let j: Record<string, unknown>;
@@ -387,7 +414,10 @@ export class OpenAIEngine implements ChatEngine {
   private normCompletion(j: Record<string, unknown>, url: string, text: string): ChatCompletion {
     if (j && typeof j === 'object' && 'error' in j && !('choices' in j)) {
       const e = j.error as { message?: string } | string;
-      throw new AttemptError(`error body from ${url}: ${excerpt(typeof e === 'string' ? e : (e?.message ?? JSON.stringify(e)))}`, true);
+      throw new AttemptError(
+        `error body from ${url}: ${excerpt(typeof e === 'string' ? e : (e?.message ?? JSON.stringify(e)))}`,
+        true,
+      );
     }
     const choices = j.choices;
     if (!Array.isArray(choices) || choices.length === 0) {
@@ -410,10 +440,18 @@ export class OpenAIEngine implements ChatEngine {
     };
   }
 
-  private async createStream(req: ChatCompletionRequest, signal?: AbortSignal): Promise<AsyncIterable<ChatCompletionChunk>> {
+  private async createStream(
+    req: ChatCompletionRequest,
+    signal?: AbortSignal,
+  ): Promise<AsyncIterable<ChatCompletionChunk>> {
     const url = `${this.baseUrl}/chat/completions`;
     const body = this.body(req, true);
-    type Opened = { reader: ReadableStreamDefaultReader<Uint8Array>; first: ChatCompletionChunk[]; rest: string; done: boolean };
+    type Opened = {
+      reader: ReadableStreamDefaultReader<Uint8Array>;
+      first: ChatCompletionChunk[];
+      rest: string;
+      done: boolean;
+    };
     let slotRelease: () => void = () => {};
     let slotCtl: AttemptController | undefined;
     // The attempt covers the headers and the first data event, so glitches there are retried.
@@ -422,7 +460,12 @@ export class OpenAIEngine implements ChatEngine {
       url,
       signal,
       async (ctl) => {
-        const res = await this.fetchImpl(url, { method: 'POST', headers: this.headers(false), body, signal: ctl.signal });
+        const res = await this.fetchImpl(url, {
+          method: 'POST',
+          headers: this.headers(false),
+          body,
+          signal: ctl.signal,
+        });
         await this.checkStatus(res);
         const ctype = res.headers.get('content-type') ?? '';
         if (!ctype.includes('text/event-stream')) {
@@ -432,7 +475,10 @@ export class OpenAIEngine implements ChatEngine {
           try {
             j = JSON.parse(text) as Record<string, unknown>;
           } catch {
-            throw new AttemptError(`malformed response from ${url} (expected an event stream, got ${ctype || 'no content-type'}): ${excerpt(text, 200)}`, true);
+            throw new AttemptError(
+              `malformed response from ${url} (expected an event stream, got ${ctype || 'no content-type'}): ${excerpt(text, 200)}`,
+              true,
+            );
           }
           const c = this.normCompletion(j, url, text);
           return { reader: emptyReader(), first: completionToChunks(c), rest: '', done: true };
@@ -449,7 +495,8 @@ export class OpenAIEngine implements ChatEngine {
           if (r.done) {
             done = true;
             first.push(...parser.end());
-            if (!parser.sawDone && first.length === 0) throw new AttemptError(`stream from ${url} ended before any data`, true);
+            if (!parser.sawDone && first.length === 0)
+              throw new AttemptError(`stream from ${url} ended before any data`, true);
             break;
           }
           first.push(...parser.push(r.value));
@@ -483,8 +530,21 @@ export class OpenAIEngine implements ChatEngine {
               slotCtl?.disarm();
             } catch (e) {
               if (slotCtl?.callerAborted) return;
-              if (slotCtl?.timedOut) throw new OpenAIEngineError(`POST ${url}: stream stalled for more than ${timeoutMs} ms`, { url, attempt: 1, attempts: [], retryable: false, cause: e });
-              throw new OpenAIEngineError(`POST ${url}: stream broke: ${describe(e)}`, { url, attempt: 1, attempts: [], retryable: false, cause: e });
+              if (slotCtl?.timedOut)
+                throw new OpenAIEngineError(`POST ${url}: stream stalled for more than ${timeoutMs} ms`, {
+                  url,
+                  attempt: 1,
+                  attempts: [],
+                  retryable: false,
+                  cause: e,
+                });
+              throw new OpenAIEngineError(`POST ${url}: stream broke: ${describe(e)}`, {
+                url,
+                attempt: 1,
+                attempts: [],
+                retryable: false,
+                cause: e,
+              });
             }
             if (r.done) {
               for (const c of parser.end()) yield c;
@@ -494,7 +554,13 @@ export class OpenAIEngine implements ChatEngine {
             try {
               chunks = parser.push(r.value);
             } catch (e) {
-              throw new OpenAIEngineError(`POST ${url}: ${describe(e)}`, { url, attempt: 1, attempts: [], retryable: false, cause: e });
+              throw new OpenAIEngineError(`POST ${url}: ${describe(e)}`, {
+                url,
+                attempt: 1,
+                attempts: [],
+                retryable: false,
+                cause: e,
+              });
             }
             for (const c of chunks) yield c;
             if (parser.sawDone) return;
@@ -515,7 +581,14 @@ function emptyReader(): ReadableStreamDefaultReader<Uint8Array> {
 function completionToChunks(c: ChatCompletion): ChatCompletionChunk[] {
   const base = { id: c.id, object: 'chat.completion.chunk' as const, created: c.created, model: c.model };
   return [
-    { ...base, choices: c.choices.map((ch) => ({ index: ch.index, delta: { role: 'assistant' as const, content: ch.message.content }, finish_reason: ch.finish_reason })) },
+    {
+      ...base,
+      choices: c.choices.map((ch) => ({
+        index: ch.index,
+        delta: { role: 'assistant' as const, content: ch.message.content },
+        finish_reason: ch.finish_reason,
+      })),
+    },
     { ...base, choices: [], usage: c.usage },
   ];
 }
@@ -583,7 +656,10 @@ export class SSEParser {
     }
     if ('error' in j && !('choices' in j)) {
       const e = j.error as { message?: string } | string;
-      throw new AttemptError(`error event from ${this.url}: ${excerpt(typeof e === 'string' ? e : (e?.message ?? JSON.stringify(e)))}`, true);
+      throw new AttemptError(
+        `error event from ${this.url}: ${excerpt(typeof e === 'string' ? e : (e?.message ?? JSON.stringify(e)))}`,
+        true,
+      );
     }
     const choices = Array.isArray(j.choices) ? j.choices : [];
     const chunk: ChatCompletionChunk = {
@@ -596,7 +672,11 @@ export class SSEParser {
         const delta: ChatCompletionChunk['choices'][number]['delta'] = {};
         if (d.role === 'assistant' || d.role === 'user' || d.role === 'system') delta.role = d.role;
         if (typeof d.content === 'string') delta.content = d.content;
-        return { index: typeof c.index === 'number' ? c.index : i, delta, finish_reason: c.finish_reason == null ? null : normFinish(c.finish_reason) };
+        return {
+          index: typeof c.index === 'number' ? c.index : i,
+          delta,
+          finish_reason: c.finish_reason == null ? null : normFinish(c.finish_reason),
+        };
       }),
     };
     const u = normUsage(j.usage);
@@ -629,7 +709,11 @@ export async function collectStream(stream: AsyncIterable<ChatCompletionChunk>):
     object: 'chat.completion',
     created,
     model,
-    choices: Array.from({ length: n }, (_, i) => ({ index: i, message: { role: 'assistant' as const, content: contents[i] ?? '' }, finish_reason: finishes[i] ?? 'stop' })),
+    choices: Array.from({ length: n }, (_, i) => ({
+      index: i,
+      message: { role: 'assistant' as const, content: contents[i] ?? '' },
+      finish_reason: finishes[i] ?? 'stop',
+    })),
     usage: usage ?? { prompt_tokens: 0, completion_tokens: 0, total_tokens: 0 },
   };
 }

@@ -92,7 +92,8 @@ export class WebLLMEngine implements ChatEngine {
     readonly mlc: MLCEngineLike,
     readonly modelId: string,
   ) {
-    const create = ((req: ChatCompletionRequest, o?: ChatCompletionOptions) => this.create(req, o)) as ChatEngine['chat']['completions']['create'];
+    const create = ((req: ChatCompletionRequest, o?: ChatCompletionOptions) =>
+      this.create(req, o)) as ChatEngine['chat']['completions']['create'];
     this.chat = { completions: { create } };
   }
 
@@ -109,7 +110,7 @@ export class WebLLMEngine implements ChatEngine {
     return out;
   }
 
-  private aborted(req: ChatCompletionRequest): ChatCompletion {
+  private aborted(_req: ChatCompletionRequest): ChatCompletion {
     return {
       id: `webllm-aborted-${Date.now()}`,
       object: 'chat.completion',
@@ -120,7 +121,10 @@ export class WebLLMEngine implements ChatEngine {
     };
   }
 
-  async create(req: ChatCompletionRequest, opts?: ChatCompletionOptions): Promise<ChatCompletion | AsyncIterable<ChatCompletionChunk>> {
+  async create(
+    req: ChatCompletionRequest,
+    opts?: ChatCompletionOptions,
+  ): Promise<ChatCompletion | AsyncIterable<ChatCompletionChunk>> {
     const signal = opts?.signal;
     let release: () => void;
     try {
@@ -160,7 +164,10 @@ export class WebLLMEngine implements ChatEngine {
         model: this.modelId,
         choices: choices.map((c, i) => ({
           index: typeof c.index === 'number' ? c.index : i,
-          message: { role: 'assistant' as const, content: String((c.message as { content?: unknown } | undefined)?.content ?? '') },
+          message: {
+            role: 'assistant' as const,
+            content: String((c.message as { content?: unknown } | undefined)?.content ?? ''),
+          },
           finish_reason: signal?.aborted ? 'abort' : finish(c.finish_reason),
         })),
         usage: usageOf(r.usage) ?? { prompt_tokens: 0, completion_tokens: 0, total_tokens: 0 },
@@ -183,7 +190,11 @@ export class WebLLMEngine implements ChatEngine {
               const delta: ChatCompletionChunk['choices'][number]['delta'] = {};
               if (d.role === 'assistant') delta.role = 'assistant';
               if (typeof d.content === 'string') delta.content = d.content;
-              return { index: typeof ch.index === 'number' ? ch.index : i, delta, finish_reason: ch.finish_reason == null ? null : finish(ch.finish_reason) };
+              return {
+                index: typeof ch.index === 'number' ? ch.index : i,
+                delta,
+                finish_reason: ch.finish_reason == null ? null : finish(ch.finish_reason),
+              };
             }),
           };
           const u = usageOf(c.usage);
@@ -201,7 +212,10 @@ export class WebLLMEngine implements ChatEngine {
  * Loads a WebLLM prebuilt model (downloads weights into the browser cache) and wraps it. Browser
  * only in practice: WebLLM needs WebGPU and the Cache/IndexedDB APIs.
  */
-export async function createWebLLMEngine(modelId: string, opts: { onProgress?: ProgressCallback } = {}): Promise<WebLLMEngine> {
+export async function createWebLLMEngine(
+  modelId: string,
+  opts: { onProgress?: ProgressCallback } = {},
+): Promise<WebLLMEngine> {
   const web = await loadWebLLM();
   const mlc = await web.CreateMLCEngine(modelId, {
     initProgressCallback: (r: { progress: number; text?: string }) => {

@@ -7,11 +7,14 @@ describe('arithmetic critic', () => {
     const text = 'Zoe has 8 + 9 = 18 muffins.\nZoe has 18 - 2 = 16 muffins.\n#### 16';
     expect(arithmeticErrors(text)).toEqual([{ expression: '8 + 9 = 18', expected: 17 }]);
     expect(arithmeticChecks(text)).toBe(false);
-    expect(arithmeticErrors('Ben has 3 * 4 = 12 eggs.\nBen has 12 - 5 = 8 eggs.')).toEqual([{ expression: '12 - 5 = 8', expected: 7 }]);
+    expect(arithmeticErrors('Ben has 3 * 4 = 12 eggs.\nBen has 12 - 5 = 8 eggs.')).toEqual([
+      { expression: '12 - 5 = 8', expected: 7 },
+    ]);
   });
 
   it('passes every generated reference solution and a solution with no steps', () => {
-    for (const p of generateProblems({ seed: 3, count: 200, difficulty: 2, split: 'train' })) expect(arithmeticErrors(p.answer), p.answer).toEqual([]);
+    for (const p of generateProblems({ seed: 3, count: 200, difficulty: 2, split: 'train' }))
+      expect(arithmeticErrors(p.answer), p.answer).toEqual([]);
     expect(arithmeticChecks('#### 12')).toBe(true);
   });
 });

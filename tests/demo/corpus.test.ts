@@ -45,9 +45,19 @@ describe('prompts', () => {
   it('are exactly what runDebate sends (round 1, round 2, aggregator)', async () => {
     const p = generateProblems({ seed: 9, count: 1, difficulty: 1, split: 'test' })[0]!;
     const rng = seededRandom(1);
-    const answers = [correctAttempt(p), randomWrongAttempt(p, rng), correctAttempt(p), randomWrongAttempt(p, rng), randomWrongAttempt(p, rng)];
+    const answers = [
+      correctAttempt(p),
+      randomWrongAttempt(p, rng),
+      correctAttempt(p),
+      randomWrongAttempt(p, rng),
+      randomWrongAttempt(p, rng),
+    ];
     const engine = createFakeEngine({ reply: (_req, { call }) => answers[(call - 1) % answers.length]!.text });
-    const rec = await runDebate({ id: p.id, question: p.question, answer: p.answer, task: 'gsm8k' }, { numAgents: 5, rounds: 2, aggregator: 'llm', seed: 1 }, engine);
+    const rec = await runDebate(
+      { id: p.id, question: p.question, answer: p.answer, task: 'gsm8k' },
+      { numAgents: 5, rounds: 2, aggregator: 'llm', seed: 1 },
+      engine,
+    );
     const P = GSM8K_DEBATE_PROMPTS;
     const [r1, r2] = [rec.rounds[0]!.messages, rec.rounds[1]!.messages];
     r1.forEach((m, i) => {
@@ -70,7 +80,13 @@ describe('prompts', () => {
     if (rec.aggregator.kind === 'llm') {
       expect(rec.aggregator.prompt).toEqual([
         { role: 'system', content: P.aggregatorSystem },
-        { role: 'user', content: P.aggregatorUser(p.question, r2.map((m) => ({ name: m.agent, answer: m.completion }))) },
+        {
+          role: 'user',
+          content: P.aggregatorUser(
+            p.question,
+            r2.map((m) => ({ name: m.agent, answer: m.completion })),
+          ),
+        },
       ]);
     }
   });
@@ -113,7 +129,9 @@ describe('wrong attempts', () => {
   });
 
   it('a slip propagates: later lines compute correctly from the wrong value', () => {
-    const p = generateProblems({ seed: 1, count: 50, difficulty: 0, split: 'train' }).find((q) => q.steps[1]!.aFrom === 0)!;
+    const p = generateProblems({ seed: 1, count: 50, difficulty: 0, split: 'train' }).find(
+      (q) => q.steps[1]!.aFrom === 0,
+    )!;
     const correctFirst = p.answer.split('\n')[0]!;
     let lines: string[] = [];
     for (let s = 0; s < 1000; s++) {
@@ -136,13 +154,19 @@ describe('demoCorpus', () => {
   it('is deterministic by seed', () => {
     const some = problems.slice(0, 100);
     expect(demoCorpus({ seed: 1, problems: some })).toEqual(demoCorpus({ seed: 1, problems: some }));
-    expect(toTrainingJsonl(demoCorpus({ seed: 1, problems: some }))).not.toBe(toTrainingJsonl(demoCorpus({ seed: 2, problems: some })));
+    expect(toTrainingJsonl(demoCorpus({ seed: 1, problems: some }))).not.toBe(
+      toTrainingJsonl(demoCorpus({ seed: 2, problems: some })),
+    );
   });
 
   it('follows the mix', () => {
     const counts = (rs: DemoRow[]) => ['single', 'debate', 'aggregator'].map((k) => byKind(rs, k).length);
     expect(counts(rows)).toEqual([1000, expect.closeTo(500, -2), expect.closeTo(250, -2)]);
-    const custom = demoCorpus({ seed: 4, problems: problems.slice(0, 200), mix: { single: 0, debate: 2, aggregator: 0.5 } });
+    const custom = demoCorpus({
+      seed: 4,
+      problems: problems.slice(0, 200),
+      mix: { single: 0, debate: 2, aggregator: 0.5 },
+    });
     const [s, d, a] = counts(custom);
     expect(s).toBe(0);
     expect(d).toBe(400);
@@ -182,14 +206,19 @@ describe('demoCorpus', () => {
       expect(names).toHaveLength(4);
       expect(new Set(names).size).toBe(4);
       // What the row says was shown matches the text.
-      const shownFinals = [r.prompt[2]!.content, ...turn.split(/^--- agent\d ---$/m).slice(1)].map((t) => Number(/#### (\d+)/.exec(t)![1]));
+      const shownFinals = [r.prompt[2]!.content, ...turn.split(/^--- agent\d ---$/m).slice(1)].map((t) =>
+        Number(/#### (\d+)/.exec(t)![1]),
+      );
       expect(shownFinals).toEqual(r.meta.shown);
       if (!r.meta.majorityCorrect) majorityWrong++;
       if (r.meta.shown![0] !== p.final) ownWrong++;
       if (!r.meta.shown!.includes(p.final)) allWrong++;
     }
     const n = debate.length;
-    console.log(`debate rows: ${n}; own answer wrong ${((100 * ownWrong) / n).toFixed(0)}%, ` + `majority wrong ${((100 * majorityWrong) / n).toFixed(0)}%, all wrong ${((100 * allWrong) / n).toFixed(0)}%`);
+    console.log(
+      `debate rows: ${n}; own answer wrong ${((100 * ownWrong) / n).toFixed(0)}%, ` +
+        `majority wrong ${((100 * majorityWrong) / n).toFixed(0)}%, all wrong ${((100 * allWrong) / n).toFixed(0)}%`,
+    );
     expect(majorityWrong / n).toBeGreaterThan(0.2);
     expect(majorityWrong / n).toBeLessThan(0.55);
     expect(ownWrong / n).toBeGreaterThan(0.35);
@@ -205,8 +234,14 @@ describe('demoCorpus', () => {
       expect([...r.messages[1]!.content.matchAll(/^--- agent\d ---$/gm)]).toHaveLength(5);
       expect(r.messages[2]!.content).toBe(`#### ${r.meta.final}`);
     }
-    const full = demoCorpus({ seed: 4, problems: problems.slice(0, 20), mix: { single: 0, debate: 0, aggregator: 1 }, aggregatorTarget: 'solution' });
-    for (const r of full) expect(rowMessages(r).at(-1)!.content).toBe(problems.find((q) => q.id === r.meta.problemId)!.answer);
+    const full = demoCorpus({
+      seed: 4,
+      problems: problems.slice(0, 20),
+      mix: { single: 0, debate: 0, aggregator: 1 },
+      aggregatorTarget: 'solution',
+    });
+    for (const r of full)
+      expect(rowMessages(r).at(-1)!.content).toBe(problems.find((q) => q.id === r.meta.problemId)!.answer);
   });
 
   it('rows tokenize through the chat template with labels only on the trained assistant turn', () => {
@@ -238,12 +273,22 @@ describe('demoCorpus', () => {
       const t = new HFTokenizer(files.tokenizerJson, files.tokenizerConfig);
       const out: Record<string, { mean: number; max: number; labelled: number }> = {};
       for (const kind of ['single', 'debate', 'aggregator']) {
-        const ex = byKind(rs, kind).slice(0, 300).map((r) => tokenizeRow(r, t, { maxLength: 4096 }, kind));
+        const ex = byKind(rs, kind)
+          .slice(0, 300)
+          .map((r) => tokenizeRow(r, t, { maxLength: 4096 }, kind));
         const lens = ex.map((e) => e.inputIds.length);
         const lab = ex.map((e) => e.labels.filter((l) => l !== IGNORE_INDEX).length);
-        out[kind] = { mean: Math.round(lens.reduce((a, b) => a + b, 0) / lens.length), max: Math.max(...lens), labelled: Math.round(lab.reduce((a, b) => a + b, 0) / lab.length) };
+        out[kind] = {
+          mean: Math.round(lens.reduce((a, b) => a + b, 0) / lens.length),
+          max: Math.max(...lens),
+          labelled: Math.round(lab.reduce((a, b) => a + b, 0) / lab.length),
+        };
       }
-      console.log(`${label}, difficulty ${difficulty}, vocab ${files.size}: ${Object.entries(out).map(([k, v]) => `${k} ${v.mean} (max ${v.max}, labelled ${v.labelled})`).join('; ')}`);
+      console.log(
+        `${label}, difficulty ${difficulty}, vocab ${files.size}: ${Object.entries(out)
+          .map(([k, v]) => `${k} ${v.mean} (max ${v.max}, labelled ${v.labelled})`)
+          .join('; ')}`,
+      );
       return out;
     };
     const d0 = measure('debate.ts prompts', GSM8K_DEBATE_PROMPTS, 0);
@@ -262,11 +307,29 @@ describe('selfPlayRows', () => {
     const P = COMPACT_DEBATE_PROMPTS;
     const records = [];
     for (const p of ps) {
-      const answers = [correctAttempt(p), randomWrongAttempt(p, rng), correctAttempt(p), randomWrongAttempt(p, rng), correctAttempt(p)];
+      const answers = [
+        correctAttempt(p),
+        randomWrongAttempt(p, rng),
+        correctAttempt(p),
+        randomWrongAttempt(p, rng),
+        correctAttempt(p),
+      ];
       const engine = createFakeEngine({ reply: (_req, { call }) => answers[(call - 1) % answers.length]!.text });
-      records.push(await runDebate({ id: p.id, question: p.question, answer: p.answer, task: 'gsm8k' }, { numAgents: 5, rounds: 2, aggregator: 'vote', promptStyle: 'compact', seed: 1 }, engine));
+      records.push(
+        await runDebate(
+          { id: p.id, question: p.question, answer: p.answer, task: 'gsm8k' },
+          { numAgents: 5, rounds: 2, aggregator: 'vote', promptStyle: 'compact', seed: 1 },
+          engine,
+        ),
+      );
     }
-    const out = selfPlayRows(records, { seed: 3, prompts: P, debatePerQuestion: 3, aggregatorPerQuestion: 1, singlePerQuestion: 1 });
+    const out = selfPlayRows(records, {
+      seed: 3,
+      prompts: P,
+      debatePerQuestion: 3,
+      aggregatorPerQuestion: 1,
+      singlePerQuestion: 1,
+    });
     expect(byKind(out, 'debate')).toHaveLength(18);
     expect(byKind(out, 'aggregator')).toHaveLength(6);
     expect(byKind(out, 'single')).toHaveLength(6);
@@ -277,13 +340,20 @@ describe('selfPlayRows', () => {
       if (r.meta.kind === 'debate') {
         if (!('prompt' in r)) throw new Error('debate rows are prompt/completion rows');
         // The prompt is what that seat was sent in round 2; the loss covers the reference only.
-        const seat = rec.rounds[1]!.messages.find((m) => m.prompt[2]!.content === r.prompt[2]!.content && m.prompt[3]!.content === r.prompt[3]!.content);
+        const seat = rec.rounds[1]!.messages.find(
+          (m) => m.prompt[2]!.content === r.prompt[2]!.content && m.prompt[3]!.content === r.prompt[3]!.content,
+        );
         expect(seat).toBeDefined();
         expect(r.prompt).toEqual(seat!.prompt);
         expect(r.completion).toEqual([{ role: 'assistant', content: p.answer }]);
       } else if (r.meta.kind === 'aggregator') {
         if (!('messages' in r)) throw new Error('aggregator rows are messages rows');
-        expect(r.messages[1]!.content).toBe(P.aggregatorUser(p.question, rec.rounds[0]!.messages.map((m) => ({ name: m.agent, answer: m.completion }))));
+        expect(r.messages[1]!.content).toBe(
+          P.aggregatorUser(
+            p.question,
+            rec.rounds[0]!.messages.map((m) => ({ name: m.agent, answer: m.completion })),
+          ),
+        );
         expect(r.messages[2]!.content).toBe(`#### ${p.final}`);
         expect(r.meta.majorityCorrect).toBe(true);
       } else {
@@ -291,7 +361,9 @@ describe('selfPlayRows', () => {
       }
     }
     // Two seats of one question differ (no seat repeated).
-    const seats = byKind(out, 'debate').filter((r) => r.meta.problemId === ps[0]!.id).map((r) => ('prompt' in r ? r.prompt[3]!.content : ''));
+    const seats = byKind(out, 'debate')
+      .filter((r) => r.meta.problemId === ps[0]!.id)
+      .map((r) => ('prompt' in r ? r.prompt[3]!.content : ''));
     expect(new Set(seats).size).toBe(3);
     expect(selfPlayRows(records, { seed: 3, prompts: P })).toEqual(selfPlayRows(records, { seed: 3, prompts: P }));
     // Sparse: the same seats and prompts as a debate run with quote 'answer'.
@@ -300,9 +372,26 @@ describe('selfPlayRows', () => {
       const rec = records.find((x) => x.id === p.id)!;
       const replies = rec.rounds[0]!.messages.map((m) => m.completion);
       const engine = createFakeEngine({ reply: (_req, { call }) => replies[(call - 1) % replies.length]! });
-      sparse.push(await runDebate({ id: p.id, question: p.question, answer: p.answer, task: 'gsm8k' }, { numAgents: 5, rounds: 2, aggregator: 'vote', promptStyle: 'compact', quote: 'answer', restateQuestion: true, seed: 1 }, engine));
+      sparse.push(
+        await runDebate(
+          { id: p.id, question: p.question, answer: p.answer, task: 'gsm8k' },
+          {
+            numAgents: 5,
+            rounds: 2,
+            aggregator: 'vote',
+            promptStyle: 'compact',
+            quote: 'answer',
+            restateQuestion: true,
+            seed: 1,
+          },
+          engine,
+        ),
+      );
     }
-    for (const r of byKind(selfPlayRows(sparse, { seed: 3, prompts: P, quote: 'answer', restateQuestion: true, debatePerQuestion: 5 }), 'debate')) {
+    for (const r of byKind(
+      selfPlayRows(sparse, { seed: 3, prompts: P, quote: 'answer', restateQuestion: true, debatePerQuestion: 5 }),
+      'debate',
+    )) {
       if (!('prompt' in r)) throw new Error('debate rows are prompt/completion rows');
       const rec = sparse.find((x) => x.id === r.meta.problemId)!;
       expect(rec.rounds[1]!.messages.some((m) => JSON.stringify(m.prompt) === JSON.stringify(r.prompt))).toBe(true);
@@ -312,7 +401,19 @@ describe('selfPlayRows', () => {
   });
 
   it('names a record without a usable round 1 or reference', () => {
-    const rec = { id: 'q7', question: 'x', reference: 'no final line', rounds: [{ messages: [{ completion: 'a', extracted: '1' }, { completion: 'b', extracted: '2' }] }] };
+    const rec = {
+      id: 'q7',
+      question: 'x',
+      reference: 'no final line',
+      rounds: [
+        {
+          messages: [
+            { completion: 'a', extracted: '1' },
+            { completion: 'b', extracted: '2' },
+          ],
+        },
+      ],
+    };
     expect(() => selfPlayRows([rec], { seed: 1 })).toThrow(/q7.*#### n/);
     expect(() => selfPlayRows([{ ...rec, rounds: [] }], { seed: 1 })).toThrow(/q7.*round 1/);
   });
@@ -335,7 +436,10 @@ describe('question sets', () => {
       const trainKeys = new Set(out.train.map((p) => canonicalStructure(p.steps)));
       expect(out.test.some((p) => trainKeys.has(canonicalStructure(p.steps)))).toBe(false);
       expect(new Set([...train, ...test].map((q) => q.id)).size).toBe(360);
-      expect(demoQuestionSets({ seed: 3, difficulty: 1, trainCount: 300, testCount: 60 })).toEqual({ train: out.train, test: out.test });
+      expect(demoQuestionSets({ seed: 3, difficulty: 1, trainCount: 300, testCount: 60 })).toEqual({
+        train: out.train,
+        test: out.test,
+      });
     } finally {
       fs.rmSync(dir, { recursive: true, force: true });
     }

@@ -38,7 +38,10 @@ function checkConsistent(p: Problem): void {
     expect(s.result).toBeGreaterThanOrEqual(0);
     expect(s.result).toBeLessThanOrEqual(MAX_VALUE);
     // Numbers taken from the question are single digits, and appear in it.
-    for (const [v, from] of [[s.a, s.aFrom], [s.b, s.bFrom]] as const) {
+    for (const [v, from] of [
+      [s.a, s.aFrom],
+      [s.b, s.bFrom],
+    ] as const) {
       if (from === undefined) {
         expect(v).toBeGreaterThanOrEqual(1);
         expect(v).toBeLessThanOrEqual(9);
@@ -126,7 +129,9 @@ describe('generateProblems', () => {
   });
 
   it('rejects bad options', () => {
-    expect(() => generateProblems({ seed: 1, count: 1, difficulty: 3 as Difficulty, split: 'train' })).toThrow(/difficulty/);
+    expect(() => generateProblems({ seed: 1, count: 1, difficulty: 3 as Difficulty, split: 'train' })).toThrow(
+      /difficulty/,
+    );
     expect(() => generateProblems({ seed: 1, count: 1, split: 'dev' as 'train' })).toThrow(/split/);
     expect(() => generateProblems({ seed: 1, count: 1, split: 'test', testFraction: 0 })).toThrow(/testFraction/);
   });

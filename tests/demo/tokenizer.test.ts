@@ -110,7 +110,14 @@ describe('buildDemoTokenizer', () => {
     expect((plain.tokenizerJson.model as { merges: string[] }).merges).toEqual(['h e', 't he', 'Ġ the']);
     expect(plain.size).toBe(262); // the corpus ran out of pairs
     const prio = buildDemoTokenizer(corpus, { vocabSize: 265, priorityTexts: ['zebra zebra'] });
-    expect((prio.tokenizerJson.model as { merges: string[] }).merges).toEqual(['b r', 'br a', 'e bra', 'z ebra', 'h e', 't he']);
+    expect((prio.tokenizerJson.model as { merges: string[] }).merges).toEqual([
+      'b r',
+      'br a',
+      'e bra',
+      'z ebra',
+      'h e',
+      't he',
+    ]);
     expect(prio.size).toBe(265);
   });
 
@@ -128,7 +135,8 @@ describe('buildDemoTokenizer', () => {
 
   it('round-trips problems, solutions and whole rows (special tokens included)', () => {
     for (const p of problems.slice(0, 200)) {
-      for (const text of [p.question, p.answer]) expect(tok.decode(tok.encode(text, { addSpecialTokens: false }))).toBe(text);
+      for (const text of [p.question, p.answer])
+        expect(tok.decode(tok.encode(text, { addSpecialTokens: false }))).toBe(text);
     }
     for (const text of texts.slice(0, 100)) {
       const ids = tok.encode(text, { addSpecialTokens: false });
@@ -141,7 +149,9 @@ describe('buildDemoTokenizer', () => {
   });
 
   it('encodes exactly as training segmented (library BPE = trainer BPE)', () => {
-    const merges = (files.tokenizerJson.model as { merges: string[] }).merges.map((m) => m.split(' ') as [string, string]);
+    const merges = (files.tokenizerJson.model as { merges: string[] }).merges.map(
+      (m) => m.split(' ') as [string, string],
+    );
     for (const p of problems.slice(0, 60)) {
       const text = `${p.question}\n${p.answer}`;
       const ids = tok.encode(text, { addSpecialTokens: false });
@@ -158,7 +168,10 @@ describe('buildDemoTokenizer', () => {
     ];
     const full = tok.applyChatTemplate(messages, { addGenerationPrompt: false });
     expect(full).toBe(renderChatML(messages));
-    expect(full).toBe(`<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\n${problems[0]!.question}<|im_end|>\n` + `<|im_start|>assistant\n${problems[0]!.answer}<|im_end|>\n`);
+    expect(full).toBe(
+      `<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\n${problems[0]!.question}<|im_end|>\n` +
+        `<|im_start|>assistant\n${problems[0]!.answer}<|im_end|>\n`,
+    );
     const prompt = tok.applyChatTemplate(messages.slice(0, 2));
     expect(prompt).toBe(`${renderChatML(messages.slice(0, 2))}<|im_start|>assistant\n`);
     expect(prompt).toBe(renderChatML(messages.slice(0, 2), true));
@@ -170,21 +183,46 @@ describe('buildDemoTokenizer', () => {
 
   it('is compact: template words are whole tokens, a problem with its solution is short', () => {
     // ' has ' before a number is one token (words absorb the space before a digit), as are ' + ' and ' = '.
-    const words = ['ĠhasĠ', 'Ġapples', 'ĠHow', 'Ġmany', 'Ġhave', 'Ġnow', 'Ġpeople', 'Ġdollars', 'system', 'user', 'assistant', '####Ġ', 'Ġ+Ġ', 'Ġ=Ġ', 'Ġ-Ġ', 'Ġ*Ġ', '.Ċ'];
+    const words = [
+      'ĠhasĠ',
+      'Ġapples',
+      'ĠHow',
+      'Ġmany',
+      'Ġhave',
+      'Ġnow',
+      'Ġpeople',
+      'Ġdollars',
+      'system',
+      'user',
+      'assistant',
+      '####Ġ',
+      'Ġ+Ġ',
+      'Ġ=Ġ',
+      'Ġ-Ġ',
+      'Ġ*Ġ',
+      '.Ċ',
+    ];
     const vocab = (files.tokenizerJson.model as { vocab: Record<string, number> }).vocab;
     for (const w of words) expect(vocab[w], w).toBeDefined();
     const report = (label: string, ps: Problem[], t: HFTokenizer) => {
       const lengths = ps.map((p) => t.encode(`${p.question}\n${p.answer}`, { addSpecialTokens: false }).length);
       const answers = ps.map((p) => t.encode(p.answer, { addSpecialTokens: false }).length);
       const mean = (xs: number[]) => xs.reduce((a, b) => a + b, 0) / xs.length;
-      console.log(`demo tokenizer, ${label}: problem+solution ${mean(lengths).toFixed(1)} tokens (max ${Math.max(...lengths)}), ` + `solution ${mean(answers).toFixed(1)} (max ${Math.max(...answers)})`);
+      console.log(
+        `demo tokenizer, ${label}: problem+solution ${mean(lengths).toFixed(1)} tokens (max ${Math.max(...lengths)}), ` +
+          `solution ${mean(answers).toFixed(1)} (max ${Math.max(...answers)})`,
+      );
       return mean(lengths);
     };
     expect(report('difficulty 1, vocab 512', problems.slice(0, 300), tok)).toBeLessThan(90);
     // Difficulty 0 (the demo's default): its own tokenizer.
     const easy = generateProblems({ seed: 2, count: 1200, difficulty: 0, split: 'train' });
     const easyFiles = buildDemoTokenizer(demoCorpus({ seed: 2, problems: easy }).map(renderRow));
-    const mean = report('difficulty 0, vocab 512', easy.slice(0, 300), new HFTokenizer(easyFiles.tokenizerJson, easyFiles.tokenizerConfig));
+    const mean = report(
+      'difficulty 0, vocab 512',
+      easy.slice(0, 300),
+      new HFTokenizer(easyFiles.tokenizerJson, easyFiles.tokenizerConfig),
+    );
     expect(mean).toBeLessThan(80);
   });
 
@@ -226,7 +264,10 @@ describe.skipIf(!python)('demo tokenizer in Python tokenizers', () => {
         '    out.append({"ids": ids, "text": t.decode(ids, skip_special_tokens=False)})',
         'print(json.dumps(out))',
       ].join('\n');
-      const result = JSON.parse(execFileSync(python!, ['-c', script, dir], { encoding: 'utf8' })) as { ids: number[]; text: string }[];
+      const result = JSON.parse(execFileSync(python!, ['-c', script, dir], { encoding: 'utf8' })) as {
+        ids: number[];
+        text: string;
+      }[];
       sample.forEach((s, i) => {
         expect(result[i]!.ids).toEqual(tok.encode(s, { addSpecialTokens: false }));
         expect(result[i]!.text).toBe(s);

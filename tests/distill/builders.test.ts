@@ -18,15 +18,34 @@ import {
 } from '../../src/distill/common';
 import { studentMessages } from '../../src/tasks/prompts';
 import { buildDa, critiquePrompt, distinctCorrectPaths, selfCorrections } from '../../src/distill/da';
-import { buildPad, intermediateNumbers, labelSteps, numberKeys, splitSteps, stepEvidence } from '../../src/distill/pad-labels';
+import {
+  buildPad,
+  intermediateNumbers,
+  labelSteps,
+  numberKeys,
+  splitSteps,
+  stepEvidence,
+} from '../../src/distill/pad-labels';
 import { buildRsft, selectRsftTarget } from '../../src/distill/rsft';
 import type { FinishReason } from '../../src/engine/types';
-import { TRAJECTORY_SCHEMA, parseTrajectoryLine, type AgentMessage, type TrajectoryRecord } from '../../src/teach/trajectory';
+import {
+  TRAJECTORY_SCHEMA,
+  parseTrajectoryLine,
+  type AgentMessage,
+  type TrajectoryRecord,
+} from '../../src/teach/trajectory';
 
 type Msg = string | { text: string; finish?: FinishReason };
 
 /** A trajectory record built from the texts of each round's agents (agent i = "agent<i+1>"). */
-function makeRecord(opts: { id?: string; question: string; reference: string; rounds: Msg[][]; aggregator?: string | null; task?: Task }): TrajectoryRecord {
+function makeRecord(opts: {
+  id?: string;
+  question: string;
+  reference: string;
+  rounds: Msg[][];
+  aggregator?: string | null;
+  task?: Task;
+}): TrajectoryRecord {
   const task = opts.task ?? 'gsm8k';
   const ref = referenceAnswer(task, opts.reference);
   const graded = (text: string) => {
@@ -54,7 +73,14 @@ function makeRecord(opts: { id?: string; question: string; reference: string; ro
   let aggregator: TrajectoryRecord['aggregator'];
   if (opts.aggregator != null) {
     const g = graded(opts.aggregator);
-    aggregator = { kind: 'llm', model: 'm', prompt: [{ role: 'user', content: 'judge' }], completion: opts.aggregator, usage: { prompt_tokens: 1, completion_tokens: 1 }, ...g };
+    aggregator = {
+      kind: 'llm',
+      model: 'm',
+      prompt: [{ role: 'user', content: 'judge' }],
+      completion: opts.aggregator,
+      usage: { prompt_tokens: 1, completion_tokens: 1 },
+      ...g,
+    };
   } else {
     const first = last.find((m) => m.extracted !== null);
     aggregator = { kind: 'vote', extracted: first?.extracted ?? null, correct: first?.correct ?? false, votes: [] };
@@ -81,14 +107,22 @@ const REF = 'Tom has 3 * 4 = <<3*4=12>>12 apples.\nAfter eating 2 he has 12 - 2 
 
 describe('R-SFT target selection', () => {
   it('takes the LLM aggregator output when it is correct', () => {
-    const rec = makeRecord({ question: Q, reference: REF, rounds: [['12 - 2 = 10\n#### 10', 'It is 9\n#### 9']], aggregator: 'Agent 1 is right: 3 * 4 = 12, 12 - 2 = 10.\nThe answer is 10' });
+    const rec = makeRecord({
+      question: Q,
+      reference: REF,
+      rounds: [['12 - 2 = 10\n#### 10', 'It is 9\n#### 9']],
+      aggregator: 'Agent 1 is right: 3 * 4 = 12, 12 - 2 = 10.\nThe answer is 10',
+    });
     expect(selectRsftTarget(rec)).toEqual({ text: rec.aggregator.completion, from: 'aggregator' });
     const { rows } = buildRsft([rec]);
-    expect((rows[0] as MessagesRow).messages[2]!.content).toBe('Agent 1 is right: 3 * 4 = 12, 12 - 2 = 10.\nThe answer is 10\n#### 10');
+    expect((rows[0] as MessagesRow).messages[2]!.content).toBe(
+      'Agent 1 is right: 3 * 4 = 12, 12 - 2 = 10.\nThe answer is 10\n#### 10',
+    );
   });
 
   it('else the final-round agent agreeing with the final answer, then the shortest; never a truncated one', () => {
-    const long = 'First 3 * 4 = 12 apples in total in all the boxes.\nThen 12 - 2 = 10 apples remain after eating.\n#### 10';
+    const long =
+      'First 3 * 4 = 12 apples in total in all the boxes.\nThen 12 - 2 = 10 apples remain after eating.\n#### 10';
     const short = '3 * 4 = 12, 12 - 2 = 10\n#### 10';
     const rec = makeRecord({
       question: Q,
@@ -111,7 +145,14 @@ describe('R-SFT target selection', () => {
       task: 'math',
       question: 'What is 1/2?',
       reference: '\\boxed{\\frac{1}{2}}',
-      rounds: [['It is one half: \\boxed{0.5}', 'So, it is: \\boxed{0.5}', 'X: \\boxed{\\frac{1}{2}}', 'Hence it is \\boxed{3}']],
+      rounds: [
+        [
+          'It is one half: \\boxed{0.5}',
+          'So, it is: \\boxed{0.5}',
+          'X: \\boxed{\\frac{1}{2}}',
+          'Hence it is \\boxed{3}',
+        ],
+      ],
     });
     // agent2 and agent3 are both the shortest correct (22 characters); agent2 comes first.
     expect(rec.rounds[0]!.messages[1]!.completion.length).toBe(rec.rounds[0]!.messages[2]!.completion.length);
@@ -120,9 +161,16 @@ describe('R-SFT target selection', () => {
 
   it('a bare verdict is no reasoning: a judge that only says "#### 10" gives way to an agent\'s worked answer', () => {
     const worked = '3 * 4 = 12, 12 - 2 = 10\n#### 10';
-    const rec = makeRecord({ question: Q, reference: REF, rounds: [['#### 10', worked, '  #### 10 ']], aggregator: '#### 10' });
+    const rec = makeRecord({
+      question: Q,
+      reference: REF,
+      rounds: [['#### 10', worked, '  #### 10 ']],
+      aggregator: '#### 10',
+    });
     expect(selectRsftTarget(rec)).toEqual({ text: worked, from: 'agent:agent2' });
-    expect(selectRsftTarget(makeRecord({ question: Q, reference: REF, rounds: [['#### 10']], aggregator: '#### 10' }))).toEqual({ skip: 'no-correct-final-reasoning' });
+    expect(
+      selectRsftTarget(makeRecord({ question: Q, reference: REF, rounds: [['#### 10']], aggregator: '#### 10' })),
+    ).toEqual({ skip: 'no-correct-final-reasoning' });
     expect(distinctCorrectPaths(rec).paths.map((p) => p.agent)).toEqual(['agent2']);
     expect(hasReasoning('gsm8k', '#### 10')).toBe(false);
     expect(hasReasoning('gsm8k', 'So 10.\n#### 10')).toBe(true);
@@ -133,7 +181,15 @@ describe('R-SFT target selection', () => {
   });
 
   it('skips questions without correct final reasoning, even if an earlier round was right', () => {
-    const rec = makeRecord({ question: Q, reference: REF, rounds: [['#### 10', '#### 9'], ['#### 9', '#### 9']], aggregator: '#### 9' });
+    const rec = makeRecord({
+      question: Q,
+      reference: REF,
+      rounds: [
+        ['#### 10', '#### 9'],
+        ['#### 9', '#### 9'],
+      ],
+      aggregator: '#### 9',
+    });
     expect(selectRsftTarget(rec)).toEqual({ skip: 'no-correct-final-reasoning' });
     const { rows, stats } = buildRsft([rec]);
     expect(rows).toHaveLength(0);
@@ -158,7 +214,9 @@ describe('text clean-up', () => {
     expect(cleanReasoning('gsm8k', 'So 3 * 4 = <<3*4=12>>12\nA: 12')).toBe('So 3 * 4 = 12\n#### 12');
     expect(cleanReasoning('gsm8k', 'So it is 1,200 dollars.')).toBe('So it is 1,200 dollars.\n#### 1200');
     expect(cleanReasoning('gsm8k', 'x\n#### 5')).toBe('x\n#### 5');
-    expect(cleanReasoning('gsm8k', 'x = <<1+1=2>>2\nA: 2', { stripCalculator: false, answerLine: false })).toBe('x = <<1+1=2>>2\nA: 2');
+    expect(cleanReasoning('gsm8k', 'x = <<1+1=2>>2\nA: 2', { stripCalculator: false, answerLine: false })).toBe(
+      'x = <<1+1=2>>2\nA: 2',
+    );
     expect(cleanReasoning('mc', 'B is right because ...')).toBe('B is right because ...\nAnswer: B');
     expect(cleanReasoning('math', 'So x = \\boxed{7}.')).toBe('So x = \\boxed{7}.');
   });
@@ -189,7 +247,14 @@ describe('DA de-duplication rules', () => {
     const p2 = 'Total apples: 3 * 4 = 12. Minus the 2 eaten: 12 - 2 = 10.\n#### 10';
     const p3 = 'Tom starts with twelve apples because three times four is twelve; two fewer is ten.\n#### 10';
     const wrong = 'He has 3 + 4 = 7 apples, minus 2 is 5.\n#### 5';
-    const rec = makeRecord({ question: Q, reference: REF, rounds: [[p1, wrong, p1b], [p2, p3, p1]] });
+    const rec = makeRecord({
+      question: Q,
+      reference: REF,
+      rounds: [
+        [p1, wrong, p1b],
+        [p2, p3, p1],
+      ],
+    });
     const all = buildDa([rec], { perQuestion: 4, selfCorrection: false });
     expect((all.rows as MessagesRow[]).map((r) => r.messages[2]!.content)).toEqual([p1, p2, p3]);
     expect((all.rows as MessagesRow[]).map((r) => r.id)).toEqual(['q1#da1', 'q1#da2', 'q1#da3']);
@@ -202,8 +267,16 @@ describe('DA de-duplication rules', () => {
 });
 
 describe('DA self-correction examples', () => {
-  const r1 = ['Agent one: 3 * 4 = 12, then 12 - 2 = 10.\n#### 10', 'Agent two: 3 + 4 = 7 apples, 7 - 2 = 5.\n#### 5', 'Agent three: 4 * 3 = 12 and 12 - 2 = 10.\n#### 10'];
-  const r2 = ['Agent one again: 12 - 2 = 10.\n#### 10', 'I was wrong to add: 3 * 4 = 12, and 12 - 2 = 10.\n#### 10', 'Agent three again: 10.\n#### 10'];
+  const r1 = [
+    'Agent one: 3 * 4 = 12, then 12 - 2 = 10.\n#### 10',
+    'Agent two: 3 + 4 = 7 apples, 7 - 2 = 5.\n#### 5',
+    'Agent three: 4 * 3 = 12 and 12 - 2 = 10.\n#### 10',
+  ];
+  const r2 = [
+    'Agent one again: 12 - 2 = 10.\n#### 10',
+    'I was wrong to add: 3 * 4 = 12, and 12 - 2 = 10.\n#### 10',
+    'Agent three again: 10.\n#### 10',
+  ];
 
   it('an agent wrong at round 1 and right at round 2 gives the four-turn conversation', () => {
     const rec = makeRecord({ question: Q, reference: REF, rounds: [r1, r2] });
@@ -222,7 +295,12 @@ describe('DA self-correction examples', () => {
     expect(row.messages[1]!.content).toBe(Q);
     expect(row.messages[2]!.content).toBe(r1[1]);
     const critique = row.messages[3]!.content;
-    expect(critique).toBe(critiquePrompt('gsm8k', [{ name: 'agent1', answer: r1[0]! }, { name: 'agent3', answer: r1[2]! }]));
+    expect(critique).toBe(
+      critiquePrompt('gsm8k', [
+        { name: 'agent1', answer: r1[0]! },
+        { name: 'agent3', answer: r1[2]! },
+      ]),
+    );
     expect(critique).toMatch(/^Here are other agents' solutions:/);
     expect(critique).toContain(r1[0]);
     expect(critique).toContain(r1[2]);
@@ -258,7 +336,19 @@ describe('DA self-correction examples', () => {
     const sc = rows.find((r) => r.source === 'da-selfcorrect')!;
     expect(sc.prompt.map((m) => m.role)).toEqual(['system', 'user', 'assistant', 'user']);
     expect(sc.completion).toEqual([{ role: 'assistant', content: r2[1] }]);
-    expect(toFormat({ messages: [{ role: 'user', content: 'q' }, { role: 'assistant', content: 'a' }], id: 'x', source: 'da' }, 'prompt-completion')).toEqual({
+    expect(
+      toFormat(
+        {
+          messages: [
+            { role: 'user', content: 'q' },
+            { role: 'assistant', content: 'a' },
+          ],
+          id: 'x',
+          source: 'da',
+        },
+        'prompt-completion',
+      ),
+    ).toEqual({
       prompt: [{ role: 'user', content: 'q' }],
       completion: [{ role: 'assistant', content: 'a' }],
       id: 'x',
@@ -307,7 +397,16 @@ describe('PAD step labels', () => {
     ]);
     expect(rows[1]!.completions).toEqual(splitSteps(wrong));
     expect(rows.map((r) => r.survived)).toEqual([true, false]);
-    expect(stats).toMatchObject({ solutions: 2, rows: 2, correctSolutions: 1, wrongSolutions: 1, survived: 1, steps: 8, positiveSteps: 5, negativeSteps: 3 });
+    expect(stats).toMatchObject({
+      solutions: 2,
+      rows: 2,
+      correctSolutions: 1,
+      wrongSolutions: 1,
+      survived: 1,
+      steps: 8,
+      positiveSteps: 5,
+      negativeSteps: 3,
+    });
   });
 
   it('a wrong solution whose numbers are all consistent still has its last step false', () => {
@@ -316,7 +415,14 @@ describe('PAD step labels', () => {
   });
 
   it('one-step wrong solution → [false]; duplicates across rounds dropped; survived follows the final answer', () => {
-    const rec = makeRecord({ question: Q, reference: REF, rounds: [['#### 7', '#### 10'], ['#### 7', '#### 10']] });
+    const rec = makeRecord({
+      question: Q,
+      reference: REF,
+      rounds: [
+        ['#### 7', '#### 10'],
+        ['#### 7', '#### 10'],
+      ],
+    });
     const { rows, stats } = buildPad([rec]);
     expect(rows.map((r) => [r.agent, r.round, r.labels, r.survived])).toEqual([
       ['agent1', 1, [false], true],

@@ -22,7 +22,10 @@ const raw: RawRow[] = readFileSync(solutionsFile, 'utf8')
   .split('\n')
   .filter((l) => l.trim())
   .map((l) => JSON.parse(l) as RawRow);
-const solvable = (rows: RawRow[]) => rows.filter((r) => Object.values(r).some((v) => typeof v === 'object' && v !== null && (v as { is_correct?: boolean }).is_correct)).length;
+const solvable = (rows: RawRow[]) =>
+  rows.filter((r) =>
+    Object.values(r).some((v) => typeof v === 'object' && v !== null && (v as { is_correct?: boolean }).is_correct),
+  ).length;
 
 let dir: string;
 beforeAll(async () => {
@@ -35,8 +38,12 @@ afterAll(async () => {
 async function capture(fn: () => Promise<number>) {
   let out = '';
   let err = '';
-  const o = vi.spyOn(process.stdout, 'write').mockImplementation((s: string | Uint8Array) => ((out += String(s)), true));
-  const e = vi.spyOn(process.stderr, 'write').mockImplementation((s: string | Uint8Array) => ((err += String(s)), true));
+  const o = vi
+    .spyOn(process.stdout, 'write')
+    .mockImplementation((s: string | Uint8Array) => ((out += String(s)), true));
+  const e = vi
+    .spyOn(process.stderr, 'write')
+    .mockImplementation((s: string | Uint8Array) => ((err += String(s)), true));
   try {
     const code = await fn();
     return { code, out, err };
@@ -78,7 +85,23 @@ describe('agentark distill on example_model_solutions.jsonl', () => {
 
   it('da: --per-question and --format prompt-completion', async () => {
     const out = path.join(dir, 'da.jsonl');
-    const r = await capture(() => run(['--strategy', 'da', '--traj', solutionsFile, '--out', out, '--limit', '40', '--per-question', '2', '--format', 'prompt-completion', '--no-system']));
+    const r = await capture(() =>
+      run([
+        '--strategy',
+        'da',
+        '--traj',
+        solutionsFile,
+        '--out',
+        out,
+        '--limit',
+        '40',
+        '--per-question',
+        '2',
+        '--format',
+        'prompt-completion',
+        '--no-system',
+      ]),
+    );
     expect(r.code).toBe(0);
     const s = JSON.parse(r.out);
     const rows = await readJsonl<PromptCompletionRow>(out);
@@ -98,7 +121,9 @@ describe('agentark distill on example_model_solutions.jsonl', () => {
 
   it('pad --pad-steps paragraph: one stepwise row per solution', async () => {
     const out = path.join(dir, 'pad.jsonl');
-    const r = await capture(() => run(['--strategy', 'pad', '--pad-steps', 'paragraph', '--traj', solutionsFile, '--out', out, '--limit', '25']));
+    const r = await capture(() =>
+      run(['--strategy', 'pad', '--pad-steps', 'paragraph', '--traj', solutionsFile, '--out', out, '--limit', '25']),
+    );
     expect(r.code).toBe(0);
     const s = JSON.parse(r.out);
     const rows = await readJsonl<StepwiseRow>(out);
@@ -112,9 +137,24 @@ describe('agentark distill on example_model_solutions.jsonl', () => {
 
 describe('agentark distill on debate trajectories', () => {
   const questions: Question[] = [
-    { id: 'a', question: 'Ann has 2 pens and buys 3 more. How many pens does she have?', answer: '2 + 3 = 5\n#### 5', task: 'gsm8k' },
-    { id: 'b', question: 'A car has 4 wheels. How many wheels do 6 cars have?', answer: '4 * 6 = 24\n#### 24', task: 'gsm8k' },
-    { id: 'c', question: 'Bo had 10 coins and lost 7. How many are left?', answer: '10 - 7 = 3\n#### 3', task: 'gsm8k' },
+    {
+      id: 'a',
+      question: 'Ann has 2 pens and buys 3 more. How many pens does she have?',
+      answer: '2 + 3 = 5\n#### 5',
+      task: 'gsm8k',
+    },
+    {
+      id: 'b',
+      question: 'A car has 4 wheels. How many wheels do 6 cars have?',
+      answer: '4 * 6 = 24\n#### 24',
+      task: 'gsm8k',
+    },
+    {
+      id: 'c',
+      question: 'Bo had 10 coins and lost 7. How many are left?',
+      answer: '10 - 7 = 3\n#### 3',
+      task: 'gsm8k',
+    },
   ];
   const answers: Record<string, number> = { pens: 5, wheels: 24, coins: 3 };
 
@@ -137,7 +177,11 @@ describe('agentark distill on debate trajectories', () => {
     });
     const out = path.join(dir, 'traj.jsonl');
     await fsp.rm(out, { force: true });
-    const res = await runDebateSet(questions, { numAgents: 3, rounds: 2, aggregator: 'llm', seed: 1, engines: engine }, { out });
+    const res = await runDebateSet(
+      questions,
+      { numAgents: 3, rounds: 2, aggregator: 'llm', seed: 1, engines: engine },
+      { out },
+    );
     expect(res.completed).toBe(3);
     return out;
   }
@@ -147,7 +191,13 @@ describe('agentark distill on debate trajectories', () => {
     const out = path.join(dir, 'rsft-traj.jsonl');
     const r = await capture(() => run(['--strategy', 'rsft', '--traj', traj, '--out', out]));
     expect(r.code).toBe(0);
-    expect(JSON.parse(r.out)).toMatchObject({ input: { format: 'trajectory', records: 3 }, questions: 3, rows: 2, skipped: { 'no-correct-final-reasoning': 1 }, bySource: { aggregator: 2 } });
+    expect(JSON.parse(r.out)).toMatchObject({
+      input: { format: 'trajectory', records: 3 },
+      questions: 3,
+      rows: 2,
+      skipped: { 'no-correct-final-reasoning': 1 },
+      bySource: { aggregator: 2 },
+    });
     const rows = await readJsonl<MessagesRow>(out);
     expect(rows.map((x) => [x.id, x.messages[2]!.content])).toEqual([
       ['a', 'The agents agree on 5.\n#### 5'],
@@ -162,11 +212,13 @@ describe('agentark distill on debate trajectories', () => {
     expect(r.code).toBe(0);
     const s = JSON.parse(r.out);
     const rows = await readJsonl<MessagesRow & Partial<PromptCompletionRow>>(out);
-    const sc = rows.filter((x) => x.source === 'da-selfcorrect').map((x) => {
-      // Self-correction rows are prompt-completion even with the default --format messages.
-      expect(x.completion).toHaveLength(1);
-      return { ...x, messages: [...x.prompt!, ...x.completion!] };
-    });
+    const sc = rows
+      .filter((x) => x.source === 'da-selfcorrect')
+      .map((x) => {
+        // Self-correction rows are prompt-completion even with the default --format messages.
+        expect(x.completion).toHaveLength(1);
+        return { ...x, messages: [...x.prompt!, ...x.completion!] };
+      });
     expect(sc.map((x) => x.id)).toEqual(['a#sc-agent2-r2', 'b#sc-agent2-r2']);
     expect(s.bySource['da-selfcorrect']).toBe(2);
     for (const x of sc) {
@@ -186,12 +238,22 @@ describe('agentark distill on debate trajectories', () => {
     expect(r1.code).toBe(2);
     expect(r1.err).toMatch(/--strategy is required/);
     expect(r1.err).toMatch(/usage: agentark distill/);
-    expect((await capture(() => run(['--strategy', 'kd', '--traj', 'x', '--out', 'y']))).err).toMatch(/--strategy must be rsft, da or pad/);
-    expect((await capture(() => run(['--strategy', 'rsft', '--traj', 'x', '--out', 'y', '--per-question', '2']))).err).toMatch(/apply to --strategy da only/);
-    expect((await capture(() => run(['--strategy', 'da', '--traj', 'x', '--out', 'y', '--per-question', '0']))).err).toMatch(/--per-question must be an integer >= 1/);
-    expect((await capture(() => run(['--strategy', 'da', '--traj', 'x', '--out', 'y', '--jaccard', '1.5']))).err).toMatch(/--jaccard/);
+    expect((await capture(() => run(['--strategy', 'kd', '--traj', 'x', '--out', 'y']))).err).toMatch(
+      /--strategy must be rsft, da or pad/,
+    );
+    expect(
+      (await capture(() => run(['--strategy', 'rsft', '--traj', 'x', '--out', 'y', '--per-question', '2']))).err,
+    ).toMatch(/apply to --strategy da only/);
+    expect(
+      (await capture(() => run(['--strategy', 'da', '--traj', 'x', '--out', 'y', '--per-question', '0']))).err,
+    ).toMatch(/--per-question must be an integer >= 1/);
+    expect(
+      (await capture(() => run(['--strategy', 'da', '--traj', 'x', '--out', 'y', '--jaccard', '1.5']))).err,
+    ).toMatch(/--jaccard/);
     expect((await capture(() => run(['--bogus']))).code).toBe(2);
-    const missing = await capture(() => run(['--strategy', 'rsft', '--traj', path.join(dir, 'nope.jsonl'), '--out', path.join(dir, 'o.jsonl')]));
+    const missing = await capture(() =>
+      run(['--strategy', 'rsft', '--traj', path.join(dir, 'nope.jsonl'), '--out', path.join(dir, 'o.jsonl')]),
+    );
     expect(missing.code).toBe(1);
     expect(missing.err).toMatch(/cannot read --traj/);
     const bad = path.join(dir, 'bad.jsonl');

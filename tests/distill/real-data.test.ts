@@ -9,7 +9,15 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { answersEqual, extractAnswer, grade } from '../../src/tasks/answers';
-import { cleanReasoning, jaccard, normalizeText, toJsonl, wordNgrams, type MessagesRow, type StepwiseRow } from '../../src/distill/common';
+import {
+  cleanReasoning,
+  jaccard,
+  normalizeText,
+  toJsonl,
+  wordNgrams,
+  type MessagesRow,
+  type StepwiseRow,
+} from '../../src/distill/common';
 import { studentSystemPrompt } from '../../src/tasks/prompts';
 import { buildDa } from '../../src/distill/da';
 import { importedToTrajectories } from '../../src/distill/from-imported';
@@ -31,7 +39,8 @@ const raw: RawRow[] = text
   .split('\n')
   .filter((l) => l.trim())
   .map((l) => JSON.parse(l) as RawRow);
-const solutionsOf = (row: RawRow) => Object.entries(row).filter((e): e is [string, RawSolution] => typeof e[1] === 'object' && e[1] !== null);
+const solutionsOf = (row: RawRow) =>
+  Object.entries(row).filter((e): e is [string, RawSolution] => typeof e[1] === 'object' && e[1] !== null);
 const rawById = new Map(raw.map((r, i) => [`example_model_solutions.jsonl#${i + 1}`, r]));
 
 let records: TrajectoryRecord[];
@@ -56,7 +65,9 @@ describe('example_model_solutions.jsonl as trajectories', () => {
     }
     // Re-grading with answers.ts agrees with the file's labels on every solution.
     expect(labelDisagreements).toBe(0);
-    const labelled = records.flatMap((r) => r.rounds[0]!.messages.map((m) => (rawById.get(r.id)![m.agent] as RawSolution).is_correct === m.correct));
+    const labelled = records.flatMap((r) =>
+      r.rounds[0]!.messages.map((m) => (rawById.get(r.id)![m.agent] as RawSolution).is_correct === m.correct),
+    );
     expect(labelled.every(Boolean)).toBe(true);
   });
 });
@@ -67,14 +78,20 @@ describe('R-SFT on real data', () => {
     const solvable = raw.filter((r) => solutionsOf(r).some(([, s]) => s.is_correct)).length;
     expect(solvable).toBeGreaterThan(800);
     expect(rows).toHaveLength(solvable);
-    expect(stats).toMatchObject({ questions: 1319, rows: solvable, skipped: { 'no-correct-final-reasoning': 1319 - solvable } });
+    expect(stats).toMatchObject({
+      questions: 1319,
+      rows: solvable,
+      skipped: { 'no-correct-final-reasoning': 1319 - solvable },
+    });
     for (const r of rows as MessagesRow[]) {
       const row = rawById.get(r.id)!;
       // TRL conversational format, exactly.
       expect(Object.keys(r).sort()).toEqual(['id', 'messages', 'source']);
       expect(r.source).toBe('rsft');
       expect(r.messages.map((m) => m.role)).toEqual(['system', 'user', 'assistant']);
-      expect(r.messages.every((m) => Object.keys(m).sort().join() === 'content,role' && typeof m.content === 'string')).toBe(true);
+      expect(
+        r.messages.every((m) => Object.keys(m).sort().join() === 'content,role' && typeof m.content === 'string'),
+      ).toBe(true);
       expect(r.messages[0]!.content).toBe(studentSystemPrompt('gsm8k'));
       expect(r.messages[1]!.content).toBe(row.question.trim());
       const content = r.messages[2]!.content;
@@ -174,7 +191,9 @@ describe('PAD labels on real data', () => {
     for (const r of rows) {
       expect(Object.keys(r).sort()).toEqual(['agent', 'completions', 'id', 'labels', 'prompt', 'round', 'survived']);
       expect(typeof r.prompt).toBe('string');
-      expect(Array.isArray(r.completions) && r.completions.every((c) => typeof c === 'string' && c.length > 0)).toBe(true);
+      expect(Array.isArray(r.completions) && r.completions.every((c) => typeof c === 'string' && c.length > 0)).toBe(
+        true,
+      );
       expect(Array.isArray(r.labels) && r.labels.every((l) => typeof l === 'boolean')).toBe(true);
       expect(r.labels.length).toBe(r.completions.length);
       expect(r.completions.length).toBeGreaterThan(0);
@@ -215,7 +234,12 @@ describe('PAD labels on real data', () => {
       const row = rawById.get(r.id)!;
       if ((row[r.agent] as RawSolution).is_correct) continue;
       const goodSteps = new Set(
-        [row.ground_truth, ...solutionsOf(row).filter(([, s]) => s.is_correct).map(([, s]) => s.solution)].flatMap((t) => splitSteps(t).map(normalizeText)),
+        [
+          row.ground_truth,
+          ...solutionsOf(row)
+            .filter(([, s]) => s.is_correct)
+            .map(([, s]) => s.solution),
+        ].flatMap((t) => splitSteps(t).map(normalizeText)),
       );
       r.completions.forEach((c, i) => {
         if (i === r.completions.length - 1) return;
@@ -234,7 +258,9 @@ describe('PAD labels on real data', () => {
     // 3 + 4 = 7 eggs used is right; 16 * 7 = 112 is not a number of any correct solution.
     expect(by['6b_verification']!.labels).toEqual([true, false, false, false, false]);
     expect(by['175b_verification']!.labels).toEqual([true, true, true, true]);
-    expect(by['175b_verification']!.completions[1]).toBe("Each day Janet's ducks lay 16 eggs and she uses 7, 16 - 7 = 9 duck eggs are for sale");
+    expect(by['175b_verification']!.completions[1]).toBe(
+      "Each day Janet's ducks lay 16 eggs and she uses 7, 16 - 7 = 9 duck eggs are for sale",
+    );
     // Four different answers: the vote's tie goes to the first solver (26).
     expect(q1.map((r) => [r.agent, r.survived])).toEqual([
       ['6b_finetuning', true],

@@ -5,7 +5,13 @@ import * as path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { Runtime } from '../../src/engine/local';
 import { DEFAULT_TRAIN_OPTIONS, Trainer } from '../../src/train/trainer';
-import { DEFAULT_RL_OPTIONS, leaveOneOutAdvantages, ppoTokenGradient, runRl, type RlSample } from '../../src/distill/rl';
+import {
+  DEFAULT_RL_OPTIONS,
+  leaveOneOutAdvantages,
+  ppoTokenGradient,
+  runRl,
+  type RlSample,
+} from '../../src/distill/rl';
 import { auc, fitPrmHead, scoreSolution, splitSteps, stepFeatures } from '../../src/distill/prm';
 import { generateProblems, seededRandom } from '../../src/demo/problems';
 import { writeTinyModel } from '../helpers/tiny-model';
@@ -32,35 +38,59 @@ describe('RL on WebGPU', () => {
     writeTinyModel(dir, { arch: 'qwen2', dtype: 'F32', seed: 12 });
     const runtime = await Runtime.load(dir, { gpu: await testGpu(), maxBatch: 8, contextLength: 64 });
     // Reward: the share of generated tokens with an even id (a verifiable, learnable preference).
-    const reward = (s: RlSample) => (s.tokens.length ? s.tokens.filter((t) => t % 2 === 0).length / s.tokens.length : 0);
-    const prompts = [[5, 6, 7], [40, 41], [99, 3, 8, 12]].map((prompt, i) => ({ id: String(i), prompt }));
+    const reward = (s: RlSample) =>
+      s.tokens.length ? s.tokens.filter((t) => t % 2 === 0).length / s.tokens.length : 0;
+    const prompts = [
+      [5, 6, 7],
+      [40, 41],
+      [99, 3, 8, 12],
+    ].map((prompt, i) => ({ id: String(i), prompt }));
     const evalReward = async () => {
       let total = 0;
       let n = 0;
       for (const p of prompts) {
         for (let k = 0; k < 16; k++) {
-          const r = await runtime.generate({ prompt: p.prompt, maxTokens: 6, sampling: { temperature: 1, seed: 10_000 + k }, ignoreEos: true });
+          const r = await runtime.generate({
+            prompt: p.prompt,
+            maxTokens: 6,
+            sampling: { temperature: 1, seed: 10_000 + k },
+            ignoreEos: true,
+          });
           total += reward({ prompt: p, tokens: r.tokens, text: r.text });
           n++;
         }
       }
       return total / n;
     };
-    const trainer = new Trainer(runtime.model, prompts.map((p) => ({ inputIds: p.prompt, labels: p.prompt })), {
-      ...DEFAULT_TRAIN_OPTIONS,
-      mode: 'lora',
-      rank: 4,
-      alpha: 8,
-      targets: ['q_proj', 'v_proj', 'o_proj', 'down_proj'],
-      lr: 5e-2,
-      schedule: 'constant',
-      steps: 1000,
-      seed: 1,
-    });
+    const trainer = new Trainer(
+      runtime.model,
+      prompts.map((p) => ({ inputIds: p.prompt, labels: p.prompt })),
+      {
+        ...DEFAULT_TRAIN_OPTIONS,
+        mode: 'lora',
+        rank: 4,
+        alpha: 8,
+        targets: ['q_proj', 'v_proj', 'o_proj', 'down_proj'],
+        lr: 5e-2,
+        schedule: 'constant',
+        steps: 1000,
+        seed: 1,
+      },
+    );
     const before = await evalReward();
-    const reports = await runRl(runtime, trainer, prompts, reward, { ...DEFAULT_RL_OPTIONS, steps: 16, groupSize: 6, promptsPerStep: 3, maxTokens: 6, seed: 3, ppoEpochs: 2 });
+    const reports = await runRl(runtime, trainer, prompts, reward, {
+      ...DEFAULT_RL_OPTIONS,
+      steps: 16,
+      groupSize: 6,
+      promptsPerStep: 3,
+      maxTokens: 6,
+      seed: 3,
+      ppoEpochs: 2,
+    });
     const after = await evalReward();
-    console.log(`RL: mean reward ${before.toFixed(3)} -> ${after.toFixed(3)}; per step ${reports.map((r) => r.meanReward.toFixed(2)).join(' ')}`);
+    console.log(
+      `RL: mean reward ${before.toFixed(3)} -> ${after.toFixed(3)}; per step ${reports.map((r) => r.meanReward.toFixed(2)).join(' ')}`,
+    );
     expect(after).toBeGreaterThan(before + 0.1);
     expect(reports.every((r) => Number.isFinite(r.meanKl))).toBe(true);
   });
@@ -72,8 +102,12 @@ describe('process reward model', () => {
     // the size of answers but not reliable arithmetic, so single-digit slips are invisible to it
     // (AUC ~0.5, measured). Wrong final lines far outside the answers it has seen are visible to its
     // own confidence, which exercises features → head → step scores → ranking end to end.
-    const runtime = await Runtime.load(path.join(REPO_ROOT, 'public/models/default'), { gpu: await testGpu(), maxBatch: 1, contextLength: 256 });
-    const problems = generateProblems({ seed: 4242, count: 96, difficulty: 0, split: "test" });
+    const runtime = await Runtime.load(path.join(REPO_ROOT, 'public/models/default'), {
+      gpu: await testGpu(),
+      maxBatch: 1,
+      contextLength: 256,
+    });
+    const problems = generateProblems({ seed: 4242, count: 96, difficulty: 0, split: 'test' });
     const rnd = seededRandom(9);
     const rows = problems.flatMap((p) => {
       const lines = splitSteps(p.answer);
@@ -87,7 +121,11 @@ describe('process reward model', () => {
     const feats: Float32Array[] = [];
     const labels: boolean[] = [];
     for (const r of rows.slice(0, cut)) {
-      const f = await stepFeatures(runtime, { prompt: r.prompt, completions: r.steps, labels: r.steps.map(() => r.good) });
+      const f = await stepFeatures(runtime, {
+        prompt: r.prompt,
+        completions: r.steps,
+        labels: r.steps.map(() => r.good),
+      });
       f.forEach((x, k) => {
         feats.push(x);
         // A slipped solution: its final step (and the slipped one) are bad; mark the last bad.
@@ -99,7 +137,10 @@ describe('process reward model', () => {
     const test = rows.slice(cut);
     const scores: number[] = [];
     for (const r of test) scores.push((await scoreSolution(runtime, head, r.prompt, r.steps)).solution);
-    const a = auc(scores, test.map((r) => r.good));
+    const a = auc(
+      scores,
+      test.map((r) => r.good),
+    );
     console.log(`PRM held-out AUC ${a.toFixed(3)} on ${test.length} solutions`);
     expect(a).toBeGreaterThan(0.7);
   });

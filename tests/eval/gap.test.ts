@@ -55,10 +55,15 @@ describe('debateGap', () => {
     expect(md).not.toContain('round-1 agents');
     // With the debate's per-round agent accuracy, the comparison names its round-1 agents too.
     (debate as { roundAccuracy?: number[] }).roundAccuracy = [0.35, 0.5];
-    expect(debateGapMarkdown(debateGap(report, 'single', 'debate'))).toContain('Its round-1 agents — each one independent sample of the same model on the same questions — are right 35.0% of the time.');
+    expect(debateGapMarkdown(debateGap(report, 'single', 'debate'))).toContain(
+      'Its round-1 agents — each one independent sample of the same model on the same questions — are right 35.0% of the time.',
+    );
     expect(() => debateGap(report, 'single', 'nope')).toThrow(/no system named 'nope'/);
     // Named students only: other rows (a greedy reference, say) stay out of the comparison.
-    expect(debateGap(report, 'single', 'debate', ['student C', 'student A']).students.map((s) => s.name)).toEqual(['student C', 'student A']);
+    expect(debateGap(report, 'single', 'debate', ['student C', 'student A']).students.map((s) => s.name)).toEqual([
+      'student C',
+      'student A',
+    ]);
     expect(() => debateGap(report, 'single', 'debate', ['student X'])).toThrow(/no system named 'student X'/);
   });
 });

@@ -42,7 +42,12 @@ function agreement(rewrite: (solution: string) => string = (s) => s) {
       total++;
       const g = grade('gsm8k', rewrite(sol.solution), row.ground_truth);
       if (g.correct !== sol.is_correct) {
-        disagreements.push({ id: `#${i + 1}/${solver}`, extracted: g.extracted, reference: g.reference, label: sol.is_correct });
+        disagreements.push({
+          id: `#${i + 1}/${solver}`,
+          extracted: g.extracted,
+          reference: g.reference,
+          label: sol.is_correct,
+        });
       }
     }
   });

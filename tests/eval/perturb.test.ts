@@ -24,9 +24,19 @@ import { generateProblems } from '../../src/demo/problems';
 import { parseQuestions, type Question } from '../../src/tasks/datasets';
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
-const gsm8k = parseQuestions(readFileSync(path.resolve(repoRoot, 'public/data/gsm8k/test.jsonl'), 'utf8'), 'gsm8k', 'test.jsonl');
+const gsm8k = parseQuestions(
+  readFileSync(path.resolve(repoRoot, 'public/data/gsm8k/test.jsonl'), 'utf8'),
+  'gsm8k',
+  'test.jsonl',
+);
 const digits = (s: string) => s.match(/\d+(?:[.,]\d+)*/g) ?? [];
-const content = (s: string) => new Set((s.toLowerCase().match(/\p{L}{4,}/gu) ?? []).filter((w) => !['that', 'this', 'with', 'from', 'have', 'into', 'their', 'there', 'nearby', 'across', 'through'].includes(w)));
+const content = (s: string) =>
+  new Set(
+    (s.toLowerCase().match(/\p{L}{4,}/gu) ?? []).filter(
+      (w) =>
+        !['that', 'this', 'with', 'from', 'have', 'into', 'their', 'there', 'nearby', 'across', 'through'].includes(w),
+    ),
+  );
 
 describe('distractor sentence', () => {
   it('on all 1,319 GSM8K test questions: only one unrelated sentence is added, before the asking sentence', () => {
@@ -59,10 +69,16 @@ describe('distractor sentence', () => {
   });
 
   it('places the sentence correctly around abbreviations, single sentences and multiple-choice options', () => {
-    expect(insertBeforeLastSentence('Mr. Lee has 3 cats. How many legs do they have?', 'X.')).toBe('Mr. Lee has 3 cats. X. How many legs do they have?');
+    expect(insertBeforeLastSentence('Mr. Lee has 3 cats. How many legs do they have?', 'X.')).toBe(
+      'Mr. Lee has 3 cats. X. How many legs do they have?',
+    );
     expect(insertBeforeLastSentence('How many legs do 3 cats have?', 'X.')).toBe('X. How many legs do 3 cats have?');
-    expect(insertBeforeLastSentence('It costs $2.50 each. How much for 4?', 'X.')).toBe('It costs $2.50 each. X. How much for 4?');
-    expect(insertBeforeLastSentence('Pick one. Which is a prime?\n\nA. 4\nB. 7', 'X.')).toBe('Pick one. X. Which is a prime?\n\nA. 4\nB. 7');
+    expect(insertBeforeLastSentence('It costs $2.50 each. How much for 4?', 'X.')).toBe(
+      'It costs $2.50 each. X. How much for 4?',
+    );
+    expect(insertBeforeLastSentence('Pick one. Which is a prime?\n\nA. 4\nB. 7', 'X.')).toBe(
+      'Pick one. X. Which is a prime?\n\nA. 4\nB. 7',
+    );
   });
 });
 
@@ -90,8 +106,18 @@ describe('renaming (free text)', () => {
         expect(new RegExp(`\\b${to}\\b`, 'i').test(q.question)).toBe(false);
       }
       // The mapping is a bijection on the text: mapping back restores the original.
-      expect(applyNames(t, p.names!.map(({ from, to }) => ({ from: to, to: from })))).toBe(q.question);
-      expect(applyNames(p.question.answer, p.names!.map(({ from, to }) => ({ from: to, to: from })))).toBe(q.answer);
+      expect(
+        applyNames(
+          t,
+          p.names!.map(({ from, to }) => ({ from: to, to: from })),
+        ),
+      ).toBe(q.question);
+      expect(
+        applyNames(
+          p.question.answer,
+          p.names!.map(({ from, to }) => ({ from: to, to: from })),
+        ),
+      ).toBe(q.answer);
     }
     expect(changed).toBeGreaterThan(500);
   });
@@ -105,7 +131,12 @@ describe('renaming (free text)', () => {
   });
 
   it('applies mappings simultaneously', () => {
-    expect(applyNames('Ann met Bob; Bob met Ann.', [{ from: 'Ann', to: 'Bob' }, { from: 'Bob', to: 'Ann' }])).toBe('Bob met Ann; Ann met Bob.');
+    expect(
+      applyNames('Ann met Bob; Bob met Ann.', [
+        { from: 'Ann', to: 'Bob' },
+        { from: 'Bob', to: 'Ann' },
+      ]),
+    ).toBe('Bob met Ann; Ann met Bob.');
   });
 });
 
@@ -115,7 +146,12 @@ describe('structured problems: numbers scaled, answer recomputed', () => {
     task: 'gsm8k',
     question: 'Janet has 3 apples and buys 4 more. How many apples does Janet have now?',
     answer: '#### 7',
-    structure: { template: '{p} has {x} apples and buys {y} more. How many apples does {p} have now?', names: { p: 'Janet' }, numbers: { x: 3, y: 4 }, answer: 'x + y' },
+    structure: {
+      template: '{p} has {x} apples and buys {y} more. How many apples does {p} have now?',
+      names: { p: 'Janet' },
+      numbers: { x: 3, y: 4 },
+      answer: 'x + y',
+    },
   };
 
   it('scales every number by one factor and recomputes the reference from the formula', () => {
@@ -125,7 +161,9 @@ describe('structured problems: numbers scaled, answer recomputed', () => {
     const k = p.scale!;
     expect([2, 3, 4, 5, 10]).toContain(k);
     const to = p.names![0]!.to;
-    expect(p.question.question).toBe(`${to} has ${3 * k} apples and buys ${4 * k} more. How many apples does ${to} have now?`);
+    expect(p.question.question).toBe(
+      `${to} has ${3 * k} apples and buys ${4 * k} more. How many apples does ${to} have now?`,
+    );
     expect(p.question.answer).toBe(`#### ${7 * k}`);
     expect(p.question).not.toHaveProperty('structure');
   });
@@ -136,10 +174,17 @@ describe('structured problems: numbers scaled, answer recomputed', () => {
       task: 'gsm8k',
       question: 'A shop sells 5 cakes a day. How many cakes does it sell in 7 days?',
       answer: '#### 35',
-      structure: { template: 'A shop sells {x} cakes a day. How many cakes does it sell in {d} days?', numbers: { x: 5, d: 7 }, answer: 'x * d', fixed: ['d'] },
+      structure: {
+        template: 'A shop sells {x} cakes a day. How many cakes does it sell in {d} days?',
+        numbers: { x: 5, d: 7 },
+        answer: 'x * d',
+        fixed: ['d'],
+      },
     };
     const p = renameAndRescale(week, 3);
-    expect(p.question.question).toBe(`A shop sells ${5 * p.scale!} cakes a day. How many cakes does it sell in 7 days?`);
+    expect(p.question.question).toBe(
+      `A shop sells ${5 * p.scale!} cakes a day. How many cakes does it sell in 7 days?`,
+    );
     expect(p.question.answer).toBe(`#### ${35 * p.scale!}`);
     // 10 / 4 = 2.5; any common factor keeps 2.5, so no factor gives an integer: numbers kept.
     const ratio: PerturbableQuestion = {
@@ -147,7 +192,11 @@ describe('structured problems: numbers scaled, answer recomputed', () => {
       task: 'gsm8k',
       question: 'Split 10 liters into 4 jugs equally. How many liters per jug?',
       answer: '#### 2.5',
-      structure: { template: 'Split {a} liters into {b} jugs equally. How many liters per jug?', numbers: { a: 10, b: 4 }, answer: 'a / b' },
+      structure: {
+        template: 'Split {a} liters into {b} jugs equally. How many liters per jug?',
+        numbers: { a: 10, b: 4 },
+        answer: 'a / b',
+      },
     };
     const r = renameAndRescale(ratio, 0);
     expect(r.scale).toBeNull();
@@ -156,7 +205,11 @@ describe('structured problems: numbers scaled, answer recomputed', () => {
   });
 
   it('ignores a structure that does not describe its question', () => {
-    const wrongText = { ...apples, question: 'Janet has 3 apples and buys 5 more. How many apples does Janet have now?', answer: '#### 8' };
+    const wrongText = {
+      ...apples,
+      question: 'Janet has 3 apples and buys 5 more. How many apples does Janet have now?',
+      answer: '#### 8',
+    };
     expect(checkStructure(wrongText)).toMatch(/does not reproduce the question/);
     const p = renameAndRescale(wrongText, 0);
     expect(p.structureIgnored).toMatch(/does not reproduce the question/);
@@ -176,7 +229,9 @@ describe('structured problems: numbers scaled, answer recomputed', () => {
     expect(() => evaluateFormula('process.exit(1)', {})).toThrow(/unknown name process/);
     expect(() => evaluateFormula('a +', { a: 1 })).toThrow(/unexpected end/);
     expect(() => evaluateFormula('constructor', {})).toThrow(/unknown name/);
-    expect(renderTemplate(apples.structure!, { x: 30, y: 40 })).toBe('Janet has 30 apples and buys 40 more. How many apples does Janet have now?');
+    expect(renderTemplate(apples.structure!, { x: 30, y: 40 })).toBe(
+      'Janet has 30 apples and buys 40 more. How many apples does Janet have now?',
+    );
   });
 
   it('perturbQuestion gives both perturbations', () => {
@@ -203,7 +258,13 @@ describe("structures from the demo generator's steps", () => {
     let scaled = 0;
     for (const difficulty of [0, 1, 2] as const) {
       for (const p of generateProblems({ seed: 3, count: 150, difficulty, split: 'test' })) {
-        const q: PerturbableQuestion = { id: p.id, question: p.question, answer: p.answer, task: 'gsm8k', steps: p.steps };
+        const q: PerturbableQuestion = {
+          id: p.id,
+          question: p.question,
+          answer: p.answer,
+          task: 'gsm8k',
+          steps: p.steps,
+        };
         const s = structureFromSteps(p.question, p.steps);
         expect(s, p.question).not.toBeNull();
         expect(checkStructure({ ...q, structure: s! })).toBeNull();
@@ -225,15 +286,21 @@ describe("structures from the demo generator's steps", () => {
 
   it('gives up when the steps do not account for the question', () => {
     const steps: ArithmeticStep[] = [{ op: '+', a: 3, b: 4, result: 7 }];
-    expect(structureFromSteps('Tom has 3 apples and buys 4 more.', steps)).toEqual({ template: 'Tom has {n0} apples and buys {n1} more.', numbers: { n0: 3, n1: 4 }, answer: '(n0 + n1)' });
+    expect(structureFromSteps('Tom has 3 apples and buys 4 more.', steps)).toEqual({
+      template: 'Tom has {n0} apples and buys {n1} more.',
+      numbers: { n0: 3, n1: 4 },
+      answer: '(n0 + n1)',
+    });
     expect(structureFromSteps('On day 2 Tom has 3 apples and buys 4 more.', steps)).toBeNull(); // 2 is used by no step
     expect(structureFromSteps('Tom has 3 apples and buys 5 more.', steps)).toBeNull(); // 4 is not in the question
     expect(structureFromSteps('Tom has 3.5 kg and buys 4 more.', [{ op: '+', a: 3.5, b: 4, result: 7.5 }])).toBeNull();
     expect(structureFromSteps('Tom has 3 apples.', [{ op: '+', a: 3, b: 3, result: 6, aFrom: 5 }])).toBeNull();
     // A number used twice (the demo's "together" questions).
-    expect(structureFromSteps('Ann has 4. Bo has 2 more than Ann. How many together?', [
-      { op: '+', a: 4, b: 2, result: 6 },
-      { op: '+', a: 4, b: 6, result: 10, bFrom: 0 },
-    ])).toMatchObject({ answer: '(n0 + (n0 + n1))' });
+    expect(
+      structureFromSteps('Ann has 4. Bo has 2 more than Ann. How many together?', [
+        { op: '+', a: 4, b: 2, result: 6 },
+        { op: '+', a: 4, b: 6, result: 10, bFrom: 0 },
+      ]),
+    ).toMatchObject({ answer: '(n0 + (n0 + n1))' });
   });
 });

@@ -30,23 +30,43 @@ async function ourLogits(dir: string, adapter: PeftAdapter | null): Promise<Floa
   const cache = model.createCache(1, 64);
   const V = ckpt.config.vocabSize;
   const ids = [...PROMPT, ...DECODE];
-  const all = await model.forward({ ids: Uint32Array.from(ids), positions: Uint32Array.from(ids, (_, i) => i), slots: new Uint32Array(ids.length), logitRows: 'all' }, cache);
+  const all = await model.forward(
+    {
+      ids: Uint32Array.from(ids),
+      positions: Uint32Array.from(ids, (_, i) => i),
+      slots: new Uint32Array(ids.length),
+      logitRows: 'all',
+    },
+    cache,
+  );
   return ids.map((_, t) => all.subarray(t * V, (t + 1) * V));
 }
 
 /** Max |Δ| between ORT's logits (prefill, then one token at a time through present → past) and ours. */
-async function ortError(dir: string, onnxDir: string, adapter: PeftAdapter | null): Promise<{ prefill: number; decode: number }> {
+async function ortError(
+  dir: string,
+  onnxDir: string,
+  adapter: PeftAdapter | null,
+): Promise<{ prefill: number; decode: number }> {
   const ckpt = await loadCheckpoint(dir, { loadTokenizer: false });
   const c = ckpt.config;
   const ours = await ourLogits(dir, adapter);
   const onnxFiles = readdirSync(path.join(onnxDir, 'onnx'));
-  const externalData = onnxFiles.filter((f) => f.startsWith('model.onnx_data')).map((f) => ({ path: f, data: new Uint8Array(readFileSync(path.join(onnxDir, 'onnx', f))) }));
-  const decoder = await OrtDecoder.create(new Uint8Array(readFileSync(path.join(onnxDir, 'onnx/model.onnx'))), { numLayers: c.numLayers, numKvHeads: c.numKvHeads, headDim: c.headDim, vocabSize: c.vocabSize }, 'wasm', externalData);
+  const externalData = onnxFiles
+    .filter((f) => f.startsWith('model.onnx_data'))
+    .map((f) => ({ path: f, data: new Uint8Array(readFileSync(path.join(onnxDir, 'onnx', f))) }));
+  const decoder = await OrtDecoder.create(
+    new Uint8Array(readFileSync(path.join(onnxDir, 'onnx/model.onnx'))),
+    { numLayers: c.numLayers, numKvHeads: c.numKvHeads, headDim: c.headDim, vocabSize: c.vocabSize },
+    'wasm',
+    externalData,
+  );
   const V = c.vocabSize;
   const maxDiff = (a: Float32Array, b: Float32Array) => a.reduce((m, x, i) => Math.max(m, Math.abs(x - b[i])), 0);
   let { logits, present } = await decoder.run(PROMPT, decoder.emptyPast());
   let prefill = 0;
-  for (let t = 0; t < PROMPT.length; t++) prefill = Math.max(prefill, maxDiff(logits.subarray(t * V, (t + 1) * V), ours[t]));
+  for (let t = 0; t < PROMPT.length; t++)
+    prefill = Math.max(prefill, maxDiff(logits.subarray(t * V, (t + 1) * V), ours[t]));
   let decode = 0;
   for (let s = 0; s < DECODE.length; s++) {
     ({ logits, present } = await decoder.run([DECODE[s]], present));
@@ -58,7 +78,11 @@ async function ortError(dir: string, onnxDir: string, adapter: PeftAdapter | nul
   return { prefill, decode };
 }
 
-async function exportTo(dir: string, out: string, opts: { adapter?: PeftAdapter; externalData?: 'always'; chunkBytes?: number } = {}) {
+async function exportTo(
+  dir: string,
+  out: string,
+  opts: { adapter?: PeftAdapter; externalData?: 'always'; chunkBytes?: number } = {},
+) {
   const source = openSource(dir);
   const ckpt = await loadCheckpoint(source);
   const result = onnxExportFiles(ckpt, await readModelSideFiles(source), opts);
@@ -87,14 +111,21 @@ describe('ONNX export checked with onnxruntime-web (wasm)', () => {
     const dir = mkdtempSync(path.join(tmpdir(), 'agentark-onnx-'));
     const config = writeTinyModel(path.join(dir, 'model'), { arch: 'llama', seed: 21 });
     const adapter = randomPeftAdapter(config, { r: 4, alpha: 8, seed: 5, bStd: 0.3 });
-    const result = await exportTo(path.join(dir, 'model'), path.join(dir, 'onnx'), { adapter, externalData: 'always', chunkBytes: 64 * 1024 });
+    const result = await exportTo(path.join(dir, 'model'), path.join(dir, 'onnx'), {
+      adapter,
+      externalData: 'always',
+      chunkBytes: 64 * 1024,
+    });
     expect(result.externalDataFiles.length).toBeGreaterThan(1);
     expect(result.mergedModules).toBe(adapter.pairs.length);
     const files = readdirSync(path.join(dir, 'onnx', 'onnx')).sort();
     expect(files).toEqual(['model.onnx', ...result.externalDataFiles].sort());
     expect(result.externalDataFiles[0]).toBe('model.onnx_data');
     const cfg = JSON.parse(readFileSync(path.join(dir, 'onnx', 'config.json'), 'utf8'));
-    expect(cfg['transformers.js_config']).toMatchObject({ dtype: 'fp32', use_external_data_format: result.externalDataFiles.length });
+    expect(cfg['transformers.js_config']).toMatchObject({
+      dtype: 'fp32',
+      use_external_data_format: result.externalDataFiles.length,
+    });
     expect(cfg.head_dim).toBeGreaterThan(0);
     const err = await ortError(path.join(dir, 'model'), path.join(dir, 'onnx'), adapter);
     expect(err.prefill).toBeLessThan(1e-3);
@@ -110,8 +141,17 @@ describe('ONNX export checked with onnxruntime-web (wasm)', () => {
     const out = path.join(dir, 'out');
     const r = agentark(['export', '--model', path.join(dir, 'model'), '--format', 'onnx', '--out', out]);
     expect(r.status, r.stderr).toBe(0);
-    for (const f of ['onnx/model.onnx', 'config.json', 'generation_config.json', 'tokenizer.json', 'tokenizer_config.json']) expect(existsSync(path.join(out, f)), f).toBe(true);
-    const bad = agentark(['export', '--model', path.join(dir, 'model'), '--format', 'tflite', '--out', out], { allowFail: true });
+    for (const f of [
+      'onnx/model.onnx',
+      'config.json',
+      'generation_config.json',
+      'tokenizer.json',
+      'tokenizer_config.json',
+    ])
+      expect(existsSync(path.join(out, f)), f).toBe(true);
+    const bad = agentark(['export', '--model', path.join(dir, 'model'), '--format', 'tflite', '--out', out], {
+      allowFail: true,
+    });
     expect(bad.status).not.toBe(0);
     expect(bad.stderr).toMatch(/--format must be onnx/);
     // The earlier export is untouched by the failed one.

@@ -35,7 +35,7 @@ export function promptTokens(req: ChatCompletionRequest): number {
 }
 
 /** A GSM8K-style reply: a few words of "reasoning" and `#### <n>` with n in 0..3. */
-export function defaultReply(req: ChatCompletionRequest, ctx: { call: number; rng: () => number }): string {
+export function defaultReply(_req: ChatCompletionRequest, ctx: { call: number; rng: () => number }): string {
   const n = Math.floor(ctx.rng() * 4);
   const words = ['first', 'compute', 'the', 'total', 'then', 'subtract', 'and', 'check'];
   const len = 3 + Math.floor(ctx.rng() * 5);
@@ -89,7 +89,7 @@ export function createFakeEngine(opts: FakeEngineOptions = {}): FakeEngine {
         create: (async (req: ChatCompletionRequest, o?: ChatCompletionOptions) => {
           const call = ++self.calls;
           self.requests.push(req);
-          const key = JSON.stringify(req.messages) + `|${req.seed ?? ''}|${req.temperature ?? ''}`;
+          const key = `${JSON.stringify(req.messages)}|${req.seed ?? ''}|${req.temperature ?? ''}`;
           const rng = seededRng(fnv1a(key));
           let text = replyFn(req, { call, rng });
           let words = text.split(/(\s+)/); // keep separators
@@ -154,18 +154,36 @@ export function createFakeEngine(opts: FakeEngineOptions = {}): FakeEngine {
                 self.aborted++;
                 return;
               }
-              yield { id, object: 'chat.completion.chunk', created, model, choices: [{ index: 0, delta: { role: 'assistant', content: '' }, finish_reason: null }] };
+              yield {
+                id,
+                object: 'chat.completion.chunk',
+                created,
+                model,
+                choices: [{ index: 0, delta: { role: 'assistant', content: '' }, finish_reason: null }],
+              };
               for (let i = 0; i < words.length; i++) {
                 if (streamDelay && !(await sleep(streamDelay, o?.signal))) {
                   self.aborted++;
-                  yield { id, object: 'chat.completion.chunk', created, model, choices: [{ index: 0, delta: {}, finish_reason: 'abort' }] };
+                  yield {
+                    id,
+                    object: 'chat.completion.chunk',
+                    created,
+                    model,
+                    choices: [{ index: 0, delta: {}, finish_reason: 'abort' }],
+                  };
                   return;
                 }
                 if (o?.signal?.aborted) {
                   self.aborted++;
                   return;
                 }
-                yield { id, object: 'chat.completion.chunk', created, model, choices: [{ index: 0, delta: { content: words[i] }, finish_reason: null }] };
+                yield {
+                  id,
+                  object: 'chat.completion.chunk',
+                  created,
+                  model,
+                  choices: [{ index: 0, delta: { content: words[i] }, finish_reason: null }],
+                };
               }
               self.promptTokens += pt;
               self.completionTokens += ct;

@@ -32,7 +32,10 @@ export interface FaultyServer {
   close(): Promise<void>;
 }
 
-export async function startFaultyServer(engine: ChatEngine, opts: { script?: Fault[]; after?: Fault; modelId?: string } = {}): Promise<FaultyServer> {
+export async function startFaultyServer(
+  engine: ChatEngine,
+  opts: { script?: Fault[]; after?: Fault; modelId?: string } = {},
+): Promise<FaultyServer> {
   const inner = await startServer(engine, { modelId: opts.modelId ?? 'fake-model' });
   const script = [...(opts.script ?? [])];
   const after = opts.after ?? 'ok';
@@ -60,12 +63,19 @@ export async function startFaultyServer(engine: ChatEngine, opts: { script?: Fau
           res.end(JSON.stringify({ error: { message: 'scripted rate limit', type: 'rate_limit_error' } }));
           return;
         case '429-date':
-          res.writeHead(429, { 'content-type': 'application/json', 'retry-after': new Date(Date.now() + 1500).toUTCString() });
+          res.writeHead(429, {
+            'content-type': 'application/json',
+            'retry-after': new Date(Date.now() + 1500).toUTCString(),
+          });
           res.end(JSON.stringify({ error: { message: 'scripted rate limit (date)', type: 'rate_limit_error' } }));
           return;
         case '400':
           res.writeHead(400, { 'content-type': 'application/json' });
-          res.end(JSON.stringify({ error: { message: 'scripted bad request: messages is broken', type: 'invalid_request_error' } }));
+          res.end(
+            JSON.stringify({
+              error: { message: 'scripted bad request: messages is broken', type: 'invalid_request_error' },
+            }),
+          );
           return;
         case 'hang':
           return; // never answer
@@ -82,16 +92,23 @@ export async function startFaultyServer(engine: ChatEngine, opts: { script?: Fau
           return;
         case 'ok': {
           const headers: Record<string, string> = {};
-          for (const [k, v] of Object.entries(req.headers)) if (typeof v === 'string' && k !== 'host' && k !== 'content-length' && k !== 'connection') headers[k] = v;
+          for (const [k, v] of Object.entries(req.headers))
+            if (typeof v === 'string' && k !== 'host' && k !== 'content-length' && k !== 'connection') headers[k] = v;
           const ac = new AbortController();
           res.on('close', () => {
             if (!res.writableFinished) ac.abort();
           });
-          fetch(`${inner.url}${path}`, { method: req.method, headers, body: req.method === 'GET' || req.method === 'HEAD' ? undefined : body, signal: ac.signal })
+          fetch(`${inner.url}${path}`, {
+            method: req.method,
+            headers,
+            body: req.method === 'GET' || req.method === 'HEAD' ? undefined : body,
+            signal: ac.signal,
+          })
             .then(async (up) => {
               const h: Record<string, string> = {};
               up.headers.forEach((v, k) => {
-                if (k !== 'content-length' && k !== 'transfer-encoding' && k !== 'connection' && k !== 'keep-alive') h[k] = v;
+                if (k !== 'content-length' && k !== 'transfer-encoding' && k !== 'connection' && k !== 'keep-alive')
+                  h[k] = v;
               });
               res.writeHead(up.status, h);
               if (up.body) for await (const c of up.body) res.write(c);

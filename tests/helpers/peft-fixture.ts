@@ -6,7 +6,13 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { PROJECTIONS, parseConfig, type ModelConfig, type Projection } from '../../src/formats/config';
-import { initLoraPair, projectionShape, serializePeftAdapter, type LoraTensorPair, type PeftAdapter } from '../../src/formats/peft';
+import {
+  initLoraPair,
+  projectionShape,
+  serializePeftAdapter,
+  type LoraTensorPair,
+  type PeftAdapter,
+} from '../../src/formats/peft';
 import { rng as mulberry32 } from './rng';
 
 export interface RandomAdapterOptions {
@@ -27,7 +33,10 @@ export interface RandomAdapterOptions {
 }
 
 /** The adapter (in memory) that writeRandomPeftAdapter writes. */
-export function randomPeftAdapter(model: ModelConfig | Record<string, unknown>, opts: RandomAdapterOptions): PeftAdapter {
+export function randomPeftAdapter(
+  model: ModelConfig | Record<string, unknown>,
+  opts: RandomAdapterOptions,
+): PeftAdapter {
   const config: ModelConfig = 'architectures' in model ? parseConfig(model) : (model as ModelConfig);
   const targets = opts.targets ?? [...PROJECTIONS];
   const random = mulberry32(opts.seed ?? 1);
@@ -60,7 +69,11 @@ export function randomPeftAdapter(model: ModelConfig | Record<string, unknown>, 
 }
 
 /** Writes adapter_config.json + adapter_model.safetensors into `dir` and returns the adapter. */
-export function writeRandomPeftAdapter(dir: string, model: ModelConfig | Record<string, unknown>, opts: RandomAdapterOptions): PeftAdapter {
+export function writeRandomPeftAdapter(
+  dir: string,
+  model: ModelConfig | Record<string, unknown>,
+  opts: RandomAdapterOptions,
+): PeftAdapter {
   const adapter = randomPeftAdapter(model, opts);
   const files = serializePeftAdapter(adapter);
   fs.mkdirSync(dir, { recursive: true });

@@ -12,7 +12,11 @@ export interface ReferenceOutput {
   greedy?: number[];
 }
 
-export function torchReference(modelDir: string, ids: number[], opts: { greedy?: number; adapter?: string } = {}): ReferenceOutput {
+export function torchReference(
+  modelDir: string,
+  ids: number[],
+  opts: { greedy?: number; adapter?: string } = {},
+): ReferenceOutput {
   const args = [path.join(REPO_ROOT, 'tests/reference/hf_reference.py'), '--model', modelDir, '--ids', ids.join(',')];
   if (opts.greedy) args.push('--greedy', String(opts.greedy));
   if (opts.adapter) args.push('--adapter', opts.adapter);
@@ -21,7 +25,10 @@ export function torchReference(modelDir: string, ids: number[], opts: { greedy?:
 }
 
 /** The CLI as a user runs it, with the environment of this test process (incl. the Vulkan ICD). */
-export function agentark(args: string[], opts: { input?: string; allowFail?: boolean } = {}): { stdout: string; stderr: string; status: number } {
+export function agentark(
+  args: string[],
+  opts: { input?: string; allowFail?: boolean } = {},
+): { stdout: string; stderr: string; status: number } {
   try {
     const stdout = execFileSync(process.execPath, [path.join(REPO_ROOT, 'bin/agentark.js'), ...args], {
       encoding: 'utf8',

@@ -44,7 +44,6 @@ export type HFConfigJson = Record<string, unknown>;
 // ---------------------------------------------------------------------------------------------
 // Deterministic randomness
 
-
 function normalSampler(seed: number): () => number {
   const uniform = mulberry32(seed);
   return () => {
@@ -77,13 +76,56 @@ export function bytesToUnicode(): string[] {
 
 /** Common English pairs; each merge's parts exist before it (checked when building). */
 const MERGES: [string, string][] = [
-  ['Ġ', 't'], ['h', 'e'], ['Ġt', 'he'], ['i', 'n'], ['e', 'r'], ['Ġ', 'a'], ['a', 'n'], ['o', 'n'],
-  ['r', 'e'], ['Ġ', 's'], ['e', 'd'], ['Ġ', 'w'], ['i', 's'], ['Ġ', 'o'], ['o', 'r'], ['Ġ', 'c'],
-  ['a', 't'], ['e', 'n'], ['Ġ', 'b'], ['i', 't'], ['Ġ', 'h'], ['e', 's'], ['Ġ', 'f'], ['Ġ', 'm'],
-  ['l', 'l'], ['Ġ', 'p'], ['o', 'u'], ['Ġ', 'd'], ['a', 'r'], ['in', 'g'], ['Ġa', 'n'], ['Ġan', 'd'],
-  ['Ġo', 'f'], ['Ġt', 'o'], ['Ġ', 'i'], ['Ġi', 'n'], ['Ġ', 'is'], ['Ġ', 'l'], ['l', 'e'], ['H', 'e'],
-  ['He', 'll'], ['Hell', 'o'], ['Ġw', 'or'], ['Ġwor', 'l'], ['Ġworl', 'd'], ['Ġ', 'y'], ['Ġy', 'ou'],
-  ['Ġ', 'W'], ['ĠW', 'h'], ['ĠWh', 'at'],
+  ['Ġ', 't'],
+  ['h', 'e'],
+  ['Ġt', 'he'],
+  ['i', 'n'],
+  ['e', 'r'],
+  ['Ġ', 'a'],
+  ['a', 'n'],
+  ['o', 'n'],
+  ['r', 'e'],
+  ['Ġ', 's'],
+  ['e', 'd'],
+  ['Ġ', 'w'],
+  ['i', 's'],
+  ['Ġ', 'o'],
+  ['o', 'r'],
+  ['Ġ', 'c'],
+  ['a', 't'],
+  ['e', 'n'],
+  ['Ġ', 'b'],
+  ['i', 't'],
+  ['Ġ', 'h'],
+  ['e', 's'],
+  ['Ġ', 'f'],
+  ['Ġ', 'm'],
+  ['l', 'l'],
+  ['Ġ', 'p'],
+  ['o', 'u'],
+  ['Ġ', 'd'],
+  ['a', 'r'],
+  ['in', 'g'],
+  ['Ġa', 'n'],
+  ['Ġan', 'd'],
+  ['Ġo', 'f'],
+  ['Ġt', 'o'],
+  ['Ġ', 'i'],
+  ['Ġi', 'n'],
+  ['Ġ', 'is'],
+  ['Ġ', 'l'],
+  ['l', 'e'],
+  ['H', 'e'],
+  ['He', 'll'],
+  ['Hell', 'o'],
+  ['Ġw', 'or'],
+  ['Ġwor', 'l'],
+  ['Ġworl', 'd'],
+  ['Ġ', 'y'],
+  ['Ġy', 'ou'],
+  ['Ġ', 'W'],
+  ['ĠW', 'h'],
+  ['ĠWh', 'at'],
 ];
 
 const QWEN_SPLIT_REGEX =
@@ -160,7 +202,9 @@ export function tinyTokenizer(arch: TinyArch): TinyTokenizerFiles {
             { SpecialToken: { id: '<|begin_of_text|>', type_id: 1 } },
             { Sequence: { id: 'B', type_id: 1 } },
           ],
-          special_tokens: { '<|begin_of_text|>': { id: '<|begin_of_text|>', ids: [ids.bos], tokens: ['<|begin_of_text|>'] } },
+          special_tokens: {
+            '<|begin_of_text|>': { id: '<|begin_of_text|>', ids: [ids.bos], tokens: ['<|begin_of_text|>'] },
+          },
         }
       : byteLevel,
     decoder: byteLevel,
@@ -207,7 +251,10 @@ const ARCH_CLASS: Record<TinyArch, string> = {
 };
 
 /** Per-architecture defaults chosen to exercise GQA ratios and headDim ≠ hidden/heads. */
-const ARCH_DEFAULTS: Record<TinyArch, { heads: number; kvHeads: number; headDim?: number; ropeTheta: number; tied: boolean }> = {
+const ARCH_DEFAULTS: Record<
+  TinyArch,
+  { heads: number; kvHeads: number; headDim?: number; ropeTheta: number; tied: boolean }
+> = {
   llama: { heads: 4, kvHeads: 2, ropeTheta: 500000, tied: false },
   mistral: { heads: 4, kvHeads: 1, ropeTheta: 1000000, tied: false },
   qwen2: { heads: 4, kvHeads: 2, ropeTheta: 1000000, tied: true },
@@ -296,7 +343,13 @@ function sampleTensor(name: string, shape: number[], seed: number): Float32Array
   const n = shape.reduce((a, b) => a * b, 1);
   const out = new Float32Array(n);
   const isNorm = name.endsWith('norm.weight');
-  const std = isNorm ? 0.1 : name.endsWith('.bias') ? 0.05 : name.includes('embed_tokens') || name === 'lm_head.weight' ? 0.3 : 0.15;
+  const std = isNorm
+    ? 0.1
+    : name.endsWith('.bias')
+      ? 0.05
+      : name.includes('embed_tokens') || name === 'lm_head.weight'
+        ? 0.3
+        : 0.15;
   for (let i = 0; i < n; i++) out[i] = (isNorm ? 1 : 0) + std * normal();
   return out;
 }
@@ -314,7 +367,8 @@ export function tinyModelWeights(opts: TinyModelOptions): Map<string, { shape: n
   const weights = new Map<string, { shape: number[]; values: Float32Array }>();
   for (const [name, shape] of expectedTensors(config)) {
     const exact = sampleTensor(name, shape, seed);
-    const values = dtype === 'F32' ? exact : dtype === 'BF16' ? bf16ToF32(f32ToBf16Bits(exact)) : f16ToF32(f32ToF16Bits(exact));
+    const values =
+      dtype === 'F32' ? exact : dtype === 'BF16' ? bf16ToF32(f32ToBf16Bits(exact)) : f16ToF32(f32ToF16Bits(exact));
     weights.set(name, { shape, values });
   }
   return weights;
@@ -325,7 +379,8 @@ export function writeTinyModel(dir: string, opts: TinyModelOptions): HFConfigJso
   const config = tinyModelConfig(opts);
   const dtype = opts.dtype ?? 'F32';
   fs.mkdirSync(dir, { recursive: true });
-  const writeJson = (file: string, value: unknown) => fs.writeFileSync(path.join(dir, file), JSON.stringify(value, null, 2));
+  const writeJson = (file: string, value: unknown) =>
+    fs.writeFileSync(path.join(dir, file), JSON.stringify(value, null, 2));
 
   const tensors: TensorToWrite[] = [];
   for (const [name, { shape, values }] of tinyModelWeights(opts)) {
@@ -333,8 +388,15 @@ export function writeTinyModel(dir: string, opts: TinyModelOptions): HFConfigJso
   }
   if (opts.extraTensors) {
     const parsed = parseConfig(config);
-    const invFreq = new Float32Array(parsed.headDim / 2).map((_, i) => 1 / parsed.ropeTheta ** ((2 * i) / parsed.headDim));
-    tensors.push({ name: 'model.layers.0.self_attn.rotary_emb.inv_freq', dtype: 'F32', shape: [invFreq.length], data: new Uint8Array(invFreq.buffer) });
+    const invFreq = new Float32Array(parsed.headDim / 2).map(
+      (_, i) => 1 / parsed.ropeTheta ** ((2 * i) / parsed.headDim),
+    );
+    tensors.push({
+      name: 'model.layers.0.self_attn.rotary_emb.inv_freq',
+      dtype: 'F32',
+      shape: [invFreq.length],
+      data: new Uint8Array(invFreq.buffer),
+    });
     if (parsed.tieWordEmbeddings) {
       const embed = tensors.find((t) => t.name === 'model.embed_tokens.weight')!;
       tensors.push({ ...embed, name: 'lm_head.weight' });

@@ -44,7 +44,14 @@ function memoryStore() {
 describe('GEMV variants vs the CPU twin', () => {
   // M up to the GEMV limit of 8; N and K not multiples of 4, 64 or the workgroup size; K below,
   // around and far above the 64 invocations that split it.
-  const shapes: [number, number, number][] = [[1, 1, 1], [1, 37, 19], [3, 70, 40], [5, 5, 131], [8, 33, 64], [7, 129, 200]];
+  const shapes: [number, number, number][] = [
+    [1, 1, 1],
+    [1, 37, 19],
+    [3, 70, 40],
+    [5, 5, 131],
+    [8, 33, 64],
+    [7, 129, 200],
+  ];
   for (const variant of KERNEL_FAMILIES.gemv) {
     for (const [m, n, k] of shapes) {
       it(`${variant}: M=${m} N=${n} K=${k}, with and without bias`, async () => {
@@ -89,10 +96,21 @@ describe('autotuner', () => {
     const store = memoryStore();
     const be = await GpuBackend.create(gpu, 'f32');
     be.tuner = await KernelTuner.create(gpu, { store, forced: '' });
-    await be.autotune([{ n: 48, k: 40, dtype: 'f32' }, { n: 48, k: 40, dtype: 'f32' }, { n: 17, k: 23, dtype: 'f32' }]);
+    await be.autotune([
+      { n: 48, k: 40, dtype: 'f32' },
+      { n: 48, k: 40, dtype: 'f32' },
+      { n: 17, k: 23, dtype: 'f32' },
+    ]);
     const first = be.tuner.summary();
     // Two distinct shapes, each at M = 1 and M = 5: four timed classes, the duplicate skipped.
-    expect(Object.keys(first.choices).sort()).toEqual([gemvShapeKey(1, 17, 23, 'f32'), gemvShapeKey(1, 48, 40, 'f32'), gemvShapeKey(5, 17, 23, 'f32'), gemvShapeKey(5, 48, 40, 'f32')].sort());
+    expect(Object.keys(first.choices).sort()).toEqual(
+      [
+        gemvShapeKey(1, 17, 23, 'f32'),
+        gemvShapeKey(1, 48, 40, 'f32'),
+        gemvShapeKey(5, 17, 23, 'f32'),
+        gemvShapeKey(5, 48, 40, 'f32'),
+      ].sort(),
+    );
     for (const r of Object.values(first.choices)) {
       expect(r.source).toBe('tuned');
       expect(Object.keys(r.ms).sort()).toEqual([...KERNEL_FAMILIES.gemv].sort());
@@ -136,7 +154,9 @@ describe('autotuner', () => {
       const saved = JSON.parse(readFileSync(path.join(dir, 'kernel-choices.json'), 'utf8'));
       expect(Object.keys(saved)).toEqual([be.tuner.adapterKey]);
       expect(be.tuner.adapterKey).toContain(gpu.info.vendor);
-      expect(Object.keys(saved[be.tuner.adapterKey]).sort()).toEqual([gemvShapeKey(1, 9, 12, 'f32'), gemvShapeKey(5, 9, 12, 'f32')].sort());
+      expect(Object.keys(saved[be.tuner.adapterKey]).sort()).toEqual(
+        [gemvShapeKey(1, 9, 12, 'f32'), gemvShapeKey(5, 9, 12, 'f32')].sort(),
+      );
     } finally {
       if (before === undefined) delete process.env.AGENTARK_CACHE_DIR;
       else process.env.AGENTARK_CACHE_DIR = before;

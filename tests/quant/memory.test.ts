@@ -65,18 +65,22 @@ describe('memory planner', () => {
   });
   for (const weights of ['q4', 'f32'] as const) {
     for (const recompute of [false, true]) {
-      it(`estimate within 15% of the measured peak: tiny qwen2, ${weights}, ` + `batch 2 x 40, rank 8 on all linear layers${recompute ? ', --recompute' : ''}`, async () => {
-        const plan: MemoryPlanOptions = {
-          weights,
-          train: { batch: 2, seqLen: 40, rank: 8, targets: [...PROJECTIONS], recompute },
-        };
-        const est = await estimatePeakBytes(parseConfig(tiny), plan);
-        const measured = await measure(tiny, plan);
-        console.log(
-          `tiny ${weights}: estimated ${est.peakBytes} B, measured ${measured} B (${((est.peakBytes / measured - 1) * 100).toFixed(1)}%)`,
-        );
-        expect(Math.abs(est.peakBytes / measured - 1)).toBeLessThan(0.15);
-      });
+      it(
+        `estimate within 15% of the measured peak: tiny qwen2, ${weights}, ` +
+          `batch 2 x 40, rank 8 on all linear layers${recompute ? ', --recompute' : ''}`,
+        async () => {
+          const plan: MemoryPlanOptions = {
+            weights,
+            train: { batch: 2, seqLen: 40, rank: 8, targets: [...PROJECTIONS], recompute },
+          };
+          const est = await estimatePeakBytes(parseConfig(tiny), plan);
+          const measured = await measure(tiny, plan);
+          console.log(
+            `tiny ${weights}: estimated ${est.peakBytes} B, measured ${measured} B (${((est.peakBytes / measured - 1) * 100).toFixed(1)}%)`,
+          );
+          expect(Math.abs(est.peakBytes / measured - 1)).toBeLessThan(0.15);
+        },
+      );
     }
   }
 
@@ -89,7 +93,8 @@ describe('memory planner', () => {
     const est = await estimatePeakBytes(parseConfig(json), plan);
     const measured = await measure(json, plan);
     console.log(
-      `qwen2.5-0.5b x2 q4: estimated ${(est.peakBytes / MiB).toFixed(1)} MiB, measured ${(measured / MiB).toFixed(1)} MiB; ` + `weights ${(est.weightBytes / MiB).toFixed(1)} MiB`,
+      `qwen2.5-0.5b x2 q4: estimated ${(est.peakBytes / MiB).toFixed(1)} MiB, measured ${(measured / MiB).toFixed(1)} MiB; ` +
+        `weights ${(est.weightBytes / MiB).toFixed(1)} MiB`,
     );
     expect(Math.abs(est.peakBytes / measured - 1)).toBeLessThan(0.15);
     expect(measured).toBeLessThanOrEqual(256 * MiB);

@@ -90,7 +90,7 @@ describe('QLoRA', () => {
     const dir = mkdtempSync(path.join(tmpdir(), 'agentark-qlora-cli-'));
     writeTinyModel(dir, { arch: 'qwen2', dtype: 'BF16', tied: true, seed: 32 });
     const data = path.join(dir, 'rows.jsonl');
-    writeFileSync(data, JSON.stringify({ input_ids: example.inputIds, labels: example.labels }) + '\n');
+    writeFileSync(data, `${JSON.stringify({ input_ids: example.inputIds, labels: example.labels })}\n`);
     const out = path.join(dir, 'adapter');
     const refused = agentark(
       [

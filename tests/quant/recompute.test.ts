@@ -76,7 +76,8 @@ describe('--recompute', () => {
     const keep = await estimatePeakBytes(config, { weights: 'q4', train });
     const recompute = await estimatePeakBytes(config, { weights: 'q4', train: { ...train, recompute: true } });
     console.log(
-      `24 layers q4 QLoRA 1x512: peak ${(keep.peakBytes / 2 ** 20).toFixed(0)} MiB, with --recompute ${(recompute.peakBytes / 2 ** 20).toFixed(0)} MiB; ` + `weights ${(keep.weightBytes / 2 ** 20).toFixed(0)} MiB`,
+      `24 layers q4 QLoRA 1x512: peak ${(keep.peakBytes / 2 ** 20).toFixed(0)} MiB, with --recompute ${(recompute.peakBytes / 2 ** 20).toFixed(0)} MiB; ` +
+        `weights ${(keep.weightBytes / 2 ** 20).toFixed(0)} MiB`,
     );
     expect(recompute.peakBytes).toBeLessThan(keep.peakBytes);
     expect(recompute.peakBytes).toBeLessThanOrEqual(1.2 * 2 ** 30);

@@ -24,8 +24,12 @@ afterAll(async () => {
 async function capture<T>(fn: () => Promise<T>) {
   let out = '';
   let err = '';
-  const o = vi.spyOn(process.stdout, 'write').mockImplementation((s: string | Uint8Array) => ((out += String(s)), true));
-  const e = vi.spyOn(process.stderr, 'write').mockImplementation((s: string | Uint8Array) => ((err += String(s)), true));
+  const o = vi
+    .spyOn(process.stdout, 'write')
+    .mockImplementation((s: string | Uint8Array) => ((out += String(s)), true));
+  const e = vi
+    .spyOn(process.stderr, 'write')
+    .mockImplementation((s: string | Uint8Array) => ((err += String(s)), true));
   try {
     const code = await fn();
     return { code, out, err };
@@ -41,12 +45,45 @@ describe('agentark debate', () => {
     const server = await startServer(engine, { modelId: 'fake' });
     try {
       const out = path.join(dir, 'traj.jsonl');
-      const args = ['--data', gsm8k, '--task', 'gsm8k', '--out', out, '--agents', '3', '--rounds', '2', '--aggregator', 'vote', '--engine', 'openai', '--base-url', server.baseUrl, '--api-model', 'fake', '--seed', '3', '--max-tokens', '128', '--temperature', '0.8', '--quote', 'answer', '--restate-question'];
+      const args = [
+        '--data',
+        gsm8k,
+        '--task',
+        'gsm8k',
+        '--out',
+        out,
+        '--agents',
+        '3',
+        '--rounds',
+        '2',
+        '--aggregator',
+        'vote',
+        '--engine',
+        'openai',
+        '--base-url',
+        server.baseUrl,
+        '--api-model',
+        'fake',
+        '--seed',
+        '3',
+        '--max-tokens',
+        '128',
+        '--temperature',
+        '0.8',
+        '--quote',
+        'answer',
+        '--restate-question',
+      ];
       const r = await capture(() => run([...args, '--limit', '3', '--concurrency', '2']));
       expect(r.code).toBe(0);
       expect(r.err.match(/^\[\d\/3\] .*final=.*\| r1 \d\/3 r2 \d\/3 \| 6 calls/gm)).toHaveLength(3);
       const s = JSON.parse(r.out);
-      expect(s).toMatchObject({ questions: 3, calls: 18, out, run: { completed: 3, skipped: 0, failed: 0, aborted: false } });
+      expect(s).toMatchObject({
+        questions: 3,
+        calls: 18,
+        out,
+        run: { completed: 3, skipped: 0, failed: 0, aborted: false },
+      });
       expect(s.roundAccuracy).toHaveLength(2);
       expect(typeof s.accuracy).toBe('number');
       expect(s.promptTokens).toBe(server.stats.promptTokens);
@@ -75,11 +112,34 @@ describe('agentark debate', () => {
     expect(bad.code).toBe(2);
     expect(bad.err).toMatch(/usage: agentark debate/);
     expect((await capture(() => run(['--data', 'x']))).err).toMatch(/--out is required/);
-    expect((await capture(() => run(['--data', 'x', '--out', 'y', '--aggregator', 'mean', '--base-url', 'http://127.0.0.1:1/v1']))).err).toMatch(/--aggregator must be llm or vote/);
-    expect((await capture(() => run(['--data', 'x', '--out', 'y', '--agents', '0', '--base-url', 'http://127.0.0.1:1/v1']))).err).toMatch(/--agents must be an integer >= 1/);
-    expect((await capture(() => run(['--data', 'x', '--out', 'y', '--quote', 'summary', '--base-url', 'http://127.0.0.1:1/v1']))).err).toMatch(/--quote must be solution or answer/);
-    expect((await capture(() => run(['--data', 'x', '--out', 'y', '--prompt-style', 'tiny', '--base-url', 'http://127.0.0.1:1/v1']))).err).toMatch(/--prompt-style must be default or compact/);
-    expect((await capture(() => run(['--data', 'x', '--out', 'y', '--engine', 'openai']))).err).toMatch(/needs --base-url/);
+    expect(
+      (
+        await capture(() =>
+          run(['--data', 'x', '--out', 'y', '--aggregator', 'mean', '--base-url', 'http://127.0.0.1:1/v1']),
+        )
+      ).err,
+    ).toMatch(/--aggregator must be llm or vote/);
+    expect(
+      (await capture(() => run(['--data', 'x', '--out', 'y', '--agents', '0', '--base-url', 'http://127.0.0.1:1/v1'])))
+        .err,
+    ).toMatch(/--agents must be an integer >= 1/);
+    expect(
+      (
+        await capture(() =>
+          run(['--data', 'x', '--out', 'y', '--quote', 'summary', '--base-url', 'http://127.0.0.1:1/v1']),
+        )
+      ).err,
+    ).toMatch(/--quote must be solution or answer/);
+    expect(
+      (
+        await capture(() =>
+          run(['--data', 'x', '--out', 'y', '--prompt-style', 'tiny', '--base-url', 'http://127.0.0.1:1/v1']),
+        )
+      ).err,
+    ).toMatch(/--prompt-style must be default or compact/);
+    expect((await capture(() => run(['--data', 'x', '--out', 'y', '--engine', 'openai']))).err).toMatch(
+      /needs --base-url/,
+    );
     expect((await capture(() => run(['--data', 'x', '--out', 'y', '--engine', 'local']))).err).toMatch(/needs --model/);
     const help = await capture(() => run(['--help']));
     expect(help.code).toBe(0);
@@ -89,10 +149,29 @@ describe('agentark debate', () => {
   it('a dead endpoint: questions fail after retries, nothing is written, exit code 1', async () => {
     const out = path.join(dir, 'dead.jsonl');
     const r = await capture(() =>
-      run(['--data', gsm8k, '--out', out, '--limit', '2', '--agents', '2', '--rounds', '1', '--base-url', 'http://127.0.0.1:9/v1', '--max-retries', '1', '--timeout-ms', '2000']),
+      run([
+        '--data',
+        gsm8k,
+        '--out',
+        out,
+        '--limit',
+        '2',
+        '--agents',
+        '2',
+        '--rounds',
+        '1',
+        '--base-url',
+        'http://127.0.0.1:9/v1',
+        '--max-retries',
+        '1',
+        '--timeout-ms',
+        '2000',
+      ]),
     );
     expect(r.code).toBe(1);
-    expect(r.err).toMatch(/error on test\.jsonl#1: POST http:\/\/127\.0\.0\.1:9\/v1\/chat\/completions gave up after 2 attempts/);
+    expect(r.err).toMatch(
+      /error on test\.jsonl#1: POST http:\/\/127\.0\.0\.1:9\/v1\/chat\/completions gave up after 2 attempts/,
+    );
     expect(JSON.parse(r.out)).toMatchObject({ questions: 0, run: { completed: 0, failed: 2 } });
     expect(await fsp.readFile(out, 'utf8')).toBe('');
   });

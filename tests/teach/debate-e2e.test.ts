@@ -67,7 +67,11 @@ function sumUsage(recs: TrajectoryRecord[]) {
     prompt += msgs.reduce((s, m) => s + m.usage!.prompt_tokens, 0);
     completion += msgs.reduce((s, m) => s + m.usage!.completion_tokens, 0);
     // Totals are consistent with the per-message usages.
-    expect(r.totals).toMatchObject({ calls: msgs.length, promptTokens: msgs.reduce((s, m) => s + m.usage!.prompt_tokens, 0), completionTokens: msgs.reduce((s, m) => s + m.usage!.completion_tokens, 0) });
+    expect(r.totals).toMatchObject({
+      calls: msgs.length,
+      promptTokens: msgs.reduce((s, m) => s + m.usage!.prompt_tokens, 0),
+      completionTokens: msgs.reduce((s, m) => s + m.usage!.completion_tokens, 0),
+    });
   }
   return { calls, prompt, completion };
 }
@@ -81,14 +85,27 @@ describe('debate over HTTP (GSM8K)', () => {
       const client = new OpenAIEngine({ baseUrl: server.baseUrl, model: 'fake-student', concurrency: 6 });
       const out = path.join(dir, 'full.jsonl');
       const progress: number[] = [];
-      const opts: DebateOptions = { numAgents: 3, rounds: 2, aggregator: 'llm', seed: 42, concurrency: 2, max_tokens: 256, engines: client };
+      const opts: DebateOptions = {
+        numAgents: 3,
+        rounds: 2,
+        aggregator: 'llm',
+        seed: 42,
+        concurrency: 2,
+        max_tokens: 256,
+        engines: client,
+      };
       const res = await runDebateSet(questions.slice(0, 5), opts, { out, onProgress: (e) => progress.push(e.done) });
       expect(res).toMatchObject({ total: 5, skipped: 0, completed: 5, failed: [], aborted: false });
       expect(progress[0]).toBe(0);
       expect(progress[progress.length - 1]).toBe(5);
 
       const recs = await readTrajectories(out);
-      expect(recs.map((r) => r.id).sort()).toEqual(questions.slice(0, 5).map((q) => q.id).sort());
+      expect(recs.map((r) => r.id).sort()).toEqual(
+        questions
+          .slice(0, 5)
+          .map((q) => q.id)
+          .sort(),
+      );
       for (const r of recs) {
         expect(r.schema).toBe('agentark.trajectory/1');
         expect(r.rounds.map((x) => x.round)).toEqual([1, 2]);
@@ -102,7 +119,9 @@ describe('debate over HTTP (GSM8K)', () => {
           });
         });
         // This fake adopts an answer quoted from the others: so round 2 only holds round-1 answers of others.
-        r.rounds[1]!.messages.forEach((m, i) => expect(r.rounds[0]!.messages.filter((_, j) => j !== i).map((o) => o.extracted)).toContain(m.extracted));
+        r.rounds[1]!.messages.forEach((m, i) =>
+          expect(r.rounds[0]!.messages.filter((_, j) => j !== i).map((o) => o.extracted)).toContain(m.extracted),
+        );
       }
       const used = sumUsage(recs);
       expect(used.calls).toBe(5 * 7);
@@ -121,7 +140,14 @@ describe('debate over HTTP (GSM8K)', () => {
 
   it('abort half-way, then a crash mid-write; reruns finish every question exactly once', async () => {
     const out = path.join(dir, 'resume.jsonl');
-    const opts = (client: OpenAIEngine): DebateOptions => ({ numAgents: 3, rounds: 2, aggregator: 'vote', seed: 1, concurrency: 2, engines: client });
+    const opts = (client: OpenAIEngine): DebateOptions => ({
+      numAgents: 3,
+      rounds: 2,
+      aggregator: 'vote',
+      seed: 1,
+      concurrency: 2,
+      engines: client,
+    });
 
     // Run 1: abort after 3 questions are written.
     const a = debatingFake(15);
@@ -165,7 +191,13 @@ describe('debate over HTTP (GSM8K)', () => {
     try {
       const client = new OpenAIEngine({ baseUrl: serverB.baseUrl, model: 'fake-model', concurrency: 6 });
       const r2 = await runDebateSet(questions, opts(client), { out, onWarning: (w) => warnings.push(w) });
-      expect(r2).toMatchObject({ total: questions.length, skipped: survivors.length, completed: questions.length - survivors.length, failed: [], aborted: false });
+      expect(r2).toMatchObject({
+        total: questions.length,
+        skipped: survivors.length,
+        completed: questions.length - survivors.length,
+        failed: [],
+        aborted: false,
+      });
     } finally {
       await serverB.close();
     }

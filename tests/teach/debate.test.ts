@@ -7,13 +7,19 @@ import { parseTrajectoryLine } from '../../src/teach/trajectory';
 import { createFakeEngine } from '../helpers/fake-engine';
 import { fnv1a } from '../../src/util/hash';
 
-const q: Question = { id: 'q1', question: 'Tom has 3 apples and buys 4 more. How many apples does he have?', answer: 'He has 3 + 4 = 7.\n#### 7', task: 'gsm8k' };
+const q: Question = {
+  id: 'q1',
+  question: 'Tom has 3 apples and buys 4 more. How many apples does he have?',
+  answer: 'He has 3 + 4 = 7.\n#### 7',
+  task: 'gsm8k',
+};
 
 const isJudge = (req: ChatCompletionRequest) => req.messages[0]!.content.includes('judge');
 
 /** A unique, recognisable reply per request, answering `answerOf(seed)`. */
 function uniqueReply(answerOf: (req: ChatCompletionRequest) => number | string) {
-  return (req: ChatCompletionRequest) => `Solution ${fnv1a(JSON.stringify(req.messages) + String(req.seed)).toString(16)} by seed ${req.seed}.\n#### ${answerOf(req)}`;
+  return (req: ChatCompletionRequest) =>
+    `Solution ${fnv1a(JSON.stringify(req.messages) + String(req.seed)).toString(16)} by seed ${req.seed}.\n#### ${answerOf(req)}`;
 }
 
 describe('runDebate (fake engine)', () => {
@@ -113,8 +119,15 @@ describe('runDebate (fake engine)', () => {
   });
 
   it('llm aggregator: one extra call that reads every final answer; its answer is final', async () => {
-    const engine = createFakeEngine({ reply: (req, _ctx) => (isJudge(req) ? 'Having weighed them: the answer is 7.\n#### 7' : uniqueReply(() => 4)(req)) });
-    const rec = await runDebate(q, { numAgents: 3, rounds: 2, aggregator: 'llm', seed: 5, model: 'judge-model' }, engine);
+    const engine = createFakeEngine({
+      reply: (req, _ctx) =>
+        isJudge(req) ? 'Having weighed them: the answer is 7.\n#### 7' : uniqueReply(() => 4)(req),
+    });
+    const rec = await runDebate(
+      q,
+      { numAgents: 3, rounds: 2, aggregator: 'llm', seed: 5, model: 'judge-model' },
+      engine,
+    );
     expect(engine.calls).toBe(7);
     const ag = rec.aggregator;
     expect(ag.kind).toBe('llm');
@@ -129,8 +142,22 @@ describe('runDebate (fake engine)', () => {
   });
 
   it("quote 'answer': later rounds and the judge read the others' final answers only (a sparse debate); restateQuestion repeats the question", async () => {
-    const engine = createFakeEngine({ reply: (req) => (isJudge(req) ? '#### 7' : uniqueReply((r) => (r.seed ?? 0) % 10)(req)) });
-    const rec = await runDebate(q, { numAgents: 3, rounds: 2, aggregator: 'llm', seed: 20, quote: 'answer', restateQuestion: true, promptStyle: 'compact' }, engine);
+    const engine = createFakeEngine({
+      reply: (req) => (isJudge(req) ? '#### 7' : uniqueReply((r) => (r.seed ?? 0) % 10)(req)),
+    });
+    const rec = await runDebate(
+      q,
+      {
+        numAgents: 3,
+        rounds: 2,
+        aggregator: 'llm',
+        seed: 20,
+        quote: 'answer',
+        restateQuestion: true,
+        promptStyle: 'compact',
+      },
+      engine,
+    );
     const [r1, r2] = [rec.rounds[0]!.messages, rec.rounds[1]!.messages];
     r2.forEach((m, i) => {
       // Its own earlier reply stays whole (an assistant turn); the others appear as "#### n" only.
@@ -145,11 +172,15 @@ describe('runDebate (fake engine)', () => {
     const judge = rec.aggregator.prompt![1]!.content;
     for (const m of r2) expect(judge).toContain(`--- ${m.agent} ---\n#### ${m.extracted}`);
     expect(judge).not.toContain('Solution ');
-    await expect(runDebate(q, { numAgents: 2, rounds: 2, quote: 'summary' as never }, engine)).rejects.toThrow(/quote must be 'solution' or 'answer'/);
+    await expect(runDebate(q, { numAgents: 2, rounds: 2, quote: 'summary' as never }, engine)).rejects.toThrow(
+      /quote must be 'solution' or 'answer'/,
+    );
   });
 
   it('llm aggregator without a parseable answer falls back to the vote', async () => {
-    const engine = createFakeEngine({ reply: (req) => (isJudge(req) ? 'I cannot decide.' : uniqueReply(() => 7)(req)) });
+    const engine = createFakeEngine({
+      reply: (req) => (isJudge(req) ? 'I cannot decide.' : uniqueReply(() => 7)(req)),
+    });
     const rec = await runDebate(q, { numAgents: 3, rounds: 1, aggregator: 'llm' }, engine);
     expect(rec.rounds).toHaveLength(1);
     expect(rec.aggregator.extracted).toBeNull();
@@ -204,12 +235,25 @@ describe('runDebate (fake engine)', () => {
   });
 
   it('asks for the task-specific answer format (MATH boxed, MC letter) and grades with it', async () => {
-    const engine = createFakeEngine({ reply: (req) => (req.messages[0]!.content.includes('\\boxed') ? 'so \\boxed{\\frac{1}{2}}' : 'I pick B.\nAnswer: B') });
-    const m = await runDebate({ id: 'm1', question: 'Compute 2/4.', answer: 'It is $\\boxed{\\frac12}$.', task: 'math' }, { numAgents: 2, rounds: 1, aggregator: 'vote' }, engine);
+    const engine = createFakeEngine({
+      reply: (req) =>
+        req.messages[0]!.content.includes('\\boxed') ? 'so \\boxed{\\frac{1}{2}}' : 'I pick B.\nAnswer: B',
+    });
+    const m = await runDebate(
+      { id: 'm1', question: 'Compute 2/4.', answer: 'It is $\\boxed{\\frac12}$.', task: 'math' },
+      { numAgents: 2, rounds: 1, aggregator: 'vote' },
+      engine,
+    );
     expect(m.rounds[0]!.messages[0]!.prompt[0]!.content).toContain('\\boxed{');
     expect(m.final).toEqual({ answer: '\\frac{1}{2}', correct: true });
     const mc = await runDebate(
-      { id: 'c1', question: 'Which is a mammal?\n\nA. shark\nB. whale', answer: 'B', task: 'mc', choices: ['shark', 'whale'] },
+      {
+        id: 'c1',
+        question: 'Which is a mammal?\n\nA. shark\nB. whale',
+        answer: 'B',
+        task: 'mc',
+        choices: ['shark', 'whale'],
+      },
       { numAgents: 2, rounds: 1, aggregator: 'vote' },
       engine,
     );

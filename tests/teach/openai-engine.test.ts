@@ -5,7 +5,13 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import type { ChatMessage } from '../../src/engine/types';
 import type { Question } from '../../src/tasks/datasets';
 import { runDebateSet } from '../../src/teach/debate';
-import { OpenAIEngine, OpenAIEngineError, collectStream, parseRetryAfter, type RetryInfo } from '../../src/teach/openai-engine';
+import {
+  OpenAIEngine,
+  OpenAIEngineError,
+  collectStream,
+  parseRetryAfter,
+  type RetryInfo,
+} from '../../src/teach/openai-engine';
 import { Semaphore } from '../../src/util/semaphore';
 import { readTrajectories } from '../../src/teach/trajectory';
 import { createFakeEngine } from '../helpers/fake-engine';
@@ -24,7 +30,16 @@ async function faulty(script: Fault[], opts: { after?: Fault; engine?: ReturnTyp
 }
 function client(baseUrl: string, extra: Partial<ConstructorParameters<typeof OpenAIEngine>[0]> = {}) {
   const retries: RetryInfo[] = [];
-  const c = new OpenAIEngine({ baseUrl, model: 'fake-model', timeoutMs: 400, backoffMs: 5, maxRetries: 4, concurrency: 1, onRetry: (r) => retries.push(r), ...extra });
+  const c = new OpenAIEngine({
+    baseUrl,
+    model: 'fake-model',
+    timeoutMs: 400,
+    backoffMs: 5,
+    maxRetries: 4,
+    concurrency: 1,
+    onRetry: (r) => retries.push(r),
+    ...extra,
+  });
   return { c, retries };
 }
 
@@ -122,7 +137,9 @@ describe('OpenAIEngine against a faulty server', () => {
     const err = (await c.chat.completions.create({ messages }).catch((e) => e)) as OpenAIEngineError;
     expect(s.log).toHaveLength(1);
     expect(retries).toHaveLength(0);
-    expect(err.message).toMatch(/failed on attempt 1\/5 \(not retryable\): HTTP 400 Bad Request: scripted bad request: messages is broken/);
+    expect(err.message).toMatch(
+      /failed on attempt 1\/5 \(not retryable\): HTTP 400 Bad Request: scripted bad request: messages is broken/,
+    );
     expect(err.retryable).toBe(false);
   });
 
@@ -132,7 +149,9 @@ describe('OpenAIEngine against a faulty server', () => {
     await c.chat.completions.create({ messages });
     expect(retries.map((r) => r.reason.startsWith('network error'))).toEqual([true, true]);
     const dead = new OpenAIEngine({ baseUrl: 'http://127.0.0.1:9/v1', model: 'x', maxRetries: 1, backoffMs: 1 });
-    await expect(dead.chat.completions.create({ messages })).rejects.toThrow(/POST http:\/\/127\.0\.0\.1:9\/v1\/chat\/completions gave up after 2 attempts: network error/);
+    await expect(dead.chat.completions.create({ messages })).rejects.toThrow(
+      /POST http:\/\/127\.0\.0\.1:9\/v1\/chat\/completions gave up after 2 attempts: network error/,
+    );
   });
 
   it('streaming: retried before the first chunk (bad SSE, 500), content equals non-streaming', async () => {
@@ -152,7 +171,11 @@ describe('OpenAIEngine against a faulty server', () => {
     const engine = createFakeEngine({ delayMs: 30 });
     const { s } = await faulty([], { engine });
     const { c } = client(s.baseUrl, { concurrency: 3, timeoutMs: 5000 });
-    await Promise.all(Array.from({ length: 9 }, (_, i) => c.chat.completions.create({ messages: [{ role: 'user', content: `q${i}` }] })));
+    await Promise.all(
+      Array.from({ length: 9 }, (_, i) =>
+        c.chat.completions.create({ messages: [{ role: 'user', content: `q${i}` }] }),
+      ),
+    );
     expect(engine.calls).toBe(9);
     expect(engine.maxInFlight).toBe(3);
   });
@@ -179,12 +202,21 @@ describe('OpenAIEngine against a faulty server', () => {
 
   it('a debate set through faults: retries absorbed, failed questions not written, rerun completes, no line lost', async () => {
     // 2 agents x 1 round + vote = 2 calls per question, concurrency 1 → deterministic order.
-    const questions: Question[] = Array.from({ length: 4 }, (_, i) => ({ id: `q${i}`, question: `What is ${i} + 1?`, answer: `#### ${i + 1}`, task: 'gsm8k' }));
+    const questions: Question[] = Array.from({ length: 4 }, (_, i) => ({
+      id: `q${i}`,
+      question: `What is ${i} + 1?`,
+      answer: `#### ${i + 1}`,
+      task: 'gsm8k',
+    }));
     const { s } = await faulty(['500', 'malformed', 'ok', 'ok', 'ok', '429', '500', '500', '500']);
     const { c, retries } = client(s.baseUrl, { maxRetries: 2 });
     const out = path.join(dir, 'faults.jsonl');
     const errors: string[] = [];
-    const r1 = await runDebateSet(questions, { numAgents: 2, rounds: 1, aggregator: 'vote', engines: c }, { out, onError: (e) => errors.push(e.message) });
+    const r1 = await runDebateSet(
+      questions,
+      { numAgents: 2, rounds: 1, aggregator: 'vote', engines: c },
+      { out, onError: (e) => errors.push(e.message) },
+    );
     // Requests are serialized (concurrency 1): q0's agents get 500 and malformed, then ok, ok;
     // q1's first agent ok, its second 429, 500, 500 → gives up; q2 absorbs the last 500.
     expect(retries).toHaveLength(5);

@@ -2,7 +2,13 @@
 import { describe, expect, it } from 'vitest';
 import { startServer } from '../../src/engine/server';
 import { OpenAIEngine, collectStream } from '../../src/teach/openai-engine';
-import { WebLLMEngine, filterTeacherModels, runsWithoutShaderF16, webllmTeacherModels, type MLCEngineLike } from '../../src/teach/webllm-engine';
+import {
+  WebLLMEngine,
+  filterTeacherModels,
+  runsWithoutShaderF16,
+  webllmTeacherModels,
+  type MLCEngineLike,
+} from '../../src/teach/webllm-engine';
 
 /** Shaped like WebLLM's MLCEngine: one generation at a time, interruptGenerate() stops it. */
 function fakeMLC() {
@@ -35,19 +41,52 @@ function fakeMLC() {
               object: 'chat.completion',
               created: 1,
               model: 'ignored',
-              choices: [{ index: 0, message: { role: 'assistant', content: interrupted ? 'The' : words.slice(0, n).join('') }, finish_reason: interrupted ? 'abort' : n < words.length ? 'length' : 'stop', logprobs: null }],
-              usage: { prompt_tokens: 12, completion_tokens: interrupted ? 1 : n, total_tokens: 12 + (interrupted ? 1 : n), extra: { e2e_latency_s: 0.1 } },
+              choices: [
+                {
+                  index: 0,
+                  message: { role: 'assistant', content: interrupted ? 'The' : words.slice(0, n).join('') },
+                  finish_reason: interrupted ? 'abort' : n < words.length ? 'length' : 'stop',
+                  logprobs: null,
+                },
+              ],
+              usage: {
+                prompt_tokens: 12,
+                completion_tokens: interrupted ? 1 : n,
+                total_tokens: 12 + (interrupted ? 1 : n),
+                extra: { e2e_latency_s: 0.1 },
+              },
             };
           }
           return (async function* () {
             let i = 0;
             for (; i < n && !interrupted; i++) {
               await new Promise((r) => setTimeout(r, 5));
-              yield { id: 'c', object: 'chat.completion.chunk', created: 1, model: 'm', choices: [{ index: 0, delta: { role: 'assistant', content: words[i] }, finish_reason: null, logprobs: null }] };
+              yield {
+                id: 'c',
+                object: 'chat.completion.chunk',
+                created: 1,
+                model: 'm',
+                choices: [
+                  { index: 0, delta: { role: 'assistant', content: words[i] }, finish_reason: null, logprobs: null },
+                ],
+              };
             }
-            yield { id: 'c', object: 'chat.completion.chunk', created: 1, model: 'm', choices: [{ index: 0, delta: {}, finish_reason: interrupted ? 'abort' : 'stop', logprobs: null }] };
+            yield {
+              id: 'c',
+              object: 'chat.completion.chunk',
+              created: 1,
+              model: 'm',
+              choices: [{ index: 0, delta: {}, finish_reason: interrupted ? 'abort' : 'stop', logprobs: null }],
+            };
             if ((req.stream_options as { include_usage?: boolean } | undefined)?.include_usage) {
-              yield { id: 'c', object: 'chat.completion.chunk', created: 1, model: 'm', choices: [], usage: { prompt_tokens: 12, completion_tokens: i, total_tokens: 12 + i } };
+              yield {
+                id: 'c',
+                object: 'chat.completion.chunk',
+                created: 1,
+                model: 'm',
+                choices: [],
+                usage: { prompt_tokens: 12, completion_tokens: i, total_tokens: 12 + i },
+              };
             }
             running--;
           })();
@@ -135,7 +174,9 @@ describe('WebLLMEngine', () => {
     expect(r.choices[0]!.finish_reason).toBe('abort');
     const pre = new AbortController();
     pre.abort();
-    expect((await e.chat.completions.create({ messages }, { signal: pre.signal })).choices[0]!.finish_reason).toBe('abort');
+    expect((await e.chat.completions.create({ messages }, { signal: pre.signal })).choices[0]!.finish_reason).toBe(
+      'abort',
+    );
     expect(mlc.calls).toHaveLength(1);
   });
 

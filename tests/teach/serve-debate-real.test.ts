@@ -29,7 +29,24 @@ function modelDir(): string {
 }
 
 async function startServe(dir: string): Promise<{ url: string; stop: () => Promise<string> }> {
-  const child = spawn(process.execPath, [CLI, 'serve', '--model', dir, '--port', '0', '--served-model-name', 'tiny', '--context-length', '2048', '--max-batch', '6'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(
+    process.execPath,
+    [
+      CLI,
+      'serve',
+      '--model',
+      dir,
+      '--port',
+      '0',
+      '--served-model-name',
+      'tiny',
+      '--context-length',
+      '2048',
+      '--max-batch',
+      '6',
+    ],
+    { stdio: ['ignore', 'pipe', 'pipe'] },
+  );
   children.push(child);
   let out = '';
   let err = '';
@@ -53,7 +70,33 @@ async function startServe(dir: string): Promise<{ url: string; stop: () => Promi
 }
 
 function debateArgs(url: string, out: string, limit: number): string[] {
-  return ['debate', '--data', GSM8K, '--task', 'gsm8k', '--out', out, '--engine', 'openai', '--base-url', url, '--api-model', 'tiny', '--agents', '3', '--rounds', '2', '--limit', String(limit), '--max-tokens', '12', '--temperature', '0.8', '--seed', '1'];
+  return [
+    'debate',
+    '--data',
+    GSM8K,
+    '--task',
+    'gsm8k',
+    '--out',
+    out,
+    '--engine',
+    'openai',
+    '--base-url',
+    url,
+    '--api-model',
+    'tiny',
+    '--agents',
+    '3',
+    '--rounds',
+    '2',
+    '--limit',
+    String(limit),
+    '--max-tokens',
+    '12',
+    '--temperature',
+    '0.8',
+    '--seed',
+    '1',
+  ];
 }
 
 describe('agentark serve + agentark debate --engine openai', () => {
@@ -62,7 +105,10 @@ describe('agentark serve + agentark debate --engine openai', () => {
     const server = await startServe(dir);
     const out = path.join(dir, 'traj.jsonl');
     agentark(debateArgs(server.url, out, 2));
-    const lines = readFileSync(out, 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+    const lines = readFileSync(out, 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l));
     expect(lines.length).toBe(2);
     let calls = 0;
     let prompt = 0;
@@ -94,7 +140,7 @@ describe('agentark serve + agentark debate --engine openai', () => {
         } catch {
           return;
         }
-        if (text.split("\n").filter(Boolean).length >= 1) {
+        if (text.split('\n').filter(Boolean).length >= 1) {
           child.kill('SIGKILL');
           clearInterval(timer);
         }
@@ -107,7 +153,10 @@ describe('agentark serve + agentark debate --engine openai', () => {
     const partial = readFileSync(out, 'utf8').trim().split('\n').length;
     expect(partial).toBeLessThan(3);
     agentark(debateArgs(server.url, out, 3));
-    const ids = readFileSync(out, 'utf8').trim().split('\n').map((l) => JSON.parse(l).id);
+    const ids = readFileSync(out, 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l).id);
     expect(ids.length).toBe(3);
     expect(new Set(ids).size).toBe(3);
     await server.stop();

@@ -74,14 +74,54 @@ describe('parseTrajectoryLine', () => {
       return JSON.stringify(r);
     };
     expect(() => parseTrajectoryLine('{"schema": ', 7)).toThrow(/line 7: not valid JSON/);
-    expect(() => parseTrajectoryLine(bad((r) => delete r.schema), 3)).toThrow(/line 3: missing "schema"/);
-    expect(() => parseTrajectoryLine(bad((r) => (r.schema = 'agentark.trajectory/2')), 3)).toThrow(/unsupported schema "agentark.trajectory\/2"/);
-    expect(() => parseTrajectoryLine(bad((r) => (r.rounds[1].messages[0].usage.prompt_tokens = '10')), 4)).toThrow(/rounds\[1\]\.messages\[0\]\.usage\.prompt_tokens must be an integer/);
-    expect(() => parseTrajectoryLine(bad((r) => (r.rounds[0].messages[1].prompt = [{ role: 'user' }])), 4)).toThrow(/prompt\[0\] must be \{role, content\}/);
-    expect(() => parseTrajectoryLine(bad((r) => (r.task = 'squad')), 2)).toThrow(/task must be gsm8k, math, mc or qa/);
-    expect(() => parseTrajectoryLine(bad((r) => (r.final.correct = 'yes')), 2)).toThrow(/final\.correct must be a boolean/);
-    expect(() => parseTrajectoryLine(bad((r) => (r.aggregator = { kind: 'llm', extracted: '7', correct: true })), 2)).toThrow(/aggregator\.completion must be a string/);
-    expect(() => parseTrajectoryLine(bad((r) => delete r.totals.wallMs), 2)).toThrow(/totals\.wallMs/);
+    expect(() =>
+      parseTrajectoryLine(
+        bad((r) => delete r.schema),
+        3,
+      ),
+    ).toThrow(/line 3: missing "schema"/);
+    expect(() =>
+      parseTrajectoryLine(
+        bad((r) => (r.schema = 'agentark.trajectory/2')),
+        3,
+      ),
+    ).toThrow(/unsupported schema "agentark.trajectory\/2"/);
+    expect(() =>
+      parseTrajectoryLine(
+        bad((r) => (r.rounds[1].messages[0].usage.prompt_tokens = '10')),
+        4,
+      ),
+    ).toThrow(/rounds\[1\]\.messages\[0\]\.usage\.prompt_tokens must be an integer/);
+    expect(() =>
+      parseTrajectoryLine(
+        bad((r) => (r.rounds[0].messages[1].prompt = [{ role: 'user' }])),
+        4,
+      ),
+    ).toThrow(/prompt\[0\] must be \{role, content\}/);
+    expect(() =>
+      parseTrajectoryLine(
+        bad((r) => (r.task = 'squad')),
+        2,
+      ),
+    ).toThrow(/task must be gsm8k, math, mc or qa/);
+    expect(() =>
+      parseTrajectoryLine(
+        bad((r) => (r.final.correct = 'yes')),
+        2,
+      ),
+    ).toThrow(/final\.correct must be a boolean/);
+    expect(() =>
+      parseTrajectoryLine(
+        bad((r) => (r.aggregator = { kind: 'llm', extracted: '7', correct: true })),
+        2,
+      ),
+    ).toThrow(/aggregator\.completion must be a string/);
+    expect(() =>
+      parseTrajectoryLine(
+        bad((r) => delete r.totals.wallMs),
+        2,
+      ),
+    ).toThrow(/totals\.wallMs/);
     expect(() => parseTrajectoryLine('[1,2]', 9)).toThrow(TrajectoryParseError);
   });
 });

@@ -80,8 +80,13 @@ describe('tokenizeRow: messages', () => {
 
   it('rejects a template that does not render incrementally, naming the row', () => {
     // Writes the number of messages first, so every rendering differs from the previous one.
-    const { tok } = load('qwen2', "{{ messages|length }}{% for m in messages %}{{ m['role'] + ': ' + m['content'] + '\\n' }}{% endfor %}");
-    expect(() => tokenizeRow(CHAT, tok, { maxLength: 512 }, 'chat.jsonl:7 row 7')).toThrow(/chat\.jsonl:7 row 7: the chat template does not render the conversation incrementally/);
+    const { tok } = load(
+      'qwen2',
+      "{{ messages|length }}{% for m in messages %}{{ m['role'] + ': ' + m['content'] + '\\n' }}{% endfor %}",
+    );
+    expect(() => tokenizeRow(CHAT, tok, { maxLength: 512 }, 'chat.jsonl:7 row 7')).toThrow(
+      /chat\.jsonl:7 row 7: the chat template does not render the conversation incrementally/,
+    );
   });
 
   it('errors on a conversation without an assistant turn, or without a tokenizer', () => {
@@ -96,7 +101,12 @@ describe('tokenizeRow: messages', () => {
 describe('tokenizeRow: prompt/completion, text, pre-tokenized', () => {
   it('prompt/completion strings: prompt unlabelled, completion + EOS labelled (llama: BOS first)', () => {
     const { tok, ids } = load('llama');
-    const ex = tokenizeRow({ prompt: 'What is the world?', completion: ' It is round.' }, tok, { maxLength: 512 }, 'row 1');
+    const ex = tokenizeRow(
+      { prompt: 'What is the world?', completion: ' It is round.' },
+      tok,
+      { maxLength: 512 },
+      'row 1',
+    );
     expect(ex.inputIds[0]).toBe(ids.bos);
     expect(ex.inputIds[ex.inputIds.length - 1]).toBe(ids.imEnd); // the tokenizer's eos_token
     const runs = labelledRuns(ex);
@@ -105,7 +115,12 @@ describe('tokenizeRow: prompt/completion, text, pre-tokenized', () => {
     expect(tok.decode(ex.inputIds.slice(...runs[0]))).toBe(' It is round.<|im_end|>');
     expect(tok.decode(ex.inputIds.slice(0, runs[0][0]))).toBe('<|begin_of_text|>What is the world?');
     // An explicit eosTokenId wins.
-    const other = tokenizeRow({ prompt: 'Q', completion: 'A' }, tok, { maxLength: 512, eosTokenId: ids.endoftext }, 'row 1');
+    const other = tokenizeRow(
+      { prompt: 'Q', completion: 'A' },
+      tok,
+      { maxLength: 512, eosTokenId: ids.endoftext },
+      'row 1',
+    );
     expect(other.inputIds[other.inputIds.length - 1]).toBe(ids.endoftext);
   });
 
@@ -122,8 +137,12 @@ describe('tokenizeRow: prompt/completion, text, pre-tokenized', () => {
     const ex = tokenizeRow(row, tok, { maxLength: 512 }, 'row 1');
     const spans = labelledRuns(ex).map(([s, e]) => tok.decode(ex.inputIds.slice(s, e)));
     expect(spans).toEqual(['The world.<|im_end|>']); // the assistant turn inside the prompt is not labelled
-    expect(tok.decode(ex.inputIds)).toBe(tok.applyChatTemplate([...row.prompt, ...row.completion], { addGenerationPrompt: false }));
-    expect(() => tokenizeRow({ prompt: 'x', completion: [] }, tok, { maxLength: 512 }, 'row 1')).toThrow(/both be strings or both be lists/);
+    expect(tok.decode(ex.inputIds)).toBe(
+      tok.applyChatTemplate([...row.prompt, ...row.completion], { addGenerationPrompt: false }),
+    );
+    expect(() => tokenizeRow({ prompt: 'x', completion: [] }, tok, { maxLength: 512 }, 'row 1')).toThrow(
+      /both be strings or both be lists/,
+    );
   });
 
   it('text: every token labelled, EOS appended once', () => {
@@ -136,36 +155,63 @@ describe('tokenizeRow: prompt/completion, text, pre-tokenized', () => {
   });
 
   it('pre-tokenized: labels default to input_ids, -100 allowed, lengths and ids checked', () => {
-    expect(tokenizeRow({ input_ids: [5, 6, 7] }, null, { maxLength: 8 }, 'row 1')).toEqual({ inputIds: [5, 6, 7], labels: [5, 6, 7] });
-    expect(tokenizeRow({ input_ids: [5, 6, 7], labels: [-100, -100, 7] }, null, { maxLength: 8 }, 'row 1').labels).toEqual([-100, -100, 7]);
-    expect(() => tokenizeRow({ input_ids: [5, 6, 7], labels: [5, 6] }, null, { maxLength: 8 }, 'row 4')).toThrow(/row 4: "labels" has 2 entries but "input_ids" has 3/);
-    expect(() => tokenizeRow({ input_ids: [5, 6.5] }, null, { maxLength: 8 }, 'row 1')).toThrow(/input_ids\[1\] is 6.5/);
+    expect(tokenizeRow({ input_ids: [5, 6, 7] }, null, { maxLength: 8 }, 'row 1')).toEqual({
+      inputIds: [5, 6, 7],
+      labels: [5, 6, 7],
+    });
+    expect(
+      tokenizeRow({ input_ids: [5, 6, 7], labels: [-100, -100, 7] }, null, { maxLength: 8 }, 'row 1').labels,
+    ).toEqual([-100, -100, 7]);
+    expect(() => tokenizeRow({ input_ids: [5, 6, 7], labels: [5, 6] }, null, { maxLength: 8 }, 'row 4')).toThrow(
+      /row 4: "labels" has 2 entries but "input_ids" has 3/,
+    );
+    expect(() => tokenizeRow({ input_ids: [5, 6.5] }, null, { maxLength: 8 }, 'row 1')).toThrow(
+      /input_ids\[1\] is 6.5/,
+    );
     expect(() => tokenizeRow({ input_ids: [5, -100] }, null, { maxLength: 8 }, 'row 1')).toThrow(/input_ids\[1\]/);
     expect(() => tokenizeRow({ input_ids: ['5', 6] }, null, { maxLength: 8 }, 'row 1')).toThrow(/input_ids\[0\]/);
-    expect(() => tokenizeRow({ input_ids: [5, 600] }, null, { maxLength: 8, vocabSize: 320 }, 'row 1')).toThrow(/input_ids\[1\] = 600 is not below the model's vocab_size 320/);
+    expect(() => tokenizeRow({ input_ids: [5, 600] }, null, { maxLength: 8, vocabSize: 320 }, 'row 1')).toThrow(
+      /input_ids\[1\] = 600 is not below the model's vocab_size 320/,
+    );
   });
 
   it('rejects rows longer than the context, rows with nothing to learn, and unknown layouts', () => {
     const { tok } = load('qwen2');
     const long = { text: 'Hello world and the world of the world' };
     const n = tokenizeRow(long, tok, { maxLength: 512 }, 'row 2').inputIds.length;
-    expect(() => tokenizeRow(long, tok, { maxLength: 5 }, 'data.jsonl:2 row 2')).toThrow(`row 2 has ${n} tokens, longer than the context (5)`);
-    expect(() => tokenizeRow({ input_ids: [1, 2, 3], labels: [-100, -100, -100] }, null, { maxLength: 8 }, 'row 3')).toThrow(/row 3: no labelled token/);
-    expect(() => tokenizeRow({ question: 'x' }, tok, { maxLength: 8 }, 'row 5')).toThrow(/row 5: unrecognized row \(keys "question"\)/);
+    expect(() => tokenizeRow(long, tok, { maxLength: 5 }, 'data.jsonl:2 row 2')).toThrow(
+      `row 2 has ${n} tokens, longer than the context (5)`,
+    );
+    expect(() =>
+      tokenizeRow({ input_ids: [1, 2, 3], labels: [-100, -100, -100] }, null, { maxLength: 8 }, 'row 3'),
+    ).toThrow(/row 3: no labelled token/);
+    expect(() => tokenizeRow({ question: 'x' }, tok, { maxLength: 8 }, 'row 5')).toThrow(
+      /row 5: unrecognized row \(keys "question"\)/,
+    );
   });
 });
 
 describe('parseTrainingJsonl / loadTrainingData', () => {
   it('skips blank lines and names the line of bad JSON', () => {
-    expect(parseTrainingJsonl('{"text": "a"}\n\n  \n{"text": "b"}\n', 'x.jsonl')).toEqual([{ text: 'a' }, { text: 'b' }]);
-    expect(() => parseTrainingJsonl('{"text": "a"}\n\n{"text": oops}\n', 'x.jsonl')).toThrow(/^x\.jsonl:3: invalid JSON/);
-    expect(() => parseTrainingJsonl('{"text": "a"}\n[1, 2]\n', 'x.jsonl')).toThrow(/x\.jsonl:2 row 2: expected a JSON object/);
+    expect(parseTrainingJsonl('{"text": "a"}\n\n  \n{"text": "b"}\n', 'x.jsonl')).toEqual([
+      { text: 'a' },
+      { text: 'b' },
+    ]);
+    expect(() => parseTrainingJsonl('{"text": "a"}\n\n{"text": oops}\n', 'x.jsonl')).toThrow(
+      /^x\.jsonl:3: invalid JSON/,
+    );
+    expect(() => parseTrainingJsonl('{"text": "a"}\n[1, 2]\n', 'x.jsonl')).toThrow(
+      /x\.jsonl:2 row 2: expected a JSON object/,
+    );
   });
 
   it('loads a file and a URL; the error of a bad row names file, line and row', async () => {
     const { tok } = load('qwen2');
     const file = path.join(tmp, 'train.jsonl');
-    fs.writeFileSync(file, [JSON.stringify(CHAT), '', JSON.stringify({ text: 'Hello' }), JSON.stringify({ input_ids: [1, 2] })].join('\n'));
+    fs.writeFileSync(
+      file,
+      [JSON.stringify(CHAT), '', JSON.stringify({ text: 'Hello' }), JSON.stringify({ input_ids: [1, 2] })].join('\n'),
+    );
     const examples = await loadTrainingData(file, tok, { maxLength: 512 });
     expect(examples.length).toBe(3);
     const server = await serveDirectory(tmp);
@@ -174,8 +220,13 @@ describe('parseTrainingJsonl / loadTrainingData', () => {
     } finally {
       await server.close();
     }
-    fs.writeFileSync(file, [JSON.stringify({ text: 'Hello' }), '', JSON.stringify({ text: 'Hello world and the world' })].join('\n'));
-    await expect(loadTrainingData(file, tok, { maxLength: 4 })).rejects.toThrow(/train\.jsonl:3 row 2 has \d+ tokens, longer than the context \(4\)/);
+    fs.writeFileSync(
+      file,
+      [JSON.stringify({ text: 'Hello' }), '', JSON.stringify({ text: 'Hello world and the world' })].join('\n'),
+    );
+    await expect(loadTrainingData(file, tok, { maxLength: 4 })).rejects.toThrow(
+      /train\.jsonl:3 row 2 has \d+ tokens, longer than the context \(4\)/,
+    );
   });
 
   it('errors on an empty dataset', async () => {
@@ -212,15 +263,34 @@ describe('tests/reference/lora_step.py (the PyTorch training-step oracle)', () =
     const raw = writeTinyModel(modelDir, { arch: 'qwen2', seed: 3 });
     const config = parseConfig(raw);
     const initDir = path.join(tmp, 'init');
-    const init = writeRandomPeftAdapter(initDir, config, { r: 4, alpha: 8, targets: ['q_proj', 'v_proj', 'o_proj', 'down_proj'], seed: 5 });
+    const init = writeRandomPeftAdapter(initDir, config, {
+      r: 4,
+      alpha: 8,
+      targets: ['q_proj', 'v_proj', 'o_proj', 'down_proj'],
+      seed: 5,
+    });
     const { tok } = load('qwen2');
     const ex = tokenizeRow(CHAT, tok, { maxLength: 512, vocabSize: config.vocabSize }, 'row 1');
     const data = path.join(tmp, 'rows.jsonl');
-    fs.writeFileSync(data, JSON.stringify({ input_ids: ex.inputIds, labels: ex.labels }) + '\n');
+    fs.writeFileSync(data, `${JSON.stringify({ input_ids: ex.inputIds, labels: ex.labels })}\n`);
     const outDir = path.join(tmp, 'stepped');
     const stdout = execFileSync(
       PYTHON,
-      [path.join(REPO_ROOT, 'tests/reference/lora_step.py'), '--model', modelDir, '--adapter', initDir, '--data', data, '--out', outDir, '--optimizer', 'sgd', '--lr', '0.5'],
+      [
+        path.join(REPO_ROOT, 'tests/reference/lora_step.py'),
+        '--model',
+        modelDir,
+        '--adapter',
+        initDir,
+        '--data',
+        data,
+        '--out',
+        outDir,
+        '--optimizer',
+        'sgd',
+        '--lr',
+        '0.5',
+      ],
       { encoding: 'utf8' },
     );
     const { losses, grad_norms } = JSON.parse(stdout) as { losses: number[]; grad_norms: number[] };
@@ -250,8 +320,25 @@ describe('tests/reference/lora_step.py (the PyTorch training-step oracle)', () =
     const repeated = JSON.parse(
       execFileSync(
         PYTHON,
-        [path.join(REPO_ROOT, 'tests/reference/lora_step.py'), '--model', modelDir, '--adapter', initDir, '--data', data, '--out', path.join(tmp, 'stepped3'),
-          '--optimizer', 'sgd', '--lr', '0.05', '--steps', '3', '--max-grad-norm', '1'],
+        [
+          path.join(REPO_ROOT, 'tests/reference/lora_step.py'),
+          '--model',
+          modelDir,
+          '--adapter',
+          initDir,
+          '--data',
+          data,
+          '--out',
+          path.join(tmp, 'stepped3'),
+          '--optimizer',
+          'sgd',
+          '--lr',
+          '0.05',
+          '--steps',
+          '3',
+          '--max-grad-norm',
+          '1',
+        ],
         { encoding: 'utf8' },
       ),
     ) as { losses: number[] };

@@ -32,7 +32,16 @@ async function setup(model: TinyModelOptions, backend: AnyBackend, opts: Partial
   const ckpt = await loadCheckpoint(dir);
   const m = LlamaModel.fromTensors(backend, ckpt.config, ckpt.tensors, 32);
   const ex = examples(ckpt.config.vocabSize, 5);
-  const trainer = new Trainer(m, ex, { ...DEFAULT_TRAIN_OPTIONS, batchSize: 2, steps: 1, optimizer: 'sgd', lr: 0, maxGradNorm: 0, seed: 3, ...opts } as TrainOptions);
+  const trainer = new Trainer(m, ex, {
+    ...DEFAULT_TRAIN_OPTIONS,
+    batchSize: 2,
+    steps: 1,
+    optimizer: 'sgd',
+    lr: 0,
+    maxGradNorm: 0,
+    seed: 3,
+    ...opts,
+  } as TrainOptions);
   return { trainer, ex };
 }
 
@@ -80,18 +89,41 @@ describe('whole-model gradient check (finite differences, CPU twin)', () => {
   for (const a of archs) {
     it(`full fine-tuning gradients, ${a.arch}`, async () => {
       const { trainer } = await setup(a, new CpuBackend(), { mode: 'full' });
-      const names = ['model.embed_tokens.weight', 'model.layers.0.self_attn.q_proj.weight', 'model.layers.1.self_attn.k_proj.weight', 'model.layers.0.self_attn.v_proj.weight', 'model.layers.1.self_attn.o_proj.weight', 'model.layers.0.mlp.gate_proj.weight', 'model.layers.1.mlp.up_proj.weight', 'model.layers.0.mlp.down_proj.weight', 'model.layers.1.input_layernorm.weight', 'model.layers.0.post_attention_layernorm.weight', 'model.norm.weight'];
-      if (a.arch === 'qwen2') names.push('model.layers.0.self_attn.q_proj.bias', 'model.layers.1.self_attn.v_proj.bias');
-      if (a.arch === 'qwen3') names.push('model.layers.0.self_attn.q_norm.weight', 'model.layers.1.self_attn.k_norm.weight');
+      const names = [
+        'model.embed_tokens.weight',
+        'model.layers.0.self_attn.q_proj.weight',
+        'model.layers.1.self_attn.k_proj.weight',
+        'model.layers.0.self_attn.v_proj.weight',
+        'model.layers.1.self_attn.o_proj.weight',
+        'model.layers.0.mlp.gate_proj.weight',
+        'model.layers.1.mlp.up_proj.weight',
+        'model.layers.0.mlp.down_proj.weight',
+        'model.layers.1.input_layernorm.weight',
+        'model.layers.0.post_attention_layernorm.weight',
+        'model.norm.weight',
+      ];
+      if (a.arch === 'qwen2')
+        names.push('model.layers.0.self_attn.q_proj.bias', 'model.layers.1.self_attn.v_proj.bias');
+      if (a.arch === 'qwen3')
+        names.push('model.layers.0.self_attn.q_norm.weight', 'model.layers.1.self_attn.k_norm.weight');
       if (!a.tied) names.push('lm_head.weight');
       expect(await gradCheck(trainer, names, 3)).toBeLessThan(2e-2);
     });
   }
   it('LoRA gradients on every projection, with rslora scaling', async () => {
-    const { trainer } = await setup({ arch: 'qwen2', dtype: 'F32' }, new CpuBackend(), { mode: 'lora', rank: 3, alpha: 6, useRslora: true, targets: ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'] });
+    const { trainer } = await setup({ arch: 'qwen2', dtype: 'F32' }, new CpuBackend(), {
+      mode: 'lora',
+      rank: 3,
+      alpha: 6,
+      useRslora: true,
+      targets: ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'],
+    });
     // B starts at zero (PEFT init), so A's gradient would be zero: give B values first.
-    for (const p of trainer.params) if (p.name.endsWith('.B')) (p.tensor as Float32Array).forEach((_, i, arr) => (arr[i] = Math.sin(i + p.n) * 0.1));
-    const names = trainer.params.filter((p) => p.name.startsWith('0.') || p.name.startsWith('1.down')).map((p) => p.name);
+    for (const p of trainer.params)
+      if (p.name.endsWith('.B')) (p.tensor as Float32Array).forEach((_, i, arr) => (arr[i] = Math.sin(i + p.n) * 0.1));
+    const names = trainer.params
+      .filter((p) => p.name.startsWith('0.') || p.name.startsWith('1.down'))
+      .map((p) => p.name);
     expect(await gradCheck(trainer, names, 2, 2e-3)).toBeLessThan(2e-2);
   });
 });
@@ -100,15 +132,22 @@ describe('WebGPU training pass vs CPU twin', () => {
   for (const mode of ['lora', 'full'] as const) {
     it(`${mode}: same loss and gradients on the same micro-batch`, async () => {
       const gpu = await testGpu();
-      const opts: Partial<TrainOptions> = { mode, rank: 4, alpha: 8, dropout: mode === 'lora' ? 0.1 : 0, targets: ['q_proj', 'v_proj', 'down_proj'] };
+      const opts: Partial<TrainOptions> = {
+        mode,
+        rank: 4,
+        alpha: 8,
+        dropout: mode === 'lora' ? 0.1 : 0,
+        targets: ['q_proj', 'v_proj', 'down_proj'],
+      };
       const cpu = await setup({ arch: 'qwen3', dtype: 'F32', headDim: 12 }, new CpuBackend(), opts);
       const g = await setup({ arch: 'qwen3', dtype: 'F32', headDim: 12 }, await GpuBackend.create(gpu, 'f32'), opts);
       for (const t of [cpu.trainer, g.trainer]) {
-        for (const p of t.params) if (p.name.endsWith('.B')) {
-          const vals = Float32Array.from({ length: p.n }, (_, i) => Math.sin(i + p.n) * 0.3);
-          if (p.tensor instanceof Float32Array) p.tensor.set(vals);
-          else (t.model.backend as GpuBackend).write((p.tensor as { buffer: GPUBuffer }).buffer, vals);
-        }
+        for (const p of t.params)
+          if (p.name.endsWith('.B')) {
+            const vals = Float32Array.from({ length: p.n }, (_, i) => Math.sin(i + p.n) * 0.3);
+            if (p.tensor instanceof Float32Array) p.tensor.set(vals);
+            else (t.model.backend as GpuBackend).write((p.tensor as { buffer: GPUBuffer }).buffer, vals);
+          }
       }
       const lc = await lossOf(cpu.trainer);
       const lg = await lossOf(g.trainer);

@@ -43,7 +43,16 @@ function blobs(files: Record<string, string | Uint8Array>): BlobSource {
 }
 
 function baseConfig(patch: Partial<LoraConfig> = {}): LoraConfig {
-  return { r: 4, loraAlpha: 8, loraDropout: 0, targetModules: ['q_proj', 'v_proj'], useRslora: false, baseModelNameOrPath: null, bias: 'none', ...patch };
+  return {
+    r: 4,
+    loraAlpha: 8,
+    loraDropout: 0,
+    targetModules: ['q_proj', 'v_proj'],
+    useRslora: false,
+    baseModelNameOrPath: null,
+    bias: 'none',
+    ...patch,
+  };
 }
 
 function pairTensors(adapter: PeftAdapter, dtype: 'F32' | 'F16' | 'BF16' = 'F32'): TensorToWrite[] {
@@ -64,9 +73,14 @@ describe('PEFT keys and adapter_config.json', () => {
     expect(peftKey(3, 'gate_proj', 'A')).toBe('base_model.model.model.layers.3.mlp.gate_proj.lora_A.weight');
     expect(peftKey(3, 'down_proj', 'B')).toBe('base_model.model.model.layers.3.mlp.down_proj.lora_B.weight');
     for (const module of PROJECTIONS) {
-      for (const which of ['A', 'B'] as const) expect(parsePeftKey(peftKey(7, module, which))).toEqual({ layer: 7, module, which });
+      for (const which of ['A', 'B'] as const)
+        expect(parsePeftKey(peftKey(7, module, which))).toEqual({ layer: 7, module, which });
     }
-    expect(parsePeftKey('base_model.model.model.layers.2.self_attn.k_proj.lora_A.default.weight')).toEqual({ layer: 2, module: 'k_proj', which: 'A' });
+    expect(parsePeftKey('base_model.model.model.layers.2.self_attn.k_proj.lora_A.default.weight')).toEqual({
+      layer: 2,
+      module: 'k_proj',
+      which: 'A',
+    });
     expect(parsePeftKey('base_model.model.lm_head.lora_A.weight')).toBeNull();
     expect(parsePeftKey('base_model.model.model.layers.0.mlp.q_proj.lora_A.weight')).toBeNull();
     expect(parsePeftKey('base_model.model.model.layers.0.self_attn.q_proj.lora_magnitude_vector')).toBeNull();
@@ -74,7 +88,13 @@ describe('PEFT keys and adapter_config.json', () => {
   });
 
   it('serializes the files PEFT writes: every key, F32 tensors, {"format": "pt"} metadata', () => {
-    const adapter = randomPeftAdapter(QWEN3, { r: 4, alpha: 16, targets: ['q_proj', 'up_proj'], seed: 1, baseModelNameOrPath: 'Qwen/Qwen3-0.6B' });
+    const adapter = randomPeftAdapter(QWEN3, {
+      r: 4,
+      alpha: 16,
+      targets: ['q_proj', 'up_proj'],
+      seed: 1,
+      baseModelNameOrPath: 'Qwen/Qwen3-0.6B',
+    });
     const files = serializePeftAdapter(adapter);
     const config = JSON.parse(files['adapter_config.json']);
     expect(config).toMatchObject({
@@ -102,7 +122,11 @@ describe('PEFT keys and adapter_config.json', () => {
     const { tensors, metadata } = readSafetensors(files['adapter_model.safetensors']);
     expect(metadata).toEqual({ format: 'pt' });
     expect(tensors.map((t) => t.name).sort()).toEqual(
-      [0, 1].flatMap((l) => ['q_proj', 'up_proj'].flatMap((m) => ['A', 'B'].map((w) => peftKey(l, m as 'q_proj', w as 'A')))).sort(),
+      [0, 1]
+        .flatMap((l) =>
+          ['q_proj', 'up_proj'].flatMap((m) => ['A', 'B'].map((w) => peftKey(l, m as 'q_proj', w as 'A'))),
+        )
+        .sort(),
     );
     expect(new Set(tensors.map((t) => t.dtype))).toEqual(new Set(['F32']));
     const q = tensors.find((t) => t.name === peftKey(1, 'q_proj', 'B'))!;
@@ -125,8 +149,16 @@ describe('PEFT keys and adapter_config.json', () => {
   it('loads F16 and BF16 tensors as float32', async () => {
     const adapter = randomPeftAdapter(QWEN3, { r: 2, alpha: 4, targets: ['k_proj'], seed: 3 });
     const config = serializePeftAdapter(adapter)['adapter_config.json'];
-    for (const [dtype, widen] of [['F16', (f: Float32Array) => f16ToF32(f32ToF16Bits(f))], ['BF16', (f: Float32Array) => bf16ToF32(f32ToBf16Bits(f))]] as const) {
-      const loaded = await loadPeftAdapter(blobs({ 'adapter_config.json': config, 'adapter_model.safetensors': writeSafetensors(pairTensors(adapter, dtype)) }));
+    for (const [dtype, widen] of [
+      ['F16', (f: Float32Array) => f16ToF32(f32ToF16Bits(f))],
+      ['BF16', (f: Float32Array) => bf16ToF32(f32ToBf16Bits(f))],
+    ] as const) {
+      const loaded = await loadPeftAdapter(
+        blobs({
+          'adapter_config.json': config,
+          'adapter_model.safetensors': writeSafetensors(pairTensors(adapter, dtype)),
+        }),
+      );
       loaded.pairs.forEach((p, i) => {
         expect(p.a.data).toEqual(widen(adapter.pairs[i].a.data));
         expect(p.b.data).toEqual(widen(adapter.pairs[i].b.data));
@@ -140,7 +172,9 @@ describe('loadPeftAdapter: target_modules forms and unsupported features', () =>
   const weights = serializePeftAdapter(adapter)['adapter_model.safetensors'];
   const withConfig = (patch: Record<string, unknown>, tensors: Uint8Array = weights) => {
     const json = { ...JSON.parse(serializePeftAdapter(adapter)['adapter_config.json']), ...patch };
-    return loadPeftAdapter(blobs({ 'adapter_config.json': JSON.stringify(json), 'adapter_model.safetensors': tensors }));
+    return loadPeftAdapter(
+      blobs({ 'adapter_config.json': JSON.stringify(json), 'adapter_model.safetensors': tensors }),
+    );
   };
 
   it('accepts a regex string (re.fullmatch on the module name) and writes it back', async () => {
@@ -153,12 +187,16 @@ describe('loadPeftAdapter: target_modules forms and unsupported features', () =>
     // Layer-restricted regexes work too, as long as they match every module in the file.
     const layers = String.raw`model\.layers\.[01]\.self_attn\.(q|v)_proj`;
     expect((await withConfig({ target_modules: layers })).config.targetModules).toEqual(['q_proj', 'v_proj']);
-    await expect(withConfig({ target_modules: String.raw`.*\.q_proj` })).rejects.toThrow(/model\.layers\.0\.self_attn\.v_proj, which target_modules ".*\\\\.q_proj" does not match/);
+    await expect(withConfig({ target_modules: String.raw`.*\.q_proj` })).rejects.toThrow(
+      /model\.layers\.0\.self_attn\.v_proj, which target_modules ".*\\\\.q_proj" does not match/,
+    );
     await expect(withConfig({ target_modules: '(unclosed' })).rejects.toThrow(/does not compile/);
     expect((await withConfig({ target_modules: 'all-linear' })).config.targetModules).toEqual([...PROJECTIONS]);
     // Absent (hand-written configs): the modules present in the file.
     expect((await withConfig({ target_modules: undefined })).config.targetModules).toEqual(['q_proj', 'v_proj']);
-    await expect(withConfig({ target_modules: 7 })).rejects.toThrow(/"target_modules" must be a list of module names or a regex string, got 7/);
+    await expect(withConfig({ target_modules: 7 })).rejects.toThrow(
+      /"target_modules" must be a list of module names or a regex string, got 7/,
+    );
   });
 
   it('accepts qualified list entries as PEFT matches them (suffix after a dot)', async () => {
@@ -174,19 +212,35 @@ describe('loadPeftAdapter: target_modules forms and unsupported features', () =>
     await expect(withConfig({ bias: 'all' })).rejects.toThrow(/bias "all" is not supported/);
     await expect(withConfig({ modules_to_save: ['lm_head'] })).rejects.toThrow(/modules_to_save/);
     await expect(withConfig({ peft_type: 'IA3' })).rejects.toThrow(/peft_type "IA3" is not supported/);
-    await expect(loadPeftAdapter(blobs({ 'adapter_config.json': '{}', 'adapter_model.bin': 'x' }))).rejects.toThrow(/adapter_model\.bin, the pickle format, is not supported/);
-    await expect(loadPeftAdapter(blobs({ 'adapter_model.safetensors': weights }))).rejects.toThrow(/no adapter_config\.json/);
+    await expect(loadPeftAdapter(blobs({ 'adapter_config.json': '{}', 'adapter_model.bin': 'x' }))).rejects.toThrow(
+      /adapter_model\.bin, the pickle format, is not supported/,
+    );
+    await expect(loadPeftAdapter(blobs({ 'adapter_model.safetensors': weights }))).rejects.toThrow(
+      /no adapter_config\.json/,
+    );
   });
 
   it('refuses lm_head / embedding LoRA tensors and missing pair halves, naming the tensor', async () => {
-    const extra = (name: string, shape: number[]) => ({ name, dtype: 'F32', shape, data: new Uint8Array(4 * shape[0] * shape[1]) });
+    const extra = (name: string, shape: number[]) => ({
+      name,
+      dtype: 'F32',
+      shape,
+      data: new Uint8Array(4 * shape[0] * shape[1]),
+    });
     const base = pairTensors(adapter);
-    await expect(withConfig({}, writeSafetensors([...base, extra('base_model.model.lm_head.lora_A.weight', [2, 64])]))).rejects.toThrow(
-      /base_model\.model\.lm_head\.lora_A\.weight: LoRA on lm_head is not supported/,
-    );
-    await expect(withConfig({}, writeSafetensors([...base, extra('base_model.model.model.embed_tokens.lora_embedding_A', [2, 320])]))).rejects.toThrow(/token embedding/);
+    await expect(
+      withConfig({}, writeSafetensors([...base, extra('base_model.model.lm_head.lora_A.weight', [2, 64])])),
+    ).rejects.toThrow(/base_model\.model\.lm_head\.lora_A\.weight: LoRA on lm_head is not supported/);
+    await expect(
+      withConfig(
+        {},
+        writeSafetensors([...base, extra('base_model.model.model.embed_tokens.lora_embedding_A', [2, 320])]),
+      ),
+    ).rejects.toThrow(/token embedding/);
     const withoutB = base.filter((t) => t.name !== peftKey(1, 'v_proj', 'B'));
-    await expect(withConfig({}, writeSafetensors(withoutB))).rejects.toThrow(/model\.layers\.1\.self_attn\.v_proj\.lora_B\.weight is missing/);
+    await expect(withConfig({}, writeSafetensors(withoutB))).rejects.toThrow(
+      /model\.layers\.1\.self_attn\.v_proj\.lora_B\.weight is missing/,
+    );
   });
 });
 
@@ -207,10 +261,14 @@ describe('validateAdapter', () => {
     const transposed = good();
     const b = transposed.pairs[1].b; // layer 0 o_proj: [64, 4]
     transposed.pairs[1].b = { shape: [b.shape[1], b.shape[0]], data: b.data };
-    expect(() => validateAdapter(transposed, QWEN3)).toThrow(/layers\.0\.self_attn\.o_proj\.lora_B\.weight has shape \[4, 64\], expected \[64, 4\]/);
+    expect(() => validateAdapter(transposed, QWEN3)).toThrow(
+      /layers\.0\.self_attn\.o_proj\.lora_B\.weight has shape \[4, 64\], expected \[64, 4\]/,
+    );
     const rank = good();
     rank.config.r = 8;
-    expect(() => validateAdapter(rank, QWEN3)).toThrow(/q_proj\.lora_A\.weight has shape \[4, 64\], expected \[8, 64\]/);
+    expect(() => validateAdapter(rank, QWEN3)).toThrow(
+      /q_proj\.lora_A\.weight has shape \[4, 64\], expected \[8, 64\]/,
+    );
   });
 
   it('rejects rank 0 / negative, layers the model lacks, and target modules the model lacks', () => {
@@ -221,10 +279,14 @@ describe('validateAdapter', () => {
     }
     const deep = good();
     deep.pairs[0] = { ...deep.pairs[0], layer: 5 };
-    expect(() => validateAdapter(deep, QWEN3)).toThrow(/model\.layers\.5\.self_attn\.q_proj, but the model has only 2 layers/);
+    expect(() => validateAdapter(deep, QWEN3)).toThrow(
+      /model\.layers\.5\.self_attn\.q_proj, but the model has only 2 layers/,
+    );
     const gpt2 = good();
     gpt2.config.targetModules = ['c_attn'];
-    expect(() => validateAdapter(gpt2, QWEN3)).toThrow(/target module "c_attn" is not a linear projection of Qwen3ForCausalLM/);
+    expect(() => validateAdapter(gpt2, QWEN3)).toThrow(
+      /target module "c_attn" is not a linear projection of Qwen3ForCausalLM/,
+    );
     const head = good();
     head.config.targetModules = ['q_proj', 'o_proj', 'down_proj', 'lm_head'];
     expect(() => validateAdapter(head, QWEN3)).toThrow(/LoRA on lm_head is not supported/);
@@ -233,7 +295,9 @@ describe('validateAdapter', () => {
     expect(() => validateAdapter(embed, QWEN3)).toThrow(/token embedding \(embed_tokens\) is not supported/);
     const untargeted = good();
     untargeted.config.targetModules = ['q_proj', 'o_proj'];
-    expect(() => validateAdapter(untargeted, QWEN3)).toThrow(/mlp\.down_proj, but target_modules \(q_proj, o_proj\) does not include down_proj/);
+    expect(() => validateAdapter(untargeted, QWEN3)).toThrow(
+      /mlp\.down_proj, but target_modules \(q_proj, o_proj\) does not include down_proj/,
+    );
   });
 });
 
@@ -244,7 +308,7 @@ describe('LoRA scale and initialization', () => {
     expect(loraScale(baseConfig({ r: 8, loraAlpha: 16, useRslora: true }))).toBeCloseTo(16 / Math.sqrt(8), 12);
   });
 
-  it("A ~ U(-1/sqrt(in), 1/sqrt(in)) (kaiming_uniform_, a=sqrt(5)), B = 0, shapes [r, in] / [out, r]", () => {
+  it('A ~ U(-1/sqrt(in), 1/sqrt(in)) (kaiming_uniform_, a=sqrt(5)), B = 0, shapes [r, in] / [out, r]', () => {
     const { inFeatures, outFeatures } = projectionShape(QWEN3, 'down_proj');
     expect([inFeatures, outFeatures]).toEqual([QWEN3.intermediateSize, QWEN3.hiddenSize]);
     const r = 64;
@@ -271,7 +335,7 @@ describe('LoRA scale and initialization', () => {
     const mean = sum / a.length;
     const variance = sumSq / a.length - mean * mean;
     expect(Math.abs(mean)).toBeLessThan(0.05 * bound);
-    expect(variance / (bound * bound / 3)).toBeCloseTo(1, 1); // U(-b, b) has variance b²/3
+    expect(variance / ((bound * bound) / 3)).toBeCloseTo(1, 1); // U(-b, b) has variance b²/3
   });
 });
 
@@ -281,14 +345,39 @@ describe('adapters written by PyTorch (tests/reference/lora_step.py)', () => {
     const raw = writeTinyModel(modelDir, { arch: 'llama', seed: 1, layers: 1 });
     const config = parseConfig(raw);
     const initDir = path.join(tmp, 'init');
-    const init = writeRandomPeftAdapter(initDir, raw, { r: 2, alpha: 4, targets: ['k_proj', 'gate_proj', 'up_proj'], seed: 7, useRslora: true });
+    const init = writeRandomPeftAdapter(initDir, raw, {
+      r: 2,
+      alpha: 4,
+      targets: ['k_proj', 'gate_proj', 'up_proj'],
+      seed: 7,
+      useRslora: true,
+    });
     const data = path.join(tmp, 'rows.jsonl');
-    fs.writeFileSync(data, JSON.stringify({ input_ids: [300, 12, 40, 7, 99, 256, 3], labels: [-100, -100, 40, 7, 99, 256, 3] }) + '\n');
+    fs.writeFileSync(
+      data,
+      `${JSON.stringify({ input_ids: [300, 12, 40, 7, 99, 256, 3], labels: [-100, -100, 40, 7, 99, 256, 3] })}\n`,
+    );
     const outDir = path.join(tmp, 'out');
     const lr = 1e-3;
     const stdout = execFileSync(
       PYTHON,
-      [path.join(REPO_ROOT, 'tests/reference/lora_step.py'), '--model', modelDir, '--adapter', initDir, '--data', data, '--out', outDir, '--optimizer', 'adamw', '--lr', String(lr), '--steps', '1'],
+      [
+        path.join(REPO_ROOT, 'tests/reference/lora_step.py'),
+        '--model',
+        modelDir,
+        '--adapter',
+        initDir,
+        '--data',
+        data,
+        '--out',
+        outDir,
+        '--optimizer',
+        'adamw',
+        '--lr',
+        String(lr),
+        '--steps',
+        '1',
+      ],
       { encoding: 'utf8' },
     );
     expect(JSON.parse(stdout).losses.every(Number.isFinite)).toBe(true);
@@ -297,12 +386,19 @@ describe('adapters written by PyTorch (tests/reference/lora_step.py)', () => {
     validateAdapter(after, config);
     const bytes = fs.readFileSync(path.join(outDir, 'adapter_model.safetensors'));
     const written = readSafetensors(new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.length));
-    expect(written.tensors.map((t) => t.name).sort()).toEqual(pairTensors(init).map((t) => t.name).sort());
+    expect(written.tensors.map((t) => t.name).sort()).toEqual(
+      pairTensors(init)
+        .map((t) => t.name)
+        .sort(),
+    );
     expect(written.metadata).toEqual({ format: 'pt' });
     // AdamW's first step moves each parameter by lr·g/(|g|+eps) ≈ ±lr (weight decay 0).
     let moved = 0;
     after.pairs.forEach((p, i) => {
-      for (const [x, y] of [[p.a.data, init.pairs[i].a.data], [p.b.data, init.pairs[i].b.data]] as const) {
+      for (const [x, y] of [
+        [p.a.data, init.pairs[i].a.data],
+        [p.b.data, init.pairs[i].b.data],
+      ] as const) {
         for (let j = 0; j < x.length; j++) {
           const d = Math.abs(x[j] - y[j]);
           expect(d).toBeLessThan(lr * 1.001 + 1e-7);

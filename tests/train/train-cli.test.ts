@@ -22,7 +22,7 @@ function tmp(prefix: string): string {
 }
 
 function jsonl(rows: unknown[]): string {
-  return rows.map((r) => JSON.stringify(r)).join('\n') + '\n';
+  return `${rows.map((r) => JSON.stringify(r)).join('\n')}\n`;
 }
 
 function maxRelDiff(a: Float32Array, b: Float32Array): number {
@@ -40,13 +40,65 @@ describe('agentark train', () => {
     const dir = tmp('parity');
     const config = writeTinyModel(dir, { arch: 'qwen2', dtype: 'F32', tied: true, seed: 21 });
     const init = path.join(dir, 'init-adapter');
-    writeRandomPeftAdapter(init, parseConfig(config), { r: 4, alpha: 8, targets: ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'], seed: 2, nonZeroB: true });
+    writeRandomPeftAdapter(init, parseConfig(config), {
+      r: 4,
+      alpha: 8,
+      targets: ['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', 'up_proj', 'down_proj'],
+      seed: 2,
+      nonZeroB: true,
+    });
     const data = path.join(dir, 'row.jsonl');
-    writeFileSync(data, jsonl([{ input_ids: [5, 17, 99, 3, 250, 41, 7, 8, 120], labels: [-100, -100, -100, 3, 250, 41, 7, 8, 120] }]));
+    writeFileSync(
+      data,
+      jsonl([{ input_ids: [5, 17, 99, 3, 250, 41, 7, 8, 120], labels: [-100, -100, -100, 3, 250, 41, 7, 8, 120] }]),
+    );
     const ours = path.join(dir, 'ours');
-    agentark(['train', '--model', dir, '--data', data, '--out', ours, '--init-adapter', init, '--optimizer', 'sgd', '--lr', '0.1', '--steps', '1', '--batch', '1', '--dropout', '0', '--quiet']);
+    agentark([
+      'train',
+      '--model',
+      dir,
+      '--data',
+      data,
+      '--out',
+      ours,
+      '--init-adapter',
+      init,
+      '--optimizer',
+      'sgd',
+      '--lr',
+      '0.1',
+      '--steps',
+      '1',
+      '--batch',
+      '1',
+      '--dropout',
+      '0',
+      '--quiet',
+    ]);
     const ref = path.join(dir, 'torch');
-    execFileSync('/usr/bin/python3', [path.join(REPO_ROOT, 'tests/reference/lora_step.py'), '--model', dir, '--adapter', init, '--data', data, '--out', ref, '--optimizer', 'sgd', '--lr', '0.1', '--steps', '1', '--max-grad-norm', '1.0'], { encoding: 'utf8' });
+    execFileSync(
+      '/usr/bin/python3',
+      [
+        path.join(REPO_ROOT, 'tests/reference/lora_step.py'),
+        '--model',
+        dir,
+        '--adapter',
+        init,
+        '--data',
+        data,
+        '--out',
+        ref,
+        '--optimizer',
+        'sgd',
+        '--lr',
+        '0.1',
+        '--steps',
+        '1',
+        '--max-grad-norm',
+        '1.0',
+      ],
+      { encoding: 'utf8' },
+    );
     const a = await loadPeftAdapter(ours);
     const b = await loadPeftAdapter(ref);
     const before = await loadPeftAdapter(init);
@@ -73,12 +125,51 @@ describe('agentark train', () => {
     }));
     writeFileSync(data, jsonl(rows));
     const out = path.join(dir, 'adapter');
-    const summary = JSON.parse(agentark(['train', '--model', dir, '--data', data, '--out', out, '--rank', '8', '--alpha', '16', '--targets', 'q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj', '--lr', '5e-3', '--steps', '30', '--batch', '4', '--schedule', 'constant', '--quiet']).stdout);
+    const summary = JSON.parse(
+      agentark([
+        'train',
+        '--model',
+        dir,
+        '--data',
+        data,
+        '--out',
+        out,
+        '--rank',
+        '8',
+        '--alpha',
+        '16',
+        '--targets',
+        'q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj',
+        '--lr',
+        '5e-3',
+        '--steps',
+        '30',
+        '--batch',
+        '4',
+        '--schedule',
+        'constant',
+        '--quiet',
+      ]).stdout,
+    );
     expect(summary.finalLoss).toBeLessThan(summary.firstLoss * 0.7);
     expect(existsSync(path.join(out, 'adapter_config.json'))).toBe(true);
     const cfg = JSON.parse(readFileSync(path.join(out, 'adapter_config.json'), 'utf8'));
     expect(cfg.peft_type).toBe('LORA');
-    const gen = JSON.parse(agentark(['generate', '--model', dir, '--adapter', out, '--ids', '1,2,3', '--max-tokens', '4', '--ignore-eos', '--json']).stdout);
+    const gen = JSON.parse(
+      agentark([
+        'generate',
+        '--model',
+        dir,
+        '--adapter',
+        out,
+        '--ids',
+        '1,2,3',
+        '--max-tokens',
+        '4',
+        '--ignore-eos',
+        '--json',
+      ]).stdout,
+    );
     expect(gen.generated.length).toBe(4);
     // Hot swap: the same runtime with and without the adapter gives different logits.
     const rt = await Runtime.load(dir, { gpu: await testGpu(), maxBatch: 1, contextLength: 64 });
@@ -93,14 +184,27 @@ describe('agentark train', () => {
     // Merging the adapter into the base gives the logits of base + adapter.
     const merged = path.join(dir, 'merged');
     agentark(['merge', '--model', dir, '--adapter', out, '--out', merged]);
-    const logitsMerged = JSON.parse(agentark(['logits', '--model', merged, '--ids', '1,2,3', '--dtype', 'f32']).stdout).logits.flat();
-    const logitsAdapter = JSON.parse(agentark(['logits', '--model', dir, '--adapter', out, '--ids', '1,2,3', '--dtype', 'f32']).stdout).logits.flat();
+    const logitsMerged = JSON.parse(
+      agentark(['logits', '--model', merged, '--ids', '1,2,3', '--dtype', 'f32']).stdout,
+    ).logits.flat();
+    const logitsAdapter = JSON.parse(
+      agentark(['logits', '--model', dir, '--adapter', out, '--ids', '1,2,3', '--dtype', 'f32']).stdout,
+    ).logits.flat();
     expect(maxRelDiff(Float32Array.from(logitsMerged), Float32Array.from(logitsAdapter))).toBeLessThan(2e-2); // BF16 rounding of the merged weights
   });
 
   it('--mode full from scratch learns a synthetic task to > 95% accuracy', async () => {
     const dir = tmp('scratch');
-    writeTinyModel(dir, { arch: 'llama', dtype: 'F32', hidden: 48, layers: 2, heads: 4, kvHeads: 2, intermediate: 96, seed: 1 });
+    writeTinyModel(dir, {
+      arch: 'llama',
+      dtype: 'F32',
+      hidden: 48,
+      layers: 2,
+      heads: 4,
+      kvHeads: 2,
+      intermediate: 96,
+      seed: 1,
+    });
     // Task: continue an arithmetic progression mod 40 (step 1..3): x, x+s, x+2s, ...
     const r = rng(7);
     const seq = () => {
@@ -111,7 +215,33 @@ describe('agentark train', () => {
     const data = path.join(dir, 'seq.jsonl');
     writeFileSync(data, jsonl(Array.from({ length: 256 }, () => ({ input_ids: seq() }))));
     const out = path.join(dir, 'trained');
-    agentark(['train', '--model', dir, '--from-scratch', '--mode', 'full', '--data', data, '--out', out, '--lr', '1e-2', '--steps', '120', '--batch', '16', '--schedule', 'cosine', '--warmup', '10', '--seed', '3', '--quiet', '--context-length', '16']);
+    agentark([
+      'train',
+      '--model',
+      dir,
+      '--from-scratch',
+      '--mode',
+      'full',
+      '--data',
+      data,
+      '--out',
+      out,
+      '--lr',
+      '1e-2',
+      '--steps',
+      '120',
+      '--batch',
+      '16',
+      '--schedule',
+      'cosine',
+      '--warmup',
+      '10',
+      '--seed',
+      '3',
+      '--quiet',
+      '--context-length',
+      '16',
+    ]);
     const rt = await Runtime.load(out, { gpu: await testGpu(), maxBatch: 8, contextLength: 16 });
     let correct = 0;
     let total = 0;
@@ -134,19 +264,48 @@ describe('agentark train', () => {
     const dir = tmp('resume');
     writeTinyModel(dir, { arch: 'qwen3', dtype: 'F32', seed: 9 });
     const data = path.join(dir, 'text.jsonl');
-    writeFileSync(data, jsonl(Array.from({ length: 10 }, (_, i) => ({ text: `line ${i}: the quick brown fox ${i % 3}` }))));
-    const common = ['--model', dir, '--data', data, '--steps', '8', '--batch', '2', '--grad-accum', '2', '--dropout', '0.1', '--lr', '1e-2', '--checkpoint-every', '3', '--seed', '5', '--quiet'];
+    writeFileSync(
+      data,
+      jsonl(Array.from({ length: 10 }, (_, i) => ({ text: `line ${i}: the quick brown fox ${i % 3}` }))),
+    );
+    const common = [
+      '--model',
+      dir,
+      '--data',
+      data,
+      '--steps',
+      '8',
+      '--batch',
+      '2',
+      '--grad-accum',
+      '2',
+      '--dropout',
+      '0.1',
+      '--lr',
+      '1e-2',
+      '--checkpoint-every',
+      '3',
+      '--seed',
+      '5',
+      '--quiet',
+    ];
     const straight = path.join(dir, 'straight');
     agentark(['train', ...common, '--out', straight]);
     const killed = path.join(dir, 'killed');
     await new Promise<void>((resolve, reject) => {
-      const child = spawn(process.execPath, [path.join(REPO_ROOT, 'bin/agentark.js'), 'train', ...common.filter((a) => a !== '--quiet'), '--out', killed], { stdio: ['ignore', 'pipe', 'pipe'] });
+      const child = spawn(
+        process.execPath,
+        [path.join(REPO_ROOT, 'bin/agentark.js'), 'train', ...common.filter((a) => a !== '--quiet'), '--out', killed],
+        { stdio: ['ignore', 'pipe', 'pipe'] },
+      );
       let err = '';
       child.stderr.on('data', (d) => {
         err += d;
         if (/step 5\/8/.test(err)) child.kill('SIGKILL');
       });
-      child.on('exit', (code, signal) => (signal === 'SIGKILL' ? resolve() : reject(new Error(`expected a kill, got exit ${code}: ${err}`))));
+      child.on('exit', (code, signal) =>
+        signal === 'SIGKILL' ? resolve() : reject(new Error(`expected a kill, got exit ${code}: ${err}`)),
+      );
     });
     expect(JSON.parse(readFileSync(path.join(killed, 'checkpoint', 'trainer_state.json'), 'utf8')).state.step).toBe(3);
     agentark(['train', ...common, '--out', killed, '--resume']);
@@ -167,12 +326,19 @@ describe('agentark train', () => {
     const config = writeTinyModel(dir, { arch: 'llama', dtype: 'F32', seed: 2 });
     const good = path.join(dir, 'good.jsonl');
     writeFileSync(good, jsonl([{ text: 'hello world' }]));
-    const run = (args: string[]) => agentark(['train', '--model', dir, '--out', path.join(dir, 'o'), '--quiet', ...args], { allowFail: true });
+    const run = (args: string[]) =>
+      agentark(['train', '--model', dir, '--out', path.join(dir, 'o'), '--quiet', ...args], { allowFail: true });
     // An adapter whose shapes don't fit the base.
     const other = tmp('other');
     const otherCfg = writeTinyModel(other, { arch: 'llama', dtype: 'F32', hidden: 48, seed: 3 });
     const wrong = path.join(dir, 'wrong-adapter');
-    writeRandomPeftAdapter(wrong, parseConfig(otherCfg), { r: 2, alpha: 4, targets: ['q_proj'], seed: 1, nonZeroB: true });
+    writeRandomPeftAdapter(wrong, parseConfig(otherCfg), {
+      r: 2,
+      alpha: 4,
+      targets: ['q_proj'],
+      seed: 1,
+      nonZeroB: true,
+    });
     let r = run(['--data', good, '--init-adapter', wrong]);
     expect(r.status).not.toBe(0);
     expect(r.stderr).toMatch(/q_proj.*shape|shape.*q_proj/i);
@@ -190,7 +356,33 @@ describe('agentark train', () => {
     expect(r.stderr).toMatch(/40 tokens.*longer than the context/);
     // A NaN loss stops training and keeps the last good checkpoint.
     const nanOut = path.join(dir, 'nan');
-    r = agentark(['train', '--model', dir, '--data', good, '--out', nanOut, '--lr', '1e30', '--optimizer', 'sgd', '--max-grad-norm', '0', '--steps', '6', '--checkpoint-every', '1', '--batch', '1', '--mode', 'full', '--quiet'], { allowFail: true });
+    r = agentark(
+      [
+        'train',
+        '--model',
+        dir,
+        '--data',
+        good,
+        '--out',
+        nanOut,
+        '--lr',
+        '1e30',
+        '--optimizer',
+        'sgd',
+        '--max-grad-norm',
+        '0',
+        '--steps',
+        '6',
+        '--checkpoint-every',
+        '1',
+        '--batch',
+        '1',
+        '--mode',
+        'full',
+        '--quiet',
+      ],
+      { allowFail: true },
+    );
     expect(r.status).not.toBe(0);
     expect(r.stderr).toMatch(/became (NaN|Infinity|-Infinity).*last good checkpoint \(step \d+\)/);
     const kept = JSON.parse(readFileSync(path.join(nanOut, 'checkpoint', 'trainer_state.json'), 'utf8'));

@@ -32,8 +32,10 @@ function demoExtras(r: EvalReport): string {
   const x = d as Record<string, unknown>;
   const parts: string[] = [];
   if (typeof x.summary === 'string') parts.push(x.summary);
-  if (typeof x.temperature === 'number') parts.push(`sampled systems (marked T) use temperature ${x.temperature}; the others decode greedily`);
-  if (typeof x.debateTrainFinalAccuracy === 'number') parts.push(`debate accuracy on the training questions ${pct(x.debateTrainFinalAccuracy)}`);
+  if (typeof x.temperature === 'number')
+    parts.push(`sampled systems (marked T) use temperature ${x.temperature}; the others decode greedily`);
+  if (typeof x.debateTrainFinalAccuracy === 'number')
+    parts.push(`debate accuracy on the training questions ${pct(x.debateTrainFinalAccuracy)}`);
   if (typeof x.prmAuc === 'number') parts.push(`PRM held-out AUC ${x.prmAuc.toFixed(3)}`);
   const rl = Array.isArray(x.rl) ? x.rl.filter((v): v is number => typeof v === 'number') : [];
   if (rl.length)
