@@ -463,6 +463,8 @@ export interface EvalRunSettings {
   students: string[];
   /** Name student systems by their adapter name alone (as the demo report does). */
   plainStudentNames?: boolean;
+  /** Decode the students greedily (temperature 0) whatever `temperature` is (the demo reports greedy students). */
+  studentsGreedy?: boolean;
   maxTokens: number;
   temperature: number;
   seed?: number;

@@ -1,12 +1,12 @@
 /**
  * The Evaluate page reproduces the shipped demo report, in Debian's Chromium with WebGPU on
- * SwiftShader: the app built with the real public/ (the embedded model, its PAD adapter, the
+ * SwiftShader: the app built with the real public/ (the embedded model, its shipped adapter, the
  * held-out questions and public/data/demo-report.json), opened without `?model=`.
  *
  * - the page starts from the report's own settings (system prompt, temperature, max tokens, seed,
- *   the sparse 5×2 debate with a vote) and says so;
- * - on the first 20 held-out questions the greedy single agent agrees with the report on every
- *   question, and the sampled systems (single agent, student PAD) stay within sampling noise;
+ *   the sparse 5×2 debate with a vote, greedy students) and says so;
+ * - on the first 20 held-out questions the greedy systems (single agent, the shipped student) agree
+ *   with the report on every question, and the sampled single agent stays within sampling noise;
  * - the debate with those settings fits the model's context (no failed call), and a run whose calls
  *   fail ends as a warning with the count, not "Done".
  *
@@ -30,6 +30,9 @@ import {
 } from './harness';
 
 const REPORT = path.join(ROOT, 'public', 'data', 'demo-report.json');
+const ADAPTER_CARD = path.join(ROOT, 'public', 'models', 'default', 'adapter', 'agentark.json');
+/** The shipped adapter's name (its row in the report). */
+const shippedAdapter = () => (JSON.parse(fs.readFileSync(ADAPTER_CARD, 'utf8')) as { name: string }).name;
 const hasDemo =
   fs.existsSync(REPORT) && fs.existsSync(path.join(ROOT, 'public', 'models', 'default', 'model.safetensors'));
 
@@ -76,6 +79,7 @@ describe.skipIf(!hasDemo)('the embedded demo as shipped: Evaluate reproduces its
     expect(await page.locator('#eval-seed').inputValue()).toBe(String(report.settings.seed));
     expect(await page.locator('#eval-system').inputValue()).toMatch(/\S/);
     expect(await page.locator('#eval-greedy').isChecked()).toBe(true);
+    expect(await page.locator('#eval-students-greedy').isChecked()).toBe(true);
     expect(await page.locator('#eval-debate').isChecked()).toBe(true);
     expect(await page.locator('#eval-agents').inputValue()).toBe('5');
     expect(await page.locator('#eval-aggregator').inputValue()).toBe('vote');
@@ -107,13 +111,17 @@ describe.skipIf(!hasDemo)('the embedded demo as shipped: Evaluate reproduces its
       })),
     );
     console.log('demo report vs this run (first 20 held-out questions):', JSON.stringify(rows));
-    const greedy = rows.find((r) => /greedy/.test(r.name ?? ''));
-    expect(greedy, 'the greedy single agent is compared').toBeDefined();
-    expect(greedy!.n).toBe(20);
-    expect(greedy!.same, 'greedy decoding agrees with the report on every question').toBe(20);
-    expect(greedy!.here).toBe(greedy!.report);
-    const sampled = rows.filter((r) => r !== greedy);
-    expect(sampled.map((r) => r.name).sort()).toEqual(['single agent (base)', 'student PAD']);
+    const greedy = rows.filter((r) => /greedy/.test(r.name ?? ''));
+    expect(greedy.map((r) => r.name).sort(), 'the greedy systems compared').toEqual(
+      ['single agent (base, greedy)', shippedAdapter()].sort(),
+    );
+    for (const r of greedy) {
+      expect(r.n).toBe(20);
+      expect(r.same, `${r.name}: greedy decoding agrees with the report on every question`).toBe(20);
+      expect(r.here).toBe(r.report);
+    }
+    const sampled = rows.filter((r) => !greedy.includes(r));
+    expect(sampled.map((r) => r.name)).toEqual(['single agent (base, T 0.7)']);
     // Two binomial(20, p) counts differ by more than 6 in under 5% of runs for any p.
     for (const r of sampled)
       expect(Math.abs(r.here - r.report), `${r.name}: ${r.here} vs ${r.report} of 20`).toBeLessThanOrEqual(6);
@@ -183,7 +191,7 @@ describe.skipIf(!hasDemo)('the embedded demo as shipped: Evaluate reproduces its
       expect(await page.locator('#chat-log .msg.assistant').last().getAttribute('data-finish')).not.toBe('error');
     }
     const header = await page.locator('#chat-log .msg.assistant header').last().textContent();
-    expect(header).toContain('adapter student PAD');
+    expect(header).toContain(`adapter ${shippedAdapter()}`);
     const replies = await page.locator('#chat-log .msg.assistant .content').allInnerTexts();
     expect(await page.locator('#chat-log .msg.assistant .content h4').count(), '"#### n" is not a heading').toBe(0);
     expect(

@@ -146,6 +146,7 @@ export const evaluatePage: Page = {
     const single = check('eval-single', 'Single agent (base model)', true);
     const greedy = check('eval-greedy', 'Single agent, greedy (temperature 0)', false);
     const debate = check('eval-debate', 'Debate on the base model', false);
+    const studentsGreedy = check('eval-students-greedy', 'Students greedy (temperature 0)', false);
     const agents = numberInput({ value: 3, min: 1, max: 8, step: 1 });
     agents.id = 'eval-agents';
     const rounds = numberInput({ value: 2, min: 1, max: 5, step: 1 });
@@ -185,6 +186,7 @@ export const evaluatePage: Page = {
       debateBox,
       h('h3', {}, 'Students (LoRA adapters)'),
       students,
+      h('div', { class: 'check-list' }, studentsGreedy.el),
     );
     const refreshStudents = async () => {
       const was = new Map([...students.querySelectorAll<HTMLInputElement>('input')].map((i) => [i.value, i.checked]));
@@ -465,16 +467,27 @@ export const evaluatePage: Page = {
     const applyReportSettings = (r: EvalReport) => {
       const d: DemoEvalSettings = demoEvalSettings(r);
       const st = r.settings;
-      const extras = (r as EvalReport & { demo?: { baseline?: string; teacher?: string } }).demo ?? {};
-      const greedyName = r.systems.find((x) => x.kind === 'single' && /greedy/.test(x.name))?.name;
-      reportNames = { single: extras.baseline, greedy: greedyName, debate: extras.teacher };
+      const extras =
+        (r as EvalReport & { demo?: { baseline?: string; teacher?: string; students?: string[]; shipped?: string } })
+          .demo ?? {};
+      // The report's base systems: single-call rows that are not students, one greedy and one sampled.
+      const studentNames = new Set(Array.isArray(extras.students) ? extras.students : []);
+      const baseSingles = r.systems.filter(
+        (x) => x.kind === 'single' && !studentNames.has(x.name) && !/^student\b/.test(x.name),
+      );
+      const greedyName = baseSingles.find((x) => /greedy/.test(x.name))?.name;
+      const sampledName = baseSingles.find((x) => !/greedy/.test(x.name))?.name;
+      reportNames = { single: sampledName, greedy: greedyName, debate: extras.teacher };
+      // The shipped student is compared with its own row: decoded as the report decoded it.
+      const shippedRow = r.systems.find((x) => x.name === extras.shipped);
+      studentsGreedy.input.checked = !!shippedRow && /greedy/.test(shippedRow.name);
       systemPrompt.value = d.system;
       maxTokens.value = String(st.maxTokens);
       temperature.value = String(st.temperature);
       seed.value = st.seed === null ? '' : String(st.seed);
       selfCorrection.input.checked = st.selfCorrection;
       robustness.input.checked = st.robustness;
-      single.input.checked = !!extras.baseline;
+      single.input.checked = !!sampledName;
       greedy.input.checked = !!greedyName;
       debate.input.checked = !!extras.teacher;
       debateBox.hidden = !debate.input.checked;
@@ -482,12 +495,14 @@ export const evaluatePage: Page = {
       rounds.value = String(d.rounds);
       aggregator.value = d.aggregator;
       debateFormat.value = d.debateFormat;
-      const shipped = r.dataset ? shippedData.find((p) => r.dataset!.endsWith(p)) : undefined;
+      // The report names its file, possibly followed by the problems it used ("…/demo-test.jsonl, problems 1–100").
+      const reportFile = r.dataset?.split(',')[0]?.trim();
+      const shipped = reportFile ? shippedData.find((p) => reportFile.endsWith(p)) : undefined;
       if (shipped) qc.selectShipped(shipped);
       settingsOrigin.hidden = resetSettings.hidden = false;
       settingsOrigin.textContent =
         `Settings of the embedded report: the compact agent system prompt, temperature ${st.temperature} ` +
-        `(a greedy single agent beside), max tokens ${st.maxTokens}, seed ${st.seed ?? 'none'}` +
+        `(a greedy single agent beside${studentsGreedy.input.checked ? ', the students greedy' : ''}), max tokens ${st.maxTokens}, seed ${st.seed ?? 'none'}` +
         `${st.selfCorrection ? ', the self-correction probe' : ''}; the debate ${d.agents}×${d.rounds} with ` +
         `${d.aggregator === 'vote' ? 'a vote' : 'an LLM judge'} in the ${d.debateFormat === 'small' ? 'small-model' : 'standard'} format. ` +
         'A run on its questions is compared with it question by question.';
@@ -620,6 +635,7 @@ export const evaluatePage: Page = {
         ...(sys ? { system: sys } : {}),
         ...(reportNames ? { names: reportNames, plainStudentNames: true } : {}),
         students: selectedStudents(),
+        ...(studentsGreedy.input.checked ? { studentsGreedy: true } : {}),
         maxTokens: Math.max(1, Math.floor(readNumber(maxTokens, 256))),
         temperature: temp,
         ...(Number.isFinite(s) ? { seed: Math.floor(s) } : {}),

@@ -81,8 +81,9 @@ export class Evaluation {
         engine: m.engine,
         model,
         ...system,
+        ...(s.studentsGreedy ? { temperature: 0 } : {}),
         setup: () => rt.adapters.activate(name),
-        meta: { role: 'student', adapter: name },
+        meta: { role: 'student', adapter: name, ...(s.studentsGreedy ? { greedy: true } : {}) },
       });
     }
     const seen = new Set<string>();
