@@ -4,7 +4,7 @@
  * Prints tables and writes bench-results.json (see src/eval/speed.ts and src/eval/ort-peer.ts).
  *
  *   npm run bench -- [--only kernels,models,training,batch,peer] [--sizes tiny-0.11M,small-3.0M,medium-18M]
- *                    [--peer-sizes small-3.0M] [--out bench-results.json] [--kernels gemv=splitk] [--no-autotune]
+ *                    [--peer-sizes small-3.0M,qwen2.5-0.5b:2] [--out bench-results.json] [--kernels gemv=splitk] [--no-autotune]
  */
 import { writeFileSync } from 'node:fs';
 import { Gpu } from '../src/gpu/device';
@@ -18,6 +18,8 @@ import {
   runSpeedBenchmarks,
   type BenchSection,
   type ModelSize,
+  parseSyntheticPeer,
+  type SyntheticPeerModel,
   type SpeedReport,
 } from '../src/eval/speed';
 
@@ -106,6 +108,12 @@ function table(report: SpeedReport): string {
   return lines.join('\n');
 }
 
+/** --peer-sizes also takes a real model's config at a few layers with random weights: qwen2.5-0.5b:2. */
+function peerSizesFlag(value: string | undefined): (ModelSize | SyntheticPeerModel)[] | undefined {
+  if (value === undefined) return undefined;
+  return value.split(',').map((name) => parseSyntheticPeer(name) ?? sizesFlag(name, 'peer-sizes')![0]);
+}
+
 function sizesFlag(value: string | undefined, flag: string): ModelSize[] | undefined {
   if (value === undefined) return undefined;
   return value.split(',').map((name) => {
@@ -139,7 +147,7 @@ const report = await runSpeedBenchmarks({
   autotune: !values['no-autotune'],
   sections,
   sizes: sizesFlag(values.sizes, 'sizes'),
-  peerSizes: sizesFlag(values['peer-sizes'], 'peer-sizes'),
+  peerSizes: peerSizesFlag(values['peer-sizes']),
   log: (l) => process.stderr.write(`${l}\n`),
 });
 console.log(table(report));

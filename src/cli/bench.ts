@@ -14,19 +14,23 @@ import { checkMemoryPlan, estimatePeakBytes, type MemoryPlanOptions } from '../m
 import { syntheticConfigJson, syntheticTensors } from '../model/synthetic';
 import { quantizeWeights } from '../quant/weights';
 import { DEFAULT_TRAIN_OPTIONS, Trainer } from '../train/trainer';
+import type { PeerResult } from '../eval/ort-peer';
 import { floatFlag, intFlag, parseFlags, quantizeFlag, stderrProgress, UsageError } from './args';
 
 const USAGE = `usage: agentark bench (--model <dir|url|hf-id> | --synthetic qwen2.5-0.5b [--layers N])
        [--quantize q8|q4] [--dtype auto|f16|f32] [--batch B] [--seq N] [--decode-tokens N] [--runs R]
        [--rank R] [--targets all|q_proj,v_proj,...] [--recompute] [--no-train] [--memory-budget MIB]
-       [--backend webgpu|cpu] [--json]
+       [--backend webgpu|cpu] [--peer] [--json]
 
   Loads the model (cold load timed separately: read, quantize or read the quantized cache, upload),
   then measures one QLoRA/LoRA step on batch B x N random tokens (rank 16 on all linear layers by
   default), prefill of N tokens and --decode-tokens single-token decode steps: each after a warm-up
   pass, the median of --runs (default 3). --synthetic builds a checkpoint with that model's exact
   config and random weights (all its layers, or --layers N). --json prints one object with
-  prefillTokensPerS, decodeTokensPerS, trainStepS, peakGpuBytes, estimatedPeakGpuBytes, adapter.`;
+  prefillTokensPerS, decodeTokensPerS, trainStepS, peakGpuBytes, estimatedPeakGpuBytes, adapter.
+  --peer also runs the same weights (f32 on both sides, whatever --quantize says) through
+  onnxruntime-web's WebGPU execution provider on this adapter (the graph \`agentark export\` writes):
+  warm prefill of N tokens and decode, the median of --runs, and the ratio (its time / ours).`;
 
 function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
@@ -58,6 +62,7 @@ export async function run(argv: string[]): Promise<number> {
       'no-train': { type: 'boolean' },
       'memory-budget': { type: 'string' },
       backend: { type: 'string' },
+      peer: { type: 'boolean' },
       json: { type: 'boolean' },
     },
     USAGE,
@@ -80,6 +85,7 @@ export async function run(argv: string[]): Promise<number> {
   for (const t of targets)
     if (!(PROJECTIONS as readonly string[]).includes(t))
       throw new UsageError(`unknown target module '${t}'; choose from ${PROJECTIONS.join(', ')} or all`);
+  if (v.peer && v.backend === 'cpu') throw new UsageError('--peer compares WebGPU runtimes: it needs --backend webgpu');
   const dtype = (v.dtype as string | undefined) ?? 'auto';
   if (!['auto', 'f16', 'f32'].includes(dtype)) throw new UsageError(`--dtype must be auto, f16 or f32, got '${dtype}'`);
   const log = v.json ? () => {} : (line: string) => process.stderr.write(`${line}\n`);
@@ -148,7 +154,8 @@ export async function run(argv: string[]): Promise<number> {
       : null;
     const quantizeS = (performance.now() - t1) / 1000;
     const model = LlamaModel.fromTensors(backend, c, ckpt.tensors, contextLength, q?.matrices);
-    ckpt.tensors.clear();
+    // The peer needs the host weights after our model is measured; otherwise free them now.
+    if (!v.peer) ckpt.tensors.clear();
     backend.flush();
     const coldLoadS = (performance.now() - t0) / 1000;
     const weightGpuBytes = gpu ? gpu.memoryStats().allocatedBytes : null;
@@ -230,6 +237,19 @@ export async function run(argv: string[]): Promise<number> {
     }
     model.freeCache(cache);
     if (gpu && !plan.train) peakGpuBytes = gpu.memoryStats().peakBytes;
+    model.dispose();
+
+    // ---- onnxruntime-web on the same weights and adapter ----
+    let peer: PeerResult | null = null;
+    if (v.peer && gpu) {
+      const { benchmarkOrtPeerOn } = await import('../eval/ort-peer');
+      peer = await benchmarkOrtPeerOn(
+        gpu,
+        { name: ckpt.source, config: c, tensors: ckpt.tensors },
+        { prefillTokens: seq, decodeSteps: decodeTokens, runs, log },
+      );
+      ckpt.tensors.clear();
+    }
     const result = {
       model: ckpt.source,
       layers: c.numLayers,
@@ -248,6 +268,7 @@ export async function run(argv: string[]): Promise<number> {
       peakGpuBytes,
       estimatedPeakGpuBytes: estimate.peakBytes,
       adapter: gpu ? gpu.describe() : 'cpu (TypeScript twin)',
+      peer,
     };
     if (v.json) console.log(JSON.stringify(result));
     else {
@@ -267,10 +288,17 @@ export async function run(argv: string[]): Promise<number> {
           `train step       ${trainStep}`,
           `weights on GPU   ${mib(weightGpuBytes)}`,
           `peak GPU memory  ${mib(peakGpuBytes)} measured, ${mib(estimate.peakBytes)} estimated`,
+          ...(peer
+            ? [
+                `onnxruntime-web  prefill ${peer.ort.prefillMs.toFixed(1)} ms vs ours ${peer.ours.prefillMs.toFixed(1)} ms ` +
+                  `(x${peer.prefillRatio.toFixed(2)}), decode ${peer.ort.decodeMsPerToken.toFixed(2)} vs ` +
+                  `${peer.ours.decodeMsPerToken.toFixed(2)} ms/token (x${peer.decodeRatio.toFixed(2)}); f32 weights on both ` +
+                  `sides, its ${peer.ortEp} EP; ratio = its time / ours`,
+              ]
+            : []),
         ].join('\n'),
       );
     }
-    model.dispose();
     return 0;
   } finally {
     gpu?.destroy();

@@ -11,6 +11,8 @@ import { modelLinearShapes, type KernelTuner } from '../kernels/autotune';
 import { randomInitTensors } from '../train/init';
 import { buildDecoderGraph, ONNX_OPSETS } from '../export/onnx-decoder';
 import { OrtDecoder, type OrtEp } from '../export/ort';
+import type { ModelConfig } from '../formats/config';
+import type { HostTensor } from '../formats/checkpoint';
 import { benchConfig, type ModelSize } from './speed';
 
 export interface PeerTimes {
@@ -54,17 +56,31 @@ export interface PeerOptions {
   log?: (line: string) => void;
 }
 
+/** The peer on one of the bench's model sizes (random weights). */
 export async function benchmarkOrtPeer(gpu: Gpu, size: ModelSize, opts: PeerOptions = {}): Promise<PeerResult> {
+  const config = benchConfig(size);
+  return benchmarkOrtPeerOn(gpu, { name: size.name, config, tensors: randomInitTensors(config, 1) }, opts);
+}
+
+/** A model for the peer: its config and its weights (any dtype the loader gives; both runtimes see them as f32). */
+export interface PeerModel {
+  name: string;
+  config: ModelConfig;
+  tensors: Map<string, HostTensor>;
+}
+
+/** The peer on any checkpoint (`agentark bench --model ... --peer`, a synthetic Qwen2.5-0.5B-shaped model). */
+export async function benchmarkOrtPeerOn(gpu: Gpu, peer: PeerModel, opts: PeerOptions = {}): Promise<PeerResult> {
   const prefillTokens = opts.prefillTokens ?? 128;
   const decodeSteps = opts.decodeSteps ?? 16;
   const runs = opts.runs ?? 5;
   const ep = opts.ep ?? 'webgpu';
-  const config = benchConfig(size);
-  const tensors = randomInitTensors(config, 1);
+  const { config, tensors } = peer;
+  const size = { name: peer.name };
   let params = 0;
   for (const t of tensors.values()) params += t.shape.reduce((a, b) => a * b, 1);
-  const ids = Array.from({ length: prefillTokens }, (_, i) => (i * 7) % size.vocab);
-  const decodeIds = Array.from({ length: decodeSteps }, (_, i) => (i * 13 + 5) % size.vocab);
+  const ids = Array.from({ length: prefillTokens }, (_, i) => (i * 7) % config.vocabSize);
+  const decodeIds = Array.from({ length: decodeSteps }, (_, i) => (i * 13 + 5) % config.vocabSize);
   const maxSeq = prefillTokens + decodeSteps;
 
   // ---- ours ---------------------------------------------------------------------------------

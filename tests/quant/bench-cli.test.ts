@@ -55,4 +55,22 @@ describe('agentark bench', () => {
       /above the budget/,
     );
   });
+
+  it('--peer: onnxruntime-web on the same weights and adapter beside ours, with the ratios', () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'agentark-bench-peer-'));
+    writeTinyModel(dir, { arch: 'qwen2', dtype: 'F32', tied: true, seed: 9 });
+    const args = ['bench', '--model', dir, '--no-train', '--seq', '8', '--decode-tokens', '2', '--runs', '1'];
+    const r = JSON.parse(agentark([...args, '--peer', '--json']).stdout.trim());
+    expect(r.peer).toMatchObject({ prefillTokens: 8, decodeSteps: 2, ortEp: 'webgpu' });
+    for (const k of ['prefillMs', 'decodeMsPerToken']) {
+      expect(r.peer.ours[k], `ours ${k}`).toBeGreaterThan(0);
+      expect(r.peer.ort[k], `onnxruntime-web ${k}`).toBeGreaterThan(0);
+    }
+    expect(r.peer.prefillRatio).toBeCloseTo(r.peer.ort.prefillMs / r.peer.ours.prefillMs, 6);
+    // Both ran the same weights: the logits agree (onnxruntime's WebGPU EP deviates a little on
+    // software adapters, src/eval/ort-peer.ts; a broken export would be off by the logits' scale).
+    expect(r.peer.maxAbsDiff).toBeLessThan(0.5 * Math.max(1, r.peer.maxAbsLogit));
+    expect(agentark([...args, '--peer', '--backend', 'cpu'], { allowFail: true }).stderr).toMatch(/--peer .*webgpu/);
+    // onnxruntime-web's wasm start-up alone takes about 2 minutes on a busy 2-core machine.
+  }, 900_000);
 });
