@@ -202,7 +202,8 @@ export class DryRunBackend implements Backend<DryTensor, DryWeight, DryIndices> 
     return this.tensor(data.length);
   }
   async toHost(_t: DryTensor, n: number): Promise<Float32Array> {
-    return new Float32Array(n);
+    // Ones, not zeros: values read back must give finite losses (a log-sum-exp's sum is ≥ 1).
+    return new Float32Array(n).fill(1);
   }
   upload(): void {}
   free(t: DryTensor): void {
@@ -362,8 +363,9 @@ export function checkMemoryPlan(estimate: MemoryEstimate, limits: MemoryLimits, 
   if (t && t.batch > 1) advice.push(`a smaller --batch (now ${t.batch})`);
   if (t && !t.recompute) advice.push('--recompute (keeps one block of activations instead of all)');
   if (opts.weights !== 'q4') advice.push(`--quantize q4 (weights are ${opts.weights})`);
+  if (!t && (opts.maxBatch ?? 1) > 1) advice.push(`fewer sequences at once (--max-batch, now ${opts.maxBatch})`);
   if (t) advice.push(`shorter rows (--context-length, now ${t.seqLen})`);
-  else advice.push(`a shorter --context-length (now ${opts.contextLength ?? 'default'})`);
+  else advice.push(`a shorter context (--context-length, now ${opts.contextLength ?? 'default'})`);
   const binding = Math.min(limits.maxBufferSize, limits.maxStorageBufferBindingSize);
   if (estimate.largestBufferBytes > binding) {
     throw new MemoryPlanError(
