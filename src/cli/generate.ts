@@ -60,6 +60,8 @@ export async function run(argv: string[]): Promise<number> {
   };
   const runtime = await Runtime.load(v.model as string, {
     ...runtimeOptions(v),
+    // One completion: one KV-cache slot (the memory plan and the cache hold one sequence, not 8).
+    maxBatch: 1,
     onProgress: v.json ? undefined : stderrProgress('load'),
   });
   try {

@@ -58,9 +58,10 @@ describe('generation memory plan', () => {
     const r = agentark(['generate', '--model', dir, '--ids', '1,2,3', '--memory-budget', '0.01'], { allowFail: true });
     expect(r.status).toBe(1);
     expect(r.stderr).toMatch(
-      /agentark generate: f32 weights, KV cache 8 x \d+ positions.*above the budget of 0\.01 MiB/,
+      /agentark generate: f32 weights, KV cache 1 x \d+ positions.*above the budget of 0\.01 MiB/,
     );
-    expect(r.stderr).toContain('--max-batch');
+    expect(r.stderr).toContain('a shorter context (--context-length, now ');
+    expect(r.stderr).not.toContain('--max-batch');
     expect(
       agentark(['generate', '--model', dir, '--ids', '1,2', '--memory-budget', '-1'], { allowFail: true }).stderr,
     ).toMatch(/--memory-budget/);
