@@ -38,8 +38,9 @@ describe('training memory plan', () => {
     expect(plan.fits).toBe(true);
     expect(plan.peakBytes).toBe(step.peakBytes + cache);
     expect(plan.text).toMatch(
-      /^Memory plan: about [\d.]+ MB of GPU memory at the peak of a step \(weights [\d.]+ KB, chat KV cache [\d.]+ KB\) — f32 weights, LoRA rank 8 on q_proj,v_proj, batch 2 x 40 tokens\.$/,
+      /^Memory plan: about [\d.]+ MB of GPU memory at the peak of a step \(weights [\d.]+ KB, chat KV cache [\d.]+ KB\) — /,
     );
+    expect(plan.text).toMatch(/ — f32 weights, LoRA rank 8 on q_proj,v_proj, batch 2 x 40 tokens\.$/);
   });
 
   it('does not fit: the planner message naming the batch, --recompute and q4', async () => {
