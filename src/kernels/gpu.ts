@@ -424,10 +424,11 @@ export class GpuBackend implements Backend<GpuTensor, GpuWeight, GpuIndices> {
   private bindGroup(variantKey: string, pipeline: GPUComputePipeline, entries: GPUBindGroupEntry[]): GPUBindGroup {
     let key = variantKey;
     for (const e of entries) {
-      const { buffer, offset } = e.resource as GPUBufferBinding;
+      const { buffer, offset, size } = e.resource as GPUBufferBinding;
       let id = this.bufferIds.get(buffer);
       if (id === undefined) this.bufferIds.set(buffer, (id = this.nextBufferId++));
-      key += offset ? `|${id}@${offset}` : `|${id}`;
+      // A slice (rows of a weight view) is its own binding: the same buffer at another offset or size.
+      key += size === undefined ? `|${id}` : `|${id}@${offset ?? 0}+${size}`;
     }
     let group = this.bindGroups.get(key);
     if (!group) {
