@@ -274,6 +274,16 @@ export interface TrainSettings {
   seed: number;
   /** Write a checkpoint to the browser's storage every N steps (0 = only on pause). */
   checkpointEvery: number;
+  /** Keep one block's activations and recompute the rest in the backward pass (less memory, slower steps). */
+  recompute?: boolean;
+}
+
+/** The memory planner's estimate of a training run on the loaded model (src/app/train-plan.ts). */
+export interface TrainMemoryPlan {
+  fits: boolean;
+  /** The estimate in words, or the planner's message naming what to change when it does not fit. */
+  text: string;
+  peakBytes: number;
 }
 
 export interface TrainPoint {
@@ -557,6 +567,8 @@ export interface WorkerApi {
     settings: TrainSettings,
     onEvent: (e: TrainEvent) => void,
   ): Promise<TrainOutcome>;
+  /** The memory plan of training the loaded model on a prepared dataset with these settings. */
+  trainingMemoryPlan(datasetId: string, settings: TrainSettings): Promise<TrainMemoryPlan>;
   /** Continues the paused run (in memory), else the run stored in the browser (OPFS). */
   resumeTraining(taskId: string, onEvent: (e: TrainEvent) => void): Promise<TrainOutcome>;
   /** Stops the running job after its current step and checkpoints it. */

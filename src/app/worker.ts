@@ -60,6 +60,7 @@ const api: WorkerApi = {
     return datasets.jsonl(id);
   },
   startTraining: (taskId, datasetId, settings, onEvent) => training.start(taskId, datasetId, settings, onEvent),
+  trainingMemoryPlan: (datasetId, settings) => training.memoryPlan(datasetId, settings),
   resumeTraining: (taskId, onEvent) => training.resume(taskId, onEvent),
   async pauseTraining() {
     training.pause();

@@ -181,6 +181,9 @@ export const RUNTIME_FLAGS = {
   quantize: { type: 'string' },
 } as const;
 
+/** `--memory-budget MIB` of the commands that only generate (generate, serve): see RuntimeOptions.memoryBudgetBytes. */
+export const GENERATION_BUDGET_FLAG = { 'memory-budget': { type: 'string' } } as const;
+
 /** `--quantize q8|q4` (frozen weights quantized on load, see src/quant/quantize.ts). */
 export function quantizeFlag(value: string | undefined): 'q8' | 'q4' | undefined {
   return choiceFlag(value, 'quantize', ['q8', 'q4']);
@@ -192,12 +195,15 @@ export function runtimeOptions(v: {
   'context-length'?: string;
   adapter?: string;
   quantize?: string;
+  'memory-budget'?: string;
 }) {
+  const budgetMiB = floatFlag(v['memory-budget'], 'memory-budget', undefined, { above: 0 });
   return {
     backend: choiceFlag(v.backend, 'backend', ['webgpu', 'cpu'], 'webgpu'),
     dtype: choiceFlag(v.dtype, 'dtype', ['auto', 'f16', 'f32'], 'auto'),
     contextLength: intFlag(v['context-length'], 'context-length', undefined, { min: 1 }),
     adapter: v.adapter,
     quantize: quantizeFlag(v.quantize),
+    memoryBudgetBytes: budgetMiB === undefined ? undefined : budgetMiB * 2 ** 20,
   };
 }

@@ -2,6 +2,7 @@
 import { Runtime } from '../engine/local';
 import {
   floatFlag,
+  GENERATION_BUDGET_FLAG,
   idsFlag,
   intFlag,
   parseFlags,
@@ -14,15 +15,19 @@ import {
 export const USAGE = `usage: agentark generate --model <dir|url|hf-id> (--prompt TEXT | --ids 1,2,3) [--chat]
        [--max-tokens N] [--temperature T] [--top-p P] [--top-k K] [--repetition-penalty R]
        [--seed S] [--stop STR] [--ignore-eos] [--json] [--adapter PEFT_DIR] [--backend webgpu|cpu] [--dtype auto|f16|f32] [--quantize q8|q4]
+       [--context-length N] [--memory-budget MIB]
 
   --chat        wrap --prompt as a user message and apply the model's chat template
-  --json        print {"ids", "generated", "text", "timings"} instead of streaming text`;
+  --json        print {"ids", "generated", "text", "timings"} instead of streaming text
+  --memory-budget MIB  refuse to load when the memory planner's estimate (weights + KV cache +
+                a whole-context prefill) is above MIB, naming what to change`;
 
 export async function run(argv: string[]): Promise<number> {
   const v = parseFlags(
     argv,
     {
       ...RUNTIME_FLAGS,
+      ...GENERATION_BUDGET_FLAG,
       prompt: { type: 'string' },
       ids: { type: 'string' },
       chat: { type: 'boolean' },
@@ -55,6 +60,8 @@ export async function run(argv: string[]): Promise<number> {
   };
   const runtime = await Runtime.load(v.model as string, {
     ...runtimeOptions(v),
+    // One completion: one KV-cache slot (the memory plan and the cache hold one sequence, not 8).
+    maxBatch: 1,
     onProgress: v.json ? undefined : stderrProgress('load'),
   });
   try {

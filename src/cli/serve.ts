@@ -1,25 +1,37 @@
 /** `agentark serve`: a local model behind an OpenAI-compatible HTTP API on 127.0.0.1. */
 import { LocalEngine, Runtime } from '../engine/local';
 import { isLoopbackHost } from '../engine/server';
-import { intFlag, parseFlags, runtimeOptions, RUNTIME_FLAGS, stderrProgress, UsageError } from './args';
+import {
+  GENERATION_BUDGET_FLAG,
+  intFlag,
+  parseFlags,
+  runtimeOptions,
+  RUNTIME_FLAGS,
+  stderrProgress,
+  UsageError,
+} from './args';
 import { serveEngine } from './serve-http';
 
 const USAGE = `usage: agentark serve --model <dir|url|hf-id> [--port P] [--host H] [--max-batch N]
        [--served-model-name NAME] [--api-key KEY] [--cors ORIGIN]...
        [--adapter PEFT_DIR] [--backend webgpu|cpu] [--dtype auto|f16|f32] [--quantize q8|q4] [--context-length N]
+       [--memory-budget MIB]
   POST /v1/chat/completions (stream: true for server-sent events), GET /v1/models
   --served-model-name NAME  the model id clients must send (default: the model folder's name);
                             any other id is answered 404 model_not_found
   --api-key KEY             require "Authorization: Bearer KEY" (default $AGENTARK_API_KEY);
                             required when --host is not a loopback address
   --cors ORIGIN             let web pages from ORIGIN (e.g. http://localhost:5173) call the
-                            server; repeatable; '*' allows any page. Default: none`;
+                            server; repeatable; '*' allows any page. Default: none
+  --memory-budget MIB       refuse to load when the memory planner's estimate (weights, the KV
+                            cache of --max-batch sequences, a whole-context prefill) is above MIB`;
 
 export async function run(argv: string[]): Promise<number> {
   const v = parseFlags(
     argv,
     {
       ...RUNTIME_FLAGS,
+      ...GENERATION_BUDGET_FLAG,
       port: { type: 'string' },
       host: { type: 'string' },
       'max-batch': { type: 'string' },
@@ -46,6 +58,9 @@ export async function run(argv: string[]): Promise<number> {
     onProgress: stderrProgress('load'),
   });
   process.stderr.write(`model ${runtime.modelId} on ${runtime.describeBackend()}\n`);
+  const plan = runtime.memoryPlan;
+  if (plan)
+    process.stderr.write(`memory plan: about ${(plan.peakBytes / 2 ** 20).toFixed(0)} MiB peak (${plan.describe})\n`);
   try {
     await serveEngine(new LocalEngine(runtime), {
       port: intFlag(v.port as string | undefined, 'port', 8000),

@@ -14,6 +14,8 @@ import type { QuantFormat } from '../quant/quantize';
 import type { QuantCache } from '../quant/cache';
 import { quantizeWeights } from '../quant/weights';
 import { chunkedTokenLogprobs } from '../model/loss-head';
+import { checkMemoryPlan, estimatePeakBytes, type MemoryEstimate, type MemoryPlanOptions } from '../model/memory';
+import type { ModelConfig } from '../formats/config';
 import type { TrainOps } from '../kernels/train-backend';
 import type { ProgressCallback } from '../progress';
 import { Generator, type GenerationRequest, type GenerationResult } from './generator';
@@ -41,10 +43,36 @@ export interface RuntimeOptions {
   quantCache?: QuantCache | null;
   /** A PEFT LoRA adapter (dir, URL or HF id) to load and activate on top of the base. */
   adapter?: string;
+  /**
+   * Bytes of GPU memory this runtime may take (weights + KV cache + the longest prefill, as the
+   * memory planner estimates them before any upload); none when undefined. The plan is always
+   * checked against the adapter's largest buffer.
+   */
+  memoryBudgetBytes?: number;
   gpu?: Gpu;
   gpuOptions?: GpuOptions;
   onProgress?: ProgressCallback;
   signal?: AbortSignal;
+}
+
+/**
+ * The memory planner's estimate of generation (weights, KV cache, one prefill) against the
+ * adapter's limits and a budget; throws MemoryPlanError naming what to change.
+ */
+export async function checkGenerationPlan(
+  config: ModelConfig,
+  gpu: Gpu,
+  plan: MemoryPlanOptions & { budgetBytes?: number },
+): Promise<MemoryEstimate> {
+  const { budgetBytes, ...options } = plan;
+  const estimate = await estimatePeakBytes(config, options);
+  const limits = {
+    maxBufferSize: gpu.info.maxBufferSize,
+    maxStorageBufferBindingSize: gpu.info.maxStorageBufferBindingSize,
+    budgetBytes,
+  };
+  checkMemoryPlan(estimate, limits, options);
+  return estimate;
 }
 
 /** A model on a backend, with its tokenizer and a generator: what every command drives. */
@@ -53,6 +81,8 @@ export class Runtime {
   readonly adapters: AdapterRegistry;
   /** The frozen weights' q8/q4 format, or null when they are f16/f32. */
   quantized: QuantFormat | null = null;
+  /** The memory planner's estimate of generation's peak on the GPU (null on the CPU backend). */
+  memoryPlan: MemoryEstimate | null = null;
 
   private constructor(
     readonly model: LlamaModel,
@@ -84,19 +114,39 @@ export class Runtime {
     }
     const c = ckpt.config;
     const contextLength = Math.min(opts.contextLength ?? 2048, c.maxPositionEmbeddings, c.slidingWindow ?? Infinity);
+    const maxBatch = opts.maxBatch ?? 8;
+    // The generation plan, before anything is quantized or uploaded: refuse what cannot fit,
+    // saying what to change. A whole prompt may be prefilled in one step.
+    let memoryPlan: MemoryEstimate | null = null;
+    if (gpu) {
+      try {
+        memoryPlan = await checkGenerationPlan(ckpt.config, gpu, {
+          weights: opts.quantize ?? backend.weightType,
+          contextLength,
+          maxBatch,
+          prefillTokens: contextLength,
+          maxBindingBytes: gpu.weightShardBytes,
+          budgetBytes: opts.memoryBudgetBytes,
+        });
+      } catch (e) {
+        if (!opts.gpu) gpu.destroy();
+        throw e;
+      }
+    }
     const quantized = opts.quantize
       ? await quantizeWeights(c, ckpt.tensors, opts.quantize, { cache: opts.quantCache, onProgress: opts.onProgress })
       : null;
     const model = LlamaModel.fromTensors(backend, c, ckpt.tensors, contextLength, quantized?.matrices);
     ckpt.tensors.clear(); // host copies are no longer needed once uploaded
     const generator = new Generator(model, ckpt.tokenizer, {
-      maxBatch: opts.maxBatch ?? 8,
+      maxBatch,
       contextLength,
       eosTokenIds: ckpt.eosTokenIds,
     });
     const modelId = ckpt.source.replace(/\/+$/, '').split('/').slice(-2).join('/');
     const runtime = new Runtime(model, ckpt.tokenizer, generator, backend, modelId, gpu);
     runtime.quantized = opts.quantize ?? null;
+    runtime.memoryPlan = memoryPlan;
     if (opts.adapter) {
       await runtime.adapters.load('default', opts.adapter);
       runtime.adapters.activate('default');

@@ -13,6 +13,23 @@ export interface WeightShape {
   cols: number;
 }
 
+/**
+ * Row starts of Backend.weightRows views are multiples of this many rows, so that on the GPU the
+ * view's binding offset (rows × bytes per row, f16 rows and q8/q4 scales included) is a multiple
+ * of 256 bytes, the largest minStorageBufferOffsetAlignment WebGPU allows; weights split into row
+ * shards use shard sizes in multiples of it too.
+ */
+export const WEIGHT_VIEW_ROW_ALIGN = 128;
+
+/**
+ * Rows per shard of a weight of `rows` rows when `fit` rows fit one binding: all of them when they
+ * fit, else `fit` rounded down to a multiple of WEIGHT_VIEW_ROW_ALIGN (when at least that many fit).
+ */
+export function shardRows(rows: number, fit: number): number {
+  if (fit >= rows) return Math.max(1, rows);
+  return Math.max(1, fit >= WEIGHT_VIEW_ROW_ALIGN ? fit - (fit % WEIGHT_VIEW_ROW_ALIGN) : fit);
+}
+
 export interface KvCacheShape {
   slots: number;
   maxSeq: number;
@@ -38,6 +55,11 @@ export interface Backend<T, W, I> {
   free(t: T): void;
   freeIndices(i: I): void;
   freeWeight(w: W): void;
+  /**
+   * Rows [r0, r0 + n) of a 2-D weight sharing its storage (for matmul and matmulBackwardInput only;
+   * never freed itself). r0 must be a multiple of WEIGHT_VIEW_ROW_ALIGN.
+   */
+  weightRows(w: W & WeightShape, r0: number, n: number): W & WeightShape;
   /** The f32 storage of an unsharded f32 weight as a tensor, so an optimizer can update it in place. */
   weightAsTensor(w: W): T;
   /** out[t, :] = table[ids[t], :] */

@@ -6,7 +6,7 @@ import type { Backend, KvCacheShape, WeightShape } from './backend';
 import type { TrainOps } from './train-backend';
 import { CpuTrainOps } from './train-cpu';
 import { f16ToF32 as f16BitsToF32 } from '../formats/dtype';
-import type { QuantizedMatrix } from '../quant/quantize';
+import { sliceRows, type QuantizedMatrix } from '../quant/quantize';
 import { cpuEmbeddingQ, cpuMatmulQ } from './quant-cpu';
 
 export interface CpuWeight extends WeightShape {
@@ -185,6 +185,12 @@ export class CpuBackend implements Backend<Float32Array, CpuWeight, Uint32Array>
   free(): void {}
   freeIndices(): void {}
   freeWeight(): void {}
+  weightRows(w: CpuWeight, r0: number, n: number): CpuWeight {
+    if (!Number.isInteger(r0) || !Number.isInteger(n) || r0 < 0 || n < 1 || r0 + n > w.rows)
+      throw new Error(`weightRows: rows [${r0}, ${r0 + n}) are not inside a weight of ${w.rows} rows`);
+    if (w.quant) return { data: w.data, rows: n, cols: w.cols, quant: sliceRows(w.quant, r0, r0 + n) };
+    return { data: w.data.subarray(r0 * w.cols, (r0 + n) * w.cols), rows: n, cols: w.cols };
+  }
   weightAsTensor(w: CpuWeight): Float32Array {
     if (w.quant) throw new Error('a quantized weight is frozen: it cannot be trained in place (use LoRA)');
     return w.data;

@@ -5,7 +5,7 @@
  */
 import type { Gpu } from '../gpu/device';
 import { GpuError } from '../gpu/device';
-import type { Backend, KvCacheShape, WeightShape } from './backend';
+import { shardRows, WEIGHT_VIEW_ROW_ALIGN, type Backend, type KvCacheShape, type WeightShape } from './backend';
 import type { TrainOps } from './train-backend';
 import { GpuTrainOps } from './train-gpu';
 import {
@@ -25,7 +25,7 @@ import { gemvShapeKey, KERNEL_FAMILIES, parseForcedKernels, type GemvVariant, ty
 import { attentionChunkRows, loadShaders, shaderSource, type ShaderDefines } from './shaders';
 
 export { attentionChunkRows };
-import type { QuantizedMatrix } from '../quant/quantize';
+import { groupsPerRow, wordsPerGroup, type QuantizedMatrix } from '../quant/quantize';
 import { isQuantized, quantEmbedding, quantMatmul, uploadQuantized } from './quant-gpu';
 
 export interface GpuTensor {
@@ -40,6 +40,8 @@ export interface GpuWeightShard {
   scales?: GPUBuffer;
   rowStart: number;
   rows: number;
+  /** A view (GpuBackend.weightRows): rows of `buffer` (and `scales`) before this shard's first row. */
+  rowOffset?: number;
 }
 
 export interface GpuWeight extends WeightShape {
@@ -54,8 +56,33 @@ export interface GpuIndices {
   length: number;
 }
 
-/** A storage binding: a tensor or index list (its `length` 4-byte elements), or a whole buffer. */
-export type Bindable = GpuTensor | GpuIndices | GPUBuffer;
+/** Bytes [offset, offset + size) of a buffer (offset a multiple of 256), e.g. the rows of a weight view. */
+export interface GpuBufferSlice {
+  buffer: GPUBuffer;
+  offset: number;
+  size: number;
+}
+
+/** A storage binding: a tensor or index list (its `length` 4-byte elements), a slice, or a whole buffer. */
+export type Bindable = GpuTensor | GpuIndices | GpuBufferSlice | GPUBuffer;
+
+/** Bytes of one row of a weight's shard buffer: f32/f16 values, or packed q8/q4 groups. */
+export function weightRowBytes(w: GpuWeight): number {
+  if (w.quant) return groupsPerRow(w.cols) * wordsPerGroup(w.quant) * 4;
+  return w.cols * (w.dtype === 'f16' ? 2 : 4);
+}
+
+/** The binding of `rows` rows of `rowBytes` from row `rowOffset` of `buffer` (the whole buffer when 0). */
+export function rowsBinding(
+  buffer: GPUBuffer,
+  rowOffset: number | undefined,
+  rows: number,
+  rowBytes: number,
+): Bindable {
+  if (!rowOffset) return buffer;
+  const offset = rowOffset * rowBytes;
+  return { buffer, offset, size: Math.min(buffer.size - offset, Math.ceil((rows * rowBytes) / 4) * 4) };
+}
 
 export interface RunOptions {
   /** Defines of this dispatch (VEC4, compiled-in head dims...), on top of the kernel's own. */
@@ -246,7 +273,7 @@ export class GpuBackend implements Backend<GpuTensor, GpuWeight, GpuIndices> {
       throw new Error(`weight ${label}: ${data.length} values for shape [${rows}, ${cols}]`);
     const rowBytes = cols * data.BYTES_PER_ELEMENT;
     // Shard by rows so no binding exceeds maxStorageBufferBindingSize (e.g. a large vocabulary).
-    const rowsPerShard = Math.max(1, Math.floor(this.gpu.weightShardBytes / rowBytes));
+    const rowsPerShard = shardRows(rows, Math.floor(this.gpu.weightShardBytes / rowBytes));
     const shards: GpuWeightShard[] = [];
     for (let r = 0; r < rows; r += rowsPerShard) {
       const n = Math.min(rowsPerShard, rows - r);
@@ -254,6 +281,29 @@ export class GpuBackend implements Backend<GpuTensor, GpuWeight, GpuIndices> {
       shards.push({ buffer: this.gpu.createStorage(part, `${label}[${r}:${r + n}]`), rowStart: r, rows: n });
     }
     return { shards, rows, cols, dtype };
+  }
+
+  weightRows(w: GpuWeight, r0: number, n: number): GpuWeight {
+    if (!Number.isInteger(r0) || !Number.isInteger(n) || r0 < 0 || n < 1 || r0 + n > w.rows)
+      throw new GpuError(`weightRows: rows [${r0}, ${r0 + n}) are not inside a weight of ${w.rows} rows`);
+    if (r0 === 0 && n === w.rows) return w;
+    const align = this.gpu.device.limits.minStorageBufferOffsetAlignment;
+    const rowBytes = weightRowBytes(w);
+    const shards: GpuWeightShard[] = [];
+    for (const s of w.shards) {
+      const a = Math.max(r0, s.rowStart);
+      const b = Math.min(r0 + n, s.rowStart + s.rows);
+      if (a >= b) continue;
+      const rowOffset = (s.rowOffset ?? 0) + a - s.rowStart;
+      // Scales of q8/q4 rows are f16, two bytes per group.
+      const misaligned = (rowOffset * rowBytes) % align || (w.quant && (rowOffset * groupsPerRow(w.cols) * 2) % align);
+      if (misaligned)
+        throw new GpuError(
+          `weightRows: rows from ${r0} start ${rowOffset} rows into a shard, not a multiple of ${WEIGHT_VIEW_ROW_ALIGN} rows`,
+        );
+      shards.push({ buffer: s.buffer, scales: s.scales, rowStart: a - r0, rows: b - a, rowOffset });
+    }
+    return { ...w, shards, rows: n };
   }
 
   quantizedWeight(label: string, q: QuantizedMatrix): GpuWeight {
@@ -329,10 +379,12 @@ export class GpuBackend implements Backend<GpuTensor, GpuWeight, GpuIndices> {
       throw new GpuError(
         `only an unsharded f32 weight can be trained in place (got ${w.shards.length} shards, ${w.dtype})`,
       );
+    if (w.shards[0].rowOffset) throw new GpuError('a view of a weight cannot be trained in place');
     return { buffer: w.shards[0].buffer, length: w.rows * w.cols };
   }
 
   freeWeight(w: GpuWeight): void {
+    if (w.shards.some((s) => s.rowOffset)) throw new GpuError('a view of a weight is not freed; free the weight');
     for (const s of w.shards) {
       this.gpu.destroyBuffer(s.buffer);
       if (s.scales) this.gpu.destroyBuffer(s.scales);
@@ -372,10 +424,11 @@ export class GpuBackend implements Backend<GpuTensor, GpuWeight, GpuIndices> {
   private bindGroup(variantKey: string, pipeline: GPUComputePipeline, entries: GPUBindGroupEntry[]): GPUBindGroup {
     let key = variantKey;
     for (const e of entries) {
-      const buffer = (e.resource as GPUBufferBinding).buffer;
+      const { buffer, offset, size } = e.resource as GPUBufferBinding;
       let id = this.bufferIds.get(buffer);
       if (id === undefined) this.bufferIds.set(buffer, (id = this.nextBufferId++));
-      key += `|${id}`;
+      // A slice (rows of a weight view) is its own binding: the same buffer at another offset or size.
+      key += size === undefined ? `|${id}` : `|${id}@${offset ?? 0}+${size}`;
     }
     let group = this.bindGroups.get(key);
     if (!group) {
@@ -427,14 +480,22 @@ export class GpuBackend implements Backend<GpuTensor, GpuWeight, GpuIndices> {
       const bound: Bindable | undefined = buffers[name];
       if (!bound) throw new KernelError(`kernel ${kernel.name}: no buffer given for binding '${name}'`);
       const buffer = 'buffer' in bound ? bound.buffer : bound;
-      const have = 'buffer' in bound ? Math.min(bound.length * 4, bound.buffer.size) : bound.size;
+      const slice = 'offset' in bound ? bound : null;
+      const have = slice
+        ? slice.size
+        : 'length' in bound
+          ? Math.min(bound.length * 4, bound.buffer.size)
+          : (bound as GPUBuffer).size;
       const need = kernel.bindings[name](params) * variant.scalarBytes[i];
       if (need > have) {
         throw new KernelError(
           `kernel ${kernel.name}: binding '${name}' (${i + 1}) needs ${need} bytes for ${JSON.stringify(params)} but its buffer holds ${have} bytes`,
         );
       }
-      entries.push({ binding: i + 1, resource: { buffer } });
+      entries.push({
+        binding: i + 1,
+        resource: slice ? { buffer, offset: slice.offset, size: slice.size } : { buffer },
+      });
     });
     if (Object.keys(buffers).length !== kernel.bindingNames.length) {
       const extra = Object.keys(buffers).filter((k) => !kernel.bindingNames.includes(k as B));
@@ -459,6 +520,7 @@ export class GpuBackend implements Backend<GpuTensor, GpuWeight, GpuIndices> {
 
   embedding(ids: GpuIndices, table: GpuWeight, tokens: number, out: GpuTensor): void {
     if (isQuantized(table)) return quantEmbedding(this, ids, table, tokens, out);
+    if (table.shards.some((s) => s.rowOffset)) throw new GpuError('embedding: a view of a weight is not a table');
     for (const s of table.shards) {
       const params = { tokens, dim: table.cols, rowStart: s.rowStart, rows: s.rows };
       this.run(EMBEDDING, params, { ids, table: s.buffer, out }, groups1d(EMBEDDING, tokens * table.cols), {
@@ -478,7 +540,8 @@ export class GpuBackend implements Backend<GpuTensor, GpuWeight, GpuIndices> {
     const defines = { VEC4: k % 4 === 0 };
     for (const s of w.shards) {
       const params = { M: m, N: s.rows, K: k, nOffset: s.rowStart, ldy: w.rows, hasBias: bias ? 1 : 0 };
-      const buffers = { x, w: s.buffer, bias: bias ? this.biasShard(bias, s) : this.dummy, y: out };
+      const wRows = rowsBinding(s.buffer, s.rowOffset, s.rows, weightRowBytes(w));
+      const buffers = { x, w: wRows, bias: bias ? this.biasShard(bias, s) : this.dummy, y: out };
       this.matmulRows(params, buffers, defines, w.dtype);
     }
   }

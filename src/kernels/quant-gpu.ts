@@ -13,7 +13,17 @@ import {
   type QuantFormat,
   type QuantizedMatrix,
 } from '../quant/quantize';
-import type { Bindable, GpuBackend, GpuIndices, GpuTensor, GpuWeight, GpuWeightShard } from './gpu';
+import { shardRows } from './backend';
+import {
+  rowsBinding,
+  weightRowBytes,
+  type Bindable,
+  type GpuBackend,
+  type GpuIndices,
+  type GpuTensor,
+  type GpuWeight,
+  type GpuWeightShard,
+} from './gpu';
 import { declareKernel, groups1d, size2d, type ParamValues } from './kernel';
 
 export function isQuantized(w: GpuWeight): boolean {
@@ -105,7 +115,7 @@ export const QUANT_KERNELS = { q8: declareFormat('q8'), q4: declareFormat('q4') 
 export function uploadQuantized(backend: GpuBackend, label: string, q: QuantizedMatrix): GpuWeight {
   const gpu = backend.gpu;
   const rowBytes = groupsPerRow(q.cols) * wordsPerGroup(q.format) * 4;
-  const rowsPerShard = Math.max(1, Math.floor(gpu.weightShardBytes / rowBytes));
+  const rowsPerShard = shardRows(q.rows, Math.floor(gpu.weightShardBytes / rowBytes));
   const shards: GpuWeightShard[] = [];
   for (let r = 0; r < q.rows; r += rowsPerShard) {
     const n = Math.min(rowsPerShard, q.rows - r);
@@ -143,8 +153,8 @@ export function quantMatmul(
     const params = { M: m, N: s.rows, K: k, nOffset: s.rowStart, ldy: w.rows, hasBias: bias ? 1 : 0, groups };
     const buffers: Record<'x' | 'wq' | 'scales' | 'bias' | 'y', Bindable> = {
       x,
-      wq: s.buffer,
-      scales: s.scales!,
+      wq: rowsBinding(s.buffer, s.rowOffset, s.rows, weightRowBytes(w)),
+      scales: rowsBinding(s.scales!, s.rowOffset, s.rows, groups * 2),
       bias: bias ? bias[i] : backend.dummyBuffer,
       y: out,
     };
@@ -168,6 +178,7 @@ export function quantEmbedding(
 ): void {
   const kernel = QUANT_KERNELS[table.quant!].embedding;
   const groups = groupsPerRow(table.cols);
+  if (table.shards.some((s) => s.rowOffset)) throw new GpuError('embedding: a view of a weight is not a table');
   for (const s of table.shards) {
     const params = { tokens, dim: table.cols, rowStart: s.rowStart, rows: s.rows, groups };
     backend.run(kernel, params, { ids, wq: s.buffer, scales: s.scales!, out }, groups1d(kernel, tokens * table.cols));
@@ -197,9 +208,8 @@ export function quantMatmulBackwardInput(
       accumulate: accumulate || i > 0 ? 1 : 0,
       groups,
     };
-    backend.run(kernel, params, { dy, wq: s.buffer, scales: s.scales!, out: dx }, [
-      Math.ceil(k / (4 * wx)),
-      Math.ceil(m / (4 * wy)),
-    ]);
+    const wq = rowsBinding(s.buffer, s.rowOffset, s.rows, weightRowBytes(w));
+    const scales = rowsBinding(s.scales!, s.rowOffset, s.rows, groups * 2);
+    backend.run(kernel, params, { dy, wq, scales, out: dx }, [Math.ceil(k / (4 * wx)), Math.ceil(m / (4 * wy))]);
   });
 }

@@ -28,6 +28,8 @@ export const SHADER_NAMES = [
   'swiglu_backward',
   'embedding_backward',
   'cross_entropy',
+  'logsumexp_chunk',
+  'cross_entropy_chunk_grad',
   'dropout',
   'sum_squares',
   'adamw',

@@ -78,6 +78,27 @@ export interface TrainOps<T, W, I> {
    * logits is not allowed; dlogits is separate.
    */
   crossEntropy(logits: T, labels: I, rows: number, vocab: number, gradScale: number, losses: T, dlogits: T): void;
+  /**
+   * Cross-entropy over the vocabulary in column chunks (online log-sum-exp): fold the chunk
+   * logits[rows, cols] (vocabulary columns colOffset..colOffset+cols) into stats[rows, 3] =
+   * (running max, sum of exp(z - max), z[label] once its chunk was seen); `first` starts afresh.
+   * The loss of a row is max + log(sum) − z[label] (crossEntropyChunkLosses), 0 when ignored.
+   */
+  logSumExpChunk(logits: T, labels: I, rows: number, cols: number, colOffset: number, first: boolean, stats: T): void;
+  /**
+   * In place on one column chunk of logits: (softmax − onehot) · gradScale from the finished
+   * stats of logSumExpChunk (0 rows for labels outside the vocabulary).
+   */
+  crossEntropyChunkGrad(
+    logits: T,
+    labels: I,
+    stats: T,
+    rows: number,
+    cols: number,
+    colOffset: number,
+    vocab: number,
+    gradScale: number,
+  ): void;
   /** Inverted dropout with a counter-based hash RNG: out = x · keep(seed, i) / (1 - p). */
   dropout(x: T, n: number, p: number, seed: number, out: T): void;
   /** Sum of squares of x (for the global gradient norm); returned on the host. */
@@ -90,4 +111,11 @@ export interface TrainOps<T, W, I> {
   zero(x: T, n: number): void;
   /** x[r, :] *= scale[r] (per-token weights of a policy-gradient loss). */
   scaleRows(x: T, scale: T, rows: number, cols: number): void;
+}
+
+/** Per-row losses from the finished stats [rows, 3] of TrainOps.logSumExpChunk (0 for ignored labels). */
+export function crossEntropyChunkLosses(stats: Float32Array, labels: Uint32Array, vocab: number): Float32Array {
+  return Float32Array.from(labels, (label, r) =>
+    label >= vocab ? 0 : stats[r * 3] + Math.log(stats[r * 3 + 1]) - stats[r * 3 + 2],
+  );
 }

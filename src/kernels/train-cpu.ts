@@ -290,6 +290,61 @@ export class CpuTrainOps implements TrainOps<Float32Array, CpuWeight, Uint32Arra
     }
   }
 
+  logSumExpChunk(
+    logits: Float32Array,
+    labels: Uint32Array,
+    rows: number,
+    cols: number,
+    colOffset: number,
+    first: boolean,
+    stats: Float32Array,
+  ): void {
+    for (let r = 0; r < rows; r++) {
+      const b = r * cols;
+      let mc = -Infinity;
+      for (let j = 0; j < cols; j++) mc = Math.max(mc, logits[b + j]);
+      let sc = 0;
+      for (let j = 0; j < cols; j++) sc += Math.exp(logits[b + j] - mc);
+      const label = labels[r];
+      const inChunk = label >= colOffset && label - colOffset < cols;
+      if (first) {
+        stats[r * 3] = mc;
+        stats[r * 3 + 1] = sc;
+        stats[r * 3 + 2] = inChunk ? logits[b + label - colOffset] : 0;
+        continue;
+      }
+      const m0 = stats[r * 3];
+      const m = Math.max(m0, mc);
+      stats[r * 3] = m;
+      stats[r * 3 + 1] = stats[r * 3 + 1] * Math.exp(m0 - m) + sc * Math.exp(mc - m);
+      if (inChunk) stats[r * 3 + 2] = logits[b + label - colOffset];
+    }
+  }
+
+  crossEntropyChunkGrad(
+    logits: Float32Array,
+    labels: Uint32Array,
+    stats: Float32Array,
+    rows: number,
+    cols: number,
+    colOffset: number,
+    vocab: number,
+    gradScale: number,
+  ): void {
+    for (let r = 0; r < rows; r++) {
+      const b = r * cols;
+      const label = labels[r];
+      if (label >= vocab) {
+        logits.fill(0, b, b + cols);
+        continue;
+      }
+      for (let j = 0; j < cols; j++) {
+        const pj = Math.exp(logits[b + j] - stats[r * 3]) / stats[r * 3 + 1];
+        logits[b + j] = (pj - (label === colOffset + j ? 1 : 0)) * gradScale;
+      }
+    }
+  }
+
   dropout(x: Float32Array, n: number, p: number, seed: number, out: Float32Array): void {
     const threshold = dropoutThreshold(p);
     const scale = dropoutScale(p);

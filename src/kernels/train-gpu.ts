@@ -4,7 +4,7 @@
  * Each has a CPU twin in train-cpu.ts that tests compare it against.
  */
 import { GpuError } from '../gpu/device';
-import type { GpuBackend, GpuIndices, GpuTensor, GpuWeight } from './gpu';
+import { rowsBinding, weightRowBytes, type GpuBackend, type GpuIndices, type GpuTensor, type GpuWeight } from './gpu';
 import { attentionChunkRows } from './shaders';
 import { declareKernel, groups1d, invocations, size2d, type ParamValues } from './kernel';
 import type { AdamWParams, TrainOps } from './train-backend';
@@ -182,6 +182,22 @@ export const CROSS_ENTROPY = declareKernel({
   },
 });
 
+export const LOGSUMEXP_CHUNK = declareKernel({
+  name: 'logsumexp_chunk',
+  shader: 'logsumexp_chunk',
+  workgroupSize: 64,
+  params: { rows: 'u32', cols: 'u32', colOffset: 'u32', first: 'u32' },
+  bindings: { logits: (p) => p.rows * p.cols, labels: (p) => p.rows, stats: (p) => p.rows * 3 },
+});
+
+export const CROSS_ENTROPY_CHUNK_GRAD = declareKernel({
+  name: 'cross_entropy_chunk_grad',
+  shader: 'cross_entropy_chunk_grad',
+  workgroupSize: 64,
+  params: { rows: 'u32', cols: 'u32', colOffset: 'u32', vocab: 'u32', gradScale: 'f32' },
+  bindings: { logits: (p) => p.rows * p.cols, labels: (p) => p.rows, stats: (p) => p.rows * 3 },
+});
+
 export const DROPOUT = declareKernel({
   name: 'dropout',
   shader: 'dropout',
@@ -296,7 +312,8 @@ export class GpuTrainOps implements TrainOps<GpuTensor, GpuWeight, GpuIndices> {
     w.shards.forEach((s, i) => {
       const params = { M: m, N: s.rows, K: k, nOffset: s.rowStart, ldy: n, accumulate: accumulate || i > 0 ? 1 : 0 };
       const defines = { VEC4: vec4, YVEC4: n % 4 === 0 && s.rowStart % 4 === 0 };
-      this.backend.run(MATMUL_BACKWARD_DX, params, { dy, w: s.buffer, out: dx }, grid, {
+      const wRows = rowsBinding(s.buffer, s.rowOffset, s.rows, weightRowBytes(w));
+      this.backend.run(MATMUL_BACKWARD_DX, params, { dy, w: wRows, out: dx }, grid, {
         defines,
         weightType: w.dtype,
       });
@@ -486,6 +503,41 @@ export class GpuTrainOps implements TrainOps<GpuTensor, GpuWeight, GpuIndices> {
   ): void {
     if (logits.buffer === dlogits.buffer) throw new GpuError('crossEntropy: dlogits must not alias logits');
     this.backend.run(CROSS_ENTROPY, { rows, vocab, gradScale }, { logits, labels, losses, dlogits }, rows);
+  }
+
+  logSumExpChunk(
+    logits: GpuTensor,
+    labels: GpuIndices,
+    rows: number,
+    cols: number,
+    colOffset: number,
+    first: boolean,
+    stats: GpuTensor,
+  ): void {
+    if (rows === 0) return;
+    if (cols === 0) throw new GpuError('logSumExpChunk: an empty vocabulary chunk');
+    const params = { rows, cols, colOffset, first: first ? 1 : 0 };
+    this.backend.run(LOGSUMEXP_CHUNK, params, { logits, labels, stats }, rows);
+  }
+
+  crossEntropyChunkGrad(
+    logits: GpuTensor,
+    labels: GpuIndices,
+    stats: GpuTensor,
+    rows: number,
+    cols: number,
+    colOffset: number,
+    vocab: number,
+    gradScale: number,
+  ): void {
+    if (rows * cols === 0) return;
+    const params = { rows, cols, colOffset, vocab, gradScale };
+    this.backend.run(
+      CROSS_ENTROPY_CHUNK_GRAD,
+      params,
+      { logits, labels, stats },
+      groups1d(CROSS_ENTROPY_CHUNK_GRAD, rows * cols),
+    );
   }
 
   dropout(x: GpuTensor, n: number, p: number, seed: number, out: GpuTensor): void {

@@ -10,7 +10,7 @@
  */
 import { PROJECTIONS, type ModelConfig, type Projection } from '../formats/config';
 import { bucketSize } from '../gpu/device';
-import type { Backend, KvCacheShape, WeightShape } from '../kernels/backend';
+import { shardRows, type Backend, type KvCacheShape, type WeightShape } from '../kernels/backend';
 import type { AdamWParams, TrainOps } from '../kernels/train-backend';
 import type { QuantFormat, QuantizedMatrix } from '../quant/quantize';
 import { DEFAULT_TRAIN_OPTIONS, Trainer } from '../train/trainer';
@@ -131,6 +131,8 @@ class DryTrainOps implements TrainOps<DryTensor, DryWeight, DryIndices> {
   swigluBackward(): void {}
   embeddingBackward(): void {}
   crossEntropy(): void {}
+  logSumExpChunk(): void {}
+  crossEntropyChunkGrad(): void {}
   dropout(): void {}
   async sumSquares(_x: DryTensor, n: number): Promise<number> {
     if (n === 0) return 0;
@@ -164,7 +166,7 @@ export class DryRunBackend implements Backend<DryTensor, DryWeight, DryIndices> 
       // packed values and one of scales (f16 pairs in u32 words).
       const groups = Math.ceil(cols / 32);
       const rowWords = groups * (format === 'q8' ? 8 : 4);
-      const per = Math.max(1, Math.floor(this.books.maxBinding / (rowWords * 4)));
+      const per = shardRows(rows, Math.floor(this.books.maxBinding / (rowWords * 4)));
       let bytes = 0;
       for (let r = 0; r < rows; r += per) {
         const n = Math.min(per, rows - r);
@@ -173,7 +175,7 @@ export class DryRunBackend implements Backend<DryTensor, DryWeight, DryIndices> 
       return { rows, cols, bytes };
     }
     const el = format === 'f16' ? 2 : 4;
-    const per = Math.max(1, Math.floor(this.books.maxBinding / (cols * el)));
+    const per = shardRows(rows, Math.floor(this.books.maxBinding / (cols * el)));
     let bytes = 0;
     for (let r = 0; r < rows; r += per) bytes += this.books.storage(Math.min(per, rows - r) * cols * el);
     return { rows, cols, bytes };
@@ -200,7 +202,8 @@ export class DryRunBackend implements Backend<DryTensor, DryWeight, DryIndices> 
     return this.tensor(data.length);
   }
   async toHost(_t: DryTensor, n: number): Promise<Float32Array> {
-    return new Float32Array(n);
+    // Ones, not zeros: values read back must give finite losses (a log-sum-exp's sum is ≥ 1).
+    return new Float32Array(n).fill(1);
   }
   upload(): void {}
   free(t: DryTensor): void {
@@ -211,6 +214,9 @@ export class DryRunBackend implements Backend<DryTensor, DryWeight, DryIndices> 
   }
   freeWeight(w: DryWeight): void {
     this.books.destroy(w.bytes);
+  }
+  weightRows(w: DryWeight, _r0: number, n: number): DryWeight {
+    return { rows: n, cols: w.cols, bytes: 0 };
   }
   weightAsTensor(w: DryWeight): DryTensor {
     return { bytes: 0, length: w.rows * w.cols };
@@ -357,8 +363,9 @@ export function checkMemoryPlan(estimate: MemoryEstimate, limits: MemoryLimits, 
   if (t && t.batch > 1) advice.push(`a smaller --batch (now ${t.batch})`);
   if (t && !t.recompute) advice.push('--recompute (keeps one block of activations instead of all)');
   if (opts.weights !== 'q4') advice.push(`--quantize q4 (weights are ${opts.weights})`);
+  if (!t && (opts.maxBatch ?? 1) > 1) advice.push(`fewer sequences at once (--max-batch, now ${opts.maxBatch})`);
   if (t) advice.push(`shorter rows (--context-length, now ${t.seqLen})`);
-  else advice.push(`a shorter --context-length (now ${opts.contextLength ?? 'default'})`);
+  else advice.push(`a shorter context (--context-length, now ${opts.contextLength ?? 'default'})`);
   const binding = Math.min(limits.maxBufferSize, limits.maxStorageBufferBindingSize);
   if (estimate.largestBufferBytes > binding) {
     throw new MemoryPlanError(

@@ -144,6 +144,13 @@ describe('distil & train, evaluate and benchmark pages in Chromium', () => {
         attributeFilter: ['data-points'],
       });
     });
+    // The memory planner's estimate for this model, rows and settings shows before the run.
+    await expect
+      .poll(() => page.locator('#train-memory-plan').textContent())
+      .toMatch(
+        /^Memory plan: about .* of GPU memory at the peak of a step .* LoRA rank 8 on q_proj,v_proj, batch 2 x \d+ tokens\.$/,
+      );
+    expect(await page.locator('#train-memory-plan').getAttribute('data-fits')).toBe('true');
     const t1 = performance.now();
     await page.click('#train-start');
     await waitInPage(

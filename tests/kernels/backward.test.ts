@@ -13,7 +13,7 @@ import { GpuBackend, type GpuTensor } from '../../src/kernels/gpu';
 import { Gpu } from '../../src/gpu/device';
 import { CpuTrainOps, dropoutHash, dropoutThreshold } from '../../src/kernels/train-cpu';
 import { GpuTrainOps } from '../../src/kernels/train-gpu';
-import { IGNORE_INDEX, type AdamWParams } from '../../src/kernels/train-backend';
+import { crossEntropyChunkLosses, IGNORE_INDEX, type AdamWParams } from '../../src/kernels/train-backend';
 import { testGpu } from '../helpers/gpu';
 import { maxRelErr, randn, rng } from '../helpers/rng';
 import { f32ToF16Bits } from '../../src/formats/dtype';
@@ -728,6 +728,53 @@ describe('training kernels: WebGPU vs CPU twin', () => {
       const gl2 = g32.tensor(rows);
       t32.crossEntropy(g32.fromHost(logits.map((x) => x + 1000)), g32.indices(labels), rows, vocab, 0.125, gl2, gd);
       expect(maxRelErr(await host(gl2, rows), rl)).toBeLessThan(1e-3);
+    });
+  }
+
+  for (const [rows, vocab, cols] of [
+    [1, 1, 1],
+    [5, 300, 128],
+    [9, 1001, 333],
+  ]) {
+    it(`logsumexp_chunk + cross_entropy_chunk_grad rows=${rows} vocab=${vocab} in chunks of ${cols} equal the CPU twin and cross_entropy`, async () => {
+      const logits = randn(rows * vocab, rows + vocab + 7, 4);
+      const r = rng(vocab + 1);
+      const labels = Uint32Array.from({ length: rows }, (_, i) =>
+        i % 4 === 1 ? IGNORE_INDEX : Math.floor(r() * vocab),
+      );
+      const chunk = (c0: number) => {
+        const n = Math.min(cols, vocab - c0);
+        const out = new Float32Array(rows * n);
+        for (let i = 0; i < rows; i++) out.set(logits.subarray(i * vocab + c0, i * vocab + c0 + n), i * n);
+        return out;
+      };
+      const stats = new Float32Array(rows * 3);
+      const gStats = g32.tensor(rows * 3);
+      const gLabels = g32.indices(labels);
+      for (let c0 = 0; c0 < vocab; c0 += cols) {
+        const n = Math.min(cols, vocab - c0);
+        ct.logSumExpChunk(chunk(c0), labels, rows, n, c0, c0 === 0, stats);
+        t32.logSumExpChunk(g32.fromHost(chunk(c0)), gLabels, rows, n, c0, c0 === 0, gStats);
+      }
+      const gotStats = await host(gStats, rows * 3);
+      expect(maxRelErr(gotStats, stats)).toBeLessThan(1e-5);
+      // Losses and gradients equal the one-pass cross_entropy.
+      const refLosses = new Float32Array(rows);
+      const refGrad = new Float32Array(rows * vocab);
+      ct.crossEntropy(logits, labels, rows, vocab, 0.125, refLosses, refGrad);
+      expect(maxRelErr(crossEntropyChunkLosses(gotStats, labels, vocab), refLosses)).toBeLessThan(1e-5);
+      for (let c0 = 0; c0 < vocab; c0 += cols) {
+        const n = Math.min(cols, vocab - c0);
+        const want = chunk(c0);
+        ct.crossEntropyChunkGrad(want, labels, stats, rows, n, c0, vocab, 0.125);
+        const got = g32.fromHost(chunk(c0));
+        t32.crossEntropyChunkGrad(got, gLabels, gStats, rows, n, c0, vocab, 0.125);
+        expect(maxRelErr(await host(got, rows * n), want)).toBeLessThan(1e-5);
+        for (let i = 0; i < rows; i++)
+          expect(
+            maxRelErr(want.subarray(i * n, (i + 1) * n), refGrad.subarray(i * vocab + c0, i * vocab + c0 + n)),
+          ).toBeLessThan(1e-5);
+      }
     });
   }
 

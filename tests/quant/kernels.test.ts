@@ -138,4 +138,51 @@ describe('quantized-weight kernels: WebGPU vs CPU twin vs dequantized f32', () =
     expect(maxRelErr(await b.toHost(dx, m * k), dref)).toBeLessThan(1e-5);
     small.destroy();
   });
+  it("views of a weight's rows (weightRows): matmul and backward equal the CPU twin, f32 and q4, GEMM and GEMV, same offset and another size", async () => {
+    const t = new GpuTrainOps(g);
+    const ct = new CpuTrainOps();
+    const [n, k] = [300, 40]; // q4: 32 bytes a row; 128 rows are a 4096-byte offset, their scales 512 bytes
+    const wf = randn(n * k, 11);
+    for (const format of ['f32', 'q4'] as const) {
+      const wq = format === 'q4' ? quantize(wf, n, k, 'q4') : null;
+      const gw = wq ? g.quantizedWeight('w', wq) : g.weight('w', wf, n, k);
+      const cw = wq ? cpu.quantizedWeight('w', wq) : cpu.weight('w', wf, n, k);
+      // Views at the same start with two sizes, a whole shard's first rows, and the partial last rows.
+      for (const [r0, rows] of [
+        [128, 64],
+        [128, 172],
+        [0, 128],
+        [256, 44],
+      ]) {
+        for (const m of [3, 13]) {
+          const x = randn(m * k, r0 + rows + m);
+          const want = new Float32Array(m * rows);
+          cpu.matmul(x, cpu.weightRows(cw, r0, rows), null, m, want);
+          const got = g.tensor(m * rows);
+          g.matmul(g.fromHost(x), g.weightRows(gw, r0, rows), null, m, got);
+          expect(maxRelErr(await g.toHost(got, m * rows), want), `${format} [${r0}, +${rows}) m=${m}`).toBeLessThan(
+            1e-5,
+          );
+          const dy = randn(m * rows, 3 * m + rows);
+          const dwant = new Float32Array(m * k);
+          ct.matmulBackwardInput(dy, cpu.weightRows(cw, r0, rows), m, rows, k, dwant, false);
+          const dx = g.tensor(m * k);
+          t.matmulBackwardInput(g.fromHost(dy), g.weightRows(gw, r0, rows), m, rows, k, dx, false);
+          expect(maxRelErr(await g.toHost(dx, m * k), dwant)).toBeLessThan(1e-5);
+        }
+      }
+      // The view's rows are the weight's rows: its full matmul's columns r0 .. r0 + rows.
+      const x = randn(5 * k, 1);
+      const full = new Float32Array(5 * n);
+      cpu.matmul(x, cw, null, 5, full);
+      const part = new Float32Array(5 * 44);
+      cpu.matmul(x, cpu.weightRows(cw, 256, 44), null, 5, part);
+      for (let i = 0; i < 5; i++)
+        expect(Array.from(part.subarray(i * 44, (i + 1) * 44))).toEqual(
+          Array.from(full.subarray(i * n + 256, i * n + 300)),
+        );
+      expect(() => g.weightRows(gw, 1, 10)).toThrow(/not a multiple of 128 rows/);
+      expect(() => g.weightRows(gw, 256, 45)).toThrow(/not inside a weight of 300 rows/);
+    }
+  });
 });

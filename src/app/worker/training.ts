@@ -16,8 +16,10 @@ import type {
   TrainingState,
   TrainOutcome,
   TrainPoint,
+  TrainMemoryPlan,
   TrainSettings,
 } from '../api';
+import { planTraining } from '../train-plan';
 import { RUN_CHANNEL, runLockHeld, tryTakeRunLock, type RunMessage } from '../run-lock';
 import {
   beginRun,
@@ -69,6 +71,7 @@ function trainOptions(s: TrainSettings, m: LoadedRuntime): TrainOptions {
     batchSize: s.batchSize,
     gradAccum: s.gradAccum,
     seed: s.seed,
+    recompute: s.recompute ?? false,
     padTokenId: tok?.padTokenId ?? m.runtime.model.config.eosTokenIds[0] ?? 0,
   };
 }
@@ -310,6 +313,31 @@ export class Training {
     return outcome;
   }
 
+  /** The memory plan of training the loaded model on a dataset (its longest row) with these settings. */
+  async memoryPlan(datasetId: string, settings: TrainSettings): Promise<TrainMemoryPlan> {
+    const m = this.models.require();
+    const { examples, stats } = tokenizeRows(m, this.datasets.get(datasetId).rows, 'plan');
+    if (!examples.length) return { fits: false, text: 'No usable row to train on.', peakBytes: 0 };
+    return this.plan(m, stats.longest, settings);
+  }
+
+  private plan(m: LoadedRuntime, seqLen: number, settings: TrainSettings): Promise<TrainMemoryPlan> {
+    const rt = m.runtime;
+    const gpu = rt.gpu;
+    return planTraining({
+      config: rt.model.config,
+      weights: rt.quantized ?? rt.backend.weightType,
+      contextLength: rt.generator.contextLength,
+      cacheSlots: rt.generator.maxBatch,
+      seqLen,
+      settings,
+      limits: gpu
+        ? { maxBufferSize: gpu.info.maxBufferSize, maxStorageBufferBindingSize: gpu.info.maxStorageBufferBindingSize }
+        : { maxBufferSize: Infinity, maxStorageBufferBindingSize: Infinity },
+      maxBindingBytes: gpu?.weightShardBytes,
+    });
+  }
+
   async start(
     taskId: string,
     datasetId: string,
@@ -349,6 +377,9 @@ export class Training {
           : `No usable row: ${errors[0] ?? 'the set is empty'}`,
       );
     }
+    // Refuse a run the memory plan says cannot fit, with the planner's message.
+    const plan = await this.plan(m, stats.longest, settings);
+    if (!plan.fits) throw new Error(plan.text);
     const { trainer, policy } = newTrainer(m, examples, trainOptions(settings, m));
     const now = new Date().toISOString();
     const meta: RunMeta<TrainSettings> = {

@@ -56,6 +56,7 @@ export function loraCard(): LoraCard {
     h('option', { value: 'constant' }, 'constant'),
   );
   const ckptEvery = num('train-ckpt-every', 5, { min: 0, step: 1 });
+  const recompute = h('input', { type: 'checkbox', id: 'train-recompute' });
   const targets = h(
     'fieldset',
     { class: 'choices targets' },
@@ -105,6 +106,12 @@ export function loraCard(): LoraCard {
       field('Seed', seed),
       field('Checkpoint', ckptEvery, 'every N steps, kept in this browser'),
     ),
+    h(
+      'label',
+      { class: 'choice small' },
+      recompute,
+      ' Recompute activations in the backward pass (keeps one block of activations: less GPU memory, slower steps)',
+    ),
   );
 
   lengthKind.addEventListener('change', () => {
@@ -135,6 +142,7 @@ export function loraCard(): LoraCard {
       gradAccum: Math.max(1, Math.floor(readNumber(accum, 1))),
       seed: Math.max(0, Math.floor(readNumber(seed, 42))),
       checkpointEvery: Math.max(0, Math.floor(readNumber(ckptEvery, 5))),
+      recompute: recompute.checked,
     };
   };
   const applySettings = (s: TrainSettings) => {
@@ -153,6 +161,7 @@ export function loraCard(): LoraCard {
     accum.value = String(s.gradAccum);
     seed.value = String(s.seed);
     ckptEvery.value = String(s.checkpointEvery);
+    recompute.checked = s.recompute ?? false;
     for (const i of targets.querySelectorAll<HTMLInputElement>('input'))
       i.checked = s.targets.includes(i.value as never);
   };

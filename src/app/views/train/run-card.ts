@@ -46,6 +46,7 @@ export function runCard(ctx: AppContext, data: DataCard, lora: LoraCard): RunCar
     otherTab,
     stored,
     h('p', { class: 'muted small', id: 'train-model-info' }),
+    h('p', { class: 'muted small', id: 'train-memory-plan', hidden: true }),
     h('div', { class: 'row actions' }, startBtn, pauseBtn, resumeBtn, cancelBtn),
     h('div', { class: 'progress-row' }, h('div', { class: 'step-line' }, stepText, progressLabel), progress),
     metrics,
@@ -111,7 +112,41 @@ export function runCard(ctx: AppContext, data: DataCard, lora: LoraCard): RunCar
     info.textContent = m
       ? `Trains a LoRA adapter on ${m.id} (context ${m.contextLength}); the base weights stay frozen.`
       : 'No model loaded: load one on the Models page.';
+    refreshPlan();
   };
+
+  // The memory planner's estimate for the model, rows and settings at hand, shown before a run.
+  const planText = runCard.querySelector<HTMLElement>('#train-memory-plan')!;
+  let planKey = '';
+  const refreshPlan = () => {
+    if (phase !== 'idle') return;
+    const m = state.model;
+    const dataset = data.dataset();
+    if (!m || !dataset?.trainable || !dataset.rows) {
+      planKey = '';
+      planText.hidden = true;
+      return;
+    }
+    const s = lora.settings();
+    const key = JSON.stringify([m.id, m.loadMs, dataset.id, s.rank, s.targets, s.dropout, s.batchSize, s.recompute]);
+    if (key === planKey) return;
+    planKey = key;
+    api.trainingMemoryPlan(dataset.id, s).then(
+      (plan) => {
+        if (planKey !== key) return;
+        planText.textContent = plan.text;
+        planText.dataset.fits = String(plan.fits);
+        planText.hidden = false;
+      },
+      (e) => {
+        if (planKey !== key) return;
+        planText.textContent = `No memory plan: ${errorText(e)}`;
+        delete planText.dataset.fits;
+        planText.hidden = false;
+      },
+    );
+  };
+  lora.el.addEventListener('change', refreshPlan);
 
   const setStep = (step: number, total: number) => {
     stepText.dataset.step = String(step);
@@ -306,12 +341,18 @@ export function runCard(ctx: AppContext, data: DataCard, lora: LoraCard): RunCar
     }
   };
 
-  startBtn.addEventListener('click', () => {
+  startBtn.addEventListener('click', async () => {
     const dataset = data.dataset();
     if (!dataset || phase !== 'idle') return;
     const s = lora.settings();
     if (!s.targets.length) {
       runStatus.set('Pick at least one target module.', 'error');
+      return;
+    }
+    // The worker refuses such a run too; asking first keeps the page idle and says what to change.
+    const plan = await api.trainingMemoryPlan(dataset.id, s).catch(() => null);
+    if (plan && !plan.fits) {
+      runStatus.set(`Not started: ${plan.text}`, 'error');
       return;
     }
     if (
