@@ -14,9 +14,16 @@ import type { Gpu } from '../gpu/device';
 import type { LayerWeights, LlamaModel } from '../model/llama';
 import { shaderSource } from './shaders';
 
-export const KERNEL_FAMILIES = { gemv: ['register', 'splitk'] } as const;
+export const KERNEL_FAMILIES = { gemv: ['register', 'splitk'], gemm: ['register', 'tiled'] } as const;
 export type KernelFamily = keyof typeof KERNEL_FAMILIES;
 export type GemvVariant = (typeof KERNEL_FAMILIES)['gemv'][number];
+export type GemmVariant = (typeof KERNEL_FAMILIES)['gemm'][number];
+
+/** Whether Runtime loads tune kernels: on unless AGENTARK_AUTOTUNE is 0/false/off (Node). */
+export function autotuneFromEnv(): boolean {
+  const v = typeof process !== 'undefined' ? process.env?.AGENTARK_AUTOTUNE : undefined;
+  return !v || !/^(0|false|off|no)$/i.test(v.trim());
+}
 
 export interface TuneRecord {
   choice: string;
@@ -123,7 +130,9 @@ export function adapterKey(gpu: Gpu): string {
   const i = gpu.info;
   const f = i.features;
   const sources = Object.keys(KERNEL_FAMILIES).length
-    ? shaderSource('matmul', { GEMV: true }) + shaderSource('matmul_splitk', { WG: 64 })
+    ? shaderSource('matmul', { GEMV: true }) +
+      shaderSource('matmul_splitk', { WG: 64 }) +
+      shaderSource('matmul_tiled', { WG_X: 8, WG_Y: 8, TK: 32 })
     : '';
   return [
     i.vendor,
@@ -142,10 +151,21 @@ export function gemvShapeKey(m: number, n: number, k: number, dtype: 'f16' | 'f3
   return `gemv:m${m <= 1 ? 1 : 8}:n${n}:k${k}:${dtype}`;
 }
 
+/**
+ * Shape class of a GEMM: M bucketed (prefill lengths vary from call to call; the buckets' best
+ * variant changes slowly with M), the exact N and K, the weight type.
+ */
+export function gemmShapeKey(m: number, n: number, k: number, dtype: 'f16' | 'f32'): string {
+  const bucket = m <= 32 ? 32 : m <= 128 ? 128 : m <= 512 ? 512 : 'big';
+  return `gemm:m${bucket}:n${n}:k${k}:${dtype}`;
+}
+
 export class KernelTuner {
   readonly adapterKey: string;
   private readonly forced: Partial<Record<KernelFamily, string>>;
   private readonly records = new Map<string, TuneRecord & { source: 'tuned' | 'cached' }>();
+  /** Shape classes dispatched with a forced variant (shown in the summary, never timed). */
+  private readonly forcedUses = new Set<string>();
   private all: Record<string, Record<string, TuneRecord>> = {};
   private tuningMs = 0;
 
@@ -169,7 +189,12 @@ export class KernelTuner {
 
   /** The variant to run for this shape class: forced, else tuned/cached, else `fallback`. */
   choice(family: KernelFamily, shapeKey: string, fallback: string): string {
-    return this.forced[family] ?? this.records.get(shapeKey)?.choice ?? fallback;
+    const forced = this.forced[family];
+    if (forced) {
+      this.forcedUses.add(shapeKey);
+      return forced;
+    }
+    return this.records.get(shapeKey)?.choice ?? fallback;
   }
 
   needsTuning(family: KernelFamily, shapeKey: string): boolean {
@@ -190,6 +215,10 @@ export class KernelTuner {
     for (const [shape, r] of this.records) {
       const family = shape.split(':')[0] as KernelFamily;
       choices[shape] = this.forced[family] ? { choice: this.forced[family]!, ms: {}, source: 'forced' } : r;
+    }
+    for (const shape of this.forcedUses) {
+      const family = shape.split(':')[0] as KernelFamily;
+      choices[shape] = { choice: this.forced[family]!, ms: {}, source: 'forced' };
     }
     return { adapterKey: this.adapterKey, choices, tuningMs: this.tuningMs };
   }

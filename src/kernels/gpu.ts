@@ -21,7 +21,16 @@ import {
   type ParamTypes,
   type ParamValues,
 } from './kernel';
-import { gemvShapeKey, KERNEL_FAMILIES, parseForcedKernels, type GemvVariant, type KernelTuner } from './autotune';
+import {
+  gemmShapeKey,
+  gemvShapeKey,
+  KERNEL_FAMILIES,
+  parseForcedKernels,
+  type GemmVariant,
+  type GemvVariant,
+  type KernelFamily,
+  type KernelTuner,
+} from './autotune';
 import { attentionChunkRows, loadShaders, shaderSource, type ShaderDefines } from './shaders';
 
 export { attentionChunkRows };
@@ -102,6 +111,18 @@ export const MATMUL_SPLITK = declareKernel({
   name: 'matmul(gemv-splitk)',
   shader: 'matmul_splitk',
   workgroupSize: 64,
+  params: matmulParams,
+  bindings: matmulBindings,
+});
+/**
+ * The same product for many rows, GPU-class: 32x32 output tiles staged through workgroup memory
+ * (K-steps of TK), a 4x4 register micro-tile per invocation.
+ */
+export const MATMUL_TILED = declareKernel({
+  name: 'matmul(tiled)',
+  shader: 'matmul_tiled',
+  defines: { TK: 32 },
+  workgroupSize: [8, 8],
   params: matmulParams,
   bindings: matmulBindings,
 });
@@ -208,12 +229,18 @@ export class GpuBackend implements Backend<GpuTensor, GpuWeight, GpuIndices> {
   private encoder: GPUCommandEncoder | null = null;
   private pass: GPUComputePassEncoder | null = null;
   private readonly dummy: GPUBuffer;
-  /** Picks GEMV variants per shape class (null: the register-tiled kernel, untuned). */
+  /** Picks GEMV/GEMM variants per shape class (null: the register-tiled kernels, untuned). */
   tuner: KernelTuner | null = null;
   /** Force one GEMV variant regardless of the tuner (tests; AGENTARK_KERNELS=gemv=... in Node). */
   gemvKernel: 'auto' | GemvVariant = ((typeof process !== 'undefined' &&
     parseForcedKernels(process.env?.AGENTARK_KERNELS).gemv) ||
     'auto') as 'auto' | GemvVariant;
+  /** Force one GEMM variant regardless of the tuner (tests; AGENTARK_KERNELS=gemm=... in Node). */
+  gemmKernel: 'auto' | GemmVariant = ((typeof process !== 'undefined' &&
+    parseForcedKernels(process.env?.AGENTARK_KERNELS).gemm) ||
+    'auto') as 'auto' | GemmVariant;
+  /** Shape classes first dispatched untuned, timed at the next readback (see autotune.ts). */
+  private readonly pendingTunes = new Map<string, PendingTune>();
   /** Which attention kernel runs: by token count ('auto'), or one forced (benchmarks, tests). */
   attentionKernel: 'auto' | 'tiled' | 'per-query' = 'auto';
 
@@ -303,7 +330,10 @@ export class GpuBackend implements Backend<GpuTensor, GpuWeight, GpuIndices> {
 
   async toHost(t: GpuTensor, n: number, offset = 0): Promise<Float32Array> {
     this.flush();
-    return this.gpu.readF32(t.buffer, n, offset);
+    const out = await this.gpu.readF32(t.buffer, n, offset);
+    // A readback ends a forward step: the moment to time the shape classes it met for the first time.
+    if (this.pendingTunes.size) await this.tunePending();
+    return out;
   }
 
   upload(t: GpuTensor, data: Float32Array): void {
@@ -484,8 +514,9 @@ export class GpuBackend implements Backend<GpuTensor, GpuWeight, GpuIndices> {
   }
 
   /**
-   * One Y = X·Wᵀ dispatch: few rows (decode, small batches) take a 1-D grid over column quads that
-   * streams each weight row once; more rows the register-tiled GEMM (4x4 outputs an invocation).
+   * One Y = X·Wᵀ dispatch: few rows (decode, small batches) run a GEMV variant, more rows a GEMM
+   * variant; the variant is forced, else the tuner's choice for the shape class, else the
+   * register-tiled kernel (a class the tuner has not seen is queued for timing).
    */
   matmulRows(
     params: ParamValues<typeof MATMUL.params>,
@@ -493,39 +524,105 @@ export class GpuBackend implements Backend<GpuTensor, GpuWeight, GpuIndices> {
     defines: ShaderDefines,
     weightType: 'f16' | 'f32',
   ): void {
-    if (params.M <= 8) {
-      const variant =
-        this.gemvKernel !== 'auto'
-          ? this.gemvKernel
-          : (this.tuner?.choice('gemv', gemvShapeKey(params.M, params.N, params.K, weightType), 'register') ??
-            'register');
-      this.runGemv(variant as GemvVariant, params, buffers, defines, weightType);
-    } else {
-      const [wx, wy] = size2d(MATMUL.workgroupSize);
-      this.run(MATMUL, params, buffers, [Math.ceil(params.N / (4 * wx)), Math.ceil(params.M / (4 * wy))], {
-        defines,
-        weightType,
-      });
+    const family: KernelFamily = params.M <= 8 ? 'gemv' : 'gemm';
+    const forced = family === 'gemv' ? this.gemvKernel : this.gemmKernel;
+    let variant: string = forced === 'auto' ? 'register' : forced;
+    if (forced === 'auto' && this.tuner) {
+      const { M, N, K } = params;
+      const key = family === 'gemv' ? gemvShapeKey(M, N, K, weightType) : gemmShapeKey(M, N, K, weightType);
+      variant = this.tuner.choice(family, key, 'register');
+      if (this.tuner.needsTuning(family, key) && !this.pendingTunes.has(key)) {
+        const tuneParams = { ...params, nOffset: 0, ldy: N, hasBias: 0 };
+        this.pendingTunes.set(key, { family, params: tuneParams, w: buffers.w, defines, weightType });
+      }
     }
+    this.runMatmulVariant(family, variant, params, buffers, defines, weightType);
   }
 
-  private runGemv(
-    variant: GemvVariant,
+  private runMatmulVariant(
+    family: KernelFamily,
+    variant: string,
     params: ParamValues<typeof MATMUL.params>,
     buffers: Record<'x' | 'w' | 'bias' | 'y', Bindable>,
     defines: ShaderDefines,
     weightType: 'f16' | 'f32',
   ): void {
-    if (variant === 'splitk') this.run(MATMUL_SPLITK, params, buffers, params.N, { defines, weightType });
-    else
-      this.run(MATMUL_GEMV, params, buffers, groups1d(MATMUL_GEMV, Math.ceil(params.N / 4)), { defines, weightType });
+    const opts = { defines, weightType };
+    if (family === 'gemv') {
+      if (variant === 'splitk') this.run(MATMUL_SPLITK, params, buffers, params.N, opts);
+      else this.run(MATMUL_GEMV, params, buffers, groups1d(MATMUL_GEMV, Math.ceil(params.N / 4)), opts);
+      return;
+    }
+    const kernel = variant === 'tiled' ? MATMUL_TILED : MATMUL;
+    const [wx, wy] = size2d(kernel.workgroupSize);
+    this.run(kernel, params, buffers, [Math.ceil(params.N / (4 * wx)), Math.ceil(params.M / (4 * wy))], opts);
+  }
+
+  /**
+   * Milliseconds per dispatch of every candidate of `family` on these params: one warm-up batch,
+   * then the median of 3 batches, wall clock around submit → onSubmittedWorkDone (timestamp
+   * queries are coarse or absent in browsers). A batch is 8 dispatches for GEMV and small GEMMs,
+   * 2 for GEMMs over 50 MFLOP (one dispatch then lasts long enough to time).
+   */
+  private async timeVariants(
+    family: KernelFamily,
+    params: ParamValues<typeof MATMUL.params>,
+    buffers: Record<'x' | 'w' | 'bias' | 'y', Bindable>,
+    defines: ShaderDefines,
+    weightType: 'f16' | 'f32',
+  ): Promise<Record<string, number>> {
+    const reps = family === 'gemm' && 2 * params.M * params.N * params.K > 5e7 ? 2 : 8;
+    const ms: Record<string, number> = {};
+    for (const variant of KERNEL_FAMILIES[family]) {
+      const batch = async () => {
+        const t0 = performance.now();
+        for (let i = 0; i < reps; i++) this.runMatmulVariant(family, variant, params, buffers, defines, weightType);
+        this.flush();
+        await this.gpu.device.queue.onSubmittedWorkDone();
+        return (performance.now() - t0) / reps;
+      };
+      await batch();
+      const times = [await batch(), await batch(), await batch()].sort((a, b) => a - b);
+      ms[variant] = times[1];
+    }
+    return ms;
+  }
+
+  /**
+   * Time the shape classes queued by matmulRows on their real weight buffers (X zeros, Y scratch)
+   * and record the fastest variant of each. Called by toHost; a class whose timing fails (e.g. its
+   * weight was freed meanwhile) stays untuned and keeps the fallback.
+   */
+  async tunePending(): Promise<void> {
+    const tuner = this.tuner;
+    const pending = [...this.pendingTunes];
+    this.pendingTunes.clear();
+    if (!tuner) return;
+    for (const [key, t] of pending) {
+      if (!tuner.needsTuning(t.family, key)) continue;
+      const started = performance.now();
+      const { M, N, K } = t.params;
+      const x = this.fromHost(new Float32Array(M * K));
+      const y = this.tensor(M * N, 'tune.y');
+      this.gpu.device.pushErrorScope('validation');
+      const ms = await this.timeVariants(
+        t.family,
+        t.params,
+        { x, w: t.w, bias: this.dummy, y },
+        t.defines,
+        t.weightType,
+      );
+      const error = await this.gpu.device.popErrorScope();
+      this.free(x);
+      this.free(y);
+      if (!error) await tuner.record(key, ms, performance.now() - started);
+    }
   }
 
   /**
    * Time every GEMV candidate on the weight shapes given (each at M = 1 and M = 5, the debate's
    * batch) unless the tuner already has a choice for that shape class, and record the fastest.
-   * Each candidate: one warm-up batch, then the median of 3 batches of 8 dispatches, wall clock
-   * around submit → onSubmittedWorkDone (timestamp queries are coarse or absent in browsers).
+   * GEMM classes are tuned lazily, at first use (tunePending).
    */
   async autotune(shapes: { n: number; k: number; dtype: 'f16' | 'f32' }[]): Promise<void> {
     const tuner = this.tuner;
@@ -537,7 +634,7 @@ export class GpuBackend implements Backend<GpuTensor, GpuWeight, GpuIndices> {
         if (seen.has(key) || !tuner.needsTuning('gemv', key)) continue;
         seen.add(key);
         const started = performance.now();
-        const x = this.tensor(m * k, 'tune.x');
+        const x = this.fromHost(new Float32Array(m * k));
         const y = this.tensor(m * n, 'tune.y');
         const bytes = dtype === 'f16' ? 2 : 4;
         const w = this.gpu.createBuffer(
@@ -546,21 +643,7 @@ export class GpuBackend implements Backend<GpuTensor, GpuWeight, GpuIndices> {
           'tune.w',
         );
         const params = { M: m, N: n, K: k, nOffset: 0, ldy: n, hasBias: 0 };
-        const buffers = { x, w, bias: this.dummy, y };
-        const defines = { VEC4: k % 4 === 0 };
-        const ms: Record<string, number> = {};
-        for (const variant of KERNEL_FAMILIES.gemv) {
-          const batch = async () => {
-            const t0 = performance.now();
-            for (let i = 0; i < 8; i++) this.runGemv(variant, params, buffers, defines, dtype);
-            this.flush();
-            await this.gpu.device.queue.onSubmittedWorkDone();
-            return (performance.now() - t0) / 8;
-          };
-          await batch();
-          const times = [await batch(), await batch(), await batch()].sort((a, b) => a - b);
-          ms[variant] = times[1];
-        }
+        const ms = await this.timeVariants('gemv', params, { x, w, bias: this.dummy, y }, { VEC4: k % 4 === 0 }, dtype);
         this.free(x);
         this.free(y);
         this.gpu.destroyBuffer(w);
@@ -683,6 +766,15 @@ export class GpuBackend implements Backend<GpuTensor, GpuWeight, GpuIndices> {
       this.encoder!.copyBufferToBuffer(src.buffer, r * cols * 4, out.buffer, i * cols * 4, cols * 4),
     );
   }
+}
+
+/** A shape class met untuned: what tunePending needs to time its candidates. */
+interface PendingTune {
+  family: KernelFamily;
+  params: ParamValues<typeof MATMUL.params>;
+  w: Bindable;
+  defines: ShaderDefines;
+  weightType: 'f16' | 'f32';
 }
 
 /** Split a workgroup count over two dimensions to stay under maxComputeWorkgroupsPerDimension. */

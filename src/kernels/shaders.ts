@@ -38,6 +38,7 @@ export const SHADER_NAMES = [
   'embedding_q',
   'matmul_q_backward',
   'matmul_splitk',
+  'matmul_tiled',
 ] as const;
 export type ShaderName = (typeof SHADER_NAMES)[number];
 

@@ -9,7 +9,13 @@ import * as path from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { CpuBackend } from '../../src/kernels/cpu';
 import { GpuBackend } from '../../src/kernels/gpu';
-import { KERNEL_FAMILIES, KernelTuner, gemvShapeKey, parseForcedKernels } from '../../src/kernels/autotune';
+import {
+  KERNEL_FAMILIES,
+  KernelTuner,
+  gemmShapeKey,
+  gemvShapeKey,
+  parseForcedKernels,
+} from '../../src/kernels/autotune';
 import type { Gpu } from '../../src/gpu/device';
 import { f32ToF16Bits } from '../../src/formats/dtype';
 import { testGpu } from '../helpers/gpu';
@@ -91,7 +97,109 @@ describe('GEMV variants vs the CPU twin', () => {
   }
 });
 
+describe('GEMM variants vs the CPU twin', () => {
+  // M past the GEMV limit; M, N and K not multiples of the 32x32 tile, the K-step of 32 or 4
+  // (K = 131 takes five K-steps, the last partial; K = 19 and 131 take the guarded scalar path).
+  const shapes: [number, number, number][] = [
+    [9, 1, 1],
+    [13, 37, 19],
+    [33, 70, 40],
+    [40, 65, 131],
+    [17, 33, 64],
+    [70, 129, 36],
+  ];
+  for (const variant of KERNEL_FAMILIES.gemm) {
+    for (const [m, n, k] of shapes) {
+      it(`${variant}: M=${m} N=${n} K=${k}, with and without bias`, async () => {
+        g32.gemmKernel = variant;
+        try {
+          for (const bias of [false, true]) {
+            const x = randn(m * k, m * 100 + k);
+            const w = randn(n * k, n + 7 * k, 0.5);
+            const b = bias ? randn(n, 3) : null;
+            const ref = new Float32Array(m * n);
+            cpu.matmul(x, cpu.weight('w', w, n, k), b ? cpu.vector('b', b) : null, m, ref);
+            const out = g32.tensor(m * n);
+            g32.matmul(g32.fromHost(x), g32.weight('w', w, n, k), b ? g32.vector('b', b) : null, m, out);
+            expect(maxRelErr(await g32.toHost(out, m * n), ref), `bias=${bias}`).toBeLessThan(1e-5);
+          }
+        } finally {
+          g32.gemmKernel = 'auto';
+        }
+      });
+    }
+    it(`${variant}: a weight sharded by rows writes each shard's columns of Y (nOffset, ldy)`, async () => {
+      const [m, n, k] = [21, 50, 28];
+      const x = randn(m * k, 11);
+      const w = randn(n * k, 12, 0.5);
+      const bias = randn(n, 13);
+      const ref = new Float32Array(m * n);
+      cpu.matmul(x, cpu.weight('w', w, n, k), cpu.vector('b', bias), m, ref);
+      const sharded = await GpuBackend.create(gpu, 'f32');
+      sharded.gemmKernel = variant;
+      // Shards of 17, 17 and 16 rows, each written into its columns of one Y of width 50.
+      const shards = [0, 17, 34].map((r) => ({ rowStart: r, rows: Math.min(17, n - r) }));
+      const out = sharded.tensor(m * n);
+      for (const s of shards) {
+        const part = sharded.weight('part', w.subarray(s.rowStart * k, (s.rowStart + s.rows) * k), s.rows, k);
+        const b = sharded.vector('b', bias.subarray(s.rowStart, s.rowStart + s.rows));
+        const params = { M: m, N: s.rows, K: k, nOffset: s.rowStart, ldy: n, hasBias: 1 };
+        const buffers = { x: sharded.fromHost(x), w: part.shards[0].buffer, bias: b.shards[0].buffer, y: out };
+        sharded.matmulRows(params, buffers, { VEC4: true }, 'f32');
+      }
+      expect(maxRelErr(await sharded.toHost(out, m * n), ref)).toBeLessThan(1e-5);
+    });
+    it(`${variant}: f16 weights match the CPU twin on the same f16 values`, async ({ skip }) => {
+      if (!g16) skip();
+      for (const [m, n, k] of [
+        [37, 45, 36],
+        [12, 9, 23],
+      ]) {
+        const x = randn(m * k, 5);
+        const bits = f32ToF16Bits(randn(n * k, 6, 0.3));
+        const ref = new Float32Array(m * n);
+        cpu.matmul(x, cpu.weight('w', bits, n, k), null, m, ref);
+        g16!.gemmKernel = variant;
+        try {
+          const out = g16!.tensor(m * n);
+          g16!.matmul(g16!.fromHost(x), g16!.weight('w', bits, n, k), null, m, out);
+          expect(maxRelErr(await g16!.toHost(out, m * n), ref), `${m}x${n}x${k}`).toBeLessThan(1e-5);
+        } finally {
+          g16!.gemmKernel = 'auto';
+        }
+      }
+    });
+  }
+});
+
 describe('autotuner', () => {
+  it('tunes a GEMM shape class at its first use (the next readback), then runs the choice', async () => {
+    const store = memoryStore();
+    const be = await GpuBackend.create(gpu, 'f32');
+    be.tuner = await KernelTuner.create(gpu, { store, forced: '' });
+    const [m, n, k] = [20, 24, 12];
+    const x = randn(m * k, 21);
+    const w = randn(n * k, 22);
+    const ref = new Float32Array(m * n);
+    cpu.matmul(x, cpu.weight('w', w, n, k), null, m, ref);
+    const gw = be.weight('w', w, n, k);
+    const key = gemmShapeKey(m, n, k, 'f32');
+    expect(be.tuner.needsTuning('gemm', key)).toBe(true);
+    for (let pass = 0; pass < 2; pass++) {
+      const out = be.tensor(m * n);
+      be.matmul(be.fromHost(x), gw, null, m, out);
+      expect(maxRelErr(await be.toHost(out, m * n), ref), `pass ${pass}`).toBeLessThan(1e-5);
+    }
+    const r = be.tuner.summary().choices[key];
+    expect(r.source).toBe('tuned');
+    expect(Object.keys(r.ms).sort()).toEqual([...KERNEL_FAMILIES.gemm].sort());
+    expect(r.choice).toBe(Object.entries(r.ms).sort((a, b) => a[1] - b[1])[0][0]);
+    // Same bucket of M (9..32), same N and K: one class, timed once.
+    expect(gemmShapeKey(31, n, k, 'f32')).toBe(key);
+    expect(gemmShapeKey(33, n, k, 'f32')).not.toBe(key);
+    expect(store.saves).toBe(1);
+  });
+
   it('times each candidate once per shape class, keeps the fastest, and reuses the cached choice', async () => {
     const store = memoryStore();
     const be = await GpuBackend.create(gpu, 'f32');
@@ -139,7 +247,12 @@ describe('autotuner', () => {
     expect(tuner.choice('gemv', gemvShapeKey(1, 8, 8, 'f32'), 'register')).toBe('splitk');
     expect(tuner.needsTuning('gemv', gemvShapeKey(1, 8, 8, 'f32'))).toBe(false);
     expect(() => parseForcedKernels('gemv=fast')).toThrow(/unknown gemv variant 'fast' \(known: register, splitk\)/);
-    expect(() => parseForcedKernels('gemm=register')).toThrow(/unknown kernel family 'gemm'/);
+    expect(() => parseForcedKernels('gemm=fast')).toThrow(/unknown gemm variant 'fast' \(known: register, tiled\)/);
+    expect(() => parseForcedKernels('conv=register')).toThrow(/unknown kernel family 'conv'/);
+    const gemm = await KernelTuner.create(gpu, { store: memoryStore(), forced: 'gemm=tiled' });
+    const key = gemmShapeKey(40, 8, 8, 'f32');
+    expect(gemm.choice('gemm', key, 'register')).toBe('tiled');
+    expect(gemm.summary().choices[key]).toEqual({ choice: 'tiled', ms: {}, source: 'forced' });
   });
 
   it('persists choices per adapter in a JSON file under AGENTARK_CACHE_DIR (Node)', async () => {
