@@ -2,13 +2,22 @@
  * The kernel autotuner: for each (kernel family, shape class) a model uses, time every candidate
  * variant on this adapter and keep the fastest. Choices are cached per adapter (vendor,
  * architecture, device, description — which carries the driver version — features, and a hash of
- * the candidates' WGSL) on disk in Node and in localStorage in the browser, so later loads skip
- * the timing. `AGENTARK_KERNELS=gemv=splitk` (or the bench's --kernels) forces a variant.
+ * the candidates' WGSL): on disk in Node, in localStorage on a page, in IndexedDB in a worker, so
+ * later loads skip the timing. `AGENTARK_KERNELS=gemv=splitk,gemm=tiled` (or the bench's
+ * --kernels) forces variants; `AGENTARK_AUTOTUNE=0` (or RuntimeOptions.autotune = false) turns
+ * tuning off, leaving the register-tiled kernels everywhere.
+ *
+ * Tuning is lazy: the first dispatch of an untuned shape class runs the fallback variant and
+ * queues the class; the backend times the queued classes at its next readback (GpuBackend.toHost)
+ * on the real weight buffer, so a model is tuned by its first use, and only for shapes it meets.
  *
  * Families and candidates so far:
  * - gemv (Y = X·Wᵀ with M <= 8 rows: decode, small batches): 'register' (matmul.wgsl's 1-D grid
  *   of 4-column register tiles, tuned on CPU adapters) and 'splitk' (matmul_splitk.wgsl: one
  *   workgroup per column splitting K, reduced in workgroup memory).
+ * - gemm (Y = X·Wᵀ with M > 8 rows: prefill, training forward): 'register' (matmul.wgsl's 4x4
+ *   register tiles read straight from global memory) and 'tiled' (matmul_tiled.wgsl: 32x32 output
+ *   tiles staged through workgroup memory as vec4, a 4x4 register micro-tile per invocation).
  */
 import type { Gpu } from '../gpu/device';
 import type { LayerWeights, LlamaModel } from '../model/llama';
@@ -107,6 +116,9 @@ function defaultStore(): ChoiceStore {
     };
   }
   const ls = (globalThis as { localStorage?: Storage }).localStorage;
+  const idb = (globalThis as { indexedDB?: IDBFactory }).indexedDB;
+  // Workers (where the app runs models) have no localStorage but do have IndexedDB.
+  if (!ls && idb) return indexedDbStore(idb);
   return {
     async load() {
       try {
@@ -119,7 +131,51 @@ function defaultStore(): ChoiceStore {
       try {
         ls?.setItem(STORAGE_KEY, JSON.stringify(all));
       } catch {
-        // Storage full or unavailable (workers have no localStorage): choices live for this session.
+        // Storage full or unavailable: choices live for this session.
+      }
+    },
+  };
+}
+
+/** Choices as one record of an IndexedDB object store (database 'agentark-kernels'). */
+function indexedDbStore(idb: IDBFactory): ChoiceStore {
+  const open = () =>
+    new Promise<IDBDatabase>((resolve, reject) => {
+      const req = idb.open('agentark-kernels', 1);
+      req.onupgradeneeded = () => req.result.createObjectStore('choices');
+      req.onsuccess = () => resolve(req.result);
+      req.onerror = () => reject(req.error);
+    });
+  const request = <T>(mode: IDBTransactionMode, op: (s: IDBObjectStore) => IDBRequest<T>) =>
+    open().then(
+      (db) =>
+        new Promise<T>((resolve, reject) => {
+          const req = op(db.transaction('choices', mode).objectStore('choices'));
+          req.onsuccess = () => {
+            resolve(req.result);
+            db.close();
+          };
+          req.onerror = () => {
+            reject(req.error);
+            db.close();
+          };
+        }),
+    );
+  return {
+    async load() {
+      try {
+        return (
+          ((await request('readonly', (s) => s.get(STORAGE_KEY))) as Record<string, Record<string, TuneRecord>>) ?? {}
+        );
+      } catch {
+        return {}; // private mode or blocked storage: tune again
+      }
+    },
+    async save(all) {
+      try {
+        await request('readwrite', (s) => s.put(all, STORAGE_KEY));
+      } catch {
+        // Storage unavailable: choices live for this session.
       }
     },
   };
@@ -222,6 +278,18 @@ export class KernelTuner {
     }
     return { adapterKey: this.adapterKey, choices, tuningMs: this.tuningMs };
   }
+}
+
+/** One line per shape class (`gemm:m128:n896:k896:f16  tiled  (tuned: register 3.1 ms, tiled 1.2 ms)`). */
+export function describeChoices(t: TuningSummary): string[] {
+  return Object.entries(t.choices)
+    .sort((a, b) => a[0].localeCompare(b[0]))
+    .map(([shape, r]) => {
+      const ms = Object.entries(r.ms)
+        .map(([v, x]) => `${v} ${x.toFixed(x < 1 ? 3 : 1)} ms`)
+        .join(', ');
+      return `${shape}  ${r.choice}  (${r.source}${ms ? `: ${ms}` : ''})`;
+    });
 }
 
 /** The [N, K] and weight type of every linear weight shard a model multiplies by (what GEMV sees). */

@@ -19,6 +19,9 @@ import {
 import type { Gpu } from '../../src/gpu/device';
 import { f32ToF16Bits } from '../../src/formats/dtype';
 import { testGpu } from '../helpers/gpu';
+import { writeTinyModel } from '../helpers/tiny-model';
+import { loadCheckpoint } from '../../src/formats/checkpoint';
+import { Runtime } from '../../src/engine/local';
 import { maxRelErr, randn } from '../helpers/rng';
 
 let gpu: Gpu;
@@ -253,6 +256,40 @@ describe('autotuner', () => {
     const key = gemmShapeKey(40, 8, 8, 'f32');
     expect(gemm.choice('gemm', key, 'register')).toBe('tiled');
     expect(gemm.summary().choices[key]).toEqual({ choice: 'tiled', ms: {}, source: 'forced' });
+  });
+
+  it('Runtime loads tune at first use (autotune on), reuse the cache on the next load, and compute the same logits', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'agentark-tune-rt-'));
+    writeTinyModel(dir, { arch: 'qwen2', hidden: 32, layers: 1, heads: 4, kvHeads: 2, intermediate: 40, vocab: 320 });
+    const before = process.env.AGENTARK_CACHE_DIR;
+    process.env.AGENTARK_CACHE_DIR = dir;
+    try {
+      const prompt = Array.from({ length: 19 }, (_, i) => (i * 7) % 320); // 19 rows: GEMM shapes
+      const opts = { gpu, dtype: 'f32' as const, contextLength: 32, maxBatch: 1 };
+      const plain = await Runtime.fromCheckpoint(await loadCheckpoint(dir), { ...opts, autotune: false });
+      expect(plain.kernelChoices()).toBeNull();
+      const want = await plain.logits(prompt);
+      const tuned = await Runtime.fromCheckpoint(await loadCheckpoint(dir), { ...opts, autotune: true });
+      expect(maxRelErr(await tuned.logits(prompt), want)).toBeLessThan(1e-4);
+      const first = tuned.kernelChoices()!;
+      const gemm = Object.entries(first.choices).filter(([k]) => k.startsWith('gemm:'));
+      expect(gemm.length).toBeGreaterThan(0);
+      for (const [, r] of gemm) {
+        expect(r.source).toBe('tuned');
+        expect(Object.keys(r.ms).sort()).toEqual([...KERNEL_FAMILIES.gemm].sort());
+      }
+      expect(first.tuningMs).toBeGreaterThan(0);
+      // The tuned choices now run: same logits.
+      expect(maxRelErr(await tuned.logits(prompt), want)).toBeLessThan(1e-4);
+      const again = await Runtime.fromCheckpoint(await loadCheckpoint(dir), { ...opts, autotune: true });
+      expect(maxRelErr(await again.logits(prompt), want)).toBeLessThan(1e-4);
+      const second = again.kernelChoices()!;
+      expect(second.tuningMs).toBe(0);
+      for (const [k] of gemm) expect(second.choices[k]?.source).toBe('cached');
+    } finally {
+      if (before === undefined) delete process.env.AGENTARK_CACHE_DIR;
+      else process.env.AGENTARK_CACHE_DIR = before;
+    }
   });
 
   it('persists choices per adapter in a JSON file under AGENTARK_CACHE_DIR (Node)', async () => {
