@@ -12,7 +12,7 @@ import { GpuBackend } from '../kernels/gpu';
 import type { AnyBackend } from '../kernels/backend';
 import { LlamaModel } from '../model/llama';
 import {
-  KERNEL_FAMILIES,
+  candidatesOn,
   KernelTuner,
   modelLinearShapes,
   type GemmVariant,
@@ -119,7 +119,7 @@ export async function benchmarkKernels(
     const flops = 2 * m * n * k;
     // Every candidate of the family side by side (what the autotuner chooses between).
     const family = m <= 8 ? 'gemv' : 'gemm';
-    for (const variant of KERNEL_FAMILIES[family]) {
+    for (const variant of candidatesOn(gpu, family)) {
       if (family === 'gemv') g.gemvKernel = variant as GemvVariant;
       else g.gemmKernel = variant as GemmVariant;
       const gpuMs = await timeIt(async () => {

@@ -14,7 +14,8 @@
  * Families and candidates so far:
  * - gemv (Y = X·Wᵀ with M <= 8 rows: decode, small batches): 'register' (matmul.wgsl's 1-D grid
  *   of 4-column register tiles, tuned on CPU adapters) and 'splitk' (matmul_splitk.wgsl: one
- *   workgroup per column splitting K, reduced in workgroup memory).
+ *   workgroup per column splitting K, reduced in workgroup memory) and, where the adapter has the
+ *   `subgroups` feature, 'subgroup' (matmul_subgroup.wgsl: the same split reduced by subgroupAdd).
  * - gemm (Y = X·Wᵀ with M > 8 rows: prefill, training forward): 'register' (matmul.wgsl's 4x4
  *   register tiles read straight from global memory) and 'tiled' (matmul_tiled.wgsl: 32x32 output
  *   tiles staged through workgroup memory as vec4, a 4x4 register micro-tile per invocation).
@@ -23,10 +24,21 @@ import type { Gpu } from '../gpu/device';
 import type { LayerWeights, LlamaModel } from '../model/llama';
 import { shaderSource } from './shaders';
 
-export const KERNEL_FAMILIES = { gemv: ['register', 'splitk'], gemm: ['register', 'tiled'] } as const;
+export const KERNEL_FAMILIES = { gemv: ['register', 'splitk', 'subgroup'], gemm: ['register', 'tiled'] } as const;
 export type KernelFamily = keyof typeof KERNEL_FAMILIES;
 export type GemvVariant = (typeof KERNEL_FAMILIES)['gemv'][number];
 export type GemmVariant = (typeof KERNEL_FAMILIES)['gemm'][number];
+
+/** Variants that need an adapter feature, and which (the others run everywhere). */
+const NEEDS_FEATURE: Record<string, 'subgroups'> = { subgroup: 'subgroups' };
+
+/** The candidates of `family` this adapter can run. */
+export function candidatesOn(gpu: Pick<Gpu, 'features'>, family: KernelFamily): readonly string[] {
+  return KERNEL_FAMILIES[family].filter((v) => {
+    const feature = NEEDS_FEATURE[v];
+    return !feature || gpu.features[feature];
+  });
+}
 
 /** Whether Runtime loads tune kernels: on unless AGENTARK_AUTOTUNE is 0/false/off (Node). */
 export function autotuneFromEnv(): boolean {
@@ -188,7 +200,8 @@ export function adapterKey(gpu: Gpu): string {
   const sources = Object.keys(KERNEL_FAMILIES).length
     ? shaderSource('matmul', { GEMV: true }) +
       shaderSource('matmul_splitk', { WG: 64 }) +
-      shaderSource('matmul_tiled', { WG_X: 8, WG_Y: 8, TK: 32 })
+      shaderSource('matmul_tiled', { WG_X: 8, WG_Y: 8, TK: 32 }) +
+      shaderSource('matmul_subgroup', { WG: 64 })
     : '';
   return [
     i.vendor,

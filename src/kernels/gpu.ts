@@ -22,9 +22,9 @@ import {
   type ParamValues,
 } from './kernel';
 import {
+  candidatesOn,
   gemmShapeKey,
   gemvShapeKey,
-  KERNEL_FAMILIES,
   parseForcedKernels,
   type GemmVariant,
   type GemvVariant,
@@ -110,6 +110,14 @@ export const MATMUL = declareKernel({
 export const MATMUL_SPLITK = declareKernel({
   name: 'matmul(gemv-splitk)',
   shader: 'matmul_splitk',
+  workgroupSize: 64,
+  params: matmulParams,
+  bindings: matmulBindings,
+});
+/** MATMUL_SPLITK's split of K reduced by subgroupAdd (adapters with the `subgroups` feature). */
+export const MATMUL_SUBGROUP = declareKernel({
+  name: 'matmul(gemv-subgroup)',
+  shader: 'matmul_subgroup',
   workgroupSize: 64,
   params: matmulParams,
   bindings: matmulBindings,
@@ -550,7 +558,13 @@ export class GpuBackend implements Backend<GpuTensor, GpuWeight, GpuIndices> {
     const opts = { defines, weightType };
     if (family === 'gemv') {
       if (variant === 'splitk') this.run(MATMUL_SPLITK, params, buffers, params.N, opts);
-      else this.run(MATMUL_GEMV, params, buffers, groups1d(MATMUL_GEMV, Math.ceil(params.N / 4)), opts);
+      else if (variant === 'subgroup') {
+        if (!this.gpu.features.subgroups)
+          throw new GpuError(
+            `the 'subgroup' GEMV needs the adapter's subgroups feature, which ${this.gpu.describe()} lacks`,
+          );
+        this.run(MATMUL_SUBGROUP, params, buffers, params.N, opts);
+      } else this.run(MATMUL_GEMV, params, buffers, groups1d(MATMUL_GEMV, Math.ceil(params.N / 4)), opts);
       return;
     }
     const kernel = variant === 'tiled' ? MATMUL_TILED : MATMUL;
@@ -573,7 +587,7 @@ export class GpuBackend implements Backend<GpuTensor, GpuWeight, GpuIndices> {
   ): Promise<Record<string, number>> {
     const reps = family === 'gemm' && 2 * params.M * params.N * params.K > 5e7 ? 2 : 8;
     const ms: Record<string, number> = {};
-    for (const variant of KERNEL_FAMILIES[family]) {
+    for (const variant of candidatesOn(this.gpu, family)) {
       const batch = async () => {
         const t0 = performance.now();
         for (let i = 0; i < reps; i++) this.runMatmulVariant(family, variant, params, buffers, defines, weightType);

@@ -39,6 +39,7 @@ export const SHADER_NAMES = [
   'matmul_q_backward',
   'matmul_splitk',
   'matmul_tiled',
+  'matmul_subgroup',
 ] as const;
 export type ShaderName = (typeof SHADER_NAMES)[number];
 

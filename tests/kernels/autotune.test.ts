@@ -10,13 +10,14 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { CpuBackend } from '../../src/kernels/cpu';
 import { GpuBackend } from '../../src/kernels/gpu';
 import {
+  candidatesOn,
   KERNEL_FAMILIES,
   KernelTuner,
   gemmShapeKey,
   gemvShapeKey,
   parseForcedKernels,
 } from '../../src/kernels/autotune';
-import type { Gpu } from '../../src/gpu/device';
+import { Gpu } from '../../src/gpu/device';
 import { f32ToF16Bits } from '../../src/formats/dtype';
 import { testGpu } from '../helpers/gpu';
 import { writeTinyModel } from '../helpers/tiny-model';
@@ -63,7 +64,8 @@ describe('GEMV variants vs the CPU twin', () => {
   ];
   for (const variant of KERNEL_FAMILIES.gemv) {
     for (const [m, n, k] of shapes) {
-      it(`${variant}: M=${m} N=${n} K=${k}, with and without bias`, async () => {
+      it(`${variant}: M=${m} N=${n} K=${k}, with and without bias`, async ({ skip }) => {
+        if (!candidatesOn(gpu, 'gemv').includes(variant)) skip(`this adapter lacks the feature '${variant}' needs`);
         g32.gemvKernel = variant;
         try {
           for (const bias of [false, true]) {
@@ -82,7 +84,8 @@ describe('GEMV variants vs the CPU twin', () => {
       });
     }
     it(`${variant}: f16 weights match the CPU twin on the same f16 values`, async ({ skip }) => {
-      if (!g16) skip();
+      if (!g16) skip('this adapter lacks shader-f16');
+      if (!candidatesOn(gpu, 'gemv').includes(variant)) skip(`this adapter lacks the feature '${variant}' needs`);
       const [m, n, k] = [5, 45, 36];
       const x = randn(m * k, 5);
       const bits = f32ToF16Bits(randn(n * k, 6, 0.3));
@@ -224,7 +227,7 @@ describe('autotuner', () => {
     );
     for (const r of Object.values(first.choices)) {
       expect(r.source).toBe('tuned');
-      expect(Object.keys(r.ms).sort()).toEqual([...KERNEL_FAMILIES.gemv].sort());
+      expect(Object.keys(r.ms).sort()).toEqual([...candidatesOn(gpu, 'gemv')].sort());
       const fastest = Object.entries(r.ms).sort((a, b) => a[1] - b[1])[0][0];
       expect(r.choice).toBe(fastest);
     }
@@ -245,11 +248,34 @@ describe('autotuner', () => {
     expect(maxRelErr(await be.toHost(out, 5 * 48), ref)).toBeLessThan(1e-5);
   });
 
+  it('the subgroup GEMV is a candidate exactly where the adapter has subgroups; forcing it elsewhere is a clear error', async () => {
+    expect(candidatesOn({ features: { f16: false, subgroups: true, timestampQuery: false } }, 'gemv')).toContain(
+      'subgroup',
+    );
+    expect(candidatesOn({ features: { f16: true, subgroups: false, timestampQuery: true } }, 'gemv')).toEqual([
+      'register',
+      'splitk',
+    ]);
+    expect(candidatesOn(gpu, 'gemv').includes('subgroup')).toBe(gpu.features.subgroups);
+    // A device without the feature (requested without it when the adapter has it).
+    const plain = gpu.features.subgroups ? await Gpu.create({ disableSubgroups: true }) : gpu;
+    expect(plain.features.subgroups).toBe(false);
+    expect(candidatesOn(plain, 'gemv')).toEqual(['register', 'splitk']);
+    const be = await GpuBackend.create(plain, 'f32');
+    be.gemvKernel = 'subgroup';
+    expect(() => be.matmul(be.tensor(4), be.weight('w', new Float32Array(4), 1, 4), null, 1, be.tensor(1))).toThrow(
+      /'subgroup' GEMV needs the adapter's subgroups feature/,
+    );
+    if (plain !== gpu) plain.destroy();
+  });
+
   it('a forced variant wins over timing; a bad specification names what is known', async () => {
     const tuner = await KernelTuner.create(gpu, { store: memoryStore(), forced: 'gemv=splitk' });
     expect(tuner.choice('gemv', gemvShapeKey(1, 8, 8, 'f32'), 'register')).toBe('splitk');
     expect(tuner.needsTuning('gemv', gemvShapeKey(1, 8, 8, 'f32'))).toBe(false);
-    expect(() => parseForcedKernels('gemv=fast')).toThrow(/unknown gemv variant 'fast' \(known: register, splitk\)/);
+    expect(() => parseForcedKernels('gemv=fast')).toThrow(
+      /unknown gemv variant 'fast' \(known: register, splitk, subgroup\)/,
+    );
     expect(() => parseForcedKernels('gemm=fast')).toThrow(/unknown gemm variant 'fast' \(known: register, tiled\)/);
     expect(() => parseForcedKernels('conv=register')).toThrow(/unknown kernel family 'conv'/);
     const gemm = await KernelTuner.create(gpu, { store: memoryStore(), forced: 'gemm=tiled' });
