@@ -293,18 +293,6 @@ export class KernelTuner {
   }
 }
 
-/** One line per shape class (`gemm:m128:n896:k896:f16  tiled  (tuned: register 3.1 ms, tiled 1.2 ms)`). */
-export function describeChoices(t: TuningSummary): string[] {
-  return Object.entries(t.choices)
-    .sort((a, b) => a[0].localeCompare(b[0]))
-    .map(([shape, r]) => {
-      const ms = Object.entries(r.ms)
-        .map(([v, x]) => `${v} ${x.toFixed(x < 1 ? 3 : 1)} ms`)
-        .join(', ');
-      return `${shape}  ${r.choice}  (${r.source}${ms ? `: ${ms}` : ''})`;
-    });
-}
-
 /** The [N, K] and weight type of every linear weight shard a model multiplies by (what GEMV sees). */
 export function modelLinearShapes(
   model: Pick<LlamaModel, 'lmHead'> & { layers: readonly LayerWeights<unknown>[] },

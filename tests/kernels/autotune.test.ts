@@ -16,11 +16,13 @@ import {
   gemmShapeKey,
   gemvShapeKey,
   parseForcedKernels,
+  type TuningSummary,
 } from '../../src/kernels/autotune';
 import { Gpu } from '../../src/gpu/device';
 import { f32ToF16Bits } from '../../src/formats/dtype';
 import { testGpu } from '../helpers/gpu';
 import { writeTinyModel } from '../helpers/tiny-model';
+import { choiceRows, describeChoices } from '../../src/kernels/tuning-report';
 import { loadCheckpoint } from '../../src/formats/checkpoint';
 import { Runtime } from '../../src/engine/local';
 import { maxRelErr, randn } from '../helpers/rng';
@@ -337,5 +339,53 @@ describe('autotuner', () => {
       if (before === undefined) delete process.env.AGENTARK_CACHE_DIR;
       else process.env.AGENTARK_CACHE_DIR = before;
     }
+  });
+});
+
+describe('tuning report', () => {
+  it('names each shape class in words with the choice, every candidate timing and the source', () => {
+    const summary: TuningSummary = {
+      adapterKey: 'a',
+      tuningMs: 12,
+      choices: {
+        [gemmShapeKey(100, 896, 896, 'f16')]: {
+          choice: 'tiled',
+          ms: { register: 3.14, tiled: 1.2 },
+          source: 'tuned',
+        },
+        [gemvShapeKey(1, 896, 4864, 'f32')]: { choice: 'splitk', ms: {}, source: 'forced' },
+        [gemvShapeKey(5, 896, 4864, 'f32')]: {
+          choice: 'register',
+          ms: { register: 0.25, splitk: 0.5 },
+          source: 'cached',
+        },
+      },
+    };
+    expect(choiceRows(summary)).toEqual([
+      {
+        family: 'gemm',
+        shape: 'M 33–128, N 896, K 896, f16 weights',
+        choice: 'tiled',
+        candidates: 'register 3.1 ms, tiled 1.2 ms',
+        source: 'tuned',
+      },
+      {
+        family: 'gemv',
+        shape: 'M = 1, N 896, K 4864, f32 weights',
+        choice: 'splitk',
+        candidates: '',
+        source: 'forced',
+      },
+      {
+        family: 'gemv',
+        shape: 'M 2–8, N 896, K 4864, f32 weights',
+        choice: 'register',
+        candidates: 'register 0.250 ms, splitk 0.500 ms',
+        source: 'cached',
+      },
+    ]);
+    expect(describeChoices(summary)[0]).toBe(
+      'gemm  M 33–128, N 896, K 896, f16 weights: tiled (tuned: register 3.1 ms, tiled 1.2 ms)',
+    );
   });
 });
