@@ -19,15 +19,25 @@
  * - gemm (Y = X·Wᵀ with M > 8 rows: prefill, training forward): 'register' (matmul.wgsl's 4x4
  *   register tiles read straight from global memory) and 'tiled' (matmul_tiled.wgsl: 32x32 output
  *   tiles staged through workgroup memory as vec4, a 4x4 register micro-tile per invocation).
+ * - gemm_dx (dX = dY·W) and gemm_dw (dW = dYᵀ·X), the training GEMMs: 'register'
+ *   (matmul_backward.wgsl) and 'tiled' (matmul_backward_tiled.wgsl, operands staged through
+ *   workgroup memory, transposed on load where needed).
  */
 import type { Gpu } from '../gpu/device';
 import type { LayerWeights, LlamaModel } from '../model/llama';
 import { shaderSource } from './shaders';
 
-export const KERNEL_FAMILIES = { gemv: ['register', 'splitk', 'subgroup'], gemm: ['register', 'tiled'] } as const;
+export const KERNEL_FAMILIES = {
+  gemv: ['register', 'splitk', 'subgroup'],
+  gemm: ['register', 'tiled'],
+  gemm_dx: ['register', 'tiled'],
+  gemm_dw: ['register', 'tiled'],
+} as const;
 export type KernelFamily = keyof typeof KERNEL_FAMILIES;
 export type GemvVariant = (typeof KERNEL_FAMILIES)['gemv'][number];
 export type GemmVariant = (typeof KERNEL_FAMILIES)['gemm'][number];
+/** The variants of the training GEMMs (gemm_dx, gemm_dw). */
+export type GemmBackwardVariant = (typeof KERNEL_FAMILIES)['gemm_dx'][number];
 
 /** Variants that need an adapter feature, and which (the others run everywhere). */
 const NEEDS_FEATURE: Record<string, 'subgroups'> = { subgroup: 'subgroups' };
@@ -201,7 +211,8 @@ export function adapterKey(gpu: Gpu): string {
     ? shaderSource('matmul', { GEMV: true }) +
       shaderSource('matmul_splitk', { WG: 64 }) +
       shaderSource('matmul_tiled', { WG_X: 8, WG_Y: 8, TK: 32 }) +
-      shaderSource('matmul_subgroup', { WG: 64 })
+      shaderSource('matmul_subgroup', { WG: 64 }) +
+      shaderSource('matmul_backward_tiled', { WG_X: 8, WG_Y: 8, TK: 32 })
     : '';
   return [
     i.vendor,
@@ -224,9 +235,15 @@ export function gemvShapeKey(m: number, n: number, k: number, dtype: 'f16' | 'f3
  * Shape class of a GEMM: M bucketed (prefill lengths vary from call to call; the buckets' best
  * variant changes slowly with M), the exact N and K, the weight type.
  */
-export function gemmShapeKey(m: number, n: number, k: number, dtype: 'f16' | 'f32'): string {
+export function gemmShapeKey(
+  m: number,
+  n: number,
+  k: number,
+  dtype: 'f16' | 'f32',
+  family: 'gemm' | 'gemm_dx' | 'gemm_dw' = 'gemm',
+): string {
   const bucket = m <= 32 ? 32 : m <= 128 ? 128 : m <= 512 ? 512 : 'big';
-  return `gemm:m${bucket}:n${n}:k${k}:${dtype}`;
+  return `${family}:m${bucket}:n${n}:k${k}:${dtype}`;
 }
 
 export class KernelTuner {

@@ -26,6 +26,7 @@ import {
   gemmShapeKey,
   gemvShapeKey,
   parseForcedKernels,
+  type GemmBackwardVariant,
   type GemmVariant,
   type GemvVariant,
   type KernelFamily,
@@ -247,8 +248,15 @@ export class GpuBackend implements Backend<GpuTensor, GpuWeight, GpuIndices> {
   gemmKernel: 'auto' | GemmVariant = ((typeof process !== 'undefined' &&
     parseForcedKernels(process.env?.AGENTARK_KERNELS).gemm) ||
     'auto') as 'auto' | GemmVariant;
+  /** Force the training GEMMs' variant (dX and dW) regardless of the tuner (tests; AGENTARK_KERNELS=gemm_dx=...). */
+  gemmDxKernel: 'auto' | GemmBackwardVariant = ((typeof process !== 'undefined' &&
+    parseForcedKernels(process.env?.AGENTARK_KERNELS).gemm_dx) ||
+    'auto') as 'auto' | GemmBackwardVariant;
+  gemmDwKernel: 'auto' | GemmBackwardVariant = ((typeof process !== 'undefined' &&
+    parseForcedKernels(process.env?.AGENTARK_KERNELS).gemm_dw) ||
+    'auto') as 'auto' | GemmBackwardVariant;
   /** Shape classes first dispatched untuned, timed at the next readback (see autotune.ts). */
-  private readonly pendingTunes = new Map<string, PendingTune>();
+  private readonly pendingTunes = new Map<string, TuneJob & { family: KernelFamily }>();
   /** Which attention kernel runs: by token count ('auto'), or one forced (benchmarks, tests). */
   attentionKernel: 'auto' | 'tiled' | 'per-query' = 'auto';
 
@@ -523,8 +531,7 @@ export class GpuBackend implements Backend<GpuTensor, GpuWeight, GpuIndices> {
 
   /**
    * One Y = X·Wᵀ dispatch: few rows (decode, small batches) run a GEMV variant, more rows a GEMM
-   * variant; the variant is forced, else the tuner's choice for the shape class, else the
-   * register-tiled kernel (a class the tuner has not seen is queued for timing).
+   * variant (see chooseVariant).
    */
   matmulRows(
     params: ParamValues<typeof MATMUL.params>,
@@ -533,18 +540,44 @@ export class GpuBackend implements Backend<GpuTensor, GpuWeight, GpuIndices> {
     weightType: 'f16' | 'f32',
   ): void {
     const family: KernelFamily = params.M <= 8 ? 'gemv' : 'gemm';
-    const forced = family === 'gemv' ? this.gemvKernel : this.gemmKernel;
-    let variant: string = forced === 'auto' ? 'register' : forced;
-    if (forced === 'auto' && this.tuner) {
-      const { M, N, K } = params;
-      const key = family === 'gemv' ? gemvShapeKey(M, N, K, weightType) : gemmShapeKey(M, N, K, weightType);
-      variant = this.tuner.choice(family, key, 'register');
-      if (this.tuner.needsTuning(family, key) && !this.pendingTunes.has(key)) {
-        const tuneParams = { ...params, nOffset: 0, ldy: N, hasBias: 0 };
-        this.pendingTunes.set(key, { family, params: tuneParams, w: buffers.w, defines, weightType });
-      }
-    }
+    const { M, N, K } = params;
+    const variant = this.chooseVariant(
+      family,
+      family === 'gemv' ? this.gemvKernel : this.gemmKernel,
+      () => (family === 'gemv' ? gemvShapeKey(M, N, K, weightType) : gemmShapeKey(M, N, K, weightType)),
+      () => ({
+        flops: 2 * M * N * K,
+        prepare: () => {
+          // X zeros and a scratch Y; the real weight (read only).
+          const x = this.fromHost(new Float32Array(M * K));
+          const y = this.tensor(M * N, 'tune.y');
+          const p = { ...params, nOffset: 0, ldy: N, hasBias: 0 };
+          const b = { x, w: buffers.w, bias: this.dummy, y };
+          return {
+            dispatch: (v: string) => this.runMatmulVariant(family, v, p, b, defines, weightType),
+            dispose: () => {
+              this.free(x);
+              this.free(y);
+            },
+          };
+        },
+      }),
+    );
     this.runMatmulVariant(family, variant, params, buffers, defines, weightType);
+  }
+
+  /**
+   * The variant of `family` to run: `forced` unless 'auto', else the tuner's choice for the shape
+   * class, else 'register' (the CPU-adapter kernels, always valid). A class the tuner has not seen
+   * is queued with `job` (how to time its candidates) for the next readback.
+   */
+  chooseVariant(family: KernelFamily, forced: string, key: () => string, job: () => TuneJob): string {
+    if (forced !== 'auto') return forced;
+    const tuner = this.tuner;
+    if (!tuner) return 'register';
+    const k = key();
+    if (tuner.needsTuning(family, k) && !this.pendingTunes.has(k)) this.pendingTunes.set(k, { family, ...job() });
+    return tuner.choice(family, k, 'register');
   }
 
   private runMatmulVariant(
@@ -573,62 +606,50 @@ export class GpuBackend implements Backend<GpuTensor, GpuWeight, GpuIndices> {
   }
 
   /**
-   * Milliseconds per dispatch of every candidate of `family` on these params: one warm-up batch,
-   * then the median of 3 batches, wall clock around submit → onSubmittedWorkDone (timestamp
-   * queries are coarse or absent in browsers). A batch is 8 dispatches for GEMV and small GEMMs,
-   * 2 for GEMMs over 50 MFLOP (one dispatch then lasts long enough to time).
+   * Milliseconds per dispatch of every candidate of `family` this adapter runs: one warm-up
+   * batch, then the median of 3 batches, wall clock around submit → onSubmittedWorkDone (timestamp
+   * queries are coarse or absent in browsers). A batch is 8 dispatches, or 2 for products over
+   * 50 MFLOP (one dispatch then lasts long enough to time).
    */
-  private async timeVariants(
-    family: KernelFamily,
-    params: ParamValues<typeof MATMUL.params>,
-    buffers: Record<'x' | 'w' | 'bias' | 'y', Bindable>,
-    defines: ShaderDefines,
-    weightType: 'f16' | 'f32',
-  ): Promise<Record<string, number>> {
-    const reps = family === 'gemm' && 2 * params.M * params.N * params.K > 5e7 ? 2 : 8;
+  private async timeVariants(family: KernelFamily, job: TuneJob): Promise<Record<string, number>> {
+    const reps = job.flops > 5e7 ? 2 : 8;
+    const run = job.prepare();
     const ms: Record<string, number> = {};
-    for (const variant of candidatesOn(this.gpu, family)) {
-      const batch = async () => {
-        const t0 = performance.now();
-        for (let i = 0; i < reps; i++) this.runMatmulVariant(family, variant, params, buffers, defines, weightType);
-        this.flush();
-        await this.gpu.device.queue.onSubmittedWorkDone();
-        return (performance.now() - t0) / reps;
-      };
-      await batch();
-      const times = [await batch(), await batch(), await batch()].sort((a, b) => a - b);
-      ms[variant] = times[1];
+    try {
+      for (const variant of candidatesOn(this.gpu, family)) {
+        const batch = async () => {
+          const t0 = performance.now();
+          for (let i = 0; i < reps; i++) run.dispatch(variant);
+          this.flush();
+          await this.gpu.device.queue.onSubmittedWorkDone();
+          return (performance.now() - t0) / reps;
+        };
+        await batch();
+        const times = [await batch(), await batch(), await batch()].sort((a, b) => a - b);
+        ms[variant] = times[1];
+      }
+    } finally {
+      run.dispose();
     }
     return ms;
   }
 
   /**
-   * Time the shape classes queued by matmulRows on their real weight buffers (X zeros, Y scratch)
-   * and record the fastest variant of each. Called by toHost; a class whose timing fails (e.g. its
-   * weight was freed meanwhile) stays untuned and keeps the fallback.
+   * Time the shape classes queued by chooseVariant (real weights, scratch activations) and record
+   * the fastest variant of each. Called by toHost; a class whose timing fails (e.g. its weight was
+   * freed meanwhile) stays untuned and keeps the fallback.
    */
   async tunePending(): Promise<void> {
     const tuner = this.tuner;
     const pending = [...this.pendingTunes];
     this.pendingTunes.clear();
     if (!tuner) return;
-    for (const [key, t] of pending) {
-      if (!tuner.needsTuning(t.family, key)) continue;
+    for (const [key, job] of pending) {
+      if (!tuner.needsTuning(job.family, key)) continue;
       const started = performance.now();
-      const { M, N, K } = t.params;
-      const x = this.fromHost(new Float32Array(M * K));
-      const y = this.tensor(M * N, 'tune.y');
       this.gpu.device.pushErrorScope('validation');
-      const ms = await this.timeVariants(
-        t.family,
-        t.params,
-        { x, w: t.w, bias: this.dummy, y },
-        t.defines,
-        t.weightType,
-      );
+      const ms = await this.timeVariants(job.family, job);
       const error = await this.gpu.device.popErrorScope();
-      this.free(x);
-      this.free(y);
       if (!error) await tuner.record(key, ms, performance.now() - started);
     }
   }
@@ -636,7 +657,7 @@ export class GpuBackend implements Backend<GpuTensor, GpuWeight, GpuIndices> {
   /**
    * Time every GEMV candidate on the weight shapes given (each at M = 1 and M = 5, the debate's
    * batch) unless the tuner already has a choice for that shape class, and record the fastest.
-   * GEMM classes are tuned lazily, at first use (tunePending).
+   * Other classes are tuned lazily, at first use (tunePending).
    */
   async autotune(shapes: { n: number; k: number; dtype: 'f16' | 'f32' }[]): Promise<void> {
     const tuner = this.tuner;
@@ -648,19 +669,29 @@ export class GpuBackend implements Backend<GpuTensor, GpuWeight, GpuIndices> {
         if (seen.has(key) || !tuner.needsTuning('gemv', key)) continue;
         seen.add(key);
         const started = performance.now();
-        const x = this.fromHost(new Float32Array(m * k));
-        const y = this.tensor(m * n, 'tune.y');
         const bytes = dtype === 'f16' ? 2 : 4;
-        const w = this.gpu.createBuffer(
-          Math.max(16, Math.ceil((n * k * bytes) / 4) * 4),
-          GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST,
-          'tune.w',
-        );
-        const params = { M: m, N: n, K: k, nOffset: 0, ldy: n, hasBias: 0 };
-        const ms = await this.timeVariants('gemv', params, { x, w, bias: this.dummy, y }, { VEC4: k % 4 === 0 }, dtype);
-        this.free(x);
-        this.free(y);
-        this.gpu.destroyBuffer(w);
+        const ms = await this.timeVariants('gemv', {
+          flops: 2 * m * n * k,
+          prepare: () => {
+            const x = this.fromHost(new Float32Array(m * k));
+            const y = this.tensor(m * n, 'tune.y');
+            const w = this.gpu.createBuffer(
+              Math.max(16, Math.ceil((n * k * bytes) / 4) * 4),
+              GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST,
+              'tune.w',
+            );
+            const params = { M: m, N: n, K: k, nOffset: 0, ldy: n, hasBias: 0 };
+            const buffers = { x, w, bias: this.dummy, y };
+            return {
+              dispatch: (v: string) => this.runMatmulVariant('gemv', v, params, buffers, { VEC4: k % 4 === 0 }, dtype),
+              dispose: () => {
+                this.free(x);
+                this.free(y);
+                this.gpu.destroyBuffer(w);
+              },
+            };
+          },
+        });
         await tuner.record(key, ms, performance.now() - started);
       }
     }
@@ -782,13 +813,12 @@ export class GpuBackend implements Backend<GpuTensor, GpuWeight, GpuIndices> {
   }
 }
 
-/** A shape class met untuned: what tunePending needs to time its candidates. */
-interface PendingTune {
-  family: KernelFamily;
-  params: ParamValues<typeof MATMUL.params>;
-  w: Bindable;
-  defines: ShaderDefines;
-  weightType: 'f16' | 'f32';
+/** How to time the candidates of a shape class met untuned (see chooseVariant). */
+export interface TuneJob {
+  /** Flops of one dispatch (how many dispatches a timed batch needs). */
+  flops: number;
+  /** Scratch inputs and outputs (real weights are only read); the dispatcher of any candidate on them. */
+  prepare(): { dispatch(variant: string): void; dispose(): void };
 }
 
 /** Split a workgroup count over two dimensions to stay under maxComputeWorkgroupsPerDimension. */

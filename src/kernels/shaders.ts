@@ -40,6 +40,7 @@ export const SHADER_NAMES = [
   'matmul_splitk',
   'matmul_tiled',
   'matmul_subgroup',
+  'matmul_backward_tiled',
 ] as const;
 export type ShaderName = (typeof SHADER_NAMES)[number];
 

@@ -23,6 +23,8 @@ const ROW_BUCKETS: Record<string, string> = {
   'gemm:m512': 'M 129–512',
   'gemm:mbig': 'M > 512',
 };
+for (const f of ['gemm_dx', 'gemm_dw'])
+  for (const m of ['m32', 'm128', 'm512', 'mbig']) ROW_BUCKETS[`${f}:${m}`] = ROW_BUCKETS[`gemm:${m}`];
 
 /** The choices as table rows (the app's Device page), sorted by family then shape. */
 export function choiceRows(t: TuningSummary): ChoiceRow[] {

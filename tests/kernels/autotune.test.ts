@@ -286,6 +286,35 @@ describe('autotuner', () => {
     expect(gemm.summary().choices[key]).toEqual({ choice: 'tiled', ms: {}, source: 'forced' });
   });
 
+  it('tunes the training GEMMs (dX, dW) at first use too, and the gradients stay right', async () => {
+    const be = await GpuBackend.create(gpu, 'f32');
+    be.tuner = await KernelTuner.create(gpu, { store: memoryStore(), forced: '' });
+    const ops = be.createTrainOps();
+    const [m, n, k] = [20, 24, 12];
+    const dy = randn(m * n, 31);
+    const x = randn(m * k, 32);
+    const w = randn(n * k, 33);
+    const ct = cpu.createTrainOps();
+    const rdx = new Float32Array(m * k);
+    const rdw = new Float32Array(n * k);
+    ct.matmulBackwardInput(dy, w, m, n, k, rdx, false);
+    ct.matmulBackwardWeight(dy, x, m, n, k, rdw, false);
+    for (let pass = 0; pass < 2; pass++) {
+      const gdx = be.tensor(m * k);
+      const gdw = be.tensor(n * k);
+      ops.matmulBackwardInput(be.fromHost(dy), be.weight('w', w, n, k), m, n, k, gdx, false);
+      ops.matmulBackwardWeight(be.fromHost(dy), be.fromHost(x), m, n, k, gdw, false);
+      expect(maxRelErr(await be.toHost(gdx, m * k), rdx), `dX pass ${pass}`).toBeLessThan(1e-4);
+      expect(maxRelErr(await be.toHost(gdw, n * k), rdw), `dW pass ${pass}`).toBeLessThan(1e-4);
+    }
+    const choices = be.tuner.summary().choices;
+    for (const family of ['gemm_dx', 'gemm_dw'] as const) {
+      const r = choices[gemmShapeKey(m, n, k, 'f32', family)];
+      expect(r?.source, family).toBe('tuned');
+      expect(Object.keys(r.ms).sort()).toEqual([...KERNEL_FAMILIES[family]].sort());
+    }
+  });
+
   it('Runtime loads tune at first use (autotune on), reuse the cache on the next load, and compute the same logits', async () => {
     const dir = mkdtempSync(path.join(tmpdir(), 'agentark-tune-rt-'));
     writeTinyModel(dir, { arch: 'qwen2', hidden: 32, layers: 1, heads: 4, kvHeads: 2, intermediate: 40, vocab: 320 });
