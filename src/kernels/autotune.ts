@@ -22,6 +22,10 @@
  * - gemm_dx (dX = dY·W) and gemm_dw (dW = dYᵀ·X), the training GEMMs: 'register'
  *   (matmul_backward.wgsl) and 'tiled' (matmul_backward_tiled.wgsl, operands staged through
  *   workgroup memory, transposed on load where needed).
+ * - attention_prefill (causal attention of 16+ query tokens): 'tiled' (attention_prefill.wgsl, one
+ *   invocation per query with the whole row in registers) and 'splitd' (attention_prefill_splitd.wgsl,
+ *   4 invocations per query splitting the head dimension). The first variant of a family is the
+ *   fallback when nothing is tuned.
  */
 import type { Gpu } from '../gpu/device';
 import type { LayerWeights, LlamaModel } from '../model/llama';
@@ -32,10 +36,12 @@ export const KERNEL_FAMILIES = {
   gemm: ['register', 'tiled'],
   gemm_dx: ['register', 'tiled'],
   gemm_dw: ['register', 'tiled'],
+  attention_prefill: ['tiled', 'splitd'],
 } as const;
 export type KernelFamily = keyof typeof KERNEL_FAMILIES;
 export type GemvVariant = (typeof KERNEL_FAMILIES)['gemv'][number];
 export type GemmVariant = (typeof KERNEL_FAMILIES)['gemm'][number];
+export type AttentionPrefillVariant = (typeof KERNEL_FAMILIES)['attention_prefill'][number];
 /** The variants of the training GEMMs (gemm_dx, gemm_dw). */
 export type GemmBackwardVariant = (typeof KERNEL_FAMILIES)['gemm_dx'][number];
 
@@ -212,7 +218,9 @@ export function adapterKey(gpu: Gpu): string {
       shaderSource('matmul_splitk', { WG: 64 }) +
       shaderSource('matmul_tiled', { WG_X: 8, WG_Y: 8, TK: 32 }) +
       shaderSource('matmul_subgroup', { WG: 64 }) +
-      shaderSource('matmul_backward_tiled', { WG_X: 8, WG_Y: 8, TK: 32 })
+      shaderSource('matmul_backward_tiled', { WG_X: 8, WG_Y: 8, TK: 32 }) +
+      shaderSource('attention_prefill', { WG: 64, HD: 64, KC: 16 }) +
+      shaderSource('attention_prefill_splitd', { WG: 64, HD: 64, KC: 16, LANES: 4 })
     : '';
   return [
     i.vendor,
@@ -244,6 +252,12 @@ export function gemmShapeKey(
 ): string {
   const bucket = m <= 32 ? 32 : m <= 128 ? 128 : m <= 512 ? 512 : 'big';
   return `${family}:m${bucket}:n${n}:k${k}:${dtype}`;
+}
+
+/** Shape class of a prefill attention: tokens bucketed like gemmShapeKey's M, the head layout. */
+export function attentionShapeKey(tokens: number, heads: number, kvHeads: number, headDim: number): string {
+  const bucket = tokens <= 32 ? 32 : tokens <= 128 ? 128 : tokens <= 512 ? 512 : 'big';
+  return `attention_prefill:m${bucket}:h${heads}:kv${kvHeads}:d${headDim}`;
 }
 
 export class KernelTuner {

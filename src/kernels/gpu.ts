@@ -25,14 +25,17 @@ import {
   candidatesOn,
   gemmShapeKey,
   gemvShapeKey,
+  KERNEL_FAMILIES,
   parseForcedKernels,
+  attentionShapeKey,
+  type AttentionPrefillVariant,
   type GemmBackwardVariant,
   type GemmVariant,
   type GemvVariant,
   type KernelFamily,
   type KernelTuner,
 } from './autotune';
-import { attentionChunkRows, loadShaders, shaderSource, type ShaderDefines } from './shaders';
+import { attentionChunkRows, loadShaders, shaderSource, splitdChunkRows, type ShaderDefines } from './shaders';
 
 export { attentionChunkRows };
 import type { QuantizedMatrix } from '../quant/quantize';
@@ -207,6 +210,16 @@ export const ATTENTION_PREFILL = declareKernel({
   bindings: attentionBindings,
 });
 
+/** The same, each query served by LANES invocations that split the head dimension. */
+export const ATTENTION_PREFILL_SPLITD = declareKernel({
+  name: 'attention_prefill(split-d)',
+  shader: 'attention_prefill_splitd',
+  defines: { LANES: 4 },
+  workgroupSize: 64,
+  params: attentionParams,
+  bindings: attentionBindings,
+});
+
 export const SWIGLU = declareKernel({
   name: 'swiglu',
   shader: 'swiglu',
@@ -255,6 +268,10 @@ export class GpuBackend implements Backend<GpuTensor, GpuWeight, GpuIndices> {
   gemmDwKernel: 'auto' | GemmBackwardVariant = ((typeof process !== 'undefined' &&
     parseForcedKernels(process.env?.AGENTARK_KERNELS).gemm_dw) ||
     'auto') as 'auto' | GemmBackwardVariant;
+  /** Force the prefill attention variant regardless of the tuner (tests; AGENTARK_KERNELS=attention_prefill=...). */
+  attentionPrefillKernel: 'auto' | AttentionPrefillVariant = ((typeof process !== 'undefined' &&
+    parseForcedKernels(process.env?.AGENTARK_KERNELS).attention_prefill) ||
+    'auto') as 'auto' | AttentionPrefillVariant;
   /** Shape classes first dispatched untuned, timed at the next readback (see autotune.ts). */
   private readonly pendingTunes = new Map<string, TuneJob & { family: KernelFamily }>();
   /** Which attention kernel runs: by token count ('auto'), or one forced (benchmarks, tests). */
@@ -568,16 +585,17 @@ export class GpuBackend implements Backend<GpuTensor, GpuWeight, GpuIndices> {
 
   /**
    * The variant of `family` to run: `forced` unless 'auto', else the tuner's choice for the shape
-   * class, else 'register' (the CPU-adapter kernels, always valid). A class the tuner has not seen
+   * class, else the family's first variant (the kernels tuned on CPU adapters, always valid). A class the tuner has not seen
    * is queued with `job` (how to time its candidates) for the next readback.
    */
   chooseVariant(family: KernelFamily, forced: string, key: () => string, job: () => TuneJob): string {
     if (forced !== 'auto') return forced;
+    const fallback = KERNEL_FAMILIES[family][0];
     const tuner = this.tuner;
-    if (!tuner) return 'register';
+    if (!tuner) return fallback;
     const k = key();
     if (tuner.needsTuning(family, k) && !this.pendingTunes.has(k)) this.pendingTunes.set(k, { family, ...job() });
-    return tuner.choice(family, k, 'register');
+    return tuner.choice(family, k, fallback);
   }
 
   private runMatmulVariant(
@@ -769,12 +787,56 @@ export class GpuBackend implements Backend<GpuTensor, GpuWeight, GpuIndices> {
       this.attentionKernel === 'tiled' ||
       (this.attentionKernel === 'auto' && tokens >= PREFILL_ATTENTION_MIN_TOKENS)
     ) {
-      // Prefill/training: a workgroup of queries shares every key row read (see the shader).
-      const defines = { HD: headDim, KC: attentionChunkRows(headDim) };
-      this.run(ATTENTION_PREFILL, params, buffers, groups1d(ATTENTION_PREFILL, tokens) * heads, { defines });
+      // Prefill/training: a workgroup of queries shares every key row read (see the shaders).
+      const variant = this.chooseVariant(
+        'attention_prefill',
+        this.attentionPrefillKernel,
+        () => attentionShapeKey(tokens, heads, kvHeads, headDim),
+        () => ({
+          flops: 2 * heads * tokens * tokens * headDim,
+          prepare: () => {
+            // One sequence of `tokens` positions in one slot: the causal work of a prefill.
+            const kvDim = kvHeads * headDim;
+            const qT = this.fromHost(new Float32Array(tokens * heads * headDim));
+            const kT = this.fromHost(new Float32Array(tokens * kvDim));
+            const vT = this.fromHost(new Float32Array(tokens * kvDim));
+            const slotsT = this.indices(new Uint32Array(tokens));
+            const positionsT = this.indices(Uint32Array.from({ length: tokens }, (_, i) => i));
+            const outT = this.tensor(tokens * heads * headDim, 'tune.attention');
+            const p = { ...params, maxSeq: tokens };
+            const b = { q: qT, cacheK: kT, cacheV: vT, slots: slotsT, positions: positionsT, out: outT };
+            return {
+              dispatch: (v: string) => this.runPrefillAttention(v, p, b),
+              dispose: () => {
+                for (const t of [qT, kT, vT, outT]) this.free(t);
+                this.freeIndices(slotsT);
+                this.freeIndices(positionsT);
+              },
+            };
+          },
+        }),
+      );
+      this.runPrefillAttention(variant, params, buffers);
       return;
     }
     this.run(ATTENTION, params, buffers, tokens * heads);
+  }
+
+  private runPrefillAttention(
+    variant: string,
+    params: ParamValues<typeof attentionParams>,
+    buffers: Record<keyof typeof attentionBindings, Bindable>,
+  ): void {
+    const { tokens, heads, headDim } = params;
+    if (variant === 'splitd') {
+      const lanes = ATTENTION_PREFILL_SPLITD.fixedDefines.LANES as number;
+      const queries = invocations(ATTENTION_PREFILL_SPLITD.workgroupSize) / lanes;
+      const defines = { HD: headDim, KC: splitdChunkRows(headDim, queries, lanes) };
+      this.run(ATTENTION_PREFILL_SPLITD, params, buffers, Math.ceil(tokens / queries) * heads, { defines });
+      return;
+    }
+    const defines = { HD: headDim, KC: attentionChunkRows(headDim) };
+    this.run(ATTENTION_PREFILL, params, buffers, groups1d(ATTENTION_PREFILL, tokens) * heads, { defines });
   }
 
   swiglu(gate: GpuTensor, up: GpuTensor, n: number, out: GpuTensor): void {

@@ -14,17 +14,18 @@ export interface ChoiceRow {
   source: 'tuned' | 'cached' | 'forced';
 }
 
-/** The row buckets of gemvShapeKey and gemmShapeKey, in words. */
+/** The row buckets of gemvShapeKey, gemmShapeKey and attentionShapeKey, in words. */
+const GEMM_BUCKETS: Record<string, string> = { m32: 'M 9–32', m128: 'M 33–128', m512: 'M 129–512', mbig: 'M > 512' };
 const ROW_BUCKETS: Record<string, string> = {
   'gemv:m1': 'M = 1',
   'gemv:m8': 'M 2–8',
-  'gemm:m32': 'M 9–32',
-  'gemm:m128': 'M 33–128',
-  'gemm:m512': 'M 129–512',
-  'gemm:mbig': 'M > 512',
+  'attention_prefill:m32': 'tokens 16–32',
+  'attention_prefill:m128': 'tokens 33–128',
+  'attention_prefill:m512': 'tokens 129–512',
+  'attention_prefill:mbig': 'tokens > 512',
 };
-for (const f of ['gemm_dx', 'gemm_dw'])
-  for (const m of ['m32', 'm128', 'm512', 'mbig']) ROW_BUCKETS[`${f}:${m}`] = ROW_BUCKETS[`gemm:${m}`];
+for (const f of ['gemm', 'gemm_dx', 'gemm_dw'])
+  for (const [m, words] of Object.entries(GEMM_BUCKETS)) ROW_BUCKETS[`${f}:${m}`] = words;
 
 /** The choices as table rows (the app's Device page), sorted by family then shape. */
 export function choiceRows(t: TuningSummary): ChoiceRow[] {
@@ -32,9 +33,14 @@ export function choiceRows(t: TuningSummary): ChoiceRow[] {
     .sort((a, b) => a[0].localeCompare(b[0], 'en', { numeric: true }))
     .map(([key, r]) => {
       const [family, m, n, k, dtype] = key.split(':');
+      const rows = ROW_BUCKETS[`${family}:${m}`] ?? m;
+      const shape =
+        family === 'attention_prefill'
+          ? `${rows}, ${n?.slice(1)} heads / ${k?.slice(2)} kv heads, head_dim ${dtype?.slice(1)}`
+          : `${rows}, N ${n?.slice(1)}, K ${k?.slice(1)}, ${dtype} weights`;
       return {
         family,
-        shape: `${ROW_BUCKETS[`${family}:${m}`] ?? m}, N ${n?.slice(1)}, K ${k?.slice(1)}, ${dtype} weights`,
+        shape,
         choice: r.choice,
         candidates: Object.entries(r.ms)
           .map(([v, x]) => `${v} ${x.toFixed(x < 1 ? 3 : 1)} ms`)

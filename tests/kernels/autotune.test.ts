@@ -10,6 +10,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { CpuBackend } from '../../src/kernels/cpu';
 import { GpuBackend } from '../../src/kernels/gpu';
 import {
+  attentionShapeKey,
   candidatesOn,
   KERNEL_FAMILIES,
   KernelTuner,
@@ -335,6 +336,11 @@ describe('autotuner', () => {
         expect(r.source).toBe('tuned');
         expect(Object.keys(r.ms).sort()).toEqual([...KERNEL_FAMILIES.gemm].sort());
       }
+      // The 19-token prompt's attention is a prefill: its candidates were timed too.
+      const attention = Object.entries(first.choices).filter(([k]) => k.startsWith('attention_prefill:'));
+      expect(attention.map(([, r]) => Object.keys(r.ms).sort())).toEqual([
+        [...KERNEL_FAMILIES.attention_prefill].sort(),
+      ]);
       expect(first.tuningMs).toBeGreaterThan(0);
       // The tuned choices now run: same logits.
       expect(maxRelErr(await tuned.logits(prompt), want)).toBeLessThan(1e-4);
@@ -383,6 +389,7 @@ describe('tuning report', () => {
           source: 'tuned',
         },
         [gemvShapeKey(1, 896, 4864, 'f32')]: { choice: 'splitk', ms: {}, source: 'forced' },
+        [attentionShapeKey(200, 14, 2, 64)]: { choice: 'splitd', ms: { tiled: 2, splitd: 1 }, source: 'tuned' },
         [gemvShapeKey(5, 896, 4864, 'f32')]: {
           choice: 'register',
           ms: { register: 0.25, splitk: 0.5 },
@@ -391,6 +398,13 @@ describe('tuning report', () => {
       },
     };
     expect(choiceRows(summary)).toEqual([
+      {
+        family: 'attention_prefill',
+        shape: 'tokens 129–512, 14 heads / 2 kv heads, head_dim 64',
+        choice: 'splitd',
+        candidates: 'tiled 2.0 ms, splitd 1.0 ms',
+        source: 'tuned',
+      },
       {
         family: 'gemm',
         shape: 'M 33–128, N 896, K 896, f16 weights',
@@ -413,7 +427,7 @@ describe('tuning report', () => {
         source: 'cached',
       },
     ]);
-    expect(describeChoices(summary)[0]).toBe(
+    expect(describeChoices(summary)[1]).toBe(
       'gemm  M 33–128, N 896, K 896, f16 weights: tiled (tuned: register 3.1 ms, tiled 1.2 ms)',
     );
   });
