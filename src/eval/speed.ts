@@ -176,20 +176,28 @@ export async function benchmarkAttention(
       200,
       3,
     );
-    for (const kernel of ['tiled', 'per-query'] as const) {
+    // The prefill family's candidates (what the autotuner chooses between), then the decode kernel.
+    const kernels = [
+      ['tiled', 'tiled'],
+      ['tiled', 'splitd'],
+      ['per-query', 'auto'],
+    ] as const;
+    for (const [kernel, prefill] of kernels) {
       g.attentionKernel = kernel;
+      g.attentionPrefillKernel = prefill;
       const gpuMs = await timeIt(async () => {
         g.attention(gq, gk, gv, gs, gp, tokens, heads, kvHeads, headDim, len, gout);
         await g.toHost(gout, 1);
       });
       results.push({
-        kernel: `attention (${kernel})`,
+        kernel: `attention (${kernel === 'tiled' ? `prefill, ${prefill}` : kernel})`,
         shape: `${seqs}x${len} tokens, ${heads}/${kvHeads} heads x ${headDim}`,
         webgpuGflops: flops / gpuMs / 1e6,
         cpuGflops: flops / cpuMs / 1e6,
       });
     }
     g.attentionKernel = 'auto';
+    g.attentionPrefillKernel = 'auto';
     for (const t of [gq, gk, gv, gout]) g.free(t);
     g.freeIndices(gs);
     g.freeIndices(gp);

@@ -260,6 +260,18 @@ export function attentionShapeKey(tokens: number, heads: number, kvHeads: number
   return `attention_prefill:m${bucket}:h${heads}:kv${kvHeads}:d${headDim}`;
 }
 
+/** Most flops one timed dispatch of a tuning run may cost: larger products are timed on a slice. */
+const TUNE_MAX_FLOPS = 5e8;
+
+/**
+ * Rows (of independent outputs) to time a product on: all `rows` if that stays under
+ * TUNE_MAX_FLOPS, else fewer, but at least 32 (a full tile). Every output row costs the same, so
+ * the candidates' ranking holds on the slice while a 150k-row LM head's timing stays short.
+ */
+export function tuneSlice(rows: number, flopsPerRow: number): number {
+  return Math.min(rows, Math.max(32, Math.floor(TUNE_MAX_FLOPS / flopsPerRow)));
+}
+
 export class KernelTuner {
   readonly adapterKey: string;
   private readonly forced: Partial<Record<KernelFamily, string>>;

@@ -26,6 +26,7 @@ import {
   gemmShapeKey,
   gemvShapeKey,
   KERNEL_FAMILIES,
+  tuneSlice,
   parseForcedKernels,
   attentionShapeKey,
   type AttentionPrefillVariant,
@@ -563,12 +564,13 @@ export class GpuBackend implements Backend<GpuTensor, GpuWeight, GpuIndices> {
       family === 'gemv' ? this.gemvKernel : this.gemmKernel,
       () => (family === 'gemv' ? gemvShapeKey(M, N, K, weightType) : gemmShapeKey(M, N, K, weightType)),
       () => ({
-        flops: 2 * M * N * K,
+        flops: 2 * M * tuneSlice(N, 2 * M * K) * K,
         prepare: () => {
-          // X zeros and a scratch Y; the real weight (read only).
+          // X zeros and a scratch Y; the real weight (read only), its first rows for large products.
+          const n = tuneSlice(N, 2 * M * K);
           const x = this.fromHost(new Float32Array(M * K));
-          const y = this.tensor(M * N, 'tune.y');
-          const p = { ...params, nOffset: 0, ldy: N, hasBias: 0 };
+          const y = this.tensor(M * n, 'tune.y');
+          const p = { ...params, N: n, nOffset: 0, ldy: n, hasBias: 0 };
           const b = { x, w: buffers.w, bias: this.dummy, y };
           return {
             dispatch: (v: string) => this.runMatmulVariant(family, v, p, b, defines, weightType),
@@ -626,11 +628,11 @@ export class GpuBackend implements Backend<GpuTensor, GpuWeight, GpuIndices> {
   /**
    * Milliseconds per dispatch of every candidate of `family` this adapter runs: one warm-up
    * batch, then the median of 3 batches, wall clock around submit → onSubmittedWorkDone (timestamp
-   * queries are coarse or absent in browsers). A batch is 8 dispatches, or 2 for products over
-   * 50 MFLOP (one dispatch then lasts long enough to time).
+   * queries are coarse or absent in browsers). A batch is 8 dispatches, 2 over 50 MFLOP and 1
+   * over 200 MFLOP (one dispatch then lasts long enough to time).
    */
   private async timeVariants(family: KernelFamily, job: TuneJob): Promise<Record<string, number>> {
-    const reps = job.flops > 5e7 ? 2 : 8;
+    const reps = job.flops > 2e8 ? 1 : job.flops > 5e7 ? 2 : 8;
     const run = job.prepare();
     const ms: Record<string, number> = {};
     try {
@@ -793,17 +795,19 @@ export class GpuBackend implements Backend<GpuTensor, GpuWeight, GpuIndices> {
         this.attentionPrefillKernel,
         () => attentionShapeKey(tokens, heads, kvHeads, headDim),
         () => ({
-          flops: 2 * heads * tokens * tokens * headDim,
+          flops: (2 * heads * tokens * tokens * headDim) / kvHeads,
           prepare: () => {
-            // One sequence of `tokens` positions in one slot: the causal work of a prefill.
-            const kvDim = kvHeads * headDim;
-            const qT = this.fromHost(new Float32Array(tokens * heads * headDim));
+            // One sequence of `tokens` positions in one slot, the query heads of one KV head: the
+            // causal work of a prefill, per KV head (every KV head's workgroups do the same work).
+            const kvDim = headDim;
+            const params1 = { ...params, heads: heads / kvHeads, kvHeads: 1 };
+            const qT = this.fromHost(new Float32Array(tokens * params1.heads * headDim));
             const kT = this.fromHost(new Float32Array(tokens * kvDim));
             const vT = this.fromHost(new Float32Array(tokens * kvDim));
             const slotsT = this.indices(new Uint32Array(tokens));
             const positionsT = this.indices(Uint32Array.from({ length: tokens }, (_, i) => i));
-            const outT = this.tensor(tokens * heads * headDim, 'tune.attention');
-            const p = { ...params, maxSeq: tokens };
+            const outT = this.tensor(tokens * params1.heads * headDim, 'tune.attention');
+            const p = { ...params1, maxSeq: tokens };
             const b = { q: qT, cacheK: kT, cacheV: vT, slots: slotsT, positions: positionsT, out: outT };
             return {
               dispatch: (v: string) => this.runPrefillAttention(v, p, b),

@@ -10,7 +10,7 @@ import { declareKernel, groups1d, invocations, size2d, type ParamValues } from '
 import type { AdamWParams, TrainOps } from './train-backend';
 import { dropoutScale, dropoutThreshold } from './train-cpu';
 import { isQuantized, quantMatmulBackwardInput } from './quant-gpu';
-import { gemmShapeKey } from './autotune';
+import { gemmShapeKey, tuneSlice } from './autotune';
 
 function isWeight(w: GpuWeight | GpuTensor): w is GpuWeight {
   return (w as GpuWeight).shards !== undefined;
@@ -327,18 +327,19 @@ export class GpuTrainOps implements TrainOps<GpuTensor, GpuWeight, GpuIndices> {
     const run = (variant: string, p: MatmulBackwardParams, dyT: GpuTensor, out: GpuTensor) => {
       const kernel = variant === 'tiled' ? MATMUL_BACKWARD_DX_TILED : MATMUL_BACKWARD_DX;
       const defines = { VEC4: K % 4 === 0, YVEC4: p.ldy % 4 === 0 && p.nOffset % 4 === 0 };
-      be.run(kernel, p, { dy: dyT, w, out }, tiledGrid(kernel.workgroupSize, K, M), { defines, weightType });
+      be.run(kernel, p, { dy: dyT, w, out }, tiledGrid(kernel.workgroupSize, K, p.M), { defines, weightType });
     };
     const variant = be.chooseVariant(
       'gemm_dx',
       be.gemmDxKernel,
       () => gemmShapeKey(M, N, K, weightType, 'gemm_dx'),
       () => ({
-        flops: 2 * M * N * K,
+        flops: 2 * tuneSlice(M, 2 * N * K) * N * K,
         prepare: () => {
-          const dyT = be.fromHost(new Float32Array(M * N));
-          const out = be.tensor(M * K, 'tune.dx');
-          const p = { ...params, nOffset: 0, ldy: N, accumulate: 0 };
+          const m = tuneSlice(M, 2 * N * K);
+          const dyT = be.fromHost(new Float32Array(m * N));
+          const out = be.tensor(m * K, 'tune.dx');
+          const p = { ...params, M: m, nOffset: 0, ldy: N, accumulate: 0 };
           return {
             dispatch: (v: string) => run(v, p, dyT, out),
             dispose: () => {
@@ -364,10 +365,10 @@ export class GpuTrainOps implements TrainOps<GpuTensor, GpuWeight, GpuIndices> {
     if (n === 0 || k === 0) return;
     const be = this.backend;
     const params = { M: m, N: n, K: k, nOffset: 0, ldy: n, accumulate: accumulate ? 1 : 0 };
-    const defines = { VEC4: k % 4 === 0, YVEC4: n % 4 === 0 };
     const run = (variant: string, p: MatmulBackwardParams, dyT: GpuTensor, xT: GpuTensor, out: GpuTensor) => {
       const kernel = variant === 'tiled' ? MATMUL_BACKWARD_DW_TILED : MATMUL_BACKWARD_DW;
-      be.run(kernel, p, { dy: dyT, x: xT, out }, tiledGrid(kernel.workgroupSize, k, n), { defines });
+      const defines = { VEC4: k % 4 === 0, YVEC4: p.N % 4 === 0 };
+      be.run(kernel, p, { dy: dyT, x: xT, out }, tiledGrid(kernel.workgroupSize, k, p.N), { defines });
     };
     // Trainable weights are f32: the class carries 'f32' whatever the frozen weights are.
     const variant = be.chooseVariant(
@@ -375,12 +376,13 @@ export class GpuTrainOps implements TrainOps<GpuTensor, GpuWeight, GpuIndices> {
       be.gemmDwKernel,
       () => gemmShapeKey(m, n, k, 'f32', 'gemm_dw'),
       () => ({
-        flops: 2 * m * n * k,
+        flops: 2 * m * tuneSlice(n, 2 * m * k) * k,
         prepare: () => {
-          const dyT = be.fromHost(new Float32Array(m * n));
+          const nt = tuneSlice(n, 2 * m * k);
+          const dyT = be.fromHost(new Float32Array(m * nt));
           const xT = be.fromHost(new Float32Array(m * k));
-          const out = be.tensor(n * k, 'tune.dw');
-          const p = { ...params, accumulate: 0 };
+          const out = be.tensor(nt * k, 'tune.dw');
+          const p = { ...params, N: nt, ldy: nt, accumulate: 0 };
           return {
             dispatch: (v: string) => run(v, p, dyT, xT, out),
             dispose: () => {

@@ -17,6 +17,7 @@ import {
   gemmShapeKey,
   gemvShapeKey,
   parseForcedKernels,
+  tuneSlice,
   type TuningSummary,
 } from '../../src/kernels/autotune';
 import { Gpu } from '../../src/gpu/device';
@@ -374,6 +375,16 @@ describe('autotuner', () => {
       if (before === undefined) delete process.env.AGENTARK_CACHE_DIR;
       else process.env.AGENTARK_CACHE_DIR = before;
     }
+  });
+});
+
+describe('tuning cost', () => {
+  it('times large products on a slice of their output rows (at least one 32-row tile, at most 0.5 GFLOP)', () => {
+    // A 151,936-row LM head at 128 prompt rows: 2,179 rows timed instead of all.
+    expect(tuneSlice(151936, 2 * 128 * 896)).toBe(2179);
+    expect(tuneSlice(896, 2 * 128 * 896)).toBe(896);
+    expect(tuneSlice(1000, 1e9)).toBe(32);
+    expect(tuneSlice(10, 1e9)).toBe(10);
   });
 });
 
