@@ -261,7 +261,7 @@ export function attentionShapeKey(tokens: number, heads: number, kvHeads: number
 }
 
 /** Most flops one timed dispatch of a tuning run may cost: larger products are timed on a slice. */
-const TUNE_MAX_FLOPS = 5e8;
+const TUNE_MAX_FLOPS = 2e8;
 
 /**
  * Rows (of independent outputs) to time a product on: all `rows` if that stays under

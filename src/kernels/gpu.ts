@@ -627,8 +627,9 @@ export class GpuBackend implements Backend<GpuTensor, GpuWeight, GpuIndices> {
 
   /**
    * Milliseconds per dispatch of every candidate of `family` this adapter runs: one warm-up
-   * batch, then the median of 3 batches, wall clock around submit → onSubmittedWorkDone (timestamp
-   * queries are coarse or absent in browsers). A batch is 8 dispatches, 2 over 50 MFLOP and 1
+   * dispatch, then the median of 3 batches, wall clock around submit → onSubmittedWorkDone
+   * (timestamp queries are coarse or absent in browsers); a candidate whose first batch is over
+   * twice the best median so far stops there (it cannot win). A batch is 8 dispatches, 2 over 50 MFLOP and 1
    * over 200 MFLOP (one dispatch then lasts long enough to time).
    */
   private async timeVariants(family: KernelFamily, job: TuneJob): Promise<Record<string, number>> {
@@ -637,15 +638,22 @@ export class GpuBackend implements Backend<GpuTensor, GpuWeight, GpuIndices> {
     const ms: Record<string, number> = {};
     try {
       for (const variant of candidatesOn(this.gpu, family)) {
-        const batch = async () => {
+        const batch = async (n: number) => {
           const t0 = performance.now();
-          for (let i = 0; i < reps; i++) run.dispatch(variant);
+          for (let i = 0; i < n; i++) run.dispatch(variant);
           this.flush();
           await this.gpu.device.queue.onSubmittedWorkDone();
-          return (performance.now() - t0) / reps;
+          return (performance.now() - t0) / n;
         };
-        await batch();
-        const times = [await batch(), await batch(), await batch()].sort((a, b) => a - b);
+        await batch(1); // compiles the pipeline, warms caches
+        const first = await batch(reps);
+        // A candidate already 2x slower than the best median loses: its first batch is its timing.
+        const best = Math.min(...Object.values(ms));
+        if (first > 2 * best) {
+          ms[variant] = first;
+          continue;
+        }
+        const times = [first, await batch(reps), await batch(reps)].sort((a, b) => a - b);
         ms[variant] = times[1];
       }
     } finally {

@@ -379,10 +379,10 @@ describe('autotuner', () => {
 });
 
 describe('tuning cost', () => {
-  it('times large products on a slice of their output rows (at least one 32-row tile, at most 0.5 GFLOP)', () => {
-    // A 151,936-row LM head at 128 prompt rows: 2,179 rows timed instead of all.
-    expect(tuneSlice(151936, 2 * 128 * 896)).toBe(2179);
-    expect(tuneSlice(896, 2 * 128 * 896)).toBe(896);
+  it('times large products on a slice of their output rows (at least one 32-row tile, at most 0.2 GFLOP)', () => {
+    // A 151,936-row LM head at 128 prompt rows: 871 rows timed instead of all.
+    expect(tuneSlice(151936, 2 * 128 * 896)).toBe(871);
+    expect(tuneSlice(500, 2 * 128 * 896)).toBe(500);
     expect(tuneSlice(1000, 1e9)).toBe(32);
     expect(tuneSlice(10, 1e9)).toBe(10);
   });
