@@ -664,8 +664,8 @@ export class GpuBackend implements Backend<GpuTensor, GpuWeight, GpuIndices> {
 
   /**
    * Time the shape classes queued by chooseVariant (real weights, scratch activations) and record
-   * the fastest variant of each. Called by toHost; a class whose timing fails (e.g. its weight was
-   * freed meanwhile) stays untuned and keeps the fallback.
+   * the fastest variant of each. Called by toHost; a class whose timing fails (an error, or a
+   * validation error such as a weight freed meanwhile) stays untuned and keeps the fallback.
    */
   async tunePending(): Promise<void> {
     const tuner = this.tuner;
@@ -676,9 +676,17 @@ export class GpuBackend implements Backend<GpuTensor, GpuWeight, GpuIndices> {
       if (!tuner.needsTuning(job.family, key)) continue;
       const started = performance.now();
       this.gpu.device.pushErrorScope('validation');
-      const ms = await this.timeVariants(job.family, job);
-      const error = await this.gpu.device.popErrorScope();
-      if (!error) await tuner.record(key, ms, performance.now() - started);
+      let ms: Record<string, number> | null = null;
+      try {
+        ms = await this.timeVariants(job.family, job);
+      } catch (e) {
+        // Tuning must never break the run it rides on: the class keeps the fallback, untimed.
+        console.warn(`kernel autotuner: timing ${key} failed (${(e as Error).message}); keeping the fallback`);
+      } finally {
+        const error = await this.gpu.device.popErrorScope();
+        if (error) ms = null;
+      }
+      if (ms) await tuner.record(key, ms, performance.now() - started);
     }
   }
 

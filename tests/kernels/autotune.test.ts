@@ -288,6 +288,24 @@ describe('autotuner', () => {
     expect(gemm.summary().choices[key]).toEqual({ choice: 'tiled', ms: {}, source: 'forced' });
   });
 
+  it('a class whose timing fails (its weight freed before the readback) stays untuned; the readback still works', async () => {
+    const be = await GpuBackend.create(gpu, 'f32');
+    be.tuner = await KernelTuner.create(gpu, { store: memoryStore(), forced: '' });
+    const [m, n, k] = [12, 8, 8];
+    const x = randn(m * k, 41);
+    const w = randn(n * k, 42);
+    const ref = new Float32Array(m * n);
+    cpu.matmul(x, cpu.weight('w', w, n, k), null, m, ref);
+    const gw = be.weight('w', w, n, k);
+    const out = be.tensor(m * n);
+    be.matmul(be.fromHost(x), gw, null, m, out);
+    be.flush(); // the product is submitted while its weight is alive
+    be.freeWeight(gw);
+    expect(maxRelErr(await be.toHost(out, m * n), ref)).toBeLessThan(1e-5);
+    expect(be.tuner.needsTuning('gemm', gemmShapeKey(m, n, k, 'f32'))).toBe(true);
+    expect(be.tuner.summary().tuningMs).toBe(0);
+  });
+
   it('tunes the training GEMMs (dX, dW) at first use too, and the gradients stay right', async () => {
     const be = await GpuBackend.create(gpu, 'f32');
     be.tuner = await KernelTuner.create(gpu, { store: memoryStore(), forced: '' });
