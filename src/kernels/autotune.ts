@@ -18,7 +18,8 @@
  *   `subgroups` feature, 'subgroup' (matmul_subgroup.wgsl: the same split reduced by subgroupAdd).
  * - gemm (Y = X·Wᵀ with M > 8 rows: prefill, training forward): 'register' (matmul.wgsl's 4x4
  *   register tiles read straight from global memory) and 'tiled' (matmul_tiled.wgsl: 32x32 output
- *   tiles staged through workgroup memory as vec4, a 4x4 register micro-tile per invocation).
+ *   tiles staged through workgroup memory as vec4, a 4x4 register micro-tile per invocation) and
+ *   'tiled64' (the same file with 16x16 invocations: 64x64 tiles, K-steps of 16).
  * - gemm_dx (dX = dY·W) and gemm_dw (dW = dYᵀ·X), the training GEMMs: 'register'
  *   (matmul_backward.wgsl) and 'tiled' (matmul_backward_tiled.wgsl, operands staged through
  *   workgroup memory, transposed on load where needed).
@@ -33,7 +34,7 @@ import { shaderSource } from './shaders';
 
 export const KERNEL_FAMILIES = {
   gemv: ['register', 'splitk', 'subgroup'],
-  gemm: ['register', 'tiled'],
+  gemm: ['register', 'tiled', 'tiled64'],
   gemm_dx: ['register', 'tiled'],
   gemm_dw: ['register', 'tiled'],
   attention_prefill: ['tiled', 'splitd'],
@@ -217,6 +218,7 @@ export function adapterKey(gpu: Gpu): string {
     ? shaderSource('matmul', { GEMV: true }) +
       shaderSource('matmul_splitk', { WG: 64 }) +
       shaderSource('matmul_tiled', { WG_X: 8, WG_Y: 8, TK: 32 }) +
+      shaderSource('matmul_tiled', { WG_X: 16, WG_Y: 16, TK: 16 }) +
       shaderSource('matmul_subgroup', { WG: 64 }) +
       shaderSource('matmul_backward_tiled', { WG_X: 8, WG_Y: 8, TK: 32 }) +
       shaderSource('attention_prefill', { WG: 64, HD: 64, KC: 16 }) +

@@ -139,6 +139,13 @@ export const MATMUL_TILED = declareKernel({
   params: matmulParams,
   bindings: matmulBindings,
 });
+/** MATMUL_TILED with 64x64 output tiles (16x16 invocations, K-steps of 16): for large GPUs and products. */
+export const MATMUL_TILED64 = declareKernel({
+  ...MATMUL_TILED,
+  name: 'matmul(tiled64)',
+  defines: { TK: 16 },
+  workgroupSize: [16, 16],
+});
 /** The same product for few rows (decode): a 1-D grid over column quads. */
 export const MATMUL_GEMV = declareKernel({
   name: 'matmul(gemv)',
@@ -620,7 +627,7 @@ export class GpuBackend implements Backend<GpuTensor, GpuWeight, GpuIndices> {
       } else this.run(MATMUL_GEMV, params, buffers, groups1d(MATMUL_GEMV, Math.ceil(params.N / 4)), opts);
       return;
     }
-    const kernel = variant === 'tiled' ? MATMUL_TILED : MATMUL;
+    const kernel = variant === 'tiled' ? MATMUL_TILED : variant === 'tiled64' ? MATMUL_TILED64 : MATMUL;
     const [wx, wy] = size2d(kernel.workgroupSize);
     this.run(kernel, params, buffers, [Math.ceil(params.N / (4 * wx)), Math.ceil(params.M / (4 * wy))], opts);
   }

@@ -280,7 +280,9 @@ describe('autotuner', () => {
     expect(() => parseForcedKernels('gemv=fast')).toThrow(
       /unknown gemv variant 'fast' \(known: register, splitk, subgroup\)/,
     );
-    expect(() => parseForcedKernels('gemm=fast')).toThrow(/unknown gemm variant 'fast' \(known: register, tiled\)/);
+    expect(() => parseForcedKernels('gemm=fast')).toThrow(
+      /unknown gemm variant 'fast' \(known: register, tiled, tiled64\)/,
+    );
     expect(() => parseForcedKernels('conv=register')).toThrow(/unknown kernel family 'conv'/);
     const gemm = await KernelTuner.create(gpu, { store: memoryStore(), forced: 'gemm=tiled' });
     const key = gemmShapeKey(40, 8, 8, 'f32');
