@@ -4,8 +4,9 @@
 // subgroup, then one pass over the subgroups' sums in workgroup memory: one barrier instead of
 // log2(WG) + 1. Needs the adapter's `subgroups` feature. Neither the subgroup size (4 to 128 by
 // adapter) nor how subgroups map to local indices is assumed: each invocation stores its
-// subgroup's sum if it is lane 0 and a zero otherwise, and the final pass adds all WG slots. W is one row-shard of an HF Linear weight
-// ([out, in]) stored as WT; accumulation is f32. Loads are vec4 along K when K % 4 == 0 (VEC4).
+// subgroup's sum if it is lane 0 and a zero otherwise, and the final pass adds all WG slots.
+// W is one row-shard of an HF Linear weight ([out, in]) stored as WT; accumulation is f32. Loads
+// are vec4 along K when K % 4 == 0 (VEC4).
 //#if F16
 enable f16;
 //#endif

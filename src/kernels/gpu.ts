@@ -594,8 +594,9 @@ export class GpuBackend implements Backend<GpuTensor, GpuWeight, GpuIndices> {
 
   /**
    * The variant of `family` to run: `forced` unless 'auto', else the tuner's choice for the shape
-   * class, else the family's first variant (the kernels tuned on CPU adapters, always valid). A class the tuner has not seen
-   * is queued with `job` (how to time its candidates) for the next readback.
+   * class, else the family's first variant (the kernels tuned on CPU adapters, always valid). A
+   * class the tuner has not seen is queued with `job` (how to time its candidates) for the next
+   * readback.
    */
   chooseVariant(family: KernelFamily, forced: string, key: () => string, job: () => TuneJob): string {
     if (forced !== 'auto') return forced;
