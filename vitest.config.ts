@@ -8,5 +8,8 @@ export default defineConfig({
     testTimeout: 120_000,
     hookTimeout: 120_000,
     fileParallelism: false,
+    // Tests run the register-tiled kernels unless they force a variant or build their own tuner:
+    // no timing in test runs, and no kernel-choice cache written under the home directory.
+    env: { AGENTARK_AUTOTUNE: '0' },
   },
 });

@@ -12,6 +12,7 @@ import type { Task } from '../tasks/answers';
 import type { EvalReport } from '../eval/harness';
 import type { KernelResult, ModelResult, SpeedReport, TrainResult } from '../eval/speed';
 import type { Projection } from '../formats/config';
+import type { TuningSummary } from '../kernels/autotune';
 import type { ProgressEvent } from '../progress';
 import type { Question } from '../tasks/datasets';
 import type { TrajectoryRecord } from '../teach/trajectory';
@@ -540,6 +541,8 @@ export interface WorkerApi {
   loaded(): Promise<LoadedModel | null>;
   /** GPU buffer bytes the loaded model holds (null on the CPU path or with no model). */
   memoryStats(): Promise<{ allocatedBytes: number; peakBytes: number } | null>;
+  /** The kernel autotuner's choices for the loaded model (null: no model, CPU path or tuning off). */
+  kernelChoices(): Promise<TuningSummary | null>;
   /** Streams one assistant reply from the loaded model. */
   chat(taskId: string, req: ChatCompletionRequest, onDelta: (text: string) => void): Promise<ChatStats>;
   /** WebLLM prebuilt chat models (only those without shader-f16 when `withoutF16`). */

@@ -45,6 +45,9 @@ const api: WorkerApi = {
   async memoryStats() {
     return models.loaded?.runtime.gpu?.memoryStats() ?? null;
   },
+  async kernelChoices() {
+    return models.loaded?.runtime.kernelChoices() ?? null;
+  },
   chat: (taskId, req, onDelta) => chat.reply(taskId, req, onDelta),
   webllmModels: (withoutF16) => debates.webllmModels(withoutF16),
   debate: (taskId, questions, settings, onEvent) => debates.run(taskId, questions, settings, onEvent),

@@ -7,6 +7,8 @@ import { loadCheckpoint, type Checkpoint } from '../formats/checkpoint';
 import { PROJECTIONS, parseConfig, type Projection } from '../formats/config';
 import { Gpu } from '../gpu/device';
 import { GpuBackend } from '../kernels/gpu';
+import { autotuneFromEnv, KernelTuner } from '../kernels/autotune';
+import { describeChoices } from '../kernels/tuning-report';
 import { CpuBackend } from '../kernels/cpu';
 import type { AnyBackend } from '../kernels/backend';
 import { LlamaModel } from '../model/llama';
@@ -116,10 +118,13 @@ export async function run(argv: string[]): Promise<number> {
     const readS = (performance.now() - t0) / 1000;
     if (gpu) {
       const halfFile = [...ckpt.tensors.values()].some((t) => t.dtype !== 'F32');
-      backend = await GpuBackend.create(
+      const gpuBackend = await GpuBackend.create(
         gpu,
         dtype === 'auto' ? (gpu.features.f16 && halfFile ? 'f16' : 'f32') : (dtype as 'f16' | 'f32'),
       );
+      // Kernel variants are timed at first use, i.e. in the warm-up passes, never in a timed run.
+      if (autotuneFromEnv()) gpuBackend.tuner = await KernelTuner.create(gpu);
+      backend = gpuBackend;
     }
     backend = backend!;
     const weights = quantize ?? backend.weightType;
@@ -268,6 +273,7 @@ export async function run(argv: string[]): Promise<number> {
       peakGpuBytes,
       estimatedPeakGpuBytes: estimate.peakBytes,
       adapter: gpu ? gpu.describe() : 'cpu (TypeScript twin)',
+      kernels: backend instanceof GpuBackend && backend.tuner ? backend.tuner.summary() : null,
       peer,
     };
     if (v.json) console.log(JSON.stringify(result));
@@ -288,6 +294,13 @@ export async function run(argv: string[]): Promise<number> {
           `train step       ${trainStep}`,
           `weights on GPU   ${mib(weightGpuBytes)}`,
           `peak GPU memory  ${mib(peakGpuBytes)} measured, ${mib(estimate.peakBytes)} estimated`,
+          ...(result.kernels
+            ? [
+                `kernels          ${Object.keys(result.kernels.choices).length} shape classes, ` +
+                  `${(result.kernels.tuningMs / 1000).toFixed(1)} s timing candidates in this run (AGENTARK_AUTOTUNE=0 turns it off)`,
+                ...describeChoices(result.kernels).map((l) => `  ${l}`),
+              ]
+            : []),
           ...(peer
             ? [
                 `onnxruntime-web  prefill ${peer.ort.prefillMs.toFixed(1)} ms vs ours ${peer.ours.prefillMs.toFixed(1)} ms ` +

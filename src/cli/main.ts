@@ -39,7 +39,11 @@ const COMMANDS: Record<string, Command> = {
 
 function usage(): string {
   const lines = Object.entries(COMMANDS).map(([name, c]) => `  ${name.padEnd(10)} ${c.summary}`);
-  return `usage: agentark <command> [options]\n\ncommands:\n${lines.join('\n')}\n\nRun 'agentark <command> --help' for a command's options.`;
+  return (
+    `usage: agentark <command> [options]\n\ncommands:\n${lines.join('\n')}\n\nRun 'agentark <command> --help' for a command's options.\n\n` +
+    'environment: AGENTARK_AUTOTUNE=0 skips timing kernel variants (register-tiled kernels everywhere);\n' +
+    '  AGENTARK_KERNELS=gemv=splitk,gemm=tiled forces variants (see src/kernels/autotune.ts).'
+  );
 }
 
 export async function main(argv: string[]): Promise<number> {

@@ -13,6 +13,7 @@ import { loadPeftAdapter } from '../formats/peft';
 import { Gpu } from '../gpu/device';
 import { CpuBackend } from '../kernels/cpu';
 import { GpuBackend } from '../kernels/gpu';
+import { autotuneFromEnv, KernelTuner } from '../kernels/autotune';
 import type { AnyBackend } from '../kernels/backend';
 import { PROJECTIONS, type Projection } from '../formats/config';
 import { LlamaModel } from '../model/llama';
@@ -182,7 +183,10 @@ export async function run(argv: string[]): Promise<number> {
   else {
     gpu = await Gpu.create();
     const halfFile = [...ckpt.tensors.values()].some((t) => t.dtype !== 'F32');
-    backend = await GpuBackend.create(gpu, mode === 'lora' && halfFile && gpu.features.f16 ? 'f16' : 'f32');
+    const gpuBackend = await GpuBackend.create(gpu, mode === 'lora' && halfFile && gpu.features.f16 ? 'f16' : 'f32');
+    // The forward GEMMs' variants are timed at their first use on this adapter (AGENTARK_AUTOTUNE=0: off).
+    if (autotuneFromEnv()) gpuBackend.tuner = await KernelTuner.create(gpu);
+    backend = gpuBackend;
     // The memory plan, before any weight is uploaded: refuse what cannot fit, saying what to change.
     const seqLen = Math.min(contextLength, Math.max(...examples.map((e) => e.inputIds.length)));
     const plan: MemoryPlanOptions = {

@@ -8,6 +8,7 @@ import type { HFTokenizer } from '../formats/tokenizer';
 import { Gpu, type GpuOptions } from '../gpu/device';
 import { CpuBackend } from '../kernels/cpu';
 import { GpuBackend } from '../kernels/gpu';
+import { autotuneFromEnv, KernelTuner, type TuningSummary } from '../kernels/autotune';
 import type { AnyBackend } from '../kernels/backend';
 import { LlamaModel } from '../model/llama';
 import type { QuantFormat } from '../quant/quantize';
@@ -49,6 +50,11 @@ export interface RuntimeOptions {
    * checked against the adapter's largest buffer.
    */
   memoryBudgetBytes?: number;
+  /**
+   * Time kernel variants per shape class on this adapter at first use and cache the choices
+   * (src/kernels/autotune.ts). Default: on, unless AGENTARK_AUTOTUNE=0 in the environment.
+   */
+  autotune?: boolean;
   gpu?: Gpu;
   gpuOptions?: GpuOptions;
   onProgress?: ProgressCallback;
@@ -110,7 +116,9 @@ export class Runtime {
       const halfFile = [...ckpt.tensors.values()].some((t) => t.dtype !== 'F32');
       const want = opts.dtype ?? 'auto';
       const weightType = want === 'auto' ? (gpu.features.f16 && halfFile ? 'f16' : 'f32') : want;
-      backend = await GpuBackend.create(gpu, weightType);
+      const gpuBackend = await GpuBackend.create(gpu, weightType);
+      if (opts.autotune ?? autotuneFromEnv()) gpuBackend.tuner = await KernelTuner.create(gpu);
+      backend = gpuBackend;
     }
     const c = ckpt.config;
     const contextLength = Math.min(opts.contextLength ?? 2048, c.maxPositionEmbeddings, c.slidingWindow ?? Infinity);
@@ -152,6 +160,11 @@ export class Runtime {
       runtime.adapters.activate('default');
     }
     return runtime;
+  }
+
+  /** The kernel autotuner's choices so far and the time spent timing them (null: CPU or tuning off). */
+  kernelChoices(): TuningSummary | null {
+    return this.backend instanceof GpuBackend && this.backend.tuner ? this.backend.tuner.summary() : null;
   }
 
   describeBackend(): string {

@@ -12,7 +12,14 @@ import { CpuBackend } from '../kernels/cpu';
 import { GpuBackend } from '../kernels/gpu';
 import type { AnyBackend } from '../kernels/backend';
 import { LlamaModel } from '../model/llama';
-import { KernelTuner, modelLinearShapes, type TuningSummary } from '../kernels/autotune';
+import {
+  candidatesOn,
+  KernelTuner,
+  modelLinearShapes,
+  type GemmVariant,
+  type GemvVariant,
+  type TuningSummary,
+} from '../kernels/autotune';
 
 /** Let the backend's autotuner (if any) pick kernel variants for this model's shapes. */
 async function tuneFor(backend: AnyBackend, model: LlamaModel): Promise<void> {
@@ -107,20 +114,28 @@ export async function benchmarkKernels(
     const gx = g.fromHost(x);
     const gw = g.weight('bench.w', w, n, k);
     const gout = g.tensor(m * n);
-    const gpuMs = await timeIt(async () => {
-      g.matmul(gx, gw, null, m, gout);
-      await g.toHost(gout, 1);
-    });
     const cw = cpu.weight('w', w, n, k);
     const cout = new Float32Array(m * n);
     const cpuMs = await timeIt(async () => cpu.matmul(x, cw, null, m, cout), 200, 3);
     const flops = 2 * m * n * k;
-    results.push({
-      kernel: m <= 8 ? 'matmul (gemv)' : 'matmul (gemm)',
-      shape: `${m}x${n}x${k}`,
-      webgpuGflops: flops / gpuMs / 1e6,
-      cpuGflops: flops / cpuMs / 1e6,
-    });
+    // Every candidate of the family side by side (what the autotuner chooses between).
+    const family = m <= 8 ? 'gemv' : 'gemm';
+    for (const variant of candidatesOn(gpu, family)) {
+      if (family === 'gemv') g.gemvKernel = variant as GemvVariant;
+      else g.gemmKernel = variant as GemmVariant;
+      const gpuMs = await timeIt(async () => {
+        g.matmul(gx, gw, null, m, gout);
+        await g.toHost(gout, 1);
+      });
+      results.push({
+        kernel: `matmul (${family}, ${variant})`,
+        shape: `${m}x${n}x${k}`,
+        webgpuGflops: flops / gpuMs / 1e6,
+        cpuGflops: flops / cpuMs / 1e6,
+      });
+    }
+    g.gemvKernel = 'auto';
+    g.gemmKernel = 'auto';
     g.free(gx);
     g.free(gout);
     g.freeWeight(gw);
@@ -162,20 +177,28 @@ export async function benchmarkAttention(
       200,
       3,
     );
-    for (const kernel of ['tiled', 'per-query'] as const) {
+    // The prefill family's candidates (what the autotuner chooses between), then the decode kernel.
+    const kernels = [
+      ['tiled', 'tiled'],
+      ['tiled', 'splitd'],
+      ['per-query', 'auto'],
+    ] as const;
+    for (const [kernel, prefill] of kernels) {
       g.attentionKernel = kernel;
+      g.attentionPrefillKernel = prefill;
       const gpuMs = await timeIt(async () => {
         g.attention(gq, gk, gv, gs, gp, tokens, heads, kvHeads, headDim, len, gout);
         await g.toHost(gout, 1);
       });
       results.push({
-        kernel: `attention (${kernel})`,
+        kernel: `attention (${kernel === 'tiled' ? `prefill, ${prefill}` : kernel})`,
         shape: `${seqs}x${len} tokens, ${heads}/${kvHeads} heads x ${headDim}`,
         webgpuGflops: flops / gpuMs / 1e6,
         cpuGflops: flops / cpuMs / 1e6,
       });
     }
     g.attentionKernel = 'auto';
+    g.attentionPrefillKernel = 'auto';
     for (const t of [gq, gk, gv, gout]) g.free(t);
     g.freeIndices(gs);
     g.freeIndices(gp);

@@ -32,6 +32,8 @@ export class GpuError extends Error {
 export interface GpuOptions {
   /** Ignore shader-f16 even when the adapter has it (forces the f32 weight path). */
   disableF16?: boolean;
+  /** Ignore subgroups even when the adapter has them (the kernels' fallbacks, in tests). */
+  disableSubgroups?: boolean;
   /** Shard weights at this many bytes instead of the adapter's limit (to exercise sharding in tests). */
   weightShardBytes?: number;
   powerPreference?: GPUPowerPreference;
@@ -112,7 +114,7 @@ export class Gpu {
     const want: GPUFeatureName[] = [];
     const f16 = adapter.features.has('shader-f16') && !opts.disableF16;
     if (f16) want.push('shader-f16');
-    const subgroups = adapter.features.has('subgroups' as GPUFeatureName);
+    const subgroups = adapter.features.has('subgroups' as GPUFeatureName) && !opts.disableSubgroups;
     if (subgroups) want.push('subgroups' as GPUFeatureName);
     const timestampQuery = adapter.features.has('timestamp-query');
     if (timestampQuery) want.push('timestamp-query');

@@ -2,21 +2,66 @@
  * The kernel autotuner: for each (kernel family, shape class) a model uses, time every candidate
  * variant on this adapter and keep the fastest. Choices are cached per adapter (vendor,
  * architecture, device, description — which carries the driver version — features, and a hash of
- * the candidates' WGSL) on disk in Node and in localStorage in the browser, so later loads skip
- * the timing. `AGENTARK_KERNELS=gemv=splitk` (or the bench's --kernels) forces a variant.
+ * the candidates' WGSL): on disk in Node, in localStorage on a page, in IndexedDB in a worker, so
+ * later loads skip the timing. `AGENTARK_KERNELS=gemv=splitk,gemm=tiled` (or the bench's
+ * --kernels) forces variants; `AGENTARK_AUTOTUNE=0` (or RuntimeOptions.autotune = false) turns
+ * tuning off, leaving the register-tiled kernels everywhere.
+ *
+ * Tuning is lazy: the first dispatch of an untuned shape class runs the fallback variant and
+ * queues the class; the backend times the queued classes at its next readback (GpuBackend.toHost)
+ * on the real weight buffer, so a model is tuned by its first use, and only for shapes it meets.
  *
  * Families and candidates so far:
  * - gemv (Y = X·Wᵀ with M <= 8 rows: decode, small batches): 'register' (matmul.wgsl's 1-D grid
  *   of 4-column register tiles, tuned on CPU adapters) and 'splitk' (matmul_splitk.wgsl: one
- *   workgroup per column splitting K, reduced in workgroup memory).
+ *   workgroup per column splitting K, reduced in workgroup memory) and, where the adapter has the
+ *   `subgroups` feature, 'subgroup' (matmul_subgroup.wgsl: the same split reduced by subgroupAdd).
+ * - gemm (Y = X·Wᵀ with M > 8 rows: prefill, training forward): 'register' (matmul.wgsl's 4x4
+ *   register tiles read straight from global memory) and 'tiled' (matmul_tiled.wgsl: 32x32 output
+ *   tiles staged through workgroup memory as vec4, a 4x4 register micro-tile per invocation) and
+ *   'tiled64' (the same file with 16x16 invocations: 64x64 tiles, K-steps of 16).
+ * - gemm_dx (dX = dY·W) and gemm_dw (dW = dYᵀ·X), the training GEMMs: 'register'
+ *   (matmul_backward.wgsl) and 'tiled' (matmul_backward_tiled.wgsl, operands staged through
+ *   workgroup memory, transposed on load where needed).
+ * - attention_prefill (causal attention of 16+ query tokens): 'tiled' (attention_prefill.wgsl, one
+ *   invocation per query with the whole row in registers) and 'splitd' (attention_prefill_splitd.wgsl,
+ *   4 invocations per query splitting the head dimension). The first variant of a family is the
+ *   fallback when nothing is tuned.
  */
 import type { Gpu } from '../gpu/device';
 import type { LayerWeights, LlamaModel } from '../model/llama';
 import { shaderSource } from './shaders';
 
-export const KERNEL_FAMILIES = { gemv: ['register', 'splitk'] } as const;
+export const KERNEL_FAMILIES = {
+  gemv: ['register', 'splitk', 'subgroup'],
+  gemm: ['register', 'tiled', 'tiled64'],
+  gemm_dx: ['register', 'tiled'],
+  gemm_dw: ['register', 'tiled'],
+  attention_prefill: ['tiled', 'splitd'],
+} as const;
 export type KernelFamily = keyof typeof KERNEL_FAMILIES;
 export type GemvVariant = (typeof KERNEL_FAMILIES)['gemv'][number];
+export type GemmVariant = (typeof KERNEL_FAMILIES)['gemm'][number];
+export type AttentionPrefillVariant = (typeof KERNEL_FAMILIES)['attention_prefill'][number];
+/** The variants of the training GEMMs (gemm_dx, gemm_dw). */
+export type GemmBackwardVariant = (typeof KERNEL_FAMILIES)['gemm_dx'][number];
+
+/** Variants that need an adapter feature, and which (the others run everywhere). */
+const NEEDS_FEATURE: Record<string, 'subgroups'> = { subgroup: 'subgroups' };
+
+/** The candidates of `family` this adapter can run. */
+export function candidatesOn(gpu: Pick<Gpu, 'features'>, family: KernelFamily): readonly string[] {
+  return KERNEL_FAMILIES[family].filter((v) => {
+    const feature = NEEDS_FEATURE[v];
+    return !feature || gpu.features[feature];
+  });
+}
+
+/** Whether Runtime loads tune kernels: on unless AGENTARK_AUTOTUNE is 0/false/off (Node). */
+export function autotuneFromEnv(): boolean {
+  const v = typeof process !== 'undefined' ? process.env?.AGENTARK_AUTOTUNE : undefined;
+  return !v || !/^(0|false|off|no)$/i.test(v.trim());
+}
 
 export interface TuneRecord {
   choice: string;
@@ -100,6 +145,9 @@ function defaultStore(): ChoiceStore {
     };
   }
   const ls = (globalThis as { localStorage?: Storage }).localStorage;
+  const idb = (globalThis as { indexedDB?: IDBFactory }).indexedDB;
+  // Workers (where the app runs models) have no localStorage but do have IndexedDB.
+  if (!ls && idb) return indexedDbStore(idb);
   return {
     async load() {
       try {
@@ -112,7 +160,51 @@ function defaultStore(): ChoiceStore {
       try {
         ls?.setItem(STORAGE_KEY, JSON.stringify(all));
       } catch {
-        // Storage full or unavailable (workers have no localStorage): choices live for this session.
+        // Storage full or unavailable: choices live for this session.
+      }
+    },
+  };
+}
+
+/** Choices as one record of an IndexedDB object store (database 'agentark-kernels'). */
+function indexedDbStore(idb: IDBFactory): ChoiceStore {
+  const open = () =>
+    new Promise<IDBDatabase>((resolve, reject) => {
+      const req = idb.open('agentark-kernels', 1);
+      req.onupgradeneeded = () => req.result.createObjectStore('choices');
+      req.onsuccess = () => resolve(req.result);
+      req.onerror = () => reject(req.error);
+    });
+  const request = <T>(mode: IDBTransactionMode, op: (s: IDBObjectStore) => IDBRequest<T>) =>
+    open().then(
+      (db) =>
+        new Promise<T>((resolve, reject) => {
+          const req = op(db.transaction('choices', mode).objectStore('choices'));
+          req.onsuccess = () => {
+            resolve(req.result);
+            db.close();
+          };
+          req.onerror = () => {
+            reject(req.error);
+            db.close();
+          };
+        }),
+    );
+  return {
+    async load() {
+      try {
+        return (
+          ((await request('readonly', (s) => s.get(STORAGE_KEY))) as Record<string, Record<string, TuneRecord>>) ?? {}
+        );
+      } catch {
+        return {}; // private mode or blocked storage: tune again
+      }
+    },
+    async save(all) {
+      try {
+        await request('readwrite', (s) => s.put(all, STORAGE_KEY));
+      } catch {
+        // Storage unavailable: choices live for this session.
       }
     },
   };
@@ -123,7 +215,14 @@ export function adapterKey(gpu: Gpu): string {
   const i = gpu.info;
   const f = i.features;
   const sources = Object.keys(KERNEL_FAMILIES).length
-    ? shaderSource('matmul', { GEMV: true }) + shaderSource('matmul_splitk', { WG: 64 })
+    ? shaderSource('matmul', { GEMV: true }) +
+      shaderSource('matmul_splitk', { WG: 64 }) +
+      shaderSource('matmul_tiled', { WG_X: 8, WG_Y: 8, TK: 32 }) +
+      shaderSource('matmul_tiled', { WG_X: 16, WG_Y: 16, TK: 16 }) +
+      shaderSource('matmul_subgroup', { WG: 64 }) +
+      shaderSource('matmul_backward_tiled', { WG_X: 8, WG_Y: 8, TK: 32 }) +
+      shaderSource('attention_prefill', { WG: 64, HD: 64, KC: 16 }) +
+      shaderSource('attention_prefill_splitd', { WG: 64, HD: 64, KC: 16, LANES: 4 })
     : '';
   return [
     i.vendor,
@@ -142,10 +241,45 @@ export function gemvShapeKey(m: number, n: number, k: number, dtype: 'f16' | 'f3
   return `gemv:m${m <= 1 ? 1 : 8}:n${n}:k${k}:${dtype}`;
 }
 
+/**
+ * Shape class of a GEMM: M bucketed (prefill lengths vary from call to call; the buckets' best
+ * variant changes slowly with M), the exact N and K, the weight type.
+ */
+export function gemmShapeKey(
+  m: number,
+  n: number,
+  k: number,
+  dtype: 'f16' | 'f32',
+  family: 'gemm' | 'gemm_dx' | 'gemm_dw' = 'gemm',
+): string {
+  const bucket = m <= 32 ? 32 : m <= 128 ? 128 : m <= 512 ? 512 : 'big';
+  return `${family}:m${bucket}:n${n}:k${k}:${dtype}`;
+}
+
+/** Shape class of a prefill attention: tokens bucketed like gemmShapeKey's M, the head layout. */
+export function attentionShapeKey(tokens: number, heads: number, kvHeads: number, headDim: number): string {
+  const bucket = tokens <= 32 ? 32 : tokens <= 128 ? 128 : tokens <= 512 ? 512 : 'big';
+  return `attention_prefill:m${bucket}:h${heads}:kv${kvHeads}:d${headDim}`;
+}
+
+/** Most flops one timed dispatch of a tuning run may cost: larger products are timed on a slice. */
+const TUNE_MAX_FLOPS = 2e8;
+
+/**
+ * Rows (of independent outputs) to time a product on: all `rows` if that stays under
+ * TUNE_MAX_FLOPS, else fewer, but at least 32 (a full tile). Every output row costs the same, so
+ * the candidates' ranking holds on the slice while a 150k-row LM head's timing stays short.
+ */
+export function tuneSlice(rows: number, flopsPerRow: number): number {
+  return Math.min(rows, Math.max(32, Math.floor(TUNE_MAX_FLOPS / flopsPerRow)));
+}
+
 export class KernelTuner {
   readonly adapterKey: string;
   private readonly forced: Partial<Record<KernelFamily, string>>;
   private readonly records = new Map<string, TuneRecord & { source: 'tuned' | 'cached' }>();
+  /** Shape classes dispatched with a forced variant (shown in the summary, never timed). */
+  private readonly forcedUses = new Set<string>();
   private all: Record<string, Record<string, TuneRecord>> = {};
   private tuningMs = 0;
 
@@ -169,7 +303,12 @@ export class KernelTuner {
 
   /** The variant to run for this shape class: forced, else tuned/cached, else `fallback`. */
   choice(family: KernelFamily, shapeKey: string, fallback: string): string {
-    return this.forced[family] ?? this.records.get(shapeKey)?.choice ?? fallback;
+    const forced = this.forced[family];
+    if (forced) {
+      this.forcedUses.add(shapeKey);
+      return forced;
+    }
+    return this.records.get(shapeKey)?.choice ?? fallback;
   }
 
   needsTuning(family: KernelFamily, shapeKey: string): boolean {
@@ -190,6 +329,10 @@ export class KernelTuner {
     for (const [shape, r] of this.records) {
       const family = shape.split(':')[0] as KernelFamily;
       choices[shape] = this.forced[family] ? { choice: this.forced[family]!, ms: {}, source: 'forced' } : r;
+    }
+    for (const shape of this.forcedUses) {
+      const family = shape.split(':')[0] as KernelFamily;
+      choices[shape] = { choice: this.forced[family]!, ms: {}, source: 'forced' };
     }
     return { adapterKey: this.adapterKey, choices, tuningMs: this.tuningMs };
   }

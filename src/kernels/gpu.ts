@@ -21,8 +21,22 @@ import {
   type ParamTypes,
   type ParamValues,
 } from './kernel';
-import { gemvShapeKey, KERNEL_FAMILIES, parseForcedKernels, type GemvVariant, type KernelTuner } from './autotune';
-import { attentionChunkRows, loadShaders, shaderSource, type ShaderDefines } from './shaders';
+import {
+  candidatesOn,
+  gemmShapeKey,
+  gemvShapeKey,
+  KERNEL_FAMILIES,
+  tuneSlice,
+  parseForcedKernels,
+  attentionShapeKey,
+  type AttentionPrefillVariant,
+  type GemmBackwardVariant,
+  type GemmVariant,
+  type GemvVariant,
+  type KernelFamily,
+  type KernelTuner,
+} from './autotune';
+import { attentionChunkRows, loadShaders, shaderSource, splitdChunkRows, type ShaderDefines } from './shaders';
 
 export { attentionChunkRows };
 import { groupsPerRow, wordsPerGroup, type QuantizedMatrix } from '../quant/quantize';
@@ -132,6 +146,33 @@ export const MATMUL_SPLITK = declareKernel({
   params: matmulParams,
   bindings: matmulBindings,
 });
+/** MATMUL_SPLITK's split of K reduced by subgroupAdd (adapters with the `subgroups` feature). */
+export const MATMUL_SUBGROUP = declareKernel({
+  name: 'matmul(gemv-subgroup)',
+  shader: 'matmul_subgroup',
+  workgroupSize: 64,
+  params: matmulParams,
+  bindings: matmulBindings,
+});
+/**
+ * The same product for many rows, GPU-class: 32x32 output tiles staged through workgroup memory
+ * (K-steps of TK), a 4x4 register micro-tile per invocation.
+ */
+export const MATMUL_TILED = declareKernel({
+  name: 'matmul(tiled)',
+  shader: 'matmul_tiled',
+  defines: { TK: 32 },
+  workgroupSize: [8, 8],
+  params: matmulParams,
+  bindings: matmulBindings,
+});
+/** MATMUL_TILED with 64x64 output tiles (16x16 invocations, K-steps of 16): for large GPUs and products. */
+export const MATMUL_TILED64 = declareKernel({
+  ...MATMUL_TILED,
+  name: 'matmul(tiled64)',
+  defines: { TK: 16 },
+  workgroupSize: [16, 16],
+});
 /** The same product for few rows (decode): a 1-D grid over column quads. */
 export const MATMUL_GEMV = declareKernel({
   name: 'matmul(gemv)',
@@ -204,6 +245,16 @@ export const ATTENTION_PREFILL = declareKernel({
   bindings: attentionBindings,
 });
 
+/** The same, each query served by LANES invocations that split the head dimension. */
+export const ATTENTION_PREFILL_SPLITD = declareKernel({
+  name: 'attention_prefill(split-d)',
+  shader: 'attention_prefill_splitd',
+  defines: { LANES: 4 },
+  workgroupSize: 64,
+  params: attentionParams,
+  bindings: attentionBindings,
+});
+
 export const SWIGLU = declareKernel({
   name: 'swiglu',
   shader: 'swiglu',
@@ -235,12 +286,29 @@ export class GpuBackend implements Backend<GpuTensor, GpuWeight, GpuIndices> {
   private encoder: GPUCommandEncoder | null = null;
   private pass: GPUComputePassEncoder | null = null;
   private readonly dummy: GPUBuffer;
-  /** Picks GEMV variants per shape class (null: the register-tiled kernel, untuned). */
+  /** Picks GEMV/GEMM variants per shape class (null: the register-tiled kernels, untuned). */
   tuner: KernelTuner | null = null;
   /** Force one GEMV variant regardless of the tuner (tests; AGENTARK_KERNELS=gemv=... in Node). */
   gemvKernel: 'auto' | GemvVariant = ((typeof process !== 'undefined' &&
     parseForcedKernels(process.env?.AGENTARK_KERNELS).gemv) ||
     'auto') as 'auto' | GemvVariant;
+  /** Force one GEMM variant regardless of the tuner (tests; AGENTARK_KERNELS=gemm=... in Node). */
+  gemmKernel: 'auto' | GemmVariant = ((typeof process !== 'undefined' &&
+    parseForcedKernels(process.env?.AGENTARK_KERNELS).gemm) ||
+    'auto') as 'auto' | GemmVariant;
+  /** Force the training GEMMs' variant (dX and dW) regardless of the tuner (tests; AGENTARK_KERNELS=gemm_dx=...). */
+  gemmDxKernel: 'auto' | GemmBackwardVariant = ((typeof process !== 'undefined' &&
+    parseForcedKernels(process.env?.AGENTARK_KERNELS).gemm_dx) ||
+    'auto') as 'auto' | GemmBackwardVariant;
+  gemmDwKernel: 'auto' | GemmBackwardVariant = ((typeof process !== 'undefined' &&
+    parseForcedKernels(process.env?.AGENTARK_KERNELS).gemm_dw) ||
+    'auto') as 'auto' | GemmBackwardVariant;
+  /** Force the prefill attention variant regardless of the tuner (tests; AGENTARK_KERNELS=attention_prefill=...). */
+  attentionPrefillKernel: 'auto' | AttentionPrefillVariant = ((typeof process !== 'undefined' &&
+    parseForcedKernels(process.env?.AGENTARK_KERNELS).attention_prefill) ||
+    'auto') as 'auto' | AttentionPrefillVariant;
+  /** Shape classes first dispatched untuned, timed at the next readback (see autotune.ts). */
+  private readonly pendingTunes = new Map<string, TuneJob & { family: KernelFamily }>();
   /** Which attention kernel runs: by token count ('auto'), or one forced (benchmarks, tests). */
   attentionKernel: 'auto' | 'tiled' | 'per-query' = 'auto';
 
@@ -353,7 +421,10 @@ export class GpuBackend implements Backend<GpuTensor, GpuWeight, GpuIndices> {
 
   async toHost(t: GpuTensor, n: number, offset = 0): Promise<Float32Array> {
     this.flush();
-    return this.gpu.readF32(t.buffer, n, offset);
+    const out = await this.gpu.readF32(t.buffer, n, offset);
+    // A readback ends a forward step: the moment to time the shape classes it met for the first time.
+    if (this.pendingTunes.size) await this.tunePending();
+    return out;
   }
 
   upload(t: GpuTensor, data: Float32Array): void {
@@ -547,8 +618,8 @@ export class GpuBackend implements Backend<GpuTensor, GpuWeight, GpuIndices> {
   }
 
   /**
-   * One Y = X·Wᵀ dispatch: few rows (decode, small batches) take a 1-D grid over column quads that
-   * streams each weight row once; more rows the register-tiled GEMM (4x4 outputs an invocation).
+   * One Y = X·Wᵀ dispatch: few rows (decode, small batches) run a GEMV variant, more rows a GEMM
+   * variant (see chooseVariant).
    */
   matmulRows(
     params: ParamValues<typeof MATMUL.params>,
@@ -556,39 +627,144 @@ export class GpuBackend implements Backend<GpuTensor, GpuWeight, GpuIndices> {
     defines: ShaderDefines,
     weightType: 'f16' | 'f32',
   ): void {
-    if (params.M <= 8) {
-      const variant =
-        this.gemvKernel !== 'auto'
-          ? this.gemvKernel
-          : (this.tuner?.choice('gemv', gemvShapeKey(params.M, params.N, params.K, weightType), 'register') ??
-            'register');
-      this.runGemv(variant as GemvVariant, params, buffers, defines, weightType);
-    } else {
-      const [wx, wy] = size2d(MATMUL.workgroupSize);
-      this.run(MATMUL, params, buffers, [Math.ceil(params.N / (4 * wx)), Math.ceil(params.M / (4 * wy))], {
-        defines,
-        weightType,
-      });
-    }
+    const family: KernelFamily = params.M <= 8 ? 'gemv' : 'gemm';
+    const { M, N, K } = params;
+    const variant = this.chooseVariant(
+      family,
+      family === 'gemv' ? this.gemvKernel : this.gemmKernel,
+      () => (family === 'gemv' ? gemvShapeKey(M, N, K, weightType) : gemmShapeKey(M, N, K, weightType)),
+      () => ({
+        flops: 2 * M * tuneSlice(N, 2 * M * K) * K,
+        prepare: () => {
+          // X zeros and a scratch Y; the real weight (read only), its first rows for large products.
+          const n = tuneSlice(N, 2 * M * K);
+          const x = this.fromHost(new Float32Array(M * K));
+          const y = this.tensor(M * n, 'tune.y');
+          const p = { ...params, N: n, nOffset: 0, ldy: n, hasBias: 0 };
+          const b = { x, w: buffers.w, bias: this.dummy, y };
+          return {
+            dispatch: (v: string) => this.runMatmulVariant(family, v, p, b, defines, weightType),
+            dispose: () => {
+              this.free(x);
+              this.free(y);
+            },
+          };
+        },
+      }),
+    );
+    this.runMatmulVariant(family, variant, params, buffers, defines, weightType);
   }
 
-  private runGemv(
-    variant: GemvVariant,
+  /**
+   * The variant of `family` to run: `forced` unless 'auto', else the tuner's choice for the shape
+   * class, else the family's first variant (the kernels tuned on CPU adapters, always valid). A
+   * class the tuner has not seen is queued with `job` (how to time its candidates) for the next
+   * readback.
+   */
+  chooseVariant(family: KernelFamily, forced: string, key: () => string, job: () => TuneJob): string {
+    if (forced !== 'auto') return forced;
+    const fallback = KERNEL_FAMILIES[family][0];
+    const tuner = this.tuner;
+    if (!tuner) return fallback;
+    const k = key();
+    if (tuner.needsTuning(family, k) && !this.pendingTunes.has(k)) this.pendingTunes.set(k, { family, ...job() });
+    return tuner.choice(family, k, fallback);
+  }
+
+  private runMatmulVariant(
+    family: KernelFamily,
+    variant: string,
     params: ParamValues<typeof MATMUL.params>,
     buffers: Record<'x' | 'w' | 'bias' | 'y', Bindable>,
     defines: ShaderDefines,
     weightType: 'f16' | 'f32',
   ): void {
-    if (variant === 'splitk') this.run(MATMUL_SPLITK, params, buffers, params.N, { defines, weightType });
-    else
-      this.run(MATMUL_GEMV, params, buffers, groups1d(MATMUL_GEMV, Math.ceil(params.N / 4)), { defines, weightType });
+    const opts = { defines, weightType };
+    if (family === 'gemv') {
+      if (variant === 'splitk') this.run(MATMUL_SPLITK, params, buffers, params.N, opts);
+      else if (variant === 'subgroup') {
+        if (!this.gpu.features.subgroups)
+          throw new GpuError(
+            `the 'subgroup' GEMV needs the adapter's subgroups feature, which ${this.gpu.describe()} lacks`,
+          );
+        this.run(MATMUL_SUBGROUP, params, buffers, params.N, opts);
+      } else this.run(MATMUL_GEMV, params, buffers, groups1d(MATMUL_GEMV, Math.ceil(params.N / 4)), opts);
+      return;
+    }
+    const kernel = variant === 'tiled' ? MATMUL_TILED : variant === 'tiled64' ? MATMUL_TILED64 : MATMUL;
+    const [wx, wy] = size2d(kernel.workgroupSize);
+    this.run(kernel, params, buffers, [Math.ceil(params.N / (4 * wx)), Math.ceil(params.M / (4 * wy))], opts);
+  }
+
+  /**
+   * Milliseconds per dispatch of every candidate of `family` this adapter runs: one warm-up
+   * dispatch, then the median of 3 batches, wall clock around submit → onSubmittedWorkDone
+   * (timestamp queries are coarse or absent in browsers); a candidate whose first batch is over
+   * twice the best median so far stops there (it cannot win). A batch is 8 dispatches, 2 over 50 MFLOP and 1
+   * over 200 MFLOP (one dispatch then lasts long enough to time).
+   */
+  private async timeVariants(family: KernelFamily, job: TuneJob): Promise<Record<string, number>> {
+    const reps = job.flops > 2e8 ? 1 : job.flops > 5e7 ? 2 : 8;
+    const run = job.prepare();
+    const ms: Record<string, number> = {};
+    try {
+      for (const variant of candidatesOn(this.gpu, family)) {
+        const batch = async (n: number) => {
+          const t0 = performance.now();
+          for (let i = 0; i < n; i++) run.dispatch(variant);
+          this.flush();
+          await this.gpu.device.queue.onSubmittedWorkDone();
+          return (performance.now() - t0) / n;
+        };
+        await batch(1); // compiles the pipeline, warms caches
+        const first = await batch(reps);
+        // A candidate already 2x slower than the best median loses: its first batch is its timing.
+        const best = Math.min(...Object.values(ms));
+        if (first > 2 * best) {
+          ms[variant] = first;
+          continue;
+        }
+        const times = [first, await batch(reps), await batch(reps)].sort((a, b) => a - b);
+        ms[variant] = times[1];
+      }
+    } finally {
+      run.dispose();
+    }
+    return ms;
+  }
+
+  /**
+   * Time the shape classes queued by chooseVariant (real weights, scratch activations) and record
+   * the fastest variant of each. Called by toHost; a class whose timing fails (an error, or a
+   * validation error such as a weight freed meanwhile) stays untuned and keeps the fallback.
+   */
+  async tunePending(): Promise<void> {
+    const tuner = this.tuner;
+    const pending = [...this.pendingTunes];
+    this.pendingTunes.clear();
+    if (!tuner) return;
+    for (const [key, job] of pending) {
+      if (!tuner.needsTuning(job.family, key)) continue;
+      const started = performance.now();
+      this.gpu.device.pushErrorScope('validation');
+      let ms: Record<string, number> | null = null;
+      try {
+        ms = await this.timeVariants(job.family, job);
+      } catch (e) {
+        // Tuning must never break the run it rides on: the class keeps the fallback, untimed.
+        console.warn(`kernel autotuner: timing ${key} failed (${(e as Error).message}); keeping the fallback`);
+      } finally {
+        const error = await this.gpu.device.popErrorScope();
+        if (error) ms = null;
+      }
+      if (ms) await tuner.record(key, ms, performance.now() - started);
+    }
   }
 
   /**
    * Time every GEMV candidate on the weight shapes given (each at M = 1 and M = 5, the debate's
    * batch) unless the tuner already has a choice for that shape class, and record the fastest.
-   * Each candidate: one warm-up batch, then the median of 3 batches of 8 dispatches, wall clock
-   * around submit → onSubmittedWorkDone (timestamp queries are coarse or absent in browsers).
+   * Other classes are tuned lazily, at first use (tunePending).
    */
   async autotune(shapes: { n: number; k: number; dtype: 'f16' | 'f32' }[]): Promise<void> {
     const tuner = this.tuner;
@@ -600,33 +776,29 @@ export class GpuBackend implements Backend<GpuTensor, GpuWeight, GpuIndices> {
         if (seen.has(key) || !tuner.needsTuning('gemv', key)) continue;
         seen.add(key);
         const started = performance.now();
-        const x = this.tensor(m * k, 'tune.x');
-        const y = this.tensor(m * n, 'tune.y');
         const bytes = dtype === 'f16' ? 2 : 4;
-        const w = this.gpu.createBuffer(
-          Math.max(16, Math.ceil((n * k * bytes) / 4) * 4),
-          GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST,
-          'tune.w',
-        );
-        const params = { M: m, N: n, K: k, nOffset: 0, ldy: n, hasBias: 0 };
-        const buffers = { x, w, bias: this.dummy, y };
-        const defines = { VEC4: k % 4 === 0 };
-        const ms: Record<string, number> = {};
-        for (const variant of KERNEL_FAMILIES.gemv) {
-          const batch = async () => {
-            const t0 = performance.now();
-            for (let i = 0; i < 8; i++) this.runGemv(variant, params, buffers, defines, dtype);
-            this.flush();
-            await this.gpu.device.queue.onSubmittedWorkDone();
-            return (performance.now() - t0) / 8;
-          };
-          await batch();
-          const times = [await batch(), await batch(), await batch()].sort((a, b) => a - b);
-          ms[variant] = times[1];
-        }
-        this.free(x);
-        this.free(y);
-        this.gpu.destroyBuffer(w);
+        const ms = await this.timeVariants('gemv', {
+          flops: 2 * m * n * k,
+          prepare: () => {
+            const x = this.fromHost(new Float32Array(m * k));
+            const y = this.tensor(m * n, 'tune.y');
+            const w = this.gpu.createBuffer(
+              Math.max(16, Math.ceil((n * k * bytes) / 4) * 4),
+              GPUBufferUsage.STORAGE | GPUBufferUsage.COPY_DST,
+              'tune.w',
+            );
+            const params = { M: m, N: n, K: k, nOffset: 0, ldy: n, hasBias: 0 };
+            const buffers = { x, w, bias: this.dummy, y };
+            return {
+              dispatch: (v: string) => this.runMatmulVariant('gemv', v, params, buffers, { VEC4: k % 4 === 0 }, dtype),
+              dispose: () => {
+                this.free(x);
+                this.free(y);
+                this.gpu.destroyBuffer(w);
+              },
+            };
+          },
+        });
         await tuner.record(key, ms, performance.now() - started);
       }
     }
@@ -704,12 +876,58 @@ export class GpuBackend implements Backend<GpuTensor, GpuWeight, GpuIndices> {
       this.attentionKernel === 'tiled' ||
       (this.attentionKernel === 'auto' && tokens >= PREFILL_ATTENTION_MIN_TOKENS)
     ) {
-      // Prefill/training: a workgroup of queries shares every key row read (see the shader).
-      const defines = { HD: headDim, KC: attentionChunkRows(headDim) };
-      this.run(ATTENTION_PREFILL, params, buffers, groups1d(ATTENTION_PREFILL, tokens) * heads, { defines });
+      // Prefill/training: a workgroup of queries shares every key row read (see the shaders).
+      const variant = this.chooseVariant(
+        'attention_prefill',
+        this.attentionPrefillKernel,
+        () => attentionShapeKey(tokens, heads, kvHeads, headDim),
+        () => ({
+          flops: (2 * heads * tokens * tokens * headDim) / kvHeads,
+          prepare: () => {
+            // One sequence of `tokens` positions in one slot, the query heads of one KV head: the
+            // causal work of a prefill, per KV head (every KV head's workgroups do the same work).
+            const kvDim = headDim;
+            const params1 = { ...params, heads: heads / kvHeads, kvHeads: 1 };
+            const qT = this.fromHost(new Float32Array(tokens * params1.heads * headDim));
+            const kT = this.fromHost(new Float32Array(tokens * kvDim));
+            const vT = this.fromHost(new Float32Array(tokens * kvDim));
+            const slotsT = this.indices(new Uint32Array(tokens));
+            const positionsT = this.indices(Uint32Array.from({ length: tokens }, (_, i) => i));
+            const outT = this.tensor(tokens * params1.heads * headDim, 'tune.attention');
+            const p = { ...params1, maxSeq: tokens };
+            const b = { q: qT, cacheK: kT, cacheV: vT, slots: slotsT, positions: positionsT, out: outT };
+            return {
+              dispatch: (v: string) => this.runPrefillAttention(v, p, b),
+              dispose: () => {
+                for (const t of [qT, kT, vT, outT]) this.free(t);
+                this.freeIndices(slotsT);
+                this.freeIndices(positionsT);
+              },
+            };
+          },
+        }),
+      );
+      this.runPrefillAttention(variant, params, buffers);
       return;
     }
     this.run(ATTENTION, params, buffers, tokens * heads);
+  }
+
+  private runPrefillAttention(
+    variant: string,
+    params: ParamValues<typeof attentionParams>,
+    buffers: Record<keyof typeof attentionBindings, Bindable>,
+  ): void {
+    const { tokens, heads, headDim } = params;
+    if (variant === 'splitd') {
+      const lanes = ATTENTION_PREFILL_SPLITD.fixedDefines.LANES as number;
+      const queries = invocations(ATTENTION_PREFILL_SPLITD.workgroupSize) / lanes;
+      const defines = { HD: headDim, KC: splitdChunkRows(headDim, queries, lanes) };
+      this.run(ATTENTION_PREFILL_SPLITD, params, buffers, Math.ceil(tokens / queries) * heads, { defines });
+      return;
+    }
+    const defines = { HD: headDim, KC: attentionChunkRows(headDim) };
+    this.run(ATTENTION_PREFILL, params, buffers, groups1d(ATTENTION_PREFILL, tokens) * heads, { defines });
   }
 
   swiglu(gate: GpuTensor, up: GpuTensor, n: number, out: GpuTensor): void {
@@ -746,6 +964,14 @@ export class GpuBackend implements Backend<GpuTensor, GpuWeight, GpuIndices> {
       this.encoder!.copyBufferToBuffer(src.buffer, r * cols * 4, out.buffer, i * cols * 4, cols * 4),
     );
   }
+}
+
+/** How to time the candidates of a shape class met untuned (see chooseVariant). */
+export interface TuneJob {
+  /** Flops of one dispatch (how many dispatches a timed batch needs). */
+  flops: number;
+  /** Scratch inputs and outputs (real weights are only read); the dispatcher of any candidate on them. */
+  prepare(): { dispatch(variant: string): void; dispose(): void };
 }
 
 /** Split a workgroup count over two dimensions to stay under maxComputeWorkgroupsPerDimension. */

@@ -40,6 +40,10 @@ export const SHADER_NAMES = [
   'embedding_q',
   'matmul_q_backward',
   'matmul_splitk',
+  'matmul_tiled',
+  'matmul_subgroup',
+  'matmul_backward_tiled',
+  'attention_prefill_splitd',
 ] as const;
 export type ShaderName = (typeof SHADER_NAMES)[number];
 
@@ -106,4 +110,14 @@ export function shaderSource(name: ShaderName, defines: ShaderDefines = {}, weig
 /** Key (or value) rows per workgroup-memory chunk in the tiled attention kernels: 4 KiB of f32. */
 export function attentionChunkRows(headDim: number): number {
   return Math.max(1, Math.floor(1024 / headDim));
+}
+
+/**
+ * Key (or value) rows per chunk in attention_prefill_splitd.wgsl: K and V chunks plus the lanes'
+ * partial dot products (queries x KC x lanes) within 16 KiB of workgroup memory, at most 32 (the
+ * chunk's scores live in registers).
+ */
+export function splitdChunkRows(headDim: number, queries: number, lanes: number): number {
+  const floats = 4096 - queries - 2; // minus pendingSlot, curSlot, curLast
+  return Math.max(1, Math.min(32, Math.floor(floats / (2 * headDim + queries * lanes))));
 }

@@ -4,12 +4,21 @@
  * Each has a CPU twin in train-cpu.ts that tests compare it against.
  */
 import { GpuError } from '../gpu/device';
-import { rowsBinding, weightRowBytes, type GpuBackend, type GpuIndices, type GpuTensor, type GpuWeight } from './gpu';
+import {
+  rowsBinding,
+  weightRowBytes,
+  type Bindable,
+  type GpuBackend,
+  type GpuIndices,
+  type GpuTensor,
+  type GpuWeight,
+} from './gpu';
 import { attentionChunkRows } from './shaders';
 import { declareKernel, groups1d, invocations, size2d, type ParamValues } from './kernel';
 import type { AdamWParams, TrainOps } from './train-backend';
 import { dropoutScale, dropoutThreshold } from './train-cpu';
 import { isQuantized, quantMatmulBackwardInput } from './quant-gpu';
+import { gemmShapeKey, tuneSlice } from './autotune';
 
 function isWeight(w: GpuWeight | GpuTensor): w is GpuWeight {
   return (w as GpuWeight).shards !== undefined;
@@ -43,6 +52,21 @@ export const MATMUL_BACKWARD_DW = declareKernel({
     x: (p: MatmulBackwardParams) => p.M * p.K,
     out: (p: MatmulBackwardParams) => p.N * p.K,
   },
+});
+
+/** MATMUL_BACKWARD_DX staged through workgroup memory (the GPU-class candidate). */
+export const MATMUL_BACKWARD_DX_TILED = declareKernel({
+  ...MATMUL_BACKWARD_DX,
+  name: 'matmul_backward(dX, tiled)',
+  shader: 'matmul_backward_tiled',
+  defines: { TK: 32 },
+});
+/** MATMUL_BACKWARD_DW staged through workgroup memory (the GPU-class candidate). */
+export const MATMUL_BACKWARD_DW_TILED = declareKernel({
+  ...MATMUL_BACKWARD_DW,
+  name: 'matmul_backward(dW, tiled)',
+  shader: 'matmul_backward_tiled',
+  defines: { DW: true, TK: 32 },
 });
 
 export const BIAS_BACKWARD = declareKernel({
@@ -295,13 +319,9 @@ export class GpuTrainOps implements TrainOps<GpuTensor, GpuWeight, GpuIndices> {
     accumulate: boolean,
   ): void {
     if (m === 0 || k === 0) return;
-    const vec4 = k % 4 === 0;
-    const grid = tiledGrid(MATMUL_BACKWARD_DX.workgroupSize, k, m);
     if (!isWeight(w)) {
       const params = { M: m, N: n, K: k, nOffset: 0, ldy: n, accumulate: accumulate ? 1 : 0 };
-      this.backend.run(MATMUL_BACKWARD_DX, params, { dy, w, out: dx }, grid, {
-        defines: { VEC4: vec4, YVEC4: n % 4 === 0 },
-      });
+      this.dxShard(params, dy, w, 'f32', dx);
       return;
     }
     if (w.rows !== n || w.cols !== k)
@@ -311,13 +331,50 @@ export class GpuTrainOps implements TrainOps<GpuTensor, GpuWeight, GpuIndices> {
     // the others add to it (dispatches in one pass run in order).
     w.shards.forEach((s, i) => {
       const params = { M: m, N: s.rows, K: k, nOffset: s.rowStart, ldy: n, accumulate: accumulate || i > 0 ? 1 : 0 };
-      const defines = { VEC4: vec4, YVEC4: n % 4 === 0 && s.rowStart % 4 === 0 };
-      const wRows = rowsBinding(s.buffer, s.rowOffset, s.rows, weightRowBytes(w));
-      this.backend.run(MATMUL_BACKWARD_DX, params, { dy, w: wRows, out: dx }, grid, {
-        defines,
-        weightType: w.dtype,
-      });
+      this.dxShard(params, dy, rowsBinding(s.buffer, s.rowOffset, s.rows, weightRowBytes(w)), w.dtype, dx);
     });
+  }
+
+  /**
+   * One dX dispatch for a row-shard of W, the variant chosen like the forward's (forced, tuned or
+   * register-tiled; an untuned class is timed at the next readback on scratch dY/dX and the real W).
+   */
+  private dxShard(
+    params: MatmulBackwardParams,
+    dy: GpuTensor,
+    w: Bindable | GpuTensor,
+    weightType: 'f16' | 'f32',
+    dx: GpuTensor,
+  ): void {
+    const be = this.backend;
+    const { M, N, K } = params;
+    const run = (variant: string, p: MatmulBackwardParams, dyT: GpuTensor, out: GpuTensor) => {
+      const kernel = variant === 'tiled' ? MATMUL_BACKWARD_DX_TILED : MATMUL_BACKWARD_DX;
+      const defines = { VEC4: K % 4 === 0, YVEC4: p.ldy % 4 === 0 && p.nOffset % 4 === 0 };
+      be.run(kernel, p, { dy: dyT, w, out }, tiledGrid(kernel.workgroupSize, K, p.M), { defines, weightType });
+    };
+    const variant = be.chooseVariant(
+      'gemm_dx',
+      be.gemmDxKernel,
+      () => gemmShapeKey(M, N, K, weightType, 'gemm_dx'),
+      () => ({
+        flops: 2 * tuneSlice(M, 2 * N * K) * N * K,
+        prepare: () => {
+          const m = tuneSlice(M, 2 * N * K);
+          const dyT = be.fromHost(new Float32Array(m * N));
+          const out = be.tensor(m * K, 'tune.dx');
+          const p = { ...params, M: m, nOffset: 0, ldy: N, accumulate: 0 };
+          return {
+            dispatch: (v: string) => run(v, p, dyT, out),
+            dispose: () => {
+              be.free(dyT);
+              be.free(out);
+            },
+          };
+        },
+      }),
+    );
+    run(variant, params, dy, dx);
   }
 
   matmulBackwardWeight(
@@ -330,15 +387,38 @@ export class GpuTrainOps implements TrainOps<GpuTensor, GpuWeight, GpuIndices> {
     accumulate: boolean,
   ): void {
     if (n === 0 || k === 0) return;
+    const be = this.backend;
     const params = { M: m, N: n, K: k, nOffset: 0, ldy: n, accumulate: accumulate ? 1 : 0 };
-    const defines = { VEC4: k % 4 === 0, YVEC4: n % 4 === 0 };
-    this.backend.run(
-      MATMUL_BACKWARD_DW,
-      params,
-      { dy, x, out: dw },
-      tiledGrid(MATMUL_BACKWARD_DW.workgroupSize, k, n),
-      { defines },
+    const run = (variant: string, p: MatmulBackwardParams, dyT: GpuTensor, xT: GpuTensor, out: GpuTensor) => {
+      const kernel = variant === 'tiled' ? MATMUL_BACKWARD_DW_TILED : MATMUL_BACKWARD_DW;
+      const defines = { VEC4: k % 4 === 0, YVEC4: p.N % 4 === 0 };
+      be.run(kernel, p, { dy: dyT, x: xT, out }, tiledGrid(kernel.workgroupSize, k, p.N), { defines });
+    };
+    // Trainable weights are f32: the class carries 'f32' whatever the frozen weights are.
+    const variant = be.chooseVariant(
+      'gemm_dw',
+      be.gemmDwKernel,
+      () => gemmShapeKey(m, n, k, 'f32', 'gemm_dw'),
+      () => ({
+        flops: 2 * m * tuneSlice(n, 2 * m * k) * k,
+        prepare: () => {
+          const nt = tuneSlice(n, 2 * m * k);
+          const dyT = be.fromHost(new Float32Array(m * nt));
+          const xT = be.fromHost(new Float32Array(m * k));
+          const out = be.tensor(nt * k, 'tune.dw');
+          const p = { ...params, N: nt, ldy: nt, accumulate: 0 };
+          return {
+            dispatch: (v: string) => run(v, p, dyT, xT, out),
+            dispose: () => {
+              be.free(dyT);
+              be.free(xT);
+              be.free(out);
+            },
+          };
+        },
+      }),
     );
+    run(variant, params, dy, x, dw);
   }
 
   matmulTensor(x: GpuTensor, w: GpuTensor, m: number, n: number, k: number, out: GpuTensor): void {

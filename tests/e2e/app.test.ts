@@ -140,6 +140,21 @@ describe('web app in Chromium (WebGPU on the software adapter)', () => {
     await screenshot(page, 'chat');
   });
 
+  it("the Device page lists the autotuner's kernel choices for the chatted model, with their timings", async () => {
+    await page.click('#tab-device');
+    const rows = page.locator('#kernel-choices tbody tr');
+    await expect.poll(() => rows.count(), { timeout: 30_000 }).toBeGreaterThan(0);
+    const text = (await page.locator('#kernel-choices').textContent()) ?? '';
+    // The prompt's prefill ran GEMMs and the reply's decode steps GEMVs: both were timed here.
+    expect(text).toContain('gemm');
+    expect(text).toContain('gemv');
+    expect(text).toMatch(/register [\d.]+ ms, tiled [\d.]+ ms/);
+    expect(await page.locator('#kernel-choices tbody tr[data-source=tuned]').count()).toBe(await rows.count());
+    expect(await page.locator('#kernel-tuning-time').textContent()).toMatch(/[\d.]+ s spent timing candidates/);
+    await screenshot(page, 'device-kernels');
+    await page.click('#tab-chat');
+  });
+
   it('shows an XSS attempt as inert text (Markdown and math still render)', async () => {
     const requests: string[] = [];
     page.on('request', (r) => requests.push(r.url()));

@@ -13,6 +13,7 @@ import { GpuBackend, type GpuTensor } from '../../src/kernels/gpu';
 import { Gpu } from '../../src/gpu/device';
 import { CpuTrainOps, dropoutHash, dropoutThreshold } from '../../src/kernels/train-cpu';
 import { GpuTrainOps } from '../../src/kernels/train-gpu';
+import { KERNEL_FAMILIES, type GemmBackwardVariant } from '../../src/kernels/autotune';
 import { crossEntropyChunkLosses, IGNORE_INDEX, type AdamWParams } from '../../src/kernels/train-backend';
 import { testGpu } from '../helpers/gpu';
 import { maxRelErr, randn, rng } from '../helpers/rng';
@@ -351,58 +352,80 @@ describe('training kernels: WebGPU vs CPU twin', () => {
     [70, 31, 44],
     [128, 96, 64],
   ];
-  for (const [m, n, k] of shapes) {
-    it(`matmul backward M=${m} N=${n} K=${k}: dX (frozen weight, tensor), dW, dbias, x·wᵀ`, async () => {
-      const dy = randn(m * n, m * 100 + n);
-      const x = randn(m * k, k * 3 + 1);
-      const w = randn(n * k, n * 7 + k, 0.5);
-      const prevX = randn(m * k, 5);
-      const prevW = randn(n * k, 6);
-      const prevB = randn(n, 7);
-      const gdy = g32.fromHost(dy);
-      for (const accumulate of [false, true]) {
-        const rdx = prevX.slice();
-        ct.matmulBackwardInput(dy, w, m, n, k, rdx, accumulate);
-        for (const asTensor of [false, true]) {
-          const gdx = g32.fromHost(prevX);
-          t32.matmulBackwardInput(gdy, asTensor ? g32.fromHost(w) : g32.weight('w', w, n, k), m, n, k, gdx, accumulate);
-          expect(maxRelErr(await host(gdx, m * k), rdx)).toBeLessThan(1e-4);
-        }
-        const rdw = prevW.slice();
-        ct.matmulBackwardWeight(dy, x, m, n, k, rdw, accumulate);
-        const gdw = g32.fromHost(prevW);
-        t32.matmulBackwardWeight(gdy, g32.fromHost(x), m, n, k, gdw, accumulate);
-        expect(maxRelErr(await host(gdw, n * k), rdw)).toBeLessThan(1e-4);
-        const rdb = prevB.slice();
-        ct.biasBackward(dy, m, n, rdb, accumulate);
-        const gdb = g32.fromHost(prevB);
-        t32.biasBackward(gdy, m, n, gdb, accumulate);
-        expect(maxRelErr(await host(gdb, n), rdb)).toBeLessThan(1e-4);
-      }
-      const ry = new Float32Array(m * n);
-      ct.matmulTensor(x, w, m, n, k, ry);
-      const gy = g32.tensor(m * n);
-      t32.matmulTensor(g32.fromHost(x), g32.fromHost(w), m, n, k, gy);
-      expect(maxRelErr(await host(gy, m * n), ry)).toBeLessThan(1e-4);
-    });
+  /** Run `fn` with every training GEMM (dX, dW, and the forward x·wᵀ) forced to `variant`. */
+  async function withVariant(b: GpuBackend, variant: GemmBackwardVariant, fn: () => Promise<void>): Promise<void> {
+    b.gemmDxKernel = b.gemmDwKernel = b.gemmKernel = variant;
+    try {
+      await fn();
+    } finally {
+      b.gemmDxKernel = b.gemmDwKernel = b.gemmKernel = 'auto';
+    }
   }
+  for (const variant of KERNEL_FAMILIES.gemm_dx)
+    for (const [m, n, k] of shapes) {
+      it(`matmul backward (${variant}) M=${m} N=${n} K=${k}: dX (frozen weight, tensor), dW, dbias, x·wᵀ`, () =>
+        withVariant(g32, variant, async () => {
+          const dy = randn(m * n, m * 100 + n);
+          const x = randn(m * k, k * 3 + 1);
+          const w = randn(n * k, n * 7 + k, 0.5);
+          const prevX = randn(m * k, 5);
+          const prevW = randn(n * k, 6);
+          const prevB = randn(n, 7);
+          const gdy = g32.fromHost(dy);
+          for (const accumulate of [false, true]) {
+            const rdx = prevX.slice();
+            ct.matmulBackwardInput(dy, w, m, n, k, rdx, accumulate);
+            for (const asTensor of [false, true]) {
+              const gdx = g32.fromHost(prevX);
+              t32.matmulBackwardInput(
+                gdy,
+                asTensor ? g32.fromHost(w) : g32.weight('w', w, n, k),
+                m,
+                n,
+                k,
+                gdx,
+                accumulate,
+              );
+              expect(maxRelErr(await host(gdx, m * k), rdx)).toBeLessThan(1e-4);
+            }
+            const rdw = prevW.slice();
+            ct.matmulBackwardWeight(dy, x, m, n, k, rdw, accumulate);
+            const gdw = g32.fromHost(prevW);
+            t32.matmulBackwardWeight(gdy, g32.fromHost(x), m, n, k, gdw, accumulate);
+            expect(maxRelErr(await host(gdw, n * k), rdw)).toBeLessThan(1e-4);
+            const rdb = prevB.slice();
+            ct.biasBackward(dy, m, n, rdb, accumulate);
+            const gdb = g32.fromHost(prevB);
+            t32.biasBackward(gdy, m, n, gdb, accumulate);
+            expect(maxRelErr(await host(gdb, n), rdb)).toBeLessThan(1e-4);
+          }
+          const ry = new Float32Array(m * n);
+          ct.matmulTensor(x, w, m, n, k, ry);
+          const gy = g32.tensor(m * n);
+          t32.matmulTensor(g32.fromHost(x), g32.fromHost(w), m, n, k, gy);
+          expect(maxRelErr(await host(gy, m * n), ry)).toBeLessThan(1e-4);
+        }));
+    }
 
   it('matmul backward dX and rmsnorm backward with f16 weights (the CPU twin on the same f16 values)', async ({
     skip,
   }) => {
     if (!g16 || !t16) skip();
-    for (const [m, n, k] of [
-      [6, 45, 36],
-      [13, 40, 21],
-    ]) {
-      const dy = randn(m * n, 5);
-      const bits = f32ToF16Bits(randn(n * k, 6, 0.3));
-      const ref = new Float32Array(m * k);
-      ct.matmulBackwardInput(dy, cpu.weight('w', bits, n, k), m, n, k, ref, false);
-      const out = g16!.tensor(m * k);
-      t16!.matmulBackwardInput(g16!.fromHost(dy), g16!.weight('w', bits, n, k), m, n, k, out, false);
-      expect(maxRelErr(await g16!.toHost(out, m * k), ref)).toBeLessThan(1e-4);
-    }
+    for (const variant of KERNEL_FAMILIES.gemm_dx)
+      await withVariant(g16!, variant, async () => {
+        for (const [m, n, k] of [
+          [6, 45, 36],
+          [13, 40, 21],
+        ]) {
+          const dy = randn(m * n, 5);
+          const bits = f32ToF16Bits(randn(n * k, 6, 0.3));
+          const ref = new Float32Array(m * k);
+          ct.matmulBackwardInput(dy, cpu.weight('w', bits, n, k), m, n, k, ref, false);
+          const out = g16!.tensor(m * k);
+          t16!.matmulBackwardInput(g16!.fromHost(dy), g16!.weight('w', bits, n, k), m, n, k, out, false);
+          expect(maxRelErr(await g16!.toHost(out, m * k), ref), variant).toBeLessThan(1e-4);
+        }
+      });
     // An f16 norm weight works too (rmsnorm backward reads it as WT).
     const [rows, dim] = [3, 37];
     const x = randn(rows * dim, 7);
@@ -425,27 +448,30 @@ describe('training kernels: WebGPU vs CPU twin', () => {
       for (const type of types) {
         const b = await GpuBackend.create(small, type);
         const ops = new GpuTrainOps(b);
-        // [70, 12] f32: 21 rows a shard (offsets not multiples of 4); [64, 16] f32: 16 rows a shard
-        // (the vec4 dY path); f16 halves the bytes a row.
-        for (const [m, n, k, shards] of [
-          [40, 70, 12, type === 'f32' ? 4 : 2],
-          [9, 64, 16, type === 'f32' ? 4 : 2],
-          [1, 50, 7, type === 'f32' ? 2 : 1],
-        ]) {
-          const dy = randn(m * n, 1);
-          const w = randn(n * k, 2);
-          const data = type === 'f16' ? f32ToF16Bits(w) : w;
-          const wg = b.weight('w', data, n, k);
-          expect(wg.shards.length).toBe(shards);
-          const prev = randn(m * k, 3);
-          for (const accumulate of [false, true]) {
-            const ref = prev.slice();
-            ct.matmulBackwardInput(dy, cpu.weight('w', data, n, k), m, n, k, ref, accumulate);
-            const out = b.fromHost(prev);
-            ops.matmulBackwardInput(b.fromHost(dy), wg, m, n, k, out, accumulate);
-            expect(maxRelErr(await b.toHost(out, m * k), ref)).toBeLessThan(1e-4);
-          }
-        }
+        for (const variant of KERNEL_FAMILIES.gemm_dx)
+          await withVariant(b, variant, async () => {
+            // [70, 12] f32: 21 rows a shard (offsets not multiples of 4); [64, 16] f32: 16 rows a shard
+            // (the vec4 dY path); f16 halves the bytes a row.
+            for (const [m, n, k, shards] of [
+              [40, 70, 12, type === 'f32' ? 4 : 2],
+              [9, 64, 16, type === 'f32' ? 4 : 2],
+              [1, 50, 7, type === 'f32' ? 2 : 1],
+            ]) {
+              const dy = randn(m * n, 1);
+              const w = randn(n * k, 2);
+              const data = type === 'f16' ? f32ToF16Bits(w) : w;
+              const wg = b.weight('w', data, n, k);
+              expect(wg.shards.length).toBe(shards);
+              const prev = randn(m * k, 3);
+              for (const accumulate of [false, true]) {
+                const ref = prev.slice();
+                ct.matmulBackwardInput(dy, cpu.weight('w', data, n, k), m, n, k, ref, accumulate);
+                const out = b.fromHost(prev);
+                ops.matmulBackwardInput(b.fromHost(dy), wg, m, n, k, out, accumulate);
+                expect(maxRelErr(await b.toHost(out, m * k), ref), `${type} ${variant}`).toBeLessThan(1e-4);
+              }
+            }
+          });
       }
     } finally {
       small.destroy();

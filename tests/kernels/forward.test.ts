@@ -196,6 +196,18 @@ describe('kernels: WebGPU vs CPU twin', () => {
         g32.attentionKernel = 'auto';
       }
       expect(maxRelErr(await g32.toHost(out, ref.length), ref)).toBeLessThan(1e-5);
+      // The autotuner's other prefill candidate (4 lanes per query splitting head_dim), on any
+      // token count, head dims not multiples of 4 included.
+      g32.attentionKernel = 'tiled';
+      g32.attentionPrefillKernel = 'splitd';
+      try {
+        const outSplit = g32.tensor(ref.length);
+        g32.attention(g32.fromHost(q), gk, gv, gs, gp, tokens, heads, kvHeads, headDim, maxSeq, outSplit);
+        expect(maxRelErr(await g32.toHost(outSplit, ref.length), ref), 'split-d').toBeLessThan(1e-5);
+      } finally {
+        g32.attentionKernel = 'auto';
+        g32.attentionPrefillKernel = 'auto';
+      }
     });
   }
 

@@ -3,6 +3,8 @@ import type { AdapterReport } from '../api';
 import type { AppContext, Page } from '../client';
 import { clear, h } from '../dom';
 import { formatBytes } from '../estimate';
+import type { TuningSummary } from '../../kernels/autotune';
+import { choiceRows } from '../../kernels/tuning-report';
 
 const KEY_FEATURES: [string, string][] = [
   ['shader-f16', 'f16 weights and math (halves weight memory)'],
@@ -28,11 +30,85 @@ export function isSoftwareAdapter(d: AdapterReport): boolean {
   );
 }
 
+const SOURCE_NOTE: Record<string, string> = {
+  tuned: 'timed on this adapter in this session',
+  cached: 'timed on this adapter in an earlier session',
+  forced: 'forced (AGENTARK_KERNELS)',
+};
+
+/**
+ * The autotuner's kernel choices for the loaded model: each (family, shape class) with the
+ * variant chosen, the milliseconds per dispatch every candidate took, and where the choice came from.
+ */
+function kernelTable(t: TuningSummary | null, modelLoaded: boolean): HTMLElement {
+  const caption = h('caption', {}, 'Kernel choices (autotuner)');
+  if (!t) {
+    return h(
+      'div',
+      { id: 'kernel-choices' },
+      h('h3', {}, 'Kernel choices'),
+      h(
+        'p',
+        { class: 'muted' },
+        modelLoaded
+          ? 'No autotuner on this model (CPU path, or tuning turned off).'
+          : 'Load a model: kernel variants are timed on this adapter at their first use and the fastest kept.',
+      ),
+    );
+  }
+  const rows = choiceRows(t);
+  return h(
+    'div',
+    { id: 'kernel-choices' },
+    h(
+      'table',
+      { class: 'list' },
+      caption,
+      h(
+        'thead',
+        {},
+        h(
+          'tr',
+          {},
+          h('th', { scope: 'col' }, 'Family'),
+          h('th', { scope: 'col' }, 'Shape class'),
+          h('th', { scope: 'col' }, 'Chosen'),
+          h('th', { scope: 'col' }, 'ms per dispatch, by candidate'),
+          h('th', { scope: 'col' }, 'Source'),
+        ),
+      ),
+      h(
+        'tbody',
+        {},
+        ...rows.map((r) =>
+          h(
+            'tr',
+            { 'data-source': r.source },
+            h('td', {}, h('code', {}, r.family)),
+            h('td', {}, r.shape),
+            h('td', {}, h('code', {}, r.choice)),
+            h('td', {}, r.candidates || '—'),
+            h('td', { title: SOURCE_NOTE[r.source] }, r.source),
+          ),
+        ),
+      ),
+    ),
+    h(
+      'p',
+      { class: 'muted', id: 'kernel-tuning-time' },
+      rows.length
+        ? `${(t.tuningMs / 1000).toFixed(2)} s spent timing candidates in this session; choices are cached per adapter.`
+        : 'No matrix product has run yet: shapes are tuned at their first use (send a chat message).',
+    ),
+  );
+}
+
 function render(
   body: HTMLElement,
   d: AdapterReport,
   mem: { allocatedBytes: number; peakBytes: number } | null,
   backend: string | null,
+  kernels: TuningSummary | null,
 ): void {
   clear(body);
   const software = isSoftwareAdapter(d);
@@ -167,7 +243,7 @@ function render(
       'div',
       { class: 'page-grid' },
       h('div', { class: 'col' }, adapter, key, h('h3', {}, 'All features'), all, env),
-      h('div', { class: 'col' }, limits),
+      h('div', { class: 'col' }, kernelTable(kernels, backend !== null), limits),
     ),
   );
 }
@@ -192,7 +268,8 @@ export const devicePage: Page = {
     const refresh = async () => {
       const d = ctx.state.device ?? (await ctx.api.device());
       const mem = ctx.state.model ? await ctx.api.memoryStats() : null;
-      render(body, d, mem, ctx.state.model?.backend ?? null);
+      const kernels = ctx.state.model ? await ctx.api.kernelChoices() : null;
+      render(body, d, mem, ctx.state.model?.backend ?? null, kernels);
     };
     ctx.state.on('device', () => void refresh());
     ctx.state.on('model', () => void refresh());
