@@ -28,6 +28,7 @@
  *   4 invocations per query splitting the head dimension). The first variant of a family is the
  *   fallback when nothing is tuned.
  */
+import { fnv1a } from '../util/hash';
 import type { Gpu } from '../gpu/device';
 import type { LayerWeights, LlamaModel } from '../model/llama';
 import { shaderSource } from './shaders';
@@ -78,13 +79,6 @@ export interface TuningSummary {
 }
 
 const STORAGE_KEY = 'agentark.kernel-choices.v1';
-
-/** FNV-1a over a string, as hex (a cache key, not a security hash). */
-function fnv(s: string): string {
-  let h = 2166136261;
-  for (let i = 0; i < s.length; i++) h = Math.imul(h ^ s.charCodeAt(i), 16777619);
-  return (h >>> 0).toString(16);
-}
 
 /** Parse `gemv=splitk,...`; unknown families or variants are errors naming the known ones. */
 export function parseForcedKernels(spec: string | undefined): Partial<Record<KernelFamily, string>> {
@@ -232,7 +226,7 @@ export function adapterKey(gpu: Gpu): string {
     `f16=${f.f16}`,
     `subgroups=${f.subgroups}`,
     `wgs=${i.maxComputeWorkgroupStorageSize}`,
-    `kernels=${fnv(sources)}`,
+    `kernels=${fnv1a(sources).toString(16)}`,
   ].join('|');
 }
 
