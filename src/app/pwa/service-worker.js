@@ -23,7 +23,10 @@ self.addEventListener('install', (event) => {
       await Promise.all(
         PRECACHE.map(async (path) => {
           const url = new URL(path, self.registration.scope).href;
-          const res = await fetch(new Request(url, { cache: 'reload' }));
+          // no-store: past the HTTP cache both ways. 'reload' writes its entry, and the page's range
+          // reads of the same file in flight on the first visit then mixed with it (a 206 longer than
+          // its Content-Length in Chromium).
+          const res = await fetch(new Request(url, { cache: 'no-store' }));
           if (!res.ok) throw new Error(`precaching ${path}: HTTP ${res.status}`);
           await cache.put(url, res);
         }),
