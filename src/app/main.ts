@@ -4,6 +4,7 @@
  */
 import 'katex/dist/katex.min.css';
 import './styles.css';
+import { serviceWorker } from 'virtual:agentark-pwa';
 import { AppState, startWorker, type AppContext, type Page } from './client';
 import { h } from './dom';
 import { benchPage } from './views/bench';
@@ -124,8 +125,8 @@ function boot(): void {
  * src/app/pwa/) keeps the app, the embedded model and the shipped data. Not in dev (no sw.js).
  */
 function registerServiceWorker(): void {
-  if (!import.meta.env.PROD || !('serviceWorker' in navigator)) return;
-  navigator.serviceWorker.register(new URL('sw.js', document.baseURI), { scope: './' }).catch((e: unknown) => {
+  if (!serviceWorker || !('serviceWorker' in navigator)) return;
+  navigator.serviceWorker.register(new URL(serviceWorker, document.baseURI), { scope: './' }).catch((e: unknown) => {
     console.warn(`The offline copy is unavailable: ${(e as Error).message}`);
   });
 }

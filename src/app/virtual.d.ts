@@ -15,3 +15,9 @@ declare module 'virtual:agentark-public' {
   /** "data/demo-report.json" when public/data/demo-report.json (the demo's EvalReport) exists, else null. */
   export const demoReport: string | null;
 }
+
+/** Provided by the agentark-pwa plugin (src/app/pwa/plugin.ts). */
+declare module 'virtual:agentark-pwa' {
+  /** "sw.js" (relative to the page) in a build, which emits it; null in dev, which has none. */
+  export const serviceWorker: string | null;
+}

@@ -27,16 +27,27 @@ export interface ServedApp {
   close(): Promise<void>;
 }
 
-/** `vite build` into a temporary folder, then `vite preview` of it on 127.0.0.1 with a free port. */
+/**
+ * `vite build` into a temporary folder, then `vite preview` of it on 127.0.0.1 with a free port.
+ * The build runs with NODE_ENV=production, as `npm run build` does: vitest sets NODE_ENV=test, and
+ * Vite then makes a development-flavoured build (import.meta.env.PROD false, dependencies' dev paths).
+ */
 export async function buildAndPreview(): Promise<ServedApp> {
   const { build, preview } = await import('vite');
   const outDir = fs.mkdtempSync(path.join(os.tmpdir(), 'agentark-e2e-dist-'));
-  await build({
-    root: ROOT,
-    configFile: path.join(ROOT, 'vite.config.ts'),
-    logLevel: 'error',
-    build: { outDir, emptyOutDir: true },
-  });
+  const nodeEnv = process.env.NODE_ENV;
+  process.env.NODE_ENV = 'production';
+  try {
+    await build({
+      root: ROOT,
+      configFile: path.join(ROOT, 'vite.config.ts'),
+      logLevel: 'error',
+      build: { outDir, emptyOutDir: true },
+    });
+  } finally {
+    if (nodeEnv === undefined) delete process.env.NODE_ENV;
+    else process.env.NODE_ENV = nodeEnv;
+  }
   const server = await preview({
     root: ROOT,
     configFile: path.join(ROOT, 'vite.config.ts'),
@@ -70,9 +81,13 @@ export interface Browser {
  * a host other than 127.0.0.1/localhost is aborted. Requests to `corsOrigins` get CORS headers
  * added, as a model host like huggingface.co sends them.
  *
- * `serviceWorkers: true` (the offline test): Playwright's request routing keeps a service worker
- * from registering, so instead of routing, every host but localhost is made unresolvable
- * (--host-resolver-rules): nothing leaves the machine either way, but `blocked` stays empty.
+ * Routed launches block service workers (Playwright's `serviceWorkers: 'block'`): a service worker
+ * answers the page's requests before page.route sees them, and these tests mean to see them all.
+ *
+ * `serviceWorkers: true` (the offline test): the app's service worker runs, and nothing is routed,
+ * so the test exercises the browser's own service worker path rather than Playwright's request
+ * interception; instead every host but localhost is made unresolvable (--host-resolver-rules):
+ * nothing leaves the machine either way, but `blocked` stays empty.
  */
 export async function launchBrowser(
   opts: { corsOrigins?: string[]; webgpu?: boolean; serviceWorkers?: boolean } = {},
@@ -98,6 +113,7 @@ export async function launchBrowser(
     ],
     viewport: { width: 1360, height: 900 },
     acceptDownloads: true,
+    serviceWorkers: opts.serviceWorkers ? 'allow' : 'block',
   });
   const blocked: string[] = [];
   const cors = new Set(opts.corsOrigins ?? []);

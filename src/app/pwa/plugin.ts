@@ -3,6 +3,10 @@
  * (drawn here: the ark logo, SVG and PNG) and a service worker (service-worker.js) whose precache
  * list is this build's own files plus the embedded model, its adapter and the shipped data in the
  * public dir. The dev server serves the manifest and icons (no service worker in dev).
+ *
+ * Whether there is a service worker to register comes from this plugin too (virtual:agentark-pwa),
+ * not from import.meta.env.PROD: that follows NODE_ENV, and a build run with NODE_ENV set to
+ * anything but "production" (vitest sets "test") still emits sw.js but compiled its registration out.
  */
 import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
@@ -131,10 +135,22 @@ export function publicPrecache(publicDir: string): string[] {
 
 export function pwa(): Plugin {
   let publicDir = path.resolve('public');
+  let isBuild = false;
+  const id = 'virtual:agentark-pwa';
+  const resolved = `\0${id}`;
   return {
     name: 'agentark-pwa',
     configResolved(config) {
       if (config.publicDir) publicDir = config.publicDir;
+      isBuild = config.command === 'build';
+    },
+    resolveId(source) {
+      return source === id ? resolved : null;
+    },
+    load(loadId) {
+      if (loadId !== resolved) return null;
+      // generateBundle below emits sw.js in every build (whatever NODE_ENV) and never in dev.
+      return `export const serviceWorker = ${JSON.stringify(isBuild ? 'sw.js' : null)};\n`;
     },
     configureServer(server) {
       const files = pwaFiles();
