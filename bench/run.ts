@@ -3,7 +3,7 @@
  * onnxruntime-web's WebGPU execution provider (same weights, same adapter, one run).
  * Prints tables and writes bench-results.json (see src/eval/speed.ts and src/eval/ort-peer.ts).
  *
- *   npm run bench -- [--only kernels,models,training,batch,peer] [--sizes tiny-0.11M,small-3.0M,medium-18M]
+ *   npm run bench -- [--only kernels,models,training,batch,peer,decode] [--sizes tiny-0.11M,small-3.0M,medium-18M]
  *                    [--peer-sizes small-3.0M] [--out bench-results.json] [--kernels gemv=splitk] [--no-autotune]
  */
 import { writeFileSync } from 'node:fs';
@@ -83,6 +83,24 @@ function table(report: SpeedReport): string {
         `| ${b.model} | ${b.backend} | ${b.singleStepMs.toFixed(2)} | ${b.batch} | ` +
           `${b.batchStepMs.toFixed(2)} | ${b.ratio.toFixed(2)}x | ${b.dispatchesPerStep ?? '-'} |`,
       );
+  }
+  if (report.decode?.length) {
+    lines.push(
+      '',
+      '| model | params | decode | dispatches/step | ms/step | tok/s | vs CPU twin |',
+      '|---|---|---|---|---|---|---|',
+    );
+    for (const d of report.decode) {
+      const cpu = d.variants.find((v) => v.dispatchesPerStep === null);
+      for (const v of d.variants)
+        lines.push(
+          `| ${d.model} | ${(d.params / 1e6).toFixed(2)}M | ${v.variant} | ${v.dispatchesPerStep ?? '-'} | ${v.stepMs.toFixed(2)} | ` +
+            `${v.decodeTokensPerS.toFixed(1)} | ${cpu ? `${(v.decodeTokensPerS / cpu.decodeTokensPerS).toFixed(2)}x` : '-'} |`,
+        );
+    }
+    lines.push(
+      "(single-sequence decode, steps of the three interleaved, medians; fused = decode's fused ops, src/kernels/fused-gpu.ts)",
+    );
   }
   if (report.models.length) {
     lines.push('', '| model | params | backend | prefill tok/s | decode tok/s |', '|---|---|---|---|---|');

@@ -27,6 +27,7 @@ import { attentionChunkRows, loadShaders, shaderSource, type ShaderDefines } fro
 export { attentionChunkRows };
 import type { QuantizedMatrix } from '../quant/quantize';
 import { isQuantized, quantEmbedding, quantMatmul, uploadQuantized } from './quant-gpu';
+import { gpuCanFuse, gpuMatmulAdd, gpuNormMatmul, gpuNormSwiglu, gpuRopeKvWrite } from './fused-gpu';
 
 export interface GpuTensor {
   buffer: GPUBuffer;
@@ -655,6 +656,50 @@ export class GpuBackend implements Backend<GpuTensor, GpuWeight, GpuIndices> {
 
   add(x: GpuTensor, y: GpuTensor, n: number, scale = 1): void {
     this.run(RESIDUAL_ADD, { n, scale }, { x, y }, groups1d(RESIDUAL_ADD, n));
+  }
+
+  // ---- decode's fused ops (fused-gpu.ts) ------------------------------------------------------
+
+  canFuse(w: GpuWeight, rows: number): boolean {
+    return gpuCanFuse(w, rows);
+  }
+
+  normMatmul(x: GpuTensor, norm: GpuWeight, eps: number, weights: GpuWeight[], rows: number, outs: GpuTensor[]): void {
+    gpuNormMatmul(this, x, norm, eps, weights, rows, outs);
+  }
+
+  normSwiglu(
+    x: GpuTensor,
+    norm: GpuWeight,
+    eps: number,
+    gate: GpuWeight,
+    up: GpuWeight,
+    rows: number,
+    out: GpuTensor,
+  ): void {
+    gpuNormSwiglu(this, x, norm, eps, gate, up, rows, out);
+  }
+
+  matmulAdd(x: GpuTensor, w: GpuWeight, rows: number, y: GpuTensor): void {
+    gpuMatmulAdd(this, x, w, rows, y);
+  }
+
+  ropeKvWrite(
+    k: GpuTensor,
+    v: GpuTensor,
+    cacheK: GpuTensor,
+    cacheV: GpuTensor,
+    slots: GpuIndices,
+    positions: GpuIndices,
+    cos: GpuWeight,
+    sin: GpuWeight,
+    tokens: number,
+    kvHeads: number,
+    headDim: number,
+    maxPos: number,
+    cache: KvCacheShape,
+  ): void {
+    gpuRopeKvWrite(this, k, v, cacheK, cacheV, slots, positions, cos, sin, tokens, kvHeads, headDim, maxPos, cache);
   }
 
   copy(src: GpuTensor, srcOffset: number, dst: GpuTensor, dstOffset: number, n: number): void {

@@ -38,6 +38,9 @@ export const SHADER_NAMES = [
   'embedding_q',
   'matmul_q_backward',
   'matmul_splitk',
+  'norm_gemv',
+  'gemv_residual',
+  'rope_kv_write',
 ] as const;
 export type ShaderName = (typeof SHADER_NAMES)[number];
 
