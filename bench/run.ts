@@ -12,6 +12,7 @@ import { GpuBackend } from '../src/kernels/gpu';
 import { benchmarkWeightFormats } from '../src/quant/speed';
 import { parseArgs } from 'node:util';
 import { parseForcedKernels } from '../src/kernels/autotune';
+import { rooflineRows } from '../src/eval/roofline';
 import {
   BENCH_SECTIONS,
   BENCH_SIZES,
@@ -108,6 +109,22 @@ function table(report: SpeedReport): string {
       lines.push(
         `| ${m.model} | ${(m.params / 1e6).toFixed(2)}M | ${m.backend} | ${m.prefillTokensPerS.toFixed(1)} | ${m.decodeTokensPerS.toFixed(1)} |`,
       );
+  }
+  const roofline = rooflineRows(report);
+  if (roofline.length) {
+    const g = (x: number | null) => (x === null ? '-' : (x / 1e9).toFixed(2));
+    const pct = (x: number | null) => (x === null ? '-' : `${(100 * x).toFixed(1)}%`);
+    lines.push(
+      '',
+      '| model | prefill GFLOP/s | best GEMM GFLOP/s | of it | decode GB/s read | copy GB/s | of it |',
+      '|---|---|---|---|---|---|---|',
+      ...roofline.map(
+        (r) =>
+          `| ${r.model} | ${g(r.prefillFlopsPerS)} | ${g(r.bestGemmFlopsPerS)} | ${pct(r.prefillFraction)} | ` +
+          `${g(r.decodeBytesPerS)} | ${g(r.copyBytesPerS)} | ${pct(r.decodeFraction)} |`,
+      ),
+      '(roofline, WebGPU: prefill FLOP/s of the best GEMM above; decode bytes read per second of the copy bandwidth, read + written)',
+    );
   }
   if (report.training.length) {
     lines.push(

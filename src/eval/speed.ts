@@ -75,6 +75,8 @@ export interface ModelResult {
   prefillTokens: number;
   prefillTokensPerS: number;
   decodeTokensPerS: number;
+  /** Decode steps timed (after the prefill; the roofline's decode position). */
+  decodeSteps?: number;
 }
 
 async function timeIt(fn: () => Promise<void>, minMs = 300, maxRuns = 20): Promise<number> {
@@ -233,6 +235,7 @@ export async function benchmarkModel(
     prefillTokens,
     prefillTokensPerS: (prefillTokens / prefillMs) * 1000,
     decodeTokensPerS: (decodeSteps / decodeMs) * 1000,
+    decodeSteps,
   };
 }
 
@@ -481,6 +484,8 @@ export interface SpeedReport {
   peer?: import('./ort-peer').PeerResult[];
   /** Single-sequence decode: WebGPU separate ops, WebGPU fused, CPU twin (dispatches per step, tokens/s). */
   decode?: DecodeResult[];
+  /** Buffer-copy bandwidth of the adapter (the decode roofline; src/eval/roofline.ts). */
+  copyBandwidth?: import('./roofline').CopyBandwidth;
   /** The autotuner's choices on this adapter and the time spent timing candidates. */
   tuning?: TuningSummary;
 }
@@ -521,6 +526,9 @@ export async function runSpeedBenchmarks(opts: SpeedOptions = {}): Promise<Speed
   log(`adapter: ${report.adapter}`);
   if (sections.has('kernels')) {
     report.kernels = [...(await benchmarkKernels(gpu)), ...(await benchmarkAttention(gpu))];
+    const { measureCopyBandwidth } = await import('./roofline');
+    report.copyBandwidth = await measureCopyBandwidth(gpu);
+    log(`copy bandwidth: ${(report.copyBandwidth.bytesPerS / 1e9).toFixed(2)} GB/s (read + written)`);
     for (const k of report.kernels)
       log(
         `kernel ${k.kernel} ${k.shape}: webgpu ${k.webgpuGflops.toFixed(2)} GFLOP/s, cpu twin ${k.cpuGflops.toFixed(2)} GFLOP/s`,
