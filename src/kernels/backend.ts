@@ -81,17 +81,22 @@ export interface Backend<T, W, I> {
   normSwiglu(x: T, norm: W, eps: number, gate: W & WeightShape, up: W & WeightShape, rows: number, out: T): void;
   /** y += x·wᵀ (no bias) */
   matmulAdd(x: T, w: W & WeightShape, rows: number, y: T): void;
-  /** RoPE of k written with v into the cache at each token's (slot, position); k itself is left unrotated. */
+  /**
+   * RoPE of q in place, and of k written with v into the cache at each token's (slot, position); k
+   * itself is left unrotated. `cosSin`: the cos/sin tables [maxPos, headDim/2] interleaved
+   * (fused-cpu.ts interleaveCosSin).
+   */
   ropeKvWrite(
+    q: T,
     k: T,
     v: T,
     cacheK: T,
     cacheV: T,
     slots: I,
     positions: I,
-    cos: W,
-    sin: W,
+    cosSin: W,
     tokens: number,
+    heads: number,
     kvHeads: number,
     headDim: number,
     maxPos: number,

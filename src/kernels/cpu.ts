@@ -284,21 +284,22 @@ export class CpuBackend implements Backend<Float32Array, CpuWeight, Uint32Array>
     cpuMatmulAdd(x, w, rows, y);
   }
   ropeKvWrite(
+    q: Float32Array,
     k: Float32Array,
     v: Float32Array,
     cacheK: Float32Array,
     cacheV: Float32Array,
     slots: Uint32Array,
     positions: Uint32Array,
-    cos: CpuWeight,
-    sin: CpuWeight,
+    cosSin: CpuWeight,
     tokens: number,
+    heads: number,
     kvHeads: number,
     headDim: number,
     _maxPos: number,
     cache: KvCacheShape,
   ): void {
-    cpuRopeKvWrite(k, v, cacheK, cacheV, slots, positions, cos.data, sin.data, tokens, kvHeads, headDim, cache);
+    cpuRopeKvWrite(q, k, v, cacheK, cacheV, slots, positions, cosSin.data, tokens, heads, kvHeads, headDim, cache);
   }
   flush(): void {}
   createTrainOps(): TrainOps<Float32Array, CpuWeight, Uint32Array> {

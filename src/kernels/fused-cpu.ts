@@ -48,21 +48,35 @@ export function cpuMatmulAdd(
   cpuAdd(y, prod, rows * w.rows);
 }
 
-/** cacheK[slot, pos] = rope(k), cacheV[slot, pos] = v; k itself is left as it was. */
+/** cos and sin tables [positions, headDim/2] interleaved as (cos, sin) pairs: rope_kv_write's table. */
+export function interleaveCosSin(cos: Float32Array, sin: Float32Array): Float32Array {
+  const out = new Float32Array(2 * cos.length);
+  for (let i = 0; i < cos.length; i++) {
+    out[2 * i] = cos[i];
+    out[2 * i + 1] = sin[i];
+  }
+  return out;
+}
+
+/** q = rope(q) in place; cacheK[slot, pos] = rope(k), cacheV[slot, pos] = v; k itself is left as it was. */
 export function cpuRopeKvWrite(
+  q: Float32Array,
   k: Float32Array,
   v: Float32Array,
   cacheK: Float32Array,
   cacheV: Float32Array,
   slots: Uint32Array,
   positions: Uint32Array,
-  cos: Float32Array,
-  sin: Float32Array,
+  cosSin: Float32Array,
   tokens: number,
+  heads: number,
   kvHeads: number,
   headDim: number,
   cache: KvCacheShape,
 ): void {
+  const cos = cosSin.filter((_, i) => i % 2 === 0);
+  const sin = cosSin.filter((_, i) => i % 2 === 1);
+  cpuRope(q, positions, cos, sin, tokens, heads, headDim);
   const rotated = k.slice(0, tokens * kvHeads * headDim);
   cpuRope(rotated, positions, cos, sin, tokens, kvHeads, headDim);
   cpuKvWrite(rotated, v, cacheK, cacheV, slots, positions, tokens, cache);

@@ -5,7 +5,7 @@
  *   - norm_gemv.wgsl: RMSNorm in the prologue of the projections that read it (q, k, v in one
  *     dispatch; gate and up with SwiGLU in the epilogue; the final norm with the LM head);
  *   - gemv_residual.wgsl: o_proj and down_proj added onto the residual stream in the epilogue;
- *   - rope_kv_write.wgsl: RoPE of k fused into the KV-cache write.
+ *   - rope_kv_write.wgsl: RoPE of q and k, and the KV-cache write, in one dispatch.
  * CPU twins: fused-cpu.ts.
  */
 import { GpuError } from '../gpu/device';
@@ -62,19 +62,19 @@ export const GEMV_RESIDUAL = declareKernel({
   bindings: { x: (p) => p.M * p.K, w: (p) => p.N * p.K, y: (p) => p.M * p.N },
 });
 
-/** cacheK[slot, pos] = rope(k), cacheV[slot, pos] = v. */
+/** q = rope(q) in place, cacheK[slot, pos] = rope(k), cacheV[slot, pos] = v. */
 export const ROPE_KV_WRITE = declareKernel({
   name: 'rope_kv_write',
   shader: 'rope_kv_write',
   workgroupSize: 64,
-  params: { tokens: 'u32', kvHeads: 'u32', headDim: 'u32', maxPos: 'u32', maxSeq: 'u32' },
+  params: { tokens: 'u32', heads: 'u32', kvHeads: 'u32', headDim: 'u32', maxPos: 'u32', maxSeq: 'u32' },
   bindings: {
+    q: (p) => p.tokens * p.heads * p.headDim,
     k: (p) => p.tokens * p.kvHeads * p.headDim,
     v: (p) => p.tokens * p.kvHeads * p.headDim,
     slots: (p) => p.tokens,
     positions: (p) => p.tokens,
-    cosTable: (p) => (p.maxPos * p.headDim) / 2,
-    sinTable: (p) => (p.maxPos * p.headDim) / 2,
+    cosSin: (p) => p.maxPos * p.headDim,
     // At least one slot (the slot count is not a parameter of the kernel).
     cacheK: (p) => p.maxSeq * p.kvHeads * p.headDim,
     cacheV: (p) => p.maxSeq * p.kvHeads * p.headDim,
@@ -181,15 +181,16 @@ export function gpuMatmulAdd(be: GpuBackend, x: GpuTensor, w: GpuWeight, rows: n
 
 export function gpuRopeKvWrite(
   be: GpuBackend,
+  q: GpuTensor,
   k: GpuTensor,
   v: GpuTensor,
   cacheK: GpuTensor,
   cacheV: GpuTensor,
   slots: GpuIndices,
   positions: GpuIndices,
-  cos: GpuWeight,
-  sin: GpuWeight,
+  cosSin: GpuWeight,
   tokens: number,
+  heads: number,
   kvHeads: number,
   headDim: number,
   maxPos: number,
@@ -198,16 +199,8 @@ export function gpuRopeKvWrite(
   if (headDim % 2 !== 0) throw new GpuError(`ropeKvWrite: head_dim ${headDim} is odd`);
   if (kvHeads * headDim !== cache.kvDim)
     throw new GpuError(`ropeKvWrite: ${kvHeads} kv heads x ${headDim} do not match the cache's kvDim ${cache.kvDim}`);
-  const params = { tokens, kvHeads, headDim, maxPos, maxSeq: cache.maxSeq };
-  const buffers = {
-    k,
-    v,
-    slots,
-    positions,
-    cosTable: cos.shards[0].buffer,
-    sinTable: sin.shards[0].buffer,
-    cacheK,
-    cacheV,
-  };
-  be.run(ROPE_KV_WRITE, params, buffers, groups1d(ROPE_KV_WRITE, (tokens * kvHeads * headDim) / 2));
+  const params = { tokens, heads, kvHeads, headDim, maxPos, maxSeq: cache.maxSeq };
+  const buffers = { q, k, v, slots, positions, cosSin: cosSin.shards[0].buffer, cacheK, cacheV };
+  const pairs = (tokens * (heads + kvHeads) * headDim) / 2;
+  be.run(ROPE_KV_WRITE, params, buffers, groups1d(ROPE_KV_WRITE, pairs));
 }

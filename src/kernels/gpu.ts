@@ -685,21 +685,23 @@ export class GpuBackend implements Backend<GpuTensor, GpuWeight, GpuIndices> {
   }
 
   ropeKvWrite(
+    q: GpuTensor,
     k: GpuTensor,
     v: GpuTensor,
     cacheK: GpuTensor,
     cacheV: GpuTensor,
     slots: GpuIndices,
     positions: GpuIndices,
-    cos: GpuWeight,
-    sin: GpuWeight,
+    cosSin: GpuWeight,
     tokens: number,
+    heads: number,
     kvHeads: number,
     headDim: number,
     maxPos: number,
     cache: KvCacheShape,
   ): void {
-    gpuRopeKvWrite(this, k, v, cacheK, cacheV, slots, positions, cos, sin, tokens, kvHeads, headDim, maxPos, cache);
+    const shape = [tokens, heads, kvHeads, headDim, maxPos] as const;
+    gpuRopeKvWrite(this, q, k, v, cacheK, cacheV, slots, positions, cosSin, ...shape, cache);
   }
 
   copy(src: GpuTensor, srcOffset: number, dst: GpuTensor, dstOffset: number, n: number): void {

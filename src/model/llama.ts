@@ -11,6 +11,7 @@ import { ropeInvFreq } from '../formats/config';
 import type { HostTensor } from '../formats/checkpoint';
 import { toF16Bits, toFloat32 } from '../formats/checkpoint';
 import type { QuantizedMatrix } from '../quant/quantize';
+import { interleaveCosSin } from '../kernels/fused-cpu';
 
 export interface LayerWeights<W> {
   inputNorm: W;
@@ -159,8 +160,8 @@ export class LlamaModel<T = unknown, W extends WeightShape = WeightShape, I = un
   private adapter: AdapterWeights<W> | null = null;
   /**
    * Inference with few rows (decode) runs the fused ops where the backend takes them (RMSNorm in
-   * the projections' prologue, SwiGLU and the residual add in their epilogues, RoPE in the KV
-   * write: 7 dispatches a layer instead of 16). false: the separate ops (benchmarks compare both).
+   * the projections' prologue, SwiGLU and the residual add in their epilogues, RoPE of q and k
+   * with the KV write: 6 dispatches a layer instead of 16). false: the separate ops (benchmarks compare both).
    */
   fusedDecode = true;
 
@@ -262,10 +263,22 @@ export class LlamaModel<T = unknown, W extends WeightShape = WeightShape, I = un
     for (const t of [...cache.k, ...cache.v]) this.backend.free(t);
   }
 
+  private cosSinTable: W | null = null;
+
+  /** The RoPE tables interleaved as (cos, sin) pairs for the fused decode op, made on first use. */
+  private cosSin(): W {
+    if (!this.cosSinTable) {
+      const { cos, sin } = ropeTables(this.config, this.maxPositions);
+      this.cosSinTable = this.backend.vector('rope.cos_sin', interleaveCosSin(cos, sin));
+    }
+    return this.cosSinTable;
+  }
+
   /** Free every weight on the backend (the model cannot be used afterwards). */
   dispose(): void {
     const be = this.backend;
     const all = new Set<W>([this.embed, this.lmHead, this.norm, this.cos, this.sin]);
+    if (this.cosSinTable) all.add(this.cosSinTable);
     for (const L of this.layers) for (const w of Object.values(L)) if (w) all.add(w as W);
     for (const w of all) be.freeWeight(w);
   }
@@ -420,25 +433,11 @@ export class LlamaModel<T = unknown, W extends WeightShape = WeightShape, I = un
       be.rmsnorm(a.qRaw, L.qNorm, n * c.numHeads, c.headDim, eps, a.q);
       be.rmsnorm(a.kRaw, L.kNorm, n * c.numKvHeads, c.headDim, eps, k);
     }
-    be.rope(a.q, positions, this.cos, this.sin, n, c.numHeads, c.headDim, this.maxPositions);
     if (fuse) {
-      const [cos, sin] = [this.cos, this.sin];
-      be.ropeKvWrite(
-        k,
-        v,
-        cache.k[li],
-        cache.v[li],
-        slots,
-        positions,
-        cos,
-        sin,
-        n,
-        c.numKvHeads,
-        c.headDim,
-        this.maxPositions,
-        cache.shape,
-      );
+      const heads = [c.numHeads, c.numKvHeads, c.headDim, this.maxPositions] as const;
+      be.ropeKvWrite(a.q, k, v, cache.k[li], cache.v[li], slots, positions, this.cosSin(), n, ...heads, cache.shape);
     } else {
+      be.rope(a.q, positions, this.cos, this.sin, n, c.numHeads, c.headDim, this.maxPositions);
       be.rope(k, positions, this.cos, this.sin, n, c.numKvHeads, c.headDim, this.maxPositions);
       be.kvWrite(k, v, cache.k[li], cache.v[li], slots, positions, n, cache.shape);
     }

@@ -8,6 +8,7 @@ import { CpuBackend } from '../../src/kernels/cpu';
 import { GpuBackend } from '../../src/kernels/gpu';
 import type { Gpu } from '../../src/gpu/device';
 import { f32ToF16Bits } from '../../src/formats/dtype';
+import { interleaveCosSin } from '../../src/kernels/fused-cpu';
 import { LlamaModel } from '../../src/model/llama';
 import { randomInitTensors } from '../../src/train/init';
 import { benchConfig, BENCH_SIZES } from '../../src/eval/speed';
@@ -131,67 +132,46 @@ describe('fused decode kernels: WebGPU vs CPU twin', () => {
     );
   });
 
-  for (const [label, tokens, kvHeads, headDim, maxSeq, slots] of [
-    ['one decode token', 1, 2, 8, 20, 1],
-    ['a batch in 3 slots', 5, 3, 6, 17, 3],
-    ['head_dim 2', 4, 1, 2, 9, 4],
+  for (const [label, tokens, heads, kvHeads, headDim, maxSeq, slots] of [
+    ['one decode token', 1, 4, 2, 8, 20, 1],
+    ['a batch in 3 slots', 5, 3, 3, 6, 17, 3],
+    ['head_dim 2, 70 q heads (two workgroups)', 4, 70, 1, 2, 9, 4],
   ] as const) {
     it(`rope_kv_write: ${label}`, async () => {
       const kvDim = kvHeads * headDim;
       const maxPos = maxSeq + 3;
       const r = rng(tokens * 7 + headDim);
       const slotIds = Uint32Array.from({ length: tokens }, (_, t) => t % slots);
-      // Distinct cells: one (slot, position) per token.
-      const positions = Uint32Array.from({ length: tokens }, (_, t) =>
-        Math.min(maxSeq - 1, Math.floor(t / slots) + Math.floor(r() * 4)),
-      );
-      const cos = randn((maxPos * headDim) / 2, 31);
-      const sin = randn((maxPos * headDim) / 2, 32);
+      // Distinct cells (two tokens writing one would race on the GPU): the n-th token of a slot
+      // at a random position in [4n, 4n + 4).
+      const positions = Uint32Array.from({ length: tokens }, (_, t) => 4 * Math.floor(t / slots) + Math.floor(r() * 4));
+      const [cos, sin] = [randn((maxPos * headDim) / 2, 31), randn((maxPos * headDim) / 2, 32)];
+      const cosSin = interleaveCosSin(cos, sin);
+      const q = randn(tokens * heads * headDim, 30);
       const k = randn(tokens * kvDim, 33);
       const v = randn(tokens * kvDim, 34);
       const cacheK = randn(slots * maxSeq * kvDim, 35);
       const cacheV = randn(slots * maxSeq * kvDim, 36);
       const shape = { slots, maxSeq, kvDim };
-      const [rk, rv] = [cacheK.slice(), cacheV.slice()];
-      cpu.ropeKvWrite(
-        k,
-        v,
-        rk,
-        rv,
-        slotIds,
-        positions,
-        cpu.vector('c', cos),
-        cpu.vector('s', sin),
-        tokens,
-        kvHeads,
-        headDim,
-        maxPos,
-        shape,
-      );
-      // The twin is the separate ops: rope on a copy of k, then kv_write.
+      const [rq, rk, rv] = [q.slice(), cacheK.slice(), cacheV.slice()];
+      const dims = [tokens, heads, kvHeads, headDim, maxPos] as const;
+      cpu.ropeKvWrite(rq, k, v, rk, rv, slotIds, positions, cpu.vector('cs', cosSin), ...dims, shape);
+      // The twin is the separate ops: rope on q and on a copy of k, then kv_write.
+      const [c, s] = [cpu.vector('c', cos), cpu.vector('s', sin)];
+      const sq = q.slice();
+      cpu.rope(sq, positions, c, s, tokens, heads, headDim, maxPos);
       const rotated = k.slice();
-      cpu.rope(rotated, positions, cpu.vector('c', cos), cpu.vector('s', sin), tokens, kvHeads, headDim, maxPos);
+      cpu.rope(rotated, positions, c, s, tokens, kvHeads, headDim, maxPos);
       const [sk, sv] = [cacheK.slice(), cacheV.slice()];
       cpu.kvWrite(rotated, v, sk, sv, slotIds, positions, tokens, shape);
+      expect(Array.from(rq)).toEqual(Array.from(sq));
       expect(Array.from(rk)).toEqual(Array.from(sk));
       expect(Array.from(rv)).toEqual(Array.from(sv));
-      const [gk, gv] = [g32.fromHost(cacheK), g32.fromHost(cacheV)];
+      const [gq, gk, gv] = [g32.fromHost(q), g32.fromHost(cacheK), g32.fromHost(cacheV)];
       const gkIn = g32.fromHost(k);
-      g32.ropeKvWrite(
-        gkIn,
-        g32.fromHost(v),
-        gk,
-        gv,
-        g32.indices(slotIds),
-        g32.indices(positions),
-        g32.vector('c', cos),
-        g32.vector('s', sin),
-        tokens,
-        kvHeads,
-        headDim,
-        maxPos,
-        shape,
-      );
+      const [gs, gp] = [g32.indices(slotIds), g32.indices(positions)];
+      g32.ropeKvWrite(gq, gkIn, g32.fromHost(v), gk, gv, gs, gp, g32.vector('cs', cosSin), ...dims, shape);
+      expect(maxRelErr(await g32.toHost(gq, rq.length), rq)).toBeLessThan(1e-6);
       expect(maxRelErr(await g32.toHost(gk, rk.length), rk)).toBeLessThan(1e-6);
       expect(Array.from(await g32.toHost(gv, rv.length))).toEqual(Array.from(rv));
       expect(Array.from(await g32.toHost(gkIn, k.length))).toEqual(Array.from(k));
@@ -260,9 +240,9 @@ describe('fused decode in the model', () => {
         // The twins run the separate ops in the same order: exactly equal.
         expect(Array.from(twin.logits[s])).toEqual(Array.from(twinSeparate.logits[s]));
       }
-      // 2 layers: 16 dispatches a layer + embedding, final norm, LM head = 35; fused 7 a layer + 2 = 16.
+      // 2 layers: 16 dispatches a layer + embedding, final norm, LM head = 35; fused 6 a layer + 2 = 14.
       expect(separate.dispatches).toBe(35);
-      expect(fused.dispatches).toBe(16);
+      expect(fused.dispatches).toBe(14);
     });
   }
 });
