@@ -8,7 +8,7 @@ import { CpuTrainOps } from './train-cpu';
 import { f16ToF32 as f16BitsToF32 } from '../formats/dtype';
 import type { QuantizedMatrix } from '../quant/quantize';
 import { cpuEmbeddingQ, cpuMatmulQ } from './quant-cpu';
-import { cpuMatmulAdd, cpuNormMatmul, cpuNormSwiglu, cpuRopeKvWrite } from './fused-cpu';
+import { cpuMatmulAdd, cpuNormMatmul, cpuNormSwiglu, cpuRopeKvWrite, FUSED_MAX_ROWS } from './fused-cpu';
 
 export interface CpuWeight extends WeightShape {
   /** f32 values; empty for a quantized weight, which `quant` holds packed. */
@@ -153,9 +153,6 @@ export function cpuSwiglu(gate: Float32Array, up: Float32Array, n: number, out: 
 export function cpuAdd(x: Float32Array, y: Float32Array, n: number, scale = 1): void {
   for (let i = 0; i < n; i++) x[i] += scale * y[i];
 }
-
-/** Rows the fused decode ops take (the GPU kernels' limit, kept by the twins so both pick the same path). */
-const FUSED_MAX_ROWS = 8;
 
 export class CpuBackend implements Backend<Float32Array, CpuWeight, Uint32Array> {
   readonly name = 'cpu';

@@ -12,9 +12,7 @@ import { GpuError } from '../gpu/device';
 import type { KvCacheShape } from './backend';
 import type { GpuBackend, GpuIndices, GpuTensor, GpuWeight } from './gpu';
 import { declareKernel, groups1d, type ParamValues } from './kernel';
-
-/** Rows (sequences of a decode batch) the fused GEMVs take: norm_gemv.wgsl's MAX_M. */
-export const FUSED_MAX_ROWS = 8;
+import { FUSED_MAX_ROWS } from './fused-cpu';
 
 const normParams = { M: 'u32', K: 'u32', N0: 'u32', N1: 'u32', N2: 'u32', eps: 'f32' } as const;
 type NormParams = ParamValues<typeof normParams>;
@@ -81,12 +79,18 @@ export const ROPE_KV_WRITE = declareKernel({
   },
 });
 
+/** What the fused GEMVs can read: one unquantized shard with K % 4 == 0 (their vec4 loads). */
+function readable(w: GpuWeight): boolean {
+  return !w.quant && w.shards.length === 1 && w.cols % 4 === 0;
+}
+
 /**
- * Whether the fused GEMVs take weight `w` for `rows` rows: few rows, one unquantized shard, and
- * K % 4 == 0 (their vec4 loads). Anything else runs the separate ops.
+ * Whether the model should take the fused GEMVs for weight `w` and `rows` rows: a weight they can
+ * read, and at most FUSED_MAX_ROWS rows (they walk rows one at a time, where matmul.wgsl's GEMV
+ * shares each weight load between 4 rows). Anything else runs the separate ops.
  */
 export function gpuCanFuse(w: GpuWeight, rows: number): boolean {
-  return rows >= 1 && rows <= FUSED_MAX_ROWS && !w.quant && w.shards.length === 1 && w.cols % 4 === 0;
+  return rows >= 1 && rows <= FUSED_MAX_ROWS && readable(w);
 }
 
 /** Placeholder outputs for the unused weights of norm_gemv: writable bindings must not alias. */
@@ -104,9 +108,9 @@ function placeholderOutputs(be: GpuBackend): [GPUBuffer, GPUBuffer] {
 }
 
 function checkFusable(op: string, w: GpuWeight, rows: number, k: number): void {
-  if (!gpuCanFuse(w, rows))
+  if (rows < 1 || !readable(w))
     throw new GpuError(
-      `${op}: the fused kernel takes 1..${FUSED_MAX_ROWS} rows of an unquantized, unsharded weight with K % 4 == 0 ` +
+      `${op}: the fused kernel takes rows of an unquantized, unsharded weight with K % 4 == 0 ` +
         `(got ${rows} rows, weight [${w.rows}, ${w.cols}], ${w.shards.length} shard(s)${w.quant ? `, ${w.quant}` : ''})`,
     );
   if (w.cols !== k) throw new GpuError(`${op}: weight [${w.rows}, ${w.cols}] does not take inputs of ${k} features`);

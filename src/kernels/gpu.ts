@@ -660,8 +660,16 @@ export class GpuBackend implements Backend<GpuTensor, GpuWeight, GpuIndices> {
 
   // ---- decode's fused ops (fused-gpu.ts) ------------------------------------------------------
 
+  /**
+   * The fused GEMVs carry the register-tiled GEMV's loop: where another GEMV variant is forced or
+   * was tuned faster for this shape class, the separate ops run (and use it).
+   */
   canFuse(w: GpuWeight, rows: number): boolean {
-    return gpuCanFuse(w, rows);
+    const gemv =
+      this.gemvKernel !== 'auto'
+        ? this.gemvKernel
+        : (this.tuner?.choice('gemv', gemvShapeKey(rows, w.rows, w.cols, w.dtype), 'register') ?? 'register');
+    return gemv === 'register' && gpuCanFuse(w, rows);
   }
 
   normMatmul(x: GpuTensor, norm: GpuWeight, eps: number, weights: GpuWeight[], rows: number, outs: GpuTensor[]): void {
