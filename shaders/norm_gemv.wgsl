@@ -6,6 +6,7 @@
 //     quad q of W0, then of W1, then of W2, so no quad straddles two weights whatever their N.
 //   SWIGLU: two weights (gate W0, up W1, N0 == N1); Y0 = silu(X·W0ᵀ) * (X·W1ᵀ), the MLP's gating
 //     in the epilogue, so gate and up never reach memory.
+// Rows go in blocks of 4 sharing each weight load (as matmul.wgsl's GEMV), then one at a time.
 // The norm's sum of squares is accumulated in the same pass over the row as the dot products,
 // and its factor applied to the finished sums: inverseSqrt(mean(x²) + eps) · Σ (x·g)·w. Each
 // invocation does this for itself, so there is no workgroup memory and no barrier (barriers are
@@ -29,82 +30,98 @@ struct Params { M: u32, K: u32, N0: u32, N1: u32, N2: u32, eps: f32 }
 @group(0) @binding(8) var<storage, read_write> y2: array<f32>;
 //#endif
 
-fn invRms(ss: f32) -> f32 { return inverseSqrt(ss / f32(p.K) + p.eps); }
+// Four weight rows at k (vec4 along K) as the columns of a matrix: v * m is their 4 dot products
+// with v. One loader per binding (WGSL cannot pass a storage array to a function).
+fn w0m(n: vec4<u32>, k: u32) -> mat4x4<f32> {
+  let kq = p.K / 4u;
+  return mat4x4<f32>(vec4<f32>(w0[n.x * kq + k]), vec4<f32>(w0[n.y * kq + k]), vec4<f32>(w0[n.z * kq + k]), vec4<f32>(w0[n.w * kq + k]));
+}
+fn w1m(n: vec4<u32>, k: u32) -> mat4x4<f32> {
+  let kq = p.K / 4u;
+  return mat4x4<f32>(vec4<f32>(w1[n.x * kq + k]), vec4<f32>(w1[n.y * kq + k]), vec4<f32>(w1[n.z * kq + k]), vec4<f32>(w1[n.w * kq + k]));
+}
 
+fn invRms(ss: vec4<f32>) -> vec4<f32> { return inverseSqrt(ss / f32(p.K) + p.eps); }
+
+// Columns n0.. of a weight with N rows; the ones past N are clamped (computed, not stored).
 fn quadCols(n0: u32, N: u32) -> vec4<u32> {
   return vec4<u32>(n0, min(n0 + 1u, N - 1u), min(n0 + 2u, N - 1u), min(n0 + 3u, N - 1u));
 }
 
 //#if SWIGLU
+fn act(a: vec4<f32>, b: vec4<f32>) -> vec4<f32> { return a / (1.0 + exp(-a)) * b; }
+
+fn store(m: u32, n0: u32, v: vec4<f32>) {
+  for (var j = 0u; j < 4u; j++) { if (n0 + j < p.N0) { y0[m * p.N0 + n0 + j] = v[j]; } }
+}
+
 @compute @workgroup_size(WG)
 fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nw: vec3<u32>) {
   let n0 = (gid.x + gid.y * nw.x * WG) * 4u;
   if (n0 >= p.N0) { return; }
   let n = quadCols(n0, p.N0);
   let kq = p.K / 4u;
-  for (var m = 0u; m < p.M; m++) {
+  var m0 = 0u;
+  for (; m0 + 4u <= p.M; m0 += 4u) {
+    var a0 = vec4<f32>(0.0); var a1 = vec4<f32>(0.0); var a2 = vec4<f32>(0.0); var a3 = vec4<f32>(0.0);
+    var b0 = vec4<f32>(0.0); var b1 = vec4<f32>(0.0); var b2 = vec4<f32>(0.0); var b3 = vec4<f32>(0.0);
+    var ss = vec4<f32>(0.0);
+    for (var k = 0u; k < kq; k++) {
+      let x0 = x[m0 * kq + k]; let x1 = x[(m0 + 1u) * kq + k]; let x2 = x[(m0 + 2u) * kq + k]; let x3 = x[(m0 + 3u) * kq + k];
+      ss += vec4<f32>(dot(x0, x0), dot(x1, x1), dot(x2, x2), dot(x3, x3));
+      let gk = g[k];
+      let wa = w0m(n, k);
+      let wb = w1m(n, k);
+      a0 += (x0 * gk) * wa; a1 += (x1 * gk) * wa; a2 += (x2 * gk) * wa; a3 += (x3 * gk) * wa;
+      b0 += (x0 * gk) * wb; b1 += (x1 * gk) * wb; b2 += (x2 * gk) * wb; b3 += (x3 * gk) * wb;
+    }
+    let inv = invRms(ss);
+    store(m0, n0, act(a0 * inv.x, b0 * inv.x));
+    store(m0 + 1u, n0, act(a1 * inv.y, b1 * inv.y));
+    store(m0 + 2u, n0, act(a2 * inv.z, b2 * inv.z));
+    store(m0 + 3u, n0, act(a3 * inv.w, b3 * inv.w));
+  }
+  for (; m0 < p.M; m0++) {
     var a = vec4<f32>(0.0);
     var b = vec4<f32>(0.0);
     var ss = 0.0;
     for (var k = 0u; k < kq; k++) {
-      let xk = x[m * kq + k];
+      let xk = x[m0 * kq + k];
       ss += dot(xk, xk);
       let xg = xk * g[k];
-      a += vec4<f32>(dot(xg, vec4<f32>(w0[n.x * kq + k])), dot(xg, vec4<f32>(w0[n.y * kq + k])),
-                     dot(xg, vec4<f32>(w0[n.z * kq + k])), dot(xg, vec4<f32>(w0[n.w * kq + k])));
-      b += vec4<f32>(dot(xg, vec4<f32>(w1[n.x * kq + k])), dot(xg, vec4<f32>(w1[n.y * kq + k])),
-                     dot(xg, vec4<f32>(w1[n.z * kq + k])), dot(xg, vec4<f32>(w1[n.w * kq + k])));
+      a += xg * w0m(n, k);
+      b += xg * w1m(n, k);
     }
-    let inv = invRms(ss);
-    a *= inv;
-    b *= inv;
-    let act = a / (1.0 + exp(-a)) * b;
-    for (var j = 0u; j < 4u; j++) {
-      if (n0 + j < p.N0) { y0[m * p.N0 + n0 + j] = act[j]; }
-    }
+    let inv = invRms(vec4<f32>(ss)).x;
+    store(m0, n0, act(a * inv, b * inv));
   }
 }
 //#else
-// One (row, column quad) per weight binding: WGSL cannot pass a storage array to a function, so
-// the loop is written once per binding. Columns past N are clamped (computed, not stored).
-fn dot0(m: u32, n: vec4<u32>) -> vec4<f32> {
+fn w2m(n: vec4<u32>, k: u32) -> mat4x4<f32> {
   let kq = p.K / 4u;
-  var a = vec4<f32>(0.0);
-  var ss = 0.0;
-  for (var k = 0u; k < kq; k++) {
-    let xk = x[m * kq + k];
-    ss += dot(xk, xk);
-    let xg = xk * g[k];
-    a += vec4<f32>(dot(xg, vec4<f32>(w0[n.x * kq + k])), dot(xg, vec4<f32>(w0[n.y * kq + k])),
-                   dot(xg, vec4<f32>(w0[n.z * kq + k])), dot(xg, vec4<f32>(w0[n.w * kq + k])));
-  }
-  return a * invRms(ss);
+  return mat4x4<f32>(vec4<f32>(w2[n.x * kq + k]), vec4<f32>(w2[n.y * kq + k]), vec4<f32>(w2[n.z * kq + k]), vec4<f32>(w2[n.w * kq + k]));
 }
-fn dot1(m: u32, n: vec4<u32>) -> vec4<f32> {
-  let kq = p.K / 4u;
-  var a = vec4<f32>(0.0);
-  var ss = 0.0;
-  for (var k = 0u; k < kq; k++) {
-    let xk = x[m * kq + k];
-    ss += dot(xk, xk);
-    let xg = xk * g[k];
-    a += vec4<f32>(dot(xg, vec4<f32>(w1[n.x * kq + k])), dot(xg, vec4<f32>(w1[n.y * kq + k])),
-                   dot(xg, vec4<f32>(w1[n.z * kq + k])), dot(xg, vec4<f32>(w1[n.w * kq + k])));
+
+// The weight this invocation reads (the same for every k: a uniform branch in the loop).
+fn wm(which: u32, n: vec4<u32>, k: u32) -> mat4x4<f32> {
+  switch which {
+    case 0u: { return w0m(n, k); }
+    case 1u: { return w1m(n, k); }
+    default: { return w2m(n, k); }
   }
-  return a * invRms(ss);
 }
-fn dot2(m: u32, n: vec4<u32>) -> vec4<f32> {
-  let kq = p.K / 4u;
-  var a = vec4<f32>(0.0);
-  var ss = 0.0;
-  for (var k = 0u; k < kq; k++) {
-    let xk = x[m * kq + k];
-    ss += dot(xk, xk);
-    let xg = xk * g[k];
-    a += vec4<f32>(dot(xg, vec4<f32>(w2[n.x * kq + k])), dot(xg, vec4<f32>(w2[n.y * kq + k])),
-                   dot(xg, vec4<f32>(w2[n.z * kq + k])), dot(xg, vec4<f32>(w2[n.w * kq + k])));
+
+fn store(which: u32, N: u32, m: u32, n0: u32, v: vec4<f32>) {
+  for (var j = 0u; j < 4u; j++) {
+    if (n0 + j < N) {
+      let i = m * N + n0 + j;
+      switch which {
+        case 0u: { y0[i] = v[j]; }
+        case 1u: { y1[i] = v[j]; }
+        default: { y2[i] = v[j]; }
+      }
+    }
   }
-  return a * invRms(ss);
 }
 
 @compute @workgroup_size(WG)
@@ -113,27 +130,43 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
   let q0 = (p.N0 + 3u) / 4u;
   let q1 = (p.N1 + 3u) / 4u;
   let q2 = (p.N2 + 3u) / 4u;
+  if (q >= q0 + q1 + q2) { return; }
+  var which = 2u;
+  var N = p.N2;
+  var n0 = (q - q0 - q1) * 4u;
   if (q < q0) {
-    let n0 = q * 4u;
-    let n = quadCols(n0, p.N0);
-    for (var m = 0u; m < p.M; m++) {
-      let a = dot0(m, n);
-      for (var j = 0u; j < 4u; j++) { if (n0 + j < p.N0) { y0[m * p.N0 + n0 + j] = a[j]; } }
-    }
+    which = 0u; N = p.N0; n0 = q * 4u;
   } else if (q < q0 + q1) {
-    let n0 = (q - q0) * 4u;
-    let n = quadCols(n0, p.N1);
-    for (var m = 0u; m < p.M; m++) {
-      let a = dot1(m, n);
-      for (var j = 0u; j < 4u; j++) { if (n0 + j < p.N1) { y1[m * p.N1 + n0 + j] = a[j]; } }
+    which = 1u; N = p.N1; n0 = (q - q0) * 4u;
+  }
+  let n = quadCols(n0, N);
+  let kq = p.K / 4u;
+  var m0 = 0u;
+  for (; m0 + 4u <= p.M; m0 += 4u) {
+    var a0 = vec4<f32>(0.0); var a1 = vec4<f32>(0.0); var a2 = vec4<f32>(0.0); var a3 = vec4<f32>(0.0);
+    var ss = vec4<f32>(0.0);
+    for (var k = 0u; k < kq; k++) {
+      let x0 = x[m0 * kq + k]; let x1 = x[(m0 + 1u) * kq + k]; let x2 = x[(m0 + 2u) * kq + k]; let x3 = x[(m0 + 3u) * kq + k];
+      ss += vec4<f32>(dot(x0, x0), dot(x1, x1), dot(x2, x2), dot(x3, x3));
+      let gk = g[k];
+      let w = wm(which, n, k);
+      a0 += (x0 * gk) * w; a1 += (x1 * gk) * w; a2 += (x2 * gk) * w; a3 += (x3 * gk) * w;
     }
-  } else if (q < q0 + q1 + q2) {
-    let n0 = (q - q0 - q1) * 4u;
-    let n = quadCols(n0, p.N2);
-    for (var m = 0u; m < p.M; m++) {
-      let a = dot2(m, n);
-      for (var j = 0u; j < 4u; j++) { if (n0 + j < p.N2) { y2[m * p.N2 + n0 + j] = a[j]; } }
+    let inv = invRms(ss);
+    store(which, N, m0, n0, a0 * inv.x);
+    store(which, N, m0 + 1u, n0, a1 * inv.y);
+    store(which, N, m0 + 2u, n0, a2 * inv.z);
+    store(which, N, m0 + 3u, n0, a3 * inv.w);
+  }
+  for (; m0 < p.M; m0++) {
+    var a = vec4<f32>(0.0);
+    var ss = 0.0;
+    for (var k = 0u; k < kq; k++) {
+      let xk = x[m0 * kq + k];
+      ss += dot(xk, xk);
+      a += (xk * g[k]) * wm(which, n, k);
     }
+    store(which, N, m0, n0, a * invRms(vec4<f32>(ss)).x);
   }
 }
 //#endif

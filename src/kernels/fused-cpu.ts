@@ -5,12 +5,11 @@
 import type { KvCacheShape } from './backend';
 
 /**
- * Rows (sequences of a decode batch) up to which the model takes the fused GEMVs. They walk the
- * rows one at a time; from 4 rows on, matmul.wgsl's GEMV shares each weight load between 4 rows
- * and the separate ops are faster (measured on lavapipe at 5 rows). The twins keep the same limit
- * so both backends take the same path.
+ * Rows (sequences of a decode batch) up to which the model takes the fused GEMVs: the GEMV regime
+ * of matmul.wgsl (beyond it the tiled GEMM is faster). The twins keep the same limit so both
+ * backends take the same path.
  */
-export const FUSED_MAX_ROWS = 3;
+export const FUSED_MAX_ROWS = 8;
 import { cpuAdd, cpuKvWrite, cpuMatmul, cpuRmsnorm, cpuRope, cpuSwiglu } from './cpu';
 
 /** outs[i] = (rmsnorm(x) * g) · W_iᵀ */

@@ -86,8 +86,8 @@ function readable(w: GpuWeight): boolean {
 
 /**
  * Whether the model should take the fused GEMVs for weight `w` and `rows` rows: a weight they can
- * read, and at most FUSED_MAX_ROWS rows (they walk rows one at a time, where matmul.wgsl's GEMV
- * shares each weight load between 4 rows). Anything else runs the separate ops.
+ * read, and at most FUSED_MAX_ROWS rows (decode; prefill's many rows go to the tiled GEMM).
+ * Anything else runs the separate ops.
  */
 export function gpuCanFuse(w: GpuWeight, rows: number): boolean {
   return rows >= 1 && rows <= FUSED_MAX_ROWS && readable(w);
