@@ -102,26 +102,78 @@ fn w2m(n: vec4<u32>, k: u32) -> mat4x4<f32> {
   return mat4x4<f32>(vec4<f32>(w2[n.x * kq + k]), vec4<f32>(w2[n.y * kq + k]), vec4<f32>(w2[n.z * kq + k]), vec4<f32>(w2[n.w * kq + k]));
 }
 
-// The weight this invocation reads (the same for every k: a uniform branch in the loop).
-fn wm(which: u32, n: vec4<u32>, k: u32) -> mat4x4<f32> {
-  switch which {
-    case 0u: { return w0m(n, k); }
-    case 1u: { return w1m(n, k); }
-    default: { return w2m(n, k); }
+// Four rows' products with one weight quad, and the rows' sums of squares.
+struct Tile { a0: vec4<f32>, a1: vec4<f32>, a2: vec4<f32>, a3: vec4<f32>, ss: vec4<f32> }
+
+// The k loops, once per weight binding: a branch on the binding inside the loop costs software
+// adapters every branch's loads (SwiftShader runs both sides of a divergent-looking branch).
+fn tile0(m0: u32, n: vec4<u32>) -> Tile {
+  let kq = p.K / 4u;
+  var t = Tile(vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0));
+  for (var k = 0u; k < kq; k++) {
+    let x0 = x[m0 * kq + k]; let x1 = x[(m0 + 1u) * kq + k]; let x2 = x[(m0 + 2u) * kq + k]; let x3 = x[(m0 + 3u) * kq + k];
+    t.ss += vec4<f32>(dot(x0, x0), dot(x1, x1), dot(x2, x2), dot(x3, x3));
+    let gk = g[k];
+    let w = w0m(n, k);
+    t.a0 += (x0 * gk) * w; t.a1 += (x1 * gk) * w; t.a2 += (x2 * gk) * w; t.a3 += (x3 * gk) * w;
   }
+  return t;
+}
+fn tile1(m0: u32, n: vec4<u32>) -> Tile {
+  let kq = p.K / 4u;
+  var t = Tile(vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0));
+  for (var k = 0u; k < kq; k++) {
+    let x0 = x[m0 * kq + k]; let x1 = x[(m0 + 1u) * kq + k]; let x2 = x[(m0 + 2u) * kq + k]; let x3 = x[(m0 + 3u) * kq + k];
+    t.ss += vec4<f32>(dot(x0, x0), dot(x1, x1), dot(x2, x2), dot(x3, x3));
+    let gk = g[k];
+    let w = w1m(n, k);
+    t.a0 += (x0 * gk) * w; t.a1 += (x1 * gk) * w; t.a2 += (x2 * gk) * w; t.a3 += (x3 * gk) * w;
+  }
+  return t;
+}
+fn tile2(m0: u32, n: vec4<u32>) -> Tile {
+  let kq = p.K / 4u;
+  var t = Tile(vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0));
+  for (var k = 0u; k < kq; k++) {
+    let x0 = x[m0 * kq + k]; let x1 = x[(m0 + 1u) * kq + k]; let x2 = x[(m0 + 2u) * kq + k]; let x3 = x[(m0 + 3u) * kq + k];
+    t.ss += vec4<f32>(dot(x0, x0), dot(x1, x1), dot(x2, x2), dot(x3, x3));
+    let gk = g[k];
+    let w = w2m(n, k);
+    t.a0 += (x0 * gk) * w; t.a1 += (x1 * gk) * w; t.a2 += (x2 * gk) * w; t.a3 += (x3 * gk) * w;
+  }
+  return t;
+}
+// One row: the product (normed) with one weight quad.
+fn one0(m: u32, n: vec4<u32>) -> vec4<f32> {
+  let kq = p.K / 4u;
+  var a = vec4<f32>(0.0);
+  var ss = 0.0;
+  for (var k = 0u; k < kq; k++) { let xk = x[m * kq + k]; ss += dot(xk, xk); a += (xk * g[k]) * w0m(n, k); }
+  return a * invRms(vec4<f32>(ss)).x;
+}
+fn one1(m: u32, n: vec4<u32>) -> vec4<f32> {
+  let kq = p.K / 4u;
+  var a = vec4<f32>(0.0);
+  var ss = 0.0;
+  for (var k = 0u; k < kq; k++) { let xk = x[m * kq + k]; ss += dot(xk, xk); a += (xk * g[k]) * w1m(n, k); }
+  return a * invRms(vec4<f32>(ss)).x;
+}
+fn one2(m: u32, n: vec4<u32>) -> vec4<f32> {
+  let kq = p.K / 4u;
+  var a = vec4<f32>(0.0);
+  var ss = 0.0;
+  for (var k = 0u; k < kq; k++) { let xk = x[m * kq + k]; ss += dot(xk, xk); a += (xk * g[k]) * w2m(n, k); }
+  return a * invRms(vec4<f32>(ss)).x;
 }
 
-fn store(which: u32, N: u32, m: u32, n0: u32, v: vec4<f32>) {
-  for (var j = 0u; j < 4u; j++) {
-    if (n0 + j < N) {
-      let i = m * N + n0 + j;
-      switch which {
-        case 0u: { y0[i] = v[j]; }
-        case 1u: { y1[i] = v[j]; }
-        default: { y2[i] = v[j]; }
-      }
-    }
-  }
+fn store0(m: u32, n0: u32, v: vec4<f32>) {
+  for (var j = 0u; j < 4u; j++) { if (n0 + j < p.N0) { y0[m * p.N0 + n0 + j] = v[j]; } }
+}
+fn store1(m: u32, n0: u32, v: vec4<f32>) {
+  for (var j = 0u; j < 4u; j++) { if (n0 + j < p.N1) { y1[m * p.N1 + n0 + j] = v[j]; } }
+}
+fn store2(m: u32, n0: u32, v: vec4<f32>) {
+  for (var j = 0u; j < 4u; j++) { if (n0 + j < p.N2) { y2[m * p.N2 + n0 + j] = v[j]; } }
 }
 
 @compute @workgroup_size(WG)
@@ -130,43 +182,37 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
   let q0 = (p.N0 + 3u) / 4u;
   let q1 = (p.N1 + 3u) / 4u;
   let q2 = (p.N2 + 3u) / 4u;
-  if (q >= q0 + q1 + q2) { return; }
-  var which = 2u;
-  var N = p.N2;
-  var n0 = (q - q0 - q1) * 4u;
+  let blocks = p.M / 4u;
   if (q < q0) {
-    which = 0u; N = p.N0; n0 = q * 4u;
+    let n0 = q * 4u;
+    let n = quadCols(n0, p.N0);
+    for (var b = 0u; b < blocks; b++) {
+      let t = tile0(4u * b, n);
+      let inv = invRms(t.ss);
+      store0(4u * b, n0, t.a0 * inv.x); store0(4u * b + 1u, n0, t.a1 * inv.y);
+      store0(4u * b + 2u, n0, t.a2 * inv.z); store0(4u * b + 3u, n0, t.a3 * inv.w);
+    }
+    for (var m = 4u * blocks; m < p.M; m++) { store0(m, n0, one0(m, n)); }
   } else if (q < q0 + q1) {
-    which = 1u; N = p.N1; n0 = (q - q0) * 4u;
-  }
-  let n = quadCols(n0, N);
-  let kq = p.K / 4u;
-  var m0 = 0u;
-  for (; m0 + 4u <= p.M; m0 += 4u) {
-    var a0 = vec4<f32>(0.0); var a1 = vec4<f32>(0.0); var a2 = vec4<f32>(0.0); var a3 = vec4<f32>(0.0);
-    var ss = vec4<f32>(0.0);
-    for (var k = 0u; k < kq; k++) {
-      let x0 = x[m0 * kq + k]; let x1 = x[(m0 + 1u) * kq + k]; let x2 = x[(m0 + 2u) * kq + k]; let x3 = x[(m0 + 3u) * kq + k];
-      ss += vec4<f32>(dot(x0, x0), dot(x1, x1), dot(x2, x2), dot(x3, x3));
-      let gk = g[k];
-      let w = wm(which, n, k);
-      a0 += (x0 * gk) * w; a1 += (x1 * gk) * w; a2 += (x2 * gk) * w; a3 += (x3 * gk) * w;
+    let n0 = (q - q0) * 4u;
+    let n = quadCols(n0, p.N1);
+    for (var b = 0u; b < blocks; b++) {
+      let t = tile1(4u * b, n);
+      let inv = invRms(t.ss);
+      store1(4u * b, n0, t.a0 * inv.x); store1(4u * b + 1u, n0, t.a1 * inv.y);
+      store1(4u * b + 2u, n0, t.a2 * inv.z); store1(4u * b + 3u, n0, t.a3 * inv.w);
     }
-    let inv = invRms(ss);
-    store(which, N, m0, n0, a0 * inv.x);
-    store(which, N, m0 + 1u, n0, a1 * inv.y);
-    store(which, N, m0 + 2u, n0, a2 * inv.z);
-    store(which, N, m0 + 3u, n0, a3 * inv.w);
-  }
-  for (; m0 < p.M; m0++) {
-    var a = vec4<f32>(0.0);
-    var ss = 0.0;
-    for (var k = 0u; k < kq; k++) {
-      let xk = x[m0 * kq + k];
-      ss += dot(xk, xk);
-      a += (xk * g[k]) * wm(which, n, k);
+    for (var m = 4u * blocks; m < p.M; m++) { store1(m, n0, one1(m, n)); }
+  } else if (q < q0 + q1 + q2) {
+    let n0 = (q - q0 - q1) * 4u;
+    let n = quadCols(n0, p.N2);
+    for (var b = 0u; b < blocks; b++) {
+      let t = tile2(4u * b, n);
+      let inv = invRms(t.ss);
+      store2(4u * b, n0, t.a0 * inv.x); store2(4u * b + 1u, n0, t.a1 * inv.y);
+      store2(4u * b + 2u, n0, t.a2 * inv.z); store2(4u * b + 3u, n0, t.a3 * inv.w);
     }
-    store(which, N, m0, n0, a * invRms(vec4<f32>(ss)).x);
+    for (var m = 4u * blocks; m < p.M; m++) { store2(m, n0, one2(m, n)); }
   }
 }
 //#endif
