@@ -183,7 +183,10 @@ export default defineConfig({
     rolldownOptions: { checks: { ineffectiveDynamicImport: false } },
   },
   optimizeDeps: {
-    exclude: Object.keys(NODE_ONLY_PACKAGES),
+    // onnxruntime-web finds its wasm beside its own module (new URL(..., import.meta.url)): served
+    // from node_modules as is, not pre-bundled away from it. The build emits that wasm as an asset
+    // of this origin (the Benchmark page's peer imports it lazily; no CDN).
+    exclude: [...Object.keys(NODE_ONLY_PACKAGES), 'onnxruntime-web'],
     // Everything the worker imports, so the dev server never re-optimizes (and reloads) mid-session.
     include: [
       'comlink',

@@ -3,7 +3,7 @@
  * onnxruntime-web's WebGPU execution provider (same weights, same adapter, one run).
  * Prints tables and writes bench-results.json (see src/eval/speed.ts and src/eval/ort-peer.ts).
  *
- *   npm run bench -- [--only kernels,models,training,batch,peer] [--sizes tiny-0.11M,small-3.0M,medium-18M]
+ *   npm run bench -- [--only kernels,models,training,batch,peer,decode] [--sizes tiny-0.11M,small-3.0M,medium-18M]
  *                    [--peer-sizes small-3.0M,qwen2.5-0.5b:2] [--out bench-results.json] [--kernels gemv=splitk] [--no-autotune]
  */
 import { writeFileSync } from 'node:fs';
@@ -12,6 +12,7 @@ import { GpuBackend } from '../src/kernels/gpu';
 import { benchmarkWeightFormats } from '../src/quant/speed';
 import { parseArgs } from 'node:util';
 import { parseForcedKernels } from '../src/kernels/autotune';
+import { rooflineRows } from '../src/eval/roofline';
 import {
   BENCH_SECTIONS,
   BENCH_SIZES,
@@ -86,12 +87,46 @@ function table(report: SpeedReport): string {
           `${b.batchStepMs.toFixed(2)} | ${b.ratio.toFixed(2)}x | ${b.dispatchesPerStep ?? '-'} |`,
       );
   }
+  if (report.decode?.length) {
+    lines.push(
+      '',
+      '| model | params | decode | dispatches/step | ms/step | tok/s | vs CPU twin |',
+      '|---|---|---|---|---|---|---|',
+    );
+    for (const d of report.decode) {
+      const cpu = d.variants.find((v) => v.dispatchesPerStep === null);
+      for (const v of d.variants)
+        lines.push(
+          `| ${d.model} | ${(d.params / 1e6).toFixed(2)}M | ${v.variant} | ${v.dispatchesPerStep ?? '-'} | ${v.stepMs.toFixed(2)} | ` +
+            `${v.decodeTokensPerS.toFixed(1)} | ${cpu ? `${(v.decodeTokensPerS / cpu.decodeTokensPerS).toFixed(2)}x` : '-'} |`,
+        );
+    }
+    lines.push(
+      "(single-sequence decode, steps of the three interleaved, medians; fused = decode's fused ops, src/kernels/fused-gpu.ts)",
+    );
+  }
   if (report.models.length) {
     lines.push('', '| model | params | backend | prefill tok/s | decode tok/s |', '|---|---|---|---|---|');
     for (const m of report.models)
       lines.push(
         `| ${m.model} | ${(m.params / 1e6).toFixed(2)}M | ${m.backend} | ${m.prefillTokensPerS.toFixed(1)} | ${m.decodeTokensPerS.toFixed(1)} |`,
       );
+  }
+  const roofline = rooflineRows(report);
+  if (roofline.length) {
+    const g = (x: number | null) => (x === null ? '-' : (x / 1e9).toFixed(2));
+    const pct = (x: number | null) => (x === null ? '-' : `${(100 * x).toFixed(1)}%`);
+    lines.push(
+      '',
+      '| model | prefill GFLOP/s | best GEMM GFLOP/s | of it | decode GB/s read | copy GB/s | of it |',
+      '|---|---|---|---|---|---|---|',
+      ...roofline.map(
+        (r) =>
+          `| ${r.model} | ${g(r.prefillFlopsPerS)} | ${g(r.bestGemmFlopsPerS)} | ${pct(r.prefillFraction)} | ` +
+          `${g(r.decodeBytesPerS)} | ${g(r.copyBytesPerS)} | ${pct(r.decodeFraction)} |`,
+      ),
+      '(roofline, WebGPU: prefill FLOP/s of the best GEMM above; decode bytes read per second of the copy bandwidth, read + written)',
+    );
   }
   if (report.training.length) {
     lines.push(

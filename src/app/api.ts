@@ -11,6 +11,8 @@ import type { ChatCompletionRequest, FinishReason } from '../engine/types';
 import type { Task } from '../tasks/answers';
 import type { EvalReport } from '../eval/harness';
 import type { KernelResult, ModelResult, SpeedReport, TrainResult } from '../eval/speed';
+import type { PeerResult } from '../eval/ort-peer';
+import type { CopyBandwidth } from '../eval/roofline';
 import type { Projection } from '../formats/config';
 import type { TuningSummary } from '../kernels/autotune';
 import type { ProgressEvent } from '../progress';
@@ -509,13 +511,19 @@ export interface BenchSettings {
   trainingModes: ('lora' | 'full')[];
   /** The CPU twin beside WebGPU. */
   cpuTwin: boolean;
+  /** Our runtime beside onnxruntime-web's WebGPU EP on the same weights (loaded only when asked). */
+  peer?: boolean;
+  /** Roofline fractions: a buffer-copy bandwidth measurement (and one GEMM when none is selected). */
+  roofline?: boolean;
 }
 
 export type BenchEvent =
   | { type: 'status'; text: string; done: number; total: number }
   | { type: 'kernel'; result: KernelResult }
   | { type: 'model'; result: ModelResult }
-  | { type: 'train'; result: TrainResult };
+  | { type: 'train'; result: TrainResult }
+  | { type: 'peer'; result: PeerResult }
+  | { type: 'copy'; result: CopyBandwidth };
 
 /** Event name on AppState (an EventTarget) when the adapters or the active one change. */
 export const ADAPTERS_EVENT = 'adapters';

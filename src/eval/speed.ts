@@ -11,7 +11,7 @@ import { Gpu } from '../gpu/device';
 import { CpuBackend } from '../kernels/cpu';
 import { GpuBackend } from '../kernels/gpu';
 import type { AnyBackend } from '../kernels/backend';
-import { LlamaModel } from '../model/llama';
+import { LlamaModel, type KvCache } from '../model/llama';
 import {
   candidatesOn,
   KernelTuner,
@@ -83,6 +83,8 @@ export interface ModelResult {
   prefillTokens: number;
   prefillTokensPerS: number;
   decodeTokensPerS: number;
+  /** Decode steps timed (after the prefill; the roofline's decode position). */
+  decodeSteps?: number;
 }
 
 async function timeIt(fn: () => Promise<void>, minMs = 300, maxRuns = 20): Promise<number> {
@@ -257,6 +259,105 @@ export async function benchmarkModel(
     prefillTokens,
     prefillTokensPerS: (prefillTokens / prefillMs) * 1000,
     decodeTokensPerS: (decodeSteps / decodeMs) * 1000,
+    decodeSteps,
+  };
+}
+
+export interface DecodeVariant {
+  /** 'webgpu (separate ops)', 'webgpu (fused)' or 'cpu twin'. */
+  variant: string;
+  /** Kernel dispatches one decode step records (null on the CPU). */
+  dispatchesPerStep: number | null;
+  /** Median milliseconds of one single-token decode step (logits back on the host). */
+  stepMs: number;
+  decodeTokensPerS: number;
+}
+
+export interface DecodeResult {
+  model: string;
+  params: number;
+  variants: DecodeVariant[];
+}
+
+/**
+ * Single-sequence decode, three ways on the same random weights: WebGPU with the separate ops,
+ * WebGPU with decode's fused ops (model.fusedDecode), and the CPU twin. Steps of the three are
+ * interleaved (one step each in turn) so load on a shared machine falls on all of them alike;
+ * each is the median of `steps` warm steps.
+ */
+export async function benchmarkDecode(
+  backend: GpuBackend,
+  size: ModelSize,
+  promptTokens = 32,
+  steps = 16,
+): Promise<DecodeResult> {
+  const config = benchConfig(size);
+  const tensors = randomInitTensors(config, 1);
+  let params = 0;
+  for (const t of tensors.values()) params += t.shape.reduce((a, b) => a * b, 1);
+  const maxSeq = promptTokens + steps + 2;
+  const gpuModel = LlamaModel.fromTensors(backend as AnyBackend, config, tensors, maxSeq);
+  await tuneFor(backend, gpuModel);
+  const cpuModel = LlamaModel.fromTensors(new CpuBackend() as AnyBackend, config, randomInitTensors(config, 1), maxSeq);
+  type Run = {
+    variant: string;
+    model: LlamaModel;
+    fused: boolean;
+    cache: KvCache<unknown>;
+    times: number[];
+    dispatches: number | null;
+  };
+  const runs: Run[] = [
+    { variant: 'webgpu (separate ops)', model: gpuModel, fused: false },
+    { variant: 'webgpu (fused)', model: gpuModel, fused: true },
+    { variant: 'cpu twin', model: cpuModel, fused: true },
+  ].map((r) => ({ ...r, cache: r.model.createCache(1, maxSeq), times: [], dispatches: null }));
+  const ids = Uint32Array.from({ length: promptTokens }, (_, i) => (i * 7) % size.vocab);
+  const step = async (r: Run, pos: number) => {
+    r.model.fusedDecode = r.fused;
+    const before = backend.dispatches;
+    await r.model.forward(
+      {
+        ids: Uint32Array.of((pos * 3) % size.vocab),
+        positions: Uint32Array.of(pos),
+        slots: Uint32Array.of(0),
+        logitRows: [0],
+      },
+      r.cache,
+    );
+    if (r.model.backend === backend) r.dispatches = backend.dispatches - before;
+  };
+  for (const r of runs) {
+    r.model.fusedDecode = r.fused;
+    await r.model.forward(
+      {
+        ids,
+        positions: Uint32Array.from(ids, (_, i) => i),
+        slots: new Uint32Array(promptTokens),
+        logitRows: [promptTokens - 1],
+      },
+      r.cache,
+    );
+    await step(r, promptTokens); // warm-up: the decode shapes' pipelines and bind groups
+  }
+  for (let s = 1; s <= steps; s++) {
+    for (const r of runs) {
+      const t0 = performance.now();
+      await step(r, promptTokens + s);
+      r.times.push(performance.now() - t0);
+    }
+  }
+  for (const r of runs) r.model.freeCache(r.cache);
+  gpuModel.dispose();
+  gpuModel.fusedDecode = true;
+  return {
+    model: size.name,
+    params,
+    variants: runs.map((r) => {
+      const sorted = [...r.times].sort((a, b) => a - b);
+      const stepMs = sorted[sorted.length >> 1];
+      return { variant: r.variant, dispatchesPerStep: r.dispatches, stepMs, decodeTokensPerS: 1000 / stepMs };
+    }),
   };
 }
 
@@ -405,12 +506,16 @@ export interface SpeedReport {
   batchDecode?: (BatchDecodeResult & { backend: string })[];
   /** Our runtime beside onnxruntime-web's WebGPU EP on the same weights and adapter. */
   peer?: import('./ort-peer').PeerResult[];
+  /** Single-sequence decode: WebGPU separate ops, WebGPU fused, CPU twin (dispatches per step, tokens/s). */
+  decode?: DecodeResult[];
+  /** Buffer-copy bandwidth of the adapter (the decode roofline; src/eval/roofline.ts). */
+  copyBandwidth?: import('./roofline').CopyBandwidth;
   /** The autotuner's choices on this adapter and the time spent timing candidates. */
   tuning?: TuningSummary;
 }
 
-export type BenchSection = 'kernels' | 'models' | 'training' | 'batch' | 'peer';
-export const BENCH_SECTIONS: readonly BenchSection[] = ['kernels', 'models', 'training', 'batch', 'peer'];
+export type BenchSection = 'kernels' | 'models' | 'training' | 'batch' | 'peer' | 'decode';
+export const BENCH_SECTIONS: readonly BenchSection[] = ['kernels', 'models', 'training', 'batch', 'peer', 'decode'];
 
 /** A real model's exact config with random weights (src/model/synthetic.ts), e.g. Qwen2.5-0.5B at 2 layers. */
 export interface SyntheticPeerModel {
@@ -464,6 +569,9 @@ export async function runSpeedBenchmarks(opts: SpeedOptions = {}): Promise<Speed
   log(`adapter: ${report.adapter}`);
   if (sections.has('kernels')) {
     report.kernels = [...(await benchmarkKernels(gpu)), ...(await benchmarkAttention(gpu))];
+    const { measureCopyBandwidth } = await import('./roofline');
+    report.copyBandwidth = await measureCopyBandwidth(gpu);
+    log(`copy bandwidth: ${(report.copyBandwidth.bytesPerS / 1e9).toFixed(2)} GB/s (read + written)`);
     for (const k of report.kernels)
       log(
         `kernel ${k.kernel} ${k.shape}: webgpu ${k.webgpuGflops.toFixed(2)} GFLOP/s, cpu twin ${k.cpuGflops.toFixed(2)} GFLOP/s`,
@@ -482,6 +590,20 @@ export async function runSpeedBenchmarks(opts: SpeedOptions = {}): Promise<Speed
             await benchmarkOrtPeerOn(gpu, syntheticPeerModel(size), { log, tuner, runs: 3, decodeSteps: 4 })
           : await benchmarkOrtPeer(gpu, size, { log, tuner }),
       );
+  }
+  if (sections.has('decode')) {
+    report.decode = [];
+    for (const size of opts.sizes ?? BENCH_SIZES) {
+      const r = await benchmarkDecode(backend, size);
+      report.decode.push(r);
+      const cpu = r.variants.find((v) => v.dispatchesPerStep === null)!;
+      for (const v of r.variants)
+        log(
+          `decode ${r.model} ${v.variant}: ${v.decodeTokensPerS.toFixed(1)} tok/s (${v.stepMs.toFixed(2)} ms/step, ` +
+            `x${(v.decodeTokensPerS / cpu.decodeTokensPerS).toFixed(2)} of the CPU twin)` +
+            `${v.dispatchesPerStep !== null ? `, ${v.dispatchesPerStep} dispatches/step` : ''}`,
+        );
+    }
   }
   if (sections.has('batch')) {
     for (const size of opts.sizes ?? BENCH_SIZES) {

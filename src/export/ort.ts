@@ -104,7 +104,9 @@ export function loadOrt(ep: OrtEp): Promise<OrtModule> {
       ) as OrtModule & { default?: OrtModule };
       const mod = (ort.InferenceSession ? ort : ort.default) as OrtModule;
       // Node has no cross-origin-isolated worker setup for ORT's threads; one thread suffices for a check.
-      if (isNode) mod.env.wasm.numThreads = 1;
+      // The WebGPU EP runs its kernels on the GPU: no wasm threads either (in the browser they would
+      // be workers spawned from the bundle's own URL, which a bundled app worker does not keep).
+      if (isNode || ep === 'webgpu') mod.env.wasm.numThreads = 1;
       return mod;
     })();
     loaded.set(ep, p);

@@ -91,6 +91,39 @@ export interface Backend<T, W, I> {
   gatherRows(src: T, rows: number[], cols: number, out: T): void;
   /** dst[dstOffset .. +n] = src[srcOffset .. +n] (elements; a buffer copy, no kernel). */
   copy(src: T, srcOffset: number, dst: T, dstOffset: number, n: number): void;
+  /**
+   * Decode's fused ops (one dispatch each on WebGPU: shaders/norm_gemv.wgsl, gemv_residual.wgsl,
+   * rope_kv_write.wgsl; CPU twins in fused-cpu.ts). The model uses them only where `canFuse` says
+   * the backend takes weight `w` for `rows` rows, and runs the separate ops otherwise.
+   */
+  canFuse(w: W & WeightShape, rows: number): boolean;
+  /** outs[i] = rmsnorm(x)·weights[i]ᵀ for one to three weights of the same input (no bias). */
+  normMatmul(x: T, norm: W, eps: number, weights: (W & WeightShape)[], rows: number, outs: T[]): void;
+  /** out = silu(rmsnorm(x)·gateᵀ) * (rmsnorm(x)·upᵀ) */
+  normSwiglu(x: T, norm: W, eps: number, gate: W & WeightShape, up: W & WeightShape, rows: number, out: T): void;
+  /** y += x·wᵀ (no bias) */
+  matmulAdd(x: T, w: W & WeightShape, rows: number, y: T): void;
+  /**
+   * RoPE of q in place, and of k written with v into the cache at each token's (slot, position); k
+   * itself is left unrotated. `cosSin`: the cos/sin tables [maxPos, headDim/2] interleaved
+   * (fused-cpu.ts interleaveCosSin).
+   */
+  ropeKvWrite(
+    q: T,
+    k: T,
+    v: T,
+    cacheK: T,
+    cacheV: T,
+    slots: I,
+    positions: I,
+    cosSin: W,
+    tokens: number,
+    heads: number,
+    kvHeads: number,
+    headDim: number,
+    maxPos: number,
+    cache: KvCacheShape,
+  ): void;
   /** Submit queued work (no-op on the CPU). */
   flush(): void;
   /** The training ops (backward kernels, loss, optimizers) on this backend's tensors. */

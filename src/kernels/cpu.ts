@@ -8,6 +8,7 @@ import { CpuTrainOps } from './train-cpu';
 import { f16ToF32 as f16BitsToF32 } from '../formats/dtype';
 import { sliceRows, type QuantizedMatrix } from '../quant/quantize';
 import { cpuEmbeddingQ, cpuMatmulQ } from './quant-cpu';
+import { cpuMatmulAdd, cpuNormMatmul, cpuNormSwiglu, cpuRopeKvWrite, FUSED_MAX_ROWS } from './fused-cpu';
 
 export interface CpuWeight extends WeightShape {
   /** f32 values; empty for a quantized weight, which `quant` holds packed. */
@@ -256,6 +257,52 @@ export class CpuBackend implements Backend<Float32Array, CpuWeight, Uint32Array>
   }
   copy(src: Float32Array, srcOffset: number, dst: Float32Array, dstOffset: number, n: number): void {
     dst.set(src.subarray(srcOffset, srcOffset + n), dstOffset);
+  }
+  /** An unquantized weight, few rows (the GPU's limits, so both backends take the same path). */
+  canFuse(w: CpuWeight, rows: number): boolean {
+    return !w.quant && rows >= 1 && rows <= FUSED_MAX_ROWS;
+  }
+  normMatmul(
+    x: Float32Array,
+    norm: CpuWeight,
+    eps: number,
+    weights: CpuWeight[],
+    rows: number,
+    outs: Float32Array[],
+  ): void {
+    cpuNormMatmul(x, norm.data, eps, weights, rows, outs);
+  }
+  normSwiglu(
+    x: Float32Array,
+    norm: CpuWeight,
+    eps: number,
+    gate: CpuWeight,
+    up: CpuWeight,
+    rows: number,
+    out: Float32Array,
+  ): void {
+    cpuNormSwiglu(x, norm.data, eps, gate, up, rows, out);
+  }
+  matmulAdd(x: Float32Array, w: CpuWeight, rows: number, y: Float32Array): void {
+    cpuMatmulAdd(x, w, rows, y);
+  }
+  ropeKvWrite(
+    q: Float32Array,
+    k: Float32Array,
+    v: Float32Array,
+    cacheK: Float32Array,
+    cacheV: Float32Array,
+    slots: Uint32Array,
+    positions: Uint32Array,
+    cosSin: CpuWeight,
+    tokens: number,
+    heads: number,
+    kvHeads: number,
+    headDim: number,
+    _maxPos: number,
+    cache: KvCacheShape,
+  ): void {
+    cpuRopeKvWrite(q, k, v, cacheK, cacheV, slots, positions, cosSin.data, tokens, heads, kvHeads, headDim, cache);
   }
   flush(): void {}
   createTrainOps(): TrainOps<Float32Array, CpuWeight, Uint32Array> {

@@ -41,6 +41,7 @@ import { attentionChunkRows, loadShaders, shaderSource, splitdChunkRows, type Sh
 export { attentionChunkRows };
 import { groupsPerRow, wordsPerGroup, type QuantizedMatrix } from '../quant/quantize';
 import { isQuantized, quantEmbedding, quantMatmul, uploadQuantized } from './quant-gpu';
+import { gpuCanFuse, gpuMatmulAdd, gpuNormMatmul, gpuNormSwiglu, gpuRopeKvWrite } from './fused-gpu';
 
 export interface GpuTensor {
   buffer: GPUBuffer;
@@ -936,6 +937,60 @@ export class GpuBackend implements Backend<GpuTensor, GpuWeight, GpuIndices> {
 
   add(x: GpuTensor, y: GpuTensor, n: number, scale = 1): void {
     this.run(RESIDUAL_ADD, { n, scale }, { x, y }, groups1d(RESIDUAL_ADD, n));
+  }
+
+  // ---- decode's fused ops (fused-gpu.ts) ------------------------------------------------------
+
+  /**
+   * The fused GEMVs carry the register-tiled GEMV's loop: where another GEMV variant is forced or
+   * was tuned faster for this shape class, the separate ops run (and use it).
+   */
+  canFuse(w: GpuWeight, rows: number): boolean {
+    const gemv =
+      this.gemvKernel !== 'auto'
+        ? this.gemvKernel
+        : (this.tuner?.choice('gemv', gemvShapeKey(rows, w.rows, w.cols, w.dtype), 'register') ?? 'register');
+    return gemv === 'register' && gpuCanFuse(w, rows);
+  }
+
+  normMatmul(x: GpuTensor, norm: GpuWeight, eps: number, weights: GpuWeight[], rows: number, outs: GpuTensor[]): void {
+    gpuNormMatmul(this, x, norm, eps, weights, rows, outs);
+  }
+
+  normSwiglu(
+    x: GpuTensor,
+    norm: GpuWeight,
+    eps: number,
+    gate: GpuWeight,
+    up: GpuWeight,
+    rows: number,
+    out: GpuTensor,
+  ): void {
+    gpuNormSwiglu(this, x, norm, eps, gate, up, rows, out);
+  }
+
+  matmulAdd(x: GpuTensor, w: GpuWeight, rows: number, y: GpuTensor): void {
+    gpuMatmulAdd(this, x, w, rows, y);
+  }
+
+  ropeKvWrite(
+    q: GpuTensor,
+    k: GpuTensor,
+    v: GpuTensor,
+    cacheK: GpuTensor,
+    cacheV: GpuTensor,
+    slots: GpuIndices,
+    positions: GpuIndices,
+    cosSin: GpuWeight,
+    tokens: number,
+    heads: number,
+    kvHeads: number,
+    headDim: number,
+    maxPos: number,
+    cache: KvCacheShape,
+  ): void {
+    const shape = [tokens, heads, kvHeads, headDim, maxPos] as const;
+    gpuRopeKvWrite(this, q, k, v, cacheK, cacheV, slots, positions, cosSin, ...shape, cache);
   }
 
   copy(src: GpuTensor, srcOffset: number, dst: GpuTensor, dstOffset: number, n: number): void {

@@ -44,6 +44,9 @@ export const SHADER_NAMES = [
   'matmul_subgroup',
   'matmul_backward_tiled',
   'attention_prefill_splitd',
+  'norm_gemv',
+  'gemv_residual',
+  'rope_kv_write',
 ] as const;
 export type ShaderName = (typeof SHADER_NAMES)[number];
 

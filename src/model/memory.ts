@@ -238,6 +238,14 @@ export class DryRunBackend implements Backend<DryTensor, DryWeight, DryIndices> 
   attention(): void {}
   swiglu(): void {}
   add(): void {}
+  /** The planner books the separate ops (their buffers are what a step allocates either way). */
+  canFuse(): boolean {
+    return false;
+  }
+  normMatmul(): void {}
+  normSwiglu(): void {}
+  matmulAdd(): void {}
+  ropeKvWrite(): void {}
   gatherRows(): void {}
   copy(): void {}
   flush(): void {}

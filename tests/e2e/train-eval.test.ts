@@ -8,7 +8,8 @@
  *   grows step by step, the PEFT adapter downloads (its safetensors header parses) and the
  *   adapter appears in the Chat page's picker;
  * - a 2-question evaluation of the base model and that student fills the report table;
- * - the quick benchmark runs and offers its SpeedReport JSON, which compares against itself;
+ * - the quick benchmark runs (with onnxruntime-web beside ours and the roofline) and offers its
+ *   SpeedReport JSON, which compares against itself;
  * - a reload in the middle of a run resumes from the last checkpoint stored in the browser (OPFS).
  *
  * Screenshots go to test-artifacts/e2e/.
@@ -366,7 +367,7 @@ describe('distil & train, evaluate and benchmark pages in Chromium', () => {
     await page.click('#bench-run');
     await page
       .locator('#bench-status[data-done=true]')
-      .waitFor({ timeout: 150_000 })
+      .waitFor({ timeout: 330_000 })
       .catch(async (e) => {
         throw new Error(`${e} — status: ${await page.locator('#bench-status').textContent()}`);
       });
@@ -375,6 +376,19 @@ describe('distil & train, evaluate and benchmark pages in Chromium', () => {
     expect(await page.locator('#bench-kernels-table tbody tr').count()).toBe(4);
     expect(await page.locator('#bench-models-table tbody tr').count()).toBe(4);
     expect(await page.locator('#bench-training-table tbody tr').count()).toBe(2);
+    // Ours beside onnxruntime-web (WebGPU EP, loaded for this): a prefill and a decode row, each
+    // with both times and the ratio; the chart of both; the roofline fractions.
+    const peerRowsShown = page.locator('#bench-peer-table tbody tr');
+    expect(await peerRowsShown.count()).toBe(2);
+    for (const phase of ['prefill', 'decode']) {
+      const row = page.locator(`#bench-peer-table tr[data-model="tiny-0.11M"][data-phase="${phase}"]`);
+      expect(await row.locator('td.ort').textContent()).toMatch(/^\d+(\.\d+)? ms/);
+      expect(await row.locator('td.ratio').textContent()).toMatch(/^\d+\.\d\d×$/);
+    }
+    expect(await page.locator('#bench-peer-chart').isVisible()).toBe(true);
+    const roof = page.locator('#bench-roofline-table tr[data-model="tiny-0.11M"]');
+    expect(await roof.locator('td.prefill-fraction').textContent()).toMatch(/^\d+(\.\d+)?%$/);
+    expect(await roof.locator('td.decode-fraction').textContent()).toMatch(/^\d+(\.\d+)?%$/);
     const download = page.waitForEvent('download');
     await page.click('#bench-download');
     const file = path.join(ARTIFACTS, 'bench-results.json');
@@ -384,6 +398,8 @@ describe('distil & train, evaluate and benchmark pages in Chromium', () => {
       kernels: { webgpuGflops: number }[];
       models: { model: string; backend: string; params: number }[];
       training: { mode: string }[];
+      peer: { model: string; ortEp: string; prefillRatio: number; decodeRatio: number }[];
+      copyBandwidth: { bytesPerS: number };
     };
     expect(report.adapter).toMatch(/\S/);
     expect(report.kernels).toHaveLength(2);
@@ -396,10 +412,13 @@ describe('distil & train, evaluate and benchmark pages in Chromium', () => {
     ).toBe(true);
     expect(report.models.map((m) => `${m.model}/${m.backend}`)).toEqual(['tiny-0.11M/webgpu', 'tiny-0.11M/cpu']);
     expect(report.training.map((t) => t.mode)).toEqual(['lora', 'lora']);
+    expect(report.peer.map((p) => `${p.model}/${p.ortEp}`)).toEqual(['tiny-0.11M/webgpu']);
+    expect(report.peer[0].prefillRatio > 0 && report.peer[0].decodeRatio > 0).toBe(true);
+    expect(report.copyBandwidth.bytesPerS).toBeGreaterThan(0);
     await page.setInputFiles('#bench-compare', file);
     await expect.poll(() => page.locator('#bench-kernels-table td.ratio').first().textContent()).toBe('1.00×');
     await screenshot(page, 'bench');
-  }, 240_000);
+  }, 420_000);
 
   it('resumes a run from the last checkpoint stored in the browser after a reload', async () => {
     const t0 = performance.now();

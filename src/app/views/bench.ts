@@ -5,9 +5,16 @@
  * as the same SpeedReport JSON the CLI writes (bench-results.json), and another such JSON can be
  * loaded to compare side by side (ratios this / other).
  *
+ * Beside them, as `npm run bench` does: our runtime against onnxruntime-web's WebGPU execution
+ * provider on the same weights (eval/ort-peer.ts; onnxruntime-web and its wasm are fetched from
+ * this origin only when that box is ticked), and roofline fractions (eval/roofline.ts): prefill
+ * FLOP/s against our best GEMM in the run, decode bytes/s against the adapter's copy bandwidth.
+ *
  * `?bench=quick` preselects the quickest setting (tiny model, small matmuls, LoRA training only).
  */
 import { BENCH_SIZES, type KernelResult, type ModelResult, type SpeedReport, type TrainResult } from '../../eval/speed';
+import type { PeerResult } from '../../eval/ort-peer';
+import { rooflineRows, type RooflineRow } from '../../eval/roofline';
 import type { BenchEvent, BenchSettings } from '../api';
 import { barChart } from '../charts';
 import { Comlink, newTaskId, type AppContext, type Page } from '../client';
@@ -98,6 +105,41 @@ const trainRows = (r: SpeedReport): Measure[] =>
     value: t.tokensPerS,
   }));
 
+/** Our runtime beside onnxruntime-web: one row per model and phase (times, higher ratio = we are faster). */
+export interface PeerRow {
+  model: string;
+  phase: string;
+  unit: string;
+  ours: number;
+  ort: number;
+  /** onnxruntime-web's time / ours. */
+  ratio: number;
+}
+
+export function peerRows(peer: PeerResult[]): PeerRow[] {
+  return peer.flatMap((p) => [
+    {
+      model: p.model,
+      phase: `prefill ${p.prefillTokens}`,
+      unit: 'ms',
+      ours: p.ours.prefillMs,
+      ort: p.ort.prefillMs,
+      ratio: p.prefillRatio,
+    },
+    {
+      model: p.model,
+      phase: 'decode',
+      unit: 'ms/token',
+      ours: p.ours.decodeMsPerToken,
+      ort: p.ort.decodeMsPerToken,
+      ratio: p.decodeRatio,
+    },
+  ]);
+}
+
+const pct = (x: number | null) => (x === null ? '—' : `${(x * 100).toFixed(x < 0.01 ? 2 : 1)}%`);
+const giga = (x: number | null) => (x === null ? '—' : f1(x / 1e9));
+
 export const benchPage: Page = {
   id: 'bench',
   title: 'Benchmark',
@@ -124,6 +166,8 @@ export const benchPage: Page = {
     const training = check('bench-what', 'training', 'Training (LoRA)', true, 'bench-training');
     const full = check('bench-what', 'full', 'Training (full)', !quick, 'bench-full');
     const cpu = check('bench-what', 'cpu', 'CPU twin beside WebGPU', true, 'bench-cpu');
+    const peer = check('bench-what', 'peer', 'onnxruntime-web beside ours (WebGPU EP)', true, 'bench-peer');
+    const roofline = check('bench-what', 'roofline', 'Roofline (copy bandwidth, best GEMM)', true, 'bench-roofline');
     const runBtn = h('button', { type: 'button', class: 'primary', id: 'bench-run' }, 'Run benchmarks');
     const stopBtn = h('button', { type: 'button', class: 'danger', id: 'bench-stop', hidden: true }, 'Stop');
     const progress = h('progress', {
@@ -157,6 +201,8 @@ export const benchPage: Page = {
         training.el,
         full.el,
         cpu.el,
+        peer.el,
+        roofline.el,
       ),
       h('div', { class: 'row actions' }, runBtn, stopBtn),
       h('div', { class: 'progress-row' }, progress, progressLabel),
@@ -198,6 +244,17 @@ export const benchPage: Page = {
     const tables = h('div', { id: 'bench-tables' });
     const chart = barChart({ id: 'bench-chart', title: 'Tokens per second per model', yLabel: 'tokens / s' });
     const chartFig = h('figure', { hidden: true }, h('figcaption', {}, 'Tokens per second'), chart.el);
+    const peerChart = barChart({
+      id: 'bench-peer-chart',
+      title: 'Ours and onnxruntime-web (WebGPU EP), same weights',
+      yLabel: 'tokens / s',
+    });
+    const peerFig = h(
+      'figure',
+      { hidden: true },
+      h('figcaption', {}, 'Tokens per second: our runtime and onnxruntime-web'),
+      peerChart.el,
+    );
     const resultsCard = h(
       'section',
       { class: 'card', 'aria-labelledby': 'bench-r-h' },
@@ -210,6 +267,7 @@ export const benchPage: Page = {
       adapterLine,
       tables,
       chartFig,
+      peerFig,
     );
     root.append(
       h(
@@ -277,6 +335,113 @@ export const benchPage: Page = {
       );
     };
 
+    const peerTable = (results: PeerResult[]) => {
+      const rows = peerRows(results);
+      if (!rows.length) return null;
+      const eps = [...new Set(results.map((p) => p.ortEp))].join(', ');
+      return h(
+        'div',
+        { class: 'table-scroll' },
+        h(
+          'table',
+          { class: 'list bench', id: 'bench-peer-table' },
+          h(
+            'caption',
+            {},
+            `Ours beside onnxruntime-web (${eps} EP, same weights, warm medians)`,
+            h('span', { class: 'muted unit' }, ' · ratio = its time / ours, above 1 = we are faster'),
+          ),
+          h(
+            'thead',
+            {},
+            h(
+              'tr',
+              {},
+              ...['Model', 'Phase', 'Ours', 'onnxruntime-web'].map((x) => h('th', { scope: 'col' }, x)),
+              h('th', { scope: 'col', class: 'num' }, 'ratio'),
+            ),
+          ),
+          h(
+            'tbody',
+            {},
+            ...rows.map((r) =>
+              h(
+                'tr',
+                { 'data-model': r.model, 'data-phase': r.phase.split(' ')[0] },
+                h('td', {}, r.model),
+                h('td', {}, r.phase),
+                h('td', { class: 'num' }, `${f1(r.ours)} ${r.unit}`),
+                h('td', { class: 'num ort' }, `${f1(r.ort)} ${r.unit}`),
+                h('td', { class: `num ratio ${r.ratio >= 1 ? 'ok-text' : 'bad-text'}` }, `${r.ratio.toFixed(2)}×`),
+              ),
+            ),
+          ),
+        ),
+        h(
+          'p',
+          { class: 'muted small' },
+          results
+            .map(
+              (p) =>
+                `${p.model}: onnxruntime-web session ${p.ortSessionS.toFixed(1)} s; prefill logits max |Δ| ` +
+                `${p.maxAbsDiff.toExponential(1)} of max |logit| ${p.maxAbsLogit.toFixed(2)}`,
+            )
+            .join(' · '),
+        ),
+      );
+    };
+
+    const rooflineTable = (rows: RooflineRow[], r: SpeedReport) => {
+      if (!rows.length || (!r.copyBandwidth && rows.every((x) => x.prefillFraction === null))) return null;
+      return h(
+        'div',
+        { class: 'table-scroll' },
+        h(
+          'table',
+          { class: 'list bench', id: 'bench-roofline-table' },
+          h(
+            'caption',
+            {},
+            'Roofline (WebGPU)',
+            h(
+              'span',
+              { class: 'muted unit' },
+              ' · prefill GFLOP/s of our best GEMM in this run; decode GB/s read of the copy bandwidth (read + written)',
+            ),
+          ),
+          h(
+            'thead',
+            {},
+            h(
+              'tr',
+              {},
+              h('th', { scope: 'col' }, 'Model'),
+              ...['Prefill GFLOP/s', 'Best GEMM', 'of it', 'Decode GB/s', 'Copy GB/s', 'of it'].map((x) =>
+                h('th', { scope: 'col', class: 'num' }, x),
+              ),
+            ),
+          ),
+          h(
+            'tbody',
+            {},
+            ...rows.map((x) =>
+              h(
+                'tr',
+                { 'data-model': x.model },
+                h('td', {}, x.model),
+                h('td', { class: 'num' }, giga(x.prefillFlopsPerS)),
+                h('td', { class: 'num' }, giga(x.bestGemmFlopsPerS)),
+                h('td', { class: 'num prefill-fraction' }, pct(x.prefillFraction)),
+                h('td', { class: 'num' }, giga(x.decodeBytesPerS)),
+                h('td', { class: 'num' }, giga(x.copyBytesPerS)),
+                h('td', { class: 'num decode-fraction' }, pct(x.decodeFraction)),
+              ),
+            ),
+          ),
+        ),
+      );
+    };
+
     const render = () => {
       clear(adapterLine);
       clear(tables);
@@ -323,8 +488,24 @@ export const benchPage: Page = {
         trainRows(a),
         b ? trainRows(b) : null,
       );
-      for (const t of [t1, t2, t3]) if (t) tables.append(t);
-      if (!t1 && !t2 && !t3) tables.append(h('p', { class: 'muted' }, 'No results yet.'));
+      const t4 = peerTable(a.peer ?? []);
+      const t5 = rooflineTable(rooflineRows(a), a);
+      for (const t of [t1, t2, t4, t5, t3]) if (t) tables.append(t);
+      if (!t1 && !t2 && !t3 && !t4 && !t5) tables.append(h('p', { class: 'muted' }, 'No results yet.'));
+      const pr = peerRows(a.peer ?? []);
+      peerFig.hidden = !pr.length;
+      if (pr.length) {
+        // Tokens per second of each phase: prefill tokens / its time, one token / a decode step.
+        const perS = (r: PeerRow, ms: number) =>
+          r.phase === 'decode' ? 1000 / ms : (Number(r.phase.split(' ')[1]) * 1000) / ms;
+        peerChart.set(
+          pr.map((r) => `${r.model} ${r.phase.split(' ')[0]}`),
+          [
+            { label: 'ours', data: pr.map((r) => perS(r, r.ours)) },
+            { label: 'onnxruntime-web', data: pr.map((r) => perS(r, r.ort)) },
+          ],
+        );
+      }
       const m = a.models;
       chartFig.hidden = !m.length;
       if (m.length) {
@@ -386,6 +567,8 @@ export const benchPage: Page = {
         ...(full.input.checked ? (['full'] as const) : []),
       ],
       cpuTwin: cpu.input.checked,
+      peer: peer.input.checked,
+      roofline: roofline.input.checked,
     });
     runBtn.addEventListener('click', async () => {
       if (running) return;
@@ -411,6 +594,8 @@ export const benchPage: Page = {
         }
         if (e.type === 'kernel') mine.kernels.push(e.result);
         else if (e.type === 'model') mine.models.push(e.result);
+        else if (e.type === 'peer') (mine.peer ??= []).push(e.result);
+        else if (e.type === 'copy') mine.copyBandwidth = e.result;
         else mine.training.push(e.result);
         render();
       };

@@ -32,7 +32,9 @@ export class Benchmark {
     const total =
       s.kernelShapes.length +
       (s.attention ? 1 : 0) +
+      (s.roofline ? 1 : 0) +
       (s.models ? sizes.length * perBackend : 0) +
+      (s.peer ? sizes.length : 0) +
       trainSizes.length * modes.length * perBackend;
     const ctrl = this.tasks.start(taskId);
     const { emit, delivered } = emitter(onEvent);
@@ -61,6 +63,20 @@ export class Benchmark {
         }
         done++;
       }
+      if (s.roofline) {
+        check();
+        status('Roofline: buffer-copy bandwidth…');
+        const { measureCopyBandwidth } = await import('../../eval/roofline');
+        report.copyBandwidth = await measureCopyBandwidth(gpu);
+        emit({ type: 'copy', result: report.copyBandwidth });
+        // The prefill roofline is our best GEMM: measure one when no GEMM shape was selected.
+        if (!report.kernels.some((k) => k.kernel.includes('gemm'))) {
+          const [r] = await benchmarkKernels(gpu, [[64, 256, 256]]);
+          report.kernels.push(r!);
+          emit({ type: 'kernel', result: r! });
+        }
+        done++;
+      }
       const gpuBackend = await GpuBackend.create(gpu, 'f32');
       const backends = (): AnyBackend[] => (s.cpuTwin ? [gpuBackend, new CpuBackend()] : [gpuBackend]);
       if (s.models) {
@@ -73,6 +89,19 @@ export class Benchmark {
             done++;
             emit({ type: 'model', result: r });
           }
+        }
+      }
+      if (s.peer) {
+        // onnxruntime-web (its wasm too) is fetched only now, from this origin: no CDN.
+        const { benchmarkOrtPeer } = await import('../../eval/ort-peer');
+        report.peer = [];
+        for (const size of sizes) {
+          check();
+          status(`Model ${size.name}: ours beside onnxruntime-web (WebGPU EP)…`);
+          const r = await benchmarkOrtPeer(gpu, size, { prefillTokens: 32, decodeSteps: 8, runs: 3 });
+          report.peer.push(r);
+          done++;
+          emit({ type: 'peer', result: r });
         }
       }
       for (const size of trainSizes) {

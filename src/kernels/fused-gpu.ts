@@ -1,0 +1,210 @@
+/**
+ * Decode's fused kernels on WebGPU: a decode step of a small model is bound by the number of
+ * dispatches more than by arithmetic on software adapters, so the ops that are cheap to fuse run
+ * as one dispatch each (the model picks them when `canFuse` allows, model/llama.ts):
+ *   - norm_gemv.wgsl: RMSNorm in the prologue of the projections that read it (q, k, v in one
+ *     dispatch; gate and up with SwiGLU in the epilogue; the final norm with the LM head);
+ *   - gemv_residual.wgsl: o_proj and down_proj added onto the residual stream in the epilogue;
+ *   - rope_kv_write.wgsl: RoPE of q and k, and the KV-cache write, in one dispatch.
+ * CPU twins: fused-cpu.ts.
+ */
+import { GpuError } from '../gpu/device';
+import type { KvCacheShape } from './backend';
+import type { GpuBackend, GpuIndices, GpuTensor, GpuWeight } from './gpu';
+import { declareKernel, groups1d, type ParamValues } from './kernel';
+import { FUSED_MAX_ROWS } from './fused-cpu';
+
+const normParams = { M: 'u32', K: 'u32', N0: 'u32', N1: 'u32', N2: 'u32', eps: 'f32' } as const;
+type NormParams = ParamValues<typeof normParams>;
+
+/** outs[i] = (rmsnorm(x) * g) · W_iᵀ for up to three weights (unused ones: N = 0, placeholder buffers). */
+export const NORM_GEMV = declareKernel({
+  name: 'norm_gemv',
+  shader: 'norm_gemv',
+  workgroupSize: 64,
+  params: normParams,
+  bindings: {
+    x: (p: NormParams) => p.M * p.K,
+    g: (p: NormParams) => p.K,
+    w0: (p: NormParams) => p.N0 * p.K,
+    w1: (p: NormParams) => p.N1 * p.K,
+    w2: (p: NormParams) => p.N2 * p.K,
+    y0: (p: NormParams) => p.M * p.N0,
+    y1: (p: NormParams) => p.M * p.N1,
+    y2: (p: NormParams) => p.M * p.N2,
+  },
+});
+
+/** out = silu(rmsnorm(x)·gateᵀ) * (rmsnorm(x)·upᵀ): the MLP's input side in one dispatch. */
+export const NORM_GEMV_SWIGLU = declareKernel({
+  name: 'norm_gemv(swiglu)',
+  shader: 'norm_gemv',
+  defines: { SWIGLU: true },
+  workgroupSize: 64,
+  params: normParams,
+  bindings: {
+    x: (p: NormParams) => p.M * p.K,
+    g: (p: NormParams) => p.K,
+    w0: (p: NormParams) => p.N0 * p.K,
+    w1: (p: NormParams) => p.N1 * p.K,
+    y0: (p: NormParams) => p.M * p.N0,
+  },
+});
+
+/** y += x · Wᵀ (a projection onto the residual stream). */
+export const GEMV_RESIDUAL = declareKernel({
+  name: 'gemv_residual',
+  shader: 'gemv_residual',
+  workgroupSize: 64,
+  params: { M: 'u32', N: 'u32', K: 'u32' },
+  bindings: { x: (p) => p.M * p.K, w: (p) => p.N * p.K, y: (p) => p.M * p.N },
+});
+
+/** q = rope(q) in place, cacheK[slot, pos] = rope(k), cacheV[slot, pos] = v. */
+export const ROPE_KV_WRITE = declareKernel({
+  name: 'rope_kv_write',
+  shader: 'rope_kv_write',
+  workgroupSize: 64,
+  params: { tokens: 'u32', heads: 'u32', kvHeads: 'u32', headDim: 'u32', maxPos: 'u32', maxSeq: 'u32' },
+  bindings: {
+    q: (p) => p.tokens * p.heads * p.headDim,
+    k: (p) => p.tokens * p.kvHeads * p.headDim,
+    v: (p) => p.tokens * p.kvHeads * p.headDim,
+    slots: (p) => p.tokens,
+    positions: (p) => p.tokens,
+    cosSin: (p) => p.maxPos * p.headDim,
+    // At least one slot (the slot count is not a parameter of the kernel).
+    cacheK: (p) => p.maxSeq * p.kvHeads * p.headDim,
+    cacheV: (p) => p.maxSeq * p.kvHeads * p.headDim,
+  },
+});
+
+/** What the fused GEMVs can read: one unquantized shard with K % 4 == 0 (their vec4 loads). */
+function readable(w: GpuWeight): boolean {
+  return !w.quant && w.shards.length === 1 && w.cols % 4 === 0;
+}
+
+/**
+ * Whether the model should take the fused GEMVs for weight `w` and `rows` rows: a weight they can
+ * read, and at most FUSED_MAX_ROWS rows (decode; prefill's many rows go to the tiled GEMM).
+ * Anything else runs the separate ops.
+ */
+export function gpuCanFuse(w: GpuWeight, rows: number): boolean {
+  return rows >= 1 && rows <= FUSED_MAX_ROWS && readable(w);
+}
+
+/** Placeholder outputs for the unused weights of norm_gemv: writable bindings must not alias. */
+const placeholders = new WeakMap<GpuBackend, [GPUBuffer, GPUBuffer]>();
+function placeholderOutputs(be: GpuBackend): [GPUBuffer, GPUBuffer] {
+  let p = placeholders.get(be);
+  if (!p) {
+    p = [
+      be.gpu.createStorage(new Float32Array(4), 'unused-out-1'),
+      be.gpu.createStorage(new Float32Array(4), 'unused-out-2'),
+    ];
+    placeholders.set(be, p);
+  }
+  return p;
+}
+
+function checkFusable(op: string, w: GpuWeight, rows: number, k: number): void {
+  if (rows < 1 || !readable(w))
+    throw new GpuError(
+      `${op}: the fused kernel takes rows of an unquantized, unsharded weight with K % 4 == 0 ` +
+        `(got ${rows} rows, weight [${w.rows}, ${w.cols}], ${w.shards.length} shard(s)${w.quant ? `, ${w.quant}` : ''})`,
+    );
+  if (w.cols !== k) throw new GpuError(`${op}: weight [${w.rows}, ${w.cols}] does not take inputs of ${k} features`);
+}
+
+export function gpuNormMatmul(
+  be: GpuBackend,
+  x: GpuTensor,
+  norm: GpuWeight,
+  eps: number,
+  weights: GpuWeight[],
+  rows: number,
+  outs: GpuTensor[],
+): void {
+  if (weights.length < 1 || weights.length > 3 || weights.length !== outs.length)
+    throw new GpuError(`normMatmul: 1 to 3 weights, one output each (got ${weights.length} and ${outs.length})`);
+  const K = norm.cols;
+  for (const w of weights) checkFusable('normMatmul', w, rows, K);
+  const dtypes = new Set(weights.map((w) => w.dtype));
+  if (dtypes.size > 1) throw new GpuError('normMatmul: the weights must share one element type');
+  const [d1, d2] = placeholderOutputs(be);
+  const N = [0, 1, 2].map((i) => weights[i]?.rows ?? 0);
+  const params = { M: rows, K, N0: N[0], N1: N[1], N2: N[2], eps };
+  const quads = N.reduce((s, n) => s + Math.ceil(n / 4), 0);
+  be.run(
+    NORM_GEMV,
+    params,
+    {
+      x,
+      g: norm.shards[0].buffer,
+      w0: weights[0].shards[0].buffer,
+      w1: weights[1]?.shards[0].buffer ?? be.dummyBuffer,
+      w2: weights[2]?.shards[0].buffer ?? be.dummyBuffer,
+      y0: outs[0],
+      y1: outs[1] ?? d1,
+      y2: outs[2] ?? d2,
+    },
+    groups1d(NORM_GEMV, quads),
+    { weightType: weights[0].dtype },
+  );
+}
+
+export function gpuNormSwiglu(
+  be: GpuBackend,
+  x: GpuTensor,
+  norm: GpuWeight,
+  eps: number,
+  gate: GpuWeight,
+  up: GpuWeight,
+  rows: number,
+  out: GpuTensor,
+): void {
+  const K = norm.cols;
+  checkFusable('normSwiglu', gate, rows, K);
+  checkFusable('normSwiglu', up, rows, K);
+  if (gate.rows !== up.rows || gate.dtype !== up.dtype)
+    throw new GpuError(`normSwiglu: gate [${gate.rows}, ${gate.cols}] and up [${up.rows}, ${up.cols}] differ`);
+  const params = { M: rows, K, N0: gate.rows, N1: up.rows, N2: 0, eps };
+  const buffers = { x, g: norm.shards[0].buffer, w0: gate.shards[0].buffer, w1: up.shards[0].buffer, y0: out };
+  be.run(NORM_GEMV_SWIGLU, params, buffers, groups1d(NORM_GEMV_SWIGLU, Math.ceil(gate.rows / 4)), {
+    weightType: gate.dtype,
+  });
+}
+
+export function gpuMatmulAdd(be: GpuBackend, x: GpuTensor, w: GpuWeight, rows: number, y: GpuTensor): void {
+  checkFusable('matmulAdd', w, rows, w.cols);
+  const params = { M: rows, N: w.rows, K: w.cols };
+  be.run(GEMV_RESIDUAL, params, { x, w: w.shards[0].buffer, y }, groups1d(GEMV_RESIDUAL, Math.ceil(w.rows / 4)), {
+    weightType: w.dtype,
+  });
+}
+
+export function gpuRopeKvWrite(
+  be: GpuBackend,
+  q: GpuTensor,
+  k: GpuTensor,
+  v: GpuTensor,
+  cacheK: GpuTensor,
+  cacheV: GpuTensor,
+  slots: GpuIndices,
+  positions: GpuIndices,
+  cosSin: GpuWeight,
+  tokens: number,
+  heads: number,
+  kvHeads: number,
+  headDim: number,
+  maxPos: number,
+  cache: KvCacheShape,
+): void {
+  if (headDim % 2 !== 0) throw new GpuError(`ropeKvWrite: head_dim ${headDim} is odd`);
+  if (kvHeads * headDim !== cache.kvDim)
+    throw new GpuError(`ropeKvWrite: ${kvHeads} kv heads x ${headDim} do not match the cache's kvDim ${cache.kvDim}`);
+  const params = { tokens, heads, kvHeads, headDim, maxPos, maxSeq: cache.maxSeq };
+  const buffers = { q, k, v, slots, positions, cosSin: cosSin.shards[0].buffer, cacheK, cacheV };
+  const pairs = (tokens * (heads + kvHeads) * headDim) / 2;
+  be.run(ROPE_KV_WRITE, params, buffers, groups1d(ROPE_KV_WRITE, pairs));
+}

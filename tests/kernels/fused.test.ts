@@ -1,0 +1,257 @@
+/**
+ * Decode's fused kernels (norm_gemv, gemv_residual, rope_kv_write) against their CPU twins on
+ * seeded random inputs, shapes off the 4-column quad and the 64-invocation workgroup; then the
+ * whole model: fused and separate ops give the same logits and greedy tokens, in fewer dispatches.
+ */
+import { beforeAll, describe, expect, it } from 'vitest';
+import { CpuBackend } from '../../src/kernels/cpu';
+import { GpuBackend } from '../../src/kernels/gpu';
+import type { Gpu } from '../../src/gpu/device';
+import { f32ToF16Bits } from '../../src/formats/dtype';
+import { FUSED_MAX_ROWS, interleaveCosSin } from '../../src/kernels/fused-cpu';
+import { LlamaModel } from '../../src/model/llama';
+import { randomInitTensors } from '../../src/train/init';
+import { benchConfig, BENCH_SIZES } from '../../src/eval/speed';
+import { testGpu } from '../helpers/gpu';
+import { maxRelErr, randn, rng } from '../helpers/rng';
+
+let gpu: Gpu;
+let g32: GpuBackend;
+let g16: GpuBackend | null = null;
+const cpu = new CpuBackend();
+
+beforeAll(async () => {
+  gpu = await testGpu();
+  g32 = await GpuBackend.create(gpu, 'f32');
+  if (gpu.features.f16) g16 = await GpuBackend.create(gpu, 'f16');
+});
+
+describe('fused decode kernels: WebGPU vs CPU twin', () => {
+  // [rows, K, N of each weight]: N not multiples of 4, quads straddling workgroups (N > 256).
+  const normCases: [number, number, number[]][] = [
+    [1, 4, [1]],
+    [1, 20, [37, 13, 13]],
+    [3, 36, [301, 5]],
+    [5, 64, [64, 32, 32]],
+    [8, 12, [9, 250, 3]],
+  ];
+  for (const [rows, k, ns] of normCases) {
+    it(`norm_gemv rows=${rows} K=${k} N=${ns.join(',')}`, async () => {
+      const seed = rows * 100 + k;
+      const x = randn(rows * k, seed, 2);
+      const g = randn(k, seed + 1);
+      const ws = ns.map((n, i) => randn(n * k, seed + 10 + i, 0.5));
+      const refs = ns.map((n) => new Float32Array(rows * n));
+      cpu.normMatmul(
+        x,
+        cpu.vector('g', g),
+        1e-5,
+        ws.map((w, i) => cpu.weight('w', w, ns[i], k)),
+        rows,
+        refs,
+      );
+      const outs = ns.map((n) => g32.tensor(rows * n));
+      const weights = ws.map((w, i) => g32.weight('w', w, ns[i], k));
+      g32.normMatmul(g32.fromHost(x), g32.vector('g', g), 1e-5, weights, rows, outs);
+      for (let i = 0; i < ns.length; i++)
+        expect(maxRelErr(await g32.toHost(outs[i], rows * ns[i]), refs[i])).toBeLessThan(1e-5);
+    });
+  }
+
+  for (const [rows, k, n] of [
+    [1, 8, 3],
+    [2, 28, 45],
+    [7, 44, 270],
+  ]) {
+    it(`norm_gemv(swiglu) rows=${rows} K=${k} N=${n}`, async () => {
+      const x = randn(rows * k, n, 2);
+      const g = randn(k, n + 1);
+      const gate = randn(n * k, n + 2, 0.5);
+      const up = randn(n * k, n + 3, 0.5);
+      const ref = new Float32Array(rows * n);
+      cpu.normSwiglu(x, cpu.vector('g', g), 1e-6, cpu.weight('g', gate, n, k), cpu.weight('u', up, n, k), rows, ref);
+      const out = g32.tensor(rows * n);
+      const [gg, gu] = [g32.weight('g', gate, n, k), g32.weight('u', up, n, k)];
+      g32.normSwiglu(g32.fromHost(x), g32.vector('g', g), 1e-6, gg, gu, rows, out);
+      expect(maxRelErr(await g32.toHost(out, rows * n), ref)).toBeLessThan(1e-5);
+    });
+  }
+
+  for (const [rows, k, n] of [
+    [1, 4, 1],
+    [3, 36, 19],
+    [8, 68, 257],
+  ]) {
+    it(`gemv_residual rows=${rows} K=${k} N=${n}`, async () => {
+      const x = randn(rows * k, k, 1);
+      const w = randn(n * k, k + 1, 0.5);
+      const y = randn(rows * n, k + 2, 3);
+      const ref = y.slice();
+      cpu.matmulAdd(x, cpu.weight('w', w, n, k), rows, ref);
+      const gy = g32.fromHost(y);
+      g32.matmulAdd(g32.fromHost(x), g32.weight('w', w, n, k), rows, gy);
+      expect(maxRelErr(await g32.toHost(gy, rows * n), ref)).toBeLessThan(1e-5);
+    });
+  }
+
+  it('the fused GEMVs read f16 weights like the CPU twin reads the same f16 values', async ({ skip }) => {
+    if (!g16) skip();
+    const [rows, k, n] = [3, 24, 41];
+    const x = randn(rows * k, 1);
+    const g = randn(k, 2);
+    const [a, b] = [f32ToF16Bits(randn(n * k, 3, 0.4)), f32ToF16Bits(randn(n * k, 4, 0.4))];
+    const ref = new Float32Array(rows * n);
+    cpu.normSwiglu(x, cpu.vector('g', g), 1e-5, cpu.weight('a', a, n, k), cpu.weight('b', b, n, k), rows, ref);
+    const out = g16!.tensor(rows * n);
+    g16!.normSwiglu(
+      g16!.fromHost(x),
+      g16!.vector('g', g),
+      1e-5,
+      g16!.weight('a', a, n, k),
+      g16!.weight('b', b, n, k),
+      rows,
+      out,
+    );
+    expect(maxRelErr(await g16!.toHost(out, rows * n), ref)).toBeLessThan(1e-5);
+    const y = randn(rows * n, 5);
+    const refY = y.slice();
+    cpu.matmulAdd(x, cpu.weight('a', a, n, k), rows, refY);
+    const gy = g16!.fromHost(y);
+    g16!.matmulAdd(g16!.fromHost(x), g16!.weight('a', a, n, k), rows, gy);
+    expect(maxRelErr(await g16!.toHost(gy, rows * n), refY)).toBeLessThan(1e-5);
+  });
+
+  it('the fused GEMVs refuse what they cannot take, naming it', () => {
+    const w = g32.weight('w', randn(5 * 6, 1), 5, 6); // K = 6: not a multiple of 4
+    expect(g32.canFuse(w, 1)).toBe(false);
+    expect(() => g32.matmulAdd(g32.tensor(6), w, 1, g32.tensor(5))).toThrow(/K % 4 == 0.*weight \[5, 6\]/);
+    const w8 = g32.weight('w', randn(5 * 8, 1), 5, 8);
+    expect(g32.canFuse(w8, FUSED_MAX_ROWS + 1)).toBe(false);
+    expect(g32.canFuse(w8, 1)).toBe(true);
+    // Another GEMV variant chosen for the shape: the separate ops run it.
+    g32.gemvKernel = 'splitk';
+    try {
+      expect(g32.canFuse(w8, 1)).toBe(false);
+    } finally {
+      g32.gemvKernel = 'auto';
+    }
+    expect(() => g32.normMatmul(g32.tensor(8), g32.vector('g', randn(4, 2)), 1e-5, [w8], 1, [g32.tensor(5)])).toThrow(
+      /does not take inputs of 4 features/,
+    );
+  });
+
+  for (const [label, tokens, heads, kvHeads, headDim, maxSeq, slots] of [
+    ['one decode token', 1, 4, 2, 8, 20, 1],
+    ['a batch in 3 slots', 5, 3, 3, 6, 17, 3],
+    ['head_dim 2, 70 q heads (two workgroups)', 4, 70, 1, 2, 9, 4],
+  ] as const) {
+    it(`rope_kv_write: ${label}`, async () => {
+      const kvDim = kvHeads * headDim;
+      const maxPos = maxSeq + 3;
+      const r = rng(tokens * 7 + headDim);
+      const slotIds = Uint32Array.from({ length: tokens }, (_, t) => t % slots);
+      // Distinct cells (two tokens writing one would race on the GPU): the n-th token of a slot
+      // at a random position in [4n, 4n + 4).
+      const positions = Uint32Array.from({ length: tokens }, (_, t) => 4 * Math.floor(t / slots) + Math.floor(r() * 4));
+      const [cos, sin] = [randn((maxPos * headDim) / 2, 31), randn((maxPos * headDim) / 2, 32)];
+      const cosSin = interleaveCosSin(cos, sin);
+      const q = randn(tokens * heads * headDim, 30);
+      const k = randn(tokens * kvDim, 33);
+      const v = randn(tokens * kvDim, 34);
+      const cacheK = randn(slots * maxSeq * kvDim, 35);
+      const cacheV = randn(slots * maxSeq * kvDim, 36);
+      const shape = { slots, maxSeq, kvDim };
+      const [rq, rk, rv] = [q.slice(), cacheK.slice(), cacheV.slice()];
+      const dims = [tokens, heads, kvHeads, headDim, maxPos] as const;
+      cpu.ropeKvWrite(rq, k, v, rk, rv, slotIds, positions, cpu.vector('cs', cosSin), ...dims, shape);
+      // The twin is the separate ops: rope on q and on a copy of k, then kv_write.
+      const [c, s] = [cpu.vector('c', cos), cpu.vector('s', sin)];
+      const sq = q.slice();
+      cpu.rope(sq, positions, c, s, tokens, heads, headDim, maxPos);
+      const rotated = k.slice();
+      cpu.rope(rotated, positions, c, s, tokens, kvHeads, headDim, maxPos);
+      const [sk, sv] = [cacheK.slice(), cacheV.slice()];
+      cpu.kvWrite(rotated, v, sk, sv, slotIds, positions, tokens, shape);
+      expect(Array.from(rq)).toEqual(Array.from(sq));
+      expect(Array.from(rk)).toEqual(Array.from(sk));
+      expect(Array.from(rv)).toEqual(Array.from(sv));
+      const [gq, gk, gv] = [g32.fromHost(q), g32.fromHost(cacheK), g32.fromHost(cacheV)];
+      const gkIn = g32.fromHost(k);
+      const [gs, gp] = [g32.indices(slotIds), g32.indices(positions)];
+      g32.ropeKvWrite(gq, gkIn, g32.fromHost(v), gk, gv, gs, gp, g32.vector('cs', cosSin), ...dims, shape);
+      expect(maxRelErr(await g32.toHost(gq, rq.length), rq)).toBeLessThan(1e-6);
+      expect(maxRelErr(await g32.toHost(gk, rk.length), rk)).toBeLessThan(1e-6);
+      expect(Array.from(await g32.toHost(gv, rv.length))).toEqual(Array.from(rv));
+      expect(Array.from(await g32.toHost(gkIn, k.length))).toEqual(Array.from(k));
+    });
+  }
+});
+
+describe('fused decode in the model', () => {
+  // The bench's tiny size with a vocabulary and intermediate size that are not multiples of 4 rows
+  // per quad (K stays a multiple of 4: hidden 64, intermediate 180).
+  const config = { ...benchConfig(BENCH_SIZES[0]), vocabSize: 301, intermediateSize: 180 };
+
+  async function decode(backend: GpuBackend | CpuBackend, fused: boolean, batch: number) {
+    const model = LlamaModel.fromTensors(backend as never, config, randomInitTensors(config, 7), 40) as LlamaModel;
+    model.fusedDecode = fused;
+    const cache = model.createCache(batch, 40);
+    const prompt = 9;
+    await model.forward(
+      {
+        ids: Uint32Array.from({ length: batch * prompt }, (_, i) => (i * 37) % config.vocabSize),
+        positions: Uint32Array.from({ length: batch * prompt }, (_, i) => i % prompt),
+        slots: Uint32Array.from({ length: batch * prompt }, (_, i) => Math.floor(i / prompt)),
+        logitRows: [],
+      },
+      cache,
+    );
+    let last = Array.from({ length: batch }, (_, b) => (b * 11 + 3) % config.vocabSize);
+    const tokens: number[][] = [];
+    const logits: Float32Array[] = [];
+    let dispatches = 0;
+    for (let s = 0; s < 6; s++) {
+      const before = backend instanceof GpuBackend ? backend.dispatches : 0;
+      const out = await model.forward(
+        {
+          ids: Uint32Array.from(last),
+          positions: new Uint32Array(batch).fill(prompt + s),
+          slots: Uint32Array.from({ length: batch }, (_, b) => b),
+          logitRows: Array.from({ length: batch }, (_, b) => b),
+        },
+        cache,
+      );
+      if (backend instanceof GpuBackend) dispatches = backend.dispatches - before;
+      logits.push(out);
+      last = Array.from({ length: batch }, (_, b) => {
+        const row = out.subarray(b * config.vocabSize, (b + 1) * config.vocabSize);
+        return row.indexOf(Math.max(...row));
+      });
+      tokens.push(last);
+    }
+    model.freeCache(cache);
+    model.dispose();
+    return { tokens, logits, dispatches };
+  }
+
+  for (const batch of [1, 5, FUSED_MAX_ROWS + 1]) {
+    it(`greedy decode of ${batch} sequence(s): fused = separate ops (logits within 1e-5, same tokens), fewer dispatches`, async () => {
+      const separate = await decode(g32, false, batch);
+      const fused = await decode(g32, true, batch);
+      const twin = await decode(cpu, true, batch);
+      const twinSeparate = await decode(cpu, false, batch);
+      expect(fused.tokens).toEqual(separate.tokens);
+      expect(twin.tokens).toEqual(separate.tokens);
+      for (let s = 0; s < separate.logits.length; s++) {
+        expect(maxRelErr(fused.logits[s], separate.logits[s])).toBeLessThan(1e-5);
+        expect(maxRelErr(fused.logits[s], twin.logits[s])).toBeLessThan(1e-5);
+        // The twins run the separate ops in the same order: exactly equal.
+        expect(Array.from(twin.logits[s])).toEqual(Array.from(twinSeparate.logits[s]));
+      }
+      // 2 layers: 16 dispatches a layer + embedding, final norm, LM head = 35; fused 6 a layer + 2 = 14.
+      // Past FUSED_MAX_ROWS only RoPE + KV write fuse (the GEMMs take many rows).
+      expect(separate.dispatches).toBe(35);
+      expect(fused.dispatches).toBe(batch <= FUSED_MAX_ROWS ? 14 : 31);
+    });
+  }
+});
