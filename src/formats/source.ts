@@ -70,6 +70,8 @@ function throwIfAborted(signal?: AbortSignal): void {
   if (signal?.aborted) throw signal.reason ?? new DOMException('Aborted', 'AbortError');
 }
 
+const MORE_BYTES_THAN_ANNOUNCED = 'server sent more bytes than announced';
+
 /** Reads a web ReadableStream to the end, turning a mid-stream failure or short body into one clear error. */
 async function* readWebStream(
   body: ReadableStream<Uint8Array>,
@@ -96,8 +98,7 @@ async function* readWebStream(
       }
       if (result.done) break;
       received += result.value.length;
-      if (expectedTotal !== null && received > expectedTotal)
-        throw interrupted('server sent more bytes than announced');
+      if (expectedTotal !== null && received > expectedTotal) throw interrupted(MORE_BYTES_THAN_ANNOUNCED);
       onBytes?.(received, expectedTotal);
       yield result.value;
     }
@@ -332,10 +333,30 @@ export class HttpSource implements FileSource {
   }
 
   async readRange(name: string, start: number, end: number, options?: StreamOptions): Promise<Uint8Array> {
+    try {
+      return await this.readRangeOnce(name, start, end, options, false);
+    } catch (e) {
+      // A body longer than its own Content-Length is a garbled answer, not a short file: seen once
+      // in Chromium while a service worker filled its cache from the same URL. Ask once more,
+      // past the HTTP cache; a second bad answer is the error.
+      if (!(e instanceof SourceError && e.message.includes(MORE_BYTES_THAN_ANNOUNCED))) throw e;
+      return await this.readRangeOnce(name, start, end, options, true);
+    }
+  }
+
+  private async readRangeOnce(
+    name: string,
+    start: number,
+    end: number,
+    options: StreamOptions | undefined,
+    bypassCache: boolean,
+  ): Promise<Uint8Array> {
     if (end <= start) return new Uint8Array(0);
     const response = await this.fetch(name, {
       headers: { Range: `bytes=${start}-${end - 1}` },
       signal: options?.signal,
+      // Node's fetch has no HTTP cache to bypass (and rejects cache modes it does not implement).
+      ...(bypassCache && !isNode() ? { cache: 'no-store' as const } : {}),
     });
     if (response.status === 416) {
       await response.body?.cancel();

@@ -140,6 +140,39 @@ describe('http', () => {
     );
   });
 
+  it('asks again when a range answer is longer than its own Content-Length, and fails on a second bad answer', async () => {
+    // Node's HTTP client stops at Content-Length, so the garbled answer (seen in Chromium) is a
+    // stand-in fetch: 206 with the right Content-Length and Content-Range, and 10 bytes too many.
+    let garbledAnswers = 1;
+    const requests: RequestInit[] = [];
+    const realFetch = globalThis.fetch;
+    globalThis.fetch = (async (_url: string | URL | Request, init?: RequestInit) => {
+      requests.push(init ?? {});
+      const m = /bytes=(\d+)-(\d+)/.exec(String((init?.headers as Record<string, string>)?.Range));
+      const [a, b] = [Number(m![1]), Number(m![2])];
+      const body = payload.subarray(a, b + 1);
+      const bytes = garbledAnswers-- > 0 ? new Uint8Array([...body, ...new Uint8Array(10).fill(0xee)]) : body;
+      return new Response(bytes, {
+        status: 206,
+        headers: { 'content-length': String(body.length), 'content-range': `bytes ${a}-${b}/${payload.length}` },
+      });
+    }) as typeof fetch;
+    try {
+      const source = new HttpSource('http://example.invalid');
+      expect(Array.from(await source.readRange('model.safetensors', 5000, 5100))).toEqual(
+        Array.from(payload.subarray(5000, 5100)),
+      );
+      expect(requests.length).toBe(2);
+      garbledAnswers = 2;
+      await expect(source.readRange('model.safetensors', 0, 64)).rejects.toThrow(
+        /model\.safetensors.*interrupted after \d+ of 64 bytes \(server sent more bytes than announced\)/,
+      );
+      expect(requests.length).toBe(4);
+    } finally {
+      globalThis.fetch = realFetch;
+    }
+  });
+
   it('reports an unreachable server with the URL', async () => {
     server = await serveDirectory(dir);
     const url = server.url;
