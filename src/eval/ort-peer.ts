@@ -76,7 +76,6 @@ export async function benchmarkOrtPeerOn(gpu: Gpu, peer: PeerModel, opts: PeerOp
   const runs = opts.runs ?? 5;
   const ep = opts.ep ?? 'webgpu';
   const { config, tensors } = peer;
-  const size = { name: peer.name };
   let params = 0;
   for (const t of tensors.values()) params += t.shape.reduce((a, b) => a * b, 1);
   const ids = Array.from({ length: prefillTokens }, (_, i) => (i * 7) % config.vocabSize);
@@ -163,14 +162,14 @@ export async function benchmarkOrtPeerOn(gpu: Gpu, peer: PeerModel, opts: PeerOp
   // reported beside the times rather than treated as a broken export.
   if (!(diff < 1e-3 * Math.max(1, scale)))
     opts.log?.(
-      `warning: onnxruntime-web's ${ep} EP deviates from our logits on ${size.name}: ` +
+      `warning: onnxruntime-web's ${ep} EP deviates from our logits on ${peer.name}: ` +
         `max |Δ| ${diff.toExponential(2)} of max |logit| ${scale.toFixed(3)} (its wasm EP matches; see src/eval/ort-peer.ts)`,
     );
   const ort = await timePair(ortPrefill, ortDecode, runs, decodeSteps);
   decoder.disposePast(past);
   await decoder.release();
   const result: PeerResult = {
-    model: size.name,
+    model: peer.name,
     params,
     prefillTokens,
     decodeSteps,
@@ -184,7 +183,7 @@ export async function benchmarkOrtPeerOn(gpu: Gpu, peer: PeerModel, opts: PeerOp
     maxAbsLogit: scale,
   };
   opts.log?.(
-    `peer ${size.name}: prefill ${prefillTokens} tok ours ${ours.prefillMs.toFixed(1)} ms, onnxruntime-web ${ort.prefillMs.toFixed(1)} ms ` +
+    `peer ${peer.name}: prefill ${prefillTokens} tok ours ${ours.prefillMs.toFixed(1)} ms, onnxruntime-web ${ort.prefillMs.toFixed(1)} ms ` +
       `(x${result.prefillRatio.toFixed(2)}); ` +
       `decode ours ${ours.decodeMsPerToken.toFixed(2)} ms/tok, ` +
       `onnxruntime-web ${ort.decodeMsPerToken.toFixed(2)} ms/tok (x${result.decodeRatio.toFixed(2)}); ` +
