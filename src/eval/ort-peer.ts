@@ -1,8 +1,10 @@
 /**
  * onnxruntime-web as the benchmark peer: the same random weights exported to ONNX (the graph of
  * `agentark export`) run by its WebGPU execution provider on the same adapter, beside our runtime,
- * in one run. Both do the same work per call: logits of every fed position come back to the host,
- * and the KV cache stays on the GPU between decode steps. Times are warm medians.
+ * in one run. Both do the same work per call: a prefill ends with the next token's logits on the
+ * host (time to first token: our logitRows = [last], the graph's `logits_to_keep = 1` form; see
+ * DecoderGraphOptions), a decode step with that one token's, and the KV cache stays on the GPU
+ * between steps. Times are warm medians.
  */
 import type { Gpu } from '../gpu/device';
 import { GpuBackend } from '../kernels/gpu';
@@ -34,7 +36,7 @@ export interface PeerResult {
   decodeRatio: number;
   /** Seconds onnxruntime-web took to create its session (graph optimisation, weight upload). */
   ortSessionS: number;
-  /** Prefill logits: max |ORT − ours| and max |ours| (all positions). */
+  /** Next-token logits after the prefill: max |ORT − ours| and max |ours|. */
   maxAbsDiff: number;
   maxAbsLogit: number;
 }
@@ -96,7 +98,7 @@ export async function benchmarkOrtPeerOn(gpu: Gpu, peer: PeerModel, opts: PeerOp
         ids: Uint32Array.from(ids),
         positions: Uint32Array.from(ids, (_, i) => i),
         slots: new Uint32Array(prefillTokens),
-        logitRows: 'all',
+        logitRows: [prefillTokens - 1],
       },
       cache,
     );
@@ -119,7 +121,7 @@ export async function benchmarkOrtPeerOn(gpu: Gpu, peer: PeerModel, opts: PeerOp
   model.dispose();
 
   // ---- onnxruntime-web ----------------------------------------------------------------------
-  const { model: bytes } = buildDecoderGraph(config, tensors).serialize(ONNX_OPSETS, {
+  const { model: bytes } = buildDecoderGraph(config, tensors, { logits: 'last' }).serialize(ONNX_OPSETS, {
     producer: 'agentark-web bench',
   });
   const t0 = performance.now();

@@ -34,7 +34,20 @@ function transpose(w: Float32Array, rows: number, cols: number): Float32Array {
   return out;
 }
 
-export function buildDecoderGraph(config: ModelConfig, tensors: Map<string, HostTensor>): OnnxGraphBuilder {
+export interface DecoderGraphOptions {
+  /**
+   * 'all' (the transformers.js / Optimum layout): logits of every fed position. 'last': only the
+   * last position's (transformers' `logits_to_keep=1`), what generation reads after a prefill; the
+   * benchmark peer uses it so that both runtimes' prefill does the work of time-to-first-token.
+   */
+  logits?: 'all' | 'last';
+}
+
+export function buildDecoderGraph(
+  config: ModelConfig,
+  tensors: Map<string, HostTensor>,
+  opts: DecoderGraphOptions = {},
+): OnnxGraphBuilder {
   const c = config;
   const g = new OnnxGraphBuilder('agentark_decoder');
   const take = (name: string): HostTensor => {
@@ -157,8 +170,14 @@ export function buildDecoderGraph(config: ModelConfig, tensors: Map<string, Host
   // lm_head: a tied head reuses the embedding through a Transpose, which onnxruntime folds into a
   // constant when it loads the model (so the file holds the table once).
   const head = c.tieWordEmbeddings ? g.op('Transpose', [embedTable], { perm: [1, 0] }) : linearWeight('lm_head.weight');
+  if (opts.logits === 'last') {
+    // h[:, -1:, :] — the final norm is per position, so slicing after it changes nothing else.
+    const lastPosition = g.ints('/const/last_start', [1], [-1]);
+    const end = g.ints('/const/last_end', [1], [2 ** 31 - 1]);
+    h = g.op('Slice', [h, lastPosition, end, axis1]);
+  }
   g.node('MatMul', [h, head], { outputs: ['logits'] });
-  g.output('logits', 'float32', ['batch_size', 'sequence_length', c.vocabSize]);
+  g.output('logits', 'float32', ['batch_size', opts.logits === 'last' ? 1 : 'sequence_length', c.vocabSize]);
   for (let i = 0; i < c.numLayers; i++) {
     const dims = ['batch_size', c.numKvHeads, 'total_sequence_length', c.headDim];
     g.output(`present.${i}.key`, 'float32', dims);

@@ -14,6 +14,7 @@ import { LlamaModel } from '../../src/model/llama';
 import { uploadAdapter } from '../../src/engine/adapters';
 import { onnxExportFiles, writeExport } from '../../src/export/onnx';
 import { OrtDecoder } from '../../src/export/ort';
+import { buildDecoderGraph, ONNX_OPSETS } from '../../src/export/onnx-decoder';
 import type { PeftAdapter } from '../../src/formats/peft';
 import { writeTinyModel, type TinyModelOptions } from '../helpers/tiny-model';
 import { randomPeftAdapter } from '../helpers/peft-fixture';
@@ -106,6 +107,26 @@ describe('ONNX export checked with onnxruntime-web (wasm)', () => {
       expect(err.decode).toBeLessThan(1e-3);
     });
   }
+
+  it("the last-position graph (logits_to_keep = 1, the bench peer's) gives the prompt's last row only", async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'agentark-onnx-'));
+    writeTinyModel(path.join(dir, 'model'), { arch: 'qwen2', seed: 14 });
+    const ckpt = await loadCheckpoint(path.join(dir, 'model'), { loadTokenizer: false });
+    const c = ckpt.config;
+    const ours = await ourLogits(path.join(dir, 'model'), null);
+    const { model } = buildDecoderGraph(c, ckpt.tensors, { logits: 'last' }).serialize(ONNX_OPSETS, { producer: 'agentark-web test' });
+    const shape = { numLayers: c.numLayers, numKvHeads: c.numKvHeads, headDim: c.headDim, vocabSize: c.vocabSize };
+    const decoder = await OrtDecoder.create(model, shape, 'wasm');
+    let { logits, present } = await decoder.run(PROMPT, decoder.emptyPast());
+    expect(logits.length).toBe(c.vocabSize);
+    let diff = logits.reduce((m, x, i) => Math.max(m, Math.abs(x - ours[PROMPT.length - 1][i])), 0);
+    expect(diff).toBeLessThan(1e-3);
+    ({ logits, present } = await decoder.run([DECODE[0]], present));
+    diff = logits.reduce((m, x, i) => Math.max(m, Math.abs(x - ours[PROMPT.length][i])), 0);
+    expect(diff).toBeLessThan(1e-3);
+    expect(present.length).toBe(PROMPT.length + 1);
+    await decoder.release();
+  });
 
   it('merges a LoRA adapter, and moves weights to chunked external data files when asked', async () => {
     const dir = mkdtempSync(path.join(tmpdir(), 'agentark-onnx-'));
