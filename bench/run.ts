@@ -52,7 +52,7 @@ function table(report: SpeedReport): string {
           .map(
             (p) =>
               `${p.model} on its ${p.ortEp} EP, session ${p.ortSessionS.toFixed(1)} s, ` +
-              `prefill logits max |Δ| ${p.maxAbsDiff.toExponential(1)} of max |logit| ${p.maxAbsLogit.toFixed(2)}`,
+              `next-token logits max |Δ| ${p.maxAbsDiff.toExponential(1)} of max |logit| ${p.maxAbsLogit.toFixed(2)}`,
           )
           .join('; ') +
         ')',

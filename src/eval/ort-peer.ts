@@ -4,7 +4,7 @@
  * in one run. Both do the same work per call: a prefill ends with the next token's logits on the
  * host (time to first token: our logitRows = [last], the graph's `logits_to_keep = 1` form; see
  * DecoderGraphOptions), a decode step with that one token's, and the KV cache stays on the GPU
- * between steps. Times are warm medians.
+ * between steps. Times are warm medians; the two runtimes take turns run by run.
  */
 import type { Gpu } from '../gpu/device';
 import { GpuBackend } from '../kernels/gpu';
@@ -115,26 +115,29 @@ export async function benchmarkOrtPeerOn(gpu: Gpu, peer: PeerModel, opts: PeerOp
       );
     }
   };
-  const ours = await timePair(ourPrefill, ourDecode, runs, decodeSteps);
-  const ourCheck = await ourPrefill();
-  model.freeCache(cache);
-  model.dispose();
 
   // ---- onnxruntime-web ----------------------------------------------------------------------
   const { model: bytes } = buildDecoderGraph(config, tensors, { logits: 'last' }).serialize(ONNX_OPSETS, {
     producer: 'agentark-web bench',
   });
   const t0 = performance.now();
-  const decoder = await OrtDecoder.create(
-    bytes,
-    {
-      numLayers: config.numLayers,
-      numKvHeads: config.numKvHeads,
-      headDim: config.headDim,
-      vocabSize: config.vocabSize,
-    },
-    ep,
-  );
+  let decoder: OrtDecoder;
+  try {
+    decoder = await OrtDecoder.create(
+      bytes,
+      {
+        numLayers: config.numLayers,
+        numKvHeads: config.numKvHeads,
+        headDim: config.headDim,
+        vocabSize: config.vocabSize,
+      },
+      ep,
+    );
+  } catch (e) {
+    model.freeCache(cache);
+    model.dispose();
+    throw e;
+  }
   const ortSessionS = (performance.now() - t0) / 1000;
   let past = decoder.emptyPast();
   const ortPrefill = async () => {
@@ -150,6 +153,7 @@ export async function benchmarkOrtPeerOn(gpu: Gpu, peer: PeerModel, opts: PeerOp
       past = r.present;
     }
   };
+  const ourCheck = await ourPrefill();
   const ortCheck = await ortPrefill();
   // Same weights, same work: the two agree (guards against benchmarking a broken export).
   let diff = 0;
@@ -167,7 +171,17 @@ export async function benchmarkOrtPeerOn(gpu: Gpu, peer: PeerModel, opts: PeerOp
       `warning: onnxruntime-web's ${ep} EP deviates from our logits on ${peer.name}: ` +
         `max |Δ| ${diff.toExponential(2)} of max |logit| ${scale.toFixed(3)} (its wasm EP matches; see src/eval/ort-peer.ts)`,
     );
-  const ort = await timePair(ortPrefill, ortDecode, runs, decodeSteps);
+  // The two runtimes take turns, run by run, so load on a shared machine falls on both alike.
+  const [ours, ort] = await timeInTurns(
+    [
+      { prefill: ourPrefill, decode: ourDecode },
+      { prefill: ortPrefill, decode: ortDecode },
+    ],
+    runs,
+    decodeSteps,
+  );
+  model.freeCache(cache);
+  model.dispose();
   decoder.disposePast(past);
   await decoder.release();
   const result: PeerResult = {
@@ -189,29 +203,36 @@ export async function benchmarkOrtPeerOn(gpu: Gpu, peer: PeerModel, opts: PeerOp
       `(x${result.prefillRatio.toFixed(2)}); ` +
       `decode ours ${ours.decodeMsPerToken.toFixed(2)} ms/tok, ` +
       `onnxruntime-web ${ort.decodeMsPerToken.toFixed(2)} ms/tok (x${result.decodeRatio.toFixed(2)}); ` +
-      `prefill logits max |Δ| ${diff.toExponential(2)} of max |logit| ${scale.toFixed(3)}`,
+      `next-token logits max |Δ| ${diff.toExponential(2)} of max |logit| ${scale.toFixed(3)}`,
   );
   return result;
 }
 
-/** Warm-up once, then `runs` timed prefills each followed by a timed decode of the cache it built. */
-async function timePair(
-  prefill: () => Promise<unknown>,
-  decode: () => Promise<void>,
-  runs: number,
-  decodeSteps: number,
-): Promise<PeerTimes> {
-  await prefill();
-  await decode();
-  const prefillTimes: number[] = [];
-  const decodeTimes: number[] = [];
-  for (let r = 0; r < runs; r++) {
-    let t = performance.now();
-    await prefill();
-    prefillTimes.push(performance.now() - t);
-    t = performance.now();
-    await decode();
-    decodeTimes.push(performance.now() - t);
+interface Contender {
+  prefill: () => Promise<unknown>;
+  /** Decode steps on the cache the last prefill built. */
+  decode: () => Promise<void>;
+}
+
+/**
+ * Warm-up of each, then `runs` rounds in which each contender in turn does a timed prefill and a
+ * timed decode of the cache it built; medians per contender.
+ */
+async function timeInTurns(contenders: Contender[], runs: number, decodeSteps: number): Promise<PeerTimes[]> {
+  for (const c of contenders) {
+    await c.prefill();
+    await c.decode();
   }
-  return { prefillMs: median(prefillTimes), decodeMsPerToken: median(decodeTimes) / decodeSteps };
+  const times = contenders.map(() => ({ prefill: [] as number[], decode: [] as number[] }));
+  for (let r = 0; r < runs; r++) {
+    for (const [i, c] of contenders.entries()) {
+      let t = performance.now();
+      await c.prefill();
+      times[i].prefill.push(performance.now() - t);
+      t = performance.now();
+      await c.decode();
+      times[i].decode.push(performance.now() - t);
+    }
+  }
+  return times.map((t) => ({ prefillMs: median(t.prefill), decodeMsPerToken: median(t.decode) / decodeSteps }));
 }

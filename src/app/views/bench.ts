@@ -383,7 +383,7 @@ export const benchPage: Page = {
           results
             .map(
               (p) =>
-                `${p.model}: onnxruntime-web session ${p.ortSessionS.toFixed(1)} s; prefill logits max |Δ| ` +
+                `${p.model}: onnxruntime-web session ${p.ortSessionS.toFixed(1)} s; next-token logits max |Δ| ` +
                 `${p.maxAbsDiff.toExponential(1)} of max |logit| ${p.maxAbsLogit.toFixed(2)}`,
             )
             .join(' · '),
