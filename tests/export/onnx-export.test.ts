@@ -114,7 +114,9 @@ describe('ONNX export checked with onnxruntime-web (wasm)', () => {
     const ckpt = await loadCheckpoint(path.join(dir, 'model'), { loadTokenizer: false });
     const c = ckpt.config;
     const ours = await ourLogits(path.join(dir, 'model'), null);
-    const { model } = buildDecoderGraph(c, ckpt.tensors, { logits: 'last' }).serialize(ONNX_OPSETS, { producer: 'agentark-web test' });
+    const { model } = buildDecoderGraph(c, ckpt.tensors, { logits: 'last' }).serialize(ONNX_OPSETS, {
+      producer: 'agentark-web test',
+    });
     const shape = { numLayers: c.numLayers, numKvHeads: c.numKvHeads, headDim: c.headDim, vocabSize: c.vocabSize };
     const decoder = await OrtDecoder.create(model, shape, 'wasm');
     let { logits, present } = await decoder.run(PROMPT, decoder.emptyPast());
