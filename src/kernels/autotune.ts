@@ -19,7 +19,9 @@
  * - gemm (Y = X·Wᵀ with M > 8 rows: prefill, training forward): 'register' (matmul.wgsl's 4x4
  *   register tiles read straight from global memory) and 'tiled' (matmul_tiled.wgsl: 32x32 output
  *   tiles staged through workgroup memory as vec4, a 4x4 register micro-tile per invocation) and
- *   'tiled64' (the same file with 16x16 invocations: 64x64 tiles, K-steps of 16).
+ *   'tiled64' (the same file with 16x16 invocations: 64x64 tiles, K-steps of 16) and, with
+ *   `subgroups`, 'broadcast16' and 'broadcast8' (matmul_broadcast.wgsl: 16 or 8 rows a workgroup,
+ *   each X value read once per subgroup and shared by subgroupBroadcast).
  * - gemm_dx (dX = dY·W) and gemm_dw (dW = dYᵀ·X), the training GEMMs: 'register'
  *   (matmul_backward.wgsl) and 'tiled' (matmul_backward_tiled.wgsl, operands staged through
  *   workgroup memory, transposed on load where needed).
@@ -35,7 +37,7 @@ import { shaderSource } from './shaders';
 
 export const KERNEL_FAMILIES = {
   gemv: ['register', 'splitk', 'subgroup'],
-  gemm: ['register', 'tiled', 'tiled64'],
+  gemm: ['register', 'tiled', 'tiled64', 'broadcast16', 'broadcast8'],
   gemm_dx: ['register', 'tiled'],
   gemm_dw: ['register', 'tiled'],
   attention_prefill: ['tiled', 'splitd'],
@@ -48,7 +50,11 @@ export type AttentionPrefillVariant = (typeof KERNEL_FAMILIES)['attention_prefil
 export type GemmBackwardVariant = (typeof KERNEL_FAMILIES)['gemm_dx'][number];
 
 /** Variants that need an adapter feature, and which (the others run everywhere). */
-const NEEDS_FEATURE: Record<string, 'subgroups'> = { subgroup: 'subgroups' };
+const NEEDS_FEATURE: Record<string, 'subgroups'> = {
+  subgroup: 'subgroups',
+  broadcast16: 'subgroups',
+  broadcast8: 'subgroups',
+};
 
 /** The candidates of `family` this adapter can run. */
 export function candidatesOn(gpu: Pick<Gpu, 'features'>, family: KernelFamily): readonly string[] {
@@ -214,6 +220,7 @@ export function adapterKey(gpu: Gpu): string {
       shaderSource('matmul_tiled', { WG_X: 8, WG_Y: 8, TK: 32 }) +
       shaderSource('matmul_tiled', { WG_X: 16, WG_Y: 16, TK: 16 }) +
       shaderSource('matmul_subgroup', { WG: 64 }) +
+      shaderSource('matmul_broadcast', { WG: 64, TM: 16 }) +
       shaderSource('matmul_backward_tiled', { WG_X: 8, WG_Y: 8, TK: 32 }) +
       shaderSource('attention_prefill', { WG: 64, HD: 64, KC: 16 }) +
       shaderSource('attention_prefill_splitd', { WG: 64, HD: 64, KC: 16, LANES: 4 })

@@ -174,6 +174,24 @@ export const MATMUL_TILED64 = declareKernel({
   defines: { TK: 16 },
   workgroupSize: [16, 16],
 });
+/**
+ * The same product for many rows on adapters with subgroups: TM rows x 256 columns a workgroup,
+ * 4 columns of every row an invocation, each X value read once per subgroup and broadcast.
+ */
+export const MATMUL_BROADCAST16 = declareKernel({
+  name: 'matmul(broadcast16)',
+  shader: 'matmul_broadcast',
+  defines: { TM: 16 },
+  workgroupSize: 64,
+  params: matmulParams,
+  bindings: matmulBindings,
+});
+/** MATMUL_BROADCAST16 with 8 rows a workgroup (fewer registers, twice the workgroups). */
+export const MATMUL_BROADCAST8 = declareKernel({
+  ...MATMUL_BROADCAST16,
+  name: 'matmul(broadcast8)',
+  defines: { TM: 8 },
+});
 /** The same product for few rows (decode): a 1-D grid over column quads. */
 export const MATMUL_GEMV = declareKernel({
   name: 'matmul(gemv)',
@@ -690,6 +708,17 @@ export class GpuBackend implements Backend<GpuTensor, GpuWeight, GpuIndices> {
           );
         this.run(MATMUL_SUBGROUP, params, buffers, params.N, opts);
       } else this.run(MATMUL_GEMV, params, buffers, groups1d(MATMUL_GEMV, Math.ceil(params.N / 4)), opts);
+      return;
+    }
+    if (variant === 'broadcast16' || variant === 'broadcast8') {
+      if (!this.gpu.features.subgroups)
+        throw new GpuError(
+          `the '${variant}' GEMM needs the adapter's subgroups feature, which ${this.gpu.describe()} lacks`,
+        );
+      const kernel = variant === 'broadcast16' ? MATMUL_BROADCAST16 : MATMUL_BROADCAST8;
+      const columns = 4 * (kernel.workgroupSize as number);
+      const rows = Number(kernel.defines?.TM);
+      this.run(kernel, params, buffers, [Math.ceil(params.N / columns), Math.ceil(params.M / rows)], opts);
       return;
     }
     const kernel = variant === 'tiled' ? MATMUL_TILED : variant === 'tiled64' ? MATMUL_TILED64 : MATMUL;

@@ -41,6 +41,7 @@ export const SHADER_NAMES = [
   'matmul_q_backward',
   'matmul_splitk',
   'matmul_tiled',
+  'matmul_broadcast',
   'matmul_subgroup',
   'matmul_backward_tiled',
   'attention_prefill_splitd',

@@ -117,10 +117,13 @@ describe('GEMM variants vs the CPU twin', () => {
     [40, 65, 131],
     [17, 33, 64],
     [70, 129, 36],
+    // Several 16-row groups and a 256-column workgroup edge (the broadcast kernels), K % 4 != 0.
+    [45, 300, 38],
   ];
   for (const variant of KERNEL_FAMILIES.gemm) {
     for (const [m, n, k] of shapes) {
-      it(`${variant}: M=${m} N=${n} K=${k}, with and without bias`, async () => {
+      it(`${variant}: M=${m} N=${n} K=${k}, with and without bias`, async ({ skip }) => {
+        if (!candidatesOn(gpu, 'gemm').includes(variant)) skip(`this adapter lacks the feature '${variant}' needs`);
         g32.gemmKernel = variant;
         try {
           for (const bias of [false, true]) {
@@ -138,7 +141,8 @@ describe('GEMM variants vs the CPU twin', () => {
         }
       });
     }
-    it(`${variant}: a weight sharded by rows writes each shard's columns of Y (nOffset, ldy)`, async () => {
+    it(`${variant}: a weight sharded by rows writes each shard's columns of Y (nOffset, ldy)`, async ({ skip }) => {
+      if (!candidatesOn(gpu, 'gemm').includes(variant)) skip(`this adapter lacks the feature '${variant}' needs`);
       const [m, n, k] = [21, 50, 28];
       const x = randn(m * k, 11);
       const w = randn(n * k, 12, 0.5);
@@ -160,7 +164,7 @@ describe('GEMM variants vs the CPU twin', () => {
       expect(maxRelErr(await sharded.toHost(out, m * n), ref)).toBeLessThan(1e-5);
     });
     it(`${variant}: f16 weights match the CPU twin on the same f16 values`, async ({ skip }) => {
-      if (!g16) skip();
+      if (!g16 || !candidatesOn(gpu, 'gemm').includes(variant)) skip();
       for (const [m, n, k] of [
         [37, 45, 36],
         [12, 9, 23],
@@ -265,10 +269,16 @@ describe('autotuner', () => {
     const plain = gpu.features.subgroups ? await Gpu.create({ disableSubgroups: true }) : gpu;
     expect(plain.features.subgroups).toBe(false);
     expect(candidatesOn(plain, 'gemv')).toEqual(['register', 'splitk']);
+    expect(candidatesOn(plain, 'gemm')).toEqual(['register', 'tiled', 'tiled64']);
+    expect(candidatesOn(gpu, 'gemm').includes('broadcast16')).toBe(gpu.features.subgroups);
     const be = await GpuBackend.create(plain, 'f32');
     be.gemvKernel = 'subgroup';
     expect(() => be.matmul(be.tensor(4), be.weight('w', new Float32Array(4), 1, 4), null, 1, be.tensor(1))).toThrow(
       /'subgroup' GEMV needs the adapter's subgroups feature/,
+    );
+    be.gemmKernel = 'broadcast16';
+    expect(() => be.matmul(be.tensor(9 * 4), be.weight('w', new Float32Array(4), 1, 4), null, 9, be.tensor(9))).toThrow(
+      /'broadcast16' GEMM needs the adapter's subgroups feature/,
     );
     if (plain !== gpu) plain.destroy();
   });
@@ -281,7 +291,7 @@ describe('autotuner', () => {
       /unknown gemv variant 'fast' \(known: register, splitk, subgroup\)/,
     );
     expect(() => parseForcedKernels('gemm=fast')).toThrow(
-      /unknown gemm variant 'fast' \(known: register, tiled, tiled64\)/,
+      /unknown gemm variant 'fast' \(known: register, tiled, tiled64, broadcast16, broadcast8\)/,
     );
     expect(() => parseForcedKernels('conv=register')).toThrow(/unknown kernel family 'conv'/);
     const gemm = await KernelTuner.create(gpu, { store: memoryStore(), forced: 'gemm=tiled' });
