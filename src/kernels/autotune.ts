@@ -24,7 +24,8 @@
  *   each X value read once per subgroup and shared by subgroupBroadcast).
  * - gemm_dx (dX = dY·W) and gemm_dw (dW = dYᵀ·X), the training GEMMs: 'register'
  *   (matmul_backward.wgsl) and 'tiled' (matmul_backward_tiled.wgsl, operands staged through
- *   workgroup memory, transposed on load where needed).
+ *   workgroup memory, transposed on load where needed) and, with `subgroups`, 'broadcast16'
+ *   (matmul_backward_broadcast.wgsl: 16 output rows a workgroup, the shared dY values broadcast).
  * - attention_prefill (causal attention of 16+ query tokens): 'tiled' (attention_prefill.wgsl, one
  *   invocation per query with the whole row in registers) and 'splitd' (attention_prefill_splitd.wgsl,
  *   4 invocations per query splitting the head dimension). The first variant of a family is the
@@ -38,8 +39,8 @@ import { shaderSource } from './shaders';
 export const KERNEL_FAMILIES = {
   gemv: ['register', 'splitk', 'subgroup'],
   gemm: ['register', 'tiled', 'tiled64', 'broadcast16', 'broadcast8'],
-  gemm_dx: ['register', 'tiled'],
-  gemm_dw: ['register', 'tiled'],
+  gemm_dx: ['register', 'tiled', 'broadcast16'],
+  gemm_dw: ['register', 'tiled', 'broadcast16'],
   attention_prefill: ['tiled', 'splitd'],
 } as const;
 export type KernelFamily = keyof typeof KERNEL_FAMILIES;
@@ -221,6 +222,7 @@ export function adapterKey(gpu: Gpu): string {
       shaderSource('matmul_tiled', { WG_X: 16, WG_Y: 16, TK: 16 }) +
       shaderSource('matmul_subgroup', { WG: 64 }) +
       shaderSource('matmul_broadcast', { WG: 64, TM: 16 }) +
+      shaderSource('matmul_backward_broadcast', { WG: 64 }) +
       shaderSource('matmul_backward_tiled', { WG_X: 8, WG_Y: 8, TK: 32 }) +
       shaderSource('attention_prefill', { WG: 64, HD: 64, KC: 16 }) +
       shaderSource('attention_prefill_splitd', { WG: 64, HD: 64, KC: 16, LANES: 4 })

@@ -42,6 +42,7 @@ export const SHADER_NAMES = [
   'matmul_splitk',
   'matmul_tiled',
   'matmul_broadcast',
+  'matmul_backward_broadcast',
   'matmul_subgroup',
   'matmul_backward_tiled',
   'attention_prefill_splitd',

@@ -69,6 +69,26 @@ export const MATMUL_BACKWARD_DW_TILED = declareKernel({
   defines: { DW: true, TK: 32 },
 });
 
+/**
+ * MATMUL_BACKWARD_DX for adapters with subgroups: 16 rows of dX a workgroup, each dY value read once
+ * per subgroup and broadcast (matmul_backward_broadcast.wgsl).
+ */
+export const MATMUL_BACKWARD_DX_BROADCAST = declareKernel({
+  ...MATMUL_BACKWARD_DX,
+  name: 'matmul_backward(dX, broadcast16)',
+  shader: 'matmul_backward_broadcast',
+  workgroupSize: 64,
+});
+/** MATMUL_BACKWARD_DW for adapters with subgroups: 16 rows of dW a workgroup, their dY values broadcast. */
+export const MATMUL_BACKWARD_DW_BROADCAST = declareKernel({
+  ...MATMUL_BACKWARD_DW,
+  name: 'matmul_backward(dW, broadcast16)',
+  shader: 'matmul_backward_broadcast',
+  workgroupSize: 64,
+});
+/** Rows of the output a broadcast workgroup owns (TM in matmul_backward_broadcast.wgsl). */
+const BROADCAST_ROWS = 16;
+
 export const BIAS_BACKWARD = declareKernel({
   name: 'bias_backward',
   shader: 'bias_backward',
@@ -287,6 +307,30 @@ function tiledGrid(workgroupSize: number | readonly [number, number], cols: numb
   return [Math.ceil(cols / (4 * wx)), Math.ceil(rows / (4 * wy))];
 }
 
+/** A training GEMM variant's kernel and grid over an output of `rows` x `cols`. */
+function backwardKernel<K>(
+  gpu: { features: { subgroups: boolean }; describe(): string },
+  variant: string,
+  kernels: { register: K; tiled: K; broadcast16: K },
+  workgroupSize: (k: K) => number | readonly [number, number],
+  cols: number,
+  rows: number,
+): { kernel: K; grid: [number, number] } {
+  if (variant === 'broadcast16') {
+    if (!gpu.features.subgroups)
+      throw new GpuError(
+        `the 'broadcast16' training GEMM needs the adapter's subgroups feature, which ${gpu.describe()} lacks`,
+      );
+    const kernel = kernels.broadcast16;
+    return {
+      kernel,
+      grid: [Math.ceil(cols / (4 * (workgroupSize(kernel) as number))), Math.ceil(rows / BROADCAST_ROWS)],
+    };
+  }
+  const kernel = variant === 'tiled' ? kernels.tiled : kernels.register;
+  return { kernel, grid: tiledGrid(workgroupSize(kernel), cols, rows) };
+}
+
 export class GpuTrainOps implements TrainOps<GpuTensor, GpuWeight, GpuIndices> {
   private readonly dummy: GPUBuffer;
   private readonly scratch = new Map<string, GPUBuffer>();
@@ -349,9 +393,16 @@ export class GpuTrainOps implements TrainOps<GpuTensor, GpuWeight, GpuIndices> {
     const be = this.backend;
     const { M, N, K } = params;
     const run = (variant: string, p: MatmulBackwardParams, dyT: GpuTensor, out: GpuTensor) => {
-      const kernel = variant === 'tiled' ? MATMUL_BACKWARD_DX_TILED : MATMUL_BACKWARD_DX;
+      const { kernel, grid } = backwardKernel(
+        be.gpu,
+        variant,
+        { register: MATMUL_BACKWARD_DX, tiled: MATMUL_BACKWARD_DX_TILED, broadcast16: MATMUL_BACKWARD_DX_BROADCAST },
+        (k) => k.workgroupSize,
+        K,
+        p.M,
+      );
       const defines = { VEC4: K % 4 === 0, YVEC4: p.ldy % 4 === 0 && p.nOffset % 4 === 0 };
-      be.run(kernel, p, { dy: dyT, w, out }, tiledGrid(kernel.workgroupSize, K, p.M), { defines, weightType });
+      be.run(kernel, p, { dy: dyT, w, out }, grid, { defines, weightType });
     };
     const variant = be.chooseVariant(
       'gemm_dx',
@@ -390,9 +441,16 @@ export class GpuTrainOps implements TrainOps<GpuTensor, GpuWeight, GpuIndices> {
     const be = this.backend;
     const params = { M: m, N: n, K: k, nOffset: 0, ldy: n, accumulate: accumulate ? 1 : 0 };
     const run = (variant: string, p: MatmulBackwardParams, dyT: GpuTensor, xT: GpuTensor, out: GpuTensor) => {
-      const kernel = variant === 'tiled' ? MATMUL_BACKWARD_DW_TILED : MATMUL_BACKWARD_DW;
+      const { kernel, grid } = backwardKernel(
+        be.gpu,
+        variant,
+        { register: MATMUL_BACKWARD_DW, tiled: MATMUL_BACKWARD_DW_TILED, broadcast16: MATMUL_BACKWARD_DW_BROADCAST },
+        (kd) => kd.workgroupSize,
+        k,
+        p.N,
+      );
       const defines = { VEC4: k % 4 === 0, YVEC4: p.N % 4 === 0 };
-      be.run(kernel, p, { dy: dyT, x: xT, out }, tiledGrid(kernel.workgroupSize, k, p.N), { defines });
+      be.run(kernel, p, { dy: dyT, x: xT, out }, grid, { defines });
     };
     // Trainable weights are f32: the class carries 'f32' whatever the frozen weights are.
     const variant = be.chooseVariant(
