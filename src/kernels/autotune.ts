@@ -28,7 +28,9 @@
  *   (matmul_backward_broadcast.wgsl: 16 output rows a workgroup, the shared dY values broadcast).
  * - attention_prefill (causal attention of 16+ query tokens): 'tiled' (attention_prefill.wgsl, one
  *   invocation per query with the whole row in registers) and 'splitd' (attention_prefill_splitd.wgsl,
- *   4 invocations per query splitting the head dimension). The first variant of a family is the
+ *   4 invocations per query splitting the head dimension) and, with `subgroups`, 'broadcast'
+ *   (attention_prefill_broadcast.wgsl: key/value rows read a quarter each by 4 lanes and broadcast;
+ *   head dims not multiples of 4 run 'tiled'). The first variant of a family is the
  *   fallback when nothing is tuned.
  */
 import { fnv1a } from '../util/hash';
@@ -41,7 +43,7 @@ export const KERNEL_FAMILIES = {
   gemm: ['register', 'tiled', 'tiled64', 'broadcast16', 'broadcast8'],
   gemm_dx: ['register', 'tiled', 'broadcast16'],
   gemm_dw: ['register', 'tiled', 'broadcast16'],
-  attention_prefill: ['tiled', 'splitd'],
+  attention_prefill: ['tiled', 'splitd', 'broadcast'],
 } as const;
 export type KernelFamily = keyof typeof KERNEL_FAMILIES;
 export type GemvVariant = (typeof KERNEL_FAMILIES)['gemv'][number];
@@ -55,6 +57,7 @@ const NEEDS_FEATURE: Record<string, 'subgroups'> = {
   subgroup: 'subgroups',
   broadcast16: 'subgroups',
   broadcast8: 'subgroups',
+  broadcast: 'subgroups',
 };
 
 /** The candidates of `family` this adapter can run. */
@@ -225,7 +228,8 @@ export function adapterKey(gpu: Gpu): string {
       shaderSource('matmul_backward_broadcast', { WG: 64 }) +
       shaderSource('matmul_backward_tiled', { WG_X: 8, WG_Y: 8, TK: 32 }) +
       shaderSource('attention_prefill', { WG: 64, HD: 64, KC: 16 }) +
-      shaderSource('attention_prefill_splitd', { WG: 64, HD: 64, KC: 16, LANES: 4 })
+      shaderSource('attention_prefill_splitd', { WG: 64, HD: 64, KC: 16, LANES: 4 }) +
+      shaderSource('attention_prefill_broadcast', { WG: 64, HD: 64 })
     : '';
   return [
     i.vendor,

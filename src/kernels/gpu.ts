@@ -264,6 +264,18 @@ export const ATTENTION_PREFILL = declareKernel({
   bindings: attentionBindings,
 });
 
+/**
+ * The same on adapters with subgroups: key and value rows read a quarter each by lanes 0-3 of a
+ * subgroup and broadcast, no workgroup memory (head dims that are multiples of 4).
+ */
+export const ATTENTION_PREFILL_BROADCAST = declareKernel({
+  name: 'attention_prefill(broadcast)',
+  shader: 'attention_prefill_broadcast',
+  workgroupSize: 64,
+  params: attentionParams,
+  bindings: attentionBindings,
+});
+
 /** The same, each query served by LANES invocations that split the head dimension. */
 export const ATTENTION_PREFILL_SPLITD = declareKernel({
   name: 'attention_prefill(split-d)',
@@ -949,6 +961,17 @@ export class GpuBackend implements Backend<GpuTensor, GpuWeight, GpuIndices> {
     buffers: Record<keyof typeof attentionBindings, Bindable>,
   ): void {
     const { tokens, heads, headDim } = params;
+    if (variant === 'broadcast' && headDim % 4 === 0) {
+      if (!this.gpu.features.subgroups)
+        throw new GpuError(
+          `the 'broadcast' attention needs the adapter's subgroups feature, which ${this.gpu.describe()} lacks`,
+        );
+      const defines = { HD: headDim };
+      this.run(ATTENTION_PREFILL_BROADCAST, params, buffers, groups1d(ATTENTION_PREFILL_BROADCAST, tokens) * heads, {
+        defines,
+      });
+      return;
+    }
     if (variant === 'splitd') {
       const lanes = ATTENTION_PREFILL_SPLITD.fixedDefines.LANES as number;
       const queries = invocations(ATTENTION_PREFILL_SPLITD.workgroupSize) / lanes;

@@ -43,6 +43,7 @@ export const SHADER_NAMES = [
   'matmul_tiled',
   'matmul_broadcast',
   'matmul_backward_broadcast',
+  'attention_prefill_broadcast',
   'matmul_subgroup',
   'matmul_backward_tiled',
   'attention_prefill_splitd',

@@ -5,6 +5,7 @@ import { Gpu } from '../../src/gpu/device';
 import { testGpu } from '../helpers/gpu';
 import { maxRelErr, randn, rng } from '../helpers/rng';
 import { f32ToF16Bits } from '../../src/formats/dtype';
+import { candidatesOn, type AttentionPrefillVariant } from '../../src/kernels/autotune';
 
 let gpu: Gpu;
 let g32: GpuBackend;
@@ -196,17 +197,20 @@ describe('kernels: WebGPU vs CPU twin', () => {
         g32.attentionKernel = 'auto';
       }
       expect(maxRelErr(await g32.toHost(out, ref.length), ref)).toBeLessThan(1e-5);
-      // The autotuner's other prefill candidate (4 lanes per query splitting head_dim), on any
-      // token count, head dims not multiples of 4 included.
-      g32.attentionKernel = 'tiled';
-      g32.attentionPrefillKernel = 'splitd';
-      try {
-        const outSplit = g32.tensor(ref.length);
-        g32.attention(g32.fromHost(q), gk, gv, gs, gp, tokens, heads, kvHeads, headDim, maxSeq, outSplit);
-        expect(maxRelErr(await g32.toHost(outSplit, ref.length), ref), 'split-d').toBeLessThan(1e-5);
-      } finally {
-        g32.attentionKernel = 'auto';
-        g32.attentionPrefillKernel = 'auto';
+      // The autotuner's other prefill candidates on any token count, head dims not multiples of 4
+      // included: 4 lanes per query splitting head_dim, and (with subgroups) rows broadcast from
+      // 4 lanes (its head dims not multiples of 4 run the tiled kernel).
+      for (const variant of candidatesOn(gpu, 'attention_prefill').filter((v) => v !== 'tiled')) {
+        g32.attentionKernel = 'tiled';
+        g32.attentionPrefillKernel = variant as AttentionPrefillVariant;
+        try {
+          const outVariant = g32.tensor(ref.length);
+          g32.attention(g32.fromHost(q), gk, gv, gs, gp, tokens, heads, kvHeads, headDim, maxSeq, outVariant);
+          expect(maxRelErr(await g32.toHost(outVariant, ref.length), ref), variant).toBeLessThan(1e-5);
+        } finally {
+          g32.attentionKernel = 'auto';
+          g32.attentionPrefillKernel = 'auto';
+        }
       }
     });
   }
