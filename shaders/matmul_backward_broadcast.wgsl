@@ -12,7 +12,7 @@
 // Params: accumulate != 0 adds to the output instead of overwriting it. subgroupBroadcast needs
 // uniform control flow: no invocation returns early; out-of-range indices are clamped and their
 // results not stored. The 16 accumulators are named variables (SwiftShader keeps an indexed array
-// in memory).
+// in memory). TM (rows a workgroup, 16: the accumulators below) is compiled in.
 //#if F16
 enable f16;
 //#endif
@@ -40,8 +40,6 @@ fn dys(i: u32) -> f32 { return dy[i]; }
 //#endif
 //#endif
 @group(0) @binding(3) var<storage, read_write> out: array<f32>;
-
-const TM = 16u;
 
 // Four consecutive dY values of row `row` from column `col` (col % 4 == 0 with YVEC4).
 fn dy4(row: u32, col: u32) -> vec4<f32> {

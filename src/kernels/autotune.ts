@@ -34,7 +34,7 @@
  *   fallback when nothing is tuned.
  */
 import { fnv1a } from '../util/hash';
-import type { Gpu } from '../gpu/device';
+import { GpuError, type Gpu } from '../gpu/device';
 import type { LayerWeights, LlamaModel } from '../model/llama';
 import { shaderSource } from './shaders';
 
@@ -66,6 +66,15 @@ export function candidatesOn(gpu: Pick<Gpu, 'features'>, family: KernelFamily): 
     const feature = NEEDS_FEATURE[v];
     return !feature || gpu.features[feature];
   });
+}
+
+/** A clear error when a (forced) `variant` needs an adapter feature this device lacks. */
+export function requireFeatureOf(gpu: Pick<Gpu, 'features' | 'describe'>, variant: string, what: string): void {
+  const feature = NEEDS_FEATURE[variant];
+  if (feature && !gpu.features[feature])
+    throw new GpuError(
+      `the '${variant}' ${what} needs the adapter's ${feature} feature, which ${gpu.describe()} lacks`,
+    );
 }
 
 /** Whether Runtime loads tune kernels: on unless AGENTARK_AUTOTUNE is 0/false/off (Node). */
@@ -225,7 +234,7 @@ export function adapterKey(gpu: Gpu): string {
       shaderSource('matmul_tiled', { WG_X: 16, WG_Y: 16, TK: 16 }) +
       shaderSource('matmul_subgroup', { WG: 64 }) +
       shaderSource('matmul_broadcast', { WG: 64, TM: 16 }) +
-      shaderSource('matmul_backward_broadcast', { WG: 64 }) +
+      shaderSource('matmul_backward_broadcast', { WG: 64, TM: 16 }) +
       shaderSource('matmul_backward_tiled', { WG_X: 8, WG_Y: 8, TK: 32 }) +
       shaderSource('attention_prefill', { WG: 64, HD: 64, KC: 16 }) +
       shaderSource('attention_prefill_splitd', { WG: 64, HD: 64, KC: 16, LANES: 4 }) +

@@ -17,12 +17,14 @@ import {
   KernelError,
   packUniform,
   uniformKey,
+  rowBlockGrid,
   type Kernel,
   type ParamTypes,
   type ParamValues,
 } from './kernel';
 import {
   candidatesOn,
+  requireFeatureOf,
   gemmShapeKey,
   gemvShapeKey,
   KERNEL_FAMILIES,
@@ -714,23 +716,15 @@ export class GpuBackend implements Backend<GpuTensor, GpuWeight, GpuIndices> {
     if (family === 'gemv') {
       if (variant === 'splitk') this.run(MATMUL_SPLITK, params, buffers, params.N, opts);
       else if (variant === 'subgroup') {
-        if (!this.gpu.features.subgroups)
-          throw new GpuError(
-            `the 'subgroup' GEMV needs the adapter's subgroups feature, which ${this.gpu.describe()} lacks`,
-          );
+        requireFeatureOf(this.gpu, variant, 'GEMV');
         this.run(MATMUL_SUBGROUP, params, buffers, params.N, opts);
       } else this.run(MATMUL_GEMV, params, buffers, groups1d(MATMUL_GEMV, Math.ceil(params.N / 4)), opts);
       return;
     }
     if (variant === 'broadcast16' || variant === 'broadcast8') {
-      if (!this.gpu.features.subgroups)
-        throw new GpuError(
-          `the '${variant}' GEMM needs the adapter's subgroups feature, which ${this.gpu.describe()} lacks`,
-        );
+      requireFeatureOf(this.gpu, variant, 'GEMM');
       const kernel = variant === 'broadcast16' ? MATMUL_BROADCAST16 : MATMUL_BROADCAST8;
-      const columns = 4 * (kernel.workgroupSize as number);
-      const rows = Number(kernel.defines?.TM);
-      this.run(kernel, params, buffers, [Math.ceil(params.N / columns), Math.ceil(params.M / rows)], opts);
+      this.run(kernel, params, buffers, rowBlockGrid(kernel, params.N, params.M), opts);
       return;
     }
     const kernel = variant === 'tiled' ? MATMUL_TILED : variant === 'tiled64' ? MATMUL_TILED64 : MATMUL;
@@ -962,10 +956,7 @@ export class GpuBackend implements Backend<GpuTensor, GpuWeight, GpuIndices> {
   ): void {
     const { tokens, heads, headDim } = params;
     if (variant === 'broadcast' && headDim % 4 === 0) {
-      if (!this.gpu.features.subgroups)
-        throw new GpuError(
-          `the 'broadcast' attention needs the adapter's subgroups feature, which ${this.gpu.describe()} lacks`,
-        );
+      requireFeatureOf(this.gpu, variant, 'attention');
       const defines = { HD: headDim };
       this.run(ATTENTION_PREFILL_BROADCAST, params, buffers, groups1d(ATTENTION_PREFILL_BROADCAST, tokens) * heads, {
         defines,

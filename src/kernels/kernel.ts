@@ -102,6 +102,18 @@ export function groups1d<P extends ParamTypes, B extends string>(kernel: Kernel<
   return Math.ceil(n / invocations(kernel.workgroupSize));
 }
 
+/**
+ * Workgroups of a row-block kernel (the broadcast GEMMs) over an output of rows x cols: each
+ * workgroup owns TM rows (a define of the kernel) and 4 columns an invocation.
+ */
+export function rowBlockGrid<P extends ParamTypes, B extends string>(
+  kernel: Kernel<P, B>,
+  cols: number,
+  rows: number,
+): [number, number] {
+  return [Math.ceil(cols / (4 * invocations(kernel.workgroupSize))), Math.ceil(rows / Number(kernel.fixedDefines.TM))];
+}
+
 // ---- the WGSL side ------------------------------------------------------------------------------
 
 export interface WgslInterface {

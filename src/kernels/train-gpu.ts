@@ -3,7 +3,7 @@
  * (*_backward, cross_entropy, dropout, optimizers) into the GpuBackend's current compute pass.
  * Each has a CPU twin in train-cpu.ts that tests compare it against.
  */
-import { GpuError } from '../gpu/device';
+import { GpuError, type Gpu } from '../gpu/device';
 import {
   rowsBinding,
   weightRowBytes,
@@ -14,11 +14,11 @@ import {
   type GpuWeight,
 } from './gpu';
 import { attentionChunkRows } from './shaders';
-import { declareKernel, groups1d, invocations, size2d, type ParamValues } from './kernel';
+import { declareKernel, groups1d, invocations, rowBlockGrid, size2d, type Kernel, type ParamValues } from './kernel';
 import type { AdamWParams, TrainOps } from './train-backend';
 import { dropoutScale, dropoutThreshold } from './train-cpu';
 import { isQuantized, quantMatmulBackwardInput } from './quant-gpu';
-import { gemmShapeKey, tuneSlice } from './autotune';
+import { gemmShapeKey, requireFeatureOf, tuneSlice } from './autotune';
 
 function isWeight(w: GpuWeight | GpuTensor): w is GpuWeight {
   return (w as GpuWeight).shards !== undefined;
@@ -77,6 +77,7 @@ export const MATMUL_BACKWARD_DX_BROADCAST = declareKernel({
   ...MATMUL_BACKWARD_DX,
   name: 'matmul_backward(dX, broadcast16)',
   shader: 'matmul_backward_broadcast',
+  defines: { TM: 16 },
   workgroupSize: 64,
 });
 /** MATMUL_BACKWARD_DW for adapters with subgroups: 16 rows of dW a workgroup, their dY values broadcast. */
@@ -84,10 +85,9 @@ export const MATMUL_BACKWARD_DW_BROADCAST = declareKernel({
   ...MATMUL_BACKWARD_DW,
   name: 'matmul_backward(dW, broadcast16)',
   shader: 'matmul_backward_broadcast',
+  defines: { DW: true, TM: 16 },
   workgroupSize: 64,
 });
-/** Rows of the output a broadcast workgroup owns (TM in matmul_backward_broadcast.wgsl). */
-const BROADCAST_ROWS = 16;
 
 export const BIAS_BACKWARD = declareKernel({
   name: 'bias_backward',
@@ -308,27 +308,19 @@ function tiledGrid(workgroupSize: number | readonly [number, number], cols: numb
 }
 
 /** A training GEMM variant's kernel and grid over an output of `rows` x `cols`. */
-function backwardKernel<K>(
-  gpu: { features: { subgroups: boolean }; describe(): string },
+function backwardKernel<B extends string>(
+  gpu: Pick<Gpu, 'features' | 'describe'>,
   variant: string,
-  kernels: { register: K; tiled: K; broadcast16: K },
-  workgroupSize: (k: K) => number | readonly [number, number],
+  kernels: Record<'register' | 'tiled' | 'broadcast16', Kernel<typeof matmulBackwardParams, B>>,
   cols: number,
   rows: number,
-): { kernel: K; grid: [number, number] } {
+): { kernel: Kernel<typeof matmulBackwardParams, B>; grid: [number, number] } {
   if (variant === 'broadcast16') {
-    if (!gpu.features.subgroups)
-      throw new GpuError(
-        `the 'broadcast16' training GEMM needs the adapter's subgroups feature, which ${gpu.describe()} lacks`,
-      );
-    const kernel = kernels.broadcast16;
-    return {
-      kernel,
-      grid: [Math.ceil(cols / (4 * (workgroupSize(kernel) as number))), Math.ceil(rows / BROADCAST_ROWS)],
-    };
+    requireFeatureOf(gpu, variant, 'training GEMM');
+    return { kernel: kernels.broadcast16, grid: rowBlockGrid(kernels.broadcast16, cols, rows) };
   }
   const kernel = variant === 'tiled' ? kernels.tiled : kernels.register;
-  return { kernel, grid: tiledGrid(workgroupSize(kernel), cols, rows) };
+  return { kernel, grid: tiledGrid(kernel.workgroupSize, cols, rows) };
 }
 
 export class GpuTrainOps implements TrainOps<GpuTensor, GpuWeight, GpuIndices> {
@@ -397,7 +389,6 @@ export class GpuTrainOps implements TrainOps<GpuTensor, GpuWeight, GpuIndices> {
         be.gpu,
         variant,
         { register: MATMUL_BACKWARD_DX, tiled: MATMUL_BACKWARD_DX_TILED, broadcast16: MATMUL_BACKWARD_DX_BROADCAST },
-        (k) => k.workgroupSize,
         K,
         p.M,
       );
@@ -445,7 +436,6 @@ export class GpuTrainOps implements TrainOps<GpuTensor, GpuWeight, GpuIndices> {
         be.gpu,
         variant,
         { register: MATMUL_BACKWARD_DW, tiled: MATMUL_BACKWARD_DW_TILED, broadcast16: MATMUL_BACKWARD_DW_BROADCAST },
-        (kd) => kd.workgroupSize,
         k,
         p.N,
       );
