@@ -102,7 +102,8 @@ function table(report: SpeedReport): string {
         );
     }
     lines.push(
-      "(single-sequence decode, steps of the three interleaved, medians; fused = decode's fused ops, src/kernels/fused-gpu.ts)",
+      "(single-sequence decode, steps of the four interleaved, medians; fused = decode's fused ops, src/kernels/fused-gpu.ts; " +
+        'greedy burst = 8 steps on the device, argmax there, tokens back once: model.greedyDecode)',
     );
   }
   if (report.models.length) {

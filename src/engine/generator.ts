@@ -70,13 +70,22 @@ export interface GeneratorOptions {
   prefillBudget?: number;
   /** Default stop ids (config.json, generation_config.json and tokenizer EOS merged). */
   eosTokenIds?: number[];
+  /**
+   * Decode steps run on the device in one go when every live sequence decodes greedily (the
+   * argmax feeds the next step there; tokens come back once per burst). 1 turns bursts off.
+   */
+  greedyBurst?: number;
 }
+
+/** Greedy decode steps per burst: long enough to hide a readback, short enough to stream smoothly. */
+const DEFAULT_GREEDY_BURST = 8;
 
 export class Generator {
   readonly maxBatch: number;
   readonly contextLength: number;
   private readonly prefillBudget: number;
   private readonly eosTokenIds: number[];
+  private readonly greedyBurst: number;
   private readonly cache: KvCache<unknown>;
   private readonly pending: Sequence[] = [];
   private readonly running: Sequence[] = [];
@@ -92,6 +101,7 @@ export class Generator {
     this.contextLength = Math.min(opts.contextLength ?? 2048, model.maxPositions);
     this.prefillBudget = opts.prefillBudget ?? 1024;
     this.eosTokenIds = opts.eosTokenIds ?? model.config.eosTokenIds;
+    this.greedyBurst = Math.max(1, Math.floor(opts.greedyBurst ?? DEFAULT_GREEDY_BURST));
     this.cache = model.createCache(this.maxBatch, this.contextLength);
     this.freeSlots = Array.from({ length: this.maxBatch }, (_, i) => this.maxBatch - 1 - i);
   }
@@ -179,8 +189,28 @@ export class Generator {
     }
   }
 
+  /**
+   * Steps the next burst may take: more than 1 only when every live sequence is decoding greedily
+   * (no prompt to prefill, no sampling, no repetition penalty) and nobody waits for a slot; never
+   * past a sequence's token budget or the context.
+   */
+  private burstLength(seqs: Sequence[]): number {
+    if (this.greedyBurst <= 1 || this.pending.length) return 1;
+    let steps = this.greedyBurst;
+    for (const s of seqs) {
+      const p = s.req.sampling ?? {};
+      const penalty = p.repetitionPenalty && p.repetitionPenalty !== 1;
+      if (!s.prefilled || (p.temperature ?? 1) > 0 || penalty) return 1;
+      const used = s.req.prompt.length + s.tokens.length;
+      steps = Math.min(steps, s.req.maxTokens - s.tokens.length, this.contextLength - used);
+    }
+    return Math.max(1, steps);
+  }
+
   private async step(): Promise<void> {
     const seqs = this.running.slice();
+    const burst = this.burstLength(seqs);
+    if (burst > 1) return this.burstStep(seqs, burst);
     const ids: number[] = [];
     const positions: number[] = [];
     const slots: number[] = [];
@@ -216,27 +246,54 @@ export class Generator {
       if (s.req.signal?.aborted) return this.finish(s, 'abort');
       const row = logits.slice(i * vocab, (i + 1) * vocab);
       const seen = s.req.sampling?.repetitionPenalty ? [...s.req.prompt, ...s.tokens] : [];
-      const id = sampleToken(row, s.req.sampling ?? {}, s.rng, seen);
-      s.tokens.push(id);
-      const eos = s.req.eosTokenIds ?? this.eosTokenIds;
-      if (!s.req.ignoreEos && eos.includes(id)) {
-        s.req.onToken?.(id, '');
-        return this.finish(s, 'stop');
-      }
-      if (this.decoder) {
-        s.text = this.decoder.decode(s.tokens, { skipSpecialTokens: true });
-        const stopAt = firstStop(s.text, s.req.stop);
-        if (stopAt >= 0) {
-          s.text = s.text.slice(0, stopAt);
-          return this.finish(s, 'stop', id);
-        }
-      }
-      const delta = this.emitSafe(s);
-      s.req.onToken?.(id, delta);
-      if (s.tokens.length >= s.req.maxTokens || s.req.prompt.length + s.tokens.length >= this.contextLength) {
-        return this.finish(s, 'length');
-      }
+      this.accept(s, sampleToken(row, s.req.sampling ?? {}, s.rng, seen));
     });
+  }
+
+  /** `steps` greedy decode steps of every live sequence on the device, then their tokens in order. */
+  private async burstStep(seqs: Sequence[], steps: number): Promise<void> {
+    const t0 = performance.now();
+    const tokens = await this.model.greedyDecode(
+      {
+        ids: Uint32Array.from(seqs, (s) => s.tokens[s.tokens.length - 1]),
+        positions: Uint32Array.from(seqs, (s) => s.req.prompt.length + s.tokens.length - 1),
+        slots: Uint32Array.from(seqs, (s) => s.slot),
+      },
+      this.cache,
+      steps,
+    );
+    const ms = performance.now() - t0;
+    for (const s of seqs) s.decodeMs += ms;
+    for (let step = 0; step < steps; step++) {
+      seqs.forEach((s, i) => {
+        if (!this.running.includes(s)) return; // finished earlier in the burst
+        if (s.req.signal?.aborted) return this.finish(s, 'abort');
+        this.accept(s, tokens[step * seqs.length + i]);
+      });
+    }
+  }
+
+  /** Append a new token to a live sequence, stream it, and finish the sequence if it must stop. */
+  private accept(s: Sequence, id: number): void {
+    s.tokens.push(id);
+    const eos = s.req.eosTokenIds ?? this.eosTokenIds;
+    if (!s.req.ignoreEos && eos.includes(id)) {
+      s.req.onToken?.(id, '');
+      return this.finish(s, 'stop');
+    }
+    if (this.decoder) {
+      s.text = this.decoder.decode(s.tokens, { skipSpecialTokens: true });
+      const stopAt = firstStop(s.text, s.req.stop);
+      if (stopAt >= 0) {
+        s.text = s.text.slice(0, stopAt);
+        return this.finish(s, 'stop', id);
+      }
+    }
+    const delta = this.emitSafe(s);
+    s.req.onToken?.(id, delta);
+    if (s.tokens.length >= s.req.maxTokens || s.req.prompt.length + s.tokens.length >= this.contextLength) {
+      return this.finish(s, 'length');
+    }
   }
 
   /** Text that can no longer change: hold back a partial UTF-8 char and any prefix of a stop string. */

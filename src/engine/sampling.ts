@@ -3,6 +3,7 @@
  * top-k, top-p, and a seeded RNG per sequence so runs are reproducible.
  */
 import type { Rng } from '../util/random';
+import { argmaxRow } from '../kernels/cpu';
 
 export interface SamplingParams {
   /** 0 (or below) means greedy. */
@@ -15,9 +16,7 @@ export interface SamplingParams {
 }
 
 export function argmax(logits: Float32Array): number {
-  let best = 0;
-  for (let i = 1; i < logits.length; i++) if (logits[i] > logits[best]) best = i;
-  return best;
+  return argmaxRow(logits);
 }
 
 /** logp[t] = log p(ids[t] | ids[<t]) from full-sequence logits [ids.length, vocab] (0 for t = 0). */

@@ -264,11 +264,14 @@ export async function benchmarkModel(
 }
 
 export interface DecodeVariant {
-  /** 'webgpu (separate ops)', 'webgpu (fused)' or 'cpu twin'. */
+  /** 'webgpu (separate ops)', 'webgpu (fused)', 'webgpu (fused, greedy burst of 8)' or 'cpu twin'. */
   variant: string;
   /** Kernel dispatches one decode step records (null on the CPU). */
   dispatchesPerStep: number | null;
-  /** Median milliseconds of one single-token decode step (logits back on the host). */
+  /**
+   * Median milliseconds of one single-token decode step (logits back on the host; in a greedy
+   * burst, the burst's time over its steps, only its tokens back).
+   */
   stepMs: number;
   decodeTokensPerS: number;
 }
@@ -279,11 +282,15 @@ export interface DecodeResult {
   variants: DecodeVariant[];
 }
 
+/** Steps of the greedy-burst decode variant (Generator's default burst). */
+const BENCH_BURST = 8;
+
 /**
- * Single-sequence decode, three ways on the same random weights: WebGPU with the separate ops,
- * WebGPU with decode's fused ops (model.fusedDecode), and the CPU twin. Steps of the three are
- * interleaved (one step each in turn) so load on a shared machine falls on all of them alike;
- * each is the median of `steps` warm steps.
+ * Single-sequence decode, four ways on the same random weights: WebGPU with the separate ops,
+ * WebGPU with decode's fused ops (model.fusedDecode), the fused ops in greedy bursts of 8 steps on
+ * the device (model.greedyDecode, what the Generator runs for greedy requests), and the CPU twin.
+ * Steps of the four are interleaved (one step, or one burst, each in turn) so load on a shared
+ * machine falls on all of them alike; each is the median of `steps` warm steps (bursts).
  */
 export async function benchmarkDecode(
   backend: GpuBackend,
@@ -295,7 +302,7 @@ export async function benchmarkDecode(
   const tensors = randomInitTensors(config, 1);
   let params = 0;
   for (const t of tensors.values()) params += t.shape.reduce((a, b) => a * b, 1);
-  const maxSeq = promptTokens + steps + 2;
+  const maxSeq = promptTokens + (steps + 1) * BENCH_BURST + 2;
   const gpuModel = LlamaModel.fromTensors(backend as AnyBackend, config, tensors, maxSeq);
   await tuneFor(backend, gpuModel);
   const cpuModel = LlamaModel.fromTensors(new CpuBackend() as AnyBackend, config, randomInitTensors(config, 1), maxSeq);
@@ -303,29 +310,35 @@ export async function benchmarkDecode(
     variant: string;
     model: LlamaModel;
     fused: boolean;
+    burst: number;
+    pos: number;
     cache: KvCache<unknown>;
     times: number[];
     dispatches: number | null;
   };
   const runs: Run[] = [
-    { variant: 'webgpu (separate ops)', model: gpuModel, fused: false },
-    { variant: 'webgpu (fused)', model: gpuModel, fused: true },
-    { variant: 'cpu twin', model: cpuModel, fused: true },
-  ].map((r) => ({ ...r, cache: r.model.createCache(1, maxSeq), times: [], dispatches: null }));
+    { variant: 'webgpu (separate ops)', model: gpuModel, fused: false, burst: 1 },
+    { variant: 'webgpu (fused)', model: gpuModel, fused: true, burst: 1 },
+    { variant: `webgpu (fused, greedy burst of ${BENCH_BURST})`, model: gpuModel, fused: true, burst: BENCH_BURST },
+    { variant: 'cpu twin', model: cpuModel, fused: true, burst: 1 },
+  ].map((r) => ({ ...r, pos: promptTokens, cache: r.model.createCache(1, maxSeq), times: [], dispatches: null }));
   const ids = Uint32Array.from({ length: promptTokens }, (_, i) => (i * 7) % size.vocab);
-  const step = async (r: Run, pos: number) => {
+  /** One step (or burst) from the run's position; returns its milliseconds per token. */
+  const step = async (r: Run): Promise<number> => {
     r.model.fusedDecode = r.fused;
     const before = backend.dispatches;
-    await r.model.forward(
-      {
-        ids: Uint32Array.of((pos * 3) % size.vocab),
-        positions: Uint32Array.of(pos),
-        slots: Uint32Array.of(0),
-        logitRows: [0],
-      },
-      r.cache,
-    );
-    if (r.model.backend === backend) r.dispatches = backend.dispatches - before;
+    const t0 = performance.now();
+    const batch = {
+      ids: Uint32Array.of((r.pos * 3) % size.vocab),
+      positions: Uint32Array.of(r.pos),
+      slots: Uint32Array.of(0),
+    };
+    if (r.burst > 1) await r.model.greedyDecode(batch, r.cache, r.burst);
+    else await r.model.forward({ ...batch, logitRows: [0] }, r.cache);
+    const ms = (performance.now() - t0) / r.burst;
+    if (r.model.backend === backend) r.dispatches = (backend.dispatches - before) / r.burst;
+    r.pos += r.burst;
+    return ms;
   };
   for (const r of runs) {
     r.model.fusedDecode = r.fused;
@@ -338,15 +351,9 @@ export async function benchmarkDecode(
       },
       r.cache,
     );
-    await step(r, promptTokens); // warm-up: the decode shapes' pipelines and bind groups
+    await step(r); // warm-up: the decode shapes' pipelines and bind groups
   }
-  for (let s = 1; s <= steps; s++) {
-    for (const r of runs) {
-      const t0 = performance.now();
-      await step(r, promptTokens + s);
-      r.times.push(performance.now() - t0);
-    }
-  }
+  for (let s = 1; s <= steps; s++) for (const r of runs) r.times.push(await step(r));
   for (const r of runs) r.model.freeCache(r.cache);
   gpuModel.dispose();
   gpuModel.fusedDecode = true;

@@ -85,6 +85,13 @@ export interface Backend<T, W, I> {
     out: T,
   ): void;
   swiglu(gate: T, up: T, n: number, out: T): void;
+  /**
+   * Greedy decoding on the device: next[r] = argmax of logits[r, :] (ties to the lower id, as the
+   * host's argmax), also written to tokens[outOffset + r] so a burst of steps reads back once.
+   */
+  argmaxRows(logits: T, rows: number, vocab: number, next: I, tokens: I, outOffset: number): void;
+  /** The first n values of an index list, on the host. */
+  indicesToHost(i: I, n: number): Promise<Uint32Array>;
   /** x += scale · y */
   add(x: T, y: T, n: number, scale?: number): void;
   /** out[i, :] = src[rows[i], :] (buffer copies, no kernel; rows [0] with cols = n copies a whole tensor) */

@@ -26,6 +26,27 @@ export function cpuEmbedding(
   for (let t = 0; t < tokens; t++) out.set(table.subarray(ids[t] * dim, ids[t] * dim + dim), t * dim);
 }
 
+/** The first index of the largest of logits[start, start + n) (NaN never wins after index 0). */
+export function argmaxRow(logits: Float32Array, start = 0, n = logits.length - start): number {
+  let best = 0;
+  for (let i = 1; i < n; i++) if (logits[start + i] > logits[start + best]) best = i;
+  return best;
+}
+
+export function cpuArgmaxRows(
+  logits: Float32Array,
+  rows: number,
+  vocab: number,
+  next: Uint32Array,
+  tokens: Uint32Array,
+  outOffset: number,
+): void {
+  for (let r = 0; r < rows; r++) {
+    next[r] = argmaxRow(logits, r * vocab, vocab);
+    tokens[outOffset + r] = next[r];
+  }
+}
+
 export function cpuRmsnorm(
   x: Float32Array,
   weight: Float32Array,
@@ -185,6 +206,19 @@ export class CpuBackend implements Backend<Float32Array, CpuWeight, Uint32Array>
   }
   free(): void {}
   freeIndices(): void {}
+  async indicesToHost(i: Uint32Array, n: number): Promise<Uint32Array> {
+    return i.slice(0, n);
+  }
+  argmaxRows(
+    logits: Float32Array,
+    rows: number,
+    vocab: number,
+    next: Uint32Array,
+    tokens: Uint32Array,
+    outOffset: number,
+  ): void {
+    cpuArgmaxRows(logits, rows, vocab, next, tokens, outOffset);
+  }
   freeWeight(): void {}
   weightRows(w: CpuWeight, r0: number, n: number): CpuWeight {
     if (!Number.isInteger(r0) || !Number.isInteger(n) || r0 < 0 || n < 1 || r0 + n > w.rows)

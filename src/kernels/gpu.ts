@@ -118,6 +118,15 @@ export const EMBEDDING = declareKernel({
   bindings: { ids: (p) => p.tokens, table: (p) => p.rows * p.dim, out: (p) => p.tokens * p.dim },
 });
 
+/** One workgroup a row; WG a power of two (the reduction tree). */
+export const ARGMAX = declareKernel({
+  name: 'argmax',
+  shader: 'argmax',
+  workgroupSize: 128,
+  params: { rows: 'u32', vocab: 'u32', outOffset: 'u32' },
+  bindings: { logits: (p) => p.rows * p.vocab, next: (p) => p.rows, tokens: (p) => p.outOffset + p.rows },
+});
+
 export const RMSNORM = declareKernel({
   name: 'rmsnorm',
   shader: 'rmsnorm',
@@ -972,6 +981,22 @@ export class GpuBackend implements Backend<GpuTensor, GpuWeight, GpuIndices> {
     }
     const defines = { HD: headDim, KC: attentionChunkRows(headDim) };
     this.run(ATTENTION_PREFILL, params, buffers, groups1d(ATTENTION_PREFILL, tokens) * heads, { defines });
+  }
+
+  argmaxRows(
+    logits: GpuTensor,
+    rows: number,
+    vocab: number,
+    next: GpuIndices,
+    tokens: GpuIndices,
+    outOffset: number,
+  ): void {
+    this.run(ARGMAX, { rows, vocab, outOffset }, { logits, next, tokens }, rows);
+  }
+
+  async indicesToHost(i: GpuIndices, n: number): Promise<Uint32Array> {
+    this.flush();
+    return new Uint32Array(await this.gpu.read(i.buffer, n * 4));
   }
 
   swiglu(gate: GpuTensor, up: GpuTensor, n: number, out: GpuTensor): void {

@@ -17,6 +17,7 @@ export const SHADER_NAMES = [
   'attention',
   'attention_prefill',
   'swiglu',
+  'argmax',
   'residual_add',
   'matmul_backward',
   'bias_backward',

@@ -335,6 +335,48 @@ export class LlamaModel<T = unknown, W extends WeightShape = WeightShape, I = un
     }
   }
 
+  /**
+   * `steps` greedy decode steps of one token per sequence, recorded back to back on the device:
+   * each step's argmax is the next step's input ids, without a round trip to the host, and all
+   * steps' tokens are read back once ([steps, rows], row r of `batch` at step s at s·rows + r).
+   * Step s of row r runs at position positions[r] + s. Equal to `steps` calls of forward() with
+   * the host's argmax; a sequence that would stop earlier (EOS, a stop string) only wastes its
+   * later steps, whose cache entries lie past its end and are never read.
+   */
+  async greedyDecode(
+    batch: Pick<ForwardBatch, 'ids' | 'positions' | 'slots'>,
+    cache: KvCache<T>,
+    steps: number,
+  ): Promise<Uint32Array> {
+    const be = this.backend;
+    const rows = batch.ids.length;
+    if (!Number.isInteger(steps) || steps < 1)
+      throw new Error(`greedyDecode: steps must be a positive integer, got ${steps}`);
+    for (let r = 0; r < rows; r++) {
+      if (batch.positions[r] + steps > cache.shape.maxSeq)
+        throw new Error(
+          `greedyDecode: ${steps} steps from position ${batch.positions[r]} run past the context length (${cache.shape.maxSeq})`,
+        );
+    }
+    const all = Array.from({ length: rows }, (_, r) => r);
+    const tokens = be.indices(new Uint32Array(steps * rows));
+    // Two id lists in turn: step s > 0 reads ids[s % 2] while its argmax writes the other one
+    // (step 0 uploads batch.ids itself, checked against the vocabulary).
+    const ids = [be.indices(new Uint32Array(rows)), be.indices(new Uint32Array(rows))];
+    try {
+      for (let s = 0; s < steps; s++) {
+        const positions = batch.positions.map((p) => p + s);
+        const step = { ids: batch.ids, positions, slots: batch.slots, logitRows: all };
+        const { output } = this.forwardOnDevice(step, cache, undefined, s ? ids[s % 2] : undefined);
+        be.argmaxRows(output, rows, this.config.vocabSize, ids[(s + 1) % 2], tokens, s * rows);
+        be.free(output);
+      }
+      return await be.indicesToHost(tokens, steps * rows);
+    } finally {
+      for (const i of [tokens, ...ids]) be.freeIndices(i);
+    }
+  }
+
   /** One block's activation buffers (xIn given; x2 is set by the block). */
   private layerBuffers(xIn: T, n: number): LayerActivations<T> {
     const be = this.backend;
@@ -506,12 +548,18 @@ export class LlamaModel<T = unknown, W extends WeightShape = WeightShape, I = un
    * every activation the backward reads (see Activations). Recording keeps each layer's tensors
    * instead of reusing one set, and leaves the residual stream of every layer intact.
    */
-  forwardOnDevice(batch: ForwardBatch, cache: KvCache<T>, record?: Activations<T, I>): { output: T; length: number } {
+  forwardOnDevice(
+    batch: ForwardBatch,
+    cache: KvCache<T>,
+    record?: Activations<T, I>,
+    /** The token ids already on the device (a greedy burst's previous argmax); batch.ids is then unread. */
+    deviceIds?: I,
+  ): { output: T; length: number } {
     const be = this.backend;
     const c = this.config;
     const n = batch.ids.length;
     for (let i = 0; i < n; i++) {
-      if (batch.ids[i] >= c.vocabSize)
+      if (!deviceIds && batch.ids[i] >= c.vocabSize)
         throw new Error(`token id ${batch.ids[i]} is outside the vocabulary (${c.vocabSize})`);
       if (batch.positions[i] >= cache.shape.maxSeq)
         throw new Error(`position ${batch.positions[i]} is past the context length (${cache.shape.maxSeq})`);
@@ -520,7 +568,7 @@ export class LlamaModel<T = unknown, W extends WeightShape = WeightShape, I = un
     }
     const H = c.hiddenSize;
     const eps = c.rmsNormEps;
-    const ids = be.indices(batch.ids);
+    const ids = deviceIds ?? be.indices(batch.ids);
     const positions = be.indices(batch.positions);
     const slots = be.indices(batch.slots);
     const { k, v, proj } = this.layerScratch(n);
@@ -562,7 +610,7 @@ export class LlamaModel<T = unknown, W extends WeightShape = WeightShape, I = un
       be.normMatmul(last, this.norm, eps, [this.lmHead], m, [output]);
       be.free(x);
       if (rows) be.free(last);
-      for (const i of [ids, positions, slots]) be.freeIndices(i);
+      for (const i of deviceIds ? [positions, slots] : [ids, positions, slots]) be.freeIndices(i);
       return { output, length: m * c.vocabSize };
     }
     const normed = be.tensor(m * H, 'x.norm');
@@ -578,7 +626,7 @@ export class LlamaModel<T = unknown, W extends WeightShape = WeightShape, I = un
     } else {
       be.free(x);
       if (!hiddenOnly) be.free(normed);
-      for (const i of [ids, positions, slots]) be.freeIndices(i);
+      for (const i of deviceIds ? [positions, slots] : [ids, positions, slots]) be.freeIndices(i);
     }
     return { output, length: m * (hiddenOnly ? H : c.vocabSize) };
   }

@@ -237,6 +237,10 @@ export class DryRunBackend implements Backend<DryTensor, DryWeight, DryIndices> 
   ): void {}
   attention(): void {}
   swiglu(): void {}
+  argmaxRows(): void {}
+  async indicesToHost(_i: DryIndices, n: number): Promise<Uint32Array> {
+    return new Uint32Array(n);
+  }
   add(): void {}
   /** The planner books the separate ops (their buffers are what a step allocates either way). */
   canFuse(): boolean {

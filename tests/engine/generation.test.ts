@@ -5,7 +5,7 @@ import * as path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { LocalEngine, Runtime } from '../../src/engine/local';
 import type { ChatCompletion, ChatCompletionChunk } from '../../src/engine/types';
-import type { GenerationResult } from '../../src/engine/generator';
+import { Generator, type GenerationResult } from '../../src/engine/generator';
 import { writeTinyModel } from '../helpers/tiny-model';
 import { testGpu } from '../helpers/gpu';
 import { maxRelErr } from '../helpers/rng';
@@ -75,6 +75,55 @@ describe('generation on WebGPU', () => {
     // More requests than slots: the extra ones queue and still match.
     const many = await Promise.all([...reqs, ...reqs].map((r) => runtime.generate({ ...r, ignoreEos: true })));
     many.forEach((m, i) => expect(m.tokens).toEqual(alone[i % reqs.length].tokens));
+  });
+
+  it('greedy bursts on the device give the tokens of step-by-step decoding, stops and limits included', async () => {
+    const stepwise = new Generator(runtime.model, runtime.tokenizer, {
+      maxBatch: 4,
+      contextLength: 40,
+      greedyBurst: 1,
+    });
+    const bursts = new Generator(runtime.model, runtime.tokenizer, { maxBatch: 4, contextLength: 40, greedyBurst: 5 });
+    try {
+      const greedy = { temperature: 0 };
+      const base = await stepwise.generate({ prompt: [4, 5, 6], maxTokens: 12, sampling: greedy, ignoreEos: true });
+      const reqs = [
+        { prompt: [4, 5, 6], maxTokens: 12, sampling: greedy, ignoreEos: true },
+        // Ends on an EOS id in the middle of a burst.
+        { prompt: [4, 5, 6], maxTokens: 12, sampling: greedy, eosTokenIds: [base.tokens[6]] },
+        // Budgets that are not multiples of the burst, and one that runs into the context (40).
+        { prompt: [70, 71, 72, 73, 74, 75, 76], maxTokens: 3, sampling: greedy, ignoreEos: true },
+        {
+          prompt: Array.from({ length: 30 }, (_, i) => (i * 37) % 250),
+          maxTokens: 50,
+          sampling: greedy,
+          ignoreEos: true,
+        },
+      ];
+      const a = await Promise.all(reqs.map((r) => stepwise.generate(r)));
+      const b = await Promise.all(reqs.map((r) => bursts.generate(r)));
+      for (let i = 0; i < reqs.length; i++) {
+        expect(b[i].tokens, `request ${i}`).toEqual(a[i].tokens);
+        expect(b[i].text).toBe(a[i].text);
+        expect(b[i].finishReason).toBe(a[i].finishReason);
+      }
+      expect(a[1].finishReason).toBe('stop');
+      expect(a[1].tokens.length).toBe(base.tokens.indexOf(base.tokens[6]) + 1);
+      expect(a[2].tokens.length).toBe(3);
+      expect(a[3].tokens.length).toBe(10); // 30 prompt tokens + 10 = the context of 40
+    } finally {
+      stepwise.dispose();
+      bursts.dispose();
+    }
+  });
+
+  it('greedyDecode refuses to run past the context, naming it', async () => {
+    await runtime.generator.exclusive(async (cache) => {
+      const batch = { ids: Uint32Array.of(3), positions: Uint32Array.of(90), slots: Uint32Array.of(0) };
+      await expect(runtime.model.greedyDecode(batch, cache, 8)).rejects.toThrow(
+        /8 steps from position 90 run past the context length \(96\)/,
+      );
+    });
   });
 
   it('seeded sampling is reproducible; top_k 1 is greedy; different seeds differ', async () => {
@@ -184,5 +233,8 @@ describe('generation on WebGPU', () => {
     const cpu = await Runtime.load(dir, { backend: 'cpu', maxBatch: 1, contextLength: 32 });
     const ids = [3, 14, 15, 92, 65];
     expect(maxRelErr(await cpu.logits(ids), await runtime.logits(ids))).toBeLessThan(1e-5);
+    // Greedy bursts on the CPU twin (argmaxRows there) give WebGPU's tokens.
+    const req = { prompt: ids, maxTokens: 11, sampling: { temperature: 0 }, ignoreEos: true };
+    expect((await cpu.generate(req)).tokens).toEqual((await runtime.generate(req)).tokens);
   });
 });

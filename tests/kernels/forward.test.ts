@@ -55,6 +55,38 @@ describe('kernels: WebGPU vs CPU twin', () => {
     }
   }
 
+  // Vocabularies around the workgroup (128) and odd; ties (the max repeated) must go to the lower id.
+  for (const [rows, vocab] of [
+    [1, 1],
+    [3, 5],
+    [2, 127],
+    [4, 129],
+    [8, 1000],
+    [2, 4099],
+  ] as const) {
+    it(`argmax rows=${rows} vocab=${vocab} (ties to the lower id)`, async () => {
+      const logits = randn(rows * vocab, rows * 31 + vocab);
+      const r = rng(vocab);
+      for (let row = 0; row < rows; row++) {
+        // Copy the row's largest value to a few other places, earlier and later.
+        let best = row * vocab;
+        for (let v = 0; v < vocab; v++) if (logits[row * vocab + v] > logits[best]) best = row * vocab + v;
+        for (let t = 0; t < 3; t++) logits[row * vocab + Math.floor(r() * vocab)] = logits[best];
+      }
+      const offset = 5;
+      const next = new Uint32Array(rows);
+      const tokens = new Uint32Array(offset + rows);
+      cpu.argmaxRows(logits, rows, vocab, next, tokens, offset);
+      const gNext = g32.indices(new Uint32Array(rows));
+      const gTokens = g32.indices(new Uint32Array(offset + rows).fill(7));
+      g32.argmaxRows(g32.fromHost(logits), rows, vocab, gNext, gTokens, offset);
+      expect(Array.from(await g32.indicesToHost(gNext, rows))).toEqual(Array.from(next));
+      const all = await g32.indicesToHost(gTokens, offset + rows);
+      expect(Array.from(all.subarray(offset))).toEqual(Array.from(next));
+      expect(Array.from(all.subarray(0, offset))).toEqual([7, 7, 7, 7, 7]); // untouched before the offset
+    });
+  }
+
   it('matmul with f16 weights matches the CPU twin on the same f16 values', async ({ skip }) => {
     if (!g16) skip();
     const [m, n, k] = [6, 45, 36];
