@@ -370,10 +370,6 @@ export class LlamaModel<T = unknown, W extends WeightShape = WeightShape, I = un
         const { output } = this.forwardOnDevice(step, cache, undefined, s ? ids[s % 2] : undefined);
         be.argmaxRows(output, rows, this.config.vocabSize, ids[(s + 1) % 2], tokens, s * rows);
         be.free(output);
-        // Submit each step as it is recorded: the device runs it while the next one is encoded
-        // (tiny-0.11M on lavapipe, three runs each: 1.10-1.20 ms a step against 1.16-1.41 with one
-        // submit for the burst: noisy, a little faster in the median).
-        be.flush();
       }
       return await be.indicesToHost(tokens, steps * rows);
     } finally {
