@@ -289,8 +289,10 @@ const BENCH_BURST = 8;
  * Single-sequence decode, four ways on the same random weights: WebGPU with the separate ops,
  * WebGPU with decode's fused ops (model.fusedDecode), the fused ops in greedy bursts of 8 steps on
  * the device (model.greedyDecode, what the Generator runs for greedy requests), and the CPU twin.
- * Steps of the four are interleaved (one step, or one burst, each in turn) so load on a shared
- * machine falls on all of them alike; each is the median of `steps` warm steps (bursts).
+ * The four take turns of BENCH_BURST tokens (one burst, or that many single steps, each timed) so
+ * load on a shared machine falls on all of them alike and all of them attend over the same
+ * positions; each figure is the median of its warm steps over `steps` turns (a burst counts as its
+ * time over its steps).
  */
 export async function benchmarkDecode(
   backend: GpuBackend,
@@ -340,6 +342,12 @@ export async function benchmarkDecode(
     r.pos += r.burst;
     return ms;
   };
+  /** One turn: BENCH_BURST tokens, as one burst or as single steps (each step's time kept). */
+  const turn = async (r: Run): Promise<number[]> => {
+    const times: number[] = [];
+    for (let t = 0; t < BENCH_BURST; t += r.burst) times.push(await step(r));
+    return times;
+  };
   for (const r of runs) {
     r.model.fusedDecode = r.fused;
     await r.model.forward(
@@ -351,9 +359,9 @@ export async function benchmarkDecode(
       },
       r.cache,
     );
-    await step(r); // warm-up: the decode shapes' pipelines and bind groups
+    await turn(r); // warm-up: the decode shapes' pipelines and bind groups
   }
-  for (let s = 1; s <= steps; s++) for (const r of runs) r.times.push(await step(r));
+  for (let s = 1; s <= steps; s++) for (const r of runs) r.times.push(...(await turn(r)));
   for (const r of runs) r.model.freeCache(r.cache);
   gpuModel.dispose();
   gpuModel.fusedDecode = true;

@@ -83,6 +83,14 @@ export interface GpuBufferSlice {
 /** A storage binding: a tensor or index list (its `length` 4-byte elements), a slice, or a whole buffer. */
 export type Bindable = GpuTensor | GpuIndices | GpuBufferSlice | GPUBuffer;
 
+/** One compiled variant of a kernel: its pipeline key, pipeline, layout and binding element sizes. */
+interface Variant {
+  key: string;
+  pipeline: GPUComputePipeline;
+  layout: GPUBindGroupLayout;
+  scalarBytes: number[];
+}
+
 /** Bytes of one row of a weight's shard buffer: f32/f16 values, or packed q8/q4 groups. */
 export function weightRowBytes(w: GpuWeight): number {
   if (w.quant) return groupsPerRow(w.cols) * wordsPerGroup(w.quant) * 4;
@@ -534,29 +542,46 @@ export class GpuBackend implements Backend<GpuTensor, GpuWeight, GpuIndices> {
   private readonly bufferIds = new WeakMap<GPUBuffer, number>();
   private nextBufferId = 1;
 
-  private bindGroup(variantKey: string, pipeline: GPUComputePipeline, entries: GPUBindGroupEntry[]): GPUBindGroup {
-    let key = variantKey;
-    for (const e of entries) {
-      const { buffer, offset, size } = e.resource as GPUBufferBinding;
-      let id = this.bufferIds.get(buffer);
-      if (id === undefined) this.bufferIds.set(buffer, (id = this.nextBufferId++));
-      // A slice (rows of a weight view) is its own binding: the same buffer at another offset or size.
-      key += size === undefined ? `|${id}` : `|${id}@${offset ?? 0}+${size}`;
-    }
-    let group = this.bindGroups.get(key);
-    if (!group) {
-      if (this.bindGroups.size >= BIND_GROUP_CACHE) this.bindGroups.clear();
-      group = this.gpu.device.createBindGroup({ layout: pipeline.getBindGroupLayout(0), entries });
-      this.bindGroups.set(key, group);
-    }
-    return group;
+  private bufferId(buffer: GPUBuffer): number {
+    let id = this.bufferIds.get(buffer);
+    if (id === undefined) this.bufferIds.set(buffer, (id = this.nextBufferId++));
+    return id;
   }
 
-  /** Pipelines by variant key, with the element size of each binding read from their WGSL. */
-  private readonly variants = new Map<
-    string,
-    { pipeline: GPUComputePipeline; layout: GPUBindGroupLayout; scalarBytes: number[] }
-  >();
+  /**
+   * Pipelines by kernel, then by weight type and the call's own defines (the kernel's fixed
+   * defines are the same for every call), with the element size of each binding read from their
+   * WGSL. Two levels keep run()'s lookup to a short key on its hot path.
+   */
+  private readonly variants = new Map<Kernel<ParamTypes, string>, Map<string, Variant>>();
+
+  private variant(kernel: Kernel<ParamTypes, string>, weightType: 'f16' | 'f32', callDefines?: ShaderDefines): Variant {
+    let byKey = this.variants.get(kernel);
+    if (!byKey) this.variants.set(kernel, (byKey = new Map()));
+    let local: string = weightType;
+    if (callDefines) {
+      for (const k in callDefines) {
+        const v = callDefines[k];
+        local += v === true ? `,${k}` : v === false ? `,!${k}` : `,${k}=${v}`;
+      }
+    }
+    let variant = byKey.get(local);
+    if (!variant) {
+      // The WGSL is preprocessed and checked only when the variant is new (run is a hot path).
+      const defines = callDefines ? { ...kernel.fixedDefines, ...callDefines } : kernel.fixedDefines;
+      let key = `${kernel.name}:${weightType}`;
+      for (const k in defines) {
+        const v = defines[k];
+        if (v !== false) key += v === true ? `,${k}` : `,${k}=${v}`;
+      }
+      const code = shaderSource(kernel.shader, defines, weightType);
+      const scalarBytes = checkAgainstWgsl(kernel, code);
+      const pipeline = this.gpu.pipeline(key, () => code);
+      variant = { key, pipeline, layout: pipeline.getBindGroupLayout(0), scalarBytes };
+      byKey.set(local, variant);
+    }
+    return variant;
+  }
 
   /**
    * Record one dispatch of `kernel` with its named `params` and storage `buffers` (by WGSL
@@ -571,25 +596,14 @@ export class GpuBackend implements Backend<GpuTensor, GpuWeight, GpuIndices> {
     opts: RunOptions = {},
   ): void {
     this.gpu.checkAlive();
-    const weightType = opts.weightType ?? 'f32';
-    const defines = opts.defines ? { ...kernel.fixedDefines, ...opts.defines } : kernel.fixedDefines;
-    let key = `${kernel.name}:${weightType}`;
-    for (const k in defines) {
-      const v = defines[k];
-      if (v !== false) key += v === true ? `,${k}` : `,${k}=${v}`;
-    }
-    let variant = this.variants.get(key);
-    if (!variant) {
-      // The WGSL is preprocessed and checked only when the variant is new (run is a hot path).
-      const code = shaderSource(kernel.shader, defines, weightType);
-      const scalarBytes = checkAgainstWgsl(kernel, code);
-      const pipeline = this.gpu.pipeline(key, () => code);
-      variant = { pipeline, layout: pipeline.getBindGroupLayout(0), scalarBytes };
-      this.variants.set(key, variant);
-    }
+    const variant = this.variant(kernel as Kernel<ParamTypes, string>, opts.weightType ?? 'f32', opts.defines);
     const uniform = this.gpu.uniform(uniformKey(kernel, params), () => packUniform(kernel, params));
-    const entries: GPUBindGroupEntry[] = [{ binding: 0, resource: { buffer: uniform } }];
-    kernel.bindingNames.forEach((name, i) => {
+    // The bind group's key is its pipeline and buffer identities; its entries are built only when
+    // it is new (decode steps recur with the same pooled buffers and cached uniforms).
+    let groupKey = `${variant.key}|${this.bufferId(uniform)}`;
+    const names = kernel.bindingNames;
+    for (let i = 0; i < names.length; i++) {
+      const name = names[i];
       const bound: Bindable | undefined = buffers[name];
       if (!bound) throw new KernelError(`kernel ${kernel.name}: no buffer given for binding '${name}'`);
       const buffer = 'buffer' in bound ? bound.buffer : bound;
@@ -605,18 +619,30 @@ export class GpuBackend implements Backend<GpuTensor, GpuWeight, GpuIndices> {
           `kernel ${kernel.name}: binding '${name}' (${i + 1}) needs ${need} bytes for ${JSON.stringify(params)} but its buffer holds ${have} bytes`,
         );
       }
-      entries.push({
-        binding: i + 1,
-        resource: slice ? { buffer, offset: slice.offset, size: slice.size } : { buffer },
-      });
-    });
-    if (Object.keys(buffers).length !== kernel.bindingNames.length) {
-      const extra = Object.keys(buffers).filter((k) => !kernel.bindingNames.includes(k as B));
+      // A slice (rows of a weight view) is its own binding: the same buffer at another offset or size.
+      groupKey += slice ? `|${this.bufferId(buffer)}@${slice.offset}+${slice.size}` : `|${this.bufferId(buffer)}`;
+    }
+    let given = 0;
+    for (const _ in buffers) given++;
+    if (given !== names.length) {
+      const extra = Object.keys(buffers).filter((k) => !names.includes(k as B));
       throw new KernelError(
         `kernel ${kernel.name}: unknown binding${extra.length > 1 ? 's' : ''} ${extra.map((e) => `'${e}'`).join(', ')}`,
       );
     }
-    const bindGroup = this.bindGroup(key, variant.pipeline, entries);
+    let bindGroup = this.bindGroups.get(groupKey);
+    if (!bindGroup) {
+      const entries: GPUBindGroupEntry[] = [{ binding: 0, resource: { buffer: uniform } }];
+      names.forEach((name, i) => {
+        const bound: Bindable = buffers[name];
+        const buffer = 'buffer' in bound ? bound.buffer : bound;
+        const resource = 'offset' in bound ? { buffer, offset: bound.offset, size: bound.size } : { buffer };
+        entries.push({ binding: i + 1, resource });
+      });
+      if (this.bindGroups.size >= BIND_GROUP_CACHE) this.bindGroups.clear();
+      bindGroup = this.gpu.device.createBindGroup({ layout: variant.layout, entries });
+      this.bindGroups.set(groupKey, bindGroup);
+    }
     this.dispatches++;
     const pass = this.computePass();
     pass.setPipeline(variant.pipeline);

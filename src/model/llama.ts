@@ -359,21 +359,33 @@ export class LlamaModel<T = unknown, W extends WeightShape = WeightShape, I = un
         );
     }
     const all = Array.from({ length: rows }, (_, r) => r);
+    // Everything the burst reads from the host is uploaded before its first step is recorded: an
+    // upload submits the work recorded before it, so uploads between steps would split the burst
+    // into one submission per step.
+    for (const id of batch.ids)
+      if (id >= this.config.vocabSize)
+        throw new Error(`token id ${id} is outside the vocabulary (${this.config.vocabSize})`);
     const tokens = be.indices(new Uint32Array(steps * rows));
-    // Two id lists in turn: step s > 0 reads ids[s % 2] while its argmax writes the other one
-    // (step 0 uploads batch.ids itself, checked against the vocabulary).
-    const ids = [be.indices(new Uint32Array(rows)), be.indices(new Uint32Array(rows))];
+    // Two id lists in turn: step s reads ids[s % 2] while its argmax writes the other one.
+    const ids = [be.indices(Uint32Array.from(batch.ids)), be.indices(new Uint32Array(rows))];
+    const slots = be.indices(Uint32Array.from(batch.slots));
+    const stepPositions = Array.from({ length: steps }, (_, s) => batch.positions.map((p) => p + s));
+    const positions = stepPositions.map((p) => be.indices(p));
     try {
       for (let s = 0; s < steps; s++) {
-        const positions = batch.positions.map((p) => p + s);
-        const step = { ids: batch.ids, positions, slots: batch.slots, logitRows: all };
-        const { output } = this.forwardOnDevice(step, cache, undefined, s ? ids[s % 2] : undefined);
+        const step = { ids: batch.ids, positions: stepPositions[s], slots: batch.slots, logitRows: all };
+        const onDevice = { ids: ids[s % 2], positions: positions[s], slots };
+        const { output } = this.forwardOnDevice(step, cache, undefined, onDevice);
         be.argmaxRows(output, rows, this.config.vocabSize, ids[(s + 1) % 2], tokens, s * rows);
         be.free(output);
+        // Each step is submitted as soon as it is recorded, so the device runs it while the next
+        // one is recorded (bench decode, side by side: tiny-0.11M 0.83 vs 1.31 ms/step as one
+        // submission per burst; no loss on larger models).
+        be.flush();
       }
       return await be.indicesToHost(tokens, steps * rows);
     } finally {
-      for (const i of [tokens, ...ids]) be.freeIndices(i);
+      for (const i of [tokens, ...ids, slots, ...positions]) be.freeIndices(i);
     }
   }
 
@@ -552,14 +564,18 @@ export class LlamaModel<T = unknown, W extends WeightShape = WeightShape, I = un
     batch: ForwardBatch,
     cache: KvCache<T>,
     record?: Activations<T, I>,
-    /** The token ids already on the device (a greedy burst's previous argmax); batch.ids is then unread. */
-    deviceIds?: I,
+    /**
+     * Index lists already on the device (a greedy burst's ids from the previous argmax, and its
+     * positions and slots uploaded once): those of `batch` are then only checked, not uploaded, and
+     * they stay the caller's to free. Uploading is what would submit the work recorded so far.
+     */
+    onDevice: { ids?: I; positions?: I; slots?: I } = {},
   ): { output: T; length: number } {
     const be = this.backend;
     const c = this.config;
     const n = batch.ids.length;
     for (let i = 0; i < n; i++) {
-      if (!deviceIds && batch.ids[i] >= c.vocabSize)
+      if (!onDevice.ids && batch.ids[i] >= c.vocabSize)
         throw new Error(`token id ${batch.ids[i]} is outside the vocabulary (${c.vocabSize})`);
       if (batch.positions[i] >= cache.shape.maxSeq)
         throw new Error(`position ${batch.positions[i]} is past the context length (${cache.shape.maxSeq})`);
@@ -568,9 +584,18 @@ export class LlamaModel<T = unknown, W extends WeightShape = WeightShape, I = un
     }
     const H = c.hiddenSize;
     const eps = c.rmsNormEps;
-    const ids = deviceIds ?? be.indices(batch.ids);
-    const positions = be.indices(batch.positions);
-    const slots = be.indices(batch.slots);
+    // A record frees its index lists with the activations, so they must be its own.
+    if (record && (onDevice.ids || onDevice.positions || onDevice.slots))
+      throw new Error('forwardOnDevice: a recorded forward uploads its own index lists');
+    const uploaded: I[] = [];
+    const upload = (data: Uint32Array): I => {
+      const i = be.indices(data);
+      uploaded.push(i);
+      return i;
+    };
+    const ids = onDevice.ids ?? upload(batch.ids);
+    const positions = onDevice.positions ?? upload(batch.positions);
+    const slots = onDevice.slots ?? upload(batch.slots);
     const { k, v, proj } = this.layerScratch(n);
     let x = be.tensor(n * H, 'x');
     be.embedding(ids, this.embed, n, x);
@@ -595,7 +620,11 @@ export class LlamaModel<T = unknown, W extends WeightShape = WeightShape, I = un
     }
     for (const t of [k, v, proj]) be.free(t);
     if (shared) this.freeLayerBuffers(shared);
-    const rows = batch.logitRows === 'all' ? null : batch.logitRows;
+    // Logits for every row in order (a decode step's one row) need no gather: a copy between
+    // compute passes costs a pass break per step.
+    const everyRow =
+      batch.logitRows === 'all' || (batch.logitRows.length === n && batch.logitRows.every((r, i) => r === i));
+    const rows = everyRow ? null : (batch.logitRows as number[]);
     const m = rows ? rows.length : n;
     let last = x;
     if (rows) {
@@ -610,7 +639,7 @@ export class LlamaModel<T = unknown, W extends WeightShape = WeightShape, I = un
       be.normMatmul(last, this.norm, eps, [this.lmHead], m, [output]);
       be.free(x);
       if (rows) be.free(last);
-      for (const i of deviceIds ? [positions, slots] : [ids, positions, slots]) be.freeIndices(i);
+      for (const i of uploaded) be.freeIndices(i);
       return { output, length: m * c.vocabSize };
     }
     const normed = be.tensor(m * H, 'x.norm');
@@ -626,7 +655,7 @@ export class LlamaModel<T = unknown, W extends WeightShape = WeightShape, I = un
     } else {
       be.free(x);
       if (!hiddenOnly) be.free(normed);
-      for (const i of deviceIds ? [positions, slots] : [ids, positions, slots]) be.freeIndices(i);
+      for (const i of uploaded) be.freeIndices(i);
     }
     return { output, length: m * (hiddenOnly ? H : c.vocabSize) };
   }

@@ -117,11 +117,16 @@ describe('generation on WebGPU', () => {
     }
   });
 
-  it('greedyDecode refuses to run past the context, naming it', async () => {
+  it('greedyDecode refuses to run past the context or outside the vocabulary, naming it', async () => {
     await runtime.generator.exclusive(async (cache) => {
       const batch = { ids: Uint32Array.of(3), positions: Uint32Array.of(90), slots: Uint32Array.of(0) };
       await expect(runtime.model.greedyDecode(batch, cache, 8)).rejects.toThrow(
         /8 steps from position 90 run past the context length \(96\)/,
+      );
+      const vocab = runtime.model.config.vocabSize;
+      const outside = { ...batch, ids: Uint32Array.of(vocab), positions: Uint32Array.of(0) };
+      await expect(runtime.model.greedyDecode(outside, cache, 2)).rejects.toThrow(
+        new RegExp(`token id ${vocab} is outside the vocabulary \\(${vocab}\\)`),
       );
     });
   });
