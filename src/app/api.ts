@@ -504,7 +504,7 @@ export interface BenchSettings {
   sizes: string[];
   /** [m, n, k] matmul shapes ([] = no kernel benchmark). */
   kernelShapes: [number, number, number][];
-  /** The attention kernels (tiled and per-query prefill, with the CPU twin), as in `npm run bench`. */
+  /** The attention kernels (prefill and decode variants, with the CPU twin), as in `npm run bench`. */
   attention?: boolean;
   models: boolean;
   training: boolean;

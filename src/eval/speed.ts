@@ -147,7 +147,7 @@ export async function benchmarkKernels(
 
 /**
  * Causal attention over a prefilled cache (`seqs` sequences of `len` tokens, each in its own slot):
- * the tiled prefill kernel and the one-workgroup-per-query kernel side by side, and the CPU twin.
+ * the prefill family's kernels and the decode family's side by side, and the CPU twin.
  * GFLOP/s count 4 * headDim flops per (query head, visible key): q.k and the weighted sum of v.
  */
 export async function benchmarkAttention(
@@ -179,21 +179,24 @@ export async function benchmarkAttention(
       200,
       3,
     );
-    // The prefill family's candidates (what the autotuner chooses between), then the decode kernel.
+    // Candidates of the prefill family and of the decode family (what the autotuner chooses
+    // between), each on the whole prefill.
     const kernels = [
       ['tiled', 'tiled'],
       ['tiled', 'splitd'],
-      ['per-query', 'auto'],
+      ['decode', 'workgroup'],
+      ['decode', 'serial'],
     ] as const;
-    for (const [kernel, prefill] of kernels) {
-      g.attentionKernel = kernel;
-      g.attentionPrefillKernel = prefill;
+    for (const [family, variant] of kernels) {
+      g.attentionKernel = family;
+      if (family === 'tiled') g.attentionPrefillKernel = variant;
+      else g.attentionDecodeKernel = variant;
       const gpuMs = await timeIt(async () => {
         g.attention(gq, gk, gv, gs, gp, tokens, heads, kvHeads, headDim, len, gout);
         await g.toHost(gout, 1);
       });
       results.push({
-        kernel: `attention (${kernel === 'tiled' ? `prefill, ${prefill}` : kernel})`,
+        kernel: `attention (${family === 'tiled' ? 'prefill' : 'decode'}, ${variant})`,
         shape: `${seqs}x${len} tokens, ${heads}/${kvHeads} heads x ${headDim}`,
         webgpuGflops: flops / gpuMs / 1e6,
         cpuGflops: flops / cpuMs / 1e6,
@@ -201,6 +204,7 @@ export async function benchmarkAttention(
     }
     g.attentionKernel = 'auto';
     g.attentionPrefillKernel = 'auto';
+    g.attentionDecodeKernel = 'auto';
     for (const t of [gq, gk, gv, gout]) g.free(t);
     g.freeIndices(gs);
     g.freeIndices(gp);

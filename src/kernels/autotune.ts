@@ -30,8 +30,12 @@
  *   invocation per query with the whole row in registers) and 'splitd' (attention_prefill_splitd.wgsl,
  *   4 invocations per query splitting the head dimension) and, with `subgroups`, 'broadcast'
  *   (attention_prefill_broadcast.wgsl: key/value rows read a quarter each by 4 lanes and broadcast;
- *   head dims not multiples of 4 run 'tiled'). The first variant of a family is the
- *   fallback when nothing is tuned.
+ *   head dims not multiples of 4 run 'tiled').
+ * - attention_decode (fewer query tokens: decode steps of one sequence or a batch): 'workgroup'
+ *   (attention.wgsl, a workgroup per query sharing each chunk of keys) and 'serial'
+ *   (attention_decode.wgsl, one invocation per query walking its keys, no barrier; timed at a
+ *   context of TUNE_DECODE_CONTEXT positions).
+ * The first variant of a family is the fallback when nothing is tuned.
  */
 import { fnv1a } from '../util/hash';
 import { GpuError, type Gpu } from '../gpu/device';
@@ -44,11 +48,13 @@ export const KERNEL_FAMILIES = {
   gemm_dx: ['register', 'tiled', 'broadcast16'],
   gemm_dw: ['register', 'tiled', 'broadcast16'],
   attention_prefill: ['tiled', 'splitd', 'broadcast'],
+  attention_decode: ['workgroup', 'serial'],
 } as const;
 export type KernelFamily = keyof typeof KERNEL_FAMILIES;
 export type GemvVariant = (typeof KERNEL_FAMILIES)['gemv'][number];
 export type GemmVariant = (typeof KERNEL_FAMILIES)['gemm'][number];
 export type AttentionPrefillVariant = (typeof KERNEL_FAMILIES)['attention_prefill'][number];
+export type AttentionDecodeVariant = (typeof KERNEL_FAMILIES)['attention_decode'][number];
 /** The variants of the training GEMMs (gemm_dx, gemm_dw). */
 export type GemmBackwardVariant = (typeof KERNEL_FAMILIES)['gemm_dx'][number];
 
@@ -238,7 +244,9 @@ export function adapterKey(gpu: Gpu): string {
       shaderSource('matmul_backward_tiled', { WG_X: 8, WG_Y: 8, TK: 32 }) +
       shaderSource('attention_prefill', { WG: 64, HD: 64, KC: 16 }) +
       shaderSource('attention_prefill_splitd', { WG: 64, HD: 64, KC: 16, LANES: 4 }) +
-      shaderSource('attention_prefill_broadcast', { WG: 64, HD: 64 })
+      shaderSource('attention_prefill_broadcast', { WG: 64, HD: 64 }) +
+      shaderSource('attention', { WG: 64 }) +
+      shaderSource('attention_decode', { WG: 32, HD: 64 })
     : '';
   return [
     i.vendor,
@@ -277,6 +285,17 @@ export function attentionShapeKey(tokens: number, heads: number, kvHeads: number
   const bucket = tokens <= 32 ? 32 : tokens <= 128 ? 128 : tokens <= 512 ? 512 : 'big';
   return `attention_prefill:m${bucket}:h${heads}:kv${kvHeads}:d${headDim}`;
 }
+
+/**
+ * Shape class of a decode attention: one query token or a batch of them (2–15), the head layout.
+ * The context length is not in it: candidates are timed at TUNE_DECODE_CONTEXT positions.
+ */
+export function attentionDecodeShapeKey(tokens: number, heads: number, kvHeads: number, headDim: number): string {
+  return `attention_decode:m${tokens <= 1 ? 1 : 8}:h${heads}:kv${kvHeads}:d${headDim}`;
+}
+
+/** Cache positions each query attends over when decode attention candidates are timed. */
+export const TUNE_DECODE_CONTEXT = 256;
 
 /** Most flops one timed dispatch of a tuning run may cost: larger products are timed on a slice. */
 const TUNE_MAX_FLOPS = 2e8;

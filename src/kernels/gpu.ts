@@ -32,6 +32,9 @@ import {
   parseForcedKernels,
   attentionShapeKey,
   type AttentionPrefillVariant,
+  type AttentionDecodeVariant,
+  attentionDecodeShapeKey,
+  TUNE_DECODE_CONTEXT,
   type GemmBackwardVariant,
   type GemmVariant,
   type GemvVariant,
@@ -274,6 +277,14 @@ export const ATTENTION = declareKernel({
   params: attentionParams,
   bindings: attentionBindings,
 });
+/** One invocation per (token, head) walking its keys, no workgroup memory (define HD: head dim). */
+export const ATTENTION_DECODE = declareKernel({
+  name: 'attention_decode',
+  shader: 'attention_decode',
+  workgroupSize: 32,
+  params: attentionParams,
+  bindings: attentionBindings,
+});
 /** One invocation per (token, head), a workgroup per WG consecutive tokens of one head. */
 export const ATTENTION_PREFILL = declareKernel({
   name: 'attention_prefill',
@@ -322,8 +333,8 @@ export const RESIDUAL_ADD = declareKernel({
 });
 
 /**
- * From this many query tokens on, attention runs the tiled kernel (attention_prefill.wgsl); below
- * it (decode steps, whose tokens are in different slots) the one-workgroup-per-query kernel.
+ * From this many query tokens on, attention runs the prefill family (attention_prefill.wgsl and
+ * its variants); below it (decode steps, whose tokens are in different slots) the decode family.
  */
 export const PREFILL_ATTENTION_MIN_TOKENS = 16;
 
@@ -357,10 +368,17 @@ export class GpuBackend implements Backend<GpuTensor, GpuWeight, GpuIndices> {
   attentionPrefillKernel: 'auto' | AttentionPrefillVariant = ((typeof process !== 'undefined' &&
     parseForcedKernels(process.env?.AGENTARK_KERNELS).attention_prefill) ||
     'auto') as 'auto' | AttentionPrefillVariant;
+  /** Force the decode attention variant regardless of the tuner (tests; AGENTARK_KERNELS=attention_decode=...). */
+  attentionDecodeKernel: 'auto' | AttentionDecodeVariant = ((typeof process !== 'undefined' &&
+    parseForcedKernels(process.env?.AGENTARK_KERNELS).attention_decode) ||
+    'auto') as 'auto' | AttentionDecodeVariant;
   /** Shape classes first dispatched untuned, timed at the next readback (see autotune.ts). */
   private readonly pendingTunes = new Map<string, TuneJob & { family: KernelFamily }>();
-  /** Which attention kernel runs: by token count ('auto'), or one forced (benchmarks, tests). */
-  attentionKernel: 'auto' | 'tiled' | 'per-query' = 'auto';
+  /**
+   * Which attention family runs: by token count ('auto'), or one forced (benchmarks, tests):
+   * 'tiled' the prefill family, 'decode' the decode family, whatever the token count.
+   */
+  attentionKernel: 'auto' | 'tiled' | 'decode' = 'auto';
 
   private constructor(
     readonly gpu: Gpu,
@@ -981,6 +999,50 @@ export class GpuBackend implements Backend<GpuTensor, GpuWeight, GpuIndices> {
       this.runPrefillAttention(variant, params, buffers);
       return;
     }
+    const variant = this.chooseVariant(
+      'attention_decode',
+      this.attentionDecodeKernel,
+      () => attentionDecodeShapeKey(tokens, heads, kvHeads, headDim),
+      () => ({
+        flops: 4 * tokens * heads * TUNE_DECODE_CONTEXT * headDim,
+        prepare: () => {
+          // Each query in its own slot at the last of TUNE_DECODE_CONTEXT positions.
+          const context = TUNE_DECODE_CONTEXT;
+          const kvDim = kvHeads * headDim;
+          const qT = this.fromHost(new Float32Array(tokens * heads * headDim));
+          const kT = this.fromHost(new Float32Array(tokens * context * kvDim));
+          const vT = this.fromHost(new Float32Array(tokens * context * kvDim));
+          const slotsT = this.indices(Uint32Array.from({ length: tokens }, (_, i) => i));
+          const positionsT = this.indices(new Uint32Array(tokens).fill(context - 1));
+          const outT = this.tensor(tokens * heads * headDim, 'tune.attention');
+          const p = { ...params, maxSeq: context };
+          const b = { q: qT, cacheK: kT, cacheV: vT, slots: slotsT, positions: positionsT, out: outT };
+          return {
+            dispatch: (v: string) => this.runDecodeAttention(v, p, b),
+            dispose: () => {
+              for (const t of [qT, kT, vT, outT]) this.free(t);
+              this.freeIndices(slotsT);
+              this.freeIndices(positionsT);
+            },
+          };
+        },
+      }),
+    );
+    this.runDecodeAttention(variant, params, buffers);
+  }
+
+  private runDecodeAttention(
+    variant: string,
+    params: ParamValues<typeof attentionParams>,
+    buffers: Record<keyof typeof attentionBindings, Bindable>,
+  ): void {
+    const { tokens, heads, headDim } = params;
+    if (variant === 'serial') {
+      this.run(ATTENTION_DECODE, params, buffers, groups1d(ATTENTION_DECODE, tokens * heads), {
+        defines: { HD: headDim },
+      });
+      return;
+    }
     this.run(ATTENTION, params, buffers, tokens * heads);
   }
 
@@ -1022,7 +1084,10 @@ export class GpuBackend implements Backend<GpuTensor, GpuWeight, GpuIndices> {
 
   async indicesToHost(i: GpuIndices, n: number): Promise<Uint32Array> {
     this.flush();
-    return new Uint32Array(await this.gpu.read(i.buffer, n * 4));
+    const out = new Uint32Array(await this.gpu.read(i.buffer, n * 4));
+    // A greedy burst ends here rather than in toHost: its shape classes are timed now too.
+    if (this.pendingTunes.size) await this.tunePending();
+    return out;
   }
 
   swiglu(gate: GpuTensor, up: GpuTensor, n: number, out: GpuTensor): void {

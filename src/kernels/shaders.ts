@@ -51,6 +51,7 @@ export const SHADER_NAMES = [
   'norm_gemv',
   'gemv_residual',
   'rope_kv_write',
+  'attention_decode',
 ] as const;
 export type ShaderName = (typeof SHADER_NAMES)[number];
 

@@ -5,7 +5,7 @@ import { Gpu } from '../../src/gpu/device';
 import { testGpu } from '../helpers/gpu';
 import { maxRelErr, randn, rng } from '../helpers/rng';
 import { f32ToF16Bits } from '../../src/formats/dtype';
-import { candidatesOn, type AttentionPrefillVariant } from '../../src/kernels/autotune';
+import { candidatesOn, KERNEL_FAMILIES, type AttentionPrefillVariant } from '../../src/kernels/autotune';
 
 let gpu: Gpu;
 let g32: GpuBackend;
@@ -221,14 +221,28 @@ describe('kernels: WebGPU vs CPU twin', () => {
       g32.attention(g32.fromHost(q), gk, gv, gs, gp, tokens, heads, kvHeads, headDim, maxSeq, out);
       expect(maxRelErr(await g32.toHost(gk, rk.length), rk)).toBe(0);
       expect(maxRelErr(await g32.toHost(out, ref.length), ref)).toBeLessThan(1e-5);
-      // The other kernel (tiled below the token threshold, per-query above it) on the same inputs.
-      g32.attentionKernel = tokens >= PREFILL_ATTENTION_MIN_TOKENS ? 'per-query' : 'tiled';
+      // The other family (prefill below the token threshold, decode above it) on the same inputs.
+      g32.attentionKernel = tokens >= PREFILL_ATTENTION_MIN_TOKENS ? 'decode' : 'tiled';
       try {
         g32.attention(g32.fromHost(q), gk, gv, gs, gp, tokens, heads, kvHeads, headDim, maxSeq, out);
       } finally {
         g32.attentionKernel = 'auto';
       }
       expect(maxRelErr(await g32.toHost(out, ref.length), ref)).toBeLessThan(1e-5);
+      // Every decode candidate on any token count: one invocation per query walking its keys
+      // ('serial') as well as a workgroup per query.
+      for (const variant of KERNEL_FAMILIES.attention_decode) {
+        g32.attentionKernel = 'decode';
+        g32.attentionDecodeKernel = variant;
+        try {
+          const outVariant = g32.tensor(ref.length);
+          g32.attention(g32.fromHost(q), gk, gv, gs, gp, tokens, heads, kvHeads, headDim, maxSeq, outVariant);
+          expect(maxRelErr(await g32.toHost(outVariant, ref.length), ref), variant).toBeLessThan(1e-5);
+        } finally {
+          g32.attentionKernel = 'auto';
+          g32.attentionDecodeKernel = 'auto';
+        }
+      }
       // The autotuner's other prefill candidates on any token count, head dims not multiples of 4
       // included: 4 lanes per query splitting head_dim, and (with subgroups) rows broadcast from
       // 4 lanes (its head dims not multiples of 4 run the tiled kernel).

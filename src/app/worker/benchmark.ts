@@ -56,7 +56,7 @@ export class Benchmark {
       }
       if (s.attention) {
         check();
-        status('Attention kernels (tiled and per-query)…');
+        status('Attention kernels (prefill and decode variants)…');
         for (const r of await benchmarkAttention(gpu)) {
           report.kernels.push(r);
           emit({ type: 'kernel', result: r });
