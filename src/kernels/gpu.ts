@@ -787,37 +787,39 @@ export class GpuBackend implements Backend<GpuTensor, GpuWeight, GpuIndices> {
 
   /**
    * Milliseconds per dispatch of every candidate of `family` this adapter runs: one warm-up
-   * dispatch, then the median of 3 batches, wall clock around submit → onSubmittedWorkDone
-   * (timestamp queries are coarse or absent in browsers); a candidate whose first batch is over
-   * twice the best median so far stops there (it cannot win). A batch is 8 dispatches, 2 over 50 MFLOP and 1
-   * over 200 MFLOP (one dispatch then lasts long enough to time).
+   * dispatch each, then the median of 3 batches, wall clock around submit → onSubmittedWorkDone
+   * (timestamp queries are coarse or absent in browsers). A batch is 8 dispatches, 2 over 50 MFLOP
+   * and 1 over 200 MFLOP (one dispatch then lasts long enough to time). Candidates take their
+   * batches in turn, so a burst of load on a shared machine falls on all alike rather than on the
+   * one being timed (which once made a 4x faster kernel lose, and choices are cached).
    */
   private async timeVariants(family: KernelFamily, job: TuneJob): Promise<Record<string, number>> {
     const reps = job.flops > 2e8 ? 1 : job.flops > 5e7 ? 2 : 8;
     const run = job.prepare();
-    const ms: Record<string, number> = {};
+    const candidates = candidatesOn(this.gpu, family);
+    const batch = async (variant: string, n: number) => {
+      const t0 = performance.now();
+      for (let i = 0; i < n; i++) run.dispatch(variant);
+      this.flush();
+      await this.gpu.device.queue.onSubmittedWorkDone();
+      return (performance.now() - t0) / n;
+    };
+    const times: Record<string, number[]> = {};
     try {
-      for (const variant of candidatesOn(this.gpu, family)) {
-        const batch = async (n: number) => {
-          const t0 = performance.now();
-          for (let i = 0; i < n; i++) run.dispatch(variant);
-          this.flush();
-          await this.gpu.device.queue.onSubmittedWorkDone();
-          return (performance.now() - t0) / n;
-        };
-        await batch(1); // compiles the pipeline, warms caches
-        const first = await batch(reps);
-        // A candidate already 2x slower than the best median loses: its first batch is its timing.
-        const best = Math.min(...Object.values(ms));
-        if (first > 2 * best) {
-          ms[variant] = first;
-          continue;
-        }
-        const times = [first, await batch(reps), await batch(reps)].sort((a, b) => a - b);
-        ms[variant] = times[1];
-      }
+      for (const variant of candidates) await batch(variant, 1); // compiles the pipelines, warms caches
+      for (const variant of candidates) times[variant] = [await batch(variant, reps)];
+      // A candidate over 4x the best first batch cannot win: that batch is its timing.
+      const best = Math.min(...candidates.map((v) => times[v][0]));
+      const live = candidates.filter((v) => times[v][0] <= 4 * best);
+      for (let round = 0; round < 2; round++)
+        for (const variant of live) times[variant].push(await batch(variant, reps));
     } finally {
       run.dispose();
+    }
+    const ms: Record<string, number> = {};
+    for (const variant of candidates) {
+      const sorted = times[variant].sort((a, b) => a - b);
+      ms[variant] = sorted[sorted.length >> 1];
     }
     return ms;
   }
