@@ -131,6 +131,29 @@ export interface Backend<T, W, I> {
     maxPos: number,
     cache: KvCacheShape,
   ): void;
+  /**
+   * Decode attention with its RoPE and KV-cache write, for `tokens` tokens in distinct slots each
+   * at its newest position: ropeKvWrite, then attention into `out`. Returns the tensor that holds
+   * the result: `out`, or `q` itself where the backend does all three in one dispatch (q is then
+   * overwritten).
+   */
+  ropeKvAttention(
+    q: T,
+    k: T,
+    v: T,
+    cacheK: T,
+    cacheV: T,
+    slots: I,
+    positions: I,
+    cosSin: W,
+    tokens: number,
+    heads: number,
+    kvHeads: number,
+    headDim: number,
+    maxPos: number,
+    cache: KvCacheShape,
+    out: T,
+  ): T;
   /** Submit queued work (no-op on the CPU). */
   flush(): void;
   /** The training ops (backward kernels, loss, optimizers) on this backend's tensors. */

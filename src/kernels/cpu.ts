@@ -338,6 +338,27 @@ export class CpuBackend implements Backend<Float32Array, CpuWeight, Uint32Array>
   ): void {
     cpuRopeKvWrite(q, k, v, cacheK, cacheV, slots, positions, cosSin.data, tokens, heads, kvHeads, headDim, cache);
   }
+  ropeKvAttention(
+    q: Float32Array,
+    k: Float32Array,
+    v: Float32Array,
+    cacheK: Float32Array,
+    cacheV: Float32Array,
+    slots: Uint32Array,
+    positions: Uint32Array,
+    cosSin: CpuWeight,
+    tokens: number,
+    heads: number,
+    kvHeads: number,
+    headDim: number,
+    maxPos: number,
+    cache: KvCacheShape,
+    out: Float32Array,
+  ): Float32Array {
+    this.ropeKvWrite(q, k, v, cacheK, cacheV, slots, positions, cosSin, tokens, heads, kvHeads, headDim, maxPos, cache);
+    this.attention(q, cacheK, cacheV, slots, positions, tokens, heads, kvHeads, headDim, cache.maxSeq, out);
+    return out;
+  }
   flush(): void {}
   createTrainOps(): TrainOps<Float32Array, CpuWeight, Uint32Array> {
     return new CpuTrainOps();

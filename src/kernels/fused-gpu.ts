@@ -79,6 +79,36 @@ export const ROPE_KV_WRITE = declareKernel({
   },
 });
 
+/**
+ * Decode attention with rope_kv_write folded in (attention_decode.wgsl, ROPE_KV): tokens in
+ * distinct slots; the attention output overwrites q.
+ */
+export const ROPE_KV_ATTENTION = declareKernel({
+  name: 'attention_decode(rope_kv)',
+  shader: 'attention_decode',
+  defines: { ROPE_KV: true },
+  workgroupSize: 32,
+  params: {
+    tokens: 'u32',
+    heads: 'u32',
+    kvHeads: 'u32',
+    headDim: 'u32',
+    maxSeq: 'u32',
+    scale: 'f32',
+    maxPos: 'u32',
+  },
+  bindings: {
+    q: (p) => p.tokens * p.heads * p.headDim,
+    k: (p) => p.tokens * p.kvHeads * p.headDim,
+    v: (p) => p.tokens * p.kvHeads * p.headDim,
+    slots: (p) => p.tokens,
+    positions: (p) => p.tokens,
+    cosSin: (p) => p.maxPos * p.headDim,
+    cacheK: (p) => p.maxSeq * p.kvHeads * p.headDim,
+    cacheV: (p) => p.maxSeq * p.kvHeads * p.headDim,
+  },
+});
+
 /** What the fused GEMVs can read: one unquantized shard with K % 4 == 0 (their vec4 loads). */
 function readable(w: GpuWeight): boolean {
   return !w.quant && w.shards.length === 1 && w.cols % 4 === 0;
@@ -207,4 +237,34 @@ export function gpuRopeKvWrite(
   const buffers = { q, k, v, slots, positions, cosSin: cosSin.shards[0].buffer, cacheK, cacheV };
   const pairs = (tokens * (heads + kvHeads) * headDim) / 2;
   be.run(ROPE_KV_WRITE, params, buffers, groups1d(ROPE_KV_WRITE, pairs));
+}
+
+/** ROPE_KV_ATTENTION over `tokens` tokens in distinct slots: attention of each query into q, in place. */
+export function gpuRopeKvAttention(
+  be: GpuBackend,
+  q: GpuTensor,
+  k: GpuTensor,
+  v: GpuTensor,
+  cacheK: GpuTensor,
+  cacheV: GpuTensor,
+  slots: GpuIndices,
+  positions: GpuIndices,
+  cosSin: GpuWeight,
+  tokens: number,
+  heads: number,
+  kvHeads: number,
+  headDim: number,
+  maxPos: number,
+  cache: KvCacheShape,
+): void {
+  if (headDim % 2 !== 0) throw new GpuError(`ropeKvAttention: head_dim ${headDim} is odd`);
+  if (kvHeads * headDim !== cache.kvDim)
+    throw new GpuError(
+      `ropeKvAttention: ${kvHeads} kv heads x ${headDim} do not match the cache's kvDim ${cache.kvDim}`,
+    );
+  const params = { tokens, heads, kvHeads, headDim, maxSeq: cache.maxSeq, scale: 1 / Math.sqrt(headDim), maxPos };
+  const buffers = { q, k, v, slots, positions, cosSin: cosSin.shards[0].buffer, cacheK, cacheV };
+  be.run(ROPE_KV_ATTENTION, params, buffers, groups1d(ROPE_KV_ATTENTION, tokens * heads), {
+    defines: { HD: headDim },
+  });
 }

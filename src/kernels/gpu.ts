@@ -46,7 +46,14 @@ import { attentionChunkRows, loadShaders, shaderSource, splitdChunkRows, type Sh
 export { attentionChunkRows };
 import { groupsPerRow, wordsPerGroup, type QuantizedMatrix } from '../quant/quantize';
 import { isQuantized, quantEmbedding, quantMatmul, uploadQuantized } from './quant-gpu';
-import { gpuCanFuse, gpuMatmulAdd, gpuNormMatmul, gpuNormSwiglu, gpuRopeKvWrite } from './fused-gpu';
+import {
+  gpuCanFuse,
+  gpuMatmulAdd,
+  gpuNormMatmul,
+  gpuNormSwiglu,
+  gpuRopeKvAttention,
+  gpuRopeKvWrite,
+} from './fused-gpu';
 
 export interface GpuTensor {
   buffer: GPUBuffer;
@@ -1001,7 +1008,13 @@ export class GpuBackend implements Backend<GpuTensor, GpuWeight, GpuIndices> {
       this.runPrefillAttention(variant, params, buffers);
       return;
     }
-    const variant = this.chooseVariant(
+    this.runDecodeAttention(this.decodeAttentionVariant(params), params, buffers);
+  }
+
+  /** The decode family's variant for this attention's shape class (see attention_decode in autotune.ts). */
+  private decodeAttentionVariant(params: ParamValues<typeof attentionParams>): AttentionDecodeVariant {
+    const { tokens, heads, kvHeads, headDim } = params;
+    return this.chooseVariant(
       'attention_decode',
       this.attentionDecodeKernel,
       () => attentionDecodeShapeKey(tokens, heads, kvHeads, headDim),
@@ -1029,8 +1042,7 @@ export class GpuBackend implements Backend<GpuTensor, GpuWeight, GpuIndices> {
           };
         },
       }),
-    );
-    this.runDecodeAttention(variant, params, buffers);
+    ) as AttentionDecodeVariant;
   }
 
   private runDecodeAttention(
@@ -1152,6 +1164,37 @@ export class GpuBackend implements Backend<GpuTensor, GpuWeight, GpuIndices> {
   ): void {
     const shape = [tokens, heads, kvHeads, headDim, maxPos] as const;
     gpuRopeKvWrite(this, q, k, v, cacheK, cacheV, slots, positions, cosSin, ...shape, cache);
+  }
+
+  ropeKvAttention(
+    q: GpuTensor,
+    k: GpuTensor,
+    v: GpuTensor,
+    cacheK: GpuTensor,
+    cacheV: GpuTensor,
+    slots: GpuIndices,
+    positions: GpuIndices,
+    cosSin: GpuWeight,
+    tokens: number,
+    heads: number,
+    kvHeads: number,
+    headDim: number,
+    maxPos: number,
+    cache: KvCacheShape,
+    out: GpuTensor,
+  ): GpuTensor {
+    const shape = [tokens, heads, kvHeads, headDim, maxPos] as const;
+    const params = { tokens, heads, kvHeads, headDim, maxSeq: cache.maxSeq, scale: 1 / Math.sqrt(headDim) };
+    const decode =
+      this.attentionKernel === 'decode' || (this.attentionKernel === 'auto' && tokens < PREFILL_ATTENTION_MIN_TOKENS);
+    // The serial kernel takes the RoPE and the cache write in; the others run after rope_kv_write.
+    if (decode && headDim <= 256 && this.decodeAttentionVariant(params) === 'serial') {
+      gpuRopeKvAttention(this, q, k, v, cacheK, cacheV, slots, positions, cosSin, ...shape, cache);
+      return q;
+    }
+    gpuRopeKvWrite(this, q, k, v, cacheK, cacheV, slots, positions, cosSin, ...shape, cache);
+    this.attention(q, cacheK, cacheV, slots, positions, tokens, heads, kvHeads, headDim, cache.maxSeq, out);
+    return out;
   }
 
   copy(src: GpuTensor, srcOffset: number, dst: GpuTensor, dstOffset: number, n: number): void {

@@ -437,7 +437,7 @@ export class LlamaModel<T = unknown, W extends WeightShape = WeightShape, I = un
     a: LayerActivations<T>,
     acts: LayerActivations<T> | null,
     record: Activations<T, I> | undefined,
-    s: { k: T; v: T; proj: T; positions: I; slots: I; cache: KvCache<T>; n: number },
+    s: { k: T; v: T; proj: T; positions: I; slots: I; cache: KvCache<T>; n: number; distinctSlots?: boolean },
     keepInputs: boolean,
   ): T {
     const be = this.backend;
@@ -487,32 +487,39 @@ export class LlamaModel<T = unknown, W extends WeightShape = WeightShape, I = un
       be.rmsnorm(a.qRaw, L.qNorm, n * c.numHeads, c.headDim, eps, a.q);
       be.rmsnorm(a.kRaw, L.kNorm, n * c.numKvHeads, c.headDim, eps, k);
     }
-    if (fuse) {
-      const heads = [c.numHeads, c.numKvHeads, c.headDim, this.maxPositions] as const;
-      be.ropeKvWrite(a.q, k, v, cache.k[li], cache.v[li], slots, positions, this.cosSin(), n, ...heads, cache.shape);
+    const heads = [c.numHeads, c.numKvHeads, c.headDim, this.maxPositions] as const;
+    let att = a.att;
+    if (fuse && s.distinctSlots) {
+      // Decode: RoPE, the cache write and attention, in one dispatch where the backend can.
+      const cacheLayer = [cache.k[li], cache.v[li], slots, positions, this.cosSin()] as const;
+      att = be.ropeKvAttention(a.q, k, v, ...cacheLayer, n, ...heads, cache.shape, a.att);
     } else {
-      be.rope(a.q, positions, this.cos, this.sin, n, c.numHeads, c.headDim, this.maxPositions);
-      be.rope(k, positions, this.cos, this.sin, n, c.numKvHeads, c.headDim, this.maxPositions);
-      be.kvWrite(k, v, cache.k[li], cache.v[li], slots, positions, n, cache.shape);
+      if (fuse) {
+        be.ropeKvWrite(a.q, k, v, cache.k[li], cache.v[li], slots, positions, this.cosSin(), n, ...heads, cache.shape);
+      } else {
+        be.rope(a.q, positions, this.cos, this.sin, n, c.numHeads, c.headDim, this.maxPositions);
+        be.rope(k, positions, this.cos, this.sin, n, c.numKvHeads, c.headDim, this.maxPositions);
+        be.kvWrite(k, v, cache.k[li], cache.v[li], slots, positions, n, cache.shape);
+      }
+      be.attention(
+        a.q,
+        cache.k[li],
+        cache.v[li],
+        slots,
+        positions,
+        n,
+        c.numHeads,
+        c.numKvHeads,
+        c.headDim,
+        cache.shape.maxSeq,
+        a.att,
+      );
     }
-    be.attention(
-      a.q,
-      cache.k[li],
-      cache.v[li],
-      slots,
-      positions,
-      n,
-      c.numHeads,
-      c.numKvHeads,
-      c.headDim,
-      cache.shape.maxSeq,
-      a.att,
-    );
     if (!L.oBias && fusable(L.o, 'o_proj')) {
-      be.matmulAdd(a.att, L.o, n, x);
+      be.matmulAdd(att, L.o, n, x);
       a.x2 = x;
     } else {
-      this.project(a.att, L.o, L.oBias, n, proj, li, 'o_proj', acts, record);
+      this.project(att, L.o, L.oBias, n, proj, li, 'o_proj', acts, record);
       a.x2 = residual(x, proj, 'x2');
     }
     if (fusable(L.gate, 'gate_proj') && fusable(L.up, 'up_proj')) {
@@ -597,6 +604,8 @@ export class LlamaModel<T = unknown, W extends WeightShape = WeightShape, I = un
     const positions = onDevice.positions ?? upload(batch.positions);
     const slots = onDevice.slots ?? upload(batch.slots);
     const { k, v, proj } = this.layerScratch(n);
+    // Tokens each in a slot of their own (decode) may take attention with its RoPE and cache write.
+    const distinctSlots = new Set(batch.slots).size === n;
     let x = be.tensor(n * H, 'x');
     be.embedding(ids, this.embed, n, x);
     // Recomputation keeps only each block's input; its activations are rebuilt in the backward.
@@ -611,7 +620,7 @@ export class LlamaModel<T = unknown, W extends WeightShape = WeightShape, I = un
         a,
         keepAll ? a : null,
         record,
-        { k, v, proj, positions, slots, cache, n },
+        { k, v, proj, positions, slots, cache, n, distinctSlots },
         Boolean(record),
       );
       if (record?.recompute && a.x2 !== x) be.free(a.x2);

@@ -250,6 +250,26 @@ export class DryRunBackend implements Backend<DryTensor, DryWeight, DryIndices> 
   normSwiglu(): void {}
   matmulAdd(): void {}
   ropeKvWrite(): void {}
+  /** Books what the separate path allocates: the result goes to `out`. */
+  ropeKvAttention(
+    _q: DryTensor,
+    _k: DryTensor,
+    _v: DryTensor,
+    _cacheK: DryTensor,
+    _cacheV: DryTensor,
+    _slots: DryIndices,
+    _positions: DryIndices,
+    _cosSin: DryWeight,
+    _tokens: number,
+    _heads: number,
+    _kvHeads: number,
+    _headDim: number,
+    _maxPos: number,
+    _cache: KvCacheShape,
+    out: DryTensor,
+  ): DryTensor {
+    return out;
+  }
   gatherRows(): void {}
   copy(): void {}
   flush(): void {}

@@ -1,5 +1,6 @@
 /**
- * Decode's fused kernels (norm_gemv, gemv_residual, rope_kv_write) against their CPU twins on
+ * Decode's fused kernels (norm_gemv, gemv_residual, rope_kv_write, attention_decode with RoPE and
+ * the cache write) against their CPU twins on
  * seeded random inputs, shapes off the 4-column quad and the 64-invocation workgroup; then the
  * whole model: fused and separate ops give the same logits and greedy tokens, in fewer dispatches.
  */
@@ -185,6 +186,76 @@ describe('fused decode kernels: WebGPU vs CPU twin', () => {
       expect(Array.from(await g32.toHost(gkIn, k.length))).toEqual(Array.from(k));
     });
   }
+
+  // Decode attention with RoPE and the cache write folded in (attention_decode.wgsl, ROPE_KV):
+  // tokens in distinct slots, one at position 0 (its own key only), GQA groups, head dims not
+  // multiples of 4, more queries than one 32-invocation workgroup.
+  for (const [label, tokens, heads, kvHeads, headDim, maxSeq] of [
+    ['one decode token', 1, 4, 2, 8, 20],
+    ['a batch of 5, one at position 0', 5, 6, 2, 10, 33],
+    ['head_dim 24, 3 x 14 queries (two workgroups)', 3, 14, 7, 24, 70],
+  ] as const) {
+    it(`rope + kv write + decode attention: ${label}`, async () => {
+      const kvDim = kvHeads * headDim;
+      const maxPos = maxSeq + 3;
+      const r = rng(tokens * 13 + headDim);
+      const slotIds = Uint32Array.from({ length: tokens }, (_, t) => (t * 2 + 1) % tokens);
+      const positions = Uint32Array.from({ length: tokens }, (_, t) => (t === 1 ? 0 : Math.floor(r() * maxSeq)));
+      const [cos, sin] = [randn((maxPos * headDim) / 2, 41), randn((maxPos * headDim) / 2, 42)];
+      const cosSin = interleaveCosSin(cos, sin);
+      const q = randn(tokens * heads * headDim, 43);
+      const k = randn(tokens * kvDim, 44);
+      const v = randn(tokens * kvDim, 45);
+      const cacheK = randn(tokens * maxSeq * kvDim, 46);
+      const cacheV = randn(tokens * maxSeq * kvDim, 47);
+      const shape = { slots: tokens, maxSeq, kvDim };
+      const dims = [tokens, heads, kvHeads, headDim, maxPos] as const;
+      const [rk, rv] = [cacheK.slice(), cacheV.slice()];
+      const ref = new Float32Array(q.length);
+      const twin = cpu.ropeKvAttention(
+        q.slice(),
+        k,
+        v,
+        rk,
+        rv,
+        slotIds,
+        positions,
+        cpu.vector('cs', cosSin),
+        ...dims,
+        shape,
+        ref,
+      );
+      expect(twin).toBe(ref);
+      for (const variant of ['serial', 'workgroup'] as const) {
+        g32.attentionDecodeKernel = variant;
+        try {
+          const [gq, gk, gv, out] = [g32.fromHost(q), g32.fromHost(cacheK), g32.fromHost(cacheV), g32.tensor(q.length)];
+          const [gs, gp] = [g32.indices(slotIds), g32.indices(positions)];
+          const cs = g32.vector('cs', cosSin);
+          const result = g32.ropeKvAttention(
+            gq,
+            g32.fromHost(k),
+            g32.fromHost(v),
+            gk,
+            gv,
+            gs,
+            gp,
+            cs,
+            ...dims,
+            shape,
+            out,
+          );
+          // The serial variant is the one dispatch, in place; the other runs rope_kv_write first.
+          expect(result, variant).toBe(variant === 'serial' ? gq : out);
+          expect(maxRelErr(await g32.toHost(result, ref.length), ref), variant).toBeLessThan(1e-5);
+          expect(maxRelErr(await g32.toHost(gk, rk.length), rk), variant).toBeLessThan(1e-6);
+          expect(Array.from(await g32.toHost(gv, rv.length)), variant).toEqual(Array.from(rv));
+        } finally {
+          g32.attentionDecodeKernel = 'auto';
+        }
+      }
+    });
+  }
 });
 
 describe('fused decode in the model', () => {
@@ -238,13 +309,18 @@ describe('fused decode in the model', () => {
     it(`greedy decode of ${batch} sequence(s): fused = separate ops (logits within 1e-5, same tokens), fewer dispatches`, async () => {
       const separate = await decode(g32, false, batch);
       const fused = await decode(g32, true, batch);
+      // With the serial decode attention, RoPE and the cache write go into it (one dispatch less a layer).
+      g32.attentionDecodeKernel = 'serial';
+      const fusedSerial = await decode(g32, true, batch).finally(() => (g32.attentionDecodeKernel = 'auto'));
       const twin = await decode(cpu, true, batch);
       const twinSeparate = await decode(cpu, false, batch);
       expect(fused.tokens).toEqual(separate.tokens);
+      expect(fusedSerial.tokens).toEqual(separate.tokens);
       expect(twin.tokens).toEqual(separate.tokens);
       for (let s = 0; s < separate.logits.length; s++) {
         expect(maxRelErr(fused.logits[s], separate.logits[s])).toBeLessThan(1e-5);
         expect(maxRelErr(fused.logits[s], twin.logits[s])).toBeLessThan(1e-5);
+        expect(maxRelErr(fusedSerial.logits[s], separate.logits[s])).toBeLessThan(1e-5);
         // The twins run the separate ops in the same order: exactly equal.
         expect(Array.from(twin.logits[s])).toEqual(Array.from(twinSeparate.logits[s]));
       }
@@ -252,6 +328,7 @@ describe('fused decode in the model', () => {
       // Past FUSED_MAX_ROWS only RoPE + KV write fuse (the GEMMs take many rows).
       expect(separate.dispatches).toBe(35);
       expect(fused.dispatches).toBe(batch <= FUSED_MAX_ROWS ? 14 : 31);
+      expect(fusedSerial.dispatches).toBe(batch <= FUSED_MAX_ROWS ? 12 : 29);
     });
   }
 });
