@@ -213,6 +213,13 @@ export function gpuMatmulAdd(be: GpuBackend, x: GpuTensor, w: GpuWeight, rows: n
   });
 }
 
+/** RoPE pairs elements d and d + headDim/2; the new keys must fill the cache's rows. */
+function checkRopeKv(op: string, kvHeads: number, headDim: number, cache: KvCacheShape): void {
+  if (headDim % 2 !== 0) throw new GpuError(`${op}: head_dim ${headDim} is odd`);
+  if (kvHeads * headDim !== cache.kvDim)
+    throw new GpuError(`${op}: ${kvHeads} kv heads x ${headDim} do not match the cache's kvDim ${cache.kvDim}`);
+}
+
 export function gpuRopeKvWrite(
   be: GpuBackend,
   q: GpuTensor,
@@ -230,9 +237,7 @@ export function gpuRopeKvWrite(
   maxPos: number,
   cache: KvCacheShape,
 ): void {
-  if (headDim % 2 !== 0) throw new GpuError(`ropeKvWrite: head_dim ${headDim} is odd`);
-  if (kvHeads * headDim !== cache.kvDim)
-    throw new GpuError(`ropeKvWrite: ${kvHeads} kv heads x ${headDim} do not match the cache's kvDim ${cache.kvDim}`);
+  checkRopeKv('ropeKvWrite', kvHeads, headDim, cache);
   const params = { tokens, heads, kvHeads, headDim, maxPos, maxSeq: cache.maxSeq };
   const buffers = { q, k, v, slots, positions, cosSin: cosSin.shards[0].buffer, cacheK, cacheV };
   const pairs = (tokens * (heads + kvHeads) * headDim) / 2;
@@ -257,11 +262,7 @@ export function gpuRopeKvAttention(
   maxPos: number,
   cache: KvCacheShape,
 ): void {
-  if (headDim % 2 !== 0) throw new GpuError(`ropeKvAttention: head_dim ${headDim} is odd`);
-  if (kvHeads * headDim !== cache.kvDim)
-    throw new GpuError(
-      `ropeKvAttention: ${kvHeads} kv heads x ${headDim} do not match the cache's kvDim ${cache.kvDim}`,
-    );
+  checkRopeKv('ropeKvAttention', kvHeads, headDim, cache);
   const params = { tokens, heads, kvHeads, headDim, maxSeq: cache.maxSeq, scale: 1 / Math.sqrt(headDim), maxPos };
   const buffers = { q, k, v, slots, positions, cosSin: cosSin.shards[0].buffer, cacheK, cacheV };
   be.run(ROPE_KV_ATTENTION, params, buffers, groups1d(ROPE_KV_ATTENTION, tokens * heads), {

@@ -1,11 +1,16 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import { CpuBackend } from '../../src/kernels/cpu';
-import { GpuBackend, PREFILL_ATTENTION_MIN_TOKENS } from '../../src/kernels/gpu';
+import { GpuBackend } from '../../src/kernels/gpu';
 import { Gpu } from '../../src/gpu/device';
 import { testGpu } from '../helpers/gpu';
 import { maxRelErr, randn, rng } from '../helpers/rng';
 import { f32ToF16Bits } from '../../src/formats/dtype';
-import { candidatesOn, KERNEL_FAMILIES, type AttentionPrefillVariant } from '../../src/kernels/autotune';
+import {
+  candidatesOn,
+  KERNEL_FAMILIES,
+  type AttentionDecodeVariant,
+  type AttentionPrefillVariant,
+} from '../../src/kernels/autotune';
 
 let gpu: Gpu;
 let g32: GpuBackend;
@@ -221,19 +226,18 @@ describe('kernels: WebGPU vs CPU twin', () => {
       g32.attention(g32.fromHost(q), gk, gv, gs, gp, tokens, heads, kvHeads, headDim, maxSeq, out);
       expect(maxRelErr(await g32.toHost(gk, rk.length), rk)).toBe(0);
       expect(maxRelErr(await g32.toHost(out, ref.length), ref)).toBeLessThan(1e-5);
-      // The other family (prefill below the token threshold, decode above it) on the same inputs.
-      g32.attentionKernel = tokens >= PREFILL_ATTENTION_MIN_TOKENS ? 'decode' : 'tiled';
-      try {
-        g32.attention(g32.fromHost(q), gk, gv, gs, gp, tokens, heads, kvHeads, headDim, maxSeq, out);
-      } finally {
-        g32.attentionKernel = 'auto';
-      }
-      expect(maxRelErr(await g32.toHost(out, ref.length), ref)).toBeLessThan(1e-5);
-      // Every decode candidate on any token count: one invocation per query walking its keys
-      // ('serial') as well as a workgroup per query.
-      for (const variant of KERNEL_FAMILIES.attention_decode) {
-        g32.attentionKernel = 'decode';
-        g32.attentionDecodeKernel = variant;
+      // Every candidate of both families on any token count, head dims not multiples of 4
+      // included: decode's invocation per query walking its keys ('serial') and workgroup per
+      // query; prefill's 4 lanes per query splitting head_dim and (with subgroups) rows broadcast
+      // from 4 lanes (its head dims not multiples of 4 run the tiled kernel).
+      const candidates = [
+        ...KERNEL_FAMILIES.attention_decode.map((v) => ['decode', v] as const),
+        ...candidatesOn(gpu, 'attention_prefill').map((v) => ['tiled', v as AttentionPrefillVariant] as const),
+      ];
+      for (const [family, variant] of candidates) {
+        g32.attentionKernel = family;
+        if (family === 'decode') g32.attentionDecodeKernel = variant as AttentionDecodeVariant;
+        else g32.attentionPrefillKernel = variant as AttentionPrefillVariant;
         try {
           const outVariant = g32.tensor(ref.length);
           g32.attention(g32.fromHost(q), gk, gv, gs, gp, tokens, heads, kvHeads, headDim, maxSeq, outVariant);
@@ -241,20 +245,6 @@ describe('kernels: WebGPU vs CPU twin', () => {
         } finally {
           g32.attentionKernel = 'auto';
           g32.attentionDecodeKernel = 'auto';
-        }
-      }
-      // The autotuner's other prefill candidates on any token count, head dims not multiples of 4
-      // included: 4 lanes per query splitting head_dim, and (with subgroups) rows broadcast from
-      // 4 lanes (its head dims not multiples of 4 run the tiled kernel).
-      for (const variant of candidatesOn(gpu, 'attention_prefill').filter((v) => v !== 'tiled')) {
-        g32.attentionKernel = 'tiled';
-        g32.attentionPrefillKernel = variant as AttentionPrefillVariant;
-        try {
-          const outVariant = g32.tensor(ref.length);
-          g32.attention(g32.fromHost(q), gk, gv, gs, gp, tokens, heads, kvHeads, headDim, maxSeq, outVariant);
-          expect(maxRelErr(await g32.toHost(outVariant, ref.length), ref), variant).toBeLessThan(1e-5);
-        } finally {
-          g32.attentionKernel = 'auto';
           g32.attentionPrefillKernel = 'auto';
         }
       }
