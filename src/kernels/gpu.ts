@@ -345,6 +345,9 @@ export const RESIDUAL_ADD = declareKernel({
  */
 export const PREFILL_ATTENTION_MIN_TOKENS = 16;
 
+/** Largest head dim the attention kernels take (attention.wgsl: 4 dims a lane, 256 at most). */
+const ATTENTION_MAX_HEAD_DIM = Math.min(256, 4 * invocations(ATTENTION.workgroupSize));
+
 /** Bind groups kept for reuse (a decode step of a 24-layer model records a few hundred). */
 const BIND_GROUP_CACHE = 4096;
 
@@ -965,15 +968,11 @@ export class GpuBackend implements Backend<GpuTensor, GpuWeight, GpuIndices> {
     maxSeq: number,
     out: GpuTensor,
   ): void {
-    const maxHeadDim = Math.min(256, 4 * invocations(ATTENTION.workgroupSize));
-    if (headDim > maxHeadDim)
-      throw new GpuError(`attention kernel supports head_dim up to ${maxHeadDim}, got ${headDim}`);
+    if (headDim > ATTENTION_MAX_HEAD_DIM)
+      throw new GpuError(`attention kernel supports head_dim up to ${ATTENTION_MAX_HEAD_DIM}, got ${headDim}`);
     const params = { tokens, heads, kvHeads, headDim, maxSeq, scale: 1 / Math.sqrt(headDim) };
     const buffers = { q, cacheK, cacheV, slots, positions, out };
-    if (
-      this.attentionKernel === 'tiled' ||
-      (this.attentionKernel === 'auto' && tokens >= PREFILL_ATTENTION_MIN_TOKENS)
-    ) {
+    if (!this.decodeFamily(tokens)) {
       // Prefill/training: a workgroup of queries shares every key row read (see the shaders).
       const variant = this.chooseVariant(
         'attention_prefill',
@@ -1009,6 +1008,13 @@ export class GpuBackend implements Backend<GpuTensor, GpuWeight, GpuIndices> {
       return;
     }
     this.runDecodeAttention(this.decodeAttentionVariant(params), params, buffers);
+  }
+
+  /** Whether attention of `tokens` query tokens runs the decode family (else the prefill family). */
+  private decodeFamily(tokens: number): boolean {
+    return (
+      this.attentionKernel === 'decode' || (this.attentionKernel === 'auto' && tokens < PREFILL_ATTENTION_MIN_TOKENS)
+    );
   }
 
   /** The decode family's variant for this attention's shape class (see attention_decode in autotune.ts). */
@@ -1185,10 +1191,13 @@ export class GpuBackend implements Backend<GpuTensor, GpuWeight, GpuIndices> {
   ): GpuTensor {
     const shape = [tokens, heads, kvHeads, headDim, maxPos] as const;
     const params = { tokens, heads, kvHeads, headDim, maxSeq: cache.maxSeq, scale: 1 / Math.sqrt(headDim) };
-    const decode =
-      this.attentionKernel === 'decode' || (this.attentionKernel === 'auto' && tokens < PREFILL_ATTENTION_MIN_TOKENS);
-    // The serial kernel takes the RoPE and the cache write in; the others run after rope_kv_write.
-    if (decode && headDim <= 256 && this.decodeAttentionVariant(params) === 'serial') {
+    // The serial kernel takes the RoPE and the cache write in; the others run after rope_kv_write
+    // (whose attention() names a head dim over the limit).
+    if (
+      this.decodeFamily(tokens) &&
+      headDim <= ATTENTION_MAX_HEAD_DIM &&
+      this.decodeAttentionVariant(params) === 'serial'
+    ) {
       gpuRopeKvAttention(this, q, k, v, cacheK, cacheV, slots, positions, cosSin, ...shape, cache);
       return q;
     }

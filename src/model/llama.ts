@@ -362,9 +362,7 @@ export class LlamaModel<T = unknown, W extends WeightShape = WeightShape, I = un
     // Everything the burst reads from the host is uploaded before its first step is recorded: an
     // upload submits the work recorded before it, so uploads between steps would split the burst
     // into one submission per step.
-    for (const id of batch.ids)
-      if (id >= this.config.vocabSize)
-        throw new Error(`token id ${id} is outside the vocabulary (${this.config.vocabSize})`);
+    this.checkVocabulary(batch.ids);
     const tokens = be.indices(new Uint32Array(steps * rows));
     // Two id lists in turn: step s reads ids[s % 2] while its argmax writes the other one.
     const ids = [be.indices(Uint32Array.from(batch.ids)), be.indices(new Uint32Array(rows))];
@@ -387,6 +385,12 @@ export class LlamaModel<T = unknown, W extends WeightShape = WeightShape, I = un
     } finally {
       for (const i of [tokens, ...ids, slots, ...positions]) be.freeIndices(i);
     }
+  }
+
+  private checkVocabulary(ids: ArrayLike<number>): void {
+    for (let i = 0; i < ids.length; i++)
+      if (ids[i] >= this.config.vocabSize)
+        throw new Error(`token id ${ids[i]} is outside the vocabulary (${this.config.vocabSize})`);
   }
 
   /** One block's activation buffers (xIn given; x2 is set by the block). */
@@ -487,33 +491,23 @@ export class LlamaModel<T = unknown, W extends WeightShape = WeightShape, I = un
       be.rmsnorm(a.qRaw, L.qNorm, n * c.numHeads, c.headDim, eps, a.q);
       be.rmsnorm(a.kRaw, L.kNorm, n * c.numKvHeads, c.headDim, eps, k);
     }
-    const heads = [c.numHeads, c.numKvHeads, c.headDim, this.maxPositions] as const;
-    let att = a.att;
-    if (fuse && s.distinctSlots) {
-      // Decode: RoPE, the cache write and attention, in one dispatch where the backend can.
+    // The attention output: a.att, or (decode, in one dispatch where the backend can) wherever
+    // ropeKvAttention leaves it.
+    let att: T | null = null;
+    if (fuse) {
+      const heads = [c.numHeads, c.numKvHeads, c.headDim, this.maxPositions] as const;
       const cacheLayer = [cache.k[li], cache.v[li], slots, positions, this.cosSin()] as const;
-      att = be.ropeKvAttention(a.q, k, v, ...cacheLayer, n, ...heads, cache.shape, a.att);
+      if (s.distinctSlots) att = be.ropeKvAttention(a.q, k, v, ...cacheLayer, n, ...heads, cache.shape, a.att);
+      else be.ropeKvWrite(a.q, k, v, ...cacheLayer, n, ...heads, cache.shape);
     } else {
-      if (fuse) {
-        be.ropeKvWrite(a.q, k, v, cache.k[li], cache.v[li], slots, positions, this.cosSin(), n, ...heads, cache.shape);
-      } else {
-        be.rope(a.q, positions, this.cos, this.sin, n, c.numHeads, c.headDim, this.maxPositions);
-        be.rope(k, positions, this.cos, this.sin, n, c.numKvHeads, c.headDim, this.maxPositions);
-        be.kvWrite(k, v, cache.k[li], cache.v[li], slots, positions, n, cache.shape);
-      }
-      be.attention(
-        a.q,
-        cache.k[li],
-        cache.v[li],
-        slots,
-        positions,
-        n,
-        c.numHeads,
-        c.numKvHeads,
-        c.headDim,
-        cache.shape.maxSeq,
-        a.att,
-      );
+      be.rope(a.q, positions, this.cos, this.sin, n, c.numHeads, c.headDim, this.maxPositions);
+      be.rope(k, positions, this.cos, this.sin, n, c.numKvHeads, c.headDim, this.maxPositions);
+      be.kvWrite(k, v, cache.k[li], cache.v[li], slots, positions, n, cache.shape);
+    }
+    if (!att) {
+      const dims = [n, c.numHeads, c.numKvHeads, c.headDim, cache.shape.maxSeq] as const;
+      be.attention(a.q, cache.k[li], cache.v[li], slots, positions, ...dims, a.att);
+      att = a.att;
     }
     if (!L.oBias && fusable(L.o, 'o_proj')) {
       be.matmulAdd(att, L.o, n, x);
@@ -581,9 +575,8 @@ export class LlamaModel<T = unknown, W extends WeightShape = WeightShape, I = un
     const be = this.backend;
     const c = this.config;
     const n = batch.ids.length;
+    if (!onDevice.ids) this.checkVocabulary(batch.ids);
     for (let i = 0; i < n; i++) {
-      if (!onDevice.ids && batch.ids[i] >= c.vocabSize)
-        throw new Error(`token id ${batch.ids[i]} is outside the vocabulary (${c.vocabSize})`);
       if (batch.positions[i] >= cache.shape.maxSeq)
         throw new Error(`position ${batch.positions[i]} is past the context length (${cache.shape.maxSeq})`);
       if (batch.slots[i] >= cache.shape.slots)
