@@ -599,17 +599,6 @@ export async function runSpeedBenchmarks(opts: SpeedOptions = {}): Promise<Speed
   const backend = await GpuBackend.create(gpu, 'f32');
   const tuner = opts.autotune === false ? null : await KernelTuner.create(gpu);
   backend.tuner = tuner;
-  if (sections.has('peer')) {
-    const { benchmarkOrtPeer, benchmarkOrtPeerOn } = await import('./ort-peer');
-    for (const size of opts.peerSizes ?? [BENCH_SIZES[1]])
-      report.peer.push(
-        'synthetic' in size
-          ? // A real model's vocabulary (152K for Qwen2.5) makes each onnxruntime-web decode step take
-            // seconds on a software adapter: fewer steps and runs.
-            await benchmarkOrtPeerOn(gpu, syntheticPeerModel(size), { log, tuner, runs: 3, decodeSteps: 4 })
-          : await benchmarkOrtPeer(gpu, size, { log, tuner }),
-      );
-  }
   if (sections.has('decode')) {
     report.decode = [];
     for (const size of opts.sizes ?? BENCH_SIZES) {
@@ -662,6 +651,20 @@ export async function runSpeedBenchmarks(opts: SpeedOptions = {}): Promise<Speed
         );
       }
     }
+  }
+  // onnxruntime-web goes last: after its sessions, everything else in the process ran about 3x
+  // slower here (decode of small-3.0M, WebGPU 3.3 -> 12.1 ms a step and the CPU twin 6.2 -> 13 ms),
+  // so sections after it would measure its leftovers rather than our kernels.
+  if (sections.has('peer')) {
+    const { benchmarkOrtPeer, benchmarkOrtPeerOn } = await import('./ort-peer');
+    for (const size of opts.peerSizes ?? [BENCH_SIZES[1]])
+      report.peer.push(
+        'synthetic' in size
+          ? // A real model's vocabulary (152K for Qwen2.5) makes each onnxruntime-web decode step take
+            // seconds on a software adapter: fewer steps and runs.
+            await benchmarkOrtPeerOn(gpu, syntheticPeerModel(size), { log, tuner, runs: 3, decodeSteps: 4 })
+          : await benchmarkOrtPeer(gpu, size, { log, tuner }),
+      );
   }
   if (tuner) {
     report.tuning = tuner.summary();
