@@ -4,11 +4,26 @@
 // Each invocation scans a strided share of the row; a tree in workgroup memory then reduces the
 // WG candidates (WG a power of two). Rows holding NaN (a broken model) may pick another id than
 // the host.
+//   EMBED variant: the workgroup then copies the winner's row of the embedding table to
+//   embedded[r, :], the next step's input, so a greedy burst's step needs no embedding dispatch
+//   (on software adapters each dispatch costs more than this copy). Equal to embedding.wgsl on
+//   next[r].
+//#if F16
+enable f16;
+//#endif
+//#if EMBED
+struct Params { rows: u32, vocab: u32, outOffset: u32, dim: u32 }
+//#else
 struct Params { rows: u32, vocab: u32, outOffset: u32 }
+//#endif
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> logits: array<f32>;
 @group(0) @binding(2) var<storage, read_write> next: array<u32>;
 @group(0) @binding(3) var<storage, read_write> tokens: array<u32>;
+//#if EMBED
+@group(0) @binding(4) var<storage, read> table: array<WT>;
+@group(0) @binding(5) var<storage, read_write> embedded: array<f32>;
+//#endif
 
 var<workgroup> bestVal: array<f32, WG>;
 var<workgroup> bestId: array<u32, WG>;
@@ -46,4 +61,11 @@ fn main(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation_index) 
     next[r] = bestId[0];
     tokens[p.outOffset + r] = bestId[0];
   }
+//#if EMBED
+  // Every invocation passed the reduction's last barrier, so bestId[0] is final for all.
+  let id = bestId[0];
+  if (r < p.rows && id != 0xffffffffu) {
+    for (var d = lid; d < p.dim; d += WG) { embedded[r * p.dim + d] = f32(table[id * p.dim + d]); }
+  }
+//#endif
 }

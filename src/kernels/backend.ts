@@ -88,8 +88,18 @@ export interface Backend<T, W, I> {
   /**
    * Greedy decoding on the device: next[r] = argmax of logits[r, :] (ties to the lower id, as the
    * host's argmax), also written to tokens[outOffset + r] so a burst of steps reads back once.
+   * With `embed`, also embed.out[r, :] = embed.table[next[r], :]: the next step's input (one
+   * dispatch on WebGPU where the table allows).
    */
-  argmaxRows(logits: T, rows: number, vocab: number, next: I, tokens: I, outOffset: number): void;
+  argmaxRows(
+    logits: T,
+    rows: number,
+    vocab: number,
+    next: I,
+    tokens: I,
+    outOffset: number,
+    embed?: { table: W & WeightShape; out: T },
+  ): void;
   /** The first n values of an index list, on the host. */
   indicesToHost(i: I, n: number): Promise<Uint32Array>;
   /** x += scale · y */

@@ -216,8 +216,10 @@ export class CpuBackend implements Backend<Float32Array, CpuWeight, Uint32Array>
     next: Uint32Array,
     tokens: Uint32Array,
     outOffset: number,
+    embed?: { table: CpuWeight; out: Float32Array },
   ): void {
     cpuArgmaxRows(logits, rows, vocab, next, tokens, outOffset);
+    if (embed) this.embedding(next, embed.table, rows, embed.out);
   }
   freeWeight(): void {}
   weightRows(w: CpuWeight, r0: number, n: number): CpuWeight {

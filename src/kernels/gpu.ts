@@ -145,6 +145,22 @@ export const ARGMAX = declareKernel({
   bindings: { logits: (p) => p.rows * p.vocab, next: (p) => p.rows, tokens: (p) => p.outOffset + p.rows },
 });
 
+/** ARGMAX, then the winner's embedding row copied out (a greedy burst's next input). */
+export const ARGMAX_EMBED = declareKernel({
+  name: 'argmax(embed)',
+  shader: 'argmax',
+  defines: { EMBED: true },
+  workgroupSize: 128,
+  params: { rows: 'u32', vocab: 'u32', outOffset: 'u32', dim: 'u32' },
+  bindings: {
+    logits: (p) => p.rows * p.vocab,
+    next: (p) => p.rows,
+    tokens: (p) => p.outOffset + p.rows,
+    table: (p) => p.vocab * p.dim,
+    embedded: (p) => p.rows * p.dim,
+  },
+});
+
 export const RMSNORM = declareKernel({
   name: 'rmsnorm',
   shader: 'rmsnorm',
@@ -1098,8 +1114,25 @@ export class GpuBackend implements Backend<GpuTensor, GpuWeight, GpuIndices> {
     next: GpuIndices,
     tokens: GpuIndices,
     outOffset: number,
+    embed?: { table: GpuWeight; out: GpuTensor },
   ): void {
+    // One table buffer of the same vocabulary: the copy joins the argmax's dispatch.
+    const table = embed?.table;
+    if (
+      embed &&
+      table &&
+      !isQuantized(table) &&
+      table.shards.length === 1 &&
+      !table.shards[0].rowOffset &&
+      table.rows === vocab
+    ) {
+      const params = { rows, vocab, outOffset, dim: table.cols };
+      const buffers = { logits, next, tokens, table: table.shards[0].buffer, embedded: embed.out };
+      this.run(ARGMAX_EMBED, params, buffers, rows, { weightType: table.dtype });
+      return;
+    }
     this.run(ARGMAX, { rows, vocab, outOffset }, { logits, next, tokens }, rows);
+    if (embed) this.embedding(next, embed.table, rows, embed.out);
   }
 
   async indicesToHost(i: GpuIndices, n: number): Promise<Uint32Array> {

@@ -369,12 +369,17 @@ export class LlamaModel<T = unknown, W extends WeightShape = WeightShape, I = un
     const slots = be.indices(Uint32Array.from(batch.slots));
     const stepPositions = Array.from({ length: steps }, (_, s) => batch.positions.map((p) => p + s));
     const positions = stepPositions.map((p) => be.indices(p));
+    // The next step's input embedding, written by this step's argmax (no embedding dispatch).
+    let embedded: T | undefined;
     try {
       for (let s = 0; s < steps; s++) {
         const step = { ids: batch.ids, positions: stepPositions[s], slots: batch.slots, logitRows: all };
-        const onDevice = { ids: ids[s % 2], positions: positions[s], slots };
+        const onDevice = { ids: ids[s % 2], positions: positions[s], slots, embedded };
         const { output } = this.forwardOnDevice(step, cache, undefined, onDevice);
-        be.argmaxRows(output, rows, this.config.vocabSize, ids[(s + 1) % 2], tokens, s * rows);
+        embedded = undefined; // the forward took it over (and freed it)
+        if (s + 1 < steps) embedded = be.tensor(rows * this.config.hiddenSize, 'x');
+        const embed = embedded && { table: this.embed, out: embedded };
+        be.argmaxRows(output, rows, this.config.vocabSize, ids[(s + 1) % 2], tokens, s * rows, embed);
         be.free(output);
         // Each step is submitted as soon as it is recorded, so the device runs it while the next
         // one is recorded (bench decode, side by side: tiny-0.11M 0.83 vs 1.31 ms/step as one
@@ -383,6 +388,7 @@ export class LlamaModel<T = unknown, W extends WeightShape = WeightShape, I = un
       }
       return await be.indicesToHost(tokens, steps * rows);
     } finally {
+      if (embedded) be.free(embedded);
       for (const i of [tokens, ...ids, slots, ...positions]) be.freeIndices(i);
     }
   }
@@ -569,8 +575,10 @@ export class LlamaModel<T = unknown, W extends WeightShape = WeightShape, I = un
      * Index lists already on the device (a greedy burst's ids from the previous argmax, and its
      * positions and slots uploaded once): those of `batch` are then only checked, not uploaded, and
      * they stay the caller's to free. Uploading is what would submit the work recorded so far.
+     * `embedded`: the ids' embeddings, already gathered (by the previous step's argmax); the
+     * forward takes it over as its residual stream and frees it.
      */
-    onDevice: { ids?: I; positions?: I; slots?: I } = {},
+    onDevice: { ids?: I; positions?: I; slots?: I; embedded?: T } = {},
   ): { output: T; length: number } {
     const be = this.backend;
     const c = this.config;
@@ -585,7 +593,7 @@ export class LlamaModel<T = unknown, W extends WeightShape = WeightShape, I = un
     const H = c.hiddenSize;
     const eps = c.rmsNormEps;
     // A record frees its index lists with the activations, so they must be its own.
-    if (record && (onDevice.ids || onDevice.positions || onDevice.slots))
+    if (record && (onDevice.ids || onDevice.positions || onDevice.slots || onDevice.embedded))
       throw new Error('forwardOnDevice: a recorded forward uploads its own index lists');
     const uploaded: I[] = [];
     const upload = (data: Uint32Array): I => {
@@ -599,8 +607,11 @@ export class LlamaModel<T = unknown, W extends WeightShape = WeightShape, I = un
     const { k, v, proj } = this.layerScratch(n);
     // Tokens each in a slot of their own (decode) may take attention with its RoPE and cache write.
     const distinctSlots = new Set(batch.slots).size === n;
-    let x = be.tensor(n * H, 'x');
-    be.embedding(ids, this.embed, n, x);
+    let x = onDevice.embedded;
+    if (!x) {
+      x = be.tensor(n * H, 'x');
+      be.embedding(ids, this.embed, n, x);
+    }
     // Recomputation keeps only each block's input; its activations are rebuilt in the backward.
     const keepAll = record && !record.recompute;
     const shared = keepAll ? null : this.layerBuffers(x, n);

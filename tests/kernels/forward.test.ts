@@ -5,6 +5,7 @@ import { Gpu } from '../../src/gpu/device';
 import { testGpu } from '../helpers/gpu';
 import { maxRelErr, randn, rng } from '../helpers/rng';
 import { f32ToF16Bits } from '../../src/formats/dtype';
+import { quantize } from '../../src/quant/quantize';
 import {
   candidatesOn,
   KERNEL_FAMILIES,
@@ -89,6 +90,52 @@ describe('kernels: WebGPU vs CPU twin', () => {
       const all = await g32.indicesToHost(gTokens, offset + rows);
       expect(Array.from(all.subarray(offset))).toEqual(Array.from(next));
       expect(Array.from(all.subarray(0, offset))).toEqual([7, 7, 7, 7, 7]); // untouched before the offset
+    });
+  }
+
+  // The next step's embedding from the argmax: one dispatch (f32, f16 tables; dims below and
+  // above the workgroup), and the separate embedding where the table is sharded or quantized.
+  for (const [rows, vocab, dim, table] of [
+    [1, 7, 5, 'f32'],
+    [3, 300, 130, 'f32'],
+    [2, 41, 24, 'f16'],
+    [2, 70, 12, 'sharded'],
+    [2, 64, 32, 'q8'],
+  ] as const) {
+    it(`argmax rows=${rows} vocab=${vocab} with the winners' embedding (dim ${dim}, ${table} table)`, async ({
+      skip,
+    }) => {
+      if (table === 'f16' && !g16) skip();
+      const logits = randn(rows * vocab, rows + vocab);
+      const values = randn(vocab * dim, dim, 0.5);
+      const next = new Uint32Array(rows);
+      const ref = new Float32Array(rows * dim);
+      const small =
+        table === 'sharded' ? await GpuBackend.create(await Gpu.create({ weightShardBytes: 1024 }), 'f32') : null;
+      const b = table === 'f16' ? g16! : (small ?? g32);
+      const bits = table === 'f16' ? f32ToF16Bits(values) : null;
+      const cpuTable = bits ? cpu.weight('e', bits, vocab, dim) : cpu.weight('e', values, vocab, dim);
+      const gpuTable = bits ? b.weight('e', bits, vocab, dim) : b.weight('e', values, vocab, dim);
+      const packed = table === 'q8' ? quantize(values, vocab, dim, 'q8') : null;
+      const quantTable = packed ? { cpu: cpu.quantizedWeight('e', packed), gpu: b.quantizedWeight('e', packed) } : null;
+      cpu.argmaxRows(logits, rows, vocab, next, new Uint32Array(rows), 0, {
+        table: quantTable?.cpu ?? cpuTable,
+        out: ref,
+      });
+      if (table === 'sharded') expect(gpuTable.shards.length).toBeGreaterThan(1);
+      const gNext = b.indices(new Uint32Array(rows));
+      const out = b.tensor(rows * dim);
+      const embed = { table: quantTable?.gpu ?? gpuTable, out };
+      b.argmaxRows(b.fromHost(logits), rows, vocab, gNext, b.indices(new Uint32Array(rows)), 0, embed);
+      expect(Array.from(await b.indicesToHost(gNext, rows))).toEqual(Array.from(next));
+      const got = await b.toHost(out, rows * dim);
+      expect(Array.from(got)).toEqual(Array.from(ref));
+      // The twin is argmax then embedding: the rows are the winners' rows of the table.
+      for (let r = 0; r < rows; r++)
+        if (!bits && !quantTable)
+          expect(Array.from(got.subarray(r * dim, (r + 1) * dim))).toEqual(
+            Array.from(values.subarray(next[r] * dim, (next[r] + 1) * dim)),
+          );
     });
   }
 

@@ -263,11 +263,11 @@ describe('fused decode in the model', () => {
   // per quad (K stays a multiple of 4: hidden 64, intermediate 180).
   const config = { ...benchConfig(BENCH_SIZES[0]), vocabSize: 301, intermediateSize: 180 };
 
-  async function decode(backend: GpuBackend | CpuBackend, fused: boolean, batch: number) {
+  const prompt = 9;
+  async function prefilled(backend: GpuBackend | CpuBackend, fused: boolean, batch: number) {
     const model = LlamaModel.fromTensors(backend as never, config, randomInitTensors(config, 7), 40) as LlamaModel;
     model.fusedDecode = fused;
     const cache = model.createCache(batch, 40);
-    const prompt = 9;
     await model.forward(
       {
         ids: Uint32Array.from({ length: batch * prompt }, (_, i) => (i * 37) % config.vocabSize),
@@ -277,7 +277,13 @@ describe('fused decode in the model', () => {
       },
       cache,
     );
-    let last = Array.from({ length: batch }, (_, b) => (b * 11 + 3) % config.vocabSize);
+    return { model, cache };
+  }
+  const firstIds = (batch: number) => Array.from({ length: batch }, (_, b) => (b * 11 + 3) % config.vocabSize);
+
+  async function decode(backend: GpuBackend | CpuBackend, fused: boolean, batch: number) {
+    const { model, cache } = await prefilled(backend, fused, batch);
+    let last = firstIds(batch);
     const tokens: number[][] = [];
     const logits: Float32Array[] = [];
     let dispatches = 0;
@@ -329,6 +335,36 @@ describe('fused decode in the model', () => {
       expect(separate.dispatches).toBe(35);
       expect(fused.dispatches).toBe(batch <= FUSED_MAX_ROWS ? 14 : 31);
       expect(fusedSerial.dispatches).toBe(batch <= FUSED_MAX_ROWS ? 12 : 29);
+    });
+  }
+
+  // A burst: each step's argmax writes the next step's embedding (no embedding dispatch after the
+  // first step), and the tokens are those of step-by-step decoding with the host's argmax.
+  for (const batch of [1, 5]) {
+    it(`greedy burst of ${batch} sequence(s) = step-by-step decode, embedding folded into the argmax`, async () => {
+      const steps = 6;
+      const stepwise = await decode(g32, true, batch);
+      const burst = async (backend: GpuBackend | CpuBackend) => {
+        const { model, cache } = await prefilled(backend, true, batch);
+        const before = backend instanceof GpuBackend ? backend.dispatches : 0;
+        const positions = new Uint32Array(batch).fill(prompt);
+        const slots = Uint32Array.from({ length: batch }, (_, b) => b);
+        const out = await model.greedyDecode(
+          { ids: Uint32Array.from(firstIds(batch)), positions, slots },
+          cache,
+          steps,
+        );
+        const dispatches = backend instanceof GpuBackend ? backend.dispatches - before : 0;
+        model.freeCache(cache);
+        model.dispose();
+        const tokens = Array.from({ length: steps }, (_, s) => Array.from(out.subarray(s * batch, (s + 1) * batch)));
+        return { tokens, dispatches };
+      };
+      const gpuBurst = await burst(g32);
+      expect(gpuBurst.tokens).toEqual(stepwise.tokens);
+      expect((await burst(cpu)).tokens).toEqual(stepwise.tokens);
+      // Each step: the forward's dispatches + its argmax, less the embedding after the first step.
+      expect(gpuBurst.dispatches).toBe(steps * (stepwise.dispatches + 1) - (steps - 1));
     });
   }
 });
