@@ -6,6 +6,13 @@
 //     quad q of W0, then of W1, then of W2, so no quad straddles two weights whatever their N.
 //   SWIGLU: two weights (gate W0, up W1, N0 == N1); Y0 = silu(X·W0ᵀ) * (X·W1ᵀ), the MLP's gating
 //     in the epilogue, so gate and up never reach memory.
+//   SWIGLU + RESIDUAL: the attention's output projection and residual add in the prologue too:
+//     X = Xin + A·Woᵀ (A [M, KO], Wo [K, KO]) is computed by every workgroup into workgroup
+//     memory (XQ = M·K/4 vec4s, a per-dispatch define) and written to Xout by workgroup 0 only
+//     (the others still read Xin, so it cannot be updated in place). One dispatch instead of
+//     gemv_residual + this kernel, for the price of the product repeated in every workgroup: a
+//     win where dispatches cost more than that (tiny models, software adapters), so the autotuner
+//     chooses ('mlp_decode' in autotune.ts).
 // Rows go in blocks of 4 sharing each weight load (as matmul.wgsl's GEMV), then one at a time.
 // The norm's sum of squares is accumulated in the same pass over the row as the dot products,
 // and its factor applied to the finished sums: inverseSqrt(mean(x²) + eps) · Σ (x·g)·w. Each
@@ -15,7 +22,11 @@
 //#if F16
 enable f16;
 //#endif
+//#if RESIDUAL
+struct Params { M: u32, K: u32, N0: u32, N1: u32, N2: u32, eps: f32, KO: u32 }
+//#else
 struct Params { M: u32, K: u32, N0: u32, N1: u32, N2: u32, eps: f32 }
+//#endif
 @group(0) @binding(0) var<uniform> p: Params;
 @group(0) @binding(1) var<storage, read> x: array<vec4<f32>>;
 @group(0) @binding(2) var<storage, read> g: array<vec4<f32>>;
@@ -23,6 +34,11 @@ struct Params { M: u32, K: u32, N0: u32, N1: u32, N2: u32, eps: f32 }
 @group(0) @binding(4) var<storage, read> w1: array<vec4<WT>>;
 //#if SWIGLU
 @group(0) @binding(5) var<storage, read_write> y0: array<f32>;
+//#if RESIDUAL
+@group(0) @binding(6) var<storage, read> att: array<vec4<f32>>;
+@group(0) @binding(7) var<storage, read> wo: array<vec4<WT>>;
+@group(0) @binding(8) var<storage, read_write> xOut: array<vec4<f32>>;
+//#endif
 //#else
 @group(0) @binding(5) var<storage, read> w2: array<vec4<WT>>;
 @group(0) @binding(6) var<storage, read_write> y0: array<f32>;
@@ -51,12 +67,55 @@ fn quadCols(n0: u32, N: u32) -> vec4<u32> {
 //#if SWIGLU
 fn act(a: vec4<f32>, b: vec4<f32>) -> vec4<f32> { return a / (1.0 + exp(-a)) * b; }
 
+//#if RESIDUAL
+var<workgroup> xs: array<vec4<f32>, XQ>;
+
+// The normed input: the residual stream after the output projection, in workgroup memory.
+fn xq(i: u32) -> vec4<f32> { return xs[i]; }
+
+fn wom(n: vec4<u32>, k: u32) -> mat4x4<f32> {
+  let kq = p.KO / 4u;
+  return mat4x4<f32>(vec4<f32>(wo[n.x * kq + k]), vec4<f32>(wo[n.y * kq + k]), vec4<f32>(wo[n.z * kq + k]), vec4<f32>(wo[n.w * kq + k]));
+}
+
+// xs = Xin + A·Woᵀ, one column quad of the residual row per invocation and turn (K % 4 == 0, so
+// every quad is whole); the quad's weight load is shared by the rows. Sums as gemv_residual.wgsl.
+fn residualPrologue(lid: u32, first: bool) {
+  let kq = p.K / 4u;
+  let koq = p.KO / 4u;
+  for (var q = lid; q < kq; q += WG) {
+    let n = vec4<u32>(4u * q, 4u * q + 1u, 4u * q + 2u, 4u * q + 3u);
+    var acc: array<vec4<f32>, 8>;
+    for (var k = 0u; k < koq; k++) {
+      let w = wom(n, k);
+      for (var m = 0u; m < p.M; m++) { acc[m] += att[m * koq + k] * w; }
+    }
+    for (var m = 0u; m < p.M; m++) {
+      let v = x[m * kq + q] + acc[m];
+      xs[m * kq + q] = v;
+      if (first) { xOut[m * kq + q] = v; }
+    }
+  }
+  workgroupBarrier();
+}
+//#else
+fn xq(i: u32) -> vec4<f32> { return x[i]; }
+//#endif
+
 fn store(m: u32, n0: u32, v: vec4<f32>) {
   for (var j = 0u; j < 4u; j++) { if (n0 + j < p.N0) { y0[m * p.N0 + n0 + j] = v[j]; } }
 }
 
 @compute @workgroup_size(WG)
-fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nw: vec3<u32>) {
+fn main(
+  @builtin(global_invocation_id) gid: vec3<u32>,
+  @builtin(num_workgroups) nw: vec3<u32>,
+  @builtin(local_invocation_index) lid: u32,
+  @builtin(workgroup_id) wid: vec3<u32>,
+) {
+//#if RESIDUAL
+  residualPrologue(lid, wid.x == 0u && wid.y == 0u);
+//#endif
   let n0 = (gid.x + gid.y * nw.x * WG) * 4u;
   if (n0 >= p.N0) { return; }
   let n = quadCols(n0, p.N0);
@@ -67,7 +126,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     var b0 = vec4<f32>(0.0); var b1 = vec4<f32>(0.0); var b2 = vec4<f32>(0.0); var b3 = vec4<f32>(0.0);
     var ss = vec4<f32>(0.0);
     for (var k = 0u; k < kq; k++) {
-      let x0 = x[m0 * kq + k]; let x1 = x[(m0 + 1u) * kq + k]; let x2 = x[(m0 + 2u) * kq + k]; let x3 = x[(m0 + 3u) * kq + k];
+      let x0 = xq(m0 * kq + k); let x1 = xq((m0 + 1u) * kq + k); let x2 = xq((m0 + 2u) * kq + k); let x3 = xq((m0 + 3u) * kq + k);
       ss += vec4<f32>(dot(x0, x0), dot(x1, x1), dot(x2, x2), dot(x3, x3));
       let gk = g[k];
       let wa = w0m(n, k);
@@ -86,7 +145,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     var b = vec4<f32>(0.0);
     var ss = 0.0;
     for (var k = 0u; k < kq; k++) {
-      let xk = x[m0 * kq + k];
+      let xk = xq(m0 * kq + k);
       ss += dot(xk, xk);
       let xg = xk * g[k];
       a += xg * w0m(n, k);

@@ -35,6 +35,10 @@
  *   (attention.wgsl, a workgroup per query sharing each chunk of keys) and 'serial'
  *   (attention_decode.wgsl, one invocation per query walking its keys, no barrier; timed at a
  *   context of TUNE_DECODE_CONTEXT positions).
+ * - mlp_decode (a decode step's output projection, residual add, post-attention RMSNorm, gate and
+ *   up with SwiGLU): 'split' (gemv_residual.wgsl, then norm_gemv.wgsl SWIGLU) and 'fused'
+ *   (norm_gemv.wgsl SWIGLU + RESIDUAL: one dispatch, the output projection repeated in every
+ *   workgroup; wins where a dispatch costs more than that repetition).
  * The first variant of a family is the fallback when nothing is tuned.
  */
 import { fnv1a } from '../util/hash';
@@ -49,12 +53,14 @@ export const KERNEL_FAMILIES = {
   gemm_dw: ['register', 'tiled', 'broadcast16'],
   attention_prefill: ['tiled', 'splitd', 'broadcast'],
   attention_decode: ['workgroup', 'serial'],
+  mlp_decode: ['split', 'fused'],
 } as const;
 export type KernelFamily = keyof typeof KERNEL_FAMILIES;
 export type GemvVariant = (typeof KERNEL_FAMILIES)['gemv'][number];
 export type GemmVariant = (typeof KERNEL_FAMILIES)['gemm'][number];
 export type AttentionPrefillVariant = (typeof KERNEL_FAMILIES)['attention_prefill'][number];
 export type AttentionDecodeVariant = (typeof KERNEL_FAMILIES)['attention_decode'][number];
+export type MlpDecodeVariant = (typeof KERNEL_FAMILIES)['mlp_decode'][number];
 /** The variants of the training GEMMs (gemm_dx, gemm_dw). */
 export type GemmBackwardVariant = (typeof KERNEL_FAMILIES)['gemm_dx'][number];
 
@@ -246,7 +252,8 @@ export function adapterKey(gpu: Gpu): string {
       shaderSource('attention_prefill_splitd', { WG: 64, HD: 64, KC: 16, LANES: 4 }) +
       shaderSource('attention_prefill_broadcast', { WG: 64, HD: 64 }) +
       shaderSource('attention', { WG: 64 }) +
-      shaderSource('attention_decode', { WG: 32, HD: 64 })
+      shaderSource('attention_decode', { WG: 32, HD: 64 }) +
+      shaderSource('norm_gemv', { WG: 64, SWIGLU: true, RESIDUAL: true, XQ: 16 })
     : '';
   return [
     i.vendor,
@@ -292,6 +299,11 @@ export function attentionShapeKey(tokens: number, heads: number, kvHeads: number
  */
 export function attentionDecodeShapeKey(tokens: number, heads: number, kvHeads: number, headDim: number): string {
   return `attention_decode:m${tokens <= 1 ? 1 : 8}:h${heads}:kv${kvHeads}:d${headDim}`;
+}
+
+/** Shape class of a decode MLP input side: rows as 1 or 2–8, hidden, intermediate, o_proj's K, weight type. */
+export function mlpDecodeShapeKey(m: number, hidden: number, intermediate: number, kO: number, dtype: string): string {
+  return `mlp_decode:m${m <= 1 ? 1 : 8}:h${hidden}:i${intermediate}:o${kO}:${dtype}`;
 }
 
 /** Cache positions each query attends over when decode attention candidates are timed. */

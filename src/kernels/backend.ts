@@ -121,6 +121,22 @@ export interface Backend<T, W, I> {
   /** y += x·wᵀ (no bias) */
   matmulAdd(x: T, w: W & WeightShape, rows: number, y: T): void;
   /**
+   * A decode step's MLP input side: x + att·oᵀ (the attention's output projection onto the
+   * residual stream), then out = silu(rmsnorm(that)·gateᵀ) * (rmsnorm(that)·upᵀ). Returns the tensor
+   * holding the new residual stream: `x` updated in place (matmulAdd then normSwiglu), or `xOut`
+   * where the backend runs it as one dispatch (which cannot update x in place). Only for weights
+   * canFuse takes.
+   */
+  residualNormSwiglu(
+    att: T,
+    x: T,
+    w: { o: W & WeightShape; norm: W; gate: W & WeightShape; up: W & WeightShape },
+    eps: number,
+    rows: number,
+    xOut: T,
+    out: T,
+  ): T;
+  /**
    * RoPE of q in place, and of k written with v into the cache at each token's (slot, position); k
    * itself is left unrotated. `cosSin`: the cos/sin tables [maxPos, headDim/2] interleaved
    * (fused-cpu.ts interleaveCosSin).

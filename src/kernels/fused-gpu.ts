@@ -51,6 +51,29 @@ export const NORM_GEMV_SWIGLU = declareKernel({
   },
 });
 
+/**
+ * xOut = x + att·Woᵀ, then out = silu(rmsnorm(xOut)·gateᵀ) * (rmsnorm(xOut)·upᵀ): NORM_GEMV_SWIGLU
+ * with the output projection and residual add in its prologue (XQ, the rows' vec4s in workgroup
+ * memory, is a per-dispatch define).
+ */
+export const NORM_GEMV_RESIDUAL_SWIGLU = declareKernel({
+  name: 'norm_gemv(residual,swiglu)',
+  shader: 'norm_gemv',
+  defines: { SWIGLU: true, RESIDUAL: true },
+  workgroupSize: 64,
+  params: { ...normParams, KO: 'u32' },
+  bindings: {
+    x: (p) => p.M * p.K,
+    g: (p) => p.K,
+    w0: (p) => p.N0 * p.K,
+    w1: (p) => p.N1 * p.K,
+    y0: (p) => p.M * p.N0,
+    att: (p) => p.M * p.KO,
+    wo: (p) => p.K * p.KO,
+    xOut: (p) => p.M * p.K,
+  },
+});
+
 /** y += x · Wᵀ (a projection onto the residual stream). */
 export const GEMV_RESIDUAL = declareKernel({
   name: 'gemv_residual',
@@ -202,6 +225,65 @@ export function gpuNormSwiglu(
   const buffers = { x, g: norm.shards[0].buffer, w0: gate.shards[0].buffer, w1: up.shards[0].buffer, y0: out };
   be.run(NORM_GEMV_SWIGLU, params, buffers, groups1d(NORM_GEMV_SWIGLU, Math.ceil(gate.rows / 4)), {
     weightType: gate.dtype,
+  });
+}
+
+/** The weights of a decode step's MLP input side (Backend.residualNormSwiglu). */
+export interface MlpInputWeights<W> {
+  o: W;
+  norm: W;
+  gate: W;
+  up: W;
+}
+
+/**
+ * Whether residualNormSwiglu's one dispatch takes these weights and rows: what the fused GEMVs
+ * read, one element type, o_proj's output the hidden size, and the rows in workgroup memory.
+ */
+export function gpuCanFuseResidual(be: GpuBackend, w: MlpInputWeights<GpuWeight>, rows: number): boolean {
+  const H = w.norm.cols;
+  const bytes = rows * H * 4;
+  return (
+    [w.o, w.gate, w.up].every((x) => gpuCanFuse(x, rows)) &&
+    w.o.rows === H &&
+    w.o.dtype === w.gate.dtype &&
+    w.gate.dtype === w.up.dtype &&
+    w.gate.rows === w.up.rows &&
+    bytes <= be.gpu.device.limits.maxComputeWorkgroupStorageSize
+  );
+}
+
+export function gpuResidualNormSwiglu(
+  be: GpuBackend,
+  att: GpuTensor,
+  x: GpuTensor,
+  w: MlpInputWeights<GpuWeight>,
+  eps: number,
+  rows: number,
+  xOut: GpuTensor,
+  out: GpuTensor,
+): void {
+  if (!gpuCanFuseResidual(be, w, rows))
+    throw new GpuError(
+      `residualNormSwiglu: the fused kernel does not take o [${w.o.rows}, ${w.o.cols}], gate [${w.gate.rows}, ` +
+        `${w.gate.cols}] and up [${w.up.rows}, ${w.up.cols}] (${w.gate.dtype}) for ${rows} rows of ${w.norm.cols}`,
+    );
+  const K = w.norm.cols;
+  const params = { M: rows, K, N0: w.gate.rows, N1: w.up.rows, N2: 0, eps, KO: w.o.cols };
+  const buffers = {
+    x,
+    g: w.norm.shards[0].buffer,
+    w0: w.gate.shards[0].buffer,
+    w1: w.up.shards[0].buffer,
+    y0: out,
+    att,
+    wo: w.o.shards[0].buffer,
+    xOut,
+  };
+  const grid = groups1d(NORM_GEMV_RESIDUAL_SWIGLU, Math.ceil(w.gate.rows / 4));
+  be.run(NORM_GEMV_RESIDUAL_SWIGLU, params, buffers, grid, {
+    weightType: w.gate.dtype,
+    defines: { XQ: (rows * K) / 4 },
   });
 }
 

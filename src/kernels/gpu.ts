@@ -34,6 +34,8 @@ import {
   type AttentionPrefillVariant,
   type AttentionDecodeVariant,
   attentionDecodeShapeKey,
+  mlpDecodeShapeKey,
+  type MlpDecodeVariant,
   TUNE_DECODE_CONTEXT,
   type GemmBackwardVariant,
   type GemmVariant,
@@ -53,6 +55,9 @@ import {
   gpuNormSwiglu,
   gpuRopeKvAttention,
   gpuRopeKvWrite,
+  gpuCanFuseResidual,
+  gpuResidualNormSwiglu,
+  type MlpInputWeights,
 } from './fused-gpu';
 
 export interface GpuTensor {
@@ -398,6 +403,10 @@ export class GpuBackend implements Backend<GpuTensor, GpuWeight, GpuIndices> {
   attentionDecodeKernel: 'auto' | AttentionDecodeVariant = ((typeof process !== 'undefined' &&
     parseForcedKernels(process.env?.AGENTARK_KERNELS).attention_decode) ||
     'auto') as 'auto' | AttentionDecodeVariant;
+  /** Force the decode MLP input side's variant regardless of the tuner (tests; AGENTARK_KERNELS=mlp_decode=...). */
+  mlpDecodeKernel: 'auto' | MlpDecodeVariant = ((typeof process !== 'undefined' &&
+    parseForcedKernels(process.env?.AGENTARK_KERNELS).mlp_decode) ||
+    'auto') as 'auto' | MlpDecodeVariant;
   /** Shape classes first dispatched untuned, timed at the next readback (see autotune.ts). */
   private readonly pendingTunes = new Map<string, TuneJob & { family: KernelFamily }>();
   /**
@@ -1183,6 +1192,63 @@ export class GpuBackend implements Backend<GpuTensor, GpuWeight, GpuIndices> {
 
   matmulAdd(x: GpuTensor, w: GpuWeight, rows: number, y: GpuTensor): void {
     gpuMatmulAdd(this, x, w, rows, y);
+  }
+
+  residualNormSwiglu(
+    att: GpuTensor,
+    x: GpuTensor,
+    w: MlpInputWeights<GpuWeight>,
+    eps: number,
+    rows: number,
+    xOut: GpuTensor,
+    out: GpuTensor,
+  ): GpuTensor {
+    const variant = gpuCanFuseResidual(this, w, rows) ? this.mlpDecodeVariant(w, eps, rows) : 'split';
+    return this.runMlpDecode(variant, att, x, w, eps, rows, xOut, out);
+  }
+
+  private runMlpDecode(
+    variant: string,
+    att: GpuTensor,
+    x: GpuTensor,
+    w: MlpInputWeights<GpuWeight>,
+    eps: number,
+    rows: number,
+    xOut: GpuTensor,
+    out: GpuTensor,
+  ): GpuTensor {
+    if (variant === 'fused') {
+      gpuResidualNormSwiglu(this, att, x, w, eps, rows, xOut, out);
+      return xOut;
+    }
+    gpuMatmulAdd(this, att, w.o, rows, x);
+    gpuNormSwiglu(this, x, w.norm, eps, w.gate, w.up, rows, out);
+    return x;
+  }
+
+  /** The mlp_decode variant for this shape class, timed on the real weights (see autotune.ts). */
+  private mlpDecodeVariant(w: MlpInputWeights<GpuWeight>, eps: number, rows: number): MlpDecodeVariant {
+    const [H, I, kO] = [w.norm.cols, w.gate.rows, w.o.cols];
+    return this.chooseVariant(
+      'mlp_decode',
+      this.mlpDecodeKernel,
+      () => mlpDecodeShapeKey(rows, H, I, kO, w.gate.dtype),
+      () => ({
+        flops: 2 * rows * (H * kO + 2 * H * I),
+        prepare: () => {
+          const att = this.fromHost(new Float32Array(rows * kO));
+          const x = this.fromHost(new Float32Array(rows * H));
+          const xOut = this.tensor(rows * H, 'tune.mlp.x');
+          const out = this.tensor(rows * I, 'tune.mlp.act');
+          return {
+            dispatch: (v: string) => void this.runMlpDecode(v, att, x, w, eps, rows, xOut, out),
+            dispose: () => {
+              for (const t of [att, x, xOut, out]) this.free(t);
+            },
+          };
+        },
+      }),
+    ) as MlpDecodeVariant;
   }
 
   ropeKvWrite(

@@ -515,14 +515,25 @@ export class LlamaModel<T = unknown, W extends WeightShape = WeightShape, I = un
       be.attention(a.q, cache.k[li], cache.v[li], slots, positions, ...dims, a.att);
       att = a.att;
     }
-    if (!L.oBias && fusable(L.o, 'o_proj')) {
+    const oFused = !L.oBias && fusable(L.o, 'o_proj');
+    const mlpFused = fusable(L.gate, 'gate_proj') && fusable(L.up, 'up_proj');
+    const downFused = fusable(L.down, 'down_proj');
+    if (oFused && mlpFused && downFused) {
+      // The new residual stream is x updated in place, or `proj` where the backend ran this as one
+      // dispatch (the caller then takes x as the next layer's scratch).
+      const mlp = { o: L.o, norm: L.postNorm, gate: L.gate, up: L.up };
+      a.x2 = be.residualNormSwiglu(att, x, mlp, eps, n, proj, a.act);
+      be.matmulAdd(a.act, L.down, n, a.x2);
+      return a.x2;
+    }
+    if (oFused) {
       be.matmulAdd(att, L.o, n, x);
       a.x2 = x;
     } else {
       this.project(att, L.o, L.oBias, n, proj, li, 'o_proj', acts, record);
       a.x2 = residual(x, proj, 'x2');
     }
-    if (fusable(L.gate, 'gate_proj') && fusable(L.up, 'up_proj')) {
+    if (mlpFused) {
       be.normSwiglu(a.x2, L.postNorm, eps, L.gate, L.up, n, a.act);
     } else {
       be.rmsnorm(a.x2, L.postNorm, n, H, eps, a.h2);
@@ -530,7 +541,7 @@ export class LlamaModel<T = unknown, W extends WeightShape = WeightShape, I = un
       this.project(a.h2, L.up, null, n, a.up, li, 'up_proj', acts, record);
       be.swiglu(a.gate, a.up, n * c.intermediateSize, a.act);
     }
-    if (fusable(L.down, 'down_proj')) {
+    if (downFused) {
       be.matmulAdd(a.act, L.down, n, a.x2);
       return a.x2;
     }
@@ -604,7 +615,9 @@ export class LlamaModel<T = unknown, W extends WeightShape = WeightShape, I = un
     const ids = onDevice.ids ?? upload(batch.ids);
     const positions = onDevice.positions ?? upload(batch.positions);
     const slots = onDevice.slots ?? upload(batch.slots);
-    const { k, v, proj } = this.layerScratch(n);
+    const scratch = this.layerScratch(n);
+    const { k, v } = scratch;
+    let proj = scratch.proj;
     // Tokens each in a slot of their own (decode) may take attention with its RoPE and cache write.
     const distinctSlots = new Set(batch.slots).size === n;
     let x = onDevice.embedded;
@@ -628,6 +641,8 @@ export class LlamaModel<T = unknown, W extends WeightShape = WeightShape, I = un
         Boolean(record),
       );
       if (record?.recompute && a.x2 !== x) be.free(a.x2);
+      // A layer whose MLP input side ran as one dispatch leaves the stream in proj (see layerForward).
+      if (next === proj) proj = x;
       x = next;
       if (keepAll) record.layers.push(a);
     }

@@ -249,6 +249,9 @@ export class DryRunBackend implements Backend<DryTensor, DryWeight, DryIndices> 
   normMatmul(): void {}
   normSwiglu(): void {}
   matmulAdd(): void {}
+  residualNormSwiglu(_att: DryTensor, x: DryTensor): DryTensor {
+    return x;
+  }
   ropeKvWrite(): void {}
   /** Books what the separate path allocates: the result goes to `out`. */
   ropeKvAttention(

@@ -95,6 +95,52 @@ describe('fused decode kernels: WebGPU vs CPU twin', () => {
     });
   }
 
+  // [rows, hidden, o_proj's K, intermediate, weights]: intermediates off the quad and past one
+  // workgroup (N > 256: every workgroup repeats the prologue, only the first writes xOut).
+  for (const [rows, h, kO, n, dtype] of [
+    [1, 8, 12, 3, 'f32'],
+    [3, 36, 20, 45, 'f32'],
+    [5, 64, 64, 301, 'f32'],
+    [8, 28, 44, 530, 'f32'],
+    [2, 24, 16, 41, 'f16'],
+  ] as const) {
+    it(`residualNormSwiglu rows=${rows} hidden=${h} KO=${kO} N=${n} (${dtype}): fused = split = twin`, async ({
+      skip,
+    }) => {
+      const b = dtype === 'f16' ? g16 : g32;
+      if (!b) return skip();
+      const seed = rows * 1000 + h + n;
+      const half = (v: Float32Array) => (dtype === 'f16' ? f32ToF16Bits(v) : v);
+      const [att, x, g] = [randn(rows * kO, seed, 1), randn(rows * h, seed + 1, 2), randn(h, seed + 2)];
+      const [o, gate, up] = [
+        half(randn(h * kO, seed + 3, 0.4)),
+        half(randn(n * h, seed + 4, 0.4)),
+        half(randn(n * h, seed + 5, 0.4)),
+      ];
+      const refX = x.slice();
+      const ref = new Float32Array(rows * n);
+      const cw = { o: cpu.weight('o', o, h, kO), norm: cpu.vector('g', g), gate: cpu.weight('g', gate, n, h) };
+      const cpuOut = cpu.residualNormSwiglu(att, refX, { ...cw, up: cpu.weight('u', up, n, h) }, 1e-5, rows, refX, ref);
+      expect(cpuOut).toBe(refX);
+      const gw = { o: b.weight('o', o, h, kO), norm: b.vector('g', g), gate: b.weight('g', gate, n, h) };
+      const w = { ...gw, up: b.weight('u', up, n, h) };
+      for (const variant of ['fused', 'split'] as const) {
+        b.mlpDecodeKernel = variant;
+        try {
+          const [gx, xOut, out] = [b.fromHost(x), b.fromHost(new Float32Array(rows * h).fill(7)), b.tensor(rows * n)];
+          const stream = b.residualNormSwiglu(b.fromHost(att), gx, w, 1e-5, rows, xOut, out);
+          expect(stream).toBe(variant === 'fused' ? xOut : gx);
+          expect(maxRelErr(await b.toHost(stream, rows * h), refX)).toBeLessThan(1e-5);
+          expect(maxRelErr(await b.toHost(out, rows * n), ref)).toBeLessThan(1e-5);
+          // The fused kernel leaves its input stream as it was.
+          if (variant === 'fused') expect(Array.from(await b.toHost(gx, rows * h))).toEqual(Array.from(x));
+        } finally {
+          b.mlpDecodeKernel = 'auto';
+        }
+      }
+    });
+  }
+
   it('the fused GEMVs read f16 weights like the CPU twin reads the same f16 values', async ({ skip }) => {
     if (!g16) skip();
     const [rows, k, n] = [3, 24, 41];
@@ -317,16 +363,24 @@ describe('fused decode in the model', () => {
       const fused = await decode(g32, true, batch);
       // With the serial decode attention, RoPE and the cache write go into it (one dispatch less a layer).
       g32.attentionDecodeKernel = 'serial';
-      const fusedSerial = await decode(g32, true, batch).finally(() => (g32.attentionDecodeKernel = 'auto'));
+      const fusedSerial = await decode(g32, true, batch);
+      // And with the MLP's input side in one dispatch (the residual stream then alternates buffers).
+      g32.mlpDecodeKernel = 'fused';
+      const fusedMlp = await decode(g32, true, batch).finally(() => {
+        g32.attentionDecodeKernel = 'auto';
+        g32.mlpDecodeKernel = 'auto';
+      });
       const twin = await decode(cpu, true, batch);
       const twinSeparate = await decode(cpu, false, batch);
       expect(fused.tokens).toEqual(separate.tokens);
       expect(fusedSerial.tokens).toEqual(separate.tokens);
+      expect(fusedMlp.tokens).toEqual(separate.tokens);
       expect(twin.tokens).toEqual(separate.tokens);
       for (let s = 0; s < separate.logits.length; s++) {
         expect(maxRelErr(fused.logits[s], separate.logits[s])).toBeLessThan(1e-5);
         expect(maxRelErr(fused.logits[s], twin.logits[s])).toBeLessThan(1e-5);
         expect(maxRelErr(fusedSerial.logits[s], separate.logits[s])).toBeLessThan(1e-5);
+        expect(maxRelErr(fusedMlp.logits[s], separate.logits[s])).toBeLessThan(1e-5);
         // The twins run the separate ops in the same order: exactly equal.
         expect(Array.from(twin.logits[s])).toEqual(Array.from(twinSeparate.logits[s]));
       }
@@ -335,6 +389,7 @@ describe('fused decode in the model', () => {
       expect(separate.dispatches).toBe(35);
       expect(fused.dispatches).toBe(batch <= FUSED_MAX_ROWS ? 14 : 31);
       expect(fusedSerial.dispatches).toBe(batch <= FUSED_MAX_ROWS ? 12 : 29);
+      expect(fusedMlp.dispatches).toBe(batch <= FUSED_MAX_ROWS ? 10 : 29);
     });
   }
 
