@@ -33,8 +33,8 @@
  *   head dims not multiples of 4 run 'tiled').
  * - attention_decode (fewer query tokens: decode steps of one sequence or a batch): 'workgroup'
  *   (attention.wgsl, a workgroup per query sharing each chunk of keys) and 'serial'
- *   (attention_decode.wgsl, one invocation per query walking its keys, no barrier; timed at a
- *   context of TUNE_DECODE_CONTEXT positions).
+ *   (attention_decode.wgsl, one invocation per query walking its keys, no barrier; timed at the
+ *   context bucket of the cache's length, decodeContextBucket).
  * - mlp_decode (a decode step's output projection, residual add, post-attention RMSNorm, gate and
  *   up with SwiGLU): 'split' (gemv_residual.wgsl, then norm_gemv.wgsl SWIGLU) and 'fused'
  *   (norm_gemv.wgsl SWIGLU + RESIDUAL: one dispatch, the output projection repeated in every
@@ -294,20 +294,31 @@ export function attentionShapeKey(tokens: number, heads: number, kvHeads: number
 }
 
 /**
- * Shape class of a decode attention: one query token or a batch of them (2–15), the head layout.
- * The context length is not in it: candidates are timed at TUNE_DECODE_CONTEXT positions.
+ * The context class of a decode attention, from its cache's length: 256, 1024 or 4096 positions
+ * (the last for anything longer). The serial kernel's one invocation per query walks every key, so
+ * its ranking against the workgroup kernel turns with the context on a GPU with many lanes; the
+ * candidates are timed at the bucket's length. The cache's length stands in for the context:
+ * the backend does not see positions on the host.
  */
-export function attentionDecodeShapeKey(tokens: number, heads: number, kvHeads: number, headDim: number): string {
-  return `attention_decode:m${tokens <= 1 ? 1 : 8}:h${heads}:kv${kvHeads}:d${headDim}`;
+export function decodeContextBucket(maxSeq: number): number {
+  return maxSeq <= 256 ? 256 : maxSeq <= 1024 ? 1024 : 4096;
+}
+
+/** Shape class of a decode attention: one query token or a batch (2–15), the head layout, the context bucket. */
+export function attentionDecodeShapeKey(
+  tokens: number,
+  heads: number,
+  kvHeads: number,
+  headDim: number,
+  maxSeq: number,
+): string {
+  return `attention_decode:m${tokens <= 1 ? 1 : 8}:h${heads}:kv${kvHeads}:d${headDim}:c${decodeContextBucket(maxSeq)}`;
 }
 
 /** Shape class of a decode MLP input side: rows as 1 or 2–8, hidden, intermediate, o_proj's K, weight type. */
 export function mlpDecodeShapeKey(m: number, hidden: number, intermediate: number, kO: number, dtype: string): string {
   return `mlp_decode:m${m <= 1 ? 1 : 8}:h${hidden}:i${intermediate}:o${kO}:${dtype}`;
 }
-
-/** Cache positions each query attends over when decode attention candidates are timed. */
-export const TUNE_DECODE_CONTEXT = 256;
 
 /** Most flops one timed dispatch of a tuning run may cost: larger products are timed on a slice. */
 const TUNE_MAX_FLOPS = 2e8;

@@ -11,6 +11,8 @@ import { CpuBackend } from '../../src/kernels/cpu';
 import { GpuBackend } from '../../src/kernels/gpu';
 import {
   attentionShapeKey,
+  attentionDecodeShapeKey,
+  mlpDecodeShapeKey,
   candidatesOn,
   KERNEL_FAMILIES,
   KernelTuner,
@@ -281,6 +283,39 @@ describe('autotuner', () => {
       /'broadcast16' GEMM needs the adapter's subgroups feature/,
     );
     if (plain !== gpu) plain.destroy();
+  });
+
+  it('tunes the decode MLP input side (mlp_decode) at first use; both variants give the twin', async () => {
+    const be = await GpuBackend.create(gpu, 'f32');
+    be.tuner = await KernelTuner.create(gpu, { store: memoryStore(), forced: '' });
+    const [rows, h, kO, n] = [1, 16, 8, 21];
+    const [att, x, g] = [randn(rows * kO, 51), randn(rows * h, 52), randn(h, 53)];
+    const [o, gate, up] = [randn(h * kO, 54, 0.5), randn(n * h, 55, 0.5), randn(n * h, 56, 0.5)];
+    const refX = x.slice();
+    const ref = new Float32Array(rows * n);
+    const cw = { o: cpu.weight('o', o, h, kO), norm: cpu.vector('g', g), gate: cpu.weight('g', gate, n, h) };
+    cpu.residualNormSwiglu(att, refX, { ...cw, up: cpu.weight('u', up, n, h) }, 1e-5, rows, refX, ref);
+    const gw = { o: be.weight('o', o, h, kO), norm: be.vector('g', g), gate: be.weight('g', gate, n, h) };
+    const w = { ...gw, up: be.weight('u', up, n, h) };
+    const key = mlpDecodeShapeKey(rows, h, n, kO, 'f32');
+    for (let pass = 0; pass < 2; pass++) {
+      const out = be.tensor(rows * n);
+      const stream = be.residualNormSwiglu(be.fromHost(att), be.fromHost(x), w, 1e-5, rows, be.tensor(rows * h), out);
+      expect(maxRelErr(await be.toHost(out, rows * n), ref), `pass ${pass}`).toBeLessThan(1e-5);
+      expect(maxRelErr(await be.toHost(stream, rows * h), refX), `pass ${pass}`).toBeLessThan(1e-5);
+    }
+    const r = be.tuner.summary().choices[key];
+    expect(r.source).toBe('tuned');
+    expect(Object.keys(r.ms).sort()).toEqual([...KERNEL_FAMILIES.mlp_decode].sort());
+  });
+
+  it('decode attention classes carry the context bucket of the cache (256, 1024, 4096+)', () => {
+    const at = (maxSeq: number) => attentionDecodeShapeKey(1, 4, 2, 16, maxSeq);
+    expect(at(40)).toBe(at(256));
+    expect(at(257)).not.toBe(at(256));
+    expect(at(1024)).toBe(at(300));
+    expect(at(1025)).toBe(at(32768));
+    expect(at(32768)).toMatch(/:c4096$/);
   });
 
   it('a forced variant wins over timing; a bad specification names what is known', async () => {
