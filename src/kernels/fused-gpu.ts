@@ -3,7 +3,9 @@
  * dispatches more than by arithmetic on software adapters, so the ops that are cheap to fuse run
  * as one dispatch each (the model picks them when `canFuse` allows, model/llama.ts):
  *   - norm_gemv.wgsl: RMSNorm in the prologue of the projections that read it (q, k, v in one
- *     dispatch; gate and up with SwiGLU in the epilogue; the final norm with the LM head);
+ *     dispatch; gate and up with SwiGLU in the epilogue; the final norm with the LM head), and
+ *     (RESIDUAL, where the autotuner's mlp_decode picks it) o_proj with its residual add repeated
+ *     in every workgroup's prologue before gate and up;
  *   - gemv_residual.wgsl: o_proj and down_proj added onto the residual stream in the epilogue;
  *   - rope_kv_write.wgsl: RoPE of q and k, and the KV-cache write, in one dispatch.
  * CPU twins: fused-cpu.ts.
