@@ -85,7 +85,10 @@ fn residualPrologue(lid: u32, first: bool) {
   let koq = p.KO / 4u;
   for (var q = lid; q < kq; q += WG) {
     let n = vec4<u32>(4u * q, 4u * q + 1u, 4u * q + 2u, 4u * q + 3u);
+    // Zeroed explicitly: a bare declaration in a loop body (zero by WGSL's rules) kept the previous
+    // turn's sums on lavapipe (hidden sizes over 4·WG take a second turn).
     var acc: array<vec4<f32>, 8>;
+    for (var m = 0u; m < 8u; m++) { acc[m] = vec4<f32>(0.0); }
     for (var k = 0u; k < koq; k++) {
       let w = wom(n, k);
       for (var m = 0u; m < p.M; m++) { acc[m] += att[m * koq + k] * w; }

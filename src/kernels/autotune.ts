@@ -35,10 +35,12 @@
  *   (attention.wgsl, a workgroup per query sharing each chunk of keys) and 'serial'
  *   (attention_decode.wgsl, one invocation per query walking its keys, no barrier; timed at the
  *   context bucket of the cache's length, decodeContextBucket).
- * - mlp_decode (a decode step's output projection, residual add, post-attention RMSNorm, gate and
- *   up with SwiGLU): 'split' (gemv_residual.wgsl, then norm_gemv.wgsl SWIGLU) and 'fused'
- *   (norm_gemv.wgsl SWIGLU + RESIDUAL: one dispatch, the output projection repeated in every
- *   workgroup; wins where a dispatch costs more than that repetition).
+ * - mlp_decode (a decode step's MLP half-layer: output projection and residual add, RMSNorm, gate
+ *   and up with SwiGLU, down projection and residual add): 'split' (gemv_residual.wgsl,
+ *   norm_gemv.wgsl SWIGLU, gemv_residual.wgsl), 'fused' (norm_gemv.wgsl SWIGLU + RESIDUAL, the
+ *   output projection repeated in every workgroup, then gemv_residual.wgsl) and 'block'
+ *   (mlp_block.wgsl: all of it in one workgroup); each step fewer dispatches and less parallelism.
+ *   Only the variants a shape takes are timed (mlpDecodeVariantsFor).
  * The first variant of a family is the fallback when nothing is tuned.
  */
 import { fnv1a } from '../util/hash';
@@ -53,7 +55,7 @@ export const KERNEL_FAMILIES = {
   gemm_dw: ['register', 'tiled', 'broadcast16'],
   attention_prefill: ['tiled', 'splitd', 'broadcast'],
   attention_decode: ['workgroup', 'serial'],
-  mlp_decode: ['split', 'fused'],
+  mlp_decode: ['split', 'fused', 'block'],
 } as const;
 export type KernelFamily = keyof typeof KERNEL_FAMILIES;
 export type GemvVariant = (typeof KERNEL_FAMILIES)['gemv'][number];
@@ -253,7 +255,8 @@ export function adapterKey(gpu: Gpu): string {
       shaderSource('attention_prefill_broadcast', { WG: 64, HD: 64 }) +
       shaderSource('attention', { WG: 64 }) +
       shaderSource('attention_decode', { WG: 32, HD: 64 }) +
-      shaderSource('norm_gemv', { WG: 64, SWIGLU: true, RESIDUAL: true, XQ: 16 })
+      shaderSource('norm_gemv', { WG: 64, SWIGLU: true, RESIDUAL: true, XQ: 16 }) +
+      shaderSource('mlp_block', { WG: 64, XQ: 16, HQ: 16 })
     : '';
   return [
     i.vendor,
@@ -315,7 +318,7 @@ export function attentionDecodeShapeKey(
   return `attention_decode:m${tokens <= 1 ? 1 : 8}:h${heads}:kv${kvHeads}:d${headDim}:c${decodeContextBucket(maxSeq)}`;
 }
 
-/** Shape class of a decode MLP input side: rows as 1 or 2–8, hidden, intermediate, o_proj's K, weight type. */
+/** Shape class of a decode MLP half-layer: rows as 1 or 2–8, hidden, intermediate, o_proj's K, weight type. */
 export function mlpDecodeShapeKey(m: number, hidden: number, intermediate: number, kO: number, dtype: string): string {
   return `mlp_decode:m${m <= 1 ? 1 : 8}:h${hidden}:i${intermediate}:o${kO}:${dtype}`;
 }

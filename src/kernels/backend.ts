@@ -121,20 +121,20 @@ export interface Backend<T, W, I> {
   /** y += x·wᵀ (no bias) */
   matmulAdd(x: T, w: W & WeightShape, rows: number, y: T): void;
   /**
-   * A decode step's MLP input side: x + att·oᵀ (the attention's output projection onto the
-   * residual stream), then out = silu(rmsnorm(that)·gateᵀ) * (rmsnorm(that)·upᵀ). Returns the tensor
-   * holding the new residual stream: `x` updated in place (matmulAdd then normSwiglu), or `xOut`
-   * where the backend runs it as one dispatch (which cannot update x in place). Only for weights
+   * A decode step's MLP half-layer: x2 = x + att·oᵀ (the attention's output projection onto the
+   * residual stream), then x2 + SwiGLU(rmsnorm(x2)·gateᵀ, rmsnorm(x2)·upᵀ)·downᵀ. Returns the
+   * tensor holding the new residual stream: `x` updated in place, or `xOut` where the backend ran a
+   * kernel that cannot update x in place. `act` [rows, intermediate] is scratch. Only for weights
    * canFuse takes.
    */
-  residualNormSwiglu(
+  mlpDecode(
     att: T,
     x: T,
-    w: { o: W & WeightShape; norm: W; gate: W & WeightShape; up: W & WeightShape },
+    w: { o: W & WeightShape; norm: W; gate: W & WeightShape; up: W & WeightShape; down: W & WeightShape },
     eps: number,
     rows: number,
     xOut: T,
-    out: T,
+    act: T,
   ): T;
   /**
    * RoPE of q in place, and of k written with v into the cache at each token's (slot, position); k

@@ -322,17 +322,18 @@ export class CpuBackend implements Backend<Float32Array, CpuWeight, Uint32Array>
   matmulAdd(x: Float32Array, w: CpuWeight, rows: number, y: Float32Array): void {
     cpuMatmulAdd(x, w, rows, y);
   }
-  residualNormSwiglu(
+  mlpDecode(
     att: Float32Array,
     x: Float32Array,
-    w: { o: CpuWeight; norm: CpuWeight; gate: CpuWeight; up: CpuWeight },
+    w: { o: CpuWeight; norm: CpuWeight; gate: CpuWeight; up: CpuWeight; down: CpuWeight },
     eps: number,
     rows: number,
     _xOut: Float32Array,
-    out: Float32Array,
+    act: Float32Array,
   ): Float32Array {
     cpuMatmulAdd(att, w.o, rows, x);
-    cpuNormSwiglu(x, w.norm.data, eps, w.gate, w.up, rows, out);
+    cpuNormSwiglu(x, w.norm.data, eps, w.gate, w.up, rows, act);
+    cpuMatmulAdd(act, w.down, rows, x);
     return x;
   }
   ropeKvWrite(

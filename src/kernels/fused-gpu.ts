@@ -230,46 +230,98 @@ export function gpuNormSwiglu(
   });
 }
 
-/** The weights of a decode step's MLP input side (Backend.residualNormSwiglu). */
-export interface MlpInputWeights<W> {
+/** The weights of a decode step's MLP half-layer (Backend.mlpDecode). */
+export interface MlpWeights<W> {
   o: W;
   norm: W;
   gate: W;
   up: W;
+  down: W;
 }
 
 /**
- * Whether residualNormSwiglu's one dispatch takes these weights and rows: what the fused GEMVs
- * read, one element type, o_proj's output the hidden size, and the rows in workgroup memory.
+ * The mlp_decode variants that take these weights and rows: always 'split'; 'fused' (norm_gemv
+ * RESIDUAL) where the fused GEMVs read o, gate and up in one element type and the rows fit in
+ * workgroup memory; 'block' (mlp_block.wgsl) where down joins them and the rows and their SwiGLU
+ * output fit, with an intermediate size % 4 == 0.
  */
-export function gpuCanFuseResidual(be: GpuBackend, w: MlpInputWeights<GpuWeight>, rows: number): boolean {
+export function mlpDecodeVariantsFor(be: GpuBackend, w: MlpWeights<GpuWeight>, rows: number): string[] {
   const H = w.norm.cols;
-  const bytes = rows * H * 4;
-  return (
-    [w.o, w.gate, w.up].every((x) => gpuCanFuse(x, rows)) &&
-    w.o.rows === H &&
-    w.o.dtype === w.gate.dtype &&
-    w.gate.dtype === w.up.dtype &&
-    w.gate.rows === w.up.rows &&
-    bytes <= be.gpu.device.limits.maxComputeWorkgroupStorageSize
-  );
+  const I = w.gate.rows;
+  const limit = be.gpu.device.limits.maxComputeWorkgroupStorageSize;
+  const shapes = w.o.rows === H && w.gate.rows === w.up.rows && w.down.rows === H && w.down.cols === I;
+  const sameType = (ws: GpuWeight[]) => ws.every((x) => gpuCanFuse(x, rows) && x.dtype === w.gate.dtype);
+  const out = ['split'];
+  if (!shapes) return out;
+  if (sameType([w.o, w.gate, w.up]) && rows * H * 4 <= limit) out.push('fused');
+  if (sameType([w.o, w.gate, w.up, w.down]) && I % 4 === 0 && rows * (H + I) * 4 + 32 <= limit) out.push('block');
+  return out;
 }
 
+function checkMlpVariant(be: GpuBackend, variant: string, w: MlpWeights<GpuWeight>, rows: number): void {
+  if (!mlpDecodeVariantsFor(be, w, rows).includes(variant))
+    throw new GpuError(
+      `mlpDecode: the '${variant}' kernel does not take o [${w.o.rows}, ${w.o.cols}], gate [${w.gate.rows}, ` +
+        `${w.gate.cols}], up [${w.up.rows}, ${w.up.cols}] and down [${w.down.rows}, ${w.down.cols}] ` +
+        `(${w.gate.dtype}) for ${rows} rows of ${w.norm.cols}`,
+    );
+}
+
+/** X = X2 + SwiGLU(rmsnorm(X2))·Wdᵀ with X2 = X + A·Woᵀ, in place, in one workgroup (mlp_block.wgsl). */
+export const MLP_BLOCK = declareKernel({
+  name: 'mlp_block',
+  shader: 'mlp_block',
+  workgroupSize: 64,
+  params: { M: 'u32', K: 'u32', N: 'u32', KO: 'u32', eps: 'f32' },
+  bindings: {
+    x: (p) => p.M * p.K,
+    att: (p) => p.M * p.KO,
+    wo: (p) => p.K * p.KO,
+    g: (p) => p.K,
+    wg: (p) => p.N * p.K,
+    wu: (p) => p.N * p.K,
+    wd: (p) => p.K * p.N,
+  },
+});
+
+export function gpuMlpBlock(
+  be: GpuBackend,
+  att: GpuTensor,
+  x: GpuTensor,
+  w: MlpWeights<GpuWeight>,
+  eps: number,
+  rows: number,
+): void {
+  checkMlpVariant(be, 'block', w, rows);
+  const [K, N] = [w.norm.cols, w.gate.rows];
+  const params = { M: rows, K, N, KO: w.o.cols, eps };
+  const buffers = {
+    x,
+    att,
+    wo: w.o.shards[0].buffer,
+    g: w.norm.shards[0].buffer,
+    wg: w.gate.shards[0].buffer,
+    wu: w.up.shards[0].buffer,
+    wd: w.down.shards[0].buffer,
+  };
+  be.run(MLP_BLOCK, params, buffers, 1, {
+    weightType: w.gate.dtype,
+    defines: { XQ: (rows * K) / 4, HQ: (rows * N) / 4 },
+  });
+}
+
+/** xOut = x + att·Woᵀ and out = SwiGLU(rmsnorm(xOut)) in one dispatch (norm_gemv.wgsl RESIDUAL). */
 export function gpuResidualNormSwiglu(
   be: GpuBackend,
   att: GpuTensor,
   x: GpuTensor,
-  w: MlpInputWeights<GpuWeight>,
+  w: MlpWeights<GpuWeight>,
   eps: number,
   rows: number,
   xOut: GpuTensor,
   out: GpuTensor,
 ): void {
-  if (!gpuCanFuseResidual(be, w, rows))
-    throw new GpuError(
-      `residualNormSwiglu: the fused kernel does not take o [${w.o.rows}, ${w.o.cols}], gate [${w.gate.rows}, ` +
-        `${w.gate.cols}] and up [${w.up.rows}, ${w.up.cols}] (${w.gate.dtype}) for ${rows} rows of ${w.norm.cols}`,
-    );
+  checkMlpVariant(be, 'fused', w, rows);
   const K = w.norm.cols;
   const params = { M: rows, K, N0: w.gate.rows, N1: w.up.rows, N2: 0, eps, KO: w.o.cols };
   const buffers = {

@@ -55,9 +55,10 @@ import {
   gpuNormSwiglu,
   gpuRopeKvAttention,
   gpuRopeKvWrite,
-  gpuCanFuseResidual,
+  gpuMlpBlock,
   gpuResidualNormSwiglu,
-  type MlpInputWeights,
+  mlpDecodeVariantsFor,
+  type MlpWeights,
 } from './fused-gpu';
 
 export interface GpuTensor {
@@ -403,7 +404,7 @@ export class GpuBackend implements Backend<GpuTensor, GpuWeight, GpuIndices> {
   attentionDecodeKernel: 'auto' | AttentionDecodeVariant = ((typeof process !== 'undefined' &&
     parseForcedKernels(process.env?.AGENTARK_KERNELS).attention_decode) ||
     'auto') as 'auto' | AttentionDecodeVariant;
-  /** Force the decode MLP input side's variant regardless of the tuner (tests; AGENTARK_KERNELS=mlp_decode=...). */
+  /** Force the decode MLP half-layer's variant regardless of the tuner (tests; AGENTARK_KERNELS=mlp_decode=...). */
   mlpDecodeKernel: 'auto' | MlpDecodeVariant = ((typeof process !== 'undefined' &&
     parseForcedKernels(process.env?.AGENTARK_KERNELS).mlp_decode) ||
     'auto') as 'auto' | MlpDecodeVariant;
@@ -831,7 +832,7 @@ export class GpuBackend implements Backend<GpuTensor, GpuWeight, GpuIndices> {
   private async timeVariants(family: KernelFamily, job: TuneJob): Promise<Record<string, number>> {
     const reps = job.flops > 2e8 ? 1 : job.flops > 5e7 ? 2 : 8;
     const run = job.prepare();
-    const candidates = candidatesOn(this.gpu, family);
+    const candidates = job.candidates ?? candidatesOn(this.gpu, family);
     const batch = async (variant: string, n: number) => {
       const t0 = performance.now();
       for (let i = 0; i < n; i++) run.dispatch(variant);
@@ -1196,61 +1197,71 @@ export class GpuBackend implements Backend<GpuTensor, GpuWeight, GpuIndices> {
     gpuMatmulAdd(this, x, w, rows, y);
   }
 
-  residualNormSwiglu(
+  mlpDecode(
     att: GpuTensor,
     x: GpuTensor,
-    w: MlpInputWeights<GpuWeight>,
+    w: MlpWeights<GpuWeight>,
     eps: number,
     rows: number,
     xOut: GpuTensor,
-    out: GpuTensor,
+    act: GpuTensor,
   ): GpuTensor {
-    const variant = gpuCanFuseResidual(this, w, rows) ? this.mlpDecodeVariant(w, eps, rows) : 'split';
-    return this.runMlpDecode(variant, att, x, w, eps, rows, xOut, out);
+    const variants = mlpDecodeVariantsFor(this, w, rows);
+    const chosen = variants.length > 1 ? this.mlpDecodeVariant(w, eps, rows, variants) : 'split';
+    // A forced variant these weights do not fit runs the separate kernels.
+    return this.runMlpDecode(variants.includes(chosen) ? chosen : 'split', att, x, w, eps, rows, xOut, act);
   }
 
   private runMlpDecode(
     variant: string,
     att: GpuTensor,
     x: GpuTensor,
-    w: MlpInputWeights<GpuWeight>,
+    w: MlpWeights<GpuWeight>,
     eps: number,
     rows: number,
     xOut: GpuTensor,
-    out: GpuTensor,
+    act: GpuTensor,
   ): GpuTensor {
-    if (variant === 'fused') {
-      gpuResidualNormSwiglu(this, att, x, w, eps, rows, xOut, out);
-      return xOut;
+    if (variant === 'block') {
+      gpuMlpBlock(this, att, x, w, eps, rows);
+      return x;
     }
-    gpuMatmulAdd(this, att, w.o, rows, x);
-    gpuNormSwiglu(this, x, w.norm, eps, w.gate, w.up, rows, out);
-    return x;
+    let stream = x;
+    if (variant === 'fused') {
+      gpuResidualNormSwiglu(this, att, x, w, eps, rows, xOut, act);
+      stream = xOut;
+    } else {
+      gpuMatmulAdd(this, att, w.o, rows, x);
+      gpuNormSwiglu(this, x, w.norm, eps, w.gate, w.up, rows, act);
+    }
+    gpuMatmulAdd(this, act, w.down, rows, stream);
+    return stream;
   }
 
   /** The mlp_decode variant for this shape class, timed on the real weights (see autotune.ts). */
-  private mlpDecodeVariant(w: MlpInputWeights<GpuWeight>, eps: number, rows: number): MlpDecodeVariant {
+  private mlpDecodeVariant(w: MlpWeights<GpuWeight>, eps: number, rows: number, variants: string[]): string {
     const [H, I, kO] = [w.norm.cols, w.gate.rows, w.o.cols];
     return this.chooseVariant(
       'mlp_decode',
       this.mlpDecodeKernel,
       () => mlpDecodeShapeKey(rows, H, I, kO, w.gate.dtype),
       () => ({
-        flops: 2 * rows * (H * kO + 2 * H * I),
+        flops: 2 * rows * (H * kO + 3 * H * I),
+        candidates: variants,
         prepare: () => {
           const att = this.fromHost(new Float32Array(rows * kO));
           const x = this.fromHost(new Float32Array(rows * H));
           const xOut = this.tensor(rows * H, 'tune.mlp.x');
-          const out = this.tensor(rows * I, 'tune.mlp.act');
+          const act = this.tensor(rows * I, 'tune.mlp.act');
           return {
-            dispatch: (v: string) => void this.runMlpDecode(v, att, x, w, eps, rows, xOut, out),
+            dispatch: (v: string) => void this.runMlpDecode(v, att, x, w, eps, rows, xOut, act),
             dispose: () => {
-              for (const t of [att, x, xOut, out]) this.free(t);
+              for (const t of [att, x, xOut, act]) this.free(t);
             },
           };
         },
       }),
-    ) as MlpDecodeVariant;
+    );
   }
 
   ropeKvWrite(
@@ -1339,6 +1350,8 @@ export class GpuBackend implements Backend<GpuTensor, GpuWeight, GpuIndices> {
 export interface TuneJob {
   /** Flops of one dispatch (how many dispatches a timed batch needs). */
   flops: number;
+  /** The candidates this shape takes, when not every one the adapter runs does. */
+  candidates?: readonly string[];
   /** Scratch inputs and outputs (real weights are only read); the dispatcher of any candidate on them. */
   prepare(): { dispatch(variant: string): void; dispose(): void };
 }

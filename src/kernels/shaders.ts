@@ -52,6 +52,7 @@ export const SHADER_NAMES = [
   'gemv_residual',
   'rope_kv_write',
   'attention_decode',
+  'mlp_block',
 ] as const;
 export type ShaderName = (typeof SHADER_NAMES)[number];
 

@@ -519,11 +519,10 @@ export class LlamaModel<T = unknown, W extends WeightShape = WeightShape, I = un
     const mlpFused = fusable(L.gate, 'gate_proj') && fusable(L.up, 'up_proj');
     const downFused = fusable(L.down, 'down_proj');
     if (oFused && mlpFused && downFused) {
-      // The new residual stream is x updated in place, or `proj` where the backend ran this as one
-      // dispatch (the caller then takes x as the next layer's scratch).
-      const mlp = { o: L.o, norm: L.postNorm, gate: L.gate, up: L.up };
-      a.x2 = be.residualNormSwiglu(att, x, mlp, eps, n, proj, a.act);
-      be.matmulAdd(a.act, L.down, n, a.x2);
+      // The new residual stream is x updated in place, or `proj` where the backend ran a kernel
+      // that cannot update it in place (the caller then takes x as the next layer's scratch).
+      const mlp = { o: L.o, norm: L.postNorm, gate: L.gate, up: L.up, down: L.down };
+      a.x2 = be.mlpDecode(att, x, mlp, eps, n, proj, a.act);
       return a.x2;
     }
     if (oFused) {

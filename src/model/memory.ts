@@ -249,7 +249,7 @@ export class DryRunBackend implements Backend<DryTensor, DryWeight, DryIndices> 
   normMatmul(): void {}
   normSwiglu(): void {}
   matmulAdd(): void {}
-  residualNormSwiglu(_att: DryTensor, x: DryTensor): DryTensor {
+  mlpDecode(_att: DryTensor, x: DryTensor): DryTensor {
     return x;
   }
   ropeKvWrite(): void {}

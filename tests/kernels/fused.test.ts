@@ -10,6 +10,8 @@ import { GpuBackend } from '../../src/kernels/gpu';
 import type { Gpu } from '../../src/gpu/device';
 import { f32ToF16Bits } from '../../src/formats/dtype';
 import { FUSED_MAX_ROWS, interleaveCosSin } from '../../src/kernels/fused-cpu';
+import { mlpDecodeVariantsFor } from '../../src/kernels/fused-gpu';
+import type { MlpDecodeVariant } from '../../src/kernels/autotune';
 import { LlamaModel } from '../../src/model/llama';
 import { randomInitTensors } from '../../src/train/init';
 import { benchConfig, BENCH_SIZES } from '../../src/eval/speed';
@@ -95,43 +97,51 @@ describe('fused decode kernels: WebGPU vs CPU twin', () => {
     });
   }
 
-  // [rows, hidden, o_proj's K, intermediate, weights]: intermediates off the quad and past one
-  // workgroup (N > 256: every workgroup repeats the prologue, only the first writes xOut).
+  // [rows, hidden, o_proj's K, intermediate, weights]: intermediates past one workgroup (N > 256:
+  // every workgroup of 'fused' repeats the prologue, only the first writes xOut; 'block' loops its
+  // one workgroup over the quads), a hidden size past 4·WG (prologues take a second turn), and
+  // rows whose SwiGLU output does not fit in workgroup memory (no 'block').
   for (const [rows, h, kO, n, dtype] of [
-    [1, 8, 12, 3, 'f32'],
-    [3, 36, 20, 45, 'f32'],
-    [5, 64, 64, 301, 'f32'],
-    [8, 28, 44, 530, 'f32'],
-    [2, 24, 16, 41, 'f16'],
+    [1, 8, 12, 4, 'f32'],
+    [1, 64, 64, 176, 'f32'],
+    [3, 36, 20, 44, 'f32'],
+    [5, 64, 64, 300, 'f32'],
+    [8, 28, 44, 532, 'f32'],
+    [2, 264, 16, 40, 'f32'],
+    [8, 64, 64, 1024, 'f32'],
+    [2, 24, 16, 40, 'f16'],
   ] as const) {
-    it(`residualNormSwiglu rows=${rows} hidden=${h} KO=${kO} N=${n} (${dtype}): fused = split = twin`, async ({
-      skip,
-    }) => {
+    it(`mlpDecode rows=${rows} hidden=${h} KO=${kO} N=${n} (${dtype}): every variant = twin`, async ({ skip }) => {
       const b = dtype === 'f16' ? g16 : g32;
       if (!b) return skip();
       const seed = rows * 1000 + h + n;
       const half = (v: Float32Array) => (dtype === 'f16' ? f32ToF16Bits(v) : v);
       const [att, x, g] = [randn(rows * kO, seed, 1), randn(rows * h, seed + 1, 2), randn(h, seed + 2)];
-      const [o, gate, up] = [
+      const [o, gate, up, down] = [
         half(randn(h * kO, seed + 3, 0.4)),
         half(randn(n * h, seed + 4, 0.4)),
         half(randn(n * h, seed + 5, 0.4)),
+        half(randn(h * n, seed + 6, 0.4)),
       ];
       const refX = x.slice();
-      const ref = new Float32Array(rows * n);
+      const refAct = new Float32Array(rows * n);
       const cw = { o: cpu.weight('o', o, h, kO), norm: cpu.vector('g', g), gate: cpu.weight('g', gate, n, h) };
-      const cpuOut = cpu.residualNormSwiglu(att, refX, { ...cw, up: cpu.weight('u', up, n, h) }, 1e-5, rows, refX, ref);
-      expect(cpuOut).toBe(refX);
+      const cpuW = { ...cw, up: cpu.weight('u', up, n, h), down: cpu.weight('d', down, h, n) };
+      expect(cpu.mlpDecode(att, refX, cpuW, 1e-5, rows, refX, refAct)).toBe(refX);
       const gw = { o: b.weight('o', o, h, kO), norm: b.vector('g', g), gate: b.weight('g', gate, n, h) };
-      const w = { ...gw, up: b.weight('u', up, n, h) };
-      for (const variant of ['fused', 'split'] as const) {
-        b.mlpDecodeKernel = variant;
+      const w = { ...gw, up: b.weight('u', up, n, h), down: b.weight('d', down, h, n) };
+      const variants = mlpDecodeVariantsFor(b, w, rows);
+      // 'block' keeps the rows and their SwiGLU output in workgroup memory.
+      const fits = rows * (h + n) * 4 + 32 <= gpu.device.limits.maxComputeWorkgroupStorageSize;
+      expect(variants).toEqual(fits ? ['split', 'fused', 'block'] : ['split', 'fused']);
+      for (const variant of variants) {
+        b.mlpDecodeKernel = variant as MlpDecodeVariant;
         try {
-          const [gx, xOut, out] = [b.fromHost(x), b.fromHost(new Float32Array(rows * h).fill(7)), b.tensor(rows * n)];
-          const stream = b.residualNormSwiglu(b.fromHost(att), gx, w, 1e-5, rows, xOut, out);
-          expect(stream).toBe(variant === 'fused' ? xOut : gx);
-          expect(maxRelErr(await b.toHost(stream, rows * h), refX)).toBeLessThan(1e-5);
-          expect(maxRelErr(await b.toHost(out, rows * n), ref)).toBeLessThan(1e-5);
+          const [gx, xOut, act] = [b.fromHost(x), b.fromHost(new Float32Array(rows * h).fill(7)), b.tensor(rows * n)];
+          const stream = b.mlpDecode(b.fromHost(att), gx, w, 1e-5, rows, xOut, act);
+          expect(stream, variant).toBe(variant === 'fused' ? xOut : gx);
+          expect(maxRelErr(await b.toHost(stream, rows * h), refX), variant).toBeLessThan(1e-5);
+          if (variant !== 'block') expect(maxRelErr(await b.toHost(act, rows * n), refAct), variant).toBeLessThan(1e-5);
           // The fused kernel leaves its input stream as it was.
           if (variant === 'fused') expect(Array.from(await b.toHost(gx, rows * h))).toEqual(Array.from(x));
         } finally {
@@ -364,9 +374,12 @@ describe('fused decode in the model', () => {
       // With the serial decode attention, RoPE and the cache write go into it (one dispatch less a layer).
       g32.attentionDecodeKernel = 'serial';
       const fusedSerial = await decode(g32, true, batch);
-      // And with the MLP's input side in one dispatch (the residual stream then alternates buffers).
+      // And with the MLP half-layer in two dispatches (the residual stream then alternates
+      // buffers), and in one workgroup.
       g32.mlpDecodeKernel = 'fused';
-      const fusedMlp = await decode(g32, true, batch).finally(() => {
+      const fusedMlp = await decode(g32, true, batch);
+      g32.mlpDecodeKernel = 'block';
+      const blockMlp = await decode(g32, true, batch).finally(() => {
         g32.attentionDecodeKernel = 'auto';
         g32.mlpDecodeKernel = 'auto';
       });
@@ -375,12 +388,14 @@ describe('fused decode in the model', () => {
       expect(fused.tokens).toEqual(separate.tokens);
       expect(fusedSerial.tokens).toEqual(separate.tokens);
       expect(fusedMlp.tokens).toEqual(separate.tokens);
+      expect(blockMlp.tokens).toEqual(separate.tokens);
       expect(twin.tokens).toEqual(separate.tokens);
       for (let s = 0; s < separate.logits.length; s++) {
         expect(maxRelErr(fused.logits[s], separate.logits[s])).toBeLessThan(1e-5);
         expect(maxRelErr(fused.logits[s], twin.logits[s])).toBeLessThan(1e-5);
         expect(maxRelErr(fusedSerial.logits[s], separate.logits[s])).toBeLessThan(1e-5);
         expect(maxRelErr(fusedMlp.logits[s], separate.logits[s])).toBeLessThan(1e-5);
+        expect(maxRelErr(blockMlp.logits[s], separate.logits[s])).toBeLessThan(1e-5);
         // The twins run the separate ops in the same order: exactly equal.
         expect(Array.from(twin.logits[s])).toEqual(Array.from(twinSeparate.logits[s]));
       }
@@ -390,6 +405,7 @@ describe('fused decode in the model', () => {
       expect(fused.dispatches).toBe(batch <= FUSED_MAX_ROWS ? 14 : 31);
       expect(fusedSerial.dispatches).toBe(batch <= FUSED_MAX_ROWS ? 12 : 29);
       expect(fusedMlp.dispatches).toBe(batch <= FUSED_MAX_ROWS ? 10 : 29);
+      expect(blockMlp.dispatches).toBe(batch <= FUSED_MAX_ROWS ? 8 : 29);
     });
   }
 
