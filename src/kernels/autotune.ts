@@ -372,6 +372,11 @@ export class KernelTuner {
     return this.records.get(shapeKey)?.choice ?? fallback;
   }
 
+  /** The timed (or cached) milliseconds of each candidate of a shape class, if it was tuned. */
+  timings(shapeKey: string): Record<string, number> | undefined {
+    return this.records.get(shapeKey)?.ms;
+  }
+
   needsTuning(family: KernelFamily, shapeKey: string): boolean {
     return !this.forced[family] && !this.records.has(shapeKey);
   }

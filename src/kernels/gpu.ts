@@ -373,6 +373,9 @@ const ATTENTION_MAX_HEAD_DIM = Math.min(256, 4 * invocations(ATTENTION.workgroup
 /** Bind groups kept for reuse (a decode step of a 24-layer model records a few hundred). */
 const BIND_GROUP_CACHE = 4096;
 
+/** canFuse keeps the fused kernels unless another GEMV variant timed this much faster than theirs. */
+const FUSE_UNLESS_GEMV_FASTER = 1.25;
+
 export class GpuBackend implements Backend<GpuTensor, GpuWeight, GpuIndices> {
   readonly name = 'webgpu';
   readonly weightType: 'f16' | 'f32';
@@ -1170,11 +1173,15 @@ export class GpuBackend implements Backend<GpuTensor, GpuWeight, GpuIndices> {
    * was tuned faster for this shape class, the separate ops run (and use it).
    */
   canFuse(w: GpuWeight, rows: number): boolean {
-    const gemv =
-      this.gemvKernel !== 'auto'
-        ? this.gemvKernel
-        : (this.tuner?.choice('gemv', gemvShapeKey(rows, w.rows, w.cols, w.dtype), 'register') ?? 'register');
-    return gemv === 'register' && gpuCanFuse(w, rows);
+    if (!gpuCanFuse(w, rows)) return false;
+    if (this.gemvKernel !== 'auto') return this.gemvKernel === 'register';
+    const key = gemvShapeKey(rows, w.rows, w.cols, w.dtype);
+    const gemv = this.tuner?.choice('gemv', key, 'register') ?? 'register';
+    if (gemv === 'register') return true;
+    // Another variant won the timing of the GEMV alone; fusing still saves dispatches, so it
+    // gives way only to a clear win (a tie once split every fused group of a tiny model).
+    const ms = this.tuner?.timings(key);
+    return ms?.register !== undefined && ms.register <= FUSE_UNLESS_GEMV_FASTER * Math.min(...Object.values(ms));
   }
 
   normMatmul(x: GpuTensor, norm: GpuWeight, eps: number, weights: GpuWeight[], rows: number, outs: GpuTensor[]): void {

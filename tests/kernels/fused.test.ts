@@ -11,7 +11,7 @@ import type { Gpu } from '../../src/gpu/device';
 import { f32ToF16Bits } from '../../src/formats/dtype';
 import { FUSED_MAX_ROWS, interleaveCosSin } from '../../src/kernels/fused-cpu';
 import { mlpDecodeVariantsFor } from '../../src/kernels/fused-gpu';
-import type { MlpDecodeVariant } from '../../src/kernels/autotune';
+import { gemvShapeKey, KernelTuner, type MlpDecodeVariant } from '../../src/kernels/autotune';
 import { LlamaModel } from '../../src/model/llama';
 import { randomInitTensors } from '../../src/train/init';
 import { benchConfig, BENCH_SIZES } from '../../src/eval/speed';
@@ -195,6 +195,19 @@ describe('fused decode kernels: WebGPU vs CPU twin', () => {
     expect(() => g32.normMatmul(g32.tensor(8), g32.vector('g', randn(4, 2)), 1e-5, [w8], 1, [g32.tensor(5)])).toThrow(
       /does not take inputs of 4 features/,
     );
+  });
+
+  it('a GEMV variant tuned faster than the register one stops the fusion only when clearly faster', async () => {
+    const be = await GpuBackend.create(gpu, 'f32');
+    be.tuner = await KernelTuner.create(gpu, { store: { load: async () => ({}), save: async () => {} }, forced: '' });
+    const w = be.weight('w', randn(12 * 8, 1), 12, 8);
+    const key = gemvShapeKey(1, 12, 8, 'f32');
+    expect(be.canFuse(w, 1)).toBe(true); // untuned: the register kernel
+    await be.tuner.record(key, { register: 0.125, splitk: 0.54, subgroup: 0.123 }, 1);
+    expect(be.tuner.choice('gemv', key, 'register')).toBe('subgroup');
+    expect(be.canFuse(w, 1)).toBe(true); // a tie: fusing saves dispatches
+    await be.tuner.record(key, { register: 0.5, splitk: 0.2, subgroup: 0.3 }, 1);
+    expect(be.canFuse(w, 1)).toBe(false);
   });
 
   for (const [label, tokens, heads, kvHeads, headDim, maxSeq, slots] of [
