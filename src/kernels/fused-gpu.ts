@@ -267,6 +267,37 @@ function checkMlpVariant(be: GpuBackend, variant: string, w: MlpWeights<GpuWeigh
     );
 }
 
+/**
+ * A decode MLP half-layer as `variant` of mlp_decode runs it (see mlpDecodeVariantsFor); returns
+ * the tensor holding the new residual stream (x, or xOut for 'fused').
+ */
+export function gpuMlpDecode(
+  be: GpuBackend,
+  variant: string,
+  att: GpuTensor,
+  x: GpuTensor,
+  w: MlpWeights<GpuWeight>,
+  eps: number,
+  rows: number,
+  xOut: GpuTensor,
+  act: GpuTensor,
+): GpuTensor {
+  if (variant === 'block') {
+    mlpBlock(be, att, x, w, eps, rows);
+    return x;
+  }
+  let stream = x;
+  if (variant === 'fused') {
+    residualNormSwiglu(be, att, x, w, eps, rows, xOut, act);
+    stream = xOut;
+  } else {
+    gpuMatmulAdd(be, att, w.o, rows, x);
+    gpuNormSwiglu(be, x, w.norm, eps, w.gate, w.up, rows, act);
+  }
+  gpuMatmulAdd(be, act, w.down, rows, stream);
+  return stream;
+}
+
 /** X = X2 + SwiGLU(rmsnorm(X2))·Wdᵀ with X2 = X + A·Woᵀ, in place, in one workgroup (mlp_block.wgsl). */
 export const MLP_BLOCK = declareKernel({
   name: 'mlp_block',
@@ -284,7 +315,7 @@ export const MLP_BLOCK = declareKernel({
   },
 });
 
-export function gpuMlpBlock(
+function mlpBlock(
   be: GpuBackend,
   att: GpuTensor,
   x: GpuTensor,
@@ -311,7 +342,7 @@ export function gpuMlpBlock(
 }
 
 /** xOut = x + att·Woᵀ and out = SwiGLU(rmsnorm(xOut)) in one dispatch (norm_gemv.wgsl RESIDUAL). */
-export function gpuResidualNormSwiglu(
+function residualNormSwiglu(
   be: GpuBackend,
   att: GpuTensor,
   x: GpuTensor,

@@ -55,8 +55,7 @@ import {
   gpuNormSwiglu,
   gpuRopeKvAttention,
   gpuRopeKvWrite,
-  gpuMlpBlock,
-  gpuResidualNormSwiglu,
+  gpuMlpDecode,
   mlpDecodeVariantsFor,
   type MlpWeights,
 } from './fused-gpu';
@@ -1216,33 +1215,7 @@ export class GpuBackend implements Backend<GpuTensor, GpuWeight, GpuIndices> {
     const variants = mlpDecodeVariantsFor(this, w, rows);
     const chosen = variants.length > 1 ? this.mlpDecodeVariant(w, eps, rows, variants) : 'split';
     // A forced variant these weights do not fit runs the separate kernels.
-    return this.runMlpDecode(variants.includes(chosen) ? chosen : 'split', att, x, w, eps, rows, xOut, act);
-  }
-
-  private runMlpDecode(
-    variant: string,
-    att: GpuTensor,
-    x: GpuTensor,
-    w: MlpWeights<GpuWeight>,
-    eps: number,
-    rows: number,
-    xOut: GpuTensor,
-    act: GpuTensor,
-  ): GpuTensor {
-    if (variant === 'block') {
-      gpuMlpBlock(this, att, x, w, eps, rows);
-      return x;
-    }
-    let stream = x;
-    if (variant === 'fused') {
-      gpuResidualNormSwiglu(this, att, x, w, eps, rows, xOut, act);
-      stream = xOut;
-    } else {
-      gpuMatmulAdd(this, att, w.o, rows, x);
-      gpuNormSwiglu(this, x, w.norm, eps, w.gate, w.up, rows, act);
-    }
-    gpuMatmulAdd(this, act, w.down, rows, stream);
-    return stream;
+    return gpuMlpDecode(this, variants.includes(chosen) ? chosen : 'split', att, x, w, eps, rows, xOut, act);
   }
 
   /** The mlp_decode variant for this shape class, timed on the real weights (see autotune.ts). */
@@ -1261,7 +1234,7 @@ export class GpuBackend implements Backend<GpuTensor, GpuWeight, GpuIndices> {
           const xOut = this.tensor(rows * H, 'tune.mlp.x');
           const act = this.tensor(rows * I, 'tune.mlp.act');
           return {
-            dispatch: (v: string) => void this.runMlpDecode(v, att, x, w, eps, rows, xOut, act),
+            dispatch: (v: string) => void gpuMlpDecode(this, v, att, x, w, eps, rows, xOut, act),
             dispose: () => {
               for (const t of [att, x, xOut, act]) this.free(t);
             },
