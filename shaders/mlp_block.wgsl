@@ -10,7 +10,9 @@
 // unit, so it pays only where a dispatch costs more than that (tiny models, software adapters),
 // and the autotuner chooses ('mlp_decode' in autotune.ts).
 // Few rows (M <= 8); K, KO and N (the intermediate size) % 4 == 0 (vec4 loads; every column quad
-// whole). XQ = M·K/4 and HQ = M·N/4 (the rows' vec4s) are per-dispatch defines. Weights are HF
+// whole). Per-dispatch defines: MR = M (a constant bound lets the per-row loops unroll and the
+// per-row sums stay in registers: 1.6-2x faster on lavapipe than looping to p.M), XQ = M·K/4 and
+// HQ = M·N/4 (the rows' vec4s in workgroup memory). Weights are HF
 // Linear weights ([out, in], row-major) stored as WT; accumulation is f32. The norm's factor is
 // applied to the finished sums, inverseSqrt(mean(x²) + eps) · Σ (x·g)·w, as norm_gemv.wgsl does.
 //#if F16
@@ -28,7 +30,7 @@ struct Params { M: u32, K: u32, N: u32, KO: u32, eps: f32 }
 
 var<workgroup> xs: array<vec4<f32>, XQ>;
 var<workgroup> hs: array<vec4<f32>, HQ>;
-var<workgroup> invRms: array<f32, 8>;
+var<workgroup> invRms: array<f32, MR>;
 
 // Four weight rows at k (vec4 along their inputs) as the columns of a matrix: v * m is their 4
 // dot products with v. One loader per binding (WGSL cannot pass a storage array to a function).
@@ -51,9 +53,9 @@ fn wdm(n: vec4<u32>, k: u32) -> mat4x4<f32> {
 
 // Per-row sums, zeroed explicitly: a bare declaration in a loop body (zero by WGSL's rules) kept
 // the previous turn's sums on lavapipe.
-fn zeros() -> array<vec4<f32>, 8> {
-  var z: array<vec4<f32>, 8>;
-  for (var m = 0u; m < 8u; m++) { z[m] = vec4<f32>(0.0); }
+fn zeros() -> array<vec4<f32>, MR> {
+  var z: array<vec4<f32>, MR>;
+  for (var m = 0u; m < MR; m++) { z[m] = vec4<f32>(0.0); }
   return z;
 }
 
@@ -70,13 +72,13 @@ fn main(@builtin(local_invocation_index) lid: u32) {
     var acc = zeros();
     for (var k = 0u; k < koq; k++) {
       let w = wom(n, k);
-      for (var m = 0u; m < p.M; m++) { acc[m] += att[m * koq + k] * w; }
+      for (var m = 0u; m < MR; m++) { acc[m] += att[m * koq + k] * w; }
     }
-    for (var m = 0u; m < p.M; m++) { xs[m * kq + q] = x[m * kq + q] + acc[m]; }
+    for (var m = 0u; m < MR; m++) { xs[m * kq + q] = x[m * kq + q] + acc[m]; }
   }
   workgroupBarrier();
   // 2. Each row's inverse RMS, one invocation a row.
-  if (lid < p.M) {
+  if (lid < MR) {
     var ss = 0.0;
     for (var k = 0u; k < kq; k++) { let v = xs[lid * kq + k]; ss += dot(v, v); }
     invRms[lid] = inverseSqrt(ss / f32(p.K) + p.eps);
@@ -91,13 +93,13 @@ fn main(@builtin(local_invocation_index) lid: u32) {
       let wa = wgm(n, k);
       let wb = wum(n, k);
       let gk = g[k];
-      for (var m = 0u; m < p.M; m++) {
+      for (var m = 0u; m < MR; m++) {
         let xg = xs[m * kq + k] * gk;
         a[m] += xg * wa;
         b[m] += xg * wb;
       }
     }
-    for (var m = 0u; m < p.M; m++) {
+    for (var m = 0u; m < MR; m++) {
       let s = invRms[m];
       let av = a[m] * s;
       hs[m * nq + q] = av / (1.0 + exp(-av)) * (b[m] * s);
@@ -110,8 +112,8 @@ fn main(@builtin(local_invocation_index) lid: u32) {
     var acc = zeros();
     for (var k = 0u; k < nq; k++) {
       let w = wdm(n, k);
-      for (var m = 0u; m < p.M; m++) { acc[m] += hs[m * nq + k] * w; }
+      for (var m = 0u; m < MR; m++) { acc[m] += hs[m * nq + k] * w; }
     }
-    for (var m = 0u; m < p.M; m++) { x[m * kq + q] = xs[m * kq + q] + acc[m]; }
+    for (var m = 0u; m < MR; m++) { x[m * kq + q] = xs[m * kq + q] + acc[m]; }
   }
 }

@@ -8,7 +8,7 @@
 //     in the epilogue, so gate and up never reach memory.
 //   SWIGLU + RESIDUAL: the attention's output projection and residual add in the prologue too:
 //     X = Xin + A·Woᵀ (A [M, KO], Wo [K, KO]) is computed by every workgroup into workgroup
-//     memory (XQ = M·K/4 vec4s, a per-dispatch define) and written to Xout by workgroup 0 only
+//     memory (XQ = M·K/4 vec4s and MR = M, per-dispatch defines) and written to Xout by workgroup 0 only
 //     (the others still read Xin, so it cannot be updated in place). One dispatch instead of
 //     gemv_residual + this kernel, for the price of the product repeated in every workgroup: a
 //     win where dispatches cost more than that (tiny models, software adapters), so the autotuner
@@ -86,14 +86,14 @@ fn residualPrologue(lid: u32, first: bool) {
   for (var q = lid; q < kq; q += WG) {
     let n = vec4<u32>(4u * q, 4u * q + 1u, 4u * q + 2u, 4u * q + 3u);
     // Zeroed explicitly: a bare declaration in a loop body (zero by WGSL's rules) kept the previous
-    // turn's sums on lavapipe (hidden sizes over 4·WG take a second turn).
-    var acc: array<vec4<f32>, 8>;
-    for (var m = 0u; m < 8u; m++) { acc[m] = vec4<f32>(0.0); }
+    // turn's sums on lavapipe (hidden sizes over 4·WG take a second turn). MR = M, compiled in.
+    var acc: array<vec4<f32>, MR>;
+    for (var m = 0u; m < MR; m++) { acc[m] = vec4<f32>(0.0); }
     for (var k = 0u; k < koq; k++) {
       let w = wom(n, k);
-      for (var m = 0u; m < p.M; m++) { acc[m] += att[m * koq + k] * w; }
+      for (var m = 0u; m < MR; m++) { acc[m] += att[m * koq + k] * w; }
     }
-    for (var m = 0u; m < p.M; m++) {
+    for (var m = 0u; m < MR; m++) {
       let v = x[m * kq + q] + acc[m];
       xs[m * kq + q] = v;
       if (first) { xOut[m * kq + q] = v; }

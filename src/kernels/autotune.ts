@@ -255,8 +255,8 @@ export function adapterKey(gpu: Gpu): string {
       shaderSource('attention_prefill_broadcast', { WG: 64, HD: 64 }) +
       shaderSource('attention', { WG: 64 }) +
       shaderSource('attention_decode', { WG: 32, HD: 64 }) +
-      shaderSource('norm_gemv', { WG: 64, SWIGLU: true, RESIDUAL: true, XQ: 16 }) +
-      shaderSource('mlp_block', { WG: 64, XQ: 16, HQ: 16 })
+      shaderSource('norm_gemv', { WG: 64, SWIGLU: true, RESIDUAL: true, XQ: 16, MR: 1 }) +
+      shaderSource('mlp_block', { WG: 64, XQ: 16, HQ: 16, MR: 1 })
     : '';
   return [
     i.vendor,

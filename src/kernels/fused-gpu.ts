@@ -337,7 +337,7 @@ function mlpBlock(
   };
   be.run(MLP_BLOCK, params, buffers, 1, {
     weightType: w.gate.dtype,
-    defines: { XQ: (rows * K) / 4, HQ: (rows * N) / 4 },
+    defines: { MR: rows, XQ: (rows * K) / 4, HQ: (rows * N) / 4 },
   });
 }
 
@@ -368,7 +368,7 @@ function residualNormSwiglu(
   const grid = groups1d(NORM_GEMV_RESIDUAL_SWIGLU, Math.ceil(w.gate.rows / 4));
   be.run(NORM_GEMV_RESIDUAL_SWIGLU, params, buffers, grid, {
     weightType: w.gate.dtype,
-    defines: { XQ: (rows * K) / 4 },
+    defines: { MR: rows, XQ: (rows * K) / 4 },
   });
 }
 
