@@ -206,6 +206,8 @@ describe('fused decode kernels: WebGPU vs CPU twin', () => {
     await be.tuner.record(key, { register: 0.125, splitk: 0.54, subgroup: 0.123 }, 1);
     expect(be.tuner.choice('gemv', key, 'register')).toBe('subgroup');
     expect(be.canFuse(w, 1)).toBe(true); // a tie: fusing saves dispatches
+    await be.tuner.record(key, { register: 0.181, splitk: 0.138, subgroup: 0.099 }, 1);
+    expect(be.canFuse(w, 1)).toBe(true); // 1.8x: less than the dispatches fusing saves
     await be.tuner.record(key, { register: 0.5, splitk: 0.2, subgroup: 0.3 }, 1);
     expect(be.canFuse(w, 1)).toBe(false);
   });
