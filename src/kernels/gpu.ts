@@ -1170,8 +1170,9 @@ export class GpuBackend implements Backend<GpuTensor, GpuWeight, GpuIndices> {
   // ---- decode's fused ops (fused-gpu.ts) ------------------------------------------------------
 
   /**
-   * The fused GEMVs carry the register-tiled GEMV's loop: where another GEMV variant is forced or
-   * was tuned faster for this shape class, the separate ops run (and use it).
+   * The fused GEMVs carry the register-tiled GEMV's loop: where another GEMV variant is forced, or
+   * was tuned over FUSE_UNLESS_GEMV_FASTER times faster for this shape class, the separate ops run
+   * (and use it).
    */
   canFuse(w: GpuWeight, rows: number): boolean {
     if (!gpuCanFuse(w, rows)) return false;
