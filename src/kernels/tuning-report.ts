@@ -14,7 +14,7 @@ export interface ChoiceRow {
   source: 'tuned' | 'cached' | 'forced';
 }
 
-/** The row buckets of gemvShapeKey, gemmShapeKey and attentionShapeKey, in words. */
+/** The row buckets of the shape keys (autotune.ts), in words. */
 const GEMM_BUCKETS: Record<string, string> = { m32: 'M 9–32', m128: 'M 33–128', m512: 'M 129–512', mbig: 'M > 512' };
 const ROW_BUCKETS: Record<string, string> = {
   'gemv:m1': 'M = 1',
@@ -23,7 +23,29 @@ const ROW_BUCKETS: Record<string, string> = {
   'attention_prefill:m128': 'tokens 33–128',
   'attention_prefill:m512': 'tokens 129–512',
   'attention_prefill:mbig': 'tokens > 512',
+  'attention_decode:m1': '1 token',
+  'attention_decode:m8': 'tokens 2–15',
+  'mlp_decode:m1': 'M = 1',
+  'mlp_decode:m8': 'M 2–8',
 };
+/** decodeContextBucket's classes, in words. */
+const CONTEXT_BUCKETS: Record<string, string> = { c256: 'cache ≤ 256', c1024: 'cache 257–1024', c4096: 'cache > 1024' };
+
+/** A shape key's fields after the row bucket, in words. */
+function shapeWords(family: string, rows: string, f: string[]): string {
+  const num = (x: string | undefined) => x?.replace(/^[a-z]+/, '');
+  if (family === 'attention_prefill' || family === 'attention_decode') {
+    const [h, kv, d, c] = f;
+    const context = c ? `, ${CONTEXT_BUCKETS[c] ?? c}` : '';
+    return `${rows}, ${num(h)} heads / ${num(kv)} kv heads, head_dim ${num(d)}${context}`;
+  }
+  if (family === 'mlp_decode') {
+    const [h, i, o, dtype] = f;
+    return `${rows}, hidden ${num(h)}, intermediate ${num(i)}, o_proj K ${num(o)}, ${dtype} weights`;
+  }
+  const [n, k, dtype] = f;
+  return `${rows}, N ${num(n)}, K ${num(k)}, ${dtype} weights`;
+}
 for (const f of ['gemm', 'gemm_dx', 'gemm_dw'])
   for (const [m, words] of Object.entries(GEMM_BUCKETS)) ROW_BUCKETS[`${f}:${m}`] = words;
 
@@ -32,15 +54,11 @@ export function choiceRows(t: TuningSummary): ChoiceRow[] {
   return Object.entries(t.choices)
     .sort((a, b) => a[0].localeCompare(b[0], 'en', { numeric: true }))
     .map(([key, r]) => {
-      const [family, m, n, k, dtype] = key.split(':');
+      const [family, m, ...fields] = key.split(':');
       const rows = ROW_BUCKETS[`${family}:${m}`] ?? m;
-      const shape =
-        family === 'attention_prefill'
-          ? `${rows}, ${n?.slice(1)} heads / ${k?.slice(2)} kv heads, head_dim ${dtype?.slice(1)}`
-          : `${rows}, N ${n?.slice(1)}, K ${k?.slice(1)}, ${dtype} weights`;
       return {
         family,
-        shape,
+        shape: shapeWords(family, rows, fields),
         choice: r.choice,
         candidates: Object.entries(r.ms)
           .map(([v, x]) => `${v} ${x.toFixed(x < 1 ? 3 : 1)} ms`)

@@ -481,9 +481,26 @@ describe('tuning report', () => {
           ms: { register: 0.25, splitk: 0.5 },
           source: 'cached',
         },
+        [attentionDecodeShapeKey(1, 14, 2, 64, 2048)]: {
+          choice: 'serial',
+          ms: { workgroup: 0.4, serial: 0.06 },
+          source: 'tuned',
+        },
+        [mlpDecodeShapeKey(5, 896, 4864, 896, 'f16')]: {
+          choice: 'split',
+          ms: { split: 1.4, fused: 2.1, block: 9.5 },
+          source: 'tuned',
+        },
       },
     };
     expect(choiceRows(summary)).toEqual([
+      {
+        family: 'attention_decode',
+        shape: '1 token, 14 heads / 2 kv heads, head_dim 64, cache > 1024',
+        choice: 'serial',
+        candidates: 'workgroup 0.400 ms, serial 0.060 ms',
+        source: 'tuned',
+      },
       {
         family: 'attention_prefill',
         shape: 'tokens 129–512, 14 heads / 2 kv heads, head_dim 64',
@@ -512,8 +529,15 @@ describe('tuning report', () => {
         candidates: 'register 0.250 ms, splitk 0.500 ms',
         source: 'cached',
       },
+      {
+        family: 'mlp_decode',
+        shape: 'M 2–8, hidden 896, intermediate 4864, o_proj K 896, f16 weights',
+        choice: 'split',
+        candidates: 'split 1.4 ms, fused 2.1 ms, block 9.5 ms',
+        source: 'tuned',
+      },
     ]);
-    expect(describeChoices(summary)[1]).toBe(
+    expect(describeChoices(summary)[2]).toBe(
       'gemm  M 33–128, N 896, K 896, f16 weights: tiled (tuned: register 3.1 ms, tiled 1.2 ms)',
     );
   });
