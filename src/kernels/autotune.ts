@@ -113,6 +113,16 @@ export interface TuningSummary {
 
 const STORAGE_KEY = 'agentark.kernel-choices.v1';
 
+/** AGENTARK_KERNELS in Node (undefined in a browser). */
+function kernelsEnv(): string | undefined {
+  return typeof process !== 'undefined' ? process.env?.AGENTARK_KERNELS : undefined;
+}
+
+/** The variant AGENTARK_KERNELS forces for `family`, else 'auto' (GpuBackend's *Kernel fields). */
+export function forcedFromEnv<V extends string>(family: KernelFamily): 'auto' | V {
+  return (parseForcedKernels(kernelsEnv())[family] ?? 'auto') as 'auto' | V;
+}
+
 /** Parse `gemv=splitk,...`; unknown families or variants are errors naming the known ones. */
 export function parseForcedKernels(spec: string | undefined): Partial<Record<KernelFamily, string>> {
   const out: Partial<Record<KernelFamily, string>> = {};
@@ -354,8 +364,7 @@ export class KernelTuner {
   }
 
   static async create(gpu: Gpu, opts: { forced?: string; store?: ChoiceStore } = {}): Promise<KernelTuner> {
-    const env = typeof process !== 'undefined' ? process.env?.AGENTARK_KERNELS : undefined;
-    const tuner = new KernelTuner(gpu, opts.store ?? defaultStore(), opts.forced ?? env);
+    const tuner = new KernelTuner(gpu, opts.store ?? defaultStore(), opts.forced ?? kernelsEnv());
     tuner.all = await tuner.store.load();
     for (const [shape, r] of Object.entries(tuner.all[tuner.adapterKey] ?? {}))
       tuner.records.set(shape, { ...r, source: 'cached' });

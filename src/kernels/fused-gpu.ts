@@ -85,23 +85,27 @@ export const GEMV_RESIDUAL = declareKernel({
   bindings: { x: (p) => p.M * p.K, w: (p) => p.N * p.K, y: (p) => p.M * p.N },
 });
 
+/** The bindings of the kernels that rotate q and k and write the KV cache (rope_kv_write, ROPE_KV). */
+type RopeKvShape = { tokens: number; heads: number; kvHeads: number; headDim: number; maxPos: number; maxSeq: number };
+const ropeKvBindings = {
+  q: (p: RopeKvShape) => p.tokens * p.heads * p.headDim,
+  k: (p: RopeKvShape) => p.tokens * p.kvHeads * p.headDim,
+  v: (p: RopeKvShape) => p.tokens * p.kvHeads * p.headDim,
+  slots: (p: RopeKvShape) => p.tokens,
+  positions: (p: RopeKvShape) => p.tokens,
+  cosSin: (p: RopeKvShape) => p.maxPos * p.headDim,
+  // At least one slot (the slot count is not a parameter of the kernels).
+  cacheK: (p: RopeKvShape) => p.maxSeq * p.kvHeads * p.headDim,
+  cacheV: (p: RopeKvShape) => p.maxSeq * p.kvHeads * p.headDim,
+};
+
 /** q = rope(q) in place, cacheK[slot, pos] = rope(k), cacheV[slot, pos] = v. */
 export const ROPE_KV_WRITE = declareKernel({
   name: 'rope_kv_write',
   shader: 'rope_kv_write',
   workgroupSize: 64,
   params: { tokens: 'u32', heads: 'u32', kvHeads: 'u32', headDim: 'u32', maxPos: 'u32', maxSeq: 'u32' },
-  bindings: {
-    q: (p) => p.tokens * p.heads * p.headDim,
-    k: (p) => p.tokens * p.kvHeads * p.headDim,
-    v: (p) => p.tokens * p.kvHeads * p.headDim,
-    slots: (p) => p.tokens,
-    positions: (p) => p.tokens,
-    cosSin: (p) => p.maxPos * p.headDim,
-    // At least one slot (the slot count is not a parameter of the kernel).
-    cacheK: (p) => p.maxSeq * p.kvHeads * p.headDim,
-    cacheV: (p) => p.maxSeq * p.kvHeads * p.headDim,
-  },
+  bindings: ropeKvBindings,
 });
 
 /**
@@ -122,16 +126,7 @@ export const ROPE_KV_ATTENTION = declareKernel({
     scale: 'f32',
     maxPos: 'u32',
   },
-  bindings: {
-    q: (p) => p.tokens * p.heads * p.headDim,
-    k: (p) => p.tokens * p.kvHeads * p.headDim,
-    v: (p) => p.tokens * p.kvHeads * p.headDim,
-    slots: (p) => p.tokens,
-    positions: (p) => p.tokens,
-    cosSin: (p) => p.maxPos * p.headDim,
-    cacheK: (p) => p.maxSeq * p.kvHeads * p.headDim,
-    cacheV: (p) => p.maxSeq * p.kvHeads * p.headDim,
-  },
+  bindings: ropeKvBindings,
 });
 
 /** What the fused GEMVs can read: one unquantized shard with K % 4 == 0 (their vec4 loads). */

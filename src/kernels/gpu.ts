@@ -29,7 +29,7 @@ import {
   gemvShapeKey,
   KERNEL_FAMILIES,
   tuneSlice,
-  parseForcedKernels,
+  forcedFromEnv,
   attentionShapeKey,
   type AttentionPrefillVariant,
   type AttentionDecodeVariant,
@@ -384,32 +384,19 @@ export class GpuBackend implements Backend<GpuTensor, GpuWeight, GpuIndices> {
   /** Picks GEMV/GEMM variants per shape class (null: the register-tiled kernels, untuned). */
   tuner: KernelTuner | null = null;
   /** Force one GEMV variant regardless of the tuner (tests; AGENTARK_KERNELS=gemv=... in Node). */
-  gemvKernel: 'auto' | GemvVariant = ((typeof process !== 'undefined' &&
-    parseForcedKernels(process.env?.AGENTARK_KERNELS).gemv) ||
-    'auto') as 'auto' | GemvVariant;
+  gemvKernel: 'auto' | GemvVariant = forcedFromEnv<GemvVariant>('gemv');
   /** Force one GEMM variant regardless of the tuner (tests; AGENTARK_KERNELS=gemm=... in Node). */
-  gemmKernel: 'auto' | GemmVariant = ((typeof process !== 'undefined' &&
-    parseForcedKernels(process.env?.AGENTARK_KERNELS).gemm) ||
-    'auto') as 'auto' | GemmVariant;
+  gemmKernel: 'auto' | GemmVariant = forcedFromEnv<GemmVariant>('gemm');
   /** Force the training GEMMs' variant (dX and dW) regardless of the tuner (tests; AGENTARK_KERNELS=gemm_dx=...). */
-  gemmDxKernel: 'auto' | GemmBackwardVariant = ((typeof process !== 'undefined' &&
-    parseForcedKernels(process.env?.AGENTARK_KERNELS).gemm_dx) ||
-    'auto') as 'auto' | GemmBackwardVariant;
-  gemmDwKernel: 'auto' | GemmBackwardVariant = ((typeof process !== 'undefined' &&
-    parseForcedKernels(process.env?.AGENTARK_KERNELS).gemm_dw) ||
-    'auto') as 'auto' | GemmBackwardVariant;
+  gemmDxKernel: 'auto' | GemmBackwardVariant = forcedFromEnv<GemmBackwardVariant>('gemm_dx');
+  gemmDwKernel: 'auto' | GemmBackwardVariant = forcedFromEnv<GemmBackwardVariant>('gemm_dw');
   /** Force the prefill attention variant regardless of the tuner (tests; AGENTARK_KERNELS=attention_prefill=...). */
-  attentionPrefillKernel: 'auto' | AttentionPrefillVariant = ((typeof process !== 'undefined' &&
-    parseForcedKernels(process.env?.AGENTARK_KERNELS).attention_prefill) ||
-    'auto') as 'auto' | AttentionPrefillVariant;
+  attentionPrefillKernel: 'auto' | AttentionPrefillVariant =
+    forcedFromEnv<AttentionPrefillVariant>('attention_prefill');
   /** Force the decode attention variant regardless of the tuner (tests; AGENTARK_KERNELS=attention_decode=...). */
-  attentionDecodeKernel: 'auto' | AttentionDecodeVariant = ((typeof process !== 'undefined' &&
-    parseForcedKernels(process.env?.AGENTARK_KERNELS).attention_decode) ||
-    'auto') as 'auto' | AttentionDecodeVariant;
+  attentionDecodeKernel: 'auto' | AttentionDecodeVariant = forcedFromEnv<AttentionDecodeVariant>('attention_decode');
   /** Force the decode MLP half-layer's variant regardless of the tuner (tests; AGENTARK_KERNELS=mlp_decode=...). */
-  mlpDecodeKernel: 'auto' | MlpDecodeVariant = ((typeof process !== 'undefined' &&
-    parseForcedKernels(process.env?.AGENTARK_KERNELS).mlp_decode) ||
-    'auto') as 'auto' | MlpDecodeVariant;
+  mlpDecodeKernel: 'auto' | MlpDecodeVariant = forcedFromEnv<MlpDecodeVariant>('mlp_decode');
   /** Shape classes first dispatched untuned, timed at the next readback (see autotune.ts). */
   private readonly pendingTunes = new Map<string, TuneJob & { family: KernelFamily }>();
   /**
